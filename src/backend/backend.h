@@ -1,0 +1,172 @@
+/* backend.h — the device interface the model's forward pass is written against (DESIGN.md §4).
+ * A backend is a table of function pointers over device buffers; cpu and cuda fill it. */
+#ifndef SS_BACKEND_H
+#define SS_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/dtype.h"
+#include "core/status.h"
+
+/* Version of ss_backend_i. The table only grows at its end; bump on every addition. */
+#define SS_BACKEND_IFACE_VERSION 1
+
+/*
+ * Conventions for every op below.
+ * - Pointers named by a shape comment are device pointers returned by alloc (or inside one).
+ * - "act" tensors use the backend's act_dtype (cpu: f32, cuda: bf16); weights use weight_dtype
+ *   (cpu: f32, converted from bf16 at upload; cuda: bf16). Index tensors are int32.
+ * - Matrices are row-major. A linear layer's weight is stored as Hugging Face does: W[out, in],
+ *   so matmul computes y = x · Wᵀ (+ bias).
+ * - Ops are asynchronous on the backend's one stream, in issue order; only download() and sync()
+ *   wait. Ops never fail on valid arguments; a returned error is a device fault.
+ * - Counts are int64_t; dimensions of one row fit in int32.
+ */
+
+/* Metadata of one forward step for attention, already on the device (the runner uploads it).
+ * Tokens of several sequences are packed: token i belongs to sequence tok_seq[i] and sits at
+ * position tok_pos[i]; it attends to positions 0..tok_pos[i] of its own sequence, all of which are
+ * in the paged cache (kv_store runs first). */
+typedef struct ss_attn_meta {
+    const int32_t *tok_seq;      /* [n_tokens] sequence index of each token */
+    const int32_t *tok_pos;      /* [n_tokens] position of each token in its sequence */
+    const int32_t *block_tables; /* [n_seqs, max_blocks] physical block ids per sequence */
+    const int32_t *seq_lens;     /* [n_seqs] context length after this step (max position + 1) */
+    int32_t n_seqs;
+    int32_t max_blocks;          /* row stride of block_tables */
+    int32_t max_seq_len;         /* max over seq_lens (host-known bound, sizes split-K work) */
+    int32_t block_size;          /* tokens per KV block */
+} ss_attn_meta;
+
+/* Per-row sampling parameters for the sample op (host-side array, copied by the op). */
+typedef struct ss_sample_row {
+    float temperature; /* <= 0: greedy (argmax) */
+    int32_t top_k;     /* <= 0: off */
+    float top_p;       /* >= 1: off */
+    float min_p;       /* <= 0: off */
+    float uniform;     /* a uniform random number in [0,1) drawn by the caller for this row */
+} ss_sample_row;
+
+typedef struct ss_backend_i {
+    uint32_t version;
+    const char *name;
+
+    /* ---- memory ---- */
+    /* Allocates `bytes` of device memory (zeroed is not promised). Caller frees with free_buf. */
+    ss_status (*alloc)(void *ctx, size_t bytes, void **out);
+    void (*free_buf)(void *ctx, void *ptr);
+    /* Host -> device copy of `bytes`; the host buffer may be reused when the call returns. */
+    ss_status (*upload)(void *ctx, void *dst, const void *src, size_t bytes);
+    /* Device -> host; waits for all prior work. */
+    ss_status (*download)(void *ctx, void *dst, const void *src, size_t bytes);
+    /* Device -> device copy, and fill with zero bytes (async). */
+    ss_status (*copy)(void *ctx, void *dst, const void *src, size_t bytes);
+    ss_status (*zero)(void *ctx, void *dst, size_t bytes);
+    /* Uploads n elements of a host tensor of type src_type into weight_dtype (converting). */
+    ss_status (*upload_weight)(void *ctx, void *dst, const void *src, ss_dtype src_type, int64_t n);
+    /* Waits until all issued work is done. */
+    ss_status (*sync)(void *ctx);
+
+    /* ---- ops ---- */
+    /* out[n, dim] = table[ids[i] - row_start] when 0 <= ids[i]-row_start < rows, else 0
+     * (vocabulary-parallel embedding: the tp ranks' partial results are summed by all-reduce). */
+    ss_status (*embed)(void *ctx, void *out, const void *table, const int32_t *ids, int64_t n, int32_t dim,
+                       int64_t row_start, int64_t rows);
+    /* out[r] = x[r] / rms(x[r]) * w, rows of `dim` (act in, act out; w weight). */
+    ss_status (*rmsnorm)(void *ctx, void *out, const void *x, const void *w, int64_t rows, int32_t dim, float eps);
+    /* residual[r] += add[r]; out[r] = rmsnorm(residual[r]) * w. */
+    ss_status (*add_rmsnorm)(void *ctx, void *residual, const void *add, void *out, const void *w, int64_t rows,
+                             int32_t dim, float eps);
+    /* out[n, m] = x[n, k] · W[m, k]ᵀ (+ bias[m] if bias != NULL). out_type is act_dtype or F32
+     * (logits are produced in F32). */
+    ss_status (*matmul)(void *ctx, void *out, ss_dtype out_type, const void *x, const void *W, const void *bias,
+                        int64_t n, int32_t m, int32_t k);
+    /* Per-head RMSNorm in place (Qwen3 q_norm/k_norm): for each token t and head h, the head_dim
+     * values at x + t*tok_stride + h*head_dim are normalised and scaled by w[head_dim]. */
+    ss_status (*head_rmsnorm)(void *ctx, void *x, const void *w, int64_t n, int32_t heads, int32_t head_dim,
+                              int64_t tok_stride, float eps);
+    /* Rotary embedding in place, rotate-half convention (Hugging Face Llama): for token t and head h
+     * at x + t*tok_stride + h*head_dim, pairs (i, i + head_dim/2) rotate by angle pos[t]*inv_freq[i].
+     * inv_freq: [head_dim/2] f32 on the device. */
+    ss_status (*rope)(void *ctx, void *x, const int32_t *pos, const float *inv_freq, int64_t n, int32_t heads,
+                      int32_t head_dim, int64_t tok_stride);
+    /* Writes k and v of n tokens into the paged cache: token i goes to slot slots[i]
+     * (= block * block_size + offset). Source rows at k + i*src_stride, [kv_heads, head_dim] each.
+     * Cache layout per layer: [num_blocks, block_size, kv_heads, head_dim] in act_dtype. */
+    ss_status (*kv_store)(void *ctx, void *k_cache, void *v_cache, const void *k, const void *v,
+                          const int32_t *slots, int64_t n, int32_t kv_heads, int32_t head_dim, int64_t src_stride);
+    /* Causal attention over the paged cache (see ss_attn_meta). q rows at q + i*q_stride hold
+     * [heads, head_dim]; out is [n, heads*head_dim] contiguous. Query head h reads kv head
+     * h / (heads / kv_heads) (GQA/MQA). Softmax scale is `scale`. */
+    ss_status (*attention)(void *ctx, void *out, const void *q, int64_t q_stride, const void *k_cache,
+                           const void *v_cache, const ss_attn_meta *meta, int64_t n, int32_t heads, int32_t kv_heads,
+                           int32_t head_dim, float scale);
+    /* out[n, inter] = silu(gu[n, :inter]) * gu[n, inter:] where gu is [n, 2*inter]. */
+    ss_status (*silu_mul)(void *ctx, void *out, const void *gu, int64_t n, int32_t inter);
+    /* out[i] = a[i] + b[i] over n act elements (out may alias a). */
+    ss_status (*add)(void *ctx, void *out, const void *a, const void *b, int64_t n);
+    /* out[j, :] = x[idx[j], :] for j < m; rows of `dim` act elements. idx on the device. */
+    ss_status (*gather_rows)(void *ctx, void *out, const void *x, const int32_t *idx, int64_t m, int32_t dim);
+    /* Per row of f32 logits [n, vocab]: the max value and its first index (+ index_offset). */
+    ss_status (*argmax)(void *ctx, float *out_val, int32_t *out_idx, const float *logits, int64_t n, int32_t vocab,
+                        int32_t index_offset);
+    /* Samples one token per row of f32 logits [n, vocab] with rows[r]'s parameters; writes the token
+     * and its log-probability under the unmodified distribution (log_softmax of the raw logits).
+     * out_tok, out_logprob: device buffers of n. rows: host array of n, read before return. */
+    ss_status (*sample)(void *ctx, int32_t *out_tok, float *out_logprob, const float *logits, int64_t n,
+                        int32_t vocab, const ss_sample_row *rows);
+
+    /* ---- optional (defaults provided by ss_backend_fill_defaults) ---- */
+    /* The native stream (cudaStream_t) for comm backends that enqueue on it; NULL on cpu. */
+    void *(*native_stream)(void *ctx);
+    /* CUDA-graph capture of a step keyed by `key`: begin/end record, launch replays.
+     * The default returns SS_ERR_UNSUPPORTED from begin and launch (callers then run eagerly). */
+    ss_status (*graph_begin)(void *ctx, uint64_t key);
+    ss_status (*graph_end)(void *ctx, uint64_t key);
+    ss_status (*graph_launch)(void *ctx, uint64_t key);
+    /* Free device memory in bytes (for sizing the KV cache); default: SS_ERR_UNSUPPORTED. */
+    ss_status (*mem_info)(void *ctx, size_t *free_bytes, size_t *total_bytes);
+    /* Releases the context; called by ss_backend_destroy. */
+    void (*destroy)(void *ctx);
+} ss_backend_i;
+
+/* A backend instance: one per rank (one device, one stream). */
+typedef struct ss_backend {
+    const ss_backend_i *iface;
+    void *ctx;
+    ss_dtype act_dtype;
+    ss_dtype weight_dtype;
+    int device_index; /* GPU ordinal; -1 on cpu */
+    char desc[128];   /* human-readable: "cpu (2 threads)", "cuda:0 NVIDIA H100 80GB HBM3" */
+} ss_backend;
+
+typedef enum ss_device_kind { SS_DEVICE_AUTO = 0, SS_DEVICE_CPU, SS_DEVICE_CUDA } ss_device_kind;
+
+typedef struct ss_backend_params {
+    ss_device_kind device;
+    int device_index; /* GPU ordinal for cuda (local rank); ignored on cpu */
+    int n_threads;    /* cpu threads; 0 = all cores */
+} ss_backend_params;
+
+ss_backend_params ss_backend_default_params(void);
+
+/* Creates a backend (auto: cuda if built and a GPU is present, else cpu). *out is owned by the
+ * caller and released with ss_backend_destroy. */
+ss_status ss_backend_create(const ss_backend_params *params, ss_backend **out, ss_err *err);
+void ss_backend_destroy(ss_backend *be);
+
+/* Whether this build has the CUDA backend and a GPU is visible. */
+int ss_backend_cuda_available(void);
+
+/* Fills optional slots left NULL with their defaults (used by backend implementations). */
+void ss_backend_fill_defaults(ss_backend_i *iface);
+
+/* Implementations (each returns its own static table after filling defaults). */
+ss_status ss_backend_cpu_create(const ss_backend_params *params, ss_backend **out, ss_err *err);
+#ifdef SS_HAVE_CUDA
+ss_status ss_backend_cuda_create(const ss_backend_params *params, ss_backend **out, ss_err *err);
+int ss_backend_cuda_device_count(void);
+#endif
+
+#endif

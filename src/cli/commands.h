@@ -1,0 +1,14 @@
+/* commands.h — the subcommands of the shardserve binary; each lives in src/cli/cmd_<name>.c.
+ * Each returns a process exit code (DESIGN.md §2) and receives the process environment. */
+#ifndef SS_CLI_COMMANDS_H
+#define SS_CLI_COMMANDS_H
+
+int ss_cmd_generate(int argc, char **argv, char **env);
+int ss_cmd_serve(int argc, char **argv, char **env);
+int ss_cmd_prepare(int argc, char **argv, char **env);
+int ss_cmd_bench(int argc, char **argv, char **env);
+int ss_cmd_tokenize(int argc, char **argv, char **env);
+int ss_cmd_chat_template(int argc, char **argv, char **env);
+int ss_cmd_worker(int argc, char **argv, char **env);
+
+#endif

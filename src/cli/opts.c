@@ -1,0 +1,120 @@
+/* opts.c — the flag/env-twin parser behind every subcommand. */
+#include "cli/opts.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void opt_env_name(const char *name, char *buf, size_t cap)
+{
+    size_t n = (size_t)snprintf(buf, cap, "SHARDSERVE_");
+    for (const char *p = name; *p && n + 1 < cap; p++)
+        buf[n++] = (*p == '-') ? '_' : (char)((*p >= 'a' && *p <= 'z') ? *p - 32 : *p);
+    buf[n] = '\0';
+}
+
+static const char *opt_env_lookup(char **env, const char *key)
+{
+    size_t kl = strlen(key);
+    for (char **e = env; e && *e; e++)
+        if (strncmp(*e, key, kl) == 0 && (*e)[kl] == '=')
+            return *e + kl + 1;
+    return NULL;
+}
+
+static ss_status opt_set(const ss_opt *o, const char *val, const char *origin, ss_err *err)
+{
+    char *end = NULL;
+    switch (o->type) {
+    case SS_OPT_STR: *(const char **)o->dest = val; return SS_OK;
+    case SS_OPT_INT: {
+        errno = 0;
+        long long v = strtoll(val, &end, 10);
+        if (errno || end == val || *end)
+            return ss_err_set(err, SS_ERR_INVALID_ARG, "%s: expected an integer, got '%s'", origin, val);
+        *(int64_t *)o->dest = v;
+        return SS_OK;
+    }
+    case SS_OPT_FLOAT: {
+        errno = 0;
+        double v = strtod(val, &end);
+        if (errno || end == val || *end)
+            return ss_err_set(err, SS_ERR_INVALID_ARG, "%s: expected a number, got '%s'", origin, val);
+        *(double *)o->dest = v;
+        return SS_OK;
+    }
+    case SS_OPT_BOOL:
+        if (!strcmp(val, "1") || !strcmp(val, "true") || !strcmp(val, "yes") || !strcmp(val, "on")) {
+            *(int *)o->dest = 1;
+        } else if (!strcmp(val, "0") || !strcmp(val, "false") || !strcmp(val, "no") || !strcmp(val, "off")) {
+            *(int *)o->dest = 0;
+        } else {
+            return ss_err_set(err, SS_ERR_INVALID_ARG, "%s: expected true/false, got '%s'", origin, val);
+        }
+        return SS_OK;
+    }
+    return SS_ERR_INTERNAL;
+}
+
+ss_status ss_opts_parse(const ss_opt *opts, int argc, char **argv, int first, char **env, const char *cmd,
+                        ss_err *err)
+{
+    /* Environment first, so that flags override it. */
+    for (const ss_opt *o = opts; o->name; o++) {
+        char key[96];
+        opt_env_name(o->name, key, sizeof key);
+        const char *v = opt_env_lookup(env, key);
+        if (v && *v) {
+            ss_status st = opt_set(o, v, key, err);
+            if (st != SS_OK)
+                return st;
+        }
+    }
+    for (int i = first; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            ss_opts_usage(opts, cmd, NULL);
+            return SS_ERR_CANCELLED;
+        }
+        if (strncmp(a, "--", 2) != 0)
+            return ss_err_set(err, SS_ERR_INVALID_ARG, "%s: unexpected argument '%s' (flags start with --)", cmd, a);
+        const char *name = a + 2;
+        const char *eq = strchr(name, '=');
+        size_t nl = eq ? (size_t)(eq - name) : strlen(name);
+        const ss_opt *o = NULL;
+        for (const ss_opt *p = opts; p->name; p++)
+            if (strlen(p->name) == nl && !strncmp(p->name, name, nl))
+                o = p;
+        if (!o)
+            return ss_err_set(err, SS_ERR_INVALID_ARG, "%s: unknown flag '--%.*s' (see %s --help)", cmd, (int)nl, name,
+                              cmd);
+        const char *val;
+        if (eq) {
+            val = eq + 1;
+        } else if (o->type == SS_OPT_BOOL) {
+            val = "true";
+        } else {
+            if (i + 1 >= argc)
+                return ss_err_set(err, SS_ERR_INVALID_ARG, "%s: flag '--%s' needs a value", cmd, o->name);
+            val = argv[++i];
+        }
+        char origin[96];
+        snprintf(origin, sizeof origin, "--%s", o->name);
+        ss_status st = opt_set(o, val, origin, err);
+        if (st != SS_OK)
+            return st;
+    }
+    return SS_OK;
+}
+
+void ss_opts_usage(const ss_opt *opts, const char *cmd, const char *synopsis)
+{
+    printf("usage: shardserve %s %s\n\nflags (each also read from its environment twin):\n", cmd,
+           synopsis ? synopsis : "[flags]");
+    for (const ss_opt *o = opts; o->name; o++) {
+        char key[96];
+        opt_env_name(o->name, key, sizeof key);
+        printf("  --%-22s %-28s %s\n", o->name, key, o->help ? o->help : "");
+    }
+}

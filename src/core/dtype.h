@@ -1,0 +1,43 @@
+/* dtype.h — element types of tensors and activations, and bf16/f16 <-> f32 conversion.
+ * Conversions are exact (widening) or round-to-nearest-even (narrowing), as torch does. */
+#ifndef SS_DTYPE_H
+#define SS_DTYPE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+typedef enum ss_dtype { SS_DTYPE_F32 = 0, SS_DTYPE_BF16, SS_DTYPE_F16, SS_DTYPE_I32, SS_DTYPE_COUNT } ss_dtype;
+
+/* Bytes per element. */
+size_t ss_dtype_size(ss_dtype t);
+/* "f32", "bf16", ... (static). */
+const char *ss_dtype_name(ss_dtype t);
+
+static inline float ss_bf16_to_f32(uint16_t h)
+{
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+static inline uint16_t ss_f32_to_bf16(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    if ((u & 0x7fffffffu) > 0x7f800000u) /* NaN stays a quiet NaN */
+        return (uint16_t)((u >> 16) | 0x40u);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+float ss_f16_to_f32(uint16_t h);
+uint16_t ss_f32_to_f16(float f);
+
+/* Converts n elements of src (type st) to f32 in dst. Supports f32, bf16, f16. */
+void ss_convert_to_f32(float *dst, const void *src, ss_dtype st, size_t n);
+/* Converts n f32 values to type dt (f32, bf16, f16) in dst. */
+void ss_convert_from_f32(void *dst, ss_dtype dt, const float *src, size_t n);
+
+#endif

@@ -1,0 +1,45 @@
+/* replica.h — one model replica as the leader sees it: W = tp × pp ranks that run step plans.
+ * The scheduler drives a replica through ss_replica_step; ranks, comm and sharding stay inside. */
+#ifndef SS_REPLICA_H
+#define SS_REPLICA_H
+
+#include <stdint.h>
+
+#include "backend/backend.h"
+#include "core/status.h"
+#include "model/config.h"
+#include "runner/step_plan.h"
+
+typedef struct ss_replica ss_replica;
+
+typedef struct ss_replica_params {
+    const char *model_dir;   /* checkpoint folder or prepared engine folder (borrowed) */
+    int tp, pp;              /* parallel degrees (1, 1 = single process) */
+    ss_backend_params backend;
+    int32_t block_size;      /* KV block size in tokens (default 16) */
+    int32_t num_kv_blocks;   /* 0 = size from free memory (cuda) or max_seq_len*max_batch (cpu) */
+    int32_t max_seq_len;     /* context cap; 0 = min(model max positions, 8192) */
+    int32_t max_batch_tokens;/* tokens per step cap (sizes scratch); default 2048 */
+    int32_t max_seqs;        /* sequences per step cap; default 256 */
+    /* Multi-rank: how ranks find each other (see runner/bootstrap.h); NULL = spawn local ranks. */
+    const char *leader_addr; /* "host:port" */
+    int nnodes, node_rank, gpus_per_node;
+    int comm_timeout_ms;     /* collective deadline; default 60000 */
+} ss_replica_params;
+
+ss_replica_params ss_replica_default_params(void);
+
+/* Loads the model on every rank and returns when all are ready (caller destroys). */
+ss_status ss_replica_create(const ss_replica_params *params, ss_replica **out, ss_err *err);
+/* Runs one step on all ranks. out is filled (caller clears with ss_step_output_clear).
+ * A lost rank gives SS_ERR_COMM / SS_ERR_TIMEOUT; the replica is then unusable. Not thread-safe:
+ * one scheduler thread calls it. */
+ss_status ss_replica_step(ss_replica *r, const ss_step_plan *plan, ss_step_output *out, ss_err *err);
+const ss_model_config *ss_replica_config(const ss_replica *r);
+int32_t ss_replica_num_kv_blocks(const ss_replica *r);
+int32_t ss_replica_block_size(const ss_replica *r);
+int32_t ss_replica_max_seq_len(const ss_replica *r);
+/* Tells workers to exit and releases everything. */
+void ss_replica_destroy(ss_replica *r);
+
+#endif

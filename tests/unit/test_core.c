@@ -1,0 +1,100 @@
+/* test_core.c — status messages, error buffers, dtype conversions, the allocator hook, flag parsing. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <string.h>
+
+#include "cli/opts.h"
+#include "core/alloc.h"
+#include "core/dtype.h"
+#include "core/status.h"
+
+static void test_status_strings(void **state)
+{
+    (void)state;
+    for (int s = 0; s < SS_STATUS_COUNT; s++)
+        assert_non_null(ss_status_str((ss_status)s));
+    assert_string_equal(ss_status_str(SS_ERR_NOMEM), "out of memory");
+    assert_int_equal(ss_status_exit_code(SS_ERR_FORMAT), 3);
+    assert_int_equal(ss_status_exit_code(SS_ERR_COMM), 4);
+    assert_int_equal(ss_status_exit_code(SS_ERR_NOMEM), 5);
+    ss_err e;
+    assert_int_equal(ss_err_set(&e, SS_ERR_IO, "open %s", "x.bin"), SS_ERR_IO);
+    ss_err_prefix(&e, "model %d", 3);
+    assert_string_equal(e.msg, "model 3: open x.bin");
+}
+
+static void test_bf16_roundtrip(void **state)
+{
+    (void)state;
+    assert_int_equal(ss_f32_to_bf16(1.0f), 0x3f80);
+    assert_true(ss_bf16_to_f32(0x3f80) == 1.0f);
+    /* round to nearest even: 1 + 2^-8 is a tie between 1 and 1+2^-7 -> 1 */
+    assert_int_equal(ss_f32_to_bf16(1.00390625f), 0x3f80);
+    assert_int_equal(ss_f32_to_bf16(1.01171875f), 0x3f82);
+    assert_true(ss_f16_to_f32(ss_f32_to_f16(0.333251953125f)) == 0.333251953125f);
+    assert_true(ss_f16_to_f32(0x3c00) == 1.0f);
+    assert_true(ss_f16_to_f32(0x0001) == 5.9604644775390625e-08f);
+    assert_int_equal(ss_f32_to_f16(70000.0f), 0x7c00);
+}
+
+static void test_alloc_fault_injection(void **state)
+{
+    (void)state;
+    ss_alloc_fail_after(2);
+    void *a = ss_malloc(8), *b = ss_malloc(8), *c = ss_malloc(8);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_null(c);
+    assert_int_equal(ss_alloc_fail_after(-1), 1);
+    c = ss_malloc(8);
+    assert_non_null(c);
+    ss_free(a);
+    ss_free(b);
+    ss_free(c);
+}
+
+static void test_opts(void **state)
+{
+    (void)state;
+    int64_t tp = 1, port = 8000;
+    const char *model = NULL;
+    double temp = 1.0;
+    int verbose = 0;
+    ss_opt opts[] = {{"tp", SS_OPT_INT, &tp, "tensor parallel"},
+                     {"port", SS_OPT_INT, &port, "port"},
+                     {"model", SS_OPT_STR, &model, "model"},
+                     {"temperature", SS_OPT_FLOAT, &temp, "t"},
+                     {"verbose", SS_OPT_BOOL, &verbose, "v"},
+                     {NULL, 0, NULL, NULL}};
+    char *argv[] = {"shardserve", "serve", "--tp", "4", "--model=/m", "--verbose", NULL};
+    char *env[] = {"SHARDSERVE_TP=2", "SHARDSERVE_PORT=9000", "SHARDSERVE_TEMPERATURE=0.5", NULL};
+    ss_err e;
+    assert_int_equal(ss_opts_parse(opts, 6, argv, 2, env, "serve", &e), SS_OK);
+    assert_int_equal(tp, 4); /* flag beats env */
+    assert_int_equal(port, 9000);
+    assert_string_equal(model, "/m");
+    assert_true(temp == 0.5);
+    assert_int_equal(verbose, 1);
+    char *bad[] = {"shardserve", "serve", "--tpp", "4", NULL};
+    assert_int_equal(ss_opts_parse(opts, 4, bad, 2, NULL, "serve", &e), SS_ERR_INVALID_ARG);
+    assert_non_null(strstr(e.msg, "--tpp"));
+    char *badnum[] = {"shardserve", "serve", "--tp", "four", NULL};
+    assert_int_equal(ss_opts_parse(opts, 4, badnum, 2, NULL, "serve", &e), SS_ERR_INVALID_ARG);
+    assert_non_null(strstr(e.msg, "four"));
+    char *missing[] = {"shardserve", "serve", "--tp", NULL};
+    assert_int_equal(ss_opts_parse(opts, 3, missing, 2, NULL, "serve", &e), SS_ERR_INVALID_ARG);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_status_strings),
+        cmocka_unit_test(test_bf16_roundtrip),
+        cmocka_unit_test(test_alloc_fault_injection),
+        cmocka_unit_test(test_opts),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
