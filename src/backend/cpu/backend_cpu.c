@@ -1,0 +1,345 @@
+/* backend_cpu.c — the cpu backend: float32 compute from (converted) bf16 weights, OpenBLAS for
+ * matmuls, OpenMP threads for the rest. The reference the cuda backend is checked against. */
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "backend/backend.h"
+#include "backend/sample_host.h"
+#include "core/alloc.h"
+
+typedef struct cpu_ctx {
+    int n_threads;
+} cpu_ctx;
+
+static ss_status cpu_alloc(void *ctx, size_t bytes, void **out)
+{
+    (void)ctx;
+    /* 64-byte aligned for vector loads; zeroed so that stale data never looks valid. */
+    size_t n = (bytes + 63) & ~(size_t)63;
+    void *p = NULL;
+    if (posix_memalign(&p, 64, n ? n : 64) != 0 || !p)
+        return SS_ERR_NOMEM;
+    memset(p, 0, n ? n : 64);
+    *out = p;
+    return SS_OK;
+}
+
+static void cpu_free(void *ctx, void *p)
+{
+    (void)ctx;
+    free(p);
+}
+
+static ss_status cpu_memcpy(void *ctx, void *dst, const void *src, size_t bytes)
+{
+    (void)ctx;
+    if (bytes)
+        memmove(dst, src, bytes);
+    return SS_OK;
+}
+
+static ss_status cpu_zero(void *ctx, void *dst, size_t bytes)
+{
+    (void)ctx;
+    memset(dst, 0, bytes);
+    return SS_OK;
+}
+
+static ss_status cpu_upload_weight(void *ctx, void *dst, const void *src, ss_dtype st, int64_t n)
+{
+    (void)ctx;
+    ss_convert_to_f32(dst, src, st, (size_t)n);
+    return SS_OK;
+}
+
+static ss_status cpu_sync(void *ctx)
+{
+    (void)ctx;
+    return SS_OK;
+}
+
+static ss_status cpu_embed(void *ctx, void *out, const void *table, const int32_t *ids, int64_t n, int32_t dim,
+                           int64_t row_start, int64_t rows)
+{
+    (void)ctx;
+    float *o = out;
+    const float *t = table;
+    for (int64_t i = 0; i < n; i++) {
+        int64_t r = (int64_t)ids[i] - row_start;
+        if (r >= 0 && r < rows)
+            memcpy(o + i * dim, t + r * dim, (size_t)dim * sizeof(float));
+        else
+            memset(o + i * dim, 0, (size_t)dim * sizeof(float));
+    }
+    return SS_OK;
+}
+
+static void cpu_rms_row(float *o, const float *x, const float *w, int32_t dim, float eps)
+{
+    double ss = 0;
+    for (int32_t j = 0; j < dim; j++)
+        ss += (double)x[j] * x[j];
+    float inv = (float)(1.0 / sqrt(ss / dim + eps));
+    for (int32_t j = 0; j < dim; j++)
+        o[j] = x[j] * inv * w[j];
+}
+
+static ss_status cpu_rmsnorm(void *ctx, void *out, const void *x, const void *w, int64_t rows, int32_t dim, float eps)
+{
+    (void)ctx;
+#pragma omp parallel for if (rows > 16)
+    for (int64_t r = 0; r < rows; r++)
+        cpu_rms_row((float *)out + r * dim, (const float *)x + r * dim, w, dim, eps);
+    return SS_OK;
+}
+
+static ss_status cpu_add_rmsnorm(void *ctx, void *residual, const void *add, void *out, const void *w, int64_t rows,
+                                 int32_t dim, float eps)
+{
+    (void)ctx;
+#pragma omp parallel for if (rows > 16)
+    for (int64_t r = 0; r < rows; r++) {
+        float *res = (float *)residual + r * dim;
+        const float *a = (const float *)add + r * dim;
+        for (int32_t j = 0; j < dim; j++)
+            res[j] += a[j];
+        cpu_rms_row((float *)out + r * dim, res, w, dim, eps);
+    }
+    return SS_OK;
+}
+
+static ss_status cpu_matmul(void *ctx, void *out, ss_dtype out_type, const void *x, const void *W, const void *bias,
+                            int64_t n, int32_t m, int32_t k)
+{
+    (void)ctx;
+    (void)out_type; /* f32 either way on cpu */
+    float *o = out;
+    if (n <= 0)
+        return SS_OK;
+    if (bias) {
+        for (int64_t i = 0; i < n; i++)
+            memcpy(o + i * m, bias, (size_t)m * sizeof(float));
+    }
+    if (n == 1)
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, m, k, 1.0f, W, k, x, 1, bias ? 1.0f : 0.0f, o, 1);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, m, k, 1.0f, x, k, W, k, bias ? 1.0f : 0.0f, o, m);
+    return SS_OK;
+}
+
+static ss_status cpu_head_rmsnorm(void *ctx, void *x, const void *w, int64_t n, int32_t heads, int32_t head_dim,
+                                  int64_t tok_stride, float eps)
+{
+    (void)ctx;
+    for (int64_t t = 0; t < n; t++)
+        for (int32_t h = 0; h < heads; h++) {
+            float *v = (float *)x + t * tok_stride + (int64_t)h * head_dim;
+            cpu_rms_row(v, v, w, head_dim, eps);
+        }
+    return SS_OK;
+}
+
+static ss_status cpu_rope(void *ctx, void *x, const int32_t *pos, const float *inv_freq, int64_t n, int32_t heads,
+                          int32_t head_dim, int64_t tok_stride)
+{
+    (void)ctx;
+    int32_t half = head_dim / 2;
+#pragma omp parallel for if (n > 16)
+    for (int64_t t = 0; t < n; t++) {
+        for (int32_t i = 0; i < half; i++) {
+            /* Angle in float32 as the reference computes it, then cos/sin. */
+            float ang = (float)pos[t] * inv_freq[i];
+            float c = cosf(ang), s = sinf(ang);
+            for (int32_t h = 0; h < heads; h++) {
+                float *v = (float *)x + t * tok_stride + (int64_t)h * head_dim;
+                float a = v[i], b = v[i + half];
+                v[i] = a * c - b * s;
+                v[i + half] = b * c + a * s;
+            }
+        }
+    }
+    return SS_OK;
+}
+
+static ss_status cpu_kv_store(void *ctx, void *k_cache, void *v_cache, const void *k, const void *v,
+                              const int32_t *slots, int64_t n, int32_t kv_heads, int32_t head_dim, int64_t src_stride)
+{
+    (void)ctx;
+    size_t row = (size_t)kv_heads * head_dim;
+    for (int64_t i = 0; i < n; i++) {
+        memcpy((float *)k_cache + (size_t)slots[i] * row, (const float *)k + i * src_stride, row * sizeof(float));
+        memcpy((float *)v_cache + (size_t)slots[i] * row, (const float *)v + i * src_stride, row * sizeof(float));
+    }
+    return SS_OK;
+}
+
+static ss_status cpu_attention(void *ctx, void *out, const void *q, int64_t q_stride, const void *k_cache,
+                               const void *v_cache, const ss_attn_meta *meta, int64_t n, int32_t heads,
+                               int32_t kv_heads, int32_t head_dim, float scale)
+{
+    (void)ctx;
+    int32_t group = heads / kv_heads;
+    size_t row = (size_t)kv_heads * head_dim;
+    int32_t max_len = meta->max_seq_len > 0 ? meta->max_seq_len : 1;
+#pragma omp parallel
+    {
+        float *sc = malloc((size_t)max_len * sizeof *sc);
+#pragma omp for collapse(2) schedule(dynamic)
+        for (int64_t t = 0; t < n; t++) {
+            for (int32_t h = 0; h < heads; h++) {
+                if (!sc)
+                    continue;
+                int32_t s = meta->tok_seq[t], len = meta->tok_pos[t] + 1;
+                const int32_t *bt = meta->block_tables + (int64_t)s * meta->max_blocks;
+                const float *qv = (const float *)q + t * q_stride + (int64_t)h * head_dim;
+                int32_t kvh = h / group;
+                float mx = -INFINITY;
+                for (int32_t p = 0; p < len && p < max_len; p++) {
+                    size_t slot = (size_t)bt[p / meta->block_size] * meta->block_size + p % meta->block_size;
+                    const float *kv = (const float *)k_cache + slot * row + (size_t)kvh * head_dim;
+                    float d = 0;
+                    for (int32_t j = 0; j < head_dim; j++)
+                        d += qv[j] * kv[j];
+                    sc[p] = d * scale;
+                    mx = sc[p] > mx ? sc[p] : mx;
+                }
+                double sum = 0;
+                for (int32_t p = 0; p < len && p < max_len; p++) {
+                    sc[p] = expf(sc[p] - mx);
+                    sum += sc[p];
+                }
+                float *o = (float *)out + t * (int64_t)heads * head_dim + (int64_t)h * head_dim;
+                memset(o, 0, (size_t)head_dim * sizeof *o);
+                for (int32_t p = 0; p < len && p < max_len; p++) {
+                    size_t slot = (size_t)bt[p / meta->block_size] * meta->block_size + p % meta->block_size;
+                    const float *vv = (const float *)v_cache + slot * row + (size_t)kvh * head_dim;
+                    float wgt = (float)(sc[p] / sum);
+                    for (int32_t j = 0; j < head_dim; j++)
+                        o[j] += wgt * vv[j];
+                }
+            }
+        }
+        free(sc);
+    }
+    return SS_OK;
+}
+
+static ss_status cpu_silu_mul(void *ctx, void *out, const void *gu, int64_t n, int32_t inter)
+{
+    (void)ctx;
+#pragma omp parallel for if (n > 4)
+    for (int64_t t = 0; t < n; t++) {
+        const float *g = (const float *)gu + t * 2 * inter, *u = g + inter;
+        float *o = (float *)out + t * inter;
+        for (int32_t j = 0; j < inter; j++)
+            o[j] = g[j] / (1.0f + expf(-g[j])) * u[j];
+    }
+    return SS_OK;
+}
+
+static ss_status cpu_add(void *ctx, void *out, const void *a, const void *b, int64_t n)
+{
+    (void)ctx;
+    for (int64_t i = 0; i < n; i++)
+        ((float *)out)[i] = ((const float *)a)[i] + ((const float *)b)[i];
+    return SS_OK;
+}
+
+static ss_status cpu_gather_rows(void *ctx, void *out, const void *x, const int32_t *idx, int64_t m, int32_t dim)
+{
+    (void)ctx;
+    for (int64_t j = 0; j < m; j++)
+        memmove((float *)out + j * dim, (const float *)x + (int64_t)idx[j] * dim, (size_t)dim * sizeof(float));
+    return SS_OK;
+}
+
+static ss_status cpu_argmax(void *ctx, float *out_val, int32_t *out_idx, const float *logits, int64_t n,
+                            int32_t vocab, int32_t index_offset)
+{
+    (void)ctx;
+    for (int64_t r = 0; r < n; r++) {
+        const float *l = logits + r * vocab;
+        int32_t best = 0;
+        for (int32_t i = 1; i < vocab; i++)
+            if (l[i] > l[best])
+                best = i;
+        out_val[r] = vocab ? l[best] : -INFINITY;
+        out_idx[r] = best + index_offset;
+    }
+    return SS_OK;
+}
+
+static ss_status cpu_sample(void *ctx, int32_t *out_tok, float *out_logprob, const float *logits, int64_t n,
+                            int32_t vocab, const ss_sample_row *rows)
+{
+    (void)ctx;
+    float *scratch = ss_malloc((size_t)vocab * sizeof *scratch);
+    if (!scratch)
+        return SS_ERR_NOMEM;
+    for (int64_t r = 0; r < n; r++)
+        out_tok[r] = ss_sample_host(logits + r * vocab, vocab, &rows[r], scratch, &out_logprob[r]);
+    ss_free(scratch);
+    return SS_OK;
+}
+
+static void cpu_destroy(void *ctx)
+{
+    ss_free(ctx);
+}
+
+static ss_backend_i cpu_iface = {
+    .version = SS_BACKEND_IFACE_VERSION,
+    .name = "cpu",
+    .alloc = cpu_alloc,
+    .free_buf = cpu_free,
+    .upload = cpu_memcpy,
+    .download = cpu_memcpy,
+    .copy = cpu_memcpy,
+    .zero = cpu_zero,
+    .upload_weight = cpu_upload_weight,
+    .sync = cpu_sync,
+    .embed = cpu_embed,
+    .rmsnorm = cpu_rmsnorm,
+    .add_rmsnorm = cpu_add_rmsnorm,
+    .matmul = cpu_matmul,
+    .head_rmsnorm = cpu_head_rmsnorm,
+    .rope = cpu_rope,
+    .kv_store = cpu_kv_store,
+    .attention = cpu_attention,
+    .silu_mul = cpu_silu_mul,
+    .add = cpu_add,
+    .gather_rows = cpu_gather_rows,
+    .argmax = cpu_argmax,
+    .sample = cpu_sample,
+    .destroy = cpu_destroy,
+};
+
+ss_status ss_backend_cpu_create(const ss_backend_params *params, ss_backend **out, ss_err *err)
+{
+    ss_backend *be = ss_calloc(1, sizeof *be);
+    cpu_ctx *c = ss_calloc(1, sizeof *c);
+    if (!be || !c) {
+        ss_free(be);
+        ss_free(c);
+        return ss_err_set(err, SS_ERR_NOMEM, "cpu backend: out of memory");
+    }
+    ss_backend_fill_defaults(&cpu_iface);
+    c->n_threads = params->n_threads > 0 ? params->n_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (c->n_threads < 1)
+        c->n_threads = 1;
+    omp_set_num_threads(c->n_threads);
+    openblas_set_num_threads(c->n_threads);
+    be->iface = &cpu_iface;
+    be->ctx = c;
+    be->act_dtype = SS_DTYPE_F32;
+    be->weight_dtype = SS_DTYPE_F32;
+    be->device_index = -1;
+    snprintf(be->desc, sizeof be->desc, "cpu (%d threads)", c->n_threads);
+    *out = be;
+    return SS_OK;
+}

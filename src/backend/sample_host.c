@@ -1,0 +1,105 @@
+/* sample_host.c — reference sampling: temperature, top-k, top-p, min-p, inverse CDF in index order. */
+#include "backend/sample_host.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int sample_cmp_desc(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+void ss_log_softmax_host(const float *logits, int32_t vocab, float *out)
+{
+    float mx = -INFINITY;
+    for (int32_t i = 0; i < vocab; i++)
+        mx = logits[i] > mx ? logits[i] : mx;
+    double s = 0;
+    for (int32_t i = 0; i < vocab; i++)
+        s += exp((double)logits[i] - mx);
+    float lse = mx + (float)log(s);
+    for (int32_t i = 0; i < vocab; i++)
+        out[i] = logits[i] - lse;
+}
+
+int32_t ss_sample_host(const float *logits, int32_t vocab, const ss_sample_row *row, float *scratch, float *logprob)
+{
+    float mx = -INFINITY;
+    int32_t arg = 0;
+    for (int32_t i = 0; i < vocab; i++)
+        if (logits[i] > mx) {
+            mx = logits[i];
+            arg = i;
+        }
+    double se = 0;
+    for (int32_t i = 0; i < vocab; i++)
+        se += exp((double)logits[i] - mx);
+    double lse = mx + log(se);
+    int32_t tok = arg;
+    if (row->temperature > 0) {
+        float *p = scratch;
+        double tot = 0;
+        for (int32_t i = 0; i < vocab; i++) {
+            p[i] = expf((logits[i] - mx) / row->temperature);
+            tot += p[i];
+        }
+        for (int32_t i = 0; i < vocab; i++)
+            p[i] = (float)(p[i] / tot);
+        float thr = 0.0f;
+        if ((row->top_k > 0 && row->top_k < vocab) || row->top_p < 1.0f) {
+            float *sorted = malloc((size_t)vocab * sizeof *sorted);
+            if (sorted) {
+                memcpy(sorted, p, (size_t)vocab * sizeof *sorted);
+                qsort(sorted, (size_t)vocab, sizeof *sorted, sample_cmp_desc);
+                int32_t kept = vocab;
+                if (row->top_k > 0 && row->top_k < vocab) {
+                    thr = sorted[row->top_k - 1];
+                    while (kept > 0 && sorted[kept - 1] < thr)
+                        kept--;
+                }
+                if (row->top_p < 1.0f) {
+                    double mass = 0;
+                    for (int32_t i = 0; i < kept; i++)
+                        mass += sorted[i];
+                    double acc = 0;
+                    for (int32_t i = 0; i < kept; i++) {
+                        acc += sorted[i];
+                        if (acc >= row->top_p * mass) {
+                            thr = sorted[i] > thr ? sorted[i] : thr;
+                            break;
+                        }
+                    }
+                }
+                free(sorted);
+            }
+        }
+        if (row->min_p > 0) {
+            float pm = 0;
+            for (int32_t i = 0; i < vocab; i++)
+                pm = p[i] > pm ? p[i] : pm;
+            float t2 = row->min_p * pm;
+            thr = t2 > thr ? t2 : thr;
+        }
+        double mass = 0;
+        for (int32_t i = 0; i < vocab; i++)
+            if (p[i] >= thr)
+                mass += p[i];
+        double target = (double)row->uniform * mass, acc = 0;
+        tok = -1;
+        for (int32_t i = 0; i < vocab; i++) {
+            if (p[i] < thr)
+                continue;
+            acc += p[i];
+            tok = i;
+            if (acc > target)
+                break;
+        }
+        if (tok < 0)
+            tok = arg;
+    }
+    if (logprob)
+        *logprob = (float)(logits[tok] - lse);
+    return tok;
+}

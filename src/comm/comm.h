@@ -1,0 +1,64 @@
+/* comm.h — collectives between the ranks of one group (DESIGN.md §4): a table that nccl and tcp fill.
+ * Every call has a deadline: a dead or hung peer becomes SS_ERR_TIMEOUT / SS_ERR_COMM, never a hang. */
+#ifndef SS_COMM_H
+#define SS_COMM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/dtype.h"
+#include "core/status.h"
+
+#define SS_COMM_IFACE_VERSION 1
+
+/*
+ * Buffers are device buffers of the rank's backend (host memory for the cpu backend). Calls are
+ * issued on the backend's stream where there is one (nccl) and complete in stream order; tcp calls
+ * complete before they return. All ranks of the group must make the same calls in the same order.
+ * Ranks here are ranks within the communicator (0 .. size-1), not replica-wide ranks.
+ */
+typedef struct ss_comm_i {
+    uint32_t version;
+    const char *name;
+    /* In-place sum over all ranks of `count` elements of `type` (f32 or bf16). */
+    ss_status (*all_reduce_sum)(void *ctx, void *buf, int64_t count, ss_dtype type);
+    /* out[r * count .. ] = in of rank r, for every rank r (out holds size * count elements). */
+    ss_status (*all_gather)(void *ctx, void *out, const void *in, int64_t count, ss_dtype type);
+    /* buf of `root` is copied to every rank. */
+    ss_status (*broadcast)(void *ctx, void *buf, int64_t count, ss_dtype type, int root);
+    /* Point-to-point (pipeline activations). */
+    ss_status (*send)(void *ctx, const void *buf, int64_t count, ss_dtype type, int peer);
+    ss_status (*recv)(void *ctx, void *buf, int64_t count, ss_dtype type, int peer);
+    /* Aborts outstanding and future calls (they return SS_ERR_CANCELLED); safe from another thread. */
+    void (*abort)(void *ctx);
+    void (*destroy)(void *ctx);
+} ss_comm_i;
+
+typedef struct ss_comm {
+    const ss_comm_i *iface;
+    void *ctx;
+    int rank;
+    int size;
+} ss_comm;
+
+/* Releases c (NULL is fine). */
+void ss_comm_destroy(ss_comm *c);
+
+/* A communicator of one rank: collectives are identities (copies). */
+ss_status ss_comm_create_single(ss_comm **out, ss_err *err);
+
+/* TCP communicator over already-connected sockets: fds[r] is a connected stream socket to rank r
+ * (fds[rank] unused). Takes ownership of the fds. timeout_ms bounds every call. */
+ss_status ss_comm_tcp_create(int rank, int size, const int *fds, int timeout_ms, ss_comm **out, ss_err *err);
+
+#ifdef SS_HAVE_CUDA
+/* NCCL communicator: unique_id is the 128-byte ncclUniqueId the leader handed out; stream is the
+ * backend's native stream. timeout_ms: a call that does not complete in time aborts the communicator
+ * (ncclCommAbort) and returns SS_ERR_TIMEOUT. */
+ss_status ss_comm_nccl_create(int rank, int size, const void *unique_id, void *stream, int device_index,
+                              int timeout_ms, ss_comm **out, ss_err *err);
+/* Fills the 128-byte unique id (leader). */
+ss_status ss_comm_nccl_unique_id(void *unique_id128, ss_err *err);
+#endif
+
+#endif

@@ -1,0 +1,269 @@
+/* forward.c — one rank's share of a Llama-family forward pass over a packed batch: embedding
+ * (vocabulary-parallel), its pipeline stage's layers (tensor-parallel), and the logits rows. */
+#include "model/forward.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/alloc.h"
+
+struct ss_forward {
+    ss_backend *be;
+    const ss_model_config *cfg;
+    const ss_model_weights *w;
+    ss_forward_params p;
+    ss_forward_links links;
+    int64_t q_dim, kv_dim, qkv_dim; /* this rank's widths in elements */
+    size_t esz;                     /* act element size */
+    /* activations [max_tokens, …] in act dtype */
+    void *residual, *x, *h, *qkv, *attn, *gu, *act;
+    void *hrows;                    /* [max_rows, dim] normed rows for the lm_head */
+    float *logits_local;            /* [max_rows, vocab_per_rank] f32 */
+    float *logits_gather;           /* [tp, max_rows, vocab_per_rank] f32 (tp > 1) */
+    float *logits_full;             /* [max_rows, vocab] f32 (tp > 1) */
+    float *inv_freq;                /* [head_dim/2] */
+    /* step metadata, one device buffer: ids, tok_seq, tok_pos, slots, rows, block_tables, seq_lens */
+    int32_t *meta;
+    int32_t *meta_host;
+    size_t meta_elems;
+    void *kv;                       /* one allocation: per layer K then V */
+    size_t kv_layer_bytes;          /* bytes of one layer's K (or V) */
+    size_t kv_bytes;
+};
+
+static ss_status fwd_alloc(ss_forward *f, size_t bytes, void **out, const char *what, ss_err *err)
+{
+    ss_status st = f->be->iface->alloc(f->be->ctx, bytes ? bytes : 16, out);
+    if (st != SS_OK)
+        return ss_err_set(err, st, "allocating %zu bytes for %s on %s", bytes, what, f->be->desc);
+    return SS_OK;
+}
+
+#define FWD_ALLOC(field, bytes, what) SS_CHECK_GOTO(fwd_alloc(f, (bytes), (void **)&f->field, what, err), st, fail)
+
+ss_status ss_forward_create(ss_backend *be, const ss_model_config *cfg, const ss_model_weights *w,
+                            const ss_forward_params *p, const ss_forward_links *links, ss_forward **out, ss_err *err)
+{
+    *out = NULL;
+    ss_forward *f = ss_calloc(1, sizeof *f);
+    if (!f)
+        return ss_err_set(err, SS_ERR_NOMEM, "out of memory");
+    ss_status st = SS_OK;
+    f->be = be;
+    f->cfg = cfg;
+    f->w = w;
+    f->p = *p;
+    f->links = *links;
+    const ss_shard_plan *sp = &w->plan;
+    f->esz = ss_dtype_size(be->act_dtype);
+    f->q_dim = (int64_t)sp->q_heads * cfg->head_dim;
+    f->kv_dim = (int64_t)sp->kv_heads * cfg->head_dim;
+    f->qkv_dim = f->q_dim + 2 * f->kv_dim;
+    size_t T = (size_t)p->max_tokens, R = (size_t)p->max_rows, dim = (size_t)cfg->hidden_size;
+    FWD_ALLOC(residual, T * dim * f->esz, "the residual stream");
+    FWD_ALLOC(x, T * dim * f->esz, "activations");
+    FWD_ALLOC(h, T * dim * f->esz, "activations");
+    FWD_ALLOC(qkv, T * (size_t)f->qkv_dim * f->esz, "q/k/v");
+    FWD_ALLOC(attn, T * (size_t)f->q_dim * f->esz, "attention output");
+    FWD_ALLOC(gu, T * 2 * (size_t)sp->inter_size * f->esz, "gate/up");
+    FWD_ALLOC(act, T * (size_t)sp->inter_size * f->esz, "MLP activations");
+    if (sp->last_stage) {
+        FWD_ALLOC(hrows, R * dim * f->esz, "logit rows");
+        FWD_ALLOC(logits_local, R * (size_t)sp->vocab_per_rank * sizeof(float), "logits");
+        if (sp->tp > 1) {
+            FWD_ALLOC(logits_gather, (size_t)sp->tp * R * (size_t)sp->vocab_per_rank * sizeof(float), "logits");
+            FWD_ALLOC(logits_full, R * (size_t)cfg->vocab_size * sizeof(float), "logits");
+        }
+    }
+    FWD_ALLOC(inv_freq, (size_t)cfg->head_dim / 2 * sizeof(float), "rope table");
+    {
+        float tab[512];
+        ss_config_rope_inv_freq(cfg, tab);
+        SS_CHECK_GOTO(be->iface->upload(be->ctx, f->inv_freq, tab, (size_t)cfg->head_dim / 2 * sizeof(float)), st,
+                      fail);
+    }
+    f->meta_elems = 5 * T + R + (size_t)p->max_seqs * ((size_t)p->max_blocks + 1);
+    FWD_ALLOC(meta, f->meta_elems * sizeof(int32_t), "step metadata");
+    f->meta_host = ss_malloc(f->meta_elems * sizeof(int32_t));
+    if (!f->meta_host) {
+        st = ss_err_set(err, SS_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    int32_t nl = sp->layer_end - sp->layer_start;
+    f->kv_layer_bytes = (size_t)p->num_blocks * (size_t)p->block_size * (size_t)f->kv_dim * f->esz;
+    f->kv_bytes = f->kv_layer_bytes * 2 * (size_t)nl;
+    FWD_ALLOC(kv, f->kv_bytes, "the KV cache");
+    *out = f;
+    return SS_OK;
+fail:
+    ss_forward_destroy(f);
+    return st;
+}
+
+void ss_forward_destroy(ss_forward *f)
+{
+    if (!f)
+        return;
+    void *bufs[] = {f->residual, f->x, f->h, f->qkv, f->attn, f->gu, f->act, f->hrows, f->logits_local,
+                    f->logits_gather, f->logits_full, f->inv_freq, f->meta, f->kv};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        if (bufs[i])
+            f->be->iface->free_buf(f->be->ctx, bufs[i]);
+    ss_free(f->meta_host);
+    ss_free(f);
+}
+
+size_t ss_forward_kv_bytes(const ss_forward *f)
+{
+    return f->kv_bytes;
+}
+
+static void *fwd_off(void *base, int64_t elems, size_t esz)
+{
+    return (char *)base + (size_t)elems * esz;
+}
+
+/* One decoder layer: attention block then MLP block; x holds the layer's output on return. */
+static ss_status fwd_layer(ss_forward *f, int32_t li, int64_t n, const ss_attn_meta *meta, const int32_t *pos,
+                           const int32_t *slots)
+{
+    const ss_backend_i *B = f->be->iface;
+    void *c = f->be->ctx;
+    const ss_model_config *cfg = f->cfg;
+    const ss_shard_plan *sp = &f->w->plan;
+    const ss_layer_weights *L = &f->w->layers[li];
+    int32_t dim = cfg->hidden_size, hd = cfg->head_dim;
+    ss_comm *tp = f->links.tp;
+    if (li == 0)
+        SS_CHECK(B->rmsnorm(c, f->h, f->residual, L->attn_norm, n, dim, cfg->rms_eps));
+    else
+        SS_CHECK(B->add_rmsnorm(c, f->residual, f->x, f->h, L->attn_norm, n, dim, cfg->rms_eps));
+    SS_CHECK(B->matmul(c, f->qkv, f->be->act_dtype, f->h, L->wqkv, L->bqkv, n, (int32_t)f->qkv_dim, dim));
+    void *q = f->qkv, *k = fwd_off(f->qkv, f->q_dim, f->esz), *v = fwd_off(f->qkv, f->q_dim + f->kv_dim, f->esz);
+    if (L->q_norm) {
+        SS_CHECK(B->head_rmsnorm(c, q, L->q_norm, n, sp->q_heads, hd, f->qkv_dim, cfg->rms_eps));
+        SS_CHECK(B->head_rmsnorm(c, k, L->k_norm, n, sp->kv_heads, hd, f->qkv_dim, cfg->rms_eps));
+    }
+    SS_CHECK(B->rope(c, q, pos, f->inv_freq, n, sp->q_heads, hd, f->qkv_dim));
+    SS_CHECK(B->rope(c, k, pos, f->inv_freq, n, sp->kv_heads, hd, f->qkv_dim));
+    char *kc = (char *)f->kv + (size_t)li * 2 * f->kv_layer_bytes, *vc = kc + f->kv_layer_bytes;
+    SS_CHECK(B->kv_store(c, kc, vc, k, v, slots, n, sp->kv_heads, hd, f->qkv_dim));
+    SS_CHECK(B->attention(c, f->attn, q, f->qkv_dim, kc, vc, meta, n, sp->q_heads, sp->kv_heads, hd,
+                          1.0f / sqrtf((float)hd)));
+    SS_CHECK(B->matmul(c, f->x, f->be->act_dtype, f->attn, L->wo, NULL, n, dim, (int32_t)f->q_dim));
+    if (tp->size > 1)
+        SS_CHECK(tp->iface->all_reduce_sum(tp->ctx, f->x, n * dim, f->be->act_dtype));
+    SS_CHECK(B->add_rmsnorm(c, f->residual, f->x, f->h, L->mlp_norm, n, dim, cfg->rms_eps));
+    SS_CHECK(B->matmul(c, f->gu, f->be->act_dtype, f->h, L->wgu, NULL, n, 2 * sp->inter_size, dim));
+    SS_CHECK(B->silu_mul(c, f->act, f->gu, n, sp->inter_size));
+    SS_CHECK(B->matmul(c, f->x, f->be->act_dtype, f->act, L->wdown, NULL, n, dim, sp->inter_size));
+    if (tp->size > 1)
+        SS_CHECK(tp->iface->all_reduce_sum(tp->ctx, f->x, n * dim, f->be->act_dtype));
+    return SS_OK;
+}
+
+/* Final norm, lm_head over the selected rows, and the gather of the vocabulary shards. */
+static ss_status fwd_logits(ss_forward *f, int64_t n, int32_t n_rows, const int32_t *rows, const float **logits)
+{
+    const ss_backend_i *B = f->be->iface;
+    void *c = f->be->ctx;
+    const ss_shard_plan *sp = &f->w->plan;
+    int32_t dim = f->cfg->hidden_size, V = f->cfg->vocab_size, vpr = sp->vocab_per_rank;
+    SS_CHECK(B->add_rmsnorm(c, f->residual, f->x, f->h, f->w->final_norm, n, dim, f->cfg->rms_eps));
+    if (n_rows <= 0) {
+        *logits = NULL;
+        return SS_OK;
+    }
+    SS_CHECK(B->gather_rows(c, f->hrows, f->h, rows, n_rows, dim));
+    if (sp->tp == 1) {
+        SS_CHECK(B->matmul(c, f->logits_local, SS_DTYPE_F32, f->hrows, f->w->lm_head, NULL, n_rows, V, dim));
+        *logits = f->logits_local;
+        return SS_OK;
+    }
+    /* Each rank computes [n_rows, vpr] (its last rows may be short: zero-padded), gathered as
+     * [tp][n_rows][vpr], then laid out as [n_rows][V]. */
+    if (sp->vocab_size < vpr)
+        SS_CHECK(B->zero(c, f->logits_local, (size_t)n_rows * vpr * sizeof(float)));
+    if (sp->vocab_size > 0) {
+        if (sp->vocab_size == vpr) {
+            SS_CHECK(B->matmul(c, f->logits_local, SS_DTYPE_F32, f->hrows, f->w->lm_head, NULL, n_rows, vpr, dim));
+        } else { /* short shard: compute into the gather buffer's tail, then copy rows at stride vpr */
+            float *tmp = f->logits_full;
+            SS_CHECK(B->matmul(c, tmp, SS_DTYPE_F32, f->hrows, f->w->lm_head, NULL, n_rows, sp->vocab_size, dim));
+            for (int32_t r = 0; r < n_rows; r++)
+                SS_CHECK(B->copy(c, f->logits_local + (size_t)r * vpr, tmp + (size_t)r * sp->vocab_size,
+                                 (size_t)sp->vocab_size * sizeof(float)));
+        }
+    }
+    ss_comm *tp = f->links.tp;
+    SS_CHECK(tp->iface->all_gather(tp->ctx, f->logits_gather, f->logits_local, (int64_t)n_rows * vpr, SS_DTYPE_F32));
+    for (int k = 0; k < sp->tp; k++) {
+        int64_t start = (int64_t)k * vpr, len = V - start < vpr ? V - start : vpr;
+        if (len <= 0)
+            continue;
+        for (int32_t r = 0; r < n_rows; r++)
+            SS_CHECK(B->copy(c, f->logits_full + (size_t)r * V + start,
+                             f->logits_gather + ((size_t)k * n_rows + r) * vpr, (size_t)len * sizeof(float)));
+    }
+    *logits = f->logits_full;
+    return SS_OK;
+}
+
+ss_status ss_forward_run(ss_forward *f, const ss_forward_batch *b, const float **logits, ss_err *err)
+{
+    const ss_backend_i *B = f->be->iface;
+    void *c = f->be->ctx;
+    const ss_shard_plan *sp = &f->w->plan;
+    int64_t n = b->n_tokens, T = f->p.max_tokens;
+    int32_t dim = f->cfg->hidden_size;
+    *logits = NULL;
+    if (n < 1 || n > T || b->n_seqs < 1 || b->n_seqs > f->p.max_seqs || b->n_rows < 0 || b->n_rows > f->p.max_rows)
+        return ss_err_set(err, SS_ERR_INVALID_ARG, "step of %lld tokens, %d sequences, %d rows exceeds the sizes %lld/%d/%d",
+                          (long long)n, b->n_seqs, b->n_rows, (long long)T, f->p.max_seqs, f->p.max_rows);
+    /* Pack metadata into one upload. */
+    int32_t *m = f->meta_host;
+    int32_t *d = f->meta;
+    size_t o_ids = 0, o_seq = (size_t)T, o_pos = 2 * (size_t)T, o_slot = 3 * (size_t)T, o_rows = 4 * (size_t)T,
+           o_bt = o_rows + (size_t)f->p.max_rows, o_len = o_bt + (size_t)f->p.max_seqs * f->p.max_blocks;
+    memcpy(m + o_ids, b->ids, (size_t)n * 4);
+    memcpy(m + o_seq, b->tok_seq, (size_t)n * 4);
+    memcpy(m + o_pos, b->tok_pos, (size_t)n * 4);
+    memcpy(m + o_slot, b->slots, (size_t)n * 4);
+    if (b->n_rows)
+        memcpy(m + o_rows, b->rows, (size_t)b->n_rows * 4);
+    memcpy(m + o_bt, b->block_tables, (size_t)b->n_seqs * f->p.max_blocks * 4);
+    memcpy(m + o_len, b->seq_lens, (size_t)b->n_seqs * 4);
+    ss_status st = B->upload(c, d, m, (o_len + (size_t)b->n_seqs) * 4);
+    if (st != SS_OK)
+        return ss_err_set(err, st, "uploading step metadata to %s", f->be->desc);
+    ss_attn_meta meta = {d + o_seq, d + o_pos, d + o_bt, d + o_len, b->n_seqs, f->p.max_blocks, b->max_seq_len,
+                         f->p.block_size};
+    ss_forward_links *L = &f->links;
+    if (sp->first_stage) {
+        st = B->embed(c, f->residual, f->w->embed, d + o_ids, n, dim, sp->vocab_start, sp->vocab_size);
+        if (st == SS_OK && L->tp->size > 1)
+            st = L->tp->iface->all_reduce_sum(L->tp->ctx, f->residual, n * dim, f->be->act_dtype);
+    } else {
+        st = L->world->iface->recv(L->world->ctx, f->residual, n * dim, f->be->act_dtype, L->prev_rank);
+    }
+    if (st != SS_OK)
+        return ss_err_set(err, st, "rank %d: %s activations", sp->rank, sp->first_stage ? "embedding" : "receiving");
+    for (int32_t li = 0; li < sp->layer_end - sp->layer_start; li++) {
+        st = fwd_layer(f, li, n, &meta, d + o_pos, d + o_slot);
+        if (st != SS_OK)
+            return ss_err_set(err, st, "rank %d: layer %d: %s", sp->rank, sp->layer_start + li, ss_status_str(st));
+    }
+    if (!sp->last_stage) {
+        st = B->add(c, f->residual, f->residual, f->x, n * dim);
+        if (st == SS_OK)
+            st = L->world->iface->send(L->world->ctx, f->residual, n * dim, f->be->act_dtype, L->next_rank);
+        if (st != SS_OK)
+            return ss_err_set(err, st, "rank %d: sending activations to rank %d", sp->rank, L->next_rank);
+        return SS_OK;
+    }
+    st = fwd_logits(f, n, b->n_rows, d + o_rows, logits);
+    if (st != SS_OK)
+        return ss_err_set(err, st, "rank %d: logits: %s", sp->rank, ss_status_str(st));
+    return SS_OK;
+}

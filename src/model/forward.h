@@ -1,0 +1,60 @@
+/* forward.h — the model's forward pass, written once against the backend and comm tables.
+ * Runs this rank's layers for a packed batch of tokens (prefill chunks and decode tokens alike). */
+#ifndef SS_FORWARD_H
+#define SS_FORWARD_H
+
+#include <stdint.h>
+
+#include "backend/backend.h"
+#include "comm/comm.h"
+#include "model/config.h"
+#include "model/weights.h"
+
+/* Device buffers of one rank, sized once for the largest step (see ss_forward_create). */
+typedef struct ss_forward ss_forward;
+
+typedef struct ss_forward_params {
+    int64_t max_tokens;   /* tokens per step */
+    int32_t max_rows;     /* logits rows per step (sampled sequences, or all tokens for tests) */
+    int32_t max_seqs;     /* sequences per step */
+    int32_t max_blocks;   /* block table width (max_seq_len / block_size, rounded up) */
+    int32_t block_size;
+    int32_t num_blocks;   /* KV blocks in the cache of each layer */
+} ss_forward_params;
+
+/* Step inputs on the host; ss_forward_run uploads them. */
+typedef struct ss_forward_batch {
+    int64_t n_tokens;
+    const int32_t *ids;          /* [n_tokens] */
+    const int32_t *tok_seq;      /* [n_tokens] */
+    const int32_t *tok_pos;      /* [n_tokens] */
+    const int32_t *slots;        /* [n_tokens] */
+    int32_t n_seqs;
+    const int32_t *block_tables; /* [n_seqs, max_blocks] */
+    const int32_t *seq_lens;     /* [n_seqs] */
+    int32_t max_seq_len;
+    int32_t n_rows;              /* logits rows wanted (last stage) */
+    const int32_t *rows;         /* [n_rows] token indices */
+} ss_forward_batch;
+
+/* Borrowed: be, cfg, w, comms (tp: the tensor-parallel group; pp_prev/pp_next: world comm and peer
+ * ranks for pipeline activations, or NULL/-1). Caller destroys. */
+typedef struct ss_forward_links {
+    ss_comm *tp;       /* size 1 comm when tp == 1 */
+    ss_comm *world;    /* for send/recv between stages; may be NULL when pp == 1 */
+    int prev_rank;     /* world rank of the previous stage's peer, -1 on the first stage */
+    int next_rank;     /* world rank of the next stage's peer, -1 on the last stage */
+} ss_forward_links;
+
+ss_status ss_forward_create(ss_backend *be, const ss_model_config *cfg, const ss_model_weights *w,
+                            const ss_forward_params *p, const ss_forward_links *links, ss_forward **out, ss_err *err);
+void ss_forward_destroy(ss_forward *f);
+
+/* Runs the step. On the last stage, when n_rows > 0, *logits receives a device pointer to f32 logits
+ * [n_rows, cfg->vocab_size] of the full vocabulary (gathered across tp), valid until the next run;
+ * elsewhere *logits is NULL. */
+ss_status ss_forward_run(ss_forward *f, const ss_forward_batch *b, const float **logits, ss_err *err);
+/* Bytes of KV cache this rank allocated. */
+size_t ss_forward_kv_bytes(const ss_forward *f);
+
+#endif

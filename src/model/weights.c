@@ -1,0 +1,270 @@
+/* weights.c — finding, checking, slicing and uploading a rank's tensors (one device allocation). */
+#include "model/weights.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "core/alloc.h"
+
+typedef struct wl_ctx {
+    ss_backend *be;
+    const ss_model_config *cfg;
+    const ss_shard_plan *plan;
+    const ss_checkpoint *ck;
+    int presliced;
+    ss_err *err;
+    uint8_t *staging; /* host buffer for column slices */
+    size_t staging_cap;
+} wl_ctx;
+
+/* Expected full (unsliced) shape of a Hugging Face tensor: rows, cols (cols 0 for vectors). */
+static void wl_full_shape(const ss_model_config *c, const char *rest, int64_t *rows, int64_t *cols)
+{
+    int64_t hd = c->head_dim, q = (int64_t)c->n_heads * hd, kv = (int64_t)c->n_kv_heads * hd;
+    *cols = c->hidden_size;
+    if (!strcmp(rest, "self_attn.q_proj.weight"))
+        *rows = q;
+    else if (!strcmp(rest, "self_attn.k_proj.weight") || !strcmp(rest, "self_attn.v_proj.weight"))
+        *rows = kv;
+    else if (!strcmp(rest, "self_attn.o_proj.weight")) {
+        *rows = c->hidden_size;
+        *cols = q;
+    } else if (!strcmp(rest, "mlp.gate_proj.weight") || !strcmp(rest, "mlp.up_proj.weight"))
+        *rows = c->intermediate_size;
+    else if (!strcmp(rest, "mlp.down_proj.weight")) {
+        *rows = c->hidden_size;
+        *cols = c->intermediate_size;
+    } else if (!strcmp(rest, "self_attn.q_proj.bias")) {
+        *rows = q;
+        *cols = 0;
+    } else if (!strcmp(rest, "self_attn.k_proj.bias") || !strcmp(rest, "self_attn.v_proj.bias")) {
+        *rows = kv;
+        *cols = 0;
+    } else if (!strcmp(rest, "self_attn.q_norm.weight") || !strcmp(rest, "self_attn.k_norm.weight")) {
+        *rows = hd;
+        *cols = 0;
+    } else if (!strcmp(rest, "embed_tokens.weight") || !strcmp(rest, "lm_head.weight")) {
+        *rows = c->vocab_size;
+    } else { /* norms */
+        *rows = c->hidden_size;
+        *cols = 0;
+    }
+}
+
+/* Uploads the plan's slice of tensor `name` (shape checked) into dst; `slice_name` decides the
+ * slice (differs from name for tied embeddings). Returns elements written via *n_out. */
+static ss_status wl_put(wl_ctx *w, const char *name, const char *slice_name, void *dst, int64_t *n_out)
+{
+    const char *file = NULL;
+    const ss_st_tensor *t = ss_checkpoint_find(w->ck, name, &file);
+    if (!t)
+        return ss_err_set(w->err, SS_ERR_NOT_FOUND, "tensor '%s' is missing from the checkpoint", name);
+    const char *rest = name;
+    const char *lp = "model.layers.";
+    if (!strncmp(name, lp, strlen(lp))) {
+        rest = strchr(name + strlen(lp), '.');
+        rest = rest ? rest + 1 : name;
+    } else if (!strncmp(name, "model.", 6)) {
+        rest = name + 6;
+    }
+    int64_t rows, cols;
+    wl_full_shape(w->cfg, rest, &rows, &cols);
+    ss_slice sl = ss_shard_slice_for(w->plan, w->cfg, slice_name);
+    int64_t er = rows, ec = cols; /* expected shape in the file */
+    if (w->presliced) {
+        if (sl.kind == SS_SLICE_ROWS)
+            er = sl.len;
+        else if (sl.kind == SS_SLICE_COLS)
+            ec = sl.len;
+    }
+    int ok = cols ? (t->ndim == 2 && t->shape[0] == er && t->shape[1] == ec) : (t->ndim == 1 && t->shape[0] == er);
+    if (!ok) {
+        char got[96];
+        if (t->ndim == 2)
+            snprintf(got, sizeof got, "[%lld,%lld]", (long long)t->shape[0], (long long)t->shape[1]);
+        else
+            snprintf(got, sizeof got, "%d dims [%lld%s]", t->ndim, t->ndim ? (long long)t->shape[0] : 0LL,
+                     t->ndim > 1 ? ",..." : "");
+        if (cols)
+            return ss_err_set(w->err, SS_ERR_FORMAT, "%s: tensor '%s': shape %s, expected [%lld,%lld]", file, name,
+                              got, (long long)er, (long long)ec);
+        return ss_err_set(w->err, SS_ERR_FORMAT, "%s: tensor '%s': shape %s, expected [%lld]", file, name, got,
+                          (long long)er);
+    }
+    size_t esz = ss_dtype_size(t->dtype);
+    const uint8_t *src = t->data;
+    int64_t n;
+    if (w->presliced || sl.kind == SS_SLICE_FULL) {
+        n = cols ? er * ec : er;
+        SS_CHECK(w->be->iface->upload_weight(w->be->ctx, dst, src, t->dtype, n));
+    } else if (sl.kind == SS_SLICE_ROWS) {
+        int64_t rl = cols ? cols : 1;
+        n = sl.len * rl;
+        if (n)
+            SS_CHECK(w->be->iface->upload_weight(w->be->ctx, dst, src + (size_t)(sl.start * rl) * esz, t->dtype, n));
+    } else if (sl.kind == SS_SLICE_COLS) {
+        n = rows * sl.len;
+        size_t need = (size_t)n * esz;
+        if (need > w->staging_cap) {
+            uint8_t *nb = ss_realloc(w->staging, need);
+            if (!nb)
+                return ss_err_set(w->err, SS_ERR_NOMEM, "out of memory slicing '%s'", name);
+            w->staging = nb;
+            w->staging_cap = need;
+        }
+        for (int64_t r = 0; r < rows; r++)
+            memcpy(w->staging + (size_t)(r * sl.len) * esz, src + (size_t)(r * cols + sl.start) * esz,
+                   (size_t)sl.len * esz);
+        SS_CHECK(w->be->iface->upload_weight(w->be->ctx, dst, w->staging, t->dtype, n));
+    } else {
+        return ss_err_set(w->err, SS_ERR_INTERNAL, "tensor '%s' is not held by rank %d", name, w->plan->rank);
+    }
+    if (n_out)
+        *n_out = n;
+    return SS_OK;
+}
+
+/* Bump allocator over the arena (sizes in elements of weight_dtype, 256-byte aligned). */
+typedef struct wl_carve {
+    uint8_t *base;
+    size_t off, esz;
+} wl_carve;
+
+static void *wl_take(wl_carve *c, int64_t elems)
+{
+    if (elems <= 0)
+        return NULL;
+    void *p = c->base ? c->base + c->off : NULL;
+    c->off += ((size_t)elems * c->esz + 255) & ~(size_t)255;
+    return p;
+}
+
+/* Lays out all tensors; with base == NULL it only measures. */
+static void wl_layout(const ss_model_config *cfg, const ss_shard_plan *p, ss_model_weights *w, wl_carve *c)
+{
+    int64_t dim = cfg->hidden_size, hd = cfg->head_dim;
+    int64_t qkv_rows = (int64_t)(p->q_heads + 2 * p->kv_heads) * hd;
+    w->embed = p->first_stage ? wl_take(c, (int64_t)p->vocab_size * dim) : NULL;
+    w->final_norm = p->last_stage ? wl_take(c, dim) : NULL;
+    w->lm_head = p->last_stage ? wl_take(c, (int64_t)p->vocab_size * dim) : NULL;
+    for (int32_t l = 0; l < p->layer_end - p->layer_start; l++) {
+        ss_layer_weights *L = &w->layers[l];
+        L->attn_norm = wl_take(c, dim);
+        L->wqkv = wl_take(c, qkv_rows * dim);
+        L->bqkv = cfg->attn_bias ? wl_take(c, qkv_rows) : NULL;
+        L->q_norm = cfg->qk_norm ? wl_take(c, hd) : NULL;
+        L->k_norm = cfg->qk_norm ? wl_take(c, hd) : NULL;
+        L->wo = wl_take(c, dim * p->q_heads * hd);
+        L->mlp_norm = wl_take(c, dim);
+        L->wgu = wl_take(c, 2 * (int64_t)p->inter_size * dim);
+        L->wdown = wl_take(c, dim * p->inter_size);
+    }
+}
+
+static ss_status wl_layer(wl_ctx *w, int32_t layer, ss_layer_weights *L)
+{
+    char n[160], n2[160], n3[160];
+    size_t esz = ss_dtype_size(w->be->weight_dtype);
+    int64_t got;
+#define WL_NAME(buf, suffix) snprintf(buf, sizeof buf, "model.layers.%d.%s", layer, suffix)
+    WL_NAME(n, "input_layernorm.weight");
+    SS_CHECK(wl_put(w, n, n, L->attn_norm, NULL));
+    WL_NAME(n, "post_attention_layernorm.weight");
+    SS_CHECK(wl_put(w, n, n, L->mlp_norm, NULL));
+    WL_NAME(n, "self_attn.q_proj.weight");
+    WL_NAME(n2, "self_attn.k_proj.weight");
+    WL_NAME(n3, "self_attn.v_proj.weight");
+    uint8_t *dst = L->wqkv;
+    SS_CHECK(wl_put(w, n, n, dst, &got));
+    dst += (size_t)got * esz;
+    SS_CHECK(wl_put(w, n2, n2, dst, &got));
+    dst += (size_t)got * esz;
+    SS_CHECK(wl_put(w, n3, n3, dst, &got));
+    if (L->bqkv) {
+        WL_NAME(n, "self_attn.q_proj.bias");
+        WL_NAME(n2, "self_attn.k_proj.bias");
+        WL_NAME(n3, "self_attn.v_proj.bias");
+        dst = L->bqkv;
+        SS_CHECK(wl_put(w, n, n, dst, &got));
+        dst += (size_t)got * esz;
+        SS_CHECK(wl_put(w, n2, n2, dst, &got));
+        dst += (size_t)got * esz;
+        SS_CHECK(wl_put(w, n3, n3, dst, &got));
+    }
+    if (L->q_norm) {
+        WL_NAME(n, "self_attn.q_norm.weight");
+        SS_CHECK(wl_put(w, n, n, L->q_norm, NULL));
+        WL_NAME(n, "self_attn.k_norm.weight");
+        SS_CHECK(wl_put(w, n, n, L->k_norm, NULL));
+    }
+    WL_NAME(n, "self_attn.o_proj.weight");
+    SS_CHECK(wl_put(w, n, n, L->wo, NULL));
+    WL_NAME(n, "mlp.gate_proj.weight");
+    WL_NAME(n2, "mlp.up_proj.weight");
+    dst = L->wgu;
+    SS_CHECK(wl_put(w, n, n, dst, &got));
+    dst += (size_t)got * esz;
+    SS_CHECK(wl_put(w, n2, n2, dst, &got));
+    WL_NAME(n, "mlp.down_proj.weight");
+    SS_CHECK(wl_put(w, n, n, L->wdown, NULL));
+#undef WL_NAME
+    return SS_OK;
+}
+
+ss_status ss_weights_load(ss_backend *be, const ss_model_config *cfg, const ss_shard_plan *plan,
+                          const ss_checkpoint *ck, int presliced, ss_model_weights **out, ss_err *err)
+{
+    *out = NULL;
+    ss_model_weights *w = ss_calloc(1, sizeof *w);
+    int32_t nl = plan->layer_end - plan->layer_start;
+    if (!w || !(w->layers = ss_calloc((size_t)(nl > 0 ? nl : 1), sizeof *w->layers))) {
+        if (w)
+            ss_free(w);
+        return ss_err_set(err, SS_ERR_NOMEM, "out of memory");
+    }
+    w->plan = *plan;
+    wl_carve c = {NULL, 0, ss_dtype_size(be->weight_dtype)};
+    wl_layout(cfg, plan, w, &c);
+    w->bytes = c.off;
+    ss_status st = be->iface->alloc(be->ctx, w->bytes, &w->arena);
+    if (st != SS_OK) {
+        ss_free(w->layers);
+        ss_free(w);
+        return ss_err_set(err, st, "allocating %.2f GiB for rank %d's weights on %s", w->bytes / 1073741824.0,
+                          plan->rank, be->desc);
+    }
+    c.base = w->arena;
+    c.off = 0;
+    wl_layout(cfg, plan, w, &c);
+    wl_ctx x = {be, cfg, plan, ck, presliced, err, NULL, 0};
+    if (w->embed)
+        SS_CHECK_GOTO(wl_put(&x, "model.embed_tokens.weight", "model.embed_tokens.weight", w->embed, NULL), st, fail);
+    if (w->final_norm)
+        SS_CHECK_GOTO(wl_put(&x, "model.norm.weight", "model.norm.weight", w->final_norm, NULL), st, fail);
+    if (w->lm_head) {
+        const char *src = "lm_head.weight";
+        if (cfg->tie_embeddings && !ss_checkpoint_find(ck, src, NULL))
+            src = "model.embed_tokens.weight";
+        SS_CHECK_GOTO(wl_put(&x, src, "lm_head.weight", w->lm_head, NULL), st, fail);
+    }
+    for (int32_t l = 0; l < nl; l++)
+        SS_CHECK_GOTO(wl_layer(&x, plan->layer_start + l, &w->layers[l]), st, fail);
+    SS_CHECK_GOTO(be->iface->sync(be->ctx), st, fail);
+    ss_free(x.staging);
+    *out = w;
+    return SS_OK;
+fail:
+    ss_free(x.staging);
+    ss_weights_free(be, w);
+    return st;
+}
+
+void ss_weights_free(ss_backend *be, ss_model_weights *w)
+{
+    if (!w)
+        return;
+    if (w->arena)
+        be->iface->free_buf(be->ctx, w->arena);
+    ss_free(w->layers);
+    ss_free(w);
+}

@@ -1,0 +1,428 @@
+/* runner.c — executing step plans on one rank: plan validation, metadata, the forward pass, and
+ * sampling (device fast path; host path for penalties, bans and top log-probabilities). */
+#include "runner/runner.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "backend/sample_host.h"
+#include "core/alloc.h"
+#include "core/fileio.h"
+#include "core/log.h"
+#include "model/forward.h"
+#include "model/safetensors.h"
+#include "model/shard_plan.h"
+#include "model/weights.h"
+
+struct ss_runner {
+    ss_runner_params p;
+    ss_model_config cfg;
+    ss_shard_plan plan;
+    ss_backend *be;
+    ss_model_weights *w;
+    ss_forward *fwd;
+    ss_forward_params fp;
+    /* host scratch for one step */
+    int32_t *tok_seq, *tok_pos, *slots, *rows, *block_tables, *seq_lens, *row_of_seq;
+    float *host_logits;   /* [max_rows, vocab] for the host sampling path */
+    float *host_scratch;  /* [vocab] */
+    int32_t *dev_tok;     /* [max_rows] device */
+    float *dev_lp;        /* [max_rows] device */
+};
+
+float ss_rng_uniform(uint64_t seed, uint64_t counter)
+{
+    /* splitmix64 of (seed, counter): a counter-based stream, so batching and preemption cannot change
+     * which number a given draw gets. */
+    uint64_t z = seed + 0x9e3779b97f4a7c15ULL * (counter + 1);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    z ^= z >> 31;
+    return (float)((z >> 40) * (1.0 / 16777216.0));
+}
+
+ss_sampling_params ss_sampling_default(void)
+{
+    ss_sampling_params s;
+    memset(&s, 0, sizeof s);
+    s.top_p = 1.0f;
+    s.repetition_penalty = 1.0f;
+    return s;
+}
+
+void ss_step_output_clear(ss_step_output *o)
+{
+    if (!o)
+        return;
+    ss_free(o->token);
+    ss_free(o->logprob);
+    ss_free(o->top_ids);
+    ss_free(o->top_logprobs);
+    ss_free(o->logits);
+    memset(o, 0, sizeof *o);
+}
+
+static ss_status runner_open_weights(ss_runner *r, ss_err *err)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/manifest.json", r->p.model_dir);
+    ss_checkpoint *ck = NULL;
+    int presliced = 0;
+    if (ss_path_exists(path)) { /* a prepared engine: read only this rank's file */
+        snprintf(path, sizeof path, "%s/rank-%05d.safetensors", r->p.model_dir, r->p.rank);
+        SS_CHECK(ss_checkpoint_open_file(path, &ck, err));
+        presliced = 1;
+    } else {
+        SS_CHECK(ss_checkpoint_open(r->p.model_dir, &ck, err));
+    }
+    ss_status st = ss_weights_load(r->be, &r->cfg, &r->plan, ck, presliced, &r->w, err);
+    ss_checkpoint_close(ck);
+    return st;
+}
+
+ss_status ss_runner_create(const ss_runner_params *p, const ss_runner_links *links, ss_runner **out, ss_err *err)
+{
+    *out = NULL;
+    ss_runner *r = ss_calloc(1, sizeof *r);
+    if (!r)
+        return ss_err_set(err, SS_ERR_NOMEM, "out of memory");
+    r->p = *p;
+    ss_status st;
+    SS_CHECK_GOTO(ss_config_load_dir(p->model_dir, &r->cfg, err), st, fail);
+    SS_CHECK_GOTO(ss_shard_plan_make(&r->cfg, p->tp, p->pp, p->rank, &r->plan, err), st, fail);
+    SS_CHECK_GOTO(ss_backend_create(&p->backend, &r->be, err), st, fail);
+    SS_CHECK_GOTO(runner_open_weights(r, err), st, fail);
+    int32_t bs = p->block_size > 0 ? p->block_size : 16;
+    int32_t msl = p->max_seq_len > 0 ? p->max_seq_len : (r->cfg.max_position < 8192 ? r->cfg.max_position : 8192);
+    if (msl > r->cfg.max_position)
+        msl = r->cfg.max_position;
+    r->p.max_seq_len = msl;
+    r->fp.block_size = bs;
+    r->fp.max_blocks = (msl + bs - 1) / bs;
+    r->fp.max_tokens = p->max_batch_tokens > 0 ? p->max_batch_tokens : 2048;
+    r->fp.max_seqs = p->max_seqs > 0 ? p->max_seqs : 256;
+    r->fp.max_rows = r->fp.max_seqs > 256 ? r->fp.max_seqs : 256;
+    r->fp.num_blocks = p->num_kv_blocks > 0 ? p->num_kv_blocks : r->fp.max_blocks * 8;
+    r->p.num_kv_blocks = r->fp.num_blocks;
+    ss_forward_links fl = {links->tp, links->world, r->plan.first_stage ? -1 : p->rank - p->tp,
+                           r->plan.last_stage ? -1 : p->rank + p->tp};
+    SS_CHECK_GOTO(ss_forward_create(r->be, &r->cfg, r->w, &r->fp, &fl, &r->fwd, err), st, fail);
+    size_t T = (size_t)r->fp.max_tokens, R = (size_t)r->fp.max_rows, S = (size_t)r->fp.max_seqs;
+    r->tok_seq = ss_malloc(T * 4);
+    r->tok_pos = ss_malloc(T * 4);
+    r->slots = ss_malloc(T * 4);
+    r->rows = ss_malloc(R * 4);
+    r->row_of_seq = ss_malloc(S * 4);
+    r->block_tables = ss_calloc(S * (size_t)r->fp.max_blocks, 4);
+    r->seq_lens = ss_malloc(S * 4);
+    if (!r->tok_seq || !r->tok_pos || !r->slots || !r->rows || !r->row_of_seq || !r->block_tables || !r->seq_lens) {
+        st = ss_err_set(err, SS_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    if (r->plan.last_stage && r->plan.tp_rank == 0) {
+        r->host_scratch = ss_malloc((size_t)r->cfg.vocab_size * sizeof(float));
+        SS_CHECK_GOTO(r->be->iface->alloc(r->be->ctx, R * 4, (void **)&r->dev_tok), st, fail);
+        SS_CHECK_GOTO(r->be->iface->alloc(r->be->ctx, R * 4, (void **)&r->dev_lp), st, fail);
+        if (!r->host_scratch) {
+            st = ss_err_set(err, SS_ERR_NOMEM, "out of memory");
+            goto fail;
+        }
+    }
+    SS_LOGI("rank %d (stage %d, tp rank %d) on %s: layers %d..%d, %.1f MiB weights, %.1f MiB KV cache (%d blocks of %d)",
+            p->rank, r->plan.stage, r->plan.tp_rank, r->be->desc, r->plan.layer_start, r->plan.layer_end - 1,
+            r->w->bytes / 1048576.0, ss_forward_kv_bytes(r->fwd) / 1048576.0, r->fp.num_blocks, bs);
+    *out = r;
+    return SS_OK;
+fail:
+    ss_runner_destroy(r);
+    return st;
+}
+
+void ss_runner_destroy(ss_runner *r)
+{
+    if (!r)
+        return;
+    ss_forward_destroy(r->fwd);
+    if (r->be) {
+        ss_weights_free(r->be, r->w);
+        if (r->dev_tok)
+            r->be->iface->free_buf(r->be->ctx, r->dev_tok);
+        if (r->dev_lp)
+            r->be->iface->free_buf(r->be->ctx, r->dev_lp);
+        ss_backend_destroy(r->be);
+    }
+    ss_free(r->tok_seq);
+    ss_free(r->tok_pos);
+    ss_free(r->slots);
+    ss_free(r->rows);
+    ss_free(r->row_of_seq);
+    ss_free(r->block_tables);
+    ss_free(r->seq_lens);
+    ss_free(r->host_logits);
+    ss_free(r->host_scratch);
+    ss_free(r);
+}
+
+const ss_model_config *ss_runner_config(const ss_runner *r)
+{
+    return &r->cfg;
+}
+
+int32_t ss_runner_num_kv_blocks(const ss_runner *r)
+{
+    return r->fp.num_blocks;
+}
+
+int32_t ss_runner_block_size(const ss_runner *r)
+{
+    return r->fp.block_size;
+}
+
+int32_t ss_runner_max_seq_len(const ss_runner *r)
+{
+    return r->p.max_seq_len;
+}
+
+int ss_runner_is_output_rank(const ss_runner *r)
+{
+    return r->plan.last_stage && r->plan.tp_rank == 0;
+}
+
+const char *ss_runner_device_desc(const ss_runner *r)
+{
+    return r->be->desc;
+}
+
+static ss_status runner_validate(const ss_runner *r, const ss_step_plan *plan, ss_err *err)
+{
+    if (plan->n_seqs < 1 || plan->n_seqs > r->fp.max_seqs)
+        return ss_err_set(err, SS_ERR_INVALID_ARG, "step plan: %d sequences (1..%d)", plan->n_seqs, r->fp.max_seqs);
+    if (plan->n_tokens < 1 || plan->n_tokens > r->fp.max_tokens)
+        return ss_err_set(err, SS_ERR_INVALID_ARG, "step plan: %lld tokens (1..%lld)", (long long)plan->n_tokens,
+                          (long long)r->fp.max_tokens);
+    int64_t total = 0;
+    for (int32_t s = 0; s < plan->n_seqs; s++) {
+        const ss_plan_seq *q = &plan->seqs[s];
+        int64_t end = (int64_t)q->pos_start + q->n_tokens;
+        if (q->n_tokens < 1 || q->pos_start < 0 || end > r->p.max_seq_len)
+            return ss_err_set(err, SS_ERR_INVALID_ARG, "step plan: sequence %llu: positions %d..%lld outside 0..%d",
+                              (unsigned long long)q->seq_id, q->pos_start, (long long)end - 1, r->p.max_seq_len - 1);
+        if (q->n_blocks > r->fp.max_blocks || (int64_t)q->n_blocks * r->fp.block_size < end)
+            return ss_err_set(err, SS_ERR_INVALID_ARG, "step plan: sequence %llu: %d blocks do not cover %lld positions",
+                              (unsigned long long)q->seq_id, q->n_blocks, (long long)end);
+        for (int32_t b = 0; b < q->n_blocks; b++)
+            if (q->blocks[b] < 0 || q->blocks[b] >= r->fp.num_blocks)
+                return ss_err_set(err, SS_ERR_INVALID_ARG, "step plan: sequence %llu: block id %d outside 0..%d",
+                                  (unsigned long long)q->seq_id, q->blocks[b], r->fp.num_blocks - 1);
+        if (q->sp.n_logprobs < 0 || q->sp.n_logprobs > SS_MAX_TOP_LOGPROBS)
+            return ss_err_set(err, SS_ERR_INVALID_ARG, "step plan: n_logprobs %d outside 0..%d", q->sp.n_logprobs,
+                              SS_MAX_TOP_LOGPROBS);
+        total += q->n_tokens;
+    }
+    if (total != plan->n_tokens)
+        return ss_err_set(err, SS_ERR_INVALID_ARG, "step plan: sequences hold %lld tokens, plan says %lld",
+                          (long long)total, (long long)plan->n_tokens);
+    for (int64_t i = 0; i < plan->n_tokens; i++)
+        if (plan->tokens[i] < 0 || plan->tokens[i] >= r->cfg.vocab_size)
+            return ss_err_set(err, SS_ERR_INVALID_ARG, "step plan: token id %d outside the vocabulary 0..%d",
+                              plan->tokens[i], r->cfg.vocab_size - 1);
+    return SS_OK;
+}
+
+static int runner_needs_host(const ss_plan_seq *q)
+{
+    return q->n_banned > 0 || q->sp.n_logprobs > 0 ||
+           (q->n_penalty_tokens > 0 && (q->sp.repetition_penalty != 1.0f || q->sp.presence_penalty != 0.0f ||
+                                        q->sp.frequency_penalty != 0.0f));
+}
+
+/* Penalties and bans on one host row of logits. counts: vocab-sized scratch (zeroed on return). */
+static void runner_penalize(float *row, int32_t V, const ss_plan_seq *q, float *counts)
+{
+    const ss_sampling_params *sp = &q->sp;
+    for (int32_t i = 0; i < q->n_penalty_tokens; i++) {
+        int32_t t = q->penalty_tokens[i];
+        if (t >= 0 && t < V)
+            counts[t] += 1.0f;
+    }
+    for (int32_t i = 0; i < q->n_penalty_tokens; i++) {
+        int32_t t = q->penalty_tokens[i];
+        if (t < 0 || t >= V || counts[t] == 0.0f)
+            continue;
+        float l = row[t];
+        if (sp->repetition_penalty > 0 && sp->repetition_penalty != 1.0f)
+            l = l > 0 ? l / sp->repetition_penalty : l * sp->repetition_penalty;
+        l -= sp->frequency_penalty * counts[t] + sp->presence_penalty;
+        row[t] = l;
+        counts[t] = 0.0f; /* each distinct token once */
+    }
+    for (int32_t i = 0; i < q->n_banned; i++)
+        if (q->banned[i] >= 0 && q->banned[i] < V)
+            row[q->banned[i]] = -INFINITY;
+}
+
+static void runner_top(const float *lp, int32_t V, int32_t k, int32_t *ids, float *vals)
+{
+    for (int32_t j = 0; j < k; j++) {
+        ids[j] = -1;
+        vals[j] = -INFINITY;
+    }
+    for (int32_t i = 0; i < V; i++) {
+        if (k == 0 || !(lp[i] > vals[k - 1]))
+            continue;
+        int32_t j = k - 1;
+        while (j > 0 && lp[i] > vals[j - 1]) {
+            vals[j] = vals[j - 1];
+            ids[j] = ids[j - 1];
+            j--;
+        }
+        vals[j] = lp[i];
+        ids[j] = i;
+    }
+}
+
+static ss_status runner_sample(ss_runner *r, const ss_step_plan *plan, const float *logits, int32_t n_rows,
+                               ss_step_output *out, ss_err *err)
+{
+    const ss_backend_i *B = r->be->iface;
+    int32_t V = r->cfg.vocab_size, n = 0, n_top = 0, host = 0;
+    for (int32_t s = 0; s < plan->n_seqs; s++) {
+        const ss_plan_seq *q = &plan->seqs[s];
+        if (!q->sample)
+            continue;
+        n++;
+        host |= runner_needs_host(q);
+        n_top = q->sp.n_logprobs > n_top ? q->sp.n_logprobs : n_top;
+    }
+    int want_logits = (plan->flags & (SS_PLAN_ALL_LOGITS | SS_PLAN_LAST_LOGITS)) != 0;
+    out->n = n;
+    out->vocab = V;
+    out->n_top = n_top;
+    out->token = ss_malloc((size_t)(n ? n : 1) * 4);
+    out->logprob = ss_malloc((size_t)(n ? n : 1) * 4);
+    if (n_top) {
+        out->top_ids = ss_malloc((size_t)n * n_top * 4);
+        out->top_logprobs = ss_malloc((size_t)n * n_top * 4);
+    }
+    if (!out->token || !out->logprob || (n_top && (!out->top_ids || !out->top_logprobs)))
+        return ss_err_set(err, SS_ERR_NOMEM, "out of memory");
+    if (host || want_logits || plan->flags & SS_PLAN_ALL_LOGITS) {
+        size_t bytes = (size_t)n_rows * V * sizeof(float);
+        float *hl = ss_malloc(bytes ? bytes : 4);
+        if (!hl)
+            return ss_err_set(err, SS_ERR_NOMEM, "out of memory for %d logits rows", n_rows);
+        ss_status st = B->download(r->be->ctx, hl, logits, bytes);
+        if (st != SS_OK) {
+            ss_free(hl);
+            return ss_err_set(err, st, "downloading logits from %s", r->be->desc);
+        }
+        if (want_logits) { /* raw logits go back before any penalty touches them */
+            out->logits = ss_malloc(bytes ? bytes : 4);
+            if (!out->logits) {
+                ss_free(hl);
+                return ss_err_set(err, SS_ERR_NOMEM, "out of memory");
+            }
+            memcpy(out->logits, hl, bytes);
+            out->logits_rows = n_rows;
+        }
+        float *scratch = r->host_scratch;
+        float *lp = ss_malloc((size_t)V * sizeof(float));
+        float *counts = ss_calloc((size_t)V, sizeof(float));
+        if (!lp || !counts) {
+            ss_free(lp);
+            ss_free(counts);
+            ss_free(hl);
+            return ss_err_set(err, SS_ERR_NOMEM, "out of memory");
+        }
+        int32_t k = 0;
+        for (int32_t s = 0; s < plan->n_seqs; s++) {
+            const ss_plan_seq *q = &plan->seqs[s];
+            if (!q->sample)
+                continue;
+            float *row = hl + (size_t)r->row_of_seq[s] * V;
+            runner_penalize(row, V, q, counts);
+            ss_sample_row sr = {q->sp.temperature, q->sp.top_k, q->sp.top_p, q->sp.min_p,
+                                ss_rng_uniform(q->sp.seed, q->rng_counter)};
+            out->token[k] = ss_sample_host(row, V, &sr, scratch, &out->logprob[k]);
+            if (n_top) {
+                ss_log_softmax_host(row, V, lp);
+                runner_top(lp, V, q->sp.n_logprobs, out->top_ids + (size_t)k * n_top,
+                           out->top_logprobs + (size_t)k * n_top);
+                for (int32_t j = q->sp.n_logprobs; j < n_top; j++) {
+                    out->top_ids[(size_t)k * n_top + j] = -1;
+                    out->top_logprobs[(size_t)k * n_top + j] = -INFINITY;
+                }
+            }
+            k++;
+        }
+        ss_free(lp);
+        ss_free(counts);
+        ss_free(hl);
+        return SS_OK;
+    }
+    /* Device path: rows are exactly the sampled sequences, in order. */
+    ss_sample_row srows[512];
+    ss_sample_row *sr = n <= 512 ? srows : ss_malloc((size_t)n * sizeof *sr);
+    if (!sr)
+        return ss_err_set(err, SS_ERR_NOMEM, "out of memory");
+    int32_t k = 0;
+    for (int32_t s = 0; s < plan->n_seqs; s++) {
+        const ss_plan_seq *q = &plan->seqs[s];
+        if (!q->sample)
+            continue;
+        ss_sample_row x = {q->sp.temperature, q->sp.top_k, q->sp.top_p, q->sp.min_p,
+                           ss_rng_uniform(q->sp.seed, q->rng_counter)};
+        sr[k++] = x;
+    }
+    ss_status st = B->sample(r->be->ctx, r->dev_tok, r->dev_lp, logits, n, V, sr);
+    if (sr != srows)
+        ss_free(sr);
+    if (st == SS_OK)
+        st = B->download(r->be->ctx, out->token, r->dev_tok, (size_t)n * 4);
+    if (st == SS_OK)
+        st = B->download(r->be->ctx, out->logprob, r->dev_lp, (size_t)n * 4);
+    if (st != SS_OK)
+        return ss_err_set(err, st, "sampling on %s", r->be->desc);
+    return SS_OK;
+}
+
+ss_status ss_runner_step(ss_runner *r, const ss_step_plan *plan, ss_step_output *out, ss_err *err)
+{
+    memset(out, 0, sizeof *out);
+    SS_CHECK(runner_validate(r, plan, err));
+    int all = (plan->flags & SS_PLAN_ALL_LOGITS) != 0;
+    if (all && plan->n_tokens > r->fp.max_rows)
+        return ss_err_set(err, SS_ERR_INVALID_ARG, "step plan: all logits of %lld tokens exceed %d rows",
+                          (long long)plan->n_tokens, r->fp.max_rows);
+    int32_t mb = r->fp.max_blocks, bs = r->fp.block_size, max_len = 0, n_rows = 0;
+    int64_t t = 0;
+    for (int32_t s = 0; s < plan->n_seqs; s++) {
+        const ss_plan_seq *q = &plan->seqs[s];
+        memset(r->block_tables + (size_t)s * mb, 0, (size_t)mb * 4);
+        memcpy(r->block_tables + (size_t)s * mb, q->blocks, (size_t)q->n_blocks * 4);
+        r->seq_lens[s] = q->pos_start + q->n_tokens;
+        max_len = r->seq_lens[s] > max_len ? r->seq_lens[s] : max_len;
+        for (int32_t i = 0; i < q->n_tokens; i++, t++) {
+            int32_t pos = q->pos_start + i;
+            r->tok_seq[t] = s;
+            r->tok_pos[t] = pos;
+            r->slots[t] = q->blocks[pos / bs] * bs + pos % bs;
+            if (all)
+                r->rows[n_rows++] = (int32_t)t;
+        }
+        r->row_of_seq[s] = all ? (int32_t)(t - 1) : n_rows;
+        if (!all && q->sample)
+            r->rows[n_rows++] = (int32_t)(t - 1);
+    }
+    ss_forward_batch b = {plan->n_tokens, plan->tokens, r->tok_seq, r->tok_pos, r->slots, plan->n_seqs,
+                          r->block_tables, r->seq_lens, max_len, n_rows, r->rows};
+    const float *logits = NULL;
+    SS_CHECK(ss_forward_run(r->fwd, &b, &logits, err));
+    if (!ss_runner_is_output_rank(r) || !logits)
+        return SS_OK;
+    ss_status st = runner_sample(r, plan, logits, n_rows, out, err);
+    if (st != SS_OK)
+        ss_step_output_clear(out);
+    return st;
+}

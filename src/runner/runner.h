@@ -1,0 +1,49 @@
+/* runner.h — one rank of a replica: its backend, weights, KV cache and forward pass, and the
+ * execution of a step plan (metadata, forward, sampling on the last stage). */
+#ifndef SS_RUNNER_H
+#define SS_RUNNER_H
+
+#include "backend/backend.h"
+#include "comm/comm.h"
+#include "model/config.h"
+#include "runner/step_plan.h"
+
+typedef struct ss_runner ss_runner;
+
+typedef struct ss_runner_params {
+    const char *model_dir;     /* checkpoint folder, or engine folder with rank files (borrowed) */
+    int tp, pp, rank;
+    ss_backend_params backend;
+    int32_t block_size;
+    int32_t num_kv_blocks;     /* 0: derived */
+    int32_t max_seq_len;
+    int64_t max_batch_tokens;
+    int32_t max_seqs;
+} ss_runner_params;
+
+/* Loads config and weights, allocates the cache. links: comms borrowed for the runner's lifetime
+ * (tp: group of this stage; world + neighbours for pipeline stages). Caller destroys. */
+typedef struct ss_runner_links {
+    ss_comm *tp;
+    ss_comm *world;
+} ss_runner_links;
+
+ss_status ss_runner_create(const ss_runner_params *p, const ss_runner_links *links, ss_runner **out, ss_err *err);
+void ss_runner_destroy(ss_runner *r);
+
+/* Validates and runs a plan. On the last stage's tp rank 0, fills out (caller clears); elsewhere out
+ * is left empty. Invalid plans return SS_ERR_INVALID_ARG without touching the device. */
+ss_status ss_runner_step(ss_runner *r, const ss_step_plan *plan, ss_step_output *out, ss_err *err);
+
+const ss_model_config *ss_runner_config(const ss_runner *r);
+int32_t ss_runner_num_kv_blocks(const ss_runner *r);
+int32_t ss_runner_block_size(const ss_runner *r);
+int32_t ss_runner_max_seq_len(const ss_runner *r);
+/* 1 when this rank returns step outputs (last stage, tp rank 0). */
+int ss_runner_is_output_rank(const ss_runner *r);
+const char *ss_runner_device_desc(const ss_runner *r);
+
+/* Deterministic uniform in [0, 1) for draw `counter` of stream `seed` (independent of batching). */
+float ss_rng_uniform(uint64_t seed, uint64_t counter);
+
+#endif

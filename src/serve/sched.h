@@ -1,0 +1,116 @@
+/* sched.h — the scheduler: one thread that owns the step loop of a replica (continuous batching,
+ * chunked prefill, paged KV with prefix caching, preemption). The HTTP side talks to it only through this. */
+#ifndef SS_SCHED_H
+#define SS_SCHED_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/status.h"
+#include "runner/replica.h"
+#include "runner/step_plan.h"
+#include "tokenizer/tokenizer.h"
+
+typedef struct ss_sched ss_sched;
+
+#define SS_MAX_STOP_STRINGS 16
+
+/* A generation request, already parsed and tokenized by the API layer. All arrays are owned by the
+ * request; ss_sched_submit takes ownership of the whole struct (it frees it with ss_gen_request_free). */
+typedef struct ss_gen_request {
+    int32_t *prompt;          /* [n_prompt] token ids */
+    int32_t n_prompt;
+    int32_t max_tokens;       /* >= 1 */
+    int32_t min_tokens;       /* EOS and stop strings ignored before this many */
+    ss_sampling_params sp;
+    int ignore_eos;
+    int32_t *stop_ids;        /* extra end ids (Triton end_id) besides the model's EOS ids */
+    int32_t n_stop_ids;
+    char *stop[SS_MAX_STOP_STRINGS]; /* stop strings (not included in the output text) */
+    int32_t n_stop;
+    int32_t **bad_words;      /* token sequences that must not be generated */
+    int32_t *bad_word_lens;
+    int32_t n_bad_words;
+    int include_prompt_penalty; /* repetition_penalty also counts prompt tokens (HF semantics) */
+    int64_t deadline_ms;      /* absolute CLOCK_MONOTONIC ms; 0 = none */
+    int64_t arrival_ms;       /* set by the API layer (CLOCK_MONOTONIC ms) */
+} ss_gen_request;
+
+void ss_gen_request_free(ss_gen_request *req);
+
+typedef enum ss_finish_reason {
+    SS_FINISH_NONE = 0,
+    SS_FINISH_STOP,      /* EOS / end id / stop string */
+    SS_FINISH_LENGTH,    /* max_tokens or context length */
+    SS_FINISH_CANCELLED, /* client went away or cancelled */
+    SS_FINISH_ERROR,     /* failed: see message */
+} ss_finish_reason;
+
+typedef enum ss_gen_event_kind {
+    SS_GEN_TOKEN = 0, /* one generated token (text may be empty while a UTF-8 char or stop string is pending) */
+    SS_GEN_DONE,      /* last event of a request (finish reason, usage, maybe a final text piece) */
+} ss_gen_event_kind;
+
+/* An event for the API layer. Borrowed: valid only during the callback. */
+typedef struct ss_gen_event {
+    ss_gen_event_kind kind;
+    uint64_t req_id;
+    int32_t token;              /* SS_GEN_TOKEN */
+    float logprob;
+    int32_t n_top;
+    const int32_t *top_ids;
+    const float *top_logprobs;
+    const char *text;           /* text released by this event (stop strings held back and cut) */
+    size_t text_len;
+    ss_finish_reason finish;    /* SS_GEN_DONE */
+    ss_status status;           /* SS_GEN_DONE with SS_FINISH_ERROR: why */
+    const char *message;        /* SS_GEN_DONE with error: human-readable */
+    int32_t prompt_tokens;      /* usage, on SS_GEN_DONE */
+    int32_t completion_tokens;
+    int32_t cached_tokens;      /* prompt tokens served from the prefix cache */
+    int64_t queue_us, ttft_us;  /* timings on SS_GEN_DONE */
+} ss_gen_event;
+
+/* Called on the scheduler thread; must not block (queue the event and wake the I/O loop). */
+typedef void (*ss_gen_callback)(void *user, const ss_gen_event *ev);
+
+typedef struct ss_sched_params {
+    int32_t max_waiting;        /* queue bound: submit returns SS_ERR_CAPACITY beyond it (default 1024) */
+    int32_t max_running;        /* sequences in one batch (default 256) */
+    int32_t max_step_tokens;    /* token budget per step, chunked prefill (default 512) */
+    int enable_prefix_cache;    /* default 1 */
+} ss_sched_params;
+
+ss_sched_params ss_sched_default_params(void);
+
+/* Statistics for metrics (a consistent snapshot). */
+typedef struct ss_sched_stats {
+    int64_t running, waiting;
+    int64_t kv_blocks_total, kv_blocks_used;
+    int64_t prefix_hits, prefix_queries;   /* in tokens */
+    int64_t preemptions;
+    int64_t prompt_tokens, generated_tokens;
+    int64_t steps;
+    double step_seconds_total;
+    int64_t requests_ok, requests_failed, requests_cancelled;
+} ss_sched_stats;
+
+/* Creates a scheduler over a ready replica and tokenizer (both borrowed; they must outlive it) and
+ * starts its thread. */
+ss_status ss_sched_create(const ss_sched_params *params, ss_replica *replica, const ss_tokenizer *tok,
+                          ss_sched **out, ss_err *err);
+/* Submits req (ownership moves, also on error). Events go to cb(user, ...) until SS_GEN_DONE.
+ * SS_ERR_CAPACITY: queue full (answer 429); SS_ERR_INVALID_ARG: prompt too long for the context. */
+ss_status ss_sched_submit(ss_sched *s, ss_gen_request *req, ss_gen_callback cb, void *user, uint64_t *req_id,
+                          ss_err *err);
+/* Cancels a request (client disconnected); its blocks are freed before the next step. A DONE event
+ * with SS_FINISH_CANCELLED still follows. Thread-safe. */
+void ss_sched_cancel(ss_sched *s, uint64_t req_id);
+void ss_sched_stats_get(ss_sched *s, ss_sched_stats *out);
+/* 1 while the replica is healthy; 0 once a step failed (rank lost). */
+int ss_sched_healthy(ss_sched *s);
+/* Stops accepting, waits up to deadline_ms for running requests, fails the rest, stops the thread. */
+void ss_sched_drain(ss_sched *s, int64_t deadline_ms);
+void ss_sched_destroy(ss_sched *s);
+
+#endif

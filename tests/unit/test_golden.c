@@ -1,0 +1,223 @@
+/* test_golden.c — the forward pass against Hugging Face float64 goldens (../shared/fixtures/golden):
+ * logits at every prompt position, greedy continuations, and batching invariance, on the cpu backend. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "core/fileio.h"
+#include "runner/replica.h"
+
+#define GOLDEN_TOL 1e-4
+
+static const char *golden_models[] = {"llama3-gqa", "llama2-mha", "mistral-tied-mqa", "qwen2-bias", "qwen3-qknorm",
+                                      "e2e-llama3-tok"};
+
+static cJSON *golden_load(const char *model)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/golden/%s.json", SS_FIXTURES, model);
+    char *text = NULL;
+    size_t len = 0;
+    ss_err e;
+    if (ss_read_file(path, 64u << 20, &text, &len, &e) != SS_OK)
+        fail_msg("%s", e.msg);
+    cJSON *j = cJSON_ParseWithLength(text, len);
+    ss_free(text);
+    assert_non_null(j);
+    return j;
+}
+
+static int32_t *golden_ids(const cJSON *arr, int *n)
+{
+    *n = cJSON_GetArraySize(arr);
+    int32_t *ids = malloc((size_t)(*n ? *n : 1) * sizeof *ids);
+    int i = 0;
+    for (const cJSON *x = arr->child; x; x = x->next)
+        ids[i++] = (int32_t)x->valuedouble;
+    return ids;
+}
+
+static double rel_l2(const float *out, const cJSON *ref, int32_t V)
+{
+    double num = 0, den = 0;
+    int i = 0;
+    for (const cJSON *x = ref->child; x && i < V; x = x->next, i++) {
+        double d = out[i] - x->valuedouble;
+        num += d * d;
+        den += x->valuedouble * x->valuedouble;
+    }
+    assert_int_equal(i, V);
+    return sqrt(num / den);
+}
+
+/* A tiny sequence bookkeeper: contiguous blocks per sequence slot. */
+typedef struct {
+    int32_t blocks[256];
+    int32_t n_blocks;
+} seq_blocks;
+
+static void seq_blocks_init(seq_blocks *s, int32_t first, int32_t count)
+{
+    s->n_blocks = count;
+    for (int32_t i = 0; i < count; i++)
+        s->blocks[i] = first + count - 1 - i; /* reversed: block tables need not be contiguous */
+}
+
+static ss_replica *golden_replica(const char *model)
+{
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/models/%s", SS_FIXTURES, model);
+    ss_replica_params p = ss_replica_default_params();
+    p.model_dir = dir;
+    p.backend.device = SS_DEVICE_CPU;
+    p.max_seq_len = 256;
+    p.num_kv_blocks = 16 * 16;
+    ss_replica *r = NULL;
+    ss_err e;
+    if (ss_replica_create(&p, &r, &e) != SS_OK)
+        fail_msg("%s: %s", model, e.msg);
+    return r;
+}
+
+/* Runs prefill + greedy decode for one case and checks logits and tokens. */
+static void golden_case(ss_replica *r, const cJSON *c, int32_t slot, int n_gen)
+{
+    int n_prompt, n_greedy;
+    int32_t *prompt = golden_ids(cJSON_GetObjectItem(c, "prompt_ids"), &n_prompt);
+    int32_t *greedy = golden_ids(cJSON_GetObjectItem(c, "greedy_ids"), &n_greedy);
+    const cJSON *margins = cJSON_GetObjectItem(c, "greedy_margins");
+    const cJSON *all = cJSON_GetObjectItem(c, "all_logits");
+    const cJSON *last = cJSON_GetObjectItem(c, "last_logits");
+    int32_t V = ss_replica_config(r)->vocab_size;
+    seq_blocks sb;
+    seq_blocks_init(&sb, slot * 16, 16);
+    ss_plan_seq q;
+    memset(&q, 0, sizeof q);
+    q.seq_id = (uint64_t)slot;
+    q.n_tokens = n_prompt;
+    q.blocks = sb.blocks;
+    q.n_blocks = sb.n_blocks;
+    q.sample = 1;
+    q.sp = ss_sampling_default();
+    ss_step_plan plan = {1, all ? SS_PLAN_ALL_LOGITS : SS_PLAN_LAST_LOGITS, 1, &q, n_prompt, prompt};
+    ss_step_output out;
+    ss_err e;
+    if (ss_replica_step(r, &plan, &out, &e) != SS_OK)
+        fail_msg("%s", e.msg);
+    double worst = 0;
+    if (all) {
+        assert_int_equal(out.logits_rows, n_prompt);
+        int t = 0;
+        for (const cJSON *row = all->child; row; row = row->next, t++) {
+            double err = rel_l2(out.logits + (size_t)t * V, row, V);
+            worst = err > worst ? err : worst;
+        }
+        assert_int_equal(t, n_prompt);
+    } else {
+        worst = rel_l2(out.logits, last, V);
+    }
+    if (worst > GOLDEN_TOL)
+        fail_msg("prompt of %d tokens: logits relative L2 error %.3g > %.0e", n_prompt, worst, GOLDEN_TOL);
+    /* Greedy: compare tokens while the reference margin is clearly above our error. */
+    int32_t tok = out.token[0];
+    ss_step_output_clear(&out);
+    int checked = 0;
+    for (int k = 0; k < n_gen && k < n_greedy; k++) {
+        double margin = cJSON_GetArrayItem(margins, k)->valuedouble;
+        if (margin < 1e-3)
+            break;
+        assert_int_equal(tok, greedy[k]);
+        checked++;
+        if (k + 1 == n_gen)
+            break;
+        q.pos_start = n_prompt + k;
+        q.n_tokens = 1;
+        ss_step_plan dp = {2 + (uint64_t)k, 0, 1, &q, 1, &tok};
+        if (ss_replica_step(r, &dp, &out, &e) != SS_OK)
+            fail_msg("%s", e.msg);
+        tok = out.token[0];
+        ss_step_output_clear(&out);
+    }
+    assert_true(checked > 0);
+    free(prompt);
+    free(greedy);
+}
+
+static void test_golden_all_models(void **state)
+{
+    (void)state;
+    for (size_t m = 0; m < sizeof golden_models / sizeof golden_models[0]; m++) {
+        cJSON *g = golden_load(golden_models[m]);
+        ss_replica *r = golden_replica(golden_models[m]);
+        int n_gen = cJSON_GetObjectItem(g, "n_gen")->valueint;
+        int slot = 0;
+        for (const cJSON *c = cJSON_GetObjectItem(g, "cases")->child; c; c = c->next)
+            golden_case(r, c, slot++, n_gen);
+        printf("golden %s: %d cases ok\n", golden_models[m], slot);
+        ss_replica_destroy(r);
+        cJSON_Delete(g);
+    }
+}
+
+/* All prompts of a model in one step give the same last-token logits as each alone. */
+static void test_golden_batched(void **state)
+{
+    (void)state;
+    const char *models[] = {"llama3-gqa", "qwen3-qknorm", "llama2-mha"};
+    for (size_t m = 0; m < 3; m++) {
+        cJSON *g = golden_load(models[m]);
+        ss_replica *r = golden_replica(models[m]);
+        int32_t V = ss_replica_config(r)->vocab_size;
+        ss_plan_seq qs[8];
+        seq_blocks sb[8];
+        int32_t toks[1024];
+        int n_seqs = 0, n_tok = 0;
+        const cJSON *cases = cJSON_GetObjectItem(g, "cases");
+        for (const cJSON *c = cases->child; c && n_seqs < 8; c = c->next, n_seqs++) {
+            int n;
+            int32_t *ids = golden_ids(cJSON_GetObjectItem(c, "prompt_ids"), &n);
+            memcpy(toks + n_tok, ids, (size_t)n * 4);
+            free(ids);
+            seq_blocks_init(&sb[n_seqs], n_seqs * 16, 16);
+            memset(&qs[n_seqs], 0, sizeof qs[n_seqs]);
+            qs[n_seqs].n_tokens = n;
+            qs[n_seqs].blocks = sb[n_seqs].blocks;
+            qs[n_seqs].n_blocks = 16;
+            qs[n_seqs].sample = 1;
+            qs[n_seqs].sp = ss_sampling_default();
+            n_tok += n;
+        }
+        ss_step_plan plan = {1, SS_PLAN_LAST_LOGITS, n_seqs, qs, n_tok, toks};
+        ss_step_output out;
+        ss_err e;
+        if (ss_replica_step(r, &plan, &out, &e) != SS_OK)
+            fail_msg("%s", e.msg);
+        assert_int_equal(out.n, n_seqs);
+        int i = 0;
+        for (const cJSON *c = cases->child; c && i < n_seqs; c = c->next, i++) {
+            double err = rel_l2(out.logits + (size_t)i * V, cJSON_GetObjectItem(c, "last_logits"), V);
+            if (err > GOLDEN_TOL)
+                fail_msg("%s batched case %d: error %.3g", models[m], i, err);
+        }
+        ss_step_output_clear(&out);
+        ss_replica_destroy(r);
+        cJSON_Delete(g);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_golden_all_models),
+        cmocka_unit_test(test_golden_batched),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
