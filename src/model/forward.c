@@ -114,6 +114,11 @@ void ss_forward_destroy(ss_forward *f)
     ss_free(f);
 }
 
+void ss_forward_set_links(ss_forward *f, const ss_forward_links *links)
+{
+    f->links = *links;
+}
+
 size_t ss_forward_kv_bytes(const ss_forward *f)
 {
     return f->kv_bytes;

@@ -1,19 +1,35 @@
 /* replica.c — the leader's view of a replica. One rank: the runner in this process. Several ranks:
- * worker processes joined through the bootstrap, driven over the control plane (replica_remote.c). */
+ * workers (spawned here, or started by a launcher) join through the bootstrap and obey step plans. */
 #include "runner/replica.h"
 
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "core/alloc.h"
 #include "core/log.h"
+#include "core/net.h"
+#include "runner/bootstrap.h"
 #include "runner/runner.h"
+
+#define REPLICA_LOAD_DEADLINE_MS (30 * 60 * 1000)
 
 struct ss_replica {
     ss_replica_params p;
     ss_runner *runner; /* rank 0's runner */
     ss_comm *tp_comm;
     ss_comm *world;
-    void *remote;      /* multi-rank control plane (replica_remote.c); NULL when alone */
+    int multi;
+    ss_boot boot;
+    pid_t children[SS_BOOT_MAX_RANKS];
+    int n_children;
+    int output_rank;
+    int broken; /* a step failed: the replica can't be used any more */
 };
 
 ss_replica_params ss_replica_default_params(void)
@@ -31,22 +47,132 @@ ss_replica_params ss_replica_default_params(void)
     return p;
 }
 
+/* Starts local ranks 1..W-1 as `shardserve worker` children that die with the leader. */
+static ss_status replica_spawn(ss_replica *r, int port, int world, ss_err *err)
+{
+    char exe[4096];
+    if (r->p.worker_exe) {
+        snprintf(exe, sizeof exe, "%s", r->p.worker_exe);
+    } else {
+        ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+        if (n <= 0)
+            return ss_err_set(err, SS_ERR_IO, "cannot find the shardserve binary to start local ranks");
+        exe[n] = '\0';
+    }
+    pid_t leader = getpid();
+    for (int k = 1; k < world; k++) {
+        pid_t pid = fork();
+        if (pid < 0)
+            return ss_err_set(err, SS_ERR_IO, "starting local rank %d: %s", k, strerror(errno));
+        if (pid == 0) {
+            prctl(PR_SET_PDEATHSIG, SIGKILL); /* no orphans when the leader dies */
+            if (getppid() != leader)
+                _exit(4);
+            char addr[64], rank[16], ws[16];
+            snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+            snprintf(rank, sizeof rank, "%d", k);
+            snprintf(ws, sizeof ws, "%d", world);
+            char *argv[] = {exe, "worker", "--leader-addr", addr, "--rank", rank, "--world", ws, NULL};
+            execv(exe, argv);
+            _exit(127);
+        }
+        r->children[r->n_children++] = pid;
+    }
+    return SS_OK;
+}
+
+static ss_status replica_create_multi(ss_replica *r, ss_err *err)
+{
+    const ss_replica_params *p = &r->p;
+    int world = p->tp * p->pp;
+    if (world > SS_BOOT_MAX_RANKS)
+        return ss_err_set(err, SS_ERR_INVALID_ARG, "tp x pp = %d exceeds %d ranks", world, SS_BOOT_MAX_RANKS);
+    ss_boot_settings s;
+    memset(&s, 0, sizeof s);
+    snprintf(s.model_dir, sizeof s.model_dir, "%s", p->model_dir);
+    s.tp = p->tp;
+    s.pp = p->pp;
+    s.device = p->backend.device == SS_DEVICE_AUTO
+                   ? (ss_backend_cuda_available() ? SS_DEVICE_CUDA : SS_DEVICE_CPU)
+                   : p->backend.device;
+    s.n_threads = p->backend.n_threads;
+    s.block_size = p->block_size;
+    s.num_kv_blocks = p->num_kv_blocks;
+    s.max_seq_len = p->max_seq_len;
+    s.max_seqs = p->max_seqs;
+    s.max_batch_tokens = p->max_batch_tokens;
+    s.comm_timeout_ms = p->comm_timeout_ms > 0 ? p->comm_timeout_ms : 60000;
+    s.gpus_per_node = p->gpus_per_node > 0 ? p->gpus_per_node : (p->leader_addr ? 1 : world);
+#ifdef SS_HAVE_CUDA
+    if (s.device == SS_DEVICE_CUDA)
+        for (int i = 0; i <= p->pp; i++)
+            SS_CHECK(ss_comm_nccl_unique_id(s.nccl_ids[i], err));
+#endif
+    int lfd = -1, port = 0;
+    char host[256] = "127.0.0.1";
+    int want_port = 0;
+    if (p->leader_addr) {
+        SS_CHECK(ss_net_split_addr(p->leader_addr, host, sizeof host, &want_port, err));
+        snprintf(host, sizeof host, "0.0.0.0");
+    }
+    SS_CHECK(ss_boot_leader_listen(host, want_port, &lfd, &port, err));
+    SS_LOGI("leader: waiting for %d ranks on port %d", world - 1, port);
+    ss_status st = SS_OK;
+    if (!p->leader_addr)
+        st = replica_spawn(r, port, world, err);
+    if (st == SS_OK)
+        st = ss_boot_leader(lfd, world, &s, ss_now_ms() + REPLICA_LOAD_DEADLINE_MS, &r->boot, err);
+    close(lfd);
+    SS_CHECK(st);
+    r->multi = 1;
+    r->output_rank = (p->pp - 1) * p->tp;
+    SS_CHECK(ss_boot_make_runner(&r->boot, &r->runner, &r->tp_comm, &r->world, err));
+    for (int k = 1; k < world; k++) {
+        uint32_t type;
+        uint8_t *msg = NULL;
+        size_t len = 0;
+        st = ss_net_recv_msg(r->boot.peer_ctrl[k], &type, &msg, &len, 1u << 16,
+                             ss_now_ms() + REPLICA_LOAD_DEADLINE_MS);
+        if (st != SS_OK || type != SS_MSG_READY) {
+            if (st == SS_OK && type == SS_MSG_ERROR)
+                st = ss_err_set(err, SS_ERR_COMM, "rank %d failed to load: %.*s", k, (int)len, msg);
+            else
+                st = ss_err_set(err, st == SS_OK ? SS_ERR_COMM : st, "rank %d did not become ready", k);
+            ss_free(msg);
+            return st;
+        }
+        ss_free(msg);
+    }
+    SS_LOGI("replica ready: %d ranks (tp %d x pp %d) on %s", world, p->tp, p->pp,
+            ss_runner_device_desc(r->runner));
+    return SS_OK;
+}
+
 ss_status ss_replica_create(const ss_replica_params *params, ss_replica **out, ss_err *err)
 {
     *out = NULL;
-    if (params->tp * params->pp != 1)
-        return ss_err_set(err, SS_ERR_UNSUPPORTED, "tp %d x pp %d: multi-rank replicas are not built in yet",
-                          params->tp, params->pp);
     ss_replica *r = ss_calloc(1, sizeof *r);
     if (!r)
         return ss_err_set(err, SS_ERR_NOMEM, "out of memory");
     r->p = *params;
+    for (int i = 0; i < SS_BOOT_MAX_RANKS; i++)
+        r->boot.peer_ctrl[i] = r->boot.mesh[i] = -1;
+    r->boot.ctrl_fd = -1;
     ss_status st;
-    SS_CHECK_GOTO(ss_comm_create_single(&r->tp_comm, err), st, fail);
-    ss_runner_params rp = {params->model_dir, 1, 1, 0, params->backend, params->block_size, params->num_kv_blocks,
-                           params->max_seq_len, params->max_batch_tokens, params->max_seqs};
-    ss_runner_links links = {r->tp_comm, NULL};
-    SS_CHECK_GOTO(ss_runner_create(&rp, &links, &r->runner, err), st, fail);
+    if (params->tp < 1 || params->pp < 1) {
+        st = ss_err_set(err, SS_ERR_INVALID_ARG, "tp and pp must be >= 1 (got %d, %d)", params->tp, params->pp);
+        goto fail;
+    }
+    if (params->tp * params->pp > 1) {
+        SS_CHECK_GOTO(replica_create_multi(r, err), st, fail);
+    } else {
+        SS_CHECK_GOTO(ss_comm_create_single(&r->tp_comm, err), st, fail);
+        ss_runner_params rp = {params->model_dir, 1, 1, 0, params->backend, params->block_size,
+                               params->num_kv_blocks, params->max_seq_len, params->max_batch_tokens,
+                               params->max_seqs};
+        ss_runner_links links = {r->tp_comm, NULL};
+        SS_CHECK_GOTO(ss_runner_create(&rp, &links, &r->runner, err), st, fail);
+    }
     *out = r;
     return SS_OK;
 fail:
@@ -56,7 +182,51 @@ fail:
 
 ss_status ss_replica_step(ss_replica *r, const ss_step_plan *plan, ss_step_output *out, ss_err *err)
 {
-    return ss_runner_step(r->runner, plan, out, err);
+    memset(out, 0, sizeof *out);
+    if (r->broken)
+        return ss_err_set(err, SS_ERR_COMM, "the replica lost a rank earlier and cannot run steps");
+    if (!r->multi)
+        return ss_runner_step(r->runner, plan, out, err);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    SS_CHECK(ss_step_plan_encode(plan, &buf, &len, err));
+    int64_t deadline = ss_now_ms() + r->p.comm_timeout_ms;
+    ss_status st = SS_OK;
+    for (int k = 1; k < r->boot.world && st == SS_OK; k++) {
+        st = ss_net_send_msg(r->boot.peer_ctrl[k], SS_MSG_PLAN, buf, len, deadline);
+        if (st != SS_OK)
+            st = ss_err_set(err, SS_ERR_COMM, "rank %d is lost (sending the step plan failed: %s)", k,
+                            ss_status_str(st));
+    }
+    ss_free(buf);
+    if (st == SS_OK)
+        st = ss_runner_step(r->runner, plan, out, err);
+    if (st == SS_OK && r->output_rank != 0) {
+        uint32_t type;
+        uint8_t *msg = NULL;
+        size_t ml = 0;
+        st = ss_net_recv_msg(r->boot.peer_ctrl[r->output_rank], &type, &msg, &ml, 1u << 30,
+                             ss_now_ms() + r->p.comm_timeout_ms);
+        if (st != SS_OK)
+            st = ss_err_set(err, SS_ERR_COMM, "rank %d is lost (no step output: %s)", r->output_rank,
+                            ss_status_str(st));
+        else if (type == SS_MSG_ERROR)
+            st = ss_err_set(err, SS_ERR_COMM, "rank %d failed the step: %.*s", r->output_rank, (int)ml, msg);
+        else if (type != SS_MSG_OUTPUT)
+            st = ss_err_set(err, SS_ERR_COMM, "rank %d sent message %u instead of a step output", r->output_rank, type);
+        else
+            st = ss_step_output_decode(msg, ml, out, err);
+        ss_free(msg);
+    }
+    if (st != SS_OK) {
+        r->broken = 1;
+        if (r->world)
+            r->world->iface->abort(r->world->ctx);
+        if (r->tp_comm)
+            r->tp_comm->iface->abort(r->tp_comm->ctx);
+        ss_step_output_clear(out);
+    }
+    return st;
 }
 
 const ss_model_config *ss_replica_config(const ss_replica *r)
@@ -79,10 +249,46 @@ int32_t ss_replica_max_seq_len(const ss_replica *r)
     return ss_runner_max_seq_len(r->runner);
 }
 
+/* Waits up to timeout_ms for the children, then kills what is left. */
+static void replica_reap(ss_replica *r, int timeout_ms)
+{
+    int64_t deadline = ss_now_ms() + timeout_ms;
+    for (int i = 0; i < r->n_children; i++) {
+        for (;;) {
+            int status;
+            pid_t w = waitpid(r->children[i], &status, WNOHANG);
+            if (w == r->children[i] || (w < 0 && errno == ECHILD))
+                break;
+            if (ss_now_ms() > deadline) {
+                kill(r->children[i], SIGKILL);
+                waitpid(r->children[i], &status, 0);
+                break;
+            }
+            struct timespec ts = {0, 20 * 1000000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    r->n_children = 0;
+}
+
 void ss_replica_destroy(ss_replica *r)
 {
     if (!r)
         return;
+    if (r->multi && !r->broken) {
+        ss_step_plan bye;
+        memset(&bye, 0, sizeof bye);
+        bye.flags = SS_PLAN_SHUTDOWN;
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        ss_err e;
+        if (ss_step_plan_encode(&bye, &buf, &len, &e) == SS_OK)
+            for (int k = 1; k < r->boot.world; k++)
+                ss_net_send_msg(r->boot.peer_ctrl[k], SS_MSG_PLAN, buf, len, ss_now_ms() + 2000);
+        ss_free(buf);
+    }
+    ss_boot_close(&r->boot);
+    replica_reap(r, 5000);
     ss_runner_destroy(r->runner);
     ss_comm_destroy(r->tp_comm);
     ss_comm_destroy(r->world);

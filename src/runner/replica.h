@@ -25,6 +25,7 @@ typedef struct ss_replica_params {
     const char *leader_addr; /* "host:port" */
     int nnodes, node_rank, gpus_per_node;
     int comm_timeout_ms;     /* collective deadline; default 60000 */
+    const char *worker_exe;  /* binary started for local ranks; NULL = this executable */
 } ss_replica_params;
 
 ss_replica_params ss_replica_default_params(void);

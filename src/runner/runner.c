@@ -164,6 +164,18 @@ void ss_runner_destroy(ss_runner *r)
     ss_free(r);
 }
 
+void ss_runner_set_links(ss_runner *r, const ss_runner_links *links)
+{
+    ss_forward_links fl = {links->tp, links->world, r->plan.first_stage ? -1 : r->p.rank - r->p.tp,
+                           r->plan.last_stage ? -1 : r->p.rank + r->p.tp};
+    ss_forward_set_links(r->fwd, &fl);
+}
+
+ss_backend *ss_runner_backend(const ss_runner *r)
+{
+    return r->be;
+}
+
 const ss_model_config *ss_runner_config(const ss_runner *r)
 {
     return &r->cfg;

@@ -1,0 +1,32 @@
+/* net.h — TCP sockets with deadlines: listen, connect with retries (DNS may not resolve yet), whole
+ * reads/writes that give up at a deadline, and length-framed messages for the control plane. */
+#ifndef SS_NET_H
+#define SS_NET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/status.h"
+
+/* Monotonic milliseconds. */
+int64_t ss_now_ms(void);
+
+/* Splits "host:port" (IPv6 as "[::1]:port"). */
+ss_status ss_net_split_addr(const char *addr, char *host, size_t host_cap, int *port, ss_err *err);
+/* Listens on host:port (port 0 = ephemeral); *port_out gets the bound port. Returns the fd. */
+ss_status ss_net_listen(const char *host, int port, int *fd_out, int *port_out, ss_err *err);
+/* Accepts one connection before deadline_ms (absolute, ss_now_ms clock). */
+ss_status ss_net_accept(int lfd, int64_t deadline_ms, int *fd_out, ss_err *err);
+/* Connects, retrying resolution and connection every ~200 ms until deadline_ms. */
+ss_status ss_net_connect(const char *host, int port, int64_t deadline_ms, int *fd_out, ss_err *err);
+/* Writes / reads exactly n bytes before deadline_ms (< 0: no deadline). EOF -> SS_ERR_COMM. */
+ss_status ss_net_write_all(int fd, const void *buf, size_t n, int64_t deadline_ms);
+ss_status ss_net_read_all(int fd, void *buf, size_t n, int64_t deadline_ms);
+
+/* Framed message: u32 type, u64 length, payload. max_len bounds what a peer can make us allocate. */
+ss_status ss_net_send_msg(int fd, uint32_t type, const void *payload, size_t len, int64_t deadline_ms);
+/* *payload is ss_malloc'd (caller frees). */
+ss_status ss_net_recv_msg(int fd, uint32_t *type, uint8_t **payload, size_t *len, size_t max_len,
+                          int64_t deadline_ms);
+
+#endif
