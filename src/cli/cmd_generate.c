@@ -9,6 +9,7 @@
 #include "cli/commands.h"
 #include "cli/default_model.h"
 #include "cli/opts.h"
+#include "cli/rank_env.h"
 #include "core/alloc.h"
 #include "core/fileio.h"
 #include "core/log.h"
@@ -19,6 +20,8 @@
 typedef struct gen_opts {
     const char *model, *prompt, *prompt_ids, *chat, *output, *device;
     int64_t max_tokens, top_k, seed, logprobs, tp, pp, threads;
+    int64_t nnodes, node_rank, gpus_per_node, rdzv_port, comm_timeout;
+    const char *leader_addr;
     double temperature, top_p, min_p;
     int ignore_eos, quiet;
 } gen_opts;
@@ -112,6 +115,9 @@ int ss_cmd_generate(int argc, char **argv, char **env)
     o.output = "text";
     o.device = "auto";
     o.tp = o.pp = 1;
+    o.nnodes = o.node_rank = o.gpus_per_node = -1;
+    o.rdzv_port = 29500;
+    o.comm_timeout = 60;
     ss_opt opts[] = {
         {"model", SS_OPT_STR, &o.model, "checkpoint or engine folder (default: the bundled model)"},
         {"prompt", SS_OPT_STR, &o.prompt, "prompt text (BOS added as the tokenizer says)"},
@@ -130,6 +136,12 @@ int ss_cmd_generate(int argc, char **argv, char **env)
         {"tp", SS_OPT_INT, &o.tp, "tensor-parallel degree"},
         {"pp", SS_OPT_INT, &o.pp, "pipeline-parallel degree"},
         {"threads", SS_OPT_INT, &o.threads, "cpu threads (0 = all cores)"},
+        {"nnodes", SS_OPT_INT, &o.nnodes, "machines in the replica (default 1)"},
+        {"node-rank", SS_OPT_INT, &o.node_rank, "this machine's index (0 = the leader's)"},
+        {"gpus-per-node", SS_OPT_INT, &o.gpus_per_node, "ranks per machine (default tp x pp / nnodes)"},
+        {"leader-addr", SS_OPT_STR, &o.leader_addr, "HOST:PORT where rank 0 meets the others"},
+        {"rendezvous-port", SS_OPT_INT, &o.rdzv_port, "port for LeaderWorkerSet / MPI rendezvous (default 29500)"},
+        {"comm-timeout", SS_OPT_INT, &o.comm_timeout, "seconds before a silent rank fails a step (default 60)"},
         {"quiet", SS_OPT_BOOL, &o.quiet, "log warnings and errors only"},
         {NULL, 0, NULL, NULL},
     };
@@ -157,10 +169,23 @@ int ss_cmd_generate(int argc, char **argv, char **env)
     } else if ((st = ss_default_model_dir(model_dir, sizeof model_dir, &e)) != SS_OK) {
         return gen_fail(st, &e);
     }
+    if (o.tp < 1 || o.pp < 1 || o.tp * o.pp > 64)
+        return gen_fail(ss_err_set(&e, SS_ERR_INVALID_ARG, "--tp and --pp must be >= 1 with tp x pp <= 64"), &e);
+    ss_rank_info ri;
+    st = ss_rank_discover(env, (int)o.tp, (int)o.pp, (int)o.nnodes, (int)o.node_rank, (int)o.gpus_per_node,
+                          o.leader_addr, (int)o.rdzv_port, &ri, &e);
+    if (st != SS_OK)
+        return gen_fail(st, &e);
+    if (ri.rank != 0)
+        return ss_cli_run_node(&ri);
     ss_replica_params rp = ss_replica_default_params();
     rp.model_dir = model_dir;
     rp.tp = (int)o.tp;
     rp.pp = (int)o.pp;
+    rp.leader_addr = ri.leader_addr[0] ? ri.leader_addr : NULL;
+    rp.gpus_per_node = ri.gpus_per_node;
+    rp.local_ranks = ri.per_process ? 1 : 0;
+    rp.comm_timeout_ms = (int)(o.comm_timeout * 1000);
     rp.backend.n_threads = (int)o.threads;
     if (!strcmp(o.device, "cpu"))
         rp.backend.device = SS_DEVICE_CPU;

@@ -1,41 +1,28 @@
 /* cmd_worker.c — `shardserve worker`: a non-leader rank. It joins the leader, loads its shard, reports
  * ready, then runs step plans until told to stop or the leader goes away (exit 4). No HTTP here. */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "cli/commands.h"
 #include "cli/opts.h"
 #include "core/log.h"
 #include "core/net.h"
+#include "cli/rank_env.h"
 #include "runner/bootstrap.h"
 
-int ss_cmd_worker(int argc, char **argv, char **env)
+/* Runs one worker rank in this process until shutdown; returns its exit code. */
+static int worker_run(const char *leader, int rank, int world, int64_t join_timeout_s, const char *stamp)
 {
-    const char *leader = NULL, *stamp = NULL;
-    int64_t rank = -1, world = 0, join_timeout = 600;
-    ss_opt opts[] = {
-        {"leader-addr", SS_OPT_STR, &leader, "HOST:PORT of the leader's rendezvous"},
-        {"rank", SS_OPT_INT, &rank, "this process's rank (1..world-1)"},
-        {"world", SS_OPT_INT, &world, "ranks in the replica (tp x pp)"},
-        {"join-timeout", SS_OPT_INT, &join_timeout, "seconds to keep trying to reach the leader (default 600)"},
-        {"test-version-stamp", SS_OPT_STR, &stamp, "(tests) pretend to be another build"},
-        {NULL, 0, NULL, NULL},
-    };
     ss_err e = {{0}};
-    ss_status st = ss_opts_parse(opts, argc, argv, 2, env, "worker", &e);
-    if (st == SS_ERR_CANCELLED)
-        return SS_EXIT_OK;
-    if (st == SS_OK && (!leader || rank < 1 || world < 2 || rank >= world))
-        st = ss_err_set(&e, SS_ERR_INVALID_ARG, "worker needs --leader-addr, --world >= 2 and --rank in 1..world-1");
-    if (st != SS_OK) {
-        fprintf(stderr, "shardserve worker: %s\n", e.msg);
-        return ss_status_exit_code(st);
-    }
     char role[64];
-    snprintf(role, sizeof role, "rank %d/%d", (int)rank, (int)world);
+    snprintf(role, sizeof role, "rank %d/%d", rank, world);
     ss_log_init(SS_LOG_INFO, role);
     ss_boot b;
-    st = ss_boot_worker(leader, (int)rank, (int)world, ss_now_ms() + join_timeout * 1000, stamp, &b, &e);
+    ss_status st = ss_boot_worker(leader, rank, world, ss_now_ms() + join_timeout_s * 1000, stamp, &b, &e);
     if (st != SS_OK) {
         SS_LOGE("%s", e.msg);
         return ss_status_exit_code(st);
@@ -62,4 +49,73 @@ int ss_cmd_worker(int argc, char **argv, char **env)
     ss_comm_destroy(wc);
     ss_boot_close(&b);
     return st == SS_OK ? SS_EXIT_OK : (st == SS_ERR_COMM ? SS_EXIT_PEER_LOST : ss_status_exit_code(st));
+}
+
+int ss_cli_run_node(const ss_rank_info *info)
+{
+    /* A node other than the leader's: start this node's other ranks, then be the first of them. */
+    pid_t kids[64];
+    int nk = 0;
+    if (!info->per_process) {
+        char exe[4096];
+        ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+        if (n <= 0) {
+            fprintf(stderr, "shardserve: cannot find its own binary to start local ranks\n");
+            return SS_EXIT_FAILURE;
+        }
+        exe[n] = '\0';
+        pid_t me = getpid();
+        for (int k = info->rank + 1; k < info->rank + info->gpus_per_node && nk < 64; k++) {
+            pid_t pid = fork();
+            if (pid == 0) {
+                prctl(PR_SET_PDEATHSIG, SIGKILL);
+                if (getppid() != me)
+                    _exit(4);
+                char rank[16], ws[16];
+                snprintf(rank, sizeof rank, "%d", k);
+                snprintf(ws, sizeof ws, "%d", info->world);
+                char *argv[] = {exe, "worker", "--leader-addr", (char *)info->leader_addr, "--rank", rank, "--world",
+                                ws, NULL};
+                execv(exe, argv);
+                _exit(127);
+            }
+            if (pid > 0)
+                kids[nk++] = pid;
+        }
+    }
+    int rc = worker_run(info->leader_addr, info->rank, info->world, 600, NULL);
+    for (int i = 0; i < nk; i++) {
+        if (rc != SS_EXIT_OK)
+            kill(kids[i], SIGTERM);
+        int status;
+        waitpid(kids[i], &status, 0);
+        if (rc == SS_EXIT_OK && WIFEXITED(status) && WEXITSTATUS(status))
+            rc = WEXITSTATUS(status);
+    }
+    return rc;
+}
+
+int ss_cmd_worker(int argc, char **argv, char **env)
+{
+    const char *leader = NULL, *stamp = NULL;
+    int64_t rank = -1, world = 0, join_timeout = 600;
+    ss_opt opts[] = {
+        {"leader-addr", SS_OPT_STR, &leader, "HOST:PORT of the leader's rendezvous"},
+        {"rank", SS_OPT_INT, &rank, "this process's rank (1..world-1)"},
+        {"world", SS_OPT_INT, &world, "ranks in the replica (tp x pp)"},
+        {"join-timeout", SS_OPT_INT, &join_timeout, "seconds to keep trying to reach the leader (default 600)"},
+        {"test-version-stamp", SS_OPT_STR, &stamp, "(tests) pretend to be another build"},
+        {NULL, 0, NULL, NULL},
+    };
+    ss_err e = {{0}};
+    ss_status st = ss_opts_parse(opts, argc, argv, 2, env, "worker", &e);
+    if (st == SS_ERR_CANCELLED)
+        return SS_EXIT_OK;
+    if (st == SS_OK && (!leader || rank < 1 || world < 2 || rank >= world))
+        st = ss_err_set(&e, SS_ERR_INVALID_ARG, "worker needs --leader-addr, --world >= 2 and --rank in 1..world-1");
+    if (st != SS_OK) {
+        fprintf(stderr, "shardserve worker: %s\n", e.msg);
+        return ss_status_exit_code(st);
+    }
+    return worker_run(leader, (int)rank, (int)world, join_timeout, stamp);
 }

@@ -11,4 +11,8 @@ int ss_cmd_tokenize(int argc, char **argv, char **env);
 int ss_cmd_chat_template(int argc, char **argv, char **env);
 int ss_cmd_worker(int argc, char **argv, char **env);
 
+struct ss_rank_info;
+/* For `serve`/`generate` on a node other than the leader's: runs this node's ranks as workers. */
+int ss_cli_run_node(const struct ss_rank_info *info);
+
 #endif

@@ -160,7 +160,9 @@ ss_status ss_boot_leader(int lfd, int world, const ss_boot_settings *settings, i
             else if (ss.ss_family == AF_INET6)
                 inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, host, sizeof host);
         }
-        snprintf(peers[rank].host, sizeof peers[rank].host, "%s", host);
+        /* A rank on the leader's own machine (loopback) is reached the way the others reach the leader. */
+        int loop = !strncmp(host, "127.", 4) || !strcmp(host, "::1") || !strncmp(host, "::ffff:127.", 11);
+        snprintf(peers[rank].host, sizeof peers[rank].host, "%s", loop ? "" : host);
         peers[rank].port = port;
         out->peer_ctrl[rank] = fd;
         joined++;
@@ -271,7 +273,7 @@ ss_status ss_boot_make_runner(ss_boot *b, ss_runner **runner, ss_comm **tp_out, 
     rp.max_seqs = s->max_seqs;
     ss_comm *single = NULL;
     SS_CHECK(ss_comm_create_single(&single, err));
-    ss_runner_links tmp = {single, NULL};
+    ss_runner_links tmp = {single, NULL, 0};
     ss_status st = ss_runner_create(&rp, &tmp, runner, err);
     if (st != SS_OK) {
         ss_comm_destroy(single);
@@ -311,7 +313,7 @@ ss_status ss_boot_make_runner(ss_boot *b, ss_runner **runner, ss_comm **tp_out, 
         *runner = NULL;
         return st;
     }
-    ss_runner_links links = {tp, world};
+    ss_runner_links links = {tp, world, s->device == SS_DEVICE_CUDA};
     ss_runner_set_links(*runner, &links);
     ss_comm_destroy(single);
     *tp_out = tp;

@@ -6,7 +6,9 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -48,7 +50,7 @@ ss_replica_params ss_replica_default_params(void)
 }
 
 /* Starts local ranks 1..W-1 as `shardserve worker` children that die with the leader. */
-static ss_status replica_spawn(ss_replica *r, int port, int world, ss_err *err)
+static ss_status replica_spawn(ss_replica *r, int port, int world, int count, ss_err *err)
 {
     char exe[4096];
     if (r->p.worker_exe) {
@@ -60,7 +62,7 @@ static ss_status replica_spawn(ss_replica *r, int port, int world, ss_err *err)
         exe[n] = '\0';
     }
     pid_t leader = getpid();
-    for (int k = 1; k < world; k++) {
+    for (int k = 1; k < count && k < world; k++) {
         pid_t pid = fork();
         if (pid < 0)
             return ss_err_set(err, SS_ERR_IO, "starting local rank %d: %s", k, strerror(errno));
@@ -118,8 +120,9 @@ static ss_status replica_create_multi(ss_replica *r, ss_err *err)
     SS_CHECK(ss_boot_leader_listen(host, want_port, &lfd, &port, err));
     SS_LOGI("leader: waiting for %d ranks on port %d", world - 1, port);
     ss_status st = SS_OK;
-    if (!p->leader_addr)
-        st = replica_spawn(r, port, world, err);
+    int local = p->local_ranks > 0 ? p->local_ranks : (p->leader_addr ? s.gpus_per_node : world);
+    if (local > 1)
+        st = replica_spawn(r, port, world, local, err);
     if (st == SS_OK)
         st = ss_boot_leader(lfd, world, &s, ss_now_ms() + REPLICA_LOAD_DEADLINE_MS, &r->boot, err);
     close(lfd);
@@ -170,7 +173,7 @@ ss_status ss_replica_create(const ss_replica_params *params, ss_replica **out, s
         ss_runner_params rp = {params->model_dir, 1, 1, 0, params->backend, params->block_size,
                                params->num_kv_blocks, params->max_seq_len, params->max_batch_tokens,
                                params->max_seqs};
-        ss_runner_links links = {r->tp_comm, NULL};
+        ss_runner_links links = {r->tp_comm, NULL, 0};
         SS_CHECK_GOTO(ss_runner_create(&rp, &links, &r->runner, err), st, fail);
     }
     *out = r;
@@ -219,6 +222,16 @@ ss_status ss_replica_step(ss_replica *r, const ss_step_plan *plan, ss_step_outpu
         ss_free(msg);
     }
     if (st != SS_OK) {
+        /* Name the rank that went away when a socket says so (a dead process closes them all). */
+        for (int k = 1; k < r->boot.world && (st == SS_ERR_COMM || st == SS_ERR_TIMEOUT); k++) {
+            struct pollfd pf = {r->boot.peer_ctrl[k], POLLIN, 0};
+            char c;
+            if (poll(&pf, 1, 0) == 1 && (pf.revents & (POLLHUP | POLLERR) ||
+                                         recv(pf.fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0)) {
+                ss_err_prefix(err, "rank %d is lost", k);
+                break;
+            }
+        }
         r->broken = 1;
         if (r->world)
             r->world->iface->abort(r->world->ctx);

@@ -26,6 +26,8 @@ typedef struct ss_replica_params {
     int nnodes, node_rank, gpus_per_node;
     int comm_timeout_ms;     /* collective deadline; default 60000 */
     const char *worker_exe;  /* binary started for local ranks; NULL = this executable */
+    int local_ranks;         /* ranks this process starts here, itself included (0: all when leader_addr is
+                              * NULL, else gpus_per_node; 1: a launcher such as mpirun starts the others) */
 } ss_replica_params;
 
 ss_replica_params ss_replica_default_params(void);

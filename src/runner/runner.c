@@ -23,6 +23,7 @@ struct ss_runner {
     ss_model_weights *w;
     ss_forward *fwd;
     ss_forward_params fp;
+    ss_runner_links links;
     /* host scratch for one step */
     int32_t *tok_seq, *tok_pos, *slots, *rows, *block_tables, *seq_lens, *row_of_seq;
     float *host_logits;   /* [max_rows, vocab] for the host sampling path */
@@ -88,6 +89,7 @@ ss_status ss_runner_create(const ss_runner_params *p, const ss_runner_links *lin
     if (!r)
         return ss_err_set(err, SS_ERR_NOMEM, "out of memory");
     r->p = *p;
+    r->links = *links;
     ss_status st;
     SS_CHECK_GOTO(ss_config_load_dir(p->model_dir, &r->cfg, err), st, fail);
     SS_CHECK_GOTO(ss_shard_plan_make(&r->cfg, p->tp, p->pp, p->rank, &r->plan, err), st, fail);
@@ -166,6 +168,7 @@ void ss_runner_destroy(ss_runner *r)
 
 void ss_runner_set_links(ss_runner *r, const ss_runner_links *links)
 {
+    r->links = *links;
     ss_forward_links fl = {links->tp, links->world, r->plan.first_stage ? -1 : r->p.rank - r->p.tp,
                            r->plan.last_stage ? -1 : r->p.rank + r->p.tp};
     ss_forward_set_links(r->fwd, &fl);
@@ -431,6 +434,11 @@ ss_status ss_runner_step(ss_runner *r, const ss_step_plan *plan, ss_step_output 
                           r->block_tables, r->seq_lens, max_len, n_rows, r->rows};
     const float *logits = NULL;
     SS_CHECK(ss_forward_run(r->fwd, &b, &logits, err));
+#ifdef SS_HAVE_CUDA
+    /* NCCL only enqueues: wait for the step with a deadline so that a lost peer becomes an error. */
+    if (r->links.nccl)
+        SS_CHECK(ss_comm_nccl_wait(r->links.tp->size > 1 ? r->links.tp : r->links.world, 0, err));
+#endif
     if (!ss_runner_is_output_rank(r) || !logits)
         return SS_OK;
     ss_status st = runner_sample(r, plan, logits, n_rows, out, err);

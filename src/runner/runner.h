@@ -26,6 +26,7 @@ typedef struct ss_runner_params {
 typedef struct ss_runner_links {
     ss_comm *tp;
     ss_comm *world;
+    int nccl; /* comms are NCCL: wait on them with a deadline before reading results back */
 } ss_runner_links;
 
 ss_status ss_runner_create(const ss_runner_params *p, const ss_runner_links *links, ss_runner **out, ss_err *err);

@@ -1,0 +1,166 @@
+#!/usr/bin/env python3
+"""Multi-process replica behaviour, driven through the real binary.
+
+usage: test_multinode.py CASE SHARDSERVE FIXTURES
+  late_join         a worker started 20 s before the leader keeps retrying and joins
+  kill_worker       kill -9 of a worker mid-generation: the leader fails with a clear error, exit 4,
+                    within the comm timeout, and leaves no process behind
+  version_mismatch  a worker with another version stamp is refused with both stamps named; a good
+                    worker still joins afterwards
+  netns             leader and worker in two network namespaces joined by a veth pair, talking
+                    only over their own addresses; tokens equal the single-process run
+"""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+CASE, BIN, FIX = sys.argv[1], sys.argv[2], sys.argv[3]
+MODEL = os.path.join(FIX, "models", "llama3-gqa")
+EXPECT = "1,287,226,330,330,137,485,421"  # golden greedy continuation of [71]
+BASE = [BIN, "generate", "--model", MODEL, "--prompt-ids", "71", "--ignore-eos", "--quiet", "--device", "cpu",
+        "--threads", "1"]
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def fail(msg):
+    print("FAIL:", msg)
+    sys.exit(1)
+
+
+def no_leftovers(tag):
+    out = subprocess.run(["pgrep", "-f", tag], capture_output=True, text=True).stdout.split()
+    me = str(os.getpid())
+    left = [p for p in out if p != me]
+    if left:
+        subprocess.run(["ps", "-o", "pid,args", "-p", ",".join(left)])
+        fail("processes left behind: %s" % left)
+
+
+def late_join():
+    port = free_port()
+    addr = "127.0.0.1:%d" % port
+    worker = subprocess.Popen([BIN, "worker", "--leader-addr", addr, "--rank", "1", "--world", "2",
+                               "--join-timeout", "60"], stderr=subprocess.PIPE, text=True)
+    time.sleep(20)
+    if worker.poll() is not None:
+        fail("worker gave up before the leader started: " + worker.stderr.read())
+    leader = subprocess.run(BASE + ["--max-tokens", "8", "--tp", "2", "--leader-addr", addr, "--nnodes", "2",
+                                    "--gpus-per-node", "1"], capture_output=True, text=True, timeout=60)
+    if leader.returncode != 0 or leader.stdout.strip() != EXPECT:
+        fail("leader: rc %d out %r err %s" % (leader.returncode, leader.stdout, leader.stderr[-2000:]))
+    if worker.wait(timeout=30) != 0:
+        fail("worker exit %d" % worker.returncode)
+    print("late join ok")
+
+
+def kill_worker():
+    tag = "kill-worker-%d" % os.getpid()
+    env = dict(os.environ, SHARDSERVE_TEST_TAG=tag)
+    leader = subprocess.Popen(BASE + ["--max-tokens", "6000", "--tp", "2", "--comm-timeout", "5"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    # find the worker child once it runs
+    worker = None
+    t0 = time.time()
+    while time.time() - t0 < 30 and worker is None:
+        time.sleep(0.2)
+        kids = subprocess.run(["pgrep", "-P", str(leader.pid)], capture_output=True, text=True).stdout.split()
+        if kids:
+            worker = int(kids[0])
+    if worker is None:
+        fail("no worker process appeared")
+    time.sleep(2.0)  # mid-generation
+    os.kill(worker, signal.SIGKILL)
+    t_kill = time.time()
+    try:
+        out, err = leader.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        leader.kill()
+        fail("leader did not exit within 20 s of the worker's death")
+    took = time.time() - t_kill
+    if leader.returncode != 4:
+        fail("leader exit code %d, want 4 (peer lost); stderr: %s" % (leader.returncode, err[-2000:]))
+    if "rank 1" not in err:
+        fail("error does not name the lost rank: %s" % err[-2000:])
+    print("leader failed in %.1f s with: %s" % (took, err.strip().splitlines()[-1]))
+    time.sleep(0.5)
+    out = subprocess.run(["pgrep", "-P", str(leader.pid)], capture_output=True, text=True).stdout.strip()
+    if out:
+        fail("children of the leader are left: " + out)
+
+
+def version_mismatch():
+    port = free_port()
+    addr = "127.0.0.1:%d" % port
+    leader = subprocess.Popen(BASE + ["--max-tokens", "8", "--tp", "2", "--leader-addr", addr, "--nnodes", "2",
+                                      "--gpus-per-node", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    bad = subprocess.run([BIN, "worker", "--leader-addr", addr, "--rank", "1", "--world", "2",
+                          "--test-version-stamp", "shardserve 9.9.9; engine format 7"],
+                         capture_output=True, text=True, timeout=60)
+    if bad.returncode != 3:
+        fail("mismatched worker exit %d, want 3; %s" % (bad.returncode, bad.stderr))
+    if "9.9.9" not in bad.stderr or "shardserve 0." not in bad.stderr:
+        fail("refusal does not name both stamps: " + bad.stderr)
+    good = subprocess.Popen([BIN, "worker", "--leader-addr", addr, "--rank", "1", "--world", "2"],
+                            stderr=subprocess.PIPE, text=True)
+    out, err = leader.communicate(timeout=60)
+    good.wait(timeout=30)
+    if leader.returncode != 0 or out.strip() != EXPECT:
+        fail("leader after refusal: rc %d out %r err %s" % (leader.returncode, out, err[-2000:]))
+    print("refused:", bad.stderr.strip().splitlines()[-1])
+
+
+def sh(*cmd):
+    r = subprocess.run(list(cmd), capture_output=True, text=True)
+    if r.returncode != 0:
+        fail("%s: %s" % (" ".join(cmd), r.stderr))
+    return r.stdout
+
+
+def netns():
+    tag = "ss%d" % (os.getpid() % 100000)
+    a, b = tag + "a", tag + "b"
+    try:
+        sh("ip", "netns", "add", a)
+        sh("ip", "netns", "add", b)
+        sh("ip", "link", "add", tag + "0", "type", "veth", "peer", "name", tag + "1")
+        sh("ip", "link", "set", tag + "0", "netns", a)
+        sh("ip", "link", "set", tag + "1", "netns", b)
+        sh("ip", "-n", a, "addr", "add", "10.231.7.1/24", "dev", tag + "0")
+        sh("ip", "-n", b, "addr", "add", "10.231.7.2/24", "dev", tag + "1")
+        for ns, dev in ((a, tag + "0"), (b, tag + "1")):
+            sh("ip", "-n", ns, "link", "set", dev, "up")
+            sh("ip", "-n", ns, "link", "set", "lo", "up")
+        addr = "10.231.7.1:29600"
+        common = BASE + ["--max-tokens", "8", "--tp", "2", "--pp", "2", "--nnodes", "2", "--leader-addr", addr]
+        leader = subprocess.Popen(["ip", "netns", "exec", a] + common, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        node1 = subprocess.Popen(["ip", "netns", "exec", b] + common + ["--node-rank", "1"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        out, err = leader.communicate(timeout=90)
+        o1, e1 = node1.communicate(timeout=30)
+        if leader.returncode != 0 or out.strip() != EXPECT:
+            fail("leader in %s: rc %d out %r err %s" % (a, leader.returncode, out, err[-3000:]))
+        if node1.returncode != 0:
+            fail("node 1 in %s: rc %d err %s" % (b, node1.returncode, e1[-3000:]))
+        if "joined the leader at 10.231.7.1:29600" not in e1:
+            fail("node 1 did not reach the leader over the veth address: " + e1[-2000:])
+        print("netns: 4 ranks on two hosts (10.231.7.1, 10.231.7.2) gave", out.strip())
+    finally:
+        subprocess.run(["ip", "netns", "del", a], capture_output=True)
+        subprocess.run(["ip", "netns", "del", b], capture_output=True)
+
+
+{"late_join": late_join, "kill_worker": kill_worker, "version_mismatch": version_mismatch,
+ "netns": netns}[CASE]()
+print("1 passed, 0 failed")
