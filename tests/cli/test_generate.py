@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""`shardserve generate` end to end: chat rendering + greedy text against the e2e golden, ids in/out
+against the model goldens, and the exit codes / messages of bad input (DESIGN.md §2)."""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+BIN, FIX = sys.argv[1], sys.argv[2]
+failures = 0
+passes = 0
+
+
+def run(args, **kw):
+    return subprocess.run([BIN, "generate", "--quiet"] + args, capture_output=True, text=True, timeout=240, **kw)
+
+
+def check(name, cond, detail=""):
+    global failures, passes
+    if cond:
+        passes += 1
+        print("ok  ", name)
+    else:
+        failures += 1
+        print("FAIL", name, detail)
+
+
+# 1. --chat on the e2e model: same rendered ids, same greedy ids and text as transformers.
+g = json.load(open(os.path.join(FIX, "golden", "e2e-llama3-tok.json")))
+model = os.path.join(FIX, "models", "e2e-llama3-tok")
+for i, chat in enumerate(g["chat"]):
+    case = next((c for c in g["cases"] if c["prompt_ids"] == chat["ids"]), None)
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(chat["messages"], f)
+    r = run(["--model", model, "--chat", f.name, "--max-tokens", str(g["n_gen"]), "--ignore-eos", "--output", "json"])
+    os.unlink(f.name)
+    check("chat %d exit 0" % i, r.returncode == 0, r.stderr[-500:])
+    if r.returncode != 0:
+        continue
+    out = json.loads(r.stdout)
+    check("chat %d prompt ids" % i, out["prompt_ids"] == chat["ids"], (out["prompt_ids"], chat["ids"]))
+    if case:
+        check("chat %d greedy ids" % i, out["ids"] == case["greedy_ids"], (out["ids"], case["greedy_ids"]))
+        check("chat %d greedy text" % i, out["text"] == case["greedy_text"], (out["text"], case["greedy_text"]))
+
+# 2. ids in, ids out on every golden model (first case, tokens up to the first small margin).
+for name in ["llama3-gqa", "llama2-mha", "mistral-tied-mqa", "qwen2-bias", "qwen3-qknorm"]:
+    gd = json.load(open(os.path.join(FIX, "golden", name + ".json")))
+    c = gd["cases"][1]
+    n = next((k for k, m in enumerate(c["greedy_margins"]) if m < 1e-3), len(c["greedy_ids"]))
+    r = run(["--model", os.path.join(FIX, "models", name), "--prompt-ids", ",".join(map(str, c["prompt_ids"])),
+             "--max-tokens", str(max(n, 1)), "--ignore-eos", "--device", "cpu"])
+    got = [int(x) for x in r.stdout.strip().split(",")] if r.returncode == 0 else None
+    check("%s greedy %d tokens" % (name, n), got == c["greedy_ids"][:max(n, 1)], (got, c["greedy_ids"][:n], r.stderr[-300:]))
+
+# 3. --logprobs: top-K per step, sorted, the greedy token first.
+r = run(["--model", os.path.join(FIX, "models", "llama3-gqa"), "--prompt-ids", "71", "--max-tokens", "3",
+         "--ignore-eos", "--logprobs", "4", "--output", "json"])
+out = json.loads(r.stdout) if r.returncode == 0 else {}
+lp = out.get("logprobs", [])
+check("logprobs shape", len(lp) == 3 and all(len(s) == 4 for s in lp), r.stdout[-300:])
+check("logprobs greedy first and sorted",
+      all(s[0]["id"] == t and all(s[k]["logprob"] >= s[k + 1]["logprob"] for k in range(3))
+          for s, t in zip(lp, out.get("ids", []))), lp)
+
+# 4. bad input: exit codes and messages that name the thing.
+bad = tempfile.mkdtemp()
+r = run(["--model", bad, "--prompt-ids", "1"])
+check("missing config -> exit 3 naming config.json", r.returncode == 3 and "config.json" in r.stderr, r.stderr)
+r = run(["--model", model, "--prompt-ids", "1", "--tpp", "2"])
+check("unknown flag -> exit 2 naming it", r.returncode == 2 and "--tpp" in r.stderr, r.stderr)
+r = run(["--model", os.path.join(FIX, "models", "llama3-gqa"), "--prompt-ids", "1,99999"])
+check("out-of-vocab id -> exit 2", r.returncode == 2 and "99999" in r.stderr, r.stderr)
+r = run(["--model", os.path.join(FIX, "models", "llama3-gqa"), "--prompt-ids", "1", "--tp", "3"])
+check("tp 3 on 8 heads refused with the reason", r.returncode == 2 and "heads" in r.stderr, r.stderr)
+r = run(["--model", os.path.join(FIX, "models", "llama3-gqa"), "--prompt", "hi"])
+check("--prompt without tokenizer.json -> exit 3", r.returncode == 3 and "tokenizer.json" in r.stderr, r.stderr)
+
+print("%d passed, %d failed" % (passes, failures))
+sys.exit(1 if failures else 0)
