@@ -10,6 +10,8 @@
 #include "core/alloc.h"
 #include "core/fileio.h"
 #include "core/log.h"
+#include "engine/engine.h"
+#include "engine/manifest.h"
 #include "model/forward.h"
 #include "model/safetensors.h"
 #include "model/shard_plan.h"
@@ -71,6 +73,15 @@ static ss_status runner_open_weights(ss_runner *r, ss_err *err)
     ss_checkpoint *ck = NULL;
     int presliced = 0;
     if (ss_path_exists(path)) { /* a prepared engine: read only this rank's file */
+        ss_manifest *m = NULL;
+        SS_CHECK(ss_manifest_load(r->p.model_dir, &m, err));
+        int mtp = m->tp, mpp = m->pp;
+        ss_manifest_destroy(m);
+        if (mtp != r->p.tp || mpp != r->p.pp)
+            return ss_err_set(err, SS_ERR_MISMATCH, "%s: the engine was prepared for tp %d x pp %d, not tp %d x pp %d",
+                              r->p.model_dir, mtp, mpp, r->p.tp, r->p.pp);
+        /* Sizes of every file against the manifest (instant); full digests are `prepare --check`'s job. */
+        SS_CHECK(ss_engine_verify(r->p.model_dir, SS_ENGINE_VERIFY_SIZES, err));
         snprintf(path, sizeof path, "%s/rank-%05d.safetensors", r->p.model_dir, r->p.rank);
         SS_CHECK(ss_checkpoint_open_file(path, &ck, err));
         presliced = 1;

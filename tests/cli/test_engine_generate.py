@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""Prepared engines serve the same tokens as the raw checkpoint: for each fixture model and (tp, pp),
+`prepare` into a scratch cache, then `generate --model <engine>` with the same split must give the
+golden greedy ids. A damaged rank file is refused at load, naming the file."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+BIN, FIX = sys.argv[1], sys.argv[2]
+passes = failures = 0
+
+
+def check(name, cond, detail=""):
+    global passes, failures
+    if cond:
+        passes += 1
+        print("ok  ", name)
+    else:
+        failures += 1
+        print("FAIL", name, str(detail)[-1500:])
+
+
+cache = tempfile.mkdtemp(prefix="ss-engine-gen-")
+try:
+    for name, splits in [("llama3-gqa", [(1, 1), (2, 1), (1, 2), (2, 2), (4, 1)]),
+                         ("mistral-tied-mqa", [(2, 1), (1, 2)]),
+                         ("qwen3-qknorm", [(2, 2)]), ("llama2-mha", [(1, 3)])]:
+        model = os.path.join(FIX, "models", name)
+        g = json.load(open(os.path.join(FIX, "golden", name + ".json")))
+        c = g["cases"][1]
+        n = next((k for k, m in enumerate(c["greedy_margins"]) if m < 1e-3), len(c["greedy_ids"]))
+        for tp, pp in splits:
+            p = subprocess.run([BIN, "prepare", "--model", model, "--tp", str(tp), "--pp", str(pp), "--cache", cache,
+                                "--quiet"], capture_output=True, text=True, timeout=120)
+            if p.returncode != 0:
+                check("%s tp%d pp%d prepare" % (name, tp, pp), False, p.stderr)
+                continue
+            engine = p.stdout.strip().splitlines()[-1]
+            r = subprocess.run([BIN, "generate", "--quiet", "--model", engine, "--tp", str(tp), "--pp", str(pp),
+                                "--device", "cpu", "--threads", "1", "--prompt-ids",
+                                ",".join(map(str, c["prompt_ids"])), "--max-tokens", str(n), "--ignore-eos"],
+                               capture_output=True, text=True, timeout=120)
+            got = [int(x) for x in r.stdout.strip().split(",")] if r.returncode == 0 else r.stderr
+            check("%s tp%d pp%d from engine" % (name, tp, pp), got == c["greedy_ids"][:n], got)
+    # A flipped byte in a rank's tensor data: loading must fail and name the file.
+    p = subprocess.run([BIN, "prepare", "--model", os.path.join(FIX, "models", "llama3-gqa"), "--tp", "2", "--cache",
+                        cache, "--quiet"], capture_output=True, text=True, timeout=120)
+    engine = p.stdout.strip().splitlines()[-1]
+    bad = tempfile.mkdtemp(prefix="ss-engine-bad-")
+    shutil.rmtree(bad)
+    shutil.copytree(engine, bad)
+    rank1 = os.path.join(bad, "rank-00001.safetensors")
+    os.chmod(rank1, 0o644)
+    with open(rank1, "r+b") as f:
+        f.truncate(os.path.getsize(rank1) - 100)
+    r = subprocess.run([BIN, "generate", "--quiet", "--model", bad, "--tp", "2", "--device", "cpu", "--prompt-ids", "1",
+                        "--max-tokens", "1"], capture_output=True, text=True, timeout=120)
+    check("truncated rank file refused naming it", r.returncode != 0 and "rank-00001.safetensors" in r.stderr,
+          r.stderr)
+    r = subprocess.run([BIN, "generate", "--quiet", "--model", engine, "--tp", "1", "--device", "cpu", "--prompt-ids",
+                        "1", "--max-tokens", "1"], capture_output=True, text=True, timeout=120)
+    check("engine for tp 2 refused at tp 1", r.returncode == 3 and "tp 2" in r.stderr, r.stderr)
+    shutil.rmtree(bad, ignore_errors=True)
+finally:
+    shutil.rmtree(cache, ignore_errors=True)
+print("%d passed, %d failed" % (passes, failures))
+sys.exit(1 if failures else 0)
