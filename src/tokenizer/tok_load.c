@@ -272,7 +272,7 @@ static ss_status tok_add_pretok(ss_tokenizer *tok, const cJSON *p, ss_err *err)
     }
     if (!strcmp(type, "Metaspace")) {
         const char *r = tok_json_str(p, "replacement");
-        uint32_t cp;
+        uint32_t cp = 0;
         SS_CHECK(tok_one_char(r ? r : "\xe2\x96\x81", "pre-tokenizer Metaspace replacement", &cp, err));
         d->kind = SS_TOK_PRE_METASPACE;
         d->repl_len = ss_tok_utf8_encode(cp, d->repl);
@@ -340,7 +340,7 @@ static ss_status tok_add_dec(ss_tokenizer *tok, const cJSON *p, ss_err *err)
         return tok_dup(content, &d->b, &d->b_len, err);
     } else if (!strcmp(type, "Metaspace")) {
         const char *r = tok_json_str(p, "replacement");
-        uint32_t cp;
+        uint32_t cp = 0;
         char buf[4];
         SS_CHECK(tok_one_char(r ? r : "\xe2\x96\x81", "decoder Metaspace replacement", &cp, err));
         SS_CHECK(tok_prepend_scheme(p, "decoder Metaspace", &d->prepend, err));
@@ -447,7 +447,7 @@ static ss_status tok_add_post(ss_tokenizer *tok, const cJSON *p, ss_err *err)
         int32_t cls, sep;
         SS_CHECK(tok_id_of_pair(cJSON_GetObjectItemCaseSensitive(p, "cls"), type, &cls, err));
         SS_CHECK(tok_id_of_pair(cJSON_GetObjectItemCaseSensitive(p, "sep"), type, &sep, err));
-        ss_tok_tmpl *t;
+        ss_tok_tmpl *t = NULL;
         SS_CHECK(tok_new_tmpl(tok, &t, err));
         SS_CHECK(tok_tmpl_push(tok, t, 0, &cls, 1, err));
         SS_CHECK(tok_tmpl_push(tok, t, 1, NULL, 0, err));
@@ -458,7 +458,7 @@ static ss_status tok_add_post(ss_tokenizer *tok, const cJSON *p, ss_err *err)
         const cJSON *specials = cJSON_GetObjectItemCaseSensitive(p, "special_tokens");
         if (!cJSON_IsArray(single))
             return ss_err_set(err, SS_ERR_FORMAT, "post-processor TemplateProcessing: 'single' must be an array");
-        ss_tok_tmpl *t;
+        ss_tok_tmpl *t = NULL;
         SS_CHECK(tok_new_tmpl(tok, &t, err));
         const cJSON *it;
         cJSON_ArrayForEach(it, single)
