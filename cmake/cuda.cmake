@@ -8,13 +8,25 @@ if(NOT SS_CUDA_KERNELS)
   return()
 endif()
 add_library(shardserve_cuda STATIC ${SS_CUDA_KERNELS})
+# The directory's C flags (-Wall -Werror -pthread ...) mean nothing to nvcc: replace them.
+set_property(TARGET shardserve_cuda PROPERTY COMPILE_OPTIONS "")
 target_include_directories(shardserve_cuda PRIVATE ${PROJECT_SOURCE_DIR}/src)
 target_compile_options(shardserve_cuda PRIVATE
   $<$<COMPILE_LANGUAGE:CUDA>:-gencode=arch=compute_90a,code=sm_90a -gencode=arch=compute_80,code=sm_80
-  -O3 --use_fast_math -std=c++17 -Xcompiler=-Wall>)
+  -O3 --use_fast_math -std=c++17 -Xcompiler=-Wall,-Wextra,-Werror -Werror=all-warnings -D_GNU_SOURCE>)
+if(SS_CUDA_PTXAS_VERBOSE)
+  # Register / spill report of every kernel (scripts/gpu/check.sh turns this on).
+  target_compile_options(shardserve_cuda PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:-Xptxas=-v>)
+endif()
 target_link_libraries(shardserve_cuda PUBLIC CUDA::cudart CUDA::cublas CUDA::cublasLt)
+
+# NCCL: the toolkit's folder, a system install, or SS_NCCL_ROOT (e.g. the nvidia-nccl wheel's folder).
+set(SS_NCCL_ROOT "" CACHE PATH "Folder holding include/nccl.h and lib/libnccl.so (optional)")
+find_path(SS_NCCL_INCLUDE nccl.h HINTS ${SS_NCCL_ROOT}/include ${CUDAToolkit_INCLUDE_DIRS} REQUIRED)
+find_library(SS_NCCL_LIB NAMES nccl libnccl.so.2
+             HINTS ${SS_NCCL_ROOT}/lib ${CUDAToolkit_LIBRARY_DIR} /usr/local/cuda/lib64 REQUIRED)
+
 target_sources(shardserve_lib PRIVATE ${SS_CUDA_HOST})
 target_compile_definitions(shardserve_lib PUBLIC SS_HAVE_CUDA=1)
-target_include_directories(shardserve_lib PRIVATE ${CUDAToolkit_INCLUDE_DIRS})
-find_library(SS_NCCL_LIB nccl HINTS ${CUDAToolkit_LIBRARY_DIR} /usr/local/cuda/lib64 REQUIRED)
-target_link_libraries(shardserve_lib PUBLIC shardserve_cuda ${SS_NCCL_LIB} CUDA::cudart)
+target_include_directories(shardserve_lib PRIVATE ${CUDAToolkit_INCLUDE_DIRS} ${SS_NCCL_INCLUDE})
+target_link_libraries(shardserve_lib PUBLIC shardserve_cuda ${SS_NCCL_LIB} CUDA::cudart CUDA::cublasLt)

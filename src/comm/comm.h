@@ -59,6 +59,11 @@ ss_status ss_comm_nccl_create(int rank, int size, const void *unique_id, void *s
                               int timeout_ms, ss_comm **out, ss_err *err);
 /* Fills the 128-byte unique id (leader). */
 ss_status ss_comm_nccl_unique_id(void *unique_id128, ss_err *err);
+/* Waits until the stream the communicator enqueues on is idle (all of the step's work, collectives
+ * included), polling ncclCommGetAsyncError; past timeout_ms (<= 0: the create-time timeout) the
+ * communicator is aborted and SS_ERR_TIMEOUT returned. NCCL calls only enqueue: the runner calls this
+ * after a step instead of a plain sync, so a lost peer cannot hang it. Not during graph capture. */
+ss_status ss_comm_nccl_wait(ss_comm *c, int timeout_ms, ss_err *err);
 #endif
 
 #endif

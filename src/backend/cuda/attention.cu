@@ -1,0 +1,331 @@
+// attention.cu — causal attention over the paged KV cache, for decode and prefill tokens alike.
+// One CTA per (token, kv head, chunk of up to GMAX query heads of its group, split of the context):
+// each K/V row is read once for all query heads of the group (GQA/MQA). Lanes are grouped LPK to a key
+// (8 head dims per lane, one 16-byte load); online softmax in the log2 domain, fp32 throughout. Long
+// contexts with few tokens are split over CTAs (flash-decoding) and merged by a combine kernel.
+#include <math.h>
+
+#include "backend/cuda/common.cuh"
+#include "backend/cuda/cuda_kernels.h"
+
+namespace ss {
+namespace {
+
+constexpr int kWarps = 4;
+constexpr int kMaxSplits = 64;
+constexpr int kMinKeysPerSplit = 256;
+
+struct AttnParams {
+    bf16 *out;           // [n, heads*D]
+    const bf16 *q;       // row t at q + t*q_stride
+    int64_t q_stride;
+    const bf16 *kc, *vc; // [slots, kv_heads, D]
+    const int32_t *tok_seq, *tok_pos, *block_tables;
+    int max_blocks, block_size;
+    int heads, kv_heads, head_dim, group, hchunks;
+    float scale_log2;    // softmax scale * log2(e)
+    int n_splits, split_len;
+    int64_t n;
+    float *part_acc;     // [n_splits, n, heads, D] unnormalised sums (n_splits > 1)
+    float *part_ml;      // [n_splits, n, heads, 2] running max (log2 domain) and sum
+};
+
+__device__ __forceinline__ float merge_scale(float m, float mn)
+{
+    return mn == -INFINITY ? 0.0f : exp2f(m - mn);
+}
+
+template <int LPK, int GMAX> __global__ void __launch_bounds__(kWarps * 32) attn_kernel(const AttnParams p)
+{
+    constexpr int KPW = 32 / LPK; // keys in flight per warp
+    constexpr int DMAX = LPK * 8;
+    __shared__ float s_acc[kWarps][GMAX][DMAX];
+    __shared__ float s_m[kWarps][GMAX];
+    __shared__ float s_l[kWarps][GMAX];
+
+    const int64_t tok = blockIdx.x;
+    const int kvh = blockIdx.y / p.hchunks;
+    const int hc = blockIdx.y - kvh * p.hchunks;
+    const int split = blockIdx.z;
+    const int D = p.head_dim;
+    const int h0 = kvh * p.group + hc * GMAX;
+    const int ng = min(GMAX, p.group - hc * GMAX);
+    const int lane = threadIdx.x & 31;
+    const int warp = threadIdx.x >> 5;
+    const int kl = lane % LPK;
+    const int kg = lane / LPK;
+    const int d0 = kl * 8;
+    const bool dim_ok = d0 < D;
+
+    const int seq = p.tok_seq[tok];
+    const int ctx = p.tok_pos[tok] + 1;
+    const int kbeg = split * p.split_len;
+    const int kend = min(ctx, kbeg + p.split_len);
+
+    float q[GMAX][8];
+    float m[GMAX], l[GMAX], acc[GMAX][8];
+    const bf16 *qrow = p.q + tok * p.q_stride + (int64_t)h0 * D + d0;
+#pragma unroll
+    for (int g = 0; g < GMAX; g++) {
+        if (g < ng && dim_ok) {
+            unpack8(*reinterpret_cast<const uint4 *>(qrow + (int64_t)g * D), q[g]);
+#pragma unroll
+            for (int d = 0; d < 8; d++)
+                q[g][d] *= p.scale_log2;
+        } else {
+#pragma unroll
+            for (int d = 0; d < 8; d++)
+                q[g][d] = 0.0f;
+        }
+        m[g] = -INFINITY;
+        l[g] = 0.0f;
+#pragma unroll
+        for (int d = 0; d < 8; d++)
+            acc[g][d] = 0.0f;
+    }
+
+    // The lanes of one key group run the same trip count; their shuffles use only their own mask.
+    const unsigned gmask = LPK == 32 ? FULL_MASK : (((1u << LPK) - 1u) << (kg * LPK));
+    const int32_t *bt = p.block_tables + (int64_t)seq * p.max_blocks;
+    const int64_t row = (int64_t)p.kv_heads * D;
+    const bf16 *kbase = p.kc + (int64_t)kvh * D + d0;
+    const bf16 *vbase = p.vc + (int64_t)kvh * D + d0;
+    const uint4 zero4 = make_uint4(0, 0, 0, 0);
+
+    int j = kbeg + warp * KPW + kg;
+    uint4 kn = zero4, vn = zero4;
+    if (j < kend && dim_ok) {
+        const int64_t slot = (int64_t)bt[j / p.block_size] * p.block_size + j % p.block_size;
+        kn = *reinterpret_cast<const uint4 *>(kbase + slot * row);
+        vn = *reinterpret_cast<const uint4 *>(vbase + slot * row);
+    }
+    while (j < kend) {
+        const uint4 ku = kn, vu = vn;
+        const int jn = j + kWarps * KPW;
+        if (jn < kend && dim_ok) { // prefetch the next key while this one is scored
+            const int64_t slot = (int64_t)bt[jn / p.block_size] * p.block_size + jn % p.block_size;
+            kn = *reinterpret_cast<const uint4 *>(kbase + slot * row);
+            vn = *reinterpret_cast<const uint4 *>(vbase + slot * row);
+        }
+        float kf[8], vf[8];
+        unpack8(ku, kf);
+        unpack8(vu, vf);
+#pragma unroll
+        for (int g = 0; g < GMAX; g++) {
+            if (g < ng) {
+                float s = 0.0f;
+#pragma unroll
+                for (int d = 0; d < 8; d++)
+                    s = fmaf(q[g][d], kf[d], s);
+#pragma unroll
+                for (int o = LPK / 2; o > 0; o >>= 1)
+                    s += __shfl_xor_sync(gmask, s, o);
+                const float mn = fmaxf(m[g], s);
+                const float corr = exp2f(m[g] - mn);
+                const float pj = exp2f(s - mn);
+                l[g] = l[g] * corr + pj;
+#pragma unroll
+                for (int d = 0; d < 8; d++)
+                    acc[g][d] = fmaf(pj, vf[d], acc[g][d] * corr);
+                m[g] = mn;
+            }
+        }
+        j = jn;
+    }
+
+    // Merge the key groups of the warp (lanes that differ in the bits above log2(LPK)).
+#pragma unroll
+    for (int o = LPK; o < 32; o <<= 1) {
+#pragma unroll
+        for (int g = 0; g < GMAX; g++) {
+            if (g < ng) {
+                const float m2 = __shfl_xor_sync(FULL_MASK, m[g], o);
+                const float l2 = __shfl_xor_sync(FULL_MASK, l[g], o);
+                const float mn = fmaxf(m[g], m2);
+                const float c1 = merge_scale(m[g], mn), c2 = merge_scale(m2, mn);
+                l[g] = l[g] * c1 + l2 * c2;
+#pragma unroll
+                for (int d = 0; d < 8; d++) {
+                    const float a2 = __shfl_xor_sync(FULL_MASK, acc[g][d], o);
+                    acc[g][d] = acc[g][d] * c1 + a2 * c2;
+                }
+                m[g] = mn;
+            }
+        }
+    }
+    if (kg == 0) {
+#pragma unroll
+        for (int g = 0; g < GMAX; g++) {
+            if (g < ng) {
+                if (kl == 0) {
+                    s_m[warp][g] = m[g];
+                    s_l[warp][g] = l[g];
+                }
+                if (dim_ok) {
+#pragma unroll
+                    for (int d = 0; d < 8; d++)
+                        s_acc[warp][g][d0 + d] = acc[g][d];
+                }
+            }
+        }
+    }
+    __syncthreads();
+
+    // Merge the warps; write the output (one split) or this split's partial result.
+    for (int e = threadIdx.x; e < ng * D; e += blockDim.x) {
+        const int g = e / D;
+        const int d = e - g * D;
+        float M = -INFINITY;
+#pragma unroll
+        for (int w = 0; w < kWarps; w++)
+            M = fmaxf(M, s_m[w][g]);
+        float L = 0.0f, A = 0.0f;
+        if (M != -INFINITY) {
+#pragma unroll
+            for (int w = 0; w < kWarps; w++) {
+                const float c = exp2f(s_m[w][g] - M);
+                L += s_l[w][g] * c;
+                A += s_acc[w][g][d] * c;
+            }
+        }
+        const int h = h0 + g;
+        if (p.n_splits == 1) {
+            p.out[(tok * p.heads + h) * D + d] = __float2bfloat16_rn(L > 0.0f ? A / L : 0.0f);
+        } else {
+            const int64_t idx = ((int64_t)split * p.n + tok) * p.heads + h;
+            p.part_acc[idx * D + d] = A;
+            if (d == 0) {
+                p.part_ml[idx * 2] = M;
+                p.part_ml[idx * 2 + 1] = L;
+            }
+        }
+    }
+}
+
+// One block per (token, head): merges the splits' partial results.
+__global__ void attn_combine_kernel(const AttnParams p)
+{
+    const int64_t tok = blockIdx.x;
+    const int h = blockIdx.y;
+    const int D = p.head_dim;
+    const int64_t stride = p.n * p.heads; // between splits, in (token, head) items
+    const int64_t item = tok * p.heads + h;
+    float M = -INFINITY;
+    for (int s = 0; s < p.n_splits; s++) {
+        const float *ml = p.part_ml + (s * stride + item) * 2;
+        if (ml[1] > 0.0f)
+            M = fmaxf(M, ml[0]);
+    }
+    for (int d = threadIdx.x; d < D; d += blockDim.x) {
+        float L = 0.0f, A = 0.0f;
+        for (int s = 0; s < p.n_splits; s++) {
+            const float *ml = p.part_ml + (s * stride + item) * 2;
+            if (ml[1] > 0.0f) {
+                const float c = exp2f(ml[0] - M);
+                L += ml[1] * c;
+                A += p.part_acc[(s * stride + item) * D + d] * c;
+            }
+        }
+        p.out[item * D + d] = __float2bfloat16_rn(L > 0.0f ? A / L : 0.0f);
+    }
+}
+
+template <int LPK, int GMAX> void launch_attn(const AttnParams &p, dim3 grid, cudaStream_t s)
+{
+    attn_kernel<LPK, GMAX><<<grid, kWarps * 32, 0, s>>>(p);
+}
+
+template <int LPK> void launch_attn_g(int gmax, const AttnParams &p, dim3 grid, cudaStream_t s)
+{
+    switch (gmax) {
+    case 1: launch_attn<LPK, 1>(p, grid, s); break;
+    case 2: launch_attn<LPK, 2>(p, grid, s); break;
+    case 4: launch_attn<LPK, 4>(p, grid, s); break;
+    default: launch_attn<LPK, 8>(p, grid, s); break;
+    }
+}
+
+bool aligned16(const void *p)
+{
+    return ((uintptr_t)p & 15u) == 0;
+}
+
+} // namespace
+} // namespace ss
+
+using namespace ss;
+
+extern "C" int ss_cuda_attention(void *stream, const ss_cuda_attn_args *a)
+{
+    if (a->n <= 0)
+        return 0;
+    const int D = a->head_dim;
+    if (D <= 0 || D % 8 != 0 || D > 256 || a->kv_heads <= 0 || a->heads % a->kv_heads != 0 || a->block_size <= 0 ||
+        a->q_stride % 8 != 0 || !aligned16(a->q) || !aligned16(a->k_cache) || !aligned16(a->v_cache))
+        return (int)cudaErrorInvalidValue;
+    cudaStream_t s = (cudaStream_t)stream;
+
+    AttnParams p;
+    p.out = (bf16 *)a->out;
+    p.q = (const bf16 *)a->q;
+    p.q_stride = a->q_stride;
+    p.kc = (const bf16 *)a->k_cache;
+    p.vc = (const bf16 *)a->v_cache;
+    p.tok_seq = a->tok_seq;
+    p.tok_pos = a->tok_pos;
+    p.block_tables = a->block_tables;
+    p.max_blocks = a->max_blocks;
+    p.block_size = a->block_size;
+    p.heads = a->heads;
+    p.kv_heads = a->kv_heads;
+    p.head_dim = D;
+    p.group = a->heads / a->kv_heads;
+    p.scale_log2 = a->scale * 1.4426950408889634f;
+    p.n = a->n;
+
+    const int gmin = p.group < 8 ? p.group : 8;
+    int gmax = 1;
+    while (gmax < gmin)
+        gmax <<= 1;
+    p.hchunks = (p.group + gmax - 1) / gmax;
+    int lpk = 2;
+    while (lpk * 8 < D)
+        lpk <<= 1;
+
+    // Split the context when the (token, head-chunk) CTAs alone would leave the GPU idle.
+    const int64_t base = a->n * a->kv_heads * p.hchunks;
+    const int64_t target = 2LL * (a->sm_count > 0 ? a->sm_count : 132);
+    int64_t n_splits = 1;
+    if (a->max_seq_len > kMinKeysPerSplit && base < target && a->workspace) {
+        n_splits = (target + base - 1) / base;
+        const int64_t by_len = (a->max_seq_len + kMinKeysPerSplit - 1) / kMinKeysPerSplit;
+        if (n_splits > by_len)
+            n_splits = by_len;
+        if (n_splits > kMaxSplits)
+            n_splits = kMaxSplits;
+        const int64_t per_split = a->n * a->heads * (int64_t)(D + 2) * (int64_t)sizeof(float);
+        const int64_t cap = a->workspace_bytes / per_split;
+        if (n_splits > cap)
+            n_splits = cap;
+        if (n_splits < 1)
+            n_splits = 1;
+    }
+    p.n_splits = (int)n_splits;
+    p.split_len = n_splits == 1 ? INT32_MAX : (int)((a->max_seq_len + n_splits - 1) / n_splits);
+    p.part_acc = (float *)a->workspace;
+    p.part_ml = p.part_acc + n_splits * a->n * a->heads * D;
+
+    const dim3 grid((unsigned)a->n, (unsigned)(a->kv_heads * p.hchunks), (unsigned)n_splits);
+    switch (lpk) {
+    case 2: launch_attn_g<2>(gmax, p, grid, s); break;
+    case 4: launch_attn_g<4>(gmax, p, grid, s); break;
+    case 8: launch_attn_g<8>(gmax, p, grid, s); break;
+    case 16: launch_attn_g<16>(gmax, p, grid, s); break;
+    default: launch_attn_g<32>(gmax, p, grid, s); break;
+    }
+    int st = launch_status();
+    if (st != 0 || n_splits == 1)
+        return st;
+    attn_combine_kernel<<<dim3((unsigned)a->n, (unsigned)a->heads), 128, 0, s>>>(p);
+    return launch_status();
+}

@@ -1,0 +1,587 @@
+/* backend_cuda.c — the cuda backend (DESIGN.md §4): one device, one non-blocking stream, bf16 weights and
+ * activations with fp32 accumulation. Fills ss_backend_i with the kernels of cuda_kernels.h, cuBLASLt
+ * matmuls, pinned staging for host->device copies, and CUDA-graph capture of steps keyed by uint64. */
+#include <stdio.h>
+#include <string.h>
+
+#include "backend/backend.h"
+#include "backend/cuda/cuda_internal.h"
+#include "backend/cuda/cuda_kernels.h"
+#include "core/alloc.h"
+#include "core/log.h"
+
+#define CU_STAGE_BUFS 2
+#define CU_STAGE_BYTES ((size_t)32 << 20)   /* per pinned staging buffer */
+#define CU_LT_WORKSPACE ((size_t)32 << 20)  /* cuBLASLt workspace (Hopper wants >= 32 MiB) */
+#define CU_ATTN_WORKSPACE ((size_t)32 << 20) /* split-K partial results */
+#define CU_MAX_GRAPHS 64
+#define CU_SAMPLE_CHUNK 128
+
+typedef struct cu_graph {
+    int used;
+    uint64_t key;
+    uint64_t last_use;
+    cudaGraphExec_t exec;
+} cu_graph;
+
+typedef struct cu_ctx {
+    int device;
+    int sm_count;
+    cudaStream_t stream;
+    ss_cuda_lt *lt;
+    void *attn_ws; /* [CU_ATTN_WORKSPACE bytes] f32 split-K partials */
+    /* Pinned staging ring for host->device copies; stage_evt[i] marks the end of the copy out of
+     * stage[i], so the buffer is rewritten only after the GPU has read it. Allocated on first use. */
+    void *stage[CU_STAGE_BUFS];
+    cudaEvent_t stage_evt[CU_STAGE_BUFS];
+    int stage_pending[CU_STAGE_BUFS];
+    int stage_next;
+    cu_graph graphs[CU_MAX_GRAPHS];
+    uint64_t graph_clock;
+    int capturing;
+    uint64_t capture_key;
+    ss_err err; /* detail of the last failure (also logged) */
+} cu_ctx;
+
+ss_status ss_cuda_fail(ss_err *err, ss_status st, const char *file, int line, const char *expr, const char *msg)
+{
+    ss_err local;
+    if (!err)
+        err = &local;
+    ss_err_set(err, st, "%s:%d: %s: %s", file, line, expr, msg ? msg : "(no message)");
+    SS_LOGE("cuda: %s", err->msg);
+    return st;
+}
+
+ss_status ss_cuda_status_of(cudaError_t e)
+{
+    return e == cudaErrorMemoryAllocation ? SS_ERR_NOMEM : SS_ERR_CUDA;
+}
+
+/* Makes the backend's device current for this thread (cheap when it already is). */
+static ss_status cu_enter(cu_ctx *c)
+{
+    int cur = -1;
+    CUDA_CHECK(&c->err, cudaGetDevice(&cur));
+    if (cur != c->device)
+        CUDA_CHECK(&c->err, cudaSetDevice(c->device));
+    return SS_OK;
+}
+
+/* Host<->device copies cannot be captured meaningfully (they would replay stale host data). */
+static ss_status cu_no_capture(cu_ctx *c, const char *what)
+{
+    if (c->capturing)
+        return ss_cuda_fail(&c->err, SS_ERR_INVALID_ARG, __FILE__, __LINE__, what,
+                            "not allowed during CUDA graph capture (do it before graph_begin or after graph_end)");
+    return SS_OK;
+}
+
+int ss_backend_cuda_device_count(void)
+{
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+        (void)cudaGetLastError(); /* no driver / no device: not an error here */
+        return 0;
+    }
+    return n;
+}
+
+/* ---------------------------------------------------------------- memory */
+
+static ss_status cu_alloc(void *ctx, size_t bytes, void **out)
+{
+    cu_ctx *c = ctx;
+    *out = NULL;
+    SS_CHECK(cu_enter(c));
+    CUDA_CHECK(&c->err, cudaMalloc(out, bytes ? bytes : 256));
+    return SS_OK;
+}
+
+static void cu_free_buf(void *ctx, void *ptr)
+{
+    cu_ctx *c = ctx;
+    if (!ptr || cu_enter(c) != SS_OK)
+        return;
+    cudaError_t e = cudaFree(ptr);
+    if (e != cudaSuccess)
+        ss_cuda_fail(&c->err, SS_ERR_CUDA, __FILE__, __LINE__, "cudaFree", cudaGetErrorString(e));
+}
+
+static ss_status cu_stage_init(cu_ctx *c)
+{
+    for (int i = 0; i < CU_STAGE_BUFS; i++) {
+        if (c->stage[i])
+            continue;
+        CUDA_CHECK(&c->err, cudaHostAlloc(&c->stage[i], CU_STAGE_BYTES, cudaHostAllocDefault));
+        CUDA_CHECK(&c->err, cudaEventCreateWithFlags(&c->stage_evt[i], cudaEventDisableTiming));
+    }
+    return SS_OK;
+}
+
+/* Returns a staging buffer that the GPU no longer reads. */
+static ss_status cu_stage_acquire(cu_ctx *c, int *idx)
+{
+    SS_CHECK(cu_stage_init(c));
+    int i = c->stage_next;
+    if (c->stage_pending[i]) {
+        CUDA_CHECK(&c->err, cudaEventSynchronize(c->stage_evt[i]));
+        c->stage_pending[i] = 0;
+    }
+    *idx = i;
+    return SS_OK;
+}
+
+/* Enqueues the copy of `bytes` from staging buffer idx to dst and marks the buffer busy. */
+static ss_status cu_stage_submit(cu_ctx *c, int idx, void *dst, size_t bytes)
+{
+    CUDA_CHECK(&c->err, cudaMemcpyAsync(dst, c->stage[idx], bytes, cudaMemcpyHostToDevice, c->stream));
+    CUDA_CHECK(&c->err, cudaEventRecord(c->stage_evt[idx], c->stream));
+    c->stage_pending[idx] = 1;
+    c->stage_next = (idx + 1) % CU_STAGE_BUFS;
+    return SS_OK;
+}
+
+static ss_status cu_upload(void *ctx, void *dst, const void *src, size_t bytes)
+{
+    cu_ctx *c = ctx;
+    SS_CHECK(cu_no_capture(c, "upload"));
+    SS_CHECK(cu_enter(c));
+    for (size_t off = 0; off < bytes;) {
+        size_t len = bytes - off < CU_STAGE_BYTES ? bytes - off : CU_STAGE_BYTES;
+        int idx = 0;
+        SS_CHECK(cu_stage_acquire(c, &idx));
+        memcpy(c->stage[idx], (const char *)src + off, len);
+        SS_CHECK(cu_stage_submit(c, idx, (char *)dst + off, len));
+        off += len;
+    }
+    return SS_OK;
+}
+
+static ss_status cu_upload_weight(void *ctx, void *dst, const void *src, ss_dtype src_type, int64_t n)
+{
+    cu_ctx *c = ctx;
+    if (src_type != SS_DTYPE_F32 && src_type != SS_DTYPE_BF16 && src_type != SS_DTYPE_F16)
+        return ss_err_set(&c->err, SS_ERR_INVALID_ARG, "upload_weight: cannot convert %s to bf16",
+                          ss_dtype_name(src_type));
+    if (n <= 0)
+        return SS_OK;
+    SS_CHECK(cu_no_capture(c, "upload_weight"));
+    SS_CHECK(cu_enter(c));
+    const size_t in_size = ss_dtype_size(src_type);
+    const int64_t per_chunk = (int64_t)(CU_STAGE_BYTES / sizeof(uint16_t));
+    for (int64_t off = 0; off < n; off += per_chunk) {
+        const int64_t cnt = n - off < per_chunk ? n - off : per_chunk;
+        int idx = 0;
+        SS_CHECK(cu_stage_acquire(c, &idx));
+        uint16_t *stage = c->stage[idx];
+        const char *in = (const char *)src + (size_t)off * in_size;
+        if (src_type == SS_DTYPE_BF16) {
+            memcpy(stage, in, (size_t)cnt * sizeof(uint16_t));
+        } else if (src_type == SS_DTYPE_F32) {
+            ss_convert_from_f32(stage, SS_DTYPE_BF16, (const float *)in, (size_t)cnt);
+        } else {
+            for (int64_t i = 0; i < cnt; i++) {
+                uint16_t h;
+                memcpy(&h, in + (size_t)i * 2, 2);
+                stage[i] = ss_f32_to_bf16(ss_f16_to_f32(h));
+            }
+        }
+        SS_CHECK(cu_stage_submit(c, idx, (uint16_t *)dst + off, (size_t)cnt * sizeof(uint16_t)));
+    }
+    return SS_OK;
+}
+
+static ss_status cu_download(void *ctx, void *dst, const void *src, size_t bytes)
+{
+    cu_ctx *c = ctx;
+    SS_CHECK(cu_no_capture(c, "download"));
+    SS_CHECK(cu_enter(c));
+    if (bytes == 0)
+        return SS_OK;
+    CUDA_CHECK(&c->err, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, c->stream));
+    CUDA_CHECK(&c->err, cudaStreamSynchronize(c->stream));
+    return SS_OK;
+}
+
+static ss_status cu_copy(void *ctx, void *dst, const void *src, size_t bytes)
+{
+    cu_ctx *c = ctx;
+    if (bytes == 0)
+        return SS_OK;
+    CUDA_CHECK(&c->err, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, c->stream));
+    return SS_OK;
+}
+
+static ss_status cu_zero(void *ctx, void *dst, size_t bytes)
+{
+    cu_ctx *c = ctx;
+    if (bytes == 0)
+        return SS_OK;
+    CUDA_CHECK(&c->err, cudaMemsetAsync(dst, 0, bytes, c->stream));
+    return SS_OK;
+}
+
+static ss_status cu_sync(void *ctx)
+{
+    cu_ctx *c = ctx;
+    SS_CHECK(cu_no_capture(c, "sync"));
+    CUDA_CHECK(&c->err, cudaStreamSynchronize(c->stream));
+    return SS_OK;
+}
+
+/* ---------------------------------------------------------------- ops */
+
+/* Kernel launchers return a cudaError_t as int. */
+#define KCHECK(c, launch) CUDA_CHECK(&(c)->err, (cudaError_t)(launch))
+
+static ss_status cu_embed(void *ctx, void *out, const void *table, const int32_t *ids, int64_t n, int32_t dim,
+                          int64_t row_start, int64_t rows)
+{
+    cu_ctx *c = ctx;
+    KCHECK(c, ss_cuda_embed(c->stream, out, table, ids, n, dim, row_start, rows));
+    return SS_OK;
+}
+
+static ss_status cu_rmsnorm(void *ctx, void *out, const void *x, const void *w, int64_t rows, int32_t dim, float eps)
+{
+    cu_ctx *c = ctx;
+    KCHECK(c, ss_cuda_rmsnorm(c->stream, out, NULL, x, w, rows, dim, eps));
+    return SS_OK;
+}
+
+static ss_status cu_add_rmsnorm(void *ctx, void *residual, const void *add, void *out, const void *w, int64_t rows,
+                                int32_t dim, float eps)
+{
+    cu_ctx *c = ctx;
+    KCHECK(c, ss_cuda_rmsnorm(c->stream, out, residual, add, w, rows, dim, eps));
+    return SS_OK;
+}
+
+static ss_status cu_matmul(void *ctx, void *out, ss_dtype out_type, const void *x, const void *W, const void *bias,
+                           int64_t n, int32_t m, int32_t k)
+{
+    cu_ctx *c = ctx;
+    if (out_type != SS_DTYPE_BF16 && out_type != SS_DTYPE_F32)
+        return ss_err_set(&c->err, SS_ERR_INVALID_ARG, "matmul: output type %s (want bf16 or f32)",
+                          ss_dtype_name(out_type));
+    if (n <= 0 || m <= 0)
+        return SS_OK;
+    const int out_f32 = out_type == SS_DTYPE_F32;
+    if (ss_cuda_gemv_supported(x, W, n, k)) {
+        KCHECK(c, ss_cuda_gemv(c->stream, out, out_f32, x, W, bias, n, m, k));
+        return SS_OK;
+    }
+    SS_CHECK(ss_cuda_lt_matmul(c->lt, c->stream, out, out_f32, x, W, n, m, k, &c->err));
+    if (bias)
+        KCHECK(c, ss_cuda_add_bias(c->stream, out, out_f32, bias, n, m));
+    return SS_OK;
+}
+
+static ss_status cu_head_rmsnorm(void *ctx, void *x, const void *w, int64_t n, int32_t heads, int32_t head_dim,
+                                 int64_t tok_stride, float eps)
+{
+    cu_ctx *c = ctx;
+    KCHECK(c, ss_cuda_head_rmsnorm(c->stream, x, w, n, heads, head_dim, tok_stride, eps));
+    return SS_OK;
+}
+
+static ss_status cu_rope(void *ctx, void *x, const int32_t *pos, const float *inv_freq, int64_t n, int32_t heads,
+                         int32_t head_dim, int64_t tok_stride)
+{
+    cu_ctx *c = ctx;
+    KCHECK(c, ss_cuda_rope(c->stream, x, pos, inv_freq, n, heads, head_dim, tok_stride));
+    return SS_OK;
+}
+
+static ss_status cu_kv_store(void *ctx, void *k_cache, void *v_cache, const void *k, const void *v,
+                             const int32_t *slots, int64_t n, int32_t kv_heads, int32_t head_dim, int64_t src_stride)
+{
+    cu_ctx *c = ctx;
+    KCHECK(c, ss_cuda_kv_store(c->stream, k_cache, v_cache, k, v, slots, n, kv_heads, head_dim, src_stride));
+    return SS_OK;
+}
+
+static ss_status cu_attention(void *ctx, void *out, const void *q, int64_t q_stride, const void *k_cache,
+                              const void *v_cache, const ss_attn_meta *meta, int64_t n, int32_t heads, int32_t kv_heads,
+                              int32_t head_dim, float scale)
+{
+    cu_ctx *c = ctx;
+    if (head_dim % 8 != 0 || head_dim > 256 || kv_heads <= 0 || heads % kv_heads != 0 || q_stride % 8 != 0)
+        return ss_err_set(&c->err, SS_ERR_UNSUPPORTED,
+                          "attention: head_dim %d (want a multiple of 8, <= 256), heads %d / kv_heads %d, "
+                          "q_stride %lld (want a multiple of 8)",
+                          head_dim, heads, kv_heads, (long long)q_stride);
+    ss_cuda_attn_args a;
+    memset(&a, 0, sizeof a);
+    a.out = out;
+    a.q = q;
+    a.q_stride = q_stride;
+    a.k_cache = k_cache;
+    a.v_cache = v_cache;
+    a.tok_seq = meta->tok_seq;
+    a.tok_pos = meta->tok_pos;
+    a.block_tables = meta->block_tables;
+    a.seq_lens = meta->seq_lens;
+    a.max_blocks = meta->max_blocks;
+    a.block_size = meta->block_size;
+    a.max_seq_len = meta->max_seq_len;
+    a.n = n;
+    a.heads = heads;
+    a.kv_heads = kv_heads;
+    a.head_dim = head_dim;
+    a.scale = scale;
+    a.workspace = c->attn_ws;
+    a.workspace_bytes = (int64_t)CU_ATTN_WORKSPACE;
+    a.sm_count = c->sm_count;
+    KCHECK(c, ss_cuda_attention(c->stream, &a));
+    return SS_OK;
+}
+
+static ss_status cu_silu_mul(void *ctx, void *out, const void *gu, int64_t n, int32_t inter)
+{
+    cu_ctx *c = ctx;
+    KCHECK(c, ss_cuda_silu_mul(c->stream, out, gu, n, inter));
+    return SS_OK;
+}
+
+static ss_status cu_add(void *ctx, void *out, const void *a, const void *b, int64_t n)
+{
+    cu_ctx *c = ctx;
+    KCHECK(c, ss_cuda_add(c->stream, out, a, b, n));
+    return SS_OK;
+}
+
+static ss_status cu_gather_rows(void *ctx, void *out, const void *x, const int32_t *idx, int64_t m, int32_t dim)
+{
+    cu_ctx *c = ctx;
+    KCHECK(c, ss_cuda_gather_rows(c->stream, out, x, idx, m, dim));
+    return SS_OK;
+}
+
+static ss_status cu_argmax(void *ctx, float *out_val, int32_t *out_idx, const float *logits, int64_t n, int32_t vocab,
+                           int32_t index_offset)
+{
+    cu_ctx *c = ctx;
+    KCHECK(c, ss_cuda_argmax(c->stream, out_val, out_idx, logits, n, vocab, index_offset));
+    return SS_OK;
+}
+
+/* The parameters go to the kernels by value, CU_SAMPLE_CHUNK rows per launch. Inside a captured graph
+ * they are baked in at capture time: sample rows whose parameters change outside the graph. */
+static ss_status cu_sample(void *ctx, int32_t *out_tok, float *out_logprob, const float *logits, int64_t n,
+                           int32_t vocab, const ss_sample_row *rows)
+{
+    cu_ctx *c = ctx;
+    ss_cuda_sample_row chunk[CU_SAMPLE_CHUNK];
+    for (int64_t base = 0; base < n; base += CU_SAMPLE_CHUNK) {
+        const int64_t cnt = n - base < CU_SAMPLE_CHUNK ? n - base : CU_SAMPLE_CHUNK;
+        for (int64_t i = 0; i < cnt; i++) {
+            const ss_sample_row *r = &rows[base + i];
+            chunk[i].temperature = r->temperature;
+            chunk[i].top_k = r->top_k;
+            chunk[i].top_p = r->top_p;
+            chunk[i].min_p = r->min_p;
+            chunk[i].uniform = r->uniform < 0.0f ? 0.0f : (r->uniform >= 1.0f ? 0.99999994f : r->uniform);
+        }
+        KCHECK(c, ss_cuda_sample(c->stream, out_tok + base, out_logprob + base, logits + base * (int64_t)vocab, cnt,
+                                 vocab, chunk));
+    }
+    return SS_OK;
+}
+
+/* ---------------------------------------------------------------- optional slots */
+
+static void *cu_native_stream(void *ctx)
+{
+    return ((cu_ctx *)ctx)->stream;
+}
+
+static cu_graph *cu_graph_find(cu_ctx *c, uint64_t key)
+{
+    for (int i = 0; i < CU_MAX_GRAPHS; i++)
+        if (c->graphs[i].used && c->graphs[i].key == key)
+            return &c->graphs[i];
+    return NULL;
+}
+
+static ss_status cu_graph_begin(void *ctx, uint64_t key)
+{
+    cu_ctx *c = ctx;
+    if (c->capturing)
+        return ss_err_set(&c->err, SS_ERR_INVALID_ARG, "graph_begin(%llu): capture of %llu still open",
+                          (unsigned long long)key, (unsigned long long)c->capture_key);
+    SS_CHECK(cu_enter(c));
+    CUDA_CHECK(&c->err, cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal));
+    c->capturing = 1;
+    c->capture_key = key;
+    return SS_OK;
+}
+
+static ss_status cu_graph_end(void *ctx, uint64_t key)
+{
+    cu_ctx *c = ctx;
+    if (!c->capturing || c->capture_key != key)
+        return ss_err_set(&c->err, SS_ERR_INVALID_ARG, "graph_end(%llu): no such capture open",
+                          (unsigned long long)key);
+    c->capturing = 0;
+    cudaGraph_t graph = NULL;
+    CUDA_CHECK(&c->err, cudaStreamEndCapture(c->stream, &graph)); /* fails if an op broke the capture */
+    cudaGraphExec_t exec = NULL;
+    cudaError_t e = cudaGraphInstantiate(&exec, graph, 0);
+    cudaGraphDestroy(graph);
+    if (e != cudaSuccess)
+        return ss_cuda_fail(&c->err, SS_ERR_CUDA, __FILE__, __LINE__, "cudaGraphInstantiate", cudaGetErrorString(e));
+
+    cu_graph *slot = cu_graph_find(c, key);
+    if (!slot) { /* a free slot, else the least recently used */
+        slot = &c->graphs[0];
+        for (int i = 0; i < CU_MAX_GRAPHS; i++) {
+            cu_graph *g = &c->graphs[i];
+            if (!g->used) {
+                slot = g;
+                break;
+            }
+            if (g->last_use < slot->last_use)
+                slot = g;
+        }
+    }
+    if (slot->used)
+        cudaGraphExecDestroy(slot->exec);
+    slot->used = 1;
+    slot->key = key;
+    slot->exec = exec;
+    slot->last_use = ++c->graph_clock;
+    return SS_OK;
+}
+
+static ss_status cu_graph_launch(void *ctx, uint64_t key)
+{
+    cu_ctx *c = ctx;
+    cu_graph *g = cu_graph_find(c, key);
+    if (!g)
+        return ss_err_set(&c->err, SS_ERR_NOT_FOUND, "graph_launch(%llu): not captured", (unsigned long long)key);
+    g->last_use = ++c->graph_clock;
+    CUDA_CHECK(&c->err, cudaGraphLaunch(g->exec, c->stream));
+    return SS_OK;
+}
+
+static ss_status cu_mem_info(void *ctx, size_t *free_bytes, size_t *total_bytes)
+{
+    cu_ctx *c = ctx;
+    SS_CHECK(cu_enter(c));
+    CUDA_CHECK(&c->err, cudaMemGetInfo(free_bytes, total_bytes));
+    return SS_OK;
+}
+
+static void cu_destroy(void *ctx)
+{
+    cu_ctx *c = ctx;
+    if (!c)
+        return;
+    if (cu_enter(c) == SS_OK) {
+        if (c->capturing) {
+            cudaGraph_t g = NULL;
+            if (cudaStreamEndCapture(c->stream, &g) == cudaSuccess && g)
+                cudaGraphDestroy(g);
+            (void)cudaGetLastError();
+        }
+        if (c->stream)
+            cudaStreamSynchronize(c->stream);
+        for (int i = 0; i < CU_MAX_GRAPHS; i++)
+            if (c->graphs[i].used)
+                cudaGraphExecDestroy(c->graphs[i].exec);
+        for (int i = 0; i < CU_STAGE_BUFS; i++) {
+            if (c->stage[i])
+                cudaFreeHost(c->stage[i]);
+            if (c->stage_evt[i])
+                cudaEventDestroy(c->stage_evt[i]);
+        }
+        if (c->attn_ws)
+            cudaFree(c->attn_ws);
+        ss_cuda_lt_destroy(c->lt);
+        if (c->stream)
+            cudaStreamDestroy(c->stream);
+    }
+    ss_free(c);
+}
+
+static ss_backend_i cu_iface = {
+    .version = SS_BACKEND_IFACE_VERSION,
+    .name = "cuda",
+    .alloc = cu_alloc,
+    .free_buf = cu_free_buf,
+    .upload = cu_upload,
+    .download = cu_download,
+    .copy = cu_copy,
+    .zero = cu_zero,
+    .upload_weight = cu_upload_weight,
+    .sync = cu_sync,
+    .embed = cu_embed,
+    .rmsnorm = cu_rmsnorm,
+    .add_rmsnorm = cu_add_rmsnorm,
+    .matmul = cu_matmul,
+    .head_rmsnorm = cu_head_rmsnorm,
+    .rope = cu_rope,
+    .kv_store = cu_kv_store,
+    .attention = cu_attention,
+    .silu_mul = cu_silu_mul,
+    .add = cu_add,
+    .gather_rows = cu_gather_rows,
+    .argmax = cu_argmax,
+    .sample = cu_sample,
+    .native_stream = cu_native_stream,
+    .graph_begin = cu_graph_begin,
+    .graph_end = cu_graph_end,
+    .graph_launch = cu_graph_launch,
+    .mem_info = cu_mem_info,
+    .destroy = cu_destroy,
+};
+
+ss_status ss_backend_cuda_create(const ss_backend_params *params, ss_backend **out, ss_err *err)
+{
+    *out = NULL;
+    const int dev = params ? params->device_index : 0;
+    const int count = ss_backend_cuda_device_count();
+    if (count <= 0)
+        return ss_err_set(err, SS_ERR_NOT_FOUND, "cuda: no GPU visible");
+    if (dev < 0 || dev >= count)
+        return ss_err_set(err, SS_ERR_INVALID_ARG, "cuda: device %d out of range (%d visible)", dev, count);
+
+    ss_status st = SS_OK;
+    ss_backend *be = NULL;
+    cu_ctx *c = ss_calloc(1, sizeof *c);
+    if (!c)
+        return ss_err_set(err, SS_ERR_NOMEM, "cuda: out of memory");
+    c->device = dev;
+    CUDA_CHECK_GOTO(err, cudaSetDevice(dev), st, fail);
+    struct cudaDeviceProp prop;
+    CUDA_CHECK_GOTO(err, cudaGetDeviceProperties(&prop, dev), st, fail);
+    c->sm_count = prop.multiProcessorCount;
+    CUDA_CHECK_GOTO(err, cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking), st, fail);
+    SS_CHECK_GOTO(ss_cuda_lt_create(CU_LT_WORKSPACE, &c->lt, err), st, fail);
+    CUDA_CHECK_GOTO(err, cudaMalloc(&c->attn_ws, CU_ATTN_WORKSPACE), st, fail);
+    SS_CHECK_GOTO(cu_stage_init(c), st, fail_ctx_err);
+
+    be = ss_calloc(1, sizeof *be);
+    if (!be) {
+        st = ss_err_set(err, SS_ERR_NOMEM, "cuda: out of memory");
+        goto fail;
+    }
+    ss_backend_fill_defaults(&cu_iface);
+    be->iface = &cu_iface;
+    be->ctx = c;
+    be->act_dtype = SS_DTYPE_BF16;
+    be->weight_dtype = SS_DTYPE_BF16;
+    be->device_index = dev;
+    snprintf(be->desc, sizeof be->desc, "cuda:%d %.64s (sm_%d%d, %d SMs, %.1f GiB)", dev, prop.name, prop.major,
+             prop.minor, prop.multiProcessorCount, (double)prop.totalGlobalMem / (1024.0 * 1024.0 * 1024.0));
+    *out = be;
+    return SS_OK;
+fail_ctx_err:
+    if (err)
+        memcpy(err->msg, c->err.msg, sizeof err->msg);
+fail:
+    cu_destroy(c);
+    return st;
+}

@@ -1,0 +1,135 @@
+// common.cuh — device helpers shared by the kernel files (.cu only): bf16 vector loads/stores,
+// warp and block reductions, launch-error capture. Host C never sees this file.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+namespace ss {
+
+typedef __nv_bfloat16 bf16;
+
+constexpr unsigned FULL_MASK = 0xffffffffu;
+
+// bf16 -> f32 is a shift: the low half of a packed pair goes to the top 16 bits.
+__device__ __forceinline__ float bf16_lo(uint32_t u)
+{
+    return __uint_as_float(u << 16);
+}
+__device__ __forceinline__ float bf16_hi(uint32_t u)
+{
+    return __uint_as_float(u & 0xffff0000u);
+}
+
+// Unpacks a 16-byte vector of 8 bf16 into floats.
+__device__ __forceinline__ void unpack8(const uint4 &u, float (&f)[8])
+{
+    f[0] = bf16_lo(u.x);
+    f[1] = bf16_hi(u.x);
+    f[2] = bf16_lo(u.y);
+    f[3] = bf16_hi(u.y);
+    f[4] = bf16_lo(u.z);
+    f[5] = bf16_hi(u.z);
+    f[6] = bf16_lo(u.w);
+    f[7] = bf16_hi(u.w);
+}
+
+__device__ __forceinline__ uint32_t pack2(float a, float b)
+{
+    __nv_bfloat162 h = __floats2bfloat162_rn(a, b); // .x = a (low half), .y = b
+    return *reinterpret_cast<uint32_t *>(&h);
+}
+
+__device__ __forceinline__ uint4 pack8(const float (&f)[8])
+{
+    uint4 u;
+    u.x = pack2(f[0], f[1]);
+    u.y = pack2(f[2], f[3]);
+    u.z = pack2(f[4], f[5]);
+    u.w = pack2(f[6], f[7]);
+    return u;
+}
+
+// Loads / stores VEC consecutive bf16 (VEC = 8: one 16-byte access, the pointer must be 16-byte
+// aligned; VEC = 1: scalar).
+template <int VEC> __device__ __forceinline__ void load_vec(const bf16 *p, float (&f)[VEC]);
+template <> __device__ __forceinline__ void load_vec<8>(const bf16 *p, float (&f)[8])
+{
+    unpack8(*reinterpret_cast<const uint4 *>(p), f);
+}
+template <> __device__ __forceinline__ void load_vec<1>(const bf16 *p, float (&f)[1])
+{
+    f[0] = __bfloat162float(*p);
+}
+template <int VEC> __device__ __forceinline__ void store_vec(bf16 *p, const float (&f)[VEC]);
+template <> __device__ __forceinline__ void store_vec<8>(bf16 *p, const float (&f)[8])
+{
+    *reinterpret_cast<uint4 *>(p) = pack8(f);
+}
+template <> __device__ __forceinline__ void store_vec<1>(bf16 *p, const float (&f)[1])
+{
+    *p = __float2bfloat16_rn(f[0]);
+}
+
+// Rounds a float to the nearest bf16 value (kept as float).
+__device__ __forceinline__ float round_bf16(float x)
+{
+    return __bfloat162float(__float2bfloat16_rn(x));
+}
+
+struct SumOp {
+    template <typename T> __device__ __forceinline__ T operator()(T a, T b) const
+    {
+        return a + b;
+    }
+};
+struct MaxOp {
+    __device__ __forceinline__ float operator()(float a, float b) const
+    {
+        return fmaxf(a, b);
+    }
+    __device__ __forceinline__ int operator()(int a, int b) const
+    {
+        return a > b ? a : b;
+    }
+};
+
+template <typename T, typename Op> __device__ __forceinline__ T warp_reduce(T v, Op op)
+{
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1)
+        v = op(v, __shfl_xor_sync(FULL_MASK, v, o));
+    return v;
+}
+
+// Reduces v over the whole block; every thread gets the result. smem: 32 elements of scratch.
+// Must be reached by every thread of the block (it synchronises twice, so smem may be reused).
+template <typename T, typename Op> __device__ __forceinline__ T block_reduce(T v, Op op, T ident, T *smem)
+{
+    const int lane = threadIdx.x & 31;
+    const int wid = threadIdx.x >> 5;
+    const int nw = (blockDim.x + 31) >> 5;
+    v = warp_reduce(v, op);
+    if (lane == 0)
+        smem[wid] = v;
+    __syncthreads();
+    T r = ident;
+    for (int i = 0; i < nw; i++)
+        r = op(r, smem[i]);
+    __syncthreads();
+    return r;
+}
+
+// Returns the launch error of the kernel just launched (as the int the C header promises).
+inline int launch_status()
+{
+    return (int)cudaGetLastError();
+}
+
+inline unsigned blocks_for(int64_t work, int per_block)
+{
+    return (unsigned)((work + per_block - 1) / per_block);
+}
+
+} // namespace ss

@@ -1,0 +1,99 @@
+/* cuda_kernels.h — the C boundary of the CUDA kernels (.cu files): one launcher per op.
+ * Every launcher enqueues on `stream` (a cudaStream_t) and returns the cudaError_t of the launch as
+ * an int (0 = success); backend_cuda.c maps it to ss_status. "bf16" pointers are __nv_bfloat16 on
+ * the device. No CUDA header is needed to include this file. */
+#ifndef SS_CUDA_KERNELS_H
+#define SS_CUDA_KERNELS_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- elementwise.cu ---- */
+/* out[i, :] = table[ids[i] - row_start, :] when in [0, rows), else zeros. vec8: dim % 8 == 0 and
+ * the pointers are 16-byte aligned (the launcher checks and falls back to scalar otherwise). */
+int ss_cuda_embed(void *stream, void *out, const void *table, const int32_t *ids, int64_t n, int32_t dim,
+                  int64_t row_start, int64_t rows);
+/* out[j, :] = x[idx[j], :]. */
+int ss_cuda_gather_rows(void *stream, void *out, const void *x, const int32_t *idx, int64_t m, int32_t dim);
+/* out[t, j] = silu(gu[t, j]) * gu[t, inter + j]. */
+int ss_cuda_silu_mul(void *stream, void *out, const void *gu, int64_t n, int32_t inter);
+/* out[i] = a[i] + b[i] (bf16; out may alias a or b). */
+int ss_cuda_add(void *stream, void *out, const void *a, const void *b, int64_t n);
+/* out[r, j] += bias[j] over rows x m; out is bf16 (out_f32 == 0) or f32 (out_f32 != 0); bias bf16. */
+int ss_cuda_add_bias(void *stream, void *out, int out_f32, const void *bias, int64_t rows, int32_t m);
+
+/* ---- norm.cu ---- */
+/* out[r] = x[r] * rsqrt(mean(x[r]^2) + eps) * w; when residual != NULL: residual[r] += x[r] first
+ * (rounded to bf16) and the norm is taken of the new residual. out may alias x when residual is NULL. */
+int ss_cuda_rmsnorm(void *stream, void *out, void *residual, const void *x, const void *w, int64_t rows,
+                    int32_t dim, float eps);
+/* Per-head RMSNorm in place over head_dim values at x + t*tok_stride + h*head_dim. */
+int ss_cuda_head_rmsnorm(void *stream, void *x, const void *w, int64_t n, int32_t heads, int32_t head_dim,
+                         int64_t tok_stride, float eps);
+
+/* ---- rope.cu ---- */
+int ss_cuda_rope(void *stream, void *x, const int32_t *pos, const float *inv_freq, int64_t n, int32_t heads,
+                 int32_t head_dim, int64_t tok_stride);
+
+/* ---- kvcache.cu ---- */
+/* Token i's k/v rows ([kv_heads*head_dim] at k + i*src_stride) go to slot slots[i] of the paged
+ * cache [num_blocks*block_size, kv_heads*head_dim]; a negative slot is skipped (padding). */
+int ss_cuda_kv_store(void *stream, void *k_cache, void *v_cache, const void *k, const void *v, const int32_t *slots,
+                     int64_t n, int32_t kv_heads, int32_t head_dim, int64_t src_stride);
+
+/* ---- attention.cu ---- */
+typedef struct ss_cuda_attn_args {
+    void *out;            /* [n, heads*head_dim] bf16 */
+    const void *q;        /* row i at q + i*q_stride elements: [heads, head_dim] bf16 */
+    int64_t q_stride;
+    const void *k_cache;  /* [num_blocks, block_size, kv_heads, head_dim] bf16 */
+    const void *v_cache;
+    const int32_t *tok_seq, *tok_pos, *block_tables, *seq_lens;
+    int32_t max_blocks, block_size, max_seq_len;
+    int64_t n;
+    int32_t heads, kv_heads, head_dim;
+    float scale;
+    /* split-K workspace (device, f32); the launcher bounds the split count by its size. */
+    void *workspace;
+    int64_t workspace_bytes;
+    int32_t sm_count;
+} ss_cuda_attn_args;
+/* head_dim must be a multiple of 8 and at most 256, heads a multiple of kv_heads
+ * (the launcher returns cudaErrorInvalidValue otherwise). */
+int ss_cuda_attention(void *stream, const ss_cuda_attn_args *a);
+
+/* ---- gemv.cu ---- */
+/* Largest n handled by the skinny-GEMM kernel (one pass over W for all n rows of x). */
+#define SS_CUDA_GEMV_MAX_N 8
+/* Whether ss_cuda_gemv can take these arguments (n <= max, k % 8 == 0, 16-byte aligned x and W). */
+int ss_cuda_gemv_supported(const void *x, const void *W, int64_t n, int32_t k);
+/* out[n, m] = x[n, k] . W[m, k]^T (+ bias[m]); out bf16 (out_f32 == 0) or f32. fp32 accumulation. */
+int ss_cuda_gemv(void *stream, void *out, int out_f32, const void *x, const void *W, const void *bias, int64_t n,
+                 int32_t m, int32_t k);
+
+/* ---- sample.cu ---- */
+/* Per row of f32 logits [n, vocab]: max value and first index of it (+ index_offset). */
+int ss_cuda_argmax(void *stream, float *out_val, int32_t *out_idx, const float *logits, int64_t n, int32_t vocab,
+                   int32_t index_offset);
+
+typedef struct ss_cuda_sample_row {
+    float temperature; /* <= 0: greedy */
+    int32_t top_k;     /* <= 0 or >= vocab: off */
+    float top_p;       /* >= 1: off */
+    float min_p;       /* <= 0: off */
+    float uniform;     /* in [0, 1) */
+} ss_cuda_sample_row;
+/* Samples one token per row; rows is a HOST array of n, passed to the kernels by value (so the
+ * launch is capturable in a CUDA graph, which then replays these parameters). Also writes the
+ * chosen token's log-probability under log_softmax of the raw logits. */
+int ss_cuda_sample(void *stream, int32_t *out_tok, float *out_logprob, const float *logits, int64_t n, int32_t vocab,
+                   const ss_cuda_sample_row *rows);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

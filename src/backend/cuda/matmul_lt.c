@@ -1,0 +1,180 @@
+/* matmul_lt.c — y = x . W^T through cuBLASLt (bf16 in, fp32 accumulate) with a cache of plans
+ * (descriptors + the heuristic's algorithm) keyed by shape, output type and pointer alignment. */
+#include <string.h>
+
+#include "backend/cuda/cuda_internal.h"
+#include "core/alloc.h"
+
+#define LT_PLANS 64
+
+typedef struct lt_key {
+    int64_t n;
+    int32_t m, k;
+    int out_f32;
+    uint32_t align_x, align_w, align_out;
+} lt_key;
+
+typedef struct lt_plan {
+    int used;
+    uint64_t last_use;
+    lt_key key;
+    cublasLtMatmulDesc_t desc;
+    cublasLtMatrixLayout_t a, b, c;
+    cublasLtMatmulAlgo_t algo;
+} lt_plan;
+
+struct ss_cuda_lt {
+    cublasLtHandle_t handle;
+    void *workspace;
+    size_t workspace_bytes;
+    lt_plan plans[LT_PLANS];
+    uint64_t clock;
+};
+
+static uint32_t lt_alignment(const void *p)
+{
+    uintptr_t a = (uintptr_t)p;
+    uint32_t al = 256;
+    while (al > 1 && (a % al) != 0)
+        al >>= 1;
+    return al;
+}
+
+static void lt_plan_release(lt_plan *p)
+{
+    if (!p->used)
+        return;
+    if (p->a)
+        cublasLtMatrixLayoutDestroy(p->a);
+    if (p->b)
+        cublasLtMatrixLayoutDestroy(p->b);
+    if (p->c)
+        cublasLtMatrixLayoutDestroy(p->c);
+    if (p->desc)
+        cublasLtMatmulDescDestroy(p->desc);
+    memset(p, 0, sizeof *p);
+}
+
+ss_status ss_cuda_lt_create(size_t workspace_bytes, ss_cuda_lt **out, ss_err *err)
+{
+    *out = NULL;
+    ss_cuda_lt *lt = ss_calloc(1, sizeof *lt);
+    if (!lt)
+        return ss_err_set(err, SS_ERR_NOMEM, "cuBLASLt context: out of memory");
+    cublasStatus_t bs = cublasLtCreate(&lt->handle);
+    if (bs != CUBLAS_STATUS_SUCCESS) {
+        ss_free(lt);
+        return ss_cuda_fail(err, SS_ERR_CUDA, __FILE__, __LINE__, "cublasLtCreate", cublasLtGetStatusString(bs));
+    }
+    cudaError_t ce = cudaMalloc(&lt->workspace, workspace_bytes);
+    if (ce != cudaSuccess) {
+        cublasLtDestroy(lt->handle);
+        ss_free(lt);
+        return ss_cuda_fail(err, ss_cuda_status_of(ce), __FILE__, __LINE__, "cudaMalloc(cuBLASLt workspace)",
+                            cudaGetErrorString(ce));
+    }
+    lt->workspace_bytes = workspace_bytes;
+    *out = lt;
+    return SS_OK;
+}
+
+void ss_cuda_lt_destroy(ss_cuda_lt *lt)
+{
+    if (!lt)
+        return;
+    for (int i = 0; i < LT_PLANS; i++)
+        lt_plan_release(&lt->plans[i]);
+    cudaFree(lt->workspace);
+    cublasLtDestroy(lt->handle);
+    ss_free(lt);
+}
+
+/* Builds the plan for key into p (p is empty). Row-major out[n, m] = x[n, k] W[m, k]^T is, in cuBLAS's
+ * column-major terms, out^T[m, n] = op_T(W^T as [k, m]) . x^T[k, n]. */
+static ss_status lt_plan_make(ss_cuda_lt *lt, const lt_key *key, lt_plan *p, ss_err *err)
+{
+    ss_status st = SS_OK;
+    cublasLtMatmulPreference_t pref = NULL;
+    const cudaDataType_t out_type = key->out_f32 ? CUDA_R_32F : CUDA_R_16BF;
+    const cublasOperation_t op_t = CUBLAS_OP_T, op_n = CUBLAS_OP_N;
+    memset(p, 0, sizeof *p);
+    CUBLAS_CHECK(err, cublasLtMatmulDescCreate(&p->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    p->used = 1; /* from here on lt_plan_release cleans up; layouts not yet made are NULL */
+#define LT_TRY(call)                                                                                        \
+    do {                                                                                                    \
+        cublasStatus_t s_ = (call);                                                                         \
+        if (s_ != CUBLAS_STATUS_SUCCESS) {                                                                  \
+            st = ss_cuda_fail(err, SS_ERR_CUDA, __FILE__, __LINE__, #call, cublasLtGetStatusString(s_));    \
+            goto fail;                                                                                      \
+        }                                                                                                   \
+    } while (0)
+    LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_t, sizeof op_t));
+    LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_n, sizeof op_n));
+    LT_TRY(cublasLtMatrixLayoutCreate(&p->a, CUDA_R_16BF, (uint64_t)key->k, (uint64_t)key->m, key->k));
+    LT_TRY(cublasLtMatrixLayoutCreate(&p->b, CUDA_R_16BF, (uint64_t)key->k, (uint64_t)key->n, key->k));
+    LT_TRY(cublasLtMatrixLayoutCreate(&p->c, out_type, (uint64_t)key->m, (uint64_t)key->n, key->m));
+    LT_TRY(cublasLtMatmulPreferenceCreate(&pref));
+    uint64_t ws = lt->workspace_bytes;
+    LT_TRY(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
+    LT_TRY(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &key->align_w,
+                                                sizeof key->align_w));
+    LT_TRY(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &key->align_x,
+                                                sizeof key->align_x));
+    LT_TRY(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &key->align_out,
+                                                sizeof key->align_out));
+    LT_TRY(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &key->align_out,
+                                                sizeof key->align_out));
+    cublasLtMatmulHeuristicResult_t res;
+    int found = 0;
+    LT_TRY(cublasLtMatmulAlgoGetHeuristic(lt->handle, p->desc, p->a, p->b, p->c, p->c, pref, 1, &res, &found));
+#undef LT_TRY
+    if (found < 1) {
+        st = ss_err_set(err, SS_ERR_UNSUPPORTED, "cuBLASLt has no algorithm for n=%lld m=%d k=%d (%s out)",
+                        (long long)key->n, key->m, key->k, key->out_f32 ? "f32" : "bf16");
+        goto fail;
+    }
+    p->algo = res.algo;
+    p->key = *key;
+    cublasLtMatmulPreferenceDestroy(pref);
+    return SS_OK;
+fail:
+    if (pref)
+        cublasLtMatmulPreferenceDestroy(pref);
+    lt_plan_release(p);
+    return st;
+}
+
+ss_status ss_cuda_lt_matmul(ss_cuda_lt *lt, cudaStream_t stream, void *out, int out_f32, const void *x, const void *W,
+                            int64_t n, int32_t m, int32_t k, ss_err *err)
+{
+    lt_key key;
+    memset(&key, 0, sizeof key); /* compared with memcmp */
+    key.n = n;
+    key.m = m;
+    key.k = k;
+    key.out_f32 = out_f32 ? 1 : 0;
+    key.align_x = lt_alignment(x);
+    key.align_w = lt_alignment(W);
+    key.align_out = lt_alignment(out);
+
+    lt_plan *plan = NULL, *victim = &lt->plans[0];
+    for (int i = 0; i < LT_PLANS; i++) {
+        lt_plan *p = &lt->plans[i];
+        if (p->used && memcmp(&p->key, &key, sizeof key) == 0) {
+            plan = p;
+            break;
+        }
+        if (!p->used || (victim->used && p->last_use < victim->last_use))
+            victim = p;
+    }
+    if (!plan) {
+        lt_plan_release(victim);
+        SS_CHECK(lt_plan_make(lt, &key, victim, err));
+        plan = victim;
+    }
+    plan->last_use = ++lt->clock;
+    const float alpha = 1.0f, beta = 0.0f;
+    CUBLAS_CHECK(err, cublasLtMatmul(lt->handle, plan->desc, &alpha, W, plan->a, x, plan->b, &beta, out, plan->c, out,
+                                     plan->c, &plan->algo, lt->workspace, lt->workspace_bytes, stream));
+    return SS_OK;
+}

@@ -1,0 +1,361 @@
+/* comm_nccl.c — the NCCL communicator behind ss_comm_i, with deadlines. The communicator is
+ * non-blocking (ncclConfig_t.blocking = 0): init and enqueues return at once and are polled with
+ * ncclCommGetAsyncError against a deadline; a peer that never arrives turns into ncclCommAbort +
+ * SS_ERR_TIMEOUT. Collectives are enqueued on the backend's stream and complete in stream order; their
+ * completion is awaited (with the same deadline) by ss_comm_nccl_wait, which the runner calls after
+ * a step instead of a plain stream sync — never inside CUDA graph capture (it queries the stream).
+ *
+ * Threading: one owner thread makes the calls; abort() may come from any thread. A mutex guards the
+ * ncclComm_t (every NCCL call on it is short in non-blocking mode), so abort never races a call. */
+#include <cuda_runtime_api.h>
+#include <nccl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "comm/comm.h"
+#include "core/alloc.h"
+#include "core/log.h"
+
+#define NC_DEFAULT_TIMEOUT_MS 60000
+
+_Static_assert(sizeof(ncclUniqueId) == 128, "comm.h promises a 128-byte unique id");
+
+typedef struct nc_ctx {
+    pthread_mutex_t mu;
+    ncclComm_t comm; /* NULL once aborted or destroyed */
+    cudaStream_t stream;
+    int device;
+    int rank, size;
+    int timeout_ms;
+    atomic_int aborted;
+    ss_err err; /* detail of the last failure (also logged) */
+} nc_ctx;
+
+static int64_t nc_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Sleeps *us microseconds and doubles it up to 1 ms (polling backoff). */
+static void nc_backoff(long *us)
+{
+    struct timespec ts = {0, *us * 1000L};
+    nanosleep(&ts, NULL);
+    if (*us < 1000)
+        *us *= 2;
+}
+
+static ncclDataType_t nc_type(ss_dtype t, int *ok)
+{
+    *ok = 1;
+    switch (t) {
+    case SS_DTYPE_F32: return ncclFloat32;
+    case SS_DTYPE_BF16: return ncclBfloat16;
+    case SS_DTYPE_F16: return ncclFloat16;
+    case SS_DTYPE_I32: return ncclInt32;
+    default: *ok = 0; return ncclFloat32;
+    }
+}
+
+/* With mu held: aborts the communicator once (peers blocked on us then fail instead of hanging). */
+static void nc_abort_locked(nc_ctx *c)
+{
+    atomic_store(&c->aborted, 1);
+    if (c->comm) {
+        ncclCommAbort(c->comm);
+        c->comm = NULL;
+    }
+}
+
+static ss_status nc_fail(nc_ctx *c, ss_status st, const char *what, const char *detail)
+{
+    ss_err_set(&c->err, st, "nccl rank %d/%d: %s: %s", c->rank, c->size, what, detail);
+    SS_LOGE("%s", c->err.msg);
+    return st;
+}
+
+/* With mu held: settles result r of a non-blocking NCCL call — polls while it is in progress, up to
+ * the deadline. Errors abort the communicator (it is unusable, and peers must not wait for it). */
+static ss_status nc_settle_locked(nc_ctx *c, ncclResult_t r, const char *what)
+{
+    const int64_t deadline = nc_now_ms() + c->timeout_ms;
+    long us = 10;
+    while (r == ncclInProgress) {
+        pthread_mutex_unlock(&c->mu);
+        nc_backoff(&us);
+        pthread_mutex_lock(&c->mu);
+        if (!c->comm)
+            return nc_fail(c, SS_ERR_CANCELLED, what, "communicator aborted");
+        if (ncclCommGetAsyncError(c->comm, &r) != ncclSuccess)
+            r = ncclSystemError;
+        if (r == ncclInProgress && nc_now_ms() > deadline) {
+            nc_abort_locked(c);
+            return nc_fail(c, SS_ERR_TIMEOUT, what, "did not complete before the deadline; communicator aborted");
+        }
+    }
+    if (r != ncclSuccess) {
+        char detail[512];
+        snprintf(detail, sizeof detail, "%s (%s)", ncclGetErrorString(r), c->comm ? ncclGetLastError(c->comm) : "");
+        nc_abort_locked(c);
+        return nc_fail(c, SS_ERR_COMM, what, detail);
+    }
+    return SS_OK;
+}
+
+/* Takes mu and checks the communicator is alive. On SS_OK the caller holds mu. */
+static ss_status nc_enter(nc_ctx *c, const char *what)
+{
+    pthread_mutex_lock(&c->mu);
+    if (!c->comm || atomic_load(&c->aborted)) {
+        pthread_mutex_unlock(&c->mu);
+        return nc_fail(c, SS_ERR_CANCELLED, what, "communicator aborted");
+    }
+    cudaError_t e = cudaSetDevice(c->device);
+    if (e != cudaSuccess) {
+        pthread_mutex_unlock(&c->mu);
+        return nc_fail(c, SS_ERR_CUDA, what, cudaGetErrorString(e));
+    }
+    return SS_OK;
+}
+
+/* Finishes a call begun with nc_enter: settles r and releases mu. */
+static ss_status nc_leave(nc_ctx *c, ncclResult_t r, const char *what)
+{
+    ss_status st = nc_settle_locked(c, r, what);
+    pthread_mutex_unlock(&c->mu);
+    return st;
+}
+
+static ss_status nc_check_type(nc_ctx *c, ss_dtype t, ncclDataType_t *out, const char *what)
+{
+    int ok;
+    *out = nc_type(t, &ok);
+    if (!ok)
+        return nc_fail(c, SS_ERR_INVALID_ARG, what, "unsupported element type");
+    return SS_OK;
+}
+
+static ss_status nc_all_reduce_sum(void *ctx, void *buf, int64_t count, ss_dtype type)
+{
+    nc_ctx *c = ctx;
+    ncclDataType_t t;
+    if (type != SS_DTYPE_F32 && type != SS_DTYPE_BF16)
+        return nc_fail(c, SS_ERR_INVALID_ARG, "all_reduce_sum", "type must be f32 or bf16");
+    SS_CHECK(nc_check_type(c, type, &t, "all_reduce_sum"));
+    if (count <= 0)
+        return SS_OK;
+    SS_CHECK(nc_enter(c, "all_reduce_sum"));
+    return nc_leave(c, ncclAllReduce(buf, buf, (size_t)count, t, ncclSum, c->comm, c->stream), "all_reduce_sum");
+}
+
+static ss_status nc_all_gather(void *ctx, void *out, const void *in, int64_t count, ss_dtype type)
+{
+    nc_ctx *c = ctx;
+    ncclDataType_t t;
+    SS_CHECK(nc_check_type(c, type, &t, "all_gather"));
+    if (count <= 0)
+        return SS_OK;
+    SS_CHECK(nc_enter(c, "all_gather"));
+    return nc_leave(c, ncclAllGather(in, out, (size_t)count, t, c->comm, c->stream), "all_gather");
+}
+
+static ss_status nc_broadcast(void *ctx, void *buf, int64_t count, ss_dtype type, int root)
+{
+    nc_ctx *c = ctx;
+    ncclDataType_t t;
+    SS_CHECK(nc_check_type(c, type, &t, "broadcast"));
+    if (root < 0 || root >= c->size)
+        return nc_fail(c, SS_ERR_INVALID_ARG, "broadcast", "root out of range");
+    if (count <= 0)
+        return SS_OK;
+    SS_CHECK(nc_enter(c, "broadcast"));
+    return nc_leave(c, ncclBroadcast(buf, buf, (size_t)count, t, root, c->comm, c->stream), "broadcast");
+}
+
+static ss_status nc_send(void *ctx, const void *buf, int64_t count, ss_dtype type, int peer)
+{
+    nc_ctx *c = ctx;
+    ncclDataType_t t;
+    SS_CHECK(nc_check_type(c, type, &t, "send"));
+    if (peer < 0 || peer >= c->size || peer == c->rank)
+        return nc_fail(c, SS_ERR_INVALID_ARG, "send", "peer out of range");
+    if (count <= 0)
+        return SS_OK;
+    SS_CHECK(nc_enter(c, "send"));
+    return nc_leave(c, ncclSend(buf, (size_t)count, t, peer, c->comm, c->stream), "send");
+}
+
+static ss_status nc_recv(void *ctx, void *buf, int64_t count, ss_dtype type, int peer)
+{
+    nc_ctx *c = ctx;
+    ncclDataType_t t;
+    SS_CHECK(nc_check_type(c, type, &t, "recv"));
+    if (peer < 0 || peer >= c->size || peer == c->rank)
+        return nc_fail(c, SS_ERR_INVALID_ARG, "recv", "peer out of range");
+    if (count <= 0)
+        return SS_OK;
+    SS_CHECK(nc_enter(c, "recv"));
+    return nc_leave(c, ncclRecv(buf, (size_t)count, t, peer, c->comm, c->stream), "recv");
+}
+
+static void nc_abort(void *ctx)
+{
+    nc_ctx *c = ctx;
+    pthread_mutex_lock(&c->mu);
+    if (c->comm)
+        SS_LOGW("nccl rank %d/%d: aborting communicator", c->rank, c->size);
+    nc_abort_locked(c);
+    pthread_mutex_unlock(&c->mu);
+}
+
+static void nc_destroy(void *ctx)
+{
+    nc_ctx *c = ctx;
+    if (!c)
+        return;
+    pthread_mutex_lock(&c->mu);
+    if (c->comm) {
+        /* Finalize flushes outstanding work; if peers are gone it cannot, and the deadline aborts. */
+        cudaSetDevice(c->device);
+        ss_status st = nc_settle_locked(c, ncclCommFinalize(c->comm), "finalize");
+        if (st == SS_OK && c->comm) {
+            ncclCommDestroy(c->comm);
+            c->comm = NULL;
+        } else {
+            nc_abort_locked(c);
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+    pthread_mutex_destroy(&c->mu);
+    ss_free(c);
+}
+
+static const ss_comm_i nc_iface = {
+    .version = SS_COMM_IFACE_VERSION,
+    .name = "nccl",
+    .all_reduce_sum = nc_all_reduce_sum,
+    .all_gather = nc_all_gather,
+    .broadcast = nc_broadcast,
+    .send = nc_send,
+    .recv = nc_recv,
+    .abort = nc_abort,
+    .destroy = nc_destroy,
+};
+
+ss_status ss_comm_nccl_unique_id(void *unique_id128, ss_err *err)
+{
+    ncclUniqueId id;
+    ncclResult_t r = ncclGetUniqueId(&id);
+    if (r != ncclSuccess)
+        return ss_err_set(err, SS_ERR_COMM, "ncclGetUniqueId: %s", ncclGetErrorString(r));
+    memcpy(unique_id128, &id, sizeof id);
+    return SS_OK;
+}
+
+ss_status ss_comm_nccl_create(int rank, int size, const void *unique_id, void *stream, int device_index,
+                              int timeout_ms, ss_comm **out, ss_err *err)
+{
+    *out = NULL;
+    if (size < 1 || rank < 0 || rank >= size || !unique_id || !stream || device_index < 0)
+        return ss_err_set(err, SS_ERR_INVALID_ARG, "nccl: bad arguments (rank %d of %d, device %d, stream %p)", rank,
+                          size, device_index, stream);
+    cudaError_t ce = cudaSetDevice(device_index);
+    if (ce != cudaSuccess)
+        return ss_err_set(err, SS_ERR_CUDA, "nccl rank %d/%d: cudaSetDevice(%d): %s", rank, size, device_index,
+                          cudaGetErrorString(ce));
+    nc_ctx *c = ss_calloc(1, sizeof *c);
+    ss_comm *comm = ss_calloc(1, sizeof *comm);
+    if (!c || !comm) {
+        ss_free(c);
+        ss_free(comm);
+        return ss_err_set(err, SS_ERR_NOMEM, "nccl: out of memory");
+    }
+    pthread_mutex_init(&c->mu, NULL);
+    c->stream = (cudaStream_t)stream;
+    c->device = device_index;
+    c->rank = rank;
+    c->size = size;
+    c->timeout_ms = timeout_ms > 0 ? timeout_ms : NC_DEFAULT_TIMEOUT_MS;
+    atomic_init(&c->aborted, 0);
+
+    ncclUniqueId id;
+    memcpy(&id, unique_id, sizeof id);
+    ncclConfig_t cfg = NCCL_CONFIG_INITIALIZER;
+    cfg.blocking = 0;
+    pthread_mutex_lock(&c->mu);
+    ncclResult_t r = ncclCommInitRankConfig(&c->comm, size, id, rank, &cfg);
+    if (r != ncclSuccess && r != ncclInProgress) {
+        /* the comm may or may not exist: abort what there is */
+        char detail[256];
+        snprintf(detail, sizeof detail, "%s", ncclGetErrorString(r));
+        nc_abort_locked(c);
+        pthread_mutex_unlock(&c->mu);
+        ss_err_set(err, SS_ERR_COMM, "nccl rank %d/%d: ncclCommInitRankConfig: %s", rank, size, detail);
+        nc_destroy(c);
+        ss_free(comm);
+        return SS_ERR_COMM;
+    }
+    ss_status st = nc_settle_locked(c, r, "init (are all ranks started, with the same unique id?)");
+    pthread_mutex_unlock(&c->mu);
+    if (st != SS_OK) {
+        if (err)
+            memcpy(err->msg, c->err.msg, sizeof err->msg);
+        nc_destroy(c);
+        ss_free(comm);
+        return st;
+    }
+    comm->iface = &nc_iface;
+    comm->ctx = c;
+    comm->rank = rank;
+    comm->size = size;
+    SS_LOGI("nccl rank %d/%d on cuda:%d ready (NCCL %d.%d.%d)", rank, size, device_index, NCCL_MAJOR, NCCL_MINOR,
+            NCCL_PATCH);
+    *out = comm;
+    return SS_OK;
+}
+
+ss_status ss_comm_nccl_wait(ss_comm *comm, int timeout_ms, ss_err *err)
+{
+    if (!comm || !comm->iface || strcmp(comm->iface->name, "nccl") != 0)
+        return ss_err_set(err, SS_ERR_INVALID_ARG, "ss_comm_nccl_wait: not an NCCL communicator");
+    nc_ctx *c = comm->ctx;
+    const int64_t deadline = nc_now_ms() + (timeout_ms > 0 ? timeout_ms : c->timeout_ms);
+    long us = 5;
+    for (;;) {
+        pthread_mutex_lock(&c->mu);
+        if (!c->comm) {
+            pthread_mutex_unlock(&c->mu);
+            return ss_err_set(err, SS_ERR_CANCELLED, "nccl rank %d/%d: communicator aborted", c->rank, c->size);
+        }
+        ncclResult_t r = ncclSuccess;
+        if (ncclCommGetAsyncError(c->comm, &r) != ncclSuccess)
+            r = ncclSystemError;
+        if (r != ncclSuccess && r != ncclInProgress) {
+            ss_status st = nc_settle_locked(c, r, "collective"); /* aborts, fills c->err */
+            pthread_mutex_unlock(&c->mu);
+            return ss_err_set(err, st, "%s", c->err.msg);
+        }
+        pthread_mutex_unlock(&c->mu);
+
+        cudaError_t q = cudaStreamQuery(c->stream);
+        if (q == cudaSuccess)
+            return SS_OK;
+        if (q != cudaErrorNotReady)
+            return ss_err_set(err, SS_ERR_CUDA, "nccl rank %d/%d: stream: %s", c->rank, c->size,
+                              cudaGetErrorString(q));
+        if (nc_now_ms() > deadline) {
+            pthread_mutex_lock(&c->mu);
+            nc_abort_locked(c);
+            pthread_mutex_unlock(&c->mu);
+            nc_fail(c, SS_ERR_TIMEOUT, "step", "collectives did not complete before the deadline (peer lost?); "
+                                              "communicator aborted");
+            return ss_err_set(err, SS_ERR_TIMEOUT, "%s", c->err.msg);
+        }
+        nc_backoff(&us);
+    }
+}

@@ -1,0 +1,657 @@
+/* test_backend_consistency.c — every op of the backend table run on cpu and on cuda with the same fresh
+ * random inputs, compared by relative L2 error at bf16 tolerance. Outputs are poisoned with NaN first,
+ * so an element an op forgets to write fails the comparison. Skipped where no GPU is visible. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/backend.h"
+#include "core/alloc.h"
+#include "core/dtype.h"
+
+#define BF16_TOL 1e-2
+
+typedef struct pair {
+    ss_backend *cpu;
+    ss_backend *gpu;
+    uint64_t rng;
+} pair;
+
+/* ---------------------------------------------------------------- helpers */
+
+static float urand(pair *p) /* uniform in [0, 1) */
+{
+    p->rng ^= p->rng << 13;
+    p->rng ^= p->rng >> 7;
+    p->rng ^= p->rng << 17;
+    return (float)((p->rng >> 40) & 0xffffff) / 16777216.0f;
+}
+
+/* n values in [-scale, scale), rounded to bf16 so that both backends see identical inputs. */
+static float *rand_vec(pair *p, int64_t n, float scale)
+{
+    float *v = malloc((size_t)n * sizeof *v);
+    assert_non_null(v);
+    for (int64_t i = 0; i < n; i++)
+        v[i] = ss_bf16_to_f32(ss_f32_to_bf16((2.0f * urand(p) - 1.0f) * scale));
+    return v;
+}
+
+static void *dev_alloc(ss_backend *be, size_t bytes)
+{
+    void *d = NULL;
+    assert_int_equal(be->iface->alloc(be->ctx, bytes, &d), SS_OK);
+    return d;
+}
+
+static void dev_free(ss_backend *be, void *d)
+{
+    be->iface->free_buf(be->ctx, d);
+}
+
+static size_t act_size(ss_backend *be)
+{
+    return ss_dtype_size(be->act_dtype);
+}
+
+/* Uploads n f32 values as an activation tensor of be (converting to its act dtype). */
+static void *dev_act(ss_backend *be, const float *host, int64_t n)
+{
+    void *d = dev_alloc(be, (size_t)n * act_size(be));
+    void *tmp = malloc((size_t)n * act_size(be));
+    assert_non_null(tmp);
+    ss_convert_from_f32(tmp, be->act_dtype, host, (size_t)n);
+    assert_int_equal(be->iface->upload(be->ctx, d, tmp, (size_t)n * act_size(be)), SS_OK);
+    free(tmp);
+    return d;
+}
+
+/* Activation buffer of n elements filled with NaN (poison). */
+static void *dev_poison(ss_backend *be, int64_t n, ss_dtype t)
+{
+    size_t bytes = (size_t)n * ss_dtype_size(t);
+    void *d = dev_alloc(be, bytes);
+    void *tmp = malloc(bytes);
+    assert_non_null(tmp);
+    memset(tmp, 0xff, bytes); /* all-ones is a NaN in f32, bf16 and f16 */
+    assert_int_equal(be->iface->upload(be->ctx, d, tmp, bytes), SS_OK);
+    free(tmp);
+    return d;
+}
+
+/* Uploads a bf16 weight from f32 values (exactly representable) through upload_weight. */
+static void *dev_weight(ss_backend *be, const float *host, int64_t n)
+{
+    uint16_t *b = malloc((size_t)n * sizeof *b);
+    assert_non_null(b);
+    ss_convert_from_f32(b, SS_DTYPE_BF16, host, (size_t)n);
+    void *d = dev_alloc(be, (size_t)n * ss_dtype_size(be->weight_dtype));
+    assert_int_equal(be->iface->upload_weight(be->ctx, d, b, SS_DTYPE_BF16, n), SS_OK);
+    free(b);
+    return d;
+}
+
+static void *dev_raw(ss_backend *be, const void *host, size_t bytes)
+{
+    void *d = dev_alloc(be, bytes);
+    assert_int_equal(be->iface->upload(be->ctx, d, host, bytes), SS_OK);
+    return d;
+}
+
+/* Downloads n elements of type t as f32 (caller frees). */
+static float *host_of(ss_backend *be, const void *d, int64_t n, ss_dtype t)
+{
+    void *tmp = malloc((size_t)n * ss_dtype_size(t));
+    float *f = malloc((size_t)n * sizeof *f);
+    assert_non_null(tmp);
+    assert_non_null(f);
+    assert_int_equal(be->iface->download(be->ctx, tmp, d, (size_t)n * ss_dtype_size(t)), SS_OK);
+    ss_convert_to_f32(f, tmp, t, (size_t)n);
+    free(tmp);
+    return f;
+}
+
+/* ||a - ref|| / ||ref||; NaN anywhere gives NaN (which fails every comparison). */
+static double rel_l2(const float *a, const float *ref, int64_t n)
+{
+    double num = 0, den = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = (double)a[i] - (double)ref[i];
+        num += d * d;
+        den += (double)ref[i] * ref[i];
+    }
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+/* Downloads both outputs (act dtype of each) and compares them. */
+static void expect_close_t(pair *p, const void *dc, const void *dg, int64_t n, ss_dtype tc, ss_dtype tg, double tol,
+                           const char *what)
+{
+    float *c = host_of(p->cpu, dc, n, tc);
+    float *g = host_of(p->gpu, dg, n, tg);
+    double e = rel_l2(g, c, n);
+    if (!(e <= tol))
+        fprintf(stderr, "%s: relative L2 error %.3g > %.3g\n", what, e, tol);
+    free(c);
+    free(g);
+    assert_true(e <= tol);
+}
+
+static void expect_close(pair *p, const void *dc, const void *dg, int64_t n, double tol, const char *what)
+{
+    expect_close_t(p, dc, dg, n, p->cpu->act_dtype, p->gpu->act_dtype, tol, what);
+}
+
+#define NEED_GPU(state)                                                                                        \
+    pair *p = *(pair **)(state);                                                                               \
+    if (!p)                                                                                                    \
+    skip()
+
+/* ---------------------------------------------------------------- setup */
+
+static int group_setup(void **state)
+{
+    *state = NULL;
+    if (!ss_backend_cuda_available()) {
+        fprintf(stderr, "no CUDA device (or a build without CUDA): every test is SKIPPED\n");
+        return 0;
+    }
+    pair *p = calloc(1, sizeof *p);
+    ss_backend_params prm = ss_backend_default_params();
+    ss_err err = {{0}};
+    prm.device = SS_DEVICE_CPU;
+    if (ss_backend_create(&prm, &p->cpu, &err) != SS_OK) {
+        fprintf(stderr, "cpu backend: %s\n", err.msg);
+        return -1;
+    }
+    prm.device = SS_DEVICE_CUDA;
+    prm.device_index = 0;
+    if (ss_backend_create(&prm, &p->gpu, &err) != SS_OK) {
+        fprintf(stderr, "cuda backend: %s\n", err.msg);
+        return -1;
+    }
+    fprintf(stderr, "comparing %s against %s\n", p->gpu->desc, p->cpu->desc);
+    p->rng = 0x9e3779b97f4a7c15ull;
+    *state = p;
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    pair *p = *state;
+    if (p) {
+        ss_backend_destroy(p->gpu);
+        ss_backend_destroy(p->cpu);
+        free(p);
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- ops */
+
+static void test_embed(void **state)
+{
+    NEED_GPU(state);
+    const int32_t dim = 64;
+    const int64_t rows = 50, row_start = 10, n = 7;
+    float *table = rand_vec(p, rows * dim, 1.0f);
+    int32_t ids[7] = {10, 59, 3, 60, 25, 25, 11}; /* 3 and 60 are outside this shard: zeros */
+    void *tc = dev_weight(p->cpu, table, rows * dim), *tg = dev_weight(p->gpu, table, rows * dim);
+    void *ic = dev_raw(p->cpu, ids, sizeof ids), *ig = dev_raw(p->gpu, ids, sizeof ids);
+    void *oc = dev_poison(p->cpu, n * dim, p->cpu->act_dtype), *og = dev_poison(p->gpu, n * dim, p->gpu->act_dtype);
+    assert_int_equal(p->cpu->iface->embed(p->cpu->ctx, oc, tc, ic, n, dim, row_start, rows), SS_OK);
+    assert_int_equal(p->gpu->iface->embed(p->gpu->ctx, og, tg, ig, n, dim, row_start, rows), SS_OK);
+    expect_close(p, oc, og, n * dim, 0.0, "embed"); /* a gather is exact */
+    float *g = host_of(p->gpu, og, n * dim, p->gpu->act_dtype);
+    for (int32_t j = 0; j < dim; j++)
+        assert_true(g[2 * dim + j] == 0.0f && g[3 * dim + j] == 0.0f);
+    free(g);
+    dev_free(p->cpu, tc), dev_free(p->gpu, tg), dev_free(p->cpu, ic), dev_free(p->gpu, ig);
+    dev_free(p->cpu, oc), dev_free(p->gpu, og);
+    free(table);
+}
+
+static void check_rmsnorm(pair *p, int64_t rows, int32_t dim, int fused)
+{
+    float *x = rand_vec(p, rows * dim, 2.0f), *r = rand_vec(p, rows * dim, 2.0f), *w = rand_vec(p, dim, 1.5f);
+    void *xc = dev_act(p->cpu, x, rows * dim), *xg = dev_act(p->gpu, x, rows * dim);
+    void *rc = dev_act(p->cpu, r, rows * dim), *rg = dev_act(p->gpu, r, rows * dim);
+    void *wc = dev_weight(p->cpu, w, dim), *wg = dev_weight(p->gpu, w, dim);
+    void *oc = dev_poison(p->cpu, rows * dim, p->cpu->act_dtype);
+    void *og = dev_poison(p->gpu, rows * dim, p->gpu->act_dtype);
+    if (fused) {
+        assert_int_equal(p->cpu->iface->add_rmsnorm(p->cpu->ctx, rc, xc, oc, wc, rows, dim, 1e-5f), SS_OK);
+        assert_int_equal(p->gpu->iface->add_rmsnorm(p->gpu->ctx, rg, xg, og, wg, rows, dim, 1e-5f), SS_OK);
+        expect_close(p, rc, rg, rows * dim, BF16_TOL, "add_rmsnorm residual");
+        expect_close(p, oc, og, rows * dim, BF16_TOL, "add_rmsnorm out");
+    } else {
+        assert_int_equal(p->cpu->iface->rmsnorm(p->cpu->ctx, oc, xc, wc, rows, dim, 1e-6f), SS_OK);
+        assert_int_equal(p->gpu->iface->rmsnorm(p->gpu->ctx, og, xg, wg, rows, dim, 1e-6f), SS_OK);
+        expect_close(p, oc, og, rows * dim, BF16_TOL, "rmsnorm");
+    }
+    dev_free(p->cpu, xc), dev_free(p->gpu, xg), dev_free(p->cpu, rc), dev_free(p->gpu, rg);
+    dev_free(p->cpu, wc), dev_free(p->gpu, wg), dev_free(p->cpu, oc), dev_free(p->gpu, og);
+    free(x), free(r), free(w);
+}
+
+static void test_rmsnorm(void **state)
+{
+    NEED_GPU(state);
+    check_rmsnorm(p, 5, 4096, 0);
+    check_rmsnorm(p, 3, 100, 0); /* not a multiple of 8: scalar path */
+    check_rmsnorm(p, 1, 8192, 0);
+}
+
+static void test_add_rmsnorm(void **state)
+{
+    NEED_GPU(state);
+    check_rmsnorm(p, 5, 4096, 1);
+    check_rmsnorm(p, 2, 100, 1);
+}
+
+static void check_matmul(pair *p, int64_t n, int32_t m, int32_t k, int with_bias, ss_dtype out_gpu)
+{
+    float *x = rand_vec(p, n * k, 1.0f), *w = rand_vec(p, (int64_t)m * k, 0.1f), *b = rand_vec(p, m, 0.5f);
+    void *xc = dev_act(p->cpu, x, n * k), *xg = dev_act(p->gpu, x, n * k);
+    void *wc = dev_weight(p->cpu, w, (int64_t)m * k), *wg = dev_weight(p->gpu, w, (int64_t)m * k);
+    void *bc = with_bias ? dev_weight(p->cpu, b, m) : NULL, *bg = with_bias ? dev_weight(p->gpu, b, m) : NULL;
+    const ss_dtype out_cpu = out_gpu == SS_DTYPE_F32 ? SS_DTYPE_F32 : p->cpu->act_dtype;
+    void *oc = dev_poison(p->cpu, n * m, out_cpu), *og = dev_poison(p->gpu, n * m, out_gpu);
+    assert_int_equal(p->cpu->iface->matmul(p->cpu->ctx, oc, out_cpu, xc, wc, bc, n, m, k), SS_OK);
+    assert_int_equal(p->gpu->iface->matmul(p->gpu->ctx, og, out_gpu, xg, wg, bg, n, m, k), SS_OK);
+    char what[96];
+    snprintf(what, sizeof what, "matmul n=%lld m=%d k=%d bias=%d out=%s", (long long)n, m, k, with_bias,
+             ss_dtype_name(out_gpu));
+    expect_close_t(p, oc, og, n * m, out_cpu, out_gpu, out_gpu == SS_DTYPE_F32 ? 2e-3 : BF16_TOL, what);
+    dev_free(p->cpu, xc), dev_free(p->gpu, xg), dev_free(p->cpu, wc), dev_free(p->gpu, wg);
+    if (with_bias)
+        dev_free(p->cpu, bc), dev_free(p->gpu, bg);
+    dev_free(p->cpu, oc), dev_free(p->gpu, og);
+    free(x), free(w), free(b);
+}
+
+static void test_matmul(void **state)
+{
+    NEED_GPU(state);
+    const int64_t ns[] = {1, 3, 8, 64, 300};
+    for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++) {
+        check_matmul(p, ns[i], 352, 128, 0, SS_DTYPE_BF16);
+        check_matmul(p, ns[i], 200, 4096, 1, SS_DTYPE_BF16);
+        check_matmul(p, ns[i], 517, 256, 1, SS_DTYPE_F32); /* logits-like: f32 out, odd m */
+    }
+    check_matmul(p, 1, 64, 100, 1, SS_DTYPE_BF16); /* k % 8 != 0: not the GEMV path */
+    check_matmul(p, 5, 96, 1000, 0, SS_DTYPE_F32);
+}
+
+static void test_head_rmsnorm(void **state)
+{
+    NEED_GPU(state);
+    const int64_t n = 5;
+    const int32_t heads = 4, kv = 2, hd = 32;
+    const int64_t stride = (int64_t)(heads + 2 * kv) * hd; /* q of a fused qkv buffer */
+    float *x = rand_vec(p, n * stride, 3.0f), *w = rand_vec(p, hd, 2.0f);
+    void *xc = dev_act(p->cpu, x, n * stride), *xg = dev_act(p->gpu, x, n * stride);
+    void *wc = dev_weight(p->cpu, w, hd), *wg = dev_weight(p->gpu, w, hd);
+    assert_int_equal(p->cpu->iface->head_rmsnorm(p->cpu->ctx, xc, wc, n, heads, hd, stride, 1e-6f), SS_OK);
+    assert_int_equal(p->gpu->iface->head_rmsnorm(p->gpu->ctx, xg, wg, n, heads, hd, stride, 1e-6f), SS_OK);
+    expect_close(p, xc, xg, n * stride, BF16_TOL, "head_rmsnorm");
+    dev_free(p->cpu, xc), dev_free(p->gpu, xg), dev_free(p->cpu, wc), dev_free(p->gpu, wg);
+    free(x), free(w);
+}
+
+static void check_rope(pair *p, int32_t heads, int32_t hd, int64_t stride, double theta)
+{
+    const int64_t n = 6;
+    int32_t pos[6];
+    for (int i = 0; i < 6; i++)
+        pos[i] = (int32_t)(urand(p) * 8000.0f);
+    pos[0] = 0;
+    float *inv = malloc((size_t)(hd / 2) * sizeof *inv);
+    for (int32_t i = 0; i < hd / 2; i++)
+        inv[i] = (float)(1.0 / pow(theta, (2.0 * i) / hd));
+    float *x = rand_vec(p, n * stride, 1.0f);
+    void *xc = dev_act(p->cpu, x, n * stride), *xg = dev_act(p->gpu, x, n * stride);
+    void *pc = dev_raw(p->cpu, pos, sizeof pos), *pg = dev_raw(p->gpu, pos, sizeof pos);
+    void *fc = dev_raw(p->cpu, inv, (size_t)(hd / 2) * sizeof *inv), *fg = dev_raw(p->gpu, inv, (size_t)(hd / 2) * 4);
+    assert_int_equal(p->cpu->iface->rope(p->cpu->ctx, xc, pc, fc, n, heads, hd, stride), SS_OK);
+    assert_int_equal(p->gpu->iface->rope(p->gpu->ctx, xg, pg, fg, n, heads, hd, stride), SS_OK);
+    expect_close(p, xc, xg, n * stride, BF16_TOL, "rope");
+    dev_free(p->cpu, xc), dev_free(p->gpu, xg), dev_free(p->cpu, pc), dev_free(p->gpu, pg);
+    dev_free(p->cpu, fc), dev_free(p->gpu, fg);
+    free(x), free(inv);
+}
+
+static void test_rope(void **state)
+{
+    NEED_GPU(state);
+    check_rope(p, 8, 16, 12 * 16, 5e5);    /* q of a qkv row, small heads */
+    check_rope(p, 4, 128, 4 * 128, 1e4);  /* contiguous */
+    check_rope(p, 2, 64, 7 * 64, 1e6);
+}
+
+static void test_kv_store(void **state)
+{
+    NEED_GPU(state);
+    const int32_t blocks = 8, bs = 16, kv = 2, hd = 64;
+    const int64_t n = 5, row = (int64_t)kv * hd, stride = 3 * row, cache_n = (int64_t)blocks * bs * row;
+    int32_t slots[5] = {17, 3, 127, 64, 18};
+    float *src = rand_vec(p, n * stride, 1.0f), *kc0 = rand_vec(p, cache_n, 1.0f), *vc0 = rand_vec(p, cache_n, 1.0f);
+    void *sc = dev_act(p->cpu, src, n * stride), *sg = dev_act(p->gpu, src, n * stride);
+    void *kcc = dev_act(p->cpu, kc0, cache_n), *kcg = dev_act(p->gpu, kc0, cache_n);
+    void *vcc = dev_act(p->cpu, vc0, cache_n), *vcg = dev_act(p->gpu, vc0, cache_n);
+    void *slc = dev_raw(p->cpu, slots, sizeof slots), *slg = dev_raw(p->gpu, slots, sizeof slots);
+    const size_t ac = act_size(p->cpu), ag = act_size(p->gpu);
+    assert_int_equal(p->cpu->iface->kv_store(p->cpu->ctx, kcc, vcc, (char *)sc + row * ac, (char *)sc + 2 * row * ac,
+                                             slc, n, kv, hd, stride),
+                     SS_OK);
+    assert_int_equal(p->gpu->iface->kv_store(p->gpu->ctx, kcg, vcg, (char *)sg + row * ag, (char *)sg + 2 * row * ag,
+                                             slg, n, kv, hd, stride),
+                     SS_OK);
+    expect_close(p, kcc, kcg, cache_n, 0.0, "kv_store k"); /* copies are exact */
+    expect_close(p, vcc, vcg, cache_n, 0.0, "kv_store v");
+    dev_free(p->cpu, sc), dev_free(p->gpu, sg), dev_free(p->cpu, kcc), dev_free(p->gpu, kcg);
+    dev_free(p->cpu, vcc), dev_free(p->gpu, vcg), dev_free(p->cpu, slc), dev_free(p->gpu, slg);
+    free(src), free(kc0), free(vc0);
+}
+
+/* A mixed batch: sequences with (first position, token count). Each sequence's blocks are a random,
+ * non-contiguous set of physical blocks; the cache holds random K/V for every position. */
+static void check_attention(pair *p, int32_t heads, int32_t kv, int32_t hd, const int32_t (*seqs)[2], int32_t n_seqs,
+                            const char *what)
+{
+    const int32_t bs = 16;
+    int32_t max_len = 0;
+    int64_t n = 0;
+    for (int32_t s = 0; s < n_seqs; s++) {
+        int32_t len = seqs[s][0] + seqs[s][1];
+        max_len = len > max_len ? len : max_len;
+        n += seqs[s][1];
+    }
+    const int32_t max_blocks = (max_len + bs - 1) / bs;
+    const int32_t n_blocks = max_blocks * n_seqs + 3;
+    int32_t *perm = malloc((size_t)n_blocks * sizeof *perm);
+    for (int32_t i = 0; i < n_blocks; i++)
+        perm[i] = i;
+    for (int32_t i = n_blocks - 1; i > 0; i--) {
+        int32_t j = (int32_t)(urand(p) * (float)(i + 1));
+        j = j > i ? i : j;
+        int32_t t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
+    }
+    int32_t *bt = malloc((size_t)n_seqs * max_blocks * sizeof *bt);
+    int32_t *seq_lens = malloc((size_t)n_seqs * sizeof *seq_lens);
+    int32_t *tok_seq = malloc((size_t)n * sizeof *tok_seq), *tok_pos = malloc((size_t)n * sizeof *tok_pos);
+    for (int32_t s = 0, t = 0; s < n_seqs; s++) {
+        for (int32_t b = 0; b < max_blocks; b++)
+            bt[s * max_blocks + b] = perm[s * max_blocks + b];
+        seq_lens[s] = seqs[s][0] + seqs[s][1];
+        for (int32_t i = 0; i < seqs[s][1]; i++, t++) {
+            tok_seq[t] = s;
+            tok_pos[t] = seqs[s][0] + i;
+        }
+    }
+    const int64_t row = (int64_t)kv * hd, cache_n = (int64_t)n_blocks * bs * row;
+    const int64_t q_stride = (int64_t)(heads + 2 * kv) * hd;
+    float *q = rand_vec(p, n * q_stride, 1.5f), *kc = rand_vec(p, cache_n, 1.5f), *vc = rand_vec(p, cache_n, 1.0f);
+
+    ss_backend *be[2] = {p->cpu, p->gpu};
+    void *out[2], *bufs[2][8];
+    for (int i = 0; i < 2; i++) {
+        ss_backend *b = be[i];
+        bufs[i][0] = dev_act(b, q, n * q_stride);
+        bufs[i][1] = dev_act(b, kc, cache_n);
+        bufs[i][2] = dev_act(b, vc, cache_n);
+        bufs[i][3] = dev_raw(b, tok_seq, (size_t)n * 4);
+        bufs[i][4] = dev_raw(b, tok_pos, (size_t)n * 4);
+        bufs[i][5] = dev_raw(b, bt, (size_t)n_seqs * max_blocks * 4);
+        bufs[i][6] = dev_raw(b, seq_lens, (size_t)n_seqs * 4);
+        out[i] = dev_poison(b, n * heads * hd, b->act_dtype);
+        ss_attn_meta meta = {bufs[i][3], bufs[i][4], bufs[i][5], bufs[i][6], n_seqs, max_blocks, max_len, bs};
+        assert_int_equal(b->iface->attention(b->ctx, out[i], bufs[i][0], q_stride, bufs[i][1], bufs[i][2], &meta, n,
+                                             heads, kv, hd, 1.0f / sqrtf((float)hd)),
+                         SS_OK);
+    }
+    expect_close(p, out[0], out[1], n * heads * hd, BF16_TOL, what);
+    for (int i = 0; i < 2; i++) {
+        for (int j = 0; j < 7; j++)
+            dev_free(be[i], bufs[i][j]);
+        dev_free(be[i], out[i]);
+    }
+    free(perm), free(bt), free(seq_lens), free(tok_seq), free(tok_pos), free(q), free(kc), free(vc);
+}
+
+static void test_attention(void **state)
+{
+    NEED_GPU(state);
+    /* prefill from 0, a decode token deep in its context, a short decode, a chunked-prefill piece */
+    static const int32_t mixed[][2] = {{0, 5}, {700, 1}, {37, 1}, {300, 4}};
+    check_attention(p, 8, 2, 16, mixed, 4, "attention GQA 8/2 d16");
+    check_attention(p, 4, 1, 128, mixed, 4, "attention MQA 4/1 d128");
+    check_attention(p, 6, 6, 96, mixed, 4, "attention MHA 6/6 d96");
+    check_attention(p, 28, 4, 128, mixed, 4, "attention GQA 28/4 (group 7) d128");
+    check_attention(p, 32, 2, 64, mixed, 4, "attention GQA 32/2 (group 16) d64");
+    static const int32_t decode[][2] = {{4000, 1}};
+    check_attention(p, 32, 8, 128, decode, 1, "attention decode ctx 4001 (split-K)");
+    static const int32_t decode2[][2] = {{2500, 1}, {9, 1}, {1200, 1}};
+    check_attention(p, 16, 4, 256, decode2, 3, "attention decode batch d256 (split-K)");
+}
+
+static void test_silu_mul(void **state)
+{
+    NEED_GPU(state);
+    const int32_t inters[] = {352, 100};
+    for (int i = 0; i < 2; i++) {
+        const int64_t n = 3;
+        const int32_t inter = inters[i];
+        float *gu = rand_vec(p, n * 2 * inter, 4.0f);
+        void *gc = dev_act(p->cpu, gu, n * 2 * inter), *gg = dev_act(p->gpu, gu, n * 2 * inter);
+        void *oc = dev_poison(p->cpu, n * inter, p->cpu->act_dtype);
+        void *og = dev_poison(p->gpu, n * inter, p->gpu->act_dtype);
+        assert_int_equal(p->cpu->iface->silu_mul(p->cpu->ctx, oc, gc, n, inter), SS_OK);
+        assert_int_equal(p->gpu->iface->silu_mul(p->gpu->ctx, og, gg, n, inter), SS_OK);
+        expect_close(p, oc, og, n * inter, BF16_TOL, "silu_mul");
+        dev_free(p->cpu, gc), dev_free(p->gpu, gg), dev_free(p->cpu, oc), dev_free(p->gpu, og);
+        free(gu);
+    }
+}
+
+static void test_add(void **state)
+{
+    NEED_GPU(state);
+    const int64_t sizes[] = {4096, 1003};
+    for (int i = 0; i < 2; i++) {
+        const int64_t n = sizes[i];
+        float *a = rand_vec(p, n, 3.0f), *b = rand_vec(p, n, 3.0f);
+        void *ac = dev_act(p->cpu, a, n), *ag = dev_act(p->gpu, a, n);
+        void *bc = dev_act(p->cpu, b, n), *bg = dev_act(p->gpu, b, n);
+        assert_int_equal(p->cpu->iface->add(p->cpu->ctx, ac, ac, bc, n), SS_OK); /* in place */
+        assert_int_equal(p->gpu->iface->add(p->gpu->ctx, ag, ag, bg, n), SS_OK);
+        expect_close(p, ac, ag, n, BF16_TOL, "add");
+        dev_free(p->cpu, ac), dev_free(p->gpu, ag), dev_free(p->cpu, bc), dev_free(p->gpu, bg);
+        free(a), free(b);
+    }
+}
+
+static void test_gather_rows(void **state)
+{
+    NEED_GPU(state);
+    const int32_t dim = 72;
+    const int32_t idx[4] = {5, 0, 5, 2};
+    float *x = rand_vec(p, 6 * dim, 1.0f);
+    void *xc = dev_act(p->cpu, x, 6 * dim), *xg = dev_act(p->gpu, x, 6 * dim);
+    void *ic = dev_raw(p->cpu, idx, sizeof idx), *ig = dev_raw(p->gpu, idx, sizeof idx);
+    void *oc = dev_poison(p->cpu, 4 * dim, p->cpu->act_dtype), *og = dev_poison(p->gpu, 4 * dim, p->gpu->act_dtype);
+    assert_int_equal(p->cpu->iface->gather_rows(p->cpu->ctx, oc, xc, ic, 4, dim), SS_OK);
+    assert_int_equal(p->gpu->iface->gather_rows(p->gpu->ctx, og, xg, ig, 4, dim), SS_OK);
+    expect_close(p, oc, og, 4 * dim, 0.0, "gather_rows");
+    dev_free(p->cpu, xc), dev_free(p->gpu, xg), dev_free(p->cpu, ic), dev_free(p->gpu, ig);
+    dev_free(p->cpu, oc), dev_free(p->gpu, og);
+    free(x);
+}
+
+/* f32 logits [n, vocab] on both backends (f32, not act dtype). */
+static void logits_pair(pair *p, const float *host, int64_t count, void **c, void **g)
+{
+    *c = dev_raw(p->cpu, host, (size_t)count * sizeof(float));
+    *g = dev_raw(p->gpu, host, (size_t)count * sizeof(float));
+}
+
+static void test_argmax(void **state)
+{
+    NEED_GPU(state);
+    const int64_t n = 3;
+    const int32_t vocab = 128256;
+    float *l = rand_vec(p, n * vocab, 10.0f);
+    l[1 * vocab + 77777] = 50.0f;
+    l[2 * vocab + 5] = 60.0f;
+    l[2 * vocab + 9] = 60.0f; /* a tie: the first index wins */
+    void *lc, *lg;
+    logits_pair(p, l, n * vocab, &lc, &lg);
+    void *vc = dev_poison(p->cpu, n, SS_DTYPE_F32), *vg = dev_poison(p->gpu, n, SS_DTYPE_F32);
+    void *ic = dev_poison(p->cpu, n, SS_DTYPE_I32), *ig = dev_poison(p->gpu, n, SS_DTYPE_I32);
+    assert_int_equal(p->cpu->iface->argmax(p->cpu->ctx, vc, ic, lc, n, vocab, 1000), SS_OK);
+    assert_int_equal(p->gpu->iface->argmax(p->gpu->ctx, vg, ig, lg, n, vocab, 1000), SS_OK);
+    int32_t idx_c[3], idx_g[3];
+    float val_c[3], val_g[3];
+    assert_int_equal(p->cpu->iface->download(p->cpu->ctx, idx_c, ic, sizeof idx_c), SS_OK);
+    assert_int_equal(p->gpu->iface->download(p->gpu->ctx, idx_g, ig, sizeof idx_g), SS_OK);
+    assert_int_equal(p->cpu->iface->download(p->cpu->ctx, val_c, vc, sizeof val_c), SS_OK);
+    assert_int_equal(p->gpu->iface->download(p->gpu->ctx, val_g, vg, sizeof val_g), SS_OK);
+    for (int r = 0; r < 3; r++) {
+        assert_int_equal(idx_c[r], idx_g[r]);
+        assert_true(val_c[r] == val_g[r]);
+    }
+    assert_int_equal(idx_g[1], 77777 + 1000);
+    assert_int_equal(idx_g[2], 5 + 1000);
+    dev_free(p->cpu, lc), dev_free(p->gpu, lg), dev_free(p->cpu, vc), dev_free(p->gpu, vg);
+    dev_free(p->cpu, ic), dev_free(p->gpu, ig);
+    free(l);
+}
+
+static void test_sample(void **state)
+{
+    NEED_GPU(state);
+    enum { N = 8 };
+    const int32_t vocab = 32000;
+    float *l = rand_vec(p, (int64_t)N * vocab, 6.0f);
+    const ss_sample_row rows[N] = {
+        {0.0f, 0, 1.0f, 0.0f, 0.5f},      /* greedy */
+        {1.0f, 1, 1.0f, 0.0f, 0.9f},      /* top_k 1 = greedy */
+        {0.7f, 40, 0.9f, 0.0f, 0.3f},     /* the usual mix */
+        {1.0f, 0, 0.5f, 0.0f, 0.77f},     /* top-p alone */
+        {1.3f, 0, 1.0f, 0.1f, 0.12f},     /* min-p alone */
+        {1.0f, 0, 1.0f, 0.0f, 0.999f},    /* plain sampling, near the end of the CDF */
+        {0.5f, 5, 0.95f, 0.05f, 0.0f},    /* all filters, u = 0 */
+        {-1.0f, 50, 0.9f, 0.0f, 0.4f},    /* negative temperature: greedy */
+    };
+    /* bf16 logits tie often: the greedy rows get one clear maximum, so top_k=1 has one survivor */
+    l[0 * vocab + 123] = 9.0f;
+    l[1 * vocab + 31999] = 9.0f;
+    l[7 * vocab + 0] = 9.0f;
+    void *lc, *lg;
+    logits_pair(p, l, (int64_t)N * vocab, &lc, &lg);
+    void *tc = dev_poison(p->cpu, N, SS_DTYPE_I32), *tg = dev_poison(p->gpu, N, SS_DTYPE_I32);
+    void *pc = dev_poison(p->cpu, N, SS_DTYPE_F32), *pg = dev_poison(p->gpu, N, SS_DTYPE_F32);
+    void *vg = dev_poison(p->gpu, N, SS_DTYPE_F32), *ig = dev_poison(p->gpu, N, SS_DTYPE_I32);
+    assert_int_equal(p->cpu->iface->sample(p->cpu->ctx, tc, pc, lc, N, vocab, rows), SS_OK);
+    assert_int_equal(p->gpu->iface->sample(p->gpu->ctx, tg, pg, lg, N, vocab, rows), SS_OK);
+    assert_int_equal(p->gpu->iface->argmax(p->gpu->ctx, vg, ig, lg, N, vocab, 0), SS_OK);
+    int32_t tok_c[N], tok_g[N], am[N];
+    float lp_c[N], lp_g[N];
+    assert_int_equal(p->cpu->iface->download(p->cpu->ctx, tok_c, tc, sizeof tok_c), SS_OK);
+    assert_int_equal(p->gpu->iface->download(p->gpu->ctx, tok_g, tg, sizeof tok_g), SS_OK);
+    assert_int_equal(p->cpu->iface->download(p->cpu->ctx, lp_c, pc, sizeof lp_c), SS_OK);
+    assert_int_equal(p->gpu->iface->download(p->gpu->ctx, lp_g, pg, sizeof lp_g), SS_OK);
+    assert_int_equal(p->gpu->iface->download(p->gpu->ctx, am, ig, sizeof am), SS_OK);
+    for (int r = 0; r < N; r++) {
+        if (tok_c[r] != tok_g[r])
+            fprintf(stderr, "sample row %d: cpu %d, cuda %d\n", r, tok_c[r], tok_g[r]);
+        assert_int_equal(tok_c[r], tok_g[r]);
+        assert_true(fabsf(lp_c[r] - lp_g[r]) <= 1e-3f * (1.0f + fabsf(lp_c[r])));
+        const float *row = l + (int64_t)r * vocab;
+        assert_true(tok_g[r] >= 0 && tok_g[r] < vocab);
+        assert_true(lp_g[r] <= 0.0f && row[tok_g[r]] > -INFINITY);
+    }
+    assert_int_equal(tok_g[0], am[0]);
+    assert_int_equal(tok_g[0], 123);
+    assert_int_equal(tok_g[1], am[1]);
+    assert_int_equal(tok_g[1], 31999);
+    assert_int_equal(tok_g[7], am[7]);
+    assert_int_equal(tok_g[7], 0);
+    dev_free(p->cpu, lc), dev_free(p->gpu, lg), dev_free(p->cpu, tc), dev_free(p->gpu, tg);
+    dev_free(p->cpu, pc), dev_free(p->gpu, pg), dev_free(p->gpu, vg), dev_free(p->gpu, ig);
+    free(l);
+}
+
+static void test_upload_weight_types(void **state)
+{
+    NEED_GPU(state);
+    const int64_t n = 1000;
+    float *v = rand_vec(p, n, 100.0f);
+    uint16_t *h = malloc((size_t)n * 2);
+    for (int64_t i = 0; i < n; i++)
+        h[i] = ss_f32_to_f16(v[i]);
+    ss_backend *g = p->gpu;
+    void *d32 = dev_alloc(g, (size_t)n * 2), *d16 = dev_alloc(g, (size_t)n * 2);
+    assert_int_equal(g->iface->upload_weight(g->ctx, d32, v, SS_DTYPE_F32, n), SS_OK);
+    assert_int_equal(g->iface->upload_weight(g->ctx, d16, h, SS_DTYPE_F16, n), SS_OK);
+    assert_int_equal(g->iface->upload_weight(g->ctx, d16, h, SS_DTYPE_I32, n), SS_ERR_INVALID_ARG);
+    float *a = host_of(g, d32, n, g->weight_dtype), *b = host_of(g, d16, n, g->weight_dtype);
+    for (int64_t i = 0; i < n; i++) {
+        assert_true(a[i] == v[i]); /* v is bf16-exact */
+        assert_true(b[i] == ss_bf16_to_f32(ss_f32_to_bf16(ss_f16_to_f32(h[i]))));
+    }
+    dev_free(g, d32), dev_free(g, d16);
+    free(v), free(h), free(a), free(b);
+}
+
+/* A captured graph replays the step on fresh inputs; unknown keys and nested captures are refused. */
+static void test_graph(void **state)
+{
+    NEED_GPU(state);
+    ss_backend *g = p->gpu;
+    const int64_t n = 2048;
+    float *a = rand_vec(p, n, 1.0f), *b = rand_vec(p, n, 1.0f), *a2 = rand_vec(p, n, 1.0f);
+    void *da = dev_act(g, a, n), *db = dev_act(g, b, n), *dout = dev_poison(g, n, g->act_dtype);
+    assert_int_equal(g->iface->graph_launch(g->ctx, 42), SS_ERR_NOT_FOUND);
+    assert_int_equal(g->iface->graph_begin(g->ctx, 42), SS_OK);
+    assert_int_equal(g->iface->graph_begin(g->ctx, 43), SS_ERR_INVALID_ARG);
+    assert_int_equal(g->iface->add(g->ctx, dout, da, db, n), SS_OK);
+    assert_int_equal(g->iface->graph_end(g->ctx, 42), SS_OK);
+    /* new input, then replay */
+    void *tmp = malloc((size_t)n * 2);
+    ss_convert_from_f32(tmp, g->act_dtype, a2, (size_t)n);
+    assert_int_equal(g->iface->upload(g->ctx, da, tmp, (size_t)n * 2), SS_OK);
+    assert_int_equal(g->iface->graph_launch(g->ctx, 42), SS_OK);
+    float *o = host_of(g, dout, n, g->act_dtype);
+    for (int64_t i = 0; i < n; i++)
+        assert_true(fabsf(o[i] - (a2[i] + b[i])) <= 1e-2f * (1.0f + fabsf(a2[i] + b[i])));
+    size_t fr = 0, tot = 0;
+    assert_int_equal(g->iface->mem_info(g->ctx, &fr, &tot), SS_OK);
+    assert_true(tot > 0 && fr <= tot);
+    assert_non_null(g->iface->native_stream(g->ctx));
+    dev_free(g, da), dev_free(g, db), dev_free(g, dout);
+    free(a), free(b), free(a2), free(tmp), free(o);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_embed),         cmocka_unit_test(test_rmsnorm),
+        cmocka_unit_test(test_add_rmsnorm),   cmocka_unit_test(test_matmul),
+        cmocka_unit_test(test_head_rmsnorm),  cmocka_unit_test(test_rope),
+        cmocka_unit_test(test_kv_store),      cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_silu_mul),      cmocka_unit_test(test_add),
+        cmocka_unit_test(test_gather_rows),   cmocka_unit_test(test_argmax),
+        cmocka_unit_test(test_sample),        cmocka_unit_test(test_upload_weight_types),
+        cmocka_unit_test(test_graph),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
