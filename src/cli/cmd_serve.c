@@ -1,14 +1,197 @@
-/* cmd_serve.c — `shardserve serve`: placeholder until its issue lands. */
+/* cmd_serve.c — `shardserve serve`: flags (with SHARDSERVE_* twins) into ss_server_params, the bundled
+ * default model when --model is absent, then the server's run loop until SIGTERM/SIGINT. */
+#include <limits.h>
 #include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli/commands.h"
+#include "cli/opts.h"
+#include "core/log.h"
 #include "core/status.h"
+#include "serve/server.h"
+
+typedef struct serve_opts {
+    const char *model, *engine, *device, *host, *api_key, *served_name, *log_level;
+    int64_t tp, pp, port, metrics_port, threads;
+    int64_t max_batch, max_waiting, max_step_tokens, max_seq_len, num_kv_blocks, block_size;
+    int64_t max_body_bytes, max_header_bytes, conn_timeout, request_timeout, drain_timeout, max_n;
+    int no_prefix_cache, no_warmup;
+} serve_opts;
+
+static int serve_fail(ss_status st, const ss_err *e)
+{
+    fprintf(stderr, "shardserve serve: %s\n", e->msg);
+    return st == SS_ERR_CANCELLED ? SS_EXIT_OK : ss_status_exit_code(st);
+}
+
+/* The bundled default model: models/default next to the source tree or under the install prefix,
+ * found from the binary's own path. Writes into buf; returns 0 when none exists. */
+static int serve_default_model(char *buf, size_t cap)
+{
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0)
+        return 0;
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (!slash)
+        return 0;
+    *slash = '\0';
+    static const char *const rel[] = {"/../models/default", "/../share/shardserve/models/default",
+                                      "/models/default", "/../../models/default"};
+    for (size_t i = 0; i < sizeof rel / sizeof rel[0]; i++) {
+        struct stat st;
+        int w = snprintf(buf, cap, "%s%s", exe, rel[i]);
+        if (w > 0 && (size_t)w < cap && stat(buf, &st) == 0 && S_ISDIR(st.st_mode))
+            return 1;
+    }
+    return 0;
+}
+
+static ss_status serve_range(const char *flag, int64_t v, int64_t lo, int64_t hi, ss_err *e)
+{
+    if (v < lo || v > hi)
+        return ss_err_set(e, SS_ERR_INVALID_ARG, "--%s must be in [%lld, %lld] (got %lld)", flag, (long long)lo,
+                          (long long)hi, (long long)v);
+    return SS_OK;
+}
 
 int ss_cmd_serve(int argc, char **argv, char **env)
 {
-    (void)argc;
-    (void)argv;
-    (void)env;
-    fprintf(stderr, "shardserve serve: not implemented yet\n");
-    return SS_EXIT_FAILURE;
+    ss_server_params p = ss_server_default_params();
+    serve_opts o;
+    memset(&o, 0, sizeof o);
+    o.device = "auto";
+    o.host = p.host;
+    o.log_level = "info";
+    o.tp = p.replica.tp;
+    o.pp = p.replica.pp;
+    o.port = p.port;
+    o.metrics_port = p.metrics_port;
+    o.max_batch = p.sched.max_running;
+    o.max_waiting = p.sched.max_waiting;
+    o.max_step_tokens = p.sched.max_step_tokens;
+    o.block_size = p.replica.block_size;
+    o.max_body_bytes = (int64_t)p.max_body_bytes;
+    o.max_header_bytes = (int64_t)p.max_header_bytes;
+    o.conn_timeout = p.conn_timeout_s;
+    o.request_timeout = p.request_timeout_ms / 1000;
+    o.drain_timeout = p.drain_timeout_ms / 1000;
+    o.max_n = p.max_n;
+    const ss_opt opts[] = {
+        {"model", SS_OPT_STR, &o.model, "checkpoint folder (default: the bundled models/default)"},
+        {"engine", SS_OPT_STR, &o.engine, "prepared engine folder (instead of --model)"},
+        {"tp", SS_OPT_INT, &o.tp, "tensor-parallel degree"},
+        {"pp", SS_OPT_INT, &o.pp, "pipeline-parallel degree"},
+        {"device", SS_OPT_STR, &o.device, "auto | cpu | cuda"},
+        {"threads", SS_OPT_INT, &o.threads, "CPU threads (0 = all cores)"},
+        {"host", SS_OPT_STR, &o.host, "address to listen on"},
+        {"port", SS_OPT_INT, &o.port, "HTTP port of the Triton v2 and OpenAI APIs"},
+        {"metrics-port", SS_OPT_INT, &o.metrics_port, "Prometheus /metrics port (-1: off)"},
+        {"api-key", SS_OPT_STR, &o.api_key, "require 'Authorization: Bearer KEY' on /v1/* and /v2/models/*"},
+        {"served-model-name", SS_OPT_STR, &o.served_name, "model name in the APIs (default: folder name, lowercased)"},
+        {"max-batch", SS_OPT_INT, &o.max_batch, "sequences in one running batch"},
+        {"max-waiting", SS_OPT_INT, &o.max_waiting, "waiting-queue bound (beyond it: 429)"},
+        {"max-step-tokens", SS_OPT_INT, &o.max_step_tokens, "token budget per step (chunked prefill)"},
+        {"max-seq-len", SS_OPT_INT, &o.max_seq_len, "context cap in tokens (0: min(model, 8192))"},
+        {"num-kv-blocks", SS_OPT_INT, &o.num_kv_blocks, "KV-cache blocks (0: automatic)"},
+        {"block-size", SS_OPT_INT, &o.block_size, "KV block size in tokens"},
+        {"no-prefix-cache", SS_OPT_BOOL, &o.no_prefix_cache, "turn prefix caching off"},
+        {"max-body-bytes", SS_OPT_INT, &o.max_body_bytes, "largest request body (beyond it: 413)"},
+        {"max-header-bytes", SS_OPT_INT, &o.max_header_bytes, "largest request header block"},
+        {"conn-timeout", SS_OPT_INT, &o.conn_timeout, "seconds a connection may stall reading/writing"},
+        {"request-timeout", SS_OPT_INT, &o.request_timeout, "seconds a generation may take (0: no limit)"},
+        {"drain-timeout", SS_OPT_INT, &o.drain_timeout, "seconds to finish in-flight work on SIGTERM"},
+        {"max-n", SS_OPT_INT, &o.max_n, "largest OpenAI n"},
+        {"no-warmup", SS_OPT_BOOL, &o.no_warmup, "skip the 1-token warm-up before ready (tests only)"},
+        {"log-level", SS_OPT_STR, &o.log_level, "debug | info | warn | error"},
+        {NULL, 0, NULL, NULL},
+    };
+    ss_err e;
+    memset(&e, 0, sizeof e);
+    ss_status st = ss_opts_parse(opts, argc, argv, 2, env, "serve", &e);
+    if (st == SS_ERR_CANCELLED)
+        return SS_EXIT_OK;
+    if (st != SS_OK) {
+        fprintf(stderr, "shardserve serve: %s\n", e.msg);
+        return SS_EXIT_USAGE;
+    }
+    ss_log_level lvl = !strcmp(o.log_level, "debug") ? SS_LOG_DEBUG
+                       : !strcmp(o.log_level, "warn") ? SS_LOG_WARN
+                       : !strcmp(o.log_level, "error") ? SS_LOG_ERROR
+                                                       : SS_LOG_INFO;
+    ss_log_init(lvl, "serve");
+
+    if ((st = serve_range("port", o.port, 0, 65535, &e)) != SS_OK ||
+        (st = serve_range("metrics-port", o.metrics_port, -1, 65535, &e)) != SS_OK ||
+        (st = serve_range("tp", o.tp, 1, 1024, &e)) != SS_OK || (st = serve_range("pp", o.pp, 1, 1024, &e)) != SS_OK ||
+        (st = serve_range("threads", o.threads, 0, 4096, &e)) != SS_OK ||
+        (st = serve_range("max-batch", o.max_batch, 1, 65536, &e)) != SS_OK ||
+        (st = serve_range("max-waiting", o.max_waiting, 1, 1 << 20, &e)) != SS_OK ||
+        (st = serve_range("max-step-tokens", o.max_step_tokens, 1, 1 << 20, &e)) != SS_OK ||
+        (st = serve_range("max-seq-len", o.max_seq_len, 0, 1 << 24, &e)) != SS_OK ||
+        (st = serve_range("num-kv-blocks", o.num_kv_blocks, 0, INT32_MAX, &e)) != SS_OK ||
+        (st = serve_range("block-size", o.block_size, 1, 4096, &e)) != SS_OK ||
+        (st = serve_range("max-body-bytes", o.max_body_bytes, 1024, (int64_t)1 << 32, &e)) != SS_OK ||
+        (st = serve_range("max-header-bytes", o.max_header_bytes, 1024, 1 << 24, &e)) != SS_OK ||
+        (st = serve_range("conn-timeout", o.conn_timeout, 1, 86400, &e)) != SS_OK ||
+        (st = serve_range("request-timeout", o.request_timeout, 0, 86400 * 7, &e)) != SS_OK ||
+        (st = serve_range("drain-timeout", o.drain_timeout, 0, 86400, &e)) != SS_OK ||
+        (st = serve_range("max-n", o.max_n, 1, 128, &e)) != SS_OK) {
+        fprintf(stderr, "shardserve serve: %s\n", e.msg);
+        return SS_EXIT_USAGE;
+    }
+    if (!strcmp(o.device, "cpu"))
+        p.replica.backend.device = SS_DEVICE_CPU;
+    else if (!strcmp(o.device, "cuda"))
+        p.replica.backend.device = SS_DEVICE_CUDA;
+    else if (strcmp(o.device, "auto") != 0) {
+        fprintf(stderr, "shardserve serve: --device must be auto, cpu or cuda (got '%s')\n", o.device);
+        return SS_EXIT_USAGE;
+    }
+
+    char default_dir[PATH_MAX];
+    p.model_dir = o.engine ? o.engine : o.model;
+    if (!p.model_dir) {
+        if (!serve_default_model(default_dir, sizeof default_dir)) {
+            fprintf(stderr, "shardserve serve: no --model given and no bundled models/default found\n");
+            return SS_EXIT_USAGE;
+        }
+        p.model_dir = default_dir;
+    }
+    p.served_model_name = o.served_name;
+    p.host = o.host;
+    p.port = (int)o.port;
+    p.metrics_port = (int)o.metrics_port;
+    p.api_key = o.api_key;
+    p.replica.tp = (int)o.tp;
+    p.replica.pp = (int)o.pp;
+    p.replica.backend.n_threads = (int)o.threads;
+    p.replica.block_size = (int32_t)o.block_size;
+    p.replica.num_kv_blocks = (int32_t)o.num_kv_blocks;
+    p.replica.max_seq_len = (int32_t)o.max_seq_len;
+    p.sched.max_running = (int32_t)o.max_batch;
+    p.sched.max_waiting = (int32_t)o.max_waiting;
+    p.sched.max_step_tokens = (int32_t)o.max_step_tokens;
+    p.sched.enable_prefix_cache = !o.no_prefix_cache;
+    p.max_body_bytes = (size_t)o.max_body_bytes;
+    p.max_header_bytes = (size_t)o.max_header_bytes;
+    p.conn_timeout_s = (int)o.conn_timeout;
+    p.request_timeout_ms = o.request_timeout * 1000;
+    p.drain_timeout_ms = o.drain_timeout * 1000;
+    p.max_n = (int32_t)o.max_n;
+    p.warmup = !o.no_warmup;
+    SS_LOGI("serve: model %s, device %s, tp %d, pp %d", p.model_dir, o.device, p.replica.tp, p.replica.pp);
+
+    ss_server *srv = NULL;
+    st = ss_server_create(&p, &srv, &e);
+    if (st != SS_OK)
+        return serve_fail(st, &e);
+    st = ss_server_run(srv, &e);
+    ss_server_destroy(srv);
+    if (st != SS_OK)
+        return serve_fail(st, &e);
+    return SS_EXIT_OK;
 }

@@ -1,0 +1,481 @@
+/* api_common.c — shared pieces of the HTTP APIs: errors, the bounded JSON writer, typed JSON field
+ * access with field-naming error messages, and the per-choice result accumulator. */
+#include "serve/api_common.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/alloc.h"
+
+/* ---- errors ---------------------------------------------------------------------------------- */
+
+static const char *api_error_type(int http_status)
+{
+    switch (http_status) {
+    case 400: return "invalid_request_error";
+    case 401: return "authentication_error";
+    case 404: return "not_found_error";
+    case 413: return "request_too_large";
+    case 429: return "rate_limit_error";
+    case 503: return "service_unavailable";
+    case 504: return "timeout_error";
+    default: return "server_error";
+    }
+}
+
+ss_status ss_api_fail(ss_api_error *e, int http_status, const char *param, const char *fmt, ...)
+{
+    if (!e)
+        return SS_ERR_INVALID_ARG;
+    e->http_status = http_status;
+    e->type = api_error_type(http_status);
+    snprintf(e->param, sizeof e->param, "%s", param ? param : "");
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->message, sizeof e->message, fmt, ap);
+    va_end(ap);
+    return SS_ERR_INVALID_ARG;
+}
+
+/* ---- JSON writer ------------------------------------------------------------------------------ */
+
+void ss_jbuf_init(ss_jbuf *b, size_t max)
+{
+    memset(b, 0, sizeof *b);
+    b->max = max;
+}
+
+void ss_jbuf_free(ss_jbuf *b)
+{
+    ss_free(b->data);
+    memset(b, 0, sizeof *b);
+}
+
+static int jbuf_reserve(ss_jbuf *b, size_t extra)
+{
+    if (b->failed)
+        return 0;
+    if (extra > b->max || b->len > b->max - extra) {
+        b->failed = 1;
+        return 0;
+    }
+    size_t need = b->len + extra + 1;
+    if (need <= b->cap)
+        return 1;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < need)
+        cap *= 2;
+    char *p = ss_realloc(b->data, cap);
+    if (!p) {
+        b->failed = 1;
+        return 0;
+    }
+    b->data = p;
+    b->cap = cap;
+    return 1;
+}
+
+void ss_jbuf_raw(ss_jbuf *b, const char *s, size_t n)
+{
+    if (!jbuf_reserve(b, n))
+        return;
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+}
+
+void ss_jbuf_cstr(ss_jbuf *b, const char *s)
+{
+    ss_jbuf_raw(b, s, strlen(s));
+}
+
+void ss_jbuf_printf(ss_jbuf *b, const char *fmt, ...)
+{
+    char tmp[256];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof tmp) {
+        b->failed = 1; /* only short numeric fragments go through here */
+        return;
+    }
+    ss_jbuf_raw(b, tmp, (size_t)n);
+}
+
+/* Length of the valid UTF-8 sequence at s[0..n) (1..4), or 0 when it is not valid UTF-8
+ * (overlong forms, surrogates and code points past U+10FFFF included). */
+static size_t jbuf_utf8_len(const unsigned char *s, size_t n)
+{
+    unsigned char c = s[0];
+    if (c < 0x80)
+        return 1;
+    size_t len;
+    unsigned lo = 0x80, hi = 0xbf;
+    if (c >= 0xc2 && c <= 0xdf) {
+        len = 2;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        len = 3;
+        if (c == 0xe0)
+            lo = 0xa0;
+        else if (c == 0xed)
+            hi = 0x9f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        len = 4;
+        if (c == 0xf0)
+            lo = 0x90;
+        else if (c == 0xf4)
+            hi = 0x8f;
+    } else {
+        return 0;
+    }
+    if (n < len || s[1] < lo || s[1] > hi)
+        return 0;
+    for (size_t i = 2; i < len; i++)
+        if (s[i] < 0x80 || s[i] > 0xbf)
+            return 0;
+    return len;
+}
+
+/* Bytes one input position takes in the output and how many input bytes it consumes. Invalid UTF-8
+ * becomes U+FFFD (3 bytes), so every document we write is valid JSON text. */
+static size_t jbuf_piece(const unsigned char *s, size_t n, size_t *consumed)
+{
+    unsigned char c = s[0];
+    *consumed = 1;
+    switch (c) {
+    case '"': case '\\': case '\n': case '\r': case '\t': return 2;
+    default: break;
+    }
+    if (c < 0x20 || c == 0x7f)
+        return 6;
+    size_t u = jbuf_utf8_len(s, n);
+    if (u == 0)
+        return 3;
+    *consumed = u;
+    return u;
+}
+
+void ss_jbuf_str(ss_jbuf *b, const char *str, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *s = (const unsigned char *)str;
+    size_t need = 2, used;
+    for (size_t i = 0; i < n; i += used)
+        need += jbuf_piece(s + i, n - i, &used);
+    if (!jbuf_reserve(b, need))
+        return;
+    char *o = b->data + b->len;
+    *o++ = '"';
+    for (size_t i = 0; i < n; i += used) {
+        unsigned char c = s[i];
+        size_t w = jbuf_piece(s + i, n - i, &used);
+        switch (c) {
+        case '"': *o++ = '\\'; *o++ = '"'; continue;
+        case '\\': *o++ = '\\'; *o++ = '\\'; continue;
+        case '\n': *o++ = '\\'; *o++ = 'n'; continue;
+        case '\r': *o++ = '\\'; *o++ = 'r'; continue;
+        case '\t': *o++ = '\\'; *o++ = 't'; continue;
+        default: break;
+        }
+        if (w == 6) {
+            memcpy(o, "\\u00", 4);
+            o[4] = hex[c >> 4];
+            o[5] = hex[c & 15];
+            o += 6;
+        } else if (w == 3 && used == 1) {
+            memcpy(o, "\xef\xbf\xbd", 3); /* U+FFFD for an invalid byte */
+            o += 3;
+        } else {
+            memcpy(o, s + i, used);
+            o += used;
+        }
+    }
+    *o++ = '"';
+    b->len = (size_t)(o - b->data);
+    b->data[b->len] = '\0';
+}
+
+char *ss_jbuf_take(ss_jbuf *b, size_t *len)
+{
+    if (b->failed || !jbuf_reserve(b, 0)) {
+        ss_jbuf_free(b);
+        return NULL;
+    }
+    char *p = b->data;
+    if (len)
+        *len = b->len;
+    b->data = NULL;
+    b->len = b->cap = 0;
+    return p;
+}
+
+void ss_jbuf_float(ss_jbuf *b, double v)
+{
+    if (isnan(v))
+        v = -9999.0;
+    if (isinf(v))
+        v = v < 0 ? -9999.0 : 9999.0;
+    ss_jbuf_printf(b, "%.9g", v);
+}
+
+char *ss_api_error_openai_json(const ss_api_error *e, size_t *len)
+{
+    ss_jbuf b;
+    ss_jbuf_init(&b, 4096);
+    ss_jbuf_cstr(&b, "{\"error\":{\"message\":");
+    ss_jbuf_str(&b, e->message, strlen(e->message));
+    ss_jbuf_cstr(&b, ",\"type\":");
+    ss_jbuf_str(&b, e->type ? e->type : "server_error", strlen(e->type ? e->type : "server_error"));
+    ss_jbuf_cstr(&b, ",\"param\":");
+    if (e->param[0])
+        ss_jbuf_str(&b, e->param, strlen(e->param));
+    else
+        ss_jbuf_cstr(&b, "null");
+    ss_jbuf_printf(&b, ",\"code\":%d}}", e->http_status);
+    return ss_jbuf_take(&b, len);
+}
+
+char *ss_api_error_triton_json(const ss_api_error *e, size_t *len)
+{
+    ss_jbuf b;
+    ss_jbuf_init(&b, 4096);
+    ss_jbuf_cstr(&b, "{\"error\":");
+    ss_jbuf_str(&b, e->message, strlen(e->message));
+    ss_jbuf_cstr(&b, "}");
+    return ss_jbuf_take(&b, len);
+}
+
+/* ---- request ------------------------------------------------------------------------------------ */
+
+void ss_api_request_init(ss_api_request *r, ss_api_kind kind)
+{
+    memset(r, 0, sizeof *r);
+    r->kind = kind;
+    r->sp = ss_sampling_default(); /* greedy, no penalties, no logprobs */
+    r->n = 1;
+}
+
+void ss_api_request_clear(ss_api_request *r)
+{
+    ss_free(r->model);
+    ss_free(r->prompt);
+    ss_free(r->prompt_ids);
+    cJSON_Delete(r->messages);
+    ss_free(r->stop_ids);
+    for (int32_t i = 0; i < r->n_stop; i++)
+        ss_free(r->stop[i]);
+    for (int32_t i = 0; i < r->n_bad_words; i++)
+        ss_free(r->bad_words[i]);
+    ss_free(r->bad_words);
+    ss_api_request_init(r, r->kind);
+}
+
+const char *ss_api_finish_str(int finish_reason)
+{
+    switch (finish_reason) {
+    case 1: return "stop";      /* SS_FINISH_STOP */
+    case 2: return "length";    /* SS_FINISH_LENGTH */
+    case 3: return "cancelled"; /* SS_FINISH_CANCELLED */
+    case 4: return "error";     /* SS_FINISH_ERROR */
+    default: return "null";
+    }
+}
+
+int64_t ss_api_now_unix(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec;
+}
+
+/* ---- typed JSON access -------------------------------------------------------------------------- */
+
+static const cJSON *api_field(const cJSON *obj, const char *name, int *present)
+{
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, name);
+    *present = it && !cJSON_IsNull(it);
+    return *present ? it : NULL;
+}
+
+ss_status ss_api_get_number(const cJSON *obj, const char *name, double *out, int *present, ss_api_error *e)
+{
+    const cJSON *it = api_field(obj, name, present);
+    if (!it)
+        return SS_OK;
+    if (!cJSON_IsNumber(it) || !isfinite(it->valuedouble))
+        return ss_api_fail(e, 400, name, "'%s' must be a number", name);
+    *out = it->valuedouble;
+    return SS_OK;
+}
+
+ss_status ss_api_get_int(const cJSON *obj, const char *name, int64_t *out, int *present, ss_api_error *e)
+{
+    const cJSON *it = api_field(obj, name, present);
+    if (!it)
+        return SS_OK;
+    double v = it->valuedouble;
+    if (!cJSON_IsNumber(it) || !isfinite(v) || v != floor(v) || v < -9.0e15 || v > 9.0e15)
+        return ss_api_fail(e, 400, name, "'%s' must be an integer", name);
+    *out = (int64_t)v;
+    return SS_OK;
+}
+
+ss_status ss_api_get_bool(const cJSON *obj, const char *name, int *out, int *present, ss_api_error *e)
+{
+    const cJSON *it = api_field(obj, name, present);
+    if (!it)
+        return SS_OK;
+    if (!cJSON_IsBool(it))
+        return ss_api_fail(e, 400, name, "'%s' must be a boolean", name);
+    *out = cJSON_IsTrue(it) ? 1 : 0;
+    return SS_OK;
+}
+
+static ss_status api_dup_string(const cJSON *it, const char *name, char **out, ss_api_error *e)
+{
+    size_t n = strlen(it->valuestring);
+    if (n > SS_API_MAX_STRING)
+        return ss_api_fail(e, 400, name, "'%s' is longer than %u bytes", name, SS_API_MAX_STRING);
+    *out = ss_strndup(it->valuestring, n);
+    if (!*out)
+        return ss_api_fail(e, 500, name, "out of memory");
+    return SS_OK;
+}
+
+ss_status ss_api_get_string(const cJSON *obj, const char *name, char **out, int *present, ss_api_error *e)
+{
+    const cJSON *it = api_field(obj, name, present);
+    if (!it)
+        return SS_OK;
+    if (!cJSON_IsString(it))
+        return ss_api_fail(e, 400, name, "'%s' must be a string", name);
+    return api_dup_string(it, name, out, e);
+}
+
+ss_status ss_api_get_strings(const cJSON *obj, const char *name, int32_t max, char **out, int32_t *n,
+                             ss_api_error *e)
+{
+    int present;
+    const cJSON *it = api_field(obj, name, &present);
+    *n = 0;
+    if (!it)
+        return SS_OK;
+    if (cJSON_IsString(it)) {
+        if (max < 1)
+            return ss_api_fail(e, 400, name, "'%s': too many entries (at most %d)", name, (int)max);
+        SS_CHECK(api_dup_string(it, name, &out[0], e));
+        *n = 1;
+        return SS_OK;
+    }
+    if (!cJSON_IsArray(it))
+        return ss_api_fail(e, 400, name, "'%s' must be a string or a list of strings", name);
+    int count = cJSON_GetArraySize(it);
+    if (count > max)
+        return ss_api_fail(e, 400, name, "'%s' has %d entries, at most %d are allowed", name, count, (int)max);
+    const cJSON *s;
+    cJSON_ArrayForEach(s, it)
+    {
+        if (!cJSON_IsString(s))
+            return ss_api_fail(e, 400, name, "'%s' must be a string or a list of strings", name);
+        if (s->valuestring[0] == '\0')
+            return ss_api_fail(e, 400, name, "'%s' must not contain empty strings", name);
+        SS_CHECK(api_dup_string(s, name, &out[*n], e));
+        (*n)++;
+    }
+    return SS_OK;
+}
+
+ss_status ss_api_get_ids(const cJSON *obj, const char *name, int32_t max, int32_t bound, int32_t **out,
+                         int32_t *n, ss_api_error *e)
+{
+    int present;
+    const cJSON *it = api_field(obj, name, &present);
+    *n = 0;
+    *out = NULL;
+    if (!it)
+        return SS_OK;
+    int count = cJSON_IsArray(it) ? cJSON_GetArraySize(it) : 1;
+    if (!cJSON_IsArray(it) && !cJSON_IsNumber(it))
+        return ss_api_fail(e, 400, name, "'%s' must be a token id or a list of token ids", name);
+    if (count > max)
+        return ss_api_fail(e, 400, name, "'%s' has %d entries, at most %d are allowed", name, count, (int)max);
+    if (count == 0)
+        return SS_OK;
+    *out = ss_malloc((size_t)count * sizeof **out);
+    if (!*out)
+        return ss_api_fail(e, 500, name, "out of memory");
+    const cJSON *v = cJSON_IsArray(it) ? it->child : it;
+    for (int i = 0; i < count && v; i++, v = v->next) {
+        double d = v->valuedouble;
+        if (!cJSON_IsNumber(v) || d != floor(d) || d < 0 || d >= (double)bound) {
+            ss_free(*out);
+            *out = NULL;
+            return ss_api_fail(e, 400, name, "'%s' must hold token ids in [0, %d)", name, (int)bound);
+        }
+        (*out)[(*n)++] = (int32_t)d;
+    }
+    return SS_OK;
+}
+
+/* ---- choice accumulator ------------------------------------------------------------------------- */
+
+ss_status ss_api_choice_append_text(ss_api_choice *c, const char *s, size_t n, size_t max)
+{
+    if (n == 0)
+        return SS_OK;
+    if (n > max || c->text_len > max - n)
+        return SS_ERR_CAPACITY;
+    if (c->text_len + n + 1 > c->text_cap) {
+        size_t cap = c->text_cap ? c->text_cap : 64;
+        while (cap < c->text_len + n + 1)
+            cap *= 2;
+        char *p = ss_realloc(c->text, cap);
+        if (!p)
+            return SS_ERR_NOMEM;
+        c->text = p;
+        c->text_cap = cap;
+    }
+    memcpy(c->text + c->text_len, s, n);
+    c->text_len += n;
+    c->text[c->text_len] = '\0';
+    return SS_OK;
+}
+
+ss_status ss_api_choice_append_lp(ss_api_choice *c, int32_t token, float logprob, int32_t n_top,
+                                  const int32_t *top_ids, const float *top_lps)
+{
+    if (c->n_lps == c->cap_lps) {
+        int32_t cap = c->cap_lps ? c->cap_lps * 2 : 16;
+        if (cap > (1 << 24))
+            return SS_ERR_CAPACITY;
+        ss_api_token_lp *p = ss_realloc(c->lps, (size_t)cap * sizeof *p);
+        if (!p)
+            return SS_ERR_NOMEM;
+        c->lps = p;
+        c->cap_lps = cap;
+    }
+    ss_api_token_lp *t = &c->lps[c->n_lps++];
+    t->token = token;
+    t->logprob = logprob;
+    if (n_top < 0 || !top_ids || !top_lps)
+        n_top = 0;
+    if (n_top > SS_MAX_TOP_LOGPROBS)
+        n_top = SS_MAX_TOP_LOGPROBS;
+    t->n_top = n_top;
+    for (int32_t i = 0; i < n_top; i++) {
+        t->top_ids[i] = top_ids[i];
+        t->top_logprobs[i] = top_lps[i];
+    }
+    return SS_OK;
+}
+
+void ss_api_choice_clear(ss_api_choice *c)
+{
+    ss_free(c->text);
+    ss_free(c->lps);
+    memset(c, 0, sizeof *c);
+}

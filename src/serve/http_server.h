@@ -1,0 +1,53 @@
+/* http_server.h — the thin layer over libevent's evhttp: binding a listener with the body/header caps
+ * and connection timeouts, reading capped request bodies, JSON and SSE replies, and the Bearer check.
+ * Everything here runs on the event-loop thread only. */
+#ifndef SS_HTTP_SERVER_H
+#define SS_HTTP_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <event2/event.h>
+#include <event2/http.h>
+
+#include "core/status.h"
+
+typedef struct ss_http_listen_params {
+    const char *host;        /* bind address (borrowed) */
+    int port;                /* 0 = any free port (see ss_http_bound_port) */
+    size_t max_body_bytes;   /* larger bodies get 413 */
+    size_t max_header_bytes; /* larger header blocks are refused */
+    int conn_timeout_s;      /* read/write timeout per connection: idle and slowloris clients are dropped */
+} ss_http_listen_params;
+
+/* Creates an evhttp on base bound to host:port that sends every request to cb(req, arg).
+ * *out is destroyed with evhttp_free; *sock is the listener (for evhttp_del_accept_socket). */
+ss_status ss_http_listen(struct event_base *base, const ss_http_listen_params *p,
+                         void (*cb)(struct evhttp_request *, void *), void *arg, struct evhttp **out,
+                         struct evhttp_bound_socket **sock, ss_err *err);
+/* The port a bound socket listens on (useful with port 0), or -1. */
+int ss_http_bound_port(struct evhttp_bound_socket *sock);
+
+/* Copies the request body into a NUL-terminated ss_malloc'd buffer (caller frees). SS_ERR_CAPACITY past
+ * max bytes. An empty body gives *body = NULL, *len = 0. */
+ss_status ss_http_read_body(struct evhttp_request *req, size_t max, char **body, size_t *len);
+
+/* Sends a complete reply with Content-Type: application/json (body borrowed). */
+void ss_http_reply_json(struct evhttp_request *req, int status, const char *body, size_t len);
+/* Sends a plain-text reply (metrics use content_type "text/plain; version=0.0.4; charset=utf-8"). */
+void ss_http_reply_text(struct evhttp_request *req, int status, const char *content_type, const char *body,
+                        size_t len);
+/* Starts a chunked text/event-stream reply; then ss_http_chunk per piece and evhttp_send_reply_end. */
+void ss_http_start_sse(struct evhttp_request *req);
+void ss_http_chunk(struct evhttp_request *req, const char *data, size_t len);
+
+/* 1 when the request's "Authorization: Bearer <key>" matches key (compared in constant time for keys
+ * of the same length); 1 as well when key is NULL or empty (no key configured). */
+int ss_http_bearer_ok(struct evhttp_request *req, const char *key);
+/* Constant-time equality of two byte strings (time depends only on the lengths). */
+int ss_http_consttime_eq(const char *a, size_t alen, const char *b, size_t blen);
+
+/* Reason phrase for the status codes the server sends. */
+const char *ss_http_reason(int status);
+
+#endif

@@ -1,0 +1,1342 @@
+/* server.c — wiring of the serving process: the event loop (evhttp on the API and metrics ports, signal
+ * handling, a wake event fed by the scheduler thread's event queue), the model loader thread, routing,
+ * and the life of one HTTP generation request from JSON to reply. Threads: the loop thread owns every
+ * evhttp object; the scheduler thread only appends to the event queue and calls event_active; the
+ * loader thread builds tokenizer/template/replica/scheduler and publishes them with `state`. */
+#include "serve/server.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sys/socket.h>
+
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/thread.h>
+
+#include "core/alloc.h"
+#include "core/log.h"
+#include "serve/api_openai.h"
+#include "serve/api_triton.h"
+#include "serve/http_server.h"
+#include "serve/metrics.h"
+#include "serve/sse.h"
+#include "template/chat_template.h"
+#include "tokenizer/tokenizer.h"
+
+#define SRV_MAX_TEXT ((size_t)64 << 20) /* generated text kept per choice */
+
+enum { SRV_LOADING = 0, SRV_READY, SRV_FAILED, SRV_DRAINING };
+
+typedef struct srv_req srv_req;
+
+/* One scheduler request (a choice of an HTTP request). */
+typedef struct srv_sub {
+    srv_req *r;
+    int32_t index;
+    uint64_t id;
+    int submitted, done;
+    int64_t last_token_us;
+    double cum_lp;
+} srv_sub;
+
+/* An event copied off the scheduler thread. */
+typedef struct srv_ev {
+    struct srv_ev *next;
+    void *user; /* srv_sub *, or the warm-up */
+    ss_gen_event ev; /* pointers below replace the borrowed ones */
+    int32_t top_ids[SS_MAX_TOP_LOGPROBS];
+    float top_lps[SS_MAX_TOP_LOGPROBS];
+    char *text;
+    char *message;
+} srv_ev;
+
+struct srv_req {
+    ss_server *s;
+    struct evhttp_request *http; /* NULL once answered or freed by libevent */
+    ss_api_kind kind;
+    int stream, include_usage, return_log_probs;
+    int gone;           /* the client went away */
+    struct event *watch; /* EOF watch on the client socket while no reply is being written */
+    int stream_started;
+    char id[64];
+    ss_api_resp_meta meta;
+    int32_t n, n_submitted, n_done;
+    srv_sub *subs;
+    ss_api_choice *choices;
+    int failed;
+    ss_api_error err;
+    int64_t arrival_us;
+};
+
+struct ss_server {
+    ss_server_params p;
+    char *model_name;
+    struct event_base *base;
+    struct evhttp *http, *mhttp;
+    struct evhttp_bound_socket *sock, *msock;
+    struct event *wake, *sig_term, *sig_int, *exit_timer;
+    int port, metrics_port;
+
+    pthread_t loader, drainer;
+    int loader_started, drainer_started;
+    atomic_int state;
+    atomic_int drained;
+    ss_status load_status;
+    ss_err load_err;
+    /* Published by the loader before state = READY (release), read by the loop after (acquire). */
+    ss_tokenizer *tok;
+    ss_template *tmpl;
+    ss_replica *replica;
+    ss_sched *sched;
+    ss_api_limits limits;
+    int32_t bos_id;
+
+    ss_metrics *metrics;
+    pthread_mutex_t qmu;
+    srv_ev *q_head, *q_tail;
+    int64_t live_reqs; /* loop thread */
+    uint64_t id_seed, id_counter;
+    int64_t start_unix;
+    int shutting_down;
+};
+
+static int64_t srv_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static uint64_t srv_mix(uint64_t x)
+{
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+ss_server_params ss_server_default_params(void)
+{
+    ss_server_params p;
+    memset(&p, 0, sizeof p);
+    p.replica = ss_replica_default_params();
+    p.sched = ss_sched_default_params();
+    p.host = "0.0.0.0";
+    p.port = 8000;
+    p.metrics_port = 8002;
+    p.max_body_bytes = (size_t)8 << 20;
+    p.max_header_bytes = (size_t)16 << 10;
+    p.conn_timeout_s = 30;
+    p.request_timeout_ms = 600000;
+    p.drain_timeout_ms = 30000;
+    p.max_n = SS_API_MAX_N;
+    p.warmup = 1;
+    return p;
+}
+
+/* ---- scheduler -> loop event queue --------------------------------------------------------------- */
+
+/* Scheduler thread. Copies the borrowed event and wakes the loop. Never blocks beyond the queue mutex. */
+static void srv_on_event(ss_server *s, void *user, const ss_gen_event *ev)
+{
+    srv_ev *e = ss_calloc(1, sizeof *e);
+    if (!e) {
+        /* A lost TOKEN only loses text; a lost DONE would leak the request, so DONE retries below. */
+        if (ev->kind != SS_GEN_DONE)
+            return;
+        while (!(e = ss_calloc(1, sizeof *e)))
+            usleep(1000);
+    }
+    e->user = user;
+    e->ev = *ev;
+    int32_t n_top = ev->n_top > SS_MAX_TOP_LOGPROBS ? SS_MAX_TOP_LOGPROBS : ev->n_top;
+    if (n_top < 0 || !ev->top_ids || !ev->top_logprobs)
+        n_top = 0;
+    for (int32_t i = 0; i < n_top; i++) {
+        e->top_ids[i] = ev->top_ids[i];
+        e->top_lps[i] = ev->top_logprobs[i];
+    }
+    e->ev.n_top = n_top;
+    e->ev.top_ids = e->top_ids;
+    e->ev.top_logprobs = e->top_lps;
+    if (ev->text && ev->text_len) {
+        e->text = ss_strndup(ev->text, ev->text_len);
+        if (!e->text && ev->kind == SS_GEN_DONE && ev->finish != SS_FINISH_ERROR) {
+            e->ev.finish = SS_FINISH_ERROR;
+            e->ev.status = SS_ERR_NOMEM;
+        }
+    }
+    e->ev.text = e->text;
+    e->ev.text_len = e->text ? ev->text_len : 0;
+    if (ev->message) {
+        e->message = ss_strdup(ev->message);
+    }
+    e->ev.message = e->message ? e->message : (e->ev.status == SS_ERR_NOMEM ? "out of memory" : NULL);
+    pthread_mutex_lock(&s->qmu);
+    if (s->q_tail)
+        s->q_tail->next = e;
+    else
+        s->q_head = e;
+    s->q_tail = e;
+    pthread_mutex_unlock(&s->qmu);
+    event_active(s->wake, EV_READ, 0);
+}
+
+static void srv_sub_cb(void *user, const ss_gen_event *ev)
+{
+    srv_sub *sub = user;
+    srv_on_event(sub->r->s, user, ev);
+}
+
+/* Cancels a scheduler request; a no-op once the scheduler is gone (events flushed at destroy). */
+static void srv_cancel(ss_server *s, uint64_t id)
+{
+    if (s->sched)
+        ss_sched_cancel(s->sched, id);
+}
+
+static void srv_ev_free(srv_ev *e)
+{
+    ss_free(e->text);
+    ss_free(e->message);
+    ss_free(e);
+}
+
+/* ---- replies ------------------------------------------------------------------------------------- */
+
+static void srv_reply_error(struct evhttp_request *req, ss_api_kind kind, const ss_api_error *e)
+{
+    size_t len = 0;
+    char *body = kind == SS_API_TRITON ? ss_api_error_triton_json(e, &len) : ss_api_error_openai_json(e, &len);
+    if (e->http_status == 429 || e->http_status == 503)
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
+    if (e->http_status == 401)
+        evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate", "Bearer");
+    ss_http_reply_json(req, e->http_status, body ? body : "{}", body ? len : 2);
+    ss_free(body);
+}
+
+static void srv_fail(struct evhttp_request *req, ss_api_kind kind, int status, const char *param, const char *msg)
+{
+    ss_api_error e;
+    ss_api_fail(&e, status, param, "%s", msg);
+    srv_reply_error(req, kind, &e);
+}
+
+static void srv_reply_owned(struct evhttp_request *req, char *json, size_t len)
+{
+    if (!json) {
+        srv_fail(req, SS_API_COMPLETION, 500, NULL, "out of memory building the response");
+        return;
+    }
+    ss_http_reply_json(req, 200, json, len);
+    ss_free(json);
+}
+
+/* Replies with json built by an argument expression; len is read only after it ran. */
+static void srv_reply_built(struct evhttp_request *req, const size_t *len, char *json)
+{
+    srv_reply_owned(req, json, *len);
+}
+
+/* Token text for logprob entries (loop thread). */
+static size_t srv_token_text(void *user, int32_t token, char *buf, size_t cap)
+{
+    ss_server *s = user;
+    char *text = NULL;
+    size_t len = 0;
+    if (ss_tokenizer_decode(s->tok, &token, 1, 0, &text, &len, NULL) != SS_OK) {
+        int n = snprintf(buf, cap, "token_id:%d", (int)token);
+        return n < 0 ? 0 : ((size_t)n < cap ? (size_t)n : cap - 1);
+    }
+    if (len >= cap)
+        len = cap - 1;
+    memcpy(buf, text, len);
+    buf[len] = '\0';
+    ss_free(text);
+    return len;
+}
+
+/* ---- request lifecycle ---------------------------------------------------------------------------- */
+
+static void srv_unwatch(srv_req *r)
+{
+    if (r->watch) {
+        event_free(r->watch);
+        r->watch = NULL;
+    }
+}
+
+static void srv_req_free(srv_req *r)
+{
+    srv_unwatch(r);
+    for (int32_t i = 0; r->choices && i < r->n; i++)
+        ss_api_choice_clear(&r->choices[i]);
+    ss_free(r->choices);
+    ss_free(r->subs);
+    r->s->live_reqs--;
+    ss_free(r);
+}
+
+static void srv_on_close(struct evhttp_connection *conn, void *arg)
+{
+    (void)conn;
+    srv_req *r = arg;
+    srv_unwatch(r); /* the socket is about to close */
+    r->gone = 1;
+    /* libevent detaches an unanswered request from a dying connection (evcon = NULL) and leaves it to us;
+     * one still attached is freed with the connection, so we must forget it. */
+    if (r->http && evhttp_request_get_connection(r->http) != NULL)
+        r->http = NULL;
+    for (int32_t i = 0; i < r->n; i++)
+        if (r->subs[i].submitted && !r->subs[i].done)
+            srv_cancel(r->s, r->subs[i].id);
+    SS_LOGD("client of %s went away; cancelling", r->id);
+}
+
+/* libevent does not read from a connection whose request awaits its reply, so a client that hangs up
+ * while its request is queued or prefilling goes unseen; this watch peeks at the socket for EOF. */
+static void srv_watch_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    srv_req *r = arg;
+    char c;
+    ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))) {
+        if (n > 0)
+            srv_unwatch(r); /* a pipelined request: libevent reads it after our reply */
+        return;
+    }
+    srv_unwatch(r);
+    r->gone = 1;
+    for (int32_t i = 0; i < r->n; i++)
+        if (r->subs[i].submitted && !r->subs[i].done)
+            srv_cancel(r->s, r->subs[i].id);
+    SS_LOGD("client of %s hung up; cancelling", r->id);
+}
+
+static void srv_watch(srv_req *r, struct evhttp_connection *conn)
+{
+    struct bufferevent *bev = conn ? evhttp_connection_get_bufferevent(conn) : NULL;
+    evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
+    if (fd < 0)
+        return;
+    r->watch = event_new(r->s->base, fd, EV_READ | EV_PERSIST, srv_watch_cb, r);
+    if (r->watch && event_add(r->watch, NULL) != 0)
+        srv_unwatch(r);
+}
+
+static void srv_detach_close(srv_req *r)
+{
+    srv_unwatch(r);
+    if (!r->http)
+        return;
+    struct evhttp_connection *c = evhttp_request_get_connection(r->http);
+    if (c)
+        evhttp_connection_set_closecb(c, NULL, NULL);
+}
+
+static void srv_stream_send(srv_req *r, const char *json, size_t len)
+{
+    if (!json || r->gone || !r->http)
+        return;
+    ss_jbuf b;
+    ss_jbuf_init(&b, len + 64);
+    ss_sse_event(&b, json, len);
+    size_t n = 0;
+    char *out = ss_jbuf_take(&b, &n);
+    if (out)
+        ss_http_chunk(r->http, out, n);
+    ss_free(out);
+}
+
+/* All submitted choices are done: answer (or release a request whose client left) and free r. */
+static void srv_req_finish(srv_req *r)
+{
+    ss_server *s = r->s;
+    srv_detach_close(r);
+    struct evhttp_request *http = r->http;
+    r->http = NULL;
+    if (!http) {
+        srv_req_free(r);
+        return;
+    }
+    if (r->stream_started) {
+        if (!r->gone) {
+            if (r->failed) {
+                size_t len = 0;
+                char *j = r->kind == SS_API_TRITON ? ss_api_error_triton_json(&r->err, &len)
+                                                   : ss_api_error_openai_json(&r->err, &len);
+                r->http = http;
+                srv_stream_send(r, j, len);
+                r->http = NULL;
+                ss_free(j);
+            } else if (r->kind != SS_API_TRITON && r->include_usage) {
+                int32_t completion = 0, cached = 0;
+                for (int32_t i = 0; i < r->n; i++) {
+                    completion += r->choices[i].completion_tokens;
+                    if (r->choices[i].cached_tokens > cached)
+                        cached = r->choices[i].cached_tokens;
+                }
+                size_t len = 0;
+                char *j = ss_api_openai_usage_chunk_json(&r->meta, r->choices[0].prompt_tokens, completion, cached,
+                                                         &len);
+                r->http = http;
+                srv_stream_send(r, j, len);
+                r->http = NULL;
+                ss_free(j);
+            }
+            if (r->kind != SS_API_TRITON) {
+                ss_jbuf b;
+                ss_jbuf_init(&b, 64);
+                ss_sse_done(&b);
+                size_t n = 0;
+                char *d = ss_jbuf_take(&b, &n);
+                if (d)
+                    ss_http_chunk(http, d, n);
+                ss_free(d);
+            }
+        }
+        evhttp_send_reply_end(http); /* frees the request when its connection is gone */
+    } else if (r->failed) {
+        srv_reply_error(http, r->kind, &r->err);
+    } else {
+        size_t len = 0;
+        char *json;
+        if (r->kind == SS_API_TRITON) {
+            json = ss_api_triton_response_json(s->model_name, &r->choices[0], r->return_log_probs, &len);
+        } else {
+            ss_api_vocab vocab = {srv_token_text, s};
+            json = ss_api_openai_response_json(&r->meta, r->choices, r->n, &vocab, &len);
+        }
+        srv_reply_owned(http, json, len);
+    }
+    srv_req_free(r);
+}
+
+static int srv_status_http(ss_status st)
+{
+    switch (st) {
+    case SS_ERR_INVALID_ARG: return 400;
+    case SS_ERR_CAPACITY: return 429;
+    case SS_ERR_TIMEOUT: return 504;
+    default: return 503;
+    }
+}
+
+static void srv_handle_token(srv_req *r, srv_sub *sub, const ss_gen_event *ev)
+{
+    ss_server *s = r->s;
+    ss_api_choice *c = &r->choices[sub->index];
+    int64_t now = srv_now_us();
+    if (sub->last_token_us > 0)
+        ss_metrics_observe_itl(s->metrics, (double)(now - sub->last_token_us) / 1e6);
+    sub->last_token_us = now;
+    sub->cum_lp += ev->logprob;
+    int want_lp = r->kind == SS_API_TRITON ? r->return_log_probs : r->meta.logprobs;
+    ss_api_token_lp lp;
+    memset(&lp, 0, sizeof lp);
+    lp.token = ev->token;
+    lp.logprob = ev->logprob;
+    lp.n_top = ev->n_top;
+    memcpy(lp.top_ids, ev->top_ids, (size_t)ev->n_top * sizeof *lp.top_ids);
+    memcpy(lp.top_logprobs, ev->top_logprobs, (size_t)ev->n_top * sizeof *lp.top_logprobs);
+    if (!r->stream) {
+        if (ss_api_choice_append_text(c, ev->text, ev->text_len, SRV_MAX_TEXT) != SS_OK ||
+            (want_lp && ss_api_choice_append_lp(c, ev->token, ev->logprob, ev->n_top, ev->top_ids,
+                                                 ev->top_logprobs) != SS_OK)) {
+            if (!r->failed) {
+                r->failed = 1;
+                ss_api_fail(&r->err, 500, NULL, "response too large or out of memory");
+            }
+            srv_cancel(s, sub->id);
+        }
+        return;
+    }
+    if (r->gone || (ev->text_len == 0 && !want_lp))
+        return;
+    size_t len = 0;
+    char *j;
+    if (r->kind == SS_API_TRITON) {
+        j = ss_api_triton_chunk_json(s->model_name, ev->text, ev->text_len, want_lp ? &lp : NULL, sub->cum_lp,
+                                     r->return_log_probs, &len);
+    } else {
+        ss_api_vocab vocab = {srv_token_text, s};
+        j = ss_api_openai_chunk_json(&r->meta, sub->index, ev->text, ev->text_len, want_lp ? &lp : NULL, 0, 0,
+                                     &vocab, &len);
+    }
+    srv_stream_send(r, j, len);
+    ss_free(j);
+}
+
+static void srv_handle_done(srv_req *r, srv_sub *sub, const ss_gen_event *ev)
+{
+    ss_server *s = r->s;
+    ss_api_choice *c = &r->choices[sub->index];
+    sub->done = 1;
+    r->n_done++;
+    c->finish = (int)ev->finish;
+    c->prompt_tokens = ev->prompt_tokens;
+    c->completion_tokens = ev->completion_tokens;
+    c->cached_tokens = ev->cached_tokens;
+    ss_metrics_request m = {ev->queue_us, ev->ttft_us, srv_now_us() - r->arrival_us};
+    if (ev->finish == SS_FINISH_STOP || ev->finish == SS_FINISH_LENGTH) {
+        ss_metrics_request_ok(s->metrics, &m);
+        if (!r->stream) {
+            if (ss_api_choice_append_text(c, ev->text, ev->text_len, SRV_MAX_TEXT) != SS_OK && !r->failed) {
+                r->failed = 1;
+                ss_api_fail(&r->err, 500, NULL, "response too large or out of memory");
+            }
+        } else if (!r->gone && !r->failed) {
+            size_t len = 0;
+            char *j = NULL;
+            if (r->kind == SS_API_TRITON) {
+                if (ev->text_len)
+                    j = ss_api_triton_chunk_json(s->model_name, ev->text, ev->text_len, NULL, sub->cum_lp,
+                                                 r->return_log_probs, &len);
+            } else {
+                j = ss_api_openai_chunk_json(&r->meta, sub->index, ev->text, ev->text_len, NULL, (int)ev->finish,
+                                             0, NULL, &len);
+            }
+            srv_stream_send(r, j, len);
+            ss_free(j);
+        }
+    } else {
+        ss_metrics_request_failed(s->metrics,
+                                  ev->finish == SS_FINISH_CANCELLED ? SS_METRICS_FAIL_CANCELED
+                                  : ev->status == SS_ERR_TIMEOUT  ? SS_METRICS_FAIL_OTHER
+                                                                  : SS_METRICS_FAIL_BACKEND,
+                                  &m);
+        if (!r->failed) {
+            r->failed = 1;
+            if (ev->finish == SS_FINISH_CANCELLED)
+                ss_api_fail(&r->err, 503, NULL, "%s", r->gone ? "client disconnected" : "request cancelled");
+            else
+                ss_api_fail(&r->err, srv_status_http(ev->status), NULL, "generation failed: %s",
+                            ev->message ? ev->message : ss_status_str(ev->status));
+        }
+        /* One failed choice fails the request: stop the others. */
+        for (int32_t i = 0; i < r->n; i++)
+            if (r->subs[i].submitted && !r->subs[i].done)
+                srv_cancel(s, r->subs[i].id);
+    }
+    if (r->n_done == r->n_submitted)
+        srv_req_finish(r);
+}
+
+/* Warm-up request state (loader thread waits on it). */
+typedef struct srv_warm {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done;
+    ss_finish_reason finish;
+    char msg[256];
+} srv_warm;
+
+static void srv_warm_cb(void *user, const ss_gen_event *ev)
+{
+    srv_warm *w = user;
+    if (ev->kind != SS_GEN_DONE)
+        return;
+    pthread_mutex_lock(&w->mu);
+    w->done = 1;
+    w->finish = ev->finish;
+    snprintf(w->msg, sizeof w->msg, "%s", ev->message ? ev->message : ss_status_str(ev->status));
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+static void srv_check_exit(ss_server *s);
+
+static void srv_wake_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    ss_server *s = arg;
+    pthread_mutex_lock(&s->qmu);
+    srv_ev *e = s->q_head;
+    s->q_head = s->q_tail = NULL;
+    pthread_mutex_unlock(&s->qmu);
+    while (e) {
+        srv_ev *next = e->next;
+        srv_sub *sub = e->user;
+        if (e->ev.kind == SS_GEN_TOKEN)
+            srv_handle_token(sub->r, sub, &e->ev);
+        else
+            srv_handle_done(sub->r, sub, &e->ev);
+        srv_ev_free(e);
+        e = next;
+    }
+    if (atomic_load(&s->state) == SRV_FAILED && !s->shutting_down) {
+        SS_LOGE("model load failed: %s", s->load_err.msg);
+        s->shutting_down = 1;
+        event_base_loopexit(s->base, NULL);
+        return;
+    }
+    srv_check_exit(s);
+}
+
+/* ---- generation requests --------------------------------------------------------------------------- */
+
+static ss_status srv_tokenize_prompt(ss_server *s, const ss_api_request *q, int32_t **ids, int32_t *n,
+                                     ss_api_error *e)
+{
+    ss_err err;
+    *ids = NULL;
+    *n = 0;
+    if (q->prompt_ids) {
+        *ids = ss_malloc((size_t)q->n_prompt_ids * sizeof **ids);
+        if (!*ids)
+            return ss_api_fail(e, 500, NULL, "out of memory");
+        memcpy(*ids, q->prompt_ids, (size_t)q->n_prompt_ids * sizeof **ids);
+        *n = q->n_prompt_ids;
+        return SS_OK;
+    }
+    char *text = NULL;
+    size_t text_len = 0;
+    int add_special = 1;
+    const char *param = q->kind == SS_API_TRITON ? "text_input" : "prompt";
+    if (q->kind == SS_API_CHAT) {
+        if (!s->tmpl)
+            return ss_api_fail(e, 400, "messages", "this model has no chat template; use /v1/completions");
+        ss_status st = ss_chat_template_apply(s->tmpl, q->messages, 1, ss_tokenizer_bos_token(s->tok),
+                                              ss_tokenizer_eos_token(s->tok), &text, &text_len, &err);
+        if (st != SS_OK)
+            return ss_api_fail(e, 400, "messages", "chat template: %s", err.msg);
+        add_special = 0; /* the template already wrote BOS and the role tokens */
+        param = "messages";
+    }
+    const char *src = text ? text : q->prompt;
+    size_t src_len = text ? text_len : strlen(q->prompt);
+    size_t nn = 0;
+    ss_status st = ss_tokenizer_encode(s->tok, src, src_len, add_special, ids, &nn, &err);
+    ss_free(text);
+    if (st != SS_OK)
+        return ss_api_fail(e, 400, param, "cannot tokenize '%s': %s", param, err.msg);
+    if (nn == 0) {
+        ss_free(*ids);
+        *ids = NULL;
+        return ss_api_fail(e, 400, param, "'%s' must not be empty", param);
+    }
+    if (nn > (size_t)INT32_MAX / 2) {
+        ss_free(*ids);
+        *ids = NULL;
+        return ss_api_fail(e, 400, param, "'%s' is too long", param);
+    }
+    *n = (int32_t)nn;
+    return SS_OK;
+}
+
+/* Builds one scheduler request of choice i (ownership to the caller, then to ss_sched_submit). */
+static ss_status srv_build_gen(ss_server *s, const ss_api_request *q, const int32_t *ids, int32_t n_ids,
+                               int32_t max_tokens, int32_t i, int64_t arrival_ms, ss_gen_request **out,
+                               ss_api_error *e)
+{
+    ss_gen_request *g = ss_calloc(1, sizeof *g);
+    if (!g)
+        return ss_api_fail(e, 500, NULL, "out of memory");
+    *out = g;
+    g->prompt = ss_malloc((size_t)n_ids * sizeof *g->prompt);
+    if (!g->prompt)
+        return ss_api_fail(e, 500, NULL, "out of memory");
+    memcpy(g->prompt, ids, (size_t)n_ids * sizeof *ids);
+    g->n_prompt = n_ids;
+    g->max_tokens = max_tokens;
+    g->min_tokens = q->min_tokens;
+    g->sp = q->sp;
+    if (q->seed_given)
+        g->sp.seed = q->sp.seed + (uint64_t)i;
+    else
+        g->sp.seed = srv_mix(s->id_seed ^ ++s->id_counter);
+    g->ignore_eos = q->ignore_eos;
+    if (q->n_stop_ids) {
+        g->stop_ids = ss_malloc((size_t)q->n_stop_ids * sizeof *g->stop_ids);
+        if (!g->stop_ids)
+            return ss_api_fail(e, 500, NULL, "out of memory");
+        memcpy(g->stop_ids, q->stop_ids, (size_t)q->n_stop_ids * sizeof *g->stop_ids);
+        g->n_stop_ids = q->n_stop_ids;
+    }
+    for (int32_t k = 0; k < q->n_stop && k < SS_MAX_STOP_STRINGS; k++) {
+        g->stop[k] = ss_strdup(q->stop[k]);
+        if (!g->stop[k])
+            return ss_api_fail(e, 500, NULL, "out of memory");
+        g->n_stop = k + 1;
+    }
+    if (q->n_bad_words) {
+        g->bad_words = ss_calloc((size_t)q->n_bad_words, sizeof *g->bad_words);
+        g->bad_word_lens = ss_calloc((size_t)q->n_bad_words, sizeof *g->bad_word_lens);
+        if (!g->bad_words || !g->bad_word_lens)
+            return ss_api_fail(e, 500, NULL, "out of memory");
+        for (int32_t k = 0; k < q->n_bad_words; k++) {
+            size_t nn = 0;
+            ss_err err;
+            if (ss_tokenizer_encode(s->tok, q->bad_words[k], strlen(q->bad_words[k]), 0, &g->bad_words[k], &nn,
+                                    &err) != SS_OK)
+                return ss_api_fail(e, 400, "bad_words", "cannot tokenize 'bad_words[%d]': %s", (int)k, err.msg);
+            g->n_bad_words = k + 1;
+            g->bad_word_lens[k] = (int32_t)nn;
+        }
+    }
+    g->include_prompt_penalty = q->kind == SS_API_TRITON;
+    g->arrival_ms = arrival_ms;
+    g->deadline_ms = s->p.request_timeout_ms > 0 ? arrival_ms + s->p.request_timeout_ms : 0;
+    return SS_OK;
+}
+
+static ss_status srv_check_model(ss_server *s, const char *model, ss_api_error *e)
+{
+    if (model && strcmp(model, s->model_name) != 0)
+        return ss_api_fail(e, 404, "model", "model '%s' not found; this server serves '%s'", model,
+                           s->model_name);
+    return SS_OK;
+}
+
+static void srv_generate(ss_server *s, struct evhttp_request *req, ss_api_kind kind, int stream_endpoint)
+{
+    ss_api_error e;
+    memset(&e, 0, sizeof e);
+    int64_t arrival_us = srv_now_us();
+    char *body = NULL;
+    size_t body_len = 0;
+    ss_status st = ss_http_read_body(req, s->p.max_body_bytes, &body, &body_len);
+    if (st == SS_ERR_CAPACITY) {
+        srv_fail(req, kind, 413, NULL, "request body is larger than --max-body-bytes");
+        return;
+    }
+    if (st != SS_OK) {
+        srv_fail(req, kind, 500, NULL, "cannot read the request body");
+        return;
+    }
+    ss_api_request q;
+    if (kind == SS_API_TRITON)
+        st = ss_api_triton_parse(body, body_len, stream_endpoint, &s->limits, &q, &e);
+    else
+        st = ss_api_openai_parse(body, body_len, kind, &s->limits, &q, &e);
+    ss_free(body);
+    if (st != SS_OK) {
+        ss_metrics_request_failed(s->metrics, SS_METRICS_FAIL_REJECTED, NULL);
+        srv_reply_error(req, kind, &e);
+        return;
+    }
+    int32_t *ids = NULL, n_ids = 0;
+    srv_req *r = NULL;
+    if (kind != SS_API_TRITON)
+        SS_CHECK_GOTO(srv_check_model(s, q.model, &e), st, fail);
+    SS_CHECK_GOTO(srv_tokenize_prompt(s, &q, &ids, &n_ids, &e), st, fail);
+    int32_t ctx = s->limits.max_context;
+    if (n_ids >= ctx) {
+        st = ss_api_fail(&e, 400, kind == SS_API_CHAT ? "messages" : (kind == SS_API_TRITON ? "text_input" : "prompt"),
+                         "the prompt has %d tokens, but the context length is %d (at least one token must be "
+                         "generated)",
+                         (int)n_ids, (int)ctx);
+        goto fail;
+    }
+    int32_t max_tokens = q.max_tokens > 0 ? q.max_tokens : ctx - n_ids;
+    if ((int64_t)n_ids + max_tokens > ctx) {
+        st = ss_api_fail(&e, 400, "max_tokens",
+                         "the context length is %d tokens, but %d were requested (%d in the prompt, %d to generate)",
+                         (int)ctx, (int)(n_ids + max_tokens), (int)n_ids, (int)max_tokens);
+        goto fail;
+    }
+
+    r = ss_calloc(1, sizeof *r);
+    if (!r) {
+        st = ss_api_fail(&e, 500, NULL, "out of memory");
+        goto fail;
+    }
+    s->live_reqs++;
+    r->s = s;
+    r->kind = kind;
+    r->n = q.n;
+    r->stream = q.stream;
+    r->include_usage = q.include_usage;
+    r->return_log_probs = q.return_log_probs;
+    r->arrival_us = arrival_us;
+    r->subs = ss_calloc((size_t)r->n, sizeof *r->subs);
+    r->choices = ss_calloc((size_t)r->n, sizeof *r->choices);
+    if (!r->subs || !r->choices) {
+        st = ss_api_fail(&e, 500, NULL, "out of memory");
+        goto fail;
+    }
+    uint64_t idv = srv_mix(s->id_seed + ++s->id_counter);
+    ss_api_openai_make_id(kind, idv, srv_mix(idv), r->id, sizeof r->id);
+    r->meta.kind = kind;
+    r->meta.id = r->id;
+    r->meta.created = ss_api_now_unix();
+    r->meta.model = s->model_name;
+    r->meta.logprobs = q.logprobs;
+    r->meta.top_logprobs = q.top_logprobs;
+    for (int32_t i = 0; i < r->n; i++) {
+        r->subs[i].r = r;
+        r->subs[i].index = i;
+        r->choices[i].index = i;
+    }
+    for (int32_t i = 0; i < r->n; i++) {
+        ss_gen_request *g = NULL;
+        st = srv_build_gen(s, &q, ids, n_ids, max_tokens, i, arrival_us / 1000, &g, &e);
+        if (st != SS_OK) {
+            ss_gen_request_free(g);
+            break;
+        }
+        ss_err err;
+        st = ss_sched_submit(s->sched, g, srv_sub_cb, &r->subs[i], &r->subs[i].id, &err);
+        if (st != SS_OK) {
+            if (st == SS_ERR_CAPACITY)
+                ss_api_fail(&e, 429, NULL, "the server is busy (request queue full); retry later");
+            else if (st == SS_ERR_INVALID_ARG)
+                ss_api_fail(&e, 400, NULL, "%s", err.msg);
+            else
+                ss_api_fail(&e, 503, NULL, "cannot schedule the request: %s", err.msg);
+            break;
+        }
+        r->subs[i].submitted = 1;
+        r->n_submitted++;
+    }
+    ss_free(ids);
+    ids = NULL;
+    ss_api_request_clear(&q);
+    if (r->n_submitted == 0) {
+        ss_metrics_request_failed(s->metrics, SS_METRICS_FAIL_REJECTED, NULL);
+        srv_reply_error(req, kind, &e);
+        srv_req_free(r);
+        return;
+    }
+    r->http = req;
+    struct evhttp_connection *conn = evhttp_request_get_connection(req);
+    if (conn) {
+        evhttp_connection_set_closecb(conn, srv_on_close, r);
+        srv_watch(r, conn);
+    }
+    if (r->n_submitted < r->n) {
+        /* A later choice was refused: fail the whole request once the submitted ones stop. */
+        r->failed = 1;
+        r->err = e;
+        for (int32_t i = 0; i < r->n; i++)
+            if (r->subs[i].submitted)
+                srv_cancel(s, r->subs[i].id);
+        return;
+    }
+    if (r->stream) {
+        ss_http_start_sse(req);
+        r->stream_started = 1;
+        if (kind == SS_API_CHAT) {
+            /* The assistant role comes first, as OpenAI's stream does. */
+            for (int32_t i = 0; i < r->n; i++) {
+                size_t len = 0;
+                char *j = ss_api_openai_chunk_json(&r->meta, i, "", 0, NULL, 0, 1, NULL, &len);
+                srv_stream_send(r, j, len);
+                ss_free(j);
+            }
+        }
+    }
+    return;
+fail:
+    ss_metrics_request_failed(s->metrics, SS_METRICS_FAIL_REJECTED, NULL);
+    srv_reply_error(req, kind, &e);
+    ss_free(ids);
+    ss_api_request_clear(&q);
+    if (r)
+        srv_req_free(r);
+}
+
+/* ---- tokenize / detokenize ------------------------------------------------------------------------- */
+
+static void srv_tokenize(ss_server *s, struct evhttp_request *req, int decode)
+{
+    char *body = NULL;
+    size_t body_len = 0;
+    ss_api_error e;
+    if (ss_http_read_body(req, s->p.max_body_bytes, &body, &body_len) != SS_OK) {
+        srv_fail(req, SS_API_COMPLETION, 413, NULL, "request body is larger than --max-body-bytes");
+        return;
+    }
+    ss_err err;
+    size_t len = 0;
+    char *json = NULL;
+    if (!decode) {
+        char *prompt = NULL;
+        int add_special = 1;
+        if (ss_api_tokenize_parse(body, body_len, &prompt, &add_special, &e) != SS_OK) {
+            ss_free(body);
+            srv_reply_error(req, SS_API_COMPLETION, &e);
+            return;
+        }
+        int32_t *ids = NULL;
+        size_t n = 0;
+        ss_status st = ss_tokenizer_encode(s->tok, prompt, strlen(prompt), add_special, &ids, &n, &err);
+        ss_free(prompt);
+        if (st != SS_OK) {
+            ss_free(body);
+            srv_fail(req, SS_API_COMPLETION, 400, "prompt", err.msg);
+            return;
+        }
+        json = ss_api_tokenize_json(ids, (int32_t)n, s->limits.max_context, &len);
+        ss_free(ids);
+    } else {
+        int32_t *ids = NULL, n = 0;
+        if (ss_api_detokenize_parse(body, body_len, &s->limits, &ids, &n, &e) != SS_OK) {
+            ss_free(body);
+            srv_reply_error(req, SS_API_COMPLETION, &e);
+            return;
+        }
+        char *text = NULL;
+        size_t text_len = 0;
+        ss_status st = ss_tokenizer_decode(s->tok, ids, (size_t)n, 0, &text, &text_len, &err);
+        ss_free(ids);
+        if (st != SS_OK) {
+            ss_free(body);
+            srv_fail(req, SS_API_COMPLETION, 400, "tokens", err.msg);
+            return;
+        }
+        json = ss_api_detokenize_json(text, text_len, &len);
+        ss_free(text);
+    }
+    ss_free(body);
+    srv_reply_owned(req, json, len);
+}
+
+/* ---- routing ---------------------------------------------------------------------------------------- */
+
+static void srv_reply_empty(struct evhttp_request *req, int status)
+{
+    ss_http_reply_json(req, status, "", 0);
+}
+
+/* /v2/models/{m}[/ready|/generate|/generate_stream] (model name without '/'). */
+static void srv_route_v2_models(ss_server *s, struct evhttp_request *req, const char *rest, int is_get, int ready)
+{
+    const char *slash = strchr(rest, '/');
+    size_t mlen = slash ? (size_t)(slash - rest) : strlen(rest);
+    const char *tail = slash ? slash : "";
+    /* Triton also accepts /versions/1 between the model name and the action. */
+    if (!strncmp(tail, "/versions/1", 11) && (tail[11] == '\0' || tail[11] == '/'))
+        tail += 11;
+    if (mlen != strlen(s->model_name) || strncmp(rest, s->model_name, mlen) != 0) {
+        char msg[384];
+        snprintf(msg, sizeof msg, "model '%.*s' not found; this server serves '%s'", (int)(mlen > 128 ? 128 : mlen),
+                 rest, s->model_name);
+        srv_fail(req, SS_API_TRITON, 404, NULL, msg);
+        return;
+    }
+    if (!strcmp(tail, "") && is_get) {
+        size_t len = 0;
+        srv_reply_built(req, &len, ss_api_triton_model_json(s->model_name, &len));
+    } else if (!strcmp(tail, "/ready") && is_get) {
+        srv_reply_empty(req, ready ? 200 : 503);
+    } else if ((!strcmp(tail, "/generate") || !strcmp(tail, "/generate_stream")) && !is_get) {
+        if (!ready) {
+            srv_fail(req, SS_API_TRITON, 503, NULL, "model is not ready");
+            return;
+        }
+        srv_generate(s, req, SS_API_TRITON, !strcmp(tail, "/generate_stream"));
+    } else {
+        srv_fail(req, SS_API_TRITON, is_get || !strcmp(tail, "/ready") || !strcmp(tail, "") ? 405 : 404, NULL,
+                 "no such endpoint or method");
+    }
+}
+
+static void srv_api_cb(struct evhttp_request *req, void *arg)
+{
+    ss_server *s = arg;
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+    if (!path || !*path)
+        path = "/";
+    enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+    int is_get = cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_HEAD;
+    int is_post = cmd == EVHTTP_REQ_POST;
+    int state = atomic_load(&s->state);
+    int ready = state == SRV_READY && ss_sched_healthy(s->sched);
+    int is_v1 = !strncmp(path, "/v1/", 4) || !strcmp(path, "/tokenize") || !strcmp(path, "/detokenize");
+    int is_v2m = !strncmp(path, "/v2/models/", 11);
+    ss_api_kind fam = is_v2m || !strncmp(path, "/v2", 3) ? SS_API_TRITON : SS_API_COMPLETION;
+
+    if (!strcmp(path, "/v2/health/live") || !strcmp(path, "/health") || !strcmp(path, "/v2/health/ready")) {
+        if (!is_get) {
+            srv_fail(req, fam, 405, NULL, "method not allowed");
+            return;
+        }
+        if (!strcmp(path, "/v2/health/ready"))
+            srv_reply_empty(req, ready ? 200 : 503);
+        else
+            srv_reply_empty(req, 200);
+        return;
+    }
+    if ((is_v1 || is_v2m) && !ss_http_bearer_ok(req, s->p.api_key)) {
+        srv_fail(req, fam, 401, NULL, "missing or invalid API key (Authorization: Bearer ...)");
+        return;
+    }
+    if (!strcmp(path, "/v2")) {
+        size_t len = 0;
+        if (!is_get)
+            srv_fail(req, fam, 405, NULL, "method not allowed");
+        else
+            srv_reply_built(req, &len, ss_api_triton_server_json(SS_VERSION, &len));
+        return;
+    }
+    if (is_v2m) {
+        if (state == SRV_DRAINING && !is_get) {
+            srv_fail(req, fam, 503, NULL, "server is shutting down");
+            return;
+        }
+        srv_route_v2_models(s, req, path + 11, is_get, ready);
+        return;
+    }
+    if (!strcmp(path, "/v1/models")) {
+        size_t len = 0;
+        if (!is_get)
+            srv_fail(req, fam, 405, NULL, "method not allowed");
+        else
+            srv_reply_built(req, &len, ss_api_openai_models_json(s->model_name, s->start_unix, &len));
+        return;
+    }
+    int gen = !strcmp(path, "/v1/completions") ? 1 : !strcmp(path, "/v1/chat/completions") ? 2 : 0;
+    int tok = !strcmp(path, "/tokenize") ? 1 : !strcmp(path, "/detokenize") ? 2 : 0;
+    if (!gen && !tok) {
+        srv_fail(req, fam, 404, NULL, "no such endpoint");
+        return;
+    }
+    if (!is_post) {
+        srv_fail(req, fam, 405, NULL, "method not allowed (use POST)");
+        return;
+    }
+    if (state == SRV_DRAINING) {
+        srv_fail(req, fam, 503, NULL, "server is shutting down");
+        return;
+    }
+    if (!ready) {
+        srv_fail(req, fam, 503, NULL, state == SRV_LOADING ? "model is loading" : "model is not ready");
+        return;
+    }
+    if (gen)
+        srv_generate(s, req, gen == 1 ? SS_API_COMPLETION : SS_API_CHAT, 0);
+    else
+        srv_tokenize(s, req, tok == 2);
+}
+
+static void srv_metrics_cb(struct evhttp_request *req, void *arg)
+{
+    ss_server *s = arg;
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+    if (!path || strcmp(path, "/metrics") != 0) {
+        ss_http_reply_text(req, 404, "text/plain", "not found\n", 10);
+        return;
+    }
+    ss_sched_stats st;
+    int have = atomic_load(&s->state) != SRV_LOADING && s->sched; /* published before state changed */
+    if (have)
+        ss_sched_stats_get(s->sched, &st);
+    size_t len = 0;
+    char *text = ss_metrics_render(s->metrics, have ? &st : NULL, &len);
+    if (!text) {
+        ss_http_reply_text(req, 500, "text/plain", "out of memory\n", 14);
+        return;
+    }
+    ss_http_reply_text(req, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
+    ss_free(text);
+}
+
+/* ---- loading ------------------------------------------------------------------------------------------ */
+
+static char *srv_default_name(const char *dir)
+{
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/')
+        n--;
+    size_t b = n;
+    while (b > 0 && dir[b - 1] != '/')
+        b--;
+    char *name = ss_strndup(dir + b, n - b);
+    if (!name)
+        return NULL;
+    for (char *p = name; *p; p++)
+        *p = (char)tolower((unsigned char)*p);
+    if (!name[0]) {
+        ss_free(name);
+        return ss_strdup("model");
+    }
+    return name;
+}
+
+static ss_status srv_warmup(ss_server *s, ss_err *err)
+{
+    srv_warm w;
+    memset(&w, 0, sizeof w);
+    pthread_mutex_init(&w.mu, NULL);
+    pthread_cond_init(&w.cv, NULL);
+    ss_gen_request *g = ss_calloc(1, sizeof *g);
+    ss_status st = SS_OK;
+    if (!g || !(g->prompt = ss_malloc(sizeof *g->prompt))) {
+        ss_gen_request_free(g);
+        st = ss_err_set(err, SS_ERR_NOMEM, "warm-up: out of memory");
+        goto out;
+    }
+    g->prompt[0] = s->bos_id >= 0 ? s->bos_id : 0;
+    g->n_prompt = 1;
+    g->max_tokens = 1;
+    g->sp = ss_sampling_default();
+    g->ignore_eos = 1;
+    uint64_t id;
+    st = ss_sched_submit(s->sched, g, srv_warm_cb, &w, &id, err);
+    if (st != SS_OK)
+        goto out;
+    pthread_mutex_lock(&w.mu);
+    while (!w.done)
+        pthread_cond_wait(&w.cv, &w.mu);
+    pthread_mutex_unlock(&w.mu);
+    if (w.finish != SS_FINISH_STOP && w.finish != SS_FINISH_LENGTH)
+        st = ss_err_set(err, SS_ERR_INTERNAL, "warm-up generation failed: %s", w.msg);
+out:
+    pthread_cond_destroy(&w.cv);
+    pthread_mutex_destroy(&w.mu);
+    return st;
+}
+
+static ss_status srv_load(ss_server *s, ss_err *err)
+{
+    int64_t t0 = srv_now_us();
+    SS_LOGI("loading model %s", s->p.model_dir);
+    SS_CHECK(ss_tokenizer_load(s->p.model_dir, &s->tok, err));
+    const char *tpl = ss_tokenizer_chat_template(s->tok);
+    if (tpl) {
+        ss_status st = ss_template_compile(tpl, strlen(tpl), "chat_template", &s->tmpl, err);
+        if (st != SS_OK) {
+            SS_LOGW("chat template of %s does not compile (%s); /v1/chat/completions is off", s->p.model_dir,
+                    err->msg);
+            s->tmpl = NULL;
+        }
+    } else {
+        SS_LOGW("%s has no chat template; /v1/chat/completions is off", s->p.model_dir);
+    }
+    ss_replica_params rp = s->p.replica;
+    rp.model_dir = s->p.model_dir;
+    SS_CHECK(ss_replica_create(&rp, &s->replica, err));
+    const ss_model_config *cfg = ss_replica_config(s->replica);
+    s->limits.max_context = ss_replica_max_seq_len(s->replica);
+    s->limits.vocab_size = cfg->vocab_size;
+    s->limits.max_n = s->p.max_n > 0 ? s->p.max_n : SS_API_MAX_N;
+    s->bos_id = cfg->bos_id;
+    SS_CHECK(ss_sched_create(&s->p.sched, s->replica, s->tok, &s->sched, err));
+    if (s->p.warmup)
+        SS_CHECK(srv_warmup(s, err));
+    double secs = (double)(srv_now_us() - t0) / 1e6;
+    ss_metrics_set_load_seconds(s->metrics, secs);
+    SS_LOGI("model %s ready as '%s' (context %d, vocab %d) after %.1f s", s->p.model_dir, s->model_name,
+            (int)s->limits.max_context, (int)s->limits.vocab_size, secs);
+    return SS_OK;
+}
+
+static void *srv_loader_main(void *arg)
+{
+    ss_server *s = arg;
+    s->load_status = srv_load(s, &s->load_err);
+    atomic_store(&s->state, s->load_status == SS_OK ? SRV_READY : SRV_FAILED);
+    event_active(s->wake, EV_READ, 0);
+    return NULL;
+}
+
+/* ---- shutdown ------------------------------------------------------------------------------------------ */
+
+static void *srv_drainer_main(void *arg)
+{
+    ss_server *s = arg;
+    ss_sched_drain(s->sched, s->p.drain_timeout_ms);
+    atomic_store(&s->drained, 1);
+    event_active(s->wake, EV_READ, 0);
+    return NULL;
+}
+
+static void srv_exit_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    ss_server *s = arg;
+    event_base_loopexit(s->base, NULL);
+}
+
+static void srv_check_exit(ss_server *s)
+{
+    if (!s->shutting_down || !atomic_load(&s->drained) || s->live_reqs > 0 || s->exit_timer)
+        return;
+    /* Give the last replies a moment to leave the socket buffers. */
+    s->exit_timer = evtimer_new(s->base, srv_exit_cb, s);
+    struct timeval tv = {0, 200000};
+    if (!s->exit_timer || evtimer_add(s->exit_timer, &tv) != 0)
+        event_base_loopexit(s->base, NULL);
+}
+
+static void srv_signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+    (void)what;
+    ss_server *s = arg;
+    if (s->shutting_down)
+        return;
+    s->shutting_down = 1;
+    SS_LOGI("signal %d: stopping (drain deadline %lld ms)", (int)sig, (long long)s->p.drain_timeout_ms);
+    if (s->sock) {
+        evhttp_del_accept_socket(s->http, s->sock);
+        s->sock = NULL;
+    }
+    if (atomic_load(&s->state) != SRV_READY) {
+        /* Still loading (or failed): nothing in flight; the loader is joined on the way out. */
+        atomic_store(&s->drained, 1);
+        event_base_loopexit(s->base, NULL);
+        return;
+    }
+    atomic_store(&s->state, SRV_DRAINING);
+    if (pthread_create(&s->drainer, NULL, srv_drainer_main, s) == 0) {
+        s->drainer_started = 1;
+    } else {
+        ss_sched_drain(s->sched, s->p.drain_timeout_ms);
+        atomic_store(&s->drained, 1);
+        event_active(s->wake, EV_READ, 0);
+    }
+}
+
+/* ---- public ------------------------------------------------------------------------------------------- */
+
+ss_status ss_server_create(const ss_server_params *p, ss_server **out, ss_err *err)
+{
+    *out = NULL;
+    if (!p->model_dir || !p->model_dir[0])
+        return ss_err_set(err, SS_ERR_INVALID_ARG, "--model: no model folder given");
+    if (evthread_use_pthreads() != 0)
+        return ss_err_set(err, SS_ERR_INTERNAL, "libevent: evthread_use_pthreads failed");
+    ss_server *s = ss_calloc(1, sizeof *s);
+    if (!s)
+        return ss_err_set(err, SS_ERR_NOMEM, "out of memory");
+    s->p = *p;
+    s->bos_id = -1;
+    pthread_mutex_init(&s->qmu, NULL);
+    atomic_init(&s->state, SRV_LOADING);
+    atomic_init(&s->drained, 0);
+    s->start_unix = ss_api_now_unix();
+    s->id_seed = srv_mix((uint64_t)srv_now_us() ^ ((uint64_t)getpid() << 32));
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        uint64_t v;
+        if (read(fd, &v, sizeof v) == (ssize_t)sizeof v)
+            s->id_seed ^= v;
+        close(fd);
+    }
+    ss_status st = SS_OK;
+    s->model_name = p->served_model_name && p->served_model_name[0] ? ss_strdup(p->served_model_name)
+                                                                      : srv_default_name(p->model_dir);
+    if (!s->model_name || ss_metrics_create(s->model_name, &s->metrics) != SS_OK) {
+        st = ss_err_set(err, SS_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    s->base = event_base_new();
+    if (!s->base) {
+        st = ss_err_set(err, SS_ERR_INTERNAL, "libevent: event_base_new failed");
+        goto fail;
+    }
+    s->wake = event_new(s->base, -1, 0, srv_wake_cb, s);
+    s->sig_term = evsignal_new(s->base, SIGTERM, srv_signal_cb, s);
+    s->sig_int = evsignal_new(s->base, SIGINT, srv_signal_cb, s);
+    if (!s->wake || !s->sig_term || !s->sig_int) {
+        st = ss_err_set(err, SS_ERR_NOMEM, "libevent: cannot create events");
+        goto fail;
+    }
+    ss_http_listen_params lp = {p->host ? p->host : "0.0.0.0", p->port, p->max_body_bytes, p->max_header_bytes,
+                                p->conn_timeout_s};
+    SS_CHECK_GOTO(ss_http_listen(s->base, &lp, srv_api_cb, s, &s->http, &s->sock, err), st, fail);
+    s->port = ss_http_bound_port(s->sock);
+    if (p->metrics_port >= 0) {
+        lp.port = p->metrics_port;
+        lp.max_body_bytes = 4096;
+        SS_CHECK_GOTO(ss_http_listen(s->base, &lp, srv_metrics_cb, s, &s->mhttp, &s->msock, err), st, fail);
+        s->metrics_port = ss_http_bound_port(s->msock);
+    } else {
+        s->metrics_port = -1;
+    }
+    *out = s;
+    return SS_OK;
+fail:
+    ss_server_destroy(s);
+    return st;
+}
+
+int ss_server_port(const ss_server *s)
+{
+    return s->port;
+}
+
+int ss_server_metrics_port(const ss_server *s)
+{
+    return s->metrics_port;
+}
+
+ss_status ss_server_run(ss_server *s, ss_err *err)
+{
+    /* SIGPIPE would kill the process when a client vanishes mid-write. */
+    signal(SIGPIPE, SIG_IGN);
+    evsignal_add(s->sig_term, NULL);
+    evsignal_add(s->sig_int, NULL);
+    SS_LOGI("listening on http://%s:%d (metrics on port %d), model '%s' from %s",
+            s->p.host ? s->p.host : "0.0.0.0", s->port, s->metrics_port, s->model_name, s->p.model_dir);
+    if (pthread_create(&s->loader, NULL, srv_loader_main, s) != 0)
+        return ss_err_set(err, SS_ERR_INTERNAL, "cannot start the loader thread");
+    s->loader_started = 1;
+    event_base_dispatch(s->base);
+    pthread_join(s->loader, NULL);
+    s->loader_started = 0;
+    if (s->drainer_started) {
+        pthread_join(s->drainer, NULL);
+        s->drainer_started = 0;
+    }
+    if (s->load_status != SS_OK) {
+        snprintf(err->msg, sizeof err->msg, "%s", s->load_err.msg);
+        return s->load_status;
+    }
+    SS_LOGI("stopped cleanly");
+    return SS_OK;
+}
+
+void ss_server_destroy(ss_server *s)
+{
+    if (!s)
+        return;
+    if (s->loader_started)
+        pthread_join(s->loader, NULL);
+    if (s->drainer_started)
+        pthread_join(s->drainer, NULL);
+    /* The scheduler first: its thread may still call back into the queue. */
+    ss_sched_destroy(s->sched);
+    s->sched = NULL;
+    /* Deliver what is left so that every pending HTTP request is released before evhttp goes. */
+    if (s->wake)
+        srv_wake_cb(-1, 0, s);
+    if (s->http)
+        evhttp_free(s->http);
+    if (s->mhttp)
+        evhttp_free(s->mhttp);
+    if (s->wake)
+        event_free(s->wake);
+    if (s->sig_term)
+        event_free(s->sig_term);
+    if (s->sig_int)
+        event_free(s->sig_int);
+    if (s->exit_timer)
+        event_free(s->exit_timer);
+    if (s->base)
+        event_base_free(s->base);
+    ss_replica_destroy(s->replica);
+    ss_template_destroy(s->tmpl);
+    ss_tokenizer_destroy(s->tok);
+    ss_metrics_destroy(s->metrics);
+    pthread_mutex_destroy(&s->qmu);
+    ss_free(s->model_name);
+    ss_free(s);
+}

@@ -1,0 +1,153 @@
+"""serve_harness.py — starts the real `shardserve serve` binary on free ports, waits for readiness,
+talks raw HTTP to it, checks the Prometheus text format, and stops it with SIGTERM (exit code checked)."""
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, binary, model, extra=(), ready_timeout=180):
+        self.port = free_port()
+        self.mport = free_port()
+        self.log = tempfile.NamedTemporaryFile(prefix="shardserve-", suffix=".log", delete=False)
+        args = [binary, "serve", "--model", model, "--device", "cpu", "--host", "127.0.0.1",
+                "--port", str(self.port), "--metrics-port", str(self.mport)] + list(extra)
+        env = dict(os.environ)
+        env.setdefault("ASAN_OPTIONS", "detect_leaks=1")
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=env)
+        deadline = time.time() + ready_timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("server exited early (%d):\n%s" % (self.proc.returncode, self.log_text()))
+            try:
+                if self.request("GET", "/v2/health/ready", timeout=2)[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        self.proc.kill()
+        raise RuntimeError("server not ready after %ds:\n%s" % (ready_timeout, self.log_text()))
+
+    def log_text(self):
+        with open(self.log.name, "r", errors="replace") as f:
+            return f.read()[-20000:]
+
+    def request(self, method, path, body=None, headers=None, port=None, timeout=120):
+        conn = http.client.HTTPConnection("127.0.0.1", port or self.port, timeout=timeout)
+        try:
+            if isinstance(body, (dict, list)):
+                body = json.dumps(body)
+            if isinstance(body, str):
+                body = body.encode()
+            conn.request(method, path, body=body, headers=headers or {})
+            r = conn.getresponse()
+            return r.status, dict(r.getheaders()), r.read()
+        finally:
+            conn.close()
+
+    def post(self, path, body, headers=None, timeout=120):
+        st, h, data = self.request("POST", path, body, headers, timeout=timeout)
+        try:
+            j = json.loads(data) if data else None
+        except ValueError:
+            j = None
+        return st, h, j, data
+
+    def metrics(self):
+        st, _, data = self.request("GET", "/metrics", port=self.mport)
+        assert st == 200, st
+        return data.decode()
+
+    def stop(self, timeout=60):
+        """SIGTERM, then the exit code (0 expected)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            return "timeout"
+        if rc == 0:
+            os.unlink(self.log.name)  # keep the log of a failed run for inspection
+        return rc
+
+
+def sample_value(text, name_with_labels):
+    for line in text.splitlines():
+        if line.startswith(name_with_labels + " "):
+            return float(line.split(" ")[-1])
+    raise KeyError(name_with_labels)
+
+
+_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+_SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*",?)*\})? (\S+)$')
+
+
+def check_prometheus_text(text):
+    """Checks the text exposition format 0.0.4 as `promtool check metrics` would for our output:
+    HELP/TYPE once per family before its samples, valid names and labels, numeric values, histograms
+    with cumulative le buckets ending in +Inf == _count, and _sum. Returns {family: type}."""
+    assert text.endswith("\n"), "exposition must end with a newline"
+    types, helped, seen_samples = {}, set(), set()
+    hist = {}
+    current = None
+    for line in text.split("\n")[:-1]:
+        if line.startswith("# HELP "):
+            name = line.split(" ")[2]
+            assert _NAME.match(name), name
+            assert name not in helped, "duplicate HELP " + name
+            helped.add(name)
+            continue
+        if line.startswith("# TYPE "):
+            parts = line.split(" ")
+            name, typ = parts[2], parts[3]
+            assert _NAME.match(name), name
+            assert name not in types, "duplicate TYPE " + name
+            assert name not in seen_samples, "TYPE after samples " + name
+            assert typ in ("counter", "gauge", "histogram", "summary", "untyped"), typ
+            types[name] = typ
+            current = name
+            continue
+        assert not line.startswith("#"), line
+        m = _SAMPLE.match(line)
+        assert m, "bad sample line: %r" % line
+        name, labels, value = m.group(1), m.group(2) or "", m.group(3)
+        float(value.replace("+Inf", "inf"))
+        fam = name
+        if current and types[current] == "histogram" and name.startswith(current):
+            fam = current
+            suffix = name[len(current):]
+            assert suffix in ("_bucket", "_sum", "_count"), line
+            key = re.sub(r',?le="[^"]*"', "", labels)
+            h = hist.setdefault((fam, key), {"buckets": [], "count": None, "sum": None})
+            if suffix == "_bucket":
+                le = re.search(r'le="([^"]*)"', labels).group(1)
+                h["buckets"].append((float(le.replace("+Inf", "inf")), float(value)))
+            elif suffix == "_count":
+                h["count"] = float(value)
+            else:
+                h["sum"] = float(value)
+        assert fam == current, "sample %s outside its family block (%s)" % (name, current)
+        assert fam in helped, "no HELP for " + fam
+        seen_samples.add(fam)
+    for (fam, _), h in hist.items():
+        b = h["buckets"]
+        assert b and b[-1][0] == float("inf"), fam + ": no +Inf bucket"
+        assert all(b[i][0] < b[i + 1][0] for i in range(len(b) - 1)), fam + ": le not increasing"
+        assert all(b[i][1] <= b[i + 1][1] for i in range(len(b) - 1)), fam + ": buckets not cumulative"
+        assert h["count"] == b[-1][1], fam + ": +Inf bucket != _count"
+        assert h["sum"] is not None, fam + ": no _sum"
+    return types

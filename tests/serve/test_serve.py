@@ -1,0 +1,316 @@
+#!/usr/bin/env python3
+"""test_serve.py — end-to-end tests of `shardserve serve` on the e2e-llama3-tok fixture (CPU): the
+official OpenAI npm client, curl on the Triton v2 endpoints, a bad-input matrix, oversize body, slowloris,
+client disconnect mid-stream, metrics format, API key, 429 back-pressure, and SIGTERM -> exit 0.
+Usage: test_serve.py BINARY SOURCE_DIR FIXTURES_DIR"""
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+sys.dont_write_bytecode = True  # keep the source tree clean
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from serve_harness import Server, check_prometheus_text, sample_value  # noqa: E402
+
+BINARY, SOURCE, FIXTURES = sys.argv[1:4]
+MODEL_DIR = os.path.join(FIXTURES, "models", "e2e-llama3-tok")
+GOLDEN = os.path.join(FIXTURES, "golden", "e2e-llama3-tok.json")
+NAME = "e2e-llama3-tok"
+CTX = 256
+failures = []
+
+
+def check(name):
+    def wrap(fn):
+        try:
+            fn()
+            print("ok   " + name, flush=True)
+        except Exception as e:  # report every failing check, then fail the test
+            import traceback
+            traceback.print_exc()
+            print("FAIL %s: %r" % (name, e), flush=True)
+            failures.append(name)
+        return fn
+    return wrap
+
+
+def curl(*args):
+    out = subprocess.run(["curl", "-sS", "--max-time", "120"] + list(args), capture_output=True, check=True)
+    return out.stdout.decode()
+
+
+srv = Server(BINARY, MODEL_DIR, ["--max-seq-len", str(CTX), "--max-body-bytes", "65536", "--conn-timeout", "2"])
+base = "http://127.0.0.1:%d" % srv.port
+
+
+@check("openai npm client suite")
+def _():
+    r = subprocess.run(["node", os.path.join(SOURCE, "tests", "serve", "openai_client.js"), base + "/v1", NAME, GOLDEN],
+                       capture_output=True, text=True, timeout=300)
+    print(r.stdout, r.stderr, end="")
+    assert r.returncode == 0, "node client failed"
+
+
+@check("v2 health, metadata, model ready (curl)")
+def _():
+    assert curl("-o", "/dev/null", "-w", "%{http_code}", base + "/v2/health/live") == "200"
+    assert curl("-o", "/dev/null", "-w", "%{http_code}", base + "/v2/health/ready") == "200"
+    meta = json.loads(curl(base + "/v2"))
+    assert meta["name"] == "shardserve" and "generate" in meta["extensions"], meta
+    m = json.loads(curl(base + "/v2/models/" + NAME))
+    assert m["name"] == NAME and m["versions"] == ["1"], m
+    assert curl("-o", "/dev/null", "-w", "%{http_code}", base + "/v2/models/%s/ready" % NAME) == "200"
+    assert curl("-o", "/dev/null", "-w", "%{http_code}", base + "/v2/models/nope/ready") == "404"
+
+
+@check("v2 generate == OpenAI completion; generate_stream pieces concatenate; log probs")
+def _():
+    body = {"text_input": "The capital of France is", "max_tokens": 12, "parameters": {"temperature": 0}}
+    g = json.loads(curl("-H", "Content-Type: application/json", "-d", json.dumps(body),
+                        base + "/v2/models/%s/generate" % NAME))
+    assert g["model_name"] == NAME and g["model_version"] == "1", g
+    _, _, c, _ = srv.post("/v1/completions", {"prompt": "The capital of France is", "max_tokens": 12})
+    assert g["text_output"] == c["choices"][0]["text"], (g, c)
+    raw = curl("-N", "-d", json.dumps(dict(body, return_log_probs=True)), base + "/v2/models/%s/generate_stream" % NAME)
+    events = [json.loads(l[6:]) for l in raw.split("\n") if l.startswith("data: ")]
+    assert events, raw
+    assert "".join(e["text_output"] for e in events) == g["text_output"], raw
+    lps = [lp for e in events for lp in e["output_log_probs"]]
+    assert len(lps) == c["usage"]["completion_tokens"], (lps, c["usage"])
+    assert abs(events[-1]["cum_log_probs"] - sum(lps)) < 1e-3
+    g2 = json.loads(curl("-d", json.dumps(dict(body, return_log_probs=True)), base + "/v2/models/%s/generate" % NAME))
+    assert abs(g2["cum_log_probs"] - sum(g2["output_log_probs"])) < 1e-3 and len(g2["output_log_probs"]) == len(lps)
+    # stop_words and bad_words are honoured.
+    text = g["text_output"]
+    stop = text[len(text) // 2:len(text) // 2 + 3]
+    s = json.loads(curl("-d", json.dumps(dict(body, stop_words=[stop])), base + "/v2/models/%s/generate" % NAME))
+    assert s["text_output"] == text[:text.index(stop)], (s, stop)
+    # Ban the first generated token (its text, tokenized alone, is that token again).
+    _, _, lp, _ = srv.post("/v1/completions", {"prompt": "The capital of France is", "max_tokens": 1, "logprobs": 1})
+    first = lp["choices"][0]["logprobs"]["tokens"][0]
+    _, _, ids, _ = srv.post("/tokenize", {"prompt": first, "add_special_tokens": False})
+    assert ids["count"] == 1, (first, ids)
+    b = json.loads(curl("-d", json.dumps(dict(body, bad_words=[first])), base + "/v2/models/%s/generate" % NAME))
+    assert not b["text_output"].startswith(first), (first, b)
+
+
+def expect(method, path, body, status, needle, headers=None, triton=False):
+    st, h, data = srv.request(method, path, body, headers)
+    assert st == status, (path, body if not isinstance(body, bytes) else body[:80], st, data[:300])
+    j = json.loads(data)
+    msg = j["error"] if triton else j["error"]["message"]
+    assert needle in msg, (needle, msg)
+    return h
+
+
+@check("bad input matrix: statuses and messages")
+def _():
+    c, ch, v2 = "/v1/completions", "/v1/chat/completions", "/v2/models/%s/generate" % NAME
+    expect("POST", c, "{not json", 400, "malformed JSON")
+    expect("POST", ch, "[]", 400, "must be a JSON object")
+    expect("POST", v2, "{\"text_input\": ", 400, "malformed JSON", triton=True)
+    expect("POST", c, {"prompt": 5}, 400, "'prompt' must be a string")
+    expect("POST", c, {"prompt": "x", "max_tokens": "3"}, 400, "'max_tokens' must be an integer")
+    expect("POST", c, {"prompt": "x", "stream": 1}, 400, "'stream' must be a boolean")
+    expect("POST", ch, {"messages": "hi"}, 400, "'messages' must be a list")
+    expect("POST", v2, {"text_input": 1}, 400, "'text_input' must be a string", triton=True)
+    expect("POST", c, {"prompt": ""}, 400, "'prompt' must not be empty")
+    expect("POST", ch, {"messages": []}, 400, "'messages' must not be empty")
+    expect("POST", v2, {"text_input": ""}, 400, "'text_input' must not be empty", triton=True)
+    expect("POST", c, {"prompt": [1] * (CTX + 5)}, 400, "more than the context length %d" % CTX)
+    expect("POST", c, {"prompt": "hello " * (CTX + 10)}, 400, "but the context length is %d" % CTX)
+    expect("POST", v2, {"text_input": "hello " * (CTX + 10)}, 400, "but the context length is %d" % CTX, triton=True)
+    expect("POST", c, {"prompt": "hello " * (CTX - 20), "max_tokens": 100}, 400, "the context length is %d tokens" % CTX)
+    expect("POST", c, {"prompt": "x", "max_tokens": 0}, 400, "'max_tokens' must be at least 1")
+    expect("POST", c, {"prompt": "x", "max_tokens": -1}, 400, "'max_tokens' must be at least 1")
+    expect("POST", c, {"prompt": "x", "max_tokens": 10 ** 9}, 400, "more than the context length")
+    expect("POST", v2, {"text_input": "x", "max_tokens": 0}, 400, "'max_tokens' must be at least 1", triton=True)
+    expect("POST", c, {"prompt": "x", "temperature": -0.5}, 400, "'temperature' must be >= 0")
+    expect("POST", c, {"prompt": "x", "top_p": 0}, 400, "'top_p' must be in (0, 1]")
+    expect("POST", c, {"prompt": "x", "n": 100}, 400, "'n' must be in [1, 16]")
+    expect("POST", c, {"prompt": "x", "stop": ["s%d" % i for i in range(17)]}, 400, "at most 16")
+    expect("POST", c, {"prompt": "x", "model": "gpt-4"}, 404, "model 'gpt-4' not found")
+    expect("POST", "/v2/models/gpt-4/generate", {"text_input": "x"}, 404, "model 'gpt-4' not found", triton=True)
+    expect("GET", c, None, 405, "method not allowed")
+    expect("GET", "/v1/nothing", None, 404, "no such endpoint")
+    expect("POST", "/detokenize", {"tokens": [1, 10 ** 7]}, 400, "'tokens' must hold token ids")
+    # Oversize body: 413 (cap is 64 KiB here).
+    st, _, _ = srv.request("POST", c, b"{\"prompt\": \"" + b"a" * 70000 + b"\"}")
+    assert st == 413, st
+    # tokenize / detokenize round trip
+    _, _, t, _ = srv.post("/tokenize", {"prompt": "Hello world"})
+    assert t["tokens"] == [128000, 9906, 1917] and t["count"] == 3, t
+    _, _, d, _ = srv.post("/detokenize", {"tokens": [9906, 1917]})
+    assert d == {"prompt": "Hello world"}, d
+
+
+@check("slowloris connection is dropped; server keeps serving")
+def _():
+    s = socket.create_connection(("127.0.0.1", srv.port))
+    s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n")
+    t0 = time.time()
+    s.settimeout(30)
+    got = b""
+    try:
+        while True:
+            d = s.recv(4096)
+            if not d:
+                break
+            got += d
+    except socket.timeout:
+        raise AssertionError("slowloris connection not dropped within 30 s")
+    finally:
+        s.close()
+    assert time.time() - t0 < 10, time.time() - t0
+    st, _, _, _ = srv.post("/v1/completions", {"prompt": "Hi", "max_tokens": 2})
+    assert st == 200
+
+
+def wait_metric(name, pred, timeout=20):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = sample_value(srv.metrics(), name)
+        if pred(v):
+            return v
+        time.sleep(0.1)
+    raise AssertionError("%s never satisfied (last %r)" % (name, v))
+
+
+@check("client disconnect mid-stream cancels the request; server still serves")
+def _():
+    cancel_key = 'nv_inference_request_failure{model="%s",version="1",reason="CANCELED"}' % NAME
+    before = sample_value(srv.metrics(), cancel_key)
+    for stream in (True, False):
+        s = socket.create_connection(("127.0.0.1", srv.port))
+        body = json.dumps({"prompt": "Tell me a story", "max_tokens": 200, "ignore_eos": True, "stream": stream})
+        s.sendall(("POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                   "Content-Length: %d\r\n\r\n%s" % (len(body), body)).encode())
+        if stream:
+            got = b""
+            s.settimeout(30)
+            while b"data: " not in got:
+                d = s.recv(4096)
+                assert d, got
+                got += d
+        else:
+            time.sleep(0.3)
+        s.close()
+    wait_metric(cancel_key, lambda v: v >= before + 2)
+    wait_metric('shardserve_requests_running{model_name="%s"}' % NAME, lambda v: v == 0)
+    st, _, j, _ = srv.post("/v1/completions", {"prompt": "Hi", "max_tokens": 3, "ignore_eos": True})
+    assert st == 200 and j["usage"]["completion_tokens"] == 3, j
+
+
+@check("metrics: Prometheus text format and the required families")
+def _():
+    text = srv.metrics()
+    types = check_prometheus_text(text)
+    for fam in ["nv_inference_request_success", "nv_inference_request_failure", "nv_inference_count",
+                "nv_inference_exec_count", "nv_inference_request_duration_us", "nv_inference_queue_duration_us",
+                "nv_inference_compute_infer_duration_us", "nv_inference_pending_request_count",
+                "vllm:num_requests_waiting", "vllm:kv_cache_usage_perc",
+                "shardserve_time_to_first_token_seconds", "shardserve_inter_token_latency_seconds",
+                "shardserve_queue_time_seconds", "shardserve_e2e_request_latency_seconds",
+                "shardserve_requests_running", "shardserve_requests_waiting", "shardserve_kv_blocks_used",
+                "shardserve_kv_blocks_free", "shardserve_prefix_cache_hits_total",
+                "shardserve_prefix_cache_queries_total", "shardserve_preemptions_total",
+                "shardserve_prompt_tokens_total", "shardserve_generation_tokens_total",
+                "shardserve_step_seconds_total", "shardserve_comm_seconds_total", "shardserve_load_seconds"]:
+        assert fam in types, fam
+    for fam, typ in types.items():
+        if typ == "counter" and not fam.startswith("nv_"):
+            assert fam.endswith("_total"), fam
+    assert sample_value(text, 'nv_inference_request_success{model="%s",version="1"}' % NAME) > 5
+    assert sample_value(text, 'shardserve_generation_tokens_total{model_name="%s"}' % NAME) > 10
+    assert sample_value(text, 'shardserve_time_to_first_token_seconds_count{model_name="%s"}' % NAME) > 5
+    st, _, _ = srv.request("GET", "/nope", port=srv.mport)
+    assert st == 404
+
+
+@check("SIGTERM with a stream in flight: the stream finishes, exit code 0")
+def _():
+    result = {}
+
+    def stream():
+        s = socket.create_connection(("127.0.0.1", srv.port))
+        body = json.dumps({"prompt": "Count", "max_tokens": 24, "ignore_eos": True, "stream": True})
+        s.sendall(("POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
+                   % (len(body), body)).encode())
+        data = b""
+        s.settimeout(60)
+        while True:
+            d = s.recv(65536)
+            if not d:
+                break
+            data += d
+            if b"data: [DONE]" in data:
+                break
+        result["data"] = data
+        s.close()
+
+    t = threading.Thread(target=stream)
+    t.start()
+    time.sleep(0.5)
+    rc = srv.stop(timeout=60)
+    t.join(60)
+    assert b"data: [DONE]" in result.get("data", b""), result
+    assert b'"finish_reason":"length"' in result["data"], result["data"][-400:]
+    assert rc == 0, (rc, srv.log_text()[-3000:])
+
+
+if srv.proc.poll() is None:
+    srv.stop()
+
+# A second server: API key and back-pressure (one running sequence, one waiting).
+srv = Server(BINARY, MODEL_DIR, ["--max-seq-len", str(CTX), "--api-key", "sekret", "--max-batch", "1",
+                                 "--max-waiting", "1"])
+
+
+@check("--api-key: 401 without/with a wrong key, health stays open, 200 with the key")
+def _():
+    h = expect("POST", "/v1/completions", {"prompt": "x"}, 401, "API key")
+    assert h.get("WWW-Authenticate") == "Bearer", h
+    expect("POST", "/v1/completions", {"prompt": "x"}, 401, "API key", headers={"Authorization": "Bearer sekreT"})
+    expect("GET", "/v1/models", None, 401, "API key")
+    expect("POST", "/v2/models/%s/generate" % NAME, {"text_input": "x"}, 401, "API key", triton=True)
+    assert srv.request("GET", "/v2/health/ready")[0] == 200
+    assert srv.request("GET", "/v2/health/live")[0] == 200
+    st, _, j, _ = srv.post("/v1/completions", {"prompt": "x", "max_tokens": 2},
+                           headers={"Authorization": "Bearer sekret"})
+    assert st == 200, j
+
+
+@check("queue full: 429 with Retry-After, other requests complete")
+def _():
+    statuses, retry = [], []
+
+    def one():
+        st, h, j, _ = srv.post("/v1/completions", {"prompt": "Go", "max_tokens": 40, "ignore_eos": True},
+                               headers={"Authorization": "Bearer sekret"})
+        statuses.append(st)
+        if st == 429:
+            retry.append(h.get("Retry-After"))
+            assert "busy" in j["error"]["message"], j
+
+    ts = [threading.Thread(target=one) for _ in range(6)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert 429 in statuses and 200 in statuses, statuses
+    assert set(statuses) <= {200, 429}, statuses
+    assert all(r == "1" for r in retry), retry
+
+
+rc = srv.stop()
+if rc != 0:
+    print(srv.log_text()[-3000:])
+    failures.append("second server exit code %r" % rc)
+
+if failures:
+    print("FAILED: %s" % ", ".join(failures))
+    sys.exit(1)
+print("all serve e2e checks passed")

@@ -1,0 +1,428 @@
+/* test_api_openai.c — OpenAI request parsing (good bodies and a matrix of bad ones with exact status,
+ * field and message), response/chunk/usage JSON byte for byte, tokenize bodies, the JSON writer. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "serve/api_openai.h"
+#include "serve/http_server.h"
+
+static const ss_api_limits LIM = {.max_context = 2048, .vocab_size = 1000, .max_n = 4};
+
+static ss_status parse(const char *body, ss_api_kind kind, ss_api_request *r, ss_api_error *e)
+{
+    memset(e, 0, sizeof *e);
+    return ss_api_openai_parse(body, strlen(body), kind, &LIM, r, e);
+}
+
+static void test_completion_full(void **state)
+{
+    (void)state;
+    ss_api_request r;
+    ss_api_error e;
+    const char *body = "{\"model\":\"m\",\"prompt\":\"Hello\",\"max_tokens\":5,\"temperature\":0.7,\"top_p\":0.9,"
+                       "\"top_k\":40,\"min_p\":0.05,\"seed\":3,\"stop\":[\"a\",\"bc\"],\"n\":2,\"logprobs\":2,"
+                       "\"stream\":true,\"stream_options\":{\"include_usage\":true},\"presence_penalty\":0.5,"
+                       "\"frequency_penalty\":-0.5,\"ignore_eos\":true,\"user\":\"x\"}";
+    assert_int_equal(parse(body, SS_API_COMPLETION, &r, &e), SS_OK);
+    assert_string_equal(r.model, "m");
+    assert_string_equal(r.prompt, "Hello");
+    assert_null(r.prompt_ids);
+    assert_int_equal(r.max_tokens, 5);
+    assert_true(r.sp.temperature > 0.69f && r.sp.temperature < 0.71f);
+    assert_true(r.sp.top_p > 0.89f && r.sp.top_p < 0.91f);
+    assert_int_equal(r.sp.top_k, 40);
+    assert_true(r.sp.min_p > 0.04f && r.sp.min_p < 0.06f);
+    assert_int_equal(r.sp.seed, 3);
+    assert_true(r.seed_given);
+    assert_int_equal(r.n_stop, 2);
+    assert_string_equal(r.stop[1], "bc");
+    assert_int_equal(r.n, 2);
+    assert_int_equal(r.logprobs, 1);
+    assert_int_equal(r.top_logprobs, 2);
+    assert_int_equal(r.sp.n_logprobs, 2);
+    assert_true(r.stream);
+    assert_true(r.include_usage);
+    assert_true(r.ignore_eos);
+    assert_true(r.sp.presence_penalty == 0.5f);
+    assert_true(r.sp.frequency_penalty == -0.5f);
+    ss_api_request_clear(&r);
+}
+
+static void test_completion_defaults_and_prompt_forms(void **state)
+{
+    (void)state;
+    ss_api_request r;
+    ss_api_error e;
+    assert_int_equal(parse("{\"prompt\":\"x\"}", SS_API_COMPLETION, &r, &e), SS_OK);
+    assert_int_equal(r.max_tokens, 16);
+    assert_true(r.sp.temperature == 0.0f);
+    assert_int_equal(r.n, 1);
+    assert_false(r.stream);
+    assert_false(r.seed_given);
+    assert_null(r.model);
+    ss_api_request_clear(&r);
+
+    assert_int_equal(parse("{\"prompt\":[1,2,999]}", SS_API_COMPLETION, &r, &e), SS_OK);
+    assert_int_equal(r.n_prompt_ids, 3);
+    assert_int_equal(r.prompt_ids[2], 999);
+    ss_api_request_clear(&r);
+
+    assert_int_equal(parse("{\"prompt\":[[7,8]]}", SS_API_COMPLETION, &r, &e), SS_OK);
+    assert_int_equal(r.n_prompt_ids, 2);
+    assert_int_equal(r.prompt_ids[0], 7);
+    ss_api_request_clear(&r);
+
+    assert_int_equal(parse("{\"prompt\":[\"hi\"],\"stop\":\"\\n\",\"max_completion_tokens\":9}", SS_API_COMPLETION,
+                           &r, &e),
+                     SS_OK);
+    assert_string_equal(r.prompt, "hi");
+    assert_int_equal(r.n_stop, 1);
+    assert_string_equal(r.stop[0], "\n");
+    assert_int_equal(r.max_tokens, 9);
+    ss_api_request_clear(&r);
+}
+
+static void test_chat_parse(void **state)
+{
+    (void)state;
+    ss_api_request r;
+    ss_api_error e;
+    const char *body = "{\"model\":\"m\",\"messages\":[{\"role\":\"system\",\"content\":\"Be brief.\"},"
+                       "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"Hi \"},{\"type\":\"text\","
+                       "\"text\":\"there\"}]}],\"logprobs\":true,\"top_logprobs\":3}";
+    assert_int_equal(parse(body, SS_API_CHAT, &r, &e), SS_OK);
+    assert_int_equal(r.max_tokens, 0); /* chat: rest of the context, decided after tokenizing */
+    assert_int_equal(r.logprobs, 1);
+    assert_int_equal(r.top_logprobs, 3);
+    assert_int_equal(r.sp.n_logprobs, 3);
+    char *j = cJSON_PrintUnformatted(r.messages);
+    assert_string_equal(j, "[{\"role\":\"system\",\"content\":\"Be brief.\"},{\"role\":\"user\",\"content\":\"Hi there\"}]");
+    cJSON_free(j);
+    ss_api_request_clear(&r);
+}
+
+typedef struct bad_case {
+    ss_api_kind kind;
+    const char *body;
+    int status;
+    const char *param;
+    const char *message;
+} bad_case;
+
+static void test_bad_matrix(void **state)
+{
+    (void)state;
+    static const bad_case cases[] = {
+        {SS_API_COMPLETION, "", 400, "", "request body is empty; expected a JSON object"},
+        {SS_API_COMPLETION, "{\"prompt\": \"x\"", 400, "", "malformed JSON in request body near byte 13"},
+        {SS_API_COMPLETION, "[1,2]", 400, "", "request body must be a JSON object"},
+        {SS_API_COMPLETION, "{}", 400, "prompt", "'prompt' is required"},
+        {SS_API_COMPLETION, "{\"prompt\":\"\"}", 400, "prompt", "'prompt' must not be empty"},
+        {SS_API_COMPLETION, "{\"prompt\":[]}", 400, "prompt", "'prompt' must not be empty"},
+        {SS_API_COMPLETION, "{\"prompt\":5}", 400, "prompt", "'prompt' must be a string or a list of token ids"},
+        {SS_API_COMPLETION, "{\"prompt\":[1,1000]}", 400, "prompt", "'prompt' token ids must be integers in [0, 1000)"},
+        {SS_API_COMPLETION, "{\"prompt\":[1,2.5]}", 400, "prompt", "'prompt' token ids must be integers in [0, 1000)"},
+        {SS_API_COMPLETION, "{\"prompt\":[\"a\",\"b\"]}", 400, "prompt",
+         "'prompt' must be a string, a list of token ids, or a list holding one of those (batched prompts are not "
+         "supported: send one request per prompt)"},
+        {SS_API_COMPLETION, "{\"prompt\":\"x\",\"max_tokens\":0}", 400, "max_tokens", "'max_tokens' must be at least 1 (got 0)"},
+        {SS_API_COMPLETION, "{\"prompt\":\"x\",\"max_tokens\":-3}", 400, "max_tokens", "'max_tokens' must be at least 1 (got -3)"},
+        {SS_API_COMPLETION, "{\"prompt\":\"x\",\"max_tokens\":100000}", 400, "max_tokens",
+         "'max_tokens' is 100000, more than the context length 2048"},
+        {SS_API_COMPLETION, "{\"prompt\":\"x\",\"max_tokens\":\"5\"}", 400, "max_tokens", "'max_tokens' must be an integer"},
+        {SS_API_COMPLETION, "{\"prompt\":\"x\",\"max_tokens\":1.5}", 400, "max_tokens", "'max_tokens' must be an integer"},
+        {SS_API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"max_completion_tokens\":0}", 400,
+         "max_completion_tokens", "'max_completion_tokens' must be at least 1 (got 0)"},
+        {SS_API_COMPLETION, "{\"prompt\":\"x\",\"temperature\":-0.1}", 400, "temperature", "'temperature' must be >= 0 (got -0.1)"},
+        {SS_API_COMPLETION, "{\"prompt\":\"x\",\"temperature\":\"hot\"}", 400, "temperature", "'temperature' must be a number"},
+        {SS_API_COMPLETION, "{\"prompt\":\"x\",\"top_p\":0}", 400, "top_p", "'top_p' must be in (0, 1] (got 0)"},
+        {SS_API_COMPLETION, "{\"prompt\":\"x\",\"top_p\":1.5}", 400, "top_p", "'top_p' must be in (0, 1] (got 1.5)"},
+        {SS_API_COMPLETION, "{\"prompt\":\"x\",\"top_k\":-2}", 400, "top_k", "'top_k' must be -1 (off), 0 (off) or in [1, 1000]"},
+        {SS_API_COMPLETION, "{\"prompt\":\"x\",\"min_p\":2}", 400, "min_p", "'min_p' must be in [0, 1] (got 2)"},
+        {SS_API_COMPLETION, "{\"prompt\":\"x\",\"presence_penalty\":3}", 400, "presence_penalty",
+         "'presence_penalty' must be in [-2, 2] (got 3)"},
+        {SS_API_COMPLETION, "{\"prompt\":\"x\",\"n\":0}", 400, "n", "'n' must be in [1, 4] (got 0)"},
+        {SS_API_COMPLETION, "{\"prompt\":\"x\",\"n\":5}", 400, "n", "'n' must be in [1, 4] (got 5)"},
+        {SS_API_COMPLETION, "{\"prompt\":\"x\",\"stream\":\"yes\"}", 400, "stream", "'stream' must be a boolean"},
+        {SS_API_COMPLETION, "{\"prompt\":\"x\",\"stream_options\":3}", 400, "stream_options", "'stream_options' must be an object"},
+        {SS_API_COMPLETION, "{\"prompt\":\"x\",\"seed\":\"1\"}", 400, "seed", "'seed' must be an integer"},
+        {SS_API_COMPLETION, "{\"prompt\":\"x\",\"stop\":7}", 400, "stop", "'stop' must be a string or a list of strings"},
+        {SS_API_COMPLETION, "{\"prompt\":\"x\",\"stop\":[\"a\",1]}", 400, "stop", "'stop' must be a string or a list of strings"},
+        {SS_API_COMPLETION, "{\"prompt\":\"x\",\"stop\":[\"\"]}", 400, "stop", "'stop' must not contain empty strings"},
+        {SS_API_COMPLETION,
+         "{\"prompt\":\"x\",\"stop\":[\"1\",\"2\",\"3\",\"4\",\"5\",\"6\",\"7\",\"8\",\"9\",\"10\",\"11\",\"12\",\"13\","
+         "\"14\",\"15\",\"16\",\"17\"]}",
+         400, "stop", "'stop' has 17 entries, at most 16 are allowed"},
+        {SS_API_COMPLETION, "{\"prompt\":\"x\",\"logprobs\":21}", 400, "logprobs", "'logprobs' must be in [0, 20]"},
+        {SS_API_COMPLETION, "{\"prompt\":\"x\",\"echo\":true}", 400, "echo", "'echo' is not supported"},
+        {SS_API_COMPLETION, "{\"prompt\":\"x\",\"model\":7}", 400, "model", "'model' must be a string"},
+        {SS_API_CHAT, "{}", 400, "messages", "'messages' is required"},
+        {SS_API_CHAT, "{\"messages\":[]}", 400, "messages", "'messages' must not be empty"},
+        {SS_API_CHAT, "{\"messages\":\"hi\"}", 400, "messages", "'messages' must be a list of message objects"},
+        {SS_API_CHAT, "{\"messages\":[3]}", 400, "messages", "'messages[0]' must be an object"},
+        {SS_API_CHAT, "{\"messages\":[{\"content\":\"x\"}]}", 400, "messages", "'messages[0].role' must be a non-empty string"},
+        {SS_API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":5}]}", 400, "messages",
+         "'messages[0].content' must be a string or a list of parts"},
+        {SS_API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\"}]}]}", 400, "messages",
+         "'messages[0].content' parts must be {\"type\": \"text\", \"text\": ...}"},
+        {SS_API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"logprobs\":1}", 400, "logprobs",
+         "'logprobs' must be a boolean"},
+        {SS_API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"top_logprobs\":2}", 400, "top_logprobs",
+         "'top_logprobs' needs 'logprobs': true"},
+        {SS_API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"top_logprobs\":21,\"logprobs\":true}", 400,
+         "top_logprobs", "'top_logprobs' must be in [0, 20]"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ss_api_request r;
+        ss_api_error e;
+        ss_status st = parse(cases[i].body, cases[i].kind, &r, &e);
+        if (st == SS_OK || strcmp(e.message, cases[i].message) != 0 || strcmp(e.param, cases[i].param) != 0)
+            print_error("case %zu (%s): got status %d param '%s' message '%s'\n", i, cases[i].body, (int)st, e.param,
+                        e.message);
+        assert_int_equal(st, SS_ERR_INVALID_ARG);
+        assert_int_equal(e.http_status, cases[i].status);
+        assert_string_equal(e.param, cases[i].param);
+        assert_string_equal(e.message, cases[i].message);
+        assert_string_equal(e.type, "invalid_request_error");
+        /* The request is cleared on error: nothing left to free. */
+        assert_null(r.prompt);
+        assert_null(r.messages);
+        assert_int_equal(r.n_stop, 0);
+    }
+}
+
+static void test_error_json(void **state)
+{
+    (void)state;
+    ss_api_error e;
+    ss_api_fail(&e, 400, "top_p", "'top_p' must be in (0, 1] (got %g)", 2.0);
+    size_t len = 0;
+    char *j = ss_api_error_openai_json(&e, &len);
+    assert_string_equal(j, "{\"error\":{\"message\":\"'top_p' must be in (0, 1] (got 2)\",\"type\":\"invalid_request_error\","
+                           "\"param\":\"top_p\",\"code\":400}}");
+    assert_int_equal(len, strlen(j));
+    ss_free(j);
+    ss_api_fail(&e, 404, NULL, "model \"x\" not found");
+    j = ss_api_error_openai_json(&e, &len);
+    assert_string_equal(j, "{\"error\":{\"message\":\"model \\\"x\\\" not found\",\"type\":\"not_found_error\","
+                           "\"param\":null,\"code\":404}}");
+    ss_free(j);
+    j = ss_api_error_triton_json(&e, &len);
+    assert_string_equal(j, "{\"error\":\"model \\\"x\\\" not found\"}");
+    ss_free(j);
+}
+
+static size_t fake_token_text(void *user, int32_t token, char *buf, size_t cap)
+{
+    (void)user;
+    static const char *const words[] = {"A", " b", "\"c", "\n"};
+    const char *w = token >= 0 && token < 4 ? words[token] : "?";
+    size_t n = strlen(w) < cap ? strlen(w) : cap - 1;
+    memcpy(buf, w, n);
+    buf[n] = '\0';
+    return n;
+}
+
+static void test_completion_response(void **state)
+{
+    (void)state;
+    ss_api_choice c[2];
+    memset(c, 0, sizeof c);
+    c[0].index = 0;
+    c[1].index = 1;
+    assert_int_equal(ss_api_choice_append_text(&c[0], "A b", 3, 100), SS_OK);
+    assert_int_equal(ss_api_choice_append_text(&c[1], "\"c\n", 3, 100), SS_OK);
+    assert_int_equal(ss_api_choice_append_text(&c[1], "xxxxxxxx", 8, 10), SS_ERR_CAPACITY);
+    int32_t top[2] = {1, 2};
+    float toplp[2] = {-0.25f, -1.5f};
+    assert_int_equal(ss_api_choice_append_lp(&c[0], 0, -0.5f, 2, top, toplp), SS_OK);
+    assert_int_equal(ss_api_choice_append_lp(&c[0], 1, -0.25f, 2, top, toplp), SS_OK);
+    c[0].finish = 2;
+    c[1].finish = 1;
+    c[0].prompt_tokens = c[1].prompt_tokens = 4;
+    c[0].completion_tokens = 2;
+    c[1].completion_tokens = 3;
+    ss_api_resp_meta m = {SS_API_COMPLETION, "cmpl-1", 1700000000, "tiny", 1, 1};
+    ss_api_vocab v = {fake_token_text, NULL};
+    size_t len;
+    char *j = ss_api_openai_response_json(&m, c, 2, &v, &len);
+    assert_string_equal(
+        j, "{\"id\":\"cmpl-1\",\"object\":\"text_completion\",\"created\":1700000000,\"model\":\"tiny\","
+           "\"system_fingerprint\":null,\"choices\":[{\"index\":0,\"text\":\"A b\",\"logprobs\":{\"tokens\":[\"A\",\" b\"],"
+           "\"token_logprobs\":[-0.5,-0.25],\"top_logprobs\":[{\" b\":-0.25},{\" b\":-0.25}],\"text_offset\":[0,1]},"
+           "\"finish_reason\":\"length\"},{\"index\":1,\"text\":\"\\\"c\\n\",\"logprobs\":{\"tokens\":[],"
+           "\"token_logprobs\":[],\"top_logprobs\":[],\"text_offset\":[]},\"finish_reason\":\"stop\"}],"
+           "\"usage\":{\"prompt_tokens\":4,\"completion_tokens\":5,\"total_tokens\":9}}");
+    ss_free(j);
+
+    m.kind = SS_API_CHAT;
+    m.id = "chatcmpl-1";
+    m.logprobs = 0;
+    j = ss_api_openai_response_json(&m, c, 1, &v, &len);
+    assert_string_equal(j, "{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion\",\"created\":1700000000,\"model\":\"tiny\","
+                           "\"system_fingerprint\":null,\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\","
+                           "\"content\":\"A b\"},\"logprobs\":null,\"finish_reason\":\"length\"}],\"usage\":"
+                           "{\"prompt_tokens\":4,\"completion_tokens\":2,\"total_tokens\":6}}");
+    ss_free(j);
+
+    m.logprobs = 1;
+    j = ss_api_openai_response_json(&m, c, 1, &v, &len);
+    assert_non_null(strstr(j, "\"logprobs\":{\"content\":[{\"token\":\"A\",\"bytes\":[65],\"logprob\":-0.5,"
+                              "\"top_logprobs\":[{\"token\":\" b\",\"bytes\":[32,98],\"logprob\":-0.25}]},"));
+    ss_free(j);
+    ss_api_choice_clear(&c[0]);
+    ss_api_choice_clear(&c[1]);
+}
+
+static void test_chunks(void **state)
+{
+    (void)state;
+    ss_api_resp_meta m = {SS_API_CHAT, "chatcmpl-9", 5, "tiny", 0, 0};
+    size_t len;
+    char *j = ss_api_openai_chunk_json(&m, 0, "", 0, NULL, 0, 1, NULL, &len);
+    assert_string_equal(j, "{\"id\":\"chatcmpl-9\",\"object\":\"chat.completion.chunk\",\"created\":5,\"model\":\"tiny\","
+                           "\"system_fingerprint\":null,\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\","
+                           "\"content\":\"\"},\"logprobs\":null,\"finish_reason\":null}]}");
+    ss_free(j);
+    j = ss_api_openai_chunk_json(&m, 1, "hi", 2, NULL, 1, 0, NULL, &len);
+    assert_string_equal(j, "{\"id\":\"chatcmpl-9\",\"object\":\"chat.completion.chunk\",\"created\":5,\"model\":\"tiny\","
+                           "\"system_fingerprint\":null,\"choices\":[{\"index\":1,\"delta\":{\"content\":\"hi\"},"
+                           "\"logprobs\":null,\"finish_reason\":\"stop\"}]}");
+    ss_free(j);
+    m.kind = SS_API_COMPLETION;
+    m.id = "cmpl-9";
+    j = ss_api_openai_chunk_json(&m, 0, "x", 1, NULL, 0, 0, NULL, &len);
+    assert_string_equal(j, "{\"id\":\"cmpl-9\",\"object\":\"text_completion\",\"created\":5,\"model\":\"tiny\","
+                           "\"system_fingerprint\":null,\"choices\":[{\"index\":0,\"text\":\"x\",\"logprobs\":null,"
+                           "\"finish_reason\":null}]}");
+    ss_free(j);
+    j = ss_api_openai_usage_chunk_json(&m, 3, 4, 0, &len);
+    assert_string_equal(j, "{\"id\":\"cmpl-9\",\"object\":\"text_completion\",\"created\":5,\"model\":\"tiny\","
+                           "\"system_fingerprint\":null,\"choices\":[],\"usage\":{\"prompt_tokens\":3,"
+                           "\"completion_tokens\":4,\"total_tokens\":7}}");
+    ss_free(j);
+    j = ss_api_openai_models_json("tiny", 42, &len);
+    assert_string_equal(j, "{\"object\":\"list\",\"data\":[{\"id\":\"tiny\",\"object\":\"model\",\"created\":42,"
+                           "\"owned_by\":\"shardserve\"}]}");
+    ss_free(j);
+    char id[64];
+    ss_api_openai_make_id(SS_API_CHAT, 1, 0xabc, id, sizeof id);
+    assert_string_equal(id, "chatcmpl-00000000000000010000000000000abc");
+}
+
+static void test_tokenize_bodies(void **state)
+{
+    (void)state;
+    char *prompt = NULL;
+    int add = 0;
+    ss_api_error e;
+    const char *b = "{\"prompt\":\"hi\",\"add_special_tokens\":false}";
+    assert_int_equal(ss_api_tokenize_parse(b, strlen(b), &prompt, &add, &e), SS_OK);
+    assert_string_equal(prompt, "hi");
+    assert_int_equal(add, 0);
+    ss_free(prompt);
+    b = "{\"text\":\"hi\"}";
+    assert_int_equal(ss_api_tokenize_parse(b, strlen(b), &prompt, &add, &e), SS_ERR_INVALID_ARG);
+    assert_string_equal(e.message, "'prompt' is required");
+    assert_null(prompt);
+    int32_t ids[3] = {1, 2, 3};
+    size_t len;
+    char *j = ss_api_tokenize_json(ids, 3, 2048, &len);
+    assert_string_equal(j, "{\"tokens\":[1,2,3],\"count\":3,\"max_model_len\":2048}");
+    ss_free(j);
+    int32_t *out = NULL, n = 0;
+    b = "{\"tokens\":[5,6]}";
+    assert_int_equal(ss_api_detokenize_parse(b, strlen(b), &LIM, &out, &n, &e), SS_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(out[1], 6);
+    ss_free(out);
+    b = "{\"tokens\":[5,1000]}";
+    assert_int_equal(ss_api_detokenize_parse(b, strlen(b), &LIM, &out, &n, &e), SS_ERR_INVALID_ARG);
+    assert_string_equal(e.message, "'tokens' must hold token ids in [0, 1000)");
+    b = "{\"tokens\":\"5\"}";
+    assert_int_equal(ss_api_detokenize_parse(b, strlen(b), &LIM, &out, &n, &e), SS_ERR_INVALID_ARG);
+    assert_string_equal(e.message, "'tokens' must be a list of token ids");
+    j = ss_api_detokenize_json("a\tb", 3, &len);
+    assert_string_equal(j, "{\"prompt\":\"a\\tb\"}");
+    ss_free(j);
+}
+
+static void test_jbuf(void **state)
+{
+    (void)state;
+    ss_jbuf b;
+    ss_jbuf_init(&b, 64);
+    ss_jbuf_str(&b, "q\"\\\x01\x7f\xc3\xa9", 7);
+    size_t len;
+    char *s = ss_jbuf_take(&b, &len);
+    assert_string_equal(s, "\"q\\\"\\\\\\u0001\\u007f\xc3\xa9\"");
+    ss_free(s);
+    /* Invalid UTF-8 (lone continuation, truncated sequence, overlong, surrogate) becomes U+FFFD. */
+    ss_jbuf_init(&b, 128);
+    ss_jbuf_str(&b, "a\x80" "b\xe2\x82\xc0\xaf" "c\xed\xa0\x80\xf0\x9f\x98\x80\xe2\x82", 17);
+    s = ss_jbuf_take(&b, &len);
+    assert_string_equal(s, "\"a\xef\xbf\xbd" "b\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"
+                           "c\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xf0\x9f\x98\x80\xef\xbf\xbd\xef\xbf\xbd\"");
+    ss_free(s);
+    ss_jbuf_init(&b, 8);
+    ss_jbuf_cstr(&b, "12345678");
+    assert_false(b.failed);
+    ss_jbuf_cstr(&b, "9");
+    assert_true(b.failed);
+    assert_null(ss_jbuf_take(&b, &len));
+    ss_jbuf_init(&b, 64);
+    ss_jbuf_float(&b, -1.0 / 0.0);
+    s = ss_jbuf_take(&b, &len);
+    assert_string_equal(s, "-9999");
+    ss_free(s);
+}
+
+static void test_consttime(void **state)
+{
+    (void)state;
+    assert_true(ss_http_consttime_eq("secret", 6, "secret", 6));
+    assert_false(ss_http_consttime_eq("secreT", 6, "secret", 6));
+    assert_false(ss_http_consttime_eq("secret1", 7, "secret", 6));
+    assert_false(ss_http_consttime_eq("", 0, "secret", 6));
+    assert_false(ss_http_consttime_eq("secre", 5, "secret", 6));
+}
+
+static void test_parse_under_alloc_failures(void **state)
+{
+    (void)state;
+    const char *body = "{\"model\":\"m\",\"prompt\":[1,2,3],\"stop\":[\"a\",\"b\"],\"stop_token_ids\":[4],\"n\":2}";
+    for (long k = 0; k < 40; k++) {
+        ss_api_request r;
+        ss_api_error e;
+        ss_alloc_fail_after(k);
+        ss_status st = ss_api_openai_parse(body, strlen(body), SS_API_COMPLETION, &LIM, &r, &e);
+        ss_alloc_fail_after(-1);
+        if (st == SS_OK)
+            ss_api_request_clear(&r);
+        else
+            assert_int_equal(e.http_status, 500);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_completion_full),
+        cmocka_unit_test(test_completion_defaults_and_prompt_forms),
+        cmocka_unit_test(test_chat_parse),
+        cmocka_unit_test(test_bad_matrix),
+        cmocka_unit_test(test_error_json),
+        cmocka_unit_test(test_completion_response),
+        cmocka_unit_test(test_chunks),
+        cmocka_unit_test(test_tokenize_bodies),
+        cmocka_unit_test(test_jbuf),
+        cmocka_unit_test(test_consttime),
+        cmocka_unit_test(test_parse_under_alloc_failures),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
