@@ -253,7 +253,7 @@ int ss_cmd_generate(int argc, char **argv, char **env)
             goto done;
         }
     if (tok && !json)
-        SS_CHECK_GOTO(ss_detok_create(tok, 0, &dt, &e), st, done);
+        SS_CHECK_GOTO(ss_detok_create(tok, 1, &dt, &e), st, done); /* people read text without <|eos|> */
     if (json) {
         out = cJSON_CreateObject();
         lp_arr = o.logprobs ? cJSON_AddArrayToObject(out, "logprobs") : NULL;

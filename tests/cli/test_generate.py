@@ -64,7 +64,19 @@ check("logprobs greedy first and sorted",
       all(s[0]["id"] == t and all(s[k]["logprob"] >= s[k + 1]["logprob"] for k in range(3))
           for s, t in zip(lp, out.get("ids", []))), lp)
 
-# 4. bad input: exit codes and messages that name the thing.
+# 4. the bundled demo model (no --model): transformers' greedy continuations, from text prompts.
+root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+dg = json.load(open(os.path.join(root, "models", "shardserve-demo", "golden.json")))
+for p in dg["prompts"]:
+    r = run(["--prompt", p["text"], "--max-tokens", str(len(p["greedy_ids"])), "--ignore-eos", "--output", "json",
+             "--device", "cpu"])
+    out = json.loads(r.stdout) if r.returncode == 0 else {}
+    n = next((k for k, m in enumerate(p["greedy_margins"]) if m < 1e-3), len(p["greedy_ids"]))
+    check("demo %r prompt ids" % p["text"][:20], out.get("prompt_ids") == p["prompt_ids"], (out, r.stderr[-300:]))
+    check("demo %r greedy (%d tokens)" % (p["text"][:20], n), out.get("ids", [])[:n] == p["greedy_ids"][:n],
+          (out.get("ids"), p["greedy_ids"]))
+
+# 5. bad input: exit codes and messages that name the thing.
 bad = tempfile.mkdtemp()
 r = run(["--model", bad, "--prompt-ids", "1"])
 check("missing config -> exit 3 naming config.json", r.returncode == 3 and "config.json" in r.stderr, r.stderr)

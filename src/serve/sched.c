@@ -1,0 +1,1062 @@
+/* sched.c — the scheduler thread: admission from a bounded queue, one step plan per iteration (decodes
+ * first, then chunked prefills, under a token budget), paged KV with prefix caching and preemption by
+ * recompute, sampling results turned into token/done events (EOS, stop strings, lengths, deadlines). */
+#include "serve/sched.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/alloc.h"
+#include "core/log.h"
+#include "serve/kv_blocks.h"
+#include "serve/stop.h"
+
+#define SCHED_MAP_BUCKETS 4096 /* id -> request, for ss_sched_cancel */
+
+typedef enum sreq_state { SREQ_QUEUED = 0, SREQ_WAITING, SREQ_RUNNING } sreq_state;
+
+/* A request as the scheduler tracks it. Owned by the scheduler from submit to its DONE event. */
+typedef struct sreq {
+    uint64_t id;
+    ss_gen_request *req; /* owned */
+    ss_gen_callback cb;
+    void *user;
+    sreq_state state;
+    int32_t *tokens; /* [n_tokens] prompt then generated ids */
+    int32_t n_tokens, cap;
+    int32_t n_prompt, n_generated;
+    int32_t n_computed;    /* tokens whose KV is in the cache (reset by preemption) */
+    int32_t cached_tokens; /* prompt tokens found in the prefix cache at first admission */
+    int admitted;          /* admitted at least once */
+    int32_t n_preempted;   /* times preempted (recomputed) */
+    ss_kv_seq kv;
+    ss_detok *detok; /* NULL without a tokenizer */
+    ss_stop *stop;
+    int cancel; /* set under s->mu by ss_sched_cancel */
+    int64_t arrival_us, admit_us, first_token_us;
+    int32_t step_tokens;      /* tokens of this sequence in the step being built (0: not planned) */
+    struct sreq *next, *prev; /* inbox / waiting deque links */
+    struct sreq *map_next;
+} sreq;
+
+struct ss_sched {
+    ss_sched_params p;
+    ss_replica *replica;     /* borrowed */
+    const ss_tokenizer *tok; /* borrowed, may be NULL */
+    ss_kv_blocks *kv;
+    int32_t max_seq_len, vocab;
+    int32_t kv_total;  /* blocks in the cache */
+    int32_t tok_vocab; /* ids the tokenizer knows (0 without one) */
+    int32_t eos[SS_MAX_EOS];
+    int32_t n_eos;
+
+    pthread_t thread;
+    int thread_started, thread_joined;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    /* ---- under mu ---- */
+    sreq *inbox_head, *inbox_tail;
+    int32_t n_inbox;
+    int32_t n_waiting_shared; /* scheduler's waiting count as last published */
+    sreq *map[SCHED_MAP_BUCKETS];
+    uint64_t next_id;
+    int cancel_pending;
+    int accepting, draining, healthy;
+    int64_t drain_deadline_us;
+    ss_status fail_status;
+    char fail_msg[sizeof(((ss_err *)0)->msg) + 64];
+    ss_sched_stats stats;
+    /* ---- scheduler thread only ---- */
+    sreq *wait_head, *wait_tail;
+    int32_t n_waiting;
+    sreq **running; /* [max_running], oldest admission first */
+    int32_t n_running;
+    sreq **plan_reqs; /* [max_running] sequences of the step being built, plan order */
+    int32_t n_plan;
+    ss_plan_seq *plan_seqs; /* [max_running] */
+    int32_t *plan_tokens;   /* [max_step_tokens] */
+    int32_t *banned;        /* banned ids of the step, all sequences */
+    size_t n_banned, banned_cap;
+    size_t *banned_off; /* [max_running] */
+    uint64_t step_id;
+};
+
+static int64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+ss_sched_params ss_sched_default_params(void)
+{
+    ss_sched_params p;
+    memset(&p, 0, sizeof(p));
+    p.max_waiting = 1024;
+    p.max_running = 256;
+    p.max_step_tokens = 512;
+    p.enable_prefix_cache = 1;
+    return p;
+}
+
+void ss_gen_request_free(ss_gen_request *req)
+{
+    if (!req)
+        return;
+    ss_free(req->prompt);
+    ss_free(req->stop_ids);
+    for (int32_t i = 0; i < SS_MAX_STOP_STRINGS; i++)
+        ss_free(req->stop[i]);
+    if (req->bad_words)
+        for (int32_t i = 0; i < req->n_bad_words; i++)
+            ss_free(req->bad_words[i]);
+    ss_free(req->bad_words);
+    ss_free(req->bad_word_lens);
+    ss_free(req);
+}
+
+/* ---- id map (under mu) ---- */
+
+static void map_insert(ss_sched *s, sreq *r)
+{
+    sreq **b = &s->map[r->id % SCHED_MAP_BUCKETS];
+    r->map_next = *b;
+    *b = r;
+}
+
+static void map_remove(ss_sched *s, sreq *r)
+{
+    for (sreq **p = &s->map[r->id % SCHED_MAP_BUCKETS]; *p; p = &(*p)->map_next)
+        if (*p == r) {
+            *p = r->map_next;
+            return;
+        }
+}
+
+static sreq *map_find(ss_sched *s, uint64_t id)
+{
+    for (sreq *r = s->map[id % SCHED_MAP_BUCKETS]; r; r = r->map_next)
+        if (r->id == id)
+            return r;
+    return NULL;
+}
+
+/* ---- waiting deque and running set (scheduler thread) ---- */
+
+/* The queue bound counts the waiting deque: keep the shared copy exact, so that a client that saw an
+ * event never finds a stale count. */
+static void waiting_changed(ss_sched *s, int32_t delta)
+{
+    s->n_waiting += delta;
+    pthread_mutex_lock(&s->mu);
+    s->n_waiting_shared = s->n_waiting;
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Appends r to the waiting deque; the caller holds mu and updates the counts. */
+static void wait_link_back(ss_sched *s, sreq *r)
+{
+    r->next = NULL;
+    r->prev = s->wait_tail;
+    if (s->wait_tail)
+        s->wait_tail->next = r;
+    else
+        s->wait_head = r;
+    s->wait_tail = r;
+    r->state = SREQ_WAITING;
+}
+
+static void wait_push_front(ss_sched *s, sreq *r)
+{
+    r->prev = NULL;
+    r->next = s->wait_head;
+    if (s->wait_head)
+        s->wait_head->prev = r;
+    else
+        s->wait_tail = r;
+    s->wait_head = r;
+    waiting_changed(s, 1);
+    r->state = SREQ_WAITING;
+}
+
+static void wait_remove(ss_sched *s, sreq *r)
+{
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        s->wait_head = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    else
+        s->wait_tail = r->prev;
+    r->next = r->prev = NULL;
+    waiting_changed(s, -1);
+}
+
+static void running_remove(ss_sched *s, sreq *r)
+{
+    for (int32_t i = 0; i < s->n_running; i++)
+        if (s->running[i] == r) {
+            memmove(&s->running[i], &s->running[i + 1], (size_t)(s->n_running - i - 1) * sizeof(sreq *));
+            s->n_running--;
+            return;
+        }
+}
+
+/* ---- events ---- */
+
+static void emit_token(ss_sched *s, sreq *r, int32_t token, float logprob, int32_t n_top, const int32_t *top_ids,
+                       const float *top_lp, const char *text, size_t text_len)
+{
+    (void)s;
+    ss_gen_event ev;
+    memset(&ev, 0, sizeof(ev));
+    ev.kind = SS_GEN_TOKEN;
+    ev.req_id = r->id;
+    ev.token = token;
+    ev.logprob = logprob;
+    ev.n_top = n_top;
+    ev.top_ids = top_ids;
+    ev.top_logprobs = top_lp;
+    ev.text = text_len ? text : "";
+    ev.text_len = text_len;
+    r->cb(r->user, &ev);
+}
+
+static void sreq_free(sreq *r)
+{
+    ss_detok_destroy(r->detok);
+    ss_stop_destroy(r->stop);
+    ss_free(r->tokens);
+    ss_gen_request_free(r->req);
+    ss_free(r);
+}
+
+/* Ends a request: releases its blocks, takes it out of its list, sends DONE (with any text still held
+ * when it ended normally), counts it and frees it. */
+static void finish(ss_sched *s, sreq *r, ss_finish_reason reason, ss_status st, const char *msg)
+{
+    if (r->state == SREQ_RUNNING)
+        running_remove(s, r);
+    else if (r->state == SREQ_WAITING)
+        wait_remove(s, r);
+    ss_kv_seq_free(s->kv, &r->kv);
+
+    /* Text still held back by the detokenizer (an unfinished character) and the stop matcher. */
+    char *tail = NULL;
+    size_t tail_len = 0;
+    if ((reason == SS_FINISH_STOP || reason == SS_FINISH_LENGTH) && r->detok) {
+        const char *piece = "", *out = "";
+        size_t piece_len = 0, out_len = 0, flush_len = 0;
+        int stopped = 0;
+        int32_t which = -1;
+        ss_err err;
+        if (ss_detok_flush(r->detok, &piece, &piece_len, &err) == SS_OK &&
+            ss_stop_feed(r->stop, piece, piece_len, r->n_generated > r->req->min_tokens, &out, &out_len, &stopped,
+                         &which, &err) == SS_OK) {
+            tail = ss_malloc(out_len + 1);
+            if (tail) {
+                memcpy(tail, out, out_len);
+                tail_len = out_len;
+                if (stopped) {
+                    reason = SS_FINISH_STOP;
+                } else {
+                    ss_stop_flush(r->stop, &out, &flush_len);
+                    char *t2 = ss_realloc(tail, tail_len + flush_len + 1);
+                    if (t2) {
+                        tail = t2;
+                        memcpy(tail + tail_len, out, flush_len);
+                        tail_len += flush_len;
+                    }
+                }
+            }
+        }
+    }
+
+    ss_gen_event ev;
+    memset(&ev, 0, sizeof(ev));
+    ev.kind = SS_GEN_DONE;
+    ev.req_id = r->id;
+    ev.token = -1;
+    ev.text = tail ? tail : "";
+    ev.text_len = tail_len;
+    ev.finish = reason;
+    ev.status = st;
+    ev.message = msg ? msg : "";
+    ev.prompt_tokens = r->n_prompt;
+    ev.completion_tokens = r->n_generated;
+    ev.cached_tokens = r->cached_tokens;
+    ev.queue_us = r->admitted ? r->admit_us - r->arrival_us : now_us() - r->arrival_us;
+    ev.ttft_us = r->n_generated > 0 ? r->first_token_us - r->arrival_us : 0;
+    r->cb(r->user, &ev);
+    ss_free(tail);
+
+    pthread_mutex_lock(&s->mu);
+    map_remove(s, r);
+    if (reason == SS_FINISH_CANCELLED)
+        s->stats.requests_cancelled++;
+    else if (reason == SS_FINISH_ERROR)
+        s->stats.requests_failed++;
+    else
+        s->stats.requests_ok++;
+    pthread_mutex_unlock(&s->mu);
+    sreq_free(r);
+}
+
+static void fail_all(ss_sched *s, ss_status st, const char *msg)
+{
+    while (s->n_running > 0)
+        finish(s, s->running[s->n_running - 1], SS_FINISH_ERROR, st, msg);
+    while (s->wait_head)
+        finish(s, s->wait_head, SS_FINISH_ERROR, st, msg);
+}
+
+/* Updates the shared snapshot (counts and KV usage). */
+static void publish_stats(ss_sched *s)
+{
+    ss_kv_stats kst;
+    ss_kv_stats_get(s->kv, &kst);
+    pthread_mutex_lock(&s->mu);
+    s->n_waiting_shared = s->n_waiting;
+    s->stats.running = s->n_running;
+    s->stats.waiting = s->n_waiting + s->n_inbox;
+    s->stats.kv_blocks_total = kst.total;
+    s->stats.kv_blocks_used = kst.used;
+    s->stats.prefix_hits = kst.hit_tokens;
+    s->stats.prefix_queries = kst.query_tokens;
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* ---- preemption and block reservation ---- */
+
+static void preempt(ss_sched *s, sreq *r)
+{
+    running_remove(s, r);
+    ss_kv_seq_free(s->kv, &r->kv);
+    r->n_computed = 0;
+    r->step_tokens = 0;
+    r->n_preempted++;
+    wait_push_front(s, r);
+    pthread_mutex_lock(&s->mu);
+    s->stats.preemptions++;
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* The newest running sequence not in the plan yet (NULL if none). */
+static sreq *newest_unplanned(ss_sched *s)
+{
+    for (int32_t i = s->n_running - 1; i >= 0; i--)
+        if (s->running[i]->step_tokens == 0)
+            return s->running[i];
+    return NULL;
+}
+
+/* Gets r blocks for want tokens (fewer if !exact and blocks are short, at least 1), preempting newer
+ * unplanned sequences as needed. Returns the tokens granted; 0 when r itself was preempted or failed. */
+static int32_t grant_blocks(ss_sched *s, sreq *r, int32_t want, int exact)
+{
+    int32_t bs = ss_kv_block_size(s->kv);
+    for (;;) {
+        ss_err err;
+        ss_status st = ss_kv_seq_reserve(s->kv, &r->kv, (int64_t)r->n_computed + want, &err);
+        if (st == SS_OK)
+            return want;
+        if (!exact && st == SS_ERR_CAPACITY) {
+            int64_t fit = ((int64_t)r->kv.n_blocks + ss_kv_num_available(s->kv)) * bs - r->n_computed;
+            if (fit > 0) {
+                st = ss_kv_seq_reserve(s->kv, &r->kv, (int64_t)r->n_computed + fit, &err);
+                if (st == SS_OK)
+                    return (int32_t)fit;
+            }
+        }
+        if (st != SS_ERR_CAPACITY) { /* out of memory for the block table: retrying would spin */
+            finish(s, r, SS_FINISH_ERROR, st, err.msg);
+            return 0;
+        }
+        sreq *victim = newest_unplanned(s);
+        if (victim && victim != r) {
+            preempt(s, victim);
+            continue;
+        }
+        if (s->n_running == 1) {
+            char msg[256];
+            snprintf(msg, sizeof(msg), "sequence of %d tokens does not fit the KV cache (%d blocks of %d tokens)",
+                     (int)(r->n_computed + want), (int)s->kv_total, (int)bs);
+            finish(s, r, SS_FINISH_ERROR, SS_ERR_CAPACITY, msg);
+        } else {
+            preempt(s, r);
+        }
+        return 0;
+    }
+}
+
+/* ---- plan building ---- */
+
+static int penalty_active(const ss_sampling_params *sp)
+{
+    return sp->repetition_penalty != 1.0f || sp->presence_penalty != 0.0f || sp->frequency_penalty != 0.0f;
+}
+
+static ss_status banned_push(ss_sched *s, int32_t id)
+{
+    if (s->n_banned == s->banned_cap) {
+        size_t cap = s->banned_cap ? s->banned_cap * 2 : 64;
+        int32_t *b = ss_realloc(s->banned, cap * sizeof(int32_t));
+        if (!b)
+            return SS_ERR_NOMEM;
+        s->banned = b;
+        s->banned_cap = cap;
+    }
+    s->banned[s->n_banned++] = id;
+    return SS_OK;
+}
+
+/* Appends r's banned ids for its next sample: bad words whose prefix ends the sequence (one-token bad
+ * words always), and the end ids while min_tokens is not reached. */
+static ss_status collect_banned(ss_sched *s, const sreq *r)
+{
+    const ss_gen_request *q = r->req;
+    for (int32_t w = 0; w < q->n_bad_words; w++) {
+        int32_t len = q->bad_word_lens[w];
+        const int32_t *word = q->bad_words[w];
+        if (len < 1)
+            continue;
+        int32_t pre = len - 1;
+        if (pre > r->n_tokens || memcmp(r->tokens + r->n_tokens - pre, word, (size_t)pre * sizeof(int32_t)) != 0)
+            continue;
+        SS_CHECK(banned_push(s, word[pre]));
+    }
+    if (!q->ignore_eos && r->n_generated < q->min_tokens) {
+        for (int32_t i = 0; i < s->n_eos; i++)
+            SS_CHECK(banned_push(s, s->eos[i]));
+        for (int32_t i = 0; i < q->n_stop_ids; i++)
+            if (q->stop_ids[i] >= 0 && q->stop_ids[i] < s->vocab)
+                SS_CHECK(banned_push(s, q->stop_ids[i]));
+    }
+    return SS_OK;
+}
+
+static void plan_add(ss_sched *s, sreq *r, int32_t n)
+{
+    r->step_tokens = n;
+    s->plan_reqs[s->n_plan++] = r;
+}
+
+/* Chooses this step's work: decodes (oldest first), then prefill chunks of running sequences, then new
+ * admissions, under the token budget. Fills plan_reqs with step_tokens set. */
+static void choose_work(ss_sched *s)
+{
+    int32_t budget = s->p.max_step_tokens;
+    s->n_plan = 0;
+    for (int32_t i = 0; i < s->n_running; i++)
+        s->running[i]->step_tokens = 0;
+
+    /* 1. one token for every decoding sequence */
+    for (int32_t i = 0; i < s->n_running && budget > 0;) {
+        sreq *r = s->running[i];
+        if (r->n_tokens - r->n_computed != 1) {
+            i++;
+            continue;
+        }
+        if (grant_blocks(s, r, 1, 1) == 1) {
+            plan_add(s, r, 1);
+            budget--;
+            i++;
+        } /* else r left the running set: index i now holds the next one */
+    }
+    /* 2. chunks of prompts being prefilled */
+    for (int32_t i = 0; i < s->n_running && budget > 0;) {
+        sreq *r = s->running[i];
+        int32_t left = r->n_tokens - r->n_computed;
+        if (r->step_tokens > 0 || left <= 1) {
+            i++;
+            continue;
+        }
+        int32_t got = grant_blocks(s, r, left < budget ? left : budget, 0);
+        if (got > 0) {
+            plan_add(s, r, got);
+            budget -= got;
+            i++;
+        }
+    }
+    /* 3. admissions, while blocks last (keeping a small reserve for the running sequences' growth) */
+    int32_t reserve = 0;
+    if (s->n_running > 0)
+        reserve = s->kv_total / 100 > 1 ? s->kv_total / 100 : 1;
+    int32_t bs = ss_kv_block_size(s->kv);
+    while (s->wait_head && s->n_running < s->p.max_running && budget > 0) {
+        sreq *r = s->wait_head;
+        int32_t cached = 0;
+        ss_err err;
+        if (r->kv.n_blocks == 0 && s->p.enable_prefix_cache &&
+            ss_kv_seq_match_prefix(s->kv, &r->kv, r->tokens, r->n_tokens, &cached, &err) == SS_OK)
+            r->n_computed = cached;
+        int32_t left = r->n_tokens - r->n_computed;
+        int32_t want = left < budget ? left : budget;
+        int64_t fit = ((int64_t)r->kv.n_blocks + ss_kv_num_available(s->kv) - reserve) * bs - r->n_computed;
+        if (fit < want)
+            want = (int32_t)(fit > 0 ? fit : 0);
+        ss_status st =
+            want > 0 ? ss_kv_seq_reserve(s->kv, &r->kv, (int64_t)r->n_computed + want, &err) : SS_ERR_CAPACITY;
+        if (st != SS_OK) {
+            ss_kv_seq_free(s->kv, &r->kv); /* give back the cached prefix */
+            r->n_computed = 0;
+            if (st == SS_ERR_CAPACITY)
+                break; /* try again next step */
+            finish(s, r, SS_FINISH_ERROR, st, err.msg);
+            continue;
+        }
+        wait_remove(s, r);
+        r->state = SREQ_RUNNING;
+        s->running[s->n_running++] = r;
+        if (!r->admitted) {
+            r->admitted = 1;
+            r->admit_us = now_us();
+            r->cached_tokens = cached;
+            pthread_mutex_lock(&s->mu);
+            s->stats.prompt_tokens += r->n_prompt;
+            pthread_mutex_unlock(&s->mu);
+        }
+        plan_add(s, r, want);
+        budget -= want;
+    }
+}
+
+/* Turns plan_reqs into the step plan. */
+static ss_status build_plan(ss_sched *s, ss_step_plan *plan)
+{
+    memset(plan, 0, sizeof(*plan));
+    s->n_banned = 0;
+    int64_t nt = 0;
+    for (int32_t k = 0; k < s->n_plan; k++) {
+        sreq *r = s->plan_reqs[k];
+        ss_plan_seq *ps = &s->plan_seqs[k];
+        memset(ps, 0, sizeof(*ps));
+        ps->seq_id = r->id;
+        ps->n_tokens = r->step_tokens;
+        ps->pos_start = r->n_computed;
+        ps->n_blocks = ss_kv_blocks_for(s->kv, (int64_t)r->n_computed + r->step_tokens);
+        ps->blocks = r->kv.blocks;
+        ps->sample = r->n_computed + r->step_tokens == r->n_tokens;
+        ps->rng_counter = (uint64_t)r->n_generated;
+        ps->sp = r->req->sp;
+        memcpy(s->plan_tokens + nt, r->tokens + r->n_computed, (size_t)r->step_tokens * sizeof(int32_t));
+        nt += r->step_tokens;
+        s->banned_off[k] = s->n_banned;
+        if (ps->sample) {
+            if (penalty_active(&r->req->sp)) {
+                int all = r->req->include_prompt_penalty;
+                ps->penalty_tokens = all ? r->tokens : r->tokens + r->n_prompt;
+                ps->n_penalty_tokens = all ? r->n_tokens : r->n_generated;
+            }
+            SS_CHECK(collect_banned(s, r));
+            ps->n_banned = (int32_t)(s->n_banned - s->banned_off[k]);
+        }
+    }
+    for (int32_t k = 0; k < s->n_plan; k++)
+        if (s->plan_seqs[k].n_banned > 0)
+            s->plan_seqs[k].banned = s->banned + s->banned_off[k];
+    plan->step_id = ++s->step_id;
+    plan->n_seqs = s->n_plan;
+    plan->seqs = s->plan_seqs;
+    plan->n_tokens = nt;
+    plan->tokens = s->plan_tokens;
+    return SS_OK;
+}
+
+/* ---- results ---- */
+
+static int is_end_id(const ss_sched *s, const sreq *r, int32_t tok)
+{
+    for (int32_t i = 0; i < s->n_eos; i++)
+        if (s->eos[i] == tok)
+            return 1;
+    for (int32_t i = 0; i < r->req->n_stop_ids; i++)
+        if (r->req->stop_ids[i] == tok)
+            return 1;
+    return 0;
+}
+
+static ss_status append_token(sreq *r, int32_t tok)
+{
+    if (r->n_tokens == r->cap) {
+        int32_t cap = r->cap * 2;
+        int32_t *t = ss_realloc(r->tokens, (size_t)cap * sizeof(int32_t));
+        if (!t)
+            return SS_ERR_NOMEM;
+        r->tokens = t;
+        r->cap = cap;
+    }
+    r->tokens[r->n_tokens++] = tok;
+    return SS_OK;
+}
+
+/* Handles one sampled token of r: appends it, finds the text it releases, decides whether r is done. */
+static void on_token(ss_sched *s, sreq *r, const ss_step_output *out, int32_t k)
+{
+    int32_t tok = out->token[k];
+    int32_t before = r->n_generated;
+    if (append_token(r, tok) != SS_OK) {
+        finish(s, r, SS_FINISH_ERROR, SS_ERR_NOMEM, "out of memory for generated tokens");
+        return;
+    }
+    r->n_generated++;
+    if (before == 0)
+        r->first_token_us = now_us();
+    pthread_mutex_lock(&s->mu);
+    s->stats.generated_tokens++;
+    pthread_mutex_unlock(&s->mu);
+
+    const ss_gen_request *q = r->req;
+    int checks = before >= q->min_tokens; /* end ids and stop strings count after min_tokens */
+    ss_finish_reason reason = SS_FINISH_NONE;
+    const char *text = "";
+    size_t text_len = 0;
+    ss_err err;
+    err.msg[0] = '\0';
+    if (checks && !q->ignore_eos && is_end_id(s, r, tok)) {
+        reason = SS_FINISH_STOP; /* the end id's own text is never shown */
+    } else if (r->detok) {
+        const char *piece;
+        size_t piece_len;
+        int stopped = 0;
+        int32_t which;
+        ss_status st = SS_OK;
+        piece = "";
+        piece_len = 0;
+        if (tok < s->tok_vocab) /* ids past the tokenizer (padded embedding rows) have no text */
+            st = ss_detok_push(r->detok, tok, &piece, &piece_len, &err);
+        if (st == SS_OK)
+            st = ss_stop_feed(r->stop, piece, piece_len, checks, &text, &text_len, &stopped, &which, &err);
+        if (st != SS_OK) {
+            finish(s, r, SS_FINISH_ERROR, st, err.msg);
+            return;
+        }
+        if (stopped)
+            reason = SS_FINISH_STOP;
+    }
+    if (reason == SS_FINISH_NONE && (r->n_generated >= q->max_tokens || r->n_tokens >= s->max_seq_len))
+        reason = SS_FINISH_LENGTH;
+
+    int32_t n_top = q->sp.n_logprobs < out->n_top ? q->sp.n_logprobs : out->n_top;
+    if (n_top < 0)
+        n_top = 0;
+    emit_token(s, r, tok, out->logprob ? out->logprob[k] : 0.0f, n_top,
+               n_top ? out->top_ids + (size_t)k * (size_t)out->n_top : NULL,
+               n_top ? out->top_logprobs + (size_t)k * (size_t)out->n_top : NULL, text, text_len);
+    if (reason != SS_FINISH_NONE)
+        finish(s, r, reason, SS_OK, NULL);
+}
+
+/* One iteration: choose work, run it on the replica, hand out the sampled tokens. */
+static void run_step(ss_sched *s)
+{
+    choose_work(s);
+    publish_stats(s); /* admissions and preemptions show before any event of this step */
+    if (s->n_plan == 0)
+        return;
+    ss_step_plan plan;
+    ss_step_output out;
+    memset(&out, 0, sizeof(out));
+    ss_err err;
+    err.msg[0] = '\0';
+    ss_status st = build_plan(s, &plan);
+    if (st != SS_OK) {
+        for (int32_t k = 0; k < s->n_plan; k++)
+            finish(s, s->plan_reqs[k], SS_FINISH_ERROR, st, "out of memory building a step");
+        return;
+    }
+    int32_t n_sample = 0;
+    for (int32_t k = 0; k < plan.n_seqs; k++)
+        n_sample += plan.seqs[k].sample;
+
+    int64_t t0 = now_us();
+    st = ss_replica_step(s->replica, &plan, &out, &err);
+    int64_t t1 = now_us();
+    if (st == SS_OK && out.n != n_sample)
+        st = ss_err_set(&err, SS_ERR_INTERNAL, "step returned %d tokens for %d sampled sequences", (int)out.n,
+                        (int)n_sample);
+    if (st != SS_OK) {
+        char msg[sizeof(err.msg) + 32];
+        snprintf(msg, sizeof(msg), "replica step failed: %s", err.msg[0] ? err.msg : ss_status_str(st));
+        SS_LOGE("%s", msg);
+        pthread_mutex_lock(&s->mu);
+        s->healthy = 0;
+        s->fail_status = st;
+        snprintf(s->fail_msg, sizeof(s->fail_msg), "%s", msg);
+        pthread_mutex_unlock(&s->mu);
+        ss_step_output_clear(&out);
+        fail_all(s, st, msg);
+        return;
+    }
+    pthread_mutex_lock(&s->mu);
+    s->stats.steps++;
+    s->stats.step_seconds_total += (double)(t1 - t0) * 1e-6;
+    pthread_mutex_unlock(&s->mu);
+
+    int32_t k_out = 0;
+    for (int32_t k = 0; k < s->n_plan; k++) {
+        sreq *r = s->plan_reqs[k];
+        int sample = plan.seqs[k].sample;
+        r->n_computed += r->step_tokens;
+        r->step_tokens = 0;
+        ss_kv_seq_commit(s->kv, &r->kv, r->tokens, r->n_computed);
+        if (sample)
+            on_token(s, r, &out, k_out++); /* may finish and free r */
+    }
+    ss_step_output_clear(&out);
+}
+
+/* Cancellations (flags set under mu) and deadlines, in the running set and the queue. */
+static void reap(ss_sched *s, int check_cancel)
+{
+    int64_t now_ms = now_us() / 1000;
+    for (int32_t i = s->n_running - 1; i >= 0; i--) { /* finish() only shifts entries above i */
+        sreq *r = s->running[i];
+        int cancelled = 0;
+        if (check_cancel) {
+            pthread_mutex_lock(&s->mu);
+            cancelled = r->cancel;
+            pthread_mutex_unlock(&s->mu);
+        }
+        if (cancelled)
+            finish(s, r, SS_FINISH_CANCELLED, SS_ERR_CANCELLED, "cancelled");
+        else if (r->req->deadline_ms > 0 && now_ms >= r->req->deadline_ms)
+            finish(s, r, SS_FINISH_ERROR, SS_ERR_TIMEOUT, "deadline exceeded");
+    }
+    for (sreq *r = s->wait_head, *next; r; r = next) {
+        next = r->next;
+        int cancelled = 0;
+        if (check_cancel) {
+            pthread_mutex_lock(&s->mu);
+            cancelled = r->cancel;
+            pthread_mutex_unlock(&s->mu);
+        }
+        if (cancelled)
+            finish(s, r, SS_FINISH_CANCELLED, SS_ERR_CANCELLED, "cancelled");
+        else if (r->req->deadline_ms > 0 && now_ms >= r->req->deadline_ms)
+            finish(s, r, SS_FINISH_ERROR, SS_ERR_TIMEOUT, "deadline exceeded");
+    }
+}
+
+static void *sched_main(void *arg)
+{
+    ss_sched *s = arg;
+    for (;;) {
+        int check_cancel, exit_now = 0, healthy;
+        pthread_mutex_lock(&s->mu);
+        for (;;) {
+            while (s->inbox_head) {
+                sreq *r = s->inbox_head;
+                s->inbox_head = r->next;
+                s->n_inbox--;
+                wait_link_back(s, r);
+                s->n_waiting++;
+            }
+            s->inbox_tail = NULL;
+            s->n_waiting_shared = s->n_waiting;
+            int have_work = s->n_running > 0 || s->wait_head != NULL;
+            if (s->draining && (!have_work || now_us() >= s->drain_deadline_us)) {
+                exit_now = 1;
+                break;
+            }
+            if (have_work || s->cancel_pending)
+                break;
+            if (s->draining) {
+                int64_t d = s->drain_deadline_us;
+                struct timespec ts = {.tv_sec = d / 1000000, .tv_nsec = (long)(d % 1000000) * 1000};
+                pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+            } else {
+                pthread_cond_wait(&s->cv, &s->mu);
+            }
+        }
+        check_cancel = s->cancel_pending;
+        s->cancel_pending = 0;
+        healthy = s->healthy;
+        pthread_mutex_unlock(&s->mu);
+
+        if (exit_now) {
+            fail_all(s, SS_ERR_TIMEOUT, "server shutting down: drain deadline passed");
+            publish_stats(s);
+            break;
+        }
+        if (!healthy) {
+            char msg[sizeof(s->fail_msg)];
+            pthread_mutex_lock(&s->mu);
+            ss_status st = s->fail_status;
+            memcpy(msg, s->fail_msg, sizeof(msg));
+            pthread_mutex_unlock(&s->mu);
+            fail_all(s, st, msg);
+            publish_stats(s);
+            continue;
+        }
+        reap(s, check_cancel);
+        run_step(s);
+        publish_stats(s);
+    }
+    return NULL;
+}
+
+/* ---- public API ---- */
+
+ss_status ss_sched_create(const ss_sched_params *params, ss_replica *replica, const ss_tokenizer *tok, ss_sched **out,
+                          ss_err *err)
+{
+    *out = NULL;
+    ss_sched_params p = params ? *params : ss_sched_default_params();
+    if (!replica)
+        return ss_err_set(err, SS_ERR_INVALID_ARG, "scheduler: no replica");
+    if (p.max_waiting < 0 || p.max_running < 1 || p.max_step_tokens < 1)
+        return ss_err_set(err, SS_ERR_INVALID_ARG,
+                          "scheduler: max_waiting %d, max_running %d, max_step_tokens %d (need >= 0, >= 1, >= 1)",
+                          (int)p.max_waiting, (int)p.max_running, (int)p.max_step_tokens);
+    ss_sched *s = ss_calloc(1, sizeof(*s));
+    if (!s)
+        return ss_err_set(err, SS_ERR_NOMEM, "scheduler: out of memory");
+    s->p = p;
+    s->replica = replica;
+    s->tok = tok;
+    s->accepting = 1;
+    s->healthy = 1;
+    s->next_id = 1;
+    s->max_seq_len = ss_replica_max_seq_len(replica);
+    s->tok_vocab = tok ? ss_tokenizer_vocab_size(tok) : 0;
+    const ss_model_config *cfg = ss_replica_config(replica);
+    s->vocab = cfg->vocab_size;
+    for (int32_t i = 0; i < cfg->n_eos && i < SS_MAX_EOS; i++)
+        s->eos[s->n_eos++] = cfg->eos_ids[i];
+    ss_status st = ss_kv_blocks_create(ss_replica_num_kv_blocks(replica), ss_replica_block_size(replica),
+                                       p.enable_prefix_cache, &s->kv, err);
+    if (st != SS_OK) {
+        ss_free(s);
+        return st;
+    }
+    s->kv_total = ss_replica_num_kv_blocks(replica);
+    s->stats.kv_blocks_total = s->kv_total;
+    size_t nr = (size_t)p.max_running;
+    s->running = ss_calloc(nr, sizeof(sreq *));
+    s->plan_reqs = ss_calloc(nr, sizeof(sreq *));
+    s->plan_seqs = ss_calloc(nr, sizeof(ss_plan_seq));
+    s->banned_off = ss_calloc(nr, sizeof(size_t));
+    s->plan_tokens = ss_malloc((size_t)p.max_step_tokens * sizeof(int32_t));
+    int mu_ok = 0, cv_ok = 0;
+    pthread_condattr_t ca;
+    if (s->running && s->plan_reqs && s->plan_seqs && s->banned_off && s->plan_tokens) {
+        mu_ok = pthread_mutex_init(&s->mu, NULL) == 0;
+        if (pthread_condattr_init(&ca) == 0) {
+            pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+            cv_ok = pthread_cond_init(&s->cv, &ca) == 0;
+            pthread_condattr_destroy(&ca);
+        }
+    }
+    if (!mu_ok || !cv_ok || pthread_create(&s->thread, NULL, sched_main, s) != 0) {
+        if (mu_ok)
+            pthread_mutex_destroy(&s->mu);
+        if (cv_ok)
+            pthread_cond_destroy(&s->cv);
+        ss_kv_blocks_destroy(s->kv);
+        ss_free(s->running);
+        ss_free(s->plan_reqs);
+        ss_free(s->plan_seqs);
+        ss_free(s->banned_off);
+        ss_free(s->plan_tokens);
+        ss_free(s);
+        return ss_err_set(err, SS_ERR_NOMEM, "scheduler: cannot allocate or start its thread");
+    }
+    s->thread_started = 1;
+    *out = s;
+    return SS_OK;
+}
+
+/* Checks a request against the model and the context (no locks needed: read-only fields). */
+static ss_status validate(const ss_sched *s, const ss_gen_request *q, ss_err *err)
+{
+    if (q->n_prompt < 1 || !q->prompt)
+        return ss_err_set(err, SS_ERR_INVALID_ARG, "prompt is empty");
+    if (q->max_tokens < 1)
+        return ss_err_set(err, SS_ERR_INVALID_ARG, "max_tokens must be at least 1 (got %d)", (int)q->max_tokens);
+    if ((int64_t)q->n_prompt + 1 > s->max_seq_len)
+        return ss_err_set(err, SS_ERR_INVALID_ARG,
+                          "prompt has %d tokens; the context holds %d, including at least one generated token",
+                          (int)q->n_prompt, (int)s->max_seq_len);
+    int64_t kv_tokens = (int64_t)ss_replica_num_kv_blocks(s->replica) * ss_replica_block_size(s->replica);
+    if ((int64_t)q->n_prompt + 1 > kv_tokens)
+        return ss_err_set(err, SS_ERR_INVALID_ARG, "prompt has %d tokens; the KV cache holds %lld", (int)q->n_prompt,
+                          (long long)kv_tokens);
+    for (int32_t i = 0; i < q->n_prompt; i++)
+        if (q->prompt[i] < 0 || q->prompt[i] >= s->vocab)
+            return ss_err_set(err, SS_ERR_INVALID_ARG, "prompt token %d at position %d is outside the vocabulary (%d)",
+                              (int)q->prompt[i], (int)i, (int)s->vocab);
+    if (q->n_stop < 0 || q->n_stop > SS_MAX_STOP_STRINGS)
+        return ss_err_set(err, SS_ERR_INVALID_ARG, "%d stop strings (at most %d)", (int)q->n_stop, SS_MAX_STOP_STRINGS);
+    if (q->n_stop > 0 && !s->tok)
+        return ss_err_set(err, SS_ERR_UNSUPPORTED, "stop strings need a tokenizer; this model has none");
+    if (q->n_stop_ids < 0 || (q->n_stop_ids > 0 && !q->stop_ids))
+        return ss_err_set(err, SS_ERR_INVALID_ARG, "bad stop id list");
+    if (q->n_bad_words < 0 || (q->n_bad_words > 0 && (!q->bad_words || !q->bad_word_lens)))
+        return ss_err_set(err, SS_ERR_INVALID_ARG, "bad bad_words list");
+    for (int32_t w = 0; w < q->n_bad_words; w++) {
+        if (q->bad_word_lens[w] < 0 || (q->bad_word_lens[w] > 0 && !q->bad_words[w]))
+            return ss_err_set(err, SS_ERR_INVALID_ARG, "bad word %d: bad length", (int)w);
+        for (int32_t i = 0; i < q->bad_word_lens[w]; i++)
+            if (q->bad_words[w][i] < 0 || q->bad_words[w][i] >= s->vocab)
+                return ss_err_set(err, SS_ERR_INVALID_ARG, "bad word %d: token %d is outside the vocabulary (%d)",
+                                  (int)w, (int)q->bad_words[w][i], (int)s->vocab);
+    }
+    if (q->sp.n_logprobs < 0 || q->sp.n_logprobs > SS_MAX_TOP_LOGPROBS)
+        return ss_err_set(err, SS_ERR_INVALID_ARG, "logprobs %d outside 0..%d", (int)q->sp.n_logprobs,
+                          SS_MAX_TOP_LOGPROBS);
+    return SS_OK;
+}
+
+ss_status ss_sched_submit(ss_sched *s, ss_gen_request *req, ss_gen_callback cb, void *user, uint64_t *req_id,
+                          ss_err *err)
+{
+    if (req_id)
+        *req_id = 0;
+    if (!req || !cb) {
+        ss_gen_request_free(req);
+        return ss_err_set(err, SS_ERR_INVALID_ARG, "submit: no request or no callback");
+    }
+    ss_status st = validate(s, req, err);
+    if (st != SS_OK) {
+        ss_gen_request_free(req);
+        return st;
+    }
+    if (req->min_tokens < 0)
+        req->min_tokens = 0;
+    sreq *r = ss_calloc(1, sizeof(*r));
+    if (!r) {
+        ss_gen_request_free(req);
+        return ss_err_set(err, SS_ERR_NOMEM, "submit: out of memory");
+    }
+    r->req = req;
+    r->cb = cb;
+    r->user = user;
+    r->n_prompt = req->n_prompt;
+    int64_t cap = (int64_t)req->n_prompt + (req->max_tokens < 64 ? req->max_tokens : 64);
+    r->cap = (int32_t)(cap > s->max_seq_len ? s->max_seq_len : cap);
+    r->tokens = ss_malloc((size_t)r->cap * sizeof(int32_t));
+    if (!r->tokens) {
+        int32_t cap_tokens = r->cap;
+        sreq_free(r);
+        return ss_err_set(err, SS_ERR_NOMEM, "submit: out of memory for %d tokens", (int)cap_tokens);
+    }
+    memcpy(r->tokens, req->prompt, (size_t)req->n_prompt * sizeof(int32_t));
+    r->n_tokens = req->n_prompt;
+    if (s->tok) {
+        st = ss_detok_create(s->tok, 1, &r->detok, err);
+        if (st != SS_OK) {
+            sreq_free(r);
+            return st;
+        }
+    }
+    st = ss_stop_create((const char *const *)req->stop, req->n_stop, &r->stop, err);
+    if (st != SS_OK) {
+        sreq_free(r);
+        return st;
+    }
+    r->arrival_us = req->arrival_ms > 0 ? req->arrival_ms * 1000 : now_us();
+
+    pthread_mutex_lock(&s->mu);
+    if (!s->accepting) {
+        pthread_mutex_unlock(&s->mu);
+        sreq_free(r);
+        return ss_err_set(err, SS_ERR_CANCELLED, "server is shutting down");
+    }
+    if (!s->healthy) {
+        st = s->fail_status;
+        ss_err_set(err, st, "replica is not healthy: %s", s->fail_msg);
+        pthread_mutex_unlock(&s->mu);
+        sreq_free(r);
+        return st;
+    }
+    if (s->n_inbox + s->n_waiting_shared >= s->p.max_waiting) {
+        int32_t n = s->n_inbox + s->n_waiting_shared;
+        pthread_mutex_unlock(&s->mu);
+        sreq_free(r);
+        return ss_err_set(err, SS_ERR_CAPACITY, "waiting queue is full (%d requests)", (int)n);
+    }
+    r->id = s->next_id++;
+    r->state = SREQ_QUEUED;
+    if (s->inbox_tail)
+        s->inbox_tail->next = r;
+    else
+        s->inbox_head = r;
+    s->inbox_tail = r;
+    s->n_inbox++;
+    s->stats.waiting++;
+    map_insert(s, r);
+    if (req_id)
+        *req_id = r->id;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    return SS_OK;
+}
+
+void ss_sched_cancel(ss_sched *s, uint64_t req_id)
+{
+    pthread_mutex_lock(&s->mu);
+    sreq *r = map_find(s, req_id);
+    if (r) {
+        r->cancel = 1;
+        s->cancel_pending = 1;
+        pthread_cond_signal(&s->cv);
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
+void ss_sched_stats_get(ss_sched *s, ss_sched_stats *out)
+{
+    pthread_mutex_lock(&s->mu);
+    *out = s->stats;
+    pthread_mutex_unlock(&s->mu);
+}
+
+int ss_sched_healthy(ss_sched *s)
+{
+    pthread_mutex_lock(&s->mu);
+    int h = s->healthy;
+    pthread_mutex_unlock(&s->mu);
+    return h;
+}
+
+void ss_sched_drain(ss_sched *s, int64_t deadline_ms)
+{
+    pthread_mutex_lock(&s->mu);
+    s->accepting = 0;
+    if (!s->draining || now_us() + deadline_ms * 1000 < s->drain_deadline_us)
+        s->drain_deadline_us = now_us() + (deadline_ms > 0 ? deadline_ms : 0) * 1000;
+    s->draining = 1;
+    pthread_cond_signal(&s->cv);
+    int join = s->thread_started && !s->thread_joined;
+    s->thread_joined = 1;
+    pthread_mutex_unlock(&s->mu);
+    if (join)
+        pthread_join(s->thread, NULL);
+}
+
+void ss_sched_destroy(ss_sched *s)
+{
+    if (!s)
+        return;
+    ss_sched_drain(s, 0);
+    /* The thread failed everything it held on its way out; nothing is left but the inbox race-free. */
+    while (s->inbox_head) {
+        sreq *r = s->inbox_head;
+        s->inbox_head = r->next;
+        sreq_free(r);
+    }
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    ss_kv_blocks_destroy(s->kv);
+    ss_free(s->running);
+    ss_free(s->plan_reqs);
+    ss_free(s->plan_seqs);
+    ss_free(s->banned_off);
+    ss_free(s->plan_tokens);
+    ss_free(s->banned);
+    ss_free(s);
+}

@@ -1,0 +1,835 @@
+/* test_sched.c — the scheduler against the real replica (cpu) on fixture models: golden greedy outputs,
+ * batching invariance, KV exhaustion with preemption, prefix-cache hits, cancellation, queue bound,
+ * deadlines, drain, end ids / min_tokens / bad words, and text with stop strings through the tokenizer. */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+#include <cmocka.h> /* after setjmp.h, stdarg.h, stddef.h */
+
+#include "core/alloc.h"
+#include "core/fileio.h"
+#include "runner/replica.h"
+#include "serve/sched.h"
+#include "tokenizer/tokenizer.h"
+
+#define MAX_GEN 4096
+#define WAIT_S 60
+
+/* ---- fixtures ---- */
+
+typedef struct golden_case {
+    int32_t prompt[256];
+    int n_prompt;
+    int32_t greedy[64];
+    int n_greedy;
+    double margin[64];
+} golden_case;
+
+#define MIX_N 32   /* concurrent requests of the batching tests */
+#define MIX_GEN 16 /* tokens each */
+
+typedef struct fixture {
+    ss_replica *big;   /* default KV size */
+    ss_replica *small; /* 12 blocks of 16 tokens, context 160 */
+    golden_case cases[8];
+    int n_cases;
+    int32_t alone[MIX_N][MIX_GEN]; /* each mix request run alone */
+} fixture;
+
+static ss_gen_request *mix_req(const fixture *f, int i, int32_t max_tokens);
+static void compute_alone(fixture *f);
+
+static ss_replica *make_replica(const char *model, int32_t num_blocks, int32_t max_seq_len)
+{
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/models/%s", SS_FIXTURES, model);
+    ss_replica_params p = ss_replica_default_params();
+    p.model_dir = dir;
+    p.backend.device = SS_DEVICE_CPU;
+    p.backend.n_threads = 1; /* tiny model: threads only add waiting on a shared machine */
+    p.num_kv_blocks = num_blocks;
+    p.max_seq_len = max_seq_len;
+    ss_replica *r = NULL;
+    ss_err e;
+    if (ss_replica_create(&p, &r, &e) != SS_OK)
+        fail_msg("%s: %s", model, e.msg);
+    return r;
+}
+
+static cJSON *golden_load(const char *model)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/golden/%s.json", SS_FIXTURES, model);
+    char *text = NULL;
+    size_t len = 0;
+    ss_err e;
+    if (ss_read_file(path, 64u << 20, &text, &len, &e) != SS_OK)
+        fail_msg("%s", e.msg);
+    cJSON *j = cJSON_ParseWithLength(text, len);
+    ss_free(text);
+    assert_non_null(j);
+    return j;
+}
+
+static int load_cases(const char *model, golden_case *cases, int max)
+{
+    cJSON *j = golden_load(model);
+    int n = 0;
+    for (const cJSON *c = cJSON_GetObjectItem(j, "cases")->child; c && n < max; c = c->next, n++) {
+        golden_case *g = &cases[n];
+        memset(g, 0, sizeof(*g));
+        for (const cJSON *x = cJSON_GetObjectItem(c, "prompt_ids")->child; x; x = x->next)
+            g->prompt[g->n_prompt++] = (int32_t)x->valuedouble;
+        const cJSON *m = cJSON_GetObjectItem(c, "greedy_margins")->child;
+        for (const cJSON *x = cJSON_GetObjectItem(c, "greedy_ids")->child; x; x = x->next, m = m->next) {
+            g->margin[g->n_greedy] = m->valuedouble;
+            g->greedy[g->n_greedy++] = (int32_t)x->valuedouble;
+        }
+    }
+    cJSON_Delete(j);
+    return n;
+}
+
+static int group_setup(void **state)
+{
+    fixture *f = calloc(1, sizeof(*f));
+    f->big = make_replica("llama3-gqa", 0, 0);
+    f->small = make_replica("llama3-gqa", 12, 160);
+    f->n_cases = load_cases("llama3-gqa", f->cases, 8);
+    assert_int_equal(f->n_cases, 4);
+    compute_alone(f);
+    *state = f;
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    fixture *f = *state;
+    ss_replica_destroy(f->big);
+    ss_replica_destroy(f->small);
+    free(f);
+    return 0;
+}
+
+/* ---- event collection ---- */
+
+typedef struct collect {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int32_t tokens[MAX_GEN];
+    int32_t n;
+    char text[16384];
+    size_t text_len;
+    int done, events_after_done;
+    ss_finish_reason finish;
+    ss_status status;
+    char message[512];
+    int32_t prompt_tokens, completion_tokens, cached_tokens;
+    int32_t n_top;
+    int top_is_token; /* every event's first top id equals its token */
+} collect;
+
+static void collect_init(collect *c)
+{
+    memset(c, 0, sizeof(*c));
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->cv, NULL);
+    c->top_is_token = 1;
+}
+
+static void collect_fini(collect *c)
+{
+    pthread_mutex_destroy(&c->mu);
+    pthread_cond_destroy(&c->cv);
+}
+
+static void on_event(void *user, const ss_gen_event *ev)
+{
+    collect *c = user;
+    pthread_mutex_lock(&c->mu);
+    if (c->done)
+        c->events_after_done++;
+    if (c->text_len + ev->text_len < sizeof(c->text)) {
+        memcpy(c->text + c->text_len, ev->text, ev->text_len);
+        c->text_len += ev->text_len;
+    }
+    if (ev->kind == SS_GEN_TOKEN) {
+        if (c->n < MAX_GEN)
+            c->tokens[c->n++] = ev->token;
+        c->n_top = ev->n_top;
+        if (ev->n_top > 0 && ev->top_ids[0] != ev->token)
+            c->top_is_token = 0;
+    } else {
+        c->done = 1;
+        c->finish = ev->finish;
+        c->status = ev->status;
+        snprintf(c->message, sizeof(c->message), "%s", ev->message ? ev->message : "");
+        c->prompt_tokens = ev->prompt_tokens;
+        c->completion_tokens = ev->completion_tokens;
+        c->cached_tokens = ev->cached_tokens;
+        pthread_cond_broadcast(&c->cv);
+    }
+    pthread_cond_signal(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+}
+
+static void wait_done(collect *c)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += WAIT_S;
+    pthread_mutex_lock(&c->mu);
+    while (!c->done)
+        if (pthread_cond_timedwait(&c->cv, &c->mu, &ts) != 0)
+            break;
+    int done = c->done;
+    pthread_mutex_unlock(&c->mu);
+    if (!done)
+        fail_msg("request did not finish within %d s", WAIT_S);
+}
+
+static void wait_tokens(collect *c, int32_t n)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += WAIT_S;
+    pthread_mutex_lock(&c->mu);
+    while (c->n < n && !c->done)
+        if (pthread_cond_timedwait(&c->cv, &c->mu, &ts) != 0)
+            break;
+    int ok = c->n >= n;
+    pthread_mutex_unlock(&c->mu);
+    if (!ok)
+        fail_msg("no %d tokens within %d s", (int)n, WAIT_S);
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A greedy request (ignore_eos) for prompt[0..n), allocated as the API layer would. */
+static ss_gen_request *make_req(const int32_t *prompt, int32_t n, int32_t max_tokens)
+{
+    ss_gen_request *q = ss_calloc(1, sizeof(*q));
+    q->prompt = ss_malloc((size_t)n * sizeof(int32_t));
+    memcpy(q->prompt, prompt, (size_t)n * sizeof(int32_t));
+    q->n_prompt = n;
+    q->max_tokens = max_tokens;
+    q->sp = ss_sampling_default();
+    q->ignore_eos = 1;
+    q->arrival_ms = mono_ms();
+    return q;
+}
+
+static ss_sched *make_sched(ss_replica *rep, const ss_tokenizer *tok, int32_t max_running, int32_t max_waiting,
+                            int32_t max_step_tokens, int prefix_cache)
+{
+    ss_sched_params p = ss_sched_default_params();
+    if (max_running > 0)
+        p.max_running = max_running;
+    if (max_waiting > 0)
+        p.max_waiting = max_waiting;
+    if (max_step_tokens > 0)
+        p.max_step_tokens = max_step_tokens;
+    p.enable_prefix_cache = prefix_cache;
+    ss_sched *s = NULL;
+    ss_err e;
+    if (ss_sched_create(&p, rep, tok, &s, &e) != SS_OK)
+        fail_msg("sched create: %s", e.msg);
+    return s;
+}
+
+static void submit_ok(ss_sched *s, ss_gen_request *q, collect *c, uint64_t *id)
+{
+    ss_err e;
+    uint64_t local;
+    if (ss_sched_submit(s, q, on_event, c, id ? id : &local, &e) != SS_OK)
+        fail_msg("submit: %s", e.msg);
+}
+
+/* Runs one request alone on s and waits for it. */
+static void run_alone(ss_sched *s, ss_gen_request *q, collect *c)
+{
+    collect_init(c);
+    submit_ok(s, q, c, NULL);
+    wait_done(c);
+}
+
+/* Tokens must match the golden greedy ids while the reference's margin is clearly above our error. */
+static void assert_golden_prefix(const golden_case *g, const int32_t *tok, int32_t n)
+{
+    for (int32_t k = 0; k < n && k < g->n_greedy; k++) {
+        if (g->margin[k] < 1e-3)
+            return;
+        if (tok[k] != g->greedy[k])
+            fail_msg("token %d: got %d, golden %d", (int)k, (int)tok[k], (int)g->greedy[k]);
+    }
+}
+
+/* Polls the stats until no block is used and nothing runs (published after each iteration). */
+static void wait_idle_stats(ss_sched *s, ss_sched_stats *st)
+{
+    for (int i = 0; i < 2000; i++) {
+        ss_sched_stats_get(s, st);
+        if (st->kv_blocks_used == 0 && st->running == 0 && st->waiting == 0)
+            return;
+        struct timespec d = {0, 1000000};
+        nanosleep(&d, NULL);
+    }
+}
+
+/* ---- tests ---- */
+
+static void test_greedy_golden(void **state)
+{
+    fixture *f = *state;
+    ss_sched *s = make_sched(f->big, NULL, 0, 0, 0, 1);
+    for (int i = 0; i < f->n_cases; i++) {
+        golden_case *g = &f->cases[i];
+        ss_gen_request *q = make_req(g->prompt, g->n_prompt, g->n_greedy);
+        q->sp.n_logprobs = 3;
+        collect c;
+        run_alone(s, q, &c);
+        assert_int_equal(c.finish, SS_FINISH_LENGTH);
+        assert_int_equal(c.status, SS_OK);
+        assert_int_equal(c.n, g->n_greedy);
+        assert_int_equal(c.completion_tokens, g->n_greedy);
+        assert_int_equal(c.prompt_tokens, g->n_prompt);
+        assert_int_equal(c.n_top, 3);
+        assert_true(c.top_is_token);
+        assert_int_equal(c.events_after_done, 0);
+        assert_int_equal(c.text_len, 0); /* no tokenizer: no text */
+        assert_golden_prefix(g, c.tokens, c.n);
+        collect_fini(&c);
+    }
+    ss_sched_stats st;
+    wait_idle_stats(s, &st);
+    assert_int_equal(st.requests_ok, f->n_cases);
+    assert_int_equal(st.kv_blocks_used, 0);
+    int64_t gen = 0, prompt = 0;
+    for (int i = 0; i < f->n_cases; i++) {
+        gen += f->cases[i].n_greedy;
+        prompt += f->cases[i].n_prompt;
+    }
+    assert_int_equal(st.generated_tokens, gen);
+    assert_int_equal(st.prompt_tokens, prompt);
+    assert_true(st.steps >= f->cases[0].n_greedy);
+    ss_sched_destroy(s);
+}
+
+/* 32 prompts: the golden prompts and prefixes of them; odd ones sample with a seed. */
+static ss_gen_request *mix_req(const fixture *f, int i, int32_t max_tokens)
+{
+    const golden_case *g = &f->cases[i % f->n_cases];
+    int32_t n = (int32_t)((g->n_prompt * (8 - i / 4) + 7) / 8);
+    if (n < 1)
+        n = 1;
+    ss_gen_request *q = make_req(g->prompt, n, max_tokens);
+    if (i % 2) {
+        q->sp.temperature = 0.9f;
+        q->sp.top_p = 0.95f;
+        q->sp.seed = (uint64_t)(1000 + i);
+    }
+    return q;
+}
+
+/* Runs the mix requests one at a time (no prefix cache): the reference for the batching tests. */
+static void compute_alone(fixture *f)
+{
+    ss_sched *s = make_sched(f->big, NULL, 0, 0, 0, 0);
+    for (int i = 0; i < MIX_N; i++) {
+        collect c;
+        run_alone(s, mix_req(f, i, MIX_GEN), &c);
+        assert_int_equal(c.n, MIX_GEN);
+        memcpy(f->alone[i], c.tokens, sizeof(f->alone[i]));
+        collect_fini(&c);
+    }
+    ss_sched_destroy(s);
+}
+
+/* Submits the first n mix requests at once on rep and checks each against its run alone. */
+static void run_mix(fixture *f, ss_replica *rep, int n, int32_t max_step_tokens, ss_sched_stats *st)
+{
+    static collect batched[MIX_N];
+    ss_sched *s = make_sched(rep, NULL, 0, 0, max_step_tokens, 1);
+    for (int i = 0; i < n; i++) {
+        collect_init(&batched[i]);
+        submit_ok(s, mix_req(f, i, MIX_GEN), &batched[i], NULL);
+    }
+    for (int i = 0; i < n; i++)
+        wait_done(&batched[i]);
+    wait_idle_stats(s, st);
+    ss_sched_destroy(s); /* before any assertion: a failure must not leave a thread stepping the replica */
+    for (int i = 0; i < n; i++) {
+        assert_int_equal(batched[i].finish, SS_FINISH_LENGTH);
+        assert_int_equal(batched[i].n, MIX_GEN);
+        if (memcmp(f->alone[i], batched[i].tokens, MIX_GEN * sizeof(int32_t)) != 0)
+            fail_msg("request %d: batched tokens differ from alone", i);
+        collect_fini(&batched[i]);
+    }
+    assert_int_equal(st->requests_ok, n);
+    assert_int_equal(st->kv_blocks_used, 0);
+}
+
+static void test_batching_invariance(void **state)
+{
+    fixture *f = *state;
+    ss_sched_stats st;
+    /* a small step budget: long prompts are prefilled in chunks beside the decodes */
+    run_mix(f, f->big, MIX_N, 48, &st);
+    assert_true(st.steps < MIX_N * MIX_GEN / 4); /* really batched */
+    assert_true(st.prefix_hits > 0);             /* shared prefixes were reused */
+    assert_int_equal(st.preemptions, 0);
+}
+
+static void test_kv_exhaustion_preemption(void **state)
+{
+    fixture *f = *state;
+    ss_sched_stats st;
+    run_mix(f, f->small, 16, 0, &st); /* 12 blocks: far less than the work needs */
+    assert_true(st.preemptions > 0);
+    assert_int_equal(st.kv_blocks_total, 12);
+}
+
+static void test_prefix_cache_hit(void **state)
+{
+    fixture *f = *state;
+    golden_case *g = &f->cases[2]; /* 33 tokens: two full blocks of 16 */
+    ss_sched *s = make_sched(f->big, NULL, 0, 0, 0, 1);
+    collect a, b;
+    run_alone(s, make_req(g->prompt, g->n_prompt, 8), &a);
+    assert_int_equal(a.cached_tokens, 0);
+    run_alone(s, make_req(g->prompt, g->n_prompt, 8), &b);
+    assert_int_equal(b.cached_tokens, 32);
+    assert_memory_equal(a.tokens, b.tokens, 8 * sizeof(int32_t));
+    assert_golden_prefix(g, b.tokens, b.n);
+    ss_sched_stats st;
+    wait_idle_stats(s, &st);
+    assert_int_equal(st.prefix_hits, 32);
+    assert_int_equal(st.prefix_queries, 2 * 33);
+    ss_sched_destroy(s);
+    collect_fini(&a);
+    collect_fini(&b);
+}
+
+static void test_cancel_frees_blocks(void **state)
+{
+    fixture *f = *state;
+    golden_case *g = &f->cases[3];
+    ss_sched *s = make_sched(f->big, NULL, 0, 0, 0, 1);
+    collect c;
+    collect_init(&c);
+    uint64_t id = 0;
+    submit_ok(s, make_req(g->prompt, g->n_prompt, 4000), &c, &id);
+    assert_true(id > 0);
+    wait_tokens(&c, 2);
+    ss_sched_stats st;
+    ss_sched_stats_get(s, &st);
+    assert_true(st.kv_blocks_used > 0);
+    ss_sched_cancel(s, id);
+    wait_done(&c);
+    assert_int_equal(c.finish, SS_FINISH_CANCELLED);
+    assert_true(c.n < 4000);
+    assert_int_equal(c.completion_tokens, c.n);
+    wait_idle_stats(s, &st);
+    assert_int_equal(st.kv_blocks_used, 0);
+    assert_int_equal(st.running, 0);
+    assert_int_equal(st.requests_cancelled, 1);
+    ss_sched_cancel(s, id);        /* already gone: ignored */
+    ss_sched_cancel(s, 987654321); /* unknown: ignored */
+    ss_sched_destroy(s);
+    collect_fini(&c);
+}
+
+static void test_queue_full(void **state)
+{
+    fixture *f = *state;
+    golden_case *g = &f->cases[1];
+    ss_sched *s = make_sched(f->big, NULL, 1, 2, 0, 1);
+    collect c[3];
+    uint64_t id[3];
+    collect_init(&c[0]);
+    submit_ok(s, make_req(g->prompt, g->n_prompt, 4000), &c[0], &id[0]);
+    wait_tokens(&c[0], 1); /* running: the queue is empty again */
+    for (int i = 1; i < 3; i++) {
+        collect_init(&c[i]);
+        submit_ok(s, make_req(g->prompt, g->n_prompt, 4000), &c[i], &id[i]);
+    }
+    ss_err e;
+    uint64_t rid = 77;
+    assert_int_equal(ss_sched_submit(s, make_req(g->prompt, g->n_prompt, 4), on_event, NULL, &rid, &e),
+                     SS_ERR_CAPACITY);
+    assert_int_equal(rid, 0);
+    assert_non_null(strstr(e.msg, "queue is full"));
+    ss_sched_stats st;
+    ss_sched_stats_get(s, &st);
+    assert_int_equal(st.running, 1);
+    assert_int_equal(st.waiting, 2);
+    for (int i = 2; i >= 0; i--)
+        ss_sched_cancel(s, id[i]);
+    for (int i = 0; i < 3; i++) {
+        wait_done(&c[i]);
+        assert_int_equal(c[i].finish, SS_FINISH_CANCELLED);
+    }
+    assert_int_equal(c[1].n, 0);
+    assert_int_equal(c[2].n, 0);
+    wait_idle_stats(s, &st);
+    assert_int_equal(st.kv_blocks_used, 0);
+    assert_int_equal(st.requests_cancelled, 3);
+    ss_sched_destroy(s);
+    for (int i = 0; i < 3; i++)
+        collect_fini(&c[i]);
+}
+
+static void test_bad_requests(void **state)
+{
+    fixture *f = *state;
+    ss_sched *s = make_sched(f->small, NULL, 0, 0, 0, 1);
+    ss_err e;
+    uint64_t id;
+    int32_t long_prompt[200];
+    for (int i = 0; i < 200; i++)
+        long_prompt[i] = i % 500;
+    /* longer than the context (160): the message gives both numbers */
+    assert_int_equal(ss_sched_submit(s, make_req(long_prompt, 160, 4), on_event, NULL, &id, &e), SS_ERR_INVALID_ARG);
+    assert_non_null(strstr(e.msg, "160 tokens"));
+    assert_non_null(strstr(e.msg, "context holds 160"));
+    assert_int_equal(ss_sched_submit(s, make_req(long_prompt, 200, 4), on_event, NULL, &id, &e), SS_ERR_INVALID_ARG);
+    assert_non_null(strstr(e.msg, "200"));
+    ss_gen_request *q = make_req(long_prompt, 4, 4);
+    q->n_prompt = 0;
+    assert_int_equal(ss_sched_submit(s, q, on_event, NULL, &id, &e), SS_ERR_INVALID_ARG);
+    assert_non_null(strstr(e.msg, "empty"));
+    assert_int_equal(ss_sched_submit(s, make_req(long_prompt, 4, 0), on_event, NULL, &id, &e), SS_ERR_INVALID_ARG);
+    assert_non_null(strstr(e.msg, "max_tokens"));
+    q = make_req(long_prompt, 4, 4);
+    q->prompt[2] = 512;
+    assert_int_equal(ss_sched_submit(s, q, on_event, NULL, &id, &e), SS_ERR_INVALID_ARG);
+    assert_non_null(strstr(e.msg, "vocabulary"));
+    q = make_req(long_prompt, 4, 4);
+    q->stop[0] = ss_strdup("x");
+    q->n_stop = 1;
+    assert_int_equal(ss_sched_submit(s, q, on_event, NULL, &id, &e), SS_ERR_UNSUPPORTED); /* no tokenizer */
+    q = make_req(long_prompt, 4, 4);
+    q->sp.n_logprobs = 21;
+    assert_int_equal(ss_sched_submit(s, q, on_event, NULL, &id, &e), SS_ERR_INVALID_ARG);
+    assert_int_equal(ss_sched_submit(s, NULL, on_event, NULL, &id, &e), SS_ERR_INVALID_ARG);
+
+    /* the context cap ends a generation with "length" */
+    collect c;
+    run_alone(s, make_req(f->cases[3].prompt, 130, 1000), &c);
+    assert_int_equal(c.finish, SS_FINISH_LENGTH);
+    assert_int_equal(c.n, 30);
+    assert_golden_prefix(&f->cases[3], c.tokens, c.n);
+    assert_true(ss_sched_healthy(s));
+    ss_sched_destroy(s);
+    collect_fini(&c);
+}
+
+static void test_deadline(void **state)
+{
+    fixture *f = *state;
+    ss_sched *s = make_sched(f->big, NULL, 0, 0, 0, 1);
+    collect c;
+    ss_gen_request *q = make_req(f->cases[3].prompt, 130, 8000);
+    q->deadline_ms = mono_ms() + 30;
+    run_alone(s, q, &c);
+    assert_int_equal(c.finish, SS_FINISH_ERROR);
+    assert_int_equal(c.status, SS_ERR_TIMEOUT);
+    assert_string_equal(c.message, "deadline exceeded");
+    ss_sched_stats st;
+    wait_idle_stats(s, &st);
+    assert_int_equal(st.kv_blocks_used, 0);
+    assert_int_equal(st.requests_failed, 1);
+    ss_sched_destroy(s);
+    collect_fini(&c);
+}
+
+static void test_drain(void **state)
+{
+    fixture *f = *state;
+    golden_case *g = &f->cases[1];
+    /* a generous deadline: the running request completes */
+    ss_sched *s = make_sched(f->big, NULL, 0, 0, 0, 1);
+    collect a;
+    collect_init(&a);
+    submit_ok(s, make_req(g->prompt, g->n_prompt, 8), &a, NULL);
+    ss_sched_drain(s, 30000);
+    assert_true(a.done);
+    assert_int_equal(a.finish, SS_FINISH_LENGTH);
+    ss_err e;
+    uint64_t id;
+    assert_int_equal(ss_sched_submit(s, make_req(g->prompt, g->n_prompt, 8), on_event, NULL, &id, &e),
+                     SS_ERR_CANCELLED);
+    ss_sched_destroy(s);
+    collect_fini(&a);
+
+    /* no time left: a long request is failed */
+    s = make_sched(f->big, NULL, 0, 0, 0, 1);
+    collect b;
+    collect_init(&b);
+    submit_ok(s, make_req(g->prompt, g->n_prompt, 8000), &b, NULL);
+    wait_tokens(&b, 1);
+    ss_sched_drain(s, 0);
+    assert_true(b.done);
+    assert_int_equal(b.finish, SS_FINISH_ERROR);
+    assert_non_null(strstr(b.message, "shutting down"));
+    ss_sched_destroy(s);
+    collect_fini(&b);
+}
+
+static void test_end_ids_min_tokens_bad_words(void **state)
+{
+    fixture *f = *state;
+    golden_case *g = &f->cases[1]; /* greedy: 221 350 305 253 295 225 145 253 ... */
+    ss_sched *s = make_sched(f->big, NULL, 0, 0, 0, 1);
+    assert_int_equal(g->greedy[3], 253);
+    assert_int_equal(g->greedy[4], 295);
+
+    collect c;
+    ss_gen_request *q = make_req(g->prompt, g->n_prompt, 16);
+    q->ignore_eos = 0;
+    q->stop_ids = ss_malloc(sizeof(int32_t));
+    q->stop_ids[0] = 295;
+    q->n_stop_ids = 1;
+    run_alone(s, q, &c);
+    assert_int_equal(c.finish, SS_FINISH_STOP);
+    assert_int_equal(c.completion_tokens, 5);
+    assert_memory_equal(c.tokens, g->greedy, 5 * sizeof(int32_t));
+    collect_fini(&c);
+
+    /* ignore_eos: the end id does not stop */
+    q = make_req(g->prompt, g->n_prompt, 8);
+    q->stop_ids = ss_malloc(sizeof(int32_t));
+    q->stop_ids[0] = 295;
+    q->n_stop_ids = 1;
+    run_alone(s, q, &c);
+    assert_int_equal(c.finish, SS_FINISH_LENGTH);
+    assert_memory_equal(c.tokens, g->greedy, 8 * sizeof(int32_t));
+    collect_fini(&c);
+
+    /* min_tokens 5: the end id is banned for the first 5 tokens */
+    q = make_req(g->prompt, g->n_prompt, 8);
+    q->ignore_eos = 0;
+    q->min_tokens = 5;
+    q->stop_ids = ss_malloc(sizeof(int32_t));
+    q->stop_ids[0] = 295;
+    q->n_stop_ids = 1;
+    run_alone(s, q, &c);
+    assert_memory_equal(c.tokens, g->greedy, 4 * sizeof(int32_t));
+    assert_int_not_equal(c.tokens[4], 295);
+    for (int k = 0; k < 5; k++)
+        assert_int_not_equal(c.tokens[k], 295);
+    collect_fini(&c);
+
+    /* a one-token bad word is never generated */
+    q = make_req(g->prompt, g->n_prompt, 8);
+    q->n_bad_words = 1;
+    q->bad_words = ss_calloc(1, sizeof(int32_t *));
+    q->bad_word_lens = ss_calloc(1, sizeof(int32_t));
+    q->bad_words[0] = ss_malloc(sizeof(int32_t));
+    q->bad_words[0][0] = 253;
+    q->bad_word_lens[0] = 1;
+    run_alone(s, q, &c);
+    assert_memory_equal(c.tokens, g->greedy, 3 * sizeof(int32_t));
+    for (int k = 0; k < c.n; k++)
+        assert_int_not_equal(c.tokens[k], 253);
+    collect_fini(&c);
+
+    /* a two-token bad word: 253 banned only right after 305 */
+    q = make_req(g->prompt, g->n_prompt, 8);
+    q->n_bad_words = 1;
+    q->bad_words = ss_calloc(1, sizeof(int32_t *));
+    q->bad_word_lens = ss_calloc(1, sizeof(int32_t));
+    q->bad_words[0] = ss_malloc(2 * sizeof(int32_t));
+    q->bad_words[0][0] = 305;
+    q->bad_words[0][1] = 253;
+    q->bad_word_lens[0] = 2;
+    run_alone(s, q, &c);
+    assert_memory_equal(c.tokens, g->greedy, 3 * sizeof(int32_t));
+    assert_int_not_equal(c.tokens[3], 253);
+    collect_fini(&c);
+    ss_sched_destroy(s);
+}
+
+static void test_seed_reproducible(void **state)
+{
+    fixture *f = *state;
+    golden_case *g = &f->cases[2];
+    ss_sched *s = make_sched(f->big, NULL, 0, 0, 0, 1);
+    collect a, b, c;
+    ss_gen_request *q[3];
+    for (int i = 0; i < 3; i++) {
+        q[i] = make_req(g->prompt, g->n_prompt, 24);
+        q[i]->sp.temperature = 1.5f;
+        q[i]->sp.seed = i < 2 ? 42 : 43;
+    }
+    run_alone(s, q[0], &a);
+    run_alone(s, q[1], &b);
+    run_alone(s, q[2], &c);
+    assert_memory_equal(a.tokens, b.tokens, 24 * sizeof(int32_t));
+    assert_true(memcmp(a.tokens, c.tokens, 24 * sizeof(int32_t)) != 0);
+    ss_sched_destroy(s);
+    collect_fini(&a);
+    collect_fini(&b);
+    collect_fini(&c);
+}
+
+/* Text through the real Llama 3.1 tokenizer: the streamed text equals the golden text, and a stop
+ * string spanning two tokens is cut exactly. */
+static void test_text_and_stop_strings(void **state)
+{
+    (void)state;
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/models/e2e-llama3-tok", SS_FIXTURES);
+    ss_tokenizer *tok = NULL;
+    ss_err e;
+    if (ss_tokenizer_load(dir, &tok, &e) != SS_OK)
+        fail_msg("tokenizer: %s", e.msg);
+    ss_replica *rep = make_replica("e2e-llama3-tok", 64, 256);
+    cJSON *j = golden_load("e2e-llama3-tok");
+    ss_sched *s = make_sched(rep, tok, 0, 0, 0, 1);
+    const cJSON *cases = cJSON_GetObjectItem(j, "cases");
+    int idx = 0;
+    for (const cJSON *cj = cases->child; cj; cj = cj->next, idx++) {
+        int32_t prompt[256];
+        int n = 0;
+        for (const cJSON *x = cJSON_GetObjectItem(cj, "prompt_ids")->child; x; x = x->next)
+            prompt[n++] = (int32_t)x->valuedouble;
+        int n_gen = cJSON_GetArraySize(cJSON_GetObjectItem(cj, "greedy_ids"));
+        const char *want = cJSON_GetObjectItem(cj, "greedy_text")->valuestring;
+        collect c;
+        run_alone(s, make_req(prompt, n, n_gen), &c);
+        assert_int_equal(c.finish, SS_FINISH_LENGTH);
+        assert_int_equal(c.text_len, strlen(want));
+        assert_memory_equal(c.text, want, c.text_len);
+        collect_fini(&c);
+
+        /* stop string: the first 3 bytes of the golden text's second half plus the next 4 bytes */
+        size_t wl = strlen(want);
+        size_t at = wl / 2;
+        char stop[16];
+        snprintf(stop, sizeof stop, "%.7s", want + at);
+        const char *hit = strstr(want, stop);
+        size_t expect_len = (size_t)(hit - want);
+        ss_gen_request *q = make_req(prompt, n, n_gen);
+        q->stop[0] = ss_strdup("never-appears");
+        q->stop[1] = ss_strdup(stop);
+        q->n_stop = 2;
+        run_alone(s, q, &c);
+        assert_int_equal(c.finish, SS_FINISH_STOP);
+        assert_int_equal(c.text_len, expect_len);
+        assert_memory_equal(c.text, want, expect_len);
+        assert_true(c.completion_tokens < n_gen);
+        collect_fini(&c);
+    }
+    /* the case the brief names: "late\tte" spans "\ttemplate" + "\ttemplate" */
+    const cJSON *c2 = cJSON_GetArrayItem(cases, 1);
+    const char *want2 = cJSON_GetObjectItem(c2, "greedy_text")->valuestring;
+    if (strstr(want2, "late\ttemplate")) {
+        int32_t prompt[256];
+        int n = 0;
+        for (const cJSON *x = cJSON_GetObjectItem(c2, "prompt_ids")->child; x; x = x->next)
+            prompt[n++] = (int32_t)x->valuedouble;
+        ss_gen_request *q = make_req(prompt, n, 16);
+        q->stop[0] = ss_strdup("late\tte");
+        q->n_stop = 1;
+        collect c;
+        run_alone(s, q, &c);
+        assert_int_equal(c.finish, SS_FINISH_STOP);
+        size_t expect_len = (size_t)(strstr(want2, "late\tte") - want2);
+        assert_int_equal(c.text_len, expect_len);
+        assert_memory_equal(c.text, want2, expect_len);
+        collect_fini(&c);
+    }
+    ss_sched_destroy(s);
+    cJSON_Delete(j);
+    ss_replica_destroy(rep);
+    ss_tokenizer_destroy(tok);
+}
+
+/* Allocation failures injected from submit on (scheduler thread and replica included): every request
+ * ends with a clean DONE, a failed step turns the scheduler unhealthy and fails what comes next. Last:
+ * a replica that failed mid-step is not reused. */
+static void test_alloc_failures(void **state)
+{
+    fixture *f = *state;
+    golden_case *g = &f->cases[2];
+    int saw_ok = 0, saw_error = 0, saw_unhealthy = 0;
+    long tries = 0;
+    for (long n = 0; !saw_ok && n < 1000000; n = n < 30 ? n + 1 : n * 3 / 2, tries++) {
+        ss_sched *s = make_sched(f->small, NULL, 0, 0, 0, 1);
+        ss_gen_request *q = make_req(g->prompt, g->n_prompt, 100); /* more than the first 64-token buffer */
+        collect c;
+        collect_init(&c);
+        ss_err e;
+        uint64_t id;
+        ss_alloc_fail_after(n);
+        ss_status st = ss_sched_submit(s, q, on_event, &c, &id, &e);
+        if (st == SS_OK)
+            wait_done(&c);
+        ss_alloc_fail_after(-1);
+        if (st != SS_OK) {
+            assert_int_equal(st, SS_ERR_NOMEM);
+        } else if (c.finish == SS_FINISH_ERROR) {
+            saw_error = 1;
+            assert_true(c.message[0] != '\0');
+            if (!ss_sched_healthy(s)) {
+                saw_unhealthy = 1;
+                assert_non_null(strstr(c.message, "replica step failed"));
+                assert_int_not_equal(ss_sched_submit(s, make_req(g->prompt, g->n_prompt, 4), on_event, NULL, &id, &e),
+                                     SS_OK);
+                assert_non_null(strstr(e.msg, "not healthy"));
+            }
+        } else {
+            saw_ok = 1;
+            assert_int_equal(c.finish, SS_FINISH_LENGTH);
+            assert_int_equal(c.n, 100);
+        }
+        ss_sched_destroy(s);
+        collect_fini(&c);
+    }
+    assert_true(saw_ok);
+    assert_true(saw_error);
+    print_message("alloc failures: %ld runs, a failed step seen: %d\n", tries, saw_unhealthy);
+}
+
+int main(int argc, char **argv)
+{
+    (void)argc;
+    /* The cpu backend's thread count (omp_set_num_threads) binds only the thread that created it, and
+     * the scheduler steps on its own thread: pin OpenMP through the environment, which libgomp reads at
+     * load time, by running this binary again. On a busy 2-core machine this is 15x faster. */
+    if (!getenv("OMP_NUM_THREADS")) {
+        setenv("OMP_NUM_THREADS", "1", 1);
+        execv("/proc/self/exe", argv);
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_greedy_golden),
+        cmocka_unit_test(test_batching_invariance),
+        cmocka_unit_test(test_kv_exhaustion_preemption),
+        cmocka_unit_test(test_prefix_cache_hit),
+        cmocka_unit_test(test_cancel_frees_blocks),
+        cmocka_unit_test(test_queue_full),
+        cmocka_unit_test(test_bad_requests),
+        cmocka_unit_test(test_deadline),
+        cmocka_unit_test(test_drain),
+        cmocka_unit_test(test_end_ids_min_tokens_bad_words),
+        cmocka_unit_test(test_seed_reproducible),
+        cmocka_unit_test(test_text_and_stop_strings),
+        cmocka_unit_test(test_alloc_failures),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
