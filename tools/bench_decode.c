@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli/opts.h"
 #include "core/alloc.h"
@@ -49,6 +50,16 @@ int main(int argc, char **argv)
     p.model_dir = model;
     p.tp = (int)tp;
     p.pp = (int)pp;
+    /* Other ranks run `shardserve worker`: the binary sits one folder up from tools/. */
+    static char exe[4096];
+    ssize_t xl = readlink("/proc/self/exe", exe, sizeof exe - 32);
+    if (xl > 0) {
+        exe[xl] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash)
+            snprintf(slash, sizeof exe - (size_t)(slash - exe), "/../shardserve");
+        p.worker_exe = exe;
+    }
     p.backend.device = !strcmp(device, "cuda") ? SS_DEVICE_CUDA : !strcmp(device, "cpu") ? SS_DEVICE_CPU : SS_DEVICE_AUTO;
     int32_t bs = 16;
     int64_t len = seqlen > 0 ? seqlen : prompt + gen + 1;

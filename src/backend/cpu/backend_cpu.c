@@ -16,6 +16,10 @@ typedef struct cpu_ctx {
     int n_threads;
 } cpu_ctx;
 
+/* Threads of every parallel region: explicit, because the calling thread (a scheduler's) may not
+ * be the one that created the backend, and omp_set_num_threads is per thread. */
+#define CPU_THREADS(ctx) (((const cpu_ctx *)(ctx))->n_threads)
+
 static ss_status cpu_alloc(void *ctx, size_t bytes, void **out)
 {
     (void)ctx;
@@ -92,7 +96,7 @@ static void cpu_rms_row(float *o, const float *x, const float *w, int32_t dim, f
 static ss_status cpu_rmsnorm(void *ctx, void *out, const void *x, const void *w, int64_t rows, int32_t dim, float eps)
 {
     (void)ctx;
-#pragma omp parallel for if (rows > 16)
+#pragma omp parallel for if (rows > 16) num_threads(CPU_THREADS(ctx))
     for (int64_t r = 0; r < rows; r++)
         cpu_rms_row((float *)out + r * dim, (const float *)x + r * dim, w, dim, eps);
     return SS_OK;
@@ -102,7 +106,7 @@ static ss_status cpu_add_rmsnorm(void *ctx, void *residual, const void *add, voi
                                  int32_t dim, float eps)
 {
     (void)ctx;
-#pragma omp parallel for if (rows > 16)
+#pragma omp parallel for if (rows > 16) num_threads(CPU_THREADS(ctx))
     for (int64_t r = 0; r < rows; r++) {
         float *res = (float *)residual + r * dim;
         const float *a = (const float *)add + r * dim;
@@ -149,7 +153,7 @@ static ss_status cpu_rope(void *ctx, void *x, const int32_t *pos, const float *i
 {
     (void)ctx;
     int32_t half = head_dim / 2;
-#pragma omp parallel for if (n > 16)
+#pragma omp parallel for if (n > 16) num_threads(CPU_THREADS(ctx))
     for (int64_t t = 0; t < n; t++) {
         for (int32_t i = 0; i < half; i++) {
             /* Angle in float32 as the reference computes it, then cos/sin. */
@@ -186,7 +190,7 @@ static ss_status cpu_attention(void *ctx, void *out, const void *q, int64_t q_st
     int32_t group = heads / kv_heads;
     size_t row = (size_t)kv_heads * head_dim;
     int32_t max_len = meta->max_seq_len > 0 ? meta->max_seq_len : 1;
-#pragma omp parallel
+#pragma omp parallel num_threads(CPU_THREADS(ctx))
     {
         float *sc = malloc((size_t)max_len * sizeof *sc);
 #pragma omp for collapse(2) schedule(dynamic)
@@ -232,7 +236,7 @@ static ss_status cpu_attention(void *ctx, void *out, const void *q, int64_t q_st
 static ss_status cpu_silu_mul(void *ctx, void *out, const void *gu, int64_t n, int32_t inter)
 {
     (void)ctx;
-#pragma omp parallel for if (n > 4)
+#pragma omp parallel for if (n > 4) num_threads(CPU_THREADS(ctx))
     for (int64_t t = 0; t < n; t++) {
         const float *g = (const float *)gu + t * 2 * inter, *u = g + inter;
         float *o = (float *)out + t * inter;
