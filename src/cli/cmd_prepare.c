@@ -52,6 +52,50 @@ static ss_status prep_read_token(const char *path, int required, char **out, ss_
     return SS_OK;
 }
 
+/* The prepare path shared with `serve`: default cache root, Hub token (--hf-token-file, HF_TOKEN, or
+ * the huggingface-cli file), HF_ENDPOINT, then ss_engine_prepare. p holds model, revision, tp, pp,
+ * dtype and tuning; *dir is ss_malloc'd. The token never reaches err. */
+ss_status ss_cli_engine_prepare(char **env, ss_engine_params *p, const char *cache, const char *token_file,
+                                char **dir, ss_err *err)
+{
+    char cache_buf[4096];
+    if (!cache) {
+        const char *home = prep_env(env, "HOME");
+        snprintf(cache_buf, sizeof cache_buf, "%s/.cache/shardserve", home && home[0] ? home : ".");
+        cache = cache_buf;
+    }
+    char *token = NULL;
+    ss_status st = SS_OK;
+    if (token_file) {
+        st = prep_read_token(token_file, 1, &token, err);
+    } else if (prep_env(env, "HF_TOKEN") && prep_env(env, "HF_TOKEN")[0]) {
+        token = ss_strdup(prep_env(env, "HF_TOKEN"));
+    } else {
+        char path[4096];
+        const char *hf_home = prep_env(env, "HF_HOME"), *home = prep_env(env, "HOME");
+        if (hf_home && hf_home[0])
+            snprintf(path, sizeof path, "%s/token", hf_home);
+        else
+            snprintf(path, sizeof path, "%s/.cache/huggingface/token", home ? home : ".");
+        st = prep_read_token(path, 0, &token, err);
+    }
+    if (st != SS_OK)
+        return st;
+    p->cache_dir = cache;
+    const char *endpoint = prep_env(env, "HF_ENDPOINT");
+    if (endpoint && endpoint[0])
+        p->hf_endpoint = endpoint;
+    p->hf_token = token;
+    st = ss_engine_prepare(p, dir, err);
+    if (token) {
+        ss_hub_mask(err->msg, token);
+        memset(token, 0, strlen(token));
+        ss_free(token);
+    }
+    p->hf_token = NULL;
+    return st;
+}
+
 int ss_cmd_prepare(int argc, char **argv, char **env)
 {
     const char *model = NULL, *revision = "main", *dtype = "bf16", *cache = NULL, *token_file = NULL;
@@ -112,39 +156,10 @@ int ss_cmd_prepare(int argc, char **argv, char **env)
         fprintf(stderr, "shardserve prepare: --verify %s: expected sizes or full\n", verify);
         return SS_EXIT_USAGE;
     }
-    char cache_buf[4096];
-    if (!cache) {
-        const char *home = prep_env(env, "HOME");
-        snprintf(cache_buf, sizeof cache_buf, "%s/.cache/shardserve", home && home[0] ? home : ".");
-        cache = cache_buf;
-    }
-    char *token = NULL;
-    if (token_file) {
-        st = prep_read_token(token_file, 1, &token, &err);
-    } else if (prep_env(env, "HF_TOKEN") && prep_env(env, "HF_TOKEN")[0]) {
-        token = ss_strdup(prep_env(env, "HF_TOKEN"));
-    } else {
-        char path[4096];
-        const char *hf_home = prep_env(env, "HF_HOME"), *home = prep_env(env, "HOME");
-        if (hf_home && hf_home[0])
-            snprintf(path, sizeof path, "%s/token", hf_home);
-        else
-            snprintf(path, sizeof path, "%s/.cache/huggingface/token", home ? home : ".");
-        st = prep_read_token(path, 0, &token, &err);
-    }
-    if (st != SS_OK) {
-        fprintf(stderr, "shardserve prepare: %s\n", err.msg);
-        return SS_EXIT_USAGE;
-    }
     p.model = model;
     p.revision = revision;
     p.tp = (int)tp;
     p.pp = (int)pp;
-    p.cache_dir = cache;
-    const char *endpoint = prep_env(env, "HF_ENDPOINT");
-    if (endpoint && endpoint[0])
-        p.hf_endpoint = endpoint;
-    p.hf_token = token;
     p.download_parallel = (int)parallel;
     p.threads = (int)threads;
     p.lock.stale_s = stale_s;
@@ -152,12 +167,7 @@ int ss_cmd_prepare(int argc, char **argv, char **env)
     p.tty = isatty(STDERR_FILENO);
     p.quiet = quiet;
     char *dir = NULL;
-    st = ss_engine_prepare(&p, &dir, &err);
-    if (token) {
-        ss_hub_mask(err.msg, token);
-        memset(token, 0, strlen(token));
-        ss_free(token);
-    }
+    st = ss_cli_engine_prepare(env, &p, cache, token_file, &dir, &err);
     if (st != SS_OK) {
         fprintf(stderr, "shardserve prepare: %s\n", err.msg);
         return ss_status_exit_code(st);

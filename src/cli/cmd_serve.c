@@ -7,13 +7,20 @@
 #include <unistd.h>
 
 #include "cli/commands.h"
+#include "cli/default_model.h"
 #include "cli/opts.h"
+#include "cli/rank_env.h"
+#include "core/alloc.h"
+#include "core/fileio.h"
+#include "engine/manifest.h"
 #include "core/log.h"
 #include "core/status.h"
 #include "serve/server.h"
 
 typedef struct serve_opts {
     const char *model, *engine, *device, *host, *api_key, *served_name, *log_level;
+    const char *revision, *dtype, *cache, *token_file, *leader_addr;
+    int64_t nnodes, node_rank, gpus_per_node, rdzv_port, comm_timeout;
     int64_t tp, pp, port, metrics_port, threads;
     int64_t max_batch, max_waiting, max_step_tokens, max_seq_len, num_kv_blocks, block_size;
     int64_t max_body_bytes, max_header_bytes, conn_timeout, request_timeout, drain_timeout, max_n;
@@ -24,30 +31,6 @@ static int serve_fail(ss_status st, const ss_err *e)
 {
     fprintf(stderr, "shardserve serve: %s\n", e->msg);
     return st == SS_ERR_CANCELLED ? SS_EXIT_OK : ss_status_exit_code(st);
-}
-
-/* The bundled default model: models/default next to the source tree or under the install prefix,
- * found from the binary's own path. Writes into buf; returns 0 when none exists. */
-static int serve_default_model(char *buf, size_t cap)
-{
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n <= 0)
-        return 0;
-    exe[n] = '\0';
-    char *slash = strrchr(exe, '/');
-    if (!slash)
-        return 0;
-    *slash = '\0';
-    static const char *const rel[] = {"/../models/default", "/../share/shardserve/models/default",
-                                      "/models/default", "/../../models/default"};
-    for (size_t i = 0; i < sizeof rel / sizeof rel[0]; i++) {
-        struct stat st;
-        int w = snprintf(buf, cap, "%s%s", exe, rel[i]);
-        if (w > 0 && (size_t)w < cap && stat(buf, &st) == 0 && S_ISDIR(st.st_mode))
-            return 1;
-    }
-    return 0;
 }
 
 static ss_status serve_range(const char *flag, int64_t v, int64_t lo, int64_t hi, ss_err *e)
@@ -78,10 +61,25 @@ int ss_cmd_serve(int argc, char **argv, char **env)
     o.max_header_bytes = (int64_t)p.max_header_bytes;
     o.conn_timeout = p.conn_timeout_s;
     o.request_timeout = p.request_timeout_ms / 1000;
+    o.revision = "main";
+    o.dtype = "bf16";
+    o.nnodes = o.node_rank = o.gpus_per_node = -1;
+    o.rdzv_port = 29500;
+    o.comm_timeout = 60;
     o.drain_timeout = p.drain_timeout_ms / 1000;
     o.max_n = p.max_n;
     const ss_opt opts[] = {
-        {"model", SS_OPT_STR, &o.model, "checkpoint folder (default: the bundled models/default)"},
+        {"model", SS_OPT_STR, &o.model, "Hugging Face id or checkpoint folder (default: the bundled demo model)"},
+        {"revision", SS_OPT_STR, &o.revision, "Hub branch, tag or commit of --model (default main)"},
+        {"dtype", SS_OPT_STR, &o.dtype, "engine dtype when preparing: bf16 | fp16 | fp32 (default bf16)"},
+        {"cache", SS_OPT_STR, &o.cache, "engine cache root; with it (or a Hub id) serve prepares the engine first"},
+        {"hf-token-file", SS_OPT_STR, &o.token_file, "file holding the Hub token (else HF_TOKEN)"},
+        {"nnodes", SS_OPT_INT, &o.nnodes, "machines in the replica (default 1)"},
+        {"node-rank", SS_OPT_INT, &o.node_rank, "this machine's index (0 serves HTTP; others are workers)"},
+        {"gpus-per-node", SS_OPT_INT, &o.gpus_per_node, "ranks per machine (default tp x pp / nnodes)"},
+        {"leader-addr", SS_OPT_STR, &o.leader_addr, "HOST:PORT where rank 0 meets the other ranks"},
+        {"rendezvous-port", SS_OPT_INT, &o.rdzv_port, "rendezvous port with LeaderWorkerSet / MPI (default 29500)"},
+        {"comm-timeout", SS_OPT_INT, &o.comm_timeout, "seconds before a silent rank fails a step (default 60)"},
         {"engine", SS_OPT_STR, &o.engine, "prepared engine folder (instead of --model)"},
         {"tp", SS_OPT_INT, &o.tp, "tensor-parallel degree"},
         {"pp", SS_OPT_INT, &o.pp, "pipeline-parallel degree"},
@@ -152,14 +150,45 @@ int ss_cmd_serve(int argc, char **argv, char **env)
         return SS_EXIT_USAGE;
     }
 
+    /* Where this process sits: a node other than the leader's runs workers only (no HTTP). */
+    ss_rank_info ri;
+    st = ss_rank_discover(env, (int)o.tp, (int)o.pp, (int)o.nnodes, (int)o.node_rank, (int)o.gpus_per_node,
+                          o.leader_addr, (int)o.rdzv_port, &ri, &e);
+    if (st != SS_OK)
+        return serve_fail(st, &e);
+    if (ri.rank != 0) {
+        SS_LOGI("serve: rank %d of %d (%s): worker, no HTTP", ri.rank, ri.world, ri.source);
+        return ss_cli_run_node(&ri);
+    }
+    p.replica.leader_addr = ri.leader_addr[0] ? ri.leader_addr : NULL;
+    p.replica.gpus_per_node = ri.gpus_per_node;
+    p.replica.local_ranks = ri.per_process ? 1 : 0;
+    p.replica.comm_timeout_ms = (int)(o.comm_timeout * 1000);
+
     char default_dir[PATH_MAX];
+    char *engine_dir = NULL;
     p.model_dir = o.engine ? o.engine : o.model;
     if (!p.model_dir) {
-        if (!serve_default_model(default_dir, sizeof default_dir)) {
-            fprintf(stderr, "shardserve serve: no --model given and no bundled models/default found\n");
-            return SS_EXIT_USAGE;
-        }
+        if ((st = ss_default_model_dir(default_dir, sizeof default_dir, &e)) != SS_OK)
+            return serve_fail(st, &e);
         p.model_dir = default_dir;
+    } else if (!o.engine && (o.cache || !ss_path_exists(o.model))) {
+        /* A Hub id, or a folder to cache: the same code path as `shardserve prepare`. */
+        ss_engine_params ep = ss_engine_default_params();
+        ep.model = o.model;
+        ep.revision = o.revision;
+        ep.tp = (int)o.tp;
+        ep.pp = (int)o.pp;
+        ep.tty = isatty(STDERR_FILENO);
+        if ((st = ss_engine_dtype_parse(o.dtype, &ep.dtype, &e)) != SS_OK)
+            return serve_fail(SS_ERR_INVALID_ARG, &e);
+        if ((st = ss_cli_engine_prepare(env, &ep, o.cache, o.token_file, &engine_dir, &e)) != SS_OK)
+            return serve_fail(st, &e);
+        p.model_dir = engine_dir;
+        if (!o.served_name) { /* name the model after the id, not the cache folder */
+            const char *slash = strrchr(o.model, '/');
+            o.served_name = slash && slash[1] ? slash + 1 : o.model;
+        }
     }
     p.served_model_name = o.served_name;
     p.host = o.host;
@@ -187,10 +216,10 @@ int ss_cmd_serve(int argc, char **argv, char **env)
 
     ss_server *srv = NULL;
     st = ss_server_create(&p, &srv, &e);
-    if (st != SS_OK)
-        return serve_fail(st, &e);
-    st = ss_server_run(srv, &e);
+    if (st == SS_OK)
+        st = ss_server_run(srv, &e);
     ss_server_destroy(srv);
+    ss_free(engine_dir);
     if (st != SS_OK)
         return serve_fail(st, &e);
     return SS_EXIT_OK;

@@ -83,7 +83,7 @@ int ss_cli_run_node(const ss_rank_info *info)
                 kids[nk++] = pid;
         }
     }
-    int rc = worker_run(info->leader_addr, info->rank, info->world, 600, NULL);
+    int rc = worker_run(info->leader_addr, info->rank, info->world, 3600, NULL); /* the leader may be preparing */
     for (int i = 0; i < nk; i++) {
         if (rc != SS_EXIT_OK)
             kill(kids[i], SIGTERM);

@@ -3,6 +3,9 @@
 #ifndef SS_CLI_COMMANDS_H
 #define SS_CLI_COMMANDS_H
 
+#include "core/status.h"
+#include "engine/engine.h"
+
 int ss_cmd_generate(int argc, char **argv, char **env);
 int ss_cmd_serve(int argc, char **argv, char **env);
 int ss_cmd_prepare(int argc, char **argv, char **env);
@@ -14,5 +17,9 @@ int ss_cmd_worker(int argc, char **argv, char **env);
 struct ss_rank_info;
 /* For `serve`/`generate` on a node other than the leader's: runs this node's ranks as workers. */
 int ss_cli_run_node(const struct ss_rank_info *info);
+
+/* The engine-preparing path of `prepare`, shared with `serve` (cmd_prepare.c). */
+ss_status ss_cli_engine_prepare(char **env, ss_engine_params *p, const char *cache, const char *token_file,
+                                char **dir, ss_err *err);
 
 #endif

@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# session.sh — the lead's GPU run, in one device call: unpacks what scripts/gpu/stage-lead.sh packed,
+# trains the demo model on the last GPU in the background, and meanwhile runs the GPU checks and
+# benchmarks on the others. Every step has a deadline; the whole run stays under BUDGET seconds.
+# Results: $OUT/summary.txt, $OUT/logs.tar.xz, and $OUT/demo-*.{safetensors,json,txt} from training.
+# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize big (default: all)
+set -u
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+BUDGET=${BUDGET:-560}
+T0=$SECONDS
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+OUTD=${OUT:-$ROOT/build-gpu-out}
+mkdir -p "$OUTD"
+W=/tmp/ssg
+rm -rf "$W" && mkdir -p "$W/logs"
+L=$W/logs
+S=$OUTD/summary.txt
+: >"$S"
+note() { echo "$*" | tee -a "$S"; }
+left() { echo $((BUDGET - (SECONDS - T0))); }
+step() { # step NAME TIMEOUT LOGNAME CMD... (skipped when the budget is short)
+  local name=$1 lim=$2 log=$L/$3
+  shift 3
+  if [ "$(left)" -lt 20 ]; then note "SKIP  $name (budget)"; return 1; fi
+  [ "$lim" -gt "$(left)" ] && lim=$(left)
+  local t=$SECONDS
+  timeout "$lim" "$@" >"$log" 2>&1
+  local rc=$?
+  if [ $rc -eq 0 ]; then note "PASS  $name ($((SECONDS - t)) s)"; else note "FAIL  $name (rc $rc, $((SECONDS - t)) s)"; tail -5 "$log" | sed 's/^/      /' | tee -a "$S"; fi
+  return $rc
+}
+finish() {
+  [ -n "${TRAIN_PID:-}" ] && kill "$TRAIN_PID" 2>/dev/null
+  grep -h '^{' "$L"/bench_*.log 2>/dev/null >"$L/bench.jsonl"
+  tar -C "$W" -cJf "$OUTD/logs.tar.xz" logs 2>/dev/null
+  if [ -d "$W/demo" ]; then for f in "$W"/demo/*; do cp "$f" "$OUTD/demo-$(basename "$f")"; done; fi
+  note "elapsed $((SECONDS - T0)) s"
+  cat "$S" >/dev/null
+}
+trap finish EXIT
+PH=${*:-train check bench multi sanitize}
+has() { case " $PH " in *" $1 "*) return 0 ;; esac; return 1; }
+
+# ---- unpack binaries at the paths they were built with (tests hold absolute paths)
+tar -C "$W" -xJf .gpu-carry/bin.tar.xz
+tar -C "$W" -xJf .gpu-carry/fixtures.tar.xz
+BD=$(cat "$W/build_dir.txt")
+mkdir -p "$(dirname "$BD")" /work/shared
+[ -e "$BD" ] || ln -s "$W/build" "$BD"
+[ -e /work/shared/fixtures ] || ln -s "$W/fixtures" /work/shared/fixtures
+PYNV=$(python3 -c 'import nvidia, os; print(list(nvidia.__path__)[0])' 2>/dev/null)
+LIBS=$W/lib:/usr/local/cuda/lib64
+for d in "$PYNV"/*/lib "$PYNV"/cu13/lib; do [ -d "$d" ] && LIBS=$LIBS:$d; done
+export LD_LIBRARY_PATH=$LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+B=$BD
+NG=$(nvidia-smi -L | wc -l)
+{ nvidia-smi; nvidia-smi topo -m; ldd "$B/shardserve" | grep -E 'not found|cuda|nccl|cublas'; } >"$L/env.log" 2>&1
+note "card: $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | head -1) x $NG; commit $(cat "$W/commit.txt")"
+grep -q 'not found' "$L/env.log" && note "MISSING LIBS: $(grep 'not found' "$L/env.log" | tr '\n' ' ')"
+
+# ---- demo model training (background, last GPU)
+if has train && [ -f .gpu-carry/corpus.tar.xz ]; then
+  tar -C "$W" -xJf .gpu-carry/corpus.tar.xz
+  CUDA_VISIBLE_DEVICES=$((NG - 1)) PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 \
+    python3 tools/demo-model/train.py --corpus "$W/.corpus" --minutes "${TRAIN_MIN:-4}" --out "$W/demo" \
+    >"$L/train.log" 2>&1 &
+  TRAIN_PID=$!
+  note "training started on GPU $((NG - 1))"
+fi
+G0=0
+export CUDA_VISIBLE_DEVICES=$G0
+M8=/tmp/llama-3-8b
+if has bench; then
+  ("$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1; echo "rc=$?" >>"$L/gen8b.log") &
+  GEN_PID=$!
+fi
+if has check; then
+  step "backend consistency cpu vs cuda" 150 consistency.log "$B/tests/test_backend_consistency"
+  step "golden tests on cuda (bf16, tol 2e-2)" 150 golden_cuda.log env SS_TEST_DEVICE=cuda "$B/tests/test_golden"
+fi
+if has bench; then
+  wait "$GEN_PID"
+  note "gen_checkpoint llama-3-8b: $(grep -E 'GB/s|rc=' "$L/gen8b.log" | tr '\n' ' ')"
+  step "decode 8B batch 1 (128 + 256)" 120 bench_b1.log "$B/tools/bench_decode" --model "$M8" --device cuda --prompt 128 --gen 256 --json
+  for bsz in 8 32 128; do
+    step "decode 8B batch $bsz" 120 "bench_b$bsz.log" "$B/tools/bench_decode" --model "$M8" --device cuda --batch $bsz --prompt 128 --gen 64 --json
+  done
+  step "prefill 8B 2048 tokens" 120 bench_prefill.log "$B/tools/bench_decode" --model "$M8" --device cuda --prompt 2048 --gen 4 --json
+  step "backend microbenchmarks" 150 microbench.log "$B/tools/bench_backend"
+fi
+if has sanitize; then
+  export CUDA_VISIBLE_DEVICES=$G0
+  step "compute-sanitizer memcheck (golden, cuda)" 200 memcheck.log compute-sanitizer --tool memcheck --error-exitcode 9 env SS_TEST_DEVICE=cuda "$B/tests/test_golden"
+  step "compute-sanitizer racecheck (consistency)" 200 racecheck.log compute-sanitizer --tool racecheck --error-exitcode 9 "$B/tests/test_backend_consistency"
+fi
+if [ -n "${TRAIN_PID:-}" ]; then
+  note "waiting for training ($(left) s left)"
+  while kill -0 "$TRAIN_PID" 2>/dev/null && [ "$(left)" -gt 5 ]; do sleep 2; done
+  wait "$TRAIN_PID" 2>/dev/null; note "training: $(grep -E 'SUMMARY' "$L/train.log" | tail -1)"
+  TRAIN_PID=
+fi
+if has multi && [ "$NG" -ge 2 ]; then
+  G=0,1
+  [ -z "${TRAIN_PID:-}" ] || [ "$NG" -ge 3 ] || G=0,1
+  export CUDA_VISIBLE_DEVICES=$G
+  step "golden tp2 on 2 GPUs (NCCL)" 150 golden_tp2.log env SS_TEST_DEVICE=cuda SS_TEST_TP=2 "$B/tests/test_golden"
+  step "golden pp2 on 2 GPUs" 150 golden_pp2.log env SS_TEST_DEVICE=cuda SS_TEST_PP=2 "$B/tests/test_golden"
+  step "golden tp2, NCCL socket transport" 150 golden_tp2_sock.log env NCCL_P2P_DISABLE=1 NCCL_SHM_DISABLE=1 SS_TEST_DEVICE=cuda SS_TEST_TP=2 "$B/tests/test_golden"
+  [ -d "$M8" ] && step "decode 8B tp2 batch 1" 150 bench_tp2.log "$B/tools/bench_decode" --model "$M8" --device cuda --tp 2 --prompt 128 --gen 256 --json
+fi
+if has multi && [ "$NG" -ge 4 ]; then
+  export CUDA_VISIBLE_DEVICES=0,1,2,3
+  step "golden tp4 on 4 GPUs" 150 golden_tp4.log env SS_TEST_DEVICE=cuda SS_TEST_TP=4 "$B/tests/test_golden"
+  step "golden tp2 x pp2 on 4 GPUs" 150 golden_tp2pp2.log env SS_TEST_DEVICE=cuda SS_TEST_TP=2 SS_TEST_PP=2 "$B/tests/test_golden"
+  [ -d "$M8" ] && step "decode 8B tp4 batch 1" 150 bench_tp4.log "$B/tools/bench_decode" --model "$M8" --device cuda --tp 4 --prompt 128 --gen 256 --json
+fi
+note "---- benchmark lines"
+cat "$L"/bench_*.log 2>/dev/null | grep '^{' | tee -a "$S"

@@ -1,0 +1,3 @@
+module shardserve/tests/deploy/render
+
+go 1.19
