@@ -115,5 +115,28 @@ if has multi && [ "$NG" -ge 4 ]; then
   step "golden tp2 x pp2 on 4 GPUs" 150 golden_tp2pp2.log env SS_TEST_DEVICE=cuda SS_TEST_TP=2 SS_TEST_PP=2 "$B/tests/test_golden"
   [ -d "$M8" ] && step "decode 8B tp4 batch 1" 150 bench_tp4.log "$B/tools/bench_decode" --model "$M8" --device cuda --tp 4 --prompt 128 --gen 256 --json
 fi
+if has serve; then
+  export CUDA_VISIBLE_DEVICES=$G0
+  [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
+  "$B/shardserve" serve --model "$M8" --device cuda --port 8000 --metrics-port 8002 --served-model-name llama-3-8b \
+    --max-batch "${SERVE_BATCH:-256}" --max-step-tokens "${SERVE_STEP:-2048}" --max-waiting 2048 >"$L/serve.log" 2>&1 &
+  SPID=$!
+  ready=0
+  for i in $(seq 1 240); do
+    python3 -c 'import urllib.request,sys; sys.exit(0 if urllib.request.urlopen("http://127.0.0.1:8000/v2/health/ready", timeout=2).status == 200 else 1)' 2>/dev/null && { ready=1; break; }
+    kill -0 $SPID 2>/dev/null || break
+    sleep 0.5
+  done
+  note "serve ready=$ready after ~$((i / 2)) s"
+  if [ $ready = 1 ]; then
+    step "bench rate 2/s, 467 in / 256 out" 80 bench_serve_rate.log "$B/shardserve" bench --url http://127.0.0.1:8000 --model llama-3-8b \
+      --num-requests "${RATE_N:-60}" --input-len 467 --output-len 256 --request-rate 2 --seed 1 --json
+    step "bench max concurrency, ${MAX_N:-1000} x 1000/1000" "${MAX_T:-330}" bench_serve_max.log "$B/shardserve" bench --url http://127.0.0.1:8000 \
+      --model llama-3-8b --num-requests "${MAX_N:-1000}" --input-len 1000 --output-len 1000 --seed 1 --json
+    python3 -c 'import urllib.request; print(urllib.request.urlopen("http://127.0.0.1:8002/metrics", timeout=5).read().decode())' >"$L/metrics.txt" 2>&1
+  fi
+  kill -TERM $SPID 2>/dev/null; sleep 2; kill -9 $SPID 2>/dev/null
+  grep -h '^{' "$L"/bench_serve_*.log | tee -a "$S"
+fi
 note "---- benchmark lines"
 cat "$L"/bench_*.log 2>/dev/null | grep '^{' | tee -a "$S"

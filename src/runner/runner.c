@@ -93,6 +93,32 @@ static ss_status runner_open_weights(ss_runner *r, ss_err *err)
     return st;
 }
 
+/* KV blocks when none were asked for: on a GPU, 90% of the memory left after the weights and a reserve
+ * for activations and logits; on the cpu, room for 8 full-length sequences. */
+static int32_t runner_default_blocks(const ss_runner *r)
+{
+    size_t free_b = 0, total_b = 0;
+    int32_t cpu_default = r->fp.max_blocks * 8;
+    if (r->be->iface->mem_info(r->be->ctx, &free_b, &total_b) != SS_OK || !free_b)
+        return cpu_default;
+    size_t esz = ss_dtype_size(r->be->act_dtype);
+    size_t kv_dim = (size_t)r->plan.kv_heads * r->cfg.head_dim;
+    size_t layers = (size_t)(r->plan.layer_end - r->plan.layer_start);
+    size_t per_block = (size_t)r->fp.block_size * kv_dim * esz * 2 * layers;
+    size_t T = (size_t)r->fp.max_tokens, R = (size_t)r->fp.max_rows;
+    size_t reserve = ((size_t)2 << 30) +
+                     T * esz * (6 * (size_t)r->cfg.hidden_size + 4 * (size_t)r->plan.inter_size + 3 * kv_dim * 4) +
+                     R * (size_t)r->cfg.vocab_size * 4 * 3;
+    if (free_b <= reserve || !per_block)
+        return 64;
+    size_t n = (free_b - reserve) / 10 * 9 / per_block;
+    if (n > (size_t)INT32_MAX / 2)
+        n = (size_t)INT32_MAX / 2;
+    SS_LOGI("KV cache: %zu blocks (%.1f GiB of %.1f GiB free)", n, n * (double)per_block / 1073741824.0,
+            free_b / 1073741824.0);
+    return (int32_t)(n < 64 ? 64 : n);
+}
+
 ss_status ss_runner_create(const ss_runner_params *p, const ss_runner_links *links, ss_runner **out, ss_err *err)
 {
     *out = NULL;
@@ -116,7 +142,7 @@ ss_status ss_runner_create(const ss_runner_params *p, const ss_runner_links *lin
     r->fp.max_tokens = p->max_batch_tokens > 0 ? p->max_batch_tokens : 2048;
     r->fp.max_seqs = p->max_seqs > 0 ? p->max_seqs : 256;
     r->fp.max_rows = r->fp.max_seqs > 256 ? r->fp.max_seqs : 256;
-    r->fp.num_blocks = p->num_kv_blocks > 0 ? p->num_kv_blocks : r->fp.max_blocks * 8;
+    r->fp.num_blocks = p->num_kv_blocks > 0 ? p->num_kv_blocks : runner_default_blocks(r);
     r->p.num_kv_blocks = r->fp.num_blocks;
     ss_forward_links fl = {links->tp, links->world, r->plan.first_stage ? -1 : p->rank - p->tp,
                            r->plan.last_stage ? -1 : p->rank + p->tp};
