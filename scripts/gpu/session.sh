@@ -115,9 +115,18 @@ if has multi && [ "$NG" -ge 4 ]; then
   step "golden tp2 x pp2 on 4 GPUs" 150 golden_tp2pp2.log env SS_TEST_DEVICE=cuda SS_TEST_TP=2 SS_TEST_PP=2 "$B/tests/test_golden"
   [ -d "$M8" ] && step "decode 8B tp4 batch 1" 150 bench_tp4.log "$B/tools/bench_decode" --model "$M8" --device cuda --tp 4 --prompt 128 --gen 256 --json
 fi
+if has tp2 && [ "$NG" -ge 2 ]; then
+  export CUDA_VISIBLE_DEVICES=0,1
+  [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
+  step "decode 8B tp2 batch 1" 150 bench_tp2.log "$B/tools/bench_decode" --model "$M8" --device cuda --tp 2 --prompt 128 --gen 256 --json
+  step "decode 8B tp2 batch 64" 150 bench_tp2_b64.log "$B/tools/bench_decode" --model "$M8" --device cuda --tp 2 --batch 64 --prompt 128 --gen 64 --json
+  step "decode 8B pp2 batch 1" 150 bench_pp2.log "$B/tools/bench_decode" --model "$M8" --device cuda --pp 2 --prompt 128 --gen 128 --json
+fi
 if has serve; then
   export CUDA_VISIBLE_DEVICES=$G0
   [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
+  # the real Llama 3.1 tokenizer (vocabulary 128256, as the 8B shape) from the fixtures
+  cp /work/shared/fixtures/models/e2e-llama3-tok/tokenizer.json /work/shared/fixtures/models/e2e-llama3-tok/tokenizer_config.json "$M8/"
   "$B/shardserve" serve --model "$M8" --device cuda --port 8000 --metrics-port 8002 --served-model-name llama-3-8b \
     --max-batch "${SERVE_BATCH:-256}" --max-step-tokens "${SERVE_STEP:-2048}" --max-waiting 2048 >"$L/serve.log" 2>&1 &
   SPID=$!

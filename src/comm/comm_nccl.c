@@ -85,6 +85,11 @@ static ss_status nc_settle_locked(nc_ctx *c, ncclResult_t r, const char *what)
 {
     const int64_t deadline = nc_now_ms() + c->timeout_ms;
     long us = 10;
+    /* An enqueue in progress usually settles within microseconds: poll without sleeping first (a sleep
+     * costs tens of microseconds in a VM, and a decode step enqueues two collectives per layer). */
+    for (int spin = 0; r == ncclInProgress && spin < 20000 && c->comm; spin++)
+        if (ncclCommGetAsyncError(c->comm, &r) != ncclSuccess)
+            r = ncclSystemError;
     while (r == ncclInProgress) {
         pthread_mutex_unlock(&c->mu);
         nc_backoff(&us);
@@ -343,6 +348,10 @@ ss_status ss_comm_nccl_wait(ss_comm *comm, int timeout_ms, ss_err *err)
         pthread_mutex_unlock(&c->mu);
 
         cudaError_t q = cudaStreamQuery(c->stream);
+        /* Spin for the length of a typical step before backing off: the step's end is on the
+         * critical path of every decode token. */
+        for (int64_t spin_until = nc_now_ms() + 50; q == cudaErrorNotReady && nc_now_ms() < spin_until;)
+            q = cudaStreamQuery(c->stream);
         if (q == cudaSuccess)
             return SS_OK;
         if (q != cudaErrorNotReady)
