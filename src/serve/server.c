@@ -816,6 +816,10 @@ static void srv_generate(ss_server *s, struct evhttp_request *req, ss_api_kind k
     if (conn) {
         evhttp_connection_set_closecb(conn, srv_on_close, r);
         srv_watch(r, conn);
+        /* From here the request's own deadline governs: a request waiting in the queue (or streaming
+         * slowly) must not be cut by the idle-connection timeout meant for slowloris clients. */
+        int tmo = s->p.request_timeout_ms > 0 ? (int)(s->p.request_timeout_ms / 1000) + 30 : 7 * 86400;
+        evhttp_connection_set_timeout(conn, tmo);
     }
     if (r->n_submitted < r->n) {
         /* A later choice was refused: fail the whole request once the submitted ones stop. */
