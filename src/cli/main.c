@@ -1,5 +1,6 @@
 /* main.c — the shardserve binary: dispatches to a subcommand (DESIGN.md §2). */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli/commands.h"
@@ -32,6 +33,10 @@ static void main_usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+    /* OpenMP threads of the cpu backend wait passively between regions: spinning starves OpenBLAS's
+     * own threads and the other ranks on small machines. Read once by libgomp at start-up; a value
+     * the user set wins. */
+    setenv("OMP_WAIT_POLICY", "PASSIVE", 0);
     if (argc < 2) {
         main_usage(stderr);
         return SS_EXIT_USAGE;

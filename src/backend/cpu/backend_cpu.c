@@ -129,7 +129,18 @@ static ss_status cpu_matmul(void *ctx, void *out, ss_dtype out_type, const void 
         for (int64_t i = 0; i < n; i++)
             memcpy(o + i * m, bias, (size_t)m * sizeof(float));
     }
-    if (n == 1)
+    if ((int64_t)n * m * k < (1 << 20)) {
+        /* Small products: BLAS's thread hand-off costs more than the arithmetic. */
+        const float *xs = x, *Ws = W;
+        for (int64_t i = 0; i < n; i++)
+            for (int32_t r = 0; r < m; r++) {
+                const float *a = xs + i * k, *w = Ws + (int64_t)r * k;
+                float acc = 0;
+                for (int32_t j = 0; j < k; j++)
+                    acc += a[j] * w[j];
+                o[i * m + r] = bias ? o[i * m + r] + acc : acc;
+            }
+    } else if (n == 1)
         cblas_sgemv(CblasRowMajor, CblasNoTrans, m, k, 1.0f, W, k, x, 1, bias ? 1.0f : 0.0f, o, 1);
     else
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, m, k, 1.0f, x, k, W, k, bias ? 1.0f : 0.0f, o, m);
@@ -190,7 +201,7 @@ static ss_status cpu_attention(void *ctx, void *out, const void *q, int64_t q_st
     int32_t group = heads / kv_heads;
     size_t row = (size_t)kv_heads * head_dim;
     int32_t max_len = meta->max_seq_len > 0 ? meta->max_seq_len : 1;
-#pragma omp parallel num_threads(CPU_THREADS(ctx))
+#pragma omp parallel num_threads(CPU_THREADS(ctx)) if (n * heads * (int64_t)max_len > 65536)
     {
         float *sc = malloc((size_t)max_len * sizeof *sc);
 #pragma omp for collapse(2) schedule(dynamic)
