@@ -223,7 +223,8 @@ ss_status ss_replica_step(ss_replica *r, const ss_step_plan *plan, ss_step_outpu
     }
     if (st != SS_OK) {
         /* Name the rank that went away when a socket says so (a dead process closes them all). */
-        for (int k = 1; k < r->boot.world && (st == SS_ERR_COMM || st == SS_ERR_TIMEOUT); k++) {
+        for (int k = 1; k < r->boot.world && (st == SS_ERR_COMM || st == SS_ERR_TIMEOUT) && !strstr(err->msg, "is lost");
+             k++) {
             struct pollfd pf = {r->boot.peer_ctrl[k], POLLIN, 0};
             char c;
             if (poll(&pf, 1, 0) == 1 && (pf.revents & (POLLHUP | POLLERR) ||

@@ -92,6 +92,7 @@ struct ss_server {
     atomic_int state;
     atomic_int drained;
     ss_status load_status;
+    int replica_lost; /* a step failed: exit with SS_ERR_COMM (code 4) */
     ss_err load_err;
     /* Published by the loader before state = READY (release), read by the loop after (acquire). */
     ss_tokenizer *tok;
@@ -581,6 +582,16 @@ static void srv_wake_cb(evutil_socket_t fd, short what, void *arg)
         SS_LOGE("model load failed: %s", s->load_err.msg);
         s->shutting_down = 1;
         event_base_loopexit(s->base, NULL);
+        return;
+    }
+    if (atomic_load(&s->state) == SRV_READY && !s->shutting_down && s->sched && !ss_sched_healthy(s->sched)) {
+        /* A rank is gone: the failed requests were answered above; leave within a second (so those
+         * replies flush) with exit code 4, and let the orchestrator restart the whole replica. */
+        SS_LOGE("the replica lost a rank: failing in-flight requests and exiting (code 4)");
+        s->shutting_down = 1;
+        s->replica_lost = 1;
+        struct timeval tv = {1, 0};
+        event_base_loopexit(s->base, &tv);
         return;
     }
     srv_check_exit(s);
@@ -1304,6 +1315,8 @@ ss_status ss_server_run(ss_server *s, ss_err *err)
         snprintf(err->msg, sizeof err->msg, "%s", s->load_err.msg);
         return s->load_status;
     }
+    if (s->replica_lost)
+        return ss_err_set(err, SS_ERR_COMM, "the replica lost a rank (see the log for which); exiting for a restart");
     SS_LOGI("stopped cleanly");
     return SS_OK;
 }

@@ -161,6 +161,56 @@ def netns():
         subprocess.run(["ip", "netns", "del", b], capture_output=True)
 
 
-{"late_join": late_join, "kill_worker": kill_worker, "version_mismatch": version_mismatch,
+def serve_kill_worker():
+    """serve --tp 2: kill -9 the worker; the next request fails with a clear error and the server
+    exits 4 (so the orchestrator restarts the replica), leaving no process behind."""
+    import json
+    import urllib.error
+    import urllib.request
+    port, mport = free_port(), free_port()
+    model = os.path.join(FIX, "models", "e2e-llama3-tok")
+    srv = subprocess.Popen([BIN, "serve", "--model", model, "--tp", "2", "--device", "cpu", "--threads", "1",
+                            "--port", str(port), "--metrics-port", str(mport), "--comm-timeout", "5",
+                            "--max-seq-len", "256"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    base = "http://127.0.0.1:%d" % port
+    t0 = time.time()
+    while time.time() - t0 < 60:
+        try:
+            if urllib.request.urlopen(base + "/v2/health/ready", timeout=2).status == 200:
+                break
+        except Exception:
+            time.sleep(0.3)
+    else:
+        srv.kill()
+        fail("server never became ready: " + srv.stderr.read()[-2000:])
+    kids = subprocess.run(["pgrep", "-P", str(srv.pid)], capture_output=True, text=True).stdout.split()
+    if not kids:
+        fail("serve --tp 2 started no worker process")
+    os.kill(int(kids[0]), signal.SIGKILL)
+    body = json.dumps({"model": "e2e-llama3-tok", "prompt": "hello", "max_tokens": 8}).encode()
+    status, text = 0, ""
+    try:
+        urllib.request.urlopen(urllib.request.Request(base + "/v1/completions", data=body,
+                                                      headers={"Content-Type": "application/json"}), timeout=30)
+    except urllib.error.HTTPError as e:
+        status, text = e.code, e.read().decode(errors="replace")
+    except Exception as e:
+        text = str(e)
+    if status < 500 or "rank 1" not in text:
+        fail("request after the worker died: status %d body %r" % (status, text[:500]))
+    try:
+        srv.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        srv.kill()
+        fail("server did not exit after losing a rank")
+    if srv.returncode != 4:
+        fail("server exit code %d, want 4; %s" % (srv.returncode, srv.stderr.read()[-1500:]))
+    left = subprocess.run(["pgrep", "-P", str(srv.pid)], capture_output=True, text=True).stdout.strip()
+    if left:
+        fail("processes left: " + left)
+    print("request failed with %d: %s; server exited 4" % (status, text[:200]))
+
+
+{"late_join": late_join, "serve_kill_worker": serve_kill_worker, "kill_worker": kill_worker, "version_mismatch": version_mismatch,
  "netns": netns}[CASE]()
 print("1 passed, 0 failed")
