@@ -394,6 +394,63 @@ static void test_batching_invariance(void **state)
     assert_int_equal(st.preemptions, 0);
 }
 
+/* A long prompt arriving while another request decodes must not stall it: the prompt is prefilled in
+ * chunks of the step budget and every one of those steps still carries the decode token. Counted in
+ * tokens, not time: between the long request's submission and its first token (its whole prefill),
+ * the decoding request must receive about one token per chunk. */
+typedef struct stall_watch {
+    collect c;
+    collect *other;      /* the decoding request */
+    int32_t other_at_first;
+} stall_watch;
+
+static void on_long_event(void *user, const ss_gen_event *ev)
+{
+    stall_watch *w = user;
+    if (ev->kind == SS_GEN_TOKEN && w->c.n == 0) {
+        pthread_mutex_lock(&w->other->mu);
+        w->other_at_first = w->other->n;
+        pthread_mutex_unlock(&w->other->mu);
+    }
+    on_event(&w->c, ev);
+}
+
+static void test_long_prompt_does_not_stall_decode(void **state)
+{
+    fixture *f = *state;
+    const int32_t budget = 16, long_len = 150;
+    ss_sched *s = make_sched(f->big, NULL, 0, 0, budget, 0);
+    collect shortc;
+    collect_init(&shortc);
+    submit_ok(s, make_req(f->cases[0].prompt, f->cases[0].n_prompt, 400), &shortc, NULL);
+    wait_tokens(&shortc, 5);
+    int32_t prompt[150];
+    for (int32_t i = 0; i < long_len; i++)
+        prompt[i] = (int32_t)((i * 37 + 11) % 500);
+    stall_watch w;
+    memset(&w, 0, sizeof w);
+    collect_init(&w.c);
+    w.other = &shortc;
+    pthread_mutex_lock(&shortc.mu);
+    int32_t at_submit = shortc.n;
+    pthread_mutex_unlock(&shortc.mu);
+    ss_err e;
+    uint64_t id;
+    assert_int_equal(ss_sched_submit(s, make_req(prompt, long_len, 4), on_long_event, &w, &id, &e), SS_OK);
+    wait_done(&w.c);
+    wait_done(&shortc);
+    int32_t chunks = (long_len + budget - 2) / (budget - 1); /* one budget slot goes to the decode */
+    int32_t during = w.other_at_first - at_submit;
+    printf("long prompt of %d tokens prefilled while the other request got %d tokens (%d chunks)\n", long_len,
+           during, chunks);
+    if (during < chunks - 1)
+        fail_msg("decode stalled: %d tokens during a %d-chunk prefill", during, chunks);
+    assert_int_equal(w.c.n, 4);
+    ss_sched_destroy(s);
+    collect_fini(&w.c);
+    collect_fini(&shortc);
+}
+
 static void test_kv_exhaustion_preemption(void **state)
 {
     fixture *f = *state;
@@ -819,6 +876,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_greedy_golden),
         cmocka_unit_test(test_batching_invariance),
+        cmocka_unit_test(test_long_prompt_does_not_stall_decode),
         cmocka_unit_test(test_kv_exhaustion_preemption),
         cmocka_unit_test(test_prefix_cache_hit),
         cmocka_unit_test(test_cancel_frees_blocks),
