@@ -2,6 +2,7 @@
  * ready, then runs step plans until told to stop or the leader goes away (exit 4). No HTTP here. */
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -27,7 +28,10 @@ static int worker_run(const char *leader, int rank, int world, int64_t join_time
         SS_LOGE("%s", e.msg);
         return ss_status_exit_code(st);
     }
-    SS_LOGI("joined the leader at %s; loading %s", leader, b.settings.model_dir);
+    /* NCCL reads its own environment (children inherit it); say what it will use. */
+    const char *ifn = getenv("NCCL_SOCKET_IFNAME");
+    SS_LOGI("joined the leader at %s; loading %s; NCCL_SOCKET_IFNAME=%s", leader, b.settings.model_dir,
+            ifn && *ifn ? ifn : "(NCCL's choice)");
     ss_runner *runner = NULL;
     ss_comm *tp = NULL, *wc = NULL;
     st = ss_boot_make_runner(&b, &runner, &tp, &wc, &e);

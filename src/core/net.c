@@ -2,7 +2,9 @@
 #include "core/net.h"
 
 #include <errno.h>
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <ifaddrs.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -229,6 +231,39 @@ ss_status ss_net_read_all(int fd, void *buf, size_t n, int64_t deadline_ms)
         return SS_ERR_COMM;
     }
     return SS_OK;
+}
+
+void ss_net_local_desc(int fd, char *buf, size_t cap)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    snprintf(buf, cap, "?");
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0)
+        return;
+    char ip[INET6_ADDRSTRLEN] = "?";
+    const void *a = ss.ss_family == AF_INET6 ? (const void *)&((struct sockaddr_in6 *)&ss)->sin6_addr
+                                              : (const void *)&((struct sockaddr_in *)&ss)->sin_addr;
+    inet_ntop(ss.ss_family, a, ip, sizeof ip);
+    const char *ifname = "?";
+    struct ifaddrs *ifs = NULL;
+    if (getifaddrs(&ifs) == 0) {
+        for (struct ifaddrs *i = ifs; i; i = i->ifa_next) {
+            if (!i->ifa_addr || i->ifa_addr->sa_family != ss.ss_family)
+                continue;
+            char other[INET6_ADDRSTRLEN] = "";
+            const void *b = i->ifa_addr->sa_family == AF_INET6
+                                ? (const void *)&((struct sockaddr_in6 *)i->ifa_addr)->sin6_addr
+                                : (const void *)&((struct sockaddr_in *)i->ifa_addr)->sin_addr;
+            inet_ntop(i->ifa_addr->sa_family, b, other, sizeof other);
+            if (!strcmp(other, ip)) {
+                snprintf(buf, cap, "%s %s", i->ifa_name, ip);
+                freeifaddrs(ifs);
+                return;
+            }
+        }
+        freeifaddrs(ifs);
+    }
+    snprintf(buf, cap, "%s %s", ifname, ip);
 }
 
 ss_status ss_net_send_msg(int fd, uint32_t type, const void *payload, size_t len, int64_t deadline_ms)

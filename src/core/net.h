@@ -23,6 +23,10 @@ ss_status ss_net_connect(const char *host, int port, int64_t deadline_ms, int *f
 ss_status ss_net_write_all(int fd, const void *buf, size_t n, int64_t deadline_ms);
 ss_status ss_net_read_all(int fd, void *buf, size_t n, int64_t deadline_ms);
 
+/* Describes the local end of a connected socket: "eth0 10.0.0.5" (interface name and address), for
+ * logs that say which network a rank uses. */
+void ss_net_local_desc(int fd, char *buf, size_t cap);
+
 /* Framed message: u32 type, u64 length, payload. max_len bounds what a peer can make us allocate. */
 ss_status ss_net_send_msg(int fd, uint32_t type, const void *payload, size_t len, int64_t deadline_ms);
 /* *payload is ss_malloc'd (caller frees). */

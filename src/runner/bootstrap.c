@@ -230,6 +230,13 @@ ss_status ss_boot_worker(const char *leader_addr, int rank, int world, int64_t d
         st = ss_err_set(err, SS_ERR_MISMATCH, "rank %d: the leader refused this worker: %.*s", rank, (int)len, msg);
         goto fail;
     }
+    {
+        char host_name[128] = "?", via[128];
+        gethostname(host_name, sizeof host_name - 1);
+        ss_net_local_desc(out->ctrl_fd, via, sizeof via);
+        SS_LOGI("rank %d of %d on host %s, reaching the leader %s through %s", rank, world, host_name, leader_addr,
+                via);
+    }
     boot_peer peers[SS_BOOT_MAX_RANKS];
     if (type != SS_MSG_WELCOME || len != sizeof out->settings + sizeof peers) {
         st = ss_err_set(err, SS_ERR_FORMAT, "rank %d: unexpected message %u from the leader", rank, type);
