@@ -202,6 +202,9 @@ int ss_cmd_serve(int argc, char **argv, char **env)
     p.replica.num_kv_blocks = (int32_t)o.num_kv_blocks;
     p.replica.max_seq_len = (int32_t)o.max_seq_len;
     p.sched.max_running = (int32_t)o.max_batch;
+    /* Size the ranks for the steps the scheduler will send. */
+    p.replica.max_seqs = (int32_t)o.max_batch;
+    p.replica.max_batch_tokens = o.max_step_tokens > o.max_batch ? o.max_step_tokens : o.max_batch;
     p.sched.max_waiting = (int32_t)o.max_waiting;
     p.sched.max_step_tokens = (int32_t)o.max_step_tokens;
     p.sched.enable_prefix_cache = !o.no_prefix_cache;

@@ -263,6 +263,16 @@ int32_t ss_replica_max_seq_len(const ss_replica *r)
     return ss_runner_max_seq_len(r->runner);
 }
 
+int64_t ss_replica_max_batch_tokens(const ss_replica *r)
+{
+    return ss_runner_max_batch_tokens(r->runner);
+}
+
+int32_t ss_replica_max_seqs(const ss_replica *r)
+{
+    return ss_runner_max_seqs(r->runner);
+}
+
 /* Waits up to timeout_ms for the children, then kills what is left. */
 static void replica_reap(ss_replica *r, int timeout_ms)
 {

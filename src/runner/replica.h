@@ -42,6 +42,9 @@ const ss_model_config *ss_replica_config(const ss_replica *r);
 int32_t ss_replica_num_kv_blocks(const ss_replica *r);
 int32_t ss_replica_block_size(const ss_replica *r);
 int32_t ss_replica_max_seq_len(const ss_replica *r);
+/* The step sizes the ranks were built for: a plan must not exceed them. */
+int64_t ss_replica_max_batch_tokens(const ss_replica *r);
+int32_t ss_replica_max_seqs(const ss_replica *r);
 /* Tells workers to exit and releases everything. */
 void ss_replica_destroy(ss_replica *r);
 

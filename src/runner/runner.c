@@ -236,6 +236,16 @@ int32_t ss_runner_max_seq_len(const ss_runner *r)
     return r->p.max_seq_len;
 }
 
+int64_t ss_runner_max_batch_tokens(const ss_runner *r)
+{
+    return r->fp.max_tokens;
+}
+
+int32_t ss_runner_max_seqs(const ss_runner *r)
+{
+    return r->fp.max_seqs;
+}
+
 int ss_runner_is_output_rank(const ss_runner *r)
 {
     return r->plan.last_stage && r->plan.tp_rank == 0;

@@ -812,6 +812,17 @@ ss_status ss_sched_create(const ss_sched_params *params, ss_replica *replica, co
         return ss_err_set(err, SS_ERR_INVALID_ARG,
                           "scheduler: max_waiting %d, max_running %d, max_step_tokens %d (need >= 0, >= 1, >= 1)",
                           (int)p.max_waiting, (int)p.max_running, (int)p.max_step_tokens);
+    /* A plan larger than the ranks were sized for would fail the replica: clamp to what it takes. */
+    if (p.max_running > ss_replica_max_seqs(replica)) {
+        SS_LOGW("scheduler: max_running %d exceeds the replica's %d sequences per step; using %d", (int)p.max_running,
+                (int)ss_replica_max_seqs(replica), (int)ss_replica_max_seqs(replica));
+        p.max_running = ss_replica_max_seqs(replica);
+    }
+    if (p.max_step_tokens > ss_replica_max_batch_tokens(replica)) {
+        SS_LOGW("scheduler: max_step_tokens %d exceeds the replica's %lld tokens per step; using that",
+                (int)p.max_step_tokens, (long long)ss_replica_max_batch_tokens(replica));
+        p.max_step_tokens = (int32_t)ss_replica_max_batch_tokens(replica);
+    }
     ss_sched *s = ss_calloc(1, sizeof(*s));
     if (!s)
         return ss_err_set(err, SS_ERR_NOMEM, "scheduler: out of memory");
