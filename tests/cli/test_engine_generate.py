@@ -25,10 +25,17 @@ def check(name, cond, detail=""):
 
 cache = tempfile.mkdtemp(prefix="ss-engine-gen-")
 try:
-    for name, splits in [("llama3-gqa", [(1, 1), (2, 1), (1, 2), (2, 2), (4, 1)]),
-                         ("mistral-tied-mqa", [(2, 1), (1, 2)]),
-                         ("qwen3-qknorm", [(2, 2)]), ("llama2-mha", [(1, 3)])]:
+    def valid(cfg, tp, pp):
+        kv = cfg.get("num_key_value_heads", cfg["num_attention_heads"])
+        return (cfg["num_attention_heads"] % tp == 0 and (kv % tp == 0 or tp % kv == 0) and
+                cfg["intermediate_size"] % tp == 0 and pp <= cfg["num_hidden_layers"])
+
+    # every (tp, pp) with tp * pp <= 4 that the model's shapes allow, as the sharding tests
+    all_splits = [(1, 1), (2, 1), (4, 1), (1, 2), (1, 3), (1, 4), (2, 2), (3, 1)]
+    for name in ["llama3-gqa", "llama2-mha", "mistral-tied-mqa", "qwen2-bias", "qwen3-qknorm"]:
         model = os.path.join(FIX, "models", name)
+        cfg = json.load(open(os.path.join(model, "config.json")))
+        splits = [(tp, pp) for tp, pp in all_splits if valid(cfg, tp, pp)]
         g = json.load(open(os.path.join(FIX, "golden", name + ".json")))
         c = g["cases"][1]
         n = next((k for k, m in enumerate(c["greedy_margins"]) if m < 1e-3), len(c["greedy_ids"]))
