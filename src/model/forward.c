@@ -23,6 +23,14 @@ struct ss_forward {
     float *logits_gather;           /* [tp, max_rows, vocab_per_rank] f32 (tp > 1) */
     float *logits_full;             /* [max_rows, vocab] f32 (tp > 1) */
     float *inv_freq;                /* [head_dim/2] */
+    /* greedy reduction across vocabulary shards (tp > 1): per row max, argmax and log-sum-exp */
+    float *red_local;               /* device [3, max_rows]: value, index (int32 bits), local logprob */
+    float *red_gather;              /* device [tp, 3, max_rows] */
+    float *red_host;                /* host [tp, 3, max_rows] */
+    int32_t *greedy_tok;            /* host [max_rows] */
+    float *greedy_lp;               /* host [max_rows] */
+    int32_t greedy_n;
+    ss_sample_row *greedy_rows;     /* host [max_rows]: temperature 0 */
     /* step metadata, one device buffer: ids, tok_seq, tok_pos, slots, rows, block_tables, seq_lens */
     int32_t *meta;
     int32_t *meta_host;
@@ -74,6 +82,16 @@ ss_status ss_forward_create(ss_backend *be, const ss_model_config *cfg, const ss
         if (sp->tp > 1) {
             FWD_ALLOC(logits_gather, (size_t)sp->tp * R * (size_t)sp->vocab_per_rank * sizeof(float), "logits");
             FWD_ALLOC(logits_full, R * (size_t)cfg->vocab_size * sizeof(float), "logits");
+            FWD_ALLOC(red_local, 3 * R * sizeof(float), "greedy reduction");
+            FWD_ALLOC(red_gather, (size_t)sp->tp * 3 * R * sizeof(float), "greedy reduction");
+            f->red_host = ss_malloc((size_t)sp->tp * 3 * R * sizeof(float));
+            f->greedy_tok = ss_malloc(R * sizeof(int32_t));
+            f->greedy_lp = ss_malloc(R * sizeof(float));
+            f->greedy_rows = ss_calloc(R, sizeof(ss_sample_row));
+            if (!f->red_host || !f->greedy_tok || !f->greedy_lp || !f->greedy_rows) {
+                st = ss_err_set(err, SS_ERR_NOMEM, "out of memory");
+                goto fail;
+            }
         }
     }
     FWD_ALLOC(inv_freq, (size_t)cfg->head_dim / 2 * sizeof(float), "rope table");
@@ -106,11 +124,15 @@ void ss_forward_destroy(ss_forward *f)
     if (!f)
         return;
     void *bufs[] = {f->residual, f->x, f->h, f->qkv, f->attn, f->gu, f->act, f->hrows, f->logits_local,
-                    f->logits_gather, f->logits_full, f->inv_freq, f->meta, f->kv};
+                    f->logits_gather, f->logits_full, f->inv_freq, f->meta, f->kv, f->red_local, f->red_gather};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         if (bufs[i])
             f->be->iface->free_buf(f->be->ctx, bufs[i]);
     ss_free(f->meta_host);
+    ss_free(f->red_host);
+    ss_free(f->greedy_tok);
+    ss_free(f->greedy_lp);
+    ss_free(f->greedy_rows);
     ss_free(f);
 }
 
@@ -168,8 +190,69 @@ static ss_status fwd_layer(ss_forward *f, int32_t li, int64_t n, const ss_attn_m
     return SS_OK;
 }
 
+/* Greedy rows with tp > 1: each rank finds its shard's max (argmax op) and log-sum-exp (from the
+ * temperature-0 log-probability the sample op returns: lse = max - logprob), then only those three
+ * numbers per row cross the tp group, instead of whole rows of the vocabulary. */
+static ss_status fwd_greedy_reduce(ss_forward *f, int32_t n_rows)
+{
+    const ss_backend_i *B = f->be->iface;
+    void *c = f->be->ctx;
+    const ss_shard_plan *sp = &f->w->plan;
+    int32_t R = f->p.max_rows;
+    float *val = f->red_local, *lp = f->red_local + 2 * (size_t)R;
+    int32_t *idx = (int32_t *)(f->red_local + R);
+    if (sp->vocab_size > 0) {
+        /* logits_local holds rows of vocab_size here (see fwd_logits); the sample op's token output is
+         * scratch (red_gather is overwritten by the gather below). */
+        SS_CHECK(B->sample(c, (int32_t *)f->red_gather, lp, f->logits_local, n_rows, sp->vocab_size, f->greedy_rows));
+        SS_CHECK(B->argmax(c, val, idx, f->logits_local, n_rows, sp->vocab_size, sp->vocab_start));
+    } else { /* an empty shard (tiny vocabularies only): it never wins */
+        for (int32_t r = 0; r < n_rows; r++) {
+            f->red_host[r] = -INFINITY;
+            f->red_host[2 * (size_t)R + r] = 0.0f;
+            ((int32_t *)f->red_host)[(size_t)R + r] = 0;
+        }
+        SS_CHECK(B->upload(c, f->red_local, f->red_host, 3 * (size_t)R * sizeof(float)));
+    }
+    ss_comm *tp = f->links.tp;
+    SS_CHECK(tp->iface->all_gather(tp->ctx, f->red_gather, f->red_local, 3 * (int64_t)R, SS_DTYPE_F32));
+    SS_CHECK(B->download(c, f->red_host, f->red_gather, (size_t)sp->tp * 3 * R * sizeof(float)));
+    for (int32_t r = 0; r < n_rows; r++) {
+        float best = -INFINITY, lse_max = -INFINITY;
+        int32_t tok = 0;
+        for (int k = 0; k < sp->tp; k++) {
+            const float *blk = f->red_host + (size_t)k * 3 * R;
+            float v = blk[r];
+            if (v > best) { /* strictly greater: ties keep the lower rank, i.e. the first index */
+                best = v;
+                tok = ((const int32_t *)(blk + R))[r];
+            }
+            float lse = v - blk[2 * (size_t)R + r];
+            if (isfinite(v) && lse > lse_max)
+                lse_max = lse;
+        }
+        double sum = 0;
+        for (int k = 0; k < sp->tp; k++) {
+            const float *blk = f->red_host + (size_t)k * 3 * R;
+            if (isfinite(blk[r]))
+                sum += exp((double)(blk[r] - blk[2 * (size_t)R + r]) - lse_max);
+        }
+        f->greedy_tok[r] = tok;
+        f->greedy_lp[r] = (float)(best - (lse_max + log(sum)));
+    }
+    f->greedy_n = n_rows;
+    return SS_OK;
+}
+
+ss_forward_greedy ss_forward_greedy_result(const ss_forward *f)
+{
+    ss_forward_greedy g = {f->greedy_n, f->greedy_tok, f->greedy_lp};
+    return g;
+}
+
 /* Final norm, lm_head over the selected rows, and the gather of the vocabulary shards. */
-static ss_status fwd_logits(ss_forward *f, int64_t n, int32_t n_rows, const int32_t *rows, const float **logits)
+static ss_status fwd_logits(ss_forward *f, int64_t n, int32_t n_rows, const int32_t *rows, int greedy_only,
+                            const float **logits)
 {
     const ss_backend_i *B = f->be->iface;
     void *c = f->be->ctx;
@@ -185,6 +268,13 @@ static ss_status fwd_logits(ss_forward *f, int64_t n, int32_t n_rows, const int3
         SS_CHECK(B->matmul(c, f->logits_local, SS_DTYPE_F32, f->hrows, f->w->lm_head, NULL, n_rows, V, dim));
         *logits = f->logits_local;
         return SS_OK;
+    }
+    if (greedy_only) { /* rows of this shard's own width, reduced without gathering them */
+        *logits = NULL;
+        if (sp->vocab_size > 0)
+            SS_CHECK(B->matmul(c, f->logits_local, SS_DTYPE_F32, f->hrows, f->w->lm_head, NULL, n_rows, sp->vocab_size,
+                               dim));
+        return fwd_greedy_reduce(f, n_rows);
     }
     /* Each rank computes [n_rows, vpr] (its last rows may be short: zero-padded), gathered as
      * [tp][n_rows][vpr], then laid out as [n_rows][V]. */
@@ -223,6 +313,7 @@ ss_status ss_forward_run(ss_forward *f, const ss_forward_batch *b, const float *
     int64_t n = b->n_tokens, T = f->p.max_tokens;
     int32_t dim = f->cfg->hidden_size;
     *logits = NULL;
+    f->greedy_n = 0;
     if (n < 1 || n > T || b->n_seqs < 1 || b->n_seqs > f->p.max_seqs || b->n_rows < 0 || b->n_rows > f->p.max_rows)
         return ss_err_set(err, SS_ERR_INVALID_ARG, "step of %lld tokens, %d sequences, %d rows exceeds the sizes %lld/%d/%d",
                           (long long)n, b->n_seqs, b->n_rows, (long long)T, f->p.max_seqs, f->p.max_rows);
@@ -267,7 +358,7 @@ ss_status ss_forward_run(ss_forward *f, const ss_forward_batch *b, const float *
             return ss_err_set(err, st, "rank %d: sending activations to rank %d", sp->rank, L->next_rank);
         return SS_OK;
     }
-    st = fwd_logits(f, n, b->n_rows, d + o_rows, logits);
+    st = fwd_logits(f, n, b->n_rows, d + o_rows, b->greedy_only, logits);
     if (st != SS_OK)
         return ss_err_set(err, st, "rank %d: logits: %s", sp->rank, ss_status_str(st));
     return SS_OK;

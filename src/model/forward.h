@@ -35,7 +35,16 @@ typedef struct ss_forward_batch {
     int32_t max_seq_len;
     int32_t n_rows;              /* logits rows wanted (last stage) */
     const int32_t *rows;         /* [n_rows] token indices */
+    int greedy_only;             /* every row wants only its argmax and log-probability: with tp > 1 the
+                                  * vocabulary shards are reduced without gathering whole rows */
 } ss_forward_batch;
+
+/* Result of a greedy-only step with tp > 1 (host arrays, valid until the next run). */
+typedef struct ss_forward_greedy {
+    int32_t n;             /* rows, 0 when the step was not reduced */
+    const int32_t *token;  /* [n] argmax over the whole vocabulary (first index on ties) */
+    const float *logprob;  /* [n] log_softmax at that token */
+} ss_forward_greedy;
 
 /* Borrowed: be, cfg, w, comms (tp: the tensor-parallel group; pp_prev/pp_next: world comm and peer
  * ranks for pipeline activations, or NULL/-1). Caller destroys. */
@@ -56,6 +65,8 @@ void ss_forward_set_links(ss_forward *f, const ss_forward_links *links);
  * [n_rows, cfg->vocab_size] of the full vocabulary (gathered across tp), valid until the next run;
  * elsewhere *logits is NULL. */
 ss_status ss_forward_run(ss_forward *f, const ss_forward_batch *b, const float **logits, ss_err *err);
+/* After a run with greedy_only and tp > 1 on the last stage: the reduced tokens (else n = 0). */
+ss_forward_greedy ss_forward_greedy_result(const ss_forward *f);
 /* Bytes of KV cache this rank allocated. */
 size_t ss_forward_kv_bytes(const ss_forward *f);
 

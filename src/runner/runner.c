@@ -477,8 +477,14 @@ ss_status ss_runner_step(ss_runner *r, const ss_step_plan *plan, ss_step_output 
         if (!all && q->sample)
             r->rows[n_rows++] = (int32_t)(t - 1);
     }
+    /* Greedy sampling without logprob lists, penalties, bans or logits: tp ranks reduce their
+     * vocabulary shards instead of gathering whole rows. */
+    int greedy_only = !all && !(plan->flags & SS_PLAN_LAST_LOGITS);
+    for (int32_t s = 0; s < plan->n_seqs && greedy_only; s++)
+        if (plan->seqs[s].sample && (plan->seqs[s].sp.temperature > 0 || runner_needs_host(&plan->seqs[s])))
+            greedy_only = 0;
     ss_forward_batch b = {plan->n_tokens, plan->tokens, r->tok_seq, r->tok_pos, r->slots, plan->n_seqs,
-                          r->block_tables, r->seq_lens, max_len, n_rows, r->rows};
+                          r->block_tables, r->seq_lens, max_len, n_rows, r->rows, greedy_only};
     const float *logits = NULL;
     SS_CHECK(ss_forward_run(r->fwd, &b, &logits, err));
 #ifdef SS_HAVE_CUDA
@@ -486,7 +492,23 @@ ss_status ss_runner_step(ss_runner *r, const ss_step_plan *plan, ss_step_output 
     if (r->links.nccl)
         SS_CHECK(ss_comm_nccl_wait(r->links.tp->size > 1 ? r->links.tp : r->links.world, 0, err));
 #endif
-    if (!ss_runner_is_output_rank(r) || !logits)
+    if (!ss_runner_is_output_rank(r))
+        return SS_OK;
+    ss_forward_greedy g = ss_forward_greedy_result(r->fwd);
+    if (g.n > 0) { /* reduced across tp: rows are the sampled sequences in plan order */
+        out->n = g.n;
+        out->vocab = r->cfg.vocab_size;
+        out->token = ss_malloc((size_t)g.n * 4);
+        out->logprob = ss_malloc((size_t)g.n * 4);
+        if (!out->token || !out->logprob) {
+            ss_step_output_clear(out);
+            return ss_err_set(err, SS_ERR_NOMEM, "out of memory");
+        }
+        memcpy(out->token, g.token, (size_t)g.n * 4);
+        memcpy(out->logprob, g.logprob, (size_t)g.n * 4);
+        return SS_OK;
+    }
+    if (!logits)
         return SS_OK;
     ss_status st = runner_sample(r, plan, logits, n_rows, out, err);
     if (st != SS_OK)

@@ -27,6 +27,7 @@ static const int32_t prompt[] = {3, 17, 42, 99, 5, 250, 7, 11, 64, 128, 1, 2, 30
 typedef struct run_result {
     float *logits; /* [N_PROMPT, V] */
     int32_t tokens[SHARD_GEN];
+    float logprobs[SHARD_GEN]; /* of the greedy token; with tp > 1, from the shard-reduced path */
     int32_t V;
 } run_result;
 
@@ -79,6 +80,7 @@ static int run_model(const char *model, int tp, int pp, run_result *res)
         if (ss_replica_step(r, &dp, &out, &e) != SS_OK)
             fail_msg("%s tp%d pp%d decode: %s", model, tp, pp, e.msg);
         tok = out.token[0];
+        res->logprobs[k] = out.logprob[0];
         ss_step_output_clear(&out);
     }
     ss_replica_destroy(r);
@@ -114,10 +116,14 @@ static void test_sharded_equals_single(void **state)
             printf("%-18s tp%d pp%d: logits rel err %.2e\n", models[m], tp, pp, rel);
             if (rel > SHARD_TOL)
                 fail_msg("%s tp%d pp%d: relative error %.3g > %g", models[m], tp, pp, rel, SHARD_TOL);
-            for (int k = 0; k < SHARD_GEN; k++)
+            for (int k = 0; k < SHARD_GEN; k++) {
                 if (got.tokens[k] != base.tokens[k])
                     fail_msg("%s tp%d pp%d: greedy token %d is %d, single process %d", models[m], tp, pp, k,
                              got.tokens[k], base.tokens[k]);
+                if (fabsf(got.logprobs[k] - base.logprobs[k]) > 1e-4f)
+                    fail_msg("%s tp%d pp%d: log-probability of token %d is %g, single process %g", models[m], tp, pp,
+                             k, got.logprobs[k], base.logprobs[k]);
+            }
             free(got.logits);
             ran++;
         }
