@@ -227,7 +227,8 @@ ss_status ss_replica_step(ss_replica *r, const ss_step_plan *plan, ss_step_outpu
              k++) {
             struct pollfd pf = {r->boot.peer_ctrl[k], POLLIN, 0};
             char c;
-            if (poll(&pf, 1, 0) == 1 && (pf.revents & (POLLHUP | POLLERR) ||
+            /* a dead peer's FIN may still be on its way: give each socket a moment */
+            if (poll(&pf, 1, 100) == 1 && (pf.revents & (POLLHUP | POLLERR) ||
                                          recv(pf.fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0)) {
                 ss_err_prefix(err, "rank %d is lost", k);
                 break;
