@@ -14,15 +14,6 @@
 #include "engine/engine.h"
 #include "engine/hub.h"
 
-static const char *prep_env(char **env, const char *key)
-{
-    size_t kl = strlen(key);
-    for (char **e = env; e && *e; e++)
-        if (!strncmp(*e, key, kl) && (*e)[kl] == '=')
-            return *e + kl + 1;
-    return NULL;
-}
-
 /* Reads a token file (a mounted Kubernetes secret, or the huggingface-cli one); trims whitespace.
  * *out is the caller's. Missing optional files give SS_OK with *out NULL. */
 static ss_status prep_read_token(const char *path, int required, char **out, ss_err *err)
@@ -60,7 +51,7 @@ ss_status ss_cli_engine_prepare(char **env, ss_engine_params *p, const char *cac
 {
     char cache_buf[4096];
     if (!cache) {
-        const char *home = prep_env(env, "HOME");
+        const char *home = ss_env_get(env, "HOME");
         snprintf(cache_buf, sizeof cache_buf, "%s/.cache/shardserve", home && home[0] ? home : ".");
         cache = cache_buf;
     }
@@ -68,11 +59,11 @@ ss_status ss_cli_engine_prepare(char **env, ss_engine_params *p, const char *cac
     ss_status st = SS_OK;
     if (token_file) {
         st = prep_read_token(token_file, 1, &token, err);
-    } else if (prep_env(env, "HF_TOKEN") && prep_env(env, "HF_TOKEN")[0]) {
-        token = ss_strdup(prep_env(env, "HF_TOKEN"));
+    } else if (ss_env_get(env, "HF_TOKEN") && ss_env_get(env, "HF_TOKEN")[0]) {
+        token = ss_strdup(ss_env_get(env, "HF_TOKEN"));
     } else {
         char path[4096];
-        const char *hf_home = prep_env(env, "HF_HOME"), *home = prep_env(env, "HOME");
+        const char *hf_home = ss_env_get(env, "HF_HOME"), *home = ss_env_get(env, "HOME");
         if (hf_home && hf_home[0])
             snprintf(path, sizeof path, "%s/token", hf_home);
         else
@@ -82,7 +73,7 @@ ss_status ss_cli_engine_prepare(char **env, ss_engine_params *p, const char *cac
     if (st != SS_OK)
         return st;
     p->cache_dir = cache;
-    const char *endpoint = prep_env(env, "HF_ENDPOINT");
+    const char *endpoint = ss_env_get(env, "HF_ENDPOINT");
     if (endpoint && endpoint[0])
         p->hf_endpoint = endpoint;
     p->hf_token = token;

@@ -14,7 +14,7 @@ static void opt_env_name(const char *name, char *buf, size_t cap)
     buf[n] = '\0';
 }
 
-static const char *opt_env_lookup(char **env, const char *key)
+const char *ss_env_get(char **env, const char *key)
 {
     size_t kl = strlen(key);
     for (char **e = env; e && *e; e++)
@@ -64,7 +64,7 @@ ss_status ss_opts_parse(const ss_opt *opts, int argc, char **argv, int first, ch
     for (const ss_opt *o = opts; o->name; o++) {
         char key[96];
         opt_env_name(o->name, key, sizeof key);
-        const char *v = opt_env_lookup(env, key);
+        const char *v = ss_env_get(env, key);
         if (v && *v) {
             ss_status st = opt_set(o, v, key, err);
             if (st != SS_OK)

@@ -23,6 +23,9 @@ typedef struct ss_opt {
  * after printing usage to stdout. */
 ss_status ss_opts_parse(const ss_opt *opts, int argc, char **argv, int first, char **env, const char *cmd,
                         ss_err *err);
+/* Value of `key` in an envp-style array (NULL-terminated), or NULL. Borrowed from env. */
+const char *ss_env_get(char **env, const char *key);
+
 /* Prints "--name (SHARDSERVE_NAME)  help" lines. */
 void ss_opts_usage(const ss_opt *opts, const char *cmd, const char *synopsis);
 

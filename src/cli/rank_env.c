@@ -1,23 +1,16 @@
 /* rank_env.c — rank discovery: flags, LeaderWorkerSet env, MPI env, or one node alone. */
 #include "cli/rank_env.h"
 
+#include "cli/opts.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static const char *re_get(char **env, const char *key)
-{
-    size_t kl = strlen(key);
-    for (char **e = env; e && *e; e++)
-        if (!strncmp(*e, key, kl) && (*e)[kl] == '=')
-            return *e + kl + 1;
-    return NULL;
-}
-
 static int re_int(char **env, const char *key, int *out)
 {
-    const char *v = re_get(env, key);
+    const char *v = ss_env_get(env, key);
     if (!v || !*v)
         return 0;
     char *end;
@@ -43,9 +36,9 @@ ss_status ss_rank_discover(char **env, int tp, int pp, int flag_nnodes, int flag
         out->node_rank = flag_node_rank > 0 ? flag_node_rank : 0;
         if (flag_leader)
             snprintf(out->leader_addr, sizeof out->leader_addr, "%s", flag_leader);
-    } else if (re_get(env, "LWS_LEADER_ADDRESS")) {
+    } else if (ss_env_get(env, "LWS_LEADER_ADDRESS")) {
         out->source = "lws";
-        const char *host = re_get(env, "LWS_LEADER_ADDRESS");
+        const char *host = ss_env_get(env, "LWS_LEADER_ADDRESS");
         if (re_int(env, "LWS_GROUP_SIZE", &out->nnodes) < 0 || re_int(env, "LWS_WORKER_INDEX", &out->node_rank) < 0)
             return ss_err_set(err, SS_ERR_INVALID_ARG, "LWS_GROUP_SIZE / LWS_WORKER_INDEX are not integers");
         snprintf(out->leader_addr, sizeof out->leader_addr, "%s:%d", host, rendezvous_port);
@@ -59,7 +52,7 @@ ss_status ss_rank_discover(char **env, int tp, int pp, int flag_nnodes, int flag
         if (size != out->world)
             return ss_err_set(err, SS_ERR_INVALID_ARG, "the MPI launcher started %d processes but tp x pp = %d", size,
                               out->world);
-        const char *ma = re_get(env, "MASTER_ADDR");
+        const char *ma = ss_env_get(env, "MASTER_ADDR");
         int mp = rendezvous_port;
         if (!ma)
             return ss_err_set(err, SS_ERR_INVALID_ARG, "MPI launch: set MASTER_ADDR (and MASTER_PORT) to rank 0's host");

@@ -161,54 +161,44 @@ static void wl_layout(const ss_model_config *cfg, const ss_shard_plan *p, ss_mod
     }
 }
 
+/* Uploads the tensors model.layers.<layer>.<suffixes[i]> one after another into dst (a fused matrix
+ * or bias: q, k, v rows, or gate, up rows). */
+static ss_status wl_put_fused(wl_ctx *w, int32_t layer, const char *const *suffixes, int n, void *dst)
+{
+    size_t esz = ss_dtype_size(w->be->weight_dtype);
+    uint8_t *p = dst;
+    for (int i = 0; i < n; i++) {
+        char name[160];
+        int64_t got = 0;
+        snprintf(name, sizeof name, "model.layers.%d.%s", layer, suffixes[i]);
+        SS_CHECK(wl_put(w, name, name, p, &got));
+        p += (size_t)got * esz;
+    }
+    return SS_OK;
+}
+
 static ss_status wl_layer(wl_ctx *w, int32_t layer, ss_layer_weights *L)
 {
-    char n[160], n2[160], n3[160];
-    size_t esz = ss_dtype_size(w->be->weight_dtype);
-    int64_t got;
-#define WL_NAME(buf, suffix) snprintf(buf, sizeof buf, "model.layers.%d.%s", layer, suffix)
-    WL_NAME(n, "input_layernorm.weight");
-    SS_CHECK(wl_put(w, n, n, L->attn_norm, NULL));
-    WL_NAME(n, "post_attention_layernorm.weight");
-    SS_CHECK(wl_put(w, n, n, L->mlp_norm, NULL));
-    WL_NAME(n, "self_attn.q_proj.weight");
-    WL_NAME(n2, "self_attn.k_proj.weight");
-    WL_NAME(n3, "self_attn.v_proj.weight");
-    uint8_t *dst = L->wqkv;
-    SS_CHECK(wl_put(w, n, n, dst, &got));
-    dst += (size_t)got * esz;
-    SS_CHECK(wl_put(w, n2, n2, dst, &got));
-    dst += (size_t)got * esz;
-    SS_CHECK(wl_put(w, n3, n3, dst, &got));
-    if (L->bqkv) {
-        WL_NAME(n, "self_attn.q_proj.bias");
-        WL_NAME(n2, "self_attn.k_proj.bias");
-        WL_NAME(n3, "self_attn.v_proj.bias");
-        dst = L->bqkv;
-        SS_CHECK(wl_put(w, n, n, dst, &got));
-        dst += (size_t)got * esz;
-        SS_CHECK(wl_put(w, n2, n2, dst, &got));
-        dst += (size_t)got * esz;
-        SS_CHECK(wl_put(w, n3, n3, dst, &got));
-    }
+    static const char *const qkv_w[] = {"self_attn.q_proj.weight", "self_attn.k_proj.weight",
+                                        "self_attn.v_proj.weight"};
+    static const char *const qkv_b[] = {"self_attn.q_proj.bias", "self_attn.k_proj.bias", "self_attn.v_proj.bias"};
+    static const char *const gate_up[] = {"mlp.gate_proj.weight", "mlp.up_proj.weight"};
+    static const char *const attn_norm[] = {"input_layernorm.weight"}, *const mlp_norm[] = {
+        "post_attention_layernorm.weight"};
+    static const char *const q_norm[] = {"self_attn.q_norm.weight"}, *const k_norm[] = {"self_attn.k_norm.weight"};
+    static const char *const o_proj[] = {"self_attn.o_proj.weight"}, *const down[] = {"mlp.down_proj.weight"};
+    SS_CHECK(wl_put_fused(w, layer, attn_norm, 1, L->attn_norm));
+    SS_CHECK(wl_put_fused(w, layer, mlp_norm, 1, L->mlp_norm));
+    SS_CHECK(wl_put_fused(w, layer, qkv_w, 3, L->wqkv));
+    if (L->bqkv)
+        SS_CHECK(wl_put_fused(w, layer, qkv_b, 3, L->bqkv));
     if (L->q_norm) {
-        WL_NAME(n, "self_attn.q_norm.weight");
-        SS_CHECK(wl_put(w, n, n, L->q_norm, NULL));
-        WL_NAME(n, "self_attn.k_norm.weight");
-        SS_CHECK(wl_put(w, n, n, L->k_norm, NULL));
+        SS_CHECK(wl_put_fused(w, layer, q_norm, 1, L->q_norm));
+        SS_CHECK(wl_put_fused(w, layer, k_norm, 1, L->k_norm));
     }
-    WL_NAME(n, "self_attn.o_proj.weight");
-    SS_CHECK(wl_put(w, n, n, L->wo, NULL));
-    WL_NAME(n, "mlp.gate_proj.weight");
-    WL_NAME(n2, "mlp.up_proj.weight");
-    dst = L->wgu;
-    SS_CHECK(wl_put(w, n, n, dst, &got));
-    dst += (size_t)got * esz;
-    SS_CHECK(wl_put(w, n2, n2, dst, &got));
-    WL_NAME(n, "mlp.down_proj.weight");
-    SS_CHECK(wl_put(w, n, n, L->wdown, NULL));
-#undef WL_NAME
-    return SS_OK;
+    SS_CHECK(wl_put_fused(w, layer, o_proj, 1, L->wo));
+    SS_CHECK(wl_put_fused(w, layer, gate_up, 2, L->wgu));
+    return wl_put_fused(w, layer, down, 1, L->wdown);
 }
 
 ss_status ss_weights_load(ss_backend *be, const ss_model_config *cfg, const ss_shard_plan *plan,

@@ -292,6 +292,14 @@ static ss_status runner_validate(const ss_runner *r, const ss_step_plan *plan, s
     return SS_OK;
 }
 
+/* The sample op's parameters for a sequence, with this draw's uniform number. */
+static ss_sample_row runner_sample_row(const ss_plan_seq *q)
+{
+    ss_sample_row sr = {q->sp.temperature, q->sp.top_k, q->sp.top_p, q->sp.min_p,
+                        ss_rng_uniform(q->sp.seed, q->rng_counter)};
+    return sr;
+}
+
 static int runner_needs_host(const ss_plan_seq *q)
 {
     return q->n_banned > 0 || q->sp.n_logprobs > 0 ||
@@ -404,8 +412,7 @@ static ss_status runner_sample(ss_runner *r, const ss_step_plan *plan, const flo
                 continue;
             float *row = hl + (size_t)r->row_of_seq[s] * V;
             runner_penalize(row, V, q, counts);
-            ss_sample_row sr = {q->sp.temperature, q->sp.top_k, q->sp.top_p, q->sp.min_p,
-                                ss_rng_uniform(q->sp.seed, q->rng_counter)};
+            ss_sample_row sr = runner_sample_row(q);
             out->token[k] = ss_sample_host(row, V, &sr, scratch, &out->logprob[k]);
             if (n_top) {
                 ss_log_softmax_host(row, V, lp);
@@ -433,9 +440,7 @@ static ss_status runner_sample(ss_runner *r, const ss_step_plan *plan, const flo
         const ss_plan_seq *q = &plan->seqs[s];
         if (!q->sample)
             continue;
-        ss_sample_row x = {q->sp.temperature, q->sp.top_k, q->sp.top_p, q->sp.min_p,
-                           ss_rng_uniform(q->sp.seed, q->rng_counter)};
-        sr[k++] = x;
+        sr[k++] = runner_sample_row(q);
     }
     ss_status st = B->sample(r->be->ctx, r->dev_tok, r->dev_lp, logits, n, V, sr);
     if (sr != srows)

@@ -709,35 +709,30 @@ static void run_step(ss_sched *s)
     ss_step_output_clear(&out);
 }
 
-/* Cancellations (flags set under mu) and deadlines, in the running set and the queue. */
+/* Finishes r if it was cancelled (flag set under mu) or its deadline passed. */
+static void reap_one(ss_sched *s, sreq *r, int check_cancel, int64_t now_ms)
+{
+    int cancelled = 0;
+    if (check_cancel) {
+        pthread_mutex_lock(&s->mu);
+        cancelled = r->cancel;
+        pthread_mutex_unlock(&s->mu);
+    }
+    if (cancelled)
+        finish(s, r, SS_FINISH_CANCELLED, SS_ERR_CANCELLED, "cancelled");
+    else if (r->req->deadline_ms > 0 && now_ms >= r->req->deadline_ms)
+        finish(s, r, SS_FINISH_ERROR, SS_ERR_TIMEOUT, "deadline exceeded");
+}
+
+/* Cancellations and deadlines, in the running set and the queue. */
 static void reap(ss_sched *s, int check_cancel)
 {
     int64_t now_ms = now_us() / 1000;
-    for (int32_t i = s->n_running - 1; i >= 0; i--) { /* finish() only shifts entries above i */
-        sreq *r = s->running[i];
-        int cancelled = 0;
-        if (check_cancel) {
-            pthread_mutex_lock(&s->mu);
-            cancelled = r->cancel;
-            pthread_mutex_unlock(&s->mu);
-        }
-        if (cancelled)
-            finish(s, r, SS_FINISH_CANCELLED, SS_ERR_CANCELLED, "cancelled");
-        else if (r->req->deadline_ms > 0 && now_ms >= r->req->deadline_ms)
-            finish(s, r, SS_FINISH_ERROR, SS_ERR_TIMEOUT, "deadline exceeded");
-    }
+    for (int32_t i = s->n_running - 1; i >= 0; i--) /* finish() only shifts entries above i */
+        reap_one(s, s->running[i], check_cancel, now_ms);
     for (sreq *r = s->wait_head, *next; r; r = next) {
         next = r->next;
-        int cancelled = 0;
-        if (check_cancel) {
-            pthread_mutex_lock(&s->mu);
-            cancelled = r->cancel;
-            pthread_mutex_unlock(&s->mu);
-        }
-        if (cancelled)
-            finish(s, r, SS_FINISH_CANCELLED, SS_ERR_CANCELLED, "cancelled");
-        else if (r->req->deadline_ms > 0 && now_ms >= r->req->deadline_ms)
-            finish(s, r, SS_FINISH_ERROR, SS_ERR_TIMEOUT, "deadline exceeded");
+        reap_one(s, r, check_cancel, now_ms);
     }
 }
 

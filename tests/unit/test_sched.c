@@ -863,16 +863,8 @@ static void test_alloc_failures(void **state)
     print_message("alloc failures: %ld runs, a failed step seen: %d\n", tries, saw_unhealthy);
 }
 
-int main(int argc, char **argv)
+int main(void)
 {
-    (void)argc;
-    /* The cpu backend's thread count (omp_set_num_threads) binds only the thread that created it, and
-     * the scheduler steps on its own thread: pin OpenMP through the environment, which libgomp reads at
-     * load time, by running this binary again. On a busy 2-core machine this is 15x faster. */
-    if (!getenv("OMP_NUM_THREADS")) {
-        setenv("OMP_NUM_THREADS", "1", 1);
-        execv("/proc/self/exe", argv);
-    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_greedy_golden),
         cmocka_unit_test(test_batching_invariance),
