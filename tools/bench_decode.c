@@ -22,10 +22,16 @@ static double bd_now(void)
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+static int bd_cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
 int main(int argc, char **argv)
 {
     const char *model = NULL, *device = "auto";
-    int64_t tp = 1, pp = 1, batch = 1, prompt = 128, gen = 256, chunk = 2048, json = 0, seqlen = 0;
+    int64_t tp = 1, pp = 1, batch = 1, prompt = 128, gen = 256, chunk = 2048, json = 0, seqlen = 0, no_graphs = 0;
     ss_opt opts[] = {
         {"model", SS_OPT_STR, &model, "checkpoint or engine folder"},
         {"device", SS_OPT_STR, &device, "auto | cpu | cuda"},
@@ -37,6 +43,7 @@ int main(int argc, char **argv)
         {"chunk", SS_OPT_INT, &chunk, "prefill tokens per step"},
         {"max-seq-len", SS_OPT_INT, &seqlen, "context cap (default prompt + gen)"},
         {"json", SS_OPT_BOOL, &json, "print one JSON line"},
+        {"no-graphs", SS_OPT_BOOL, &no_graphs, "run decode steps op by op (no CUDA graphs)"},
         {NULL, 0, NULL, NULL},
     };
     ss_err e = {{0}};
@@ -68,6 +75,7 @@ int main(int argc, char **argv)
     p.num_kv_blocks = (int32_t)(nb * batch);
     p.max_batch_tokens = chunk > batch ? chunk : batch;
     p.max_seqs = (int32_t)batch;
+    p.no_graphs = (int)no_graphs;
     double t0 = bd_now();
     ss_replica *r = NULL;
     if ((st = ss_replica_create(&p, &r, &e)) != SS_OK) {
@@ -117,6 +125,7 @@ int main(int argc, char **argv)
     }
     /* Decode all sequences together. */
     double a = bd_now(), first_step = 0;
+    double *step_s = ss_malloc((size_t)(gen > 0 ? gen : 1) * sizeof *step_s);
     for (int64_t g = 0; g < gen; g++) {
         for (int64_t s = 0; s < batch; s++) {
             q[s].pos_start = (int32_t)(prompt + g);
@@ -131,19 +140,26 @@ int main(int argc, char **argv)
             fprintf(stderr, "bench_decode: decode: %s\n", e.msg);
             return 1;
         }
+        step_s[g] = bd_now() - sa;
         if (g == 0)
-            first_step = bd_now() - sa;
+            first_step = step_s[g];
         for (int64_t s = 0; s < batch; s++)
             last[s] = out.token[s];
         ss_step_output_clear(&out);
     }
     double t_dec = bd_now() - a;
     double dec_tps = batch * gen / t_dec, pre_tps = batch * prompt / t_pre;
+    /* the median step leaves out one-off costs (first-use graph captures) */
+    qsort(step_s, (size_t)gen, sizeof *step_s, bd_cmp_double);
+    double med = gen > 0 ? step_s[gen / 2] : 0;
+    ss_free(step_s);
     if (json)
         printf("{\"model\":\"%s\",\"tp\":%lld,\"pp\":%lld,\"batch\":%lld,\"prompt\":%lld,\"gen\":%lld,\"load_s\":%.3f,"
-               "\"prefill_tok_s\":%.1f,\"decode_tok_s\":%.2f,\"decode_step_ms\":%.3f,\"first_step_ms\":%.3f}\n",
+               "\"prefill_tok_s\":%.1f,\"decode_tok_s\":%.2f,\"decode_step_ms\":%.3f,\"first_step_ms\":%.3f,"
+               "\"median_step_ms\":%.3f,\"median_tok_s\":%.2f,\"graphs\":%d}\n",
                model, (long long)tp, (long long)pp, (long long)batch, (long long)prompt, (long long)gen, t_load,
-               pre_tps, dec_tps, t_dec / gen * 1e3, first_step * 1e3);
+               pre_tps, dec_tps, t_dec / gen * 1e3, first_step * 1e3, med * 1e3, med > 0 ? batch / med : 0,
+               !no_graphs);
     else
         printf("tp %lld pp %lld batch %lld: load %.2f s, prefill %.1f tok/s, decode %.2f tok/s (%.3f ms/step)\n",
                (long long)tp, (long long)pp, (long long)batch, t_load, pre_tps, dec_tps, t_dec / gen * 1e3);

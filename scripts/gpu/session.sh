@@ -3,7 +3,7 @@
 # trains the demo model on the last GPU in the background, and meanwhile runs the GPU checks and
 # benchmarks on the others. Every step has a deadline; the whole run stays under BUDGET seconds.
 # Results: $OUT/summary.txt, $OUT/logs.tar.xz, and $OUT/demo-*.{safetensors,json,txt} from training.
-# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize big (default: all)
+# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize tp2 serve (default: train check bench multi sanitize)
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -83,8 +83,10 @@ if has bench; then
   wait "$GEN_PID"
   note "gen_checkpoint llama-3-8b: $(grep -E 'GB/s|rc=' "$L/gen8b.log" | tr '\n' ' ')"
   step "decode 8B batch 1 (128 + 256)" 120 bench_b1.log "$B/tools/bench_decode" --model "$M8" --device cuda --prompt 128 --gen 256 --json
+  step "decode 8B batch 1, no graphs" 120 bench_b1_nog.log "$B/tools/bench_decode" --model "$M8" --device cuda --prompt 128 --gen 256 --json --no-graphs
   for bsz in 8 32 128; do
     step "decode 8B batch $bsz" 120 "bench_b$bsz.log" "$B/tools/bench_decode" --model "$M8" --device cuda --batch $bsz --prompt 128 --gen 64 --json
+    step "decode 8B batch $bsz, no graphs" 120 "bench_b${bsz}_nog.log" "$B/tools/bench_decode" --model "$M8" --device cuda --batch $bsz --prompt 128 --gen 64 --json --no-graphs
   done
   step "prefill 8B 2048 tokens" 120 bench_prefill.log "$B/tools/bench_decode" --model "$M8" --device cuda --prompt 2048 --gen 4 --json
   step "backend microbenchmarks" 150 microbench.log "$B/tools/bench_backend"

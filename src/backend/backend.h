@@ -37,7 +37,18 @@ typedef struct ss_attn_meta {
     int32_t max_blocks;          /* row stride of block_tables */
     int32_t max_seq_len;         /* max over seq_lens (host-known bound, sizes split-K work) */
     int32_t block_size;          /* tokens per KV block */
+    /* Optional (NULL / 0 when the caller does not provide them): the packed tokens as runs of one
+     * sequence at consecutive positions, cut into tiles of at most SS_ATTN_TILE_MAX tokens, in
+     * token order, covering every token once. q_tiles[2*i] is tile i's first token, q_tiles[2*i+1]
+     * its token count; max_tile_tokens is the largest count (host-known). A backend may use them to
+     * process a prefill chunk's queries together. */
+    const int32_t *q_tiles;
+    int32_t n_tiles;
+    int32_t max_tile_tokens;
 } ss_attn_meta;
+
+/* Longest query tile of ss_attn_meta.q_tiles. */
+#define SS_ATTN_TILE_MAX 64
 
 /* Per-row sampling parameters for the sample op (host-side array, copied by the op). */
 typedef struct ss_sample_row {

@@ -38,6 +38,7 @@ struct ss_forward {
     void *kv;                       /* one allocation: per layer K then V */
     size_t kv_layer_bytes;          /* bytes of one layer's K (or V) */
     size_t kv_bytes;
+    int graphs;                     /* decode steps may be replayed from CUDA graphs */
 };
 
 static ss_status fwd_alloc(ss_forward *f, size_t bytes, void **out, const char *what, ss_err *err)
@@ -63,6 +64,7 @@ ss_status ss_forward_create(ss_backend *be, const ss_model_config *cfg, const ss
     f->w = w;
     f->p = *p;
     f->links = *links;
+    f->graphs = p->graphs;
     const ss_shard_plan *sp = &w->plan;
     f->esz = ss_dtype_size(be->act_dtype);
     f->q_dim = (int64_t)sp->q_heads * cfg->head_dim;
@@ -101,7 +103,8 @@ ss_status ss_forward_create(ss_backend *be, const ss_model_config *cfg, const ss
         SS_CHECK_GOTO(be->iface->upload(be->ctx, f->inv_freq, tab, (size_t)cfg->head_dim / 2 * sizeof(float)), st,
                       fail);
     }
-    f->meta_elems = 5 * T + R + (size_t)p->max_seqs * ((size_t)p->max_blocks + 1);
+    /* layout: ids, tok_seq, tok_pos, slots [T each], q_tiles [2T], rows [R], seq_lens [S], block_tables [S, max_blocks] */
+    f->meta_elems = 6 * T + R + (size_t)p->max_seqs * ((size_t)p->max_blocks + 1);
     FWD_ALLOC(meta, f->meta_elems * sizeof(int32_t), "step metadata");
     f->meta_host = ss_malloc(f->meta_elems * sizeof(int32_t));
     if (!f->meta_host) {
@@ -172,8 +175,8 @@ static ss_status fwd_layer(ss_forward *f, int32_t li, int64_t n, const ss_attn_m
         SS_CHECK(B->head_rmsnorm(c, q, L->q_norm, n, sp->q_heads, hd, f->qkv_dim, cfg->rms_eps));
         SS_CHECK(B->head_rmsnorm(c, k, L->k_norm, n, sp->kv_heads, hd, f->qkv_dim, cfg->rms_eps));
     }
-    SS_CHECK(B->rope(c, q, pos, f->inv_freq, n, sp->q_heads, hd, f->qkv_dim));
-    SS_CHECK(B->rope(c, k, pos, f->inv_freq, n, sp->kv_heads, hd, f->qkv_dim));
+    /* k's heads follow q's in each row: one rope call covers both */
+    SS_CHECK(B->rope(c, q, pos, f->inv_freq, n, sp->q_heads + sp->kv_heads, hd, f->qkv_dim));
     char *kc = (char *)f->kv + (size_t)li * 2 * f->kv_layer_bytes, *vc = kc + f->kv_layer_bytes;
     SS_CHECK(B->kv_store(c, kc, vc, k, v, slots, n, sp->kv_heads, hd, f->qkv_dim));
     SS_CHECK(B->attention(c, f->attn, q, f->qkv_dim, kc, vc, meta, n, sp->q_heads, sp->kv_heads, hd,
@@ -305,39 +308,66 @@ static ss_status fwd_logits(ss_forward *f, int64_t n, int32_t n_rows, const int3
     return SS_OK;
 }
 
-ss_status ss_forward_run(ss_forward *f, const ss_forward_batch *b, const float **logits, ss_err *err)
+/* Decode steps of up to this many tokens are replayed from CUDA graphs (one per power-of-two token
+ * bucket and power-of-two context bound); larger steps are compute-bound and run eagerly. */
+#define FWD_GRAPH_MAX_TOKENS 256
+
+/* Fills the host metadata of a step of n tokens (padded with inert tokens up to n_pad: id 0, sequence
+ * 0 at position 0, no KV slot, a row of its own) and returns the number of query tiles. */
+static int32_t fwd_pack_meta(ss_forward *f, const ss_forward_batch *b, int64_t n_pad, int32_t n_rows_pad,
+                             int32_t *max_tile)
+{
+    int32_t *m = f->meta_host;
+    int64_t n = b->n_tokens, T = f->p.max_tokens;
+    int32_t *ids = m, *seq = m + T, *pos = m + 2 * T, *slot = m + 3 * T, *tiles = m + 4 * T, *rows = m + 6 * T;
+    int32_t *lens = rows + f->p.max_rows, *bt = lens + f->p.max_seqs;
+    memcpy(ids, b->ids, (size_t)n * 4);
+    memcpy(seq, b->tok_seq, (size_t)n * 4);
+    memcpy(pos, b->tok_pos, (size_t)n * 4);
+    memcpy(slot, b->slots, (size_t)n * 4);
+    if (b->n_rows)
+        memcpy(rows, b->rows, (size_t)b->n_rows * 4);
+    for (int64_t i = n; i < n_pad; i++) {
+        ids[i] = 0, seq[i] = 0, pos[i] = 0, slot[i] = -1;
+    }
+    for (int32_t i = b->n_rows; i < n_rows_pad; i++)
+        rows[i] = i;
+    memcpy(lens, b->seq_lens, (size_t)b->n_seqs * 4);
+    memcpy(bt, b->block_tables, (size_t)b->n_seqs * f->p.max_blocks * 4);
+    int32_t nt = 0;
+    *max_tile = 0;
+    for (int64_t i = 0; i < n_pad; i++) {
+        int32_t *t = tiles + 2 * (size_t)nt;
+        int cont = nt > 0 && i < n && seq[i] == seq[i - 1] && pos[i] == pos[i - 1] + 1 && t[-1] < SS_ATTN_TILE_MAX &&
+                   t[-2] + t[-1] == i;
+        if (cont) {
+            t[-1]++;
+            if (t[-1] > *max_tile)
+                *max_tile = t[-1];
+        } else {
+            t[0] = (int32_t)i, t[1] = 1, nt++;
+            if (*max_tile < 1)
+                *max_tile = 1;
+        }
+    }
+    return nt;
+}
+
+/* Embedding (or activations from the previous stage), this stage's layers, and the logits: every
+ * device op of a step, so that a decode step can be captured as a whole. */
+static ss_status fwd_body(ss_forward *f, int64_t n, int32_t n_rows, const ss_attn_meta *meta, int greedy_only,
+                          const float **logits, ss_err *err)
 {
     const ss_backend_i *B = f->be->iface;
     void *c = f->be->ctx;
     const ss_shard_plan *sp = &f->w->plan;
-    int64_t n = b->n_tokens, T = f->p.max_tokens;
+    int64_t T = f->p.max_tokens;
     int32_t dim = f->cfg->hidden_size;
-    *logits = NULL;
-    f->greedy_n = 0;
-    if (n < 1 || n > T || b->n_seqs < 1 || b->n_seqs > f->p.max_seqs || b->n_rows < 0 || b->n_rows > f->p.max_rows)
-        return ss_err_set(err, SS_ERR_INVALID_ARG, "step of %lld tokens, %d sequences, %d rows exceeds the sizes %lld/%d/%d",
-                          (long long)n, b->n_seqs, b->n_rows, (long long)T, f->p.max_seqs, f->p.max_rows);
-    /* Pack metadata into one upload. */
-    int32_t *m = f->meta_host;
-    int32_t *d = f->meta;
-    size_t o_ids = 0, o_seq = (size_t)T, o_pos = 2 * (size_t)T, o_slot = 3 * (size_t)T, o_rows = 4 * (size_t)T,
-           o_bt = o_rows + (size_t)f->p.max_rows, o_len = o_bt + (size_t)f->p.max_seqs * f->p.max_blocks;
-    memcpy(m + o_ids, b->ids, (size_t)n * 4);
-    memcpy(m + o_seq, b->tok_seq, (size_t)n * 4);
-    memcpy(m + o_pos, b->tok_pos, (size_t)n * 4);
-    memcpy(m + o_slot, b->slots, (size_t)n * 4);
-    if (b->n_rows)
-        memcpy(m + o_rows, b->rows, (size_t)b->n_rows * 4);
-    memcpy(m + o_bt, b->block_tables, (size_t)b->n_seqs * f->p.max_blocks * 4);
-    memcpy(m + o_len, b->seq_lens, (size_t)b->n_seqs * 4);
-    ss_status st = B->upload(c, d, m, (o_len + (size_t)b->n_seqs) * 4);
-    if (st != SS_OK)
-        return ss_err_set(err, st, "uploading step metadata to %s", f->be->desc);
-    ss_attn_meta meta = {d + o_seq, d + o_pos, d + o_bt, d + o_len, b->n_seqs, f->p.max_blocks, b->max_seq_len,
-                         f->p.block_size};
+    const int32_t *d = f->meta;
     ss_forward_links *L = &f->links;
+    ss_status st;
     if (sp->first_stage) {
-        st = B->embed(c, f->residual, f->w->embed, d + o_ids, n, dim, sp->vocab_start, sp->vocab_size);
+        st = B->embed(c, f->residual, f->w->embed, d, n, dim, sp->vocab_start, sp->vocab_size);
         if (st == SS_OK && L->tp->size > 1)
             st = L->tp->iface->all_reduce_sum(L->tp->ctx, f->residual, n * dim, f->be->act_dtype);
     } else {
@@ -346,7 +376,7 @@ ss_status ss_forward_run(ss_forward *f, const ss_forward_batch *b, const float *
     if (st != SS_OK)
         return ss_err_set(err, st, "rank %d: %s activations", sp->rank, sp->first_stage ? "embedding" : "receiving");
     for (int32_t li = 0; li < sp->layer_end - sp->layer_start; li++) {
-        st = fwd_layer(f, li, n, &meta, d + o_pos, d + o_slot);
+        st = fwd_layer(f, li, n, meta, d + 2 * T, d + 3 * T);
         if (st != SS_OK)
             return ss_err_set(err, st, "rank %d: layer %d: %s", sp->rank, sp->layer_start + li, ss_status_str(st));
     }
@@ -358,8 +388,87 @@ ss_status ss_forward_run(ss_forward *f, const ss_forward_batch *b, const float *
             return ss_err_set(err, st, "rank %d: sending activations to rank %d", sp->rank, L->next_rank);
         return SS_OK;
     }
-    st = fwd_logits(f, n, b->n_rows, d + o_rows, b->greedy_only, logits);
+    st = fwd_logits(f, n, n_rows, d + 6 * T, greedy_only, logits);
     if (st != SS_OK)
         return ss_err_set(err, st, "rank %d: logits: %s", sp->rank, ss_status_str(st));
     return SS_OK;
+}
+
+/* Replays (capturing first when needed) the graph of a padded decode step. Returns
+ * SS_ERR_UNSUPPORTED, with nothing enqueued, when the backend has no graphs. */
+static ss_status fwd_graph_step(ss_forward *f, uint64_t key, int64_t n, const ss_attn_meta *meta,
+                                const float **logits, ss_err *err)
+{
+    const ss_backend_i *B = f->be->iface;
+    void *c = f->be->ctx;
+    const float *lg = NULL;
+    ss_status st = B->graph_launch(c, key);
+    if (st == SS_OK) {
+        *logits = f->w->plan.last_stage ? f->logits_local : NULL;
+        return SS_OK;
+    }
+    if (st != SS_ERR_NOT_FOUND)
+        return st == SS_ERR_UNSUPPORTED ? st : ss_err_set(err, st, "replaying a decode graph on %s", f->be->desc);
+    st = B->graph_begin(c, key);
+    if (st != SS_OK)
+        return st == SS_ERR_UNSUPPORTED ? st : ss_err_set(err, st, "capturing a decode graph on %s", f->be->desc);
+    ss_status body = fwd_body(f, n, (int32_t)n, meta, 0, &lg, err);
+    st = B->graph_end(c, key); /* always closes the capture, also after a failed op */
+    if (body != SS_OK)
+        return body;
+    if (st != SS_OK)
+        return ss_err_set(err, st, "capturing a decode graph of %lld tokens on %s", (long long)n, f->be->desc);
+    st = B->graph_launch(c, key);
+    if (st != SS_OK)
+        return ss_err_set(err, st, "replaying a decode graph on %s", f->be->desc);
+    *logits = lg;
+    return SS_OK;
+}
+
+ss_status ss_forward_run(ss_forward *f, const ss_forward_batch *b, const float **logits, ss_err *err)
+{
+    const ss_backend_i *B = f->be->iface;
+    void *c = f->be->ctx;
+    const ss_shard_plan *sp = &f->w->plan;
+    int64_t n = b->n_tokens, T = f->p.max_tokens;
+    *logits = NULL;
+    f->greedy_n = 0;
+    if (n < 1 || n > T || b->n_seqs < 1 || b->n_seqs > f->p.max_seqs || b->n_rows < 0 || b->n_rows > f->p.max_rows)
+        return ss_err_set(err, SS_ERR_INVALID_ARG, "step of %lld tokens, %d sequences, %d rows exceeds the sizes %lld/%d/%d",
+                          (long long)n, b->n_seqs, b->n_rows, (long long)T, f->p.max_seqs, f->p.max_rows);
+    /* A decode step (one token per sequence, each a logits row) of a single-rank replica is padded to
+     * a power of two and replayed from a graph; anything else runs op by op. */
+    int64_t n_pad = 1;
+    while (n_pad < n)
+        n_pad *= 2;
+    int graph = f->graphs && sp->tp == 1 && sp->first_stage && sp->last_stage && n <= FWD_GRAPH_MAX_TOKENS &&
+                b->n_rows == n && b->n_seqs == n && n_pad <= T && n_pad <= f->p.max_rows;
+    for (int64_t i = 0; graph && i < n; i++)
+        graph = b->rows[i] == i && b->tok_seq[i] == i;
+    if (!graph)
+        n_pad = n;
+    int32_t max_tile = 0;
+    int32_t n_tiles = fwd_pack_meta(f, b, n_pad, graph ? (int32_t)n_pad : b->n_rows, &max_tile);
+    size_t o_bt = 6 * (size_t)T + (size_t)f->p.max_rows + (size_t)f->p.max_seqs;
+    ss_status st = B->upload(c, f->meta, f->meta_host, (o_bt + (size_t)b->n_seqs * f->p.max_blocks) * 4);
+    if (st != SS_OK)
+        return ss_err_set(err, st, "uploading step metadata to %s", f->be->desc);
+    const int32_t *d = f->meta;
+    int32_t msl = b->max_seq_len;
+    if (graph) { /* the context bound only sizes the attention's split; a power of two keeps graphs few */
+        msl = 256;
+        while (msl < b->max_seq_len)
+            msl *= 2;
+    }
+    ss_attn_meta meta = {d + T, d + 2 * T, d + o_bt, d + 6 * T + f->p.max_rows, b->n_seqs, f->p.max_blocks, msl,
+                         f->p.block_size, d + 4 * T, n_tiles, max_tile};
+    if (graph) {
+        uint64_t key = ((uint64_t)msl << 32) | (uint64_t)n_pad;
+        st = fwd_graph_step(f, key, n_pad, &meta, logits, err);
+        if (st != SS_ERR_UNSUPPORTED)
+            return st;
+        f->graphs = 0; /* this backend has none: run op by op from now on */
+        meta.n_tiles -= (int32_t)(n_pad - n); /* the padding tokens' tiles, one each, at the end */
+    }
+    return fwd_body(f, n, b->n_rows, &meta, b->greedy_only, logits, err);
 }

@@ -20,6 +20,7 @@ typedef struct ss_forward_params {
     int32_t max_blocks;   /* block table width (max_seq_len / block_size, rounded up) */
     int32_t block_size;
     int32_t num_blocks;   /* KV blocks in the cache of each layer */
+    int graphs;           /* replay decode steps from graphs when the backend has them (single-rank) */
 } ss_forward_params;
 
 /* Step inputs on the host; ss_forward_run uploads them. */

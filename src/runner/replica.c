@@ -172,7 +172,7 @@ ss_status ss_replica_create(const ss_replica_params *params, ss_replica **out, s
         SS_CHECK_GOTO(ss_comm_create_single(&r->tp_comm, err), st, fail);
         ss_runner_params rp = {params->model_dir, 1, 1, 0, params->backend, params->block_size,
                                params->num_kv_blocks, params->max_seq_len, params->max_batch_tokens,
-                               params->max_seqs};
+                               params->max_seqs, params->no_graphs};
         ss_runner_links links = {r->tp_comm, NULL, 0};
         SS_CHECK_GOTO(ss_runner_create(&rp, &links, &r->runner, err), st, fail);
     }

@@ -21,6 +21,7 @@ typedef struct ss_replica_params {
     int32_t max_seq_len;     /* context cap; 0 = min(model max positions, 8192) */
     int32_t max_batch_tokens;/* tokens per step cap (sizes scratch); default 2048 */
     int32_t max_seqs;        /* sequences per step cap; default 256 */
+    int no_graphs;           /* 1: decode steps run op by op instead of replaying CUDA graphs */
     /* Multi-rank: how ranks find each other (see runner/bootstrap.h); NULL = spawn local ranks. */
     const char *leader_addr; /* "host:port" */
     int nnodes, node_rank, gpus_per_node;

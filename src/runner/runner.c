@@ -29,9 +29,8 @@ struct ss_runner {
     /* host scratch for one step */
     int32_t *tok_seq, *tok_pos, *slots, *rows, *block_tables, *seq_lens, *row_of_seq;
     float *host_logits;   /* [max_rows, vocab] for the host sampling path */
-    float *host_scratch;  /* [vocab] */
-    int32_t *dev_tok;     /* [max_rows] device */
-    float *dev_lp;        /* [max_rows] device */
+    float *host_scratch;  /* [max(vocab, 2 * max_rows)] */
+    int32_t *dev_tok;     /* device [2 * max_rows]: sampled tokens, then their log-probabilities */
 };
 
 float ss_rng_uniform(uint64_t seed, uint64_t counter)
@@ -142,6 +141,7 @@ ss_status ss_runner_create(const ss_runner_params *p, const ss_runner_links *lin
     r->fp.max_tokens = p->max_batch_tokens > 0 ? p->max_batch_tokens : 2048;
     r->fp.max_seqs = p->max_seqs > 0 ? p->max_seqs : 256;
     r->fp.max_rows = r->fp.max_seqs > 256 ? r->fp.max_seqs : 256;
+    r->fp.graphs = !p->no_graphs;
     r->fp.num_blocks = p->num_kv_blocks > 0 ? p->num_kv_blocks : runner_default_blocks(r);
     r->p.num_kv_blocks = r->fp.num_blocks;
     ss_forward_links fl = {links->tp, links->world, r->plan.first_stage ? -1 : p->rank - p->tp,
@@ -160,9 +160,10 @@ ss_status ss_runner_create(const ss_runner_params *p, const ss_runner_links *lin
         goto fail;
     }
     if (r->plan.last_stage && r->plan.tp_rank == 0) {
-        r->host_scratch = ss_malloc((size_t)r->cfg.vocab_size * sizeof(float));
-        SS_CHECK_GOTO(r->be->iface->alloc(r->be->ctx, R * 4, (void **)&r->dev_tok), st, fail);
-        SS_CHECK_GOTO(r->be->iface->alloc(r->be->ctx, R * 4, (void **)&r->dev_lp), st, fail);
+        size_t scratch = (size_t)r->cfg.vocab_size > 2 * R ? (size_t)r->cfg.vocab_size : 2 * R;
+        r->host_scratch = ss_malloc(scratch * sizeof(float));
+        /* sampled tokens then their log-probabilities, read back with one copy */
+        SS_CHECK_GOTO(r->be->iface->alloc(r->be->ctx, 2 * R * 4, (void **)&r->dev_tok), st, fail);
         if (!r->host_scratch) {
             st = ss_err_set(err, SS_ERR_NOMEM, "out of memory");
             goto fail;
@@ -187,8 +188,6 @@ void ss_runner_destroy(ss_runner *r)
         ss_weights_free(r->be, r->w);
         if (r->dev_tok)
             r->be->iface->free_buf(r->be->ctx, r->dev_tok);
-        if (r->dev_lp)
-            r->be->iface->free_buf(r->be->ctx, r->dev_lp);
         ss_backend_destroy(r->be);
     }
     ss_free(r->tok_seq);
@@ -442,13 +441,15 @@ static ss_status runner_sample(ss_runner *r, const ss_step_plan *plan, const flo
             continue;
         sr[k++] = runner_sample_row(q);
     }
-    ss_status st = B->sample(r->be->ctx, r->dev_tok, r->dev_lp, logits, n, V, sr);
+    ss_status st = B->sample(r->be->ctx, r->dev_tok, (float *)(r->dev_tok + n), logits, n, V, sr);
     if (sr != srows)
         ss_free(sr);
     if (st == SS_OK)
-        st = B->download(r->be->ctx, out->token, r->dev_tok, (size_t)n * 4);
-    if (st == SS_OK)
-        st = B->download(r->be->ctx, out->logprob, r->dev_lp, (size_t)n * 4);
+        st = B->download(r->be->ctx, r->host_scratch, r->dev_tok, (size_t)n * 8);
+    if (st == SS_OK) {
+        memcpy(out->token, r->host_scratch, (size_t)n * 4);
+        memcpy(out->logprob, r->host_scratch + n, (size_t)n * 4);
+    }
     if (st != SS_OK)
         return ss_err_set(err, st, "sampling on %s", r->be->desc);
     return SS_OK;

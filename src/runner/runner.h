@@ -19,6 +19,7 @@ typedef struct ss_runner_params {
     int32_t max_seq_len;
     int64_t max_batch_tokens;
     int32_t max_seqs;
+    int no_graphs;             /* 1: run decode steps op by op (no CUDA graphs) */
 } ss_runner_params;
 
 /* Loads config and weights, allocates the cache. links: comms borrowed for the runner's lifetime

@@ -79,7 +79,7 @@ static void seq_blocks_init(seq_blocks *s, int32_t first, int32_t count)
         s->blocks[i] = first + count - 1 - i; /* reversed: block tables need not be contiguous */
 }
 
-static ss_replica *golden_replica(const char *model)
+static ss_replica *golden_replica_graphs(const char *model, int no_graphs)
 {
     char dir[1024];
     snprintf(dir, sizeof dir, "%s/models/%s", SS_FIXTURES, model);
@@ -91,11 +91,17 @@ static ss_replica *golden_replica(const char *model)
     p.worker_exe = SS_BINARY_DIR "/shardserve";
     p.max_seq_len = 256;
     p.num_kv_blocks = 16 * 16;
+    p.no_graphs = no_graphs;
     ss_replica *r = NULL;
     ss_err e;
     if (ss_replica_create(&p, &r, &e) != SS_OK)
         fail_msg("%s: %s", model, e.msg);
     return r;
+}
+
+static ss_replica *golden_replica(const char *model)
+{
+    return golden_replica_graphs(model, 0);
 }
 
 /* Runs prefill + greedy decode for one case and checks logits and tokens. */
@@ -237,6 +243,65 @@ static void test_golden_batched(void **state)
     }
 }
 
+/* Greedy decode of `n_seqs` sequences (prompt lengths 3 + 5s) for n_steps steps; tokens and their
+ * log-probabilities of every step go to tok/lp [n_steps][n_seqs]. */
+static void decode_batch(ss_replica *r, int n_seqs, int n_steps, int32_t *tok, float *lp)
+{
+    seq_blocks sb[8];
+    ss_plan_seq q[8];
+    int32_t ids[64], n = 0;
+    memset(q, 0, sizeof q);
+    for (int s = 0; s < n_seqs; s++) {
+        seq_blocks_init(&sb[s], s * 16, 16);
+        q[s].seq_id = (uint64_t)s;
+        q[s].n_tokens = 3 + 5 * s;
+        q[s].blocks = sb[s].blocks;
+        q[s].n_blocks = sb[s].n_blocks;
+        q[s].sample = 1;
+        q[s].sp = ss_sampling_default();
+        for (int i = 0; i < q[s].n_tokens; i++)
+            ids[n++] = (int32_t)((s * 31 + i * 7) % 200 + 1);
+    }
+    ss_step_plan plan = {1, 0, n_seqs, q, n, ids};
+    ss_err e;
+    for (int k = 0; k < n_steps; k++) {
+        ss_step_output out;
+        if (ss_replica_step(r, &plan, &out, &e) != SS_OK)
+            fail_msg("%s", e.msg);
+        assert_int_equal(out.n, n_seqs);
+        for (int s = 0; s < n_seqs; s++) {
+            tok[k * n_seqs + s] = ids[s] = out.token[s];
+            lp[k * n_seqs + s] = out.logprob[s];
+            q[s].pos_start += q[s].n_tokens;
+            q[s].n_tokens = 1;
+        }
+        ss_step_output_clear(&out);
+        plan.step_id++;
+        plan.n_tokens = n_seqs;
+    }
+}
+
+/* Decode steps replayed from graphs (padded to power-of-two batches) give the tokens of the same
+ * steps run op by op (batch 3 pads to 4). */
+static void test_golden_graphs_equal_eager(void **state)
+{
+    (void)state;
+    enum { SEQS = 3, STEPS = 40 };
+    int32_t tok[2][STEPS * SEQS];
+    float lp[2][STEPS * SEQS];
+    for (int ng = 0; ng < 2; ng++) {
+        ss_replica *r = golden_replica_graphs("llama3-gqa", ng);
+        decode_batch(r, SEQS, STEPS, tok[ng], lp[ng]);
+        ss_replica_destroy(r);
+    }
+    for (int i = 0; i < STEPS * SEQS; i++) {
+        assert_int_equal(tok[0][i], tok[1][i]);
+        if (fabsf(lp[0][i] - lp[1][i]) > 1e-3f)
+            fail_msg("step %d sequence %d: log-probability %.6f with graphs, %.6f without", i / SEQS, i % SEQS,
+                     lp[0][i], lp[1][i]);
+    }
+}
+
 int main(void)
 {
     const char *dev = getenv("SS_TEST_DEVICE");
@@ -252,6 +317,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_golden_all_models),
         cmocka_unit_test(test_golden_batched),
+        cmocka_unit_test(test_golden_graphs_equal_eager),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -15,6 +15,7 @@
 #define CU_LT_WORKSPACE ((size_t)32 << 20)  /* cuBLASLt workspace (Hopper wants >= 32 MiB) */
 #define CU_ATTN_WORKSPACE ((size_t)32 << 20) /* split-K partial results */
 #define CU_MAX_GRAPHS 64
+#define CU_READBACK_BYTES ((size_t)64 << 10)
 #define CU_SAMPLE_CHUNK 128
 
 typedef struct cu_graph {
@@ -36,6 +37,7 @@ typedef struct cu_ctx {
     cudaEvent_t stage_evt[CU_STAGE_BUFS];
     int stage_pending[CU_STAGE_BUFS];
     int stage_next;
+    void *readback; /* pinned [CU_READBACK_BYTES] for small device->host copies (sampled tokens) */
     cu_graph graphs[CU_MAX_GRAPHS];
     uint64_t graph_clock;
     int capturing;
@@ -199,6 +201,14 @@ static ss_status cu_download(void *ctx, void *dst, const void *src, size_t bytes
     SS_CHECK(cu_enter(c));
     if (bytes == 0)
         return SS_OK;
+    if (bytes <= CU_READBACK_BYTES) { /* through pinned memory: a pageable copy costs a driver bounce */
+        if (!c->readback)
+            CUDA_CHECK(&c->err, cudaHostAlloc(&c->readback, CU_READBACK_BYTES, cudaHostAllocDefault));
+        CUDA_CHECK(&c->err, cudaMemcpyAsync(c->readback, src, bytes, cudaMemcpyDeviceToHost, c->stream));
+        CUDA_CHECK(&c->err, cudaStreamSynchronize(c->stream));
+        memcpy(dst, c->readback, bytes);
+        return SS_OK;
+    }
     CUDA_CHECK(&c->err, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, c->stream));
     CUDA_CHECK(&c->err, cudaStreamSynchronize(c->stream));
     return SS_OK;
@@ -334,6 +344,9 @@ static ss_status cu_attention(void *ctx, void *out, const void *q, int64_t q_str
     a.workspace = c->attn_ws;
     a.workspace_bytes = (int64_t)CU_ATTN_WORKSPACE;
     a.sm_count = c->sm_count;
+    a.q_tiles = meta->q_tiles;
+    a.n_tiles = meta->q_tiles ? meta->n_tiles : 0;
+    a.max_tile_tokens = meta->q_tiles ? meta->max_tile_tokens : 0;
     KCHECK(c, ss_cuda_attention(c->stream, &a));
     return SS_OK;
 }
@@ -499,6 +512,8 @@ static void cu_destroy(void *ctx)
         }
         if (c->attn_ws)
             cudaFree(c->attn_ws);
+        if (c->readback)
+            cudaFreeHost(c->readback);
         ss_cuda_lt_destroy(c->lt);
         if (c->stream)
             cudaStreamDestroy(c->stream);
