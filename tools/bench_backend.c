@@ -147,7 +147,7 @@ static void bench_attention(bench *b, int32_t batch, int32_t ctx)
     void *meta_dev = dalloc(b, (size_t)batch * (3 + max_blocks) * sizeof *host);
     CHECK(b->be->iface->upload(b->be->ctx, meta_dev, host, (size_t)batch * (3 + max_blocks) * sizeof *host));
     int32_t *md = meta_dev;
-    ss_attn_meta meta = {md, md + batch, md + 3 * batch, md + 2 * batch, batch, max_blocks, ctx, bs};
+    ss_attn_meta meta = {md, md + batch, md + 3 * batch, md + 2 * batch, batch, max_blocks, ctx, bs, NULL, 0, 0};
     const float scale = 0.08838834764f;
     for (int i = 0; i < 3; i++)
         CHECK(b->be->iface->attention(b->be->ctx, out, q, q_stride, kc[0], vc[0], &meta, batch, heads, kv, hd, scale));

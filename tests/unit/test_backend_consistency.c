@@ -413,7 +413,7 @@ static void check_attention(pair *p, int32_t heads, int32_t kv, int32_t hd, cons
         bufs[i][5] = dev_raw(b, bt, (size_t)n_seqs * max_blocks * 4);
         bufs[i][6] = dev_raw(b, seq_lens, (size_t)n_seqs * 4);
         out[i] = dev_poison(b, n * heads * hd, b->act_dtype);
-        ss_attn_meta meta = {bufs[i][3], bufs[i][4], bufs[i][5], bufs[i][6], n_seqs, max_blocks, max_len, bs};
+        ss_attn_meta meta = {bufs[i][3], bufs[i][4], bufs[i][5], bufs[i][6], n_seqs, max_blocks, max_len, bs, NULL, 0, 0};
         assert_int_equal(b->iface->attention(b->ctx, out[i], bufs[i][0], q_stride, bufs[i][1], bufs[i][2], &meta, n,
                                              heads, kv, hd, 1.0f / sqrtf((float)hd)),
                          SS_OK);
