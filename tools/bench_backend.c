@@ -1,6 +1,8 @@
 /* bench_backend.c — microbenchmark of the cuda backend's ops on Llama-3-8B shapes, timed with cudaEvents
- * through the backend table: decode GEMVs, the lm_head, a prefill GEMM, decode attention at several
- * contexts. Prints achieved GB/s against a measured device-to-device copy bandwidth.
+ * through the backend table: decode GEMVs (every kernel variant of gemv.cu), the lm_head, a prefill GEMM,
+ * decode attention at several contexts. Prints achieved GB/s against a measured device-to-device copy
+ * bandwidth. Attention runs each case twice through the launcher's switch SS_ATTN_FORCE=old|tiled
+ * (set and cleared here): the CUDA-core kernel and the tensor-core kernel of attn_tiled.cu.
  * Usage: bench_backend [--iters N] [--device I]. Needs a build with CUDA and a GPU. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +18,7 @@ int main(void)
     return 0;
 }
 #else
+#include "backend/cuda/cuda_kernels.h"
 #include "backend/cuda/cuda_timer.h"
 
 #define MIB ((size_t)1 << 20)
@@ -88,86 +91,231 @@ static void report(bench *b, const char *name, double ms_per, double bytes, doub
     printf("\n");
 }
 
-/* y[n, m] = x[n, k] W[m, k]^T, rotating over enough copies of W to defeat the L2. */
-static void bench_matmul(bench *b, const char *name, int64_t n, int32_t m, int32_t k, ss_dtype out_type)
+/* Copies of one weight matrix [m, k] bf16, enough of them to defeat the L2 when rotated over. */
+typedef struct wset {
+    void *W[16];
+    int copies;
+} wset;
+
+static void wset_alloc(bench *b, wset *ws, int32_t m, int32_t k)
 {
     const size_t wbytes = (size_t)m * k * 2;
     int copies = (int)((ROTATE_BYTES + wbytes - 1) / wbytes);
-    copies = copies < 1 ? 1 : (copies > 16 ? 16 : copies);
-    void *W[16];
-    for (int i = 0; i < copies; i++) {
-        W[i] = dalloc(b, wbytes);
-        fill_random(b, W[i], wbytes);
+    ws->copies = copies < 1 ? 1 : (copies > 16 ? 16 : copies);
+    for (int i = 0; i < ws->copies; i++) {
+        ws->W[i] = dalloc(b, wbytes);
+        fill_random(b, ws->W[i], wbytes);
     }
-    void *x = dalloc(b, (size_t)n * k * 2), *out = dalloc(b, (size_t)n * m * ss_dtype_size(out_type));
-    fill_random(b, x, (size_t)n * k * 2);
+}
+
+static void wset_free(bench *b, wset *ws)
+{
+    for (int i = 0; i < ws->copies; i++)
+        b->be->iface->free_buf(b->be->ctx, ws->W[i]);
+}
+
+/* Milliseconds per y[n, m] = x[n, k] W[m, k]^T, back to back on the stream over the copies of W. */
+static double time_matmul(bench *b, void *out, ss_dtype out_type, const void *x, const wset *ws, int64_t n, int32_t m,
+                          int32_t k)
+{
     for (int i = 0; i < 3; i++)
-        CHECK(b->be->iface->matmul(b->be->ctx, out, out_type, x, W[i % copies], NULL, n, m, k));
+        CHECK(b->be->iface->matmul(b->be->ctx, out, out_type, x, ws->W[i % ws->copies], NULL, n, m, k));
     double ms;
     CHECK(ss_cuda_timer_start(b->timer));
     for (int i = 0; i < b->iters; i++)
-        CHECK(b->be->iface->matmul(b->be->ctx, out, out_type, x, W[i % copies], NULL, n, m, k));
+        CHECK(b->be->iface->matmul(b->be->ctx, out, out_type, x, ws->W[i % ws->copies], NULL, n, m, k));
     CHECK(ss_cuda_timer_stop(b->timer, &ms));
-    const double bytes = (double)wbytes + (double)n * k * 2 + (double)n * m * ss_dtype_size(out_type);
+    return ms / b->iters;
+}
+
+static double matmul_bytes(int64_t n, int32_t m, int32_t k, ss_dtype out_type)
+{
+    return (double)m * k * 2 + (double)n * k * 2 + (double)n * m * ss_dtype_size(out_type);
+}
+
+/* y[n, m] = x[n, k] W[m, k]^T, rotating over enough copies of W to defeat the L2. */
+static void bench_matmul(bench *b, const char *name, int64_t n, int32_t m, int32_t k, ss_dtype out_type)
+{
+    wset ws;
+    wset_alloc(b, &ws, m, k);
+    void *x = dalloc(b, (size_t)n * k * 2), *out = dalloc(b, (size_t)n * m * ss_dtype_size(out_type));
+    fill_random(b, x, (size_t)n * k * 2);
+    const double ms = time_matmul(b, out, out_type, x, &ws, n, m, k);
     char label[96];
     snprintf(label, sizeof label, "%s n=%lld %dx%d", name, (long long)n, m, k);
-    report(b, label, ms / b->iters, bytes, 2.0 * (double)n * m * k);
-    for (int i = 0; i < copies; i++)
-        b->be->iface->free_buf(b->be->ctx, W[i]);
+    report(b, label, ms, matmul_bytes(n, m, k, out_type), 2.0 * (double)n * m * k);
+    wset_free(b, &ws);
     b->be->iface->free_buf(b->be->ctx, x);
     b->be->iface->free_buf(b->be->ctx, out);
 }
 
-/* Decode attention, batch `batch`, every sequence at context ctx; Llama-3-8B heads (32 q, 8 kv, d 128).
- * Rotates over `layers` separate caches (as consecutive layers would). */
-static void bench_attention(bench *b, int32_t batch, int32_t ctx)
+/* One decode GEMV shape at n = 1, 2, 4, 8 under every kernel variant of gemv.cu (ss_cuda_gemv_set_variant),
+ * weights allocated once; each (shape, n) ends with its best variant. Leaves the default variant set. */
+static void bench_gemv_variants(bench *b, const char *name, int32_t m, int32_t k, ss_dtype out_type)
 {
-    const int32_t heads = 32, kv = 8, hd = 128, bs = 16, layers = 8;
+    const int64_t ns[] = {1, 2, 4, 8};
+    const int nv = ss_cuda_gemv_variant_count();
+    wset ws;
+    wset_alloc(b, &ws, m, k);
+    void *x = dalloc(b, (size_t)8 * k * 2), *out = dalloc(b, (size_t)8 * m * ss_dtype_size(out_type));
+    fill_random(b, x, (size_t)8 * k * 2);
+    for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++) {
+        double best_ms = 0;
+        int best = 0;
+        for (int v = 0; v < nv; v++) {
+            ss_cuda_gemv_set_variant(v);
+            const double ms = time_matmul(b, out, out_type, x, &ws, ns[i], m, k);
+            char label[128];
+            snprintf(label, sizeof label, "%s n=%lld %dx%d [%s]", name, (long long)ns[i], m, k,
+                     ss_cuda_gemv_variant_name(v));
+            report(b, label, ms, matmul_bytes(ns[i], m, k, out_type), 2.0 * (double)ns[i] * m * k);
+            if (v == 0 || ms < best_ms)
+                best_ms = ms, best = v;
+        }
+        const double gbs = matmul_bytes(ns[i], m, k, out_type) / (best_ms * 1e-3) / 1e9;
+        printf("   best for %s n=%lld: %s (%.1f%% of copy)\n", name, (long long)ns[i], ss_cuda_gemv_variant_name(best),
+               100.0 * gbs / b->copy_gbs);
+    }
+    ss_cuda_gemv_set_variant(0);
+    wset_free(b, &ws);
+    b->be->iface->free_buf(b->be->ctx, x);
+    b->be->iface->free_buf(b->be->ctx, out);
+}
+
+/* The four GEMVs of a Llama-3-8B layer back to back (qkv, o, gate_up, down), over `layers` separate weight
+ * sets, per variant: what a decode step's GEMVs cost when each follows another kernel (PDL overlap included,
+ * attention and the elementwise kernels between them left out). */
+static void bench_gemv_layers(bench *b, int64_t n)
+{
+    enum { LAYERS = 4, OPS = 4 };
+    const int32_t shape[OPS][2] = {{6144, 4096}, {4096, 4096}, {28672, 4096}, {4096, 14336}};
+    void *W[LAYERS][OPS];
+    double bytes = 0;
+    for (int l = 0; l < LAYERS; l++)
+        for (int o = 0; o < OPS; o++) {
+            const size_t wb = (size_t)shape[o][0] * shape[o][1] * 2;
+            W[l][o] = dalloc(b, wb);
+            fill_random(b, W[l][o], wb);
+        }
+    for (int o = 0; o < OPS; o++)
+        bytes += matmul_bytes(n, shape[o][0], shape[o][1], SS_DTYPE_BF16);
+    void *x = dalloc(b, (size_t)n * 28672 * 2), *out = dalloc(b, (size_t)n * 28672 * 2);
+    fill_random(b, x, (size_t)n * 28672 * 2);
+    for (int v = 0; v < ss_cuda_gemv_variant_count(); v++) {
+        ss_cuda_gemv_set_variant(v);
+        const int reps = b->iters < 8 ? 8 : b->iters;
+        double ms = 0;
+        for (int pass = 0; pass < 2; pass++) { /* pass 0 warms up */
+            if (pass == 1)
+                CHECK(ss_cuda_timer_start(b->timer));
+            for (int r = 0; r < (pass ? reps : 2); r++)
+                for (int l = 0; l < LAYERS; l++)
+                    for (int o = 0; o < OPS; o++) /* x: the previous op's output, as in a real step
+                                                     (values may overflow; the timing does not care) */
+                        CHECK(b->be->iface->matmul(b->be->ctx, (o & 1) ? x : out, SS_DTYPE_BF16, (o & 1) ? out : x,
+                                                   W[l][o], NULL, n, shape[o][0], shape[o][1]));
+            if (pass == 1)
+                CHECK(ss_cuda_timer_stop(b->timer, &ms));
+        }
+        char label[128];
+        snprintf(label, sizeof label, "layer GEMVs n=%lld (per layer) [%s]", (long long)n, ss_cuda_gemv_variant_name(v));
+        report(b, label, ms / reps / LAYERS, bytes, 0);
+    }
+    ss_cuda_gemv_set_variant(0);
+    for (int l = 0; l < LAYERS; l++)
+        for (int o = 0; o < OPS; o++)
+            b->be->iface->free_buf(b->be->ctx, W[l][o]);
+    b->be->iface->free_buf(b->be->ctx, x);
+    b->be->iface->free_buf(b->be->ctx, out);
+}
+
+/* Attention over the paged cache with Llama-3-8B heads (32 q, 8 kv, d 128): `batch` sequences, each
+ * with `chunk` new tokens at positions start .. start+chunk-1 (chunk 1: decode; batch 1 and a long
+ * chunk: a prefill chunk), once per kernel: SS_ATTN_FORCE=old (CUDA-core) and =tiled (tensor cores),
+ * the launcher's benchmark switch. Rotates over separate caches (as consecutive layers would) so that
+ * K/V come from HBM. Decode lines are read as GB/s (K+V bytes of the contexts), prefill lines as
+ * TFLOP/s (causal: 4 * heads * D * sum over tokens of the context). */
+static void bench_attention(bench *b, int32_t batch, int32_t start, int32_t chunk)
+{
+    const int32_t heads = 32, kv = 8, hd = 128, bs = 16;
+    const int32_t ctx = start + chunk;
+    const int64_t n = (int64_t)batch * chunk;
     const int32_t max_blocks = (ctx + bs - 1) / bs;
     const int64_t cache_elems = (int64_t)batch * max_blocks * bs * kv * hd;
+    const size_t cache_bytes = (size_t)cache_elems * 2;
+    int layers = (int)((ROTATE_BYTES + 2 * cache_bytes - 1) / (2 * cache_bytes));
+    layers = layers < 2 ? 2 : (layers > 8 ? 8 : layers);
     void *kc[8], *vc[8];
     for (int l = 0; l < layers; l++) {
-        kc[l] = dalloc(b, (size_t)cache_elems * 2);
-        vc[l] = dalloc(b, (size_t)cache_elems * 2);
-        fill_random(b, kc[l], (size_t)cache_elems * 2);
-        fill_random(b, vc[l], (size_t)cache_elems * 2);
+        kc[l] = dalloc(b, cache_bytes);
+        vc[l] = dalloc(b, cache_bytes);
+        fill_random(b, kc[l], cache_bytes);
+        fill_random(b, vc[l], cache_bytes);
     }
     const int64_t q_stride = (int64_t)(heads + 2 * kv) * hd;
-    void *q = dalloc(b, (size_t)batch * q_stride * 2), *out = dalloc(b, (size_t)batch * heads * hd * 2);
-    fill_random(b, q, (size_t)batch * q_stride * 2);
-    int32_t *host = malloc((size_t)batch * (3 + max_blocks) * sizeof *host);
-    int32_t *tok_seq = host, *tok_pos = host + batch, *lens = host + 2 * batch, *bt = host + 3 * batch;
+    void *q = dalloc(b, (size_t)n * q_stride * 2), *out = dalloc(b, (size_t)n * heads * hd * 2);
+    fill_random(b, q, (size_t)n * q_stride * 2);
+    /* host layout: tok_seq [n], tok_pos [n], q_tiles [2n], seq_lens [batch], block_tables [batch, max_blocks] */
+    const size_t n_meta = (size_t)n * 4 + (size_t)batch * (1 + (size_t)max_blocks);
+    int32_t *host = malloc(n_meta * sizeof *host);
+    if (!host)
+        die("host metadata", SS_ERR_NOMEM);
+    int32_t *tok_seq = host, *tok_pos = host + n, *tiles = host + 2 * n, *lens = host + 4 * n;
+    int32_t *bt = lens + batch;
+    int32_t n_tiles = 0, max_tile = 0;
     for (int32_t s = 0; s < batch; s++) {
-        tok_seq[s] = s;
-        tok_pos[s] = ctx - 1;
         lens[s] = ctx;
         for (int32_t j = 0; j < max_blocks; j++) /* interleaved: sequence s owns blocks s, s+batch, ... */
             bt[s * max_blocks + j] = j * batch + s;
+        for (int32_t i = 0; i < chunk; i++) {
+            const int64_t t = (int64_t)s * chunk + i;
+            tok_seq[t] = s;
+            tok_pos[t] = start + i;
+            if (i % SS_ATTN_TILE_MAX == 0) { /* runs cut at SS_ATTN_TILE_MAX tokens, as backend.h says */
+                tiles[2 * n_tiles] = (int32_t)t;
+                tiles[2 * n_tiles + 1] = 0;
+                n_tiles++;
+            }
+            tiles[2 * n_tiles - 1]++;
+            max_tile = tiles[2 * n_tiles - 1] > max_tile ? tiles[2 * n_tiles - 1] : max_tile;
+        }
     }
-    void *meta_dev = dalloc(b, (size_t)batch * (3 + max_blocks) * sizeof *host);
-    CHECK(b->be->iface->upload(b->be->ctx, meta_dev, host, (size_t)batch * (3 + max_blocks) * sizeof *host));
-    int32_t *md = meta_dev;
-    ss_attn_meta meta = {md, md + batch, md + 3 * batch, md + 2 * batch, batch, max_blocks, ctx, bs, NULL, 0, 0};
+    int32_t *md = dalloc(b, n_meta * sizeof *host);
+    CHECK(b->be->iface->upload(b->be->ctx, md, host, n_meta * sizeof *host));
+    ss_attn_meta meta = {md, md + n, md + 4 * n + batch, md + 4 * n, batch, max_blocks, ctx, bs,
+                         md + 2 * n, n_tiles, max_tile};
     const float scale = 0.08838834764f;
-    for (int i = 0; i < 3; i++)
-        CHECK(b->be->iface->attention(b->be->ctx, out, q, q_stride, kc[0], vc[0], &meta, batch, heads, kv, hd, scale));
-    double ms;
-    CHECK(ss_cuda_timer_start(b->timer));
-    for (int i = 0; i < b->iters; i++)
-        CHECK(b->be->iface->attention(b->be->ctx, out, q, q_stride, kc[i % layers], vc[i % layers], &meta, batch, heads,
-                                      kv, hd, scale));
-    CHECK(ss_cuda_timer_stop(b->timer, &ms));
-    char label[96];
-    snprintf(label, sizeof label, "attention decode b=%d ctx=%d (32/8 x 128)", batch, ctx);
+    double ctx_sum = 0; /* sum over tokens of the context each one sees */
+    for (int32_t i = 0; i < chunk; i++)
+        ctx_sum += (double)batch * (start + i + 1);
+    const double flops = 4.0 * heads * hd * ctx_sum;
     const double bytes = 2.0 * (double)batch * ctx * kv * hd * 2;
-    report(b, label, ms / b->iters, bytes, 4.0 * (double)batch * ctx * heads * hd);
+    static const char *const kernels[2] = {"old", "tiled"};
+    for (int k = 0; k < 2; k++) {
+        setenv("SS_ATTN_FORCE", kernels[k], 1);
+        for (int i = 0; i < 3; i++)
+            CHECK(b->be->iface->attention(b->be->ctx, out, q, q_stride, kc[0], vc[0], &meta, n, heads, kv, hd, scale));
+        double ms;
+        CHECK(ss_cuda_timer_start(b->timer));
+        for (int i = 0; i < b->iters; i++)
+            CHECK(b->be->iface->attention(b->be->ctx, out, q, q_stride, kc[i % layers], vc[i % layers], &meta, n, heads,
+                                          kv, hd, scale));
+        CHECK(ss_cuda_timer_stop(b->timer, &ms));
+        char label[96];
+        if (chunk == 1)
+            snprintf(label, sizeof label, "attn %-5s decode b=%d ctx=%d", kernels[k], batch, ctx);
+        else
+            snprintf(label, sizeof label, "attn %-5s b=%d chunk %d at %d", kernels[k], batch, chunk, start);
+        report(b, label, ms / b->iters, bytes, flops);
+    }
+    unsetenv("SS_ATTN_FORCE");
     for (int l = 0; l < layers; l++) {
         b->be->iface->free_buf(b->be->ctx, kc[l]);
         b->be->iface->free_buf(b->be->ctx, vc[l]);
     }
     b->be->iface->free_buf(b->be->ctx, q);
     b->be->iface->free_buf(b->be->ctx, out);
-    b->be->iface->free_buf(b->be->ctx, meta_dev);
+    b->be->iface->free_buf(b->be->ctx, md);
     free(host);
 }
 
@@ -209,27 +357,33 @@ int main(int argc, char **argv)
     printf("device: %s; %d iterations per line\n", b.be->desc, b.iters);
     measure_copy(&b);
 
-    printf("-- decode GEMV (x bf16, W bf16, fp32 accumulate), Llama-3-8B layer shapes\n");
-    const int64_t ns[] = {1, 2, 4, 8};
-    for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++) {
-        bench_matmul(&b, "qkv_proj", ns[i], 6144, 4096, SS_DTYPE_BF16);
-        bench_matmul(&b, "o_proj", ns[i], 4096, 4096, SS_DTYPE_BF16);
-        bench_matmul(&b, "gate_up (fused)", ns[i], 28672, 4096, SS_DTYPE_BF16);
-        bench_matmul(&b, "down_proj", ns[i], 4096, 14336, SS_DTYPE_BF16);
-    }
-    bench_matmul(&b, "lm_head (f32 logits)", 1, 128256, 4096, SS_DTYPE_F32);
-    bench_matmul(&b, "lm_head (f32 logits)", 8, 128256, 4096, SS_DTYPE_F32);
+    printf("-- decode GEMV (x bf16, W bf16, fp32 accumulate), Llama-3-8B layer shapes, every kernel variant "
+           "(SS_GEMV_VARIANT picks one for the server; default: %s)\n",
+           ss_cuda_gemv_variant_name(0));
+    bench_gemv_variants(&b, "qkv_proj", 6144, 4096, SS_DTYPE_BF16);
+    bench_gemv_variants(&b, "o_proj", 4096, 4096, SS_DTYPE_BF16);
+    bench_gemv_variants(&b, "gate_up (fused)", 28672, 4096, SS_DTYPE_BF16);
+    bench_gemv_variants(&b, "down_proj", 4096, 14336, SS_DTYPE_BF16);
+    bench_gemv_variants(&b, "lm_head (f32 logits)", 128256, 4096, SS_DTYPE_F32);
+    bench_gemv_layers(&b, 1);
+    bench_gemv_layers(&b, 8);
     printf("-- cuBLASLt (batch decode / prefill)\n");
     bench_matmul(&b, "gate_up (fused)", 32, 28672, 4096, SS_DTYPE_BF16);
     bench_matmul(&b, "gate_up (fused)", 128, 28672, 4096, SS_DTYPE_BF16);
     bench_matmul(&b, "gate_up (fused) prefill", 2048, 28672, 4096, SS_DTYPE_BF16);
     bench_matmul(&b, "down_proj prefill", 2048, 4096, 14336, SS_DTYPE_BF16);
-    printf("-- attention (split-K decode over the paged cache)\n");
+    printf("-- attention over the paged cache, 32/8 heads x 128, each case on the CUDA-core kernel (old) and the\n"
+           "   tensor-core kernel (tiled); prefill: TFLOP/s, decode: GB/s of K+V\n");
+    bench_attention(&b, 1, 0, 2048);    /* a 2048-token prompt from position 0 */
+    bench_attention(&b, 1, 2048, 2048); /* its second chunk */
     const int32_t ctxs[] = {128, 2048, 8192};
     for (size_t i = 0; i < 3; i++)
-        bench_attention(&b, 1, ctxs[i]);
-    bench_attention(&b, 8, 2048);
-    bench_attention(&b, 32, 2048);
+        bench_attention(&b, 1, ctxs[i] - 1, 1);
+    const int32_t batches[] = {8, 32, 128, 256};
+    for (size_t i = 0; i < 4; i++) {
+        bench_attention(&b, batches[i], 1023, 1);
+        bench_attention(&b, batches[i], 2047, 1);
+    }
 
     /* Bytes of one decode step of Llama-3-8B at batch 1 (weights only) and the roofline it implies. */
     const double weights = 2.0 * (32.0 * (6144.0 * 4096 + 4096.0 * 4096 + 28672.0 * 4096 + 4096.0 * 14336) +

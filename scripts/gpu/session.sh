@@ -89,6 +89,7 @@ if has bench; then
     step "decode 8B batch $bsz, no graphs" 120 "bench_b${bsz}_nog.log" "$B/tools/bench_decode" --model "$M8" --device cuda --batch $bsz --prompt 128 --gen 64 --json --no-graphs
   done
   step "prefill 8B 2048 tokens" 120 bench_prefill.log "$B/tools/bench_decode" --model "$M8" --device cuda --prompt 2048 --gen 4 --json
+  step "prefill 8B 467 tokens" 60 bench_prefill467.log "$B/tools/bench_decode" --model "$M8" --device cuda --prompt 467 --gen 4 --json
   step "backend microbenchmarks" 150 microbench.log "$B/tools/bench_backend"
 fi
 if has sanitize; then

@@ -14,6 +14,9 @@
 #include "backend/backend.h"
 #include "core/alloc.h"
 #include "core/dtype.h"
+#ifdef SS_HAVE_CUDA
+#include "backend/cuda/cuda_kernels.h" /* the GEMV kernel variants (a test-only knob) */
+#endif
 
 #define BF16_TOL 1e-2
 
@@ -289,6 +292,150 @@ static void test_matmul(void **state)
     check_matmul(p, 5, 96, 1000, 0, SS_DTYPE_F32);
 }
 
+/* gemv.cu's kernel variants; a build without CUDA has one (and skips every test anyway). */
+static int gemv_variant_count(void)
+{
+#ifdef SS_HAVE_CUDA
+    return ss_cuda_gemv_variant_count();
+#else
+    return 1;
+#endif
+}
+
+static const char *gemv_variant_set(int v)
+{
+#ifdef SS_HAVE_CUDA
+    assert_int_equal(ss_cuda_gemv_set_variant(v), 0);
+    return ss_cuda_gemv_variant_name(v);
+#else
+    (void)v;
+    return "none";
+#endif
+}
+
+/* Every GEMV kernel variant at n = 1..8, with and without bias, bf16 and f32 out, against one cpu
+ * reference per shape (f32 out; row i of the output depends on row i of x only, so n = 8 serves every n).
+ * The output rows past n must keep their poison. */
+static void check_gemv_variants(pair *p, int32_t m, int32_t k)
+{
+    enum { N = 8 };
+    float *x = rand_vec(p, (int64_t)N * k, 1.0f), *w = rand_vec(p, (int64_t)m * k, 0.1f), *b = rand_vec(p, m, 0.5f);
+    void *xc = dev_act(p->cpu, x, (int64_t)N * k), *xg = dev_act(p->gpu, x, (int64_t)N * k);
+    void *wc = dev_weight(p->cpu, w, (int64_t)m * k), *wg = dev_weight(p->gpu, w, (int64_t)m * k);
+    void *bc = dev_weight(p->cpu, b, m), *bg = dev_weight(p->gpu, b, m);
+    float *ref[2];
+    for (int with_bias = 0; with_bias < 2; with_bias++) {
+        void *oc = dev_poison(p->cpu, (int64_t)N * m, SS_DTYPE_F32);
+        assert_int_equal(p->cpu->iface->matmul(p->cpu->ctx, oc, SS_DTYPE_F32, xc, wc, with_bias ? bc : NULL, N, m, k),
+                         SS_OK);
+        ref[with_bias] = host_of(p->cpu, oc, (int64_t)N * m, SS_DTYPE_F32);
+        dev_free(p->cpu, oc);
+    }
+    const size_t out_bytes = (size_t)N * m * sizeof(float);
+    void *poison = malloc(out_bytes);
+    assert_non_null(poison);
+    memset(poison, 0xff, out_bytes);
+    void *og = dev_alloc(p->gpu, out_bytes);
+    const ss_dtype outs[2] = {SS_DTYPE_BF16, SS_DTYPE_F32};
+    for (int v = 0; v < gemv_variant_count(); v++) {
+        const char *vname = gemv_variant_set(v);
+        for (int64_t n = 1; n <= N; n++)
+            for (int with_bias = 0; with_bias < 2; with_bias++)
+                for (int o = 0; o < 2; o++) {
+                    assert_int_equal(p->gpu->iface->upload(p->gpu->ctx, og, poison, out_bytes), SS_OK);
+                    assert_int_equal(p->gpu->iface->matmul(p->gpu->ctx, og, outs[o], xg, wg, with_bias ? bg : NULL,
+                                                           n, m, k),
+                                     SS_OK);
+                    float *g = host_of(p->gpu, og, (int64_t)N * m, outs[o]);
+                    const double e = rel_l2(g, ref[with_bias], n * m);
+                    const double tol = outs[o] == SS_DTYPE_F32 ? 2e-3 : BF16_TOL;
+                    int64_t untouched = 0;
+                    for (int64_t i = n * m; i < (int64_t)N * m; i++)
+                        untouched += isnan(g[i]) ? 1 : 0;
+                    if (!(e <= tol) || untouched != (N - n) * m)
+                        fprintf(stderr,
+                                "gemv [%s] n=%lld m=%d k=%d bias=%d out=%s: relative L2 error %.3g (tol %.3g), "
+                                "%lld of %lld rows past n written\n",
+                                vname, (long long)n, m, k, with_bias, ss_dtype_name(outs[o]), e, tol,
+                                (long long)((N - n) * m - untouched), (long long)((N - n) * m));
+                    free(g);
+                    assert_true(e <= tol);
+                    assert_int_equal(untouched, (N - n) * m);
+                }
+    }
+    gemv_variant_set(0);
+    dev_free(p->cpu, xc), dev_free(p->gpu, xg), dev_free(p->cpu, wc), dev_free(p->gpu, wg);
+    dev_free(p->cpu, bc), dev_free(p->gpu, bg), dev_free(p->gpu, og);
+    free(x), free(w), free(b), free(ref[0]), free(ref[1]), free(poison);
+}
+
+static void test_matmul_gemv_variants(void **state)
+{
+    NEED_GPU(state);
+    check_gemv_variants(p, 1003, 4096);
+    check_gemv_variants(p, 1003, 14336);
+    check_gemv_variants(p, 37, 136); /* 17 chunks of 8: uneven k slices, a partial last row tile */
+    check_gemv_variants(p, 5, 8);
+}
+
+/* Two dependent GEMVs back to back (the second reads the first's output), eagerly and replayed from a
+ * captured graph, for every variant: with programmatic dependent launch the second kernel starts early and
+ * must still wait for its x. The intermediate and the final buffers are poisoned before each run. */
+static void test_gemv_chain(void **state)
+{
+    NEED_GPU(state);
+    const int64_t n = 3;
+    const int32_t k1 = 4096, m1 = 4096, m2 = 1003;
+    float *x = rand_vec(p, n * k1, 1.0f), *w1 = rand_vec(p, (int64_t)m1 * k1, 0.05f);
+    float *w2 = rand_vec(p, (int64_t)m2 * m1, 0.05f);
+    void *xc = dev_act(p->cpu, x, n * k1), *xg = dev_act(p->gpu, x, n * k1);
+    void *w1c = dev_weight(p->cpu, w1, (int64_t)m1 * k1), *w1g = dev_weight(p->gpu, w1, (int64_t)m1 * k1);
+    void *w2c = dev_weight(p->cpu, w2, (int64_t)m2 * m1), *w2g = dev_weight(p->gpu, w2, (int64_t)m2 * m1);
+    void *yc = dev_poison(p->cpu, n * m1, p->cpu->act_dtype), *zc = dev_poison(p->cpu, n * m2, SS_DTYPE_F32);
+    assert_int_equal(p->cpu->iface->matmul(p->cpu->ctx, yc, p->cpu->act_dtype, xc, w1c, NULL, n, m1, k1), SS_OK);
+    assert_int_equal(p->cpu->iface->matmul(p->cpu->ctx, zc, SS_DTYPE_F32, yc, w2c, NULL, n, m2, m1), SS_OK);
+    const size_t y_bytes = (size_t)n * m1 * act_size(p->gpu), z_bytes = (size_t)n * m2 * sizeof(float);
+    void *poison = malloc(y_bytes > z_bytes ? y_bytes : z_bytes);
+    assert_non_null(poison);
+    memset(poison, 0xff, y_bytes > z_bytes ? y_bytes : z_bytes);
+    void *yg = dev_alloc(p->gpu, y_bytes), *zg = dev_alloc(p->gpu, z_bytes);
+    const ss_backend_i *gi = p->gpu->iface;
+    for (int v = 0; v < gemv_variant_count(); v++) {
+        const char *vname = gemv_variant_set(v);
+        const uint64_t key = 0x6e6d7600u + (uint64_t)v;
+        for (int graph = 0; graph < 2; graph++) {
+            if (graph) {
+                ss_status st = gi->graph_begin(p->gpu->ctx, key);
+                if (st == SS_ERR_UNSUPPORTED)
+                    continue;
+                assert_int_equal(st, SS_OK);
+            }
+            for (int rep = 0; rep < (graph ? 1 : 3); rep++) {
+                if (!graph) {
+                    assert_int_equal(gi->upload(p->gpu->ctx, yg, poison, y_bytes), SS_OK);
+                    assert_int_equal(gi->upload(p->gpu->ctx, zg, poison, z_bytes), SS_OK);
+                }
+                assert_int_equal(gi->matmul(p->gpu->ctx, yg, p->gpu->act_dtype, xg, w1g, NULL, n, m1, k1), SS_OK);
+                assert_int_equal(gi->matmul(p->gpu->ctx, zg, SS_DTYPE_F32, yg, w2g, NULL, n, m2, m1), SS_OK);
+            }
+            if (graph) {
+                assert_int_equal(gi->graph_end(p->gpu->ctx, key), SS_OK);
+                assert_int_equal(gi->upload(p->gpu->ctx, yg, poison, y_bytes), SS_OK);
+                assert_int_equal(gi->upload(p->gpu->ctx, zg, poison, z_bytes), SS_OK);
+                assert_int_equal(gi->graph_launch(p->gpu->ctx, key), SS_OK);
+            }
+            char what[96];
+            snprintf(what, sizeof what, "gemv chain [%s] %s", vname, graph ? "graph" : "eager");
+            expect_close_t(p, zc, zg, n * m2, SS_DTYPE_F32, SS_DTYPE_F32, BF16_TOL, what);
+        }
+    }
+    gemv_variant_set(0);
+    dev_free(p->cpu, xc), dev_free(p->gpu, xg), dev_free(p->cpu, w1c), dev_free(p->gpu, w1g);
+    dev_free(p->cpu, w2c), dev_free(p->gpu, w2g), dev_free(p->cpu, yc), dev_free(p->cpu, zc);
+    dev_free(p->gpu, yg), dev_free(p->gpu, zg);
+    free(x), free(w1), free(w2), free(poison);
+}
+
 static void test_head_rmsnorm(void **state)
 {
     NEED_GPU(state);
@@ -360,21 +507,48 @@ static void test_kv_store(void **state)
     free(src), free(kc0), free(vc0);
 }
 
-/* A mixed batch: sequences with (first position, token count). Each sequence's blocks are a random,
- * non-contiguous set of physical blocks; the cache holds random K/V for every position. */
-static void check_attention(pair *p, int32_t heads, int32_t kv, int32_t hd, const int32_t (*seqs)[2], int32_t n_seqs,
-                            const char *what)
+/* Which attention kernel check_attention asks for: the launcher's own choice with query tiles in the
+ * metadata (as the forward pass gives them), no tiles (the CUDA-core kernel), or either kernel forced
+ * through the launcher's SS_ATTN_FORCE switch. */
+typedef enum att_mode { ATT_AUTO, ATT_NO_TILES, ATT_FORCE_TILED, ATT_FORCE_OLD } att_mode;
+
+/* Query tiles of a packed step as backend.h defines them: runs of one sequence at consecutive
+ * positions, cut at SS_ATTN_TILE_MAX tokens. tiles: [2n]. Returns the count; *max_tile the longest. */
+static int32_t build_q_tiles(const int32_t *tok_seq, const int32_t *tok_pos, int64_t n, int32_t *tiles,
+                             int32_t *max_tile)
 {
-    const int32_t bs = 16;
-    int32_t max_len = 0;
+    int32_t nt = 0;
+    *max_tile = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (nt > 0 && tok_seq[i] == tok_seq[i - 1] && tok_pos[i] == tok_pos[i - 1] + 1 &&
+            tiles[2 * nt - 1] < SS_ATTN_TILE_MAX) {
+            tiles[2 * nt - 1]++;
+        } else {
+            tiles[2 * nt] = (int32_t)i;
+            tiles[2 * nt + 1] = 1;
+            nt++;
+        }
+        const int32_t cur = tiles[2 * nt - 1];
+        *max_tile = cur > *max_tile ? cur : *max_tile;
+    }
+    return nt;
+}
+
+/* A mixed batch: sequences with (first position, token count). Each sequence owns just the blocks
+ * of bs positions its context needs, a random non-contiguous set of physical blocks (the rest of its
+ * block-table row is -1); the cache holds random K/V for every position. */
+static void check_attention_mode(pair *p, int32_t heads, int32_t kv, int32_t hd, const int32_t (*seqs)[2],
+                                 int32_t n_seqs, int32_t bs, att_mode mode, const char *what)
+{
+    int32_t max_len = 0, n_blocks = 3; /* 3 spare blocks nobody owns */
     int64_t n = 0;
     for (int32_t s = 0; s < n_seqs; s++) {
         int32_t len = seqs[s][0] + seqs[s][1];
         max_len = len > max_len ? len : max_len;
         n += seqs[s][1];
+        n_blocks += (len + bs - 1) / bs;
     }
     const int32_t max_blocks = (max_len + bs - 1) / bs;
-    const int32_t n_blocks = max_blocks * n_seqs + 3;
     int32_t *perm = malloc((size_t)n_blocks * sizeof *perm);
     for (int32_t i = 0; i < n_blocks; i++)
         perm[i] = i;
@@ -388,15 +562,20 @@ static void check_attention(pair *p, int32_t heads, int32_t kv, int32_t hd, cons
     int32_t *bt = malloc((size_t)n_seqs * max_blocks * sizeof *bt);
     int32_t *seq_lens = malloc((size_t)n_seqs * sizeof *seq_lens);
     int32_t *tok_seq = malloc((size_t)n * sizeof *tok_seq), *tok_pos = malloc((size_t)n * sizeof *tok_pos);
-    for (int32_t s = 0, t = 0; s < n_seqs; s++) {
-        for (int32_t b = 0; b < max_blocks; b++)
-            bt[s * max_blocks + b] = perm[s * max_blocks + b];
+    int32_t *tiles = malloc((size_t)n * 2 * sizeof *tiles);
+    assert_true(perm && bt && seq_lens && tok_seq && tok_pos && tiles);
+    for (int32_t s = 0, t = 0, next = 0; s < n_seqs; s++) {
         seq_lens[s] = seqs[s][0] + seqs[s][1];
+        const int32_t own = (seq_lens[s] + bs - 1) / bs;
+        for (int32_t b = 0; b < max_blocks; b++)
+            bt[s * max_blocks + b] = b < own ? perm[next++] : -1;
         for (int32_t i = 0; i < seqs[s][1]; i++, t++) {
             tok_seq[t] = s;
             tok_pos[t] = seqs[s][0] + i;
         }
     }
+    int32_t max_tile = 0;
+    const int32_t n_tiles = build_q_tiles(tok_seq, tok_pos, n, tiles, &max_tile);
     const int64_t row = (int64_t)kv * hd, cache_n = (int64_t)n_blocks * bs * row;
     const int64_t q_stride = (int64_t)(heads + 2 * kv) * hd;
     float *q = rand_vec(p, n * q_stride, 1.5f), *kc = rand_vec(p, cache_n, 1.5f), *vc = rand_vec(p, cache_n, 1.0f);
@@ -412,19 +591,33 @@ static void check_attention(pair *p, int32_t heads, int32_t kv, int32_t hd, cons
         bufs[i][4] = dev_raw(b, tok_pos, (size_t)n * 4);
         bufs[i][5] = dev_raw(b, bt, (size_t)n_seqs * max_blocks * 4);
         bufs[i][6] = dev_raw(b, seq_lens, (size_t)n_seqs * 4);
+        bufs[i][7] = dev_raw(b, tiles, (size_t)n_tiles * 2 * 4);
         out[i] = dev_poison(b, n * heads * hd, b->act_dtype);
-        ss_attn_meta meta = {bufs[i][3], bufs[i][4], bufs[i][5], bufs[i][6], n_seqs, max_blocks, max_len, bs, NULL, 0, 0};
-        assert_int_equal(b->iface->attention(b->ctx, out[i], bufs[i][0], q_stride, bufs[i][1], bufs[i][2], &meta, n,
-                                             heads, kv, hd, 1.0f / sqrtf((float)hd)),
-                         SS_OK);
+        ss_attn_meta meta = {bufs[i][3], bufs[i][4], bufs[i][5], bufs[i][6], n_seqs, max_blocks, max_len, bs,
+                             mode == ATT_NO_TILES ? NULL : bufs[i][7], mode == ATT_NO_TILES ? 0 : n_tiles,
+                             mode == ATT_NO_TILES ? 0 : max_tile};
+        const int force = i == 1 && (mode == ATT_FORCE_TILED || mode == ATT_FORCE_OLD);
+        if (force)
+            setenv("SS_ATTN_FORCE", mode == ATT_FORCE_TILED ? "tiled" : "old", 1);
+        ss_status st = b->iface->attention(b->ctx, out[i], bufs[i][0], q_stride, bufs[i][1], bufs[i][2], &meta, n,
+                                           heads, kv, hd, 1.0f / sqrtf((float)hd));
+        if (force)
+            unsetenv("SS_ATTN_FORCE");
+        assert_int_equal(st, SS_OK);
     }
     expect_close(p, out[0], out[1], n * heads * hd, BF16_TOL, what);
     for (int i = 0; i < 2; i++) {
-        for (int j = 0; j < 7; j++)
+        for (int j = 0; j < 8; j++)
             dev_free(be[i], bufs[i][j]);
         dev_free(be[i], out[i]);
     }
-    free(perm), free(bt), free(seq_lens), free(tok_seq), free(tok_pos), free(q), free(kc), free(vc);
+    free(perm), free(bt), free(seq_lens), free(tok_seq), free(tok_pos), free(tiles), free(q), free(kc), free(vc);
+}
+
+static void check_attention(pair *p, int32_t heads, int32_t kv, int32_t hd, const int32_t (*seqs)[2], int32_t n_seqs,
+                            const char *what)
+{
+    check_attention_mode(p, heads, kv, hd, seqs, n_seqs, 16, ATT_AUTO, what);
 }
 
 static void test_attention(void **state)
@@ -441,6 +634,47 @@ static void test_attention(void **state)
     check_attention(p, 32, 8, 128, decode, 1, "attention decode ctx 4001 (split-K)");
     static const int32_t decode2[][2] = {{2500, 1}, {9, 1}, {1200, 1}};
     check_attention(p, 16, 4, 256, decode2, 3, "attention decode batch d256 (split-K)");
+    /* the same small batches on the tensor-core kernel (forced), the long decode also without tiles */
+    check_attention_mode(p, 4, 1, 128, mixed, 4, 16, ATT_FORCE_TILED, "attention tiled MQA 4/1 d128");
+    check_attention_mode(p, 28, 4, 128, mixed, 4, 16, ATT_FORCE_TILED, "attention tiled GQA 28/4 d128");
+    check_attention_mode(p, 32, 2, 64, mixed, 4, 5, ATT_FORCE_TILED, "attention tiled GQA 32/2 d64 bs5");
+    check_attention_mode(p, 32, 8, 128, decode, 1, 16, ATT_FORCE_TILED, "attention tiled decode ctx 4001 (split-K)");
+    check_attention_mode(p, 32, 8, 128, decode, 1, 16, ATT_NO_TILES, "attention decode ctx 4001, no tiles");
+}
+
+/* Batches that reach the tensor-core kernel by the launcher's own rule (tiles of 8+ tokens, or many
+ * decode tiles), each also run on the CUDA-core kernel. */
+static void test_attention_tiled(void **state)
+{
+    NEED_GPU(state);
+    static const int32_t prefill[][2] = {{0, 700}};
+    check_attention_mode(p, 32, 8, 128, prefill, 1, 16, ATT_AUTO, "attention prefill 700 from 0, 32/8 d128");
+    check_attention_mode(p, 8, 2, 64, prefill, 1, 128, ATT_AUTO, "attention prefill 700 from 0, 8/2 d64 bs128");
+    check_attention_mode(p, 8, 2, 64, prefill, 1, 16, ATT_FORCE_OLD, "attention prefill 700 from 0, old kernel");
+    static const int32_t chunk[][2] = {{1000, 300}};
+    check_attention_mode(p, 32, 8, 128, chunk, 1, 16, ATT_AUTO, "attention chunk 300 at 1000, 32/8 d128");
+    check_attention_mode(p, 8, 2, 64, chunk, 1, 7, ATT_AUTO, "attention chunk 300 at 1000, 8/2 d64 bs7");
+    /* decode tiles, a run of 100 (tiles 64 + 36), a run of exactly 64, short runs, a long decode */
+    static const int32_t mixed[][2] = {{0, 100}, {500, 1}, {37, 1}, {200, 17}, {64, 64}, {3000, 1}, {5, 3}};
+    check_attention_mode(p, 8, 2, 64, mixed, 7, 16, ATT_AUTO, "attention mixed tiles 8/2 d64");
+    check_attention_mode(p, 32, 8, 128, mixed, 7, 16, ATT_AUTO, "attention mixed tiles 32/8 d128");
+    check_attention_mode(p, 32, 8, 128, mixed, 7, 1, ATT_AUTO, "attention mixed tiles 32/8 d128 bs1");
+    check_attention_mode(p, 32, 8, 128, mixed, 7, 16, ATT_NO_TILES, "attention mixed 32/8 d128, no tiles");
+    /* a large decode batch: 96 sequences, one token each, contexts 1..3000 */
+    enum { NB = 96 };
+    int32_t (*batch)[2] = malloc(sizeof(int32_t[NB][2]));
+    assert_non_null(batch);
+    for (int32_t s = 0; s < NB; s++) { /* quadratic spread: mostly short, a few near 3000 */
+        batch[s][0] = (int32_t)((int64_t)2999 * s * s / ((NB - 1) * (NB - 1)));
+        batch[s][1] = 1;
+    }
+    check_attention_mode(p, 8, 2, 128, (const int32_t (*)[2])batch, NB, 16, ATT_AUTO,
+                         "attention decode batch 96, 8/2 d128");
+    check_attention_mode(p, 16, 4, 64, (const int32_t (*)[2])batch, NB, 32, ATT_FORCE_TILED,
+                         "attention decode batch 96, 16/4 d64, tiled");
+    check_attention_mode(p, 8, 2, 128, (const int32_t (*)[2])batch, NB, 16, ATT_FORCE_OLD,
+                         "attention decode batch 96, old kernel");
+    free(batch);
 }
 
 static void test_silu_mul(void **state)
@@ -646,8 +880,10 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_embed),         cmocka_unit_test(test_rmsnorm),
         cmocka_unit_test(test_add_rmsnorm),   cmocka_unit_test(test_matmul),
+        cmocka_unit_test(test_matmul_gemv_variants), cmocka_unit_test(test_gemv_chain),
         cmocka_unit_test(test_head_rmsnorm),  cmocka_unit_test(test_rope),
         cmocka_unit_test(test_kv_store),      cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_attention_tiled),
         cmocka_unit_test(test_silu_mul),      cmocka_unit_test(test_add),
         cmocka_unit_test(test_gather_rows),   cmocka_unit_test(test_argmax),
         cmocka_unit_test(test_sample),        cmocka_unit_test(test_upload_weight_types),

@@ -3,8 +3,14 @@
 // each K/V row is read once for all query heads of the group (GQA/MQA). Lanes are grouped LPK to a key
 // (8 head dims per lane, one 16-byte load); online softmax in the log2 domain, fp32 throughout. Long
 // contexts with few tokens are split over CTAs (flash-decoding) and merged by a combine kernel.
+// ss_cuda_attention also dispatches prefill chunks and large decode batches to the tensor-core kernel
+// of attn_tiled.cu (rule at tiled_wanted; SS_ATTN_FORCE=old|tiled in the environment overrides it, for
+// benchmarks), sharing the split-K workspace and the combine kernel with it.
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
+#include "backend/cuda/attn_tiled.cuh"
 #include "backend/cuda/common.cuh"
 #include "backend/cuda/cuda_kernels.h"
 
@@ -13,7 +19,7 @@ namespace {
 
 constexpr int kWarps = 4;
 constexpr int kMaxSplits = 64;
-constexpr int kMinKeysPerSplit = 256;
+constexpr int kMinKeysPerSplit = 128;
 
 struct AttnParams {
     bf16 *out;           // [n, heads*D]
@@ -24,7 +30,7 @@ struct AttnParams {
     int max_blocks, block_size;
     int heads, kv_heads, head_dim, group, hchunks;
     float scale_log2;    // softmax scale * log2(e)
-    int n_splits, split_len;
+    int n_splits;        // each token cuts its own context into n_splits even parts
     int64_t n;
     float *part_acc;     // [n_splits, n, heads, D] unnormalised sums (n_splits > 1)
     float *part_ml;      // [n_splits, n, heads, 2] running max (log2 domain) and sum
@@ -59,8 +65,13 @@ template <int LPK, int GMAX> __global__ void __launch_bounds__(kWarps * 32) attn
 
     const int seq = p.tok_seq[tok];
     const int ctx = p.tok_pos[tok] + 1;
-    const int kbeg = split * p.split_len;
-    const int kend = min(ctx, kbeg + p.split_len);
+    int kbeg = 0, kend = ctx;
+    if (p.n_splits > 1) { // this token's split: whole CTA iterations (kWarps * KPW keys), later ones may be empty
+        constexpr int kpi = kWarps * KPW;
+        const int len = ((ctx + p.n_splits - 1) / p.n_splits + kpi - 1) / kpi * kpi;
+        kbeg = split * len;
+        kend = min(ctx, kbeg + len);
+    }
 
     float q[GMAX][8];
     float m[GMAX], l[GMAX], acc[GMAX][8];
@@ -250,6 +261,46 @@ bool aligned16(const void *p)
     return ((uintptr_t)p & 15u) == 0;
 }
 
+// How many key splits: enough CTAs (base of them per split) for two per SM, at least kMinKeysPerSplit
+// keys each (by the host-known bound max_seq_len), and no more than the workspace holds.
+int64_t pick_splits(const ss_cuda_attn_args *a, int64_t base)
+{
+    const int64_t target = 2LL * (a->sm_count > 0 ? a->sm_count : 132);
+    if (a->max_seq_len <= kMinKeysPerSplit || base >= target || !a->workspace)
+        return 1;
+    int64_t n_splits = (target + base - 1) / base;
+    const int64_t by_len = (a->max_seq_len + kMinKeysPerSplit - 1) / kMinKeysPerSplit;
+    if (n_splits > by_len)
+        n_splits = by_len;
+    if (n_splits > kMaxSplits)
+        n_splits = kMaxSplits;
+    const int64_t per_split = a->n * a->heads * (int64_t)(a->head_dim + 2) * (int64_t)sizeof(float);
+    const int64_t cap = a->workspace_bytes / per_split;
+    if (n_splits > cap)
+        n_splits = cap;
+    return n_splits < 1 ? 1 : n_splits;
+}
+
+// Tensor-core kernel or CUDA-core kernel, from host-known values only (decode steps are replayed from
+// CUDA graphs). The tiled kernel reads each K/V tile once for a whole query tile and GQA group and
+// does the dot products on the tensor cores: it wins for prefill tiles (8+ tokens) and, once there
+// are about as many (tile, kv head) units as SMs, for decode batches too. Few decode tokens with long
+// contexts stay on the CUDA-core kernel, whose split-K keeps many CTAs busy with little padding.
+bool tiled_wanted(const ss_cuda_attn_args *a)
+{
+    if (!a->q_tiles || a->n_tiles <= 0 || a->max_tile_tokens <= 0 || a->max_tile_tokens > 64 ||
+        !attn_tiled_supported(a->head_dim) || !aligned16(a->out))
+        return false;
+    const char *force = getenv("SS_ATTN_FORCE"); // benchmark switch, see the file header
+    if (force && strcmp(force, "old") == 0)
+        return false;
+    if (force && strcmp(force, "tiled") == 0)
+        return true;
+    /* H200, 32/8 heads x 128: the tiled kernel won every measured case, decode batch 1 (8 vs 15 us at
+     * context 128) through batch 256 (87% vs 50% of copy bandwidth) and prefill (18x) */
+    return true;
+}
+
 } // namespace
 } // namespace ss
 
@@ -266,6 +317,7 @@ extern "C" int ss_cuda_attention(void *stream, const ss_cuda_attn_args *a)
     cudaStream_t s = (cudaStream_t)stream;
 
     AttnParams p;
+    memset(&p, 0, sizeof p);
     p.out = (bf16 *)a->out;
     p.q = (const bf16 *)a->q;
     p.q_stride = a->q_stride;
@@ -283,48 +335,60 @@ extern "C" int ss_cuda_attention(void *stream, const ss_cuda_attn_args *a)
     p.scale_log2 = a->scale * 1.4426950408889634f;
     p.n = a->n;
 
-    const int gmin = p.group < 8 ? p.group : 8;
-    int gmax = 1;
-    while (gmax < gmin)
-        gmax <<= 1;
-    p.hchunks = (p.group + gmax - 1) / gmax;
-    int lpk = 2;
-    while (lpk * 8 < D)
-        lpk <<= 1;
-
-    // Split the context when the (token, head-chunk) CTAs alone would leave the GPU idle.
-    const int64_t base = a->n * a->kv_heads * p.hchunks;
-    const int64_t target = 2LL * (a->sm_count > 0 ? a->sm_count : 132);
-    int64_t n_splits = 1;
-    if (a->max_seq_len > kMinKeysPerSplit && base < target && a->workspace) {
-        n_splits = (target + base - 1) / base;
-        const int64_t by_len = (a->max_seq_len + kMinKeysPerSplit - 1) / kMinKeysPerSplit;
-        if (n_splits > by_len)
-            n_splits = by_len;
-        if (n_splits > kMaxSplits)
-            n_splits = kMaxSplits;
-        const int64_t per_split = a->n * a->heads * (int64_t)(D + 2) * (int64_t)sizeof(float);
-        const int64_t cap = a->workspace_bytes / per_split;
-        if (n_splits > cap)
-            n_splits = cap;
-        if (n_splits < 1)
-            n_splits = 1;
+    int st;
+    if (tiled_wanted(a)) {
+        const int64_t n_splits =
+            pick_splits(a, attn_tiled_ctas(D, a->n_tiles, a->max_tile_tokens, p.group, a->kv_heads));
+        p.n_splits = (int)n_splits;
+        p.part_acc = (float *)a->workspace;
+        p.part_ml = p.part_acc + n_splits * a->n * a->heads * D;
+        AttnTiledParams t;
+        memset(&t, 0, sizeof t);
+        t.out = p.out;
+        t.q = p.q;
+        t.q_stride = p.q_stride;
+        t.kc = p.kc;
+        t.vc = p.vc;
+        t.tok_seq = p.tok_seq;
+        t.tok_pos = p.tok_pos;
+        t.block_tables = p.block_tables;
+        t.q_tiles = a->q_tiles;
+        t.max_blocks = p.max_blocks;
+        t.block_size = p.block_size;
+        t.heads = p.heads;
+        t.kv_heads = p.kv_heads;
+        t.group = p.group;
+        t.scale_log2 = p.scale_log2;
+        t.n_splits = p.n_splits;
+        t.n = p.n;
+        t.part_acc = p.part_acc;
+        t.part_ml = p.part_ml;
+        st = attn_tiled_launch(t, D, a->n_tiles, a->max_tile_tokens, s);
+    } else {
+        const int gmin = p.group < 8 ? p.group : 8;
+        int gmax = 1;
+        while (gmax < gmin)
+            gmax <<= 1;
+        p.hchunks = (p.group + gmax - 1) / gmax;
+        int lpk = 2;
+        while (lpk * 8 < D)
+            lpk <<= 1;
+        // Split the context when the (token, head-chunk) CTAs alone would leave the GPU idle.
+        const int64_t n_splits = pick_splits(a, a->n * a->kv_heads * p.hchunks);
+        p.n_splits = (int)n_splits;
+        p.part_acc = (float *)a->workspace;
+        p.part_ml = p.part_acc + n_splits * a->n * a->heads * D;
+        const dim3 grid((unsigned)a->n, (unsigned)(a->kv_heads * p.hchunks), (unsigned)n_splits);
+        switch (lpk) {
+        case 2: launch_attn_g<2>(gmax, p, grid, s); break;
+        case 4: launch_attn_g<4>(gmax, p, grid, s); break;
+        case 8: launch_attn_g<8>(gmax, p, grid, s); break;
+        case 16: launch_attn_g<16>(gmax, p, grid, s); break;
+        default: launch_attn_g<32>(gmax, p, grid, s); break;
+        }
+        st = launch_status();
     }
-    p.n_splits = (int)n_splits;
-    p.split_len = n_splits == 1 ? INT32_MAX : (int)((a->max_seq_len + n_splits - 1) / n_splits);
-    p.part_acc = (float *)a->workspace;
-    p.part_ml = p.part_acc + n_splits * a->n * a->heads * D;
-
-    const dim3 grid((unsigned)a->n, (unsigned)(a->kv_heads * p.hchunks), (unsigned)n_splits);
-    switch (lpk) {
-    case 2: launch_attn_g<2>(gmax, p, grid, s); break;
-    case 4: launch_attn_g<4>(gmax, p, grid, s); break;
-    case 8: launch_attn_g<8>(gmax, p, grid, s); break;
-    case 16: launch_attn_g<16>(gmax, p, grid, s); break;
-    default: launch_attn_g<32>(gmax, p, grid, s); break;
-    }
-    int st = launch_status();
-    if (st != 0 || n_splits == 1)
+    if (st != 0 || p.n_splits == 1)
         return st;
     attn_combine_kernel<<<dim3((unsigned)a->n, (unsigned)a->heads), 128, 0, s>>>(p);
     return launch_status();

@@ -60,9 +60,17 @@ typedef struct ss_cuda_attn_args {
     void *workspace;
     int64_t workspace_bytes;
     int32_t sm_count;
+    /* Optional query tiles (ss_attn_meta.q_tiles; NULL / 0 when absent): runs of one sequence at
+     * consecutive positions, at most 64 tokens each. With them the launcher may use the tensor-core
+     * kernel (attn_tiled.cu); the choice depends only on these host-known counts and the shapes. */
+    const int32_t *q_tiles; /* [n_tiles, 2] first token, token count (device) */
+    int32_t n_tiles;
+    int32_t max_tile_tokens;
 } ss_cuda_attn_args;
 /* head_dim must be a multiple of 8 and at most 256, heads a multiple of kv_heads
- * (the launcher returns cudaErrorInvalidValue otherwise). */
+ * (the launcher returns cudaErrorInvalidValue otherwise). Benchmark switch: the environment variable
+ * SS_ATTN_FORCE=old|tiled, read by this launcher at each call, overrides the kernel choice (tiled
+ * still needs q_tiles and head_dim 64 or 128). */
 int ss_cuda_attention(void *stream, const ss_cuda_attn_args *a);
 
 /* ---- gemv.cu ---- */
@@ -70,9 +78,21 @@ int ss_cuda_attention(void *stream, const ss_cuda_attn_args *a);
 #define SS_CUDA_GEMV_MAX_N 8
 /* Whether ss_cuda_gemv can take these arguments (n <= max, k % 8 == 0, 16-byte aligned x and W). */
 int ss_cuda_gemv_supported(const void *x, const void *W, int64_t n, int32_t k);
-/* out[n, m] = x[n, k] . W[m, k]^T (+ bias[m]); out bf16 (out_f32 == 0) or f32. fp32 accumulation. */
+/* out[n, m] = x[n, k] . W[m, k]^T (+ bias[m]); out bf16 (out_f32 == 0) or f32. fp32 accumulation, fixed
+ * summation order (deterministic). On sm_90+ the PDL variants launch with programmatic stream
+ * serialization and read W before waiting for the previous kernel: W (and only W) must not be written
+ * by a kernel on this stream (weights are; x, bias and out are read/written only after the wait). */
 int ss_cuda_gemv(void *stream, void *out, int out_f32, const void *x, const void *W, const void *bias, int64_t n,
                  int32_t m, int32_t k);
+/* Kernel variants, for benchmarks and tests only (not part of the backend interface). The variant is a
+ * process-wide knob: initially SS_GEMV_VARIANT (a name or an index; unset or unknown: variant 0, the
+ * default), then whatever ss_cuda_gemv_set_variant chose; it applies to launches made (or captured) after
+ * it is set. Names are static strings; NULL for an index out of range. set returns 0 or
+ * cudaErrorInvalidValue. */
+int ss_cuda_gemv_variant_count(void);
+const char *ss_cuda_gemv_variant_name(int variant);
+int ss_cuda_gemv_variant(void);
+int ss_cuda_gemv_set_variant(int variant);
 
 /* ---- sample.cu ---- */
 /* Per row of f32 logits [n, vocab]: max value and first index of it (+ index_offset). */

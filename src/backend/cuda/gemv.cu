@@ -1,16 +1,20 @@
-// gemv.cu — the skinny GEMM of decoding: out[n, m] = x[n, k] . W[m, k]^T (+ bias) for n <= 8.
-// W is streamed once at close to the memory bandwidth: each warp owns R consecutive rows, every lane
-// loads 16 bytes (8 bf16) per row per step with U steps in flight, x (small, shared by all warps) comes
-// through L1/L2, accumulation is fp32 for all n rows of x at once. Larger n goes to cuBLASLt.
+// gemv.cu — the skinny GEMM of decoding: out[n, m] = x[n, k] . W[m, k]^T (+ bias) for n <= 8, streaming W
+// once at close to the memory bandwidth. Two kernel families, chosen by a run-time variant (benchmarks
+// compare them in one run; the server keeps the default): a SIMT kernel (each warp owns R rows, lanes load
+// 16 bytes per row per step) and a tensor-core kernel (a block owns 16 rows, its warps split k, mma.sync
+// m16n8k16 with x as the n <= 8 side). On sm_90+ both can be launched with programmatic dependent launch:
+// the first loads of W (never written by a kernel) are issued before waiting for the previous kernel.
+#include <atomic>
+#include <stdlib.h>
+#include <string.h>
+
 #include "backend/cuda/common.cuh"
 #include "backend/cuda/cuda_kernels.h"
 
 namespace ss {
 namespace {
 
-constexpr int kWarpsPerBlock = 8;
-constexpr int kRows = 2;   // rows of W per warp
-constexpr int kUnroll = 2; // 16-byte steps in flight per row
+// ---------------------------------------------------------------- shared pieces
 
 __device__ __forceinline__ void store_out(float *out, float v)
 {
@@ -27,13 +31,50 @@ __device__ __forceinline__ uint4 load_stream(const uint4 *p)
     return __ldcs(p);
 }
 
-template <int N, int R, int U, typename OutT>
-__global__ void __launch_bounds__(kWarpsPerBlock * 32)
-    gemv_kernel(OutT *__restrict__ out, const bf16 *__restrict__ x, const bf16 *__restrict__ W,
-                const bf16 *__restrict__ bias, int m, int k)
+// Programmatic dependent launch (sm_90+; both are no-ops when the grid was launched without the attribute,
+// and compiled out for older targets). wait: blocks until the previous kernel in the stream has finished
+// and its writes are visible; nothing that kernel may write is read before it. launch_dependents: lets the
+// next PDL-launched kernel be scheduled early; safe at any point because every PDL-launched kernel of
+// ours waits before touching data written by its predecessor.
+__device__ __forceinline__ void pdl_wait()
 {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_launch_dependents()
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+// ---------------------------------------------------------------- SIMT kernel
+
+constexpr int kSimtWarps = 8;
+
+// x may be the previous kernel's output: a read-only (.nc) load could be scheduled above the PDL wait,
+// so x is read with a volatile load, which stays ordered after griddepcontrol.wait.
+__device__ __forceinline__ uint4 load_after_wait(const uint4 *p)
+{
+    uint4 v;
+    asm volatile("ld.global.v4.u32 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                 : "l"(p)
+                 : "memory");
+    return v;
+}
+
+// Warp w owns rows [w*R, w*R + R); per step every lane loads U 16-byte chunks of each row (U*R loads in
+// flight), x comes through L1/L2 and is shared by the R rows. Accumulates all N rows of x at once.
+template <int N, int R, int U, typename OutT>
+__global__ void __launch_bounds__(kSimtWarps * 32)
+    gemv_simt(OutT *__restrict__ out, const bf16 *__restrict__ x, const bf16 *__restrict__ W,
+              const bf16 *__restrict__ bias, int m, int k)
+{
+    pdl_launch_dependents();
     const int lane = threadIdx.x & 31;
-    const int64_t warp = (int64_t)blockIdx.x * kWarpsPerBlock + (threadIdx.x >> 5);
+    const int64_t warp = (int64_t)blockIdx.x * kSimtWarps + (threadIdx.x >> 5);
     const int64_t row0 = warp * R;
     if (row0 >= m)
         return;
@@ -53,33 +94,37 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
         for (int i = 0; i < N; i++)
             acc[r][i] = 0.0f;
 
-    for (int c0 = lane; c0 < kc; c0 += 32 * U) {
-        uint4 wv[U][R];
+    uint4 wv[U][R];
+    bool waited = false;
+    for (int base = 0; base < kc; base += 32 * U) {
 #pragma unroll
         for (int u = 0; u < U; u++) {
-            const int c = c0 + u * 32;
+            const int c = base + u * 32 + lane;
 #pragma unroll
             for (int r = 0; r < R; r++)
                 wv[u][r] = c < kc ? load_stream(wrow[r] + c) : make_uint4(0, 0, 0, 0);
         }
+        if (!waited) { // the first W loads are in flight: now wait for x
+            pdl_wait();
+            waited = true;
+        }
+        // No branch on c < kc here (W and x past the end are zeros), so the x loads can be hoisted.
 #pragma unroll
         for (int u = 0; u < U; u++) {
-            const int c = c0 + u * 32;
-            if (c < kc) {
-                float wf[R][8];
+            const int c = base + u * 32 + lane;
+            float wf[R][8];
+#pragma unroll
+            for (int r = 0; r < R; r++)
+                unpack8(wv[u][r], wf[r]);
+#pragma unroll
+            for (int i = 0; i < N; i++) {
+                float xf[8];
+                unpack8(c < kc ? load_after_wait(xv + (int64_t)i * kc + c) : make_uint4(0, 0, 0, 0), xf);
 #pragma unroll
                 for (int r = 0; r < R; r++)
-                    unpack8(wv[u][r], wf[r]);
 #pragma unroll
-                for (int i = 0; i < N; i++) {
-                    float xf[8];
-                    unpack8(__ldg(xv + (int64_t)i * kc + c), xf);
-#pragma unroll
-                    for (int r = 0; r < R; r++)
-#pragma unroll
-                        for (int e = 0; e < 8; e++)
-                            acc[r][i] = fmaf(wf[r][e], xf[e], acc[r][i]);
-                }
+                    for (int e = 0; e < 8; e++)
+                        acc[r][i] = fmaf(wf[r][e], xf[e], acc[r][i]);
             }
         }
     }
@@ -104,27 +149,262 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
     }
 }
 
-template <int N, typename OutT>
-void launch_gemv(OutT *out, const bf16 *x, const bf16 *W, const bf16 *bias, int m, int k, cudaStream_t s)
+// ---------------------------------------------------------------- tensor-core kernel
+
+// d += A(16x16, row-major) . B(16x8, column-major), bf16 in, f32 accumulate (sm_80+).
+__device__ __forceinline__ void mma_bf16_16816(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
+                                               uint32_t b0, uint32_t b1)
 {
-    const int64_t warps = ((int64_t)m + kRows - 1) / kRows;
-    const unsigned blocks = blocks_for(warps, kWarpsPerBlock);
-    gemv_kernel<N, kRows, kUnroll, OutT><<<blocks, kWarpsPerBlock * 32, 0, s>>>(out, x, W, bias, m, k);
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+// Blocks per SM each mma configuration is built for (registers capped to fit; shared memory is small).
+constexpr int mma_min_blocks(int warps, int unroll)
+{
+    return warps <= 4 ? 4 : (warps >= 16 ? 2 : (unroll <= 4 ? 3 : 2));
+}
+
+// Block b owns rows [16b, 16b + 16); its WARPS warps split the k/8 16-byte chunks into contiguous slices.
+// Lane (g = lane/4, t = lane%4) loads, per step u, chunk c = base + 4u + t of rows g and g+8 and of x row
+// g (g < n). The mma's k slots are a permutation of real k that is the same for A and B: slots (2t, 2t+1,
+// 2t+8, 2t+9) of the first mma are elements 0..3 of chunk c, those of the second mma elements 4..7. So the
+// 16-byte loads feed the fragments as they are, with no shuffles. The warps' partial 16x8 tiles are summed
+// through shared memory in warp order (deterministic), then bias is added and out[col, row] stored.
+template <int WARPS, int U, typename OutT>
+__global__ void __launch_bounds__(WARPS * 32, mma_min_blocks(WARPS, U))
+    gemv_mma(OutT *__restrict__ out, const bf16 *__restrict__ x, const bf16 *__restrict__ W,
+             const bf16 *__restrict__ bias, int n, int m, int k)
+{
+    static_assert(WARPS * 32 >= 128, "the epilogue needs 128 threads");
+    __shared__ float red[WARPS][4][32];
+    pdl_launch_dependents();
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int g = lane >> 2, t = lane & 3;
+    const int64_t row0 = (int64_t)blockIdx.x * 16;
+    const int64_t ra = row0 + g < m ? row0 + g : m - 1; // rows past the end repeat the last (not stored)
+    const int64_t rb = row0 + g + 8 < m ? row0 + g + 8 : m - 1;
+    const uint4 *wa = reinterpret_cast<const uint4 *>(W + ra * k);
+    const uint4 *wb = reinterpret_cast<const uint4 *>(W + rb * k);
+    const bool has_x = g < n;
+    const uint4 *xr = reinterpret_cast<const uint4 *>(x + (int64_t)(has_x ? g : 0) * k);
+    const int kc = k >> 3;
+    const int per_warp = (kc + WARPS - 1) / WARPS;
+    const int cbeg = warp * per_warp;
+    const int cend = cbeg + per_warp < kc ? cbeg + per_warp : kc;
+    const uint4 zero = make_uint4(0, 0, 0, 0);
+
+    float acc0[4] = {0.0f, 0.0f, 0.0f, 0.0f}, acc1[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    uint4 va[U], vb[U];
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+        const int c = cbeg + 4 * u + t;
+        va[u] = c < cend ? load_stream(wa + c) : zero;
+        vb[u] = c < cend ? load_stream(wb + c) : zero;
+    }
+    pdl_wait(); // W of the first step is in flight; x may be the previous kernel's output
+    for (int base = cbeg; base < cend; base += 4 * U) {
+        uint4 xv[U];
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int c = base + 4 * u + t;
+            xv[u] = has_x && c < cend ? load_after_wait(xr + c) : zero;
+        }
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            mma_bf16_16816(acc0, va[u].x, vb[u].x, va[u].y, vb[u].y, xv[u].x, xv[u].y);
+            mma_bf16_16816(acc1, va[u].z, vb[u].z, va[u].w, vb[u].w, xv[u].z, xv[u].w);
+        }
+        const int next = base + 4 * U;
+        if (next < cend) {
+#pragma unroll
+            for (int u = 0; u < U; u++) {
+                const int c = next + 4 * u + t;
+                va[u] = c < cend ? load_stream(wa + c) : zero;
+                vb[u] = c < cend ? load_stream(wb + c) : zero;
+            }
+        }
+    }
+
+#pragma unroll
+    for (int j = 0; j < 4; j++)
+        red[warp][j][lane] = acc0[j] + acc1[j];
+    __syncthreads();
+    if (threadIdx.x < 128) {
+        const int l = threadIdx.x & 31, j = threadIdx.x >> 5; // fragment register j of lane l
+        float v = 0.0f;
+#pragma unroll
+        for (int w = 0; w < WARPS; w++)
+            v += red[w][j][l];
+        const int64_t row = row0 + (l >> 2) + (j >= 2 ? 8 : 0);
+        const int col = 2 * (l & 3) + (j & 1);
+        if (row < m && col < n)
+            store_out(out + (int64_t)col * m + row, v + (bias ? __bfloat162float(bias[row]) : 0.0f));
+    }
+}
+
+// ---------------------------------------------------------------- variants and launch
+
+enum family { FAM_SIMT_BASE, FAM_SIMT, FAM_MMA };
+
+struct variant {
+    const char *name;
+    family fam;
+    int warps, unroll; // FAM_MMA only; warps 0: chosen from m and the SM count (mma_auto)
+    bool pdl;
+};
+
+// Index 0 is the default (H200, n = 1: qkv 90%, o 81%, gate/up 99% of copy bandwidth; SIMT with x read
+// after the PDL wait is slower: qkv 79%). The names are what SS_GEMV_VARIANT accepts (or the index).
+constexpr variant kVariants[] = {
+    {"mma-auto-pdl", FAM_MMA, 0, 4, true},   {"mma-auto", FAM_MMA, 0, 4, false},
+    {"mma-w8u4-pdl", FAM_MMA, 8, 4, true},   {"mma-w16u4-pdl", FAM_MMA, 16, 4, true},
+    {"mma-w8u8-pdl", FAM_MMA, 8, 8, true},   {"mma-w4u8-pdl", FAM_MMA, 4, 8, true},
+    {"simt-pdl", FAM_SIMT, 0, 0, true},      {"simt", FAM_SIMT, 0, 0, false},
+    {"base", FAM_SIMT_BASE, 0, 0, false},
+};
+constexpr int kNumVariants = (int)(sizeof kVariants / sizeof kVariants[0]);
+
+// Process-wide benchmark knob (not configuration: the server never sets it). -1 = not yet resolved from
+// SS_GEMV_VARIANT.
+std::atomic<int> g_variant(-1);
+
+int variant_from_env()
+{
+    const char *s = getenv("SS_GEMV_VARIANT");
+    if (!s || !*s)
+        return 0;
+    for (int i = 0; i < kNumVariants; i++)
+        if (strcmp(s, kVariants[i].name) == 0)
+            return i;
+    char *end = NULL;
+    const long v = strtol(s, &end, 10);
+    return end && *end == '\0' && v >= 0 && v < kNumVariants ? (int)v : 0;
+}
+
+int current_variant()
+{
+    int v = g_variant.load(std::memory_order_relaxed);
+    if (v < 0) {
+        int expect = -1;
+        g_variant.compare_exchange_strong(expect, variant_from_env());
+        v = g_variant.load(std::memory_order_relaxed);
+    }
+    return v;
+}
+
+// What the launch needs to know of the current device (cheap runtime queries, made per launch).
+struct device_info {
+    bool pdl; // compute capability 9.0+
+    int sms;
+};
+
+device_info current_device()
+{
+    device_info d = {false, 0};
+    int dev = 0, major = 0, sms = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return d;
+    }
+    d.pdl = major >= 9;
+    d.sms = sms;
+    return d;
+}
+
+template <typename... KArgs, typename... Args>
+cudaError_t launch(bool pdl, void (*kernel)(KArgs...), unsigned blocks, unsigned threads, cudaStream_t s,
+                   Args... args)
+{
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3(blocks);
+    cfg.blockDim = dim3(threads);
+    cfg.dynamicSmemBytes = 0;
+    cfg.stream = s;
+    cfg.attrs = attr;
+    cfg.numAttrs = pdl ? 1 : 0;
+    return cudaLaunchKernelEx(&cfg, kernel, args...);
+}
+
+template <int N, int R, int U, typename OutT>
+cudaError_t launch_simt(bool pdl, OutT *out, const bf16 *x, const bf16 *W, const bf16 *bias, int m, int k,
+                        cudaStream_t s)
+{
+    const int64_t warps = ((int64_t)m + R - 1) / R;
+    return launch(pdl, gemv_simt<N, R, U, OutT>, blocks_for(warps, kSimtWarps), kSimtWarps * 32, s, out, x, W,
+                  bias, m, k);
+}
+
+// The tuned SIMT shapes: one row and deep unrolling while x is cheap; more rows per warp (x loads shared
+// by more rows) as n grows.
+template <int N, typename OutT>
+cudaError_t launch_simt_n(const variant &v, OutT *out, const bf16 *x, const bf16 *W, const bf16 *bias, int m,
+                          int k, cudaStream_t s, bool pdl)
+{
+    if (v.fam == FAM_SIMT_BASE)
+        return launch_simt<N, 2, 2>(false, out, x, W, bias, m, k, s);
+    if constexpr (N <= 2)
+        return launch_simt<N, 1, 8>(pdl, out, x, W, bias, m, k, s);
+    else if constexpr (N <= 4)
+        return launch_simt<N, 2, 4>(pdl, out, x, W, bias, m, k, s);
+    else
+        return launch_simt<N, 4, 2>(pdl, out, x, W, bias, m, k, s);
 }
 
 template <typename OutT>
-void dispatch_n(int64_t n, OutT *out, const bf16 *x, const bf16 *W, const bf16 *bias, int m, int k, cudaStream_t s)
+cudaError_t launch_simt_any(const variant &v, int64_t n, OutT *out, const bf16 *x, const bf16 *W,
+                            const bf16 *bias, int m, int k, cudaStream_t s, bool pdl)
 {
     switch (n) {
-    case 1: launch_gemv<1>(out, x, W, bias, m, k, s); break;
-    case 2: launch_gemv<2>(out, x, W, bias, m, k, s); break;
-    case 3: launch_gemv<3>(out, x, W, bias, m, k, s); break;
-    case 4: launch_gemv<4>(out, x, W, bias, m, k, s); break;
-    case 5: launch_gemv<5>(out, x, W, bias, m, k, s); break;
-    case 6: launch_gemv<6>(out, x, W, bias, m, k, s); break;
-    case 7: launch_gemv<7>(out, x, W, bias, m, k, s); break;
-    default: launch_gemv<8>(out, x, W, bias, m, k, s); break;
+    case 1: return launch_simt_n<1>(v, out, x, W, bias, m, k, s, pdl);
+    case 2: return launch_simt_n<2>(v, out, x, W, bias, m, k, s, pdl);
+    case 3: return launch_simt_n<3>(v, out, x, W, bias, m, k, s, pdl);
+    case 4: return launch_simt_n<4>(v, out, x, W, bias, m, k, s, pdl);
+    case 5: return launch_simt_n<5>(v, out, x, W, bias, m, k, s, pdl);
+    case 6: return launch_simt_n<6>(v, out, x, W, bias, m, k, s, pdl);
+    case 7: return launch_simt_n<7>(v, out, x, W, bias, m, k, s, pdl);
+    default: return launch_simt_n<8>(v, out, x, W, bias, m, k, s, pdl);
     }
+}
+
+template <int WARPS, int U, typename OutT>
+cudaError_t launch_mma(bool pdl, OutT *out, const bf16 *x, const bf16 *W, const bf16 *bias, int64_t n, int m,
+                       int k, cudaStream_t s)
+{
+    return launch(pdl, gemv_mma<WARPS, U, OutT>, blocks_for(m, 16), WARPS * 32, s, out, x, W, bias, (int)n, m, k);
+}
+
+template <typename OutT>
+cudaError_t launch_variant(const variant &v, int64_t n, OutT *out, const bf16 *x, const bf16 *W, const bf16 *bias,
+                           int m, int k, cudaStream_t s)
+{
+    const device_info dev = current_device();
+    const bool pdl = v.pdl && dev.pdl;
+    if (v.fam != FAM_MMA)
+        return launch_simt_any(v, n, out, x, W, bias, m, k, s, pdl);
+    if (v.warps == 0) {
+        // Auto: the row tiles (16 rows each) should all be resident at once with as many bytes in flight
+        // per SM as possible. Up to 2 tiles per SM: 16 warps a tile (2 blocks/SM, 32 warps); otherwise 8
+        // warps a tile (3 blocks/SM; large m runs several waves either way).
+        const int64_t tiles = ((int64_t)m + 15) / 16;
+        if (dev.sms > 0 && tiles <= 2 * (int64_t)dev.sms)
+            return launch_mma<16, 4>(pdl, out, x, W, bias, n, m, k, s);
+        return launch_mma<8, 4>(pdl, out, x, W, bias, n, m, k, s);
+    }
+    if (v.warps == 4)
+        return launch_mma<4, 8>(pdl, out, x, W, bias, n, m, k, s);
+    if (v.warps == 16)
+        return launch_mma<16, 4>(pdl, out, x, W, bias, n, m, k, s);
+    if (v.unroll == 8)
+        return launch_mma<8, 8>(pdl, out, x, W, bias, n, m, k, s);
+    return launch_mma<8, 4>(pdl, out, x, W, bias, n, m, k, s);
 }
 
 } // namespace
@@ -144,10 +424,33 @@ extern "C" int ss_cuda_gemv(void *stream, void *out, int out_f32, const void *x,
     if (!ss_cuda_gemv_supported(x, W, n, k) || m <= 0)
         return (int)cudaErrorInvalidValue;
     cudaStream_t s = (cudaStream_t)stream;
+    const variant &v = kVariants[current_variant()];
     const bf16 *xb = (const bf16 *)x, *Wb = (const bf16 *)W, *bb = (const bf16 *)bias;
-    if (out_f32)
-        dispatch_n(n, (float *)out, xb, Wb, bb, m, k, s);
-    else
-        dispatch_n(n, (bf16 *)out, xb, Wb, bb, m, k, s);
-    return launch_status();
+    const cudaError_t e = out_f32 ? launch_variant(v, n, (float *)out, xb, Wb, bb, m, k, s)
+                                  : launch_variant(v, n, (bf16 *)out, xb, Wb, bb, m, k, s);
+    const cudaError_t last = cudaGetLastError();
+    return (int)(e != cudaSuccess ? e : last);
+}
+
+extern "C" int ss_cuda_gemv_variant_count(void)
+{
+    return kNumVariants;
+}
+
+extern "C" const char *ss_cuda_gemv_variant_name(int variant)
+{
+    return variant >= 0 && variant < kNumVariants ? kVariants[variant].name : NULL;
+}
+
+extern "C" int ss_cuda_gemv_variant(void)
+{
+    return current_variant();
+}
+
+extern "C" int ss_cuda_gemv_set_variant(int variant)
+{
+    if (variant < 0 || variant >= kNumVariants)
+        return (int)cudaErrorInvalidValue;
+    g_variant.store(variant, std::memory_order_relaxed);
+    return 0;
 }

@@ -1,0 +1,424 @@
+// attn_tiled.cu — causal attention over the paged KV cache on the tensor cores (flash-attention-2
+// style), for prefill chunks and large decode batches. One CTA per (row block of a query tile, kv
+// head, key split): the rows are the tile's tokens times the query heads of that kv head's GQA group
+// (row r = token r / group, head r % group), so each K/V tile read serves the whole group. Keys
+// stream through shared memory 64 at a time (cp.async, two stages, zero-filled past the context) and
+// meet the rows in bf16 mma.sync m16n8k16 with f32 accumulation; softmax is online, in the log2
+// domain. Each warp owns 16 rows; for tiles of few rows (decode) the warps of a CTA instead share the
+// rows and split every key tile four ways, merging through shared memory at the end.
+#include <math.h>
+
+#include "backend/cuda/attn_tiled.cuh"
+
+namespace ss {
+namespace {
+
+constexpr int kBN = 64; // keys per shared-memory tile
+
+// 16-byte global -> shared copy; when !pred nothing is read and the destination is zero-filled
+// (src must still be a valid address).
+__device__ __forceinline__ void cp_async16(void *dst, const void *src, bool pred)
+{
+    const unsigned s = (unsigned)__cvta_generic_to_shared(dst);
+    const int bytes = pred ? 16 : 0;
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(src), "r"(bytes) : "memory");
+}
+
+__device__ __forceinline__ void cp_async_commit()
+{
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+
+// Waits until at most N committed groups of this thread are still in flight.
+template <int N> __device__ __forceinline__ void cp_async_wait()
+{
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+// Four 8x8 b16 matrices from shared memory; lane l gives the address of row l%8 of matrix l/8. The
+// memory clobber keeps these reads on their side of the barriers that guard the stages.
+__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const bf16 *p)
+{
+    const unsigned s = (unsigned)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(s)
+                 : "memory");
+}
+
+// The same, each matrix transposed.
+__device__ __forceinline__ void ldsm_x4_t(uint32_t (&r)[4], const bf16 *p)
+{
+    const unsigned s = (unsigned)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(s)
+                 : "memory");
+}
+
+// c[16x8] += a[16x16] * b[16x8], bf16 inputs, f32 accumulators (PTX fragment layouts).
+__device__ __forceinline__ void mma_bf16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1)
+{
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// Shared memory: two stages of [K tile | V tile], each kBN rows of D + 8 bf16 (the 16-byte pad puts
+// the 8 rows an ldmatrix reads in distinct banks). Q (up to 2*kBN rows) first sits in stage 1.
+template <int D> __host__ __device__ constexpr int smem_bytes()
+{
+    return 4 * kBN * (D + 8) * (int)sizeof(bf16);
+}
+
+// WM warps over rows (16 each) times WK warps over each key tile (kBN / WK keys each).
+template <int D, int WM, int WK> __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiledParams p)
+{
+    constexpr int NW = WM * WK, NT = NW * 32, BM = 16 * WM, KW = kBN / WK;
+    constexpr int LDS = D + 8;  // shared row stride, elements
+    constexpr int CPR = D / 8;  // 16-byte chunks per row
+    constexpr int DK = D / 16;  // k-steps of Q.K^T
+    constexpr int NS = KW / 8;  // score n-tiles per warp
+    constexpr int NO = D / 8;   // output n-tiles
+    static_assert(BM <= 2 * kBN, "Q must fit in stage 1");
+    static_assert(KW % 16 == 0 && (kBN * CPR) % NT == 0, "tile shape");
+    extern __shared__ uint4 smem_u4[];
+    bf16 *const smem = reinterpret_cast<bf16 *>(smem_u4);
+
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int wm = warp % WM, wk = warp / WM;
+    const int gid = lane >> 2, tig = lane & 3;
+
+    // Last tiles first: in a prefill chunk they have the most keys, so the wave's tail is short.
+    const int xr = (int)(gridDim.x - 1 - blockIdx.x);
+    const int tile = xr / p.rb_per_tile;
+    const int rb = xr - tile * p.rb_per_tile;
+    const int kvh = blockIdx.y;
+    const int split = blockIdx.z;
+    const int group = p.group;
+    const int tok0 = p.q_tiles[2 * tile];
+    const int rows = p.q_tiles[2 * tile + 1] * group;
+    const int r0 = rb * BM;
+    if (r0 >= rows) // a shorter tile than the longest: this row block is empty (uniform exit)
+        return;
+    const int seq = p.tok_seq[tok0];
+    const int pos0 = p.tok_pos[tok0]; // the tile's tokens sit at pos0, pos0 + 1, ...
+    const int r_end = min(rows, r0 + BM);
+    const int pmin = pos0 + r0 / group;          // position of the block's first row
+    const int pmax = pos0 + (r_end - 1) / group; // and of its last
+    // Keys [kbeg, kend) of this split: the block's context cut evenly, in whole key tiles.
+    int kbeg = 0, kend = pmax + 1;
+    if (p.n_splits > 1) {
+        const int per = (kend + p.n_splits - 1) / p.n_splits;
+        const int len = (per + kBN - 1) / kBN * kBN;
+        kbeg = split * len;
+        kend = min(kend, kbeg + len);
+    }
+    const int n_kt = kend > kbeg ? (kend - kbeg + kBN - 1) / kBN : 0;
+
+    const int32_t *bt = p.block_tables + (int64_t)seq * p.max_blocks;
+    const int bs = p.block_size;
+    const int64_t kv_row = (int64_t)p.kv_heads * D;
+    const bf16 *kbase = p.kc + (int64_t)kvh * D, *vbase = p.vc + (int64_t)kvh * D;
+
+    // Key tile [kb, kb + kBN) into stage `stage`; keys at or past kend are zeros and read nothing
+    // (not even the block table).
+    auto load_kv = [&](int stage, int kb) {
+        bf16 *sk = smem + stage * 2 * kBN * LDS;
+        bf16 *sv = sk + kBN * LDS;
+#pragma unroll
+        for (int i = 0; i < kBN * CPR / NT; i++) {
+            const int c = tid + i * NT;
+            const int kr = c / CPR, ch = c - (c / CPR) * CPR;
+            const int j = kb + kr;
+            const bool ok = j < kend;
+            int64_t off = 0;
+            if (ok)
+                off = ((int64_t)bt[j / bs] * bs + j % bs) * kv_row + ch * 8;
+            cp_async16(sk + kr * LDS + ch * 8, kbase + off, ok);
+            cp_async16(sv + kr * LDS + ch * 8, vbase + off, ok);
+        }
+    };
+
+    // Q rows of this block into stage 1 (rows past the tile repeat its last row: finite, never written).
+    bf16 *const sq = smem + 2 * kBN * LDS;
+    for (int c = tid; c < BM * CPR; c += NT) {
+        const int i = c / CPR, ch = c - (c / CPR) * CPR;
+        const int r = min(r0 + i, rows - 1);
+        const int t = r / group, g = r - t * group;
+        const bf16 *src = p.q + (int64_t)(tok0 + t) * p.q_stride + (int64_t)(kvh * group + g) * D + ch * 8;
+        cp_async16(sq + i * LDS + ch * 8, src, true);
+    }
+    cp_async_commit();
+    if (n_kt > 0)
+        load_kv(0, kbeg);
+    cp_async_commit();
+    cp_async_wait<0>();
+    __syncthreads();
+    uint32_t qf[DK][4]; // A fragments of this warp's 16 rows, all of D
+    {
+        const bf16 *qrow = sq + (wm * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LDS + (lane >> 4) * 8;
+#pragma unroll
+        for (int kk = 0; kk < DK; kk++)
+            ldsm_x4(qf[kk], qrow + kk * 16);
+    }
+    __syncthreads(); // stage 1 is free for keys now
+
+    // This thread's two rows (gid and gid + 8 of the warp's 16): their positions bound the mask.
+    int prow[2];
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        const int r = min(r0 + wm * 16 + gid + 8 * h, rows - 1);
+        prow[h] = pos0 + r / group;
+    }
+    const bool warp_on = r0 + wm * 16 < rows; // a warp whose rows are all padding skips the math
+    float o[NO][4];
+#pragma unroll
+    for (int nt = 0; nt < NO; nt++)
+        o[nt][0] = o[nt][1] = o[nt][2] = o[nt][3] = 0.0f;
+    float m_r[2] = {-INFINITY, -INFINITY}, l_r[2] = {0.0f, 0.0f}; // l: this thread's columns only
+
+    for (int it = 0; it < n_kt; it++) {
+        const int kb = kbeg + it * kBN;
+        if (it + 1 < n_kt) // the stage it overwrites was released by the barrier that ended it - 1
+            load_kv((it + 1) & 1, kb + kBN);
+        cp_async_commit();
+        cp_async_wait<1>(); // this tile's group is complete (the newest one may still fly)
+        __syncthreads();
+        if (warp_on) {
+            const bf16 *sk = smem + (it & 1) * 2 * kBN * LDS + wk * KW * LDS;
+            const bf16 *sv = sk + kBN * LDS;
+            float s[NS][4];
+#pragma unroll
+            for (int nt = 0; nt < NS; nt++)
+                s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+            // S = Q K^T: K rows are keys, so plain ldmatrix gives the col-major B fragments.
+            const bf16 *krow = sk + ((lane & 7) + (lane >> 4) * 8) * LDS + ((lane >> 3) & 1) * 8;
+#pragma unroll
+            for (int kk = 0; kk < DK; kk++) {
+#pragma unroll
+                for (int np = 0; np < NS / 2; np++) {
+                    uint32_t b[4];
+                    ldsm_x4(b, krow + np * 16 * LDS + kk * 16);
+                    mma_bf16(s[2 * np], qf[kk], b[0], b[1]);
+                    mma_bf16(s[2 * np + 1], qf[kk], b[2], b[3]);
+                }
+            }
+            // Scale into the log2 domain, mask the future (and the zero-filled keys past kend, which
+            // lie past every row's position), update the running max.
+            const bool need_mask = kb + kBN - 1 > pmin;
+            float mx[2] = {m_r[0], m_r[1]};
+#pragma unroll
+            for (int nt = 0; nt < NS; nt++) {
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    float v = s[nt][e] * p.scale_log2;
+                    if (need_mask && kb + wk * KW + nt * 8 + tig * 2 + (e & 1) > prow[e >> 1])
+                        v = -INFINITY;
+                    s[nt][e] = v;
+                    mx[e >> 1] = fmaxf(mx[e >> 1], v);
+                }
+            }
+            float base[2];
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                mx[h] = fmaxf(mx[h], __shfl_xor_sync(FULL_MASK, mx[h], 1));
+                mx[h] = fmaxf(mx[h], __shfl_xor_sync(FULL_MASK, mx[h], 2));
+                base[h] = mx[h] == -INFINITY ? 0.0f : mx[h]; // a row with no key yet stays at zero
+                const float corr = exp2f(m_r[h] - base[h]);
+                m_r[h] = mx[h];
+                l_r[h] *= corr;
+#pragma unroll
+                for (int nt = 0; nt < NO; nt++) {
+                    o[nt][2 * h] *= corr;
+                    o[nt][2 * h + 1] *= corr;
+                }
+            }
+            // O += P V: two score n-tiles form one A fragment (16 keys); V through ldmatrix.trans.
+            const bf16 *vrow = sv + ((lane & 7) + ((lane >> 3) & 1) * 8) * LDS + (lane >> 4) * 8;
+#pragma unroll
+            for (int ks = 0; ks < KW / 16; ks++) {
+                float pr[2][4];
+#pragma unroll
+                for (int u = 0; u < 2; u++) {
+#pragma unroll
+                    for (int e = 0; e < 4; e++) {
+                        pr[u][e] = exp2f(s[2 * ks + u][e] - base[e >> 1]);
+                        l_r[e >> 1] += pr[u][e];
+                    }
+                }
+                const uint32_t a[4] = {pack2(pr[0][0], pr[0][1]), pack2(pr[0][2], pr[0][3]), pack2(pr[1][0], pr[1][1]),
+                                       pack2(pr[1][2], pr[1][3])};
+#pragma unroll
+                for (int dp = 0; dp < NO / 2; dp++) {
+                    uint32_t b[4];
+                    ldsm_x4_t(b, vrow + ks * 16 * LDS + dp * 16);
+                    mma_bf16(o[2 * dp], a, b[0], b[1]);
+                    mma_bf16(o[2 * dp + 1], a, b[2], b[3]);
+                }
+            }
+        }
+        __syncthreads(); // every warp is done with this stage before it is refilled
+    }
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        l_r[h] += __shfl_xor_sync(FULL_MASK, l_r[h], 1);
+        l_r[h] += __shfl_xor_sync(FULL_MASK, l_r[h], 2);
+    }
+
+    if constexpr (WK == 1) {
+        if (!warp_on)
+            return;
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            const int r = r0 + wm * 16 + gid + 8 * h;
+            if (r >= rows)
+                continue;
+            const int t = r / group;
+            const int64_t tok = tok0 + t;
+            const int hq = kvh * group + (r - t * group);
+            if (p.n_splits == 1) {
+                const float inv = l_r[h] > 0.0f ? 1.0f / l_r[h] : 0.0f;
+                bf16 *dst = p.out + (tok * p.heads + hq) * D + tig * 2;
+#pragma unroll
+                for (int nt = 0; nt < NO; nt++)
+                    *reinterpret_cast<uint32_t *>(dst + nt * 8) = pack2(o[nt][2 * h] * inv, o[nt][2 * h + 1] * inv);
+            } else {
+                const int64_t idx = ((int64_t)split * p.n + tok) * p.heads + hq;
+                float *dst = p.part_acc + idx * D + tig * 2;
+#pragma unroll
+                for (int nt = 0; nt < NO; nt++)
+                    *reinterpret_cast<float2 *>(dst + nt * 8) = make_float2(o[nt][2 * h], o[nt][2 * h + 1]);
+                if (tig == 0) {
+                    p.part_ml[idx * 2] = m_r[h];
+                    p.part_ml[idx * 2 + 1] = l_r[h];
+                }
+            }
+        }
+    } else {
+        // The WK warps of a row group saw different keys: merge (m, l, O) through shared memory,
+        // which the stages no longer need (the loop ended on a barrier; drain the empty groups).
+        constexpr int LDO = D + 8;
+        cp_async_wait<0>();
+        __syncthreads();
+        float *so = reinterpret_cast<float *>(smem_u4);      // [NW][16][LDO]
+        float *sm = so + NW * 16 * LDO, *sl = sm + NW * 16;  // [NW][16] each
+        static_assert(NW * 16 * (LDO + 2) * sizeof(float) <= (size_t)smem_bytes<D>(), "merge buffer");
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            const int il = gid + 8 * h;
+#pragma unroll
+            for (int nt = 0; nt < NO; nt++)
+                *reinterpret_cast<float2 *>(so + (warp * 16 + il) * LDO + nt * 8 + tig * 2) =
+                    make_float2(o[nt][2 * h], o[nt][2 * h + 1]);
+            if (tig == 0) {
+                sm[warp * 16 + il] = m_r[h];
+                sl[warp * 16 + il] = l_r[h];
+            }
+        }
+        __syncthreads();
+        for (int e = tid; e < BM * D; e += NT) {
+            const int i = e / D, d = e - (e / D) * D;
+            const int r = r0 + i;
+            if (r >= rows)
+                continue;
+            const int wmi = i / 16, il = i - wmi * 16;
+            float M = -INFINITY;
+#pragma unroll
+            for (int w = 0; w < WK; w++)
+                M = fmaxf(M, sm[(w * WM + wmi) * 16 + il]);
+            float L = 0.0f, A = 0.0f;
+            if (M != -INFINITY) {
+#pragma unroll
+                for (int w = 0; w < WK; w++) {
+                    const int x = (w * WM + wmi) * 16 + il;
+                    const float c = exp2f(sm[x] - M);
+                    L += sl[x] * c;
+                    A += so[x * LDO + d] * c;
+                }
+            }
+            const int t = r / group;
+            const int64_t tok = tok0 + t;
+            const int hq = kvh * group + (r - t * group);
+            if (p.n_splits == 1) {
+                p.out[(tok * p.heads + hq) * D + d] = __float2bfloat16_rn(L > 0.0f ? A / L : 0.0f);
+            } else {
+                const int64_t idx = ((int64_t)split * p.n + tok) * p.heads + hq;
+                p.part_acc[idx * D + d] = A;
+                if (d == 0) {
+                    p.part_ml[idx * 2] = M;
+                    p.part_ml[idx * 2 + 1] = L;
+                }
+            }
+        }
+    }
+}
+
+// Warp layout for tiles of up to `rows` rows: few rows (decode) -> one row group, keys split four
+// ways; otherwise 4 or 8 warps of 16 rows.
+struct TiledShape {
+    int wm, wk;
+};
+
+TiledShape tiled_shape(int64_t rows)
+{
+    if (rows <= 16)
+        return {1, 4};
+    if (rows <= 64)
+        return {4, 1};
+    return {8, 1};
+}
+
+template <int D, int WM, int WK> int launch_shape(const AttnTiledParams &p, dim3 grid, cudaStream_t s)
+{
+    constexpr int bytes = smem_bytes<D>();
+    cudaError_t e = cudaFuncSetAttribute(attn_tiled_kernel<D, WM, WK>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+    if (e != cudaSuccess)
+        return (int)e;
+    attn_tiled_kernel<D, WM, WK><<<grid, WM * WK * 32, bytes, s>>>(p);
+    return launch_status();
+}
+
+template <int D> int launch_d(const AttnTiledParams &p, TiledShape sh, dim3 grid, cudaStream_t s)
+{
+    if (sh.wm == 1)
+        return launch_shape<D, 1, 4>(p, grid, s);
+    if (sh.wm == 4)
+        return launch_shape<D, 4, 1>(p, grid, s);
+    return launch_shape<D, 8, 1>(p, grid, s);
+}
+
+} // namespace
+
+bool attn_tiled_supported(int head_dim)
+{
+    return head_dim == 64 || head_dim == 128;
+}
+
+int64_t attn_tiled_ctas(int head_dim, int64_t n_tiles, int max_tile_tokens, int group, int kv_heads)
+{
+    (void)head_dim;
+    const int64_t rows = (int64_t)max_tile_tokens * group;
+    const int64_t bm = 16LL * tiled_shape(rows).wm;
+    return n_tiles * ((rows + bm - 1) / bm) * kv_heads;
+}
+
+int attn_tiled_launch(const AttnTiledParams &p_in, int head_dim, int64_t n_tiles, int max_tile_tokens,
+                      cudaStream_t stream)
+{
+    if (!attn_tiled_supported(head_dim) || n_tiles <= 0 || max_tile_tokens <= 0 || p_in.group <= 0)
+        return (int)cudaErrorInvalidValue;
+    const int64_t rows = (int64_t)max_tile_tokens * p_in.group;
+    const TiledShape sh = tiled_shape(rows);
+    const int64_t bm = 16LL * sh.wm;
+    AttnTiledParams p = p_in;
+    p.rb_per_tile = (int)((rows + bm - 1) / bm);
+    const int64_t gx = n_tiles * p.rb_per_tile;
+    if (gx > 0x7fffffffLL || p.kv_heads > 65535 || p.n_splits > 65535)
+        return (int)cudaErrorInvalidConfiguration;
+    const dim3 grid((unsigned)gx, (unsigned)p.kv_heads, (unsigned)p.n_splits);
+    return head_dim == 64 ? launch_d<64>(p, sh, grid, stream) : launch_d<128>(p, sh, grid, stream);
+}
+
+} // namespace ss

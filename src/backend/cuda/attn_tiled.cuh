@@ -1,0 +1,38 @@
+// attn_tiled.cuh — the tensor-core attention kernel of attn_tiled.cu as seen by its one caller,
+// ss_cuda_attention in attention.cu (which picks it or the CUDA-core kernel and runs the split-K
+// combine). Device code only; host C never sees this file.
+#pragma once
+
+#include "backend/cuda/common.cuh"
+
+namespace ss {
+
+struct AttnTiledParams {
+    bf16 *out;           // [n, heads*D]
+    const bf16 *q;       // row t at q + t*q_stride: [heads, D]
+    int64_t q_stride;
+    const bf16 *kc, *vc; // [slots, kv_heads, D]
+    const int32_t *tok_seq, *tok_pos, *block_tables;
+    const int32_t *q_tiles; // [n_tiles, 2]: first token, token count (runs of one sequence)
+    int max_blocks, block_size;
+    int heads, kv_heads, group;
+    float scale_log2;    // softmax scale * log2(e)
+    int n_splits;        // > 1: write partial results for attn_combine_kernel instead of out
+    int rb_per_tile;     // row blocks per tile (set by attn_tiled_launch)
+    int64_t n;
+    float *part_acc;     // [n_splits, n, heads, D] unnormalised sums (n_splits > 1)
+    float *part_ml;      // [n_splits, n, heads, 2] running max (log2 domain) and sum
+};
+
+// Whether the tiled kernel handles this head size (64 and 128).
+bool attn_tiled_supported(int head_dim);
+
+// CTAs the launch below uses for one key split: n_tiles * row blocks per tile * kv_heads.
+int64_t attn_tiled_ctas(int head_dim, int64_t n_tiles, int max_tile_tokens, int group, int kv_heads);
+
+// Enqueues the tiled kernel over n_tiles query tiles of at most max_tile_tokens tokens (host-known,
+// so the grid is fixed for graph capture). Returns the cudaError_t of the launch as an int.
+int attn_tiled_launch(const AttnTiledParams &p, int head_dim, int64_t n_tiles, int max_tile_tokens,
+                      cudaStream_t stream);
+
+} // namespace ss
