@@ -75,6 +75,7 @@ template <int D> __host__ __device__ constexpr int smem_bytes()
 // WM warps over rows (16 each) times WK warps over each key tile (kBN / WK keys each).
 template <int D, int WM, int WK> __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiledParams p)
 {
+    pdl_enter();
     constexpr int NW = WM * WK, NT = NW * 32, BM = 16 * WM, KW = kBN / WK;
     constexpr int LDS = D + 8;  // shared row stride, elements
     constexpr int CPR = D / 8;  // 16-byte chunks per row
@@ -376,8 +377,8 @@ template <int D, int WM, int WK> int launch_shape(const AttnTiledParams &p, dim3
     cudaError_t e = cudaFuncSetAttribute(attn_tiled_kernel<D, WM, WK>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
     if (e != cudaSuccess)
         return (int)e;
-    attn_tiled_kernel<D, WM, WK><<<grid, WM * WK * 32, bytes, s>>>(p);
-    return launch_status();
+    e = launch_pdl(attn_tiled_kernel<D, WM, WK>, grid, dim3(WM * WK * 32), (size_t)bytes, s, p);
+    return e != cudaSuccess ? (int)e : launch_status();
 }
 
 template <int D> int launch_d(const AttnTiledParams &p, TiledShape sh, dim3 grid, cudaStream_t s)

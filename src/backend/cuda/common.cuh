@@ -10,6 +10,39 @@ namespace ss {
 
 typedef __nv_bfloat16 bf16;
 
+// Programmatic dependent launch (sm_90+): a kernel launched through launch_pdl may be scheduled while
+// the previous kernel of the stream still runs. Its first statement must be pdl_enter(): wait for the
+// previous kernel (completion and memory), then let the next kernel be scheduled early in turn. On
+// older devices (and in sm_80 code) both are no-ops and the launch is an ordinary one.
+__device__ __forceinline__ void pdl_enter()
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+template <typename... KArgs, typename... Args>
+inline cudaError_t launch_pdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t s,
+                              Args... args)
+{
+    int dev = 0, major = 0;
+    const bool pdl = cudaGetDevice(&dev) == cudaSuccess &&
+                     cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
+                     major >= 9;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = s;
+    cfg.attrs = attr;
+    cfg.numAttrs = pdl ? 1 : 0;
+    return cudaLaunchKernelEx(&cfg, kernel, args...);
+}
+
 constexpr unsigned FULL_MASK = 0xffffffffu;
 
 // bf16 -> f32 is a shift: the low half of a packed pair goes to the top 16 bits.

@@ -48,6 +48,7 @@ template <int VEC> __global__ void gather_kernel(bf16 *out, const bf16 *x, const
 
 template <int VEC> __global__ void silu_mul_kernel(bf16 *out, const bf16 *gu, int64_t n, int inter)
 {
+    pdl_enter();
     const int64_t chunks_per_row = inter / VEC;
     const int64_t total = n * chunks_per_row;
     for (int64_t c = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; c < total; c += (int64_t)gridDim.x * blockDim.x) {
@@ -156,11 +157,11 @@ extern "C" int ss_cuda_silu_mul(void *stream, void *out, const void *gu, int64_t
     if (n <= 0)
         return 0;
     cudaStream_t s = (cudaStream_t)stream;
-    if (inter % 8 == 0 && aligned16(out) && aligned16(gu))
-        silu_mul_kernel<8><<<stride_blocks(n * inter / 8), kThreads, 0, s>>>((bf16 *)out, (const bf16 *)gu, n, inter);
-    else
-        silu_mul_kernel<1><<<stride_blocks(n * inter), kThreads, 0, s>>>((bf16 *)out, (const bf16 *)gu, n, inter);
-    return launch_status();
+    const bool vec = inter % 8 == 0 && aligned16(out) && aligned16(gu);
+    const cudaError_t e = launch_pdl(vec ? silu_mul_kernel<8> : silu_mul_kernel<1>,
+                                     dim3(stride_blocks(vec ? n * inter / 8 : n * inter)), dim3(kThreads), 0, s,
+                                     (bf16 *)out, (const bf16 *)gu, n, inter);
+    return e != cudaSuccess ? (int)e : launch_status();
 }
 
 extern "C" int ss_cuda_add(void *stream, void *out, const void *a, const void *b, int64_t n)

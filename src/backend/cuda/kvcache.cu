@@ -16,6 +16,7 @@ template <int VEC>
 __global__ void kv_store_kernel(bf16 *k_cache, bf16 *v_cache, const bf16 *k, const bf16 *v, const int32_t *slots,
                                 int row, int64_t src_stride)
 {
+    pdl_enter();
     const int64_t i = blockIdx.x;
     const int32_t slot = slots[i];
     if (slot < 0)
@@ -52,11 +53,8 @@ extern "C" int ss_cuda_kv_store(void *stream, void *k_cache, void *v_cache, cons
     int threads = ((per + 31) / 32) * 32;
     threads = threads < 32 ? 32 : (threads > 256 ? 256 : threads);
     cudaStream_t s = (cudaStream_t)stream;
-    if (vec)
-        kv_store_kernel<8><<<(unsigned)n, threads, 0, s>>>((bf16 *)k_cache, (bf16 *)v_cache, (const bf16 *)k,
-                                                           (const bf16 *)v, slots, row, src_stride);
-    else
-        kv_store_kernel<1><<<(unsigned)n, threads, 0, s>>>((bf16 *)k_cache, (bf16 *)v_cache, (const bf16 *)k,
-                                                           (const bf16 *)v, slots, row, src_stride);
-    return launch_status();
+    const cudaError_t e = launch_pdl(vec ? kv_store_kernel<8> : kv_store_kernel<1>, dim3((unsigned)n), dim3(threads), 0,
+                                     s, (bf16 *)k_cache, (bf16 *)v_cache, (const bf16 *)k, (const bf16 *)v, slots, row,
+                                     src_stride);
+    return e != cudaSuccess ? (int)e : launch_status();
 }

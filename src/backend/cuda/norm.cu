@@ -16,6 +16,7 @@ bool aligned16(const void *p)
 template <int VEC, bool ADD>
 __global__ void rmsnorm_kernel(bf16 *out, bf16 *residual, const bf16 *x, const bf16 *w, int dim, float eps)
 {
+    pdl_enter();
     __shared__ float red[32];
     const int64_t row = blockIdx.x;
     const int chunks = dim / VEC;
@@ -98,15 +99,16 @@ extern "C" int ss_cuda_rmsnorm(void *stream, void *out, void *residual, const vo
     const bf16 *xi = (const bf16 *)x;
     const bf16 *wi = (const bf16 *)w;
     const unsigned g = (unsigned)rows;
+    cudaError_t e;
     if (vec && r)
-        rmsnorm_kernel<8, true><<<g, row_threads(dim / 8), 0, s>>>(o, r, xi, wi, dim, eps);
+        e = launch_pdl(rmsnorm_kernel<8, true>, dim3(g), dim3(row_threads(dim / 8)), 0, s, o, r, xi, wi, dim, eps);
     else if (vec)
-        rmsnorm_kernel<8, false><<<g, row_threads(dim / 8), 0, s>>>(o, r, xi, wi, dim, eps);
+        e = launch_pdl(rmsnorm_kernel<8, false>, dim3(g), dim3(row_threads(dim / 8)), 0, s, o, r, xi, wi, dim, eps);
     else if (r)
-        rmsnorm_kernel<1, true><<<g, row_threads(dim), 0, s>>>(o, r, xi, wi, dim, eps);
+        e = launch_pdl(rmsnorm_kernel<1, true>, dim3(g), dim3(row_threads(dim)), 0, s, o, r, xi, wi, dim, eps);
     else
-        rmsnorm_kernel<1, false><<<g, row_threads(dim), 0, s>>>(o, r, xi, wi, dim, eps);
-    return launch_status();
+        e = launch_pdl(rmsnorm_kernel<1, false>, dim3(g), dim3(row_threads(dim)), 0, s, o, r, xi, wi, dim, eps);
+    return e != cudaSuccess ? (int)e : launch_status();
 }
 
 extern "C" int ss_cuda_head_rmsnorm(void *stream, void *x, const void *w, int64_t n, int32_t heads, int32_t head_dim,

@@ -12,6 +12,7 @@ constexpr int kThreads = 256;
 __global__ void rope_kernel(bf16 *x, const int32_t *pos, const float *inv_freq, int64_t n, int heads, int head_dim,
                             int64_t tok_stride)
 {
+    pdl_enter();
     const int half = head_dim / 2;
     const int64_t total = n * heads * half;
     for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < total; e += (int64_t)gridDim.x * blockDim.x) {
@@ -45,7 +46,7 @@ extern "C" int ss_cuda_rope(void *stream, void *x, const int32_t *pos, const flo
     int64_t blocks = (work + kThreads - 1) / kThreads;
     if (blocks > 65536)
         blocks = 65536;
-    rope_kernel<<<(unsigned)blocks, kThreads, 0, (cudaStream_t)stream>>>((bf16 *)x, pos, inv_freq, n, heads, head_dim,
-                                                                         tok_stride);
-    return launch_status();
+    const cudaError_t e = launch_pdl(rope_kernel, dim3((unsigned)blocks), dim3(kThreads), 0, (cudaStream_t)stream,
+                                     (bf16 *)x, pos, inv_freq, n, heads, head_dim, tok_stride);
+    return e != cudaSuccess ? (int)e : launch_status();
 }
