@@ -21,19 +21,9 @@ constexpr int kWarps = 4;
 constexpr int kMaxSplits = 64;
 constexpr int kMinKeysPerSplit = 128;
 
-struct AttnParams {
-    bf16 *out;           // [n, heads*D]
-    const bf16 *q;       // row t at q + t*q_stride
-    int64_t q_stride;
-    const bf16 *kc, *vc; // [slots, kv_heads, D]
-    const int32_t *tok_seq, *tok_pos, *block_tables;
-    int max_blocks, block_size;
-    int heads, kv_heads, head_dim, group, hchunks;
-    float scale_log2;    // softmax scale * log2(e)
-    int n_splits;        // each token cuts its own context into n_splits even parts
-    int64_t n;
-    float *part_acc;     // [n_splits, n, heads, D] unnormalised sums (n_splits > 1)
-    float *part_ml;      // [n_splits, n, heads, 2] running max (log2 domain) and sum
+// Each token cuts its own context into n_splits even parts.
+struct AttnParams : AttnCommon {
+    int head_dim, hchunks;
 };
 
 __device__ __forceinline__ float merge_scale(float m, float mn)
@@ -199,17 +189,7 @@ template <int LPK, int GMAX> __global__ void __launch_bounds__(kWarps * 32) attn
                 A += s_acc[w][g][d] * c;
             }
         }
-        const int h = h0 + g;
-        if (p.n_splits == 1) {
-            p.out[(tok * p.heads + h) * D + d] = __float2bfloat16_rn(L > 0.0f ? A / L : 0.0f);
-        } else {
-            const int64_t idx = ((int64_t)split * p.n + tok) * p.heads + h;
-            p.part_acc[idx * D + d] = A;
-            if (d == 0) {
-                p.part_ml[idx * 2] = M;
-                p.part_ml[idx * 2 + 1] = L;
-            }
-        }
+        attn_store(p, split, tok, h0 + g, D, d, M, L, A);
     }
 }
 
@@ -344,25 +324,8 @@ extern "C" int ss_cuda_attention(void *stream, const ss_cuda_attn_args *a)
         p.part_ml = p.part_acc + n_splits * a->n * a->heads * D;
         AttnTiledParams t;
         memset(&t, 0, sizeof t);
-        t.out = p.out;
-        t.q = p.q;
-        t.q_stride = p.q_stride;
-        t.kc = p.kc;
-        t.vc = p.vc;
-        t.tok_seq = p.tok_seq;
-        t.tok_pos = p.tok_pos;
-        t.block_tables = p.block_tables;
+        static_cast<AttnCommon &>(t) = p;
         t.q_tiles = a->q_tiles;
-        t.max_blocks = p.max_blocks;
-        t.block_size = p.block_size;
-        t.heads = p.heads;
-        t.kv_heads = p.kv_heads;
-        t.group = p.group;
-        t.scale_log2 = p.scale_log2;
-        t.n_splits = p.n_splits;
-        t.n = p.n;
-        t.part_acc = p.part_acc;
-        t.part_ml = p.part_ml;
         st = attn_tiled_launch(t, D, a->n_tiles, a->max_tile_tokens, s);
     } else {
         const int gmin = p.group < 8 ? p.group : 8;

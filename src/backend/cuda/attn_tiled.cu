@@ -341,17 +341,7 @@ template <int D, int WM, int WK> __global__ void __launch_bounds__(WM *WK * 32) 
             }
             const int t = r / group;
             const int64_t tok = tok0 + t;
-            const int hq = kvh * group + (r - t * group);
-            if (p.n_splits == 1) {
-                p.out[(tok * p.heads + hq) * D + d] = __float2bfloat16_rn(L > 0.0f ? A / L : 0.0f);
-            } else {
-                const int64_t idx = ((int64_t)split * p.n + tok) * p.heads + hq;
-                p.part_acc[idx * D + d] = A;
-                if (d == 0) {
-                    p.part_ml[idx * 2] = M;
-                    p.part_ml[idx * 2 + 1] = L;
-                }
-            }
+            attn_store(p, split, tok, kvh * group + (r - t * group), D, d, M, L, A);
         }
     }
 }

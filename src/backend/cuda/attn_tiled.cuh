@@ -7,22 +7,43 @@
 
 namespace ss {
 
-struct AttnTiledParams {
+// What both attention kernels (CUDA-core and tiled) read.
+struct AttnCommon {
     bf16 *out;           // [n, heads*D]
     const bf16 *q;       // row t at q + t*q_stride: [heads, D]
     int64_t q_stride;
     const bf16 *kc, *vc; // [slots, kv_heads, D]
     const int32_t *tok_seq, *tok_pos, *block_tables;
-    const int32_t *q_tiles; // [n_tiles, 2]: first token, token count (runs of one sequence)
     int max_blocks, block_size;
     int heads, kv_heads, group;
     float scale_log2;    // softmax scale * log2(e)
     int n_splits;        // > 1: write partial results for attn_combine_kernel instead of out
-    int rb_per_tile;     // row blocks per tile (set by attn_tiled_launch)
     int64_t n;
     float *part_acc;     // [n_splits, n, heads, D] unnormalised sums (n_splits > 1)
     float *part_ml;      // [n_splits, n, heads, 2] running max (log2 domain) and sum
 };
+
+struct AttnTiledParams : AttnCommon {
+    const int32_t *q_tiles; // [n_tiles, 2]: first token, token count (runs of one sequence)
+    int rb_per_tile;        // row blocks per tile (set by attn_tiled_launch)
+};
+
+// Writes one output element of (token, head hq, dim d) from the merged softmax state (max M, sum L,
+// weighted sum A): the final value when the context was not split, else this split's partial result.
+__device__ __forceinline__ void attn_store(const AttnCommon &p, int split, int64_t tok, int hq, int D, int d,
+                                           float M, float L, float A)
+{
+    if (p.n_splits == 1) {
+        p.out[(tok * p.heads + hq) * D + d] = __float2bfloat16_rn(L > 0.0f ? A / L : 0.0f);
+        return;
+    }
+    const int64_t idx = ((int64_t)split * p.n + tok) * p.heads + hq;
+    p.part_acc[idx * D + d] = A;
+    if (d == 0) {
+        p.part_ml[idx * 2] = M;
+        p.part_ml[idx * 2 + 1] = L;
+    }
+}
 
 // Whether the tiled kernel handles this head size (64 and 128).
 bool attn_tiled_supported(int head_dim);
