@@ -401,10 +401,9 @@ static ss_status fwd_graph_step(ss_forward *f, uint64_t key, int64_t n, const ss
 {
     const ss_backend_i *B = f->be->iface;
     void *c = f->be->ctx;
-    const float *lg = NULL;
-    ss_status st = B->graph_launch(c, key);
+    ss_status st = B->graph_launch(c, key); /* graphs are single-rank: the logits are logits_local */
     if (st == SS_OK) {
-        *logits = f->w->plan.last_stage ? f->logits_local : NULL;
+        *logits = f->logits_local;
         return SS_OK;
     }
     if (st != SS_ERR_NOT_FOUND)
@@ -412,7 +411,7 @@ static ss_status fwd_graph_step(ss_forward *f, uint64_t key, int64_t n, const ss
     st = B->graph_begin(c, key);
     if (st != SS_OK)
         return st == SS_ERR_UNSUPPORTED ? st : ss_err_set(err, st, "capturing a decode graph on %s", f->be->desc);
-    ss_status body = fwd_body(f, n, (int32_t)n, meta, 0, &lg, err);
+    ss_status body = fwd_body(f, n, (int32_t)n, meta, 0, logits, err);
     st = B->graph_end(c, key); /* always closes the capture, also after a failed op */
     if (body != SS_OK)
         return body;
@@ -421,7 +420,6 @@ static ss_status fwd_graph_step(ss_forward *f, uint64_t key, int64_t n, const ss
     st = B->graph_launch(c, key);
     if (st != SS_OK)
         return ss_err_set(err, st, "replaying a decode graph on %s", f->be->desc);
-    *logits = lg;
     return SS_OK;
 }
 
