@@ -1,8 +1,10 @@
-# cuda.cmake — the CUDA backend: kernels (.cu) behind a C header, the cuda backend table, NCCL comm.
+# cuda.cmake — the CUDA backend: kernels (.cu) behind a C header, the cuda backend table, NCCL comm
+# (with its peer-memory all-reduce).
 # Targets Hopper (sm_90a, for wgmma) and a portable sm_80 build.
-file(GLOB SS_CUDA_KERNELS CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/src/backend/cuda/*.cu)
+file(GLOB SS_CUDA_KERNELS CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/src/backend/cuda/*.cu
+     ${PROJECT_SOURCE_DIR}/src/comm/*.cu)
 file(GLOB SS_CUDA_HOST CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/src/backend/cuda/*.c
-     ${PROJECT_SOURCE_DIR}/src/comm/comm_nccl.c)
+     ${PROJECT_SOURCE_DIR}/src/comm/comm_nccl.c ${PROJECT_SOURCE_DIR}/src/comm/peer_allreduce.c)
 if(NOT SS_CUDA_KERNELS)
   message(STATUS "CUDA backend: no kernels yet")
   return()

@@ -103,7 +103,8 @@ typedef struct ss_backend_i {
     ss_status (*rope)(void *ctx, void *x, const int32_t *pos, const float *inv_freq, int64_t n, int32_t heads,
                       int32_t head_dim, int64_t tok_stride);
     /* Writes k and v of n tokens into the paged cache: token i goes to slot slots[i]
-     * (= block * block_size + offset). Source rows at k + i*src_stride, [kv_heads, head_dim] each.
+     * (= block * block_size + offset; a negative slot is skipped: a padding token). Source rows at
+     * k + i*src_stride, [kv_heads, head_dim] each.
      * Cache layout per layer: [num_blocks, block_size, kv_heads, head_dim] in act_dtype. */
     ss_status (*kv_store)(void *ctx, void *k_cache, void *v_cache, const void *k, const void *v,
                           const int32_t *slots, int64_t n, int32_t kv_heads, int32_t head_dim, int64_t src_stride);
@@ -129,6 +130,12 @@ typedef struct ss_backend_i {
                         int32_t vocab, const ss_sample_row *rows);
 
     /* ---- optional (defaults provided by ss_backend_fill_defaults) ---- */
+    /* Fused rope + kv_store over rows of [q heads | k heads | v heads] (NULL: callers run rope over the
+     * q_heads + kv_heads heads, then kv_store; the result must be identical): rotates q and k in place,
+     * then writes the rotated k and the v of token i into slot slots[i] (skipped when negative). */
+    ss_status (*rope_kv_store)(void *ctx, void *qkv, const int32_t *pos, const float *inv_freq, int64_t n,
+                               int32_t q_heads, int32_t kv_heads, int32_t head_dim, int64_t tok_stride,
+                               void *k_cache, void *v_cache, const int32_t *slots);
     /* The native stream (cudaStream_t) for comm backends that enqueue on it; NULL on cpu. */
     void *(*native_stream)(void *ctx);
     /* CUDA-graph capture of a step keyed by `key`: begin/end record, launch replays.

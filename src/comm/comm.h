@@ -29,6 +29,13 @@ typedef struct ss_comm_i {
     /* Point-to-point (pipeline activations). */
     ss_status (*send)(void *ctx, const void *buf, int64_t count, ss_dtype type, int peer);
     ss_status (*recv)(void *ctx, void *buf, int64_t count, ss_dtype type, int peer);
+    /* Optional (NULL: not offered): all_reduce_sum of x [rows, dim] fused with the residual add and
+     * RMSNorm that follow it in a decoder layer, with the backend's add_rmsnorm semantics: residual +=
+     * sum, out = rmsnorm(residual) * w (x itself need not receive the sum). Returns SS_ERR_UNSUPPORTED,
+     * with nothing enqueued, for shapes it does not take — the same on every rank — and the caller then
+     * runs all_reduce_sum and add_rmsnorm. */
+    ss_status (*all_reduce_add_rmsnorm)(void *ctx, void *x, void *residual, void *out, const void *w, int64_t rows,
+                                        int32_t dim, float eps, ss_dtype type);
     /* Aborts outstanding and future calls (they return SS_ERR_CANCELLED); safe from another thread. */
     void (*abort)(void *ctx);
     void (*destroy)(void *ctx);
@@ -52,11 +59,18 @@ ss_status ss_comm_create_single(ss_comm **out, ss_err *err);
 ss_status ss_comm_tcp_create(int rank, int size, const int *fds, int timeout_ms, ss_comm **out, ss_err *err);
 
 #ifdef SS_HAVE_CUDA
+/* Flags of ss_comm_nccl_create. PEER_ALLREDUCE: small all-reduces (≤ 512 KiB) between ranks of one
+ * host go through a one-shot kernel over CUDA peer memory (comm/peer_allreduce.h) instead of NCCL,
+ * when every rank can map every other's memory (the ranks agree; SS_PEER_ALLREDUCE=0 turns it off). */
+#define SS_NCCL_PEER_ALLREDUCE 1u
+
 /* NCCL communicator: unique_id is the 128-byte ncclUniqueId the leader handed out; stream is the
  * backend's native stream. timeout_ms: a call that does not complete in time aborts the communicator
- * (ncclCommAbort) and returns SS_ERR_TIMEOUT. */
+ * (ncclCommAbort) and returns SS_ERR_TIMEOUT. Collective: every rank passes the same flags. */
 ss_status ss_comm_nccl_create(int rank, int size, const void *unique_id, void *stream, int device_index,
-                              int timeout_ms, ss_comm **out, ss_err *err);
+                              int timeout_ms, unsigned flags, ss_comm **out, ss_err *err);
+/* Whether small all-reduces of c take the one-shot peer-memory kernel (0 for other communicators). */
+int ss_comm_nccl_peer_allreduce(const ss_comm *c);
 /* Fills the 128-byte unique id (leader). */
 ss_status ss_comm_nccl_unique_id(void *unique_id128, ss_err *err);
 /* Waits until the stream the communicator enqueues on is idle (all of the step's work, collectives

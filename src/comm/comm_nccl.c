@@ -5,6 +5,9 @@
  * completion is awaited (with the same deadline) by ss_comm_nccl_wait, which the runner calls after
  * a step instead of a plain stream sync — never inside CUDA graph capture (it queries the stream).
  *
+ * Small all-reduces between ranks of one host may take the one-shot peer-memory kernel instead
+ * (peer_allreduce.h); it shares the stream, the deadline (the wait) and the abort.
+ *
  * Threading: one owner thread makes the calls; abort() may come from any thread. A mutex guards the
  * ncclComm_t (every NCCL call on it is short in non-blocking mode), so abort never races a call. */
 #include <cuda_runtime_api.h>
@@ -12,10 +15,12 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "comm/comm.h"
+#include "comm/peer_allreduce.h"
 #include "core/alloc.h"
 #include "core/log.h"
 
@@ -31,6 +36,7 @@ typedef struct nc_ctx {
     int rank, size;
     int timeout_ms;
     atomic_int aborted;
+    ss_peer_ar *peer; /* owned: the one-shot all-reduce, or NULL */
     ss_err err; /* detail of the last failure (also logged) */
 } nc_ctx;
 
@@ -66,6 +72,7 @@ static ncclDataType_t nc_type(ss_dtype t, int *ok)
 static void nc_abort_locked(nc_ctx *c)
 {
     atomic_store(&c->aborted, 1);
+    ss_peer_ar_abort(c->peer);
     if (c->comm) {
         ncclCommAbort(c->comm);
         c->comm = NULL;
@@ -155,7 +162,26 @@ static ss_status nc_all_reduce_sum(void *ctx, void *buf, int64_t count, ss_dtype
     if (count <= 0)
         return SS_OK;
     SS_CHECK(nc_enter(c, "all_reduce_sum"));
+    if (ss_peer_ar_fits(c->peer, buf, count, type)) {
+        ss_err e;
+        ss_status st = ss_peer_ar_all_reduce(c->peer, buf, count, type, c->stream, &e);
+        pthread_mutex_unlock(&c->mu);
+        return st == SS_OK ? SS_OK : nc_fail(c, st, "all_reduce_sum", e.msg);
+    }
     return nc_leave(c, ncclAllReduce(buf, buf, (size_t)count, t, ncclSum, c->comm, c->stream), "all_reduce_sum");
+}
+
+static ss_status nc_all_reduce_add_rmsnorm(void *ctx, void *x, void *residual, void *out, const void *w, int64_t rows,
+                                           int32_t dim, float eps, ss_dtype type)
+{
+    nc_ctx *c = ctx;
+    if (!ss_peer_ar_fits_add_rmsnorm(c->peer, x, residual, out, w, rows, dim, type))
+        return SS_ERR_UNSUPPORTED;
+    SS_CHECK(nc_enter(c, "all_reduce_add_rmsnorm"));
+    ss_err e;
+    ss_status st = ss_peer_ar_all_reduce_add_rmsnorm(c->peer, x, residual, out, w, rows, dim, eps, c->stream, &e);
+    pthread_mutex_unlock(&c->mu);
+    return st == SS_OK ? SS_OK : nc_fail(c, st, "all_reduce_add_rmsnorm", e.msg);
 }
 
 static ss_status nc_all_gather(void *ctx, void *out, const void *in, int64_t count, ss_dtype type)
@@ -224,6 +250,8 @@ static void nc_destroy(void *ctx)
     if (!c)
         return;
     pthread_mutex_lock(&c->mu);
+    ss_peer_ar_destroy(c->peer);
+    c->peer = NULL;
     if (c->comm) {
         /* Finalize flushes outstanding work; if peers are gone it cannot, and the deadline aborts. */
         cudaSetDevice(c->device);
@@ -240,10 +268,39 @@ static void nc_destroy(void *ctx)
     ss_free(c);
 }
 
+static ss_status nc_wait(nc_ctx *c, int timeout_ms, ss_err *err);
+
+/* All-gather of host bytes (a multiple of 4) through a temporary device buffer: the peer all-reduce's
+ * setup exchange. Not during graph capture. */
+static ss_status nc_exchange(void *ctx, void *out, const void *in, size_t bytes)
+{
+    nc_ctx *c = ctx;
+    char *d = NULL;
+    size_t total = bytes * (size_t)(c->size + 1);
+    if (bytes % 4 || cudaMalloc((void **)&d, total) != cudaSuccess) {
+        cudaGetLastError();
+        return nc_fail(c, SS_ERR_NOMEM, "exchange", "no device buffer");
+    }
+    ss_err e;
+    ss_status st = SS_OK;
+    if (cudaMemcpyAsync(d + bytes * (size_t)c->size, in, bytes, cudaMemcpyHostToDevice, c->stream) != cudaSuccess)
+        st = nc_fail(c, SS_ERR_CUDA, "exchange", "copy to the device");
+    if (st == SS_OK)
+        st = nc_all_gather(c, d, d + bytes * (size_t)c->size, (int64_t)(bytes / 4), SS_DTYPE_I32);
+    if (st == SS_OK && (st = nc_wait(c, 0, &e)) != SS_OK)
+        nc_fail(c, st, "exchange", e.msg);
+    if (st == SS_OK && cudaMemcpy(out, d, bytes * (size_t)c->size, cudaMemcpyDeviceToHost) != cudaSuccess)
+        st = nc_fail(c, SS_ERR_CUDA, "exchange", "copy from the device");
+    cudaFree(d);
+    cudaGetLastError();
+    return st;
+}
+
 static const ss_comm_i nc_iface = {
     .version = SS_COMM_IFACE_VERSION,
     .name = "nccl",
     .all_reduce_sum = nc_all_reduce_sum,
+    .all_reduce_add_rmsnorm = nc_all_reduce_add_rmsnorm,
     .all_gather = nc_all_gather,
     .broadcast = nc_broadcast,
     .send = nc_send,
@@ -263,7 +320,7 @@ ss_status ss_comm_nccl_unique_id(void *unique_id128, ss_err *err)
 }
 
 ss_status ss_comm_nccl_create(int rank, int size, const void *unique_id, void *stream, int device_index,
-                              int timeout_ms, ss_comm **out, ss_err *err)
+                              int timeout_ms, unsigned flags, ss_comm **out, ss_err *err)
 {
     *out = NULL;
     if (size < 1 || rank < 0 || rank >= size || !unique_id || !stream || device_index < 0)
@@ -288,6 +345,10 @@ ss_status ss_comm_nccl_create(int rank, int size, const void *unique_id, void *s
     c->timeout_ms = timeout_ms > 0 ? timeout_ms : NC_DEFAULT_TIMEOUT_MS;
     atomic_init(&c->aborted, 0);
 
+    /* Decode steps capture their collectives in CUDA graphs; a connection NCCL would set up lazily
+     * inside a capture (allocations, host synchronisation) breaks it. Connect everything at init
+     * instead, unless the operator chose otherwise. (NCCL reads its settings from the environment.) */
+    setenv("NCCL_RUNTIME_CONNECT", "0", 0);
     ncclUniqueId id;
     memcpy(&id, unique_id, sizeof id);
     ncclConfig_t cfg = NCCL_CONFIG_INITIALIZER;
@@ -314,6 +375,14 @@ ss_status ss_comm_nccl_create(int rank, int size, const void *unique_id, void *s
         ss_free(comm);
         return st;
     }
+    if ((flags & SS_NCCL_PEER_ALLREDUCE) && size > 1 && size <= SS_PEER_AR_MAX_RANKS) {
+        st = ss_peer_ar_create(rank, size, device_index, nc_exchange, c, &c->peer, err);
+        if (st != SS_OK) {
+            nc_destroy(c);
+            ss_free(comm);
+            return st;
+        }
+    }
     comm->iface = &nc_iface;
     comm->ctx = c;
     comm->rank = rank;
@@ -324,11 +393,9 @@ ss_status ss_comm_nccl_create(int rank, int size, const void *unique_id, void *s
     return SS_OK;
 }
 
-ss_status ss_comm_nccl_wait(ss_comm *comm, int timeout_ms, ss_err *err)
+/* Waits for the stream with the deadline; see ss_comm_nccl_wait. */
+static ss_status nc_wait(nc_ctx *c, int timeout_ms, ss_err *err)
 {
-    if (!comm || !comm->iface || strcmp(comm->iface->name, "nccl") != 0)
-        return ss_err_set(err, SS_ERR_INVALID_ARG, "ss_comm_nccl_wait: not an NCCL communicator");
-    nc_ctx *c = comm->ctx;
     const int64_t deadline = nc_now_ms() + (timeout_ms > 0 ? timeout_ms : c->timeout_ms);
     long us = 5;
     for (;;) {
@@ -367,4 +434,18 @@ ss_status ss_comm_nccl_wait(ss_comm *comm, int timeout_ms, ss_err *err)
         }
         nc_backoff(&us);
     }
+}
+
+ss_status ss_comm_nccl_wait(ss_comm *comm, int timeout_ms, ss_err *err)
+{
+    if (!comm || !comm->iface || strcmp(comm->iface->name, "nccl") != 0)
+        return ss_err_set(err, SS_ERR_INVALID_ARG, "ss_comm_nccl_wait: not an NCCL communicator");
+    return nc_wait(comm->ctx, timeout_ms, err);
+}
+
+int ss_comm_nccl_peer_allreduce(const ss_comm *comm)
+{
+    if (!comm || !comm->iface || strcmp(comm->iface->name, "nccl") != 0)
+        return 0;
+    return ((const nc_ctx *)comm->ctx)->peer != NULL;
 }

@@ -56,8 +56,15 @@ static void single_destroy(void *ctx)
 }
 
 static const ss_comm_i single_iface = {
-    SS_COMM_IFACE_VERSION, "single", single_all_reduce, single_all_gather, single_broadcast, single_p2p,
-    single_recv,           single_abort, single_destroy,
+    .version = SS_COMM_IFACE_VERSION,
+    .name = "single",
+    .all_reduce_sum = single_all_reduce,
+    .all_gather = single_all_gather,
+    .broadcast = single_broadcast,
+    .send = single_p2p,
+    .recv = single_recv,
+    .abort = single_abort,
+    .destroy = single_destroy,
 };
 
 ss_status ss_comm_create_single(ss_comm **out, ss_err *err)

@@ -204,8 +204,15 @@ static void tcp_destroy(void *ctx)
 }
 
 static const ss_comm_i tcp_iface = {
-    SS_COMM_IFACE_VERSION, "tcp", tcp_all_reduce, tcp_all_gather, tcp_broadcast, tcp_send, tcp_recv, tcp_abort,
-    tcp_destroy,
+    .version = SS_COMM_IFACE_VERSION,
+    .name = "tcp",
+    .all_reduce_sum = tcp_all_reduce,
+    .all_gather = tcp_all_gather,
+    .broadcast = tcp_broadcast,
+    .send = tcp_send,
+    .recv = tcp_recv,
+    .abort = tcp_abort,
+    .destroy = tcp_destroy,
 };
 
 ss_status ss_comm_tcp_create(int rank, int size, const int *fds, int timeout_ms, ss_comm **out, ss_err *err)

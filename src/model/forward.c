@@ -4,6 +4,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/alloc.h"
@@ -29,7 +30,7 @@ struct ss_forward {
     float *red_host;                /* host [tp, 3, max_rows] */
     int32_t *greedy_tok;            /* host [max_rows] */
     float *greedy_lp;               /* host [max_rows] */
-    int32_t greedy_n;
+    int32_t greedy_pending;         /* rows whose shard maxima the last run gathered, not yet read back */
     ss_sample_row *greedy_rows;     /* host [max_rows]: temperature 0 */
     /* step metadata, one device buffer: ids, tok_seq, tok_pos, slots, rows, block_tables, seq_lens */
     int32_t *meta;
@@ -39,6 +40,8 @@ struct ss_forward {
     size_t kv_layer_bytes;          /* bytes of one layer's K (or V) */
     size_t kv_bytes;
     int graphs;                     /* decode steps may be replayed from CUDA graphs */
+    int fuse_rope;                  /* use the backend's rope_kv_store (SS_UNFUSED_ROPE: a benchmark switch) */
+    int fuse_norm;                  /* use the comm's all_reduce_add_rmsnorm (SS_UNFUSED_NORM: the same) */
 };
 
 static ss_status fwd_alloc(ss_forward *f, size_t bytes, void **out, const char *what, ss_err *err)
@@ -65,6 +68,8 @@ ss_status ss_forward_create(ss_backend *be, const ss_model_config *cfg, const ss
     f->p = *p;
     f->links = *links;
     f->graphs = p->graphs;
+    f->fuse_rope = getenv("SS_UNFUSED_ROPE") == NULL;
+    f->fuse_norm = getenv("SS_UNFUSED_NORM") == NULL;
     const ss_shard_plan *sp = &w->plan;
     f->esz = ss_dtype_size(be->act_dtype);
     f->q_dim = (int64_t)sp->q_heads * cfg->head_dim;
@@ -154,9 +159,30 @@ static void *fwd_off(void *base, int64_t elems, size_t esz)
     return (char *)base + (size_t)elems * esz;
 }
 
-/* One decoder layer: attention block then MLP block; x holds the layer's output on return. */
+/* The tensor-parallel sum of x (each rank's partial product), then residual += x and h = rmsnorm(residual)
+ * · w — one fused collective where the communicator offers it for this shape, else the two steps. */
+static ss_status fwd_reduce_norm(ss_forward *f, int64_t n, const void *w)
+{
+    const ss_backend_i *B = f->be->iface;
+    ss_comm *tp = f->links.tp;
+    int32_t dim = f->cfg->hidden_size;
+    if (tp->size > 1 && tp->iface->all_reduce_add_rmsnorm && f->fuse_norm) {
+        ss_status st = tp->iface->all_reduce_add_rmsnorm(tp->ctx, f->x, f->residual, f->h, w, n, dim, f->cfg->rms_eps,
+                                                          f->be->act_dtype);
+        if (st != SS_ERR_UNSUPPORTED)
+            return st;
+    }
+    if (tp->size > 1)
+        SS_CHECK(tp->iface->all_reduce_sum(tp->ctx, f->x, n * dim, f->be->act_dtype));
+    return B->add_rmsnorm(f->be->ctx, f->residual, f->x, f->h, w, n, dim, f->cfg->rms_eps);
+}
+
+/* One decoder layer: attention block then MLP block. On entry h holds the normed input (the previous
+ * layer, or the caller for layer 0, did the norm); on return, with next_norm, residual holds the layer's
+ * output and h its norm by next_norm (the next layer's input norm, or the final norm); without, x holds
+ * the MLP's output, summed across tp but not yet added to residual. */
 static ss_status fwd_layer(ss_forward *f, int32_t li, int64_t n, const ss_attn_meta *meta, const int32_t *pos,
-                           const int32_t *slots)
+                           const int32_t *slots, const void *next_norm)
 {
     const ss_backend_i *B = f->be->iface;
     void *c = f->be->ctx;
@@ -165,29 +191,29 @@ static ss_status fwd_layer(ss_forward *f, int32_t li, int64_t n, const ss_attn_m
     const ss_layer_weights *L = &f->w->layers[li];
     int32_t dim = cfg->hidden_size, hd = cfg->head_dim;
     ss_comm *tp = f->links.tp;
-    if (li == 0)
-        SS_CHECK(B->rmsnorm(c, f->h, f->residual, L->attn_norm, n, dim, cfg->rms_eps));
-    else
-        SS_CHECK(B->add_rmsnorm(c, f->residual, f->x, f->h, L->attn_norm, n, dim, cfg->rms_eps));
     SS_CHECK(B->matmul(c, f->qkv, f->be->act_dtype, f->h, L->wqkv, L->bqkv, n, (int32_t)f->qkv_dim, dim));
     void *q = f->qkv, *k = fwd_off(f->qkv, f->q_dim, f->esz), *v = fwd_off(f->qkv, f->q_dim + f->kv_dim, f->esz);
     if (L->q_norm) {
         SS_CHECK(B->head_rmsnorm(c, q, L->q_norm, n, sp->q_heads, hd, f->qkv_dim, cfg->rms_eps));
         SS_CHECK(B->head_rmsnorm(c, k, L->k_norm, n, sp->kv_heads, hd, f->qkv_dim, cfg->rms_eps));
     }
-    /* k's heads follow q's in each row: one rope call covers both */
-    SS_CHECK(B->rope(c, q, pos, f->inv_freq, n, sp->q_heads + sp->kv_heads, hd, f->qkv_dim));
     char *kc = (char *)f->kv + (size_t)li * 2 * f->kv_layer_bytes, *vc = kc + f->kv_layer_bytes;
-    SS_CHECK(B->kv_store(c, kc, vc, k, v, slots, n, sp->kv_heads, hd, f->qkv_dim));
+    if (B->rope_kv_store && f->fuse_rope) {
+        SS_CHECK(B->rope_kv_store(c, f->qkv, pos, f->inv_freq, n, sp->q_heads, sp->kv_heads, hd, f->qkv_dim, kc, vc,
+                                  slots));
+    } else { /* k's heads follow q's in each row: one rope call covers both */
+        SS_CHECK(B->rope(c, q, pos, f->inv_freq, n, sp->q_heads + sp->kv_heads, hd, f->qkv_dim));
+        SS_CHECK(B->kv_store(c, kc, vc, k, v, slots, n, sp->kv_heads, hd, f->qkv_dim));
+    }
     SS_CHECK(B->attention(c, f->attn, q, f->qkv_dim, kc, vc, meta, n, sp->q_heads, sp->kv_heads, hd,
                           1.0f / sqrtf((float)hd)));
     SS_CHECK(B->matmul(c, f->x, f->be->act_dtype, f->attn, L->wo, NULL, n, dim, (int32_t)f->q_dim));
-    if (tp->size > 1)
-        SS_CHECK(tp->iface->all_reduce_sum(tp->ctx, f->x, n * dim, f->be->act_dtype));
-    SS_CHECK(B->add_rmsnorm(c, f->residual, f->x, f->h, L->mlp_norm, n, dim, cfg->rms_eps));
+    SS_CHECK(fwd_reduce_norm(f, n, L->mlp_norm));
     SS_CHECK(B->matmul(c, f->gu, f->be->act_dtype, f->h, L->wgu, NULL, n, 2 * sp->inter_size, dim));
     SS_CHECK(B->silu_mul(c, f->act, f->gu, n, sp->inter_size));
     SS_CHECK(B->matmul(c, f->x, f->be->act_dtype, f->act, L->wdown, NULL, n, dim, sp->inter_size));
+    if (next_norm)
+        return fwd_reduce_norm(f, n, next_norm);
     if (tp->size > 1)
         SS_CHECK(tp->iface->all_reduce_sum(tp->ctx, f->x, n * dim, f->be->act_dtype));
     return SS_OK;
@@ -195,8 +221,9 @@ static ss_status fwd_layer(ss_forward *f, int32_t li, int64_t n, const ss_attn_m
 
 /* Greedy rows with tp > 1: each rank finds its shard's max (argmax op) and log-sum-exp (from the
  * temperature-0 log-probability the sample op returns: lse = max - logprob), then only those three
- * numbers per row cross the tp group, instead of whole rows of the vocabulary. */
-static ss_status fwd_greedy_reduce(ss_forward *f, int32_t n_rows)
+ * numbers per row cross the tp group, instead of whole rows of the vocabulary. This is the device half
+ * (capturable in a graph); ss_forward_greedy_result reads back and combines. */
+static ss_status fwd_greedy_gather(ss_forward *f, int32_t n_rows)
 {
     const ss_backend_i *B = f->be->iface;
     void *c = f->be->ctx;
@@ -219,7 +246,21 @@ static ss_status fwd_greedy_reduce(ss_forward *f, int32_t n_rows)
     }
     ss_comm *tp = f->links.tp;
     SS_CHECK(tp->iface->all_gather(tp->ctx, f->red_gather, f->red_local, 3 * (int64_t)R, SS_DTYPE_F32));
-    SS_CHECK(B->download(c, f->red_host, f->red_gather, (size_t)sp->tp * 3 * R * sizeof(float)));
+    f->greedy_pending = n_rows;
+    return SS_OK;
+}
+
+ss_status ss_forward_greedy_result(ss_forward *f, ss_forward_greedy *out, ss_err *err)
+{
+    const ss_shard_plan *sp = &f->w->plan;
+    int32_t R = f->p.max_rows, n_rows = f->greedy_pending;
+    out->n = 0, out->token = f->greedy_tok, out->logprob = f->greedy_lp;
+    if (n_rows <= 0)
+        return SS_OK;
+    f->greedy_pending = 0;
+    ss_status st = f->be->iface->download(f->be->ctx, f->red_host, f->red_gather, (size_t)sp->tp * 3 * R * sizeof(float));
+    if (st != SS_OK)
+        return ss_err_set(err, st, "rank %d: reading back the greedy reduction from %s", sp->rank, f->be->desc);
     for (int32_t r = 0; r < n_rows; r++) {
         float best = -INFINITY, lse_max = -INFINITY;
         int32_t tok = 0;
@@ -243,14 +284,8 @@ static ss_status fwd_greedy_reduce(ss_forward *f, int32_t n_rows)
         f->greedy_tok[r] = tok;
         f->greedy_lp[r] = (float)(best - (lse_max + log(sum)));
     }
-    f->greedy_n = n_rows;
+    out->n = n_rows;
     return SS_OK;
-}
-
-ss_forward_greedy ss_forward_greedy_result(const ss_forward *f)
-{
-    ss_forward_greedy g = {f->greedy_n, f->greedy_tok, f->greedy_lp};
-    return g;
 }
 
 /* Final norm, lm_head over the selected rows, and the gather of the vocabulary shards. */
@@ -261,7 +296,7 @@ static ss_status fwd_logits(ss_forward *f, int64_t n, int32_t n_rows, const int3
     void *c = f->be->ctx;
     const ss_shard_plan *sp = &f->w->plan;
     int32_t dim = f->cfg->hidden_size, V = f->cfg->vocab_size, vpr = sp->vocab_per_rank;
-    SS_CHECK(B->add_rmsnorm(c, f->residual, f->x, f->h, f->w->final_norm, n, dim, f->cfg->rms_eps));
+    (void)n; /* h holds the final norm of every token already (the last layer did it) */
     if (n_rows <= 0) {
         *logits = NULL;
         return SS_OK;
@@ -277,7 +312,7 @@ static ss_status fwd_logits(ss_forward *f, int64_t n, int32_t n_rows, const int3
         if (sp->vocab_size > 0)
             SS_CHECK(B->matmul(c, f->logits_local, SS_DTYPE_F32, f->hrows, f->w->lm_head, NULL, n_rows, sp->vocab_size,
                                dim));
-        return fwd_greedy_reduce(f, n_rows);
+        return fwd_greedy_gather(f, n_rows);
     }
     /* Each rank computes [n_rows, vpr] (its last rows may be short: zero-padded), gathered as
      * [tp][n_rows][vpr], then laid out as [n_rows][V]. */
@@ -375,8 +410,14 @@ static ss_status fwd_body(ss_forward *f, int64_t n, int32_t n_rows, const ss_att
     }
     if (st != SS_OK)
         return ss_err_set(err, st, "rank %d: %s activations", sp->rank, sp->first_stage ? "embedding" : "receiving");
-    for (int32_t li = 0; li < sp->layer_end - sp->layer_start; li++) {
-        st = fwd_layer(f, li, n, meta, d + 2 * T, d + 3 * T);
+    st = B->rmsnorm(c, f->h, f->residual, f->w->layers[0].attn_norm, n, dim, f->cfg->rms_eps);
+    if (st != SS_OK)
+        return ss_err_set(err, st, "rank %d: input norm: %s", sp->rank, ss_status_str(st));
+    const int32_t nl = sp->layer_end - sp->layer_start;
+    for (int32_t li = 0; li < nl; li++) {
+        /* each layer norms the next one's input; the last stage's last layer applies the final norm */
+        const void *next_norm = li + 1 < nl ? f->w->layers[li + 1].attn_norm : sp->last_stage ? f->w->final_norm : NULL;
+        st = fwd_layer(f, li, n, meta, d + 2 * T, d + 3 * T, next_norm);
         if (st != SS_OK)
             return ss_err_set(err, st, "rank %d: layer %d: %s", sp->rank, sp->layer_start + li, ss_status_str(st));
     }
@@ -395,31 +436,38 @@ static ss_status fwd_body(ss_forward *f, int64_t n, int32_t n_rows, const ss_att
 }
 
 /* Replays (capturing first when needed) the graph of a padded decode step. Returns
- * SS_ERR_UNSUPPORTED, with nothing enqueued, when the backend has no graphs. */
-static ss_status fwd_graph_step(ss_forward *f, uint64_t key, int64_t n, const ss_attn_meta *meta,
+ * SS_ERR_UNSUPPORTED, with nothing enqueued, when the backend has no graphs. Collectives (tp > 1) are
+ * captured with the rest: every rank makes the same calls in the same order whether it captures or
+ * replays, so ranks need not agree on which steps are graphs. */
+static ss_status fwd_graph_step(ss_forward *f, uint64_t key, int64_t n, const ss_attn_meta *meta, int greedy_only,
                                 const float **logits, ss_err *err)
 {
     const ss_backend_i *B = f->be->iface;
     void *c = f->be->ctx;
-    ss_status st = B->graph_launch(c, key); /* graphs are single-rank: the logits are logits_local */
-    if (st == SS_OK) {
-        *logits = f->logits_local;
-        return SS_OK;
-    }
-    if (st != SS_ERR_NOT_FOUND)
+    ss_status st = B->graph_launch(c, key);
+    if (st != SS_OK && st != SS_ERR_NOT_FOUND)
         return st == SS_ERR_UNSUPPORTED ? st : ss_err_set(err, st, "replaying a decode graph on %s", f->be->desc);
-    st = B->graph_begin(c, key);
-    if (st != SS_OK)
-        return st == SS_ERR_UNSUPPORTED ? st : ss_err_set(err, st, "capturing a decode graph on %s", f->be->desc);
-    ss_status body = fwd_body(f, n, (int32_t)n, meta, 0, logits, err);
-    st = B->graph_end(c, key); /* always closes the capture, also after a failed op */
-    if (body != SS_OK)
-        return body;
-    if (st != SS_OK)
-        return ss_err_set(err, st, "capturing a decode graph of %lld tokens on %s", (long long)n, f->be->desc);
-    st = B->graph_launch(c, key);
-    if (st != SS_OK)
-        return ss_err_set(err, st, "replaying a decode graph on %s", f->be->desc);
+    if (st == SS_ERR_NOT_FOUND) {
+        st = B->graph_begin(c, key);
+        if (st != SS_OK)
+            return st == SS_ERR_UNSUPPORTED ? st : ss_err_set(err, st, "capturing a decode graph on %s", f->be->desc);
+        ss_status body = fwd_body(f, n, (int32_t)n, meta, greedy_only, logits, err);
+        st = B->graph_end(c, key); /* always closes the capture, also after a failed op */
+        if (body != SS_OK)
+            return body;
+        if (st != SS_OK)
+            return ss_err_set(err, st, "capturing a decode graph of %lld tokens on %s", (long long)n, f->be->desc);
+        st = B->graph_launch(c, key);
+        if (st != SS_OK)
+            return ss_err_set(err, st, "replaying a decode graph on %s", f->be->desc);
+    }
+    /* where fwd_logits leaves a step's result (see there) */
+    if (f->w->plan.tp == 1)
+        *logits = f->logits_local;
+    else if (greedy_only)
+        f->greedy_pending = (int32_t)n, *logits = NULL;
+    else
+        *logits = f->logits_full;
     return SS_OK;
 }
 
@@ -430,16 +478,17 @@ ss_status ss_forward_run(ss_forward *f, const ss_forward_batch *b, const float *
     const ss_shard_plan *sp = &f->w->plan;
     int64_t n = b->n_tokens, T = f->p.max_tokens;
     *logits = NULL;
-    f->greedy_n = 0;
+    f->greedy_pending = 0;
     if (n < 1 || n > T || b->n_seqs < 1 || b->n_seqs > f->p.max_seqs || b->n_rows < 0 || b->n_rows > f->p.max_rows)
         return ss_err_set(err, SS_ERR_INVALID_ARG, "step of %lld tokens, %d sequences, %d rows exceeds the sizes %lld/%d/%d",
                           (long long)n, b->n_seqs, b->n_rows, (long long)T, f->p.max_seqs, f->p.max_rows);
-    /* A decode step (one token per sequence, each a logits row) of a single-rank replica is padded to
-     * a power of two and replayed from a graph; anything else runs op by op. */
+    /* A decode step (one token per sequence, each a logits row) of a replica without pipeline stages is
+     * padded to a power of two and replayed from a graph; anything else runs op by op. (An empty
+     * vocabulary shard fills its reduction from the host: no graphs there.) */
     int64_t n_pad = 1;
     while (n_pad < n)
         n_pad *= 2;
-    int graph = f->graphs && sp->tp == 1 && sp->first_stage && sp->last_stage && n <= FWD_GRAPH_MAX_TOKENS &&
+    int graph = f->graphs && sp->first_stage && sp->last_stage && sp->vocab_size > 0 && n <= FWD_GRAPH_MAX_TOKENS &&
                 b->n_rows == n && b->n_seqs == n && n_pad <= T && n_pad <= f->p.max_rows;
     for (int64_t i = 0; graph && i < n; i++)
         graph = b->rows[i] == i && b->tok_seq[i] == i;
@@ -461,8 +510,11 @@ ss_status ss_forward_run(ss_forward *f, const ss_forward_batch *b, const float *
     ss_attn_meta meta = {d + T, d + 2 * T, d + o_bt, d + 6 * T + f->p.max_rows, b->n_seqs, f->p.max_blocks, msl,
                          f->p.block_size, d + 4 * T, n_tiles, max_tile};
     if (graph) {
-        uint64_t key = ((uint64_t)msl << 32) | (uint64_t)n_pad;
-        st = fwd_graph_step(f, key, n_pad, &meta, logits, err);
+        int greedy = b->greedy_only && sp->tp > 1; /* the only flag that changes the captured ops */
+        uint64_t key = ((uint64_t)msl << 32) | ((uint64_t)greedy << 31) | (uint64_t)n_pad;
+        st = fwd_graph_step(f, key, n_pad, &meta, greedy, logits, err);
+        if (st == SS_OK && f->greedy_pending)
+            f->greedy_pending = b->n_rows; /* the padding rows are not results */
         if (st != SS_ERR_UNSUPPORTED)
             return st;
         f->graphs = 0; /* this backend has none: run op by op from now on */

@@ -66,8 +66,10 @@ void ss_forward_set_links(ss_forward *f, const ss_forward_links *links);
  * [n_rows, cfg->vocab_size] of the full vocabulary (gathered across tp), valid until the next run;
  * elsewhere *logits is NULL. */
 ss_status ss_forward_run(ss_forward *f, const ss_forward_batch *b, const float **logits, ss_err *err);
-/* After a run with greedy_only and tp > 1 on the last stage: the reduced tokens (else n = 0). */
-ss_forward_greedy ss_forward_greedy_result(const ss_forward *f);
+/* After a run with greedy_only and tp > 1 on the last stage: reads back the shards' maxima (the step's
+ * device work must be complete or waitable: call it after the communicator's wait) and fills *out with
+ * the reduced tokens; otherwise out->n = 0. The arrays are owned by f, valid until the next run. */
+ss_status ss_forward_greedy_result(ss_forward *f, ss_forward_greedy *out, ss_err *err);
 /* Bytes of KV cache this rank allocated. */
 size_t ss_forward_kv_bytes(const ss_forward *f);
 

@@ -292,11 +292,11 @@ ss_status ss_boot_make_runner(ss_boot *b, ss_runner **runner, ss_comm **tp_out, 
 #ifdef SS_HAVE_CUDA
         ss_backend *be = ss_runner_backend(*runner);
         void *stream = be->iface->native_stream(be->ctx);
-        st = ss_comm_nccl_create(b->rank, b->world, s->nccl_ids[0], stream, be->device_index, s->comm_timeout_ms,
+        st = ss_comm_nccl_create(b->rank, b->world, s->nccl_ids[0], stream, be->device_index, s->comm_timeout_ms, 0,
                                  &world, err);
-        if (st == SS_OK)
+        if (st == SS_OK) /* the tp group's all-reduces are the latency-bound ones of every layer */
             st = ss_comm_nccl_create(tp_rank, s->tp, s->nccl_ids[1 + stage], stream, be->device_index,
-                                     s->comm_timeout_ms, &tp, err);
+                                     s->comm_timeout_ms, SS_NCCL_PEER_ALLREDUCE, &tp, err);
 #else
         st = ss_err_set(err, SS_ERR_UNSUPPORTED, "cuda replica requested but this build has no CUDA");
 #endif

@@ -500,7 +500,8 @@ ss_status ss_runner_step(ss_runner *r, const ss_step_plan *plan, ss_step_output 
 #endif
     if (!ss_runner_is_output_rank(r))
         return SS_OK;
-    ss_forward_greedy g = ss_forward_greedy_result(r->fwd);
+    ss_forward_greedy g;
+    SS_CHECK(ss_forward_greedy_result(r->fwd, &g, err));
     if (g.n > 0) { /* reduced across tp: rows are the sampled sequences in plan order */
         out->n = g.n;
         out->vocab = r->cfg.vocab_size;

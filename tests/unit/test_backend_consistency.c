@@ -507,6 +507,68 @@ static void test_kv_store(void **state)
     free(src), free(kc0), free(vc0);
 }
 
+/* The fused rope + cache store: on cuda it must equal rope then kv_store on cuda bit for bit (same
+ * rounding), and match the cpu's two ops within bf16 tolerance; padding slots (-1) store nothing. */
+static void check_rope_kv_store(pair *p, int32_t qh, int32_t kvh, int32_t hd, int64_t n)
+{
+    const int32_t blocks = 8, bs = 16;
+    const int64_t row = (int64_t)(qh + 2 * kvh) * hd, kv_row = (int64_t)kvh * hd, cache_n = (int64_t)blocks * bs * kv_row;
+    int32_t pos[8], slots[8] = {17, -1, 127, 64, 18, 0, 5, 100};
+    for (int i = 0; i < 8; i++)
+        pos[i] = (int32_t)(urand(p) * 8000.0f);
+    float *inv = malloc((size_t)(hd / 2) * sizeof *inv);
+    for (int32_t i = 0; i < hd / 2; i++)
+        inv[i] = (float)(1.0 / pow(5e5, (2.0 * i) / hd));
+    float *x = rand_vec(p, n * row, 1.0f), *kc0 = rand_vec(p, cache_n, 1.0f), *vc0 = rand_vec(p, cache_n, 1.0f);
+    ss_backend *be[3] = {p->cpu, p->gpu, p->gpu}; /* cpu two ops, cuda two ops, cuda fused */
+    void *xb[3], *kb[3], *vb[3], *pb[3], *fb[3], *sb[3];
+    for (int b = 0; b < 3; b++) {
+        xb[b] = dev_act(be[b], x, n * row), kb[b] = dev_act(be[b], kc0, cache_n), vb[b] = dev_act(be[b], vc0, cache_n);
+        pb[b] = dev_raw(be[b], pos, sizeof pos), sb[b] = dev_raw(be[b], slots, sizeof slots);
+        fb[b] = dev_raw(be[b], inv, (size_t)(hd / 2) * sizeof *inv);
+        const ss_backend_i *B = be[b]->iface;
+        if (b < 2) {
+            size_t a = act_size(be[b]);
+            assert_int_equal(B->rope(be[b]->ctx, xb[b], pb[b], fb[b], n, qh + kvh, hd, row), SS_OK);
+            assert_int_equal(B->kv_store(be[b]->ctx, kb[b], vb[b], (char *)xb[b] + (size_t)qh * hd * a,
+                                         (char *)xb[b] + (size_t)(qh + kvh) * hd * a, sb[b], n, kvh, hd, row),
+                             SS_OK);
+        } else {
+            assert_non_null(B->rope_kv_store);
+            assert_int_equal(B->rope_kv_store(be[b]->ctx, xb[b], pb[b], fb[b], n, qh, kvh, hd, row, kb[b], vb[b], sb[b]),
+                             SS_OK);
+        }
+    }
+    expect_close(p, xb[0], xb[2], n * row, BF16_TOL, "rope_kv_store rows");
+    expect_close(p, kb[0], kb[2], cache_n, BF16_TOL, "rope_kv_store k cache");
+    expect_close(p, vb[0], vb[2], cache_n, 0.0, "rope_kv_store v cache");
+    const int64_t sizes[3] = {n * row, cache_n, cache_n};
+    void *const *bufs[3] = {xb, kb, vb};
+    for (int k = 0; k < 3; k++) {
+        size_t bytes = (size_t)sizes[k] * act_size(p->gpu);
+        char *h1 = malloc(bytes), *h2 = malloc(bytes);
+        assert_int_equal(p->gpu->iface->download(p->gpu->ctx, h1, bufs[k][1], bytes), SS_OK);
+        assert_int_equal(p->gpu->iface->download(p->gpu->ctx, h2, bufs[k][2], bytes), SS_OK);
+        if (memcmp(h1, h2, bytes) != 0)
+            fail_msg("rope_kv_store (%d q heads, %d kv heads, head_dim %d): %s differs from rope + kv_store", qh, kvh,
+                     hd, k == 0 ? "the rows" : k == 1 ? "the k cache" : "the v cache");
+        free(h1), free(h2);
+    }
+    for (int b = 0; b < 3; b++) {
+        dev_free(be[b], xb[b]), dev_free(be[b], kb[b]), dev_free(be[b], vb[b]);
+        dev_free(be[b], pb[b]), dev_free(be[b], sb[b]), dev_free(be[b], fb[b]);
+    }
+    free(x), free(kc0), free(vc0), free(inv);
+}
+
+static void test_rope_kv_store(void **state)
+{
+    NEED_GPU(state);
+    check_rope_kv_store(p, 32, 8, 128, 8); /* Llama-3-8B's shape */
+    check_rope_kv_store(p, 4, 1, 64, 5);   /* MQA */
+    check_rope_kv_store(p, 3, 3, 6, 3);    /* rows not a multiple of 8 elements: the unvectorised path */
+}
+
 /* Which attention kernel check_attention asks for: the launcher's own choice with query tiles in the
  * metadata (as the forward pass gives them), no tiles (the CUDA-core kernel), or either kernel forced
  * through the launcher's SS_ATTN_FORCE switch. */
@@ -882,7 +944,8 @@ int main(void)
         cmocka_unit_test(test_add_rmsnorm),   cmocka_unit_test(test_matmul),
         cmocka_unit_test(test_matmul_gemv_variants), cmocka_unit_test(test_gemv_chain),
         cmocka_unit_test(test_head_rmsnorm),  cmocka_unit_test(test_rope),
-        cmocka_unit_test(test_kv_store),      cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_kv_store),      cmocka_unit_test(test_rope_kv_store),
+        cmocka_unit_test(test_attention),
         cmocka_unit_test(test_attention_tiled),
         cmocka_unit_test(test_silu_mul),      cmocka_unit_test(test_add),
         cmocka_unit_test(test_gather_rows),   cmocka_unit_test(test_argmax),

@@ -245,7 +245,8 @@ static void test_golden_batched(void **state)
 
 /* Greedy decode of `n_seqs` sequences (prompt lengths 3 + 5s) for n_steps steps; tokens and their
  * log-probabilities of every step go to tok/lp [n_steps][n_seqs]. */
-static void decode_batch(ss_replica *r, int n_seqs, int n_steps, int32_t *tok, float *lp)
+static void decode_batch(ss_replica *r, int n_seqs, int n_steps, const ss_sampling_params *sp, int32_t *tok,
+                         float *lp)
 {
     seq_blocks sb[8];
     ss_plan_seq q[8];
@@ -258,7 +259,7 @@ static void decode_batch(ss_replica *r, int n_seqs, int n_steps, int32_t *tok, f
         q[s].blocks = sb[s].blocks;
         q[s].n_blocks = sb[s].n_blocks;
         q[s].sample = 1;
-        q[s].sp = ss_sampling_default();
+        q[s].sp = *sp;
         for (int i = 0; i < q[s].n_tokens; i++)
             ids[n++] = (int32_t)((s * 31 + i * 7) % 200 + 1);
     }
@@ -282,20 +283,27 @@ static void decode_batch(ss_replica *r, int n_seqs, int n_steps, int32_t *tok, f
 }
 
 /* Decode steps replayed from graphs (padded to power-of-two batches) give the tokens of the same
- * steps run op by op (batch 3 pads to 4). */
+ * steps run op by op (batch 3 pads to 4). Twice: greedy (with tp > 1, the shards' maxima are reduced)
+ * and top-k 1 at temperature 1 (the sampling path: with tp > 1, whole rows are gathered) — both
+ * must pick the argmax. */
 static void test_golden_graphs_equal_eager(void **state)
 {
     (void)state;
     enum { SEQS = 3, STEPS = 40 };
-    int32_t tok[2][STEPS * SEQS];
-    float lp[2][STEPS * SEQS];
-    for (int ng = 0; ng < 2; ng++) {
-        ss_replica *r = golden_replica_graphs("llama3-gqa", ng);
-        decode_batch(r, SEQS, STEPS, tok[ng], lp[ng]);
+    int32_t tok[3][STEPS * SEQS];
+    float lp[3][STEPS * SEQS];
+    ss_sampling_params greedy = ss_sampling_default(), topk1 = greedy;
+    topk1.temperature = 1.0f;
+    topk1.top_k = 1;
+    for (int ng = 0; ng < 3; ng++) {
+        ss_replica *r = golden_replica_graphs("llama3-gqa", ng == 1);
+        decode_batch(r, SEQS, STEPS, ng < 2 ? &greedy : &topk1, tok[ng], lp[ng]);
         ss_replica_destroy(r);
     }
     for (int i = 0; i < STEPS * SEQS; i++) {
-        assert_int_equal(tok[0][i], tok[1][i]);
+        if (tok[0][i] != tok[1][i] || tok[2][i] != tok[1][i])
+            fail_msg("step %d sequence %d: token %d with graphs, %d without, %d sampled top-k 1 with graphs", i / SEQS,
+                     i % SEQS, tok[0][i], tok[1][i], tok[2][i]);
         if (fabsf(lp[0][i] - lp[1][i]) > 1e-3f)
             fail_msg("step %d sequence %d: log-probability %.6f with graphs, %.6f without", i / SEQS, i % SEQS,
                      lp[0][i], lp[1][i]);

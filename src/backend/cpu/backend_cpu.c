@@ -187,6 +187,8 @@ static ss_status cpu_kv_store(void *ctx, void *k_cache, void *v_cache, const voi
     (void)ctx;
     size_t row = (size_t)kv_heads * head_dim;
     for (int64_t i = 0; i < n; i++) {
+        if (slots[i] < 0) /* a padding token: no slot */
+            continue;
         memcpy((float *)k_cache + (size_t)slots[i] * row, (const float *)k + i * src_stride, row * sizeof(float));
         memcpy((float *)v_cache + (size_t)slots[i] * row, (const float *)v + i * src_stride, row * sizeof(float));
     }

@@ -312,6 +312,16 @@ static ss_status cu_kv_store(void *ctx, void *k_cache, void *v_cache, const void
     return SS_OK;
 }
 
+static ss_status cu_rope_kv_store(void *ctx, void *qkv, const int32_t *pos, const float *inv_freq, int64_t n,
+                                  int32_t q_heads, int32_t kv_heads, int32_t head_dim, int64_t tok_stride, void *k_cache,
+                                  void *v_cache, const int32_t *slots)
+{
+    cu_ctx *c = ctx;
+    KCHECK(c, ss_cuda_rope_kv_store(c->stream, qkv, pos, inv_freq, n, q_heads, kv_heads, head_dim, tok_stride,
+                                    k_cache, v_cache, slots));
+    return SS_OK;
+}
+
 static ss_status cu_attention(void *ctx, void *out, const void *q, int64_t q_stride, const void *k_cache,
                               const void *v_cache, const ss_attn_meta *meta, int64_t n, int32_t heads, int32_t kv_heads,
                               int32_t head_dim, float scale)
@@ -539,6 +549,7 @@ static ss_backend_i cu_iface = {
     .head_rmsnorm = cu_head_rmsnorm,
     .rope = cu_rope,
     .kv_store = cu_kv_store,
+    .rope_kv_store = cu_rope_kv_store,
     .attention = cu_attention,
     .silu_mul = cu_silu_mul,
     .add = cu_add,

@@ -38,6 +38,12 @@ int ss_cuda_head_rmsnorm(void *stream, void *x, const void *w, int64_t n, int32_
 int ss_cuda_rope(void *stream, void *x, const int32_t *pos, const float *inv_freq, int64_t n, int32_t heads,
                  int32_t head_dim, int64_t tok_stride);
 
+/* rope over the q_heads + kv_heads heads of each qkv row, then the rotated k heads and the v heads
+ * (which follow them in the row) into slot slots[t] of the paged cache (skipped when negative). */
+int ss_cuda_rope_kv_store(void *stream, void *qkv, const int32_t *pos, const float *inv_freq, int64_t n,
+                          int32_t q_heads, int32_t kv_heads, int32_t head_dim, int64_t tok_stride, void *k_cache,
+                          void *v_cache, const int32_t *slots);
+
 /* ---- kvcache.cu ---- */
 /* Token i's k/v rows ([kv_heads*head_dim] at k + i*src_stride) go to slot slots[i] of the paged
  * cache [num_blocks*block_size, kv_heads*head_dim]; a negative slot is skipped (padding). */

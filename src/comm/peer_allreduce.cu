@@ -1,0 +1,191 @@
+// peer_allreduce.cu — the one-shot all-reduce kernel over peer-mapped inboxes (the protocol is described
+// in peer_allreduce.h): push the input into every rank's inbox, flag, wait for every flag, sum locally;
+// optionally fused with the residual add and RMSNorm that follow every all-reduce of a decoder layer.
+// Launched with programmatic dependent launch (the backend's helpers), so that the GEMV before it need
+// not finish before it is resident, and the GEMV after it streams its weights during the exchange.
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include "backend/cuda/common.cuh"
+#include "comm/peer_allreduce.h"
+
+namespace {
+
+using ss::block_reduce;
+using ss::launch_pdl;
+using ss::pdl_enter;
+using ss::SumOp;
+using ss::unpack8;
+
+constexpr int kThreads = 512;
+constexpr int kVecsPerBlock = SS_PEER_AR_CHUNK / 16; // 16-byte vectors of one block's chunk
+
+__device__ __forceinline__ void store_release_sys(uint32_t *p, uint32_t v)
+{
+    asm volatile("st.release.sys.global.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
+}
+
+__device__ __forceinline__ uint32_t load_acquire_sys(const uint32_t *p)
+{
+    uint32_t v;
+    asm volatile("ld.acquire.sys.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+    return v;
+}
+
+// A 16-byte vector of T, summed in f32 and packed back.
+template <typename T> struct Vec;
+
+template <> struct Vec<float> {
+    static constexpr int N = 4;
+    __device__ static void add(float *acc, uint4 u)
+    {
+        acc[0] += __uint_as_float(u.x), acc[1] += __uint_as_float(u.y);
+        acc[2] += __uint_as_float(u.z), acc[3] += __uint_as_float(u.w);
+    }
+    __device__ static uint4 pack(const float *acc)
+    {
+        return make_uint4(__float_as_uint(acc[0]), __float_as_uint(acc[1]), __float_as_uint(acc[2]),
+                          __float_as_uint(acc[3]));
+    }
+};
+
+template <> struct Vec<__nv_bfloat16> {
+    static constexpr int N = 8;
+    __device__ static void add(float *acc, uint4 u)
+    {
+        const __nv_bfloat162 *h = reinterpret_cast<const __nv_bfloat162 *>(&u);
+        for (int i = 0; i < 4; i++) {
+            float2 f = __bfloat1622float2(h[i]);
+            acc[2 * i] += f.x, acc[2 * i + 1] += f.y;
+        }
+    }
+    __device__ static uint4 pack(const float *acc)
+    {
+        uint4 u;
+        __nv_bfloat162 *h = reinterpret_cast<__nv_bfloat162 *>(&u);
+        for (int i = 0; i < 4; i++)
+            h[i] = __floats2bfloat162_rn(acc[2 * i], acc[2 * i + 1]);
+        return u;
+    }
+};
+
+// The residual add + RMSNorm after the sum (bf16 rows of dim = row_vecs * 8), with the semantics of the
+// backend's add_rmsnorm (backend/cuda/norm.cu): residual = bf16(residual + sum), out = bf16(residual *
+// rsqrt(mean(residual²) + eps) * w), squares summed in f32. residual == nullptr: a plain all-reduce.
+struct NormArgs {
+    uint4 *residual;
+    uint4 *out;
+    const uint4 *w;
+    int row_vecs;
+    float eps;
+};
+
+// Block b reduces vectors [b * per_block, …) of buf (per_block <= kVecsPerBlock: its inbox region is
+// always chunk b), in place — or, with a NormArgs, into the residual and the normed rows (whole rows
+// per block) without writing buf.
+template <typename T>
+__global__ void __launch_bounds__(kThreads)
+    peer_all_reduce(ss_peer_ar_view v, uint4 *buf, int64_t n_vec, int per_block, NormArgs norm)
+{
+    const int b = blockIdx.x;
+    __shared__ uint32_t epoch_sh;
+    __shared__ float red[kThreads / 32];
+    pdl_enter(); // buf is the previous kernel's output; the next kernel may be scheduled from here on
+    if (threadIdx.x == 0)
+        epoch_sh = v.epoch[b] + 1;
+    __syncthreads();
+    const uint32_t e = epoch_sh;
+    const int64_t v0 = (int64_t)b * per_block;
+    const int nv = (int)(n_vec - v0 < per_block ? n_vec - v0 : per_block);
+    const size_t slot = SS_PEER_AR_MAX_BYTES;
+    const size_t parity = (size_t)(e & 1) * (size_t)v.size * slot;
+    const size_t chunk = (size_t)b * SS_PEER_AR_CHUNK;
+
+    // 1. push this rank's chunk into slot `rank` of every inbox (remote stores are posted, not awaited)
+    for (int i = threadIdx.x; i < nv; i += kThreads) {
+        const uint4 x = buf[v0 + i];
+        for (int r = 0; r < v.size; r++)
+            reinterpret_cast<uint4 *>(v.inbox[r] + parity + (size_t)v.rank * slot + chunk)[i] = x;
+    }
+    __threadfence_system(); // this thread's stores before the flag below (made cumulative by the barrier)
+    __syncthreads();
+    // 2. tell every rank this block's epoch arrived; 3. wait until every rank's did
+    if (threadIdx.x < v.size) {
+        store_release_sys(v.flags[threadIdx.x] + b * SS_PEER_AR_MAX_RANKS + v.rank, e);
+        const uint32_t *f = v.flags[v.rank] + b * SS_PEER_AR_MAX_RANKS + threadIdx.x;
+        for (uint32_t it = 1; (int32_t)(load_acquire_sys(f) - e) < 0; it++)
+            if ((it & 1023) == 0 && *v.abort_flag)
+                break; // the communicator was aborted: the result is garbage, the host reports it
+    }
+    __syncthreads();
+    // 4. sum the slots in rank order (the same order on every rank: bit-identical results); L2 loads,
+    //    since peers wrote the inbox behind this SM's L1
+    const char *mine = v.inbox[v.rank] + parity + chunk;
+    auto sum = [&](int i) {
+        float acc[Vec<T>::N] = {};
+        for (int r = 0; r < v.size; r++)
+            Vec<T>::add(acc, __ldcg(reinterpret_cast<const uint4 *>(mine + (size_t)r * slot) + i));
+        return Vec<T>::pack(acc);
+    };
+    if (!norm.residual) {
+        for (int i = threadIdx.x; i < nv; i += kThreads)
+            buf[v0 + i] = sum(i);
+    } else {
+        for (int r0 = 0; r0 < nv; r0 += norm.row_vecs) { // 5. residual add and RMSNorm, row by row
+            float ss = 0.0f;
+            for (int i = threadIdx.x; i < norm.row_vecs; i += kThreads) {
+                float x[8], res[8];
+                unpack8(sum(r0 + i), x);
+                unpack8(norm.residual[v0 + r0 + i], res);
+                for (int k = 0; k < 8; k++)
+                    res[k] = __bfloat162float(__float2bfloat16_rn(res[k] + x[k]));
+                for (int k = 0; k < 8; k++)
+                    ss += res[k] * res[k];
+                norm.residual[v0 + r0 + i] = Vec<__nv_bfloat16>::pack(res);
+            }
+            const float inv = rsqrtf(block_reduce(ss, SumOp(), 0.0f, red) / (float)(norm.row_vecs * 8) + norm.eps);
+            for (int i = threadIdx.x; i < norm.row_vecs; i += kThreads) { // rereads its own writes
+                float res[8], g[8];
+                unpack8(norm.residual[v0 + r0 + i], res);
+                unpack8(norm.w[i], g);
+                for (int k = 0; k < 8; k++)
+                    res[k] = res[k] * inv * g[k];
+                norm.out[v0 + r0 + i] = Vec<__nv_bfloat16>::pack(res);
+            }
+        }
+    }
+    if (threadIdx.x == 0)
+        v.epoch[b] = e;
+}
+
+template <typename T>
+int launch(const ss_peer_ar_view *v, uint4 *buf, int64_t n_vec, int per_block, const NormArgs &norm, void *stream)
+{
+    const int blocks = (int)((n_vec + per_block - 1) / per_block);
+    cudaStream_t s = static_cast<cudaStream_t>(stream);
+    if (v->no_pdl) {
+        peer_all_reduce<T><<<blocks, kThreads, 0, s>>>(*v, buf, n_vec, per_block, norm);
+        return (int)cudaGetLastError();
+    }
+    return (int)launch_pdl(peer_all_reduce<T>, dim3(blocks), dim3(kThreads), 0, s, *v, buf, n_vec, per_block, norm);
+}
+
+} // namespace
+
+extern "C" int ss_peer_ar_launch(const ss_peer_ar_view *v, void *buf, int64_t count, ss_dtype type, void *stream)
+{
+    const int64_t n_vec = count * (type == SS_DTYPE_BF16 ? 2 : 4) / 16;
+    const NormArgs none = {nullptr, nullptr, nullptr, 0, 0.0f};
+    if (type == SS_DTYPE_BF16)
+        return launch<__nv_bfloat16>(v, static_cast<uint4 *>(buf), n_vec, kVecsPerBlock, none, stream);
+    return launch<float>(v, static_cast<uint4 *>(buf), n_vec, kVecsPerBlock, none, stream);
+}
+
+extern "C" int ss_peer_ar_launch_add_rmsnorm(const ss_peer_ar_view *v, void *x, void *residual, void *out,
+                                             const void *w, int64_t rows, int32_t dim, float eps, void *stream)
+{
+    const int row_vecs = dim / 8, rows_per_block = SS_PEER_AR_CHUNK / (dim * 2);
+    const NormArgs norm = {static_cast<uint4 *>(residual), static_cast<uint4 *>(out), static_cast<const uint4 *>(w),
+                           row_vecs, eps};
+    return launch<__nv_bfloat16>(v, static_cast<uint4 *>(x), rows * row_vecs, rows_per_block * row_vecs, norm, stream);
+}

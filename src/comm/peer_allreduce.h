@@ -1,0 +1,81 @@
+/* peer_allreduce.h — one-shot all-reduce for small messages between the GPUs of one host, over CUDA
+ * peer memory (IPC handles), behind the NCCL communicator: one kernel, no proxy thread, no protocol. */
+#ifndef SS_PEER_ALLREDUCE_H
+#define SS_PEER_ALLREDUCE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/dtype.h"
+#include "core/status.h"
+
+#define SS_PEER_AR_MAX_RANKS 8
+#define SS_PEER_AR_CHUNK (16 * 1024)                                   /* bytes one block reduces */
+#define SS_PEER_AR_MAX_BLOCKS 32
+#define SS_PEER_AR_MAX_BYTES (SS_PEER_AR_CHUNK * SS_PEER_AR_MAX_BLOCKS) /* larger messages go to NCCL */
+
+/*
+ * Each rank owns one device region that every peer maps: flags[MAX_BLOCKS][MAX_RANKS] (peers write
+ * the epoch they reached) and inboxes [2 parities][size][MAX_BYTES] (peer r writes its input into
+ * slot r). A call: every block copies its chunk of the input into the same chunk of slot `rank` of
+ * every rank's inbox, signals each rank's flag, waits for all peers' flags, and sums the slots in rank
+ * order — every rank gets bit-identical results. Per-block epoch counters live in device memory and
+ * are advanced by the kernel itself, so calls replay from CUDA graphs. Parities alternate per epoch:
+ * a rank can only write epoch e+1 after every peer signalled epoch e, which each does after finishing
+ * e−1, the last reader of that parity.
+ */
+typedef struct ss_peer_ar_view {
+    int rank, size;
+    char *inbox[SS_PEER_AR_MAX_RANKS];     /* rank r's inboxes, mapped here */
+    uint32_t *flags[SS_PEER_AR_MAX_RANKS]; /* rank r's flags, mapped here */
+    uint32_t *epoch;                       /* this rank's per-block counters (device) */
+    const volatile int *abort_flag;        /* host-mapped: set on abort, spinning kernels give up */
+    int no_pdl;                            /* ordinary launches (SS_PEER_AR_NO_PDL, a benchmark switch) */
+} ss_peer_ar_view;
+
+/* Bytes of the per-rank region for `size` ranks (flags then inboxes). */
+size_t ss_peer_ar_region_bytes(int size);
+/* Offset of the inboxes in the region. */
+#define SS_PEER_AR_FLAGS_BYTES 4096
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+/* Enqueues the all-reduce of buf (bf16 or f32; bytes a multiple of 16, at most MAX_BYTES, buf 16-byte
+ * aligned) on stream. Returns a cudaError_t (0 = launched). */
+int ss_peer_ar_launch(const ss_peer_ar_view *v, void *buf, int64_t count, ss_dtype type, void *stream);
+/* The all-reduce of bf16 rows x [rows, dim] fused with the residual add and RMSNorm that follow it:
+ * residual += sum (rounded to bf16), out = rmsnorm(residual) * w; x is left as it was. dim % 8 == 0,
+ * dim * 2 <= CHUNK, rows within MAX_BLOCKS blocks of whole rows; buffers 16-byte aligned. */
+int ss_peer_ar_launch_add_rmsnorm(const ss_peer_ar_view *v, void *x, void *residual, void *out, const void *w,
+                                  int64_t rows, int32_t dim, float eps, void *stream);
+#ifdef __cplusplus
+}
+#endif
+
+/* The host side. All-gather over the group, of host bytes (the communicator's own primitive): setup
+ * exchanges IPC handles and identities with it. */
+typedef ss_status (*ss_peer_ar_exchange_fn)(void *ctx, void *out, const void *in, size_t bytes);
+
+typedef struct ss_peer_ar ss_peer_ar;
+
+/* Collective: every rank of the group calls it. On SS_OK, *out is a working one-shot all-reduce, or
+ * NULL when the ranks cannot use one (different hosts, no peer access, a rank failed to map): all
+ * ranks then agree on NULL and the caller uses NCCL. Errors are only exchange failures. */
+ss_status ss_peer_ar_create(int rank, int size, int device, ss_peer_ar_exchange_fn exchange, void *exchange_ctx,
+                            ss_peer_ar **out, ss_err *err);
+/* Whether a call of count elements of type at buf goes the one-shot way. */
+int ss_peer_ar_fits(const ss_peer_ar *p, const void *buf, int64_t count, ss_dtype type);
+/* Whether all_reduce_add_rmsnorm takes rows x dim of bf16 at these addresses. */
+int ss_peer_ar_fits_add_rmsnorm(const ss_peer_ar *p, const void *x, const void *residual, const void *out,
+                                const void *w, int64_t rows, int32_t dim, ss_dtype type);
+/* Enqueues the fused all-reduce + residual add + RMSNorm (see ss_peer_ar_launch_add_rmsnorm). */
+ss_status ss_peer_ar_all_reduce_add_rmsnorm(ss_peer_ar *p, void *x, void *residual, void *out, const void *w,
+                                            int64_t rows, int32_t dim, float eps, void *stream, ss_err *err);
+/* Enqueues the all-reduce on stream (cudaStream_t). */
+ss_status ss_peer_ar_all_reduce(ss_peer_ar *p, void *buf, int64_t count, ss_dtype type, void *stream, ss_err *err);
+/* Makes spinning kernels give up (their results are garbage; the caller reports the abort). Any thread. */
+void ss_peer_ar_abort(ss_peer_ar *p);
+void ss_peer_ar_destroy(ss_peer_ar *p);
+
+#endif
