@@ -3,7 +3,7 @@
 # trains the demo model on the last GPU in the background, and meanwhile runs the GPU checks and
 # benchmarks on the others. Every step has a deadline; the whole run stays under BUDGET seconds.
 # Results: $OUT/summary.txt, $OUT/logs.tar.xz, and $OUT/demo-*.{safetensors,json,txt} from training.
-# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize tp2 serve (default: train check bench multi sanitize)
+# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize tp2 x4 serve (default: train check bench multi sanitize)
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -119,11 +119,49 @@ if has multi && [ "$NG" -ge 4 ]; then
   [ -d "$M8" ] && step "decode 8B tp4 batch 1" 150 bench_tp4.log "$B/tools/bench_decode" --model "$M8" --device cuda --tp 4 --prompt 128 --gen 256 --json
 fi
 if has tp2 && [ "$NG" -ge 2 ]; then
+  # tp 2 on one host: the peer-memory all-reduce (default) against NCCL's (SS_PEER_ALLREDUCE=0), with and
+  # without graphs, in one run; then the correctness checks of the same code.
   export CUDA_VISIBLE_DEVICES=0,1
   [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
-  step "decode 8B tp2 batch 1" 150 bench_tp2.log "$B/tools/bench_decode" --model "$M8" --device cuda --tp 2 --prompt 128 --gen 256 --json
-  step "decode 8B tp2 batch 64" 150 bench_tp2_b64.log "$B/tools/bench_decode" --model "$M8" --device cuda --tp 2 --batch 64 --prompt 128 --gen 64 --json
+  step "peer all-reduce tests (2 GPUs)" 90 comm_peer.log "$B/tests/test_comm_peer"
+  step "golden tp2 (graphs, peer all-reduce)" 150 golden_tp2.log env SS_TEST_DEVICE=cuda SS_TEST_TP=2 "$B/tests/test_golden"
+  step "golden tp2, NCCL all-reduce" 150 golden_tp2_nccl.log env SS_PEER_ALLREDUCE=0 SS_TEST_DEVICE=cuda SS_TEST_TP=2 "$B/tests/test_golden"
+  step "golden tp2, NCCL socket transport" 150 golden_tp2_sock.log env SS_PEER_ALLREDUCE=0 NCCL_P2P_DISABLE=1 NCCL_SHM_DISABLE=1 SS_TEST_DEVICE=cuda SS_TEST_TP=2 "$B/tests/test_golden"
+  step "golden pp2" 150 golden_pp2.log env SS_TEST_DEVICE=cuda SS_TEST_PP=2 "$B/tests/test_golden"
+  step "decode 8B tp2 batch 1 (graphs, peer)" 150 bench_tp2.log "$B/tools/bench_decode" --model "$M8" --device cuda --tp 2 --prompt 128 --gen 256 --json
+  step "decode 8B tp2 batch 1 (graphs, peer, norm not fused)" 150 bench_tp2_unfused.log env SS_UNFUSED_NORM=1 "$B/tools/bench_decode" --model "$M8" --device cuda --tp 2 --prompt 128 --gen 256 --json
+  step "decode 8B tp2 batch 1 (graphs, NCCL)" 150 bench_tp2_nccl.log env SS_PEER_ALLREDUCE=0 "$B/tools/bench_decode" --model "$M8" --device cuda --tp 2 --prompt 128 --gen 256 --json
+  step "decode 8B tp2 batch 1 (no graphs, peer)" 150 bench_tp2_nog.log "$B/tools/bench_decode" --model "$M8" --device cuda --tp 2 --prompt 128 --gen 256 --json --no-graphs
+  step "decode 8B tp2 batch 1 (no graphs, NCCL)" 150 bench_tp2_nog_nccl.log env SS_PEER_ALLREDUCE=0 "$B/tools/bench_decode" --model "$M8" --device cuda --tp 2 --prompt 128 --gen 256 --json --no-graphs
+  step "decode 8B tp2 batch 64 (graphs, peer)" 150 bench_tp2_b64.log "$B/tools/bench_decode" --model "$M8" --device cuda --tp 2 --batch 64 --prompt 128 --gen 64 --json
+  step "decode 8B tp2 batch 64 (graphs, NCCL)" 150 bench_tp2_b64_nccl.log env SS_PEER_ALLREDUCE=0 "$B/tools/bench_decode" --model "$M8" --device cuda --tp 2 --batch 64 --prompt 128 --gen 64 --json
   step "decode 8B pp2 batch 1" 150 bench_pp2.log "$B/tools/bench_decode" --model "$M8" --device cuda --pp 2 --prompt 128 --gen 128 --json
+  export CUDA_VISIBLE_DEVICES=0
+  step "decode 8B tp1 batch 1 (same host)" 120 bench_tp1.log "$B/tools/bench_decode" --model "$M8" --device cuda --prompt 128 --gen 256 --json
+  step "decode 8B tp1 batch 1, rope and kv store unfused" 120 bench_tp1_unfused.log env SS_UNFUSED_ROPE=1 "$B/tools/bench_decode" --model "$M8" --device cuda --prompt 128 --gen 256 --json
+fi
+if has x4 && [ "$NG" -ge 4 ]; then
+  # four GPUs of one host: 8B at tp 1/2/4 (peer all-reduce against NCCL's), the 4-GPU goldens, and a
+  # Llama-3-70B-shaped model at tp 4 (its checkpoint is written in the background meanwhile).
+  export CUDA_VISIBLE_DEVICES=0,1,2,3
+  M70=/tmp/llama-3-70b
+  [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
+  ("$B/tools/gen_checkpoint" --shape llama-3-70b --out "$M70" >"$L/gen70b.log" 2>&1; echo "rc=$?" >>"$L/gen70b.log") &
+  GEN70=$!
+  step "peer all-reduce tests (GPUs 0, 1)" 90 comm_peer.log "$B/tests/test_comm_peer"
+  step "decode 8B tp4 batch 1 (graphs, peer)" 150 bench_x4_tp4.log "$B/tools/bench_decode" --model "$M8" --device cuda --tp 4 --prompt 128 --gen 256 --json
+  step "decode 8B tp4 batch 1 (graphs, NCCL)" 150 bench_x4_tp4_nccl.log env SS_PEER_ALLREDUCE=0 "$B/tools/bench_decode" --model "$M8" --device cuda --tp 4 --prompt 128 --gen 256 --json
+  step "decode 8B tp2 batch 1 (graphs, peer)" 150 bench_x4_tp2.log "$B/tools/bench_decode" --model "$M8" --device cuda --tp 2 --prompt 128 --gen 256 --json
+  step "decode 8B tp2 batch 1 (peer without PDL)" 150 bench_x4_tp2_nopdl.log env SS_PEER_AR_NO_PDL=1 "$B/tools/bench_decode" --model "$M8" --device cuda --tp 2 --prompt 128 --gen 256 --json
+  step "decode 8B tp4 batch 64 (graphs, peer)" 150 bench_x4_tp4_b64.log "$B/tools/bench_decode" --model "$M8" --device cuda --tp 4 --batch 64 --prompt 128 --gen 64 --json
+  step "decode 8B tp1 batch 1" 120 bench_x4_tp1.log env CUDA_VISIBLE_DEVICES=0 "$B/tools/bench_decode" --model "$M8" --device cuda --prompt 128 --gen 256 --json
+  step "golden tp4 (peer all-reduce)" 150 golden_tp4.log env SS_TEST_DEVICE=cuda SS_TEST_TP=4 "$B/tests/test_golden"
+  step "golden tp2 x pp2" 150 golden_tp2pp2.log env SS_TEST_DEVICE=cuda SS_TEST_TP=2 SS_TEST_PP=2 "$B/tests/test_golden"
+  step "golden tp4, NCCL socket transport" 150 golden_tp4_sock.log env SS_PEER_ALLREDUCE=0 NCCL_P2P_DISABLE=1 NCCL_SHM_DISABLE=1 SS_TEST_DEVICE=cuda SS_TEST_TP=4 "$B/tests/test_golden"
+  note "waiting for the 70B checkpoint ($(left) s left)"
+  while kill -0 "$GEN70" 2>/dev/null && [ "$(left)" -gt 60 ]; do sleep 2; done
+  note "gen_checkpoint llama-3-70b: $(grep -E 'GB/s|rc=' "$L/gen70b.log" | tr '\n' ' ')"
+  grep -q 'rc=0' "$L/gen70b.log" && step "decode 70B tp4 batch 1" 200 bench_x4_70b_tp4.log "$B/tools/bench_decode" --model "$M70" --device cuda --tp 4 --prompt 128 --gen 128 --json
 fi
 if has serve; then
   export CUDA_VISIBLE_DEVICES=$G0
