@@ -3,7 +3,7 @@
 # trains the demo model on the last GPU in the background, and meanwhile runs the GPU checks and
 # benchmarks on the others. Every step has a deadline; the whole run stays under BUDGET seconds.
 # Results: $OUT/summary.txt, $OUT/logs.tar.xz, and $OUT/demo-*.{safetensors,json,txt} from training.
-# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize tp2 x4 serve (default: train check bench multi sanitize)
+# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize tp2 x4 profile servebisect serve (default: train check bench multi sanitize)
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -163,12 +163,48 @@ if has x4 && [ "$NG" -ge 4 ]; then
   note "gen_checkpoint llama-3-70b: $(grep -E 'GB/s|rc=' "$L/gen70b.log" | tr '\n' ' ')"
   grep -q 'rc=0' "$L/gen70b.log" && step "decode 70B tp4 batch 1" 200 bench_x4_70b_tp4.log "$B/tools/bench_decode" --model "$M70" --device cuda --tp 4 --prompt 128 --gen 128 --json
 fi
+if has profile; then
+  # Kernel timelines of decode at batch 1 (tp 1, tp 2 and, with 4 GPUs, tp 4) through tools/ktrace (CUPTI;
+  # these machines have no Nsight Systems), summarised per step by scripts/gpu/ktrace_summary.py.
+  [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
+  for tp in 1 2 4; do
+    [ "$tp" -le "$NG" ] || continue
+    devs=$(seq -s, 0 $((tp - 1)))
+    rm -f "$W/kt_tp$tp".*
+    step "ktrace decode 8B tp$tp batch 1" 150 "ktrace_tp$tp.log" env CUDA_VISIBLE_DEVICES=$devs CUDA_INJECTION64_PATH="$B/tools/libss_ktrace.so" \
+      SS_KTRACE_OUT="$W/kt_tp$tp" "$B/tools/bench_decode" --model "$M8" --device cuda --tp $tp --prompt 128 --gen 64 --json
+    python3 scripts/gpu/ktrace_summary.py --steps 32 "$W/kt_tp$tp".* >"$OUTD/ktrace_tp$tp.txt" 2>&1
+    head -30 "$OUTD/ktrace_tp$tp.txt"
+  done
+fi
+if has servebisect && [ "$NG" -ge 2 ]; then
+  # tp 2 serving failed in session 3 (a step error right after ready, then a hang in ncclCommAbort):
+  # the same short load with each new piece switched off in turn, to find the culprit.
+  export CUDA_VISIBLE_DEVICES=0,1
+  [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
+  cp /work/shared/fixtures/models/e2e-llama3-tok/tokenizer.json /work/shared/fixtures/models/e2e-llama3-tok/tokenizer_config.json "$M8/"
+  for v in "" SS_NO_GRAPHS=1 SS_PEER_ALLREDUCE=0 SS_UNFUSED_NORM=1 SS_UNFUSED_ROPE=1 "SS_NO_GRAPHS=1 SS_PEER_ALLREDUCE=0"; do
+    tag=$(echo "${v:-default}" | tr ' =' '__')
+    env $v "$B/shardserve" serve --model "$M8" --device cuda --tp 2 --port 8000 --metrics-port 8002 --served-model-name llama-3-8b \
+      --max-batch 64 --max-step-tokens 2048 >"$L/serve_$tag.log" 2>&1 &
+    SPID=$!
+    for i in $(seq 1 120); do
+      python3 -c 'import urllib.request,sys; sys.exit(0 if urllib.request.urlopen("http://127.0.0.1:8000/v2/health/ready", timeout=2).status == 200 else 1)' 2>/dev/null && break
+      kill -0 $SPID 2>/dev/null || break; sleep 0.5
+    done
+    step "serve tp2 [$tag]: 8 requests 467/64" 40 "bench_serve_$tag.log" "$B/shardserve" bench --url http://127.0.0.1:8000 --model llama-3-8b \
+      --num-requests 8 --input-len 467 --output-len 64 --request-rate 4 --seed 1 --json
+    grep -E " error | warn " "$L/serve_$tag.log" | head -5 | sed 's/^/      /' | tee -a "$S"
+    kill -TERM $SPID 2>/dev/null; sleep 2; kill -9 $SPID 2>/dev/null; pkill -9 -f "shardserve worker" 2>/dev/null
+  done
+fi
 if has serve; then
-  export CUDA_VISIBLE_DEVICES=$G0
+  # SERVE_TP=2: the same benchmarks against a tp 2 replica on GPUs 0 and 1
+  export CUDA_VISIBLE_DEVICES=$(seq -s, 0 $((${SERVE_TP:-1} - 1)))
   [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
   # the real Llama 3.1 tokenizer (vocabulary 128256, as the 8B shape) from the fixtures
   cp /work/shared/fixtures/models/e2e-llama3-tok/tokenizer.json /work/shared/fixtures/models/e2e-llama3-tok/tokenizer_config.json "$M8/"
-  "$B/shardserve" serve --model "$M8" --device cuda --port 8000 --metrics-port 8002 --served-model-name llama-3-8b \
+  "$B/shardserve" serve --model "$M8" --device cuda --tp "${SERVE_TP:-1}" --port 8000 --metrics-port 8002 --served-model-name llama-3-8b \
     --max-batch "${SERVE_BATCH:-256}" --max-step-tokens "${SERVE_STEP:-2048}" --max-waiting 2048 >"$L/serve.log" 2>&1 &
   SPID=$!
   ready=0

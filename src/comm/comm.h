@@ -69,6 +69,11 @@ ss_status ss_comm_tcp_create(int rank, int size, const int *fds, int timeout_ms,
  * (ncclCommAbort) and returns SS_ERR_TIMEOUT. Collective: every rank passes the same flags. */
 ss_status ss_comm_nccl_create(int rank, int size, const void *unique_id, void *stream, int device_index,
                               int timeout_ms, unsigned flags, ss_comm **out, ss_err *err);
+/* Stops c without waiting for anything: its own spinning kernels (the peer all-reduce) give up and
+ * later calls fail with SS_ERR_CANCELLED. Unlike abort it does not call ncclCommAbort, which may wait
+ * for peers that are still alive — call abort (or destroy) once they are gone. Any thread; a no-op
+ * for communicators other than NCCL's. */
+void ss_comm_nccl_stop(ss_comm *c);
 /* Whether small all-reduces of c take the one-shot peer-memory kernel (0 for other communicators). */
 int ss_comm_nccl_peer_allreduce(const ss_comm *c);
 /* Fills the 128-byte unique id (leader). */

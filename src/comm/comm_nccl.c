@@ -250,6 +250,8 @@ static void nc_destroy(void *ctx)
     if (!c)
         return;
     pthread_mutex_lock(&c->mu);
+    if (c->comm && atomic_load(&c->aborted)) /* stopped: no finalize (it would wait for the peers) */
+        nc_abort_locked(c);
     ss_peer_ar_destroy(c->peer);
     c->peer = NULL;
     if (c->comm) {
@@ -421,9 +423,10 @@ static ss_status nc_wait(nc_ctx *c, int timeout_ms, ss_err *err)
             q = cudaStreamQuery(c->stream);
         if (q == cudaSuccess)
             return SS_OK;
-        if (q != cudaErrorNotReady)
-            return ss_err_set(err, SS_ERR_CUDA, "nccl rank %d/%d: stream: %s", c->rank, c->size,
-                              cudaGetErrorString(q));
+        if (q != cudaErrorNotReady) { /* a kernel of the step faulted (sticky: the context is lost) */
+            nc_fail(c, SS_ERR_CUDA, "step", cudaGetErrorString(q));
+            return ss_err_set(err, SS_ERR_CUDA, "%s", c->err.msg);
+        }
         if (nc_now_ms() > deadline) {
             pthread_mutex_lock(&c->mu);
             nc_abort_locked(c);
@@ -448,4 +451,13 @@ int ss_comm_nccl_peer_allreduce(const ss_comm *comm)
     if (!comm || !comm->iface || strcmp(comm->iface->name, "nccl") != 0)
         return 0;
     return ((const nc_ctx *)comm->ctx)->peer != NULL;
+}
+
+void ss_comm_nccl_stop(ss_comm *comm)
+{
+    if (!comm || !comm->iface || strcmp(comm->iface->name, "nccl") != 0)
+        return;
+    nc_ctx *c = comm->ctx;
+    atomic_store(&c->aborted, 1); /* no lock: abort and the calls read it atomically */
+    ss_peer_ar_abort(c->peer);
 }

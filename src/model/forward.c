@@ -67,7 +67,7 @@ ss_status ss_forward_create(ss_backend *be, const ss_model_config *cfg, const ss
     f->w = w;
     f->p = *p;
     f->links = *links;
-    f->graphs = p->graphs;
+    f->graphs = p->graphs && getenv("SS_NO_GRAPHS") == NULL; /* env: a switch for bisecting faults */
     f->fuse_rope = getenv("SS_UNFUSED_ROPE") == NULL;
     f->fuse_norm = getenv("SS_UNFUSED_NORM") == NULL;
     const ss_shard_plan *sp = &w->plan;

@@ -3,6 +3,7 @@
 #include "runner/replica.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -183,6 +184,52 @@ fail:
     return st;
 }
 
+/* After a failed step: stops the communicators at once, without waiting on anything. NCCL's abort may
+ * wait for peers that are still alive (observed: a leader hung in it, so its scheduler never failed the
+ * requests), so NCCL communicators only stop here — their own spinning kernels give up — and are
+ * aborted in destroy, once the other ranks are gone. tcp ones abort now (that only closes sockets). */
+static void replica_stop_comms(ss_replica *r)
+{
+    ss_comm *comms[2] = {r->tp_comm, r->world};
+    for (int i = 0; i < 2; i++) {
+        if (!comms[i])
+            continue;
+#ifdef SS_HAVE_CUDA
+        if (strcmp(comms[i]->iface->name, "nccl") == 0) {
+            ss_comm_nccl_stop(comms[i]);
+            continue;
+        }
+#endif
+        comms[i]->iface->abort(comms[i]->ctx);
+    }
+}
+
+/* Destroys the communicators of a broken replica on a helper thread (the tp group first: its abort
+ * also releases kernels that spin on peers); returns 1 when that finished within timeout_ms. */
+static void *replica_abort_thread(void *arg)
+{
+    ss_replica *r = arg;
+    ss_comm_destroy(r->tp_comm);
+    ss_comm_destroy(r->world);
+    return NULL;
+}
+
+static int replica_destroy_comms_bounded(ss_replica *r, int timeout_ms)
+{
+    pthread_t th;
+    if (pthread_create(&th, NULL, replica_abort_thread, r) != 0) {
+        replica_abort_thread(r);
+        return 1;
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += timeout_ms / 1000;
+    if (pthread_timedjoin_np(th, NULL, &ts) == 0)
+        return 1;
+    pthread_detach(th); /* a driver call hangs: leave it; the process is on its way out */
+    return 0;
+}
+
 ss_status ss_replica_step(ss_replica *r, const ss_step_plan *plan, ss_step_output *out, ss_err *err)
 {
     memset(out, 0, sizeof *out);
@@ -235,10 +282,7 @@ ss_status ss_replica_step(ss_replica *r, const ss_step_plan *plan, ss_step_outpu
             }
         }
         r->broken = 1;
-        if (r->world)
-            r->world->iface->abort(r->world->ctx);
-        if (r->tp_comm)
-            r->tp_comm->iface->abort(r->tp_comm->ctx);
+        replica_stop_comms(r);
         ss_step_output_clear(out);
     }
     return st;
@@ -314,8 +358,15 @@ void ss_replica_destroy(ss_replica *r)
     }
     ss_boot_close(&r->boot);
     replica_reap(r, 5000);
+    if (r->broken && !replica_destroy_comms_bounded(r, 10000)) {
+        /* the runner's device memory may still be in use by a hung collective: leak it all */
+        SS_LOGE("aborting the communicators did not finish within 10 s; leaving them to the exiting process");
+        return;
+    }
+    if (!r->broken) {
+        ss_comm_destroy(r->tp_comm);
+        ss_comm_destroy(r->world);
+    }
     ss_runner_destroy(r->runner);
-    ss_comm_destroy(r->tp_comm);
-    ss_comm_destroy(r->world);
     ss_free(r);
 }

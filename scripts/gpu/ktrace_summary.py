@@ -1,0 +1,56 @@
+#!/usr/bin/env python3
+"""ktrace_summary.py — per-step kernel time from tools/ktrace CSV files (one per process): the window
+is the last STEPS decode steps (delimited by the sampler kernel, which runs once per step), reported
+per kernel name (calls and microseconds per step) with the step's wall, busy and idle time.
+Kernels launched with programmatic dependent launch start early and wait inside: their durations
+include the wait for their predecessor, so per-name times overlap; "busy" is the union of intervals.
+Usage: ktrace_summary.py [--steps N] FILE..."""
+import csv
+import sys
+
+
+def summarise(path, steps):
+    rows = []
+    with open(path, newline="") as f:
+        for r in csv.DictReader(f):
+            if r.get("name") and r.get("end_ns"):  # a process killed before its last flush cuts a line
+                rows.append((int(r["start_ns"]), int(r["end_ns"]), r["name"]))
+    rows.sort()
+    marks = [i for i, r in enumerate(rows) if "sample_kernel" in r[2]]
+    if len(marks) < steps + 1:
+        print(f"{path}: {len(marks)} sampler kernels, fewer than {steps + 1}: no window")
+        return
+    lo, hi = marks[-steps - 1] + 1, marks[-1] + 1
+    win = rows[lo:hi]
+    wall = win[-1][1] - win[0][0]
+    busy, cur_s, cur_e = 0, None, None
+    for s, e, _ in win:  # union of kernel intervals
+        if cur_e is None or s > cur_e:
+            if cur_e is not None:
+                busy += cur_e - cur_s
+            cur_s, cur_e = s, e
+        else:
+            cur_e = max(cur_e, e)
+    busy += cur_e - cur_s
+    per = {}
+    for s, e, n in win:
+        short = n.split("(")[0][:70]
+        c, t = per.get(short, (0, 0))
+        per[short] = (c + 1, t + (e - s))
+    print(f"== {path}: {steps} steps, per step: wall {wall / steps / 1e3:.1f} us, kernels busy "
+          f"{busy / steps / 1e3:.1f} us, idle {(wall - busy) / steps / 1e3:.1f} us, {len(win) / steps:.0f} kernels")
+    for n, (c, t) in sorted(per.items(), key=lambda kv: -kv[1][1]):
+        print(f"  {t / steps / 1e3:9.1f} us/step  {c / steps:6.1f} calls/step  {t / c / 1e3:8.2f} us/call  {n}")
+
+
+def main():
+    args = sys.argv[1:]
+    steps = 32
+    if args[:1] == ["--steps"]:
+        steps, args = int(args[1]), args[2:]
+    for p in args:
+        summarise(p, steps)
+
+
+if __name__ == "__main__":
+    main()
