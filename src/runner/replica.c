@@ -33,6 +33,14 @@ struct ss_replica {
     int n_children;
     int output_rank;
     int broken; /* a step failed: the replica can't be used any more */
+    /* The thread that forks the local ranks and lives as long as the replica (see replica_spawn). */
+    pthread_t keeper;
+    int keeper_started;
+    int keeper_hold[2]; /* the keeper blocks reading [0]; destroy closes [1] to release it */
+    int keeper_done[2]; /* the keeper writes one byte to [1] once the children are forked */
+    int spawn_port, spawn_world, spawn_count;
+    ss_status spawn_st;
+    ss_err spawn_err;
 };
 
 ss_replica_params ss_replica_default_params(void)
@@ -50,8 +58,8 @@ ss_replica_params ss_replica_default_params(void)
     return p;
 }
 
-/* Starts local ranks 1..W-1 as `shardserve worker` children that die with the leader. */
-static ss_status replica_spawn(ss_replica *r, int port, int world, int count, ss_err *err)
+/* Forks local ranks 1..count-1 as `shardserve worker` children that die with the leader. */
+static ss_status replica_fork_workers(ss_replica *r, int port, int world, int count, ss_err *err)
 {
     char exe[4096];
     if (r->p.worker_exe) {
@@ -82,6 +90,62 @@ static ss_status replica_spawn(ss_replica *r, int port, int world, int count, ss
         r->children[r->n_children++] = pid;
     }
     return SS_OK;
+}
+
+static void *replica_keeper_main(void *arg)
+{
+    ss_replica *r = arg;
+    r->spawn_st = replica_fork_workers(r, r->spawn_port, r->spawn_world, r->spawn_count, &r->spawn_err);
+    char c = 1;
+    while (write(r->keeper_done[1], &c, 1) < 0 && errno == EINTR) {
+    }
+    for (;;) { /* until destroy closes the other end */
+        ssize_t n = read(r->keeper_hold[0], &c, 1);
+        if (n == 0 || (n < 0 && errno != EINTR))
+            break;
+    }
+    return NULL;
+}
+
+/* Starts the local ranks. PR_SET_PDEATHSIG fires when the *thread* that forked a child ends, not the
+ * process: forked from the server's loader thread, which ends after loading, every local worker was
+ * killed right after readiness (`serve --tp 2` failed its first request). So a keeper thread that lives
+ * until ss_replica_destroy forks them. */
+static ss_status replica_spawn(ss_replica *r, int port, int world, int count, ss_err *err)
+{
+    if (pipe(r->keeper_hold) != 0 || pipe(r->keeper_done) != 0)
+        return ss_err_set(err, SS_ERR_IO, "starting local ranks: pipe: %s", strerror(errno));
+    r->spawn_port = port, r->spawn_world = world, r->spawn_count = count;
+    if (pthread_create(&r->keeper, NULL, replica_keeper_main, r) != 0)
+        return ss_err_set(err, SS_ERR_IO, "starting local ranks: cannot start the keeper thread");
+    r->keeper_started = 1;
+    char c;
+    ssize_t n;
+    while ((n = read(r->keeper_done[0], &c, 1)) < 0 && errno == EINTR) {
+    }
+    if (n != 1)
+        return ss_err_set(err, SS_ERR_IO, "starting local ranks: the keeper thread did not report");
+    if (r->spawn_st != SS_OK && err)
+        *err = r->spawn_err;
+    return r->spawn_st;
+}
+
+/* Releases the keeper thread (after the children are reaped: its end would signal them). */
+static void replica_stop_keeper(ss_replica *r)
+{
+    if (r->keeper_started) {
+        close(r->keeper_hold[1]);
+        r->keeper_hold[1] = -1;
+        pthread_join(r->keeper, NULL);
+        r->keeper_started = 0;
+    }
+    for (int i = 0; i < 2; i++) {
+        if (r->keeper_hold[i] >= 0)
+            close(r->keeper_hold[i]);
+        if (r->keeper_done[i] >= 0)
+            close(r->keeper_done[i]);
+        r->keeper_hold[i] = r->keeper_done[i] = -1;
+    }
 }
 
 static ss_status replica_create_multi(ss_replica *r, ss_err *err)
@@ -161,6 +225,7 @@ ss_status ss_replica_create(const ss_replica_params *params, ss_replica **out, s
     r->p = *params;
     for (int i = 0; i < SS_BOOT_MAX_RANKS; i++)
         r->boot.peer_ctrl[i] = r->boot.mesh[i] = -1;
+    r->keeper_hold[0] = r->keeper_hold[1] = r->keeper_done[0] = r->keeper_done[1] = -1;
     r->boot.ctrl_fd = -1;
     ss_status st;
     if (params->tp < 1 || params->pp < 1) {
@@ -358,6 +423,7 @@ void ss_replica_destroy(ss_replica *r)
     }
     ss_boot_close(&r->boot);
     replica_reap(r, 5000);
+    replica_stop_keeper(r);
     if (r->broken && !replica_destroy_comms_bounded(r, 10000)) {
         /* the runner's device memory may still be in use by a hung collective: leak it all */
         SS_LOGE("aborting the communicators did not finish within 10 s; leaving them to the exiting process");

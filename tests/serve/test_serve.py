@@ -264,6 +264,38 @@ def _():
 if srv.proc.poll() is None:
     srv.stop()
 
+
+@check("--tp 2 with local ranks: same greedy text as one rank, still after loading ends; no worker left")
+def _():
+    # The local ranks used to be forked by the loader thread with PR_SET_PDEATHSIG, which fires when
+    # that *thread* ends: every worker died right after readiness and the first request failed.
+    prompts = ["The capital of France", "Once upon a time", "1 2 3 4"]
+    body = {"max_tokens": 12, "temperature": 0, "ignore_eos": True}
+    one = Server(BINARY, MODEL_DIR, ["--max-seq-len", str(CTX)])
+    want = []
+    for p in prompts:
+        st, _, j, _ = one.post("/v1/completions", dict(body, prompt=p))
+        assert st == 200, j
+        want.append(j["choices"][0]["text"])
+    assert one.stop() == 0
+    two = Server(BINARY, MODEL_DIR, ["--max-seq-len", str(CTX), "--tp", "2"])
+    ps = subprocess.run(["ps", "-eo", "pid=,ppid=,args="], capture_output=True, text=True).stdout
+    workers = [int(l.split()[0]) for l in ps.splitlines() if int(l.split()[1]) == two.proc.pid and " worker " in l]
+    assert len(workers) == 1, ps
+    time.sleep(1.0)  # the loader thread is long gone
+    for p, w in zip(prompts, want):
+        st, _, j, _ = two.post("/v1/completions", dict(body, prompt=p))
+        assert st == 200, (j, two.log_text()[-2000:])
+        assert j["choices"][0]["text"] == w, (p, j["choices"][0]["text"], w)
+    assert two.stop() == 0
+    for pid in workers:  # reaped, not orphaned
+        try:
+            os.kill(pid, 0)
+            raise AssertionError("worker %d outlived the server" % pid)
+        except ProcessLookupError:
+            pass
+
+
 # A second server: API key and back-pressure (one running sequence, one waiting).
 srv = Server(BINARY, MODEL_DIR, ["--max-seq-len", str(CTX), "--api-key", "sekret", "--max-batch", "1",
                                  "--max-waiting", "1"])
