@@ -9,7 +9,7 @@
 #include "core/dtype.h"
 #include "core/status.h"
 
-#define SS_COMM_IFACE_VERSION 1
+#define SS_COMM_IFACE_VERSION 2 /* 2: all_reduce_add_rmsnorm */
 
 /*
  * Buffers are device buffers of the rank's backend (host memory for the cpu backend). Calls are

@@ -1,7 +1,7 @@
 /* comm_nccl.c — the NCCL communicator behind ss_comm_i, with deadlines. The communicator is
  * non-blocking (ncclConfig_t.blocking = 0): init and enqueues return at once and are polled with
- * ncclCommGetAsyncError against a deadline; a peer that never arrives turns into ncclCommAbort +
- * SS_ERR_TIMEOUT. Collectives are enqueued on the backend's stream and complete in stream order; their
+ * ncclCommGetAsyncError against a deadline; a peer that never arrives turns into SS_ERR_TIMEOUT and a
+ * stopped communicator (ncclCommAbort follows in destroy, which the replica bounds in time). Collectives are enqueued on the backend's stream and complete in stream order; their
  * completion is awaited (with the same deadline) by ss_comm_nccl_wait, which the runner calls after
  * a step instead of a plain stream sync — never inside CUDA graph capture (it queries the stream).
  *
@@ -79,6 +79,15 @@ static void nc_abort_locked(nc_ctx *c)
     }
 }
 
+/* Stops the communicator without ncclCommAbort (which may block for a long time, and must not run with mu
+ * held on the hot path): later calls fail with SS_ERR_CANCELLED and our spinning peer kernels are
+ * released. The owner aborts it for real in destroy. Any thread; mu need not be held. */
+static void nc_stop(nc_ctx *c)
+{
+    atomic_store(&c->aborted, 1);
+    ss_peer_ar_abort(c->peer);
+}
+
 static ss_status nc_fail(nc_ctx *c, ss_status st, const char *what, const char *detail)
 {
     ss_err_set(&c->err, st, "nccl rank %d/%d: %s: %s", c->rank, c->size, what, detail);
@@ -87,7 +96,7 @@ static ss_status nc_fail(nc_ctx *c, ss_status st, const char *what, const char *
 }
 
 /* With mu held: settles result r of a non-blocking NCCL call — polls while it is in progress, up to
- * the deadline. Errors abort the communicator (it is unusable, and peers must not wait for it). */
+ * the deadline. Errors stop the communicator (it is unusable); destroy aborts it. */
 static ss_status nc_settle_locked(nc_ctx *c, ncclResult_t r, const char *what)
 {
     const int64_t deadline = nc_now_ms() + c->timeout_ms;
@@ -105,15 +114,17 @@ static ss_status nc_settle_locked(nc_ctx *c, ncclResult_t r, const char *what)
             return nc_fail(c, SS_ERR_CANCELLED, what, "communicator aborted");
         if (ncclCommGetAsyncError(c->comm, &r) != ncclSuccess)
             r = ncclSystemError;
+        if (r == ncclInProgress && atomic_load(&c->aborted))
+            return nc_fail(c, SS_ERR_CANCELLED, what, "communicator stopped");
         if (r == ncclInProgress && nc_now_ms() > deadline) {
-            nc_abort_locked(c);
-            return nc_fail(c, SS_ERR_TIMEOUT, what, "did not complete before the deadline; communicator aborted");
+            nc_stop(c);
+            return nc_fail(c, SS_ERR_TIMEOUT, what, "did not complete before the deadline; communicator stopped");
         }
     }
     if (r != ncclSuccess) {
         char detail[512];
         snprintf(detail, sizeof detail, "%s (%s)", ncclGetErrorString(r), c->comm ? ncclGetLastError(c->comm) : "");
-        nc_abort_locked(c);
+        nc_stop(c);
         return nc_fail(c, SS_ERR_COMM, what, detail);
     }
     return SS_OK;
@@ -252,6 +263,22 @@ static void nc_destroy(void *ctx)
     pthread_mutex_lock(&c->mu);
     if (c->comm && atomic_load(&c->aborted)) /* stopped: no finalize (it would wait for the peers) */
         nc_abort_locked(c);
+    if (c->peer && !atomic_load(&c->aborted)) {
+        /* A healthy communicator's stream may still run a step (an owner that failed elsewhere): let it
+         * drain, bounded, before the peer buffers it reads are freed; past the deadline, release the
+         * spinning kernels and drain again. */
+        cudaSetDevice(c->device);
+        int64_t deadline = nc_now_ms() + c->timeout_ms;
+        while (cudaStreamQuery(c->stream) == cudaErrorNotReady && nc_now_ms() < deadline) {
+            long us = 100;
+            nc_backoff(&us);
+        }
+        if (cudaStreamQuery(c->stream) == cudaErrorNotReady) {
+            ss_peer_ar_abort(c->peer);
+            cudaStreamSynchronize(c->stream);
+        }
+        cudaGetLastError();
+    }
     ss_peer_ar_destroy(c->peer);
     c->peer = NULL;
     if (c->comm) {
@@ -402,15 +429,16 @@ static ss_status nc_wait(nc_ctx *c, int timeout_ms, ss_err *err)
     long us = 5;
     for (;;) {
         pthread_mutex_lock(&c->mu);
-        if (!c->comm) {
+        if (!c->comm || atomic_load(&c->aborted)) {
             pthread_mutex_unlock(&c->mu);
-            return ss_err_set(err, SS_ERR_CANCELLED, "nccl rank %d/%d: communicator aborted", c->rank, c->size);
+            return ss_err_set(err, SS_ERR_CANCELLED, "nccl rank %d/%d: communicator stopped or aborted", c->rank,
+                              c->size);
         }
         ncclResult_t r = ncclSuccess;
         if (ncclCommGetAsyncError(c->comm, &r) != ncclSuccess)
             r = ncclSystemError;
         if (r != ncclSuccess && r != ncclInProgress) {
-            ss_status st = nc_settle_locked(c, r, "collective"); /* aborts, fills c->err */
+            ss_status st = nc_settle_locked(c, r, "collective"); /* stops, fills c->err */
             pthread_mutex_unlock(&c->mu);
             return ss_err_set(err, st, "%s", c->err.msg);
         }
@@ -424,15 +452,17 @@ static ss_status nc_wait(nc_ctx *c, int timeout_ms, ss_err *err)
         if (q == cudaSuccess)
             return SS_OK;
         if (q != cudaErrorNotReady) { /* a kernel of the step faulted (sticky: the context is lost) */
+            nc_stop(c);
             nc_fail(c, SS_ERR_CUDA, "step", cudaGetErrorString(q));
             return ss_err_set(err, SS_ERR_CUDA, "%s", c->err.msg);
         }
+        if (atomic_load(&c->aborted))
+            return ss_err_set(err, SS_ERR_CANCELLED, "nccl rank %d/%d: communicator stopped while waiting", c->rank,
+                              c->size);
         if (nc_now_ms() > deadline) {
-            pthread_mutex_lock(&c->mu);
-            nc_abort_locked(c);
-            pthread_mutex_unlock(&c->mu);
+            nc_stop(c);
             nc_fail(c, SS_ERR_TIMEOUT, "step", "collectives did not complete before the deadline (peer lost?); "
-                                              "communicator aborted");
+                                              "communicator stopped");
             return ss_err_set(err, SS_ERR_TIMEOUT, "%s", c->err.msg);
         }
         nc_backoff(&us);
@@ -457,7 +487,5 @@ void ss_comm_nccl_stop(ss_comm *comm)
 {
     if (!comm || !comm->iface || strcmp(comm->iface->name, "nccl") != 0)
         return;
-    nc_ctx *c = comm->ctx;
-    atomic_store(&c->aborted, 1); /* no lock: abort and the calls read it atomically */
-    ss_peer_ar_abort(c->peer);
+    nc_stop(comm->ctx); /* no lock: abort and the calls read the flag atomically */
 }

@@ -278,6 +278,7 @@ ss_status ss_boot_make_runner(ss_boot *b, ss_runner **runner, ss_comm **tp_out, 
     rp.max_seq_len = s->max_seq_len;
     rp.max_batch_tokens = s->max_batch_tokens;
     rp.max_seqs = s->max_seqs;
+    rp.no_graphs = s->no_graphs;
     ss_comm *single = NULL;
     SS_CHECK(ss_comm_create_single(&single, err));
     ss_runner_links tmp = {single, NULL, 0};
@@ -334,7 +335,10 @@ ss_status ss_worker_loop(ss_boot *b, ss_runner *runner, ss_err *err)
         uint32_t type;
         uint8_t *msg = NULL;
         size_t len = 0;
-        /* Idle without a deadline: the server may wait long for work; a dead leader closes the socket. */
+        /* The next plan usually follows the last step within microseconds: spin for it briefly (every rank
+         * of a tensor-parallel step waits for the latest one at its first collective), then block.
+         * Idle without a deadline: the server may wait long for work; a dead leader closes the socket. */
+        ss_net_spin_readable(b->ctrl_fd, b->settings.device == SS_DEVICE_CUDA ? 5000 : 0);
         ss_status st = ss_net_recv_msg(b->ctrl_fd, &type, &msg, &len, 1u << 30, -1);
         if (st != SS_OK)
             return ss_err_set(err, SS_ERR_COMM, "rank %d: lost the leader (%s)", b->rank, ss_status_str(st));

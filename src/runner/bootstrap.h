@@ -31,6 +31,7 @@ typedef struct ss_boot_settings {
     int64_t max_batch_tokens;
     int32_t comm_timeout_ms;
     int32_t gpus_per_node;   /* device index = rank % gpus_per_node */
+    int32_t no_graphs;       /* 1: decode steps run op by op on every rank (graph use must be uniform) */
     uint8_t nccl_ids[1 + SS_BOOT_MAX_RANKS][128]; /* [0] world, [1 + stage] the stage's tp group (cuda) */
 } ss_boot_settings;
 

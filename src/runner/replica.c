@@ -3,9 +3,11 @@
 #include "runner/replica.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <poll.h>
 #include <sys/prctl.h>
@@ -113,7 +115,7 @@ static void *replica_keeper_main(void *arg)
  * until ss_replica_destroy forks them. */
 static ss_status replica_spawn(ss_replica *r, int port, int world, int count, ss_err *err)
 {
-    if (pipe(r->keeper_hold) != 0 || pipe(r->keeper_done) != 0)
+    if (pipe2(r->keeper_hold, O_CLOEXEC) != 0 || pipe2(r->keeper_done, O_CLOEXEC) != 0)
         return ss_err_set(err, SS_ERR_IO, "starting local ranks: pipe: %s", strerror(errno));
     r->spawn_port = port, r->spawn_world = world, r->spawn_count = count;
     if (pthread_create(&r->keeper, NULL, replica_keeper_main, r) != 0)
@@ -169,6 +171,9 @@ static ss_status replica_create_multi(ss_replica *r, ss_err *err)
     s.max_seqs = p->max_seqs;
     s.max_batch_tokens = p->max_batch_tokens;
     s.comm_timeout_ms = p->comm_timeout_ms > 0 ? p->comm_timeout_ms : 60000;
+    /* SS_NO_GRAPHS (a switch for bisecting faults) is read here, by the leader only: every rank of a
+     * tensor-parallel group must agree on graph use, as a graph step pads its collectives. */
+    s.no_graphs = p->no_graphs || getenv("SS_NO_GRAPHS") != NULL;
     s.gpus_per_node = p->gpus_per_node > 0 ? p->gpus_per_node : (p->leader_addr ? 1 : world);
 #ifdef SS_HAVE_CUDA
     if (s.device == SS_DEVICE_CUDA)
@@ -238,7 +243,7 @@ ss_status ss_replica_create(const ss_replica_params *params, ss_replica **out, s
         SS_CHECK_GOTO(ss_comm_create_single(&r->tp_comm, err), st, fail);
         ss_runner_params rp = {params->model_dir, 1, 1, 0, params->backend, params->block_size,
                                params->num_kv_blocks, params->max_seq_len, params->max_batch_tokens,
-                               params->max_seqs, params->no_graphs};
+                               params->max_seqs, params->no_graphs || getenv("SS_NO_GRAPHS") != NULL};
         ss_runner_links links = {r->tp_comm, NULL, 0};
         SS_CHECK_GOTO(ss_runner_create(&rp, &links, &r->runner, err), st, fail);
     }
@@ -274,6 +279,11 @@ static void replica_stop_comms(ss_replica *r)
 static void *replica_abort_thread(void *arg)
 {
     ss_replica *r = arg;
+    /* abort both before destroying either: a destroy may wait on work that the other's abort releases */
+    if (r->tp_comm)
+        r->tp_comm->iface->abort(r->tp_comm->ctx);
+    if (r->world)
+        r->world->iface->abort(r->world->ctx);
     ss_comm_destroy(r->tp_comm);
     ss_comm_destroy(r->world);
     return NULL;
