@@ -196,6 +196,7 @@ template <int LPK, int GMAX> __global__ void __launch_bounds__(kWarps * 32) attn
 // One block per (token, head): merges the splits' partial results.
 __global__ void attn_combine_kernel(const AttnParams p)
 {
+    pdl_enter(); // launched with PDL: the next kernel (a GEMV) may start streaming its weights meanwhile
     const int64_t tok = blockIdx.x;
     const int h = blockIdx.y;
     const int D = p.head_dim;
@@ -246,10 +247,14 @@ bool aligned16(const void *p)
 int64_t pick_splits(const ss_cuda_attn_args *a, int64_t base)
 {
     const int64_t target = 2LL * (a->sm_count > 0 ? a->sm_count : 132);
-    if (a->max_seq_len <= kMinKeysPerSplit || base >= target || !a->workspace)
+    int64_t min_keys = kMinKeysPerSplit;
+    const char *mk = getenv("SS_ATTN_SPLIT_KEYS"); // benchmark switch: the least keys per split
+    if (mk && atoi(mk) > 0)
+        min_keys = atoi(mk);
+    if (a->max_seq_len <= min_keys || base >= target || !a->workspace)
         return 1;
     int64_t n_splits = (target + base - 1) / base;
-    const int64_t by_len = (a->max_seq_len + kMinKeysPerSplit - 1) / kMinKeysPerSplit;
+    const int64_t by_len = (a->max_seq_len + min_keys - 1) / min_keys;
     if (n_splits > by_len)
         n_splits = by_len;
     if (n_splits > kMaxSplits)
@@ -353,6 +358,6 @@ extern "C" int ss_cuda_attention(void *stream, const ss_cuda_attn_args *a)
     }
     if (st != 0 || p.n_splits == 1)
         return st;
-    attn_combine_kernel<<<dim3((unsigned)a->n, (unsigned)a->heads), 128, 0, s>>>(p);
-    return launch_status();
+    const cudaError_t e = launch_pdl(attn_combine_kernel, dim3((unsigned)a->n, (unsigned)a->heads), dim3(128), 0, s, p);
+    return e != cudaSuccess ? (int)e : launch_status();
 }

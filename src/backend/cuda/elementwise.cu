@@ -42,6 +42,7 @@ __global__ void embed_kernel(bf16 *out, const bf16 *table, const int32_t *ids, i
 
 template <int VEC> __global__ void gather_kernel(bf16 *out, const bf16 *x, const int32_t *idx, int dim)
 {
+    pdl_enter();
     const int64_t j = blockIdx.x;
     copy_row<VEC>(out + j * dim, x + (int64_t)idx[j] * dim, dim);
 }
@@ -145,11 +146,10 @@ extern "C" int ss_cuda_gather_rows(void *stream, void *out, const void *x, const
     if (m <= 0)
         return 0;
     cudaStream_t s = (cudaStream_t)stream;
-    if (dim % 8 == 0 && aligned16(out) && aligned16(x))
-        gather_kernel<8><<<(unsigned)m, row_threads(dim, 8), 0, s>>>((bf16 *)out, (const bf16 *)x, idx, dim);
-    else
-        gather_kernel<1><<<(unsigned)m, row_threads(dim, 1), 0, s>>>((bf16 *)out, (const bf16 *)x, idx, dim);
-    return launch_status();
+    const bool vec = dim % 8 == 0 && aligned16(out) && aligned16(x);
+    const cudaError_t e = launch_pdl(vec ? gather_kernel<8> : gather_kernel<1>, dim3((unsigned)m),
+                                     dim3(row_threads(dim, vec ? 8 : 1)), 0, s, (bf16 *)out, (const bf16 *)x, idx, dim);
+    return e != cudaSuccess ? (int)e : launch_status();
 }
 
 extern "C" int ss_cuda_silu_mul(void *stream, void *out, const void *gu, int64_t n, int32_t inter)
