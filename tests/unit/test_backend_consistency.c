@@ -921,6 +921,7 @@ static void test_sample(void **state)
     l[0 * vocab + 123] = 9.0f;
     l[1 * vocab + 31999] = 9.0f;
     l[7 * vocab + 0] = 9.0f;
+    l[7 * vocab + 20000] = 9.0f; /* a tie in another chunk of the row statistics: the first index wins */
     void *lc, *lg;
     logits_pair(p, l, (int64_t)N * vocab, &lc, &lg);
     void *tc = dev_poison(p->cpu, N, SS_DTYPE_I32), *tg = dev_poison(p->gpu, N, SS_DTYPE_I32);

@@ -427,8 +427,9 @@ static ss_status cu_sample(void *ctx, int32_t *out_tok, float *out_logprob, cons
             chunk[i].min_p = r->min_p;
             chunk[i].uniform = r->uniform < 0.0f ? 0.0f : (r->uniform >= 1.0f ? 0.99999994f : r->uniform);
         }
+        /* the attention's split-K scratch holds the row statistics: sampling never overlaps attention */
         KCHECK(c, ss_cuda_sample(c->stream, out_tok + base, out_logprob + base, logits + base * (int64_t)vocab, cnt,
-                                 vocab, chunk));
+                                 vocab, chunk, ss_cuda_sample_workspace_bytes() <= CU_ATTN_WORKSPACE ? c->attn_ws : NULL));
     }
     return SS_OK;
 }

@@ -124,7 +124,9 @@ typedef struct ss_cuda_sample_row {
  * launch is capturable in a CUDA graph, which then replays these parameters). Also writes the
  * chosen token's log-probability under log_softmax of the raw logits. */
 int ss_cuda_sample(void *stream, int32_t *out_tok, float *out_logprob, const float *logits, int64_t n, int32_t vocab,
-                   const ss_cuda_sample_row *rows);
+                   const ss_cuda_sample_row *rows, void *workspace);
+/* Device scratch ss_cuda_sample may use (workspace: that many bytes, or NULL to scan each row in one block). */
+size_t ss_cuda_sample_workspace_bytes(void);
 
 #ifdef __cplusplus
 }
