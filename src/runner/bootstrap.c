@@ -340,7 +340,7 @@ ss_status ss_worker_loop(ss_boot *b, ss_runner *runner, ss_err *err)
          * of a tensor-parallel step waits for the latest one at its first collective), then block.
          * Idle without a deadline: the server may wait long for work; a dead leader closes the socket. */
         const char *spin = getenv("SS_WORKER_SPIN_US"); /* benchmark switch (default 5 ms on GPUs, 0 on cpu) */
-        ss_net_spin_readable(b->ctrl_fd, spin ? atoll(spin) : b->settings.device == SS_DEVICE_CUDA ? 5000 : 0);
+        ss_net_spin_readable(b->ctrl_fd, spin ? strtoll(spin, NULL, 10) : b->settings.device == SS_DEVICE_CUDA ? 5000 : 0);
         ss_status st = ss_net_recv_msg(b->ctrl_fd, &type, &msg, &len, 1u << 30, -1);
         if (st != SS_OK)
             return ss_err_set(err, SS_ERR_COMM, "rank %d: lost the leader (%s)", b->rank, ss_status_str(st));

@@ -249,8 +249,8 @@ int64_t pick_splits(const ss_cuda_attn_args *a, int64_t base)
     const int64_t target = 2LL * (a->sm_count > 0 ? a->sm_count : 132);
     int64_t min_keys = kMinKeysPerSplit;
     const char *mk = getenv("SS_ATTN_SPLIT_KEYS"); // benchmark switch: the least keys per split
-    if (mk && atoi(mk) > 0)
-        min_keys = atoi(mk);
+    if (mk && strtol(mk, nullptr, 10) > 0)
+        min_keys = strtol(mk, nullptr, 10);
     if (a->max_seq_len <= min_keys || base >= target || !a->workspace)
         return 1;
     int64_t n_splits = (target + base - 1) / base;
