@@ -182,8 +182,10 @@ if has s4 && [ "$NG" -ge 2 ]; then
   [ "$NGS" -ge 4 ] && { ("$B/tools/gen_checkpoint" --shape llama-3-70b --out "$M70" >"$L/gen70b.log" 2>&1; echo "rc=$?" >>"$L/gen70b.log") & GEN70=$!; }
   bd() { "$B/tools/bench_decode" --model "$M8" --device cuda --prompt 128 --json "$@"; }
   step "8B tp1 b1 (fused GEMVs)" 90 bench_s4_tp1.log env CUDA_VISIBLE_DEVICES=0 "$B/tools/bench_decode" --model "$M8" --device cuda --prompt 128 --gen 256 --json
-  step "8B tp1 b1 (unfused)" 90 bench_s4_tp1_unf.log env CUDA_VISIBLE_DEVICES=0 SS_UNFUSED_GEMV=1 "$B/tools/bench_decode" --model "$M8" --device cuda --prompt 128 --gen 256 --json
-  for k in 64 256 512; do
+  for u in 1 norm silu; do
+    step "8B tp1 b1 (SS_UNFUSED_GEMV=$u)" 90 "bench_s4_tp1_unf$u.log" env CUDA_VISIBLE_DEVICES=0 SS_UNFUSED_GEMV=$u "$B/tools/bench_decode" --model "$M8" --device cuda --prompt 128 --gen 256 --json
+  done
+  for k in ${SPLITK:-32 64}; do
     step "8B tp1 b1 (split keys $k)" 90 "bench_s4_tp1_sk$k.log" env CUDA_VISIBLE_DEVICES=0 SS_ATTN_SPLIT_KEYS=$k "$B/tools/bench_decode" --model "$M8" --device cuda --prompt 128 --gen 256 --json
   done
   step "8B tp1 b8 (fused)" 90 bench_s4_tp1_b8.log env CUDA_VISIBLE_DEVICES=0 "$B/tools/bench_decode" --model "$M8" --device cuda --prompt 128 --gen 64 --batch 8 --json

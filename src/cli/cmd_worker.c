@@ -46,11 +46,16 @@ static int worker_run(const char *leader, int rank, int world, int64_t join_time
         st = ss_worker_loop(&b, runner, &e);
     else
         ss_err_set(&e, st, "could not report ready to the leader");
-    if (st != SS_OK)
+    if (st != SS_OK) {
         SS_LOGE("%s", e.msg);
-    ss_runner_destroy(runner);
+        ss_comm_stop(tp); /* peers may be gone: destroy then aborts instead of waiting for them */
+        ss_comm_stop(wc);
+    }
+    /* the communicators first: they enqueue on the runner's stream; and the leader releases its own
+     * at the same time (NCCL's finalize waits for every rank's) */
     ss_comm_destroy(tp);
     ss_comm_destroy(wc);
+    ss_runner_destroy(runner);
     ss_boot_close(&b);
     return st == SS_OK ? SS_EXIT_OK : (st == SS_ERR_COMM ? SS_EXIT_PEER_LOST : ss_status_exit_code(st));
 }

@@ -50,6 +50,9 @@ typedef struct ss_comm {
 
 /* Releases c (NULL is fine). */
 void ss_comm_destroy(ss_comm *c);
+/* After a failure: makes c unusable at once without waiting on peers (NCCL: ss_comm_nccl_stop, the
+ * abort proper follows in destroy; others: abort). NULL is fine. */
+void ss_comm_stop(ss_comm *c);
 
 /* A communicator of one rank: collectives are identities (copies). */
 ss_status ss_comm_create_single(ss_comm **out, ss_err *err);
@@ -65,8 +68,8 @@ ss_status ss_comm_tcp_create(int rank, int size, const int *fds, int timeout_ms,
 #define SS_NCCL_PEER_ALLREDUCE 1u
 
 /* NCCL communicator: unique_id is the 128-byte ncclUniqueId the leader handed out; stream is the
- * backend's native stream. timeout_ms: a call that does not complete in time aborts the communicator
- * (ncclCommAbort) and returns SS_ERR_TIMEOUT. Collective: every rank passes the same flags. */
+ * backend's native stream. timeout_ms: a call that does not complete in time stops the communicator
+ * (see ss_comm_nccl_stop) and returns SS_ERR_TIMEOUT. Collective: every rank passes the same flags. */
 ss_status ss_comm_nccl_create(int rank, int size, const void *unique_id, void *stream, int device_index,
                               int timeout_ms, unsigned flags, ss_comm **out, ss_err *err);
 /* Stops c without waiting for anything: its own spinning kernels (the peer all-reduce) give up and

@@ -282,8 +282,11 @@ static void nc_destroy(void *ctx)
     ss_peer_ar_destroy(c->peer);
     c->peer = NULL;
     if (c->comm) {
-        /* Finalize flushes outstanding work; if peers are gone it cannot, and the deadline aborts. */
+        /* Finalize flushes outstanding work and waits for the peers' finalize; if peers are gone it
+         * cannot, and a deadline (shorter than a collective's: nothing is left to flush) aborts. */
         cudaSetDevice(c->device);
+        if (c->timeout_ms > 10000)
+            c->timeout_ms = 10000;
         ss_status st = nc_settle_locked(c, ncclCommFinalize(c->comm), "finalize");
         if (st == SS_OK && c->comm) {
             ncclCommDestroy(c->comm);

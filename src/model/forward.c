@@ -43,7 +43,8 @@ struct ss_forward {
     int fuse_rope;                  /* use the backend's rope_kv_store (SS_UNFUSED_ROPE: a benchmark switch) */
     int fuse_norm;                  /* use the comm's all_reduce_add_rmsnorm (SS_UNFUSED_NORM: the same) */
     int32_t fuse_rows;              /* steps of up to this many tokens run the backend's matmul_fused (tp 1,
-                                       one stage; 0: never; SS_UNFUSED_GEMV: a benchmark switch) */
+                                       one stage; 0: never; SS_UNFUSED_GEMV=1: a benchmark switch) */
+    int fuse_gemv_norm, fuse_gemv_silu; /* which prologues it folds in (SS_UNFUSED_GEMV=norm / =silu: off) */
 };
 
 static ss_status fwd_alloc(ss_forward *f, size_t bytes, void **out, const char *what, ss_err *err)
@@ -62,18 +63,21 @@ static int32_t fwd_fused_rows(const ss_forward *f)
 {
     const ss_backend_i *B = f->be->iface;
     const ss_shard_plan *sp = &f->w->plan;
-    if (sp->tp != 1 || !sp->first_stage || !sp->last_stage || !B->matmul_fused || getenv("SS_UNFUSED_GEMV"))
+    const char *off = getenv("SS_UNFUSED_GEMV");
+    if (sp->tp != 1 || !sp->first_stage || !sp->last_stage || !B->matmul_fused || (off && strcmp(off, "norm") != 0 &&
+                                                                                    strcmp(off, "silu") != 0))
         return 0;
     int32_t dim = f->cfg->hidden_size, rows = INT32_MAX;
     for (int32_t li = 0; li < sp->layer_end - sp->layer_start; li++) {
         const ss_layer_weights *L = &f->w->layers[li];
-        int32_t r[4] = {
+        int32_t r[5] = {
             B->matmul_fused_rows(f->be->ctx, SS_FUSED_NORM, f->residual, L->wqkv, L->attn_norm, dim),
             B->matmul_fused_rows(f->be->ctx, SS_FUSED_ADD, f->attn, L->wo, NULL, (int32_t)f->q_dim),
             B->matmul_fused_rows(f->be->ctx, SS_FUSED_NORM, f->residual, L->wgu, L->mlp_norm, dim),
             B->matmul_fused_rows(f->be->ctx, SS_FUSED_SILU_ADD, f->gu, L->wdown, NULL, sp->inter_size),
+            B->matmul_fused_rows(f->be->ctx, SS_FUSED_ADD, f->act, L->wdown, NULL, sp->inter_size),
         };
-        for (int i = 0; i < 4; i++)
+        for (int i = 0; i < 5; i++)
             rows = r[i] < rows ? r[i] : rows;
     }
     return rows == INT32_MAX ? 0 : rows;
@@ -146,6 +150,11 @@ ss_status ss_forward_create(ss_backend *be, const ss_model_config *cfg, const ss
     f->kv_bytes = f->kv_layer_bytes * 2 * (size_t)nl;
     FWD_ALLOC(kv, f->kv_bytes, "the KV cache");
     f->fuse_rows = fwd_fused_rows(f);
+    {
+        const char *off = getenv("SS_UNFUSED_GEMV");
+        f->fuse_gemv_norm = !off || strcmp(off, "norm") != 0;
+        f->fuse_gemv_silu = !off || strcmp(off, "silu") != 0;
+    }
     *out = f;
     return SS_OK;
 fail:
@@ -219,11 +228,14 @@ static ss_status fwd_layer(ss_forward *f, int32_t li, int64_t n, const ss_attn_m
     const ss_layer_weights *L = &f->w->layers[li];
     int32_t dim = cfg->hidden_size, hd = cfg->head_dim;
     ss_comm *tp = f->links.tp;
-    if (fused)
+    if (fused && f->fuse_gemv_norm) {
         SS_CHECK(B->matmul_fused(c, SS_FUSED_NORM, f->qkv, f->residual, L->wqkv, L->bqkv, L->attn_norm, cfg->rms_eps, n,
                                  (int32_t)f->qkv_dim, dim));
-    else
+    } else {
+        if (fused)
+            SS_CHECK(B->rmsnorm(c, f->h, f->residual, L->attn_norm, n, dim, cfg->rms_eps));
         SS_CHECK(B->matmul(c, f->qkv, f->be->act_dtype, f->h, L->wqkv, L->bqkv, n, (int32_t)f->qkv_dim, dim));
+    }
     void *q = f->qkv, *k = fwd_off(f->qkv, f->q_dim, f->esz), *v = fwd_off(f->qkv, f->q_dim + f->kv_dim, f->esz);
     if (L->q_norm) {
         SS_CHECK(B->head_rmsnorm(c, q, L->q_norm, n, sp->q_heads, hd, f->qkv_dim, cfg->rms_eps));
@@ -242,9 +254,18 @@ static ss_status fwd_layer(ss_forward *f, int32_t li, int64_t n, const ss_attn_m
     if (fused) {
         SS_CHECK(B->matmul_fused(c, SS_FUSED_ADD, f->residual, f->attn, L->wo, NULL, NULL, 0.0f, n, dim,
                                  (int32_t)f->q_dim));
-        SS_CHECK(B->matmul_fused(c, SS_FUSED_NORM, f->gu, f->residual, L->wgu, NULL, L->mlp_norm, cfg->rms_eps, n,
-                                 2 * sp->inter_size, dim));
-        return B->matmul_fused(c, SS_FUSED_SILU_ADD, f->residual, f->gu, L->wdown, NULL, NULL, 0.0f, n, dim,
+        if (f->fuse_gemv_norm) {
+            SS_CHECK(B->matmul_fused(c, SS_FUSED_NORM, f->gu, f->residual, L->wgu, NULL, L->mlp_norm, cfg->rms_eps, n,
+                                     2 * sp->inter_size, dim));
+        } else {
+            SS_CHECK(B->rmsnorm(c, f->h, f->residual, L->mlp_norm, n, dim, cfg->rms_eps));
+            SS_CHECK(B->matmul(c, f->gu, f->be->act_dtype, f->h, L->wgu, NULL, n, 2 * sp->inter_size, dim));
+        }
+        if (f->fuse_gemv_silu)
+            return B->matmul_fused(c, SS_FUSED_SILU_ADD, f->residual, f->gu, L->wdown, NULL, NULL, 0.0f, n, dim,
+                                   sp->inter_size);
+        SS_CHECK(B->silu_mul(c, f->act, f->gu, n, sp->inter_size));
+        return B->matmul_fused(c, SS_FUSED_ADD, f->residual, f->act, L->wdown, NULL, NULL, 0.0f, n, dim,
                                sp->inter_size);
     }
     SS_CHECK(B->matmul(c, f->x, f->be->act_dtype, f->attn, L->wo, NULL, n, dim, (int32_t)f->q_dim));

@@ -260,18 +260,8 @@ fail:
  * aborted in destroy, once the other ranks are gone. tcp ones abort now (that only closes sockets). */
 static void replica_stop_comms(ss_replica *r)
 {
-    ss_comm *comms[2] = {r->tp_comm, r->world};
-    for (int i = 0; i < 2; i++) {
-        if (!comms[i])
-            continue;
-#ifdef SS_HAVE_CUDA
-        if (strcmp(comms[i]->iface->name, "nccl") == 0) {
-            ss_comm_nccl_stop(comms[i]);
-            continue;
-        }
-#endif
-        comms[i]->iface->abort(comms[i]->ctx);
-    }
+    ss_comm_stop(r->tp_comm);
+    ss_comm_stop(r->world);
 }
 
 /* Destroys the communicators of a broken replica on a helper thread (the tp group first: its abort
@@ -430,6 +420,11 @@ void ss_replica_destroy(ss_replica *r)
             for (int k = 1; k < r->boot.world; k++)
                 ss_net_send_msg(r->boot.peer_ctrl[k], SS_MSG_PLAN, buf, len, ss_now_ms() + 2000);
         ss_free(buf);
+        /* The workers now release their communicators: release ours at the same time (NCCL's finalize
+         * waits for the peers' — done after reaping them, it hung to its deadline on 2 x H200). */
+        ss_comm_destroy(r->tp_comm);
+        ss_comm_destroy(r->world);
+        r->tp_comm = r->world = NULL;
     }
     ss_boot_close(&r->boot);
     replica_reap(r, 5000);

@@ -336,9 +336,12 @@ static void check_matmul_fused(pair *p, ss_fused_op op, int64_t n, int32_t m, in
     expect_close(p, out[0], out[2], n * m, BF16_TOL, what);
     float *a = host_of(p->gpu, out[1], n * m, p->gpu->act_dtype), *f = host_of(p->gpu, out[2], n * m, p->gpu->act_dtype);
     double e = rel_l2(f, a, n * m);
-    if (!(e <= 4e-3))
+    /* the norm's rounding differs by up to a bf16 ulp per input element (see gemv.cu); the rest is the
+     * same kernel with the same summation order */
+    const double tol = op == SS_FUSED_NORM ? 8e-3 : 1e-3;
+    if (!(e <= tol))
         fprintf(stderr, "%s: fused vs composed on cuda: relative L2 error %.3g\n", what, e);
-    assert_true(e <= 4e-3);
+    assert_true(e <= tol);
     free(a), free(f);
     dev_free(p->cpu, out[0]), dev_free(p->gpu, out[1]), dev_free(p->gpu, out[2]);
     free(x), free(w), free(b), free(g), free(r);
