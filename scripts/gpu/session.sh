@@ -3,7 +3,7 @@
 # trains the demo model on the last GPU in the background, and meanwhile runs the GPU checks and
 # benchmarks on the others. Every step has a deadline; the whole run stays under BUDGET seconds.
 # Results: $OUT/summary.txt, $OUT/logs.tar.xz, and $OUT/demo-*.{safetensors,json,txt} from training.
-# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize tp2 x4 s4 profile servebisect serve (default: train check bench multi sanitize)
+# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize tp2 x4 s4 s4b profile servebisect serve (default: train check bench multi sanitize)
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -201,6 +201,23 @@ if has s4 && [ "$NG" -ge 2 ]; then
     grep -q 'rc=0' "$L/gen70b.log" && step "70B tp4 b1" 200 bench_s4_70b_tp4.log "$B/tools/bench_decode" --model "$M70" --device cuda --tp 4 --prompt 128 --gen 128 --json
   fi
 fi
+if has s4b && [ "$NG" -ge 2 ]; then
+  # Session 4, last call: the shutdown fix at tp 2 (goldens, bench), worker spin on/off, the attention split
+  # switch at tp 1, then the serve phase (SERVE_TP=2) follows.
+  [ -d "$M8" ] || ("$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1; echo "rc=$?" >>"$L/gen8b.log") &
+  G8=$!
+  step "backend consistency cpu vs cuda" 150 consistency.log env CUDA_VISIBLE_DEVICES=0 "$B/tests/test_backend_consistency"
+  step "golden tests on cuda" 150 golden_cuda.log env CUDA_VISIBLE_DEVICES=0 SS_TEST_DEVICE=cuda "$B/tests/test_golden"
+  step "golden tp2" 120 golden_tp2.log env CUDA_VISIBLE_DEVICES=0,1 SS_TEST_DEVICE=cuda SS_TEST_TP=2 "$B/tests/test_golden"
+  step "golden pp2" 120 golden_pp2.log env CUDA_VISIBLE_DEVICES=0,1 SS_TEST_DEVICE=cuda SS_TEST_PP=2 "$B/tests/test_golden"
+  wait "$G8"
+  step "8B tp1 b1" 90 bench_s4b_tp1.log env CUDA_VISIBLE_DEVICES=0 "$B/tools/bench_decode" --model "$M8" --device cuda --prompt 128 --gen 256 --json
+  step "8B tp1 b1 (split keys 64)" 90 bench_s4b_tp1_sk64.log env CUDA_VISIBLE_DEVICES=0 SS_ATTN_SPLIT_KEYS=64 "$B/tools/bench_decode" --model "$M8" --device cuda --prompt 128 --gen 256 --json
+  step "8B tp1 b1 (again)" 90 bench_s4b_tp1_2.log env CUDA_VISIBLE_DEVICES=0 "$B/tools/bench_decode" --model "$M8" --device cuda --prompt 128 --gen 256 --json
+  step "8B tp2 b1" 90 bench_s4b_tp2.log env CUDA_VISIBLE_DEVICES=0,1 "$B/tools/bench_decode" --model "$M8" --device cuda --tp 2 --prompt 128 --gen 256 --json
+  step "8B tp2 b1 (workers block)" 90 bench_s4b_tp2_nospin.log env CUDA_VISIBLE_DEVICES=0,1 SS_WORKER_SPIN_US=0 "$B/tools/bench_decode" --model "$M8" --device cuda --tp 2 --prompt 128 --gen 256 --json
+  step "8B tp2 b1 (again)" 90 bench_s4b_tp2_2.log env CUDA_VISIBLE_DEVICES=0,1 "$B/tools/bench_decode" --model "$M8" --device cuda --tp 2 --prompt 128 --gen 256 --json
+fi
 if has profile; then
   # Kernel timelines of decode at batch 1 (tp 1, tp 2 and, with 4 GPUs, tp 4) through tools/ktrace (CUPTI;
   # these machines have no Nsight Systems), summarised per step by scripts/gpu/ktrace_summary.py.
@@ -255,8 +272,8 @@ if has serve; then
   if [ $ready = 1 ]; then
     step "bench rate 2/s, 467 in / 256 out" 80 bench_serve_rate.log "$B/shardserve" bench --url http://127.0.0.1:8000 --model llama-3-8b \
       --num-requests "${RATE_N:-60}" --input-len 467 --output-len 256 --request-rate 2 --seed 1 --json
-    step "bench max concurrency, ${MAX_N:-1000} x 1000/1000" "${MAX_T:-330}" bench_serve_max.log "$B/shardserve" bench --url http://127.0.0.1:8000 \
-      --model llama-3-8b --num-requests "${MAX_N:-1000}" --input-len 1000 --output-len 1000 --seed 1 --json
+    step "bench max concurrency, ${MAX_N:-1000} x ${MAX_LEN:-1000}/${MAX_LEN:-1000}" "${MAX_T:-330}" bench_serve_max.log "$B/shardserve" bench --url http://127.0.0.1:8000 \
+      --model llama-3-8b --num-requests "${MAX_N:-1000}" --input-len "${MAX_LEN:-1000}" --output-len "${MAX_LEN:-1000}" --seed 1 --json
     python3 -c 'import urllib.request; print(urllib.request.urlopen("http://127.0.0.1:8002/metrics", timeout=5).read().decode())' >"$L/metrics.txt" 2>&1
   fi
   kill -TERM $SPID 2>/dev/null; sleep 2; kill -9 $SPID 2>/dev/null

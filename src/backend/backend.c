@@ -67,17 +67,8 @@ static void backend_no_destroy(void *ctx)
     (void)ctx;
 }
 
-static int32_t backend_no_fused_rows(void *ctx, ss_fused_op op, const void *x, const void *W, const void *norm_w,
-                                     int32_t k)
-{
-    (void)ctx, (void)op, (void)x, (void)W, (void)norm_w, (void)k;
-    return 0;
-}
-
 void ss_backend_fill_defaults(ss_backend_i *iface)
 {
-    if (!iface->matmul_fused_rows || !iface->matmul_fused)
-        iface->matmul_fused_rows = backend_no_fused_rows;
     if (!iface->native_stream)
         iface->native_stream = backend_no_stream;
     if (!iface->graph_begin)

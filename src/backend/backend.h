@@ -10,7 +10,7 @@
 #include "core/status.h"
 
 /* Version of ss_backend_i. The table only grows at its end; bump on every addition. */
-#define SS_BACKEND_IFACE_VERSION 2 /* 2: matmul_fused, matmul_fused_rows */
+#define SS_BACKEND_IFACE_VERSION 1
 
 /*
  * Conventions for every op below.
@@ -49,13 +49,6 @@ typedef struct ss_attn_meta {
 
 /* Longest query tile of ss_attn_meta.q_tiles. */
 #define SS_ATTN_TILE_MAX 64
-
-/* What matmul_fused folds around the product (see there). */
-typedef enum ss_fused_op {
-    SS_FUSED_NORM = 1,     /* out = (rmsnorm(x) * norm_w) · Wᵀ (+ bias); x [n, k] is the residual stream */
-    SS_FUSED_ADD = 2,      /* out += x · Wᵀ (+ bias); out [n, m] is the residual stream */
-    SS_FUSED_SILU_ADD = 3, /* out += (silu(x[:, :k]) * x[:, k:]) · Wᵀ; x [n, 2k] is gate|up */
-} ss_fused_op;
 
 /* Per-row sampling parameters for the sample op (host-side array, copied by the op). */
 typedef struct ss_sample_row {
@@ -154,14 +147,6 @@ typedef struct ss_backend_i {
     ss_status (*mem_info)(void *ctx, size_t *free_bytes, size_t *total_bytes);
     /* Releases the context; called by ss_backend_destroy. */
     void (*destroy)(void *ctx);
-    /* Decode-sized matmuls fused with the rmsnorm before them or the residual add (and silu_mul) around
-     * them, saving a kernel each (act_dtype out; results equal to the composed ops up to rounding).
-     * matmul_fused_rows: the most rows n that matmul_fused takes for these operands (0: none; the
-     * default); it depends only on its arguments, so callers ask once. */
-    int32_t (*matmul_fused_rows)(void *ctx, ss_fused_op op, const void *x, const void *W, const void *norm_w,
-                                 int32_t k);
-    ss_status (*matmul_fused)(void *ctx, ss_fused_op op, void *out, const void *x, const void *W, const void *bias,
-                              const void *norm_w, float eps, int64_t n, int32_t m, int32_t k);
 } ss_backend_i;
 
 /* A backend instance: one per rank (one device, one stream). */

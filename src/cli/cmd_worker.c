@@ -51,11 +51,11 @@ static int worker_run(const char *leader, int rank, int world, int64_t join_time
         ss_comm_stop(tp); /* peers may be gone: destroy then aborts instead of waiting for them */
         ss_comm_stop(wc);
     }
-    /* the communicators first: they enqueue on the runner's stream; and the leader releases its own
-     * at the same time (NCCL's finalize waits for every rank's) */
+    /* the runner first: its CUDA graphs hold captured NCCL work that the communicators' finalize waits
+     * to be released (the leader releases its own at the same time) */
+    ss_runner_destroy(runner);
     ss_comm_destroy(tp);
     ss_comm_destroy(wc);
-    ss_runner_destroy(runner);
     ss_boot_close(&b);
     return st == SS_OK ? SS_EXIT_OK : (st == SS_ERR_COMM ? SS_EXIT_PEER_LOST : ss_status_exit_code(st));
 }

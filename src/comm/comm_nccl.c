@@ -263,27 +263,15 @@ static void nc_destroy(void *ctx)
     pthread_mutex_lock(&c->mu);
     if (c->comm && atomic_load(&c->aborted)) /* stopped: no finalize (it would wait for the peers) */
         nc_abort_locked(c);
-    if (c->peer && !atomic_load(&c->aborted)) {
-        /* A healthy communicator's stream may still run a step (an owner that failed elsewhere): let it
-         * drain, bounded, before the peer buffers it reads are freed; past the deadline, release the
-         * spinning kernels and drain again. */
-        cudaSetDevice(c->device);
-        int64_t deadline = nc_now_ms() + c->timeout_ms;
-        while (cudaStreamQuery(c->stream) == cudaErrorNotReady && nc_now_ms() < deadline) {
-            long us = 100;
-            nc_backoff(&us);
-        }
-        if (cudaStreamQuery(c->stream) == cudaErrorNotReady) {
-            ss_peer_ar_abort(c->peer);
-            cudaStreamSynchronize(c->stream);
-        }
-        cudaGetLastError();
-    }
+    /* The stream is idle here: a healthy owner waited for its last step, and a stopped one's spinning
+     * kernels were released (ss_peer_ar_abort) and the NCCL ones by the abort above. The owner may have
+     * destroyed the stream already (with the backend): it is not touched. */
     ss_peer_ar_destroy(c->peer);
     c->peer = NULL;
     if (c->comm) {
-        /* Finalize flushes outstanding work and waits for the peers' finalize; if peers are gone it
-         * cannot, and a deadline (shorter than a collective's: nothing is left to flush) aborts. */
+        /* Finalize flushes outstanding work and waits for the peers' finalize, and for NCCL work captured
+         * in CUDA graphs to be released (destroy the graphs first); if peers are gone it cannot, and a
+         * deadline (shorter than a collective's: nothing is left to flush) aborts. */
         cudaSetDevice(c->device);
         if (c->timeout_ms > 10000)
             c->timeout_ms = 10000;

@@ -42,9 +42,6 @@ struct ss_forward {
     int graphs;                     /* decode steps may be replayed from CUDA graphs */
     int fuse_rope;                  /* use the backend's rope_kv_store (SS_UNFUSED_ROPE: a benchmark switch) */
     int fuse_norm;                  /* use the comm's all_reduce_add_rmsnorm (SS_UNFUSED_NORM: the same) */
-    int32_t fuse_rows;              /* steps of up to this many tokens run the backend's matmul_fused (tp 1,
-                                       one stage; 0: never; SS_UNFUSED_GEMV=1: a benchmark switch) */
-    int fuse_gemv_norm, fuse_gemv_silu; /* which prologues it folds in (SS_UNFUSED_GEMV=norm / =silu: off) */
 };
 
 static ss_status fwd_alloc(ss_forward *f, size_t bytes, void **out, const char *what, ss_err *err)
@@ -56,32 +53,6 @@ static ss_status fwd_alloc(ss_forward *f, size_t bytes, void **out, const char *
 }
 
 #define FWD_ALLOC(field, bytes, what) SS_CHECK_GOTO(fwd_alloc(f, (bytes), (void **)&f->field, what, err), st, fail)
-
-/* The most tokens a step may have for every layer's matmuls to run fused with their norms and residual
- * adds (see fwd_layer): single-rank replicas only (tp > 1 fuses the add and norm into the all-reduce). */
-static int32_t fwd_fused_rows(const ss_forward *f)
-{
-    const ss_backend_i *B = f->be->iface;
-    const ss_shard_plan *sp = &f->w->plan;
-    const char *off = getenv("SS_UNFUSED_GEMV");
-    if (sp->tp != 1 || !sp->first_stage || !sp->last_stage || !B->matmul_fused || (off && strcmp(off, "norm") != 0 &&
-                                                                                    strcmp(off, "silu") != 0))
-        return 0;
-    int32_t dim = f->cfg->hidden_size, rows = INT32_MAX;
-    for (int32_t li = 0; li < sp->layer_end - sp->layer_start; li++) {
-        const ss_layer_weights *L = &f->w->layers[li];
-        int32_t r[5] = {
-            B->matmul_fused_rows(f->be->ctx, SS_FUSED_NORM, f->residual, L->wqkv, L->attn_norm, dim),
-            B->matmul_fused_rows(f->be->ctx, SS_FUSED_ADD, f->attn, L->wo, NULL, (int32_t)f->q_dim),
-            B->matmul_fused_rows(f->be->ctx, SS_FUSED_NORM, f->residual, L->wgu, L->mlp_norm, dim),
-            B->matmul_fused_rows(f->be->ctx, SS_FUSED_SILU_ADD, f->gu, L->wdown, NULL, sp->inter_size),
-            B->matmul_fused_rows(f->be->ctx, SS_FUSED_ADD, f->act, L->wdown, NULL, sp->inter_size),
-        };
-        for (int i = 0; i < 5; i++)
-            rows = r[i] < rows ? r[i] : rows;
-    }
-    return rows == INT32_MAX ? 0 : rows;
-}
 
 ss_status ss_forward_create(ss_backend *be, const ss_model_config *cfg, const ss_model_weights *w,
                             const ss_forward_params *p, const ss_forward_links *links, ss_forward **out, ss_err *err)
@@ -149,12 +120,6 @@ ss_status ss_forward_create(ss_backend *be, const ss_model_config *cfg, const ss
     f->kv_layer_bytes = (size_t)p->num_blocks * (size_t)p->block_size * (size_t)f->kv_dim * f->esz;
     f->kv_bytes = f->kv_layer_bytes * 2 * (size_t)nl;
     FWD_ALLOC(kv, f->kv_bytes, "the KV cache");
-    f->fuse_rows = fwd_fused_rows(f);
-    {
-        const char *off = getenv("SS_UNFUSED_GEMV");
-        f->fuse_gemv_norm = !off || strcmp(off, "norm") != 0;
-        f->fuse_gemv_silu = !off || strcmp(off, "silu") != 0;
-    }
     *out = f;
     return SS_OK;
 fail:
@@ -215,11 +180,9 @@ static ss_status fwd_reduce_norm(ss_forward *f, int64_t n, const void *w)
 /* One decoder layer: attention block then MLP block. On entry h holds the normed input (the previous
  * layer, or the caller for layer 0, did the norm); on return, with next_norm, residual holds the layer's
  * output and h its norm by next_norm (the next layer's input norm, or the final norm); without, x holds
- * the MLP's output, summed across tp but not yet added to residual.
- * fused (tp 1, one stage, small steps): the norms and residual adds run inside the matmuls instead —
- * on entry and on return residual holds the stream, and h is not used. */
+ * the MLP's output, summed across tp but not yet added to residual. */
 static ss_status fwd_layer(ss_forward *f, int32_t li, int64_t n, const ss_attn_meta *meta, const int32_t *pos,
-                           const int32_t *slots, const void *next_norm, int fused)
+                           const int32_t *slots, const void *next_norm)
 {
     const ss_backend_i *B = f->be->iface;
     void *c = f->be->ctx;
@@ -228,14 +191,7 @@ static ss_status fwd_layer(ss_forward *f, int32_t li, int64_t n, const ss_attn_m
     const ss_layer_weights *L = &f->w->layers[li];
     int32_t dim = cfg->hidden_size, hd = cfg->head_dim;
     ss_comm *tp = f->links.tp;
-    if (fused && f->fuse_gemv_norm) {
-        SS_CHECK(B->matmul_fused(c, SS_FUSED_NORM, f->qkv, f->residual, L->wqkv, L->bqkv, L->attn_norm, cfg->rms_eps, n,
-                                 (int32_t)f->qkv_dim, dim));
-    } else {
-        if (fused)
-            SS_CHECK(B->rmsnorm(c, f->h, f->residual, L->attn_norm, n, dim, cfg->rms_eps));
-        SS_CHECK(B->matmul(c, f->qkv, f->be->act_dtype, f->h, L->wqkv, L->bqkv, n, (int32_t)f->qkv_dim, dim));
-    }
+    SS_CHECK(B->matmul(c, f->qkv, f->be->act_dtype, f->h, L->wqkv, L->bqkv, n, (int32_t)f->qkv_dim, dim));
     void *q = f->qkv, *k = fwd_off(f->qkv, f->q_dim, f->esz), *v = fwd_off(f->qkv, f->q_dim + f->kv_dim, f->esz);
     if (L->q_norm) {
         SS_CHECK(B->head_rmsnorm(c, q, L->q_norm, n, sp->q_heads, hd, f->qkv_dim, cfg->rms_eps));
@@ -251,23 +207,6 @@ static ss_status fwd_layer(ss_forward *f, int32_t li, int64_t n, const ss_attn_m
     }
     SS_CHECK(B->attention(c, f->attn, q, f->qkv_dim, kc, vc, meta, n, sp->q_heads, sp->kv_heads, hd,
                           1.0f / sqrtf((float)hd)));
-    if (fused) {
-        SS_CHECK(B->matmul_fused(c, SS_FUSED_ADD, f->residual, f->attn, L->wo, NULL, NULL, 0.0f, n, dim,
-                                 (int32_t)f->q_dim));
-        if (f->fuse_gemv_norm) {
-            SS_CHECK(B->matmul_fused(c, SS_FUSED_NORM, f->gu, f->residual, L->wgu, NULL, L->mlp_norm, cfg->rms_eps, n,
-                                     2 * sp->inter_size, dim));
-        } else {
-            SS_CHECK(B->rmsnorm(c, f->h, f->residual, L->mlp_norm, n, dim, cfg->rms_eps));
-            SS_CHECK(B->matmul(c, f->gu, f->be->act_dtype, f->h, L->wgu, NULL, n, 2 * sp->inter_size, dim));
-        }
-        if (f->fuse_gemv_silu)
-            return B->matmul_fused(c, SS_FUSED_SILU_ADD, f->residual, f->gu, L->wdown, NULL, NULL, 0.0f, n, dim,
-                                   sp->inter_size);
-        SS_CHECK(B->silu_mul(c, f->act, f->gu, n, sp->inter_size));
-        return B->matmul_fused(c, SS_FUSED_ADD, f->residual, f->act, L->wdown, NULL, NULL, 0.0f, n, dim,
-                               sp->inter_size);
-    }
     SS_CHECK(B->matmul(c, f->x, f->be->act_dtype, f->attn, L->wo, NULL, n, dim, (int32_t)f->q_dim));
     SS_CHECK(fwd_reduce_norm(f, n, L->mlp_norm));
     SS_CHECK(B->matmul(c, f->gu, f->be->act_dtype, f->h, L->wgu, NULL, n, 2 * sp->inter_size, dim));
@@ -471,24 +410,16 @@ static ss_status fwd_body(ss_forward *f, int64_t n, int32_t n_rows, const ss_att
     }
     if (st != SS_OK)
         return ss_err_set(err, st, "rank %d: %s activations", sp->rank, sp->first_stage ? "embedding" : "receiving");
-    const int fused = n <= f->fuse_rows;
-    if (!fused) {
-        st = B->rmsnorm(c, f->h, f->residual, f->w->layers[0].attn_norm, n, dim, f->cfg->rms_eps);
-        if (st != SS_OK)
-            return ss_err_set(err, st, "rank %d: input norm: %s", sp->rank, ss_status_str(st));
-    }
+    st = B->rmsnorm(c, f->h, f->residual, f->w->layers[0].attn_norm, n, dim, f->cfg->rms_eps);
+    if (st != SS_OK)
+        return ss_err_set(err, st, "rank %d: input norm: %s", sp->rank, ss_status_str(st));
     const int32_t nl = sp->layer_end - sp->layer_start;
     for (int32_t li = 0; li < nl; li++) {
         /* each layer norms the next one's input; the last stage's last layer applies the final norm */
         const void *next_norm = li + 1 < nl ? f->w->layers[li + 1].attn_norm : sp->last_stage ? f->w->final_norm : NULL;
-        st = fwd_layer(f, li, n, meta, d + 2 * T, d + 3 * T, next_norm, fused);
+        st = fwd_layer(f, li, n, meta, d + 2 * T, d + 3 * T, next_norm);
         if (st != SS_OK)
             return ss_err_set(err, st, "rank %d: layer %d: %s", sp->rank, sp->layer_start + li, ss_status_str(st));
-    }
-    if (fused) { /* fused layers leave the stream in residual (one stage: this is the last) */
-        st = B->rmsnorm(c, f->h, f->residual, f->w->final_norm, n, dim, f->cfg->rms_eps);
-        if (st != SS_OK)
-            return ss_err_set(err, st, "rank %d: final norm: %s", sp->rank, ss_status_str(st));
     }
     if (!sp->last_stage) {
         st = B->add(c, f->residual, f->residual, f->x, n * dim);

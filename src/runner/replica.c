@@ -420,8 +420,12 @@ void ss_replica_destroy(ss_replica *r)
             for (int k = 1; k < r->boot.world; k++)
                 ss_net_send_msg(r->boot.peer_ctrl[k], SS_MSG_PLAN, buf, len, ss_now_ms() + 2000);
         ss_free(buf);
-        /* The workers now release their communicators: release ours at the same time (NCCL's finalize
-         * waits for the peers' — done after reaping them, it hung to its deadline on 2 x H200). */
+        /* The workers now release their runners, then their communicators: do the same at the same time.
+         * The runner goes first: its CUDA graphs hold NCCL work captured in them, which NCCL's finalize
+         * waits to be released (with the communicators first, finalize hung to its deadline on every rank
+         * of a tp 2 replica on 2 x H200, session 4). */
+        ss_runner_destroy(r->runner);
+        r->runner = NULL;
         ss_comm_destroy(r->tp_comm);
         ss_comm_destroy(r->world);
         r->tp_comm = r->world = NULL;

@@ -288,26 +288,6 @@ static ss_status cu_matmul(void *ctx, void *out, ss_dtype out_type, const void *
     return SS_OK;
 }
 
-static int32_t cu_matmul_fused_rows(void *ctx, ss_fused_op op, const void *x, const void *W, const void *norm_w,
-                                    int32_t k)
-{
-    (void)ctx;
-    if (!ss_cuda_gemv_supported(x, W, 1, k) || (op == SS_FUSED_NORM && ((uintptr_t)norm_w & 15u)))
-        return 0;
-    return SS_CUDA_GEMV_MAX_N;
-}
-
-static ss_status cu_matmul_fused(void *ctx, ss_fused_op op, void *out, const void *x, const void *W, const void *bias,
-                                 const void *norm_w, float eps, int64_t n, int32_t m, int32_t k)
-{
-    cu_ctx *c = ctx;
-    if (n <= 0 || m <= 0)
-        return SS_OK;
-    const int kop = op == SS_FUSED_NORM ? SS_GEMV_NORM : op == SS_FUSED_ADD ? SS_GEMV_ADD : SS_GEMV_SILU_ADD;
-    KCHECK(c, ss_cuda_gemv_fused(c->stream, kop, out, x, W, bias, norm_w, eps, n, m, k));
-    return SS_OK;
-}
-
 static ss_status cu_head_rmsnorm(void *ctx, void *x, const void *w, int64_t n, int32_t heads, int32_t head_dim,
                                  int64_t tok_stride, float eps)
 {
@@ -583,8 +563,6 @@ static ss_backend_i cu_iface = {
     .graph_launch = cu_graph_launch,
     .mem_info = cu_mem_info,
     .destroy = cu_destroy,
-    .matmul_fused_rows = cu_matmul_fused_rows,
-    .matmul_fused = cu_matmul_fused,
 };
 
 ss_status ss_backend_cuda_create(const ss_backend_params *params, ss_backend **out, ss_err *err)

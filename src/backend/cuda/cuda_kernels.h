@@ -90,14 +90,6 @@ int ss_cuda_gemv_supported(const void *x, const void *W, int64_t n, int32_t k);
  * by a kernel on this stream (weights are; x, bias and out are read/written only after the wait). */
 int ss_cuda_gemv(void *stream, void *out, int out_f32, const void *x, const void *W, const void *bias, int64_t n,
                  int32_t m, int32_t k);
-/* The decode GEMV fused with its neighbours (the tensor-core kernel, always; out bf16, n <= max):
- * SS_GEMV_NORM:     out[n, m] = (rmsnorm(x[n, k]) * norm_w[k]) . W^T (+ bias), eps: the norm's epsilon;
- * SS_GEMV_ADD:      out[n, m] += x[n, k] . W^T (+ bias)   (out: the residual stream, rounded as add does);
- * SS_GEMV_SILU_ADD: out[n, m] += (silu(x[:, :k]) * x[:, k:]) . W^T, x being [n, 2k] gate|up.
- * Rounding as the unfused ops (rmsnorm/silu_mul/matmul/add) round, up to the order of the norm's sum. */
-enum { SS_GEMV_NORM = 1, SS_GEMV_ADD = 2, SS_GEMV_SILU_ADD = 3 };
-int ss_cuda_gemv_fused(void *stream, int op, void *out, const void *x, const void *W, const void *bias,
-                       const void *norm_w, float eps, int64_t n, int32_t m, int32_t k);
 /* Kernel variants, for benchmarks and tests only (not part of the backend interface). The variant is a
  * process-wide knob: initially SS_GEMV_VARIANT (a name or an index; unset or unknown: variant 0, the
  * default), then whatever ss_cuda_gemv_set_variant chose; it applies to launches made (or captured) after

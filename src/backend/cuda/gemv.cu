@@ -167,66 +167,19 @@ constexpr int mma_min_blocks(int warps, int unroll)
     return warps <= 4 ? 4 : (warps >= 16 ? 2 : (unroll <= 4 ? 3 : 2));
 }
 
-// What the tensor-core kernel may fuse around the product (decode steps of a single-rank replica, where
-// the residual add and RMSNorm would otherwise be kernels of their own, ~4 us each at batch 1):
-// prologue PRO_NORM: x is the residual stream and out = (rmsnorm(x) * norm_w) . W^T, computed as
-// inv_rms * ((x * norm_w) . W^T): the mma gets bf16(x * norm_w), the block's lanes sum the squares of the
-// x chunks they load anyway (together they load every chunk once), and the epilogue scales by inv_rms.
-// (A first version summed the squares in a prologue before the loop: every block waited for it, and
-// decode got 8% slower at batch 1 and 35% at batch 8 on the H200.) The rounding differs from rmsnorm's
-// bf16(x * inv * w) by at most one bf16 ulp per element. PRO_SILU: x is [n, 2k] gate|up and the
-// product's input is bf16(silu(gate) * up), as silu_mul rounds it. Epilogue ADD: out (bf16) is the
-// residual stream and gets out = bf16(out + bf16(product)), as matmul then add round it.
-enum prologue { PRO_NONE, PRO_NORM, PRO_SILU };
-
-struct fuse_args {
-    const bf16 *norm_w; // PRO_NORM: [k]
-    float eps;
-};
-
-// The 16-byte chunk c of the mma's x operand for row xr (see prologue); ssq: PRO_NORM's running sum of
-// the squares of the x elements this lane loaded.
-template <int PRO>
-__device__ __forceinline__ uint4 load_x(const uint4 *xr, int kc, int c, const fuse_args &fa, float &ssq)
-{
-    if constexpr (PRO == PRO_NONE) {
-        return load_after_wait(xr + c);
-    } else if constexpr (PRO == PRO_NORM) {
-        float v[8], g[8];
-        unpack8(load_after_wait(xr + c), v);
-        unpack8(__ldg(reinterpret_cast<const uint4 *>(fa.norm_w) + c), g);
-#pragma unroll
-        for (int e = 0; e < 8; e++) {
-            ssq = fmaf(v[e], v[e], ssq);
-            v[e] *= g[e];
-        }
-        return pack8(v);
-    } else {
-        float g[8], u[8];
-        unpack8(load_after_wait(xr + c), g);
-        unpack8(load_after_wait(xr + kc + c), u);
-#pragma unroll
-        for (int e = 0; e < 8; e++)
-            g[e] = g[e] / (1.0f + __expf(-g[e])) * u[e];
-        return pack8(g);
-    }
-}
-
 // Block b owns rows [16b, 16b + 16); its WARPS warps split the k/8 16-byte chunks into contiguous slices.
 // Lane (g = lane/4, t = lane%4) loads, per step u, chunk c = base + 4u + t of rows g and g+8 and of x row
 // g (g < n). The mma's k slots are a permutation of real k that is the same for A and B: slots (2t, 2t+1,
 // 2t+8, 2t+9) of the first mma are elements 0..3 of chunk c, those of the second mma elements 4..7. So the
 // 16-byte loads feed the fragments as they are, with no shuffles. The warps' partial 16x8 tiles are summed
 // through shared memory in warp order (deterministic), then bias is added and out[col, row] stored.
-template <int WARPS, int U, typename OutT, int PRO = PRO_NONE, bool ADD = false>
+template <int WARPS, int U, typename OutT>
 __global__ void __launch_bounds__(WARPS * 32, mma_min_blocks(WARPS, U))
     gemv_mma(OutT *__restrict__ out, const bf16 *__restrict__ x, const bf16 *__restrict__ W,
-             const bf16 *__restrict__ bias, int n, int m, int k, fuse_args fa)
+             const bf16 *__restrict__ bias, int n, int m, int k)
 {
     static_assert(WARPS * 32 >= 128, "the epilogue needs 128 threads");
-    static_assert(!ADD || sizeof(OutT) == 2, "the residual is bf16");
     __shared__ float red[WARPS][4][32];
-    __shared__ float sq_sh[WARPS][8]; // PRO_NORM: each warp's sums of squares of x's rows
     pdl_launch_dependents();
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int g = lane >> 2, t = lane & 3;
@@ -236,8 +189,7 @@ __global__ void __launch_bounds__(WARPS * 32, mma_min_blocks(WARPS, U))
     const uint4 *wa = reinterpret_cast<const uint4 *>(W + ra * k);
     const uint4 *wb = reinterpret_cast<const uint4 *>(W + rb * k);
     const bool has_x = g < n;
-    const int64_t x_stride = PRO == PRO_SILU ? 2 * (int64_t)k : k;
-    const uint4 *xr = reinterpret_cast<const uint4 *>(x + (int64_t)(has_x ? g : 0) * x_stride);
+    const uint4 *xr = reinterpret_cast<const uint4 *>(x + (int64_t)(has_x ? g : 0) * k);
     const int kc = k >> 3;
     const int per_warp = (kc + WARPS - 1) / WARPS;
     const int cbeg = warp * per_warp;
@@ -253,13 +205,12 @@ __global__ void __launch_bounds__(WARPS * 32, mma_min_blocks(WARPS, U))
         vb[u] = c < cend ? load_stream(wb + c) : zero;
     }
     pdl_wait(); // W of the first step is in flight; x may be the previous kernel's output
-    float ssq = 0.0f;
     for (int base = cbeg; base < cend; base += 4 * U) {
         uint4 xv[U];
 #pragma unroll
         for (int u = 0; u < U; u++) {
             const int c = base + 4 * u + t;
-            xv[u] = has_x && c < cend ? load_x<PRO>(xr, kc, c, fa, ssq) : zero;
+            xv[u] = has_x && c < cend ? load_after_wait(xr + c) : zero;
         }
 #pragma unroll
         for (int u = 0; u < U; u++) {
@@ -280,12 +231,6 @@ __global__ void __launch_bounds__(WARPS * 32, mma_min_blocks(WARPS, U))
 #pragma unroll
     for (int j = 0; j < 4; j++)
         red[warp][j][lane] = acc0[j] + acc1[j];
-    if constexpr (PRO == PRO_NORM) { // the 4 lanes of row g hold its chunks' squares: sum them per warp
-        ssq += __shfl_xor_sync(FULL_MASK, ssq, 1);
-        ssq += __shfl_xor_sync(FULL_MASK, ssq, 2);
-        if (t == 0)
-            sq_sh[warp][g] = ssq;
-    }
     __syncthreads();
     if (threadIdx.x < 128) {
         const int l = threadIdx.x & 31, j = threadIdx.x >> 5; // fragment register j of lane l
@@ -295,20 +240,8 @@ __global__ void __launch_bounds__(WARPS * 32, mma_min_blocks(WARPS, U))
             v += red[w][j][l];
         const int64_t row = row0 + (l >> 2) + (j >= 2 ? 8 : 0);
         const int col = 2 * (l & 3) + (j & 1);
-        if (row < m && col < n) {
-            OutT *o = out + (int64_t)col * m + row;
-            if constexpr (PRO == PRO_NORM) {
-                float tot = 0.0f;
-#pragma unroll
-                for (int w = 0; w < WARPS; w++)
-                    tot += sq_sh[w][col];
-                v *= rsqrtf(tot / (float)k + fa.eps);
-            }
-            v += bias ? __bfloat162float(bias[row]) : 0.0f;
-            if constexpr (ADD)
-                v = __bfloat162float(*reinterpret_cast<const bf16 *>(o)) + round_bf16(v);
-            store_out(o, v);
-        }
+        if (row < m && col < n)
+            store_out(out + (int64_t)col * m + row, v + (bias ? __bfloat162float(bias[row]) : 0.0f));
     }
 }
 
@@ -441,31 +374,11 @@ cudaError_t launch_simt_any(const variant &v, int64_t n, OutT *out, const bf16 *
     }
 }
 
-template <int WARPS, int U, typename OutT, int PRO = PRO_NONE, bool ADD = false>
+template <int WARPS, int U, typename OutT>
 cudaError_t launch_mma(bool pdl, OutT *out, const bf16 *x, const bf16 *W, const bf16 *bias, int64_t n, int m,
-                       int k, cudaStream_t s, fuse_args fa = fuse_args{nullptr, 0.0f})
+                       int k, cudaStream_t s)
 {
-    return launch(pdl, gemv_mma<WARPS, U, OutT, PRO, ADD>, blocks_for(m, 16), WARPS * 32, s, out, x, W, bias, (int)n,
-                  m, k, fa);
-}
-
-// The auto shape of the mma kernel: the row tiles (16 rows each) should all be resident at once with as
-// many bytes in flight per SM as possible. Up to 2 tiles per SM: 16 warps a tile (2 blocks/SM, 32 warps);
-// otherwise 8 warps a tile (3 blocks/SM; large m runs several waves either way).
-bool auto_wide(const device_info &dev, int m)
-{
-    const int64_t tiles = ((int64_t)m + 15) / 16;
-    return dev.sms > 0 && tiles <= 2 * (int64_t)dev.sms;
-}
-
-template <int PRO, bool ADD>
-cudaError_t launch_fused(bf16 *out, const bf16 *x, const bf16 *W, const bf16 *bias, int64_t n, int m, int k,
-                         cudaStream_t s, fuse_args fa)
-{
-    const device_info dev = current_device();
-    if (auto_wide(dev, m))
-        return launch_mma<16, 4, bf16, PRO, ADD>(dev.pdl, out, x, W, bias, n, m, k, s, fa);
-    return launch_mma<8, 4, bf16, PRO, ADD>(dev.pdl, out, x, W, bias, n, m, k, s, fa);
+    return launch(pdl, gemv_mma<WARPS, U, OutT>, blocks_for(m, 16), WARPS * 32, s, out, x, W, bias, (int)n, m, k);
 }
 
 template <typename OutT>
@@ -477,7 +390,11 @@ cudaError_t launch_variant(const variant &v, int64_t n, OutT *out, const bf16 *x
     if (v.fam != FAM_MMA)
         return launch_simt_any(v, n, out, x, W, bias, m, k, s, pdl);
     if (v.warps == 0) {
-        if (auto_wide(dev, m))
+        // Auto: the row tiles (16 rows each) should all be resident at once with as many bytes in flight
+        // per SM as possible. Up to 2 tiles per SM: 16 warps a tile (2 blocks/SM, 32 warps); otherwise 8
+        // warps a tile (3 blocks/SM; large m runs several waves either way).
+        const int64_t tiles = ((int64_t)m + 15) / 16;
+        if (dev.sms > 0 && tiles <= 2 * (int64_t)dev.sms)
             return launch_mma<16, 4>(pdl, out, x, W, bias, n, m, k, s);
         return launch_mma<8, 4>(pdl, out, x, W, bias, n, m, k, s);
     }
@@ -511,27 +428,6 @@ extern "C" int ss_cuda_gemv(void *stream, void *out, int out_f32, const void *x,
     const bf16 *xb = (const bf16 *)x, *Wb = (const bf16 *)W, *bb = (const bf16 *)bias;
     const cudaError_t e = out_f32 ? launch_variant(v, n, (float *)out, xb, Wb, bb, m, k, s)
                                   : launch_variant(v, n, (bf16 *)out, xb, Wb, bb, m, k, s);
-    const cudaError_t last = cudaGetLastError();
-    return (int)(e != cudaSuccess ? e : last);
-}
-
-extern "C" int ss_cuda_gemv_fused(void *stream, int op, void *out, const void *x, const void *W, const void *bias,
-                                  const void *norm_w, float eps, int64_t n, int32_t m, int32_t k)
-{
-    if (!ss_cuda_gemv_supported(x, W, n, k) || m <= 0 || (op == SS_GEMV_NORM && ((uintptr_t)norm_w & 15u)) ||
-        ((uintptr_t)out & 3u))
-        return (int)cudaErrorInvalidValue;
-    cudaStream_t s = (cudaStream_t)stream;
-    bf16 *o = (bf16 *)out;
-    const bf16 *xb = (const bf16 *)x, *Wb = (const bf16 *)W, *bb = (const bf16 *)bias;
-    const fuse_args fa = {(const bf16 *)norm_w, eps};
-    cudaError_t e;
-    switch (op) {
-    case SS_GEMV_NORM: e = launch_fused<PRO_NORM, false>(o, xb, Wb, bb, n, m, k, s, fa); break;
-    case SS_GEMV_ADD: e = launch_fused<PRO_NONE, true>(o, xb, Wb, bb, n, m, k, s, fa); break;
-    case SS_GEMV_SILU_ADD: e = launch_fused<PRO_SILU, true>(o, xb, Wb, bb, n, m, k, s, fa); break;
-    default: return (int)cudaErrorInvalidValue;
-    }
     const cudaError_t last = cudaGetLastError();
     return (int)(e != cudaSuccess ? e : last);
 }
