@@ -3,7 +3,7 @@
 # trains the demo model on the last GPU in the background, and meanwhile runs the GPU checks and
 # benchmarks on the others. Every step has a deadline; the whole run stays under BUDGET seconds.
 # Results: $OUT/summary.txt, $OUT/logs.tar.xz, and $OUT/demo-*.{safetensors,json,txt} from training.
-# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize tp2 x4 s4 s4b profile servebisect serve (default: train check bench multi sanitize)
+# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize tp2 x4 s4 s4b b8 profile servebisect serve (default: train check bench multi sanitize)
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -217,6 +217,18 @@ if has s4b && [ "$NG" -ge 2 ]; then
   step "8B tp2 b1" 90 bench_s4b_tp2.log env CUDA_VISIBLE_DEVICES=0,1 "$B/tools/bench_decode" --model "$M8" --device cuda --tp 2 --prompt 128 --gen 256 --json
   step "8B tp2 b1 (workers block)" 90 bench_s4b_tp2_nospin.log env CUDA_VISIBLE_DEVICES=0,1 SS_WORKER_SPIN_US=0 "$B/tools/bench_decode" --model "$M8" --device cuda --tp 2 --prompt 128 --gen 256 --json
   step "8B tp2 b1 (again)" 90 bench_s4b_tp2_2.log env CUDA_VISIBLE_DEVICES=0,1 "$B/tools/bench_decode" --model "$M8" --device cuda --tp 2 --prompt 128 --gen 256 --json
+fi
+if has b8; then
+  # batch 8 at tp 1 (session 2 measured 1,725 tok/s, session 4 1,407-1,422): which change of session 3-4
+  [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
+  b8() { "$B/tools/bench_decode" --model "$M8" --device cuda --prompt 128 --gen 64 --batch 8 --json "$@"; }
+  export CUDA_VISIBLE_DEVICES=0
+  step "8B tp1 b8" 60 bench_b8_default.log b8
+  step "8B tp1 b8 (rope, kv store unfused)" 60 bench_b8_unfrope.log env SS_UNFUSED_ROPE=1 "$B/tools/bench_decode" --model "$M8" --device cuda --prompt 128 --gen 64 --batch 8 --json
+  step "8B tp1 b8 (no graphs)" 60 bench_b8_nog.log b8 --no-graphs
+  step "8B tp1 b8 (attention: CUDA-core kernel)" 60 bench_b8_attnold.log env SS_ATTN_FORCE=old "$B/tools/bench_decode" --model "$M8" --device cuda --prompt 128 --gen 64 --batch 8 --json
+  step "8B tp1 b8 (GEMV simt-pdl)" 60 bench_b8_simt.log env SS_GEMV_VARIANT=simt-pdl "$B/tools/bench_decode" --model "$M8" --device cuda --prompt 128 --gen 64 --batch 8 --json
+  step "backend microbenchmarks" 120 microbench.log "$B/tools/bench_backend"
 fi
 if has profile; then
   # Kernel timelines of decode at batch 1 (tp 1, tp 2 and, with 4 GPUs, tp 4) through tools/ktrace (CUPTI;
