@@ -221,14 +221,17 @@ fi
 if has b8; then
   # batch 8 at tp 1 (session 2 measured 1,725 tok/s, session 4 1,407-1,422): which change of session 3-4
   [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
-  b8() { "$B/tools/bench_decode" --model "$M8" --device cuda --prompt 128 --gen 64 --batch 8 --json "$@"; }
   export CUDA_VISIBLE_DEVICES=0
-  step "8B tp1 b8" 60 bench_b8_default.log b8
-  step "8B tp1 b8 (rope, kv store unfused)" 60 bench_b8_unfrope.log env SS_UNFUSED_ROPE=1 "$B/tools/bench_decode" --model "$M8" --device cuda --prompt 128 --gen 64 --batch 8 --json
-  step "8B tp1 b8 (no graphs)" 60 bench_b8_nog.log b8 --no-graphs
-  step "8B tp1 b8 (attention: CUDA-core kernel)" 60 bench_b8_attnold.log env SS_ATTN_FORCE=old "$B/tools/bench_decode" --model "$M8" --device cuda --prompt 128 --gen 64 --batch 8 --json
-  step "8B tp1 b8 (GEMV simt-pdl)" 60 bench_b8_simt.log env SS_GEMV_VARIANT=simt-pdl "$B/tools/bench_decode" --model "$M8" --device cuda --prompt 128 --gen 64 --batch 8 --json
-  step "backend microbenchmarks" 120 microbench.log "$B/tools/bench_backend"
+  for bsz in ${B8_SIZES:-1 8 32 128}; do
+    g=64; [ "$bsz" = 1 ] && g=256
+    for a in default old; do
+      step "8B tp1 b$bsz (attention $a)" 60 "bench_attn_b${bsz}_$a.log" env SS_ATTN_FORCE=$a "$B/tools/bench_decode" --model "$M8" --device cuda --prompt 128 --gen $g --batch $bsz --json
+    done
+  done
+  for v in SS_ATTN_COMBINE_NO_PDL=1 SS_ATTN_SPLIT_KEYS=4096; do
+    [ -n "${B8_VARIANTS:-}" ] && step "8B tp1 b8 ($v)" 60 "bench_attn_b8_$(echo $v | tr = _).log" env $v "$B/tools/bench_decode" --model "$M8" --device cuda --prompt 128 --gen 64 --batch 8 --json
+  done
+  [ -n "${B8_MICRO:-}" ] && step "backend microbenchmarks" 120 microbench.log "$B/tools/bench_backend"
 fi
 if has profile; then
   # Kernel timelines of decode at batch 1 (tp 1, tp 2 and, with 4 GPUs, tp 4) through tools/ktrace (CUPTI;

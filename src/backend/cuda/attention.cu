@@ -358,6 +358,10 @@ extern "C" int ss_cuda_attention(void *stream, const ss_cuda_attn_args *a)
     }
     if (st != 0 || p.n_splits == 1)
         return st;
+    if (getenv("SS_ATTN_COMBINE_NO_PDL")) { // benchmark switch
+        attn_combine_kernel<<<dim3((unsigned)a->n, (unsigned)a->heads), 128, 0, s>>>(p);
+        return launch_status();
+    }
     const cudaError_t e = launch_pdl(attn_combine_kernel, dim3((unsigned)a->n, (unsigned)a->heads), dim3(128), 0, s, p);
     return e != cudaSuccess ? (int)e : launch_status();
 }
