@@ -228,7 +228,7 @@ if has b8; then
       step "8B tp1 b$bsz (attention $a)" 60 "bench_attn_b${bsz}_$a.log" env SS_ATTN_FORCE=$a "$B/tools/bench_decode" --model "$M8" --device cuda --prompt 128 --gen $g --batch $bsz --json
     done
   done
-  for v in SS_ATTN_COMBINE_NO_PDL=1 SS_ATTN_SPLIT_KEYS=4096; do
+  for v in SS_ATTN_COMBINE_PDL=1 SS_ATTN_SPLIT_KEYS=4096; do
     [ -n "${B8_VARIANTS:-}" ] && step "8B tp1 b8 ($v)" 60 "bench_attn_b8_$(echo $v | tr = _).log" env $v "$B/tools/bench_decode" --model "$M8" --device cuda --prompt 128 --gen 64 --batch 8 --json
   done
   [ -n "${B8_MICRO:-}" ] && step "backend microbenchmarks" 120 microbench.log "$B/tools/bench_backend"
