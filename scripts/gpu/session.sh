@@ -166,7 +166,6 @@ fi
 if has s4 && [ "$NG" -ge 2 ]; then
   # Session 4 (2 or 4 GPUs): correctness of the fused decode GEMVs and the new comm paths first, then each
   # change against its switch in the same run: SS_UNFUSED_GEMV=1 (norm/add/SiLU back in kernels of their
-  # own), SS_WORKER_SPIN_US=0 (workers block for the plan), SS_ATTN_SPLIT_KEYS (keys per attention split).
   NGS=$NG; [ "$NGS" -gt 4 ] && NGS=4
   export CUDA_VISIBLE_DEVICES=$(seq -s, 0 $((NGS - 1)))
   M70=/tmp/llama-3-70b
@@ -191,10 +190,8 @@ if has s4 && [ "$NG" -ge 2 ]; then
   step "8B tp1 b8 (fused)" 90 bench_s4_tp1_b8.log env CUDA_VISIBLE_DEVICES=0 "$B/tools/bench_decode" --model "$M8" --device cuda --prompt 128 --gen 64 --batch 8 --json
   step "8B tp1 b8 (unfused)" 90 bench_s4_tp1_b8_unf.log env CUDA_VISIBLE_DEVICES=0 SS_UNFUSED_GEMV=1 "$B/tools/bench_decode" --model "$M8" --device cuda --prompt 128 --gen 64 --batch 8 --json
   step "8B tp2 b1" 120 bench_s4_tp2.log env CUDA_VISIBLE_DEVICES=0,1 "$B/tools/bench_decode" --model "$M8" --device cuda --tp 2 --prompt 128 --gen 256 --json
-  step "8B tp2 b1 (workers block)" 120 bench_s4_tp2_nospin.log env CUDA_VISIBLE_DEVICES=0,1 SS_WORKER_SPIN_US=0 "$B/tools/bench_decode" --model "$M8" --device cuda --tp 2 --prompt 128 --gen 256 --json
   if [ "$NGS" -ge 4 ]; then
     step "8B tp4 b1" 120 bench_s4_tp4.log "$B/tools/bench_decode" --model "$M8" --device cuda --tp 4 --prompt 128 --gen 256 --json
-    step "8B tp4 b1 (workers block)" 120 bench_s4_tp4_nospin.log env SS_WORKER_SPIN_US=0 "$B/tools/bench_decode" --model "$M8" --device cuda --tp 4 --prompt 128 --gen 256 --json
     step "8B tp4 b1 (split keys 512)" 120 bench_s4_tp4_sk512.log env SS_ATTN_SPLIT_KEYS=512 "$B/tools/bench_decode" --model "$M8" --device cuda --tp 4 --prompt 128 --gen 256 --json
     note "waiting for the 70B checkpoint ($(left) s left)"
     while kill -0 "$GEN70" 2>/dev/null && [ "$(left)" -gt 60 ]; do sleep 2; done
@@ -215,7 +212,6 @@ if has s4b && [ "$NG" -ge 2 ]; then
   step "8B tp1 b1 (split keys 64)" 90 bench_s4b_tp1_sk64.log env CUDA_VISIBLE_DEVICES=0 SS_ATTN_SPLIT_KEYS=64 "$B/tools/bench_decode" --model "$M8" --device cuda --prompt 128 --gen 256 --json
   step "8B tp1 b1 (again)" 90 bench_s4b_tp1_2.log env CUDA_VISIBLE_DEVICES=0 "$B/tools/bench_decode" --model "$M8" --device cuda --prompt 128 --gen 256 --json
   step "8B tp2 b1" 90 bench_s4b_tp2.log env CUDA_VISIBLE_DEVICES=0,1 "$B/tools/bench_decode" --model "$M8" --device cuda --tp 2 --prompt 128 --gen 256 --json
-  step "8B tp2 b1 (workers block)" 90 bench_s4b_tp2_nospin.log env CUDA_VISIBLE_DEVICES=0,1 SS_WORKER_SPIN_US=0 "$B/tools/bench_decode" --model "$M8" --device cuda --tp 2 --prompt 128 --gen 256 --json
   step "8B tp2 b1 (again)" 90 bench_s4b_tp2_2.log env CUDA_VISIBLE_DEVICES=0,1 "$B/tools/bench_decode" --model "$M8" --device cuda --tp 2 --prompt 128 --gen 256 --json
 fi
 if has b8; then

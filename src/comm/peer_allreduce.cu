@@ -72,6 +72,9 @@ template <> struct Vec<__nv_bfloat16> {
 // The residual add + RMSNorm after the sum (bf16 rows of dim = row_vecs * 8), with the semantics of the
 // backend's add_rmsnorm (backend/cuda/norm.cu): residual = bf16(residual + sum), out = bf16(residual *
 // rsqrt(mean(residual²) + eps) * w), squares summed in f32. residual == nullptr: a plain all-reduce.
+// Bit-identical to add_rmsnorm up to dim 4096 (both sum the squares over 512 threads); wider rows (70B:
+// 8192) sum in another order there (1024 threads), so the last bit of the norm may differ. Every rank of
+// a group runs this same kernel, so the ranks still agree.
 struct NormArgs {
     uint4 *residual;
     uint4 *out;

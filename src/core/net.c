@@ -115,23 +115,6 @@ static int net_wait(int fd, short ev, int64_t deadline_ms)
     }
 }
 
-int ss_net_spin_readable(int fd, int64_t spin_us)
-{
-    struct timespec t0, t;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (;;) {
-        struct pollfd p = {fd, POLLIN, 0};
-        int rc = poll(&p, 1, 0);
-        if (rc > 0)
-            return (p.revents & POLLIN) ? 1 : -1;
-        if (rc < 0 && errno != EINTR)
-            return -1;
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        if ((int64_t)(t.tv_sec - t0.tv_sec) * 1000000 + (t.tv_nsec - t0.tv_nsec) / 1000 >= spin_us)
-            return 0;
-    }
-}
-
 ss_status ss_net_accept(int lfd, int64_t deadline_ms, int *fd_out, ss_err *err)
 {
     for (;;) {

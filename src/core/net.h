@@ -29,10 +29,6 @@ void ss_net_local_desc(int fd, char *buf, size_t cap);
 
 /* Framed message: u32 type, u64 length, payload. max_len bounds what a peer can make us allocate. */
 ss_status ss_net_send_msg(int fd, uint32_t type, const void *payload, size_t len, int64_t deadline_ms);
-/* Busy-polls fd for readability for up to spin_us microseconds (no sleep: a woken thread starts tens of
- * microseconds late, which a tensor-parallel rank pays at every step); returns 1 if readable, 0 if not
- * yet, -1 on error or hang-up. */
-int ss_net_spin_readable(int fd, int64_t spin_us);
 /* *payload is ss_malloc'd (caller frees). */
 ss_status ss_net_recv_msg(int fd, uint32_t *type, uint8_t **payload, size_t *len, size_t max_len,
                           int64_t deadline_ms);

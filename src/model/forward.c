@@ -282,7 +282,10 @@ ss_status ss_forward_greedy_result(ss_forward *f, ss_forward_greedy *out, ss_err
                 sum += exp((double)(blk[r] - blk[2 * (size_t)R + r]) - lse_max);
         }
         f->greedy_tok[r] = tok;
-        f->greedy_lp[r] = (float)(best - (lse_max + log(sum)));
+        /* no finite shard maximum (every logit ±inf or NaN): no distribution to speak of — certain if a
+         * logit is +inf, else impossible (not NaN, which would poison the caller's sums) */
+        f->greedy_lp[r] = lse_max == -INFINITY ? (best == INFINITY ? 0.0f : -INFINITY)
+                                               : (float)(best - (lse_max + log(sum)));
     }
     out->n = n_rows;
     return SS_OK;

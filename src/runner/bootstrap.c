@@ -5,7 +5,6 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -336,11 +335,9 @@ ss_status ss_worker_loop(ss_boot *b, ss_runner *runner, ss_err *err)
         uint32_t type;
         uint8_t *msg = NULL;
         size_t len = 0;
-        /* The next plan usually follows the last step within microseconds: spin for it briefly (every rank
-         * of a tensor-parallel step waits for the latest one at its first collective), then block.
-         * Idle without a deadline: the server may wait long for work; a dead leader closes the socket. */
-        const char *spin = getenv("SS_WORKER_SPIN_US"); /* benchmark switch (default 5 ms on GPUs, 0 on cpu) */
-        ss_net_spin_readable(b->ctrl_fd, spin ? strtoll(spin, NULL, 10) : b->settings.device == SS_DEVICE_CUDA ? 5000 : 0);
+        /* Idle without a deadline: the server may wait long for work; a dead leader closes the socket.
+         * (Spinning for the plan instead of blocking was measured in session 4: 337-339 tok/s either way at
+         * tp 2, so the ~110 us start skew of rank 1 is not its wake-up; it blocks.) */
         ss_status st = ss_net_recv_msg(b->ctrl_fd, &type, &msg, &len, 1u << 30, -1);
         if (st != SS_OK)
             return ss_err_set(err, SS_ERR_COMM, "rank %d: lost the leader (%s)", b->rank, ss_status_str(st));
