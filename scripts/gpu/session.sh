@@ -129,7 +129,6 @@ if has tp2 && [ "$NG" -ge 2 ]; then
   step "golden tp2, NCCL socket transport" 150 golden_tp2_sock.log env SS_PEER_ALLREDUCE=0 NCCL_P2P_DISABLE=1 NCCL_SHM_DISABLE=1 SS_TEST_DEVICE=cuda SS_TEST_TP=2 "$B/tests/test_golden"
   step "golden pp2" 150 golden_pp2.log env SS_TEST_DEVICE=cuda SS_TEST_PP=2 "$B/tests/test_golden"
   step "decode 8B tp2 batch 1 (graphs, peer)" 150 bench_tp2.log "$B/tools/bench_decode" --model "$M8" --device cuda --tp 2 --prompt 128 --gen 256 --json
-  step "decode 8B tp2 batch 1 (graphs, peer, norm not fused)" 150 bench_tp2_unfused.log env SS_UNFUSED_NORM=1 "$B/tools/bench_decode" --model "$M8" --device cuda --tp 2 --prompt 128 --gen 256 --json
   step "decode 8B tp2 batch 1 (graphs, NCCL)" 150 bench_tp2_nccl.log env SS_PEER_ALLREDUCE=0 "$B/tools/bench_decode" --model "$M8" --device cuda --tp 2 --prompt 128 --gen 256 --json
   step "decode 8B tp2 batch 1 (no graphs, peer)" 150 bench_tp2_nog.log "$B/tools/bench_decode" --model "$M8" --device cuda --tp 2 --prompt 128 --gen 256 --json --no-graphs
   step "decode 8B tp2 batch 1 (no graphs, NCCL)" 150 bench_tp2_nog_nccl.log env SS_PEER_ALLREDUCE=0 "$B/tools/bench_decode" --model "$M8" --device cuda --tp 2 --prompt 128 --gen 256 --json --no-graphs
@@ -249,7 +248,7 @@ if has servebisect && [ "$NG" -ge 2 ]; then
   export CUDA_VISIBLE_DEVICES=0,1
   [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
   cp /work/shared/fixtures/models/e2e-llama3-tok/tokenizer.json /work/shared/fixtures/models/e2e-llama3-tok/tokenizer_config.json "$M8/"
-  for v in "" SS_NO_GRAPHS=1 SS_PEER_ALLREDUCE=0 SS_UNFUSED_NORM=1 SS_UNFUSED_ROPE=1 "SS_NO_GRAPHS=1 SS_PEER_ALLREDUCE=0"; do
+  for v in "" SS_NO_GRAPHS=1 SS_PEER_ALLREDUCE=0 SS_UNFUSED_ROPE=1 "SS_NO_GRAPHS=1 SS_PEER_ALLREDUCE=0"; do
     tag=$(echo "${v:-default}" | tr ' =' '__')
     env $v "$B/shardserve" serve --model "$M8" --device cuda --tp 2 --port 8000 --metrics-port 8002 --served-model-name llama-3-8b \
       --max-batch 64 --max-step-tokens 2048 >"$L/serve_$tag.log" 2>&1 &

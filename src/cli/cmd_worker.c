@@ -48,14 +48,19 @@ static int worker_run(const char *leader, int rank, int world, int64_t join_time
         ss_err_set(&e, st, "could not report ready to the leader");
     if (st != SS_OK) {
         SS_LOGE("%s", e.msg);
-        ss_comm_stop(tp); /* peers may be gone: destroy then aborts instead of waiting for them */
-        ss_comm_stop(wc);
+        /* Peers may be gone and NCCL kernels may still wait for them on the runner's stream: abort the
+         * communicators (bounded) before the runner, whose teardown synchronises with that stream. */
+        if (!ss_comm_destroy_bounded(tp, wc, 1, 10000)) {
+            ss_boot_close(&b);
+            return st == SS_ERR_COMM ? SS_EXIT_PEER_LOST : ss_status_exit_code(st); /* leave the runner */
+        }
+        tp = wc = NULL;
     }
-    /* the runner first: its CUDA graphs hold captured NCCL work that the communicators' finalize waits
-     * to be released (the leader releases its own at the same time) */
+    /* Clean: the runner first: its CUDA graphs hold captured NCCL work that the communicators' finalize
+     * waits to be released (the leader releases its own at the same time). */
     ss_runner_destroy(runner);
-    ss_comm_destroy(tp);
-    ss_comm_destroy(wc);
+    if (!ss_comm_destroy_bounded(tp, wc, 0, 30000))
+        st = st == SS_OK ? SS_ERR_TIMEOUT : st;
     ss_boot_close(&b);
     return st == SS_OK ? SS_EXIT_OK : (st == SS_ERR_COMM ? SS_EXIT_PEER_LOST : ss_status_exit_code(st));
 }

@@ -53,6 +53,11 @@ void ss_comm_destroy(ss_comm *c);
 /* After a failure: makes c unusable at once without waiting on peers (NCCL: ss_comm_nccl_stop, the
  * abort proper follows in destroy; others: abort). NULL is fine. */
 void ss_comm_stop(ss_comm *c);
+/* Destroys a and b (either may be NULL; ownership passes in) on a helper thread, aborting both first
+ * when abort_first (after a failure), and waits at most timeout_ms. Returns 1 when done; 0 when it is
+ * still stuck (in a driver or NCCL call): the communicators — and whatever device memory their pending
+ * work uses — are then left to the exiting process, so the caller must not free that memory. */
+int ss_comm_destroy_bounded(ss_comm *a, ss_comm *b, int abort_first, int timeout_ms);
 
 /* A communicator of one rank: collectives are identities (copies). */
 ss_status ss_comm_create_single(ss_comm **out, ss_err *err);

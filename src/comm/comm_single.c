@@ -87,17 +87,3 @@ void ss_comm_destroy(ss_comm *c)
         c->iface->destroy(c->ctx);
     ss_free(c);
 }
-
-void ss_comm_stop(ss_comm *c)
-{
-    if (!c || !c->iface)
-        return;
-#ifdef SS_HAVE_CUDA
-    if (strcmp(c->iface->name, "nccl") == 0) {
-        ss_comm_nccl_stop(c);
-        return;
-    }
-#endif
-    if (c->iface->abort)
-        c->iface->abort(c->ctx);
-}

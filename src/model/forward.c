@@ -41,7 +41,6 @@ struct ss_forward {
     size_t kv_bytes;
     int graphs;                     /* decode steps may be replayed from CUDA graphs */
     int fuse_rope;                  /* use the backend's rope_kv_store (SS_UNFUSED_ROPE: a benchmark switch) */
-    int fuse_norm;                  /* use the comm's all_reduce_add_rmsnorm (SS_UNFUSED_NORM: the same) */
 };
 
 static ss_status fwd_alloc(ss_forward *f, size_t bytes, void **out, const char *what, ss_err *err)
@@ -69,7 +68,6 @@ ss_status ss_forward_create(ss_backend *be, const ss_model_config *cfg, const ss
     f->links = *links;
     f->graphs = p->graphs;
     f->fuse_rope = getenv("SS_UNFUSED_ROPE") == NULL;
-    f->fuse_norm = getenv("SS_UNFUSED_NORM") == NULL;
     const ss_shard_plan *sp = &w->plan;
     f->esz = ss_dtype_size(be->act_dtype);
     f->q_dim = (int64_t)sp->q_heads * cfg->head_dim;
@@ -166,7 +164,7 @@ static ss_status fwd_reduce_norm(ss_forward *f, int64_t n, const void *w)
     const ss_backend_i *B = f->be->iface;
     ss_comm *tp = f->links.tp;
     int32_t dim = f->cfg->hidden_size;
-    if (tp->size > 1 && tp->iface->all_reduce_add_rmsnorm && f->fuse_norm) {
+    if (tp->size > 1 && tp->iface->all_reduce_add_rmsnorm) { /* every rank takes the same branch */
         ss_status st = tp->iface->all_reduce_add_rmsnorm(tp->ctx, f->x, f->residual, f->h, w, n, dim, f->cfg->rms_eps,
                                                           f->be->act_dtype);
         if (st != SS_ERR_UNSUPPORTED)
@@ -282,10 +280,11 @@ ss_status ss_forward_greedy_result(ss_forward *f, ss_forward_greedy *out, ss_err
                 sum += exp((double)(blk[r] - blk[2 * (size_t)R + r]) - lse_max);
         }
         f->greedy_tok[r] = tok;
-        /* no finite shard maximum (every logit ±inf or NaN): no distribution to speak of — certain if a
-         * logit is +inf, else impossible (not NaN, which would poison the caller's sums) */
-        f->greedy_lp[r] = lse_max == -INFINITY ? (best == INFINITY ? 0.0f : -INFINITY)
-                                               : (float)(best - (lse_max + log(sum)));
+        /* degenerate rows (a +inf logit, or no finite shard maximum) get 0 or -inf, never NaN, which
+         * would poison the caller's sums */
+        f->greedy_lp[r] = best == INFINITY      ? 0.0f /* a +inf logit: certain */
+                          : lse_max == -INFINITY ? -INFINITY
+                                                 : (float)(best - (lse_max + log(sum)));
     }
     out->n = n_rows;
     return SS_OK;

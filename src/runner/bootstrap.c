@@ -28,7 +28,7 @@ void ss_boot_stamp(char *buf, size_t cap)
 #else
     const char *dev = "cpu-only";
 #endif
-    snprintf(buf, cap, "shardserve %s; engine format 1; step protocol 1; %s", SS_VERSION, dev);
+    snprintf(buf, cap, "shardserve %s; engine format 1; step protocol 2; %s", SS_VERSION, dev);
 }
 
 static void boot_init(ss_boot *b, int rank, int world)

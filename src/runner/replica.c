@@ -264,37 +264,6 @@ static void replica_stop_comms(ss_replica *r)
     ss_comm_stop(r->world);
 }
 
-/* Destroys the communicators of a broken replica on a helper thread (the tp group first: its abort
- * also releases kernels that spin on peers); returns 1 when that finished within timeout_ms. */
-static void *replica_abort_thread(void *arg)
-{
-    ss_replica *r = arg;
-    /* abort both before destroying either: a destroy may wait on work that the other's abort releases */
-    if (r->tp_comm)
-        r->tp_comm->iface->abort(r->tp_comm->ctx);
-    if (r->world)
-        r->world->iface->abort(r->world->ctx);
-    ss_comm_destroy(r->tp_comm);
-    ss_comm_destroy(r->world);
-    return NULL;
-}
-
-static int replica_destroy_comms_bounded(ss_replica *r, int timeout_ms)
-{
-    pthread_t th;
-    if (pthread_create(&th, NULL, replica_abort_thread, r) != 0) {
-        replica_abort_thread(r);
-        return 1;
-    }
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += timeout_ms / 1000;
-    if (pthread_timedjoin_np(th, NULL, &ts) == 0)
-        return 1;
-    pthread_detach(th); /* a driver call hangs: leave it; the process is on its way out */
-    return 0;
-}
-
 ss_status ss_replica_step(ss_replica *r, const ss_step_plan *plan, ss_step_output *out, ss_err *err)
 {
     memset(out, 0, sizeof *out);
@@ -416,32 +385,46 @@ void ss_replica_destroy(ss_replica *r)
         uint8_t *buf = NULL;
         size_t len = 0;
         ss_err e;
-        if (ss_step_plan_encode(&bye, &buf, &len, &e) == SS_OK)
-            for (int k = 1; k < r->boot.world; k++)
-                ss_net_send_msg(r->boot.peer_ctrl[k], SS_MSG_PLAN, buf, len, ss_now_ms() + 2000);
+        if (ss_step_plan_encode(&bye, &buf, &len, &e) != SS_OK)
+            r->broken = 1;
+        for (int k = 1; k < r->boot.world && !r->broken; k++)
+            if (ss_net_send_msg(r->boot.peer_ctrl[k], SS_MSG_PLAN, buf, len, ss_now_ms() + 2000) != SS_OK)
+                r->broken = 1; /* that rank will not release its communicators with us: abort ours */
         ss_free(buf);
+    }
+    if (r->multi && !r->broken) {
         /* The workers now release their runners, then their communicators: do the same at the same time.
          * The runner goes first: its CUDA graphs hold NCCL work captured in them, which NCCL's finalize
          * waits to be released (with the communicators first, finalize hung to its deadline on every rank
-         * of a tp 2 replica on 2 x H200, session 4). */
+         * of a tp 2 replica on 2 x H200, session 4). Finalize is bounded (comm_nccl.c) and so is the whole
+         * release: a slow or lost worker must not hold the leader. */
         ss_runner_destroy(r->runner);
         r->runner = NULL;
-        ss_comm_destroy(r->tp_comm);
-        ss_comm_destroy(r->world);
+        ss_comm *tp = r->tp_comm, *world = r->world;
         r->tp_comm = r->world = NULL;
+        if (!ss_comm_destroy_bounded(tp, world, 0, 30000)) {
+            ss_boot_close(&r->boot);
+            replica_reap(r, 5000);
+            replica_stop_keeper(r);
+            ss_free(r);
+            return;
+        }
     }
     ss_boot_close(&r->boot);
     replica_reap(r, 5000);
     replica_stop_keeper(r);
-    if (r->broken && !replica_destroy_comms_bounded(r, 10000)) {
-        /* the runner's device memory may still be in use by a hung collective: leak it all */
-        SS_LOGE("aborting the communicators did not finish within 10 s; leaving them to the exiting process");
-        return;
+    if (r->broken) {
+        /* abort (NCCL: releases its kernels that wait for the lost peers) before the runner frees memory */
+        ss_comm *tp = r->tp_comm, *world = r->world;
+        r->tp_comm = r->world = NULL;
+        if (!ss_comm_destroy_bounded(tp, world, 1, 10000)) {
+            /* the runner's device memory may still be in use by a hung collective: leak it */
+            ss_free(r);
+            return;
+        }
     }
-    if (!r->broken) {
-        ss_comm_destroy(r->tp_comm);
-        ss_comm_destroy(r->world);
-    }
+    ss_comm_destroy(r->tp_comm);
+    ss_comm_destroy(r->world);
     ss_runner_destroy(r->runner);
     ss_free(r);
 }
