@@ -3,7 +3,7 @@
 # trains the demo model on the last GPU in the background, and meanwhile runs the GPU checks and
 # benchmarks on the others. Every step has a deadline; the whole run stays under BUDGET seconds.
 # Results: $OUT/summary.txt, $OUT/logs.tar.xz, and $OUT/demo-*.{safetensors,json,txt} from training.
-# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize tp2 x4 s4 s4b b8 profile servebisect serve (default: train check bench multi sanitize)
+# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize tp2 x4 s4 s4b b8 next profile servebisect serve (default: train check bench multi sanitize)
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -227,6 +227,22 @@ if has b8; then
     [ -n "${B8_VARIANTS:-}" ] && step "8B tp1 b8 ($v)" 60 "bench_attn_b8_$(echo $v | tr = _).log" env $v "$B/tools/bench_decode" --model "$M8" --device cuda --prompt 128 --gen 64 --batch 8 --json
   done
   [ -n "${B8_MICRO:-}" ] && step "backend microbenchmarks" 120 microbench.log "$B/tools/bench_backend"
+fi
+if has next; then
+  # Prepared in session 4 for the next lease (kinds permitting): the GEMV shape switch end to end, and
+  # tp 4 / 70B again with this session's fixes (use nvidia-h200-x4).
+  [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
+  for bsz in 1 8; do
+    g=64; [ "$bsz" = 1 ] && g=256
+    step "8B tp1 b$bsz" 60 "bench_next_b$bsz.log" env CUDA_VISIBLE_DEVICES=0 "$B/tools/bench_decode" --model "$M8" --device cuda --prompt 128 --gen $g --batch $bsz --json
+    step "8B tp1 b$bsz (few tiles: w8u8)" 60 "bench_next_b${bsz}_w8u8.log" env CUDA_VISIBLE_DEVICES=0 SS_GEMV_FEW_TILES=w8u8 "$B/tools/bench_decode" --model "$M8" --device cuda --prompt 128 --gen $g --batch $bsz --json
+  done
+  if [ "$NG" -ge 4 ]; then
+    export CUDA_VISIBLE_DEVICES=0,1,2,3
+    step "golden tp4" 150 golden_tp4.log env SS_TEST_DEVICE=cuda SS_TEST_TP=4 "$B/tests/test_golden"
+    step "8B tp4 b1" 120 bench_next_tp4.log "$B/tools/bench_decode" --model "$M8" --device cuda --tp 4 --prompt 128 --gen 256 --json
+    step "8B tp4 b1 (few tiles: w8u8)" 120 bench_next_tp4_w8u8.log env SS_GEMV_FEW_TILES=w8u8 "$B/tools/bench_decode" --model "$M8" --device cuda --tp 4 --prompt 128 --gen 256 --json
+  fi
 fi
 if has profile; then
   # Kernel timelines of decode at batch 1 (tp 1, tp 2 and, with 4 GPUs, tp 4) through tools/ktrace (CUPTI;
