@@ -41,6 +41,44 @@ def summarise(path, steps):
           f"{busy / steps / 1e3:.1f} us, idle {(wall - busy) / steps / 1e3:.1f} us, {len(win) / steps:.0f} kernels")
     for n, (c, t) in sorted(per.items(), key=lambda kv: -kv[1][1]):
         print(f"  {t / steps / 1e3:9.1f} us/step  {c / steps:6.1f} calls/step  {t / c / 1e3:8.2f} us/call  {n}")
+    # The critical path as the chain sees it: each kernel is charged from the previous kernel's end (in end
+    # order) to its own end, so early (PDL) starts and waits inside do not count twice; sums to the wall.
+    chain, prev = {}, win[0][0]
+    for s, e, n in sorted(win, key=lambda r: r[1]):
+        short = n.split("(")[0][:70]
+        c, t = chain.get(short, (0, 0))
+        chain[short] = (c + 1, t + max(0, e - max(prev, 0)))
+        prev = max(prev, e)
+    print("  -- end to end (from the previous kernel's end):")
+    for n, (c, t) in sorted(chain.items(), key=lambda kv: -kv[1][1]):
+        print(f"  {t / steps / 1e3:9.1f} us/step  {c / steps:6.1f} calls/step  {t / c / 1e3:8.2f} us/call  {n}")
+    layer_view(win, steps)
+
+
+def layer_view(win, steps):
+    """One decoder layer from the middle of the step, end to end per kernel, averaged over the steps (graph
+    replays launch the same sequence every step; the layer is the sequence's repeating unit)."""
+    seqs, cur, prev = [], [], win[0][0]
+    for s, e, n in sorted(win, key=lambda r: r[1]):
+        cur.append((n.split("(")[0][:70], max(0, e - prev)))
+        prev = max(prev, e)
+        if "sample_kernel" in n:
+            seqs.append(cur)
+            cur = []
+    names = [n for n, _ in seqs[0]] if seqs else []
+    if not seqs or any([n for n, _ in q] != names for q in seqs):
+        return
+    mid = len(names) // 2
+    period = next((p for p in range(2, 40) if all(names[i] == names[i + p] for i in range(mid - 2 * p, mid + p))), 0)
+    if period == 0:
+        return
+    print(f"  -- one layer ({period} kernels, from the middle of the step), end to end:")
+    total = 0.0
+    for i in range(mid, mid + period):
+        t = sum(q[i][1] for q in seqs) / len(seqs) / 1e3
+        total += t
+        print(f"  {t:9.2f} us  {names[i]}")
+    print(f"  {total:9.2f} us  layer")
 
 
 def main():

@@ -3,7 +3,7 @@
 # trains the demo model on the last GPU in the background, and meanwhile runs the GPU checks and
 # benchmarks on the others. Every step has a deadline; the whole run stays under BUDGET seconds.
 # Results: $OUT/summary.txt, $OUT/logs.tar.xz, and $OUT/demo-*.{safetensors,json,txt} from training.
-# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize tp2 x4 s4 s4b b8 next profile servebisect serve (default: train check bench multi sanitize)
+# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize tp2 x4 s4 s4b b8 next s6 profile servebisect serve (default: train check bench multi sanitize)
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -244,6 +244,22 @@ if has next; then
     step "8B tp4 b1 (few tiles: w8u8)" 120 bench_next_tp4_w8u8.log env SS_GEMV_FEW_TILES=w8u8 "$B/tools/bench_decode" --model "$M8" --device cuda --tp 4 --prompt 128 --gen 256 --json
   fi
 fi
+if has s6; then
+  # Session 5 (one GPU), the landed code: checks, decode at batch 1 (twice), 8, 32, 128, prefill 2048; the
+  # serve phase may follow. (The session's experiments, L2 weight prefetch and key splits merged inside the
+  # attention kernel, were measured with switches this phase no longer has: see docs/performance.md.)
+  export CUDA_VISIBLE_DEVICES=0
+  [ -d "$M8" ] || ("$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1; echo "rc=$?" >>"$L/gen8b.log") &
+  G8=$!
+  step "backend consistency cpu vs cuda" 150 consistency.log "$B/tests/test_backend_consistency"
+  step "golden tests on cuda" 150 golden_cuda.log env SS_TEST_DEVICE=cuda "$B/tests/test_golden"
+  wait "$G8"
+  for bsz in 1 1 8 32 128; do
+    g=64; [ "$bsz" = 1 ] && g=256
+    step "8B tp1 b$bsz" 60 "bench_s6_b${bsz}_$SECONDS.log" "$B/tools/bench_decode" --model "$M8" --device cuda --prompt 128 --gen $g --batch $bsz --json
+  done
+  step "prefill 8B 2048 tokens" 60 bench_s6_prefill.log "$B/tools/bench_decode" --model "$M8" --device cuda --prompt 2048 --gen 4 --json
+fi
 if has profile; then
   # Kernel timelines of decode at batch 1 (tp 1, tp 2 and, with 4 GPUs, tp 4) through tools/ktrace (CUPTI;
   # these machines have no Nsight Systems), summarised per step by scripts/gpu/ktrace_summary.py.
@@ -251,11 +267,13 @@ if has profile; then
   for tp in 1 2 4; do
     [ "$tp" -le "$NG" ] || continue
     devs=$(seq -s, 0 $((tp - 1)))
-    rm -f "$W/kt_tp$tp".*
-    step "ktrace decode 8B tp$tp batch 1" 150 "ktrace_tp$tp.log" env CUDA_VISIBLE_DEVICES=$devs CUDA_INJECTION64_PATH="$B/tools/libss_ktrace.so" \
-      SS_KTRACE_OUT="$W/kt_tp$tp" "$B/tools/bench_decode" --model "$M8" --device cuda --tp $tp --prompt 128 --gen 64 --json
-    python3 scripts/gpu/ktrace_summary.py --steps 32 "$W/kt_tp$tp".* >"$OUTD/ktrace_tp$tp.txt" 2>&1
-    head -30 "$OUTD/ktrace_tp$tp.txt"
+    for bsz in ${PROFILE_BATCHES:-1}; do
+      rm -f "$W/kt_tp${tp}_b$bsz".*
+      step "ktrace decode 8B tp$tp batch $bsz" 150 "ktrace_tp${tp}_b$bsz.log" env CUDA_VISIBLE_DEVICES=$devs CUDA_INJECTION64_PATH="$B/tools/libss_ktrace.so" \
+        SS_KTRACE_OUT="$W/kt_tp${tp}_b$bsz" "$B/tools/bench_decode" --model "$M8" --device cuda --tp $tp --batch $bsz --prompt 128 --gen 64 --json
+      python3 scripts/gpu/ktrace_summary.py --steps 32 "$W/kt_tp${tp}_b$bsz".* >"$OUTD/ktrace_tp${tp}_b$bsz.txt" 2>&1
+      cat "$OUTD/ktrace_tp${tp}_b$bsz.txt"
+    done
   done
 fi
 if has servebisect && [ "$NG" -ge 2 ]; then

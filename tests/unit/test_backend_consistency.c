@@ -702,6 +702,12 @@ static void test_attention(void **state)
     check_attention_mode(p, 32, 2, 64, mixed, 4, 5, ATT_FORCE_TILED, "attention tiled GQA 32/2 d64 bs5");
     check_attention_mode(p, 32, 8, 128, decode, 1, 16, ATT_FORCE_TILED, "attention tiled decode ctx 4001 (split-K)");
     check_attention_mode(p, 32, 8, 128, decode, 1, 16, ATT_NO_TILES, "attention decode ctx 4001, no tiles");
+    /* the Llama-3-8B decode shape at batch 1 and short contexts, split into 128-key pieces (2 and 3 of
+     * them, the last one short) */
+    static const int32_t short_ctx[][2] = {{299, 1}};
+    static const int32_t two_splits[][2] = {{255, 1}};
+    check_attention(p, 32, 8, 128, short_ctx, 1, "attention decode ctx 300, 32/8 d128");
+    check_attention(p, 32, 8, 128, two_splits, 1, "attention decode ctx 256, 32/8 d128");
 }
 
 /* Batches that reach the tensor-core kernel by the launcher's own rule (tiles of 8+ tokens, or many

@@ -395,12 +395,9 @@ cudaError_t launch_variant(const variant &v, int64_t n, OutT *out, const bf16 *x
         // warps a tile (3 blocks/SM; large m runs several waves either way).
         const int64_t tiles = ((int64_t)m + 15) / 16;
         if (dev.sms > 0 && tiles <= 2 * (int64_t)dev.sms) {
-            // Benchmark switch for the next GPU session: bench_backend on the H200 (session 4) had 8 warps
-            // x 8 chunks ahead of 16 x 4 for both m = 4096 shapes (o_proj 85.4 vs 80.4% of copy, down_proj
-            // 88.3 vs 86.2% at n = 1; also at n = 2..8), not yet measured end to end.
-            const char *few = getenv("SS_GEMV_FEW_TILES");
-            if (few && strcmp(few, "w8u8") == 0)
-                return launch_mma<8, 8>(pdl, out, x, W, bias, n, m, k, s);
+            // (8 warps x 8 chunks was ahead of 16 x 4 in bench_backend on the H200 for both m = 4096 shapes,
+            // o_proj 85.4 vs 80.4% of copy, but not end to end: 225.0 vs 225.1-225.7 tok/s at batch 1,
+            // 1,782 vs 1,768 at batch 8, session 5.)
             return launch_mma<16, 4>(pdl, out, x, W, bias, n, m, k, s);
         }
         return launch_mma<8, 4>(pdl, out, x, W, bias, n, m, k, s);
