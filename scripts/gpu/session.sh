@@ -3,7 +3,7 @@
 # trains the demo model on the last GPU in the background, and meanwhile runs the GPU checks and
 # benchmarks on the others. Every step has a deadline; the whole run stays under BUDGET seconds.
 # Results: $OUT/summary.txt, $OUT/logs.tar.xz, and $OUT/demo-*.{safetensors,json,txt} from training.
-# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize tp2 x4 s4 s4b b8 next s6 profile servebisect serve (default: train check bench multi sanitize)
+# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize tp2 x4 s4 s4b b8 next s6 ab profile servebisect serve (default: train check bench multi sanitize)
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -259,6 +259,23 @@ if has s6; then
     step "8B tp1 b$bsz" 60 "bench_s6_b${bsz}_$SECONDS.log" "$B/tools/bench_decode" --model "$M8" --device cuda --prompt 128 --gen $g --batch $bsz --json
   done
   step "prefill 8B 2048 tokens" 60 bench_s6_prefill.log "$B/tools/bench_decode" --model "$M8" --device cuda --prompt 2048 --gen 4 --json
+fi
+if has ab; then
+  # A against B in one run: this build's bench_decode against .gpu-carry/base_bench_decode (the same
+  # tool built from the commit before the change, packed by hand), interleaved, after the checks.
+  export CUDA_VISIBLE_DEVICES=0
+  [ -d "$M8" ] || ("$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1; echo "rc=$?" >>"$L/gen8b.log") &
+  G8=$!
+  step "backend consistency cpu vs cuda" 150 consistency.log "$B/tests/test_backend_consistency"
+  step "golden tests on cuda" 150 golden_cuda.log env SS_TEST_DEVICE=cuda "$B/tests/test_golden"
+  wait "$G8"
+  for bsz in ${AB_BATCHES:-1 1 8 32 128}; do
+    g=64; [ "$bsz" = 1 ] && g=256
+    for v in new base; do
+      bin=$B/tools/bench_decode; [ $v = base ] && bin=$ROOT/.gpu-carry/base_bench_decode
+      step "8B tp1 b$bsz [$v]" 60 "bench_ab_b${bsz}_${v}_$SECONDS.log" "$bin" --model "$M8" --device cuda --prompt 128 --gen $g --batch $bsz --json
+    done
+  done
 fi
 if has profile; then
   # Kernel timelines of decode at batch 1 (tp 1, tp 2 and, with 4 GPUs, tp 4) through tools/ktrace (CUPTI;

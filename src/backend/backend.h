@@ -22,6 +22,9 @@
  * - Ops are asynchronous on the backend's one stream, in issue order; only download() and sync()
  *   wait. Ops never fail on valid arguments; a returned error is a device fault.
  * - Counts are int64_t; dimensions of one row fit in int32.
+ * - Weights and the step's index inputs (ids, positions, slots, the arrays of ss_attn_meta) are never
+ *   written by an op: callers upload them before the ops of the step. A backend may read them before the
+ *   previous op has finished (cuda: before a kernel's wait for its predecessor).
  */
 
 /* Metadata of one forward step for attention, already on the device (the runner uploads it).

@@ -193,31 +193,46 @@ template <int LPK, int GMAX> __global__ void __launch_bounds__(kWarps * 32) attn
     }
 }
 
-// One block per (token, head): merges the splits' partial results.
-__global__ void attn_combine_kernel(const AttnParams p)
+// One block per (token, head), at least kMaxSplits threads: merges the splits' partial results. Thread s
+// reads split s's (max, sum) pair, one thread turns them into weights, then each thread sums its elements
+// over the splits: two dependent trips to memory (one pair per loop iteration made one per split).
+constexpr int kCombineThreads = 128;
+static_assert(kCombineThreads >= kMaxSplits, "the combine kernel reads one split per thread");
+__global__ void __launch_bounds__(kCombineThreads) attn_combine_kernel(const AttnParams p)
 {
+    __shared__ float sm[kMaxSplits], sl[kMaxSplits], sc[kMaxSplits];
+    __shared__ float s_total;
     pdl_enter(); // lets the next kernel (a GEMV, PDL-launched) start streaming its weights meanwhile
     const int64_t tok = blockIdx.x;
     const int h = blockIdx.y;
-    const int D = p.head_dim;
+    const int D = p.head_dim, ns = p.n_splits;
     const int64_t stride = p.n * p.heads; // between splits, in (token, head) items
     const int64_t item = tok * p.heads + h;
-    float M = -INFINITY;
-    for (int s = 0; s < p.n_splits; s++) {
-        const float *ml = p.part_ml + (s * stride + item) * 2;
-        if (ml[1] > 0.0f)
-            M = fmaxf(M, ml[0]);
+    if (threadIdx.x < ns) {
+        const float2 ml = reinterpret_cast<const float2 *>(p.part_ml)[threadIdx.x * stride + item];
+        sm[threadIdx.x] = ml.x;
+        sl[threadIdx.x] = ml.y;
     }
-    for (int d = threadIdx.x; d < D; d += blockDim.x) {
-        float L = 0.0f, A = 0.0f;
-        for (int s = 0; s < p.n_splits; s++) {
-            const float *ml = p.part_ml + (s * stride + item) * 2;
-            if (ml[1] > 0.0f) {
-                const float c = exp2f(ml[0] - M);
-                L += ml[1] * c;
-                A += p.part_acc[(s * stride + item) * D + d] * c;
-            }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        float M = -INFINITY, L = 0.0f;
+        for (int s = 0; s < ns; s++)
+            if (sl[s] > 0.0f)
+                M = fmaxf(M, sm[s]);
+        for (int s = 0; s < ns; s++) {
+            sc[s] = sl[s] > 0.0f ? exp2f(sm[s] - M) : 0.0f;
+            L += sl[s] > 0.0f ? sl[s] * sc[s] : 0.0f;
         }
+        s_total = L;
+    }
+    __syncthreads();
+    const float L = s_total;
+    for (int d = threadIdx.x; d < D; d += blockDim.x) {
+        float A = 0.0f;
+#pragma unroll 4
+        for (int s = 0; s < ns; s++)
+            if (sl[s] > 0.0f)
+                A += p.part_acc[(s * stride + item) * D + d] * sc[s];
         p.out[item * D + d] = __float2bfloat16_rn(L > 0.0f ? A / L : 0.0f);
     }
 }
@@ -363,9 +378,9 @@ extern "C" int ss_cuda_attention(void *stream, const ss_cuda_attn_args *a)
     // lets the GEMV after it start streaming weights early. SS_ATTN_COMBINE_PDL=1: benchmark switch.
     if (getenv("SS_ATTN_COMBINE_PDL")) {
         const cudaError_t e =
-            launch_pdl(attn_combine_kernel, dim3((unsigned)a->n, (unsigned)a->heads), dim3(128), 0, s, p);
+            launch_pdl(attn_combine_kernel, dim3((unsigned)a->n, (unsigned)a->heads), dim3(kCombineThreads), 0, s, p);
         return e != cudaSuccess ? (int)e : launch_status();
     }
-    attn_combine_kernel<<<dim3((unsigned)a->n, (unsigned)a->heads), 128, 0, s>>>(p);
+    attn_combine_kernel<<<dim3((unsigned)a->n, (unsigned)a->heads), kCombineThreads, 0, s>>>(p);
     return launch_status();
 }

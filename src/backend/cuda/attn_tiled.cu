@@ -75,7 +75,6 @@ template <int D> __host__ __device__ constexpr int smem_bytes()
 // WM warps over rows (16 each) times WK warps over each key tile (kBN / WK keys each).
 template <int D, int WM, int WK> __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiledParams p)
 {
-    pdl_enter();
     constexpr int NW = WM * WK, NT = NW * 32, BM = 16 * WM, KW = kBN / WK;
     constexpr int LDS = D + 8;  // shared row stride, elements
     constexpr int CPR = D / 8;  // 16-byte chunks per row
@@ -141,6 +140,20 @@ template <int D, int WM, int WK> __global__ void __launch_bounds__(WM *WK * 32) 
             cp_async16(sv + kr * LDS + ch * 8, vbase + off, ok);
         }
     };
+
+    // Before waiting for the previous kernel (rope + KV store, which writes q and this step's keys): the step
+    // metadata read above is never written by a kernel, and the K/V rows of the first two key tiles can be
+    // asked into L2 already (L2 is where the previous kernel's writes land, so nothing stale is read).
+    for (int i = tid; i < 2 * kBN && kbeg + i < kend; i += NT) {
+        const int j = kbeg + i;
+        const int64_t off = ((int64_t)bt[j / bs] * bs + j % bs) * kv_row;
+#pragma unroll
+        for (int b = 0; b < D * (int)sizeof(bf16); b += 128) {
+            asm volatile("prefetch.global.L2 [%0];" ::"l"(reinterpret_cast<const char *>(kbase + off) + b));
+            asm volatile("prefetch.global.L2 [%0];" ::"l"(reinterpret_cast<const char *>(vbase + off) + b));
+        }
+    }
+    pdl_enter();
 
     // Q rows of this block into stage 1 (rows past the tile repeat its last row: finite, never written).
     bf16 *const sq = smem + 2 * kBN * LDS;

@@ -13,13 +13,47 @@ bool aligned16(const void *p)
 
 // ADD: residual[row] += x[row] (rounded to bf16, as a bf16 model does), then normalise the residual.
 // Each thread touches the same chunks in both passes, so its own residual writes are what it rereads.
+// When a row is one chunk per thread (decode shapes: 4096 / 8 = 512 threads), the thread's chunk stays in
+// registers, and its chunk of w — a weight, never written by a kernel, and likely in HBM rather than L2 —
+// is read before the wait for the previous kernel, so the only memory trip after it is to x and residual.
 template <int VEC, bool ADD>
 __global__ void rmsnorm_kernel(bf16 *out, bf16 *residual, const bf16 *x, const bf16 *w, int dim, float eps)
 {
-    pdl_enter();
     __shared__ float red[32];
     const int64_t row = blockIdx.x;
     const int chunks = dim / VEC;
+    if (chunks <= (int)blockDim.x) {
+        const int c = threadIdx.x;
+        const bool on = c < chunks;
+        float g[VEC], v[VEC];
+        if (on)
+            load_vec<VEC>(w + (int64_t)c * VEC, g);
+        pdl_enter();
+        float ss = 0.0f;
+        if (on) {
+            load_vec<VEC>(x + row * dim + (int64_t)c * VEC, v);
+            if (ADD) {
+                float r[VEC];
+                load_vec<VEC>(residual + row * dim + (int64_t)c * VEC, r);
+#pragma unroll
+                for (int i = 0; i < VEC; i++)
+                    v[i] = round_bf16(r[i] + v[i]);
+                store_vec<VEC>(residual + row * dim + (int64_t)c * VEC, v);
+            }
+#pragma unroll
+            for (int i = 0; i < VEC; i++)
+                ss += v[i] * v[i];
+        }
+        const float inv = rsqrtf(block_reduce(ss, SumOp(), 0.0f, red) / (float)dim + eps);
+        if (on) {
+#pragma unroll
+            for (int i = 0; i < VEC; i++)
+                v[i] = v[i] * inv * g[i];
+            store_vec<VEC>(out + row * dim + (int64_t)c * VEC, v);
+        }
+        return;
+    }
+    pdl_enter();
     const bf16 *xr = x + row * dim;
     bf16 *rr = ADD ? residual + row * dim : nullptr;
     float ss = 0.0f;

@@ -43,7 +43,8 @@ __global__ void rope_kv_store_kernel(bf16 *qkv, const int32_t *pos, const float 
                                      const int32_t *slots)
 {
     extern __shared__ float trig[]; // [half] cos then [half] sin
-    pdl_enter();
+    // The angles, and the slot, come from the step's metadata and the rope table, which no kernel writes
+    // (uploaded before the step): computed before the wait for the previous kernel (the q/k/v GEMV).
     const int64_t t = blockIdx.x;
     const int half = head_dim / 2, heads = q_heads + kv_heads, kv_row = kv_heads * head_dim;
     const float p = (float)pos[t];
@@ -53,8 +54,9 @@ __global__ void rope_kv_store_kernel(bf16 *qkv, const int32_t *pos, const float 
         trig[i] = (float)cd;
         trig[half + i] = (float)sd;
     }
-    __syncthreads();
     const int32_t slot = slots[t];
+    pdl_enter();
+    __syncthreads();
     bf16 *row = qkv + t * tok_stride;
     bf16 *kd = slot >= 0 ? k_cache + (int64_t)slot * kv_row : nullptr;
     const int stride = gridDim.y * blockDim.x, first = blockIdx.y * blockDim.x + threadIdx.x;
