@@ -373,14 +373,9 @@ extern "C" int ss_cuda_attention(void *stream, const ss_cuda_attn_args *a)
     }
     if (st != 0 || p.n_splits == 1)
         return st;
-    // Not launched with PDL: a PDL-launched kernel right after the tiled attention made decode at batch 8
-    // 20% slower on the H200 (1,425 vs 1,773 tok/s, session 4; batch 1 unchanged). Its pdl_enter() still
-    // lets the GEMV after it start streaming weights early. SS_ATTN_COMBINE_PDL=1: benchmark switch.
-    if (getenv("SS_ATTN_COMBINE_PDL")) {
-        const cudaError_t e =
-            launch_pdl(attn_combine_kernel, dim3((unsigned)a->n, (unsigned)a->heads), dim3(kCombineThreads), 0, s, p);
-        return e != cudaSuccess ? (int)e : launch_status();
-    }
-    attn_combine_kernel<<<dim3((unsigned)a->n, (unsigned)a->heads), kCombineThreads, 0, s>>>(p);
-    return launch_status();
+    // PDL-launched: the tiled attention lets it in only at its end (before that, a PDL-launched combine
+    // made batch 8 20% slower, session 4).
+    const cudaError_t e =
+        launch_pdl(attn_combine_kernel, dim3((unsigned)a->n, (unsigned)a->heads), dim3(kCombineThreads), 0, s, p);
+    return e != cudaSuccess ? (int)e : launch_status();
 }

@@ -153,7 +153,10 @@ template <int D, int WM, int WK> __global__ void __launch_bounds__(WM *WK * 32) 
             asm volatile("prefetch.global.L2 [%0];" ::"l"(reinterpret_cast<const char *>(vbase + off) + b));
         }
     }
-    pdl_enter();
+    // The next kernel (the split combine, or the o_proj GEMV) is let in only at the end: scheduled at the
+    // start, its blocks — a GEMV's early weight reads above all — slowed this latency-bound kernel (see
+    // docs/architecture.md, programmatic dependent launch).
+    pdl_wait();
 
     // Q rows of this block into stage 1 (rows past the tile repeat its last row: finite, never written).
     bf16 *const sq = smem + 2 * kBN * LDS;
@@ -357,6 +360,7 @@ template <int D, int WM, int WK> __global__ void __launch_bounds__(WM *WK * 32) 
             attn_store(p, split, tok, kvh * group + (r - t * group), D, d, M, L, A);
         }
     }
+    pdl_launch_dependents();
 }
 
 // Warp layout for tiles of up to `rows` rows: few rows (decode) -> one row group, keys split four

@@ -22,6 +22,24 @@ __device__ __forceinline__ void pdl_enter()
 #endif
 }
 
+// The two halves of pdl_enter, for kernels that work before waiting or let the next kernel in late.
+// wait: blocks until the previous kernel has finished and its writes are visible; nothing it may write is
+// read (or written) before. launch_dependents: lets the next PDL-launched kernel be scheduled (safe
+// anywhere: every PDL-launched kernel of ours waits before touching its predecessor's output; exiting
+// does it too).
+__device__ __forceinline__ void pdl_wait()
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_launch_dependents()
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
 template <typename... KArgs, typename... Args>
 inline cudaError_t launch_pdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t s,
                               Args... args)

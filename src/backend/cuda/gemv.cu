@@ -31,24 +31,6 @@ __device__ __forceinline__ uint4 load_stream(const uint4 *p)
     return __ldcs(p);
 }
 
-// Programmatic dependent launch (sm_90+; both are no-ops when the grid was launched without the attribute,
-// and compiled out for older targets). wait: blocks until the previous kernel in the stream has finished
-// and its writes are visible; nothing that kernel may write is read before it. launch_dependents: lets the
-// next PDL-launched kernel be scheduled early; safe at any point because every PDL-launched kernel of
-// ours waits before touching data written by its predecessor.
-__device__ __forceinline__ void pdl_wait()
-{
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.wait;" ::: "memory");
-#endif
-}
-__device__ __forceinline__ void pdl_launch_dependents()
-{
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-#endif
-}
-
 // ---------------------------------------------------------------- SIMT kernel
 
 constexpr int kSimtWarps = 8;
