@@ -3,7 +3,7 @@
 # trains the demo model on the last GPU in the background, and meanwhile runs the GPU checks and
 # benchmarks on the others. Every step has a deadline; the whole run stays under BUDGET seconds.
 # Results: $OUT/summary.txt, $OUT/logs.tar.xz, and $OUT/demo-*.{safetensors,json,txt} from training.
-# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize tp2 x4 s4 s4b b8 next s6 ab profile servebisect serve (default: train check bench multi sanitize)
+# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize tp2 x4 s4b next s6 ab profile servebisect serve (default: train check bench multi sanitize)
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -162,41 +162,6 @@ if has x4 && [ "$NG" -ge 4 ]; then
   note "gen_checkpoint llama-3-70b: $(grep -E 'GB/s|rc=' "$L/gen70b.log" | tr '\n' ' ')"
   grep -q 'rc=0' "$L/gen70b.log" && step "decode 70B tp4 batch 1" 200 bench_x4_70b_tp4.log "$B/tools/bench_decode" --model "$M70" --device cuda --tp 4 --prompt 128 --gen 128 --json
 fi
-if has s4 && [ "$NG" -ge 2 ]; then
-  # Session 4 (2 or 4 GPUs): correctness of the fused decode GEMVs and the new comm paths first, then each
-  # change against its switch in the same run: SS_UNFUSED_GEMV=1 (norm/add/SiLU back in kernels of their
-  NGS=$NG; [ "$NGS" -gt 4 ] && NGS=4
-  export CUDA_VISIBLE_DEVICES=$(seq -s, 0 $((NGS - 1)))
-  M70=/tmp/llama-3-70b
-  [ -d "$M8" ] || ("$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1; echo "rc=$?" >>"$L/gen8b.log") &
-  G8=$!
-  step "backend consistency cpu vs cuda" 150 consistency.log env CUDA_VISIBLE_DEVICES=0 "$B/tests/test_backend_consistency"
-  step "golden tests on cuda" 150 golden_cuda.log env CUDA_VISIBLE_DEVICES=0 SS_TEST_DEVICE=cuda "$B/tests/test_golden"
-  step "golden tests on cuda, GEMVs unfused" 150 golden_cuda_unfused.log env CUDA_VISIBLE_DEVICES=0 SS_UNFUSED_GEMV=1 SS_TEST_DEVICE=cuda "$B/tests/test_golden"
-  step "peer all-reduce tests" 90 comm_peer.log env CUDA_VISIBLE_DEVICES=0,1 "$B/tests/test_comm_peer"
-  step "golden tp2" 150 golden_tp2.log env CUDA_VISIBLE_DEVICES=0,1 SS_TEST_DEVICE=cuda SS_TEST_TP=2 "$B/tests/test_golden"
-  [ "$NGS" -ge 4 ] && step "golden tp4" 150 golden_tp4.log env SS_TEST_DEVICE=cuda SS_TEST_TP=4 "$B/tests/test_golden"
-  wait "$G8"
-  [ "$NGS" -ge 4 ] && { ("$B/tools/gen_checkpoint" --shape llama-3-70b --out "$M70" >"$L/gen70b.log" 2>&1; echo "rc=$?" >>"$L/gen70b.log") & GEN70=$!; }
-  bd() { "$B/tools/bench_decode" --model "$M8" --device cuda --prompt 128 --json "$@"; }
-  step "8B tp1 b1 (fused GEMVs)" 90 bench_s4_tp1.log env CUDA_VISIBLE_DEVICES=0 "$B/tools/bench_decode" --model "$M8" --device cuda --prompt 128 --gen 256 --json
-  for u in 1 norm silu; do
-    step "8B tp1 b1 (SS_UNFUSED_GEMV=$u)" 90 "bench_s4_tp1_unf$u.log" env CUDA_VISIBLE_DEVICES=0 SS_UNFUSED_GEMV=$u "$B/tools/bench_decode" --model "$M8" --device cuda --prompt 128 --gen 256 --json
-  done
-  for k in ${SPLITK:-32 64}; do
-    step "8B tp1 b1 (split keys $k)" 90 "bench_s4_tp1_sk$k.log" env CUDA_VISIBLE_DEVICES=0 SS_ATTN_SPLIT_KEYS=$k "$B/tools/bench_decode" --model "$M8" --device cuda --prompt 128 --gen 256 --json
-  done
-  step "8B tp1 b8 (fused)" 90 bench_s4_tp1_b8.log env CUDA_VISIBLE_DEVICES=0 "$B/tools/bench_decode" --model "$M8" --device cuda --prompt 128 --gen 64 --batch 8 --json
-  step "8B tp1 b8 (unfused)" 90 bench_s4_tp1_b8_unf.log env CUDA_VISIBLE_DEVICES=0 SS_UNFUSED_GEMV=1 "$B/tools/bench_decode" --model "$M8" --device cuda --prompt 128 --gen 64 --batch 8 --json
-  step "8B tp2 b1" 120 bench_s4_tp2.log env CUDA_VISIBLE_DEVICES=0,1 "$B/tools/bench_decode" --model "$M8" --device cuda --tp 2 --prompt 128 --gen 256 --json
-  if [ "$NGS" -ge 4 ]; then
-    step "8B tp4 b1" 120 bench_s4_tp4.log "$B/tools/bench_decode" --model "$M8" --device cuda --tp 4 --prompt 128 --gen 256 --json
-    step "8B tp4 b1 (split keys 512)" 120 bench_s4_tp4_sk512.log env SS_ATTN_SPLIT_KEYS=512 "$B/tools/bench_decode" --model "$M8" --device cuda --tp 4 --prompt 128 --gen 256 --json
-    note "waiting for the 70B checkpoint ($(left) s left)"
-    while kill -0 "$GEN70" 2>/dev/null && [ "$(left)" -gt 60 ]; do sleep 2; done
-    grep -q 'rc=0' "$L/gen70b.log" && step "70B tp4 b1" 200 bench_s4_70b_tp4.log "$B/tools/bench_decode" --model "$M70" --device cuda --tp 4 --prompt 128 --gen 128 --json
-  fi
-fi
 if has s4b && [ "$NG" -ge 2 ]; then
   # Session 4, last call: the shutdown fix at tp 2 (goldens, bench), worker spin on/off, the attention split
   # switch at tp 1, then the serve phase (SERVE_TP=2) follows.
@@ -213,35 +178,15 @@ if has s4b && [ "$NG" -ge 2 ]; then
   step "8B tp2 b1" 90 bench_s4b_tp2.log env CUDA_VISIBLE_DEVICES=0,1 "$B/tools/bench_decode" --model "$M8" --device cuda --tp 2 --prompt 128 --gen 256 --json
   step "8B tp2 b1 (again)" 90 bench_s4b_tp2_2.log env CUDA_VISIBLE_DEVICES=0,1 "$B/tools/bench_decode" --model "$M8" --device cuda --tp 2 --prompt 128 --gen 256 --json
 fi
-if has b8; then
-  # batch 8 at tp 1 (session 2 measured 1,725 tok/s, session 4 1,407-1,422): which change of session 3-4
-  [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
-  export CUDA_VISIBLE_DEVICES=0
-  for bsz in ${B8_SIZES:-1 8 32 128}; do
-    g=64; [ "$bsz" = 1 ] && g=256
-    for a in default old; do
-      step "8B tp1 b$bsz (attention $a)" 60 "bench_attn_b${bsz}_$a.log" env SS_ATTN_FORCE=$a "$B/tools/bench_decode" --model "$M8" --device cuda --prompt 128 --gen $g --batch $bsz --json
-    done
-  done
-  for v in SS_ATTN_COMBINE_PDL=1 SS_ATTN_SPLIT_KEYS=4096; do
-    [ -n "${B8_VARIANTS:-}" ] && step "8B tp1 b8 ($v)" 60 "bench_attn_b8_$(echo $v | tr = _).log" env $v "$B/tools/bench_decode" --model "$M8" --device cuda --prompt 128 --gen 64 --batch 8 --json
-  done
-  [ -n "${B8_MICRO:-}" ] && step "backend microbenchmarks" 120 microbench.log "$B/tools/bench_backend"
-fi
 if has next; then
-  # Prepared in session 4 for the next lease (kinds permitting): the GEMV shape switch end to end, and
-  # tp 4 / 70B again with this session's fixes (use nvidia-h200-x4).
+  # For the next lease of four GPUs (nvidia-h200-x4): the 4-GPU goldens and 8B at tp 4 with the code of
+  # sessions 4-5 (session 3: 460.7 tok/s; goal 520), then run x4 for the 70B shape.
   [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
-  for bsz in 1 8; do
-    g=64; [ "$bsz" = 1 ] && g=256
-    step "8B tp1 b$bsz" 60 "bench_next_b$bsz.log" env CUDA_VISIBLE_DEVICES=0 "$B/tools/bench_decode" --model "$M8" --device cuda --prompt 128 --gen $g --batch $bsz --json
-    step "8B tp1 b$bsz (few tiles: w8u8)" 60 "bench_next_b${bsz}_w8u8.log" env CUDA_VISIBLE_DEVICES=0 SS_GEMV_FEW_TILES=w8u8 "$B/tools/bench_decode" --model "$M8" --device cuda --prompt 128 --gen $g --batch $bsz --json
-  done
+  step "8B tp1 b1" 60 bench_next_b1.log env CUDA_VISIBLE_DEVICES=0 "$B/tools/bench_decode" --model "$M8" --device cuda --prompt 128 --gen 256 --json
   if [ "$NG" -ge 4 ]; then
     export CUDA_VISIBLE_DEVICES=0,1,2,3
     step "golden tp4" 150 golden_tp4.log env SS_TEST_DEVICE=cuda SS_TEST_TP=4 "$B/tests/test_golden"
     step "8B tp4 b1" 120 bench_next_tp4.log "$B/tools/bench_decode" --model "$M8" --device cuda --tp 4 --prompt 128 --gen 256 --json
-    step "8B tp4 b1 (few tiles: w8u8)" 120 bench_next_tp4_w8u8.log env SS_GEMV_FEW_TILES=w8u8 "$B/tools/bench_decode" --model "$M8" --device cuda --tp 4 --prompt 128 --gen 256 --json
   fi
 fi
 if has s6; then
