@@ -249,6 +249,8 @@ static void test_rmsnorm(void **state)
     check_rmsnorm(p, 5, 4096, 0);
     check_rmsnorm(p, 3, 100, 0); /* not a multiple of 8: scalar path */
     check_rmsnorm(p, 1, 8192, 0);
+    check_rmsnorm(p, 2, 8200, 0); /* more 8-element chunks than threads in a block: the looping path */
+    check_rmsnorm(p, 2, 1030, 0); /* the same on the scalar path */
 }
 
 static void test_add_rmsnorm(void **state)
@@ -256,6 +258,7 @@ static void test_add_rmsnorm(void **state)
     NEED_GPU(state);
     check_rmsnorm(p, 5, 4096, 1);
     check_rmsnorm(p, 2, 100, 1);
+    check_rmsnorm(p, 2, 8200, 1);
 }
 
 static void check_matmul(pair *p, int64_t n, int32_t m, int32_t k, int with_bias, ss_dtype out_gpu)

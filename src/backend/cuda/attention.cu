@@ -221,7 +221,8 @@ __global__ void __launch_bounds__(kCombineThreads) attn_combine_kernel(const Att
                 M = fmaxf(M, sm[s]);
         for (int s = 0; s < ns; s++) {
             sc[s] = sl[s] > 0.0f ? exp2f(sm[s] - M) : 0.0f;
-            L += sl[s] > 0.0f ? sl[s] * sc[s] : 0.0f;
+            if (sl[s] > 0.0f)
+                L = fmaf(sl[s], sc[s], L); // one rounding, as the per-thread loop before it had
         }
         s_total = L;
     }

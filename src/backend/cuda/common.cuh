@@ -11,9 +11,10 @@ namespace ss {
 typedef __nv_bfloat16 bf16;
 
 // Programmatic dependent launch (sm_90+): a kernel launched through launch_pdl may be scheduled while
-// the previous kernel of the stream still runs. Its first statement must be pdl_enter(): wait for the
-// previous kernel (completion and memory), then let the next kernel be scheduled early in turn. On
-// older devices (and in sm_80 code) both are no-ops and the launch is an ordinary one.
+// the previous kernel of the stream still runs. Before pdl_enter() (wait for the previous kernel's
+// completion and memory, then let the next kernel be scheduled early in turn) it may only read what no
+// kernel writes: weights and the step's metadata (the backend.h contract), and write only shared memory.
+// On older devices (and in sm_80 code) both are no-ops and the launch is an ordinary one.
 __device__ __forceinline__ void pdl_enter()
 {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
@@ -24,7 +25,8 @@ __device__ __forceinline__ void pdl_enter()
 
 // The two halves of pdl_enter, for kernels that work before waiting or let the next kernel in late.
 // wait: blocks until the previous kernel has finished and its writes are visible; nothing it may write is
-// read (or written) before. launch_dependents: lets the next PDL-launched kernel be scheduled (safe
+// loaded (or written) before (an L2 prefetch of such an address is harmless: L2 is where writes land).
+// launch_dependents: lets the next PDL-launched kernel be scheduled (safe
 // anywhere: every PDL-launched kernel of ours waits before touching its predecessor's output; exiting
 // does it too).
 __device__ __forceinline__ void pdl_wait()
