@@ -189,38 +189,25 @@ if has next; then
     step "8B tp4 b1" 120 bench_next_tp4.log "$B/tools/bench_decode" --model "$M8" --device cuda --tp 4 --prompt 128 --gen 256 --json
   fi
 fi
-if has s6; then
-  # Session 5 (one GPU), the landed code: checks, decode at batch 1 (twice), 8, 32, 128, prefill 2048; the
-  # serve phase may follow. (The session's experiments, L2 weight prefetch and key splits merged inside the
-  # attention kernel, were measured with switches this phase no longer has: see docs/performance.md.)
+if has s6 || has ab; then
+  # One GPU (session 5): the checks, then decode at batch 1 (twice), 8, 32, 128 (AB_BATCHES) and, for s6, a
+  # 2048-token prefill. With .gpu-carry/base_bench_decode (the same tool built from the commit before a
+  # change, packed by hand) every decode also runs on it, interleaved: an A/B in one call.
   export CUDA_VISIBLE_DEVICES=0
   [ -d "$M8" ] || ("$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1; echo "rc=$?" >>"$L/gen8b.log") &
   G8=$!
   step "backend consistency cpu vs cuda" 150 consistency.log "$B/tests/test_backend_consistency"
   step "golden tests on cuda" 150 golden_cuda.log env SS_TEST_DEVICE=cuda "$B/tests/test_golden"
   wait "$G8"
-  for bsz in 1 1 8 32 128; do
-    g=64; [ "$bsz" = 1 ] && g=256
-    step "8B tp1 b$bsz" 60 "bench_s6_b${bsz}_$SECONDS.log" "$B/tools/bench_decode" --model "$M8" --device cuda --prompt 128 --gen $g --batch $bsz --json
-  done
-  step "prefill 8B 2048 tokens" 60 bench_s6_prefill.log "$B/tools/bench_decode" --model "$M8" --device cuda --prompt 2048 --gen 4 --json
-fi
-if has ab; then
-  # A against B in one run: this build's bench_decode against .gpu-carry/base_bench_decode (the same
-  # tool built from the commit before the change, packed by hand), interleaved, after the checks.
-  export CUDA_VISIBLE_DEVICES=0
-  [ -d "$M8" ] || ("$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1; echo "rc=$?" >>"$L/gen8b.log") &
-  G8=$!
-  step "backend consistency cpu vs cuda" 150 consistency.log "$B/tests/test_backend_consistency"
-  step "golden tests on cuda" 150 golden_cuda.log env SS_TEST_DEVICE=cuda "$B/tests/test_golden"
-  wait "$G8"
+  variants=new; [ -x "$ROOT/.gpu-carry/base_bench_decode" ] && variants="new base"
   for bsz in ${AB_BATCHES:-1 1 8 32 128}; do
     g=64; [ "$bsz" = 1 ] && g=256
-    for v in new base; do
+    for v in $variants; do
       bin=$B/tools/bench_decode; [ $v = base ] && bin=$ROOT/.gpu-carry/base_bench_decode
       step "8B tp1 b$bsz [$v]" 60 "bench_ab_b${bsz}_${v}_$SECONDS.log" "$bin" --model "$M8" --device cuda --prompt 128 --gen $g --batch $bsz --json
     done
   done
+  has s6 && step "prefill 8B 2048 tokens" 60 bench_s6_prefill.log "$B/tools/bench_decode" --model "$M8" --device cuda --prompt 2048 --gen 4 --json
 fi
 if has profile; then
   # Kernel timelines of decode at batch 1 (tp 1, tp 2 and, with 4 GPUs, tp 4) through tools/ktrace (CUPTI;
