@@ -27,7 +27,8 @@ step() { # step NAME TIMEOUT LOGNAME CMD... (skipped when the budget is short)
   local t=$SECONDS
   timeout "$lim" "$@" >"$log" 2>&1
   local rc=$?
-  if [ $rc -eq 0 ]; then note "PASS  $name ($((SECONDS - t)) s)"; else note "FAIL  $name (rc $rc, $((SECONDS - t)) s)"; tail -5 "$log" | sed 's/^/      /' | tee -a "$S"; fi
+  local tps; tps=$(grep -ho '"decode_tok_s":[0-9.]*' "$log" 2>/dev/null | tail -1 | cut -d: -f2)
+  if [ $rc -eq 0 ]; then note "PASS  $name ($((SECONDS - t)) s)${tps:+ decode $tps tok/s}"; else note "FAIL  $name (rc $rc, $((SECONDS - t)) s)"; tail -5 "$log" | sed 's/^/      /' | tee -a "$S"; fi
   return $rc
 }
 finish() {
@@ -199,12 +200,18 @@ if has s6 || has ab; then
   step "backend consistency cpu vs cuda" 150 consistency.log "$B/tests/test_backend_consistency"
   step "golden tests on cuda" 150 golden_cuda.log env SS_TEST_DEVICE=cuda "$B/tests/test_golden"
   wait "$G8"
+  # AB_ENVS: space-separated environment variants of the new binary ("-" none; "A=1,B=2" two settings).
   variants=new; [ -x "$ROOT/.gpu-carry/base_bench_decode" ] && variants="new base"
   for bsz in ${AB_BATCHES:-1 1 8 32 128}; do
     g=64; [ "$bsz" = 1 ] && g=256
     for v in $variants; do
-      bin=$B/tools/bench_decode; [ $v = base ] && bin=$ROOT/.gpu-carry/base_bench_decode
-      step "8B tp1 b$bsz [$v]" 60 "bench_ab_b${bsz}_${v}_$SECONDS.log" "$bin" --model "$M8" --device cuda --prompt 128 --gen $g --batch $bsz --json
+      for e in ${AB_ENVS:--}; do
+        [ $v = base ] && [ "$e" != - ] && continue
+        ev=(); [ "$e" != - ] && IFS=, read -ra ev <<<"$e"
+        bin=$B/tools/bench_decode; [ $v = base ] && bin=$ROOT/.gpu-carry/base_bench_decode
+        step "8B tp1 b$bsz [$v $e]" 60 "bench_ab_b${bsz}_${v}_$(echo "$e" | tr '=,' '__')_$SECONDS.log" \
+          env ${ev[@]+"${ev[@]}"} "$bin" --model "$M8" --device cuda --prompt 128 --gen $g --batch $bsz --json
+      done
     done
   done
   has s6 && step "prefill 8B 2048 tokens" 60 bench_s6_prefill.log "$B/tools/bench_decode" --model "$M8" --device cuda --prompt 2048 --gen 4 --json

@@ -711,6 +711,11 @@ static void test_attention(void **state)
     static const int32_t two_splits[][2] = {{255, 1}};
     check_attention(p, 32, 8, 128, short_ctx, 1, "attention decode ctx 300, 32/8 d128");
     check_attention(p, 32, 8, 128, two_splits, 1, "attention decode ctx 256, 32/8 d128");
+    /* on sm_90 these decode batches merge their key splits inside the kernel (a cluster of 8 per kv head);
+     * the 10-key sequence leaves 7 of its 8 splits empty */
+    static const int32_t cluster_batch[][2] = {{450, 1}, {9, 1}, {130, 1}};
+    check_attention(p, 32, 8, 128, cluster_batch, 3, "attention decode batch 3 ctx <= 451, 32/8 d128");
+    check_attention(p, 16, 4, 64, cluster_batch, 3, "attention decode batch 3 ctx <= 451, 16/4 d64");
 }
 
 /* Batches that reach the tensor-core kernel by the launcher's own rule (tiles of 8+ tokens, or many

@@ -5,8 +5,13 @@
 // stream through shared memory 64 at a time (cp.async, two stages, zero-filled past the context) and
 // meet the rows in bf16 mma.sync m16n8k16 with f32 accumulation; softmax is online, in the log2
 // domain. Each warp owns 16 rows; for tiles of few rows (decode) the warps of a CTA instead share the
-// rows and split every key tile four ways, merging through shared memory at the end.
+// rows and split every key tile four ways, merging through shared memory at the end. On sm_90 the key
+// splits of such a CTA can form one thread block cluster and merge through distributed shared memory,
+// so no combine kernel follows.
+#include <cooperative_groups.h>
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "backend/cuda/attn_tiled.cuh"
 
@@ -72,9 +77,71 @@ template <int D> __host__ __device__ constexpr int smem_bytes()
     return 4 * kBN * (D + 8) * (int)sizeof(bf16);
 }
 
-// WM warps over rows (16 each) times WK warps over each key tile (kBN / WK keys each).
-template <int D, int WM, int WK> __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiledParams p)
+// Most splits one cluster merges (the portable cluster size).
+constexpr int kMaxClusterSplits = 8;
+
+// The cluster's CTAs (one per key split, rank = split) hold their (max, sum, sums) of the same rows in
+// shared memory at cacc/cml; each CTA merges a share of the (row, dim) elements from all of them, in split
+// order and with the same arithmetic as attn_combine_kernel, and stores the output. The second barrier
+// keeps every CTA's shared memory alive until its peers have read it.
+template <int D, int BM, int NT>
+__device__ __forceinline__ void cluster_merge(const AttnTiledParams &p, float *cacc, float *cml, int r0, int rows,
+                                              int tok0)
 {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    namespace cg = cooperative_groups;
+    cg::cluster_group cl = cg::this_cluster();
+    cl.sync();
+    const int ns = (int)cl.num_blocks(), rank = (int)cl.block_rank();
+    const float *pacc[kMaxClusterSplits], *pml[kMaxClusterSplits];
+#pragma unroll
+    for (int s = 0; s < kMaxClusterSplits; s++) {
+        pacc[s] = s < ns ? cl.map_shared_rank(cacc, (unsigned)s) : cacc;
+        pml[s] = s < ns ? cl.map_shared_rank(cml, (unsigned)s) : cml;
+    }
+    for (int e = rank * NT + (int)threadIdx.x; e < BM * D; e += ns * NT) {
+        const int i = e / D, d = e - (e / D) * D;
+        const int r = r0 + i;
+        if (r >= rows)
+            continue;
+        float ms[kMaxClusterSplits], ls[kMaxClusterSplits], as[kMaxClusterSplits];
+#pragma unroll
+        for (int s = 0; s < kMaxClusterSplits; s++) {
+            ms[s] = s < ns ? pml[s][2 * i] : 0.0f;
+            ls[s] = s < ns ? pml[s][2 * i + 1] : 0.0f;
+            as[s] = s < ns ? pacc[s][i * D + d] : 0.0f;
+        }
+        float M = -INFINITY;
+#pragma unroll
+        for (int s = 0; s < kMaxClusterSplits; s++)
+            if (ls[s] > 0.0f)
+                M = fmaxf(M, ms[s]);
+        float L = 0.0f, A = 0.0f;
+#pragma unroll
+        for (int s = 0; s < kMaxClusterSplits; s++) {
+            if (ls[s] > 0.0f) {
+                const float c = exp2f(ms[s] - M);
+                L = fmaf(ls[s], c, L);
+                A += as[s] * c;
+            }
+        }
+        const int t = r / p.group;
+        const int64_t tok = tok0 + t;
+        const int hq = (int)blockIdx.y * p.group + (r - t * p.group);
+        p.out[(tok * p.heads + hq) * D + d] = __float2bfloat16_rn(L > 0.0f ? A / L : 0.0f);
+    }
+    cl.sync();
+#else
+    (void)p, (void)cacc, (void)cml, (void)r0, (void)rows, (void)tok0;
+#endif
+}
+
+// WM warps over rows (16 each) times WK warps over each key tile (kBN / WK keys each). CL: the n_splits
+// CTAs of a (row block, kv head) are one cluster along z and write the final output themselves.
+template <int D, int WM, int WK, bool CL>
+__global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiledParams p)
+{
+    static_assert(!CL || WK > 1, "the cluster merge extends the key-split merge of decode tiles");
     constexpr int NW = WM * WK, NT = NW * 32, BM = 16 * WM, KW = kBN / WK;
     constexpr int LDS = D + 8;  // shared row stride, elements
     constexpr int CPR = D / 8;  // 16-byte chunks per row
@@ -321,7 +388,9 @@ template <int D, int WM, int WK> __global__ void __launch_bounds__(WM *WK * 32) 
         __syncthreads();
         float *so = reinterpret_cast<float *>(smem_u4);      // [NW][16][LDO]
         float *sm = so + NW * 16 * LDO, *sl = sm + NW * 16;  // [NW][16] each
-        static_assert(NW * 16 * (LDO + 2) * sizeof(float) <= (size_t)smem_bytes<D>(), "merge buffer");
+        float *cacc = sl + NW * 16, *cml = cacc + BM * D; // CL: this split's [BM][D] sums, [BM][2] (max, sum)
+        static_assert((NW * 16 * (LDO + 2) + BM * (D + 2)) * sizeof(float) <= (size_t)smem_bytes<D>(),
+                      "merge buffer");
 #pragma unroll
         for (int h = 0; h < 2; h++) {
             const int il = gid + 8 * h;
@@ -355,10 +424,20 @@ template <int D, int WM, int WK> __global__ void __launch_bounds__(WM *WK * 32) 
                     A += so[x * LDO + d] * c;
                 }
             }
-            const int t = r / group;
-            const int64_t tok = tok0 + t;
-            attn_store(p, split, tok, kvh * group + (r - t * group), D, d, M, L, A);
+            if constexpr (CL) {
+                cacc[i * D + d] = A;
+                if (d == 0) {
+                    cml[2 * i] = M;
+                    cml[2 * i + 1] = L;
+                }
+            } else {
+                const int t = r / group;
+                const int64_t tok = tok0 + t;
+                attn_store(p, split, tok, kvh * group + (r - t * group), D, d, M, L, A);
+            }
         }
+        if constexpr (CL)
+            cluster_merge<D, BM, NT>(p, cacc, cml, r0, rows, tok0);
     }
     pdl_launch_dependents();
 }
@@ -378,20 +457,36 @@ TiledShape tiled_shape(int64_t rows)
     return {8, 1};
 }
 
-template <int D, int WM, int WK> int launch_shape(const AttnTiledParams &p, dim3 grid, cudaStream_t s)
+template <int D, int WM, int WK, bool CL = false>
+int launch_shape(const AttnTiledParams &p, dim3 grid, cudaStream_t s)
 {
     constexpr int bytes = smem_bytes<D>();
-    cudaError_t e = cudaFuncSetAttribute(attn_tiled_kernel<D, WM, WK>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+    auto kernel = attn_tiled_kernel<D, WM, WK, CL>;
+    cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
     if (e != cudaSuccess)
         return (int)e;
-    e = launch_pdl(attn_tiled_kernel<D, WM, WK>, grid, dim3(WM * WK * 32), (size_t)bytes, s, p);
+    e = launch_pdl_cluster(kernel, grid, dim3(WM * WK * 32), (size_t)bytes, s, CL ? grid.z : 1u, p);
     return e != cudaSuccess ? (int)e : launch_status();
 }
 
-template <int D> int launch_d(const AttnTiledParams &p, TiledShape sh, dim3 grid, cudaStream_t s)
+// Whether tiles of this shape may merge their key splits inside a cluster: decode tiles (the key-split
+// warp layout), sm_90+, and not switched off (SS_ATTN_CLUSTER=0, a benchmark switch: the combine kernel).
+bool cluster_shape_ok(TiledShape sh)
+{
+    if (sh.wk == 1)
+        return false;
+    const char *sw = getenv("SS_ATTN_CLUSTER");
+    if (sw && strcmp(sw, "0") == 0)
+        return false;
+    int dev = 0, major = 0;
+    return cudaGetDevice(&dev) == cudaSuccess &&
+           cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess && major >= 9;
+}
+
+template <int D> int launch_d(const AttnTiledParams &p, TiledShape sh, dim3 grid, bool cluster, cudaStream_t s)
 {
     if (sh.wm == 1)
-        return launch_shape<D, 1, 4>(p, grid, s);
+        return cluster ? launch_shape<D, 1, 4, true>(p, grid, s) : launch_shape<D, 1, 4>(p, grid, s);
     if (sh.wm == 4)
         return launch_shape<D, 4, 1>(p, grid, s);
     return launch_shape<D, 8, 1>(p, grid, s);
@@ -404,6 +499,13 @@ bool attn_tiled_supported(int head_dim)
     return head_dim == 64 || head_dim == 128;
 }
 
+int attn_tiled_cluster_splits(int head_dim, int max_tile_tokens, int group)
+{
+    if (!attn_tiled_supported(head_dim) || max_tile_tokens <= 0 || group <= 0)
+        return 0;
+    return cluster_shape_ok(tiled_shape((int64_t)max_tile_tokens * group)) ? kMaxClusterSplits : 0;
+}
+
 int64_t attn_tiled_ctas(int head_dim, int64_t n_tiles, int max_tile_tokens, int group, int kv_heads)
 {
     (void)head_dim;
@@ -413,8 +515,9 @@ int64_t attn_tiled_ctas(int head_dim, int64_t n_tiles, int max_tile_tokens, int 
 }
 
 int attn_tiled_launch(const AttnTiledParams &p_in, int head_dim, int64_t n_tiles, int max_tile_tokens,
-                      cudaStream_t stream)
+                      cudaStream_t stream, bool *merged)
 {
+    *merged = false;
     if (!attn_tiled_supported(head_dim) || n_tiles <= 0 || max_tile_tokens <= 0 || p_in.group <= 0)
         return (int)cudaErrorInvalidValue;
     const int64_t rows = (int64_t)max_tile_tokens * p_in.group;
@@ -426,7 +529,11 @@ int attn_tiled_launch(const AttnTiledParams &p_in, int head_dim, int64_t n_tiles
     if (gx > 0x7fffffffLL || p.kv_heads > 65535 || p.n_splits > 65535)
         return (int)cudaErrorInvalidConfiguration;
     const dim3 grid((unsigned)gx, (unsigned)p.kv_heads, (unsigned)p.n_splits);
-    return head_dim == 64 ? launch_d<64>(p, sh, grid, stream) : launch_d<128>(p, sh, grid, stream);
+    const bool cluster = p.n_splits >= 2 && p.n_splits <= kMaxClusterSplits && cluster_shape_ok(sh);
+    const int st = head_dim == 64 ? launch_d<64>(p, sh, grid, cluster, stream)
+                                  : launch_d<128>(p, sh, grid, cluster, stream);
+    *merged = st == 0 && cluster;
+    return st;
 }
 
 } // namespace ss

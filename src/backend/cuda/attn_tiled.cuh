@@ -48,12 +48,17 @@ __device__ __forceinline__ void attn_store(const AttnCommon &p, int split, int64
 // Whether the tiled kernel handles this head size (64 and 128).
 bool attn_tiled_supported(int head_dim);
 
+// Up to how many key splits the launch below merges inside the kernel (a thread block cluster per row
+// block and kv head) for tiles of this shape; 0 when it never does (the combine kernel merges them).
+int attn_tiled_cluster_splits(int head_dim, int max_tile_tokens, int group);
+
 // CTAs the launch below uses for one key split: n_tiles * row blocks per tile * kv_heads.
 int64_t attn_tiled_ctas(int head_dim, int64_t n_tiles, int max_tile_tokens, int group, int kv_heads);
 
 // Enqueues the tiled kernel over n_tiles query tiles of at most max_tile_tokens tokens (host-known,
-// so the grid is fixed for graph capture). Returns the cudaError_t of the launch as an int.
+// so the grid is fixed for graph capture). Returns the cudaError_t of the launch as an int. *merged
+// (never NULL) says whether the key splits were merged in the kernel (output final, no combine needed).
 int attn_tiled_launch(const AttnTiledParams &p, int head_dim, int64_t n_tiles, int max_tile_tokens,
-                      cudaStream_t stream);
+                      cudaStream_t stream, bool *merged);
 
 } // namespace ss
