@@ -139,6 +139,12 @@ typedef struct ss_backend_i {
     ss_status (*rope_kv_store)(void *ctx, void *qkv, const int32_t *pos, const float *inv_freq, int64_t n,
                                int32_t q_heads, int32_t kv_heads, int32_t head_dim, int64_t tok_stride,
                                void *k_cache, void *v_cache, const int32_t *slots);
+    /* The MLP's first half in one op: out[n, inter] = silu(x · Wgᵀ) * (x · Wuᵀ) in act_dtype, where Wgu
+     * is [2*inter, k] (gate rows, then up rows, as matmul + silu_mul take it). May differ from that pair
+     * by the rounding of the [n, 2*inter] intermediate it never stores. NULL, or SS_ERR_UNSUPPORTED
+     * returned with nothing enqueued and no error recorded: callers run matmul + silu_mul. */
+    ss_status (*matmul_silu)(void *ctx, void *out, const void *x, const void *Wgu, int64_t n, int32_t inter,
+                             int32_t k);
     /* The native stream (cudaStream_t) for comm backends that enqueue on it; NULL on cpu. */
     void *(*native_stream)(void *ctx);
     /* CUDA-graph capture of a step keyed by `key`: begin/end record, launch replays.

@@ -41,6 +41,7 @@ struct ss_forward {
     size_t kv_bytes;
     int graphs;                     /* decode steps may be replayed from CUDA graphs */
     int fuse_rope;                  /* use the backend's rope_kv_store (SS_UNFUSED_ROPE: a benchmark switch) */
+    int fuse_mlp;                   /* use the backend's matmul_silu (SS_UNFUSED_MLP: a benchmark switch) */
 };
 
 static ss_status fwd_alloc(ss_forward *f, size_t bytes, void **out, const char *what, ss_err *err)
@@ -68,6 +69,7 @@ ss_status ss_forward_create(ss_backend *be, const ss_model_config *cfg, const ss
     f->links = *links;
     f->graphs = p->graphs;
     f->fuse_rope = getenv("SS_UNFUSED_ROPE") == NULL;
+    f->fuse_mlp = getenv("SS_UNFUSED_MLP") == NULL;
     const ss_shard_plan *sp = &w->plan;
     f->esz = ss_dtype_size(be->act_dtype);
     f->q_dim = (int64_t)sp->q_heads * cfg->head_dim;
@@ -207,8 +209,15 @@ static ss_status fwd_layer(ss_forward *f, int32_t li, int64_t n, const ss_attn_m
                           1.0f / sqrtf((float)hd)));
     SS_CHECK(B->matmul(c, f->x, f->be->act_dtype, f->attn, L->wo, NULL, n, dim, (int32_t)f->q_dim));
     SS_CHECK(fwd_reduce_norm(f, n, L->mlp_norm));
-    SS_CHECK(B->matmul(c, f->gu, f->be->act_dtype, f->h, L->wgu, NULL, n, 2 * sp->inter_size, dim));
-    SS_CHECK(B->silu_mul(c, f->act, f->gu, n, sp->inter_size));
+    ss_status st = SS_ERR_UNSUPPORTED;
+    if (B->matmul_silu && f->fuse_mlp)
+        st = B->matmul_silu(c, f->act, f->h, L->wgu, n, sp->inter_size, dim);
+    if (st == SS_ERR_UNSUPPORTED) {
+        SS_CHECK(B->matmul(c, f->gu, f->be->act_dtype, f->h, L->wgu, NULL, n, 2 * sp->inter_size, dim));
+        SS_CHECK(B->silu_mul(c, f->act, f->gu, n, sp->inter_size));
+    } else if (st != SS_OK) {
+        return st;
+    }
     SS_CHECK(B->matmul(c, f->x, f->be->act_dtype, f->act, L->wdown, NULL, n, dim, sp->inter_size));
     if (next_norm)
         return fwd_reduce_norm(f, n, next_norm);

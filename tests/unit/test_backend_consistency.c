@@ -295,6 +295,44 @@ static void test_matmul(void **state)
     check_matmul(p, 5, 96, 1000, 0, SS_DTYPE_F32);
 }
 
+/* matmul_silu (where the backend has it; SS_ERR_UNSUPPORTED falls back as the forward pass does) against
+ * the cpu's matmul + silu_mul; odd inter leaves a partial 8-row tile. */
+static void check_matmul_silu(pair *p, int64_t n, int32_t inter, int32_t k)
+{
+    const int64_t m = 2 * (int64_t)inter;
+    float *x = rand_vec(p, n * k, 1.0f), *w = rand_vec(p, m * k, 0.1f);
+    void *xc = dev_act(p->cpu, x, n * k), *xg = dev_act(p->gpu, x, n * k);
+    void *wc = dev_weight(p->cpu, w, m * k), *wg = dev_weight(p->gpu, w, m * k);
+    void *gc = dev_poison(p->cpu, n * m, p->cpu->act_dtype), *gg = dev_poison(p->gpu, n * m, p->gpu->act_dtype);
+    void *oc = dev_poison(p->cpu, n * inter, p->cpu->act_dtype), *og = dev_poison(p->gpu, n * inter, p->gpu->act_dtype);
+    assert_int_equal(p->cpu->iface->matmul(p->cpu->ctx, gc, p->cpu->act_dtype, xc, wc, NULL, n, (int32_t)m, k), SS_OK);
+    assert_int_equal(p->cpu->iface->silu_mul(p->cpu->ctx, oc, gc, n, inter), SS_OK);
+    const ss_backend_i *G = p->gpu->iface;
+    ss_status st = G->matmul_silu ? G->matmul_silu(p->gpu->ctx, og, xg, wg, n, inter, k) : SS_ERR_UNSUPPORTED;
+    if (st == SS_ERR_UNSUPPORTED) {
+        assert_int_equal(G->matmul(p->gpu->ctx, gg, p->gpu->act_dtype, xg, wg, NULL, n, (int32_t)m, k), SS_OK);
+        st = G->silu_mul(p->gpu->ctx, og, gg, n, inter);
+    }
+    assert_int_equal(st, SS_OK);
+    char what[96];
+    snprintf(what, sizeof what, "matmul_silu n=%lld inter=%d k=%d", (long long)n, inter, k);
+    expect_close(p, oc, og, n * inter, BF16_TOL, what);
+    dev_free(p->cpu, xc), dev_free(p->gpu, xg), dev_free(p->cpu, wc), dev_free(p->gpu, wg);
+    dev_free(p->cpu, gc), dev_free(p->gpu, gg), dev_free(p->cpu, oc), dev_free(p->gpu, og);
+    free(x), free(w);
+}
+
+static void test_matmul_silu(void **state)
+{
+    NEED_GPU(state);
+    const int64_t ns[] = {1, 3, 8, 64};
+    for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++) {
+        check_matmul_silu(p, ns[i], 352, 128);
+        check_matmul_silu(p, ns[i], 100, 4096);
+        check_matmul_silu(p, ns[i], 1796, 512); /* 8B-like: many tiles, the last one half full */
+    }
+}
+
 /* gemv.cu's kernel variants; a build without CUDA has one (and skips every test anyway). */
 static int gemv_variant_count(void)
 {
@@ -962,7 +1000,8 @@ int main(void)
         cmocka_unit_test(test_kv_store),      cmocka_unit_test(test_rope_kv_store),
         cmocka_unit_test(test_attention),
         cmocka_unit_test(test_attention_tiled),
-        cmocka_unit_test(test_silu_mul),      cmocka_unit_test(test_add),
+        cmocka_unit_test(test_silu_mul),      cmocka_unit_test(test_matmul_silu),
+        cmocka_unit_test(test_add),
         cmocka_unit_test(test_gather_rows),   cmocka_unit_test(test_argmax),
         cmocka_unit_test(test_sample),        cmocka_unit_test(test_upload_weight_types),
         cmocka_unit_test(test_graph),

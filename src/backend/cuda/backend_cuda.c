@@ -288,6 +288,17 @@ static ss_status cu_matmul(void *ctx, void *out, ss_dtype out_type, const void *
     return SS_OK;
 }
 
+/* Fused only where the decode GEMV runs (few rows): larger batches go through cuBLASLt + silu_mul. */
+static ss_status cu_matmul_silu(void *ctx, void *out, const void *x, const void *Wgu, int64_t n, int32_t inter,
+                                int32_t k)
+{
+    cu_ctx *c = ctx;
+    if (n <= 0 || inter <= 0 || !ss_cuda_gemv_silu_supported(x, Wgu, n, k))
+        return SS_ERR_UNSUPPORTED;
+    KCHECK(c, ss_cuda_gemv_silu(c->stream, out, x, Wgu, n, inter, k));
+    return SS_OK;
+}
+
 static ss_status cu_head_rmsnorm(void *ctx, void *x, const void *w, int64_t n, int32_t heads, int32_t head_dim,
                                  int64_t tok_stride, float eps)
 {
@@ -553,6 +564,7 @@ static ss_backend_i cu_iface = {
     .rope_kv_store = cu_rope_kv_store,
     .attention = cu_attention,
     .silu_mul = cu_silu_mul,
+    .matmul_silu = cu_matmul_silu,
     .add = cu_add,
     .gather_rows = cu_gather_rows,
     .argmax = cu_argmax,

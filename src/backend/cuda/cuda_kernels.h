@@ -95,6 +95,11 @@ int ss_cuda_gemv(void *stream, void *out, int out_f32, const void *x, const void
  * default), then whatever ss_cuda_gemv_set_variant chose; it applies to launches made (or captured) after
  * it is set. Names are static strings; NULL for an index out of range. set returns 0 or
  * cudaErrorInvalidValue. */
+/* The MLP's SwiGLU on the GEMV: out[n, inter] = silu(x . Wg^T) * (x . Wu^T), bf16 out, where W is
+ * [2*inter, k] (gate rows, then up rows); both products stay f32 until the end. Supported where
+ * ss_cuda_gemv is and the GEMV variant is a tensor-core one. */
+int ss_cuda_gemv_silu_supported(const void *x, const void *W, int64_t n, int32_t k);
+int ss_cuda_gemv_silu(void *stream, void *out, const void *x, const void *W, int64_t n, int32_t inter, int32_t k);
 int ss_cuda_gemv_variant_count(void);
 const char *ss_cuda_gemv_variant_name(int variant);
 int ss_cuda_gemv_variant(void);

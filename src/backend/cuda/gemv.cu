@@ -4,6 +4,8 @@
 // 16 bytes per row per step) and a tensor-core kernel (a block owns 16 rows, its warps split k, mma.sync
 // m16n8k16 with x as the n <= 8 side). On sm_90+ both can be launched with programmatic dependent launch:
 // the first loads of W (never written by a kernel) are issued before waiting for the previous kernel.
+// The tensor-core kernel also has a SwiGLU form for the MLP's fused gate/up weight: each tile takes 8
+// gate rows and the 8 matching up rows, and stores silu(gate) * up, so no separate kernel follows.
 #include <atomic>
 #include <stdlib.h>
 #include <string.h>
@@ -155,7 +157,9 @@ constexpr int mma_min_blocks(int warps, int unroll)
 // 2t+8, 2t+9) of the first mma are elements 0..3 of chunk c, those of the second mma elements 4..7. So the
 // 16-byte loads feed the fragments as they are, with no shuffles. The warps' partial 16x8 tiles are summed
 // through shared memory in warp order (deterministic), then bias is added and out[col, row] stored.
-template <int WARPS, int U, typename OutT>
+// SILU: W is [2m, k] (gate rows, then up rows) and block b owns output rows [8b, 8b + 8): its rows g are
+// gate rows, its rows g + 8 the same rows of up; out = silu(gate) * up (bias unused).
+template <int WARPS, int U, typename OutT, bool SILU>
 __global__ void __launch_bounds__(WARPS * 32, mma_min_blocks(WARPS, U))
     gemv_mma(OutT *__restrict__ out, const bf16 *__restrict__ x, const bf16 *__restrict__ W,
              const bf16 *__restrict__ bias, int n, int m, int k)
@@ -165,9 +169,15 @@ __global__ void __launch_bounds__(WARPS * 32, mma_min_blocks(WARPS, U))
     pdl_launch_dependents();
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int g = lane >> 2, t = lane & 3;
-    const int64_t row0 = (int64_t)blockIdx.x * 16;
-    const int64_t ra = row0 + g < m ? row0 + g : m - 1; // rows past the end repeat the last (not stored)
-    const int64_t rb = row0 + g + 8 < m ? row0 + g + 8 : m - 1;
+    const int64_t row0 = (int64_t)blockIdx.x * (SILU ? 8 : 16);
+    int64_t ra, rb; // rows past the end repeat the last (not stored)
+    if constexpr (SILU) {
+        ra = row0 + g < m ? row0 + g : m - 1;
+        rb = m + ra;
+    } else {
+        ra = row0 + g < m ? row0 + g : m - 1;
+        rb = row0 + g + 8 < m ? row0 + g + 8 : m - 1;
+    }
     const uint4 *wa = reinterpret_cast<const uint4 *>(W + ra * k);
     const uint4 *wb = reinterpret_cast<const uint4 *>(W + rb * k);
     const bool has_x = g < n;
@@ -214,6 +224,22 @@ __global__ void __launch_bounds__(WARPS * 32, mma_min_blocks(WARPS, U))
     for (int j = 0; j < 4; j++)
         red[warp][j][lane] = acc0[j] + acc1[j];
     __syncthreads();
+    if constexpr (SILU) {
+        if (threadIdx.x < 64) { // registers j (gate) and j + 2 (up) of lane l: one output
+            const int l = threadIdx.x & 31, j = threadIdx.x >> 5;
+            float gs = 0.0f, us = 0.0f;
+#pragma unroll
+            for (int w = 0; w < WARPS; w++) {
+                gs += red[w][j][l];
+                us += red[w][j + 2][l];
+            }
+            const int64_t row = row0 + (l >> 2);
+            const int col = 2 * (l & 3) + j;
+            if (row < m && col < n) // as silu_mul_kernel, from the f32 sums
+                store_out(out + (int64_t)col * m + row, gs / (1.0f + __expf(-gs)) * us);
+        }
+        return;
+    }
     if (threadIdx.x < 128) {
         const int l = threadIdx.x & 31, j = threadIdx.x >> 5; // fragment register j of lane l
         float v = 0.0f;
@@ -356,41 +382,45 @@ cudaError_t launch_simt_any(const variant &v, int64_t n, OutT *out, const bf16 *
     }
 }
 
-template <int WARPS, int U, typename OutT>
+template <int WARPS, int U, typename OutT, bool SILU>
 cudaError_t launch_mma(bool pdl, OutT *out, const bf16 *x, const bf16 *W, const bf16 *bias, int64_t n, int m,
                        int k, cudaStream_t s)
 {
-    return launch(pdl, gemv_mma<WARPS, U, OutT>, blocks_for(m, 16), WARPS * 32, s, out, x, W, bias, (int)n, m, k);
+    return launch(pdl, gemv_mma<WARPS, U, OutT, SILU>, blocks_for(m, SILU ? 8 : 16), WARPS * 32, s, out, x, W, bias,
+                  (int)n, m, k);
 }
 
-template <typename OutT>
+// SILU: the tensor-core SwiGLU form (m output columns from 2m weight rows); the caller checked v is FAM_MMA.
+template <typename OutT, bool SILU = false>
 cudaError_t launch_variant(const variant &v, int64_t n, OutT *out, const bf16 *x, const bf16 *W, const bf16 *bias,
                            int m, int k, cudaStream_t s)
 {
     const device_info dev = current_device();
     const bool pdl = v.pdl && dev.pdl;
-    if (v.fam != FAM_MMA)
-        return launch_simt_any(v, n, out, x, W, bias, m, k, s, pdl);
+    if constexpr (!SILU) {
+        if (v.fam != FAM_MMA)
+            return launch_simt_any(v, n, out, x, W, bias, m, k, s, pdl);
+    }
     if (v.warps == 0) {
         // Auto: the row tiles (16 rows each) should all be resident at once with as many bytes in flight
         // per SM as possible. Up to 2 tiles per SM: 16 warps a tile (2 blocks/SM, 32 warps); otherwise 8
         // warps a tile (3 blocks/SM; large m runs several waves either way).
-        const int64_t tiles = ((int64_t)m + 15) / 16;
+        const int64_t tiles = SILU ? ((int64_t)m + 7) / 8 : ((int64_t)m + 15) / 16;
         if (dev.sms > 0 && tiles <= 2 * (int64_t)dev.sms) {
             // (8 warps x 8 chunks was ahead of 16 x 4 in bench_backend on the H200 for both m = 4096 shapes,
             // o_proj 85.4 vs 80.4% of copy, but not end to end: 225.0 vs 225.1-225.7 tok/s at batch 1,
             // 1,782 vs 1,768 at batch 8, session 5.)
-            return launch_mma<16, 4>(pdl, out, x, W, bias, n, m, k, s);
+            return launch_mma<16, 4, OutT, SILU>(pdl, out, x, W, bias, n, m, k, s);
         }
-        return launch_mma<8, 4>(pdl, out, x, W, bias, n, m, k, s);
+        return launch_mma<8, 4, OutT, SILU>(pdl, out, x, W, bias, n, m, k, s);
     }
     if (v.warps == 4)
-        return launch_mma<4, 8>(pdl, out, x, W, bias, n, m, k, s);
+        return launch_mma<4, 8, OutT, SILU>(pdl, out, x, W, bias, n, m, k, s);
     if (v.warps == 16)
-        return launch_mma<16, 4>(pdl, out, x, W, bias, n, m, k, s);
+        return launch_mma<16, 4, OutT, SILU>(pdl, out, x, W, bias, n, m, k, s);
     if (v.unroll == 8)
-        return launch_mma<8, 8>(pdl, out, x, W, bias, n, m, k, s);
-    return launch_mma<8, 4>(pdl, out, x, W, bias, n, m, k, s);
+        return launch_mma<8, 8, OutT, SILU>(pdl, out, x, W, bias, n, m, k, s);
+    return launch_mma<8, 4, OutT, SILU>(pdl, out, x, W, bias, n, m, k, s);
 }
 
 } // namespace
@@ -414,6 +444,22 @@ extern "C" int ss_cuda_gemv(void *stream, void *out, int out_f32, const void *x,
     const bf16 *xb = (const bf16 *)x, *Wb = (const bf16 *)W, *bb = (const bf16 *)bias;
     const cudaError_t e = out_f32 ? launch_variant(v, n, (float *)out, xb, Wb, bb, m, k, s)
                                   : launch_variant(v, n, (bf16 *)out, xb, Wb, bb, m, k, s);
+    const cudaError_t last = cudaGetLastError();
+    return (int)(e != cudaSuccess ? e : last);
+}
+
+extern "C" int ss_cuda_gemv_silu_supported(const void *x, const void *W, int64_t n, int32_t k)
+{
+    return ss_cuda_gemv_supported(x, W, n, k) && kVariants[current_variant()].fam == FAM_MMA;
+}
+
+extern "C" int ss_cuda_gemv_silu(void *stream, void *out, const void *x, const void *W, int64_t n, int32_t inter,
+                                 int32_t k)
+{
+    if (!ss_cuda_gemv_silu_supported(x, W, n, k) || inter <= 0)
+        return (int)cudaErrorInvalidValue;
+    const cudaError_t e = launch_variant<bf16, true>(kVariants[current_variant()], n, (bf16 *)out, (const bf16 *)x,
+                                                     (const bf16 *)W, nullptr, inter, k, (cudaStream_t)stream);
     const cudaError_t last = cudaGetLastError();
     return (int)(e != cudaSuccess ? e : last);
 }
