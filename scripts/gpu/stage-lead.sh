@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # stage-lead.sh — run HERE (nvcc, no GPU) before a GPU call: packs the CUDA Release binaries, the shared
 # libraries the GPU image lacks, the fixtures and the demo corpus into .gpu-carry/ (git-ignored through
-# .git/info/exclude) for scripts/gpu/session.sh. Usage: scripts/gpu/stage-lead.sh [BUILD_DIR]
+# .gitignore) for scripts/gpu/session.sh. Usage: scripts/gpu/stage-lead.sh [BUILD_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 B=${1:-build-lead-gpu}
