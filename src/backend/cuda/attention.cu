@@ -279,7 +279,7 @@ int64_t pick_splits(const ss_cuda_attn_args *a, int64_t base, int64_t cluster_ma
         if (n_splits > by_len)
             n_splits = by_len;
         if (n_splits > cluster_max)
-            n_splits = 0; // a long context: many splits and the combine kernel, below
+            n_splits = 0; // a long context: 128-key splits below (the combine kernel merges more than cluster_max)
     }
     if (n_splits == 0) {
         const int64_t min_keys = mk_env > 0 ? mk_env : kMinKeysPerSplit;
@@ -322,6 +322,14 @@ bool tiled_wanted(const ss_cuda_attn_args *a)
 
 using namespace ss;
 
+extern "C" int ss_cuda_attn_cluster_ok(int head_dim)
+{
+    const char *sw = getenv("SS_ATTN_CLUSTER"); // benchmark switch: 0 = always the combine kernel
+    if (sw && strcmp(sw, "0") == 0)
+        return 0;
+    return attn_tiled_cluster_fits(head_dim) ? 1 : 0;
+}
+
 extern "C" int ss_cuda_attention(void *stream, const ss_cuda_attn_args *a)
 {
     if (a->n <= 0)
@@ -355,7 +363,7 @@ extern "C" int ss_cuda_attention(void *stream, const ss_cuda_attn_args *a)
     bool merged = false; // the splits were merged by the attention kernel itself
     if (tiled_wanted(a)) {
         const int64_t n_splits = pick_splits(a, attn_tiled_ctas(D, a->n_tiles, a->max_tile_tokens, p.group, a->kv_heads),
-                                             attn_tiled_cluster_splits(D, a->max_tile_tokens, p.group));
+                                             attn_tiled_cluster_splits(D, a->max_tile_tokens, p.group, a->cluster_ok != 0));
         p.n_splits = (int)n_splits;
         p.part_acc = (float *)a->workspace;
         p.part_ml = p.part_acc + n_splits * a->n * a->heads * D;
@@ -363,6 +371,7 @@ extern "C" int ss_cuda_attention(void *stream, const ss_cuda_attn_args *a)
         memset(&t, 0, sizeof t);
         static_cast<AttnCommon &>(t) = p;
         t.q_tiles = a->q_tiles;
+        t.cluster_ok = a->cluster_ok != 0;
         st = attn_tiled_launch(t, D, a->n_tiles, a->max_tile_tokens, s, &merged);
     } else {
         const int gmin = p.group < 8 ? p.group : 8;

@@ -131,6 +131,8 @@ __device__ __forceinline__ void cluster_merge(const AttnTiledParams &p, float *c
         p.out[(tok * p.heads + hq) * D + d] = __float2bfloat16_rn(L > 0.0f ? A / L : 0.0f);
     }
     cl.sync();
+#elif defined(__CUDA_ARCH__)
+    __trap(); // the host launches the cluster form on sm_90+ only: reaching this is a build/launch mismatch
 #else
     (void)p, (void)cacc, (void)cml, (void)r0, (void)rows, (void)tok0;
 #endif
@@ -469,18 +471,40 @@ int launch_shape(const AttnTiledParams &p, dim3 grid, cudaStream_t s)
     return e != cudaSuccess ? (int)e : launch_status();
 }
 
-// Whether tiles of this shape may merge their key splits inside a cluster: decode tiles (the key-split
-// warp layout), sm_90+, and not switched off (SS_ATTN_CLUSTER=0, a benchmark switch: the combine kernel).
-bool cluster_shape_ok(TiledShape sh)
+// Whether a cluster of kMaxClusterSplits CTAs of the cluster form fits the current device (sm_90+, and
+// enough of a GPC: MPS or partitioned GPUs may have less).
+template <int D> bool cluster_fits()
 {
-    if (sh.wk == 1)
+    auto kernel = attn_tiled_kernel<D, 1, 4, true>;
+    constexpr int bytes = smem_bytes<D>();
+    if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes) != cudaSuccess) {
+        (void)cudaGetLastError();
         return false;
-    const char *sw = getenv("SS_ATTN_CLUSTER");
-    if (sw && strcmp(sw, "0") == 0)
+    }
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeClusterDimension;
+    attr[0].val.clusterDim.x = 1;
+    attr[0].val.clusterDim.y = 1;
+    attr[0].val.clusterDim.z = kMaxClusterSplits;
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3(1, 1, kMaxClusterSplits);
+    cfg.blockDim = dim3(4 * 32);
+    cfg.dynamicSmemBytes = bytes;
+    cfg.attrs = attr;
+    cfg.numAttrs = 1;
+    int clusters = 0;
+    if (cudaOccupancyMaxActiveClusters(&clusters, kernel, &cfg) != cudaSuccess) {
+        (void)cudaGetLastError();
         return false;
-    int dev = 0, major = 0;
-    return cudaGetDevice(&dev) == cudaSuccess &&
-           cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess && major >= 9;
+    }
+    return clusters > 0;
+}
+
+// Whether tiles of this shape may merge their key splits inside a cluster: decode tiles (the key-split
+// warp layout), and the caller's device allows it (AttnTiledParams::cluster_ok).
+bool cluster_shape_ok(TiledShape sh, bool device_ok)
+{
+    return device_ok && sh.wk > 1;
 }
 
 template <int D> int launch_d(const AttnTiledParams &p, TiledShape sh, dim3 grid, bool cluster, cudaStream_t s)
@@ -499,11 +523,22 @@ bool attn_tiled_supported(int head_dim)
     return head_dim == 64 || head_dim == 128;
 }
 
-int attn_tiled_cluster_splits(int head_dim, int max_tile_tokens, int group)
+bool attn_tiled_cluster_fits(int head_dim)
+{
+    int dev = 0, major = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess || major < 9) {
+        (void)cudaGetLastError();
+        return false;
+    }
+    return head_dim == 64 ? cluster_fits<64>() : head_dim == 128 ? cluster_fits<128>() : false;
+}
+
+int attn_tiled_cluster_splits(int head_dim, int max_tile_tokens, int group, bool device_ok)
 {
     if (!attn_tiled_supported(head_dim) || max_tile_tokens <= 0 || group <= 0)
         return 0;
-    return cluster_shape_ok(tiled_shape((int64_t)max_tile_tokens * group)) ? kMaxClusterSplits : 0;
+    return cluster_shape_ok(tiled_shape((int64_t)max_tile_tokens * group), device_ok) ? kMaxClusterSplits : 0;
 }
 
 int64_t attn_tiled_ctas(int head_dim, int64_t n_tiles, int max_tile_tokens, int group, int kv_heads)
@@ -529,7 +564,7 @@ int attn_tiled_launch(const AttnTiledParams &p_in, int head_dim, int64_t n_tiles
     if (gx > 0x7fffffffLL || p.kv_heads > 65535 || p.n_splits > 65535)
         return (int)cudaErrorInvalidConfiguration;
     const dim3 grid((unsigned)gx, (unsigned)p.kv_heads, (unsigned)p.n_splits);
-    const bool cluster = p.n_splits >= 2 && p.n_splits <= kMaxClusterSplits && cluster_shape_ok(sh);
+    const bool cluster = p.n_splits >= 2 && p.n_splits <= kMaxClusterSplits && cluster_shape_ok(sh, p.cluster_ok);
     const int st = head_dim == 64 ? launch_d<64>(p, sh, grid, cluster, stream)
                                   : launch_d<128>(p, sh, grid, cluster, stream);
     *merged = st == 0 && cluster;

@@ -26,6 +26,7 @@ struct AttnCommon {
 struct AttnTiledParams : AttnCommon {
     const int32_t *q_tiles; // [n_tiles, 2]: first token, token count (runs of one sequence)
     int rb_per_tile;        // row blocks per tile (set by attn_tiled_launch)
+    bool cluster_ok;        // the device runs the cluster form (attn_tiled_cluster_fits; the caller may veto)
 };
 
 // Writes one output element of (token, head hq, dim d) from the merged softmax state (max M, sum L,
@@ -48,9 +49,13 @@ __device__ __forceinline__ void attn_store(const AttnCommon &p, int split, int64
 // Whether the tiled kernel handles this head size (64 and 128).
 bool attn_tiled_supported(int head_dim);
 
+// Whether the current device can run the cluster form for this head size (sm_90+, a full cluster fits).
+// A runtime query: callers ask once and pass the answer as AttnTiledParams::cluster_ok.
+bool attn_tiled_cluster_fits(int head_dim);
+
 // Up to how many key splits the launch below merges inside the kernel (a thread block cluster per row
 // block and kv head) for tiles of this shape; 0 when it never does (the combine kernel merges them).
-int attn_tiled_cluster_splits(int head_dim, int max_tile_tokens, int group);
+int attn_tiled_cluster_splits(int head_dim, int max_tile_tokens, int group, bool device_ok);
 
 // CTAs the launch below uses for one key split: n_tiles * row blocks per tile * kv_heads.
 int64_t attn_tiled_ctas(int head_dim, int64_t n_tiles, int max_tile_tokens, int group, int kv_heads);

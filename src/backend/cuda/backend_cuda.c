@@ -43,6 +43,7 @@ typedef struct cu_ctx {
     int capturing;
     uint64_t capture_key;
     ss_err err; /* detail of the last failure (also logged) */
+    int attn_cluster_ok[2]; /* ss_cuda_attn_cluster_ok for head_dim 64 and 128, asked at create */
 } cu_ctx;
 
 ss_status ss_cuda_fail(ss_err *err, ss_status st, const char *file, int line, const char *expr, const char *msg)
@@ -293,9 +294,12 @@ static ss_status cu_matmul_silu(void *ctx, void *out, const void *x, const void 
                                 int32_t k)
 {
     cu_ctx *c = ctx;
-    if (n <= 0 || inter <= 0 || !ss_cuda_gemv_silu_supported(x, Wgu, n, k))
+    if (n <= 0 || inter <= 0)
         return SS_ERR_UNSUPPORTED;
-    KCHECK(c, ss_cuda_gemv_silu(c->stream, out, x, Wgu, n, inter, k));
+    const int r = ss_cuda_gemv_silu(c->stream, out, x, Wgu, n, inter, k);
+    if (r < 0)
+        return SS_ERR_UNSUPPORTED;
+    KCHECK(c, r);
     return SS_OK;
 }
 
@@ -363,6 +367,7 @@ static ss_status cu_attention(void *ctx, void *out, const void *q, int64_t q_str
     a.head_dim = head_dim;
     a.scale = scale;
     a.workspace = c->attn_ws;
+    a.cluster_ok = head_dim == 64 ? c->attn_cluster_ok[0] : head_dim == 128 ? c->attn_cluster_ok[1] : 0;
     a.workspace_bytes = (int64_t)CU_ATTN_WORKSPACE;
     a.sm_count = c->sm_count;
     a.q_tiles = meta->q_tiles;
@@ -597,6 +602,8 @@ ss_status ss_backend_cuda_create(const ss_backend_params *params, ss_backend **o
     struct cudaDeviceProp prop;
     CUDA_CHECK_GOTO(err, cudaGetDeviceProperties(&prop, dev), st, fail);
     c->sm_count = prop.multiProcessorCount;
+    c->attn_cluster_ok[0] = ss_cuda_attn_cluster_ok(64);
+    c->attn_cluster_ok[1] = ss_cuda_attn_cluster_ok(128);
     CUDA_CHECK_GOTO(err, cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking), st, fail);
     SS_CHECK_GOTO(ss_cuda_lt_create(CU_LT_WORKSPACE, &c->lt, err), st, fail);
     CUDA_CHECK_GOTO(err, cudaMalloc(&c->attn_ws, CU_ATTN_WORKSPACE), st, fail);

@@ -72,12 +72,17 @@ typedef struct ss_cuda_attn_args {
     const int32_t *q_tiles; /* [n_tiles, 2] first token, token count (device) */
     int32_t n_tiles;
     int32_t max_tile_tokens;
+    /* 1: decode tiles may merge their key splits in a thread block cluster (ss_cuda_attn_cluster_ok). */
+    int32_t cluster_ok;
 } ss_cuda_attn_args;
 /* head_dim must be a multiple of 8 and at most 256, heads a multiple of kv_heads
  * (the launcher returns cudaErrorInvalidValue otherwise). Benchmark switch: the environment variable
  * SS_ATTN_FORCE=old|tiled, read by this launcher at each call, overrides the kernel choice (tiled
  * still needs q_tiles and head_dim 64 or 128). */
 int ss_cuda_attention(void *stream, const ss_cuda_attn_args *a);
+/* Whether this device runs the cluster-merged decode attention for head_dim (64 or 128): sm_90+, a full
+ * cluster fits, and SS_ATTN_CLUSTER is not "0" (a benchmark switch). A runtime query: ask once. */
+int ss_cuda_attn_cluster_ok(int head_dim);
 
 /* ---- gemv.cu ---- */
 /* Largest n handled by the skinny-GEMM kernel (one pass over W for all n rows of x). */
@@ -96,9 +101,9 @@ int ss_cuda_gemv(void *stream, void *out, int out_f32, const void *x, const void
  * it is set. Names are static strings; NULL for an index out of range. set returns 0 or
  * cudaErrorInvalidValue. */
 /* The MLP's SwiGLU on the GEMV: out[n, inter] = silu(x . Wg^T) * (x . Wu^T), bf16 out, where W is
- * [2*inter, k] (gate rows, then up rows); both products stay f32 until the end. Supported where
- * ss_cuda_gemv is and the GEMV variant is a tensor-core one. */
-int ss_cuda_gemv_silu_supported(const void *x, const void *W, int64_t n, int32_t k);
+ * [2*inter, k] (gate rows, then up rows); both products stay f32 until the end. Returns -1 with nothing
+ * enqueued where it does not apply (what ss_cuda_gemv takes, and a tensor-core GEMV variant), else a
+ * cudaError_t. */
 int ss_cuda_gemv_silu(void *stream, void *out, const void *x, const void *W, int64_t n, int32_t inter, int32_t k);
 int ss_cuda_gemv_variant_count(void);
 const char *ss_cuda_gemv_variant_name(int variant);

@@ -448,18 +448,14 @@ extern "C" int ss_cuda_gemv(void *stream, void *out, int out_f32, const void *x,
     return (int)(e != cudaSuccess ? e : last);
 }
 
-extern "C" int ss_cuda_gemv_silu_supported(const void *x, const void *W, int64_t n, int32_t k)
-{
-    return ss_cuda_gemv_supported(x, W, n, k) && kVariants[current_variant()].fam == FAM_MMA;
-}
-
 extern "C" int ss_cuda_gemv_silu(void *stream, void *out, const void *x, const void *W, int64_t n, int32_t inter,
                                  int32_t k)
 {
-    if (!ss_cuda_gemv_silu_supported(x, W, n, k) || inter <= 0)
-        return (int)cudaErrorInvalidValue;
-    const cudaError_t e = launch_variant<bf16, true>(kVariants[current_variant()], n, (bf16 *)out, (const bf16 *)x,
-                                                     (const bf16 *)W, nullptr, inter, k, (cudaStream_t)stream);
+    const variant &v = kVariants[current_variant()]; // read once: the knob may change between calls
+    if (!ss_cuda_gemv_supported(x, W, n, k) || inter <= 0 || v.fam != FAM_MMA)
+        return -1;
+    const cudaError_t e = launch_variant<bf16, true>(v, n, (bf16 *)out, (const bf16 *)x, (const bf16 *)W, nullptr,
+                                                     inter, k, (cudaStream_t)stream);
     const cudaError_t last = cudaGetLastError();
     return (int)(e != cudaSuccess ? e : last);
 }
