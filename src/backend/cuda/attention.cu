@@ -5,7 +5,8 @@
 // contexts with few tokens are split over CTAs (flash-decoding) and merged by a combine kernel.
 // ss_cuda_attention also dispatches prefill chunks and large decode batches to the tensor-core kernel
 // of attn_tiled.cu (rule at tiled_wanted; SS_ATTN_FORCE=old|tiled in the environment overrides it, for
-// benchmarks), sharing the split-K workspace and the combine kernel with it.
+// benchmarks), sharing the split-K workspace and the combine kernel with it (on sm_90 the tiled kernel
+// merges the splits of decode tiles itself, in a thread block cluster, when they fit one).
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
