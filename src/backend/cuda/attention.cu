@@ -363,8 +363,9 @@ extern "C" int ss_cuda_attention(void *stream, const ss_cuda_attn_args *a)
     int st;
     bool merged = false; // the splits were merged by the attention kernel itself
     if (tiled_wanted(a)) {
-        const int64_t n_splits = pick_splits(a, attn_tiled_ctas(D, a->n_tiles, a->max_tile_tokens, p.group, a->kv_heads),
-                                             attn_tiled_cluster_splits(D, a->max_tile_tokens, p.group, a->cluster_ok != 0));
+        const int64_t ctas = attn_tiled_ctas(D, a->n_tiles, a->max_tile_tokens, p.group, a->kv_heads);
+        const int cluster_max = attn_tiled_cluster_splits(D, a->max_tile_tokens, p.group, a->cluster_ok != 0);
+        const int64_t n_splits = pick_splits(a, ctas, cluster_max);
         p.n_splits = (int)n_splits;
         p.part_acc = (float *)a->workspace;
         p.part_ml = p.part_acc + n_splits * a->n * a->heads * D;
