@@ -10,8 +10,6 @@
 // so no combine kernel follows.
 #include <cooperative_groups.h>
 #include <math.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include "backend/cuda/attn_tiled.cuh"
 

@@ -294,8 +294,6 @@ static ss_status cu_matmul_silu(void *ctx, void *out, const void *x, const void 
                                 int32_t k)
 {
     cu_ctx *c = ctx;
-    if (n <= 0 || inter <= 0)
-        return SS_ERR_UNSUPPORTED;
     const int r = ss_cuda_gemv_silu(c->stream, out, x, Wgu, n, inter, k);
     if (r < 0)
         return SS_ERR_UNSUPPORTED;

@@ -170,14 +170,8 @@ __global__ void __launch_bounds__(WARPS * 32, mma_min_blocks(WARPS, U))
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int g = lane >> 2, t = lane & 3;
     const int64_t row0 = (int64_t)blockIdx.x * (SILU ? 8 : 16);
-    int64_t ra, rb; // rows past the end repeat the last (not stored)
-    if constexpr (SILU) {
-        ra = row0 + g < m ? row0 + g : m - 1;
-        rb = m + ra;
-    } else {
-        ra = row0 + g < m ? row0 + g : m - 1;
-        rb = row0 + g + 8 < m ? row0 + g + 8 : m - 1;
-    }
+    const int64_t ra = row0 + g < m ? row0 + g : m - 1; // rows past the end repeat the last (not stored)
+    const int64_t rb = SILU ? m + ra : (row0 + g + 8 < m ? row0 + g + 8 : m - 1);
     const uint4 *wa = reinterpret_cast<const uint4 *>(W + ra * k);
     const uint4 *wb = reinterpret_cast<const uint4 *>(W + rb * k);
     const bool has_x = g < n;
