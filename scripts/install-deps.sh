@@ -11,7 +11,7 @@ missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then
   $SUDO apt-get update
-  $SUDO DEBIAN_FRONTEND=noninteractive apt-get install -y $missing
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y $missing
 fi
 if [ -f tests/package.json ] && command -v npm >/dev/null; then
   (cd tests && npm install --no-audit --no-fund --loglevel=error)

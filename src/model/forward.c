@@ -41,7 +41,8 @@ struct ss_forward {
     size_t kv_bytes;
     int graphs;                     /* decode steps may be replayed from CUDA graphs */
     int fuse_rope;                  /* use the backend's rope_kv_store (SS_UNFUSED_ROPE: a benchmark switch) */
-    int fuse_mlp;                   /* use the backend's matmul_silu (SS_UNFUSED_MLP: a benchmark switch) */
+    int fuse_mlp;                   /* the SwiGLU form of matmul_fused (SS_UNFUSED_MLP: a benchmark switch) */
+    int fuse_norm;                  /* norms and residual adds in matmul_fused (SS_UNFUSED_NORM: the same) */
 };
 
 static ss_status fwd_alloc(ss_forward *f, size_t bytes, void **out, const char *what, ss_err *err)
@@ -70,6 +71,7 @@ ss_status ss_forward_create(ss_backend *be, const ss_model_config *cfg, const ss
     f->graphs = p->graphs;
     f->fuse_rope = getenv("SS_UNFUSED_ROPE") == NULL;
     f->fuse_mlp = getenv("SS_UNFUSED_MLP") == NULL;
+    f->fuse_norm = getenv("SS_UNFUSED_NORM") == NULL;
     const ss_shard_plan *sp = &w->plan;
     f->esz = ss_dtype_size(be->act_dtype);
     f->q_dim = (int64_t)sp->q_heads * cfg->head_dim;
@@ -177,21 +179,45 @@ static ss_status fwd_reduce_norm(ss_forward *f, int64_t n, const void *w)
     return B->add_rmsnorm(f->be->ctx, f->residual, f->x, f->h, w, n, dim, f->cfg->rms_eps);
 }
 
-/* One decoder layer: attention block then MLP block. On entry h holds the normed input (the previous
- * layer, or the caller for layer 0, did the norm); on return, with next_norm, residual holds the layer's
- * output and h its norm by next_norm (the next layer's input norm, or the final norm); without, x holds
- * the MLP's output, summed across tp but not yet added to residual. */
-static ss_status fwd_layer(ss_forward *f, int32_t li, int64_t n, const ss_attn_meta *meta, const int32_t *pos,
-                           const int32_t *slots, const void *next_norm)
+/* matmul_fused where the backend takes it, else the unfused ops it stands for (the same result up to
+ * rounding), through the scratch buffers h (the normed x), gu (the SwiGLU's input) and x (the product to
+ * accumulate). */
+static ss_status fwd_matmul(ss_forward *f, const ss_matmul_args *a)
+{
+    const ss_backend_i *B = f->be->iface;
+    void *c = f->be->ctx;
+    ss_status st = B->matmul_fused ? B->matmul_fused(c, a) : SS_ERR_UNSUPPORTED;
+    if (st != SS_ERR_UNSUPPORTED)
+        return st;
+    const void *x = a->x;
+    if (a->norm_w) {
+        SS_CHECK(B->rmsnorm(c, f->h, a->x, a->norm_w, a->n, a->k, a->eps));
+        x = f->h;
+    }
+    switch (a->epi) {
+    case SS_EPI_STORE:
+        return B->matmul(c, a->out, f->be->act_dtype, x, a->W, a->bias, a->n, a->m, a->k);
+    case SS_EPI_SILU:
+        SS_CHECK(B->matmul(c, f->gu, f->be->act_dtype, x, a->W, NULL, a->n, 2 * a->m, a->k));
+        return B->silu_mul(c, a->out, f->gu, a->n, a->m);
+    case SS_EPI_ACCUMULATE:
+        SS_CHECK(B->matmul(c, f->x, f->be->act_dtype, x, a->W, a->bias, a->n, a->m, a->k));
+        return B->add(c, a->out, a->out, f->x, a->n * a->m);
+    }
+    return SS_ERR_INVALID_ARG;
+}
+
+/* The attention block between its two matmuls: q/k norms (Qwen3), rope, the KV-cache store and the
+ * attention itself, from the qkv rows to f->attn. */
+static ss_status fwd_attention(ss_forward *f, int32_t li, int64_t n, const ss_attn_meta *meta, const int32_t *pos,
+                               const int32_t *slots)
 {
     const ss_backend_i *B = f->be->iface;
     void *c = f->be->ctx;
     const ss_model_config *cfg = f->cfg;
     const ss_shard_plan *sp = &f->w->plan;
     const ss_layer_weights *L = &f->w->layers[li];
-    int32_t dim = cfg->hidden_size, hd = cfg->head_dim;
-    ss_comm *tp = f->links.tp;
-    SS_CHECK(B->matmul(c, f->qkv, f->be->act_dtype, f->h, L->wqkv, L->bqkv, n, (int32_t)f->qkv_dim, dim));
+    int32_t hd = cfg->head_dim;
     void *q = f->qkv, *k = fwd_off(f->qkv, f->q_dim, f->esz), *v = fwd_off(f->qkv, f->q_dim + f->kv_dim, f->esz);
     if (L->q_norm) {
         SS_CHECK(B->head_rmsnorm(c, q, L->q_norm, n, sp->q_heads, hd, f->qkv_dim, cfg->rms_eps));
@@ -205,18 +231,63 @@ static ss_status fwd_layer(ss_forward *f, int32_t li, int64_t n, const ss_attn_m
         SS_CHECK(B->rope(c, q, pos, f->inv_freq, n, sp->q_heads + sp->kv_heads, hd, f->qkv_dim));
         SS_CHECK(B->kv_store(c, kc, vc, k, v, slots, n, sp->kv_heads, hd, f->qkv_dim));
     }
-    SS_CHECK(B->attention(c, f->attn, q, f->qkv_dim, kc, vc, meta, n, sp->q_heads, sp->kv_heads, hd,
-                          1.0f / sqrtf((float)hd)));
+    return B->attention(c, f->attn, q, f->qkv_dim, kc, vc, meta, n, sp->q_heads, sp->kv_heads, hd,
+                        1.0f / sqrtf((float)hd));
+}
+
+/* Whether a step of n tokens folds the norms and residual adds into its matmuls (fwd_layer_folded): a
+ * single tp rank (with tp > 1 the partial products are summed between matmul and add) and an n the
+ * backend's matmul_fused takes. The choice depends only on n, so graphs keyed by n stay consistent. */
+static int fwd_folded(const ss_forward *f, int64_t n)
+{
+    return f->fuse_norm && f->links.tp->size == 1 && f->be->iface->matmul_fused && n <= f->be->fused_max_n;
+}
+
+/* One decoder layer with the norms folded into the matmuls that read them and the residual adds into
+ * the matmuls that produce them: residual holds the layer's input on entry and its output on return;
+ * four kernels between the attention's, where fwd_layer has six. */
+static ss_status fwd_layer_folded(ss_forward *f, int32_t li, int64_t n, const ss_attn_meta *meta, const int32_t *pos,
+                                  const int32_t *slots)
+{
+    const ss_shard_plan *sp = &f->w->plan;
+    const ss_layer_weights *L = &f->w->layers[li];
+    int32_t dim = f->cfg->hidden_size;
+    float eps = f->cfg->rms_eps;
+    ss_matmul_args qkv = {f->qkv, f->residual, L->wqkv, L->bqkv, L->attn_norm, eps, SS_EPI_STORE,
+                          n, (int32_t)f->qkv_dim, dim};
+    SS_CHECK(fwd_matmul(f, &qkv));
+    SS_CHECK(fwd_attention(f, li, n, meta, pos, slots));
+    ss_matmul_args o = {f->residual, f->attn, L->wo, NULL, NULL, eps, SS_EPI_ACCUMULATE, n, dim, (int32_t)f->q_dim};
+    SS_CHECK(fwd_matmul(f, &o));
+    ss_matmul_args gu = {f->act, f->residual, L->wgu, NULL, L->mlp_norm, eps, SS_EPI_SILU, n, sp->inter_size, dim};
+    SS_CHECK(fwd_matmul(f, &gu));
+    ss_matmul_args down = {f->residual, f->act, L->wdown, NULL, NULL, eps, SS_EPI_ACCUMULATE, n, dim, sp->inter_size};
+    return fwd_matmul(f, &down);
+}
+
+/* One decoder layer: attention block then MLP block. On entry h holds the normed input (the previous
+ * layer, or the caller for layer 0, did the norm); on return, with next_norm, residual holds the layer's
+ * output and h its norm by next_norm (the next layer's input norm, or the final norm); without, x holds
+ * the MLP's output, summed across tp but not yet added to residual. */
+static ss_status fwd_layer(ss_forward *f, int32_t li, int64_t n, const ss_attn_meta *meta, const int32_t *pos,
+                           const int32_t *slots, const void *next_norm)
+{
+    const ss_backend_i *B = f->be->iface;
+    void *c = f->be->ctx;
+    const ss_shard_plan *sp = &f->w->plan;
+    const ss_layer_weights *L = &f->w->layers[li];
+    int32_t dim = f->cfg->hidden_size;
+    ss_comm *tp = f->links.tp;
+    SS_CHECK(B->matmul(c, f->qkv, f->be->act_dtype, f->h, L->wqkv, L->bqkv, n, (int32_t)f->qkv_dim, dim));
+    SS_CHECK(fwd_attention(f, li, n, meta, pos, slots));
     SS_CHECK(B->matmul(c, f->x, f->be->act_dtype, f->attn, L->wo, NULL, n, dim, (int32_t)f->q_dim));
     SS_CHECK(fwd_reduce_norm(f, n, L->mlp_norm));
-    ss_status st = SS_ERR_UNSUPPORTED;
-    if (B->matmul_silu && f->fuse_mlp)
-        st = B->matmul_silu(c, f->act, f->h, L->wgu, n, sp->inter_size, dim);
-    if (st == SS_ERR_UNSUPPORTED) {
+    if (f->fuse_mlp) {
+        ss_matmul_args gu = {f->act, f->h, L->wgu, NULL, NULL, 0.0f, SS_EPI_SILU, n, sp->inter_size, dim};
+        SS_CHECK(fwd_matmul(f, &gu));
+    } else {
         SS_CHECK(B->matmul(c, f->gu, f->be->act_dtype, f->h, L->wgu, NULL, n, 2 * sp->inter_size, dim));
         SS_CHECK(B->silu_mul(c, f->act, f->gu, n, sp->inter_size));
-    } else if (st != SS_OK) {
-        return st;
     }
     SS_CHECK(B->matmul(c, f->x, f->be->act_dtype, f->act, L->wdown, NULL, n, dim, sp->inter_size));
     if (next_norm)
@@ -421,24 +492,33 @@ static ss_status fwd_body(ss_forward *f, int64_t n, int32_t n_rows, const ss_att
     }
     if (st != SS_OK)
         return ss_err_set(err, st, "rank %d: %s activations", sp->rank, sp->first_stage ? "embedding" : "receiving");
-    st = B->rmsnorm(c, f->h, f->residual, f->w->layers[0].attn_norm, n, dim, f->cfg->rms_eps);
-    if (st != SS_OK)
-        return ss_err_set(err, st, "rank %d: input norm: %s", sp->rank, ss_status_str(st));
+    const int folded = fwd_folded(f, n);
+    if (!folded) {
+        st = B->rmsnorm(c, f->h, f->residual, f->w->layers[0].attn_norm, n, dim, f->cfg->rms_eps);
+        if (st != SS_OK)
+            return ss_err_set(err, st, "rank %d: input norm: %s", sp->rank, ss_status_str(st));
+    }
     const int32_t nl = sp->layer_end - sp->layer_start;
     for (int32_t li = 0; li < nl; li++) {
         /* each layer norms the next one's input; the last stage's last layer applies the final norm */
         const void *next_norm = li + 1 < nl ? f->w->layers[li + 1].attn_norm : sp->last_stage ? f->w->final_norm : NULL;
-        st = fwd_layer(f, li, n, meta, d + 2 * T, d + 3 * T, next_norm);
+        st = folded ? fwd_layer_folded(f, li, n, meta, d + 2 * T, d + 3 * T)
+                    : fwd_layer(f, li, n, meta, d + 2 * T, d + 3 * T, next_norm);
         if (st != SS_OK)
             return ss_err_set(err, st, "rank %d: layer %d: %s", sp->rank, sp->layer_start + li, ss_status_str(st));
     }
     if (!sp->last_stage) {
-        st = B->add(c, f->residual, f->residual, f->x, n * dim);
+        st = folded ? SS_OK : B->add(c, f->residual, f->residual, f->x, n * dim);
         if (st == SS_OK)
             st = L->world->iface->send(L->world->ctx, f->residual, n * dim, f->be->act_dtype, L->next_rank);
         if (st != SS_OK)
             return ss_err_set(err, st, "rank %d: sending activations to rank %d", sp->rank, L->next_rank);
         return SS_OK;
+    }
+    if (folded) {
+        st = B->rmsnorm(c, f->h, f->residual, f->w->final_norm, n, dim, f->cfg->rms_eps);
+        if (st != SS_OK)
+            return ss_err_set(err, st, "rank %d: final norm: %s", sp->rank, ss_status_str(st));
     }
     st = fwd_logits(f, n, n_rows, d + 6 * T, greedy_only, logits);
     if (st != SS_OK)

@@ -295,43 +295,60 @@ static void test_matmul(void **state)
     check_matmul(p, 5, 96, 1000, 0, SS_DTYPE_F32);
 }
 
-/* matmul_silu (where the backend has it; SS_ERR_UNSUPPORTED falls back as the forward pass does) against
- * the cpu's matmul + silu_mul; odd inter leaves a partial 8-row tile. */
-static void check_matmul_silu(pair *p, int64_t n, int32_t inter, int32_t k)
+/* matmul_fused on the gpu against the cpu's (the unfused ops in f32) for one form: norm or not, epilogue,
+ * bias or not. Where the gpu declines (SS_ERR_UNSUPPORTED) it must be for a reason the contract allows:
+ * n above fused_max_n, or a form the cuda backend does not build (a norm with the accumulate epilogue).
+ * Odd m leaves a partial tile; the accumulate form starts from a random residual. */
+static void check_matmul_fused(pair *p, int64_t n, int32_t m, int32_t k, int norm, ss_matmul_epilogue epi, int bias)
 {
-    const int64_t m = 2 * (int64_t)inter;
-    float *x = rand_vec(p, n * k, 1.0f), *w = rand_vec(p, m * k, 0.1f);
+    const int64_t rows = epi == SS_EPI_SILU ? 2 * (int64_t)m : m;
+    float *x = rand_vec(p, n * k, 2.0f), *w = rand_vec(p, rows * k, 0.1f), *b = rand_vec(p, m, 1.0f);
+    float *nw = rand_vec(p, k, 1.5f), *r = rand_vec(p, n * m, 2.0f);
     void *xc = dev_act(p->cpu, x, n * k), *xg = dev_act(p->gpu, x, n * k);
-    void *wc = dev_weight(p->cpu, w, m * k), *wg = dev_weight(p->gpu, w, m * k);
-    void *gc = dev_poison(p->cpu, n * m, p->cpu->act_dtype), *gg = dev_poison(p->gpu, n * m, p->gpu->act_dtype);
-    void *oc = dev_poison(p->cpu, n * inter, p->cpu->act_dtype), *og = dev_poison(p->gpu, n * inter, p->gpu->act_dtype);
-    assert_int_equal(p->cpu->iface->matmul(p->cpu->ctx, gc, p->cpu->act_dtype, xc, wc, NULL, n, (int32_t)m, k), SS_OK);
-    assert_int_equal(p->cpu->iface->silu_mul(p->cpu->ctx, oc, gc, n, inter), SS_OK);
+    void *wc = dev_weight(p->cpu, w, rows * k), *wg = dev_weight(p->gpu, w, rows * k);
+    void *bc = dev_weight(p->cpu, b, m), *bg = dev_weight(p->gpu, b, m);
+    void *nc = dev_weight(p->cpu, nw, k), *ng = dev_weight(p->gpu, nw, k);
+    void *oc = epi == SS_EPI_ACCUMULATE ? dev_act(p->cpu, r, n * m) : dev_poison(p->cpu, n * m, p->cpu->act_dtype);
+    void *og = epi == SS_EPI_ACCUMULATE ? dev_act(p->gpu, r, n * m) : dev_poison(p->gpu, n * m, p->gpu->act_dtype);
+    ss_matmul_args a = {oc, xc, wc, bias ? bc : NULL, norm ? nc : NULL, 1e-5f, epi, n, m, k};
+    assert_int_equal(p->cpu->iface->matmul_fused(p->cpu->ctx, &a), SS_OK);
     const ss_backend_i *G = p->gpu->iface;
-    ss_status st = G->matmul_silu ? G->matmul_silu(p->gpu->ctx, og, xg, wg, n, inter, k) : SS_ERR_UNSUPPORTED;
-    if (G->matmul_silu && n <= 8)
-        assert_int_equal(st, SS_OK); /* the cuda backend fuses decode sizes (default GEMV variant) */
+    a.out = og, a.x = xg, a.W = wg, a.bias = bias ? bg : NULL, a.norm_w = norm ? ng : NULL;
+    ss_status st = G->matmul_fused ? G->matmul_fused(p->gpu->ctx, &a) : SS_ERR_UNSUPPORTED;
+    char what[128];
+    snprintf(what, sizeof what, "matmul_fused n=%lld m=%d k=%d norm=%d epi=%d bias=%d", (long long)n, m, k, norm,
+             (int)epi, bias);
     if (st == SS_ERR_UNSUPPORTED) {
-        assert_int_equal(G->matmul(p->gpu->ctx, gg, p->gpu->act_dtype, xg, wg, NULL, n, (int32_t)m, k), SS_OK);
-        st = G->silu_mul(p->gpu->ctx, og, gg, n, inter);
+        if (n <= p->gpu->fused_max_n && !(norm && epi == SS_EPI_ACCUMULATE))
+            fprintf(stderr, "%s: declined\n", what);
+        assert_true(n > p->gpu->fused_max_n || (norm && epi == SS_EPI_ACCUMULATE));
+    } else {
+        assert_int_equal(st, SS_OK);
+        expect_close(p, oc, og, n * m, BF16_TOL, what);
     }
-    assert_int_equal(st, SS_OK);
-    char what[96];
-    snprintf(what, sizeof what, "matmul_silu n=%lld inter=%d k=%d", (long long)n, inter, k);
-    expect_close(p, oc, og, n * inter, BF16_TOL, what);
     dev_free(p->cpu, xc), dev_free(p->gpu, xg), dev_free(p->cpu, wc), dev_free(p->gpu, wg);
-    dev_free(p->cpu, gc), dev_free(p->gpu, gg), dev_free(p->cpu, oc), dev_free(p->gpu, og);
-    free(x), free(w);
+    dev_free(p->cpu, bc), dev_free(p->gpu, bg), dev_free(p->cpu, nc), dev_free(p->gpu, ng);
+    dev_free(p->cpu, oc), dev_free(p->gpu, og);
+    free(x), free(w), free(b), free(nw), free(r);
 }
 
-static void test_matmul_silu(void **state)
+static void test_matmul_fused(void **state)
 {
     NEED_GPU(state);
     const int64_t ns[] = {1, 3, 8, 64};
     for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++) {
-        check_matmul_silu(p, ns[i], 352, 128);
-        check_matmul_silu(p, ns[i], 100, 4096);
-        check_matmul_silu(p, ns[i], 1796, 512); /* 8B-like: many tiles, the last one half full */
+        /* the MLP's SwiGLU, with and without the norm: 8B-like (many tiles, the last one half full) and small */
+        check_matmul_fused(p, ns[i], 352, 128, 0, SS_EPI_SILU, 0);
+        check_matmul_fused(p, ns[i], 100, 4096, 1, SS_EPI_SILU, 0);
+        check_matmul_fused(p, ns[i], 1796, 512, 1, SS_EPI_SILU, 0);
+        /* qkv: norm in, plain store, with a bias (Qwen2) and without */
+        check_matmul_fused(p, ns[i], 200, 4096, 1, SS_EPI_STORE, 1);
+        check_matmul_fused(p, ns[i], 517, 256, 1, SS_EPI_STORE, 0);
+        check_matmul_fused(p, ns[i], 96, 128, 0, SS_EPI_STORE, 1);
+        /* o_proj and down: accumulated into the residual */
+        check_matmul_fused(p, ns[i], 4096, 1024, 0, SS_EPI_ACCUMULATE, 0);
+        check_matmul_fused(p, ns[i], 520, 4096, 0, SS_EPI_ACCUMULATE, 1);
+        check_matmul_fused(p, ns[i], 64, 256, 1, SS_EPI_ACCUMULATE, 0); /* declined by cuda: allowed */
     }
 }
 
@@ -1002,7 +1019,7 @@ int main(void)
         cmocka_unit_test(test_kv_store),      cmocka_unit_test(test_rope_kv_store),
         cmocka_unit_test(test_attention),
         cmocka_unit_test(test_attention_tiled),
-        cmocka_unit_test(test_silu_mul),      cmocka_unit_test(test_matmul_silu),
+        cmocka_unit_test(test_silu_mul),      cmocka_unit_test(test_matmul_fused),
         cmocka_unit_test(test_add),
         cmocka_unit_test(test_gather_rows),   cmocka_unit_test(test_argmax),
         cmocka_unit_test(test_sample),        cmocka_unit_test(test_upload_weight_types),

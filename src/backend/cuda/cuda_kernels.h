@@ -95,11 +95,13 @@ int ss_cuda_gemv_supported(const void *x, const void *W, int64_t n, int32_t k);
  * by a kernel on this stream (weights are; x, bias and out are read/written only after the wait). */
 int ss_cuda_gemv(void *stream, void *out, int out_f32, const void *x, const void *W, const void *bias, int64_t n,
                  int32_t m, int32_t k);
-/* The MLP's SwiGLU on the GEMV: out[n, inter] = silu(x . Wg^T) * (x . Wu^T), bf16 out, where W is
- * [2*inter, k] (gate rows, then up rows); both products stay f32 until the end. Returns -1 with nothing
- * enqueued where it does not apply (what ss_cuda_gemv takes, and a tensor-core GEMV variant), else a
- * cudaError_t. */
-int ss_cuda_gemv_silu(void *stream, void *out, const void *x, const void *W, int64_t n, int32_t inter, int32_t k);
+/* backend.h's matmul_fused on the GEMV, bf16 out: epi is an ss_matmul_epilogue (0 store, 1 SwiGLU over a
+ * [2m, k] gate-then-up W, 2 accumulate into out); norm_w, when set, RMS-normalises x's rows on the way
+ * in (epsilon eps). Products stay f32 until the end. Returns -1 with nothing enqueued where it does not
+ * apply (what ss_cuda_gemv takes, a tensor-core GEMV variant; built forms: a norm with store or SwiGLU,
+ * no bias with SwiGLU), else a cudaError_t. */
+int ss_cuda_gemv_fused(void *stream, void *out, const void *x, const void *W, const void *bias, const void *norm_w,
+                       float eps, int epi, int64_t n, int32_t m, int32_t k);
 /* Kernel variants, for benchmarks and tests only (not part of the backend interface). The variant is a
  * process-wide knob: initially SS_GEMV_VARIANT (a name or an index; unset or unknown: variant 0, the
  * default), then whatever ss_cuda_gemv_set_variant chose; it applies to launches made (or captured) after

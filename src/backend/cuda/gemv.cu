@@ -4,8 +4,10 @@
 // 16 bytes per row per step) and a tensor-core kernel (a block owns 16 rows, its warps split k, mma.sync
 // m16n8k16 with x as the n <= 8 side). On sm_90+ both can be launched with programmatic dependent launch:
 // the first loads of W (never written by a kernel) are issued before waiting for the previous kernel.
-// The tensor-core kernel also has a SwiGLU form for the MLP's fused gate/up weight: each tile takes 8
-// gate rows and the 8 matching up rows, and stores silu(gate) * up, so no separate kernel follows.
+// The tensor-core kernel also has fused forms (backend.h's matmul_fused): a SwiGLU epilogue for the MLP's
+// gate/up weight (each tile takes 8 gate rows and the 8 matching up rows and stores silu(gate) * up), an
+// accumulating one (the residual add), and an RMSNorm of x on the way in, so no separate kernel runs
+// between two decode GEMVs.
 #include <atomic>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +27,13 @@ __device__ __forceinline__ void store_out(float *out, float v)
 __device__ __forceinline__ void store_out(bf16 *out, float v)
 {
     *out = __float2bfloat16_rn(v);
+}
+
+// The accumulate epilogue's read of out (bf16 only), written by earlier kernels: a plain (coherent) load,
+// after the wait.
+__device__ __forceinline__ float load_out(const bf16 *p)
+{
+    return __bfloat162float(*p);
 }
 
 // Loads that should not displace x from the caches: W is read exactly once.
@@ -151,21 +160,45 @@ constexpr int mma_min_blocks(int warps, int unroll)
     return warps <= 4 ? 4 : (warps >= 16 ? 2 : (unroll <= 4 ? 3 : 2));
 }
 
+// What follows the product (backend.h's ss_matmul_epilogue, in the same order).
+enum epilogue { EPI_STORE, EPI_SILU, EPI_ACC };
+
+// With a norm weight: x's 16-byte chunk c times the norm weight's, rounded to bf16 (the scale 1/rms(x)
+// is applied to the sums at the end: x·diag(w)·Wᵀ·s = (rmsnorm(x)·w)·Wᵀ); adds the chunk's squares to sq.
+__device__ __forceinline__ uint4 norm_chunk(const uint4 &xv, const uint4 &wv, float &sq)
+{
+    float xf[8], wf[8];
+    unpack8(xv, xf);
+    unpack8(wv, wf);
+#pragma unroll
+    for (int e = 0; e < 8; e++) {
+        sq = fmaf(xf[e], xf[e], sq);
+        xf[e] *= wf[e];
+    }
+    return pack8(xf);
+}
+
 // Block b owns rows [16b, 16b + 16); its WARPS warps split the k/8 16-byte chunks into contiguous slices.
 // Lane (g = lane/4, t = lane%4) loads, per step u, chunk c = base + 4u + t of rows g and g+8 and of x row
 // g (g < n). The mma's k slots are a permutation of real k that is the same for A and B: slots (2t, 2t+1,
 // 2t+8, 2t+9) of the first mma are elements 0..3 of chunk c, those of the second mma elements 4..7. So the
 // 16-byte loads feed the fragments as they are, with no shuffles. The warps' partial 16x8 tiles are summed
 // through shared memory in warp order (deterministic), then bias is added and out[col, row] stored.
-// SILU: W is [2m, k] (gate rows, then up rows) and block b owns output rows [8b, 8b + 8): its rows g are
-// gate rows, its rows g + 8 the same rows of up; out = silu(gate) * up (bias unused).
-template <int WARPS, int U, typename OutT, bool SILU>
+// EPI_SILU: W is [2m, k] (gate rows, then up rows) and block b owns output rows [8b, 8b + 8): its rows g
+// are gate rows, its rows g + 8 the same rows of up; out = silu(gate) * up (bias unused).
+// EPI_ACC: out += the result (the residual stream; read after the wait like x).
+// NORM: x is RMS-normalised on the way in (nw: the norm weight). The lanes that load x row g cover each of
+// its chunks exactly once across the block, so their sums of squares add up to the row's, with no extra
+// pass over x.
+template <int WARPS, int U, typename OutT, int EPI, bool NORM>
 __global__ void __launch_bounds__(WARPS * 32, mma_min_blocks(WARPS, U))
     gemv_mma(OutT *__restrict__ out, const bf16 *__restrict__ x, const bf16 *__restrict__ W,
-             const bf16 *__restrict__ bias, int n, int m, int k)
+             const bf16 *__restrict__ bias, const bf16 *__restrict__ nw, float eps, int n, int m, int k)
 {
     static_assert(WARPS * 32 >= 128, "the epilogue needs 128 threads");
+    constexpr bool SILU = EPI == EPI_SILU;
     __shared__ float red[WARPS][4][32];
+    __shared__ float sq_red[NORM ? WARPS : 1][8];
     pdl_launch_dependents();
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int g = lane >> 2, t = lane & 3;
@@ -176,6 +209,7 @@ __global__ void __launch_bounds__(WARPS * 32, mma_min_blocks(WARPS, U))
     const uint4 *wb = reinterpret_cast<const uint4 *>(W + rb * k);
     const bool has_x = g < n;
     const uint4 *xr = reinterpret_cast<const uint4 *>(x + (int64_t)(has_x ? g : 0) * k);
+    const uint4 *nwv = reinterpret_cast<const uint4 *>(nw);
     const int kc = k >> 3;
     const int per_warp = (kc + WARPS - 1) / WARPS;
     const int cbeg = warp * per_warp;
@@ -183,6 +217,7 @@ __global__ void __launch_bounds__(WARPS * 32, mma_min_blocks(WARPS, U))
     const uint4 zero = make_uint4(0, 0, 0, 0);
 
     float acc0[4] = {0.0f, 0.0f, 0.0f, 0.0f}, acc1[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    float sq = 0.0f;
     uint4 va[U], vb[U];
 #pragma unroll
     for (int u = 0; u < U; u++) {
@@ -197,6 +232,10 @@ __global__ void __launch_bounds__(WARPS * 32, mma_min_blocks(WARPS, U))
         for (int u = 0; u < U; u++) {
             const int c = base + 4 * u + t;
             xv[u] = has_x && c < cend ? load_after_wait(xr + c) : zero;
+            if constexpr (NORM) {
+                if (has_x && c < cend)
+                    xv[u] = norm_chunk(xv[u], __ldg(nwv + c), sq);
+            }
         }
 #pragma unroll
         for (int u = 0; u < U; u++) {
@@ -217,7 +256,26 @@ __global__ void __launch_bounds__(WARPS * 32, mma_min_blocks(WARPS, U))
 #pragma unroll
     for (int j = 0; j < 4; j++)
         red[warp][j][lane] = acc0[j] + acc1[j];
+    if constexpr (NORM) { // the four lanes of x row g, then the warps (below)
+        sq += __shfl_xor_sync(FULL_MASK, sq, 1);
+        sq += __shfl_xor_sync(FULL_MASK, sq, 2);
+        if (t == 0)
+            sq_red[warp][g] = sq;
+    }
     __syncthreads();
+    // The scale of output column col (x row col): 1 / rms, or 1 without a norm.
+    auto scale = [&](int col) {
+        if constexpr (NORM) {
+            float s = 0.0f;
+#pragma unroll
+            for (int w = 0; w < WARPS; w++)
+                s += sq_red[w][col];
+            return rsqrtf(s / (float)k + eps);
+        } else {
+            (void)col;
+            return 1.0f;
+        }
+    };
     if constexpr (SILU) {
         if (threadIdx.x < 64) { // registers j (gate) and j + 2 (up) of lane l: one output
             const int l = threadIdx.x & 31, j = threadIdx.x >> 5;
@@ -229,8 +287,12 @@ __global__ void __launch_bounds__(WARPS * 32, mma_min_blocks(WARPS, U))
             }
             const int64_t row = row0 + (l >> 2);
             const int col = 2 * (l & 3) + j;
-            if (row < m && col < n) // as silu_mul_kernel, from the f32 sums
+            if (row < m && col < n) { // as silu_mul_kernel, from the f32 sums
+                const float s = scale(col);
+                gs *= s;
+                us *= s;
                 store_out(out + (int64_t)col * m + row, gs / (1.0f + __expf(-gs)) * us);
+            }
         }
         return;
     }
@@ -242,8 +304,13 @@ __global__ void __launch_bounds__(WARPS * 32, mma_min_blocks(WARPS, U))
             v += red[w][j][l];
         const int64_t row = row0 + (l >> 2) + (j >= 2 ? 8 : 0);
         const int col = 2 * (l & 3) + (j & 1);
-        if (row < m && col < n)
-            store_out(out + (int64_t)col * m + row, v + (bias ? __bfloat162float(bias[row]) : 0.0f));
+        if (row < m && col < n) {
+            OutT *o = out + (int64_t)col * m + row;
+            v = v * scale(col) + (bias ? __bfloat162float(bias[row]) : 0.0f);
+            if constexpr (EPI == EPI_ACC)
+                v += load_out(o);
+            store_out(o, v);
+        }
     }
 }
 
@@ -376,45 +443,48 @@ cudaError_t launch_simt_any(const variant &v, int64_t n, OutT *out, const bf16 *
     }
 }
 
-template <int WARPS, int U, typename OutT, bool SILU>
-cudaError_t launch_mma(bool pdl, OutT *out, const bf16 *x, const bf16 *W, const bf16 *bias, int64_t n, int m,
-                       int k, cudaStream_t s)
+template <int WARPS, int U, typename OutT, int EPI, bool NORM>
+cudaError_t launch_mma(bool pdl, OutT *out, const bf16 *x, const bf16 *W, const bf16 *bias, const bf16 *nw, float eps,
+                       int64_t n, int m, int k, cudaStream_t s)
 {
-    return launch(pdl, gemv_mma<WARPS, U, OutT, SILU>, blocks_for(m, SILU ? 8 : 16), WARPS * 32, s, out, x, W, bias,
-                  (int)n, m, k);
+    return launch(pdl, gemv_mma<WARPS, U, OutT, EPI, NORM>, blocks_for(m, EPI == EPI_SILU ? 8 : 16), WARPS * 32, s,
+                  out, x, W, bias, nw, eps, (int)n, m, k);
 }
 
-// SILU: the tensor-core SwiGLU form (m output columns from 2m weight rows); the caller checked v is FAM_MMA.
-template <typename OutT, bool SILU = false>
+// The default shape: the row tiles (16 rows each; 8 output rows of the SwiGLU form) should all be resident
+// at once with as many bytes in flight per SM as possible. Up to 2 tiles per SM: 16 warps a tile (2
+// blocks/SM, 32 warps); otherwise 8 warps a tile (3 blocks/SM; large m runs several waves either way).
+// (8 warps x 8 chunks was ahead of 16 x 4 in bench_backend on the H200 for both m = 4096 shapes, o_proj
+// 85.4 vs 80.4% of copy, but not end to end: 225.0 vs 225.1-225.7 tok/s at batch 1, 1,782 vs 1,768 at
+// batch 8, session 5.)
+template <typename OutT, int EPI, bool NORM>
+cudaError_t launch_mma_auto(const device_info &dev, bool pdl, OutT *out, const bf16 *x, const bf16 *W,
+                            const bf16 *bias, const bf16 *nw, float eps, int64_t n, int m, int k, cudaStream_t s)
+{
+    const int64_t tiles = EPI == EPI_SILU ? ((int64_t)m + 7) / 8 : ((int64_t)m + 15) / 16;
+    if (dev.sms > 0 && tiles <= 2 * (int64_t)dev.sms)
+        return launch_mma<16, 4, OutT, EPI, NORM>(pdl, out, x, W, bias, nw, eps, n, m, k, s);
+    return launch_mma<8, 4, OutT, EPI, NORM>(pdl, out, x, W, bias, nw, eps, n, m, k, s);
+}
+
+// The plain product in the shape variant v names.
+template <typename OutT>
 cudaError_t launch_variant(const variant &v, int64_t n, OutT *out, const bf16 *x, const bf16 *W, const bf16 *bias,
                            int m, int k, cudaStream_t s)
 {
     const device_info dev = current_device();
     const bool pdl = v.pdl && dev.pdl;
-    if constexpr (!SILU) {
-        if (v.fam != FAM_MMA)
-            return launch_simt_any(v, n, out, x, W, bias, m, k, s, pdl);
-    }
-    if (v.warps == 0) {
-        // Auto: the row tiles (16 rows each) should all be resident at once with as many bytes in flight
-        // per SM as possible. Up to 2 tiles per SM: 16 warps a tile (2 blocks/SM, 32 warps); otherwise 8
-        // warps a tile (3 blocks/SM; large m runs several waves either way).
-        const int64_t tiles = SILU ? ((int64_t)m + 7) / 8 : ((int64_t)m + 15) / 16;
-        if (dev.sms > 0 && tiles <= 2 * (int64_t)dev.sms) {
-            // (8 warps x 8 chunks was ahead of 16 x 4 in bench_backend on the H200 for both m = 4096 shapes,
-            // o_proj 85.4 vs 80.4% of copy, but not end to end: 225.0 vs 225.1-225.7 tok/s at batch 1,
-            // 1,782 vs 1,768 at batch 8, session 5.)
-            return launch_mma<16, 4, OutT, SILU>(pdl, out, x, W, bias, n, m, k, s);
-        }
-        return launch_mma<8, 4, OutT, SILU>(pdl, out, x, W, bias, n, m, k, s);
-    }
+    if (v.fam != FAM_MMA)
+        return launch_simt_any(v, n, out, x, W, bias, m, k, s, pdl);
+    if (v.warps == 0)
+        return launch_mma_auto<OutT, EPI_STORE, false>(dev, pdl, out, x, W, bias, nullptr, 0.0f, n, m, k, s);
     if (v.warps == 4)
-        return launch_mma<4, 8, OutT, SILU>(pdl, out, x, W, bias, n, m, k, s);
+        return launch_mma<4, 8, OutT, EPI_STORE, false>(pdl, out, x, W, bias, nullptr, 0.0f, n, m, k, s);
     if (v.warps == 16)
-        return launch_mma<16, 4, OutT, SILU>(pdl, out, x, W, bias, n, m, k, s);
+        return launch_mma<16, 4, OutT, EPI_STORE, false>(pdl, out, x, W, bias, nullptr, 0.0f, n, m, k, s);
     if (v.unroll == 8)
-        return launch_mma<8, 8, OutT, SILU>(pdl, out, x, W, bias, n, m, k, s);
-    return launch_mma<8, 4, OutT, SILU>(pdl, out, x, W, bias, n, m, k, s);
+        return launch_mma<8, 8, OutT, EPI_STORE, false>(pdl, out, x, W, bias, nullptr, 0.0f, n, m, k, s);
+    return launch_mma<8, 4, OutT, EPI_STORE, false>(pdl, out, x, W, bias, nullptr, 0.0f, n, m, k, s);
 }
 
 } // namespace
@@ -442,14 +512,30 @@ extern "C" int ss_cuda_gemv(void *stream, void *out, int out_f32, const void *x,
     return (int)(e != cudaSuccess ? e : last);
 }
 
-extern "C" int ss_cuda_gemv_silu(void *stream, void *out, const void *x, const void *W, int64_t n, int32_t inter,
-                                 int32_t k)
+extern "C" int ss_cuda_gemv_fused(void *stream, void *out, const void *x, const void *W, const void *bias,
+                                  const void *norm_w, float eps, int epi, int64_t n, int32_t m, int32_t k)
 {
     const variant &v = kVariants[current_variant()]; // read once: the knob may change between calls
-    if (!ss_cuda_gemv_supported(x, W, n, k) || inter <= 0 || v.fam != FAM_MMA)
+    const bool norm = norm_w != nullptr;
+    if (!ss_cuda_gemv_supported(x, W, n, k) || m <= 0 || v.fam != FAM_MMA || ((uintptr_t)norm_w & 15u) != 0)
         return -1;
-    const cudaError_t e = launch_variant<bf16, true>(v, n, (bf16 *)out, (const bf16 *)x, (const bf16 *)W, nullptr,
-                                                     inter, k, (cudaStream_t)stream);
+    // The forms built: what the forward pass asks for (a norm never comes with the accumulate form).
+    if ((epi == EPI_SILU && bias) || (epi == EPI_ACC && norm) || (epi != EPI_STORE && epi != EPI_SILU && epi != EPI_ACC))
+        return -1;
+    const device_info dev = current_device();
+    const bool pdl = v.pdl && dev.pdl;
+    bf16 *o = (bf16 *)out;
+    const bf16 *xb = (const bf16 *)x, *Wb = (const bf16 *)W, *bb = (const bf16 *)bias, *nw = (const bf16 *)norm_w;
+    cudaStream_t s = (cudaStream_t)stream;
+    cudaError_t e;
+    if (epi == EPI_SILU)
+        e = norm ? launch_mma_auto<bf16, EPI_SILU, true>(dev, pdl, o, xb, Wb, bb, nw, eps, n, m, k, s)
+                 : launch_mma_auto<bf16, EPI_SILU, false>(dev, pdl, o, xb, Wb, bb, nw, eps, n, m, k, s);
+    else if (epi == EPI_ACC)
+        e = launch_mma_auto<bf16, EPI_ACC, false>(dev, pdl, o, xb, Wb, bb, nw, eps, n, m, k, s);
+    else
+        e = norm ? launch_mma_auto<bf16, EPI_STORE, true>(dev, pdl, o, xb, Wb, bb, nw, eps, n, m, k, s)
+                 : launch_variant(v, n, o, xb, Wb, bb, m, k, s);
     const cudaError_t last = cudaGetLastError();
     return (int)(e != cudaSuccess ? e : last);
 }
