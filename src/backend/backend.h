@@ -70,6 +70,17 @@ typedef enum ss_matmul_epilogue {
     SS_EPI_ACCUMULATE, /* out += y (+ bias): out is read, then written (the residual stream) */
 } ss_matmul_epilogue;
 
+/* The attention's rope and KV-cache store as a matmul epilogue: the product's rows are [q heads | k heads |
+ * v heads] of head_dim (m = (q_heads + 2 kv_heads) · head_dim), and afterwards they are as rope_kv_store
+ * leaves them (q and k rotated in place, the rotated k and the v of token i stored at slot slots[i]). */
+typedef struct ss_rope_store {
+    const int32_t *pos;     /* [n] positions */
+    const float *inv_freq;  /* [head_dim / 2] f32 */
+    int32_t q_heads, kv_heads, head_dim;
+    void *k_cache, *v_cache; /* this layer's, as kv_store takes them */
+    const int32_t *slots;   /* [n]; negative: not stored */
+} ss_rope_store;
+
 /* Arguments of matmul_fused: out[n, m] = epilogue(x' · Wᵀ) in act_dtype, where x' = rmsnorm(x) · norm_w
  * (rows of k, as the rmsnorm op) when norm_w is set, else x. Every pointer is a device pointer the caller
  * keeps; out must not overlap x. */
@@ -83,6 +94,8 @@ typedef struct ss_matmul_args {
     ss_matmul_epilogue epi;
     int64_t n;
     int32_t m, k;
+    const ss_rope_store *rope; /* NULL, or (with SS_EPI_STORE, out rows of stride m) rope + store after it;
+                                * a host struct, read before return */
 } ss_matmul_args;
 
 typedef struct ss_backend_i {

@@ -43,6 +43,7 @@ struct ss_forward {
     int fuse_rope;                  /* use the backend's rope_kv_store (SS_UNFUSED_ROPE: a benchmark switch) */
     int fuse_mlp;                   /* the SwiGLU form of matmul_fused (SS_UNFUSED_MLP: a benchmark switch) */
     int fuse_norm;                  /* norms and residual adds in matmul_fused (SS_UNFUSED_NORM: the same) */
+    int rope_in_matmul;             /* folded steps: rope in the qkv matmul (SS_ROPE_APART: rope_kv_store) */
 };
 
 static ss_status fwd_alloc(ss_forward *f, size_t bytes, void **out, const char *what, ss_err *err)
@@ -72,6 +73,7 @@ ss_status ss_forward_create(ss_backend *be, const ss_model_config *cfg, const ss
     f->fuse_rope = getenv("SS_UNFUSED_ROPE") == NULL;
     f->fuse_mlp = getenv("SS_UNFUSED_MLP") == NULL;
     f->fuse_norm = getenv("SS_UNFUSED_NORM") == NULL;
+    f->rope_in_matmul = getenv("SS_ROPE_APART") == NULL;
     const ss_shard_plan *sp = &w->plan;
     f->esz = ss_dtype_size(be->act_dtype);
     f->q_dim = (int64_t)sp->q_heads * cfg->head_dim;
@@ -181,7 +183,7 @@ static ss_status fwd_reduce_norm(ss_forward *f, int64_t n, const void *w)
 
 /* matmul_fused where the backend takes it, else the unfused ops it stands for (the same result up to
  * rounding), through the scratch buffers h (the normed x), gu (the SwiGLU's input) and x (the product to
- * accumulate). */
+ * accumulate); a rope epilogue falls back to rope_kv_store, or rope then kv_store. */
 static ss_status fwd_matmul(ss_forward *f, const ss_matmul_args *a)
 {
     const ss_backend_i *B = f->be->iface;
@@ -194,9 +196,19 @@ static ss_status fwd_matmul(ss_forward *f, const ss_matmul_args *a)
         SS_CHECK(B->rmsnorm(c, f->h, a->x, a->norm_w, a->n, a->k, a->eps));
         x = f->h;
     }
+    const ss_rope_store *r = a->rope;
     switch (a->epi) {
     case SS_EPI_STORE:
-        return B->matmul(c, a->out, f->be->act_dtype, x, a->W, a->bias, a->n, a->m, a->k);
+        SS_CHECK(B->matmul(c, a->out, f->be->act_dtype, x, a->W, a->bias, a->n, a->m, a->k));
+        if (!r)
+            return SS_OK;
+        if (B->rope_kv_store)
+            return B->rope_kv_store(c, a->out, r->pos, r->inv_freq, a->n, r->q_heads, r->kv_heads, r->head_dim, a->m,
+                                    r->k_cache, r->v_cache, r->slots);
+        void *k = fwd_off(a->out, (int64_t)r->q_heads * r->head_dim, f->esz);
+        void *v = fwd_off(k, (int64_t)r->kv_heads * r->head_dim, f->esz);
+        SS_CHECK(B->rope(c, a->out, r->pos, r->inv_freq, a->n, r->q_heads + r->kv_heads, r->head_dim, a->m));
+        return B->kv_store(c, r->k_cache, r->v_cache, k, v, r->slots, a->n, r->kv_heads, r->head_dim, a->m);
     case SS_EPI_SILU:
         SS_CHECK(B->matmul(c, f->gu, f->be->act_dtype, x, a->W, NULL, a->n, 2 * a->m, a->k));
         return B->silu_mul(c, a->out, f->gu, a->n, a->m);
@@ -207,10 +219,16 @@ static ss_status fwd_matmul(ss_forward *f, const ss_matmul_args *a)
     return SS_ERR_INVALID_ARG;
 }
 
-/* The attention block between its two matmuls: q/k norms (Qwen3), rope, the KV-cache store and the
- * attention itself, from the qkv rows to f->attn. */
+/* This layer's K and V caches. */
+static char *fwd_k_cache(ss_forward *f, int32_t li)
+{
+    return (char *)f->kv + (size_t)li * 2 * f->kv_layer_bytes;
+}
+
+/* The attention block between its two matmuls: q/k norms (Qwen3), rope, the KV-cache store (unless
+ * `roped`: the qkv matmul's epilogue did both) and the attention itself, from the qkv rows to f->attn. */
 static ss_status fwd_attention(ss_forward *f, int32_t li, int64_t n, const ss_attn_meta *meta, const int32_t *pos,
-                               const int32_t *slots)
+                               const int32_t *slots, int roped)
 {
     const ss_backend_i *B = f->be->iface;
     void *c = f->be->ctx;
@@ -219,17 +237,19 @@ static ss_status fwd_attention(ss_forward *f, int32_t li, int64_t n, const ss_at
     const ss_layer_weights *L = &f->w->layers[li];
     int32_t hd = cfg->head_dim;
     void *q = f->qkv, *k = fwd_off(f->qkv, f->q_dim, f->esz), *v = fwd_off(f->qkv, f->q_dim + f->kv_dim, f->esz);
-    if (L->q_norm) {
-        SS_CHECK(B->head_rmsnorm(c, q, L->q_norm, n, sp->q_heads, hd, f->qkv_dim, cfg->rms_eps));
-        SS_CHECK(B->head_rmsnorm(c, k, L->k_norm, n, sp->kv_heads, hd, f->qkv_dim, cfg->rms_eps));
-    }
-    char *kc = (char *)f->kv + (size_t)li * 2 * f->kv_layer_bytes, *vc = kc + f->kv_layer_bytes;
-    if (B->rope_kv_store && f->fuse_rope) {
-        SS_CHECK(B->rope_kv_store(c, f->qkv, pos, f->inv_freq, n, sp->q_heads, sp->kv_heads, hd, f->qkv_dim, kc, vc,
-                                  slots));
-    } else { /* k's heads follow q's in each row: one rope call covers both */
-        SS_CHECK(B->rope(c, q, pos, f->inv_freq, n, sp->q_heads + sp->kv_heads, hd, f->qkv_dim));
-        SS_CHECK(B->kv_store(c, kc, vc, k, v, slots, n, sp->kv_heads, hd, f->qkv_dim));
+    char *kc = fwd_k_cache(f, li), *vc = kc + f->kv_layer_bytes;
+    if (!roped) {
+        if (L->q_norm) {
+            SS_CHECK(B->head_rmsnorm(c, q, L->q_norm, n, sp->q_heads, hd, f->qkv_dim, cfg->rms_eps));
+            SS_CHECK(B->head_rmsnorm(c, k, L->k_norm, n, sp->kv_heads, hd, f->qkv_dim, cfg->rms_eps));
+        }
+        if (B->rope_kv_store && f->fuse_rope) {
+            SS_CHECK(B->rope_kv_store(c, f->qkv, pos, f->inv_freq, n, sp->q_heads, sp->kv_heads, hd, f->qkv_dim, kc,
+                                      vc, slots));
+        } else { /* k's heads follow q's in each row: one rope call covers both */
+            SS_CHECK(B->rope(c, q, pos, f->inv_freq, n, sp->q_heads + sp->kv_heads, hd, f->qkv_dim));
+            SS_CHECK(B->kv_store(c, kc, vc, k, v, slots, n, sp->kv_heads, hd, f->qkv_dim));
+        }
     }
     return B->attention(c, f->attn, q, f->qkv_dim, kc, vc, meta, n, sp->q_heads, sp->kv_heads, hd,
                         1.0f / sqrtf((float)hd));
@@ -244,8 +264,9 @@ static int fwd_folded(const ss_forward *f, int64_t n)
 }
 
 /* One decoder layer with the norms folded into the matmuls that read them and the residual adds into
- * the matmuls that produce them: residual holds the layer's input on entry and its output on return;
- * four kernels between the attention's, where fwd_layer has six. */
+ * the matmuls that produce them: residual holds the layer's input on entry and its output on return.
+ * On cuda that is five kernels a layer (qkv with rope and the KV store, attention, o, gate/up, down) where
+ * fwd_layer runs eight. */
 static ss_status fwd_layer_folded(ss_forward *f, int32_t li, int64_t n, const ss_attn_meta *meta, const int32_t *pos,
                                   const int32_t *slots)
 {
@@ -253,15 +274,23 @@ static ss_status fwd_layer_folded(ss_forward *f, int32_t li, int64_t n, const ss
     const ss_layer_weights *L = &f->w->layers[li];
     int32_t dim = f->cfg->hidden_size;
     float eps = f->cfg->rms_eps;
-    ss_matmul_args qkv = {f->qkv, f->residual, L->wqkv, L->bqkv, L->attn_norm, eps, SS_EPI_STORE,
-                          n, (int32_t)f->qkv_dim, dim};
+    /* rope in the qkv matmul's epilogue, unless q/k norms (Qwen3) come between them */
+    const int roped = f->fuse_rope && f->rope_in_matmul && !L->q_norm;
+    char *kc = fwd_k_cache(f, li);
+    ss_rope_store rs = {pos, f->inv_freq, sp->q_heads, sp->kv_heads, f->cfg->head_dim, kc, kc + f->kv_layer_bytes, slots};
+    ss_matmul_args qkv = {.out = f->qkv, .x = f->residual, .W = L->wqkv, .bias = L->bqkv, .norm_w = L->attn_norm,
+                          .eps = eps, .epi = SS_EPI_STORE, .n = n, .m = (int32_t)f->qkv_dim, .k = dim,
+                          .rope = roped ? &rs : NULL};
     SS_CHECK(fwd_matmul(f, &qkv));
-    SS_CHECK(fwd_attention(f, li, n, meta, pos, slots));
-    ss_matmul_args o = {f->residual, f->attn, L->wo, NULL, NULL, eps, SS_EPI_ACCUMULATE, n, dim, (int32_t)f->q_dim};
+    SS_CHECK(fwd_attention(f, li, n, meta, pos, slots, roped));
+    ss_matmul_args o = {.out = f->residual, .x = f->attn, .W = L->wo, .epi = SS_EPI_ACCUMULATE, .n = n, .m = dim,
+                        .k = (int32_t)f->q_dim};
     SS_CHECK(fwd_matmul(f, &o));
-    ss_matmul_args gu = {f->act, f->residual, L->wgu, NULL, L->mlp_norm, eps, SS_EPI_SILU, n, sp->inter_size, dim};
+    ss_matmul_args gu = {.out = f->act, .x = f->residual, .W = L->wgu, .norm_w = L->mlp_norm, .eps = eps,
+                         .epi = SS_EPI_SILU, .n = n, .m = sp->inter_size, .k = dim};
     SS_CHECK(fwd_matmul(f, &gu));
-    ss_matmul_args down = {f->residual, f->act, L->wdown, NULL, NULL, eps, SS_EPI_ACCUMULATE, n, dim, sp->inter_size};
+    ss_matmul_args down = {.out = f->residual, .x = f->act, .W = L->wdown, .epi = SS_EPI_ACCUMULATE, .n = n, .m = dim,
+                           .k = sp->inter_size};
     return fwd_matmul(f, &down);
 }
 
@@ -279,11 +308,12 @@ static ss_status fwd_layer(ss_forward *f, int32_t li, int64_t n, const ss_attn_m
     int32_t dim = f->cfg->hidden_size;
     ss_comm *tp = f->links.tp;
     SS_CHECK(B->matmul(c, f->qkv, f->be->act_dtype, f->h, L->wqkv, L->bqkv, n, (int32_t)f->qkv_dim, dim));
-    SS_CHECK(fwd_attention(f, li, n, meta, pos, slots));
+    SS_CHECK(fwd_attention(f, li, n, meta, pos, slots, 0));
     SS_CHECK(B->matmul(c, f->x, f->be->act_dtype, f->attn, L->wo, NULL, n, dim, (int32_t)f->q_dim));
     SS_CHECK(fwd_reduce_norm(f, n, L->mlp_norm));
     if (f->fuse_mlp) {
-        ss_matmul_args gu = {f->act, f->h, L->wgu, NULL, NULL, 0.0f, SS_EPI_SILU, n, sp->inter_size, dim};
+        ss_matmul_args gu = {.out = f->act, .x = f->h, .W = L->wgu, .epi = SS_EPI_SILU, .n = n, .m = sp->inter_size,
+                             .k = dim};
         SS_CHECK(fwd_matmul(f, &gu));
     } else {
         SS_CHECK(B->matmul(c, f->gu, f->be->act_dtype, f->h, L->wgu, NULL, n, 2 * sp->inter_size, dim));

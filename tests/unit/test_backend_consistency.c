@@ -310,7 +310,8 @@ static void check_matmul_fused(pair *p, int64_t n, int32_t m, int32_t k, int nor
     void *nc = dev_weight(p->cpu, nw, k), *ng = dev_weight(p->gpu, nw, k);
     void *oc = epi == SS_EPI_ACCUMULATE ? dev_act(p->cpu, r, n * m) : dev_poison(p->cpu, n * m, p->cpu->act_dtype);
     void *og = epi == SS_EPI_ACCUMULATE ? dev_act(p->gpu, r, n * m) : dev_poison(p->gpu, n * m, p->gpu->act_dtype);
-    ss_matmul_args a = {oc, xc, wc, bias ? bc : NULL, norm ? nc : NULL, 1e-5f, epi, n, m, k};
+    ss_matmul_args a = {.out = oc, .x = xc, .W = wc, .bias = bias ? bc : NULL, .norm_w = norm ? nc : NULL,
+                        .eps = 1e-5f, .epi = epi, .n = n, .m = m, .k = k};
     assert_int_equal(p->cpu->iface->matmul_fused(p->cpu->ctx, &a), SS_OK);
     const ss_backend_i *G = p->gpu->iface;
     a.out = og, a.x = xg, a.W = wg, a.bias = bias ? bg : NULL, a.norm_w = norm ? ng : NULL;
@@ -349,6 +350,61 @@ static void test_matmul_fused(void **state)
         check_matmul_fused(p, ns[i], 4096, 1024, 0, SS_EPI_ACCUMULATE, 0);
         check_matmul_fused(p, ns[i], 520, 4096, 0, SS_EPI_ACCUMULATE, 1);
         check_matmul_fused(p, ns[i], 64, 256, 1, SS_EPI_ACCUMULATE, 0); /* declined by cuda: allowed */
+    }
+}
+
+/* matmul_fused's rope epilogue (the qkv matmul with rope and the KV-cache store after it) on the gpu
+ * against the cpu's matmul + rope + kv_store: the rows, and both caches (one padding token, slot -1, must
+ * leave them alone). head_dim 80 makes the rotating blocks' pairs no power of two; a bias is Qwen2's. */
+static void check_matmul_rope(pair *p, int64_t n, int32_t qh, int32_t kvh, int32_t hd, int32_t k, int norm, int bias)
+{
+    const int32_t m = (qh + 2 * kvh) * hd;
+    const int64_t kv_row = (int64_t)kvh * hd, cache_n = 128 * kv_row;
+    int32_t pos[8], slots[8] = {17, -1, 127, 64, 18, 0, 5, 100};
+    for (int i = 0; i < 8; i++)
+        pos[i] = (int32_t)(urand(p) * 8000.0f);
+    float inv[128];
+    for (int32_t i = 0; i < hd / 2; i++)
+        inv[i] = (float)(1.0 / pow(5e5, (2.0 * i) / hd));
+    float *x = rand_vec(p, n * k, 2.0f), *w = rand_vec(p, (int64_t)m * k, 0.1f), *b = rand_vec(p, m, 1.0f);
+    float *nw = rand_vec(p, k, 1.5f), *kc0 = rand_vec(p, cache_n, 1.0f), *vc0 = rand_vec(p, cache_n, 1.0f);
+    ss_backend *be[2] = {p->cpu, p->gpu};
+    void *ob[2], *xb[2], *wb[2], *bb[2], *nb[2], *kb[2], *vb[2], *pb[2], *fb[2], *sb[2];
+    for (int i = 0; i < 2; i++) {
+        ob[i] = dev_poison(be[i], n * m, be[i]->act_dtype), xb[i] = dev_act(be[i], x, n * k);
+        wb[i] = dev_weight(be[i], w, (int64_t)m * k), bb[i] = dev_weight(be[i], b, m), nb[i] = dev_weight(be[i], nw, k);
+        kb[i] = dev_act(be[i], kc0, cache_n), vb[i] = dev_act(be[i], vc0, cache_n);
+        pb[i] = dev_raw(be[i], pos, sizeof pos), sb[i] = dev_raw(be[i], slots, sizeof slots);
+        fb[i] = dev_raw(be[i], inv, (size_t)(hd / 2) * sizeof *inv);
+        ss_rope_store rs = {pb[i], fb[i], qh, kvh, hd, kb[i], vb[i], sb[i]};
+        ss_matmul_args a = {.out = ob[i], .x = xb[i], .W = wb[i], .bias = bias ? bb[i] : NULL,
+                            .norm_w = norm ? nb[i] : NULL, .eps = 1e-5f, .epi = SS_EPI_STORE, .n = n, .m = m, .k = k,
+                            .rope = &rs};
+        /* n <= 8 and head_dim % 16 == 0: the cuda backend builds this form */
+        assert_int_equal(be[i]->iface->matmul_fused(be[i]->ctx, &a), SS_OK);
+    }
+    char what[128];
+    snprintf(what, sizeof what, "matmul_fused rope n=%lld q=%d kv=%d hd=%d norm=%d bias=%d", (long long)n, qh, kvh, hd,
+             norm, bias);
+    expect_close(p, ob[0], ob[1], n * m, BF16_TOL, what);
+    expect_close(p, kb[0], kb[1], cache_n, BF16_TOL, "rope epilogue: k cache");
+    expect_close(p, vb[0], vb[1], cache_n, BF16_TOL, "rope epilogue: v cache");
+    for (int i = 0; i < 2; i++) {
+        dev_free(be[i], ob[i]), dev_free(be[i], xb[i]), dev_free(be[i], wb[i]), dev_free(be[i], bb[i]);
+        dev_free(be[i], nb[i]), dev_free(be[i], kb[i]), dev_free(be[i], vb[i]), dev_free(be[i], pb[i]);
+        dev_free(be[i], fb[i]), dev_free(be[i], sb[i]);
+    }
+    free(x), free(w), free(b), free(nw), free(kc0), free(vc0);
+}
+
+static void test_matmul_rope(void **state)
+{
+    NEED_GPU(state);
+    const int64_t ns[] = {1, 3, 8};
+    for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++) {
+        check_matmul_rope(p, ns[i], 4, 2, 128, 512, 1, 0); /* Llama: GQA, norm in */
+        check_matmul_rope(p, ns[i], 2, 1, 80, 256, 1, 1);  /* odd pair count per block row, bias */
+        check_matmul_rope(p, ns[i], 3, 3, 64, 4096, 0, 0); /* MHA, no norm */
     }
 }
 
@@ -1019,7 +1075,7 @@ int main(void)
         cmocka_unit_test(test_kv_store),      cmocka_unit_test(test_rope_kv_store),
         cmocka_unit_test(test_attention),
         cmocka_unit_test(test_attention_tiled),
-        cmocka_unit_test(test_silu_mul),      cmocka_unit_test(test_matmul_fused),
+        cmocka_unit_test(test_silu_mul),      cmocka_unit_test(test_matmul_fused), cmocka_unit_test(test_matmul_rope),
         cmocka_unit_test(test_add),
         cmocka_unit_test(test_gather_rows),   cmocka_unit_test(test_argmax),
         cmocka_unit_test(test_sample),        cmocka_unit_test(test_upload_weight_types),

@@ -267,7 +267,7 @@ static ss_status cpu_add(void *ctx, void *out, const void *a, const void *b, int
     return SS_OK;
 }
 
-/* The reference of matmul_fused: the unfused ops in order, through scratch rows (no rounding to skip in
+/* The reference of matmul_fused: the unfused ops in order (rope and kv_store after the product), through scratch rows (no rounding to skip in
  * f32, so it equals them exactly; the forward pass's fused control flow runs in cpu tests this way). */
 static ss_status cpu_matmul_fused(void *ctx, const ss_matmul_args *a)
 {
@@ -288,6 +288,12 @@ static ss_status cpu_matmul_fused(void *ctx, const ss_matmul_args *a)
     switch (a->epi) {
     case SS_EPI_STORE:
         cpu_matmul(ctx, a->out, SS_DTYPE_F32, x, a->W, a->bias, n, a->m, a->k);
+        if (a->rope) {
+            const ss_rope_store *r = a->rope;
+            float *q = a->out, *k = q + (int64_t)r->q_heads * r->head_dim, *v = k + (int64_t)r->kv_heads * r->head_dim;
+            cpu_rope(ctx, q, r->pos, r->inv_freq, n, r->q_heads + r->kv_heads, r->head_dim, a->m);
+            cpu_kv_store(ctx, r->k_cache, r->v_cache, k, v, r->slots, n, r->kv_heads, r->head_dim, a->m);
+        }
         break;
     case SS_EPI_SILU:
         cpu_matmul(ctx, y, SS_DTYPE_F32, x, a->W, NULL, n, (int32_t)wide, a->k);

@@ -293,8 +293,12 @@ static ss_status cu_matmul(void *ctx, void *out, ss_dtype out_type, const void *
 static ss_status cu_matmul_fused(void *ctx, const ss_matmul_args *a)
 {
     cu_ctx *c = ctx;
-    const int r = ss_cuda_gemv_fused(c->stream, a->out, a->x, a->W, a->bias, a->norm_w, a->eps, (int)a->epi, a->n,
-                                     a->m, a->k);
+    ss_cuda_rope_epi rope;
+    if (a->rope)
+        rope = (ss_cuda_rope_epi){a->rope->pos,     a->rope->inv_freq, a->rope->k_cache,  a->rope->v_cache,
+                                  a->rope->slots,   a->rope->q_heads,  a->rope->kv_heads, a->rope->head_dim};
+    const int r = ss_cuda_gemv_fused(c->stream, a->out, a->x, a->W, a->bias, a->norm_w, a->eps, (int)a->epi,
+                                     a->rope ? &rope : NULL, a->n, a->m, a->k);
     if (r < 0)
         return SS_ERR_UNSUPPORTED;
     KCHECK(c, r);

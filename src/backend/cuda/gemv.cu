@@ -160,8 +160,9 @@ constexpr int mma_min_blocks(int warps, int unroll)
     return warps <= 4 ? 4 : (warps >= 16 ? 2 : (unroll <= 4 ? 3 : 2));
 }
 
-// What follows the product (backend.h's ss_matmul_epilogue, in the same order).
-enum epilogue { EPI_STORE, EPI_SILU, EPI_ACC };
+// What follows the product (backend.h's ss_matmul_epilogue, in the same order; EPI_ROPE is its store with
+// an ss_rope_store).
+enum epilogue { EPI_STORE, EPI_SILU, EPI_ACC, EPI_ROPE };
 
 // With a norm weight: x's 16-byte chunk c times the norm weight's, rounded to bf16 (the scale 1/rms(x)
 // is applied to the sums at the end: x·diag(w)·Wᵀ·s = (rmsnorm(x)·w)·Wᵀ); adds the chunk's squares to sq.
@@ -184,8 +185,14 @@ __device__ __forceinline__ uint4 norm_chunk(const uint4 &xv, const uint4 &wv, fl
 // 2t+8, 2t+9) of the first mma are elements 0..3 of chunk c, those of the second mma elements 4..7. So the
 // 16-byte loads feed the fragments as they are, with no shuffles. The warps' partial 16x8 tiles are summed
 // through shared memory in warp order (deterministic), then bias is added and out[col, row] stored.
+// Lane l's fragment registers j and j + 2 (j < 2) hold rows g and g + 8 of output column 2(l%4) + j, which
+// the paired forms use:
 // EPI_SILU: W is [2m, k] (gate rows, then up rows) and block b owns output rows [8b, 8b + 8): its rows g
 // are gate rows, its rows g + 8 the same rows of up; out = silu(gate) * up (bias unused).
+// EPI_ROPE: the rows are [q heads | k heads | v heads]. The blocks of the q and k heads take 8 rows i of
+// one head and, as their rows g + 8, the partners i + head_dim/2 that rope rotates them with; the blocks
+// after them take 16 rows of v. Out holds the rotated rows, and the k and v of token col go to its cache
+// slot too (as rope_kv_store, from the f32 sums).
 // EPI_ACC: out += the result (the residual stream; read after the wait like x).
 // NORM: x is RMS-normalised on the way in (nw: the norm weight). The lanes that load x row g cover each of
 // its chunks exactly once across the block, so their sums of squares add up to the row's, with no extra
@@ -193,18 +200,45 @@ __device__ __forceinline__ uint4 norm_chunk(const uint4 &xv, const uint4 &wv, fl
 template <int WARPS, int U, typename OutT, int EPI, bool NORM>
 __global__ void __launch_bounds__(WARPS * 32, mma_min_blocks(WARPS, U))
     gemv_mma(OutT *__restrict__ out, const bf16 *__restrict__ x, const bf16 *__restrict__ W,
-             const bf16 *__restrict__ bias, const bf16 *__restrict__ nw, float eps, int n, int m, int k)
+             const bf16 *__restrict__ bias, const bf16 *__restrict__ nw, float eps, ss_cuda_rope_epi rp, int n, int m,
+             int k)
 {
     static_assert(WARPS * 32 >= 128, "the epilogue needs 128 threads");
-    constexpr bool SILU = EPI == EPI_SILU;
+    constexpr bool SILU = EPI == EPI_SILU, ROPE = EPI == EPI_ROPE;
     __shared__ float red[WARPS][4][32];
     __shared__ float sq_red[NORM ? WARPS : 1][8];
     pdl_launch_dependents();
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int g = lane >> 2, t = lane & 3;
-    const int64_t row0 = (int64_t)blockIdx.x * (SILU ? 8 : 16);
-    const int64_t ra = row0 + g < m ? row0 + g : m - 1; // rows past the end repeat the last (not stored)
-    const int64_t rb = SILU ? m + ra : (row0 + g + 8 < m ? row0 + g + 8 : m - 1);
+    int64_t row0 = (int64_t)blockIdx.x * (SILU ? 8 : 16);
+    int64_t ra = row0 + g < m ? row0 + g : m - 1; // rows past the end repeat the last (not stored)
+    int64_t rb = SILU ? m + ra : (row0 + g + 8 < m ? row0 + g + 8 : m - 1);
+    // EPI_ROPE: the head of a rotating block (-1: a block of v rows), the cosine and sine of this thread's
+    // (pair, column) and the cache slot of its column, all from data no kernel writes: before the wait.
+    int head = -1, slot = -1;
+    float rc = 1.0f, rs = 0.0f;
+    if constexpr (ROPE) {
+        const int half = rp.head_dim >> 1, per_head = half >> 3, rot_blocks = (rp.q_heads + rp.kv_heads) * per_head;
+        const int col = 2 * t + ((threadIdx.x >> 5) & 1); // the column of registers j and j + 2 (j = warp & 1)
+        if ((int)blockIdx.x < rot_blocks) {
+            head = blockIdx.x / per_head;
+            row0 = (int64_t)head * rp.head_dim + (blockIdx.x % per_head) * 8;
+            ra = row0 + g;
+            rb = ra + half;
+            if (threadIdx.x < 64 && col < n) {
+                double sd, cd;
+                sincos((double)((float)rp.pos[col] * rp.inv_freq[ra - (int64_t)head * rp.head_dim]), &sd, &cd);
+                rc = (float)cd;
+                rs = (float)sd;
+            }
+        } else {
+            row0 = (int64_t)(rp.q_heads + rp.kv_heads) * rp.head_dim + (int64_t)(blockIdx.x - rot_blocks) * 16;
+            ra = row0 + g < m ? row0 + g : m - 1;
+            rb = row0 + g + 8 < m ? row0 + g + 8 : m - 1;
+        }
+        if (threadIdx.x < 128 && col < n)
+            slot = rp.slots[col];
+    }
     const uint4 *wa = reinterpret_cast<const uint4 *>(W + ra * k);
     const uint4 *wb = reinterpret_cast<const uint4 *>(W + rb * k);
     const bool has_x = g < n;
@@ -276,6 +310,48 @@ __global__ void __launch_bounds__(WARPS * 32, mma_min_blocks(WARPS, U))
             return 1.0f;
         }
     };
+    if constexpr (ROPE) {
+        const int64_t kv_row = (int64_t)rp.kv_heads * rp.head_dim;
+        if (head >= 0 && threadIdx.x < 64) { // registers j and j + 2 of lane l: a rotating pair
+            const int l = threadIdx.x & 31, j = threadIdx.x >> 5;
+            float x1 = 0.0f, x2 = 0.0f;
+#pragma unroll
+            for (int w = 0; w < WARPS; w++) {
+                x1 += red[w][j][l];
+                x2 += red[w][j + 2][l];
+            }
+            const int64_t r1 = row0 + (l >> 2), r2 = r1 + (rp.head_dim >> 1);
+            const int col = 2 * (l & 3) + j;
+            if (col < n) {
+                const float s = scale(col);
+                x1 = x1 * s + (bias ? __bfloat162float(bias[r1]) : 0.0f);
+                x2 = x2 * s + (bias ? __bfloat162float(bias[r2]) : 0.0f);
+                const bf16 y1 = __float2bfloat16_rn(x1 * rc - x2 * rs), y2 = __float2bfloat16_rn(x2 * rc + x1 * rs);
+                out[(int64_t)col * m + r1] = y1;
+                out[(int64_t)col * m + r2] = y2;
+                if (head >= rp.q_heads && slot >= 0) {
+                    bf16 *kd = (bf16 *)rp.k_cache + slot * kv_row + (r1 - (int64_t)rp.q_heads * rp.head_dim);
+                    kd[0] = y1;
+                    kd[rp.head_dim >> 1] = y2;
+                }
+            }
+        } else if (head < 0 && threadIdx.x < 128) { // v rows: stored as they are, and into the cache
+            const int l = threadIdx.x & 31, j = threadIdx.x >> 5;
+            float v = 0.0f;
+#pragma unroll
+            for (int w = 0; w < WARPS; w++)
+                v += red[w][j][l];
+            const int64_t row = row0 + (l >> 2) + (j >= 2 ? 8 : 0);
+            const int col = 2 * (l & 3) + (j & 1);
+            if (row < m && col < n) {
+                const bf16 y = __float2bfloat16_rn(v * scale(col) + (bias ? __bfloat162float(bias[row]) : 0.0f));
+                out[(int64_t)col * m + row] = y;
+                if (slot >= 0)
+                    ((bf16 *)rp.v_cache)[slot * kv_row + (row - (int64_t)(rp.q_heads + rp.kv_heads) * rp.head_dim)] = y;
+            }
+        }
+        return;
+    }
     if constexpr (SILU) {
         if (threadIdx.x < 64) { // registers j (gate) and j + 2 (up) of lane l: one output
             const int l = threadIdx.x & 31, j = threadIdx.x >> 5;
@@ -443,12 +519,19 @@ cudaError_t launch_simt_any(const variant &v, int64_t n, OutT *out, const bf16 *
     }
 }
 
+// What the fused forms add to a launch (the plain product: none of it).
+struct fusion {
+    const bf16 *nw; // norm weight or null
+    float eps;
+    ss_cuda_rope_epi rope; // EPI_ROPE only
+};
+
 template <int WARPS, int U, typename OutT, int EPI, bool NORM>
-cudaError_t launch_mma(bool pdl, OutT *out, const bf16 *x, const bf16 *W, const bf16 *bias, const bf16 *nw, float eps,
+cudaError_t launch_mma(bool pdl, OutT *out, const bf16 *x, const bf16 *W, const bf16 *bias, const fusion &fu,
                        int64_t n, int m, int k, cudaStream_t s)
 {
     return launch(pdl, gemv_mma<WARPS, U, OutT, EPI, NORM>, blocks_for(m, EPI == EPI_SILU ? 8 : 16), WARPS * 32, s,
-                  out, x, W, bias, nw, eps, (int)n, m, k);
+                  out, x, W, bias, fu.nw, fu.eps, fu.rope, (int)n, m, k);
 }
 
 // The default shape: the row tiles (16 rows each; 8 output rows of the SwiGLU form) should all be resident
@@ -459,12 +542,12 @@ cudaError_t launch_mma(bool pdl, OutT *out, const bf16 *x, const bf16 *W, const 
 // batch 8, session 5.)
 template <typename OutT, int EPI, bool NORM>
 cudaError_t launch_mma_auto(const device_info &dev, bool pdl, OutT *out, const bf16 *x, const bf16 *W,
-                            const bf16 *bias, const bf16 *nw, float eps, int64_t n, int m, int k, cudaStream_t s)
+                            const bf16 *bias, const fusion &fu, int64_t n, int m, int k, cudaStream_t s)
 {
     const int64_t tiles = EPI == EPI_SILU ? ((int64_t)m + 7) / 8 : ((int64_t)m + 15) / 16;
     if (dev.sms > 0 && tiles <= 2 * (int64_t)dev.sms)
-        return launch_mma<16, 4, OutT, EPI, NORM>(pdl, out, x, W, bias, nw, eps, n, m, k, s);
-    return launch_mma<8, 4, OutT, EPI, NORM>(pdl, out, x, W, bias, nw, eps, n, m, k, s);
+        return launch_mma<16, 4, OutT, EPI, NORM>(pdl, out, x, W, bias, fu, n, m, k, s);
+    return launch_mma<8, 4, OutT, EPI, NORM>(pdl, out, x, W, bias, fu, n, m, k, s);
 }
 
 // The plain product in the shape variant v names.
@@ -474,17 +557,18 @@ cudaError_t launch_variant(const variant &v, int64_t n, OutT *out, const bf16 *x
 {
     const device_info dev = current_device();
     const bool pdl = v.pdl && dev.pdl;
+    const fusion none = {};
     if (v.fam != FAM_MMA)
         return launch_simt_any(v, n, out, x, W, bias, m, k, s, pdl);
     if (v.warps == 0)
-        return launch_mma_auto<OutT, EPI_STORE, false>(dev, pdl, out, x, W, bias, nullptr, 0.0f, n, m, k, s);
+        return launch_mma_auto<OutT, EPI_STORE, false>(dev, pdl, out, x, W, bias, none, n, m, k, s);
     if (v.warps == 4)
-        return launch_mma<4, 8, OutT, EPI_STORE, false>(pdl, out, x, W, bias, nullptr, 0.0f, n, m, k, s);
+        return launch_mma<4, 8, OutT, EPI_STORE, false>(pdl, out, x, W, bias, none, n, m, k, s);
     if (v.warps == 16)
-        return launch_mma<16, 4, OutT, EPI_STORE, false>(pdl, out, x, W, bias, nullptr, 0.0f, n, m, k, s);
+        return launch_mma<16, 4, OutT, EPI_STORE, false>(pdl, out, x, W, bias, none, n, m, k, s);
     if (v.unroll == 8)
-        return launch_mma<8, 8, OutT, EPI_STORE, false>(pdl, out, x, W, bias, nullptr, 0.0f, n, m, k, s);
-    return launch_mma<8, 4, OutT, EPI_STORE, false>(pdl, out, x, W, bias, nullptr, 0.0f, n, m, k, s);
+        return launch_mma<8, 8, OutT, EPI_STORE, false>(pdl, out, x, W, bias, none, n, m, k, s);
+    return launch_mma<8, 4, OutT, EPI_STORE, false>(pdl, out, x, W, bias, none, n, m, k, s);
 }
 
 } // namespace
@@ -513,7 +597,8 @@ extern "C" int ss_cuda_gemv(void *stream, void *out, int out_f32, const void *x,
 }
 
 extern "C" int ss_cuda_gemv_fused(void *stream, void *out, const void *x, const void *W, const void *bias,
-                                  const void *norm_w, float eps, int epi, int64_t n, int32_t m, int32_t k)
+                                  const void *norm_w, float eps, int epi, const ss_cuda_rope_epi *rope, int64_t n,
+                                  int32_t m, int32_t k)
 {
     const variant &v = kVariants[current_variant()]; // read once: the knob may change between calls
     const bool norm = norm_w != nullptr;
@@ -522,20 +607,29 @@ extern "C" int ss_cuda_gemv_fused(void *stream, void *out, const void *x, const 
     // The forms built: what the forward pass asks for (a norm never comes with the accumulate form).
     if ((epi == EPI_SILU && bias) || (epi == EPI_ACC && norm) || (epi != EPI_STORE && epi != EPI_SILU && epi != EPI_ACC))
         return -1;
+    if (rope && (epi != EPI_STORE || rope->head_dim <= 0 || rope->head_dim % 16 != 0 || rope->q_heads <= 0 ||
+                 rope->kv_heads <= 0 || (int64_t)(rope->q_heads + 2 * rope->kv_heads) * rope->head_dim != m))
+        return -1;
     const device_info dev = current_device();
     const bool pdl = v.pdl && dev.pdl;
     bf16 *o = (bf16 *)out;
-    const bf16 *xb = (const bf16 *)x, *Wb = (const bf16 *)W, *bb = (const bf16 *)bias, *nw = (const bf16 *)norm_w;
+    const bf16 *xb = (const bf16 *)x, *Wb = (const bf16 *)W, *bb = (const bf16 *)bias;
+    fusion fu = {(const bf16 *)norm_w, eps, {}};
     cudaStream_t s = (cudaStream_t)stream;
     cudaError_t e;
-    if (epi == EPI_SILU)
-        e = norm ? launch_mma_auto<bf16, EPI_SILU, true>(dev, pdl, o, xb, Wb, bb, nw, eps, n, m, k, s)
-                 : launch_mma_auto<bf16, EPI_SILU, false>(dev, pdl, o, xb, Wb, bb, nw, eps, n, m, k, s);
-    else if (epi == EPI_ACC)
-        e = launch_mma_auto<bf16, EPI_ACC, false>(dev, pdl, o, xb, Wb, bb, nw, eps, n, m, k, s);
-    else
-        e = norm ? launch_mma_auto<bf16, EPI_STORE, true>(dev, pdl, o, xb, Wb, bb, nw, eps, n, m, k, s)
+    if (rope) {
+        fu.rope = *rope;
+        e = norm ? launch_mma_auto<bf16, EPI_ROPE, true>(dev, pdl, o, xb, Wb, bb, fu, n, m, k, s)
+                 : launch_mma_auto<bf16, EPI_ROPE, false>(dev, pdl, o, xb, Wb, bb, fu, n, m, k, s);
+    } else if (epi == EPI_SILU) {
+        e = norm ? launch_mma_auto<bf16, EPI_SILU, true>(dev, pdl, o, xb, Wb, bb, fu, n, m, k, s)
+                 : launch_mma_auto<bf16, EPI_SILU, false>(dev, pdl, o, xb, Wb, bb, fu, n, m, k, s);
+    } else if (epi == EPI_ACC) {
+        e = launch_mma_auto<bf16, EPI_ACC, false>(dev, pdl, o, xb, Wb, bb, fu, n, m, k, s);
+    } else {
+        e = norm ? launch_mma_auto<bf16, EPI_STORE, true>(dev, pdl, o, xb, Wb, bb, fu, n, m, k, s)
                  : launch_variant(v, n, o, xb, Wb, bb, m, k, s);
+    }
     const cudaError_t last = cudaGetLastError();
     return (int)(e != cudaSuccess ? e : last);
 }
