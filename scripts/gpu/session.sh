@@ -224,11 +224,16 @@ if has profile; then
     [ "$tp" -le "$NG" ] || continue
     devs=$(seq -s, 0 $((tp - 1)))
     for bsz in ${PROFILE_BATCHES:-1}; do
-      rm -f "$W/kt_tp${tp}_b$bsz".*
-      step "ktrace decode 8B tp$tp batch $bsz" 150 "ktrace_tp${tp}_b$bsz.log" env CUDA_VISIBLE_DEVICES=$devs CUDA_INJECTION64_PATH="$B/tools/libss_ktrace.so" \
-        SS_KTRACE_OUT="$W/kt_tp${tp}_b$bsz" "$B/tools/bench_decode" --model "$M8" --device cuda --tp $tp --batch $bsz --prompt 128 --gen 64 --json
-      python3 scripts/gpu/ktrace_summary.py --steps 32 "$W/kt_tp${tp}_b$bsz".* >"$OUTD/ktrace_tp${tp}_b$bsz.txt" 2>&1
-      cat "$OUTD/ktrace_tp${tp}_b$bsz.txt"
+      # PROFILE_ENVS: environment variants as AB_ENVS ("-" none), one timeline each
+      for e in ${PROFILE_ENVS:--}; do
+        ev=(); [ "$e" != - ] && IFS=, read -ra ev <<<"$e"
+        tag=tp${tp}_b$bsz; [ "$e" != - ] && tag=${tag}_$(echo "$e" | tr '=,' '__')
+        rm -f "$W/kt_$tag".*
+        step "ktrace decode 8B tp$tp batch $bsz [$e]" 150 "ktrace_$tag.log" env ${ev[@]+"${ev[@]}"} CUDA_VISIBLE_DEVICES=$devs CUDA_INJECTION64_PATH="$B/tools/libss_ktrace.so" \
+          SS_KTRACE_OUT="$W/kt_$tag" "$B/tools/bench_decode" --model "$M8" --device cuda --tp $tp --batch $bsz --prompt 128 --gen 64 --json
+        python3 scripts/gpu/ktrace_summary.py --steps 32 "$W/kt_$tag".* >"$OUTD/ktrace_$tag.txt" 2>&1
+        sed -n '/one layer/,$p' "$OUTD/ktrace_$tag.txt"
+      done
     done
   done
 fi

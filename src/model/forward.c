@@ -44,6 +44,7 @@ struct ss_forward {
     int fuse_mlp;                   /* the SwiGLU form of matmul_fused (SS_UNFUSED_MLP: a benchmark switch) */
     int fuse_norm;                  /* norms and residual adds in matmul_fused (SS_UNFUSED_NORM: the same) */
     int rope_in_matmul;             /* folded steps: rope in the qkv matmul (SS_ROPE_APART: rope_kv_store) */
+    int fold_norm, fold_acc;        /* folded steps: norms, residual adds in matmuls (SS_FOLD_NORM/ACC=0: apart) */
 };
 
 static ss_status fwd_alloc(ss_forward *f, size_t bytes, void **out, const char *what, ss_err *err)
@@ -74,6 +75,8 @@ ss_status ss_forward_create(ss_backend *be, const ss_model_config *cfg, const ss
     f->fuse_mlp = getenv("SS_UNFUSED_MLP") == NULL;
     f->fuse_norm = getenv("SS_UNFUSED_NORM") == NULL;
     f->rope_in_matmul = getenv("SS_ROPE_APART") == NULL;
+    f->fold_norm = !getenv("SS_FOLD_NORM") || strcmp(getenv("SS_FOLD_NORM"), "0") != 0;
+    f->fold_acc = !getenv("SS_FOLD_ACC") || strcmp(getenv("SS_FOLD_ACC"), "0") != 0;
     const ss_shard_plan *sp = &w->plan;
     f->esz = ss_dtype_size(be->act_dtype);
     f->q_dim = (int64_t)sp->q_heads * cfg->head_dim;
@@ -184,11 +187,19 @@ static ss_status fwd_reduce_norm(ss_forward *f, int64_t n, const void *w)
 /* matmul_fused where the backend takes it, else the unfused ops it stands for (the same result up to
  * rounding), through the scratch buffers h (the normed x), gu (the SwiGLU's input) and x (the product to
  * accumulate); a rope epilogue falls back to rope_kv_store, or rope then kv_store. */
-static ss_status fwd_matmul(ss_forward *f, const ss_matmul_args *a)
+static ss_status fwd_matmul(ss_forward *f, const ss_matmul_args *args)
 {
     const ss_backend_i *B = f->be->iface;
     void *c = f->be->ctx;
-    ss_status st = B->matmul_fused ? B->matmul_fused(c, a) : SS_ERR_UNSUPPORTED;
+    ss_matmul_args copy = *args;
+    const ss_matmul_args *a = &copy;
+    if (copy.norm_w && !f->fold_norm) { /* benchmark switch: the norm as its own op */
+        SS_CHECK(B->rmsnorm(c, f->h, copy.x, copy.norm_w, copy.n, copy.k, copy.eps));
+        copy.x = f->h;
+        copy.norm_w = NULL;
+    }
+    const int ask = B->matmul_fused && (copy.epi != SS_EPI_ACCUMULATE || f->fold_acc);
+    ss_status st = ask ? B->matmul_fused(c, a) : SS_ERR_UNSUPPORTED;
     if (st != SS_ERR_UNSUPPORTED)
         return st;
     const void *x = a->x;

@@ -194,10 +194,14 @@ __device__ __forceinline__ uint4 norm_chunk(const uint4 &xv, const uint4 &wv, fl
 // after them take 16 rows of v. Out holds the rotated rows, and the k and v of token col go to its cache
 // slot too (as rope_kv_store, from the f32 sums).
 // EPI_ACC: out += the result (the residual stream; read after the wait like x).
-// NORM: x is RMS-normalised on the way in (nw: the norm weight). The lanes that load x row g cover each of
-// its chunks exactly once across the block, so their sums of squares add up to the row's, with no extra
-// pass over x.
-template <int WARPS, int U, typename OutT, int EPI, bool NORM>
+// NORM: x is RMS-normalised on the way in (nw: the norm weight): the product takes x times the weight and
+// the sums are scaled by 1/rms(x) at the end. NORM_LOOP does it in the main loop: the lanes that load x row
+// g cover each of its chunks exactly once across the block, so their sums of squares add up to the row's.
+// NORM_STAGED first stages x times the weight in shared memory (dynamic, n·k bf16) with all the block's
+// threads, then the main loop reads x from there.
+enum norm_mode { NORM_NONE, NORM_LOOP, NORM_STAGED };
+
+template <int WARPS, int U, typename OutT, int EPI, int NORM>
 __global__ void __launch_bounds__(WARPS * 32, mma_min_blocks(WARPS, U))
     gemv_mma(OutT *__restrict__ out, const bf16 *__restrict__ x, const bf16 *__restrict__ W,
              const bf16 *__restrict__ bias, const bf16 *__restrict__ nw, float eps, ss_cuda_rope_epi rp, int n, int m,
@@ -206,7 +210,8 @@ __global__ void __launch_bounds__(WARPS * 32, mma_min_blocks(WARPS, U))
     static_assert(WARPS * 32 >= 128, "the epilogue needs 128 threads");
     constexpr bool SILU = EPI == EPI_SILU, ROPE = EPI == EPI_ROPE;
     __shared__ float red[WARPS][4][32];
-    __shared__ float sq_red[NORM ? WARPS : 1][8];
+    __shared__ float sq_red[NORM != NORM_NONE ? WARPS : 1][8];
+    extern __shared__ uint4 xs[]; // NORM_STAGED: [n][k / 8] chunks of x times the norm weight
     pdl_launch_dependents();
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int g = lane >> 2, t = lane & 3;
@@ -260,13 +265,34 @@ __global__ void __launch_bounds__(WARPS * 32, mma_min_blocks(WARPS, U))
         vb[u] = c < cend ? load_stream(wb + c) : zero;
     }
     pdl_wait(); // W of the first step is in flight; x may be the previous kernel's output
+    if constexpr (NORM == NORM_STAGED) {
+        float sqr[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+        const uint4 *x4 = reinterpret_cast<const uint4 *>(x);
+        for (int c = threadIdx.x; c < kc; c += WARPS * 32) {
+            const uint4 wv = __ldg(nwv + c);
+#pragma unroll
+            for (int r = 0; r < 8; r++)
+                if (r < n)
+                    xs[r * kc + c] = norm_chunk(load_after_wait(x4 + (int64_t)r * kc + c), wv, sqr[r]);
+        }
+#pragma unroll
+        for (int r = 0; r < 8; r++) {
+            const float v = warp_reduce(sqr[r], SumOp());
+            if (lane == 0)
+                sq_red[warp][r] = v;
+        }
+        __syncthreads();
+    }
     for (int base = cbeg; base < cend; base += 4 * U) {
         uint4 xv[U];
 #pragma unroll
         for (int u = 0; u < U; u++) {
             const int c = base + 4 * u + t;
-            xv[u] = has_x && c < cend ? load_after_wait(xr + c) : zero;
-            if constexpr (NORM) {
+            if constexpr (NORM == NORM_STAGED)
+                xv[u] = has_x && c < cend ? xs[g * kc + c] : zero;
+            else
+                xv[u] = has_x && c < cend ? load_after_wait(xr + c) : zero;
+            if constexpr (NORM == NORM_LOOP) {
                 if (has_x && c < cend)
                     xv[u] = norm_chunk(xv[u], __ldg(nwv + c), sq);
             }
@@ -290,7 +316,7 @@ __global__ void __launch_bounds__(WARPS * 32, mma_min_blocks(WARPS, U))
 #pragma unroll
     for (int j = 0; j < 4; j++)
         red[warp][j][lane] = acc0[j] + acc1[j];
-    if constexpr (NORM) { // the four lanes of x row g, then the warps (below)
+    if constexpr (NORM == NORM_LOOP) { // the four lanes of x row g, then the warps (below)
         sq += __shfl_xor_sync(FULL_MASK, sq, 1);
         sq += __shfl_xor_sync(FULL_MASK, sq, 2);
         if (t == 0)
@@ -299,7 +325,7 @@ __global__ void __launch_bounds__(WARPS * 32, mma_min_blocks(WARPS, U))
     __syncthreads();
     // The scale of output column col (x row col): 1 / rms, or 1 without a norm.
     auto scale = [&](int col) {
-        if constexpr (NORM) {
+        if constexpr (NORM != NORM_NONE) {
             float s = 0.0f;
 #pragma unroll
             for (int w = 0; w < WARPS; w++)
@@ -462,7 +488,7 @@ device_info current_device()
 }
 
 template <typename... KArgs, typename... Args>
-cudaError_t launch(bool pdl, void (*kernel)(KArgs...), unsigned blocks, unsigned threads, cudaStream_t s,
+cudaError_t launch(bool pdl, void (*kernel)(KArgs...), unsigned blocks, unsigned threads, size_t smem, cudaStream_t s,
                    Args... args)
 {
     cudaLaunchAttribute attr[1];
@@ -471,7 +497,7 @@ cudaError_t launch(bool pdl, void (*kernel)(KArgs...), unsigned blocks, unsigned
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = dim3(blocks);
     cfg.blockDim = dim3(threads);
-    cfg.dynamicSmemBytes = 0;
+    cfg.dynamicSmemBytes = smem;
     cfg.stream = s;
     cfg.attrs = attr;
     cfg.numAttrs = pdl ? 1 : 0;
@@ -483,7 +509,7 @@ cudaError_t launch_simt(bool pdl, OutT *out, const bf16 *x, const bf16 *W, const
                         cudaStream_t s)
 {
     const int64_t warps = ((int64_t)m + R - 1) / R;
-    return launch(pdl, gemv_simt<N, R, U, OutT>, blocks_for(warps, kSimtWarps), kSimtWarps * 32, s, out, x, W,
+    return launch(pdl, gemv_simt<N, R, U, OutT>, blocks_for(warps, kSimtWarps), kSimtWarps * 32, 0, s, out, x, W,
                   bias, m, k);
 }
 
@@ -526,12 +552,28 @@ struct fusion {
     ss_cuda_rope_epi rope; // EPI_ROPE only
 };
 
-template <int WARPS, int U, typename OutT, int EPI, bool NORM>
+// Shared memory of NORM_STAGED's copy of x; above the largest size staged, launches keep the norm in the
+// main loop (a 70B-wide x at n > 6 would leave too few blocks per SM).
+constexpr size_t kStageMax = 96 * 1024;
+
+inline size_t staged_bytes(int64_t n, int k)
+{
+    return (size_t)n * (size_t)k * sizeof(bf16);
+}
+
+template <int WARPS, int U, typename OutT, int EPI, int NORM>
 cudaError_t launch_mma(bool pdl, OutT *out, const bf16 *x, const bf16 *W, const bf16 *bias, const fusion &fu,
                        int64_t n, int m, int k, cudaStream_t s)
 {
-    return launch(pdl, gemv_mma<WARPS, U, OutT, EPI, NORM>, blocks_for(m, EPI == EPI_SILU ? 8 : 16), WARPS * 32, s,
-                  out, x, W, bias, fu.nw, fu.eps, fu.rope, (int)n, m, k);
+    auto kernel = gemv_mma<WARPS, U, OutT, EPI, NORM>;
+    const size_t smem = NORM == NORM_STAGED ? staged_bytes(n, k) : 0;
+    if (smem > 48 * 1024) { // above the default limit: opt in (a host-side attribute, harmless to repeat)
+        const cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+        if (e != cudaSuccess)
+            return e;
+    }
+    return launch(pdl, kernel, blocks_for(m, EPI == EPI_SILU ? 8 : 16), WARPS * 32, smem, s, out, x, W, bias, fu.nw,
+                  fu.eps, fu.rope, (int)n, m, k);
 }
 
 // The default shape: the row tiles (16 rows each; 8 output rows of the SwiGLU form) should all be resident
@@ -540,7 +582,7 @@ cudaError_t launch_mma(bool pdl, OutT *out, const bf16 *x, const bf16 *W, const 
 // (8 warps x 8 chunks was ahead of 16 x 4 in bench_backend on the H200 for both m = 4096 shapes, o_proj
 // 85.4 vs 80.4% of copy, but not end to end: 225.0 vs 225.1-225.7 tok/s at batch 1, 1,782 vs 1,768 at
 // batch 8, session 5.)
-template <typename OutT, int EPI, bool NORM>
+template <typename OutT, int EPI, int NORM>
 cudaError_t launch_mma_auto(const device_info &dev, bool pdl, OutT *out, const bf16 *x, const bf16 *W,
                             const bf16 *bias, const fusion &fu, int64_t n, int m, int k, cudaStream_t s)
 {
@@ -561,14 +603,44 @@ cudaError_t launch_variant(const variant &v, int64_t n, OutT *out, const bf16 *x
     if (v.fam != FAM_MMA)
         return launch_simt_any(v, n, out, x, W, bias, m, k, s, pdl);
     if (v.warps == 0)
-        return launch_mma_auto<OutT, EPI_STORE, false>(dev, pdl, out, x, W, bias, none, n, m, k, s);
+        return launch_mma_auto<OutT, EPI_STORE, NORM_NONE>(dev, pdl, out, x, W, bias, none, n, m, k, s);
     if (v.warps == 4)
-        return launch_mma<4, 8, OutT, EPI_STORE, false>(pdl, out, x, W, bias, none, n, m, k, s);
+        return launch_mma<4, 8, OutT, EPI_STORE, NORM_NONE>(pdl, out, x, W, bias, none, n, m, k, s);
     if (v.warps == 16)
-        return launch_mma<16, 4, OutT, EPI_STORE, false>(pdl, out, x, W, bias, none, n, m, k, s);
+        return launch_mma<16, 4, OutT, EPI_STORE, NORM_NONE>(pdl, out, x, W, bias, none, n, m, k, s);
     if (v.unroll == 8)
-        return launch_mma<8, 8, OutT, EPI_STORE, false>(pdl, out, x, W, bias, none, n, m, k, s);
-    return launch_mma<8, 4, OutT, EPI_STORE, false>(pdl, out, x, W, bias, none, n, m, k, s);
+        return launch_mma<8, 8, OutT, EPI_STORE, NORM_NONE>(pdl, out, x, W, bias, none, n, m, k, s);
+    return launch_mma<8, 4, OutT, EPI_STORE, NORM_NONE>(pdl, out, x, W, bias, none, n, m, k, s);
+}
+
+// A fused form in the norm mode asked for (the accumulate form never has a norm: not built).
+template <int EPI>
+cudaError_t launch_fused(const device_info &dev, bool pdl, int mode, bf16 *out, const bf16 *x, const bf16 *W,
+                         const bf16 *bias, const fusion &fu, int64_t n, int m, int k, cudaStream_t s)
+{
+    if constexpr (EPI != EPI_ACC) {
+        if (mode == NORM_STAGED)
+            return launch_mma_auto<bf16, EPI, NORM_STAGED>(dev, pdl, out, x, W, bias, fu, n, m, k, s);
+        if (mode == NORM_LOOP)
+            return launch_mma_auto<bf16, EPI, NORM_LOOP>(dev, pdl, out, x, W, bias, fu, n, m, k, s);
+    }
+    return launch_mma_auto<bf16, EPI, NORM_NONE>(dev, pdl, out, x, W, bias, fu, n, m, k, s);
+}
+
+// Process-wide benchmark knob as g_variant: SS_GEMV_NORM_LOOP=1 keeps the norm in the main loop even where
+// x fits in shared memory. -1 = not yet resolved.
+std::atomic<int> g_norm_loop(-1);
+
+bool norm_in_loop()
+{
+    int v = g_norm_loop.load(std::memory_order_relaxed);
+    if (v < 0) {
+        const char *e = getenv("SS_GEMV_NORM_LOOP");
+        int expect = -1;
+        g_norm_loop.compare_exchange_strong(expect, e && *e && strcmp(e, "0") != 0 ? 1 : 0);
+        v = g_norm_loop.load(std::memory_order_relaxed);
+    }
+    return v == 1;
 }
 
 } // namespace
@@ -612,6 +684,9 @@ extern "C" int ss_cuda_gemv_fused(void *stream, void *out, const void *x, const 
         return -1;
     const device_info dev = current_device();
     const bool pdl = v.pdl && dev.pdl;
+    const int mode = !norm ? NORM_NONE
+                     : norm_in_loop() || staged_bytes(n, k) > kStageMax ? NORM_LOOP
+                                                                        : NORM_STAGED;
     bf16 *o = (bf16 *)out;
     const bf16 *xb = (const bf16 *)x, *Wb = (const bf16 *)W, *bb = (const bf16 *)bias;
     fusion fu = {(const bf16 *)norm_w, eps, {}};
@@ -619,15 +694,13 @@ extern "C" int ss_cuda_gemv_fused(void *stream, void *out, const void *x, const 
     cudaError_t e;
     if (rope) {
         fu.rope = *rope;
-        e = norm ? launch_mma_auto<bf16, EPI_ROPE, true>(dev, pdl, o, xb, Wb, bb, fu, n, m, k, s)
-                 : launch_mma_auto<bf16, EPI_ROPE, false>(dev, pdl, o, xb, Wb, bb, fu, n, m, k, s);
+        e = launch_fused<EPI_ROPE>(dev, pdl, mode, o, xb, Wb, bb, fu, n, m, k, s);
     } else if (epi == EPI_SILU) {
-        e = norm ? launch_mma_auto<bf16, EPI_SILU, true>(dev, pdl, o, xb, Wb, bb, fu, n, m, k, s)
-                 : launch_mma_auto<bf16, EPI_SILU, false>(dev, pdl, o, xb, Wb, bb, fu, n, m, k, s);
+        e = launch_fused<EPI_SILU>(dev, pdl, mode, o, xb, Wb, bb, fu, n, m, k, s);
     } else if (epi == EPI_ACC) {
-        e = launch_mma_auto<bf16, EPI_ACC, false>(dev, pdl, o, xb, Wb, bb, fu, n, m, k, s);
+        e = launch_fused<EPI_ACC>(dev, pdl, mode, o, xb, Wb, bb, fu, n, m, k, s);
     } else {
-        e = norm ? launch_mma_auto<bf16, EPI_STORE, true>(dev, pdl, o, xb, Wb, bb, fu, n, m, k, s)
+        e = norm ? launch_fused<EPI_STORE>(dev, pdl, mode, o, xb, Wb, bb, fu, n, m, k, s)
                  : launch_variant(v, n, o, xb, Wb, bb, m, k, s);
     }
     const cudaError_t last = cudaGetLastError();
