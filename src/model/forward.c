@@ -185,28 +185,28 @@ static ss_status fwd_reduce_norm(ss_forward *f, int64_t n, const void *w)
 }
 
 /* matmul_fused where the backend takes it, else the unfused ops it stands for (the same result up to
- * rounding), through the scratch buffers h (the normed x), gu (the SwiGLU's input) and x (the product to
- * accumulate); a rope epilogue falls back to rope_kv_store, or rope then kv_store. */
+ * rounding): first the norm apart (into the scratch buffer h) and the rest fused, then each op alone,
+ * through the scratch buffers gu (the SwiGLU's input) and x (the product to accumulate); a rope epilogue
+ * falls back to rope_kv_store, or rope then kv_store. */
 static ss_status fwd_matmul(ss_forward *f, const ss_matmul_args *args)
 {
     const ss_backend_i *B = f->be->iface;
     void *c = f->be->ctx;
     ss_matmul_args copy = *args;
     const ss_matmul_args *a = &copy;
-    if (copy.norm_w && !f->fold_norm) { /* benchmark switch: the norm as its own op */
+    const int ask = B->matmul_fused && (copy.epi != SS_EPI_ACCUMULATE || f->fold_acc);
+    ss_status st = ask && (!copy.norm_w || f->fold_norm) ? B->matmul_fused(c, a) : SS_ERR_UNSUPPORTED;
+    if (st != SS_ERR_UNSUPPORTED)
+        return st;
+    if (copy.norm_w) { /* the norm apart, then the rest fused if the backend takes that */
         SS_CHECK(B->rmsnorm(c, f->h, copy.x, copy.norm_w, copy.n, copy.k, copy.eps));
         copy.x = f->h;
         copy.norm_w = NULL;
+        st = ask ? B->matmul_fused(c, a) : SS_ERR_UNSUPPORTED;
+        if (st != SS_ERR_UNSUPPORTED)
+            return st;
     }
-    const int ask = B->matmul_fused && (copy.epi != SS_EPI_ACCUMULATE || f->fold_acc);
-    ss_status st = ask ? B->matmul_fused(c, a) : SS_ERR_UNSUPPORTED;
-    if (st != SS_ERR_UNSUPPORTED)
-        return st;
     const void *x = a->x;
-    if (a->norm_w) {
-        SS_CHECK(B->rmsnorm(c, f->h, a->x, a->norm_w, a->n, a->k, a->eps));
-        x = f->h;
-    }
     const ss_rope_store *r = a->rope;
     switch (a->epi) {
     case SS_EPI_STORE:

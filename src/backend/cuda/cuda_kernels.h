@@ -107,8 +107,9 @@ typedef struct ss_cuda_rope_epi {
  * [2m, k] gate-then-up W, 2 accumulate into out); norm_w, when set, RMS-normalises x's rows on the way
  * in (epsilon eps); rope (host struct, or NULL; store only) rotates the q/k rows and stores k and v into
  * the paged cache. Products stay f32 until the end. Returns -1 with nothing enqueued where it does not
- * apply (what ss_cuda_gemv takes, a tensor-core GEMV variant; built forms: a norm with store or SwiGLU,
- * no bias with SwiGLU, rope with head_dim % 16 == 0), else a cudaError_t. */
+ * apply (what ss_cuda_gemv takes, a tensor-core GEMV variant; built forms: a norm with store or SwiGLU
+ * while n·k·2 bytes fit the staging limit, no bias with SwiGLU, rope with head_dim % 16 == 0), else a
+ * cudaError_t. */
 int ss_cuda_gemv_fused(void *stream, void *out, const void *x, const void *W, const void *bias, const void *norm_w,
                        float eps, int epi, const ss_cuda_rope_epi *rope, int64_t n, int32_t m, int32_t k);
 /* Kernel variants, for benchmarks and tests only (not part of the backend interface). The variant is a

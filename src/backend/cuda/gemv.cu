@@ -194,14 +194,12 @@ __device__ __forceinline__ uint4 norm_chunk(const uint4 &xv, const uint4 &wv, fl
 // after them take 16 rows of v. Out holds the rotated rows, and the k and v of token col go to its cache
 // slot too (as rope_kv_store, from the f32 sums).
 // EPI_ACC: out += the result (the residual stream; read after the wait like x).
-// NORM: x is RMS-normalised on the way in (nw: the norm weight): the product takes x times the weight and
-// the sums are scaled by 1/rms(x) at the end. NORM_LOOP does it in the main loop: the lanes that load x row
-// g cover each of its chunks exactly once across the block, so their sums of squares add up to the row's.
-// NORM_STAGED first stages x times the weight in shared memory (dynamic, n·k bf16) with all the block's
-// threads, then the main loop reads x from there.
-enum norm_mode { NORM_NONE, NORM_LOOP, NORM_STAGED };
-
-template <int WARPS, int U, typename OutT, int EPI, int NORM>
+// NORM: x is RMS-normalised on the way in (nw: the norm weight). The block first stages x times the weight in
+// shared memory (dynamic, n·k bf16) with all its threads, and each row's sum of squares; the main loop reads
+// x from there and the sums are scaled by 1/rms(x) at the end: (x·diag(w))·Wᵀ / rms(x) = (rmsnorm(x)·w)·Wᵀ.
+// (Normalising in the main loop instead, on the few lanes that load x, was 6% slower at batch 1: session 7.)
+// EPI_ACC's read of out is issued right after the wait, so its latency hides under the main loop.
+template <int WARPS, int U, typename OutT, int EPI, bool NORM>
 __global__ void __launch_bounds__(WARPS * 32, mma_min_blocks(WARPS, U))
     gemv_mma(OutT *__restrict__ out, const bf16 *__restrict__ x, const bf16 *__restrict__ W,
              const bf16 *__restrict__ bias, const bf16 *__restrict__ nw, float eps, ss_cuda_rope_epi rp, int n, int m,
@@ -210,8 +208,8 @@ __global__ void __launch_bounds__(WARPS * 32, mma_min_blocks(WARPS, U))
     static_assert(WARPS * 32 >= 128, "the epilogue needs 128 threads");
     constexpr bool SILU = EPI == EPI_SILU, ROPE = EPI == EPI_ROPE;
     __shared__ float red[WARPS][4][32];
-    __shared__ float sq_red[NORM != NORM_NONE ? WARPS : 1][8];
-    extern __shared__ uint4 xs[]; // NORM_STAGED: [n][k / 8] chunks of x times the norm weight
+    __shared__ float sq_red[NORM ? WARPS : 1][8];
+    extern __shared__ uint4 xs[]; // NORM: [n][k / 8] chunks of x times the norm weight
     pdl_launch_dependents();
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int g = lane >> 2, t = lane & 3;
@@ -256,7 +254,6 @@ __global__ void __launch_bounds__(WARPS * 32, mma_min_blocks(WARPS, U))
     const uint4 zero = make_uint4(0, 0, 0, 0);
 
     float acc0[4] = {0.0f, 0.0f, 0.0f, 0.0f}, acc1[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    float sq = 0.0f;
     uint4 va[U], vb[U];
 #pragma unroll
     for (int u = 0; u < U; u++) {
@@ -265,7 +262,16 @@ __global__ void __launch_bounds__(WARPS * 32, mma_min_blocks(WARPS, U))
         vb[u] = c < cend ? load_stream(wb + c) : zero;
     }
     pdl_wait(); // W of the first step is in flight; x may be the previous kernel's output
-    if constexpr (NORM == NORM_STAGED) {
+    // EPI_ACC: the value this thread's output adds to (the epilogue's mapping, below)
+    float prev = 0.0f;
+    if constexpr (EPI == EPI_ACC) {
+        const int l = threadIdx.x & 31, j = threadIdx.x >> 5;
+        const int64_t row = row0 + (l >> 2) + (j >= 2 ? 8 : 0);
+        const int col = 2 * (l & 3) + (j & 1);
+        if (threadIdx.x < 128 && row < m && col < n)
+            prev = load_out(out + (int64_t)col * m + row);
+    }
+    if constexpr (NORM) {
         float sqr[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
         const uint4 *x4 = reinterpret_cast<const uint4 *>(x);
         for (int c = threadIdx.x; c < kc; c += WARPS * 32) {
@@ -288,14 +294,10 @@ __global__ void __launch_bounds__(WARPS * 32, mma_min_blocks(WARPS, U))
 #pragma unroll
         for (int u = 0; u < U; u++) {
             const int c = base + 4 * u + t;
-            if constexpr (NORM == NORM_STAGED)
+            if constexpr (NORM)
                 xv[u] = has_x && c < cend ? xs[g * kc + c] : zero;
             else
                 xv[u] = has_x && c < cend ? load_after_wait(xr + c) : zero;
-            if constexpr (NORM == NORM_LOOP) {
-                if (has_x && c < cend)
-                    xv[u] = norm_chunk(xv[u], __ldg(nwv + c), sq);
-            }
         }
 #pragma unroll
         for (int u = 0; u < U; u++) {
@@ -316,16 +318,10 @@ __global__ void __launch_bounds__(WARPS * 32, mma_min_blocks(WARPS, U))
 #pragma unroll
     for (int j = 0; j < 4; j++)
         red[warp][j][lane] = acc0[j] + acc1[j];
-    if constexpr (NORM == NORM_LOOP) { // the four lanes of x row g, then the warps (below)
-        sq += __shfl_xor_sync(FULL_MASK, sq, 1);
-        sq += __shfl_xor_sync(FULL_MASK, sq, 2);
-        if (t == 0)
-            sq_red[warp][g] = sq;
-    }
     __syncthreads();
     // The scale of output column col (x row col): 1 / rms, or 1 without a norm.
     auto scale = [&](int col) {
-        if constexpr (NORM != NORM_NONE) {
+        if constexpr (NORM) {
             float s = 0.0f;
 #pragma unroll
             for (int w = 0; w < WARPS; w++)
@@ -410,7 +406,7 @@ __global__ void __launch_bounds__(WARPS * 32, mma_min_blocks(WARPS, U))
             OutT *o = out + (int64_t)col * m + row;
             v = v * scale(col) + (bias ? __bfloat162float(bias[row]) : 0.0f);
             if constexpr (EPI == EPI_ACC)
-                v += load_out(o);
+                v += prev;
             store_out(o, v);
         }
     }
@@ -552,9 +548,11 @@ struct fusion {
     ss_cuda_rope_epi rope; // EPI_ROPE only
 };
 
-// Shared memory of NORM_STAGED's copy of x; above the largest size staged, launches keep the norm in the
-// main loop (a 70B-wide x at n > 6 would leave too few blocks per SM).
-constexpr size_t kStageMax = 96 * 1024;
+// The largest staged x (n·k bf16) a norm form takes; above, matmul_fused declines it and the forward pass
+// runs the norm apart. Every block stages its own copy, so this traffic grows with n: at batch 8 of the 8B
+// shape (64 KB a block) the gate/up GEMV lost a quarter of its speed (session 7). SS_GEMV_STAGE_MAX
+// (bytes) overrides it, for benchmarks.
+constexpr size_t kStageMaxDefault = 16 * 1024;
 
 inline size_t staged_bytes(int64_t n, int k)
 {
@@ -566,7 +564,7 @@ cudaError_t launch_mma(bool pdl, OutT *out, const bf16 *x, const bf16 *W, const 
                        int64_t n, int m, int k, cudaStream_t s)
 {
     auto kernel = gemv_mma<WARPS, U, OutT, EPI, NORM>;
-    const size_t smem = NORM == NORM_STAGED ? staged_bytes(n, k) : 0;
+    const size_t smem = NORM ? staged_bytes(n, k) : 0;
     if (smem > 48 * 1024) { // above the default limit: opt in (a host-side attribute, harmless to repeat)
         const cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
         if (e != cudaSuccess)
@@ -582,7 +580,7 @@ cudaError_t launch_mma(bool pdl, OutT *out, const bf16 *x, const bf16 *W, const 
 // (8 warps x 8 chunks was ahead of 16 x 4 in bench_backend on the H200 for both m = 4096 shapes, o_proj
 // 85.4 vs 80.4% of copy, but not end to end: 225.0 vs 225.1-225.7 tok/s at batch 1, 1,782 vs 1,768 at
 // batch 8, session 5.)
-template <typename OutT, int EPI, int NORM>
+template <typename OutT, int EPI, bool NORM>
 cudaError_t launch_mma_auto(const device_info &dev, bool pdl, OutT *out, const bf16 *x, const bf16 *W,
                             const bf16 *bias, const fusion &fu, int64_t n, int m, int k, cudaStream_t s)
 {
@@ -603,44 +601,45 @@ cudaError_t launch_variant(const variant &v, int64_t n, OutT *out, const bf16 *x
     if (v.fam != FAM_MMA)
         return launch_simt_any(v, n, out, x, W, bias, m, k, s, pdl);
     if (v.warps == 0)
-        return launch_mma_auto<OutT, EPI_STORE, NORM_NONE>(dev, pdl, out, x, W, bias, none, n, m, k, s);
+        return launch_mma_auto<OutT, EPI_STORE, false>(dev, pdl, out, x, W, bias, none, n, m, k, s);
     if (v.warps == 4)
-        return launch_mma<4, 8, OutT, EPI_STORE, NORM_NONE>(pdl, out, x, W, bias, none, n, m, k, s);
+        return launch_mma<4, 8, OutT, EPI_STORE, false>(pdl, out, x, W, bias, none, n, m, k, s);
     if (v.warps == 16)
-        return launch_mma<16, 4, OutT, EPI_STORE, NORM_NONE>(pdl, out, x, W, bias, none, n, m, k, s);
+        return launch_mma<16, 4, OutT, EPI_STORE, false>(pdl, out, x, W, bias, none, n, m, k, s);
     if (v.unroll == 8)
-        return launch_mma<8, 8, OutT, EPI_STORE, NORM_NONE>(pdl, out, x, W, bias, none, n, m, k, s);
-    return launch_mma<8, 4, OutT, EPI_STORE, NORM_NONE>(pdl, out, x, W, bias, none, n, m, k, s);
+        return launch_mma<8, 8, OutT, EPI_STORE, false>(pdl, out, x, W, bias, none, n, m, k, s);
+    return launch_mma<8, 4, OutT, EPI_STORE, false>(pdl, out, x, W, bias, none, n, m, k, s);
 }
 
-// A fused form in the norm mode asked for (the accumulate form never has a norm: not built).
+// A fused form, with or without the norm (the accumulate form never has one: not built).
 template <int EPI>
-cudaError_t launch_fused(const device_info &dev, bool pdl, int mode, bf16 *out, const bf16 *x, const bf16 *W,
+cudaError_t launch_fused(const device_info &dev, bool pdl, bool norm, bf16 *out, const bf16 *x, const bf16 *W,
                          const bf16 *bias, const fusion &fu, int64_t n, int m, int k, cudaStream_t s)
 {
     if constexpr (EPI != EPI_ACC) {
-        if (mode == NORM_STAGED)
-            return launch_mma_auto<bf16, EPI, NORM_STAGED>(dev, pdl, out, x, W, bias, fu, n, m, k, s);
-        if (mode == NORM_LOOP)
-            return launch_mma_auto<bf16, EPI, NORM_LOOP>(dev, pdl, out, x, W, bias, fu, n, m, k, s);
+        if (norm)
+            return launch_mma_auto<bf16, EPI, true>(dev, pdl, out, x, W, bias, fu, n, m, k, s);
     }
-    return launch_mma_auto<bf16, EPI, NORM_NONE>(dev, pdl, out, x, W, bias, fu, n, m, k, s);
+    return launch_mma_auto<bf16, EPI, false>(dev, pdl, out, x, W, bias, fu, n, m, k, s);
 }
 
-// Process-wide benchmark knob as g_variant: SS_GEMV_NORM_LOOP=1 keeps the norm in the main loop even where
-// x fits in shared memory. -1 = not yet resolved.
-std::atomic<int> g_norm_loop(-1);
+// Process-wide benchmark knob as g_variant: the staging limit (SS_GEMV_STAGE_MAX). -1 = not yet resolved.
+std::atomic<long> g_stage_max(-1);
 
-bool norm_in_loop()
+size_t stage_max()
 {
-    int v = g_norm_loop.load(std::memory_order_relaxed);
+    long v = g_stage_max.load(std::memory_order_relaxed);
     if (v < 0) {
-        const char *e = getenv("SS_GEMV_NORM_LOOP");
-        int expect = -1;
-        g_norm_loop.compare_exchange_strong(expect, e && *e && strcmp(e, "0") != 0 ? 1 : 0);
-        v = g_norm_loop.load(std::memory_order_relaxed);
+        const char *e = getenv("SS_GEMV_STAGE_MAX");
+        char *end = NULL;
+        long want = e && *e ? strtol(e, &end, 10) : -1;
+        if (want < 0 || want > 200 * 1024 || !end || *end)
+            want = (long)kStageMaxDefault;
+        long expect = -1;
+        g_stage_max.compare_exchange_strong(expect, want);
+        v = g_stage_max.load(std::memory_order_relaxed);
     }
-    return v == 1;
+    return (size_t)v;
 }
 
 } // namespace
@@ -684,9 +683,8 @@ extern "C" int ss_cuda_gemv_fused(void *stream, void *out, const void *x, const 
         return -1;
     const device_info dev = current_device();
     const bool pdl = v.pdl && dev.pdl;
-    const int mode = !norm ? NORM_NONE
-                     : norm_in_loop() || staged_bytes(n, k) > kStageMax ? NORM_LOOP
-                                                                        : NORM_STAGED;
+    if (norm && staged_bytes(n, k) > stage_max())
+        return -1;
     bf16 *o = (bf16 *)out;
     const bf16 *xb = (const bf16 *)x, *Wb = (const bf16 *)W, *bb = (const bf16 *)bias;
     fusion fu = {(const bf16 *)norm_w, eps, {}};
@@ -694,13 +692,13 @@ extern "C" int ss_cuda_gemv_fused(void *stream, void *out, const void *x, const 
     cudaError_t e;
     if (rope) {
         fu.rope = *rope;
-        e = launch_fused<EPI_ROPE>(dev, pdl, mode, o, xb, Wb, bb, fu, n, m, k, s);
+        e = launch_fused<EPI_ROPE>(dev, pdl, norm, o, xb, Wb, bb, fu, n, m, k, s);
     } else if (epi == EPI_SILU) {
-        e = launch_fused<EPI_SILU>(dev, pdl, mode, o, xb, Wb, bb, fu, n, m, k, s);
+        e = launch_fused<EPI_SILU>(dev, pdl, norm, o, xb, Wb, bb, fu, n, m, k, s);
     } else if (epi == EPI_ACC) {
-        e = launch_fused<EPI_ACC>(dev, pdl, mode, o, xb, Wb, bb, fu, n, m, k, s);
+        e = launch_fused<EPI_ACC>(dev, pdl, norm, o, xb, Wb, bb, fu, n, m, k, s);
     } else {
-        e = norm ? launch_fused<EPI_STORE>(dev, pdl, mode, o, xb, Wb, bb, fu, n, m, k, s)
+        e = norm ? launch_fused<EPI_STORE>(dev, pdl, norm, o, xb, Wb, bb, fu, n, m, k, s)
                  : launch_variant(v, n, o, xb, Wb, bb, m, k, s);
     }
     const cudaError_t last = cudaGetLastError();
