@@ -10,7 +10,7 @@
 #include "core/status.h"
 
 /* Version of ss_backend_i. The table only grows at its end; bump on every addition. */
-#define SS_BACKEND_IFACE_VERSION 2
+#define SS_BACKEND_IFACE_VERSION 1
 
 /*
  * Conventions for every op below.
@@ -61,42 +61,6 @@ typedef struct ss_sample_row {
     float min_p;       /* <= 0: off */
     float uniform;     /* a uniform random number in [0,1) drawn by the caller for this row */
 } ss_sample_row;
-
-/* What follows the product in matmul_fused. */
-typedef enum ss_matmul_epilogue {
-    SS_EPI_STORE = 0,  /* out = y (+ bias) */
-    SS_EPI_SILU,       /* W is [2m, k], gate rows then up rows (as matmul + silu_mul take it):
-                        * out = silu(y_gate) * y_up; bias must be NULL */
-    SS_EPI_ACCUMULATE, /* out += y (+ bias): out is read, then written (the residual stream) */
-} ss_matmul_epilogue;
-
-/* The attention's rope and KV-cache store as a matmul epilogue: the product's rows are [q heads | k heads |
- * v heads] of head_dim (m = (q_heads + 2 kv_heads) · head_dim), and afterwards they are as rope_kv_store
- * leaves them (q and k rotated in place, the rotated k and the v of token i stored at slot slots[i]). */
-typedef struct ss_rope_store {
-    const int32_t *pos;     /* [n] positions */
-    const float *inv_freq;  /* [head_dim / 2] f32 */
-    int32_t q_heads, kv_heads, head_dim;
-    void *k_cache, *v_cache; /* this layer's, as kv_store takes them */
-    const int32_t *slots;   /* [n]; negative: not stored */
-} ss_rope_store;
-
-/* Arguments of matmul_fused: out[n, m] = epilogue(x' · Wᵀ) in act_dtype, where x' = rmsnorm(x) · norm_w
- * (rows of k, as the rmsnorm op) when norm_w is set, else x. Every pointer is a device pointer the caller
- * keeps; out must not overlap x. */
-typedef struct ss_matmul_args {
-    void *out;          /* [n, m] act */
-    const void *x;      /* [n, k] act */
-    const void *W;      /* [m, k] weight; [2m, k] for SS_EPI_SILU */
-    const void *bias;   /* [m] weight, or NULL */
-    const void *norm_w; /* [k] weight, or NULL: no norm */
-    float eps;          /* the norm's epsilon */
-    ss_matmul_epilogue epi;
-    int64_t n;
-    int32_t m, k;
-    const ss_rope_store *rope; /* NULL, or (with SS_EPI_STORE, out rows of stride m) rope + store after it;
-                                * a host struct, read before return */
-} ss_matmul_args;
 
 typedef struct ss_backend_i {
     uint32_t version;
@@ -175,11 +139,12 @@ typedef struct ss_backend_i {
     ss_status (*rope_kv_store)(void *ctx, void *qkv, const int32_t *pos, const float *inv_freq, int64_t n,
                                int32_t q_heads, int32_t kv_heads, int32_t head_dim, int64_t tok_stride,
                                void *k_cache, void *v_cache, const int32_t *slots);
-    /* A matmul with its neighbours folded in (see ss_matmul_args). May differ from the unfused ops by the
-     * rounding of intermediates it never stores. SS_ERR_UNSUPPORTED, with nothing enqueued and no error
-     * recorded, where it does not apply: callers then run the unfused ops (ss_backend.fused_max_n says for
-     * which n it is worth asking). NULL: never supported. */
-    ss_status (*matmul_fused)(void *ctx, const ss_matmul_args *a);
+    /* The MLP's first half in one op: out[n, inter] = silu(x · Wgᵀ) * (x · Wuᵀ) in act_dtype, where Wgu
+     * is [2*inter, k] (gate rows, then up rows, as matmul + silu_mul take it). May differ from that pair
+     * by the rounding of the [n, 2*inter] intermediate it never stores. NULL, or SS_ERR_UNSUPPORTED
+     * returned with nothing enqueued and no error recorded: callers run matmul + silu_mul. */
+    ss_status (*matmul_silu)(void *ctx, void *out, const void *x, const void *Wgu, int64_t n, int32_t inter,
+                             int32_t k);
     /* The native stream (cudaStream_t) for comm backends that enqueue on it; NULL on cpu. */
     void *(*native_stream)(void *ctx);
     /* CUDA-graph capture of a step keyed by `key`: begin/end record, launch replays.
@@ -201,8 +166,6 @@ typedef struct ss_backend {
     ss_dtype weight_dtype;
     int device_index; /* GPU ordinal; -1 on cpu */
     char desc[128];   /* human-readable: "cpu (2 threads)", "cuda:0 NVIDIA H100 80GB HBM3" */
-    int64_t fused_max_n; /* matmul_fused is expected to take n <= this (0: never); above, callers run
-                          * the unfused ops without asking */
 } ss_backend;
 
 typedef enum ss_device_kind { SS_DEVICE_AUTO = 0, SS_DEVICE_CPU, SS_DEVICE_CUDA } ss_device_kind;

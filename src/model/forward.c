@@ -41,10 +41,7 @@ struct ss_forward {
     size_t kv_bytes;
     int graphs;                     /* decode steps may be replayed from CUDA graphs */
     int fuse_rope;                  /* use the backend's rope_kv_store (SS_UNFUSED_ROPE: a benchmark switch) */
-    int fuse_mlp;                   /* the SwiGLU form of matmul_fused (SS_UNFUSED_MLP: a benchmark switch) */
-    int fuse_norm;                  /* norms and residual adds in matmul_fused (SS_UNFUSED_NORM: the same) */
-    int rope_in_matmul;             /* folded steps: rope in the qkv matmul (SS_ROPE_APART: rope_kv_store) */
-    int fold_norm, fold_acc;        /* folded steps: norms, residual adds in matmuls (SS_FOLD_NORM/ACC=0: apart) */
+    int fuse_mlp;                   /* use the backend's matmul_silu (SS_UNFUSED_MLP: a benchmark switch) */
 };
 
 static ss_status fwd_alloc(ss_forward *f, size_t bytes, void **out, const char *what, ss_err *err)
@@ -73,10 +70,6 @@ ss_status ss_forward_create(ss_backend *be, const ss_model_config *cfg, const ss
     f->graphs = p->graphs;
     f->fuse_rope = getenv("SS_UNFUSED_ROPE") == NULL;
     f->fuse_mlp = getenv("SS_UNFUSED_MLP") == NULL;
-    f->fuse_norm = getenv("SS_UNFUSED_NORM") == NULL;
-    f->rope_in_matmul = getenv("SS_ROPE_APART") == NULL;
-    f->fold_norm = !getenv("SS_FOLD_NORM") || strcmp(getenv("SS_FOLD_NORM"), "0") != 0;
-    f->fold_acc = !getenv("SS_FOLD_ACC") || strcmp(getenv("SS_FOLD_ACC"), "0") != 0;
     const ss_shard_plan *sp = &w->plan;
     f->esz = ss_dtype_size(be->act_dtype);
     f->q_dim = (int64_t)sp->q_heads * cfg->head_dim;
@@ -184,127 +177,6 @@ static ss_status fwd_reduce_norm(ss_forward *f, int64_t n, const void *w)
     return B->add_rmsnorm(f->be->ctx, f->residual, f->x, f->h, w, n, dim, f->cfg->rms_eps);
 }
 
-/* matmul_fused where the backend takes it, else the unfused ops it stands for (the same result up to
- * rounding): first the norm apart (into the scratch buffer h) and the rest fused, then each op alone,
- * through the scratch buffers gu (the SwiGLU's input) and x (the product to accumulate); a rope epilogue
- * falls back to rope_kv_store, or rope then kv_store. */
-static ss_status fwd_matmul(ss_forward *f, const ss_matmul_args *args)
-{
-    const ss_backend_i *B = f->be->iface;
-    void *c = f->be->ctx;
-    ss_matmul_args copy = *args;
-    const ss_matmul_args *a = &copy;
-    const int ask = B->matmul_fused && (copy.epi != SS_EPI_ACCUMULATE || f->fold_acc);
-    ss_status st = ask && (!copy.norm_w || f->fold_norm) ? B->matmul_fused(c, a) : SS_ERR_UNSUPPORTED;
-    if (st != SS_ERR_UNSUPPORTED)
-        return st;
-    if (copy.norm_w) { /* the norm apart, then the rest fused if the backend takes that */
-        SS_CHECK(B->rmsnorm(c, f->h, copy.x, copy.norm_w, copy.n, copy.k, copy.eps));
-        copy.x = f->h;
-        copy.norm_w = NULL;
-        st = ask ? B->matmul_fused(c, a) : SS_ERR_UNSUPPORTED;
-        if (st != SS_ERR_UNSUPPORTED)
-            return st;
-    }
-    const void *x = a->x;
-    const ss_rope_store *r = a->rope;
-    switch (a->epi) {
-    case SS_EPI_STORE:
-        SS_CHECK(B->matmul(c, a->out, f->be->act_dtype, x, a->W, a->bias, a->n, a->m, a->k));
-        if (!r)
-            return SS_OK;
-        if (B->rope_kv_store)
-            return B->rope_kv_store(c, a->out, r->pos, r->inv_freq, a->n, r->q_heads, r->kv_heads, r->head_dim, a->m,
-                                    r->k_cache, r->v_cache, r->slots);
-        void *k = fwd_off(a->out, (int64_t)r->q_heads * r->head_dim, f->esz);
-        void *v = fwd_off(k, (int64_t)r->kv_heads * r->head_dim, f->esz);
-        SS_CHECK(B->rope(c, a->out, r->pos, r->inv_freq, a->n, r->q_heads + r->kv_heads, r->head_dim, a->m));
-        return B->kv_store(c, r->k_cache, r->v_cache, k, v, r->slots, a->n, r->kv_heads, r->head_dim, a->m);
-    case SS_EPI_SILU:
-        SS_CHECK(B->matmul(c, f->gu, f->be->act_dtype, x, a->W, NULL, a->n, 2 * a->m, a->k));
-        return B->silu_mul(c, a->out, f->gu, a->n, a->m);
-    case SS_EPI_ACCUMULATE:
-        SS_CHECK(B->matmul(c, f->x, f->be->act_dtype, x, a->W, a->bias, a->n, a->m, a->k));
-        return B->add(c, a->out, a->out, f->x, a->n * a->m);
-    }
-    return SS_ERR_INVALID_ARG;
-}
-
-/* This layer's K and V caches. */
-static char *fwd_k_cache(ss_forward *f, int32_t li)
-{
-    return (char *)f->kv + (size_t)li * 2 * f->kv_layer_bytes;
-}
-
-/* The attention block between its two matmuls: q/k norms (Qwen3), rope, the KV-cache store (unless
- * `roped`: the qkv matmul's epilogue did both) and the attention itself, from the qkv rows to f->attn. */
-static ss_status fwd_attention(ss_forward *f, int32_t li, int64_t n, const ss_attn_meta *meta, const int32_t *pos,
-                               const int32_t *slots, int roped)
-{
-    const ss_backend_i *B = f->be->iface;
-    void *c = f->be->ctx;
-    const ss_model_config *cfg = f->cfg;
-    const ss_shard_plan *sp = &f->w->plan;
-    const ss_layer_weights *L = &f->w->layers[li];
-    int32_t hd = cfg->head_dim;
-    void *q = f->qkv, *k = fwd_off(f->qkv, f->q_dim, f->esz), *v = fwd_off(f->qkv, f->q_dim + f->kv_dim, f->esz);
-    char *kc = fwd_k_cache(f, li), *vc = kc + f->kv_layer_bytes;
-    if (!roped) {
-        if (L->q_norm) {
-            SS_CHECK(B->head_rmsnorm(c, q, L->q_norm, n, sp->q_heads, hd, f->qkv_dim, cfg->rms_eps));
-            SS_CHECK(B->head_rmsnorm(c, k, L->k_norm, n, sp->kv_heads, hd, f->qkv_dim, cfg->rms_eps));
-        }
-        if (B->rope_kv_store && f->fuse_rope) {
-            SS_CHECK(B->rope_kv_store(c, f->qkv, pos, f->inv_freq, n, sp->q_heads, sp->kv_heads, hd, f->qkv_dim, kc,
-                                      vc, slots));
-        } else { /* k's heads follow q's in each row: one rope call covers both */
-            SS_CHECK(B->rope(c, q, pos, f->inv_freq, n, sp->q_heads + sp->kv_heads, hd, f->qkv_dim));
-            SS_CHECK(B->kv_store(c, kc, vc, k, v, slots, n, sp->kv_heads, hd, f->qkv_dim));
-        }
-    }
-    return B->attention(c, f->attn, q, f->qkv_dim, kc, vc, meta, n, sp->q_heads, sp->kv_heads, hd,
-                        1.0f / sqrtf((float)hd));
-}
-
-/* Whether a step of n tokens folds the norms and residual adds into its matmuls (fwd_layer_folded): a
- * single tp rank (with tp > 1 the partial products are summed between matmul and add) and an n the
- * backend's matmul_fused takes. The choice depends only on n, so graphs keyed by n stay consistent. */
-static int fwd_folded(const ss_forward *f, int64_t n)
-{
-    return f->fuse_norm && f->links.tp->size == 1 && f->be->iface->matmul_fused && n <= f->be->fused_max_n;
-}
-
-/* One decoder layer with the norms folded into the matmuls that read them and the residual adds into
- * the matmuls that produce them: residual holds the layer's input on entry and its output on return.
- * On cuda that is five kernels a layer (qkv with rope and the KV store, attention, o, gate/up, down) where
- * fwd_layer runs eight. */
-static ss_status fwd_layer_folded(ss_forward *f, int32_t li, int64_t n, const ss_attn_meta *meta, const int32_t *pos,
-                                  const int32_t *slots)
-{
-    const ss_shard_plan *sp = &f->w->plan;
-    const ss_layer_weights *L = &f->w->layers[li];
-    int32_t dim = f->cfg->hidden_size;
-    float eps = f->cfg->rms_eps;
-    /* rope in the qkv matmul's epilogue, unless q/k norms (Qwen3) come between them */
-    const int roped = f->fuse_rope && f->rope_in_matmul && !L->q_norm;
-    char *kc = fwd_k_cache(f, li);
-    ss_rope_store rs = {pos, f->inv_freq, sp->q_heads, sp->kv_heads, f->cfg->head_dim, kc, kc + f->kv_layer_bytes, slots};
-    ss_matmul_args qkv = {.out = f->qkv, .x = f->residual, .W = L->wqkv, .bias = L->bqkv, .norm_w = L->attn_norm,
-                          .eps = eps, .epi = SS_EPI_STORE, .n = n, .m = (int32_t)f->qkv_dim, .k = dim,
-                          .rope = roped ? &rs : NULL};
-    SS_CHECK(fwd_matmul(f, &qkv));
-    SS_CHECK(fwd_attention(f, li, n, meta, pos, slots, roped));
-    ss_matmul_args o = {.out = f->residual, .x = f->attn, .W = L->wo, .epi = SS_EPI_ACCUMULATE, .n = n, .m = dim,
-                        .k = (int32_t)f->q_dim};
-    SS_CHECK(fwd_matmul(f, &o));
-    ss_matmul_args gu = {.out = f->act, .x = f->residual, .W = L->wgu, .norm_w = L->mlp_norm, .eps = eps,
-                         .epi = SS_EPI_SILU, .n = n, .m = sp->inter_size, .k = dim};
-    SS_CHECK(fwd_matmul(f, &gu));
-    ss_matmul_args down = {.out = f->residual, .x = f->act, .W = L->wdown, .epi = SS_EPI_ACCUMULATE, .n = n, .m = dim,
-                           .k = sp->inter_size};
-    return fwd_matmul(f, &down);
-}
-
 /* One decoder layer: attention block then MLP block. On entry h holds the normed input (the previous
  * layer, or the caller for layer 0, did the norm); on return, with next_norm, residual holds the layer's
  * output and h its norm by next_norm (the next layer's input norm, or the final norm); without, x holds
@@ -314,21 +186,37 @@ static ss_status fwd_layer(ss_forward *f, int32_t li, int64_t n, const ss_attn_m
 {
     const ss_backend_i *B = f->be->iface;
     void *c = f->be->ctx;
+    const ss_model_config *cfg = f->cfg;
     const ss_shard_plan *sp = &f->w->plan;
     const ss_layer_weights *L = &f->w->layers[li];
-    int32_t dim = f->cfg->hidden_size;
+    int32_t dim = cfg->hidden_size, hd = cfg->head_dim;
     ss_comm *tp = f->links.tp;
     SS_CHECK(B->matmul(c, f->qkv, f->be->act_dtype, f->h, L->wqkv, L->bqkv, n, (int32_t)f->qkv_dim, dim));
-    SS_CHECK(fwd_attention(f, li, n, meta, pos, slots, 0));
+    void *q = f->qkv, *k = fwd_off(f->qkv, f->q_dim, f->esz), *v = fwd_off(f->qkv, f->q_dim + f->kv_dim, f->esz);
+    if (L->q_norm) {
+        SS_CHECK(B->head_rmsnorm(c, q, L->q_norm, n, sp->q_heads, hd, f->qkv_dim, cfg->rms_eps));
+        SS_CHECK(B->head_rmsnorm(c, k, L->k_norm, n, sp->kv_heads, hd, f->qkv_dim, cfg->rms_eps));
+    }
+    char *kc = (char *)f->kv + (size_t)li * 2 * f->kv_layer_bytes, *vc = kc + f->kv_layer_bytes;
+    if (B->rope_kv_store && f->fuse_rope) {
+        SS_CHECK(B->rope_kv_store(c, f->qkv, pos, f->inv_freq, n, sp->q_heads, sp->kv_heads, hd, f->qkv_dim, kc, vc,
+                                  slots));
+    } else { /* k's heads follow q's in each row: one rope call covers both */
+        SS_CHECK(B->rope(c, q, pos, f->inv_freq, n, sp->q_heads + sp->kv_heads, hd, f->qkv_dim));
+        SS_CHECK(B->kv_store(c, kc, vc, k, v, slots, n, sp->kv_heads, hd, f->qkv_dim));
+    }
+    SS_CHECK(B->attention(c, f->attn, q, f->qkv_dim, kc, vc, meta, n, sp->q_heads, sp->kv_heads, hd,
+                          1.0f / sqrtf((float)hd)));
     SS_CHECK(B->matmul(c, f->x, f->be->act_dtype, f->attn, L->wo, NULL, n, dim, (int32_t)f->q_dim));
     SS_CHECK(fwd_reduce_norm(f, n, L->mlp_norm));
-    if (f->fuse_mlp) {
-        ss_matmul_args gu = {.out = f->act, .x = f->h, .W = L->wgu, .epi = SS_EPI_SILU, .n = n, .m = sp->inter_size,
-                             .k = dim};
-        SS_CHECK(fwd_matmul(f, &gu));
-    } else {
+    ss_status st = SS_ERR_UNSUPPORTED;
+    if (B->matmul_silu && f->fuse_mlp)
+        st = B->matmul_silu(c, f->act, f->h, L->wgu, n, sp->inter_size, dim);
+    if (st == SS_ERR_UNSUPPORTED) {
         SS_CHECK(B->matmul(c, f->gu, f->be->act_dtype, f->h, L->wgu, NULL, n, 2 * sp->inter_size, dim));
         SS_CHECK(B->silu_mul(c, f->act, f->gu, n, sp->inter_size));
+    } else if (st != SS_OK) {
+        return st;
     }
     SS_CHECK(B->matmul(c, f->x, f->be->act_dtype, f->act, L->wdown, NULL, n, dim, sp->inter_size));
     if (next_norm)
@@ -533,33 +421,24 @@ static ss_status fwd_body(ss_forward *f, int64_t n, int32_t n_rows, const ss_att
     }
     if (st != SS_OK)
         return ss_err_set(err, st, "rank %d: %s activations", sp->rank, sp->first_stage ? "embedding" : "receiving");
-    const int folded = fwd_folded(f, n);
-    if (!folded) {
-        st = B->rmsnorm(c, f->h, f->residual, f->w->layers[0].attn_norm, n, dim, f->cfg->rms_eps);
-        if (st != SS_OK)
-            return ss_err_set(err, st, "rank %d: input norm: %s", sp->rank, ss_status_str(st));
-    }
+    st = B->rmsnorm(c, f->h, f->residual, f->w->layers[0].attn_norm, n, dim, f->cfg->rms_eps);
+    if (st != SS_OK)
+        return ss_err_set(err, st, "rank %d: input norm: %s", sp->rank, ss_status_str(st));
     const int32_t nl = sp->layer_end - sp->layer_start;
     for (int32_t li = 0; li < nl; li++) {
         /* each layer norms the next one's input; the last stage's last layer applies the final norm */
         const void *next_norm = li + 1 < nl ? f->w->layers[li + 1].attn_norm : sp->last_stage ? f->w->final_norm : NULL;
-        st = folded ? fwd_layer_folded(f, li, n, meta, d + 2 * T, d + 3 * T)
-                    : fwd_layer(f, li, n, meta, d + 2 * T, d + 3 * T, next_norm);
+        st = fwd_layer(f, li, n, meta, d + 2 * T, d + 3 * T, next_norm);
         if (st != SS_OK)
             return ss_err_set(err, st, "rank %d: layer %d: %s", sp->rank, sp->layer_start + li, ss_status_str(st));
     }
     if (!sp->last_stage) {
-        st = folded ? SS_OK : B->add(c, f->residual, f->residual, f->x, n * dim);
+        st = B->add(c, f->residual, f->residual, f->x, n * dim);
         if (st == SS_OK)
             st = L->world->iface->send(L->world->ctx, f->residual, n * dim, f->be->act_dtype, L->next_rank);
         if (st != SS_OK)
             return ss_err_set(err, st, "rank %d: sending activations to rank %d", sp->rank, L->next_rank);
         return SS_OK;
-    }
-    if (folded) {
-        st = B->rmsnorm(c, f->h, f->residual, f->w->final_norm, n, dim, f->cfg->rms_eps);
-        if (st != SS_OK)
-            return ss_err_set(err, st, "rank %d: final norm: %s", sp->rank, ss_status_str(st));
     }
     st = fwd_logits(f, n, n_rows, d + 6 * T, greedy_only, logits);
     if (st != SS_OK)

@@ -267,48 +267,6 @@ static ss_status cpu_add(void *ctx, void *out, const void *a, const void *b, int
     return SS_OK;
 }
 
-/* The reference of matmul_fused: the unfused ops in order (rope and kv_store after the product), through scratch rows (no rounding to skip in
- * f32, so it equals them exactly; the forward pass's fused control flow runs in cpu tests this way). */
-static ss_status cpu_matmul_fused(void *ctx, const ss_matmul_args *a)
-{
-    const int64_t n = a->n;
-    const int64_t wide = a->epi == SS_EPI_SILU ? 2 * (int64_t)a->m : a->m;
-    float *xn = a->norm_w ? ss_malloc((size_t)(n * a->k) * sizeof(float)) : NULL;
-    float *y = a->epi != SS_EPI_STORE ? ss_malloc((size_t)(n * wide) * sizeof(float)) : NULL;
-    if ((a->norm_w && !xn) || (a->epi != SS_EPI_STORE && !y)) {
-        ss_free(xn);
-        ss_free(y);
-        return SS_ERR_NOMEM;
-    }
-    const void *x = a->x;
-    if (xn) {
-        cpu_rmsnorm(ctx, xn, a->x, a->norm_w, n, a->k, a->eps);
-        x = xn;
-    }
-    switch (a->epi) {
-    case SS_EPI_STORE:
-        cpu_matmul(ctx, a->out, SS_DTYPE_F32, x, a->W, a->bias, n, a->m, a->k);
-        if (a->rope) {
-            const ss_rope_store *r = a->rope;
-            float *q = a->out, *k = q + (int64_t)r->q_heads * r->head_dim, *v = k + (int64_t)r->kv_heads * r->head_dim;
-            cpu_rope(ctx, q, r->pos, r->inv_freq, n, r->q_heads + r->kv_heads, r->head_dim, a->m);
-            cpu_kv_store(ctx, r->k_cache, r->v_cache, k, v, r->slots, n, r->kv_heads, r->head_dim, a->m);
-        }
-        break;
-    case SS_EPI_SILU:
-        cpu_matmul(ctx, y, SS_DTYPE_F32, x, a->W, NULL, n, (int32_t)wide, a->k);
-        cpu_silu_mul(ctx, a->out, y, n, a->m);
-        break;
-    case SS_EPI_ACCUMULATE:
-        cpu_matmul(ctx, y, SS_DTYPE_F32, x, a->W, a->bias, n, a->m, a->k);
-        cpu_add(ctx, a->out, a->out, y, n * a->m);
-        break;
-    }
-    ss_free(xn);
-    ss_free(y);
-    return SS_OK;
-}
-
 static ss_status cpu_gather_rows(void *ctx, void *out, const void *x, const int32_t *idx, int64_t m, int32_t dim)
 {
     (void)ctx;
@@ -366,7 +324,6 @@ static ss_backend_i cpu_iface = {
     .rmsnorm = cpu_rmsnorm,
     .add_rmsnorm = cpu_add_rmsnorm,
     .matmul = cpu_matmul,
-    .matmul_fused = cpu_matmul_fused,
     .head_rmsnorm = cpu_head_rmsnorm,
     .rope = cpu_rope,
     .kv_store = cpu_kv_store,
@@ -399,7 +356,6 @@ ss_status ss_backend_cpu_create(const ss_backend_params *params, ss_backend **ou
     be->act_dtype = SS_DTYPE_F32;
     be->weight_dtype = SS_DTYPE_F32;
     be->device_index = -1;
-    be->fused_max_n = 8; /* as cuda: decode steps take the fused path in tests, prefill the unfused one */
     snprintf(be->desc, sizeof be->desc, "cpu (%d threads)", c->n_threads);
     *out = be;
     return SS_OK;

@@ -289,16 +289,12 @@ static ss_status cu_matmul(void *ctx, void *out, ss_dtype out_type, const void *
     return SS_OK;
 }
 
-/* Fused only where the decode GEMV runs (few rows): larger batches go through cuBLASLt and the unfused ops. */
-static ss_status cu_matmul_fused(void *ctx, const ss_matmul_args *a)
+/* Fused only where the decode GEMV runs (few rows): larger batches go through cuBLASLt + silu_mul. */
+static ss_status cu_matmul_silu(void *ctx, void *out, const void *x, const void *Wgu, int64_t n, int32_t inter,
+                                int32_t k)
 {
     cu_ctx *c = ctx;
-    ss_cuda_rope_epi rope;
-    if (a->rope)
-        rope = (ss_cuda_rope_epi){a->rope->pos,     a->rope->inv_freq, a->rope->k_cache,  a->rope->v_cache,
-                                  a->rope->slots,   a->rope->q_heads,  a->rope->kv_heads, a->rope->head_dim};
-    const int r = ss_cuda_gemv_fused(c->stream, a->out, a->x, a->W, a->bias, a->norm_w, a->eps, (int)a->epi,
-                                     a->rope ? &rope : NULL, a->n, a->m, a->k);
+    const int r = ss_cuda_gemv_silu(c->stream, out, x, Wgu, n, inter, k);
     if (r < 0)
         return SS_ERR_UNSUPPORTED;
     KCHECK(c, r);
@@ -571,7 +567,7 @@ static ss_backend_i cu_iface = {
     .rope_kv_store = cu_rope_kv_store,
     .attention = cu_attention,
     .silu_mul = cu_silu_mul,
-    .matmul_fused = cu_matmul_fused,
+    .matmul_silu = cu_matmul_silu,
     .add = cu_add,
     .gather_rows = cu_gather_rows,
     .argmax = cu_argmax,
@@ -620,7 +616,6 @@ ss_status ss_backend_cuda_create(const ss_backend_params *params, ss_backend **o
     be->iface = &cu_iface;
     be->ctx = c;
     be->act_dtype = SS_DTYPE_BF16;
-    be->fused_max_n = SS_CUDA_GEMV_MAX_N;
     be->weight_dtype = SS_DTYPE_BF16;
     be->device_index = dev;
     snprintf(be->desc, sizeof be->desc, "cuda:%d %.64s (sm_%d%d, %d SMs, %.1f GiB)", dev, prop.name, prop.major,

@@ -95,23 +95,11 @@ int ss_cuda_gemv_supported(const void *x, const void *W, int64_t n, int32_t k);
  * by a kernel on this stream (weights are; x, bias and out are read/written only after the wait). */
 int ss_cuda_gemv(void *stream, void *out, int out_f32, const void *x, const void *W, const void *bias, int64_t n,
                  int32_t m, int32_t k);
-/* The rope epilogue of ss_cuda_gemv_fused (backend.h's ss_rope_store): device pointers. */
-typedef struct ss_cuda_rope_epi {
-    const int32_t *pos;
-    const float *inv_freq;
-    void *k_cache, *v_cache;
-    const int32_t *slots;
-    int32_t q_heads, kv_heads, head_dim;
-} ss_cuda_rope_epi;
-/* backend.h's matmul_fused on the GEMV, bf16 out: epi is an ss_matmul_epilogue (0 store, 1 SwiGLU over a
- * [2m, k] gate-then-up W, 2 accumulate into out); norm_w, when set, RMS-normalises x's rows on the way
- * in (epsilon eps); rope (host struct, or NULL; store only) rotates the q/k rows and stores k and v into
- * the paged cache. Products stay f32 until the end. Returns -1 with nothing enqueued where it does not
- * apply (what ss_cuda_gemv takes, a tensor-core GEMV variant; built forms: a norm with store or SwiGLU
- * while n·k·2 bytes fit the staging limit, no bias with SwiGLU, rope with head_dim % 16 == 0), else a
+/* The MLP's SwiGLU on the GEMV: out[n, inter] = silu(x . Wg^T) * (x . Wu^T), bf16 out, where W is
+ * [2*inter, k] (gate rows, then up rows); both products stay f32 until the end. Returns -1 with nothing
+ * enqueued where it does not apply (what ss_cuda_gemv takes, and a tensor-core GEMV variant), else a
  * cudaError_t. */
-int ss_cuda_gemv_fused(void *stream, void *out, const void *x, const void *W, const void *bias, const void *norm_w,
-                       float eps, int epi, const ss_cuda_rope_epi *rope, int64_t n, int32_t m, int32_t k);
+int ss_cuda_gemv_silu(void *stream, void *out, const void *x, const void *W, int64_t n, int32_t inter, int32_t k);
 /* Kernel variants, for benchmarks and tests only (not part of the backend interface). The variant is a
  * process-wide knob: initially SS_GEMV_VARIANT (a name or an index; unset or unknown: variant 0, the
  * default), then whatever ss_cuda_gemv_set_variant chose; it applies to launches made (or captured) after
