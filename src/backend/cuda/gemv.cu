@@ -300,17 +300,18 @@ struct variant {
     family fam;
     int warps, unroll; // FAM_MMA only; warps 0: chosen from m and the SM count (mma_auto)
     bool pdl;
-    bool pf; // FAM_MMA auto only: more of W fetched before the wait, into shared memory
+    int pf; // FAM_MMA auto only: steps of W fetched before the wait into shared memory (8 warps; 16: at most 1)
 };
 
 // Index 0 is the default (H200, n = 1: qkv 90%, o 81%, gate/up 99% of copy bandwidth; SIMT with x read
 // after the PDL wait is slower: qkv 79%). The names are what SS_GEMV_VARIANT accepts (or the index).
 constexpr variant kVariants[] = {
-    {"mma-auto-pdl", FAM_MMA, 0, 4, true, false},  {"mma-auto", FAM_MMA, 0, 4, false, false},
-    {"mma-w8u4-pdl", FAM_MMA, 8, 4, true, false},  {"mma-w16u4-pdl", FAM_MMA, 16, 4, true, false},
-    {"mma-w8u8-pdl", FAM_MMA, 8, 8, true, false},  {"mma-w4u8-pdl", FAM_MMA, 4, 8, true, false},
-    {"simt-pdl", FAM_SIMT, 0, 0, true, false},     {"simt", FAM_SIMT, 0, 0, false, false},
-    {"base", FAM_SIMT_BASE, 0, 0, false, false},   {"mma-auto-pf-pdl", FAM_MMA, 0, 4, true, true},
+    {"mma-auto-pdl", FAM_MMA, 0, 4, true, 0},  {"mma-auto", FAM_MMA, 0, 4, false, 0},
+    {"mma-w8u4-pdl", FAM_MMA, 8, 4, true, 0},  {"mma-w16u4-pdl", FAM_MMA, 16, 4, true, 0},
+    {"mma-w8u8-pdl", FAM_MMA, 8, 8, true, 0},  {"mma-w4u8-pdl", FAM_MMA, 4, 8, true, 0},
+    {"simt-pdl", FAM_SIMT, 0, 0, true, 0},     {"simt", FAM_SIMT, 0, 0, false, 0},
+    {"base", FAM_SIMT_BASE, 0, 0, false, 0},   {"mma-auto-pf-pdl", FAM_MMA, 0, 4, true, 2},
+    {"mma-auto-pf1-pdl", FAM_MMA, 0, 4, true, 1},
 };
 constexpr int kNumVariants = (int)(sizeof kVariants / sizeof kVariants[0]);
 
@@ -427,8 +428,12 @@ cudaError_t launch_mma(bool pdl, OutT *out, const bf16 *x, const bf16 *W, const 
 {
     auto kernel = gemv_mma<WARPS, U, OutT, SILU, PF>;
     const size_t smem = (size_t)PF * WARPS * U * 32 * 2 * sizeof(uint4);
-    if (smem > 48 * 1024) { // above the default limit: opt in (a host-side attribute, harmless to repeat)
-        const cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+    if (smem > 0) { // opt in above the default limit, and ask for the whole carveout so that the blocks
+                    // per SM of the launch bounds still fit (host-side attributes, harmless to repeat)
+        cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+        if (e == cudaSuccess)
+            e = cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
+                                     (int)cudaSharedmemCarveoutMaxShared);
         if (e != cudaSuccess)
             return e;
     }
@@ -460,6 +465,8 @@ cudaError_t launch_variant(const variant &v, int64_t n, OutT *out, const bf16 *x
             return v.pf ? launch_mma<16, 4, OutT, SILU, 1>(pdl, out, x, W, bias, n, m, k, s)
                         : launch_mma<16, 4, OutT, SILU>(pdl, out, x, W, bias, n, m, k, s);
         }
+        if (v.pf == 1)
+            return launch_mma<8, 4, OutT, SILU, 1>(pdl, out, x, W, bias, n, m, k, s);
         return v.pf ? launch_mma<8, 4, OutT, SILU, 2>(pdl, out, x, W, bias, n, m, k, s)
                     : launch_mma<8, 4, OutT, SILU>(pdl, out, x, W, bias, n, m, k, s);
     }
