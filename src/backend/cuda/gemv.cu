@@ -33,21 +33,6 @@ __device__ __forceinline__ uint4 load_stream(const uint4 *p)
     return __ldcs(p);
 }
 
-// 16-byte global -> shared copy that bypasses L1 (sm_80+), and the group fences around it.
-__device__ __forceinline__ void cp_async16(uint4 *dst, const uint4 *src)
-{
-    const unsigned d = (unsigned)__cvta_generic_to_shared(dst);
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(d), "l"(src) : "memory");
-}
-__device__ __forceinline__ void cp_async_commit_wait_later()
-{
-    asm volatile("cp.async.commit_group;" ::: "memory");
-}
-__device__ __forceinline__ void cp_async_wait_all()
-{
-    asm volatile("cp.async.wait_group 0;" ::: "memory");
-}
-
 // ---------------------------------------------------------------- SIMT kernel
 
 constexpr int kSimtWarps = 8;
@@ -174,17 +159,13 @@ constexpr int mma_min_blocks(int warps, int unroll)
 // through shared memory in warp order (deterministic), then bias is added and out[col, row] stored.
 // SILU: W is [2m, k] (gate rows, then up rows) and block b owns output rows [8b, 8b + 8): its rows g are
 // gate rows, its rows g + 8 the same rows of up; out = silu(gate) * up (bias unused).
-// PF > 0: besides the first step's W in registers, the next PF steps' W are copied into shared memory
-// (cp.async, dynamic: PF * WARPS * U * 1 KB) before the wait, so a block that becomes resident while the
-// previous kernel still runs keeps more of the bus busy.
-template <int WARPS, int U, typename OutT, bool SILU, int PF = 0>
+template <int WARPS, int U, typename OutT, bool SILU>
 __global__ void __launch_bounds__(WARPS * 32, mma_min_blocks(WARPS, U))
     gemv_mma(OutT *__restrict__ out, const bf16 *__restrict__ x, const bf16 *__restrict__ W,
              const bf16 *__restrict__ bias, int n, int m, int k)
 {
     static_assert(WARPS * 32 >= 128, "the epilogue needs 128 threads");
     __shared__ float red[WARPS][4][32];
-    extern __shared__ uint4 wpf[]; // PF: [PF][WARPS][U][32 lanes][2 rows]
     pdl_launch_dependents();
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int g = lane >> 2, t = lane & 3;
@@ -209,24 +190,8 @@ __global__ void __launch_bounds__(WARPS * 32, mma_min_blocks(WARPS, U))
         va[u] = c < cend ? load_stream(wa + c) : zero;
         vb[u] = c < cend ? load_stream(wb + c) : zero;
     }
-    // The slot of (prefetched step s, u) of this lane: rows a and b at 2 * slot and 2 * slot + 1.
-    auto pf_slot = [&](int s, int u) { return ((s * WARPS + warp) * U + u) * 32 + lane; };
-    if constexpr (PF > 0) {
-#pragma unroll
-        for (int s = 0; s < PF; s++)
-#pragma unroll
-            for (int u = 0; u < U; u++) {
-                const int c = cbeg + 4 * U * (s + 1) + 4 * u + t;
-                if (c < cend) {
-                    cp_async16(wpf + 2 * pf_slot(s, u), wa + c);
-                    cp_async16(wpf + 2 * pf_slot(s, u) + 1, wb + c);
-                }
-            }
-        cp_async_commit_wait_later();
-    }
     pdl_wait(); // W of the first step is in flight; x may be the previous kernel's output
-    int step = 0;
-    for (int base = cbeg; base < cend; base += 4 * U, step++) {
+    for (int base = cbeg; base < cend; base += 4 * U) {
         uint4 xv[U];
 #pragma unroll
         for (int u = 0; u < U; u++) {
@@ -239,16 +204,7 @@ __global__ void __launch_bounds__(WARPS * 32, mma_min_blocks(WARPS, U))
             mma_bf16_16816(acc1, va[u].z, vb[u].z, va[u].w, vb[u].w, xv[u].z, xv[u].w);
         }
         const int next = base + 4 * U;
-        if (next < cend && step < PF) { // the next step's W is in shared memory
-            if (step == 0)
-                cp_async_wait_all();
-#pragma unroll
-            for (int u = 0; u < U; u++) {
-                const int c = next + 4 * u + t;
-                va[u] = c < cend ? wpf[2 * pf_slot(step, u)] : zero;
-                vb[u] = c < cend ? wpf[2 * pf_slot(step, u) + 1] : zero;
-            }
-        } else if (next < cend) {
+        if (next < cend) {
 #pragma unroll
             for (int u = 0; u < U; u++) {
                 const int c = next + 4 * u + t;
@@ -300,18 +256,16 @@ struct variant {
     family fam;
     int warps, unroll; // FAM_MMA only; warps 0: chosen from m and the SM count (mma_auto)
     bool pdl;
-    int pf; // FAM_MMA auto only: steps of W fetched before the wait into shared memory (8 warps; 16: at most 1)
 };
 
 // Index 0 is the default (H200, n = 1: qkv 90%, o 81%, gate/up 99% of copy bandwidth; SIMT with x read
 // after the PDL wait is slower: qkv 79%). The names are what SS_GEMV_VARIANT accepts (or the index).
 constexpr variant kVariants[] = {
-    {"mma-auto-pdl", FAM_MMA, 0, 4, true, 0},  {"mma-auto", FAM_MMA, 0, 4, false, 0},
-    {"mma-w8u4-pdl", FAM_MMA, 8, 4, true, 0},  {"mma-w16u4-pdl", FAM_MMA, 16, 4, true, 0},
-    {"mma-w8u8-pdl", FAM_MMA, 8, 8, true, 0},  {"mma-w4u8-pdl", FAM_MMA, 4, 8, true, 0},
-    {"simt-pdl", FAM_SIMT, 0, 0, true, 0},     {"simt", FAM_SIMT, 0, 0, false, 0},
-    {"base", FAM_SIMT_BASE, 0, 0, false, 0},   {"mma-auto-pf-pdl", FAM_MMA, 0, 4, true, 2},
-    {"mma-auto-pf1-pdl", FAM_MMA, 0, 4, true, 1},
+    {"mma-auto-pdl", FAM_MMA, 0, 4, true},   {"mma-auto", FAM_MMA, 0, 4, false},
+    {"mma-w8u4-pdl", FAM_MMA, 8, 4, true},   {"mma-w16u4-pdl", FAM_MMA, 16, 4, true},
+    {"mma-w8u8-pdl", FAM_MMA, 8, 8, true},   {"mma-w4u8-pdl", FAM_MMA, 4, 8, true},
+    {"simt-pdl", FAM_SIMT, 0, 0, true},      {"simt", FAM_SIMT, 0, 0, false},
+    {"base", FAM_SIMT_BASE, 0, 0, false},
 };
 constexpr int kNumVariants = (int)(sizeof kVariants / sizeof kVariants[0]);
 
@@ -365,7 +319,7 @@ device_info current_device()
 }
 
 template <typename... KArgs, typename... Args>
-cudaError_t launch(bool pdl, void (*kernel)(KArgs...), unsigned blocks, unsigned threads, size_t smem, cudaStream_t s,
+cudaError_t launch(bool pdl, void (*kernel)(KArgs...), unsigned blocks, unsigned threads, cudaStream_t s,
                    Args... args)
 {
     cudaLaunchAttribute attr[1];
@@ -374,7 +328,7 @@ cudaError_t launch(bool pdl, void (*kernel)(KArgs...), unsigned blocks, unsigned
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = dim3(blocks);
     cfg.blockDim = dim3(threads);
-    cfg.dynamicSmemBytes = smem;
+    cfg.dynamicSmemBytes = 0;
     cfg.stream = s;
     cfg.attrs = attr;
     cfg.numAttrs = pdl ? 1 : 0;
@@ -386,7 +340,7 @@ cudaError_t launch_simt(bool pdl, OutT *out, const bf16 *x, const bf16 *W, const
                         cudaStream_t s)
 {
     const int64_t warps = ((int64_t)m + R - 1) / R;
-    return launch(pdl, gemv_simt<N, R, U, OutT>, blocks_for(warps, kSimtWarps), kSimtWarps * 32, 0, s, out, x, W,
+    return launch(pdl, gemv_simt<N, R, U, OutT>, blocks_for(warps, kSimtWarps), kSimtWarps * 32, s, out, x, W,
                   bias, m, k);
 }
 
@@ -422,22 +376,12 @@ cudaError_t launch_simt_any(const variant &v, int64_t n, OutT *out, const bf16 *
     }
 }
 
-template <int WARPS, int U, typename OutT, bool SILU, int PF = 0>
+template <int WARPS, int U, typename OutT, bool SILU>
 cudaError_t launch_mma(bool pdl, OutT *out, const bf16 *x, const bf16 *W, const bf16 *bias, int64_t n, int m,
                        int k, cudaStream_t s)
 {
-    auto kernel = gemv_mma<WARPS, U, OutT, SILU, PF>;
-    const size_t smem = (size_t)PF * WARPS * U * 32 * 2 * sizeof(uint4);
-    if (smem > 0) { // opt in above the default limit, and ask for the whole carveout so that the blocks
-                    // per SM of the launch bounds still fit (host-side attributes, harmless to repeat)
-        cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
-        if (e == cudaSuccess)
-            e = cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
-                                     (int)cudaSharedmemCarveoutMaxShared);
-        if (e != cudaSuccess)
-            return e;
-    }
-    return launch(pdl, kernel, blocks_for(m, SILU ? 8 : 16), WARPS * 32, smem, s, out, x, W, bias, (int)n, m, k);
+    return launch(pdl, gemv_mma<WARPS, U, OutT, SILU>, blocks_for(m, SILU ? 8 : 16), WARPS * 32, s, out, x, W, bias,
+                  (int)n, m, k);
 }
 
 // SILU: the tensor-core SwiGLU form (m output columns from 2m weight rows); the caller checked v is FAM_MMA.
@@ -456,19 +400,13 @@ cudaError_t launch_variant(const variant &v, int64_t n, OutT *out, const bf16 *x
         // per SM as possible. Up to 2 tiles per SM: 16 warps a tile (2 blocks/SM, 32 warps); otherwise 8
         // warps a tile (3 blocks/SM; large m runs several waves either way).
         const int64_t tiles = SILU ? ((int64_t)m + 7) / 8 : ((int64_t)m + 15) / 16;
-        // With prefetch (v.pf): 64 KB of W per block in shared memory before the wait (2 steps at 8 warps,
-        // 1 at 16), so 2 (16 warps) or 3 (8 warps) blocks still fit an SM.
         if (dev.sms > 0 && tiles <= 2 * (int64_t)dev.sms) {
             // (8 warps x 8 chunks was ahead of 16 x 4 in bench_backend on the H200 for both m = 4096 shapes,
             // o_proj 85.4 vs 80.4% of copy, but not end to end: 225.0 vs 225.1-225.7 tok/s at batch 1,
             // 1,782 vs 1,768 at batch 8, session 5.)
-            return v.pf ? launch_mma<16, 4, OutT, SILU, 1>(pdl, out, x, W, bias, n, m, k, s)
-                        : launch_mma<16, 4, OutT, SILU>(pdl, out, x, W, bias, n, m, k, s);
+            return launch_mma<16, 4, OutT, SILU>(pdl, out, x, W, bias, n, m, k, s);
         }
-        if (v.pf == 1)
-            return launch_mma<8, 4, OutT, SILU, 1>(pdl, out, x, W, bias, n, m, k, s);
-        return v.pf ? launch_mma<8, 4, OutT, SILU, 2>(pdl, out, x, W, bias, n, m, k, s)
-                    : launch_mma<8, 4, OutT, SILU>(pdl, out, x, W, bias, n, m, k, s);
+        return launch_mma<8, 4, OutT, SILU>(pdl, out, x, W, bias, n, m, k, s);
     }
     if (v.warps == 4)
         return launch_mma<4, 8, OutT, SILU>(pdl, out, x, W, bias, n, m, k, s);
