@@ -3,7 +3,7 @@
 # trains the demo model on the last GPU in the background, and meanwhile runs the GPU checks and
 # benchmarks on the others. Every step has a deadline; the whole run stays under BUDGET seconds.
 # Results: $OUT/summary.txt, $OUT/logs.tar.xz, and $OUT/demo-*.{safetensors,json,txt} from training.
-# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize tp2 x4 s4b next s6 ab profile servebisect serve (default: train check bench multi sanitize)
+# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize tp2 x4 s4b next s6 ab long profile servebisect serve (default: train check bench multi sanitize)
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -215,6 +215,17 @@ if has s6 || has ab; then
     done
   done
   has s6 && step "prefill 8B 2048 tokens" 60 bench_s6_prefill.log "$B/tools/bench_decode" --model "$M8" --device cuda --prompt 2048 --gen 4 --json
+fi
+if has long; then
+  # Long contexts on one GPU (session 7): decode after prompts of LONG_PROMPTS tokens (default 512 2048 8000;
+  # the 8B shape's context is 8192) at batch 1 and 8, 64 new tokens; the prefill rate is the long-prompt TTFT.
+  export CUDA_VISIBLE_DEVICES=0
+  [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
+  for P in ${LONG_PROMPTS:-512 2048 8000}; do
+    for bsz in 1 8; do
+      step "8B tp1 b$bsz prompt $P" 150 "bench_long_b${bsz}_p$P.log" "$B/tools/bench_decode" --model "$M8" --device cuda --prompt "$P" --gen 64 --batch $bsz --json
+    done
+  done
 fi
 if has profile; then
   # Kernel timelines of decode at batch 1 (tp 1, tp 2 and, with 4 GPUs, tp 4) through tools/ktrace (CUPTI;
