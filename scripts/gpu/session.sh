@@ -223,7 +223,11 @@ if has long; then
   [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
   for P in ${LONG_PROMPTS:-512 2048 8000}; do
     for bsz in 1 8; do
-      step "8B tp1 b$bsz prompt $P" 150 "bench_long_b${bsz}_p$P.log" "$B/tools/bench_decode" --model "$M8" --device cuda --prompt "$P" --gen 64 --batch $bsz --json
+      for e in ${LONG_ENVS:--}; do # environment variants as AB_ENVS
+        ev=(); [ "$e" != - ] && IFS=, read -ra ev <<<"$e"
+        step "8B tp1 b$bsz prompt $P [$e]" 150 "bench_long_b${bsz}_p${P}_$(echo "$e" | tr '=,' '__').log" \
+          env ${ev[@]+"${ev[@]}"} "$B/tools/bench_decode" --model "$M8" --device cuda --prompt "$P" --gen 64 --batch $bsz --json
+      done
     done
   done
 fi
