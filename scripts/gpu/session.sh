@@ -221,6 +221,11 @@ if has long; then
   # the 8B shape's context is 8192) at batch 1 and 8, 64 new tokens; the prefill rate is the long-prompt TTFT.
   export CUDA_VISIBLE_DEVICES=0
   [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
+  for e in ${LONG_ENVS:--}; do # the checks under each variant first
+    ev=(); [ "$e" != - ] && IFS=, read -ra ev <<<"$e"
+    step "consistency + goldens on cuda [$e]" 200 "long_checks_$(echo "$e" | tr '=,' '__').log" \
+      bash -c 'env "$@" "$0/tests/test_backend_consistency" && env "$@" SS_TEST_DEVICE=cuda "$0/tests/test_golden"' "$B" ${ev[@]+"${ev[@]}"}
+  done
   for P in ${LONG_PROMPTS:-512 2048 8000}; do
     for bsz in 1 8; do
       for e in ${LONG_ENVS:--}; do # environment variants as AB_ENVS
