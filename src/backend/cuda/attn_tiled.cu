@@ -10,7 +10,6 @@
 // so no combine kernel follows.
 #include <cooperative_groups.h>
 #include <math.h>
-#include <stdlib.h>
 
 #include "backend/cuda/attn_tiled.cuh"
 
@@ -69,11 +68,11 @@ __device__ __forceinline__ void mma_bf16(float (&c)[4], const uint32_t (&a)[4], 
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-// Shared memory: S stages of [K tile | V tile], each kBN rows of D + 8 bf16 (the 16-byte pad puts
+// Shared memory: two stages of [K tile | V tile], each kBN rows of D + 8 bf16 (the 16-byte pad puts
 // the 8 rows an ldmatrix reads in distinct banks). Q (up to 2*kBN rows) first sits in stage 1.
-template <int D, int S = 2> __host__ __device__ constexpr int smem_bytes()
+template <int D> __host__ __device__ constexpr int smem_bytes()
 {
-    return S * 2 * kBN * (D + 8) * (int)sizeof(bf16);
+    return 4 * kBN * (D + 8) * (int)sizeof(bf16);
 }
 
 // Most splits one cluster merges (the portable cluster size).
@@ -139,10 +138,9 @@ __device__ __forceinline__ void cluster_merge(const AttnTiledParams &p, float *c
 
 // WM warps over rows (16 each) times WK warps over each key tile (kBN / WK keys each). CL: the n_splits
 // CTAs of a (row block, kv head) are one cluster along z and write the final output themselves.
-template <int D, int WM, int WK, bool CL, int S = 2>
+template <int D, int WM, int WK, bool CL>
 __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiledParams p)
 {
-    static_assert(S >= 2, "Q is staged in stage 1");
     static_assert(!CL || WK > 1, "the cluster merge extends the key-split merge of decode tiles");
     constexpr int NW = WM * WK, NT = NW * 32, BM = 16 * WM, KW = kBN / WK;
     constexpr int LDS = D + 8;  // shared row stride, elements
@@ -250,13 +248,6 @@ __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiled
             ldsm_x4(qf[kk], qrow + kk * 16);
     }
     __syncthreads(); // stage 1 is free for keys now
-    // Tiles 1 .. S-2 go in flight before the loop (one group each, empty past the end).
-#pragma unroll
-    for (int j = 1; j < S - 1; j++) {
-        if (j < n_kt)
-            load_kv(j, kbeg + j * kBN);
-        cp_async_commit();
-    }
 
     // This thread's two rows (gid and gid + 8 of the warp's 16): their positions bound the mask.
     int prow[2];
@@ -274,13 +265,13 @@ __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiled
 
     for (int it = 0; it < n_kt; it++) {
         const int kb = kbeg + it * kBN;
-        if (it + S - 1 < n_kt) // the stage it overwrites was released by the barrier that ended it - 1
-            load_kv((it + S - 1) % S, kb + (S - 1) * kBN);
+        if (it + 1 < n_kt) // the stage it overwrites was released by the barrier that ended it - 1
+            load_kv((it + 1) & 1, kb + kBN);
         cp_async_commit();
-        cp_async_wait<S - 1>(); // this tile's group is complete (the S - 1 newer ones may still fly)
+        cp_async_wait<1>(); // this tile's group is complete (the newest one may still fly)
         __syncthreads();
         if (warp_on) {
-            const bf16 *sk = smem + (it % S) * 2 * kBN * LDS + wk * KW * LDS;
+            const bf16 *sk = smem + (it & 1) * 2 * kBN * LDS + wk * KW * LDS;
             const bf16 *sv = sk + kBN * LDS;
             float s[NS][4];
 #pragma unroll
@@ -398,7 +389,7 @@ __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiled
         float *so = reinterpret_cast<float *>(smem_u4);      // [NW][16][LDO]
         float *sm = so + NW * 16 * LDO, *sl = sm + NW * 16;  // [NW][16] each
         float *cacc = sl + NW * 16, *cml = cacc + BM * D; // CL: this split's [BM][D] sums, [BM][2] (max, sum)
-        static_assert((NW * 16 * (LDO + 2) + BM * (D + 2)) * sizeof(float) <= (size_t)smem_bytes<D, S>(),
+        static_assert((NW * 16 * (LDO + 2) + BM * (D + 2)) * sizeof(float) <= (size_t)smem_bytes<D>(),
                       "merge buffer");
 #pragma unroll
         for (int h = 0; h < 2; h++) {
@@ -466,11 +457,11 @@ TiledShape tiled_shape(int64_t rows)
     return {8, 1};
 }
 
-template <int D, int WM, int WK, bool CL = false, int S = 2>
+template <int D, int WM, int WK, bool CL = false>
 int launch_shape(const AttnTiledParams &p, dim3 grid, cudaStream_t s)
 {
-    constexpr int bytes = smem_bytes<D, S>();
-    auto kernel = attn_tiled_kernel<D, WM, WK, CL, S>;
+    constexpr int bytes = smem_bytes<D>();
+    auto kernel = attn_tiled_kernel<D, WM, WK, CL>;
     cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
     if (e != cudaSuccess)
         return (int)e;
@@ -516,11 +507,6 @@ bool cluster_shape_ok(TiledShape sh, bool device_ok)
 
 template <int D> int launch_d(const AttnTiledParams &p, TiledShape sh, dim3 grid, bool cluster, cudaStream_t s)
 {
-    const char *st = getenv("SS_ATTN_STAGES"); // benchmark switch (session 7): key-tile stages of decode tiles
-    if (sh.wm == 1 && st && atoi(st) == 3)
-        return cluster ? launch_shape<D, 1, 4, true, 3>(p, grid, s) : launch_shape<D, 1, 4, false, 3>(p, grid, s);
-    if (sh.wm == 1 && st && atoi(st) == 4)
-        return cluster ? launch_shape<D, 1, 4, true, 4>(p, grid, s) : launch_shape<D, 1, 4, false, 4>(p, grid, s);
     if (sh.wm == 1)
         return cluster ? launch_shape<D, 1, 4, true>(p, grid, s) : launch_shape<D, 1, 4>(p, grid, s);
     if (sh.wm == 4)
