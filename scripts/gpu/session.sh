@@ -227,7 +227,7 @@ if has long; then
       bash -c 'env "$@" "$0/tests/test_backend_consistency" && env "$@" SS_TEST_DEVICE=cuda "$0/tests/test_golden"' "$B" ${ev[@]+"${ev[@]}"}
   done
   for P in ${LONG_PROMPTS:-512 2048 8000}; do
-    for bsz in 1 8; do
+    for bsz in ${LONG_BATCHES:-1 8}; do
       for e in ${LONG_ENVS:--}; do # environment variants as AB_ENVS
         ev=(); [ "$e" != - ] && IFS=, read -ra ev <<<"$e"
         step "8B tp1 b$bsz prompt $P [$e]" 150 "bench_long_b${bsz}_p${P}_$(echo "$e" | tr '=,' '__').log" \
