@@ -279,10 +279,6 @@ int64_t pick_splits(const ss_cuda_attn_args *a, int64_t base, int64_t cluster_ma
         const int64_t by_len = (a->max_seq_len + min_keys - 1) / min_keys;
         if (n_splits > by_len)
             n_splits = by_len;
-        const char *lk = getenv("SS_ATTN_LONG_KEYS"); // experiment: above this many keys per split, use all
-        const int64_t long_keys = lk ? strtol(lk, nullptr, 10) : 0; // the splits a cluster holds
-        if (long_keys > 0 && n_splits > 0 && a->max_seq_len / n_splits > long_keys)
-            n_splits = by_len < cluster_max ? by_len : cluster_max;
         if (n_splits > cluster_max)
             n_splits = 0; // a long context: 128-key splits below (the combine kernel merges more than cluster_max)
     }
