@@ -42,6 +42,9 @@ finish() {
 trap finish EXIT
 PH=${*:-train check bench multi sanitize}
 has() { case " $PH " in *" $1 "*) return 0 ;; esac; return 1; }
+# An environment variant of AB_ENVS, PROFILE_ENVS, LONG_ENVS ("-": none; "A=1,B=2": two settings): sets
+# ev (the settings, for env) and vtag (for file names).
+variant() { ev=(); [ "$1" != - ] && IFS=, read -ra ev <<<"$1"; vtag=$(echo "$1" | tr '=,' '__'); }
 
 # ---- unpack binaries at the paths they were built with (tests hold absolute paths)
 tar -C "$W" -xJf .gpu-carry/bin.tar.xz
@@ -207,9 +210,9 @@ if has s6 || has ab; then
     for v in $variants; do
       for e in ${AB_ENVS:--}; do
         [ $v = base ] && [ "$e" != - ] && continue
-        ev=(); [ "$e" != - ] && IFS=, read -ra ev <<<"$e"
+        variant "$e"
         bin=$B/tools/bench_decode; [ $v = base ] && bin=$ROOT/.gpu-carry/base_bench_decode
-        step "8B tp1 b$bsz [$v $e]" 60 "bench_ab_b${bsz}_${v}_$(echo "$e" | tr '=,' '__')_$SECONDS.log" \
+        step "8B tp1 b$bsz [$v $e]" 60 "bench_ab_b${bsz}_${v}_${vtag}_$SECONDS.log" \
           env ${ev[@]+"${ev[@]}"} "$bin" --model "$M8" --device cuda --prompt 128 --gen $g --batch $bsz --json
       done
     done
@@ -222,15 +225,15 @@ if has long; then
   export CUDA_VISIBLE_DEVICES=0
   [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
   for e in ${LONG_ENVS:--}; do # the checks under each variant first
-    ev=(); [ "$e" != - ] && IFS=, read -ra ev <<<"$e"
-    step "consistency + goldens on cuda [$e]" 200 "long_checks_$(echo "$e" | tr '=,' '__').log" \
+    variant "$e"
+    step "consistency + goldens on cuda [$e]" 200 "long_checks_$vtag.log" \
       bash -c 'env "$@" "$0/tests/test_backend_consistency" && env "$@" SS_TEST_DEVICE=cuda "$0/tests/test_golden"' "$B" ${ev[@]+"${ev[@]}"}
   done
   for P in ${LONG_PROMPTS:-512 2048 8000}; do
     for bsz in ${LONG_BATCHES:-1 8}; do
       for e in ${LONG_ENVS:--}; do # environment variants as AB_ENVS
-        ev=(); [ "$e" != - ] && IFS=, read -ra ev <<<"$e"
-        step "8B tp1 b$bsz prompt $P [$e]" 150 "bench_long_b${bsz}_p${P}_$(echo "$e" | tr '=,' '__').log" \
+        variant "$e"
+        step "8B tp1 b$bsz prompt $P [$e]" 150 "bench_long_b${bsz}_p${P}_$vtag.log" \
           env ${ev[@]+"${ev[@]}"} "$B/tools/bench_decode" --model "$M8" --device cuda --prompt "$P" --gen 64 --batch $bsz --json
       done
     done
@@ -246,8 +249,8 @@ if has profile; then
     for bsz in ${PROFILE_BATCHES:-1}; do
       # PROFILE_ENVS: environment variants as AB_ENVS ("-" none), one timeline each
       for e in ${PROFILE_ENVS:--}; do
-        ev=(); [ "$e" != - ] && IFS=, read -ra ev <<<"$e"
-        tag=tp${tp}_b$bsz; [ "$e" != - ] && tag=${tag}_$(echo "$e" | tr '=,' '__')
+        variant "$e"
+        tag=tp${tp}_b$bsz; [ "$e" != - ] && tag=${tag}_$vtag
         rm -f "$W/kt_$tag".*
         step "ktrace decode 8B tp$tp batch $bsz [$e]" 150 "ktrace_$tag.log" env ${ev[@]+"${ev[@]}"} CUDA_VISIBLE_DEVICES=$devs CUDA_INJECTION64_PATH="$B/tools/libss_ktrace.so" \
           SS_KTRACE_OUT="$W/kt_$tag" "$B/tools/bench_decode" --model "$M8" --device cuda --tp $tp --batch $bsz --prompt 128 --gen 64 --json
