@@ -11,34 +11,58 @@ import tempfile
 import time
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_ports(n):
+    """n distinct ports that are free now (all held at once while picking, so none repeats)."""
+    socks = []
+    try:
+        for _ in range(n):
+            socks.append(socket.socket())
+            socks[-1].bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 class Server:
+    PORT_ATTEMPTS = 5
+
     def __init__(self, binary, model, extra=(), ready_timeout=180):
-        self.port = free_port()
-        self.mport = free_port()
         self.log = tempfile.NamedTemporaryFile(prefix="shardserve-", suffix=".log", delete=False)
+        self.ready_timeout = ready_timeout
+        deadline = time.time() + ready_timeout
+        # free_ports() only finds ports that are free *now*: another process (a parallel ctest job, or any
+        # client's ephemeral port) may take one before the server binds it. The server then exits with
+        # "cannot listen on ..."; pick new ports and start again.
+        for attempt in range(self.PORT_ATTEMPTS):
+            self.port, self.mport = free_ports(2)
+            if self._start(binary, model, extra, deadline, last=attempt == self.PORT_ATTEMPTS - 1):
+                return
+
+    def _start(self, binary, model, extra, deadline, last):
+        """Starts the server and waits until it is ready; False when it could not bind its ports."""
+        self.log.seek(0)
+        self.log.truncate()
         args = [binary, "serve", "--model", model, "--device", "cpu", "--host", "127.0.0.1",
                 "--port", str(self.port), "--metrics-port", str(self.mport)] + list(extra)
         env = dict(os.environ)
         env.setdefault("ASAN_OPTIONS", "detect_leaks=1")
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=env)
-        deadline = time.time() + ready_timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError("server exited early (%d):\n%s" % (self.proc.returncode, self.log_text()))
+                text = self.log_text()
+                if "cannot listen on" in text and not last:
+                    return False
+                raise RuntimeError("server exited early (%d):\n%s" % (self.proc.returncode, text))
             try:
                 if self.request("GET", "/v2/health/ready", timeout=2)[0] == 200:
-                    return
+                    return True
             except OSError:
                 pass
             time.sleep(0.2)
         self.proc.kill()
-        raise RuntimeError("server not ready after %ds:\n%s" % (ready_timeout, self.log_text()))
+        self.proc.wait()
+        raise RuntimeError("server not ready after %ds:\n%s" % (self.ready_timeout, self.log_text()))
 
     def log_text(self):
         with open(self.log.name, "r", errors="replace") as f:
