@@ -222,9 +222,11 @@ fi
 if has long; then
   # Long contexts on one GPU (session 7): decode after prompts of LONG_PROMPTS tokens (default 512 2048 8000;
   # the 8B shape's context is 8192) at batch 1 and 8, 64 new tokens; the prefill rate is the long-prompt TTFT.
+  # LONG_TP (default 1): the decode benchmarks at that tensor-parallel degree, on GPUs 0..LONG_TP-1.
+  LTP=${LONG_TP:-1}
   export CUDA_VISIBLE_DEVICES=0
   [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
-  for e in ${LONG_ENVS:--}; do # the checks under each variant first
+  [ "$LTP" = 1 ] && for e in ${LONG_ENVS:--}; do # the checks under each variant first
     variant "$e"
     step "consistency + goldens on cuda [$e]" 200 "long_checks_$vtag.log" \
       bash -c 'env "$@" "$0/tests/test_backend_consistency" && env "$@" SS_TEST_DEVICE=cuda "$0/tests/test_golden"' "$B" ${ev[@]+"${ev[@]}"}
@@ -233,8 +235,9 @@ if has long; then
     for bsz in ${LONG_BATCHES:-1 8}; do
       for e in ${LONG_ENVS:--}; do # environment variants as AB_ENVS
         variant "$e"
-        step "8B tp1 b$bsz prompt $P [$e]" 150 "bench_long_b${bsz}_p${P}_$vtag.log" \
-          env ${ev[@]+"${ev[@]}"} "$B/tools/bench_decode" --model "$M8" --device cuda --prompt "$P" --gen 64 --batch $bsz --json
+        step "8B tp$LTP b$bsz prompt $P [$e]" 150 "bench_long_tp${LTP}_b${bsz}_p${P}_$vtag.log" \
+          env ${ev[@]+"${ev[@]}"} CUDA_VISIBLE_DEVICES=$(seq -s, 0 $((LTP - 1))) "$B/tools/bench_decode" --model "$M8" \
+          --device cuda --tp "$LTP" --prompt "$P" --gen 64 --batch $bsz --json
       done
     done
   done
