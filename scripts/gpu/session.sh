@@ -3,7 +3,7 @@
 # trains the demo model on the last GPU in the background, and meanwhile runs the GPU checks and
 # benchmarks on the others. Every step has a deadline; the whole run stays under BUDGET seconds.
 # Results: $OUT/summary.txt, $OUT/logs.tar.xz, and $OUT/demo-*.{safetensors,json,txt} from training.
-# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize tp2 x4 s4b next s6 ab long profile servebisect serve (default: train check bench multi sanitize)
+# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize tp2 x4 s4b next s6 ab abtp long profile servebisect serve (default: train check bench multi sanitize)
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -192,6 +192,28 @@ if has next; then
     step "golden tp4" 150 golden_tp4.log env SS_TEST_DEVICE=cuda SS_TEST_TP=4 "$B/tests/test_golden"
     step "8B tp4 b1" 120 bench_next_tp4.log "$B/tools/bench_decode" --model "$M8" --device cuda --tp 4 --prompt 128 --gen 256 --json
   fi
+fi
+if has abtp && [ "$NG" -ge 2 ]; then
+  # An A/B at tp ABTP_TP (default 2) on one host, environment variants interleaved (ABTP_ENVS, as AB_ENVS),
+  # ABTP_REPS rounds over ABTP_BATCHES; the peer all-reduce tests and the goldens at that tp under each first.
+  T=${ABTP_TP:-2}
+  export CUDA_VISIBLE_DEVICES=$(seq -s, 0 $((T - 1)))
+  [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
+  for e in ${ABTP_ENVS:--}; do
+    variant "$e"
+    step "peer all-reduce tests [$e]" 120 "abtp_comm_$vtag.log" env ${ev[@]+"${ev[@]}"} CUDA_VISIBLE_DEVICES=0,1 "$B/tests/test_comm_peer"
+    step "golden tp$T [$e]" 150 "abtp_golden_$vtag.log" env ${ev[@]+"${ev[@]}"} SS_TEST_DEVICE=cuda SS_TEST_TP=$T "$B/tests/test_golden"
+  done
+  for rep in $(seq 1 "${ABTP_REPS:-2}"); do
+    for bsz in ${ABTP_BATCHES:-1 8 64}; do
+      g=64; [ "$bsz" = 1 ] && g=256
+      for e in ${ABTP_ENVS:--}; do
+        variant "$e"
+        step "8B tp$T b$bsz [$e] #$rep" 60 "bench_abtp_b${bsz}_${vtag}_$rep.log" \
+          env ${ev[@]+"${ev[@]}"} "$B/tools/bench_decode" --model "$M8" --device cuda --tp $T --prompt 128 --gen $g --batch $bsz --json
+      done
+    done
+  done
 fi
 if has s6 || has ab; then
   # One GPU (session 5): the checks, then decode at batch 1 (twice), 8, 32, 128 (AB_BATCHES) and, for s6, a

@@ -32,7 +32,7 @@ _Static_assert(sizeof(par_ident) % 4 == 0, "exchanged in 32-bit words");
 
 size_t ss_peer_ar_region_bytes(int size)
 {
-    return SS_PEER_AR_FLAGS_BYTES + 2 * (size_t)size * SS_PEER_AR_MAX_BYTES;
+    return SS_PEER_AR_FLAGS_BYTES + SS_PEER_AR_SETS * (size_t)size * SS_PEER_AR_MAX_BYTES;
 }
 
 /* FNV-1a over the host name and the kernel's boot id: two containers on one node that may share GPU
@@ -79,7 +79,10 @@ static int par_prepare(ss_peer_ar *p, int size, par_ident *me)
     size_t bytes = ss_peer_ar_region_bytes(size);
     if ((e = cudaMalloc(&p->region, bytes)) != cudaSuccess)
         goto fail;
-    if ((e = cudaMemset(p->region, 0, bytes)) != cudaSuccess)
+    if ((e = cudaMemset(p->region, 0, SS_PEER_AR_FLAGS_BYTES)) != cudaSuccess)
+        goto fail;
+    if ((e = cudaMemset((char *)p->region + SS_PEER_AR_FLAGS_BYTES, SS_PEER_AR_EMPTY_BYTE,
+                        bytes - SS_PEER_AR_FLAGS_BYTES)) != cudaSuccess)
         goto fail;
     if ((e = cudaMalloc((void **)&p->v.epoch, SS_PEER_AR_MAX_BLOCKS * sizeof(uint32_t))) != cudaSuccess)
         goto fail;
@@ -100,7 +103,7 @@ static int par_prepare(ss_peer_ar *p, int size, par_ident *me)
     if ((e = cudaDeviceGetPCIBusId(me->bus, sizeof me->bus, p->device)) != cudaSuccess)
         goto fail;
     what = "cudaDeviceSynchronize";
-    if ((e = cudaDeviceSynchronize()) != cudaSuccess) /* the zeroed flags before any peer can signal */
+    if ((e = cudaDeviceSynchronize()) != cudaSuccess) /* flags and inboxes set before any peer writes */
         goto fail;
     return 1;
 fail:
@@ -172,6 +175,8 @@ ss_status ss_peer_ar_create(int rank, int size, int device, ss_peer_ar_exchange_
     }
     p->v.rank = rank, p->v.size = size, p->device = device;
     p->v.no_pdl = getenv("SS_PEER_AR_NO_PDL") != NULL;
+    const char *flags_env = getenv("SS_PEER_AR_FLAGS"); /* the same on every rank: local ranks inherit it */
+    p->v.flag_protocol = flags_env && strcmp(flags_env, "1") == 0;
     par_ident me;
     memset(&me, 0, sizeof me);
     me.host = par_host_id();

@@ -1,8 +1,8 @@
 // peer_allreduce.cu — the one-shot all-reduce kernel over peer-mapped inboxes (the protocol is described
-// in peer_allreduce.h): push the input into every rank's inbox, flag, wait for every flag, sum locally;
-// optionally fused with the residual add and RMSNorm that follow every all-reduce of a decoder layer.
-// Launched with programmatic dependent launch (the backend's helpers), so that the GEMV before it need
-// not finish before it is resident, and the GEMV after it streams its weights during the exchange.
+// in peer_allreduce.h): push the input into every rank's inbox, wait until every peer's part arrived, sum
+// locally; optionally fused with the residual add and RMSNorm that follow every all-reduce of a decoder
+// layer. Launched with programmatic dependent launch (the backend's helpers), so that the GEMV before it
+// need not finish before it is resident, and the GEMV after it streams its weights during the exchange.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -32,11 +32,36 @@ __device__ __forceinline__ uint32_t load_acquire_sys(const uint32_t *p)
     return v;
 }
 
-// A 16-byte vector of T, summed in f32 and packed back.
+__device__ __forceinline__ uint4 load_volatile(const uint4 *p)
+{
+    uint4 u;
+    asm volatile("ld.volatile.global.v4.u32 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(u.x), "=r"(u.y), "=r"(u.z), "=r"(u.w)
+                 : "l"(p)
+                 : "memory");
+    return u;
+}
+
+__device__ __forceinline__ void store_volatile(uint4 *p, uint4 u)
+{
+    asm volatile("st.volatile.global.v4.u32 [%0], {%1, %2, %3, %4};" ::"l"(p), "r"(u.x), "r"(u.y), "r"(u.z),
+                 "r"(u.w)
+                 : "memory");
+}
+
+constexpr uint32_t kEmpty = 0xffffffffu; // every byte SS_PEER_AR_EMPTY_BYTE: an inbox word no peer wrote yet
+
+// A 16-byte vector of T, summed in f32 and packed back; its lanes as the empty-inbox protocol sees them.
+// The empty pattern is a NaN in both types (bf16 0xffff, f32 0xffffffff). Data that happens to carry it
+// (a negated NaN) is sent as another NaN (sign bit and quiet bit set), so a sum stays NaN exactly when it
+// would have been, and an arrived lane is never mistaken for an empty one.
 template <typename T> struct Vec;
 
 template <> struct Vec<float> {
     static constexpr int N = 4;
+    __device__ static bool empty(uint4 u) { return u.x == kEmpty || u.y == kEmpty || u.z == kEmpty || u.w == kEmpty; }
+    __device__ static uint32_t fix(uint32_t w) { return w == kEmpty ? 0xffc00000u : w; }
+    __device__ static uint4 sendable(uint4 u) { return make_uint4(fix(u.x), fix(u.y), fix(u.z), fix(u.w)); }
     __device__ static void add(float *acc, uint4 u)
     {
         acc[0] += __uint_as_float(u.x), acc[1] += __uint_as_float(u.y);
@@ -51,6 +76,17 @@ template <> struct Vec<float> {
 
 template <> struct Vec<__nv_bfloat16> {
     static constexpr int N = 8;
+    __device__ static bool half_empty(uint32_t w) { return (w & 0xffffu) == 0xffffu || (w >> 16) == 0xffffu; }
+    __device__ static bool empty(uint4 u) { return half_empty(u.x) || half_empty(u.y) || half_empty(u.z) || half_empty(u.w); }
+    __device__ static uint32_t fix(uint32_t w)
+    {
+        if ((w & 0xffffu) == 0xffffu)
+            w = (w & 0xffff0000u) | 0xffc0u;
+        if ((w >> 16) == 0xffffu)
+            w = (w & 0xffffu) | 0xffc00000u;
+        return w;
+    }
+    __device__ static uint4 sendable(uint4 u) { return make_uint4(fix(u.x), fix(u.y), fix(u.z), fix(u.w)); }
     __device__ static void add(float *acc, uint4 u)
     {
         const __nv_bfloat162 *h = reinterpret_cast<const __nv_bfloat162 *>(&u);
@@ -85,8 +121,9 @@ struct NormArgs {
 
 // Block b reduces vectors [b * per_block, …) of buf (per_block <= kVecsPerBlock: its inbox region is
 // always chunk b), in place — or, with a NormArgs, into the residual and the normed rows (whole rows
-// per block) without writing buf.
-template <typename T>
+// per block) without writing buf. Empty (the default): peers' parts are recognised by their content;
+// else (SS_PEER_AR_FLAGS=1, the earlier protocol, kept for comparison) by per-block flags.
+template <typename T, bool Empty>
 __global__ void __launch_bounds__(kThreads)
     peer_all_reduce(ss_peer_ar_view v, uint4 *buf, int64_t n_vec, int per_block, NormArgs norm)
 {
@@ -101,33 +138,48 @@ __global__ void __launch_bounds__(kThreads)
     const int64_t v0 = (int64_t)b * per_block;
     const int nv = (int)(n_vec - v0 < per_block ? n_vec - v0 : per_block);
     const size_t slot = SS_PEER_AR_MAX_BYTES;
-    const size_t parity = (size_t)(e & 1) * (size_t)v.size * slot;
+    const size_t set = (size_t)(e % SS_PEER_AR_SETS) * (size_t)v.size * slot;
     const size_t chunk = (size_t)b * SS_PEER_AR_CHUNK;
 
     // 1. push this rank's chunk into slot `rank` of every inbox (remote stores are posted, not awaited)
     for (int i = threadIdx.x; i < nv; i += kThreads) {
-        const uint4 x = buf[v0 + i];
+        const uint4 x = Empty ? Vec<T>::sendable(buf[v0 + i]) : buf[v0 + i];
         for (int r = 0; r < v.size; r++)
-            reinterpret_cast<uint4 *>(v.inbox[r] + parity + (size_t)v.rank * slot + chunk)[i] = x;
+            store_volatile(reinterpret_cast<uint4 *>(v.inbox[r] + set + (size_t)v.rank * slot + chunk) + i, x);
     }
-    __threadfence_system(); // this thread's stores before the flag below (made cumulative by the barrier)
-    __syncthreads();
-    // 2. tell every rank this block's epoch arrived; 3. wait until every rank's did
-    if (threadIdx.x < v.size) {
-        store_release_sys(v.flags[threadIdx.x] + b * SS_PEER_AR_MAX_RANKS + v.rank, e);
-        const uint32_t *f = v.flags[v.rank] + b * SS_PEER_AR_MAX_RANKS + threadIdx.x;
-        for (uint32_t it = 1; (int32_t)(load_acquire_sys(f) - e) < 0; it++)
-            if ((it & 1023) == 0 && *v.abort_flag)
-                break; // the communicator was aborted: the result is garbage, the host reports it
+    if (!Empty) {
+        __threadfence_system(); // this thread's stores before the flag below (made cumulative by the barrier)
+        __syncthreads();
+        // 2. tell every rank this block's epoch arrived; 3. wait until every rank's did
+        if (threadIdx.x < v.size) {
+            store_release_sys(v.flags[threadIdx.x] + b * SS_PEER_AR_MAX_RANKS + v.rank, e);
+            const uint32_t *f = v.flags[v.rank] + b * SS_PEER_AR_MAX_RANKS + threadIdx.x;
+            for (uint32_t it = 1; (int32_t)(load_acquire_sys(f) - e) < 0; it++)
+                if ((it & 1023) == 0 && *v.abort_flag)
+                    break; // the communicator was aborted: the result is garbage, the host reports it
+        }
+        __syncthreads();
     }
-    __syncthreads();
-    // 4. sum the slots in rank order (the same order on every rank: bit-identical results); L2 loads,
-    //    since peers wrote the inbox behind this SM's L1
-    const char *mine = v.inbox[v.rank] + parity + chunk;
+    // 4. sum the slots in rank order (the same order on every rank: bit-identical results); volatile loads
+    //    (L2), since peers wrote the inbox behind this SM's L1. Empty: each vector is polled until none of
+    //    its lanes is empty any more (every lane is written once per epoch), then emptied again for the
+    //    set's next use, SETS epochs later: by then every peer has read this epoch's data (see the header).
+    char *mine = v.inbox[v.rank] + set + chunk;
     auto sum = [&](int i) {
         float acc[Vec<T>::N] = {};
-        for (int r = 0; r < v.size; r++)
-            Vec<T>::add(acc, __ldcg(reinterpret_cast<const uint4 *>(mine + (size_t)r * slot) + i));
+        for (int r = 0; r < v.size; r++) {
+            uint4 *p = reinterpret_cast<uint4 *>(mine + (size_t)r * slot) + i;
+            uint4 u = load_volatile(p);
+            if (Empty) {
+                for (uint32_t it = 1; Vec<T>::empty(u); it++) {
+                    if ((it & 1023) == 0 && *v.abort_flag)
+                        break; // aborted: garbage, as above
+                    u = load_volatile(p);
+                }
+                *p = make_uint4(kEmpty, kEmpty, kEmpty, kEmpty);
+            }
+            Vec<T>::add(acc, u);
+        }
         return Vec<T>::pack(acc);
     };
     if (!norm.residual) {
@@ -166,11 +218,12 @@ int launch(const ss_peer_ar_view *v, uint4 *buf, int64_t n_vec, int per_block, c
 {
     const int blocks = (int)((n_vec + per_block - 1) / per_block);
     cudaStream_t s = static_cast<cudaStream_t>(stream);
+    auto kernel = v->flag_protocol ? peer_all_reduce<T, false> : peer_all_reduce<T, true>;
     if (v->no_pdl) {
-        peer_all_reduce<T><<<blocks, kThreads, 0, s>>>(*v, buf, n_vec, per_block, norm);
+        kernel<<<blocks, kThreads, 0, s>>>(*v, buf, n_vec, per_block, norm);
         return (int)cudaGetLastError();
     }
-    return (int)launch_pdl(peer_all_reduce<T>, dim3(blocks), dim3(kThreads), 0, s, *v, buf, n_vec, per_block, norm);
+    return (int)launch_pdl(kernel, dim3(blocks), dim3(kThreads), 0, s, *v, buf, n_vec, per_block, norm);
 }
 
 } // namespace

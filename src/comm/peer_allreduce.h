@@ -14,15 +14,25 @@
 #define SS_PEER_AR_MAX_BLOCKS 32
 #define SS_PEER_AR_MAX_BYTES (SS_PEER_AR_CHUNK * SS_PEER_AR_MAX_BLOCKS) /* larger messages go to NCCL */
 
+#define SS_PEER_AR_SETS 3            /* inbox sets, used in turn by successive epochs */
+#define SS_PEER_AR_EMPTY_BYTE 0xff    /* an inbox no peer has written yet holds only these bytes */
+
 /*
- * Each rank owns one device region that every peer maps: flags[MAX_BLOCKS][MAX_RANKS] (peers write
- * the epoch they reached) and inboxes [2 parities][size][MAX_BYTES] (peer r writes its input into
- * slot r). A call: every block copies its chunk of the input into the same chunk of slot `rank` of
- * every rank's inbox, signals each rank's flag, waits for all peers' flags, and sums the slots in rank
- * order — every rank gets bit-identical results. Per-block epoch counters live in device memory and
- * are advanced by the kernel itself, so calls replay from CUDA graphs. Parities alternate per epoch:
- * a rank can only write epoch e+1 after every peer signalled epoch e, which each does after finishing
- * e−1, the last reader of that parity.
+ * Each rank owns one device region that every peer maps: flags[MAX_BLOCKS][MAX_RANKS] and inboxes
+ * [SETS][size][MAX_BYTES] (peer r writes its input into slot r). A call: every block copies its chunk of
+ * the input into the same chunk of slot `rank` of every rank's inbox, waits until every peer's chunk
+ * arrived, and sums the slots in rank order — every rank gets bit-identical results. Per-block epoch
+ * counters live in device memory and are advanced by the kernel itself, so calls replay from CUDA
+ * graphs; epoch e uses set e % SETS.
+ *
+ * Arrival (the default): inboxes start empty (every byte EMPTY_BYTE, a NaN pattern that the sender
+ * never sends: it sends another NaN instead). A reader polls each 16-byte vector until no lane is
+ * empty, and empties it again after reading. No fence, no flag: data is its own signal; a torn vector
+ * only looks empty a little longer. A set is written again SETS epochs later; a rank can only write
+ * epoch e+1 after every peer pushed epoch e, which each does after its kernel of epoch e−1 — the last
+ * reader (and emptier) of that set — has completed. Two sets would do; three leave a margin.
+ * With SS_PEER_AR_FLAGS=1 (the earlier protocol, for comparison), a block instead fences, writes the
+ * epoch it reached into flags[block][rank] of every rank, and waits for every peer's flag.
  */
 typedef struct ss_peer_ar_view {
     int rank, size;
@@ -31,6 +41,7 @@ typedef struct ss_peer_ar_view {
     uint32_t *epoch;                       /* this rank's per-block counters (device) */
     const volatile int *abort_flag;        /* host-mapped: set on abort, spinning kernels give up */
     int no_pdl;                            /* ordinary launches (SS_PEER_AR_NO_PDL, a benchmark switch) */
+    int flag_protocol;                     /* SS_PEER_AR_FLAGS=1: signal arrival with flags (see above) */
 } ss_peer_ar_view;
 
 /* Bytes of the per-rank region for `size` ranks (flags then inboxes). */
