@@ -248,7 +248,7 @@ if has long; then
   LTP=${LONG_TP:-1}
   export CUDA_VISIBLE_DEVICES=0
   [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
-  [ "$LTP" = 1 ] && for e in ${LONG_ENVS:--}; do # the checks under each variant first
+  [ "$LTP" = 1 ] && for e in ${LONG_CHECK_ENVS:-${LONG_ENVS:--}}; do # the checks under each variant first
     variant "$e"
     step "consistency + goldens on cuda [$e]" 200 "long_checks_$vtag.log" \
       bash -c 'env "$@" "$0/tests/test_backend_consistency" && env "$@" SS_TEST_DEVICE=cuda "$0/tests/test_golden"' "$B" ${ev[@]+"${ev[@]}"}
