@@ -374,8 +374,6 @@ extern "C" int ss_cuda_attention(void *stream, const ss_cuda_attn_args *a)
         static_cast<AttnCommon &>(t) = p;
         t.q_tiles = a->q_tiles;
         t.cluster_ok = a->cluster_ok != 0;
-        const char *ahead = getenv("SS_ATTN_L2_AHEAD"); // experiment: key tiles prefetched into L2 ahead
-        t.l2_ahead = ahead ? atoi(ahead) : 0;
         st = attn_tiled_launch(t, D, a->n_tiles, a->max_tile_tokens, s, &merged);
     } else {
         const int gmin = p.group < 8 ? p.group : 8;

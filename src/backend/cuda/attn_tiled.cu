@@ -208,22 +208,18 @@ __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiled
         }
     };
 
-    // Asks keys [k0, k1) ∩ [kbeg, kend) of this head into L2 (no register is written, nothing waits).
-    auto prefetch_l2 = [&](int k0, int k1) {
-        k1 = min(k1, kend);
-        for (int j = k0 + tid; j < k1; j += NT) {
-            const int64_t off = ((int64_t)bt[j / bs] * bs + j % bs) * kv_row;
-#pragma unroll
-            for (int b = 0; b < D * (int)sizeof(bf16); b += 128) {
-                asm volatile("prefetch.global.L2 [%0];" ::"l"(reinterpret_cast<const char *>(kbase + off) + b));
-                asm volatile("prefetch.global.L2 [%0];" ::"l"(reinterpret_cast<const char *>(vbase + off) + b));
-            }
-        }
-    };
     // Before waiting for the previous kernel (rope + KV store, which writes q and this step's keys): the step
     // metadata read above is never written by a kernel, and the K/V rows of the first two key tiles can be
     // asked into L2 already (L2 is where the previous kernel's writes land, so nothing stale is read).
-    prefetch_l2(kbeg, kbeg + 2 * kBN);
+    for (int i = tid; i < 2 * kBN && kbeg + i < kend; i += NT) {
+        const int j = kbeg + i;
+        const int64_t off = ((int64_t)bt[j / bs] * bs + j % bs) * kv_row;
+#pragma unroll
+        for (int b = 0; b < D * (int)sizeof(bf16); b += 128) {
+            asm volatile("prefetch.global.L2 [%0];" ::"l"(reinterpret_cast<const char *>(kbase + off) + b));
+            asm volatile("prefetch.global.L2 [%0];" ::"l"(reinterpret_cast<const char *>(vbase + off) + b));
+        }
+    }
     // The next kernel (the split combine, or the o_proj GEMV) is let in only at the end: scheduled at the
     // start, its blocks — a GEMV's early weight reads above all — slowed this latency-bound kernel (see
     // docs/architecture.md, programmatic dependent launch).
@@ -272,10 +268,6 @@ __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiled
         if (it + 1 < n_kt) // the stage it overwrites was released by the barrier that ended it - 1
             load_kv((it + 1) & 1, kb + kBN);
         cp_async_commit();
-        // Decode tiles of long contexts wait on each tile's copy (one tile ahead): keep the l2_ahead tiles
-        // after it on their way into L2 (the first two are there from before the loop).
-        if (WK > 1 && p.l2_ahead > 0)
-            prefetch_l2(it == 0 ? kb + 2 * kBN : kb + (1 + p.l2_ahead) * kBN, kb + (2 + p.l2_ahead) * kBN);
         cp_async_wait<1>(); // this tile's group is complete (the newest one may still fly)
         __syncthreads();
         if (warp_on) {

@@ -27,7 +27,6 @@ struct AttnTiledParams : AttnCommon {
     const int32_t *q_tiles; // [n_tiles, 2]: first token, token count (runs of one sequence)
     int rb_per_tile;        // row blocks per tile (set by attn_tiled_launch)
     bool cluster_ok;        // the device runs the cluster form (attn_tiled_cluster_fits; the caller may veto)
-    int l2_ahead;           // decode tiles: key tiles asked into L2 ahead of the one being copied to smem
 };
 
 // Writes one output element of (token, head hq, dim d) from the merged softmax state (max M, sum L,
