@@ -121,8 +121,8 @@ struct NormArgs {
 
 // Block b reduces vectors [b * per_block, …) of buf (per_block <= kVecsPerBlock: its inbox region is
 // always chunk b), in place — or, with a NormArgs, into the residual and the normed rows (whole rows
-// per block) without writing buf. Empty (the default): peers' parts are recognised by their content;
-// else (SS_PEER_AR_FLAGS=1, the earlier protocol, kept for comparison) by per-block flags.
+// per block) without writing buf. Empty: peers' parts are recognised by their content (SS_PEER_AR_EMPTY=1);
+// else by per-block flags (the default).
 template <typename T, bool Empty>
 __global__ void __launch_bounds__(kThreads)
     peer_all_reduce(ss_peer_ar_view v, uint4 *buf, int64_t n_vec, int per_block, NormArgs norm)
@@ -218,7 +218,7 @@ int launch(const ss_peer_ar_view *v, uint4 *buf, int64_t n_vec, int per_block, c
 {
     const int blocks = (int)((n_vec + per_block - 1) / per_block);
     cudaStream_t s = static_cast<cudaStream_t>(stream);
-    auto kernel = v->flag_protocol ? peer_all_reduce<T, false> : peer_all_reduce<T, true>;
+    auto kernel = v->by_content ? peer_all_reduce<T, true> : peer_all_reduce<T, false>;
     if (v->no_pdl) {
         kernel<<<blocks, kThreads, 0, s>>>(*v, buf, n_vec, per_block, norm);
         return (int)cudaGetLastError();

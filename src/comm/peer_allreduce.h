@@ -25,14 +25,15 @@
  * counters live in device memory and are advanced by the kernel itself, so calls replay from CUDA
  * graphs; epoch e uses set e % SETS.
  *
- * Arrival (the default): inboxes start empty (every byte EMPTY_BYTE, a NaN pattern that the sender
+ * Arrival, by default: a block fences its stores, writes the epoch it reached into flags[block][rank] of
+ * every rank, and waits until every peer's flag shows that epoch.
+ * Arrival by content (SS_PEER_AR_EMPTY=1, on every rank; written in session 8 and not yet run on two
+ * GPUs, so not the default): inboxes start empty (every byte EMPTY_BYTE, a NaN pattern that the sender
  * never sends: it sends another NaN instead). A reader polls each 16-byte vector until no lane is
  * empty, and empties it again after reading. No fence, no flag: data is its own signal; a torn vector
  * only looks empty a little longer. A set is written again SETS epochs later; a rank can only write
  * epoch e+1 after every peer pushed epoch e, which each does after its kernel of epoch e−1 — the last
  * reader (and emptier) of that set — has completed. Two sets would do; three leave a margin.
- * With SS_PEER_AR_FLAGS=1 (the earlier protocol, for comparison), a block instead fences, writes the
- * epoch it reached into flags[block][rank] of every rank, and waits for every peer's flag.
  */
 typedef struct ss_peer_ar_view {
     int rank, size;
@@ -41,7 +42,7 @@ typedef struct ss_peer_ar_view {
     uint32_t *epoch;                       /* this rank's per-block counters (device) */
     const volatile int *abort_flag;        /* host-mapped: set on abort, spinning kernels give up */
     int no_pdl;                            /* ordinary launches (SS_PEER_AR_NO_PDL, a benchmark switch) */
-    int flag_protocol;                     /* SS_PEER_AR_FLAGS=1: signal arrival with flags (see above) */
+    int by_content;                        /* SS_PEER_AR_EMPTY=1: arrival by content (see above) */
 } ss_peer_ar_view;
 
 /* Bytes of the per-rank region for `size` ranks (flags then inboxes). */
