@@ -138,14 +138,20 @@ __global__ void __launch_bounds__(kThreads)
     const int64_t v0 = (int64_t)b * per_block;
     const int nv = (int)(n_vec - v0 < per_block ? n_vec - v0 : per_block);
     const size_t slot = SS_PEER_AR_MAX_BYTES;
-    const size_t set = (size_t)(e % SS_PEER_AR_SETS) * (size_t)v.size * slot;
+    const uint32_t sets = Empty ? SS_PEER_AR_SETS : 2; // flags: two suffice, as run on GPUs since session 3
+    const size_t set = (size_t)(e % sets) * (size_t)v.size * slot;
     const size_t chunk = (size_t)b * SS_PEER_AR_CHUNK;
 
     // 1. push this rank's chunk into slot `rank` of every inbox (remote stores are posted, not awaited)
     for (int i = threadIdx.x; i < nv; i += kThreads) {
         const uint4 x = Empty ? Vec<T>::sendable(buf[v0 + i]) : buf[v0 + i];
-        for (int r = 0; r < v.size; r++)
-            store_volatile(reinterpret_cast<uint4 *>(v.inbox[r] + set + (size_t)v.rank * slot + chunk) + i, x);
+        for (int r = 0; r < v.size; r++) {
+            uint4 *dst = reinterpret_cast<uint4 *>(v.inbox[r] + set + (size_t)v.rank * slot + chunk) + i;
+            if (Empty)
+                store_volatile(dst, x);
+            else
+                *dst = x;
+        }
     }
     if (!Empty) {
         __threadfence_system(); // this thread's stores before the flag below (made cumulative by the barrier)
@@ -160,8 +166,8 @@ __global__ void __launch_bounds__(kThreads)
         }
         __syncthreads();
     }
-    // 4. sum the slots in rank order (the same order on every rank: bit-identical results); volatile loads
-    //    (L2), since peers wrote the inbox behind this SM's L1. Empty: each vector is polled until none of
+    // 4. sum the slots in rank order (the same order on every rank: bit-identical results); L2 loads, since
+    //    peers wrote the inbox behind this SM's L1. Empty: each vector is polled (volatile) until none of
     //    its lanes is empty any more (every lane is written once per epoch), then emptied again for the
     //    set's next use, SETS epochs later: by then every peer has read this epoch's data (see the header).
     char *mine = v.inbox[v.rank] + set + chunk;
@@ -169,7 +175,7 @@ __global__ void __launch_bounds__(kThreads)
         float acc[Vec<T>::N] = {};
         for (int r = 0; r < v.size; r++) {
             uint4 *p = reinterpret_cast<uint4 *>(mine + (size_t)r * slot) + i;
-            uint4 u = load_volatile(p);
+            uint4 u = Empty ? load_volatile(p) : __ldcg(p);
             if (Empty) {
                 for (uint32_t it = 1; Vec<T>::empty(u); it++) {
                     if ((it & 1023) == 0 && *v.abort_flag)
