@@ -271,16 +271,9 @@ int64_t pick_splits(const ss_cuda_attn_args *a, int64_t base, int64_t cluster_ma
     const int64_t target = (per_sm ? strtol(per_sm, nullptr, 10) : 2LL) * (a->sm_count > 0 ? a->sm_count : 132);
     const char *mk = getenv("SS_ATTN_SPLIT_KEYS"); // benchmark switch: the least keys per split
     const int64_t mk_env = mk ? strtol(mk, nullptr, 10) : 0;
-    if (!a->workspace)
+    if (base >= target || !a->workspace)
         return 1;
     int64_t n_splits = 0;
-    const char *force = getenv("SS_ATTN_SPLITS"); // experiment: this many splits
-    if (force && atoi(force) > 0) {
-        n_splits = atoi(force);
-        goto capped;
-    }
-    if (base >= target)
-        return 1;
     if (cluster_max > 1) {
         const int64_t min_keys = mk_env > 0 ? mk_env : kMinKeysPerClusterSplit;
         n_splits = target / base;
@@ -297,7 +290,6 @@ int64_t pick_splits(const ss_cuda_attn_args *a, int64_t base, int64_t cluster_ma
         if (n_splits > by_len)
             n_splits = by_len;
     }
-capped:
     if (n_splits > kMaxSplits)
         n_splits = kMaxSplits;
     const int64_t per_split = a->n * a->heads * (int64_t)(a->head_dim + 2) * (int64_t)sizeof(float);
