@@ -3,7 +3,7 @@
 # trains the demo model on the last GPU in the background, and meanwhile runs the GPU checks and
 # benchmarks on the others. Every step has a deadline; the whole run stays under BUDGET seconds.
 # Results: $OUT/summary.txt, $OUT/logs.tar.xz, and $OUT/demo-*.{safetensors,json,txt} from training.
-# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize tp2 x4 s4b next s6 ab abtp long profile servebisect serve (default: train check bench multi sanitize)
+# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize tp2 x4 s4b next s6 ab abtp cases long profile servebisect serve (default: train check bench multi sanitize)
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -212,6 +212,26 @@ if has abtp && [ "$NG" -ge 2 ]; then
         step "8B tp$T b$bsz [$e] #$rep" 60 "bench_abtp_b${bsz}_${vtag}_$rep.log" \
           env ${ev[@]+"${ev[@]}"} "$B/tools/bench_decode" --model "$M8" --device cuda --tp $T --prompt 128 --gen $g --batch $bsz --json
       done
+    done
+  done
+fi
+if has cases; then
+  # CASES: ";"-separated "batch prompt variant" decode benchmarks at tp 1 (variant as AB_ENVS), 64 new
+  # tokens, CASES_REPS rounds, in the order given; the checks under CASES_CHECK_ENVS first.
+  export CUDA_VISIBLE_DEVICES=0
+  [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
+  for e in ${CASES_CHECK_ENVS:-}; do
+    variant "$e"
+    step "consistency + goldens on cuda [$e]" 200 "cases_checks_$vtag.log" \
+      bash -c 'env "$@" "$0/tests/test_backend_consistency" && env "$@" SS_TEST_DEVICE=cuda "$0/tests/test_golden"' "$B" ${ev[@]+"${ev[@]}"}
+  done
+  for rep in $(seq 1 "${CASES_REPS:-1}"); do
+    IFS=';' read -ra cs <<<"${CASES:-}"
+    for c in "${cs[@]}"; do
+      read -r bsz P e <<<"$c"
+      variant "${e:--}"
+      step "8B b$bsz prompt $P [${e:--}] #$rep" 150 "bench_case_b${bsz}_p${P}_${vtag}_$rep.log" \
+        env ${ev[@]+"${ev[@]}"} "$B/tools/bench_decode" --model "$M8" --device cuda --prompt "$P" --gen 64 --batch "$bsz" --json
     done
   done
 fi

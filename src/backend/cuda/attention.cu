@@ -267,8 +267,7 @@ bool aligned16(const void *p)
 // (batch 1: 235 vs 231 tok/s at 128), as long as that many fit one cluster.
 int64_t pick_splits(const ss_cuda_attn_args *a, int64_t base, int64_t cluster_max)
 {
-    const char *per_sm = getenv("SS_ATTN_CTAS_PER_SM"); // experiment: the split target per SM
-    const int64_t target = (per_sm ? strtol(per_sm, nullptr, 10) : 2LL) * (a->sm_count > 0 ? a->sm_count : 132);
+    const int64_t target = 2LL * (a->sm_count > 0 ? a->sm_count : 132);
     const char *mk = getenv("SS_ATTN_SPLIT_KEYS"); // benchmark switch: the least keys per split
     const int64_t mk_env = mk ? strtol(mk, nullptr, 10) : 0;
     if (base >= target || !a->workspace)
