@@ -22,6 +22,7 @@ constexpr int kWarps = 4;
 constexpr int kMaxSplits = 64;
 constexpr int kMinKeysPerSplit = 128;        // when a combine kernel merges the splits
 constexpr int kMinKeysPerClusterSplit = 64;  // when the attention kernel merges them itself (cheaper)
+constexpr int kLongContext = 2048;           // decode tiles from this context bound on: wave_splits
 
 // Each token cuts its own context into n_splits even parts.
 struct AttnParams : AttnCommon {
@@ -298,6 +299,40 @@ int64_t pick_splits(const ss_cuda_attn_args *a, int64_t base, int64_t cluster_ma
     return n_splits < 1 ? 1 : n_splits;
 }
 
+// Decode tiles of long contexts (bound >= kLongContext): the key splits go to the combine kernel, and their
+// count S fills whole waves of the CTAs an SM holds at once. A CTA takes about kSplitFixedTiles plus its
+// key tiles (of the bound), so a step's attention takes about waves(S) * (kSplitFixedTiles + tiles / S);
+// S is the fewest splits within 3% of the best, up to one per kMinKeysPerSplit keys of the bound.
+// Clusters are left out here: their CTAs must be co-scheduled on one GPC, which at these sizes left
+// waves partly empty. H200, 8B, batch 8 at 8000 tokens: 6 splits without clusters 1,210 tok/s against 4
+// in clusters 1,093; batch 32: 3 splits 2,387 against 1 split 2,018; batch 64 at 2048: 3 splits 6,450
+// against 5,792 (session 8, docs/performance.md).
+constexpr int64_t kSplitFixedTiles = 2; // a CTA's own costs (Q, first-tile latency, partials) in key tiles
+
+int64_t wave_splits(const ss_cuda_attn_args *a, int64_t base)
+{
+    const int64_t slots = (int64_t)(a->decode_ctas_per_sm > 0 ? a->decode_ctas_per_sm : 2) *
+                          (a->sm_count > 0 ? a->sm_count : 132);
+    int64_t smax = a->max_seq_len / kMinKeysPerSplit;
+    if (smax > kMaxSplits)
+        smax = kMaxSplits;
+    const int64_t per_split = a->n * a->heads * (int64_t)(a->head_dim + 2) * (int64_t)sizeof(float);
+    if (smax > a->workspace_bytes / per_split)
+        smax = a->workspace_bytes / per_split;
+    if (smax <= 1 || base <= 0 || !a->workspace)
+        return 1;
+    const int64_t tiles = (a->max_seq_len + 63) / 64;
+    auto cost = [&](int64_t s) { return (base * s + slots - 1) / slots * (kSplitFixedTiles + (tiles + s - 1) / s); };
+    int64_t best = 1;
+    for (int64_t s = 2; s <= smax; s++)
+        if (cost(s) < cost(best))
+            best = s;
+    for (int64_t s = 1; s < best; s++) // the fewest splits within 3% of the best
+        if (100 * cost(s) <= 103 * cost(best))
+            return s;
+    return best;
+}
+
 // Tensor-core kernel or CUDA-core kernel, from host-known values only (decode steps are replayed from
 // CUDA graphs). The tiled kernel reads each K/V tile once for a whole query tile and GQA group and
 // does the dot products on the tensor cores: it wins for prefill tiles (8+ tokens) and, once there
@@ -329,6 +364,11 @@ extern "C" int ss_cuda_attn_cluster_ok(int head_dim)
     if (sw && strcmp(sw, "0") == 0)
         return 0;
     return attn_tiled_cluster_fits(head_dim) ? 1 : 0;
+}
+
+extern "C" int ss_cuda_attn_decode_ctas_per_sm(int head_dim)
+{
+    return attn_tiled_decode_ctas_per_sm(head_dim);
 }
 
 extern "C" int ss_cuda_attention(void *stream, const ss_cuda_attn_args *a)
@@ -364,8 +404,15 @@ extern "C" int ss_cuda_attention(void *stream, const ss_cuda_attn_args *a)
     bool merged = false; // the splits were merged by the attention kernel itself
     if (tiled_wanted(a)) {
         const int64_t ctas = attn_tiled_ctas(D, a->n_tiles, a->max_tile_tokens, p.group, a->kv_heads);
-        const int cluster_max = attn_tiled_cluster_splits(D, a->max_tile_tokens, p.group, a->cluster_ok != 0);
-        const int64_t n_splits = pick_splits(a, ctas, cluster_max);
+        int cluster_ok = a->cluster_ok != 0;
+        // decode tiles (the shape that may merge in clusters) of long contexts: wave_splits
+        const char *lw = getenv("SS_ATTN_LONG"); // benchmark switch: 0 = the short-context rule everywhere
+        const bool wave = attn_tiled_cluster_splits(D, a->max_tile_tokens, p.group, true) > 0 &&
+                          a->max_seq_len >= kLongContext && !(lw && strcmp(lw, "0") == 0);
+        if (wave)
+            cluster_ok = 0;
+        const int cluster_max = attn_tiled_cluster_splits(D, a->max_tile_tokens, p.group, cluster_ok != 0);
+        const int64_t n_splits = wave ? wave_splits(a, ctas) : pick_splits(a, ctas, cluster_max);
         p.n_splits = (int)n_splits;
         p.part_acc = (float *)a->workspace;
         p.part_ml = p.part_acc + n_splits * a->n * a->heads * D;
@@ -373,7 +420,7 @@ extern "C" int ss_cuda_attention(void *stream, const ss_cuda_attn_args *a)
         memset(&t, 0, sizeof t);
         static_cast<AttnCommon &>(t) = p;
         t.q_tiles = a->q_tiles;
-        t.cluster_ok = a->cluster_ok != 0;
+        t.cluster_ok = cluster_ok != 0;
         st = attn_tiled_launch(t, D, a->n_tiles, a->max_tile_tokens, s, &merged);
     } else {
         const int gmin = p.group < 8 ? p.group : 8;

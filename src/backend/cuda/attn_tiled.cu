@@ -498,6 +498,19 @@ template <int D> bool cluster_fits()
     return clusters > 0;
 }
 
+template <int D> int decode_ctas_per_sm()
+{
+    auto kernel = attn_tiled_kernel<D, 1, 4, false>;
+    constexpr int bytes = smem_bytes<D>();
+    int n = 0;
+    if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes) != cudaSuccess ||
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, 4 * 32, bytes) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return 0;
+    }
+    return n;
+}
+
 // Whether tiles of this shape may merge their key splits inside a cluster: decode tiles (the key-split
 // warp layout), and the caller's device allows it (AttnTiledParams::cluster_ok).
 bool cluster_shape_ok(TiledShape sh, bool device_ok)
@@ -530,6 +543,11 @@ bool attn_tiled_cluster_fits(int head_dim)
         return false;
     }
     return head_dim == 64 ? cluster_fits<64>() : head_dim == 128 ? cluster_fits<128>() : false;
+}
+
+int attn_tiled_decode_ctas_per_sm(int head_dim)
+{
+    return head_dim == 64 ? decode_ctas_per_sm<64>() : head_dim == 128 ? decode_ctas_per_sm<128>() : 0;
 }
 
 int attn_tiled_cluster_splits(int head_dim, int max_tile_tokens, int group, bool device_ok)

@@ -53,6 +53,10 @@ bool attn_tiled_supported(int head_dim);
 // A runtime query: callers ask once and pass the answer as AttnTiledParams::cluster_ok.
 bool attn_tiled_cluster_fits(int head_dim);
 
+// How many CTAs of the decode-tile form (no cluster) one SM holds at once, for this head size (registers
+// and shared memory decide; 0 when the query fails). A runtime query: callers ask once.
+int attn_tiled_decode_ctas_per_sm(int head_dim);
+
 // Up to how many key splits the launch below merges inside the kernel (a thread block cluster per row
 // block and kv head) for tiles of this shape; 0 when it never does (the combine kernel merges them).
 int attn_tiled_cluster_splits(int head_dim, int max_tile_tokens, int group, bool device_ok);

@@ -44,6 +44,7 @@ typedef struct cu_ctx {
     uint64_t capture_key;
     ss_err err; /* detail of the last failure (also logged) */
     int attn_cluster_ok[2]; /* ss_cuda_attn_cluster_ok for head_dim 64 and 128, asked at create */
+    int attn_ctas_per_sm[2]; /* ss_cuda_attn_decode_ctas_per_sm for head_dim 64 and 128, asked at create */
 } cu_ctx;
 
 ss_status ss_cuda_fail(ss_err *err, ss_status st, const char *file, int line, const char *expr, const char *msg)
@@ -368,6 +369,7 @@ static ss_status cu_attention(void *ctx, void *out, const void *q, int64_t q_str
     a.cluster_ok = head_dim == 64 ? c->attn_cluster_ok[0] : head_dim == 128 ? c->attn_cluster_ok[1] : 0;
     a.workspace_bytes = (int64_t)CU_ATTN_WORKSPACE;
     a.sm_count = c->sm_count;
+    a.decode_ctas_per_sm = head_dim == 64 ? c->attn_ctas_per_sm[0] : head_dim == 128 ? c->attn_ctas_per_sm[1] : 0;
     a.q_tiles = meta->q_tiles;
     a.n_tiles = meta->q_tiles ? meta->n_tiles : 0;
     a.max_tile_tokens = meta->q_tiles ? meta->max_tile_tokens : 0;
@@ -602,6 +604,8 @@ ss_status ss_backend_cuda_create(const ss_backend_params *params, ss_backend **o
     c->sm_count = prop.multiProcessorCount;
     c->attn_cluster_ok[0] = ss_cuda_attn_cluster_ok(64);
     c->attn_cluster_ok[1] = ss_cuda_attn_cluster_ok(128);
+    c->attn_ctas_per_sm[0] = ss_cuda_attn_decode_ctas_per_sm(64);
+    c->attn_ctas_per_sm[1] = ss_cuda_attn_decode_ctas_per_sm(128);
     CUDA_CHECK_GOTO(err, cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking), st, fail);
     SS_CHECK_GOTO(ss_cuda_lt_create(CU_LT_WORKSPACE, &c->lt, err), st, fail);
     CUDA_CHECK_GOTO(err, cudaMalloc(&c->attn_ws, CU_ATTN_WORKSPACE), st, fail);

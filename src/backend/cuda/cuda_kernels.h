@@ -74,6 +74,8 @@ typedef struct ss_cuda_attn_args {
     int32_t max_tile_tokens;
     /* 1: decode tiles may merge their key splits in a thread block cluster (ss_cuda_attn_cluster_ok). */
     int32_t cluster_ok;
+    /* CTAs of the tensor-core decode kernel one SM holds (ss_cuda_attn_decode_ctas_per_sm; 0: unknown). */
+    int32_t decode_ctas_per_sm;
 } ss_cuda_attn_args;
 /* head_dim must be a multiple of 8 and at most 256, heads a multiple of kv_heads
  * (the launcher returns cudaErrorInvalidValue otherwise). Benchmark switch: the environment variable
@@ -83,6 +85,9 @@ int ss_cuda_attention(void *stream, const ss_cuda_attn_args *a);
 /* Whether this device runs the cluster-merged decode attention for head_dim (64 or 128): sm_90+, a full
  * cluster fits, and SS_ATTN_CLUSTER is not "0" (a benchmark switch). A runtime query: ask once. */
 int ss_cuda_attn_cluster_ok(int head_dim);
+/* How many CTAs of the tensor-core decode attention one SM of this device holds for head_dim (64 or 128;
+ * 0 otherwise or when the query fails). A runtime query: ask once. */
+int ss_cuda_attn_decode_ctas_per_sm(int head_dim);
 
 /* ---- gemv.cu ---- */
 /* Largest n handled by the skinny-GEMM kernel (one pass over W for all n rows of x). */
