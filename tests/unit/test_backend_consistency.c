@@ -756,6 +756,11 @@ static void test_attention(void **state)
     static const int32_t cluster_batch[][2] = {{450, 1}, {9, 1}, {130, 1}};
     check_attention(p, 32, 8, 128, cluster_batch, 3, "attention decode batch 3 ctx <= 451, 32/8 d128");
     check_attention(p, 16, 4, 64, cluster_batch, 3, "attention decode batch 3 ctx <= 451, 16/4 d64");
+    /* decode batches of long contexts (bound >= 2048): splits chosen to fill waves, merged by the combine
+     * kernel; the short sequence leaves most of its splits empty */
+    static const int32_t long_batch[][2] = {{3000, 1}, {17, 1}, {2100, 1}, {2047, 1}, {4500, 1}};
+    check_attention(p, 32, 8, 128, long_batch, 5, "attention decode batch 5 ctx <= 4501, 32/8 d128");
+    check_attention(p, 16, 4, 64, long_batch, 5, "attention decode batch 5 ctx <= 4501, 16/4 d64");
 }
 
 /* Batches that reach the tensor-core kernel by the launcher's own rule (tiles of 8+ tokens, or many
