@@ -24,6 +24,7 @@ typedef struct par_ident {
     uint64_t host;   /* hash of the host name and boot id: ranks on one host agree */
     int32_t ok;      /* this rank has its region and handle */
     int32_t device;  /* for messages */
+    int32_t by_content; /* the arrival protocol this rank asks for (SS_PEER_AR_EMPTY): all must agree */
     char bus[32];    /* PCI bus id of its GPU */
     cudaIpcMemHandle_t handle;
 } par_ident;
@@ -32,7 +33,7 @@ _Static_assert(sizeof(par_ident) % 4 == 0, "exchanged in 32-bit words");
 
 size_t ss_peer_ar_region_bytes(int size)
 {
-    return SS_PEER_AR_FLAGS_BYTES + SS_PEER_AR_SETS * (size_t)size * SS_PEER_AR_MAX_BYTES;
+    return SS_PEER_AR_FLAGS_BYTES + 2 * (size_t)size * SS_PEER_AR_MAX_BYTES;
 }
 
 /* FNV-1a over the host name and the kernel's boot id: two containers on one node that may share GPU
@@ -126,6 +127,11 @@ static int par_map(ss_peer_ar *p, const par_ident *all)
             SS_LOGI("peer all-reduce: ranks %d and %d are on different hosts; using NCCL", p->v.rank, r);
             return 0;
         }
+        if (all[r].by_content != all[p->v.rank].by_content) {
+            SS_LOGW("peer all-reduce: rank %d has SS_PEER_AR_EMPTY=%d, rank %d has %d; using NCCL", r,
+                    all[r].by_content, p->v.rank, all[p->v.rank].by_content);
+            return 0;
+        }
     }
     char *base[SS_PEER_AR_MAX_RANKS];
     for (int r = 0; r < size; r++) {
@@ -181,6 +187,7 @@ ss_status ss_peer_ar_create(int rank, int size, int device, ss_peer_ar_exchange_
     memset(&me, 0, sizeof me);
     me.host = par_host_id();
     me.device = device;
+    me.by_content = p->v.by_content;
     const char *env = getenv("SS_PEER_ALLREDUCE");
     if (env && strcmp(env, "0") == 0) /* still takes part in the exchange: the ranks must agree */
         SS_LOGI("peer all-reduce: off on rank %d (SS_PEER_ALLREDUCE=0); using NCCL", rank);

@@ -138,8 +138,7 @@ __global__ void __launch_bounds__(kThreads)
     const int64_t v0 = (int64_t)b * per_block;
     const int nv = (int)(n_vec - v0 < per_block ? n_vec - v0 : per_block);
     const size_t slot = SS_PEER_AR_MAX_BYTES;
-    const uint32_t sets = Empty ? SS_PEER_AR_SETS : 2; // flags: two suffice, as run on GPUs since session 3
-    const size_t set = (size_t)(e % sets) * (size_t)v.size * slot;
+    const size_t set = (size_t)(e & 1) * (size_t)v.size * slot;
     const size_t chunk = (size_t)b * SS_PEER_AR_CHUNK;
 
     // 1. push this rank's chunk into slot `rank` of every inbox (remote stores are posted, not awaited)
@@ -169,20 +168,22 @@ __global__ void __launch_bounds__(kThreads)
     // 4. sum the slots in rank order (the same order on every rank: bit-identical results); L2 loads, since
     //    peers wrote the inbox behind this SM's L1. Empty: each vector is polled (volatile) until none of
     //    its lanes is empty any more (every lane is written once per epoch), then emptied again for the
-    //    set's next use, SETS epochs later: by then every peer has read this epoch's data (see the header).
+    //    set's next use, two epochs later (see the header). After an abort a thread stops polling.
     char *mine = v.inbox[v.rank] + set + chunk;
+    bool aborted = false;
     auto sum = [&](int i) {
         float acc[Vec<T>::N] = {};
         for (int r = 0; r < v.size; r++) {
             uint4 *p = reinterpret_cast<uint4 *>(mine + (size_t)r * slot) + i;
             uint4 u = Empty ? load_volatile(p) : __ldcg(p);
             if (Empty) {
-                for (uint32_t it = 1; Vec<T>::empty(u); it++) {
+                for (uint32_t it = 1; Vec<T>::empty(u) && !aborted; it++) {
                     if ((it & 1023) == 0 && *v.abort_flag)
-                        break; // aborted: garbage, as above
-                    u = load_volatile(p);
+                        aborted = true; // garbage from here on, as above
+                    else
+                        u = load_volatile(p);
                 }
-                *p = make_uint4(kEmpty, kEmpty, kEmpty, kEmpty);
+                store_volatile(p, make_uint4(kEmpty, kEmpty, kEmpty, kEmpty));
             }
             Vec<T>::add(acc, u);
         }

@@ -14,16 +14,15 @@
 #define SS_PEER_AR_MAX_BLOCKS 32
 #define SS_PEER_AR_MAX_BYTES (SS_PEER_AR_CHUNK * SS_PEER_AR_MAX_BLOCKS) /* larger messages go to NCCL */
 
-#define SS_PEER_AR_SETS 3            /* inbox sets, used in turn by successive epochs */
 #define SS_PEER_AR_EMPTY_BYTE 0xff    /* an inbox no peer has written yet holds only these bytes */
 
 /*
  * Each rank owns one device region that every peer maps: flags[MAX_BLOCKS][MAX_RANKS] and inboxes
- * [SETS][size][MAX_BYTES] (peer r writes its input into slot r). A call: every block copies its chunk of
+ * [2 sets][size][MAX_BYTES] (peer r writes its input into slot r). A call: every block copies its chunk of
  * the input into the same chunk of slot `rank` of every rank's inbox, waits until every peer's chunk
  * arrived, and sums the slots in rank order — every rank gets bit-identical results. Per-block epoch
  * counters live in device memory and are advanced by the kernel itself, so calls replay from CUDA
- * graphs; epoch e uses set e % SETS.
+ * graphs; epoch e uses set e % 2 (which stays alternating when the 32-bit counter wraps).
  *
  * Arrival, by default: a block fences its stores, writes the epoch it reached into flags[block][rank] of
  * every rank, and waits until every peer's flag shows that epoch.
@@ -31,9 +30,12 @@
  * GPUs, so not the default): inboxes start empty (every byte EMPTY_BYTE, a NaN pattern that the sender
  * never sends: it sends another NaN instead). A reader polls each 16-byte vector until no lane is
  * empty, and empties it again after reading. No fence, no flag: data is its own signal; a torn vector
- * only looks empty a little longer. A set is written again SETS epochs later; a rank can only write
- * epoch e+1 after every peer pushed epoch e, which each does after its kernel of epoch e−1 — the last
- * reader (and emptier) of that set — has completed. Two sets would do; three leave a margin.
+ * only looks empty a little longer (vector accesses are atomic per 32-bit word). A set is written again
+ * two epochs later: a rank can only write epoch e+1 after every peer pushed epoch e, which each does
+ * after its kernel of epoch e−1 — the last reader (and emptier) of that set — has completed. This rests
+ * on every kernel of the stream being PDL-launched with a wait before it touches its predecessor's
+ * output (backend/cuda/common.cuh), so a kernel completes only after all earlier ones have. The ranks
+ * agree on the protocol at setup (a mismatch falls back to NCCL).
  */
 typedef struct ss_peer_ar_view {
     int rank, size;

@@ -139,9 +139,9 @@ static void child_norm(int rank, ss_comm *comm, cudaStream_t stream, void *dev)
         }
         for (int32_t j = 0; j < nc->dim; j++)
             hw[j] = to_bf16(norm_w(j));
-        CHILD_CHECK(cudaMemcpy(x, hx, n * 2, cudaMemcpyHostToDevice) == cudaSuccess, "upload");
-        CHILD_CHECK(cudaMemcpy(res, hr, n * 2, cudaMemcpyHostToDevice) == cudaSuccess, "upload");
-        CHILD_CHECK(cudaMemcpy(w, hw, nc->dim * 2, cudaMemcpyHostToDevice) == cudaSuccess, "upload");
+        CHILD_CHECK(cudaMemcpyAsync(x, hx, n * 2, cudaMemcpyHostToDevice, stream) == cudaSuccess, "upload");
+        CHILD_CHECK(cudaMemcpyAsync(res, hr, n * 2, cudaMemcpyHostToDevice, stream) == cudaSuccess, "upload");
+        CHILD_CHECK(cudaMemcpyAsync(w, hw, nc->dim * 2, cudaMemcpyHostToDevice, stream) == cudaSuccess, "upload");
         ss_status st = comm->iface->all_reduce_add_rmsnorm(comm->ctx, x, res, out, w, nc->rows, nc->dim, 1e-5f,
                                                            SS_DTYPE_BF16);
         if (!nc->fits) {
@@ -185,9 +185,14 @@ static void child_norm(int rank, ss_comm *comm, cudaStream_t stream, void *dev)
     free(hx), free(hr), free(hw), free(ho);
 }
 
+/* mode: the case (0..4), plus BY_CONTENT for the arrival-by-content protocol (SS_PEER_AR_EMPTY=1). */
+#define BY_CONTENT 16
+
 static void child(int rank, int fd_id, int mode)
 {
     unsigned char id[128];
+    CHILD_CHECK(setenv("SS_PEER_AR_EMPTY", (mode & BY_CONTENT) ? "1" : "0", 1) == 0, "setenv");
+    mode &= ~BY_CONTENT;
     CHILD_CHECK(cudaSetDevice(rank) == cudaSuccess, "cudaSetDevice");
     if (rank == 0) {
         ss_err e;
@@ -225,14 +230,14 @@ static void child(int rank, int fd_id, int mode)
         /* Inputs carrying the inbox's empty pattern (all bits set: a negated NaN) on one rank or on both:
          * no hang, those sums are NaN and every other sum is exact; 12 rounds use every inbox set. */
         for (int iter = 0; iter < 12; iter++) {
-            for (int k = 0; k < 2; k++) {
-                const ar_case c = {k == 0 ? 4096 : 2048, k == 0 ? SS_DTYPE_BF16 : SS_DTYPE_F32};
+            for (int k = 0; k < 3; k++) { /* one block of bf16, one of f32, ten blocks of bf16 */
+                const ar_case c = {k == 0 ? 4096 : k == 1 ? 2048 : 4096 * 20, k == 1 ? SS_DTYPE_F32 : SS_DTYPE_BF16};
                 size_t bytes = (size_t)c.count * ss_dtype_size(c.type);
                 fill(host, &c, rank, iter);
                 for (int64_t i = 0; i < c.count; i++)
                     if ((i % 3 == 0 && rank == iter % 2) || i % 7 == 0)
                         memset((char *)host + i * (int64_t)ss_dtype_size(c.type), 0xff, ss_dtype_size(c.type));
-                CHILD_CHECK(cudaMemcpy(dev, host, bytes, cudaMemcpyHostToDevice) == cudaSuccess, "upload");
+                CHILD_CHECK(cudaMemcpyAsync(dev, host, bytes, cudaMemcpyHostToDevice, stream) == cudaSuccess, "upload");
                 CHILD_CHECK(comm->iface->all_reduce_sum(comm->ctx, dev, c.count, c.type) == SS_OK, "all_reduce");
                 CHILD_CHECK(ss_comm_nccl_wait(comm, 0, &e) == SS_OK, "wait: %s", e.msg);
                 CHILD_CHECK(cudaMemcpy(host, dev, bytes, cudaMemcpyDeviceToHost) == cudaSuccess, "download");
@@ -261,7 +266,7 @@ static void child(int rank, int fd_id, int mode)
         for (int iter = 0; iter < 50; iter++) {
             for (int k = 0; k < 3; k++) {
                 fill(host, c, rank, iter * 3 + k);
-                CHILD_CHECK(cudaMemcpy(bufs[k], host, bytes, cudaMemcpyHostToDevice) == cudaSuccess, "upload");
+                CHILD_CHECK(cudaMemcpyAsync(bufs[k], host, bytes, cudaMemcpyHostToDevice, stream) == cudaSuccess, "upload");
             }
             CHILD_CHECK(cudaGraphLaunch(ge, stream) == cudaSuccess, "launch");
             CHILD_CHECK(ss_comm_nccl_wait(comm, 0, &e) == SS_OK, "wait: %s", e.msg);
@@ -279,7 +284,7 @@ static void child(int rank, int fd_id, int mode)
         }
         const ar_case *c = &cases[1];
         fill(host, c, rank, 0);
-        CHILD_CHECK(cudaMemcpy(dev, host, 8192, cudaMemcpyHostToDevice) == cudaSuccess, "upload");
+        CHILD_CHECK(cudaMemcpyAsync(dev, host, 8192, cudaMemcpyHostToDevice, stream) == cudaSuccess, "upload");
         CHILD_CHECK(comm->iface->all_reduce_sum(comm->ctx, dev, c->count, c->type) == SS_OK, "all_reduce enqueue");
         ss_status st = ss_comm_nccl_wait(comm, 1500, &e);
         CHILD_CHECK(st == SS_ERR_TIMEOUT, "a lost peer gave %s (%s), not a timeout", ss_status_str(st), e.msg);
@@ -314,7 +319,8 @@ static void run_pair(int mode)
         int status = 0;
         assert_int_equal(waitpid(pid[r], &status, 0), pid[r]);
         if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-            fail_msg("mode %d: rank %d failed (status 0x%x; its message is above)", mode, r, status);
+            fail_msg("case %d, %s protocol: rank %d failed (status 0x%x; its message is above)", mode & ~BY_CONTENT,
+                     (mode & BY_CONTENT) ? "by-content" : "flag", r, status);
     }
 }
 
@@ -322,30 +328,35 @@ static void test_eager_sums(void **state)
 {
     (void)state;
     run_pair(0);
+    run_pair(0 | BY_CONTENT);
 }
 
 static void test_fused_add_rmsnorm(void **state)
 {
     (void)state;
     run_pair(3);
+    run_pair(3 | BY_CONTENT);
 }
 
 static void test_empty_pattern_in_data(void **state)
 {
     (void)state;
     run_pair(4);
+    run_pair(4 | BY_CONTENT);
 }
 
 static void test_graph_replay(void **state)
 {
     (void)state;
     run_pair(1);
+    run_pair(1 | BY_CONTENT);
 }
 
 static void test_lost_peer_times_out(void **state)
 {
     (void)state;
     run_pair(2);
+    run_pair(2 | BY_CONTENT);
 }
 
 /* Counts GPUs in a child, so that this process never initialises CUDA. */
