@@ -77,7 +77,10 @@ template <> struct Vec<float> {
 template <> struct Vec<__nv_bfloat16> {
     static constexpr int N = 8;
     __device__ static bool half_empty(uint32_t w) { return (w & 0xffffu) == 0xffffu || (w >> 16) == 0xffffu; }
-    __device__ static bool empty(uint4 u) { return half_empty(u.x) || half_empty(u.y) || half_empty(u.z) || half_empty(u.w); }
+    __device__ static bool empty(uint4 u)
+    {
+        return half_empty(u.x) || half_empty(u.y) || half_empty(u.z) || half_empty(u.w);
+    }
     __device__ static uint32_t fix(uint32_t w)
     {
         if ((w & 0xffffu) == 0xffffu)

@@ -242,7 +242,8 @@ static void child(int rank, int fd_id, int mode)
                 CHILD_CHECK(ss_comm_nccl_wait(comm, 0, &e) == SS_OK, "wait: %s", e.msg);
                 CHILD_CHECK(cudaMemcpy(host, dev, bytes, cudaMemcpyDeviceToHost) == cudaSuccess, "download");
                 for (int64_t i = 0; i < c.count; i++) {
-                    float got = c.type == SS_DTYPE_BF16 ? from_bf16(((const uint16_t *)host)[i]) : ((const float *)host)[i];
+                    float got = c.type == SS_DTYPE_BF16 ? from_bf16(((const uint16_t *)host)[i])
+                                                        : ((const float *)host)[i];
                     if (i % 3 == 0 || i % 7 == 0)
                         CHILD_CHECK(isnan(got), "round %d, %s element %lld: %g, not NaN", iter, ss_dtype_name(c.type),
                                     (long long)i, got);
@@ -266,7 +267,8 @@ static void child(int rank, int fd_id, int mode)
         for (int iter = 0; iter < 50; iter++) {
             for (int k = 0; k < 3; k++) {
                 fill(host, c, rank, iter * 3 + k);
-                CHILD_CHECK(cudaMemcpyAsync(bufs[k], host, bytes, cudaMemcpyHostToDevice, stream) == cudaSuccess, "upload");
+                CHILD_CHECK(cudaMemcpyAsync(bufs[k], host, bytes, cudaMemcpyHostToDevice, stream) == cudaSuccess,
+                            "upload");
             }
             CHILD_CHECK(cudaGraphLaunch(ge, stream) == cudaSuccess, "launch");
             CHILD_CHECK(ss_comm_nccl_wait(comm, 0, &e) == SS_OK, "wait: %s", e.msg);
