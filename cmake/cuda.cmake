@@ -9,13 +9,17 @@ if(NOT SS_CUDA_KERNELS)
   message(STATUS "CUDA backend: no kernels yet")
   return()
 endif()
-add_library(shardserve_cuda STATIC ${SS_CUDA_KERNELS})
+# The attention's split policy is host C called by the kernels' launchers: it links with them.
+set(SS_CUDA_POLICY ${PROJECT_SOURCE_DIR}/src/backend/cuda/attn_splits.c)
+list(REMOVE_ITEM SS_CUDA_HOST ${SS_CUDA_POLICY})
+add_library(shardserve_cuda STATIC ${SS_CUDA_KERNELS} ${SS_CUDA_POLICY})
 # The directory's C flags (-Wall -Werror -pthread ...) mean nothing to nvcc: replace them.
 set_property(TARGET shardserve_cuda PROPERTY COMPILE_OPTIONS "")
 target_include_directories(shardserve_cuda PRIVATE ${PROJECT_SOURCE_DIR}/src)
 target_compile_options(shardserve_cuda PRIVATE
   $<$<COMPILE_LANGUAGE:CUDA>:-gencode=arch=compute_90a,code=sm_90a -gencode=arch=compute_80,code=sm_80
-  -O3 --use_fast_math -std=c++17 -Xcompiler=-Wall,-Wextra,-Werror -Werror=all-warnings -D_GNU_SOURCE>)
+  -O3 --use_fast_math -std=c++17 -Xcompiler=-Wall,-Wextra,-Werror -Werror=all-warnings -D_GNU_SOURCE>
+  $<$<COMPILE_LANGUAGE:C>:-Wall -Wextra -Werror>)
 if(SS_CUDA_PTXAS_VERBOSE)
   # Register / spill report of every kernel (scripts/gpu/check.sh turns this on).
   target_compile_options(shardserve_cuda PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:-Xptxas=-v>)

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/cuda/attn_splits.h"
 #include "backend/cuda/attn_tiled.cuh"
 #include "backend/cuda/common.cuh"
 #include "backend/cuda/cuda_kernels.h"
@@ -19,10 +20,7 @@ namespace ss {
 namespace {
 
 constexpr int kWarps = 4;
-constexpr int kMaxSplits = 64;
-constexpr int kMinKeysPerSplit = 128;        // when a combine kernel merges the splits
-constexpr int kMinKeysPerClusterSplit = 64;  // when the attention kernel merges them itself (cheaper)
-constexpr int kLongContext = 2048;           // decode tiles from this context bound on: wave_splits
+constexpr int kMaxSplits = SS_ATTN_MAX_SPLITS;
 
 // Each token cuts its own context into n_splits even parts.
 struct AttnParams : AttnCommon {
@@ -261,78 +259,6 @@ bool aligned16(const void *p)
     return ((uintptr_t)p & 15u) == 0;
 }
 
-// How many key splits: enough CTAs (base of them per split) for two per SM, at least kMinKeysPerSplit
-// keys each (by the host-known bound max_seq_len), and no more than the workspace holds. When the kernel
-// can merge up to cluster_max splits itself, splits are cheaper: fewer CTAs than the target rather than
-// more (on the H200, batch 32 at context 256 was 3.5% faster unsplit than in two splits), 64 keys each
-// (batch 1: 235 vs 231 tok/s at 128), as long as that many fit one cluster.
-int64_t pick_splits(const ss_cuda_attn_args *a, int64_t base, int64_t cluster_max)
-{
-    const int64_t target = 2LL * (a->sm_count > 0 ? a->sm_count : 132);
-    const char *mk = getenv("SS_ATTN_SPLIT_KEYS"); // benchmark switch: the least keys per split
-    const int64_t mk_env = mk ? strtol(mk, nullptr, 10) : 0;
-    if (base >= target || !a->workspace)
-        return 1;
-    int64_t n_splits = 0;
-    if (cluster_max > 1) {
-        const int64_t min_keys = mk_env > 0 ? mk_env : kMinKeysPerClusterSplit;
-        n_splits = target / base;
-        const int64_t by_len = (a->max_seq_len + min_keys - 1) / min_keys;
-        if (n_splits > by_len)
-            n_splits = by_len;
-        if (n_splits > cluster_max)
-            n_splits = 0; // a long context: 128-key splits below (the combine kernel merges more than cluster_max)
-    }
-    if (n_splits == 0) {
-        const int64_t min_keys = mk_env > 0 ? mk_env : kMinKeysPerSplit;
-        n_splits = (target + base - 1) / base;
-        const int64_t by_len = (a->max_seq_len + min_keys - 1) / min_keys;
-        if (n_splits > by_len)
-            n_splits = by_len;
-    }
-    if (n_splits > kMaxSplits)
-        n_splits = kMaxSplits;
-    const int64_t per_split = a->n * a->heads * (int64_t)(a->head_dim + 2) * (int64_t)sizeof(float);
-    const int64_t cap = a->workspace_bytes / per_split;
-    if (n_splits > cap)
-        n_splits = cap;
-    return n_splits < 1 ? 1 : n_splits;
-}
-
-// Decode tiles of long contexts (bound >= kLongContext): the key splits go to the combine kernel, and their
-// count S fills whole waves of the CTAs an SM holds at once. A CTA takes about kSplitFixedTiles plus its
-// key tiles (of the bound), so a step's attention takes about waves(S) * (kSplitFixedTiles + tiles / S);
-// S is the fewest splits within 3% of the best, up to one per kMinKeysPerSplit keys of the bound.
-// Clusters are left out here: their CTAs must be co-scheduled on one GPC, which at these sizes left
-// waves partly empty. H200, 8B, batch 8 at 8000 tokens: 6 splits without clusters 1,210 tok/s against 4
-// in clusters 1,093; batch 32: 3 splits 2,387 against 1 split 2,018; batch 64 at 2048: 3 splits 6,450
-// against 5,792 (session 8, docs/performance.md).
-constexpr int64_t kSplitFixedTiles = 2; // a CTA's own costs (Q, first-tile latency, partials) in key tiles
-
-int64_t wave_splits(const ss_cuda_attn_args *a, int64_t base)
-{
-    const int64_t slots = (int64_t)(a->decode_ctas_per_sm > 0 ? a->decode_ctas_per_sm : 2) *
-                          (a->sm_count > 0 ? a->sm_count : 132);
-    int64_t smax = a->max_seq_len / kMinKeysPerSplit;
-    if (smax > kMaxSplits)
-        smax = kMaxSplits;
-    const int64_t per_split = a->n * a->heads * (int64_t)(a->head_dim + 2) * (int64_t)sizeof(float);
-    if (smax > a->workspace_bytes / per_split)
-        smax = a->workspace_bytes / per_split;
-    if (smax <= 1 || base <= 0 || !a->workspace)
-        return 1;
-    const int64_t tiles = (a->max_seq_len + 63) / 64;
-    auto cost = [&](int64_t s) { return (base * s + slots - 1) / slots * (kSplitFixedTiles + (tiles + s - 1) / s); };
-    int64_t best = 1;
-    for (int64_t s = 2; s <= smax; s++)
-        if (cost(s) < cost(best))
-            best = s;
-    for (int64_t s = 1; s < best; s++) // the fewest splits within 3% of the best
-        if (100 * cost(s) <= 103 * cost(best))
-            return s;
-    return best;
-}
-
 // Tensor-core kernel or CUDA-core kernel, from host-known values only (decode steps are replayed from
 // CUDA graphs). The tiled kernel reads each K/V tile once for a whole query tile and GQA group and
 // does the dot products on the tensor cores: it wins for prefill tiles (8+ tokens) and, once there
@@ -405,14 +331,14 @@ extern "C" int ss_cuda_attention(void *stream, const ss_cuda_attn_args *a)
     if (tiled_wanted(a)) {
         const int64_t ctas = attn_tiled_ctas(D, a->n_tiles, a->max_tile_tokens, p.group, a->kv_heads);
         int cluster_ok = a->cluster_ok != 0;
-        // decode tiles (the shape that may merge in clusters) of long contexts: wave_splits
+        // decode tiles (the shape that may merge in clusters) of long contexts: ss_attn_wave_splits
         const char *lw = getenv("SS_ATTN_LONG"); // benchmark switch: 0 = the short-context rule everywhere
         const bool wave = attn_tiled_cluster_splits(D, a->max_tile_tokens, p.group, true) > 0 &&
-                          a->max_seq_len >= kLongContext && !(lw && strcmp(lw, "0") == 0);
+                          a->max_seq_len >= SS_ATTN_LONG_CONTEXT && !(lw && strcmp(lw, "0") == 0);
         if (wave)
             cluster_ok = 0;
         const int cluster_max = attn_tiled_cluster_splits(D, a->max_tile_tokens, p.group, cluster_ok != 0);
-        const int64_t n_splits = wave ? wave_splits(a, ctas) : pick_splits(a, ctas, cluster_max);
+        const int64_t n_splits = wave ? ss_attn_wave_splits(a, ctas) : ss_attn_pick_splits(a, ctas, cluster_max);
         p.n_splits = (int)n_splits;
         p.part_acc = (float *)a->workspace;
         p.part_ml = p.part_acc + n_splits * a->n * a->heads * D;
@@ -432,7 +358,7 @@ extern "C" int ss_cuda_attention(void *stream, const ss_cuda_attn_args *a)
         while (lpk * 8 < D)
             lpk <<= 1;
         // Split the context when the (token, head-chunk) CTAs alone would leave the GPU idle.
-        const int64_t n_splits = pick_splits(a, a->n * a->kv_heads * p.hchunks, 0);
+        const int64_t n_splits = ss_attn_pick_splits(a, a->n * a->kv_heads * p.hchunks, 0);
         p.n_splits = (int)n_splits;
         p.part_acc = (float *)a->workspace;
         p.part_ml = p.part_acc + n_splits * a->n * a->heads * D;

@@ -5,6 +5,7 @@
 #ifndef SS_CUDA_KERNELS_H
 #define SS_CUDA_KERNELS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus

@@ -1,0 +1,80 @@
+/* attn_splits.c — the key-split rules of the CUDA attention (see attn_splits.h): pure arithmetic on the
+ * launch's host-known sizes, measured on an H200 (docs/performance.md, sessions 6 and 8). */
+#include "backend/cuda/attn_splits.h"
+
+#include <stdlib.h>
+
+/* The most splits the workspace holds for this launch's rows. */
+static int64_t splits_cap(const ss_cuda_attn_args *a)
+{
+    const int64_t per_split = a->n * a->heads * (int64_t)(a->head_dim + 2) * (int64_t)sizeof(float);
+    int64_t cap = per_split > 0 ? a->workspace_bytes / per_split : 1;
+    return cap < SS_ATTN_MAX_SPLITS ? cap : SS_ATTN_MAX_SPLITS;
+}
+
+/* H200: batch 32 at context 256 was 3.5% faster unsplit than in two splits with the cluster merge; batch 1
+ * at 128 gained from 64-key cluster splits (235 vs 231 tok/s). */
+int64_t ss_attn_pick_splits(const ss_cuda_attn_args *a, int64_t base, int64_t cluster_max)
+{
+    const int64_t target = 2LL * (a->sm_count > 0 ? a->sm_count : 132);
+    const char *mk = getenv("SS_ATTN_SPLIT_KEYS"); /* benchmark switch: the least keys per split */
+    const int64_t mk_env = mk ? strtol(mk, NULL, 10) : 0;
+    if (base >= target || !a->workspace)
+        return 1;
+    int64_t n_splits = 0;
+    if (cluster_max > 1) {
+        const int64_t min_keys = mk_env > 0 ? mk_env : SS_ATTN_MIN_KEYS_PER_CLUSTER_SPLIT;
+        n_splits = target / base;
+        const int64_t by_len = (a->max_seq_len + min_keys - 1) / min_keys;
+        if (n_splits > by_len)
+            n_splits = by_len;
+        if (n_splits > cluster_max)
+            n_splits = 0; /* a long context: 128-key splits below (the combine kernel merges more) */
+    }
+    if (n_splits == 0) {
+        const int64_t min_keys = mk_env > 0 ? mk_env : SS_ATTN_MIN_KEYS_PER_SPLIT;
+        n_splits = (target + base - 1) / base;
+        const int64_t by_len = (a->max_seq_len + min_keys - 1) / min_keys;
+        if (n_splits > by_len)
+            n_splits = by_len;
+    }
+    const int64_t cap = splits_cap(a);
+    if (n_splits > cap)
+        n_splits = cap;
+    return n_splits < 1 ? 1 : n_splits;
+}
+
+/* A CTA's own costs (Q load, first-tile latency, its partial result), counted in 64-key tiles. */
+#define FIXED_TILES 2
+
+/* waves(s) × (FIXED_TILES + tiles per split) */
+static int64_t wave_cost(int64_t base, int64_t slots, int64_t tiles, int64_t s)
+{
+    return (base * s + slots - 1) / slots * (FIXED_TILES + (tiles + s - 1) / s);
+}
+
+/* What limits long-context decode attention is the bytes in flight: each CTA holds one or two key tiles, so
+ * the cache is read at the rate of the CTAs resident at once, and a partial last wave idles. Clusters are
+ * not used (their CTAs must be co-scheduled on one GPC, which left waves partly empty). H200, 8B: batch 8 at
+ * 8000 tokens 6 splits 1,208 tok/s against 1,087 before; batch 32: 3 splits 2,396 against 2,010; batch 64
+ * at 2048: 3 splits 6,457 against 5,771; batch 1 unchanged. */
+int64_t ss_attn_wave_splits(const ss_cuda_attn_args *a, int64_t base)
+{
+    const int64_t slots = (int64_t)(a->decode_ctas_per_sm > 0 ? a->decode_ctas_per_sm : 2) *
+                          (a->sm_count > 0 ? a->sm_count : 132);
+    int64_t smax = a->max_seq_len / SS_ATTN_MIN_KEYS_PER_SPLIT;
+    const int64_t cap = splits_cap(a);
+    if (smax > cap)
+        smax = cap;
+    if (smax <= 1 || base <= 0 || !a->workspace)
+        return 1;
+    const int64_t tiles = (a->max_seq_len + 63) / 64;
+    int64_t best = 1;
+    for (int64_t s = 2; s <= smax; s++)
+        if (wave_cost(base, slots, tiles, s) < wave_cost(base, slots, tiles, best))
+            best = s;
+    for (int64_t s = 1; s < best; s++) /* the fewest splits within 3% of the best */
+        if (100 * wave_cost(base, slots, tiles, s) <= 103 * wave_cost(base, slots, tiles, best))
+            return s;
+    return best;
+}

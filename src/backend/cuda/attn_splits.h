@@ -1,0 +1,32 @@
+/* attn_splits.h — how many key splits (flash-decoding) the CUDA attention launches use: host-only
+ * policy, kept apart from the kernels so that CI's unit tests check it without a GPU. */
+#ifndef SS_ATTN_SPLITS_H
+#define SS_ATTN_SPLITS_H
+
+#include <stdint.h>
+
+#include "backend/cuda/cuda_kernels.h"
+
+#define SS_ATTN_MAX_SPLITS 64              /* the combine kernel merges at most this many */
+#define SS_ATTN_MIN_KEYS_PER_SPLIT 128     /* when the combine kernel merges the splits */
+#define SS_ATTN_MIN_KEYS_PER_CLUSTER_SPLIT 64 /* when the attention kernel merges them itself (cheaper) */
+#define SS_ATTN_LONG_CONTEXT 2048          /* decode tiles from this context bound on: ss_attn_wave_splits */
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+/* The split count for `base` CTAs per split, by the short-context rule: enough CTAs for two per SM, at
+ * least SS_ATTN_MIN_KEYS_PER_SPLIT keys each (of the bound a->max_seq_len), no more than the workspace
+ * holds. With cluster_max > 1 (the kernel merges up to that many splits in a cluster) splits are cheaper:
+ * 64 keys each, and fewer CTAs than the target rather than more. Reads the benchmark switch
+ * SS_ATTN_SPLIT_KEYS (the least keys per split). */
+int64_t ss_attn_pick_splits(const ss_cuda_attn_args *a, int64_t base, int64_t cluster_max);
+/* The split count for decode tiles of long contexts (bound >= SS_ATTN_LONG_CONTEXT), merged by the combine
+ * kernel: the fewest splits whose cost, waves × (fixed tiles + key tiles per split), is within 3% of the
+ * best, where a wave is a->decode_ctas_per_sm × a->sm_count CTAs. */
+int64_t ss_attn_wave_splits(const ss_cuda_attn_args *a, int64_t base);
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,109 @@
+/* test_attn_splits.c — the CUDA attention's key-split rules (backend/cuda/attn_splits.c) for the shapes
+ * they were measured on, and their limits (workspace, context bound): host arithmetic, no GPU needed. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#ifdef SS_HAVE_CUDA
+#include "backend/cuda/attn_splits.h"
+
+static char workspace_dummy; /* only its address matters: the rules never touch the workspace */
+
+/* A Llama-3-8B-shaped decode launch on an H200-like device (132 SMs, 3 decode CTAs per SM, 32 MB of
+ * split-K workspace): n tokens, `heads` query heads (32 at tp 1, 16 at tp 2), context bound msl. */
+static ss_cuda_attn_args launch(int64_t n, int32_t heads, int32_t msl)
+{
+    ss_cuda_attn_args a = {0};
+    a.n = n;
+    a.heads = heads;
+    a.kv_heads = heads / 4;
+    a.head_dim = 128;
+    a.max_seq_len = msl;
+    a.workspace = &workspace_dummy;
+    a.workspace_bytes = (int64_t)32 << 20;
+    a.sm_count = 132;
+    a.decode_ctas_per_sm = 3;
+    return a;
+}
+
+static int64_t wave(int64_t n, int32_t heads, int32_t msl)
+{
+    ss_cuda_attn_args a = launch(n, heads, msl);
+    return ss_attn_wave_splits(&a, n * a.kv_heads); /* one row block per decode token and kv head */
+}
+
+/* The measured cases of docs/performance.md (session 8): whole waves of 396 CTAs. */
+static void test_wave_rule_measured_shapes(void **state)
+{
+    (void)state;
+    assert_int_equal(wave(8, 32, 8192), 6);   /* 384 CTAs, one wave */
+    assert_int_equal(wave(32, 32, 8192), 3);  /* 768 CTAs, two waves */
+    assert_int_equal(wave(64, 32, 4096), 3);  /* 1,536 CTAs, four waves */
+    assert_int_equal(wave(16, 32, 8192), 3);  /* 384 CTAs */
+    assert_int_equal(wave(4, 32, 8192), 12);  /* 384 CTAs */
+    assert_int_equal(wave(1, 32, 8192), 43);  /* 3 key tiles per split beat 4 */
+    assert_int_equal(wave(1, 32, 2048), 16);  /* bounded by 128 keys per split */
+    assert_int_equal(wave(128, 32, 2048), 1); /* already 1,024 CTAs: splits would not pay */
+    assert_int_equal(wave(256, 32, 8192), 2); /* within 3% of 3 splits: the fewer */
+    assert_int_equal(wave(8, 16, 8192), 12);  /* tp 2: half the kv heads per rank, twice the splits */
+}
+
+static void test_wave_rule_limits(void **state)
+{
+    (void)state;
+    ss_cuda_attn_args a = launch(8, 32, 8192);
+    a.decode_ctas_per_sm = 0; /* unknown: two per SM, 264 CTAs a wave */
+    assert_int_equal(ss_attn_wave_splits(&a, 64), 4);
+    a = launch(8, 32, 8192);
+    a.workspace_bytes = 2 * 8 * 32 * (128 + 2) * 4; /* room for two splits' partial results */
+    assert_int_equal(ss_attn_wave_splits(&a, 64), 2);
+    a = launch(8, 32, 8192);
+    a.workspace = NULL;
+    assert_int_equal(ss_attn_wave_splits(&a, 64), 1);
+    a = launch(1, 32, 128); /* a bound below two splits' worth of keys */
+    assert_int_equal(ss_attn_wave_splits(&a, 8), 1);
+    a = launch(8, 32, 1 << 20);
+    assert_true(ss_attn_wave_splits(&a, 64) <= SS_ATTN_MAX_SPLITS);
+}
+
+/* The short-context rule (session 6): cluster splits of 64 keys, fewer CTAs than the target. */
+static void test_pick_rule(void **state)
+{
+    (void)state;
+    unsetenv("SS_ATTN_SPLIT_KEYS");
+    ss_cuda_attn_args a = launch(1, 32, 256);
+    assert_int_equal(ss_attn_pick_splits(&a, 8, 8), 4); /* 256 keys / 64 */
+    a = launch(8, 32, 256);
+    assert_int_equal(ss_attn_pick_splits(&a, 64, 8), 4); /* 264 / 64 CTAs */
+    a = launch(32, 32, 256);
+    assert_int_equal(ss_attn_pick_splits(&a, 256, 8), 1);
+    a = launch(64, 32, 256);
+    assert_int_equal(ss_attn_pick_splits(&a, 512, 8), 1); /* the target is already met */
+    a = launch(1, 32, 8192);
+    assert_int_equal(ss_attn_pick_splits(&a, 8, 8), 33); /* more than a cluster: 128-key splits, combined */
+    assert_int_equal(ss_attn_pick_splits(&a, 8, 0), 33);
+    setenv("SS_ATTN_SPLIT_KEYS", "4096", 1); /* the benchmark switch: at least 4096 keys per split */
+    assert_int_equal(ss_attn_pick_splits(&a, 8, 0), 2);
+    unsetenv("SS_ATTN_SPLIT_KEYS");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_wave_rule_measured_shapes),
+        cmocka_unit_test(test_wave_rule_limits),
+        cmocka_unit_test(test_pick_rule),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
+#else
+int main(void)
+{
+    fprintf(stderr, "a build without CUDA: the attention split tests are SKIPPED\n");
+    return 0;
+}
+#endif
