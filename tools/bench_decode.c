@@ -164,8 +164,10 @@ int main(int argc, char **argv)
                pre_tps, t_cold * 1e3, dec_tps, t_dec / gen * 1e3, first_step * 1e3, med * 1e3, med > 0 ? batch / med : 0,
                !no_graphs);
     else
-        printf("tp %lld pp %lld batch %lld: load %.2f s, prefill %.1f tok/s, decode %.2f tok/s (%.3f ms/step)\n",
-               (long long)tp, (long long)pp, (long long)batch, t_load, pre_tps, dec_tps, t_dec / gen * 1e3);
+        printf("tp %lld pp %lld batch %lld: load %.2f s, prefill %.1f tok/s (first, cold: %.1f ms), decode %.2f "
+               "tok/s (%.3f ms/step)\n",
+               (long long)tp, (long long)pp, (long long)batch, t_load, pre_tps, t_cold * 1e3, dec_tps,
+               t_dec / gen * 1e3);
     ss_free(q);
     ss_free(blocks);
     ss_free(toks);

@@ -66,8 +66,10 @@ static void test_wave_rule_limits(void **state)
     assert_int_equal(ss_attn_wave_splits(&a, 64), 1);
     a = launch(1, 32, 128); /* a bound below two splits' worth of keys */
     assert_int_equal(ss_attn_wave_splits(&a, 8), 1);
-    a = launch(8, 32, 1 << 20);
-    assert_true(ss_attn_wave_splits(&a, 64) <= SS_ATTN_MAX_SPLITS);
+    a = launch(1, 4, 1 << 15); /* one kv head, 32k keys: both rules would want more than the combine merges */
+    assert_int_equal(ss_attn_wave_splits(&a, 1), SS_ATTN_MAX_SPLITS);
+    assert_int_equal(ss_attn_pick_splits(&a, 1, 0), SS_ATTN_MAX_SPLITS);
+    assert_int_equal(ss_attn_pick_splits(&a, 0, 0), 1); /* no CTAs: nothing to split */
 }
 
 /* The short-context rule (session 6): cluster splits of 64 keys, fewer CTAs than the target. */

@@ -6,7 +6,8 @@
 // ss_cuda_attention also dispatches prefill chunks and large decode batches to the tensor-core kernel
 // of attn_tiled.cu (rule at tiled_wanted; SS_ATTN_FORCE=old|tiled in the environment overrides it, for
 // benchmarks), sharing the split-K workspace and the combine kernel with it (on sm_90 the tiled kernel
-// merges the splits of decode tiles itself, in a thread block cluster, when they fit one).
+// merges the splits of decode tiles itself, in a thread block cluster, when they fit one — except for long
+// contexts, whose split count fills whole waves instead: attn_splits.c).
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>

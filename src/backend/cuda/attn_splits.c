@@ -18,8 +18,10 @@ int64_t ss_attn_pick_splits(const ss_cuda_attn_args *a, int64_t base, int64_t cl
 {
     const int64_t target = 2LL * (a->sm_count > 0 ? a->sm_count : 132);
     const char *mk = getenv("SS_ATTN_SPLIT_KEYS"); /* benchmark switch: the least keys per split */
-    const int64_t mk_env = mk ? strtol(mk, NULL, 10) : 0;
-    if (base >= target || !a->workspace)
+    int64_t mk_env = mk ? strtol(mk, NULL, 10) : 0;
+    if (mk_env > (1 << 30))
+        mk_env = 1 << 30;
+    if (base <= 0 || base >= target || !a->workspace)
         return 1;
     int64_t n_splits = 0;
     if (cluster_max > 1) {

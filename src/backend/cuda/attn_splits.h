@@ -10,7 +10,10 @@
 #define SS_ATTN_MAX_SPLITS 64              /* the combine kernel merges at most this many */
 #define SS_ATTN_MIN_KEYS_PER_SPLIT 128     /* when the combine kernel merges the splits */
 #define SS_ATTN_MIN_KEYS_PER_CLUSTER_SPLIT 64 /* when the attention kernel merges them itself (cheaper) */
-#define SS_ATTN_LONG_CONTEXT 2048          /* decode tiles from this context bound on: ss_attn_wave_splits */
+/* Decode tiles from this context bound on take ss_attn_wave_splits. Graph-replayed steps round the bound up
+ * to a power of two (it is part of the graph key), so there contexts of 1025 tokens and more qualify; steps
+ * run op by op pass the true maximum. */
+#define SS_ATTN_LONG_CONTEXT 2048
 
 #ifdef __cplusplus
 extern "C" {

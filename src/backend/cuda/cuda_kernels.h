@@ -79,9 +79,10 @@ typedef struct ss_cuda_attn_args {
     int32_t decode_ctas_per_sm;
 } ss_cuda_attn_args;
 /* head_dim must be a multiple of 8 and at most 256, heads a multiple of kv_heads
- * (the launcher returns cudaErrorInvalidValue otherwise). Benchmark switch: the environment variable
- * SS_ATTN_FORCE=old|tiled, read by this launcher at each call, overrides the kernel choice (tiled
- * still needs q_tiles and head_dim 64 or 128). */
+ * (the launcher returns cudaErrorInvalidValue otherwise). Benchmark switches, environment variables read
+ * by this launcher at each call: SS_ATTN_FORCE=old|tiled overrides the kernel choice (tiled still needs
+ * q_tiles and head_dim 64 or 128); SS_ATTN_LONG=0 keeps long-context decode on the short-context split
+ * rule; SS_ATTN_SPLIT_KEYS=N sets the least keys per split of that rule (attn_splits.h). */
 int ss_cuda_attention(void *stream, const ss_cuda_attn_args *a);
 /* Whether this device runs the cluster-merged decode attention for head_dim (64 or 128): sm_90+, a full
  * cluster fits, and SS_ATTN_CLUSTER is not "0" (a benchmark switch). A runtime query: ask once. */
