@@ -56,8 +56,9 @@ def summarise(path, steps):
 
 
 def layer_view(win, steps):
-    """One decoder layer from the middle of the step, end to end per kernel, averaged over the steps (graph
-    replays launch the same sequence every step; the layer is the sequence's repeating unit)."""
+    """The step's first kernels up to its first all-reduce, and one decoder layer from the middle of the
+    step, end to end per kernel, averaged over the steps (graph replays launch the same sequence every step;
+    the layer is the sequence's repeating unit)."""
     seqs, cur, prev = [], [], win[0][0]
     for s, e, n in sorted(win, key=lambda r: r[1]):
         cur.append((n.split("(")[0][:70], max(0, e - prev)))
@@ -68,6 +69,12 @@ def layer_view(win, steps):
     names = [n for n, _ in seqs[0]] if seqs else []
     if not seqs or any([n for n, _ in q] != names for q in seqs):
         return
+    # The step's head: at tp > 1 the first all-reduce also waits for the ranks that started the step later
+    # (they receive the plan over TCP), which shows here as a long first all-reduce.
+    head = next((i + 1 for i, n in enumerate(names) if "all_redu" in n or "AllReduce" in n), min(4, len(names)))
+    print(f"  -- the step's first {head} kernels, end to end:")
+    for i in range(min(head, len(names))):
+        print(f"  {sum(q[i][1] for q in seqs) / len(seqs) / 1e3:9.2f} us  {names[i]}")
     mid = len(names) // 2
     period = next((p for p in range(2, 40) if all(names[i] == names[i + p] for i in range(mid - 2 * p, mid + p))), 0)
     if period == 0:
