@@ -161,8 +161,8 @@ int main(int argc, char **argv)
                "\"prefill_tok_s\":%.1f,\"prefill_cold_ms\":%.3f,\"decode_tok_s\":%.2f,\"decode_step_ms\":%.3f,"
                "\"first_step_ms\":%.3f,\"median_step_ms\":%.3f,\"median_tok_s\":%.2f,\"graphs\":%d}\n",
                model, (long long)tp, (long long)pp, (long long)batch, (long long)prompt, (long long)gen, t_load,
-               pre_tps, t_cold * 1e3, dec_tps, t_dec / gen * 1e3, first_step * 1e3, med * 1e3, med > 0 ? batch / med : 0,
-               !no_graphs);
+               pre_tps, t_cold * 1e3, dec_tps, t_dec / gen * 1e3, first_step * 1e3, med * 1e3,
+               med > 0 ? batch / med : 0, !no_graphs);
     else
         printf("tp %lld pp %lld batch %lld: load %.2f s, prefill %.1f tok/s (first, cold: %.1f ms), decode %.2f "
                "tok/s (%.3f ms/step)\n",

@@ -331,14 +331,12 @@ extern "C" int ss_cuda_attention(void *stream, const ss_cuda_attn_args *a)
     bool merged = false; // the splits were merged by the attention kernel itself
     if (tiled_wanted(a)) {
         const int64_t ctas = attn_tiled_ctas(D, a->n_tiles, a->max_tile_tokens, p.group, a->kv_heads);
-        int cluster_ok = a->cluster_ok != 0;
-        // decode tiles (the shape that may merge in clusters) of long contexts: ss_attn_wave_splits
+        // decode tiles (the shape that may merge in clusters) of long contexts: ss_attn_wave_splits, no clusters
         const char *lw = getenv("SS_ATTN_LONG"); // benchmark switch: 0 = the short-context rule everywhere
-        const bool wave = attn_tiled_cluster_splits(D, a->max_tile_tokens, p.group, true) > 0 &&
-                          a->max_seq_len >= SS_ATTN_LONG_CONTEXT && !(lw && strcmp(lw, "0") == 0);
-        if (wave)
-            cluster_ok = 0;
-        const int cluster_max = attn_tiled_cluster_splits(D, a->max_tile_tokens, p.group, cluster_ok != 0);
+        const bool decode_shape = attn_tiled_cluster_splits(D, a->max_tile_tokens, p.group, true) > 0;
+        const bool wave = decode_shape && a->max_seq_len >= SS_ATTN_LONG_CONTEXT && !(lw && strcmp(lw, "0") == 0);
+        const bool cluster_ok = a->cluster_ok != 0 && !wave;
+        const int cluster_max = attn_tiled_cluster_splits(D, a->max_tile_tokens, p.group, cluster_ok);
         const int64_t n_splits = wave ? ss_attn_wave_splits(a, ctas) : ss_attn_pick_splits(a, ctas, cluster_max);
         p.n_splits = (int)n_splits;
         p.part_acc = (float *)a->workspace;
@@ -347,7 +345,7 @@ extern "C" int ss_cuda_attention(void *stream, const ss_cuda_attn_args *a)
         memset(&t, 0, sizeof t);
         static_cast<AttnCommon &>(t) = p;
         t.q_tiles = a->q_tiles;
-        t.cluster_ok = cluster_ok != 0;
+        t.cluster_ok = cluster_ok;
         st = attn_tiled_launch(t, D, a->n_tiles, a->max_tile_tokens, s, &merged);
     } else {
         const int gmin = p.group < 8 ? p.group : 8;
