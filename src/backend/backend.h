@@ -50,6 +50,25 @@ typedef struct ss_attn_meta {
     int32_t max_tile_tokens;
 } ss_attn_meta;
 
+/* One decoder layer's weights and KV cache, for the decode_layers op. */
+typedef struct ss_decode_layer {
+    const void *attn_norm, *wqkv, *bqkv, *q_norm, *k_norm, *wo, *mlp_norm, *wgu, *wdown; /* bqkv, q/k_norm may be NULL */
+    void *k_cache, *v_cache;
+} ss_decode_layer;
+
+/* A decode step of ONE token through consecutive decoder layers (tensor parallel size 1). */
+typedef struct ss_decode_layers {
+    int32_t n_layers;
+    const ss_decode_layer *layers;  /* host array of n_layers, read before the op returns */
+    int32_t hidden, inter, q_heads, kv_heads, head_dim;
+    float eps, attn_scale;
+    const float *inv_freq;          /* [head_dim / 2] rope frequencies */
+    const ss_attn_meta *meta;       /* the step's metadata: one token of sequence 0 */
+    const int32_t *slots;           /* [1] the token's cache slot */
+    void *residual;                 /* [hidden]: the layers' input in, their output out (the last MLP added) */
+    void *qkv, *attn, *act;         /* scratch of the caller's step: [qkv_dim], [q_heads*head_dim], [inter] */
+} ss_decode_layers;
+
 /* Longest query tile of ss_attn_meta.q_tiles. */
 #define SS_ATTN_TILE_MAX 64
 
@@ -145,6 +164,11 @@ typedef struct ss_backend_i {
      * returned with nothing enqueued and no error recorded: callers run matmul + silu_mul. */
     ss_status (*matmul_silu)(void *ctx, void *out, const void *x, const void *Wgu, int64_t n, int32_t inter,
                              int32_t k);
+    /* All of d's layers for one decode token in one op (what rmsnorm, matmul, rope_kv_store, attention,
+     * add_rmsnorm, matmul_silu and matmul would do, layer after layer, ending with residual += the last
+     * MLP's output; results within the bf16 rounding of that sequence). NULL, or SS_ERR_UNSUPPORTED
+     * returned with nothing enqueued and no error recorded: callers run the layers op by op. */
+    ss_status (*decode_layers)(void *ctx, const ss_decode_layers *d);
     /* The native stream (cudaStream_t) for comm backends that enqueue on it; NULL on cpu. */
     void *(*native_stream)(void *ctx);
     /* CUDA-graph capture of a step keyed by `key`: begin/end record, launch replays.

@@ -42,6 +42,8 @@ struct ss_forward {
     int graphs;                     /* decode steps may be replayed from CUDA graphs */
     int fuse_rope;                  /* use the backend's rope_kv_store (SS_UNFUSED_ROPE: a benchmark switch) */
     int fuse_mlp;                   /* use the backend's matmul_silu (SS_UNFUSED_MLP: a benchmark switch) */
+    ss_decode_layer *dlayers;       /* [layers of this stage] for decode_layers; NULL: not used (SS_PERSIST
+                                     * unset, tp > 1, pipeline stages, or a backend without the op) */
 };
 
 static ss_status fwd_alloc(ss_forward *f, size_t bytes, void **out, const char *what, ss_err *err)
@@ -120,6 +122,23 @@ ss_status ss_forward_create(ss_backend *be, const ss_model_config *cfg, const ss
     f->kv_layer_bytes = (size_t)p->num_blocks * (size_t)p->block_size * (size_t)f->kv_dim * f->esz;
     f->kv_bytes = f->kv_layer_bytes * 2 * (size_t)nl;
     FWD_ALLOC(kv, f->kv_bytes, "the KV cache");
+    /* SS_PERSIST=1: batch-1 decode steps through the backend's decode_layers (opt-in until it beats the
+     * op-by-op path: docs/performance.md, session 9) */
+    const char *persist = getenv("SS_PERSIST");
+    if (be->iface->decode_layers && sp->tp == 1 && sp->first_stage && sp->last_stage && persist &&
+        !strcmp(persist, "1")) {
+        f->dlayers = ss_calloc((size_t)nl, sizeof *f->dlayers);
+        if (!f->dlayers) {
+            st = ss_err_set(err, SS_ERR_NOMEM, "out of memory");
+            goto fail;
+        }
+        for (int32_t li = 0; li < nl; li++) {
+            const ss_layer_weights *L = &w->layers[li];
+            char *kc = (char *)f->kv + (size_t)li * 2 * f->kv_layer_bytes;
+            f->dlayers[li] = (ss_decode_layer){L->attn_norm, L->wqkv, L->bqkv, L->q_norm, L->k_norm, L->wo,
+                                               L->mlp_norm,  L->wgu,  L->wdown, kc,        kc + f->kv_layer_bytes};
+        }
+    }
     *out = f;
     return SS_OK;
 fail:
@@ -141,6 +160,7 @@ void ss_forward_destroy(ss_forward *f)
     ss_free(f->greedy_tok);
     ss_free(f->greedy_lp);
     ss_free(f->greedy_rows);
+    ss_free(f->dlayers);
     ss_free(f);
 }
 
@@ -421,10 +441,23 @@ static ss_status fwd_body(ss_forward *f, int64_t n, int32_t n_rows, const ss_att
     }
     if (st != SS_OK)
         return ss_err_set(err, st, "rank %d: %s activations", sp->rank, sp->first_stage ? "embedding" : "receiving");
+    const int32_t nl = sp->layer_end - sp->layer_start;
+    if (f->dlayers && n == 1 && meta->n_seqs == 1) { /* batch 1: every layer in one op where the backend can */
+        const ss_model_config *cfg = f->cfg;
+        ss_decode_layers dl = {nl, f->dlayers, dim, sp->inter_size, sp->q_heads, sp->kv_heads, cfg->head_dim,
+                               cfg->rms_eps, 1.0f / sqrtf((float)cfg->head_dim), f->inv_freq, meta, d + 3 * T,
+                               f->residual, f->qkv, f->attn, f->act};
+        st = B->decode_layers(c, &dl);
+        if (st == SS_OK)
+            st = B->rmsnorm(c, f->h, f->residual, f->w->final_norm, n, dim, f->cfg->rms_eps);
+        if (st == SS_OK)
+            goto logits;
+        if (st != SS_ERR_UNSUPPORTED)
+            return ss_err_set(err, st, "rank %d: decode layers: %s", sp->rank, ss_status_str(st));
+    }
     st = B->rmsnorm(c, f->h, f->residual, f->w->layers[0].attn_norm, n, dim, f->cfg->rms_eps);
     if (st != SS_OK)
         return ss_err_set(err, st, "rank %d: input norm: %s", sp->rank, ss_status_str(st));
-    const int32_t nl = sp->layer_end - sp->layer_start;
     for (int32_t li = 0; li < nl; li++) {
         /* each layer norms the next one's input; the last stage's last layer applies the final norm */
         const void *next_norm = li + 1 < nl ? f->w->layers[li + 1].attn_norm : sp->last_stage ? f->w->final_norm : NULL;
@@ -440,6 +473,7 @@ static ss_status fwd_body(ss_forward *f, int64_t n, int32_t n_rows, const ss_att
             return ss_err_set(err, st, "rank %d: sending activations to rank %d", sp->rank, L->next_rank);
         return SS_OK;
     }
+logits:
     st = fwd_logits(f, n, n_rows, d + 6 * T, greedy_only, logits);
     if (st != SS_OK)
         return ss_err_set(err, st, "rank %d: logits: %s", sp->rank, ss_status_str(st));

@@ -997,6 +997,171 @@ static void test_graph(void **state)
     free(a), free(b), free(a2), free(tmp), free(o);
 }
 
+/* ---------------------------------------------------------------- decode_layers */
+
+/* One decode token through `nl` random layers: op by op on cpu and on cuda (the forward pass's sequence),
+ * and through cuda's decode_layers; the residual and both caches are compared. The cache holds random K/V
+ * for positions [0, pos) in non-contiguous blocks. */
+typedef struct dl_case {
+    int32_t nl, hidden, inter, qh, kvh, hd, pos, bound;
+    int bias, qk_norm;
+} dl_case;
+
+static void run_layers_by_op(ss_backend *b, const dl_case *c, ss_decode_layer *L, const ss_attn_meta *m,
+                             const int32_t *slots, const float *inv, void *res, void *h, void *qkv, void *att, void *x,
+                             void *gu, void *act)
+{
+    const ss_backend_i *B = b->iface;
+    const int64_t qd = (int64_t)c->qh * c->hd, kvd = (int64_t)c->kvh * c->hd, row = qd + 2 * kvd;
+    const size_t a = act_size(b);
+    for (int32_t l = 0; l < c->nl; l++) {
+        assert_int_equal(B->rmsnorm(b->ctx, h, res, L[l].attn_norm, 1, c->hidden, 1e-5f), SS_OK);
+        assert_int_equal(B->matmul(b->ctx, qkv, b->act_dtype, h, L[l].wqkv, L[l].bqkv, 1, (int32_t)row, c->hidden),
+                         SS_OK);
+        char *q = qkv, *k = q + qd * a, *v = k + kvd * a;
+        if (L[l].q_norm) {
+            assert_int_equal(B->head_rmsnorm(b->ctx, q, L[l].q_norm, 1, c->qh, c->hd, row, 1e-5f), SS_OK);
+            assert_int_equal(B->head_rmsnorm(b->ctx, k, L[l].k_norm, 1, c->kvh, c->hd, row, 1e-5f), SS_OK);
+        }
+        assert_int_equal(B->rope(b->ctx, q, m->tok_pos, inv, 1, c->qh + c->kvh, c->hd, row), SS_OK);
+        assert_int_equal(B->kv_store(b->ctx, L[l].k_cache, L[l].v_cache, k, v, slots, 1, c->kvh, c->hd, row), SS_OK);
+        assert_int_equal(B->attention(b->ctx, att, q, row, L[l].k_cache, L[l].v_cache, m, 1, c->qh, c->kvh, c->hd,
+                                      1.0f / sqrtf((float)c->hd)),
+                         SS_OK);
+        assert_int_equal(B->matmul(b->ctx, x, b->act_dtype, att, L[l].wo, NULL, 1, c->hidden, (int32_t)qd), SS_OK);
+        assert_int_equal(B->add_rmsnorm(b->ctx, res, x, h, L[l].mlp_norm, 1, c->hidden, 1e-5f), SS_OK);
+        assert_int_equal(B->matmul(b->ctx, gu, b->act_dtype, h, L[l].wgu, NULL, 1, 2 * c->inter, c->hidden), SS_OK);
+        assert_int_equal(B->silu_mul(b->ctx, act, gu, 1, c->inter), SS_OK);
+        assert_int_equal(B->matmul(b->ctx, x, b->act_dtype, act, L[l].wdown, NULL, 1, c->hidden, c->inter), SS_OK);
+        assert_int_equal(B->add(b->ctx, res, res, x, c->hidden), SS_OK);
+    }
+}
+
+static void check_decode_layers(pair *p, const dl_case *c)
+{
+    const int32_t bs = 16, len = c->pos + 1, nb = (len + bs - 1) / bs, n_blocks = nb + 2;
+    const int64_t qd = (int64_t)c->qh * c->hd, kvd = (int64_t)c->kvh * c->hd, row = qd + 2 * kvd;
+    const int64_t cache_n = (int64_t)n_blocks * bs * kvd;
+    int32_t *bt = malloc((size_t)nb * sizeof *bt);
+    for (int32_t i = 0; i < nb; i++)
+        bt[i] = (i * 7 + 1) % n_blocks; /* scattered, distinct (7 is prime to n_blocks unless it divides it) */
+    if (n_blocks % 7 == 0)
+        for (int32_t i = 0; i < nb; i++)
+            bt[i] = n_blocks - 1 - i;
+    const int32_t slot = bt[c->pos / bs] * bs + c->pos % bs, seq0 = 0, tiles[2] = {0, 1};
+    float *inv = malloc((size_t)(c->hd / 2) * sizeof *inv);
+    for (int32_t i = 0; i < c->hd / 2; i++)
+        inv[i] = (float)(1.0 / pow(5e5, (2.0 * i) / c->hd));
+    /* weights (host, f32 of bf16 values), shared by every run */
+    const int64_t n_w[9] = {c->hidden, row * c->hidden, row, c->hd, c->hd, c->hidden * qd, c->hidden,
+                            2 * (int64_t)c->inter * c->hidden, (int64_t)c->hidden * c->inter};
+    const float sc_w[9] = {1.0f, 1.0f / sqrtf((float)c->hidden), 0.5f, 1.0f, 1.0f, 1.0f / sqrtf((float)qd), 1.0f,
+                           1.0f / sqrtf((float)c->hidden), 1.0f / sqrtf((float)c->inter)};
+    float *hw[8][9];
+    for (int32_t l = 0; l < c->nl; l++)
+        for (int j = 0; j < 9; j++) {
+            hw[l][j] = rand_vec(p, n_w[j], sc_w[j]);
+            if (j == 0 || j == 3 || j == 4 || j == 6) /* norm weights around 1 */
+                for (int64_t i = 0; i < n_w[j]; i++)
+                    hw[l][j][i] = ss_bf16_to_f32(ss_f32_to_bf16(1.0f + 0.25f * hw[l][j][i]));
+        }
+    float *res0 = rand_vec(p, c->hidden, 1.0f);
+    float *kc0[8], *vc0[8];
+    for (int32_t l = 0; l < c->nl; l++)
+        kc0[l] = rand_vec(p, cache_n, 1.5f), vc0[l] = rand_vec(p, cache_n, 1.0f);
+
+    /* runs: 0 cpu op by op, 1 cuda op by op, 2 cuda decode_layers */
+    ss_backend *be[3] = {p->cpu, p->gpu, p->gpu};
+    void *res[3], *kc[3][8], *vc[3][8];
+    ss_status fused = SS_OK;
+    for (int r = 0; r < 3; r++) {
+        ss_backend *b = be[r];
+        ss_decode_layer L[8];
+        void *wd[8][9];
+        for (int32_t l = 0; l < c->nl; l++) {
+            for (int j = 0; j < 9; j++)
+                wd[l][j] = ((j == 2 && !c->bias) || ((j == 3 || j == 4) && !c->qk_norm)) ? NULL
+                                                                                      : dev_weight(b, hw[l][j], n_w[j]);
+            kc[r][l] = dev_act(b, kc0[l], cache_n), vc[r][l] = dev_act(b, vc0[l], cache_n);
+            L[l] = (ss_decode_layer){wd[l][0], wd[l][1], wd[l][2], wd[l][3], wd[l][4], wd[l][5], wd[l][6], wd[l][7],
+                                     wd[l][8], kc[r][l], vc[r][l]};
+        }
+        void *d_pos = dev_raw(b, &c->pos, 4), *d_seq = dev_raw(b, &seq0, 4), *d_bt = dev_raw(b, bt, (size_t)nb * 4);
+        void *d_len = dev_raw(b, &len, 4), *d_slot = dev_raw(b, &slot, 4), *d_tiles = dev_raw(b, tiles, 8);
+        void *d_inv = dev_raw(b, inv, (size_t)(c->hd / 2) * 4);
+        ss_attn_meta m = {d_seq, d_pos, d_bt, d_len, 1, nb, c->bound, bs, d_tiles, 1, 1};
+        res[r] = dev_act(b, res0, c->hidden);
+        void *h = dev_poison(b, c->hidden, b->act_dtype), *qkv = dev_poison(b, row, b->act_dtype);
+        void *att = dev_poison(b, qd, b->act_dtype), *x = dev_poison(b, c->hidden, b->act_dtype);
+        void *gu = dev_poison(b, 2 * (int64_t)c->inter, b->act_dtype), *act = dev_poison(b, c->inter, b->act_dtype);
+        if (r < 2) {
+            run_layers_by_op(b, c, L, &m, d_slot, d_inv, res[r], h, qkv, att, x, gu, act);
+        } else {
+            ss_decode_layers d = {c->nl, L, c->hidden, c->inter, c->qh, c->kvh, c->hd, 1e-5f, 1.0f / sqrtf((float)c->hd),
+                                  d_inv, &m, d_slot, res[r], qkv, att, act};
+            assert_non_null(b->iface->decode_layers);
+            fused = b->iface->decode_layers(b->ctx, &d);
+            assert_true(fused == SS_OK || fused == SS_ERR_UNSUPPORTED);
+        }
+        assert_int_equal(b->iface->sync(b->ctx), SS_OK);
+        void *tmp[] = {d_pos, d_seq, d_bt, d_len, d_slot, d_tiles, d_inv, h, qkv, att, x, gu, act};
+        for (size_t i = 0; i < sizeof tmp / sizeof tmp[0]; i++)
+            dev_free(b, tmp[i]);
+        for (int32_t l = 0; l < c->nl; l++)
+            for (int j = 0; j < 9; j++)
+                if (wd[l][j])
+                    dev_free(b, wd[l][j]);
+    }
+    char what[160];
+    snprintf(what, sizeof what, "decode_layers %d layers, hidden %d, inter %d, %d/%d heads of %d, position %d%s%s",
+             c->nl, c->hidden, c->inter, c->qh, c->kvh, c->hd, c->pos, c->bias ? ", bias" : "",
+             c->qk_norm ? ", q/k norm" : "");
+    if (fused == SS_ERR_UNSUPPORTED) { /* only where the device is not a Hopper (sm_90) */
+        fprintf(stderr, "%s: unsupported on %s\n", what, p->gpu->desc);
+        assert_null(strstr(p->gpu->desc, "sm_90"));
+    } else {
+        fprintf(stderr, "%s\n", what);
+        expect_close(p, res[0], res[1], c->hidden, BF16_TOL, "cuda op by op vs cpu (residual)");
+        expect_close(p, res[0], res[2], c->hidden, BF16_TOL, "decode_layers vs cpu (residual)");
+        float *g1 = host_of(p->gpu, res[1], c->hidden, p->gpu->act_dtype);
+        float *g2 = host_of(p->gpu, res[2], c->hidden, p->gpu->act_dtype);
+        const double e = rel_l2(g2, g1, c->hidden);
+        fprintf(stderr, "  decode_layers vs cuda op by op: residual relative L2 %.3g\n", e);
+        free(g1), free(g2);
+        assert_true(e <= (c->hidden >= 512 ? 5e-3 : 1e-2)); /* few elements: one rounding flip weighs more */
+        for (int32_t l = 0; l < c->nl; l++) {
+            expect_close(p, kc[0][l], kc[2][l], cache_n, BF16_TOL, "decode_layers k cache");
+            expect_close(p, vc[0][l], vc[2][l], cache_n, BF16_TOL, "decode_layers v cache");
+        }
+    }
+    for (int r = 0; r < 3; r++) {
+        dev_free(be[r], res[r]);
+        for (int32_t l = 0; l < c->nl; l++)
+            dev_free(be[r], kc[r][l]), dev_free(be[r], vc[r][l]);
+    }
+    for (int32_t l = 0; l < c->nl; l++) {
+        for (int j = 0; j < 9; j++)
+            free(hw[l][j]);
+        free(kc0[l]), free(vc0[l]);
+    }
+    free(bt), free(inv), free(res0);
+}
+
+static void test_decode_layers(void **state)
+{
+    NEED_GPU(state);
+    /* Llama-3-8B's layer shape (one layer), a context of 300 in a graph-sized bound */
+    check_decode_layers(p, &(dl_case){1, 4096, 14336, 32, 8, 128, 299, 512, 0, 0});
+    /* three layers, a long context crossing many blocks, and the first position (empty key splits) */
+    check_decode_layers(p, &(dl_case){3, 1024, 2816, 16, 4, 64, 1500, 2048, 0, 0});
+    check_decode_layers(p, &(dl_case){2, 1024, 2816, 16, 4, 64, 0, 256, 0, 0});
+    check_decode_layers(p, &(dl_case){1, 1024, 2816, 16, 4, 64, 5000, 8192, 0, 0}); /* keys read from the cache */
+    /* Qwen2's q/k/v bias, Qwen3's q/k norms; MHA with a head_dim of 16 (the fixtures' sizes) */
+    check_decode_layers(p, &(dl_case){2, 512, 1408, 8, 2, 64, 77, 256, 1, 0});
+    check_decode_layers(p, &(dl_case){2, 512, 1408, 8, 2, 64, 40, 256, 0, 1});
+    check_decode_layers(p, &(dl_case){3, 96, 256, 6, 6, 16, 20, 256, 0, 0});
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1011,7 +1176,7 @@ int main(void)
         cmocka_unit_test(test_add),
         cmocka_unit_test(test_gather_rows),   cmocka_unit_test(test_argmax),
         cmocka_unit_test(test_sample),        cmocka_unit_test(test_upload_weight_types),
-        cmocka_unit_test(test_graph),
+        cmocka_unit_test(test_graph),         cmocka_unit_test(test_decode_layers),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -45,6 +45,8 @@ typedef struct cu_ctx {
     ss_err err; /* detail of the last failure (also logged) */
     int attn_cluster_ok[2]; /* ss_cuda_attn_cluster_ok for head_dim 64 and 128, asked at create */
     int attn_ctas_per_sm[2]; /* ss_cuda_attn_decode_ctas_per_sm for head_dim 64 and 128, asked at create */
+    int64_t persist_calls; /* decode_layers launches so far (its trace switch names one) */
+    const char *persist_why; /* why decode_layers last did not apply (logged when it changes) */
 } cu_ctx;
 
 ss_status ss_cuda_fail(ss_err *err, ss_status st, const char *file, int line, const char *expr, const char *msg)
@@ -298,6 +300,40 @@ static ss_status cu_matmul_silu(void *ctx, void *out, const void *x, const void 
     const int r = ss_cuda_gemv_silu(c->stream, out, x, Wgu, n, inter, k);
     if (r < 0)
         return SS_ERR_UNSUPPORTED;
+    KCHECK(c, r);
+    return SS_OK;
+}
+
+/* The persistent decode kernel; the attention's split-K workspace holds its counters and partials (the op
+ * replaces the attention op of the step). */
+static ss_status cu_decode_layers(void *ctx, const ss_decode_layers *d)
+{
+    cu_ctx *c = ctx;
+    if (d->n_layers < 1 || d->n_layers > SS_CUDA_PERSIST_MAX_LAYERS || d->meta->n_seqs != 1)
+        return SS_ERR_UNSUPPORTED;
+    ss_cuda_persist_layer layers[SS_CUDA_PERSIST_MAX_LAYERS];
+    for (int32_t i = 0; i < d->n_layers; i++) {
+        const ss_decode_layer *l = &d->layers[i];
+        layers[i] = (ss_cuda_persist_layer){l->attn_norm, l->wqkv, l->bqkv, l->q_norm, l->k_norm, l->wo,
+                                            l->mlp_norm,  l->wgu,  l->wdown, l->k_cache, l->v_cache};
+    }
+    const ss_attn_meta *m = d->meta;
+    ss_cuda_persist_args a = {
+        .n_layers = d->n_layers, .layers = layers, .hidden = d->hidden, .inter = d->inter,
+        .q_heads = d->q_heads, .kv_heads = d->kv_heads, .head_dim = d->head_dim, .eps = d->eps,
+        .scale = d->attn_scale, .inv_freq = d->inv_freq, .pos = m->tok_pos, .slots = d->slots,
+        .block_table = m->block_tables, .seq_lens = m->seq_lens, .block_size = m->block_size,
+        .max_seq_len = m->max_seq_len, .residual = d->residual, .qkv = d->qkv, .attn = d->attn, .act = d->act,
+        .workspace = c->attn_ws, .workspace_bytes = CU_ATTN_WORKSPACE, .call = c->persist_calls++,
+    };
+    const int r = ss_cuda_decode_persist(c->stream, &a);
+    if (r < 0) {
+        if (a.why != c->persist_why) /* said once per reason: the layers then run op by op */
+            SS_LOGI("cuda: decode steps of one token run layer by layer: the persistent kernel does not apply (%s)",
+                    a.why ? a.why : "unknown");
+        c->persist_why = a.why;
+        return SS_ERR_UNSUPPORTED;
+    }
     KCHECK(c, r);
     return SS_OK;
 }
@@ -570,6 +606,7 @@ static ss_backend_i cu_iface = {
     .attention = cu_attention,
     .silu_mul = cu_silu_mul,
     .matmul_silu = cu_matmul_silu,
+    .decode_layers = cu_decode_layers,
     .add = cu_add,
     .gather_rows = cu_gather_rows,
     .argmax = cu_argmax,

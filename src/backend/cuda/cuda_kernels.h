@@ -91,6 +91,35 @@ int ss_cuda_attn_cluster_ok(int head_dim);
  * 0 otherwise or when the query fails). A runtime query: ask once. */
 int ss_cuda_attn_decode_ctas_per_sm(int head_dim);
 
+/* ---- decode_persist.cu ---- */
+/* Most decoder layers one persistent decode launch takes (its kernel parameters hold every layer's pointers). */
+#define SS_CUDA_PERSIST_MAX_LAYERS 40
+typedef struct ss_cuda_persist_layer {
+    const void *attn_norm, *wqkv, *bqkv, *q_norm, *k_norm, *wo, *mlp_norm, *wgu, *wdown; /* bqkv, q/k_norm: NULL if none */
+    void *k_cache, *v_cache; /* this layer's paged cache, [blocks * block_size, kv_heads, head_dim] bf16 */
+} ss_cuda_persist_layer;
+typedef struct ss_cuda_persist_args {
+    int32_t n_layers;
+    const ss_cuda_persist_layer *layers; /* host array of n_layers, read before return */
+    int32_t hidden, inter, q_heads, kv_heads, head_dim;
+    float eps, scale;
+    const float *inv_freq;                /* [head_dim / 2] */
+    const int32_t *pos, *slots;           /* [1]: the token's position and cache slot */
+    const int32_t *block_table, *seq_lens; /* the sequence's block ids; [1] its length after this step */
+    int32_t block_size, max_seq_len;      /* max_seq_len: a host bound on seq_lens[0] (sizes shared memory) */
+    void *residual;                       /* [hidden] bf16: the embedding in, the last layer's output out */
+    void *qkv, *attn, *act;               /* scratch: [qkv_dim], [q_heads * head_dim], [inter] bf16 */
+    void *workspace;                      /* device scratch (counters, split partials) */
+    size_t workspace_bytes;
+    int64_t call;                         /* the backend's count of these launches (SS_PERSIST_TRACE picks one) */
+    const char *why;                      /* out: why the launcher returned -1 (a static string) */
+} ss_cuda_persist_args;
+/* One decode token (batch 1) through n_layers Llama-family layers in one persistent kernel (sm_90+):
+ * rmsnorm, q/k/v (+ bias, + Qwen3 q/k norms), rope, the cache store, attention, o, residual, rmsnorm,
+ * SwiGLU MLP, residual. Returns -1, with nothing enqueued, where it does not apply (device, shapes,
+ * alignment, workspace; a->why says which): callers run the layers op by op. */
+int ss_cuda_decode_persist(void *stream, ss_cuda_persist_args *a);
+
 /* ---- gemv.cu ---- */
 /* Largest n handled by the skinny-GEMM kernel (one pass over W for all n rows of x). */
 #define SS_CUDA_GEMV_MAX_N 8
