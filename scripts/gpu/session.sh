@@ -3,7 +3,7 @@
 # trains the demo model on the last GPU in the background, and meanwhile runs the GPU checks and
 # benchmarks on the others. Every step has a deadline; the whole run stays under BUDGET seconds.
 # Results: $OUT/summary.txt, $OUT/logs.tar.xz, and $OUT/demo-*.{safetensors,json,txt} from training.
-# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize tp2 x4 s4b next s6 ab abtp cases long profile servebisect serve (default: train check bench multi sanitize)
+# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize tp2 x4 s4b next s6 ab abtp cases trace long profile servebisect serve (default: train check bench multi sanitize)
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -260,6 +260,22 @@ if has s6 || has ab; then
     done
   done
   has s6 && step "prefill 8B 2048 tokens" 60 bench_s6_prefill.log "$B/tools/bench_decode" --model "$M8" --device cuda --prompt 2048 --gen 4 --json
+fi
+if has trace; then
+  # The persistent decode kernel's timeline (session 9): one eager step (no graphs) of batch 1 traced through
+  # SS_PERSIST_TRACE (launch TRACE_CALL, default 100), under each TRACE_ENVS variant (as AB_ENVS).
+  export CUDA_VISIBLE_DEVICES=0
+  [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
+  nvidia-smi --query-gpu=clocks.sm,clocks.mem,power.draw,clocks_throttle_reasons.active --format=csv -lms 200 >"$L/trace_clocks.csv" 2>&1 &
+  SMI=$!
+  for e in ${TRACE_ENVS:--}; do
+    variant "$e"
+    step "persistent decode trace [$e]" 90 "trace_$vtag.log" env ${ev[@]+"${ev[@]}"} SS_PERSIST_TRACE="${TRACE_CALL:-100}" \
+      "$B/tools/bench_decode" --model "$M8" --device cuda --prompt 128 --gen 160 --json --no-graphs
+    sed -n '/persistent decode, layer/,/layer period/p' "$L/trace_$vtag.log" | tee -a "$S"
+  done
+  kill "$SMI" 2>/dev/null
+  note "clocks during the traces (sm, mem, power, throttle; every 10th sample): $(awk 'NR > 1 && NR % 10 == 0' "$L/trace_clocks.csv" | tr '\n' ';')"
 fi
 if has long; then
   # Long contexts on one GPU (session 7): decode after prompts of LONG_PROMPTS tokens (default 512 2048 8000;
