@@ -63,7 +63,7 @@ typedef struct ss_decode_layers {
     int32_t hidden, inter, q_heads, kv_heads, head_dim;
     float eps, attn_scale;
     const float *inv_freq;          /* [head_dim / 2] rope frequencies */
-    const ss_attn_meta *meta;       /* the step's metadata: one token of sequence 0 */
+    const ss_attn_meta *meta;       /* the step's metadata: one token of sequence 0, the last of its context */
     const int32_t *slots;           /* [1] the token's cache slot */
     void *residual;                 /* [hidden]: the layers' input in, their output out (the last MLP added) */
     void *qkv, *attn, *act;         /* scratch of the caller's step: [qkv_dim], [q_heads*head_dim], [inter] */

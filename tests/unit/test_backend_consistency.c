@@ -1160,6 +1160,8 @@ static void test_decode_layers(void **state)
     check_decode_layers(p, &(dl_case){2, 512, 1408, 8, 2, 64, 77, 256, 1, 0});
     check_decode_layers(p, &(dl_case){2, 512, 1408, 8, 2, 64, 40, 256, 0, 1});
     check_decode_layers(p, &(dl_case){3, 96, 256, 6, 6, 16, 20, 256, 0, 0});
+    /* a group of 3 and an exact bound: keys per split not a multiple of 4 (the K/V copies' alignment) */
+    check_decode_layers(p, &(dl_case){2, 768, 2048, 12, 4, 64, 299, 300, 0, 0});
 }
 
 int main(void)

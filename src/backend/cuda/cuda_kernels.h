@@ -104,7 +104,7 @@ typedef struct ss_cuda_persist_args {
     int32_t hidden, inter, q_heads, kv_heads, head_dim;
     float eps, scale;
     const float *inv_freq;                /* [head_dim / 2] */
-    const int32_t *pos, *slots;           /* [1]: the token's position and cache slot */
+    const int32_t *pos, *slots;           /* [1]: the token's position (seq_lens[0] - 1) and cache slot */
     const int32_t *block_table, *seq_lens; /* the sequence's block ids; [1] its length after this step */
     int32_t block_size, max_seq_len;      /* max_seq_len: a host bound on seq_lens[0] (sizes shared memory) */
     void *residual;                       /* [hidden] bf16: the embedding in, the last layer's output out */

@@ -805,7 +805,8 @@ __global__ void __launch_bounds__(kThreads, 1) decode_persist_kernel(const __gri
     for (int i = threadIdx.x; i < own1 - own0; i += kConsumers) // the previous kernel's output
         own[i] = __bfloat162float(p.residual[own0 + i]);
     const int half = p.head_dim / 2;
-    const int nblk = (p.seq_lens[0] + p.block_size - 1) / p.block_size;
+    int nblk = (p.seq_lens[0] + p.block_size - 1) / p.block_size;
+    nblk = nblk < kMaxTable ? nblk : kMaxTable; // a longer context traps in the attention (nk > nk_max)
     for (int i = threadIdx.x; i < nblk && (int)blockIdx.x < p.kv_heads * p.splits; i += kConsumers)
         btab[i] = p.block_table[i];
     for (int i = threadIdx.x; i < half && (int)blockIdx.x < p.kv_heads * p.splits; i += kConsumers) {
@@ -940,7 +941,9 @@ extern "C" int ss_cuda_decode_persist(void *stream, ss_cuda_persist_args *a)
     splits = splits > kMaxSplits ? kMaxSplits : splits;
     if (splits < 1)
         SS_PERSIST_NO("fewer SMs than kv heads");
-    const int nk_max = (a->max_seq_len + splits - 1) / splits;
+    // Keys a split holds at most, rounded up to 4: the score rows (grp x nk_max floats) then end on a 16-byte
+    // boundary, which the preloaded K/V rows after them need (cp.async of 16 bytes).
+    const int nk_max = ((a->max_seq_len + splits - 1) / splits + 3) & ~3;
     const size_t pre_bytes = 2 * (size_t)nk_max * hd * 2; // an item's K and V rows
     const int kv_pre = pre_bytes <= kMaxKvPre;
     const size_t attn_bytes = ((size_t)grp * hd + hd) * 4 + 2 * (size_t)hd * 2 + (size_t)grp * nk_max * 4 +
@@ -1022,6 +1025,11 @@ extern "C" int ss_cuda_decode_persist(void *stream, ss_cuda_persist_args *a)
     if (trace_n && (e = cudaMemsetAsync(p.trace, 0, trace_n * 8, s)) != cudaSuccess)
         return (int)e;
     e = cudaLaunchKernelEx(&cfg, decode_persist_kernel, p);
+    if (e == cudaErrorCooperativeLaunchTooLarge) { // e.g. fewer SMs usable than the device has (MPS)
+        (void)cudaGetLastError();
+        a->why = "the cooperative launch of one CTA per SM was refused";
+        return -1;
+    }
     if (e != cudaSuccess)
         return (int)e;
     if (trace_n && a->call == strtoll(trace_env, NULL, 10))
