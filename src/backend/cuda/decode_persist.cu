@@ -31,6 +31,7 @@
 #include <float.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "backend/cuda/common.cuh"
 #include "backend/cuda/cuda_kernels.h"
@@ -72,6 +73,8 @@ struct Params {
     int splits, nk_max, stages, region_bytes, ctr_stride, block_size;
     unsigned long long *trace; // SS_PERSIST_TRACE: [layers][kStamps][CTAs] globaltimer stamps, else NULL
     int kv_pre;  // attention items copy their keys' K and V rows into shared memory before the wait for q
+    int headwait; // SS_PERSIST_HEADWAIT=1 (not yet measured): an attention item waits for its own kv head's
+                  // q/k/v rows (counters per head) instead of the whole grid's q/k/v GEMV
     int debug; // SS_PERSIST_DEBUG, a benchmark switch that breaks the results: 1 no GEMV loads (nor math),
                // 2 no grid waits, 4 no attention, 8 no GEMV outputs
     float eps, scale;
@@ -430,6 +433,29 @@ __device__ void gemv_phase(const Params &p, int l, int mat, const uint8_t *ring,
     }
 }
 
+// With p.headwait: after its q/k/v rows, the CTA adds to each kv head's counter the number of that head's
+// rows (its q heads', its k's and its v's) it wrote; the head is ready at (group + 2) * head_dim.
+__device__ void arrive_heads(const Params &p, unsigned *ctr)
+{
+    consumer_sync();
+    if (threadIdx.x != 0)
+        return;
+    const Geo g = geo_of(p, 0, kQkv); // the row split is the same in every layer
+    const int grp = p.q_heads / p.kv_heads, hd = p.head_dim, kv_dim = p.kv_heads * hd;
+    auto overlap = [&](int64_t a, int64_t b) { // rows of [a, b) among this CTA's [r0, r1)
+        const int64_t lo = a > g.r0 ? a : g.r0, hi = b < g.r1 ? b : g.r1;
+        return hi > lo ? (unsigned)(hi - lo) : 0u;
+    };
+    for (int h = 0; h < p.kv_heads; h++) {
+        const unsigned n = overlap((int64_t)h * grp * hd, (int64_t)(h + 1) * grp * hd) +
+                           overlap(p.q_dim + (int64_t)h * hd, p.q_dim + (int64_t)(h + 1) * hd) +
+                           overlap(p.q_dim + kv_dim + (int64_t)h * hd, p.q_dim + kv_dim + (int64_t)(h + 1) * hd);
+        if (n)
+            asm volatile("red.release.gpu.global.add.u32 [%0], %1;" ::"l"(ctr + kCtrPerLayer + p.kv_heads + h), "r"(n)
+                         : "memory");
+    }
+}
+
 // Loads of a thread's 16-byte chunks of a vector (at most kPer): every load is issued before the first is
 // used, so a norm or an input costs one trip to L2, not one per chunk.
 constexpr int kPer = kMaxXBytes / 16 / kConsumers; // 32 KiB (the longest input) / 16 / 256 = 8
@@ -586,7 +612,10 @@ __device__ void attention_item(const Params &p, int l, unsigned *ctr, uint8_t *r
             }
     }
 
-    grid_wait(ctr + kQkv, gridDim.x, p.debug & 2);
+    if (p.headwait)
+        grid_wait(ctr + kCtrPerLayer + p.kv_heads + h, (unsigned)((grp + 2) * hd), p.debug & 2);
+    else
+        grid_wait(ctr + kQkv, gridDim.x, p.debug & 2);
     stamp(p, l, 4);
 #pragma unroll 4
     for (int e = tid; e < grp * hd; e += kConsumers)
@@ -828,7 +857,10 @@ __global__ void __launch_bounds__(kThreads, 1) decode_persist_kernel(const __gri
         stamp(p, l, 2);
         gemv_phase(p, l, kQkv, ring, full, empty, xs, red, own, cur, group);
         stamp(p, l, 3);
-        grid_arrive(ctr + kQkv);
+        if (p.headwait)
+            arrive_heads(p, ctr);
+        else
+            grid_arrive(ctr + kQkv);
         if ((int)blockIdx.x < p.kv_heads * p.splits)
             attention_item(p, l, ctr, region, trig, btab); // stamps 4, 5, 6
         grid_wait(ctr + kAttn, (unsigned)p.kv_heads, nowait);
@@ -939,6 +971,10 @@ extern "C" int ss_cuda_decode_persist(void *stream, ss_cuda_persist_args *a)
         SS_PERSIST_NO("an input vector is longer than its shared-memory buffer (32 KiB)");
     int splits = sms / kvh;
     splits = splits > kMaxSplits ? kMaxSplits : splits;
+    const char *split_env = getenv("SS_PERSIST_SPLITS"); // benchmark switch: at most this many key splits
+    const long split_cap = split_env ? strtol(split_env, NULL, 10) : 0;
+    if (split_cap > 0 && split_cap < splits)
+        splits = (int)split_cap;
     if (splits < 1)
         SS_PERSIST_NO("fewer SMs than kv heads");
     // Keys a split holds at most, rounded up to 4: the score rows (grp x nk_max floats) then end on a 16-byte
@@ -973,7 +1009,7 @@ extern "C" int ss_cuda_decode_persist(void *stream, ss_cuda_persist_args *a)
             break;
         (void)cudaGetLastError();
     }
-    const int ctr_stride = kCtrPerLayer + kvh;
+    const int ctr_stride = kCtrPerLayer + 2 * kvh; // + a merge counter and a ready counter per kv head
     const size_t ctr_bytes = round_up((size_t)a->n_layers * ctr_stride * 4, 256);
     const size_t part_bytes = round_up((size_t)qh * splits * (hd + 2) * 4, 256);
     const char *trace_env = getenv("SS_PERSIST_TRACE"); // "N": print the timeline of launch N (eager steps)
@@ -987,6 +1023,8 @@ extern "C" int ss_cuda_decode_persist(void *stream, ss_cuda_persist_args *a)
     const char *dbg = getenv("SS_PERSIST_DEBUG");
     p.debug = dbg ? (int)strtol(dbg, NULL, 10) : 0;
     p.kv_pre = kv_pre;
+    const char *headwait = getenv("SS_PERSIST_HEADWAIT");
+    p.headwait = headwait && !strcmp(headwait, "1");
     p.stages = stages, p.region_bytes = (int)region, p.ctr_stride = ctr_stride, p.block_size = a->block_size;
     p.eps = a->eps, p.scale = a->scale, p.inv_freq = a->inv_freq, p.pos = a->pos, p.slots = a->slots;
     p.block_table = a->block_table, p.seq_lens = a->seq_lens;
