@@ -1,0 +1,291 @@
+// persist_attention.cuh — the persistent decode kernel's attention: (kv head, key split) items, q/k norms,
+// rope, the new token's cache store, softmax · V, the last item's merge. Included by decode_persist.cu.
+#pragma once
+#include "backend/cuda/persist_common.cuh"
+
+namespace ss {
+namespace {
+
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900
+
+// ---------------------------------------------------------------- attention
+
+// In place over v[0, hd): rmsnorm · w (rounded to bf16), when w is given. One warp.
+__device__ __forceinline__ void head_norm(float *v, const bf16 *w, int hd, float eps)
+{
+    const int lane = threadIdx.x & 31;
+    float ss = 0.0f;
+    for (int i = lane; i < hd; i += 32)
+        ss += v[i] * v[i];
+    const float inv = rsqrtf(warp_reduce(ss, SumOp()) / (float)hd + eps);
+    __syncwarp();
+    for (int i = lane; i < hd; i += 32)
+        v[i] = round_bf16(v[i] * inv * __bfloat162float(w[i]));
+}
+
+// Key j's row of kv head h in a layer's cache (the new token's from shared memory: the last split wrote
+// it to the cache too, but reads its own copy).
+__device__ __forceinline__ const bf16 *kv_row(const Params &p, const int *btab, const bf16 *cache, int j, int h,
+                                              int newpos, const bf16 *fresh, const bf16 *pre = nullptr, int j0 = 0)
+{
+    if (j == newpos && fresh)
+        return fresh;
+    if (pre) // the item's copy in shared memory
+        return pre + (j - j0) * p.head_dim;
+    const int bs = p.block_size;
+    const int64_t slot = (int64_t)btab[j / bs] * bs + j % bs;
+    return cache + slot * p.kv_heads * p.head_dim + (int64_t)h * p.head_dim;
+}
+
+// One (kv head, key split) item of layer l; the last item of its head merges the head's splits.
+constexpr int kMergeLoads = 16; // split partials loaded at once by the merge (one trip for 16 splits)
+
+// trig: [hd/2] cos, [hd/2] sin of the token's rope angles; btab: the sequence's block table (the kernel
+// copies both once).
+__device__ void attention_item(const Params &p, int l, unsigned *ctr, uint8_t *region, const float *trig,
+                               const int *btab)
+{
+    const Layer &L = p.layers[l];
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    const int grp = p.q_heads / p.kv_heads, hd = p.head_dim, half = hd / 2, nkm = p.nk_max;
+    const int h = (int)blockIdx.x / p.splits, s = (int)blockIdx.x % p.splits;
+    const int len = p.seq_lens[0], newpos = p.pos[0];
+    const int k0 = (int)((int64_t)s * len / p.splits), k1 = (int)((int64_t)(s + 1) * len / p.splits), nk = k1 - k0;
+    const bool last = s == p.splits - 1;
+    if (p.debug & 4) { // benchmark switch: no attention, one arrival per kv head
+        if (s == 0)
+            grid_arrive(ctr + kAttn);
+        return;
+    }
+    if (nk > nkm) // the launcher sized shared memory for max_seq_len; a longer context is the caller's bug
+        __trap();
+    float *qf = reinterpret_cast<float *>(region);   // [grp][hd] rotated q (bf16 values)
+    float *kf = qf + grp * hd;                         // [hd] the new k
+    bf16 *knew = reinterpret_cast<bf16 *>(kf + hd);    // [hd] the new k, bf16
+    bf16 *vnew = knew + hd;                            // [hd] the new v
+    float *sc = reinterpret_cast<float *>(vnew + hd);  // [grp][nk_max] scores, then probabilities
+    float *stat = sc + grp * nkm;                      // [grp] max, [grp] sum, [1] merge flag
+    float *pv = stat + 4 * kMaxGroup;                  // [kWarps][grp][hd] partial P·V
+    const bf16 *row = p.qkv;
+    const int heads_new = grp + (last ? 1 : 0);
+    const bool dims = lane * 4 < hd;
+    // The cache rows of earlier steps do not depend on this step: copied into shared memory (or, for long
+    // splits, into L2) while the grid finishes q/k/v.
+    bf16 *kpre = p.kv_pre ? reinterpret_cast<bf16 *>(pv + kWarps * grp * hd) : nullptr; // [nk_max][hd]
+    bf16 *vpre = p.kv_pre ? kpre + nkm * hd : nullptr;
+    if (p.kv_pre) {
+        const int cpr = hd / 8; // 16-byte chunks a row
+        for (int e = tid; e < nk * cpr; e += kConsumers) {
+            const int jj = e / cpr, c = e % cpr;
+            if (last && k0 + jj == newpos)
+                continue;
+            const bf16 *kr = kv_row(p, btab, L.k_cache, k0 + jj, h, -1, nullptr);
+            const bf16 *vr = kv_row(p, btab, L.v_cache, k0 + jj, h, -1, nullptr);
+            asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(smem_u32(kpre + jj * hd + c * 8)),
+                         "l"(kr + c * 8)
+                         : "memory");
+            asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(smem_u32(vpre + jj * hd + c * 8)),
+                         "l"(vr + c * 8)
+                         : "memory");
+        }
+        asm volatile("cp.async.commit_group;" ::: "memory");
+    } else {
+        for (int jj = tid; jj < nk; jj += kConsumers)
+            if (!(last && k0 + jj == newpos)) {
+                const bf16 *kr = kv_row(p, btab, L.k_cache, k0 + jj, h, -1, nullptr);
+                const bf16 *vr = kv_row(p, btab, L.v_cache, k0 + jj, h, -1, nullptr);
+                for (int b = 0; b < hd * 2; b += 128) { // 128-byte lines
+                    asm volatile("prefetch.global.L2 [%0];" ::"l"((const char *)kr + b));
+                    asm volatile("prefetch.global.L2 [%0];" ::"l"((const char *)vr + b));
+                }
+            }
+    }
+
+    if (p.headwait)
+        grid_wait(ctr + kCtrPerLayer + p.kv_heads + h, (unsigned)((grp + 2) * hd), p.debug & 2);
+    else
+        grid_wait(ctr + kQkv, gridDim.x, p.debug & 2);
+    stamp(p, l, 4);
+#pragma unroll 4
+    for (int e = tid; e < grp * hd; e += kConsumers)
+        qf[e] = ldcg_bf16(row + (int64_t)h * grp * hd + e);
+    if (last)
+        for (int e = tid; e < hd; e += kConsumers) {
+            kf[e] = ldcg_bf16(row + p.q_dim + (int64_t)h * hd + e);
+            vnew[e] = __float2bfloat16_rn(ldcg_bf16(row + p.q_dim + (int64_t)p.kv_heads * hd + h * hd + e));
+        }
+    consumer_sync();
+    if (L.q_norm) { // Qwen3: per-head RMSNorm before rope
+        for (int j = warp; j < heads_new; j += kWarps)
+            head_norm(j < grp ? qf + j * hd : kf, j < grp ? L.q_norm : L.k_norm, hd, p.eps);
+        consumer_sync();
+    }
+    for (int e = tid; e < heads_new * half; e += kConsumers) { // rope, as rope_kv_store_kernel computes it
+        const int j = e / half, i = e % half;
+        float *v = j < grp ? qf + j * hd : kf;
+        const float c = trig[i], sn = trig[half + i], x1 = v[i], x2 = v[i + half];
+        v[i] = round_bf16(x1 * c - x2 * sn);
+        v[i + half] = round_bf16(x2 * c + x1 * sn);
+    }
+    consumer_sync();
+    if (last) {
+        const int32_t slot = p.slots[0];
+        for (int e = tid; e < hd; e += kConsumers) {
+            knew[e] = __float2bfloat16_rn(kf[e]);
+            if (slot >= 0) {
+                const int64_t off = (int64_t)slot * p.kv_heads * hd + (int64_t)h * hd + e;
+                L.k_cache[off] = knew[e];
+                L.v_cache[off] = vnew[e];
+            }
+        }
+        consumer_sync();
+    }
+    const bf16 *kfresh = last ? knew : nullptr, *vfresh = last ? vnew : nullptr;
+    if (p.kv_pre) { // this thread's copies have landed; the barrier makes everyone's visible
+        asm volatile("cp.async.wait_all;" ::: "memory");
+        consumer_sync();
+    }
+    stamp(p, l, kStamps + 8);
+
+    // scores: lanes own 4 dims (their q values stay in registers), warps take every 8th key
+    float qr[kMaxGroup][4];
+#pragma unroll
+    for (int j = 0; j < kMaxGroup; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++)
+            qr[j][e] = j < grp && dims ? qf[j * hd + lane * 4 + e] : 0.0f;
+#pragma unroll 4
+    for (int jj = warp; jj < nk; jj += kWarps) {
+        const uint2 raw = dims ? *reinterpret_cast<const uint2 *>(
+                                     kv_row(p, btab, L.k_cache, k0 + jj, h, newpos, kfresh, kpre, k0) + lane * 4)
+                               : make_uint2(0, 0);
+        const float kv[4] = {bf16_lo(raw.x), bf16_hi(raw.x), bf16_lo(raw.y), bf16_hi(raw.y)};
+#pragma unroll
+        for (int j = 0; j < kMaxGroup; j++)
+            if (j < grp) {
+                float d = 0.0f;
+#pragma unroll
+                for (int e = 0; e < 4; e++)
+                    d = fmaf(qr[j][e], kv[e], d);
+                d = warp_reduce(d, SumOp());
+                if (lane == 0)
+                    sc[j * nkm + jj] = d * p.scale;
+            }
+    }
+    consumer_sync();
+    for (int j = warp; j < grp; j += kWarps) { // softmax statistics of this split, a warp per q head
+        float m = -FLT_MAX;
+        for (int jj = lane; jj < nk; jj += 32)
+            m = fmaxf(m, sc[j * nkm + jj]);
+        m = warp_reduce(m, MaxOp());
+        float sum = 0.0f;
+        for (int jj = lane; jj < nk; jj += 32) {
+            const float e = __expf(sc[j * nkm + jj] - m);
+            sc[j * nkm + jj] = e;
+            sum += e;
+        }
+        sum = warp_reduce(sum, SumOp());
+        if (lane == 0)
+            stat[j] = nk > 0 ? m : -FLT_MAX, stat[kMaxGroup + j] = sum;
+    }
+    consumer_sync();
+    stamp(p, l, kStamps + 9);
+    // P·V: lanes own 4 dims, warps take every 8th key
+    float acc[kMaxGroup][4];
+#pragma unroll
+    for (int j = 0; j < kMaxGroup; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++)
+            acc[j][e] = 0.0f;
+    auto pv_key = [&](int jj, uint2 raw) {
+        const float v[4] = {bf16_lo(raw.x), bf16_hi(raw.x), bf16_lo(raw.y), bf16_hi(raw.y)};
+#pragma unroll
+        for (int j = 0; j < kMaxGroup; j++)
+            if (j < grp) {
+                const float pr = sc[j * nkm + jj];
+#pragma unroll
+                for (int e = 0; e < 4; e++)
+                    acc[j][e] = fmaf(pr, v[e], acc[j][e]);
+            }
+    };
+    auto v_of = [&](int jj) {
+        return *reinterpret_cast<const uint2 *>(kv_row(p, btab, L.v_cache, k0 + jj, h, newpos, vfresh, vpre, k0) +
+                                                lane * 4);
+    };
+#pragma unroll 4
+    for (int jj = warp; jj < nk && dims; jj += kWarps)
+        pv_key(jj, v_of(jj));
+    if (dims)
+#pragma unroll
+        for (int j = 0; j < kMaxGroup; j++)
+            if (j < grp)
+#pragma unroll
+                for (int e = 0; e < 4; e++)
+                    pv[(warp * grp + j) * hd + lane * 4 + e] = acc[j][e];
+    consumer_sync();
+    const int stride = hd + 2;
+    for (int u = tid; u < grp * hd; u += kConsumers) {
+        const int j = u / hd, d = u % hd;
+        float sum = 0.0f;
+        for (int w = 0; w < kWarps; w++)
+            sum += pv[(w * grp + j) * hd + d];
+        float *out = p.partials + ((int64_t)(h * grp + j) * p.splits + s) * stride;
+        out[d] = sum;
+        if (d == 0)
+            out[hd] = stat[j], out[hd + 1] = stat[kMaxGroup + j];
+    }
+    // the last split of this head to finish merges them all
+    consumer_sync();
+    stamp(p, l, 5);
+    if (tid == 0) {
+        __threadfence();
+        const unsigned before = atomicAdd(ctr + kCtrPerLayer + h, 1u);
+        stat[2 * kMaxGroup] = before == (unsigned)p.splits - 1 ? 1.0f : 0.0f;
+        __threadfence();
+    }
+    consumer_sync();
+    if (stat[2 * kMaxGroup] == 0.0f)
+        return;
+    // the splits' weights exp(m_t - M) / sum, per q head, into shared memory (pv is free again)
+    float *wt = pv; // [grp][splits] max, then weights; [grp][splits] sums
+    for (int u = tid; u < grp * p.splits; u += kConsumers) {
+        const float *src = p.partials + ((int64_t)(h * grp) * p.splits + u) * stride;
+        wt[u] = __ldcg(src + hd);
+        wt[grp * p.splits + u] = __ldcg(src + hd + 1);
+    }
+    consumer_sync();
+    for (int j = tid; j < grp; j += kConsumers) {
+        float *mj = wt + j * p.splits, *lj = wt + (grp + j) * p.splits;
+        float m = -FLT_MAX, den = 0.0f;
+        for (int t = 0; t < p.splits; t++)
+            m = fmaxf(m, mj[t]);
+        for (int t = 0; t < p.splits; t++)
+            den += mj[t] == -FLT_MAX ? 0.0f : __expf(mj[t] - m) * lj[t]; // empty splits weigh nothing
+        for (int t = 0; t < p.splits; t++)
+            mj[t] = mj[t] == -FLT_MAX ? 0.0f : __expf(mj[t] - m) / den;
+    }
+    consumer_sync();
+    for (int u = tid; u < grp * hd; u += kConsumers) {
+        const int j = u / hd, d = u % hd;
+        const float *base = p.partials + (int64_t)(h * grp + j) * p.splits * stride + d;
+        float out = 0.0f;
+        for (int t0 = 0; t0 < p.splits; t0 += kMergeLoads) {
+            float part[kMergeLoads]; // kMergeLoads splits' values in flight at once
+#pragma unroll
+            for (int t = 0; t < kMergeLoads; t++)
+                part[t] = t0 + t < p.splits ? __ldcg(base + (t0 + t) * stride) : 0.0f;
+#pragma unroll
+            for (int t = 0; t < kMergeLoads; t++)
+                if (t0 + t < p.splits)
+                    out += wt[j * p.splits + t0 + t] * part[t];
+        }
+        p.attn[(int64_t)(h * grp + j) * hd + d] = __float2bfloat16_rn(out);
+    }
+    grid_arrive(ctr + kAttn);
+    stamp(p, l, 6);
+}
+
+#endif // Hopper device code
+
+} // namespace
+} // namespace ss

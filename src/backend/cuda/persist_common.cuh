@@ -1,0 +1,206 @@
+// persist_common.cuh — the persistent decode kernel's limits, parameters and synchronisation primitives
+// (mbarriers, bulk copies, grid-wide counters, spins that trap). Included by decode_persist.cu only.
+#pragma once
+#include <stdint.h>
+
+#include "backend/cuda/common.cuh"
+#include "backend/cuda/cuda_kernels.h"
+
+namespace ss {
+namespace {
+
+constexpr int kWarps = 8;                  // consumer warps
+constexpr int kConsumers = kWarps * 32;
+constexpr int kThreads = kConsumers + 32;  // + the producer warp
+// A stage is a tile of 16 weight rows (8 gate + the same 8 up rows for the MLP's first half) by kSlab
+// columns, rows kPitch bytes apart: the 64 bytes of padding put rows g and g+1 16 banks apart, so the
+// tensor-core fragment loads (lane g/4 reads row g) are free of bank conflicts.
+constexpr int kTileRows = 16;
+constexpr int kSlab = 1024;
+constexpr int kPitch = 2 * kSlab + 64;
+constexpr int kStageBytes = kTileRows * kPitch;
+constexpr int kMaxStages = 12;
+constexpr int kMaxKvPre = 16 << 10;        // K + V rows an attention item preloads into shared memory, at most
+constexpr int kMaxXBytes = 32 << 10;       // the longest input vector (x of down: inter) in shared memory
+constexpr int kMaxSplits = 32;
+constexpr int kMaxGroup = 8;               // q heads per kv head
+constexpr int kMaxHeadDim = 128;
+constexpr int kMaxOwnRows = 256;          // residual rows one CTA owns (hidden / CTAs)
+constexpr int kMaxTable = 512;            // block-table entries of the sequence (context / block size)
+constexpr int kCtrPerLayer = 5;            // qkv, attn, o, gu, down; then one per kv head
+enum : int { kQkv = 0, kAttn = 1, kO = 2, kGu = 3, kDown = 4 };
+constexpr int kStamps = 14;    // trace points per layer (SS_PERSIST_TRACE), see the kernel
+constexpr int kTraceSlots = 24; // + per matrix (qkv, o, gu, down): time waiting for stages, time in the phase;
+                                // + an attention item's scores start and P·V start
+
+struct Layer {
+    const bf16 *attn_norm, *wqkv, *bqkv, *q_norm, *k_norm, *wo, *mlp_norm, *wgu, *wdown;
+    bf16 *k_cache, *v_cache;
+};
+
+struct Params {
+    int n_layers, hidden, inter, q_heads, kv_heads, head_dim, q_dim, qkv_dim;
+    int splits, nk_max, stages, region_bytes, ctr_stride, block_size;
+    unsigned long long *trace; // SS_PERSIST_TRACE: [layers][kStamps][CTAs] globaltimer stamps, else NULL
+    int kv_pre;  // attention items copy their keys' K and V rows into shared memory before the wait for q
+    int headwait; // SS_PERSIST_HEADWAIT=1 (not yet measured): an attention item waits for its own kv head's
+                  // q/k/v rows (counters per head) instead of the whole grid's q/k/v GEMV
+    int debug; // SS_PERSIST_DEBUG, a benchmark switch that breaks the results: 1 no GEMV loads (nor math),
+               // 2 no grid waits, 4 no attention, 8 no GEMV outputs
+    float eps, scale;
+    const float *inv_freq;
+    const int32_t *pos, *slots, *block_table, *seq_lens;
+    bf16 *residual, *qkv, *attn, *act;
+    float *partials;
+    unsigned *sync;
+    Layer layers[SS_CUDA_PERSIST_MAX_LAYERS];
+};
+
+// The device code is Hopper's (bulk copies, mbarrier transactions); the sm_80 build gets an empty kernel
+// that the launcher never starts (it asks for compute capability 9 first).
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900
+
+// ---------------------------------------------------------------- synchronisation primitives
+
+__device__ __forceinline__ uint32_t smem_u32(const void *p)
+{
+    return (uint32_t)__cvta_generic_to_shared(p);
+}
+
+__device__ __forceinline__ void mbar_init(uint64_t *bar, unsigned count)
+{
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_u32(bar)), "r"(count) : "memory");
+}
+
+// Every spin of this kernel gives up after kHangNs with a trap: a bug or a lost CTA becomes a launch error
+// the backend reports, never a GPU that hangs. (A decode step takes milliseconds.)
+constexpr uint64_t kHangNs = 2000000000ull;
+
+struct Spin {
+    uint32_t n = 0;
+    uint64_t t0 = 0;
+    __device__ __forceinline__ void tick()
+    {
+        if ((++n & 1023u) != 0)
+            return;
+        uint64_t t;
+        asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+        if (t0 == 0)
+            t0 = t;
+        else if (t - t0 > kHangNs)
+            __trap();
+    }
+};
+
+__device__ __forceinline__ void mbar_wait(uint64_t *bar, uint32_t parity)
+{
+    const uint32_t a = smem_u32(bar);
+    Spin spin;
+    for (;;) {
+        uint32_t done;
+        asm volatile("{ .reg .pred p; mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2; selp.u32 %0, 1, 0, p; }"
+                     : "=r"(done)
+                     : "r"(a), "r"(parity)
+                     : "memory");
+        if (done)
+            return;
+        spin.tick();
+    }
+}
+
+__device__ __forceinline__ void mbar_arrive(uint64_t *bar)
+{
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(smem_u32(bar)) : "memory");
+}
+
+__device__ __forceinline__ void mbar_expect_tx(uint64_t *bar, uint32_t bytes)
+{
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_u32(bar)), "r"(bytes) : "memory");
+}
+
+// Bulk async copy global -> shared (16-byte aligned, a multiple of 16 bytes), completing on bar; the L2
+// keeps weights only until they are read (evict_first): activations and the KV cache stay resident.
+__device__ __forceinline__ void bulk_load(void *dst, const void *src, uint32_t bytes, uint64_t *bar, uint64_t policy)
+{
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint [%0], [%1], %2, "
+                 "[%3], %4;" ::"r"(smem_u32(dst)),
+                 "l"(src), "r"(bytes), "r"(smem_u32(bar)), "l"(policy)
+                 : "memory");
+}
+
+// The consumer warps only (the producer warp never joins): named barrier 1.
+__device__ __forceinline__ void consumer_sync()
+{
+    asm volatile("bar.sync 1, %0;" ::"n"(kConsumers) : "memory");
+}
+
+// Grid-wide counters: arrive after this CTA's outputs are written, wait until `target` CTAs arrived.
+// Data other CTAs wrote is then read with ld.global.cg (L2), never through this SM's L1.
+__device__ __forceinline__ void grid_arrive(unsigned *ctr)
+{
+    consumer_sync(); // the CTA's writes happen before thread 0's release (bar.sync orders them at CTA scope)
+    if (threadIdx.x == 0)
+        asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(ctr) : "memory");
+}
+
+__device__ __forceinline__ void grid_wait(const unsigned *ctr, unsigned target, bool off = false)
+{
+    if (threadIdx.x == 0 && !off) {
+        Spin spin;
+        for (;;) {
+            unsigned v;
+            asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(ctr) : "memory");
+            if (v >= target)
+                break;
+            spin.tick();
+        }
+    }
+    consumer_sync(); // the acquire by thread 0 happens before every thread's reads after the barrier
+}
+
+__device__ __forceinline__ uint4 ldcg16(const bf16 *p)
+{
+    return __ldcg(reinterpret_cast<const uint4 *>(p));
+}
+
+__device__ __forceinline__ float ldcg_bf16(const bf16 *p)
+{
+    return __uint_as_float((uint32_t)__ldcg(reinterpret_cast<const unsigned short *>(p)) << 16);
+}
+
+// Sum over the 256 consumer threads (every one gets it); scratch: 8 floats.
+__device__ __forceinline__ float consumer_sum(float v, float *scratch)
+{
+    v = warp_reduce(v, SumOp());
+    if ((threadIdx.x & 31) == 0)
+        scratch[threadIdx.x >> 5] = v;
+    consumer_sync();
+    float r = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kWarps; w++)
+        r += scratch[w];
+    consumer_sync();
+    return r;
+}
+
+// A trace point of this CTA (SS_PERSIST_TRACE, a benchmark aid): the time at point k of layer l.
+__device__ __forceinline__ void stamp(const Params &p, int l, int k)
+{
+    if (p.trace && threadIdx.x == 0) {
+        unsigned long long t;
+        asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+        p.trace[((size_t)l * kTraceSlots + k) * gridDim.x + blockIdx.x] = t;
+    }
+}
+
+__device__ __forceinline__ unsigned long long gtime()
+{
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+}
+
+#endif // Hopper device code
+
+} // namespace
+} // namespace ss

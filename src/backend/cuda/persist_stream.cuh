@@ -1,0 +1,303 @@
+// persist_stream.cuh — the persistent decode kernel's weight stream: the producer warp's tiles, the
+// consumers' tensor-core GEMVs from shared memory, the norms and inputs. Included by decode_persist.cu.
+#pragma once
+#include "backend/cuda/persist_common.cuh"
+
+namespace ss {
+namespace {
+
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900
+
+// ---------------------------------------------------------------- the weight stream
+
+struct Geo {
+    const bf16 *W;
+    int64_t m, r0, r1; // matrix rows (pairs for gate/up); this CTA's rows [r0, r1)
+    int k, rpt;        // row length; rows (pairs) per tile: 16 (8)
+    bool pair;         // gate/up: a tile holds 8 gate rows, then the same 8 up rows
+};
+
+__device__ __forceinline__ Geo geo_of(const Params &p, int l, int mat)
+{
+    const Layer &L = p.layers[l];
+    Geo g;
+    g.pair = mat == kGu;
+    switch (mat) {
+    case kQkv: g.W = L.wqkv, g.m = p.qkv_dim, g.k = p.hidden; break;
+    case kO: g.W = L.wo, g.m = p.hidden, g.k = p.q_dim; break;
+    case kGu: g.W = L.wgu, g.m = p.inter, g.k = p.hidden; break;
+    default: g.W = L.wdown, g.m = p.hidden, g.k = p.inter; break;
+    }
+    g.rpt = g.pair ? kTileRows / 2 : kTileRows;
+    g.r0 = (int64_t)blockIdx.x * g.m / gridDim.x;
+    g.r1 = (int64_t)(blockIdx.x + 1) * g.m / gridDim.x;
+    return g;
+}
+
+// Position in the ring: slot and the parity of its current use.
+struct Cursor {
+    uint32_t slot = 0, phase = 0;
+    __device__ __forceinline__ void next(int stages)
+    {
+        if (++slot == (uint32_t)stages)
+            slot = 0, phase ^= 1u;
+    }
+};
+
+// Walks the tiles (16 rows x kSlab columns) of every matrix of every layer in the consumers' order: a CTA's
+// rows in groups of 16 (8 pairs), each group's columns slab after slab.
+struct TileIter {
+    int l, mat, k0;
+    int64_t r;
+    bool done;
+    Geo g;
+    __device__ void start(const Params &p)
+    {
+        l = 0, mat = kQkv, done = false;
+        enter(p);
+    }
+    __device__ void enter(const Params &p) // the current matrix from its first tile, skipping empty ones
+    {
+        for (;;) {
+            g = geo_of(p, l, mat);
+            r = g.r0, k0 = 0;
+            if (r < g.r1)
+                return;
+            mat = mat == kQkv ? kO : mat + 1; // (kAttn has no weights)
+            if (mat > kDown) {
+                mat = kQkv;
+                if (++l == p.n_layers) {
+                    done = true;
+                    return;
+                }
+            }
+        }
+    }
+    __device__ void next(const Params &p)
+    {
+        if ((k0 += kSlab) < g.k)
+            return;
+        k0 = 0;
+        if ((r += g.rpt) < g.r1)
+            return;
+        mat = mat == kQkv ? kO : mat + 1;
+        if (mat > kDown) {
+            mat = kQkv;
+            if (++l == p.n_layers) {
+                done = true;
+                return;
+            }
+        }
+        enter(p);
+    }
+    __device__ int rows() const { return (int)(g.r1 - r < g.rpt ? g.r1 - r : g.rpt); }
+    __device__ uint32_t bytes() const { return 2u * (uint32_t)(g.k - k0 < kSlab ? g.k - k0 : kSlab); }
+    // Row i of the tile (gate rows first, then up rows, for gate/up).
+    __device__ const bf16 *src(int i, bool up) const { return g.W + ((up ? g.m : 0) + r + i) * g.k + k0; }
+};
+
+// The producer warp: every tile, one bulk copy per row, each issued by its own lane (one thread issuing 16
+// or 32 copies a stage could not keep the bus busy).
+__device__ void produce(const Params &p, uint8_t *ring, uint64_t *full, uint64_t *empty)
+{
+    const int lane = threadIdx.x & 31;
+    const int i = lane % kTileRows; // lanes 0-15: rows (gate rows); 16-31: the up rows
+    const bool up = lane >= kTileRows;
+    uint64_t policy;
+    asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
+    Cursor cur;
+    TileIter t;
+    t.start(p);
+    for (; !t.done; t.next(p), cur.next(p.stages)) {
+        const int rows = t.rows();
+        const uint32_t bytes = t.bytes();
+        mbar_wait(&empty[cur.slot], cur.phase ^ 1u); // a fresh barrier's "previous phase" is complete
+        if (lane == 0)
+            mbar_expect_tx(&full[cur.slot], (t.g.pair ? 2u : 1u) * (uint32_t)rows * bytes);
+        __syncwarp();
+        uint8_t *dst = ring + (size_t)cur.slot * kStageBytes;
+        if (i < rows && (!up || t.g.pair))
+            bulk_load(dst + (up ? kTileRows / 2 + i : i) * kPitch, t.src(i, up), bytes, &full[cur.slot], policy);
+    }
+}
+
+// d += A(16x16, row-major) . B(16x8, column-major), bf16 in, f32 accumulate (sm_80+).
+__device__ __forceinline__ void mma_16816(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
+                                          uint32_t b0, uint32_t b1)
+{
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+constexpr int kStepsPerWarp = (kSlab / 32 + kWarps - 1) / kWarps; // 32 columns per step (4 lanes x 8)
+
+// The consumers' side of one matrix on the tensor cores (as gemv.cu's mma kernel, from shared memory):
+// lane (g = lane/4, t = lane%4) takes 16-byte chunk c of tile rows g and g+8 and of x; the two mmas' k slots
+// are the same permutation of real k for A and B. The warps split a tile's columns; each hands the stage
+// back once it has loaded it. After a row group's last slab the warps' sums meet in shared memory (the
+// only barrier per group) and its outputs are stored.
+__device__ void gemv_phase(const Params &p, int l, int mat, const uint8_t *ring, uint64_t *full, uint64_t *empty,
+                           const bf16 *xs, float *red, float *own, Cursor &cur, uint32_t &group)
+{
+    const Geo g = geo_of(p, l, mat);
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, tid = threadIdx.x;
+    const int lg = lane >> 2, lt = lane & 3;
+    const Layer &L = p.layers[l];
+    const uint4 *x = reinterpret_cast<const uint4 *>(xs);
+    const uint4 zero = make_uint4(0, 0, 0, 0);
+    const bool tr = p.trace && tid == 0;
+    const unsigned long long t_in = tr ? gtime() : 0;
+    unsigned long long waited = 0;
+    for (int64_t r = g.r0; r < g.r1; r += g.rpt, group++) {
+        const int rows = (int)(g.r1 - r < g.rpt ? g.r1 - r : g.rpt);
+        const float bias = mat == kQkv && L.bqkv && tid < rows ? __bfloat162float(L.bqkv[r + tid]) : 0.0f;
+        float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        for (int k0 = 0; k0 < g.k; k0 += kSlab, cur.next(p.stages)) {
+            const int chunks = (g.k - k0 < kSlab ? g.k - k0 : kSlab) / 8;
+            const unsigned long long t_w = tr ? gtime() : 0;
+            mbar_wait(&full[cur.slot], cur.phase);
+            if (tr)
+                waited += gtime() - t_w;
+            const uint8_t *st = ring + (size_t)cur.slot * kStageBytes;
+            uint4 a[kStepsPerWarp], b[kStepsPerWarp], xv[kStepsPerWarp];
+#pragma unroll
+            for (int j = 0; j < kStepsPerWarp; j++) { // every load of the stage in flight at once
+                const int c = 4 * (warp + j * kWarps) + lt;
+                const bool on = c < chunks && !(p.debug & 1);
+                a[j] = on ? *reinterpret_cast<const uint4 *>(st + lg * kPitch + c * 16) : zero;
+                b[j] = on ? *reinterpret_cast<const uint4 *>(st + (lg + 8) * kPitch + c * 16) : zero;
+                xv[j] = on ? x[k0 / 8 + c] : zero;
+            }
+            __syncwarp();
+            if (lane == 0) // this warp has read the stage
+                mbar_arrive(&empty[cur.slot]);
+#pragma unroll
+            for (int j = 0; j < kStepsPerWarp; j++) {
+                mma_16816(acc, a[j].x, b[j].x, a[j].y, b[j].y, xv[j].x, xv[j].y);
+                mma_16816(acc, a[j].z, b[j].z, a[j].w, b[j].w, xv[j].z, xv[j].w);
+            }
+        }
+        // column 0 of D (x is in every column): acc[0] is row lg, acc[2] row lg + 8
+        float *rb = red + (group & 1u) * kWarps * kTileRows;
+        if (lt == 0)
+            rb[warp * kTileRows + lg] = acc[0], rb[warp * kTileRows + lg + 8] = acc[2];
+        consumer_sync();
+        if (tid < rows && !(p.debug & 8)) {
+            float a = 0.0f;
+#pragma unroll
+            for (int w = 0; w < kWarps; w++)
+                a += rb[w * kTileRows + tid];
+            const int64_t row = r + tid;
+            if (mat == kQkv) {
+                p.qkv[row] = __float2bfloat16_rn(a + bias);
+            } else if (mat == kGu) {
+                float u = 0.0f;
+#pragma unroll
+                for (int w = 0; w < kWarps; w++)
+                    u += rb[w * kTileRows + kTileRows / 2 + tid];
+                p.act[row] = __float2bfloat16_rn(a / (1.0f + __expf(-a)) * u);
+            } else { // o, down: residual += round(out), rounded as add_rmsnorm does
+                const float v = round_bf16(round_bf16(a) + own[row - g.r0]);
+                own[row - g.r0] = v;
+                p.residual[row] = __float2bfloat16_rn(v);
+            }
+        }
+    }
+    if (tr) {
+        const int m = mat == kQkv ? 0 : mat - 1; // qkv, o, gu, down
+        p.trace[((size_t)l * kTraceSlots + kStamps + m) * gridDim.x + blockIdx.x] = waited;
+        p.trace[((size_t)l * kTraceSlots + kStamps + 4 + m) * gridDim.x + blockIdx.x] = gtime() - t_in;
+    }
+}
+
+// With p.headwait: after its q/k/v rows, the CTA adds to each kv head's counter the number of that head's
+// rows (its q heads', its k's and its v's) it wrote; the head is ready at (group + 2) * head_dim.
+__device__ void arrive_heads(const Params &p, unsigned *ctr)
+{
+    consumer_sync();
+    if (threadIdx.x != 0)
+        return;
+    const Geo g = geo_of(p, 0, kQkv); // the row split is the same in every layer
+    const int grp = p.q_heads / p.kv_heads, hd = p.head_dim, kv_dim = p.kv_heads * hd;
+    auto overlap = [&](int64_t a, int64_t b) { // rows of [a, b) among this CTA's [r0, r1)
+        const int64_t lo = a > g.r0 ? a : g.r0, hi = b < g.r1 ? b : g.r1;
+        return hi > lo ? (unsigned)(hi - lo) : 0u;
+    };
+    for (int h = 0; h < p.kv_heads; h++) {
+        const unsigned n = overlap((int64_t)h * grp * hd, (int64_t)(h + 1) * grp * hd) +
+                           overlap(p.q_dim + (int64_t)h * hd, p.q_dim + (int64_t)(h + 1) * hd) +
+                           overlap(p.q_dim + kv_dim + (int64_t)h * hd, p.q_dim + kv_dim + (int64_t)(h + 1) * hd);
+        if (n)
+            asm volatile("red.release.gpu.global.add.u32 [%0], %1;" ::"l"(ctr + kCtrPerLayer + p.kv_heads + h), "r"(n)
+                         : "memory");
+    }
+}
+
+// Loads of a thread's 16-byte chunks of a vector (at most kPer): every load is issued before the first is
+// used, so a norm or an input costs one trip to L2, not one per chunk.
+constexpr int kPer = kMaxXBytes / 16 / kConsumers; // 32 KiB (the longest input) / 16 / 256 = 8
+
+// xs = rmsnorm(residual) · w (bf16), as rmsnorm_kernel rounds it.
+__device__ void norm_to_xs(const Params &p, const bf16 *w, bf16 *xs, float *scratch)
+{
+    const int chunks = p.hidden / 8;
+    uint4 raw[kPer], wr[kPer];
+#pragma unroll
+    for (int i = 0; i < kPer; i++) {
+        const int c = threadIdx.x + i * kConsumers;
+        if (c < chunks) {
+            raw[i] = ldcg16(p.residual + (int64_t)c * 8);
+            wr[i] = *reinterpret_cast<const uint4 *>(w + (int64_t)c * 8);
+        }
+    }
+    float ss = 0.0f;
+#pragma unroll
+    for (int i = 0; i < kPer; i++)
+        if (threadIdx.x + i * kConsumers < chunks) {
+            float v[8];
+            unpack8(raw[i], v);
+#pragma unroll
+            for (int e = 0; e < 8; e++)
+                ss += v[e] * v[e];
+        }
+    const float inv = rsqrtf(consumer_sum(ss, scratch) / (float)p.hidden + p.eps);
+#pragma unroll
+    for (int i = 0; i < kPer; i++) {
+        const int c = threadIdx.x + i * kConsumers;
+        if (c < chunks) {
+            float v[8], g[8];
+            unpack8(raw[i], v);
+            unpack8(wr[i], g);
+#pragma unroll
+            for (int e = 0; e < 8; e++)
+                v[e] = v[e] * inv * g[e];
+            store_vec<8>(xs + (int64_t)c * 8, v);
+        }
+    }
+    consumer_sync();
+}
+
+// xs = src[0, n) (another CTA's output).
+__device__ void load_xs(const bf16 *src, int n, bf16 *xs)
+{
+    uint4 raw[kPer];
+#pragma unroll
+    for (int i = 0; i < kPer; i++) {
+        const int c = threadIdx.x + i * kConsumers;
+        if (c < n / 8)
+            raw[i] = ldcg16(src + (int64_t)c * 8);
+    }
+#pragma unroll
+    for (int i = 0; i < kPer; i++) {
+        const int c = threadIdx.x + i * kConsumers;
+        if (c < n / 8)
+            reinterpret_cast<uint4 *>(xs)[c] = raw[i];
+    }
+    consumer_sync();
+}
+
+#endif // Hopper device code
+
+} // namespace
+} // namespace ss
