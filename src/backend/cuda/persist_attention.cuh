@@ -38,6 +38,13 @@ __device__ __forceinline__ const bf16 *kv_row(const Params &p, const int *btab, 
 }
 
 // One (kv head, key split) item of layer l; the last item of its head merges the head's splits.
+// This lane's 4 dims of a K or V row (zeros when the lane holds none: head_dim < 128).
+__device__ __forceinline__ void lane_dims(const bf16 *row, int lane, bool on, float (&v)[4])
+{
+    const uint2 raw = on ? *reinterpret_cast<const uint2 *>(row + lane * 4) : make_uint2(0, 0);
+    v[0] = bf16_lo(raw.x), v[1] = bf16_hi(raw.x), v[2] = bf16_lo(raw.y), v[3] = bf16_hi(raw.y);
+}
+
 constexpr int kMergeLoads = 16; // split partials loaded at once by the merge (one trip for 16 splits)
 
 // trig: [hd/2] cos, [hd/2] sin of the token's rope angles; btab: the sequence's block table (the kernel
@@ -156,10 +163,8 @@ __device__ void attention_item(const Params &p, int l, unsigned *ctr, uint8_t *r
             qr[j][e] = j < grp && dims ? qf[j * hd + lane * 4 + e] : 0.0f;
 #pragma unroll 4
     for (int jj = warp; jj < nk; jj += kWarps) {
-        const uint2 raw = dims ? *reinterpret_cast<const uint2 *>(
-                                     kv_row(p, btab, L.k_cache, k0 + jj, h, newpos, kfresh, kpre, k0) + lane * 4)
-                               : make_uint2(0, 0);
-        const float kv[4] = {bf16_lo(raw.x), bf16_hi(raw.x), bf16_lo(raw.y), bf16_hi(raw.y)};
+        float kv[4];
+        lane_dims(kv_row(p, btab, L.k_cache, k0 + jj, h, newpos, kfresh, kpre, k0), lane, dims, kv);
 #pragma unroll
         for (int j = 0; j < kMaxGroup; j++)
             if (j < grp) {
@@ -191,14 +196,11 @@ __device__ void attention_item(const Params &p, int l, unsigned *ctr, uint8_t *r
     consumer_sync();
     stamp(p, l, kStamps + 9);
     // P·V: lanes own 4 dims, warps take every 8th key
-    float acc[kMaxGroup][4];
-#pragma unroll
-    for (int j = 0; j < kMaxGroup; j++)
-#pragma unroll
-        for (int e = 0; e < 4; e++)
-            acc[j][e] = 0.0f;
-    auto pv_key = [&](int jj, uint2 raw) {
-        const float v[4] = {bf16_lo(raw.x), bf16_hi(raw.x), bf16_lo(raw.y), bf16_hi(raw.y)};
+    float acc[kMaxGroup][4] = {};
+#pragma unroll 4
+    for (int jj = warp; jj < nk && dims; jj += kWarps) {
+        float v[4];
+        lane_dims(kv_row(p, btab, L.v_cache, k0 + jj, h, newpos, vfresh, vpre, k0), lane, true, v);
 #pragma unroll
         for (int j = 0; j < kMaxGroup; j++)
             if (j < grp) {
@@ -207,14 +209,7 @@ __device__ void attention_item(const Params &p, int l, unsigned *ctr, uint8_t *r
                 for (int e = 0; e < 4; e++)
                     acc[j][e] = fmaf(pr, v[e], acc[j][e]);
             }
-    };
-    auto v_of = [&](int jj) {
-        return *reinterpret_cast<const uint2 *>(kv_row(p, btab, L.v_cache, k0 + jj, h, newpos, vfresh, vpre, k0) +
-                                                lane * 4);
-    };
-#pragma unroll 4
-    for (int jj = warp; jj < nk && dims; jj += kWarps)
-        pv_key(jj, v_of(jj));
+    }
     if (dims)
 #pragma unroll
         for (int j = 0; j < kMaxGroup; j++)
