@@ -1169,6 +1169,15 @@ static void test_decode_layers(void **state)
     check_decode_layers(p, &(dl_case){3, 1024, 2816, 16, 4, 64, 1500, 2048, 1, 0});
     unsetenv("SS_PERSIST_SPLITS");
     unsetenv("SS_PERSIST_HEADWAIT");
+    /* the L2 prefetch of tiles while the consumers wait */
+    setenv("SS_PERSIST_L2AHEAD", "8", 1);
+    setenv("SS_PERSIST_PFSLEEP", "100", 1);
+    check_decode_layers(p, &(dl_case){1, 4096, 14336, 32, 8, 128, 299, 512, 0, 0});
+    check_decode_layers(p, &(dl_case){2, 1024, 2816, 16, 4, 64, 0, 256, 0, 0});
+    check_decode_layers(p, &(dl_case){1, 1024, 2816, 16, 4, 64, 5000, 8192, 0, 0});
+    check_decode_layers(p, &(dl_case){2, 512, 1408, 8, 2, 64, 77, 256, 1, 0});
+    unsetenv("SS_PERSIST_PFSLEEP");
+    unsetenv("SS_PERSIST_L2AHEAD");
 }
 
 int main(void)

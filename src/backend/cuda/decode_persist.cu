@@ -269,6 +269,9 @@ extern "C" int ss_cuda_decode_persist(void *stream, ss_cuda_persist_args *a)
     p.kv_pre = kv_pre;
     const char *headwait = getenv("SS_PERSIST_HEADWAIT");
     p.headwait = headwait && !strcmp(headwait, "1");
+    const char *l2ahead = getenv("SS_PERSIST_L2AHEAD"), *pf_sleep = getenv("SS_PERSIST_PFSLEEP");
+    p.l2ahead = l2ahead ? (int)strtol(l2ahead, NULL, 10) : 0;
+    p.pf_sleep = pf_sleep ? (int)strtol(pf_sleep, NULL, 10) : 0;
     p.stages = stages, p.region_bytes = (int)region, p.ctr_stride = ctr_stride, p.block_size = a->block_size;
     p.eps = a->eps, p.scale = a->scale, p.inv_freq = a->inv_freq, p.pos = a->pos, p.slots = a->slots;
     p.block_table = a->block_table, p.seq_lens = a->seq_lens;

@@ -232,49 +232,44 @@ __device__ void attention_item(const Params &p, int l, unsigned *ctr, uint8_t *r
     // the last split of this head to finish merges them all
     consumer_sync();
     stamp(p, l, 5);
+    // One atomic with release and acquire semantics, then one trip for the splits' statistics and values.
     if (tid == 0) {
-        __threadfence();
-        const unsigned before = atomicAdd(ctr + kCtrPerLayer + h, 1u);
+        unsigned before;
+        asm volatile("atom.acq_rel.gpu.global.add.u32 %0, [%1], 1;" : "=r"(before) : "l"(ctr + kCtrPerLayer + h)
+                     : "memory");
         stat[2 * kMaxGroup] = before == (unsigned)p.splits - 1 ? 1.0f : 0.0f;
-        __threadfence();
     }
-    consumer_sync();
+    consumer_sync(); // thread 0's acquire happens before every thread's reads of the partials
     if (stat[2 * kMaxGroup] == 0.0f)
         return;
-    // the splits' weights exp(m_t - M) / sum, per q head, into shared memory (pv is free again)
-    float *wt = pv; // [grp][splits] max, then weights; [grp][splits] sums
-    for (int u = tid; u < grp * p.splits; u += kConsumers) {
-        const float *src = p.partials + ((int64_t)(h * grp) * p.splits + u) * stride;
-        wt[u] = __ldcg(src + hd);
-        wt[grp * p.splits + u] = __ldcg(src + hd + 1);
-    }
-    consumer_sync();
-    for (int j = tid; j < grp; j += kConsumers) {
-        float *mj = wt + j * p.splits, *lj = wt + (grp + j) * p.splits;
-        float m = -FLT_MAX, den = 0.0f;
-        for (int t = 0; t < p.splits; t++)
-            m = fmaxf(m, mj[t]);
-        for (int t = 0; t < p.splits; t++)
-            den += mj[t] == -FLT_MAX ? 0.0f : __expf(mj[t] - m) * lj[t]; // empty splits weigh nothing
-        for (int t = 0; t < p.splits; t++)
-            mj[t] = mj[t] == -FLT_MAX ? 0.0f : __expf(mj[t] - m) / den;
-    }
-    consumer_sync();
     for (int u = tid; u < grp * hd; u += kConsumers) {
         const int j = u / hd, d = u % hd;
-        const float *base = p.partials + (int64_t)(h * grp + j) * p.splits * stride + d;
-        float out = 0.0f;
+        const float *base = p.partials + (int64_t)(h * grp + j) * p.splits * stride;
+        float big = -FLT_MAX, den = 0.0f, out = 0.0f; // online over chunks of kMergeLoads splits
         for (int t0 = 0; t0 < p.splits; t0 += kMergeLoads) {
-            float part[kMergeLoads]; // kMergeLoads splits' values in flight at once
+            float mt[kMergeLoads], lt[kMergeLoads], vt[kMergeLoads];
+#pragma unroll
+            for (int t = 0; t < kMergeLoads; t++) {
+                const bool on = t0 + t < p.splits;
+                const float *src = base + (t0 + t) * stride;
+                mt[t] = on ? __ldcg(src + hd) : -FLT_MAX;
+                lt[t] = on ? __ldcg(src + hd + 1) : 0.0f;
+                vt[t] = on ? __ldcg(src + d) : 0.0f;
+            }
+            float m = big;
 #pragma unroll
             for (int t = 0; t < kMergeLoads; t++)
-                part[t] = t0 + t < p.splits ? __ldcg(base + (t0 + t) * stride) : 0.0f;
+                m = fmaxf(m, mt[t]);
+            const float rescale = big == -FLT_MAX ? 0.0f : __expf(big - m);
+            den *= rescale, out *= rescale, big = m;
 #pragma unroll
-            for (int t = 0; t < kMergeLoads; t++)
-                if (t0 + t < p.splits)
-                    out += wt[j * p.splits + t0 + t] * part[t];
+            for (int t = 0; t < kMergeLoads; t++) {
+                const float w = mt[t] == -FLT_MAX ? 0.0f : __expf(mt[t] - m); // empty splits weigh nothing
+                den = fmaf(w, lt[t], den);
+                out = fmaf(w, vt[t], out);
+            }
         }
-        p.attn[(int64_t)(h * grp + j) * hd + d] = __float2bfloat16_rn(out);
+        p.attn[(int64_t)(h * grp + j) * hd + d] = __float2bfloat16_rn(out / den);
     }
     grid_arrive(ctr + kAttn);
     stamp(p, l, 6);

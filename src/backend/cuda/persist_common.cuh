@@ -45,6 +45,9 @@ struct Params {
     int kv_pre;  // attention items copy their keys' K and V rows into shared memory before the wait for q
     int headwait; // SS_PERSIST_HEADWAIT=1 (not yet measured): an attention item waits for its own kv head's
                   // q/k/v rows (counters per head) instead of the whole grid's q/k/v GEMV
+    int l2ahead; // SS_PERSIST_L2AHEAD=N (benchmark switch): while every tile in the ring has landed and the
+                 // ring is full, the producer prefetches up to N further tiles into L2
+    int pf_sleep; // SS_PERSIST_PFSLEEP=ns (benchmark switch): the producer's pause between polls meanwhile
     int debug; // SS_PERSIST_DEBUG, a benchmark switch that breaks the results: 1 no GEMV loads (nor math),
                // 2 no grid waits, 4 no attention, 8 no GEMV outputs
     float eps, scale;
@@ -108,6 +111,17 @@ __device__ __forceinline__ void mbar_wait(uint64_t *bar, uint32_t parity)
     }
 }
 
+// Non-blocking: has the barrier completed the phase of this parity?
+__device__ __forceinline__ bool mbar_test(uint64_t *bar, uint32_t parity)
+{
+    uint32_t done;
+    asm volatile("{ .reg .pred p; mbarrier.test_wait.parity.shared::cta.b64 p, [%1], %2; selp.u32 %0, 1, 0, p; }"
+                 : "=r"(done)
+                 : "r"(smem_u32(bar)), "r"(parity)
+                 : "memory");
+    return done != 0;
+}
+
 __device__ __forceinline__ void mbar_arrive(uint64_t *bar)
 {
     asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(smem_u32(bar)) : "memory");
@@ -126,6 +140,12 @@ __device__ __forceinline__ void bulk_load(void *dst, const void *src, uint32_t b
                  "[%3], %4;" ::"r"(smem_u32(dst)),
                  "l"(src), "r"(bytes), "r"(smem_u32(bar)), "l"(policy)
                  : "memory");
+}
+
+// A hint: fetch [src, src + bytes) into L2 (a multiple of 16 bytes).
+__device__ __forceinline__ void bulk_prefetch_l2(const void *src, uint32_t bytes)
+{
+    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(src), "r"(bytes) : "memory");
 }
 
 // The consumer warps only (the producer warp never joins): named barrier 1.

@@ -105,12 +105,37 @@ __device__ void produce(const Params &p, uint8_t *ring, uint64_t *full, uint64_t
     const bool up = lane >= kTileRows;
     uint64_t policy;
     asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
-    Cursor cur;
-    TileIter t;
+    Cursor cur, last; // last: the slot and phase of the latest tile issued
+    TileIter t, pf;   // pf: the next tile to prefetch into L2 (p.l2ahead)
     t.start(p);
-    for (; !t.done; t.next(p), cur.next(p.stages)) {
+    pf = t;
+    int64_t n_loaded = 0, n_pf = 0; // tiles issued so far; tiles prefetched (pf's position)
+    for (; !t.done; t.next(p), cur.next(p.stages), n_loaded++) {
         const int rows = t.rows();
         const uint32_t bytes = t.bytes();
+        if (p.l2ahead > 0 && n_loaded > 0) {
+            // While the ring is full and everything in it has landed, the consumers are the ones waiting
+            // (an attention, a grid wait): the bus would idle, so tiles further on go to L2 meanwhile.
+            Spin spin;
+            for (;;) {
+                int ok = lane == 0 && mbar_test(&empty[cur.slot], cur.phase ^ 1u);
+                if (__shfl_sync(0xffffffffu, ok, 0))
+                    break;
+                if (n_pf < n_loaded)
+                    pf = t, n_pf = n_loaded;
+                int idle = lane == 0 && mbar_test(&full[last.slot], last.phase);
+                if (__shfl_sync(0xffffffffu, idle, 0) && n_pf < n_loaded + p.l2ahead && !pf.done) {
+                    const int pr = pf.rows();
+                    if (i < pr && (!up || pf.g.pair))
+                        bulk_prefetch_l2(pf.src(i, up), pf.bytes());
+                    pf.next(p), n_pf++;
+                } else {
+                    if (p.pf_sleep > 0) // keep this warp's polls off the consumers' issue slots
+                        __nanosleep((unsigned)p.pf_sleep);
+                    spin.tick();
+                }
+            }
+        }
         mbar_wait(&empty[cur.slot], cur.phase ^ 1u); // a fresh barrier's "previous phase" is complete
         if (lane == 0)
             mbar_expect_tx(&full[cur.slot], (t.g.pair ? 2u : 1u) * (uint32_t)rows * bytes);
@@ -118,6 +143,7 @@ __device__ void produce(const Params &p, uint8_t *ring, uint64_t *full, uint64_t
         uint8_t *dst = ring + (size_t)cur.slot * kStageBytes;
         if (i < rows && (!up || t.g.pair))
             bulk_load(dst + (up ? kTileRows / 2 + i : i) * kPitch, t.src(i, up), bytes, &full[cur.slot], policy);
+        last = cur;
     }
 }
 
