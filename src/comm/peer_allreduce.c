@@ -181,8 +181,9 @@ ss_status ss_peer_ar_create(int rank, int size, int device, ss_peer_ar_exchange_
     }
     p->v.rank = rank, p->v.size = size, p->device = device;
     p->v.no_pdl = getenv("SS_PEER_AR_NO_PDL") != NULL;
-    const char *empty_env = getenv("SS_PEER_AR_EMPTY"); /* must agree on every rank: local ranks inherit it */
-    p->v.by_content = empty_env && strcmp(empty_env, "1") == 0;
+    /* arrival by content unless SS_PEER_AR_EMPTY=0 (must agree on every rank: local ranks inherit it) */
+    const char *empty_env = getenv("SS_PEER_AR_EMPTY");
+    p->v.by_content = !(empty_env && strcmp(empty_env, "0") == 0);
     par_ident me;
     memset(&me, 0, sizeof me);
     me.host = par_host_id();

@@ -124,8 +124,8 @@ struct NormArgs {
 
 // Block b reduces vectors [b * per_block, …) of buf (per_block <= kVecsPerBlock: its inbox region is
 // always chunk b), in place — or, with a NormArgs, into the residual and the normed rows (whole rows
-// per block) without writing buf. Empty: peers' parts are recognised by their content (SS_PEER_AR_EMPTY=1);
-// else by per-block flags (the default).
+// per block) without writing buf. Empty: peers' parts are recognised by their content (the default);
+// else by per-block flags (SS_PEER_AR_EMPTY=0).
 template <typename T, bool Empty>
 __global__ void __launch_bounds__(kThreads)
     peer_all_reduce(ss_peer_ar_view v, uint4 *buf, int64_t n_vec, int per_block, NormArgs norm)

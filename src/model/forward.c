@@ -42,8 +42,8 @@ struct ss_forward {
     int graphs;                     /* decode steps may be replayed from CUDA graphs */
     int fuse_rope;                  /* use the backend's rope_kv_store (SS_UNFUSED_ROPE: a benchmark switch) */
     int fuse_mlp;                   /* use the backend's matmul_silu (SS_UNFUSED_MLP: a benchmark switch) */
-    ss_decode_layer *dlayers;       /* [layers of this stage] for decode_layers; NULL: not used (SS_PERSIST
-                                     * unset, tp > 1, pipeline stages, or a backend without the op) */
+    ss_decode_layer *dlayers;       /* [layers of this stage] for decode_layers; NULL: not used (SS_PERSIST=0,
+                                     * tp > 1, pipeline stages, or a backend without the op) */
 };
 
 static ss_status fwd_alloc(ss_forward *f, size_t bytes, void **out, const char *what, ss_err *err)
@@ -122,11 +122,13 @@ ss_status ss_forward_create(ss_backend *be, const ss_model_config *cfg, const ss
     f->kv_layer_bytes = (size_t)p->num_blocks * (size_t)p->block_size * (size_t)f->kv_dim * f->esz;
     f->kv_bytes = f->kv_layer_bytes * 2 * (size_t)nl;
     FWD_ALLOC(kv, f->kv_bytes, "the KV cache");
-    /* SS_PERSIST=1: batch-1 decode steps through the backend's decode_layers (opt-in until it beats the
-     * op-by-op path: docs/performance.md, session 9) */
+    /* Batch-1 decode steps go through the backend's decode_layers where it has one (one persistent kernel
+     * per step on Hopper: 2% faster than op by op at short contexts, docs/performance.md, session 10); the
+     * backend refuses the steps it does not suit (long contexts), which then run op by op. SS_PERSIST=0
+     * turns it off (a benchmark switch). */
     const char *persist = getenv("SS_PERSIST");
-    if (be->iface->decode_layers && sp->tp == 1 && sp->first_stage && sp->last_stage && persist &&
-        !strcmp(persist, "1")) {
+    if (be->iface->decode_layers && sp->tp == 1 && sp->first_stage && sp->last_stage &&
+        !(persist && !strcmp(persist, "0"))) {
         f->dlayers = ss_calloc((size_t)nl, sizeof *f->dlayers);
         if (!f->dlayers) {
             st = ss_err_set(err, SS_ERR_NOMEM, "out of memory");

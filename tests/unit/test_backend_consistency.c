@@ -1005,6 +1005,7 @@ static void test_graph(void **state)
 typedef struct dl_case {
     int32_t nl, hidden, inter, qh, kvh, hd, pos, bound;
     int bias, qk_norm;
+    int refused; /* the kernel must refuse the case (its context bound is too long): the op by op path runs */
 } dl_case;
 
 static void run_layers_by_op(ss_backend *b, const dl_case *c, ss_decode_layer *L, const ss_attn_meta *m,
@@ -1116,7 +1117,10 @@ static void check_decode_layers(pair *p, const dl_case *c)
     snprintf(what, sizeof what, "decode_layers %d layers, hidden %d, inter %d, %d/%d heads of %d, position %d%s%s",
              c->nl, c->hidden, c->inter, c->qh, c->kvh, c->hd, c->pos, c->bias ? ", bias" : "",
              c->qk_norm ? ", q/k norm" : "");
-    if (fused == SS_ERR_UNSUPPORTED) { /* only where the device is not a Hopper (sm_90) */
+    if (c->refused) {
+        fprintf(stderr, "%s: refused, as it must be\n", what);
+        assert_int_equal(fused, SS_ERR_UNSUPPORTED);
+    } else if (fused == SS_ERR_UNSUPPORTED) { /* only where the device is not a Hopper (sm_90) */
         fprintf(stderr, "%s: unsupported on %s\n", what, p->gpu->desc);
         assert_null(strstr(p->gpu->desc, "sm_90"));
     } else {
@@ -1151,32 +1155,33 @@ static void test_decode_layers(void **state)
 {
     NEED_GPU(state);
     /* Llama-3-8B's layer shape (one layer), a context of 300 in a graph-sized bound */
-    check_decode_layers(p, &(dl_case){1, 4096, 14336, 32, 8, 128, 299, 512, 0, 0});
+    check_decode_layers(p, &(dl_case){1, 4096, 14336, 32, 8, 128, 299, 512, 0, 0, 0});
     /* three layers, a long context crossing many blocks, and the first position (empty key splits) */
-    check_decode_layers(p, &(dl_case){3, 1024, 2816, 16, 4, 64, 1500, 2048, 0, 0});
-    check_decode_layers(p, &(dl_case){2, 1024, 2816, 16, 4, 64, 0, 256, 0, 0});
-    check_decode_layers(p, &(dl_case){1, 1024, 2816, 16, 4, 64, 5000, 8192, 0, 0}); /* keys read from the cache */
+    check_decode_layers(p, &(dl_case){3, 1024, 2816, 16, 4, 64, 1500, 2048, 0, 0, 0});
+    check_decode_layers(p, &(dl_case){2, 1024, 2816, 16, 4, 64, 0, 256, 0, 0, 0});
+    /* the longest bound it takes for the 8B shape (64 keys an item) and one it refuses */
+    check_decode_layers(p, &(dl_case){1, 4096, 14336, 32, 8, 128, 1000, 1024, 0, 0, 0});
+    check_decode_layers(p, &(dl_case){1, 4096, 14336, 32, 8, 128, 1100, 2048, 0, 0, 1});
     /* Qwen2's q/k/v bias, Qwen3's q/k norms; MHA with a head_dim of 16 (the fixtures' sizes) */
-    check_decode_layers(p, &(dl_case){2, 512, 1408, 8, 2, 64, 77, 256, 1, 0});
-    check_decode_layers(p, &(dl_case){2, 512, 1408, 8, 2, 64, 40, 256, 0, 1});
-    check_decode_layers(p, &(dl_case){3, 96, 256, 6, 6, 16, 20, 256, 0, 0});
+    check_decode_layers(p, &(dl_case){2, 512, 1408, 8, 2, 64, 77, 256, 1, 0, 0});
+    check_decode_layers(p, &(dl_case){2, 512, 1408, 8, 2, 64, 40, 256, 0, 1, 0});
+    check_decode_layers(p, &(dl_case){3, 96, 256, 6, 6, 16, 20, 256, 0, 0, 0});
     /* a group of 3 and an exact bound: keys per split not a multiple of 4 (the K/V copies' alignment) */
-    check_decode_layers(p, &(dl_case){2, 768, 2048, 12, 4, 64, 299, 300, 0, 0});
+    check_decode_layers(p, &(dl_case){2, 768, 2048, 12, 4, 64, 299, 300, 0, 0, 0});
     /* the kernel's benchmark switches that keep results: per-head readiness, fewer key splits */
     setenv("SS_PERSIST_HEADWAIT", "1", 1);
-    check_decode_layers(p, &(dl_case){1, 4096, 14336, 32, 8, 128, 299, 512, 0, 0});
+    check_decode_layers(p, &(dl_case){1, 4096, 14336, 32, 8, 128, 299, 512, 0, 0, 0});
     setenv("SS_PERSIST_SPLITS", "4", 1);
-    check_decode_layers(p, &(dl_case){3, 1024, 2816, 16, 4, 64, 1500, 2048, 1, 0});
+    check_decode_layers(p, &(dl_case){3, 1024, 2816, 16, 4, 64, 500, 512, 1, 0, 0});
     unsetenv("SS_PERSIST_SPLITS");
     unsetenv("SS_PERSIST_HEADWAIT");
-    /* the L2 prefetch of tiles while the consumers wait */
-    setenv("SS_PERSIST_L2AHEAD", "8", 1);
-    setenv("SS_PERSIST_PFSLEEP", "100", 1);
-    check_decode_layers(p, &(dl_case){1, 4096, 14336, 32, 8, 128, 299, 512, 0, 0});
-    check_decode_layers(p, &(dl_case){2, 1024, 2816, 16, 4, 64, 0, 256, 0, 0});
-    check_decode_layers(p, &(dl_case){1, 1024, 2816, 16, 4, 64, 5000, 8192, 0, 0});
-    check_decode_layers(p, &(dl_case){2, 512, 1408, 8, 2, 64, 77, 256, 1, 0});
-    unsetenv("SS_PERSIST_PFSLEEP");
+    /* without the L2 prefetch of tiles while the consumers wait, and with a deeper one */
+    setenv("SS_PERSIST_L2AHEAD", "0", 1);
+    check_decode_layers(p, &(dl_case){1, 4096, 14336, 32, 8, 128, 299, 512, 0, 0, 0});
+    setenv("SS_PERSIST_L2AHEAD", "16", 1);
+    check_decode_layers(p, &(dl_case){1, 4096, 14336, 32, 8, 128, 299, 512, 0, 0, 0});
+    check_decode_layers(p, &(dl_case){2, 1024, 2816, 16, 4, 64, 0, 256, 0, 0, 0});
+    check_decode_layers(p, &(dl_case){2, 512, 1408, 8, 2, 64, 77, 256, 1, 0, 0});
     unsetenv("SS_PERSIST_L2AHEAD");
 }
 
@@ -1196,5 +1201,10 @@ int main(void)
         cmocka_unit_test(test_sample),        cmocka_unit_test(test_upload_weight_types),
         cmocka_unit_test(test_graph),         cmocka_unit_test(test_decode_layers),
     };
+    /* SS_TEST_SKIP=pattern leaves tests out (compute-sanitizer racecheck: test_decode_layers, whose spins
+     * give up after 2 s, does not finish under its instrumentation) */
+    const char *skip = getenv("SS_TEST_SKIP");
+    if (skip && *skip)
+        cmocka_set_skip_filter(skip);
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -225,9 +225,10 @@ extern "C" int ss_cuda_decode_persist(void *stream, ss_cuda_persist_args *a)
     // boundary, which the preloaded K/V rows after them need (cp.async of 16 bytes).
     const int nk_max = ((a->max_seq_len + splits - 1) / splits + 3) & ~3;
     const size_t pre_bytes = 2 * (size_t)nk_max * hd * 2; // an item's K and V rows
-    const int kv_pre = pre_bytes <= kMaxKvPre;
+    if (pre_bytes > kMaxKvPre)
+        SS_PERSIST_NO("the context bound is too long for its attention (more than 32 KiB of K/V rows an item)");
     const size_t attn_bytes = ((size_t)grp * hd + hd) * 4 + 2 * (size_t)hd * 2 + (size_t)grp * nk_max * 4 +
-                              4 * kMaxGroup * 4 + (size_t)kWarps * grp * hd * 4 + (kv_pre ? pre_bytes : 0);
+                              4 * kMaxGroup * 4 + (size_t)kWarps * grp * hd * 4 + pre_bytes;
     const size_t region = round_up(2 * (size_t)kmax > attn_bytes ? 2 * (size_t)kmax : attn_bytes, 128);
     const size_t tail = 2 * kMaxStages * 8 + (2 * kWarps * kTileRows + kWarps + kMaxOwnRows + kMaxHeadDim + kMaxTable) * 4;
     if (a->block_size < 1 || (a->max_seq_len + a->block_size - 1) / a->block_size > kMaxTable)
@@ -266,12 +267,10 @@ extern "C" int ss_cuda_decode_persist(void *stream, ss_cuda_persist_args *a)
     p.head_dim = hd, p.q_dim = q_dim, p.qkv_dim = qkv_dim, p.splits = splits, p.nk_max = nk_max;
     const char *dbg = getenv("SS_PERSIST_DEBUG");
     p.debug = dbg ? (int)strtol(dbg, NULL, 10) : 0;
-    p.kv_pre = kv_pre;
     const char *headwait = getenv("SS_PERSIST_HEADWAIT");
     p.headwait = headwait && !strcmp(headwait, "1");
-    const char *l2ahead = getenv("SS_PERSIST_L2AHEAD"), *pf_sleep = getenv("SS_PERSIST_PFSLEEP");
-    p.l2ahead = l2ahead ? (int)strtol(l2ahead, NULL, 10) : 0;
-    p.pf_sleep = pf_sleep ? (int)strtol(pf_sleep, NULL, 10) : 0;
+    const char *l2ahead = getenv("SS_PERSIST_L2AHEAD");
+    p.l2ahead = l2ahead ? (int)strtol(l2ahead, NULL, 10) : 4;
     p.stages = stages, p.region_bytes = (int)region, p.ctr_stride = ctr_stride, p.block_size = a->block_size;
     p.eps = a->eps, p.scale = a->scale, p.inv_freq = a->inv_freq, p.pos = a->pos, p.slots = a->slots;
     p.block_table = a->block_table, p.seq_lens = a->seq_lens;

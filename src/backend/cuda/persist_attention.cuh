@@ -76,37 +76,25 @@ __device__ void attention_item(const Params &p, int l, unsigned *ctr, uint8_t *r
     const bf16 *row = p.qkv;
     const int heads_new = grp + (last ? 1 : 0);
     const bool dims = lane * 4 < hd;
-    // The cache rows of earlier steps do not depend on this step: copied into shared memory (or, for long
-    // splits, into L2) while the grid finishes q/k/v.
-    bf16 *kpre = p.kv_pre ? reinterpret_cast<bf16 *>(pv + kWarps * grp * hd) : nullptr; // [nk_max][hd]
-    bf16 *vpre = p.kv_pre ? kpre + nkm * hd : nullptr;
-    if (p.kv_pre) {
-        const int cpr = hd / 8; // 16-byte chunks a row
-        for (int e = tid; e < nk * cpr; e += kConsumers) {
-            const int jj = e / cpr, c = e % cpr;
-            if (last && k0 + jj == newpos)
-                continue;
-            const bf16 *kr = kv_row(p, btab, L.k_cache, k0 + jj, h, -1, nullptr);
-            const bf16 *vr = kv_row(p, btab, L.v_cache, k0 + jj, h, -1, nullptr);
-            asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(smem_u32(kpre + jj * hd + c * 8)),
-                         "l"(kr + c * 8)
-                         : "memory");
-            asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(smem_u32(vpre + jj * hd + c * 8)),
-                         "l"(vr + c * 8)
-                         : "memory");
-        }
-        asm volatile("cp.async.commit_group;" ::: "memory");
-    } else {
-        for (int jj = tid; jj < nk; jj += kConsumers)
-            if (!(last && k0 + jj == newpos)) {
-                const bf16 *kr = kv_row(p, btab, L.k_cache, k0 + jj, h, -1, nullptr);
-                const bf16 *vr = kv_row(p, btab, L.v_cache, k0 + jj, h, -1, nullptr);
-                for (int b = 0; b < hd * 2; b += 128) { // 128-byte lines
-                    asm volatile("prefetch.global.L2 [%0];" ::"l"((const char *)kr + b));
-                    asm volatile("prefetch.global.L2 [%0];" ::"l"((const char *)vr + b));
-                }
-            }
+    // The cache rows of earlier steps do not depend on this step: copied into shared memory while the grid
+    // finishes q/k/v (the launcher sized the region for nk_max keys).
+    bf16 *kpre = reinterpret_cast<bf16 *>(pv + kWarps * grp * hd); // [nk_max][hd]
+    bf16 *vpre = kpre + nkm * hd;
+    const int cpr = hd / 8; // 16-byte chunks a row
+    for (int e = tid; e < nk * cpr; e += kConsumers) {
+        const int jj = e / cpr, c = e % cpr;
+        if (last && k0 + jj == newpos)
+            continue;
+        const bf16 *kr = kv_row(p, btab, L.k_cache, k0 + jj, h, -1, nullptr);
+        const bf16 *vr = kv_row(p, btab, L.v_cache, k0 + jj, h, -1, nullptr);
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(smem_u32(kpre + jj * hd + c * 8)),
+                     "l"(kr + c * 8)
+                     : "memory");
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(smem_u32(vpre + jj * hd + c * 8)),
+                     "l"(vr + c * 8)
+                     : "memory");
     }
+    asm volatile("cp.async.commit_group;" ::: "memory");
 
     if (p.headwait)
         grid_wait(ctr + kCtrPerLayer + p.kv_heads + h, (unsigned)((grp + 2) * hd), p.debug & 2);
@@ -148,10 +136,8 @@ __device__ void attention_item(const Params &p, int l, unsigned *ctr, uint8_t *r
         consumer_sync();
     }
     const bf16 *kfresh = last ? knew : nullptr, *vfresh = last ? vnew : nullptr;
-    if (p.kv_pre) { // this thread's copies have landed; the barrier makes everyone's visible
-        asm volatile("cp.async.wait_all;" ::: "memory");
-        consumer_sync();
-    }
+    asm volatile("cp.async.wait_all;" ::: "memory"); // this thread's copies have landed; the barrier
+    consumer_sync();                                     // makes everyone's visible
     stamp(p, l, kStamps + 8);
 
     // scores: lanes own 4 dims (their q values stay in registers), warps take every 8th key

@@ -20,7 +20,11 @@ constexpr int kSlab = 1024;
 constexpr int kPitch = 2 * kSlab + 64;
 constexpr int kStageBytes = kTileRows * kPitch;
 constexpr int kMaxStages = 12;
-constexpr int kMaxKvPre = 16 << 10;        // K + V rows an attention item preloads into shared memory, at most
+// K + V rows an attention item copies into shared memory, at most: 32 KiB keeps 5 stages for Llama-3-8B's
+// shape up to a context bound of 1024 (16 splits of 64 keys). A longer bound is refused and runs op by op:
+// on one H200 (session 10) the kernel won at a bound of 1024 (235.5 vs 229.7 tok/s) but lost at 2048 with
+// 64 KiB and 4 stages (219.3 vs 224.7), and with keys read from the cache at 8192 (128 vs 206).
+constexpr int kMaxKvPre = 32 << 10;
 constexpr int kMaxXBytes = 32 << 10;       // the longest input vector (x of down: inter) in shared memory
 constexpr int kMaxSplits = 32;
 constexpr int kMaxGroup = 8;               // q heads per kv head
@@ -42,12 +46,10 @@ struct Params {
     int n_layers, hidden, inter, q_heads, kv_heads, head_dim, q_dim, qkv_dim;
     int splits, nk_max, stages, region_bytes, ctr_stride, block_size;
     unsigned long long *trace; // SS_PERSIST_TRACE: [layers][kStamps][CTAs] globaltimer stamps, else NULL
-    int kv_pre;  // attention items copy their keys' K and V rows into shared memory before the wait for q
     int headwait; // SS_PERSIST_HEADWAIT=1 (not yet measured): an attention item waits for its own kv head's
                   // q/k/v rows (counters per head) instead of the whole grid's q/k/v GEMV
-    int l2ahead; // SS_PERSIST_L2AHEAD=N (benchmark switch): while every tile in the ring has landed and the
-                 // ring is full, the producer prefetches up to N further tiles into L2
-    int pf_sleep; // SS_PERSIST_PFSLEEP=ns (benchmark switch): the producer's pause between polls meanwhile
+    int l2ahead; // while the ring is full and every tile in it has landed, the producer prefetches up to
+                 // this many further tiles into L2 (4; SS_PERSIST_L2AHEAD=N, a benchmark switch, 0: none)
     int debug; // SS_PERSIST_DEBUG, a benchmark switch that breaks the results: 1 no GEMV loads (nor math),
                // 2 no grid waits, 4 no attention, 8 no GEMV outputs
     float eps, scale;

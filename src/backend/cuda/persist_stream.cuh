@@ -130,8 +130,6 @@ __device__ void produce(const Params &p, uint8_t *ring, uint64_t *full, uint64_t
                         bulk_prefetch_l2(pf.src(i, up), pf.bytes());
                     pf.next(p), n_pf++;
                 } else {
-                    if (p.pf_sleep > 0) // keep this warp's polls off the consumers' issue slots
-                        __nanosleep((unsigned)p.pf_sleep);
                     spin.tick();
                 }
             }
