@@ -1168,13 +1168,10 @@ static void test_decode_layers(void **state)
     check_decode_layers(p, &(dl_case){3, 96, 256, 6, 6, 16, 20, 256, 0, 0, 0});
     /* a group of 3 and an exact bound: keys per split not a multiple of 4 (the K/V copies' alignment) */
     check_decode_layers(p, &(dl_case){2, 768, 2048, 12, 4, 64, 299, 300, 0, 0, 0});
-    /* the kernel's benchmark switches that keep results: per-head readiness, fewer key splits */
-    setenv("SS_PERSIST_HEADWAIT", "1", 1);
-    check_decode_layers(p, &(dl_case){1, 4096, 14336, 32, 8, 128, 299, 512, 0, 0, 0});
+    /* the kernel's benchmark switch that keeps results: fewer key splits */
     setenv("SS_PERSIST_SPLITS", "4", 1);
     check_decode_layers(p, &(dl_case){3, 1024, 2816, 16, 4, 64, 500, 512, 1, 0, 0});
     unsetenv("SS_PERSIST_SPLITS");
-    unsetenv("SS_PERSIST_HEADWAIT");
     /* without the L2 prefetch of tiles while the consumers wait, and with a deeper one */
     setenv("SS_PERSIST_L2AHEAD", "0", 1);
     check_decode_layers(p, &(dl_case){1, 4096, 14336, 32, 8, 128, 299, 512, 0, 0, 0});

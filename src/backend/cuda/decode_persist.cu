@@ -23,10 +23,11 @@
 // Rounding follows the op-by-op path (bf16 after each GEMV, the residual add, the norm, rope), so the two
 // differ only by the fp32 summation order.
 //
-// Status (session 9, one H200): correct (test_backend_consistency, goldens), 230 tok/s on the 8B shape
-// against 234 for the op-by-op path, so the forward pass uses it only with SS_PERSIST=1. Its GEMVs run at
-// the bus rate (a layer's four GEMV phases take ~90 µs against ~110 op by op); the attention (~11 µs,
-// half of it the merge of the splits) and the grid waits (~1-5 µs each) are what is left to win.
+// Status (session 10, one H200): correct (test_backend_consistency, goldens) and the forward pass's default
+// for batch-1 steps at tp 1 (SS_PERSIST=0 turns it off): 241-244 tok/s on the 8B shape against 234-235 op
+// by op. Its GEMVs run at the bus rate; while the consumers wait (attention, grid waits) the producer
+// prefetches the next tiles into L2. Context bounds above a 32 KiB K/V copy per attention item are refused
+// (op by op is faster there). What is left: the merge of the splits (~4 µs) and the grid waits.
 // SS_PERSIST_TRACE=N prints launch N's timeline of the middle layer (eager steps: bench_decode --no-graphs).
 // This file holds the kernel and its launcher; its pieces are in persist_common.cuh (parameters and
 // synchronisation), persist_stream.cuh (the weight stream and GEMVs) and persist_attention.cuh.
@@ -101,10 +102,7 @@ __global__ void __launch_bounds__(kThreads, 1) decode_persist_kernel(const __gri
         stamp(p, l, 2);
         gemv_phase(p, l, kQkv, ring, full, empty, xs, red, own, cur, group);
         stamp(p, l, 3);
-        if (p.headwait)
-            arrive_heads(p, ctr);
-        else
-            grid_arrive(ctr + kQkv);
+        grid_arrive(ctr + kQkv);
         if ((int)blockIdx.x < p.kv_heads * p.splits)
             attention_item(p, l, ctr, region, trig, btab); // stamps 4, 5, 6
         grid_wait(ctr + kAttn, (unsigned)p.kv_heads, nowait);
@@ -254,7 +252,7 @@ extern "C" int ss_cuda_decode_persist(void *stream, ss_cuda_persist_args *a)
             break;
         (void)cudaGetLastError();
     }
-    const int ctr_stride = kCtrPerLayer + 2 * kvh; // + a merge counter and a ready counter per kv head
+    const int ctr_stride = kCtrPerLayer + kvh; // + a merge counter per kv head
     const size_t ctr_bytes = round_up((size_t)a->n_layers * ctr_stride * 4, 256);
     const size_t part_bytes = round_up((size_t)qh * splits * (hd + 2) * 4, 256);
     const char *trace_env = getenv("SS_PERSIST_TRACE"); // "N": print the timeline of launch N (eager steps)
@@ -267,8 +265,6 @@ extern "C" int ss_cuda_decode_persist(void *stream, ss_cuda_persist_args *a)
     p.head_dim = hd, p.q_dim = q_dim, p.qkv_dim = qkv_dim, p.splits = splits, p.nk_max = nk_max;
     const char *dbg = getenv("SS_PERSIST_DEBUG");
     p.debug = dbg ? (int)strtol(dbg, NULL, 10) : 0;
-    const char *headwait = getenv("SS_PERSIST_HEADWAIT");
-    p.headwait = headwait && !strcmp(headwait, "1");
     const char *l2ahead = getenv("SS_PERSIST_L2AHEAD");
     p.l2ahead = l2ahead ? (int)strtol(l2ahead, NULL, 10) : 4;
     p.stages = stages, p.region_bytes = (int)region, p.ctr_stride = ctr_stride, p.block_size = a->block_size;

@@ -96,10 +96,7 @@ __device__ void attention_item(const Params &p, int l, unsigned *ctr, uint8_t *r
     }
     asm volatile("cp.async.commit_group;" ::: "memory");
 
-    if (p.headwait)
-        grid_wait(ctr + kCtrPerLayer + p.kv_heads + h, (unsigned)((grp + 2) * hd), p.debug & 2);
-    else
-        grid_wait(ctr + kQkv, gridDim.x, p.debug & 2);
+    grid_wait(ctr + kQkv, gridDim.x, p.debug & 2);
     stamp(p, l, 4);
 #pragma unroll 4
     for (int e = tid; e < grp * hd; e += kConsumers)

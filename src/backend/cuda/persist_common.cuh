@@ -46,8 +46,6 @@ struct Params {
     int n_layers, hidden, inter, q_heads, kv_heads, head_dim, q_dim, qkv_dim;
     int splits, nk_max, stages, region_bytes, ctr_stride, block_size;
     unsigned long long *trace; // SS_PERSIST_TRACE: [layers][kStamps][CTAs] globaltimer stamps, else NULL
-    int headwait; // SS_PERSIST_HEADWAIT=1 (not yet measured): an attention item waits for its own kv head's
-                  // q/k/v rows (counters per head) instead of the whole grid's q/k/v GEMV
     int l2ahead; // while the ring is full and every tile in it has landed, the producer prefetches up to
                  // this many further tiles into L2 (4; SS_PERSIST_L2AHEAD=N, a benchmark switch, 0: none)
     int debug; // SS_PERSIST_DEBUG, a benchmark switch that breaks the results: 1 no GEMV loads (nor math),

@@ -235,29 +235,6 @@ __device__ void gemv_phase(const Params &p, int l, int mat, const uint8_t *ring,
     }
 }
 
-// With p.headwait: after its q/k/v rows, the CTA adds to each kv head's counter the number of that head's
-// rows (its q heads', its k's and its v's) it wrote; the head is ready at (group + 2) * head_dim.
-__device__ void arrive_heads(const Params &p, unsigned *ctr)
-{
-    consumer_sync();
-    if (threadIdx.x != 0)
-        return;
-    const Geo g = geo_of(p, 0, kQkv); // the row split is the same in every layer
-    const int grp = p.q_heads / p.kv_heads, hd = p.head_dim, kv_dim = p.kv_heads * hd;
-    auto overlap = [&](int64_t a, int64_t b) { // rows of [a, b) among this CTA's [r0, r1)
-        const int64_t lo = a > g.r0 ? a : g.r0, hi = b < g.r1 ? b : g.r1;
-        return hi > lo ? (unsigned)(hi - lo) : 0u;
-    };
-    for (int h = 0; h < p.kv_heads; h++) {
-        const unsigned n = overlap((int64_t)h * grp * hd, (int64_t)(h + 1) * grp * hd) +
-                           overlap(p.q_dim + (int64_t)h * hd, p.q_dim + (int64_t)(h + 1) * hd) +
-                           overlap(p.q_dim + kv_dim + (int64_t)h * hd, p.q_dim + kv_dim + (int64_t)(h + 1) * hd);
-        if (n)
-            asm volatile("red.release.gpu.global.add.u32 [%0], %1;" ::"l"(ctr + kCtrPerLayer + p.kv_heads + h), "r"(n)
-                         : "memory");
-    }
-}
-
 // Loads of a thread's 16-byte chunks of a vector (at most kPer): every load is issued before the first is
 // used, so a norm or an input costs one trip to L2, not one per chunk.
 constexpr int kPer = kMaxXBytes / 16 / kConsumers; // 32 KiB (the longest input) / 16 / 256 = 8
