@@ -103,6 +103,10 @@ if has sanitize; then
   step "compute-sanitizer racecheck (consistency)" 200 racecheck.log compute-sanitizer --tool racecheck --error-exitcode 9 env SS_TEST_SKIP=test_decode_layers "$B/tests/test_backend_consistency"
   step "compute-sanitizer racecheck (golden, cuda)" 200 racecheck_golden.log compute-sanitizer --tool racecheck --error-exitcode 9 env SS_TEST_DEVICE=cuda "$B/tests/test_golden"
   step "compute-sanitizer racecheck (golden, cuda, SS_PERSIST=0)" 200 racecheck_golden_op.log compute-sanitizer --tool racecheck --error-exitcode 9 env SS_TEST_DEVICE=cuda SS_PERSIST=0 "$B/tests/test_golden"
+  # racecheck's one write site in the persistent kernel should be the producer's bulk copy (a false positive,
+  # docs/performance.md, session 10): the offsets of its UBLKCP instructions, to compare with the report above
+  step "SASS of decode_persist_kernel (bulk copies)" 60 persist_sass.log bash -c \
+    "cuobjdump -sass \"$B/tests/test_golden\" | awk '/Function : /{f=/decode_persist_kernel/} f' | grep -E 'UBLKCP|Function'"
 fi
 if [ -n "${TRAIN_PID:-}" ]; then
   note "waiting for training ($(left) s left)"
