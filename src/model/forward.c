@@ -122,10 +122,11 @@ ss_status ss_forward_create(ss_backend *be, const ss_model_config *cfg, const ss
     f->kv_layer_bytes = (size_t)p->num_blocks * (size_t)p->block_size * (size_t)f->kv_dim * f->esz;
     f->kv_bytes = f->kv_layer_bytes * 2 * (size_t)nl;
     FWD_ALLOC(kv, f->kv_bytes, "the KV cache");
-    /* Batch-1 decode steps go through the backend's decode_layers where it has one (one persistent kernel
-     * per step on Hopper: 2% faster than op by op at short contexts, docs/performance.md, session 10); the
-     * backend refuses the steps it does not suit (long contexts), which then run op by op. SS_PERSIST=0
-     * turns it off (a benchmark switch). */
+    /* Batch-1 decode steps go through the backend's decode_layers where it has one: on Hopper one
+     * persistent kernel per step (2-4% faster than op by op at short contexts, docs/performance.md,
+     * session 10), on the cpu its own ops in sequence (the same arithmetic as op by op, so CI runs this
+     * path too). A backend refuses the steps it does not suit (long contexts), which then run op by op.
+     * SS_PERSIST=0 turns it off (a benchmark switch). */
     const char *persist = getenv("SS_PERSIST");
     if (be->iface->decode_layers && sp->tp == 1 && sp->first_stage && sp->last_stage &&
         !(persist && !strcmp(persist, "0"))) {

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "backend/backend.h"
+#include "backend/decode_layers_ref.h"
 #include "core/alloc.h"
 #include "core/dtype.h"
 #ifdef SS_HAVE_CUDA
@@ -999,44 +1000,14 @@ static void test_graph(void **state)
 
 /* ---------------------------------------------------------------- decode_layers */
 
-/* One decode token through `nl` random layers: op by op on cpu and on cuda (the forward pass's sequence),
- * and through cuda's decode_layers; the residual and both caches are compared. The cache holds random K/V
+/* One decode token through `nl` random layers: op by op on cpu (its decode_layers) and on cuda
+ * (ss_decode_layers_by_op), and through cuda's decode_layers; the residual and both caches are compared. The cache holds random K/V
  * for positions [0, pos) in non-contiguous blocks. */
 typedef struct dl_case {
     int32_t nl, hidden, inter, qh, kvh, hd, pos, bound;
     int bias, qk_norm;
     int refused; /* the kernel must refuse the case (its context bound is too long): the op by op path runs */
 } dl_case;
-
-static void run_layers_by_op(ss_backend *b, const dl_case *c, ss_decode_layer *L, const ss_attn_meta *m,
-                             const int32_t *slots, const float *inv, void *res, void *h, void *qkv, void *att, void *x,
-                             void *gu, void *act)
-{
-    const ss_backend_i *B = b->iface;
-    const int64_t qd = (int64_t)c->qh * c->hd, kvd = (int64_t)c->kvh * c->hd, row = qd + 2 * kvd;
-    const size_t a = act_size(b);
-    for (int32_t l = 0; l < c->nl; l++) {
-        assert_int_equal(B->rmsnorm(b->ctx, h, res, L[l].attn_norm, 1, c->hidden, 1e-5f), SS_OK);
-        assert_int_equal(B->matmul(b->ctx, qkv, b->act_dtype, h, L[l].wqkv, L[l].bqkv, 1, (int32_t)row, c->hidden),
-                         SS_OK);
-        char *q = qkv, *k = q + qd * a, *v = k + kvd * a;
-        if (L[l].q_norm) {
-            assert_int_equal(B->head_rmsnorm(b->ctx, q, L[l].q_norm, 1, c->qh, c->hd, row, 1e-5f), SS_OK);
-            assert_int_equal(B->head_rmsnorm(b->ctx, k, L[l].k_norm, 1, c->kvh, c->hd, row, 1e-5f), SS_OK);
-        }
-        assert_int_equal(B->rope(b->ctx, q, m->tok_pos, inv, 1, c->qh + c->kvh, c->hd, row), SS_OK);
-        assert_int_equal(B->kv_store(b->ctx, L[l].k_cache, L[l].v_cache, k, v, slots, 1, c->kvh, c->hd, row), SS_OK);
-        assert_int_equal(B->attention(b->ctx, att, q, row, L[l].k_cache, L[l].v_cache, m, 1, c->qh, c->kvh, c->hd,
-                                      1.0f / sqrtf((float)c->hd)),
-                         SS_OK);
-        assert_int_equal(B->matmul(b->ctx, x, b->act_dtype, att, L[l].wo, NULL, 1, c->hidden, (int32_t)qd), SS_OK);
-        assert_int_equal(B->add_rmsnorm(b->ctx, res, x, h, L[l].mlp_norm, 1, c->hidden, 1e-5f), SS_OK);
-        assert_int_equal(B->matmul(b->ctx, gu, b->act_dtype, h, L[l].wgu, NULL, 1, 2 * c->inter, c->hidden), SS_OK);
-        assert_int_equal(B->silu_mul(b->ctx, act, gu, 1, c->inter), SS_OK);
-        assert_int_equal(B->matmul(b->ctx, x, b->act_dtype, act, L[l].wdown, NULL, 1, c->hidden, c->inter), SS_OK);
-        assert_int_equal(B->add(b->ctx, res, res, x, c->hidden), SS_OK);
-    }
-}
 
 static void check_decode_layers(pair *p, const dl_case *c)
 {
@@ -1092,20 +1063,21 @@ static void check_decode_layers(pair *p, const dl_case *c)
         void *d_inv = dev_raw(b, inv, (size_t)(c->hd / 2) * 4);
         ss_attn_meta m = {d_seq, d_pos, d_bt, d_len, 1, nb, c->bound, bs, d_tiles, 1, 1};
         res[r] = dev_act(b, res0, c->hidden);
-        void *h = dev_poison(b, c->hidden, b->act_dtype), *qkv = dev_poison(b, row, b->act_dtype);
-        void *att = dev_poison(b, qd, b->act_dtype), *x = dev_poison(b, c->hidden, b->act_dtype);
-        void *gu = dev_poison(b, 2 * (int64_t)c->inter, b->act_dtype), *act = dev_poison(b, c->inter, b->act_dtype);
-        if (r < 2) {
-            run_layers_by_op(b, c, L, &m, d_slot, d_inv, res[r], h, qkv, att, x, gu, act);
+        void *qkv = dev_poison(b, row, b->act_dtype), *att = dev_poison(b, qd, b->act_dtype);
+        void *act = dev_poison(b, c->inter, b->act_dtype);
+        ss_decode_layers d = {c->nl, L, c->hidden, c->inter, c->qh, c->kvh, c->hd, 1e-5f, 1.0f / sqrtf((float)c->hd),
+                              d_inv, &m, d_slot, res[r], qkv, att, act};
+        assert_non_null(b->iface->decode_layers);
+        if (r == 0) { /* the cpu's decode_layers is the op-by-op reference */
+            assert_int_equal(b->iface->decode_layers(b->ctx, &d), SS_OK);
+        } else if (r == 1) {
+            assert_int_equal(ss_decode_layers_by_op(b, &d), SS_OK);
         } else {
-            ss_decode_layers d = {c->nl, L, c->hidden, c->inter, c->qh, c->kvh, c->hd, 1e-5f, 1.0f / sqrtf((float)c->hd),
-                                  d_inv, &m, d_slot, res[r], qkv, att, act};
-            assert_non_null(b->iface->decode_layers);
             fused = b->iface->decode_layers(b->ctx, &d);
             assert_true(fused == SS_OK || fused == SS_ERR_UNSUPPORTED);
         }
         assert_int_equal(b->iface->sync(b->ctx), SS_OK);
-        void *tmp[] = {d_pos, d_seq, d_bt, d_len, d_slot, d_tiles, d_inv, h, qkv, att, x, gu, act};
+        void *tmp[] = {d_pos, d_seq, d_bt, d_len, d_slot, d_tiles, d_inv, qkv, att, act};
         for (size_t i = 0; i < sizeof tmp / sizeof tmp[0]; i++)
             dev_free(b, tmp[i]);
         for (int32_t l = 0; l < c->nl; l++)

@@ -9,11 +9,13 @@
 #include <unistd.h>
 
 #include "backend/backend.h"
+#include "backend/decode_layers_ref.h"
 #include "backend/sample_host.h"
 #include "core/alloc.h"
 
 typedef struct cpu_ctx {
     int n_threads;
+    const ss_backend *self; /* borrowed: the backend this context belongs to (decode_layers composes its ops) */
 } cpu_ctx;
 
 /* Threads of every parallel region: explicit, because the calling thread (a scheduler's) may not
@@ -304,6 +306,13 @@ static ss_status cpu_sample(void *ctx, int32_t *out_tok, float *out_logprob, con
     return SS_OK;
 }
 
+/* The layers of one decode token, op after op: the same arithmetic as the forward pass's op-by-op path
+ * (float32 throughout), so the cpu also runs, and CI tests, the forward pass's decode_layers plumbing. */
+static ss_status cpu_decode_layers(void *ctx, const ss_decode_layers *d)
+{
+    return ss_decode_layers_by_op(((const cpu_ctx *)ctx)->self, d);
+}
+
 static void cpu_destroy(void *ctx)
 {
     ss_free(ctx);
@@ -333,6 +342,7 @@ static ss_backend_i cpu_iface = {
     .gather_rows = cpu_gather_rows,
     .argmax = cpu_argmax,
     .sample = cpu_sample,
+    .decode_layers = cpu_decode_layers,
     .destroy = cpu_destroy,
 };
 
@@ -353,6 +363,7 @@ ss_status ss_backend_cpu_create(const ss_backend_params *params, ss_backend **ou
     openblas_set_num_threads(c->n_threads);
     be->iface = &cpu_iface;
     be->ctx = c;
+    c->self = be;
     be->act_dtype = SS_DTYPE_F32;
     be->weight_dtype = SS_DTYPE_F32;
     be->device_index = -1;

@@ -1,0 +1,14 @@
+/* decode_layers_ref.h — the decode_layers op composed of a backend's own ops, one layer after another:
+ * the cpu backend's implementation, and the reference the fused (cuda) version is tested against. */
+#ifndef SS_DECODE_LAYERS_REF_H
+#define SS_DECODE_LAYERS_REF_H
+
+#include "backend/backend.h"
+
+/* Runs d (see ss_decode_layers) through be's rmsnorm, matmul, head_rmsnorm, rope, kv_store, attention,
+ * add_rmsnorm, silu_mul and add. Borrows be and d. Allocates its scratch (hidden, hidden, 2 * inter act
+ * elements) through be for the call and frees it before returning: a reference, not for a stream being
+ * captured into a graph. */
+ss_status ss_decode_layers_by_op(const ss_backend *be, const ss_decode_layers *d);
+
+#endif
