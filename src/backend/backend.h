@@ -184,7 +184,8 @@ typedef struct ss_backend_i {
 
 /* A backend instance: one per rank (one device, one stream). */
 typedef struct ss_backend {
-    const ss_backend_i *iface;
+    const ss_backend_i *iface; /* points at table below */
+    ss_backend_i table;        /* this instance's op table: the backend's, with the defaults filled in */
     void *ctx;
     ss_dtype act_dtype;
     ss_dtype weight_dtype;

@@ -318,7 +318,7 @@ static void cpu_destroy(void *ctx)
     ss_free(ctx);
 }
 
-static ss_backend_i cpu_iface = {
+static const ss_backend_i cpu_iface = {
     .version = SS_BACKEND_IFACE_VERSION,
     .name = "cpu",
     .alloc = cpu_alloc,
@@ -355,13 +355,14 @@ ss_status ss_backend_cpu_create(const ss_backend_params *params, ss_backend **ou
         ss_free(c);
         return ss_err_set(err, SS_ERR_NOMEM, "cpu backend: out of memory");
     }
-    ss_backend_fill_defaults(&cpu_iface);
     c->n_threads = params->n_threads > 0 ? params->n_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (c->n_threads < 1)
         c->n_threads = 1;
     omp_set_num_threads(c->n_threads);
     openblas_set_num_threads(c->n_threads);
-    be->iface = &cpu_iface;
+    be->table = cpu_iface;
+    ss_backend_fill_defaults(&be->table);
+    be->iface = &be->table;
     be->ctx = c;
     c->self = be;
     be->act_dtype = SS_DTYPE_F32;

@@ -584,7 +584,7 @@ static void cu_destroy(void *ctx)
     ss_free(c);
 }
 
-static ss_backend_i cu_iface = {
+static const ss_backend_i cu_iface = {
     .version = SS_BACKEND_IFACE_VERSION,
     .name = "cuda",
     .alloc = cu_alloc,
@@ -653,8 +653,9 @@ ss_status ss_backend_cuda_create(const ss_backend_params *params, ss_backend **o
         st = ss_err_set(err, SS_ERR_NOMEM, "cuda: out of memory");
         goto fail;
     }
-    ss_backend_fill_defaults(&cu_iface);
-    be->iface = &cu_iface;
+    be->table = cu_iface;
+    ss_backend_fill_defaults(&be->table);
+    be->iface = &be->table;
     be->ctx = c;
     be->act_dtype = SS_DTYPE_BF16;
     be->weight_dtype = SS_DTYPE_BF16;
