@@ -16,9 +16,11 @@ add_library(shardserve_cuda STATIC ${SS_CUDA_KERNELS} ${SS_CUDA_POLICY})
 # The directory's C flags (-Wall -Werror -pthread ...) mean nothing to nvcc: replace them.
 set_property(TARGET shardserve_cuda PROPERTY COMPILE_OPTIONS "")
 target_include_directories(shardserve_cuda PRIVATE ${PROJECT_SOURCE_DIR}/src)
+# No -O here: the build type sets the host code's level (a second one made nvcc warn); device code is
+# optimised by cicc and ptxas at their defaults (-O3) in every build type.
 target_compile_options(shardserve_cuda PRIVATE
   $<$<COMPILE_LANGUAGE:CUDA>:-gencode=arch=compute_90a,code=sm_90a -gencode=arch=compute_80,code=sm_80
-  -O3 --use_fast_math -std=c++17 -Xcompiler=-Wall,-Wextra,-Werror -Werror=all-warnings -D_GNU_SOURCE>
+  --use_fast_math -std=c++17 -Xcompiler=-Wall,-Wextra,-Werror -Werror=all-warnings -D_GNU_SOURCE>
   $<$<COMPILE_LANGUAGE:C>:-Wall -Wextra -Werror>)
 if(SS_CUDA_PTXAS_VERBOSE)
   # Register / spill report of every kernel (scripts/gpu/check.sh turns this on).
