@@ -1148,9 +1148,11 @@ static void test_decode_layers(void **state)
     setenv("SS_PERSIST_L2AHEAD", "0", 1);
     check_decode_layers(p, &(dl_case){1, 4096, 14336, 32, 8, 128, 299, 512, 0, 0, 0});
     setenv("SS_PERSIST_L2AHEAD", "16", 1);
+    setenv("SS_PERSIST_PF_EVICT", "1", 1); /* the prefetch's policy changes no result */
     check_decode_layers(p, &(dl_case){1, 4096, 14336, 32, 8, 128, 299, 512, 0, 0, 0});
     check_decode_layers(p, &(dl_case){2, 1024, 2816, 16, 4, 64, 0, 256, 0, 0, 0});
     check_decode_layers(p, &(dl_case){2, 512, 1408, 8, 2, 64, 77, 256, 1, 0, 0});
+    unsetenv("SS_PERSIST_PF_EVICT");
     unsetenv("SS_PERSIST_L2AHEAD");
 }
 

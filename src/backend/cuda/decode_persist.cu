@@ -267,6 +267,8 @@ extern "C" int ss_cuda_decode_persist(void *stream, ss_cuda_persist_args *a)
     p.debug = dbg ? (int)strtol(dbg, NULL, 10) : 0;
     const char *l2ahead = getenv("SS_PERSIST_L2AHEAD");
     p.l2ahead = l2ahead ? (int)strtol(l2ahead, NULL, 10) : 4;
+    const char *pf_evict = getenv("SS_PERSIST_PF_EVICT");
+    p.pf_evict = pf_evict ? (int)strtol(pf_evict, NULL, 10) : 0;
     p.stages = stages, p.region_bytes = (int)region, p.ctr_stride = ctr_stride, p.block_size = a->block_size;
     p.eps = a->eps, p.scale = a->scale, p.inv_freq = a->inv_freq, p.pos = a->pos, p.slots = a->slots;
     p.block_table = a->block_table, p.seq_lens = a->seq_lens;

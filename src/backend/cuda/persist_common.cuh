@@ -48,6 +48,8 @@ struct Params {
     unsigned long long *trace; // SS_PERSIST_TRACE: [layers][kStamps][CTAs] globaltimer stamps, else NULL
     int l2ahead; // while the ring is full and every tile in it has landed, the producer prefetches up to
                  // this many further tiles into L2 (4; SS_PERSIST_L2AHEAD=N, a benchmark switch, 0: none)
+    int pf_evict; // the prefetch's L2 policy (SS_PERSIST_PF_EVICT, a benchmark switch not yet measured):
+                  // 0 none (normal priority), 1 evict_last, 2 evict_first
     int debug; // SS_PERSIST_DEBUG, a benchmark switch that breaks the results: 1 no GEMV loads (nor math),
                // 2 no grid waits, 4 no attention, 8 no GEMV outputs
     float eps, scale;
@@ -142,10 +144,15 @@ __device__ __forceinline__ void bulk_load(void *dst, const void *src, uint32_t b
                  : "memory");
 }
 
-// A hint: fetch [src, src + bytes) into L2 (a multiple of 16 bytes).
-__device__ __forceinline__ void bulk_prefetch_l2(const void *src, uint32_t bytes)
+// A hint: fetch [src, src + bytes) into L2 (a multiple of 16 bytes), with an eviction policy or none.
+__device__ __forceinline__ void bulk_prefetch_l2(const void *src, uint32_t bytes, bool hinted, uint64_t policy)
 {
-    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(src), "r"(bytes) : "memory");
+    if (hinted)
+        asm volatile("cp.async.bulk.prefetch.L2.global.L2::cache_hint [%0], %1, %2;" ::"l"(src), "r"(bytes),
+                     "l"(policy)
+                     : "memory");
+    else
+        asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(src), "r"(bytes) : "memory");
 }
 
 // The consumer warps only (the producer warp never joins): named barrier 1.

@@ -105,6 +105,9 @@ __device__ void produce(const Params &p, uint8_t *ring, uint64_t *full, uint64_t
     const bool up = lane >= kTileRows;
     uint64_t policy;
     asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
+    uint64_t pf_policy = policy;
+    if (p.pf_evict == 1)
+        asm volatile("createpolicy.fractional.L2::evict_last.b64 %0, 1.0;" : "=l"(pf_policy));
     Cursor cur, last; // last: the slot and phase of the latest tile issued
     TileIter t, pf;   // pf: the next tile to prefetch into L2 (p.l2ahead)
     t.start(p);
@@ -127,7 +130,7 @@ __device__ void produce(const Params &p, uint8_t *ring, uint64_t *full, uint64_t
                 if (__shfl_sync(0xffffffffu, idle, 0) && n_pf < n_loaded + p.l2ahead && !pf.done) {
                     const int pr = pf.rows();
                     if (i < pr && (!up || pf.g.pair))
-                        bulk_prefetch_l2(pf.src(i, up), pf.bytes());
+                        bulk_prefetch_l2(pf.src(i, up), pf.bytes(), p.pf_evict != 0, pf_policy);
                     pf.next(p), n_pf++;
                 } else {
                     spin.tick();
