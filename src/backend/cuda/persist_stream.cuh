@@ -96,6 +96,35 @@ struct TileIter {
     __device__ const bf16 *src(int i, bool up) const { return g.W + ((up ? g.m : 0) + r + i) * g.k + k0; }
 };
 
+// While the producer waits for stage cur: if the newest tile it issued (last) has landed, the ring is full
+// and landed and the consumers are the ones waiting (an attention, a grid wait), so the bus would idle:
+// tiles after t (the next to load) go to L2 meanwhile, up to p.l2ahead of them. pf / n_pf: the next tile to
+// prefetch and its index (caught up with t when behind). Returns once stage cur is free. The producer warp
+// calls it whole; lane 0's barrier tests decide for every lane.
+__device__ __forceinline__ void prefetch_while_full(const Params &p, uint64_t *full, uint64_t *empty,
+                                                    const Cursor &cur, const Cursor &last, const TileIter &t,
+                                                    int64_t n_loaded, TileIter &pf, int64_t &n_pf, uint64_t policy)
+{
+    const int lane = threadIdx.x & 31, i = lane % kTileRows;
+    const bool up = lane >= kTileRows;
+    Spin spin;
+    for (;;) {
+        const int ok = lane == 0 && mbar_test(&empty[cur.slot], cur.phase ^ 1u);
+        if (__shfl_sync(0xffffffffu, ok, 0))
+            return;
+        if (n_pf < n_loaded)
+            pf = t, n_pf = n_loaded;
+        const int idle = lane == 0 && mbar_test(&full[last.slot], last.phase);
+        if (!__shfl_sync(0xffffffffu, idle, 0) || n_pf >= n_loaded + p.l2ahead || pf.done) {
+            spin.tick();
+            continue;
+        }
+        if (i < pf.rows() && (!up || pf.g.pair))
+            bulk_prefetch_l2(pf.src(i, up), pf.bytes(), p.pf_evict != 0, policy);
+        pf.next(p), n_pf++;
+    }
+}
+
 // The producer warp: every tile, one bulk copy per row, each issued by its own lane (one thread issuing 16
 // or 32 copies a stage could not keep the bus busy).
 __device__ void produce(const Params &p, uint8_t *ring, uint64_t *full, uint64_t *empty)
@@ -116,27 +145,8 @@ __device__ void produce(const Params &p, uint8_t *ring, uint64_t *full, uint64_t
     for (; !t.done; t.next(p), cur.next(p.stages), n_loaded++) {
         const int rows = t.rows();
         const uint32_t bytes = t.bytes();
-        if (p.l2ahead > 0 && n_loaded > 0) {
-            // While the ring is full and everything in it has landed, the consumers are the ones waiting
-            // (an attention, a grid wait): the bus would idle, so tiles further on go to L2 meanwhile.
-            Spin spin;
-            for (;;) {
-                int ok = lane == 0 && mbar_test(&empty[cur.slot], cur.phase ^ 1u);
-                if (__shfl_sync(0xffffffffu, ok, 0))
-                    break;
-                if (n_pf < n_loaded)
-                    pf = t, n_pf = n_loaded;
-                int idle = lane == 0 && mbar_test(&full[last.slot], last.phase);
-                if (__shfl_sync(0xffffffffu, idle, 0) && n_pf < n_loaded + p.l2ahead && !pf.done) {
-                    const int pr = pf.rows();
-                    if (i < pr && (!up || pf.g.pair))
-                        bulk_prefetch_l2(pf.src(i, up), pf.bytes(), p.pf_evict != 0, pf_policy);
-                    pf.next(p), n_pf++;
-                } else {
-                    spin.tick();
-                }
-            }
-        }
+        if (p.l2ahead > 0 && n_loaded > 0)
+            prefetch_while_full(p, full, empty, cur, last, t, n_loaded, pf, n_pf, pf_policy);
         mbar_wait(&empty[cur.slot], cur.phase ^ 1u); // a fresh barrier's "previous phase" is complete
         if (lane == 0)
             mbar_expect_tx(&full[cur.slot], (t.g.pair ? 2u : 1u) * (uint32_t)rows * bytes);
