@@ -67,6 +67,8 @@ typedef struct ss_decode_layers {
     const int32_t *slots;           /* [1] the token's cache slot */
     void *residual;                 /* [hidden]: the layers' input in, their output out (the last MLP added) */
     void *qkv, *attn, *act;         /* scratch of the caller's step: [qkv_dim], [q_heads*head_dim], [inter] */
+    void *h, *x, *gu;               /* more scratch, for backends that run the ops in sequence: [hidden],
+                                     * [hidden], [2*inter] (the cuda kernel does not touch them) */
 } ss_decode_layers;
 
 /* Longest query tile of ss_attn_meta.q_tiles. */

@@ -2,7 +2,6 @@
  * layer after layer); the cpu backend's decode_layers and the consistency tests' reference. */
 #include "backend/decode_layers_ref.h"
 
-
 #include "core/dtype.h"
 
 ss_status ss_decode_layers_by_op(const ss_backend *be, const ss_decode_layers *d)
@@ -12,12 +11,8 @@ ss_status ss_decode_layers_by_op(const ss_backend *be, const ss_decode_layers *d
     const size_t a = ss_dtype_size(be->act_dtype);
     const int64_t qd = (int64_t)d->q_heads * d->head_dim, kvd = (int64_t)d->kv_heads * d->head_dim;
     const int64_t row = qd + 2 * kvd;
-    void *h = NULL, *x = NULL, *gu = NULL;
-    ss_status st = B->alloc(c, (size_t)d->hidden * a, &h);
-    if (st == SS_OK)
-        st = B->alloc(c, (size_t)d->hidden * a, &x);
-    if (st == SS_OK)
-        st = B->alloc(c, 2 * (size_t)d->inter * a, &gu);
+    void *h = d->h, *x = d->x, *gu = d->gu;
+    ss_status st = SS_OK;
     for (int32_t l = 0; l < d->n_layers && st == SS_OK; l++) {
         const ss_decode_layer *L = &d->layers[l];
         char *q = d->qkv, *k = q + qd * (int64_t)a, *v = k + kvd * (int64_t)a;
@@ -48,13 +43,5 @@ ss_status ss_decode_layers_by_op(const ss_backend *be, const ss_decode_layers *d
         if (st == SS_OK)
             st = B->add(c, d->residual, d->residual, x, d->hidden);
     }
-    if (st == SS_OK)
-        st = B->sync(c); /* the scratch is freed next: the ops that use it must be done */
-    if (gu)
-        B->free_buf(c, gu);
-    if (x)
-        B->free_buf(c, x);
-    if (h)
-        B->free_buf(c, h);
     return st;
 }

@@ -6,9 +6,7 @@
 #include "backend/backend.h"
 
 /* Runs d (see ss_decode_layers) through be's rmsnorm, matmul, head_rmsnorm, rope, kv_store, attention,
- * add_rmsnorm, silu_mul and add. Borrows be and d. Allocates its scratch (hidden, hidden, 2 * inter act
- * elements) through be for the call and frees it before returning: a reference, not for a stream being
- * captured into a graph. */
+ * add_rmsnorm, silu_mul and add, with all of d's scratch (h, x and gu included). Borrows be and d. */
 ss_status ss_decode_layers_by_op(const ss_backend *be, const ss_decode_layers *d);
 
 #endif

@@ -449,7 +449,7 @@ static ss_status fwd_body(ss_forward *f, int64_t n, int32_t n_rows, const ss_att
         const ss_model_config *cfg = f->cfg;
         ss_decode_layers dl = {nl, f->dlayers, dim, sp->inter_size, sp->q_heads, sp->kv_heads, cfg->head_dim,
                                cfg->rms_eps, 1.0f / sqrtf((float)cfg->head_dim), f->inv_freq, meta, d + 3 * T,
-                               f->residual, f->qkv, f->attn, f->act};
+                               f->residual, f->qkv, f->attn, f->act, f->h, f->x, f->gu};
         st = B->decode_layers(c, &dl);
         if (st == SS_OK)
             st = B->rmsnorm(c, f->h, f->residual, f->w->final_norm, n, dim, f->cfg->rms_eps);

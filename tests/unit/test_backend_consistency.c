@@ -1064,9 +1064,10 @@ static void check_decode_layers(pair *p, const dl_case *c)
         ss_attn_meta m = {d_seq, d_pos, d_bt, d_len, 1, nb, c->bound, bs, d_tiles, 1, 1};
         res[r] = dev_act(b, res0, c->hidden);
         void *qkv = dev_poison(b, row, b->act_dtype), *att = dev_poison(b, qd, b->act_dtype);
-        void *act = dev_poison(b, c->inter, b->act_dtype);
+        void *act = dev_poison(b, c->inter, b->act_dtype), *h = dev_poison(b, c->hidden, b->act_dtype);
+        void *x = dev_poison(b, c->hidden, b->act_dtype), *gu = dev_poison(b, 2 * (int64_t)c->inter, b->act_dtype);
         ss_decode_layers d = {c->nl, L, c->hidden, c->inter, c->qh, c->kvh, c->hd, 1e-5f, 1.0f / sqrtf((float)c->hd),
-                              d_inv, &m, d_slot, res[r], qkv, att, act};
+                              d_inv, &m, d_slot, res[r], qkv, att, act, h, x, gu};
         assert_non_null(b->iface->decode_layers);
         if (r == 0) { /* the cpu's decode_layers is the op-by-op reference */
             assert_int_equal(b->iface->decode_layers(b->ctx, &d), SS_OK);
@@ -1077,7 +1078,7 @@ static void check_decode_layers(pair *p, const dl_case *c)
             assert_true(fused == SS_OK || fused == SS_ERR_UNSUPPORTED);
         }
         assert_int_equal(b->iface->sync(b->ctx), SS_OK);
-        void *tmp[] = {d_pos, d_seq, d_bt, d_len, d_slot, d_tiles, d_inv, qkv, att, act};
+        void *tmp[] = {d_pos, d_seq, d_bt, d_len, d_slot, d_tiles, d_inv, qkv, att, act, h, x, gu};
         for (size_t i = 0; i < sizeof tmp / sizeof tmp[0]; i++)
             dev_free(b, tmp[i]);
         for (int32_t l = 0; l < c->nl; l++)
