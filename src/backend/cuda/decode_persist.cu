@@ -91,39 +91,50 @@ __global__ void __launch_bounds__(kThreads, 1) decode_persist_kernel(const __gri
     }
     consumer_sync();
     const bool nowait = p.debug & 2;
+    const bool poll = p.content && !nowait; // arrival by content: readers poll the values (else counters)
     for (int l = 0; l < p.n_layers; l++) {
         const Layer &L = p.layers[l];
+        const Outs out = outs_of(p, l);
         unsigned *ctr = p.sync + (size_t)l * p.ctr_stride;
         stamp(p, l, 0);
-        if (l > 0)
+        if (l > 0 && !p.content)
             grid_wait(ctr - p.ctr_stride + kDown, G, nowait);
         stamp(p, l, 1);
-        norm_to_xs(p, L.attn_norm, xs, scratch);
+        norm_to_xs(p, l > 0 ? outs_of(p, l - 1).res_d : p.residual, poll && l > 0, L.attn_norm, xs, scratch);
         stamp(p, l, 2);
         gemv_phase(p, l, kQkv, ring, full, empty, xs, red, own, cur, group);
         stamp(p, l, 3);
-        grid_arrive(ctr + kQkv);
+        if (!p.content)
+            grid_arrive(ctr + kQkv);
         if ((int)blockIdx.x < p.kv_heads * p.splits)
             attention_item(p, l, ctr, region, trig, btab); // stamps 4, 5, 6
-        grid_wait(ctr + kAttn, (unsigned)p.kv_heads, nowait);
+        if (!p.content)
+            grid_wait(ctr + kAttn, (unsigned)p.kv_heads, nowait);
+        else
+            consumer_sync(); // the attention's scratch (region) is read up to its end; xs is written next
         stamp(p, l, 7);
-        load_xs(p.attn, p.q_dim, xs);
+        load_xs(out.attn, p.q_dim, poll && !(p.debug & 4), xs);
         gemv_phase(p, l, kO, ring, full, empty, xs, red, own, cur, group);
         stamp(p, l, 8);
-        grid_arrive(ctr + kO);
-        grid_wait(ctr + kO, G, nowait);
+        if (!p.content) {
+            grid_arrive(ctr + kO);
+            grid_wait(ctr + kO, G, nowait);
+        }
         stamp(p, l, 9);
-        norm_to_xs(p, L.mlp_norm, xs, scratch);
+        norm_to_xs(p, out.res_o, poll, L.mlp_norm, xs, scratch);
         stamp(p, l, 10);
         gemv_phase(p, l, kGu, ring, full, empty, xs, red, own, cur, group);
         stamp(p, l, 11);
-        grid_arrive(ctr + kGu);
-        grid_wait(ctr + kGu, G, nowait);
+        if (!p.content) {
+            grid_arrive(ctr + kGu);
+            grid_wait(ctr + kGu, G, nowait);
+        }
         stamp(p, l, 12);
-        load_xs(p.act, p.inter, xs);
+        load_xs(out.act, p.inter, poll, xs);
         gemv_phase(p, l, kDown, ring, full, empty, xs, red, own, cur, group);
         stamp(p, l, 13);
-        grid_arrive(ctr + kDown);
+        if (!p.content)
+            grid_arrive(ctr + kDown);
     }
 #endif
 }
@@ -255,9 +266,13 @@ extern "C" int ss_cuda_decode_persist(void *stream, ss_cuda_persist_args *a)
     const int ctr_stride = kCtrPerLayer + kvh; // + a merge counter per kv head
     const size_t ctr_bytes = round_up((size_t)a->n_layers * ctr_stride * 4, 256);
     const size_t part_bytes = round_up((size_t)qh * splits * (hd + 2) * 4, 256);
+    const char *content_env = getenv("SS_PERSIST_CONTENT"); // "1": arrival by content (a benchmark switch)
+    const bool content = content_env && strcmp(content_env, "1") == 0;
+    const size_t arrive_bytes =
+        content ? round_up((size_t)a->n_layers * (qkv_dim + q_dim + 2 * a->hidden + a->inter) * 2, 256) : 0;
     const char *trace_env = getenv("SS_PERSIST_TRACE"); // "N": print the timeline of launch N (eager steps)
     const size_t trace_n = trace_env ? (size_t)a->n_layers * kTraceSlots * sms : 0;
-    if (ctr_bytes + part_bytes + trace_n * 8 > a->workspace_bytes || !aligned16(a->workspace))
+    if (ctr_bytes + arrive_bytes + part_bytes + trace_n * 8 > a->workspace_bytes || !aligned16(a->workspace))
         SS_PERSIST_NO("its workspace is too small");
 
     Params p = {};
@@ -273,9 +288,12 @@ extern "C" int ss_cuda_decode_persist(void *stream, ss_cuda_persist_args *a)
     p.eps = a->eps, p.scale = a->scale, p.inv_freq = a->inv_freq, p.pos = a->pos, p.slots = a->slots;
     p.block_table = a->block_table, p.seq_lens = a->seq_lens;
     p.residual = (bf16 *)a->residual, p.qkv = (bf16 *)a->qkv, p.attn = (bf16 *)a->attn, p.act = (bf16 *)a->act;
+    // workspace: [counters][arrive: by content][partials][trace]; counters and arrive are emptied together
     p.sync = (unsigned *)a->workspace;
-    p.partials = (float *)((char *)a->workspace + ctr_bytes);
-    p.trace = trace_n ? (unsigned long long *)((char *)a->workspace + ctr_bytes + part_bytes) : nullptr;
+    p.content = content ? 1 : 0, p.ctr0 = content ? 0xffffffffu : 0u;
+    p.arrive = content ? (bf16 *)((char *)a->workspace + ctr_bytes) : nullptr;
+    p.partials = (float *)((char *)a->workspace + ctr_bytes + arrive_bytes);
+    p.trace = trace_n ? (unsigned long long *)((char *)a->workspace + ctr_bytes + arrive_bytes + part_bytes) : nullptr;
     for (int l = 0; l < a->n_layers; l++) {
         const ss_cuda_persist_layer *s = &a->layers[l];
         if (!aligned16(s->wqkv) || !aligned16(s->wo) || !aligned16(s->wgu) || !aligned16(s->wdown) ||
@@ -291,7 +309,7 @@ extern "C" int ss_cuda_decode_persist(void *stream, ss_cuda_persist_args *a)
 #undef SS_PERSIST_NO
     cudaError_t e;
     cudaStream_t s = (cudaStream_t)stream;
-    e = cudaMemsetAsync(a->workspace, 0, ctr_bytes, s);
+    e = cudaMemsetAsync(a->workspace, content ? 0xff : 0, ctr_bytes + arrive_bytes, s);
     if (e != cudaSuccess)
         return (int)e;
     cudaLaunchAttribute attr[1];

@@ -177,6 +177,7 @@ constexpr int kStepsPerWarp = (kSlab / 32 + kWarps - 1) / kWarps; // 32 columns 
 __device__ void gemv_phase(const Params &p, int l, int mat, const uint8_t *ring, uint64_t *full, uint64_t *empty,
                            const bf16 *xs, float *red, float *own, Cursor &cur, uint32_t &group)
 {
+    const Outs out = outs_of(p, l);
     const Geo g = geo_of(p, l, mat);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, tid = threadIdx.x;
     const int lg = lane >> 2, lt = lane & 3;
@@ -227,17 +228,17 @@ __device__ void gemv_phase(const Params &p, int l, int mat, const uint8_t *ring,
                 a += rb[w * kTileRows + tid];
             const int64_t row = r + tid;
             if (mat == kQkv) {
-                p.qkv[row] = __float2bfloat16_rn(a + bias);
+                put_bf16(out.qkv + row, a + bias, p.content);
             } else if (mat == kGu) {
                 float u = 0.0f;
 #pragma unroll
                 for (int w = 0; w < kWarps; w++)
                     u += rb[w * kTileRows + kTileRows / 2 + tid];
-                p.act[row] = __float2bfloat16_rn(a / (1.0f + __expf(-a)) * u);
+                put_bf16(out.act + row, a / (1.0f + __expf(-a)) * u, p.content);
             } else { // o, down: residual += round(out), rounded as add_rmsnorm does
                 const float v = round_bf16(round_bf16(a) + own[row - g.r0]);
                 own[row - g.r0] = v;
-                p.residual[row] = __float2bfloat16_rn(v);
+                put_bf16((mat == kO ? out.res_o : out.res_d) + row, v, p.content);
             }
         }
     }
@@ -252,19 +253,37 @@ __device__ void gemv_phase(const Params &p, int l, int mat, const uint8_t *ring,
 // used, so a norm or an input costs one trip to L2, not one per chunk.
 constexpr int kPer = kMaxXBytes / 16 / kConsumers; // 32 KiB (the longest input) / 16 / 256 = 8
 
-// xs = rmsnorm(residual) · w (bf16), as rmsnorm_kernel rounds it.
-__device__ void norm_to_xs(const Params &p, const bf16 *w, bf16 *xs, float *scratch)
+// raw[i] = chunk threadIdx.x + i * kConsumers of src[0, n) (another CTA's output), every load in flight at
+// once; poll (arrival by content): each then polled until it arrived.
+__device__ __forceinline__ void load_chunks(const bf16 *src, int n, bool poll, uint4 (&raw)[kPer])
+{
+#pragma unroll
+    for (int i = 0; i < kPer; i++) {
+        const int c = threadIdx.x + i * kConsumers;
+        if (c < n / 8)
+            raw[i] = poll ? ld_volatile16(src + (int64_t)c * 8) : ldcg16(src + (int64_t)c * 8);
+    }
+    if (poll)
+#pragma unroll
+        for (int i = 0; i < kPer; i++) {
+            const int c = threadIdx.x + i * kConsumers;
+            if (c < n / 8)
+                raw[i] = until_arrived16(src + (int64_t)c * 8, raw[i]);
+        }
+}
+
+// xs = rmsnorm(src) · w (bf16), as rmsnorm_kernel rounds it; src: the residual (poll: as load_chunks).
+__device__ void norm_to_xs(const Params &p, const bf16 *src, bool poll, const bf16 *w, bf16 *xs, float *scratch)
 {
     const int chunks = p.hidden / 8;
     uint4 raw[kPer], wr[kPer];
 #pragma unroll
     for (int i = 0; i < kPer; i++) {
         const int c = threadIdx.x + i * kConsumers;
-        if (c < chunks) {
-            raw[i] = ldcg16(p.residual + (int64_t)c * 8);
+        if (c < chunks)
             wr[i] = *reinterpret_cast<const uint4 *>(w + (int64_t)c * 8);
-        }
     }
+    load_chunks(src, p.hidden, poll, raw);
     float ss = 0.0f;
 #pragma unroll
     for (int i = 0; i < kPer; i++)
@@ -292,16 +311,11 @@ __device__ void norm_to_xs(const Params &p, const bf16 *w, bf16 *xs, float *scra
     consumer_sync();
 }
 
-// xs = src[0, n) (another CTA's output).
-__device__ void load_xs(const bf16 *src, int n, bf16 *xs)
+// xs = src[0, n) (another CTA's output; poll: as load_chunks).
+__device__ void load_xs(const bf16 *src, int n, bool poll, bf16 *xs)
 {
     uint4 raw[kPer];
-#pragma unroll
-    for (int i = 0; i < kPer; i++) {
-        const int c = threadIdx.x + i * kConsumers;
-        if (c < n / 8)
-            raw[i] = ldcg16(src + (int64_t)c * 8);
-    }
+    load_chunks(src, n, poll, raw);
 #pragma unroll
     for (int i = 0; i < kPer; i++) {
         const int c = threadIdx.x + i * kConsumers;
