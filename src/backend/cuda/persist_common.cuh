@@ -57,6 +57,8 @@ struct Params {
     // ctr0 = 0xffffffff (the same memset), else at 0.
     int content;
     unsigned ctr0;
+    int poll_ns; // by content: a poll that found an empty value sleeps this long before the next (a benchmark
+                 // switch, SS_PERSIST_POLL_NS; 0: none), to spare the L2 from 132 CTAs' polls
     bf16 *arrive; // [n_layers][qkv_dim + q_dim + hidden + inter + hidden] bf16, or NULL
     int debug; // SS_PERSIST_DEBUG, a benchmark switch that breaks the results: 1 no GEMV loads (nor math),
                // 2 no grid waits, 4 no attention, 8 no GEMV outputs
@@ -227,35 +229,36 @@ __device__ __forceinline__ unsigned short ld_volatile_u16(const bf16 *p)
     return u;
 }
 
-// Polls until no lane of u (loaded from p) is empty any more; traps after kHangNs.
-__device__ __forceinline__ uint4 until_arrived16(const bf16 *p, uint4 u)
+// A 16-byte chunk another CTA writes in this launch: the first load (Poll: arrival by content, then
+// until_arrived16 settles it; else the counters ordered it, read from L2).
+template <bool Poll> __device__ __forceinline__ uint4 ld_other16(const bf16 *p)
 {
-    Spin spin;
-    while (any_empty(u)) {
-        spin.tick();
-        u = ld_volatile16(p);
-    }
-    return u;
+    if constexpr (Poll)
+        return ld_volatile16(p);
+    else
+        return __ldcg(reinterpret_cast<const uint4 *>(p));
 }
 
-// One bf16 another CTA writes in this launch, as a float: polled until it arrived when poll is set.
-__device__ __forceinline__ float ld_arrived_bf16(const bf16 *p, bool poll)
+// One bf16 another CTA writes in this launch, as a float (Poll: polled until it arrived).
+template <bool Poll> __device__ __forceinline__ float ld_arrived_bf16(const bf16 *p, int ns)
 {
-    if (!poll)
+    if constexpr (!Poll)
         return __uint_as_float((uint32_t)__ldcg(reinterpret_cast<const unsigned short *>(p)) << 16);
     unsigned short u = ld_volatile_u16(p);
     Spin spin;
     while (u == kEmptyBf16) {
         spin.tick();
+        if (ns)
+            __nanosleep(ns);
         u = ld_volatile_u16(p);
     }
     return __uint_as_float((uint32_t)u << 16);
 }
 
-// Stores v (rounded to bf16) where other CTAs read it in this launch: by content, never the empty pattern.
-__device__ __forceinline__ void put_bf16(bf16 *dst, float v, bool content)
+// Stores v (rounded to bf16) where other CTAs read it in this launch (Content: never the empty pattern).
+template <bool Content> __device__ __forceinline__ void put_bf16(bf16 *dst, float v)
 {
-    if (!content) {
+    if constexpr (!Content) {
         *dst = __float2bfloat16_rn(v);
         return;
     }
@@ -270,20 +273,15 @@ struct Outs {
     bf16 *qkv, *attn, *res_o, *act, *res_d;
 };
 
-__device__ __forceinline__ Outs outs_of(const Params &p, int l)
+template <bool Content> __device__ __forceinline__ Outs outs_of(const Params &p, int l)
 {
-    if (!p.content)
+    if constexpr (!Content)
         return Outs{p.qkv, p.attn, p.residual, p.act, p.residual};
     bf16 *b = p.arrive + (size_t)l * (p.qkv_dim + p.q_dim + 2 * p.hidden + p.inter);
     Outs o;
     o.qkv = b, o.attn = o.qkv + p.qkv_dim, o.res_o = o.attn + p.q_dim, o.act = o.res_o + p.hidden;
     o.res_d = l == p.n_layers - 1 ? p.residual : o.act + p.inter;
     return o;
-}
-
-__device__ __forceinline__ uint4 ldcg16(const bf16 *p)
-{
-    return __ldcg(reinterpret_cast<const uint4 *>(p));
 }
 
 // Sum over the 256 consumer threads (every one gets it); scratch: 8 floats.

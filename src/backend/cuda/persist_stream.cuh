@@ -173,11 +173,12 @@ constexpr int kStepsPerWarp = (kSlab / 32 + kWarps - 1) / kWarps; // 32 columns 
 // lane (g = lane/4, t = lane%4) takes 16-byte chunk c of tile rows g and g+8 and of x; the two mmas' k slots
 // are the same permutation of real k for A and B. The warps split a tile's columns; each hands the stage
 // back once it has loaded it. After a row group's last slab the warps' sums meet in shared memory (the
-// only barrier per group) and its outputs are stored.
+// only barrier per group) and its outputs are stored (Content: to layer l's own buffers, by content).
+template <bool Content>
 __device__ void gemv_phase(const Params &p, int l, int mat, const uint8_t *ring, uint64_t *full, uint64_t *empty,
                            const bf16 *xs, float *red, float *own, Cursor &cur, uint32_t &group)
 {
-    const Outs out = outs_of(p, l);
+    const Outs out = outs_of<Content>(p, l);
     const Geo g = geo_of(p, l, mat);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, tid = threadIdx.x;
     const int lg = lane >> 2, lt = lane & 3;
@@ -228,17 +229,17 @@ __device__ void gemv_phase(const Params &p, int l, int mat, const uint8_t *ring,
                 a += rb[w * kTileRows + tid];
             const int64_t row = r + tid;
             if (mat == kQkv) {
-                put_bf16(out.qkv + row, a + bias, p.content);
+                put_bf16<Content>(out.qkv + row, a + bias);
             } else if (mat == kGu) {
                 float u = 0.0f;
 #pragma unroll
                 for (int w = 0; w < kWarps; w++)
                     u += rb[w * kTileRows + kTileRows / 2 + tid];
-                put_bf16(out.act + row, a / (1.0f + __expf(-a)) * u, p.content);
+                put_bf16<Content>(out.act + row, a / (1.0f + __expf(-a)) * u);
             } else { // o, down: residual += round(out), rounded as add_rmsnorm does
                 const float v = round_bf16(round_bf16(a) + own[row - g.r0]);
                 own[row - g.r0] = v;
-                put_bf16((mat == kO ? out.res_o : out.res_d) + row, v, p.content);
+                put_bf16<Content>((mat == kO ? out.res_o : out.res_d) + row, v);
             }
         }
     }
@@ -253,37 +254,49 @@ __device__ void gemv_phase(const Params &p, int l, int mat, const uint8_t *ring,
 // used, so a norm or an input costs one trip to L2, not one per chunk.
 constexpr int kPer = kMaxXBytes / 16 / kConsumers; // 32 KiB (the longest input) / 16 / 256 = 8
 
-// raw[i] = chunk threadIdx.x + i * kConsumers of src[0, n) (another CTA's output), every load in flight at
-// once; poll (arrival by content): each then polled until it arrived.
-__device__ __forceinline__ void load_chunks(const bf16 *src, int n, bool poll, uint4 (&raw)[kPer])
+// Poll (arrival by content): the chunks raw[i] of src[0, n) a thread loaded (chunk threadIdx.x + i *
+// kConsumers) polled until none is empty, in rounds that reload every chunk still empty at once (late chunks
+// come from different CTAs: one at a time would cost a trip each); traps after kHangNs.
+template <bool Poll>
+__device__ __forceinline__ void settle_chunks(const Params &p, const bf16 *src, int n, uint4 (&raw)[kPer])
 {
+    if constexpr (Poll) {
+        Spin spin;
+        for (;;) {
+            bool pending = false;
 #pragma unroll
-    for (int i = 0; i < kPer; i++) {
-        const int c = threadIdx.x + i * kConsumers;
-        if (c < n / 8)
-            raw[i] = poll ? ld_volatile16(src + (int64_t)c * 8) : ldcg16(src + (int64_t)c * 8);
-    }
-    if (poll)
-#pragma unroll
-        for (int i = 0; i < kPer; i++) {
-            const int c = threadIdx.x + i * kConsumers;
-            if (c < n / 8)
-                raw[i] = until_arrived16(src + (int64_t)c * 8, raw[i]);
+            for (int i = 0; i < kPer; i++) {
+                const int c = threadIdx.x + i * kConsumers;
+                if (c < n / 8 && any_empty(raw[i])) {
+                    raw[i] = ld_volatile16(src + (int64_t)c * 8);
+                    pending = true;
+                }
+            }
+            if (!pending)
+                return;
+            spin.tick();
+            if (p.poll_ns)
+                __nanosleep(p.poll_ns);
         }
+    }
 }
 
-// xs = rmsnorm(src) · w (bf16), as rmsnorm_kernel rounds it; src: the residual (poll: as load_chunks).
-__device__ void norm_to_xs(const Params &p, const bf16 *src, bool poll, const bf16 *w, bf16 *xs, float *scratch)
+// xs = rmsnorm(src) · w (bf16), as rmsnorm_kernel rounds it; src: the residual, another CTA's output (Poll:
+// it arrives by content).
+template <bool Poll>
+__device__ void norm_to_xs(const Params &p, const bf16 *src, const bf16 *w, bf16 *xs, float *scratch)
 {
     const int chunks = p.hidden / 8;
     uint4 raw[kPer], wr[kPer];
 #pragma unroll
     for (int i = 0; i < kPer; i++) {
         const int c = threadIdx.x + i * kConsumers;
-        if (c < chunks)
+        if (c < chunks) {
+            raw[i] = ld_other16<Poll>(src + (int64_t)c * 8);
             wr[i] = *reinterpret_cast<const uint4 *>(w + (int64_t)c * 8);
+        }
     }
-    load_chunks(src, p.hidden, poll, raw);
+    settle_chunks<Poll>(p, src, p.hidden, raw);
     float ss = 0.0f;
 #pragma unroll
     for (int i = 0; i < kPer; i++)
@@ -311,11 +324,17 @@ __device__ void norm_to_xs(const Params &p, const bf16 *src, bool poll, const bf
     consumer_sync();
 }
 
-// xs = src[0, n) (another CTA's output; poll: as load_chunks).
-__device__ void load_xs(const bf16 *src, int n, bool poll, bf16 *xs)
+// xs = src[0, n) (another CTA's output; Poll: it arrives by content).
+template <bool Poll> __device__ void load_xs(const Params &p, const bf16 *src, int n, bf16 *xs)
 {
     uint4 raw[kPer];
-    load_chunks(src, n, poll, raw);
+#pragma unroll
+    for (int i = 0; i < kPer; i++) {
+        const int c = threadIdx.x + i * kConsumers;
+        if (c < n / 8)
+            raw[i] = ld_other16<Poll>(src + (int64_t)c * 8);
+    }
+    settle_chunks<Poll>(p, src, n, raw);
 #pragma unroll
     for (int i = 0; i < kPer; i++) {
         const int c = threadIdx.x + i * kConsumers;
