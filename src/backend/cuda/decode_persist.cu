@@ -173,7 +173,8 @@ void print_trace(cudaStream_t s, const unsigned long long *dev, int layers, int 
         "layer start", "down done (all)", "norm", "qkv GEMV", "qkv done (all)", "attn item", "attn merged",
         "attn done (all)", "o GEMV", "o done (all)", "norm", "gate/up GEMV", "gate/up done (all)", "down GEMV",
         "qkv: stage waits", "o: stage waits", "gate/up: stage waits", "down: stage waits",
-        "qkv: phase", "o: phase", "gate/up: phase", "down: phase", "attn: scores start", "attn: P.V start"};
+        "qkv: phase", "o: phase", "gate/up: phase", "down: phase", "attn: scores start", "attn: P.V start",
+        "producer: ring full", "  + prefetch used up"};
     const int l = layers / 2;
     const unsigned long long *t = h + (size_t)l * kTraceSlots * ctas;
     unsigned long long base = ~0ull;
@@ -184,7 +185,8 @@ void print_trace(cudaStream_t s, const unsigned long long *dev, int layers, int 
     for (int k = 0; k < kTraceSlots; k++) {
         double v[1024];
         int m = 0;
-        const unsigned long long off = k < kStamps || k >= kStamps + 8 ? base : 0; // durations: 14-21
+        const bool span = (k >= kStamps && k < kStamps + 8) || k >= kStamps + 10; // durations: 14-21, 24-25
+        const unsigned long long off = span ? 0 : base;
         for (int b = 0; b < ctas && m < 1024; b++)
             if (t[(size_t)k * ctas + b] && t[(size_t)k * ctas + b] >= off)
                 v[m++] = (double)(t[(size_t)k * ctas + b] - off) / 1000.0;

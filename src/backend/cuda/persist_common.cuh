@@ -34,8 +34,10 @@ constexpr int kMaxTable = 512;            // block-table entries of the sequence
 constexpr int kCtrPerLayer = 5;            // qkv, attn, o, gu, down; then one per kv head
 enum : int { kQkv = 0, kAttn = 1, kO = 2, kGu = 3, kDown = 4 };
 constexpr int kStamps = 14;    // trace points per layer (SS_PERSIST_TRACE), see the kernel
-constexpr int kTraceSlots = 24; // + per matrix (qkv, o, gu, down): time waiting for stages, time in the phase;
-                                // + an attention item's scores start and P·V start
+constexpr int kTraceSlots = 26; // + per matrix (qkv, o, gu, down): time waiting for stages, time in the phase;
+                                // + an attention item's scores start and P·V start; + the producer's time
+                                // blocked on a full ring for the layer's tiles, and the part of it with the
+                                // L2 prefetch used up too (this SM's share of the bus idles)
 
 struct Layer {
     const bf16 *attn_norm, *wqkv, *bqkv, *q_norm, *k_norm, *wo, *mlp_norm, *wgu, *wdown;

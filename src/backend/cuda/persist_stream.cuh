@@ -101,21 +101,30 @@ struct TileIter {
 // tiles after t (the next to load) go to L2 meanwhile, up to p.l2ahead of them. pf / n_pf: the next tile to
 // prefetch and its index (caught up with t when behind). Returns once stage cur is free. The producer warp
 // calls it whole; lane 0's barrier tests decide for every lane.
+// Trace (lane 0 when p.trace): *used_up, the time the prefetch had nothing left to do while waiting.
 __device__ __forceinline__ void prefetch_while_full(const Params &p, uint64_t *full, uint64_t *empty,
                                                     const Cursor &cur, const Cursor &last, const TileIter &t,
-                                                    int64_t n_loaded, TileIter &pf, int64_t &n_pf, uint64_t policy)
+                                                    int64_t n_loaded, TileIter &pf, int64_t &n_pf, uint64_t policy,
+                                                    unsigned long long *used_up)
 {
     const int lane = threadIdx.x & 31, i = lane % kTileRows;
     const bool up = lane >= kTileRows;
+    const bool tr = p.trace && lane == 0;
+    unsigned long long t_up = 0; // when the prefetch was used up in this wait
     Spin spin;
     for (;;) {
         const int ok = lane == 0 && mbar_test(&empty[cur.slot], cur.phase ^ 1u);
-        if (__shfl_sync(0xffffffffu, ok, 0))
+        if (__shfl_sync(0xffffffffu, ok, 0)) {
+            if (tr && t_up)
+                *used_up += gtime() - t_up;
             return;
+        }
         if (n_pf < n_loaded)
             pf = t, n_pf = n_loaded;
         const int idle = lane == 0 && mbar_test(&full[last.slot], last.phase);
         if (!__shfl_sync(0xffffffffu, idle, 0) || n_pf >= n_loaded + p.l2ahead || pf.done) {
+            if (tr && !t_up && idle)
+                t_up = gtime();
             spin.tick();
             continue;
         }
@@ -142,12 +151,19 @@ __device__ void produce(const Params &p, uint8_t *ring, uint64_t *full, uint64_t
     t.start(p);
     pf = t;
     int64_t n_loaded = 0, n_pf = 0; // tiles issued so far; tiles prefetched (pf's position)
+    const bool tr = p.trace && lane == 0;
     for (; !t.done; t.next(p), cur.next(p.stages), n_loaded++) {
         const int rows = t.rows();
         const uint32_t bytes = t.bytes();
+        const unsigned long long t_w = tr ? gtime() : 0;
+        unsigned long long used_up = 0;
         if (p.l2ahead > 0 && n_loaded > 0)
-            prefetch_while_full(p, full, empty, cur, last, t, n_loaded, pf, n_pf, pf_policy);
+            prefetch_while_full(p, full, empty, cur, last, t, n_loaded, pf, n_pf, pf_policy, &used_up);
         mbar_wait(&empty[cur.slot], cur.phase ^ 1u); // a fresh barrier's "previous phase" is complete
+        if (tr) { // this CTA's slots: only this lane writes them
+            p.trace[((size_t)t.l * kTraceSlots + kStamps + 10) * gridDim.x + blockIdx.x] += gtime() - t_w;
+            p.trace[((size_t)t.l * kTraceSlots + kStamps + 11) * gridDim.x + blockIdx.x] += used_up;
+        }
         if (lane == 0)
             mbar_expect_tx(&full[cur.slot], (t.g.pair ? 2u : 1u) * (uint32_t)rows * bytes);
         __syncwarp();
