@@ -1155,16 +1155,6 @@ static void test_decode_layers(void **state)
     check_decode_layers(p, &(dl_case){2, 512, 1408, 8, 2, 64, 77, 256, 1, 0, 0});
     unsetenv("SS_PERSIST_PF_EVICT");
     unsetenv("SS_PERSIST_L2AHEAD");
-    /* arrival by content instead of grid counters: the same results, also with several layers (each its own
-     * buffers), empty key splits, bias, q/k norms and MHA */
-    setenv("SS_PERSIST_CONTENT", "1", 1);
-    check_decode_layers(p, &(dl_case){1, 4096, 14336, 32, 8, 128, 299, 512, 0, 0, 0});
-    check_decode_layers(p, &(dl_case){3, 1024, 2816, 16, 4, 64, 1500, 2048, 0, 0, 0});
-    check_decode_layers(p, &(dl_case){2, 1024, 2816, 16, 4, 64, 0, 256, 0, 0, 0});
-    check_decode_layers(p, &(dl_case){2, 512, 1408, 8, 2, 64, 77, 256, 1, 0, 0});
-    check_decode_layers(p, &(dl_case){2, 512, 1408, 8, 2, 64, 40, 256, 0, 1, 0});
-    check_decode_layers(p, &(dl_case){3, 96, 256, 6, 6, 16, 20, 256, 0, 0, 0});
-    unsetenv("SS_PERSIST_CONTENT");
 }
 
 int main(void)

@@ -45,8 +45,6 @@ namespace {
 
 // ---------------------------------------------------------------- the kernel
 
-// Content: arrival by content (p.arrive) instead of grid counters, SS_PERSIST_CONTENT=1 (see Params).
-template <bool Content>
 __global__ void __launch_bounds__(kThreads, 1) decode_persist_kernel(const __grid_constant__ Params p)
 {
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900
@@ -92,56 +90,40 @@ __global__ void __launch_bounds__(kThreads, 1) decode_persist_kernel(const __gri
         trig[half + i] = (float)sd;
     }
     consumer_sync();
-    const bool nowait = p.debug & 2; // (by content every read polls: the switch changes nothing there)
+    const bool nowait = p.debug & 2;
     for (int l = 0; l < p.n_layers; l++) {
         const Layer &L = p.layers[l];
-        const Outs out = outs_of<Content>(p, l);
         unsigned *ctr = p.sync + (size_t)l * p.ctr_stride;
         stamp(p, l, 0);
-        if (l > 0 && !Content)
+        if (l > 0)
             grid_wait(ctr - p.ctr_stride + kDown, G, nowait);
         stamp(p, l, 1);
-        if (Content && l > 0)
-            norm_to_xs<true>(p, outs_of<Content>(p, l - 1).res_d, L.attn_norm, xs, scratch);
-        else // the kernel's input, or (counters) the residual after the down wait
-            norm_to_xs<false>(p, p.residual, L.attn_norm, xs, scratch);
+        norm_to_xs(p, L.attn_norm, xs, scratch);
         stamp(p, l, 2);
-        gemv_phase<Content>(p, l, kQkv, ring, full, empty, xs, red, own, cur, group);
+        gemv_phase(p, l, kQkv, ring, full, empty, xs, red, own, cur, group);
         stamp(p, l, 3);
-        if (!Content)
-            grid_arrive(ctr + kQkv);
+        grid_arrive(ctr + kQkv);
         if ((int)blockIdx.x < p.kv_heads * p.splits)
-            attention_item<Content>(p, l, ctr, region, trig, btab); // stamps 4, 5, 6
-        if (!Content)
-            grid_wait(ctr + kAttn, (unsigned)p.kv_heads, nowait);
-        else
-            consumer_sync(); // the attention's scratch (region) is read up to its end; xs is written next
+            attention_item(p, l, ctr, region, trig, btab); // stamps 4, 5, 6
+        grid_wait(ctr + kAttn, (unsigned)p.kv_heads, nowait);
         stamp(p, l, 7);
-        if (Content && !(p.debug & 4))
-            load_xs<true>(p, out.attn, p.q_dim, xs);
-        else
-            load_xs<false>(p, out.attn, p.q_dim, xs);
-        gemv_phase<Content>(p, l, kO, ring, full, empty, xs, red, own, cur, group);
+        load_xs(p.attn, p.q_dim, xs);
+        gemv_phase(p, l, kO, ring, full, empty, xs, red, own, cur, group);
         stamp(p, l, 8);
-        if (!Content) {
-            grid_arrive(ctr + kO);
-            grid_wait(ctr + kO, G, nowait);
-        }
+        grid_arrive(ctr + kO);
+        grid_wait(ctr + kO, G, nowait);
         stamp(p, l, 9);
-        norm_to_xs<Content>(p, out.res_o, L.mlp_norm, xs, scratch);
+        norm_to_xs(p, L.mlp_norm, xs, scratch);
         stamp(p, l, 10);
-        gemv_phase<Content>(p, l, kGu, ring, full, empty, xs, red, own, cur, group);
+        gemv_phase(p, l, kGu, ring, full, empty, xs, red, own, cur, group);
         stamp(p, l, 11);
-        if (!Content) {
-            grid_arrive(ctr + kGu);
-            grid_wait(ctr + kGu, G, nowait);
-        }
+        grid_arrive(ctr + kGu);
+        grid_wait(ctr + kGu, G, nowait);
         stamp(p, l, 12);
-        load_xs<Content>(p, out.act, p.inter, xs);
-        gemv_phase<Content>(p, l, kDown, ring, full, empty, xs, red, own, cur, group);
+        load_xs(p.act, p.inter, xs);
+        gemv_phase(p, l, kDown, ring, full, empty, xs, red, own, cur, group);
         stamp(p, l, 13);
-        if (!Content)
-            grid_arrive(ctr + kDown);
+        grid_arrive(ctr + kDown);
     }
 #endif
 }
@@ -257,9 +239,6 @@ extern "C" int ss_cuda_decode_persist(void *stream, ss_cuda_persist_args *a)
         SS_PERSIST_NO("the context bound leaves too little shared memory for the weight stages");
     int stages = (int)(((size_t)smem_max - region - tail) / kStageBytes);
     stages = stages > kMaxStages ? kMaxStages : stages;
-    const char *content_env = getenv("SS_PERSIST_CONTENT"); // "1": arrival by content (a benchmark switch)
-    const bool content = content_env && strcmp(content_env, "1") == 0;
-    void (*kernel)(Params) = content ? decode_persist_kernel<true> : decode_persist_kernel<false>;
     // As many stages as one CTA per SM can hold with this kernel's registers and static shared memory.
     size_t smem = 0;
     for (;; stages--) {
@@ -267,9 +246,9 @@ extern "C" int ss_cuda_decode_persist(void *stream, ss_cuda_persist_args *a)
             SS_PERSIST_NO("one CTA per SM does not fit (registers or shared memory)");
         smem = (size_t)stages * kStageBytes + region + tail;
         int per_sm = 0;
-        if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) ==
+        if (cudaFuncSetAttribute(decode_persist_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) ==
                 cudaSuccess &&
-            cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, smem) ==
+            cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, decode_persist_kernel, kThreads, smem) ==
                 cudaSuccess &&
             per_sm >= 1)
             break;
@@ -278,11 +257,9 @@ extern "C" int ss_cuda_decode_persist(void *stream, ss_cuda_persist_args *a)
     const int ctr_stride = kCtrPerLayer + kvh; // + a merge counter per kv head
     const size_t ctr_bytes = round_up((size_t)a->n_layers * ctr_stride * 4, 256);
     const size_t part_bytes = round_up((size_t)qh * splits * (hd + 2) * 4, 256);
-    const size_t arrive_bytes =
-        content ? round_up((size_t)a->n_layers * (qkv_dim + q_dim + 2 * a->hidden + a->inter) * 2, 256) : 0;
     const char *trace_env = getenv("SS_PERSIST_TRACE"); // "N": print the timeline of launch N (eager steps)
     const size_t trace_n = trace_env ? (size_t)a->n_layers * kTraceSlots * sms : 0;
-    if (ctr_bytes + arrive_bytes + part_bytes + trace_n * 8 > a->workspace_bytes || !aligned16(a->workspace))
+    if (ctr_bytes + part_bytes + trace_n * 8 > a->workspace_bytes || !aligned16(a->workspace))
         SS_PERSIST_NO("its workspace is too small");
 
     Params p = {};
@@ -298,14 +275,9 @@ extern "C" int ss_cuda_decode_persist(void *stream, ss_cuda_persist_args *a)
     p.eps = a->eps, p.scale = a->scale, p.inv_freq = a->inv_freq, p.pos = a->pos, p.slots = a->slots;
     p.block_table = a->block_table, p.seq_lens = a->seq_lens;
     p.residual = (bf16 *)a->residual, p.qkv = (bf16 *)a->qkv, p.attn = (bf16 *)a->attn, p.act = (bf16 *)a->act;
-    // workspace: [counters][arrive: by content][partials][trace]; counters and arrive are emptied together
     p.sync = (unsigned *)a->workspace;
-    p.content = content ? 1 : 0, p.ctr0 = content ? 0xffffffffu : 0u;
-    const char *poll_ns = getenv("SS_PERSIST_POLL_NS");
-    p.poll_ns = poll_ns ? (int)strtol(poll_ns, NULL, 10) : 0;
-    p.arrive = content ? (bf16 *)((char *)a->workspace + ctr_bytes) : nullptr;
-    p.partials = (float *)((char *)a->workspace + ctr_bytes + arrive_bytes);
-    p.trace = trace_n ? (unsigned long long *)((char *)a->workspace + ctr_bytes + arrive_bytes + part_bytes) : nullptr;
+    p.partials = (float *)((char *)a->workspace + ctr_bytes);
+    p.trace = trace_n ? (unsigned long long *)((char *)a->workspace + ctr_bytes + part_bytes) : nullptr;
     for (int l = 0; l < a->n_layers; l++) {
         const ss_cuda_persist_layer *s = &a->layers[l];
         if (!aligned16(s->wqkv) || !aligned16(s->wo) || !aligned16(s->wgu) || !aligned16(s->wdown) ||
@@ -321,7 +293,7 @@ extern "C" int ss_cuda_decode_persist(void *stream, ss_cuda_persist_args *a)
 #undef SS_PERSIST_NO
     cudaError_t e;
     cudaStream_t s = (cudaStream_t)stream;
-    e = cudaMemsetAsync(a->workspace, content ? 0xff : 0, ctr_bytes + arrive_bytes, s);
+    e = cudaMemsetAsync(a->workspace, 0, ctr_bytes, s);
     if (e != cudaSuccess)
         return (int)e;
     cudaLaunchAttribute attr[1];
@@ -336,7 +308,7 @@ extern "C" int ss_cuda_decode_persist(void *stream, ss_cuda_persist_args *a)
     cfg.numAttrs = 1;
     if (trace_n && (e = cudaMemsetAsync(p.trace, 0, trace_n * 8, s)) != cudaSuccess)
         return (int)e;
-    e = cudaLaunchKernelEx(&cfg, kernel, p);
+    e = cudaLaunchKernelEx(&cfg, decode_persist_kernel, p);
     if (e == cudaErrorCooperativeLaunchTooLarge) { // e.g. fewer SMs usable than the device has (MPS)
         (void)cudaGetLastError();
         a->why = "the cooperative launch of one CTA per SM was refused";

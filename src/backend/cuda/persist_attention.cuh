@@ -48,8 +48,7 @@ __device__ __forceinline__ void lane_dims(const bf16 *row, int lane, bool on, fl
 constexpr int kMergeLoads = 16; // split partials loaded at once by the merge (one trip for 16 splits)
 
 // trig: [hd/2] cos, [hd/2] sin of the token's rope angles; btab: the sequence's block table (the kernel
-// copies both once). Content: q/k/v and the merged output arrive by content, without grid counters.
-template <bool Content>
+// copies both once).
 __device__ void attention_item(const Params &p, int l, unsigned *ctr, uint8_t *region, const float *trig,
                                const int *btab)
 {
@@ -60,8 +59,8 @@ __device__ void attention_item(const Params &p, int l, unsigned *ctr, uint8_t *r
     const int len = p.seq_lens[0], newpos = p.pos[0];
     const int k0 = (int)((int64_t)s * len / p.splits), k1 = (int)((int64_t)(s + 1) * len / p.splits), nk = k1 - k0;
     const bool last = s == p.splits - 1;
-    if (p.debug & 4) { // benchmark switch: no attention, one arrival per kv head (by content: none is read)
-        if (s == 0 && !Content)
+    if (p.debug & 4) { // benchmark switch: no attention, one arrival per kv head
+        if (s == 0)
             grid_arrive(ctr + kAttn);
         return;
     }
@@ -74,8 +73,7 @@ __device__ void attention_item(const Params &p, int l, unsigned *ctr, uint8_t *r
     float *sc = reinterpret_cast<float *>(vnew + hd);  // [grp][nk_max] scores, then probabilities
     float *stat = sc + grp * nkm;                      // [grp] max, [grp] sum, [1] merge flag
     float *pv = stat + 4 * kMaxGroup;                  // [kWarps][grp][hd] partial P·V
-    const Outs outs = outs_of<Content>(p, l);
-    const bf16 *row = outs.qkv;
+    const bf16 *row = p.qkv;
     const int heads_new = grp + (last ? 1 : 0);
     const bool dims = lane * 4 < hd;
     // The cache rows of earlier steps do not depend on this step: copied into shared memory while the grid
@@ -98,17 +96,15 @@ __device__ void attention_item(const Params &p, int l, unsigned *ctr, uint8_t *r
     }
     asm volatile("cp.async.commit_group;" ::: "memory");
 
-    if (!Content)
-        grid_wait(ctr + kQkv, gridDim.x, p.debug & 2);
+    grid_wait(ctr + kQkv, gridDim.x, p.debug & 2);
     stamp(p, l, 4);
 #pragma unroll 4
     for (int e = tid; e < grp * hd; e += kConsumers)
-        qf[e] = ld_arrived_bf16<Content>(row + (int64_t)h * grp * hd + e, p.poll_ns);
+        qf[e] = ldcg_bf16(row + (int64_t)h * grp * hd + e);
     if (last)
         for (int e = tid; e < hd; e += kConsumers) {
-            kf[e] = ld_arrived_bf16<Content>(row + p.q_dim + (int64_t)h * hd + e, p.poll_ns);
-            const bf16 *vr = row + p.q_dim + (int64_t)p.kv_heads * hd + h * hd + e;
-            vnew[e] = __float2bfloat16_rn(ld_arrived_bf16<Content>(vr, p.poll_ns));
+            kf[e] = ldcg_bf16(row + p.q_dim + (int64_t)h * hd + e);
+            vnew[e] = __float2bfloat16_rn(ldcg_bf16(row + p.q_dim + (int64_t)p.kv_heads * hd + h * hd + e));
         }
     consumer_sync();
     if (L.q_norm) { // Qwen3: per-head RMSNorm before rope
@@ -224,7 +220,7 @@ __device__ void attention_item(const Params &p, int l, unsigned *ctr, uint8_t *r
         unsigned before;
         asm volatile("atom.acq_rel.gpu.global.add.u32 %0, [%1], 1;" : "=r"(before) : "l"(ctr + kCtrPerLayer + h)
                      : "memory");
-        stat[2 * kMaxGroup] = before == p.ctr0 + (unsigned)p.splits - 1 ? 1.0f : 0.0f;
+        stat[2 * kMaxGroup] = before == (unsigned)p.splits - 1 ? 1.0f : 0.0f;
     }
     consumer_sync(); // thread 0's acquire happens before every thread's reads of the partials
     if (stat[2 * kMaxGroup] == 0.0f)
@@ -256,10 +252,9 @@ __device__ void attention_item(const Params &p, int l, unsigned *ctr, uint8_t *r
                 out = fmaf(w, vt[t], out);
             }
         }
-        put_bf16<Content>(outs.attn + (int64_t)(h * grp + j) * hd + d, out / den);
+        p.attn[(int64_t)(h * grp + j) * hd + d] = __float2bfloat16_rn(out / den);
     }
-    if (!Content)
-        grid_arrive(ctr + kAttn);
+    grid_arrive(ctr + kAttn);
     stamp(p, l, 6);
 }
 

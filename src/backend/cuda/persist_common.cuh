@@ -52,16 +52,6 @@ struct Params {
                  // this many further tiles into L2 (4; SS_PERSIST_L2AHEAD=N, a benchmark switch, 0: none)
     int pf_evict; // the prefetch's L2 policy (SS_PERSIST_PF_EVICT, a benchmark switch not yet measured):
                   // 0 none (normal priority), 1 evict_last, 2 evict_first
-    // Arrival by content (SS_PERSIST_CONTENT=1, a benchmark switch while it is measured): every layer writes
-    // its q/k/v, attention, residuals and MLP activations to buffers of its own in `arrive`, emptied (every
-    // byte 0xff) before the launch, and readers poll the values themselves until none is empty, instead of
-    // grid counters (a release, a counter trip and a poll trip per phase). The merge counters then start at
-    // ctr0 = 0xffffffff (the same memset), else at 0.
-    int content;
-    unsigned ctr0;
-    int poll_ns; // by content: a poll that found an empty value sleeps this long before the next (a benchmark
-                 // switch, SS_PERSIST_POLL_NS; 0: none), to spare the L2 from 132 CTAs' polls
-    bf16 *arrive; // [n_layers][qkv_dim + q_dim + hidden + inter + hidden] bf16, or NULL
     int debug; // SS_PERSIST_DEBUG, a benchmark switch that breaks the results: 1 no GEMV loads (nor math),
                // 2 no grid waits, 4 no attention, 8 no GEMV outputs
     float eps, scale;
@@ -197,93 +187,14 @@ __device__ __forceinline__ void grid_wait(const unsigned *ctr, unsigned target, 
     consumer_sync(); // the acquire by thread 0 happens before every thread's reads after the barrier
 }
 
-// ---------------------------------------------------------------- arrival by content (p.content)
-
-// The empty pattern: bf16 0xffff, a NaN no output is stored as (content_bits turns it into 0x7fff, another
-// NaN), so a value that arrived is never mistaken for an empty one.
-constexpr unsigned short kEmptyBf16 = 0xffffu;
-
-__device__ __forceinline__ bool any_empty(uint4 u)
+__device__ __forceinline__ uint4 ldcg16(const bf16 *p)
 {
-    const uint32_t w[4] = {u.x, u.y, u.z, u.w};
-    bool e = false;
-#pragma unroll
-    for (int i = 0; i < 4; i++)
-        e |= (w[i] & 0xffffu) == kEmptyBf16 || (w[i] >> 16) == kEmptyBf16;
-    return e;
+    return __ldcg(reinterpret_cast<const uint4 *>(p));
 }
 
-// Loads that see other CTAs' stores of this launch (L2, never this SM's L1).
-__device__ __forceinline__ uint4 ld_volatile16(const bf16 *p)
+__device__ __forceinline__ float ldcg_bf16(const bf16 *p)
 {
-    uint4 u;
-    asm volatile("ld.volatile.global.v4.u32 {%0, %1, %2, %3}, [%4];"
-                 : "=r"(u.x), "=r"(u.y), "=r"(u.z), "=r"(u.w)
-                 : "l"(p)
-                 : "memory");
-    return u;
-}
-
-__device__ __forceinline__ unsigned short ld_volatile_u16(const bf16 *p)
-{
-    unsigned short u;
-    asm volatile("ld.volatile.global.u16 %0, [%1];" : "=h"(u) : "l"(p) : "memory");
-    return u;
-}
-
-// A 16-byte chunk another CTA writes in this launch: the first load (Poll: arrival by content, then
-// until_arrived16 settles it; else the counters ordered it, read from L2).
-template <bool Poll> __device__ __forceinline__ uint4 ld_other16(const bf16 *p)
-{
-    if constexpr (Poll)
-        return ld_volatile16(p);
-    else
-        return __ldcg(reinterpret_cast<const uint4 *>(p));
-}
-
-// One bf16 another CTA writes in this launch, as a float (Poll: polled until it arrived).
-template <bool Poll> __device__ __forceinline__ float ld_arrived_bf16(const bf16 *p, int ns)
-{
-    if constexpr (!Poll)
-        return __uint_as_float((uint32_t)__ldcg(reinterpret_cast<const unsigned short *>(p)) << 16);
-    unsigned short u = ld_volatile_u16(p);
-    Spin spin;
-    while (u == kEmptyBf16) {
-        spin.tick();
-        if (ns)
-            __nanosleep(ns);
-        u = ld_volatile_u16(p);
-    }
-    return __uint_as_float((uint32_t)u << 16);
-}
-
-// Stores v (rounded to bf16) where other CTAs read it in this launch (Content: never the empty pattern).
-template <bool Content> __device__ __forceinline__ void put_bf16(bf16 *dst, float v)
-{
-    if constexpr (!Content) {
-        *dst = __float2bfloat16_rn(v);
-        return;
-    }
-    unsigned short u = __bfloat16_as_ushort(__float2bfloat16_rn(v));
-    u = u == kEmptyBf16 ? (unsigned short)0x7fffu : u;
-    asm volatile("st.volatile.global.u16 [%0], %1;" ::"l"(dst), "h"(u) : "memory");
-}
-
-// Where layer l's phases write their outputs: the step's scratch (counters), or layer l's own buffers in
-// p.arrive (by content; the last layer's residual goes to p.residual, which nobody reads in the launch).
-struct Outs {
-    bf16 *qkv, *attn, *res_o, *act, *res_d;
-};
-
-template <bool Content> __device__ __forceinline__ Outs outs_of(const Params &p, int l)
-{
-    if constexpr (!Content)
-        return Outs{p.qkv, p.attn, p.residual, p.act, p.residual};
-    bf16 *b = p.arrive + (size_t)l * (p.qkv_dim + p.q_dim + 2 * p.hidden + p.inter);
-    Outs o;
-    o.qkv = b, o.attn = o.qkv + p.qkv_dim, o.res_o = o.attn + p.q_dim, o.act = o.res_o + p.hidden;
-    o.res_d = l == p.n_layers - 1 ? p.residual : o.act + p.inter;
-    return o;
+    return __uint_as_float((uint32_t)__ldcg(reinterpret_cast<const unsigned short *>(p)) << 16);
 }
 
 // Sum over the 256 consumer threads (every one gets it); scratch: 8 floats.

@@ -134,6 +134,13 @@ __device__ __forceinline__ void prefetch_while_full(const Params &p, uint64_t *f
     }
 }
 
+__device__ __forceinline__ void trace_producer(const Params &p, int l, unsigned long long blocked,
+                                               unsigned long long used_up)
+{
+    p.trace[((size_t)l * kTraceSlots + kStamps + 10) * gridDim.x + blockIdx.x] = blocked;
+    p.trace[((size_t)l * kTraceSlots + kStamps + 11) * gridDim.x + blockIdx.x] = used_up;
+}
+
 // The producer warp: every tile, one bulk copy per row, each issued by its own lane (one thread issuing 16
 // or 32 copies a stage could not keep the bus busy).
 __device__ void produce(const Params &p, uint8_t *ring, uint64_t *full, uint64_t *empty)
@@ -151,19 +158,24 @@ __device__ void produce(const Params &p, uint8_t *ring, uint64_t *full, uint64_t
     t.start(p);
     pf = t;
     int64_t n_loaded = 0, n_pf = 0; // tiles issued so far; tiles prefetched (pf's position)
+    // Trace: the time blocked for the tiles of layer tl so far (a full ring; the prefetch used up too),
+    // stored once the tiles move on to the next layer (a store per tile would hold the producer up).
     const bool tr = p.trace && lane == 0;
+    unsigned long long blocked = 0, used_up = 0;
+    int tl = 0;
     for (; !t.done; t.next(p), cur.next(p.stages), n_loaded++) {
         const int rows = t.rows();
         const uint32_t bytes = t.bytes();
+        if (tr && t.l != tl) {
+            trace_producer(p, tl, blocked, used_up);
+            tl = t.l, blocked = used_up = 0;
+        }
         const unsigned long long t_w = tr ? gtime() : 0;
-        unsigned long long used_up = 0;
         if (p.l2ahead > 0 && n_loaded > 0)
             prefetch_while_full(p, full, empty, cur, last, t, n_loaded, pf, n_pf, pf_policy, &used_up);
         mbar_wait(&empty[cur.slot], cur.phase ^ 1u); // a fresh barrier's "previous phase" is complete
-        if (tr) { // this CTA's slots: only this lane writes them
-            p.trace[((size_t)t.l * kTraceSlots + kStamps + 10) * gridDim.x + blockIdx.x] += gtime() - t_w;
-            p.trace[((size_t)t.l * kTraceSlots + kStamps + 11) * gridDim.x + blockIdx.x] += used_up;
-        }
+        if (tr)
+            blocked += gtime() - t_w;
         if (lane == 0)
             mbar_expect_tx(&full[cur.slot], (t.g.pair ? 2u : 1u) * (uint32_t)rows * bytes);
         __syncwarp();
@@ -172,6 +184,8 @@ __device__ void produce(const Params &p, uint8_t *ring, uint64_t *full, uint64_t
             bulk_load(dst + (up ? kTileRows / 2 + i : i) * kPitch, t.src(i, up), bytes, &full[cur.slot], policy);
         last = cur;
     }
+    if (tr)
+        trace_producer(p, tl, blocked, used_up);
 }
 
 // d += A(16x16, row-major) . B(16x8, column-major), bf16 in, f32 accumulate (sm_80+).
@@ -189,12 +203,10 @@ constexpr int kStepsPerWarp = (kSlab / 32 + kWarps - 1) / kWarps; // 32 columns 
 // lane (g = lane/4, t = lane%4) takes 16-byte chunk c of tile rows g and g+8 and of x; the two mmas' k slots
 // are the same permutation of real k for A and B. The warps split a tile's columns; each hands the stage
 // back once it has loaded it. After a row group's last slab the warps' sums meet in shared memory (the
-// only barrier per group) and its outputs are stored (Content: to layer l's own buffers, by content).
-template <bool Content>
+// only barrier per group) and its outputs are stored.
 __device__ void gemv_phase(const Params &p, int l, int mat, const uint8_t *ring, uint64_t *full, uint64_t *empty,
                            const bf16 *xs, float *red, float *own, Cursor &cur, uint32_t &group)
 {
-    const Outs out = outs_of<Content>(p, l);
     const Geo g = geo_of(p, l, mat);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, tid = threadIdx.x;
     const int lg = lane >> 2, lt = lane & 3;
@@ -245,17 +257,17 @@ __device__ void gemv_phase(const Params &p, int l, int mat, const uint8_t *ring,
                 a += rb[w * kTileRows + tid];
             const int64_t row = r + tid;
             if (mat == kQkv) {
-                put_bf16<Content>(out.qkv + row, a + bias);
+                p.qkv[row] = __float2bfloat16_rn(a + bias);
             } else if (mat == kGu) {
                 float u = 0.0f;
 #pragma unroll
                 for (int w = 0; w < kWarps; w++)
                     u += rb[w * kTileRows + kTileRows / 2 + tid];
-                put_bf16<Content>(out.act + row, a / (1.0f + __expf(-a)) * u);
+                p.act[row] = __float2bfloat16_rn(a / (1.0f + __expf(-a)) * u);
             } else { // o, down: residual += round(out), rounded as add_rmsnorm does
                 const float v = round_bf16(round_bf16(a) + own[row - g.r0]);
                 own[row - g.r0] = v;
-                put_bf16<Content>((mat == kO ? out.res_o : out.res_d) + row, v);
+                p.residual[row] = __float2bfloat16_rn(v);
             }
         }
     }
@@ -270,37 +282,8 @@ __device__ void gemv_phase(const Params &p, int l, int mat, const uint8_t *ring,
 // used, so a norm or an input costs one trip to L2, not one per chunk.
 constexpr int kPer = kMaxXBytes / 16 / kConsumers; // 32 KiB (the longest input) / 16 / 256 = 8
 
-// Poll (arrival by content): the chunks raw[i] of src[0, n) a thread loaded (chunk threadIdx.x + i *
-// kConsumers) polled until none is empty, in rounds that reload every chunk still empty at once (late chunks
-// come from different CTAs: one at a time would cost a trip each); traps after kHangNs.
-template <bool Poll>
-__device__ __forceinline__ void settle_chunks(const Params &p, const bf16 *src, int n, uint4 (&raw)[kPer])
-{
-    if constexpr (Poll) {
-        Spin spin;
-        for (;;) {
-            bool pending = false;
-#pragma unroll
-            for (int i = 0; i < kPer; i++) {
-                const int c = threadIdx.x + i * kConsumers;
-                if (c < n / 8 && any_empty(raw[i])) {
-                    raw[i] = ld_volatile16(src + (int64_t)c * 8);
-                    pending = true;
-                }
-            }
-            if (!pending)
-                return;
-            spin.tick();
-            if (p.poll_ns)
-                __nanosleep(p.poll_ns);
-        }
-    }
-}
-
-// xs = rmsnorm(src) · w (bf16), as rmsnorm_kernel rounds it; src: the residual, another CTA's output (Poll:
-// it arrives by content).
-template <bool Poll>
-__device__ void norm_to_xs(const Params &p, const bf16 *src, const bf16 *w, bf16 *xs, float *scratch)
+// xs = rmsnorm(residual) · w (bf16), as rmsnorm_kernel rounds it.
+__device__ void norm_to_xs(const Params &p, const bf16 *w, bf16 *xs, float *scratch)
 {
     const int chunks = p.hidden / 8;
     uint4 raw[kPer], wr[kPer];
@@ -308,11 +291,10 @@ __device__ void norm_to_xs(const Params &p, const bf16 *src, const bf16 *w, bf16
     for (int i = 0; i < kPer; i++) {
         const int c = threadIdx.x + i * kConsumers;
         if (c < chunks) {
-            raw[i] = ld_other16<Poll>(src + (int64_t)c * 8);
+            raw[i] = ldcg16(p.residual + (int64_t)c * 8);
             wr[i] = *reinterpret_cast<const uint4 *>(w + (int64_t)c * 8);
         }
     }
-    settle_chunks<Poll>(p, src, p.hidden, raw);
     float ss = 0.0f;
 #pragma unroll
     for (int i = 0; i < kPer; i++)
@@ -340,17 +322,16 @@ __device__ void norm_to_xs(const Params &p, const bf16 *src, const bf16 *w, bf16
     consumer_sync();
 }
 
-// xs = src[0, n) (another CTA's output; Poll: it arrives by content).
-template <bool Poll> __device__ void load_xs(const Params &p, const bf16 *src, int n, bf16 *xs)
+// xs = src[0, n) (another CTA's output).
+__device__ void load_xs(const bf16 *src, int n, bf16 *xs)
 {
     uint4 raw[kPer];
 #pragma unroll
     for (int i = 0; i < kPer; i++) {
         const int c = threadIdx.x + i * kConsumers;
         if (c < n / 8)
-            raw[i] = ld_other16<Poll>(src + (int64_t)c * 8);
+            raw[i] = ldcg16(src + (int64_t)c * 8);
     }
-    settle_chunks<Poll>(p, src, n, raw);
 #pragma unroll
     for (int i = 0; i < kPer; i++) {
         const int c = threadIdx.x + i * kConsumers;
