@@ -268,7 +268,7 @@ extern "C" int ss_cuda_decode_persist(void *stream, ss_cuda_persist_args *a)
     const char *dbg = getenv("SS_PERSIST_DEBUG");
     p.debug = dbg ? (int)strtol(dbg, NULL, 10) : 0;
     const char *l2ahead = getenv("SS_PERSIST_L2AHEAD");
-    p.l2ahead = l2ahead ? (int)strtol(l2ahead, NULL, 10) : 4;
+    p.l2ahead = l2ahead ? (int)strtol(l2ahead, NULL, 10) : 8;
     const char *pf_evict = getenv("SS_PERSIST_PF_EVICT");
     p.pf_evict = pf_evict ? (int)strtol(pf_evict, NULL, 10) : 0;
     p.stages = stages, p.region_bytes = (int)region, p.ctr_stride = ctr_stride, p.block_size = a->block_size;

@@ -49,7 +49,8 @@ struct Params {
     int splits, nk_max, stages, region_bytes, ctr_stride, block_size;
     unsigned long long *trace; // SS_PERSIST_TRACE: [layers][kStamps][CTAs] globaltimer stamps, else NULL
     int l2ahead; // while the ring is full and every tile in it has landed, the producer prefetches up to
-                 // this many further tiles into L2 (4; SS_PERSIST_L2AHEAD=N, a benchmark switch, 0: none)
+                 // this many further tiles into L2 (8; SS_PERSIST_L2AHEAD=N, a benchmark switch, 0: none).
+                 // Session 11, one H200: 8 beat 4 by 0.6% in five pairs over two calls (241.0 vs 239.6)
     int pf_evict; // the prefetch's L2 policy (SS_PERSIST_PF_EVICT, a benchmark switch not yet measured):
                   // 0 none (normal priority), 1 evict_last, 2 evict_first
     int debug; // SS_PERSIST_DEBUG, a benchmark switch that breaks the results: 1 no GEMV loads (nor math),
