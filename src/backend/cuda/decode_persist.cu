@@ -23,11 +23,13 @@
 // Rounding follows the op-by-op path (bf16 after each GEMV, the residual add, the norm, rope), so the two
 // differ only by the fp32 summation order.
 //
-// Status (session 10, one H200): correct (test_backend_consistency, goldens) and the forward pass's default
-// for batch-1 steps at tp 1 (SS_PERSIST=0 turns it off): 241-244 tok/s on the 8B shape against 234-235 op
-// by op. Its GEMVs run at the bus rate; while the consumers wait (attention, grid waits) the producer
-// prefetches the next tiles into L2. Context bounds above a 32 KiB K/V copy per attention item are refused
-// (op by op is faster there). What is left: the merge of the splits (~4 µs) and the grid waits.
+// Status (session 11, one H200): correct (test_backend_consistency, goldens; racecheck's reports are all its
+// bulk copy, see scripts/gpu/racecheck_triage.py) and the forward pass's default for batch-1 steps at tp 1
+// (SS_PERSIST=0 turns it off): 240-242 tok/s on the 8B shape against 234-235 op by op. Its GEMVs run at the
+// bus rate; while the consumers wait (attention, grid waits) the producer prefetches up to 8 tiles into L2.
+// Context bounds above a 32 KiB K/V copy per attention item are refused (op by op is faster there). What is
+// left: ~4 µs a layer of idle bus during the attention, the merge of the splits (~4 µs). Arrival by content
+// instead of the grid counters was tried (session 11) and gained nothing.
 // SS_PERSIST_TRACE=N prints launch N's timeline of the middle layer (eager steps: bench_decode --no-graphs).
 // This file holds the kernel and its launcher; its pieces are in persist_common.cuh (parameters and
 // synchronisation), persist_stream.cuh (the weight stream and GEMVs) and persist_attention.cuh.
