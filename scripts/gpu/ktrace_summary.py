@@ -76,8 +76,11 @@ def layer_view(win, steps):
     for i in range(min(head, len(names))):
         print(f"  {sum(q[i][1] for q in seqs) / len(seqs) / 1e3:9.2f} us  {names[i]}")
     mid = len(names) // 2
-    period = next((p for p in range(2, 40) if all(names[i] == names[i + p] for i in range(mid - 2 * p, mid + p))), 0)
+    # a period p must repeat three times around the middle: [mid - 2p, mid + 2p) inside the step
+    period = next((p for p in range(2, 40) if mid - 2 * p >= 0 and mid + 2 * p <= len(names) and
+                   all(names[i] == names[i + p] for i in range(mid - 2 * p, mid + p))), 0)
     if period == 0:
+        print(f"  -- no repeating layer in the step's {len(names)} kernels (e.g. the persistent decode kernel)")
         return
     print(f"  -- one layer ({period} kernels, from the middle of the step), end to end:")
     total = 0.0
