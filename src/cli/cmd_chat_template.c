@@ -147,7 +147,7 @@ int ss_cmd_chat_template(int argc, char **argv, char **env)
     if (st == SS_ERR_CANCELLED) /* --help: usage already printed */
         return SS_EXIT_OK;
     if (st == SS_OK && !o.model && !o.template_file)
-        st = ss_err_set(&err, SS_ERR_INVALID_ARG, "chat-template: give --model DIR or --template FILE");
+        st = ss_err_set(&err, SS_ERR_INVALID_ARG, "give --model DIR or --template FILE");
     if (st != SS_OK) {
         fprintf(stderr, "shardserve chat-template: %s\nusage: %s\n", err.msg, synopsis);
         return SS_EXIT_USAGE;

@@ -112,7 +112,7 @@ int ss_cmd_tokenize(int argc, char **argv, char **env)
     if (st == SS_OK && !model == !file)
         st = ss_err_set(&err, SS_ERR_INVALID_ARG, "tokenize: give exactly one of --model DIR or --tokenizer FILE");
     if (st != SS_OK) {
-        fprintf(stderr, "shardserve %s\n", err.msg);
+        fprintf(stderr, "shardserve tokenize: %s\n", err.msg);
         return SS_EXIT_USAGE;
     }
     ss_tokenizer *tok = NULL;

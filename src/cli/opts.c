@@ -78,7 +78,7 @@ ss_status ss_opts_parse(const ss_opt *opts, int argc, char **argv, int first, ch
             return SS_ERR_CANCELLED;
         }
         if (strncmp(a, "--", 2) != 0)
-            return ss_err_set(err, SS_ERR_INVALID_ARG, "%s: unexpected argument '%s' (flags start with --)", cmd, a);
+            return ss_err_set(err, SS_ERR_INVALID_ARG, "unexpected argument '%s' (flags start with --; see shardserve %s --help)", a, cmd);
         const char *name = a + 2;
         const char *eq = strchr(name, '=');
         size_t nl = eq ? (size_t)(eq - name) : strlen(name);
@@ -87,8 +87,7 @@ ss_status ss_opts_parse(const ss_opt *opts, int argc, char **argv, int first, ch
             if (strlen(p->name) == nl && !strncmp(p->name, name, nl))
                 o = p;
         if (!o)
-            return ss_err_set(err, SS_ERR_INVALID_ARG, "%s: unknown flag '--%.*s' (see %s --help)", cmd, (int)nl, name,
-                              cmd);
+            return ss_err_set(err, SS_ERR_INVALID_ARG, "unknown flag '--%.*s' (see shardserve %s --help)", (int)nl, name, cmd);
         const char *val;
         if (eq) {
             val = eq + 1;
@@ -96,7 +95,7 @@ ss_status ss_opts_parse(const ss_opt *opts, int argc, char **argv, int first, ch
             val = "true";
         } else {
             if (i + 1 >= argc)
-                return ss_err_set(err, SS_ERR_INVALID_ARG, "%s: flag '--%s' needs a value", cmd, o->name);
+                return ss_err_set(err, SS_ERR_INVALID_ARG, "flag '--%s' needs a value", o->name);
             val = argv[++i];
         }
         char origin[96];

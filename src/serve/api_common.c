@@ -18,12 +18,39 @@ static const char *api_error_type(int http_status)
     case 400: return "invalid_request_error";
     case 401: return "authentication_error";
     case 404: return "not_found_error";
+    case 405: return "invalid_request_error"; /* the client's method, as OpenAI reports it */
     case 413: return "request_too_large";
     case 429: return "rate_limit_error";
     case 503: return "service_unavailable";
     case 504: return "timeout_error";
     default: return "server_error";
     }
+}
+
+ss_status ss_api_parse_object(const char *body, size_t len, cJSON **root, ss_api_error *e)
+{
+    *root = NULL;
+    if (!body || len == 0)
+        return ss_api_fail(e, 400, "", "request body is empty; expected a JSON object");
+    const char *end = NULL;
+    cJSON *j = cJSON_ParseWithLengthOpts(body, len, &end, 0);
+    if (!j) {
+        size_t off = end && end >= body ? (size_t)(end - body) : 0;
+        return ss_api_fail(e, 400, "", "malformed JSON in request body near byte %zu", off);
+    }
+    if (!cJSON_IsObject(j)) {
+        cJSON_Delete(j);
+        return ss_api_fail(e, 400, "", "request body must be a JSON object");
+    }
+    /* cJSON stops after the first value: anything but white space after it is a malformed body */
+    for (const char *p = end; p && p < body + len; p++)
+        if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {
+            cJSON_Delete(j);
+            return ss_api_fail(e, 400, "", "malformed JSON in request body: unexpected data after the object at byte %zu",
+                               (size_t)(p - body));
+        }
+    *root = j;
+    return SS_OK;
 }
 
 ss_status ss_api_fail(ss_api_error *e, int http_status, const char *param, const char *fmt, ...)

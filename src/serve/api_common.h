@@ -33,6 +33,10 @@ typedef struct ss_api_error {
 /* Fills e and returns SS_ERR_INVALID_ARG (status 400 unless http_status says otherwise). */
 ss_status ss_api_fail(ss_api_error *e, int http_status, const char *param, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* Parses a request body that must be one JSON object and nothing after it but white space, or fails with
+ * 400 naming the byte where it went wrong. On success the caller owns *root (cJSON_Delete). */
+ss_status ss_api_parse_object(const char *body, size_t len, cJSON **root, ss_api_error *e);
+
 
 /* ---- bounded JSON writer ---------------------------------------------------------------------- */
 

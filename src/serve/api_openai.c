@@ -13,26 +13,6 @@
 #define OAI_MAX_LOGPROBS_COMPLETIONS 20
 #define OAI_DEFAULT_MAX_TOKENS 16
 
-/* Parses the body into a JSON object or fails with 400. Caller cJSON_Deletes *root. */
-static ss_status oai_parse_object(const char *body, size_t len, cJSON **root, ss_api_error *e)
-{
-    *root = NULL;
-    if (!body || len == 0)
-        return ss_api_fail(e, 400, "", "request body is empty; expected a JSON object");
-    const char *end = NULL;
-    cJSON *j = cJSON_ParseWithLengthOpts(body, len, &end, 0);
-    if (!j) {
-        size_t off = end && end >= body ? (size_t)(end - body) : 0;
-        return ss_api_fail(e, 400, "", "malformed JSON in request body near byte %zu", off);
-    }
-    if (!cJSON_IsObject(j)) {
-        cJSON_Delete(j);
-        return ss_api_fail(e, 400, "", "request body must be a JSON object");
-    }
-    *root = j;
-    return SS_OK;
-}
-
 /* prompt: "text" | [ids] | ["text"] | [[ids]] */
 static ss_status oai_parse_prompt(const cJSON *root, const ss_api_limits *lim, ss_api_request *r, ss_api_error *e)
 {
@@ -145,7 +125,7 @@ static ss_status oai_parse_sampling(const cJSON *root, const ss_api_limits *lim,
     SS_CHECK(ss_api_get_number(root, "temperature", &d, &present, e));
     if (present) {
         if (d < 0 || d > 100)
-            return ss_api_fail(e, 400, "temperature", "'temperature' must be >= 0 (got %g)", d);
+            return ss_api_fail(e, 400, "temperature", "'temperature' must be in [0, 100] (got %g)", d);
         r->sp.temperature = (float)d;
     }
     SS_CHECK(ss_api_get_number(root, "top_p", &d, &present, e));
@@ -251,6 +231,21 @@ static ss_status oai_parse_output_opts(const cJSON *root, const ss_api_limits *l
     SS_CHECK(ss_api_get_bool(root, "echo", &b, &present, e));
     if (present && b)
         return ss_api_fail(e, 400, "echo", "'echo' is not supported");
+    /* Silently ignoring these would hand a client plain text where it asked for calls or JSON. */
+    static const char *const no_calls[] = {"tools", "functions"};
+    for (size_t i = 0; i < sizeof no_calls / sizeof no_calls[0]; i++) {
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(root, no_calls[i]);
+        if (t && !cJSON_IsNull(t) && !(cJSON_IsArray(t) && cJSON_GetArraySize(t) == 0))
+            return ss_api_fail(e, 400, no_calls[i], "'%s' is not supported (this server has no function calling)",
+                               no_calls[i]);
+    }
+    const cJSON *rf = cJSON_GetObjectItemCaseSensitive(root, "response_format");
+    if (rf && !cJSON_IsNull(rf)) {
+        const cJSON *t = cJSON_IsObject(rf) ? cJSON_GetObjectItemCaseSensitive(rf, "type") : NULL;
+        if (!cJSON_IsString(t) || strcmp(t->valuestring, "text") != 0)
+            return ss_api_fail(e, 400, "response_format",
+                               "'response_format' is not supported other than {\"type\": \"text\"} (no JSON mode)");
+    }
     SS_CHECK(ss_api_get_int(root, "best_of", &v, &present, e));
     if (present && v != r->n && v != 1)
         return ss_api_fail(e, 400, "best_of", "'best_of' is not supported (only best_of = n)");
@@ -295,7 +290,7 @@ ss_status ss_api_openai_parse(const char *body, size_t len, ss_api_kind kind, co
     ss_api_request_init(out, kind);
     cJSON *root = NULL;
     ss_status st;
-    SS_CHECK_GOTO(oai_parse_object(body, len, &root, e), st, fail);
+    SS_CHECK_GOTO(ss_api_parse_object(body, len, &root, e), st, fail);
     int present;
     SS_CHECK_GOTO(ss_api_get_string(root, "model", &out->model, &present, e), st, fail);
     if (kind == SS_API_CHAT)
@@ -547,7 +542,7 @@ ss_status ss_api_tokenize_parse(const char *body, size_t len, char **prompt, int
     cJSON *root = NULL;
     *prompt = NULL;
     *add_special = 1;
-    SS_CHECK(oai_parse_object(body, len, &root, e));
+    SS_CHECK(ss_api_parse_object(body, len, &root, e));
     int present;
     ss_status st = ss_api_get_string(root, "prompt", prompt, &present, e);
     if (st == SS_OK && !present)
@@ -579,7 +574,7 @@ ss_status ss_api_detokenize_parse(const char *body, size_t len, const ss_api_lim
     cJSON *root = NULL;
     *ids = NULL;
     *n = 0;
-    SS_CHECK(oai_parse_object(body, len, &root, e));
+    SS_CHECK(ss_api_parse_object(body, len, &root, e));
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(root, "tokens");
     ss_status st;
     if (!t || cJSON_IsNull(t))

@@ -125,19 +125,9 @@ ss_status ss_api_triton_parse(const char *body, size_t len, int stream_endpoint,
 {
     ss_api_request_init(out, SS_API_TRITON);
     out->stream = stream_endpoint ? 1 : 0;
-    if (!body || len == 0)
-        return ss_api_fail(e, 400, "", "request body is empty; expected a JSON object");
-    const char *end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(body, len, &end, 0);
-    if (!root) {
-        size_t off = end && end >= body ? (size_t)(end - body) : 0;
-        return ss_api_fail(e, 400, "", "malformed JSON in request body near byte %zu", off);
-    }
+    cJSON *root = NULL;
+    SS_CHECK(ss_api_parse_object(body, len, &root, e));
     ss_status st;
-    if (!cJSON_IsObject(root)) {
-        st = ss_api_fail(e, 400, "", "request body must be a JSON object");
-        goto fail;
-    }
     const cJSON *params = cJSON_GetObjectItemCaseSensitive(root, "parameters");
     if (params && !cJSON_IsNull(params) && !cJSON_IsObject(params)) {
         st = ss_api_fail(e, 400, "parameters", "'parameters' must be an object");

@@ -23,7 +23,10 @@ ss_status ss_http_listen(struct event_base *base, const ss_http_listen_params *p
     evhttp_set_max_body_size(http, (ev_ssize_t)p->max_body_bytes);
     evhttp_set_max_headers_size(http, (ev_ssize_t)p->max_header_bytes);
     evhttp_set_timeout(http, p->conn_timeout_s > 0 ? p->conn_timeout_s : 30);
-    evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_OPTIONS);
+    /* Methods no route takes reach the routes too, which answer a JSON 405 with an Allow header (libevent
+     * itself would answer 501 in HTML). */
+    evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_OPTIONS |
+                                         EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH);
     evhttp_set_gencb(http, cb, arg);
     struct evhttp_bound_socket *s = evhttp_bind_socket_with_handle(http, p->host, (ev_uint16_t)p->port);
     if (!s) {

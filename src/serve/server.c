@@ -234,6 +234,15 @@ static void srv_fail(struct evhttp_request *req, ss_api_kind kind, int status, c
     srv_reply_error(req, kind, &e);
 }
 
+/* 405 with the methods the route takes, in an Allow header (RFC 9110) and in the message. */
+static void srv_fail_method(struct evhttp_request *req, ss_api_kind kind, const char *allow)
+{
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allow);
+    char msg[96];
+    snprintf(msg, sizeof msg, "method not allowed (use %s)", allow);
+    srv_fail(req, kind, 405, NULL, msg);
+}
+
 static void srv_reply_owned(struct evhttp_request *req, char *json, size_t len)
 {
     if (!json) {
@@ -928,7 +937,8 @@ static void srv_reply_empty(struct evhttp_request *req, int status)
 }
 
 /* /v2/models/{m}[/ready|/generate|/generate_stream] (model name without '/'). */
-static void srv_route_v2_models(ss_server *s, struct evhttp_request *req, const char *rest, int is_get, int ready)
+static void srv_route_v2_models(ss_server *s, struct evhttp_request *req, const char *rest, int is_get, int is_post,
+                                int ready)
 {
     const char *slash = strchr(rest, '/');
     size_t mlen = slash ? (size_t)(slash - rest) : strlen(rest);
@@ -948,15 +958,21 @@ static void srv_route_v2_models(ss_server *s, struct evhttp_request *req, const 
         srv_reply_built(req, &len, ss_api_triton_model_json(s->model_name, &len));
     } else if (!strcmp(tail, "/ready") && is_get) {
         srv_reply_empty(req, ready ? 200 : 503);
-    } else if ((!strcmp(tail, "/generate") || !strcmp(tail, "/generate_stream")) && !is_get) {
+    } else if ((!strcmp(tail, "/generate") || !strcmp(tail, "/generate_stream")) && is_post) {
         if (!ready) {
             srv_fail(req, SS_API_TRITON, 503, NULL, "model is not ready");
             return;
         }
         srv_generate(s, req, SS_API_TRITON, !strcmp(tail, "/generate_stream"));
+    } else if (!strcmp(tail, "") || !strcmp(tail, "/ready")) {
+        srv_fail_method(req, SS_API_TRITON, "GET, HEAD");
+    } else if (!strcmp(tail, "/generate") || !strcmp(tail, "/generate_stream")) {
+        srv_fail_method(req, SS_API_TRITON, "POST");
     } else {
-        srv_fail(req, SS_API_TRITON, is_get || !strcmp(tail, "/ready") || !strcmp(tail, "") ? 405 : 404, NULL,
-                 "no such endpoint or method");
+        char msg[192];
+        snprintf(msg, sizeof msg, "no such endpoint: '%.100s' under model '%s'%s", tail, s->model_name,
+                 !strncmp(tail, "/versions/", 10) ? " (the model has version 1 only)" : "");
+        srv_fail(req, SS_API_TRITON, 404, NULL, msg);
     }
 }
 
@@ -978,7 +994,7 @@ static void srv_api_cb(struct evhttp_request *req, void *arg)
 
     if (!strcmp(path, "/v2/health/live") || !strcmp(path, "/health") || !strcmp(path, "/v2/health/ready")) {
         if (!is_get) {
-            srv_fail(req, fam, 405, NULL, "method not allowed");
+            srv_fail_method(req, fam, "GET, HEAD");
             return;
         }
         if (!strcmp(path, "/v2/health/ready"))
@@ -994,23 +1010,23 @@ static void srv_api_cb(struct evhttp_request *req, void *arg)
     if (!strcmp(path, "/v2")) {
         size_t len = 0;
         if (!is_get)
-            srv_fail(req, fam, 405, NULL, "method not allowed");
+            srv_fail_method(req, fam, "GET, HEAD");
         else
             srv_reply_built(req, &len, ss_api_triton_server_json(SS_VERSION, &len));
         return;
     }
     if (is_v2m) {
-        if (state == SRV_DRAINING && !is_get) {
+        if (state == SRV_DRAINING && is_post) {
             srv_fail(req, fam, 503, NULL, "server is shutting down");
             return;
         }
-        srv_route_v2_models(s, req, path + 11, is_get, ready);
+        srv_route_v2_models(s, req, path + 11, is_get, is_post, ready);
         return;
     }
     if (!strcmp(path, "/v1/models")) {
         size_t len = 0;
         if (!is_get)
-            srv_fail(req, fam, 405, NULL, "method not allowed");
+            srv_fail_method(req, fam, "GET, HEAD");
         else
             srv_reply_built(req, &len, ss_api_openai_models_json(s->model_name, s->start_unix, &len));
         return;
@@ -1022,7 +1038,7 @@ static void srv_api_cb(struct evhttp_request *req, void *arg)
         return;
     }
     if (!is_post) {
-        srv_fail(req, fam, 405, NULL, "method not allowed (use POST)");
+        srv_fail_method(req, fam, "POST");
         return;
     }
     if (state == SRV_DRAINING) {
@@ -1046,6 +1062,12 @@ static void srv_metrics_cb(struct evhttp_request *req, void *arg)
     const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
     if (!path || strcmp(path, "/metrics") != 0) {
         ss_http_reply_text(req, 404, "text/plain", "not found\n", 10);
+        return;
+    }
+    enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+    if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET, HEAD");
+        ss_http_reply_text(req, 405, "text/plain", "method not allowed (use GET)\n", 29);
         return;
     }
     ss_sched_stats st;

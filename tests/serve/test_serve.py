@@ -128,13 +128,32 @@ def _():
     expect("POST", c, {"prompt": "x", "max_tokens": -1}, 400, "'max_tokens' must be at least 1")
     expect("POST", c, {"prompt": "x", "max_tokens": 10 ** 9}, 400, "more than the context length")
     expect("POST", v2, {"text_input": "x", "max_tokens": 0}, 400, "'max_tokens' must be at least 1", triton=True)
-    expect("POST", c, {"prompt": "x", "temperature": -0.5}, 400, "'temperature' must be >= 0")
+    expect("POST", c, {"prompt": "x", "temperature": -0.5}, 400, "'temperature' must be in [0, 100]")
+    expect("POST", c, {"prompt": "x", "temperature": 1000}, 400, "'temperature' must be in [0, 100] (got 1000)")
+    expect("POST", c, '{"prompt": "x", "max_tokens": 2} xyz', 400, "unexpected data after the object at byte 33")
+    expect("POST", v2, '{"text_input": "x"}{}', 400, "unexpected data after the object at byte 19", triton=True)
+    expect("POST", ch, {"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function"}]}, 400,
+           "'tools' is not supported")
+    expect("POST", ch, {"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_object"}},
+           400, "'response_format' is not supported")
     expect("POST", c, {"prompt": "x", "top_p": 0}, 400, "'top_p' must be in (0, 1]")
     expect("POST", c, {"prompt": "x", "n": 100}, 400, "'n' must be in [1, 16]")
     expect("POST", c, {"prompt": "x", "stop": ["s%d" % i for i in range(17)]}, 400, "at most 16")
     expect("POST", c, {"prompt": "x", "model": "gpt-4"}, 404, "model 'gpt-4' not found")
     expect("POST", "/v2/models/gpt-4/generate", {"text_input": "x"}, 404, "model 'gpt-4' not found", triton=True)
-    expect("GET", c, None, 405, "method not allowed")
+    h = expect("GET", c, None, 405, "method not allowed (use POST)")
+    assert h.get("Allow") == "POST", h
+    st, h, data = srv.request("DELETE", c)  # a method no route takes: still JSON, not libevent's HTML 501
+    assert st == 405 and h.get("Allow") == "POST", (st, h, data[:200])
+    assert json.loads(data)["error"]["type"] == "invalid_request_error", data
+    h = expect("PUT", v2, {"text_input": "x"}, 405, "method not allowed (use POST)", triton=True)
+    assert h.get("Allow") == "POST", h
+    h = expect("POST", "/v2/models/%s/ready" % NAME, None, 405, "method not allowed (use GET, HEAD)", triton=True)
+    assert h.get("Allow") == "GET, HEAD", h
+    expect("GET", "/v2/models/%s/config" % NAME, None, 404, "no such endpoint: '/config'", triton=True)
+    expect("POST", "/v2/models/%s/versions/2/generate" % NAME, {"text_input": "x"}, 404, "version 1 only", triton=True)
+    st, h, _ = srv.request("PUT", "/metrics", port=srv.mport)
+    assert st == 405 and h.get("Allow") == "GET, HEAD", (st, h)
     expect("GET", "/v1/nothing", None, 404, "no such endpoint")
     expect("POST", "/detokenize", {"tokens": [1, 10 ** 7]}, 400, "'tokens' must hold token ids")
     # Oversize body: 413 (cap is 64 KiB here).

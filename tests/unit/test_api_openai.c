@@ -67,6 +67,15 @@ static void test_completion_defaults_and_prompt_forms(void **state)
     assert_null(r.model);
     ss_api_request_clear(&r);
 
+    /* white space after the object, an empty tool list and the text response format are fine */
+    assert_int_equal(parse("{\"prompt\":\"x\"} \r\n\t", SS_API_COMPLETION, &r, &e), SS_OK);
+    ss_api_request_clear(&r);
+    assert_int_equal(parse("{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tools\":[],\"functions\":null,"
+                           "\"response_format\":{\"type\":\"text\"}}",
+                           SS_API_CHAT, &r, &e),
+                     SS_OK);
+    ss_api_request_clear(&r);
+
     assert_int_equal(parse("{\"prompt\":[1,2,999]}", SS_API_COMPLETION, &r, &e), SS_OK);
     assert_int_equal(r.n_prompt_ids, 3);
     assert_int_equal(r.prompt_ids[2], 999);
@@ -138,7 +147,20 @@ static void test_bad_matrix(void **state)
         {SS_API_COMPLETION, "{\"prompt\":\"x\",\"max_tokens\":1.5}", 400, "max_tokens", "'max_tokens' must be an integer"},
         {SS_API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"max_completion_tokens\":0}", 400,
          "max_completion_tokens", "'max_completion_tokens' must be at least 1 (got 0)"},
-        {SS_API_COMPLETION, "{\"prompt\":\"x\",\"temperature\":-0.1}", 400, "temperature", "'temperature' must be >= 0 (got -0.1)"},
+        {SS_API_COMPLETION, "{\"prompt\":\"x\",\"temperature\":-0.1}", 400, "temperature",
+         "'temperature' must be in [0, 100] (got -0.1)"},
+        {SS_API_COMPLETION, "{\"prompt\":\"x\",\"temperature\":101}", 400, "temperature",
+         "'temperature' must be in [0, 100] (got 101)"},
+        {SS_API_COMPLETION, "{\"prompt\":\"x\"} x", 400, "",
+         "malformed JSON in request body: unexpected data after the object at byte 15"},
+        {SS_API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tools\":[{}]}", 400, "tools",
+         "'tools' is not supported (this server has no function calling)"},
+        {SS_API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"functions\":[{}]}", 400, "functions",
+         "'functions' is not supported (this server has no function calling)"},
+        {SS_API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"response_format\":{\"type\":\"json_object\"}}",
+         400, "response_format", "'response_format' is not supported other than {\"type\": \"text\"} (no JSON mode)"},
+        {SS_API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"response_format\":\"text\"}", 400,
+         "response_format", "'response_format' is not supported other than {\"type\": \"text\"} (no JSON mode)"},
         {SS_API_COMPLETION, "{\"prompt\":\"x\",\"temperature\":\"hot\"}", 400, "temperature", "'temperature' must be a number"},
         {SS_API_COMPLETION, "{\"prompt\":\"x\",\"top_p\":0}", 400, "top_p", "'top_p' must be in (0, 1] (got 0)"},
         {SS_API_COMPLETION, "{\"prompt\":\"x\",\"top_p\":1.5}", 400, "top_p", "'top_p' must be in (0, 1] (got 1.5)"},

@@ -77,6 +77,7 @@ static void test_bad_bodies(void **state)
     } cases[] = {
         {"nope", "", "malformed JSON in request body near byte 0"},
         {"\"x\"", "", "request body must be a JSON object"},
+        {"{\"text_input\":\"x\"},", "", "malformed JSON in request body: unexpected data after the object at byte 18"},
         {"{}", "text_input", "'text_input' is required"},
         {"{\"text_input\":\"\"}", "text_input", "'text_input' must not be empty"},
         {"{\"text_input\":3}", "text_input", "'text_input' must be a string"},
