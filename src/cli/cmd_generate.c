@@ -8,6 +8,7 @@
 
 #include "cli/commands.h"
 #include "cli/default_model.h"
+#include "cli/engine_layout.h"
 #include "cli/opts.h"
 #include "cli/rank_env.h"
 #include "core/alloc.h"
@@ -114,7 +115,7 @@ int ss_cmd_generate(int argc, char **argv, char **env)
     o.top_p = 1.0;
     o.output = "text";
     o.device = "auto";
-    o.tp = o.pp = 1;
+    o.tp = o.pp = 0; /* left out: the engine's own layout, else 1 (below) */
     o.nnodes = o.node_rank = o.gpus_per_node = -1;
     o.rdzv_port = 29500;
     o.comm_timeout = 60;
@@ -133,8 +134,8 @@ int ss_cmd_generate(int argc, char **argv, char **env)
         {"ignore-eos", SS_OPT_BOOL, &o.ignore_eos, "keep generating after an end-of-sequence token"},
         {"output", SS_OPT_STR, &o.output, "text | json"},
         {"device", SS_OPT_STR, &o.device, "auto | cpu | cuda"},
-        {"tp", SS_OPT_INT, &o.tp, "tensor-parallel degree"},
-        {"pp", SS_OPT_INT, &o.pp, "pipeline-parallel degree"},
+        {"tp", SS_OPT_INT, &o.tp, "tensor-parallel degree (default: the engine's, else 1)"},
+        {"pp", SS_OPT_INT, &o.pp, "pipeline-parallel degree (default: the engine's, else 1)"},
         {"threads", SS_OPT_INT, &o.threads, "cpu threads (0 = all cores)"},
         {"nnodes", SS_OPT_INT, &o.nnodes, "machines in the replica (default 1)"},
         {"node-rank", SS_OPT_INT, &o.node_rank, "this machine's index (0 = the leader's)"},
@@ -169,6 +170,8 @@ int ss_cmd_generate(int argc, char **argv, char **env)
     } else if ((st = ss_default_model_dir(model_dir, sizeof model_dir, &e)) != SS_OK) {
         return gen_fail(st, &e);
     }
+    if ((st = ss_cli_engine_layout(model_dir, &o.tp, &o.pp, NULL, 0, &e)) != SS_OK)
+        return gen_fail(st, &e);
     if (o.tp < 1 || o.pp < 1 || o.tp * o.pp > 64)
         return gen_fail(ss_err_set(&e, SS_ERR_INVALID_ARG, "--tp and --pp must be >= 1 with tp x pp <= 64"), &e);
     ss_rank_info ri;

@@ -8,6 +8,7 @@
 
 #include "cli/commands.h"
 #include "cli/default_model.h"
+#include "cli/engine_layout.h"
 #include "cli/opts.h"
 #include "cli/rank_env.h"
 #include "core/alloc.h"
@@ -49,8 +50,7 @@ int ss_cmd_serve(int argc, char **argv, char **env)
     o.device = "auto";
     o.host = p.host;
     o.log_level = "info";
-    o.tp = p.replica.tp;
-    o.pp = p.replica.pp;
+    o.tp = o.pp = 0; /* left out: the engine's own layout, else 1 (below) */
     o.port = p.port;
     o.metrics_port = p.metrics_port;
     o.max_batch = p.sched.max_running;
@@ -81,8 +81,8 @@ int ss_cmd_serve(int argc, char **argv, char **env)
         {"rendezvous-port", SS_OPT_INT, &o.rdzv_port, "rendezvous port with LeaderWorkerSet / MPI (default 29500)"},
         {"comm-timeout", SS_OPT_INT, &o.comm_timeout, "seconds before a silent rank fails a step (default 60)"},
         {"engine", SS_OPT_STR, &o.engine, "prepared engine folder (instead of --model)"},
-        {"tp", SS_OPT_INT, &o.tp, "tensor-parallel degree"},
-        {"pp", SS_OPT_INT, &o.pp, "pipeline-parallel degree"},
+        {"tp", SS_OPT_INT, &o.tp, "tensor-parallel degree (default: the engine's, else 1)"},
+        {"pp", SS_OPT_INT, &o.pp, "pipeline-parallel degree (default: the engine's, else 1)"},
         {"device", SS_OPT_STR, &o.device, "auto | cpu | cuda"},
         {"threads", SS_OPT_INT, &o.threads, "CPU threads (0 = all cores)"},
         {"host", SS_OPT_STR, &o.host, "address to listen on"},
@@ -122,6 +122,13 @@ int ss_cmd_serve(int argc, char **argv, char **env)
                                                        : SS_LOG_INFO;
     ss_log_init(lvl, "serve");
 
+    /* A prepared engine (--engine, or --model naming one) brings its layout and its model's name. */
+    char engine_name[256];
+    const char *layout_dir = o.engine ? o.engine : o.model && ss_path_exists(o.model) ? o.model : NULL;
+    if ((st = ss_cli_engine_layout(layout_dir, &o.tp, &o.pp, engine_name, sizeof engine_name, &e)) != SS_OK)
+        return serve_fail(st, &e);
+    if (!o.served_name && engine_name[0])
+        o.served_name = engine_name;
     if ((st = serve_range("port", o.port, 0, 65535, &e)) != SS_OK ||
         (st = serve_range("metrics-port", o.metrics_port, -1, 65535, &e)) != SS_OK ||
         (st = serve_range("tp", o.tp, 1, 1024, &e)) != SS_OK || (st = serve_range("pp", o.pp, 1, 1024, &e)) != SS_OK ||

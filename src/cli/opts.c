@@ -60,6 +60,13 @@ static ss_status opt_set(const ss_opt *o, const char *val, const char *origin, s
 ss_status ss_opts_parse(const ss_opt *opts, int argc, char **argv, int first, char **env, const char *cmd,
                         ss_err *err)
 {
+    /* --help before anything is read, so that it lists the built-in defaults (a value of "--help" for a
+     * flag would be taken for a request for help too: no flag takes such a value). */
+    for (int i = first; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            ss_opts_usage(opts, cmd, NULL);
+            return SS_ERR_CANCELLED;
+        }
     /* Environment first, so that flags override it. */
     for (const ss_opt *o = opts; o->name; o++) {
         char key[96];
@@ -73,10 +80,6 @@ ss_status ss_opts_parse(const ss_opt *opts, int argc, char **argv, int first, ch
     }
     for (int i = first; i < argc; i++) {
         const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            ss_opts_usage(opts, cmd, NULL);
-            return SS_ERR_CANCELLED;
-        }
         if (strncmp(a, "--", 2) != 0)
             return ss_err_set(err, SS_ERR_INVALID_ARG, "unexpected argument '%s' (flags start with --; see shardserve %s --help)", a, cmd);
         const char *name = a + 2;
@@ -109,11 +112,24 @@ ss_status ss_opts_parse(const ss_opt *opts, int argc, char **argv, int first, ch
 
 void ss_opts_usage(const ss_opt *opts, const char *cmd, const char *synopsis)
 {
-    printf("usage: shardserve %s %s\n\nflags (each also read from its environment twin):\n", cmd,
-           synopsis ? synopsis : "[flags]");
+    printf("usage: shardserve %s %s\n\nflags (each also read from its environment twin; a flag without a value is "
+           "on/off):\n",
+           cmd, synopsis ? synopsis : "[flags]");
     for (const ss_opt *o = opts; o->name; o++) {
-        char key[96];
+        char key[96], flag[64], def[96] = "";
         opt_env_name(o->name, key, sizeof key);
-        printf("  --%-22s %-28s %s\n", o->name, key, o->help ? o->help : "");
+        static const char *const meta[] = {[SS_OPT_STR] = " TEXT", [SS_OPT_INT] = " N", [SS_OPT_FLOAT] = " X",
+                                           [SS_OPT_BOOL] = ""};
+        snprintf(flag, sizeof flag, "--%s%s", o->name, meta[o->type]);
+        /* the value in place before any flag is read: the default, unless the help text states it */
+        if (!o->help || !strstr(o->help, "default")) {
+            if (o->type == SS_OPT_INT)
+                snprintf(def, sizeof def, " [default: %lld]", (long long)*(const int64_t *)o->dest);
+            else if (o->type == SS_OPT_FLOAT)
+                snprintf(def, sizeof def, " [default: %g]", *(const double *)o->dest);
+            else if (o->type == SS_OPT_STR && *(const char *const *)o->dest && **(const char *const *)o->dest)
+                snprintf(def, sizeof def, " [default: %.60s]", *(const char *const *)o->dest);
+        }
+        printf("  %-28s %-28s %s%s\n", flag, key, o->help ? o->help : "", def);
     }
 }

@@ -77,7 +77,8 @@ static ss_status runner_open_weights(ss_runner *r, ss_err *err)
         int mtp = m->tp, mpp = m->pp;
         ss_manifest_destroy(m);
         if (mtp != r->p.tp || mpp != r->p.pp)
-            return ss_err_set(err, SS_ERR_MISMATCH, "%s: the engine was prepared for tp %d x pp %d, not tp %d x pp %d",
+            return ss_err_set(err, SS_ERR_MISMATCH, "%s: the engine was prepared for tp %d x pp %d, not tp %d x pp %d (leave --tp and --pp "
+                              "out to run the engine's own layout)",
                               r->p.model_dir, mtp, mpp, r->p.tp, r->p.pp);
         /* Sizes of every file against the manifest (instant); full digests are `prepare --check`'s job. */
         SS_CHECK(ss_engine_verify(r->p.model_dir, SS_ENGINE_VERIFY_SIZES, err));

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Prepared engines serve the same tokens as the raw checkpoint: for each fixture model and (tp, pp),
 `prepare` into a scratch cache, then `generate --model <engine>` with the same split must give the
-golden greedy ids. A damaged rank file is refused at load, naming the file."""
+golden greedy ids. A damaged rank file is refused at load, naming the file; without --tp/--pp an engine runs
+the layout it was prepared for."""
 import json
 import os
 import shutil
@@ -69,7 +70,17 @@ try:
           r.stderr)
     r = subprocess.run([BIN, "generate", "--quiet", "--model", engine, "--tp", "1", "--device", "cpu", "--prompt-ids",
                         "1", "--max-tokens", "1"], capture_output=True, text=True, timeout=120)
-    check("engine for tp 2 refused at tp 1", r.returncode == 3 and "tp 2" in r.stderr, r.stderr)
+    check("engine for tp 2 refused at tp 1, with the hint", r.returncode == 3 and "tp 2" in r.stderr and
+          "leave --tp and --pp out" in r.stderr, r.stderr)
+    # --tp / --pp left out: the engine's own layout (tp 2 here), the same tokens as the raw checkpoint at tp 2
+    g = json.load(open(os.path.join(FIX, "golden", "llama3-gqa.json")))
+    c = g["cases"][1]
+    n = next((k for k, m in enumerate(c["greedy_margins"]) if m < 1e-3), len(c["greedy_ids"]))
+    r = subprocess.run([BIN, "generate", "--quiet", "--model", engine, "--device", "cpu", "--threads", "1",
+                        "--prompt-ids", ",".join(map(str, c["prompt_ids"])), "--max-tokens", str(n), "--ignore-eos"],
+                       capture_output=True, text=True, timeout=120)
+    got = [int(x) for x in r.stdout.strip().split(",")] if r.returncode == 0 else r.stderr
+    check("engine's own layout when --tp/--pp are left out", got == c["greedy_ids"][:n], got)
     shutil.rmtree(bad, ignore_errors=True)
 finally:
     shutil.rmtree(cache, ignore_errors=True)

@@ -350,7 +350,8 @@ def proc_start_time(pid):
         return None
 
 
-@check("--tp 2 with local ranks: same greedy text as one rank, still after loading ends; no worker left")
+@check("--tp 2 with local ranks: same greedy text as one rank, still after loading ends; no worker left; "
+       "a tp 2 engine without --tp")
 def _():
     # The local ranks used to be forked by the loader thread with PR_SET_PDEATHSIG, which fires when
     # that *thread* ends: every worker died right after readiness and the first request failed.
@@ -378,6 +379,23 @@ def _():
     for pid, started in zip(workers, worker_starts):  # reaped, not orphaned (nor a zombie)
         # Same pid and start time: the same process; a pid reused by another process does not count.
         assert proc_start_time(pid) != started, "worker %d outlived the server" % pid
+    # An engine prepared for tp 2, served without --tp: its own layout, named after its source model.
+    import shutil
+    import tempfile
+    cache = tempfile.mkdtemp(prefix="ss-serve-engine-")
+    try:
+        p = subprocess.run([BINARY, "prepare", "--model", MODEL_DIR, "--tp", "2", "--cache", cache, "--quiet"],
+                           capture_output=True, text=True, timeout=120)
+        assert p.returncode == 0, p.stderr
+        eng = Server(BINARY, p.stdout.strip().splitlines()[-1], ["--max-seq-len", str(CTX)])
+        st, _, data = eng.request("GET", "/v1/models")
+        assert st == 200 and json.loads(data)["data"][0]["id"] == NAME, data
+        st, _, j, _ = eng.post("/v1/completions", dict(body, prompt=prompts[0]))
+        assert st == 200 and j["choices"][0]["text"] == want[0], (j, eng.log_text()[-2000:])
+        assert "tp 2" in eng.log_text(), eng.log_text()[-2000:]
+        assert eng.stop() == 0
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
 
 
 # A second server: API key and back-pressure (one running sequence, one waiting).
