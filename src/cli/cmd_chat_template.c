@@ -110,7 +110,7 @@ static ss_status ct_run(const ct_opts *o, ss_err *err)
         if (st == SS_OK)
             st = ss_template_render(t, json, &out, &out_len, err);
     } else {
-        st = ss_err_set(err, SS_ERR_FORMAT, "stdin: expected a JSON array of messages or {\"messages\": [...]}");
+        st = ss_err_set(err, SS_ERR_INVALID_ARG, "stdin: expected a JSON array of messages or {\"messages\": [...]}");
     }
     if (st == SS_OK && fwrite(out, 1, out_len, stdout) != out_len)
         st = ss_err_set(err, SS_ERR_IO, "stdout: write failed");

@@ -73,7 +73,7 @@ static ss_status gen_chat_ids(const ss_tokenizer *tok, const char *file, int32_t
     cJSON *msgs = j && cJSON_IsObject(j) ? cJSON_GetObjectItem(j, "messages") : j;
     if (!cJSON_IsArray(msgs)) {
         cJSON_Delete(j);
-        return ss_err_set(err, SS_ERR_FORMAT, "%s: expected a JSON array of messages (or {\"messages\": [...]})", file);
+        return ss_err_set(err, SS_ERR_INVALID_ARG, "%s: expected a JSON array of messages (or {\"messages\": [...]})", file);
     }
     ss_template *t = NULL;
     char *rendered = NULL;

@@ -88,6 +88,17 @@ r = run(["--model", os.path.join(FIX, "models", "llama3-gqa"), "--prompt-ids", "
 check("tp 3 on 8 heads refused with the reason", r.returncode == 2 and "heads" in r.stderr, r.stderr)
 r = run(["--model", os.path.join(FIX, "models", "llama3-gqa"), "--prompt", "hi"])
 check("--prompt without tokenizer.json -> exit 3", r.returncode == 3 and "tokenizer.json" in r.stderr, r.stderr)
+with open(os.path.join(bad, "chat.json"), "w") as f:
+    f.write('{"messages": 3}')
+r = run(["--model", model, "--chat", os.path.join(bad, "chat.json")])
+check("--chat file that is not a message list -> exit 2 naming the file",
+      r.returncode == 2 and "chat.json" in r.stderr and "expected a JSON array" in r.stderr, r.stderr)
+r = run(["--model", model, "--prompt-ids", "1", "--bogus"])
+check("unknown flag message names the command once and its help",
+      "shardserve generate: unknown flag '--bogus' (see shardserve generate --help)" in r.stderr, r.stderr)
+r = subprocess.run([BIN, "serve", "--help"], capture_output=True, text=True, timeout=30)
+check("serve --help lists value kinds and defaults", r.returncode == 0 and "--port N" in r.stdout and
+      "[default: 8000]" in r.stdout and "--no-prefix-cache " in r.stdout, r.stdout[-800:])
 
 print("%d passed, %d failed" % (passes, failures))
 sys.exit(1 if failures else 0)
