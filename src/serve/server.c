@@ -74,6 +74,8 @@ struct srv_req {
     srv_sub *subs;
     ss_api_choice *choices;
     int failed;
+    int counted;        /* the request's outcome is in the metrics (once per request, not per choice) */
+    int64_t first_ttft_us; /* the earliest first token of its choices (-1: none yet) */
     ss_api_error err;
     int64_t arrival_us;
 };
@@ -499,9 +501,18 @@ static void srv_handle_done(srv_req *r, srv_sub *sub, const ss_gen_event *ev)
     c->prompt_tokens = ev->prompt_tokens;
     c->completion_tokens = ev->completion_tokens;
     c->cached_tokens = ev->cached_tokens;
-    ss_metrics_request m = {ev->queue_us, ev->ttft_us, srv_now_us() - r->arrival_us};
+    if (ev->ttft_us > 0 && (r->first_ttft_us < 0 || ev->ttft_us < r->first_ttft_us))
+        r->first_ttft_us = ev->ttft_us;
+    ss_metrics_request m = {ev->queue_us, r->first_ttft_us, srv_now_us() - r->arrival_us};
     if (ev->finish == SS_FINISH_STOP || ev->finish == SS_FINISH_LENGTH) {
-        ss_metrics_request_ok(s->metrics, &m);
+        if (r->n_done == r->n_submitted && !r->counted) { /* its last choice: the request succeeded, or a
+                                                             * reply too large failed it */
+            r->counted = 1;
+            if (r->failed)
+                ss_metrics_request_failed(s->metrics, SS_METRICS_FAIL_OTHER, &m);
+            else
+                ss_metrics_request_ok(s->metrics, &m);
+        }
         if (!r->stream) {
             if (ss_api_choice_append_text(c, ev->text, ev->text_len, SRV_MAX_TEXT) != SS_OK && !r->failed) {
                 r->failed = 1;
@@ -522,11 +533,14 @@ static void srv_handle_done(srv_req *r, srv_sub *sub, const ss_gen_event *ev)
             ss_free(j);
         }
     } else {
-        ss_metrics_request_failed(s->metrics,
-                                  ev->finish == SS_FINISH_CANCELLED ? SS_METRICS_FAIL_CANCELED
-                                  : ev->status == SS_ERR_TIMEOUT  ? SS_METRICS_FAIL_OTHER
-                                                                  : SS_METRICS_FAIL_BACKEND,
-                                  &m);
+        if (!r->counted) { /* a request fails once, however many of its n choices stop with it */
+            r->counted = 1;
+            ss_metrics_request_failed(s->metrics,
+                                      ev->finish == SS_FINISH_CANCELLED ? SS_METRICS_FAIL_CANCELED
+                                      : ev->status == SS_ERR_TIMEOUT  ? SS_METRICS_FAIL_OTHER
+                                                                      : SS_METRICS_FAIL_BACKEND,
+                                      &m);
+        }
         if (!r->failed) {
             r->failed = 1;
             if (ev->finish == SS_FINISH_CANCELLED)
@@ -782,6 +796,7 @@ static void srv_generate(ss_server *s, struct evhttp_request *req, ss_api_kind k
     r->include_usage = q.include_usage;
     r->return_log_probs = q.return_log_probs;
     r->arrival_us = arrival_us;
+    r->first_ttft_us = -1;
     r->subs = ss_calloc((size_t)r->n, sizeof *r->subs);
     r->choices = ss_calloc((size_t)r->n, sizeof *r->choices);
     if (!r->subs || !r->choices) {

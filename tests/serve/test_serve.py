@@ -297,6 +297,15 @@ def _():
     assert sample_value(text, 'shardserve_time_to_first_token_seconds_count{model_name="%s"}' % NAME) > 5
     st, _, _ = srv.request("GET", "/nope", port=srv.mport)
     assert st == 404
+    # a request counts once, whatever its n: one success and one latency sample for n = 3
+    ok_key = 'nv_inference_request_success{model="%s",version="1"}' % NAME
+    e2e_key = 'shardserve_e2e_request_latency_seconds_count{model_name="%s"}' % NAME
+    before = srv.metrics()
+    st, _, j, _ = srv.post("/v1/completions", {"prompt": "x", "max_tokens": 3, "n": 3, "temperature": 1, "seed": 1})
+    assert st == 200 and len(j["choices"]) == 3, j
+    after = srv.metrics()
+    assert sample_value(after, ok_key) - sample_value(before, ok_key) == 1, (before, after)
+    assert sample_value(after, e2e_key) - sample_value(before, e2e_key) == 1
 
 
 @check("SIGTERM with a stream in flight: the stream finishes, exit code 0")
