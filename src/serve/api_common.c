@@ -49,6 +49,19 @@ ss_status ss_api_parse_object(const char *body, size_t len, cJSON **root, ss_api
             return ss_api_fail(e, 400, "", "malformed JSON in request body: unexpected data after the object at byte %zu",
                                (size_t)(p - body));
         }
+    /* cJSON decodes \u0000 into a C string that ends there: a prompt would lose its rest in silence. An
+     * escape starts at a backslash preceded by an even run of backslashes. */
+    for (size_t i = 0; i + 6 <= len; i++) {
+        if (body[i] != '\\' || memcmp(body + i + 1, "u0000", 5) != 0)
+            continue;
+        size_t run = 1;
+        while (run <= i && body[i - run] == '\\')
+            run++;
+        if (run % 2 == 1) {
+            cJSON_Delete(j);
+            return ss_api_fail(e, 400, "", "strings holding a NUL character (\\u0000, at byte %zu) are not supported", i);
+        }
+    }
     *root = j;
     return SS_OK;
 }

@@ -37,6 +37,8 @@ char *ss_api_openai_usage_chunk_json(const ss_api_resp_meta *m, int32_t prompt_t
                                      int32_t completion_tokens, int32_t cached_tokens, size_t *len);
 /* GET /v1/models. Caller ss_frees. */
 char *ss_api_openai_models_json(const char *model, int64_t created, size_t *len);
+/* GET /v1/models/{model}: the one model object. Caller ss_frees. */
+char *ss_api_openai_model_json(const char *model, int64_t created, size_t *len);
 
 /* POST /tokenize {"prompt": "...", "add_special_tokens": bool} (default true). *prompt ss_malloc'd. */
 ss_status ss_api_tokenize_parse(const char *body, size_t len, char **prompt, int *add_special, ss_api_error *e);

@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -1044,6 +1045,20 @@ static void srv_api_cb(struct evhttp_request *req, void *arg)
             srv_fail_method(req, fam, "GET, HEAD");
         else
             srv_reply_built(req, &len, ss_api_openai_models_json(s->model_name, s->start_unix, &len));
+        return;
+    }
+    if (!strncmp(path, "/v1/models/", 11)) { /* model ids may hold '/' (Hub ids), sent raw or as %2F */
+        char *id = evhttp_uridecode(path + 11, 0, NULL);
+        size_t len = 0;
+        if (!is_get)
+            srv_fail_method(req, fam, "GET, HEAD");
+        else if (!id || strcmp(id, s->model_name) != 0) {
+            char msg[384];
+            snprintf(msg, sizeof msg, "model '%.128s' not found; this server serves '%s'", id ? id : "", s->model_name);
+            srv_fail(req, fam, 404, "model", msg);
+        } else
+            srv_reply_built(req, &len, ss_api_openai_model_json(s->model_name, s->start_unix, &len));
+        free(id); /* libevent's allocation */
         return;
     }
     int gen = !strcmp(path, "/v1/completions") ? 1 : !strcmp(path, "/v1/chat/completions") ? 2 : 0;

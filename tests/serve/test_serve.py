@@ -155,6 +155,9 @@ def _():
     st, h, _ = srv.request("PUT", "/metrics", port=srv.mport)
     assert st == 405 and h.get("Allow") == "GET, HEAD", (st, h)
     expect("GET", "/v1/nothing", None, 404, "no such endpoint")
+    st, _, data = srv.request("GET", "/v1/models/" + NAME)
+    assert st == 200 and json.loads(data)["id"] == NAME and json.loads(data)["object"] == "model", (st, data)
+    expect("GET", "/v1/models/gpt-4", None, 404, "model 'gpt-4' not found")
     expect("POST", "/detokenize", {"tokens": [1, 10 ** 7]}, 400, "'tokens' must hold token ids")
     # Oversize body: 413 (cap is 64 KiB here).
     st, _, _ = srv.request("POST", c, b"{\"prompt\": \"" + b"a" * 70000 + b"\"}")

@@ -70,6 +70,10 @@ static void test_completion_defaults_and_prompt_forms(void **state)
     /* white space after the object, an empty tool list and the text response format are fine */
     assert_int_equal(parse("{\"prompt\":\"x\"} \r\n\t", SS_API_COMPLETION, &r, &e), SS_OK);
     ss_api_request_clear(&r);
+    /* an escaped backslash before "u0000" is text, not a NUL */
+    assert_int_equal(parse("{\"prompt\":\"a\\\\u0000b\"}", SS_API_COMPLETION, &r, &e), SS_OK);
+    assert_string_equal(r.prompt, "a\\u0000b");
+    ss_api_request_clear(&r);
     assert_int_equal(parse("{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tools\":[],\"functions\":null,"
                            "\"response_format\":{\"type\":\"text\"}}",
                            SS_API_CHAT, &r, &e),
@@ -151,6 +155,10 @@ static void test_bad_matrix(void **state)
          "'temperature' must be in [0, 100] (got -0.1)"},
         {SS_API_COMPLETION, "{\"prompt\":\"x\",\"temperature\":101}", 400, "temperature",
          "'temperature' must be in [0, 100] (got 101)"},
+        {SS_API_COMPLETION, "{\"prompt\":\"a\\u0000b\"}", 400, "",
+         "strings holding a NUL character (\\u0000, at byte 12) are not supported"},
+        {SS_API_COMPLETION, "{\"prompt\":\"a\\\\\\u0000b\"}", 400, "",
+         "strings holding a NUL character (\\u0000, at byte 14) are not supported"},
         {SS_API_COMPLETION, "{\"prompt\":\"x\"} x", 400, "",
          "malformed JSON in request body: unexpected data after the object at byte 15"},
         {SS_API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tools\":[{}]}", 400, "tools",
