@@ -27,7 +27,8 @@ ss_status ss_backend_create(const ss_backend_params *params, ss_backend **out, s
 #ifdef SS_HAVE_CUDA
         return ss_backend_cuda_create(params, out, err);
 #else
-        return ss_err_set(err, SS_ERR_UNSUPPORTED, "--device cuda: this build has no CUDA backend (nvcc was not found)");
+        return ss_err_set(err, SS_ERR_UNSUPPORTED, "--device cuda: this build has no CUDA backend (it was configured with SS_CUDA off, or "
+                                                           "without nvcc)");
 #endif
     }
     return ss_backend_cpu_create(params, out, err);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli/commands.h"
+#include "cli/default_model.h"
 #include "cli/opts.h"
 #include "core/alloc.h"
 #include "core/fileio.h"
@@ -139,18 +140,25 @@ int ss_cmd_chat_template(int argc, char **argv, char **env)
         {NULL, 0, NULL, NULL},
     };
     static const char synopsis[] =
-        "shardserve chat-template (--model DIR | --template FILE [--bos S --eos S]) [--no-generation-prompt]\n"
+        "shardserve chat-template [--model DIR | --template FILE [--bos S --eos S]] [--no-generation-prompt]\n"
+        "  (default: the bundled model's template)\n"
         "  messages JSON on stdin (an array, or an object with \"messages\" plus any other template variables);\n"
         "  the rendered prompt on stdout, byte for byte";
     ss_err err = {{0}};
     ss_status st = ss_opts_parse(opts, argc, argv, 2, env, "chat-template", &err);
     if (st == SS_ERR_CANCELLED) /* --help: usage already printed */
         return SS_EXIT_OK;
-    if (st == SS_OK && !o.model && !o.template_file)
-        st = ss_err_set(&err, SS_ERR_INVALID_ARG, "give --model DIR or --template FILE");
     if (st != SS_OK) {
         fprintf(stderr, "shardserve chat-template: %s\nusage: %s\n", err.msg, synopsis);
         return SS_EXIT_USAGE;
+    }
+    char default_dir[4096];
+    if (!o.model && !o.template_file) { /* the bundled model's template */
+        if ((st = ss_default_model_dir(default_dir, sizeof default_dir, &err)) != SS_OK) {
+            fprintf(stderr, "shardserve chat-template: %s\n", err.msg);
+            return ss_status_exit_code(st);
+        }
+        o.model = default_dir;
     }
     st = ct_run(&o, &err);
     if (st != SS_OK) {

@@ -165,7 +165,13 @@ int ss_cmd_generate(int argc, char **argv, char **env)
     if (o.temperature < 0 || o.top_p <= 0 || o.top_p > 1)
         return gen_fail(ss_err_set(&e, SS_ERR_INVALID_ARG, "--temperature must be >= 0 and --top-p in (0, 1]"), &e);
     char model_dir[4096];
+    if (o.logprobs > 0 && !json)
+        return gen_fail(ss_err_set(&e, SS_ERR_INVALID_ARG, "--logprobs needs --output json (text output has no place "
+                                                            "for them)"),
+                        &e);
     if (o.model) {
+        if (!ss_path_exists(o.model))
+            return gen_fail(ss_err_set(&e, SS_ERR_NOT_FOUND, "--model %s: no such folder", o.model), &e);
         snprintf(model_dir, sizeof model_dir, "%s", o.model);
     } else if ((st = ss_default_model_dir(model_dir, sizeof model_dir, &e)) != SS_OK) {
         return gen_fail(st, &e);
@@ -233,8 +239,11 @@ int ss_cmd_generate(int argc, char **argv, char **env)
         goto done;
     }
     int64_t total = n_prompt + o.max_tokens;
-    if (total > max_len)
+    if (total > max_len) {
+        SS_LOGW("--max-tokens %lld does not fit the context of %d after the %d-token prompt: at most %lld tokens",
+                (long long)o.max_tokens, max_len, n_prompt, (long long)(max_len - n_prompt));
         total = max_len;
+    }
     int32_t nb = (int32_t)((total + bs - 1) / bs);
     if (nb > ss_replica_num_kv_blocks(rep)) {
         st = ss_err_set(&e, SS_ERR_CAPACITY, "%lld tokens need %d KV blocks; the cache has %d", (long long)total, nb,

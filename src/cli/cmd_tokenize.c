@@ -6,6 +6,7 @@
 #include <cjson/cJSON.h>
 
 #include "cli/commands.h"
+#include "cli/default_model.h"
 #include "cli/opts.h"
 #include "core/alloc.h"
 #include "core/status.h"
@@ -98,7 +99,8 @@ int ss_cmd_tokenize(int argc, char **argv, char **env)
     const char *model = NULL, *file = NULL;
     int add_special = 0, decode = 0, skip_special = 0;
     const ss_opt opts[] = {
-        {"model", SS_OPT_STR, &model, "checkpoint folder holding tokenizer.json (+ tokenizer_config.json)"},
+        {"model", SS_OPT_STR, &model,
+         "checkpoint folder holding tokenizer.json (+ tokenizer_config.json; default: the bundled model)"},
         {"tokenizer", SS_OPT_STR, &file, "a tokenizer.json file (instead of --model)"},
         {"add-special", SS_OPT_BOOL, &add_special, "apply the post-processor (BOS etc.) when encoding"},
         {"decode", SS_OPT_BOOL, &decode, "read a JSON array of ids and print the decoded text"},
@@ -109,11 +111,19 @@ int ss_cmd_tokenize(int argc, char **argv, char **env)
     ss_status st = ss_opts_parse(opts, argc, argv, 2, env, "tokenize", &err);
     if (st == SS_ERR_CANCELLED)
         return SS_EXIT_OK;
-    if (st == SS_OK && !model == !file)
-        st = ss_err_set(&err, SS_ERR_INVALID_ARG, "tokenize: give exactly one of --model DIR or --tokenizer FILE");
+    if (st == SS_OK && model && file)
+        st = ss_err_set(&err, SS_ERR_INVALID_ARG, "give --model DIR or --tokenizer FILE, not both");
     if (st != SS_OK) {
         fprintf(stderr, "shardserve tokenize: %s\n", err.msg);
         return SS_EXIT_USAGE;
+    }
+    char default_dir[4096];
+    if (!model && !file) {
+        if ((st = ss_default_model_dir(default_dir, sizeof default_dir, &err)) != SS_OK) {
+            fprintf(stderr, "shardserve tokenize: %s\n", err.msg);
+            return ss_status_exit_code(st);
+        }
+        model = default_dir;
     }
     ss_tokenizer *tok = NULL;
     char *input = NULL;

@@ -134,8 +134,12 @@ ss_status ss_runner_create(const ss_runner_params *p, const ss_runner_links *lin
     SS_CHECK_GOTO(runner_open_weights(r, err), st, fail);
     int32_t bs = p->block_size > 0 ? p->block_size : 16;
     int32_t msl = p->max_seq_len > 0 ? p->max_seq_len : (r->cfg.max_position < 8192 ? r->cfg.max_position : 8192);
-    if (msl > r->cfg.max_position)
+    if (msl > r->cfg.max_position) {
+        if (p->rank == 0)
+            SS_LOGW("max_seq_len %d is beyond the model's %d positions: capped at %d", msl, r->cfg.max_position,
+                    r->cfg.max_position);
         msl = r->cfg.max_position;
+    }
     r->p.max_seq_len = msl;
     r->fp.block_size = bs;
     r->fp.max_blocks = (msl + bs - 1) / bs;

@@ -27,7 +27,10 @@ check decode-bytes "$(printf '%s' "$text" | od -An -tx1)" "$(od -An -tx1 < /tmp/
 rm -f /tmp/ss_tok_cli.$$
 check skip-special "Hi" "$(echo '[1, 15359, 2]' | "$BIN" tokenize --model "$L2" --decode --skip-special)"
 # exit codes (DESIGN.md 2): usage 2, bad input 3
-echo x | "$BIN" tokenize >/dev/null 2>&1; check usage 2 $?
+echo x | "$BIN" tokenize --model "$L2" --tokenizer "$L2/tokenizer.json" >/dev/null 2>&1; check usage 2 $?
+echo x | "$BIN" tokenize --bogus >/dev/null 2>&1; check usage-flag 2 $?
+# without --model: the bundled demo model's tokenizer
+check default-model "[1086, 352, 527]" "$(printf 'And God said' | "$BIN" tokenize)"
 err=$(echo x | "$BIN" tokenize --model /nonexistent 2>&1 >/dev/null); check missing 3 $?
 case $err in *"/nonexistent/tokenizer.json"*) pass=$((pass + 1)) ;; *) fail=$((fail + 1)); echo "FAIL: error names no file: $err" ;; esac
 printf '\xff' | "$BIN" tokenize --model "$L2" >/dev/null 2>&1; check bad-utf8 3 $?
