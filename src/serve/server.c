@@ -952,13 +952,17 @@ static void srv_reply_empty(struct evhttp_request *req, int status)
     ss_http_reply_json(req, status, "", 0);
 }
 
-/* /v2/models/{m}[/ready|/generate|/generate_stream] (model name without '/'). */
+/* /v2/models/{m}[/versions/1][/ready|/generate|/generate_stream]; rest: the path after /v2/models/, percent-
+ * decoded. The served name may hold '/' (a Hub id): it matches as a prefix followed by '/' or the end. */
 static void srv_route_v2_models(ss_server *s, struct evhttp_request *req, const char *rest, int is_get, int is_post,
                                 int ready)
 {
+    size_t own = strlen(s->model_name);
     const char *slash = strchr(rest, '/');
     size_t mlen = slash ? (size_t)(slash - rest) : strlen(rest);
-    const char *tail = slash ? slash : "";
+    if (!strncmp(rest, s->model_name, own) && (rest[own] == '\0' || rest[own] == '/'))
+        mlen = own;
+    const char *tail = rest + mlen;
     /* Triton also accepts /versions/1 between the model name and the action. */
     if (!strncmp(tail, "/versions/1", 11) && (tail[11] == '\0' || tail[11] == '/'))
         tail += 11;
@@ -1036,7 +1040,12 @@ static void srv_api_cb(struct evhttp_request *req, void *arg)
             srv_fail(req, fam, 503, NULL, "server is shutting down");
             return;
         }
-        srv_route_v2_models(s, req, path + 11, is_get, is_post, ready);
+        char *rest = evhttp_uridecode(path + 11, 0, NULL); /* "%2F" in a name is a '/' */
+        if (!rest)
+            srv_fail(req, fam, 500, NULL, "out of memory");
+        else
+            srv_route_v2_models(s, req, rest, is_get, is_post, ready);
+        free(rest); /* libevent's allocation */
         return;
     }
     if (!strcmp(path, "/v1/models")) {

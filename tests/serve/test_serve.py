@@ -411,8 +411,10 @@ def _():
 
 
 # A second server: API key and back-pressure (one running sequence, one waiting).
+# Its model name holds a '/', as a Hub id does.
+HUB_NAME = "org/E2E-Model"
 srv = Server(BINARY, MODEL_DIR, ["--max-seq-len", str(CTX), "--api-key", "sekret", "--max-batch", "1",
-                                 "--max-waiting", "1"])
+                                 "--max-waiting", "1", "--served-model-name", HUB_NAME])
 
 
 @check("--api-key: 401 without/with a wrong key, health stays open, 200 with the key")
@@ -427,6 +429,21 @@ def _():
     st, _, j, _ = srv.post("/v1/completions", {"prompt": "x", "max_tokens": 2},
                            headers={"Authorization": "Bearer sekret"})
     assert st == 200, j
+
+
+@check("a model name holding '/': OpenAI and Triton routes, raw or %2F")
+def _():
+    key = {"Authorization": "Bearer sekret"}
+    for path in ("/v1/models/org/E2E-Model", "/v1/models/org%2FE2E-Model"):
+        st, _, data = srv.request("GET", path, headers=key)
+        assert st == 200 and json.loads(data)["id"] == HUB_NAME, (path, st, data)
+    st, _, j, _ = srv.post("/v2/models/org/E2E-Model/generate", {"text_input": "x", "max_tokens": 2}, headers=key)
+    assert st == 200 and j["model_name"] == HUB_NAME, j
+    assert srv.request("GET", "/v2/models/org%2FE2E-Model/ready", headers=key)[0] == 200
+    assert srv.request("GET", "/v2/models/org/E2E-Model/versions/1/ready", headers=key)[0] == 200
+    expect("POST", "/v2/models/org/generate", {"text_input": "x"}, 404, "model 'org' not found", headers=key,
+           triton=True)
+    expect("POST", "/v1/completions", {"prompt": "x", "model": "org"}, 404, "model 'org' not found", headers=key)
 
 
 @check("queue full: 429 with Retry-After, other requests complete")
