@@ -115,7 +115,7 @@ int ss_cmd_generate(int argc, char **argv, char **env)
     o.top_p = 1.0;
     o.output = "text";
     o.device = "auto";
-    o.tp = o.pp = 0; /* left out: the engine's own layout, else 1 (below) */
+    o.tp = o.pp = SS_CLI_UNSET; /* left out: the engine's own layout, else 1 (below) */
     o.nnodes = o.node_rank = o.gpus_per_node = -1;
     o.rdzv_port = 29500;
     o.comm_timeout = 60;
@@ -176,7 +176,7 @@ int ss_cmd_generate(int argc, char **argv, char **env)
     } else if ((st = ss_default_model_dir(model_dir, sizeof model_dir, &e)) != SS_OK) {
         return gen_fail(st, &e);
     }
-    if ((st = ss_cli_engine_layout(model_dir, &o.tp, &o.pp, NULL, 0, &e)) != SS_OK)
+    if ((st = ss_cli_engine_layout(model_dir, 0, &o.tp, &o.pp, NULL, 0, &e)) != SS_OK)
         return gen_fail(st, &e);
     if (o.tp < 1 || o.pp < 1 || o.tp * o.pp > 64)
         return gen_fail(ss_err_set(&e, SS_ERR_INVALID_ARG, "--tp and --pp must be >= 1 with tp x pp <= 64"), &e);

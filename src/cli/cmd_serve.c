@@ -50,7 +50,7 @@ int ss_cmd_serve(int argc, char **argv, char **env)
     o.device = "auto";
     o.host = p.host;
     o.log_level = "info";
-    o.tp = o.pp = 0; /* left out: the engine's own layout, else 1 (below) */
+    o.tp = o.pp = SS_CLI_UNSET; /* left out: the engine's own layout, else 1 (below) */
     o.port = p.port;
     o.metrics_port = p.metrics_port;
     o.max_batch = p.sched.max_running;
@@ -125,7 +125,8 @@ int ss_cmd_serve(int argc, char **argv, char **env)
     /* A prepared engine (--engine, or --model naming one) brings its layout and its model's name. */
     char engine_name[256];
     const char *layout_dir = o.engine ? o.engine : o.model && ss_path_exists(o.model) ? o.model : NULL;
-    if ((st = ss_cli_engine_layout(layout_dir, &o.tp, &o.pp, engine_name, sizeof engine_name, &e)) != SS_OK)
+    if ((st = ss_cli_engine_layout(layout_dir, o.engine != NULL, &o.tp, &o.pp, engine_name, sizeof engine_name, &e)) !=
+        SS_OK)
         return serve_fail(st, &e);
     if (!o.served_name && engine_name[0])
         o.served_name = engine_name;

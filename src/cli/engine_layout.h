@@ -8,9 +8,15 @@
 
 #include "core/status.h"
 
-/* A *tp or *pp of 0 (left out) becomes the engine's own when dir holds a prepared engine (manifest.json),
- * else 1; a value given is kept (the runner refuses one that does not match the engine). name (may be
- * NULL): the engine's source model name ("org/Name" -> "name"), or "" when dir is no engine. */
-ss_status ss_cli_engine_layout(const char *dir, int64_t *tp, int64_t *pp, char *name, size_t name_cap, ss_err *err);
+/* The value of --tp / --pp before parsing: left out (any value a user gives is checked as given). */
+#define SS_CLI_UNSET INT64_MIN
+
+/* A *tp or *pp left SS_CLI_UNSET becomes the engine's own when dir holds a prepared engine (manifest.json),
+ * else 1; a value given is kept (the runner refuses one that does not match the engine). engine: dir must
+ * be a prepared engine (--engine), else SS_ERR_NOT_FOUND. name (may be NULL): the name of the model the
+ * engine was prepared from, as `serve --model ID` names it ("org/Name" -> "Name"; a local folder's name
+ * lowercased, as for a checkpoint folder), or "" when dir is no engine. */
+ss_status ss_cli_engine_layout(const char *dir, int engine, int64_t *tp, int64_t *pp, char *name, size_t name_cap,
+                               ss_err *err);
 
 #endif

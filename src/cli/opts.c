@@ -57,16 +57,30 @@ static ss_status opt_set(const ss_opt *o, const char *val, const char *origin, s
     return SS_ERR_INTERNAL;
 }
 
+/* The option named name[0, nl), or NULL. */
+static const ss_opt *opt_find(const ss_opt *opts, const char *name, size_t nl)
+{
+    for (const ss_opt *p = opts; p->name; p++)
+        if (strlen(p->name) == nl && !strncmp(p->name, name, nl))
+            return p;
+    return NULL;
+}
+
 ss_status ss_opts_parse(const ss_opt *opts, int argc, char **argv, int first, char **env, const char *cmd,
                         ss_err *err)
 {
-    /* --help before anything is read, so that it lists the built-in defaults (a value of "--help" for a
-     * flag would be taken for a request for help too: no flag takes such a value). */
-    for (int i = first; i < argc; i++)
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+    /* --help before anything is read, so that it lists the built-in defaults; a flag's value ("--prompt -h")
+     * is skipped, not taken for a request for help. */
+    for (int i = first; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             ss_opts_usage(opts, cmd, NULL);
             return SS_ERR_CANCELLED;
         }
+        const ss_opt *o = strncmp(a, "--", 2) || strchr(a, '=') ? NULL : opt_find(opts, a + 2, strlen(a + 2));
+        if (o && o->type != SS_OPT_BOOL)
+            i++;
+    }
     /* Environment first, so that flags override it. */
     for (const ss_opt *o = opts; o->name; o++) {
         char key[96];
@@ -85,10 +99,7 @@ ss_status ss_opts_parse(const ss_opt *opts, int argc, char **argv, int first, ch
         const char *name = a + 2;
         const char *eq = strchr(name, '=');
         size_t nl = eq ? (size_t)(eq - name) : strlen(name);
-        const ss_opt *o = NULL;
-        for (const ss_opt *p = opts; p->name; p++)
-            if (strlen(p->name) == nl && !strncmp(p->name, name, nl))
-                o = p;
+        const ss_opt *o = opt_find(opts, name, nl);
         if (!o)
             return ss_err_set(err, SS_ERR_INVALID_ARG, "unknown flag '--%.*s' (see shardserve %s --help)", (int)nl, name, cmd);
         const char *val;

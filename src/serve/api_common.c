@@ -32,6 +32,10 @@ ss_status ss_api_parse_object(const char *body, size_t len, cJSON **root, ss_api
     *root = NULL;
     if (!body || len == 0)
         return ss_api_fail(e, 400, "", "request body is empty; expected a JSON object");
+    /* a raw NUL byte is no JSON, and cJSON would end a string there (the rest of a prompt lost in silence) */
+    const char *nul = memchr(body, 0, len);
+    if (nul)
+        return ss_api_fail(e, 400, "", "malformed JSON in request body: a NUL byte at byte %zu", (size_t)(nul - body));
     const char *end = NULL;
     cJSON *j = cJSON_ParseWithLengthOpts(body, len, &end, 0);
     if (!j) {

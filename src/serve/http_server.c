@@ -2,6 +2,7 @@
  * replies, constant-time Bearer check. Loop-thread only. */
 #include "serve/http_server.h"
 
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
@@ -98,6 +99,15 @@ static void http_reply(struct evhttp_request *req, int status, const char *ctype
 {
     struct evkeyvalq *h = evhttp_request_get_output_headers(req);
     evhttp_add_header(h, "Content-Type", ctype);
+    if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
+        /* GET's headers without its body: libevent 2.1 would send the body after a HEAD reply, which a
+         * keep-alive client then reads as the start of its next response. */
+        char n[32];
+        snprintf(n, sizeof n, "%zu", len);
+        evhttp_add_header(h, "Content-Length", n);
+        evhttp_send_reply(req, status, ss_http_reason(status), NULL);
+        return;
+    }
     struct evbuffer *b = evbuffer_new();
     if (b && len)
         evbuffer_add(b, body, len);

@@ -506,14 +506,6 @@ static void srv_handle_done(srv_req *r, srv_sub *sub, const ss_gen_event *ev)
         r->first_ttft_us = ev->ttft_us;
     ss_metrics_request m = {ev->queue_us, r->first_ttft_us, srv_now_us() - r->arrival_us};
     if (ev->finish == SS_FINISH_STOP || ev->finish == SS_FINISH_LENGTH) {
-        if (r->n_done == r->n_submitted && !r->counted) { /* its last choice: the request succeeded, or a
-                                                             * reply too large failed it */
-            r->counted = 1;
-            if (r->failed)
-                ss_metrics_request_failed(s->metrics, SS_METRICS_FAIL_OTHER, &m);
-            else
-                ss_metrics_request_ok(s->metrics, &m);
-        }
         if (!r->stream) {
             if (ss_api_choice_append_text(c, ev->text, ev->text_len, SRV_MAX_TEXT) != SS_OK && !r->failed) {
                 r->failed = 1;
@@ -532,6 +524,14 @@ static void srv_handle_done(srv_req *r, srv_sub *sub, const ss_gen_event *ev)
             }
             srv_stream_send(r, j, len);
             ss_free(j);
+        }
+        if (r->n_done == r->n_submitted && !r->counted) { /* its last choice (its text appended above): the
+                                                             * request succeeded, or a reply too large failed it */
+            r->counted = 1;
+            if (r->failed)
+                ss_metrics_request_failed(s->metrics, SS_METRICS_FAIL_OTHER, &m);
+            else
+                ss_metrics_request_ok(s->metrics, &m);
         }
     } else {
         if (!r->counted) { /* a request fails once, however many of its n choices stop with it */
@@ -996,6 +996,19 @@ static void srv_route_v2_models(ss_server *s, struct evhttp_request *req, const 
     }
 }
 
+/* The percent-decoded part of a path, or NULL when it holds an encoded NUL (%00). Caller free()s (libevent's
+ * allocation). */
+static char *srv_path_decode(const char *part)
+{
+    size_t n = 0;
+    char *d = evhttp_uridecode(part, 0, &n);
+    if (d && n != strlen(d)) {
+        free(d);
+        return NULL;
+    }
+    return d;
+}
+
 static void srv_api_cb(struct evhttp_request *req, void *arg)
 {
     ss_server *s = arg;
@@ -1040,9 +1053,9 @@ static void srv_api_cb(struct evhttp_request *req, void *arg)
             srv_fail(req, fam, 503, NULL, "server is shutting down");
             return;
         }
-        char *rest = evhttp_uridecode(path + 11, 0, NULL); /* "%2F" in a name is a '/' */
+        char *rest = srv_path_decode(path + 11); /* "%2F" in a name is a '/' */
         if (!rest)
-            srv_fail(req, fam, 500, NULL, "out of memory");
+            srv_fail(req, fam, 404, NULL, "no such endpoint (the path holds %00)");
         else
             srv_route_v2_models(s, req, rest, is_get, is_post, ready);
         free(rest); /* libevent's allocation */
@@ -1057,7 +1070,7 @@ static void srv_api_cb(struct evhttp_request *req, void *arg)
         return;
     }
     if (!strncmp(path, "/v1/models/", 11)) { /* model ids may hold '/' (Hub ids), sent raw or as %2F */
-        char *id = evhttp_uridecode(path + 11, 0, NULL);
+        char *id = srv_path_decode(path + 11);
         size_t len = 0;
         if (!is_get)
             srv_fail_method(req, fam, "GET, HEAD");

@@ -96,6 +96,14 @@ check("--chat file that is not a message list -> exit 2 naming the file",
 r = run(["--model", model, "--prompt-ids", "1", "--bogus"])
 check("unknown flag message names the command once and its help",
       "shardserve generate: unknown flag '--bogus' (see shardserve generate --help)" in r.stderr, r.stderr)
+r = run(["--model", model, "--prompt-ids", "1", "--tp", "0"])
+check("--tp 0 -> exit 2 (0 is no layout; leaving --tp out means the engine's)", r.returncode == 2, r.stderr)
+r = run(["--model", model, "--prompt", "-h", "--max-tokens", "2", "--output", "json"])
+check("a flag's value '-h' is a value, not a request for help", r.returncode == 0 and '"ids"' in r.stdout,
+      (r.stdout[-300:], r.stderr[-300:]))
+r = subprocess.run([BIN, "serve", "--engine", bad], capture_output=True, text=True, timeout=30)
+check("serve --engine on a folder without manifest.json -> exit 3 naming it",
+      r.returncode == 3 and "no manifest.json" in r.stderr and bad in r.stderr, r.stderr)
 r = subprocess.run([BIN, "serve", "--help"], capture_output=True, text=True, timeout=30)
 check("serve --help lists value kinds and defaults", r.returncode == 0 and "--port N" in r.stdout and
       "[default: 8000]" in r.stdout and "--no-prefix-cache " in r.stdout, r.stdout[-800:])

@@ -157,6 +157,21 @@ def _():
     expect("GET", "/v1/nothing", None, 404, "no such endpoint")
     st, _, data = srv.request("GET", "/v1/models/" + NAME)
     assert st == 200 and json.loads(data)["id"] == NAME and json.loads(data)["object"] == "model", (st, data)
+    assert srv.request("GET", "/v1/models/%s%%00junk" % NAME)[0] == 404
+    assert srv.request("GET", "/v2/models/%s%%00junk/ready" % NAME)[0] == 404
+    # HEAD: GET's headers, no body; the next response on the same connection must still parse
+    import http.client
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
+    try:
+        conn.request("HEAD", "/v1/models")
+        r = conn.getresponse()
+        assert r.status == 200 and r.read() == b"" and int(r.getheader("Content-Length")) > 10, r.getheaders()
+        conn.request("GET", "/health")
+        r = conn.getresponse()
+        assert r.status == 200, r.status
+        r.read()
+    finally:
+        conn.close()
     expect("GET", "/v1/models/gpt-4", None, 404, "model 'gpt-4' not found")
     expect("POST", "/detokenize", {"tokens": [1, 10 ** 7]}, 400, "'tokens' must hold token ids")
     # Oversize body: 413 (cap is 64 KiB here).

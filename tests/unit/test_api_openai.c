@@ -70,6 +70,13 @@ static void test_completion_defaults_and_prompt_forms(void **state)
     /* white space after the object, an empty tool list and the text response format are fine */
     assert_int_equal(parse("{\"prompt\":\"x\"} \r\n\t", SS_API_COMPLETION, &r, &e), SS_OK);
     ss_api_request_clear(&r);
+    /* a raw NUL byte inside a string is no JSON: refused, not a prompt cut short */
+    static const char raw_nul[] = "{\"prompt\":\"hello\0 world\"}";
+    memset(&e, 0, sizeof e);
+    assert_int_equal(ss_api_openai_parse(raw_nul, sizeof raw_nul - 1, SS_API_COMPLETION, &LIM, &r, &e), SS_ERR_INVALID_ARG);
+    assert_int_equal(e.http_status, 400);
+    assert_string_equal(e.message, "malformed JSON in request body: a NUL byte at byte 16");
+    ss_api_request_clear(&r);
     /* an escaped backslash before "u0000" is text, not a NUL */
     assert_int_equal(parse("{\"prompt\":\"a\\\\u0000b\"}", SS_API_COMPLETION, &r, &e), SS_OK);
     assert_string_equal(r.prompt, "a\\u0000b");
