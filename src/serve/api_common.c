@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -25,6 +26,33 @@ static const char *api_error_type(int http_status)
     case 504: return "timeout_error";
     default: return "server_error";
     }
+}
+
+static int api_cmp_names(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* A key that occurs twice in obj (cJSON keeps both; its lookups see the first), or NULL. Sorted, so a body of
+ * many keys costs n log n. */
+static const char *api_duplicate_key(const cJSON *obj)
+{
+    int n = cJSON_GetArraySize(obj);
+    if (n < 2)
+        return NULL;
+    const char **names = ss_malloc((size_t)n * sizeof *names);
+    if (!names)
+        return NULL; /* the request then runs with the first value, as before */
+    int k = 0;
+    for (const cJSON *c = obj->child; c && k < n; c = c->next)
+        names[k++] = c->string ? c->string : "";
+    qsort(names, (size_t)k, sizeof *names, api_cmp_names);
+    const char *dup = NULL;
+    for (int i = 1; i < k && !dup; i++)
+        if (!strcmp(names[i - 1], names[i]))
+            dup = names[i];
+    ss_free(names);
+    return dup;
 }
 
 ss_status ss_api_parse_object(const char *body, size_t len, cJSON **root, ss_api_error *e)
@@ -53,6 +81,17 @@ ss_status ss_api_parse_object(const char *body, size_t len, cJSON **root, ss_api
             return ss_api_fail(e, 400, "", "malformed JSON in request body: unexpected data after the object at byte %zu",
                                (size_t)(p - body));
         }
+    /* A field given twice: refused rather than guessed (parsers differ on which value wins). The request's
+     * own fields and those of the objects among them (Triton's "parameters", "stream_options"). */
+    const char *dup = api_duplicate_key(j);
+    for (const cJSON *c = j->child; c && !dup; c = c->next)
+        if (cJSON_IsObject(c))
+            dup = api_duplicate_key(c);
+    if (dup) {
+        ss_status st = ss_api_fail(e, 400, dup, "malformed request: the key '%.64s' occurs twice", dup);
+        cJSON_Delete(j);
+        return st;
+    }
     /* cJSON decodes \u0000 into a C string that ends there: a prompt would lose its rest in silence. An
      * escape starts at a backslash preceded by an even run of backslashes. */
     for (size_t i = 0; i + 6 <= len; i++) {

@@ -77,6 +77,8 @@ static void test_bad_bodies(void **state)
     } cases[] = {
         {"nope", "", "malformed JSON in request body near byte 0"},
         {"\"x\"", "", "request body must be a JSON object"},
+        {"{\"text_input\":\"x\",\"parameters\":{\"max_tokens\":2,\"max_tokens\":3}}", "max_tokens",
+         "malformed request: the key 'max_tokens' occurs twice"},
         {"{\"text_input\":\"x\"},", "", "malformed JSON in request body: unexpected data after the object at byte 18"},
         {"{}", "text_input", "'text_input' is required"},
         {"{\"text_input\":\"\"}", "text_input", "'text_input' must not be empty"},
