@@ -258,7 +258,8 @@ static void finish(ss_sched *s, sreq *r, ss_finish_reason reason, ss_status st, 
                          &which, &err) == SS_OK) {
             tail = ss_malloc(out_len + 1);
             if (tail) {
-                memcpy(tail, out, out_len);
+                if (out_len) /* out may be NULL when empty (memcpy's arguments must not be) */
+                    memcpy(tail, out, out_len);
                 tail_len = out_len;
                 if (stopped) {
                     reason = SS_FINISH_STOP;
@@ -267,7 +268,8 @@ static void finish(ss_sched *s, sreq *r, ss_finish_reason reason, ss_status st, 
                     char *t2 = ss_realloc(tail, tail_len + flush_len + 1);
                     if (t2) {
                         tail = t2;
-                        memcpy(tail + tail_len, out, flush_len);
+                        if (flush_len)
+                            memcpy(tail + tail_len, out, flush_len);
                         tail_len += flush_len;
                     }
                 }
