@@ -384,6 +384,10 @@ static void srv_req_finish(srv_req *r)
         srv_req_free(r);
         return;
     }
+    /* The request's own deadline no longer applies: a keep-alive connection is idle-bounded again. */
+    struct evhttp_connection *conn = evhttp_request_get_connection(http);
+    if (conn)
+        evhttp_connection_set_timeout(conn, s->p.conn_timeout_s > 0 ? s->p.conn_timeout_s : 30);
     if (r->stream_started) {
         if (!r->gone) {
             if (r->failed) {

@@ -177,6 +177,13 @@ def _():
     # Oversize body: 413 (cap is 64 KiB here).
     st, _, _ = srv.request("POST", c, b"{\"prompt\": \"" + b"a" * 70000 + b"\"}")
     assert st == 413, st
+    # The first sampled token is an end id (here a stop id): an empty text, finished by "stop". (The final
+    # text piece is then empty; a sanitizer build used to trap in the scheduler on it.)
+    _, _, g, _ = srv.post(c, {"prompt": "Hello world", "max_tokens": 1, "logprobs": 1})
+    first = g["choices"][0]["logprobs"]["tokens"][0]
+    _, _, ids, _ = srv.post("/tokenize", {"prompt": first, "add_special_tokens": False})
+    st, _, j, _ = srv.post(c, {"prompt": "Hello world", "max_tokens": 4, "stop_token_ids": ids["tokens"][:1]})
+    assert st == 200 and j["choices"][0]["text"] == "" and j["choices"][0]["finish_reason"] == "stop", j
     # tokenize / detokenize round trip
     _, _, t, _ = srv.post("/tokenize", {"prompt": "Hello world"})
     assert t["tokens"] == [128000, 9906, 1917] and t["count"] == 3, t
@@ -184,9 +191,19 @@ def _():
     assert d == {"prompt": "Hello world"}, d
 
 
-@check("slowloris connection is dropped; server keeps serving")
+@check("slowloris connection is dropped (also after a generation on it); server keeps serving")
 def _():
     s = socket.create_connection(("127.0.0.1", srv.port))
+    s.settimeout(120)
+    # one generation first: its own deadline replaced the idle timeout while it ran, not for good
+    b = json.dumps({"prompt": "Hi", "max_tokens": 2}).encode()
+    s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(b) + b)
+    first = b""
+    while b"\r\n\r\n" not in first or not first.rstrip().endswith(b"}"):
+        d = s.recv(65536)
+        assert d, first
+        first += d
+    assert first.startswith(b"HTTP/1.1 200"), first[:200]
     s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n")
     t0 = time.time()
     s.settimeout(120)
