@@ -442,6 +442,18 @@ def _():
         shutil.rmtree(cache, ignore_errors=True)
 
 
+@check("a KV cache smaller than the context: requests beyond it refused up front (400), not failed halfway (429)")
+def _():
+    small = Server(BINARY, MODEL_DIR, ["--max-seq-len", str(CTX), "--num-kv-blocks", "14"])  # 14 x 16 = 224 tokens
+    try:
+        st, _, j, _ = small.post("/v1/completions", {"prompt": [1] * 200, "max_tokens": 50, "ignore_eos": True})
+        assert st == 400 and "the context length is 224 tokens" in j["error"]["message"], (st, j)
+        st, _, j, _ = small.post("/v1/completions", {"prompt": [1] * 200, "max_tokens": 24, "ignore_eos": True})
+        assert st == 200 and j["usage"]["completion_tokens"] == 24, (st, j)
+    finally:
+        assert small.stop() == 0
+
+
 # A second server: API key and back-pressure (one running sequence, one waiting).
 # Its model name holds a '/', as a Hub id does.
 HUB_NAME = "org/E2E-Model"
