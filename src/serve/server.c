@@ -237,6 +237,16 @@ static void srv_fail(struct evhttp_request *req, ss_api_kind kind, int status, c
     srv_reply_error(req, kind, &e);
 }
 
+/* 404 for a model name (name[0, len)) other than the one served. */
+static void srv_fail_model(const ss_server *s, struct evhttp_request *req, ss_api_kind kind, const char *param,
+                           const char *name, size_t len)
+{
+    char msg[384];
+    snprintf(msg, sizeof msg, "model '%.*s' not found; this server serves '%s'", (int)(len > 128 ? 128 : len), name,
+             s->model_name);
+    srv_fail(req, kind, 404, param, msg);
+}
+
 /* 405 with the methods the route takes, in an Allow header (RFC 9110) and in the message. */
 static void srv_fail_method(struct evhttp_request *req, ss_api_kind kind, const char *allow)
 {
@@ -970,11 +980,8 @@ static void srv_route_v2_models(ss_server *s, struct evhttp_request *req, const 
     /* Triton also accepts /versions/1 between the model name and the action. */
     if (!strncmp(tail, "/versions/1", 11) && (tail[11] == '\0' || tail[11] == '/'))
         tail += 11;
-    if (mlen != strlen(s->model_name) || strncmp(rest, s->model_name, mlen) != 0) {
-        char msg[384];
-        snprintf(msg, sizeof msg, "model '%.*s' not found; this server serves '%s'", (int)(mlen > 128 ? 128 : mlen),
-                 rest, s->model_name);
-        srv_fail(req, SS_API_TRITON, 404, NULL, msg);
+    if (mlen != own || strncmp(rest, s->model_name, own) != 0) {
+        srv_fail_model(s, req, SS_API_TRITON, NULL, rest, mlen);
         return;
     }
     if (!strcmp(tail, "") && is_get) {
@@ -1078,11 +1085,9 @@ static void srv_api_cb(struct evhttp_request *req, void *arg)
         size_t len = 0;
         if (!is_get)
             srv_fail_method(req, fam, "GET, HEAD");
-        else if (!id || strcmp(id, s->model_name) != 0) {
-            char msg[384];
-            snprintf(msg, sizeof msg, "model '%.128s' not found; this server serves '%s'", id ? id : "", s->model_name);
-            srv_fail(req, fam, 404, "model", msg);
-        } else
+        else if (!id || strcmp(id, s->model_name) != 0)
+            srv_fail_model(s, req, fam, "model", id ? id : "", id ? strlen(id) : 0);
+        else
             srv_reply_built(req, &len, ss_api_openai_model_json(s->model_name, s->start_unix, &len));
         free(id); /* libevent's allocation */
         return;
