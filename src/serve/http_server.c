@@ -1,46 +1,153 @@
-/* http_server.c — evhttp plumbing: listener with caps and timeouts, capped body reads, JSON/SSE
- * replies, constant-time Bearer check. Loop-thread only. */
+/* http_server.c — evhttp plumbing: listener with caps and timeouts (paused, not spinning, when file
+ * descriptors run out), capped body reads, JSON/SSE replies, constant-time Bearer check. Loop-thread only. */
 #include "serve/http_server.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
 
 #include <event2/buffer.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 
 #include "core/alloc.h"
+#include "core/log.h"
 
-ss_status ss_http_listen(struct event_base *base, const ss_http_listen_params *p,
-                         void (*cb)(struct evhttp_request *, void *), void *arg, struct evhttp **out,
-                         struct evhttp_bound_socket **sock, ss_err *err)
+/* ---- listener ----------------------------------------------------------------------------------------
+ * Out of file descriptors, accept() fails while the connection stays queued, so the listening socket stays
+ * readable: libevent 2.1's evconnlistener retries at once, forever (100% CPU, and a warning per try).
+ * Instead the accept error callback pauses the listener for HTTP_ACCEPT_PAUSE_MS and says so once. */
+
+#define HTTP_ACCEPT_PAUSE_MS 200
+#define HTTP_WARN_EVERY_US ((int64_t)60 * 1000000) /* at most one line per kind of accept error per minute */
+#define HTTP_IDLE_ARM_S 3600 /* the guard timer's period while nothing is paused */
+
+struct ss_http_listener {
+    struct evhttp *http;
+    struct evhttp_bound_socket *sock; /* NULL once ss_http_listener_stop_accepting ran */
+    struct evconnlistener *lev;       /* sock's listener (owned by evhttp) */
+    struct event *guard;              /* re-enables accepting after a pause; pending while sock is (see
+                                       * http_accept_error_cb) */
+    int port;
+    int paused;
+    int64_t exhausted_warned_us, other_warned_us;   /* times of the last warning lines (0: none yet) */
+    int64_t exhausted_since_warn, other_since_warn; /* errors since then */
+};
+
+static int64_t http_now_us(void)
 {
-    *out = NULL;
-    *sock = NULL;
-    struct evhttp *http = evhttp_new(base);
-    if (!http)
-        return ss_err_set(err, SS_ERR_NOMEM, "evhttp_new failed");
-    evhttp_set_max_body_size(http, (ev_ssize_t)p->max_body_bytes);
-    evhttp_set_max_headers_size(http, (ev_ssize_t)p->max_header_bytes);
-    evhttp_set_timeout(http, p->conn_timeout_s > 0 ? p->conn_timeout_s : 30);
-    /* Methods no route takes reach the routes too, which answer a JSON 405 with an Allow header (libevent
-     * itself would answer 501 in HTML). */
-    evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_OPTIONS |
-                                         EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH);
-    evhttp_set_gencb(http, cb, arg);
-    struct evhttp_bound_socket *s = evhttp_bind_socket_with_handle(http, p->host, (ev_uint16_t)p->port);
-    if (!s) {
-        evhttp_free(http);
-        return ss_err_set(err, SS_ERR_IO, "cannot listen on %s:%d (address in use or not available)", p->host,
-                          p->port);
-    }
-    *out = http;
-    *sock = s;
-    return SS_OK;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-int ss_http_bound_port(struct evhttp_bound_socket *sock)
+static void http_arm_guard(ss_http_listener *l, int paused)
+{
+    struct timeval tv = {paused ? 0 : HTTP_IDLE_ARM_S, paused ? HTTP_ACCEPT_PAUSE_MS * 1000 : 0};
+    l->paused = paused;
+    if (evtimer_add(l->guard, &tv) != 0 && paused) {
+        /* No timer, no resumption: keep accepting rather than stay deaf. */
+        evconnlistener_enable(l->lev);
+        l->paused = 0;
+    }
+}
+
+static void http_guard_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    ss_http_listener *l = arg;
+    if (l->paused && l->sock)
+        evconnlistener_enable(l->lev);
+    http_arm_guard(l, 0);
+}
+
+typedef struct http_find {
+    const struct evconnlistener *lev;
+    ss_http_listener *found;
+} http_find;
+
+static int http_find_cb(const struct event_base *base, const struct event *ev, void *arg)
+{
+    (void)base;
+    http_find *f = arg;
+    if (event_get_callback(ev) != http_guard_cb)
+        return 0;
+    ss_http_listener *l = event_get_callback_arg(ev);
+    if (l->lev != f->lev)
+        return 0;
+    f->found = l;
+    return 1;
+}
+
+/* How the accept error is named in the warning: which limit ran out. */
+static void http_describe_exhaustion(int e, char *buf, size_t cap)
+{
+    if (e == EMFILE) {
+        struct rlimit rl;
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+            snprintf(buf, cap, "the process's open-file limit (RLIMIT_NOFILE, ulimit -n) of %llu is reached",
+                     (unsigned long long)rl.rlim_cur);
+        else
+            snprintf(buf, cap, "the process's open-file limit (RLIMIT_NOFILE, ulimit -n) is reached");
+    } else if (e == ENFILE) {
+        snprintf(buf, cap, "the system-wide open-file limit (fs.file-max) is reached");
+    } else {
+        snprintf(buf, cap, "the kernel is out of socket memory");
+    }
+}
+
+/* libevent calls this with errno still holding accept()'s error, and arg = the listener's user data, which
+ * evhttp sets to its struct evhttp: there is no slot for ours, so the listener's state is found through
+ * its guard timer, which stays pending for this reason. */
+static void http_accept_error_cb(struct evconnlistener *lev, void *arg)
+{
+    (void)arg;
+    int e = EVUTIL_SOCKET_ERROR();
+    http_find f = {lev, NULL};
+    event_base_foreach_event(evconnlistener_get_base(lev), http_find_cb, &f);
+    ss_http_listener *l = f.found;
+    if (!l)
+        return; /* cannot happen while the guard is pending; accepting simply goes on */
+    int64_t now = http_now_us();
+    if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {
+        /* Nothing can be accepted until a descriptor is freed: stop watching the socket for a moment (the
+         * waiting connections stay in the kernel's backlog) instead of retrying in a loop. */
+        evconnlistener_disable(lev);
+        http_arm_guard(l, 1);
+        l->exhausted_since_warn++;
+        if (l->exhausted_warned_us == 0 || now - l->exhausted_warned_us >= HTTP_WARN_EVERY_US) {
+            char why[160], since[96] = "";
+            http_describe_exhaustion(e, why, sizeof why);
+            if (l->exhausted_warned_us != 0)
+                snprintf(since, sizeof since, "; %lld pauses since the last such warning",
+                         (long long)l->exhausted_since_warn);
+            SS_LOGW("port %d: cannot accept connections: %s (%s); new connections wait %d ms at a time until "
+                    "descriptors are freed (this warning repeats at most once a minute%s)",
+                    l->port, why, strerror(e), HTTP_ACCEPT_PAUSE_MS, since);
+            l->exhausted_warned_us = now;
+            l->exhausted_since_warn = 0;
+        }
+        return;
+    }
+    /* Errors of one connection (a reset before accept, a firewall's EPERM): drop it and go on. */
+    l->other_since_warn++;
+    if (l->other_warned_us == 0 || now - l->other_warned_us >= HTTP_WARN_EVERY_US) {
+        char since[96] = "";
+        if (l->other_warned_us != 0)
+            snprintf(since, sizeof since, "; %lld such errors since the last warning", (long long)l->other_since_warn);
+        SS_LOGW("port %d: accept failed: %s; continuing (this warning repeats at most once a minute%s)", l->port,
+                strerror(e), since);
+        l->other_warned_us = now;
+        l->other_since_warn = 0;
+    }
+}
+
+static int http_bound_port(struct evhttp_bound_socket *sock)
 {
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
@@ -53,6 +160,75 @@ int ss_http_bound_port(struct evhttp_bound_socket *sock)
         return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
     return -1;
 }
+
+ss_status ss_http_listener_create(struct event_base *base, const ss_http_listen_params *p,
+                                  void (*cb)(struct evhttp_request *, void *), void *arg, ss_http_listener **out,
+                                  ss_err *err)
+{
+    *out = NULL;
+    ss_http_listener *l = ss_calloc(1, sizeof *l);
+    if (!l)
+        return ss_err_set(err, SS_ERR_NOMEM, "out of memory");
+    ss_status st = SS_OK;
+    l->http = evhttp_new(base);
+    l->guard = evtimer_new(base, http_guard_cb, l);
+    if (!l->http || !l->guard) {
+        st = ss_err_set(err, SS_ERR_NOMEM, "libevent: evhttp_new or evtimer_new failed");
+        goto fail;
+    }
+    evhttp_set_max_body_size(l->http, (ev_ssize_t)p->max_body_bytes);
+    evhttp_set_max_headers_size(l->http, (ev_ssize_t)p->max_header_bytes);
+    evhttp_set_timeout(l->http, p->conn_timeout_s > 0 ? p->conn_timeout_s : 30);
+    /* Methods no route takes reach the routes too, which answer a JSON 405 with an Allow header (libevent
+     * itself would answer 501 in HTML). */
+    evhttp_set_allowed_methods(l->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_OPTIONS |
+                                            EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH);
+    evhttp_set_gencb(l->http, cb, arg);
+    l->sock = evhttp_bind_socket_with_handle(l->http, p->host, (ev_uint16_t)p->port);
+    if (!l->sock) {
+        st = ss_err_set(err, SS_ERR_IO, "cannot listen on %s:%d (address in use or not available)", p->host,
+                        p->port);
+        goto fail;
+    }
+    l->port = http_bound_port(l->sock);
+    l->lev = evhttp_bound_socket_get_listener(l->sock);
+    http_arm_guard(l, 0);
+    evconnlistener_set_error_cb(l->lev, http_accept_error_cb);
+    *out = l;
+    return SS_OK;
+fail:
+    ss_http_listener_destroy(l);
+    return st;
+}
+
+int ss_http_listener_port(const ss_http_listener *l)
+{
+    return l->port;
+}
+
+void ss_http_listener_stop_accepting(ss_http_listener *l)
+{
+    if (!l || !l->sock)
+        return;
+    event_del(l->guard);
+    evhttp_del_accept_socket(l->http, l->sock);
+    l->sock = NULL;
+    l->lev = NULL;
+    l->paused = 0;
+}
+
+void ss_http_listener_destroy(ss_http_listener *l)
+{
+    if (!l)
+        return;
+    if (l->guard)
+        event_free(l->guard);
+    if (l->http)
+        evhttp_free(l->http);
+    ss_free(l);
+}
+
+/* ---- requests and replies ------------------------------------------------------------------------------ */
 
 ss_status ss_http_read_body(struct evhttp_request *req, size_t max, char **body, size_t *len)
 {

@@ -14,19 +14,28 @@
 
 typedef struct ss_http_listen_params {
     const char *host;        /* bind address (borrowed) */
-    int port;                /* 0 = any free port (see ss_http_bound_port) */
+    int port;                /* 0 = any free port (see ss_http_listener_port) */
     size_t max_body_bytes;   /* larger bodies get 413 */
     size_t max_header_bytes; /* larger header blocks are refused */
     int conn_timeout_s;      /* read/write timeout per connection: idle and slowloris clients are dropped */
 } ss_http_listen_params;
 
-/* Creates an evhttp on base bound to host:port that sends every request to cb(req, arg).
- * *out is destroyed with evhttp_free; *sock is the listener (for evhttp_del_accept_socket). */
-ss_status ss_http_listen(struct event_base *base, const ss_http_listen_params *p,
-                         void (*cb)(struct evhttp_request *, void *), void *arg, struct evhttp **out,
-                         struct evhttp_bound_socket **sock, ss_err *err);
-/* The port a bound socket listens on (useful with port 0), or -1. */
-int ss_http_bound_port(struct evhttp_bound_socket *sock);
+/* An evhttp bound to one address, with its accept guard: when accept() fails for want of file descriptors
+ * (EMFILE, ENFILE, ENOBUFS, ENOMEM) the listener pauses for a moment instead of retrying in a busy loop,
+ * and logs one warning a minute at most; other accept errors are logged (as rarely) and accepting goes on. */
+typedef struct ss_http_listener ss_http_listener;
+
+/* Creates an evhttp on base bound to host:port that sends every request to cb(req, arg). Caller destroys
+ * *out with ss_http_listener_destroy (before base). */
+ss_status ss_http_listener_create(struct event_base *base, const ss_http_listen_params *p,
+                                  void (*cb)(struct evhttp_request *, void *), void *arg, ss_http_listener **out,
+                                  ss_err *err);
+/* The port it listens on (useful with port 0), or -1. */
+int ss_http_listener_port(const ss_http_listener *l);
+/* Closes the listening socket: no new connections; the open ones carry on. Idempotent. */
+void ss_http_listener_stop_accepting(ss_http_listener *l);
+/* Frees the evhttp (every connection and pending request) and the listener. NULL is a no-op. */
+void ss_http_listener_destroy(ss_http_listener *l);
 
 /* Copies the request body into a NUL-terminated ss_malloc'd buffer (caller frees). SS_ERR_CAPACITY past
  * max bytes. An empty body gives *body = NULL, *len = 0. */

@@ -85,8 +85,7 @@ struct ss_server {
     ss_server_params p;
     char *model_name;
     struct event_base *base;
-    struct evhttp *http, *mhttp;
-    struct evhttp_bound_socket *sock, *msock;
+    ss_http_listener *api, *mapi; /* the API and metrics ports */
     struct event *wake, *sig_term, *sig_int, *exit_timer;
     int port, metrics_port;
 
@@ -1290,10 +1289,7 @@ static void srv_signal_cb(evutil_socket_t sig, short what, void *arg)
         return;
     s->shutting_down = 1;
     SS_LOGI("signal %d: stopping (drain deadline %lld ms)", (int)sig, (long long)s->p.drain_timeout_ms);
-    if (s->sock) {
-        evhttp_del_accept_socket(s->http, s->sock);
-        s->sock = NULL;
-    }
+    ss_http_listener_stop_accepting(s->api);
     if (atomic_load(&s->state) != SRV_READY) {
         /* Still loading (or failed): nothing in flight; the loader is joined on the way out. */
         atomic_store(&s->drained, 1);
@@ -1357,13 +1353,13 @@ ss_status ss_server_create(const ss_server_params *p, ss_server **out, ss_err *e
     }
     ss_http_listen_params lp = {p->host ? p->host : "0.0.0.0", p->port, p->max_body_bytes, p->max_header_bytes,
                                 p->conn_timeout_s};
-    SS_CHECK_GOTO(ss_http_listen(s->base, &lp, srv_api_cb, s, &s->http, &s->sock, err), st, fail);
-    s->port = ss_http_bound_port(s->sock);
+    SS_CHECK_GOTO(ss_http_listener_create(s->base, &lp, srv_api_cb, s, &s->api, err), st, fail);
+    s->port = ss_http_listener_port(s->api);
     if (p->metrics_port >= 0) {
         lp.port = p->metrics_port;
         lp.max_body_bytes = 4096;
-        SS_CHECK_GOTO(ss_http_listen(s->base, &lp, srv_metrics_cb, s, &s->mhttp, &s->msock, err), st, fail);
-        s->metrics_port = ss_http_bound_port(s->msock);
+        SS_CHECK_GOTO(ss_http_listener_create(s->base, &lp, srv_metrics_cb, s, &s->mapi, err), st, fail);
+        s->metrics_port = ss_http_listener_port(s->mapi);
     } else {
         s->metrics_port = -1;
     }
@@ -1426,10 +1422,8 @@ void ss_server_destroy(ss_server *s)
     /* Deliver what is left so that every pending HTTP request is released before evhttp goes. */
     if (s->wake)
         srv_wake_cb(-1, 0, s);
-    if (s->http)
-        evhttp_free(s->http);
-    if (s->mhttp)
-        evhttp_free(s->mhttp);
+    ss_http_listener_destroy(s->api);
+    ss_http_listener_destroy(s->mapi);
     if (s->wake)
         event_free(s->wake);
     if (s->sig_term)

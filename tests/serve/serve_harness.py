@@ -27,7 +27,9 @@ def free_ports(n):
 class Server:
     PORT_ATTEMPTS = 5
 
-    def __init__(self, binary, model, extra=(), ready_timeout=180):
+    def __init__(self, binary, model, extra=(), ready_timeout=180, preexec_fn=None):
+        """preexec_fn: run in the server process before exec (e.g. to lower its resource limits)."""
+        self.preexec_fn = preexec_fn
         self.log = tempfile.NamedTemporaryFile(prefix="shardserve-", suffix=".log", delete=False)
         self.ready_timeout = ready_timeout
         deadline = time.time() + ready_timeout
@@ -47,7 +49,8 @@ class Server:
                 "--port", str(self.port), "--metrics-port", str(self.mport)] + list(extra)
         env = dict(os.environ)
         env.setdefault("ASAN_OPTIONS", "detect_leaks=1")
-        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=env)
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=env,
+                                     preexec_fn=self.preexec_fn)
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 text = self.log_text()
