@@ -363,9 +363,76 @@ static void oai_chat_logprobs(ss_jbuf *b, const ss_api_resp_meta *m, const ss_ap
     ss_jbuf_cstr(b, "]}");
 }
 
-/* Completions: {"tokens":[..],"token_logprobs":[..],"top_logprobs":[{tok: lp}],"text_offset":[..]} */
+/* Length of the UTF-8 sequence a lead byte starts (1..4), or 0 for a byte no valid sequence starts with
+ * (a continuation byte, C0, C1, F5..FF): the rules of the JSON writer, which prints U+FFFD for such bytes. */
+static size_t oai_utf8_seq_len(unsigned char c)
+{
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf)
+        return 2;
+    if (c >= 0xe0 && c <= 0xef)
+        return 3;
+    if (c >= 0xf0 && c <= 0xf4)
+        return 4;
+    return 0;
+}
+
+/* Whether c may follow the pending bytes of a sequence started by lead (no overlong forms, surrogates or
+ * code points past U+10FFFF, as the JSON writer checks). */
+static int oai_utf8_continues(unsigned char lead, uint8_t n_pend, unsigned char c)
+{
+    unsigned lo = 0x80, hi = 0xbf;
+    if (n_pend == 1) {
+        if (lead == 0xe0)
+            lo = 0xa0;
+        else if (lead == 0xed)
+            hi = 0x9f;
+        else if (lead == 0xf0)
+            lo = 0x90;
+        else if (lead == 0xf4)
+            hi = 0x8f;
+    }
+    return c >= lo && c <= hi;
+}
+
+int64_t ss_api_text_pos_advance(ss_api_text_pos *pos, const char *s, size_t n)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    int64_t start = -1;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = u[i];
+        if (pos->n_pend > 0) {
+            if (oai_utf8_continues(pos->pend[0], pos->n_pend, c)) {
+                if (start < 0)
+                    start = pos->chars; /* the token begins inside this character */
+                pos->pend[pos->n_pend++] = c;
+                if (pos->n_pend == oai_utf8_seq_len(pos->pend[0])) {
+                    pos->chars++;
+                    pos->n_pend = 0;
+                }
+                continue;
+            }
+            /* A sequence cut short: each of its bytes shows as one U+FFFD, before c. */
+            pos->chars += pos->n_pend;
+            pos->n_pend = 0;
+        }
+        if (start < 0)
+            start = pos->chars;
+        if (oai_utf8_seq_len(c) <= 1) {
+            pos->chars++; /* ASCII, or a byte no sequence starts with (one U+FFFD) */
+        } else {
+            pos->pend[0] = c;
+            pos->n_pend = 1;
+        }
+    }
+    return start < 0 ? pos->chars : start;
+}
+
+/* Completions: {"tokens":[..],"token_logprobs":[..],"top_logprobs":[{tok: lp}],"text_offset":[..]}; text_offset
+ * in characters from pos, which ends past the last token. */
 static void oai_completion_logprobs(ss_jbuf *b, const ss_api_resp_meta *m, const ss_api_token_lp *lps,
-                                    int32_t n, size_t offset0, const ss_api_vocab *vocab)
+                                    int32_t n, ss_api_text_pos *pos, const ss_api_vocab *vocab)
 {
     ss_jbuf_cstr(b, "{\"tokens\":[");
     for (int32_t i = 0; i < n; i++) {
@@ -393,12 +460,11 @@ static void oai_completion_logprobs(ss_jbuf *b, const ss_api_resp_meta *m, const
         ss_jbuf_cstr(b, "}");
     }
     ss_jbuf_cstr(b, "],\"text_offset\":[");
-    size_t off = offset0;
     char tmp[512];
     for (int32_t i = 0; i < n; i++) {
-        ss_jbuf_printf(b, i ? ",%zu" : "%zu", off);
         size_t tl = vocab && vocab->token_text ? vocab->token_text(vocab->user, lps[i].token, tmp, sizeof tmp) : 0;
-        off += tl < sizeof tmp ? tl : sizeof tmp - 1;
+        int64_t off = ss_api_text_pos_advance(pos, tmp, tl < sizeof tmp ? tl : sizeof tmp - 1);
+        ss_jbuf_printf(b, i ? ",%lld" : "%lld", (long long)off);
     }
     ss_jbuf_cstr(b, "]}");
 }
@@ -461,8 +527,9 @@ char *ss_api_openai_response_json(const ss_api_resp_meta *m, const ss_api_choice
             ss_jbuf_cstr(&b, "\"text\":");
             ss_jbuf_str(&b, c->text ? c->text : "", c->text_len);
             ss_jbuf_cstr(&b, ",\"logprobs\":");
+            ss_api_text_pos pos = {0};
             if (m->logprobs)
-                oai_completion_logprobs(&b, m, c->lps, c->n_lps, 0, vocab);
+                oai_completion_logprobs(&b, m, c->lps, c->n_lps, &pos, vocab);
             else
                 ss_jbuf_cstr(&b, "null");
         }
@@ -482,8 +549,9 @@ char *ss_api_openai_response_json(const ss_api_resp_meta *m, const ss_api_choice
 
 char *ss_api_openai_chunk_json(const ss_api_resp_meta *m, int32_t index, const char *text, size_t text_len,
                                const ss_api_token_lp *lp, int finish, int first, const ss_api_vocab *vocab,
-                               size_t *len)
+                               ss_api_text_pos *pos, size_t *len)
 {
+    ss_api_text_pos from_start = {0};
     ss_jbuf b;
     ss_jbuf_init(&b, OAI_MAX_RESPONSE);
     oai_head(&b, m, 1);
@@ -504,7 +572,7 @@ char *ss_api_openai_chunk_json(const ss_api_resp_meta *m, int32_t index, const c
         ss_jbuf_str(&b, text ? text : "", text ? text_len : 0);
         ss_jbuf_cstr(&b, ",\"logprobs\":");
         if (m->logprobs && lp)
-            oai_completion_logprobs(&b, m, lp, 1, 0, vocab);
+            oai_completion_logprobs(&b, m, lp, 1, pos ? pos : &from_start, vocab);
         else
             ss_jbuf_cstr(&b, "null");
     }

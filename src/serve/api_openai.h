@@ -21,6 +21,21 @@ typedef struct ss_api_resp_meta {
     int32_t top_logprobs;  /* top entries per token to print */
 } ss_api_resp_meta;
 
+/* A position in a completion's text for legacy completions' logprobs.text_offset: offsets count Unicode code
+ * points (characters) of the concatenated token texts, as OpenAI and vLLM do, not bytes. A character whose
+ * bytes are split across tokens counts once its last byte arrives: a token that begins inside it gets the
+ * offset of that character. Invalid UTF-8 counts as the JSON writer shows it, one U+FFFD per byte (a
+ * sequence cut short by the next token included). Zero-initialize at the completion's start (offsets start
+ * at 0: there is no echo of the prompt). */
+typedef struct ss_api_text_pos {
+    int64_t chars;         /* characters complete so far */
+    unsigned char pend[4]; /* the first bytes of a character not complete yet */
+    uint8_t n_pend;        /* how many of them */
+} ss_api_text_pos;
+
+/* Moves pos past the n bytes of one token's text; returns the token's text_offset. */
+int64_t ss_api_text_pos_advance(ss_api_text_pos *pos, const char *s, size_t n);
+
 /* Writes "cmpl-<32 hex>" or "chatcmpl-<32 hex>" from a caller-supplied 128-bit value. buf >= 48. */
 void ss_api_openai_make_id(ss_api_kind kind, uint64_t a, uint64_t b, char *buf, size_t cap);
 
@@ -28,10 +43,11 @@ void ss_api_openai_make_id(ss_api_kind kind, uint64_t a, uint64_t b, char *buf, 
 char *ss_api_openai_response_json(const ss_api_resp_meta *m, const ss_api_choice *choices, int32_t n,
                                   const ss_api_vocab *vocab, size_t *len);
 /* One stream chunk for choice `index`: text piece (may be empty), optional token logprob entry (NULL
- * when none), finish reason (0 = not finished), first = 1 adds the chat role delta. Caller ss_frees. */
+ * when none), finish reason (0 = not finished), first = 1 adds the chat role delta. pos: the choice's
+ * position so far (completions' text_offset), advanced past lp's token; NULL counts from 0. Caller ss_frees. */
 char *ss_api_openai_chunk_json(const ss_api_resp_meta *m, int32_t index, const char *text, size_t text_len,
                                const ss_api_token_lp *lp, int finish, int first, const ss_api_vocab *vocab,
-                               size_t *len);
+                               ss_api_text_pos *pos, size_t *len);
 /* The final usage chunk of stream_options.include_usage (choices: []). Caller ss_frees. */
 char *ss_api_openai_usage_chunk_json(const ss_api_resp_meta *m, int32_t prompt_tokens,
                                      int32_t completion_tokens, int32_t cached_tokens, size_t *len);

@@ -48,6 +48,7 @@ typedef struct srv_sub {
     int submitted, done;
     int64_t last_token_us;
     double cum_lp;
+    ss_api_text_pos lp_pos; /* where the next token starts in the streamed text (completions' text_offset) */
 } srv_sub;
 
 /* An event copied off the scheduler thread. */
@@ -499,7 +500,7 @@ static void srv_handle_token(srv_req *r, srv_sub *sub, const ss_gen_event *ev)
     } else {
         ss_api_vocab vocab = {srv_token_text, s};
         j = ss_api_openai_chunk_json(&r->meta, sub->index, ev->text, ev->text_len, want_lp ? &lp : NULL, 0, 0,
-                                     &vocab, &len);
+                                     &vocab, &sub->lp_pos, &len);
     }
     srv_stream_send(r, j, len);
     ss_free(j);
@@ -533,7 +534,7 @@ static void srv_handle_done(srv_req *r, srv_sub *sub, const ss_gen_event *ev)
                                                  r->return_log_probs, &len);
             } else {
                 j = ss_api_openai_chunk_json(&r->meta, sub->index, ev->text, ev->text_len, NULL, (int)ev->finish,
-                                             0, NULL, &len);
+                                             0, NULL, NULL, &len);
             }
             srv_stream_send(r, j, len);
             ss_free(j);
@@ -886,7 +887,7 @@ static void srv_generate(ss_server *s, struct evhttp_request *req, ss_api_kind k
             /* The assistant role comes first, as OpenAI's stream does. */
             for (int32_t i = 0; i < r->n; i++) {
                 size_t len = 0;
-                char *j = ss_api_openai_chunk_json(&r->meta, i, "", 0, NULL, 0, 1, NULL, &len);
+                char *j = ss_api_openai_chunk_json(&r->meta, i, "", 0, NULL, 0, 1, NULL, NULL, &len);
                 srv_stream_send(r, j, len);
                 ss_free(j);
             }

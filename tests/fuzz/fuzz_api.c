@@ -56,7 +56,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                           r.top_logprobs};
     size_t jl;
     ss_free(ss_api_openai_response_json(&m, &c, 1, NULL, &jl));
-    char *chunk = ss_api_openai_chunk_json(&m, 0, t, strlen(t), NULL, 1, 1, NULL, &jl);
+    char *chunk = ss_api_openai_chunk_json(&m, 0, t, strlen(t), NULL, 1, 1, NULL, NULL, &jl);
     if (chunk) {
         ss_jbuf b;
         ss_jbuf_init(&b, (size_t)1 << 24);

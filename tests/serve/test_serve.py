@@ -97,6 +97,27 @@ def _():
     assert not b["text_output"].startswith(first), (first, b)
 
 
+@check("completions logprobs: text_offset counts characters of multi-byte text, streamed or not")
+def _():
+    # Greedy text of this fixture: " факт" (Cyrillic, 2 bytes a letter) and "IÓN" (Ó is 2 bytes).
+    for prompt, piece in (("1 2 3 4", " факт"), ("The capital of France is", "IÓN")):
+        body = {"prompt": prompt, "max_tokens": 8, "logprobs": 1}
+        st, _, j, _ = srv.post("/v1/completions", body)
+        assert st == 200, j
+        text, lp = j["choices"][0]["text"], j["choices"][0]["logprobs"]
+        assert piece in text, (piece, text)
+        toks, offs = lp["tokens"], lp["text_offset"]
+        assert len(offs) == len(toks) == 8 and offs[0] == 0, lp
+        for i, t in enumerate(toks):  # Python strings index by code point, as OpenAI and vLLM count
+            assert text[offs[i]:offs[i] + len(t)] == t, (i, t, text, offs)
+            if i + 1 < len(toks):
+                assert offs[i + 1] == offs[i] + len(t), (i, toks, offs)
+        raw = curl("-N", "-d", json.dumps(dict(body, stream=True)), base + "/v1/completions")
+        chunks = [json.loads(l[6:]) for l in raw.split("\n") if l.startswith("data: {")]
+        streamed = [o for c in chunks for ch in c["choices"] if ch["logprobs"] for o in ch["logprobs"]["text_offset"]]
+        assert streamed == offs, (streamed, offs)
+
+
 def expect(method, path, body, status, needle, headers=None, triton=False):
     st, h, data = srv.request(method, path, body, headers)
     assert st == status, (path, body if not isinstance(body, bytes) else body[:80], st, data[:300])

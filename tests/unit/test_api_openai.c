@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "core/alloc.h"
@@ -320,24 +321,128 @@ static void test_completion_response(void **state)
     ss_api_choice_clear(&c[1]);
 }
 
+/* Token texts with multi-byte UTF-8, some split across tokens, some invalid. */
+static size_t utf8_token_text(void *user, int32_t token, char *buf, size_t cap)
+{
+    (void)user;
+    static const char *const pieces[] = {
+        "A",                        /* 0 */
+        "\xc3\xa9",                 /* 1: é, 2 bytes */
+        "\xe6\x97\xa5\xe6\x9c\xac", /* 2: 日本, 2 characters of 3 bytes */
+        "\xe2\x82",                 /* 3: the first 2 bytes of € (e2 82 ac) */
+        "\xac",                     /* 4: its last byte */
+        "\xf0\x9f",                 /* 5: the first half of U+1F600 (f0 9f 98 80) */
+        "\x98\x80",                 /* 6: its second half */
+        "\xe6",                     /* 7: a lead byte... */
+        "\x80",                     /* 8: a stray continuation byte */
+        "",                         /* 9: no text */
+    };
+    const char *w = token >= 0 && token < 10 ? pieces[token] : "?";
+    size_t n = strlen(w) < cap ? strlen(w) : cap - 1;
+    memcpy(buf, w, n);
+    buf[n] = '\0';
+    return n;
+}
+
+/* The text_offset array of a non-stream completion whose choice has these tokens. Caller ss_frees. */
+static char *offsets_of(const int32_t *tokens, int32_t n)
+{
+    ss_api_choice c;
+    memset(&c, 0, sizeof c);
+    for (int32_t i = 0; i < n; i++)
+        assert_int_equal(ss_api_choice_append_lp(&c, tokens[i], -1.0f, 0, NULL, NULL), SS_OK);
+    ss_api_resp_meta m = {SS_API_COMPLETION, "cmpl-u", 1, "tiny", 1, 0};
+    ss_api_vocab v = {utf8_token_text, NULL};
+    size_t len;
+    char *j = ss_api_openai_response_json(&m, &c, 1, &v, &len);
+    ss_api_choice_clear(&c);
+    const char *a = strstr(j, "\"text_offset\":[");
+    assert_non_null(a);
+    a += strlen("\"text_offset\":");
+    const char *z = strchr(a, ']');
+    assert_non_null(z);
+    char *out = ss_malloc((size_t)(z - a) + 2);
+    memcpy(out, a, (size_t)(z - a) + 1);
+    out[z - a + 1] = '\0';
+    ss_free(j);
+    return out;
+}
+
+static void test_text_offset_characters(void **state)
+{
+    (void)state;
+    /* "Aé日本€A😀A": offsets in characters (as Python's len counts), not bytes ([0,1,3,9,...]). A token
+     * that begins inside a character (the € and 😀 halves) gets that character's offset. */
+    static const int32_t valid[] = {0, 1, 2, 3, 4, 0, 5, 6, 0};
+    char *o = offsets_of(valid, 9);
+    assert_string_equal(o, "[0,1,2,4,4,5,6,6,7]");
+    ss_free(o);
+    /* Invalid UTF-8 counts as it is shown, one U+FFFD per byte: "\xe6" cut short by "A", then a stray
+     * continuation byte: "\ufffdA\ufffdé"; a token without text sits where the next one starts. */
+    static const int32_t invalid[] = {7, 0, 8, 1, 9, 0};
+    o = offsets_of(invalid, 6);
+    assert_string_equal(o, "[0,1,2,3,4,4]");
+    ss_free(o);
+    /* A 2-byte prefix of a 3-byte character cut short by another character: two U+FFFD, then 日本. */
+    static const int32_t cut[] = {3, 2, 0};
+    o = offsets_of(cut, 3);
+    assert_string_equal(o, "[0,2,4]");
+    ss_free(o);
+
+    /* The position alone: overlong forms and surrogates are invalid bytes, as the JSON writer has them. */
+    ss_api_text_pos p = {0};
+    assert_int_equal(ss_api_text_pos_advance(&p, "\xc0\xaf", 2), 0); /* overlong '/': 2 x U+FFFD */
+    assert_int_equal(p.chars, 2);
+    assert_int_equal(ss_api_text_pos_advance(&p, "\xed\xa0\x80", 3), 2); /* a surrogate: 3 x U+FFFD */
+    assert_int_equal(p.chars, 5);
+    assert_int_equal(ss_api_text_pos_advance(&p, "\xf4\x90", 2), 5); /* past U+10FFFF */
+    assert_int_equal(ss_api_text_pos_advance(&p, "x", 1), 7);
+    assert_int_equal(ss_api_text_pos_advance(&p, "\xe2", 1), 8);
+    assert_int_equal(p.n_pend, 1);
+    assert_int_equal(ss_api_text_pos_advance(&p, "", 0), 8);
+    assert_int_equal(ss_api_text_pos_advance(&p, "\x82", 1), 8);
+    assert_int_equal(ss_api_text_pos_advance(&p, "\xac\xc3\xa9", 3), 8); /* € ends, é follows */
+    assert_int_equal(p.chars, 10);
+    assert_int_equal(p.n_pend, 0);
+
+    /* Streaming: each chunk's offset continues from the choice's position. */
+    ss_api_resp_meta m = {SS_API_COMPLETION, "cmpl-s", 1, "tiny", 1, 0};
+    ss_api_vocab v = {utf8_token_text, NULL};
+    ss_api_text_pos sp = {0};
+    static const int32_t stream[] = {1, 3, 4, 2, 0};
+    static const char *const want[] = {"[0]", "[1]", "[1]", "[2]", "[4]"};
+    for (int i = 0; i < 5; i++) {
+        ss_api_token_lp lp;
+        memset(&lp, 0, sizeof lp);
+        lp.token = stream[i];
+        size_t len;
+        char *j = ss_api_openai_chunk_json(&m, 0, "", 0, &lp, 0, 0, &v, &sp, &len);
+        char needle[64];
+        snprintf(needle, sizeof needle, "\"text_offset\":%s}", want[i]);
+        if (!strstr(j, needle))
+            fail_msg("chunk %d: %s lacks %s", i, j, needle);
+        ss_free(j);
+    }
+}
+
 static void test_chunks(void **state)
 {
     (void)state;
     ss_api_resp_meta m = {SS_API_CHAT, "chatcmpl-9", 5, "tiny", 0, 0};
     size_t len;
-    char *j = ss_api_openai_chunk_json(&m, 0, "", 0, NULL, 0, 1, NULL, &len);
+    char *j = ss_api_openai_chunk_json(&m, 0, "", 0, NULL, 0, 1, NULL, NULL, &len);
     assert_string_equal(j, "{\"id\":\"chatcmpl-9\",\"object\":\"chat.completion.chunk\",\"created\":5,\"model\":\"tiny\","
                            "\"system_fingerprint\":null,\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\","
                            "\"content\":\"\"},\"logprobs\":null,\"finish_reason\":null}]}");
     ss_free(j);
-    j = ss_api_openai_chunk_json(&m, 1, "hi", 2, NULL, 1, 0, NULL, &len);
+    j = ss_api_openai_chunk_json(&m, 1, "hi", 2, NULL, 1, 0, NULL, NULL, &len);
     assert_string_equal(j, "{\"id\":\"chatcmpl-9\",\"object\":\"chat.completion.chunk\",\"created\":5,\"model\":\"tiny\","
                            "\"system_fingerprint\":null,\"choices\":[{\"index\":1,\"delta\":{\"content\":\"hi\"},"
                            "\"logprobs\":null,\"finish_reason\":\"stop\"}]}");
     ss_free(j);
     m.kind = SS_API_COMPLETION;
     m.id = "cmpl-9";
-    j = ss_api_openai_chunk_json(&m, 0, "x", 1, NULL, 0, 0, NULL, &len);
+    j = ss_api_openai_chunk_json(&m, 0, "x", 1, NULL, 0, 0, NULL, NULL, &len);
     assert_string_equal(j, "{\"id\":\"cmpl-9\",\"object\":\"text_completion\",\"created\":5,\"model\":\"tiny\","
                            "\"system_fingerprint\":null,\"choices\":[{\"index\":0,\"text\":\"x\",\"logprobs\":null,"
                            "\"finish_reason\":null}]}");
@@ -459,6 +564,7 @@ int main(void)
         cmocka_unit_test(test_bad_matrix),
         cmocka_unit_test(test_error_json),
         cmocka_unit_test(test_completion_response),
+        cmocka_unit_test(test_text_offset_characters),
         cmocka_unit_test(test_chunks),
         cmocka_unit_test(test_tokenize_bodies),
         cmocka_unit_test(test_jbuf),
