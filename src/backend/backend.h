@@ -10,7 +10,7 @@
 #include "core/status.h"
 
 /* Version of ss_backend_i. The table only grows at its end; bump on every addition. */
-#define SS_BACKEND_IFACE_VERSION 1
+#define SS_BACKEND_IFACE_VERSION 2
 
 /*
  * Conventions for every op below.
@@ -182,7 +182,24 @@ typedef struct ss_backend_i {
     ss_status (*mem_info)(void *ctx, size_t *free_bytes, size_t *total_bytes);
     /* Releases the context; called by ss_backend_destroy. */
     void (*destroy)(void *ctx);
+
+    /* ---- version 2: overlapping a step with the host's work on the previous one ---- */
+    /* embed, where ids[i] < 0 selects the token fed[-1 - ids[i]] instead: fed is a device buffer that
+     * earlier ops of the stream wrote (the previous step's sampled tokens), read after they finished.
+     * NULL: not supported (callers resolve such ids on the host). */
+    ss_status (*embed_fed)(void *ctx, void *out, const void *table, const int32_t *ids, const int32_t *fed, int64_t n,
+                           int32_t dim, int64_t row_start, int64_t rows);
+    /* Device -> host without waiting: the copy of `bytes` (at most SS_DOWNLOAD_ASYNC_MAX) from src is
+     * enqueued into slot `slot` (0 or 1); download_wait(slot) waits for it and writes the bytes to dst
+     * (host, valid until then). A slot holds one copy at a time. A backend without a stream of its own
+     * (cpu) may copy at once and make download_wait a no-op. */
+    ss_status (*download_async)(void *ctx, void *dst, const void *src, size_t bytes, int slot);
+    ss_status (*download_wait)(void *ctx, int slot);
 } ss_backend_i;
+
+/* Largest download_async copy; slots of download_async. */
+#define SS_DOWNLOAD_ASYNC_MAX ((size_t)64 << 10)
+#define SS_DOWNLOAD_SLOTS 2
 
 /* A backend instance: one per rank (one device, one stream). */
 typedef struct ss_backend {

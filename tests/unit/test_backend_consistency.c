@@ -216,6 +216,17 @@ static void test_embed(void **state)
     for (int32_t j = 0; j < dim; j++)
         assert_true(g[2 * dim + j] == 0.0f && g[3 * dim + j] == 0.0f);
     free(g);
+    /* fed tokens: ids < 0 select fed[-1 - id]; the same rows as the plain ids they stand for */
+    int32_t fed[3] = {25, 59, 3}, fids[7] = {10, -2, -3, 60, -1, 25, 11};
+    void *fc = dev_raw(p->cpu, fed, sizeof fed), *fg = dev_raw(p->gpu, fed, sizeof fed);
+    void *jc = dev_raw(p->cpu, fids, sizeof fids), *jg = dev_raw(p->gpu, fids, sizeof fids);
+    void *ec = dev_poison(p->cpu, n * dim, p->cpu->act_dtype), *eg = dev_poison(p->gpu, n * dim, p->gpu->act_dtype);
+    assert_int_equal(p->cpu->iface->embed_fed(p->cpu->ctx, ec, tc, jc, fc, n, dim, row_start, rows), SS_OK);
+    assert_int_equal(p->gpu->iface->embed_fed(p->gpu->ctx, eg, tg, jg, fg, n, dim, row_start, rows), SS_OK);
+    expect_close(p, ec, og, n * dim, 0.0, "embed_fed (cpu) vs embed (gpu)");
+    expect_close(p, ec, eg, n * dim, 0.0, "embed_fed");
+    dev_free(p->cpu, fc), dev_free(p->gpu, fg), dev_free(p->cpu, jc), dev_free(p->gpu, jg);
+    dev_free(p->cpu, ec), dev_free(p->gpu, eg);
     dev_free(p->cpu, tc), dev_free(p->gpu, tg), dev_free(p->cpu, ic), dev_free(p->gpu, ig);
     dev_free(p->cpu, oc), dev_free(p->gpu, og);
     free(table);

@@ -49,6 +49,20 @@ static ss_status cpu_memcpy(void *ctx, void *dst, const void *src, size_t bytes)
     return SS_OK;
 }
 
+/* The cpu backend has no stream: an "asynchronous" download is done when it returns. */
+static ss_status cpu_download_async(void *ctx, void *dst, const void *src, size_t bytes, int slot)
+{
+    (void)slot;
+    return cpu_memcpy(ctx, dst, src, bytes);
+}
+
+static ss_status cpu_download_wait(void *ctx, int slot)
+{
+    (void)ctx;
+    (void)slot;
+    return SS_OK;
+}
+
 static ss_status cpu_zero(void *ctx, void *dst, size_t bytes)
 {
     (void)ctx;
@@ -69,20 +83,27 @@ static ss_status cpu_sync(void *ctx)
     return SS_OK;
 }
 
-static ss_status cpu_embed(void *ctx, void *out, const void *table, const int32_t *ids, int64_t n, int32_t dim,
-                           int64_t row_start, int64_t rows)
+static ss_status cpu_embed_fed(void *ctx, void *out, const void *table, const int32_t *ids, const int32_t *fed,
+                               int64_t n, int32_t dim, int64_t row_start, int64_t rows)
 {
     (void)ctx;
     float *o = out;
     const float *t = table;
     for (int64_t i = 0; i < n; i++) {
-        int64_t r = (int64_t)ids[i] - row_start;
+        int64_t id = ids[i] < 0 && fed ? fed[-1 - (int64_t)ids[i]] : ids[i];
+        int64_t r = id - row_start;
         if (r >= 0 && r < rows)
             memcpy(o + i * dim, t + r * dim, (size_t)dim * sizeof(float));
         else
             memset(o + i * dim, 0, (size_t)dim * sizeof(float));
     }
     return SS_OK;
+}
+
+static ss_status cpu_embed(void *ctx, void *out, const void *table, const int32_t *ids, int64_t n, int32_t dim,
+                           int64_t row_start, int64_t rows)
+{
+    return cpu_embed_fed(ctx, out, table, ids, NULL, n, dim, row_start, rows);
 }
 
 static void cpu_rms_row(float *o, const float *x, const float *w, int32_t dim, float eps)
@@ -344,6 +365,9 @@ static const ss_backend_i cpu_iface = {
     .sample = cpu_sample,
     .decode_layers = cpu_decode_layers,
     .destroy = cpu_destroy,
+    .embed_fed = cpu_embed_fed,
+    .download_async = cpu_download_async,
+    .download_wait = cpu_download_wait,
 };
 
 ss_status ss_backend_cpu_create(const ss_backend_params *params, ss_backend **out, ss_err *err)

@@ -38,6 +38,12 @@ typedef struct cu_ctx {
     int stage_pending[CU_STAGE_BUFS];
     int stage_next;
     void *readback; /* pinned [CU_READBACK_BYTES] for small device->host copies (sampled tokens) */
+    /* download_async's slots: pinned [SS_DOWNLOAD_ASYNC_MAX] each, the event after the copy, and where
+     * download_wait puts the bytes. Allocated on first use. */
+    void *rb_slot[SS_DOWNLOAD_SLOTS];
+    cudaEvent_t rb_evt[SS_DOWNLOAD_SLOTS];
+    void *rb_dst[SS_DOWNLOAD_SLOTS];
+    size_t rb_bytes[SS_DOWNLOAD_SLOTS];
     cu_graph graphs[CU_MAX_GRAPHS];
     uint64_t graph_clock;
     int capturing;
@@ -218,6 +224,38 @@ static ss_status cu_download(void *ctx, void *dst, const void *src, size_t bytes
     return SS_OK;
 }
 
+static ss_status cu_download_async(void *ctx, void *dst, const void *src, size_t bytes, int slot)
+{
+    cu_ctx *c = ctx;
+    if (slot < 0 || slot >= SS_DOWNLOAD_SLOTS || bytes > SS_DOWNLOAD_ASYNC_MAX)
+        return ss_err_set(&c->err, SS_ERR_INVALID_ARG, "download_async: slot %d, %zu bytes (slots 0..%d, at most %zu)",
+                          slot, bytes, SS_DOWNLOAD_SLOTS - 1, SS_DOWNLOAD_ASYNC_MAX);
+    SS_CHECK(cu_no_capture(c, "download_async"));
+    SS_CHECK(cu_enter(c));
+    if (!c->rb_slot[slot]) {
+        CUDA_CHECK(&c->err, cudaHostAlloc(&c->rb_slot[slot], SS_DOWNLOAD_ASYNC_MAX, cudaHostAllocDefault));
+        CUDA_CHECK(&c->err, cudaEventCreateWithFlags(&c->rb_evt[slot], cudaEventDisableTiming));
+    }
+    if (bytes)
+        CUDA_CHECK(&c->err, cudaMemcpyAsync(c->rb_slot[slot], src, bytes, cudaMemcpyDeviceToHost, c->stream));
+    CUDA_CHECK(&c->err, cudaEventRecord(c->rb_evt[slot], c->stream));
+    c->rb_dst[slot] = dst;
+    c->rb_bytes[slot] = bytes;
+    return SS_OK;
+}
+
+static ss_status cu_download_wait(void *ctx, int slot)
+{
+    cu_ctx *c = ctx;
+    if (slot < 0 || slot >= SS_DOWNLOAD_SLOTS || !c->rb_slot[slot] || !c->rb_dst[slot])
+        return ss_err_set(&c->err, SS_ERR_INVALID_ARG, "download_wait: slot %d holds no copy", slot);
+    SS_CHECK(cu_enter(c));
+    CUDA_CHECK(&c->err, cudaEventSynchronize(c->rb_evt[slot]));
+    memcpy(c->rb_dst[slot], c->rb_slot[slot], c->rb_bytes[slot]);
+    c->rb_dst[slot] = NULL;
+    return SS_OK;
+}
+
 static ss_status cu_copy(void *ctx, void *dst, const void *src, size_t bytes)
 {
     cu_ctx *c = ctx;
@@ -253,7 +291,15 @@ static ss_status cu_embed(void *ctx, void *out, const void *table, const int32_t
                           int64_t row_start, int64_t rows)
 {
     cu_ctx *c = ctx;
-    KCHECK(c, ss_cuda_embed(c->stream, out, table, ids, n, dim, row_start, rows));
+    KCHECK(c, ss_cuda_embed(c->stream, out, table, ids, NULL, n, dim, row_start, rows));
+    return SS_OK;
+}
+
+static ss_status cu_embed_fed(void *ctx, void *out, const void *table, const int32_t *ids, const int32_t *fed,
+                              int64_t n, int32_t dim, int64_t row_start, int64_t rows)
+{
+    cu_ctx *c = ctx;
+    KCHECK(c, ss_cuda_embed(c->stream, out, table, ids, fed, n, dim, row_start, rows));
     return SS_OK;
 }
 
@@ -577,6 +623,12 @@ static void cu_destroy(void *ctx)
             cudaFree(c->attn_ws);
         if (c->readback)
             cudaFreeHost(c->readback);
+        for (int i = 0; i < SS_DOWNLOAD_SLOTS; i++) {
+            if (c->rb_slot[i])
+                cudaFreeHost(c->rb_slot[i]);
+            if (c->rb_evt[i])
+                cudaEventDestroy(c->rb_evt[i]);
+        }
         ss_cuda_lt_destroy(c->lt);
         if (c->stream)
             cudaStreamDestroy(c->stream);
@@ -617,6 +669,9 @@ static const ss_backend_i cu_iface = {
     .graph_launch = cu_graph_launch,
     .mem_info = cu_mem_info,
     .destroy = cu_destroy,
+    .embed_fed = cu_embed_fed,
+    .download_async = cu_download_async,
+    .download_wait = cu_download_wait,
 };
 
 ss_status ss_backend_cuda_create(const ss_backend_params *params, ss_backend **out, ss_err *err)

@@ -13,10 +13,11 @@ extern "C" {
 #endif
 
 /* ---- elementwise.cu ---- */
-/* out[i, :] = table[ids[i] - row_start, :] when in [0, rows), else zeros. vec8: dim % 8 == 0 and
- * the pointers are 16-byte aligned (the launcher checks and falls back to scalar otherwise). */
-int ss_cuda_embed(void *stream, void *out, const void *table, const int32_t *ids, int64_t n, int32_t dim,
-                  int64_t row_start, int64_t rows);
+/* out[i, :] = table[id - row_start, :] when in [0, rows), else zeros, where id = ids[i], or
+ * fed[-1 - ids[i]] when ids[i] < 0 and fed != NULL. vec8: dim % 8 == 0 and the pointers are 16-byte
+ * aligned (the launcher checks and falls back to scalar otherwise). */
+int ss_cuda_embed(void *stream, void *out, const void *table, const int32_t *ids, const int32_t *fed, int64_t n,
+                  int32_t dim, int64_t row_start, int64_t rows);
 /* out[j, :] = x[idx[j], :]. */
 int ss_cuda_gather_rows(void *stream, void *out, const void *x, const int32_t *idx, int64_t m, int32_t dim);
 /* out[t, j] = silu(gu[t, j]) * gu[t, inter + j]. */

@@ -31,11 +31,12 @@ template <int VEC> __device__ __forceinline__ void copy_row(bf16 *dst, const bf1
 }
 
 template <int VEC>
-__global__ void embed_kernel(bf16 *out, const bf16 *table, const int32_t *ids, int dim, int64_t row_start,
-                             int64_t rows)
+__global__ void embed_kernel(bf16 *out, const bf16 *table, const int32_t *ids, const int32_t *fed, int dim,
+                             int64_t row_start, int64_t rows)
 {
     const int64_t i = blockIdx.x;
-    const int64_t r = (int64_t)ids[i] - row_start;
+    const int64_t id = ids[i] < 0 && fed ? fed[-1 - (int64_t)ids[i]] : ids[i]; /* no PDL: fed is final here */
+    const int64_t r = id - row_start;
     const bf16 *src = (r >= 0 && r < rows) ? table + r * dim : nullptr;
     copy_row<VEC>(out + i * dim, src, dim);
 }
@@ -124,18 +125,18 @@ unsigned row_threads(int dim, int vec)
 
 using namespace ss;
 
-extern "C" int ss_cuda_embed(void *stream, void *out, const void *table, const int32_t *ids, int64_t n, int32_t dim,
-                             int64_t row_start, int64_t rows)
+extern "C" int ss_cuda_embed(void *stream, void *out, const void *table, const int32_t *ids, const int32_t *fed,
+                             int64_t n, int32_t dim, int64_t row_start, int64_t rows)
 {
     if (n <= 0)
         return 0;
     cudaStream_t s = (cudaStream_t)stream;
     if (dim % 8 == 0 && aligned16(out) && aligned16(table)) {
-        embed_kernel<8><<<(unsigned)n, row_threads(dim, 8), 0, s>>>((bf16 *)out, (const bf16 *)table, ids, dim,
-                                                                     row_start, rows);
+        embed_kernel<8><<<(unsigned)n, row_threads(dim, 8), 0, s>>>((bf16 *)out, (const bf16 *)table, ids, fed,
+                                                                     dim, row_start, rows);
     } else {
-        embed_kernel<1><<<(unsigned)n, row_threads(dim, 1), 0, s>>>((bf16 *)out, (const bf16 *)table, ids, dim,
-                                                                     row_start, rows);
+        embed_kernel<1><<<(unsigned)n, row_threads(dim, 1), 0, s>>>((bf16 *)out, (const bf16 *)table, ids, fed,
+                                                                     dim, row_start, rows);
     }
     return launch_status();
 }
