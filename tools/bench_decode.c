@@ -1,6 +1,7 @@
 /* bench_decode.c — measures a replica directly (no HTTP): load time, prefill throughput and decode
  * throughput at a given batch, on any device and tp × pp. A benchmark, not a test: prints numbers.
- * usage: bench_decode --model DIR [--device cuda] [--tp T --pp P] [--batch B] [--prompt P] [--gen N] [--json] */
+ * usage: bench_decode --model DIR [--device cuda] [--tp T --pp P] [--batch B] [--prompt P] [--gen N] [--json]
+ *        [--no-overlap: collect each decode step before submitting the next, as before the scheduler overlapped] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,7 +32,8 @@ static int bd_cmp_double(const void *a, const void *b)
 int main(int argc, char **argv)
 {
     const char *model = NULL, *device = "auto";
-    int64_t tp = 1, pp = 1, batch = 1, prompt = 128, gen = 256, chunk = 2048, json = 0, seqlen = 0, no_graphs = 0;
+    int64_t tp = 1, pp = 1, batch = 1, prompt = 128, gen = 256, chunk = 2048, json = 0, seqlen = 0, no_graphs = 0,
+            no_overlap = 0;
     ss_opt opts[] = {
         {"model", SS_OPT_STR, &model, "checkpoint or engine folder"},
         {"device", SS_OPT_STR, &device, "auto | cpu | cuda"},
@@ -44,6 +46,7 @@ int main(int argc, char **argv)
         {"max-seq-len", SS_OPT_INT, &seqlen, "context cap (default prompt + gen)"},
         {"json", SS_OPT_BOOL, &json, "print one JSON line"},
         {"no-graphs", SS_OPT_BOOL, &no_graphs, "run decode steps op by op (no CUDA graphs)"},
+        {"no-overlap", SS_OPT_BOOL, &no_overlap, "wait for each decode step's tokens before submitting the next"},
         {NULL, 0, NULL, NULL},
     };
     ss_err e = {{0}};
@@ -126,28 +129,39 @@ int main(int argc, char **argv)
             }
         }
     }
-    /* Decode all sequences together. */
-    double a = bd_now(), first_step = 0;
+    /* Decode all sequences together. With overlap (the scheduler's way), step g+1 is submitted with
+     * SS_TOKEN_PREV before step g is collected, so the host's turnaround hides behind the device. */
+    double a = bd_now(), first_step = 0, prev_t = a;
     double *step_s = ss_malloc((size_t)(gen > 0 ? gen : 1) * sizeof *step_s);
+    uint64_t tok_hash = 1469598103934665603ULL; /* FNV-1a over the generated tokens: same in both modes */
     for (int64_t g = 0; g < gen; g++) {
-        for (int64_t s = 0; s < batch; s++) {
-            q[s].pos_start = (int32_t)(prompt + g);
-            q[s].n_tokens = 1;
-            q[s].sample = 1;
-            toks[s] = last[s];
+        for (int64_t sub = g == 0 || no_overlap ? g : g + 1; sub <= g + (no_overlap ? 0 : 1) && sub < gen; sub++) {
+            for (int64_t s = 0; s < batch; s++) {
+                q[s].pos_start = (int32_t)(prompt + sub);
+                q[s].n_tokens = 1;
+                q[s].sample = 1;
+                toks[s] = sub == g ? last[s] : SS_TOKEN_PREV;
+            }
+            ss_step_plan plan = {step++, 0, (int32_t)batch, q, batch, toks};
+            if ((st = ss_replica_submit(r, &plan, &e)) != SS_OK) {
+                fprintf(stderr, "bench_decode: decode: %s\n", e.msg);
+                return 1;
+            }
         }
-        ss_step_plan plan = {step++, 0, (int32_t)batch, q, batch, toks};
         ss_step_output out;
-        double sa = bd_now();
-        if ((st = ss_replica_step(r, &plan, &out, &e)) != SS_OK) {
-            fprintf(stderr, "bench_decode: decode: %s\n", e.msg);
+        if ((st = ss_replica_collect(r, &out, &e)) != SS_OK || out.n != batch) {
+            fprintf(stderr, "bench_decode: decode: %s\n", st != SS_OK ? e.msg : "wrong number of tokens");
             return 1;
         }
-        step_s[g] = bd_now() - sa;
+        double now = bd_now();
+        step_s[g] = now - prev_t;
+        prev_t = now;
         if (g == 0)
             first_step = step_s[g];
-        for (int64_t s = 0; s < batch; s++)
+        for (int64_t s = 0; s < batch; s++) {
             last[s] = out.token[s];
+            tok_hash = (tok_hash ^ (uint32_t)out.token[s]) * 1099511628211ULL;
+        }
         ss_step_output_clear(&out);
     }
     double t_dec = bd_now() - a;
@@ -159,10 +173,11 @@ int main(int argc, char **argv)
     if (json)
         printf("{\"model\":\"%s\",\"tp\":%lld,\"pp\":%lld,\"batch\":%lld,\"prompt\":%lld,\"gen\":%lld,\"load_s\":%.3f,"
                "\"prefill_tok_s\":%.1f,\"prefill_cold_ms\":%.3f,\"decode_tok_s\":%.2f,\"decode_step_ms\":%.3f,"
-               "\"first_step_ms\":%.3f,\"median_step_ms\":%.3f,\"median_tok_s\":%.2f,\"graphs\":%d}\n",
+               "\"first_step_ms\":%.3f,\"median_step_ms\":%.3f,\"median_tok_s\":%.2f,\"graphs\":%d,\"overlap\":%d,"
+               "\"tokens_fnv\":\"%016llx\"}\n",
                model, (long long)tp, (long long)pp, (long long)batch, (long long)prompt, (long long)gen, t_load,
                pre_tps, t_cold * 1e3, dec_tps, t_dec / gen * 1e3, first_step * 1e3, med * 1e3,
-               med > 0 ? batch / med : 0, !no_graphs);
+               med > 0 ? batch / med : 0, !no_graphs, !no_overlap, (unsigned long long)tok_hash);
     else
         printf("tp %lld pp %lld batch %lld: load %.2f s, prefill %.1f tok/s (first, cold: %.1f ms), decode %.2f "
                "tok/s (%.3f ms/step)\n",

@@ -35,6 +35,7 @@ struct ss_forward {
     /* step metadata, one device buffer: ids, tok_seq, tok_pos, slots, rows, block_tables, seq_lens */
     int32_t *meta;
     int32_t *meta_host;
+    const int32_t *fed; /* device tokens that ids < 0 select (ss_forward_set_fed), or NULL; borrowed */
     size_t meta_elems;
     void *kv;                       /* one allocation: per layer K then V */
     size_t kv_layer_bytes;          /* bytes of one layer's K (or V) */
@@ -170,6 +171,16 @@ void ss_forward_destroy(ss_forward *f)
 void ss_forward_set_links(ss_forward *f, const ss_forward_links *links)
 {
     f->links = *links;
+}
+
+void ss_forward_set_fed(ss_forward *f, const int32_t *fed)
+{
+    f->fed = f->be->iface->embed_fed ? fed : NULL;
+}
+
+int ss_forward_feeds(const ss_forward *f)
+{
+    return f->fed != NULL;
 }
 
 size_t ss_forward_kv_bytes(const ss_forward *f)
@@ -436,7 +447,8 @@ static ss_status fwd_body(ss_forward *f, int64_t n, int32_t n_rows, const ss_att
     ss_forward_links *L = &f->links;
     ss_status st;
     if (sp->first_stage) {
-        st = B->embed(c, f->residual, f->w->embed, d, n, dim, sp->vocab_start, sp->vocab_size);
+        st = f->fed ? B->embed_fed(c, f->residual, f->w->embed, d, f->fed, n, dim, sp->vocab_start, sp->vocab_size)
+                    : B->embed(c, f->residual, f->w->embed, d, n, dim, sp->vocab_start, sp->vocab_size);
         if (st == SS_OK && L->tp->size > 1)
             st = L->tp->iface->all_reduce_sum(L->tp->ctx, f->residual, n * dim, f->be->act_dtype);
     } else {

@@ -26,7 +26,7 @@ typedef struct ss_forward_params {
 /* Step inputs on the host; ss_forward_run uploads them. */
 typedef struct ss_forward_batch {
     int64_t n_tokens;
-    const int32_t *ids;          /* [n_tokens] */
+    const int32_t *ids;          /* [n_tokens]; < 0: a fed token (ss_forward_set_fed) */
     const int32_t *tok_seq;      /* [n_tokens] */
     const int32_t *tok_pos;      /* [n_tokens] */
     const int32_t *slots;        /* [n_tokens] */
@@ -70,6 +70,11 @@ ss_status ss_forward_run(ss_forward *f, const ss_forward_batch *b, const float *
  * device work must be complete or waitable: call it after the communicator's wait) and fills *out with
  * the reduced tokens; otherwise out->n = 0. The arrays are owned by f, valid until the next run. */
 ss_status ss_forward_greedy_result(ss_forward *f, ss_forward_greedy *out, ss_err *err);
+/* Token feedback between steps: from now on a batch id < 0 stands for fed[-1 - id], read on the device
+ * when the step runs (fed: device buffer borrowed for f's lifetime, e.g. where the previous step's
+ * sampler wrote its tokens). Ignored (and ss_forward_feeds returns 0) when the backend has no embed_fed. */
+void ss_forward_set_fed(ss_forward *f, const int32_t *fed);
+int ss_forward_feeds(const ss_forward *f);
 /* Bytes of KV cache this rank allocated. */
 size_t ss_forward_kv_bytes(const ss_forward *f);
 

@@ -35,6 +35,13 @@ struct ss_replica {
     int n_children;
     int output_rank;
     int broken; /* a step failed: the replica can't be used any more */
+    /* Several ranks run each step within submit: its output waits here for collect (oldest at q_head).
+     * last/last_tokens: the sampling sequences and tokens of the last step, for SS_TOKEN_PREV. */
+    ss_step_output q_out[SS_DOWNLOAD_SLOTS];
+    int q_head, q_n;
+    ss_sampled_seqs last;
+    int32_t *last_tokens, *plan_tokens;
+    int64_t plan_tokens_cap;
     /* The thread that forks the local ranks and lives as long as the replica (see replica_spawn). */
     pthread_t keeper;
     int keeper_started;
@@ -264,13 +271,19 @@ static void replica_stop_comms(ss_replica *r)
     ss_comm_stop(r->world);
 }
 
-ss_status ss_replica_step(ss_replica *r, const ss_step_plan *plan, ss_step_output *out, ss_err *err)
+static void replica_free_queue(ss_replica *r)
+{
+    for (int i = 0; i < SS_DOWNLOAD_SLOTS; i++)
+        ss_step_output_clear(&r->q_out[i]);
+    ss_sampled_seqs_free(&r->last);
+    ss_free(r->last_tokens);
+    ss_free(r->plan_tokens);
+}
+
+/* One step on every rank, start to end (several ranks). */
+static ss_status replica_step_multi(ss_replica *r, const ss_step_plan *plan, ss_step_output *out, ss_err *err)
 {
     memset(out, 0, sizeof *out);
-    if (r->broken)
-        return ss_err_set(err, SS_ERR_COMM, "the replica lost a rank earlier and cannot run steps");
-    if (!r->multi)
-        return ss_runner_step(r->runner, plan, out, err);
     uint8_t *buf = NULL;
     size_t len = 0;
     SS_CHECK(ss_step_plan_encode(plan, &buf, &len, err));
@@ -320,6 +333,105 @@ ss_status ss_replica_step(ss_replica *r, const ss_step_plan *plan, ss_step_outpu
         ss_step_output_clear(out);
     }
     return st;
+}
+
+
+/* plan with its SS_TOKEN_PREV tokens replaced by the last step's tokens (several ranks: the workers get
+ * plans with real tokens). *resolved points at plan or at a copy in r. */
+static ss_status replica_resolve_prev(ss_replica *r, const ss_step_plan *plan, ss_step_plan *resolved, ss_err *err)
+{
+    *resolved = *plan;
+    int64_t t = 0;
+    int copied = 0;
+    for (int32_t s = 0; s < plan->n_seqs; s++) {
+        for (int32_t i = 0; i < plan->seqs[s].n_tokens; i++, t++) {
+            if (t >= plan->n_tokens || plan->tokens[t] != SS_TOKEN_PREV)
+                continue;
+            if (!copied) {
+                if (r->plan_tokens_cap < plan->n_tokens) {
+                    int32_t *p = ss_realloc(r->plan_tokens, (size_t)plan->n_tokens * 4);
+                    if (!p)
+                        return ss_err_set(err, SS_ERR_NOMEM, "out of memory");
+                    r->plan_tokens = p;
+                    r->plan_tokens_cap = plan->n_tokens;
+                }
+                memcpy(r->plan_tokens, plan->tokens, (size_t)plan->n_tokens * 4);
+                resolved->tokens = r->plan_tokens;
+                copied = 1;
+            }
+            int32_t row = ss_sampled_seqs_find(&r->last, plan->seqs[s].seq_id, s);
+            if (row < 0)
+                return ss_err_set(err, SS_ERR_INVALID_ARG,
+                                  "step plan: sequence %llu asks for its token of the previous step, where it did not sample",
+                                  (unsigned long long)plan->seqs[s].seq_id);
+            r->plan_tokens[t] = r->last_tokens[row];
+        }
+    }
+    return SS_OK;
+}
+
+ss_status ss_replica_submit(ss_replica *r, const ss_step_plan *plan, ss_err *err)
+{
+    if (r->broken)
+        return ss_err_set(err, SS_ERR_COMM, "the replica lost a rank earlier and cannot run steps");
+    if (!r->multi)
+        return ss_runner_submit(r->runner, plan, err);
+    if (r->q_n == SS_DOWNLOAD_SLOTS)
+        return ss_err_set(err, SS_ERR_INVALID_ARG, "step plan: %d steps are pending already (collect one first)", r->q_n);
+    ss_step_plan rp;
+    SS_CHECK(replica_resolve_prev(r, plan, &rp, err));
+    int k = (r->q_head + r->q_n) % SS_DOWNLOAD_SLOTS;
+    ss_step_output *out = &r->q_out[k];
+    r->last.n = 0;
+    SS_CHECK(replica_step_multi(r, &rp, out, err));
+    ss_status st = ss_sampled_seqs_record(&r->last, plan, err);
+    if (st == SS_OK && out->n == r->last.n && out->n > 0) {
+        int32_t *lt = ss_realloc(r->last_tokens, (size_t)out->n * 4);
+        if (!lt)
+            st = ss_err_set(err, SS_ERR_NOMEM, "out of memory");
+        else
+            memcpy(r->last_tokens = lt, out->token, (size_t)out->n * 4);
+    } else if (st == SS_OK) {
+        r->last.n = 0;
+    }
+    if (st != SS_OK) {
+        ss_step_output_clear(out);
+        r->last.n = 0;
+        return st;
+    }
+    r->q_n++;
+    return SS_OK;
+}
+
+ss_status ss_replica_collect(ss_replica *r, ss_step_output *out, ss_err *err)
+{
+    memset(out, 0, sizeof *out);
+    if (!r->multi)
+        return ss_runner_collect(r->runner, out, err);
+    if (r->q_n == 0)
+        return ss_err_set(err, SS_ERR_INVALID_ARG, "no step is pending");
+    *out = r->q_out[r->q_head]; /* ownership moves to the caller */
+    memset(&r->q_out[r->q_head], 0, sizeof *out);
+    r->q_head = (r->q_head + 1) % SS_DOWNLOAD_SLOTS;
+    r->q_n--;
+    return SS_OK;
+}
+
+int ss_replica_pending(const ss_replica *r)
+{
+    return r->multi ? r->q_n : ss_runner_pending(r->runner);
+}
+
+int ss_replica_overlaps(const ss_replica *r)
+{
+    return !r->multi;
+}
+
+ss_status ss_replica_step(ss_replica *r, const ss_step_plan *plan, ss_step_output *out, ss_err *err)
+{
+    memset(out, 0, sizeof *out);
+    SS_CHECK(ss_replica_submit(r, plan, err));
+    return ss_replica_collect(r, out, err);
 }
 
 const ss_model_config *ss_replica_config(const ss_replica *r)
@@ -419,6 +531,7 @@ void ss_replica_destroy(ss_replica *r)
         r->tp_comm = r->world = NULL;
         if (!ss_comm_destroy_bounded(tp, world, 1, 10000)) {
             /* the runner's device memory may still be in use by a hung collective: leak it */
+            replica_free_queue(r);
             ss_free(r);
             return;
         }
@@ -426,5 +539,6 @@ void ss_replica_destroy(ss_replica *r)
     ss_comm_destroy(r->tp_comm);
     ss_comm_destroy(r->world);
     ss_runner_destroy(r->runner);
+    replica_free_queue(r);
     ss_free(r);
 }

@@ -1,5 +1,5 @@
 /* replica.h — one model replica as the leader sees it: W = tp × pp ranks that run step plans.
- * The scheduler drives a replica through ss_replica_step; ranks, comm and sharding stay inside. */
+ * The scheduler drives a replica through ss_replica_submit/collect; ranks, comm and sharding stay inside. */
 #ifndef SS_REPLICA_H
 #define SS_REPLICA_H
 
@@ -39,6 +39,16 @@ ss_status ss_replica_create(const ss_replica_params *params, ss_replica **out, s
  * A lost rank gives SS_ERR_COMM / SS_ERR_TIMEOUT; the replica is then unusable. Not thread-safe:
  * one scheduler thread calls it. */
 ss_status ss_replica_step(ss_replica *r, const ss_step_plan *plan, ss_step_output *out, ss_err *err);
+/* The same in two halves (see ss_runner_submit): submit the plan of step k+1, with SS_TOKEN_PREV for
+ * the tokens of step k, before collecting step k, and the host's planning overlaps the device's work.
+ * Steps are collected in submit order; at most SS_DOWNLOAD_SLOTS are pending. */
+ss_status ss_replica_submit(ss_replica *r, const ss_step_plan *plan, ss_err *err);
+ss_status ss_replica_collect(ss_replica *r, ss_step_output *out, ss_err *err);
+/* Steps submitted and not collected. */
+int ss_replica_pending(const ss_replica *r);
+/* 1 when submit returns before the step's device work ends (one rank); with several ranks each step
+ * runs within submit, and submitting ahead gains nothing. */
+int ss_replica_overlaps(const ss_replica *r);
 const ss_model_config *ss_replica_config(const ss_replica *r);
 int32_t ss_replica_num_kv_blocks(const ss_replica *r);
 int32_t ss_replica_block_size(const ss_replica *r);

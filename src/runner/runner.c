@@ -17,6 +17,14 @@
 #include "model/shard_plan.h"
 #include "model/weights.h"
 
+/* A step submitted and not collected yet. */
+typedef struct runner_pending {
+    int async;          /* the sampled tokens are on their way: download_wait(slot) fills buf */
+    int32_t n;          /* sampled rows of an async step */
+    int32_t *buf;       /* [2 * max_rows] that step's tokens, then their log-probabilities (owned) */
+    ss_step_output out; /* the result of a step that completed inside submit */
+} runner_pending;
+
 struct ss_runner {
     ss_runner_params p;
     ss_model_config cfg;
@@ -31,6 +39,15 @@ struct ss_runner {
     float *host_logits;   /* [max_rows, vocab] for the host sampling path */
     float *host_scratch;  /* [max(vocab, 2 * max_rows)] */
     int32_t *dev_tok;     /* device [2 * max_rows]: sampled tokens, then their log-probabilities */
+    int32_t *ids;         /* [max_tokens] the step's ids as the forward pass takes them (< 0: fed from dev_tok) */
+    /* Steps submitted and not collected, oldest at pend_head; entry i uses download slot i. */
+    runner_pending pend[SS_DOWNLOAD_SLOTS];
+    int32_t pend_head, n_pend;
+    /* The last submitted step: its sampling sequences, whether dev_tok holds their tokens (so that
+     * SS_TOKEN_PREV is fed on the device), and their host copy once known. */
+    ss_sampled_seqs prev;
+    int prev_fed, prev_known;
+    int32_t *prev_tokens; /* [max_rows] */
 };
 
 float ss_rng_uniform(uint64_t seed, uint64_t counter)
@@ -160,7 +177,12 @@ ss_status ss_runner_create(const ss_runner_params *p, const ss_runner_links *lin
     r->row_of_seq = ss_malloc(S * 4);
     r->block_tables = ss_calloc(S * (size_t)r->fp.max_blocks, 4);
     r->seq_lens = ss_malloc(S * 4);
-    if (!r->tok_seq || !r->tok_pos || !r->slots || !r->rows || !r->row_of_seq || !r->block_tables || !r->seq_lens) {
+    r->ids = ss_malloc(T * 4);
+    r->prev_tokens = ss_malloc(R * 4);
+    for (int i = 0; i < SS_DOWNLOAD_SLOTS; i++)
+        r->pend[i].buf = ss_malloc(2 * R * 4);
+    if (!r->tok_seq || !r->tok_pos || !r->slots || !r->rows || !r->row_of_seq || !r->block_tables || !r->seq_lens ||
+        !r->ids || !r->prev_tokens || !r->pend[0].buf || !r->pend[1].buf) {
         st = ss_err_set(err, SS_ERR_NOMEM, "out of memory");
         goto fail;
     }
@@ -169,6 +191,7 @@ ss_status ss_runner_create(const ss_runner_params *p, const ss_runner_links *lin
         r->host_scratch = ss_malloc(scratch * sizeof(float));
         /* sampled tokens then their log-probabilities, read back with one copy */
         SS_CHECK_GOTO(r->be->iface->alloc(r->be->ctx, 2 * R * 4, (void **)&r->dev_tok), st, fail);
+        ss_forward_set_fed(r->fwd, r->dev_tok); /* SS_TOKEN_PREV reads the previous step's samples there */
         if (!r->host_scratch) {
             st = ss_err_set(err, SS_ERR_NOMEM, "out of memory");
             goto fail;
@@ -202,6 +225,13 @@ void ss_runner_destroy(ss_runner *r)
     ss_free(r->row_of_seq);
     ss_free(r->block_tables);
     ss_free(r->seq_lens);
+    ss_free(r->ids);
+    ss_free(r->prev_tokens);
+    for (int i = 0; i < SS_DOWNLOAD_SLOTS; i++) {
+        ss_free(r->pend[i].buf);
+        ss_step_output_clear(&r->pend[i].out);
+    }
+    ss_sampled_seqs_free(&r->prev);
     ss_free(r->host_logits);
     ss_free(r->host_scratch);
     ss_free(r);
@@ -290,7 +320,7 @@ static ss_status runner_validate(const ss_runner *r, const ss_step_plan *plan, s
         return ss_err_set(err, SS_ERR_INVALID_ARG, "step plan: sequences hold %lld tokens, plan says %lld",
                           (long long)total, (long long)plan->n_tokens);
     for (int64_t i = 0; i < plan->n_tokens; i++)
-        if (plan->tokens[i] < 0 || plan->tokens[i] >= r->cfg.vocab_size)
+        if (plan->tokens[i] != SS_TOKEN_PREV && (plan->tokens[i] < 0 || plan->tokens[i] >= r->cfg.vocab_size))
             return ss_err_set(err, SS_ERR_INVALID_ARG, "step plan: token id %d outside the vocabulary 0..%d",
                               plan->tokens[i], r->cfg.vocab_size - 1);
     return SS_OK;
@@ -460,15 +490,84 @@ static ss_status runner_sample(ss_runner *r, const ss_step_plan *plan, const flo
     return SS_OK;
 }
 
-ss_status ss_runner_step(ss_runner *r, const ss_step_plan *plan, ss_step_output *out, ss_err *err)
+/* 1 when plan's sampling needs the logits on the host (logprob lists, penalties, bans, logits returned). */
+static int runner_host_sampling(const ss_step_plan *plan)
 {
-    memset(out, 0, sizeof *out);
+    if (plan->flags & (SS_PLAN_ALL_LOGITS | SS_PLAN_LAST_LOGITS))
+        return 1;
+    for (int32_t s = 0; s < plan->n_seqs; s++)
+        if (plan->seqs[s].sample && runner_needs_host(&plan->seqs[s]))
+            return 1;
+    return 0;
+}
+
+/* Makes the tokens of an async pending step known on the host: waits for its copy, then turns it into
+ * a step output. */
+static ss_status runner_settle(ss_runner *r, runner_pending *pd, int slot, ss_err *err)
+{
+    if (!pd->async)
+        return SS_OK;
+    ss_status st = r->be->iface->download_wait(r->be->ctx, slot);
+    if (st != SS_OK)
+        return ss_err_set(err, st, "reading the sampled tokens back from %s", r->be->desc);
+    pd->async = 0;
+    int32_t n = pd->n;
+    ss_step_output *o = &pd->out;
+    o->n = n;
+    o->vocab = r->cfg.vocab_size;
+    o->token = ss_malloc((size_t)(n ? n : 1) * 4);
+    o->logprob = ss_malloc((size_t)(n ? n : 1) * 4);
+    if (!o->token || !o->logprob) {
+        ss_step_output_clear(o);
+        return ss_err_set(err, SS_ERR_NOMEM, "out of memory");
+    }
+    memcpy(o->token, pd->buf, (size_t)n * 4);
+    memcpy(o->logprob, pd->buf + n, (size_t)n * 4);
+    return SS_OK;
+}
+
+/* The forward pass's id of plan token t of sequence q (SS_TOKEN_PREV resolved; see ss_runner_submit). */
+static ss_status runner_token_id(ss_runner *r, const ss_plan_seq *q, int32_t tok, int32_t hint, int32_t *id,
+                                 ss_err *err)
+{
+    if (tok != SS_TOKEN_PREV) {
+        *id = tok;
+        return SS_OK;
+    }
+    int32_t row = ss_sampled_seqs_find(&r->prev, q->seq_id, hint);
+    if (row < 0)
+        return ss_err_set(err, SS_ERR_INVALID_ARG,
+                          "step plan: sequence %llu asks for its token of the previous step, where it did not sample",
+                          (unsigned long long)q->seq_id);
+    if (r->prev_fed) {
+        *id = -1 - row;
+        return SS_OK;
+    }
+    if (!r->prev_known && r->n_pend == 0)
+        return ss_err_set(err, SS_ERR_INVALID_ARG, "step plan: sequence %llu: the previous step's tokens are not on rank %d",
+                          (unsigned long long)q->seq_id, r->p.rank);
+    if (!r->prev_known) { /* the backend cannot feed: wait for the previous step's tokens */
+        int32_t last = (r->pend_head + r->n_pend - 1) % SS_DOWNLOAD_SLOTS;
+        SS_CHECK(runner_settle(r, &r->pend[last], last, err));
+        memcpy(r->prev_tokens, r->pend[last].out.token, (size_t)r->prev.n * 4);
+        r->prev_known = 1;
+    }
+    *id = r->prev_tokens[row];
+    return SS_OK;
+}
+
+/* Runs the plan up to its sampled tokens, into pending entry pd (slot). *recorded: set once r->prev
+ * describes this step (a failure after that leaves nothing to feed from). */
+static ss_status runner_run(ss_runner *r, const ss_step_plan *plan, runner_pending *pd, int slot, int *recorded,
+                            ss_err *err)
+{
+    ss_step_output *out = &pd->out;
     SS_CHECK(runner_validate(r, plan, err));
     int all = (plan->flags & SS_PLAN_ALL_LOGITS) != 0;
     if (all && plan->n_tokens > r->fp.max_rows)
         return ss_err_set(err, SS_ERR_INVALID_ARG, "step plan: all logits of %lld tokens exceed %d rows",
                           (long long)plan->n_tokens, r->fp.max_rows);
-    int32_t mb = r->fp.max_blocks, bs = r->fp.block_size, max_len = 0, n_rows = 0;
+    int32_t mb = r->fp.max_blocks, bs = r->fp.block_size, max_len = 0, n_rows = 0, n_prev = 0;
     int64_t t = 0;
     for (int32_t s = 0; s < plan->n_seqs; s++) {
         const ss_plan_seq *q = &plan->seqs[s];
@@ -478,6 +577,10 @@ ss_status ss_runner_step(ss_runner *r, const ss_step_plan *plan, ss_step_output 
         max_len = r->seq_lens[s] > max_len ? r->seq_lens[s] : max_len;
         for (int32_t i = 0; i < q->n_tokens; i++, t++) {
             int32_t pos = q->pos_start + i;
+            if (plan->tokens[t] == SS_TOKEN_PREV)
+                SS_CHECK(runner_token_id(r, q, SS_TOKEN_PREV, n_prev++, &r->ids[t], err));
+            else
+                r->ids[t] = plan->tokens[t];
             r->tok_seq[t] = s;
             r->tok_pos[t] = pos;
             r->slots[t] = q->blocks[pos / bs] * bs + pos % bs;
@@ -488,16 +591,46 @@ ss_status ss_runner_step(ss_runner *r, const ss_step_plan *plan, ss_step_output 
         if (!all && q->sample)
             r->rows[n_rows++] = (int32_t)(t - 1);
     }
+    /* From here on the plan's tokens are this step's: record its sampling sequences. */
+    *recorded = 1;
+    r->prev.n = 0;
+    r->prev_fed = r->prev_known = 0;
+    SS_CHECK(ss_sampled_seqs_record(&r->prev, plan, err));
     /* Greedy sampling without logprob lists, penalties, bans or logits: tp ranks reduce their
      * vocabulary shards instead of gathering whole rows. */
     int greedy_only = !all && !(plan->flags & SS_PLAN_LAST_LOGITS);
     for (int32_t s = 0; s < plan->n_seqs && greedy_only; s++)
         if (plan->seqs[s].sample && (plan->seqs[s].sp.temperature > 0 || runner_needs_host(&plan->seqs[s])))
             greedy_only = 0;
-    ss_forward_batch b = {plan->n_tokens, plan->tokens, r->tok_seq, r->tok_pos, r->slots, plan->n_seqs,
+    ss_forward_batch b = {plan->n_tokens, r->ids, r->tok_seq, r->tok_pos, r->slots, plan->n_seqs,
                           r->block_tables, r->seq_lens, max_len, n_rows, r->rows, greedy_only};
     const float *logits = NULL;
     SS_CHECK(ss_forward_run(r->fwd, &b, &logits, err));
+    const ss_backend_i *B = r->be->iface;
+    if (logits && !r->links.nccl && !runner_host_sampling(plan) && ss_runner_is_output_rank(r) &&
+        r->prev.n > 0) {
+        /* Device sampling, read back without waiting: the host may plan and submit the next step while
+         * this one runs. Same rows and parameters as runner_sample's device path. */
+        ss_sample_row srows[512];
+        int32_t n = r->prev.n;
+        ss_sample_row *sr = n <= 512 ? srows : ss_malloc((size_t)n * sizeof *sr);
+        if (!sr)
+            return ss_err_set(err, SS_ERR_NOMEM, "out of memory");
+        for (int32_t s = 0, k = 0; s < plan->n_seqs; s++)
+            if (plan->seqs[s].sample)
+                sr[k++] = runner_sample_row(&plan->seqs[s]);
+        ss_status st = B->sample(r->be->ctx, r->dev_tok, (float *)(r->dev_tok + n), logits, n, r->cfg.vocab_size, sr);
+        if (sr != srows)
+            ss_free(sr);
+        if (st == SS_OK)
+            st = B->download_async(r->be->ctx, pd->buf, r->dev_tok, (size_t)n * 8, slot);
+        if (st != SS_OK)
+            return ss_err_set(err, st, "sampling on %s", r->be->desc);
+        pd->async = 1;
+        pd->n = n;
+        r->prev_fed = ss_forward_feeds(r->fwd);
+        return SS_OK;
+    }
 #ifdef SS_HAVE_CUDA
     /* NCCL only enqueues: wait for the step with a deadline so that a lost peer becomes an error. */
     if (r->links.nccl)
@@ -512,18 +645,76 @@ ss_status ss_runner_step(ss_runner *r, const ss_step_plan *plan, ss_step_output 
         out->vocab = r->cfg.vocab_size;
         out->token = ss_malloc((size_t)g.n * 4);
         out->logprob = ss_malloc((size_t)g.n * 4);
-        if (!out->token || !out->logprob) {
-            ss_step_output_clear(out);
+        if (!out->token || !out->logprob)
             return ss_err_set(err, SS_ERR_NOMEM, "out of memory");
-        }
         memcpy(out->token, g.token, (size_t)g.n * 4);
         memcpy(out->logprob, g.logprob, (size_t)g.n * 4);
-        return SS_OK;
+    } else if (logits) {
+        SS_CHECK(runner_sample(r, plan, logits, n_rows, out, err));
+        /* the device path of runner_sample leaves the tokens in dev_tok */
+        r->prev_fed = !runner_host_sampling(plan) && ss_forward_feeds(r->fwd);
     }
-    if (!logits)
-        return SS_OK;
-    ss_status st = runner_sample(r, plan, logits, n_rows, out, err);
+    if (out->n == r->prev.n && out->token) {
+        memcpy(r->prev_tokens, out->token, (size_t)out->n * 4);
+        r->prev_known = 1;
+    }
+    return SS_OK;
+}
+
+ss_status ss_runner_submit(ss_runner *r, const ss_step_plan *plan, ss_err *err)
+{
+    if (r->n_pend == SS_DOWNLOAD_SLOTS)
+        return ss_err_set(err, SS_ERR_INVALID_ARG, "step plan: %d steps are pending already (collect one first)",
+                          r->n_pend);
+    int slot = (r->pend_head + r->n_pend) % SS_DOWNLOAD_SLOTS;
+    runner_pending *pd = &r->pend[slot];
+    ss_step_output_clear(&pd->out);
+    pd->async = 0;
+    pd->n = 0;
+    int recorded = 0;
+    ss_status st = runner_run(r, plan, pd, slot, &recorded, err);
+    if (st != SS_OK) {
+        ss_step_output_clear(&pd->out);
+        pd->async = 0;
+        if (recorded) { /* nothing may be fed from a step that failed; a refused plan changes nothing */
+            r->prev.n = 0;
+            r->prev_fed = r->prev_known = 0;
+        }
+        return st;
+    }
+    r->n_pend++;
+    return SS_OK;
+}
+
+ss_status ss_runner_collect(ss_runner *r, ss_step_output *out, ss_err *err)
+{
+    memset(out, 0, sizeof *out);
+    if (r->n_pend == 0)
+        return ss_err_set(err, SS_ERR_INVALID_ARG, "no step is pending");
+    int slot = r->pend_head;
+    runner_pending *pd = &r->pend[slot];
+    ss_status st = runner_settle(r, pd, slot, err);
+    r->pend_head = (r->pend_head + 1) % SS_DOWNLOAD_SLOTS;
+    r->n_pend--;
     if (st != SS_OK)
-        ss_step_output_clear(out);
-    return st;
+        return st;
+    if (r->n_pend == 0 && !r->prev_known && pd->out.n == r->prev.n && pd->out.token) {
+        memcpy(r->prev_tokens, pd->out.token, (size_t)pd->out.n * 4);
+        r->prev_known = 1;
+    }
+    *out = pd->out; /* ownership moves to the caller */
+    memset(&pd->out, 0, sizeof pd->out);
+    return SS_OK;
+}
+
+int ss_runner_pending(const ss_runner *r)
+{
+    return r->n_pend;
+}
+
+ss_status ss_runner_step(ss_runner *r, const ss_step_plan *plan, ss_step_output *out, ss_err *err)
+{
+    memset(out, 0, sizeof *out);
+    SS_CHECK(ss_runner_submit(r, plan, err));
+    return ss_runner_collect(r, out, err);
 }

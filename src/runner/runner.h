@@ -38,8 +38,21 @@ void ss_runner_set_links(ss_runner *r, const ss_runner_links *links);
 ss_backend *ss_runner_backend(const ss_runner *r);
 
 /* Validates and runs a plan. On the last stage's tp rank 0, fills out (caller clears); elsewhere out
- * is left empty. Invalid plans return SS_ERR_INVALID_ARG without touching the device. */
+ * is left empty. Invalid plans return SS_ERR_INVALID_ARG without touching the device.
+ * = ss_runner_submit, then ss_runner_collect. */
 ss_status ss_runner_step(ss_runner *r, const ss_step_plan *plan, ss_step_output *out, ss_err *err);
+
+/* The same in two halves, so that the host can plan and submit step k+1 while step k runs on the
+ * device: submit enqueues the plan's work (on a single-rank replica sampling on the device, it returns
+ * without waiting for the device), collect waits for the oldest submitted step and hands over its
+ * output (caller clears). At most SS_DOWNLOAD_SLOTS steps are pending; steps run in submit order.
+ * A plan token SS_TOKEN_PREV is the token its sequence sampled in the step submitted just before
+ * (fed on the device when the backend can, else read back first); a sequence that did not sample
+ * there is an invalid plan. Plan memory is not kept after submit returns. */
+ss_status ss_runner_submit(ss_runner *r, const ss_step_plan *plan, ss_err *err);
+ss_status ss_runner_collect(ss_runner *r, ss_step_output *out, ss_err *err);
+/* Steps submitted and not collected. */
+int ss_runner_pending(const ss_runner *r);
 
 const ss_model_config *ss_runner_config(const ss_runner *r);
 int32_t ss_runner_num_kv_blocks(const ss_runner *r);

@@ -183,3 +183,38 @@ ss_status ss_step_output_decode(const uint8_t *buf, size_t len, ss_step_output *
         ss_rbuf_get(&r, o->logits, (size_t)(rows * vocab * 4));
     return SS_OK;
 }
+
+ss_status ss_sampled_seqs_record(ss_sampled_seqs *s, const ss_step_plan *plan, ss_err *err)
+{
+    s->n = 0;
+    for (int32_t i = 0; i < plan->n_seqs; i++) {
+        if (!plan->seqs[i].sample)
+            continue;
+        if (s->n == s->cap) {
+            int32_t cap = s->cap ? 2 * s->cap : 64;
+            uint64_t *ids = ss_realloc(s->seq_ids, (size_t)cap * sizeof *ids);
+            if (!ids)
+                return ss_err_set(err, SS_ERR_NOMEM, "out of memory recording a step's sequences");
+            s->seq_ids = ids;
+            s->cap = cap;
+        }
+        s->seq_ids[s->n++] = plan->seqs[i].seq_id;
+    }
+    return SS_OK;
+}
+
+int32_t ss_sampled_seqs_find(const ss_sampled_seqs *s, uint64_t seq_id, int32_t hint)
+{
+    if (hint >= 0 && hint < s->n && s->seq_ids[hint] == seq_id)
+        return hint;
+    for (int32_t i = 0; i < s->n; i++)
+        if (s->seq_ids[i] == seq_id)
+            return i;
+    return -1;
+}
+
+void ss_sampled_seqs_free(ss_sampled_seqs *s)
+{
+    ss_free(s->seq_ids);
+    memset(s, 0, sizeof *s);
+}

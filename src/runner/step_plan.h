@@ -46,6 +46,10 @@ enum {
     SS_PLAN_SHUTDOWN = 1 << 2,    /* workers leave their loop after acknowledging */
 };
 
+/* A plan token that stands for the token its sequence sampled in the step submitted just before this
+ * one (ss_replica_submit): the leader may plan a decode step before that token is known to it. */
+#define SS_TOKEN_PREV (-1)
+
 typedef struct ss_step_plan {
     uint64_t step_id;
     uint32_t flags;
@@ -67,6 +71,18 @@ typedef struct ss_step_output {
     int32_t vocab;
     float *logits;          /* [logits_rows, vocab] */
 } ss_step_output;
+
+/* The sequences that sampled in a step, in output order: where SS_TOKEN_PREV finds its row. */
+typedef struct ss_sampled_seqs {
+    int32_t n, cap;
+    uint64_t *seq_ids; /* [n], owned */
+} ss_sampled_seqs;
+
+/* Records plan's sampling sequences (replacing what s held). */
+ss_status ss_sampled_seqs_record(ss_sampled_seqs *s, const ss_step_plan *plan, ss_err *err);
+/* The output row of seq_id, or -1 when it did not sample. hint: the row to try first. */
+int32_t ss_sampled_seqs_find(const ss_sampled_seqs *s, uint64_t seq_id, int32_t hint);
+void ss_sampled_seqs_free(ss_sampled_seqs *s);
 
 /* Frees the arrays inside out (not out itself) and zeroes it. */
 void ss_step_output_clear(ss_step_output *out);

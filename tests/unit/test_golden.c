@@ -146,7 +146,10 @@ static void golden_case(ss_replica *r, const cJSON *c, int32_t slot, int n_gen)
     /* Greedy: compare tokens while the reference margin is clearly above our error. */
     int32_t tok = out.token[0];
     ss_step_output_clear(&out);
-    int checked = 0;
+    /* Decoding as the scheduler does: step k+2 is submitted with SS_TOKEN_PREV (fed on the device) before
+     * step k+1 is collected. */
+    int checked = 0, pending = 0;
+    int32_t prev = SS_TOKEN_PREV;
     for (int k = 0; k < n_gen && k < n_greedy; k++) {
         double margin = cJSON_GetArrayItem(margins, k)->valuedouble;
         if (margin < golden_margin)
@@ -155,12 +158,23 @@ static void golden_case(ss_replica *r, const cJSON *c, int32_t slot, int n_gen)
         checked++;
         if (k + 1 == n_gen)
             break;
-        q.pos_start = n_prompt + k;
-        q.n_tokens = 1;
-        ss_step_plan dp = {2 + (uint64_t)k, 0, 1, &q, 1, &tok};
-        if (ss_replica_step(r, &dp, &out, &e) != SS_OK)
+        for (int sub = pending ? k + 1 : k; sub <= k + 1 && sub + 1 < n_gen; sub++) {
+            q.pos_start = n_prompt + sub;
+            q.n_tokens = 1;
+            ss_step_plan dp = {2 + (uint64_t)sub, 0, 1, &q, 1, sub == k ? &tok : &prev};
+            if (ss_replica_submit(r, &dp, &e) != SS_OK)
+                fail_msg("%s", e.msg);
+            pending++;
+        }
+        if (ss_replica_collect(r, &out, &e) != SS_OK)
             fail_msg("%s", e.msg);
+        pending--;
         tok = out.token[0];
+        ss_step_output_clear(&out);
+    }
+    for (; pending > 0; pending--) {
+        if (ss_replica_collect(r, &out, &e) != SS_OK)
+            fail_msg("%s", e.msg);
         ss_step_output_clear(&out);
     }
     golden_checked_total += checked;

@@ -1,6 +1,7 @@
 /* test_sharded.c — every fixture model at every (tp, pp) with tp·pp <= 4 that its shapes allow gives
  * the logits of one process (relative L2 <= 1e-5) and identical greedy tokens; ranks are real
- * processes talking TCP (the shardserve binary's `worker`). */
+ * processes talking TCP (the shardserve binary's `worker`). The sharded runs, and a second
+ * one-process run, decode with steps submitted ahead (SS_TOKEN_PREV); the reference does not. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -31,7 +32,7 @@ typedef struct run_result {
     int32_t V;
 } run_result;
 
-static int run_model(const char *model, int tp, int pp, run_result *res)
+static int run_model(const char *model, int tp, int pp, int ahead, run_result *res)
 {
     char dir[1024];
     snprintf(dir, sizeof dir, "%s/models/%s", SS_FIXTURES, model);
@@ -72,17 +73,24 @@ static int run_model(const char *model, int tp, int pp, run_result *res)
     memcpy(res->logits, out.logits, (size_t)N_PROMPT * V * sizeof(float));
     int32_t tok = out.token[0];
     ss_step_output_clear(&out);
+    int32_t prev = SS_TOKEN_PREV;
     for (int k = 0; k < SHARD_GEN; k++) {
         res->tokens[k] = tok;
-        q.pos_start = N_PROMPT + k;
-        q.n_tokens = 1;
-        ss_step_plan dp = {2 + (uint64_t)k, 0, 1, &q, 1, &tok};
-        if (ss_replica_step(r, &dp, &out, &e) != SS_OK)
+        /* ahead: step k was submitted with step k-1 still pending; submit k+1 before collecting k */
+        for (int sub = k == 0 || !ahead ? k : k + 1; sub <= k + ahead && sub < SHARD_GEN; sub++) {
+            q.pos_start = N_PROMPT + sub;
+            q.n_tokens = 1;
+            ss_step_plan dp = {2 + (uint64_t)sub, 0, 1, &q, 1, sub == k ? &tok : &prev};
+            if (ss_replica_submit(r, &dp, &e) != SS_OK)
+                fail_msg("%s tp%d pp%d decode: %s", model, tp, pp, e.msg);
+        }
+        if (ss_replica_collect(r, &out, &e) != SS_OK)
             fail_msg("%s tp%d pp%d decode: %s", model, tp, pp, e.msg);
         tok = out.token[0];
         res->logprobs[k] = out.logprob[0];
         ss_step_output_clear(&out);
     }
+    assert_int_equal(ss_replica_pending(r), 0);
     ss_replica_destroy(r);
     return 0;
 }
@@ -98,14 +106,19 @@ static void test_sharded_equals_single(void **state)
         ss_model_config cfg;
         ss_err e;
         assert_int_equal(ss_config_load_dir(dir, &cfg, &e), SS_OK);
-        run_result base;
-        run_model(models[m], 1, 1, &base);
+        run_result base, ahead;
+        run_model(models[m], 1, 1, 0, &base);
+        run_model(models[m], 1, 1, 1, &ahead); /* tokens fed on the device from step to step */
+        assert_memory_equal(ahead.tokens, base.tokens, sizeof base.tokens);
+        for (int k = 0; k < SHARD_GEN; k++)
+            assert_true(ahead.logprobs[k] == base.logprobs[k]);
+        free(ahead.logits);
         for (size_t c = 0; c < sizeof cfgs / sizeof cfgs[0]; c++) {
             int tp = cfgs[c][0], pp = cfgs[c][1];
             if (ss_shard_check(&cfg, tp, pp, &e) != SS_OK)
                 continue; /* the shapes don't allow it: refused with a reason, checked elsewhere */
             run_result got;
-            run_model(models[m], tp, pp, &got);
+            run_model(models[m], tp, pp, 1, &got);
             double num = 0, den = 0;
             for (size_t i = 0; i < (size_t)N_PROMPT * base.V; i++) {
                 double d = (double)got.logits[i] - base.logits[i];
@@ -132,8 +145,106 @@ static void test_sharded_equals_single(void **state)
     assert_true(ran >= 20);
 }
 
+static ss_replica *open_replica(int tp)
+{
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/models/llama3-gqa", SS_FIXTURES);
+    ss_replica_params p = ss_replica_default_params();
+    p.model_dir = dir;
+    p.tp = tp;
+    p.backend.device = SS_DEVICE_CPU;
+    p.backend.n_threads = 1;
+    p.max_seq_len = 64;
+    p.num_kv_blocks = 8;
+    p.max_batch_tokens = 64;
+    p.max_seqs = 4;
+    p.comm_timeout_ms = 30000;
+    p.worker_exe = SS_BINARY_DIR "/shardserve";
+    ss_replica *r = NULL;
+    ss_err e;
+    if (ss_replica_create(&p, &r, &e) != SS_OK)
+        fail_msg("tp%d: %s", tp, e.msg);
+    return r;
+}
+
+/* submit/collect misuse is refused with the reason, and the replica stays usable: collecting with
+ * nothing pending, a third pending step, SS_TOKEN_PREV with no previous step, after a step where the
+ * sequence did not sample, or for another sequence. One process and tp 2 (resolved on the leader). */
+static void test_submit_errors(void **state)
+{
+    (void)state;
+    for (int tp = 1; tp <= 2; tp++) {
+        ss_replica *r = open_replica(tp);
+        int32_t blocks[4] = {0, 1, 2, 3}, prev = SS_TOKEN_PREV, toks[4] = {5, 6, 7, 8};
+        ss_plan_seq q;
+        memset(&q, 0, sizeof q);
+        q.seq_id = 1;
+        q.blocks = blocks;
+        q.n_blocks = 4;
+        q.sp = ss_sampling_default();
+        ss_step_output out;
+        ss_err e;
+        assert_int_equal(ss_replica_collect(r, &out, &e), SS_ERR_INVALID_ARG);
+        assert_non_null(strstr(e.msg, "no step is pending"));
+        /* PREV before any step */
+        q.n_tokens = 1;
+        q.sample = 1;
+        ss_step_plan p1 = {1, 0, 1, &q, 1, &prev};
+        assert_int_equal(ss_replica_submit(r, &p1, &e), SS_ERR_INVALID_ARG);
+        assert_non_null(strstr(e.msg, "did not sample"));
+        /* a prefill chunk that does not sample, then PREV */
+        q.n_tokens = 4;
+        q.sample = 0;
+        ss_step_plan p2 = {2, 0, 1, &q, 4, toks};
+        assert_int_equal(ss_replica_submit(r, &p2, &e), SS_OK);
+        q.pos_start = 4;
+        q.n_tokens = 1;
+        q.sample = 1;
+        ss_step_plan p3 = {3, 0, 1, &q, 1, &prev};
+        assert_int_equal(ss_replica_submit(r, &p3, &e), SS_ERR_INVALID_ARG);
+        assert_non_null(strstr(e.msg, "sequence 1 asks for its token of the previous step"));
+        assert_int_equal(ss_replica_pending(r), 1);
+        assert_int_equal(ss_replica_collect(r, &out, &e), SS_OK);
+        assert_int_equal(out.n, 0);
+        ss_step_output_clear(&out);
+        /* a sampling step, then two pending; a third is refused; PREV for another sequence is refused */
+        ss_step_plan p4 = {4, 0, 1, &q, 1, &toks[3]};
+        assert_int_equal(ss_replica_submit(r, &p4, &e), SS_OK);
+        q.pos_start = 5;
+        q.seq_id = 2;
+        ss_step_plan p5 = {5, 0, 1, &q, 1, &prev};
+        assert_int_equal(ss_replica_submit(r, &p5, &e), SS_ERR_INVALID_ARG);
+        assert_non_null(strstr(e.msg, "sequence 2"));
+        q.seq_id = 1;
+        assert_int_equal(ss_replica_submit(r, &p5, &e), SS_OK);
+        q.pos_start = 6;
+        ss_step_plan p6 = {6, 0, 1, &q, 1, &prev};
+        assert_int_equal(ss_replica_submit(r, &p6, &e), SS_ERR_INVALID_ARG);
+        assert_non_null(strstr(e.msg, "pending already"));
+        int32_t got[2];
+        for (int k = 0; k < 2; k++) {
+            assert_int_equal(ss_replica_collect(r, &out, &e), SS_OK);
+            assert_int_equal(out.n, 1);
+            got[k] = out.token[0];
+            ss_step_output_clear(&out);
+        }
+        /* the same two steps without PREV give the same tokens */
+        q.pos_start = 4;
+        ss_step_output o2;
+        assert_int_equal(ss_replica_step(r, &p4, &o2, &e), SS_OK);
+        assert_int_equal(o2.token[0], got[0]);
+        q.pos_start = 5;
+        ss_step_plan p7 = {7, 0, 1, &q, 1, &got[0]};
+        ss_step_output_clear(&o2);
+        assert_int_equal(ss_replica_step(r, &p7, &o2, &e), SS_OK);
+        assert_int_equal(o2.token[0], got[1]);
+        ss_step_output_clear(&o2);
+        ss_replica_destroy(r);
+    }
+}
+
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_sharded_equals_single)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_submit_errors), cmocka_unit_test(test_sharded_equals_single)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
