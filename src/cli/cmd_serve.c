@@ -25,7 +25,7 @@ typedef struct serve_opts {
     int64_t tp, pp, port, metrics_port, threads;
     int64_t max_batch, max_waiting, max_step_tokens, max_seq_len, num_kv_blocks, block_size;
     int64_t max_body_bytes, max_header_bytes, conn_timeout, request_timeout, drain_timeout, max_n;
-    int no_prefix_cache, no_warmup;
+    int no_prefix_cache, no_warmup, no_overlap;
 } serve_opts;
 
 static int serve_fail(ss_status st, const ss_err *e)
@@ -97,6 +97,7 @@ int ss_cmd_serve(int argc, char **argv, char **env)
         {"num-kv-blocks", SS_OPT_INT, &o.num_kv_blocks, "KV-cache blocks (0: automatic)"},
         {"block-size", SS_OPT_INT, &o.block_size, "KV block size in tokens"},
         {"no-prefix-cache", SS_OPT_BOOL, &o.no_prefix_cache, "turn prefix caching off"},
+        {"no-overlap", SS_OPT_BOOL, &o.no_overlap, "plan each step after the previous one's tokens are back"},
         {"max-body-bytes", SS_OPT_INT, &o.max_body_bytes, "largest request body (beyond it: 413)"},
         {"max-header-bytes", SS_OPT_INT, &o.max_header_bytes, "largest request header block"},
         {"conn-timeout", SS_OPT_INT, &o.conn_timeout, "seconds a connection may stall reading/writing"},
@@ -216,6 +217,7 @@ int ss_cmd_serve(int argc, char **argv, char **env)
     p.sched.max_waiting = (int32_t)o.max_waiting;
     p.sched.max_step_tokens = (int32_t)o.max_step_tokens;
     p.sched.enable_prefix_cache = !o.no_prefix_cache;
+    p.sched.no_overlap = o.no_overlap;
     p.max_body_bytes = (size_t)o.max_body_bytes;
     p.max_header_bytes = (size_t)o.max_header_bytes;
     p.conn_timeout_s = (int)o.conn_timeout;

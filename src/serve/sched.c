@@ -41,6 +41,17 @@ typedef struct sreq {
     struct sreq *map_next;
 } sreq;
 
+/* A step submitted to the replica and not collected yet: its sequences in plan order (an entry turns NULL
+ * when its sequence ends first), their token counts and whether they sample. */
+typedef struct sched_flight {
+    int active;
+    int32_t n;
+    sreq **reqs;
+    int32_t *tokens;
+    uint8_t *sample;
+    int64_t t_submit;
+} sched_flight;
+
 struct ss_sched {
     ss_sched_params p;
     ss_replica *replica;     /* borrowed */
@@ -81,6 +92,11 @@ struct ss_sched {
     size_t n_banned, banned_cap;
     size_t *banned_off; /* [max_running] */
     uint64_t step_id;
+    /* fl[cur]: the step to collect next; fl[1 - cur]: the step planned ahead of it, if any */
+    sched_flight fl[2];
+    int cur;
+    int overlap; /* !p.no_overlap and the replica runs steps asynchronously */
+    int64_t t_last_collect;
 };
 
 static int64_t now_us(void)
@@ -238,6 +254,10 @@ static void sreq_free(sreq *r)
  * when it ended normally), counts it and frees it. */
 static void finish(ss_sched *s, sreq *r, ss_finish_reason reason, ss_status st, const char *msg)
 {
+    for (int f = 0; f < 2; f++) /* a step in flight may hold r: its result for r is dropped */
+        for (int32_t i = 0; s->fl[f].active && i < s->fl[f].n; i++)
+            if (s->fl[f].reqs[i] == r)
+                s->fl[f].reqs[i] = NULL;
     if (r->state == SREQ_RUNNING)
         running_remove(s, r);
     else if (r->state == SREQ_WAITING)
@@ -652,63 +672,193 @@ static void on_token(ss_sched *s, sreq *r, const ss_step_output *out, int32_t k)
         finish(s, r, reason, SS_OK, NULL);
 }
 
-/* One iteration: choose work, run it on the replica, hand out the sampled tokens. */
+/* Submits plan (built from plan_reqs) to the replica as flight f. */
+static ss_status flight_submit(ss_sched *s, sched_flight *f, const ss_step_plan *plan, ss_err *err)
+{
+    SS_CHECK(ss_replica_submit(s->replica, plan, err));
+    f->active = 1;
+    f->n = plan->n_seqs;
+    f->t_submit = now_us();
+    for (int32_t k = 0; k < plan->n_seqs; k++) {
+        f->reqs[k] = s->plan_reqs[k];
+        f->tokens[k] = plan->seqs[k].n_tokens;
+        f->sample[k] = (uint8_t)plan->seqs[k].sample;
+    }
+    return SS_OK;
+}
+
+/* A step failed: the replica cannot be trusted any more, so every request fails with its message. */
+static void step_failed(ss_sched *s, ss_status st, const ss_err *err)
+{
+    char msg[sizeof(err->msg) + 32];
+    snprintf(msg, sizeof(msg), "replica step failed: %s", err->msg[0] ? err->msg : ss_status_str(st));
+    SS_LOGE("%s", msg);
+    pthread_mutex_lock(&s->mu);
+    s->healthy = 0;
+    s->fail_status = st;
+    snprintf(s->fail_msg, sizeof(s->fail_msg), "%s", msg);
+    pthread_mutex_unlock(&s->mu);
+    fail_all(s, st, msg);
+    s->fl[0].active = s->fl[1].active = 0;
+    /* leave no step pending: the replica may serve a later scheduler (a lost rank makes it refuse) */
+    for (int i = 0; i < 2 && ss_replica_pending(s->replica) > 0; i++) {
+        ss_step_output out;
+        ss_err e;
+        ss_replica_collect(s->replica, &out, &e);
+        ss_step_output_clear(&out);
+    }
+}
+
+/* Plans the step after the one in flight before its tokens are known, when that step is certain to be
+ * one decode token for each of its sequences: every running sequence samples in the flight, none needs
+ * its token history for sampling (penalties, bans, logprob lists), none ends by length with it, nobody
+ * waits for admission, and the blocks are there. The tokens are SS_TOKEN_PREV; a sequence that ends with
+ * the flight's token has its result of this step dropped. Returns 1 with plan built, 0 otherwise. */
+static int plan_ahead(ss_sched *s, ss_step_plan *plan)
+{
+    const sched_flight *a = &s->fl[s->cur];
+    if (!s->overlap || s->wait_head)
+        return 0;
+    int32_t live = 0;
+    for (int32_t i = 0; i < a->n; i++) {
+        const sreq *r = a->reqs[i];
+        if (!r)
+            continue;
+        const ss_gen_request *q = r->req;
+        if (!a->sample[i] || penalty_active(&q->sp) || q->sp.n_logprobs > 0 || q->n_bad_words > 0 ||
+            (!q->ignore_eos && r->n_generated + 1 < q->min_tokens) || r->n_generated + 1 >= q->max_tokens ||
+            r->n_tokens + 1 >= s->max_seq_len)
+            return 0;
+        live++;
+    }
+    if (live == 0 || live != s->n_running || live > s->p.max_step_tokens)
+        return 0;
+    for (int32_t i = 0; i < a->n; i++) {
+        sreq *r = a->reqs[i];
+        ss_err err;
+        if (r && ss_kv_seq_reserve(s->kv, &r->kv, (int64_t)r->n_tokens + 1, &err) != SS_OK)
+            return 0; /* blocks are short: the next step is planned the usual way, preempting if it must */
+    }
+    memset(plan, 0, sizeof(*plan));
+    s->n_banned = 0;
+    s->n_plan = 0;
+    for (int32_t i = 0; i < a->n; i++) {
+        sreq *r = a->reqs[i];
+        if (!r)
+            continue;
+        int32_t k = s->n_plan++;
+        ss_plan_seq *ps = &s->plan_seqs[k];
+        memset(ps, 0, sizeof(*ps));
+        s->plan_reqs[k] = r;
+        ps->seq_id = r->id;
+        ps->n_tokens = 1;
+        ps->pos_start = r->n_tokens; /* the flight computes position n_tokens - 1 and samples this one */
+        ps->n_blocks = ss_kv_blocks_for(s->kv, (int64_t)r->n_tokens + 1);
+        ps->blocks = r->kv.blocks;
+        ps->sample = 1;
+        ps->rng_counter = (uint64_t)r->n_generated + 1;
+        ps->sp = r->req->sp;
+        s->plan_tokens[k] = SS_TOKEN_PREV;
+    }
+    plan->step_id = ++s->step_id;
+    plan->n_seqs = s->n_plan;
+    plan->seqs = s->plan_seqs;
+    plan->n_tokens = s->n_plan;
+    plan->tokens = s->plan_tokens;
+    return 1;
+}
+
+/* Hands out a collected flight's results: the sequences' new KV, and their sampled tokens. */
+static void flight_finish(ss_sched *s, sched_flight *f, const ss_step_output *out)
+{
+    int32_t k_out = 0;
+    for (int32_t i = 0; i < f->n; i++) {
+        sreq *r = f->reqs[i];
+        int sample = f->sample[i];
+        if (r) {
+            r->n_computed += f->tokens[i];
+            r->step_tokens = 0;
+            ss_kv_seq_commit(s->kv, &r->kv, r->tokens, r->n_computed);
+            if (sample)
+                on_token(s, r, out, k_out); /* may finish and free r */
+        }
+        k_out += sample;
+    }
+    f->active = 0;
+}
+
+/* One iteration: choose work (unless a step planned ahead is in flight already), maybe plan the next
+ * step ahead of it, then collect the flight and hand out its sampled tokens. */
 static void run_step(ss_sched *s)
 {
-    choose_work(s);
-    publish_stats(s); /* admissions and preemptions show before any event of this step */
-    if (s->n_plan == 0)
-        return;
     ss_step_plan plan;
-    ss_step_output out;
-    memset(&out, 0, sizeof(out));
     ss_err err;
     err.msg[0] = '\0';
-    ss_status st = build_plan(s, &plan);
-    if (st != SS_OK) {
-        for (int32_t k = 0; k < s->n_plan; k++)
-            finish(s, s->plan_reqs[k], SS_FINISH_ERROR, st, "out of memory building a step");
-        return;
+    ss_status st;
+    if (!s->fl[s->cur].active) {
+        choose_work(s);
+        publish_stats(s); /* admissions and preemptions show before any event of this step */
+        if (s->n_plan == 0)
+            return;
+        st = build_plan(s, &plan);
+        if (st != SS_OK) {
+            for (int32_t k = 0; k < s->n_plan; k++)
+                finish(s, s->plan_reqs[k], SS_FINISH_ERROR, st, "out of memory building a step");
+            return;
+        }
+        st = flight_submit(s, &s->fl[s->cur], &plan, &err);
+        if (st != SS_OK) {
+            step_failed(s, st, &err);
+            return;
+        }
     }
-    int32_t n_sample = 0;
-    for (int32_t k = 0; k < plan.n_seqs; k++)
-        n_sample += plan.seqs[k].sample;
-
-    int64_t t0 = now_us();
-    st = ss_replica_step(s->replica, &plan, &out, &err);
+    sched_flight *a = &s->fl[s->cur], *b = &s->fl[1 - s->cur];
+    if (plan_ahead(s, &plan)) {
+        if ((st = flight_submit(s, b, &plan, &err)) != SS_OK) {
+            step_failed(s, st, &err);
+            return;
+        }
+        pthread_mutex_lock(&s->mu);
+        s->stats.steps_ahead++;
+        pthread_mutex_unlock(&s->mu);
+    }
+    ss_step_output out;
+    st = ss_replica_collect(s->replica, &out, &err);
     int64_t t1 = now_us();
+    int32_t n_sample = 0;
+    for (int32_t k = 0; k < a->n; k++)
+        n_sample += a->sample[k];
     if (st == SS_OK && out.n != n_sample)
         st = ss_err_set(&err, SS_ERR_INTERNAL, "step returned %d tokens for %d sampled sequences", (int)out.n,
                         (int)n_sample);
     if (st != SS_OK) {
-        char msg[sizeof(err.msg) + 32];
-        snprintf(msg, sizeof(msg), "replica step failed: %s", err.msg[0] ? err.msg : ss_status_str(st));
-        SS_LOGE("%s", msg);
-        pthread_mutex_lock(&s->mu);
-        s->healthy = 0;
-        s->fail_status = st;
-        snprintf(s->fail_msg, sizeof(s->fail_msg), "%s", msg);
-        pthread_mutex_unlock(&s->mu);
         ss_step_output_clear(&out);
-        fail_all(s, st, msg);
+        step_failed(s, st, &err);
         return;
     }
+    /* the step's own time: from its submission, or from the end of the step it was queued behind */
+    int64_t t0 = a->t_submit > s->t_last_collect ? a->t_submit : s->t_last_collect;
+    s->t_last_collect = t1;
     pthread_mutex_lock(&s->mu);
     s->stats.steps++;
     s->stats.step_seconds_total += (double)(t1 - t0) * 1e-6;
     pthread_mutex_unlock(&s->mu);
-
-    int32_t k_out = 0;
-    for (int32_t k = 0; k < s->n_plan; k++) {
-        sreq *r = s->plan_reqs[k];
-        int sample = plan.seqs[k].sample;
-        r->n_computed += r->step_tokens;
-        r->step_tokens = 0;
-        ss_kv_seq_commit(s->kv, &r->kv, r->tokens, r->n_computed);
-        if (sample)
-            on_token(s, r, &out, k_out++); /* may finish and free r */
-    }
+    flight_finish(s, a, &out);
     ss_step_output_clear(&out);
+    if (b->active)
+        s->cur = 1 - s->cur;
+}
+
+/* Collects what is still in flight when the thread ends, so that the replica has no step pending. */
+static void flights_drain(ss_sched *s)
+{
+    for (int i = 0; i < 2 && ss_replica_pending(s->replica) > 0; i++) {
+        ss_step_output out;
+        ss_err err;
+        ss_replica_collect(s->replica, &out, &err);
+        ss_step_output_clear(&out);
+    }
+    s->fl[0].active = s->fl[1].active = 0;
 }
 
 /* Finishes r if it was cancelled (flag set under mu) or its deadline passed. */
@@ -777,6 +927,7 @@ static void *sched_main(void *arg)
         if (exit_now) {
             fail_all(s, SS_ERR_TIMEOUT, "server shutting down: drain deadline passed");
             publish_stats(s);
+            flights_drain(s);
             break;
         }
         if (!healthy) {
@@ -797,6 +948,15 @@ static void *sched_main(void *arg)
 }
 
 /* ---- public API ---- */
+
+static void sched_free_flights(ss_sched *s)
+{
+    for (int f = 0; f < 2; f++) {
+        ss_free(s->fl[f].reqs);
+        ss_free(s->fl[f].tokens);
+        ss_free(s->fl[f].sample);
+    }
+}
 
 ss_status ss_sched_create(const ss_sched_params *params, ss_replica *replica, const ss_tokenizer *tok, ss_sched **out,
                           ss_err *err)
@@ -849,9 +1009,17 @@ ss_status ss_sched_create(const ss_sched_params *params, ss_replica *replica, co
     s->plan_seqs = ss_calloc(nr, sizeof(ss_plan_seq));
     s->banned_off = ss_calloc(nr, sizeof(size_t));
     s->plan_tokens = ss_malloc((size_t)p.max_step_tokens * sizeof(int32_t));
+    int fl_ok = 1;
+    for (int f = 0; f < 2; f++) {
+        s->fl[f].reqs = ss_calloc(nr, sizeof(sreq *));
+        s->fl[f].tokens = ss_calloc(nr, sizeof(int32_t));
+        s->fl[f].sample = ss_calloc(nr, 1);
+        fl_ok = fl_ok && s->fl[f].reqs && s->fl[f].tokens && s->fl[f].sample;
+    }
+    s->overlap = !p.no_overlap && ss_replica_overlaps(replica);
     int mu_ok = 0, cv_ok = 0;
     pthread_condattr_t ca;
-    if (s->running && s->plan_reqs && s->plan_seqs && s->banned_off && s->plan_tokens) {
+    if (s->running && s->plan_reqs && s->plan_seqs && s->banned_off && s->plan_tokens && fl_ok) {
         mu_ok = pthread_mutex_init(&s->mu, NULL) == 0;
         if (pthread_condattr_init(&ca) == 0) {
             pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -870,6 +1038,7 @@ ss_status ss_sched_create(const ss_sched_params *params, ss_replica *replica, co
         ss_free(s->plan_seqs);
         ss_free(s->banned_off);
         ss_free(s->plan_tokens);
+        sched_free_flights(s);
         ss_free(s);
         return ss_err_set(err, SS_ERR_NOMEM, "scheduler: cannot allocate or start its thread");
     }
@@ -1066,5 +1235,6 @@ void ss_sched_destroy(ss_sched *s)
     ss_free(s->banned_off);
     ss_free(s->plan_tokens);
     ss_free(s->banned);
+    sched_free_flights(s);
     ss_free(s);
 }

@@ -79,6 +79,9 @@ typedef struct ss_sched_params {
     int32_t max_running;        /* sequences in one batch (default 256) */
     int32_t max_step_tokens;    /* token budget per step, chunked prefill (default 512) */
     int enable_prefix_cache;    /* default 1 */
+    int no_overlap;             /* 1: collect each step before planning the next. Default 0: on a one-process
+                                 * replica, a step of pure decodes is planned and submitted while the one
+                                 * before it runs (its tokens fed on the device), hiding the host's turnaround */
 } ss_sched_params;
 
 ss_sched_params ss_sched_default_params(void);
@@ -91,6 +94,7 @@ typedef struct ss_sched_stats {
     int64_t preemptions;
     int64_t prompt_tokens, generated_tokens;
     int64_t steps;
+    int64_t steps_ahead; /* steps planned and submitted before the previous step's tokens were known */
     double step_seconds_total;
     int64_t requests_ok, requests_failed, requests_cancelled;
 } ss_sched_stats;

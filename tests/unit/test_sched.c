@@ -233,10 +233,11 @@ static ss_gen_request *make_req(const int32_t *prompt, int32_t n, int32_t max_to
     return q;
 }
 
-static ss_sched *make_sched(ss_replica *rep, const ss_tokenizer *tok, int32_t max_running, int32_t max_waiting,
-                            int32_t max_step_tokens, int prefix_cache)
+static ss_sched *make_sched_ex(ss_replica *rep, const ss_tokenizer *tok, int32_t max_running, int32_t max_waiting,
+                               int32_t max_step_tokens, int prefix_cache, int no_overlap)
 {
     ss_sched_params p = ss_sched_default_params();
+    p.no_overlap = no_overlap;
     if (max_running > 0)
         p.max_running = max_running;
     if (max_waiting > 0)
@@ -249,6 +250,12 @@ static ss_sched *make_sched(ss_replica *rep, const ss_tokenizer *tok, int32_t ma
     if (ss_sched_create(&p, rep, tok, &s, &e) != SS_OK)
         fail_msg("sched create: %s", e.msg);
     return s;
+}
+
+static ss_sched *make_sched(ss_replica *rep, const ss_tokenizer *tok, int32_t max_running, int32_t max_waiting,
+                            int32_t max_step_tokens, int prefix_cache)
+{
+    return make_sched_ex(rep, tok, max_running, max_waiting, max_step_tokens, prefix_cache, 0);
 }
 
 static void submit_ok(ss_sched *s, ss_gen_request *q, collect *c, uint64_t *id)
@@ -345,10 +352,11 @@ static ss_gen_request *mix_req(const fixture *f, int i, int32_t max_tokens)
     return q;
 }
 
-/* Runs the mix requests one at a time (no prefix cache): the reference for the batching tests. */
+/* Runs the mix requests one at a time (no prefix cache), each step collected before the next is planned:
+ * the reference for the batching and overlap tests. */
 static void compute_alone(fixture *f)
 {
-    ss_sched *s = make_sched(f->big, NULL, 0, 0, 0, 0);
+    ss_sched *s = make_sched_ex(f->big, NULL, 0, 0, 0, 0, 1);
     for (int i = 0; i < MIX_N; i++) {
         collect c;
         run_alone(s, mix_req(f, i, MIX_GEN), &c);
@@ -390,8 +398,47 @@ static void test_batching_invariance(void **state)
     /* a small step budget: long prompts are prefilled in chunks beside the decodes */
     run_mix(f, f->big, MIX_N, 48, &st);
     assert_true(st.steps < MIX_N * MIX_GEN / 4); /* really batched */
+    assert_true(st.steps_ahead > 0);             /* and steps were planned ahead (tokens fed on the device) */
     assert_true(st.prefix_hits > 0);             /* shared prefixes were reused */
     assert_int_equal(st.preemptions, 0);
+}
+
+/* Steps planned ahead: a request that ends on an end id while the step after it is in flight gets
+ * exactly its tokens up to that id (the speculated result is dropped, its blocks come back), and a
+ * request decoding beside it is unaffected; both equal their runs without overlap. */
+static void test_overlap_end_mid_flight(void **state)
+{
+    fixture *f = *state;
+    int32_t stop = f->alone[0][5], first = 0;
+    while (f->alone[0][first] != stop)
+        first++;
+    ss_sched *s = make_sched(f->big, NULL, 0, 0, 0, 1);
+    collect a, b;
+    collect_init(&a);
+    collect_init(&b);
+    ss_gen_request *qa = mix_req(f, 0, MIX_GEN), *qb = mix_req(f, 2, MIX_GEN);
+    qa->ignore_eos = 0;
+    qa->stop_ids = ss_malloc(sizeof(int32_t));
+    qa->stop_ids[0] = stop;
+    qa->n_stop_ids = 1;
+    submit_ok(s, qa, &a, NULL);
+    submit_ok(s, qb, &b, NULL);
+    wait_done(&a);
+    wait_done(&b);
+    ss_sched_stats st;
+    wait_idle_stats(s, &st);
+    ss_sched_destroy(s);
+    assert_int_equal(a.finish, SS_FINISH_STOP);
+    assert_int_equal(a.n, first + 1);
+    assert_memory_equal(a.tokens, f->alone[0], (size_t)(first + 1) * sizeof(int32_t));
+    assert_int_equal(b.finish, SS_FINISH_LENGTH);
+    assert_int_equal(b.n, MIX_GEN);
+    assert_memory_equal(b.tokens, f->alone[2], MIX_GEN * sizeof(int32_t));
+    assert_true(st.steps_ahead > 0);
+    assert_int_equal(st.kv_blocks_used, 0);
+    assert_int_equal(st.requests_ok, 2);
+    collect_fini(&a);
+    collect_fini(&b);
 }
 
 /* A long prompt arriving while another request decodes must not stall it: the prompt is prefilled in
@@ -868,6 +915,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_greedy_golden),
         cmocka_unit_test(test_batching_invariance),
+        cmocka_unit_test(test_overlap_end_mid_flight),
         cmocka_unit_test(test_long_prompt_does_not_stall_decode),
         cmocka_unit_test(test_kv_exhaustion_preemption),
         cmocka_unit_test(test_prefix_cache_hit),
