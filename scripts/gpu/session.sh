@@ -382,5 +382,48 @@ if has serve; then
   kill -TERM $SPID 2>/dev/null; sleep 2; kill -9 $SPID 2>/dev/null
   grep -h '^{' "$L"/bench_serve_*.log | tee -a "$S"
 fi
+if has serveab; then
+  # Session 12: the scheduler's overlap (steps planned ahead, tokens fed on the device) against --no-overlap,
+  # through HTTP: closed-loop concurrency 1 and 8 (SERVEAB_CONC), 128 in / 256 out, alternating servers.
+  export CUDA_VISIBLE_DEVICES=0
+  [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
+  for round in ${SERVEAB_ROUNDS:-1 2}; do
+    for v in - --no-overlap; do
+      vt=overlap; fl=(); [ "$v" != - ] && { vt=nooverlap; fl=("$v"); }
+      "$B/shardserve" serve --model "$M8" --device cuda --port 8000 --metrics-port 8002 --served-model-name llama-3-8b \
+        ${fl[@]+"${fl[@]}"} >"$L/serveab_${vt}_$round.log" 2>&1 &
+      SPID=$!
+      ready=0
+      for i in $(seq 1 240); do
+        python3 -c 'import urllib.request,sys; sys.exit(0 if urllib.request.urlopen("http://127.0.0.1:8000/v2/health/ready", timeout=2).status == 200 else 1)' 2>/dev/null && { ready=1; break; }
+        kill -0 $SPID 2>/dev/null || break
+        sleep 0.5
+      done
+      if [ $ready = 1 ]; then
+        for c in ${SERVEAB_CONC:-1 8}; do
+          step "serve c$c 128/256 [$vt] r$round" 90 "bench_serveab_c${c}_${vt}_$round.log" "$B/shardserve" bench --url http://127.0.0.1:8000 \
+            --model llama-3-8b --num-requests $((c * 4)) --concurrency "$c" --warmup "$c" --input-len 128 --output-len 256 --seed 1 --json --quiet
+        done
+        python3 -c 'import urllib.request; print(urllib.request.urlopen("http://127.0.0.1:8002/metrics", timeout=5).read().decode())' >"$L/serveab_metrics_${vt}_$round.txt" 2>&1
+      else
+        note "FAIL  serve [$vt] not ready"
+      fi
+      kill -TERM $SPID 2>/dev/null; sleep 2; kill -9 $SPID 2>/dev/null
+    done
+  done
+  for f in "$L"/bench_serveab_*.log; do
+    python3 - "$f" <<'PY' | tee -a "$S"
+import json, sys, os
+for line in open(sys.argv[1]):
+    if line.startswith('{'):
+        j = json.loads(line)
+        out = {'ok': j['requests']['ok'], 'failed': j['requests']['failed'],
+               'out_tok_s': j['throughput']['output_tokens_per_s']}
+        for k in ('tpot_ms', 'itl_ms', 'ttft_ms'):
+            out[k] = {q: j[k][q] for q in ('mean', 'p50', 'p99')}
+        print(os.path.basename(sys.argv[1]), json.dumps(out))
+PY
+  done
+fi
 note "---- benchmark lines"
 cat "$L"/bench_*.log 2>/dev/null | grep '^{' | tee -a "$S"
