@@ -387,6 +387,7 @@ if has serveab; then
   # through HTTP: closed-loop concurrency 1 and 8 (SERVEAB_CONC), 128 in / 256 out, alternating servers.
   export CUDA_VISIBLE_DEVICES=0
   [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
+  cp /work/shared/fixtures/models/e2e-llama3-tok/tokenizer.json /work/shared/fixtures/models/e2e-llama3-tok/tokenizer_config.json "$M8/"
   for round in ${SERVEAB_ROUNDS:-1 2}; do
     for v in - --no-overlap; do
       vt=overlap; fl=(); [ "$v" != - ] && { vt=nooverlap; fl=("$v"); }
