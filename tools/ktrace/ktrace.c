@@ -1,6 +1,7 @@
 /* ktrace.c — a kernel tracer for GPU machines without Nsight Systems: a CUDA injection library
- * (CUDA_INJECTION64_PATH=libss_ktrace.so) that records every kernel's start/end with CUPTI's activity
- * API — graph-replayed kernels included — and writes them as CSV to $SS_KTRACE_OUT.<pid> at exit.
+ * (CUDA_INJECTION64_PATH=libss_ktrace.so) that records every kernel's, memcpy's and memset's start/end
+ * with CUPTI's activity API — graph replays included — and writes them as CSV to $SS_KTRACE_OUT.<pid>
+ * at exit (copies are named memcpy_<kind>_<bytes>, memsets memset_<bytes>).
  * Columns: start_ns,end_ns,device,stream,graph_id,name. scripts/gpu/ktrace_summary.py summarises them.
  * Hand-written because no packaged tool does this on those machines; nothing here runs in the server. */
 #include <cupti.h>
@@ -26,6 +27,21 @@ static void CUPTIAPI kt_buffer_completed(CUcontext ctx, uint32_t stream, uint8_t
     (void)ctx, (void)stream, (void)size;
     CUpti_Activity *rec = NULL;
     while (kt_out && cuptiActivityGetNextRecord(buffer, valid, &rec) == CUPTI_SUCCESS) {
+        if (rec->kind == CUPTI_ACTIVITY_KIND_MEMCPY) {
+            static const char *kinds[] = {"unknown", "HtoD", "DtoH", "HtoA", "AtoH", "AtoA", "AtoD", "DtoA", "DtoD", "HtoH"};
+            const CUpti_ActivityMemcpy6 *m = (const CUpti_ActivityMemcpy6 *)rec;
+            fprintf(kt_out, "%llu,%llu,%u,%u,%u,\"memcpy_%s_%llu\"\n", (unsigned long long)m->start,
+                    (unsigned long long)m->end, m->deviceId, m->streamId, m->graphId,
+                    m->copyKind < sizeof kinds / sizeof kinds[0] ? kinds[m->copyKind] : "other",
+                    (unsigned long long)m->bytes);
+            continue;
+        }
+        if (rec->kind == CUPTI_ACTIVITY_KIND_MEMSET) {
+            const CUpti_ActivityMemset4 *m = (const CUpti_ActivityMemset4 *)rec;
+            fprintf(kt_out, "%llu,%llu,%u,%u,%u,\"memset_%llu\"\n", (unsigned long long)m->start,
+                    (unsigned long long)m->end, m->deviceId, m->streamId, m->graphId, (unsigned long long)m->bytes);
+            continue;
+        }
         if (rec->kind != CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL && rec->kind != CUPTI_ACTIVITY_KIND_KERNEL)
             continue;
         const CUpti_ActivityKernel10 *k = (const CUpti_ActivityKernel10 *)rec;
@@ -58,7 +74,9 @@ int InitializeInjection(void)
     }
     fprintf(kt_out, "start_ns,end_ns,device,stream,graph_id,name\n");
     if (cuptiActivityRegisterCallbacks(kt_buffer_requested, kt_buffer_completed) != CUPTI_SUCCESS ||
-        cuptiActivityEnable(CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL) != CUPTI_SUCCESS) {
+        cuptiActivityEnable(CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL) != CUPTI_SUCCESS ||
+        cuptiActivityEnable(CUPTI_ACTIVITY_KIND_MEMCPY) != CUPTI_SUCCESS ||
+        cuptiActivityEnable(CUPTI_ACTIVITY_KIND_MEMSET) != CUPTI_SUCCESS) {
         fprintf(stderr, "ktrace: CUPTI activity API unavailable\n");
         return 0;
     }
