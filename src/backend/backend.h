@@ -191,8 +191,10 @@ typedef struct ss_backend_i {
                            int32_t dim, int64_t row_start, int64_t rows);
     /* Device -> host without waiting: the copy of `bytes` (at most SS_DOWNLOAD_ASYNC_MAX) from src is
      * enqueued into slot `slot` (0 or 1); download_wait(slot) waits for it and writes the bytes to dst
-     * (host, valid until then). A slot holds one copy at a time. A backend without a stream of its own
-     * (cpu) may copy at once and make download_wait a no-op. */
+     * (host, valid until then). A slot holds one copy at a time. The copy may run beside the ops issued
+     * after it (cuda: on a stream of its own): the sample op waits for copies in flight before it writes,
+     * any other op must not write src before download_wait. A backend without a stream of its own (cpu)
+     * may copy at once and make download_wait a no-op. */
     ss_status (*download_async)(void *ctx, void *dst, const void *src, size_t bytes, int slot);
     ss_status (*download_wait)(void *ctx, int slot);
 } ss_backend_i;

@@ -36,6 +36,7 @@ struct ss_forward {
     int32_t *meta;
     int32_t *meta_host;
     const int32_t *fed; /* device tokens that ids < 0 select (ss_forward_set_fed), or NULL; borrowed */
+    int meta_full;      /* SS_META_FULL=1 (benchmark switch): graph steps use the full-size layout too */
     size_t meta_elems;
     void *kv;                       /* one allocation: per layer K then V */
     size_t kv_layer_bytes;          /* bytes of one layer's K (or V) */
@@ -115,6 +116,8 @@ ss_status ss_forward_create(ss_backend *be, const ss_model_config *cfg, const ss
     f->meta_elems = 6 * T + R + (size_t)p->max_seqs * ((size_t)p->max_blocks + 1);
     FWD_ALLOC(meta, f->meta_elems * sizeof(int32_t), "step metadata");
     f->meta_host = ss_malloc(f->meta_elems * sizeof(int32_t));
+    const char *full = getenv("SS_META_FULL");
+    f->meta_full = full && full[0] == '1';
     if (!f->meta_host) {
         st = ss_err_set(err, SS_ERR_NOMEM, "out of memory");
         goto fail;
@@ -392,15 +395,32 @@ static ss_status fwd_logits(ss_forward *f, int64_t n, int32_t n_rows, const int3
  * bucket and power-of-two context bound); larger steps are compute-bound and run eagerly. */
 #define FWD_GRAPH_MAX_TOKENS 256
 
+/* Where each array of a step's metadata starts in the meta buffers (int32 offsets): ids, tok_seq, tok_pos,
+ * slots [t each], q_tiles [2t], rows [r], seq_lens [s], block_tables [n_seqs, max_blocks]; `total` is
+ * what the step uploads. Graph steps use their padded size for t, r and s, so that a decode step
+ * uploads ~2 KB instead of the ~50 KB of the prefill-sized layout (the pointers a graph bakes in depend
+ * only on its padded size, which is part of its key); other steps use the full sizes. */
+typedef struct fwd_meta_layout {
+    size_t ids, seq, pos, slot, tiles, rows, lens, bt, total;
+} fwd_meta_layout;
+
+static fwd_meta_layout fwd_layout(size_t t, size_t r, size_t s, size_t n_seqs, size_t max_blocks)
+{
+    fwd_meta_layout l = {0, t, 2 * t, 3 * t, 4 * t, 6 * t, 6 * t + r, 6 * t + r + s, 0};
+    l.total = l.bt + n_seqs * max_blocks;
+    return l;
+}
+
 /* Fills the host metadata of a step of n tokens (padded with inert tokens up to n_pad: id 0, sequence
- * 0 at position 0, no KV slot, a row of its own) and returns the number of query tiles. */
+ * 0 at position 0, no KV slot, a row of its own) in layout l and returns the number of query tiles. */
 static int32_t fwd_pack_meta(ss_forward *f, const ss_forward_batch *b, int64_t n_pad, int32_t n_rows_pad,
-                             int32_t *max_tile)
+                             const fwd_meta_layout *l, int32_t *max_tile)
 {
     int32_t *m = f->meta_host;
-    int64_t n = b->n_tokens, T = f->p.max_tokens;
-    int32_t *ids = m, *seq = m + T, *pos = m + 2 * T, *slot = m + 3 * T, *tiles = m + 4 * T, *rows = m + 6 * T;
-    int32_t *lens = rows + f->p.max_rows, *bt = lens + f->p.max_seqs;
+    int64_t n = b->n_tokens;
+    int32_t *ids = m + l->ids, *seq = m + l->seq, *pos = m + l->pos, *slot = m + l->slot, *tiles = m + l->tiles,
+            *rows = m + l->rows;
+    int32_t *lens = m + l->lens, *bt = m + l->bt;
     memcpy(ids, b->ids, (size_t)n * 4);
     memcpy(seq, b->tok_seq, (size_t)n * 4);
     memcpy(pos, b->tok_pos, (size_t)n * 4);
@@ -435,15 +455,14 @@ static int32_t fwd_pack_meta(ss_forward *f, const ss_forward_batch *b, int64_t n
 
 /* Embedding (or activations from the previous stage), this stage's layers, and the logits: every
  * device op of a step, so that a decode step can be captured as a whole. */
-static ss_status fwd_body(ss_forward *f, int64_t n, int32_t n_rows, const ss_attn_meta *meta, int greedy_only,
-                          const float **logits, ss_err *err)
+static ss_status fwd_body(ss_forward *f, int64_t n, int32_t n_rows, const ss_attn_meta *meta,
+                          const fwd_meta_layout *ml, int greedy_only, const float **logits, ss_err *err)
 {
     const ss_backend_i *B = f->be->iface;
     void *c = f->be->ctx;
     const ss_shard_plan *sp = &f->w->plan;
-    int64_t T = f->p.max_tokens;
     int32_t dim = f->cfg->hidden_size;
-    const int32_t *d = f->meta;
+    const int32_t *d = f->meta + ml->ids;
     ss_forward_links *L = &f->links;
     ss_status st;
     if (sp->first_stage) {
@@ -460,7 +479,7 @@ static ss_status fwd_body(ss_forward *f, int64_t n, int32_t n_rows, const ss_att
     if (f->dlayers && n == 1 && meta->n_seqs == 1) { /* batch 1: every layer in one op where the backend can */
         const ss_model_config *cfg = f->cfg;
         ss_decode_layers dl = {nl, f->dlayers, dim, sp->inter_size, sp->q_heads, sp->kv_heads, cfg->head_dim,
-                               cfg->rms_eps, 1.0f / sqrtf((float)cfg->head_dim), f->inv_freq, meta, d + 3 * T,
+                               cfg->rms_eps, 1.0f / sqrtf((float)cfg->head_dim), f->inv_freq, meta, f->meta + ml->slot,
                                f->residual, f->qkv, f->attn, f->act, f->h, f->x, f->gu};
         st = B->decode_layers(c, &dl);
         if (st == SS_OK)
@@ -476,7 +495,7 @@ static ss_status fwd_body(ss_forward *f, int64_t n, int32_t n_rows, const ss_att
     for (int32_t li = 0; li < nl; li++) {
         /* each layer norms the next one's input; the last stage's last layer applies the final norm */
         const void *next_norm = li + 1 < nl ? f->w->layers[li + 1].attn_norm : sp->last_stage ? f->w->final_norm : NULL;
-        st = fwd_layer(f, li, n, meta, d + 2 * T, d + 3 * T, next_norm);
+        st = fwd_layer(f, li, n, meta, f->meta + ml->pos, f->meta + ml->slot, next_norm);
         if (st != SS_OK)
             return ss_err_set(err, st, "rank %d: layer %d: %s", sp->rank, sp->layer_start + li, ss_status_str(st));
     }
@@ -489,7 +508,7 @@ static ss_status fwd_body(ss_forward *f, int64_t n, int32_t n_rows, const ss_att
         return SS_OK;
     }
 logits:
-    st = fwd_logits(f, n, n_rows, d + 6 * T, greedy_only, logits);
+    st = fwd_logits(f, n, n_rows, f->meta + ml->rows, greedy_only, logits);
     if (st != SS_OK)
         return ss_err_set(err, st, "rank %d: logits: %s", sp->rank, ss_status_str(st));
     return SS_OK;
@@ -499,8 +518,8 @@ logits:
  * SS_ERR_UNSUPPORTED, with nothing enqueued, when the backend has no graphs. Collectives (tp > 1) are
  * captured with the rest: every rank makes the same calls in the same order whether it captures or
  * replays (ranks do agree on which steps are graphs: see ss_forward_run). */
-static ss_status fwd_graph_step(ss_forward *f, uint64_t key, int64_t n, const ss_attn_meta *meta, int greedy_only,
-                                const float **logits, ss_err *err)
+static ss_status fwd_graph_step(ss_forward *f, uint64_t key, int64_t n, const ss_attn_meta *meta,
+                                const fwd_meta_layout *ml, int greedy_only, const float **logits, ss_err *err)
 {
     const ss_backend_i *B = f->be->iface;
     void *c = f->be->ctx;
@@ -511,7 +530,7 @@ static ss_status fwd_graph_step(ss_forward *f, uint64_t key, int64_t n, const ss
         st = B->graph_begin(c, key);
         if (st != SS_OK)
             return st == SS_ERR_UNSUPPORTED ? st : ss_err_set(err, st, "capturing a decode graph on %s", f->be->desc);
-        ss_status body = fwd_body(f, n, (int32_t)n, meta, greedy_only, logits, err);
+        ss_status body = fwd_body(f, n, (int32_t)n, meta, ml, greedy_only, logits, err);
         st = B->graph_end(c, key); /* always closes the capture, also after a failed op */
         if (body != SS_OK)
             return body;
@@ -558,9 +577,12 @@ ss_status ss_forward_run(ss_forward *f, const ss_forward_batch *b, const float *
     if (!graph)
         n_pad = n;
     int32_t max_tile = 0;
-    int32_t n_tiles = fwd_pack_meta(f, b, n_pad, graph ? (int32_t)n_pad : b->n_rows, &max_tile);
-    size_t o_bt = 6 * (size_t)T + (size_t)f->p.max_rows + (size_t)f->p.max_seqs;
-    ss_status st = B->upload(c, f->meta, f->meta_host, (o_bt + (size_t)b->n_seqs * f->p.max_blocks) * 4);
+    fwd_meta_layout ml = graph && !f->meta_full
+                             ? fwd_layout((size_t)n_pad, (size_t)n_pad, (size_t)n_pad, (size_t)b->n_seqs, (size_t)f->p.max_blocks)
+                             : fwd_layout((size_t)T, (size_t)f->p.max_rows, (size_t)f->p.max_seqs, (size_t)b->n_seqs,
+                                          (size_t)f->p.max_blocks);
+    int32_t n_tiles = fwd_pack_meta(f, b, n_pad, graph ? (int32_t)n_pad : b->n_rows, &ml, &max_tile);
+    ss_status st = B->upload(c, f->meta, f->meta_host, ml.total * 4);
     if (st != SS_OK)
         return ss_err_set(err, st, "uploading step metadata to %s", f->be->desc);
     const int32_t *d = f->meta;
@@ -570,12 +592,12 @@ ss_status ss_forward_run(ss_forward *f, const ss_forward_batch *b, const float *
         while (msl < b->max_seq_len)
             msl *= 2;
     }
-    ss_attn_meta meta = {d + T, d + 2 * T, d + o_bt, d + 6 * T + f->p.max_rows, b->n_seqs, f->p.max_blocks, msl,
-                         f->p.block_size, d + 4 * T, n_tiles, max_tile};
+    ss_attn_meta meta = {d + ml.seq, d + ml.pos, d + ml.bt, d + ml.lens, b->n_seqs, f->p.max_blocks, msl,
+                         f->p.block_size, d + ml.tiles, n_tiles, max_tile};
     if (graph) {
         int greedy = b->greedy_only && sp->tp > 1; /* the only flag that changes the captured ops */
         uint64_t key = ((uint64_t)msl << 32) | ((uint64_t)greedy << 31) | (uint64_t)n_pad;
-        st = fwd_graph_step(f, key, n_pad, &meta, greedy, logits, err);
+        st = fwd_graph_step(f, key, n_pad, &meta, &ml, greedy, logits, err);
         if (st == SS_OK && f->greedy_pending)
             f->greedy_pending = b->n_rows; /* the padding rows are not results */
         if (st != SS_ERR_UNSUPPORTED)
@@ -583,5 +605,5 @@ ss_status ss_forward_run(ss_forward *f, const ss_forward_batch *b, const float *
         f->graphs = 0; /* this backend has none: run op by op from now on */
         meta.n_tiles -= (int32_t)(n_pad - n); /* the padding tokens' tiles, one each, at the end */
     }
-    return fwd_body(f, n, b->n_rows, &meta, b->greedy_only, logits, err);
+    return fwd_body(f, n, b->n_rows, &meta, &ml, b->greedy_only, logits, err);
 }

@@ -2,6 +2,7 @@
  * activations with fp32 accumulation. Fills ss_backend_i with the kernels of cuda_kernels.h, cuBLASLt
  * matmuls, pinned staging for host->device copies, and CUDA-graph capture of steps keyed by uint64. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "backend/backend.h"
@@ -41,7 +42,13 @@ typedef struct cu_ctx {
     /* download_async's slots: pinned [SS_DOWNLOAD_ASYNC_MAX] each, the event after the copy, and where
      * download_wait puts the bytes. Allocated on first use. */
     void *rb_slot[SS_DOWNLOAD_SLOTS];
-    cudaEvent_t rb_evt[SS_DOWNLOAD_SLOTS];
+    cudaEvent_t rb_evt[SS_DOWNLOAD_SLOTS];   /* the copy's end (on rb_stream when rb_side) */
+    cudaEvent_t rb_start[SS_DOWNLOAD_SLOTS]; /* the main stream's point the copy follows */
+    int rb_inflight[SS_DOWNLOAD_SLOTS];      /* on rb_stream, not yet waited for by the main stream */
+    /* The copies run on a stream of their own (rb_side, default; SS_READBACK_SIDE=0: on the main stream),
+     * so that the next step's work does not queue behind them; sample waits for them before it writes. */
+    cudaStream_t rb_stream;
+    int rb_side;
     void *rb_dst[SS_DOWNLOAD_SLOTS];
     size_t rb_bytes[SS_DOWNLOAD_SLOTS];
     cu_graph graphs[CU_MAX_GRAPHS];
@@ -235,12 +242,34 @@ static ss_status cu_download_async(void *ctx, void *dst, const void *src, size_t
     if (!c->rb_slot[slot]) {
         CUDA_CHECK(&c->err, cudaHostAlloc(&c->rb_slot[slot], SS_DOWNLOAD_ASYNC_MAX, cudaHostAllocDefault));
         CUDA_CHECK(&c->err, cudaEventCreateWithFlags(&c->rb_evt[slot], cudaEventDisableTiming));
+        CUDA_CHECK(&c->err, cudaEventCreateWithFlags(&c->rb_start[slot], cudaEventDisableTiming));
+    }
+    if (c->rb_side && !c->rb_stream)
+        CUDA_CHECK(&c->err, cudaStreamCreateWithFlags(&c->rb_stream, cudaStreamNonBlocking));
+    cudaStream_t s = c->stream;
+    if (c->rb_side) { /* after everything issued so far, beside what comes next */
+        CUDA_CHECK(&c->err, cudaEventRecord(c->rb_start[slot], c->stream));
+        CUDA_CHECK(&c->err, cudaStreamWaitEvent(c->rb_stream, c->rb_start[slot], 0));
+        s = c->rb_stream;
+        c->rb_inflight[slot] = 1;
     }
     if (bytes)
-        CUDA_CHECK(&c->err, cudaMemcpyAsync(c->rb_slot[slot], src, bytes, cudaMemcpyDeviceToHost, c->stream));
-    CUDA_CHECK(&c->err, cudaEventRecord(c->rb_evt[slot], c->stream));
+        CUDA_CHECK(&c->err, cudaMemcpyAsync(c->rb_slot[slot], src, bytes, cudaMemcpyDeviceToHost, s));
+    CUDA_CHECK(&c->err, cudaEventRecord(c->rb_evt[slot], s));
     c->rb_dst[slot] = dst;
     c->rb_bytes[slot] = bytes;
+    return SS_OK;
+}
+
+/* Orders the main stream after the read-back copies in flight (before an op that may write their source). */
+static ss_status cu_rb_join(cu_ctx *c)
+{
+    for (int i = 0; i < SS_DOWNLOAD_SLOTS; i++) {
+        if (!c->rb_inflight[i])
+            continue;
+        CUDA_CHECK(&c->err, cudaStreamWaitEvent(c->stream, c->rb_evt[i], 0));
+        c->rb_inflight[i] = 0;
+    }
     return SS_OK;
 }
 
@@ -494,6 +523,7 @@ static ss_status cu_sample(void *ctx, int32_t *out_tok, float *out_logprob, cons
                            int32_t vocab, const ss_sample_row *rows)
 {
     cu_ctx *c = ctx;
+    SS_CHECK(cu_rb_join(c)); /* out_tok may be the source of a read-back still in flight */
     ss_cuda_sample_row chunk[CU_SAMPLE_CHUNK];
     for (int64_t base = 0; base < n; base += CU_SAMPLE_CHUNK) {
         const int64_t cnt = n - base < CU_SAMPLE_CHUNK ? n - base : CU_SAMPLE_CHUNK;
@@ -623,11 +653,17 @@ static void cu_destroy(void *ctx)
             cudaFree(c->attn_ws);
         if (c->readback)
             cudaFreeHost(c->readback);
+        if (c->rb_stream) {
+            cudaStreamSynchronize(c->rb_stream);
+            cudaStreamDestroy(c->rb_stream);
+        }
         for (int i = 0; i < SS_DOWNLOAD_SLOTS; i++) {
             if (c->rb_slot[i])
                 cudaFreeHost(c->rb_slot[i]);
             if (c->rb_evt[i])
                 cudaEventDestroy(c->rb_evt[i]);
+            if (c->rb_start[i])
+                cudaEventDestroy(c->rb_start[i]);
         }
         ss_cuda_lt_destroy(c->lt);
         if (c->stream)
@@ -699,6 +735,8 @@ ss_status ss_backend_cuda_create(const ss_backend_params *params, ss_backend **o
     c->attn_ctas_per_sm[0] = ss_cuda_attn_decode_ctas_per_sm(64);
     c->attn_ctas_per_sm[1] = ss_cuda_attn_decode_ctas_per_sm(128);
     CUDA_CHECK_GOTO(err, cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking), st, fail);
+    const char *side = getenv("SS_READBACK_SIDE"); /* benchmark switch: 0 reads back on the main stream */
+    c->rb_side = !(side && side[0] == '0');
     SS_CHECK_GOTO(ss_cuda_lt_create(CU_LT_WORKSPACE, &c->lt, err), st, fail);
     CUDA_CHECK_GOTO(err, cudaMalloc(&c->attn_ws, CU_ATTN_WORKSPACE), st, fail);
     SS_CHECK_GOTO(cu_stage_init(c), st, fail_ctx_err);
