@@ -294,6 +294,8 @@ char *ss_metrics_render(ss_metrics *m, const ss_sched_stats *stats, size_t *len)
                stats->generated_tokens);
     met_scalar_f(&b, m, "shardserve_step_seconds_total", "counter", "Time spent in scheduler steps", 0,
                  stats->step_seconds_total);
+    met_scalar(&b, m, "shardserve_steps_planned_ahead_total", "counter",
+               "Steps submitted before the previous step's tokens were back (overlap)", 0, stats->steps_ahead);
     met_scalar_f(&b, m, "shardserve_comm_seconds_total", "counter", "Time spent in collectives between ranks", 0,
                  m->comm_seconds);
     met_scalar_f(&b, m, "shardserve_load_seconds", "gauge", "Time taken to load the model and warm up", 0,

@@ -117,6 +117,7 @@ static void test_render(void **state)
     st.prompt_tokens = 1234;
     st.generated_tokens = 99;
     st.step_seconds_total = 1.5;
+    st.steps_ahead = 70;
     size_t len = 0;
     char *t = ss_metrics_render(m, &st, &len);
     assert_non_null(t);
@@ -152,6 +153,8 @@ static void test_render(void **state)
         "shardserve_prompt_tokens_total{model_name=\"tiny\"} 1234\n",
         "shardserve_generation_tokens_total{model_name=\"tiny\"} 99\n",
         "shardserve_step_seconds_total{model_name=\"tiny\"} 1.5\n",
+        "# TYPE shardserve_steps_planned_ahead_total counter\n",
+        "shardserve_steps_planned_ahead_total{model_name=\"tiny\"} 70\n",
         "shardserve_comm_seconds_total{model_name=\"tiny\"} 0\n",
         "shardserve_load_seconds{model_name=\"tiny\"} 2.5\n",
         "# TYPE shardserve_preemptions_total counter\n",
