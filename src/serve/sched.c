@@ -712,13 +712,13 @@ static void step_failed(ss_sched *s, ss_status st, const ss_err *err)
 /* Plans the step after the one in flight before its tokens are known, when that step is certain to be
  * one decode token for each of its sequences: every running sequence samples in the flight, none needs
  * its token history for sampling (penalties, bans, logprob lists), none ends by length with it, nobody
- * waits for admission, and the blocks are there. The tokens are SS_TOKEN_PREV; a sequence that ends with
+ * waiting could be admitted (the batch is full, or nobody waits), and the blocks are there. The tokens are SS_TOKEN_PREV; a sequence that ends with
  * the flight's token has its result of this step dropped. Returns 1 with plan built, 0 otherwise. */
 static int plan_ahead(ss_sched *s, ss_step_plan *plan)
 {
     const sched_flight *a = &s->fl[s->cur];
-    if (!s->overlap || s->wait_head)
-        return 0;
+    if (!s->overlap || (s->wait_head && s->n_running < s->p.max_running))
+        return 0; /* someone could be admitted into the next step: plan it the usual way */
     int32_t live = 0;
     for (int32_t i = 0; i < a->n; i++) {
         const sreq *r = a->reqs[i];

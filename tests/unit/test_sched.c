@@ -368,10 +368,11 @@ static void compute_alone(fixture *f)
 }
 
 /* Submits the first n mix requests at once on rep and checks each against its run alone. */
-static void run_mix(fixture *f, ss_replica *rep, int n, int32_t max_step_tokens, ss_sched_stats *st)
+static void run_mix(fixture *f, ss_replica *rep, int n, int32_t max_running, int32_t max_step_tokens,
+                    ss_sched_stats *st)
 {
     static collect batched[MIX_N];
-    ss_sched *s = make_sched(rep, NULL, 0, 0, max_step_tokens, 1);
+    ss_sched *s = make_sched(rep, NULL, max_running, 0, max_step_tokens, 1);
     for (int i = 0; i < n; i++) {
         collect_init(&batched[i]);
         submit_ok(s, mix_req(f, i, MIX_GEN), &batched[i], NULL);
@@ -396,11 +397,21 @@ static void test_batching_invariance(void **state)
     fixture *f = *state;
     ss_sched_stats st;
     /* a small step budget: long prompts are prefilled in chunks beside the decodes */
-    run_mix(f, f->big, MIX_N, 48, &st);
+    run_mix(f, f->big, MIX_N, 0, 48, &st);
     assert_true(st.steps < MIX_N * MIX_GEN / 4); /* really batched */
     assert_true(st.steps_ahead > 0);             /* and steps were planned ahead (tokens fed on the device) */
     assert_true(st.prefix_hits > 0);             /* shared prefixes were reused */
     assert_int_equal(st.preemptions, 0);
+}
+
+/* A full batch (max_running 4 of 32 requests) still plans ahead while others wait: none of them could
+ * join the next step anyway. Tokens equal each request's run alone. */
+static void test_overlap_full_batch(void **state)
+{
+    fixture *f = *state;
+    ss_sched_stats st;
+    run_mix(f, f->big, MIX_N, 4, 0, &st);
+    assert_true(st.steps_ahead > MIX_N * MIX_GEN / 4 / 2); /* most decode steps of the batches of 4 */
 }
 
 /* Steps planned ahead: a request that ends on an end id while the step after it is in flight gets
@@ -502,7 +513,7 @@ static void test_kv_exhaustion_preemption(void **state)
 {
     fixture *f = *state;
     ss_sched_stats st;
-    run_mix(f, f->small, 16, 0, &st); /* 12 blocks: far less than the work needs */
+    run_mix(f, f->small, 16, 0, 0, &st); /* 12 blocks: far less than the work needs */
     assert_true(st.preemptions > 0);
     assert_int_equal(st.kv_blocks_total, 12);
 }
@@ -916,6 +927,7 @@ int main(void)
         cmocka_unit_test(test_greedy_golden),
         cmocka_unit_test(test_batching_invariance),
         cmocka_unit_test(test_overlap_end_mid_flight),
+        cmocka_unit_test(test_overlap_full_batch),
         cmocka_unit_test(test_long_prompt_does_not_stall_decode),
         cmocka_unit_test(test_kv_exhaustion_preemption),
         cmocka_unit_test(test_prefix_cache_hit),
