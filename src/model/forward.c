@@ -9,6 +9,10 @@
 
 #include "core/alloc.h"
 
+/* Decode steps of up to this many tokens are replayed from CUDA graphs (one per power-of-two token
+ * bucket and power-of-two context bound); larger steps are compute-bound and run eagerly. */
+#define FWD_GRAPH_MAX_TOKENS 256
+
 struct ss_forward {
     ss_backend *be;
     const ss_model_config *cfg;
@@ -113,7 +117,9 @@ ss_status ss_forward_create(ss_backend *be, const ss_model_config *cfg, const ss
                       fail);
     }
     /* layout: ids, tok_seq, tok_pos, slots [T each], q_tiles [2T], rows [R], seq_lens [S], block_tables [S, max_blocks] */
-    f->meta_elems = 6 * T + R + (size_t)p->max_seqs * ((size_t)p->max_blocks + 1);
+    /* + FWD_GRAPH_MAX_TOKENS: a graph step's compact layout (fwd_layout at its padded size) needs 8 n_pad +
+     * n_seqs max_blocks, and its padding may exceed max_seqs by less than that */
+    f->meta_elems = 6 * T + R + (size_t)p->max_seqs * ((size_t)p->max_blocks + 1) + FWD_GRAPH_MAX_TOKENS;
     FWD_ALLOC(meta, f->meta_elems * sizeof(int32_t), "step metadata");
     f->meta_host = ss_malloc(f->meta_elems * sizeof(int32_t));
     const char *full = getenv("SS_META_FULL");
@@ -391,9 +397,6 @@ static ss_status fwd_logits(ss_forward *f, int64_t n, int32_t n_rows, const int3
     return SS_OK;
 }
 
-/* Decode steps of up to this many tokens are replayed from CUDA graphs (one per power-of-two token
- * bucket and power-of-two context bound); larger steps are compute-bound and run eagerly. */
-#define FWD_GRAPH_MAX_TOKENS 256
 
 /* Where each array of a step's metadata starts in the meta buffers (int32 offsets): ids, tok_seq, tok_pos,
  * slots [t each], q_tiles [2t], rows [r], seq_lens [s], block_tables [n_seqs, max_blocks]; `total` is

@@ -343,6 +343,7 @@ static ss_status replica_resolve_prev(ss_replica *r, const ss_step_plan *plan, s
     *resolved = *plan;
     int64_t t = 0;
     int copied = 0;
+    int32_t hint = 0;
     for (int32_t s = 0; s < plan->n_seqs; s++) {
         for (int32_t i = 0; i < plan->seqs[s].n_tokens; i++, t++) {
             if (t >= plan->n_tokens || plan->tokens[t] != SS_TOKEN_PREV)
@@ -359,12 +360,13 @@ static ss_status replica_resolve_prev(ss_replica *r, const ss_step_plan *plan, s
                 resolved->tokens = r->plan_tokens;
                 copied = 1;
             }
-            int32_t row = ss_sampled_seqs_find(&r->last, plan->seqs[s].seq_id, s);
+            int32_t row = ss_sampled_seqs_find(&r->last, plan->seqs[s].seq_id, hint);
             if (row < 0)
                 return ss_err_set(err, SS_ERR_INVALID_ARG,
                                   "step plan: sequence %llu asks for its token of the previous step, where it did not sample",
                                   (unsigned long long)plan->seqs[s].seq_id);
             r->plan_tokens[t] = r->last_tokens[row];
+            hint = row + 1;
         }
     }
     return SS_OK;

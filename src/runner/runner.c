@@ -526,15 +526,17 @@ static ss_status runner_settle(ss_runner *r, runner_pending *pd, int slot, ss_er
     return SS_OK;
 }
 
-/* The forward pass's id of plan token t of sequence q (SS_TOKEN_PREV resolved; see ss_runner_submit). */
-static ss_status runner_token_id(ss_runner *r, const ss_plan_seq *q, int32_t tok, int32_t hint, int32_t *id,
+/* The forward pass's id of plan token tok of sequence q (SS_TOKEN_PREV resolved; see ss_runner_submit).
+ * hint: the row to try first, advanced past the row found. */
+static ss_status runner_token_id(ss_runner *r, const ss_plan_seq *q, int32_t tok, int32_t *hint, int32_t *id,
                                  ss_err *err)
 {
     if (tok != SS_TOKEN_PREV) {
         *id = tok;
         return SS_OK;
     }
-    int32_t row = ss_sampled_seqs_find(&r->prev, q->seq_id, hint);
+    int32_t row = ss_sampled_seqs_find(&r->prev, q->seq_id, *hint);
+    *hint = row + 1; /* plans keep their sequences' order: the next one is most likely the next row */
     if (row < 0)
         return ss_err_set(err, SS_ERR_INVALID_ARG,
                           "step plan: sequence %llu asks for its token of the previous step, where it did not sample",
@@ -567,7 +569,7 @@ static ss_status runner_run(ss_runner *r, const ss_step_plan *plan, runner_pendi
     if (all && plan->n_tokens > r->fp.max_rows)
         return ss_err_set(err, SS_ERR_INVALID_ARG, "step plan: all logits of %lld tokens exceed %d rows",
                           (long long)plan->n_tokens, r->fp.max_rows);
-    int32_t mb = r->fp.max_blocks, bs = r->fp.block_size, max_len = 0, n_rows = 0, n_prev = 0;
+    int32_t mb = r->fp.max_blocks, bs = r->fp.block_size, max_len = 0, n_rows = 0, hint = 0;
     int64_t t = 0;
     for (int32_t s = 0; s < plan->n_seqs; s++) {
         const ss_plan_seq *q = &plan->seqs[s];
@@ -578,7 +580,7 @@ static ss_status runner_run(ss_runner *r, const ss_step_plan *plan, runner_pendi
         for (int32_t i = 0; i < q->n_tokens; i++, t++) {
             int32_t pos = q->pos_start + i;
             if (plan->tokens[t] == SS_TOKEN_PREV)
-                SS_CHECK(runner_token_id(r, q, SS_TOKEN_PREV, n_prev++, &r->ids[t], err));
+                SS_CHECK(runner_token_id(r, q, SS_TOKEN_PREV, &hint, &r->ids[t], err));
             else
                 r->ids[t] = plan->tokens[t];
             r->tok_seq[t] = s;

@@ -672,13 +672,16 @@ static void on_token(ss_sched *s, sreq *r, const ss_step_output *out, int32_t k)
         finish(s, r, reason, SS_OK, NULL);
 }
 
+static void flights_drain(ss_sched *s);
+
 /* Submits plan (built from plan_reqs) to the replica as flight f. */
 static ss_status flight_submit(ss_sched *s, sched_flight *f, const ss_step_plan *plan, ss_err *err)
 {
+    int64_t t = now_us(); /* before: a replica that runs the step within submit spends it there */
     SS_CHECK(ss_replica_submit(s->replica, plan, err));
     f->active = 1;
     f->n = plan->n_seqs;
-    f->t_submit = now_us();
+    f->t_submit = t;
     for (int32_t k = 0; k < plan->n_seqs; k++) {
         f->reqs[k] = s->plan_reqs[k];
         f->tokens[k] = plan->seqs[k].n_tokens;
@@ -847,6 +850,8 @@ static void run_step(ss_sched *s)
     ss_step_output_clear(&out);
     if (b->active)
         s->cur = 1 - s->cur;
+    if (s->n_running == 0) /* every sequence of a step planned ahead ended: drop it now, not when work comes */
+        flights_drain(s);
 }
 
 /* Collects what is still in flight when the thread ends, so that the replica has no step pending. */
@@ -941,6 +946,8 @@ static void *sched_main(void *arg)
             continue;
         }
         reap(s, check_cancel);
+        if (s->n_running == 0)
+            flights_drain(s); /* a step planned ahead whose sequences were all cancelled */
         run_step(s);
         publish_stats(s);
     }

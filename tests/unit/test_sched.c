@@ -404,6 +404,42 @@ static void test_batching_invariance(void **state)
     assert_int_equal(st.preemptions, 0);
 }
 
+/* When every sequence of a step planned ahead has ended on the step before it, that step is collected
+ * and dropped at once: an idle scheduler leaves nothing pending on the replica (a later request would
+ * otherwise wait for it, and the idle time would count as step time). Step time counts the work whether
+ * the replica runs a step within submit (here, cpu) or not. */
+static void test_overlap_idle_and_step_time(void **state)
+{
+    fixture *f = *state;
+    ss_sched *s = make_sched(f->big, NULL, 0, 0, 0, 1);
+    collect a;
+    collect_init(&a);
+    ss_gen_request *qa = mix_req(f, 0, MIX_GEN);
+    qa->ignore_eos = 0;
+    qa->stop_ids = ss_malloc(sizeof(int32_t));
+    qa->stop_ids[0] = f->alone[0][5];
+    qa->n_stop_ids = 1;
+    submit_ok(s, qa, &a, NULL);
+    wait_done(&a);
+    ss_sched_stats st;
+    wait_idle_stats(s, &st);
+    assert_int_equal(a.finish, SS_FINISH_STOP);
+    assert_true(st.steps_ahead > 0);
+    assert_int_equal(ss_replica_pending(f->big), 0);
+    ss_sched_destroy(s);
+    collect_fini(&a);
+    for (int no = 0; no <= 1; no++) { /* 48 cpu steps of a real forward pass take well over 0.5 ms */
+        s = make_sched_ex(f->big, NULL, 0, 0, 0, 1, no);
+        collect c;
+        run_alone(s, make_req(f->cases[3].prompt, f->cases[3].n_prompt, 48), &c);
+        wait_idle_stats(s, &st);
+        ss_sched_destroy(s);
+        collect_fini(&c);
+        if (!(st.step_seconds_total > 0.0005))
+            fail_msg("no_overlap=%d: %lld steps counted %.6f s", no, (long long)st.steps, st.step_seconds_total);
+    }
+}
+
 /* A full batch (max_running 4 of 32 requests) still plans ahead while others wait: none of them could
  * join the next step anyway. Tokens equal each request's run alone. */
 static void test_overlap_full_batch(void **state)
@@ -928,6 +964,7 @@ int main(void)
         cmocka_unit_test(test_batching_invariance),
         cmocka_unit_test(test_overlap_end_mid_flight),
         cmocka_unit_test(test_overlap_full_batch),
+        cmocka_unit_test(test_overlap_idle_and_step_time),
         cmocka_unit_test(test_long_prompt_does_not_stall_decode),
         cmocka_unit_test(test_kv_exhaustion_preemption),
         cmocka_unit_test(test_prefix_cache_hit),

@@ -243,8 +243,123 @@ static void test_submit_errors(void **state)
     }
 }
 
+/* A decode step of 200 sequences with 256 tokens per step pads to 256, past max_seqs: its compact
+ * metadata layout must fit the buffers (it wrote past them once; ASan catches it). */
+static void test_meta_padded_past_max_seqs(void **state)
+{
+    (void)state;
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/models/llama3-gqa", SS_FIXTURES);
+    ss_replica_params p = ss_replica_default_params();
+    p.model_dir = dir;
+    p.backend.device = SS_DEVICE_CPU;
+    p.backend.n_threads = 1;
+    p.max_seq_len = 32;
+    p.num_kv_blocks = 256;
+    p.max_batch_tokens = 256;
+    p.max_seqs = 200;
+    ss_replica *r = NULL;
+    ss_err e;
+    if (ss_replica_create(&p, &r, &e) != SS_OK)
+        fail_msg("%s", e.msg);
+    enum { N = 200 };
+    static ss_plan_seq q[N];
+    static int32_t blocks[N], toks[N];
+    for (int i = 0; i < N; i++) {
+        memset(&q[i], 0, sizeof q[i]);
+        blocks[i] = i;
+        toks[i] = 5 + i;
+        q[i].seq_id = (uint64_t)i + 1;
+        q[i].n_tokens = 1;
+        q[i].pos_start = 0;
+        q[i].n_blocks = 1;
+        q[i].blocks = &blocks[i];
+        q[i].sample = 1;
+        q[i].sp = ss_sampling_default();
+    }
+    ss_step_plan plan = {1, 0, N, q, N, toks};
+    ss_step_output out;
+    assert_int_equal(ss_replica_step(r, &plan, &out, &e), SS_OK);
+    assert_int_equal(out.n, N);
+    ss_step_output_clear(&out);
+    ss_replica_destroy(r);
+}
+
+/* PREV after a host-sampled step (logprob lists) and a host-sampled step fed from the device: the same
+ * tokens as explicit ids. */
+static void run_chain(ss_replica *r, int ahead, const int *lp, int32_t *got)
+{
+    int32_t blocks[4] = {0, 1, 2, 3}, toks[4] = {5, 6, 7, 8}, prev = SS_TOKEN_PREV;
+    ss_plan_seq q;
+    memset(&q, 0, sizeof q);
+    q.seq_id = 1;
+    q.blocks = blocks;
+    q.n_blocks = 1;
+    q.sample = 1;
+    q.sp = ss_sampling_default();
+    q.n_tokens = 4;
+    q.sp.n_logprobs = lp[0];
+    ss_err e;
+    ss_step_output out;
+    ss_step_plan p0 = {1, 0, 1, &q, 4, toks};
+    assert_int_equal(ss_replica_submit(r, &p0, &e), SS_OK);
+    int pending = 1;
+    int32_t last = -1;
+    for (int k = 1; k < 5; k++) {
+        if (!ahead) {
+            assert_int_equal(ss_replica_collect(r, &out, &e), SS_OK);
+            last = out.token[0];
+            got[k - 1] = last;
+            ss_step_output_clear(&out);
+            pending--;
+        }
+        q.pos_start = 3 + k;
+        q.n_tokens = 1;
+        q.sp.n_logprobs = lp[k];
+        ss_step_plan pk = {1 + (uint64_t)k, 0, 1, &q, 1, ahead ? &prev : &last};
+        if (ss_replica_submit(r, &pk, &e) != SS_OK)
+            fail_msg("step %d: %s", k, e.msg);
+        pending++;
+        if (ahead) {
+            assert_int_equal(ss_replica_collect(r, &out, &e), SS_OK);
+            got[k - 1] = out.token[0];
+            ss_step_output_clear(&out);
+            pending--;
+        }
+    }
+    assert_int_equal(pending, 1);
+    assert_int_equal(ss_replica_collect(r, &out, &e), SS_OK);
+    got[4] = out.token[0];
+    ss_step_output_clear(&out);
+}
+
+static void test_prev_host_paths(void **state)
+{
+    (void)state;
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/models/llama3-gqa", SS_FIXTURES);
+    ss_replica_params p = ss_replica_default_params();
+    p.model_dir = dir;
+    p.backend.device = SS_DEVICE_CPU;
+    p.backend.n_threads = 1;
+    p.max_seq_len = 32;
+    p.num_kv_blocks = 8;
+    ss_replica *r = NULL;
+    ss_err e;
+    if (ss_replica_create(&p, &r, &e) != SS_OK)
+        fail_msg("%s", e.msg);
+    int lp[5] = {2, 0, 3, 3, 0};
+    int32_t a[5], b[5];
+    run_chain(r, 0, lp, a);
+    run_chain(r, 1, lp, b);
+    assert_memory_equal(a, b, sizeof a);
+    ss_replica_destroy(r);
+}
+
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_submit_errors), cmocka_unit_test(test_sharded_equals_single)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_submit_errors), cmocka_unit_test(test_prev_host_paths),
+                                       cmocka_unit_test(test_meta_padded_past_max_seqs),
+                                       cmocka_unit_test(test_sharded_equals_single)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
