@@ -42,6 +42,15 @@ finish() {
 trap finish EXIT
 PH=${*:-train check bench multi sanitize}
 has() { case " $PH " in *" $1 "*) return 0 ;; esac; return 1; }
+# Waits up to 120 s for the server PID on port 8000 to say ready; sets ready (0/1) and i (half-seconds).
+wait_ready() {
+  ready=0
+  for i in $(seq 1 240); do
+    python3 -c 'import urllib.request,sys; sys.exit(0 if urllib.request.urlopen("http://127.0.0.1:8000/v2/health/ready", timeout=2).status == 200 else 1)' 2>/dev/null && { ready=1; break; }
+    kill -0 "$1" 2>/dev/null || break
+    sleep 0.5
+  done
+}
 # An environment variant of AB_ENVS, PROFILE_ENVS, LONG_ENVS ("-": none; "A=1,B=2": two settings): sets
 # ev (the settings, for env) and vtag (for file names).
 variant() { ev=(); [ "$1" != - ] && IFS=, read -ra ev <<<"$1"; vtag=$(echo "$1" | tr '=,' '__'); }
@@ -365,12 +374,7 @@ if has serve; then
   "$B/shardserve" serve --model "$M8" --device cuda --tp "${SERVE_TP:-1}" --port 8000 --metrics-port 8002 --served-model-name llama-3-8b \
     --max-batch "${SERVE_BATCH:-256}" --max-step-tokens "${SERVE_STEP:-2048}" --max-waiting 2048 >"$L/serve.log" 2>&1 &
   SPID=$!
-  ready=0
-  for i in $(seq 1 240); do
-    python3 -c 'import urllib.request,sys; sys.exit(0 if urllib.request.urlopen("http://127.0.0.1:8000/v2/health/ready", timeout=2).status == 200 else 1)' 2>/dev/null && { ready=1; break; }
-    kill -0 $SPID 2>/dev/null || break
-    sleep 0.5
-  done
+  wait_ready $SPID
   note "serve ready=$ready after ~$((i / 2)) s"
   if [ $ready = 1 ]; then
     step "bench rate 2/s, 467 in / 256 out" 80 bench_serve_rate.log "$B/shardserve" bench --url http://127.0.0.1:8000 --model llama-3-8b \
@@ -394,12 +398,7 @@ if has serveab; then
       "$B/shardserve" serve --model "$M8" --device cuda --port 8000 --metrics-port 8002 --served-model-name llama-3-8b \
         ${fl[@]+"${fl[@]}"} >"$L/serveab_${vt}_$round.log" 2>&1 &
       SPID=$!
-      ready=0
-      for i in $(seq 1 240); do
-        python3 -c 'import urllib.request,sys; sys.exit(0 if urllib.request.urlopen("http://127.0.0.1:8000/v2/health/ready", timeout=2).status == 200 else 1)' 2>/dev/null && { ready=1; break; }
-        kill -0 $SPID 2>/dev/null || break
-        sleep 0.5
-      done
+      wait_ready $SPID
       if [ $ready = 1 ]; then
         for c in ${SERVEAB_CONC:-1 8}; do
           step "serve c$c 128/256 [$vt] r$round" 90 "bench_serveab_c${c}_${vt}_$round.log" "$B/shardserve" bench --url http://127.0.0.1:8000 \

@@ -32,7 +32,9 @@ typedef struct run_result {
     int32_t V;
 } run_result;
 
-static int run_model(const char *model, int tp, int pp, int ahead, run_result *res)
+/* A cpu replica of a fixture model, ranks as worker processes; fails the test if it cannot start. */
+static ss_replica *open_replica(const char *model, int tp, int pp, int32_t max_seq_len, int32_t kv_blocks,
+                                int64_t batch_tokens, int32_t max_seqs)
 {
     char dir[1024];
     snprintf(dir, sizeof dir, "%s/models/%s", SS_FIXTURES, model);
@@ -42,16 +44,23 @@ static int run_model(const char *model, int tp, int pp, int ahead, run_result *r
     p.pp = pp;
     p.backend.device = SS_DEVICE_CPU;
     p.backend.n_threads = 1;
-    p.max_seq_len = 64;
-    p.num_kv_blocks = 8;
-    p.max_batch_tokens = 64;
-    p.max_seqs = 4;
+    p.max_seq_len = max_seq_len;
+    p.num_kv_blocks = kv_blocks;
+    p.max_batch_tokens = batch_tokens;
+    p.max_seqs = max_seqs;
     p.comm_timeout_ms = 30000;
     p.worker_exe = SS_BINARY_DIR "/shardserve";
     ss_replica *r = NULL;
     ss_err e;
     if (ss_replica_create(&p, &r, &e) != SS_OK)
         fail_msg("%s tp%d pp%d: %s", model, tp, pp, e.msg);
+    return r;
+}
+
+static int run_model(const char *model, int tp, int pp, int ahead, run_result *res)
+{
+    ss_replica *r = open_replica(model, tp, pp, 64, 8, 64, 4);
+    ss_err e;
     int32_t V = ss_replica_config(r)->vocab_size;
     int32_t blocks[4] = {3, 1, 2, 0};
     ss_plan_seq q;
@@ -145,28 +154,6 @@ static void test_sharded_equals_single(void **state)
     assert_true(ran >= 20);
 }
 
-static ss_replica *open_replica(int tp)
-{
-    char dir[1024];
-    snprintf(dir, sizeof dir, "%s/models/llama3-gqa", SS_FIXTURES);
-    ss_replica_params p = ss_replica_default_params();
-    p.model_dir = dir;
-    p.tp = tp;
-    p.backend.device = SS_DEVICE_CPU;
-    p.backend.n_threads = 1;
-    p.max_seq_len = 64;
-    p.num_kv_blocks = 8;
-    p.max_batch_tokens = 64;
-    p.max_seqs = 4;
-    p.comm_timeout_ms = 30000;
-    p.worker_exe = SS_BINARY_DIR "/shardserve";
-    ss_replica *r = NULL;
-    ss_err e;
-    if (ss_replica_create(&p, &r, &e) != SS_OK)
-        fail_msg("tp%d: %s", tp, e.msg);
-    return r;
-}
-
 /* submit/collect misuse is refused with the reason, and the replica stays usable: collecting with
  * nothing pending, a third pending step, SS_TOKEN_PREV with no previous step, after a step where the
  * sequence did not sample, or for another sequence. One process and tp 2 (resolved on the leader). */
@@ -174,7 +161,7 @@ static void test_submit_errors(void **state)
 {
     (void)state;
     for (int tp = 1; tp <= 2; tp++) {
-        ss_replica *r = open_replica(tp);
+        ss_replica *r = open_replica("llama3-gqa", tp, 1, 64, 8, 64, 4);
         int32_t blocks[4] = {0, 1, 2, 3}, prev = SS_TOKEN_PREV, toks[4] = {5, 6, 7, 8};
         ss_plan_seq q;
         memset(&q, 0, sizeof q);
@@ -248,20 +235,8 @@ static void test_submit_errors(void **state)
 static void test_meta_padded_past_max_seqs(void **state)
 {
     (void)state;
-    char dir[1024];
-    snprintf(dir, sizeof dir, "%s/models/llama3-gqa", SS_FIXTURES);
-    ss_replica_params p = ss_replica_default_params();
-    p.model_dir = dir;
-    p.backend.device = SS_DEVICE_CPU;
-    p.backend.n_threads = 1;
-    p.max_seq_len = 32;
-    p.num_kv_blocks = 256;
-    p.max_batch_tokens = 256;
-    p.max_seqs = 200;
-    ss_replica *r = NULL;
+    ss_replica *r = open_replica("llama3-gqa", 1, 1, 32, 256, 256, 200);
     ss_err e;
-    if (ss_replica_create(&p, &r, &e) != SS_OK)
-        fail_msg("%s", e.msg);
     enum { N = 200 };
     static ss_plan_seq q[N];
     static int32_t blocks[N], toks[N];
@@ -336,18 +311,7 @@ static void run_chain(ss_replica *r, int ahead, const int *lp, int32_t *got)
 static void test_prev_host_paths(void **state)
 {
     (void)state;
-    char dir[1024];
-    snprintf(dir, sizeof dir, "%s/models/llama3-gqa", SS_FIXTURES);
-    ss_replica_params p = ss_replica_default_params();
-    p.model_dir = dir;
-    p.backend.device = SS_DEVICE_CPU;
-    p.backend.n_threads = 1;
-    p.max_seq_len = 32;
-    p.num_kv_blocks = 8;
-    ss_replica *r = NULL;
-    ss_err e;
-    if (ss_replica_create(&p, &r, &e) != SS_OK)
-        fail_msg("%s", e.msg);
+    ss_replica *r = open_replica("llama3-gqa", 1, 1, 32, 8, 64, 4);
     int lp[5] = {2, 0, 3, 3, 0};
     int32_t a[5], b[5];
     run_chain(r, 0, lp, a);
