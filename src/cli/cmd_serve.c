@@ -217,7 +217,7 @@ int ss_cmd_serve(int argc, char **argv, char **env)
     p.sched.max_waiting = (int32_t)o.max_waiting;
     p.sched.max_step_tokens = (int32_t)o.max_step_tokens;
     p.sched.enable_prefix_cache = !o.no_prefix_cache;
-    p.sched.no_overlap = o.no_overlap;
+    p.sched.overlap = o.no_overlap ? SS_OVERLAP_OFF : SS_OVERLAP_AUTO;
     p.max_body_bytes = (size_t)o.max_body_bytes;
     p.max_header_bytes = (size_t)o.max_header_bytes;
     p.conn_timeout_s = (int)o.conn_timeout;

@@ -426,7 +426,7 @@ int ss_replica_pending(const ss_replica *r)
 
 int ss_replica_overlaps(const ss_replica *r)
 {
-    return !r->multi;
+    return !r->multi && ss_runner_async(r->runner);
 }
 
 ss_status ss_replica_step(ss_replica *r, const ss_step_plan *plan, ss_step_output *out, ss_err *err)

@@ -46,8 +46,8 @@ ss_status ss_replica_submit(ss_replica *r, const ss_step_plan *plan, ss_err *err
 ss_status ss_replica_collect(ss_replica *r, ss_step_output *out, ss_err *err);
 /* Steps submitted and not collected. */
 int ss_replica_pending(const ss_replica *r);
-/* 1 when submit returns before the step's device work ends (one rank); with several ranks each step
- * runs within submit, and submitting ahead gains nothing. */
+/* 1 when submit returns before the step's device work ends (one rank on a GPU); with several ranks, or on
+ * the cpu, each step runs within submit, and submitting ahead gains nothing. */
 int ss_replica_overlaps(const ss_replica *r);
 const ss_model_config *ss_replica_config(const ss_replica *r);
 int32_t ss_replica_num_kv_blocks(const ss_replica *r);

@@ -714,6 +714,11 @@ int ss_runner_pending(const ss_runner *r)
     return r->n_pend;
 }
 
+int ss_runner_async(const ss_runner *r)
+{
+    return r->be->iface->native_stream(r->be->ctx) != NULL;
+}
+
 ss_status ss_runner_step(ss_runner *r, const ss_step_plan *plan, ss_step_output *out, ss_err *err)
 {
     memset(out, 0, sizeof *out);

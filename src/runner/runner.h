@@ -53,6 +53,8 @@ ss_status ss_runner_submit(ss_runner *r, const ss_step_plan *plan, ss_err *err);
 ss_status ss_runner_collect(ss_runner *r, ss_step_output *out, ss_err *err);
 /* Steps submitted and not collected. */
 int ss_runner_pending(const ss_runner *r);
+/* 1 when the backend runs ops asynchronously (a GPU), so that submit can return before the step is done. */
+int ss_runner_async(const ss_runner *r);
 
 const ss_model_config *ss_runner_config(const ss_runner *r);
 int32_t ss_runner_num_kv_blocks(const ss_runner *r);

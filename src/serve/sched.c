@@ -95,7 +95,7 @@ struct ss_sched {
     /* fl[cur]: the step to collect next; fl[1 - cur]: the step planned ahead of it, if any */
     sched_flight fl[2];
     int cur;
-    int overlap; /* !p.no_overlap and the replica runs steps asynchronously */
+    int overlap; /* plan ahead (p.overlap, and for AUTO whether the replica runs steps asynchronously) */
     int64_t t_last_collect;
 };
 
@@ -1023,7 +1023,7 @@ ss_status ss_sched_create(const ss_sched_params *params, ss_replica *replica, co
         s->fl[f].sample = ss_calloc(nr, 1);
         fl_ok = fl_ok && s->fl[f].reqs && s->fl[f].tokens && s->fl[f].sample;
     }
-    s->overlap = !p.no_overlap && ss_replica_overlaps(replica);
+    s->overlap = p.overlap == SS_OVERLAP_ON || (p.overlap == SS_OVERLAP_AUTO && ss_replica_overlaps(replica));
     int mu_ok = 0, cv_ok = 0;
     pthread_condattr_t ca;
     if (s->running && s->plan_reqs && s->plan_seqs && s->banned_off && s->plan_tokens && fl_ok) {

@@ -74,14 +74,20 @@ typedef struct ss_gen_event {
 /* Called on the scheduler thread; must not block (queue the event and wake the I/O loop). */
 typedef void (*ss_gen_callback)(void *user, const ss_gen_event *ev);
 
+typedef enum ss_sched_overlap {
+    SS_OVERLAP_AUTO = 0, /* where the replica returns from submit before the device is done (one process on a GPU) */
+    SS_OVERLAP_OFF,      /* collect each step before planning the next */
+    SS_OVERLAP_ON,       /* also where submit runs the whole step (cpu): no gain, tokens reach clients a
+                          * step later; for tests of the overlap's bookkeeping */
+} ss_sched_overlap;
+
 typedef struct ss_sched_params {
     int32_t max_waiting;        /* queue bound: submit returns SS_ERR_CAPACITY beyond it (default 1024) */
     int32_t max_running;        /* sequences in one batch (default 256) */
     int32_t max_step_tokens;    /* token budget per step, chunked prefill (default 512) */
     int enable_prefix_cache;    /* default 1 */
-    int no_overlap;             /* 1: collect each step before planning the next. Default 0: on a one-process
-                                 * replica, a step of pure decodes is planned and submitted while the one
-                                 * before it runs (its tokens fed on the device), hiding the host's turnaround */
+    ss_sched_overlap overlap;   /* planning a pure-decode step while the one before it runs (its tokens fed
+                                 * on the device), which hides the host's turnaround; default AUTO */
 } ss_sched_params;
 
 ss_sched_params ss_sched_default_params(void);

@@ -237,7 +237,7 @@ static ss_sched *make_sched_ex(ss_replica *rep, const ss_tokenizer *tok, int32_t
                                int32_t max_step_tokens, int prefix_cache, int no_overlap)
 {
     ss_sched_params p = ss_sched_default_params();
-    p.no_overlap = no_overlap;
+    p.overlap = no_overlap ? SS_OVERLAP_OFF : SS_OVERLAP_ON; /* on the cpu too: the bookkeeping is tested */
     if (max_running > 0)
         p.max_running = max_running;
     if (max_waiting > 0)
