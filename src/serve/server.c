@@ -1182,7 +1182,9 @@ static ss_status srv_warmup(ss_server *s, ss_err *err)
     }
     g->prompt[0] = s->bos_id >= 0 ? s->bos_id : 0;
     g->n_prompt = 1;
-    g->max_tokens = 1;
+    /* a prefill and one decode step: the batch-1 decode graph (and, on a GPU, the persistent decode kernel)
+     * is captured and proven before the server says ready, not on the first request */
+    g->max_tokens = 2;
     g->sp = ss_sampling_default();
     g->ignore_eos = 1;
     uint64_t id;
