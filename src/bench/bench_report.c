@@ -40,8 +40,8 @@ static int report_params(cJSON *root, const ss_bench_params *p, const ss_bench_r
            report_num(o, "input_len_min", (double)w->input_min) &&
            report_num(o, "input_len_max", (double)w->input_max) &&
            report_num(o, "output_len_min", (double)w->output_min) &&
-           report_num(o, "output_len_max", (double)w->output_max) && report_num(o, "vocab_lo", (double)w->vocab_lo) &&
-           report_num(o, "vocab_hi", (double)w->vocab_hi) && report_num(o, "request_rate", w->request_rate) &&
+           report_num(o, "output_len_max", (double)w->output_max) && report_num(o, "vocab_lo", (double)r->vocab_lo) &&
+           report_num(o, "vocab_hi", (double)r->vocab_hi) && report_num(o, "request_rate", w->request_rate) &&
            report_num(o, "concurrency", (double)p->concurrency) && report_num(o, "seed", (double)w->seed) &&
            report_num(o, "warmup", (double)p->warmup) && report_num(o, "timeout_s", p->timeout_s) &&
            report_num(o, "temperature", p->temperature) && cJSON_AddBoolToObject(o, "ignore_eos", p->ignore_eos);
@@ -124,8 +124,8 @@ void ss_bench_report_text(const ss_bench_params *p, const ss_bench_result *r, FI
     if (p->prompt_text)
         fprintf(f, "  prompt         text (%zu bytes)\n", strlen(p->prompt_text));
     else
-        fprintf(f, "  prompt         random token ids in [%lld, %lld)\n", (long long)w->vocab_lo,
-                (long long)w->vocab_hi);
+        fprintf(f, "  prompt         random token ids in [%lld, %lld)\n", (long long)r->vocab_lo,
+                (long long)r->vocab_hi);
     fprintf(f, "  requests       %lld (+%lld warm-up)\n", (long long)w->num_requests, (long long)p->warmup);
     fprintf(f, "  input len      %lld:%lld\n  output len     %lld:%lld%s\n", (long long)w->input_min,
             (long long)w->input_max, (long long)w->output_min, (long long)w->output_max,

@@ -48,6 +48,7 @@ typedef struct run_ctx {
     const ss_bench_params *p;
     ss_bench_result *res;
     const char *model;          /* res->model */
+    int64_t vocab_lo, vocab_hi; /* res->vocab_lo/hi: the prompt id range in use */
     char *endpoint;             /* {url}/v1/completions, owned */
     struct curl_slist *headers; /* shared by every request */
     CURLM *multi;
@@ -204,7 +205,7 @@ static ss_status run_launch(run_ctx *ctx, run_req *r, const ss_bench_request_pla
                                .temperature = p->temperature,
                                .ignore_eos = p->ignore_eos};
     if (!p->prompt_text) {
-        ss_bench_prompt_ids(rq, p->workload.vocab_lo, p->workload.vocab_hi, ctx->ids);
+        ss_bench_prompt_ids(rq, ctx->vocab_lo, ctx->vocab_hi, ctx->ids);
         bp.prompt_ids = ctx->ids;
         bp.n_prompt_ids = (size_t)rq->input_len;
     }
@@ -435,9 +436,11 @@ static size_t run_on_models_write(char *ptr, size_t size, size_t nmemb, void *us
     return n;
 }
 
-/* Asks GET {url}/v1/models for the first model id, into res->model. */
-static ss_status run_lookup_model(run_ctx *ctx, char *url, ss_err *err)
+/* Asks GET {url}/v1/models for the first model id, into res->model when that is still empty, and for the
+ * vocabulary size of the model in use (*vocab: 0 when the answer has none). */
+static ss_status run_lookup_model(run_ctx *ctx, char *url, int64_t *vocab, ss_err *err)
 {
+    *vocab = 0;
     run_buf b = {0};
     char cerr[CURL_ERROR_SIZE] = "";
     ss_status st = SS_OK;
@@ -468,11 +471,22 @@ static ss_status run_lookup_model(run_ctx *ctx, char *url, ss_err *err)
     }
     cJSON *root = b.v ? cJSON_ParseWithLength(b.v, b.n) : NULL;
     const cJSON *data = cJSON_GetObjectItemCaseSensitive(root, "data");
-    const cJSON *id = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(data, 0), "id");
+    const cJSON *entry = cJSON_GetArrayItem(data, 0), *m;
+    cJSON_ArrayForEach(m, data) /* a model given by name: its own entry */
+    {
+        const cJSON *mid = cJSON_GetObjectItemCaseSensitive(m, "id");
+        if (ctx->res->model[0] && cJSON_IsString(mid) && !strcmp(mid->valuestring, ctx->res->model))
+            entry = m;
+    }
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(entry, "id");
     if (!cJSON_IsString(id) || strlen(id->valuestring) >= sizeof ctx->res->model)
         st = ss_err_set(err, SS_ERR_FORMAT, "GET %s: no usable data[0].id in the answer (pass --model)", url);
-    else
+    else if (!ctx->res->model[0])
         snprintf(ctx->res->model, sizeof ctx->res->model, "%s", id->valuestring);
+    const cJSON *vs = cJSON_GetObjectItemCaseSensitive(entry, "vocab_size");
+    if (st == SS_OK && !strcmp(id->valuestring, ctx->res->model) && cJSON_IsNumber(vs) && vs->valuedouble >= 1 &&
+        vs->valuedouble < 1e12)
+        *vocab = (int64_t)vs->valuedouble;
     cJSON_Delete(root);
 out:
     ss_free(b.v);
@@ -554,8 +568,24 @@ ss_status ss_bench_run(const ss_bench_params *p, ss_bench_result *out, ss_err *e
     }
     if (p->model)
         snprintf(out->model, sizeof out->model, "%s", p->model);
-    else
-        SS_CHECK_GOTO(run_lookup_model(&ctx, models_url, err), st, out);
+    int64_t vocab = 0;
+    if (!p->model) {
+        SS_CHECK_GOTO(run_lookup_model(&ctx, models_url, &vocab, err), st, out);
+    } else if (p->fit_vocab && !p->prompt_text) { /* only for the vocabulary: a server without the route is fine */
+        ss_err ignored;
+        (void)run_lookup_model(&ctx, models_url, &vocab, &ignored);
+    }
+    ctx.vocab_lo = p->workload.vocab_lo;
+    ctx.vocab_hi = p->workload.vocab_hi;
+    if (p->fit_vocab && vocab > 0 && ctx.vocab_hi > vocab) { /* e.g. 1000:20000 against a 4,096-token model */
+        ctx.vocab_hi = vocab;
+        if (ctx.vocab_lo >= vocab)
+            ctx.vocab_lo = vocab / 4;
+        SS_LOGI("prompt ids in [%lld, %lld): the model's vocabulary has %lld ids", (long long)ctx.vocab_lo,
+                (long long)ctx.vocab_hi, (long long)vocab);
+    }
+    out->vocab_lo = ctx.vocab_lo;
+    out->vocab_hi = ctx.vocab_hi;
 
     SS_CHECK_GOTO(ss_bench_plan_create(&p->workload, &plan, err), st, out);
     if (!p->prompt_text) {

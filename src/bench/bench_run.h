@@ -21,6 +21,7 @@ typedef struct ss_bench_params {
     double timeout_s;    /* per-request deadline, whole request; 0 = none */
     double temperature;
     int ignore_eos; /* ask the server to generate exactly max_tokens (vLLM's extension) */
+    int fit_vocab;  /* the id range is the default: narrow it to the vocab_size GET {url}/v1/models states */
 } ss_bench_params;
 
 void ss_bench_default_params(ss_bench_params *p);
@@ -42,6 +43,7 @@ const char *ss_bench_err_kind_str(ss_bench_err_kind k);
 
 typedef struct ss_bench_result {
     char model[256];   /* the model the run used */
+    int64_t vocab_lo, vocab_hi; /* the prompt id range the run used (see ss_bench_params.fit_vocab) */
     double duration_s; /* first send to last completion, warm-up excluded */
     int64_t requests_ok;
     int64_t requests_failed;

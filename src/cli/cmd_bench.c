@@ -62,7 +62,7 @@ int ss_cmd_bench(int argc, char **argv, char **env)
         {"input-len-range", SS_OPT_STR, &input_range, "A:B prompt tokens, uniform in [A, B]"},
         {"output-len", SS_OPT_INT, &output_len, "max_tokens per request (default 128)"},
         {"output-len-range", SS_OPT_STR, &output_range, "A:B max_tokens, uniform in [A, B]"},
-        {"vocab-range", SS_OPT_STR, &vocab_range, "LO:HI random prompt ids in [LO, HI) (default 1000:20000)"},
+        {"vocab-range", SS_OPT_STR, &vocab_range, "LO:HI random prompt ids in [LO, HI) (default 1000:20000, narrowed to the server's vocab_size)"},
         {"prompt", SS_OPT_STR, &p.prompt_text, "a text prompt for every request instead of random ids"},
         {"concurrency", SS_OPT_INT, &p.concurrency, "most requests in flight (closed loop); 0 = no cap"},
         {"request-rate", SS_OPT_FLOAT, &w->request_rate, "Poisson arrivals, requests/s; 0 = all at once"},
@@ -85,6 +85,7 @@ int ss_cmd_bench(int argc, char **argv, char **env)
         st = bench_len("output-len", output_len, output_range, &w->output_min, &w->output_max, &err);
     if (st == SS_OK && vocab_range)
         st = ss_bench_parse_range(vocab_range, "--vocab-range", &w->vocab_lo, &w->vocab_hi, &err);
+    p.fit_vocab = vocab_range == NULL;
     if (st == SS_OK && seed < 0)
         st = ss_err_set(&err, SS_ERR_INVALID_ARG, "--seed: must be >= 0");
     if (st != SS_OK) {

@@ -593,28 +593,32 @@ char *ss_api_openai_usage_chunk_json(const ss_api_resp_meta *m, int32_t prompt_t
     return ss_jbuf_take(&b, len);
 }
 
-static void oai_model_object(ss_jbuf *b, const char *model, int64_t created)
+/* OpenAI's model object, with vLLM's max_model_len and the vocabulary size (clients such as
+ * `shardserve bench` draw valid token ids from it). */
+static void oai_model_object(ss_jbuf *b, const ss_api_model_card *m)
 {
     ss_jbuf_cstr(b, "{\"id\":");
-    ss_jbuf_str(b, model, strlen(model));
-    ss_jbuf_printf(b, ",\"object\":\"model\",\"created\":%lld,\"owned_by\":\"shardserve\"}", (long long)created);
+    ss_jbuf_str(b, m->name, strlen(m->name));
+    ss_jbuf_printf(b, ",\"object\":\"model\",\"created\":%lld,\"owned_by\":\"shardserve\",\"max_model_len\":%d,"
+                   "\"vocab_size\":%d}",
+                   (long long)m->created, (int)m->max_model_len, (int)m->vocab_size);
 }
 
-char *ss_api_openai_models_json(const char *model, int64_t created, size_t *len)
+char *ss_api_openai_models_json(const ss_api_model_card *m, size_t *len)
 {
     ss_jbuf b;
     ss_jbuf_init(&b, 4096);
     ss_jbuf_cstr(&b, "{\"object\":\"list\",\"data\":[");
-    oai_model_object(&b, model, created);
+    oai_model_object(&b, m);
     ss_jbuf_cstr(&b, "]}");
     return ss_jbuf_take(&b, len);
 }
 
-char *ss_api_openai_model_json(const char *model, int64_t created, size_t *len)
+char *ss_api_openai_model_json(const ss_api_model_card *m, size_t *len)
 {
     ss_jbuf b;
     ss_jbuf_init(&b, 1024);
-    oai_model_object(&b, model, created);
+    oai_model_object(&b, m);
     return ss_jbuf_take(&b, len);
 }
 

@@ -51,10 +51,18 @@ char *ss_api_openai_chunk_json(const ss_api_resp_meta *m, int32_t index, const c
 /* The final usage chunk of stream_options.include_usage (choices: []). Caller ss_frees. */
 char *ss_api_openai_usage_chunk_json(const ss_api_resp_meta *m, int32_t prompt_tokens,
                                      int32_t completion_tokens, int32_t cached_tokens, size_t *len);
+/* What GET /v1/models says of the served model (name borrowed). */
+typedef struct ss_api_model_card {
+    const char *name;
+    int64_t created;       /* unix seconds */
+    int32_t max_model_len; /* tokens of context a request may use */
+    int32_t vocab_size;    /* valid token ids are [0, vocab_size) */
+} ss_api_model_card;
+
 /* GET /v1/models. Caller ss_frees. */
-char *ss_api_openai_models_json(const char *model, int64_t created, size_t *len);
+char *ss_api_openai_models_json(const ss_api_model_card *m, size_t *len);
 /* GET /v1/models/{model}: the one model object. Caller ss_frees. */
-char *ss_api_openai_model_json(const char *model, int64_t created, size_t *len);
+char *ss_api_openai_model_json(const ss_api_model_card *m, size_t *len);
 
 /* POST /tokenize {"prompt": "...", "add_special_tokens": bool} (default true). *prompt ss_malloc'd. */
 ss_status ss_api_tokenize_parse(const char *body, size_t len, char **prompt, int *add_special, ss_api_error *e);

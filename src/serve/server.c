@@ -1072,12 +1072,13 @@ static void srv_api_cb(struct evhttp_request *req, void *arg)
         free(rest); /* libevent's allocation */
         return;
     }
+    ss_api_model_card card = {s->model_name, s->start_unix, s->limits.max_context, s->limits.vocab_size};
     if (!strcmp(path, "/v1/models")) {
         size_t len = 0;
         if (!is_get)
             srv_fail_method(req, fam, "GET, HEAD");
         else
-            srv_reply_built(req, &len, ss_api_openai_models_json(s->model_name, s->start_unix, &len));
+            srv_reply_built(req, &len, ss_api_openai_models_json(&card, &len));
         return;
     }
     if (!strncmp(path, "/v1/models/", 11)) { /* model ids may hold '/' (Hub ids), sent raw or as %2F */
@@ -1088,7 +1089,7 @@ static void srv_api_cb(struct evhttp_request *req, void *arg)
         else if (!id || strcmp(id, s->model_name) != 0)
             srv_fail_model(s, req, fam, "model", id ? id : "", id ? strlen(id) : 0);
         else
-            srv_reply_built(req, &len, ss_api_openai_model_json(s->model_name, s->start_unix, &len));
+            srv_reply_built(req, &len, ss_api_openai_model_json(&card, &len));
         free(id); /* libevent's allocation */
         return;
     }

@@ -47,7 +47,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self):
         if self.path == "/v1/models":
-            self._json(200, {"object": "list", "data": [{"id": self.server.cfg["model"], "object": "model"}]})
+            card = {"id": self.server.cfg["model"], "object": "model"}
+            if self.server.cfg["vocab_size"]:
+                card["vocab_size"] = self.server.cfg["vocab_size"]
+            others = [{"id": "other", "object": "model", "vocab_size": 7}]  # a bench given --model skips it
+            self._json(200, {"object": "list", "data": ([card] + others) if self.server.cfg["vocab_size"] else [card]})
         else:
             self._json(404, {"error": {"message": "not found: " + self.path}})
 
@@ -148,14 +152,14 @@ class _Server(ThreadingHTTPServer):
 
 class MockServer:
     def __init__(self, mode="ok", model="tiny", tokens_per_chunk=1, delay=0.001, vocab=(0, 1 << 31),
-                 api_key=None, temperature=0, ignore_eos=True, port=0):
+                 api_key=None, temperature=0, ignore_eos=True, port=0, vocab_size=0):
         assert mode in MODES, mode
         self.httpd = _Server(("127.0.0.1", port), _Handler)
         self.httpd.lock = threading.Lock()
         self.httpd.requests = []
         self.httpd.cfg = {"mode": mode, "model": model, "tokens_per_chunk": tokens_per_chunk, "delay": delay,
                           "vocab": vocab, "api_key": api_key, "temperature": temperature,
-                          "ignore_eos": ignore_eos}
+                          "ignore_eos": ignore_eos, "vocab_size": vocab_size}
         self.port = self.httpd.server_address[1]
         self.url = "http://127.0.0.1:%d" % self.port
         self.thread = None

@@ -227,7 +227,28 @@ def group_flags():
         srv.stop()
 
 
-GROUPS = {"ok": group_ok, "tokens": group_tokens, "errors": group_errors, "flags": group_flags}
+def group_vocab():
+    # The default id range (1000:20000) is narrowed to the vocab_size /v1/models states, whether the model is
+    # looked up or given; an explicit --vocab-range is the user's and is sent as it is.
+    srv = MockServer(mode="ok", vocab=(0, 50), vocab_size=50).start()
+    try:
+        for extra in ([], ["--model", "tiny"]):
+            n0 = len(srv.requests)
+            rep, _ = bench(srv.url, "--num-requests", 6, "--input-len", 8, "--output-len", 2, *extra, expect_rc=0)
+            check(rep["requests"] == {"total": 6, "ok": 6, "failed": 0}, "narrowed range %s: %s" % (extra, rep["errors"]))
+            par = rep["parameters"]
+            check(par["vocab_lo"] == 12 and par["vocab_hi"] == 50, "narrowed range %s: %s" % (extra, par))
+            ids = [t for r in srv.requests[n0:] for t in r["prompt"]]
+            check(len(ids) == 48 and all(12 <= t < 50 for t in ids), "ids outside [12, 50): %s" % ids)
+        rep, _ = bench(srv.url, "--num-requests", 2, "--input-len", 8, "--output-len", 2, "--vocab-range", "100:200",
+                       expect_rc=1)
+        check(rep["requests"]["failed"] == 2 and rep["parameters"]["vocab_hi"] == 200, "explicit range kept")
+    finally:
+        srv.stop()
+
+
+GROUPS = {"ok": group_ok, "tokens": group_tokens, "errors": group_errors, "flags": group_flags,
+          "vocab": group_vocab}
 
 
 def main():

@@ -463,6 +463,26 @@ def _():
         shutil.rmtree(cache, ignore_errors=True)
 
 
+@check("/v1/models states max_model_len and vocab_size; `shardserve bench` with its default id range runs "
+       "against the bundled demo model (narrowed to its 4,096-token vocabulary)")
+def _():
+    demo = Server(BINARY, os.path.join(SOURCE, "models", "shardserve-demo"), ["--max-seq-len", "128"])
+    try:
+        st, _, data = demo.request("GET", "/v1/models")
+        card = json.loads(data)["data"][0]
+        assert st == 200 and card["max_model_len"] == 128 and card["vocab_size"] == 4096, card
+        p = subprocess.run([BINARY, "bench", "--url", "http://127.0.0.1:%d" % demo.port, "--num-requests", "3",
+                            "--input-len", "8", "--output-len", "4", "--json", "--quiet"],
+                           capture_output=True, text=True, timeout=120)
+        assert p.returncode == 0, p.stderr
+        rep = json.loads(p.stdout)
+        assert rep["requests"]["ok"] == 3, rep
+        assert rep["parameters"]["vocab_lo"] == 1000 and rep["parameters"]["vocab_hi"] == 4096, rep["parameters"]
+    finally:
+        rc = demo.stop()
+    assert rc == 0
+
+
 @check("a KV cache smaller than the context: requests beyond it refused up front (400), not failed halfway (429)")
 def _():
     small = Server(BINARY, MODEL_DIR, ["--max-seq-len", str(CTX), "--num-kv-blocks", "14"])  # 14 x 16 = 224 tokens

@@ -452,9 +452,10 @@ static void test_chunks(void **state)
                            "\"system_fingerprint\":null,\"choices\":[],\"usage\":{\"prompt_tokens\":3,"
                            "\"completion_tokens\":4,\"total_tokens\":7}}");
     ss_free(j);
-    j = ss_api_openai_models_json("tiny", 42, &len);
+    ss_api_model_card card = {"tiny", 42, 2048, 4096};
+    j = ss_api_openai_models_json(&card, &len);
     assert_string_equal(j, "{\"object\":\"list\",\"data\":[{\"id\":\"tiny\",\"object\":\"model\",\"created\":42,"
-                           "\"owned_by\":\"shardserve\"}]}");
+                           "\"owned_by\":\"shardserve\",\"max_model_len\":2048,\"vocab_size\":4096}]}");
     ss_free(j);
     char id[64];
     ss_api_openai_make_id(SS_API_CHAT, 1, 0xabc, id, sizeof id);
