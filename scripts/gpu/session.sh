@@ -3,7 +3,7 @@
 # trains the demo model on the last GPU in the background, and meanwhile runs the GPU checks and
 # benchmarks on the others. Every step has a deadline; the whole run stays under BUDGET seconds.
 # Results: $OUT/summary.txt, $OUT/logs.tar.xz, and $OUT/demo-*.{safetensors,json,txt} from training.
-# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize tp2 x4 s4b next s6 ab abtp cases trace long profile servebisect serve (default: train check bench multi sanitize)
+# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize tp2 x4 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -424,6 +424,14 @@ for line in open(sys.argv[1]):
         print(os.path.basename(sys.argv[1]), json.dumps(out))
 PY
   done
+fi
+if has soak; then
+  # Session 12: the serving soak (mixed good and bad requests, disconnects mid-stream, from threads) on the GPU,
+  # where the scheduler plans steps ahead: every answer as expected, nothing left running, exit code 0.
+  export CUDA_VISIBLE_DEVICES=0
+  step "serving soak on cuda (${SOAK_N:-3000} requests, ${SOAK_S:-60} s)" 150 soak.log env SOAK_SERVER_ARGS="--device cuda" \
+    python3 tests/serve/soak.py "$B/shardserve" /work/shared/fixtures "${SOAK_N:-3000}" "${SOAK_S:-60}"
+  grep -h "^soak:\|FAIL" "$L/soak.log" | tee -a "$S"
 fi
 note "---- benchmark lines"
 cat "$L"/bench_*.log 2>/dev/null | grep '^{' | tee -a "$S"

@@ -3,7 +3,8 @@
 from several threads, including client disconnects mid-stream and oversize bodies. Every answer must
 have the expected status; afterwards the server is still ready, nothing is left running, and SIGTERM
 gives exit code 0 (under the ASan build, LeakSanitizer turns any leak into a non-zero exit).
-Usage: soak.py BINARY FIXTURES_DIR [MAX_REQUESTS] [MAX_SECONDS]"""
+Usage: soak.py BINARY FIXTURES_DIR [MAX_REQUESTS] [MAX_SECONDS]
+SOAK_SERVER_ARGS: more server flags, e.g. "--device cuda" on a GPU machine (scripts/gpu/session.sh soak)."""
 import json
 import os
 import random
@@ -23,7 +24,8 @@ NAME = "e2e-llama3-tok"
 CTX = 128
 
 srv = Server(BINARY, os.path.join(FIXTURES, "models", NAME),
-             ["--max-seq-len", str(CTX), "--max-body-bytes", "16384", "--conn-timeout", "5", "--log-level", "warn"])
+             ["--max-seq-len", str(CTX), "--max-body-bytes", "16384", "--conn-timeout", "5", "--log-level", "warn"] +
+             os.environ.get("SOAK_SERVER_ARGS", "").split())
 
 
 def raw_disconnect(stream):
@@ -131,6 +133,9 @@ try:
         assert time.time() < deadline, "requests still running after the soak: %r %r" % (running, waiting)
         time.sleep(0.2)
     check_prometheus_text(text)
+    print("soak: %d of %d steps planned ahead" % (
+        sample_value(text, 'shardserve_steps_planned_ahead_total{model_name="%s"}' % NAME),
+        sample_value(text, 'nv_inference_exec_count{model="%s",version="1"}' % NAME)))
     st, _, j, _ = srv.post(C, {"prompt": "Hi", "max_tokens": 2, "ignore_eos": True})
     assert st == 200 and j["usage"]["completion_tokens"] == 2, j
 except AssertionError as e:
