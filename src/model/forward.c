@@ -399,18 +399,20 @@ static ss_status fwd_logits(ss_forward *f, int64_t n, int32_t n_rows, const int3
 
 
 /* Where each array of a step's metadata starts in the meta buffers (int32 offsets): ids, tok_seq, tok_pos,
- * slots [t each], q_tiles [2t], rows [r], seq_lens [s], block_tables [n_seqs, max_blocks]; `total` is
- * what the step uploads. Graph steps use their padded size for t, r and s, so that a decode step
- * uploads ~2 KB instead of the ~50 KB of the prefill-sized layout (the pointers a graph bakes in depend
- * only on its padded size, which is part of its key); other steps use the full sizes. */
+ * slots [t each], q_tiles [2t], rows [r], seq_lens [s], block_tables [n_seqs, bt_stride]; `total` is
+ * what the step uploads. Graph steps use their padded size for t, r and s, and rows of block tables only
+ * as wide as their context bound needs, so that a decode step uploads a few KB instead of the ~50 KB of
+ * the prefill-sized layout plus 2 KB per sequence (the pointers and the stride a graph bakes in depend
+ * only on its padded size and context bound, both part of its key); other steps use the full sizes. */
 typedef struct fwd_meta_layout {
     size_t ids, seq, pos, slot, tiles, rows, lens, bt, total;
+    int32_t bt_stride; /* entries per block-table row */
 } fwd_meta_layout;
 
-static fwd_meta_layout fwd_layout(size_t t, size_t r, size_t s, size_t n_seqs, size_t max_blocks)
+static fwd_meta_layout fwd_layout(size_t t, size_t r, size_t s, size_t n_seqs, int32_t bt_stride)
 {
-    fwd_meta_layout l = {0, t, 2 * t, 3 * t, 4 * t, 6 * t, 6 * t + r, 6 * t + r + s, 0};
-    l.total = l.bt + n_seqs * max_blocks;
+    fwd_meta_layout l = {0, t, 2 * t, 3 * t, 4 * t, 6 * t, 6 * t + r, 6 * t + r + s, 0, bt_stride};
+    l.total = l.bt + n_seqs * (size_t)bt_stride;
     return l;
 }
 
@@ -436,7 +438,12 @@ static int32_t fwd_pack_meta(ss_forward *f, const ss_forward_batch *b, int64_t n
     for (int32_t i = b->n_rows; i < n_rows_pad; i++)
         rows[i] = i;
     memcpy(lens, b->seq_lens, (size_t)b->n_seqs * 4);
-    memcpy(bt, b->block_tables, (size_t)b->n_seqs * f->p.max_blocks * 4);
+    if (l->bt_stride == f->p.max_blocks)
+        memcpy(bt, b->block_tables, (size_t)b->n_seqs * f->p.max_blocks * 4);
+    else /* the first bt_stride blocks of each row: all that positions below the step's context bound use */
+        for (int32_t s = 0; s < b->n_seqs; s++)
+            memcpy(bt + (size_t)s * l->bt_stride, b->block_tables + (size_t)s * f->p.max_blocks,
+                   (size_t)l->bt_stride * 4);
     int32_t nt = 0;
     *max_tile = 0;
     for (int64_t i = 0; i < n_pad; i++) {
@@ -579,23 +586,25 @@ ss_status ss_forward_run(ss_forward *f, const ss_forward_batch *b, const float *
         graph = b->rows[i] == i && b->tok_seq[i] == i;
     if (!graph)
         n_pad = n;
-    int32_t max_tile = 0;
-    fwd_meta_layout ml = graph && !f->meta_full
-                             ? fwd_layout((size_t)n_pad, (size_t)n_pad, (size_t)n_pad, (size_t)b->n_seqs, (size_t)f->p.max_blocks)
-                             : fwd_layout((size_t)T, (size_t)f->p.max_rows, (size_t)f->p.max_seqs, (size_t)b->n_seqs,
-                                          (size_t)f->p.max_blocks);
-    int32_t n_tiles = fwd_pack_meta(f, b, n_pad, graph ? (int32_t)n_pad : b->n_rows, &ml, &max_tile);
-    ss_status st = B->upload(c, f->meta, f->meta_host, ml.total * 4);
-    if (st != SS_OK)
-        return ss_err_set(err, st, "uploading step metadata to %s", f->be->desc);
-    const int32_t *d = f->meta;
     int32_t msl = b->max_seq_len;
     if (graph) { /* the context bound only sizes the attention's split; a power of two keeps graphs few */
         msl = 256;
         while (msl < b->max_seq_len)
             msl *= 2;
     }
-    ss_attn_meta meta = {d + ml.seq, d + ml.pos, d + ml.bt, d + ml.lens, b->n_seqs, f->p.max_blocks, msl,
+    int32_t max_tile = 0, bs = f->p.block_size, stride = (msl + bs - 1) / bs;
+    if (stride > f->p.max_blocks)
+        stride = f->p.max_blocks;
+    fwd_meta_layout ml = graph && !f->meta_full
+                             ? fwd_layout((size_t)n_pad, (size_t)n_pad, (size_t)n_pad, (size_t)b->n_seqs, stride)
+                             : fwd_layout((size_t)T, (size_t)f->p.max_rows, (size_t)f->p.max_seqs, (size_t)b->n_seqs,
+                                          f->p.max_blocks);
+    int32_t n_tiles = fwd_pack_meta(f, b, n_pad, graph ? (int32_t)n_pad : b->n_rows, &ml, &max_tile);
+    ss_status st = B->upload(c, f->meta, f->meta_host, ml.total * 4);
+    if (st != SS_OK)
+        return ss_err_set(err, st, "uploading step metadata to %s", f->be->desc);
+    const int32_t *d = f->meta;
+    ss_attn_meta meta = {d + ml.seq, d + ml.pos, d + ml.bt, d + ml.lens, b->n_seqs, ml.bt_stride, msl,
                          f->p.block_size, d + ml.tiles, n_tiles, max_tile};
     if (graph) {
         int greedy = b->greedy_only && sp->tp > 1; /* the only flag that changes the captured ops */
