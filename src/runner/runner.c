@@ -179,10 +179,11 @@ ss_status ss_runner_create(const ss_runner_params *p, const ss_runner_links *lin
     r->seq_lens = ss_malloc(S * 4);
     r->ids = ss_malloc(T * 4);
     r->prev_tokens = ss_malloc(R * 4);
+    int pend_ok = 1;
     for (int i = 0; i < SS_DOWNLOAD_SLOTS; i++)
-        r->pend[i].buf = ss_malloc(2 * R * 4);
+        pend_ok = (r->pend[i].buf = ss_malloc(2 * R * 4)) != NULL && pend_ok;
     if (!r->tok_seq || !r->tok_pos || !r->slots || !r->rows || !r->row_of_seq || !r->block_tables || !r->seq_lens ||
-        !r->ids || !r->prev_tokens || !r->pend[0].buf || !r->pend[1].buf) {
+        !r->ids || !r->prev_tokens || !pend_ok) {
         st = ss_err_set(err, SS_ERR_NOMEM, "out of memory");
         goto fail;
     }
