@@ -395,7 +395,7 @@ if has serveab; then
   for round in ${SERVEAB_ROUNDS:-1 2}; do
     for v in ${SERVEAB_VARIANTS:-- --no-overlap}; do # a flag (--x) or an environment setting (A=1)
       vt=overlap; fl=(); en=()
-      case "$v" in -) ;; --no-overlap) vt=nooverlap; fl=("$v") ;; --*) vt=${v#--}; fl=("$v") ;; *) vt=$(echo "$v" | tr '=,' '__'); IFS=, read -ra en <<<"$v" ;; esac
+      case "$v" in -) ;; --no-overlap) vt=nooverlap; fl=(--overlap off) ;; --*) vt=${v#--}; fl=("$v") ;; *) vt=$(echo "$v" | tr '=,' '__'); IFS=, read -ra en <<<"$v" ;; esac
       env ${en[@]+"${en[@]}"} "$B/shardserve" serve --model "$M8" --device cuda --port 8000 --metrics-port 8002 --served-model-name llama-3-8b \
         ${fl[@]+"${fl[@]}"} >"$L/serveab_${vt}_$round.log" 2>&1 &
       SPID=$!

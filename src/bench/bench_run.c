@@ -438,7 +438,7 @@ static size_t run_on_models_write(char *ptr, size_t size, size_t nmemb, void *us
 
 /* Asks GET {url}/v1/models for the first model id, into res->model when that is still empty, and for the
  * vocabulary size of the model in use (*vocab: 0 when the answer has none). */
-static ss_status run_lookup_model(run_ctx *ctx, char *url, int64_t *vocab, ss_err *err)
+static ss_status run_lookup_model(run_ctx *ctx, char *url, long timeout_ms, int64_t *vocab, ss_err *err)
 {
     *vocab = 0;
     run_buf b = {0};
@@ -454,7 +454,7 @@ static ss_status run_lookup_model(run_ctx *ctx, char *url, int64_t *vocab, ss_er
     curl_easy_setopt(easy, CURLOPT_WRITEDATA, &b);
     curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, cerr);
     curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, 30000L);
+    curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, timeout_ms);
     CURLcode cc = curl_easy_perform(easy);
     curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &code);
     curl_easy_cleanup(easy);
@@ -570,10 +570,12 @@ ss_status ss_bench_run(const ss_bench_params *p, ss_bench_result *out, ss_err *e
         snprintf(out->model, sizeof out->model, "%s", p->model);
     int64_t vocab = 0;
     if (!p->model) {
-        SS_CHECK_GOTO(run_lookup_model(&ctx, models_url, &vocab, err), st, out);
+        SS_CHECK_GOTO(run_lookup_model(&ctx, models_url, 30000L, &vocab, err), st, out);
     } else if (p->fit_vocab && !p->prompt_text) { /* only for the vocabulary: a server without the route is fine */
-        ss_err ignored;
-        (void)run_lookup_model(&ctx, models_url, &vocab, &ignored);
+        ss_err why;
+        if (run_lookup_model(&ctx, models_url, 5000L, &vocab, &why) != SS_OK)
+            SS_LOGI("prompt ids in [%lld, %lld) as given: the server's vocabulary is unknown (%s)",
+                    (long long)p->workload.vocab_lo, (long long)p->workload.vocab_hi, why.msg);
     }
     ctx.vocab_lo = p->workload.vocab_lo;
     ctx.vocab_hi = p->workload.vocab_hi;

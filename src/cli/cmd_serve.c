@@ -19,13 +19,13 @@
 #include "serve/server.h"
 
 typedef struct serve_opts {
-    const char *model, *engine, *device, *host, *api_key, *served_name, *log_level;
+    const char *model, *engine, *device, *host, *api_key, *served_name, *log_level, *overlap;
     const char *revision, *dtype, *cache, *token_file, *leader_addr;
     int64_t nnodes, node_rank, gpus_per_node, rdzv_port, comm_timeout;
     int64_t tp, pp, port, metrics_port, threads;
     int64_t max_batch, max_waiting, max_step_tokens, max_seq_len, num_kv_blocks, block_size;
     int64_t max_body_bytes, max_header_bytes, conn_timeout, request_timeout, drain_timeout, max_n;
-    int no_prefix_cache, no_warmup, no_overlap;
+    int no_prefix_cache, no_warmup;
 } serve_opts;
 
 static int serve_fail(ss_status st, const ss_err *e)
@@ -50,6 +50,7 @@ int ss_cmd_serve(int argc, char **argv, char **env)
     o.device = "auto";
     o.host = p.host;
     o.log_level = "info";
+    o.overlap = "auto";
     o.tp = o.pp = SS_CLI_UNSET; /* left out: the engine's own layout, else 1 (below) */
     o.port = p.port;
     o.metrics_port = p.metrics_port;
@@ -97,14 +98,15 @@ int ss_cmd_serve(int argc, char **argv, char **env)
         {"num-kv-blocks", SS_OPT_INT, &o.num_kv_blocks, "KV-cache blocks (0: automatic)"},
         {"block-size", SS_OPT_INT, &o.block_size, "KV block size in tokens"},
         {"no-prefix-cache", SS_OPT_BOOL, &o.no_prefix_cache, "turn prefix caching off"},
-        {"no-overlap", SS_OPT_BOOL, &o.no_overlap, "plan each step after the previous one's tokens are back"},
+        {"overlap", SS_OPT_STR, &o.overlap,
+         "auto | on | off: plan a decode step while the one before it runs (auto: one process on a GPU)"},
         {"max-body-bytes", SS_OPT_INT, &o.max_body_bytes, "largest request body (beyond it: 413)"},
         {"max-header-bytes", SS_OPT_INT, &o.max_header_bytes, "largest request header block"},
         {"conn-timeout", SS_OPT_INT, &o.conn_timeout, "seconds a connection may stall reading/writing"},
         {"request-timeout", SS_OPT_INT, &o.request_timeout, "seconds a generation may take (0: no limit)"},
         {"drain-timeout", SS_OPT_INT, &o.drain_timeout, "seconds to finish in-flight work on SIGTERM"},
         {"max-n", SS_OPT_INT, &o.max_n, "largest OpenAI n"},
-        {"no-warmup", SS_OPT_BOOL, &o.no_warmup, "skip the 1-token warm-up before ready (tests only)"},
+        {"no-warmup", SS_OPT_BOOL, &o.no_warmup, "skip the warm-up generation before ready (tests only)"},
         {"log-level", SS_OPT_STR, &o.log_level, "debug | info | warn | error"},
         {NULL, 0, NULL, NULL},
     };
@@ -113,6 +115,8 @@ int ss_cmd_serve(int argc, char **argv, char **env)
     ss_status st = ss_opts_parse(opts, argc, argv, 2, env, "serve", &e);
     if (st == SS_ERR_CANCELLED)
         return SS_EXIT_OK;
+    if (st == SS_OK && strcmp(o.overlap, "auto") && strcmp(o.overlap, "on") && strcmp(o.overlap, "off"))
+        st = ss_err_set(&e, SS_ERR_INVALID_ARG, "--overlap must be auto, on or off (got '%s')", o.overlap);
     if (st != SS_OK) {
         fprintf(stderr, "shardserve serve: %s\n", e.msg);
         return SS_EXIT_USAGE;
@@ -217,7 +221,7 @@ int ss_cmd_serve(int argc, char **argv, char **env)
     p.sched.max_waiting = (int32_t)o.max_waiting;
     p.sched.max_step_tokens = (int32_t)o.max_step_tokens;
     p.sched.enable_prefix_cache = !o.no_prefix_cache;
-    p.sched.overlap = o.no_overlap ? SS_OVERLAP_OFF : SS_OVERLAP_AUTO;
+    p.sched.overlap = !strcmp(o.overlap, "on") ? SS_OVERLAP_ON : !strcmp(o.overlap, "off") ? SS_OVERLAP_OFF : SS_OVERLAP_AUTO;
     p.max_body_bytes = (size_t)o.max_body_bytes;
     p.max_header_bytes = (size_t)o.max_header_bytes;
     p.conn_timeout_s = (int)o.conn_timeout;

@@ -599,9 +599,10 @@ static void oai_model_object(ss_jbuf *b, const ss_api_model_card *m)
 {
     ss_jbuf_cstr(b, "{\"id\":");
     ss_jbuf_str(b, m->name, strlen(m->name));
-    ss_jbuf_printf(b, ",\"object\":\"model\",\"created\":%lld,\"owned_by\":\"shardserve\",\"max_model_len\":%d,"
-                   "\"vocab_size\":%d}",
-                   (long long)m->created, (int)m->max_model_len, (int)m->vocab_size);
+    ss_jbuf_printf(b, ",\"object\":\"model\",\"created\":%lld,\"owned_by\":\"shardserve\"", (long long)m->created);
+    if (m->max_model_len > 0 && m->vocab_size > 0) /* known once the model has loaded */
+        ss_jbuf_printf(b, ",\"max_model_len\":%d,\"vocab_size\":%d", (int)m->max_model_len, (int)m->vocab_size);
+    ss_jbuf_cstr(b, "}");
 }
 
 char *ss_api_openai_models_json(const ss_api_model_card *m, size_t *len)

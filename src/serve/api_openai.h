@@ -55,7 +55,7 @@ char *ss_api_openai_usage_chunk_json(const ss_api_resp_meta *m, int32_t prompt_t
 typedef struct ss_api_model_card {
     const char *name;
     int64_t created;       /* unix seconds */
-    int32_t max_model_len; /* tokens of context a request may use */
+    int32_t max_model_len; /* tokens of context a request may use; 0 while loading (both fields are left out) */
     int32_t vocab_size;    /* valid token ids are [0, vocab_size) */
 } ss_api_model_card;
 

@@ -1072,7 +1072,10 @@ static void srv_api_cb(struct evhttp_request *req, void *arg)
         free(rest); /* libevent's allocation */
         return;
     }
-    ss_api_model_card card = {s->model_name, s->start_unix, s->limits.max_context, s->limits.vocab_size};
+    /* the limits are the loader's until it publishes READY (state's atomic store orders them before it) */
+    int loaded = state == SRV_READY || state == SRV_DRAINING;
+    ss_api_model_card card = {s->model_name, s->start_unix, loaded ? s->limits.max_context : 0,
+                              loaded ? s->limits.vocab_size : 0};
     if (!strcmp(path, "/v1/models")) {
         size_t len = 0;
         if (!is_get)

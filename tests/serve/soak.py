@@ -4,7 +4,8 @@ from several threads, including client disconnects mid-stream and oversize bodie
 have the expected status; afterwards the server is still ready, nothing is left running, and SIGTERM
 gives exit code 0 (under the ASan build, LeakSanitizer turns any leak into a non-zero exit).
 Usage: soak.py BINARY FIXTURES_DIR [MAX_REQUESTS] [MAX_SECONDS]
-SOAK_SERVER_ARGS: more server flags, e.g. "--device cuda" on a GPU machine (scripts/gpu/session.sh soak)."""
+SOAK_SERVER_ARGS: more server flags, e.g. "--device cuda" on a GPU machine (scripts/gpu/session.sh soak).
+The server plans steps ahead (--overlap on) even on the cpu, where AUTO would not."""
 import json
 import os
 import random
@@ -24,7 +25,8 @@ NAME = "e2e-llama3-tok"
 CTX = 128
 
 srv = Server(BINARY, os.path.join(FIXTURES, "models", NAME),
-             ["--max-seq-len", str(CTX), "--max-body-bytes", "16384", "--conn-timeout", "5", "--log-level", "warn"] +
+             ["--max-seq-len", str(CTX), "--max-body-bytes", "16384", "--conn-timeout", "5", "--log-level", "warn",
+              "--overlap", "on"] +  # on the cpu too: steps planned ahead meet disconnects, cancels and deadlines
              os.environ.get("SOAK_SERVER_ARGS", "").split())
 
 

@@ -457,6 +457,10 @@ static void test_chunks(void **state)
     assert_string_equal(j, "{\"object\":\"list\",\"data\":[{\"id\":\"tiny\",\"object\":\"model\",\"created\":42,"
                            "\"owned_by\":\"shardserve\",\"max_model_len\":2048,\"vocab_size\":4096}]}");
     ss_free(j);
+    ss_api_model_card loading = {"tiny", 42, 0, 0}; /* not loaded yet: no limits stated */
+    j = ss_api_openai_model_json(&loading, &len);
+    assert_string_equal(j, "{\"id\":\"tiny\",\"object\":\"model\",\"created\":42,\"owned_by\":\"shardserve\"}");
+    ss_free(j);
     char id[64];
     ss_api_openai_make_id(SS_API_CHAT, 1, 0xabc, id, sizeof id);
     assert_string_equal(id, "chatcmpl-00000000000000010000000000000abc");

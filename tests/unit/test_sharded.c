@@ -33,8 +33,8 @@ typedef struct run_result {
 } run_result;
 
 /* A cpu replica of a fixture model, ranks as worker processes; fails the test if it cannot start. */
-static ss_replica *open_replica(const char *model, int tp, int pp, int32_t max_seq_len, int32_t kv_blocks,
-                                int64_t batch_tokens, int32_t max_seqs)
+static ss_replica *open_replica_ex(const char *model, int tp, int pp, int32_t max_seq_len, int32_t kv_blocks,
+                                   int64_t batch_tokens, int32_t max_seqs, int no_graphs)
 {
     char dir[1024];
     snprintf(dir, sizeof dir, "%s/models/%s", SS_FIXTURES, model);
@@ -48,6 +48,7 @@ static ss_replica *open_replica(const char *model, int tp, int pp, int32_t max_s
     p.num_kv_blocks = kv_blocks;
     p.max_batch_tokens = batch_tokens;
     p.max_seqs = max_seqs;
+    p.no_graphs = no_graphs;
     p.comm_timeout_ms = 30000;
     p.worker_exe = SS_BINARY_DIR "/shardserve";
     ss_replica *r = NULL;
@@ -55,6 +56,12 @@ static ss_replica *open_replica(const char *model, int tp, int pp, int32_t max_s
     if (ss_replica_create(&p, &r, &e) != SS_OK)
         fail_msg("%s tp%d pp%d: %s", model, tp, pp, e.msg);
     return r;
+}
+
+static ss_replica *open_replica(const char *model, int tp, int pp, int32_t max_seq_len, int32_t kv_blocks,
+                                int64_t batch_tokens, int32_t max_seqs)
+{
+    return open_replica_ex(model, tp, pp, max_seq_len, kv_blocks, batch_tokens, max_seqs, 0);
 }
 
 static int run_model(const char *model, int tp, int pp, int ahead, run_result *res)
@@ -320,10 +327,70 @@ static void test_prev_host_paths(void **state)
     ss_replica_destroy(r);
 }
 
+/* Prefills three sequences of ~600 tokens (scattered blocks), then decodes them together: with a context
+ * bound of 1,024 the decode step's block-table rows are 64 wide instead of max_blocks = 128, copied row by
+ * row. The tokens and log-probabilities equal those of a replica without graphs (full-width rows). */
+static void decode_after_long_prompts(int no_graphs, int32_t *tok, float *lp)
+{
+    enum { S = 3, MB = 128 };
+    ss_replica *r = open_replica_ex("llama3-gqa", 1, 1, MB * 16, S * MB, 1024, 4, no_graphs);
+    int32_t V = ss_replica_config(r)->vocab_size;
+    static int32_t blocks[S][MB], prompt[S][700];
+    ss_plan_seq q[S];
+    ss_err e;
+    ss_step_output out;
+    for (int s = 0; s < S; s++) {
+        for (int b = 0; b < MB; b++)
+            blocks[s][b] = (S * MB - 1) - (b * S + s); /* interleaved, backwards */
+        int n = 600 + 37 * s;
+        for (int i = 0; i < n; i++)
+            prompt[s][i] = (i * 31 + s * 7 + 3) % V;
+        memset(&q[s], 0, sizeof q[s]);
+        q[s].seq_id = (uint64_t)s + 1;
+        q[s].n_tokens = n;
+        q[s].blocks = blocks[s];
+        q[s].n_blocks = MB;
+        q[s].sample = 1;
+        q[s].sp = ss_sampling_default();
+        ss_step_plan pre = {1 + (uint64_t)s, 0, 1, &q[s], n, prompt[s]};
+        assert_int_equal(ss_replica_step(r, &pre, &out, &e), SS_OK);
+        tok[s] = out.token[0];
+        ss_step_output_clear(&out);
+    }
+    int32_t ids[S];
+    for (int s = 0; s < S; s++) {
+        q[s].pos_start = q[s].n_tokens;
+        q[s].n_tokens = 1;
+        ids[s] = tok[s];
+    }
+    ss_step_plan dec = {10, 0, S, q, S, ids};
+    assert_int_equal(ss_replica_step(r, &dec, &out, &e), SS_OK);
+    assert_int_equal(out.n, S);
+    for (int s = 0; s < S; s++) {
+        tok[S + s] = out.token[s];
+        lp[s] = out.logprob[s];
+    }
+    ss_step_output_clear(&out);
+    ss_replica_destroy(r);
+}
+
+static void test_narrow_block_table_rows(void **state)
+{
+    (void)state;
+    int32_t a[6], b[6];
+    float la[3], lb[3];
+    decode_after_long_prompts(0, a, la);
+    decode_after_long_prompts(1, b, lb);
+    assert_memory_equal(a, b, sizeof a);
+    for (int s = 0; s < 3; s++)
+        assert_true(la[s] == lb[s]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_submit_errors), cmocka_unit_test(test_prev_host_paths),
                                        cmocka_unit_test(test_meta_padded_past_max_seqs),
+                                       cmocka_unit_test(test_narrow_block_table_rows),
                                        cmocka_unit_test(test_sharded_equals_single)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
