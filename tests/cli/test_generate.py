@@ -107,6 +107,9 @@ check("serve --engine on a folder without manifest.json -> exit 3 naming it",
 r = subprocess.run([BIN, "serve", "--help"], capture_output=True, text=True, timeout=30)
 check("serve --help lists value kinds and defaults", r.returncode == 0 and "--port N" in r.stdout and
       "[default: 8000]" in r.stdout and "--no-prefix-cache " in r.stdout, r.stdout[-800:])
+r = subprocess.run([BIN, "serve", "--overlap", "maybe"], capture_output=True, text=True, timeout=30)
+check("serve --overlap takes auto, on or off -> exit 2 naming the value",
+      r.returncode == 2 and "--overlap must be auto, on or off" in r.stderr and "maybe" in r.stderr, r.stderr)
 
 print("%d passed, %d failed" % (passes, failures))
 sys.exit(1 if failures else 0)
