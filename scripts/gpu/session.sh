@@ -205,6 +205,21 @@ if has s4b && [ "$NG" -ge 2 ]; then
   step "8B tp2 b1" 90 bench_s4b_tp2.log env CUDA_VISIBLE_DEVICES=0,1 "$B/tools/bench_decode" --model "$M8" --device cuda --tp 2 --prompt 128 --gen 256 --json
   step "8B tp2 b1 (again)" 90 bench_s4b_tp2_2.log env CUDA_VISIBLE_DEVICES=0,1 "$B/tools/bench_decode" --model "$M8" --device cuda --tp 2 --prompt 128 --gen 256 --json
 fi
+if has x4q && [ "$NG" -ge 4 ]; then
+  # A short lease of four GPUs (session 12, ~4 device minutes): the 4-GPU goldens first (tp 4, tp 2 x pp 2,
+  # tp 4 over NCCL's sockets), then 8B tp 4 batch 1 under the peer all-reduce's two protocols and NCCL's.
+  export CUDA_VISIBLE_DEVICES=0,1,2,3
+  [ -d "$M8" ] || ("$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1) &
+  G8=$!
+  step "golden tp4 (peer all-reduce by content)" 90 golden_tp4.log env SS_TEST_DEVICE=cuda SS_TEST_TP=4 "$B/tests/test_golden"
+  step "golden tp2 x pp2" 90 golden_tp2pp2.log env SS_TEST_DEVICE=cuda SS_TEST_TP=2 SS_TEST_PP=2 "$B/tests/test_golden"
+  step "golden tp4, NCCL socket transport" 90 golden_tp4_sock.log env SS_PEER_ALLREDUCE=0 NCCL_P2P_DISABLE=1 NCCL_SHM_DISABLE=1 SS_TEST_DEVICE=cuda SS_TEST_TP=4 "$B/tests/test_golden"
+  wait "$G8"
+  for e in - SS_PEER_AR_EMPTY=0 SS_PEER_ALLREDUCE=0; do
+    variant "$e"
+    step "8B tp4 b1 [$e]" 60 "bench_x4q_tp4_$vtag.log" env ${ev[@]+"${ev[@]}"} "$B/tools/bench_decode" --model "$M8" --device cuda --tp 4 --prompt 128 --gen 256 --json
+  done
+fi
 if has next; then
   # For the next lease of four GPUs (nvidia-h200-x4): the 4-GPU goldens and 8B at tp 4 with the code of
   # sessions 4-5 (session 3: 460.7 tok/s; goal 520), then run x4 for the 70B shape.
