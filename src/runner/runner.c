@@ -387,6 +387,24 @@ static void runner_top(const float *lp, int32_t V, int32_t k, int32_t *ids, floa
     }
 }
 
+/* Enqueues the sample op over the n rows of logits of plan's sampling sequences, in plan order: tokens into
+ * dev_tok[0..n), their log-probabilities after them. */
+static ss_status runner_sample_device(ss_runner *r, const ss_step_plan *plan, const float *logits, int32_t n)
+{
+    ss_sample_row srows[512];
+    ss_sample_row *sr = n <= 512 ? srows : ss_malloc((size_t)n * sizeof *sr);
+    if (!sr)
+        return SS_ERR_NOMEM;
+    for (int32_t s = 0, k = 0; s < plan->n_seqs; s++)
+        if (plan->seqs[s].sample)
+            sr[k++] = runner_sample_row(&plan->seqs[s]);
+    ss_status st = r->be->iface->sample(r->be->ctx, r->dev_tok, (float *)(r->dev_tok + n), logits, n,
+                                         r->cfg.vocab_size, sr);
+    if (sr != srows)
+        ss_free(sr);
+    return st;
+}
+
 static ss_status runner_sample(ss_runner *r, const ss_step_plan *plan, const float *logits, int32_t n_rows,
                                ss_step_output *out, ss_err *err)
 {
@@ -466,20 +484,7 @@ static ss_status runner_sample(ss_runner *r, const ss_step_plan *plan, const flo
         return SS_OK;
     }
     /* Device path: rows are exactly the sampled sequences, in order. */
-    ss_sample_row srows[512];
-    ss_sample_row *sr = n <= 512 ? srows : ss_malloc((size_t)n * sizeof *sr);
-    if (!sr)
-        return ss_err_set(err, SS_ERR_NOMEM, "out of memory");
-    int32_t k = 0;
-    for (int32_t s = 0; s < plan->n_seqs; s++) {
-        const ss_plan_seq *q = &plan->seqs[s];
-        if (!q->sample)
-            continue;
-        sr[k++] = runner_sample_row(q);
-    }
-    ss_status st = B->sample(r->be->ctx, r->dev_tok, (float *)(r->dev_tok + n), logits, n, V, sr);
-    if (sr != srows)
-        ss_free(sr);
+    ss_status st = runner_sample_device(r, plan, logits, n);
     if (st == SS_OK)
         st = B->download(r->be->ctx, r->host_scratch, r->dev_tok, (size_t)n * 8);
     if (st == SS_OK) {
@@ -527,6 +532,15 @@ static ss_status runner_settle(ss_runner *r, runner_pending *pd, int slot, ss_er
     return SS_OK;
 }
 
+/* Keeps the host copy of the last submitted step's tokens, from its output o. */
+static void runner_know_prev(ss_runner *r, const ss_step_output *o)
+{
+    if (r->prev_known || o->n != r->prev.n || !o->token)
+        return;
+    memcpy(r->prev_tokens, o->token, (size_t)o->n * 4);
+    r->prev_known = 1;
+}
+
 /* The forward pass's id of plan token tok of sequence q (SS_TOKEN_PREV resolved; see ss_runner_submit).
  * hint: the row to try first, advanced past the row found. */
 static ss_status runner_token_id(ss_runner *r, const ss_plan_seq *q, int32_t tok, int32_t *hint, int32_t *id,
@@ -552,8 +566,7 @@ static ss_status runner_token_id(ss_runner *r, const ss_plan_seq *q, int32_t tok
     if (!r->prev_known) { /* the backend cannot feed: wait for the previous step's tokens */
         int32_t last = (r->pend_head + r->n_pend - 1) % SS_DOWNLOAD_SLOTS;
         SS_CHECK(runner_settle(r, &r->pend[last], last, err));
-        memcpy(r->prev_tokens, r->pend[last].out.token, (size_t)r->prev.n * 4);
-        r->prev_known = 1;
+        runner_know_prev(r, &r->pend[last].out);
     }
     *id = r->prev_tokens[row];
     return SS_OK;
@@ -613,18 +626,9 @@ static ss_status runner_run(ss_runner *r, const ss_step_plan *plan, runner_pendi
     if (logits && !r->links.nccl && !runner_host_sampling(plan) && ss_runner_is_output_rank(r) &&
         r->prev.n > 0) {
         /* Device sampling, read back without waiting: the host may plan and submit the next step while
-         * this one runs. Same rows and parameters as runner_sample's device path. */
-        ss_sample_row srows[512];
+         * this one runs. */
         int32_t n = r->prev.n;
-        ss_sample_row *sr = n <= 512 ? srows : ss_malloc((size_t)n * sizeof *sr);
-        if (!sr)
-            return ss_err_set(err, SS_ERR_NOMEM, "out of memory");
-        for (int32_t s = 0, k = 0; s < plan->n_seqs; s++)
-            if (plan->seqs[s].sample)
-                sr[k++] = runner_sample_row(&plan->seqs[s]);
-        ss_status st = B->sample(r->be->ctx, r->dev_tok, (float *)(r->dev_tok + n), logits, n, r->cfg.vocab_size, sr);
-        if (sr != srows)
-            ss_free(sr);
+        ss_status st = runner_sample_device(r, plan, logits, n);
         if (st == SS_OK)
             st = B->download_async(r->be->ctx, pd->buf, r->dev_tok, (size_t)n * 8, slot);
         if (st != SS_OK)
@@ -657,10 +661,7 @@ static ss_status runner_run(ss_runner *r, const ss_step_plan *plan, runner_pendi
         /* the device path of runner_sample leaves the tokens in dev_tok */
         r->prev_fed = !runner_host_sampling(plan) && ss_forward_feeds(r->fwd);
     }
-    if (out->n == r->prev.n && out->token) {
-        memcpy(r->prev_tokens, out->token, (size_t)out->n * 4);
-        r->prev_known = 1;
-    }
+    runner_know_prev(r, out);
     return SS_OK;
 }
 
@@ -701,10 +702,8 @@ ss_status ss_runner_collect(ss_runner *r, ss_step_output *out, ss_err *err)
     r->n_pend--;
     if (st != SS_OK)
         return st;
-    if (r->n_pend == 0 && !r->prev_known && pd->out.n == r->prev.n && pd->out.token) {
-        memcpy(r->prev_tokens, pd->out.token, (size_t)pd->out.n * 4);
-        r->prev_known = 1;
-    }
+    if (r->n_pend == 0) /* it was the last step submitted */
+        runner_know_prev(r, &pd->out);
     *out = pd->out; /* ownership moves to the caller */
     memset(&pd->out, 0, sizeof pd->out);
     return SS_OK;

@@ -702,14 +702,7 @@ static void step_failed(ss_sched *s, ss_status st, const ss_err *err)
     snprintf(s->fail_msg, sizeof(s->fail_msg), "%s", msg);
     pthread_mutex_unlock(&s->mu);
     fail_all(s, st, msg);
-    s->fl[0].active = s->fl[1].active = 0;
-    /* leave no step pending: the replica may serve a later scheduler (a lost rank makes it refuse) */
-    for (int i = 0; i < 2 && ss_replica_pending(s->replica) > 0; i++) {
-        ss_step_output out;
-        ss_err e;
-        ss_replica_collect(s->replica, &out, &e);
-        ss_step_output_clear(&out);
-    }
+    flights_drain(s); /* leave no step pending: the replica may serve a later scheduler (a lost rank makes it refuse) */
 }
 
 /* Plans the step after the one in flight before its tokens are known, when that step is certain to be
