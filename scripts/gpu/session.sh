@@ -3,7 +3,7 @@
 # trains the demo model on the last GPU in the background, and meanwhile runs the GPU checks and
 # benchmarks on the others. Every step has a deadline; the whole run stays under BUDGET seconds.
 # Results: $OUT/summary.txt, $OUT/logs.tar.xz, and $OUT/demo-*.{safetensors,json,txt} from training.
-# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize tp2 x4 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
+# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize tp2 x4 x4p x70 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -219,6 +219,79 @@ if has x4q && [ "$NG" -ge 4 ]; then
     variant "$e"
     step "8B tp4 b1 [$e]" 60 "bench_x4q_tp4_$vtag.log" env ${ev[@]+"${ev[@]}"} "$B/tools/bench_decode" --model "$M8" --device cuda --tp 4 --prompt 128 --gen 256 --json
   done
+fi
+if has x4p && [ "$NG" -ge 2 ]; then
+  # Session 13: the persistent decode kernel at tp > 1 (its o and down sums cross the group through peer
+  # windows inside the kernel). Goldens at tp 2 / 4 (and pp / sockets, which keep the op-by-op path), then
+  # 8B batch 1 at tp 2 / 4 against SS_PERSIST=0 (the op-by-op path), interleaved, and 70B at tp 4.
+  M70=/tmp/llama-3-70b
+  if [ "$NG" -ge 4 ] && [ "${X4P_70B:-1}" = 1 ]; then
+    ("$B/tools/gen_checkpoint" --shape llama-3-70b --out "$M70" >"$L/gen70b.log" 2>&1; echo "rc=$?" >>"$L/gen70b.log") &
+    GEN70=$!
+  fi
+  [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
+  export CUDA_VISIBLE_DEVICES=0,1
+  step "peer all-reduce tests (GPUs 0, 1)" 60 comm_peer.log "$B/tests/test_comm_peer"
+  step "golden tp2 (persistent at tp 2)" 90 golden_tp2.log env SS_TEST_DEVICE=cuda SS_TEST_TP=2 "$B/tests/test_golden"
+  if [ "$NG" -ge 4 ]; then
+    export CUDA_VISIBLE_DEVICES=0,1,2,3
+    step "golden tp4 (persistent at tp 4)" 90 golden_tp4.log env SS_TEST_DEVICE=cuda SS_TEST_TP=4 "$B/tests/test_golden"
+    step "golden tp2 x pp2" 90 golden_tp2pp2.log env SS_TEST_DEVICE=cuda SS_TEST_TP=2 SS_TEST_PP=2 "$B/tests/test_golden"
+    step "golden tp4, NCCL socket transport" 90 golden_tp4_sock.log env SS_PEER_ALLREDUCE=0 NCCL_P2P_DISABLE=1 NCCL_SHM_DISABLE=1 SS_TEST_DEVICE=cuda SS_TEST_TP=4 "$B/tests/test_golden"
+  fi
+  for rep in 1 2; do
+    for tp in ${X4P_TPS:-2 4}; do
+      [ "$tp" -gt "$NG" ] && continue
+      cvd=$(seq -s, 0 $((tp - 1)))
+      for e in - SS_PERSIST=0; do
+        variant "$e"
+        step "8B tp$tp b1 [$e] #$rep" 60 "bench_x4p_tp${tp}_${vtag}_$rep.log" env CUDA_VISIBLE_DEVICES=$cvd ${ev[@]+"${ev[@]}"} "$B/tools/bench_decode" --model "$M8" --device cuda --tp "$tp" --prompt 128 --gen 256 --json
+      done
+    done
+  done
+  step "8B tp1 b1" 60 bench_x4p_tp1.log env CUDA_VISIBLE_DEVICES=0 "$B/tools/bench_decode" --model "$M8" --device cuda --prompt 128 --gen 256 --json
+  if [ -n "${GEN70:-}" ]; then
+    export CUDA_VISIBLE_DEVICES=0,1,2,3
+    note "waiting for the 70B checkpoint ($(left) s left)"
+    while kill -0 "$GEN70" 2>/dev/null && [ "$(left)" -gt 60 ]; do sleep 2; done
+    if grep -q 'rc=0' "$L/gen70b.log"; then
+      for e in - SS_PERSIST=0 -; do
+        variant "$e"
+        step "70B tp4 b1 [$e]" 120 "bench_x4p_70b_$vtag.log" env ${ev[@]+"${ev[@]}"} "$B/tools/bench_decode" --model "$M70" --device cuda --tp 4 --prompt 128 --gen 256 --json
+      done
+    fi
+  fi
+  grep -h '^{' "$L"/bench_x4p_*.log 2>/dev/null | sed 's/^/    /' | tee -a "$S" >/dev/null
+fi
+if has x4t && [ "$NG" -ge 4 ]; then
+  # The persistent kernel's timeline of one eager step's middle layer (SS_PERSIST_TRACE) at tp 1, 2 and 4.
+  [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
+  for tp in 1 2 4; do
+    cvd=$(seq -s, 0 $((tp - 1)))
+    step "8B tp$tp b1 trace (eager)" 60 "trace_x4t_tp$tp.log" env CUDA_VISIBLE_DEVICES=$cvd SS_PERSIST_TRACE=40 "$B/tools/bench_decode" --model "$M8" --device cuda --tp "$tp" --prompt 128 --gen 64 --json --no-graphs
+    [ -n "${X4T_BENCH:-}" ] && step "8B tp$tp b1 (eager)" 60 "bench_x4t_tp$tp.log" env CUDA_VISIBLE_DEVICES=$cvd "$B/tools/bench_decode" --model "$M8" --device cuda --tp "$tp" --prompt 128 --gen 256 --json --no-graphs
+  done
+fi
+if has x70 && [ "$NG" -ge 4 ]; then
+  # Session 13: the Llama-3-70B shape at tp 4 (goal 75 tok/s batch 1, roofline ~86 on H100s). Its checkpoint
+  # (~141 GB) is written in the background while the 4-GPU goldens run; then batch 1 under the peer
+  # all-reduce and NCCL's, and one batched run.
+  export CUDA_VISIBLE_DEVICES=0,1,2,3
+  M70=/tmp/llama-3-70b
+  ("$B/tools/gen_checkpoint" --shape llama-3-70b --out "$M70" >"$L/gen70b.log" 2>&1; echo "rc=$?" >>"$L/gen70b.log") &
+  GEN70=$!
+  step "golden tp4 (peer all-reduce by content)" 90 golden_tp4.log env SS_TEST_DEVICE=cuda SS_TEST_TP=4 "$B/tests/test_golden"
+  step "golden tp2 x pp2" 90 golden_tp2pp2.log env SS_TEST_DEVICE=cuda SS_TEST_TP=2 SS_TEST_PP=2 "$B/tests/test_golden"
+  note "waiting for the 70B checkpoint ($(left) s left)"
+  while kill -0 "$GEN70" 2>/dev/null && [ "$(left)" -gt 60 ]; do sleep 2; done
+  note "gen_checkpoint llama-3-70b: $(grep -E 'GB/s|rc=' "$L/gen70b.log" | tr '\n' ' ')"
+  if grep -q 'rc=0' "$L/gen70b.log"; then
+    for e in ${X70_ENVS:-- SS_PEER_ALLREDUCE=0 -}; do
+      variant "$e"
+      step "70B tp4 b1 [$e]" 200 "bench_x70_tp4_$vtag.log" env ${ev[@]+"${ev[@]}"} "$B/tools/bench_decode" --model "$M70" --device cuda --tp 4 --prompt 128 --gen 256 --json
+    done
+    step "70B tp4 b16" 200 bench_x70_tp4_b16.log "$B/tools/bench_decode" --model "$M70" --device cuda --tp 4 --batch 16 --prompt 128 --gen 64 --json
+  fi
 fi
 if has next; then
   # For the next lease of four GPUs (nvidia-h200-x4): the 4-GPU goldens and 8B at tp 4 with the code of

@@ -56,7 +56,28 @@ typedef struct ss_decode_layer {
     void *k_cache, *v_cache;
 } ss_decode_layer;
 
-/* A decode step of ONE token through consecutive decoder layers (tensor parallel size 1). */
+#define SS_DECODE_MAX_TP 8
+
+/* The tensor-parallel exchange of a decode_layers op at tp > 1: the o and down projections' partial
+ * sums cross the group inside the op, through a window on every rank that every rank maps (comm.h's
+ * ss_comm_window). Each window holds, per layer and sum, `size` slots of hidden bf16 values (slot q:
+ * rank q's partial); between steps every element is 0xffff ("empty": the op writes each element once,
+ * and its reader empties it again). Every rank of the group must make the same decode_layers calls. */
+typedef struct ss_decode_exchange {
+    int32_t rank, size;                /* this rank in the tp group; size 2 .. SS_DECODE_MAX_TP */
+    void *window[SS_DECODE_MAX_TP];    /* rank r's window, as this rank addresses it (borrowed) */
+    size_t window_bytes;               /* of each: at least ss_decode_exchange_bytes() */
+    const volatile int *abort_flag;    /* device-readable; nonzero: stop waiting for peers (garbage results) */
+} ss_decode_exchange;
+
+/* Bytes of one rank's exchange window: every layer's two sums, `size` slots of hidden bf16 each. */
+static inline size_t ss_decode_exchange_bytes(int32_t n_layers, int32_t hidden, int32_t size)
+{
+    return (size_t)n_layers * 2 * (size_t)size * (size_t)hidden * 2;
+}
+
+/* A decode step of ONE token through consecutive decoder layers, on one rank of a tensor-parallel group
+ * of any size (shapes are the rank's shards; at tp > 1 `tp` says how the partial sums meet). */
 typedef struct ss_decode_layers {
     int32_t n_layers;
     const ss_decode_layer *layers;  /* host array of n_layers, read before the op returns */
@@ -69,6 +90,8 @@ typedef struct ss_decode_layers {
     void *qkv, *attn, *act;         /* scratch of the caller's step: [qkv_dim], [q_heads*head_dim], [inter] */
     void *h, *x, *gu;               /* more scratch, for backends that run the ops in sequence: [hidden],
                                      * [hidden], [2*inter] (the cuda kernel does not touch them) */
+    const ss_decode_exchange *tp;   /* NULL at tp 1; borrowed, read before the op returns. A backend that
+                                     * cannot exchange returns SS_ERR_UNSUPPORTED */
 } ss_decode_layers;
 
 /* Longest query tile of ss_attn_meta.q_tiles. */

@@ -9,7 +9,7 @@
 #include "core/dtype.h"
 #include "core/status.h"
 
-#define SS_COMM_IFACE_VERSION 2 /* 2: all_reduce_add_rmsnorm */
+#define SS_COMM_IFACE_VERSION 3 /* 2: all_reduce_add_rmsnorm; 3: window */
 
 /*
  * Buffers are device buffers of the rank's backend (host memory for the cpu backend). Calls are
@@ -17,6 +17,19 @@
  * complete before they return. All ranks of the group must make the same calls in the same order.
  * Ranks here are ranks within the communicator (0 .. size-1), not replica-wide ranks.
  */
+#define SS_COMM_WINDOW_MAX_RANKS 8
+
+/* Device memory of every rank of a group that every rank maps (peer memory between the GPUs of one
+ * host), for kernels that exchange data among themselves (the persistent decode kernel at tp > 1).
+ * Every pointer is owned by the communicator and stays valid until it is destroyed. */
+typedef struct ss_comm_window {
+    int rank, size;
+    void *base[SS_COMM_WINDOW_MAX_RANKS]; /* rank r's window, as this rank's device addresses it */
+    size_t bytes;                         /* of each window */
+    const volatile int *abort_flag;       /* device-readable; nonzero once the communicator is stopped: a
+                                           * kernel spinning on a peer then gives up (its results are garbage) */
+} ss_comm_window;
+
 typedef struct ss_comm_i {
     uint32_t version;
     const char *name;
@@ -36,6 +49,10 @@ typedef struct ss_comm_i {
      * runs all_reduce_sum and add_rmsnorm. */
     ss_status (*all_reduce_add_rmsnorm)(void *ctx, void *x, void *residual, void *out, const void *w, int64_t rows,
                                         int32_t dim, float eps, ss_dtype type);
+    /* Optional (NULL: not offered): allocates a window of `bytes` on every rank, every byte 0xff, that
+     * every rank maps, and fills *out. Collective. SS_ERR_UNSUPPORTED on every rank alike where the
+     * ranks cannot map each other's memory (other hosts, no peer access, SS_PEER_ALLREDUCE=0). */
+    ss_status (*window)(void *ctx, size_t bytes, ss_comm_window *out);
     /* Aborts outstanding and future calls (they return SS_ERR_CANCELLED); safe from another thread. */
     void (*abort)(void *ctx);
     void (*destroy)(void *ctx);

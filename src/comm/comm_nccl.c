@@ -195,6 +195,24 @@ static ss_status nc_all_reduce_add_rmsnorm(void *ctx, void *x, void *residual, v
     return st == SS_OK ? SS_OK : nc_fail(c, st, "all_reduce_add_rmsnorm", e.msg);
 }
 
+_Static_assert(SS_COMM_WINDOW_MAX_RANKS == SS_PEER_AR_MAX_RANKS, "a window per peer all-reduce rank");
+
+static ss_status nc_window(void *ctx, size_t bytes, ss_comm_window *out)
+{
+    nc_ctx *c = ctx;
+    if (!c->peer) /* no peer group: the same on every rank */
+        return SS_ERR_UNSUPPORTED;
+    memset(out, 0, sizeof *out);
+    ss_err e = {0};
+    ss_status st = ss_peer_ar_window(c->peer, bytes, out->base, &out->abort_flag, &e);
+    if (st == SS_ERR_UNSUPPORTED)
+        SS_LOGW("nccl rank %d: %s", c->rank, e.msg);
+    else if (st != SS_OK)
+        return nc_fail(c, st, "window", e.msg);
+    out->rank = c->rank, out->size = c->size, out->bytes = bytes;
+    return st;
+}
+
 static ss_status nc_all_gather(void *ctx, void *out, const void *in, int64_t count, ss_dtype type)
 {
     nc_ctx *c = ctx;
@@ -321,6 +339,7 @@ static const ss_comm_i nc_iface = {
     .name = "nccl",
     .all_reduce_sum = nc_all_reduce_sum,
     .all_reduce_add_rmsnorm = nc_all_reduce_add_rmsnorm,
+    .window = nc_window,
     .all_gather = nc_all_gather,
     .broadcast = nc_broadcast,
     .send = nc_send,

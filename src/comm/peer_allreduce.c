@@ -17,7 +17,21 @@ struct ss_peer_ar {
     void *mapped[SS_PEER_AR_MAX_RANKS]; /* owned: peers' regions opened here (NULL for self) */
     int *abort_host;                    /* owned: cudaHostAlloc, mapped into the kernel */
     int device;
+    ss_peer_ar_exchange_fn exchange;    /* the group's host all-gather (windows are set up with it) */
+    void *exchange_ctx;
+    int n_windows;
+    void *win[SS_PEER_AR_MAX_WINDOWS];                             /* owned: this rank's windows */
+    void *win_mapped[SS_PEER_AR_MAX_WINDOWS][SS_PEER_AR_MAX_RANKS]; /* owned: peers' windows opened here */
 };
+
+/* What each rank tells the others about a window it allocated. */
+typedef struct par_win_ident {
+    int32_t ok;
+    int32_t pad;
+    cudaIpcMemHandle_t handle;
+} par_win_ident;
+
+_Static_assert(sizeof(par_win_ident) % 4 == 0, "exchanged in 32-bit words");
 
 /* What each rank tells the others. Sizes are multiples of 4 (the exchange moves 32-bit words). */
 typedef struct par_ident {
@@ -57,6 +71,13 @@ static uint64_t par_host_id(void)
 
 static void par_release(ss_peer_ar *p)
 {
+    for (int w = 0; w < SS_PEER_AR_MAX_WINDOWS; w++) {
+        for (int r = 0; r < SS_PEER_AR_MAX_RANKS; r++)
+            if (p->win_mapped[w][r])
+                cudaIpcCloseMemHandle(p->win_mapped[w][r]);
+        if (p->win[w])
+            cudaFree(p->win[w]);
+    }
     for (int r = 0; r < SS_PEER_AR_MAX_RANKS; r++)
         if (p->mapped[r])
             cudaIpcCloseMemHandle(p->mapped[r]);
@@ -180,6 +201,7 @@ ss_status ss_peer_ar_create(int rank, int size, int device, ss_peer_ar_exchange_
         return ss_err_set(err, SS_ERR_NOMEM, "peer all-reduce: out of memory");
     }
     p->v.rank = rank, p->v.size = size, p->device = device;
+    p->exchange = exchange, p->exchange_ctx = exchange_ctx;
     p->v.no_pdl = getenv("SS_PEER_AR_NO_PDL") != NULL;
     /* arrival by content unless SS_PEER_AR_EMPTY=0 (must agree on every rank: local ranks inherit it) */
     const char *empty_env = getenv("SS_PEER_AR_EMPTY");
@@ -253,6 +275,75 @@ ss_status ss_peer_ar_all_reduce_add_rmsnorm(ss_peer_ar *p, void *x, void *residu
     int e = ss_peer_ar_launch_add_rmsnorm(&p->v, x, residual, out, w, rows, dim, eps, stream);
     if (e != 0)
         return ss_err_set(err, SS_ERR_CUDA, "peer all-reduce + rmsnorm kernel: %s", cudaGetErrorString((cudaError_t)e));
+    return SS_OK;
+}
+
+/* This rank's window w: allocated, emptied and its handle taken; 0 with a log line when not. */
+static int par_win_prepare(ss_peer_ar *p, int w, size_t bytes, par_win_ident *me)
+{
+    cudaError_t e;
+    const char *what = "cudaSetDevice";
+    if ((e = cudaSetDevice(p->device)) != cudaSuccess)
+        goto fail;
+    what = "cudaMalloc";
+    if ((e = cudaMalloc(&p->win[w], bytes)) != cudaSuccess)
+        goto fail;
+    what = "cudaMemset";
+    if ((e = cudaMemset(p->win[w], SS_PEER_AR_EMPTY_BYTE, bytes)) != cudaSuccess)
+        goto fail;
+    what = "cudaIpcGetMemHandle";
+    if ((e = cudaIpcGetMemHandle(&me->handle, p->win[w])) != cudaSuccess)
+        goto fail;
+    what = "cudaDeviceSynchronize";
+    if ((e = cudaDeviceSynchronize()) != cudaSuccess) /* emptied before any peer writes */
+        goto fail;
+    return 1;
+fail:
+    SS_LOGW("peer window: rank %d (cuda:%d): %s of %zu bytes: %s", p->v.rank, p->device, what, bytes,
+            cudaGetErrorString(e));
+    cudaGetLastError();
+    return 0;
+}
+
+ss_status ss_peer_ar_window(ss_peer_ar *p, size_t bytes, void *base[SS_PEER_AR_MAX_RANKS],
+                            const volatile int **abort_flag, ss_err *err)
+{
+    if (!p || bytes == 0)
+        return ss_err_set(err, SS_ERR_INVALID_ARG, "peer window: no peer group or no bytes");
+    const int size = p->v.size, w = p->n_windows;
+    if (w >= SS_PEER_AR_MAX_WINDOWS) /* the same count on every rank: all refuse alike */
+        return ss_err_set(err, SS_ERR_UNSUPPORTED, "peer window: at most %d windows", SS_PEER_AR_MAX_WINDOWS);
+    p->n_windows++;
+    par_win_ident me, all[SS_PEER_AR_MAX_RANKS];
+    memset(&me, 0, sizeof me);
+    me.ok = par_win_prepare(p, w, bytes, &me);
+    ss_status st = p->exchange(p->exchange_ctx, all, &me, sizeof me);
+    int32_t mapped = st == SS_OK, agreed[SS_PEER_AR_MAX_RANKS];
+    for (int r = 0; r < size && mapped; r++) {
+        if (!all[r].ok)
+            mapped = 0;
+        else if (r != p->v.rank) {
+            cudaError_t e = cudaIpcOpenMemHandle(&p->win_mapped[w][r], all[r].handle, cudaIpcMemLazyEnablePeerAccess);
+            if (e != cudaSuccess) {
+                SS_LOGW("peer window: rank %d mapping rank %d's window: %s", p->v.rank, r, cudaGetErrorString(e));
+                p->win_mapped[w][r] = NULL;
+                cudaGetLastError();
+                mapped = 0;
+            }
+        }
+    }
+    if (st == SS_OK)
+        st = p->exchange(p->exchange_ctx, agreed, &mapped, sizeof mapped);
+    if (st != SS_OK)
+        return ss_err_set(err, st, "peer window: exchanging handles between %d ranks failed", size);
+    for (int r = 0; r < size; r++)
+        mapped = mapped && agreed[r];
+    if (!mapped) /* every rank saw the same flags; the memory stays until destroy */
+        return ss_err_set(err, SS_ERR_UNSUPPORTED, "peer window: a rank could not set up or map a window of %zu bytes",
+                          bytes);
+    for (int r = 0; r < size; r++)
+        base[r] = r == p->v.rank ? p->win[w] : p->win_mapped[w][r];
+    *abort_flag = p->v.abort_flag;
     return SS_OK;
 }
 

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/log.h"
 
 /* Decode steps of up to this many tokens are replayed from CUDA graphs (one per power-of-two token
  * bucket and power-of-two context bound); larger steps are compute-bound and run eagerly. */
@@ -49,7 +50,9 @@ struct ss_forward {
     int fuse_rope;                  /* use the backend's rope_kv_store (SS_UNFUSED_ROPE: a benchmark switch) */
     int fuse_mlp;                   /* use the backend's matmul_silu (SS_UNFUSED_MLP: a benchmark switch) */
     ss_decode_layer *dlayers;       /* [layers of this stage] for decode_layers; NULL: not used (SS_PERSIST=0,
-                                     * tp > 1, pipeline stages, or a backend without the op) */
+                                     * pipeline stages, or a backend without the op) */
+    ss_decode_exchange xchg;        /* tp > 1: decode_layers' window into the tp group (xchg.size 0: none,
+                                     * and batch-1 steps run op by op) */
 };
 
 static ss_status fwd_alloc(ss_forward *f, size_t bytes, void **out, const char *what, ss_err *err)
@@ -138,7 +141,7 @@ ss_status ss_forward_create(ss_backend *be, const ss_model_config *cfg, const ss
      * path too). A backend refuses the steps it does not suit (long contexts), which then run op by op.
      * SS_PERSIST=0 turns it off (a benchmark switch). */
     const char *persist = getenv("SS_PERSIST");
-    if (be->iface->decode_layers && sp->tp == 1 && sp->first_stage && sp->last_stage &&
+    if (be->iface->decode_layers && sp->tp <= SS_DECODE_MAX_TP && sp->first_stage && sp->last_stage &&
         !(persist && !strcmp(persist, "0"))) {
         f->dlayers = ss_calloc((size_t)nl, sizeof *f->dlayers);
         if (!f->dlayers) {
@@ -177,9 +180,29 @@ void ss_forward_destroy(ss_forward *f)
     ss_free(f);
 }
 
-void ss_forward_set_links(ss_forward *f, const ss_forward_links *links)
+ss_status ss_forward_set_links(ss_forward *f, const ss_forward_links *links, ss_err *err)
 {
     f->links = *links;
+    ss_comm *tp = links->tp;
+    if (!f->dlayers || tp->size < 2 || f->xchg.size || !tp->iface->window)
+        return SS_OK;
+    const ss_shard_plan *sp = &f->w->plan;
+    size_t bytes = ss_decode_exchange_bytes(sp->layer_end - sp->layer_start, f->cfg->hidden_size, tp->size);
+    ss_comm_window win;
+    ss_status st = tp->iface->window(tp->ctx, bytes, &win);
+    if (st == SS_ERR_UNSUPPORTED) {
+        if (tp->rank == 0)
+            SS_LOGI("tp %d: decode steps of one token run layer by layer (no peer window between the ranks)", tp->size);
+        return SS_OK;
+    }
+    if (st != SS_OK)
+        return ss_err_set(err, st, "rank %d: the decode exchange window of %zu bytes: %s", sp->rank, bytes,
+                          ss_status_str(st));
+    f->xchg.rank = win.rank, f->xchg.size = win.size, f->xchg.window_bytes = win.bytes;
+    f->xchg.abort_flag = win.abort_flag;
+    for (int r = 0; r < win.size; r++)
+        f->xchg.window[r] = win.base[r];
+    return SS_OK;
 }
 
 void ss_forward_set_fed(ss_forward *f, const int32_t *fed)
@@ -486,11 +509,13 @@ static ss_status fwd_body(ss_forward *f, int64_t n, int32_t n_rows, const ss_att
     if (st != SS_OK)
         return ss_err_set(err, st, "rank %d: %s activations", sp->rank, sp->first_stage ? "embedding" : "receiving");
     const int32_t nl = sp->layer_end - sp->layer_start;
-    if (f->dlayers && n == 1 && meta->n_seqs == 1) { /* batch 1: every layer in one op where the backend can */
+    if (f->dlayers && n == 1 && meta->n_seqs == 1 && (sp->tp == 1 || f->xchg.size)) {
+        /* batch 1: every layer in one op where the backend can (at tp > 1 with its window) */
         const ss_model_config *cfg = f->cfg;
         ss_decode_layers dl = {nl, f->dlayers, dim, sp->inter_size, sp->q_heads, sp->kv_heads, cfg->head_dim,
                                cfg->rms_eps, 1.0f / sqrtf((float)cfg->head_dim), f->inv_freq, meta, f->meta + ml->slot,
-                               f->residual, f->qkv, f->attn, f->act, f->h, f->x, f->gu};
+                               f->residual, f->qkv, f->attn, f->act, f->h, f->x, f->gu,
+                               sp->tp > 1 ? &f->xchg : NULL};
         st = B->decode_layers(c, &dl);
         if (st == SS_OK)
             st = B->rmsnorm(c, f->h, f->residual, f->w->final_norm, n, dim, f->cfg->rms_eps);

@@ -59,8 +59,11 @@ typedef struct ss_forward_links {
 ss_status ss_forward_create(ss_backend *be, const ss_model_config *cfg, const ss_model_weights *w,
                             const ss_forward_params *p, const ss_forward_links *links, ss_forward **out, ss_err *err);
 void ss_forward_destroy(ss_forward *f);
-/* Replaces the comm links (set after comms that need the backend's stream exist). */
-void ss_forward_set_links(ss_forward *f, const ss_forward_links *links);
+/* Replaces the comm links (set after comms that need the backend's stream exist). Collective over
+ * links->tp when tp > 1 and batch-1 steps run in the backend's decode_layers: every rank then asks the
+ * tp comm for the window that op exchanges its sums through (where the comm has none, those steps run
+ * op by op). Errors are the comm's. */
+ss_status ss_forward_set_links(ss_forward *f, const ss_forward_links *links, ss_err *err);
 
 /* Runs the step. On the last stage, when n_rows > 0, *logits receives a device pointer to f32 logits
  * [n_rows, cfg->vocab_size] of the full vocabulary (gathered across tp), valid until the next run;

@@ -313,16 +313,18 @@ ss_status ss_boot_make_runner(ss_boot *b, ss_runner **runner, ss_comm **tp_out, 
         if (st == SS_OK)
             st = ss_comm_tcp_create(tp_rank, s->tp, tfds, s->comm_timeout_ms, &tp, err);
     }
+    if (st == SS_OK) {
+        ss_runner_links links = {tp, world, s->device == SS_DEVICE_CUDA};
+        st = ss_runner_set_links(*runner, &links, err);
+    }
     if (st != SS_OK) {
-        ss_comm_destroy(tp);
+        ss_comm_destroy(tp); /* the comms enqueue on the backend's stream: before the runner */
         ss_comm_destroy(world);
         ss_runner_destroy(*runner);
         ss_comm_destroy(single);
         *runner = NULL;
         return st;
     }
-    ss_runner_links links = {tp, world, s->device == SS_DEVICE_CUDA};
-    ss_runner_set_links(*runner, &links);
     ss_comm_destroy(single);
     *tp_out = tp;
     *world_out = world;

@@ -238,12 +238,12 @@ void ss_runner_destroy(ss_runner *r)
     ss_free(r);
 }
 
-void ss_runner_set_links(ss_runner *r, const ss_runner_links *links)
+ss_status ss_runner_set_links(ss_runner *r, const ss_runner_links *links, ss_err *err)
 {
     r->links = *links;
     ss_forward_links fl = {links->tp, links->world, r->plan.first_stage ? -1 : r->p.rank - r->p.tp,
                            r->plan.last_stage ? -1 : r->p.rank + r->p.tp};
-    ss_forward_set_links(r->fwd, &fl);
+    return ss_forward_set_links(r->fwd, &fl, err);
 }
 
 ss_backend *ss_runner_backend(const ss_runner *r)

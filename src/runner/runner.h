@@ -32,8 +32,8 @@ typedef struct ss_runner_links {
 
 ss_status ss_runner_create(const ss_runner_params *p, const ss_runner_links *links, ss_runner **out, ss_err *err);
 void ss_runner_destroy(ss_runner *r);
-/* Replaces the comms (links->tp must not be NULL). */
-void ss_runner_set_links(ss_runner *r, const ss_runner_links *links);
+/* Replaces the comms (links->tp must not be NULL). Collective over links->tp (see ss_forward_set_links). */
+ss_status ss_runner_set_links(ss_runner *r, const ss_runner_links *links, ss_err *err);
 /* The rank's backend (borrowed), e.g. for a comm that enqueues on its stream. */
 ss_backend *ss_runner_backend(const ss_runner *r);
 

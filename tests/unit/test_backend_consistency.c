@@ -1078,7 +1078,7 @@ static void check_decode_layers(pair *p, const dl_case *c)
         void *act = dev_poison(b, c->inter, b->act_dtype), *h = dev_poison(b, c->hidden, b->act_dtype);
         void *x = dev_poison(b, c->hidden, b->act_dtype), *gu = dev_poison(b, 2 * (int64_t)c->inter, b->act_dtype);
         ss_decode_layers d = {c->nl, L, c->hidden, c->inter, c->qh, c->kvh, c->hd, 1e-5f, 1.0f / sqrtf((float)c->hd),
-                              d_inv, &m, d_slot, res[r], qkv, att, act, h, x, gu};
+                              d_inv, &m, d_slot, res[r], qkv, att, act, h, x, gu, NULL};
         assert_non_null(b->iface->decode_layers);
         if (r == 0) { /* the cpu's decode_layers is the op-by-op reference */
             assert_int_equal(b->iface->decode_layers(b->ctx, &d), SS_OK);

@@ -331,6 +331,8 @@ static ss_status cpu_sample(void *ctx, int32_t *out_tok, float *out_logprob, con
  * (float32 throughout), so the cpu also runs, and CI tests, the forward pass's decode_layers plumbing. */
 static ss_status cpu_decode_layers(void *ctx, const ss_decode_layers *d)
 {
+    if (d->tp) /* its ops cannot reach the group: the forward pass runs the layers with collectives */
+        return SS_ERR_UNSUPPORTED;
     return ss_decode_layers_by_op(((const cpu_ctx *)ctx)->self, d);
 }
 

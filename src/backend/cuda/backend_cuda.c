@@ -381,6 +381,8 @@ static ss_status cu_matmul_silu(void *ctx, void *out, const void *x, const void 
 
 /* The persistent decode kernel; the attention's split-K workspace holds its counters and partials (the op
  * replaces the attention op of the step). */
+_Static_assert(SS_CUDA_PERSIST_MAX_TP == SS_DECODE_MAX_TP, "the kernel takes every group size of the interface");
+
 static ss_status cu_decode_layers(void *ctx, const ss_decode_layers *d)
 {
     cu_ctx *c = ctx;
@@ -401,6 +403,16 @@ static ss_status cu_decode_layers(void *ctx, const ss_decode_layers *d)
         .max_seq_len = m->max_seq_len, .residual = d->residual, .qkv = d->qkv, .attn = d->attn, .act = d->act,
         .workspace = c->attn_ws, .workspace_bytes = CU_ATTN_WORKSPACE, .call = c->persist_calls++,
     };
+    if (d->tp) {
+        if (d->tp->size < 2 || d->tp->size > SS_DECODE_MAX_TP || d->tp->rank < 0 || d->tp->rank >= d->tp->size)
+            return SS_ERR_INVALID_ARG;
+        a.tp_rank = d->tp->rank, a.tp_size = d->tp->size, a.tp_abort = d->tp->abort_flag;
+        a.tp_window_bytes = d->tp->window_bytes;
+        for (int32_t i = 0; i < d->tp->size; i++)
+            a.tp_window[i] = d->tp->window[i];
+    } else {
+        a.tp_rank = 0, a.tp_size = 1;
+    }
     const int r = ss_cuda_decode_persist(c->stream, &a);
     if (r < 0) {
         if (a.why != c->persist_why) /* said once per reason: the layers then run op by op */

@@ -93,12 +93,14 @@ int ss_cuda_attn_cluster_ok(int head_dim);
 int ss_cuda_attn_decode_ctas_per_sm(int head_dim);
 
 /* ---- decode_persist.cu ---- */
-/* Most decoder layers one persistent decode launch takes (its kernel parameters hold every layer's pointers). */
-#define SS_CUDA_PERSIST_MAX_LAYERS 40
+/* Most decoder layers one persistent decode launch takes (its kernel parameters hold every layer's pointers:
+ * ~8.5 KB at 96, which CUDA 12.1+ allows; Llama-3-70B has 80). */
+#define SS_CUDA_PERSIST_MAX_LAYERS 96
 typedef struct ss_cuda_persist_layer {
     const void *attn_norm, *wqkv, *bqkv, *q_norm, *k_norm, *wo, *mlp_norm, *wgu, *wdown; /* bqkv, q/k_norm: NULL if none */
     void *k_cache, *v_cache; /* this layer's paged cache, [blocks * block_size, kv_heads, head_dim] bf16 */
 } ss_cuda_persist_layer;
+#define SS_CUDA_PERSIST_MAX_TP 8
 typedef struct ss_cuda_persist_args {
     int32_t n_layers;
     const ss_cuda_persist_layer *layers; /* host array of n_layers, read before return */
@@ -112,6 +114,10 @@ typedef struct ss_cuda_persist_args {
     void *qkv, *attn, *act;               /* scratch: [qkv_dim], [q_heads * head_dim], [inter] bf16 */
     void *workspace;                      /* device scratch (counters, split partials) */
     size_t workspace_bytes;
+    int32_t tp_rank, tp_size;             /* tp_size > 1: o and down sum across the group through the windows */
+    void *tp_window[SS_CUDA_PERSIST_MAX_TP]; /* [tp_size]: rank r's exchange window here (backend.h's ss_decode_exchange) */
+    size_t tp_window_bytes;
+    const volatile int *tp_abort;         /* nonzero: stop waiting for peers */
     int64_t call;                         /* the backend's count of these launches (SS_PERSIST_TRACE picks one) */
     const char *why;                      /* out: why the launcher returned -1 (a static string) */
 } ss_cuda_persist_args;

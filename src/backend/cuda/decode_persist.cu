@@ -112,6 +112,8 @@ __global__ void __launch_bounds__(kThreads, 1) decode_persist_kernel(const __gri
         load_xs(p.attn, p.q_dim, xs);
         gemv_phase(p, l, kO, ring, full, empty, xs, red, own, cur, group);
         stamp(p, l, 8);
+        if (p.tp_size > 1)
+            tp_combine(p, l, 0, own, own0, own1);
         grid_arrive(ctr + kO);
         grid_wait(ctr + kO, G, nowait);
         stamp(p, l, 9);
@@ -125,6 +127,8 @@ __global__ void __launch_bounds__(kThreads, 1) decode_persist_kernel(const __gri
         load_xs(p.act, p.inter, xs);
         gemv_phase(p, l, kDown, ring, full, empty, xs, red, own, cur, group);
         stamp(p, l, 13);
+        if (p.tp_size > 1)
+            tp_combine(p, l, 1, own, own0, own1);
         grid_arrive(ctr + kDown);
     }
 #endif
@@ -269,6 +273,20 @@ extern "C" int ss_cuda_decode_persist(void *stream, ss_cuda_persist_args *a)
     p.head_dim = hd, p.q_dim = q_dim, p.qkv_dim = qkv_dim, p.splits = splits, p.nk_max = nk_max;
     const char *dbg = getenv("SS_PERSIST_DEBUG");
     p.debug = dbg ? (int)strtol(dbg, NULL, 10) : 0;
+    p.tp_size = a->tp_size > 1 ? a->tp_size : 1, p.tp_rank = a->tp_size > 1 ? a->tp_rank : 0;
+    if (p.tp_size > 1) {
+        if (p.tp_size > SS_CUDA_PERSIST_MAX_TP || p.tp_rank < 0 || p.tp_rank >= p.tp_size || !a->tp_abort ||
+            a->tp_window_bytes < (size_t)a->n_layers * 2 * p.tp_size * a->hidden * 2)
+            SS_PERSIST_NO("its tensor-parallel exchange is not set up (group, windows)");
+        if (p.debug & (2 | 8)) // a rank that skips waits or outputs would leave its peers waiting
+            SS_PERSIST_NO("SS_PERSIST_DEBUG 2 and 8 are for tp 1");
+        for (int r = 0; r < p.tp_size; r++) {
+            if (!a->tp_window[r] || ((uintptr_t)a->tp_window[r] & 1))
+                SS_PERSIST_NO("its tensor-parallel exchange is not set up (group, windows)");
+            p.tp_win[r] = (unsigned short *)a->tp_window[r];
+        }
+        p.tp_abort = a->tp_abort;
+    }
     const char *l2ahead = getenv("SS_PERSIST_L2AHEAD");
     p.l2ahead = l2ahead ? (int)strtol(l2ahead, NULL, 10) : 8;
     const char *pf_evict = getenv("SS_PERSIST_PF_EVICT");

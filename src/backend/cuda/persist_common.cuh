@@ -61,6 +61,12 @@ struct Params {
     bf16 *residual, *qkv, *attn, *act;
     float *partials;
     unsigned *sync;
+    // Tensor parallelism (tp_size > 1): the o and down GEMVs produce this rank's partial sums of the hidden
+    // rows; each CTA pushes the rows it computed into slot tp_rank of every rank's window and sums the rows
+    // it owns from all slots (see tp_push and tp_combine).
+    int tp_rank, tp_size;
+    unsigned short *tp_win[SS_CUDA_PERSIST_MAX_TP]; // rank r's window as this GPU addresses it
+    const volatile int *tp_abort;                    // host-mapped: the communicator was stopped
     Layer layers[SS_CUDA_PERSIST_MAX_LAYERS];
 };
 
@@ -228,6 +234,69 @@ __device__ __forceinline__ unsigned long long gtime()
     unsigned long long t;
     asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
     return t;
+}
+
+// ---------------------------------------------------------------- the tensor-parallel exchange
+//
+// Each rank's window holds, for every layer and each of its two sums (o, down), tp_size slots of hidden
+// bf16 values: slot q is rank q's partial. An element reads 0xffff while nobody has written it (a NaN
+// pattern that a sender never sends: it sends another NaN instead), so data is its own signal, as in the
+// peer all-reduce (comm/peer_allreduce.h): no fence, no flag. The reader empties each element after it
+// has read it. Each element is written once per launch; the next launch's writes come after a collective
+// of the step in between (the embedding's all-reduce), which every rank enters only after its previous
+// launch — and so all of its emptying — completed. Rows go to whichever CTA owns them on the reading
+// rank, so ranks need not have the same number of SMs.
+
+constexpr unsigned short kXEmpty = 0xffffu;
+
+__device__ __forceinline__ size_t tp_slot(const Params &p, int l, int sum, int rank)
+{
+    return (((size_t)l * 2 + (size_t)sum) * (size_t)p.tp_size + (size_t)rank) * (size_t)p.hidden;
+}
+
+// tp_push and tp_combine stay out of line: inlined into the GEMV phase they made the kernel spill at its
+// 168-register cap, at tp 1 too.
+// This rank's partial v of hidden row `row` of sum `sum` (0: o, 1: down) of layer l, to every rank.
+__device__ __noinline__ void tp_push(const Params &p, int l, int sum, int64_t row, float v)
+{
+    unsigned short b = __bfloat16_as_ushort(__float2bfloat16_rn(v));
+    if (b == kXEmpty)
+        b = 0xffc0u; // another NaN
+    const size_t at = tp_slot(p, l, sum, p.tp_rank) + (size_t)row;
+    for (int q = 0; q < p.tp_size; q++)
+        asm volatile("st.volatile.global.u16 [%0], %1;" ::"l"(p.tp_win[q] + at), "h"(b) : "memory");
+}
+
+// Waits until element e of this rank's window is written (or the communicator is stopped: garbage then),
+// returns it and empties it.
+__device__ __forceinline__ float tp_take(const Params &p, unsigned short *e)
+{
+    unsigned short v;
+    Spin spin;
+    for (uint32_t n = 1;; n++) {
+        asm volatile("ld.volatile.global.u16 %0, [%1];" : "=h"(v) : "l"(e) : "memory");
+        if (v != kXEmpty || ((n & 1023u) == 0 && *p.tp_abort))
+            break;
+        spin.tick();
+    }
+    asm volatile("st.volatile.global.u16 [%0], %1;" ::"l"(e), "h"(kXEmpty) : "memory");
+    return __uint_as_float((uint32_t)v << 16);
+}
+
+// The rows [own0, own1) this CTA owns: the sum over the ranks' partials in rank order (the peer
+// all-reduce's order and rounding: f32 from zero, then bf16), added to the residual as add_rmsnorm
+// rounds it. Every rank computes the same bits.
+__device__ __noinline__ void tp_combine(const Params &p, int l, int sum, float *own, int own0, int own1)
+{
+    unsigned short *mine = p.tp_win[p.tp_rank];
+    for (int i = threadIdx.x; i < own1 - own0; i += kConsumers) {
+        float acc = 0.0f;
+        for (int q = 0; q < p.tp_size; q++)
+            acc += tp_take(p, mine + tp_slot(p, l, sum, q) + own0 + i);
+        const float v = round_bf16(round_bf16(acc) + own[i]);
+        own[i] = v;
+        p.residual[own0 + i] = __float2bfloat16_rn(v);
+    }
 }
 
 #endif // Hopper device code

@@ -264,6 +264,8 @@ __device__ void gemv_phase(const Params &p, int l, int mat, const uint8_t *ring,
                 for (int w = 0; w < kWarps; w++)
                     u += rb[w * kTileRows + kTileRows / 2 + tid];
                 p.act[row] = __float2bfloat16_rn(a / (1.0f + __expf(-a)) * u);
+            } else if (p.tp_size > 1) { // o, down at tp > 1: a partial sum, to every rank (tp_combine adds)
+                tp_push(p, l, mat == kO ? 0 : 1, row, a);
             } else { // o, down: residual += round(out), rounded as add_rmsnorm does
                 const float v = round_bf16(round_bf16(a) + own[row - g.r0]);
                 own[row - g.r0] = v;
