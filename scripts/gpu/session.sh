@@ -3,7 +3,7 @@
 # trains the demo model on the last GPU in the background, and meanwhile runs the GPU checks and
 # benchmarks on the others. Every step has a deadline; the whole run stays under BUDGET seconds.
 # Results: $OUT/summary.txt, $OUT/logs.tar.xz, and $OUT/demo-*.{safetensors,json,txt} from training.
-# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize tp2 x4 x4p x70 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
+# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize tp2 x4 x4p x4t x2k peer x70 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -215,7 +215,7 @@ if has x4q && [ "$NG" -ge 4 ]; then
   step "golden tp2 x pp2" 90 golden_tp2pp2.log env SS_TEST_DEVICE=cuda SS_TEST_TP=2 SS_TEST_PP=2 "$B/tests/test_golden"
   step "golden tp4, NCCL socket transport" 90 golden_tp4_sock.log env SS_PEER_ALLREDUCE=0 NCCL_P2P_DISABLE=1 NCCL_SHM_DISABLE=1 SS_TEST_DEVICE=cuda SS_TEST_TP=4 "$B/tests/test_golden"
   wait "$G8"
-  for e in - SS_PEER_AR_EMPTY=0 SS_PEER_ALLREDUCE=0; do
+  for e in - SS_PEER_ALLREDUCE=0; do
     variant "$e"
     step "8B tp4 b1 [$e]" 60 "bench_x4q_tp4_$vtag.log" env ${ev[@]+"${ev[@]}"} "$B/tools/bench_decode" --model "$M8" --device cuda --tp 4 --prompt 128 --gen 256 --json
   done
@@ -270,6 +270,62 @@ if has x4t && [ "$NG" -ge 4 ]; then
     cvd=$(seq -s, 0 $((tp - 1)))
     step "8B tp$tp b1 trace (eager)" 60 "trace_x4t_tp$tp.log" env CUDA_VISIBLE_DEVICES=$cvd SS_PERSIST_TRACE=40 "$B/tools/bench_decode" --model "$M8" --device cuda --tp "$tp" --prompt 128 --gen 64 --json --no-graphs
     [ -n "${X4T_BENCH:-}" ] && step "8B tp$tp b1 (eager)" 60 "bench_x4t_tp$tp.log" env CUDA_VISIBLE_DEVICES=$cvd "$B/tools/bench_decode" --model "$M8" --device cuda --tp "$tp" --prompt 128 --gen 256 --json --no-graphs
+  done
+fi
+if has peer && [ "$NG" -ge 2 ]; then
+  step "peer all-reduce and window tests (GPUs 0, 1)" 60 comm_peer.log env CUDA_VISIBLE_DEVICES=0,1 "$B/tests/test_comm_peer"
+fi
+if has x2k && [ "$NG" -ge 2 ]; then
+  # Session 13: a tp 2 replica whose batch-1 steps run in the persistent kernel (its sums cross the GPUs
+  # inside the kernel): the peer tests (windows too), a serving soak, and kill -9 of the worker while a
+  # long request streams: the server must fail that request, exit non-zero, and leave no process behind.
+  export CUDA_VISIBLE_DEVICES=0,1
+  [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
+  step "peer all-reduce and window tests (GPUs 0, 1)" 60 comm_peer.log "$B/tests/test_comm_peer"
+  step "golden tp2" 90 golden_tp2.log env SS_TEST_DEVICE=cuda SS_TEST_TP=2 "$B/tests/test_golden"
+  step "serving soak on cuda tp 2 (${SOAK_N:-3000} requests, ${SOAK_S:-45} s)" 120 soak_tp2.log env SOAK_SERVER_ARGS="--device cuda --tp 2" \
+    python3 tests/serve/soak.py "$B/shardserve" /work/shared/fixtures "${SOAK_N:-3000}" "${SOAK_S:-45}"
+  grep -h "^soak:\|FAIL" "$L/soak_tp2.log" | tee -a "$S"
+  cp /work/shared/fixtures/models/e2e-llama3-tok/tokenizer.json /work/shared/fixtures/models/e2e-llama3-tok/tokenizer_config.json "$M8/"
+  "$B/shardserve" serve --model "$M8" --device cuda --tp 2 --port 8000 --served-model-name m --comm-timeout 20 >"$L/serve_kill.log" 2>&1 &
+  SPID=$!
+  wait_ready $SPID
+  note "serve tp 2 ready=$ready after ~$((i / 2)) s"
+  if [ $ready = 1 ]; then
+    python3 -c '
+import json, sys, time, urllib.request
+body = json.dumps({"model": "m", "prompt": "hello", "max_tokens": 4000, "stream": True, "ignore_eos": True}).encode()
+req = urllib.request.Request("http://127.0.0.1:8000/v1/completions", body, {"Content-Type": "application/json"})
+n = 0; last = ""
+try:
+    with urllib.request.urlopen(req, timeout=120) as r:
+        for line in r:
+            line = line.decode().strip()
+            if line.startswith("data:"):
+                n += 1; last = line[:300]
+except Exception as e:
+    last = "exception: %r" % (e,)
+print("stream: %d events; last: %s" % (n, last))
+' >"$L/kill_client.log" 2>&1 &
+    CPID=$!
+    sleep 4
+    WPID=$(pgrep -f "shardserve worker" | head -1)
+    note "killing worker pid ${WPID:-none} (kill -9) at $(date +%s.%N | cut -c1-14)"
+    t0=$SECONDS
+    [ -n "$WPID" ] && kill -9 "$WPID"
+    for k in $(seq 1 120); do kill -0 $SPID 2>/dev/null || break; sleep 0.5; done
+    wait $SPID; rc=$?
+    note "server exit status $rc after ~$((SECONDS - t0)) s; shardserve processes left: $(pgrep -fc 'shardserve (serve|worker)')"
+    wait $CPID
+    sed 's/^/      /' "$L/kill_client.log" | tee -a "$S"
+    grep -iE "error|fail|lost|abort|rank|exit" "$L/serve_kill.log" | tail -12 | cut -c1-240 | sed 's/^/      /' | tee -a "$S"
+  fi
+  kill -9 $SPID 2>/dev/null; pkill -9 -f "shardserve worker" 2>/dev/null
+  for tp in 2; do
+    for e in - SS_PERSIST=0 -; do
+      variant "$e"
+      step "8B tp$tp b1 [$e]" 60 "bench_x2k_tp${tp}_${vtag}.log" env ${ev[@]+"${ev[@]}"} "$B/tools/bench_decode" --model "$M8" --device cuda --tp "$tp" --prompt 128 --gen 256 --json
+    done
   done
 fi
 if has x70 && [ "$NG" -ge 4 ]; then

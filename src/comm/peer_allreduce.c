@@ -13,7 +13,7 @@
 
 struct ss_peer_ar {
     ss_peer_ar_view v;                  /* what the kernel gets */
-    void *region;                       /* owned: this rank's flags + inboxes (cudaMalloc) */
+    void *region;                       /* owned: this rank's inboxes (cudaMalloc) */
     void *mapped[SS_PEER_AR_MAX_RANKS]; /* owned: peers' regions opened here (NULL for self) */
     int *abort_host;                    /* owned: cudaHostAlloc, mapped into the kernel */
     int device;
@@ -38,7 +38,7 @@ typedef struct par_ident {
     uint64_t host;   /* hash of the host name and boot id: ranks on one host agree */
     int32_t ok;      /* this rank has its region and handle */
     int32_t device;  /* for messages */
-    int32_t by_content; /* the arrival protocol this rank asks for (SS_PEER_AR_EMPTY): all must agree */
+    int32_t pad;
     char bus[32];    /* PCI bus id of its GPU */
     cudaIpcMemHandle_t handle;
 } par_ident;
@@ -47,7 +47,7 @@ _Static_assert(sizeof(par_ident) % 4 == 0, "exchanged in 32-bit words");
 
 size_t ss_peer_ar_region_bytes(int size)
 {
-    return SS_PEER_AR_FLAGS_BYTES + 2 * (size_t)size * SS_PEER_AR_MAX_BYTES;
+    return 2 * (size_t)size * SS_PEER_AR_MAX_BYTES;
 }
 
 /* FNV-1a over the host name and the kernel's boot id: two containers on one node that may share GPU
@@ -101,10 +101,7 @@ static int par_prepare(ss_peer_ar *p, int size, par_ident *me)
     size_t bytes = ss_peer_ar_region_bytes(size);
     if ((e = cudaMalloc(&p->region, bytes)) != cudaSuccess)
         goto fail;
-    if ((e = cudaMemset(p->region, 0, SS_PEER_AR_FLAGS_BYTES)) != cudaSuccess)
-        goto fail;
-    if ((e = cudaMemset((char *)p->region + SS_PEER_AR_FLAGS_BYTES, SS_PEER_AR_EMPTY_BYTE,
-                        bytes - SS_PEER_AR_FLAGS_BYTES)) != cudaSuccess)
+    if ((e = cudaMemset(p->region, SS_PEER_AR_EMPTY_BYTE, bytes)) != cudaSuccess)
         goto fail;
     if ((e = cudaMalloc((void **)&p->v.epoch, SS_PEER_AR_MAX_BLOCKS * sizeof(uint32_t))) != cudaSuccess)
         goto fail;
@@ -125,7 +122,7 @@ static int par_prepare(ss_peer_ar *p, int size, par_ident *me)
     if ((e = cudaDeviceGetPCIBusId(me->bus, sizeof me->bus, p->device)) != cudaSuccess)
         goto fail;
     what = "cudaDeviceSynchronize";
-    if ((e = cudaDeviceSynchronize()) != cudaSuccess) /* flags and inboxes set before any peer writes */
+    if ((e = cudaDeviceSynchronize()) != cudaSuccess) /* inboxes emptied before any peer writes */
         goto fail;
     return 1;
 fail:
@@ -146,11 +143,6 @@ static int par_map(ss_peer_ar *p, const par_ident *all)
         }
         if (all[r].host != all[p->v.rank].host) {
             SS_LOGI("peer all-reduce: ranks %d and %d are on different hosts; using NCCL", p->v.rank, r);
-            return 0;
-        }
-        if (all[r].by_content != all[p->v.rank].by_content) {
-            SS_LOGW("peer all-reduce: rank %d has SS_PEER_AR_EMPTY=%d, rank %d has %d; using NCCL", r,
-                    all[r].by_content, p->v.rank, all[p->v.rank].by_content);
             return 0;
         }
     }
@@ -179,10 +171,8 @@ static int par_map(ss_peer_ar *p, const par_ident *all)
         }
         base[r] = p->mapped[r];
     }
-    for (int r = 0; r < size; r++) {
-        p->v.flags[r] = (uint32_t *)base[r];
-        p->v.inbox[r] = base[r] + SS_PEER_AR_FLAGS_BYTES;
-    }
+    for (int r = 0; r < size; r++)
+        p->v.inbox[r] = base[r];
     return 1;
 }
 
@@ -203,14 +193,10 @@ ss_status ss_peer_ar_create(int rank, int size, int device, ss_peer_ar_exchange_
     p->v.rank = rank, p->v.size = size, p->device = device;
     p->exchange = exchange, p->exchange_ctx = exchange_ctx;
     p->v.no_pdl = getenv("SS_PEER_AR_NO_PDL") != NULL;
-    /* arrival by content unless SS_PEER_AR_EMPTY=0 (must agree on every rank: local ranks inherit it) */
-    const char *empty_env = getenv("SS_PEER_AR_EMPTY");
-    p->v.by_content = !(empty_env && strcmp(empty_env, "0") == 0);
     par_ident me;
     memset(&me, 0, sizeof me);
     me.host = par_host_id();
     me.device = device;
-    me.by_content = p->v.by_content;
     const char *env = getenv("SS_PEER_ALLREDUCE");
     if (env && strcmp(env, "0") == 0) /* still takes part in the exchange: the ranks must agree */
         SS_LOGI("peer all-reduce: off on rank %d (SS_PEER_ALLREDUCE=0); using NCCL", rank);

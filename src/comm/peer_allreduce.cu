@@ -20,18 +20,6 @@ using ss::unpack8;
 constexpr int kThreads = 512;
 constexpr int kVecsPerBlock = SS_PEER_AR_CHUNK / 16; // 16-byte vectors of one block's chunk
 
-__device__ __forceinline__ void store_release_sys(uint32_t *p, uint32_t v)
-{
-    asm volatile("st.release.sys.global.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
-}
-
-__device__ __forceinline__ uint32_t load_acquire_sys(const uint32_t *p)
-{
-    uint32_t v;
-    asm volatile("ld.acquire.sys.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
-    return v;
-}
-
 __device__ __forceinline__ uint4 load_volatile(const uint4 *p)
 {
     uint4 u;
@@ -124,9 +112,8 @@ struct NormArgs {
 
 // Block b reduces vectors [b * per_block, …) of buf (per_block <= kVecsPerBlock: its inbox region is
 // always chunk b), in place — or, with a NormArgs, into the residual and the normed rows (whole rows
-// per block) without writing buf. Empty: peers' parts are recognised by their content (the default);
-// else by per-block flags (SS_PEER_AR_EMPTY=0).
-template <typename T, bool Empty>
+// per block) without writing buf. Peers' parts are recognised by their content (see the header).
+template <typename T>
 __global__ void __launch_bounds__(kThreads)
     peer_all_reduce(ss_peer_ar_view v, uint4 *buf, int64_t n_vec, int per_block, NormArgs norm)
 {
@@ -146,48 +133,29 @@ __global__ void __launch_bounds__(kThreads)
 
     // 1. push this rank's chunk into slot `rank` of every inbox (remote stores are posted, not awaited)
     for (int i = threadIdx.x; i < nv; i += kThreads) {
-        const uint4 x = Empty ? Vec<T>::sendable(buf[v0 + i]) : buf[v0 + i];
-        for (int r = 0; r < v.size; r++) {
-            uint4 *dst = reinterpret_cast<uint4 *>(v.inbox[r] + set + (size_t)v.rank * slot + chunk) + i;
-            if (Empty)
-                store_volatile(dst, x);
-            else
-                *dst = x;
-        }
+        const uint4 x = Vec<T>::sendable(buf[v0 + i]);
+        for (int r = 0; r < v.size; r++)
+            store_volatile(reinterpret_cast<uint4 *>(v.inbox[r] + set + (size_t)v.rank * slot + chunk) + i, x);
     }
-    if (!Empty) {
-        __threadfence_system(); // this thread's stores before the flag below (made cumulative by the barrier)
-        __syncthreads();
-        // 2. tell every rank this block's epoch arrived; 3. wait until every rank's did
-        if (threadIdx.x < v.size) {
-            store_release_sys(v.flags[threadIdx.x] + b * SS_PEER_AR_MAX_RANKS + v.rank, e);
-            const uint32_t *f = v.flags[v.rank] + b * SS_PEER_AR_MAX_RANKS + threadIdx.x;
-            for (uint32_t it = 1; (int32_t)(load_acquire_sys(f) - e) < 0; it++)
-                if ((it & 1023) == 0 && *v.abort_flag)
-                    break; // the communicator was aborted: the result is garbage, the host reports it
-        }
-        __syncthreads();
-    }
-    // 4. sum the slots in rank order (the same order on every rank: bit-identical results); L2 loads, since
-    //    peers wrote the inbox behind this SM's L1. Empty: each vector is polled (volatile) until none of
-    //    its lanes is empty any more (every lane is written once per epoch), then emptied again for the
-    //    set's next use, two epochs later (see the header). After an abort a thread stops polling.
+    // 2. sum the slots in rank order (the same order on every rank: bit-identical results). Each vector is
+    //    polled (volatile: peers wrote it behind this SM's L1) until none of its lanes is empty any more
+    //    (every lane is written once per epoch), then emptied again for the set's next use, two epochs
+    //    later (see the header). After an abort (the communicator was stopped) a thread stops polling: the
+    //    result is garbage, and the host reports the abort.
     char *mine = v.inbox[v.rank] + set + chunk;
     bool aborted = false;
     auto sum = [&](int i) {
         float acc[Vec<T>::N] = {};
         for (int r = 0; r < v.size; r++) {
             uint4 *p = reinterpret_cast<uint4 *>(mine + (size_t)r * slot) + i;
-            uint4 u = Empty ? load_volatile(p) : __ldcg(p);
-            if (Empty) {
-                for (uint32_t it = 1; Vec<T>::empty(u) && !aborted; it++) {
-                    if ((it & 1023) == 0 && *v.abort_flag)
-                        aborted = true; // garbage from here on, as above
-                    else
-                        u = load_volatile(p);
-                }
-                store_volatile(p, make_uint4(kEmpty, kEmpty, kEmpty, kEmpty));
+            uint4 u = load_volatile(p);
+            for (uint32_t it = 1; Vec<T>::empty(u) && !aborted; it++) {
+                if ((it & 1023) == 0 && *v.abort_flag)
+                    aborted = true;
+                else
+                    u = load_volatile(p);
             }
+            store_volatile(p, make_uint4(kEmpty, kEmpty, kEmpty, kEmpty));
             Vec<T>::add(acc, u);
         }
         return Vec<T>::pack(acc);
@@ -196,7 +164,7 @@ __global__ void __launch_bounds__(kThreads)
         for (int i = threadIdx.x; i < nv; i += kThreads)
             buf[v0 + i] = sum(i);
     } else {
-        for (int r0 = 0; r0 < nv; r0 += norm.row_vecs) { // 5. residual add and RMSNorm, row by row
+        for (int r0 = 0; r0 < nv; r0 += norm.row_vecs) { // 3. residual add and RMSNorm, row by row
             float ss = 0.0f;
             for (int i = threadIdx.x; i < norm.row_vecs; i += kThreads) {
                 float x[8], res[8];
@@ -228,7 +196,7 @@ int launch(const ss_peer_ar_view *v, uint4 *buf, int64_t n_vec, int per_block, c
 {
     const int blocks = (int)((n_vec + per_block - 1) / per_block);
     cudaStream_t s = static_cast<cudaStream_t>(stream);
-    auto kernel = v->by_content ? peer_all_reduce<T, true> : peer_all_reduce<T, false>;
+    auto kernel = peer_all_reduce<T>;
     if (v->no_pdl) {
         kernel<<<blocks, kThreads, 0, s>>>(*v, buf, n_vec, per_block, norm);
         return (int)cudaGetLastError();

@@ -17,41 +17,35 @@
 #define SS_PEER_AR_EMPTY_BYTE 0xff    /* an inbox no peer has written yet holds only these bytes */
 
 /*
- * Each rank owns one device region that every peer maps: flags[MAX_BLOCKS][MAX_RANKS] and inboxes
- * [2 sets][size][MAX_BYTES] (peer r writes its input into slot r). A call: every block copies its chunk of
- * the input into the same chunk of slot `rank` of every rank's inbox, waits until every peer's chunk
- * arrived, and sums the slots in rank order — every rank gets bit-identical results. Per-block epoch
- * counters live in device memory and are advanced by the kernel itself, so calls replay from CUDA
- * graphs; epoch e uses set e % 2 (which stays alternating when the 32-bit counter wraps).
+ * Each rank owns one device region of inboxes that every peer maps: [2 sets][size][MAX_BYTES] (peer r
+ * writes its input into slot r). A call: every block copies its chunk of the input into the same chunk of
+ * slot `rank` of every rank's inbox, waits until every peer's chunk arrived, and sums the slots in rank
+ * order — every rank gets bit-identical results. Per-block epoch counters live in device memory and are
+ * advanced by the kernel itself, so calls replay from CUDA graphs; epoch e uses set e % 2 (which stays
+ * alternating when the 32-bit counter wraps).
  *
- * Arrival by flags (SS_PEER_AR_EMPTY=0, on every rank; the default until session 10): a block fences its
- * stores, writes the epoch it reached into flags[block][rank] of every rank, and waits until every peer's
- * flag shows that epoch.
- * Arrival by content (the default since session 10, when it measured 3.9% faster at tp 2 batch 1 and 4.5%
- * at batch 8 on two H200s): inboxes start empty (every byte EMPTY_BYTE, a NaN pattern that the sender
- * never sends: it sends another NaN instead). A reader polls each 16-byte vector until no lane is
+ * Arrival is recognised by content: inboxes start empty (every byte EMPTY_BYTE, a NaN pattern that the
+ * sender never sends: it sends another NaN instead). A reader polls each 16-byte vector until no lane is
  * empty, and empties it again after reading. No fence, no flag: data is its own signal; a torn vector
  * only looks empty a little longer (vector accesses are atomic per 32-bit word). A set is written again
  * two epochs later: a rank can only write epoch e+1 after every peer pushed epoch e, which each does
  * after its kernel of epoch e−1 — the last reader (and emptier) of that set — has completed. This rests
  * on every kernel of the stream being PDL-launched with a wait before it touches its predecessor's
- * output (backend/cuda/common.cuh), so a kernel completes only after all earlier ones have. The ranks
- * agree on the protocol at setup (a mismatch falls back to NCCL).
+ * output (backend/cuda/common.cuh), so a kernel completes only after all earlier ones have.
+ * (Sessions 3-9 signalled arrival with per-block flags after a system fence instead; arrival by content
+ * measured 3.9% faster at tp 2 batch 1 on two H200s in session 10, and 2% at tp 4 in session 12, with the
+ * same tokens, and replaced it.)
  */
 typedef struct ss_peer_ar_view {
     int rank, size;
     char *inbox[SS_PEER_AR_MAX_RANKS];     /* rank r's inboxes, mapped here */
-    uint32_t *flags[SS_PEER_AR_MAX_RANKS]; /* rank r's flags, mapped here */
     uint32_t *epoch;                       /* this rank's per-block counters (device) */
     const volatile int *abort_flag;        /* host-mapped: set on abort, spinning kernels give up */
     int no_pdl;                            /* ordinary launches (SS_PEER_AR_NO_PDL, a benchmark switch) */
-    int by_content;                        /* arrival by content (see above); 0: by flags (SS_PEER_AR_EMPTY=0) */
 } ss_peer_ar_view;
 
-/* Bytes of the per-rank region for `size` ranks (flags then inboxes). */
+/* Bytes of the per-rank region of inboxes for `size` ranks. */
 size_t ss_peer_ar_region_bytes(int size);
-/* Offset of the inboxes in the region. */
-#define SS_PEER_AR_FLAGS_BYTES 4096
 
 #ifdef __cplusplus
 extern "C" {

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +51,11 @@ struct ss_replica {
     int spawn_port, spawn_world, spawn_count;
     ss_status spawn_st;
     ss_err spawn_err;
+    /* NCCL replicas: a thread that watches the workers' control connections (see replica_watch_main). */
+    pthread_t watcher;
+    int watcher_started;
+    int watch_stop[2];    /* destroy closes [1] to end it */
+    _Atomic int lost_rank; /* the first rank whose connection closed, 0 while none */
 };
 
 ss_replica_params ss_replica_default_params(void)
@@ -157,6 +163,70 @@ static void replica_stop_keeper(ss_replica *r)
     }
 }
 
+/* A worker that dies mid-step leaves the leader's collectives waiting for it: the peer kernels spin and
+ * NCCL waits, until the communicator's deadline (60 s by default; session 13 measured the whole 20 s of
+ * --comm-timeout 20 at tp 2). But its control connection closes at once (the kernel closes a dead
+ * process's sockets), so this thread polls them for the hang-up, without reading (step outputs stay
+ * where the step loop reads them), and stops the communicators (ss_comm_nccl_stop: any thread), which
+ * makes the spinning kernels give up and the step fail now, naming the rank. NCCL replicas only: tcp
+ * communicators see the closed socket themselves, and their stop closes fds a step may be using. */
+static void *replica_watch_main(void *arg)
+{
+    ss_replica *r = arg;
+    struct pollfd pf[SS_BOOT_MAX_RANKS + 1];
+    int n = 0;
+    pf[n++] = (struct pollfd){r->watch_stop[0], POLLIN, 0};
+    for (int k = 1; k < r->boot.world; k++)
+        pf[n++] = (struct pollfd){r->boot.peer_ctrl[k], POLLRDHUP, 0};
+    for (;;) {
+        int m = poll(pf, (nfds_t)n, -1);
+        if (m < 0 && errno == EINTR)
+            continue;
+        if (m < 0 || pf[0].revents)
+            return NULL; /* destroy: the replica shuts down (its workers leave on their own) */
+        for (int i = 1; i < n; i++) {
+            if (!(pf[i].revents & (POLLRDHUP | POLLHUP | POLLERR)))
+                continue;
+            const int k = i; /* pf[i] watches rank i */
+            atomic_store(&r->lost_rank, k);
+            SS_LOGE("rank %d closed its control connection (its process is gone?): stopping the communicators", k);
+            ss_comm_stop(r->tp_comm);
+            ss_comm_stop(r->world);
+            return NULL;
+        }
+    }
+}
+
+static void replica_start_watch(ss_replica *r)
+{
+    if (pipe2(r->watch_stop, O_CLOEXEC) != 0) {
+        SS_LOGW("leader: cannot watch the workers' connections (pipe: %s); a lost worker shows at the deadline",
+                strerror(errno));
+        r->watch_stop[0] = r->watch_stop[1] = -1;
+        return;
+    }
+    if (pthread_create(&r->watcher, NULL, replica_watch_main, r) != 0) {
+        SS_LOGW("leader: cannot start the thread that watches the workers; a lost worker shows at the deadline");
+        return;
+    }
+    r->watcher_started = 1;
+}
+
+static void replica_stop_watch(ss_replica *r)
+{
+    if (r->watcher_started) {
+        close(r->watch_stop[1]);
+        r->watch_stop[1] = -1;
+        pthread_join(r->watcher, NULL);
+        r->watcher_started = 0;
+    }
+    for (int i = 0; i < 2; i++) {
+        if (r->watch_stop[i] >= 0)
+            close(r->watch_stop[i]);
+        r->watch_stop[i] = -1;
+    }
+}
+
 static ss_status replica_create_multi(ss_replica *r, ss_err *err)
 {
     const ss_replica_params *p = &r->p;
@@ -223,6 +293,8 @@ static ss_status replica_create_multi(ss_replica *r, ss_err *err)
         }
         ss_free(msg);
     }
+    if (s.device == SS_DEVICE_CUDA)
+        replica_start_watch(r);
     SS_LOGI("replica ready: %d ranks (tp %d x pp %d) on %s", world, p->tp, p->pp,
             ss_runner_device_desc(r->runner));
     return SS_OK;
@@ -238,6 +310,7 @@ ss_status ss_replica_create(const ss_replica_params *params, ss_replica **out, s
     for (int i = 0; i < SS_BOOT_MAX_RANKS; i++)
         r->boot.peer_ctrl[i] = r->boot.mesh[i] = -1;
     r->keeper_hold[0] = r->keeper_hold[1] = r->keeper_done[0] = r->keeper_done[1] = -1;
+    r->watch_stop[0] = r->watch_stop[1] = -1;
     r->boot.ctrl_fd = -1;
     ss_status st;
     if (params->tp < 1 || params->pp < 1) {
@@ -317,6 +390,11 @@ static ss_status replica_step_multi(ss_replica *r, const ss_step_plan *plan, ss_
     }
     if (st != SS_OK) {
         /* Name the rank that went away when a socket says so (a dead process closes them all). */
+        const int lost = atomic_load(&r->lost_rank);
+        if (lost > 0 && !strstr(err->msg, "is lost")) {
+            ss_err_prefix(err, "rank %d is lost (its control connection closed)", lost);
+            st = SS_ERR_COMM;
+        }
         for (int k = 1; k < r->boot.world && (st == SS_ERR_COMM || st == SS_ERR_TIMEOUT) && !strstr(err->msg, "is lost");
              k++) {
             struct pollfd pf = {r->boot.peer_ctrl[k], POLLIN, 0};
@@ -492,6 +570,7 @@ void ss_replica_destroy(ss_replica *r)
 {
     if (!r)
         return;
+    replica_stop_watch(r); /* before the workers leave: their hang-ups are no failure now */
     if (r->multi && !r->broken) {
         ss_step_plan bye;
         memset(&bye, 0, sizeof bye);
@@ -528,10 +607,12 @@ void ss_replica_destroy(ss_replica *r)
     replica_reap(r, 5000);
     replica_stop_keeper(r);
     if (r->broken) {
-        /* abort (NCCL: releases its kernels that wait for the lost peers) before the runner frees memory */
+        /* abort (NCCL: releases its kernels that wait for the lost peers) before the runner frees memory.
+         * 3 s: a replica that lost a worker exits for a restart, and a stuck abort only delays that (with 10 s,
+         * session 13's kill -9 of a tp 2 worker took 11 s to exit, 10 of them here, stuck). */
         ss_comm *tp = r->tp_comm, *world = r->world;
         r->tp_comm = r->world = NULL;
-        if (!ss_comm_destroy_bounded(tp, world, 1, 10000)) {
+        if (!ss_comm_destroy_bounded(tp, world, 1, 3000)) {
             /* the runner's device memory may still be in use by a hung collective: leak it */
             replica_free_queue(r);
             ss_free(r);

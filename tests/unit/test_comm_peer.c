@@ -185,14 +185,11 @@ static void child_norm(int rank, ss_comm *comm, cudaStream_t stream, void *dev)
     free(hx), free(hr), free(hw), free(ho);
 }
 
-/* mode: the case (0..4), plus BY_CONTENT for the arrival-by-content protocol (SS_PEER_AR_EMPTY=1). */
-#define BY_CONTENT 16
+/* mode: the case (0..5). */
 
 static void child(int rank, int fd_id, int mode)
 {
     unsigned char id[128];
-    CHILD_CHECK(setenv("SS_PEER_AR_EMPTY", (mode & BY_CONTENT) ? "1" : "0", 1) == 0, "setenv");
-    mode &= ~BY_CONTENT;
     CHILD_CHECK(cudaSetDevice(rank) == cudaSuccess, "cudaSetDevice");
     if (rank == 0) {
         ss_err e;
@@ -279,6 +276,37 @@ static void child(int rank, int fd_id, int mode)
         }
         cudaGraphExecDestroy(ge);
         cudaGraphDestroy(g);
+    } else if (mode == 5) { /* windows: empty at first, each rank writes into its peer's, limits refused alike */
+        enum { W = 3000, PART = 1000 };
+        ss_comm_window win;
+        CHILD_CHECK(comm->iface->window && comm->iface->window(comm->ctx, W, &win) == SS_OK, "window");
+        CHILD_CHECK(win.rank == rank && win.size == 2 && win.bytes == W && win.abort_flag && win.base[0] &&
+                        win.base[1] && win.base[0] != win.base[1],
+                    "window description");
+        unsigned char *h = host;
+        CHILD_CHECK(cudaMemcpy(h, win.base[rank], W, cudaMemcpyDefault) == cudaSuccess, "read own window");
+        for (int i = 0; i < W; i++)
+            CHILD_CHECK(h[i] == 0xff, "byte %d of a fresh window is 0x%02x, not 0xff", i, h[i]);
+        /* both have looked before either writes */
+        CHILD_CHECK(comm->iface->all_reduce_sum(comm->ctx, dev, 8, SS_DTYPE_F32) == SS_OK, "barrier");
+        CHILD_CHECK(ss_comm_nccl_wait(comm, 0, &e) == SS_OK, "wait: %s", e.msg);
+        memset(h, rank + 1, PART);
+        CHILD_CHECK(cudaMemcpy((char *)win.base[1 - rank] + rank * PART, h, PART, cudaMemcpyDefault) == cudaSuccess,
+                    "write into the peer's window");
+        CHILD_CHECK(comm->iface->all_reduce_sum(comm->ctx, dev, 8, SS_DTYPE_F32) == SS_OK, "barrier");
+        CHILD_CHECK(ss_comm_nccl_wait(comm, 0, &e) == SS_OK, "wait: %s", e.msg);
+        CHILD_CHECK(cudaMemcpy(h, win.base[rank], W, cudaMemcpyDefault) == cudaSuccess, "read own window");
+        for (int i = 0; i < W; i++) {
+            int want = i / PART == 1 - rank ? 2 - rank : 0xff;
+            CHILD_CHECK(h[i] == want, "byte %d of rank %d's window: 0x%02x, want 0x%02x", i, rank, h[i], want);
+        }
+        int n = 1;
+        ss_status st;
+        while ((st = comm->iface->window(comm->ctx, 64, &win)) == SS_OK)
+            n++;
+        CHILD_CHECK(st == SS_ERR_UNSUPPORTED && n == 4, "window %d gave %s", n + 1, ss_status_str(st));
+        CHILD_CHECK(comm->iface->all_reduce_sum(comm->ctx, dev, 8, SS_DTYPE_F32) == SS_OK, "after the windows");
+        CHILD_CHECK(ss_comm_nccl_wait(comm, 0, &e) == SS_OK, "wait: %s", e.msg);
     } else { /* rank 1 never calls: rank 0's call must become a timeout, and its kernel must stop */
         if (rank == 1) {
             sleep(6);
@@ -321,8 +349,7 @@ static void run_pair(int mode)
         int status = 0;
         assert_int_equal(waitpid(pid[r], &status, 0), pid[r]);
         if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-            fail_msg("case %d, %s protocol: rank %d failed (status 0x%x; its message is above)", mode & ~BY_CONTENT,
-                     (mode & BY_CONTENT) ? "by-content" : "flag", r, status);
+            fail_msg("case %d: rank %d failed (status 0x%x; its message is above)", mode, r, status);
     }
 }
 
@@ -330,35 +357,36 @@ static void test_eager_sums(void **state)
 {
     (void)state;
     run_pair(0);
-    run_pair(0 | BY_CONTENT);
 }
 
 static void test_fused_add_rmsnorm(void **state)
 {
     (void)state;
     run_pair(3);
-    run_pair(3 | BY_CONTENT);
 }
 
 static void test_empty_pattern_in_data(void **state)
 {
     (void)state;
     run_pair(4);
-    run_pair(4 | BY_CONTENT);
 }
 
 static void test_graph_replay(void **state)
 {
     (void)state;
     run_pair(1);
-    run_pair(1 | BY_CONTENT);
 }
 
 static void test_lost_peer_times_out(void **state)
 {
     (void)state;
     run_pair(2);
-    run_pair(2 | BY_CONTENT);
+}
+
+static void test_windows(void **state)
+{
+    (void)state;
+    run_pair(5);
 }
 
 /* Counts GPUs in a child, so that this process never initialises CUDA. */
@@ -389,6 +417,7 @@ int main(void)
         cmocka_unit_test(test_empty_pattern_in_data),
         cmocka_unit_test(test_graph_replay),
         cmocka_unit_test(test_lost_peer_times_out),
+        cmocka_unit_test(test_windows),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
