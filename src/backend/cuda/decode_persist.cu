@@ -30,6 +30,10 @@
 // Context bounds above a 32 KiB K/V copy per attention item are refused (op by op is faster there). What is
 // left: ~4 µs a layer of idle bus during the attention, the merge of the splits (~4 µs). Arrival by content
 // instead of the grid counters was tried (session 11) and gained nothing.
+// At tp > 1 (session 13) the same kernel runs on every rank with the rank's shards; the o and down sums
+// cross the group inside it through peer-mapped windows (tp_push / tp_combine in persist_common.cuh):
+// +0.4-5% over op by op at tp 2 and 4 on H200s, the per-layer chain of norm, attention and waits then
+// being what the shorter weight stream no longer hides (docs/architecture.md).
 // SS_PERSIST_TRACE=N prints launch N's timeline of the middle layer (eager steps: bench_decode --no-graphs).
 // This file holds the kernel and its launcher; its pieces are in persist_common.cuh (parameters and
 // synchronisation), persist_stream.cuh (the weight stream and GEMVs) and persist_attention.cuh.
