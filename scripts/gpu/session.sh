@@ -3,7 +3,7 @@
 # trains the demo model on the last GPU in the background, and meanwhile runs the GPU checks and
 # benchmarks on the others. Every step has a deadline; the whole run stays under BUDGET seconds.
 # Results: $OUT/summary.txt, $OUT/logs.tar.xz, and $OUT/demo-*.{safetensors,json,txt} from training.
-# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize tp2 x4 x4p x4t x2k peer x70 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
+# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize tp2 x4 x4p x4t x70t x2k peer x70 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -274,6 +274,14 @@ if has x4t && [ "$NG" -ge 4 ]; then
 fi
 if has peer && [ "$NG" -ge 2 ]; then
   step "peer all-reduce and window tests (GPUs 0, 1)" 60 comm_peer.log env CUDA_VISIBLE_DEVICES=0,1 "$B/tests/test_comm_peer"
+fi
+if has x70t && [ "$NG" -ge 4 ]; then
+  # The persistent kernel's timeline of a 70B-shaped step at tp 4 (eager): do its GEMV phases run at the
+  # bus rate (session 13: ~137 us a layer against ~102 us of weights per rank)?
+  export CUDA_VISIBLE_DEVICES=0,1,2,3
+  M70=/tmp/llama-3-70b
+  [ -d "$M70" ] || "$B/tools/gen_checkpoint" --shape llama-3-70b --out "$M70" >"$L/gen70b.log" 2>&1
+  step "70B tp4 b1 trace (eager)" 90 trace_x70t.log env SS_PERSIST_TRACE=40 "$B/tools/bench_decode" --model "$M70" --device cuda --tp 4 --prompt 128 --gen 48 --json --no-graphs
 fi
 if has x2k && [ "$NG" -ge 2 ]; then
   # Session 13: a tp 2 replica whose batch-1 steps run in the persistent kernel (its sums cross the GPUs

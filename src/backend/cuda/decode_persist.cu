@@ -150,7 +150,7 @@ bool aligned16(const void *p)
 
 // The timeline of the middle layer of one launch, over the CTAs (min / median / max, µs from the
 // earliest CTA's layer start), on stderr. A benchmark aid: synchronises the stream, eager steps only.
-void print_trace(cudaStream_t s, const unsigned long long *dev, int layers, int ctas)
+void print_trace(cudaStream_t s, const unsigned long long *dev, int layers, int ctas, int rank)
 {
     cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
     if (cudaStreamIsCapturing(s, &cap) != cudaSuccess || cap != cudaStreamCaptureStatusNone)
@@ -172,8 +172,17 @@ void print_trace(cudaStream_t s, const unsigned long long *dev, int layers, int 
     unsigned long long base = ~0ull;
     for (int b = 0; b < ctas; b++)
         base = t[b] < base ? t[b] : base;
-    fprintf(stderr, "persistent decode, layer %d of %d, %d CTAs: us from the layer's start (min / median / max)\n", l,
-            layers, ctas);
+    // built whole, then written at once: the ranks of a group print at the same time
+    char out[4096];
+    size_t o = 0;
+#define SS_TRACE_OUT(...)                                                                                        \
+    do {                                                                                                         \
+        if (o < sizeof out)                                                                                      \
+            o += (size_t)snprintf(out + o, sizeof out - o, __VA_ARGS__);                                          \
+    } while (0)
+    SS_TRACE_OUT("persistent decode, tp rank %d, layer %d of %d, %d CTAs: us from the layer's start (min / median / "
+                 "max)\n",
+                 rank, l, layers, ctas);
     for (int k = 0; k < kTraceSlots; k++) {
         double v[1024];
         int m = 0;
@@ -188,14 +197,16 @@ void print_trace(cudaStream_t s, const unsigned long long *dev, int layers, int 
                 v[j] = v[j - 1], v[j - 1] = x;
             }
         if (m)
-            fprintf(stderr, "  %2d %-18s %8.2f %8.2f %8.2f  (%d CTAs)\n", k, names[k], v[0], v[m / 2], v[m - 1], m);
+            SS_TRACE_OUT("  %2d %-18s %8.2f %8.2f %8.2f  (%d CTAs)\n", k, names[k], v[0], v[m / 2], v[m - 1], m);
     }
     if (l + 1 < layers) {
         unsigned long long next = ~0ull;
         for (int b = 0; b < ctas; b++)
             next = t[(size_t)kTraceSlots * ctas + b] < next ? t[(size_t)kTraceSlots * ctas + b] : next;
-        fprintf(stderr, "  layer period %.2f us\n", (double)(next - base) / 1000.0);
+        SS_TRACE_OUT("  layer period %.2f us\n", (double)(next - base) / 1000.0);
     }
+#undef SS_TRACE_OUT
+    fwrite(out, 1, o < sizeof out ? o : sizeof out - 1, stderr);
     free(h);
 }
 
@@ -341,6 +352,6 @@ extern "C" int ss_cuda_decode_persist(void *stream, ss_cuda_persist_args *a)
     if (e != cudaSuccess)
         return (int)e;
     if (trace_n && a->call == strtoll(trace_env, NULL, 10))
-        print_trace(s, p.trace, a->n_layers, sms);
+        print_trace(s, p.trace, a->n_layers, sms, p.tp_rank);
     return launch_status();
 }
