@@ -3,7 +3,7 @@
 # trains the demo model on the last GPU in the background, and meanwhile runs the GPU checks and
 # benchmarks on the others. Every step has a deadline; the whole run stays under BUDGET seconds.
 # Results: $OUT/summary.txt, $OUT/logs.tar.xz, and $OUT/demo-*.{safetensors,json,txt} from training.
-# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize tp2 x4 x4p x4t x70t x2k peer x70 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
+# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize tp2 x4 x4p x4t x70t x2k peer mergeab x70 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -282,6 +282,23 @@ if has x70t && [ "$NG" -ge 4 ]; then
   M70=/tmp/llama-3-70b
   [ -d "$M70" ] || "$B/tools/gen_checkpoint" --shape llama-3-70b --out "$M70" >"$L/gen70b.log" 2>&1
   step "70B tp4 b1 trace (eager)" 90 trace_x70t.log env SS_PERSIST_TRACE=40 "$B/tools/bench_decode" --model "$M70" --device cuda --tp 4 --prompt 128 --gen 48 --json --no-graphs
+fi
+if has mergeab; then
+  # For session 14: the persistent kernel's wide merge of the key splits (SS_PERSIST_MERGE=wide, opt-in).
+  # Correctness first (consistency, goldens, tokens), then batch 1 interleaved at tp 1 (and tp 4 on 4 GPUs).
+  [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
+  step "backend consistency, wide merge" 150 consistency_wide.log env CUDA_VISIBLE_DEVICES=0 SS_PERSIST_MERGE=wide "$B/tests/test_backend_consistency"
+  step "golden tests on cuda, wide merge" 150 golden_wide.log env CUDA_VISIBLE_DEVICES=0 SS_PERSIST_MERGE=wide SS_TEST_DEVICE=cuda "$B/tests/test_golden"
+  [ "$NG" -ge 4 ] && step "golden tp4, wide merge" 120 golden_tp4_wide.log env CUDA_VISIBLE_DEVICES=0,1,2,3 SS_PERSIST_MERGE=wide SS_TEST_DEVICE=cuda SS_TEST_TP=4 "$B/tests/test_golden"
+  for rep in 1 2 3; do
+    for tp in 1 4; do
+      [ "$tp" -gt "$NG" ] && continue
+      for e in - SS_PERSIST_MERGE=wide; do
+        variant "$e"
+        step "8B tp$tp b1 [$e] #$rep" 60 "bench_mergeab_tp${tp}_${vtag}_$rep.log" env CUDA_VISIBLE_DEVICES=$(seq -s, 0 $((tp - 1))) ${ev[@]+"${ev[@]}"} "$B/tools/bench_decode" --model "$M8" --device cuda --tp "$tp" --prompt 128 --gen 256 --json
+      done
+    done
+  done
 fi
 if has x2k && [ "$NG" -ge 2 ]; then
   # Session 13: a tp 2 replica whose batch-1 steps run in the persistent kernel (its sums cross the GPUs

@@ -277,7 +277,7 @@ extern "C" int ss_cuda_decode_persist(void *stream, ss_cuda_persist_args *a)
     }
     const int ctr_stride = kCtrPerLayer + kvh; // + a merge counter per kv head
     const size_t ctr_bytes = round_up((size_t)a->n_layers * ctr_stride * 4, 256);
-    const size_t part_bytes = round_up((size_t)qh * splits * (hd + 2) * 4, 256);
+    const size_t part_bytes = round_up((size_t)qh * splits * (hd + 4) * 4, 256);
     const char *trace_env = getenv("SS_PERSIST_TRACE"); // "N": print the timeline of launch N (eager steps)
     const size_t trace_n = trace_env ? (size_t)a->n_layers * kTraceSlots * sms : 0;
     if (ctr_bytes + part_bytes + trace_n * 8 > a->workspace_bytes || !aligned16(a->workspace))
@@ -288,6 +288,9 @@ extern "C" int ss_cuda_decode_persist(void *stream, ss_cuda_persist_args *a)
     p.head_dim = hd, p.q_dim = q_dim, p.qkv_dim = qkv_dim, p.splits = splits, p.nk_max = nk_max;
     const char *dbg = getenv("SS_PERSIST_DEBUG");
     p.debug = dbg ? (int)strtol(dbg, NULL, 10) : 0;
+    const char *merge = getenv("SS_PERSIST_MERGE");
+    // merge_wide's scratch is the item's P·V area: kWarps * grp * hd floats must hold grp * (2 * splits + 1)
+    p.merge_wide = merge && !strcmp(merge, "wide") && kWarps * hd >= 2 * splits + 1 && hd % 4 == 0;
     p.tp_size = a->tp_size > 1 ? a->tp_size : 1, p.tp_rank = a->tp_size > 1 ? a->tp_rank : 0;
     if (p.tp_size > 1) {
         if (p.tp_size > SS_CUDA_PERSIST_MAX_TP || p.tp_rank < 0 || p.tp_rank >= p.tp_size || !a->tp_abort ||

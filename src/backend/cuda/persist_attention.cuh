@@ -47,6 +47,61 @@ __device__ __forceinline__ void lane_dims(const bf16 *row, int lane, bool on, fl
 
 constexpr int kMergeLoads = 16; // split partials loaded at once by the merge (one trip for 16 splits)
 
+// (Out of line: inlined, it made the kernel spill at its 168-register cap.)
+// The merge of a kv head's splits in three trips instead of one per kMergeLoads splits per output
+// (SS_PERSIST_MERGE=wide, opt-in until measured; session 13's 70B trace at tp 4: the default merge of 32
+// splits of a group of 8 took 14 us a layer): every split's max and sum at once into shared memory, the
+// weights per q head by a warp, then each thread a float4 of dims over all splits, 8 splits' loads in
+// flight at a time. scratch: the item's P·V area, free by now (the launcher checks it holds
+// grp * (2 * splits + 1) floats).
+__device__ __noinline__ void merge_wide(const Params &p, int h, int grp, int stride, float *scratch)
+{
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, hd = p.head_dim, S = p.splits;
+    float *mx = scratch, *wl = scratch + grp * S, *den = scratch + 2 * grp * S; // [grp][S], [grp][S], [grp]
+    const float *head = p.partials + (int64_t)h * grp * S * stride;
+    for (int u = tid; u < grp * S; u += kConsumers) {
+        mx[u] = __ldcg(head + (int64_t)u * stride + hd);
+        wl[u] = __ldcg(head + (int64_t)u * stride + hd + 1);
+    }
+    consumer_sync();
+    for (int j = warp; j < grp; j += kWarps) { // S <= 32: a lane per split
+        const float m = lane < S ? mx[j * S + lane] : -FLT_MAX;
+        const float big = warp_reduce(m, MaxOp());
+        const float w = m == -FLT_MAX ? 0.0f : __expf(m - big); // empty splits weigh nothing
+        const float d = warp_reduce(lane < S ? w * wl[j * S + lane] : 0.0f, SumOp());
+        __syncwarp();
+        if (lane < S)
+            wl[j * S + lane] = w;
+        if (lane == 0)
+            den[j] = d;
+    }
+    consumer_sync();
+    constexpr int kAhead = 8;
+    const int q4 = hd / 4;
+    for (int g = tid; g < grp * q4; g += kConsumers) {
+        const int j = g / q4, d4 = g % q4;
+        const float *base = head + (int64_t)j * S * stride + d4 * 4;
+        float4 acc = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        for (int s0 = 0; s0 < S; s0 += kAhead) {
+            float4 v[kAhead];
+#pragma unroll
+            for (int t = 0; t < kAhead; t++)
+                v[t] = s0 + t < S ? __ldcg(reinterpret_cast<const float4 *>(base + (int64_t)(s0 + t) * stride))
+                                  : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+#pragma unroll
+            for (int t = 0; t < kAhead; t++) {
+                const float w = s0 + t < S ? wl[j * S + s0 + t] : 0.0f;
+                acc.x = fmaf(w, v[t].x, acc.x), acc.y = fmaf(w, v[t].y, acc.y);
+                acc.z = fmaf(w, v[t].z, acc.z), acc.w = fmaf(w, v[t].w, acc.w);
+            }
+        }
+        const float inv = 1.0f / den[j];
+        bf16 *o = p.attn + (int64_t)(h * grp + j) * hd + d4 * 4;
+        o[0] = __float2bfloat16_rn(acc.x * inv), o[1] = __float2bfloat16_rn(acc.y * inv);
+        o[2] = __float2bfloat16_rn(acc.z * inv), o[3] = __float2bfloat16_rn(acc.w * inv);
+    }
+}
+
 // trig: [hd/2] cos, [hd/2] sin of the token's rope angles; btab: the sequence's block table (the kernel
 // copies both once).
 __device__ void attention_item(const Params &p, int l, unsigned *ctr, uint8_t *region, const float *trig,
@@ -201,7 +256,8 @@ __device__ void attention_item(const Params &p, int l, unsigned *ctr, uint8_t *r
                 for (int e = 0; e < 4; e++)
                     pv[(warp * grp + j) * hd + lane * 4 + e] = acc[j][e];
     consumer_sync();
-    const int stride = hd + 2;
+    // a split's hd values, then its max and sum (merge_wide: rows padded to 16 bytes for its float4 loads)
+    const int stride = p.merge_wide ? hd + 4 : hd + 2;
     for (int u = tid; u < grp * hd; u += kConsumers) {
         const int j = u / hd, d = u % hd;
         float sum = 0.0f;
@@ -225,6 +281,12 @@ __device__ void attention_item(const Params &p, int l, unsigned *ctr, uint8_t *r
     consumer_sync(); // thread 0's acquire happens before every thread's reads of the partials
     if (stat[2 * kMaxGroup] == 0.0f)
         return;
+    if (p.merge_wide) {
+        merge_wide(p, h, grp, stride, pv);
+        grid_arrive(ctr + kAttn);
+        stamp(p, l, 6);
+        return;
+    }
     for (int u = tid; u < grp * hd; u += kConsumers) {
         const int j = u / hd, d = u % hd;
         const float *base = p.partials + (int64_t)(h * grp + j) * p.splits * stride;

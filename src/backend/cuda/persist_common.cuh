@@ -53,6 +53,7 @@ struct Params {
                  // Session 11, one H200: 8 beat 4 by 0.6% in five pairs over two calls (241.0 vs 239.6)
     int pf_evict; // the prefetch's L2 policy (SS_PERSIST_PF_EVICT, a benchmark switch not yet measured):
                   // 0 none (normal priority), 1 evict_last, 2 evict_first
+    int merge_wide; // SS_PERSIST_MERGE=wide (opt-in, not yet measured): merge_wide instead of the chunked merge
     int debug; // SS_PERSIST_DEBUG, a benchmark switch that breaks the results: 1 no GEMV loads (nor math),
                // 2 no grid waits, 4 no attention, 8 no GEMV outputs
     float eps, scale;
