@@ -14,6 +14,23 @@
 #include "core/net.h"
 #include "cli/rank_env.h"
 #include "runner/bootstrap.h"
+#include "runner/hangup_watch.h"
+
+/* The communicators a worker's hang-up watcher stops (borrowed from worker_run). */
+typedef struct worker_comms {
+    int rank;
+    ss_comm *tp, *world;
+} worker_comms;
+
+static void worker_on_hangup(void *ctx, int index)
+{
+    (void)index;
+    worker_comms *w = ctx;
+    SS_LOGE("rank %d: the leader closed its control connection (its process is gone?): stopping the communicators",
+            w->rank);
+    ss_comm_stop(w->tp);
+    ss_comm_stop(w->world);
+}
 
 /* Runs one worker rank in this process until shutdown; returns its exit code. */
 static int worker_run(const char *leader, int rank, int world, int64_t join_timeout_s, const char *stamp)
@@ -41,11 +58,19 @@ static int worker_run(const char *leader, int rank, int world, int64_t join_time
         ss_boot_close(&b);
         return ss_status_exit_code(st);
     }
+    /* NCCL ranks: a leader that dies mid-step would leave this rank's collectives waiting until their
+     * deadline; its control connection closes at once, and the watcher then stops them (see replica.c). */
+    ss_hangup_watch *watch = NULL;
+    worker_comms wcomms = {rank, tp, wc};
+    if (b.settings.device == SS_DEVICE_CUDA &&
+        ss_hangup_watch_start(&b.ctrl_fd, 1, worker_on_hangup, &wcomms, &watch, &e) != SS_OK)
+        SS_LOGW("%s; a lost leader shows only at the deadline", e.msg);
     st = ss_net_send_msg(b.ctrl_fd, SS_MSG_READY, "ok", 2, ss_now_ms() + 60000);
     if (st == SS_OK)
         st = ss_worker_loop(&b, runner, &e);
     else
         ss_err_set(&e, st, "could not report ready to the leader");
+    ss_hangup_watch_stop(watch); /* before shutting down: the leader's hang-up is no failure from here on */
     if (st != SS_OK) {
         SS_LOGE("%s", e.msg);
         /* Peers may be gone and NCCL kernels may still wait for them on the runner's stream: abort the

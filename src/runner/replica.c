@@ -21,6 +21,7 @@
 #include "core/log.h"
 #include "core/net.h"
 #include "runner/bootstrap.h"
+#include "runner/hangup_watch.h"
 #include "runner/runner.h"
 
 #define REPLICA_LOAD_DEADLINE_MS (30 * 60 * 1000)
@@ -51,10 +52,8 @@ struct ss_replica {
     int spawn_port, spawn_world, spawn_count;
     ss_status spawn_st;
     ss_err spawn_err;
-    /* NCCL replicas: a thread that watches the workers' control connections (see replica_watch_main). */
-    pthread_t watcher;
-    int watcher_started;
-    int watch_stop[2];    /* destroy closes [1] to end it */
+    /* NCCL replicas: watches the workers' control connections (see replica_on_hangup). */
+    ss_hangup_watch *watch;
     _Atomic int lost_rank; /* the first rank whose connection closed, 0 while none */
 };
 
@@ -165,66 +164,25 @@ static void replica_stop_keeper(ss_replica *r)
 
 /* A worker that dies mid-step leaves the leader's collectives waiting for it: the peer kernels spin and
  * NCCL waits, until the communicator's deadline (60 s by default; session 13 measured the whole 20 s of
- * --comm-timeout 20 at tp 2). But its control connection closes at once (the kernel closes a dead
- * process's sockets), so this thread polls them for the hang-up, without reading (step outputs stay
- * where the step loop reads them), and stops the communicators (ss_comm_nccl_stop: any thread), which
- * makes the spinning kernels give up and the step fail now, naming the rank. NCCL replicas only: tcp
- * communicators see the closed socket themselves, and their stop closes fds a step may be using. */
-static void *replica_watch_main(void *arg)
+ * --comm-timeout 20 at tp 2). But its control connection closes at once, so a hang-up watcher on those
+ * connections stops the communicators (ss_comm_nccl_stop: any thread), which makes the spinning kernels
+ * give up and the step fail now, naming the rank. NCCL replicas only: tcp communicators see the closed
+ * socket themselves, and their stop closes fds a step may be using. */
+static void replica_on_hangup(void *ctx, int index)
 {
-    ss_replica *r = arg;
-    struct pollfd pf[SS_BOOT_MAX_RANKS + 1];
-    int n = 0;
-    pf[n++] = (struct pollfd){r->watch_stop[0], POLLIN, 0};
-    for (int k = 1; k < r->boot.world; k++)
-        pf[n++] = (struct pollfd){r->boot.peer_ctrl[k], POLLRDHUP, 0};
-    for (;;) {
-        int m = poll(pf, (nfds_t)n, -1);
-        if (m < 0 && errno == EINTR)
-            continue;
-        if (m < 0 || pf[0].revents)
-            return NULL; /* destroy: the replica shuts down (its workers leave on their own) */
-        for (int i = 1; i < n; i++) {
-            if (!(pf[i].revents & (POLLRDHUP | POLLHUP | POLLERR)))
-                continue;
-            const int k = i; /* pf[i] watches rank i */
-            atomic_store(&r->lost_rank, k);
-            SS_LOGE("rank %d closed its control connection (its process is gone?): stopping the communicators", k);
-            ss_comm_stop(r->tp_comm);
-            ss_comm_stop(r->world);
-            return NULL;
-        }
-    }
+    ss_replica *r = ctx;
+    const int k = index + 1; /* the watch covers ranks 1 .. world-1 */
+    atomic_store(&r->lost_rank, k);
+    SS_LOGE("rank %d closed its control connection (its process is gone?): stopping the communicators", k);
+    ss_comm_stop(r->tp_comm);
+    ss_comm_stop(r->world);
 }
 
 static void replica_start_watch(ss_replica *r)
 {
-    if (pipe2(r->watch_stop, O_CLOEXEC) != 0) {
-        SS_LOGW("leader: cannot watch the workers' connections (pipe: %s); a lost worker shows at the deadline",
-                strerror(errno));
-        r->watch_stop[0] = r->watch_stop[1] = -1;
-        return;
-    }
-    if (pthread_create(&r->watcher, NULL, replica_watch_main, r) != 0) {
-        SS_LOGW("leader: cannot start the thread that watches the workers; a lost worker shows at the deadline");
-        return;
-    }
-    r->watcher_started = 1;
-}
-
-static void replica_stop_watch(ss_replica *r)
-{
-    if (r->watcher_started) {
-        close(r->watch_stop[1]);
-        r->watch_stop[1] = -1;
-        pthread_join(r->watcher, NULL);
-        r->watcher_started = 0;
-    }
-    for (int i = 0; i < 2; i++) {
-        if (r->watch_stop[i] >= 0)
-            close(r->watch_stop[i]);
-        r->watch_stop[i] = -1;
-    }
+    ss_err e;
+    if (ss_hangup_watch_start(&r->boot.peer_ctrl[1], r->boot.world - 1, replica_on_hangup, r, &r->watch, &e) != SS_OK)
+        SS_LOGW("leader: %s; a lost worker shows only at the deadline", e.msg);
 }
 
 static ss_status replica_create_multi(ss_replica *r, ss_err *err)
@@ -310,7 +268,6 @@ ss_status ss_replica_create(const ss_replica_params *params, ss_replica **out, s
     for (int i = 0; i < SS_BOOT_MAX_RANKS; i++)
         r->boot.peer_ctrl[i] = r->boot.mesh[i] = -1;
     r->keeper_hold[0] = r->keeper_hold[1] = r->keeper_done[0] = r->keeper_done[1] = -1;
-    r->watch_stop[0] = r->watch_stop[1] = -1;
     r->boot.ctrl_fd = -1;
     ss_status st;
     if (params->tp < 1 || params->pp < 1) {
@@ -570,7 +527,8 @@ void ss_replica_destroy(ss_replica *r)
 {
     if (!r)
         return;
-    replica_stop_watch(r); /* before the workers leave: their hang-ups are no failure now */
+    ss_hangup_watch_stop(r->watch); /* before the workers leave: their hang-ups are no failure now */
+    r->watch = NULL;
     if (r->multi && !r->broken) {
         ss_step_plan bye;
         memset(&bye, 0, sizeof bye);
