@@ -33,6 +33,18 @@ static void wait_note(hw_probe *p)
     assert_int_equal(read(p->note[0], &c, 1), 1); /* blocks until the callback ran (ctest's timeout guards) */
 }
 
+/* One socket pair a, its end a[0] watched, the callback recording into p. */
+static ss_hangup_watch *watch_one(hw_probe *p, int a[2])
+{
+    *p = (hw_probe){0, -1, {-1, -1}};
+    assert_int_equal(pipe(p->note), 0);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, a), 0);
+    ss_hangup_watch *w = NULL;
+    ss_err e;
+    assert_int_equal(ss_hangup_watch_start(&a[0], 1, hw_on_hangup, p, &w, &e), SS_OK);
+    return w;
+}
+
 static void test_reports_the_closed_socket_not_data(void **state)
 {
     (void)state;
@@ -61,12 +73,8 @@ static void test_shutdown_of_the_write_side_counts(void **state)
 {
     (void)state;
     int a[2];
-    hw_probe p = {0, -1, {-1, -1}};
-    assert_int_equal(pipe(p.note), 0);
-    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, a), 0);
-    ss_hangup_watch *w = NULL;
-    ss_err e;
-    assert_int_equal(ss_hangup_watch_start(&a[0], 1, hw_on_hangup, &p, &w, &e), SS_OK);
+    hw_probe p;
+    ss_hangup_watch *w = watch_one(&p, a);
     assert_int_equal(shutdown(a[1], SHUT_WR), 0);
     wait_note(&p);
     assert_int_equal(ss_hangup_watch_stop(w), 0);
@@ -78,12 +86,8 @@ static void test_silent_until_stopped(void **state)
 {
     (void)state;
     int a[2];
-    hw_probe p = {0, -1, {-1, -1}};
-    assert_int_equal(pipe(p.note), 0);
-    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, a), 0);
-    ss_hangup_watch *w = NULL;
-    ss_err e;
-    assert_int_equal(ss_hangup_watch_start(&a[0], 1, hw_on_hangup, &p, &w, &e), SS_OK);
+    hw_probe p;
+    ss_hangup_watch *w = watch_one(&p, a);
     assert_int_equal(write(a[1], "z", 1), 1);
     assert_int_equal(ss_hangup_watch_stop(w), -1);
     close(a[1]); /* after the stop: nobody is told */
