@@ -215,6 +215,45 @@ out:
     return st;
 }
 
+/* One number of generation_config.json within [lo, hi] (lo_open: lo itself excluded). 1 and *out set
+ * when present and in range; 0 when absent; 0 with a warning naming the file when out of range. */
+static int gen_number(const cJSON *root, const char *key, double lo, int lo_open, double hi, const char *name,
+                      double *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
+    if (!v || cJSON_IsNull(v))
+        return 0;
+    if (!cJSON_IsNumber(v) || !(lo_open ? v->valuedouble > lo : v->valuedouble >= lo) || v->valuedouble > hi) {
+        SS_LOGW("%s: '%s' is not a number in %s%g, %g]: ignored (requests without it use the server's default)",
+                name, key, lo_open ? "(" : "[", lo, hi);
+        return 0;
+    }
+    *out = v->valuedouble;
+    return 1;
+}
+
+/* The sampling settings (see ss_gen_defaults), with the ranges the OpenAI routes accept. */
+static ss_gen_defaults gen_defaults(const cJSON *root, const char *name)
+{
+    ss_gen_defaults g;
+    memset(&g, 0, sizeof g);
+    double d;
+    if ((g.has_temperature = gen_number(root, "temperature", 0, 0, 100, name, &d)))
+        g.temperature = (float)d;
+    if ((g.has_top_p = gen_number(root, "top_p", 0, 1, 1, name, &d)))
+        g.top_p = (float)d;
+    if ((g.has_top_k = gen_number(root, "top_k", 0, 0, 1 << 30, name, &d)))
+        g.top_k = (int32_t)d;
+    if ((g.has_min_p = gen_number(root, "min_p", 0, 0, 1, name, &d)))
+        g.min_p = (float)d;
+    if ((g.has_repetition_penalty = gen_number(root, "repetition_penalty", 0, 1, 10, name, &d)))
+        g.repetition_penalty = (float)d;
+    const cJSON *sample = cJSON_GetObjectItemCaseSensitive(root, "do_sample");
+    if (cJSON_IsFalse(sample))
+        g.has_temperature = 1, g.temperature = 0.0f;
+    return g;
+}
+
 ss_status ss_genconfig_parse(const char *json, size_t len, const char *name, ss_model_config *cfg, ss_err *err)
 {
     cJSON *root = cJSON_ParseWithLength(json, len);
@@ -227,6 +266,7 @@ ss_status ss_genconfig_parse(const char *json, size_t len, const char *name, ss_
     const cJSON *bos = cJSON_GetObjectItemCaseSensitive(root, "bos_token_id");
     if (cJSON_IsNumber(bos))
         c.bos_id = (int32_t)bos->valuedouble;
+    c.gen = gen_defaults(root, name);
     if (st == SS_OK)
         *cfg = c;
     cJSON_Delete(root);

@@ -12,6 +12,15 @@ typedef enum ss_rope_type { SS_ROPE_DEFAULT = 0, SS_ROPE_LLAMA3, SS_ROPE_LINEAR 
 
 #define SS_MAX_EOS 8
 
+/* The sampling settings of generation_config.json: the defaults of requests that leave them out (as
+ * vLLM takes them), each only where its has_ flag is set. `"do_sample": false` means greedy (temperature
+ * 0) whatever else the file says, as in transformers. Values out of range are dropped with a warning. */
+typedef struct ss_gen_defaults {
+    int has_temperature, has_top_p, has_top_k, has_min_p, has_repetition_penalty;
+    float temperature, top_p, min_p, repetition_penalty;
+    int32_t top_k; /* 0: off */
+} ss_gen_defaults;
+
 typedef struct ss_model_config {
     ss_arch arch;
     char arch_name[64];        /* "LlamaForCausalLM" */
@@ -36,13 +45,15 @@ typedef struct ss_model_config {
     int32_t bos_id; /* -1 if none */
     int32_t n_eos;
     int32_t eos_ids[SS_MAX_EOS];
+    ss_gen_defaults gen; /* generation_config.json's sampling settings */
 } ss_model_config;
 
 /* Parses config.json text (`name` is used in error messages). */
 ss_status ss_config_parse(const char *json, size_t len, const char *name, ss_model_config *out, ss_err *err);
 /* Reads <dir>/config.json and, if present, <dir>/generation_config.json (its eos ids win). */
 ss_status ss_config_load_dir(const char *dir, ss_model_config *out, ss_err *err);
-/* Merges generation_config.json text into cfg (eos_token_id int or list, bos_token_id). */
+/* Merges generation_config.json text into cfg (eos_token_id int or list, bos_token_id, the sampling
+ * settings of ss_gen_defaults). */
 ss_status ss_genconfig_parse(const char *json, size_t len, const char *name, ss_model_config *cfg, ss_err *err);
 
 /* Fills inv_freq[head_dim/2] with the rotary inverse frequencies after scaling (llama3, linear). */

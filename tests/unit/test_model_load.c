@@ -239,6 +239,28 @@ static void test_config_forms(void **state)
     assert_int_equal(ss_genconfig_parse(gen, strlen(gen), "g", &c, &e), SS_OK);
     assert_int_equal(c.n_eos, 1);
     assert_int_equal(c.eos_ids[0], 9);
+    assert_false(c.gen.has_temperature || c.gen.has_top_p || c.gen.has_top_k || c.gen.has_min_p ||
+                 c.gen.has_repetition_penalty);
+    /* sampling settings: Llama-3-Instruct's, then do_sample false (greedy), then values out of range */
+    const char *inst = "{\"eos_token_id\": 9, \"do_sample\": true, \"temperature\": 0.6, \"top_p\": 0.9, "
+                       "\"top_k\": 40, \"min_p\": 0.05, \"repetition_penalty\": 1.1}";
+    assert_int_equal(ss_genconfig_parse(inst, strlen(inst), "g", &c, &e), SS_OK);
+    assert_true(c.gen.has_temperature && c.gen.has_top_p && c.gen.has_top_k && c.gen.has_min_p &&
+                c.gen.has_repetition_penalty);
+    assert_float_equal(c.gen.temperature, 0.6f, 1e-6);
+    assert_float_equal(c.gen.top_p, 0.9f, 1e-6);
+    assert_int_equal(c.gen.top_k, 40);
+    assert_float_equal(c.gen.min_p, 0.05f, 1e-6);
+    assert_float_equal(c.gen.repetition_penalty, 1.1f, 1e-6);
+    const char *greedy = "{\"do_sample\": false, \"temperature\": 0.7, \"top_p\": 0.5}";
+    assert_int_equal(ss_genconfig_parse(greedy, strlen(greedy), "g", &c, &e), SS_OK);
+    assert_true(c.gen.has_temperature);
+    assert_float_equal(c.gen.temperature, 0.0f, 0);
+    const char *odd = "{\"temperature\": -1, \"top_p\": 0, \"top_k\": \"many\", \"repetition_penalty\": 0, "
+                      "\"min_p\": 2}";
+    assert_int_equal(ss_genconfig_parse(odd, strlen(odd), "g", &c, &e), SS_OK);
+    assert_false(c.gen.has_temperature || c.gen.has_top_p || c.gen.has_top_k || c.gen.has_min_p ||
+                 c.gen.has_repetition_penalty);
     const char *bad = "{\"architectures\":[\"LlamaForCausalLM\"],\"vocab_size\":\"ten\"}";
     assert_int_equal(ss_config_parse(bad, strlen(bad), "c", &c, &e), SS_ERR_FORMAT);
     assert_non_null(strstr(e.msg, "vocab_size"));
