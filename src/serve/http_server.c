@@ -11,6 +11,7 @@
 #include <netinet/in.h>
 
 #include <event2/buffer.h>
+#include <event2/http_struct.h> /* struct evhttp_request's major/minor: 2.1 has no getter for the version */
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
 
@@ -271,16 +272,27 @@ const char *ss_http_reason(int status)
     }
 }
 
+/* 1 for an HTTP/1.0 (or older) request: one that cannot take a chunked reply. */
+static int http_before_1_1(const struct evhttp_request *req)
+{
+    return req->major < 1 || (req->major == 1 && req->minor < 1);
+}
+
 static void http_reply(struct evhttp_request *req, int status, const char *ctype, const char *body, size_t len)
 {
     struct evkeyvalq *h = evhttp_request_get_output_headers(req);
     evhttp_add_header(h, "Content-Type", ctype);
-    if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
-        /* GET's headers without its body: libevent 2.1 would send the body after a HEAD reply, which a
-         * keep-alive client then reads as the start of its next response. */
+    /* Always a Content-Length (libevent 2.1 leaves it out for an HTTP/1.0 request without keep-alive, whose
+     * body then ends at the close: valid, but a client could not tell a cut reply from a whole one). A HEAD
+     * reply states GET's length; 1xx, 204 and 304 replies have no body and must not have the header. */
+    if (status >= 200 && status != 204 && status != 304) {
         char n[32];
         snprintf(n, sizeof n, "%zu", len);
         evhttp_add_header(h, "Content-Length", n);
+    }
+    if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
+        /* GET's headers without its body: libevent 2.1 would send the body after a HEAD reply, which a
+         * keep-alive client then reads as the start of its next response. */
         evhttp_send_reply(req, status, ss_http_reason(status), NULL);
         return;
     }
@@ -309,6 +321,19 @@ void ss_http_start_sse(struct evhttp_request *req)
     evhttp_add_header(h, "Content-Type", "text/event-stream");
     evhttp_add_header(h, "Cache-Control", "no-cache");
     evhttp_add_header(h, "X-Accel-Buffering", "no");
+    if (http_before_1_1(req)) {
+        /* HTTP/1.0 has no chunked encoding: the stream's end can only be the connection's close. libevent
+         * 2.1's evhttp_send_reply_start does not chunk for 1.0, but for a 1.0 request with "Connection:
+         * keep-alive" its header code adds "Connection: keep-alive" and "Content-Length: 0" (the length of
+         * the still empty body), so the client read an empty reply (and the events as garbage after it), and
+         * the connection stayed open. libevent decides both from the request's own Connection header: make
+         * it "close", and the reply goes out with "Connection: close", no length, its body as it is
+         * produced, and evhttp_send_reply_end closes the connection once the body is written. */
+        struct evkeyvalq *in = evhttp_request_get_input_headers(req);
+        while (evhttp_find_header(in, "Connection"))
+            evhttp_remove_header(in, "Connection");
+        evhttp_add_header(in, "Connection", "close");
+    }
     evhttp_send_reply_start(req, 200, "OK");
 }
 

@@ -41,12 +41,14 @@ void ss_http_listener_destroy(ss_http_listener *l);
  * max bytes. An empty body gives *body = NULL, *len = 0. */
 ss_status ss_http_read_body(struct evhttp_request *req, size_t max, char **body, size_t *len);
 
-/* Sends a complete reply with Content-Type: application/json (body borrowed). */
+/* Sends a complete reply with Content-Type: application/json and its Content-Length (body borrowed). */
 void ss_http_reply_json(struct evhttp_request *req, int status, const char *body, size_t len);
 /* Sends a plain-text reply (metrics use content_type "text/plain; version=0.0.4; charset=utf-8"). */
 void ss_http_reply_text(struct evhttp_request *req, int status, const char *content_type, const char *body,
                         size_t len);
-/* Starts a chunked text/event-stream reply; then ss_http_chunk per piece and evhttp_send_reply_end. */
+/* Starts a text/event-stream reply: chunked for HTTP/1.1; for HTTP/1.0 (no chunking) without a length and
+ * with "Connection: close", the body ending when the connection closes after evhttp_send_reply_end. Then
+ * ss_http_chunk per piece and evhttp_send_reply_end. */
 void ss_http_start_sse(struct evhttp_request *req);
 void ss_http_chunk(struct evhttp_request *req, const char *data, size_t len);
 

@@ -11,6 +11,25 @@ import tempfile
 import time
 
 
+
+failures = []  # the names of the checks that failed, in the test script's process
+
+
+def check(name):
+    """Decorator: runs the function at once as the check `name`, prints ok/FAIL, records a failure in
+    `failures` and goes on (a script reports every failing check, then fails)."""
+    def wrap(fn):
+        try:
+            fn()
+            print("ok   " + name, flush=True)
+        except Exception as e:
+            import traceback
+            traceback.print_exc()
+            print("FAIL %s: %r" % (name, e), flush=True)
+            failures.append(name)
+        return fn
+    return wrap
+
 def free_ports(n):
     """n distinct ports that are free now (all held at once while picking, so none repeats)."""
     socks = []

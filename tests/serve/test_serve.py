@@ -13,28 +13,13 @@ import time
 
 sys.dont_write_bytecode = True  # keep the source tree clean
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from serve_harness import Server, check_prometheus_text, sample_value  # noqa: E402
+from serve_harness import Server, check, check_prometheus_text, failures, sample_value  # noqa: E402
 
 BINARY, SOURCE, FIXTURES = sys.argv[1:4]
 MODEL_DIR = os.path.join(FIXTURES, "models", "e2e-llama3-tok")
 GOLDEN = os.path.join(FIXTURES, "golden", "e2e-llama3-tok.json")
 NAME = "e2e-llama3-tok"
 CTX = 256
-failures = []
-
-
-def check(name):
-    def wrap(fn):
-        try:
-            fn()
-            print("ok   " + name, flush=True)
-        except Exception as e:  # report every failing check, then fail the test
-            import traceback
-            traceback.print_exc()
-            print("FAIL %s: %r" % (name, e), flush=True)
-            failures.append(name)
-        return fn
-    return wrap
 
 
 def curl(*args):
