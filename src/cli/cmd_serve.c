@@ -19,7 +19,7 @@
 #include "serve/server.h"
 
 typedef struct serve_opts {
-    const char *model, *engine, *device, *host, *api_key, *served_name, *log_level, *overlap;
+    const char *model, *engine, *device, *host, *api_key, *served_name, *log_level, *overlap, *gen_config;
     const char *revision, *dtype, *cache, *token_file, *leader_addr;
     int64_t nnodes, node_rank, gpus_per_node, rdzv_port, comm_timeout;
     int64_t tp, pp, port, metrics_port, threads;
@@ -51,6 +51,7 @@ int ss_cmd_serve(int argc, char **argv, char **env)
     o.host = p.host;
     o.log_level = "info";
     o.overlap = "auto";
+    o.gen_config = "auto";
     o.tp = o.pp = SS_CLI_UNSET; /* left out: the engine's own layout, else 1 (below) */
     o.port = p.port;
     o.metrics_port = p.metrics_port;
@@ -100,6 +101,9 @@ int ss_cmd_serve(int argc, char **argv, char **env)
         {"no-prefix-cache", SS_OPT_BOOL, &o.no_prefix_cache, "turn prefix caching off"},
         {"overlap", SS_OPT_STR, &o.overlap,
          "auto | on | off: plan a decode step while the one before it runs (auto: one process on a GPU)"},
+        {"generation-config", SS_OPT_STR, &o.gen_config,
+         "auto | none: the model's generation_config.json sets the sampling fields a request leaves out "
+         "(temperature, top_p, top_k, min_p, repetition_penalty; none: greedy)"},
         {"max-body-bytes", SS_OPT_INT, &o.max_body_bytes, "largest request body (beyond it: 413)"},
         {"max-header-bytes", SS_OPT_INT, &o.max_header_bytes, "largest request header block"},
         {"conn-timeout", SS_OPT_INT, &o.conn_timeout, "seconds a connection may stall reading/writing"},
@@ -117,6 +121,8 @@ int ss_cmd_serve(int argc, char **argv, char **env)
         return SS_EXIT_OK;
     if (st == SS_OK && strcmp(o.overlap, "auto") && strcmp(o.overlap, "on") && strcmp(o.overlap, "off"))
         st = ss_err_set(&e, SS_ERR_INVALID_ARG, "--overlap must be auto, on or off (got '%s')", o.overlap);
+    if (st == SS_OK && strcmp(o.gen_config, "auto") && strcmp(o.gen_config, "none"))
+        st = ss_err_set(&e, SS_ERR_INVALID_ARG, "--generation-config must be auto or none (got '%s')", o.gen_config);
     if (st != SS_OK) {
         fprintf(stderr, "shardserve serve: %s\n", e.msg);
         return SS_EXIT_USAGE;
@@ -228,6 +234,7 @@ int ss_cmd_serve(int argc, char **argv, char **env)
     p.request_timeout_ms = o.request_timeout * 1000;
     p.drain_timeout_ms = o.drain_timeout * 1000;
     p.max_n = (int32_t)o.max_n;
+    p.generation_config = !strcmp(o.gen_config, "auto");
     p.warmup = !o.no_warmup;
     SS_LOGI("serve: model %s, device %s, tp %d, pp %d", p.model_dir, o.device, p.replica.tp, p.replica.pp);
 

@@ -72,6 +72,8 @@ typedef struct ss_api_limits {
     int32_t max_context; /* context length in tokens: max_tokens and prompts must fit */
     int32_t vocab_size;  /* token ids in prompts, end ids must be below it */
     int32_t max_n;       /* default SS_API_MAX_N */
+    const ss_sampling_params *defaults; /* the sampling of fields a request leaves out (borrowed); NULL:
+                                         * ss_sampling_default(), greedy */
 } ss_api_limits;
 
 /* A generation request parsed from JSON, before tokenization. Everything is owned by the struct

@@ -288,6 +288,8 @@ ss_status ss_api_openai_parse(const char *body, size_t len, ss_api_kind kind, co
                               ss_api_request *out, ss_api_error *e)
 {
     ss_api_request_init(out, kind);
+    if (lim->defaults)
+        out->sp = *lim->defaults;
     cJSON *root = NULL;
     ss_status st;
     SS_CHECK_GOTO(ss_api_parse_object(body, len, &root, e), st, fail);

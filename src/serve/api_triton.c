@@ -124,6 +124,8 @@ ss_status ss_api_triton_parse(const char *body, size_t len, int stream_endpoint,
                               ss_api_request *out, ss_api_error *e)
 {
     ss_api_request_init(out, SS_API_TRITON);
+    if (lim->defaults)
+        out->sp = *lim->defaults;
     out->stream = stream_endpoint ? 1 : 0;
     cJSON *root = NULL;
     SS_CHECK(ss_api_parse_object(body, len, &root, e));

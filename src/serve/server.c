@@ -103,6 +103,7 @@ struct ss_server {
     ss_replica *replica;
     ss_sched *sched;
     ss_api_limits limits;
+    ss_sampling_params sampling_defaults; /* limits.defaults points here once the model is loaded */
     int32_t bos_id;
 
     ss_metrics *metrics;
@@ -145,6 +146,7 @@ ss_server_params ss_server_default_params(void)
     p.drain_timeout_ms = 30000;
     p.max_n = SS_API_MAX_N;
     p.warmup = 1;
+    p.generation_config = 1;
     return p;
 }
 
@@ -596,6 +598,36 @@ static void srv_warm_cb(void *user, const ss_gen_event *ev)
 }
 
 static void srv_check_exit(ss_server *s);
+
+/* The sampling a request gets for the fields it leaves out: greedy, with what the model's
+ * generation_config.json sets on top (as vLLM does; `--generation-config none` keeps greedy). Set while
+ * loading, before any request is parsed against the limits. */
+static void srv_sampling_defaults(ss_server *s, const ss_model_config *cfg)
+{
+    ss_sampling_params d = ss_sampling_default();
+    const ss_gen_defaults *g = &cfg->gen;
+    if (s->p.generation_config) {
+        if (g->has_temperature)
+            d.temperature = g->temperature;
+        if (g->has_top_p)
+            d.top_p = g->top_p;
+        if (g->has_top_k)
+            d.top_k = g->top_k;
+        if (g->has_min_p)
+            d.min_p = g->min_p;
+        if (g->has_repetition_penalty)
+            d.repetition_penalty = g->repetition_penalty;
+    }
+    s->sampling_defaults = d;
+    s->limits.defaults = &s->sampling_defaults;
+    SS_LOGI("sampling of fields a request leaves out: temperature %g, top_p %g, top_k %d, min_p %g, "
+            "repetition_penalty %g (%s)",
+            d.temperature, d.top_p, d.top_k, d.min_p, d.repetition_penalty,
+            !s->p.generation_config ? "--generation-config none: greedy"
+            : g->has_temperature || g->has_top_p || g->has_top_k || g->has_min_p || g->has_repetition_penalty
+                ? "from the model's generation_config.json"
+                : "greedy: the model's generation_config.json sets none");
+}
 
 static void srv_wake_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -1238,6 +1270,7 @@ static ss_status srv_load(ss_server *s, ss_err *err)
     }
     s->limits.vocab_size = cfg->vocab_size;
     s->limits.max_n = s->p.max_n > 0 ? s->p.max_n : SS_API_MAX_N;
+    srv_sampling_defaults(s, cfg);
     s->bos_id = cfg->bos_id;
     SS_CHECK(ss_sched_create(&s->p.sched, s->replica, s->tok, &s->sched, err));
     if (s->p.warmup)

@@ -29,6 +29,8 @@ typedef struct ss_server_params {
     int64_t drain_timeout_ms;      /* graceful shutdown deadline, default 30000 */
     int32_t max_n;                 /* OpenAI n cap, default 16 */
     int warmup;                    /* 1-token warm-up before ready (default 1) */
+    int generation_config;         /* 1 (default): the model's generation_config.json sets the sampling
+                                    * fields a request leaves out; 0: they stay greedy */
 } ss_server_params;
 
 ss_server_params ss_server_default_params(void);
