@@ -50,9 +50,11 @@ typedef struct ss_comm_i {
     ss_status (*all_reduce_add_rmsnorm)(void *ctx, void *x, void *residual, void *out, const void *w, int64_t rows,
                                         int32_t dim, float eps, ss_dtype type);
     /* Optional (NULL: not offered): allocates a window of `bytes` on every rank, every byte 0xff, that
-     * every rank maps, and fills *out. Collective. SS_ERR_UNSUPPORTED on every rank alike where the
-     * ranks cannot map each other's memory (other hosts, no peer access, SS_PEER_ALLREDUCE=0). */
-    ss_status (*window)(void *ctx, size_t bytes, ss_comm_window *out);
+     * every rank maps, and fills *out. Collective, whatever `want` says: a rank that does not want the
+     * window (want 0: its settings keep it from using one) still takes part, and then no rank gets one.
+     * SS_ERR_UNSUPPORTED on every rank alike then, and where the ranks cannot map each other's memory
+     * (other hosts, no peer access, SS_PEER_ALLREDUCE=0). */
+    ss_status (*window)(void *ctx, size_t bytes, int want, ss_comm_window *out);
     /* Aborts outstanding and future calls (they return SS_ERR_CANCELLED); safe from another thread. */
     void (*abort)(void *ctx);
     void (*destroy)(void *ctx);

@@ -197,14 +197,14 @@ static ss_status nc_all_reduce_add_rmsnorm(void *ctx, void *x, void *residual, v
 
 _Static_assert(SS_COMM_WINDOW_MAX_RANKS == SS_PEER_AR_MAX_RANKS, "a window per peer all-reduce rank");
 
-static ss_status nc_window(void *ctx, size_t bytes, ss_comm_window *out)
+static ss_status nc_window(void *ctx, size_t bytes, int want, ss_comm_window *out)
 {
     nc_ctx *c = ctx;
     if (!c->peer) /* no peer group: the same on every rank */
         return SS_ERR_UNSUPPORTED;
     memset(out, 0, sizeof *out);
     ss_err e = {0};
-    ss_status st = ss_peer_ar_window(c->peer, bytes, out->base, &out->abort_flag, &e);
+    ss_status st = ss_peer_ar_window(c->peer, bytes, want, out->base, &out->abort_flag, &e);
     if (st == SS_ERR_UNSUPPORTED)
         SS_LOGW("nccl rank %d: %s", c->rank, e.msg);
     else if (st != SS_OK)

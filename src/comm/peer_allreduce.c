@@ -291,7 +291,7 @@ fail:
     return 0;
 }
 
-ss_status ss_peer_ar_window(ss_peer_ar *p, size_t bytes, void *base[SS_PEER_AR_MAX_RANKS],
+ss_status ss_peer_ar_window(ss_peer_ar *p, size_t bytes, int want, void *base[SS_PEER_AR_MAX_RANKS],
                             const volatile int **abort_flag, ss_err *err)
 {
     if (!p || bytes == 0)
@@ -302,7 +302,7 @@ ss_status ss_peer_ar_window(ss_peer_ar *p, size_t bytes, void *base[SS_PEER_AR_M
     p->n_windows++;
     par_win_ident me, all[SS_PEER_AR_MAX_RANKS];
     memset(&me, 0, sizeof me);
-    me.ok = par_win_prepare(p, w, bytes, &me);
+    me.ok = want && par_win_prepare(p, w, bytes, &me);
     ss_status st = p->exchange(p->exchange_ctx, all, &me, sizeof me);
     int32_t mapped = st == SS_OK, agreed[SS_PEER_AR_MAX_RANKS];
     for (int r = 0; r < size && mapped; r++) {
@@ -325,8 +325,8 @@ ss_status ss_peer_ar_window(ss_peer_ar *p, size_t bytes, void *base[SS_PEER_AR_M
     for (int r = 0; r < size; r++)
         mapped = mapped && agreed[r];
     if (!mapped) /* every rank saw the same flags; the memory stays until destroy */
-        return ss_err_set(err, SS_ERR_UNSUPPORTED, "peer window: a rank could not set up or map a window of %zu bytes",
-                          bytes);
+        return ss_err_set(err, SS_ERR_UNSUPPORTED,
+                          "peer window: a rank does not want, or could not set up or map, a window of %zu bytes", bytes);
     for (int r = 0; r < size; r++)
         base[r] = r == p->v.rank ? p->win[w] : p->win_mapped[w][r];
     *abort_flag = p->v.abort_flag;

@@ -85,10 +85,11 @@ ss_status ss_peer_ar_all_reduce_add_rmsnorm(ss_peer_ar *p, void *x, void *residu
 ss_status ss_peer_ar_all_reduce(ss_peer_ar *p, void *buf, int64_t count, ss_dtype type, void *stream, ss_err *err);
 /* Collective: a window of `bytes` on every rank (every byte SS_PEER_AR_EMPTY_BYTE) that every rank maps:
  * base[r] is rank r's, as this rank addresses it; *abort_flag the flag that ss_peer_ar_abort sets. The
- * memory is p's (freed by destroy); at most SS_PEER_AR_MAX_WINDOWS per p. SS_ERR_UNSUPPORTED on every
- * rank alike where one rank could not set its window up; other errors are exchange failures. */
+ * memory is p's (freed by destroy); at most SS_PEER_AR_MAX_WINDOWS per p. want 0: this rank takes part
+ * without allocating, and every rank gets SS_ERR_UNSUPPORTED, as where one rank could not set its
+ * window up; other errors are exchange failures. */
 #define SS_PEER_AR_MAX_WINDOWS 4
-ss_status ss_peer_ar_window(ss_peer_ar *p, size_t bytes, void *base[SS_PEER_AR_MAX_RANKS],
+ss_status ss_peer_ar_window(ss_peer_ar *p, size_t bytes, int want, void *base[SS_PEER_AR_MAX_RANKS],
                             const volatile int **abort_flag, ss_err *err);
 /* Makes spinning kernels give up (their results are garbage; the caller reports the abort). Any thread. */
 void ss_peer_ar_abort(ss_peer_ar *p);

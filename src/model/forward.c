@@ -184,15 +184,20 @@ ss_status ss_forward_set_links(ss_forward *f, const ss_forward_links *links, ss_
 {
     f->links = *links;
     ss_comm *tp = links->tp;
-    if (!f->dlayers || tp->size < 2 || f->xchg.size || !tp->iface->window)
-        return SS_OK;
     const ss_shard_plan *sp = &f->w->plan;
+    /* Called once per forward pass (a second call would leave graphs holding the first window). Every
+     * rank of a one-stage group calls window, wanting it or not (SS_PERSIST=0 on one rank, a backend
+     * without the op): the call is collective, and one rank that does not want it means none gets it. */
+    if (tp->size < 2 || f->xchg.size || !tp->iface->window || !sp->first_stage || !sp->last_stage)
+        return SS_OK;
     size_t bytes = ss_decode_exchange_bytes(sp->layer_end - sp->layer_start, f->cfg->hidden_size, tp->size);
     ss_comm_window win;
-    ss_status st = tp->iface->window(tp->ctx, bytes, &win);
+    ss_status st = tp->iface->window(tp->ctx, bytes, f->dlayers != NULL, &win);
     if (st == SS_ERR_UNSUPPORTED) {
         if (tp->rank == 0)
-            SS_LOGI("tp %d: decode steps of one token run layer by layer (no peer window between the ranks)", tp->size);
+            SS_LOGI("tp %d: decode steps of one token run layer by layer (no peer window between the ranks, or a rank "
+                    "without the persistent kernel)",
+                    tp->size);
         return SS_OK;
     }
     if (st != SS_OK)

@@ -310,6 +310,23 @@ static void replica_free_queue(ss_replica *r)
     ss_free(r->plan_tokens);
 }
 
+/* Pipelines: waits until the output rank's step output starts to arrive, or a rank is lost (the
+ * watcher saw its connection close: the output would then only come at the deadline, if at all), or the
+ * deadline passes (the receive after this then reports it). */
+static ss_status replica_wait_output(ss_replica *r, ss_err *err)
+{
+    const int64_t deadline = ss_now_ms() + r->p.comm_timeout_ms;
+    struct pollfd pf = {r->boot.peer_ctrl[r->output_rank], POLLIN, 0};
+    while (ss_now_ms() < deadline) {
+        const int lost = atomic_load(&r->lost_rank);
+        if (lost > 0)
+            return ss_err_set(err, SS_ERR_COMM, "rank %d is lost (its control connection closed)", lost);
+        if (poll(&pf, 1, 20) != 0) /* data, a hang-up or an error: the receive tells which */
+            return SS_OK;
+    }
+    return SS_OK;
+}
+
 /* One step on every rank, start to end (several ranks). */
 static ss_status replica_step_multi(ss_replica *r, const ss_step_plan *plan, ss_step_output *out, ss_err *err)
 {
@@ -328,6 +345,8 @@ static ss_status replica_step_multi(ss_replica *r, const ss_step_plan *plan, ss_
     ss_free(buf);
     if (st == SS_OK)
         st = ss_runner_step(r->runner, plan, out, err);
+    if (st == SS_OK && r->output_rank != 0)
+        st = replica_wait_output(r, err);
     if (st == SS_OK && r->output_rank != 0) {
         uint32_t type;
         uint8_t *msg = NULL;
@@ -348,7 +367,8 @@ static ss_status replica_step_multi(ss_replica *r, const ss_step_plan *plan, ss_
     if (st != SS_OK) {
         /* Name the rank that went away when a socket says so (a dead process closes them all). */
         const int lost = atomic_load(&r->lost_rank);
-        if (lost > 0 && !strstr(err->msg, "is lost")) {
+        if (lost > 0 && !strstr(err->msg, "is lost") &&
+            (st == SS_ERR_COMM || st == SS_ERR_TIMEOUT || st == SS_ERR_CANCELLED)) { /* not a fault of our own */
             ss_err_prefix(err, "rank %d is lost (its control connection closed)", lost);
             st = SS_ERR_COMM;
         }

@@ -279,7 +279,7 @@ static void child(int rank, int fd_id, int mode)
     } else if (mode == 5) { /* windows: empty at first, each rank writes into its peer's, limits refused alike */
         enum { W = 3000, PART = 1000 };
         ss_comm_window win;
-        CHILD_CHECK(comm->iface->window && comm->iface->window(comm->ctx, W, &win) == SS_OK, "window");
+        CHILD_CHECK(comm->iface->window && comm->iface->window(comm->ctx, W, 1, &win) == SS_OK, "window");
         CHILD_CHECK(win.rank == rank && win.size == 2 && win.bytes == W && win.abort_flag && win.base[0] &&
                         win.base[1] && win.base[0] != win.base[1],
                     "window description");
@@ -293,6 +293,8 @@ static void child(int rank, int fd_id, int mode)
         memset(h, rank + 1, PART);
         CHILD_CHECK(cudaMemcpy((char *)win.base[1 - rank] + rank * PART, h, PART, cudaMemcpyDefault) == cudaSuccess,
                     "write into the peer's window");
+        /* from pageable memory the copy may return before its DMA has landed */
+        CHILD_CHECK(cudaDeviceSynchronize() == cudaSuccess, "sync after the write");
         CHILD_CHECK(comm->iface->all_reduce_sum(comm->ctx, dev, 8, SS_DTYPE_F32) == SS_OK, "barrier");
         CHILD_CHECK(ss_comm_nccl_wait(comm, 0, &e) == SS_OK, "wait: %s", e.msg);
         CHILD_CHECK(cudaMemcpy(h, win.base[rank], W, cudaMemcpyDefault) == cudaSuccess, "read own window");
@@ -302,9 +304,12 @@ static void child(int rank, int fd_id, int mode)
         }
         int n = 1;
         ss_status st;
-        while ((st = comm->iface->window(comm->ctx, 64, &win)) == SS_OK)
+        /* a rank that does not want one: neither gets it (and the call still pairs up) */
+        st = comm->iface->window(comm->ctx, 64, rank == 0, &win);
+        CHILD_CHECK(st == SS_ERR_UNSUPPORTED, "a window one rank did not want gave %s", ss_status_str(st));
+        while ((st = comm->iface->window(comm->ctx, 64, 1, &win)) == SS_OK)
             n++;
-        CHILD_CHECK(st == SS_ERR_UNSUPPORTED && n == 4, "window %d gave %s", n + 1, ss_status_str(st));
+        CHILD_CHECK(st == SS_ERR_UNSUPPORTED && n == 3, "window %d gave %s", n + 2, ss_status_str(st));
         CHILD_CHECK(comm->iface->all_reduce_sum(comm->ctx, dev, 8, SS_DTYPE_F32) == SS_OK, "after the windows");
         CHILD_CHECK(ss_comm_nccl_wait(comm, 0, &e) == SS_OK, "wait: %s", e.msg);
     } else { /* rank 1 never calls: rank 0's call must become a timeout, and its kernel must stop */

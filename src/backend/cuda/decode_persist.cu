@@ -236,6 +236,8 @@ extern "C" int ss_cuda_decode_persist(void *stream, ss_cuda_persist_args *a)
         SS_PERSIST_NO("an input vector is longer than its shared-memory buffer (32 KiB)");
     int splits = sms / kvh;
     splits = splits > kMaxSplits ? kMaxSplits : splits;
+    // Benchmark switches (SS_PERSIST_SPLITS, _TRACE, _DEBUG, _MERGE, _L2AHEAD) change what the launcher
+    // accepts: at tp > 1 every rank of the group must see the same values (local ranks inherit them).
     const char *split_env = getenv("SS_PERSIST_SPLITS"); // benchmark switch: at most this many key splits
     const long split_cap = split_env ? strtol(split_env, NULL, 10) : 0;
     if (split_cap > 0 && split_cap < splits)
@@ -347,7 +349,9 @@ extern "C" int ss_cuda_decode_persist(void *stream, ss_cuda_persist_args *a)
     if (trace_n && (e = cudaMemsetAsync(p.trace, 0, trace_n * 8, s)) != cudaSuccess)
         return (int)e;
     e = cudaLaunchKernelEx(&cfg, decode_persist_kernel, p);
-    if (e == cudaErrorCooperativeLaunchTooLarge) { // e.g. fewer SMs usable than the device has (MPS)
+    if (e == cudaErrorCooperativeLaunchTooLarge && p.tp_size == 1) { // e.g. fewer SMs usable than it has (MPS)
+        // (At tp > 1 this stays an error: the other ranks may have launched, and a rank that fell back to
+        // op by op would leave them waiting for its sums.)
         (void)cudaGetLastError();
         a->why = "the cooperative launch of one CTA per SM was refused";
         return -1;
