@@ -7,6 +7,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -29,6 +30,22 @@ def check(name):
             failures.append(name)
         return fn
     return wrap
+
+
+def stop_checked(srv, what="server"):
+    """Stops srv (SIGTERM); a non-zero exit code is a failure, with the end of its log printed."""
+    rc = srv.stop()
+    if rc != 0:
+        print(srv.log_text()[-3000:])
+        failures.append("%s exit code %r" % (what, rc))
+
+
+def finish(done_message):
+    """Exits 1 naming every failed check, else prints done_message."""
+    if failures:
+        print("FAILED: %s" % ", ".join(failures))
+        sys.exit(1)
+    print(done_message)
 
 def free_ports(n):
     """n distinct ports that are free now (all held at once while picking, so none repeats)."""

@@ -12,7 +12,7 @@ import tempfile
 
 sys.dont_write_bytecode = True  # keep the source tree clean
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from serve_harness import Server, check, failures  # noqa: E402
+from serve_harness import Server, check, finish, stop_checked  # noqa: E402
 
 BINARY, FIXTURES = sys.argv[1:3]
 SRC = os.path.join(FIXTURES, "models", "e2e-llama3-tok")
@@ -65,9 +65,7 @@ try:
         assert triton(srv) == triton(srv, temperature=0.9, top_p=0.95, top_k=20)
         assert triton(srv) != triton(srv, temperature=0)
 finally:
-    rc = srv.stop()
-    if rc != 0:
-        failures.append("server exit code %r" % rc)
+    stop_checked(srv)
 
 srv = Server(BINARY, model, ["--max-seq-len", "256", "--served-model-name", "m", "--generation-config", "none"])
 try:
@@ -76,12 +74,7 @@ try:
         assert completion(srv) == completion(srv, temperature=0)
         assert "--generation-config none: greedy" in srv.log_text()
 finally:
-    rc = srv.stop()
-    if rc != 0:
-        failures.append("server exit code %r" % rc)
+    stop_checked(srv, "second server")
     shutil.rmtree(model, ignore_errors=True)
 
-if failures:
-    print("FAILED: %s" % ", ".join(failures))
-    sys.exit(1)
-print("all generation-config default checks passed")
+finish("all generation-config default checks passed")

@@ -10,7 +10,7 @@ import sys
 
 sys.dont_write_bytecode = True  # keep the source tree clean
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from serve_harness import Server, check, failures  # noqa: E402
+from serve_harness import Server, check, finish, stop_checked  # noqa: E402
 
 BINARY, FIXTURES = sys.argv[1:3]
 MODEL_DIR = os.path.join(FIXTURES, "models", "e2e-llama3-tok")
@@ -274,12 +274,5 @@ def _():
     assert st == 200 and j["choices"][0]["text"] == WANT_COMPLETION, j
 
 
-rc = srv.stop()
-if rc != 0:
-    print(srv.log_text()[-3000:])
-    failures.append("server exit code %r" % rc)
-
-if failures:
-    print("FAILED: %s" % ", ".join(failures))
-    sys.exit(1)
-print("all HTTP/1.0 framing checks passed")
+stop_checked(srv)
+finish("all HTTP/1.0 framing checks passed")

@@ -13,7 +13,7 @@ import time
 
 sys.dont_write_bytecode = True  # keep the source tree clean
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from serve_harness import Server, check, check_prometheus_text, failures, sample_value  # noqa: E402
+from serve_harness import Server, check, check_prometheus_text, finish, sample_value, stop_checked  # noqa: E402
 
 BINARY, SOURCE, FIXTURES = sys.argv[1:4]
 MODEL_DIR = os.path.join(FIXTURES, "models", "e2e-llama3-tok")
@@ -538,12 +538,5 @@ def _():
     assert all(r == "1" for r in retry), retry
 
 
-rc = srv.stop()
-if rc != 0:
-    print(srv.log_text()[-3000:])
-    failures.append("second server exit code %r" % rc)
-
-if failures:
-    print("FAILED: %s" % ", ".join(failures))
-    sys.exit(1)
-print("all serve e2e checks passed")
+stop_checked(srv, "second server")
+finish("all serve e2e checks passed")
