@@ -324,9 +324,23 @@ ss_status ss_peer_ar_window(ss_peer_ar *p, size_t bytes, int want, void *base[SS
         return ss_err_set(err, st, "peer window: exchanging handles between %d ranks failed", size);
     for (int r = 0; r < size; r++)
         mapped = mapped && agreed[r];
-    if (!mapped) /* every rank saw the same flags; the memory stays until destroy */
+    if (!mapped) { /* every rank saw the same flags: all release what they set up, mappings first */
+        for (int r = 0; r < size; r++)
+            if (p->win_mapped[w][r]) {
+                cudaIpcCloseMemHandle(p->win_mapped[w][r]);
+                p->win_mapped[w][r] = NULL;
+            }
+        /* a window may be freed only once no peer maps it any more: one more exchange as a barrier (if it
+         * fails, the memory stays until destroy) */
+        int32_t closed = 1, all_closed[SS_PEER_AR_MAX_RANKS];
+        if (p->exchange(p->exchange_ctx, all_closed, &closed, sizeof closed) == SS_OK && p->win[w]) {
+            cudaFree(p->win[w]);
+            p->win[w] = NULL;
+        }
+        cudaGetLastError();
         return ss_err_set(err, SS_ERR_UNSUPPORTED,
                           "peer window: a rank does not want, or could not set up or map, a window of %zu bytes", bytes);
+    }
     for (int r = 0; r < size; r++)
         base[r] = r == p->v.rank ? p->win[w] : p->win_mapped[w][r];
     *abort_flag = p->v.abort_flag;
