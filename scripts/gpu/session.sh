@@ -54,6 +54,24 @@ wait_ready() {
 # An environment variant of AB_ENVS, PROFILE_ENVS, LONG_ENVS ("-": none; "A=1,B=2": two settings): sets
 # ev (the settings, for env) and vtag (for file names).
 variant() { ev=(); [ "$1" != - ] && IFS=, read -ra ev <<<"$1"; vtag=$(echo "$1" | tr '=,' '__'); }
+# The Llama-3-70B-shaped checkpoint (~141 GB, ~90 s): gen70_start writes it in the background (a no-op when
+# it is there); gen70_wait waits for it (leaving 60 s of budget), notes how it went, and succeeds when it exists.
+M70=/tmp/llama-3-70b
+gen70_start() {
+  [ -f "$M70/config.json" ] && return 0
+  ("$B/tools/gen_checkpoint" --shape llama-3-70b --out "$M70" >"$L/gen70b.log" 2>&1; echo "rc=$?" >>"$L/gen70b.log") &
+  GEN70=$!
+}
+gen70_wait() {
+  if [ -n "${GEN70:-}" ]; then
+    note "waiting for the 70B checkpoint ($(left) s left)"
+    while kill -0 "$GEN70" 2>/dev/null && [ "$(left)" -gt 60 ]; do sleep 2; done
+    note "gen_checkpoint llama-3-70b: $(grep -E 'GB/s|rc=' "$L/gen70b.log" | tr '\n' ' ')"
+    grep -q 'rc=0' "$L/gen70b.log"
+  else
+    [ -f "$M70/config.json" ]
+  fi
+}
 
 # ---- unpack binaries at the paths they were built with (tests hold absolute paths)
 tar -C "$W" -xJf .gpu-carry/bin.tar.xz
@@ -170,10 +188,8 @@ if has x4 && [ "$NG" -ge 4 ]; then
   # four GPUs of one host: 8B at tp 1/2/4 (peer all-reduce against NCCL's), the 4-GPU goldens, and a
   # Llama-3-70B-shaped model at tp 4 (its checkpoint is written in the background meanwhile).
   export CUDA_VISIBLE_DEVICES=0,1,2,3
-  M70=/tmp/llama-3-70b
   [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
-  ("$B/tools/gen_checkpoint" --shape llama-3-70b --out "$M70" >"$L/gen70b.log" 2>&1; echo "rc=$?" >>"$L/gen70b.log") &
-  GEN70=$!
+  gen70_start
   step "peer all-reduce tests (GPUs 0, 1)" 90 comm_peer.log "$B/tests/test_comm_peer"
   step "decode 8B tp4 batch 1 (graphs, peer)" 150 bench_x4_tp4.log "$B/tools/bench_decode" --model "$M8" --device cuda --tp 4 --prompt 128 --gen 256 --json
   step "decode 8B tp4 batch 1 (graphs, NCCL)" 150 bench_x4_tp4_nccl.log env SS_PEER_ALLREDUCE=0 "$B/tools/bench_decode" --model "$M8" --device cuda --tp 4 --prompt 128 --gen 256 --json
@@ -184,10 +200,7 @@ if has x4 && [ "$NG" -ge 4 ]; then
   step "golden tp4 (peer all-reduce)" 150 golden_tp4.log env SS_TEST_DEVICE=cuda SS_TEST_TP=4 "$B/tests/test_golden"
   step "golden tp2 x pp2" 150 golden_tp2pp2.log env SS_TEST_DEVICE=cuda SS_TEST_TP=2 SS_TEST_PP=2 "$B/tests/test_golden"
   step "golden tp4, NCCL socket transport" 150 golden_tp4_sock.log env SS_PEER_ALLREDUCE=0 NCCL_P2P_DISABLE=1 NCCL_SHM_DISABLE=1 SS_TEST_DEVICE=cuda SS_TEST_TP=4 "$B/tests/test_golden"
-  note "waiting for the 70B checkpoint ($(left) s left)"
-  while kill -0 "$GEN70" 2>/dev/null && [ "$(left)" -gt 60 ]; do sleep 2; done
-  note "gen_checkpoint llama-3-70b: $(grep -E 'GB/s|rc=' "$L/gen70b.log" | tr '\n' ' ')"
-  grep -q 'rc=0' "$L/gen70b.log" && step "decode 70B tp4 batch 1" 200 bench_x4_70b_tp4.log "$B/tools/bench_decode" --model "$M70" --device cuda --tp 4 --prompt 128 --gen 128 --json
+  gen70_wait && step "decode 70B tp4 batch 1" 200 bench_x4_70b_tp4.log "$B/tools/bench_decode" --model "$M70" --device cuda --tp 4 --prompt 128 --gen 128 --json
 fi
 if has s4b && [ "$NG" -ge 2 ]; then
   # Session 4, last call: the shutdown fix at tp 2 (goldens, bench), worker spin on/off, the attention split
@@ -224,11 +237,8 @@ if has x4p && [ "$NG" -ge 2 ]; then
   # Session 13: the persistent decode kernel at tp > 1 (its o and down sums cross the group through peer
   # windows inside the kernel). Goldens at tp 2 / 4 (and pp / sockets, which keep the op-by-op path), then
   # 8B batch 1 at tp 2 / 4 against SS_PERSIST=0 (the op-by-op path), interleaved, and 70B at tp 4.
-  M70=/tmp/llama-3-70b
-  if [ "$NG" -ge 4 ] && [ "${X4P_70B:-1}" = 1 ]; then
-    ("$B/tools/gen_checkpoint" --shape llama-3-70b --out "$M70" >"$L/gen70b.log" 2>&1; echo "rc=$?" >>"$L/gen70b.log") &
-    GEN70=$!
-  fi
+  X70=0
+  [ "$NG" -ge 4 ] && [ "${X4P_70B:-1}" = 1 ] && X70=1 && gen70_start
   [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
   export CUDA_VISIBLE_DEVICES=0,1
   step "peer all-reduce tests (GPUs 0, 1)" 60 comm_peer.log "$B/tests/test_comm_peer"
@@ -250,11 +260,9 @@ if has x4p && [ "$NG" -ge 2 ]; then
     done
   done
   step "8B tp1 b1" 60 bench_x4p_tp1.log env CUDA_VISIBLE_DEVICES=0 "$B/tools/bench_decode" --model "$M8" --device cuda --prompt 128 --gen 256 --json
-  if [ -n "${GEN70:-}" ]; then
+  if [ "$X70" = 1 ]; then
     export CUDA_VISIBLE_DEVICES=0,1,2,3
-    note "waiting for the 70B checkpoint ($(left) s left)"
-    while kill -0 "$GEN70" 2>/dev/null && [ "$(left)" -gt 60 ]; do sleep 2; done
-    if grep -q 'rc=0' "$L/gen70b.log"; then
+    if gen70_wait; then
       for e in - SS_PERSIST=0 -; do
         variant "$e"
         step "70B tp4 b1 [$e]" 120 "bench_x4p_70b_$vtag.log" env ${ev[@]+"${ev[@]}"} "$B/tools/bench_decode" --model "$M70" --device cuda --tp 4 --prompt 128 --gen 256 --json
@@ -279,9 +287,8 @@ if has x70t && [ "$NG" -ge 4 ]; then
   # The persistent kernel's timeline of a 70B-shaped step at tp 4 (eager): do its GEMV phases run at the
   # bus rate (session 13: ~137 us a layer against ~102 us of weights per rank)?
   export CUDA_VISIBLE_DEVICES=0,1,2,3
-  M70=/tmp/llama-3-70b
-  [ -d "$M70" ] || "$B/tools/gen_checkpoint" --shape llama-3-70b --out "$M70" >"$L/gen70b.log" 2>&1
-  step "70B tp4 b1 trace (eager)" 90 trace_x70t.log env SS_PERSIST_TRACE=40 "$B/tools/bench_decode" --model "$M70" --device cuda --tp 4 --prompt 128 --gen 48 --json --no-graphs
+  gen70_start
+  gen70_wait && step "70B tp4 b1 trace (eager)" 90 trace_x70t.log env SS_PERSIST_TRACE=40 "$B/tools/bench_decode" --model "$M70" --device cuda --tp 4 --prompt 128 --gen 48 --json --no-graphs
 fi
 if has mergeab; then
   # For session 14: the persistent kernel's wide merge of the key splits (SS_PERSIST_MERGE=wide, opt-in).
@@ -358,15 +365,10 @@ if has x70 && [ "$NG" -ge 4 ]; then
   # (~141 GB) is written in the background while the 4-GPU goldens run; then batch 1 under the peer
   # all-reduce and NCCL's, and one batched run.
   export CUDA_VISIBLE_DEVICES=0,1,2,3
-  M70=/tmp/llama-3-70b
-  ("$B/tools/gen_checkpoint" --shape llama-3-70b --out "$M70" >"$L/gen70b.log" 2>&1; echo "rc=$?" >>"$L/gen70b.log") &
-  GEN70=$!
+  gen70_start
   step "golden tp4 (peer all-reduce by content)" 90 golden_tp4.log env SS_TEST_DEVICE=cuda SS_TEST_TP=4 "$B/tests/test_golden"
   step "golden tp2 x pp2" 90 golden_tp2pp2.log env SS_TEST_DEVICE=cuda SS_TEST_TP=2 SS_TEST_PP=2 "$B/tests/test_golden"
-  note "waiting for the 70B checkpoint ($(left) s left)"
-  while kill -0 "$GEN70" 2>/dev/null && [ "$(left)" -gt 60 ]; do sleep 2; done
-  note "gen_checkpoint llama-3-70b: $(grep -E 'GB/s|rc=' "$L/gen70b.log" | tr '\n' ' ')"
-  if grep -q 'rc=0' "$L/gen70b.log"; then
+  if gen70_wait; then
     for e in ${X70_ENVS:-- SS_PEER_ALLREDUCE=0 -}; do
       variant "$e"
       step "70B tp4 b1 [$e]" 200 "bench_x70_tp4_$vtag.log" env ${ev[@]+"${ev[@]}"} "$B/tools/bench_decode" --model "$M70" --device cuda --tp 4 --prompt 128 --gen 256 --json
