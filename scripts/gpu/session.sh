@@ -3,7 +3,7 @@
 # trains the demo model on the last GPU in the background, and meanwhile runs the GPU checks and
 # benchmarks on the others. Every step has a deadline; the whole run stays under BUDGET seconds.
 # Results: $OUT/summary.txt, $OUT/logs.tar.xz, and $OUT/demo-*.{safetensors,json,txt} from training.
-# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize tp2 x4 x4p x4t x70t x2k peer mergeab x70 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
+# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize tp2 x4 x4p x4t x70t x2k peer mergeab s14 x70 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -56,10 +56,11 @@ wait_ready() {
 variant() { ev=(); [ "$1" != - ] && IFS=, read -ra ev <<<"$1"; vtag=$(echo "$1" | tr '=,' '__'); }
 # The Llama-3-70B-shaped checkpoint (~141 GB, ~90 s): gen70_start writes it in the background (a no-op when
 # it is there); gen70_wait waits for it (leaving 60 s of budget), notes how it went, and succeeds when it exists.
-M70=/tmp/llama-3-70b
+# L70=N: only N of its 80 layers (a 2-GPU machine's 128 GiB disk cannot hold all 141 GB).
+M70=/tmp/llama-3-70b${L70:+-l$L70}
 gen70_start() {
   [ -f "$M70/config.json" ] && return 0
-  ("$B/tools/gen_checkpoint" --shape llama-3-70b --out "$M70" >"$L/gen70b.log" 2>&1; echo "rc=$?" >>"$L/gen70b.log") &
+  ("$B/tools/gen_checkpoint" --shape llama-3-70b ${L70:+--layers "$L70"} --out "$M70" >"$L/gen70b.log" 2>&1; echo "rc=$?" >>"$L/gen70b.log") &
   GEN70=$!
 }
 gen70_wait() {
@@ -85,6 +86,9 @@ LIBS=$W/lib:/usr/local/cuda/lib64
 for d in "$PYNV"/*/lib "$PYNV"/cu13/lib; do [ -d "$d" ] && LIBS=$LIBS:$d; done
 export LD_LIBRARY_PATH=$LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 B=$BD
+# The old build of an A/B (stage-lead.sh's OLD_BUILD), when staged: $OLDB/tools/bench_decode
+OLDB=
+[ -f .gpu-carry/old.tar.xz ] && mkdir -p "$W/old" && tar -C "$W/old" -xJf .gpu-carry/old.tar.xz && OLDB=$W/old
 NG=$(nvidia-smi -L | wc -l)
 { nvidia-smi; nvidia-smi topo -m; ldd "$B/shardserve" | grep -E 'not found|cuda|nccl|cublas'; } >"$L/env.log" 2>&1
 note "card: $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | head -1) x $NG; commit $(cat "$W/commit.txt")"
@@ -296,9 +300,10 @@ if has mergeab; then
   [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
   step "backend consistency, wide merge" 150 consistency_wide.log env CUDA_VISIBLE_DEVICES=0 SS_PERSIST_MERGE=wide "$B/tests/test_backend_consistency"
   step "golden tests on cuda, wide merge" 150 golden_wide.log env CUDA_VISIBLE_DEVICES=0 SS_PERSIST_MERGE=wide SS_TEST_DEVICE=cuda "$B/tests/test_golden"
+  [ "$NG" -ge 2 ] && step "golden tp2, wide merge" 120 golden_tp2_wide.log env CUDA_VISIBLE_DEVICES=0,1 SS_PERSIST_MERGE=wide SS_TEST_DEVICE=cuda SS_TEST_TP=2 "$B/tests/test_golden"
   [ "$NG" -ge 4 ] && step "golden tp4, wide merge" 120 golden_tp4_wide.log env CUDA_VISIBLE_DEVICES=0,1,2,3 SS_PERSIST_MERGE=wide SS_TEST_DEVICE=cuda SS_TEST_TP=4 "$B/tests/test_golden"
   for rep in 1 2 3; do
-    for tp in 1 4; do
+    for tp in ${MERGE_TPS:-1 2 4}; do
       [ "$tp" -gt "$NG" ] && continue
       for e in - SS_PERSIST_MERGE=wide; do
         variant "$e"
@@ -359,6 +364,76 @@ print("stream: %d events; last: %s" % (n, last))
       step "8B tp$tp b1 [$e]" 60 "bench_x2k_tp${tp}_${vtag}.log" env ${ev[@]+"${ev[@]}"} "$B/tools/bench_decode" --model "$M8" --device cuda --tp "$tp" --prompt 128 --gen 256 --json
     done
   done
+fi
+if has s14 && [ "$NG" -ge 2 ]; then
+  # Session 14: the wide merge by default above 16 key splits, and spins at tp > 1 that wait for the
+  # communicator's deadline instead of trapping after 2 s. Correctness, a stalled worker (SIGSTOP 5 s) that
+  # the replica must ride out, then A/B against the old build ($OLDB) at 8B tp 1/2 and 70B tp 2.
+  export CUDA_VISIBLE_DEVICES=0,1
+  gen70_start
+  [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
+  step "peer all-reduce and window tests (GPUs 0, 1)" 60 comm_peer.log "$B/tests/test_comm_peer"
+  step "backend consistency cpu vs cuda" 150 consistency.log env CUDA_VISIBLE_DEVICES=0 "$B/tests/test_backend_consistency"
+  step "golden tests on cuda" 90 golden.log env CUDA_VISIBLE_DEVICES=0 SS_TEST_DEVICE=cuda "$B/tests/test_golden"
+  step "golden tp2" 90 golden_tp2.log env SS_TEST_DEVICE=cuda SS_TEST_TP=2 "$B/tests/test_golden"
+  step "golden tp2, chunked merge" 90 golden_tp2_chunked.log env SS_PERSIST_MERGE=chunked SS_TEST_DEVICE=cuda SS_TEST_TP=2 "$B/tests/test_golden"
+  cp /work/shared/fixtures/models/e2e-llama3-tok/tokenizer.json /work/shared/fixtures/models/e2e-llama3-tok/tokenizer_config.json "$M8/"
+  for bin in "$B" ${OLDB:+"$OLDB"}; do
+    [ -x "$bin/shardserve" ] || continue
+    "$bin/shardserve" serve --model "$M8" --device cuda --tp 2 --port 8000 --served-model-name m --comm-timeout 20 >"$L/serve_stall.log" 2>&1 &
+    SPID=$!
+    wait_ready $SPID
+    if [ $ready = 1 ]; then
+      python3 -c '
+import json, urllib.request
+body = json.dumps({"model": "m", "prompt": "hello", "max_tokens": 3000, "stream": True, "ignore_eos": True}).encode()
+req = urllib.request.Request("http://127.0.0.1:8000/v1/completions", body, {"Content-Type": "application/json"})
+n = 0; last = ""; errs = 0
+try:
+    with urllib.request.urlopen(req, timeout=120) as r:
+        for line in r:
+            line = line.decode().strip()
+            if line.startswith("data:"):
+                n += 1; last = line[:200]; errs += "error" in line
+except Exception as e:
+    last = "exception: %r" % (e,)
+print("stream: %d events, %d errors; last: %s" % (n, errs, last))
+' >"$L/stall_client.log" 2>&1 &
+      CPID=$!
+      sleep 3
+      WPID=$(pgrep -f "shardserve worker" | head -1)
+      [ -n "$WPID" ] && kill -STOP "$WPID"
+      sleep 5
+      [ -n "$WPID" ] && kill -CONT "$WPID"
+      wait $CPID
+      alive=$(kill -0 $SPID 2>/dev/null && echo yes || echo no)
+      note "stall ($bin): worker ${WPID:-none} stopped 5 s mid-stream; server alive: $alive; $(cat "$L/stall_client.log")"
+      grep -iE "error|trap|lost|abort" "$L/serve_stall.log" | tail -4 | cut -c1-200 | sed 's/^/      /' | tee -a "$S"
+    else
+      note "stall ($bin): server not ready"
+    fi
+    kill $SPID 2>/dev/null; sleep 1; kill -9 $SPID 2>/dev/null; pkill -9 -f "shardserve worker" 2>/dev/null
+    sleep 1
+  done
+  for rep in 1 2; do
+    for tp in 1 2; do
+      for v in new ${OLDB:+old} chunked; do
+        bd=$B; [ $v = old ] && bd=$OLDB
+        ev=(); [ $v = chunked ] && ev=(SS_PERSIST_MERGE=chunked)
+        [ $v = chunked ] && [ $tp = 1 ] && continue
+        step "8B tp$tp b1 [$v] #$rep" 60 "bench_s14_tp${tp}_${v}_$rep.log" env CUDA_VISIBLE_DEVICES=$(seq -s, 0 $((tp - 1))) ${ev[@]+"${ev[@]}"} "$bd/tools/bench_decode" --model "$M8" --device cuda --tp "$tp" --prompt 128 --gen 256 --json
+      done
+    done
+  done
+  if gen70_wait; then
+    for rep in 1 2; do
+      for v in new ${OLDB:+old} chunked; do
+        bd=$B; [ $v = old ] && bd=$OLDB
+        ev=(); [ $v = chunked ] && ev=(SS_PERSIST_MERGE=chunked)
+        step "70B${L70:+ (${L70} layers)} tp2 b1 [$v] #$rep" 120 "bench_s14_70b_tp2_${v}_$rep.log" env ${ev[@]+"${ev[@]}"} "$bd/tools/bench_decode" --model "$M70" --device cuda --tp 2 --prompt 128 --gen 256 --json
+      done
+    done
+  fi
 fi
 if has x70 && [ "$NG" -ge 4 ]; then
   # Session 13: the Llama-3-70B shape at tp 4 (goal 75 tok/s batch 1, roofline ~86 on H100s). Its checkpoint

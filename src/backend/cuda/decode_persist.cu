@@ -102,7 +102,7 @@ __global__ void __launch_bounds__(kThreads, 1) decode_persist_kernel(const __gri
         unsigned *ctr = p.sync + (size_t)l * p.ctr_stride;
         stamp(p, l, 0);
         if (l > 0)
-            grid_wait(ctr - p.ctr_stride + kDown, G, nowait);
+            grid_wait(ctr - p.ctr_stride + kDown, G, p.tp_abort, nowait);
         stamp(p, l, 1);
         norm_to_xs(p, L.attn_norm, xs, scratch);
         stamp(p, l, 2);
@@ -111,7 +111,7 @@ __global__ void __launch_bounds__(kThreads, 1) decode_persist_kernel(const __gri
         grid_arrive(ctr + kQkv);
         if ((int)blockIdx.x < p.kv_heads * p.splits)
             attention_item(p, l, ctr, region, trig, btab); // stamps 4, 5, 6
-        grid_wait(ctr + kAttn, (unsigned)p.kv_heads, nowait);
+        grid_wait(ctr + kAttn, (unsigned)p.kv_heads, p.tp_abort, nowait);
         stamp(p, l, 7);
         load_xs(p.attn, p.q_dim, xs);
         gemv_phase(p, l, kO, ring, full, empty, xs, red, own, cur, group);
@@ -119,14 +119,14 @@ __global__ void __launch_bounds__(kThreads, 1) decode_persist_kernel(const __gri
         if (p.tp_size > 1)
             tp_combine(p, l, 0, own, own0, own1);
         grid_arrive(ctr + kO);
-        grid_wait(ctr + kO, G, nowait);
+        grid_wait(ctr + kO, G, p.tp_abort, nowait);
         stamp(p, l, 9);
         norm_to_xs(p, L.mlp_norm, xs, scratch);
         stamp(p, l, 10);
         gemv_phase(p, l, kGu, ring, full, empty, xs, red, own, cur, group);
         stamp(p, l, 11);
         grid_arrive(ctr + kGu);
-        grid_wait(ctr + kGu, G, nowait);
+        grid_wait(ctr + kGu, G, p.tp_abort, nowait);
         stamp(p, l, 12);
         load_xs(p.act, p.inter, xs);
         gemv_phase(p, l, kDown, ring, full, empty, xs, red, own, cur, group);
@@ -290,9 +290,13 @@ extern "C" int ss_cuda_decode_persist(void *stream, ss_cuda_persist_args *a)
     p.head_dim = hd, p.q_dim = q_dim, p.qkv_dim = qkv_dim, p.splits = splits, p.nk_max = nk_max;
     const char *dbg = getenv("SS_PERSIST_DEBUG");
     p.debug = dbg ? (int)strtol(dbg, NULL, 10) : 0;
-    const char *merge = getenv("SS_PERSIST_MERGE");
-    // merge_wide's scratch is the item's P·V area: kWarps * grp * hd floats must hold grp * (2 * splits + 1)
-    p.merge_wide = merge && !strcmp(merge, "wide") && kWarps * hd >= 2 * splits + 1 && hd % 4 == 0;
+    const char *merge = getenv("SS_PERSIST_MERGE"); // benchmark switch: "wide" or "chunked" (default: by splits)
+    // The wide merge where a kv head has more than 16 key splits (session 14, one pair of H200s, three
+    // interleaved pairs each: 8B tp 2, 32 splits, 381.9 against 376.7 tok/s; 8B tp 1, 16 splits, 241.2
+    // against 242.0). Its scratch is the item's P·V area: kWarps * grp * hd floats must hold
+    // grp * (2 * splits + 1).
+    const int wide = merge ? !strcmp(merge, "wide") : splits > 16;
+    p.merge_wide = wide && kWarps * hd >= 2 * splits + 1 && hd % 4 == 0;
     p.tp_size = a->tp_size > 1 ? a->tp_size : 1, p.tp_rank = a->tp_size > 1 ? a->tp_rank : 0;
     if (p.tp_size > 1) {
         if (p.tp_size > SS_CUDA_PERSIST_MAX_TP || p.tp_rank < 0 || p.tp_rank >= p.tp_size || !a->tp_abort ||

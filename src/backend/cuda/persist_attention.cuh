@@ -49,8 +49,8 @@ constexpr int kMergeLoads = 16; // split partials loaded at once by the merge (o
 
 // (Out of line: inlined, it made the kernel spill at its 168-register cap.)
 // The merge of a kv head's splits in three trips instead of one per kMergeLoads splits per output
-// (SS_PERSIST_MERGE=wide, opt-in until measured; session 13's 70B trace at tp 4: the default merge of 32
-// splits of a group of 8 took 14 us a layer): every split's max and sum at once into shared memory, the
+// (used above 16 splits, see the launcher; session 13's 70B trace at tp 4: the chunked merge of 32 splits
+// of a group of 8 took 14 us a layer): every split's max and sum at once into shared memory, the
 // weights per q head by a warp, then each thread a float4 of dims over all splits, 8 splits' loads in
 // flight at a time. scratch: the item's P·V area, free by now (the launcher checks it holds
 // grp * (2 * splits + 1) floats).
@@ -151,7 +151,7 @@ __device__ void attention_item(const Params &p, int l, unsigned *ctr, uint8_t *r
     }
     asm volatile("cp.async.commit_group;" ::: "memory");
 
-    grid_wait(ctr + kQkv, gridDim.x, p.debug & 2);
+    grid_wait(ctr + kQkv, gridDim.x, p.tp_abort, p.debug & 2);
     stamp(p, l, 4);
 #pragma unroll 4
     for (int e = tid; e < grp * hd; e += kConsumers)

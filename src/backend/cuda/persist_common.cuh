@@ -53,7 +53,7 @@ struct Params {
                  // Session 11, one H200: 8 beat 4 by 0.6% in five pairs over two calls (241.0 vs 239.6)
     int pf_evict; // the prefetch's L2 policy (SS_PERSIST_PF_EVICT, a benchmark switch not yet measured):
                   // 0 none (normal priority), 1 evict_last, 2 evict_first
-    int merge_wide; // SS_PERSIST_MERGE=wide (opt-in, not yet measured): merge_wide instead of the chunked merge
+    int merge_wide; // merge_wide instead of the chunked merge (more than 16 splits; SS_PERSIST_MERGE=wide|chunked)
     int debug; // SS_PERSIST_DEBUG, a benchmark switch that breaks the results: 1 no GEMV loads (nor math),
                // 2 no grid waits, 4 no attention, 8 no GEMV outputs
     float eps, scale;
@@ -88,16 +88,23 @@ __device__ __forceinline__ void mbar_init(uint64_t *bar, unsigned count)
 }
 
 // Every spin of this kernel gives up after kHangNs with a trap: a bug or a lost CTA becomes a launch error
-// the backend reports, never a GPU that hangs. (A decode step takes milliseconds.)
+// the backend reports, never a GPU that hangs. (A decode step takes milliseconds.) At tp > 1 a spin may wait
+// on a peer GPU, whose host can be late by more than that (a busy or swapped worker): there the clock only
+// runs once the communicator is stopped (`abort`, host-mapped, set at the comm deadline or on a lost rank),
+// after which the exchange reads garbage and the step drains; a spin still stuck kHangNs later traps.
 constexpr uint64_t kHangNs = 2000000000ull;
 
 struct Spin {
     uint32_t n = 0;
     uint64_t t0 = 0;
+    const volatile int *abort; // NULL at tp 1
+    __device__ explicit Spin(const volatile int *abort_flag) : abort(abort_flag) {}
     __device__ __forceinline__ void tick()
     {
         if ((++n & 1023u) != 0)
             return;
+        if (abort && !*abort)
+            return; // tp > 1 and the communicator is running: the host's deadline decides
         uint64_t t;
         asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
         if (t0 == 0)
@@ -107,10 +114,10 @@ struct Spin {
     }
 };
 
-__device__ __forceinline__ void mbar_wait(uint64_t *bar, uint32_t parity)
+__device__ __forceinline__ void mbar_wait(uint64_t *bar, uint32_t parity, const volatile int *abort)
 {
     const uint32_t a = smem_u32(bar);
-    Spin spin;
+    Spin spin(abort);
     for (;;) {
         uint32_t done;
         asm volatile("{ .reg .pred p; mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2; selp.u32 %0, 1, 0, p; }"
@@ -180,10 +187,11 @@ __device__ __forceinline__ void grid_arrive(unsigned *ctr)
         asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(ctr) : "memory");
 }
 
-__device__ __forceinline__ void grid_wait(const unsigned *ctr, unsigned target, bool off = false)
+__device__ __forceinline__ void grid_wait(const unsigned *ctr, unsigned target, const volatile int *abort,
+                                          bool off = false)
 {
     if (threadIdx.x == 0 && !off) {
-        Spin spin;
+        Spin spin(abort);
         for (;;) {
             unsigned v;
             asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(ctr) : "memory");
@@ -273,7 +281,7 @@ __device__ __noinline__ void tp_push(const Params &p, int l, int sum, int64_t ro
 __device__ __forceinline__ float tp_take(const Params &p, unsigned short *e)
 {
     unsigned short v;
-    Spin spin;
+    Spin spin(p.tp_abort);
     for (uint32_t n = 1;; n++) {
         asm volatile("ld.volatile.global.u16 %0, [%1];" : "=h"(v) : "l"(e) : "memory");
         if (v != kXEmpty || ((n & 1023u) == 0 && *p.tp_abort))

@@ -111,7 +111,7 @@ __device__ __forceinline__ void prefetch_while_full(const Params &p, uint64_t *f
     const bool up = lane >= kTileRows;
     const bool tr = p.trace && lane == 0;
     unsigned long long t_up = 0; // when the prefetch was used up in this wait
-    Spin spin;
+    Spin spin(p.tp_abort);
     for (;;) {
         const int ok = lane == 0 && mbar_test(&empty[cur.slot], cur.phase ^ 1u);
         if (__shfl_sync(0xffffffffu, ok, 0)) {
@@ -173,7 +173,7 @@ __device__ void produce(const Params &p, uint8_t *ring, uint64_t *full, uint64_t
         const unsigned long long t_w = tr ? gtime() : 0;
         if (p.l2ahead > 0 && n_loaded > 0)
             prefetch_while_full(p, full, empty, cur, last, t, n_loaded, pf, n_pf, pf_policy, &used_up);
-        mbar_wait(&empty[cur.slot], cur.phase ^ 1u); // a fresh barrier's "previous phase" is complete
+        mbar_wait(&empty[cur.slot], cur.phase ^ 1u, p.tp_abort); // a fresh barrier's "previous phase" is complete
         if (tr)
             blocked += gtime() - t_w;
         if (lane == 0)
@@ -223,7 +223,7 @@ __device__ void gemv_phase(const Params &p, int l, int mat, const uint8_t *ring,
         for (int k0 = 0; k0 < g.k; k0 += kSlab, cur.next(p.stages)) {
             const int chunks = (g.k - k0 < kSlab ? g.k - k0 : kSlab) / 8;
             const unsigned long long t_w = tr ? gtime() : 0;
-            mbar_wait(&full[cur.slot], cur.phase);
+            mbar_wait(&full[cur.slot], cur.phase, p.tp_abort);
             if (tr)
                 waited += gtime() - t_w;
             const uint8_t *st = ring + (size_t)cur.slot * kStageBytes;
