@@ -63,6 +63,13 @@ static ss_status backend_no_mem_info(void *ctx, size_t *free_bytes, size_t *tota
     return SS_ERR_UNSUPPORTED;
 }
 
+static ss_status backend_ready_at_once(void *ctx, int slot, int *ready)
+{
+    (void)ctx, (void)slot;
+    *ready = 1;
+    return SS_OK;
+}
+
 static void backend_no_destroy(void *ctx)
 {
     (void)ctx;
@@ -82,4 +89,6 @@ void ss_backend_fill_defaults(ss_backend_i *iface)
         iface->mem_info = backend_no_mem_info;
     if (!iface->destroy)
         iface->destroy = backend_no_destroy;
+    if (!iface->download_ready)
+        iface->download_ready = backend_ready_at_once;
 }

@@ -10,7 +10,7 @@
 #include "core/status.h"
 
 /* Version of ss_backend_i. The table only grows at its end; bump on every addition. */
-#define SS_BACKEND_IFACE_VERSION 2
+#define SS_BACKEND_IFACE_VERSION 3
 
 /*
  * Conventions for every op below.
@@ -220,6 +220,19 @@ typedef struct ss_backend_i {
      * may copy at once and make download_wait a no-op. */
     ss_status (*download_async)(void *ctx, void *dst, const void *src, size_t bytes, int slot);
     ss_status (*download_wait)(void *ctx, int slot);
+
+    /* ---- version 3: tensor-parallel steps whose tokens stay on every rank's device ---- */
+    /* The greedy token of each of n rows from the tp vocabulary shards' results, gathered as
+     * [tp][3][stride] f32: per shard and row its max logit, the index of that max (int32 bits, already
+     * offset to the whole vocabulary) and the log-probability of that max within the shard. The winner is
+     * the strictly greatest max (ties keep the lower shard, i.e. the first index); out_logprob is its
+     * log_softmax over the whole vocabulary (0 for a +inf logit, -inf when no shard has a finite max).
+     * Math as ss_greedy_combine_host. out_tok, out_logprob: device [n]. Required. */
+    ss_status (*greedy_combine)(void *ctx, int32_t *out_tok, float *out_logprob, const float *gathered, int32_t n,
+                                int32_t stride, int32_t tp);
+    /* Whether download_wait(slot) would return at once (the copy and everything enqueued before it are
+     * done), without waiting. Default: always ready (backends whose download_async copies at once). */
+    ss_status (*download_ready)(void *ctx, int slot, int *ready);
 } ss_backend_i;
 
 /* Largest download_async copy; slots of download_async. */

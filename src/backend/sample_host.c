@@ -103,3 +103,31 @@ int32_t ss_sample_host(const float *logits, int32_t vocab, const ss_sample_row *
         *logprob = (float)(logits[tok] - lse);
     return tok;
 }
+
+void ss_greedy_combine_host(const float *gathered, int32_t r, int32_t stride, int32_t tp, int32_t *tok,
+                            float *logprob)
+{
+    float best = -INFINITY, lse_max = -INFINITY;
+    int32_t t = 0;
+    for (int32_t k = 0; k < tp; k++) {
+        const float *blk = gathered + (size_t)k * 3 * stride;
+        float v = blk[r];
+        if (v > best) { /* strictly greater: ties keep the lower shard, i.e. the first index */
+            best = v;
+            memcpy(&t, blk + stride + r, 4);
+        }
+        float lse = v - blk[2 * (size_t)stride + r];
+        if (isfinite(v) && lse > lse_max)
+            lse_max = lse;
+    }
+    double sum = 0;
+    for (int32_t k = 0; k < tp; k++) {
+        const float *blk = gathered + (size_t)k * 3 * stride;
+        if (isfinite(blk[r]))
+            sum += exp((double)(blk[r] - blk[2 * (size_t)stride + r]) - lse_max);
+    }
+    *tok = t;
+    /* degenerate rows (a +inf logit, or no finite shard maximum) get 0 or -inf, never NaN, which would
+     * poison the caller's sums */
+    *logprob = best == INFINITY ? 0.0f : lse_max == -INFINITY ? -INFINITY : (float)(best - (lse_max + log(sum)));
+}

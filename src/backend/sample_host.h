@@ -18,6 +18,13 @@
  */
 int32_t ss_sample_host(const float *logits, int32_t vocab, const ss_sample_row *row, float *scratch, float *logprob);
 
+/* The greedy combine of tp vocabulary shards for row r (the definition of the greedy_combine op; see
+ * backend.h for the [tp][3][stride] layout): the winning token into *tok, its log-probability into *logprob.
+ * Per shard k: lse_k = max_k - logprob_k; lse = M + log(sum_k exp(lse_k - M)) over finite maxima, M the
+ * largest lse_k, in double; logprob = best - lse. */
+void ss_greedy_combine_host(const float *gathered, int32_t r, int32_t stride, int32_t tp, int32_t *tok,
+                            float *logprob);
+
 /* log_softmax of one row into out (may alias nothing). */
 void ss_log_softmax_host(const float *logits, int32_t vocab, float *out);
 

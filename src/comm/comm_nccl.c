@@ -479,6 +479,35 @@ static ss_status nc_wait(nc_ctx *c, int timeout_ms, ss_err *err)
     }
 }
 
+ss_status ss_comm_nccl_check(ss_comm *comm, int64_t started_ms, ss_err *err)
+{
+    if (!comm || !comm->iface || strcmp(comm->iface->name, "nccl") != 0)
+        return ss_err_set(err, SS_ERR_INVALID_ARG, "ss_comm_nccl_check: not an NCCL communicator");
+    nc_ctx *c = comm->ctx;
+    pthread_mutex_lock(&c->mu);
+    if (!c->comm || atomic_load(&c->aborted)) {
+        pthread_mutex_unlock(&c->mu);
+        return ss_err_set(err, SS_ERR_CANCELLED, "nccl rank %d/%d: communicator stopped while waiting", c->rank,
+                          c->size);
+    }
+    ncclResult_t r = ncclSuccess;
+    if (ncclCommGetAsyncError(c->comm, &r) != ncclSuccess)
+        r = ncclSystemError;
+    if (r != ncclSuccess && r != ncclInProgress) {
+        ss_status st = nc_settle_locked(c, r, "collective"); /* stops, fills c->err */
+        pthread_mutex_unlock(&c->mu);
+        return ss_err_set(err, st, "%s", c->err.msg);
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (nc_now_ms() > started_ms + c->timeout_ms) {
+        nc_stop(c);
+        nc_fail(c, SS_ERR_TIMEOUT, "step", "collectives did not complete before the deadline (peer lost?); "
+                                          "communicator stopped");
+        return ss_err_set(err, SS_ERR_TIMEOUT, "%s", c->err.msg);
+    }
+    return SS_OK;
+}
+
 ss_status ss_comm_nccl_wait(ss_comm *comm, int timeout_ms, ss_err *err)
 {
     if (!comm || !comm->iface || strcmp(comm->iface->name, "nccl") != 0)

@@ -32,10 +32,8 @@ struct ss_forward {
     /* greedy reduction across vocabulary shards (tp > 1): per row max, argmax and log-sum-exp */
     float *red_local;               /* device [3, max_rows]: value, index (int32 bits), local logprob */
     float *red_gather;              /* device [tp, 3, max_rows] */
-    float *red_host;                /* host [tp, 3, max_rows] */
-    int32_t *greedy_tok;            /* host [max_rows] */
-    float *greedy_lp;               /* host [max_rows] */
-    int32_t greedy_pending;         /* rows whose shard maxima the last run gathered, not yet read back */
+    float *red_host;                /* host [3, max_rows]: an empty shard's results, uploaded */
+    int32_t greedy_pending;         /* rows whose shard maxima the last run gathered, not yet combined */
     ss_sample_row *greedy_rows;     /* host [max_rows]: temperature 0 */
     /* step metadata, one device buffer: ids, tok_seq, tok_pos, slots, rows, block_tables, seq_lens */
     int32_t *meta;
@@ -102,11 +100,9 @@ ss_status ss_forward_create(ss_backend *be, const ss_model_config *cfg, const ss
             FWD_ALLOC(logits_full, R * (size_t)cfg->vocab_size * sizeof(float), "logits");
             FWD_ALLOC(red_local, 3 * R * sizeof(float), "greedy reduction");
             FWD_ALLOC(red_gather, (size_t)sp->tp * 3 * R * sizeof(float), "greedy reduction");
-            f->red_host = ss_malloc((size_t)sp->tp * 3 * R * sizeof(float));
-            f->greedy_tok = ss_malloc(R * sizeof(int32_t));
-            f->greedy_lp = ss_malloc(R * sizeof(float));
+            f->red_host = ss_malloc(3 * R * sizeof(float));
             f->greedy_rows = ss_calloc(R, sizeof(ss_sample_row));
-            if (!f->red_host || !f->greedy_tok || !f->greedy_lp || !f->greedy_rows) {
+            if (!f->red_host || !f->greedy_rows) {
                 st = ss_err_set(err, SS_ERR_NOMEM, "out of memory");
                 goto fail;
             }
@@ -173,8 +169,6 @@ void ss_forward_destroy(ss_forward *f)
             f->be->iface->free_buf(f->be->ctx, bufs[i]);
     ss_free(f->meta_host);
     ss_free(f->red_host);
-    ss_free(f->greedy_tok);
-    ss_free(f->greedy_lp);
     ss_free(f->greedy_rows);
     ss_free(f->dlayers);
     ss_free(f);
@@ -300,7 +294,7 @@ static ss_status fwd_layer(ss_forward *f, int32_t li, int64_t n, const ss_attn_m
 /* Greedy rows with tp > 1: each rank finds its shard's max (argmax op) and log-sum-exp (from the
  * temperature-0 log-probability the sample op returns: lse = max - logprob), then only those three
  * numbers per row cross the tp group, instead of whole rows of the vocabulary. This is the device half
- * (capturable in a graph); ss_forward_greedy_result reads back and combines. */
+ * (capturable in a graph); ss_forward_greedy_device combines them on every rank. */
 static ss_status fwd_greedy_gather(ss_forward *f, int32_t n_rows)
 {
     const ss_backend_i *B = f->be->iface;
@@ -328,45 +322,17 @@ static ss_status fwd_greedy_gather(ss_forward *f, int32_t n_rows)
     return SS_OK;
 }
 
-ss_status ss_forward_greedy_result(ss_forward *f, ss_forward_greedy *out, ss_err *err)
+ss_status ss_forward_greedy_device(ss_forward *f, int32_t *out_tok, float *out_logprob, int32_t *n_rows, ss_err *err)
 {
     const ss_shard_plan *sp = &f->w->plan;
-    int32_t R = f->p.max_rows, n_rows = f->greedy_pending;
-    out->n = 0, out->token = f->greedy_tok, out->logprob = f->greedy_lp;
-    if (n_rows <= 0)
-        return SS_OK;
+    *n_rows = f->greedy_pending;
+    if (f->greedy_pending <= 0)
+        return (*n_rows = 0), SS_OK;
     f->greedy_pending = 0;
-    ss_status st = f->be->iface->download(f->be->ctx, f->red_host, f->red_gather, (size_t)sp->tp * 3 * R * sizeof(float));
+    ss_status st = f->be->iface->greedy_combine(f->be->ctx, out_tok, out_logprob, f->red_gather, *n_rows,
+                                                f->p.max_rows, sp->tp);
     if (st != SS_OK)
-        return ss_err_set(err, st, "rank %d: reading back the greedy reduction from %s", sp->rank, f->be->desc);
-    for (int32_t r = 0; r < n_rows; r++) {
-        float best = -INFINITY, lse_max = -INFINITY;
-        int32_t tok = 0;
-        for (int k = 0; k < sp->tp; k++) {
-            const float *blk = f->red_host + (size_t)k * 3 * R;
-            float v = blk[r];
-            if (v > best) { /* strictly greater: ties keep the lower rank, i.e. the first index */
-                best = v;
-                tok = ((const int32_t *)(blk + R))[r];
-            }
-            float lse = v - blk[2 * (size_t)R + r];
-            if (isfinite(v) && lse > lse_max)
-                lse_max = lse;
-        }
-        double sum = 0;
-        for (int k = 0; k < sp->tp; k++) {
-            const float *blk = f->red_host + (size_t)k * 3 * R;
-            if (isfinite(blk[r]))
-                sum += exp((double)(blk[r] - blk[2 * (size_t)R + r]) - lse_max);
-        }
-        f->greedy_tok[r] = tok;
-        /* degenerate rows (a +inf logit, or no finite shard maximum) get 0 or -inf, never NaN, which
-         * would poison the caller's sums */
-        f->greedy_lp[r] = best == INFINITY      ? 0.0f /* a +inf logit: certain */
-                          : lse_max == -INFINITY ? -INFINITY
-                                                 : (float)(best - (lse_max + log(sum)));
-    }
-    out->n = n_rows;
+        return ss_err_set(err, st, "rank %d: combining the greedy shards on %s", sp->rank, f->be->desc);
     return SS_OK;
 }
 

@@ -40,13 +40,6 @@ typedef struct ss_forward_batch {
                                   * vocabulary shards are reduced without gathering whole rows */
 } ss_forward_batch;
 
-/* Result of a greedy-only step with tp > 1 (host arrays, valid until the next run). */
-typedef struct ss_forward_greedy {
-    int32_t n;             /* rows, 0 when the step was not reduced */
-    const int32_t *token;  /* [n] argmax over the whole vocabulary (first index on ties) */
-    const float *logprob;  /* [n] log_softmax at that token */
-} ss_forward_greedy;
-
 /* Borrowed: be, cfg, w, comms (tp: the tensor-parallel group; pp_prev/pp_next: world comm and peer
  * ranks for pipeline activations, or NULL/-1). Caller destroys. */
 typedef struct ss_forward_links {
@@ -69,10 +62,11 @@ ss_status ss_forward_set_links(ss_forward *f, const ss_forward_links *links, ss_
  * [n_rows, cfg->vocab_size] of the full vocabulary (gathered across tp), valid until the next run;
  * elsewhere *logits is NULL. */
 ss_status ss_forward_run(ss_forward *f, const ss_forward_batch *b, const float **logits, ss_err *err);
-/* After a run with greedy_only and tp > 1 on the last stage: reads back the shards' maxima (the step's
- * device work must be complete or waitable: call it after the communicator's wait) and fills *out with
- * the reduced tokens; otherwise out->n = 0. The arrays are owned by f, valid until the next run. */
-ss_status ss_forward_greedy_result(ss_forward *f, ss_forward_greedy *out, ss_err *err);
+/* After a run with greedy_only and tp > 1 on the last stage: enqueues the combine of the vocabulary shards'
+ * results (the backend's greedy_combine) into out_tok[0..n) and out_logprob[0..n) (device buffers of this
+ * rank; every rank of the group gets the same tokens) and sets *n_rows = n; otherwise sets *n_rows = 0 and
+ * enqueues nothing. Call it after ss_forward_run, before the next run. */
+ss_status ss_forward_greedy_device(ss_forward *f, int32_t *out_tok, float *out_logprob, int32_t *n_rows, ss_err *err);
 /* Token feedback between steps: from now on a batch id < 0 stands for fed[-1 - id], read on the device
  * when the step runs (fed: device buffer borrowed for f's lifetime, e.g. where the previous step's
  * sampler wrote its tokens). Ignored (and ss_forward_feeds returns 0) when the backend has no embed_fed. */

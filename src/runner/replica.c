@@ -37,8 +37,9 @@ struct ss_replica {
     int n_children;
     int output_rank;
     int broken; /* a step failed: the replica can't be used any more */
-    /* Several ranks run each step within submit: its output waits here for collect (oldest at q_head).
-     * last/last_tokens: the sampling sequences and tokens of the last step, for SS_TOKEN_PREV. */
+    /* Pipelines (pp > 1) run each step within submit: its output waits here for collect (oldest at
+     * q_head). last/last_tokens: the sampling sequences and tokens of the last step, for SS_TOKEN_PREV.
+     * (One stage keeps its steps pending in the leader's runner instead: replica_submit_stage.) */
     ss_step_output q_out[SS_DOWNLOAD_SLOTS];
     int q_head, q_n;
     ss_sampled_seqs last;
@@ -327,10 +328,36 @@ static ss_status replica_wait_output(ss_replica *r, ss_err *err)
     return SS_OK;
 }
 
-/* One step on every rank, start to end (several ranks). */
-static ss_status replica_step_multi(ss_replica *r, const ss_step_plan *plan, ss_step_output *out, ss_err *err)
+/* After a failed step of several ranks: names the rank that went away when a socket says so (a dead
+ * process closes them all), marks the replica broken (its ranks may be mid-step) and stops its comms.
+ * Returns the status to report. */
+static ss_status replica_failed(ss_replica *r, ss_status st, ss_err *err)
 {
-    memset(out, 0, sizeof *out);
+    const int lost = atomic_load(&r->lost_rank);
+    if (lost > 0 && !strstr(err->msg, "is lost") &&
+        (st == SS_ERR_COMM || st == SS_ERR_TIMEOUT || st == SS_ERR_CANCELLED)) { /* not a fault of our own */
+        ss_err_prefix(err, "rank %d is lost (its control connection closed)", lost);
+        st = SS_ERR_COMM;
+    }
+    for (int k = 1; k < r->boot.world && (st == SS_ERR_COMM || st == SS_ERR_TIMEOUT) && !strstr(err->msg, "is lost");
+         k++) {
+        struct pollfd pf = {r->boot.peer_ctrl[k], POLLIN, 0};
+        char c;
+        /* a dead peer's FIN may still be on its way: give each socket a moment */
+        if (poll(&pf, 1, 100) == 1 && (pf.revents & (POLLHUP | POLLERR) ||
+                                     recv(pf.fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0)) {
+            ss_err_prefix(err, "rank %d is lost", k);
+            break;
+        }
+    }
+    r->broken = 1;
+    replica_stop_comms(r);
+    return st;
+}
+
+/* Sends the step plan to every worker. */
+static ss_status replica_send_plan(ss_replica *r, const ss_step_plan *plan, ss_err *err)
+{
     uint8_t *buf = NULL;
     size_t len = 0;
     SS_CHECK(ss_step_plan_encode(plan, &buf, &len, err));
@@ -343,6 +370,14 @@ static ss_status replica_step_multi(ss_replica *r, const ss_step_plan *plan, ss_
                             ss_status_str(st));
     }
     ss_free(buf);
+    return st;
+}
+
+/* One step on every rank, start to end (several ranks in pipeline stages). */
+static ss_status replica_step_multi(ss_replica *r, const ss_step_plan *plan, ss_step_output *out, ss_err *err)
+{
+    memset(out, 0, sizeof *out);
+    ss_status st = replica_send_plan(r, plan, err);
     if (st == SS_OK)
         st = ss_runner_step(r->runner, plan, out, err);
     if (st == SS_OK && r->output_rank != 0)
@@ -365,31 +400,51 @@ static ss_status replica_step_multi(ss_replica *r, const ss_step_plan *plan, ss_
         ss_free(msg);
     }
     if (st != SS_OK) {
-        /* Name the rank that went away when a socket says so (a dead process closes them all). */
-        const int lost = atomic_load(&r->lost_rank);
-        if (lost > 0 && !strstr(err->msg, "is lost") &&
-            (st == SS_ERR_COMM || st == SS_ERR_TIMEOUT || st == SS_ERR_CANCELLED)) { /* not a fault of our own */
-            ss_err_prefix(err, "rank %d is lost (its control connection closed)", lost);
-            st = SS_ERR_COMM;
-        }
-        for (int k = 1; k < r->boot.world && (st == SS_ERR_COMM || st == SS_ERR_TIMEOUT) && !strstr(err->msg, "is lost");
-             k++) {
-            struct pollfd pf = {r->boot.peer_ctrl[k], POLLIN, 0};
-            char c;
-            /* a dead peer's FIN may still be on its way: give each socket a moment */
-            if (poll(&pf, 1, 100) == 1 && (pf.revents & (POLLHUP | POLLERR) ||
-                                         recv(pf.fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0)) {
-                ss_err_prefix(err, "rank %d is lost", k);
-                break;
-            }
-        }
-        r->broken = 1;
-        replica_stop_comms(r);
+        st = replica_failed(r, st, err);
         ss_step_output_clear(out);
     }
     return st;
 }
 
+/* r->plan_tokens holds at least n tokens. */
+static ss_status replica_plan_tokens(ss_replica *r, int64_t n, ss_err *err)
+{
+    if (r->plan_tokens_cap >= n)
+        return SS_OK;
+    int32_t *p = ss_realloc(r->plan_tokens, (size_t)n * 4);
+    if (!p)
+        return ss_err_set(err, SS_ERR_NOMEM, "out of memory");
+    r->plan_tokens = p;
+    r->plan_tokens_cap = n;
+    return SS_OK;
+}
+
+/* One stage (tp ranks): every rank runs the step without waiting for it, the leader's runner keeps it
+ * pending, and collect waits. Greedy steps leave their tokens on every rank's device, so the next plan's
+ * SS_TOKEN_PREV goes to the workers as it is; otherwise it is resolved here first (waiting for the
+ * previous step's tokens). The plan is checked before any rank sees it: a refused plan changes nothing. */
+static ss_status replica_submit_stage(ss_replica *r, const ss_step_plan *plan, ss_err *err)
+{
+    if (ss_runner_pending(r->runner) == SS_DOWNLOAD_SLOTS)
+        return ss_err_set(err, SS_ERR_INVALID_ARG, "step plan: %d steps are pending already (collect one first)",
+                          SS_DOWNLOAD_SLOTS);
+    SS_CHECK(ss_runner_check_plan(r->runner, plan, err));
+    ss_step_plan rp = *plan;
+    int prev = 0;
+    for (int64_t t = 0; t < plan->n_tokens && !prev; t++)
+        prev = plan->tokens[t] == SS_TOKEN_PREV;
+    ss_status st = SS_OK;
+    if (prev && !ss_runner_prev_fed_everywhere(r->runner)) {
+        SS_CHECK(replica_plan_tokens(r, plan->n_tokens, err));
+        st = ss_runner_resolve_prev(r->runner, plan, r->plan_tokens, err);
+        rp.tokens = r->plan_tokens;
+    }
+    if (st == SS_OK)
+        st = replica_send_plan(r, &rp, err);
+    if (st == SS_OK)
+        st = ss_runner_submit(r->runner, &rp, err);
+    return st == SS_OK ? SS_OK : replica_failed(r, st, err);
+}
 
 /* plan with its SS_TOKEN_PREV tokens replaced by the last step's tokens (several ranks: the workers get
  * plans with real tokens). *resolved points at plan or at a copy in r. */
@@ -404,13 +459,7 @@ static ss_status replica_resolve_prev(ss_replica *r, const ss_step_plan *plan, s
             if (t >= plan->n_tokens || plan->tokens[t] != SS_TOKEN_PREV)
                 continue;
             if (!copied) {
-                if (r->plan_tokens_cap < plan->n_tokens) {
-                    int32_t *p = ss_realloc(r->plan_tokens, (size_t)plan->n_tokens * 4);
-                    if (!p)
-                        return ss_err_set(err, SS_ERR_NOMEM, "out of memory");
-                    r->plan_tokens = p;
-                    r->plan_tokens_cap = plan->n_tokens;
-                }
+                SS_CHECK(replica_plan_tokens(r, plan->n_tokens, err));
                 memcpy(r->plan_tokens, plan->tokens, (size_t)plan->n_tokens * 4);
                 resolved->tokens = r->plan_tokens;
                 copied = 1;
@@ -433,6 +482,8 @@ ss_status ss_replica_submit(ss_replica *r, const ss_step_plan *plan, ss_err *err
         return ss_err_set(err, SS_ERR_COMM, "the replica lost a rank earlier and cannot run steps");
     if (!r->multi)
         return ss_runner_submit(r->runner, plan, err);
+    if (r->p.pp == 1)
+        return replica_submit_stage(r, plan, err);
     if (r->q_n == SS_DOWNLOAD_SLOTS)
         return ss_err_set(err, SS_ERR_INVALID_ARG, "step plan: %d steps are pending already (collect one first)", r->q_n);
     ss_step_plan rp;
@@ -465,6 +516,12 @@ ss_status ss_replica_collect(ss_replica *r, ss_step_output *out, ss_err *err)
     memset(out, 0, sizeof *out);
     if (!r->multi)
         return ss_runner_collect(r->runner, out, err);
+    if (r->p.pp == 1) {
+        if (ss_runner_pending(r->runner) == 0)
+            return ss_err_set(err, SS_ERR_INVALID_ARG, "no step is pending");
+        ss_status st = ss_runner_collect(r->runner, out, err);
+        return st == SS_OK ? SS_OK : replica_failed(r, st, err);
+    }
     if (r->q_n == 0)
         return ss_err_set(err, SS_ERR_INVALID_ARG, "no step is pending");
     *out = r->q_out[r->q_head]; /* ownership moves to the caller */
@@ -476,12 +533,12 @@ ss_status ss_replica_collect(ss_replica *r, ss_step_output *out, ss_err *err)
 
 int ss_replica_pending(const ss_replica *r)
 {
-    return r->multi ? r->q_n : ss_runner_pending(r->runner);
+    return r->multi && r->p.pp > 1 ? r->q_n : ss_runner_pending(r->runner);
 }
 
 int ss_replica_overlaps(const ss_replica *r)
 {
-    return !r->multi && ss_runner_async(r->runner);
+    return (!r->multi || r->p.pp == 1) && ss_runner_async(r->runner);
 }
 
 ss_status ss_replica_step(ss_replica *r, const ss_step_plan *plan, ss_step_output *out, ss_err *err)

@@ -5,11 +5,13 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "backend/sample_host.h"
 #include "core/alloc.h"
 #include "core/fileio.h"
 #include "core/log.h"
+#include "core/net.h"
 #include "engine/engine.h"
 #include "engine/manifest.h"
 #include "model/forward.h"
@@ -20,7 +22,9 @@
 /* A step submitted and not collected yet. */
 typedef struct runner_pending {
     int async;          /* the sampled tokens are on their way: download_wait(slot) fills buf */
-    int32_t n;          /* sampled rows of an async step */
+    int comm_wait;      /* async on NCCL: poll the slot and the communicator (a lost peer must not hang) */
+    int64_t started_ms; /* when the step was submitted (the communicator's deadline counts from there) */
+    int32_t n;          /* sampled rows of an async step (0 on a rank that only waits for the step) */
     int32_t *buf;       /* [2 * max_rows] that step's tokens, then their log-probabilities (owned) */
     ss_step_output out; /* the result of a step that completed inside submit */
 } runner_pending;
@@ -44,9 +48,10 @@ struct ss_runner {
     runner_pending pend[SS_DOWNLOAD_SLOTS];
     int32_t pend_head, n_pend;
     /* The last submitted step: its sampling sequences, whether dev_tok holds their tokens (so that
-     * SS_TOKEN_PREV is fed on the device), and their host copy once known. */
+     * SS_TOKEN_PREV is fed on the device), whether every rank of the replica holds them there (tp > 1
+     * greedy steps without pipeline stages), and their host copy once known. */
     ss_sampled_seqs prev;
-    int prev_fed, prev_known;
+    int prev_fed, prev_fed_all, prev_known;
     int32_t *prev_tokens; /* [max_rows] */
 };
 
@@ -187,12 +192,15 @@ ss_status ss_runner_create(const ss_runner_params *p, const ss_runner_links *lin
         st = ss_err_set(err, SS_ERR_NOMEM, "out of memory");
         goto fail;
     }
+    if (r->plan.last_stage) {
+        /* sampled tokens then their log-probabilities, read back with one copy (every rank of the last
+         * stage: tp > 1 greedy steps leave the tokens on each of them) */
+        SS_CHECK_GOTO(r->be->iface->alloc(r->be->ctx, 2 * R * 4, (void **)&r->dev_tok), st, fail);
+        ss_forward_set_fed(r->fwd, r->dev_tok); /* SS_TOKEN_PREV reads the previous step's samples there */
+    }
     if (r->plan.last_stage && r->plan.tp_rank == 0) {
         size_t scratch = (size_t)r->cfg.vocab_size > 2 * R ? (size_t)r->cfg.vocab_size : 2 * R;
         r->host_scratch = ss_malloc(scratch * sizeof(float));
-        /* sampled tokens then their log-probabilities, read back with one copy */
-        SS_CHECK_GOTO(r->be->iface->alloc(r->be->ctx, 2 * R * 4, (void **)&r->dev_tok), st, fail);
-        ss_forward_set_fed(r->fwd, r->dev_tok); /* SS_TOKEN_PREV reads the previous step's samples there */
         if (!r->host_scratch) {
             st = ss_err_set(err, SS_ERR_NOMEM, "out of memory");
             goto fail;
@@ -507,12 +515,53 @@ static int runner_host_sampling(const ss_step_plan *plan)
     return 0;
 }
 
+/* One look at an async step's slot: *ready once its copy landed. A step on NCCL also has the communicator
+ * checked (stopped, failed, or past its deadline: the error). */
+static ss_status runner_poll(ss_runner *r, const runner_pending *pd, int slot, int *ready, ss_err *err)
+{
+    ss_status st = r->be->iface->download_ready(r->be->ctx, slot, ready);
+    if (st != SS_OK)
+        return ss_err_set(err, st, "waiting for a step on %s", r->be->desc);
+#ifdef SS_HAVE_CUDA
+    if (!*ready && pd->comm_wait)
+        return ss_comm_nccl_check(r->links.tp->size > 1 ? r->links.tp : r->links.world, pd->started_ms, err);
+#else
+    (void)pd;
+#endif
+    return SS_OK;
+}
+
+/* Waits for an async step on NCCL: spins on its slot (a decode step's end is on the critical path) for up
+ * to 50 ms, looking at the communicator every ~1 ms, then polls every 100 us. */
+static ss_status runner_wait_comm(ss_runner *r, const runner_pending *pd, int slot, ss_err *err)
+{
+    const int64_t t0 = ss_now_ms();
+    int64_t checked = t0;
+    for (;;) {
+        int ready = 0;
+        ss_status st = r->be->iface->download_ready(r->be->ctx, slot, &ready);
+        if (st != SS_OK)
+            return ss_err_set(err, st, "waiting for a step on %s", r->be->desc);
+        if (ready)
+            return SS_OK;
+        const int64_t now = ss_now_ms();
+        if (now - checked >= 1) {
+            SS_CHECK(runner_poll(r, pd, slot, &ready, err));
+            checked = now;
+        }
+        if (now - t0 > 50)
+            nanosleep(&(struct timespec){0, 100000}, NULL);
+    }
+}
+
 /* Makes the tokens of an async pending step known on the host: waits for its copy, then turns it into
  * a step output. */
 static ss_status runner_settle(ss_runner *r, runner_pending *pd, int slot, ss_err *err)
 {
     if (!pd->async)
         return SS_OK;
+    if (pd->comm_wait)
+        SS_CHECK(runner_wait_comm(r, pd, slot, err));
     ss_status st = r->be->iface->download_wait(r->be->ctx, slot);
     if (st != SS_OK)
         return ss_err_set(err, st, "reading the sampled tokens back from %s", r->be->desc);
@@ -610,7 +659,7 @@ static ss_status runner_run(ss_runner *r, const ss_step_plan *plan, runner_pendi
     /* From here on the plan's tokens are this step's: record its sampling sequences. */
     *recorded = 1;
     r->prev.n = 0;
-    r->prev_fed = r->prev_known = 0;
+    r->prev_fed = r->prev_fed_all = r->prev_known = 0;
     SS_CHECK(ss_sampled_seqs_record(&r->prev, plan, err));
     /* Greedy sampling without logprob lists, penalties, bans or logits: tp ranks reduce their
      * vocabulary shards instead of gathering whole rows. */
@@ -623,6 +672,28 @@ static ss_status runner_run(ss_runner *r, const ss_step_plan *plan, runner_pendi
     const float *logits = NULL;
     SS_CHECK(ss_forward_run(r->fwd, &b, &logits, err));
     const ss_backend_i *B = r->be->iface;
+    /* tp > 1, greedy: every rank of the last stage combines the shards' results into its dev_tok, so the
+     * next step's SS_TOKEN_PREV is fed on each of them; the tokens come back without waiting (the output
+     * rank copies them, the others only mark the step's end), and collect waits with the deadline. */
+    int32_t g_n = 0;
+    if (r->dev_tok)
+        SS_CHECK(ss_forward_greedy_device(r->fwd, r->dev_tok, (float *)(r->dev_tok + r->prev.n), &g_n, err));
+    if (g_n > 0) {
+        if (g_n != r->prev.n)
+            return ss_err_set(err, SS_ERR_INTERNAL, "rank %d: %d greedy rows for %d sampling sequences", r->p.rank,
+                              g_n, r->prev.n);
+        const int out_rank = ss_runner_is_output_rank(r);
+        ss_status st = B->download_async(r->be->ctx, pd->buf, r->dev_tok, out_rank ? (size_t)g_n * 8 : 0, slot);
+        if (st != SS_OK)
+            return ss_err_set(err, st, "reading the greedy tokens back from %s", r->be->desc);
+        pd->async = 1;
+        pd->comm_wait = r->links.nccl;
+        pd->started_ms = ss_now_ms();
+        pd->n = out_rank ? g_n : 0;
+        r->prev_fed = ss_forward_feeds(r->fwd);
+        r->prev_fed_all = r->prev_fed && r->p.pp == 1;
+        return SS_OK;
+    }
     if (logits && !r->links.nccl && !runner_host_sampling(plan) && ss_runner_is_output_rank(r) &&
         r->prev.n > 0) {
         /* Device sampling, read back without waiting: the host may plan and submit the next step while
@@ -645,24 +716,62 @@ static ss_status runner_run(ss_runner *r, const ss_step_plan *plan, runner_pendi
 #endif
     if (!ss_runner_is_output_rank(r))
         return SS_OK;
-    ss_forward_greedy g;
-    SS_CHECK(ss_forward_greedy_result(r->fwd, &g, err));
-    if (g.n > 0) { /* reduced across tp: rows are the sampled sequences in plan order */
-        out->n = g.n;
-        out->vocab = r->cfg.vocab_size;
-        out->token = ss_malloc((size_t)g.n * 4);
-        out->logprob = ss_malloc((size_t)g.n * 4);
-        if (!out->token || !out->logprob)
-            return ss_err_set(err, SS_ERR_NOMEM, "out of memory");
-        memcpy(out->token, g.token, (size_t)g.n * 4);
-        memcpy(out->logprob, g.logprob, (size_t)g.n * 4);
-    } else if (logits) {
+    if (logits) {
         SS_CHECK(runner_sample(r, plan, logits, n_rows, out, err));
         /* the device path of runner_sample leaves the tokens in dev_tok */
         r->prev_fed = !runner_host_sampling(plan) && ss_forward_feeds(r->fwd);
     }
     runner_know_prev(r, out);
     return SS_OK;
+}
+
+ss_status ss_runner_check_plan(ss_runner *r, const ss_step_plan *plan, ss_err *err)
+{
+    SS_CHECK(runner_validate(r, plan, err));
+    int64_t t = 0;
+    int32_t hint = 0;
+    for (int32_t s = 0; s < plan->n_seqs; s++)
+        for (int32_t i = 0; i < plan->seqs[s].n_tokens; i++, t++) {
+            if (plan->tokens[t] != SS_TOKEN_PREV)
+                continue;
+            int32_t row = ss_sampled_seqs_find(&r->prev, plan->seqs[s].seq_id, hint);
+            if (row < 0)
+                return ss_err_set(err, SS_ERR_INVALID_ARG,
+                                  "step plan: sequence %llu asks for its token of the previous step, where it did not sample",
+                                  (unsigned long long)plan->seqs[s].seq_id);
+            hint = row + 1;
+        }
+    return SS_OK;
+}
+
+int ss_runner_prev_fed_everywhere(const ss_runner *r)
+{
+    return r->prev_fed_all;
+}
+
+ss_status ss_runner_resolve_prev(ss_runner *r, const ss_step_plan *plan, int32_t *tokens, ss_err *err)
+{
+    int64_t t = 0;
+    int32_t hint = 0;
+    const int fed = r->prev_fed;
+    r->prev_fed = 0; /* host ids, waiting for the previous step's tokens where needed */
+    ss_status st = SS_OK;
+    for (int32_t s = 0; s < plan->n_seqs && st == SS_OK; s++)
+        for (int32_t i = 0; i < plan->seqs[s].n_tokens && st == SS_OK; i++, t++)
+            st = runner_token_id(r, &plan->seqs[s], plan->tokens[t], &hint, &tokens[t], err);
+    r->prev_fed = fed;
+    return st;
+}
+
+ss_status ss_runner_ready(ss_runner *r, int *ready, ss_err *err)
+{
+    *ready = 1;
+    if (r->n_pend == 0)
+        return SS_OK;
+    const runner_pending *pd = &r->pend[r->pend_head];
+    if (!pd->async)
+        return SS_OK;
+    return runner_poll(r, pd, r->pend_head, ready, err);
 }
 
 ss_status ss_runner_submit(ss_runner *r, const ss_step_plan *plan, ss_err *err)
@@ -673,7 +782,7 @@ ss_status ss_runner_submit(ss_runner *r, const ss_step_plan *plan, ss_err *err)
     int slot = (r->pend_head + r->n_pend) % SS_DOWNLOAD_SLOTS;
     runner_pending *pd = &r->pend[slot];
     ss_step_output_clear(&pd->out);
-    pd->async = 0;
+    pd->async = pd->comm_wait = 0;
     pd->n = 0;
     int recorded = 0;
     ss_status st = runner_run(r, plan, pd, slot, &recorded, err);
@@ -682,7 +791,7 @@ ss_status ss_runner_submit(ss_runner *r, const ss_step_plan *plan, ss_err *err)
         pd->async = 0;
         if (recorded) { /* nothing may be fed from a step that failed; a refused plan changes nothing */
             r->prev.n = 0;
-            r->prev_fed = r->prev_known = 0;
+            r->prev_fed = r->prev_fed_all = r->prev_known = 0;
         }
         return st;
     }

@@ -53,6 +53,18 @@ ss_status ss_runner_submit(ss_runner *r, const ss_step_plan *plan, ss_err *err);
 ss_status ss_runner_collect(ss_runner *r, ss_step_output *out, ss_err *err);
 /* Steps submitted and not collected. */
 int ss_runner_pending(const ss_runner *r);
+/* Whether the oldest pending step is done (collect would not wait), without waiting: *ready = 1 also when
+ * nothing is pending. On NCCL a stopped or failed communicator, or its deadline passed, is the error. */
+ss_status ss_runner_ready(ss_runner *r, int *ready, ss_err *err);
+/* The checks submit makes before running a plan (sizes, ids, and that every SS_TOKEN_PREV names a
+ * sequence that sampled in the last submitted step), without running it. */
+ss_status ss_runner_check_plan(ss_runner *r, const ss_step_plan *plan, ss_err *err);
+/* Whether every rank of the replica holds the last submitted step's tokens on its device (tp > 1 greedy
+ * steps without pipeline stages): plans may then carry SS_TOKEN_PREV to every rank. */
+int ss_runner_prev_fed_everywhere(const ss_runner *r);
+/* tokens[0..plan->n_tokens) = plan's tokens with SS_TOKEN_PREV replaced by the previous step's tokens on
+ * the host (waiting for that step's read-back if needed; this rank must be the one that samples). */
+ss_status ss_runner_resolve_prev(ss_runner *r, const ss_step_plan *plan, int32_t *tokens, ss_err *err);
 /* 1 when the backend runs ops asynchronously (a GPU), so that submit can return before the step is done. */
 int ss_runner_async(const ss_runner *r);
 

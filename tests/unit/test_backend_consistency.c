@@ -902,6 +902,58 @@ static void test_argmax(void **state)
     free(l);
 }
 
+/* greedy_combine over 4 shards, stride 8 > n: random rows, a tie across shards (the lower shard wins), an
+ * empty shard (-inf max), a +inf logit, a row with no finite max. cpu and cuda give the same tokens and
+ * bit-equal log-probabilities, and the tokens are the expected ones. */
+static void test_greedy_combine(void **state)
+{
+    NEED_GPU(state);
+    enum { TP = 4, S = 8, N = 7 };
+    float g[TP * 3 * S];
+    for (int k = 0; k < TP; k++)
+        for (int r = 0; r < S; r++) {
+            float *blk = g + k * 3 * S;
+            blk[r] = 20.0f * urand(p) - 10.0f;            /* the shard's max logit */
+            int32_t idx = k * 1000 + (int32_t)(urand(p) * 999); /* its index in the whole vocabulary */
+            memcpy(&blk[S + r], &idx, 4);
+            blk[2 * S + r] = -0.01f - 5.0f * urand(p); /* its log-probability within the shard */
+        }
+    g[0 * 3 * S + 1] = 30.0f, g[2 * 3 * S + 1] = 30.0f; /* row 1: tie between shards 0 and 2 */
+    g[1 * 3 * S + 2] = -INFINITY, g[1 * 3 * S + 2 * S + 2] = 0.0f; /* row 2: shard 1 is empty */
+    g[3 * 3 * S + 3] = INFINITY;                                     /* row 3: a +inf logit in shard 3 */
+    for (int k = 0; k < TP; k++)                                     /* row 4: no finite max */
+        g[k * 3 * S + 4] = -INFINITY, g[k * 3 * S + 2 * S + 4] = 0.0f;
+    void *gc, *gg;
+    logits_pair(p, g, TP * 3 * S, &gc, &gg);
+    void *tc = dev_poison(p->cpu, N, SS_DTYPE_I32), *tg = dev_poison(p->gpu, N, SS_DTYPE_I32);
+    void *lc = dev_poison(p->cpu, N, SS_DTYPE_F32), *lg = dev_poison(p->gpu, N, SS_DTYPE_F32);
+    assert_int_equal(p->cpu->iface->greedy_combine(p->cpu->ctx, tc, lc, gc, N, S, TP), SS_OK);
+    assert_int_equal(p->gpu->iface->greedy_combine(p->gpu->ctx, tg, lg, gg, N, S, TP), SS_OK);
+    int32_t tok_c[N], tok_g[N];
+    float lp_c[N], lp_g[N];
+    assert_int_equal(p->cpu->iface->download(p->cpu->ctx, tok_c, tc, sizeof tok_c), SS_OK);
+    assert_int_equal(p->gpu->iface->download(p->gpu->ctx, tok_g, tg, sizeof tok_g), SS_OK);
+    assert_int_equal(p->cpu->iface->download(p->cpu->ctx, lp_c, lc, sizeof lp_c), SS_OK);
+    assert_int_equal(p->gpu->iface->download(p->gpu->ctx, lp_g, lg, sizeof lp_g), SS_OK);
+    for (int r = 0; r < N; r++) {
+        int32_t want = 0;
+        float best = -INFINITY;
+        for (int k = 0; k < TP; k++)
+            if (g[k * 3 * S + r] > best)
+                best = g[k * 3 * S + r], memcpy(&want, &g[k * 3 * S + S + r], 4);
+        assert_int_equal(tok_c[r], want);
+        assert_int_equal(tok_g[r], want);
+        assert_memory_equal(&lp_c[r], &lp_g[r], 4);
+        assert_true(r == 4 ? lp_c[r] == -INFINITY : lp_c[r] <= 0.0f && !isnan(lp_c[r]));
+    }
+    int32_t tie;
+    memcpy(&tie, &g[S + 1], 4);
+    assert_int_equal(tok_g[1], tie);
+    assert_true(lp_g[3] == 0.0f);
+    dev_free(p->cpu, gc), dev_free(p->gpu, gg), dev_free(p->cpu, tc), dev_free(p->gpu, tg);
+    dev_free(p->cpu, lc), dev_free(p->gpu, lg);
+}
+
 static void test_sample(void **state)
 {
     NEED_GPU(state);
@@ -1181,7 +1233,8 @@ int main(void)
         cmocka_unit_test(test_silu_mul),      cmocka_unit_test(test_matmul_silu),
         cmocka_unit_test(test_add),
         cmocka_unit_test(test_gather_rows),   cmocka_unit_test(test_argmax),
-        cmocka_unit_test(test_sample),        cmocka_unit_test(test_upload_weight_types),
+        cmocka_unit_test(test_sample),        cmocka_unit_test(test_greedy_combine),
+        cmocka_unit_test(test_upload_weight_types),
         cmocka_unit_test(test_graph),         cmocka_unit_test(test_decode_layers),
     };
     /* SS_TEST_SKIP=pattern leaves tests out (compute-sanitizer racecheck: test_decode_layers, whose spins

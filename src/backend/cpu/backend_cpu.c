@@ -327,6 +327,15 @@ static ss_status cpu_sample(void *ctx, int32_t *out_tok, float *out_logprob, con
     return SS_OK;
 }
 
+static ss_status cpu_greedy_combine(void *ctx, int32_t *out_tok, float *out_logprob, const float *gathered,
+                                     int32_t n, int32_t stride, int32_t tp)
+{
+    (void)ctx;
+    for (int32_t r = 0; r < n; r++)
+        ss_greedy_combine_host(gathered, r, stride, tp, &out_tok[r], &out_logprob[r]);
+    return SS_OK;
+}
+
 /* The layers of one decode token, op after op: the same arithmetic as the forward pass's op-by-op path
  * (float32 throughout), so the cpu also runs, and CI tests, the forward pass's decode_layers plumbing. */
 static ss_status cpu_decode_layers(void *ctx, const ss_decode_layers *d)
@@ -370,6 +379,7 @@ static const ss_backend_i cpu_iface = {
     .embed_fed = cpu_embed_fed,
     .download_async = cpu_download_async,
     .download_wait = cpu_download_wait,
+    .greedy_combine = cpu_greedy_combine,
 };
 
 ss_status ss_backend_cpu_create(const ss_backend_params *params, ss_backend **out, ss_err *err)

@@ -285,6 +285,22 @@ static ss_status cu_download_wait(void *ctx, int slot)
     return SS_OK;
 }
 
+static ss_status cu_download_ready(void *ctx, int slot, int *ready)
+{
+    cu_ctx *c = ctx;
+    if (slot < 0 || slot >= SS_DOWNLOAD_SLOTS || !c->rb_slot[slot] || !c->rb_dst[slot])
+        return ss_err_set(&c->err, SS_ERR_INVALID_ARG, "download_ready: slot %d holds no copy", slot);
+    SS_CHECK(cu_enter(c));
+    cudaError_t e = cudaEventQuery(c->rb_evt[slot]);
+    if (e == cudaErrorNotReady) {
+        *ready = 0;
+        return SS_OK;
+    }
+    CUDA_CHECK(&c->err, e);
+    *ready = 1;
+    return SS_OK;
+}
+
 static ss_status cu_copy(void *ctx, void *dst, const void *src, size_t bytes)
 {
     cu_ctx *c = ctx;
@@ -554,6 +570,15 @@ static ss_status cu_sample(void *ctx, int32_t *out_tok, float *out_logprob, cons
     return SS_OK;
 }
 
+static ss_status cu_greedy_combine(void *ctx, int32_t *out_tok, float *out_logprob, const float *gathered,
+                                    int32_t n, int32_t stride, int32_t tp)
+{
+    cu_ctx *c = ctx;
+    SS_CHECK(cu_rb_join(c)); /* out_tok may be the source of a read-back still in flight */
+    KCHECK(c, ss_cuda_greedy_combine(c->stream, out_tok, out_logprob, gathered, n, stride, tp));
+    return SS_OK;
+}
+
 /* ---------------------------------------------------------------- optional slots */
 
 static void *cu_native_stream(void *ctx)
@@ -720,6 +745,8 @@ static const ss_backend_i cu_iface = {
     .embed_fed = cu_embed_fed,
     .download_async = cu_download_async,
     .download_wait = cu_download_wait,
+    .greedy_combine = cu_greedy_combine,
+    .download_ready = cu_download_ready,
 };
 
 ss_status ss_backend_cuda_create(const ss_backend_params *params, ss_backend **out, ss_err *err)

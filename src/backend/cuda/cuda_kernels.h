@@ -170,6 +170,10 @@ typedef struct ss_cuda_sample_row {
  * chosen token's log-probability under log_softmax of the raw logits. */
 int ss_cuda_sample(void *stream, int32_t *out_tok, float *out_logprob, const float *logits, int64_t n, int32_t vocab,
                    const ss_cuda_sample_row *rows, void *workspace);
+/* The greedy token and its log-probability per row from tp vocabulary shards gathered as [tp][3][stride]
+ * f32 (the greedy_combine op of backend.h). */
+int ss_cuda_greedy_combine(void *stream, int32_t *out_tok, float *out_logprob, const float *gathered, int32_t n,
+                           int32_t stride, int32_t tp);
 /* Device scratch ss_cuda_sample may use (workspace: that many bytes, or NULL to scan each row in one block). */
 size_t ss_cuda_sample_workspace_bytes(void);
 

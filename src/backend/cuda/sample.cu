@@ -276,6 +276,37 @@ __global__ void __launch_bounds__(kThreads)
     }
 }
 
+// The greedy combine of the tp vocabulary shards, one thread per row (tp is small): ss_greedy_combine_host's
+// math (sample_host.c), double precision included, so every rank and the cpu find the same token.
+__global__ void greedy_combine_kernel(int32_t *out_tok, float *out_logprob, const float *g, int32_t n, int32_t stride,
+                                      int32_t tp)
+{
+    const int32_t r = blockIdx.x * blockDim.x + threadIdx.x;
+    if (r >= n)
+        return;
+    float best = -INFINITY, lse_max = -INFINITY;
+    int32_t tok = 0;
+    for (int32_t k = 0; k < tp; k++) {
+        const float *blk = g + (size_t)k * 3 * stride;
+        const float v = blk[r];
+        if (v > best) { // strictly greater: ties keep the lower shard
+            best = v;
+            tok = __float_as_int(blk[stride + r]);
+        }
+        const float lse = v - blk[2 * (size_t)stride + r];
+        if (isfinite(v) && lse > lse_max)
+            lse_max = lse;
+    }
+    double sum = 0;
+    for (int32_t k = 0; k < tp; k++) {
+        const float *blk = g + (size_t)k * 3 * stride;
+        if (isfinite(blk[r]))
+            sum += exp((double)(blk[r] - blk[2 * (size_t)stride + r]) - lse_max);
+    }
+    out_tok[r] = tok;
+    out_logprob[r] = best == INFINITY ? 0.0f : lse_max == -INFINITY ? -INFINITY : (float)(best - (lse_max + log(sum)));
+}
+
 } // namespace
 } // namespace ss
 
@@ -326,4 +357,16 @@ extern "C" int ss_cuda_sample(void *stream, int32_t *out_tok, float *out_logprob
             return st;
     }
     return 0;
+}
+
+extern "C" int ss_cuda_greedy_combine(void *stream, int32_t *out_tok, float *out_logprob, const float *gathered,
+                                      int32_t n, int32_t stride, int32_t tp)
+{
+    if (n <= 0)
+        return 0;
+    if (tp < 1 || stride < n)
+        return (int)cudaErrorInvalidValue;
+    greedy_combine_kernel<<<(unsigned)((n + 127) / 128), 128, 0, (cudaStream_t)stream>>>(out_tok, out_logprob, gathered,
+                                                                                       n, stride, tp);
+    return launch_status();
 }
