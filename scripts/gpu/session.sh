@@ -3,7 +3,7 @@
 # trains the demo model on the last GPU in the background, and meanwhile runs the GPU checks and
 # benchmarks on the others. Every step has a deadline; the whole run stays under BUDGET seconds.
 # Results: $OUT/summary.txt, $OUT/logs.tar.xz, and $OUT/demo-*.{safetensors,json,txt} from training.
-# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize tp2 x4 x4p x4t x70t x2k peer mergeab s14 x70 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
+# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize tp2 x4 x4p x4t x70t x2k peer mergeab s14 ovl x70 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -72,6 +72,95 @@ gen70_wait() {
   else
     [ -f "$M70/config.json" ]
   fi
+}
+
+# kill -9 of the worker of a tp 2 `serve` on $M8 while a 4,000-token stream runs: the server must fail that
+# request, exit non-zero and leave no process behind (sessions 13-14). Then kill -9 of the leader: its
+# workers must go too.
+kill_worker_test() {
+  "$B/shardserve" serve --model "$M8" --device cuda --tp 2 --port 8000 --served-model-name m --comm-timeout 20 >"$L/serve_kill.log" 2>&1 &
+  SPID=$!
+  wait_ready $SPID
+  note "serve tp 2 ready=$ready after ~$((i / 2)) s"
+  if [ $ready = 1 ]; then
+    python3 -c '
+import json, sys, time, urllib.request
+body = json.dumps({"model": "m", "prompt": "hello", "max_tokens": 4000, "stream": True, "ignore_eos": True}).encode()
+req = urllib.request.Request("http://127.0.0.1:8000/v1/completions", body, {"Content-Type": "application/json"})
+n = 0; last = ""
+try:
+    with urllib.request.urlopen(req, timeout=120) as r:
+        for line in r:
+            line = line.decode().strip()
+            if line.startswith("data:"):
+                n += 1; last = line[:300]
+except Exception as e:
+    last = "exception: %r" % (e,)
+print("stream: %d events; last: %s" % (n, last))
+' >"$L/kill_client.log" 2>&1 &
+    CPID=$!
+    sleep 4
+    WPID=$(pgrep -f "shardserve worker" | head -1)
+    note "killing worker pid ${WPID:-none} (kill -9) at $(date +%s.%N | cut -c1-14)"
+    t0=$SECONDS
+    [ -n "$WPID" ] && kill -9 "$WPID"
+    for k in $(seq 1 120); do kill -0 $SPID 2>/dev/null || break; sleep 0.5; done
+    wait $SPID; rc=$?
+    note "server exit status $rc after ~$((SECONDS - t0)) s; shardserve processes left: $(pgrep -fc 'shardserve (serve|worker)')"
+    wait $CPID
+    sed 's/^/      /' "$L/kill_client.log" | tee -a "$S"
+    grep -iE "error|fail|lost|abort|rank|exit" "$L/serve_kill.log" | tail -12 | cut -c1-240 | sed 's/^/      /' | tee -a "$S"
+  fi
+  kill -9 $SPID 2>/dev/null; pkill -9 -f "shardserve worker" 2>/dev/null
+  sleep 1
+  "$B/shardserve" serve --model "$M8" --device cuda --tp 2 --port 8000 --served-model-name m --comm-timeout 20 >"$L/serve_kill_leader.log" 2>&1 &
+  SPID=$!
+  wait_ready $SPID
+  if [ $ready = 1 ]; then
+    kill -9 $SPID
+    t0=$SECONDS
+    for k in $(seq 1 40); do [ "$(pgrep -fc 'shardserve worker')" = 0 ] && break; sleep 0.25; done
+    note "kill -9 of the leader: workers left after ~$((SECONDS - t0)) s: $(pgrep -fc 'shardserve worker')"
+  fi
+  pkill -9 -f "shardserve worker" 2>/dev/null
+}
+# A tp 2 `serve` of build $1 whose worker is stopped (SIGSTOP) for 5 s mid-stream: the replica must ride it out.
+stall_test() {
+  local bin=$1
+  "$bin/shardserve" serve --model "$M8" --device cuda --tp 2 --port 8000 --served-model-name m --comm-timeout 20 >"$L/serve_stall.log" 2>&1 &
+  SPID=$!
+  wait_ready $SPID
+  if [ $ready = 1 ]; then
+    python3 -c '
+import json, urllib.request
+body = json.dumps({"model": "m", "prompt": "hello", "max_tokens": 3000, "stream": True, "ignore_eos": True}).encode()
+req = urllib.request.Request("http://127.0.0.1:8000/v1/completions", body, {"Content-Type": "application/json"})
+n = 0; last = ""; errs = 0
+try:
+  with urllib.request.urlopen(req, timeout=120) as r:
+      for line in r:
+          line = line.decode().strip()
+          if line.startswith("data:"):
+              n += 1; last = line[:200]; errs += "error" in line
+except Exception as e:
+  last = "exception: %r" % (e,)
+print("stream: %d events, %d errors; last: %s" % (n, errs, last))
+' >"$L/stall_client.log" 2>&1 &
+    CPID=$!
+    sleep 3
+    WPID=$(pgrep -f "shardserve worker" | head -1)
+    [ -n "$WPID" ] && kill -STOP "$WPID"
+    sleep 5
+    [ -n "$WPID" ] && kill -CONT "$WPID"
+    wait $CPID
+    alive=$(kill -0 $SPID 2>/dev/null && echo yes || echo no)
+    note "stall ($bin): worker ${WPID:-none} stopped 5 s mid-stream; server alive: $alive; $(cat "$L/stall_client.log")"
+    grep -iE "error|trap|lost|abort" "$L/serve_stall.log" | tail -4 | cut -c1-200 | sed 's/^/      /' | tee -a "$S"
+  else
+    note "stall ($bin): server not ready"
+  fi
+  kill $SPID 2>/dev/null; sleep 1; kill -9 $SPID 2>/dev/null; pkill -9 -f "shardserve worker" 2>/dev/null
+  sleep 1
 }
 
 # ---- unpack binaries at the paths they were built with (tests hold absolute paths)
@@ -324,40 +413,7 @@ if has x2k && [ "$NG" -ge 2 ]; then
     python3 tests/serve/soak.py "$B/shardserve" /work/shared/fixtures "${SOAK_N:-3000}" "${SOAK_S:-45}"
   grep -h "^soak:\|FAIL" "$L/soak_tp2.log" | tee -a "$S"
   cp /work/shared/fixtures/models/e2e-llama3-tok/tokenizer.json /work/shared/fixtures/models/e2e-llama3-tok/tokenizer_config.json "$M8/"
-  "$B/shardserve" serve --model "$M8" --device cuda --tp 2 --port 8000 --served-model-name m --comm-timeout 20 >"$L/serve_kill.log" 2>&1 &
-  SPID=$!
-  wait_ready $SPID
-  note "serve tp 2 ready=$ready after ~$((i / 2)) s"
-  if [ $ready = 1 ]; then
-    python3 -c '
-import json, sys, time, urllib.request
-body = json.dumps({"model": "m", "prompt": "hello", "max_tokens": 4000, "stream": True, "ignore_eos": True}).encode()
-req = urllib.request.Request("http://127.0.0.1:8000/v1/completions", body, {"Content-Type": "application/json"})
-n = 0; last = ""
-try:
-    with urllib.request.urlopen(req, timeout=120) as r:
-        for line in r:
-            line = line.decode().strip()
-            if line.startswith("data:"):
-                n += 1; last = line[:300]
-except Exception as e:
-    last = "exception: %r" % (e,)
-print("stream: %d events; last: %s" % (n, last))
-' >"$L/kill_client.log" 2>&1 &
-    CPID=$!
-    sleep 4
-    WPID=$(pgrep -f "shardserve worker" | head -1)
-    note "killing worker pid ${WPID:-none} (kill -9) at $(date +%s.%N | cut -c1-14)"
-    t0=$SECONDS
-    [ -n "$WPID" ] && kill -9 "$WPID"
-    for k in $(seq 1 120); do kill -0 $SPID 2>/dev/null || break; sleep 0.5; done
-    wait $SPID; rc=$?
-    note "server exit status $rc after ~$((SECONDS - t0)) s; shardserve processes left: $(pgrep -fc 'shardserve (serve|worker)')"
-    wait $CPID
-    sed 's/^/      /' "$L/kill_client.log" | tee -a "$S"
-    grep -iE "error|fail|lost|abort|rank|exit" "$L/serve_kill.log" | tail -12 | cut -c1-240 | sed 's/^/      /' | tee -a "$S"
-  fi
-  kill -9 $SPID 2>/dev/null; pkill -9 -f "shardserve worker" 2>/dev/null
+  kill_worker_test
   for tp in 2; do
     for e in - SS_PERSIST=0 -; do
       variant "$e"
@@ -378,43 +434,7 @@ if has s14 && [ "$NG" -ge 2 ]; then
   step "golden tp2" 90 golden_tp2.log env SS_TEST_DEVICE=cuda SS_TEST_TP=2 "$B/tests/test_golden"
   step "golden tp2, chunked merge" 90 golden_tp2_chunked.log env SS_PERSIST_MERGE=chunked SS_TEST_DEVICE=cuda SS_TEST_TP=2 "$B/tests/test_golden"
   cp /work/shared/fixtures/models/e2e-llama3-tok/tokenizer.json /work/shared/fixtures/models/e2e-llama3-tok/tokenizer_config.json "$M8/"
-  for bin in "$B" ${OLDB:+"$OLDB"}; do
-    [ -x "$bin/shardserve" ] || continue
-    "$bin/shardserve" serve --model "$M8" --device cuda --tp 2 --port 8000 --served-model-name m --comm-timeout 20 >"$L/serve_stall.log" 2>&1 &
-    SPID=$!
-    wait_ready $SPID
-    if [ $ready = 1 ]; then
-      python3 -c '
-import json, urllib.request
-body = json.dumps({"model": "m", "prompt": "hello", "max_tokens": 3000, "stream": True, "ignore_eos": True}).encode()
-req = urllib.request.Request("http://127.0.0.1:8000/v1/completions", body, {"Content-Type": "application/json"})
-n = 0; last = ""; errs = 0
-try:
-    with urllib.request.urlopen(req, timeout=120) as r:
-        for line in r:
-            line = line.decode().strip()
-            if line.startswith("data:"):
-                n += 1; last = line[:200]; errs += "error" in line
-except Exception as e:
-    last = "exception: %r" % (e,)
-print("stream: %d events, %d errors; last: %s" % (n, errs, last))
-' >"$L/stall_client.log" 2>&1 &
-      CPID=$!
-      sleep 3
-      WPID=$(pgrep -f "shardserve worker" | head -1)
-      [ -n "$WPID" ] && kill -STOP "$WPID"
-      sleep 5
-      [ -n "$WPID" ] && kill -CONT "$WPID"
-      wait $CPID
-      alive=$(kill -0 $SPID 2>/dev/null && echo yes || echo no)
-      note "stall ($bin): worker ${WPID:-none} stopped 5 s mid-stream; server alive: $alive; $(cat "$L/stall_client.log")"
-      grep -iE "error|trap|lost|abort" "$L/serve_stall.log" | tail -4 | cut -c1-200 | sed 's/^/      /' | tee -a "$S"
-    else
-      note "stall ($bin): server not ready"
-    fi
-    kill $SPID 2>/dev/null; sleep 1; kill -9 $SPID 2>/dev/null; pkill -9 -f "shardserve worker" 2>/dev/null
-    sleep 1
-  done
+  for bin in "$B" ${OLDB:+"$OLDB"}; do stall_test "$bin"; done
   for rep in 1 2; do
     for tp in 1 2; do
       for v in new ${OLDB:+old} chunked; do
@@ -431,6 +451,38 @@ print("stream: %d events, %d errors; last: %s" % (n, errs, last))
         bd=$B; [ $v = old ] && bd=$OLDB
         ev=(); [ $v = chunked ] && ev=(SS_PERSIST_MERGE=chunked)
         step "70B${L70:+ (${L70} layers)} tp2 b1 [$v] #$rep" 120 "bench_s14_70b_tp2_${v}_$rep.log" env ${ev[@]+"${ev[@]}"} "$bd/tools/bench_decode" --model "$M70" --device cuda --tp 2 --prompt 128 --gen 256 --json
+      done
+    done
+  fi
+fi
+if has ovl && [ "$NG" -ge 2 ]; then
+  # Session 14: tp > 1 steps that overlap (greedy tokens combined on every rank's device, the next step
+  # submitted before the previous one is collected, on the leader and on the workers). Correctness, failure
+  # handling, then batch 1 and 8 at tp 2 against the build before ($OLDB) and --no-overlap, and 70B tp 2.
+  export CUDA_VISIBLE_DEVICES=0,1
+  gen70_start
+  [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
+  step "backend consistency cpu vs cuda" 150 consistency.log env CUDA_VISIBLE_DEVICES=0 "$B/tests/test_backend_consistency"
+  step "golden tp2" 90 golden_tp2.log env SS_TEST_DEVICE=cuda SS_TEST_TP=2 "$B/tests/test_golden"
+  step "golden pp2" 90 golden_pp2.log env SS_TEST_DEVICE=cuda SS_TEST_PP=2 "$B/tests/test_golden"
+  step "serving soak on cuda tp 2 (${SOAK_N:-3000} requests, ${SOAK_S:-45} s)" 120 soak_tp2.log env SOAK_SERVER_ARGS="--device cuda --tp 2" \
+    python3 tests/serve/soak.py "$B/shardserve" /work/shared/fixtures "${SOAK_N:-3000}" "${SOAK_S:-45}"
+  grep -h "^soak:\|FAIL" "$L/soak_tp2.log" | tee -a "$S"
+  cp /work/shared/fixtures/models/e2e-llama3-tok/tokenizer.json /work/shared/fixtures/models/e2e-llama3-tok/tokenizer_config.json "$M8/"
+  kill_worker_test
+  stall_test "$B"
+  for rep in 1 2; do
+    for v in new ${OLDB:+old} nooverlap; do
+      bd=$B; fl=(); [ $v = old ] && bd=$OLDB; [ $v = nooverlap ] && fl=(--no-overlap)
+      step "8B tp2 b1 [$v] #$rep" 60 "bench_ovl_tp2_b1_${v}_$rep.log" "$bd/tools/bench_decode" --model "$M8" --device cuda --tp 2 --prompt 128 --gen 256 --json ${fl[@]+"${fl[@]}"}
+      step "8B tp2 b8 [$v] #$rep" 60 "bench_ovl_tp2_b8_${v}_$rep.log" "$bd/tools/bench_decode" --model "$M8" --device cuda --tp 2 --batch 8 --prompt 128 --gen 128 --json ${fl[@]+"${fl[@]}"}
+    done
+  done
+  if gen70_wait; then
+    for rep in 1 2; do
+      for v in new ${OLDB:+old}; do
+        bd=$B; [ $v = old ] && bd=$OLDB
+        step "70B${L70:+ (${L70} layers)} tp2 b1 [$v] #$rep" 120 "bench_ovl_70b_tp2_${v}_$rep.log" "$bd/tools/bench_decode" --model "$M70" --device cuda --tp 2 --prompt 128 --gen 256 --json
       done
     done
   fi
@@ -635,7 +687,8 @@ fi
 if has serveab; then
   # Session 12: the scheduler's overlap (steps planned ahead, tokens fed on the device) against --no-overlap,
   # through HTTP: closed-loop concurrency 1 and 8 (SERVEAB_CONC), 128 in / 256 out, alternating servers.
-  export CUDA_VISIBLE_DEVICES=0
+  # SERVEAB_GPUS (default 0) and SERVEAB_ARGS (e.g. "--tp 2") serve a sharded replica.
+  export CUDA_VISIBLE_DEVICES=${SERVEAB_GPUS:-0}
   [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
   cp /work/shared/fixtures/models/e2e-llama3-tok/tokenizer.json /work/shared/fixtures/models/e2e-llama3-tok/tokenizer_config.json "$M8/"
   for round in ${SERVEAB_ROUNDS:-1 2}; do
@@ -643,7 +696,7 @@ if has serveab; then
       vt=overlap; fl=(); en=()
       case "$v" in -) ;; --no-overlap) vt=nooverlap; fl=(--overlap off) ;; --*) vt=${v#--}; fl=("$v") ;; *) vt=$(echo "$v" | tr '=,' '__'); IFS=, read -ra en <<<"$v" ;; esac
       env ${en[@]+"${en[@]}"} "$B/shardserve" serve --model "$M8" --device cuda --port 8000 --metrics-port 8002 --served-model-name llama-3-8b \
-        ${fl[@]+"${fl[@]}"} >"$L/serveab_${vt}_$round.log" 2>&1 &
+        ${SERVEAB_ARGS:-} ${fl[@]+"${fl[@]}"} >"$L/serveab_${vt}_$round.log" 2>&1 &
       SPID=$!
       wait_ready $SPID
       if [ $ready = 1 ]; then
