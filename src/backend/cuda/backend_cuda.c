@@ -45,6 +45,8 @@ typedef struct cu_ctx {
     cudaEvent_t rb_evt[SS_DOWNLOAD_SLOTS];   /* the copy's end (on rb_stream when rb_side) */
     cudaEvent_t rb_start[SS_DOWNLOAD_SLOTS]; /* the main stream's point the copy follows */
     int rb_inflight[SS_DOWNLOAD_SLOTS];      /* on rb_stream, not yet waited for by the main stream */
+    const void *rb_src[SS_DOWNLOAD_SLOTS];   /* the device bytes an in-flight copy reads */
+    size_t rb_src_bytes[SS_DOWNLOAD_SLOTS];
     /* The copies run on a stream of their own (rb_side, default; SS_READBACK_SIDE=0: on the main stream),
      * so that the next step's work does not queue behind them; sample waits for them before it writes. */
     cudaStream_t rb_stream;
@@ -251,7 +253,9 @@ static ss_status cu_download_async(void *ctx, void *dst, const void *src, size_t
         CUDA_CHECK(&c->err, cudaEventRecord(c->rb_start[slot], c->stream));
         CUDA_CHECK(&c->err, cudaStreamWaitEvent(c->rb_stream, c->rb_start[slot], 0));
         s = c->rb_stream;
-        c->rb_inflight[slot] = 1;
+        c->rb_inflight[slot] = bytes > 0; /* an empty copy only marks the point the stream reached */
+        c->rb_src[slot] = src;
+        c->rb_src_bytes[slot] = bytes;
     }
     if (bytes)
         CUDA_CHECK(&c->err, cudaMemcpyAsync(c->rb_slot[slot], src, bytes, cudaMemcpyDeviceToHost, s));
@@ -261,11 +265,15 @@ static ss_status cu_download_async(void *ctx, void *dst, const void *src, size_t
     return SS_OK;
 }
 
-/* Orders the main stream after the read-back copies in flight (before an op that may write their source). */
-static ss_status cu_rb_join(cu_ctx *c)
+/* Orders the main stream after the read-back copies in flight that read [dst, dst + bytes), before an
+ * op writes there. Only those: an op inside a graph capture (the greedy path's sample op at tp > 1) writes
+ * elsewhere, and a wait on the side stream's event cannot be captured. */
+static ss_status cu_rb_join(cu_ctx *c, const void *dst, size_t bytes)
 {
+    const char *d = dst;
     for (int i = 0; i < SS_DOWNLOAD_SLOTS; i++) {
-        if (!c->rb_inflight[i])
+        const char *src = c->rb_src[i];
+        if (!c->rb_inflight[i] || !bytes || d >= src + c->rb_src_bytes[i] || src >= d + bytes)
             continue;
         CUDA_CHECK(&c->err, cudaStreamWaitEvent(c->stream, c->rb_evt[i], 0));
         c->rb_inflight[i] = 0;
@@ -551,7 +559,9 @@ static ss_status cu_sample(void *ctx, int32_t *out_tok, float *out_logprob, cons
                            int32_t vocab, const ss_sample_row *rows)
 {
     cu_ctx *c = ctx;
-    SS_CHECK(cu_rb_join(c)); /* out_tok may be the source of a read-back still in flight */
+    /* out_tok / out_logprob may be the source of a read-back still in flight */
+    SS_CHECK(cu_rb_join(c, out_tok, (size_t)n * sizeof *out_tok));
+    SS_CHECK(cu_rb_join(c, out_logprob, (size_t)n * sizeof *out_logprob));
     ss_cuda_sample_row chunk[CU_SAMPLE_CHUNK];
     for (int64_t base = 0; base < n; base += CU_SAMPLE_CHUNK) {
         const int64_t cnt = n - base < CU_SAMPLE_CHUNK ? n - base : CU_SAMPLE_CHUNK;
@@ -574,7 +584,9 @@ static ss_status cu_greedy_combine(void *ctx, int32_t *out_tok, float *out_logpr
                                     int32_t n, int32_t stride, int32_t tp)
 {
     cu_ctx *c = ctx;
-    SS_CHECK(cu_rb_join(c)); /* out_tok may be the source of a read-back still in flight */
+    /* out_tok / out_logprob may be the source of a read-back still in flight */
+    SS_CHECK(cu_rb_join(c, out_tok, (size_t)n * sizeof *out_tok));
+    SS_CHECK(cu_rb_join(c, out_logprob, (size_t)n * sizeof *out_logprob));
     KCHECK(c, ss_cuda_greedy_combine(c->stream, out_tok, out_logprob, gathered, n, stride, tp));
     return SS_OK;
 }
