@@ -3,7 +3,7 @@
 # trains the demo model on the last GPU in the background, and meanwhile runs the GPU checks and
 # benchmarks on the others. Every step has a deadline; the whole run stays under BUDGET seconds.
 # Results: $OUT/summary.txt, $OUT/logs.tar.xz, and $OUT/demo-*.{safetensors,json,txt} from training.
-# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize tp2 x4 x4p x4t x70t x2k peer mergeab s14 ovl x70 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
+# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize tp2 x4 x4p x4t x70t x2k peer mergeab s14 ovl tp1ab x70 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -486,6 +486,21 @@ if has ovl && [ "$NG" -ge 2 ]; then
       done
     done
   fi
+fi
+if has tp1ab; then
+  # Session 14: one GPU after the tp > 1 overlap changes (precise read-back joins, dev_tok on every rank):
+  # the goldens, memcheck, and batch 1 / 8 against the build before ($OLDB).
+  export CUDA_VISIBLE_DEVICES=0
+  [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
+  step "golden tests on cuda" 90 golden.log env SS_TEST_DEVICE=cuda "$B/tests/test_golden"
+  step "compute-sanitizer memcheck (golden, cuda)" 150 memcheck.log compute-sanitizer --tool memcheck --error-exitcode 9 env SS_TEST_DEVICE=cuda "$B/tests/test_golden"
+  for rep in 1 2; do
+    for v in new ${OLDB:+old}; do
+      bd=$B; [ $v = old ] && bd=$OLDB
+      step "8B tp1 b1 [$v] #$rep" 60 "bench_tp1ab_b1_${v}_$rep.log" "$bd/tools/bench_decode" --model "$M8" --device cuda --prompt 128 --gen 256 --json
+      step "8B tp1 b8 [$v] #$rep" 60 "bench_tp1ab_b8_${v}_$rep.log" "$bd/tools/bench_decode" --model "$M8" --device cuda --batch 8 --prompt 128 --gen 128 --json
+    done
+  done
 fi
 if has x70 && [ "$NG" -ge 4 ]; then
   # Session 13: the Llama-3-70B shape at tp 4 (goal 75 tok/s batch 1, roofline ~86 on H100s). Its checkpoint
