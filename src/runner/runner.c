@@ -672,41 +672,36 @@ static ss_status runner_run(ss_runner *r, const ss_step_plan *plan, runner_pendi
     const float *logits = NULL;
     SS_CHECK(ss_forward_run(r->fwd, &b, &logits, err));
     const ss_backend_i *B = r->be->iface;
-    /* tp > 1, greedy: every rank of the last stage combines the shards' results into its dev_tok, so the
-     * next step's SS_TOKEN_PREV is fed on each of them; the tokens come back without waiting (the output
-     * rank copies them, the others only mark the step's end), and collect waits with the deadline. */
-    int32_t g_n = 0;
+    /* Tokens chosen on the device and read back without waiting: the host may plan and submit the next
+     * step while this one runs, and the next step's SS_TOKEN_PREV is fed where they are. With tp > 1 and
+     * one stage every rank chooses them: greedy steps combine the vocabulary shards' results on each rank;
+     * sampled steps run the same sampler over the same gathered logits with the same counter-based draws,
+     * so each rank gets the same tokens. The output rank copies them back; the others only mark the step's
+     * end. On NCCL, collect waits for that with the communicator's deadline. */
+    const int out_rank = ss_runner_is_output_rank(r);
+    int32_t n_dev = 0;
     if (r->dev_tok)
-        SS_CHECK(ss_forward_greedy_device(r->fwd, r->dev_tok, (float *)(r->dev_tok + r->prev.n), &g_n, err));
-    if (g_n > 0) {
-        if (g_n != r->prev.n)
-            return ss_err_set(err, SS_ERR_INTERNAL, "rank %d: %d greedy rows for %d sampling sequences", r->p.rank,
-                              g_n, r->prev.n);
-        const int out_rank = ss_runner_is_output_rank(r);
-        ss_status st = B->download_async(r->be->ctx, pd->buf, r->dev_tok, out_rank ? (size_t)g_n * 8 : 0, slot);
+        SS_CHECK(ss_forward_greedy_device(r->fwd, r->dev_tok, (float *)(r->dev_tok + r->prev.n), &n_dev, err));
+    if (n_dev > 0 && n_dev != r->prev.n)
+        return ss_err_set(err, SS_ERR_INTERNAL, "rank %d: %d greedy rows for %d sampling sequences", r->p.rank, n_dev,
+                          r->prev.n);
+    if (!n_dev && logits && r->dev_tok && !runner_host_sampling(plan) && r->prev.n > 0 &&
+        (out_rank || (r->plan.tp > 1 && r->p.pp == 1))) {
+        ss_status st = runner_sample_device(r, plan, logits, r->prev.n);
         if (st != SS_OK)
-            return ss_err_set(err, st, "reading the greedy tokens back from %s", r->be->desc);
+            return ss_err_set(err, st, "sampling on %s", r->be->desc);
+        n_dev = r->prev.n;
+    }
+    if (n_dev > 0) {
+        ss_status st = B->download_async(r->be->ctx, pd->buf, r->dev_tok, out_rank ? (size_t)n_dev * 8 : 0, slot);
+        if (st != SS_OK)
+            return ss_err_set(err, st, "reading the sampled tokens back from %s", r->be->desc);
         pd->async = 1;
         pd->comm_wait = r->links.nccl;
         pd->started_ms = ss_now_ms();
-        pd->n = out_rank ? g_n : 0;
+        pd->n = out_rank ? n_dev : 0;
         r->prev_fed = ss_forward_feeds(r->fwd);
         r->prev_fed_all = r->prev_fed && r->p.pp == 1;
-        return SS_OK;
-    }
-    if (logits && !r->links.nccl && !runner_host_sampling(plan) && ss_runner_is_output_rank(r) &&
-        r->prev.n > 0) {
-        /* Device sampling, read back without waiting: the host may plan and submit the next step while
-         * this one runs. */
-        int32_t n = r->prev.n;
-        ss_status st = runner_sample_device(r, plan, logits, n);
-        if (st == SS_OK)
-            st = B->download_async(r->be->ctx, pd->buf, r->dev_tok, (size_t)n * 8, slot);
-        if (st != SS_OK)
-            return ss_err_set(err, st, "sampling on %s", r->be->desc);
-        pd->async = 1;
-        pd->n = n;
-        r->prev_fed = ss_forward_feeds(r->fwd);
         return SS_OK;
     }
 #ifdef SS_HAVE_CUDA

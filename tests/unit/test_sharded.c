@@ -64,7 +64,8 @@ static ss_replica *open_replica(const char *model, int tp, int pp, int32_t max_s
     return open_replica_ex(model, tp, pp, max_seq_len, kv_blocks, batch_tokens, max_seqs, 0);
 }
 
-static int run_model(const char *model, int tp, int pp, int ahead, run_result *res)
+/* temperature > 0: every step samples (top-p 0.95, seed 7) instead of taking the argmax. */
+static int run_model_t(const char *model, int tp, int pp, int ahead, float temperature, run_result *res)
 {
     ss_replica *r = open_replica(model, tp, pp, 64, 8, 64, 4);
     ss_err e;
@@ -77,6 +78,11 @@ static int run_model(const char *model, int tp, int pp, int ahead, run_result *r
     q.n_blocks = 4;
     q.sample = 1;
     q.sp = ss_sampling_default();
+    if (temperature > 0) {
+        q.sp.temperature = temperature;
+        q.sp.top_p = 0.95f;
+        q.sp.seed = 7;
+    }
     int32_t ids[N_PROMPT];
     for (int i = 0; i < N_PROMPT; i++)
         ids[i] = prompt[i] % V;
@@ -96,6 +102,7 @@ static int run_model(const char *model, int tp, int pp, int ahead, run_result *r
         for (int sub = k == 0 || !ahead ? k : k + 1; sub <= k + ahead && sub < SHARD_GEN; sub++) {
             q.pos_start = N_PROMPT + sub;
             q.n_tokens = 1;
+            q.rng_counter = 1 + (uint64_t)sub;
             ss_step_plan dp = {2 + (uint64_t)sub, 0, 1, &q, 1, sub == k ? &tok : &prev};
             if (ss_replica_submit(r, &dp, &e) != SS_OK)
                 fail_msg("%s tp%d pp%d decode: %s", model, tp, pp, e.msg);
@@ -109,6 +116,32 @@ static int run_model(const char *model, int tp, int pp, int ahead, run_result *r
     assert_int_equal(ss_replica_pending(r), 0);
     ss_replica_destroy(r);
     return 0;
+}
+
+static int run_model(const char *model, int tp, int pp, int ahead, run_result *res)
+{
+    return run_model_t(model, tp, pp, ahead, 0.0f, res);
+}
+
+/* Sampled steps (temperature 0.8, top-p 0.95): with tp 2 every rank samples the gathered logits with the
+ * same counter-based draws and feeds its own tokens to the next step submitted ahead; the tokens equal
+ * one process's, and those of tp 2 with each step collected first. */
+static void test_sampled_tp_ahead(void **state)
+{
+    (void)state;
+    run_result one, sync2, ahead2;
+    run_model_t("llama3-gqa", 1, 1, 0, 0.8f, &one);
+    run_model_t("llama3-gqa", 2, 1, 0, 0.8f, &sync2);
+    run_model_t("llama3-gqa", 2, 1, 1, 0.8f, &ahead2);
+    assert_memory_equal(sync2.tokens, one.tokens, sizeof one.tokens);
+    assert_memory_equal(ahead2.tokens, one.tokens, sizeof one.tokens);
+    int differs = 0; /* the draws matter: greedy would give other tokens somewhere */
+    run_result greedy;
+    run_model("llama3-gqa", 1, 1, 0, &greedy);
+    for (int k = 0; k < SHARD_GEN; k++)
+        differs |= greedy.tokens[k] != one.tokens[k];
+    assert_true(differs);
+    free(one.logits), free(sync2.logits), free(ahead2.logits), free(greedy.logits);
 }
 
 static void test_sharded_equals_single(void **state)
@@ -399,6 +432,7 @@ static void test_narrow_block_table_rows(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_submit_errors), cmocka_unit_test(test_prev_host_paths),
+                                       cmocka_unit_test(test_sampled_tp_ahead),
                                        cmocka_unit_test(test_meta_padded_past_max_seqs),
                                        cmocka_unit_test(test_narrow_block_table_rows),
                                        cmocka_unit_test(test_sharded_equals_single)};
