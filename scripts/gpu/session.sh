@@ -3,7 +3,7 @@
 # trains the demo model on the last GPU in the background, and meanwhile runs the GPU checks and
 # benchmarks on the others. Every step has a deadline; the whole run stays under BUDGET seconds.
 # Results: $OUT/summary.txt, $OUT/logs.tar.xz, and $OUT/demo-*.{safetensors,json,txt} from training.
-# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize tp2 x4 x4p x4t x70t x2k peer mergeab s14 ovl tp1ab x70 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
+# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize tp2 x4 x4p x4t x70t x2k peer mergeab s14 ovl tp1ab samp x70 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -500,6 +500,39 @@ if has tp1ab; then
       step "8B tp1 b1 [$v] #$rep" 60 "bench_tp1ab_b1_${v}_$rep.log" "$bd/tools/bench_decode" --model "$M8" --device cuda --prompt 128 --gen 256 --json
       step "8B tp1 b8 [$v] #$rep" 60 "bench_tp1ab_b8_${v}_$rep.log" "$bd/tools/bench_decode" --model "$M8" --device cuda --batch 8 --prompt 128 --gen 128 --json
     done
+  done
+fi
+if has samp && [ "$NG" -ge 2 ]; then
+  # Session 14: sampled steps at tp 2 choose their tokens on every rank. Each rank's own tokens, fed to the
+  # step submitted ahead, must equal the leader's (test_sharded on cuda); then serving with temperature 0.8.
+  export CUDA_VISIBLE_DEVICES=0,1
+  [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
+  step "sampled tokens at tp 2, ahead = collected first (cuda)" 120 sharded_cuda.log env SS_TEST_DEVICE=cuda "$B/tests/test_sharded"
+  cp /work/shared/fixtures/models/e2e-llama3-tok/tokenizer.json /work/shared/fixtures/models/e2e-llama3-tok/tokenizer_config.json "$M8/"
+  for v in overlap nooverlap; do
+    fl=(); [ $v = nooverlap ] && fl=(--overlap off)
+    "$B/shardserve" serve --model "$M8" --device cuda --tp 2 --port 8000 --metrics-port 8002 --served-model-name llama-3-8b \
+      ${fl[@]+"${fl[@]}"} >"$L/serve_samp_$v.log" 2>&1 &
+    SPID=$!
+    wait_ready $SPID
+    if [ $ready = 1 ]; then
+      for c in 1 8; do
+        step "serve tp2 c$c T=0.8 [$v]" 90 "bench_samp_c${c}_$v.log" "$B/shardserve" bench --url http://127.0.0.1:8000 \
+          --model llama-3-8b --num-requests $((c * 4)) --concurrency "$c" --warmup "$c" --input-len 128 --output-len 256 \
+          --temperature 0.8 --seed 1 --json --quiet
+      done
+      python3 -c 'import urllib.request; print(urllib.request.urlopen("http://127.0.0.1:8002/metrics", timeout=5).read().decode())' 2>/dev/null \
+        | grep -E "^shardserve_steps_planned_ahead_total|^shardserve_generation_tokens_total" | sed 's/^/      /' | tee -a "$S"
+    else
+      note "FAIL  serve tp2 [$v] not ready"
+    fi
+    kill -TERM $SPID 2>/dev/null; sleep 2; kill -9 $SPID 2>/dev/null; pkill -9 -f "shardserve worker" 2>/dev/null
+  done
+  for f in "$L"/bench_samp_*.log; do
+    python3 -c 'import json,sys
+for l in open(sys.argv[1]):
+    if l.startswith("{"):
+        d=json.loads(l); print(sys.argv[1].split("/")[-1], d["requests"]["ok"], d["requests"]["failed"], round(d["throughput"]["output_tokens_per_s"],1), round(d["tpot_ms"]["p50"],3))' "$f" | tee -a "$S"
   done
 fi
 if has x70 && [ "$NG" -ge 4 ]; then
