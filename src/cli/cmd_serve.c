@@ -100,7 +100,7 @@ int ss_cmd_serve(int argc, char **argv, char **env)
         {"block-size", SS_OPT_INT, &o.block_size, "KV block size in tokens"},
         {"no-prefix-cache", SS_OPT_BOOL, &o.no_prefix_cache, "turn prefix caching off"},
         {"overlap", SS_OPT_STR, &o.overlap,
-         "auto | on | off: plan a decode step while the one before it runs (auto: one process on a GPU)"},
+         "auto | on | off: plan a decode step while the one before it runs (auto: GPU replicas without pipeline stages)"},
         {"generation-config", SS_OPT_STR, &o.gen_config,
          "auto | none: the model's generation_config.json sets the sampling fields a request leaves out "
          "(temperature, top_p, top_k, min_p, repetition_penalty; none: greedy)"},

@@ -75,7 +75,7 @@ typedef struct ss_gen_event {
 typedef void (*ss_gen_callback)(void *user, const ss_gen_event *ev);
 
 typedef enum ss_sched_overlap {
-    SS_OVERLAP_AUTO = 0, /* where the replica returns from submit before the device is done (one process on a GPU) */
+    SS_OVERLAP_AUTO = 0, /* where the replica returns from submit before the device is done (a GPU replica of one stage) */
     SS_OVERLAP_OFF,      /* collect each step before planning the next */
     SS_OVERLAP_ON,       /* also where submit runs the whole step (cpu): no gain, tokens reach clients a
                           * step later; for tests of the overlap's bookkeeping */
