@@ -477,6 +477,9 @@ static ss_status runner_sample(ss_runner *r, const ss_step_plan *plan, const flo
             out->token[k] = ss_sample_host(row, V, &sr, scratch, &out->logprob[k]);
             if (n_top) {
                 ss_log_softmax_host(row, V, lp);
+                /* the token's own log-probability from the same row as its top list, so that the two agree
+                 * to the bit (ss_sample_host sums in another order: they differed in the 7th digit) */
+                out->logprob[k] = lp[out->token[k]];
                 runner_top(lp, V, q->sp.n_logprobs, out->top_ids + (size_t)k * n_top,
                            out->top_logprobs + (size_t)k * n_top);
                 for (int32_t j = q->sp.n_logprobs; j < n_top; j++) {

@@ -135,7 +135,7 @@ typedef struct collect {
     char message[512];
     int32_t prompt_tokens, completion_tokens, cached_tokens;
     int32_t n_top;
-    int top_is_token; /* every event's first top id equals its token */
+    int top_is_token; /* every event's first top id and log-probability are its token's */
 } collect;
 
 static void collect_init(collect *c)
@@ -166,7 +166,8 @@ static void on_event(void *user, const ss_gen_event *ev)
         if (c->n < MAX_GEN)
             c->tokens[c->n++] = ev->token;
         c->n_top = ev->n_top;
-        if (ev->n_top > 0 && ev->top_ids[0] != ev->token)
+        /* greedy: the first entry is the token itself, with the very same log-probability */
+        if (ev->n_top > 0 && (ev->top_ids[0] != ev->token || memcmp(&ev->top_logprobs[0], &ev->logprob, 4)))
             c->top_is_token = 0;
     } else {
         c->done = 1;
