@@ -111,8 +111,9 @@ ss_status ss_comm_nccl_unique_id(void *unique_id128, ss_err *err);
  * after a step instead of a plain sync, so a lost peer cannot hang it. Not during graph capture. */
 ss_status ss_comm_nccl_wait(ss_comm *c, int timeout_ms, ss_err *err);
 /* One look at the communicator while the caller polls for a step of its own (an event) instead of
- * ss_comm_nccl_wait: SS_OK while it runs and ss_now_ms() is within the create-time timeout of started_ms;
- * otherwise the error (stopped, a NCCL error, or SS_ERR_TIMEOUT after stopping it, as ss_comm_nccl_wait). */
+ * ss_comm_nccl_wait: SS_OK while it runs and ss_now_ms() is within the create-time timeout of started_ms
+ * (started_ms < 0: no deadline); otherwise the error (stopped, a NCCL error, or SS_ERR_TIMEOUT after stopping
+ * it, as ss_comm_nccl_wait). */
 ss_status ss_comm_nccl_check(ss_comm *c, int64_t started_ms, ss_err *err);
 #endif
 

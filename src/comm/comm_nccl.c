@@ -499,7 +499,7 @@ ss_status ss_comm_nccl_check(ss_comm *comm, int64_t started_ms, ss_err *err)
         return ss_err_set(err, st, "%s", c->err.msg);
     }
     pthread_mutex_unlock(&c->mu);
-    if (nc_now_ms() > started_ms + c->timeout_ms) {
+    if (started_ms >= 0 && nc_now_ms() > started_ms + c->timeout_ms) {
         nc_stop(c);
         nc_fail(c, SS_ERR_TIMEOUT, "step", "collectives did not complete before the deadline (peer lost?); "
                                           "communicator stopped");

@@ -3,6 +3,7 @@
 #include "runner/bootstrap.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
@@ -364,7 +365,8 @@ static ss_status worker_wait_plan_or_step(ss_boot *b, ss_runner *runner, int *pl
     const int64_t t0 = ss_now_ms();
     for (;;) {
         struct pollfd pf = {b->ctrl_fd, POLLIN, 0};
-        if (poll(&pf, 1, ss_now_ms() - t0 > 50 ? 1 : 0) != 0) { /* a plan, a hang-up or an error */
+        const int pr = poll(&pf, 1, ss_now_ms() - t0 > 50 ? 1 : 0);
+        if (pr > 0 || (pr < 0 && errno != EINTR)) { /* a plan, a hang-up or an error: the receive says which */
             *plan_ready = 1;
             return SS_OK;
         }

@@ -519,6 +519,8 @@ ss_status ss_replica_collect(ss_replica *r, ss_step_output *out, ss_err *err)
     if (r->p.pp == 1) {
         if (ss_runner_pending(r->runner) == 0)
             return ss_err_set(err, SS_ERR_INVALID_ARG, "no step is pending");
+        if (r->broken) /* its exchanges may have run on garbage once the communicators stopped */
+            return ss_err_set(err, SS_ERR_COMM, "the replica lost a rank earlier and cannot run steps");
         ss_status st = ss_runner_collect(r->runner, out, err);
         return st == SS_OK ? SS_OK : replica_failed(r, st, err);
     }

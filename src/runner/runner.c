@@ -52,6 +52,7 @@ struct ss_runner {
      * greedy steps without pipeline stages), and their host copy once known. */
     ss_sampled_seqs prev;
     int prev_fed, prev_fed_all, prev_known;
+    int64_t comm_checked_ms; /* the last look at the communicator while polling a step */
     int32_t *prev_tokens; /* [max_rows] */
 };
 
@@ -328,6 +329,9 @@ static ss_status runner_validate(const ss_runner *r, const ss_step_plan *plan, s
     if (total != plan->n_tokens)
         return ss_err_set(err, SS_ERR_INVALID_ARG, "step plan: sequences hold %lld tokens, plan says %lld",
                           (long long)total, (long long)plan->n_tokens);
+    if ((plan->flags & SS_PLAN_ALL_LOGITS) && plan->n_tokens > r->fp.max_rows)
+        return ss_err_set(err, SS_ERR_INVALID_ARG, "step plan: all logits of %lld tokens exceed %d rows",
+                          (long long)plan->n_tokens, r->fp.max_rows);
     for (int64_t i = 0; i < plan->n_tokens; i++)
         if (plan->tokens[i] != SS_TOKEN_PREV && (plan->tokens[i] < 0 || plan->tokens[i] >= r->cfg.vocab_size))
             return ss_err_set(err, SS_ERR_INVALID_ARG, "step plan: token id %d outside the vocabulary 0..%d",
@@ -526,8 +530,11 @@ static ss_status runner_poll(ss_runner *r, const runner_pending *pd, int slot, i
     if (st != SS_OK)
         return ss_err_set(err, st, "waiting for a step on %s", r->be->desc);
 #ifdef SS_HAVE_CUDA
-    if (!*ready && pd->comm_wait)
+    const int64_t now = ss_now_ms();
+    if (!*ready && pd->comm_wait && now != r->comm_checked_ms) { /* at most once a millisecond */
+        r->comm_checked_ms = now;
         return ss_comm_nccl_check(r->links.tp->size > 1 ? r->links.tp : r->links.world, pd->started_ms, err);
+    }
 #else
     (void)pd;
 #endif
@@ -539,22 +546,21 @@ static ss_status runner_poll(ss_runner *r, const runner_pending *pd, int slot, i
 static ss_status runner_wait_comm(ss_runner *r, const runner_pending *pd, int slot, ss_err *err)
 {
     const int64_t t0 = ss_now_ms();
-    int64_t checked = t0;
     for (;;) {
         int ready = 0;
-        ss_status st = r->be->iface->download_ready(r->be->ctx, slot, &ready);
-        if (st != SS_OK)
-            return ss_err_set(err, st, "waiting for a step on %s", r->be->desc);
+        SS_CHECK(runner_poll(r, pd, slot, &ready, err));
         if (ready)
-            return SS_OK;
-        const int64_t now = ss_now_ms();
-        if (now - checked >= 1) {
-            SS_CHECK(runner_poll(r, pd, slot, &ready, err));
-            checked = now;
-        }
-        if (now - t0 > 50)
+            break;
+        if (ss_now_ms() - t0 > 50)
             nanosleep(&(struct timespec){0, 100000}, NULL);
     }
+#ifdef SS_HAVE_CUDA
+    /* Done, but a stopped communicator means the step's exchanges may have read garbage: not a result.
+     * (No deadline here: the step did finish.) */
+    return ss_comm_nccl_check(r->links.tp->size > 1 ? r->links.tp : r->links.world, -1, err);
+#else
+    return SS_OK;
+#endif
 }
 
 /* Makes the tokens of an async pending step known on the host: waits for its copy, then turns it into
@@ -619,6 +625,9 @@ static ss_status runner_token_id(ss_runner *r, const ss_plan_seq *q, int32_t tok
         int32_t last = (r->pend_head + r->n_pend - 1) % SS_DOWNLOAD_SLOTS;
         SS_CHECK(runner_settle(r, &r->pend[last], last, err));
         runner_know_prev(r, &r->pend[last].out);
+        if (!r->prev_known) /* a rank that does not sample gets no tokens back: never feed stale ones */
+            return ss_err_set(err, SS_ERR_INTERNAL, "step plan: sequence %llu: the previous step's tokens are not on rank %d",
+                              (unsigned long long)q->seq_id, r->p.rank);
     }
     *id = r->prev_tokens[row];
     return SS_OK;
@@ -632,9 +641,6 @@ static ss_status runner_run(ss_runner *r, const ss_step_plan *plan, runner_pendi
     ss_step_output *out = &pd->out;
     SS_CHECK(runner_validate(r, plan, err));
     int all = (plan->flags & SS_PLAN_ALL_LOGITS) != 0;
-    if (all && plan->n_tokens > r->fp.max_rows)
-        return ss_err_set(err, SS_ERR_INVALID_ARG, "step plan: all logits of %lld tokens exceed %d rows",
-                          (long long)plan->n_tokens, r->fp.max_rows);
     int32_t mb = r->fp.max_blocks, bs = r->fp.block_size, max_len = 0, n_rows = 0, hint = 0;
     int64_t t = 0;
     for (int32_t s = 0; s < plan->n_seqs; s++) {
