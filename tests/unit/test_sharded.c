@@ -199,6 +199,40 @@ static void test_sharded_equals_single(void **state)
     assert_true(ran >= 20);
 }
 
+/* A plan whose all-logits rows exceed the buffers is refused before any worker sees it: the replica stays
+ * usable (at tp 2 the workers would otherwise fail it and break the replica). */
+static void test_all_logits_refused(void **state)
+{
+    (void)state;
+    for (int tp = 1; tp <= 2; tp++) {
+        ss_replica *r = open_replica("llama3-gqa", tp, 1, 512, 32, 512, 4);
+        static int32_t blocks[32], toks[300];
+        for (int i = 0; i < 32; i++)
+            blocks[i] = i;
+        for (int i = 0; i < 300; i++)
+            toks[i] = 3 + i % 50;
+        ss_plan_seq q;
+        memset(&q, 0, sizeof q);
+        q.seq_id = 1;
+        q.blocks = blocks;
+        q.n_blocks = 32;
+        q.sample = 1;
+        q.sp = ss_sampling_default();
+        q.n_tokens = 300;
+        ss_step_plan big = {1, SS_PLAN_ALL_LOGITS, 1, &q, 300, toks};
+        ss_err e;
+        assert_int_equal(ss_replica_submit(r, &big, &e), SS_ERR_INVALID_ARG);
+        assert_non_null(strstr(e.msg, "all logits of 300 tokens"));
+        q.n_tokens = 4;
+        ss_step_plan small = {2, 0, 1, &q, 4, toks};
+        ss_step_output out;
+        assert_int_equal(ss_replica_step(r, &small, &out, &e), SS_OK);
+        assert_int_equal(out.n, 1);
+        ss_step_output_clear(&out);
+        ss_replica_destroy(r);
+    }
+}
+
 /* submit/collect misuse is refused with the reason, and the replica stays usable: collecting with
  * nothing pending, a third pending step, SS_TOKEN_PREV with no previous step, after a step where the
  * sequence did not sample, or for another sequence. One process and tp 2 (resolved on the leader). */
@@ -438,6 +472,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_submit_errors), cmocka_unit_test(test_prev_host_paths),
                                        cmocka_unit_test(test_sampled_tp_ahead),
+                                       cmocka_unit_test(test_all_logits_refused),
                                        cmocka_unit_test(test_meta_padded_past_max_seqs),
                                        cmocka_unit_test(test_narrow_block_table_rows),
                                        cmocka_unit_test(test_sharded_equals_single)};
