@@ -3,7 +3,7 @@
 # trains the demo model on the last GPU in the background, and meanwhile runs the GPU checks and
 # benchmarks on the others. Every step has a deadline; the whole run stays under BUDGET seconds.
 # Results: $OUT/summary.txt, $OUT/logs.tar.xz, and $OUT/demo-*.{safetensors,json,txt} from training.
-# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize tp2 x4 x4p x4t x70t x2k peer mergeab s14 ovl tp1ab samp x70 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
+# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize tp2 x4 x4p x4t x70t x2k peer mergeab s14 ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -533,6 +533,23 @@ if has samp && [ "$NG" -ge 2 ]; then
 for l in open(sys.argv[1]):
     if l.startswith("{"):
         d=json.loads(l); print(sys.argv[1].split("/")[-1], d["requests"]["ok"], d["requests"]["failed"], round(d["throughput"]["output_tokens_per_s"],1), round(d["tpot_ms"]["p50"],3))' "$f" | tee -a "$S"
+  done
+fi
+if has fin2 && [ "$NG" -ge 2 ]; then
+  # Session 14's last check at tp 2 after the review fixes: goldens, the soak, kill -9, batch 1 with and
+  # without overlap, and the sampled tp 2 test.
+  export CUDA_VISIBLE_DEVICES=0,1
+  [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
+  step "golden tp2" 90 golden_tp2.log env SS_TEST_DEVICE=cuda SS_TEST_TP=2 "$B/tests/test_golden"
+  step "sampled tokens at tp 2 (cuda)" 120 sharded_cuda.log env SS_TEST_DEVICE=cuda "$B/tests/test_sharded"
+  step "serving soak on cuda tp 2" 120 soak_tp2.log env SOAK_SERVER_ARGS="--device cuda --tp 2" \
+    python3 tests/serve/soak.py "$B/shardserve" /work/shared/fixtures 3000 45
+  grep -h "^soak:\|FAIL" "$L/soak_tp2.log" | tee -a "$S"
+  cp /work/shared/fixtures/models/e2e-llama3-tok/tokenizer.json /work/shared/fixtures/models/e2e-llama3-tok/tokenizer_config.json "$M8/"
+  kill_worker_test
+  for v in new nooverlap new; do
+    fl=(); [ $v = nooverlap ] && fl=(--no-overlap)
+    step "8B tp2 b1 [$v]" 60 "bench_fin2_${v}.log" "$B/tools/bench_decode" --model "$M8" --device cuda --tp 2 --prompt 128 --gen 256 --json ${fl[@]+"${fl[@]}"}
   done
 fi
 if has x70 && [ "$NG" -ge 4 ]; then
