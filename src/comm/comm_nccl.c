@@ -432,28 +432,43 @@ ss_status ss_comm_nccl_create(int rank, int size, const void *unique_id, void *s
     return SS_OK;
 }
 
+/* One look at the communicator: SS_OK while it runs; SS_ERR_CANCELLED once stopped or aborted ("<state>"
+ * names when), or the NCCL error (which stops it). */
+static ss_status nc_health(nc_ctx *c, const char *state, ss_err *err)
+{
+    pthread_mutex_lock(&c->mu);
+    if (!c->comm || atomic_load(&c->aborted)) {
+        pthread_mutex_unlock(&c->mu);
+        return ss_err_set(err, SS_ERR_CANCELLED, "nccl rank %d/%d: communicator %s", c->rank, c->size, state);
+    }
+    ncclResult_t r = ncclSuccess;
+    if (ncclCommGetAsyncError(c->comm, &r) != ncclSuccess)
+        r = ncclSystemError;
+    if (r != ncclSuccess && r != ncclInProgress) {
+        ss_status st = nc_settle_locked(c, r, "collective"); /* stops, fills c->err */
+        pthread_mutex_unlock(&c->mu);
+        return ss_err_set(err, st, "%s", c->err.msg);
+    }
+    pthread_mutex_unlock(&c->mu);
+    return SS_OK;
+}
+
+/* A step's deadline passed: stops the communicator and says so. */
+static ss_status nc_step_timeout(nc_ctx *c, ss_err *err)
+{
+    nc_stop(c);
+    nc_fail(c, SS_ERR_TIMEOUT, "step", "collectives did not complete before the deadline (peer lost?); "
+                                      "communicator stopped");
+    return ss_err_set(err, SS_ERR_TIMEOUT, "%s", c->err.msg);
+}
+
 /* Waits for the stream with the deadline; see ss_comm_nccl_wait. */
 static ss_status nc_wait(nc_ctx *c, int timeout_ms, ss_err *err)
 {
     const int64_t deadline = nc_now_ms() + (timeout_ms > 0 ? timeout_ms : c->timeout_ms);
     long us = 5;
     for (;;) {
-        pthread_mutex_lock(&c->mu);
-        if (!c->comm || atomic_load(&c->aborted)) {
-            pthread_mutex_unlock(&c->mu);
-            return ss_err_set(err, SS_ERR_CANCELLED, "nccl rank %d/%d: communicator stopped or aborted", c->rank,
-                              c->size);
-        }
-        ncclResult_t r = ncclSuccess;
-        if (ncclCommGetAsyncError(c->comm, &r) != ncclSuccess)
-            r = ncclSystemError;
-        if (r != ncclSuccess && r != ncclInProgress) {
-            ss_status st = nc_settle_locked(c, r, "collective"); /* stops, fills c->err */
-            pthread_mutex_unlock(&c->mu);
-            return ss_err_set(err, st, "%s", c->err.msg);
-        }
-        pthread_mutex_unlock(&c->mu);
-
+        SS_CHECK(nc_health(c, "stopped or aborted", err));
         cudaError_t q = cudaStreamQuery(c->stream);
         /* Spin for the length of a typical step before backing off: the step's end is on the
          * critical path of every decode token. */
@@ -469,12 +484,8 @@ static ss_status nc_wait(nc_ctx *c, int timeout_ms, ss_err *err)
         if (atomic_load(&c->aborted))
             return ss_err_set(err, SS_ERR_CANCELLED, "nccl rank %d/%d: communicator stopped while waiting", c->rank,
                               c->size);
-        if (nc_now_ms() > deadline) {
-            nc_stop(c);
-            nc_fail(c, SS_ERR_TIMEOUT, "step", "collectives did not complete before the deadline (peer lost?); "
-                                              "communicator stopped");
-            return ss_err_set(err, SS_ERR_TIMEOUT, "%s", c->err.msg);
-        }
+        if (nc_now_ms() > deadline)
+            return nc_step_timeout(c, err);
         nc_backoff(&us);
     }
 }
@@ -484,27 +495,9 @@ ss_status ss_comm_nccl_check(ss_comm *comm, int64_t started_ms, ss_err *err)
     if (!comm || !comm->iface || strcmp(comm->iface->name, "nccl") != 0)
         return ss_err_set(err, SS_ERR_INVALID_ARG, "ss_comm_nccl_check: not an NCCL communicator");
     nc_ctx *c = comm->ctx;
-    pthread_mutex_lock(&c->mu);
-    if (!c->comm || atomic_load(&c->aborted)) {
-        pthread_mutex_unlock(&c->mu);
-        return ss_err_set(err, SS_ERR_CANCELLED, "nccl rank %d/%d: communicator stopped while waiting", c->rank,
-                          c->size);
-    }
-    ncclResult_t r = ncclSuccess;
-    if (ncclCommGetAsyncError(c->comm, &r) != ncclSuccess)
-        r = ncclSystemError;
-    if (r != ncclSuccess && r != ncclInProgress) {
-        ss_status st = nc_settle_locked(c, r, "collective"); /* stops, fills c->err */
-        pthread_mutex_unlock(&c->mu);
-        return ss_err_set(err, st, "%s", c->err.msg);
-    }
-    pthread_mutex_unlock(&c->mu);
-    if (started_ms >= 0 && nc_now_ms() > started_ms + c->timeout_ms) {
-        nc_stop(c);
-        nc_fail(c, SS_ERR_TIMEOUT, "step", "collectives did not complete before the deadline (peer lost?); "
-                                          "communicator stopped");
-        return ss_err_set(err, SS_ERR_TIMEOUT, "%s", c->err.msg);
-    }
+    SS_CHECK(nc_health(c, "stopped while waiting", err));
+    if (started_ms >= 0 && nc_now_ms() > started_ms + c->timeout_ms)
+        return nc_step_timeout(c, err);
     return SS_OK;
 }
 
