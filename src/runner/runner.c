@@ -49,7 +49,7 @@ struct ss_runner {
     int32_t pend_head, n_pend;
     /* The last submitted step: its sampling sequences, whether dev_tok holds their tokens (so that
      * SS_TOKEN_PREV is fed on the device), whether every rank of the replica holds them there (tp > 1
-     * greedy steps without pipeline stages), and their host copy once known. */
+     * steps that chose their tokens on the device, without pipeline stages), and their host copy once known. */
     ss_sampled_seqs prev;
     int prev_fed, prev_fed_all, prev_known;
     int64_t comm_checked_ms; /* the last look at the communicator while polling a step */

@@ -59,8 +59,9 @@ ss_status ss_runner_ready(ss_runner *r, int *ready, ss_err *err);
 /* The checks submit makes before running a plan (sizes, ids, and that every SS_TOKEN_PREV names a
  * sequence that sampled in the last submitted step), without running it. */
 ss_status ss_runner_check_plan(ss_runner *r, const ss_step_plan *plan, ss_err *err);
-/* Whether every rank of the replica holds the last submitted step's tokens on its device (tp > 1 greedy
- * steps without pipeline stages): plans may then carry SS_TOKEN_PREV to every rank. */
+/* Whether every rank of the replica holds the last submitted step's tokens on its device (tp > 1 steps
+ * that chose their tokens there: greedy, or sampled without host work; no pipeline stages): plans may then
+ * carry SS_TOKEN_PREV to every rank. */
 int ss_runner_prev_fed_everywhere(const ss_runner *r);
 /* tokens[0..plan->n_tokens) = plan's tokens with SS_TOKEN_PREV replaced by the previous step's tokens on
  * the host (waiting for that step's read-back if needed; this rank must be the one that samples). */
