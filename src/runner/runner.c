@@ -417,17 +417,18 @@ static ss_status runner_sample_device(ss_runner *r, const ss_step_plan *plan, co
     return st;
 }
 
-static ss_status runner_sample(ss_runner *r, const ss_step_plan *plan, const float *logits, int32_t n_rows,
-                               ss_step_output *out, ss_err *err)
+/* Samples the plan's sequences on the host (penalties, bans, logprob lists, logits returned: what the
+ * device sampler cannot do) from the n_rows logits rows, into out. */
+static ss_status runner_sample_host(ss_runner *r, const ss_step_plan *plan, const float *logits, int32_t n_rows,
+                                    ss_step_output *out, ss_err *err)
 {
     const ss_backend_i *B = r->be->iface;
-    int32_t V = r->cfg.vocab_size, n = 0, n_top = 0, host = 0;
+    int32_t V = r->cfg.vocab_size, n = 0, n_top = 0;
     for (int32_t s = 0; s < plan->n_seqs; s++) {
         const ss_plan_seq *q = &plan->seqs[s];
         if (!q->sample)
             continue;
         n++;
-        host |= runner_needs_host(q);
         n_top = q->sp.n_logprobs > n_top ? q->sp.n_logprobs : n_top;
     }
     int want_logits = (plan->flags & (SS_PLAN_ALL_LOGITS | SS_PLAN_LAST_LOGITS)) != 0;
@@ -442,72 +443,59 @@ static ss_status runner_sample(ss_runner *r, const ss_step_plan *plan, const flo
     }
     if (!out->token || !out->logprob || (n_top && (!out->top_ids || !out->top_logprobs)))
         return ss_err_set(err, SS_ERR_NOMEM, "out of memory");
-    if (host || want_logits || plan->flags & SS_PLAN_ALL_LOGITS) {
-        size_t bytes = (size_t)n_rows * V * sizeof(float);
-        float *hl = ss_malloc(bytes ? bytes : 4);
-        if (!hl)
-            return ss_err_set(err, SS_ERR_NOMEM, "out of memory for %d logits rows", n_rows);
-        ss_status st = B->download(r->be->ctx, hl, logits, bytes);
-        if (st != SS_OK) {
-            ss_free(hl);
-            return ss_err_set(err, st, "downloading logits from %s", r->be->desc);
-        }
-        if (want_logits) { /* raw logits go back before any penalty touches them */
-            out->logits = ss_malloc(bytes ? bytes : 4);
-            if (!out->logits) {
-                ss_free(hl);
-                return ss_err_set(err, SS_ERR_NOMEM, "out of memory");
-            }
-            memcpy(out->logits, hl, bytes);
-            out->logits_rows = n_rows;
-        }
-        float *scratch = r->host_scratch;
-        float *lp = ss_malloc((size_t)V * sizeof(float));
-        float *counts = ss_calloc((size_t)V, sizeof(float));
-        if (!lp || !counts) {
-            ss_free(lp);
-            ss_free(counts);
+    size_t bytes = (size_t)n_rows * V * sizeof(float);
+    float *hl = ss_malloc(bytes ? bytes : 4);
+    if (!hl)
+        return ss_err_set(err, SS_ERR_NOMEM, "out of memory for %d logits rows", n_rows);
+    ss_status st = B->download(r->be->ctx, hl, logits, bytes);
+    if (st != SS_OK) {
+        ss_free(hl);
+        return ss_err_set(err, st, "downloading logits from %s", r->be->desc);
+    }
+    if (want_logits) { /* raw logits go back before any penalty touches them */
+        out->logits = ss_malloc(bytes ? bytes : 4);
+        if (!out->logits) {
             ss_free(hl);
             return ss_err_set(err, SS_ERR_NOMEM, "out of memory");
         }
-        int32_t k = 0;
-        for (int32_t s = 0; s < plan->n_seqs; s++) {
-            const ss_plan_seq *q = &plan->seqs[s];
-            if (!q->sample)
-                continue;
-            float *row = hl + (size_t)r->row_of_seq[s] * V;
-            runner_penalize(row, V, q, counts);
-            ss_sample_row sr = runner_sample_row(q);
-            out->token[k] = ss_sample_host(row, V, &sr, scratch, &out->logprob[k]);
-            if (n_top) {
-                ss_log_softmax_host(row, V, lp);
-                /* the token's own log-probability from the same row as its top list, so that the two agree
-                 * to the bit (ss_sample_host sums in another order: they differed in the 7th digit) */
-                out->logprob[k] = lp[out->token[k]];
-                runner_top(lp, V, q->sp.n_logprobs, out->top_ids + (size_t)k * n_top,
-                           out->top_logprobs + (size_t)k * n_top);
-                for (int32_t j = q->sp.n_logprobs; j < n_top; j++) {
-                    out->top_ids[(size_t)k * n_top + j] = -1;
-                    out->top_logprobs[(size_t)k * n_top + j] = -INFINITY;
-                }
-            }
-            k++;
-        }
+        memcpy(out->logits, hl, bytes);
+        out->logits_rows = n_rows;
+    }
+    float *scratch = r->host_scratch;
+    float *lp = ss_malloc((size_t)V * sizeof(float));
+    float *counts = ss_calloc((size_t)V, sizeof(float));
+    if (!lp || !counts) {
         ss_free(lp);
         ss_free(counts);
         ss_free(hl);
-        return SS_OK;
+        return ss_err_set(err, SS_ERR_NOMEM, "out of memory");
     }
-    /* Device path: rows are exactly the sampled sequences, in order. */
-    ss_status st = runner_sample_device(r, plan, logits, n);
-    if (st == SS_OK)
-        st = B->download(r->be->ctx, r->host_scratch, r->dev_tok, (size_t)n * 8);
-    if (st == SS_OK) {
-        memcpy(out->token, r->host_scratch, (size_t)n * 4);
-        memcpy(out->logprob, r->host_scratch + n, (size_t)n * 4);
+    int32_t k = 0;
+    for (int32_t s = 0; s < plan->n_seqs; s++) {
+        const ss_plan_seq *q = &plan->seqs[s];
+        if (!q->sample)
+            continue;
+        float *row = hl + (size_t)r->row_of_seq[s] * V;
+        runner_penalize(row, V, q, counts);
+        ss_sample_row sr = runner_sample_row(q);
+        out->token[k] = ss_sample_host(row, V, &sr, scratch, &out->logprob[k]);
+        if (n_top) {
+            ss_log_softmax_host(row, V, lp);
+            /* the token's own log-probability from the same row as its top list, so that the two agree
+             * to the bit (ss_sample_host sums in another order: they differed in the 7th digit) */
+            out->logprob[k] = lp[out->token[k]];
+            runner_top(lp, V, q->sp.n_logprobs, out->top_ids + (size_t)k * n_top,
+                       out->top_logprobs + (size_t)k * n_top);
+            for (int32_t j = q->sp.n_logprobs; j < n_top; j++) {
+                out->top_ids[(size_t)k * n_top + j] = -1;
+                out->top_logprobs[(size_t)k * n_top + j] = -INFINITY;
+            }
+        }
+        k++;
     }
-    if (st != SS_OK)
-        return ss_err_set(err, st, "sampling on %s", r->be->desc);
+    ss_free(lp);
+    ss_free(counts);
+    ss_free(hl);
     return SS_OK;
 }
 
@@ -720,11 +708,8 @@ static ss_status runner_run(ss_runner *r, const ss_step_plan *plan, runner_pendi
 #endif
     if (!ss_runner_is_output_rank(r))
         return SS_OK;
-    if (logits) {
-        SS_CHECK(runner_sample(r, plan, logits, n_rows, out, err));
-        /* the device path of runner_sample leaves the tokens in dev_tok */
-        r->prev_fed = !runner_host_sampling(plan) && ss_forward_feeds(r->fwd);
-    }
+    if (logits) /* the device chooses every other step's tokens (above) */
+        SS_CHECK(runner_sample_host(r, plan, logits, n_rows, out, err));
     runner_know_prev(r, out);
     return SS_OK;
 }
