@@ -333,16 +333,21 @@ ss_status ss_boot_make_runner(ss_boot *b, ss_runner **runner, ss_comm **tp_out, 
     return SS_OK;
 }
 
+/* Tells the leader why this rank stops (best effort: the leader may be gone); returns st. */
+static ss_status worker_fail(ss_boot *b, ss_status st, const ss_err *err)
+{
+    ss_net_send_msg(b->ctrl_fd, SS_MSG_ERROR, err->msg, strlen(err->msg), ss_now_ms() + 5000);
+    return st;
+}
+
 /* Collects the worker's oldest pending step; the output rank sends its output to the leader. A failed
  * step is reported to the leader (SS_MSG_ERROR) and ends the loop. */
 static ss_status worker_collect(ss_boot *b, ss_runner *runner, ss_err *err)
 {
     ss_step_output out;
     ss_status st = ss_runner_collect(runner, &out, err);
-    if (st != SS_OK) {
-        ss_net_send_msg(b->ctrl_fd, SS_MSG_ERROR, err->msg, strlen(err->msg), ss_now_ms() + 5000);
-        return st;
-    }
+    if (st != SS_OK)
+        return worker_fail(b, st, err);
     if (ss_runner_is_output_rank(runner)) {
         uint8_t *buf = NULL;
         size_t bl = 0;
@@ -375,11 +380,7 @@ static ss_status worker_wait_plan_or_step(ss_boot *b, ss_runner *runner, int *pl
         if (st == SS_OK && !done)
             continue;
         *plan_ready = 0;
-        if (st != SS_OK) {
-            ss_net_send_msg(b->ctrl_fd, SS_MSG_ERROR, err->msg, strlen(err->msg), ss_now_ms() + 5000);
-            return st;
-        }
-        return worker_collect(b, runner, err);
+        return st != SS_OK ? worker_fail(b, st, err) : worker_collect(b, runner, err);
     }
 }
 
@@ -417,10 +418,8 @@ ss_status ss_worker_loop(ss_boot *b, ss_runner *runner, ss_err *err)
         /* Submit before collecting the step before it: the GPU runs this one right after that one. */
         st = ss_runner_submit(runner, &plan, err);
         ss_step_plan_free(&plan);
-        if (st != SS_OK) {
-            ss_net_send_msg(b->ctrl_fd, SS_MSG_ERROR, err->msg, strlen(err->msg), ss_now_ms() + 5000);
-            return st;
-        }
+        if (st != SS_OK)
+            return worker_fail(b, st, err);
         if (ss_runner_pending(runner) == SS_DOWNLOAD_SLOTS)
             SS_CHECK(worker_collect(b, runner, err));
     }

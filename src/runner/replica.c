@@ -420,8 +420,8 @@ static ss_status replica_plan_tokens(ss_replica *r, int64_t n, ss_err *err)
 }
 
 /* One stage (tp ranks): every rank runs the step without waiting for it, the leader's runner keeps it
- * pending, and collect waits. Greedy steps leave their tokens on every rank's device, so the next plan's
- * SS_TOKEN_PREV goes to the workers as it is; otherwise it is resolved here first (waiting for the
+ * pending, and collect waits. Steps whose tokens the device chooses leave them on every rank, so the next
+ * plan's SS_TOKEN_PREV goes to the workers as it is; otherwise it is resolved here first (waiting for the
  * previous step's tokens). The plan is checked before any rank sees it: a refused plan changes nothing. */
 static ss_status replica_submit_stage(ss_replica *r, const ss_step_plan *plan, ss_err *err)
 {
