@@ -3,7 +3,7 @@
 # trains the demo model on the last GPU in the background, and meanwhile runs the GPU checks and
 # benchmarks on the others. Every step has a deadline; the whole run stays under BUDGET seconds.
 # Results: $OUT/summary.txt, $OUT/logs.tar.xz, and $OUT/demo-*.{safetensors,json,txt} from training.
-# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize tp2 x4 x4p x4t x70t x2k peer mergeab s14 ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
+# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -454,6 +454,69 @@ if has s14 && [ "$NG" -ge 2 ]; then
       done
     done
   fi
+fi
+if has splits && [ "$NG" -ge 2 ]; then
+  # Session 15: how many key splits an attention item should hold at batch 1. The launcher gives each kv head
+  # sms / kv_heads splits, at most 32: at 8B tp 2 (4 kv heads a rank) that is 32 splits of ~8 keys at a 256
+  # bound. The timeline at tp 2, then SS_PERSIST_SPLITS caps against the default at tp 2, tp 1 and the 70B shape.
+  export CUDA_VISIBLE_DEVICES=0,1
+  gen70_start
+  [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
+  step "8B tp2 trace" 60 trace_tp2.log env SS_PERSIST_TRACE=100 "$B/tools/bench_decode" --model "$M8" --device cuda --tp 2 --prompt 128 --gen 128 --no-graphs --json
+  grep -A30 'persistent decode, tp rank 0' "$L/trace_tp2.log" | head -32 | tee -a "$S"
+  for rep in 1 2 3; do
+    for sp in 0 16 8; do
+      step "8B tp2 b1 [splits ${sp/#0/default}] #$rep" 60 "bench_splits_tp2_${sp}_$rep.log" env SS_PERSIST_SPLITS=$sp "$B/tools/bench_decode" --model "$M8" --device cuda --tp 2 --prompt 128 --gen 256 --json
+    done
+    for sp in 0 8; do
+      step "8B tp1 b1 [splits ${sp/#0/default}] #$rep" 60 "bench_splits_tp1_${sp}_$rep.log" env CUDA_VISIBLE_DEVICES=0 SS_PERSIST_SPLITS=$sp "$B/tools/bench_decode" --model "$M8" --device cuda --prompt 128 --gen 256 --json
+    done
+  done
+  if gen70_wait; then
+    for rep in 1 2; do
+      for sp in 0 16; do
+        step "70B${L70:+ (${L70} layers)} tp2 b1 [splits ${sp/#0/default}] #$rep" 120 "bench_splits_70b_${sp}_$rep.log" env SS_PERSIST_SPLITS=$sp "$B/tools/bench_decode" --model "$M70" --device cuda --tp 2 --prompt 128 --gen 256 --json
+      done
+    done
+  fi
+fi
+if has merge1 && [ "$NG" -ge 2 ]; then
+  # Session 15: merge_one (a head's key splits merged with every load of a round in flight, statistics by
+  # shuffle) as the default at every split count. Correctness at tp 1 and tp 2, the timeline at tp 2, then A/B
+  # against the build before ($OLDB) and the other merges of the same binary, 8B tp 1 / tp 2 and the 70B shape.
+  export CUDA_VISIBLE_DEVICES=0,1
+  gen70_start
+  [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
+  step "backend consistency cpu vs cuda" 150 consistency.log env CUDA_VISIBLE_DEVICES=0 "$B/tests/test_backend_consistency"
+  step "golden tests on cuda" 90 golden.log env CUDA_VISIBLE_DEVICES=0 SS_TEST_DEVICE=cuda "$B/tests/test_golden"
+  step "golden tp2" 90 golden_tp2.log env SS_TEST_DEVICE=cuda SS_TEST_TP=2 "$B/tests/test_golden"
+  step "8B tp2 trace" 60 trace_tp2.log env SS_PERSIST_TRACE=100 "$B/tools/bench_decode" --model "$M8" --device cuda --tp 2 --prompt 128 --gen 128 --no-graphs --json
+  grep -A30 'persistent decode, tp rank 0' "$L/trace_tp2.log" | grep -E 'attn|layer period' | tee -a "$S"
+  step "8B tp1 trace" 60 trace_tp1.log env CUDA_VISIBLE_DEVICES=0 SS_PERSIST_TRACE=100 "$B/tools/bench_decode" --model "$M8" --device cuda --prompt 128 --gen 128 --no-graphs --json
+  grep -A30 'persistent decode, tp rank 0' "$L/trace_tp1.log" | grep -E 'attn|layer period' | tee -a "$S"
+  for rep in 1 2 3; do
+    for v in new ${OLDB:+old} wide; do
+      bd=$B; [ $v = old ] && bd=$OLDB
+      ev=(); [ $v = wide ] && ev=(SS_PERSIST_MERGE=wide)
+      step "8B tp2 b1 [$v] #$rep" 60 "bench_m1_tp2_${v}_$rep.log" env ${ev[@]+"${ev[@]}"} "$bd/tools/bench_decode" --model "$M8" --device cuda --tp 2 --prompt 128 --gen 256 --json
+    done
+    for v in new ${OLDB:+old} chunked; do
+      bd=$B; [ $v = old ] && bd=$OLDB
+      ev=(); [ $v = chunked ] && ev=(SS_PERSIST_MERGE=chunked)
+      step "8B tp1 b1 [$v] #$rep" 60 "bench_m1_tp1_${v}_$rep.log" env CUDA_VISIBLE_DEVICES=0 ${ev[@]+"${ev[@]}"} "$bd/tools/bench_decode" --model "$M8" --device cuda --prompt 128 --gen 256 --json
+    done
+  done
+  if gen70_wait; then
+    for rep in 1 2; do
+      for v in new ${OLDB:+old}; do
+        bd=$B; [ $v = old ] && bd=$OLDB
+        step "70B${L70:+ (${L70} layers)} tp2 b1 [$v] #$rep" 120 "bench_m1_70b_${v}_$rep.log" "$bd/tools/bench_decode" --model "$M70" --device cuda --tp 2 --prompt 128 --gen 256 --json
+      done
+    done
+  fi
+  for f in "$L"/bench_m1_*.log; do
+    echo "$(basename "$f" .log) $(grep -ho '"decode_tok_s":[0-9.]*\|"tokens_fnv":"*[0-9a-fx]*' "$f" | tr '\n' ' ')"
+  done | tee -a "$S"
 fi
 if has ovl && [ "$NG" -ge 2 ]; then
   # Session 14: tp > 1 steps that overlap (greedy tokens combined on every rank's device, the next step

@@ -290,13 +290,19 @@ extern "C" int ss_cuda_decode_persist(void *stream, ss_cuda_persist_args *a)
     p.head_dim = hd, p.q_dim = q_dim, p.qkv_dim = qkv_dim, p.splits = splits, p.nk_max = nk_max;
     const char *dbg = getenv("SS_PERSIST_DEBUG");
     p.debug = dbg ? (int)strtol(dbg, NULL, 10) : 0;
-    const char *merge = getenv("SS_PERSIST_MERGE"); // benchmark switch: "wide" or "chunked" (default: by splits)
-    // The wide merge where a kv head has more than 16 key splits (session 14, one pair of H200s, three
-    // interleaved pairs each: 8B tp 2, 32 splits, 381.9 against 376.7 tok/s; 8B tp 1, 16 splits, 241.2
-    // against 242.0). Its scratch is the item's P·V area: kWarps * grp * hd floats must hold
-    // grp * (2 * splits + 1).
-    const int wide = merge ? !strcmp(merge, "wide") : splits > 16;
-    p.merge_wide = wide && kWarps * hd >= 2 * splits + 1 && hd % 4 == 0;
+    const char *merge = getenv("SS_PERSIST_MERGE"); // benchmark switch: "one", "wide" or "chunked"
+    // merge_one above 16 key splits, the chunked merge at 16 or fewer (session 15, 2 x H200, three interleaved
+    // pairs each: 8B tp 2, 32 splits, 391.4 tok/s against 387.9 with session 14's wide merge; 8B tp 1, 16
+    // splits, 241.9 against 243.4 chunked). merge_one loads float4s and reads its statistics by shuffle within
+    // a warp of one q head (persist_attention.cuh); merge_wide's scratch is the item's P·V area, whose
+    // kWarps * grp * hd floats must hold grp * (2 * splits + 1). (merge_wide stays as a switch: deleting it
+    // changed the kernel's register allocation, which this kernel's speed follows; session 15.)
+    p.merge = !merge ? (splits > 16 ? kMergeOne : kMergeChunked)
+                     : !strcmp(merge, "one") ? kMergeOne : !strcmp(merge, "wide") ? kMergeWide : kMergeChunked;
+    if (p.merge == kMergeOne && (hd % 4 || splits > 32 || (hd / 4 * merge_one_threads(splits, grp * hd / 4)) % 32))
+        p.merge = kMergeWide; // (a warp's outputs would span two q heads)
+    if (hd % 4 || (p.merge == kMergeWide && kWarps * hd < 2 * splits + 1))
+        p.merge = kMergeChunked;
     p.tp_size = a->tp_size > 1 ? a->tp_size : 1, p.tp_rank = a->tp_size > 1 ? a->tp_rank : 0;
     if (p.tp_size > 1) {
         if (p.tp_size > SS_CUDA_PERSIST_MAX_TP || p.tp_rank < 0 || p.tp_rank >= p.tp_size || !a->tp_abort ||

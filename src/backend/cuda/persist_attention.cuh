@@ -6,6 +6,16 @@
 namespace ss {
 namespace {
 
+// Threads that merge one output of merge_one (below): the largest power of two with that many per output
+// fitting the consumers, at most the split count. (The launcher checks merge_one's condition with it.)
+__host__ __device__ __forceinline__ int merge_one_threads(int splits, int outs)
+{
+    int P = 1;
+    while (P < 32 && 2 * P <= splits && 2 * P * outs <= kConsumers)
+        P *= 2;
+    return P;
+}
+
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900
 
 // ---------------------------------------------------------------- attention
@@ -99,6 +109,87 @@ __device__ __noinline__ void merge_wide(const Params &p, int h, int grp, int str
         bf16 *o = p.attn + (int64_t)(h * grp + j) * hd + d4 * 4;
         o[0] = __float2bfloat16_rn(acc.x * inv), o[1] = __float2bfloat16_rn(acc.y * inv);
         o[2] = __float2bfloat16_rn(acc.z * inv), o[3] = __float2bfloat16_rn(acc.w * inv);
+    }
+}
+
+constexpr int kOneLoads = 8; // splits a thread of merge_one loads at once (16 made the kernel spill)
+
+// Two online-softmax states (max, denominator, four dims of the numerator) as one, over the common max.
+__device__ __forceinline__ void merge_state(float &m, float &den, float4 &acc, float m2, float den2, float4 acc2)
+{
+    const float big = fmaxf(m, m2);
+    const float a = m == -FLT_MAX ? 0.0f : __expf(m - big), b = m2 == -FLT_MAX ? 0.0f : __expf(m2 - big);
+    den = den * a + den2 * b;
+    acc.x = acc.x * a + acc2.x * b, acc.y = acc.y * a + acc2.y * b;
+    acc.z = acc.z * a + acc2.z * b, acc.w = acc.w * a + acc2.w * b;
+    m = big;
+}
+
+// The merge of a kv head's splits with every load of a round in flight (session 15; inlined into the item:
+// as a call it made the kernel spill): an output's four dims are merged by P threads of one warp (P from
+// merge_one_threads), each loading its share of the splits, kOneLoads at a time. The statistics are the same
+// for every output of a q head: lane s of a warp loads split s's (all of a warp's outputs belong to one q
+// head, which the launcher checks: head_dim / 4 x P is a multiple of 32, at most 32 splits) and the others
+// read them by shuffle. The P states then meet through shuffles. 8B at tp 2 (4 q heads a kv head, 32
+// splits): two threads of 16 splits, two rounds of loads, where merge_wide makes five trips (its
+// statistics, then 8 splits at a time; ~6 us a layer in session 15's trace).
+__device__ __forceinline__ void merge_one(const Params &p, int h, int grp, int stride)
+{
+    const int tid = threadIdx.x, lane = tid & 31, hd = p.head_dim, S = p.splits, q4 = hd / 4, outs = grp * q4;
+    const int P = merge_one_threads(S, outs), per = (S + P - 1) / P, part = tid % P;
+    const float *head = p.partials + (int64_t)h * grp * S * stride;
+    // Every thread runs every round (the shuffles need the whole warp); a thread past the outputs merges nothing.
+    for (int t0 = 0; t0 < outs * P; t0 += kConsumers) {
+        const int o = (t0 + tid) / P;
+        const bool on = o < outs;
+        const int j = on ? o / q4 : 0, d4 = on ? o % q4 : 0;
+        const float *base = head + (int64_t)j * S * stride + d4 * 4;
+        const float2 mine = on && lane < S ? __ldcg(reinterpret_cast<const float2 *>(head + ((int64_t)j * S + lane) * stride + hd))
+                                           : make_float2(-FLT_MAX, 0.0f); // split `lane`'s max and sum
+        float m = -FLT_MAX, den = 0.0f;
+        float4 acc = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        for (int r0 = 0; r0 < per; r0 += kOneLoads) {
+            float4 v[kOneLoads];
+#pragma unroll
+            for (int t = 0; t < kOneLoads; t++) { // every load of the round in flight at once
+                const int s = part * per + r0 + t;
+                v[t] = on && r0 + t < per && s < S ? __ldcg(reinterpret_cast<const float4 *>(base + (int64_t)s * stride))
+                                                   : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            }
+            float big = m;
+#pragma unroll
+            for (int t = 0; t < kOneLoads; t++) {
+                const int s = part * per + r0 + t;
+                const float ms = __shfl_sync(0xffffffffu, mine.x, s & 31);
+                big = r0 + t < per && s < S ? fmaxf(big, ms) : big;
+            }
+            const float rescale = m == -FLT_MAX ? 0.0f : __expf(m - big);
+            den *= rescale, acc.x *= rescale, acc.y *= rescale, acc.z *= rescale, acc.w *= rescale;
+            m = big;
+#pragma unroll
+            for (int t = 0; t < kOneLoads; t++) {
+                const int s = part * per + r0 + t;
+                const float ms = __shfl_sync(0xffffffffu, mine.x, s & 31), ls = __shfl_sync(0xffffffffu, mine.y, s & 31);
+                // empty splits (and slots past this thread's share) weigh nothing
+                const float w = r0 + t >= per || s >= S || ms == -FLT_MAX ? 0.0f : __expf(ms - big);
+                den = fmaf(w, ls, den);
+                acc.x = fmaf(w, v[t].x, acc.x), acc.y = fmaf(w, v[t].y, acc.y);
+                acc.z = fmaf(w, v[t].z, acc.z), acc.w = fmaf(w, v[t].w, acc.w);
+            }
+        }
+        for (int off = P / 2; off > 0; off /= 2) { // the P threads' states, lanes tid ^ off
+            const float m2 = __shfl_xor_sync(0xffffffffu, m, off), den2 = __shfl_xor_sync(0xffffffffu, den, off);
+            float4 a2;
+            a2.x = __shfl_xor_sync(0xffffffffu, acc.x, off), a2.y = __shfl_xor_sync(0xffffffffu, acc.y, off);
+            a2.z = __shfl_xor_sync(0xffffffffu, acc.z, off), a2.w = __shfl_xor_sync(0xffffffffu, acc.w, off);
+            merge_state(m, den, acc, m2, den2, a2);
+        }
+        if (on && part == 0) {
+            const float inv = 1.0f / den;
+            bf16 *out = p.attn + (int64_t)(h * grp + j) * hd + d4 * 4;
+            out[0] = __float2bfloat16_rn(acc.x * inv), out[1] = __float2bfloat16_rn(acc.y * inv);
+            out[2] = __float2bfloat16_rn(acc.z * inv), out[3] = __float2bfloat16_rn(acc.w * inv);
+        }
     }
 }
 
@@ -256,8 +347,9 @@ __device__ void attention_item(const Params &p, int l, unsigned *ctr, uint8_t *r
                 for (int e = 0; e < 4; e++)
                     pv[(warp * grp + j) * hd + lane * 4 + e] = acc[j][e];
     consumer_sync();
-    // a split's hd values, then its max and sum (merge_wide: rows padded to 16 bytes for its float4 loads)
-    const int stride = p.merge_wide ? hd + 4 : hd + 2;
+    // a split's hd values, then its max and sum (merge_wide, merge_one: rows padded to 16 bytes for their
+    // float4 loads)
+    const int stride = p.merge != kMergeChunked ? hd + 4 : hd + 2;
     for (int u = tid; u < grp * hd; u += kConsumers) {
         const int j = u / hd, d = u % hd;
         float sum = 0.0f;
@@ -281,7 +373,13 @@ __device__ void attention_item(const Params &p, int l, unsigned *ctr, uint8_t *r
     consumer_sync(); // thread 0's acquire happens before every thread's reads of the partials
     if (stat[2 * kMaxGroup] == 0.0f)
         return;
-    if (p.merge_wide) {
+    if (p.merge == kMergeOne) {
+        merge_one(p, h, grp, stride);
+        grid_arrive(ctr + kAttn);
+        stamp(p, l, 6);
+        return;
+    }
+    if (p.merge == kMergeWide) {
         merge_wide(p, h, grp, stride, pv);
         grid_arrive(ctr + kAttn);
         stamp(p, l, 6);
