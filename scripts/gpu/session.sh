@@ -3,7 +3,7 @@
 # trains the demo model on the last GPU in the background, and meanwhile runs the GPU checks and
 # benchmarks on the others. Every step has a deadline; the whole run stays under BUDGET seconds.
 # Results: $OUT/summary.txt, $OUT/logs.tar.xz, and $OUT/demo-*.{safetensors,json,txt} from training.
-# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
+# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -515,6 +515,27 @@ if has merge1 && [ "$NG" -ge 2 ]; then
     done
   fi
   for f in "$L"/bench_m1_*.log; do
+    echo "$(basename "$f" .log) $(grep -ho '"decode_tok_s":[0-9.]*\|"tokens_fnv":"*[0-9a-fx]*' "$f" | tr '\n' ' ')"
+  done | tee -a "$S"
+fi
+if has pp && [ "$NG" -ge 2 ]; then
+  # Session 15: where pipelines stand (pp 2 runs each step within submit; tp > 1 overlaps since session 14),
+  # and the persistent kernel on pipeline stages at tp 1: 8B pp 2 against the build before ($OLDB, op by op
+  # on stages), tp 2 and tp 1, batch 1 and 8, interleaved; the goldens at pp 2 and tp 2 x ... first.
+  export CUDA_VISIBLE_DEVICES=0,1
+  [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
+  step "golden pp2" 90 golden_pp2.log env SS_TEST_DEVICE=cuda SS_TEST_PP=2 "$B/tests/test_golden"
+  step "test_sharded on cuda" 120 sharded_cuda.log env SS_TEST_DEVICE=cuda "$B/tests/test_sharded"
+  for rep in 1 2; do
+    for v in new ${OLDB:+old} tp2 tp1; do
+      bd=$B; cfg="--pp 2"; [ $v = old ] && bd=$OLDB; [ $v = tp2 ] && cfg="--tp 2"; [ $v = tp1 ] && cfg="--tp 1"
+      for bsz in 1 8; do
+        g=256; [ $bsz = 8 ] && g=128
+        step "8B ${cfg} b$bsz [$v] #$rep" 60 "bench_pp_${v}_b${bsz}_$rep.log" "$bd/tools/bench_decode" --model "$M8" --device cuda $cfg --batch $bsz --prompt 128 --gen $g --json
+      done
+    done
+  done
+  for f in "$L"/bench_pp_*.log; do
     echo "$(basename "$f" .log) $(grep -ho '"decode_tok_s":[0-9.]*\|"tokens_fnv":"*[0-9a-fx]*' "$f" | tr '\n' ' ')"
   done | tee -a "$S"
 fi

@@ -135,9 +135,10 @@ ss_status ss_forward_create(ss_backend *be, const ss_model_config *cfg, const ss
      * persistent kernel per step (2-4% faster than op by op at short contexts, docs/performance.md,
      * session 10), on the cpu its own ops in sequence (the same arithmetic as op by op, so CI runs this
      * path too). A backend refuses the steps it does not suit (long contexts), which then run op by op.
-     * SS_PERSIST=0 turns it off (a benchmark switch). */
+     * SS_PERSIST=0 turns it off (a benchmark switch). Pipeline stages use it at tp 1 (session 15); at tp > 1
+     * only a one-stage group sets up the exchange window it needs (ss_forward_set_links). */
     const char *persist = getenv("SS_PERSIST");
-    if (be->iface->decode_layers && sp->tp <= SS_DECODE_MAX_TP && sp->first_stage && sp->last_stage &&
+    if (be->iface->decode_layers && sp->tp <= SS_DECODE_MAX_TP && (sp->tp == 1 || (sp->first_stage && sp->last_stage)) &&
         !(persist && !strcmp(persist, "0"))) {
         f->dlayers = ss_calloc((size_t)nl, sizeof *f->dlayers);
         if (!f->dlayers) {
@@ -488,6 +489,10 @@ static ss_status fwd_body(ss_forward *f, int64_t n, int32_t n_rows, const ss_att
                                f->residual, f->qkv, f->attn, f->act, f->h, f->x, f->gu,
                                sp->tp > 1 ? &f->xchg : NULL};
         st = B->decode_layers(c, &dl);
+        if (st == SS_OK && !sp->last_stage) { /* the residual after this stage's layers, as op by op sends it */
+            st = L->world->iface->send(L->world->ctx, f->residual, n * dim, f->be->act_dtype, L->next_rank);
+            return st == SS_OK ? SS_OK : ss_err_set(err, st, "rank %d: sending activations to rank %d", sp->rank, L->next_rank);
+        }
         if (st == SS_OK)
             st = B->rmsnorm(c, f->h, f->residual, f->w->final_norm, n, dim, f->cfg->rms_eps);
         if (st == SS_OK)
