@@ -74,6 +74,35 @@ gen70_wait() {
   fi
 }
 
+# Two GPUs: the 70B checkpoint started in the background (gen70_start) and the 8B one written.
+prep_2gpu() {
+  export CUDA_VISIBLE_DEVICES=0,1
+  gen70_start
+  [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
+}
+# The consistency test and the goldens on GPU 0.
+checks_tp1() {
+  step "backend consistency cpu vs cuda" 150 consistency.log env CUDA_VISIBLE_DEVICES=0 "$B/tests/test_backend_consistency"
+  step "golden tests on cuda" 90 golden.log env CUDA_VISIBLE_DEVICES=0 SS_TEST_DEVICE=cuda "$B/tests/test_golden"
+}
+# The 70B shape at tp 2, this build against $OLDB, two interleaved rounds (logs "$L/PREFIX_{new,old}_N.log"),
+# once gen70_wait has it.
+ab70() {
+  gen70_wait || return 0
+  for rep in 1 2; do
+    for v in new ${OLDB:+old}; do
+      bd=$B; [ $v = old ] && bd=$OLDB
+      step "70B${L70:+ (${L70} layers)} tp2 b1 [$v] #$rep" 120 "$1_${v}_$rep.log" "$bd/tools/bench_decode" --model "$M70" --device cuda --tp 2 --prompt 128 --gen 256 --json
+    done
+  done
+}
+# One line per A/B log "$L/PREFIX*.log" (decode tok/s and the tokens' hash), into the summary.
+ab_summary() {
+  for f in "$L"/"$1"*.log; do
+    echo "$(basename "$f" .log) $(grep -ho '"decode_tok_s":[0-9.]*\|"tokens_fnv":"*[0-9a-fx]*' "$f" | tr '\n' ' ')"
+  done | tee -a "$S"
+}
+
 # kill -9 of the worker of a tp 2 `serve` on $M8 while a 4,000-token stream runs: the server must fail that
 # request, exit non-zero and leave no process behind (sessions 13-14). Then kill -9 of the leader: its
 # workers must go too.
@@ -425,12 +454,9 @@ if has s14 && [ "$NG" -ge 2 ]; then
   # Session 14: the wide merge by default above 16 key splits, and spins at tp > 1 that wait for the
   # communicator's deadline instead of trapping after 2 s. Correctness, a stalled worker (SIGSTOP 5 s) that
   # the replica must ride out, then A/B against the old build ($OLDB) at 8B tp 1/2 and 70B tp 2.
-  export CUDA_VISIBLE_DEVICES=0,1
-  gen70_start
-  [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
+  prep_2gpu
   step "peer all-reduce and window tests (GPUs 0, 1)" 60 comm_peer.log "$B/tests/test_comm_peer"
-  step "backend consistency cpu vs cuda" 150 consistency.log env CUDA_VISIBLE_DEVICES=0 "$B/tests/test_backend_consistency"
-  step "golden tests on cuda" 90 golden.log env CUDA_VISIBLE_DEVICES=0 SS_TEST_DEVICE=cuda "$B/tests/test_golden"
+  checks_tp1
   step "golden tp2" 90 golden_tp2.log env SS_TEST_DEVICE=cuda SS_TEST_TP=2 "$B/tests/test_golden"
   step "golden tp2, chunked merge" 90 golden_tp2_chunked.log env SS_PERSIST_MERGE=chunked SS_TEST_DEVICE=cuda SS_TEST_TP=2 "$B/tests/test_golden"
   cp /work/shared/fixtures/models/e2e-llama3-tok/tokenizer.json /work/shared/fixtures/models/e2e-llama3-tok/tokenizer_config.json "$M8/"
@@ -459,9 +485,7 @@ if has splits && [ "$NG" -ge 2 ]; then
   # Session 15: how many key splits an attention item should hold at batch 1. The launcher gives each kv head
   # sms / kv_heads splits, at most 32: at 8B tp 2 (4 kv heads a rank) that is 32 splits of ~8 keys at a 256
   # bound. The timeline at tp 2, then SS_PERSIST_SPLITS caps against the default at tp 2, tp 1 and the 70B shape.
-  export CUDA_VISIBLE_DEVICES=0,1
-  gen70_start
-  [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
+  prep_2gpu
   step "8B tp2 trace" 60 trace_tp2.log env SS_PERSIST_TRACE=100 "$B/tools/bench_decode" --model "$M8" --device cuda --tp 2 --prompt 128 --gen 128 --no-graphs --json
   grep -A30 'persistent decode, tp rank 0' "$L/trace_tp2.log" | head -32 | tee -a "$S"
   for rep in 1 2 3; do
@@ -484,11 +508,8 @@ if has merge1 && [ "$NG" -ge 2 ]; then
   # Session 15: merge_one (a head's key splits merged with every load of a round in flight, statistics by
   # shuffle) as the default at every split count. Correctness at tp 1 and tp 2, the timeline at tp 2, then A/B
   # against the build before ($OLDB) and the other merges of the same binary, 8B tp 1 / tp 2 and the 70B shape.
-  export CUDA_VISIBLE_DEVICES=0,1
-  gen70_start
-  [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
-  step "backend consistency cpu vs cuda" 150 consistency.log env CUDA_VISIBLE_DEVICES=0 "$B/tests/test_backend_consistency"
-  step "golden tests on cuda" 90 golden.log env CUDA_VISIBLE_DEVICES=0 SS_TEST_DEVICE=cuda "$B/tests/test_golden"
+  prep_2gpu
+  checks_tp1
   step "golden tp2" 90 golden_tp2.log env SS_TEST_DEVICE=cuda SS_TEST_TP=2 "$B/tests/test_golden"
   step "8B tp2 trace" 60 trace_tp2.log env SS_PERSIST_TRACE=100 "$B/tools/bench_decode" --model "$M8" --device cuda --tp 2 --prompt 128 --gen 128 --no-graphs --json
   grep -A30 'persistent decode, tp rank 0' "$L/trace_tp2.log" | grep -E 'attn|layer period' | tee -a "$S"
@@ -506,22 +527,13 @@ if has merge1 && [ "$NG" -ge 2 ]; then
       step "8B tp1 b1 [$v] #$rep" 60 "bench_m1_tp1_${v}_$rep.log" env CUDA_VISIBLE_DEVICES=0 ${ev[@]+"${ev[@]}"} "$bd/tools/bench_decode" --model "$M8" --device cuda --prompt 128 --gen 256 --json
     done
   done
-  if gen70_wait; then
-    for rep in 1 2; do
-      for v in new ${OLDB:+old}; do
-        bd=$B; [ $v = old ] && bd=$OLDB
-        step "70B${L70:+ (${L70} layers)} tp2 b1 [$v] #$rep" 120 "bench_m1_70b_${v}_$rep.log" "$bd/tools/bench_decode" --model "$M70" --device cuda --tp 2 --prompt 128 --gen 256 --json
-      done
-    done
-  fi
-  for f in "$L"/bench_m1_*.log; do
-    echo "$(basename "$f" .log) $(grep -ho '"decode_tok_s":[0-9.]*\|"tokens_fnv":"*[0-9a-fx]*' "$f" | tr '\n' ' ')"
-  done | tee -a "$S"
+  ab70 bench_m1_70b
+  ab_summary bench_m1_
 fi
 if has pp && [ "$NG" -ge 2 ]; then
   # Session 15: where pipelines stand (pp 2 runs each step within submit; tp > 1 overlaps since session 14),
   # and the persistent kernel on pipeline stages at tp 1: 8B pp 2 against the build before ($OLDB, op by op
-  # on stages), tp 2 and tp 1, batch 1 and 8, interleaved; the goldens at pp 2 and tp 2 x ... first.
+  # on stages), tp 2 and tp 1, batch 1 and 8, interleaved; the goldens at pp 2 and each rank's tokens first.
   export CUDA_VISIBLE_DEVICES=0,1
   [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
   step "golden pp2" 90 golden_pp2.log env SS_TEST_DEVICE=cuda SS_TEST_PP=2 "$B/tests/test_golden"
@@ -535,17 +547,13 @@ if has pp && [ "$NG" -ge 2 ]; then
       done
     done
   done
-  for f in "$L"/bench_pp_*.log; do
-    echo "$(basename "$f" .log) $(grep -ho '"decode_tok_s":[0-9.]*\|"tokens_fnv":"*[0-9a-fx]*' "$f" | tr '\n' ' ')"
-  done | tee -a "$S"
+  ab_summary bench_pp_
 fi
 if has ovl && [ "$NG" -ge 2 ]; then
   # Session 14: tp > 1 steps that overlap (greedy tokens combined on every rank's device, the next step
   # submitted before the previous one is collected, on the leader and on the workers). Correctness, failure
   # handling, then batch 1 and 8 at tp 2 against the build before ($OLDB) and --no-overlap, and 70B tp 2.
-  export CUDA_VISIBLE_DEVICES=0,1
-  gen70_start
-  [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
+  prep_2gpu
   step "backend consistency cpu vs cuda" 150 consistency.log env CUDA_VISIBLE_DEVICES=0 "$B/tests/test_backend_consistency"
   step "golden tp2" 90 golden_tp2.log env SS_TEST_DEVICE=cuda SS_TEST_TP=2 "$B/tests/test_golden"
   step "golden pp2" 90 golden_pp2.log env SS_TEST_DEVICE=cuda SS_TEST_PP=2 "$B/tests/test_golden"
@@ -562,14 +570,7 @@ if has ovl && [ "$NG" -ge 2 ]; then
       step "8B tp2 b8 [$v] #$rep" 60 "bench_ovl_tp2_b8_${v}_$rep.log" "$bd/tools/bench_decode" --model "$M8" --device cuda --tp 2 --batch 8 --prompt 128 --gen 128 --json ${fl[@]+"${fl[@]}"}
     done
   done
-  if gen70_wait; then
-    for rep in 1 2; do
-      for v in new ${OLDB:+old}; do
-        bd=$B; [ $v = old ] && bd=$OLDB
-        step "70B${L70:+ (${L70} layers)} tp2 b1 [$v] #$rep" 120 "bench_ovl_70b_tp2_${v}_$rep.log" "$bd/tools/bench_decode" --model "$M70" --device cuda --tp 2 --prompt 128 --gen 256 --json
-      done
-    done
-  fi
+  ab70 bench_ovl_70b_tp2
 fi
 if has tp1ab; then
   # Session 14: one GPU after the tp > 1 overlap changes (precise read-back joins, dev_tok on every rank):
