@@ -47,12 +47,19 @@ try:
                 check("%s tp%d pp%d prepare" % (name, tp, pp), False, p.stderr)
                 continue
             engine = p.stdout.strip().splitlines()[-1]
-            r = subprocess.run([BIN, "generate", "--quiet", "--model", engine, "--tp", str(tp), "--pp", str(pp),
-                                "--device", "cpu", "--threads", "1", "--prompt-ids",
-                                ",".join(map(str, c["prompt_ids"])), "--max-tokens", str(n), "--ignore-eos"],
-                               capture_output=True, text=True, timeout=120)
-            got = [int(x) for x in r.stdout.strip().split(",")] if r.returncode == 0 else r.stderr
-            check("%s tp%d pp%d from engine" % (name, tp, pp), got == c["greedy_ids"][:n], got)
+            # Pipeline stages decode one token through decode_layers; SS_PERSIST=0 keeps them op by op, the
+            # path a backend that refuses decode_layers falls back to.
+            for persist in ([None, "0"] if pp > 1 else [None]):
+                env = dict(os.environ)
+                if persist is not None:
+                    env["SS_PERSIST"] = persist
+                r = subprocess.run([BIN, "generate", "--quiet", "--model", engine, "--tp", str(tp), "--pp", str(pp),
+                                    "--device", "cpu", "--threads", "1", "--prompt-ids",
+                                    ",".join(map(str, c["prompt_ids"])), "--max-tokens", str(n), "--ignore-eos"],
+                                   capture_output=True, text=True, timeout=120, env=env)
+                got = [int(x) for x in r.stdout.strip().split(",")] if r.returncode == 0 else r.stderr
+                check("%s tp%d pp%d from engine%s" % (name, tp, pp, " (SS_PERSIST=0)" if persist else ""),
+                      got == c["greedy_ids"][:n], got)
     # A flipped byte in a rank's tensor data: loading must fail and name the file.
     p = subprocess.run([BIN, "prepare", "--model", os.path.join(FIX, "models", "llama3-gqa"), "--tp", "2", "--cache",
                         cache, "--quiet"], capture_output=True, text=True, timeout=120)
