@@ -1204,6 +1204,20 @@ static void test_decode_layers(void **state)
     check_decode_layers(p, &(dl_case){3, 96, 256, 6, 6, 16, 20, 256, 0, 0, 0});
     /* a group of 3 and an exact bound: keys per split not a multiple of 4 (the K/V copies' alignment) */
     check_decode_layers(p, &(dl_case){2, 768, 2048, 12, 4, 64, 299, 300, 0, 0, 0});
+    /* merging the key splits (more than 16 a kv head here: merge_one by default); a group of 3 with a head_dim
+     * of 96, whose warps would span two q heads in merge_one: the wide merge instead */
+    check_decode_layers(p, &(dl_case){2, 4096, 7168, 16, 4, 128, 299, 512, 0, 0, 0});
+    check_decode_layers(p, &(dl_case){2, 1152, 3072, 12, 4, 96, 299, 512, 0, 0, 0});
+    /* and each merge forced (SS_PERSIST_MERGE, a benchmark switch that keeps results), merge_one also at 8 splits */
+    static const char *merges[] = {"wide", "chunked", "one"};
+    for (int i = 0; i < 3; i++) {
+        setenv("SS_PERSIST_MERGE", merges[i], 1);
+        check_decode_layers(p, &(dl_case){2, 4096, 7168, 16, 4, 128, 299, 512, 0, 0, 0});
+    }
+    setenv("SS_PERSIST_SPLITS", "8", 1);
+    check_decode_layers(p, &(dl_case){2, 1024, 2816, 16, 4, 64, 0, 256, 0, 0, 0});
+    unsetenv("SS_PERSIST_SPLITS");
+    unsetenv("SS_PERSIST_MERGE");
     /* the kernel's benchmark switch that keeps results: fewer key splits */
     setenv("SS_PERSIST_SPLITS", "4", 1);
     check_decode_layers(p, &(dl_case){3, 1024, 2816, 16, 4, 64, 500, 512, 1, 0, 0});
