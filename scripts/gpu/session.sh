@@ -3,7 +3,7 @@
 # trains the demo model on the last GPU in the background, and meanwhile runs the GPU checks and
 # benchmarks on the others. Every step has a deadline; the whole run stays under BUDGET seconds.
 # Results: $OUT/summary.txt, $OUT/logs.tar.xz, and $OUT/demo-*.{safetensors,json,txt} from training.
-# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
+# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -548,6 +548,29 @@ if has pp && [ "$NG" -ge 2 ]; then
     done
   done
   ab_summary bench_pp_
+fi
+if has pptp && [ "$NG" -ge 4 ]; then
+  # Session 15 (written, not run: no 4-GPU machine was lent): the persistent kernel on tensor-parallel
+  # pipeline stages (SS_PERSIST_PP_TP=1, off by default). The goldens at tp 2 x pp 2 both ways, then 8B
+  # tp 2 x pp 2 batch 1 and 8 with and without it, interleaved. If it passes and wins, make it the default
+  # (forward.c, fwd_stage_windows) and say so in docs/deploy.md.
+  export CUDA_VISIBLE_DEVICES=0,1,2,3
+  [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
+  for e in - SS_PERSIST_PP_TP=1; do
+    variant "$e"
+    step "golden tp2 x pp2 [$e]" 150 "golden_pptp_$vtag.log" env ${ev[@]+"${ev[@]}"} SS_TEST_DEVICE=cuda SS_TEST_TP=2 SS_TEST_PP=2 "$B/tests/test_golden"
+    step "test_sharded on cuda [$e]" 120 "sharded_pptp_$vtag.log" env ${ev[@]+"${ev[@]}"} SS_TEST_DEVICE=cuda "$B/tests/test_sharded"
+  done
+  for rep in 1 2 3; do
+    for e in - SS_PERSIST_PP_TP=1; do
+      variant "$e"
+      for bsz in 1 8; do
+        g=256; [ $bsz = 8 ] && g=128
+        step "8B tp2 x pp2 b$bsz [$e] #$rep" 60 "bench_pptp_${vtag}_b${bsz}_$rep.log" env ${ev[@]+"${ev[@]}"} "$B/tools/bench_decode" --model "$M8" --device cuda --tp 2 --pp 2 --batch $bsz --prompt 128 --gen $g --json
+      done
+    done
+  done
+  ab_summary bench_pptp_
 fi
 if has ovl && [ "$NG" -ge 2 ]; then
   # Session 14: tp > 1 steps that overlap (greedy tokens combined on every rank's device, the next step

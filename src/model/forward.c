@@ -63,6 +63,18 @@ static ss_status fwd_alloc(ss_forward *f, size_t bytes, void **out, const char *
 
 #define FWD_ALLOC(field, bytes, what) SS_CHECK_GOTO(fwd_alloc(f, (bytes), (void **)&f->field, what, err), st, fail)
 
+/* Whether the tensor-parallel groups of pipeline stages get the decode exchange window too, so that their
+ * batch-1 steps run the persistent kernel (SS_PERSIST_PP_TP=1, equal on every rank; off by default: written in
+ * session 15 without a machine of 4 GPUs to run tp 2 x pp 2 on). The window's by-content protocol needs no
+ * collective between two launches (a rank reaches a layer's slots of launch k + 1 only after its peers'
+ * pushes of an earlier layer of that launch, which follow their emptying of launch k), so a stage whose step
+ * starts with a receive instead of the embedding's all-reduce keeps it (docs/architecture.md). */
+static int fwd_stage_windows(void)
+{
+    const char *v = getenv("SS_PERSIST_PP_TP");
+    return v && !strcmp(v, "1");
+}
+
 ss_status ss_forward_create(ss_backend *be, const ss_model_config *cfg, const ss_model_weights *w,
                             const ss_forward_params *p, const ss_forward_links *links, ss_forward **out, ss_err *err)
 {
@@ -136,9 +148,11 @@ ss_status ss_forward_create(ss_backend *be, const ss_model_config *cfg, const ss
      * session 10), on the cpu its own ops in sequence (the same arithmetic as op by op, so CI runs this
      * path too). A backend refuses the steps it does not suit (long contexts), which then run op by op.
      * SS_PERSIST=0 turns it off (a benchmark switch). Pipeline stages use it at tp 1 (session 15); at tp > 1
-     * only a one-stage group sets up the exchange window it needs (ss_forward_set_links). */
+     * only a one-stage group sets up the exchange window it needs (ss_forward_set_links), unless
+     * fwd_stage_windows says so. */
     const char *persist = getenv("SS_PERSIST");
-    if (be->iface->decode_layers && sp->tp <= SS_DECODE_MAX_TP && (sp->tp == 1 || (sp->first_stage && sp->last_stage)) &&
+    if (be->iface->decode_layers && sp->tp <= SS_DECODE_MAX_TP &&
+        (sp->tp == 1 || (sp->first_stage && sp->last_stage) || fwd_stage_windows()) &&
         !(persist && !strcmp(persist, "0"))) {
         f->dlayers = ss_calloc((size_t)nl, sizeof *f->dlayers);
         if (!f->dlayers) {
@@ -183,7 +197,7 @@ ss_status ss_forward_set_links(ss_forward *f, const ss_forward_links *links, ss_
     /* Called once per forward pass (a second call would leave graphs holding the first window). Every
      * rank of a one-stage group calls window, wanting it or not (SS_PERSIST=0 on one rank, a backend
      * without the op): the call is collective, and one rank that does not want it means none gets it. */
-    if (tp->size < 2 || f->xchg.size || !tp->iface->window || !sp->first_stage || !sp->last_stage)
+    if (tp->size < 2 || f->xchg.size || !tp->iface->window || ((!sp->first_stage || !sp->last_stage) && !fwd_stage_windows()))
         return SS_OK;
     size_t bytes = ss_decode_exchange_bytes(sp->layer_end - sp->layer_start, f->cfg->hidden_size, tp->size);
     ss_comm_window win;
