@@ -195,8 +195,9 @@ ss_status ss_forward_set_links(ss_forward *f, const ss_forward_links *links, ss_
     ss_comm *tp = links->tp;
     const ss_shard_plan *sp = &f->w->plan;
     /* Called once per forward pass (a second call would leave graphs holding the first window). Every
-     * rank of a one-stage group calls window, wanting it or not (SS_PERSIST=0 on one rank, a backend
-     * without the op): the call is collective, and one rank that does not want it means none gets it. */
+     * rank of a one-stage group (of every stage's group with SS_PERSIST_PP_TP=1) calls window, wanting it or
+     * not (SS_PERSIST=0 on one rank, a backend without the op): the call is collective, and one rank that
+     * does not want it means none gets it. */
     if (tp->size < 2 || f->xchg.size || !tp->iface->window || ((!sp->first_stage || !sp->last_stage) && !fwd_stage_windows()))
         return SS_OK;
     size_t bytes = ss_decode_exchange_bytes(sp->layer_end - sp->layer_start, f->cfg->hidden_size, tp->size);
