@@ -349,15 +349,19 @@ static ss_sample_row runner_sample_row(const ss_plan_seq *q)
 
 static int runner_needs_host(const ss_plan_seq *q)
 {
-    return q->n_banned > 0 || q->sp.n_logprobs > 0 ||
+    return q->n_banned > 0 || q->n_bias > 0 || q->sp.n_logprobs > 0 ||
            (q->n_penalty_tokens > 0 && (q->sp.repetition_penalty != 1.0f || q->sp.presence_penalty != 0.0f ||
                                         q->sp.frequency_penalty != 0.0f));
 }
 
-/* Penalties and bans on one host row of logits. counts: vocab-sized scratch (zeroed on return). */
+/* The logit bias, penalties and bans on one host row of logits, in that order (a ban stays a ban).
+ * counts: vocab-sized scratch (zeroed on return). */
 static void runner_penalize(float *row, int32_t V, const ss_plan_seq *q, float *counts)
 {
     const ss_sampling_params *sp = &q->sp;
+    for (int32_t i = 0; i < q->n_bias; i++)
+        if (q->bias_ids[i] >= 0 && q->bias_ids[i] < V)
+            row[q->bias_ids[i]] += q->bias_vals[i];
     for (int32_t i = 0; i < q->n_penalty_tokens; i++) {
         int32_t t = q->penalty_tokens[i];
         if (t >= 0 && t < V)

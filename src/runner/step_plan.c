@@ -55,6 +55,11 @@ ss_status ss_step_plan_encode(const ss_step_plan *plan, uint8_t **buf, size_t *l
         ss_wbuf_i32s(&w, q->blocks, q->n_blocks);
         ss_wbuf_i32s(&w, q->penalty_tokens, q->n_penalty_tokens);
         ss_wbuf_i32s(&w, q->banned, q->n_banned);
+        ss_wbuf_u32(&w, (uint32_t)q->n_bias);
+        for (int32_t i = 0; i < q->n_bias; i++) {
+            ss_wbuf_u32(&w, (uint32_t)q->bias_ids[i]);
+            ss_wbuf_f32(&w, q->bias_vals[i]);
+        }
     }
     if (w.failed) {
         ss_free(w.data);
@@ -115,6 +120,20 @@ ss_status ss_step_plan_decode(const uint8_t *buf, size_t len, ss_step_plan *plan
         q->banned = pool + used;
         q->n_banned = (int32_t)ss_rbuf_i32s(&r, q->banned, (int64_t)(total_i32 - used));
         used += (size_t)q->n_banned;
+        /* the bias: a count, then (id, value) pairs of 8 bytes each, which the pool holds as two words */
+        uint32_t nb = ss_rbuf_u32(&r);
+        if (r.failed || nb > SS_MAX_LOGIT_BIAS || (size_t)nb * 8 > r.left || (size_t)nb * 2 > total_i32 - used) {
+            r.failed = 1;
+            break;
+        }
+        q->n_bias = (int32_t)nb;
+        q->bias_ids = pool + used;
+        q->bias_vals = (float *)(pool + used + nb); /* calloc'd memory: its type is what is stored in it */
+        used += (size_t)nb * 2;
+        for (uint32_t i = 0; i < nb; i++) {
+            q->bias_ids[i] = (int32_t)ss_rbuf_u32(&r);
+            q->bias_vals[i] = ss_rbuf_f32(&r);
+        }
     }
     if (r.failed || r.left) {
         ss_step_plan_free(plan);

@@ -38,7 +38,13 @@ typedef struct ss_plan_seq {
     int32_t *penalty_tokens;
     int32_t n_banned;         /* token ids that must not be sampled this step (bad words, eos before min_length) */
     int32_t *banned;
+    int32_t n_bias;           /* OpenAI's logit_bias: bias_vals[i] added to the logit of bias_ids[i] (ids distinct) */
+    int32_t *bias_ids;
+    float *bias_vals;
 } ss_plan_seq;
+
+/* Most logit_bias entries a request may carry. */
+#define SS_MAX_LOGIT_BIAS 1024
 
 enum {
     SS_PLAN_ALL_LOGITS = 1 << 0, /* return f32 logits of every token (tests, prompt logprobs) */

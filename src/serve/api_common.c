@@ -349,6 +349,8 @@ void ss_api_request_clear(ss_api_request *r)
     ss_free(r->prompt_ids);
     cJSON_Delete(r->messages);
     ss_free(r->stop_ids);
+    ss_free(r->bias_ids);
+    ss_free(r->bias_vals);
     for (int32_t i = 0; i < r->n_stop; i++)
         ss_free(r->stop[i]);
     for (int32_t i = 0; i < r->n_bad_words; i++)

@@ -93,6 +93,9 @@ typedef struct ss_api_request {
     int ignore_eos;
     int32_t *stop_ids;           /* Triton end_id / extension stop_token_ids */
     int32_t n_stop_ids;
+    int32_t *bias_ids;           /* OpenAI logit_bias: distinct token ids and what to add to their logits */
+    float *bias_vals;
+    int32_t n_bias;
     char *stop[SS_API_MAX_STOP];
     int32_t n_stop;
     char **bad_words;            /* [n_bad_words] strings, tokenized by the server */

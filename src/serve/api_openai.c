@@ -208,6 +208,46 @@ static ss_status oai_parse_lengths(const cJSON *root, const ss_api_limits *lim, 
     return SS_OK;
 }
 
+/* logit_bias: {"token id": number in [-100, 100], ...} (OpenAI's shape; the keys are decimal token ids below
+ * the vocabulary, each once), at most SS_MAX_LOGIT_BIAS entries. null or {} is none. */
+static ss_status oai_parse_logit_bias(const cJSON *root, const ss_api_limits *lim, ss_api_request *r, ss_api_error *e)
+{
+    const cJSON *lb = cJSON_GetObjectItemCaseSensitive(root, "logit_bias");
+    if (!lb || cJSON_IsNull(lb))
+        return SS_OK;
+    if (!cJSON_IsObject(lb))
+        return ss_api_fail(e, 400, "logit_bias", "'logit_bias' must be an object of token ids to numbers");
+    int count = cJSON_GetArraySize(lb);
+    if (count > SS_MAX_LOGIT_BIAS)
+        return ss_api_fail(e, 400, "logit_bias", "'logit_bias' has %d entries, at most %d are allowed", count,
+                           SS_MAX_LOGIT_BIAS);
+    if (count == 0)
+        return SS_OK;
+    r->bias_ids = ss_malloc((size_t)count * sizeof *r->bias_ids);
+    r->bias_vals = ss_malloc((size_t)count * sizeof *r->bias_vals);
+    if (!r->bias_ids || !r->bias_vals)
+        return ss_api_fail(e, 500, "logit_bias", "out of memory");
+    for (const cJSON *v = lb->child; v; v = v->next) {
+        const char *k = v->string ? v->string : "";
+        int64_t id = 0;
+        size_t len = strlen(k);
+        for (size_t i = 0; i < len && id < lim->vocab_size; i++)
+            id = k[i] >= '0' && k[i] <= '9' ? id * 10 + (k[i] - '0') : INT64_MAX;
+        if (len == 0 || len > 10 || id >= lim->vocab_size)
+            return ss_api_fail(e, 400, "logit_bias", "'logit_bias' keys must be token ids in [0, %d) (got \"%.32s\")",
+                               (int)lim->vocab_size, k);
+        if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || v->valuedouble < -100 || v->valuedouble > 100)
+            return ss_api_fail(e, 400, "logit_bias", "'logit_bias' values must be numbers in [-100, 100] (token %d)",
+                               (int)id);
+        for (int32_t i = 0; i < r->n_bias; i++)
+            if (r->bias_ids[i] == (int32_t)id)
+                return ss_api_fail(e, 400, "logit_bias", "'logit_bias' names token %d twice", (int)id);
+        r->bias_ids[r->n_bias] = (int32_t)id;
+        r->bias_vals[r->n_bias++] = (float)v->valuedouble;
+    }
+    return SS_OK;
+}
+
 static ss_status oai_parse_output_opts(const cJSON *root, const ss_api_limits *lim, ss_api_request *r,
                                        ss_api_error *e)
 {
@@ -281,6 +321,7 @@ static ss_status oai_parse_output_opts(const cJSON *root, const ss_api_limits *l
     int32_t n_ids = 0;
     SS_CHECK(ss_api_get_ids(root, "stop_token_ids", SS_API_MAX_STOP_IDS, lim->vocab_size, &r->stop_ids, &n_ids, e));
     r->n_stop_ids = n_ids;
+    SS_CHECK(oai_parse_logit_bias(root, lim, r, e));
     return SS_OK;
 }
 

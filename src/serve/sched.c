@@ -3,6 +3,7 @@
  * recompute, sampling results turned into token/done events (EOS, stop strings, lengths, deadlines). */
 #include "serve/sched.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -123,6 +124,8 @@ void ss_gen_request_free(ss_gen_request *req)
         return;
     ss_free(req->prompt);
     ss_free(req->stop_ids);
+    ss_free(req->bias_ids);
+    ss_free(req->bias_vals);
     for (int32_t i = 0; i < SS_MAX_STOP_STRINGS; i++)
         ss_free(req->stop[i]);
     if (req->bad_words)
@@ -575,6 +578,9 @@ static ss_status build_plan(ss_sched *s, ss_step_plan *plan)
             }
             SS_CHECK(collect_banned(s, r));
             ps->n_banned = (int32_t)(s->n_banned - s->banned_off[k]);
+            ps->n_bias = r->req->n_bias; /* borrowed from the request, which outlives the step */
+            ps->bias_ids = r->req->bias_ids;
+            ps->bias_vals = r->req->bias_vals;
         }
     }
     for (int32_t k = 0; k < s->n_plan; k++)
@@ -1072,6 +1078,13 @@ static ss_status validate(const ss_sched *s, const ss_gen_request *q, ss_err *er
         return ss_err_set(err, SS_ERR_UNSUPPORTED, "stop strings need a tokenizer; this model has none");
     if (q->n_stop_ids < 0 || (q->n_stop_ids > 0 && !q->stop_ids))
         return ss_err_set(err, SS_ERR_INVALID_ARG, "bad stop id list");
+    if (q->n_bias < 0 || q->n_bias > SS_MAX_LOGIT_BIAS || (q->n_bias > 0 && (!q->bias_ids || !q->bias_vals)))
+        return ss_err_set(err, SS_ERR_INVALID_ARG, "bad logit_bias list (%d entries, at most %d)", (int)q->n_bias,
+                          SS_MAX_LOGIT_BIAS);
+    for (int32_t i = 0; i < q->n_bias; i++)
+        if (q->bias_ids[i] < 0 || q->bias_ids[i] >= s->vocab || !isfinite(q->bias_vals[i]))
+            return ss_err_set(err, SS_ERR_INVALID_ARG, "logit_bias entry %d: token %d outside the vocabulary (%d) or "
+                              "bias not finite", (int)i, (int)q->bias_ids[i], (int)s->vocab);
     if (q->n_bad_words < 0 || (q->n_bad_words > 0 && (!q->bad_words || !q->bad_word_lens)))
         return ss_err_set(err, SS_ERR_INVALID_ARG, "bad bad_words list");
     for (int32_t w = 0; w < q->n_bad_words; w++) {

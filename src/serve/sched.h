@@ -26,6 +26,9 @@ typedef struct ss_gen_request {
     int ignore_eos;
     int32_t *stop_ids;        /* extra end ids (Triton end_id) besides the model's EOS ids */
     int32_t n_stop_ids;
+    int32_t *bias_ids;        /* logit_bias: bias_vals[i] added to the logit of bias_ids[i] (distinct ids) */
+    float *bias_vals;
+    int32_t n_bias;           /* at most SS_MAX_LOGIT_BIAS */
     char *stop[SS_MAX_STOP_STRINGS]; /* stop strings (not included in the output text) */
     int32_t n_stop;
     int32_t **bad_words;      /* token sequences that must not be generated */

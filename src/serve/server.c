@@ -747,6 +747,15 @@ static ss_status srv_build_gen(ss_server *s, const ss_api_request *q, const int3
         memcpy(g->stop_ids, q->stop_ids, (size_t)q->n_stop_ids * sizeof *g->stop_ids);
         g->n_stop_ids = q->n_stop_ids;
     }
+    if (q->n_bias) {
+        g->bias_ids = ss_malloc((size_t)q->n_bias * sizeof *g->bias_ids);
+        g->bias_vals = ss_malloc((size_t)q->n_bias * sizeof *g->bias_vals);
+        if (!g->bias_ids || !g->bias_vals)
+            return ss_api_fail(e, 500, NULL, "out of memory");
+        memcpy(g->bias_ids, q->bias_ids, (size_t)q->n_bias * sizeof *g->bias_ids);
+        memcpy(g->bias_vals, q->bias_vals, (size_t)q->n_bias * sizeof *g->bias_vals);
+        g->n_bias = q->n_bias;
+    }
     for (int32_t k = 0; k < q->n_stop && k < SS_MAX_STOP_STRINGS; k++) {
         g->stop[k] = ss_strdup(q->stop[k]);
         if (!g->stop[k])

@@ -190,6 +190,22 @@ def _():
     _, _, ids, _ = srv.post("/tokenize", {"prompt": first, "add_special_tokens": False})
     st, _, j, _ = srv.post(c, {"prompt": "Hello world", "max_tokens": 4, "stop_token_ids": ids["tokens"][:1]})
     assert st == 200 and j["choices"][0]["text"] == "" and j["choices"][0]["finish_reason"] == "stop", j
+    # logit_bias: +100 on a token makes greedy decoding choose it at every step; -100 on the greedy first
+    # token moves the choice elsewhere; a key that is no token id is refused by name.
+    _, _, hello, _ = srv.post("/tokenize", {"prompt": "Hello", "add_special_tokens": False})
+    x = hello["tokens"][0]
+    st, _, j, _ = srv.post(c, {"prompt": "Hello world", "max_tokens": 4, "ignore_eos": True, "logit_bias": {str(x): 100}})
+    _, _, d, _ = srv.post("/detokenize", {"tokens": [x] * 4})
+    assert st == 200 and j["choices"][0]["text"] == d["prompt"], (j, d)
+    st, _, j, _ = srv.post(c, {"prompt": "Hello world", "max_tokens": 1, "logprobs": 1,
+                               "logit_bias": {str(ids["tokens"][0]): -100}})
+    assert st == 200 and j["choices"][0]["logprobs"]["tokens"][0] != first, j
+    st, _, j, _ = srv.post("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 3,
+                                                    "ignore_eos": True, "logit_bias": {str(x): 100}})
+    assert st == 200 and j["choices"][0]["message"]["content"] == d["prompt"][:len(j["choices"][0]["message"]["content"])] \
+        and j["choices"][0]["message"]["content"].startswith("Hello"), j
+    st, _, j, _ = srv.post(c, {"prompt": "Hello world", "logit_bias": {"abc": 1}})
+    assert st == 400 and "'logit_bias' keys must be token ids" in j["error"]["message"], j
     # tokenize / detokenize round trip
     _, _, t, _ = srv.post("/tokenize", {"prompt": "Hello world"})
     assert t["tokens"] == [128000, 9906, 1917] and t["count"] == 3, t

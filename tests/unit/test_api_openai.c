@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/alloc.h"
@@ -201,6 +202,26 @@ static void test_bad_matrix(void **state)
          "\"14\",\"15\",\"16\",\"17\"]}",
          400, "stop", "'stop' has 17 entries, at most 16 are allowed"},
         {SS_API_COMPLETION, "{\"prompt\":\"x\",\"logprobs\":21}", 400, "logprobs", "'logprobs' must be in [0, 20]"},
+        {SS_API_COMPLETION, "{\"prompt\":\"x\",\"logit_bias\":[1]}", 400, "logit_bias",
+         "'logit_bias' must be an object of token ids to numbers"},
+        {SS_API_COMPLETION, "{\"prompt\":\"x\",\"logit_bias\":{\"abc\":1}}", 400, "logit_bias",
+         "'logit_bias' keys must be token ids in [0, 1000) (got \"abc\")"},
+        {SS_API_COMPLETION, "{\"prompt\":\"x\",\"logit_bias\":{\"-1\":1}}", 400, "logit_bias",
+         "'logit_bias' keys must be token ids in [0, 1000) (got \"-1\")"},
+        {SS_API_COMPLETION, "{\"prompt\":\"x\",\"logit_bias\":{\"1000\":1}}", 400, "logit_bias",
+         "'logit_bias' keys must be token ids in [0, 1000) (got \"1000\")"},
+        {SS_API_COMPLETION, "{\"prompt\":\"x\",\"logit_bias\":{\"\":1}}", 400, "logit_bias",
+         "'logit_bias' keys must be token ids in [0, 1000) (got \"\")"},
+        {SS_API_COMPLETION, "{\"prompt\":\"x\",\"logit_bias\":{\" 5\":1}}", 400, "logit_bias",
+         "'logit_bias' keys must be token ids in [0, 1000) (got \" 5\")"},
+        {SS_API_COMPLETION, "{\"prompt\":\"x\",\"logit_bias\":{\"5\":100.5}}", 400, "logit_bias",
+         "'logit_bias' values must be numbers in [-100, 100] (token 5)"},
+        {SS_API_COMPLETION, "{\"prompt\":\"x\",\"logit_bias\":{\"5\":\"1\"}}", 400, "logit_bias",
+         "'logit_bias' values must be numbers in [-100, 100] (token 5)"},
+        {SS_API_COMPLETION, "{\"prompt\":\"x\",\"logit_bias\":{\"5\":1,\"005\":2}}", 400, "logit_bias",
+         "'logit_bias' names token 5 twice"},
+        {SS_API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"logit_bias\":{\"7\":-101}}", 400,
+         "logit_bias", "'logit_bias' values must be numbers in [-100, 100] (token 7)"},
         {SS_API_COMPLETION, "{\"prompt\":\"x\",\"echo\":true}", 400, "echo", "'echo' is not supported"},
         {SS_API_COMPLETION, "{\"prompt\":\"x\",\"model\":7}", 400, "model", "'model' must be a string"},
         {SS_API_CHAT, "{}", 400, "messages", "'messages' is required"},
@@ -543,10 +564,53 @@ static void test_consttime(void **state)
     assert_false(ss_http_consttime_eq("secre", 5, "secret", 6));
 }
 
+/* logit_bias: parsed into distinct ids and values, for completions and chat; null and {} are none; more than
+ * SS_MAX_LOGIT_BIAS entries are refused. */
+static void test_logit_bias(void **state)
+{
+    (void)state;
+    ss_api_request r;
+    ss_api_error e;
+    assert_int_equal(parse("{\"prompt\":\"x\",\"logit_bias\":{\"5\":100,\"0\":-100,\"999\":0.25}}", SS_API_COMPLETION, &r, &e), SS_OK);
+    assert_int_equal(r.n_bias, 3);
+    assert_int_equal(r.bias_ids[0], 5);
+    assert_true(r.bias_vals[0] == 100.0f);
+    assert_int_equal(r.bias_ids[1], 0);
+    assert_true(r.bias_vals[1] == -100.0f);
+    assert_int_equal(r.bias_ids[2], 999);
+    assert_true(r.bias_vals[2] == 0.25f);
+    ss_api_request_clear(&r);
+    assert_int_equal(parse("{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"logit_bias\":{\"42\":-3}}", SS_API_CHAT, &r, &e), SS_OK);
+    assert_int_equal(r.n_bias, 1);
+    assert_int_equal(r.bias_ids[0], 42);
+    assert_true(r.bias_vals[0] == -3.0f);
+    ss_api_request_clear(&r);
+    static const char *const none[] = {"{\"prompt\":\"x\",\"logit_bias\":null}", "{\"prompt\":\"x\",\"logit_bias\":{}}"};
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(parse(none[i], SS_API_COMPLETION, &r, &e), SS_OK);
+        assert_int_equal(r.n_bias, 0);
+        assert_null(r.bias_ids);
+        ss_api_request_clear(&r);
+    }
+    /* SS_MAX_LOGIT_BIAS + 1 entries (ids 0..1024 need a larger vocabulary than LIM's) */
+    char *big = malloc(64 + (SS_MAX_LOGIT_BIAS + 1) * 12);
+    assert_non_null(big);
+    size_t o = (size_t)sprintf(big, "{\"prompt\":\"x\",\"logit_bias\":{");
+    for (int i = 0; i <= SS_MAX_LOGIT_BIAS; i++)
+        o += (size_t)sprintf(big + o, "%s\"%d\":1", i ? "," : "", i);
+    strcpy(big + o, "}}");
+    const ss_api_limits wide = {.max_context = 2048, .vocab_size = 5000, .max_n = 4};
+    assert_int_equal(ss_api_openai_parse(big, strlen(big), SS_API_COMPLETION, &wide, &r, &e), SS_ERR_INVALID_ARG);
+    assert_int_equal(e.http_status, 400);
+    assert_string_equal(e.message, "'logit_bias' has 1025 entries, at most 1024 are allowed");
+    free(big);
+}
+
 static void test_parse_under_alloc_failures(void **state)
 {
     (void)state;
-    const char *body = "{\"model\":\"m\",\"prompt\":[1,2,3],\"stop\":[\"a\",\"b\"],\"stop_token_ids\":[4],\"n\":2}";
+    const char *body = "{\"model\":\"m\",\"prompt\":[1,2,3],\"stop\":[\"a\",\"b\"],\"stop_token_ids\":[4],\"n\":2,"
+                       "\"logit_bias\":{\"7\":1.5}}";
     for (long k = 0; k < 40; k++) {
         ss_api_request r;
         ss_api_error e;
@@ -575,6 +639,7 @@ int main(void)
         cmocka_unit_test(test_jbuf),
         cmocka_unit_test(test_consttime),
         cmocka_unit_test(test_parse_under_alloc_failures),
+        cmocka_unit_test(test_logit_bias),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

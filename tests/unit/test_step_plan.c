@@ -1,0 +1,132 @@
+/* test_step_plan.c — step plans on the wire (runner/step_plan.c): every field survives encode + decode, and a
+ * message cut short, padded or with a lying count is refused (never read past its end: see the ASan build). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "runner/step_plan.h"
+
+/* Two sequences: a prefill chunk that does not sample, and a decode step with every per-sequence list. */
+static void make_plan(ss_step_plan *p, ss_plan_seq seqs[2], int32_t *tokens)
+{
+    static int32_t blocks0[] = {3, 4}, blocks1[] = {9}, pen[] = {5, 6, 5}, banned[] = {2}, bias_ids[] = {7, 0, 11};
+    static float bias_vals[] = {100.0f, -100.0f, 0.25f};
+    memset(seqs, 0, 2 * sizeof *seqs);
+    seqs[0] = (ss_plan_seq){.seq_id = 41, .n_tokens = 3, .pos_start = 0, .n_blocks = 2, .blocks = blocks0};
+    seqs[0].sp = ss_sampling_default();
+    seqs[1] = (ss_plan_seq){.seq_id = 42, .n_tokens = 1, .pos_start = 17, .n_blocks = 1, .blocks = blocks1,
+                            .sample = 1, .rng_counter = 5, .n_penalty_tokens = 3, .penalty_tokens = pen,
+                            .n_banned = 1, .banned = banned, .n_bias = 3, .bias_ids = bias_ids,
+                            .bias_vals = bias_vals};
+    seqs[1].sp = ss_sampling_default();
+    seqs[1].sp.temperature = 0.7f, seqs[1].sp.top_k = 40, seqs[1].sp.seed = 0x123456789abcull;
+    seqs[1].sp.presence_penalty = 0.5f, seqs[1].sp.n_logprobs = 3;
+    tokens[0] = 1, tokens[1] = 2, tokens[2] = 3, tokens[3] = SS_TOKEN_PREV;
+    *p = (ss_step_plan){.step_id = 99, .flags = SS_PLAN_LAST_LOGITS, .n_seqs = 2, .seqs = seqs, .n_tokens = 4,
+                        .tokens = tokens};
+}
+
+static void test_round_trip(void **state)
+{
+    (void)state;
+    ss_plan_seq seqs[2];
+    int32_t tokens[4];
+    ss_step_plan p, d;
+    make_plan(&p, seqs, tokens);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    ss_err err = {{0}};
+    assert_int_equal(ss_step_plan_encode(&p, &buf, &len, &err), SS_OK);
+    assert_int_equal(ss_step_plan_decode(buf, len, &d, &err), SS_OK);
+    assert_true(d.step_id == 99 && d.flags == SS_PLAN_LAST_LOGITS && d.n_seqs == 2 && d.n_tokens == 4);
+    assert_memory_equal(d.tokens, tokens, sizeof tokens);
+    for (int s = 0; s < 2; s++) {
+        const ss_plan_seq *a = &p.seqs[s], *b = &d.seqs[s];
+        assert_true(a->seq_id == b->seq_id && a->n_tokens == b->n_tokens && a->pos_start == b->pos_start);
+        assert_true(a->sample == b->sample && a->rng_counter == b->rng_counter);
+        assert_memory_equal(&a->sp, &b->sp, sizeof a->sp);
+        assert_int_equal(b->n_blocks, a->n_blocks);
+        assert_memory_equal(b->blocks, a->blocks, (size_t)a->n_blocks * 4);
+        assert_int_equal(b->n_penalty_tokens, a->n_penalty_tokens);
+        assert_int_equal(b->n_banned, a->n_banned);
+        assert_int_equal(b->n_bias, a->n_bias);
+        for (int32_t i = 0; i < a->n_penalty_tokens; i++)
+            assert_int_equal(b->penalty_tokens[i], a->penalty_tokens[i]);
+        for (int32_t i = 0; i < a->n_banned; i++)
+            assert_int_equal(b->banned[i], a->banned[i]);
+        for (int32_t i = 0; i < a->n_bias; i++) {
+            assert_int_equal(b->bias_ids[i], a->bias_ids[i]);
+            assert_true(b->bias_vals[i] == a->bias_vals[i]);
+        }
+    }
+    ss_step_plan_free(&d);
+    ss_free(buf);
+}
+
+/* Every prefix of a valid message, and the message with a byte more, is refused with SS_ERR_FORMAT. */
+static void test_truncated_and_trailing(void **state)
+{
+    (void)state;
+    ss_plan_seq seqs[2];
+    int32_t tokens[4];
+    ss_step_plan p, d;
+    make_plan(&p, seqs, tokens);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    ss_err err = {{0}};
+    assert_int_equal(ss_step_plan_encode(&p, &buf, &len, &err), SS_OK);
+    for (size_t n = 0; n < len; n++) {
+        uint8_t *cut = ss_malloc(n ? n : 1); /* exactly n bytes: reading past them is an ASan error */
+        assert_non_null(cut);
+        memcpy(cut, buf, n);
+        assert_int_equal(ss_step_plan_decode(cut, n, &d, &err), SS_ERR_FORMAT);
+        ss_free(cut);
+    }
+    uint8_t *more = ss_malloc(len + 1);
+    assert_non_null(more);
+    memcpy(more, buf, len);
+    more[len] = 0;
+    assert_int_equal(ss_step_plan_decode(more, len + 1, &d, &err), SS_ERR_FORMAT);
+    assert_non_null(strstr(err.msg, "trailing"));
+    ss_free(more);
+    ss_free(buf);
+}
+
+/* A logit_bias count that lies (larger than the bytes left, or above SS_MAX_LOGIT_BIAS) is refused. */
+static void test_lying_bias_count(void **state)
+{
+    (void)state;
+    ss_plan_seq seqs[2];
+    int32_t tokens[4];
+    ss_step_plan p, d;
+    make_plan(&p, seqs, tokens);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    ss_err err = {{0}};
+    assert_int_equal(ss_step_plan_encode(&p, &buf, &len, &err), SS_OK);
+    /* the last sequence's bias is the message's tail: its count, then 3 pairs of 8 bytes */
+    size_t at = len - 3 * 8 - 4;
+    uint32_t n;
+    memcpy(&n, buf + at, 4);
+    assert_int_equal(n, 3);
+    static const uint32_t lies[] = {4, 0x7fffffffu, SS_MAX_LOGIT_BIAS + 1};
+    for (size_t i = 0; i < sizeof lies / sizeof lies[0]; i++) {
+        memcpy(buf + at, &lies[i], 4);
+        assert_int_equal(ss_step_plan_decode(buf, len, &d, &err), SS_ERR_FORMAT);
+    }
+    ss_free(buf);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_truncated_and_trailing),
+        cmocka_unit_test(test_lying_bias_count),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
