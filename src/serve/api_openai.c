@@ -271,6 +271,9 @@ static ss_status oai_parse_output_opts(const cJSON *root, const ss_api_limits *l
     SS_CHECK(ss_api_get_bool(root, "echo", &b, &present, e));
     if (present && b)
         return ss_api_fail(e, 400, "echo", "'echo' is not supported");
+    const cJSON *suffix = cJSON_GetObjectItemCaseSensitive(root, "suffix"); /* insertion: a text after the answer */
+    if (suffix && !cJSON_IsNull(suffix) && !(cJSON_IsString(suffix) && suffix->valuestring[0] == '\0'))
+        return ss_api_fail(e, 400, "suffix", "'suffix' is not supported (no insertion mode)");
     /* Silently ignoring these would hand a client plain text where it asked for calls or JSON. */
     static const char *const no_calls[] = {"tools", "functions"};
     for (size_t i = 0; i < sizeof no_calls / sizeof no_calls[0]; i++) {

@@ -223,6 +223,8 @@ static void test_bad_matrix(void **state)
         {SS_API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"logit_bias\":{\"7\":-101}}", 400,
          "logit_bias", "'logit_bias' values must be numbers in [-100, 100] (token 7)"},
         {SS_API_COMPLETION, "{\"prompt\":\"x\",\"echo\":true}", 400, "echo", "'echo' is not supported"},
+        {SS_API_COMPLETION, "{\"prompt\":\"x\",\"suffix\":\"end\"}", 400, "suffix", "'suffix' is not supported (no insertion mode)"},
+        {SS_API_COMPLETION, "{\"prompt\":\"x\",\"suffix\":3}", 400, "suffix", "'suffix' is not supported (no insertion mode)"},
         {SS_API_COMPLETION, "{\"prompt\":\"x\",\"model\":7}", 400, "model", "'model' must be a string"},
         {SS_API_CHAT, "{}", 400, "messages", "'messages' is required"},
         {SS_API_CHAT, "{\"messages\":[]}", 400, "messages", "'messages' must not be empty"},
