@@ -409,6 +409,52 @@ static void test_prev_host_paths(void **state)
     }
 }
 
+/* One prefill of 4 tokens that samples, greedy, with the given logit_bias: the token chosen. */
+static int32_t biased_step(ss_replica *r, uint64_t id, int32_t n_bias, int32_t *ids, float *vals)
+{
+    int32_t blocks[1] = {0}, toks[4] = {5, 6, 7, 8};
+    ss_plan_seq q;
+    memset(&q, 0, sizeof q);
+    q.seq_id = id;
+    q.blocks = blocks;
+    q.n_blocks = 1;
+    q.sample = 1;
+    q.sp = ss_sampling_default();
+    q.n_tokens = 4;
+    q.n_bias = n_bias, q.bias_ids = ids, q.bias_vals = vals;
+    ss_step_plan p = {id, 0, 1, &q, 4, toks};
+    ss_err e;
+    ss_step_output out;
+    if (ss_replica_step(r, &p, &out, &e) != SS_OK)
+        fail_msg("step %llu: %s", (unsigned long long)id, e.msg);
+    int32_t t = out.token[0];
+    ss_step_output_clear(&out);
+    return t;
+}
+
+/* logit_bias crosses the wire to the rank that samples: +100 on a token makes greedy choose it; -100 on the
+ * greedy token gives the same runner-up in one process, at tp 2 and at tp 2 x pp 2. */
+static void test_logit_bias_sharded(void **state)
+{
+    (void)state;
+    static const int cfgs[][2] = {{1, 1}, {2, 1}, {2, 2}};
+    int32_t ref[2] = {-1, -1};
+    for (size_t c = 0; c < sizeof cfgs / sizeof cfgs[0]; c++) {
+        ss_replica *r = open_replica("llama3-gqa", cfgs[c][0], cfgs[c][1], 32, 8, 64, 4);
+        int32_t plain = biased_step(r, 1, 0, NULL, NULL);
+        int32_t down_id[1] = {plain}, up_id[2] = {123, 77};
+        float down[1] = {-100.0f}, up[2] = {100.0f, 0.5f};
+        int32_t second = biased_step(r, 2, 1, down_id, down);
+        assert_int_not_equal(second, plain);
+        assert_int_equal(biased_step(r, 3, 2, up_id, up), 123);
+        if (c == 0)
+            ref[0] = plain, ref[1] = second;
+        assert_int_equal(plain, ref[0]);
+        assert_int_equal(second, ref[1]);
+        ss_replica_destroy(r);
+    }
+}
+
 /* Prefills three sequences of ~600 tokens (scattered blocks), then decodes them together: with a context
  * bound of 1,024 the decode step's block-table rows are 64 wide instead of max_blocks = 128, copied row by
  * row. The tokens and log-probabilities equal those of a replica without graphs (full-width rows). */
@@ -472,6 +518,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_submit_errors), cmocka_unit_test(test_prev_host_paths),
                                        cmocka_unit_test(test_sampled_tp_ahead),
+                                       cmocka_unit_test(test_logit_bias_sharded),
                                        cmocka_unit_test(test_all_logits_refused),
                                        cmocka_unit_test(test_meta_padded_past_max_seqs),
                                        cmocka_unit_test(test_narrow_block_table_rows),
