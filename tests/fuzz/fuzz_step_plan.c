@@ -11,6 +11,22 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/* A refusal must say the bytes are wrong (or memory ran out), nothing else. Returns 1 when refused. */
+static int refused(ss_status st)
+{
+    if (st != SS_OK && st != SS_ERR_FORMAT && st != SS_ERR_NOMEM)
+        __builtin_trap();
+    return st != SS_OK;
+}
+
+/* The re-encoding (buf, owned, freed here) must be the input. */
+static void same_bytes(ss_status enc, uint8_t *buf, size_t len, const uint8_t *data, size_t size)
+{
+    if (enc == SS_OK && (len != size || memcmp(buf, data, size) != 0))
+        __builtin_trap();
+    ss_free(buf);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
@@ -18,38 +34,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const int output = data[0] & 1;
     data++, size--;
     ss_err err = {{0}};
-    if (output) {
-        ss_step_output o;
-        ss_status st = ss_step_output_decode(data, size, &o, &err);
-        if (st != SS_OK) {
-            if (st != SS_ERR_FORMAT && st != SS_ERR_NOMEM)
-                __builtin_trap();
-            return 0;
-        }
-        uint8_t *buf = NULL;
-        size_t len = 0;
-        if (ss_step_output_encode(&o, &buf, &len, &err) == SS_OK) {
-            if (len != size || memcmp(buf, data, size) != 0)
-                __builtin_trap();
-            ss_free(buf);
-        }
-        ss_step_output_clear(&o);
-        return 0;
-    }
-    ss_step_plan p;
-    ss_status st = ss_step_plan_decode(data, size, &p, &err);
-    if (st != SS_OK) {
-        if (st != SS_ERR_FORMAT && st != SS_ERR_NOMEM)
-            __builtin_trap();
-        return 0;
-    }
     uint8_t *buf = NULL;
     size_t len = 0;
-    if (ss_step_plan_encode(&p, &buf, &len, &err) == SS_OK) {
-        if (len != size || memcmp(buf, data, size) != 0)
-            __builtin_trap();
-        ss_free(buf);
+    if (output) {
+        ss_step_output o;
+        if (refused(ss_step_output_decode(data, size, &o, &err)))
+            return 0;
+        same_bytes(ss_step_output_encode(&o, &buf, &len, &err), buf, len, data, size);
+        ss_step_output_clear(&o);
+    } else {
+        ss_step_plan p;
+        if (refused(ss_step_plan_decode(data, size, &p, &err)))
+            return 0;
+        same_bytes(ss_step_plan_encode(&p, &buf, &len, &err), buf, len, data, size);
+        ss_step_plan_free(&p);
     }
-    ss_step_plan_free(&p);
     return 0;
 }
