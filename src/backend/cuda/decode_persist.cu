@@ -299,9 +299,10 @@ extern "C" int ss_cuda_decode_persist(void *stream, ss_cuda_persist_args *a)
     // changed the kernel's register allocation, which this kernel's speed follows; session 15.)
     p.merge = !merge ? (splits > 16 ? kMergeOne : kMergeChunked)
                      : !strcmp(merge, "one") ? kMergeOne : !strcmp(merge, "wide") ? kMergeWide : kMergeChunked;
-    if (p.merge == kMergeOne && (hd % 4 || splits > 32 || (hd / 4 * merge_one_threads(splits, grp * hd / 4)) % 32))
+    // (head_dim % 8 == 0 and splits <= kMaxSplits = 32 hold already: the float4 loads and a lane per split fit)
+    if (p.merge == kMergeOne && (hd / 4 * merge_one_threads(splits, grp * hd / 4)) % 32)
         p.merge = kMergeWide; // (a warp's outputs would span two q heads)
-    if (hd % 4 || (p.merge == kMergeWide && kWarps * hd < 2 * splits + 1))
+    if (p.merge == kMergeWide && kWarps * hd < 2 * splits + 1)
         p.merge = kMergeChunked;
     p.tp_size = a->tp_size > 1 ? a->tp_size : 1, p.tp_rank = a->tp_size > 1 ? a->tp_rank : 0;
     if (p.tp_size > 1) {
