@@ -1,7 +1,8 @@
 /* bench_decode.c — measures a replica directly (no HTTP): load time, prefill throughput and decode
  * throughput at a given batch, on any device and tp × pp. A benchmark, not a test: prints numbers.
  * usage: bench_decode --model DIR [--device cuda] [--tp T --pp P] [--batch B] [--prompt P] [--gen N] [--json]
- *        [--no-overlap: collect each decode step before submitting the next, as before the scheduler overlapped] */
+ *        [--no-overlap: collect each decode step before submitting the next, as before the scheduler overlapped]
+ *        [--verbose: info-level log lines on stderr] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,7 +34,7 @@ int main(int argc, char **argv)
 {
     const char *model = NULL, *device = "auto";
     int64_t tp = 1, pp = 1, batch = 1, prompt = 128, gen = 256, chunk = 2048, json = 0, seqlen = 0, no_graphs = 0,
-            no_overlap = 0;
+            no_overlap = 0, verbose = 0;
     ss_opt opts[] = {
         {"model", SS_OPT_STR, &model, "checkpoint or engine folder"},
         {"device", SS_OPT_STR, &device, "auto | cpu | cuda"},
@@ -47,6 +48,7 @@ int main(int argc, char **argv)
         {"json", SS_OPT_BOOL, &json, "print one JSON line"},
         {"no-graphs", SS_OPT_BOOL, &no_graphs, "run decode steps op by op (no CUDA graphs)"},
         {"no-overlap", SS_OPT_BOOL, &no_overlap, "wait for each decode step's tokens before submitting the next"},
+        {"verbose", SS_OPT_BOOL, &verbose, "info-level log lines on stderr"},
         {NULL, 0, NULL, NULL},
     };
     ss_err e = {{0}};
@@ -55,7 +57,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_decode: %s\n", st == SS_OK ? "--model is required" : e.msg);
         return 2;
     }
-    ss_log_init(SS_LOG_WARN, "");
+    ss_log_init(verbose ? SS_LOG_INFO : SS_LOG_WARN, "");
     ss_replica_params p = ss_replica_default_params();
     p.model_dir = model;
     p.tp = (int)tp;

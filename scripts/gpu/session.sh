@@ -595,6 +595,27 @@ if has ovl && [ "$NG" -ge 2 ]; then
   done
   ab70 bench_ovl_70b_tp2
 fi
+if has attn2; then
+  # Session 16: decode tiles of the tensor-core attention keep two key tiles in flight (Q in rows of its own,
+  # both stages loading from the start). The consistency test and the goldens, then decode against the build
+  # before ($OLDB) at short and long contexts, interleaved: "batch prompt" pairs of ATTN2_CASES.
+  export CUDA_VISIBLE_DEVICES=0
+  [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
+  step "backend consistency cpu vs cuda" 150 consistency.log "$B/tests/test_backend_consistency"
+  step "golden tests on cuda" 90 golden.log env SS_TEST_DEVICE=cuda "$B/tests/test_golden"
+  for rep in 1 2; do
+    for cs in ${ATTN2_CASES:-32:128 128:128 64:1024 8:4000 1:4000}; do
+      bsz=${cs%%:*} pr=${cs##*:}
+      for v in new ${OLDB:+old}; do
+        bd=$B; [ $v = old ] && bd=$OLDB
+        step "8B b$bsz prompt $pr [$v] #$rep" 90 "bench_a2_b${bsz}_p${pr}_${v}_$rep.log" "$bd/tools/bench_decode" --model "$M8" --device cuda --batch $bsz --prompt $pr --gen 64 --json
+      done
+    done
+  done
+  for f in "$L"/bench_a2_*.log; do
+    echo "$(basename "$f" .log) $(grep -ho '"warm_tok_s":[0-9.]*\|"median_step_ms":[0-9.]*\|"tokens_fnv":"*[0-9a-fx]*' "$f" | tr '\n' ' ')"
+  done | tee -a "$S"
+fi
 if has tp1ab; then
   # Session 14: one GPU after the tp > 1 overlap changes (precise read-back joins, dev_tok on every rank):
   # the goldens, memcheck, and batch 1 / 8 against the build before ($OLDB).
@@ -766,7 +787,7 @@ if has trace; then
     variant "$e"
     step "persistent decode trace [$e]" 90 "trace_$vtag.log" env ${ev[@]+"${ev[@]}"} SS_PERSIST_TRACE="${TRACE_CALL:-100}" \
       "$B/tools/bench_decode" --model "$M8" --device cuda --prompt 128 --gen 160 --json --no-graphs
-    sed -n '/persistent decode, layer/,/layer period/p' "$L/trace_$vtag.log" | tee -a "$S"
+    sed -n '/persistent decode, tp rank 0/,/last head by/p' "$L/trace_$vtag.log" | tee -a "$S"
   done
   kill "$SMI" 2>/dev/null
   note "clocks during the traces (sm, mem, power, throttle; every 10th sample): $(awk 'NR > 1 && NR % 10 == 0' "$L/trace_clocks.csv" | tr '\n' ';')"

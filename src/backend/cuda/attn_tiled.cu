@@ -69,10 +69,11 @@ __device__ __forceinline__ void mma_bf16(float (&c)[4], const uint32_t (&a)[4], 
 }
 
 // Shared memory: two stages of [K tile | V tile], each kBN rows of D + 8 bf16 (the 16-byte pad puts
-// the 8 rows an ldmatrix reads in distinct banks). Q (up to 2*kBN rows) first sits in stage 1.
-template <int D> __host__ __device__ constexpr int smem_bytes()
+// the 8 rows an ldmatrix reads in distinct banks). Q (up to 2*kBN rows) first sits in stage 1; decode tiles
+// (WK > 1: 16 rows) give Q its own 16 rows after the stages, so that both stages load from the start.
+template <int D, int WK> __host__ __device__ constexpr int smem_bytes()
 {
-    return 4 * kBN * (D + 8) * (int)sizeof(bf16);
+    return (4 * kBN + (WK > 1 ? 16 : 0)) * (D + 8) * (int)sizeof(bf16);
 }
 
 // Most splits one cluster merges (the portable cluster size).
@@ -225,8 +226,10 @@ __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiled
     // docs/architecture.md, programmatic dependent launch).
     pdl_wait();
 
-    // Q rows of this block into stage 1 (rows past the tile repeat its last row: finite, never written).
-    bf16 *const sq = smem + 2 * kBN * LDS;
+    // Q rows of this block into stage 1, or for decode tiles into their own rows (rows past the tile repeat
+    // its last row: finite, never written).
+    constexpr bool kAhead2 = WK > 1; // decode tiles keep two key tiles in flight (Q has its own rows)
+    bf16 *const sq = smem + (kAhead2 ? 4 : 2) * kBN * LDS;
     for (int c = tid; c < BM * CPR; c += NT) {
         const int i = c / CPR, ch = c - (c / CPR) * CPR;
         const int r = min(r0 + i, rows - 1);
@@ -238,7 +241,14 @@ __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiled
     if (n_kt > 0)
         load_kv(0, kbeg);
     cp_async_commit();
-    cp_async_wait<0>();
+    if constexpr (kAhead2) {
+        if (n_kt > 1)
+            load_kv(1, kbeg + kBN);
+        cp_async_commit();
+        cp_async_wait<1>(); // Q and the first key tile; the second may still fly
+    } else {
+        cp_async_wait<0>();
+    }
     __syncthreads();
     uint32_t qf[DK][4]; // A fragments of this warp's 16 rows, all of D
     {
@@ -265,11 +275,18 @@ __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiled
 
     for (int it = 0; it < n_kt; it++) {
         const int kb = kbeg + it * kBN;
-        if (it + 1 < n_kt) // the stage it overwrites was released by the barrier that ended it - 1
-            load_kv((it + 1) & 1, kb + kBN);
-        cp_async_commit();
-        cp_async_wait<1>(); // this tile's group is complete (the newest one may still fly)
-        __syncthreads();
+        if constexpr (kAhead2) {
+            if (it > 0) {           // tile it was asked for two iterations ago (or in the prologue)
+                cp_async_wait<1>(); // its group is complete (the newest one, tile it + 1, may still fly)
+                __syncthreads();
+            }
+        } else {
+            if (it + 1 < n_kt) // the stage it overwrites was released by the barrier that ended it - 1
+                load_kv((it + 1) & 1, kb + kBN);
+            cp_async_commit();
+            cp_async_wait<1>(); // this tile's group is complete (the newest one may still fly)
+            __syncthreads();
+        }
         if (warp_on) {
             const bf16 *sk = smem + (it & 1) * 2 * kBN * LDS + wk * KW * LDS;
             const bf16 *sv = sk + kBN * LDS;
@@ -344,6 +361,11 @@ __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiled
             }
         }
         __syncthreads(); // every warp is done with this stage before it is refilled
+        if constexpr (kAhead2) { // refill it with tile it + 2 (an empty group past the end keeps the count)
+            if (it + 2 < n_kt)
+                load_kv(it & 1, kb + 2 * kBN);
+            cp_async_commit();
+        }
     }
 #pragma unroll
     for (int h = 0; h < 2; h++) {
@@ -389,7 +411,7 @@ __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiled
         float *so = reinterpret_cast<float *>(smem_u4);      // [NW][16][LDO]
         float *sm = so + NW * 16 * LDO, *sl = sm + NW * 16;  // [NW][16] each
         float *cacc = sl + NW * 16, *cml = cacc + BM * D; // CL: this split's [BM][D] sums, [BM][2] (max, sum)
-        static_assert((NW * 16 * (LDO + 2) + BM * (D + 2)) * sizeof(float) <= (size_t)smem_bytes<D>(),
+        static_assert((NW * 16 * (LDO + 2) + BM * (D + 2)) * sizeof(float) <= (size_t)smem_bytes<D, WK>(),
                       "merge buffer");
 #pragma unroll
         for (int h = 0; h < 2; h++) {
@@ -460,7 +482,7 @@ TiledShape tiled_shape(int64_t rows)
 template <int D, int WM, int WK, bool CL = false>
 int launch_shape(const AttnTiledParams &p, dim3 grid, cudaStream_t s)
 {
-    constexpr int bytes = smem_bytes<D>();
+    constexpr int bytes = smem_bytes<D, WK>();
     auto kernel = attn_tiled_kernel<D, WM, WK, CL>;
     cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
     if (e != cudaSuccess)
@@ -474,7 +496,7 @@ int launch_shape(const AttnTiledParams &p, dim3 grid, cudaStream_t s)
 template <int D> bool cluster_fits()
 {
     auto kernel = attn_tiled_kernel<D, 1, 4, true>;
-    constexpr int bytes = smem_bytes<D>();
+    constexpr int bytes = smem_bytes<D, 4>();
     if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes) != cudaSuccess) {
         (void)cudaGetLastError();
         return false;
@@ -501,7 +523,7 @@ template <int D> bool cluster_fits()
 template <int D> int decode_ctas_per_sm()
 {
     auto kernel = attn_tiled_kernel<D, 1, 4, false>;
-    constexpr int bytes = smem_bytes<D>();
+    constexpr int bytes = smem_bytes<D, 4>();
     int n = 0;
     if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes) != cudaSuccess ||
         cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, 4 * 32, bytes) != cudaSuccess) {

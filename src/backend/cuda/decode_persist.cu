@@ -148,9 +148,104 @@ bool aligned16(const void *p)
     return ((uintptr_t)p & 15u) == 0;
 }
 
+// Median of v[0, m) (sorts v).
+double median_of(double *v, int m)
+{
+    for (int i = 1; i < m; i++) // insertion sort: a few hundred values
+        for (int j = i; j > 0 && v[j - 1] > v[j]; j--) {
+            const double x = v[j];
+            v[j] = v[j - 1], v[j - 1] = x;
+        }
+    return m ? v[m / 2] : 0.0;
+}
+
+// Over the launch's inner layers: how late the last CTA ends a phase against the median one, and whether the
+// same CTAs are late layer after layer (the slowest 5% counted per CTA); for the splits' merges, which head
+// and which split merged last, and whether its item or its merge was the late part. A benchmark aid.
+size_t trace_spread(char *out, size_t cap, const unsigned long long *h, int layers, int ctas, int splits)
+{
+    size_t o = 0;
+#define SS_SPREAD_OUT(...)                                                                                       \
+    do {                                                                                                         \
+        if (o < cap)                                                                                             \
+            o += (size_t)snprintf(out + o, cap - o, __VA_ARGS__);                                                 \
+    } while (0)
+    unsigned long long base = ~0ull; // stamps are ns since an epoch: made small before they become doubles
+    for (int b = 0; b < ctas && layers > 1; b++)
+        base = h[(size_t)kTraceSlots * ctas + b] && h[(size_t)kTraceSlots * ctas + b] < base ? h[(size_t)kTraceSlots * ctas + b] : base;
+    auto us = [base](unsigned long long t) { return (double)(long long)(t - base) / 1000.0; };
+    static const int ks[3] = {3, 11, 13};
+    static const char *kn[3] = {"qkv GEMV end", "gate/up GEMV end", "down GEMV end"};
+    double v[1024];
+    for (int q = 0; q < 3; q++) {
+        int late[1024] = {0};
+        double sum = 0.0;
+        int n = 0;
+        for (int l = 1; l + 1 < layers; l++, n++) {
+            const unsigned long long *t = h + ((size_t)l * kTraceSlots + ks[q]) * ctas;
+            for (int b = 0; b < ctas; b++)
+                v[b] = us(t[b]);
+            const double med = median_of(v, ctas), top = v[ctas - 1], cut = v[ctas - 1 - ctas / 20];
+            sum += top - med;
+            for (int b = 0; b < ctas; b++)
+                late[b] += us(t[b]) >= cut;
+        }
+        SS_SPREAD_OUT("  spread %-17s last CTA +%.2f us over the median (mean of %d layers); most often late:", kn[q],
+                      n ? sum / n : 0.0, n);
+        for (int r = 0; r < 5; r++) {
+            int bi = 0;
+            for (int b = 1; b < ctas; b++)
+                bi = late[b] > late[bi] ? b : bi;
+            SS_SPREAD_OUT(" cta %d %d/%d", bi, late[bi], n);
+            late[bi] = -1;
+        }
+        SS_SPREAD_OUT("\n");
+    }
+    int by_head[kMaxSplits] = {0}, by_split[kMaxSplits] = {0};
+    double lat = 0.0, item_late = 0.0, dur_late = 0.0, dur_med = 0.0;
+    int n = 0;
+    for (int l = 1; l + 1 < layers && splits > 0; l++) {
+        const unsigned long long *t5 = h + ((size_t)l * kTraceSlots + 5) * ctas, *t6 = t5 + ctas;
+        double m6[kMaxSplits * 8], d6[kMaxSplits * 8], i5[1024];
+        int nm = 0, ni = 0, bl = -1;
+        for (int b = 0; b < ctas; b++) {
+            if (t5[b])
+                i5[ni++] = us(t5[b]);
+            if (t6[b] && nm < kMaxSplits * 8) {
+                if (bl < 0 || t6[b] > t6[bl])
+                    bl = b;
+                m6[nm] = us(t6[b]), d6[nm++] = (double)(t6[b] - t5[b]) / 1000.0;
+            }
+        }
+        if (nm < 2 || bl < 0)
+            continue;
+        const double dl = (double)(t6[bl] - t5[bl]) / 1000.0, il = us(t5[bl]);
+        lat += us(t6[bl]) - median_of(m6, nm);
+        dur_late += dl, dur_med += median_of(d6, nm), item_late += il - median_of(i5, ni);
+        by_head[(bl / splits) % kMaxSplits]++, by_split[(bl % splits) % kMaxSplits]++;
+        n++;
+    }
+    if (n) {
+        SS_SPREAD_OUT("  spread merges: last head +%.2f us over the median merge (mean of %d layers); its item ended "
+                      "+%.2f us after the median item; its merge took %.2f us (median merge %.2f)\n    last head by "
+                      "head:",
+                      lat / n, n, item_late / n, dur_late / n, dur_med / n);
+        for (int i = 0; i < kMaxSplits; i++)
+            if (by_head[i])
+                SS_SPREAD_OUT(" h%d:%d", i, by_head[i]);
+        SS_SPREAD_OUT("; by split:");
+        for (int i = 0; i < kMaxSplits; i++)
+            if (by_split[i])
+                SS_SPREAD_OUT(" s%d:%d", i, by_split[i]);
+        SS_SPREAD_OUT("\n");
+    }
+#undef SS_SPREAD_OUT
+    return o < cap ? o : cap - 1;
+}
+
 // The timeline of the middle layer of one launch, over the CTAs (min / median / max, µs from the
 // earliest CTA's layer start), on stderr. A benchmark aid: synchronises the stream, eager steps only.
-void print_trace(cudaStream_t s, const unsigned long long *dev, int layers, int ctas, int rank)
+void print_trace(cudaStream_t s, const unsigned long long *dev, int layers, int ctas, int rank, int splits)
 {
     cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
     if (cudaStreamIsCapturing(s, &cap) != cudaSuccess || cap != cudaStreamCaptureStatusNone)
@@ -173,7 +268,7 @@ void print_trace(cudaStream_t s, const unsigned long long *dev, int layers, int 
     for (int b = 0; b < ctas; b++)
         base = t[b] < base ? t[b] : base;
     // built whole, then written at once: the ranks of a group print at the same time
-    char out[4096];
+    char out[8192];
     size_t o = 0;
 #define SS_TRACE_OUT(...)                                                                                        \
     do {                                                                                                         \
@@ -191,13 +286,9 @@ void print_trace(cudaStream_t s, const unsigned long long *dev, int layers, int 
         for (int b = 0; b < ctas && m < 1024; b++)
             if (t[(size_t)k * ctas + b] && t[(size_t)k * ctas + b] >= off)
                 v[m++] = (double)(t[(size_t)k * ctas + b] - off) / 1000.0;
-        for (int i = 1; i < m; i++) // insertion sort: a few hundred values
-            for (int j = i; j > 0 && v[j - 1] > v[j]; j--) {
-                const double x = v[j];
-                v[j] = v[j - 1], v[j - 1] = x;
-            }
+        const double med = median_of(v, m);
         if (m)
-            SS_TRACE_OUT("  %2d %-18s %8.2f %8.2f %8.2f  (%d CTAs)\n", k, names[k], v[0], v[m / 2], v[m - 1], m);
+            SS_TRACE_OUT("  %2d %-18s %8.2f %8.2f %8.2f  (%d CTAs)\n", k, names[k], v[0], med, v[m - 1], m);
     }
     if (l + 1 < layers) {
         unsigned long long next = ~0ull;
@@ -206,6 +297,8 @@ void print_trace(cudaStream_t s, const unsigned long long *dev, int layers, int 
         SS_TRACE_OUT("  layer period %.2f us\n", (double)(next - base) / 1000.0);
     }
 #undef SS_TRACE_OUT
+    if (o < sizeof out)
+        o += trace_spread(out + o, sizeof out - o, h, layers, ctas, splits);
     fwrite(out, 1, o < sizeof out ? o : sizeof out - 1, stderr);
     free(h);
 }
@@ -370,6 +463,6 @@ extern "C" int ss_cuda_decode_persist(void *stream, ss_cuda_persist_args *a)
     if (e != cudaSuccess)
         return (int)e;
     if (trace_n && a->call == strtoll(trace_env, NULL, 10))
-        print_trace(s, p.trace, a->n_layers, sms, p.tp_rank);
+        print_trace(s, p.trace, a->n_layers, sms, p.tp_rank, p.splits);
     return launch_status();
 }
