@@ -616,6 +616,27 @@ if has attn2; then
     echo "$(basename "$f" .log) $(grep -ho '"warm_tok_s":[0-9.]*\|"median_step_ms":[0-9.]*\|"tokens_fnv":"*[0-9a-fx]*' "$f" | tr '\n' ' ')"
   done | tee -a "$S"
 fi
+if has s16b; then
+  # Session 16, call 6: the last split's barrier removed from the persistent kernel's attention item, and
+  # shifts for the cache's block size in the tensor-core attention. The consistency test and the goldens, then
+  # batch 1 (persistent), 32 and 128 at 128 tokens, 64 at 1024 and a 2,048-token prefill against $OLDB.
+  export CUDA_VISIBLE_DEVICES=0
+  [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
+  step "backend consistency cpu vs cuda" 150 consistency.log "$B/tests/test_backend_consistency"
+  step "golden tests on cuda" 90 golden.log env SS_TEST_DEVICE=cuda "$B/tests/test_golden"
+  for rep in 1 2 3; do
+    for cs in 1:128:256 128:128:64 ${S16B_MORE:-32:128:64 64:1024:64 1:2048:4}; do
+      IFS=: read -r bsz pr gn <<<"$cs"
+      for v in new ${OLDB:+old}; do
+        bd=$B; [ $v = old ] && bd=$OLDB
+        step "8B b$bsz prompt $pr [$v] #$rep" 90 "bench_s16b_b${bsz}_p${pr}_${v}_$rep.log" "$bd/tools/bench_decode" --model "$M8" --device cuda --batch $bsz --prompt $pr --gen $gn --json
+      done
+    done
+  done
+  for f in "$L"/bench_s16b_*.log; do
+    echo "$(basename "$f" .log) $(grep -ho '"warm_tok_s":[0-9.]*\|"decode_tok_s":[0-9.]*\|"prefill_tok_s":[0-9.]*\|"tokens_fnv":"*[0-9a-fx]*' "$f" | tr '\n' ' ')"
+  done | tee -a "$S"
+fi
 if has tp1ab; then
   # Session 14: one GPU after the tp > 1 overlap changes (precise read-back joins, dev_tok on every rank):
   # the goldens, memcheck, and batch 1 / 8 against the build before ($OLDB).

@@ -5,7 +5,8 @@
 // stream through shared memory 64 at a time (cp.async, two stages, zero-filled past the context) and
 // meet the rows in bf16 mma.sync m16n8k16 with f32 accumulation; softmax is online, in the log2
 // domain. Each warp owns 16 rows; for tiles of few rows (decode) the warps of a CTA instead share the
-// rows and split every key tile four ways, merging through shared memory at the end. On sm_90 the key
+// rows and split every key tile four ways, merging through shared memory at the end, and keep two key
+// tiles in flight instead of one (Q then has rows of its own; session 16). On sm_90 the key
 // splits of such a CTA can form one thread block cluster and merge through distributed shared memory,
 // so no combine kernel follows.
 #include <cooperative_groups.h>
@@ -187,6 +188,13 @@ __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiled
 
     const int32_t *bt = p.block_tables + (int64_t)seq * p.max_blocks;
     const int bs = p.block_size;
+    // Key j's row in the cache: block sizes are powers of two in practice, where shifts replace the
+    // divisions (every cp.async of a key tile computes one)
+    const bool bs_pow2 = (bs & (bs - 1)) == 0;
+    const int bs_shift = __ffs(bs) - 1;
+    auto cache_row = [&](int j) -> int64_t {
+        return bs_pow2 ? ((int64_t)bt[j >> bs_shift] << bs_shift) + (j & (bs - 1)) : (int64_t)bt[j / bs] * bs + j % bs;
+    };
     const int64_t kv_row = (int64_t)p.kv_heads * D;
     const bf16 *kbase = p.kc + (int64_t)kvh * D, *vbase = p.vc + (int64_t)kvh * D;
 
@@ -203,7 +211,7 @@ __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiled
             const bool ok = j < kend;
             int64_t off = 0;
             if (ok)
-                off = ((int64_t)bt[j / bs] * bs + j % bs) * kv_row + ch * 8;
+                off = cache_row(j) * kv_row + ch * 8;
             cp_async16(sk + kr * LDS + ch * 8, kbase + off, ok);
             cp_async16(sv + kr * LDS + ch * 8, vbase + off, ok);
         }
@@ -214,7 +222,7 @@ __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiled
     // asked into L2 already (L2 is where the previous kernel's writes land, so nothing stale is read).
     for (int i = tid; i < 2 * kBN && kbeg + i < kend; i += NT) {
         const int j = kbeg + i;
-        const int64_t off = ((int64_t)bt[j / bs] * bs + j % bs) * kv_row;
+        const int64_t off = cache_row(j) * kv_row;
 #pragma unroll
         for (int b = 0; b < D * (int)sizeof(bf16); b += 128) {
             asm volatile("prefetch.global.L2 [%0];" ::"l"(reinterpret_cast<const char *>(kbase + off) + b));
