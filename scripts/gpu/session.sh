@@ -637,6 +637,28 @@ if has s16b; then
     echo "$(basename "$f" .log) $(grep -ho '"warm_tok_s":[0-9.]*\|"decode_tok_s":[0-9.]*\|"prefill_tok_s":[0-9.]*\|"tokens_fnv":"*[0-9a-fx]*' "$f" | tr '\n' ' ')"
   done | tee -a "$S"
 fi
+if has attnps; then
+  # Session 16, call 8: decode items taken in turn by a wave of CTAs, each loading the next item's Q and first
+  # key tile while it merges (SS_ATTN_PERSIST=0: a CTA per item, the same binary), against $OLDB (c50ae39).
+  export CUDA_VISIBLE_DEVICES=0
+  [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
+  step "backend consistency cpu vs cuda" 150 consistency.log "$B/tests/test_backend_consistency"
+  step "golden tests on cuda" 90 golden.log env SS_TEST_DEVICE=cuda "$B/tests/test_golden"
+  for rep in 1 2; do
+    for cs in 128:128:64 64:1024:64 256:256:64 32:128:64 1:2048:4; do
+      IFS=: read -r bsz pr gn <<<"$cs"
+      vs="new off ${OLDB:+old}"; [ "$bsz" = 1 ] && vs="new ${OLDB:+old}"
+      for v in $vs; do
+        bd=$B; [ $v = old ] && bd=$OLDB
+        ev=(); [ $v = off ] && ev=(SS_ATTN_PERSIST=0)
+        step "8B b$bsz prompt $pr [$v] #$rep" 90 "bench_ps_b${bsz}_p${pr}_${v}_$rep.log" env ${ev[@]+"${ev[@]}"} "$bd/tools/bench_decode" --model "$M8" --device cuda --batch $bsz --prompt $pr --gen $gn --json
+      done
+    done
+  done
+  for f in "$L"/bench_ps_*.log; do
+    echo "$(basename "$f" .log) $(grep -ho '"warm_tok_s":[0-9.]*\|"prefill_tok_s":[0-9.]*\|"tokens_fnv":"*[0-9a-fx]*' "$f" | tr '\n' ' ')"
+  done | tee -a "$S"
+fi
 if has tp1ab; then
   # Session 14: one GPU after the tp > 1 overlap changes (precise read-back joins, dev_tok on every rank):
   # the goldens, memcheck, and batch 1 / 8 against the build before ($OLDB).

@@ -808,6 +808,20 @@ static void test_attention_tiled(void **state)
     check_attention_mode(p, 8, 2, 128, (const int32_t (*)[2])batch, NB, 16, ATT_FORCE_OLD,
                          "attention decode batch 96, old kernel");
     free(batch);
+    /* more decode CTAs than one wave holds (300 sequences x 8 or 4 kv heads, contexts 1..700; block sizes 16
+     * and 7: the shift and the division paths of the cache rows) */
+    enum { NW = 300 };
+    int32_t (*wide)[2] = malloc(sizeof(int32_t[NW][2]));
+    assert_non_null(wide);
+    for (int32_t s = 0; s < NW; s++) {
+        wide[s][0] = (int32_t)((int64_t)699 * s * s / ((NW - 1) * (NW - 1)));
+        wide[s][1] = 1;
+    }
+    check_attention_mode(p, 32, 8, 128, (const int32_t (*)[2])wide, NW, 16, ATT_AUTO,
+                         "attention decode batch 300, 32/8 d128");
+    check_attention_mode(p, 16, 4, 64, (const int32_t (*)[2])wide, NW, 7, ATT_AUTO,
+                         "attention decode batch 300, 16/4 d64 bs7");
+    free(wide);
 }
 
 static void test_silu_mul(void **state)
