@@ -284,7 +284,9 @@ static double tr_num(tv v)
 
 static ss_status tr_repeat(tr *r, const tn *at, tv seq, int64_t times, tv *out)
 {
-    if (times < 0)
+    /* An empty sequence stays empty however many times it is repeated: no round is run (the size limits
+     * below do not bound the rounds of an empty one, and `[] * 10**13` looped for hours in the fuzzer). */
+    if (times < 0 || (seq.kind == TV_STR ? seq.u.s.n == 0 : TV_LIST_OF(seq)->n == 0))
         times = 0;
     if (seq.kind == TV_STR) {
         if (seq.u.s.n && (uint64_t)times > SS_TEMPLATE_MAX_OUTPUT / seq.u.s.n)

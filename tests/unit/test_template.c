@@ -81,6 +81,9 @@ static const struct tt_case tt_cases[] = {
      "U"},
     {"{% set a, b = 1, 2 %}{{ a }}{{ b }} {{ (1, 2) + (3,) }} {{ [1] * 3 }} {{ 'ab' * 2 }}",
      "12 (1, 2, 3) [1, 1, 1] abab"},
+    /* empty sequences repeated a huge number of times: empty at once (this hung before) */
+    {"[{{ [] * 44000000000000 }}|{{ '' * 44000000000000 }}|{{ () * 10**15 }}]",
+     "[[]||()]"},
     {"{{ \"{} and {}\".format(1, 'x') }} {{ 'abc'.startswith(('x','a')) }} {{ 'abc'.endswith('bc') }} {{ 'Hello'.lower() }} {{ 'a'.upper() }}",
      "1 and x True True hello A"},
     {"{% set content %}inner {{ 1 + 1 }}{% endset %}[{{ content }}]",
