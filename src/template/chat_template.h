@@ -15,7 +15,7 @@ struct cJSON;
 #define SS_TEMPLATE_MAX_OUTPUT ((size_t)16 << 20)     /* bytes of any one rendered text or string */
 #define SS_TEMPLATE_MAX_CREATED ((size_t)256 << 20)   /* bytes of strings/lists created by one render */
 #define SS_TEMPLATE_MAX_LOOP_ITERS ((int64_t)1000000) /* loop iterations (all loops) in one render */
-#define SS_TEMPLATE_MAX_STEPS ((int64_t)20000000)     /* expression/statement evaluations in one render */
+#define SS_TEMPLATE_MAX_STEPS ((int64_t)20000000)     /* evaluations in one render; scans count 1 per item, 16 bytes */
 #define SS_TEMPLATE_MAX_CALL_DEPTH 48                 /* nested macro calls */
 #define SS_TEMPLATE_MAX_NESTING 96                    /* nesting of blocks and expressions in the source */
 

@@ -299,6 +299,11 @@ static ss_status tb_attr_path(tr *r, const tn *at, tv item, tv attr, tv *out)
         const char *dot = memchr(p, '.', (size_t)(end - p));
         size_t len = dot ? (size_t)(dot - p) : (size_t)(end - p);
         char key[128];
+        ss_status st0 = tr_work(r, 1, 0); /* a part is a step: 'a.' * 4000000 is walked for every item */
+        if (st0 != SS_OK) {
+            tv_decref(cur);
+            return st0;
+        }
         if (len >= sizeof(key)) {
             tv_decref(cur);
             return tr_fail(r, SS_ERR_INVALID_ARG, at, "attribute name too long");
@@ -478,7 +483,8 @@ static ss_status tb_int(tr *r, const tn *at, tv v, const targs *a, tv *out)
             break;
         memcpy(buf, v.u.s.p, v.u.s.n);
         buf[v.u.s.n] = '\0';
-        tv t = tb_strip(tv_sborrow(buf, v.u.s.n), NULL, 0, 1, 1);
+        tv t;
+        SS_CHECK(tb_strip(r, tv_sborrow(buf, v.u.s.n), NULL, 0, 1, 1, &t));
         char tmp[128];
         memcpy(tmp, t.u.s.p, t.u.s.n);
         tmp[t.u.s.n] = '\0';
@@ -505,7 +511,6 @@ static ss_status tb_int(tr *r, const tn *at, tv v, const targs *a, tv *out)
 
 static ss_status tb_float(tr *r, const tn *at, tv v, const targs *a, tv *out)
 {
-    (void)r;
     (void)at;
     const tv *dv = tb_arg(a, 0, "default");
     switch (v.kind) {
@@ -519,7 +524,8 @@ static ss_status tb_float(tr *r, const tn *at, tv v, const targs *a, tv *out)
     case TV_STR: {
         char tmp[128];
         if (v.u.s.n < sizeof(tmp)) {
-            tv t = tb_strip(v, NULL, 0, 1, 1);
+            tv t;
+            SS_CHECK(tb_strip(r, v, NULL, 0, 1, 1, &t));
             memcpy(tmp, t.u.s.p, t.u.s.n);
             tmp[t.u.s.n] = '\0';
             tv_decref(t);
@@ -564,7 +570,9 @@ static ss_status tb_select(tr *r, const tn *at, int id, tv seq, const targs *a, 
     tv list;
     SS_CHECK(tb_to_list(r, at, seq, &list));
     const tv_list_obj *l = TV_LIST_OF(list);
-    ss_status st = tv_list_new(r, 0, 0, out);
+    ss_status st = tr_work(r, l->n, 0); /* items left out cost no memory */
+    if (st == SS_OK)
+        st = tv_list_new(r, 0, 0, out);
     for (size_t i = 0; i < l->n && st == SS_OK; i++) {
         tv val = l->v[i];
         tv_incref(val);
@@ -712,17 +720,19 @@ static ss_status tb_minmax(tr *r, const tn *at, tv seq, const targs *a, int want
                     tv_decref(k1);
                     break;
                 }
-                c = tv_eq(k1, k2);
+                st = tv_equal(r, k1, k2, &c);
                 tv_decref(k1);
                 tv_decref(k2);
-                if (!c)
+                if (st != SS_OK || !c)
                     break;
                 j--;
             }
             pick = order[j];
         }
-        *out = l->v[pick];
-        tv_incref(*out);
+        if (st == SS_OK) {
+            *out = l->v[pick];
+            tv_incref(*out);
+        }
         ss_free(order);
     }
     tv_decref(list);
@@ -746,9 +756,9 @@ ss_status tb_filter(tr *r, const tn *at, int id, tv in, const tv *pos, size_t np
         if (cv && cv->kind != TV_NONE)
             SS_CHECK(tb_arg_str(r, at, cv, "chars", &chars, &cn));
         SS_CHECK(tv_to_str(r, in, &s));
-        *out = tb_strip(s, chars, cn, 1, 1);
+        st = tb_strip(r, s, chars, cn, 1, 1, out);
         tv_decref(s);
-        return SS_OK;
+        return st;
     }
     case F_UPPER:
     case F_LOWER:
@@ -771,6 +781,7 @@ ss_status tb_filter(tr *r, const tn *at, int id, tv in, const tv *pos, size_t np
     case F_LENGTH:
         switch (in.kind) {
         case TV_STR:
+            SS_CHECK(tr_work(r, 0, in.u.s.n)); /* code points are counted */
             *out = tv_int((int64_t)tm_utf8_len(in.u.s.p, in.u.s.n));
             return SS_OK;
         case TV_LIST:
@@ -1012,10 +1023,10 @@ ss_status tb_filter(tr *r, const tn *at, int id, tv in, const tv *pos, size_t np
                 st = tb_sort_key(r, at, l->v[i], attr, cs, &key);
                 if (st != SS_OK)
                     break;
-                int dup = 0;
-                for (size_t k = 0; k < TV_LIST_OF(seen)->n && !dup; k++)
-                    dup = tv_eq(TV_LIST_OF(seen)->v[k], key);
-                if (dup) {
+                int dup = 0; /* each comparison is a step (tv_equal): n distinct items cost n**2 / 2 */
+                for (size_t k = 0; k < TV_LIST_OF(seen)->n && !dup && st == SS_OK; k++)
+                    st = tv_equal(r, TV_LIST_OF(seen)->v[k], key, &dup);
+                if (dup || st != SS_OK) {
                     tv_decref(key);
                     continue;
                 }
@@ -1042,6 +1053,7 @@ ss_status tb_filter(tr *r, const tn *at, int id, tv in, const tv *pos, size_t np
         tv acc = startv ? *startv : tv_int(0);
         tv_incref(acc);
         const tv_list_obj *l = TV_LIST_OF(list);
+        st = tr_work(r, l->n, 0);
         for (size_t i = 0; i < l->n && st == SS_OK; i++) {
             tv item, next;
             if (attr && attr->kind != TV_NONE)
@@ -1161,9 +1173,10 @@ ss_status tb_test(tr *r, const tn *at, int id, tv in, const tv *args, size_t nar
     case T_UPPER: {
         tv s;
         SS_CHECK(tv_to_str(r, in, &s));
-        *res = tb_str_all_case(s, id == T_UPPER);
+        ss_status st = tr_work(r, 0, s.u.s.n);
+        *res = st == SS_OK && tb_str_all_case(s, id == T_UPPER);
         tv_decref(s);
-        return SS_OK;
+        return st;
     }
     default:
         break;
@@ -1172,24 +1185,28 @@ ss_status tb_test(tr *r, const tn *at, int id, tv in, const tv *args, size_t nar
         return tr_fail(r, SS_ERR_INVALID_ARG, at, "this test needs an argument");
     switch (id) {
     case T_EQ:
-        *res = tv_eq(in, *arg);
-        return SS_OK;
+        return tv_equal(r, in, *arg, res);
     case T_NE:
-        *res = !tv_eq(in, *arg);
+        SS_CHECK(tv_equal(r, in, *arg, res));
+        *res = !*res;
         return SS_OK;
     case T_SAMEAS:
-        *res = in.kind == arg->kind && (in.o ? in.o == arg->o : tv_eq(in, *arg));
+        if (in.kind == arg->kind && !in.o)
+            return tv_equal(r, in, *arg, res); /* by value, counting the bytes compared */
+        *res = in.kind == arg->kind && in.o == arg->o;
         return SS_OK;
     case T_IN:
         if (arg->kind == TV_STR) {
             if (in.kind != TV_STR)
                 return tr_fail(r, SS_ERR_INVALID_ARG, at, "'in <string>' requires string as left operand");
+            SS_CHECK(tr_work(r, 0, arg->u.s.n));
             *res = in.u.s.n == 0 || memmem(arg->u.s.p, arg->u.s.n, in.u.s.p, in.u.s.n) != NULL;
         } else if (arg->kind == TV_LIST) {
             *res = 0;
             for (size_t i = 0; i < TV_LIST_OF(*arg)->n && !*res; i++)
-                *res = tv_eq(TV_LIST_OF(*arg)->v[i], in);
+                SS_CHECK(tv_equal(r, TV_LIST_OF(*arg)->v[i], in, res));
         } else if (arg->kind == TV_DICT) {
+            SS_CHECK(tr_work(r, TV_DICT_OF(*arg)->n, tv_is_str(in) ? in.u.s.n : 0));
             *res = tv_dict_get(*arg, in) != NULL;
         } else {
             return tr_fail(r, SS_ERR_INVALID_ARG, at, "argument of type '%s' is not iterable", tv_type_name(*arg));
@@ -1222,16 +1239,17 @@ ss_status tb_global_call(tr *r, const tn *at, int fn, const tv *pos, size_t npos
         }
         if (step == 0)
             return tr_fail(r, SS_ERR_INVALID_ARG, at, "range() arg 3 must not be zero");
-        double count = step > 0 ? ceil(((double)stop - (double)start) / (double)step)
-                                : ceil(((double)start - (double)stop) / (double)-step);
-        if (count < 0)
-            count = 0;
-        if (count > (double)SS_TEMPLATE_MAX_LOOP_ITERS)
-            return tr_fail(r, SS_ERR_CAPACITY, at, "range() of %.0f items exceeds the limit of %lld", count,
-                           (long long)SS_TEMPLATE_MAX_LOOP_ITERS);
+        /* in 64-bit unsigned arithmetic, exact: doubles miscounted near the int64 ends (start + i * step overflowed) */
+        uint64_t ustep = step > 0 ? (uint64_t)step : -(uint64_t)step;
+        uint64_t span = step > 0 ? (stop > start ? (uint64_t)stop - (uint64_t)start : 0)
+                                 : (start > stop ? (uint64_t)start - (uint64_t)stop : 0);
+        uint64_t count = span ? (span - 1) / ustep + 1 : 0;
+        if (count > (uint64_t)SS_TEMPLATE_MAX_LOOP_ITERS)
+            return tr_fail(r, SS_ERR_CAPACITY, at, "range() of %llu items exceeds the limit of %lld",
+                           (unsigned long long)count, (long long)SS_TEMPLATE_MAX_LOOP_ITERS);
         SS_CHECK(tv_list_new(r, (size_t)count, 0, out));
-        for (int64_t i = 0; i < (int64_t)count; i++)
-            SS_CHECK(tv_list_push(r, *out, tv_int(start + i * step)));
+        for (uint64_t i = 0; i < count; i++)
+            SS_CHECK(tv_list_push(r, *out, tv_int((int64_t)((uint64_t)start + i * (uint64_t)step))));
         return SS_OK;
     }
     case FN_NAMESPACE:

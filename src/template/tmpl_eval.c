@@ -21,6 +21,11 @@ static void fr_clear(tframe *f)
 /* Binds name in frame f (takes val). name is borrowed for the render. */
 static ss_status fr_set(tr *r, tframe *f, const char *name, tv val)
 {
+    ss_status st = tr_work(r, f->n, 0); /* names are found by a scan: a macro of 300 parameters bound 45000 */
+    if (st != SS_OK) {
+        tv_decref(val);
+        return st;
+    }
     for (size_t i = 0; i < f->n; i++)
         if (strcmp(f->names[i], name) == 0) {
             tv_decref(f->vals[i]);
@@ -47,13 +52,19 @@ static ss_status fr_set(tr *r, tframe *f, const char *name, tv val)
     return SS_OK;
 }
 
-static const tv *fr_lookup(const tr *r, const char *name)
+/* *hit: the innermost binding of name, NULL when none. Each name passed is a step, as in fr_set. */
+static ss_status fr_lookup(tr *r, const char *name, const tv **hit)
 {
-    for (const tframe *f = r->cur; f; f = f->parent)
+    *hit = NULL;
+    for (const tframe *f = r->cur; f; f = f->parent) {
+        SS_CHECK(tr_work(r, f->n, 0));
         for (size_t i = f->n; i > 0; i--)
-            if (strcmp(f->names[i - 1], name) == 0)
-                return &f->vals[i - 1];
-    return NULL;
+            if (strcmp(f->names[i - 1], name) == 0) {
+                *hit = &f->vals[i - 1];
+                return SS_OK;
+            }
+    }
+    return SS_OK;
 }
 
 ss_status tr_bind(tr *r, const char *name, tv val)
@@ -109,9 +120,10 @@ static ss_status tr_loop_attr(tr *r, tv loop, const char *name, tv *out)
 ss_status tr_getattr(tr *r, tv obj, const char *name, size_t n, tv *out)
 {
     const tv *hit = NULL;
-    if (obj.kind == TV_DICT || obj.kind == TV_NS)
+    if (obj.kind == TV_DICT || obj.kind == TV_NS) {
+        SS_CHECK(tr_work(r, TV_DICT_OF(obj)->n, 0)); /* keys are found by a scan */
         hit = tv_dict_gets(obj, name, n);
-    else if (obj.kind == TV_LOOP)
+    } else if (obj.kind == TV_LOOP)
         return tr_loop_attr(r, obj, name, out);
     if (hit) {
         *out = *hit;
@@ -137,6 +149,7 @@ ss_status tr_getitem(tr *r, const tn *at, tv obj, tv key, tv *out)
     (void)at;
     *out = tv_undef(NULL);
     if (obj.kind == TV_DICT || obj.kind == TV_NS) {
+        SS_CHECK(tr_work(r, TV_DICT_OF(obj)->n, tv_is_str(key) ? key.u.s.n : 0)); /* keys are found by a scan */
         const tv *hit = tv_dict_get(obj, key);
         if (hit) {
             *out = *hit;
@@ -155,6 +168,7 @@ ss_status tr_getitem(tr *r, const tn *at, tv obj, tv key, tv *out)
         return SS_OK;
     }
     if (obj.kind == TV_STR && tr_index(key, &i)) {
+        SS_CHECK(tr_work(r, 0, obj.u.s.n)); /* code points are counted from the start */
         size_t len = tm_utf8_len(obj.u.s.p, obj.u.s.n);
         if (i < 0)
             i += (int64_t)len;
@@ -183,6 +197,11 @@ static ss_status tr_slice_indices(tr *r, const tn *at, tv start, tv stop, tv ste
             return tr_fail(r, SS_ERR_INVALID_ARG, at, "slice indices must be integers or None");
         if (*s == 0)
             return tr_fail(r, SS_ERR_INVALID_ARG, at, "slice step cannot be zero");
+        /* a step past the length picks one item either way; clamped, i += step cannot overflow */
+        if (*s > n)
+            *s = n + 1;
+        else if (*s < -n)
+            *s = -n - 1;
     }
     int64_t lo = *s < 0 ? -1 : 0, hi = *s < 0 ? n - 1 : n;
     tv ends[2] = {start, stop};
@@ -227,6 +246,7 @@ static ss_status tr_slice(tr *r, const tn *at, tv obj, tv start, tv stop, tv ste
     }
     if (obj.kind == TV_STR) {
         /* offsets of every code point, then copy the chosen ones */
+        SS_CHECK(tr_work(r, 0, obj.u.s.n));
         size_t len = tm_utf8_len(obj.u.s.p, obj.u.s.n);
         SS_CHECK(tr_slice_indices(r, at, start, stop, step, (int64_t)len, &b, &e, &s));
         if (s == 1 && b <= e) {
@@ -452,17 +472,19 @@ static ss_status tr_contains(tr *r, const tn *at, tv needle, tv hay, int *res)
         if (needle.kind != TV_STR)
             return tr_fail(r, SS_ERR_INVALID_ARG, at, "'in <string>' requires string as left operand, not %s",
                            tv_type_name(needle));
+        SS_CHECK(tr_work(r, 0, hay.u.s.n));
         *res = needle.u.s.n == 0 ||
                (hay.u.s.n >= needle.u.s.n && memmem(hay.u.s.p, hay.u.s.n, needle.u.s.p, needle.u.s.n) != NULL);
         return SS_OK;
     case TV_LIST: {
         const tv_list_obj *l = TV_LIST_OF(hay);
         for (size_t i = 0; i < l->n && !*res; i++)
-            *res = tv_eq(l->v[i], needle);
+            SS_CHECK(tv_equal(r, l->v[i], needle, res));
         return SS_OK;
     }
     case TV_DICT:
     case TV_NS:
+        SS_CHECK(tr_work(r, TV_DICT_OF(hay)->n, tv_is_str(needle) ? needle.u.s.n : 0));
         *res = tv_dict_get(hay, needle) != NULL;
         return SS_OK;
     case TV_UNDEF:
@@ -477,10 +499,10 @@ static ss_status tr_compare(tr *r, const tn *at, int op, tv a, tv b, int *res)
     int c;
     switch (op) {
     case OP_EQ:
-        *res = tv_eq(a, b);
-        return SS_OK;
+        return tv_equal(r, a, b, res);
     case OP_NE:
-        *res = !tv_eq(a, b);
+        SS_CHECK(tv_equal(r, a, b, res));
+        *res = !*res;
         return SS_OK;
     case OP_IN:
         return tr_contains(r, at, a, b, res);
@@ -564,9 +586,11 @@ ss_status tr_call_macro(tr *r, const tn *macro, const tn *call, const tv *args, 
     tframe frame = {.parent = r->root};
     tframe *saved_cur = r->cur;
     tbuf *saved_out = r->out;
+    int saved_nest = r->nest;
     tbuf buf = {0};
     r->cur = &frame;
     r->out = &buf;
+    r->nest = 0; /* each macro call nests expressions afresh, as its body did in the source */
     r->depth++;
     ss_status st = SS_OK;
     for (size_t i = 0; i < macro->nkids && st == SS_OK; i++) {
@@ -592,6 +616,7 @@ ss_status tr_call_macro(tr *r, const tn *macro, const tn *call, const tv *args, 
     if (st == SS_OK)
         st = tr_exec_body(r, macro->b);
     r->depth--;
+    r->nest = saved_nest;
     r->cur = saved_cur;
     r->out = saved_out;
     r->jump = 0;
@@ -687,7 +712,8 @@ static ss_status tr_eval_inner(tr *r, const tn *e, tv *out)
         *out = tv_none();
         return SS_OK;
     case N_NAME: {
-        const tv *hit = fr_lookup(r, e->s);
+        const tv *hit;
+        SS_CHECK(fr_lookup(r, e->s, &hit));
         if (hit) {
             *out = *hit;
             tv_incref(*out);
@@ -853,9 +879,14 @@ static ss_status tr_eval_inner(tr *r, const tn *e, tv *out)
 ss_status tr_eval(tr *r, const tn *e, tv *out)
 {
     SS_CHECK(tr_step(r, e));
+    /* the parser bounds brackets, but a + b + ... and x|f|g... chain without bound and recurse here */
+    if (r->nest >= SS_TEMPLATE_MAX_NESTING)
+        return tr_fail(r, SS_ERR_CAPACITY, e, "expression nested more than %d deep", SS_TEMPLATE_MAX_NESTING);
     const tn *saved = r->cur_node;
     r->cur_node = e;
+    r->nest++;
     ss_status st = tr_eval_inner(r, e, out);
+    r->nest--;
     r->cur_node = saved;
     return st;
 }
@@ -866,11 +897,14 @@ static ss_status tr_assign(tr *r, const tn *target, tv val) /* takes val */
     if (target->kind == N_NAME)
         return fr_set(r, r->cur, target->s, val);
     if (target->kind == N_ATTR) {
-        const tv *ns = fr_lookup(r, target->a->s);
-        if (!ns || ns->kind != TV_NS) {
+        const tv *ns;
+        ss_status st = fr_lookup(r, target->a->s, &ns);
+        if (st == SS_OK && (!ns || ns->kind != TV_NS))
+            st = tr_fail(r, SS_ERR_INVALID_ARG, target, "cannot assign attribute on non-namespace object '%s'",
+                         target->a->s);
+        if (st != SS_OK) {
             tv_decref(val);
-            return tr_fail(r, SS_ERR_INVALID_ARG, target, "cannot assign attribute on non-namespace object '%s'",
-                           target->a->s);
+            return st;
         }
         return tv_dict_set(r, *ns, tv_sborrow(target->s, target->n), val);
     }

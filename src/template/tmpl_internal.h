@@ -218,10 +218,12 @@ typedef struct tr {
     int64_t iters, steps;
     size_t created;
     int depth; /* macro call depth */
+    int nest;  /* expressions being evaluated inside each other in the current macro call */
     int jump;  /* 1 break, 2 continue pending */
     tbuf *out;
     tframe *root, *cur;
     const tn *cur_node; /* for error lines */
+    size_t read;        /* bytes read by scans (tr_work) not yet counted as a step */
 } tr;
 
 /* Errors "name:line: message" (line of cur_node when node is NULL). Returns st. */
@@ -280,8 +282,11 @@ ss_status tv_from_json(tr *r, const struct cJSON *j, tv *out);
 
 int tv_truthy(tv v);
 int tv_is_str(tv v);
+/* Python ==. Items of lists and dicts count as steps (tr_work); values nested too deeply are an error. */
+ss_status tv_equal(tr *r, tv a, tv b, int *res);
+/* == for dict keys, which are never lists or dicts (those compare by identity here). */
 int tv_eq(tv a, tv b);
-/* <0, 0, >0 in *res; error when the two cannot be ordered. */
+/* <0, 0, >0 in *res; error when the two cannot be ordered. Counts steps like tv_equal. */
 ss_status tv_cmp(tr *r, tv a, tv b, int *res);
 const char *tv_type_name(tv v);
 /* str() and repr() of Python, appended to b. */
@@ -340,7 +345,8 @@ ss_status tb_arg_check(tr *r, const tn *at, const targs *a, const char *what, si
 /* String helpers (tmpl_strings.c); results are owned values. */
 enum { CASE_UPPER, CASE_LOWER, CASE_PYTITLE, CASE_JTITLE, CASE_CAPITALIZE };
 ss_status tb_case(tr *r, tv s, int mode, tv *out);
-tv tb_strip(tv s, const char *chars, size_t nchars, int left, int right); /* a view sharing s's owner */
+/* *out: a view sharing s's owner. */
+ss_status tb_strip(tr *r, tv s, const char *chars, size_t nchars, int left, int right, tv *out);
 ss_status tb_replace(tr *r, tv s, const char *old, size_t on, const char *nw, size_t nn, int64_t count, tv *out);
 ss_status tb_join(tr *r, const tn *at, tv seq, const char *sep, size_t sn, const char *attr, tv *out);
 ss_status tb_html_escape(tr *r, tv s, tv *out);
@@ -356,5 +362,7 @@ ss_status tr_step(tr *r, const tn *at);
 /* Binds name (borrowed for the render) in the current scope; takes val. */
 ss_status tr_bind(tr *r, const char *name, tv val);
 ss_status tr_charge(tr *r, size_t bytes);
+/* Scans and comparisons count as steps: one per list item or dict entry visited, one per 16 bytes read. */
+ss_status tr_work(tr *r, size_t items, size_t bytes);
 
 #endif

@@ -91,14 +91,16 @@ static int tb_in_chars(uint32_t cp, const char *chars, size_t nchars)
     return 0;
 }
 
-/* Python str.strip/lstrip/rstrip: returns a view of s (shares its owner). */
-tv tb_strip(tv s, const char *chars, size_t nchars, int left, int right)
+/* Python str.strip/lstrip/rstrip: *out is a view of s (shares its owner). */
+ss_status tb_strip(tr *r, tv s, const char *chars, size_t nchars, int left, int right, tv *out)
 {
     size_t b = 0, e = s.u.s.n;
     const char *p = s.u.s.p;
     while (left && b < e) {
         uint32_t cp;
         size_t k = tm_utf8_decode(p + b, e - b, &cp);
+        if (chars)
+            SS_CHECK(tr_work(r, 0, nchars)); /* each character is looked for among all of chars */
         if (!tb_in_chars(cp, chars, nchars))
             break;
         b += k;
@@ -109,14 +111,17 @@ tv tb_strip(tv s, const char *chars, size_t nchars, int left, int right)
             st--;
         uint32_t cp;
         tm_utf8_decode(p + st, e - st, &cp);
+        if (chars)
+            SS_CHECK(tr_work(r, 0, nchars));
         if (!tb_in_chars(cp, chars, nchars))
             break;
         e = st;
     }
-    tv out = tv_sborrow(p + b, e - b);
-    out.o = s.o;
-    tv_incref(out);
-    return out;
+    SS_CHECK(tr_work(r, 0, b + (s.u.s.n - e)));
+    *out = tv_sborrow(p + b, e - b);
+    out->o = s.o;
+    tv_incref(*out);
+    return SS_OK;
 }
 
 ss_status tb_replace(tr *r, tv s, const char *old, size_t on, const char *nw, size_t nn, int64_t count, tv *out)
@@ -171,6 +176,35 @@ static ss_status tb_push_view(tr *r, tv list, tv s, size_t off, size_t len)
     return tv_list_push(r, list, piece);
 }
 
+/* Searching from the right: memmem over reversed copies of the text and the needle. Comparing the needle
+ * at each position from the end took text size times needle size (hours for a long needle). */
+typedef struct tb_rsearch {
+    char *text, *needle; /* reversed, one ss_malloc block */
+    size_t n, nn;
+} tb_rsearch;
+
+static ss_status tb_rsearch_init(tr *r, tb_rsearch *rs, const char *p, size_t n, const char *nd, size_t nn)
+{
+    rs->text = ss_malloc(n + nn + 1);
+    if (!rs->text)
+        return tr_fail(r, SS_ERR_NOMEM, NULL, "out of memory");
+    rs->needle = rs->text + n;
+    for (size_t i = 0; i < n; i++)
+        rs->text[i] = p[n - 1 - i];
+    for (size_t i = 0; i < nn; i++)
+        rs->needle[i] = nd[nn - 1 - i];
+    rs->n = n;
+    rs->nn = nn;
+    return SS_OK;
+}
+
+/* Byte offset of the last occurrence that ends by byte e of the text, or -1. */
+static ptrdiff_t tb_rsearch_before(const tb_rsearch *rs, size_t e)
+{
+    const char *hit = memmem(rs->text + (rs->n - e), e, rs->needle, rs->nn);
+    return hit ? (ptrdiff_t)(rs->n - (size_t)(hit - rs->text) - rs->nn) : -1;
+}
+
 /* Python str.split / rsplit (rsplit only differs with maxsplit). */
 static ss_status tb_split(tr *r, const tn *at, tv s, const tv *sepv, const tv *maxv, int from_right, tv *out)
 {
@@ -179,6 +213,7 @@ static ss_status tb_split(tr *r, const tn *at, tv s, const tv *sepv, const tv *m
         SS_CHECK(tb_arg_int(r, at, maxv, "maxsplit", &maxsplit));
     const char *p = s.u.s.p;
     size_t n = s.u.s.n;
+    SS_CHECK(tr_work(r, 0, n)); /* one pass over s */
     SS_CHECK(tv_list_new(r, 0, 0, out));
     if (sepv && sepv->kind != TV_NONE) {
         const char *sep;
@@ -200,29 +235,34 @@ static ss_status tb_split(tr *r, const tn *at, tv s, const tv *sepv, const tv *m
                 done++;
             }
         }
-        /* rsplit with a limit: find separators from the right, then emit left to right */
-        size_t cuts[64];
-        int64_t nc = 0;
-        size_t e = n;
-        while (nc < maxsplit && nc < 64 && e >= sn) {
-            size_t j = e - sn + 1;
-            int found = 0;
-            while (j-- > 0)
-                if (memcmp(p + j, sep, sn) == 0) {
-                    found = 1;
-                    break;
-                }
-            if (!found)
-                break;
-            cuts[nc++] = j;
-            e = j;
+        /* rsplit with a limit: find separators from the right, then emit left to right (at most n / sn of
+         * them fit; a fixed 64 used to drop the rest silently) */
+        const size_t cap = (uint64_t)maxsplit < n / sn + 1 ? (size_t)maxsplit : n / sn + 1;
+        size_t *cuts = ss_malloc((cap ? cap : 1) * sizeof *cuts);
+        if (!cuts)
+            return tr_fail(r, SS_ERR_NOMEM, at, "rsplit: out of memory");
+        size_t nc = 0, e = n;
+        tb_rsearch rs;
+        ss_status st = tb_rsearch_init(r, &rs, p, n, sep, sn);
+        if (st != SS_OK) {
+            ss_free(cuts);
+            return st;
         }
+        while (nc < cap) {
+            ptrdiff_t j = tb_rsearch_before(&rs, e);
+            if (j < 0)
+                break;
+            cuts[nc++] = (size_t)j;
+            e = (size_t)j;
+        }
+        ss_free(rs.text);
         size_t start = 0;
-        for (int64_t k = nc - 1; k >= 0; k--) {
-            SS_CHECK(tb_push_view(r, *out, s, start, cuts[k] - start));
+        for (size_t k = nc; k-- > 0 && st == SS_OK;) {
+            st = tb_push_view(r, *out, s, start, cuts[k] - start);
             start = cuts[k] + sn;
         }
-        return tb_push_view(r, *out, s, start, n - start);
+        ss_free(cuts);
+        return st != SS_OK ? st : tb_push_view(r, *out, s, start, n - start);
     }
     if (from_right && maxsplit >= 0)
         return tr_fail(r, SS_ERR_UNSUPPORTED, at, "rsplit() on whitespace with maxsplit is not supported");
@@ -238,7 +278,8 @@ static ss_status tb_split(tr *r, const tn *at, tv s, const tv *sepv, const tv *m
             break;
         if (maxsplit >= 0 && done >= maxsplit) {
             size_t e = n; /* rest, with trailing whitespace removed */
-            tv rest = tb_strip(tv_sborrow(p + i, n - i), NULL, 0, 0, 1);
+            tv rest;
+            SS_CHECK(tb_strip(r, tv_sborrow(p + i, n - i), NULL, 0, 0, 1, &rest));
             e = i + rest.u.s.n;
             SS_CHECK(tb_push_view(r, *out, s, i, e - i));
             return SS_OK;
@@ -258,7 +299,7 @@ ss_status tb_join(tr *r, const tn *at, tv seq, const char *sep, size_t sn, const
     SS_CHECK(tb_to_list(r, at, seq, &list));
     const tv_list_obj *l = TV_LIST_OF(list);
     tbuf b = {0};
-    ss_status st = SS_OK;
+    ss_status st = tr_work(r, l->n, 0); /* items that print nothing cost no output */
     for (size_t i = 0; i < l->n && st == SS_OK; i++) {
         if (i)
             st = tbuf_put(r, &b, sep, sn);
@@ -346,7 +387,7 @@ ss_status tb_indent(tr *r, tv s, const char *pre, size_t pn, int first, int blan
     return tv_str_take(r, &b, out);
 }
 
-int tb_str_all_case(tv s, int upper)
+int tb_str_all_case(tv s, int upper) /* callers count the scan (tr_work) */
 {
     int cased = 0;
     for (size_t i = 0; i < s.u.s.n;) {
@@ -387,6 +428,7 @@ static ss_status tb_affix(tr *r, const tn *at, tv s, const tv *arg, int suffix, 
         const char *p;
         size_t n;
         SS_CHECK(tb_arg_str(r, at, &cands[i], suffix ? "endswith argument" : "startswith argument", &p, &n));
+        SS_CHECK(tr_work(r, 1, n));
         if (n <= s.u.s.n)
             *res = n == 0 || memcmp(suffix ? s.u.s.p + s.u.s.n - n : s.u.s.p, p, n) == 0;
     }
@@ -455,30 +497,40 @@ static ss_status tb_format(tr *r, const tn *at, tv s, const targs *a, tv *out)
     return tv_str_take(r, &b, out);
 }
 
+/* str.find / rfind / count. memmem, not a comparison at every position (text size times needle size), and
+ * the code point index of the hit is counted once (rfind counted it at every hit: quadratic). */
 static ss_status tb_find(tr *r, const tn *at, tv s, const tv *arg, int rev, int count, tv *out)
 {
     const char *p;
     size_t n;
     SS_CHECK(tb_arg_str(r, at, arg, "substring", &p, &n));
-    int64_t found = -1, cnt = 0;
+    SS_CHECK(tr_work(r, 0, s.u.s.n));
+    int64_t cnt = 0;
+    ptrdiff_t found = -1;
     if (n == 0) {
         *out = tv_int(count ? (int64_t)tm_utf8_len(s.u.s.p, s.u.s.n) + 1
                       : rev ? (int64_t)tm_utf8_len(s.u.s.p, s.u.s.n)
                             : 0);
         return SS_OK;
     }
-    for (size_t i = 0; i + n <= s.u.s.n;) {
-        if (memcmp(s.u.s.p + i, p, n) == 0) {
-            cnt++;
-            found = (int64_t)tm_utf8_len(s.u.s.p, i);
-            if (!rev && !count)
+    if (rev) {
+        tb_rsearch rs;
+        SS_CHECK(tb_rsearch_init(r, &rs, s.u.s.p, s.u.s.n, p, n));
+        found = tb_rsearch_before(&rs, s.u.s.n);
+        ss_free(rs.text);
+    } else {
+        for (size_t i = 0; i + n <= s.u.s.n;) {
+            const char *hit = memmem(s.u.s.p + i, s.u.s.n - i, p, n);
+            if (!hit)
                 break;
-            i += count ? n : 1;
-        } else {
-            i++;
+            cnt++;
+            found = hit - s.u.s.p;
+            if (!count)
+                break;
+            i = (size_t)found + n;
         }
     }
-    *out = tv_int(count ? cnt : found);
+    *out = tv_int(count ? cnt : found < 0 ? -1 : (int64_t)tm_utf8_len(s.u.s.p, (size_t)found));
     return SS_OK;
 }
 
@@ -500,8 +552,7 @@ ss_status tb_method(tr *r, const tn *at, tv obj, const char *name, const tv *pos
             size_t cn = 0;
             if (cv && cv->kind != TV_NONE)
                 SS_CHECK(tb_arg_str(r, at, cv, "strip chars", &chars, &cn));
-            *out = tb_strip(obj, chars, cn, name[0] != 'r', name[0] != 'l');
-            return SS_OK;
+            return tb_strip(r, obj, chars, cn, name[0] != 'r', name[0] != 'l', out);
         }
         if (tb_name_is(name, "split") || tb_name_is(name, "rsplit"))
             return tb_split(r, at, obj, tb_arg(&a, 0, "sep"), tb_arg(&a, 1, "maxsplit"), name[0] == 'r', out);
@@ -532,6 +583,7 @@ ss_status tb_method(tr *r, const tn *at, tv obj, const char *name, const tv *pos
             return tb_join(r, at, *seq, obj.u.s.p, obj.u.s.n, NULL, out);
         }
         if (tb_name_is(name, "splitlines")) {
+            SS_CHECK(tr_work(r, 0, obj.u.s.n));
             SS_CHECK(tv_list_new(r, 0, 0, out));
             const char *p = obj.u.s.p;
             size_t n = obj.u.s.n, i = 0;
@@ -548,6 +600,7 @@ ss_status tb_method(tr *r, const tn *at, tv obj, const char *name, const tv *pos
             return tb_format(r, at, obj, &a, out);
         if (tb_name_is(name, "isdigit") || tb_name_is(name, "isalpha") || tb_name_is(name, "isalnum") ||
             tb_name_is(name, "isspace")) {
+            SS_CHECK(tr_work(r, 0, obj.u.s.n));
             int ok = obj.u.s.n > 0;
             for (size_t i = 0; i < obj.u.s.n && ok;) {
                 uint32_t cp;
@@ -567,6 +620,7 @@ ss_status tb_method(tr *r, const tn *at, tv obj, const char *name, const tv *pos
             return SS_OK;
         }
         if (tb_name_is(name, "islower") || tb_name_is(name, "isupper")) {
+            SS_CHECK(tr_work(r, 0, obj.u.s.n));
             *out = tv_bool(tb_str_all_case(obj, name[2] == 'u'));
             return SS_OK;
         }
@@ -590,6 +644,7 @@ ss_status tb_method(tr *r, const tn *at, tv obj, const char *name, const tv *pos
             const tv *k = tb_arg(&a, 0, "key"), *d = tb_arg(&a, 1, "default");
             if (!k)
                 return tr_fail(r, SS_ERR_INVALID_ARG, at, "get() needs a key");
+            SS_CHECK(tr_work(r, TV_DICT_OF(obj)->n, tv_is_str(*k) ? k->u.s.n : 0)); /* keys are found by a scan */
             const tv *hit = tv_dict_get(obj, *k);
             *out = hit ? *hit : d ? *d : tv_none();
             tv_incref(*out);

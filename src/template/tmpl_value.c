@@ -78,6 +78,19 @@ ss_status tr_step(tr *r, const tn *at)
     return SS_OK;
 }
 
+ss_status tr_work(tr *r, size_t items, size_t bytes)
+{
+    /* counted like steps, so a loop cannot repeat a big scan 10**6 times: 2e7 steps read at most 320 MB */
+    r->read += bytes;
+    uint64_t w = (uint64_t)items + r->read / 16;
+    r->read %= 16;
+    r->steps += w > (uint64_t)SS_TEMPLATE_MAX_STEPS ? SS_TEMPLATE_MAX_STEPS + 1 : (int64_t)w;
+    if (r->steps > SS_TEMPLATE_MAX_STEPS)
+        return tr_fail(r, SS_ERR_CAPACITY, NULL, "template exceeded %lld evaluation steps",
+                       (long long)SS_TEMPLATE_MAX_STEPS);
+    return SS_OK;
+}
+
 ss_status tbuf_put(tr *r, tbuf *b, const char *p, size_t n)
 {
     if (n == 0)
@@ -136,27 +149,15 @@ static void *tv_obj_new(tr *r, size_t size, int kind)
     return o;
 }
 
-static void tv_obj_free(tv_obj *o)
+/* Drops a reference; an object left with none moves from the heap list onto *dead (through `next`). */
+static void tv_drop(tv v, tv_obj **dead)
 {
-    o->prev->next = o->next;
-    o->next->prev = o->prev;
-    if (o->kind == TV_LIST) {
-        tv_list_obj *l = (tv_list_obj *)o;
-        for (size_t i = 0; i < l->n; i++)
-            tv_decref(l->v[i]);
-        ss_free(l->v);
-    } else if (o->kind == TV_DICT || o->kind == TV_NS) {
-        tv_dict_obj *d = (tv_dict_obj *)o;
-        for (size_t i = 0; i < d->n; i++) {
-            tv_decref(d->k[i]);
-            tv_decref(d->v[i]);
-        }
-        ss_free(d->k);
-        ss_free(d->v);
-    } else if (o->kind == TV_LOOP) {
-        tv_decref(((tv_loop_obj *)o)->items);
+    if (v.o && --v.o->refs == 0) {
+        v.o->prev->next = v.o->next;
+        v.o->next->prev = v.o->prev;
+        v.o->next = *dead;
+        *dead = v.o;
     }
-    ss_free(o);
 }
 
 void tv_incref(tv v)
@@ -167,8 +168,30 @@ void tv_incref(tv v)
 
 void tv_decref(tv v)
 {
-    if (v.o && --v.o->refs == 0)
-        tv_obj_free(v.o);
+    /* a worklist, not recursion: a list nested 300000 deep (ns.x = [ns.x] in a loop) overflowed the stack */
+    tv_obj *dead = NULL;
+    tv_drop(v, &dead);
+    while (dead) {
+        tv_obj *o = dead;
+        dead = o->next;
+        if (o->kind == TV_LIST) {
+            tv_list_obj *l = (tv_list_obj *)o;
+            for (size_t i = 0; i < l->n; i++)
+                tv_drop(l->v[i], &dead);
+            ss_free(l->v);
+        } else if (o->kind == TV_DICT || o->kind == TV_NS) {
+            tv_dict_obj *d = (tv_dict_obj *)o;
+            for (size_t i = 0; i < d->n; i++) {
+                tv_drop(d->k[i], &dead);
+                tv_drop(d->v[i], &dead);
+            }
+            ss_free(d->k);
+            ss_free(d->v);
+        } else if (o->kind == TV_LOOP) {
+            tv_drop(((tv_loop_obj *)o)->items, &dead);
+        }
+        ss_free(o);
+    }
 }
 
 /* Frees every object still alive (reference cycles through namespaces), without following references. */
@@ -287,6 +310,13 @@ static ptrdiff_t tv_dict_find(const tv_dict_obj *d, tv key)
 ss_status tv_dict_set(tr *r, tv dict, tv key, tv val)
 {
     tv_dict_obj *d = TV_DICT_OF(dict);
+    /* the key is compared with every other: n**2 / 2 to build n */
+    ss_status st0 = tr_work(r, d->n, key.kind == TV_STR ? key.u.s.n : 0);
+    if (st0 != SS_OK) {
+        tv_decref(key);
+        tv_decref(val);
+        return st0;
+    }
     ptrdiff_t at = tv_dict_find(d, key);
     if (at >= 0) {
         tv_decref(key);
@@ -536,26 +566,6 @@ int tv_eq(tv a, tv b)
         return 1;
     case TV_STR:
         return a.u.s.n == b.u.s.n && (a.u.s.n == 0 || memcmp(a.u.s.p, b.u.s.p, a.u.s.n) == 0);
-    case TV_LIST: {
-        const tv_list_obj *x = TV_LIST_OF(a), *y = TV_LIST_OF(b);
-        if (x->n != y->n || x->tuple != y->tuple)
-            return 0;
-        for (size_t i = 0; i < x->n; i++)
-            if (!tv_eq(x->v[i], y->v[i]))
-                return 0;
-        return 1;
-    }
-    case TV_DICT: {
-        const tv_dict_obj *x = TV_DICT_OF(a), *y = TV_DICT_OF(b);
-        if (x->n != y->n)
-            return 0;
-        for (size_t i = 0; i < x->n; i++) {
-            const tv *o = tv_dict_get(b, x->k[i]);
-            if (!o || !tv_eq(x->v[i], *o))
-                return 0;
-        }
-        return 1;
-    }
     case TV_MACRO:
         return a.u.macro == b.u.macro;
     case TV_FUNC:
@@ -565,8 +575,52 @@ int tv_eq(tv a, tv b)
     }
 }
 
-ss_status tv_cmp(tr *r, tv a, tv b, int *res)
+/* tv_equal at nesting depth `depth`. Each comparison is a step: lists that share sublists ([x, x] nested 40
+ * times) have 2**40 paths, and a list nested 300000 deep recursed as deep. */
+static ss_status tv_eq_at(tr *r, tv a, tv b, int depth, int *res)
 {
+    *res = 0;
+    if (depth > SS_TEMPLATE_MAX_NESTING)
+        return tr_fail(r, SS_ERR_CAPACITY, NULL, "value nested too deeply to compare");
+    SS_CHECK(tr_work(r, 1, a.kind == TV_STR && b.kind == TV_STR && a.u.s.n == b.u.s.n ? a.u.s.n : 0));
+    if (a.kind == TV_LIST && b.kind == TV_LIST) {
+        const tv_list_obj *x = TV_LIST_OF(a), *y = TV_LIST_OF(b);
+        if (x->n != y->n || x->tuple != y->tuple)
+            return SS_OK;
+        *res = 1;
+        for (size_t i = 0; i < x->n && *res; i++)
+            SS_CHECK(tv_eq_at(r, x->v[i], y->v[i], depth + 1, res));
+        return SS_OK;
+    }
+    if (a.kind == TV_DICT && b.kind == TV_DICT) {
+        const tv_dict_obj *x = TV_DICT_OF(a), *y = TV_DICT_OF(b);
+        if (x->n != y->n)
+            return SS_OK;
+        *res = 1;
+        for (size_t i = 0; i < x->n && *res; i++) {
+            SS_CHECK(tr_work(r, y->n, x->k[i].kind == TV_STR ? x->k[i].u.s.n : 0)); /* the key's lookup */
+            const tv *o = tv_dict_get(b, x->k[i]);
+            *res = 0;
+            if (o)
+                SS_CHECK(tv_eq_at(r, x->v[i], *o, depth + 1, res));
+        }
+        return SS_OK;
+    }
+    *res = tv_eq(a, b);
+    return SS_OK;
+}
+
+ss_status tv_equal(tr *r, tv a, tv b, int *res)
+{
+    return tv_eq_at(r, a, b, 0, res);
+}
+
+/* tv_cmp at nesting depth `depth`, bounded like tv_eq_at. */
+static ss_status tv_cmp_at(tr *r, tv a, tv b, int depth, int *res)
+{
+    if (depth > SS_TEMPLATE_MAX_NESTING)
+        return tr_fail(r, SS_ERR_CAPACITY, NULL, "value nested too deeply to compare");
+    SS_CHECK(tr_work(r, 1, a.kind == TV_STR && b.kind == TV_STR ? (a.u.s.n < b.u.s.n ? a.u.s.n : b.u.s.n) : 0));
     if (tv_is_num(a) && tv_is_num(b)) {
         if (a.kind != TV_FLOAT && b.kind != TV_FLOAT)
             *res = a.u.i < b.u.i ? -1 : a.u.i > b.u.i;
@@ -585,14 +639,21 @@ ss_status tv_cmp(tr *r, tv a, tv b, int *res)
     if (a.kind == TV_LIST && b.kind == TV_LIST) {
         const tv_list_obj *x = TV_LIST_OF(a), *y = TV_LIST_OF(b);
         for (size_t i = 0; i < x->n && i < y->n; i++) {
-            if (tv_eq(x->v[i], y->v[i]))
+            int eq;
+            SS_CHECK(tv_eq_at(r, x->v[i], y->v[i], depth + 1, &eq));
+            if (eq)
                 continue;
-            return tv_cmp(r, x->v[i], y->v[i], res);
+            return tv_cmp_at(r, x->v[i], y->v[i], depth + 1, res);
         }
         *res = x->n < y->n ? -1 : x->n > y->n;
         return SS_OK;
     }
     return tr_fail(r, SS_ERR_INVALID_ARG, NULL, "cannot compare %s with %s", tv_type_name(a), tv_type_name(b));
+}
+
+ss_status tv_cmp(tr *r, tv a, tv b, int *res)
+{
+    return tv_cmp_at(r, a, b, 0, res);
 }
 
 const char *tv_type_name(tv v)
