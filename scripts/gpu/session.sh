@@ -103,6 +103,32 @@ ab_summary() {
   done | tee -a "$S"
 }
 
+# One GPU (session 16): the consistency test and the goldens, then REPS rounds of bench_decode over CASES
+# ("batch:prompt:new tokens") and VARIANTS (new: $B; old: $OLDB, when staged; off: $B under OFF_ENV), interleaved,
+# then one summary line per log bench_TAG_*.
+cases_ab() {
+  local tag=$1 reps=$2 cases=$3 variants=$4 rep cs bsz pr gn v bd f
+  export CUDA_VISIBLE_DEVICES=0
+  [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
+  step "backend consistency cpu vs cuda" 150 consistency.log "$B/tests/test_backend_consistency"
+  step "golden tests on cuda" 90 golden.log env SS_TEST_DEVICE=cuda "$B/tests/test_golden"
+  for rep in $(seq 1 "$reps"); do
+    for cs in $cases; do
+      IFS=: read -r bsz pr gn <<<"$cs"
+      for v in $variants; do
+        [ $v = old ] && [ -z "$OLDB" ] && continue
+        bd=$B; [ $v = old ] && bd=$OLDB
+        ev=(); [ $v = off ] && read -ra ev <<<"${OFF_ENV:-}"
+        step "8B b$bsz prompt $pr [$v] #$rep" 90 "bench_${tag}_b${bsz}_p${pr}_${v}_$rep.log" env ${ev[@]+"${ev[@]}"} \
+          "$bd/tools/bench_decode" --model "$M8" --device cuda --batch $bsz --prompt $pr --gen $gn --json
+      done
+    done
+  done
+  for f in "$L"/bench_"$tag"_*.log; do
+    echo "$(basename "$f" .log) $(grep -ho '"warm_tok_s":[0-9.]*\|"median_step_ms":[0-9.]*\|"prefill_tok_s":[0-9.]*\|"tokens_fnv":"*[0-9a-fx]*' "$f" | tr '\n' ' ')"
+  done | tee -a "$S"
+}
+
 # kill -9 of the worker of a tp 2 `serve` on $M8 while a 4,000-token stream runs: the server must fail that
 # request, exit non-zero and leave no process behind (sessions 13-14). Then kill -9 of the leader: its
 # workers must go too.
@@ -596,68 +622,16 @@ if has ovl && [ "$NG" -ge 2 ]; then
   ab70 bench_ovl_70b_tp2
 fi
 if has attn2; then
-  # Session 16: decode tiles of the tensor-core attention keep two key tiles in flight (Q in rows of its own,
-  # both stages loading from the start). The consistency test and the goldens, then decode against the build
-  # before ($OLDB) at short and long contexts, interleaved: "batch prompt" pairs of ATTN2_CASES.
-  export CUDA_VISIBLE_DEVICES=0
-  [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
-  step "backend consistency cpu vs cuda" 150 consistency.log "$B/tests/test_backend_consistency"
-  step "golden tests on cuda" 90 golden.log env SS_TEST_DEVICE=cuda "$B/tests/test_golden"
-  for rep in 1 2; do
-    for cs in ${ATTN2_CASES:-32:128 128:128 64:1024 8:4000 1:4000}; do
-      bsz=${cs%%:*} pr=${cs##*:}
-      for v in new ${OLDB:+old}; do
-        bd=$B; [ $v = old ] && bd=$OLDB
-        step "8B b$bsz prompt $pr [$v] #$rep" 90 "bench_a2_b${bsz}_p${pr}_${v}_$rep.log" "$bd/tools/bench_decode" --model "$M8" --device cuda --batch $bsz --prompt $pr --gen 64 --json
-      done
-    done
-  done
-  for f in "$L"/bench_a2_*.log; do
-    echo "$(basename "$f" .log) $(grep -ho '"warm_tok_s":[0-9.]*\|"median_step_ms":[0-9.]*\|"tokens_fnv":"*[0-9a-fx]*' "$f" | tr '\n' ' ')"
-  done | tee -a "$S"
+  # Session 16, call 5: decode tiles of the tensor-core attention keep two key tiles in flight (Q in rows of its
+  # own, both stages loading from the start), against the build before ($OLDB), short and long contexts.
+  cases_ab a2 2 "${ATTN2_CASES:-32:128:64 128:128:64 64:1024:64 8:4000:64 1:4000:64}" "new old"
 fi
 if has s16b; then
-  # Session 16, call 6: the last split's barrier removed from the persistent kernel's attention item, and
-  # shifts for the cache's block size in the tensor-core attention. The consistency test and the goldens, then
-  # batch 1 (persistent), 32 and 128 at 128 tokens, 64 at 1024 and a 2,048-token prefill against $OLDB.
-  export CUDA_VISIBLE_DEVICES=0
-  [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
-  step "backend consistency cpu vs cuda" 150 consistency.log "$B/tests/test_backend_consistency"
-  step "golden tests on cuda" 90 golden.log env SS_TEST_DEVICE=cuda "$B/tests/test_golden"
-  for rep in 1 2 3; do
-    for cs in 1:128:256 128:128:64 ${S16B_MORE:-32:128:64 64:1024:64 1:2048:4}; do
-      IFS=: read -r bsz pr gn <<<"$cs"
-      for v in new ${OLDB:+old}; do
-        bd=$B; [ $v = old ] && bd=$OLDB
-        step "8B b$bsz prompt $pr [$v] #$rep" 90 "bench_s16b_b${bsz}_p${pr}_${v}_$rep.log" "$bd/tools/bench_decode" --model "$M8" --device cuda --batch $bsz --prompt $pr --gen $gn --json
-      done
-    done
-  done
-  for f in "$L"/bench_s16b_*.log; do
-    echo "$(basename "$f" .log) $(grep -ho '"warm_tok_s":[0-9.]*\|"decode_tok_s":[0-9.]*\|"prefill_tok_s":[0-9.]*\|"tokens_fnv":"*[0-9a-fx]*' "$f" | tr '\n' ' ')"
-  done | tee -a "$S"
-fi
-if has attnps; then
-  # Session 16, call 8: decode items taken in turn by a wave of CTAs, each loading the next item's Q and first
-  # key tile while it merges (SS_ATTN_PERSIST=0: a CTA per item, the same binary), against $OLDB (c50ae39).
-  export CUDA_VISIBLE_DEVICES=0
-  [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
-  step "backend consistency cpu vs cuda" 150 consistency.log "$B/tests/test_backend_consistency"
-  step "golden tests on cuda" 90 golden.log env SS_TEST_DEVICE=cuda "$B/tests/test_golden"
-  for rep in 1 2; do
-    for cs in 128:128:64 64:1024:64 256:256:64 32:128:64 1:2048:4; do
-      IFS=: read -r bsz pr gn <<<"$cs"
-      vs="new off ${OLDB:+old}"; [ "$bsz" = 1 ] && vs="new ${OLDB:+old}"
-      for v in $vs; do
-        bd=$B; [ $v = old ] && bd=$OLDB
-        ev=(); [ $v = off ] && ev=(SS_ATTN_PERSIST=0)
-        step "8B b$bsz prompt $pr [$v] #$rep" 90 "bench_ps_b${bsz}_p${pr}_${v}_$rep.log" env ${ev[@]+"${ev[@]}"} "$bd/tools/bench_decode" --model "$M8" --device cuda --batch $bsz --prompt $pr --gen $gn --json
-      done
-    done
-  done
-  for f in "$L"/bench_ps_*.log; do
-    echo "$(basename "$f" .log) $(grep -ho '"warm_tok_s":[0-9.]*\|"prefill_tok_s":[0-9.]*\|"tokens_fnv":"*[0-9a-fx]*' "$f" | tr '\n' ' ')"
-  done | tee -a "$S"
+  # Session 16, call 6: shifts for the cache's block size in the tensor-core attention (and a barrier removed
+  # from the persistent kernel's last split, since reverted): batch 1 (persistent), 32 and 128 at 128 tokens,
+  # 64 at 1024 and a 2,048-token prefill against $OLDB. (Call 8's "decode items in turn" ran the same way with
+  # a third variant, its switch off; the code is gone, docs/performance.md has the numbers.)
+  cases_ab s16b 3 "1:128:256 128:128:64 ${S16B_MORE:-32:128:64 64:1024:64 1:2048:4}" "new old"
 fi
 if has tp1ab; then
   # Session 14: one GPU after the tp > 1 overlap changes (precise read-back joins, dev_tok on every rank):
