@@ -242,7 +242,7 @@ static ss_status tb_split(tr *r, const tn *at, tv s, const tv *sepv, const tv *m
         if (!cuts)
             return tr_fail(r, SS_ERR_NOMEM, at, "rsplit: out of memory");
         size_t nc = 0, e = n;
-        tb_rsearch rs;
+        tb_rsearch rs = {0};
         ss_status st = tb_rsearch_init(r, &rs, p, n, sep, sn);
         if (st != SS_OK) {
             ss_free(cuts);
@@ -514,7 +514,7 @@ static ss_status tb_find(tr *r, const tn *at, tv s, const tv *arg, int rev, int 
         return SS_OK;
     }
     if (rev) {
-        tb_rsearch rs;
+        tb_rsearch rs = {0};
         SS_CHECK(tb_rsearch_init(r, &rs, s.u.s.p, s.u.s.n, p, n));
         found = tb_rsearch_before(&rs, s.u.s.n);
         ss_free(rs.text);
