@@ -66,6 +66,21 @@ static ss_replica *open_replica(const char *model, int tp, int pp, int32_t max_s
     return open_replica_ex(model, tp, pp, max_seq_len, kv_blocks, batch_tokens, max_seqs, 0);
 }
 
+/* A sequence of the plan that samples with the default parameters: n_tokens tokens over the given blocks
+ * (borrowed), from position 0. */
+static ss_plan_seq sampling_seq(uint64_t id, int32_t *blocks, int32_t n_blocks, int32_t n_tokens)
+{
+    ss_plan_seq q;
+    memset(&q, 0, sizeof q);
+    q.seq_id = id;
+    q.blocks = blocks;
+    q.n_blocks = n_blocks;
+    q.n_tokens = n_tokens;
+    q.sample = 1;
+    q.sp = ss_sampling_default();
+    return q;
+}
+
 /* temperature > 0: every step samples (top-p 0.95, seed 7) instead of taking the argmax. */
 static int run_model_t(const char *model, int tp, int pp, int ahead, float temperature, run_result *res)
 {
@@ -73,13 +88,7 @@ static int run_model_t(const char *model, int tp, int pp, int ahead, float tempe
     ss_err e;
     int32_t V = ss_replica_config(r)->vocab_size;
     int32_t blocks[4] = {3, 1, 2, 0};
-    ss_plan_seq q;
-    memset(&q, 0, sizeof q);
-    q.n_tokens = N_PROMPT;
-    q.blocks = blocks;
-    q.n_blocks = 4;
-    q.sample = 1;
-    q.sp = ss_sampling_default();
+    ss_plan_seq q = sampling_seq(0, blocks, 4, N_PROMPT);
     if (temperature > 0) {
         q.sp.temperature = temperature;
         q.sp.top_p = 0.95f;
@@ -211,14 +220,7 @@ static void test_all_logits_refused(void **state)
             blocks[i] = i;
         for (int i = 0; i < 300; i++)
             toks[i] = 3 + i % 50;
-        ss_plan_seq q;
-        memset(&q, 0, sizeof q);
-        q.seq_id = 1;
-        q.blocks = blocks;
-        q.n_blocks = 32;
-        q.sample = 1;
-        q.sp = ss_sampling_default();
-        q.n_tokens = 300;
+        ss_plan_seq q = sampling_seq(1, blocks, 32, 300);
         ss_step_plan big = {1, SS_PLAN_ALL_LOGITS, 1, &q, 300, toks};
         ss_err e;
         assert_int_equal(ss_replica_submit(r, &big, &e), SS_ERR_INVALID_ARG);
@@ -320,16 +322,9 @@ static void test_meta_padded_past_max_seqs(void **state)
     static ss_plan_seq q[N];
     static int32_t blocks[N], toks[N];
     for (int i = 0; i < N; i++) {
-        memset(&q[i], 0, sizeof q[i]);
         blocks[i] = i;
         toks[i] = 5 + i;
-        q[i].seq_id = (uint64_t)i + 1;
-        q[i].n_tokens = 1;
-        q[i].pos_start = 0;
-        q[i].n_blocks = 1;
-        q[i].blocks = &blocks[i];
-        q[i].sample = 1;
-        q[i].sp = ss_sampling_default();
+        q[i] = sampling_seq((uint64_t)i + 1, &blocks[i], 1, 1);
     }
     ss_step_plan plan = {1, 0, N, q, N, toks};
     ss_step_output out;
@@ -344,14 +339,7 @@ static void test_meta_padded_past_max_seqs(void **state)
 static void run_chain(ss_replica *r, int ahead, const int *lp, int32_t *got)
 {
     int32_t blocks[4] = {0, 1, 2, 3}, toks[4] = {5, 6, 7, 8}, prev = SS_TOKEN_PREV;
-    ss_plan_seq q;
-    memset(&q, 0, sizeof q);
-    q.seq_id = 1;
-    q.blocks = blocks;
-    q.n_blocks = 1;
-    q.sample = 1;
-    q.sp = ss_sampling_default();
-    q.n_tokens = 4;
+    ss_plan_seq q = sampling_seq(1, blocks, 1, 4);
     q.sp.n_logprobs = lp[0];
     ss_err e;
     ss_step_output out;
@@ -413,14 +401,7 @@ static void test_prev_host_paths(void **state)
 static int32_t biased_step(ss_replica *r, uint64_t id, int32_t n_bias, int32_t *ids, float *vals)
 {
     int32_t blocks[1] = {0}, toks[4] = {5, 6, 7, 8};
-    ss_plan_seq q;
-    memset(&q, 0, sizeof q);
-    q.seq_id = id;
-    q.blocks = blocks;
-    q.n_blocks = 1;
-    q.sample = 1;
-    q.sp = ss_sampling_default();
-    q.n_tokens = 4;
+    ss_plan_seq q = sampling_seq(id, blocks, 1, 4);
     q.n_bias = n_bias, q.bias_ids = ids, q.bias_vals = vals;
     ss_step_plan p = {id, 0, 1, &q, 4, toks};
     ss_err e;
@@ -473,13 +454,7 @@ static void decode_after_long_prompts(int no_graphs, int32_t *tok, float *lp)
         int n = 600 + 37 * s;
         for (int i = 0; i < n; i++)
             prompt[s][i] = (i * 31 + s * 7 + 3) % V;
-        memset(&q[s], 0, sizeof q[s]);
-        q[s].seq_id = (uint64_t)s + 1;
-        q[s].n_tokens = n;
-        q[s].blocks = blocks[s];
-        q[s].n_blocks = MB;
-        q[s].sample = 1;
-        q[s].sp = ss_sampling_default();
+        q[s] = sampling_seq((uint64_t)s + 1, blocks[s], MB, n);
         ss_step_plan pre = {1 + (uint64_t)s, 0, 1, &q[s], n, prompt[s]};
         assert_int_equal(ss_replica_step(r, &pre, &out, &e), SS_OK);
         tok[s] = out.token[0];

@@ -38,6 +38,7 @@
 // This file holds the kernel and its launcher; its pieces are in persist_common.cuh (parameters and
 // synchronisation), persist_stream.cuh (the weight stream and GEMVs) and persist_attention.cuh.
 #include <float.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -159,20 +160,34 @@ double median_of(double *v, int m)
     return m ? v[m / 2] : 0.0;
 }
 
+// A trace's text, built whole and then written at once (the ranks of a group print at the same time);
+// what does not fit is cut.
+struct TraceText {
+    char buf[8192];
+    size_t n = 0;
+    __attribute__((format(printf, 2, 3))) void add(const char *fmt, ...)
+    {
+        if (n + 1 >= sizeof buf)
+            return;
+        va_list ap;
+        va_start(ap, fmt);
+        const int k = vsnprintf(buf + n, sizeof buf - n, fmt, ap);
+        va_end(ap);
+        if (k > 0)
+            n = n + (size_t)k < sizeof buf ? n + (size_t)k : sizeof buf - 1;
+    }
+};
+
 // Over the launch's inner layers: how late the last CTA ends a phase against the median one, and whether the
 // same CTAs are late layer after layer (the slowest 5% counted per CTA); for the splits' merges, which head
 // and which split merged last, and whether its item or its merge was the late part. A benchmark aid.
-size_t trace_spread(char *out, size_t cap, const unsigned long long *h, int layers, int ctas, int splits)
+void trace_spread(TraceText &out, const unsigned long long *h, int layers, int ctas, int splits)
 {
-    size_t o = 0;
-#define SS_SPREAD_OUT(...)                                                                                       \
-    do {                                                                                                         \
-        if (o < cap)                                                                                             \
-            o += (size_t)snprintf(out + o, cap - o, __VA_ARGS__);                                                 \
-    } while (0)
     unsigned long long base = ~0ull; // stamps are ns since an epoch: made small before they become doubles
+    const unsigned long long *start1 = h + (size_t)kTraceSlots * ctas; // layer 1's start stamps
     for (int b = 0; b < ctas && layers > 1; b++)
-        base = h[(size_t)kTraceSlots * ctas + b] && h[(size_t)kTraceSlots * ctas + b] < base ? h[(size_t)kTraceSlots * ctas + b] : base;
+        if (start1[b] && start1[b] < base)
+            base = start1[b];
     auto us = [base](unsigned long long t) { return (double)(long long)(t - base) / 1000.0; };
     static const int ks[3] = {3, 11, 13};
     static const char *kn[3] = {"qkv GEMV end", "gate/up GEMV end", "down GEMV end"};
@@ -190,16 +205,16 @@ size_t trace_spread(char *out, size_t cap, const unsigned long long *h, int laye
             for (int b = 0; b < ctas; b++)
                 late[b] += us(t[b]) >= cut;
         }
-        SS_SPREAD_OUT("  spread %-17s last CTA +%.2f us over the median (mean of %d layers); most often late:", kn[q],
-                      n ? sum / n : 0.0, n);
+        out.add("  spread %-17s last CTA +%.2f us over the median (mean of %d layers); most often late:", kn[q],
+                n ? sum / n : 0.0, n);
         for (int r = 0; r < 5; r++) {
             int bi = 0;
             for (int b = 1; b < ctas; b++)
                 bi = late[b] > late[bi] ? b : bi;
-            SS_SPREAD_OUT(" cta %d %d/%d", bi, late[bi], n);
+            out.add(" cta %d %d/%d", bi, late[bi], n);
             late[bi] = -1;
         }
-        SS_SPREAD_OUT("\n");
+        out.add("\n");
     }
     int by_head[kMaxSplits] = {0}, by_split[kMaxSplits] = {0};
     double lat = 0.0, item_late = 0.0, dur_late = 0.0, dur_med = 0.0;
@@ -226,21 +241,19 @@ size_t trace_spread(char *out, size_t cap, const unsigned long long *h, int laye
         n++;
     }
     if (n) {
-        SS_SPREAD_OUT("  spread merges: last head +%.2f us over the median merge (mean of %d layers); its item ended "
-                      "+%.2f us after the median item; its merge took %.2f us (median merge %.2f)\n    last head by "
-                      "head:",
-                      lat / n, n, item_late / n, dur_late / n, dur_med / n);
+        out.add("  spread merges: last head +%.2f us over the median merge (mean of %d layers); its item ended "
+                "+%.2f us after the median item; its merge took %.2f us (median merge %.2f)\n    last head by "
+                "head:",
+                lat / n, n, item_late / n, dur_late / n, dur_med / n);
         for (int i = 0; i < kMaxSplits; i++)
             if (by_head[i])
-                SS_SPREAD_OUT(" h%d:%d", i, by_head[i]);
-        SS_SPREAD_OUT("; by split:");
+                out.add(" h%d:%d", i, by_head[i]);
+        out.add("; by split:");
         for (int i = 0; i < kMaxSplits; i++)
             if (by_split[i])
-                SS_SPREAD_OUT(" s%d:%d", i, by_split[i]);
-        SS_SPREAD_OUT("\n");
+                out.add(" s%d:%d", i, by_split[i]);
+        out.add("\n");
     }
-#undef SS_SPREAD_OUT
-    return o < cap ? o : cap - 1;
 }
 
 // The timeline of the middle layer of one launch, over the CTAs (min / median / max, µs from the
@@ -267,17 +280,10 @@ void print_trace(cudaStream_t s, const unsigned long long *dev, int layers, int 
     unsigned long long base = ~0ull;
     for (int b = 0; b < ctas; b++)
         base = t[b] < base ? t[b] : base;
-    // built whole, then written at once: the ranks of a group print at the same time
-    char out[8192];
-    size_t o = 0;
-#define SS_TRACE_OUT(...)                                                                                        \
-    do {                                                                                                         \
-        if (o < sizeof out)                                                                                      \
-            o += (size_t)snprintf(out + o, sizeof out - o, __VA_ARGS__);                                          \
-    } while (0)
-    SS_TRACE_OUT("persistent decode, tp rank %d, layer %d of %d, %d CTAs: us from the layer's start (min / median / "
-                 "max)\n",
-                 rank, l, layers, ctas);
+    TraceText out;
+    out.add("persistent decode, tp rank %d, layer %d of %d, %d CTAs: us from the layer's start (min / median / "
+            "max)\n",
+            rank, l, layers, ctas);
     for (int k = 0; k < kTraceSlots; k++) {
         double v[1024];
         int m = 0;
@@ -288,18 +294,16 @@ void print_trace(cudaStream_t s, const unsigned long long *dev, int layers, int 
                 v[m++] = (double)(t[(size_t)k * ctas + b] - off) / 1000.0;
         const double med = median_of(v, m);
         if (m)
-            SS_TRACE_OUT("  %2d %-18s %8.2f %8.2f %8.2f  (%d CTAs)\n", k, names[k], v[0], med, v[m - 1], m);
+            out.add("  %2d %-18s %8.2f %8.2f %8.2f  (%d CTAs)\n", k, names[k], v[0], med, v[m - 1], m);
     }
     if (l + 1 < layers) {
         unsigned long long next = ~0ull;
         for (int b = 0; b < ctas; b++)
             next = t[(size_t)kTraceSlots * ctas + b] < next ? t[(size_t)kTraceSlots * ctas + b] : next;
-        SS_TRACE_OUT("  layer period %.2f us\n", (double)(next - base) / 1000.0);
+        out.add("  layer period %.2f us\n", (double)(next - base) / 1000.0);
     }
-#undef SS_TRACE_OUT
-    if (o < sizeof out)
-        o += trace_spread(out + o, sizeof out - o, h, layers, ctas, splits);
-    fwrite(out, 1, o < sizeof out ? o : sizeof out - 1, stderr);
+    trace_spread(out, h, layers, ctas, splits);
+    fwrite(out.buf, 1, out.n, stderr);
     free(h);
 }
 
