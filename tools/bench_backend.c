@@ -3,7 +3,9 @@
  * decode attention at several contexts. Prints achieved GB/s against a measured device-to-device copy
  * bandwidth. Attention runs each case twice through the launcher's switch SS_ATTN_FORCE=old|tiled
  * (set and cleared here): the CUDA-core kernel and the tensor-core kernel of attn_tiled.cu.
- * Usage: bench_backend [--iters N] [--device I]. Needs a build with CUDA and a GPU. */
+ * Usage: bench_backend [--iters N] [--device I] [--attn-sweep]. Needs a build with CUDA and a GPU. --attn-sweep
+ * times only the tensor-core attention: decode at contexts 1..2048 as the launcher picks and in the
+ * 64-key form (SS_ATTN_SHORT=0), and a 2048-token prefill in both grid orders (SS_ATTN_ORDER). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -235,7 +237,16 @@ static void bench_gemv_layers(bench *b, int64_t n)
  * the launcher's benchmark switch. Rotates over separate caches (as consecutive layers would) so that
  * K/V come from HBM. Decode lines are read as GB/s (K+V bytes of the contexts), prefill lines as
  * TFLOP/s (causal: 4 * heads * D * sum over tokens of the context). */
-static void bench_attention(bench *b, int32_t batch, int32_t start, int32_t chunk)
+/* One way to run the attention launcher: an environment switch of attention.cu set for the timed calls
+ * (value NULL: unset) and the label it prints as. */
+typedef struct attn_variant {
+    const char *label, *env, *value;
+} attn_variant;
+
+/* The default table: each case on the CUDA-core kernel and on the tensor-core kernel. */
+static const attn_variant kKernels[2] = {{"old", "SS_ATTN_FORCE", "old"}, {"tiled", "SS_ATTN_FORCE", "tiled"}};
+
+static void bench_attention(bench *b, int32_t batch, int32_t start, int32_t chunk, const attn_variant *vars, int n_vars)
 {
     const int32_t heads = 32, kv = 8, hd = 128, bs = 16;
     const int32_t ctx = start + chunk;
@@ -290,9 +301,11 @@ static void bench_attention(bench *b, int32_t batch, int32_t start, int32_t chun
         ctx_sum += (double)batch * (start + i + 1);
     const double flops = 4.0 * heads * hd * ctx_sum;
     const double bytes = 2.0 * (double)batch * ctx * kv * hd * 2;
-    static const char *const kernels[2] = {"old", "tiled"};
-    for (int k = 0; k < 2; k++) {
-        setenv("SS_ATTN_FORCE", kernels[k], 1);
+    for (int k = 0; k < n_vars; k++) {
+        if (vars[k].value)
+            setenv(vars[k].env, vars[k].value, 1);
+        else
+            unsetenv(vars[k].env);
         for (int i = 0; i < 3; i++)
             CHECK(b->be->iface->attention(b->be->ctx, out, q, q_stride, kc[0], vc[0], &meta, n, heads, kv, hd, scale));
         double ms;
@@ -303,12 +316,12 @@ static void bench_attention(bench *b, int32_t batch, int32_t start, int32_t chun
         CHECK(ss_cuda_timer_stop(b->timer, &ms));
         char label[96];
         if (chunk == 1)
-            snprintf(label, sizeof label, "attn %-5s decode b=%d ctx=%d", kernels[k], batch, ctx);
+            snprintf(label, sizeof label, "attn %-5s decode b=%d ctx=%d", vars[k].label, batch, ctx);
         else
-            snprintf(label, sizeof label, "attn %-5s b=%d chunk %d at %d", kernels[k], batch, chunk, start);
+            snprintf(label, sizeof label, "attn %-5s b=%d chunk %d at %d", vars[k].label, batch, chunk, start);
         report(b, label, ms / b->iters, bytes, flops);
+        unsetenv(vars[k].env);
     }
-    unsetenv("SS_ATTN_FORCE");
     for (int l = 0; l < layers; l++) {
         b->be->iface->free_buf(b->be->ctx, kc[l]);
         b->be->iface->free_buf(b->be->ctx, vc[l]);
@@ -325,11 +338,19 @@ int main(int argc, char **argv)
     memset(&b, 0, sizeof b);
     b.iters = 50;
     int device = 0;
-    for (int i = 1; i + 1 < argc; i += 2) {
-        if (strcmp(argv[i], "--iters") == 0)
-            b.iters = (int)strtol(argv[i + 1], NULL, 10);
-        else if (strcmp(argv[i], "--device") == 0)
-            device = (int)strtol(argv[i + 1], NULL, 10);
+    int sweep = 0; /* --attn-sweep: only the tensor-core attention, per form and grid order */
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--attn-sweep") == 0) {
+            sweep = 1;
+        } else if (i + 1 < argc && strcmp(argv[i], "--iters") == 0) {
+            b.iters = (int)strtol(argv[++i], NULL, 10);
+        } else if (i + 1 < argc && strcmp(argv[i], "--device") == 0) {
+            device = (int)strtol(argv[++i], NULL, 10);
+        } else {
+            fprintf(stderr, "bench_backend: unknown argument '%s' (usage: [--iters N] [--device I] [--attn-sweep])\n",
+                    argv[i]);
+            return 2;
+        }
     }
     if (b.iters < 1)
         b.iters = 1;
@@ -356,6 +377,21 @@ int main(int argc, char **argv)
     CHECK(ss_cuda_timer_create(b.be, &b.timer, &err));
     printf("device: %s; %d iterations per line\n", b.be->desc, b.iters);
     measure_copy(&b);
+    if (sweep) {
+        static const attn_variant forms[2] = {{"auto", "SS_ATTN_SHORT", NULL}, {"64key", "SS_ATTN_SHORT", "0"}};
+        static const attn_variant order[3] = {{"auto", "SS_ATTN_ORDER", NULL},
+                                              {"inner", "SS_ATTN_ORDER", "heads_inner"},
+                                              {"outer", "SS_ATTN_ORDER", "heads_outer"}};
+        const int32_t sb[] = {32, 64, 128, 256}, sc[] = {1, 64, 128, 160, 256, 512, 1024, 2048};
+        for (size_t i = 0; i < sizeof sb / sizeof sb[0]; i++)
+            for (size_t j = 0; j < sizeof sc / sizeof sc[0]; j++)
+                bench_attention(&b, sb[i], sc[j] - 1, 1, forms, 2);
+        bench_attention(&b, 1, 0, 2048, order, 3);
+        ss_cuda_timer_destroy(b.timer);
+        ss_backend_destroy(b.be);
+        free(b.chunk);
+        return 0;
+    }
 
     printf("-- decode GEMV (x bf16, W bf16, fp32 accumulate), Llama-3-8B layer shapes, every kernel variant "
            "(SS_GEMV_VARIANT picks one for the server; default: %s)\n",
@@ -374,15 +410,15 @@ int main(int argc, char **argv)
     bench_matmul(&b, "down_proj prefill", 2048, 4096, 14336, SS_DTYPE_BF16);
     printf("-- attention over the paged cache, 32/8 heads x 128, each case on the CUDA-core kernel (old) and the\n"
            "   tensor-core kernel (tiled); prefill: TFLOP/s, decode: GB/s of K+V\n");
-    bench_attention(&b, 1, 0, 2048);    /* a 2048-token prompt from position 0 */
-    bench_attention(&b, 1, 2048, 2048); /* its second chunk */
+    bench_attention(&b, 1, 0, 2048, kKernels, 2); /* a 2048-token prompt from position 0 */
+    bench_attention(&b, 1, 2048, 2048, kKernels, 2); /* its second chunk */
     const int32_t ctxs[] = {128, 2048, 8192};
     for (size_t i = 0; i < 3; i++)
-        bench_attention(&b, 1, ctxs[i] - 1, 1);
+        bench_attention(&b, 1, ctxs[i] - 1, 1, kKernels, 2);
     const int32_t batches[] = {8, 32, 128, 256};
     for (size_t i = 0; i < 4; i++) {
-        bench_attention(&b, batches[i], 1023, 1);
-        bench_attention(&b, batches[i], 2047, 1);
+        bench_attention(&b, batches[i], 1023, 1, kKernels, 2);
+        bench_attention(&b, batches[i], 2047, 1, kKernels, 2);
     }
 
     /* Bytes of one decode step of Llama-3-8B at batch 1 (weights only) and the roofline it implies. */

@@ -1,5 +1,5 @@
-/* test_attn_splits.c — the CUDA attention's key-split rules (backend/cuda/attn_splits.c) for the shapes
- * they were measured on, and their limits (workspace, context bound): host arithmetic, no GPU needed. */
+/* test_attn_splits.c — the CUDA attention's key-split and decode-form rules (backend/cuda/attn_splits.c) for
+ * the shapes they were measured on, and their limits (workspace, context bound): host arithmetic, no GPU needed. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -93,12 +93,40 @@ static void test_pick_rule(void **state)
     unsetenv("SS_ATTN_SPLIT_KEYS");
 }
 
+/* The decode form (session 17): the 32-key form only where it removes a partial second wave of the 64-key
+ * form (396 CTAs a wave there, 660 in the 32-key form). */
+static void test_short_tiles_rule(void **state)
+{
+    (void)state;
+    unsetenv("SS_ATTN_SHORT");
+    ss_cuda_attn_args a = launch(64, 32, 256);
+    a.decode_short_ctas_per_sm = 5;
+    assert_int_equal(ss_attn_short_tiles(&a, 512), 1); /* batch 64: 1.3 waves of the 64-key form, 0.8 of the other */
+    assert_int_equal(ss_attn_short_tiles(&a, 660), 1);
+    assert_int_equal(ss_attn_short_tiles(&a, 661), 0);  /* more than a wave of either: the 64-key form */
+    assert_int_equal(ss_attn_short_tiles(&a, 1024), 0); /* batch 128 */
+    assert_int_equal(ss_attn_short_tiles(&a, 396), 0);  /* one wave of the 64-key form already */
+    assert_int_equal(ss_attn_short_tiles(&a, 256), 0);
+    a.decode_short_ctas_per_sm = 0; /* unknown occupancy: never */
+    assert_int_equal(ss_attn_short_tiles(&a, 512), 0);
+    a.decode_short_ctas_per_sm = 5;
+    a.decode_ctas_per_sm = 0;
+    assert_int_equal(ss_attn_short_tiles(&a, 512), 0);
+    a.decode_ctas_per_sm = 3;
+    setenv("SS_ATTN_SHORT", "1", 1); /* the benchmark switch wins either way */
+    assert_int_equal(ss_attn_short_tiles(&a, 100), 1);
+    setenv("SS_ATTN_SHORT", "0", 1);
+    assert_int_equal(ss_attn_short_tiles(&a, 512), 0);
+    unsetenv("SS_ATTN_SHORT");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_wave_rule_measured_shapes),
         cmocka_unit_test(test_wave_rule_limits),
         cmocka_unit_test(test_pick_rule),
+        cmocka_unit_test(test_short_tiles_rule),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -293,9 +293,9 @@ extern "C" int ss_cuda_attn_cluster_ok(int head_dim)
     return attn_tiled_cluster_fits(head_dim) ? 1 : 0;
 }
 
-extern "C" int ss_cuda_attn_decode_ctas_per_sm(int head_dim)
+extern "C" int ss_cuda_attn_decode_ctas_per_sm(int head_dim, int short_tiles)
 {
-    return attn_tiled_decode_ctas_per_sm(head_dim);
+    return attn_tiled_decode_ctas_per_sm(head_dim, short_tiles != 0);
 }
 
 extern "C" int ss_cuda_attention(void *stream, const ss_cuda_attn_args *a)
@@ -346,6 +346,12 @@ extern "C" int ss_cuda_attention(void *stream, const ss_cuda_attn_args *a)
         static_cast<AttnCommon &>(t) = p;
         t.q_tiles = a->q_tiles;
         t.cluster_ok = cluster_ok;
+        const char *order = getenv("SS_ATTN_ORDER"); // benchmark switch: heads_inner | heads_outer forces the grid order
+        t.order = !order                              ? kOrderByShape
+                  : strcmp(order, "heads_inner") == 0 ? kOrderHeadsInner
+                  : strcmp(order, "heads_outer") == 0 ? kOrderHeadsOuter
+                                                      : kOrderByShape;
+        t.short_tiles = decode_shape && ss_attn_short_tiles(a, ctas * n_splits) != 0;
         st = attn_tiled_launch(t, D, a->n_tiles, a->max_tile_tokens, s, &merged);
     } else {
         const int gmin = p.group < 8 ? p.group : 8;

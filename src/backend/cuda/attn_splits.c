@@ -1,5 +1,5 @@
-/* attn_splits.c — the key-split rules of the CUDA attention (see attn_splits.h): pure arithmetic on the
- * launch's host-known sizes, measured on an H200 (docs/performance.md, sessions 6 and 8). */
+/* attn_splits.c — the key-split and decode-form rules of the CUDA attention (see attn_splits.h): pure
+ * arithmetic on the launch's host-known sizes, measured on an H200 (docs/performance.md, sessions 6, 8, 17). */
 #include "backend/cuda/attn_splits.h"
 
 #include <stdlib.h>
@@ -79,4 +79,18 @@ int64_t ss_attn_wave_splits(const ss_cuda_attn_args *a, int64_t base)
         if (100 * wave_cost(base, slots, tiles, s) <= 103 * wave_cost(base, slots, tiles, best))
             return s;
     return best;
+}
+
+/* The 32-key form's smaller CTAs (5 a SM on an H200 against 3) pay when they remove a partial second wave.
+ * H200, batch 64 (512 CTAs): 14.5 against 20.1 us at context 128, 70.6 against 90.1 at 1,024. With more
+ * CTAs than one such wave, it won 4-5% at contexts up to 160 but lost 6-8% from 512 on, and batch-128 decode
+ * steps at ~160 did not gain (session 17). */
+int ss_attn_short_tiles(const ss_cuda_attn_args *a, int64_t ctas)
+{
+    const char *sw = getenv("SS_ATTN_SHORT"); /* benchmark switch: 0 = never, 1 = every decode launch */
+    if (sw)
+        return sw[0] == '1';
+    const int64_t sms = a->sm_count > 0 ? a->sm_count : 132;
+    return a->decode_ctas_per_sm > 0 && a->decode_short_ctas_per_sm > 0 && ctas > a->decode_ctas_per_sm * sms &&
+           ctas <= a->decode_short_ctas_per_sm * sms;
 }

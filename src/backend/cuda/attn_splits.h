@@ -1,5 +1,5 @@
-/* attn_splits.h — how many key splits (flash-decoding) the CUDA attention launches use: host-only
- * policy, kept apart from the kernels so that CI's unit tests check it without a GPU. */
+/* attn_splits.h — how many key splits (flash-decoding) the CUDA attention launches use, and which decode
+ * form: host-only policy, kept apart from the kernels so that CI's unit tests check it without a GPU. */
 #ifndef SS_ATTN_SPLITS_H
 #define SS_ATTN_SPLITS_H
 
@@ -28,6 +28,11 @@ int64_t ss_attn_pick_splits(const ss_cuda_attn_args *a, int64_t base, int64_t cl
  * kernel: the fewest splits whose cost, waves × (fixed tiles + key tiles per split), is within 3% of the
  * best, where a wave is a->decode_ctas_per_sm × a->sm_count CTAs. */
 int64_t ss_attn_wave_splits(const ss_cuda_attn_args *a, int64_t base);
+/* 1 when a decode launch of `ctas` CTAs (all splits) takes the tensor-core kernel's 32-key form: more than
+ * one wave of the 64-key form (a->decode_ctas_per_sm × a->sm_count) but no more than one wave of the 32-key
+ * form (a->decode_short_ctas_per_sm × a->sm_count); never when either count is unknown. Reads the benchmark
+ * switch SS_ATTN_SHORT (0: never, 1: always). */
+int ss_attn_short_tiles(const ss_cuda_attn_args *a, int64_t ctas);
 #ifdef __cplusplus
 }
 #endif

@@ -8,7 +8,8 @@
 // rows and split every key tile four ways, merging through shared memory at the end, and keep two key
 // tiles in flight instead of one (Q then has rows of its own; session 16). On sm_90 the key
 // splits of such a CTA can form one thread block cluster and merge through distributed shared memory,
-// so no combine kernel follows.
+// so no combine kernel follows. A second decode form, of 32-key tiles and two warps, fits 5 CTAs a SM
+// instead of 3, for launches that would otherwise leave a partial second wave (session 17).
 #include <cooperative_groups.h>
 #include <math.h>
 
@@ -18,6 +19,9 @@ namespace ss {
 namespace {
 
 constexpr int kBN = 64; // keys per shared-memory tile
+// Keys per tile of the short decode form (AttnTiledParams::short_tiles): two warps, 39 KB of shared
+// memory, so an SM holds 5 CTAs instead of 3 and more of their fixed costs overlap.
+constexpr int kShortBN = 32;
 
 // 16-byte global -> shared copy; when !pred nothing is read and the destination is zero-filled
 // (src must still be a valid address).
@@ -72,9 +76,9 @@ __device__ __forceinline__ void mma_bf16(float (&c)[4], const uint32_t (&a)[4], 
 // Shared memory: two stages of [K tile | V tile], each kBN rows of D + 8 bf16 (the 16-byte pad puts
 // the 8 rows an ldmatrix reads in distinct banks). Q (up to 2*kBN rows) first sits in stage 1; decode tiles
 // (WK > 1: 16 rows) give Q its own 16 rows after the stages, so that both stages load from the start.
-template <int D, int WK> __host__ __device__ constexpr int smem_bytes()
+template <int D, int WK, int BN = kBN> __host__ __device__ constexpr int smem_bytes()
 {
-    return (4 * kBN + (WK > 1 ? 16 : 0)) * (D + 8) * (int)sizeof(bf16);
+    return (4 * BN + (WK > 1 ? 16 : 0)) * (D + 8) * (int)sizeof(bf16);
 }
 
 // Most splits one cluster merges (the portable cluster size).
@@ -86,7 +90,7 @@ constexpr int kMaxClusterSplits = 8;
 // keeps every CTA's shared memory alive until its peers have read it.
 template <int D, int BM, int NT>
 __device__ __forceinline__ void cluster_merge(const AttnTiledParams &p, float *cacc, float *cml, int r0, int rows,
-                                              int tok0)
+                                              int tok0, int kvh)
 {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     namespace cg = cooperative_groups;
@@ -127,31 +131,31 @@ __device__ __forceinline__ void cluster_merge(const AttnTiledParams &p, float *c
         }
         const int t = r / p.group;
         const int64_t tok = tok0 + t;
-        const int hq = (int)blockIdx.y * p.group + (r - t * p.group);
+        const int hq = kvh * p.group + (r - t * p.group);
         p.out[(tok * p.heads + hq) * D + d] = __float2bfloat16_rn(L > 0.0f ? A / L : 0.0f);
     }
     cl.sync();
 #elif defined(__CUDA_ARCH__)
     __trap(); // the host launches the cluster form on sm_90+ only: reaching this is a build/launch mismatch
 #else
-    (void)p, (void)cacc, (void)cml, (void)r0, (void)rows, (void)tok0;
+    (void)p, (void)cacc, (void)cml, (void)r0, (void)rows, (void)tok0, (void)kvh;
 #endif
 }
 
-// WM warps over rows (16 each) times WK warps over each key tile (kBN / WK keys each). CL: the n_splits
+// WM warps over rows (16 each) times WK warps over each key tile of BN keys (BN / WK each). CL: the n_splits
 // CTAs of a (row block, kv head) are one cluster along z and write the final output themselves.
-template <int D, int WM, int WK, bool CL>
+template <int D, int WM, int WK, bool CL, int BN = kBN>
 __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiledParams p)
 {
     static_assert(!CL || WK > 1, "the cluster merge extends the key-split merge of decode tiles");
-    constexpr int NW = WM * WK, NT = NW * 32, BM = 16 * WM, KW = kBN / WK;
+    constexpr int NW = WM * WK, NT = NW * 32, BM = 16 * WM, KW = BN / WK;
     constexpr int LDS = D + 8;  // shared row stride, elements
     constexpr int CPR = D / 8;  // 16-byte chunks per row
     constexpr int DK = D / 16;  // k-steps of Q.K^T
     constexpr int NS = KW / 8;  // score n-tiles per warp
     constexpr int NO = D / 8;   // output n-tiles
-    static_assert(BM <= 2 * kBN, "Q must fit in stage 1");
-    static_assert(KW % 16 == 0 && (kBN * CPR) % NT == 0, "tile shape");
+    static_assert(BM <= 2 * BN, "Q must fit in stage 1");
+    static_assert(KW % 16 == 0 && (BN * CPR) % NT == 0, "tile shape");
     extern __shared__ uint4 smem_u4[];
     bf16 *const smem = reinterpret_cast<bf16 *>(smem_u4);
 
@@ -159,20 +163,37 @@ __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiled
     const int wm = warp % WM, wk = warp / WM;
     const int gid = lane >> 2, tig = lane & 3;
 
-    // Last tiles first: in a prefill chunk they have the most keys, so the wave's tail is short.
-    const int xr = (int)(gridDim.x - 1 - blockIdx.x);
+    // Last tiles first: in a prefill chunk they have the most keys, so the wave's tail is short. With
+    // heads_inner the kv heads of one row block are neighbours in x, so the longest tiles of every head
+    // start first; else the kv head is y (AttnOrder says which shapes take which).
+    int xr, kvh;
+    if (p.heads_inner) {
+        const int b = (int)blockIdx.x / p.kv_heads;
+        kvh = (int)blockIdx.x - b * p.kv_heads;
+        xr = (int)(gridDim.x / p.kv_heads) - 1 - b;
+    } else {
+        xr = (int)(gridDim.x - 1 - blockIdx.x);
+        kvh = (int)blockIdx.y;
+    }
     const int tile = xr / p.rb_per_tile;
     const int rb = xr - tile * p.rb_per_tile;
-    const int kvh = blockIdx.y;
     const int split = blockIdx.z;
     const int group = p.group;
+    // A decode step's tile t is its token t: that token's sequence and position are asked for together
+    // with the tile (read again below when the guess is wrong), one dependent load less before the first
+    // block-table read.
+    const int64_t guess = min((int64_t)tile, p.n - 1);
+    int seq = p.tok_seq[guess];
+    int pos0 = p.tok_pos[guess]; // the tile's tokens sit at pos0, pos0 + 1, ...
     const int tok0 = p.q_tiles[2 * tile];
     const int rows = p.q_tiles[2 * tile + 1] * group;
     const int r0 = rb * BM;
     if (r0 >= rows) // a shorter tile than the longest: this row block is empty (uniform exit)
         return;
-    const int seq = p.tok_seq[tok0];
-    const int pos0 = p.tok_pos[tok0]; // the tile's tokens sit at pos0, pos0 + 1, ...
+    if (tok0 != guess) {
+        seq = p.tok_seq[tok0];
+        pos0 = p.tok_pos[tok0];
+    }
     const int r_end = min(rows, r0 + BM);
     const int pmin = pos0 + r0 / group;          // position of the block's first row
     const int pmax = pos0 + (r_end - 1) / group; // and of its last
@@ -180,11 +201,11 @@ __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiled
     int kbeg = 0, kend = pmax + 1;
     if (p.n_splits > 1) {
         const int per = (kend + p.n_splits - 1) / p.n_splits;
-        const int len = (per + kBN - 1) / kBN * kBN;
+        const int len = (per + BN - 1) / BN * BN;
         kbeg = split * len;
         kend = min(kend, kbeg + len);
     }
-    const int n_kt = kend > kbeg ? (kend - kbeg + kBN - 1) / kBN : 0;
+    const int n_kt = kend > kbeg ? (kend - kbeg + BN - 1) / BN : 0;
 
     const int32_t *bt = p.block_tables + (int64_t)seq * p.max_blocks;
     const int bs = p.block_size;
@@ -198,13 +219,13 @@ __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiled
     const int64_t kv_row = (int64_t)p.kv_heads * D;
     const bf16 *kbase = p.kc + (int64_t)kvh * D, *vbase = p.vc + (int64_t)kvh * D;
 
-    // Key tile [kb, kb + kBN) into stage `stage`; keys at or past kend are zeros and read nothing
+    // Key tile [kb, kb + BN) into stage `stage`; keys at or past kend are zeros and read nothing
     // (not even the block table).
     auto load_kv = [&](int stage, int kb) {
-        bf16 *sk = smem + stage * 2 * kBN * LDS;
-        bf16 *sv = sk + kBN * LDS;
+        bf16 *sk = smem + stage * 2 * BN * LDS;
+        bf16 *sv = sk + BN * LDS;
 #pragma unroll
-        for (int i = 0; i < kBN * CPR / NT; i++) {
+        for (int i = 0; i < BN * CPR / NT; i++) {
             const int c = tid + i * NT;
             const int kr = c / CPR, ch = c - (c / CPR) * CPR;
             const int j = kb + kr;
@@ -220,7 +241,7 @@ __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiled
     // Before waiting for the previous kernel (rope + KV store, which writes q and this step's keys): the step
     // metadata read above is never written by a kernel, and the K/V rows of the first two key tiles can be
     // asked into L2 already (L2 is where the previous kernel's writes land, so nothing stale is read).
-    for (int i = tid; i < 2 * kBN && kbeg + i < kend; i += NT) {
+    for (int i = tid; i < 2 * BN && kbeg + i < kend; i += NT) {
         const int j = kbeg + i;
         const int64_t off = cache_row(j) * kv_row;
 #pragma unroll
@@ -237,7 +258,7 @@ __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiled
     // Q rows of this block into stage 1, or for decode tiles into their own rows (rows past the tile repeat
     // its last row: finite, never written).
     constexpr bool kAhead2 = WK > 1; // decode tiles keep two key tiles in flight (Q has its own rows)
-    bf16 *const sq = smem + (kAhead2 ? 4 : 2) * kBN * LDS;
+    bf16 *const sq = smem + (kAhead2 ? 4 : 2) * BN * LDS;
     for (int c = tid; c < BM * CPR; c += NT) {
         const int i = c / CPR, ch = c - (c / CPR) * CPR;
         const int r = min(r0 + i, rows - 1);
@@ -251,7 +272,7 @@ __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiled
     cp_async_commit();
     if constexpr (kAhead2) {
         if (n_kt > 1)
-            load_kv(1, kbeg + kBN);
+            load_kv(1, kbeg + BN);
         cp_async_commit();
         cp_async_wait<1>(); // Q and the first key tile; the second may still fly
     } else {
@@ -282,7 +303,7 @@ __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiled
     float m_r[2] = {-INFINITY, -INFINITY}, l_r[2] = {0.0f, 0.0f}; // l: this thread's columns only
 
     for (int it = 0; it < n_kt; it++) {
-        const int kb = kbeg + it * kBN;
+        const int kb = kbeg + it * BN;
         if constexpr (kAhead2) {
             if (it > 0) {           // tile it was asked for two iterations ago (or in the prologue)
                 cp_async_wait<1>(); // its group is complete (the newest one, tile it + 1, may still fly)
@@ -290,14 +311,14 @@ __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiled
             }
         } else {
             if (it + 1 < n_kt) // the stage it overwrites was released by the barrier that ended it - 1
-                load_kv((it + 1) & 1, kb + kBN);
+                load_kv((it + 1) & 1, kb + BN);
             cp_async_commit();
             cp_async_wait<1>(); // this tile's group is complete (the newest one may still fly)
             __syncthreads();
         }
         if (warp_on) {
-            const bf16 *sk = smem + (it & 1) * 2 * kBN * LDS + wk * KW * LDS;
-            const bf16 *sv = sk + kBN * LDS;
+            const bf16 *sk = smem + (it & 1) * 2 * BN * LDS + wk * KW * LDS;
+            const bf16 *sv = sk + BN * LDS;
             float s[NS][4];
 #pragma unroll
             for (int nt = 0; nt < NS; nt++)
@@ -316,7 +337,7 @@ __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiled
             }
             // Scale into the log2 domain, mask the future (and the zero-filled keys past kend, which
             // lie past every row's position), update the running max.
-            const bool need_mask = kb + kBN - 1 > pmin;
+            const bool need_mask = kb + BN - 1 > pmin;
             float mx[2] = {m_r[0], m_r[1]};
 #pragma unroll
             for (int nt = 0; nt < NS; nt++) {
@@ -371,7 +392,7 @@ __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiled
         __syncthreads(); // every warp is done with this stage before it is refilled
         if constexpr (kAhead2) { // refill it with tile it + 2 (an empty group past the end keeps the count)
             if (it + 2 < n_kt)
-                load_kv(it & 1, kb + 2 * kBN);
+                load_kv(it & 1, kb + 2 * BN);
             cp_async_commit();
         }
     }
@@ -419,11 +440,13 @@ __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiled
         float *so = reinterpret_cast<float *>(smem_u4);      // [NW][16][LDO]
         float *sm = so + NW * 16 * LDO, *sl = sm + NW * 16;  // [NW][16] each
         float *cacc = sl + NW * 16, *cml = cacc + BM * D; // CL: this split's [BM][D] sums, [BM][2] (max, sum)
-        static_assert((NW * 16 * (LDO + 2) + BM * (D + 2)) * sizeof(float) <= (size_t)smem_bytes<D, WK>(),
+        static_assert((NW * 16 * (LDO + 2) + BM * (D + 2)) * sizeof(float) <= (size_t)smem_bytes<D, WK, BN>(),
                       "merge buffer");
 #pragma unroll
         for (int h = 0; h < 2; h++) {
             const int il = gid + 8 * h;
+            if (r0 + wm * 16 + il >= rows) // padding rows (a decode tile has `group` real rows of 16): never read
+                continue;
 #pragma unroll
             for (int nt = 0; nt < NO; nt++)
                 *reinterpret_cast<float2 *>(so + (warp * 16 + il) * LDO + nt * 8 + tig * 2) =
@@ -434,11 +457,10 @@ __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiled
             }
         }
         __syncthreads();
-        for (int e = tid; e < BM * D; e += NT) {
+        const int n_el = min(rows - r0, BM) * D; // the real rows' elements only
+        for (int e = tid; e < n_el; e += NT) {
             const int i = e / D, d = e - (e / D) * D;
             const int r = r0 + i;
-            if (r >= rows)
-                continue;
             const int wmi = i / 16, il = i - wmi * 16;
             float M = -INFINITY;
 #pragma unroll
@@ -467,7 +489,7 @@ __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiled
             }
         }
         if constexpr (CL)
-            cluster_merge<D, BM, NT>(p, cacc, cml, r0, rows, tok0);
+            cluster_merge<D, BM, NT>(p, cacc, cml, r0, rows, tok0, kvh);
     }
     pdl_launch_dependents();
 }
@@ -487,11 +509,11 @@ TiledShape tiled_shape(int64_t rows)
     return {8, 1};
 }
 
-template <int D, int WM, int WK, bool CL = false>
+template <int D, int WM, int WK, bool CL = false, int BN = kBN>
 int launch_shape(const AttnTiledParams &p, dim3 grid, cudaStream_t s)
 {
-    constexpr int bytes = smem_bytes<D, WK>();
-    auto kernel = attn_tiled_kernel<D, WM, WK, CL>;
+    constexpr int bytes = smem_bytes<D, WK, BN>();
+    auto kernel = attn_tiled_kernel<D, WM, WK, CL, BN>;
     cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
     if (e != cudaSuccess)
         return (int)e;
@@ -528,13 +550,13 @@ template <int D> bool cluster_fits()
     return clusters > 0;
 }
 
-template <int D> int decode_ctas_per_sm()
+template <int D, int WK, int BN> int decode_ctas_per_sm()
 {
-    auto kernel = attn_tiled_kernel<D, 1, 4, false>;
-    constexpr int bytes = smem_bytes<D, 4>();
+    auto kernel = attn_tiled_kernel<D, 1, WK, false, BN>;
+    constexpr int bytes = smem_bytes<D, WK, BN>();
     int n = 0;
     if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes) != cudaSuccess ||
-        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, 4 * 32, bytes) != cudaSuccess) {
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, WK * 32, bytes) != cudaSuccess) {
         (void)cudaGetLastError();
         return 0;
     }
@@ -550,6 +572,8 @@ bool cluster_shape_ok(TiledShape sh, bool device_ok)
 
 template <int D> int launch_d(const AttnTiledParams &p, TiledShape sh, dim3 grid, bool cluster, cudaStream_t s)
 {
+    if (sh.wm == 1 && !cluster && p.short_tiles)
+        return launch_shape<D, 1, 2, false, kShortBN>(p, grid, s);
     if (sh.wm == 1)
         return cluster ? launch_shape<D, 1, 4, true>(p, grid, s) : launch_shape<D, 1, 4>(p, grid, s);
     if (sh.wm == 4)
@@ -575,9 +599,13 @@ bool attn_tiled_cluster_fits(int head_dim)
     return head_dim == 64 ? cluster_fits<64>() : head_dim == 128 ? cluster_fits<128>() : false;
 }
 
-int attn_tiled_decode_ctas_per_sm(int head_dim)
+int attn_tiled_decode_ctas_per_sm(int head_dim, bool short_tiles)
 {
-    return head_dim == 64 ? decode_ctas_per_sm<64>() : head_dim == 128 ? decode_ctas_per_sm<128>() : 0;
+    if (short_tiles)
+        return head_dim == 64    ? decode_ctas_per_sm<64, 2, kShortBN>()
+               : head_dim == 128 ? decode_ctas_per_sm<128, 2, kShortBN>()
+                                 : 0;
+    return head_dim == 64 ? decode_ctas_per_sm<64, 4, kBN>() : head_dim == 128 ? decode_ctas_per_sm<128, 4, kBN>() : 0;
 }
 
 int attn_tiled_cluster_splits(int head_dim, int max_tile_tokens, int group, bool device_ok)
@@ -606,10 +634,11 @@ int attn_tiled_launch(const AttnTiledParams &p_in, int head_dim, int64_t n_tiles
     const int64_t bm = 16LL * sh.wm;
     AttnTiledParams p = p_in;
     p.rb_per_tile = (int)((rows + bm - 1) / bm);
-    const int64_t gx = n_tiles * p.rb_per_tile;
+    p.heads_inner = p.order == kOrderByShape ? sh.wk == 1 : p.order == kOrderHeadsInner;
+    const int64_t gx = n_tiles * p.rb_per_tile * (p.heads_inner ? p.kv_heads : 1);
     if (gx > 0x7fffffffLL || p.kv_heads > 65535 || p.n_splits > 65535)
         return (int)cudaErrorInvalidConfiguration;
-    const dim3 grid((unsigned)gx, (unsigned)p.kv_heads, (unsigned)p.n_splits);
+    const dim3 grid((unsigned)gx, p.heads_inner ? 1u : (unsigned)p.kv_heads, (unsigned)p.n_splits);
     const bool cluster = p.n_splits >= 2 && p.n_splits <= kMaxClusterSplits && cluster_shape_ok(sh, p.cluster_ok);
     const int st = head_dim == 64 ? launch_d<64>(p, sh, grid, cluster, stream)
                                   : launch_d<128>(p, sh, grid, cluster, stream);

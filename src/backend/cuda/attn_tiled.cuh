@@ -23,10 +23,19 @@ struct AttnCommon {
     float *part_ml;      // [n_splits, n, heads, 2] running max (log2 domain) and sum
 };
 
+// The tiled kernel's grid order. Heads-inner: x enumerates (row block, kv head) with the kv heads of a row
+// block adjacent, so the longest prefill tiles of every head start first (H200, 2,048-token prompt: the
+// kernel 195 against 229 us); heads-outer: y is the kv head (decode tiles, all alike: 1-3.5% faster at
+// batch 128-256 and contexts up to 256). Session 17, docs/performance.md.
+enum AttnOrder { kOrderByShape = 0, kOrderHeadsInner, kOrderHeadsOuter };
+
 struct AttnTiledParams : AttnCommon {
     const int32_t *q_tiles; // [n_tiles, 2]: first token, token count (runs of one sequence)
     int rb_per_tile;        // row blocks per tile (set by attn_tiled_launch)
     bool cluster_ok;        // the device runs the cluster form (attn_tiled_cluster_fits; the caller may veto)
+    AttnOrder order;        // the caller's wish (kOrderByShape: prefill tiles inner, decode tiles outer)
+    bool heads_inner;       // set by attn_tiled_launch from `order` and the tile shape
+    bool short_tiles;       // decode tiles without a cluster: 32-key tiles, two warps a CTA (more CTAs a SM)
 };
 
 // Writes one output element of (token, head hq, dim d) from the merged softmax state (max M, sum L,
@@ -53,9 +62,10 @@ bool attn_tiled_supported(int head_dim);
 // A runtime query: callers ask once and pass the answer as AttnTiledParams::cluster_ok.
 bool attn_tiled_cluster_fits(int head_dim);
 
-// How many CTAs of the decode-tile form (no cluster) one SM holds at once, for this head size (registers
-// and shared memory decide; 0 when the query fails). A runtime query: callers ask once.
-int attn_tiled_decode_ctas_per_sm(int head_dim);
+// How many CTAs of the decode-tile form (no cluster; the 64-key form, or with short_tiles the 32-key one)
+// one SM holds at once, for this head size (registers and shared memory decide; 0 when the query fails).
+// A runtime query: callers ask once.
+int attn_tiled_decode_ctas_per_sm(int head_dim, bool short_tiles);
 
 // Up to how many key splits the launch below merges inside the kernel (a thread block cluster per row
 // block and kv head) for tiles of this shape; 0 when it never does (the combine kernel merges them).

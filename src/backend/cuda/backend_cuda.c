@@ -59,7 +59,7 @@ typedef struct cu_ctx {
     uint64_t capture_key;
     ss_err err; /* detail of the last failure (also logged) */
     int attn_cluster_ok[2]; /* ss_cuda_attn_cluster_ok for head_dim 64 and 128, asked at create */
-    int attn_ctas_per_sm[2]; /* ss_cuda_attn_decode_ctas_per_sm for head_dim 64 and 128, asked at create */
+    int attn_ctas_per_sm[2][2]; /* ss_cuda_attn_decode_ctas_per_sm for head_dim 64 / 128, 64- / 32-key form, asked at create */
     int64_t persist_calls; /* decode_layers launches so far (its trace switch names one) */
     const char *persist_why; /* why decode_layers last did not apply (logged when it changes) */
 } cu_ctx;
@@ -516,7 +516,9 @@ static ss_status cu_attention(void *ctx, void *out, const void *q, int64_t q_str
     a.cluster_ok = head_dim == 64 ? c->attn_cluster_ok[0] : head_dim == 128 ? c->attn_cluster_ok[1] : 0;
     a.workspace_bytes = (int64_t)CU_ATTN_WORKSPACE;
     a.sm_count = c->sm_count;
-    a.decode_ctas_per_sm = head_dim == 64 ? c->attn_ctas_per_sm[0] : head_dim == 128 ? c->attn_ctas_per_sm[1] : 0;
+    const int hd_i = head_dim == 64 ? 0 : head_dim == 128 ? 1 : -1;
+    a.decode_ctas_per_sm = hd_i >= 0 ? c->attn_ctas_per_sm[hd_i][0] : 0;
+    a.decode_short_ctas_per_sm = hd_i >= 0 ? c->attn_ctas_per_sm[hd_i][1] : 0;
     a.q_tiles = meta->q_tiles;
     a.n_tiles = meta->q_tiles ? meta->n_tiles : 0;
     a.max_tile_tokens = meta->q_tiles ? meta->max_tile_tokens : 0;
@@ -783,8 +785,10 @@ ss_status ss_backend_cuda_create(const ss_backend_params *params, ss_backend **o
     c->sm_count = prop.multiProcessorCount;
     c->attn_cluster_ok[0] = ss_cuda_attn_cluster_ok(64);
     c->attn_cluster_ok[1] = ss_cuda_attn_cluster_ok(128);
-    c->attn_ctas_per_sm[0] = ss_cuda_attn_decode_ctas_per_sm(64);
-    c->attn_ctas_per_sm[1] = ss_cuda_attn_decode_ctas_per_sm(128);
+    for (int f = 0; f < 2; f++) {
+        c->attn_ctas_per_sm[0][f] = ss_cuda_attn_decode_ctas_per_sm(64, f);
+        c->attn_ctas_per_sm[1][f] = ss_cuda_attn_decode_ctas_per_sm(128, f);
+    }
     CUDA_CHECK_GOTO(err, cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking), st, fail);
     const char *side = getenv("SS_READBACK_SIDE"); /* benchmark switch: 0 reads back on the main stream */
     c->rb_side = !(side && side[0] == '0');

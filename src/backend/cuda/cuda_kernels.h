@@ -76,21 +76,25 @@ typedef struct ss_cuda_attn_args {
     int32_t max_tile_tokens;
     /* 1: decode tiles may merge their key splits in a thread block cluster (ss_cuda_attn_cluster_ok). */
     int32_t cluster_ok;
-    /* CTAs of the tensor-core decode kernel one SM holds (ss_cuda_attn_decode_ctas_per_sm; 0: unknown). */
-    int32_t decode_ctas_per_sm;
+    /* CTAs of the tensor-core decode kernel one SM holds, 64- and 32-key forms (ss_cuda_attn_decode_ctas_per_sm;
+     * 0: unknown, and then the 32-key form is never picked). */
+    int32_t decode_ctas_per_sm, decode_short_ctas_per_sm;
 } ss_cuda_attn_args;
 /* head_dim must be a multiple of 8 and at most 256, heads a multiple of kv_heads
  * (the launcher returns cudaErrorInvalidValue otherwise). Benchmark switches, environment variables read
  * by this launcher at each call: SS_ATTN_FORCE=old|tiled overrides the kernel choice (tiled still needs
  * q_tiles and head_dim 64 or 128); SS_ATTN_LONG=0 keeps long-context decode on the short-context split
- * rule; SS_ATTN_SPLIT_KEYS=N sets the least keys per split of that rule (attn_splits.h). */
+ * rule; SS_ATTN_SPLIT_KEYS=N sets the least keys per split of that rule (attn_splits.h); SS_ATTN_ORDER=
+ * heads_inner|heads_outer forces the tensor-core kernel's grid order (attn_tiled.cuh); SS_ATTN_SHORT=0|1 never /
+ * always takes its 32-key decode form. */
 int ss_cuda_attention(void *stream, const ss_cuda_attn_args *a);
 /* Whether this device runs the cluster-merged decode attention for head_dim (64 or 128): sm_90+, a full
  * cluster fits, and SS_ATTN_CLUSTER is not "0" (a benchmark switch). A runtime query: ask once. */
 int ss_cuda_attn_cluster_ok(int head_dim);
 /* How many CTAs of the tensor-core decode attention one SM of this device holds for head_dim (64 or 128;
- * 0 otherwise or when the query fails). A runtime query: ask once. */
-int ss_cuda_attn_decode_ctas_per_sm(int head_dim);
+ * 0 otherwise or when the query fails), in its 64-key form or (short_tiles = 1) its 32-key form. A runtime
+ * query: ask once. */
+int ss_cuda_attn_decode_ctas_per_sm(int head_dim, int short_tiles);
 
 /* ---- decode_persist.cu ---- */
 /* Most decoder layers one persistent decode launch takes (its kernel parameters hold every layer's pointers:
