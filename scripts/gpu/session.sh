@@ -3,7 +3,7 @@
 # trains the demo model on the last GPU in the background, and meanwhile runs the GPU checks and
 # benchmarks on the others. Every step has a deadline; the whole run stays under BUDGET seconds.
 # Results: $OUT/summary.txt, $OUT/logs.tar.xz, and $OUT/demo-*.{safetensors,json,txt} from training.
-# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize s17a s17b s17c tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
+# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize s17a s17b s17c s17d tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -107,11 +107,15 @@ ab_summary() {
 # ("batch:prompt:new tokens") and VARIANTS (new: $B; old: $OLDB, when staged; off: $B under OFF_ENV), interleaved,
 # then one summary line per log bench_TAG_*.
 cases_ab() {
-  local tag=$1 reps=$2 cases=$3 variants=$4 rep cs bsz pr gn v bd f
+  local tag=$1 reps=$2 cases=$3 variants=$4 rep cs bsz pr gn v bd f tpf=()
   export CUDA_VISIBLE_DEVICES=0
+  # CASES_TP=N: the bench_decode runs at tp N on GPUs 0..N-1 (the checks stay on GPU 0)
+  if [ -n "${CASES_TP:-}" ]; then tpf=(--tp "$CASES_TP"); CUDA_VISIBLE_DEVICES=$(seq -s, 0 $((CASES_TP - 1))); fi
   [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
-  step "backend consistency cpu vs cuda" 150 consistency.log "$B/tests/test_backend_consistency"
-  step "golden tests on cuda" 90 golden.log env SS_TEST_DEVICE=cuda "$B/tests/test_golden"
+  if [ -z "${SKIP_CHECKS:-}" ]; then # SKIP_CHECKS=1: an earlier call of the session ran them on this binary
+    step "backend consistency cpu vs cuda" 150 consistency.log "$B/tests/test_backend_consistency"
+    step "golden tests on cuda" 90 golden.log env SS_TEST_DEVICE=cuda "$B/tests/test_golden"
+  fi
   for rep in $(seq 1 "$reps"); do
     for cs in $cases; do
       IFS=: read -r bsz pr gn <<<"$cs"
@@ -120,7 +124,7 @@ cases_ab() {
         bd=$B; [ $v = old ] && bd=$OLDB
         ev=(); [ $v = off ] && read -ra ev <<<"${OFF_ENV:-}"
         step "8B b$bsz prompt $pr [$v] #$rep" 90 "bench_${tag}_b${bsz}_p${pr}_${v}_$rep.log" env ${ev[@]+"${ev[@]}"} \
-          "$bd/tools/bench_decode" --model "$M8" --device cuda --batch $bsz --prompt $pr --gen $gn --json
+          "$bd/tools/bench_decode" --model "$M8" --device cuda ${tpf[@]+"${tpf[@]}"} --batch $bsz --prompt $pr --gen $gn --json
       done
     done
   done
@@ -656,6 +660,10 @@ if has s17c; then
   step "attention sweep" 200 attn_sweep.log "$B/tools/bench_backend" --attn-sweep --iters 50
   grep '^attn' "$L/attn_sweep.log" | tee -a "$S"
   OFF_ENV="SS_ATTN_SHORT=0" cases_ab s17c 3 "${S17C_CASES:-64:128:64 64:512:64}" "new off old"
+fi
+if has s17d; then
+  # Session 17, call 4: the same at tp 2 (4 kv heads a rank: batch 128 is 512 CTAs, the 32-key form's case).
+  OFF_ENV="SS_ATTN_SHORT=0" CASES_TP=2 SKIP_CHECKS=1 cases_ab s17d 2 "${S17D_CASES:-128:128:64 64:128:64 256:128:64}" "new off old"
 fi
 if has tp1ab; then
   # Session 14: one GPU after the tp > 1 overlap changes (precise read-back joins, dev_tok on every rank):
