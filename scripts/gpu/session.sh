@@ -3,7 +3,7 @@
 # trains the demo model on the last GPU in the background, and meanwhile runs the GPU checks and
 # benchmarks on the others. Every step has a deadline; the whole run stays under BUDGET seconds.
 # Results: $OUT/summary.txt, $OUT/logs.tar.xz, and $OUT/demo-*.{safetensors,json,txt} from training.
-# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize s17a s17b s17c s17d tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
+# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize s17a s17b s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -664,6 +664,24 @@ fi
 if has s17d; then
   # Session 17, call 4: the same at tp 2 (4 kv heads a rank: batch 128 is 512 CTAs, the 32-key form's case).
   OFF_ENV="SS_ATTN_SHORT=0" CASES_TP=2 SKIP_CHECKS=1 cases_ab s17d 2 "${S17D_CASES:-128:128:64 64:128:64 256:128:64}" "new off old"
+fi
+if has s17e; then
+  # Session 17, call 6: serving on one H200, this build against $OLDB and against its old grid order (mixed
+  # prefill + decode steps launch every tile in the prefill shape, so they now take the heads-inner order).
+  export CUDA_VISIBLE_DEVICES=0
+  [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
+  cp /work/shared/fixtures/models/e2e-llama3-tok/tokenizer.json /work/shared/fixtures/models/e2e-llama3-tok/tokenizer_config.json "$M8/"
+  for v in new old outer; do
+    bd=$B; [ $v = old ] && bd=$OLDB; en=(); [ $v = outer ] && en=(SS_ATTN_ORDER=heads_outer)
+    env ${en[@]+"${en[@]}"} "$bd/shardserve" serve --model "$M8" --device cuda --port 8000 --metrics-port 8002 --served-model-name llama-3-8b \
+      --max-batch 256 --max-step-tokens 2048 --max-waiting 2048 >"$L/serve_$v.log" 2>&1 &
+    SPID=$!
+    wait_ready $SPID
+    [ $ready = 1 ] && step "serve ${S17E_N:-500} x 1000/1000 [$v]" 150 "bench_s17e_$v.log" "$B/shardserve" bench --url http://127.0.0.1:8000 \
+      --model llama-3-8b --num-requests "${S17E_N:-500}" --input-len 1000 --output-len 1000 --seed 1 --json --quiet
+    kill -TERM $SPID 2>/dev/null; sleep 2; kill -9 $SPID 2>/dev/null
+    echo "$v $(grep -ho '"output_tokens_per_s":[0-9.]*\|"duration_s":[0-9.]*' "$L/bench_s17e_$v.log" | tr '\n' ' ')" | tee -a "$S"
+  done
 fi
 if has tp1ab; then
   # Session 14: one GPU after the tp > 1 overlap changes (precise read-back joins, dev_tok on every rank):
