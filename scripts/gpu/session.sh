@@ -3,7 +3,7 @@
 # trains the demo model on the last GPU in the background, and meanwhile runs the GPU checks and
 # benchmarks on the others. Every step has a deadline; the whole run stays under BUDGET seconds.
 # Results: $OUT/summary.txt, $OUT/logs.tar.xz, and $OUT/demo-*.{safetensors,json,txt} from training.
-# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize s17a s17b s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
+# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize checks1 s17a s17b s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -682,6 +682,10 @@ if has s17e; then
     kill -TERM $SPID 2>/dev/null; sleep 2; kill -9 $SPID 2>/dev/null
     echo "$v $(grep -ho '"output_tokens_per_s":[0-9.]*\|"duration_s":[0-9.]*' "$L/bench_s17e_$v.log" | tr '\n' ' ')" | tee -a "$S"
   done
+fi
+if has checks1; then
+  # The consistency test and the goldens on GPU 0 alone (a change that only a test case covers)
+  checks_tp1
 fi
 if has tp1ab; then
   # Session 14: one GPU after the tp > 1 overlap changes (precise read-back joins, dev_tok on every rank):

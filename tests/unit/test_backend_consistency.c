@@ -625,9 +625,10 @@ static void test_rope_kv_store(void **state)
 }
 
 /* Which attention kernel check_attention asks for: the launcher's own choice with query tiles in the
- * metadata (as the forward pass gives them), no tiles (the CUDA-core kernel), or either kernel forced
- * through the launcher's SS_ATTN_FORCE switch. */
-typedef enum att_mode { ATT_AUTO, ATT_NO_TILES, ATT_FORCE_TILED, ATT_FORCE_OLD } att_mode;
+ * metadata (as the forward pass gives them), no tiles (the CUDA-core kernel), either kernel forced
+ * through the launcher's SS_ATTN_FORCE switch, or the tensor-core kernel's 32-key decode form forced
+ * through SS_ATTN_SHORT (which the launcher picks only for CTA counts that depend on the GPU's size). */
+typedef enum att_mode { ATT_AUTO, ATT_NO_TILES, ATT_FORCE_TILED, ATT_FORCE_OLD, ATT_FORCE_SHORT } att_mode;
 
 /* Query tiles of a packed step as backend.h defines them: runs of one sequence at consecutive
  * positions, cut at SS_ATTN_TILE_MAX tokens. tiles: [2n]. Returns the count; *max_tile the longest. */
@@ -713,13 +714,14 @@ static void check_attention_mode(pair *p, int32_t heads, int32_t kv, int32_t hd,
         ss_attn_meta meta = {bufs[i][3], bufs[i][4], bufs[i][5], bufs[i][6], n_seqs, max_blocks, max_len, bs,
                              mode == ATT_NO_TILES ? NULL : bufs[i][7], mode == ATT_NO_TILES ? 0 : n_tiles,
                              mode == ATT_NO_TILES ? 0 : max_tile};
-        const int force = i == 1 && (mode == ATT_FORCE_TILED || mode == ATT_FORCE_OLD);
+        const char *force_env = mode == ATT_FORCE_SHORT ? "SS_ATTN_SHORT" : "SS_ATTN_FORCE";
+        const int force = i == 1 && (mode == ATT_FORCE_TILED || mode == ATT_FORCE_OLD || mode == ATT_FORCE_SHORT);
         if (force)
-            setenv("SS_ATTN_FORCE", mode == ATT_FORCE_TILED ? "tiled" : "old", 1);
+            setenv(force_env, mode == ATT_FORCE_SHORT ? "1" : mode == ATT_FORCE_TILED ? "tiled" : "old", 1);
         ss_status st = b->iface->attention(b->ctx, out[i], bufs[i][0], q_stride, bufs[i][1], bufs[i][2], &meta, n,
                                            heads, kv, hd, 1.0f / sqrtf((float)hd));
         if (force)
-            unsetenv("SS_ATTN_FORCE");
+            unsetenv(force_env);
         assert_int_equal(st, SS_OK);
     }
     expect_close(p, out[0], out[1], n * heads * hd, BF16_TOL, what);
@@ -807,6 +809,12 @@ static void test_attention_tiled(void **state)
                          "attention decode batch 96, 16/4 d64, tiled");
     check_attention_mode(p, 8, 2, 128, (const int32_t (*)[2])batch, NB, 16, ATT_FORCE_OLD,
                          "attention decode batch 96, old kernel");
+    /* the 32-key decode form; a context bound of ~3000 takes the long-context split rule: key splits of
+     * 32-key tiles merged by the combine kernel */
+    check_attention_mode(p, 8, 2, 128, (const int32_t (*)[2])batch, NB, 16, ATT_FORCE_SHORT,
+                         "attention decode batch 96, 8/2 d128, 32-key form (split-K)");
+    check_attention_mode(p, 16, 4, 64, (const int32_t (*)[2])batch, NB, 7, ATT_FORCE_SHORT,
+                         "attention decode batch 96, 16/4 d64 bs7, 32-key form (split-K)");
     free(batch);
     /* more decode CTAs than one wave holds (300 sequences x 8 or 4 kv heads, contexts 1..700; block sizes 16
      * and 7: the shift and the division paths of the cache rows) */
@@ -821,6 +829,8 @@ static void test_attention_tiled(void **state)
                          "attention decode batch 300, 32/8 d128");
     check_attention_mode(p, 16, 4, 64, (const int32_t (*)[2])wide, NW, 7, ATT_AUTO,
                          "attention decode batch 300, 16/4 d64 bs7");
+    check_attention_mode(p, 32, 8, 128, (const int32_t (*)[2])wide, NW, 16, ATT_FORCE_SHORT,
+                         "attention decode batch 300, 32/8 d128, 32-key form");
     free(wide);
 }
 
