@@ -3,7 +3,7 @@
 # trains the demo model on the last GPU in the background, and meanwhile runs the GPU checks and
 # benchmarks on the others. Every step has a deadline; the whole run stays under BUDGET seconds.
 # Results: $OUT/summary.txt, $OUT/logs.tar.xz, and $OUT/demo-*.{safetensors,json,txt} from training.
-# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize checks1 s17a s17b s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
+# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize checks1 s17a s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -637,28 +637,24 @@ if has s16b; then
   # a third variant, its switch off; the code is gone, docs/performance.md has the numbers.)
   cases_ab s16b 3 "1:128:256 128:128:64 ${S16B_MORE:-32:128:64 64:1024:64 1:2048:4}" "new old"
 fi
-if has s17a; then
-  # Session 17, call 1: where the tensor-core decode attention's time goes at short contexts (bench_backend
-  # --attn-sweep: contexts 1..1024 at batch 32 / 128 / 256, both grid orders), then bench_decode with the kv
-  # heads of a row block adjacent in the grid (new), the old order in the same binary (off) and $OLDB.
+# One GPU: the tensor-core attention alone (bench_backend --attn-sweep), its lines into the summary.
+attn_sweep() {
   export CUDA_VISIBLE_DEVICES=0
-  step "attention sweep" 150 attn_sweep.log "$B/tools/bench_backend" --attn-sweep --iters 50
+  step "attention sweep" 200 attn_sweep.log "$B/tools/bench_backend" --attn-sweep --iters 50
   grep '^attn' "$L/attn_sweep.log" | tee -a "$S"
+}
+if has s17a; then
+  # Session 17, call 1: where the tensor-core decode attention's time goes at short contexts (the sweep; call 1's
+  # version timed decode at both grid orders too), then bench_decode with the kv heads of a row block adjacent
+  # in the grid (new), the old order in the same binary (off) and $OLDB.
+  attn_sweep
   OFF_ENV="SS_ATTN_ORDER=heads_outer" cases_ab s17a 2 "${S17A_CASES:-128:128:64 64:1024:64 1:2048:4}" "new off old"
 fi
-if has s17b; then
-  # Session 17, call 2: the 32-key decode form (more CTAs a SM) and the speculative token lookup. The sweep
-  # times each decode case in both forms; bench_decode: new (the policy), off (SS_ATTN_SHORT=0) and $OLDB.
-  export CUDA_VISIBLE_DEVICES=0
-  step "attention sweep" 200 attn_sweep.log "$B/tools/bench_backend" --attn-sweep --iters 50
-  grep '^attn' "$L/attn_sweep.log" | tee -a "$S"
-  OFF_ENV="SS_ATTN_SHORT=0" cases_ab s17b 2 "${S17B_CASES:-128:128:64 256:128:64 64:1024:64 32:128:64}" "new off old"
-fi
 if has s17c; then
-  # Session 17, call 3: the 32-key form only where it removes a partial second wave (batch 64 on one H200).
-  export CUDA_VISIBLE_DEVICES=0
-  step "attention sweep" 200 attn_sweep.log "$B/tools/bench_backend" --attn-sweep --iters 50
-  grep '^attn' "$L/attn_sweep.log" | tee -a "$S"
+  # Session 17, calls 2-3: the 32-key decode form (SS_ATTN_SHORT=0 is off). Call 2 ran its first policy (the
+  # 32-key form whenever the CTAs exceed a wave) with S17C_CASES="128:128:64 256:128:64 64:1024:64 32:128:64";
+  # call 3 the landed one.
+  attn_sweep
   OFF_ENV="SS_ATTN_SHORT=0" cases_ab s17c 3 "${S17C_CASES:-64:128:64 64:512:64}" "new off old"
 fi
 if has s17d; then
