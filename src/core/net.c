@@ -134,6 +134,17 @@ ss_status ss_net_accept(int lfd, int64_t deadline_ms, int *fd_out, ss_err *err)
     }
 }
 
+int ss_net_self_connected(int fd)
+{
+    struct sockaddr_storage a, b;
+    socklen_t la = sizeof a, lb = sizeof b;
+    memset(&a, 0, sizeof a);
+    memset(&b, 0, sizeof b);
+    if (getsockname(fd, (struct sockaddr *)&a, &la) != 0 || getpeername(fd, (struct sockaddr *)&b, &lb) != 0)
+        return 0;
+    return la == lb && memcmp(&a, &b, la) == 0;
+}
+
 static int net_try_connect(const char *host, int port, int64_t deadline_ms)
 {
     struct addrinfo hints, *res = NULL;
@@ -159,6 +170,8 @@ static int net_try_connect(const char *host, int port, int64_t deadline_ms)
             if (net_wait(fd, POLLOUT, d) == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0 && !soerr)
                 rc = 0;
         }
+        if (rc == 0 && ss_net_self_connected(fd))
+            rc = -1; /* nothing listened, and the kernel joined our own port to itself: as if refused */
         if (rc != 0) {
             close(fd);
             fd = -1;

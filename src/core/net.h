@@ -17,8 +17,13 @@ ss_status ss_net_split_addr(const char *addr, char *host, size_t host_cap, int *
 ss_status ss_net_listen(const char *host, int port, int *fd_out, int *port_out, ss_err *err);
 /* Accepts one connection before deadline_ms (absolute, ss_now_ms clock). */
 ss_status ss_net_accept(int lfd, int64_t deadline_ms, int *fd_out, ss_err *err);
-/* Connects, retrying resolution and connection every ~200 ms until deadline_ms. */
+/* Connects, retrying resolution and connection every ~200 ms until deadline_ms. A connection to itself
+ * (below) counts as refused. */
 ss_status ss_net_connect(const char *host, int port, int64_t deadline_ms, int *fd_out, ss_err *err);
+/* 1 when a connected socket's two ends are the same address and port. Connecting to a local port in the
+ * ephemeral range where nothing listens can pick that very port as the source (TCP simultaneous open), and
+ * a retry loop like ss_net_connect's eventually does: it then "connects" to itself. */
+int ss_net_self_connected(int fd);
 /* Writes / reads exactly n bytes before deadline_ms (< 0: no deadline). EOF -> SS_ERR_COMM. */
 ss_status ss_net_write_all(int fd, const void *buf, size_t n, int64_t deadline_ms);
 ss_status ss_net_read_all(int fd, void *buf, size_t n, int64_t deadline_ms);

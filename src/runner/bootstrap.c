@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/alloc.h"
@@ -191,6 +192,26 @@ fail:
     return st;
 }
 
+/* One attempt at the worker's side of the handshake: connect (retrying until the deadline while nothing
+ * listens; *connected = 1 once a connection stands), say hello, read the answer. On SS_OK *fd (owned by the
+ * caller) is the control connection and *msg (owned by the caller) the answer; on failure nothing is left
+ * open. */
+static ss_status worker_hello(const char *host, int port, const ss_wbuf *hello, int64_t deadline_ms, int *fd,
+                              int *connected, uint32_t *type, uint8_t **msg, size_t *len, ss_err *err)
+{
+    *fd = -1;
+    SS_CHECK(ss_net_connect(host, port, deadline_ms, fd, err));
+    *connected = 1;
+    ss_status st = ss_net_send_msg(*fd, SS_MSG_HELLO, hello->data, hello->len, deadline_ms);
+    if (st == SS_OK)
+        st = ss_net_recv_msg(*fd, type, msg, len, 1u << 20, deadline_ms);
+    if (st != SS_OK) {
+        close(*fd);
+        *fd = -1;
+    }
+    return st;
+}
+
 ss_status ss_boot_worker(const char *leader_addr, int rank, int world, int64_t deadline_ms,
                          const char *stamp_override, ss_boot *out, ss_err *err)
 {
@@ -202,11 +223,6 @@ ss_status ss_boot_worker(const char *leader_addr, int rank, int world, int64_t d
     SS_CHECK(ss_net_split_addr(leader_addr, host, sizeof host, &port, err));
     int dfd = -1, dport = 0;
     SS_CHECK(ss_net_listen(NULL, 0, &dfd, &dport, err));
-    ss_status st = ss_net_connect(host, port, deadline_ms, &out->ctrl_fd, err);
-    if (st != SS_OK) {
-        close(dfd);
-        return ss_err_set(err, st, "rank %d: could not reach the leader at %s before the deadline", rank, leader_addr);
-    }
     char stamp[BOOT_STAMP_MAX];
     ss_boot_stamp(stamp, sizeof stamp);
     if (stamp_override)
@@ -217,15 +233,39 @@ ss_status ss_boot_worker(const char *leader_addr, int rank, int world, int64_t d
     ss_wbuf_u32(&wb, (uint32_t)dport);
     ss_wbuf_u32(&wb, (uint32_t)strlen(stamp));
     ss_wbuf_put(&wb, stamp, strlen(stamp));
-    st = wb.failed ? SS_ERR_NOMEM : ss_net_send_msg(out->ctrl_fd, SS_MSG_HELLO, wb.data, wb.len, deadline_ms);
-    ss_free(wb.data);
+    if (wb.failed) {
+        ss_free(wb.data);
+        close(dfd);
+        return ss_err_set(err, SS_ERR_NOMEM, "rank %d: no memory for the hello message", rank);
+    }
     uint32_t type = 0;
     uint8_t *msg = NULL;
     size_t len = 0;
-    if (st == SS_OK)
-        st = ss_net_recv_msg(out->ctrl_fd, &type, &msg, &len, 1u << 20, deadline_ms);
+    ss_status st = SS_OK;
+    /* Something that accepts and then closes or answers garbage (a leader that restarts, or another
+     * program on the port before the leader binds it) is retried until the deadline, like a refused
+     * connection; a timeout or a refusal by the leader is final. */
+    int connected = 0;
+    for (int warned = 0; st == SS_OK;) {
+        st = worker_hello(host, port, &wb, deadline_ms, &out->ctrl_fd, &connected, &type, &msg, &len, err);
+        if (st == SS_OK || (st != SS_ERR_COMM && st != SS_ERR_FORMAT) ||
+            (deadline_ms >= 0 && ss_now_ms() + 200 > deadline_ms))
+            break;
+        if (!warned++)
+            SS_LOGW("rank %d: %s at %s closed the connection without the leader's answer (%s); retrying until the "
+                    "deadline",
+                    rank, host, leader_addr, ss_status_str(st));
+        struct timespec ts = {0, 200 * 1000000};
+        nanosleep(&ts, NULL);
+        st = SS_OK;
+    }
+    ss_free(wb.data);
     if (st != SS_OK) {
-        st = ss_err_set(err, st, "rank %d: no answer from the leader at %s", rank, leader_addr);
+        if (!connected)
+            st = ss_err_set(err, st, "rank %d: could not reach the leader at %s before the deadline", rank,
+                            leader_addr);
+        else
+            st = ss_err_set(err, st, "rank %d: no answer from the leader at %s", rank, leader_addr);
         goto fail;
     }
     if (type == SS_MSG_REJECT) {

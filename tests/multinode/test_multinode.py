@@ -3,6 +3,7 @@
 
 usage: test_multinode.py CASE SHARDSERVE FIXTURES
   late_join         a worker started 20 s before the leader keeps retrying and joins
+  flaky_leader      a worker whose first connections meet something that closes them keeps retrying and joins
   kill_worker       kill -9 of a worker mid-generation: the leader fails with a clear error, exit 4,
                     within the comm timeout, and leaves no process behind
   version_mismatch  a worker with another version stamp is refused with both stamps named; a good
@@ -46,12 +47,22 @@ def no_leftovers(tag):
         fail("processes left behind: %s" % left)
 
 
+def reserve_port():
+    """A port bound (SO_REUSEADDR) but not listening: connections to it are refused, and no other
+    program's bind(0) gets it meanwhile (a free_port() held for 20 s did, under a parallel ctest)."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", 0))
+    return s, s.getsockname()[1]
+
+
 def late_join():
-    port = free_port()
+    hold, port = reserve_port()
     addr = "127.0.0.1:%d" % port
     worker = subprocess.Popen([BIN, "worker", "--leader-addr", addr, "--rank", "1", "--world", "2",
                                "--join-timeout", "60"], stderr=subprocess.PIPE, text=True)
     time.sleep(20)
+    hold.close()
     if worker.poll() is not None:
         fail("worker gave up before the leader started: " + worker.stderr.read())
     leader = subprocess.run(BASE + ["--max-tokens", "8", "--tp", "2", "--leader-addr", addr, "--nnodes", "2",
@@ -61,6 +72,50 @@ def late_join():
     if worker.wait(timeout=30) != 0:
         fail("worker exit %d" % worker.returncode)
     print("late join ok")
+
+
+def flaky_leader():
+    """For 3 s something else answers at the leader's address (accepts, writes an HTTP error, closes), then
+    the real leader starts there: the worker must keep retrying, say so once, and join."""
+    hold, port = reserve_port()
+    hold.close()
+    addr = "127.0.0.1:%d" % port
+    fake = socket.socket()
+    fake.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    fake.bind(("127.0.0.1", port))
+    fake.listen(8)
+    fake.settimeout(0.2)
+    worker = subprocess.Popen([BIN, "worker", "--leader-addr", addr, "--rank", "1", "--world", "2",
+                               "--join-timeout", "60"], stderr=subprocess.PIPE, text=True)
+    served, t0 = 0, time.time()
+    while time.time() - t0 < 3:
+        try:
+            c, _ = fake.accept()
+        except socket.timeout:
+            continue
+        c.settimeout(1)
+        try:
+            c.recv(4096)
+            c.sendall(b"HTTP/1.0 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+        except OSError:
+            pass
+        c.close()
+        served += 1
+    fake.close()
+    if served == 0:
+        fail("the worker never reached the stand-in")
+    if worker.poll() is not None:
+        fail("worker gave up on a stand-in that closed the connection: " + worker.stderr.read())
+    leader = subprocess.run(BASE + ["--max-tokens", "8", "--tp", "2", "--leader-addr", addr, "--nnodes", "2",
+                                    "--gpus-per-node", "1"], capture_output=True, text=True, timeout=60)
+    if leader.returncode != 0 or leader.stdout.strip() != EXPECT:
+        fail("leader: rc %d out %r err %s" % (leader.returncode, leader.stdout, leader.stderr[-2000:]))
+    if worker.wait(timeout=30) != 0:
+        fail("worker exit %d" % worker.returncode)
+    err = worker.stderr.read()
+    if err.count("retrying until the deadline") != 1:
+        fail("want one retry warning from the worker, got: " + err[-2000:])
+    print("worker joined after %d stand-in connections" % served)
 
 
 def kill_worker():
@@ -212,6 +267,6 @@ def serve_kill_worker():
     print("request failed with %d: %s; server exited 4" % (status, text[:200]))
 
 
-{"late_join": late_join, "serve_kill_worker": serve_kill_worker, "kill_worker": kill_worker, "version_mismatch": version_mismatch,
+{"late_join": late_join, "flaky_leader": flaky_leader, "serve_kill_worker": serve_kill_worker, "kill_worker": kill_worker, "version_mismatch": version_mismatch,
  "netns": netns}[CASE]()
 print("1 passed, 0 failed")
