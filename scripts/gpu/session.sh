@@ -3,7 +3,7 @@
 # trains the demo model on the last GPU in the background, and meanwhile runs the GPU checks and
 # benchmarks on the others. Every step has a deadline; the whole run stays under BUDGET seconds.
 # Results: $OUT/summary.txt, $OUT/logs.tar.xz, and $OUT/demo-*.{safetensors,json,txt} from training.
-# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize checks1 s17a s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
+# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize sanattn checks1 s17a s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -678,6 +678,16 @@ if has s17e; then
     kill -TERM $SPID 2>/dev/null; sleep 2; kill -9 $SPID 2>/dev/null
     echo "$v $(grep -ho '"output_tokens_per_s":[0-9.]*\|"duration_s":[0-9.]*' "$L/bench_s17e_$v.log" | tr '\n' ' ')" | tee -a "$S"
   done
+fi
+if has sanattn; then
+  # Session 17: memcheck and racecheck over the attention tests alone (the 32-key decode form forced, key
+  # splits, block size 7; cp.async into shared memory, no bulk copies, so any hazard fails)
+  export CUDA_VISIBLE_DEVICES=0
+  step "memcheck (consistency: attention)" 240 memcheck_attn.log compute-sanitizer --tool memcheck --error-exitcode 9 \
+    env SS_TEST_ONLY="test_attention*" "$B/tests/test_backend_consistency"
+  step "racecheck (consistency: attention)" 240 racecheck_attn.log compute-sanitizer --tool racecheck --error-exitcode 9 \
+    env SS_TEST_ONLY="test_attention*" "$B/tests/test_backend_consistency"
+  grep -hE "ERROR SUMMARY|RACECHECK SUMMARY|PASSED|FAILED" "$L/memcheck_attn.log" "$L/racecheck_attn.log" | tee -a "$S"
 fi
 if has checks1; then
   # The consistency test and the goldens on GPU 0 alone (a change that only a test case covers)

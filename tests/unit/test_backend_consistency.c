@@ -1276,9 +1276,13 @@ int main(void)
         cmocka_unit_test(test_graph),         cmocka_unit_test(test_decode_layers),
     };
     /* SS_TEST_SKIP=pattern leaves tests out (compute-sanitizer racecheck: test_decode_layers, whose spins
-     * give up after 2 s, does not finish under its instrumentation) */
+     * give up after 2 s, does not finish under its instrumentation); SS_TEST_ONLY=pattern runs only those
+     * (a sanitizer run over one kernel's tests) */
     const char *skip = getenv("SS_TEST_SKIP");
     if (skip && *skip)
         cmocka_set_skip_filter(skip);
+    const char *only = getenv("SS_TEST_ONLY");
+    if (only && *only)
+        cmocka_set_test_filter(only);
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
