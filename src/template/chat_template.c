@@ -98,6 +98,7 @@ static ss_status ct_render(const ss_template *t, const cJSON *vars, const ct_ext
     /* scope and heap go in one sweep: values are refcounted, but namespaces may form cycles */
     ss_free((void *)root.names);
     ss_free(root.vals);
+    tm_index_free(&root.ix);
     tr_heap_free_all(&r);
     if (st != SS_OK) {
         tbuf_free(&buf);

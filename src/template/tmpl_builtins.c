@@ -1206,8 +1206,9 @@ ss_status tb_test(tr *r, const tn *at, int id, tv in, const tv *args, size_t nar
             for (size_t i = 0; i < TV_LIST_OF(*arg)->n && !*res; i++)
                 SS_CHECK(tv_equal(r, TV_LIST_OF(*arg)->v[i], in, res));
         } else if (arg->kind == TV_DICT) {
-            SS_CHECK(tr_work(r, TV_DICT_OF(*arg)->n, tv_is_str(in) ? in.u.s.n : 0));
-            *res = tv_dict_get(*arg, in) != NULL;
+            const tv *hit;
+            SS_CHECK(tv_dict_get(r, *arg, in, &hit));
+            *res = hit != NULL;
         } else {
             return tr_fail(r, SS_ERR_INVALID_ARG, at, "argument of type '%s' is not iterable", tv_type_name(*arg));
         }

@@ -13,25 +13,65 @@ static void fr_clear(tframe *f)
         tv_decref(f->vals[i]);
     ss_free(f->names);
     ss_free(f->vals);
+    tm_index_free(&f->ix);
     f->names = NULL;
     f->vals = NULL;
     f->n = f->cap = 0;
 }
 
-/* Binds name in frame f (takes val). name is borrowed for the render. */
-static ss_status fr_set(tr *r, tframe *f, const char *name, tv val)
+/* A name being looked up, hashed (once) when the first scope with an index is reached. */
+typedef struct fr_key {
+    const char *s;
+    size_t n;
+    uint32_t h;
+    int hashed;
+} fr_key;
+
+static size_t fr_hash(fr_key *k) /* returns the bytes hashed */
 {
-    ss_status st = tr_work(r, f->n, 0); /* names are found by a scan: a macro of 300 parameters bound 45000 */
-    if (st != SS_OK) {
-        tv_decref(val);
-        return st;
+    if (k->hashed)
+        return 0;
+    k->n = strlen(k->s);
+    k->h = tm_hash_bytes(k->s, k->n);
+    k->hashed = 1;
+    return k->n;
+}
+
+/* *at: the position of the name in f, -1 when absent. Small scopes are scanned, each name passed a step:
+ * a macro of 300 parameters bound 45000 names per call that way. Big ones (the root scope holds every
+ * request variable) go through their index, a step per slot probed and one per 16 bytes hashed or compared. */
+static ss_status fr_find(tr *r, const tframe *f, fr_key *k, ptrdiff_t *at)
+{
+    *at = -1;
+    if (!f->ix.slot) {
+        SS_CHECK(tr_work(r, f->n, 0));
+        for (size_t i = f->n; i > 0; i--)
+            if (strcmp(f->names[i - 1], k->s) == 0) {
+                *at = (ptrdiff_t)i - 1;
+                break;
+            }
+        return SS_OK;
     }
-    for (size_t i = 0; i < f->n; i++)
-        if (strcmp(f->names[i], name) == 0) {
-            tv_decref(f->vals[i]);
-            f->vals[i] = val;
-            return SS_OK;
+    size_t bytes = fr_hash(k), mask = f->ix.cap - 1, probes = 0;
+    for (size_t i = k->h & mask;; i = (i + 1) & mask) {
+        const tm_slot *s = &f->ix.slot[i];
+        probes++;
+        if (!s->at)
+            break;
+        if (s->hash != k->h)
+            continue;
+        bytes += k->n;
+        if (strcmp(f->names[s->at - 1], k->s) == 0) {
+            *at = (ptrdiff_t)s->at - 1;
+            break;
         }
+    }
+    return tr_work(r, probes, bytes);
+}
+
+/* Room for one more name in f: its arrays, and its index from TM_INDEX_MIN names on. */
+static ss_status fr_reserve(tr *r, tframe *f)
+{
     if (f->n == f->cap) {
         size_t cap = f->cap ? f->cap * 2 : 8;
         const char **nn = ss_realloc((void *)f->names, cap * sizeof(*nn));
@@ -40,11 +80,48 @@ static ss_status fr_set(tr *r, tframe *f, const char *name, tv val)
         tv *nv = nn ? ss_realloc(f->vals, cap * sizeof(*nv)) : NULL;
         if (nv)
             f->vals = nv;
-        if (!nn || !nv) {
-            tv_decref(val);
+        if (!nn || !nv)
             return tr_fail(r, SS_ERR_NOMEM, NULL, "out of memory");
-        }
         f->cap = cap;
+    }
+    if (f->n >= UINT32_MAX - 1) /* index slots hold 32-bit positions; no request comes near */
+        return tr_fail(r, SS_ERR_CAPACITY, NULL, "more than %u names in one scope", (unsigned)(UINT32_MAX - 2));
+    size_t want = tm_index_want(&f->ix, f->n + 1);
+    if (!want)
+        return SS_OK;
+    int fresh = f->ix.slot == NULL;
+    if (!tm_index_grow(&f->ix, want))
+        return tr_fail(r, SS_ERR_NOMEM, NULL, "out of memory");
+    size_t bytes = 0;
+    for (size_t i = 0; fresh && i < f->n; i++) {
+        fr_key k = {f->names[i], 0, 0, 0};
+        bytes += fr_hash(&k);
+        tm_index_put(&f->ix, k.h, i);
+    }
+    /* every name moved (or hashed, when new) once per doubling: a step each, two per bind at most */
+    return tr_work(r, f->n, bytes);
+}
+
+/* Binds name in frame f (takes val). name is borrowed for the render. */
+static ss_status fr_set(tr *r, tframe *f, const char *name, tv val)
+{
+    fr_key k = {name, 0, 0, 0};
+    ptrdiff_t at = -1;
+    ss_status st = fr_find(r, f, &k, &at);
+    if (st == SS_OK && at >= 0) {
+        tv_decref(f->vals[at]);
+        f->vals[at] = val;
+        return SS_OK;
+    }
+    if (st == SS_OK)
+        st = fr_reserve(r, f);
+    if (st != SS_OK) {
+        tv_decref(val);
+        return st;
+    }
+    if (f->ix.slot) {
+        fr_hash(&k);
+        tm_index_put(&f->ix, k.h, f->n);
     }
     f->names[f->n] = name;
     f->vals[f->n] = val;
@@ -52,17 +129,18 @@ static ss_status fr_set(tr *r, tframe *f, const char *name, tv val)
     return SS_OK;
 }
 
-/* *hit: the innermost binding of name, NULL when none. Each name passed is a step, as in fr_set. */
+/* *hit: the innermost binding of name, NULL when none. The work counts as in fr_find, scope by scope. */
 static ss_status fr_lookup(tr *r, const char *name, const tv **hit)
 {
+    fr_key k = {name, 0, 0, 0};
     *hit = NULL;
     for (const tframe *f = r->cur; f; f = f->parent) {
-        SS_CHECK(tr_work(r, f->n, 0));
-        for (size_t i = f->n; i > 0; i--)
-            if (strcmp(f->names[i - 1], name) == 0) {
-                *hit = &f->vals[i - 1];
-                return SS_OK;
-            }
+        ptrdiff_t at;
+        SS_CHECK(fr_find(r, f, &k, &at));
+        if (at >= 0) {
+            *hit = &f->vals[at];
+            return SS_OK;
+        }
     }
     return SS_OK;
 }
@@ -121,8 +199,7 @@ ss_status tr_getattr(tr *r, tv obj, const char *name, size_t n, tv *out)
 {
     const tv *hit = NULL;
     if (obj.kind == TV_DICT || obj.kind == TV_NS) {
-        SS_CHECK(tr_work(r, TV_DICT_OF(obj)->n, 0)); /* keys are found by a scan */
-        hit = tv_dict_gets(obj, name, n);
+        SS_CHECK(tv_dict_gets(r, obj, name, n, &hit));
     } else if (obj.kind == TV_LOOP)
         return tr_loop_attr(r, obj, name, out);
     if (hit) {
@@ -149,8 +226,8 @@ ss_status tr_getitem(tr *r, const tn *at, tv obj, tv key, tv *out)
     (void)at;
     *out = tv_undef(NULL);
     if (obj.kind == TV_DICT || obj.kind == TV_NS) {
-        SS_CHECK(tr_work(r, TV_DICT_OF(obj)->n, tv_is_str(key) ? key.u.s.n : 0)); /* keys are found by a scan */
-        const tv *hit = tv_dict_get(obj, key);
+        const tv *hit;
+        SS_CHECK(tv_dict_get(r, obj, key, &hit));
         if (hit) {
             *out = *hit;
             tv_incref(*out);
@@ -483,10 +560,12 @@ static ss_status tr_contains(tr *r, const tn *at, tv needle, tv hay, int *res)
         return SS_OK;
     }
     case TV_DICT:
-    case TV_NS:
-        SS_CHECK(tr_work(r, TV_DICT_OF(hay)->n, tv_is_str(needle) ? needle.u.s.n : 0));
-        *res = tv_dict_get(hay, needle) != NULL;
+    case TV_NS: {
+        const tv *hit;
+        SS_CHECK(tv_dict_get(r, hay, needle, &hit));
+        *res = hit != NULL;
         return SS_OK;
+    }
     case TV_UNDEF:
         return SS_OK;
     default:

@@ -179,10 +179,36 @@ typedef struct tv_list_obj {
     int tuple;
 } tv_list_obj;
 
+/* ---- hash index over an insertion-ordered array (dict keys, scope names) ----
+ * The entries stay in their arrays, in insertion order (iteration, tojson and repr read those); the index
+ * only maps a key's hash to its position, so a lookup probes a few slots instead of scanning every entry.
+ * Open addressing with linear probing, at most half full; entries are never removed (no dict method or
+ * statement deletes one), so no tombstones. Arrays of fewer than TM_INDEX_MIN entries have no index: a
+ * scan of a few entries is as fast and needs no memory. */
+#define TM_INDEX_MIN 16
+typedef struct tm_slot {
+    uint32_t hash; /* the key's hash (tv_hash, tm_hash_bytes), kept so that growing rehashes no key */
+    uint32_t at;   /* entry position + 1; 0 = empty slot */
+} tm_slot;
+typedef struct tm_index {
+    tm_slot *slot; /* NULL while the array has fewer than TM_INDEX_MIN entries */
+    size_t cap;    /* slots, a power of two */
+} tm_index;
+uint32_t tm_hash_bytes(const char *p, size_t n);
+/* Slots an index needs for n entries: 0 when none (below TM_INDEX_MIN) or when its current size does. */
+size_t tm_index_want(const tm_index *ix, size_t n);
+/* Moves the index to cap slots (more than it has), rehashing from the stored hashes. 0 on out of memory
+ * (the index is then unchanged). Adding the entries of a new index is the caller's (tm_index_put). */
+int tm_index_grow(tm_index *ix, size_t cap);
+/* Records entry `at` under hash h; the index has room (tm_index_want) and holds no entry for that key. */
+void tm_index_put(tm_index *ix, uint32_t h, size_t at);
+void tm_index_free(tm_index *ix);
+
 typedef struct tv_dict_obj { /* also the attributes of a namespace; insertion ordered */
     tv_obj h;
     size_t n, cap;
     tv *k, *v;
+    tm_index ix; /* key -> position in k/v, from TM_INDEX_MIN entries on */
 } tv_dict_obj;
 
 typedef struct tv_loop_obj {
@@ -209,6 +235,7 @@ struct tframe {
     size_t n, cap;
     const char **names; /* borrowed (tree or JSON keys) */
     tv *vals;
+    tm_index ix; /* name -> position, from TM_INDEX_MIN names on: the root scope holds every request variable */
 };
 
 typedef struct tr {
@@ -275,8 +302,10 @@ ss_status tv_list_new(tr *r, size_t cap, int tuple, tv *out);
 ss_status tv_list_push(tr *r, tv list, tv item); /* takes item */
 ss_status tv_dict_new(tr *r, size_t cap, int ns, tv *out);
 ss_status tv_dict_set(tr *r, tv dict, tv key, tv val); /* takes key and val */
-const tv *tv_dict_get(tv dict, tv key);                /* borrowed or NULL */
-const tv *tv_dict_gets(tv dict, const char *key, size_t n);
+/* *hit: the value of key (borrowed), NULL when absent. The work done counts (tr_work): one step per entry
+ * scanned or slot probed, one per 16 bytes hashed or compared. */
+ss_status tv_dict_get(tr *r, tv dict, tv key, const tv **hit);
+ss_status tv_dict_gets(tr *r, tv dict, const char *key, size_t n, const tv **hit);
 ss_status tv_loop_new(tr *r, tv items, tv *out); /* borrows items (increfs) */
 ss_status tv_from_json(tr *r, const struct cJSON *j, tv *out);
 
@@ -286,6 +315,8 @@ int tv_is_str(tv v);
 ss_status tv_equal(tr *r, tv a, tv b, int *res);
 /* == for dict keys, which are never lists or dicts (those compare by identity here). */
 int tv_eq(tv a, tv b);
+/* A hash for dict keys that agrees with tv_eq: keys equal there hash alike (1, 1.0 and True too). */
+uint32_t tv_hash(tv k);
 /* <0, 0, >0 in *res; error when the two cannot be ordered. Counts steps like tv_equal. */
 ss_status tv_cmp(tr *r, tv a, tv b, int *res);
 const char *tv_type_name(tv v);
@@ -362,7 +393,8 @@ ss_status tr_step(tr *r, const tn *at);
 /* Binds name (borrowed for the render) in the current scope; takes val. */
 ss_status tr_bind(tr *r, const char *name, tv val);
 ss_status tr_charge(tr *r, size_t bytes);
-/* Scans and comparisons count as steps: one per list item or dict entry visited, one per 16 bytes read. */
+/* Scans and comparisons count as steps: one per list item or dict entry visited, one per 16 bytes read; a
+ * lookup through a hash index (tm_index), one per slot probed. */
 ss_status tr_work(tr *r, size_t items, size_t bytes);
 
 #endif

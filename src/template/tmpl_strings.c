@@ -644,13 +644,15 @@ ss_status tb_method(tr *r, const tn *at, tv obj, const char *name, const tv *pos
             const tv *k = tb_arg(&a, 0, "key"), *d = tb_arg(&a, 1, "default");
             if (!k)
                 return tr_fail(r, SS_ERR_INVALID_ARG, at, "get() needs a key");
-            SS_CHECK(tr_work(r, TV_DICT_OF(obj)->n, tv_is_str(*k) ? k->u.s.n : 0)); /* keys are found by a scan */
-            const tv *hit = tv_dict_get(obj, *k);
+            const tv *hit;
+            SS_CHECK(tv_dict_get(r, obj, *k, &hit));
             *out = hit ? *hit : d ? *d : tv_none();
             tv_incref(*out);
             return SS_OK;
         }
-        if (tv_dict_gets(obj, name, strlen(name))) {
+        const tv *stored;
+        SS_CHECK(tv_dict_gets(r, obj, name, strlen(name), &stored));
+        if (stored) {
             *handled = 0; /* a callable stored under that key */
             return SS_OK;
         }

@@ -130,6 +130,76 @@ void tbuf_free(tbuf *b)
     b->n = b->cap = 0;
 }
 
+/* ---------------------------------------------------------------- hash index */
+/* Hashes are written here, not taken from a library: each is a few lines, and the keys are the engine's own
+ * values (tv_hash must agree with tv_eq, which no library knows). Not seeded: keys made to collide only
+ * make their lookups probe longer, and every probe counts as a step (tr_work), as every entry of a scan did. */
+static uint32_t tm_mix(uint64_t h) /* the finalizer of MurmurHash3: every input bit moves the low bits */
+{
+    h ^= h >> 33;
+    h *= UINT64_C(0xff51afd7ed558ccd);
+    h ^= h >> 33;
+    h *= UINT64_C(0xc4ceb9fe1a85ec53);
+    h ^= h >> 33;
+    return (uint32_t)h;
+}
+
+uint32_t tm_hash_bytes(const char *p, size_t n) /* FNV-1a, mixed: FNV alone leaves the low bits weak */
+{
+    uint64_t h = UINT64_C(0xcbf29ce484222325);
+    for (size_t i = 0; i < n; i++) {
+        h ^= (unsigned char)p[i];
+        h *= UINT64_C(0x100000001b3);
+    }
+    return tm_mix(h);
+}
+
+size_t tm_index_want(const tm_index *ix, size_t n)
+{
+    if (n < TM_INDEX_MIN)
+        return 0;
+    size_t cap = ix->cap ? ix->cap : 4 * TM_INDEX_MIN;
+    while (cap / 2 < n)
+        cap *= 2;
+    return cap == ix->cap ? 0 : cap;
+}
+
+static void tm_index_place(tm_slot *slot, size_t cap, uint32_t h, uint32_t at)
+{
+    size_t i = h & (cap - 1);
+    while (slot[i].at)
+        i = (i + 1) & (cap - 1);
+    slot[i].hash = h;
+    slot[i].at = at;
+}
+
+int tm_index_grow(tm_index *ix, size_t cap)
+{
+    tm_slot *slot = ss_calloc(cap, sizeof(*slot));
+    if (!slot)
+        return 0;
+    for (size_t i = 0; i < ix->cap; i++)
+        if (ix->slot[i].at)
+            tm_index_place(slot, cap, ix->slot[i].hash, ix->slot[i].at);
+    ss_free(ix->slot);
+    ix->slot = slot;
+    ix->cap = cap;
+    return 1;
+}
+
+void tm_index_put(tm_index *ix, uint32_t h, size_t at)
+{
+    /* positions fit in 32 bits: dicts stop near SS_TEMPLATE_MAX_LOOP_ITERS entries, scopes in fr_reserve */
+    tm_index_place(ix->slot, ix->cap, h, (uint32_t)(at + 1));
+}
+
+void tm_index_free(tm_index *ix)
+{
+    ss_free(ix->slot);
+    ix->slot = NULL;
+    ix->cap = 0;
+}
+
 /* ---------------------------------------------------------------- heap objects */
 static void *tv_obj_new(tr *r, size_t size, int kind)
 {
@@ -187,6 +257,7 @@ void tv_decref(tv v)
             }
             ss_free(d->k);
             ss_free(d->v);
+            tm_index_free(&d->ix);
         } else if (o->kind == TV_LOOP) {
             tv_drop(((tv_loop_obj *)o)->items, &dead);
         }
@@ -205,6 +276,7 @@ void tr_heap_free_all(tr *r)
         else if (o->kind == TV_DICT || o->kind == TV_NS) {
             ss_free(((tv_dict_obj *)o)->k);
             ss_free(((tv_dict_obj *)o)->v);
+            tm_index_free(&((tv_dict_obj *)o)->ix);
         }
         ss_free(o);
         o = next;
@@ -299,68 +371,123 @@ ss_status tv_dict_new(tr *r, size_t cap, int ns, tv *out)
     return SS_OK;
 }
 
-static ptrdiff_t tv_dict_find(const tv_dict_obj *d, tv key)
+/* The position of key in d (-1 when absent), counting the work. *h: key's hash when d has an index. A
+ * float can equal several int keys (2**53 and 2**53 + 1 both == 2.0**53: tv_eq compares ints with floats as
+ * doubles, which is not transitive), and the scan returned the earliest: for a float the whole probe
+ * sequence is looked at and the earliest match wins, so an index changes no lookup's answer. */
+static ss_status tv_dict_find(tr *r, const tv_dict_obj *d, tv key, uint32_t *h, ptrdiff_t *at)
 {
-    for (size_t i = 0; i < d->n; i++)
-        if (tv_eq(d->k[i], key))
-            return (ptrdiff_t)i;
-    return -1;
-}
-
-ss_status tv_dict_set(tr *r, tv dict, tv key, tv val)
-{
-    tv_dict_obj *d = TV_DICT_OF(dict);
-    /* the key is compared with every other: n**2 / 2 to build n */
-    ss_status st0 = tr_work(r, d->n, key.kind == TV_STR ? key.u.s.n : 0);
-    if (st0 != SS_OK) {
-        tv_decref(key);
-        tv_decref(val);
-        return st0;
-    }
-    ptrdiff_t at = tv_dict_find(d, key);
-    if (at >= 0) {
-        tv_decref(key);
-        tv_decref(d->v[at]);
-        d->v[at] = val;
+    size_t klen = key.kind == TV_STR ? key.u.s.n : 0;
+    *at = -1;
+    if (!d->ix.slot) {
+        SS_CHECK(tr_work(r, d->n, klen)); /* the key is compared with every entry */
+        for (size_t i = 0; i < d->n; i++)
+            if (tv_eq(d->k[i], key)) {
+                *at = (ptrdiff_t)i;
+                break;
+            }
         return SS_OK;
     }
+    *h = tv_hash(key);
+    size_t mask = d->ix.cap - 1, probes = 0, bytes = klen; /* hashed once, compared at each equal hash */
+    for (size_t i = *h & mask;; i = (i + 1) & mask) {
+        const tm_slot *s = &d->ix.slot[i];
+        probes++;
+        if (!s->at)
+            break;
+        if (s->hash != *h)
+            continue;
+        bytes += klen;
+        if (!tv_eq(d->k[s->at - 1], key))
+            continue;
+        if (*at < 0 || (ptrdiff_t)s->at - 1 < *at)
+            *at = (ptrdiff_t)s->at - 1;
+        if (key.kind != TV_FLOAT)
+            break;
+    }
+    /* counted after the probes, which one index bounds: colliding keys (crafted, or NaNs) only cost steps */
+    return tr_work(r, probes, bytes);
+}
+
+/* Room for one more entry in k/v and the index (built when the dict reaches TM_INDEX_MIN entries). */
+static ss_status tv_dict_reserve(tr *r, tv_dict_obj *d, tv key)
+{
     if (d->n == d->cap) {
         size_t cap = d->cap ? d->cap * 2 : 8;
-        ss_status st = SS_OK;
         if (d->n >= (size_t)SS_TEMPLATE_MAX_LOOP_ITERS)
-            st =
-                tr_fail(r, SS_ERR_CAPACITY, NULL, "dict larger than %lld items", (long long)SS_TEMPLATE_MAX_LOOP_ITERS);
-        if (st == SS_OK)
-            st = tr_charge(r, (cap - d->cap) * 2 * sizeof(tv));
-        tv *nk = st == SS_OK ? ss_realloc(d->k, cap * sizeof(tv)) : NULL;
+            return tr_fail(r, SS_ERR_CAPACITY, NULL, "dict larger than %lld items",
+                           (long long)SS_TEMPLATE_MAX_LOOP_ITERS);
+        SS_CHECK(tr_charge(r, (cap - d->cap) * 2 * sizeof(tv)));
+        tv *nk = ss_realloc(d->k, cap * sizeof(tv));
         if (nk)
             d->k = nk;
         tv *nv = nk ? ss_realloc(d->v, cap * sizeof(tv)) : NULL;
         if (nv)
             d->v = nv;
-        if (!nk || !nv) {
-            tv_decref(key);
-            tv_decref(val);
-            return st != SS_OK ? st : tr_fail(r, SS_ERR_NOMEM, NULL, "out of memory");
-        }
+        if (!nk || !nv)
+            return tr_fail(r, SS_ERR_NOMEM, NULL, "out of memory");
         d->cap = cap;
     }
+    size_t want = tm_index_want(&d->ix, d->n + 1);
+    if (!want)
+        return SS_OK;
+    SS_CHECK(tr_charge(r, (want - d->ix.cap) * sizeof(tm_slot)));
+    int fresh = d->ix.slot == NULL;
+    size_t bytes = key.kind == TV_STR ? key.u.s.n : 0;
+    for (size_t i = 0; fresh && i < d->n; i++)
+        bytes += d->k[i].kind == TV_STR ? d->k[i].u.s.n : 0;
+    /* every entry moved (or hashed, when new) once per doubling: a step each, two per insert at most */
+    SS_CHECK(tr_work(r, d->n, fresh ? bytes : 0));
+    if (!tm_index_grow(&d->ix, want))
+        return tr_fail(r, SS_ERR_NOMEM, NULL, "out of memory");
+    for (size_t i = 0; fresh && i < d->n; i++)
+        tm_index_put(&d->ix, tv_hash(d->k[i]), i);
+    return SS_OK;
+}
+
+ss_status tv_dict_set(tr *r, tv dict, tv key, tv val)
+{
+    tv_dict_obj *d = TV_DICT_OF(dict);
+    uint32_t h = 0;
+    ptrdiff_t at = -1;
+    int hashed = d->ix.slot != NULL;
+    ss_status st = tv_dict_find(r, d, key, &h, &at);
+    if (st == SS_OK && at >= 0) { /* the key keeps its place, as in Python */
+        tv_decref(key);
+        tv_decref(d->v[at]);
+        d->v[at] = val;
+        return SS_OK;
+    }
+    if (st == SS_OK)
+        st = tv_dict_reserve(r, d, key);
+    if (st != SS_OK) {
+        tv_decref(key);
+        tv_decref(val);
+        return st;
+    }
+    if (d->ix.slot)
+        tm_index_put(&d->ix, hashed ? h : tv_hash(key), d->n);
     d->k[d->n] = key;
     d->v[d->n] = val;
     d->n++;
     return SS_OK;
 }
 
-const tv *tv_dict_get(tv dict, tv key)
+ss_status tv_dict_get(tr *r, tv dict, tv key, const tv **hit)
 {
     const tv_dict_obj *d = TV_DICT_OF(dict);
-    ptrdiff_t at = tv_dict_find(d, key);
-    return at >= 0 ? &d->v[at] : NULL;
+    uint32_t h;
+    ptrdiff_t at;
+    *hit = NULL;
+    SS_CHECK(tv_dict_find(r, d, key, &h, &at));
+    if (at >= 0)
+        *hit = &d->v[at];
+    return SS_OK;
 }
 
-const tv *tv_dict_gets(tv dict, const char *key, size_t n)
+ss_status tv_dict_gets(tr *r, tv dict, const char *key, size_t n, const tv **hit)
 {
-    return tv_dict_get(dict, tv_sborrow(key, n));
+    return tv_dict_get(r, dict, tv_sborrow(key, n), hit);
 }
 
 ss_status tv_loop_new(tr *r, tv items, tv *out)
@@ -575,6 +702,34 @@ int tv_eq(tv a, tv b)
     }
 }
 
+uint32_t tv_hash(tv k)
+{
+    switch (k.kind) {
+    case TV_BOOL:
+    case TV_INT:
+    case TV_FLOAT: {
+        /* the double tv_eq compares: 1, 1.0 and True hash alike, as do 2**53 + 1 and 2.0**53 */
+        double f = k.kind == TV_FLOAT ? k.u.f : (double)k.u.i;
+        uint64_t bits;
+        if (f == 0)
+            f = 0; /* -0.0 == 0.0 */
+        memcpy(&bits, &f, sizeof(bits));
+        return tm_mix(bits);
+    }
+    case TV_STR:
+        return tm_hash_bytes(k.u.s.p, k.u.s.n);
+    case TV_UNDEF:
+    case TV_NONE:
+        return tm_mix((uint64_t)k.kind);
+    case TV_MACRO:
+        return tm_mix((uint64_t)(uintptr_t)k.u.macro);
+    case TV_FUNC:
+        return tm_mix((uint64_t)k.u.i);
+    default:
+        return tm_mix((uint64_t)(uintptr_t)k.o); /* by identity, as tv_eq compares them */
+    }
+}
+
 /* tv_equal at nesting depth `depth`. Each comparison is a step: lists that share sublists ([x, x] nested 40
  * times) have 2**40 paths, and a list nested 300000 deep recursed as deep. */
 static ss_status tv_eq_at(tr *r, tv a, tv b, int depth, int *res)
@@ -598,8 +753,8 @@ static ss_status tv_eq_at(tr *r, tv a, tv b, int depth, int *res)
             return SS_OK;
         *res = 1;
         for (size_t i = 0; i < x->n && *res; i++) {
-            SS_CHECK(tr_work(r, y->n, x->k[i].kind == TV_STR ? x->k[i].u.s.n : 0)); /* the key's lookup */
-            const tv *o = tv_dict_get(b, x->k[i]);
+            const tv *o;
+            SS_CHECK(tv_dict_get(r, b, x->k[i], &o)); /* the key's lookup counts its work */
             *res = 0;
             if (o)
                 SS_CHECK(tv_eq_at(r, x->v[i], *o, depth + 1, res));
