@@ -56,21 +56,31 @@ def reserve_port():
     return s, s.getsockname()[1]
 
 
-def late_join():
-    hold, port = reserve_port()
-    addr = "127.0.0.1:%d" % port
-    worker = subprocess.Popen([BIN, "worker", "--leader-addr", addr, "--rank", "1", "--world", "2",
-                               "--join-timeout", "60"], stderr=subprocess.PIPE, text=True)
-    time.sleep(20)
-    hold.close()
-    if worker.poll() is not None:
-        fail("worker gave up before the leader started: " + worker.stderr.read())
+def start_worker(addr):
+    """Rank 1 of 2, waiting up to 60 s for its leader at addr."""
+    return subprocess.Popen([BIN, "worker", "--leader-addr", addr, "--rank", "1", "--world", "2",
+                             "--join-timeout", "60"], stderr=subprocess.PIPE, text=True)
+
+
+def lead_with(addr, worker):
+    """Runs the leader at addr: the two ranks must generate the golden tokens and the worker exit 0."""
     leader = subprocess.run(BASE + ["--max-tokens", "8", "--tp", "2", "--leader-addr", addr, "--nnodes", "2",
                                     "--gpus-per-node", "1"], capture_output=True, text=True, timeout=60)
     if leader.returncode != 0 or leader.stdout.strip() != EXPECT:
         fail("leader: rc %d out %r err %s" % (leader.returncode, leader.stdout, leader.stderr[-2000:]))
     if worker.wait(timeout=30) != 0:
         fail("worker exit %d" % worker.returncode)
+
+
+def late_join():
+    hold, port = reserve_port()
+    addr = "127.0.0.1:%d" % port
+    worker = start_worker(addr)
+    time.sleep(20)
+    hold.close()
+    if worker.poll() is not None:
+        fail("worker gave up before the leader started: " + worker.stderr.read())
+    lead_with(addr, worker)
     print("late join ok")
 
 
@@ -85,8 +95,7 @@ def flaky_leader():
     fake.bind(("127.0.0.1", port))
     fake.listen(8)
     fake.settimeout(0.2)
-    worker = subprocess.Popen([BIN, "worker", "--leader-addr", addr, "--rank", "1", "--world", "2",
-                               "--join-timeout", "60"], stderr=subprocess.PIPE, text=True)
+    worker = start_worker(addr)
     served, t0 = 0, time.time()
     while time.time() - t0 < 3:
         try:
@@ -106,12 +115,7 @@ def flaky_leader():
         fail("the worker never reached the stand-in")
     if worker.poll() is not None:
         fail("worker gave up on a stand-in that closed the connection: " + worker.stderr.read())
-    leader = subprocess.run(BASE + ["--max-tokens", "8", "--tp", "2", "--leader-addr", addr, "--nnodes", "2",
-                                    "--gpus-per-node", "1"], capture_output=True, text=True, timeout=60)
-    if leader.returncode != 0 or leader.stdout.strip() != EXPECT:
-        fail("leader: rc %d out %r err %s" % (leader.returncode, leader.stdout, leader.stderr[-2000:]))
-    if worker.wait(timeout=30) != 0:
-        fail("worker exit %d" % worker.returncode)
+    lead_with(addr, worker)
     err = worker.stderr.read()
     if err.count("retrying until the deadline") != 1:
         fail("want one retry warning from the worker, got: " + err[-2000:])
