@@ -332,6 +332,59 @@ static void bench_attention(bench *b, int32_t batch, int32_t start, int32_t chun
     free(host);
 }
 
+/* --attn-sweep: the tensor-core attention alone, decode at contexts 1..2048 as the launcher picks and in the
+ * 64-key form, and a 2048-token prefill in each grid order. */
+static void run_attn_sweep(bench *b)
+{
+    static const attn_variant forms[2] = {{"auto", "SS_ATTN_SHORT", NULL}, {"64key", "SS_ATTN_SHORT", "0"}};
+    static const attn_variant order[3] = {{"auto", "SS_ATTN_ORDER", NULL},
+                                          {"inner", "SS_ATTN_ORDER", "heads_inner"},
+                                          {"outer", "SS_ATTN_ORDER", "heads_outer"}};
+    const int32_t sb[] = {32, 64, 128, 256}, sc[] = {1, 64, 128, 160, 256, 512, 1024, 2048};
+    for (size_t i = 0; i < sizeof sb / sizeof sb[0]; i++)
+        for (size_t j = 0; j < sizeof sc / sizeof sc[0]; j++)
+            bench_attention(b, sb[i], sc[j] - 1, 1, forms, 2);
+    bench_attention(b, 1, 0, 2048, order, 3);
+}
+
+/* Every op of the default run: GEMV variants, cuBLASLt, attention on both kernels, and the batch-1 roofline. */
+static void run_all(bench *b)
+{
+    printf("-- decode GEMV (x bf16, W bf16, fp32 accumulate), Llama-3-8B layer shapes, every kernel variant "
+           "(SS_GEMV_VARIANT picks one for the server; default: %s)\n",
+           ss_cuda_gemv_variant_name(0));
+    bench_gemv_variants(b, "qkv_proj", 6144, 4096, SS_DTYPE_BF16);
+    bench_gemv_variants(b, "o_proj", 4096, 4096, SS_DTYPE_BF16);
+    bench_gemv_variants(b, "gate_up (fused)", 28672, 4096, SS_DTYPE_BF16);
+    bench_gemv_variants(b, "down_proj", 4096, 14336, SS_DTYPE_BF16);
+    bench_gemv_variants(b, "lm_head (f32 logits)", 128256, 4096, SS_DTYPE_F32);
+    bench_gemv_layers(b, 1);
+    bench_gemv_layers(b, 8);
+    printf("-- cuBLASLt (batch decode / prefill)\n");
+    bench_matmul(b, "gate_up (fused)", 32, 28672, 4096, SS_DTYPE_BF16);
+    bench_matmul(b, "gate_up (fused)", 128, 28672, 4096, SS_DTYPE_BF16);
+    bench_matmul(b, "gate_up (fused) prefill", 2048, 28672, 4096, SS_DTYPE_BF16);
+    bench_matmul(b, "down_proj prefill", 2048, 4096, 14336, SS_DTYPE_BF16);
+    printf("-- attention over the paged cache, 32/8 heads x 128, each case on the CUDA-core kernel (old) and the\n"
+           "   tensor-core kernel (tiled); prefill: TFLOP/s, decode: GB/s of K+V\n");
+    bench_attention(b, 1, 0, 2048, kKernels, 2); /* a 2048-token prompt from position 0 */
+    bench_attention(b, 1, 2048, 2048, kKernels, 2); /* its second chunk */
+    const int32_t ctxs[] = {128, 2048, 8192};
+    for (size_t i = 0; i < 3; i++)
+        bench_attention(b, 1, ctxs[i] - 1, 1, kKernels, 2);
+    const int32_t batches[] = {8, 32, 128, 256};
+    for (size_t i = 0; i < 4; i++) {
+        bench_attention(b, batches[i], 1023, 1, kKernels, 2);
+        bench_attention(b, batches[i], 2047, 1, kKernels, 2);
+    }
+
+    /* Bytes of one decode step of Llama-3-8B at batch 1 (weights only) and the roofline it implies. */
+    const double weights = 2.0 * (32.0 * (6144.0 * 4096 + 4096.0 * 4096 + 28672.0 * 4096 + 4096.0 * 14336) +
+                                  128256.0 * 4096);
+    printf("Llama-3-8B decode roofline at the copy bandwidth: %.1f GB of weights per token -> %.0f tok/s\n",
+           weights / 1e9, b->copy_gbs * 1e9 / weights);
+}
+
 int main(int argc, char **argv)
 {
     bench b;
@@ -377,55 +430,10 @@ int main(int argc, char **argv)
     CHECK(ss_cuda_timer_create(b.be, &b.timer, &err));
     printf("device: %s; %d iterations per line\n", b.be->desc, b.iters);
     measure_copy(&b);
-    if (sweep) {
-        static const attn_variant forms[2] = {{"auto", "SS_ATTN_SHORT", NULL}, {"64key", "SS_ATTN_SHORT", "0"}};
-        static const attn_variant order[3] = {{"auto", "SS_ATTN_ORDER", NULL},
-                                              {"inner", "SS_ATTN_ORDER", "heads_inner"},
-                                              {"outer", "SS_ATTN_ORDER", "heads_outer"}};
-        const int32_t sb[] = {32, 64, 128, 256}, sc[] = {1, 64, 128, 160, 256, 512, 1024, 2048};
-        for (size_t i = 0; i < sizeof sb / sizeof sb[0]; i++)
-            for (size_t j = 0; j < sizeof sc / sizeof sc[0]; j++)
-                bench_attention(&b, sb[i], sc[j] - 1, 1, forms, 2);
-        bench_attention(&b, 1, 0, 2048, order, 3);
-        ss_cuda_timer_destroy(b.timer);
-        ss_backend_destroy(b.be);
-        free(b.chunk);
-        return 0;
-    }
-
-    printf("-- decode GEMV (x bf16, W bf16, fp32 accumulate), Llama-3-8B layer shapes, every kernel variant "
-           "(SS_GEMV_VARIANT picks one for the server; default: %s)\n",
-           ss_cuda_gemv_variant_name(0));
-    bench_gemv_variants(&b, "qkv_proj", 6144, 4096, SS_DTYPE_BF16);
-    bench_gemv_variants(&b, "o_proj", 4096, 4096, SS_DTYPE_BF16);
-    bench_gemv_variants(&b, "gate_up (fused)", 28672, 4096, SS_DTYPE_BF16);
-    bench_gemv_variants(&b, "down_proj", 4096, 14336, SS_DTYPE_BF16);
-    bench_gemv_variants(&b, "lm_head (f32 logits)", 128256, 4096, SS_DTYPE_F32);
-    bench_gemv_layers(&b, 1);
-    bench_gemv_layers(&b, 8);
-    printf("-- cuBLASLt (batch decode / prefill)\n");
-    bench_matmul(&b, "gate_up (fused)", 32, 28672, 4096, SS_DTYPE_BF16);
-    bench_matmul(&b, "gate_up (fused)", 128, 28672, 4096, SS_DTYPE_BF16);
-    bench_matmul(&b, "gate_up (fused) prefill", 2048, 28672, 4096, SS_DTYPE_BF16);
-    bench_matmul(&b, "down_proj prefill", 2048, 4096, 14336, SS_DTYPE_BF16);
-    printf("-- attention over the paged cache, 32/8 heads x 128, each case on the CUDA-core kernel (old) and the\n"
-           "   tensor-core kernel (tiled); prefill: TFLOP/s, decode: GB/s of K+V\n");
-    bench_attention(&b, 1, 0, 2048, kKernels, 2); /* a 2048-token prompt from position 0 */
-    bench_attention(&b, 1, 2048, 2048, kKernels, 2); /* its second chunk */
-    const int32_t ctxs[] = {128, 2048, 8192};
-    for (size_t i = 0; i < 3; i++)
-        bench_attention(&b, 1, ctxs[i] - 1, 1, kKernels, 2);
-    const int32_t batches[] = {8, 32, 128, 256};
-    for (size_t i = 0; i < 4; i++) {
-        bench_attention(&b, batches[i], 1023, 1, kKernels, 2);
-        bench_attention(&b, batches[i], 2047, 1, kKernels, 2);
-    }
-
-    /* Bytes of one decode step of Llama-3-8B at batch 1 (weights only) and the roofline it implies. */
-    const double weights = 2.0 * (32.0 * (6144.0 * 4096 + 4096.0 * 4096 + 28672.0 * 4096 + 4096.0 * 14336) +
-                                  128256.0 * 4096);
-    printf("Llama-3-8B decode roofline at the copy bandwidth: %.1f GB of weights per token -> %.0f tok/s\n",
-           weights / 1e9, b.copy_gbs * 1e9 / weights);
+    if (sweep)
+        run_attn_sweep(&b);
+    else
+        run_all(&b);
     ss_cuda_timer_destroy(b.timer);
     ss_backend_destroy(b.be);
     free(b.chunk);
