@@ -3,9 +3,11 @@
  * decode attention at several contexts. Prints achieved GB/s against a measured device-to-device copy
  * bandwidth. Attention runs each case twice through the launcher's switch SS_ATTN_FORCE=old|tiled
  * (set and cleared here): the CUDA-core kernel and the tensor-core kernel of attn_tiled.cu.
- * Usage: bench_backend [--iters N] [--device I] [--attn-sweep]. Needs a build with CUDA and a GPU. --attn-sweep
- * times only the tensor-core attention: decode at contexts 1..2048 as the launcher picks and in the
- * 64-key form (SS_ATTN_SHORT=0), and a 2048-token prefill in both grid orders (SS_ATTN_ORDER). */
+ * Usage: bench_backend [--iters N] [--device I] [--attn-sweep] [--attn-case B:CTX] [--kv fp8]. Needs a build with
+ * CUDA and a GPU. --attn-case times one decode attention case as the launcher picks (for a profiler).
+ * --attn-sweep times only the tensor-core attention: decode at contexts 1..2048 as the launcher picks and in the
+ * 64-key form (SS_ATTN_SHORT=0), and a 2048-token prefill in both grid orders (SS_ATTN_ORDER). --kv fp8: the
+ * attention reads an fp8 KV cache (random bytes: the timing does not depend on the values). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -252,8 +254,8 @@ static void bench_attention(bench *b, int32_t batch, int32_t start, int32_t chun
     const int32_t ctx = start + chunk;
     const int64_t n = (int64_t)batch * chunk;
     const int32_t max_blocks = (ctx + bs - 1) / bs;
-    const int64_t cache_elems = (int64_t)batch * max_blocks * bs * kv * hd;
-    const size_t cache_bytes = (size_t)cache_elems * 2;
+    const size_t block_bytes = ss_kv_block_bytes(b->be->kv_type, b->be->act_dtype, bs, kv, hd);
+    const size_t cache_bytes = (size_t)batch * max_blocks * block_bytes;
     int layers = (int)((ROTATE_BYTES + 2 * cache_bytes - 1) / (2 * cache_bytes));
     layers = layers < 2 ? 2 : (layers > 8 ? 8 : layers);
     void *kc[8], *vc[8];
@@ -300,7 +302,7 @@ static void bench_attention(bench *b, int32_t batch, int32_t start, int32_t chun
     for (int32_t i = 0; i < chunk; i++)
         ctx_sum += (double)batch * (start + i + 1);
     const double flops = 4.0 * heads * hd * ctx_sum;
-    const double bytes = 2.0 * (double)batch * ctx * kv * hd * 2;
+    const double bytes = 2.0 * (double)batch * ctx * (double)block_bytes / bs; /* K and V, scales included */
     for (int k = 0; k < n_vars; k++) {
         if (vars[k].value)
             setenv(vars[k].env, vars[k].value, 1);
@@ -392,6 +394,8 @@ int main(int argc, char **argv)
     b.iters = 50;
     int device = 0;
     int sweep = 0; /* --attn-sweep: only the tensor-core attention, per form and grid order */
+    int case_batch = 0, case_ctx = 0; /* --attn-case B:CTX: one decode attention case (for a profiler) */
+    ss_kv_type kv_type = SS_KV_ACT;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--attn-sweep") == 0) {
             sweep = 1;
@@ -399,8 +403,20 @@ int main(int argc, char **argv)
             b.iters = (int)strtol(argv[++i], NULL, 10);
         } else if (i + 1 < argc && strcmp(argv[i], "--device") == 0) {
             device = (int)strtol(argv[++i], NULL, 10);
+        } else if (i + 1 < argc && strcmp(argv[i], "--attn-case") == 0) {
+            if (sscanf(argv[++i], "%d:%d", &case_batch, &case_ctx) != 2 || case_batch < 1 || case_ctx < 1) {
+                fprintf(stderr, "bench_backend: --attn-case wants BATCH:CONTEXT (got '%s')\n", argv[i]);
+                return 2;
+            }
+        } else if (i + 1 < argc && strcmp(argv[i], "--kv") == 0) {
+            ss_err kerr;
+            if (ss_kv_type_parse(argv[++i], &kv_type, &kerr) != SS_OK) {
+                fprintf(stderr, "bench_backend: %s\n", kerr.msg);
+                return 2;
+            }
         } else {
-            fprintf(stderr, "bench_backend: unknown argument '%s' (usage: [--iters N] [--device I] [--attn-sweep])\n",
+            fprintf(stderr,
+                    "bench_backend: unknown argument '%s' (usage: [--iters N] [--device I] [--attn-sweep] [--attn-case B:CTX] [--kv fp8])\n",
                     argv[i]);
             return 2;
         }
@@ -422,15 +438,19 @@ int main(int argc, char **argv)
     ss_backend_params prm = ss_backend_default_params();
     prm.device = SS_DEVICE_CUDA;
     prm.device_index = device;
+    prm.kv_type = kv_type;
     ss_err err = {{0}};
     if (ss_backend_create(&prm, &b.be, &err) != SS_OK) {
         fprintf(stderr, "bench_backend: %s\n", err.msg);
         return 1;
     }
     CHECK(ss_cuda_timer_create(b.be, &b.timer, &err));
-    printf("device: %s; %d iterations per line\n", b.be->desc, b.iters);
+    printf("device: %s; %d iterations per line; KV cache %s\n", b.be->desc, b.iters, ss_kv_type_name(kv_type));
     measure_copy(&b);
-    if (sweep)
+    static const attn_variant launcher_choice = {"auto", "SS_ATTN_SHORT", NULL};
+    if (case_batch > 0)
+        bench_attention(&b, case_batch, case_ctx - 1, 1, &launcher_choice, 1);
+    else if (sweep)
         run_attn_sweep(&b);
     else
         run_all(&b);

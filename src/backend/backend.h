@@ -9,8 +9,9 @@
 #include "core/dtype.h"
 #include "core/status.h"
 
-/* Version of ss_backend_i. The table only grows at its end; bump on every addition. */
-#define SS_BACKEND_IFACE_VERSION 3
+/* Version of ss_backend_i. The table only grows at its end; bump on every addition (4: kv_store and
+ * rope_kv_store take the block size, which the fp8 cache's layout needs). */
+#define SS_BACKEND_IFACE_VERSION 4
 
 /*
  * Conventions for every op below.
@@ -94,6 +95,30 @@ typedef struct ss_decode_layers {
                                      * cannot exchange returns SS_ERR_UNSUPPORTED */
 } ss_decode_layers;
 
+/* Element type of the paged KV cache (ss_backend_params.kv_type, fixed for a backend's life). */
+typedef enum ss_kv_type {
+    SS_KV_ACT = 0, /* act_dtype, as the activations (cpu f32, cuda bf16) */
+    SS_KV_FP8,     /* fp8 e4m3 with one f32 scale per (token, kv head) row: about half of bf16's bytes */
+} ss_kv_type;
+
+/* Bytes of one block of one layer's K (or V) cache; slot = block * block_size + offset.
+ * - SS_KV_ACT: [block_size, kv_heads, head_dim] act_dtype elements.
+ * - SS_KV_FP8: [block_size, kv_heads, head_dim] e4m3 bytes (ss_f32_to_e4m3), then the rows' scales as [kv_heads,
+ *   block_size] f32 (one kv head's scales of a block side by side), padded to a multiple of 128 bytes, so that
+ *   blocks and rows of 128 bytes start on 128-byte lines. A row x is stored as q_i = e4m3(x_i * (448 / a)) and
+ *   scale = a / 448, with a = max |x_i| (all zero when a = 0), and read as e4m3(q_i) * scale
+ *   (ss_kv_fp8_quant_row). head_dim must be a multiple of 16. */
+size_t ss_kv_block_bytes(ss_kv_type t, ss_dtype act, int32_t block_size, int32_t kv_heads, int32_t head_dim);
+/* In an SS_KV_FP8 cache: the byte offset of row (slot, kv head h), and of its scale. */
+size_t ss_kv_fp8_row_offset(int32_t block_size, int32_t kv_heads, int32_t head_dim, size_t slot, int32_t h);
+size_t ss_kv_fp8_scale_offset(int32_t block_size, int32_t kv_heads, int32_t head_dim, size_t slot, int32_t h);
+/* One row of the fp8 format: q[n] and *scale from x[n] (f32 arithmetic, as the cuda kernels do it). */
+void ss_kv_fp8_quant_row(const float *x, int32_t n, uint8_t *q, float *scale);
+/* "auto" or "fp8". */
+const char *ss_kv_type_name(ss_kv_type t);
+/* Parses a --kv-cache-dtype value: auto, fp8 or fp8_e4m3; the error names the value. */
+ss_status ss_kv_type_parse(const char *s, ss_kv_type *out, ss_err *err);
+
 /* Longest query tile of ss_attn_meta.q_tiles. */
 #define SS_ATTN_TILE_MAX 64
 
@@ -152,9 +177,10 @@ typedef struct ss_backend_i {
     /* Writes k and v of n tokens into the paged cache: token i goes to slot slots[i]
      * (= block * block_size + offset; a negative slot is skipped: a padding token). Source rows at
      * k + i*src_stride, [kv_heads, head_dim] each.
-     * Cache layout per layer: [num_blocks, block_size, kv_heads, head_dim] in act_dtype. */
+     * Cache layout per layer: num_blocks blocks of ss_kv_block_bytes (the backend's kv_type). */
     ss_status (*kv_store)(void *ctx, void *k_cache, void *v_cache, const void *k, const void *v,
-                          const int32_t *slots, int64_t n, int32_t kv_heads, int32_t head_dim, int64_t src_stride);
+                          const int32_t *slots, int64_t n, int32_t kv_heads, int32_t head_dim, int64_t src_stride,
+                          int32_t block_size);
     /* Causal attention over the paged cache (see ss_attn_meta). q rows at q + i*q_stride hold
      * [heads, head_dim]; out is [n, heads*head_dim] contiguous. Query head h reads kv head
      * h / (heads / kv_heads) (GQA/MQA). Softmax scale is `scale`. */
@@ -182,7 +208,7 @@ typedef struct ss_backend_i {
      * then writes the rotated k and the v of token i into slot slots[i] (skipped when negative). */
     ss_status (*rope_kv_store)(void *ctx, void *qkv, const int32_t *pos, const float *inv_freq, int64_t n,
                                int32_t q_heads, int32_t kv_heads, int32_t head_dim, int64_t tok_stride,
-                               void *k_cache, void *v_cache, const int32_t *slots);
+                               void *k_cache, void *v_cache, const int32_t *slots, int32_t block_size);
     /* The MLP's first half in one op: out[n, inter] = silu(x · Wgᵀ) * (x · Wuᵀ) in act_dtype, where Wgu
      * is [2*inter, k] (gate rows, then up rows, as matmul + silu_mul take it). May differ from that pair
      * by the rounding of the [n, 2*inter] intermediate it never stores. NULL, or SS_ERR_UNSUPPORTED
@@ -246,6 +272,7 @@ typedef struct ss_backend {
     void *ctx;
     ss_dtype act_dtype;
     ss_dtype weight_dtype;
+    ss_kv_type kv_type; /* of every KV cache its ops read and write */
     int device_index; /* GPU ordinal; -1 on cpu */
     char desc[128];   /* human-readable: "cpu (2 threads)", "cuda:0 NVIDIA H100 80GB HBM3" */
 } ss_backend;
@@ -256,6 +283,7 @@ typedef struct ss_backend_params {
     ss_device_kind device;
     int device_index; /* GPU ordinal for cuda (local rank); ignored on cpu */
     int n_threads;    /* cpu threads; 0 = all cores */
+    ss_kv_type kv_type;
 } ss_backend_params;
 
 ss_backend_params ss_backend_default_params(void);

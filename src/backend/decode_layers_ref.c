@@ -26,7 +26,8 @@ ss_status ss_decode_layers_by_op(const ss_backend *be, const ss_decode_layers *d
         if (st == SS_OK) /* k's heads follow q's: one rope call covers both */
             st = B->rope(c, q, d->meta->tok_pos, d->inv_freq, 1, d->q_heads + d->kv_heads, d->head_dim, row);
         if (st == SS_OK)
-            st = B->kv_store(c, L->k_cache, L->v_cache, k, v, d->slots, 1, d->kv_heads, d->head_dim, row);
+            st = B->kv_store(c, L->k_cache, L->v_cache, k, v, d->slots, 1, d->kv_heads, d->head_dim, row,
+                             d->meta->block_size);
         if (st == SS_OK)
             st = B->attention(c, d->attn, q, row, L->k_cache, L->v_cache, d->meta, 1, d->q_heads, d->kv_heads,
                               d->head_dim, d->attn_scale);

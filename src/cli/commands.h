@@ -14,6 +14,11 @@ int ss_cmd_tokenize(int argc, char **argv, char **env);
 int ss_cmd_chat_template(int argc, char **argv, char **env);
 int ss_cmd_worker(int argc, char **argv, char **env);
 
+/* --kv-cache-dtype's help, shared by `serve` and `generate` (parsed by ss_kv_type_parse). */
+#define SS_KV_DTYPE_HELP                                                                                             \
+    "auto | fp8: the KV cache's element type (auto: the activations'; fp8: e4m3 with a scale per row, about "        \
+    "half the memory and bytes read per step)"
+
 struct ss_rank_info;
 /* For `serve`/`generate` on a node other than the leader's: runs this node's ranks as workers. */
 int ss_cli_run_node(const struct ss_rank_info *info);

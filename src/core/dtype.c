@@ -104,3 +104,40 @@ void ss_convert_from_f32(void *dst, ss_dtype dt, const float *src, size_t n)
     default: break;
     }
 }
+
+/* By hand: no Debian library converts to fp8. Every step is exact in f32 (scaling by powers of two, rintf
+ * under the default round-to-nearest-even mode), so the result is the correctly rounded one. */
+uint8_t ss_f32_to_e4m3(float f)
+{
+    if (isnan(f))
+        return 0x7f;
+    const uint8_t sign = signbit(f) ? 0x80 : 0x00;
+    const float a = fabsf(f);
+    if (a >= 448.0f) /* 448 < a <= 464 rounds to 448 (464 is a tie to the even 448); beyond: saturated */
+        return (uint8_t)(sign | 0x7e);
+    if (a < 0x1p-6f) /* subnormal range, steps of 2^-9; 8 steps round up to the smallest normal, code 8 */
+        return (uint8_t)(sign | (uint8_t)rintf(a * 0x1p9f));
+    int ex;
+    (void)frexpf(a, &ex);              /* a = m * 2^ex, m in [0.5, 1): a in [2^(ex-1), 2^ex) */
+    const int e = ex - 1;              /* -6 .. 8 */
+    float r = rintf(ldexpf(a, 3 - e)); /* 8 .. 16: the leading one and three mantissa bits */
+    int eb = e + 7;
+    if (r == 16.0f) {
+        r = 8.0f;
+        eb++;
+    }
+    return (uint8_t)(sign | (eb << 3) | ((int)r - 8)); /* a < 448 keeps this below 0x7f */
+}
+
+float ss_e4m3_to_f32(uint8_t c)
+{
+    const int e = (c >> 3) & 15, m = c & 7;
+    float v;
+    if (e == 15 && m == 7)
+        v = NAN;
+    else if (e == 0)
+        v = ldexpf((float)m, -9);
+    else
+        v = ldexpf((float)(8 + m), e - 10);
+    return (c & 0x80) ? -v : v;
+}

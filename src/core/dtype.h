@@ -35,6 +35,12 @@ static inline uint16_t ss_f32_to_bf16(float f)
 float ss_f16_to_f32(uint16_t h);
 uint16_t ss_f32_to_f16(float f);
 
+/* fp8 e4m3 (OCP "E4M3FN": bias 7, no infinities, 0x7f/0xff NaN, largest finite 448), as CUDA's
+ * cvt.rn.satfinite.e4m3x2.f32 converts: round to nearest even; finite values and infinities beyond the
+ * range saturate to +-448; NaN gives 0x7f. Decoding is exact. */
+uint8_t ss_f32_to_e4m3(float f);
+float ss_e4m3_to_f32(uint8_t c);
+
 /* Converts n elements of src (type st) to f32 in dst. Supports f32, bf16, f16. */
 void ss_convert_to_f32(float *dst, const void *src, ss_dtype st, size_t n);
 /* Converts n f32 values to type dt (f32, bf16, f16) in dst. */

@@ -140,7 +140,14 @@ ss_status ss_forward_create(ss_backend *be, const ss_model_config *cfg, const ss
         goto fail;
     }
     int32_t nl = sp->layer_end - sp->layer_start;
-    f->kv_layer_bytes = (size_t)p->num_blocks * (size_t)p->block_size * (size_t)f->kv_dim * f->esz;
+    if (be->kv_type == SS_KV_FP8 && cfg->head_dim % 16 != 0) {
+        st = ss_err_set(err, SS_ERR_UNSUPPORTED,
+                        "--kv-cache-dtype fp8 needs a head_dim that is a multiple of 16 (the model's is %d)",
+                        (int)cfg->head_dim);
+        goto fail;
+    }
+    f->kv_layer_bytes =
+        (size_t)p->num_blocks * ss_kv_block_bytes(be->kv_type, be->act_dtype, p->block_size, sp->kv_heads, cfg->head_dim);
     f->kv_bytes = f->kv_layer_bytes * 2 * (size_t)nl;
     FWD_ALLOC(kv, f->kv_bytes, "the KV cache");
     /* Batch-1 decode steps go through the backend's decode_layers where it has one: on Hopper one
@@ -281,10 +288,10 @@ static ss_status fwd_layer(ss_forward *f, int32_t li, int64_t n, const ss_attn_m
     char *kc = (char *)f->kv + (size_t)li * 2 * f->kv_layer_bytes, *vc = kc + f->kv_layer_bytes;
     if (B->rope_kv_store && f->fuse_rope) {
         SS_CHECK(B->rope_kv_store(c, f->qkv, pos, f->inv_freq, n, sp->q_heads, sp->kv_heads, hd, f->qkv_dim, kc, vc,
-                                  slots));
+                                  slots, f->p.block_size));
     } else { /* k's heads follow q's in each row: one rope call covers both */
         SS_CHECK(B->rope(c, q, pos, f->inv_freq, n, sp->q_heads + sp->kv_heads, hd, f->qkv_dim));
-        SS_CHECK(B->kv_store(c, kc, vc, k, v, slots, n, sp->kv_heads, hd, f->qkv_dim));
+        SS_CHECK(B->kv_store(c, kc, vc, k, v, slots, n, sp->kv_heads, hd, f->qkv_dim, f->p.block_size));
     }
     SS_CHECK(B->attention(c, f->attn, q, f->qkv_dim, kc, vc, meta, n, sp->q_heads, sp->kv_heads, hd,
                           1.0f / sqrtf((float)hd)));

@@ -201,6 +201,7 @@ static ss_status replica_create_multi(ss_replica *r, ss_err *err)
                    ? (ss_backend_cuda_available() ? SS_DEVICE_CUDA : SS_DEVICE_CPU)
                    : p->backend.device;
     s.n_threads = p->backend.n_threads;
+    s.kv_type = (int32_t)p->backend.kv_type;
     s.block_size = p->block_size;
     s.num_kv_blocks = p->num_kv_blocks;
     s.max_seq_len = p->max_seq_len;

@@ -127,7 +127,8 @@ static int32_t runner_default_blocks(const ss_runner *r)
     size_t esz = ss_dtype_size(r->be->act_dtype);
     size_t kv_dim = (size_t)r->plan.kv_heads * r->cfg.head_dim;
     size_t layers = (size_t)(r->plan.layer_end - r->plan.layer_start);
-    size_t per_block = (size_t)r->fp.block_size * kv_dim * esz * 2 * layers;
+    size_t per_block = 2 * layers *
+                       ss_kv_block_bytes(r->be->kv_type, r->be->act_dtype, r->fp.block_size, r->plan.kv_heads, r->cfg.head_dim);
     size_t T = (size_t)r->fp.max_tokens, R = (size_t)r->fp.max_rows;
     size_t reserve = ((size_t)2 << 30) +
                      T * esz * (6 * (size_t)r->cfg.hidden_size + 4 * (size_t)r->plan.inter_size + 3 * kv_dim * 4) +
@@ -207,9 +208,10 @@ ss_status ss_runner_create(const ss_runner_params *p, const ss_runner_links *lin
             goto fail;
         }
     }
-    SS_LOGI("rank %d (stage %d, tp rank %d, node-local device %d) on %s: layers %d..%d, %.1f MiB weights, %.1f MiB KV cache (%d blocks of %d)",
+    SS_LOGI("rank %d (stage %d, tp rank %d, node-local device %d) on %s: layers %d..%d, %.1f MiB weights, %.1f MiB KV cache (%s, %d blocks of %d)",
             p->rank, r->plan.stage, r->plan.tp_rank, r->be->device_index, r->be->desc, r->plan.layer_start, r->plan.layer_end - 1,
-            r->w->bytes / 1048576.0, ss_forward_kv_bytes(r->fwd) / 1048576.0, r->fp.num_blocks, bs);
+            r->w->bytes / 1048576.0, ss_forward_kv_bytes(r->fwd) / 1048576.0,
+            r->be->kv_type == SS_KV_FP8 ? "fp8" : ss_dtype_name(r->be->act_dtype), r->fp.num_blocks, bs);
     *out = r;
     return SS_OK;
 fail:

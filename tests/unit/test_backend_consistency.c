@@ -24,6 +24,7 @@
 typedef struct pair {
     ss_backend *cpu;
     ss_backend *gpu;
+    ss_backend *cpu8, *gpu8; /* the same devices with an fp8 KV cache (ss_backend_params.kv_type) */
     uint64_t rng;
 } pair;
 
@@ -180,6 +181,17 @@ static int group_setup(void **state)
         fprintf(stderr, "cuda backend: %s\n", err.msg);
         return -1;
     }
+    prm.kv_type = SS_KV_FP8;
+    prm.device = SS_DEVICE_CPU;
+    if (ss_backend_create(&prm, &p->cpu8, &err) != SS_OK) {
+        fprintf(stderr, "cpu backend (fp8 KV cache): %s\n", err.msg);
+        return -1;
+    }
+    prm.device = SS_DEVICE_CUDA;
+    if (ss_backend_create(&prm, &p->gpu8, &err) != SS_OK) {
+        fprintf(stderr, "cuda backend (fp8 KV cache): %s\n", err.msg);
+        return -1;
+    }
     fprintf(stderr, "comparing %s against %s\n", p->gpu->desc, p->cpu->desc);
     p->rng = 0x9e3779b97f4a7c15ull;
     *state = p;
@@ -190,6 +202,8 @@ static int group_teardown(void **state)
 {
     pair *p = *state;
     if (p) {
+        ss_backend_destroy(p->gpu8);
+        ss_backend_destroy(p->cpu8);
         ss_backend_destroy(p->gpu);
         ss_backend_destroy(p->cpu);
         free(p);
@@ -550,16 +564,68 @@ static void test_kv_store(void **state)
     void *slc = dev_raw(p->cpu, slots, sizeof slots), *slg = dev_raw(p->gpu, slots, sizeof slots);
     const size_t ac = act_size(p->cpu), ag = act_size(p->gpu);
     assert_int_equal(p->cpu->iface->kv_store(p->cpu->ctx, kcc, vcc, (char *)sc + row * ac, (char *)sc + 2 * row * ac,
-                                             slc, n, kv, hd, stride),
+                                             slc, n, kv, hd, stride, bs),
                      SS_OK);
     assert_int_equal(p->gpu->iface->kv_store(p->gpu->ctx, kcg, vcg, (char *)sg + row * ag, (char *)sg + 2 * row * ag,
-                                             slg, n, kv, hd, stride),
+                                             slg, n, kv, hd, stride, bs),
                      SS_OK);
     expect_close(p, kcc, kcg, cache_n, 0.0, "kv_store k"); /* copies are exact */
     expect_close(p, vcc, vcg, cache_n, 0.0, "kv_store v");
     dev_free(p->cpu, sc), dev_free(p->gpu, sg), dev_free(p->cpu, kcc), dev_free(p->gpu, kcg);
     dev_free(p->cpu, vcc), dev_free(p->gpu, vcg), dev_free(p->cpu, slc), dev_free(p->gpu, slg);
     free(src), free(kc0), free(vc0);
+}
+
+/* fp8 blocks (backend.h): the cuda store writes the cpu's bytes exactly, from the same bf16-exact rows, for rows
+ * of very different magnitudes (one all zero); slots it does not write keep their poison. */
+static void check_kv_store_fp8(pair *p, int32_t kv, int32_t hd, int32_t bs)
+{
+    const int32_t n_blocks = (128 + bs - 1) / bs;
+    const int64_t n = 6, row = (int64_t)kv * hd, stride = 3 * row;
+    int32_t slots[6] = {17, 3, -1, 127, 64, 18};
+    float *src = rand_vec(p, n * stride, 1.0f);
+    for (int64_t i = 0; i < n; i++) /* magnitudes 1, 1e-3, 1e2, ... and token 4 all zero */
+        for (int64_t j = 0; j < stride; j++)
+            src[i * stride + j] = i == 4 ? 0.0f : ss_bf16_to_f32(ss_f32_to_bf16(src[i * stride + j] * powf(10.0f, (float)(i % 3) * 2.5f - 3.0f)));
+    const size_t bb = ss_kv_block_bytes(SS_KV_FP8, SS_DTYPE_BF16, bs, kv, hd), bytes = (size_t)n_blocks * bb;
+    uint8_t *poison = malloc(bytes), *hc = malloc(bytes), *hg = malloc(bytes);
+    assert_true(poison && hc && hg);
+    memset(poison, 0x5a, bytes);
+    ss_backend *be[2] = {p->cpu8, p->gpu8};
+    void *caches[2][2];
+    for (int b = 0; b < 2; b++) {
+        void *s_dev = dev_act(be[b], src, n * stride), *sl = dev_raw(be[b], slots, sizeof slots);
+        caches[b][0] = dev_raw(be[b], poison, bytes);
+        caches[b][1] = dev_raw(be[b], poison, bytes);
+        const size_t a = act_size(be[b]);
+        assert_int_equal(be[b]->iface->kv_store(be[b]->ctx, caches[b][0], caches[b][1], (char *)s_dev + row * a,
+                                                (char *)s_dev + 2 * row * a, sl, n, kv, hd, stride, bs),
+                         SS_OK);
+        assert_int_equal(be[b]->iface->sync(be[b]->ctx), SS_OK);
+        dev_free(be[b], s_dev), dev_free(be[b], sl);
+    }
+    for (int which = 0; which < 2; which++) {
+        assert_int_equal(p->cpu8->iface->download(p->cpu8->ctx, hc, caches[0][which], bytes), SS_OK);
+        assert_int_equal(p->gpu8->iface->download(p->gpu8->ctx, hg, caches[1][which], bytes), SS_OK);
+        for (size_t i = 0; i < bytes; i++)
+            if (hc[i] != hg[i])
+                fail_msg("fp8 kv_store (%d kv heads, head_dim %d, block size %d), %s cache: block %zu byte %zu is 0x%02x "
+                         "on cuda, 0x%02x on cpu", kv, hd, bs, which ? "v" : "k", i / bb, i % bb, hg[i], hc[i]);
+        assert_int_equal(hc[ss_kv_fp8_row_offset(bs, kv, hd, 5, 0)], 0x5a); /* slot 5: nobody's */
+        assert_int_equal(hc[ss_kv_fp8_scale_offset(bs, kv, hd, 5, kv - 1)], 0x5a);
+    }
+    for (int b = 0; b < 2; b++)
+        dev_free(be[b], caches[b][0]), dev_free(be[b], caches[b][1]);
+    free(src), free(poison), free(hc), free(hg);
+}
+
+static void test_kv_store_fp8(void **state)
+{
+    NEED_GPU(state);
+    check_kv_store_fp8(p, 8, 128, 16); /* Llama-3-8B */
+    check_kv_store_fp8(p, 1, 64, 16);  /* one kv head: a block's scales are 64 bytes, padded to 128 */
+    check_kv_store_fp8(p, 3, 48, 7);   /* block size 7: the division path */
+    check_kv_store_fp8(p, 2, 256, 1);
 }
 
 /* The fused rope + cache store: on cuda it must equal rope then kv_store on cuda bit for bit (same
@@ -586,11 +652,11 @@ static void check_rope_kv_store(pair *p, int32_t qh, int32_t kvh, int32_t hd, in
             size_t a = act_size(be[b]);
             assert_int_equal(B->rope(be[b]->ctx, xb[b], pb[b], fb[b], n, qh + kvh, hd, row), SS_OK);
             assert_int_equal(B->kv_store(be[b]->ctx, kb[b], vb[b], (char *)xb[b] + (size_t)qh * hd * a,
-                                         (char *)xb[b] + (size_t)(qh + kvh) * hd * a, sb[b], n, kvh, hd, row),
+                                         (char *)xb[b] + (size_t)(qh + kvh) * hd * a, sb[b], n, kvh, hd, row, bs),
                              SS_OK);
         } else {
             assert_non_null(B->rope_kv_store);
-            assert_int_equal(B->rope_kv_store(be[b]->ctx, xb[b], pb[b], fb[b], n, qh, kvh, hd, row, kb[b], vb[b], sb[b]),
+            assert_int_equal(B->rope_kv_store(be[b]->ctx, xb[b], pb[b], fb[b], n, qh, kvh, hd, row, kb[b], vb[b], sb[b], bs),
                              SS_OK);
         }
     }
@@ -624,6 +690,86 @@ static void test_rope_kv_store(void **state)
     check_rope_kv_store(p, 3, 3, 6, 3);    /* rows not a multiple of 8 elements: the unvectorised path */
 }
 
+/* The rows of an fp8 cache (backend.h) decoded to f32: [n_slots, kv, hd] (caller frees). */
+static float *fp8_decode_slots(const uint8_t *c, int64_t n_slots, int32_t bs, int32_t kv, int32_t hd)
+{
+    float *f = malloc((size_t)n_slots * kv * hd * sizeof *f);
+    assert_non_null(f);
+    for (int64_t s = 0; s < n_slots; s++)
+        for (int32_t h = 0; h < kv; h++) {
+            float sc;
+            memcpy(&sc, c + ss_kv_fp8_scale_offset(bs, kv, hd, (size_t)s, h), 4);
+            const uint8_t *q = c + ss_kv_fp8_row_offset(bs, kv, hd, (size_t)s, h);
+            for (int32_t d = 0; d < hd; d++)
+                f[(s * kv + h) * hd + d] = ss_e4m3_to_f32(q[d]) * sc;
+        }
+    return f;
+}
+
+/* Row x (hd values) as slot s, kv head h of an fp8 cache. */
+static void fp8_put_row(uint8_t *c, int32_t bs, int32_t kv, int32_t hd, size_t s, int32_t h, const float *x)
+{
+    float sc;
+    ss_kv_fp8_quant_row(x, hd, c + ss_kv_fp8_row_offset(bs, kv, hd, s, h), &sc);
+    memcpy(c + ss_kv_fp8_scale_offset(bs, kv, hd, s, h), &sc, 4);
+}
+
+/* rope_kv_store into fp8 blocks on cuda against the cpu's rope, then kv_store: the rotated k rows differ by
+ * bf16 rounding, which may move a value to the next e4m3 code, so the decoded caches are compared. */
+static void check_rope_kv_store_fp8(pair *p, int32_t qh, int32_t kvh, int32_t hd, int64_t n)
+{
+    const int32_t bs = 16;
+    const int64_t n_slots = 8 * bs, row = (int64_t)(qh + 2 * kvh) * hd;
+    int32_t pos[8], slots[8] = {17, -1, 127, 64, 18, 0, 5, 100};
+    for (int i = 0; i < 8; i++)
+        pos[i] = (int32_t)(urand(p) * 8000.0f);
+    float *inv = malloc((size_t)(hd / 2) * sizeof *inv), *x = rand_vec(p, n * row, 1.0f);
+    for (int32_t i = 0; i < hd / 2; i++)
+        inv[i] = (float)(1.0 / pow(5e5, (2.0 * i) / hd));
+    const size_t bytes = 8 * ss_kv_block_bytes(SS_KV_FP8, SS_DTYPE_BF16, bs, kvh, hd);
+    uint8_t *zero = calloc(1, bytes), *h[2][2];
+    ss_backend *be[2] = {p->cpu8, p->gpu8};
+    for (int b = 0; b < 2; b++) {
+        const ss_backend_i *B = be[b]->iface;
+        void *xb = dev_act(be[b], x, n * row), *kb = dev_raw(be[b], zero, bytes), *vb = dev_raw(be[b], zero, bytes);
+        void *pb = dev_raw(be[b], pos, sizeof pos), *sb = dev_raw(be[b], slots, sizeof slots);
+        void *fb = dev_raw(be[b], inv, (size_t)(hd / 2) * sizeof *inv);
+        if (b == 0) {
+            const size_t a = act_size(be[b]);
+            assert_int_equal(B->rope(be[b]->ctx, xb, pb, fb, n, qh + kvh, hd, row), SS_OK);
+            assert_int_equal(B->kv_store(be[b]->ctx, kb, vb, (char *)xb + (size_t)qh * hd * a,
+                                         (char *)xb + (size_t)(qh + kvh) * hd * a, sb, n, kvh, hd, row, bs),
+                             SS_OK);
+        } else {
+            assert_int_equal(B->rope_kv_store(be[b]->ctx, xb, pb, fb, n, qh, kvh, hd, row, kb, vb, sb, bs), SS_OK);
+        }
+        for (int w = 0; w < 2; w++) {
+            h[b][w] = malloc(bytes);
+            assert_int_equal(B->download(be[b]->ctx, h[b][w], w ? vb : kb, bytes), SS_OK);
+        }
+        dev_free(be[b], xb), dev_free(be[b], kb), dev_free(be[b], vb);
+        dev_free(be[b], pb), dev_free(be[b], sb), dev_free(be[b], fb);
+    }
+    for (int w = 0; w < 2; w++) {
+        float *c = fp8_decode_slots(h[0][w], n_slots, bs, kvh, hd), *g = fp8_decode_slots(h[1][w], n_slots, bs, kvh, hd);
+        const double e = rel_l2(g, c, n_slots * kvh * hd);
+        if (!(e <= 2e-2))
+            fail_msg("fp8 rope_kv_store (%d/%d heads, head_dim %d), %s cache: relative L2 error %.3g", qh, kvh, hd,
+                     w ? "v" : "k", e);
+        if (w == 1 && memcmp(h[0][1], h[1][1], bytes) != 0) /* v is not rotated: the same bytes */
+            fail_msg("fp8 rope_kv_store (%d/%d heads, head_dim %d): the v cache differs from the cpu's", qh, kvh, hd);
+        free(c), free(g), free(h[0][w]), free(h[1][w]);
+    }
+    free(zero), free(inv), free(x);
+}
+
+static void test_rope_kv_store_fp8(void **state)
+{
+    NEED_GPU(state);
+    check_rope_kv_store_fp8(p, 32, 8, 128, 8);
+    check_rope_kv_store_fp8(p, 4, 1, 64, 5);
+}
+
 /* Which attention kernel check_attention asks for: the launcher's own choice with query tiles in the
  * metadata (as the forward pass gives them), no tiles (the CUDA-core kernel), either kernel forced
  * through the launcher's SS_ATTN_FORCE switch, or the tensor-core kernel's 32-key decode form forced
@@ -655,8 +801,8 @@ static int32_t build_q_tiles(const int32_t *tok_seq, const int32_t *tok_pos, int
 /* A mixed batch: sequences with (first position, token count). Each sequence owns just the blocks
  * of bs positions its context needs, a random non-contiguous set of physical blocks (the rest of its
  * block-table row is -1); the cache holds random K/V for every position. */
-static void check_attention_mode(pair *p, int32_t heads, int32_t kv, int32_t hd, const int32_t (*seqs)[2],
-                                 int32_t n_seqs, int32_t bs, att_mode mode, const char *what)
+static void check_attention_kv(pair *p, int32_t heads, int32_t kv, int32_t hd, const int32_t (*seqs)[2],
+                               int32_t n_seqs, int32_t bs, att_mode mode, int fp8, const char *what)
 {
     int32_t max_len = 0, n_blocks = 3; /* 3 spare blocks nobody owns */
     int64_t n = 0;
@@ -698,13 +844,21 @@ static void check_attention_mode(pair *p, int32_t heads, int32_t kv, int32_t hd,
     const int64_t q_stride = (int64_t)(heads + 2 * kv) * hd;
     float *q = rand_vec(p, n * q_stride, 1.5f), *kc = rand_vec(p, cache_n, 1.5f), *vc = rand_vec(p, cache_n, 1.0f);
 
-    ss_backend *be[2] = {p->cpu, p->gpu};
+    ss_backend *be[2] = {fp8 ? p->cpu8 : p->cpu, fp8 ? p->gpu8 : p->gpu};
+    /* fp8: both backends read the same blocks, made from the random rows as backend.h says */
+    const size_t f8_bytes = (size_t)n_blocks * ss_kv_block_bytes(SS_KV_FP8, SS_DTYPE_BF16, bs, kv, hd);
+    uint8_t *k8 = fp8 ? calloc(1, f8_bytes) : NULL, *v8 = fp8 ? calloc(1, f8_bytes) : NULL;
+    for (size_t s = 0; fp8 && s < (size_t)n_blocks * bs; s++)
+        for (int32_t h = 0; h < kv; h++) {
+            fp8_put_row(k8, bs, kv, hd, s, h, kc + (s * kv + h) * hd);
+            fp8_put_row(v8, bs, kv, hd, s, h, vc + (s * kv + h) * hd);
+        }
     void *out[2], *bufs[2][8];
     for (int i = 0; i < 2; i++) {
         ss_backend *b = be[i];
         bufs[i][0] = dev_act(b, q, n * q_stride);
-        bufs[i][1] = dev_act(b, kc, cache_n);
-        bufs[i][2] = dev_act(b, vc, cache_n);
+        bufs[i][1] = fp8 ? dev_raw(b, k8, f8_bytes) : dev_act(b, kc, cache_n);
+        bufs[i][2] = fp8 ? dev_raw(b, v8, f8_bytes) : dev_act(b, vc, cache_n);
         bufs[i][3] = dev_raw(b, tok_seq, (size_t)n * 4);
         bufs[i][4] = dev_raw(b, tok_pos, (size_t)n * 4);
         bufs[i][5] = dev_raw(b, bt, (size_t)n_seqs * max_blocks * 4);
@@ -723,6 +877,7 @@ static void check_attention_mode(pair *p, int32_t heads, int32_t kv, int32_t hd,
         if (force)
             unsetenv(force_env);
         assert_int_equal(st, SS_OK);
+        assert_int_equal(b->iface->sync(b->ctx), SS_OK); /* expect_close reads through the other backends */
     }
     expect_close(p, out[0], out[1], n * heads * hd, BF16_TOL, what);
     for (int i = 0; i < 2; i++) {
@@ -731,6 +886,13 @@ static void check_attention_mode(pair *p, int32_t heads, int32_t kv, int32_t hd,
         dev_free(be[i], out[i]);
     }
     free(perm), free(bt), free(seq_lens), free(tok_seq), free(tok_pos), free(tiles), free(q), free(kc), free(vc);
+    free(k8), free(v8);
+}
+
+static void check_attention_mode(pair *p, int32_t heads, int32_t kv, int32_t hd, const int32_t (*seqs)[2],
+                                 int32_t n_seqs, int32_t bs, att_mode mode, const char *what)
+{
+    check_attention_kv(p, heads, kv, hd, seqs, n_seqs, bs, mode, 0, what);
 }
 
 static void check_attention(pair *p, int32_t heads, int32_t kv, int32_t hd, const int32_t (*seqs)[2], int32_t n_seqs,
@@ -1258,6 +1420,37 @@ static void test_decode_layers(void **state)
     unsetenv("SS_PERSIST_L2AHEAD");
 }
 
+/* Attention over fp8 blocks (the cpu decodes them to f32, cuda to f16 tiles or f32): the
+ * CUDA-core kernel, prefill and decode tiles, clusters, the combine kernel, block sizes 16 and 7. */
+static void test_attention_fp8(void **state)
+{
+    NEED_GPU(state);
+    static const int32_t mixed[][2] = {{0, 5}, {700, 1}, {37, 1}, {300, 4}};
+    check_attention_kv(p, 8, 2, 16, mixed, 4, 16, ATT_AUTO, 1, "fp8 attention GQA 8/2 d16");
+    check_attention_kv(p, 6, 6, 96, mixed, 4, 16, ATT_NO_TILES, 1, "fp8 attention MHA 6/6 d96, no tiles");
+    check_attention_kv(p, 28, 4, 128, mixed, 4, 16, ATT_FORCE_TILED, 1, "fp8 attention tiled GQA 28/4 d128");
+    check_attention_kv(p, 32, 2, 64, mixed, 4, 5, ATT_FORCE_TILED, 1, "fp8 attention tiled GQA 32/2 d64 bs5");
+    static const int32_t prefill[][2] = {{0, 700}};
+    check_attention_kv(p, 32, 8, 128, prefill, 1, 16, ATT_AUTO, 1, "fp8 attention prefill 700, 32/8 d128");
+    check_attention_kv(p, 8, 2, 64, prefill, 1, 7, ATT_AUTO, 1, "fp8 attention prefill 700, 8/2 d64 bs7");
+    static const int32_t chunk[][2] = {{1000, 300}, {40, 20}};
+    check_attention_kv(p, 32, 8, 128, chunk, 2, 16, ATT_AUTO, 1, "fp8 attention chunks 300 at 1000 + 20 at 40");
+    static const int32_t cluster_batch[][2] = {{450, 1}, {9, 1}, {130, 1}};
+    check_attention_kv(p, 32, 8, 128, cluster_batch, 3, 16, ATT_AUTO, 1, "fp8 attention decode batch 3 (clusters)");
+    static const int32_t long_batch[][2] = {{3000, 1}, {17, 1}, {2100, 1}, {2047, 1}, {4500, 1}};
+    check_attention_kv(p, 32, 8, 128, long_batch, 5, 16, ATT_AUTO, 1, "fp8 attention decode batch 5 (combine)");
+    check_attention_kv(p, 16, 4, 64, long_batch, 5, 7, ATT_FORCE_OLD, 1, "fp8 attention decode batch 5, old kernel");
+    enum { NW = 300 };
+    int32_t (*wide)[2] = malloc(sizeof(int32_t[NW][2]));
+    assert_non_null(wide);
+    for (int32_t s = 0; s < NW; s++) {
+        wide[s][0] = (int32_t)((int64_t)699 * s * s / ((NW - 1) * (NW - 1)));
+        wide[s][1] = 1;
+    }
+    check_attention_kv(p, 32, 8, 128, (const int32_t (*)[2])wide, NW, 16, ATT_AUTO, 1, "fp8 attention decode batch 300");
+    free(wide);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1266,8 +1459,10 @@ int main(void)
         cmocka_unit_test(test_matmul_gemv_variants), cmocka_unit_test(test_gemv_chain),
         cmocka_unit_test(test_head_rmsnorm),  cmocka_unit_test(test_rope),
         cmocka_unit_test(test_kv_store),      cmocka_unit_test(test_rope_kv_store),
+        cmocka_unit_test(test_kv_store_fp8),  cmocka_unit_test(test_rope_kv_store_fp8),
         cmocka_unit_test(test_attention),
         cmocka_unit_test(test_attention_tiled),
+        cmocka_unit_test(test_attention_fp8),
         cmocka_unit_test(test_silu_mul),      cmocka_unit_test(test_matmul_silu),
         cmocka_unit_test(test_add),
         cmocka_unit_test(test_gather_rows),   cmocka_unit_test(test_argmax),

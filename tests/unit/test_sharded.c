@@ -1,7 +1,8 @@
 /* test_sharded.c — every fixture model at every (tp, pp) with tp·pp <= 4 that its shapes allow gives
  * the logits of one process (relative L2 <= 1e-5) and identical greedy tokens; ranks are real
  * processes talking TCP (the shardserve binary's `worker`). The sharded runs, and a second
- * one-process run, decode with steps submitted ahead (SS_TOKEN_PREV); the reference does not. */
+ * one-process run, decode with steps submitted ahead (SS_TOKEN_PREV); the reference does not. SS_TEST_KV=fp8:
+ * the same comparison with every rank's KV cache in fp8 (its rows quantise alike however the heads are split). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,6 +20,8 @@
 
 #define SHARD_TOL 1e-5
 #define SHARD_GEN 8
+
+static ss_kv_type shard_kv = SS_KV_ACT; /* SS_TEST_KV */
 
 static const char *models[] = {"llama3-gqa", "llama2-mha", "mistral-tied-mqa", "qwen2-bias", "qwen3-qknorm",
                                "e2e-llama3-tok"};
@@ -46,6 +49,7 @@ static ss_replica *open_replica_ex(const char *model, int tp, int pp, int32_t ma
     const char *dev = getenv("SS_TEST_DEVICE");
     p.backend.device = dev && !strcmp(dev, "cuda") ? SS_DEVICE_CUDA : SS_DEVICE_CPU;
     p.backend.n_threads = 1;
+    p.backend.kv_type = shard_kv;
     p.max_seq_len = max_seq_len;
     p.num_kv_blocks = kv_blocks;
     p.max_batch_tokens = batch_tokens;
@@ -498,6 +502,12 @@ int main(void)
                                        cmocka_unit_test(test_meta_padded_past_max_seqs),
                                        cmocka_unit_test(test_narrow_block_table_rows),
                                        cmocka_unit_test(test_sharded_equals_single)};
+    const char *kv = getenv("SS_TEST_KV");
+    if (kv && !strcmp(kv, "fp8")) { /* the sharded-equals-single comparison with fp8 caches */
+        shard_kv = SS_KV_FP8;
+        const struct CMUnitTest fp8[] = {cmocka_unit_test(test_sharded_equals_single)};
+        return cmocka_run_group_tests(fp8, NULL, NULL);
+    }
     const char *dev = getenv("SS_TEST_DEVICE");
     if (dev && !strcmp(dev, "cuda")) { /* on GPUs (2 of them) only the test that holds at bf16 */
         const struct CMUnitTest gpu[] = {cmocka_unit_test(test_sampled_tp_ahead)};

@@ -16,6 +16,7 @@
 typedef struct cpu_ctx {
     int n_threads;
     const ss_backend *self; /* borrowed: the backend this context belongs to (decode_layers composes its ops) */
+    ss_kv_type kv_type;
 } cpu_ctx;
 
 /* Threads of every parallel region: explicit, because the calling thread (a scheduler's) may not
@@ -205,30 +206,59 @@ static ss_status cpu_rope(void *ctx, void *x, const int32_t *pos, const float *i
 }
 
 static ss_status cpu_kv_store(void *ctx, void *k_cache, void *v_cache, const void *k, const void *v,
-                              const int32_t *slots, int64_t n, int32_t kv_heads, int32_t head_dim, int64_t src_stride)
+                              const int32_t *slots, int64_t n, int32_t kv_heads, int32_t head_dim, int64_t src_stride,
+                              int32_t block_size)
 {
-    (void)ctx;
+    const cpu_ctx *c = ctx;
     size_t row = (size_t)kv_heads * head_dim;
     for (int64_t i = 0; i < n; i++) {
         if (slots[i] < 0) /* a padding token: no slot */
             continue;
-        memcpy((float *)k_cache + (size_t)slots[i] * row, (const float *)k + i * src_stride, row * sizeof(float));
-        memcpy((float *)v_cache + (size_t)slots[i] * row, (const float *)v + i * src_stride, row * sizeof(float));
+        const size_t s = (size_t)slots[i];
+        const float *ks = (const float *)k + i * src_stride, *vs = (const float *)v + i * src_stride;
+        if (c->kv_type != SS_KV_FP8) {
+            memcpy((float *)k_cache + s * row, ks, row * sizeof(float));
+            memcpy((float *)v_cache + s * row, vs, row * sizeof(float));
+            continue;
+        }
+        for (int32_t h = 0; h < kv_heads; h++) { /* e4m3 rows and their scales (backend.h) */
+            const size_t ro = ss_kv_fp8_row_offset(block_size, kv_heads, head_dim, s, h);
+            const size_t so = ss_kv_fp8_scale_offset(block_size, kv_heads, head_dim, s, h);
+            float sk, sv;
+            ss_kv_fp8_quant_row(ks + (size_t)h * head_dim, head_dim, (uint8_t *)k_cache + ro, &sk);
+            ss_kv_fp8_quant_row(vs + (size_t)h * head_dim, head_dim, (uint8_t *)v_cache + ro, &sv);
+            memcpy((uint8_t *)k_cache + so, &sk, sizeof sk);
+            memcpy((uint8_t *)v_cache + so, &sv, sizeof sv);
+        }
     }
     return SS_OK;
+}
+
+/* Row (slot, kv head) of a cache as f32: in place for the act layout, else decoded into tmp[head_dim]. */
+static const float *cpu_kv_row(const cpu_ctx *c, const void *cache, size_t slot, int32_t kvh, int32_t kv_heads,
+                               int32_t head_dim, int32_t bs, float *tmp)
+{
+    if (c->kv_type != SS_KV_FP8)
+        return (const float *)cache + slot * (size_t)kv_heads * head_dim + (size_t)kvh * head_dim;
+    const uint8_t *q = (const uint8_t *)cache + ss_kv_fp8_row_offset(bs, kv_heads, head_dim, slot, kvh);
+    float scale;
+    memcpy(&scale, (const uint8_t *)cache + ss_kv_fp8_scale_offset(bs, kv_heads, head_dim, slot, kvh), sizeof scale);
+    for (int32_t j = 0; j < head_dim; j++)
+        tmp[j] = ss_e4m3_to_f32(q[j]) * scale;
+    return tmp;
 }
 
 static ss_status cpu_attention(void *ctx, void *out, const void *q, int64_t q_stride, const void *k_cache,
                                const void *v_cache, const ss_attn_meta *meta, int64_t n, int32_t heads,
                                int32_t kv_heads, int32_t head_dim, float scale)
 {
-    (void)ctx;
+    const cpu_ctx *c = ctx;
     int32_t group = heads / kv_heads;
-    size_t row = (size_t)kv_heads * head_dim;
     int32_t max_len = meta->max_seq_len > 0 ? meta->max_seq_len : 1;
 #pragma omp parallel num_threads(CPU_THREADS(ctx)) if (n * heads * (int64_t)max_len > 65536)
     {
-        float *sc = malloc((size_t)max_len * sizeof *sc);
+        float *sc = malloc(((size_t)max_len + (size_t)head_dim) * sizeof *sc);
+        float *tmp = sc ? sc + max_len : NULL; /* a decoded fp8 row */
 #pragma omp for collapse(2) schedule(dynamic)
         for (int64_t t = 0; t < n; t++) {
             for (int32_t h = 0; h < heads; h++) {
@@ -241,7 +271,7 @@ static ss_status cpu_attention(void *ctx, void *out, const void *q, int64_t q_st
                 float mx = -INFINITY;
                 for (int32_t p = 0; p < len && p < max_len; p++) {
                     size_t slot = (size_t)bt[p / meta->block_size] * meta->block_size + p % meta->block_size;
-                    const float *kv = (const float *)k_cache + slot * row + (size_t)kvh * head_dim;
+                    const float *kv = cpu_kv_row(c, k_cache, slot, kvh, kv_heads, head_dim, meta->block_size, tmp);
                     float d = 0;
                     for (int32_t j = 0; j < head_dim; j++)
                         d += qv[j] * kv[j];
@@ -257,7 +287,7 @@ static ss_status cpu_attention(void *ctx, void *out, const void *q, int64_t q_st
                 memset(o, 0, (size_t)head_dim * sizeof *o);
                 for (int32_t p = 0; p < len && p < max_len; p++) {
                     size_t slot = (size_t)bt[p / meta->block_size] * meta->block_size + p % meta->block_size;
-                    const float *vv = (const float *)v_cache + slot * row + (size_t)kvh * head_dim;
+                    const float *vv = cpu_kv_row(c, v_cache, slot, kvh, kv_heads, head_dim, meta->block_size, tmp);
                     float wgt = (float)(sc[p] / sum);
                     for (int32_t j = 0; j < head_dim; j++)
                         o[j] += wgt * vv[j];
@@ -403,6 +433,7 @@ ss_status ss_backend_cpu_create(const ss_backend_params *params, ss_backend **ou
     c->self = be;
     be->act_dtype = SS_DTYPE_F32;
     be->weight_dtype = SS_DTYPE_F32;
+    be->kv_type = c->kv_type = params->kv_type;
     be->device_index = -1;
     snprintf(be->desc, sizeof be->desc, "cpu (%d threads)", c->n_threads);
     *out = be;

@@ -16,6 +16,7 @@
 #include "backend/cuda/attn_tiled.cuh"
 #include "backend/cuda/common.cuh"
 #include "backend/cuda/cuda_kernels.h"
+#include "backend/cuda/kv_fp8.cuh"
 
 namespace ss {
 namespace {
@@ -33,7 +34,14 @@ __device__ __forceinline__ float merge_scale(float m, float mn)
     return mn == -INFINITY ? 0.0f : exp2f(m - mn);
 }
 
-template <int LPK, int GMAX> __global__ void __launch_bounds__(kWarps * 32) attn_kernel(const AttnParams p)
+// 8 head dims of one key's K and V rows as loaded (fp8: the low 8 bytes of k and v, and the rows' scales).
+struct KvBits8 {
+    uint4 k, v;
+    float ks, vs;
+};
+
+// FP8: the caches hold the fp8 blocks of kv_fp8.cuh (decoded to f32 here), else bf16.
+template <int LPK, int GMAX, bool FP8> __global__ void __launch_bounds__(kWarps * 32) attn_kernel(const AttnParams p)
 {
     constexpr int KPW = 32 / LPK; // keys in flight per warp
     constexpr int DMAX = LPK * 8;
@@ -90,29 +98,47 @@ template <int LPK, int GMAX> __global__ void __launch_bounds__(kWarps * 32) attn
     // The lanes of one key group run the same trip count; their shuffles use only their own mask.
     const unsigned gmask = LPK == 32 ? FULL_MASK : (((1u << LPK) - 1u) << (kg * LPK));
     const int32_t *bt = p.block_tables + (int64_t)seq * p.max_blocks;
-    const int64_t row = (int64_t)p.kv_heads * D;
-    const bf16 *kbase = p.kc + (int64_t)kvh * D + d0;
-    const bf16 *vbase = p.vc + (int64_t)kvh * D + d0;
-    const uint4 zero4 = make_uint4(0, 0, 0, 0);
+    const char *kbytes = reinterpret_cast<const char *>(p.kc), *vbytes = reinterpret_cast<const char *>(p.vc);
+    auto load = [&](int jj, KvBits8 &r) {
+        const int64_t blk = bt[jj / p.block_size];
+        const int off = jj % p.block_size;
+        if constexpr (FP8) {
+            const int64_t ro = kv_fp8_row(blk, off, kvh, p.kv_block_bytes, p.kv_heads, D) + d0;
+            const uint2 k2 = *reinterpret_cast<const uint2 *>(kbytes + ro);
+            const uint2 v2 = *reinterpret_cast<const uint2 *>(vbytes + ro);
+            r.k = make_uint4(k2.x, k2.y, 0u, 0u);
+            r.v = make_uint4(v2.x, v2.y, 0u, 0u);
+            const int64_t so = kv_fp8_scale(blk, off, kvh, p.kv_block_bytes, p.block_size, p.kv_heads, D);
+            r.ks = *reinterpret_cast<const float *>(kbytes + so);
+            r.vs = *reinterpret_cast<const float *>(vbytes + so);
+        } else {
+            const int64_t slot = blk * p.block_size + off;
+            const int64_t ro = (slot * p.kv_heads * D + (int64_t)kvh * D + d0) * (int64_t)sizeof(bf16);
+            r.k = *reinterpret_cast<const uint4 *>(kbytes + ro);
+            r.v = *reinterpret_cast<const uint4 *>(vbytes + ro);
+        }
+    };
+    const KvBits8 zero8 = {make_uint4(0, 0, 0, 0), make_uint4(0, 0, 0, 0), 0.0f, 0.0f};
 
     int j = kbeg + warp * KPW + kg;
-    uint4 kn = zero4, vn = zero4;
-    if (j < kend && dim_ok) {
-        const int64_t slot = (int64_t)bt[j / p.block_size] * p.block_size + j % p.block_size;
-        kn = *reinterpret_cast<const uint4 *>(kbase + slot * row);
-        vn = *reinterpret_cast<const uint4 *>(vbase + slot * row);
-    }
+    KvBits8 nx = zero8;
+    if (j < kend && dim_ok)
+        load(j, nx);
     while (j < kend) {
-        const uint4 ku = kn, vu = vn;
+        const KvBits8 cur = nx;
         const int jn = j + kWarps * KPW;
-        if (jn < kend && dim_ok) { // prefetch the next key while this one is scored
-            const int64_t slot = (int64_t)bt[jn / p.block_size] * p.block_size + jn % p.block_size;
-            kn = *reinterpret_cast<const uint4 *>(kbase + slot * row);
-            vn = *reinterpret_cast<const uint4 *>(vbase + slot * row);
-        }
+        if (jn < kend && dim_ok) // prefetch the next key while this one is scored
+            load(jn, nx);
         float kf[8], vf[8];
-        unpack8(ku, kf);
-        unpack8(vu, vf);
+        if constexpr (FP8) {
+            e4m3x4_to_f32(cur.k.x, cur.ks, kf);
+            e4m3x4_to_f32(cur.k.y, cur.ks, kf + 4);
+            e4m3x4_to_f32(cur.v.x, cur.vs, vf);
+            e4m3x4_to_f32(cur.v.y, cur.vs, vf + 4);
+        } else {
+            unpack8(cur.k, kf);
+            unpack8(cur.v, vf);
+        }
 #pragma unroll
         for (int g = 0; g < GMAX; g++) {
             if (g < ng) {
@@ -240,18 +266,21 @@ __global__ void __launch_bounds__(kCombineThreads) attn_combine_kernel(const Att
     }
 }
 
-template <int LPK, int GMAX> void launch_attn(const AttnParams &p, dim3 grid, cudaStream_t s)
+template <int LPK, int GMAX> void launch_attn(const AttnParams &p, bool fp8, dim3 grid, cudaStream_t s)
 {
-    attn_kernel<LPK, GMAX><<<grid, kWarps * 32, 0, s>>>(p);
+    if (fp8)
+        attn_kernel<LPK, GMAX, true><<<grid, kWarps * 32, 0, s>>>(p);
+    else
+        attn_kernel<LPK, GMAX, false><<<grid, kWarps * 32, 0, s>>>(p);
 }
 
-template <int LPK> void launch_attn_g(int gmax, const AttnParams &p, dim3 grid, cudaStream_t s)
+template <int LPK> void launch_attn_g(int gmax, const AttnParams &p, bool fp8, dim3 grid, cudaStream_t s)
 {
     switch (gmax) {
-    case 1: launch_attn<LPK, 1>(p, grid, s); break;
-    case 2: launch_attn<LPK, 2>(p, grid, s); break;
-    case 4: launch_attn<LPK, 4>(p, grid, s); break;
-    default: launch_attn<LPK, 8>(p, grid, s); break;
+    case 1: launch_attn<LPK, 1>(p, fp8, grid, s); break;
+    case 2: launch_attn<LPK, 2>(p, fp8, grid, s); break;
+    case 4: launch_attn<LPK, 4>(p, fp8, grid, s); break;
+    default: launch_attn<LPK, 8>(p, fp8, grid, s); break;
     }
 }
 
@@ -293,9 +322,9 @@ extern "C" int ss_cuda_attn_cluster_ok(int head_dim)
     return attn_tiled_cluster_fits(head_dim) ? 1 : 0;
 }
 
-extern "C" int ss_cuda_attn_decode_ctas_per_sm(int head_dim, int short_tiles)
+extern "C" int ss_cuda_attn_decode_ctas_per_sm(int head_dim, int short_tiles, int fp8)
 {
-    return attn_tiled_decode_ctas_per_sm(head_dim, short_tiles != 0);
+    return attn_tiled_decode_ctas_per_sm(head_dim, short_tiles != 0, fp8 != 0);
 }
 
 extern "C" int ss_cuda_attention(void *stream, const ss_cuda_attn_args *a)
@@ -304,8 +333,10 @@ extern "C" int ss_cuda_attention(void *stream, const ss_cuda_attn_args *a)
         return 0;
     const int D = a->head_dim;
     if (D <= 0 || D % 8 != 0 || D > 256 || a->kv_heads <= 0 || a->heads % a->kv_heads != 0 || a->block_size <= 0 ||
-        a->q_stride % 8 != 0 || !aligned16(a->q) || !aligned16(a->k_cache) || !aligned16(a->v_cache))
+        a->q_stride % 8 != 0 || !aligned16(a->q) || !aligned16(a->k_cache) || !aligned16(a->v_cache) ||
+        (a->kv_fp8 && D % 16 != 0))
         return (int)cudaErrorInvalidValue;
+    const bool fp8 = a->kv_fp8 != 0;
     cudaStream_t s = (cudaStream_t)stream;
 
     AttnParams p;
@@ -315,6 +346,8 @@ extern "C" int ss_cuda_attention(void *stream, const ss_cuda_attn_args *a)
     p.q_stride = a->q_stride;
     p.kc = (const bf16 *)a->k_cache;
     p.vc = (const bf16 *)a->v_cache;
+    p.kv_fp8 = fp8;
+    p.kv_block_bytes = fp8 ? kv_fp8_block_bytes(a->block_size, a->kv_heads, D) : 0;
     p.tok_seq = a->tok_seq;
     p.tok_pos = a->tok_pos;
     p.block_tables = a->block_tables;
@@ -351,7 +384,7 @@ extern "C" int ss_cuda_attention(void *stream, const ss_cuda_attn_args *a)
                   : strcmp(order, "heads_inner") == 0 ? kOrderHeadsInner
                   : strcmp(order, "heads_outer") == 0 ? kOrderHeadsOuter
                                                       : kOrderByShape;
-        t.short_tiles = decode_shape && ss_attn_short_tiles(a, ctas * n_splits) != 0;
+        t.short_tiles = !fp8 && decode_shape && ss_attn_short_tiles(a, ctas * n_splits) != 0;
         st = attn_tiled_launch(t, D, a->n_tiles, a->max_tile_tokens, s, &merged);
     } else {
         const int gmin = p.group < 8 ? p.group : 8;
@@ -369,11 +402,11 @@ extern "C" int ss_cuda_attention(void *stream, const ss_cuda_attn_args *a)
         p.part_ml = p.part_acc + n_splits * a->n * a->heads * D;
         const dim3 grid((unsigned)a->n, (unsigned)(a->kv_heads * p.hchunks), (unsigned)n_splits);
         switch (lpk) {
-        case 2: launch_attn_g<2>(gmax, p, grid, s); break;
-        case 4: launch_attn_g<4>(gmax, p, grid, s); break;
-        case 8: launch_attn_g<8>(gmax, p, grid, s); break;
-        case 16: launch_attn_g<16>(gmax, p, grid, s); break;
-        default: launch_attn_g<32>(gmax, p, grid, s); break;
+        case 2: launch_attn_g<2>(gmax, p, fp8, grid, s); break;
+        case 4: launch_attn_g<4>(gmax, p, fp8, grid, s); break;
+        case 8: launch_attn_g<8>(gmax, p, fp8, grid, s); break;
+        case 16: launch_attn_g<16>(gmax, p, fp8, grid, s); break;
+        default: launch_attn_g<32>(gmax, p, fp8, grid, s); break;
         }
         st = launch_status();
     }

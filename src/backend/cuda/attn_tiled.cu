@@ -9,11 +9,16 @@
 // tiles in flight instead of one (Q then has rows of its own; session 16). On sm_90 the key
 // splits of such a CTA can form one thread block cluster and merge through distributed shared memory,
 // so no combine kernel follows. A second decode form, of 32-key tiles and two warps, fits 5 CTAs a SM
-// instead of 3, for launches that would otherwise leave a partial second wave (session 17).
+// instead of 3, for launches that would otherwise leave a partial second wave (session 17). An fp8 KV cache
+// (kv_fp8.cuh) lands in two stages of e4m3 bytes and scales; each key tile's e4m3 values go to one f16 tile
+// unscaled (exact, one cvt per pair) and the math runs in f16: the K scales multiply the scores, the V scales
+// the probabilities, relative to a running maximum of the warp's V scales that the output is kept in units of
+// (session 18).
 #include <cooperative_groups.h>
 #include <math.h>
 
 #include "backend/cuda/attn_tiled.cuh"
+#include "backend/cuda/kv_fp8.cuh"
 
 namespace ss {
 namespace {
@@ -35,6 +40,14 @@ __device__ __forceinline__ void cp_async16(void *dst, const void *src, bool pred
 __device__ __forceinline__ void cp_async_commit()
 {
     asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+
+// 4-byte global -> shared copy, zero-filled when !pred (the fp8 rows' scales).
+__device__ __forceinline__ void cp_async4(void *dst, const void *src, bool pred)
+{
+    const unsigned s = (unsigned)__cvta_generic_to_shared(dst);
+    const int bytes = pred ? 4 : 0;
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(s), "l"(src), "r"(bytes) : "memory");
 }
 
 // Waits until at most N committed groups of this thread are still in flight.
@@ -73,12 +86,45 @@ __device__ __forceinline__ void mma_bf16(float (&c)[4], const uint32_t (&a)[4], 
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
+// An fp8 stage: the key tile's K rows, V rows (D e4m3 bytes each), then their K and V scales (f32).
+template <int D, int BN> __host__ __device__ constexpr int fp8_stage_bytes()
+{
+    return 2 * BN * D + 2 * BN * (int)sizeof(float);
+}
+
+// The same with f16 inputs (the fp8 cache's tiles).
+__device__ __forceinline__ void mma_f16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1)
+{
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+template <bool F16> __device__ __forceinline__ void mma_k16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1)
+{
+    if constexpr (F16)
+        mma_f16(c, a, b0, b1);
+    else
+        mma_bf16(c, a, b0, b1);
+}
+
+// Two floats as an f16 pair (low half: a).
+__device__ __forceinline__ uint32_t pack_h2(float a, float b)
+{
+    __half2 h = __floats2half2_rn(a, b);
+    return *reinterpret_cast<uint32_t *>(&h);
+}
+
 // Shared memory: two stages of [K tile | V tile], each kBN rows of D + 8 bf16 (the 16-byte pad puts
 // the 8 rows an ldmatrix reads in distinct banks). Q (up to 2*kBN rows) first sits in stage 1; decode tiles
 // (WK > 1: 16 rows) give Q its own 16 rows after the stages, so that both stages load from the start.
-template <int D, int WK, int BN = kBN> __host__ __device__ constexpr int smem_bytes()
+// FP8: two fp8 stages, then one f16 [K tile | V tile] that each stage is decoded into (Q sits there first),
+// then the decoded tile's K and V scales.
+template <int D, int WK, int BN = kBN, bool FP8 = false> __host__ __device__ constexpr int smem_bytes()
 {
-    return (4 * BN + (WK > 1 ? 16 : 0)) * (D + 8) * (int)sizeof(bf16);
+    return FP8 ? 2 * fp8_stage_bytes<D, BN>() + 2 * BN * (D + 8) * (int)sizeof(bf16) + 2 * BN * (int)sizeof(float)
+               : (4 * BN + (WK > 1 ? 16 : 0)) * (D + 8) * (int)sizeof(bf16);
 }
 
 // Most splits one cluster merges (the portable cluster size).
@@ -143,8 +189,9 @@ __device__ __forceinline__ void cluster_merge(const AttnTiledParams &p, float *c
 }
 
 // WM warps over rows (16 each) times WK warps over each key tile of BN keys (BN / WK each). CL: the n_splits
-// CTAs of a (row block, kv head) are one cluster along z and write the final output themselves.
-template <int D, int WM, int WK, bool CL, int BN = kBN>
+// CTAs of a (row block, kv head) are one cluster along z and write the final output themselves. FP8: the
+// caches hold fp8 blocks (p.kv_fp8).
+template <int D, int WM, int WK, bool CL, int BN = kBN, bool FP8 = false>
 __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiledParams p)
 {
     static_assert(!CL || WK > 1, "the cluster merge extends the key-split merge of decode tiles");
@@ -158,6 +205,10 @@ __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiled
     static_assert(KW % 16 == 0 && (BN * CPR) % NT == 0, "tile shape");
     extern __shared__ uint4 smem_u4[];
     bf16 *const smem = reinterpret_cast<bf16 *>(smem_u4);
+    constexpr int FST = fp8_stage_bytes<D, BN>();
+    uint8_t *const f8 = reinterpret_cast<uint8_t *>(smem_u4);          // FP8: the two fp8 stages
+    bf16 *const sbf = reinterpret_cast<bf16 *>(f8 + (FP8 ? 2 * FST : 0)); // FP8: the decoded tile (f16 bits)
+    float *const tsc = reinterpret_cast<float *>(sbf + 2 * BN * LDS);     // FP8: its K scales, then V scales
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int wm = warp % WM, wk = warp / WM;
@@ -216,8 +267,18 @@ __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiled
     auto cache_row = [&](int j) -> int64_t {
         return bs_pow2 ? ((int64_t)bt[j >> bs_shift] << bs_shift) + (j & (bs - 1)) : (int64_t)bt[j / bs] * bs + j % bs;
     };
+    // FP8: where key j's row of this kv head starts (its block, then its offset), and the row's scale.
+    auto f8_row = [&](int j) -> int64_t {
+        const int off = bs_pow2 ? (j & (bs - 1)) : j % bs;
+        return kv_fp8_row(bt[bs_pow2 ? j >> bs_shift : j / bs], off, kvh, p.kv_block_bytes, p.kv_heads, D);
+    };
+    auto f8_scale = [&](int j) -> int64_t {
+        const int off = bs_pow2 ? (j & (bs - 1)) : j % bs;
+        return kv_fp8_scale(bt[bs_pow2 ? j >> bs_shift : j / bs], off, kvh, p.kv_block_bytes, bs, p.kv_heads, D);
+    };
     const int64_t kv_row = (int64_t)p.kv_heads * D;
     const bf16 *kbase = p.kc + (int64_t)kvh * D, *vbase = p.vc + (int64_t)kvh * D;
+    const char *kb8 = reinterpret_cast<const char *>(p.kc), *vb8 = reinterpret_cast<const char *>(p.vc);
 
     // Key tile [kb, kb + BN) into stage `stage`; keys at or past kend are zeros and read nothing
     // (not even the block table).
@@ -237,17 +298,76 @@ __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiled
             cp_async16(sv + kr * LDS + ch * 8, vbase + off, ok);
         }
     };
-
+    // FP8: key tile [kb, kb + BN) into fp8 stage `stage`: e4m3 rows and their scales (zeros past kend).
+    auto load_f8 = [&](int stage, int kb) {
+        constexpr int C8 = D / 16; // 16-byte chunks per e4m3 row
+        static_assert((BN * C8) % NT == 0, "whole rounds of 16-byte chunks");
+        uint8_t *sk = f8 + stage * FST, *sv = sk + BN * D;
+        float *sks = reinterpret_cast<float *>(sv + BN * D), *svs = sks + BN;
+#pragma unroll
+        for (int i = 0; i < BN * C8 / NT; i++) {
+            const int c = tid + i * NT;
+            const int kr = c / C8, ch = c - (c / C8) * C8;
+            const int j = kb + kr;
+            const bool ok = j < kend;
+            int64_t off = 0;
+            if (ok)
+                off = f8_row(j) + ch * 16;
+            cp_async16(sk + kr * D + ch * 16, kb8 + off, ok);
+            cp_async16(sv + kr * D + ch * 16, vb8 + off, ok);
+        }
+        for (int r = tid; r < BN; r += NT) {
+            const int j = kb + r;
+            const bool ok = j < kend;
+            int64_t off = 0;
+            if (ok)
+                off = f8_scale(j);
+            cp_async4(sks + r, kb8 + off, ok);
+            cp_async4(svs + r, vb8 + off, ok);
+        }
+    };
+    auto load_tile = [&](int stage, int kb) {
+        if constexpr (FP8)
+            load_f8(stage, kb);
+        else
+            load_kv(stage, kb);
+    };
+    // FP8: fp8 stage `stage` into the f16 tile, in load_kv's layout: the e4m3 values unscaled (exact in f16),
+    // and the rows' scales beside it (the stage is refilled while the tile is in use).
+    auto decode_f8 = [&](int stage) {
+        constexpr int C8 = D / 16;
+        const uint8_t *sk = f8 + stage * FST;
+        uint4 u8[2 * BN * C8 / NT]; // every load first, then the conversions
+#pragma unroll
+        for (int i = 0; i < 2 * BN * C8 / NT; i++)
+            u8[i] = *reinterpret_cast<const uint4 *>(sk + (tid + i * NT) * 16); // K rows, then V rows: contiguous
+#pragma unroll
+        for (int i = 0; i < 2 * BN * C8 / NT; i++) {
+            const int c = tid + i * NT;
+            const bool is_v = c >= BN * C8;
+            const int cc = is_v ? c - BN * C8 : c;
+            const int kr = cc / C8, ch = cc - (cc / C8) * C8;
+            const uint4 u = u8[i];
+            bf16 *dst = sbf + (is_v ? BN * LDS : 0) + kr * LDS + ch * 16;
+            *reinterpret_cast<uint4 *>(dst) = make_uint4(e4m3x2_h2(u.x), e4m3x2_h2(u.x >> 16), e4m3x2_h2(u.y),
+                                                         e4m3x2_h2(u.y >> 16));
+            *reinterpret_cast<uint4 *>(dst + 8) = make_uint4(e4m3x2_h2(u.z), e4m3x2_h2(u.z >> 16), e4m3x2_h2(u.w),
+                                                             e4m3x2_h2(u.w >> 16));
+        }
+        const float *ssc = reinterpret_cast<const float *>(sk + 2 * BN * D);
+        for (int c = tid; c < 2 * BN; c += NT)
+            tsc[c] = ssc[c];
+    };
     // Before waiting for the previous kernel (rope + KV store, which writes q and this step's keys): the step
     // metadata read above is never written by a kernel, and the K/V rows of the first two key tiles can be
     // asked into L2 already (L2 is where the previous kernel's writes land, so nothing stale is read).
     for (int i = tid; i < 2 * BN && kbeg + i < kend; i += NT) {
         const int j = kbeg + i;
-        const int64_t off = cache_row(j) * kv_row;
+        const int64_t off = FP8 ? f8_row(j) : (cache_row(j) * kv_row + (int64_t)kvh * D) * (int64_t)sizeof(bf16);
 #pragma unroll
-        for (int b = 0; b < D * (int)sizeof(bf16); b += 128) {
-            asm volatile("prefetch.global.L2 [%0];" ::"l"(reinterpret_cast<const char *>(kbase + off) + b));
-            asm volatile("prefetch.global.L2 [%0];" ::"l"(reinterpret_cast<const char *>(vbase + off) + b));
+        for (int b = 0; b < D * (FP8 ? 1 : (int)sizeof(bf16)); b += 128) {
+            asm volatile("prefetch.global.L2 [%0];" ::"l"(kb8 + off + b));
+            asm volatile("prefetch.global.L2 [%0];" ::"l"(vb8 + off + b));
         }
     }
     // The next kernel (the split combine, or the o_proj GEMV) is let in only at the end: scheduled at the
@@ -257,8 +377,10 @@ __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiled
 
     // Q rows of this block into stage 1, or for decode tiles into their own rows (rows past the tile repeat
     // its last row: finite, never written).
-    constexpr bool kAhead2 = WK > 1; // decode tiles keep two key tiles in flight (Q has its own rows)
-    bf16 *const sq = smem + (kAhead2 ? 4 : 2) * BN * LDS;
+    // Decode tiles keep two key tiles in flight (Q has its own rows), and so does every FP8 shape (Q sits in
+    // the bf16 tile until the first decode).
+    constexpr bool kAhead2 = WK > 1 || FP8;
+    bf16 *const sq = FP8 ? sbf : smem + (kAhead2 ? 4 : 2) * BN * LDS;
     for (int c = tid; c < BM * CPR; c += NT) {
         const int i = c / CPR, ch = c - (c / CPR) * CPR;
         const int r = min(r0 + i, rows - 1);
@@ -268,11 +390,11 @@ __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiled
     }
     cp_async_commit();
     if (n_kt > 0)
-        load_kv(0, kbeg);
+        load_tile(0, kbeg);
     cp_async_commit();
     if constexpr (kAhead2) {
         if (n_kt > 1)
-            load_kv(1, kbeg + BN);
+            load_tile(1, kbeg + BN);
         cp_async_commit();
         cp_async_wait<1>(); // Q and the first key tile; the second may still fly
     } else {
@@ -285,8 +407,15 @@ __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiled
 #pragma unroll
         for (int kk = 0; kk < DK; kk++)
             ldsm_x4(qf[kk], qrow + kk * 16);
+        if constexpr (FP8) { // the math runs in f16 (the fp8 tiles' type): Q's pairs converted once
+#pragma unroll
+            for (int kk = 0; kk < DK; kk++)
+#pragma unroll
+                for (int r = 0; r < 4; r++)
+                    qf[kk][r] = pack_h2(bf16_lo(qf[kk][r]), bf16_hi(qf[kk][r]));
+        }
     }
-    __syncthreads(); // stage 1 is free for keys now
+    __syncthreads(); // stage 1 (FP8: the bf16 tile) is free for keys now
 
     // This thread's two rows (gid and gid + 8 of the warp's 16): their positions bound the mask.
     int prow[2];
@@ -301,6 +430,7 @@ __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiled
     for (int nt = 0; nt < NO; nt++)
         o[nt][0] = o[nt][1] = o[nt][2] = o[nt][3] = 0.0f;
     float m_r[2] = {-INFINITY, -INFINITY}, l_r[2] = {0.0f, 0.0f}; // l: this thread's columns only
+    float vmax = 0.0f; // FP8: o holds the sums in units of this running maximum of the warp's V scales
 
     for (int it = 0; it < n_kt; it++) {
         const int kb = kbeg + it * BN;
@@ -316,8 +446,15 @@ __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiled
             cp_async_wait<1>(); // this tile's group is complete (the newest one may still fly)
             __syncthreads();
         }
+        if constexpr (FP8) { // decode the landed stage, then refill it with tile it + 2 (an empty group past the end)
+            decode_f8(it & 1);
+            __syncthreads();
+            if (it + 2 < n_kt)
+                load_f8(it & 1, kb + 2 * BN);
+            cp_async_commit();
+        }
         if (warp_on) {
-            const bf16 *sk = smem + (it & 1) * 2 * BN * LDS + wk * KW * LDS;
+            const bf16 *sk = (FP8 ? sbf : smem + (it & 1) * 2 * BN * LDS) + wk * KW * LDS;
             const bf16 *sv = sk + BN * LDS;
             float s[NS][4];
 #pragma unroll
@@ -331,24 +468,40 @@ __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiled
                 for (int np = 0; np < NS / 2; np++) {
                     uint32_t b[4];
                     ldsm_x4(b, krow + np * 16 * LDS + kk * 16);
-                    mma_bf16(s[2 * np], qf[kk], b[0], b[1]);
-                    mma_bf16(s[2 * np + 1], qf[kk], b[2], b[3]);
+                    mma_k16<FP8>(s[2 * np], qf[kk], b[0], b[1]);
+                    mma_k16<FP8>(s[2 * np + 1], qf[kk], b[2], b[3]);
                 }
             }
             // Scale into the log2 domain, mask the future (and the zero-filled keys past kend, which
             // lie past every row's position), update the running max.
             const bool need_mask = kb + BN - 1 > pmin;
             float mx[2] = {m_r[0], m_r[1]};
+            const float *wks = tsc + wk * KW, *wvs = tsc + BN + wk * KW; // FP8: this warp's keys' scales
 #pragma unroll
             for (int nt = 0; nt < NS; nt++) {
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
-                    float v = s[nt][e] * p.scale_log2;
+                    float v = s[nt][e] * (FP8 ? wks[nt * 8 + tig * 2 + (e & 1)] * p.scale_log2 : p.scale_log2);
                     if (need_mask && kb + wk * KW + nt * 8 + tig * 2 + (e & 1) > prow[e >> 1])
                         v = -INFINITY;
                     s[nt][e] = v;
                     mx[e >> 1] = fmaxf(mx[e >> 1], v);
                 }
+            }
+            // FP8: the probabilities carry their key's V scale over vmax, the largest V scale this warp has seen
+            // (so they stay in [0, 1] for f16); o, kept in units of vmax, is rescaled when it grows.
+            float vrescale = 1.0f, vinv = 1.0f;
+            if constexpr (FP8) {
+                float t = 0.0f;
+                for (int j = lane; j < KW; j += 32)
+                    t = fmaxf(t, wvs[j]);
+#pragma unroll
+                for (int off = 16; off > 0; off >>= 1)
+                    t = fmaxf(t, __shfl_xor_sync(FULL_MASK, t, off));
+                const float vn = fmaxf(fmaxf(vmax, t), 1e-30f);
+                vrescale = vmax / vn;
+                vinv = 1.0f / vn;
+                vmax = vn;
             }
             float base[2];
 #pragma unroll
@@ -359,10 +512,11 @@ __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiled
                 const float corr = exp2f(m_r[h] - base[h]);
                 m_r[h] = mx[h];
                 l_r[h] *= corr;
+                const float ocorr = FP8 ? corr * vrescale : corr;
 #pragma unroll
                 for (int nt = 0; nt < NO; nt++) {
-                    o[nt][2 * h] *= corr;
-                    o[nt][2 * h + 1] *= corr;
+                    o[nt][2 * h] *= ocorr;
+                    o[nt][2 * h + 1] *= ocorr;
                 }
             }
             // O += P V: two score n-tiles form one A fragment (16 keys); V through ldmatrix.trans.
@@ -378,19 +532,30 @@ __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiled
                         l_r[e >> 1] += pr[u][e];
                     }
                 }
-                const uint32_t a[4] = {pack2(pr[0][0], pr[0][1]), pack2(pr[0][2], pr[0][3]), pack2(pr[1][0], pr[1][1]),
-                                       pack2(pr[1][2], pr[1][3])};
+                uint32_t a[4];
+                if constexpr (FP8) { // p * (its key's V scale / vmax), f16
+#pragma unroll
+                    for (int u = 0; u < 2; u++) {
+                        const float v0 = wvs[ks * 16 + u * 8 + tig * 2] * vinv;
+                        const float v1 = wvs[ks * 16 + u * 8 + tig * 2 + 1] * vinv;
+                        a[2 * u] = pack_h2(pr[u][0] * v0, pr[u][1] * v1);
+                        a[2 * u + 1] = pack_h2(pr[u][2] * v0, pr[u][3] * v1);
+                    }
+                } else {
+                    a[0] = pack2(pr[0][0], pr[0][1]), a[1] = pack2(pr[0][2], pr[0][3]);
+                    a[2] = pack2(pr[1][0], pr[1][1]), a[3] = pack2(pr[1][2], pr[1][3]);
+                }
 #pragma unroll
                 for (int dp = 0; dp < NO / 2; dp++) {
                     uint32_t b[4];
                     ldsm_x4_t(b, vrow + ks * 16 * LDS + dp * 16);
-                    mma_bf16(o[2 * dp], a, b[0], b[1]);
-                    mma_bf16(o[2 * dp + 1], a, b[2], b[3]);
+                    mma_k16<FP8>(o[2 * dp], a, b[0], b[1]);
+                    mma_k16<FP8>(o[2 * dp + 1], a, b[2], b[3]);
                 }
             }
         }
-        __syncthreads(); // every warp is done with this stage before it is refilled
-        if constexpr (kAhead2) { // refill it with tile it + 2 (an empty group past the end keeps the count)
+        __syncthreads(); // every warp is done with this stage (FP8: the bf16 tile) before it is refilled
+        if constexpr (kAhead2 && !FP8) { // refill it with tile it + 2 (an empty group past the end keeps the count)
             if (it + 2 < n_kt)
                 load_kv(it & 1, kb + 2 * BN);
             cp_async_commit();
@@ -400,6 +565,13 @@ __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiled
     for (int h = 0; h < 2; h++) {
         l_r[h] += __shfl_xor_sync(FULL_MASK, l_r[h], 1);
         l_r[h] += __shfl_xor_sync(FULL_MASK, l_r[h], 2);
+    }
+    if constexpr (FP8) { // back from units of vmax
+#pragma unroll
+        for (int nt = 0; nt < NO; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++)
+                o[nt][e] *= vmax;
     }
 
     if constexpr (WK == 1) {
@@ -440,7 +612,7 @@ __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiled
         float *so = reinterpret_cast<float *>(smem_u4);      // [NW][16][LDO]
         float *sm = so + NW * 16 * LDO, *sl = sm + NW * 16;  // [NW][16] each
         float *cacc = sl + NW * 16, *cml = cacc + BM * D; // CL: this split's [BM][D] sums, [BM][2] (max, sum)
-        static_assert((NW * 16 * (LDO + 2) + BM * (D + 2)) * sizeof(float) <= (size_t)smem_bytes<D, WK, BN>(),
+        static_assert((NW * 16 * (LDO + 2) + BM * (D + 2)) * sizeof(float) <= (size_t)smem_bytes<D, WK, BN, FP8>(),
                       "merge buffer");
 #pragma unroll
         for (int h = 0; h < 2; h++) {
@@ -509,11 +681,11 @@ TiledShape tiled_shape(int64_t rows)
     return {8, 1};
 }
 
-template <int D, int WM, int WK, bool CL = false, int BN = kBN>
+template <int D, int WM, int WK, bool CL = false, int BN = kBN, bool FP8 = false>
 int launch_shape(const AttnTiledParams &p, dim3 grid, cudaStream_t s)
 {
-    constexpr int bytes = smem_bytes<D, WK, BN>();
-    auto kernel = attn_tiled_kernel<D, WM, WK, CL, BN>;
+    constexpr int bytes = smem_bytes<D, WK, BN, FP8>();
+    auto kernel = attn_tiled_kernel<D, WM, WK, CL, BN, FP8>;
     cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
     if (e != cudaSuccess)
         return (int)e;
@@ -550,10 +722,10 @@ template <int D> bool cluster_fits()
     return clusters > 0;
 }
 
-template <int D, int WK, int BN> int decode_ctas_per_sm()
+template <int D, int WK, int BN, bool FP8 = false> int decode_ctas_per_sm()
 {
-    auto kernel = attn_tiled_kernel<D, 1, WK, false, BN>;
-    constexpr int bytes = smem_bytes<D, WK, BN>();
+    auto kernel = attn_tiled_kernel<D, 1, WK, false, BN, FP8>;
+    constexpr int bytes = smem_bytes<D, WK, BN, FP8>();
     int n = 0;
     if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes) != cudaSuccess ||
         cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, WK * 32, bytes) != cudaSuccess) {
@@ -570,15 +742,18 @@ bool cluster_shape_ok(TiledShape sh, bool device_ok)
     return device_ok && sh.wk > 1;
 }
 
-template <int D> int launch_d(const AttnTiledParams &p, TiledShape sh, dim3 grid, bool cluster, cudaStream_t s)
+template <int D, bool FP8>
+int launch_d(const AttnTiledParams &p, TiledShape sh, dim3 grid, bool cluster, cudaStream_t s)
 {
-    if (sh.wm == 1 && !cluster && p.short_tiles)
-        return launch_shape<D, 1, 2, false, kShortBN>(p, grid, s);
+    if constexpr (!FP8) { // the 32-key form has no fp8 variant
+        if (sh.wm == 1 && !cluster && p.short_tiles)
+            return launch_shape<D, 1, 2, false, kShortBN>(p, grid, s);
+    }
     if (sh.wm == 1)
-        return cluster ? launch_shape<D, 1, 4, true>(p, grid, s) : launch_shape<D, 1, 4>(p, grid, s);
+        return cluster ? launch_shape<D, 1, 4, true, kBN, FP8>(p, grid, s) : launch_shape<D, 1, 4, false, kBN, FP8>(p, grid, s);
     if (sh.wm == 4)
-        return launch_shape<D, 4, 1>(p, grid, s);
-    return launch_shape<D, 8, 1>(p, grid, s);
+        return launch_shape<D, 4, 1, false, kBN, FP8>(p, grid, s);
+    return launch_shape<D, 8, 1, false, kBN, FP8>(p, grid, s);
 }
 
 } // namespace
@@ -599,8 +774,13 @@ bool attn_tiled_cluster_fits(int head_dim)
     return head_dim == 64 ? cluster_fits<64>() : head_dim == 128 ? cluster_fits<128>() : false;
 }
 
-int attn_tiled_decode_ctas_per_sm(int head_dim, bool short_tiles)
+int attn_tiled_decode_ctas_per_sm(int head_dim, bool short_tiles, bool fp8)
 {
+    if (fp8)
+        return short_tiles       ? 0
+               : head_dim == 64  ? decode_ctas_per_sm<64, 4, kBN, true>()
+               : head_dim == 128 ? decode_ctas_per_sm<128, 4, kBN, true>()
+                                 : 0;
     if (short_tiles)
         return head_dim == 64    ? decode_ctas_per_sm<64, 2, kShortBN>()
                : head_dim == 128 ? decode_ctas_per_sm<128, 2, kShortBN>()
@@ -640,8 +820,10 @@ int attn_tiled_launch(const AttnTiledParams &p_in, int head_dim, int64_t n_tiles
         return (int)cudaErrorInvalidConfiguration;
     const dim3 grid((unsigned)gx, p.heads_inner ? 1u : (unsigned)p.kv_heads, (unsigned)p.n_splits);
     const bool cluster = p.n_splits >= 2 && p.n_splits <= kMaxClusterSplits && cluster_shape_ok(sh, p.cluster_ok);
-    const int st = head_dim == 64 ? launch_d<64>(p, sh, grid, cluster, stream)
-                                  : launch_d<128>(p, sh, grid, cluster, stream);
+    const int st = head_dim == 64 ? (p.kv_fp8 ? launch_d<64, true>(p, sh, grid, cluster, stream)
+                                              : launch_d<64, false>(p, sh, grid, cluster, stream))
+                                  : (p.kv_fp8 ? launch_d<128, true>(p, sh, grid, cluster, stream)
+                                              : launch_d<128, false>(p, sh, grid, cluster, stream));
     *merged = st == 0 && cluster;
     return st;
 }

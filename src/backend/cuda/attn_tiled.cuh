@@ -12,7 +12,9 @@ struct AttnCommon {
     bf16 *out;           // [n, heads*D]
     const bf16 *q;       // row t at q + t*q_stride: [heads, D]
     int64_t q_stride;
-    const bf16 *kc, *vc; // [slots, kv_heads, D]
+    const bf16 *kc, *vc; // [slots, kv_heads, D], or fp8 blocks (kv_fp8.cuh) when kv_fp8
+    bool kv_fp8;
+    int64_t kv_block_bytes; // kv_fp8: bytes from one block to the next
     const int32_t *tok_seq, *tok_pos, *block_tables;
     int max_blocks, block_size;
     int heads, kv_heads, group;
@@ -64,8 +66,8 @@ bool attn_tiled_cluster_fits(int head_dim);
 
 // How many CTAs of the decode-tile form (no cluster; the 64-key form, or with short_tiles the 32-key one)
 // one SM holds at once, for this head size (registers and shared memory decide; 0 when the query fails).
-// A runtime query: callers ask once.
-int attn_tiled_decode_ctas_per_sm(int head_dim, bool short_tiles);
+// fp8: the form for an fp8 cache (it has no 32-key form: 0). A runtime query: callers ask once.
+int attn_tiled_decode_ctas_per_sm(int head_dim, bool short_tiles, bool fp8);
 
 // Up to how many key splits the launch below merges inside the kernel (a thread block cluster per row
 // block and kv head) for tiles of this shape; 0 when it never does (the combine kernel merges them).

@@ -60,6 +60,7 @@ typedef struct cu_ctx {
     ss_err err; /* detail of the last failure (also logged) */
     int attn_cluster_ok[2]; /* ss_cuda_attn_cluster_ok for head_dim 64 and 128, asked at create */
     int attn_ctas_per_sm[2][2]; /* ss_cuda_attn_decode_ctas_per_sm for head_dim 64 / 128, 64- / 32-key form, asked at create */
+    int kv_fp8;                 /* the KV caches hold fp8 blocks (ss_backend_params.kv_type) */
     int64_t persist_calls; /* decode_layers launches so far (its trace switch names one) */
     const char *persist_why; /* why decode_layers last did not apply (logged when it changes) */
 } cu_ctx;
@@ -412,6 +413,14 @@ static ss_status cu_decode_layers(void *ctx, const ss_decode_layers *d)
     cu_ctx *c = ctx;
     if (d->n_layers < 1 || d->n_layers > SS_CUDA_PERSIST_MAX_LAYERS || d->meta->n_seqs != 1)
         return SS_ERR_UNSUPPORTED;
+    if (c->kv_fp8) { /* its attention reads bf16 rows */
+        static const char why_fp8[] = "the KV cache is fp8";
+        if (c->persist_why != why_fp8)
+            SS_LOGI("cuda: decode steps of one token run layer by layer: the persistent kernel does not apply (%s)",
+                    why_fp8);
+        c->persist_why = why_fp8;
+        return SS_ERR_UNSUPPORTED;
+    }
     ss_cuda_persist_layer layers[SS_CUDA_PERSIST_MAX_LAYERS];
     for (int32_t i = 0; i < d->n_layers; i++) {
         const ss_decode_layer *l = &d->layers[i];
@@ -466,18 +475,28 @@ static ss_status cu_rope(void *ctx, void *x, const int32_t *pos, const float *in
 }
 
 static ss_status cu_kv_store(void *ctx, void *k_cache, void *v_cache, const void *k, const void *v,
-                             const int32_t *slots, int64_t n, int32_t kv_heads, int32_t head_dim, int64_t src_stride)
+                             const int32_t *slots, int64_t n, int32_t kv_heads, int32_t head_dim, int64_t src_stride,
+                             int32_t block_size)
 {
     cu_ctx *c = ctx;
-    KCHECK(c, ss_cuda_kv_store(c->stream, k_cache, v_cache, k, v, slots, n, kv_heads, head_dim, src_stride));
+    KCHECK(c, ss_cuda_kv_store(c->stream, k_cache, v_cache, k, v, slots, n, kv_heads, head_dim, src_stride, c->kv_fp8,
+                               block_size));
     return SS_OK;
 }
 
 static ss_status cu_rope_kv_store(void *ctx, void *qkv, const int32_t *pos, const float *inv_freq, int64_t n,
                                   int32_t q_heads, int32_t kv_heads, int32_t head_dim, int64_t tok_stride, void *k_cache,
-                                  void *v_cache, const int32_t *slots)
+                                  void *v_cache, const int32_t *slots, int32_t block_size)
 {
     cu_ctx *c = ctx;
+    if (c->kv_fp8) { /* rope in place over the q and k heads, then the fp8 store reads the rotated rows */
+        const int64_t q_dim = (int64_t)q_heads * head_dim, kv_dim = (int64_t)kv_heads * head_dim;
+        uint16_t *row = qkv; /* bf16 elements */
+        KCHECK(c, ss_cuda_rope(c->stream, qkv, pos, inv_freq, n, q_heads + kv_heads, head_dim, tok_stride));
+        KCHECK(c, ss_cuda_kv_store(c->stream, k_cache, v_cache, row + q_dim, row + q_dim + kv_dim, slots, n, kv_heads,
+                                   head_dim, tok_stride, 1, block_size));
+        return SS_OK;
+    }
     KCHECK(c, ss_cuda_rope_kv_store(c->stream, qkv, pos, inv_freq, n, q_heads, kv_heads, head_dim, tok_stride,
                                     k_cache, v_cache, slots));
     return SS_OK;
@@ -519,6 +538,7 @@ static ss_status cu_attention(void *ctx, void *out, const void *q, int64_t q_str
     const int hd_i = head_dim == 64 ? 0 : head_dim == 128 ? 1 : -1;
     a.decode_ctas_per_sm = hd_i >= 0 ? c->attn_ctas_per_sm[hd_i][0] : 0;
     a.decode_short_ctas_per_sm = hd_i >= 0 ? c->attn_ctas_per_sm[hd_i][1] : 0;
+    a.kv_fp8 = c->kv_fp8;
     a.q_tiles = meta->q_tiles;
     a.n_tiles = meta->q_tiles ? meta->n_tiles : 0;
     a.max_tile_tokens = meta->q_tiles ? meta->max_tile_tokens : 0;
@@ -785,9 +805,10 @@ ss_status ss_backend_cuda_create(const ss_backend_params *params, ss_backend **o
     c->sm_count = prop.multiProcessorCount;
     c->attn_cluster_ok[0] = ss_cuda_attn_cluster_ok(64);
     c->attn_cluster_ok[1] = ss_cuda_attn_cluster_ok(128);
+    c->kv_fp8 = params->kv_type == SS_KV_FP8;
     for (int f = 0; f < 2; f++) {
-        c->attn_ctas_per_sm[0][f] = ss_cuda_attn_decode_ctas_per_sm(64, f);
-        c->attn_ctas_per_sm[1][f] = ss_cuda_attn_decode_ctas_per_sm(128, f);
+        c->attn_ctas_per_sm[0][f] = ss_cuda_attn_decode_ctas_per_sm(64, f, c->kv_fp8);
+        c->attn_ctas_per_sm[1][f] = ss_cuda_attn_decode_ctas_per_sm(128, f, c->kv_fp8);
     }
     CUDA_CHECK_GOTO(err, cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking), st, fail);
     const char *side = getenv("SS_READBACK_SIDE"); /* benchmark switch: 0 reads back on the main stream */
@@ -807,6 +828,7 @@ ss_status ss_backend_cuda_create(const ss_backend_params *params, ss_backend **o
     be->ctx = c;
     be->act_dtype = SS_DTYPE_BF16;
     be->weight_dtype = SS_DTYPE_BF16;
+    be->kv_type = params->kv_type;
     be->device_index = dev;
     snprintf(be->desc, sizeof be->desc, "cuda:%d %.64s (sm_%d%d, %d SMs, %.1f GiB)", dev, prop.name, prop.major,
              prop.minor, prop.multiProcessorCount, (double)prop.totalGlobalMem / (1024.0 * 1024.0 * 1024.0));

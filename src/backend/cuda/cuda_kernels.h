@@ -48,16 +48,17 @@ int ss_cuda_rope_kv_store(void *stream, void *qkv, const int32_t *pos, const flo
 
 /* ---- kvcache.cu ---- */
 /* Token i's k/v rows ([kv_heads*head_dim] at k + i*src_stride) go to slot slots[i] of the paged
- * cache [num_blocks*block_size, kv_heads*head_dim]; a negative slot is skipped (padding). */
+ * cache [num_blocks*block_size, kv_heads*head_dim]; a negative slot is skipped (padding). fp8: the cache
+ * has the fp8 blocks of backend.h (ss_kv_block_bytes; head_dim a multiple of 16, at most 256). */
 int ss_cuda_kv_store(void *stream, void *k_cache, void *v_cache, const void *k, const void *v, const int32_t *slots,
-                     int64_t n, int32_t kv_heads, int32_t head_dim, int64_t src_stride);
+                     int64_t n, int32_t kv_heads, int32_t head_dim, int64_t src_stride, int fp8, int32_t block_size);
 
 /* ---- attention.cu ---- */
 typedef struct ss_cuda_attn_args {
     void *out;            /* [n, heads*head_dim] bf16 */
     const void *q;        /* row i at q + i*q_stride elements: [heads, head_dim] bf16 */
     int64_t q_stride;
-    const void *k_cache;  /* [num_blocks, block_size, kv_heads, head_dim] bf16 */
+    const void *k_cache;  /* [num_blocks, block_size, kv_heads, head_dim] bf16, or fp8 blocks (kv_fp8) */
     const void *v_cache;
     const int32_t *tok_seq, *tok_pos, *block_tables, *seq_lens;
     int32_t max_blocks, block_size, max_seq_len;
@@ -79,6 +80,8 @@ typedef struct ss_cuda_attn_args {
     /* CTAs of the tensor-core decode kernel one SM holds, 64- and 32-key forms (ss_cuda_attn_decode_ctas_per_sm;
      * 0: unknown, and then the 32-key form is never picked). */
     int32_t decode_ctas_per_sm, decode_short_ctas_per_sm;
+    /* 1: the caches hold the fp8 blocks of backend.h (ss_kv_block_bytes; head_dim a multiple of 16). */
+    int32_t kv_fp8;
 } ss_cuda_attn_args;
 /* head_dim must be a multiple of 8 and at most 256, heads a multiple of kv_heads
  * (the launcher returns cudaErrorInvalidValue otherwise). Benchmark switches, environment variables read
@@ -92,9 +95,9 @@ int ss_cuda_attention(void *stream, const ss_cuda_attn_args *a);
  * cluster fits, and SS_ATTN_CLUSTER is not "0" (a benchmark switch). A runtime query: ask once. */
 int ss_cuda_attn_cluster_ok(int head_dim);
 /* How many CTAs of the tensor-core decode attention one SM of this device holds for head_dim (64 or 128;
- * 0 otherwise or when the query fails), in its 64-key form or (short_tiles = 1) its 32-key form. A runtime
- * query: ask once. */
-int ss_cuda_attn_decode_ctas_per_sm(int head_dim, int short_tiles);
+ * 0 otherwise or when the query fails), in its 64-key form or (short_tiles = 1) its 32-key form, for a bf16
+ * cache or (fp8 = 1) an fp8 one (which has no 32-key form: 0). A runtime query: ask once. */
+int ss_cuda_attn_decode_ctas_per_sm(int head_dim, int short_tiles, int fp8);
 
 /* ---- decode_persist.cu ---- */
 /* Most decoder layers one persistent decode launch takes (its kernel parameters hold every layer's pointers:
