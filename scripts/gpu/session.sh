@@ -3,7 +3,7 @@
 # trains the demo model on the last GPU in the background, and meanwhile runs the GPU checks and
 # benchmarks on the others. Every step has a deadline; the whole run stays under BUDGET seconds.
 # Results: $OUT/summary.txt, $OUT/logs.tar.xz, and $OUT/demo-*.{safetensors,json,txt} from training.
-# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize sanattn checks1 s17a s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
+# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize sanattn checks1 s18a s18p s18s s17a s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -638,11 +638,56 @@ if has s16b; then
   cases_ab s16b 3 "1:128:256 128:128:64 ${S16B_MORE:-32:128:64 64:1024:64 1:2048:4}" "new old"
 fi
 # One GPU: the tensor-core attention alone (bench_backend --attn-sweep), its lines into the summary.
-attn_sweep() {
+attn_sweep() { # attn_sweep [TAG [bench_backend args...]]
+  local tag=${1:-}
+  [ $# -gt 0 ] && shift
   export CUDA_VISIBLE_DEVICES=0
-  step "attention sweep" 200 attn_sweep.log "$B/tools/bench_backend" --attn-sweep --iters 50
-  grep '^attn' "$L/attn_sweep.log" | tee -a "$S"
+  step "attention sweep${tag:+ [$tag]}" 200 "attn_sweep${tag:+_$tag}.log" "$B/tools/bench_backend" --attn-sweep --iters 50 "$@"
+  grep '^attn' "$L/attn_sweep${tag:+_$tag}.log" | sed "s/^/${tag:+$tag }/" | tee -a "$S"
 }
+if has s18s; then
+  # Session 18: serving on one H200 with a bf16 and an fp8 KV cache (the flag's environment twin), S18S_N requests
+  # of 1000 in / 1000 out all at once; the KV-cache size each got is in its log.
+  export CUDA_VISIBLE_DEVICES=0
+  [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
+  cp /work/shared/fixtures/models/e2e-llama3-tok/tokenizer.json /work/shared/fixtures/models/e2e-llama3-tok/tokenizer_config.json "$M8/"
+  for v in ${S18S_VARIANTS:-auto fp8}; do
+    SHARDSERVE_KV_CACHE_DTYPE=$v "$B/shardserve" serve --model "$M8" --device cuda --port 8000 --metrics-port 8002 \
+      --served-model-name llama-3-8b --max-batch "${S18S_BATCH:-256}" --max-step-tokens 2048 --max-waiting 4096 >"$L/serve_$v.log" 2>&1 &
+    SPID=$!
+    wait_ready $SPID
+    [ $ready = 1 ] && step "serve ${S18S_N:-500} x 1000/1000 [kv $v]" 170 "bench_s18s_$v.log" "$B/shardserve" bench --url http://127.0.0.1:8000 \
+      --model llama-3-8b --num-requests "${S18S_N:-500}" --input-len 1000 --output-len 1000 --seed 1 --json --quiet
+    kill -TERM $SPID 2>/dev/null; sleep 2; kill -9 $SPID 2>/dev/null
+    echo "$v $(grep -ho '"output_tokens_per_s":[0-9.]*\|"duration_s":[0-9.]*' "$L/bench_s18s_$v.log" | tr '\n' ' ') $(grep -o 'KV cache: [^)]*)' "$L/serve_$v.log" | head -1)" | tee -a "$S"
+  done
+fi
+if has s18p; then
+  # Session 18: Nsight Compute on one decode attention launch (batch 256, context 2048) with a bf16 and an fp8
+  # cache: speed of light, occupancy, and where the warps stall.
+  export CUDA_VISIBLE_DEVICES=0
+  for kv in auto fp8; do
+    step "ncu attention b256 ctx2048 [$kv]" 150 "ncu_$kv.log" ncu --clock-control none --kernel-name regex:attn_tiled \
+      --launch-skip 3 --launch-count 1 --section SpeedOfLight --section Occupancy --section SchedulerStats \
+      --section WarpStateStats --section MemoryWorkloadAnalysis --metrics regex:smsp__warp_issue_stalled_.*_per_warp_active.pct \
+      "$B/tools/bench_backend" --attn-case "${S18P_CASE:-256:2048}" --iters 1 --kv "$kv"
+    grep -E "attn_tiled|Duration|Throughput|Warp Cycles|Issued Warp|Eligible|Occupancy|Block Limit|Registers Per|Dynamic Shared|Bank|stalled" "$L/ncu_$kv.log" \
+      | grep -v " 0$\| 0.00$\|  0$" | sed "s/^/$kv /" | tee -a "$S"
+  done
+fi
+if has s18a; then
+  # Session 18, call 1: the fp8 KV cache. The goldens with an fp8 cache, the attention sweep with both caches,
+  # then (after the consistency test with its fp8 cases and the bf16 goldens) bench_decode with a bf16 cache
+  # (new), an fp8 cache (off: the flag's environment twin) and $OLDB (session 17's build, bf16).
+  export CUDA_VISIBLE_DEVICES=0
+  step "golden tests on cuda, fp8 KV cache" 90 golden_fp8.log env SS_TEST_DEVICE=cuda SS_TEST_KV=fp8 "$B/tests/test_golden"
+  grep '^golden' "$L/golden_fp8.log" | tee -a "$S"
+  attn_sweep bf16
+  attn_sweep fp8 --kv fp8
+  OFF_ENV="SHARDSERVE_KV_CACHE_DTYPE=fp8" cases_ab s18a "${S18A_REPS:-1}" \
+    "${S18A_CASES:-64:1024:64 128:1024:64 256:1024:64 32:4096:64 1:128:128 1:2048:4}" "new off old"
+  grep '^golden' "$L/golden.log" | tee -a "$S"
+fi
 if has s17a; then
   # Session 17, call 1: where the tensor-core decode attention's time goes at short contexts (the sweep; call 1's
   # version timed decode at both grid orders too), then bench_decode with the kv heads of a row block adjacent
