@@ -149,6 +149,9 @@ def check_semantics(rep, name, docs, values):
         rep.check((e_tp, e_pp, e_gpp) == (tp, pp, gpp), f"{where}: tp/pp/gpus-per-node env", (e_tp, e_pp, e_gpp))
         rep.check(e_gpp * size == e_tp * e_pp, f"{where}: gpus per pod x pods == tp x pp",
                   f"{e_gpp} x {size} != {e_tp} x {e_pp}")
+        kv = env_val(c, "SHARDSERVE_KV_CACHE_DTYPE")
+        rep.check(kv == values["server"]["kvCacheDtype"], f"{where}: SHARDSERVE_KV_CACHE_DTYPE = server.kvCacheDtype",
+                  kv)
         gpus = quantity_int(res.get("limits", {}).get(gpu_res))
         if device == "cuda":
             rep.check(gpus == e_gpp, f"{where}: {gpu_res} == gpus per node", f"{gpus} vs {e_gpp}")
@@ -481,6 +484,8 @@ def cmd_chart(args):
         "shm on disk": lambda d: [v["emptyDir"].pop("medium") for v in lws_of(d)["workerTemplate"]["spec"]["volumes"]
                                   if v["name"] == "dshm"],
         "NVLS forced": lambda d: ctr(d, "worker")["env"].append({"name": "NCCL_NVLS_ENABLE", "value": "0"}),
+        "KV cache dtype not passed": lambda d: ctr(d, "worker").update(
+            {"env": [e for e in ctr(d, "worker")["env"] if e["name"] != "SHARDSERVE_KV_CACHE_DTYPE"]}),
     }
     for what, mutate in mutations.items():
         docs = json.loads(json.dumps(good))

@@ -128,6 +128,8 @@ annotations:
   value: {{ $v.server.logLevel | quote }}
 - name: SHARDSERVE_DRAIN_TIMEOUT
   value: {{ $v.server.drainTimeoutSeconds | quote }}
+- name: SHARDSERVE_KV_CACHE_DTYPE
+  value: {{ $v.server.kvCacheDtype | quote }}
 {{- with $v.model.servedModelName }}
 - name: SHARDSERVE_SERVED_MODEL_NAME
   value: {{ . | quote }}
