@@ -3,7 +3,7 @@
 # trains the demo model on the last GPU in the background, and meanwhile runs the GPU checks and
 # benchmarks on the others. Every step has a deadline; the whole run stays under BUDGET seconds.
 # Results: $OUT/summary.txt, $OUT/logs.tar.xz, and $OUT/demo-*.{safetensors,json,txt} from training.
-# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize sanattn checks1 s18a s18p s18s s17a s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
+# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize sanattn checks1 s18a s18b s18p s18s s17a s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -645,6 +645,31 @@ attn_sweep() { # attn_sweep [TAG [bench_backend args...]]
   step "attention sweep${tag:+ [$tag]}" 200 "attn_sweep${tag:+_$tag}.log" "$B/tools/bench_backend" --attn-sweep --iters 50 "$@"
   grep '^attn' "$L/attn_sweep${tag:+_$tag}.log" | sed "s/^/${tag:+$tag }/" | tee -a "$S"
 }
+if has s18b; then
+  # Session 18: the fp8 attention with K's fragments read from the e4m3 rows (new) against $OLDB (K and V both
+  # converted to an f16 tile): the fp8 consistency cases and goldens, the fp8 sweep, then bench_decode with an
+  # fp8 cache on both builds, interleaved.
+  export CUDA_VISIBLE_DEVICES=0
+  step "consistency, fp8 and attention cases" 120 consistency_fp8.log env SS_TEST_ONLY='*attention*' "$B/tests/test_backend_consistency"
+  step "consistency, fp8 store cases" 60 consistency_fp8s.log env SS_TEST_ONLY='*fp8*' "$B/tests/test_backend_consistency"
+  step "golden tests on cuda, fp8 KV cache" 90 golden_fp8.log env SS_TEST_DEVICE=cuda SS_TEST_KV=fp8 "$B/tests/test_golden"
+  grep '^golden' "$L/golden_fp8.log" | tee -a "$S"
+  attn_sweep fp8 --kv fp8
+  [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
+  for rep in 1 2; do
+    for cs in ${S18B_CASES:-256:1024:64 128:1024:64 64:1024:64 32:4096:64}; do
+      IFS=: read -r bsz pr gn <<<"$cs"
+      for v in new old; do
+        bd=$B; [ $v = old ] && bd=$OLDB
+        step "8B fp8 b$bsz prompt $pr [$v] #$rep" 90 "bench_s18b_b${bsz}_p${pr}_${v}_$rep.log" env SHARDSERVE_KV_CACHE_DTYPE=fp8 \
+          "$bd/tools/bench_decode" --model "$M8" --device cuda --batch $bsz --prompt $pr --gen $gn --json
+      done
+    done
+  done
+  for f in "$L"/bench_s18b_*.log; do
+    echo "$(basename "$f" .log) $(grep -ho '"warm_tok_s":[0-9.]*\|"prefill_tok_s":[0-9.]*\|"tokens_fnv":"*[0-9a-fx]*' "$f" | tr '\n' ' ')"
+  done | tee -a "$S"
+fi
 if has s18s; then
   # Session 18: serving on one H200 with a bf16 and an fp8 KV cache (the flag's environment twin), S18S_N requests
   # of 1000 in / 1000 out all at once; the KV-cache size each got is in its log.
