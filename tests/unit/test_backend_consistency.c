@@ -939,6 +939,19 @@ static void test_attention(void **state)
     check_attention(p, 16, 4, 64, long_batch, 5, "attention decode batch 5 ctx <= 4501, 16/4 d64");
 }
 
+/* n decode sequences (one token each) at contexts spread quadratically over 1..max_ctx: mostly short, a few
+ * near max_ctx (caller frees). */
+static int32_t (*decode_spread(int32_t n, int32_t max_ctx))[2]
+{
+    int32_t (*b)[2] = malloc((size_t)n * sizeof *b);
+    assert_non_null(b);
+    for (int32_t s = 0; s < n; s++) {
+        b[s][0] = (int32_t)((int64_t)(max_ctx - 1) * s * s / ((int64_t)(n - 1) * (n - 1)));
+        b[s][1] = 1;
+    }
+    return b;
+}
+
 /* Batches that reach the tensor-core kernel by the launcher's own rule (tiles of 8+ tokens, or many
  * decode tiles), each also run on the CUDA-core kernel. */
 static void test_attention_tiled(void **state)
@@ -959,12 +972,7 @@ static void test_attention_tiled(void **state)
     check_attention_mode(p, 32, 8, 128, mixed, 7, 16, ATT_NO_TILES, "attention mixed 32/8 d128, no tiles");
     /* a large decode batch: 96 sequences, one token each, contexts 1..3000 */
     enum { NB = 96 };
-    int32_t (*batch)[2] = malloc(sizeof(int32_t[NB][2]));
-    assert_non_null(batch);
-    for (int32_t s = 0; s < NB; s++) { /* quadratic spread: mostly short, a few near 3000 */
-        batch[s][0] = (int32_t)((int64_t)2999 * s * s / ((NB - 1) * (NB - 1)));
-        batch[s][1] = 1;
-    }
+    int32_t (*batch)[2] = decode_spread(NB, 3000);
     check_attention_mode(p, 8, 2, 128, (const int32_t (*)[2])batch, NB, 16, ATT_AUTO,
                          "attention decode batch 96, 8/2 d128");
     check_attention_mode(p, 16, 4, 64, (const int32_t (*)[2])batch, NB, 32, ATT_FORCE_TILED,
@@ -981,12 +989,7 @@ static void test_attention_tiled(void **state)
     /* more decode CTAs than one wave holds (300 sequences x 8 or 4 kv heads, contexts 1..700; block sizes 16
      * and 7: the shift and the division paths of the cache rows) */
     enum { NW = 300 };
-    int32_t (*wide)[2] = malloc(sizeof(int32_t[NW][2]));
-    assert_non_null(wide);
-    for (int32_t s = 0; s < NW; s++) {
-        wide[s][0] = (int32_t)((int64_t)699 * s * s / ((NW - 1) * (NW - 1)));
-        wide[s][1] = 1;
-    }
+    int32_t (*wide)[2] = decode_spread(NW, 700);
     check_attention_mode(p, 32, 8, 128, (const int32_t (*)[2])wide, NW, 16, ATT_AUTO,
                          "attention decode batch 300, 32/8 d128");
     check_attention_mode(p, 16, 4, 64, (const int32_t (*)[2])wide, NW, 7, ATT_AUTO,
@@ -1441,12 +1444,7 @@ static void test_attention_fp8(void **state)
     check_attention_kv(p, 32, 8, 128, long_batch, 5, 16, ATT_AUTO, 1, "fp8 attention decode batch 5 (combine)");
     check_attention_kv(p, 16, 4, 64, long_batch, 5, 7, ATT_FORCE_OLD, 1, "fp8 attention decode batch 5, old kernel");
     enum { NW = 300 };
-    int32_t (*wide)[2] = malloc(sizeof(int32_t[NW][2]));
-    assert_non_null(wide);
-    for (int32_t s = 0; s < NW; s++) {
-        wide[s][0] = (int32_t)((int64_t)699 * s * s / ((NW - 1) * (NW - 1)));
-        wide[s][1] = 1;
-    }
+    int32_t (*wide)[2] = decode_spread(NW, 700);
     check_attention_kv(p, 32, 8, 128, (const int32_t (*)[2])wide, NW, 16, ATT_AUTO, 1, "fp8 attention decode batch 300");
     free(wide);
 }
