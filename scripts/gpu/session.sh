@@ -3,7 +3,7 @@
 # trains the demo model on the last GPU in the background, and meanwhile runs the GPU checks and
 # benchmarks on the others. Every step has a deadline; the whole run stays under BUDGET seconds.
 # Results: $OUT/summary.txt, $OUT/logs.tar.xz, and $OUT/demo-*.{safetensors,json,txt} from training.
-# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize sanattn checks1 s18a s18b s18p s18s s17a s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
+# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize sanattn checks1 s18a s18b s18t s18p s18s s17a s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -645,6 +645,22 @@ attn_sweep() { # attn_sweep [TAG [bench_backend args...]]
   step "attention sweep${tag:+ [$tag]}" 200 "attn_sweep${tag:+_$tag}.log" "$B/tools/bench_backend" --attn-sweep --iters 50 "$@"
   grep '^attn' "$L/attn_sweep${tag:+_$tag}.log" | sed "s/^/${tag:+$tag }/" | tee -a "$S"
 }
+if has s18t && [ "$NG" -ge 2 ]; then
+  # Session 18: the fp8 KV cache at tp 2 (2 GPUs): the goldens with each cache, then 8B batch 128 at 1,024-token
+  # prompts with each cache.
+  export CUDA_VISIBLE_DEVICES=0,1
+  [ -d "$M8" ] || ("$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1) &
+  G8=$!
+  step "golden tp2, bf16 KV cache" 90 golden_tp2.log env SS_TEST_DEVICE=cuda SS_TEST_TP=2 "$B/tests/test_golden"
+  step "golden tp2, fp8 KV cache" 90 golden_tp2_fp8.log env SS_TEST_DEVICE=cuda SS_TEST_TP=2 SS_TEST_KV=fp8 "$B/tests/test_golden"
+  grep -h '^golden' "$L/golden_tp2.log" "$L/golden_tp2_fp8.log" | tee -a "$S"
+  wait "$G8"
+  for kv in auto fp8; do
+    step "8B tp2 b128 prompt 1024 [kv $kv]" 90 "bench_s18t_$kv.log" env SHARDSERVE_KV_CACHE_DTYPE=$kv \
+      "$B/tools/bench_decode" --model "$M8" --device cuda --tp 2 --batch 128 --prompt 1024 --gen 64 --json
+    echo "$kv $(grep -ho '"warm_tok_s":[0-9.]*\|"prefill_tok_s":[0-9.]*' "$L/bench_s18t_$kv.log" | tr '\n' ' ')" | tee -a "$S"
+  done
+fi
 if has s18b; then
   # Session 18: the fp8 attention with K's fragments read from the e4m3 rows (new) against $OLDB (K and V both
   # converted to an f16 tile): the fp8 consistency cases and goldens, the fp8 sweep, then bench_decode with an
