@@ -77,36 +77,26 @@ __device__ __forceinline__ void ldsm_x4_t(uint32_t (&r)[4], const bf16 *p)
                  : "memory");
 }
 
-// c[16x8] += a[16x16] * b[16x8], bf16 inputs, f32 accumulators (PTX fragment layouts).
-__device__ __forceinline__ void mma_bf16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1)
+// c[16x8] += a[16x16] * b[16x8], f32 accumulators (PTX fragment layouts); bf16 inputs, or f16 (F16: the fp8
+// cache's tiles). The instruction spells the input type, and an asm string must be a literal: one each.
+#define SS_MMA_16816(T)                                                                                          \
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32." T "." T ".f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "  \
+                 "{%0,%1,%2,%3};\n"                                                                               \
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])                                                  \
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1))
+template <bool F16> __device__ __forceinline__ void mma_k16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1)
 {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-                 "{%0,%1,%2,%3};\n"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    if constexpr (F16)
+        SS_MMA_16816("f16");
+    else
+        SS_MMA_16816("bf16");
 }
+#undef SS_MMA_16816
 
 // An fp8 stage: the key tile's K rows, V rows (D e4m3 bytes each), then their K and V scales (f32).
 template <int D, int BN> __host__ __device__ constexpr int fp8_stage_bytes()
 {
     return 2 * BN * D + 2 * BN * (int)sizeof(float);
-}
-
-// The same with f16 inputs (the fp8 cache's tiles).
-__device__ __forceinline__ void mma_f16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1)
-{
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-                 "{%0,%1,%2,%3};\n"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-template <bool F16> __device__ __forceinline__ void mma_k16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1)
-{
-    if constexpr (F16)
-        mma_f16(c, a, b0, b1);
-    else
-        mma_bf16(c, a, b0, b1);
 }
 
 // Two floats as an f16 pair (low half: a).
