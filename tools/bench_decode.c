@@ -1,7 +1,7 @@
 /* bench_decode.c — measures a replica directly (no HTTP): load time, prefill throughput and decode
  * throughput at a given batch, on any device and tp × pp. A benchmark, not a test: prints numbers.
  * usage: bench_decode --model DIR [--device cuda] [--tp T --pp P] [--batch B] [--prompt P] [--gen N] [--json]
- *        [--kv-cache-dtype auto|fp8]
+ *        [--kv-cache-dtype auto|fp8] [--quantization none|fp8]
  *        [--no-overlap: collect each decode step before submitting the next, as before the scheduler overlapped]
  *        [--verbose: info-level log lines on stderr] */
 #include <stdio.h>
@@ -33,13 +33,14 @@ static int bd_cmp_double(const void *a, const void *b)
 
 int main(int argc, char **argv)
 {
-    const char *model = NULL, *device = "auto", *kv_dtype = "auto";
+    const char *model = NULL, *device = "auto", *kv_dtype = "auto", *quant = "none";
     int64_t tp = 1, pp = 1, batch = 1, prompt = 128, gen = 256, chunk = 2048, json = 0, seqlen = 0, no_graphs = 0,
             no_overlap = 0, verbose = 0;
     ss_opt opts[] = {
         {"model", SS_OPT_STR, &model, "checkpoint or engine folder"},
         {"device", SS_OPT_STR, &device, "auto | cpu | cuda"},
         {"kv-cache-dtype", SS_OPT_STR, &kv_dtype, "auto | fp8"},
+        {"quantization", SS_OPT_STR, &quant, "none | fp8 (projection weights)"},
         {"tp", SS_OPT_INT, &tp, "tensor parallel"},
         {"pp", SS_OPT_INT, &pp, "pipeline parallel"},
         {"batch", SS_OPT_INT, &batch, "sequences decoded together"},
@@ -55,9 +56,12 @@ int main(int argc, char **argv)
     };
     ss_err e = {{0}};
     ss_kv_type kv_type = SS_KV_ACT;
+    ss_linear_type lin_type = SS_LINEAR_ACT;
     ss_status st = ss_opts_parse(opts, argc, argv, 1, environ, "bench_decode", &e);
     if (st == SS_OK && model)
         st = ss_kv_type_parse(kv_dtype, &kv_type, &e);
+    if (st == SS_OK && model)
+        st = ss_linear_type_parse(quant, &lin_type, &e);
     if (st != SS_OK || !model) {
         fprintf(stderr, "bench_decode: %s\n", st == SS_OK ? "--model is required" : e.msg);
         return 2;
@@ -79,6 +83,7 @@ int main(int argc, char **argv)
     }
     p.backend.device = !strcmp(device, "cuda") ? SS_DEVICE_CUDA : !strcmp(device, "cpu") ? SS_DEVICE_CPU : SS_DEVICE_AUTO;
     p.backend.kv_type = kv_type;
+    p.backend.linear_type = lin_type;
     int32_t bs = 16;
     int64_t len = seqlen > 0 ? seqlen : prompt + gen + 1;
     int32_t nb = (int32_t)((len + bs - 1) / bs);
@@ -184,12 +189,12 @@ int main(int argc, char **argv)
         printf("{\"model\":\"%s\",\"tp\":%lld,\"pp\":%lld,\"batch\":%lld,\"prompt\":%lld,\"gen\":%lld,\"load_s\":%.3f,"
                "\"prefill_tok_s\":%.1f,\"prefill_cold_ms\":%.3f,\"decode_tok_s\":%.2f,\"decode_step_ms\":%.3f,"
                "\"first_step_ms\":%.3f,\"median_step_ms\":%.3f,\"median_tok_s\":%.2f,\"warm_tok_s\":%.2f,\"graphs\":%d,"
-               "\"overlap\":%d,\"kv\":\"%s\","
+               "\"overlap\":%d,\"kv\":\"%s\",\"weights\":\"%s\","
                "\"tokens_fnv\":\"%016llx\"}\n",
                model, (long long)tp, (long long)pp, (long long)batch, (long long)prompt, (long long)gen, t_load,
                pre_tps, t_cold * 1e3, dec_tps, t_dec / gen * 1e3, first_step * 1e3, med * 1e3,
                med > 0 ? batch / med : 0, warm_tps, !no_graphs, !no_overlap, ss_kv_type_name(kv_type),
-               (unsigned long long)tok_hash);
+               ss_linear_type_name(lin_type), (unsigned long long)tok_hash);
     else
         printf("tp %lld pp %lld batch %lld: load %.2f s, prefill %.1f tok/s (first, cold: %.1f ms), decode %.2f "
                "tok/s (%.3f ms/step)\n",

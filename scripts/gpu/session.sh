@@ -3,7 +3,7 @@
 # trains the demo model on the last GPU in the background, and meanwhile runs the GPU checks and
 # benchmarks on the others. Every step has a deadline; the whole run stays under BUDGET seconds.
 # Results: $OUT/summary.txt, $OUT/logs.tar.xz, and $OUT/demo-*.{safetensors,json,txt} from training.
-# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize sanattn checks1 s18a s18b s18t s18p s18s s17a s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
+# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize sanattn checks1 s19a s19t s18a s18b s18t s18p s18s s17a s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -715,6 +715,34 @@ if has s18p; then
     grep -E "attn_tiled|Duration|Throughput|Warp Cycles|Issued Warp|Eligible|Occupancy|Block Limit|Registers Per|Dynamic Shared|Bank|stalled" "$L/ncu_$kv.log" \
       | grep -v " 0$\| 0.00$\|  0$" | sed "s/^/$kv /" | tee -a "$S"
   done
+fi
+if has s19a; then
+  # Session 19, call 1: fp8 projection weights (--quantization fp8). The goldens with fp8 weights, then (after the
+  # consistency test with its fp8 linear cases and the bf16 goldens) bench_decode with bf16 weights (new) and fp8
+  # weights (off: the flag's environment twin), then batches 1-16 with fp8 weights and no W8A16 GEMV
+  # (SS_FP8_GEMV_MAX=0: cuBLASLt's fp8 GEMM over e4m3 activations) and with the GEMV up to 16 rows' worth (the default 8).
+  export CUDA_VISIBLE_DEVICES=0
+  step "golden tests on cuda, fp8 weights" 90 golden_q8.log env SS_TEST_DEVICE=cuda SS_TEST_QUANT=fp8 "$B/tests/test_golden"
+  grep '^golden' "$L/golden_q8.log" | tee -a "$S"
+  OFF_ENV="SHARDSERVE_QUANTIZATION=fp8" cases_ab s19a "${S19A_REPS:-1}" \
+    "${S19A_CASES:-1:128:128 4:128:64 8:128:64 16:128:64 64:1024:64 256:1024:64 1:2048:4}" "new off"
+  for cs in ${S19A_LT_CASES:-1:128:64 8:128:64 16:128:64}; do
+    IFS=: read -r bsz pr gn <<<"$cs"
+    step "8B b$bsz prompt $pr [fp8, cuBLASLt only]" 90 "bench_s19lt_b${bsz}_p${pr}.log" env SHARDSERVE_QUANTIZATION=fp8 SS_FP8_GEMV_MAX=0 \
+      "$B/tools/bench_decode" --model "$M8" --device cuda --batch $bsz --prompt $pr --gen $gn --json
+  done
+  for f in "$L"/bench_s19lt_*.log; do
+    echo "$(basename "$f" .log) $(grep -ho '"warm_tok_s":[0-9.]*\|"median_step_ms":[0-9.]*\|"prefill_tok_s":[0-9.]*\|"tokens_fnv":"*[0-9a-fx]*' "$f" | tr '\n' ' ')"
+  done | tee -a "$S"
+  grep '^golden' "$L/golden.log" | tee -a "$S"
+  grep -h 'fp8 linear\|FAIL\|PASSED\|SKIPPED' "$L/consistency.log" | head -20 | tee -a "$S"
+fi
+if has s19t; then
+  # Session 19: fp8 weights at tp 2 (2 GPUs): the goldens, and bench_decode bf16 against fp8 weights.
+  export CUDA_VISIBLE_DEVICES=0,1
+  step "golden tests on cuda tp 2, fp8 weights" 120 golden_q8_tp2.log env SS_TEST_DEVICE=cuda SS_TEST_QUANT=fp8 SS_TEST_TP=2 "$B/tests/test_golden"
+  grep '^golden' "$L/golden_q8_tp2.log" | tee -a "$S"
+  OFF_ENV="SHARDSERVE_QUANTIZATION=fp8" CASES_TP=2 SKIP_CHECKS=1 cases_ab s19t 1 "${S19T_CASES:-1:128:128 64:1024:64}" "new off"
 fi
 if has s18a; then
   # Session 18, call 1: the fp8 KV cache. The goldens with an fp8 cache, the attention sweep with both caches,

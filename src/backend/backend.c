@@ -5,7 +5,7 @@
 
 ss_backend_params ss_backend_default_params(void)
 {
-    ss_backend_params p = {SS_DEVICE_AUTO, 0, 0, SS_KV_ACT};
+    ss_backend_params p = {SS_DEVICE_AUTO, 0, 0, SS_KV_ACT, SS_LINEAR_ACT};
     return p;
 }
 

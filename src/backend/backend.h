@@ -10,8 +10,9 @@
 #include "core/status.h"
 
 /* Version of ss_backend_i. The table only grows at its end; bump on every addition (4: kv_store and
- * rope_kv_store take the block size, which the fp8 cache's layout needs). */
-#define SS_BACKEND_IFACE_VERSION 4
+ * rope_kv_store take the block size, which the fp8 cache's layout needs; 5: linear and linear_quantize,
+ * for fp8 projection weights). */
+#define SS_BACKEND_IFACE_VERSION 5
 
 /*
  * Conventions for every op below.
@@ -118,6 +119,25 @@ void ss_kv_fp8_quant_row(const float *x, int32_t n, uint8_t *q, float *scale);
 const char *ss_kv_type_name(ss_kv_type t);
 /* Parses a --kv-cache-dtype value: auto, fp8 or fp8_e4m3; the error names the value. */
 ss_status ss_kv_type_parse(const char *s, ss_kv_type *out, ss_err *err);
+
+/* Format of the decoder layers' projection weights (q/k/v, o, gate/up, down: "linear" weights), fixed for a
+ * backend's life (ss_backend_params.linear_type). Embeddings, lm_head and norms always use weight_dtype. */
+typedef enum ss_linear_type {
+    SS_LINEAR_ACT = 0, /* weight_dtype, as every other weight */
+    SS_LINEAR_FP8,     /* fp8 e4m3 with one f32 scale per matrix: half of bf16's bytes */
+} ss_linear_type;
+
+/* Bytes of one [m, k] linear weight in format t.
+ * - SS_LINEAR_ACT: m*k weight_dtype elements.
+ * - SS_LINEAR_FP8: m*k e4m3 bytes, row-major, then at ss_linear_fp8_scale_offset the matrix's scale s (f32),
+ *   padded to 256 bytes. W[i] = e4m3(q_i) * s, with s = a / 448 and q_i = e4m3(w_i * (448 / a)), a = max |w_i|
+ *   (all zero when a = 0): the arithmetic of ss_kv_fp8_quant_row over the whole matrix. */
+size_t ss_linear_bytes(ss_linear_type t, ss_dtype weight_dtype, int64_t m, int64_t k);
+size_t ss_linear_fp8_scale_offset(int64_t m, int64_t k);
+/* "none" or "fp8". */
+const char *ss_linear_type_name(ss_linear_type t);
+/* Parses a --quantization value: none (or auto) or fp8; the error names the value. */
+ss_status ss_linear_type_parse(const char *s, ss_linear_type *out, ss_err *err);
 
 /* Longest query tile of ss_attn_meta.q_tiles. */
 #define SS_ATTN_TILE_MAX 64
@@ -259,6 +279,16 @@ typedef struct ss_backend_i {
     /* Whether download_wait(slot) would return at once (the copy and everything enqueued before it are
      * done), without waiting. Default: always ready (backends whose download_async copies at once). */
     ss_status (*download_ready)(void *ctx, int slot, int *ready);
+
+    /* ---- version 5: projection weights in the backend's linear format (ss_backend.linear_type) ---- */
+    /* out[n, m] = x[n, k] . W[m, k]^T (+ bias[m] if bias != NULL) in act_dtype, W in the linear format (ss_linear_bytes).
+     * Required. An fp8 backend may round x to fp8 for large n (cuda: with one scale per call of at most a few
+     * thousand rows); results are then within fp8's error of x . W^T. */
+    ss_status (*linear)(void *ctx, void *out, const void *x, const void *W, const void *bias, int64_t n, int32_t m,
+                        int32_t k);
+    /* Writes dst (ss_linear_bytes(linear_type, ...) bytes) from src [m, k] in weight_dtype (a device buffer, e.g. filled
+     * by upload_weight); src may be written again by later ops and uploads (ordered after this one). Required. */
+    ss_status (*linear_quantize)(void *ctx, void *dst, const void *src, int64_t m, int32_t k);
 } ss_backend_i;
 
 /* Largest download_async copy; slots of download_async. */
@@ -273,6 +303,7 @@ typedef struct ss_backend {
     ss_dtype act_dtype;
     ss_dtype weight_dtype;
     ss_kv_type kv_type; /* of every KV cache its ops read and write */
+    ss_linear_type linear_type; /* of the weights its linear op reads */
     int device_index; /* GPU ordinal; -1 on cpu */
     char desc[128];   /* human-readable: "cpu (2 threads)", "cuda:0 NVIDIA H100 80GB HBM3" */
 } ss_backend;
@@ -284,6 +315,7 @@ typedef struct ss_backend_params {
     int device_index; /* GPU ordinal for cuda (local rank); ignored on cpu */
     int n_threads;    /* cpu threads; 0 = all cores */
     ss_kv_type kv_type;
+    ss_linear_type linear_type;
 } ss_backend_params;
 
 ss_backend_params ss_backend_default_params(void);

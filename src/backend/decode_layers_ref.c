@@ -18,7 +18,7 @@ ss_status ss_decode_layers_by_op(const ss_backend *be, const ss_decode_layers *d
         char *q = d->qkv, *k = q + qd * (int64_t)a, *v = k + kvd * (int64_t)a;
         st = B->rmsnorm(c, h, d->residual, L->attn_norm, 1, d->hidden, d->eps);
         if (st == SS_OK)
-            st = B->matmul(c, d->qkv, be->act_dtype, h, L->wqkv, L->bqkv, 1, (int32_t)row, d->hidden);
+            st = B->linear(c, d->qkv, h, L->wqkv, L->bqkv, 1, (int32_t)row, d->hidden);
         if (st == SS_OK && L->q_norm)
             st = B->head_rmsnorm(c, q, L->q_norm, 1, d->q_heads, d->head_dim, row, d->eps);
         if (st == SS_OK && L->k_norm)
@@ -32,15 +32,15 @@ ss_status ss_decode_layers_by_op(const ss_backend *be, const ss_decode_layers *d
             st = B->attention(c, d->attn, q, row, L->k_cache, L->v_cache, d->meta, 1, d->q_heads, d->kv_heads,
                               d->head_dim, d->attn_scale);
         if (st == SS_OK)
-            st = B->matmul(c, x, be->act_dtype, d->attn, L->wo, NULL, 1, d->hidden, (int32_t)qd);
+            st = B->linear(c, x, d->attn, L->wo, NULL, 1, d->hidden, (int32_t)qd);
         if (st == SS_OK)
             st = B->add_rmsnorm(c, d->residual, x, h, L->mlp_norm, 1, d->hidden, d->eps);
         if (st == SS_OK)
-            st = B->matmul(c, gu, be->act_dtype, h, L->wgu, NULL, 1, 2 * d->inter, d->hidden);
+            st = B->linear(c, gu, h, L->wgu, NULL, 1, 2 * d->inter, d->hidden);
         if (st == SS_OK)
             st = B->silu_mul(c, d->act, gu, 1, d->inter);
         if (st == SS_OK)
-            st = B->matmul(c, x, be->act_dtype, d->act, L->wdown, NULL, 1, d->hidden, d->inter);
+            st = B->linear(c, x, d->act, L->wdown, NULL, 1, d->hidden, d->inter);
         if (st == SS_OK)
             st = B->add(c, d->residual, d->residual, x, d->hidden);
     }

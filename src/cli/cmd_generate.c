@@ -19,7 +19,7 @@
 #include "tokenizer/tokenizer.h"
 
 typedef struct gen_opts {
-    const char *model, *prompt, *prompt_ids, *chat, *output, *device, *kv_dtype;
+    const char *model, *prompt, *prompt_ids, *chat, *output, *device, *kv_dtype, *quant;
     int64_t max_tokens, top_k, seed, logprobs, tp, pp, threads;
     int64_t nnodes, node_rank, gpus_per_node, rdzv_port, comm_timeout;
     const char *leader_addr;
@@ -116,6 +116,7 @@ int ss_cmd_generate(int argc, char **argv, char **env)
     o.output = "text";
     o.device = "auto";
     o.kv_dtype = "auto";
+    o.quant = "none";
     o.tp = o.pp = SS_CLI_UNSET; /* left out: the engine's own layout, else 1 (below) */
     o.nnodes = o.node_rank = o.gpus_per_node = -1;
     o.rdzv_port = 29500;
@@ -138,6 +139,7 @@ int ss_cmd_generate(int argc, char **argv, char **env)
         {"tp", SS_OPT_INT, &o.tp, "tensor-parallel degree (default: the engine's, else 1)"},
         {"pp", SS_OPT_INT, &o.pp, "pipeline-parallel degree (default: the engine's, else 1)"},
         {"kv-cache-dtype", SS_OPT_STR, &o.kv_dtype, SS_KV_DTYPE_HELP},
+        {"quantization", SS_OPT_STR, &o.quant, SS_QUANT_HELP},
         {"threads", SS_OPT_INT, &o.threads, "cpu threads (0 = all cores)"},
         {"nnodes", SS_OPT_INT, &o.nnodes, "machines in the replica (default 1)"},
         {"node-rank", SS_OPT_INT, &o.node_rank, "this machine's index (0 = the leader's)"},
@@ -204,7 +206,8 @@ int ss_cmd_generate(int argc, char **argv, char **env)
         rp.backend.device = SS_DEVICE_CUDA;
     else if (strcmp(o.device, "auto"))
         return gen_fail(ss_err_set(&e, SS_ERR_INVALID_ARG, "--device must be auto, cpu or cuda"), &e);
-    if (ss_kv_type_parse(o.kv_dtype, &rp.backend.kv_type, &e) != SS_OK)
+    if (ss_kv_type_parse(o.kv_dtype, &rp.backend.kv_type, &e) != SS_OK ||
+        ss_linear_type_parse(o.quant, &rp.backend.linear_type, &e) != SS_OK)
         return gen_fail(SS_ERR_INVALID_ARG, &e);
 
     ss_tokenizer *tok = NULL;

@@ -20,7 +20,7 @@
 
 typedef struct serve_opts {
     const char *model, *engine, *device, *host, *api_key, *served_name, *log_level, *overlap, *gen_config;
-    const char *revision, *dtype, *cache, *token_file, *leader_addr, *kv_dtype;
+    const char *revision, *dtype, *cache, *token_file, *leader_addr, *kv_dtype, *quant;
     int64_t nnodes, node_rank, gpus_per_node, rdzv_port, comm_timeout;
     int64_t tp, pp, port, metrics_port, threads;
     int64_t max_batch, max_waiting, max_step_tokens, max_seq_len, num_kv_blocks, block_size;
@@ -49,6 +49,7 @@ int ss_cmd_serve(int argc, char **argv, char **env)
     memset(&o, 0, sizeof o);
     o.device = "auto";
     o.kv_dtype = "auto";
+    o.quant = "none";
     o.host = p.host;
     o.log_level = "info";
     o.overlap = "auto";
@@ -100,6 +101,7 @@ int ss_cmd_serve(int argc, char **argv, char **env)
         {"num-kv-blocks", SS_OPT_INT, &o.num_kv_blocks, "KV-cache blocks (0: automatic)"},
         {"block-size", SS_OPT_INT, &o.block_size, "KV block size in tokens"},
         {"kv-cache-dtype", SS_OPT_STR, &o.kv_dtype, SS_KV_DTYPE_HELP},
+        {"quantization", SS_OPT_STR, &o.quant, SS_QUANT_HELP},
         {"no-prefix-cache", SS_OPT_BOOL, &o.no_prefix_cache, "turn prefix caching off"},
         {"overlap", SS_OPT_STR, &o.overlap,
          "auto | on | off: plan a decode step while the one before it runs (auto: GPU replicas without pipeline stages)"},
@@ -170,7 +172,8 @@ int ss_cmd_serve(int argc, char **argv, char **env)
         fprintf(stderr, "shardserve serve: --device must be auto, cpu or cuda (got '%s')\n", o.device);
         return SS_EXIT_USAGE;
     }
-    if (ss_kv_type_parse(o.kv_dtype, &p.replica.backend.kv_type, &e) != SS_OK) {
+    if (ss_kv_type_parse(o.kv_dtype, &p.replica.backend.kv_type, &e) != SS_OK ||
+        ss_linear_type_parse(o.quant, &p.replica.backend.linear_type, &e) != SS_OK) {
         fprintf(stderr, "shardserve serve: %s\n", e.msg);
         return SS_EXIT_USAGE;
     }

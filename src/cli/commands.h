@@ -19,6 +19,11 @@ int ss_cmd_worker(int argc, char **argv, char **env);
     "auto | fp8: the KV cache's element type (auto: the activations'; fp8: e4m3 with a scale per row, about "        \
     "half the memory and bytes read per step)"
 
+/* --quantization's help, shared by `serve` and `generate` (parsed by ss_linear_type_parse). */
+#define SS_QUANT_HELP                                                                                                \
+    "none | fp8: the projection weights' format on the device (fp8: e4m3 with one scale per matrix, quantised "     \
+    "at load; about half the weight memory and bytes read per decode step)"
+
 struct ss_rank_info;
 /* For `serve`/`generate` on a node other than the leader's: runs this node's ranks as workers. */
 int ss_cli_run_node(const struct ss_rank_info *info);

@@ -146,6 +146,14 @@ ss_status ss_forward_create(ss_backend *be, const ss_model_config *cfg, const ss
                         (int)cfg->head_dim);
         goto fail;
     }
+    if (be->linear_type == SS_LINEAR_FP8 &&
+        (cfg->hidden_size % 16 != 0 || sp->inter_size % 16 != 0 || (sp->q_heads * cfg->head_dim) % 16 != 0)) {
+        st = ss_err_set(err, SS_ERR_UNSUPPORTED,
+                        "--quantization fp8 needs projection widths that are multiples of 16 (hidden %d, this rank's "
+                        "intermediate %d and attention %d)",
+                        (int)cfg->hidden_size, (int)sp->inter_size, (int)(sp->q_heads * cfg->head_dim));
+        goto fail;
+    }
     f->kv_layer_bytes =
         (size_t)p->num_blocks * ss_kv_block_bytes(be->kv_type, be->act_dtype, p->block_size, sp->kv_heads, cfg->head_dim);
     f->kv_bytes = f->kv_layer_bytes * 2 * (size_t)nl;
@@ -279,7 +287,7 @@ static ss_status fwd_layer(ss_forward *f, int32_t li, int64_t n, const ss_attn_m
     const ss_layer_weights *L = &f->w->layers[li];
     int32_t dim = cfg->hidden_size, hd = cfg->head_dim;
     ss_comm *tp = f->links.tp;
-    SS_CHECK(B->matmul(c, f->qkv, f->be->act_dtype, f->h, L->wqkv, L->bqkv, n, (int32_t)f->qkv_dim, dim));
+    SS_CHECK(B->linear(c, f->qkv, f->h, L->wqkv, L->bqkv, n, (int32_t)f->qkv_dim, dim));
     void *q = f->qkv, *k = fwd_off(f->qkv, f->q_dim, f->esz), *v = fwd_off(f->qkv, f->q_dim + f->kv_dim, f->esz);
     if (L->q_norm) {
         SS_CHECK(B->head_rmsnorm(c, q, L->q_norm, n, sp->q_heads, hd, f->qkv_dim, cfg->rms_eps));
@@ -295,18 +303,18 @@ static ss_status fwd_layer(ss_forward *f, int32_t li, int64_t n, const ss_attn_m
     }
     SS_CHECK(B->attention(c, f->attn, q, f->qkv_dim, kc, vc, meta, n, sp->q_heads, sp->kv_heads, hd,
                           1.0f / sqrtf((float)hd)));
-    SS_CHECK(B->matmul(c, f->x, f->be->act_dtype, f->attn, L->wo, NULL, n, dim, (int32_t)f->q_dim));
+    SS_CHECK(B->linear(c, f->x, f->attn, L->wo, NULL, n, dim, (int32_t)f->q_dim));
     SS_CHECK(fwd_reduce_norm(f, n, L->mlp_norm));
     ss_status st = SS_ERR_UNSUPPORTED;
     if (B->matmul_silu && f->fuse_mlp)
         st = B->matmul_silu(c, f->act, f->h, L->wgu, n, sp->inter_size, dim);
     if (st == SS_ERR_UNSUPPORTED) {
-        SS_CHECK(B->matmul(c, f->gu, f->be->act_dtype, f->h, L->wgu, NULL, n, 2 * sp->inter_size, dim));
+        SS_CHECK(B->linear(c, f->gu, f->h, L->wgu, NULL, n, 2 * sp->inter_size, dim));
         SS_CHECK(B->silu_mul(c, f->act, f->gu, n, sp->inter_size));
     } else if (st != SS_OK) {
         return st;
     }
-    SS_CHECK(B->matmul(c, f->x, f->be->act_dtype, f->act, L->wdown, NULL, n, dim, sp->inter_size));
+    SS_CHECK(B->linear(c, f->x, f->act, L->wdown, NULL, n, dim, sp->inter_size));
     if (next_norm)
         return fwd_reduce_norm(f, n, next_norm);
     if (tp->size > 1)

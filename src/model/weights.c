@@ -15,6 +15,7 @@ typedef struct wl_ctx {
     ss_err *err;
     uint8_t *staging; /* host buffer for column slices */
     size_t staging_cap;
+    void *dev_staging; /* fp8 linear weights: the fused bf16 matrix on the device before linear_quantize */
 } wl_ctx;
 
 /* Expected full (unsliced) shape of a Hugging Face tensor: rows, cols (cols 0 for vectors). */
@@ -124,19 +125,35 @@ static ss_status wl_put(wl_ctx *w, const char *name, const char *slice_name, voi
     return SS_OK;
 }
 
-/* Bump allocator over the arena (sizes in elements of weight_dtype, 256-byte aligned). */
+/* Bump allocator over the arena (256-byte aligned pieces): wl_take in elements of weight_dtype, wl_take_linear an
+ * [m, k] projection weight in the backend's linear format. max_linear: the largest linear matrix's elements. */
 typedef struct wl_carve {
     uint8_t *base;
     size_t off, esz;
+    ss_linear_type lt;
+    ss_dtype wdt;
+    int64_t max_linear;
 } wl_carve;
+
+static void *wl_take_bytes(wl_carve *c, size_t bytes)
+{
+    if (bytes == 0)
+        return NULL;
+    void *p = c->base ? c->base + c->off : NULL;
+    c->off += (bytes + 255) & ~(size_t)255;
+    return p;
+}
 
 static void *wl_take(wl_carve *c, int64_t elems)
 {
-    if (elems <= 0)
-        return NULL;
-    void *p = c->base ? c->base + c->off : NULL;
-    c->off += ((size_t)elems * c->esz + 255) & ~(size_t)255;
-    return p;
+    return wl_take_bytes(c, elems > 0 ? (size_t)elems * c->esz : 0);
+}
+
+static void *wl_take_linear(wl_carve *c, int64_t m, int64_t k)
+{
+    if (m * k > c->max_linear)
+        c->max_linear = m * k;
+    return wl_take_bytes(c, m * k > 0 ? ss_linear_bytes(c->lt, c->wdt, m, k) : 0);
 }
 
 /* Lays out all tensors; with base == NULL it only measures. */
@@ -150,14 +167,14 @@ static void wl_layout(const ss_model_config *cfg, const ss_shard_plan *p, ss_mod
     for (int32_t l = 0; l < p->layer_end - p->layer_start; l++) {
         ss_layer_weights *L = &w->layers[l];
         L->attn_norm = wl_take(c, dim);
-        L->wqkv = wl_take(c, qkv_rows * dim);
+        L->wqkv = wl_take_linear(c, qkv_rows, dim);
         L->bqkv = cfg->attn_bias ? wl_take(c, qkv_rows) : NULL;
         L->q_norm = cfg->qk_norm ? wl_take(c, hd) : NULL;
         L->k_norm = cfg->qk_norm ? wl_take(c, hd) : NULL;
-        L->wo = wl_take(c, dim * p->q_heads * hd);
+        L->wo = wl_take_linear(c, dim, p->q_heads * hd);
         L->mlp_norm = wl_take(c, dim);
-        L->wgu = wl_take(c, 2 * (int64_t)p->inter_size * dim);
-        L->wdown = wl_take(c, dim * p->inter_size);
+        L->wgu = wl_take_linear(c, 2 * (int64_t)p->inter_size, dim);
+        L->wdown = wl_take_linear(c, dim, p->inter_size);
     }
 }
 
@@ -177,8 +194,26 @@ static ss_status wl_put_fused(wl_ctx *w, int32_t layer, const char *const *suffi
     return SS_OK;
 }
 
+/* A projection weight [m, k] from its tensors (fused as wl_put_fused does), in the backend's linear format: fp8
+ * goes through the device staging buffer and linear_quantize (one scale over the fused matrix). */
+static ss_status wl_put_linear(wl_ctx *w, int32_t layer, const char *const *suffixes, int n, void *dst, int64_t m,
+                               int64_t k)
+{
+    if (w->be->linear_type == SS_LINEAR_ACT)
+        return wl_put_fused(w, layer, suffixes, n, dst);
+    SS_CHECK(wl_put_fused(w, layer, suffixes, n, w->dev_staging));
+    ss_status st = w->be->iface->linear_quantize(w->be->ctx, dst, w->dev_staging, m, (int32_t)k);
+    if (st != SS_OK)
+        return ss_err_set(w->err, st, "quantising layer %d's %s [%lld, %lld] to %s", layer, suffixes[0],
+                          (long long)m, (long long)k, ss_linear_type_name(w->be->linear_type));
+    return SS_OK;
+}
+
 static ss_status wl_layer(wl_ctx *w, int32_t layer, ss_layer_weights *L)
 {
+    const int64_t dim = w->cfg->hidden_size, hd = w->cfg->head_dim;
+    const int64_t qd = (int64_t)w->plan->q_heads * hd, qkv_rows = qd + 2 * (int64_t)w->plan->kv_heads * hd;
+    const int64_t inter = w->plan->inter_size;
     static const char *const qkv_w[] = {"self_attn.q_proj.weight", "self_attn.k_proj.weight",
                                         "self_attn.v_proj.weight"};
     static const char *const qkv_b[] = {"self_attn.q_proj.bias", "self_attn.k_proj.bias", "self_attn.v_proj.bias"};
@@ -189,16 +224,16 @@ static ss_status wl_layer(wl_ctx *w, int32_t layer, ss_layer_weights *L)
     static const char *const o_proj[] = {"self_attn.o_proj.weight"}, *const down[] = {"mlp.down_proj.weight"};
     SS_CHECK(wl_put_fused(w, layer, attn_norm, 1, L->attn_norm));
     SS_CHECK(wl_put_fused(w, layer, mlp_norm, 1, L->mlp_norm));
-    SS_CHECK(wl_put_fused(w, layer, qkv_w, 3, L->wqkv));
+    SS_CHECK(wl_put_linear(w, layer, qkv_w, 3, L->wqkv, qkv_rows, dim));
     if (L->bqkv)
         SS_CHECK(wl_put_fused(w, layer, qkv_b, 3, L->bqkv));
     if (L->q_norm) {
         SS_CHECK(wl_put_fused(w, layer, q_norm, 1, L->q_norm));
         SS_CHECK(wl_put_fused(w, layer, k_norm, 1, L->k_norm));
     }
-    SS_CHECK(wl_put_fused(w, layer, o_proj, 1, L->wo));
-    SS_CHECK(wl_put_fused(w, layer, gate_up, 2, L->wgu));
-    return wl_put_fused(w, layer, down, 1, L->wdown);
+    SS_CHECK(wl_put_linear(w, layer, o_proj, 1, L->wo, dim, qd));
+    SS_CHECK(wl_put_linear(w, layer, gate_up, 2, L->wgu, 2 * inter, dim));
+    return wl_put_linear(w, layer, down, 1, L->wdown, dim, inter);
 }
 
 ss_status ss_weights_load(ss_backend *be, const ss_model_config *cfg, const ss_shard_plan *plan,
@@ -213,7 +248,7 @@ ss_status ss_weights_load(ss_backend *be, const ss_model_config *cfg, const ss_s
         return ss_err_set(err, SS_ERR_NOMEM, "out of memory");
     }
     w->plan = *plan;
-    wl_carve c = {NULL, 0, ss_dtype_size(be->weight_dtype)};
+    wl_carve c = {NULL, 0, ss_dtype_size(be->weight_dtype), be->linear_type, be->weight_dtype, 0};
     wl_layout(cfg, plan, w, &c);
     w->bytes = c.off;
     ss_status st = be->iface->alloc(be->ctx, w->bytes, &w->arena);
@@ -226,7 +261,16 @@ ss_status ss_weights_load(ss_backend *be, const ss_model_config *cfg, const ss_s
     c.base = w->arena;
     c.off = 0;
     wl_layout(cfg, plan, w, &c);
-    wl_ctx x = {be, cfg, plan, ck, presliced, err, NULL, 0};
+    wl_ctx x = {be, cfg, plan, ck, presliced, err, NULL, 0, NULL};
+    if (be->linear_type != SS_LINEAR_ACT && c.max_linear > 0) {
+        const size_t sb = (size_t)c.max_linear * ss_dtype_size(be->weight_dtype);
+        st = be->iface->alloc(be->ctx, sb, &x.dev_staging);
+        if (st != SS_OK) {
+            ss_err_set(err, st, "allocating %.2f GiB of staging for rank %d's %s weights on %s", sb / 1073741824.0,
+                       plan->rank, ss_linear_type_name(be->linear_type), be->desc);
+            goto fail;
+        }
+    }
     if (w->embed)
         SS_CHECK_GOTO(wl_put(&x, "model.embed_tokens.weight", "model.embed_tokens.weight", w->embed, NULL), st, fail);
     if (w->final_norm)
@@ -241,10 +285,16 @@ ss_status ss_weights_load(ss_backend *be, const ss_model_config *cfg, const ss_s
         SS_CHECK_GOTO(wl_layer(&x, plan->layer_start + l, &w->layers[l]), st, fail);
     SS_CHECK_GOTO(be->iface->sync(be->ctx), st, fail);
     ss_free(x.staging);
+    if (x.dev_staging)
+        be->iface->free_buf(be->ctx, x.dev_staging);
     *out = w;
     return SS_OK;
 fail:
     ss_free(x.staging);
+    if (x.dev_staging) {
+        (void)be->iface->sync(be->ctx);
+        be->iface->free_buf(be->ctx, x.dev_staging);
+    }
     ss_weights_free(be, w);
     return st;
 }

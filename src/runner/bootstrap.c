@@ -315,6 +315,7 @@ ss_status ss_boot_make_runner(ss_boot *b, ss_runner **runner, ss_comm **tp_out, 
     rp.backend.device = (ss_device_kind)s->device;
     rp.backend.n_threads = s->n_threads;
     rp.backend.kv_type = (ss_kv_type)s->kv_type;
+    rp.backend.linear_type = (ss_linear_type)s->linear_type;
     rp.backend.device_index = s->gpus_per_node > 0 ? b->rank % s->gpus_per_node : 0;
     rp.block_size = s->block_size;
     rp.num_kv_blocks = s->num_kv_blocks;

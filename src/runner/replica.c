@@ -202,6 +202,7 @@ static ss_status replica_create_multi(ss_replica *r, ss_err *err)
                    : p->backend.device;
     s.n_threads = p->backend.n_threads;
     s.kv_type = (int32_t)p->backend.kv_type;
+    s.linear_type = (int32_t)p->backend.linear_type;
     s.block_size = p->block_size;
     s.num_kv_blocks = p->num_kv_blocks;
     s.max_seq_len = p->max_seq_len;

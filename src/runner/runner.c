@@ -208,9 +208,12 @@ ss_status ss_runner_create(const ss_runner_params *p, const ss_runner_links *lin
             goto fail;
         }
     }
-    SS_LOGI("rank %d (stage %d, tp rank %d, node-local device %d) on %s: layers %d..%d, %.1f MiB weights, %.1f MiB KV cache (%s, %d blocks of %d)",
+    SS_LOGI("rank %d (stage %d, tp rank %d, node-local device %d) on %s: layers %d..%d, %.1f MiB weights (%s "
+            "projections), %.1f MiB KV cache (%s, %d blocks of %d)",
             p->rank, r->plan.stage, r->plan.tp_rank, r->be->device_index, r->be->desc, r->plan.layer_start, r->plan.layer_end - 1,
-            r->w->bytes / 1048576.0, ss_forward_kv_bytes(r->fwd) / 1048576.0,
+            r->w->bytes / 1048576.0,
+            r->be->linear_type == SS_LINEAR_FP8 ? "fp8" : ss_dtype_name(r->be->weight_dtype),
+            ss_forward_kv_bytes(r->fwd) / 1048576.0,
             r->be->kv_type == SS_KV_FP8 ? "fp8" : ss_dtype_name(r->be->act_dtype), r->fp.num_blocks, bs);
     *out = r;
     return SS_OK;

@@ -25,6 +25,7 @@ typedef struct pair {
     ss_backend *cpu;
     ss_backend *gpu;
     ss_backend *cpu8, *gpu8; /* the same devices with an fp8 KV cache (ss_backend_params.kv_type) */
+    ss_backend *cpuq, *gpuq; /* ... and with fp8 projection weights (ss_backend_params.linear_type) */
     uint64_t rng;
 } pair;
 
@@ -192,6 +193,17 @@ static int group_setup(void **state)
         fprintf(stderr, "cuda backend (fp8 KV cache): %s\n", err.msg);
         return -1;
     }
+    prm.kv_type = SS_KV_ACT;
+    prm.linear_type = SS_LINEAR_FP8;
+    if (ss_backend_create(&prm, &p->gpuq, &err) != SS_OK) {
+        fprintf(stderr, "cuda backend (fp8 weights): %s\n", err.msg);
+        return -1;
+    }
+    prm.device = SS_DEVICE_CPU;
+    if (ss_backend_create(&prm, &p->cpuq, &err) != SS_OK) {
+        fprintf(stderr, "cpu backend (fp8 weights): %s\n", err.msg);
+        return -1;
+    }
     fprintf(stderr, "comparing %s against %s\n", p->gpu->desc, p->cpu->desc);
     p->rng = 0x9e3779b97f4a7c15ull;
     *state = p;
@@ -202,6 +214,8 @@ static int group_teardown(void **state)
 {
     pair *p = *state;
     if (p) {
+        ss_backend_destroy(p->gpuq);
+        ss_backend_destroy(p->cpuq);
         ss_backend_destroy(p->gpu8);
         ss_backend_destroy(p->cpu8);
         ss_backend_destroy(p->gpu);
@@ -319,6 +333,53 @@ static void test_matmul(void **state)
     }
     check_matmul(p, 1, 64, 100, 1, SS_DTYPE_BF16); /* k % 8 != 0: not the GEMV path */
     check_matmul(p, 5, 96, 1000, 0, SS_DTYPE_F32);
+}
+
+/* fp8 projection weights: linear_quantize byte for byte (the same arithmetic on both devices), then linear: the
+ * W8A16 GEMV (n <= 8) at bf16 tolerance, the fp8 GEMM (activations rounded to e4m3 too) at fp8's. */
+static void check_linear_fp8(pair *p, int64_t n, int32_t m, int32_t k, int with_bias)
+{
+    ss_backend *c = p->cpuq, *g = p->gpuq;
+    float *x = rand_vec(p, n * k, 1.0f), *w = rand_vec(p, (int64_t)m * k, 0.1f), *b = rand_vec(p, m, 0.5f);
+    void *wc = dev_weight(c, w, (int64_t)m * k), *wg = dev_weight(g, w, (int64_t)m * k);
+    const size_t lb = ss_linear_bytes(SS_LINEAR_FP8, g->weight_dtype, m, k);
+    void *qc = dev_alloc(c, lb), *qg = dev_alloc(g, lb);
+    assert_int_equal(c->iface->linear_quantize(c->ctx, qc, wc, m, k), SS_OK);
+    assert_int_equal(g->iface->linear_quantize(g->ctx, qg, wg, m, k), SS_OK);
+    uint8_t *hc = malloc(lb), *hg = malloc(lb);
+    assert_non_null(hc);
+    assert_non_null(hg);
+    assert_int_equal(c->iface->download(c->ctx, hc, qc, lb), SS_OK);
+    assert_int_equal(g->iface->download(g->ctx, hg, qg, lb), SS_OK);
+    const size_t so = ss_linear_fp8_scale_offset(m, k);
+    if (memcmp(hc, hg, (size_t)m * k) != 0 || memcmp(hc + so, hg + so, sizeof(float)) != 0)
+        fail_msg("linear_quantize [%d, %d]: the cuda bytes differ from the cpu's", m, k);
+    void *xc = dev_act(c, x, n * k), *xg = dev_act(g, x, n * k);
+    void *bc = with_bias ? dev_weight(c, b, m) : NULL, *bg = with_bias ? dev_weight(g, b, m) : NULL;
+    void *oc = dev_poison(c, n * m, c->act_dtype), *og = dev_poison(g, n * m, g->act_dtype);
+    assert_int_equal(c->iface->linear(c->ctx, oc, xc, qc, bc, n, m, k), SS_OK);
+    assert_int_equal(g->iface->linear(g->ctx, og, xg, qg, bg, n, m, k), SS_OK);
+    assert_int_equal(g->iface->sync(g->ctx), SS_OK); /* expect_close downloads through p->gpu's stream */
+    char what[96];
+    snprintf(what, sizeof what, "fp8 linear n=%lld m=%d k=%d bias=%d", (long long)n, m, k, with_bias);
+    expect_close(p, oc, og, n * m, n <= 8 ? BF16_TOL : 6e-2, what);
+    dev_free(c, wc), dev_free(g, wg), dev_free(c, qc), dev_free(g, qg), dev_free(c, xc), dev_free(g, xg);
+    if (with_bias)
+        dev_free(c, bc), dev_free(g, bg);
+    dev_free(c, oc), dev_free(g, og);
+    free(hc), free(hg), free(x), free(w), free(b);
+}
+
+static void test_linear_fp8(void **state)
+{
+    NEED_GPU(state);
+    const int64_t ns[] = {1, 2, 5, 8, 9, 64, 300};
+    for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++) {
+        check_linear_fp8(p, ns[i], 352, 128, 0);
+        check_linear_fp8(p, ns[i], 200, 4096, 1);
+        check_linear_fp8(p, ns[i], 96, 14336, 0);
+    }
+    check_linear_fp8(p, 3000, 64, 11200, 0); /* more rows than one fp8 activation chunk holds */
 }
 
 /* matmul_silu (where the backend has it; SS_ERR_UNSUPPORTED falls back as the forward pass does) against
@@ -1467,6 +1528,7 @@ int main(void)
         cmocka_unit_test(test_sample),        cmocka_unit_test(test_greedy_combine),
         cmocka_unit_test(test_upload_weight_types),
         cmocka_unit_test(test_graph),         cmocka_unit_test(test_decode_layers),
+        cmocka_unit_test(test_linear_fp8),
     };
     /* SS_TEST_SKIP=pattern leaves tests out (compute-sanitizer racecheck: test_decode_layers, whose spins
      * give up after 2 s, does not finish under its instrumentation); SS_TEST_ONLY=pattern runs only those

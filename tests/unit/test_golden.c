@@ -19,11 +19,14 @@
 
 /* cpu computes in float32 (tolerance 1e-4); SS_TEST_DEVICE=cuda runs the same goldens in bf16 (2e-2),
  * comparing greedy tokens only while the reference margin exceeds the bf16 error. SS_TEST_KV=fp8 keeps the
- * KV cache in fp8 (e4m3, a scale per row): tolerance GOLDEN_FP8_TOL on either device. */
+ * KV cache in fp8 (e4m3, a scale per row): tolerance GOLDEN_FP8_TOL on either device. SS_TEST_QUANT=fp8 loads the
+ * projection weights as fp8 (e4m3, a scale per matrix): tolerance GOLDEN_QUANT_TOL. */
 static double golden_tol = 1e-4, golden_margin = 1e-3;
 static ss_device_kind golden_device = SS_DEVICE_CPU;
 static ss_kv_type golden_kv = SS_KV_ACT;
+static ss_linear_type golden_quant = SS_LINEAR_ACT;
 #define GOLDEN_FP8_TOL 8e-2 /* e4m3 keeps 3 mantissa bits (~3.6% RMS error a cached value); the fixtures reach 6.0% on cpu */
+#define GOLDEN_QUANT_TOL 1.5e-1 /* every weight off by up to 1/16 (e4m3), one scale per matrix; see main */
 #define GOLDEN_TOL golden_tol
 static int golden_checked_total;
 static double golden_worst; /* the largest logits error of the model under test */
@@ -91,6 +94,7 @@ static ss_replica *golden_replica_graphs(const char *model, int no_graphs)
     p.model_dir = dir;
     p.backend.device = golden_device;
     p.backend.kv_type = golden_kv;
+    p.backend.linear_type = golden_quant;
     p.tp = golden_tp;
     p.pp = golden_pp;
     p.worker_exe = SS_BINARY_DIR "/shardserve";
@@ -208,7 +212,7 @@ static void test_golden_all_models(void **state)
         for (const cJSON *c = cJSON_GetObjectItem(g, "cases")->child; c; c = c->next)
             golden_case(r, c, slot++, n_gen);
         printf("golden %s on %s%s: %d cases ok (worst logits error %.3g)\n", golden_models[m],
-               golden_device == SS_DEVICE_CUDA ? "cuda" : "cpu", golden_kv == SS_KV_FP8 ? ", fp8 KV cache" : "", slot,
+               golden_device == SS_DEVICE_CUDA ? "cuda" : "cpu", golden_kv == SS_KV_FP8 ? ", fp8 KV cache" : golden_quant == SS_LINEAR_FP8 ? ", fp8 weights" : "", slot,
                golden_worst);
         golden_worst = 0;
         ss_replica_destroy(r);
@@ -344,6 +348,12 @@ int main(void)
     if (kv && !strcmp(kv, "fp8")) {
         golden_kv = SS_KV_FP8;
         golden_tol = GOLDEN_FP8_TOL;
+        golden_margin = 0.5;
+    }
+    const char *quant = getenv("SS_TEST_QUANT");
+    if (quant && !strcmp(quant, "fp8")) {
+        golden_quant = SS_LINEAR_FP8;
+        golden_tol = GOLDEN_QUANT_TOL;
         golden_margin = 0.5;
     }
     if (getenv("SS_TEST_TP"))

@@ -17,6 +17,10 @@ typedef struct cpu_ctx {
     int n_threads;
     const ss_backend *self; /* borrowed: the backend this context belongs to (decode_layers composes its ops) */
     ss_kv_type kv_type;
+    ss_linear_type linear_type;
+    float e4m3[256]; /* every e4m3 code's value */
+    float *wtmp;     /* fp8 linear: one weight matrix in f32, grown as needed */
+    size_t wtmp_cap; /* floats */
 } cpu_ctx;
 
 /* Threads of every parallel region: explicit, because the calling thread (a scheduler's) may not
@@ -168,6 +172,49 @@ static ss_status cpu_matmul(void *ctx, void *out, ss_dtype out_type, const void 
         cblas_sgemv(CblasRowMajor, CblasNoTrans, m, k, 1.0f, W, k, x, 1, bias ? 1.0f : 0.0f, o, 1);
     else
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, m, k, 1.0f, x, k, W, k, bias ? 1.0f : 0.0f, o, m);
+    return SS_OK;
+}
+
+/* fp8 linear weights are decoded into f32 (exactly e4m3 * scale, rounded once) and multiplied as matmul does. */
+static ss_status cpu_linear(void *ctx, void *out, const void *x, const void *W, const void *bias, int64_t n, int32_t m,
+                            int32_t k)
+{
+    cpu_ctx *c = ctx;
+    if (c->linear_type != SS_LINEAR_FP8)
+        return cpu_matmul(ctx, out, SS_DTYPE_F32, x, W, bias, n, m, k);
+    const size_t cnt = (size_t)m * (size_t)k;
+    if (cnt > c->wtmp_cap) {
+        float *nb = ss_realloc(c->wtmp, cnt * sizeof(float));
+        if (!nb)
+            return SS_ERR_NOMEM;
+        c->wtmp = nb;
+        c->wtmp_cap = cnt;
+    }
+    const uint8_t *q = W;
+    float scale;
+    memcpy(&scale, q + ss_linear_fp8_scale_offset(m, k), sizeof scale);
+#pragma omp parallel for num_threads(CPU_THREADS(ctx)) schedule(static)
+    for (int64_t i = 0; i < (int64_t)cnt; i++)
+        c->wtmp[i] = c->e4m3[q[i]] * scale;
+    return cpu_matmul(ctx, out, SS_DTYPE_F32, x, c->wtmp, bias, n, m, k);
+}
+
+static ss_status cpu_linear_quantize(void *ctx, void *dst, const void *src, int64_t m, int32_t k)
+{
+    cpu_ctx *c = ctx;
+    const size_t cnt = (size_t)m * (size_t)k;
+    if (c->linear_type != SS_LINEAR_FP8)
+        return cpu_memcpy(ctx, dst, src, cnt * sizeof(float));
+    const float *w = src;
+    float a = 0.0f;
+    for (size_t i = 0; i < cnt; i++)
+        a = fmaxf(a, fabsf(w[i]));
+    const float inv = a > 0.0f ? 448.0f / a : 0.0f, scale = a / 448.0f;
+    uint8_t *q = dst;
+#pragma omp parallel for num_threads(CPU_THREADS(ctx)) schedule(static)
+    for (int64_t i = 0; i < (int64_t)cnt; i++)
+        q[i] = ss_f32_to_e4m3(w[i] * inv);
+    memcpy(q + ss_linear_fp8_scale_offset(m, k), &scale, sizeof scale);
     return SS_OK;
 }
 
@@ -377,7 +424,10 @@ static ss_status cpu_decode_layers(void *ctx, const ss_decode_layers *d)
 
 static void cpu_destroy(void *ctx)
 {
-    ss_free(ctx);
+    cpu_ctx *c = ctx;
+    if (c)
+        ss_free(c->wtmp);
+    ss_free(c);
 }
 
 static const ss_backend_i cpu_iface = {
@@ -410,6 +460,8 @@ static const ss_backend_i cpu_iface = {
     .download_async = cpu_download_async,
     .download_wait = cpu_download_wait,
     .greedy_combine = cpu_greedy_combine,
+    .linear = cpu_linear,
+    .linear_quantize = cpu_linear_quantize,
 };
 
 ss_status ss_backend_cpu_create(const ss_backend_params *params, ss_backend **out, ss_err *err)
@@ -434,6 +486,9 @@ ss_status ss_backend_cpu_create(const ss_backend_params *params, ss_backend **ou
     be->act_dtype = SS_DTYPE_F32;
     be->weight_dtype = SS_DTYPE_F32;
     be->kv_type = c->kv_type = params->kv_type;
+    be->linear_type = c->linear_type = params->linear_type;
+    for (int i = 0; i < 256; i++)
+        c->e4m3[i] = ss_e4m3_to_f32((uint8_t)i);
     be->device_index = -1;
     snprintf(be->desc, sizeof be->desc, "cpu (%d threads)", c->n_threads);
     *out = be;

@@ -15,6 +15,7 @@
 #define CU_STAGE_BYTES ((size_t)32 << 20)   /* per pinned staging buffer */
 #define CU_LT_WORKSPACE ((size_t)32 << 20)  /* cuBLASLt workspace (Hopper wants >= 32 MiB) */
 #define CU_ATTN_WORKSPACE ((size_t)32 << 20) /* split-K partial results */
+#define CU_ACT8_BYTES ((size_t)32 << 20)     /* fp8 activations of one linear GEMM chunk (then its scale, amax) */
 #define CU_MAX_GRAPHS 64
 #define CU_READBACK_BYTES ((size_t)64 << 10)
 #define CU_SAMPLE_CHUNK 128
@@ -61,6 +62,9 @@ typedef struct cu_ctx {
     int attn_cluster_ok[2]; /* ss_cuda_attn_cluster_ok for head_dim 64 and 128, asked at create */
     int attn_ctas_per_sm[2][2]; /* ss_cuda_attn_decode_ctas_per_sm for head_dim 64 / 128, 64- / 32-key form, asked at create */
     int kv_fp8;                 /* the KV caches hold fp8 blocks (ss_backend_params.kv_type) */
+    int lin_fp8;                /* linear weights are fp8 (ss_backend_params.linear_type) */
+    void *act8;                 /* lin_fp8: [CU_ACT8_BYTES] e4m3 activations, then f32 scale and amax scratch */
+    int64_t fp8_gemv_max;       /* lin_fp8: largest n the W8A16 GEMV takes (SS_FP8_GEMV_MAX, default 8) */
     int64_t persist_calls; /* decode_layers launches so far (its trace switch names one) */
     const char *persist_why; /* why decode_layers last did not apply (logged when it changes) */
 } cu_ctx;
@@ -397,10 +401,57 @@ static ss_status cu_matmul_silu(void *ctx, void *out, const void *x, const void 
                                 int32_t k)
 {
     cu_ctx *c = ctx;
+    if (c->lin_fp8) /* its weights are bf16 rows */
+        return SS_ERR_UNSUPPORTED;
     const int r = ss_cuda_gemv_silu(c->stream, out, x, Wgu, n, inter, k);
     if (r < 0)
         return SS_ERR_UNSUPPORTED;
     KCHECK(c, r);
+    return SS_OK;
+}
+
+/* Linear weights (backend.h, ss_linear_bytes). fp8: up to fp8_gemv_max rows through the W8A16 GEMV; more rows are
+ * quantised to e4m3 (one scale per chunk of at most CU_ACT8_BYTES) for cuBLASLt's fp8 GEMM. */
+static ss_status cu_linear(void *ctx, void *out, const void *x, const void *W, const void *bias, int64_t n, int32_t m,
+                           int32_t k)
+{
+    cu_ctx *c = ctx;
+    if (!c->lin_fp8)
+        return cu_matmul(ctx, out, SS_DTYPE_BF16, x, W, bias, n, m, k);
+    if (n <= 0 || m <= 0)
+        return SS_OK;
+    const float *w_scale = (const float *)((const char *)W + ss_linear_fp8_scale_offset(m, k));
+    if (n <= c->fp8_gemv_max && ss_cuda_gemv_fp8_supported(x, W, n, k)) {
+        KCHECK(c, ss_cuda_gemv_fp8(c->stream, out, x, W, w_scale, bias, n, m, k));
+        return SS_OK;
+    }
+    if (k % 16 != 0 || (int64_t)k > (int64_t)CU_ACT8_BYTES)
+        return ss_err_set(&c->err, SS_ERR_INVALID_ARG, "linear: fp8 weights need k %% 16 == 0 (k = %d)", k);
+    float *x_scale = (float *)((char *)c->act8 + CU_ACT8_BYTES);
+    unsigned *amax = (unsigned *)(x_scale + 1);
+    const int64_t rows = (int64_t)(CU_ACT8_BYTES / (size_t)k);
+    for (int64_t r0 = 0; r0 < n; r0 += rows) {
+        const int64_t nr = n - r0 < rows ? n - r0 : rows;
+        const char *xr = (const char *)x + (size_t)(r0 * k) * 2;
+        char *outr = (char *)out + (size_t)(r0 * m) * 2;
+        KCHECK(c, ss_cuda_fp8_quantize(c->stream, c->act8, x_scale, amax, xr, nr * k));
+        SS_CHECK(ss_cuda_lt_matmul_fp8(c->lt, c->stream, outr, c->act8, x_scale, W, w_scale, nr, m, k, &c->err));
+    }
+    if (bias)
+        KCHECK(c, ss_cuda_add_bias(c->stream, out, 0, bias, n, m));
+    return SS_OK;
+}
+
+static ss_status cu_linear_quantize(void *ctx, void *dst, const void *src, int64_t m, int32_t k)
+{
+    cu_ctx *c = ctx;
+    if (!c->lin_fp8)
+        return cu_copy(ctx, dst, src, (size_t)m * (size_t)k * 2);
+    if (m <= 0 || k % 16 != 0)
+        return ss_err_set(&c->err, SS_ERR_INVALID_ARG,
+                          "linear_quantize: fp8 weights need k %% 16 == 0 (a [%lld, %d] matrix)", (long long)m, k);
+    float *scale = (float *)((char *)dst + ss_linear_fp8_scale_offset(m, k));
+    KCHECK(c, ss_cuda_fp8_quantize(c->stream, dst, scale, (unsigned *)(scale + 1), src, m * (int64_t)k));
     return SS_OK;
 }
 
@@ -413,8 +464,9 @@ static ss_status cu_decode_layers(void *ctx, const ss_decode_layers *d)
     cu_ctx *c = ctx;
     if (d->n_layers < 1 || d->n_layers > SS_CUDA_PERSIST_MAX_LAYERS || d->meta->n_seqs != 1)
         return SS_ERR_UNSUPPORTED;
-    if (c->kv_fp8) { /* its attention reads bf16 rows */
-        static const char why_fp8[] = "the KV cache is fp8";
+    if (c->kv_fp8 || c->lin_fp8) { /* it reads bf16 weights and KV rows */
+        static const char why_kv[] = "the KV cache is fp8", why_lin[] = "the weights are fp8";
+        const char *why_fp8 = c->lin_fp8 ? why_lin : why_kv;
         if (c->persist_why != why_fp8)
             SS_LOGI("cuda: decode steps of one token run layer by layer: the persistent kernel does not apply (%s)",
                     why_fp8);
@@ -722,6 +774,8 @@ static void cu_destroy(void *ctx)
         }
         if (c->attn_ws)
             cudaFree(c->attn_ws);
+        if (c->act8)
+            cudaFree(c->act8);
         if (c->readback)
             cudaFreeHost(c->readback);
         if (c->rb_stream) {
@@ -781,6 +835,8 @@ static const ss_backend_i cu_iface = {
     .download_wait = cu_download_wait,
     .greedy_combine = cu_greedy_combine,
     .download_ready = cu_download_ready,
+    .linear = cu_linear,
+    .linear_quantize = cu_linear_quantize,
 };
 
 ss_status ss_backend_cuda_create(const ss_backend_params *params, ss_backend **out, ss_err *err)
@@ -815,6 +871,12 @@ ss_status ss_backend_cuda_create(const ss_backend_params *params, ss_backend **o
     c->rb_side = !(side && side[0] == '0');
     SS_CHECK_GOTO(ss_cuda_lt_create(CU_LT_WORKSPACE, &c->lt, err), st, fail);
     CUDA_CHECK_GOTO(err, cudaMalloc(&c->attn_ws, CU_ATTN_WORKSPACE), st, fail);
+    c->lin_fp8 = params->linear_type == SS_LINEAR_FP8;
+    if (c->lin_fp8) {
+        CUDA_CHECK_GOTO(err, cudaMalloc(&c->act8, CU_ACT8_BYTES + 256), st, fail);
+        const char *gm = getenv("SS_FP8_GEMV_MAX"); /* benchmark switch: rows the W8A16 GEMV takes (0..8) */
+        c->fp8_gemv_max = gm && *gm ? strtol(gm, NULL, 10) : SS_CUDA_GEMV_MAX_N;
+    }
     SS_CHECK_GOTO(cu_stage_init(c), st, fail_ctx_err);
 
     be = ss_calloc(1, sizeof *be);
@@ -829,6 +891,7 @@ ss_status ss_backend_cuda_create(const ss_backend_params *params, ss_backend **o
     be->act_dtype = SS_DTYPE_BF16;
     be->weight_dtype = SS_DTYPE_BF16;
     be->kv_type = params->kv_type;
+    be->linear_type = params->linear_type;
     be->device_index = dev;
     snprintf(be->desc, sizeof be->desc, "cuda:%d %.64s (sm_%d%d, %d SMs, %.1f GiB)", dev, prop.name, prop.major,
              prop.minor, prop.multiProcessorCount, (double)prop.totalGlobalMem / (1024.0 * 1024.0 * 1024.0));

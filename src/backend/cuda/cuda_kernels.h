@@ -160,6 +160,18 @@ const char *ss_cuda_gemv_variant_name(int variant);
 int ss_cuda_gemv_variant(void);
 int ss_cuda_gemv_set_variant(int variant);
 
+/* ---- linear_fp8.cu ---- */
+/* q[n] = e4m3(x[i] * 448 / a), *scale = a / 448, a = max |x[i]| over the n bf16 values of x (n % 16 == 0, x and q
+ * 16-byte aligned): the fp8 linear format's arithmetic (backend.h, ss_linear_bytes). amax_tmp: 4 bytes of device
+ * scratch, not *scale. */
+int ss_cuda_fp8_quantize(void *stream, void *q, float *scale, unsigned *amax_tmp, const void *x, int64_t n);
+/* Whether ss_cuda_gemv_fp8 takes these arguments (1 <= n <= SS_CUDA_GEMV_MAX_N, k % 16 == 0, x, W 16-byte aligned). */
+int ss_cuda_gemv_fp8_supported(const void *x, const void *W, int64_t n, int32_t k);
+/* out[n, m] = (x[n, k] . e4m3(W[m, k])^T) * *scale (+ bias[m]), bf16 x, bias and out, f32 accumulation in a fixed
+ * order. W: the e4m3 bytes of an fp8 linear weight; scale: its device scale. */
+int ss_cuda_gemv_fp8(void *stream, void *out, const void *x, const void *W, const float *scale, const void *bias,
+                     int64_t n, int32_t m, int32_t k);
+
 /* ---- sample.cu ---- */
 /* Per row of f32 logits [n, vocab]: max value and first index of it (+ index_offset). */
 int ss_cuda_argmax(void *stream, float *out_val, int32_t *out_idx, const float *logits, int64_t n, int32_t vocab,

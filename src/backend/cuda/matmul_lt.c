@@ -1,5 +1,5 @@
-/* matmul_lt.c — y = x . W^T through cuBLASLt (bf16 in, fp32 accumulate) with a cache of plans
- * (descriptors + the heuristic's algorithm) keyed by shape, output type and pointer alignment. */
+/* matmul_lt.c — y = x . W^T through cuBLASLt (bf16 or fp8 e4m3 in, fp32 accumulate) with a cache of plans
+ * (descriptors + the heuristic's algorithm) keyed by shape, input and output types and pointer alignment. */
 #include <string.h>
 
 #include "backend/cuda/cuda_internal.h"
@@ -11,6 +11,7 @@ typedef struct lt_key {
     int64_t n;
     int32_t m, k;
     int out_f32;
+    int fp8; /* e4m3 x and W with device scales (bf16 out) */
     uint32_t align_x, align_w, align_out;
 } lt_key;
 
@@ -96,6 +97,7 @@ static ss_status lt_plan_make(ss_cuda_lt *lt, const lt_key *key, lt_plan *p, ss_
     ss_status st = SS_OK;
     cublasLtMatmulPreference_t pref = NULL;
     const cudaDataType_t out_type = key->out_f32 ? CUDA_R_32F : CUDA_R_16BF;
+    const cudaDataType_t in_type = key->fp8 ? CUDA_R_8F_E4M3 : CUDA_R_16BF;
     const cublasOperation_t op_t = CUBLAS_OP_T, op_n = CUBLAS_OP_N;
     memset(p, 0, sizeof *p);
     CUBLAS_CHECK(err, cublasLtMatmulDescCreate(&p->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
@@ -110,8 +112,8 @@ static ss_status lt_plan_make(ss_cuda_lt *lt, const lt_key *key, lt_plan *p, ss_
     } while (0)
     LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_t, sizeof op_t));
     LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_n, sizeof op_n));
-    LT_TRY(cublasLtMatrixLayoutCreate(&p->a, CUDA_R_16BF, (uint64_t)key->k, (uint64_t)key->m, key->k));
-    LT_TRY(cublasLtMatrixLayoutCreate(&p->b, CUDA_R_16BF, (uint64_t)key->k, (uint64_t)key->n, key->k));
+    LT_TRY(cublasLtMatrixLayoutCreate(&p->a, in_type, (uint64_t)key->k, (uint64_t)key->m, key->k));
+    LT_TRY(cublasLtMatrixLayoutCreate(&p->b, in_type, (uint64_t)key->k, (uint64_t)key->n, key->k));
     LT_TRY(cublasLtMatrixLayoutCreate(&p->c, out_type, (uint64_t)key->m, (uint64_t)key->n, key->m));
     LT_TRY(cublasLtMatmulPreferenceCreate(&pref));
     uint64_t ws = lt->workspace_bytes;
@@ -129,8 +131,8 @@ static ss_status lt_plan_make(ss_cuda_lt *lt, const lt_key *key, lt_plan *p, ss_
     LT_TRY(cublasLtMatmulAlgoGetHeuristic(lt->handle, p->desc, p->a, p->b, p->c, p->c, pref, 1, &res, &found));
 #undef LT_TRY
     if (found < 1) {
-        st = ss_err_set(err, SS_ERR_UNSUPPORTED, "cuBLASLt has no algorithm for n=%lld m=%d k=%d (%s out)",
-                        (long long)key->n, key->m, key->k, key->out_f32 ? "f32" : "bf16");
+        st = ss_err_set(err, SS_ERR_UNSUPPORTED, "cuBLASLt has no algorithm for n=%lld m=%d k=%d (%s in, %s out)",
+                        (long long)key->n, key->m, key->k, key->fp8 ? "e4m3" : "bf16", key->out_f32 ? "f32" : "bf16");
         goto fail;
     }
     p->algo = res.algo;
@@ -144,23 +146,13 @@ fail:
     return st;
 }
 
-ss_status ss_cuda_lt_matmul(ss_cuda_lt *lt, cudaStream_t stream, void *out, int out_f32, const void *x, const void *W,
-                            int64_t n, int32_t m, int32_t k, ss_err *err)
+/* The plan for key, made on first use; the least recently used plan makes room. */
+static ss_status lt_plan_get(ss_cuda_lt *lt, const lt_key *key, lt_plan **out, ss_err *err)
 {
-    lt_key key;
-    memset(&key, 0, sizeof key); /* compared with memcmp */
-    key.n = n;
-    key.m = m;
-    key.k = k;
-    key.out_f32 = out_f32 ? 1 : 0;
-    key.align_x = lt_alignment(x);
-    key.align_w = lt_alignment(W);
-    key.align_out = lt_alignment(out);
-
     lt_plan *plan = NULL, *victim = &lt->plans[0];
     for (int i = 0; i < LT_PLANS; i++) {
         lt_plan *p = &lt->plans[i];
-        if (p->used && memcmp(&p->key, &key, sizeof key) == 0) {
+        if (p->used && memcmp(&p->key, key, sizeof *key) == 0) {
             plan = p;
             break;
         }
@@ -169,12 +161,55 @@ ss_status ss_cuda_lt_matmul(ss_cuda_lt *lt, cudaStream_t stream, void *out, int 
     }
     if (!plan) {
         lt_plan_release(victim);
-        SS_CHECK(lt_plan_make(lt, &key, victim, err));
+        SS_CHECK(lt_plan_make(lt, key, victim, err));
         plan = victim;
     }
     plan->last_use = ++lt->clock;
+    *out = plan;
+    return SS_OK;
+}
+
+static lt_key lt_key_of(int64_t n, int32_t m, int32_t k, int out_f32, int fp8, const void *x, const void *W,
+                        const void *out)
+{
+    lt_key key;
+    memset(&key, 0, sizeof key); /* compared with memcmp */
+    key.n = n;
+    key.m = m;
+    key.k = k;
+    key.out_f32 = out_f32 ? 1 : 0;
+    key.fp8 = fp8;
+    key.align_x = lt_alignment(x);
+    key.align_w = lt_alignment(W);
+    key.align_out = lt_alignment(out);
+    return key;
+}
+
+ss_status ss_cuda_lt_matmul(ss_cuda_lt *lt, cudaStream_t stream, void *out, int out_f32, const void *x, const void *W,
+                            int64_t n, int32_t m, int32_t k, ss_err *err)
+{
+    const lt_key key = lt_key_of(n, m, k, out_f32, 0, x, W, out);
+    lt_plan *plan = NULL;
+    SS_CHECK(lt_plan_get(lt, &key, &plan, err));
     const float alpha = 1.0f, beta = 0.0f;
     CUBLAS_CHECK(err, cublasLtMatmul(lt->handle, plan->desc, &alpha, W, plan->a, x, plan->b, &beta, out, plan->c, out,
                                      plan->c, &plan->algo, lt->workspace, lt->workspace_bytes, stream));
+    return SS_OK;
+}
+
+ss_status ss_cuda_lt_matmul_fp8(ss_cuda_lt *lt, cudaStream_t stream, void *out, const void *xq, const float *x_scale,
+                                const void *Wq, const float *w_scale, int64_t n, int32_t m, int32_t k, ss_err *err)
+{
+    const lt_key key = lt_key_of(n, m, k, 0, 1, xq, Wq, out);
+    lt_plan *plan = NULL;
+    SS_CHECK(lt_plan_get(lt, &key, &plan, err));
+    /* The scales are device pointers read when the GEMM runs (a captured graph keeps these addresses). */
+    CUBLAS_CHECK(err, cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &w_scale,
+                                                     sizeof w_scale));
+    CUBLAS_CHECK(err, cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &x_scale,
+                                                     sizeof x_scale));
+    const float alpha = 1.0f, beta = 0.0f;
+    CUBLAS_CHECK(err, cublasLtMatmul(lt->handle, plan->desc, &alpha, Wq, plan->a, xq, plan->b, &beta, out, plan->c,
+                                     out, plan->c, &plan->algo, lt->workspace, lt->workspace_bytes, stream));
     return SS_OK;
 }
