@@ -384,30 +384,47 @@ static void test_linear_fp8(void **state)
 
 /* matmul_silu (where the backend has it; SS_ERR_UNSUPPORTED falls back as the forward pass does) against
  * the cpu's matmul + silu_mul; odd inter leaves a partial 8-row tile. */
-static void check_matmul_silu(pair *p, int64_t n, int32_t inter, int32_t k)
+/* The weight [m, k] in the linear format of be (fp8 backends: through linear_quantize; caller frees). */
+static void *dev_linear(ss_backend *be, const float *w, int64_t m, int32_t k)
 {
+    void *staged = dev_weight(be, w, m * k);
+    if (be->linear_type == SS_LINEAR_ACT)
+        return staged;
+    void *q = dev_alloc(be, ss_linear_bytes(be->linear_type, be->weight_dtype, m, k));
+    assert_int_equal(be->iface->linear_quantize(be->ctx, q, staged, m, k), SS_OK);
+    assert_int_equal(be->iface->sync(be->ctx), SS_OK);
+    dev_free(be, staged);
+    return q;
+}
+
+/* quant: the fp8-weight backends (gate/up in the fp8 linear format; the cpu's linear is the reference). */
+static void check_matmul_silu(pair *p, int64_t n, int32_t inter, int32_t k, int quant)
+{
+    ss_backend *cb = quant ? p->cpuq : p->cpu, *gb = quant ? p->gpuq : p->gpu;
     const int64_t m = 2 * (int64_t)inter;
     float *x = rand_vec(p, n * k, 1.0f), *w = rand_vec(p, m * k, 0.1f);
-    void *xc = dev_act(p->cpu, x, n * k), *xg = dev_act(p->gpu, x, n * k);
-    void *wc = dev_weight(p->cpu, w, m * k), *wg = dev_weight(p->gpu, w, m * k);
-    void *gc = dev_poison(p->cpu, n * m, p->cpu->act_dtype), *gg = dev_poison(p->gpu, n * m, p->gpu->act_dtype);
-    void *oc = dev_poison(p->cpu, n * inter, p->cpu->act_dtype), *og = dev_poison(p->gpu, n * inter, p->gpu->act_dtype);
-    assert_int_equal(p->cpu->iface->matmul(p->cpu->ctx, gc, p->cpu->act_dtype, xc, wc, NULL, n, (int32_t)m, k), SS_OK);
-    assert_int_equal(p->cpu->iface->silu_mul(p->cpu->ctx, oc, gc, n, inter), SS_OK);
-    const ss_backend_i *G = p->gpu->iface;
-    ss_status st = G->matmul_silu ? G->matmul_silu(p->gpu->ctx, og, xg, wg, n, inter, k) : SS_ERR_UNSUPPORTED;
+    void *xc = dev_act(cb, x, n * k), *xg = dev_act(gb, x, n * k);
+    void *wc = dev_linear(cb, w, m, k), *wg = dev_linear(gb, w, m, k);
+    void *gc = dev_poison(cb, n * m, cb->act_dtype), *gg = dev_poison(gb, n * m, gb->act_dtype);
+    void *oc = dev_poison(cb, n * inter, cb->act_dtype), *og = dev_poison(gb, n * inter, gb->act_dtype);
+    assert_int_equal(cb->iface->linear(cb->ctx, gc, xc, wc, NULL, n, (int32_t)m, k), SS_OK);
+    assert_int_equal(cb->iface->silu_mul(cb->ctx, oc, gc, n, inter), SS_OK);
+    const ss_backend_i *G = gb->iface;
+    ss_status st = G->matmul_silu ? G->matmul_silu(gb->ctx, og, xg, wg, n, inter, k) : SS_ERR_UNSUPPORTED;
     if (G->matmul_silu && n <= 8)
         assert_int_equal(st, SS_OK); /* the cuda backend fuses decode sizes (default GEMV variant) */
     if (st == SS_ERR_UNSUPPORTED) {
-        assert_int_equal(G->matmul(p->gpu->ctx, gg, p->gpu->act_dtype, xg, wg, NULL, n, (int32_t)m, k), SS_OK);
-        st = G->silu_mul(p->gpu->ctx, og, gg, n, inter);
+        assert_int_equal(G->linear(gb->ctx, gg, xg, wg, NULL, n, (int32_t)m, k), SS_OK);
+        st = G->silu_mul(gb->ctx, og, gg, n, inter);
     }
     assert_int_equal(st, SS_OK);
+    assert_int_equal(G->sync(gb->ctx), SS_OK);
     char what[96];
-    snprintf(what, sizeof what, "matmul_silu n=%lld inter=%d k=%d", (long long)n, inter, k);
-    expect_close(p, oc, og, n * inter, BF16_TOL, what);
-    dev_free(p->cpu, xc), dev_free(p->gpu, xg), dev_free(p->cpu, wc), dev_free(p->gpu, wg);
-    dev_free(p->cpu, gc), dev_free(p->gpu, gg), dev_free(p->cpu, oc), dev_free(p->gpu, og);
+    snprintf(what, sizeof what, "matmul_silu%s n=%lld inter=%d k=%d", quant ? " (fp8 weights)" : "", (long long)n,
+             inter, k);
+    expect_close(p, oc, og, n * inter, quant && n > 8 ? 6e-2 : BF16_TOL, what);
+    dev_free(cb, xc), dev_free(gb, xg), dev_free(cb, wc), dev_free(gb, wg);
+    dev_free(cb, gc), dev_free(gb, gg), dev_free(cb, oc), dev_free(gb, og);
     free(x), free(w);
 }
 
@@ -416,9 +433,11 @@ static void test_matmul_silu(void **state)
     NEED_GPU(state);
     const int64_t ns[] = {1, 3, 8, 64};
     for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++) {
-        check_matmul_silu(p, ns[i], 352, 128);
-        check_matmul_silu(p, ns[i], 100, 4096);
-        check_matmul_silu(p, ns[i], 1796, 512); /* 8B-like: many tiles, the last one half full */
+        for (int quant = 0; quant < 2; quant++) {
+            check_matmul_silu(p, ns[i], 352, 128, quant);
+            check_matmul_silu(p, ns[i], 100, 4096, quant);
+            check_matmul_silu(p, ns[i], 1796, 512, quant); /* 8B-like: many tiles, the last one half full */
+        }
     }
 }
 

@@ -396,21 +396,26 @@ static ss_status cu_matmul(void *ctx, void *out, ss_dtype out_type, const void *
     return SS_OK;
 }
 
-/* Fused only where the decode GEMV runs (few rows): larger batches go through cuBLASLt + silu_mul. */
+/* Fused only where the decode GEMV runs (few rows): larger batches go through cuBLASLt + silu_mul. Wgu is in the
+ * linear format (fp8 when lin_fp8). */
 static ss_status cu_matmul_silu(void *ctx, void *out, const void *x, const void *Wgu, int64_t n, int32_t inter,
                                 int32_t k)
 {
     cu_ctx *c = ctx;
-    if (c->lin_fp8) /* its weights are bf16 rows */
+    if (c->lin_fp8 && n > c->fp8_gemv_max)
         return SS_ERR_UNSUPPORTED;
-    const int r = ss_cuda_gemv_silu(c->stream, out, x, Wgu, n, inter, k);
+    const int r = c->lin_fp8 ? ss_cuda_gemv_silu_fp8(c->stream, out, x, Wgu,
+                                                     (const float *)((const char *)Wgu +
+                                                                     ss_linear_fp8_scale_offset(2 * (int64_t)inter, k)),
+                                                     n, inter, k)
+                             : ss_cuda_gemv_silu(c->stream, out, x, Wgu, n, inter, k);
     if (r < 0)
         return SS_ERR_UNSUPPORTED;
     KCHECK(c, r);
     return SS_OK;
 }
 
-/* Linear weights (backend.h, ss_linear_bytes). fp8: up to fp8_gemv_max rows through the W8A16 GEMV; more rows are
+/* Linear weights (backend.h, ss_linear_bytes). fp8: up to fp8_gemv_max rows through the W8A16 GEMV (gemv.cu); more rows are
  * quantised to e4m3 (one scale per chunk of at most CU_ACT8_BYTES) for cuBLASLt's fp8 GEMM. */
 static ss_status cu_linear(void *ctx, void *out, const void *x, const void *W, const void *bias, int64_t n, int32_t m,
                            int32_t k)

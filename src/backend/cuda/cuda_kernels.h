@@ -150,6 +150,14 @@ int ss_cuda_gemv(void *stream, void *out, int out_f32, const void *x, const void
  * enqueued where it does not apply (what ss_cuda_gemv takes, and a tensor-core GEMV variant), else a
  * cudaError_t. */
 int ss_cuda_gemv_silu(void *stream, void *out, const void *x, const void *W, int64_t n, int32_t inter, int32_t k);
+/* The same two over fp8 weights (backend.h's linear format: e4m3 bytes, scale *scale on the device), W8A16 on
+ * tensor cores (x rounded to f16 for the mma; values beyond +-65504 overflow): out = (x . e4m3(W)^T) * *scale
+ * (+ bias), and the SwiGLU form. supported: 1 <= n <= SS_CUDA_GEMV_MAX_N, k % 16 == 0, x and W 16-byte aligned. */
+int ss_cuda_gemv_fp8_supported(const void *x, const void *W, int64_t n, int32_t k);
+int ss_cuda_gemv_fp8(void *stream, void *out, const void *x, const void *W, const float *scale, const void *bias,
+                     int64_t n, int32_t m, int32_t k);
+int ss_cuda_gemv_silu_fp8(void *stream, void *out, const void *x, const void *W, const float *scale, int64_t n,
+                          int32_t inter, int32_t k);
 /* Kernel variants, for benchmarks and tests only (not part of the backend interface). The variant is a
  * process-wide knob: initially SS_GEMV_VARIANT (a name or an index; unset or unknown: variant 0, the
  * default), then whatever ss_cuda_gemv_set_variant chose; it applies to launches made (or captured) after
@@ -165,12 +173,6 @@ int ss_cuda_gemv_set_variant(int variant);
  * 16-byte aligned): the fp8 linear format's arithmetic (backend.h, ss_linear_bytes). amax_tmp: 4 bytes of device
  * scratch, not *scale. */
 int ss_cuda_fp8_quantize(void *stream, void *q, float *scale, unsigned *amax_tmp, const void *x, int64_t n);
-/* Whether ss_cuda_gemv_fp8 takes these arguments (1 <= n <= SS_CUDA_GEMV_MAX_N, k % 16 == 0, x, W 16-byte aligned). */
-int ss_cuda_gemv_fp8_supported(const void *x, const void *W, int64_t n, int32_t k);
-/* out[n, m] = (x[n, k] . e4m3(W[m, k])^T) * *scale (+ bias[m]), bf16 x, bias and out, f32 accumulation in a fixed
- * order. W: the e4m3 bytes of an fp8 linear weight; scale: its device scale. */
-int ss_cuda_gemv_fp8(void *stream, void *out, const void *x, const void *W, const float *scale, const void *bias,
-                     int64_t n, int32_t m, int32_t k);
 
 /* ---- sample.cu ---- */
 /* Per row of f32 logits [n, vocab]: max value and first index of it (+ index_offset). */

@@ -1,5 +1,6 @@
 // gemv.cu — the skinny GEMM of decoding: out[n, m] = x[n, k] . W[m, k]^T (+ bias) for n <= 8, streaming W
-// once at close to the memory bandwidth. Two kernel families, chosen by a run-time variant (benchmarks
+// once at close to the memory bandwidth (also over fp8 e4m3 weights with one scale, backend.h's linear format,
+// in the tensor-core family: W8A16 with x rounded to f16). Two kernel families, chosen by a run-time variant (benchmarks
 // compare them in one run; the server keeps the default): a SIMT kernel (each warp owns R rows, lanes load
 // 16 bytes per row per step) and a tensor-core kernel (a block owns 16 rows, its warps split k, mma.sync
 // m16n8k16 with x as the n <= 8 side). On sm_90+ both can be launched with programmatic dependent launch:
@@ -12,6 +13,7 @@
 
 #include "backend/cuda/common.cuh"
 #include "backend/cuda/cuda_kernels.h"
+#include "backend/cuda/kv_fp8.cuh"
 
 namespace ss {
 namespace {
@@ -145,25 +147,77 @@ __device__ __forceinline__ void mma_bf16_16816(float (&d)[4], uint32_t a0, uint3
                  : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
+// The same with f16 inputs (the fp8 form: e4m3 weights convert to f16 exactly).
+__device__ __forceinline__ void mma_f16_16816(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
+                                              uint32_t b0, uint32_t b1)
+{
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+// Four bf16 values (two packed pairs) as two packed f16 pairs (round to nearest; beyond +-65504 they overflow).
+__device__ __forceinline__ void bf16x4_to_h2(uint32_t p, uint32_t q, uint32_t &a, uint32_t &b)
+{
+    const __half2 ha = __floats2half2_rn(bf16_lo(p), bf16_hi(p)), hb = __floats2half2_rn(bf16_lo(q), bf16_hi(q));
+    a = *reinterpret_cast<const uint32_t *>(&ha);
+    b = *reinterpret_cast<const uint32_t *>(&hb);
+}
+
+// One 16-byte chunk of each of the lane's two rows (ra: row g, rb: row g + 8) against the matching x values:
+// bf16 weights are 8 k values a chunk (two mma), e4m3 weights 16 (four mma, x rounded to f16 to meet them).
+// x_at(j) returns x's 16-byte chunk j of the lane's k range (bf16: 1 of them, fp8: 2).
+template <bool FP8, typename XAt>
+__device__ __forceinline__ void mma_chunk(float (&acc0)[4], float (&acc1)[4], const uint4 &ra, const uint4 &rb,
+                                          XAt x_at)
+{
+    if constexpr (!FP8) {
+        const uint4 xv = x_at(0);
+        mma_bf16_16816(acc0, ra.x, rb.x, ra.y, rb.y, xv.x, xv.y);
+        mma_bf16_16816(acc1, ra.z, rb.z, ra.w, rb.w, xv.z, xv.w);
+    } else {
+        const uint32_t wa[4] = {ra.x, ra.y, ra.z, ra.w}, wb[4] = {rb.x, rb.y, rb.z, rb.w};
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            const uint4 xv = x_at(h);
+            const uint32_t xs[4] = {xv.x, xv.y, xv.z, xv.w};
+#pragma unroll
+            for (int j = 0; j < 2; j++) { // mma over the chunk's elements 8h + 4j .. + 3
+                uint32_t b0, b1;
+                bf16x4_to_h2(xs[2 * j], xs[2 * j + 1], b0, b1);
+                const uint32_t a = wa[2 * h + j], b = wb[2 * h + j];
+                mma_f16_16816(j ? acc1 : acc0, e4m3x2_h2(a), e4m3x2_h2(b), e4m3x2_h2(a >> 16), e4m3x2_h2(b >> 16), b0,
+                              b1);
+            }
+        }
+    }
+}
+
 // Blocks per SM each mma configuration is built for (registers capped to fit; shared memory is small).
 constexpr int mma_min_blocks(int warps, int unroll)
 {
     return warps <= 4 ? 4 : (warps >= 16 ? 2 : (unroll <= 4 ? 3 : 2));
 }
 
-// Block b owns rows [16b, 16b + 16); its WARPS warps split the k/8 16-byte chunks into contiguous slices.
+// Block b owns rows [16b, 16b + 16); its WARPS warps split the 16-byte chunks of a row (k/8 of bf16, k/16 of
+// e4m3) into contiguous slices.
 // Lane (g = lane/4, t = lane%4) loads, per step u, chunk c = base + 4u + t of rows g and g+8 and of x row
 // g (g < n). The mma's k slots are a permutation of real k that is the same for A and B: slots (2t, 2t+1,
 // 2t+8, 2t+9) of the first mma are elements 0..3 of chunk c, those of the second mma elements 4..7. So the
-// 16-byte loads feed the fragments as they are, with no shuffles. The warps' partial 16x8 tiles are summed
-// through shared memory in warp order (deterministic), then bias is added and out[col, row] stored.
+// 16-byte loads feed the fragments as they are, with no shuffles (FP8: chunk element 4j + e fills slot e of mma j,
+// x's as well). The warps' partial 16x8 tiles are summed through shared memory in warp order (deterministic),
+// scaled by *wscale (FP8), then bias is added and out[col, row] stored.
 // SILU: W is [2m, k] (gate rows, then up rows) and block b owns output rows [8b, 8b + 8): its rows g are
 // gate rows, its rows g + 8 the same rows of up; out = silu(gate) * up (bias unused).
-template <int WARPS, int U, typename OutT, bool SILU>
+template <int WARPS, int U, typename OutT, bool SILU, bool FP8>
 __global__ void __launch_bounds__(WARPS * 32, mma_min_blocks(WARPS, U))
-    gemv_mma(OutT *__restrict__ out, const bf16 *__restrict__ x, const bf16 *__restrict__ W,
-             const bf16 *__restrict__ bias, int n, int m, int k)
+    gemv_mma(OutT *__restrict__ out, const bf16 *__restrict__ x, const void *__restrict__ Wv,
+             const float *__restrict__ wscale, const bf16 *__restrict__ bias, int n, int m, int k)
 {
+    constexpr int KPC = FP8 ? 16 : 8; // k values a 16-byte chunk of W holds
+    const uint8_t *W = static_cast<const uint8_t *>(Wv);
+    const int64_t row_bytes = FP8 ? (int64_t)k : 2 * (int64_t)k;
     static_assert(WARPS * 32 >= 128, "the epilogue needs 128 threads");
     __shared__ float red[WARPS][4][32];
     pdl_launch_dependents();
@@ -172,11 +226,11 @@ __global__ void __launch_bounds__(WARPS * 32, mma_min_blocks(WARPS, U))
     const int64_t row0 = (int64_t)blockIdx.x * (SILU ? 8 : 16);
     const int64_t ra = row0 + g < m ? row0 + g : m - 1; // rows past the end repeat the last (not stored)
     const int64_t rb = SILU ? m + ra : (row0 + g + 8 < m ? row0 + g + 8 : m - 1);
-    const uint4 *wa = reinterpret_cast<const uint4 *>(W + ra * k);
-    const uint4 *wb = reinterpret_cast<const uint4 *>(W + rb * k);
+    const uint4 *wa = reinterpret_cast<const uint4 *>(W + ra * row_bytes);
+    const uint4 *wb = reinterpret_cast<const uint4 *>(W + rb * row_bytes);
     const bool has_x = g < n;
     const uint4 *xr = reinterpret_cast<const uint4 *>(x + (int64_t)(has_x ? g : 0) * k);
-    const int kc = k >> 3;
+    const int kc = k / KPC;
     const int per_warp = (kc + WARPS - 1) / WARPS;
     const int cbeg = warp * per_warp;
     const int cend = cbeg + per_warp < kc ? cbeg + per_warp : kc;
@@ -192,17 +246,18 @@ __global__ void __launch_bounds__(WARPS * 32, mma_min_blocks(WARPS, U))
     }
     pdl_wait(); // W of the first step is in flight; x may be the previous kernel's output
     for (int base = cbeg; base < cend; base += 4 * U) {
-        uint4 xv[U];
+        constexpr int XC = KPC / 8; // x's 16-byte chunks a W chunk meets
+        uint4 xv[U][XC];
 #pragma unroll
         for (int u = 0; u < U; u++) {
             const int c = base + 4 * u + t;
-            xv[u] = has_x && c < cend ? load_after_wait(xr + c) : zero;
+#pragma unroll
+            for (int h = 0; h < XC; h++)
+                xv[u][h] = has_x && c < cend ? load_after_wait(xr + (int64_t)c * XC + h) : zero;
         }
 #pragma unroll
-        for (int u = 0; u < U; u++) {
-            mma_bf16_16816(acc0, va[u].x, vb[u].x, va[u].y, vb[u].y, xv[u].x, xv[u].y);
-            mma_bf16_16816(acc1, va[u].z, vb[u].z, va[u].w, vb[u].w, xv[u].z, xv[u].w);
-        }
+        for (int u = 0; u < U; u++)
+            mma_chunk<FP8>(acc0, acc1, va[u], vb[u], [&](int h) { return xv[u][h]; });
         const int next = base + 4 * U;
         if (next < cend) {
 #pragma unroll
@@ -218,6 +273,7 @@ __global__ void __launch_bounds__(WARPS * 32, mma_min_blocks(WARPS, U))
     for (int j = 0; j < 4; j++)
         red[warp][j][lane] = acc0[j] + acc1[j];
     __syncthreads();
+    const float sc = FP8 ? *wscale : 1.0f;
     if constexpr (SILU) {
         if (threadIdx.x < 64) { // registers j (gate) and j + 2 (up) of lane l: one output
             const int l = threadIdx.x & 31, j = threadIdx.x >> 5;
@@ -227,6 +283,8 @@ __global__ void __launch_bounds__(WARPS * 32, mma_min_blocks(WARPS, U))
                 gs += red[w][j][l];
                 us += red[w][j + 2][l];
             }
+            if constexpr (FP8)
+                gs *= sc, us *= sc;
             const int64_t row = row0 + (l >> 2);
             const int col = 2 * (l & 3) + j;
             if (row < m && col < n) // as silu_mul_kernel, from the f32 sums
@@ -240,6 +298,8 @@ __global__ void __launch_bounds__(WARPS * 32, mma_min_blocks(WARPS, U))
 #pragma unroll
         for (int w = 0; w < WARPS; w++)
             v += red[w][j][l];
+        if constexpr (FP8)
+            v *= sc;
         const int64_t row = row0 + (l >> 2) + (j >= 2 ? 8 : 0);
         const int col = 2 * (l & 3) + (j & 1);
         if (row < m && col < n)
@@ -376,24 +436,25 @@ cudaError_t launch_simt_any(const variant &v, int64_t n, OutT *out, const bf16 *
     }
 }
 
-template <int WARPS, int U, typename OutT, bool SILU>
-cudaError_t launch_mma(bool pdl, OutT *out, const bf16 *x, const bf16 *W, const bf16 *bias, int64_t n, int m,
-                       int k, cudaStream_t s)
+template <int WARPS, int U, typename OutT, bool SILU, bool FP8>
+cudaError_t launch_mma(bool pdl, OutT *out, const bf16 *x, const void *W, const float *wscale, const bf16 *bias,
+                       int64_t n, int m, int k, cudaStream_t s)
 {
-    return launch(pdl, gemv_mma<WARPS, U, OutT, SILU>, blocks_for(m, SILU ? 8 : 16), WARPS * 32, s, out, x, W, bias,
-                  (int)n, m, k);
+    return launch(pdl, gemv_mma<WARPS, U, OutT, SILU, FP8>, blocks_for(m, SILU ? 8 : 16), WARPS * 32, s, out, x, W,
+                  wscale, bias, (int)n, m, k);
 }
 
 // SILU: the tensor-core SwiGLU form (m output columns from 2m weight rows); the caller checked v is FAM_MMA.
-template <typename OutT, bool SILU = false>
-cudaError_t launch_variant(const variant &v, int64_t n, OutT *out, const bf16 *x, const bf16 *W, const bf16 *bias,
-                           int m, int k, cudaStream_t s)
+// FP8: W holds e4m3 bytes with the scale *wscale (tensor-core family only: the caller passes an mma variant).
+template <typename OutT, bool SILU = false, bool FP8 = false>
+cudaError_t launch_variant(const variant &v, int64_t n, OutT *out, const bf16 *x, const void *W, const float *wscale,
+                           const bf16 *bias, int m, int k, cudaStream_t s)
 {
     const device_info dev = current_device();
     const bool pdl = v.pdl && dev.pdl;
-    if constexpr (!SILU) {
+    if constexpr (!SILU && !FP8) {
         if (v.fam != FAM_MMA)
-            return launch_simt_any(v, n, out, x, W, bias, m, k, s, pdl);
+            return launch_simt_any(v, n, out, x, static_cast<const bf16 *>(W), bias, m, k, s, pdl);
     }
     if (v.warps == 0) {
         // Auto: the row tiles (16 rows each) should all be resident at once with as many bytes in flight
@@ -404,17 +465,17 @@ cudaError_t launch_variant(const variant &v, int64_t n, OutT *out, const bf16 *x
             // (8 warps x 8 chunks was ahead of 16 x 4 in bench_backend on the H200 for both m = 4096 shapes,
             // o_proj 85.4 vs 80.4% of copy, but not end to end: 225.0 vs 225.1-225.7 tok/s at batch 1,
             // 1,782 vs 1,768 at batch 8, session 5.)
-            return launch_mma<16, 4, OutT, SILU>(pdl, out, x, W, bias, n, m, k, s);
+            return launch_mma<16, 4, OutT, SILU, FP8>(pdl, out, x, W, wscale, bias, n, m, k, s);
         }
-        return launch_mma<8, 4, OutT, SILU>(pdl, out, x, W, bias, n, m, k, s);
+        return launch_mma<8, 4, OutT, SILU, FP8>(pdl, out, x, W, wscale, bias, n, m, k, s);
     }
     if (v.warps == 4)
-        return launch_mma<4, 8, OutT, SILU>(pdl, out, x, W, bias, n, m, k, s);
+        return launch_mma<4, 8, OutT, SILU, FP8>(pdl, out, x, W, wscale, bias, n, m, k, s);
     if (v.warps == 16)
-        return launch_mma<16, 4, OutT, SILU>(pdl, out, x, W, bias, n, m, k, s);
+        return launch_mma<16, 4, OutT, SILU, FP8>(pdl, out, x, W, wscale, bias, n, m, k, s);
     if (v.unroll == 8)
-        return launch_mma<8, 8, OutT, SILU>(pdl, out, x, W, bias, n, m, k, s);
-    return launch_mma<8, 4, OutT, SILU>(pdl, out, x, W, bias, n, m, k, s);
+        return launch_mma<8, 8, OutT, SILU, FP8>(pdl, out, x, W, wscale, bias, n, m, k, s);
+    return launch_mma<8, 4, OutT, SILU, FP8>(pdl, out, x, W, wscale, bias, n, m, k, s);
 }
 
 } // namespace
@@ -436,8 +497,8 @@ extern "C" int ss_cuda_gemv(void *stream, void *out, int out_f32, const void *x,
     cudaStream_t s = (cudaStream_t)stream;
     const variant &v = kVariants[current_variant()];
     const bf16 *xb = (const bf16 *)x, *Wb = (const bf16 *)W, *bb = (const bf16 *)bias;
-    const cudaError_t e = out_f32 ? launch_variant(v, n, (float *)out, xb, Wb, bb, m, k, s)
-                                  : launch_variant(v, n, (bf16 *)out, xb, Wb, bb, m, k, s);
+    const cudaError_t e = out_f32 ? launch_variant(v, n, (float *)out, xb, Wb, nullptr, bb, m, k, s)
+                                  : launch_variant(v, n, (bf16 *)out, xb, Wb, nullptr, bb, m, k, s);
     const cudaError_t last = cudaGetLastError();
     return (int)(e != cudaSuccess ? e : last);
 }
@@ -448,8 +509,43 @@ extern "C" int ss_cuda_gemv_silu(void *stream, void *out, const void *x, const v
     const variant &v = kVariants[current_variant()]; // read once: the knob may change between calls
     if (!ss_cuda_gemv_supported(x, W, n, k) || inter <= 0 || v.fam != FAM_MMA)
         return -1;
-    const cudaError_t e = launch_variant<bf16, true>(v, n, (bf16 *)out, (const bf16 *)x, (const bf16 *)W, nullptr,
-                                                     inter, k, (cudaStream_t)stream);
+    const cudaError_t e = launch_variant<bf16, true>(v, n, (bf16 *)out, (const bf16 *)x, W, nullptr, nullptr, inter, k,
+                                                     (cudaStream_t)stream);
+    const cudaError_t last = cudaGetLastError();
+    return (int)(e != cudaSuccess ? e : last);
+}
+
+// The fp8 forms always take the tensor-core family: the variant knob's mma settings when it names one, else auto.
+static const variant &fp8_variant()
+{
+    const variant &v = kVariants[current_variant()];
+    return v.fam == FAM_MMA ? v : kVariants[0];
+}
+
+extern "C" int ss_cuda_gemv_fp8_supported(const void *x, const void *W, int64_t n, int32_t k)
+{
+    return n >= 1 && n <= SS_CUDA_GEMV_MAX_N && k > 0 && k % 16 == 0 && ((uintptr_t)x & 15u) == 0 &&
+           ((uintptr_t)W & 15u) == 0;
+}
+
+extern "C" int ss_cuda_gemv_fp8(void *stream, void *out, const void *x, const void *W, const float *scale,
+                                const void *bias, int64_t n, int32_t m, int32_t k)
+{
+    if (!ss_cuda_gemv_fp8_supported(x, W, n, k) || m <= 0)
+        return (int)cudaErrorInvalidValue;
+    const cudaError_t e = launch_variant<bf16, false, true>(fp8_variant(), n, (bf16 *)out, (const bf16 *)x, W, scale,
+                                                            (const bf16 *)bias, m, k, (cudaStream_t)stream);
+    const cudaError_t last = cudaGetLastError();
+    return (int)(e != cudaSuccess ? e : last);
+}
+
+extern "C" int ss_cuda_gemv_silu_fp8(void *stream, void *out, const void *x, const void *W, const float *scale,
+                                     int64_t n, int32_t inter, int32_t k)
+{
+    if (!ss_cuda_gemv_fp8_supported(x, W, n, k) || inter <= 0)
+        return -1;
+    const cudaError_t e = launch_variant<bf16, true, true>(fp8_variant(), n, (bf16 *)out, (const bf16 *)x, W, scale,
+                                                           nullptr, inter, k, (cudaStream_t)stream);
     const cudaError_t last = cudaGetLastError();
     return (int)(e != cudaSuccess ? e : last);
 }
