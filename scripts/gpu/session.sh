@@ -3,7 +3,7 @@
 # trains the demo model on the last GPU in the background, and meanwhile runs the GPU checks and
 # benchmarks on the others. Every step has a deadline; the whole run stays under BUDGET seconds.
 # Results: $OUT/summary.txt, $OUT/logs.tar.xz, and $OUT/demo-*.{safetensors,json,txt} from training.
-# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize sanattn checks1 s19a s19t s18a s18b s18t s18p s18s s17a s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
+# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize sanattn checks1 s19a s19b s19t s18a s18b s18t s18p s18s s17a s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -736,6 +736,35 @@ if has s19a; then
   done | tee -a "$S"
   grep '^golden' "$L/golden.log" | tee -a "$S"
   grep -h 'fp8 linear\|FAIL\|PASSED\|SKIPPED' "$L/consistency.log" | head -20 | tee -a "$S"
+fi
+if has s19b; then
+  # Session 19, call 3: the goldens with fp8 weights; batch 1 with fp8 weights under each tensor-core GEMV variant
+  # (SS_GEMV_VARIANT; the fp8 GEMV has mma forms only); serving S19B_N x 1000 in / 1000 out all at once with bf16
+  # weights (none), fp8 weights (q8), and fp8 weights and KV cache (q8kv8).
+  export CUDA_VISIBLE_DEVICES=0
+  [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
+  step "golden tests on cuda, fp8 weights" 90 golden_q8.log env SS_TEST_DEVICE=cuda SS_TEST_QUANT=fp8 "$B/tests/test_golden"
+  grep -E '^golden|error|> |Failure' "$L/golden_q8.log" | head -12 | tee -a "$S"
+  for gv in ${S19B_GV:-mma-auto-pdl mma-w8u4-pdl mma-w16u4-pdl mma-w8u8-pdl mma-w4u8-pdl}; do
+    step "8B b1 fp8 [$gv]" 60 "bench_s19b_gv_$gv.log" env SHARDSERVE_QUANTIZATION=fp8 SS_GEMV_VARIANT=$gv \
+      "$B/tools/bench_decode" --model "$M8" --device cuda --batch 1 --prompt 128 --gen 128 --json
+  done
+  for f in "$L"/bench_s19b_gv_*.log; do
+    echo "$(basename "$f" .log) $(grep -ho '"warm_tok_s":[0-9.]*\|"median_step_ms":[0-9.]*\|"tokens_fnv":"*[0-9a-fx]*' "$f" | tr '\n' ' ')"
+  done | tee -a "$S"
+  cp /work/shared/fixtures/models/e2e-llama3-tok/tokenizer.json /work/shared/fixtures/models/e2e-llama3-tok/tokenizer_config.json "$M8/"
+  for v in ${S19B_VARIANTS:-none q8 q8kv8}; do
+    en=(SHARDSERVE_QUANTIZATION=none); [ $v != none ] && en=(SHARDSERVE_QUANTIZATION=fp8)
+    [ $v = q8kv8 ] && en+=(SHARDSERVE_KV_CACHE_DTYPE=fp8)
+    env "${en[@]}" "$B/shardserve" serve --model "$M8" --device cuda --port 8000 --metrics-port 8002 \
+      --served-model-name llama-3-8b --max-batch "${S19B_BATCH:-256}" --max-step-tokens 2048 --max-waiting 4096 >"$L/serve_$v.log" 2>&1 &
+    SPID=$!
+    wait_ready $SPID
+    [ $ready = 1 ] && step "serve ${S19B_N:-500} x 1000/1000 [$v]" 150 "bench_s19b_$v.log" "$B/shardserve" bench --url http://127.0.0.1:8000 \
+      --model llama-3-8b --num-requests "${S19B_N:-500}" --input-len 1000 --output-len 1000 --seed 1 --json --quiet
+    kill -TERM $SPID 2>/dev/null; sleep 2; kill -9 $SPID 2>/dev/null
+    echo "$v $(grep -ho '"output_tokens_per_s":[0-9.]*\|"duration_s":[0-9.]*' "$L/bench_s19b_$v.log" | tr '\n' ' ') tpot_p50 $(python3 -c 'import json,sys; print(round(json.loads([l for l in open(sys.argv[1]) if l.startswith("{")][-1])["tpot_ms"]["p50"], 2))' "$L/bench_s19b_$v.log" 2>/dev/null) $(grep -o 'KV cache: [^)]*)' "$L/serve_$v.log" | head -1) $(grep -o '[0-9.]* MiB weights ([a-z0-9]* projections)' "$L/serve_$v.log" | head -1)" | tee -a "$S"
+  done
 fi
 if has s19t; then
   # Session 19: fp8 weights at tp 2 (2 GPUs): the goldens, and bench_decode bf16 against fp8 weights.

@@ -26,7 +26,9 @@ static ss_device_kind golden_device = SS_DEVICE_CPU;
 static ss_kv_type golden_kv = SS_KV_ACT;
 static ss_linear_type golden_quant = SS_LINEAR_ACT;
 #define GOLDEN_FP8_TOL 8e-2 /* e4m3 keeps 3 mantissa bits (~3.6% RMS error a cached value); the fixtures reach 6.0% on cpu */
-#define GOLDEN_QUANT_TOL 1.5e-1 /* every weight off by up to 1/16 (e4m3), one scale per matrix; see main */
+/* fp8 weights (e4m3, one scale per matrix): the cpu (W8A16) reaches 0.12 on the fixtures' random tiny models, cuda
+ * 0.17 (prefill's GEMMs round the activations to e4m3 too, one scale per call); a wrong scale or layout is ~1. */
+#define GOLDEN_QUANT_TOL 2e-1
 #define GOLDEN_TOL golden_tol
 static int golden_checked_total;
 static double golden_worst; /* the largest logits error of the model under test */
@@ -152,7 +154,7 @@ static void golden_case(ss_replica *r, const cJSON *c, int32_t slot, int n_gen)
     }
     golden_worst = worst > golden_worst ? worst : golden_worst;
     if (worst > GOLDEN_TOL)
-        fail_msg("prompt of %d tokens: logits relative L2 error %.3g > %.0e", n_prompt, worst, GOLDEN_TOL);
+        fail_msg("prompt of %d tokens: logits relative L2 error %.3g > %.2g", n_prompt, worst, GOLDEN_TOL);
     /* Greedy: compare tokens while the reference margin is clearly above our error. */
     int32_t tok = out.token[0];
     ss_step_output_clear(&out);
