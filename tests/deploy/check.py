@@ -152,6 +152,9 @@ def check_semantics(rep, name, docs, values):
         kv = env_val(c, "SHARDSERVE_KV_CACHE_DTYPE")
         rep.check(kv == values["server"]["kvCacheDtype"], f"{where}: SHARDSERVE_KV_CACHE_DTYPE = server.kvCacheDtype",
                   kv)
+        qu = env_val(c, "SHARDSERVE_QUANTIZATION")
+        rep.check(qu == values["server"]["quantization"], f"{where}: SHARDSERVE_QUANTIZATION = server.quantization",
+                  qu)
         gpus = quantity_int(res.get("limits", {}).get(gpu_res))
         if device == "cuda":
             rep.check(gpus == e_gpp, f"{where}: {gpu_res} == gpus per node", f"{gpus} vs {e_gpp}")
@@ -486,6 +489,8 @@ def cmd_chart(args):
         "NVLS forced": lambda d: ctr(d, "worker")["env"].append({"name": "NCCL_NVLS_ENABLE", "value": "0"}),
         "KV cache dtype not passed": lambda d: ctr(d, "worker").update(
             {"env": [e for e in ctr(d, "worker")["env"] if e["name"] != "SHARDSERVE_KV_CACHE_DTYPE"]}),
+        "quantization not passed": lambda d: ctr(d, "worker").update(
+            {"env": [e for e in ctr(d, "worker")["env"] if e["name"] != "SHARDSERVE_QUANTIZATION"]}),
     }
     for what, mutate in mutations.items():
         docs = json.loads(json.dumps(good))

@@ -130,6 +130,8 @@ annotations:
   value: {{ $v.server.drainTimeoutSeconds | quote }}
 - name: SHARDSERVE_KV_CACHE_DTYPE
   value: {{ $v.server.kvCacheDtype | quote }}
+- name: SHARDSERVE_QUANTIZATION
+  value: {{ $v.server.quantization | quote }}
 {{- with $v.model.servedModelName }}
 - name: SHARDSERVE_SERVED_MODEL_NAME
   value: {{ . | quote }}
