@@ -3,7 +3,7 @@
 # trains the demo model on the last GPU in the background, and meanwhile runs the GPU checks and
 # benchmarks on the others. Every step has a deadline; the whole run stays under BUDGET seconds.
 # Results: $OUT/summary.txt, $OUT/logs.tar.xz, and $OUT/demo-*.{safetensors,json,txt} from training.
-# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize sanattn checks1 s19a s19b s19t s18a s18b s18t s18p s18s s17a s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
+# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize sanattn checks1 s19a s19b s19c s19t s18a s18b s18t s18p s18s s17a s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -765,6 +765,34 @@ if has s19b; then
     kill -TERM $SPID 2>/dev/null; sleep 2; kill -9 $SPID 2>/dev/null
     echo "$v $(grep -ho '"output_tokens_per_s":[0-9.]*\|"duration_s":[0-9.]*' "$L/bench_s19b_$v.log" | tr '\n' ' ') tpot_p50 $(python3 -c 'import json,sys; print(round(json.loads([l for l in open(sys.argv[1]) if l.startswith("{")][-1])["tpot_ms"]["p50"], 2))' "$L/bench_s19b_$v.log" 2>/dev/null) $(grep -o 'KV cache: [^)]*)' "$L/serve_$v.log" | head -1) $(grep -o '[0-9.]* MiB weights ([a-z0-9]* projections)' "$L/serve_$v.log" | head -1)" | tee -a "$S"
   done
+fi
+if has s19c; then
+  # Session 19, call 4: fp8 weights in the persistent batch-1 kernel. The consistency test (its decode_layers cases
+  # with fp8 weights) and the goldens with fp8 weights, then S19C_REPS interleaved rounds of batch 1 (and 8, the
+  # GEMV's 8-warp default) with bf16 weights (bf16), fp8 weights (q8: the persistent kernel) and fp8 weights op by
+  # op (q8op: SS_PERSIST=0).
+  export CUDA_VISIBLE_DEVICES=0
+  [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
+  step "backend consistency cpu vs cuda" 150 consistency.log "$B/tests/test_backend_consistency"
+  grep -hE 'fp8 weights|FAIL|error|PASSED' "$L/consistency.log" | head -24 | tee -a "$S"
+  step "golden tests on cuda, fp8 weights" 90 golden_q8.log env SS_TEST_DEVICE=cuda SS_TEST_QUANT=fp8 "$B/tests/test_golden"
+  grep -E '^golden|error|> |Failure' "$L/golden_q8.log" | head -12 | tee -a "$S"
+  step "golden tests on cuda" 90 golden.log env SS_TEST_DEVICE=cuda "$B/tests/test_golden"
+  grep -E '^golden|error|> |Failure' "$L/golden.log" | head -8 | tee -a "$S"
+  for rep in $(seq 1 "${S19C_REPS:-2}"); do
+    for cs in ${S19C_CASES:-1:128:128 1:512:128 8:128:64}; do
+      IFS=: read -r bsz pr gn <<<"$cs"
+      for v in bf16 q8 q8op; do
+        en=(SHARDSERVE_QUANTIZATION=none); [ $v != bf16 ] && en=(SHARDSERVE_QUANTIZATION=fp8)
+        [ $v = q8op ] && en+=(SS_PERSIST=0)
+        step "8B b$bsz prompt $pr [$v] #$rep" 60 "bench_s19c_b${bsz}_p${pr}_${v}_$rep.log" env "${en[@]}" \
+          "$B/tools/bench_decode" --model "$M8" --device cuda --batch $bsz --prompt $pr --gen $gn --json
+      done
+    done
+  done
+  for f in "$L"/bench_s19c_*.log; do
+    echo "$(basename "$f" .log) $(grep -ho '"warm_tok_s":[0-9.]*\|"median_step_ms":[0-9.]*\|"tokens_fnv":"*[0-9a-fx]*' "$f" | tr '\n' ' ')"
+  done | tee -a "$S"
 fi
 if has s19t; then
   # Session 19: fp8 weights at tp 2 (2 GPUs): the goldens, and bench_decode bf16 against fp8 weights.

@@ -1339,6 +1339,7 @@ typedef struct dl_case {
     int32_t nl, hidden, inter, qh, kvh, hd, pos, bound;
     int bias, qk_norm;
     int refused; /* the kernel must refuse the case (its context bound is too long): the op by op path runs */
+    int quant;   /* fp8 projection weights (the cpuq / gpuq backends) */
 } dl_case;
 
 static void check_decode_layers(pair *p, const dl_case *c)
@@ -1376,6 +1377,11 @@ static void check_decode_layers(pair *p, const dl_case *c)
 
     /* runs: 0 cpu op by op, 1 cuda op by op, 2 cuda decode_layers */
     ss_backend *be[3] = {p->cpu, p->gpu, p->gpu};
+    if (c->quant)
+        be[0] = p->cpuq, be[1] = be[2] = p->gpuq;
+    /* the projections' [rows, cols] (j = 1, 5, 7, 8), in the backend's linear format */
+    const int64_t w_rows[9] = {0, row, 0, 0, 0, c->hidden, 0, 2 * (int64_t)c->inter, c->hidden};
+    const int32_t w_cols[9] = {0, c->hidden, 0, 0, 0, (int32_t)qd, 0, c->hidden, c->inter};
     void *res[3], *kc[3][8], *vc[3][8];
     ss_status fused = SS_OK;
     for (int r = 0; r < 3; r++) {
@@ -1385,6 +1391,7 @@ static void check_decode_layers(pair *p, const dl_case *c)
         for (int32_t l = 0; l < c->nl; l++) {
             for (int j = 0; j < 9; j++)
                 wd[l][j] = ((j == 2 && !c->bias) || ((j == 3 || j == 4) && !c->qk_norm)) ? NULL
+                           : w_rows[j]                                                ? dev_linear(b, hw[l][j], w_rows[j], w_cols[j])
                                                                                       : dev_weight(b, hw[l][j], n_w[j]);
             kc[r][l] = dev_act(b, kc0[l], cache_n), vc[r][l] = dev_act(b, vc0[l], cache_n);
             L[l] = (ss_decode_layer){wd[l][0], wd[l][1], wd[l][2], wd[l][3], wd[l][4], wd[l][5], wd[l][6], wd[l][7],
@@ -1419,9 +1426,9 @@ static void check_decode_layers(pair *p, const dl_case *c)
                     dev_free(b, wd[l][j]);
     }
     char what[160];
-    snprintf(what, sizeof what, "decode_layers %d layers, hidden %d, inter %d, %d/%d heads of %d, position %d%s%s",
+    snprintf(what, sizeof what, "decode_layers %d layers, hidden %d, inter %d, %d/%d heads of %d, position %d%s%s%s",
              c->nl, c->hidden, c->inter, c->qh, c->kvh, c->hd, c->pos, c->bias ? ", bias" : "",
-             c->qk_norm ? ", q/k norm" : "");
+             c->qk_norm ? ", q/k norm" : "", c->quant ? ", fp8 weights" : "");
     if (c->refused) {
         fprintf(stderr, "%s: refused, as it must be\n", what);
         assert_int_equal(fused, SS_ERR_UNSUPPORTED);
@@ -1460,47 +1467,54 @@ static void test_decode_layers(void **state)
 {
     NEED_GPU(state);
     /* Llama-3-8B's layer shape (one layer), a context of 300 in a graph-sized bound */
-    check_decode_layers(p, &(dl_case){1, 4096, 14336, 32, 8, 128, 299, 512, 0, 0, 0});
+    check_decode_layers(p, &(dl_case){1, 4096, 14336, 32, 8, 128, 299, 512, 0, 0, 0, 0});
     /* three layers, a long context crossing many blocks, and the first position (empty key splits) */
-    check_decode_layers(p, &(dl_case){3, 1024, 2816, 16, 4, 64, 1500, 2048, 0, 0, 0});
-    check_decode_layers(p, &(dl_case){2, 1024, 2816, 16, 4, 64, 0, 256, 0, 0, 0});
+    check_decode_layers(p, &(dl_case){3, 1024, 2816, 16, 4, 64, 1500, 2048, 0, 0, 0, 0});
+    check_decode_layers(p, &(dl_case){2, 1024, 2816, 16, 4, 64, 0, 256, 0, 0, 0, 0});
     /* the longest bound it takes for the 8B shape (64 keys an item) and one it refuses */
-    check_decode_layers(p, &(dl_case){1, 4096, 14336, 32, 8, 128, 1000, 1024, 0, 0, 0});
-    check_decode_layers(p, &(dl_case){1, 4096, 14336, 32, 8, 128, 1100, 2048, 0, 0, 1});
+    check_decode_layers(p, &(dl_case){1, 4096, 14336, 32, 8, 128, 1000, 1024, 0, 0, 0, 0});
+    check_decode_layers(p, &(dl_case){1, 4096, 14336, 32, 8, 128, 1100, 2048, 0, 0, 1, 0});
     /* Qwen2's q/k/v bias, Qwen3's q/k norms; MHA with a head_dim of 16 (the fixtures' sizes) */
-    check_decode_layers(p, &(dl_case){2, 512, 1408, 8, 2, 64, 77, 256, 1, 0, 0});
-    check_decode_layers(p, &(dl_case){2, 512, 1408, 8, 2, 64, 40, 256, 0, 1, 0});
-    check_decode_layers(p, &(dl_case){3, 96, 256, 6, 6, 16, 20, 256, 0, 0, 0});
+    check_decode_layers(p, &(dl_case){2, 512, 1408, 8, 2, 64, 77, 256, 1, 0, 0, 0});
+    check_decode_layers(p, &(dl_case){2, 512, 1408, 8, 2, 64, 40, 256, 0, 1, 0, 0});
+    check_decode_layers(p, &(dl_case){3, 96, 256, 6, 6, 16, 20, 256, 0, 0, 0, 0});
     /* a group of 3 and an exact bound: keys per split not a multiple of 4 (the K/V copies' alignment) */
-    check_decode_layers(p, &(dl_case){2, 768, 2048, 12, 4, 64, 299, 300, 0, 0, 0});
+    check_decode_layers(p, &(dl_case){2, 768, 2048, 12, 4, 64, 299, 300, 0, 0, 0, 0});
     /* merging the key splits (more than 16 a kv head here: merge_one by default); a group of 3 with a head_dim
      * of 96, whose warps would span two q heads in merge_one: the wide merge instead */
-    check_decode_layers(p, &(dl_case){2, 4096, 7168, 16, 4, 128, 299, 512, 0, 0, 0});
-    check_decode_layers(p, &(dl_case){2, 1152, 3072, 12, 4, 96, 299, 512, 0, 0, 0});
+    check_decode_layers(p, &(dl_case){2, 4096, 7168, 16, 4, 128, 299, 512, 0, 0, 0, 0});
+    check_decode_layers(p, &(dl_case){2, 1152, 3072, 12, 4, 96, 299, 512, 0, 0, 0, 0});
     /* and each merge forced (SS_PERSIST_MERGE, a benchmark switch that keeps results), merge_one also at 8 splits */
     static const char *merges[] = {"wide", "chunked", "one"};
     for (int i = 0; i < 3; i++) {
         setenv("SS_PERSIST_MERGE", merges[i], 1);
-        check_decode_layers(p, &(dl_case){2, 4096, 7168, 16, 4, 128, 299, 512, 0, 0, 0});
+        check_decode_layers(p, &(dl_case){2, 4096, 7168, 16, 4, 128, 299, 512, 0, 0, 0, 0});
     }
     setenv("SS_PERSIST_SPLITS", "8", 1);
-    check_decode_layers(p, &(dl_case){2, 1024, 2816, 16, 4, 64, 0, 256, 0, 0, 0});
+    check_decode_layers(p, &(dl_case){2, 1024, 2816, 16, 4, 64, 0, 256, 0, 0, 0, 0});
     unsetenv("SS_PERSIST_SPLITS");
     unsetenv("SS_PERSIST_MERGE");
     /* the kernel's benchmark switch that keeps results: fewer key splits */
     setenv("SS_PERSIST_SPLITS", "4", 1);
-    check_decode_layers(p, &(dl_case){3, 1024, 2816, 16, 4, 64, 500, 512, 1, 0, 0});
+    check_decode_layers(p, &(dl_case){3, 1024, 2816, 16, 4, 64, 500, 512, 1, 0, 0, 0});
     unsetenv("SS_PERSIST_SPLITS");
     /* without the L2 prefetch of tiles while the consumers wait, and with a deeper one */
     setenv("SS_PERSIST_L2AHEAD", "0", 1);
-    check_decode_layers(p, &(dl_case){1, 4096, 14336, 32, 8, 128, 299, 512, 0, 0, 0});
+    check_decode_layers(p, &(dl_case){1, 4096, 14336, 32, 8, 128, 299, 512, 0, 0, 0, 0});
     setenv("SS_PERSIST_L2AHEAD", "16", 1);
     setenv("SS_PERSIST_PF_EVICT", "1", 1); /* the prefetch's policy changes no result */
-    check_decode_layers(p, &(dl_case){1, 4096, 14336, 32, 8, 128, 299, 512, 0, 0, 0});
-    check_decode_layers(p, &(dl_case){2, 1024, 2816, 16, 4, 64, 0, 256, 0, 0, 0});
-    check_decode_layers(p, &(dl_case){2, 512, 1408, 8, 2, 64, 77, 256, 1, 0, 0});
+    check_decode_layers(p, &(dl_case){1, 4096, 14336, 32, 8, 128, 299, 512, 0, 0, 0, 0});
+    check_decode_layers(p, &(dl_case){2, 1024, 2816, 16, 4, 64, 0, 256, 0, 0, 0, 0});
+    check_decode_layers(p, &(dl_case){2, 512, 1408, 8, 2, 64, 77, 256, 1, 0, 0, 0});
     unsetenv("SS_PERSIST_PF_EVICT");
     unsetenv("SS_PERSIST_L2AHEAD");
+    /* fp8 projection weights: the 8B shape, several layers, bias and q/k norms, the fixtures' small sizes */
+    check_decode_layers(p, &(dl_case){1, 4096, 14336, 32, 8, 128, 299, 512, 0, 0, 0, 1});
+    check_decode_layers(p, &(dl_case){3, 1024, 2816, 16, 4, 64, 1500, 2048, 0, 0, 0, 1});
+    check_decode_layers(p, &(dl_case){2, 512, 1408, 8, 2, 64, 77, 256, 1, 0, 0, 1});
+    check_decode_layers(p, &(dl_case){2, 512, 1408, 8, 2, 64, 40, 256, 0, 1, 0, 1});
+    check_decode_layers(p, &(dl_case){3, 96, 256, 6, 6, 16, 20, 256, 0, 0, 0, 1});
+    check_decode_layers(p, &(dl_case){1, 4096, 14336, 32, 8, 128, 1100, 2048, 0, 0, 1, 1}); /* refused: bound */
 }
 
 /* Attention over fp8 blocks (the cpu decodes them to f32, cuda to f16 tiles or f32): the

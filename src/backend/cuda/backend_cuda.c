@@ -469,9 +469,8 @@ static ss_status cu_decode_layers(void *ctx, const ss_decode_layers *d)
     cu_ctx *c = ctx;
     if (d->n_layers < 1 || d->n_layers > SS_CUDA_PERSIST_MAX_LAYERS || d->meta->n_seqs != 1)
         return SS_ERR_UNSUPPORTED;
-    if (c->kv_fp8 || c->lin_fp8) { /* it reads bf16 weights and KV rows */
-        static const char why_kv[] = "the KV cache is fp8", why_lin[] = "the weights are fp8";
-        const char *why_fp8 = c->lin_fp8 ? why_lin : why_kv;
+    if (c->kv_fp8) { /* its attention reads bf16 rows */
+        static const char why_fp8[] = "the KV cache is fp8";
         if (c->persist_why != why_fp8)
             SS_LOGI("cuda: decode steps of one token run layer by layer: the persistent kernel does not apply (%s)",
                     why_fp8);
@@ -491,7 +490,8 @@ static ss_status cu_decode_layers(void *ctx, const ss_decode_layers *d)
         .scale = d->attn_scale, .inv_freq = d->inv_freq, .pos = m->tok_pos, .slots = d->slots,
         .block_table = m->block_tables, .seq_lens = m->seq_lens, .block_size = m->block_size,
         .max_seq_len = m->max_seq_len, .residual = d->residual, .qkv = d->qkv, .attn = d->attn, .act = d->act,
-        .workspace = c->attn_ws, .workspace_bytes = CU_ATTN_WORKSPACE, .call = c->persist_calls++,
+        .workspace = c->attn_ws, .workspace_bytes = CU_ATTN_WORKSPACE, .fp8 = c->lin_fp8,
+        .call = c->persist_calls++,
     };
     if (d->tp) {
         if (d->tp->size < 2 || d->tp->size > SS_DECODE_MAX_TP || d->tp->rank < 0 || d->tp->rank >= d->tp->size)

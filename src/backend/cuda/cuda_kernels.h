@@ -125,6 +125,7 @@ typedef struct ss_cuda_persist_args {
     void *tp_window[SS_CUDA_PERSIST_MAX_TP]; /* [tp_size]: rank r's exchange window here (backend.h's ss_decode_exchange) */
     size_t tp_window_bytes;
     const volatile int *tp_abort;         /* nonzero: stop waiting for peers */
+    int32_t fp8;                          /* 1: wqkv, wo, wgu, wdown are backend.h's fp8 linear format */
     int64_t call;                         /* the backend's count of these launches (SS_PERSIST_TRACE picks one) */
     const char *why;                      /* out: why the launcher returned -1 (a static string) */
 } ss_cuda_persist_args;

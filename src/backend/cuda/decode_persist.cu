@@ -52,6 +52,8 @@ namespace {
 
 // ---------------------------------------------------------------- the kernel
 
+// FP8: the projection weights are backend.h's fp8 linear format (persist_stream.cuh).
+template <bool FP8>
 __global__ void __launch_bounds__(kThreads, 1) decode_persist_kernel(const __grid_constant__ Params p)
 {
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900
@@ -75,7 +77,7 @@ __global__ void __launch_bounds__(kThreads, 1) decode_persist_kernel(const __gri
     }
     __syncthreads();
     if (threadIdx.x >= kConsumers) { // the producer warp
-        produce(p, ring, full, empty);
+        produce<FP8>(p, ring, full, empty);
         return;
     }
     const unsigned G = gridDim.x;
@@ -105,32 +107,32 @@ __global__ void __launch_bounds__(kThreads, 1) decode_persist_kernel(const __gri
         if (l > 0)
             grid_wait(ctr - p.ctr_stride + kDown, G, p.tp_abort, nowait);
         stamp(p, l, 1);
-        norm_to_xs(p, L.attn_norm, xs, scratch);
+        norm_to_xs<FP8>(p, L.attn_norm, xs, scratch);
         stamp(p, l, 2);
-        gemv_phase(p, l, kQkv, ring, full, empty, xs, red, own, cur, group);
+        gemv_phase<FP8>(p, l, kQkv, ring, full, empty, xs, red, own, cur, group);
         stamp(p, l, 3);
         grid_arrive(ctr + kQkv);
         if ((int)blockIdx.x < p.kv_heads * p.splits)
             attention_item(p, l, ctr, region, trig, btab); // stamps 4, 5, 6
         grid_wait(ctr + kAttn, (unsigned)p.kv_heads, p.tp_abort, nowait);
         stamp(p, l, 7);
-        load_xs(p.attn, p.q_dim, xs);
-        gemv_phase(p, l, kO, ring, full, empty, xs, red, own, cur, group);
+        load_xs<FP8>(p.attn, p.q_dim, xs);
+        gemv_phase<FP8>(p, l, kO, ring, full, empty, xs, red, own, cur, group);
         stamp(p, l, 8);
         if (p.tp_size > 1)
             tp_combine(p, l, 0, own, own0, own1);
         grid_arrive(ctr + kO);
         grid_wait(ctr + kO, G, p.tp_abort, nowait);
         stamp(p, l, 9);
-        norm_to_xs(p, L.mlp_norm, xs, scratch);
+        norm_to_xs<FP8>(p, L.mlp_norm, xs, scratch);
         stamp(p, l, 10);
-        gemv_phase(p, l, kGu, ring, full, empty, xs, red, own, cur, group);
+        gemv_phase<FP8>(p, l, kGu, ring, full, empty, xs, red, own, cur, group);
         stamp(p, l, 11);
         grid_arrive(ctr + kGu);
         grid_wait(ctr + kGu, G, p.tp_abort, nowait);
         stamp(p, l, 12);
-        load_xs(p.act, p.inter, xs);
-        gemv_phase(p, l, kDown, ring, full, empty, xs, red, own, cur, group);
+        load_xs<FP8>(p.act, p.inter, xs);
+        gemv_phase<FP8>(p, l, kDown, ring, full, empty, xs, red, own, cur, group);
         stamp(p, l, 13);
         if (p.tp_size > 1)
             tp_combine(p, l, 1, own, own0, own1);
@@ -328,6 +330,9 @@ extern "C" int ss_cuda_decode_persist(void *stream, ss_cuda_persist_args *a)
         qh % kvh || qh / kvh > kMaxGroup || a->hidden % 8 || a->inter % 8 || a->max_seq_len < 1)
         SS_PERSIST_NO("the model's shape is outside its limits (layers, head_dim, group, multiples of 8)");
     const int q_dim = qh * hd, qkv_dim = (qh + 2 * kvh) * hd, grp = qh / kvh;
+    if (a->fp8 && (a->hidden % 16 || a->inter % 16 || q_dim % 16))
+        SS_PERSIST_NO("fp8 weights need inputs whose widths are multiples of 16");
+    void (*const kernel)(Params) = a->fp8 ? decode_persist_kernel<true> : decode_persist_kernel<false>;
     const int kmax = a->hidden > a->inter ? (a->hidden > q_dim ? a->hidden : q_dim) : (a->inter > q_dim ? a->inter : q_dim);
     if (2 * kmax > kMaxXBytes)
         SS_PERSIST_NO("an input vector is longer than its shared-memory buffer (32 KiB)");
@@ -366,9 +371,8 @@ extern "C" int ss_cuda_decode_persist(void *stream, ss_cuda_persist_args *a)
             SS_PERSIST_NO("one CTA per SM does not fit (registers or shared memory)");
         smem = (size_t)stages * kStageBytes + region + tail;
         int per_sm = 0;
-        if (cudaFuncSetAttribute(decode_persist_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) ==
-                cudaSuccess &&
-            cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, decode_persist_kernel, kThreads, smem) ==
+        if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) == cudaSuccess &&
+            cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, smem) ==
                 cudaSuccess &&
             per_sm >= 1)
             break;
@@ -456,7 +460,7 @@ extern "C" int ss_cuda_decode_persist(void *stream, ss_cuda_persist_args *a)
     cfg.numAttrs = 1;
     if (trace_n && (e = cudaMemsetAsync(p.trace, 0, trace_n * 8, s)) != cudaSuccess)
         return (int)e;
-    e = cudaLaunchKernelEx(&cfg, decode_persist_kernel, p);
+    e = cudaLaunchKernelEx(&cfg, kernel, p);
     if (e == cudaErrorCooperativeLaunchTooLarge && p.tp_size == 1) { // e.g. fewer SMs usable than it has (MPS)
         // (At tp > 1 this stays an error: the other ranks may have launched, and a rank that fell back to
         // op by op would leave them waiting for its sums.)

@@ -1,6 +1,9 @@
 // persist_stream.cuh — the persistent decode kernel's weight stream: the producer warp's tiles, the
 // consumers' tensor-core GEMVs from shared memory, the norms and inputs. Included by decode_persist.cu.
+// FP8 (a template parameter throughout): the weights are backend.h's fp8 linear format (e4m3 rows, one f32 scale a
+// matrix); a tile then holds twice the columns in the same bytes, and x sits in shared memory as f16.
 #pragma once
+#include "backend/cuda/kv_fp8.cuh"
 #include "backend/cuda/persist_common.cuh"
 
 namespace ss {
@@ -11,7 +14,7 @@ namespace {
 // ---------------------------------------------------------------- the weight stream
 
 struct Geo {
-    const bf16 *W;
+    const bf16 *W;     // (FP8: the e4m3 bytes)
     int64_t m, r0, r1; // matrix rows (pairs for gate/up); this CTA's rows [r0, r1)
     int k, rpt;        // row length; rows (pairs) per tile: 16 (8)
     bool pair;         // gate/up: a tile holds 8 gate rows, then the same 8 up rows
@@ -44,9 +47,13 @@ struct Cursor {
     }
 };
 
-// Walks the tiles (16 rows x kSlab columns) of every matrix of every layer in the consumers' order: a CTA's
+// Columns of a tile (kSlab bf16 weights, or twice as many e4m3 ones: the same bytes) and bytes of a weight.
+template <bool FP8> constexpr int kCols = FP8 ? 2 * kSlab : kSlab;
+template <bool FP8> constexpr int kEsz = FP8 ? 1 : 2;
+
+// Walks the tiles (16 rows x kCols columns) of every matrix of every layer in the consumers' order: a CTA's
 // rows in groups of 16 (8 pairs), each group's columns slab after slab.
-struct TileIter {
+template <bool FP8> struct TileIter {
     int l, mat, k0;
     int64_t r;
     bool done;
@@ -75,7 +82,7 @@ struct TileIter {
     }
     __device__ void next(const Params &p)
     {
-        if ((k0 += kSlab) < g.k)
+        if ((k0 += kCols<FP8>) < g.k)
             return;
         k0 = 0;
         if ((r += g.rpt) < g.r1)
@@ -91,9 +98,15 @@ struct TileIter {
         enter(p);
     }
     __device__ int rows() const { return (int)(g.r1 - r < g.rpt ? g.r1 - r : g.rpt); }
-    __device__ uint32_t bytes() const { return 2u * (uint32_t)(g.k - k0 < kSlab ? g.k - k0 : kSlab); }
+    __device__ uint32_t bytes() const
+    {
+        return (uint32_t)kEsz<FP8> * (uint32_t)(g.k - k0 < kCols<FP8> ? g.k - k0 : kCols<FP8>);
+    }
     // Row i of the tile (gate rows first, then up rows, for gate/up).
-    __device__ const bf16 *src(int i, bool up) const { return g.W + ((up ? g.m : 0) + r + i) * g.k + k0; }
+    __device__ const void *src(int i, bool up) const
+    {
+        return reinterpret_cast<const uint8_t *>(g.W) + (((up ? g.m : 0) + r + i) * g.k + k0) * kEsz<FP8>;
+    }
 };
 
 // While the producer waits for stage cur: if the newest tile it issued (last) has landed, the ring is full
@@ -102,9 +115,10 @@ struct TileIter {
 // prefetch and its index (caught up with t when behind). Returns once stage cur is free. The producer warp
 // calls it whole; lane 0's barrier tests decide for every lane.
 // Trace (lane 0 when p.trace): *used_up, the time the prefetch had nothing left to do while waiting.
+template <bool FP8>
 __device__ __forceinline__ void prefetch_while_full(const Params &p, uint64_t *full, uint64_t *empty,
-                                                    const Cursor &cur, const Cursor &last, const TileIter &t,
-                                                    int64_t n_loaded, TileIter &pf, int64_t &n_pf, uint64_t policy,
+                                                    const Cursor &cur, const Cursor &last, const TileIter<FP8> &t,
+                                                    int64_t n_loaded, TileIter<FP8> &pf, int64_t &n_pf, uint64_t policy,
                                                     unsigned long long *used_up)
 {
     const int lane = threadIdx.x & 31, i = lane % kTileRows;
@@ -143,7 +157,7 @@ __device__ __forceinline__ void trace_producer(const Params &p, int l, unsigned 
 
 // The producer warp: every tile, one bulk copy per row, each issued by its own lane (one thread issuing 16
 // or 32 copies a stage could not keep the bus busy).
-__device__ void produce(const Params &p, uint8_t *ring, uint64_t *full, uint64_t *empty)
+template <bool FP8> __device__ void produce(const Params &p, uint8_t *ring, uint64_t *full, uint64_t *empty)
 {
     const int lane = threadIdx.x & 31;
     const int i = lane % kTileRows; // lanes 0-15: rows (gate rows); 16-31: the up rows
@@ -154,7 +168,7 @@ __device__ void produce(const Params &p, uint8_t *ring, uint64_t *full, uint64_t
     if (p.pf_evict == 1)
         asm volatile("createpolicy.fractional.L2::evict_last.b64 %0, 1.0;" : "=l"(pf_policy));
     Cursor cur, last; // last: the slot and phase of the latest tile issued
-    TileIter t, pf;   // pf: the next tile to prefetch into L2 (p.l2ahead)
+    TileIter<FP8> t, pf; // pf: the next tile to prefetch into L2 (p.l2ahead)
     t.start(p);
     pf = t;
     int64_t n_loaded = 0, n_pf = 0; // tiles issued so far; tiles prefetched (pf's position)
@@ -197,17 +211,33 @@ __device__ __forceinline__ void mma_16816(float (&d)[4], uint32_t a0, uint32_t a
         : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
-constexpr int kStepsPerWarp = (kSlab / 32 + kWarps - 1) / kWarps; // 32 columns per step (4 lanes x 8)
+constexpr int kStepsPerWarp = (kSlab / 32 + kWarps - 1) / kWarps; // 64 bytes a row per step (4 lanes x 16)
+
+// The fp8 form's mma: f16 inputs (e4m3 converts to f16 exactly; x is f16 in shared memory).
+__device__ __forceinline__ void mma_16816_f16(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
+                                              uint32_t b0, uint32_t b1)
+{
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
 
 // The consumers' side of one matrix on the tensor cores (as gemv.cu's mma kernel, from shared memory):
 // lane (g = lane/4, t = lane%4) takes 16-byte chunk c of tile rows g and g+8 and of x; the two mmas' k slots
 // are the same permutation of real k for A and B. The warps split a tile's columns; each hands the stage
 // back once it has loaded it. After a row group's last slab the warps' sums meet in shared memory (the
-// only barrier per group) and its outputs are stored.
+// only barrier per group) and its outputs are stored. FP8: a chunk is 16 weights, four mmas against two of x's
+// f16 chunks (chunk element 4j + e fills slot e of mma j, x's as well), and the sums are times the matrix's scale.
+template <bool FP8>
 __device__ void gemv_phase(const Params &p, int l, int mat, const uint8_t *ring, uint64_t *full, uint64_t *empty,
                            const bf16 *xs, float *red, float *own, Cursor &cur, uint32_t &group)
 {
     const Geo g = geo_of(p, l, mat);
+    float sc = 1.0f;
+    if constexpr (FP8) { // after the e4m3 bytes, on a 256-byte boundary (ss_linear_fp8_scale_offset)
+        const int64_t rows = g.pair ? 2 * g.m : g.m;
+        sc = *reinterpret_cast<const float *>(reinterpret_cast<const uint8_t *>(g.W) + ((rows * g.k + 255) & ~255ll));
+    }
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, tid = threadIdx.x;
     const int lg = lane >> 2, lt = lane & 3;
     const Layer &L = p.layers[l];
@@ -220,29 +250,43 @@ __device__ void gemv_phase(const Params &p, int l, int mat, const uint8_t *ring,
         const int rows = (int)(g.r1 - r < g.rpt ? g.r1 - r : g.rpt);
         const float bias = mat == kQkv && L.bqkv && tid < rows ? __bfloat162float(L.bqkv[r + tid]) : 0.0f;
         float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-        for (int k0 = 0; k0 < g.k; k0 += kSlab, cur.next(p.stages)) {
-            const int chunks = (g.k - k0 < kSlab ? g.k - k0 : kSlab) / 8;
+        for (int k0 = 0; k0 < g.k; k0 += kCols<FP8>, cur.next(p.stages)) {
+            const int chunks = (g.k - k0 < kCols<FP8> ? g.k - k0 : kCols<FP8>) * kEsz<FP8> / 16;
             const unsigned long long t_w = tr ? gtime() : 0;
             mbar_wait(&full[cur.slot], cur.phase, p.tp_abort);
             if (tr)
                 waited += gtime() - t_w;
             const uint8_t *st = ring + (size_t)cur.slot * kStageBytes;
-            uint4 a[kStepsPerWarp], b[kStepsPerWarp], xv[kStepsPerWarp];
+            constexpr int XC = FP8 ? 2 : 1; // x's 16-byte chunks a weight chunk meets
+            uint4 a[kStepsPerWarp], b[kStepsPerWarp], xv[kStepsPerWarp][XC];
 #pragma unroll
             for (int j = 0; j < kStepsPerWarp; j++) { // every load of the stage in flight at once
                 const int c = 4 * (warp + j * kWarps) + lt;
                 const bool on = c < chunks && !(p.debug & 1);
                 a[j] = on ? *reinterpret_cast<const uint4 *>(st + lg * kPitch + c * 16) : zero;
                 b[j] = on ? *reinterpret_cast<const uint4 *>(st + (lg + 8) * kPitch + c * 16) : zero;
-                xv[j] = on ? x[k0 / 8 + c] : zero;
+#pragma unroll
+                for (int h = 0; h < XC; h++)
+                    xv[j][h] = on ? x[k0 / 8 + XC * c + h] : zero;
             }
             __syncwarp();
             if (lane == 0) // this warp has read the stage
                 mbar_arrive(&empty[cur.slot]);
 #pragma unroll
             for (int j = 0; j < kStepsPerWarp; j++) {
-                mma_16816(acc, a[j].x, b[j].x, a[j].y, b[j].y, xv[j].x, xv[j].y);
-                mma_16816(acc, a[j].z, b[j].z, a[j].w, b[j].w, xv[j].z, xv[j].w);
+                if constexpr (!FP8) {
+                    mma_16816(acc, a[j].x, b[j].x, a[j].y, b[j].y, xv[j][0].x, xv[j][0].y);
+                    mma_16816(acc, a[j].z, b[j].z, a[j].w, b[j].w, xv[j][0].z, xv[j][0].w);
+                } else {
+                    const uint32_t wa[4] = {a[j].x, a[j].y, a[j].z, a[j].w}, wb[4] = {b[j].x, b[j].y, b[j].z, b[j].w};
+#pragma unroll
+                    for (int q = 0; q < 4; q++) { // the chunk's elements 4q .. 4q + 3
+                        const uint4 &xq = xv[j][q / 2];
+                        const uint32_t b0 = (q & 1) ? xq.z : xq.x, b1 = (q & 1) ? xq.w : xq.y;
+                        mma_16816_f16(acc, e4m3x2_h2(wa[q]), e4m3x2_h2(wb[q]), e4m3x2_h2(wa[q] >> 16),
+                                      e4m3x2_h2(wb[q] >> 16), b0, b1);
+                    }
+                }
             }
         }
         // column 0 of D (x is in every column): acc[0] is row lg, acc[2] row lg + 8
@@ -255,6 +299,7 @@ __device__ void gemv_phase(const Params &p, int l, int mat, const uint8_t *ring,
 #pragma unroll
             for (int w = 0; w < kWarps; w++)
                 a += rb[w * kTileRows + tid];
+            a *= sc;
             const int64_t row = r + tid;
             if (mat == kQkv) {
                 p.qkv[row] = __float2bfloat16_rn(a + bias);
@@ -263,6 +308,7 @@ __device__ void gemv_phase(const Params &p, int l, int mat, const uint8_t *ring,
 #pragma unroll
                 for (int w = 0; w < kWarps; w++)
                     u += rb[w * kTileRows + kTileRows / 2 + tid];
+                u *= sc;
                 p.act[row] = __float2bfloat16_rn(a / (1.0f + __expf(-a)) * u);
             } else if (p.tp_size > 1) { // o, down at tp > 1: a partial sum, to every rank (tp_combine adds)
                 tp_push(p, l, mat == kO ? 0 : 1, row, a);
@@ -284,8 +330,25 @@ __device__ void gemv_phase(const Params &p, int l, int mat, const uint8_t *ring,
 // used, so a norm or an input costs one trip to L2, not one per chunk.
 constexpr int kPer = kMaxXBytes / 16 / kConsumers; // 32 KiB (the longest input) / 16 / 256 = 8
 
+// Stores 8 values of x into shared memory: bf16, or (FP8) the f16 of their bf16 rounding, which is what the
+// op-by-op fp8 GEMV multiplies (bf16 activations, converted to f16).
+template <bool FP8> __device__ __forceinline__ void store_x8(bf16 *xs, int c, float (&v)[8])
+{
+    if constexpr (!FP8) {
+        store_vec<8>(xs + (int64_t)c * 8, v);
+    } else {
+        uint32_t h[4];
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            const __half2 t = __floats2half2_rn(round_bf16(v[2 * e]), round_bf16(v[2 * e + 1]));
+            h[e] = *reinterpret_cast<const uint32_t *>(&t);
+        }
+        reinterpret_cast<uint4 *>(xs)[c] = make_uint4(h[0], h[1], h[2], h[3]);
+    }
+}
+
 // xs = rmsnorm(residual) · w (bf16), as rmsnorm_kernel rounds it.
-__device__ void norm_to_xs(const Params &p, const bf16 *w, bf16 *xs, float *scratch)
+template <bool FP8> __device__ void norm_to_xs(const Params &p, const bf16 *w, bf16 *xs, float *scratch)
 {
     const int chunks = p.hidden / 8;
     uint4 raw[kPer], wr[kPer];
@@ -318,14 +381,14 @@ __device__ void norm_to_xs(const Params &p, const bf16 *w, bf16 *xs, float *scra
 #pragma unroll
             for (int e = 0; e < 8; e++)
                 v[e] = v[e] * inv * g[e];
-            store_vec<8>(xs + (int64_t)c * 8, v);
+            store_x8<FP8>(xs, c, v);
         }
     }
     consumer_sync();
 }
 
 // xs = src[0, n) (another CTA's output).
-__device__ void load_xs(const bf16 *src, int n, bf16 *xs)
+template <bool FP8> __device__ void load_xs(const bf16 *src, int n, bf16 *xs)
 {
     uint4 raw[kPer];
 #pragma unroll
@@ -337,8 +400,15 @@ __device__ void load_xs(const bf16 *src, int n, bf16 *xs)
 #pragma unroll
     for (int i = 0; i < kPer; i++) {
         const int c = threadIdx.x + i * kConsumers;
-        if (c < n / 8)
-            reinterpret_cast<uint4 *>(xs)[c] = raw[i];
+        if (c < n / 8) {
+            if constexpr (!FP8) {
+                reinterpret_cast<uint4 *>(xs)[c] = raw[i];
+            } else {
+                float v[8];
+                unpack8(raw[i], v);
+                store_x8<FP8>(xs, c, v);
+            }
+        }
     }
     consumer_sync();
 }
