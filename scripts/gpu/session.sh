@@ -795,11 +795,14 @@ if has s19c; then
   done | tee -a "$S"
 fi
 if has s19t; then
-  # Session 19: fp8 weights at tp 2 (2 GPUs): the goldens, and bench_decode bf16 against fp8 weights.
+  # Session 19, call 5: fp8 weights at tp 2 (2 GPUs): the consistency test on GPU 0 (the persistent kernel's fp8 form
+  # now behind SS_PERSIST_FP8=1), the goldens at tp 2 with fp8 weights, and bench_decode bf16 against fp8 weights.
+  step "backend consistency cpu vs cuda" 150 consistency.log env CUDA_VISIBLE_DEVICES=0 "$B/tests/test_backend_consistency"
+  grep -hE 'fp8 weights|FAIL|error|PASSED' "$L/consistency.log" | head -24 | tee -a "$S"
   export CUDA_VISIBLE_DEVICES=0,1
   step "golden tests on cuda tp 2, fp8 weights" 120 golden_q8_tp2.log env SS_TEST_DEVICE=cuda SS_TEST_QUANT=fp8 SS_TEST_TP=2 "$B/tests/test_golden"
   grep '^golden' "$L/golden_q8_tp2.log" | tee -a "$S"
-  OFF_ENV="SHARDSERVE_QUANTIZATION=fp8" CASES_TP=2 SKIP_CHECKS=1 cases_ab s19t 1 "${S19T_CASES:-1:128:128 64:1024:64}" "new off"
+  OFF_ENV="SHARDSERVE_QUANTIZATION=fp8" CASES_TP=2 SKIP_CHECKS=1 cases_ab s19t 1 "${S19T_CASES:-1:128:128 8:128:64 64:1024:64 256:1024:64}" "new off"
 fi
 if has s18a; then
   # Session 18, call 1: the fp8 KV cache. The goldens with an fp8 cache, the attention sweep with both caches,

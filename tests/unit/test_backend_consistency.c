@@ -1432,6 +1432,7 @@ static void check_decode_layers(pair *p, const dl_case *c)
     if (c->refused) {
         fprintf(stderr, "%s: refused, as it must be\n", what);
         assert_int_equal(fused, SS_ERR_UNSUPPORTED);
+        expect_close(p, res[0], res[1], c->hidden, BF16_TOL, "cuda op by op vs cpu (residual)");
     } else if (fused == SS_ERR_UNSUPPORTED) { /* only where the device is not a Hopper (sm_90) */
         fprintf(stderr, "%s: unsupported on %s\n", what, p->gpu->desc);
         assert_null(strstr(p->gpu->desc, "sm_90"));
@@ -1508,13 +1509,19 @@ static void test_decode_layers(void **state)
     check_decode_layers(p, &(dl_case){2, 512, 1408, 8, 2, 64, 77, 256, 1, 0, 0, 0});
     unsetenv("SS_PERSIST_PF_EVICT");
     unsetenv("SS_PERSIST_L2AHEAD");
-    /* fp8 projection weights: the 8B shape, several layers, bias and q/k norms, the fixtures' small sizes */
+    /* fp8 projection weights: refused by default (op by op is faster), the cuda op-by-op path against the cpu; then
+     * the kernel's fp8 form (SS_PERSIST_FP8=1, a benchmark switch): the 8B shape, several layers, bias and q/k norms,
+     * the fixtures' small sizes, and a bound it refuses */
+    check_decode_layers(p, &(dl_case){1, 4096, 14336, 32, 8, 128, 299, 512, 0, 0, 1, 1});
+    check_decode_layers(p, &(dl_case){2, 512, 1408, 8, 2, 64, 77, 256, 1, 0, 1, 1});
+    setenv("SS_PERSIST_FP8", "1", 1);
     check_decode_layers(p, &(dl_case){1, 4096, 14336, 32, 8, 128, 299, 512, 0, 0, 0, 1});
     check_decode_layers(p, &(dl_case){3, 1024, 2816, 16, 4, 64, 1500, 2048, 0, 0, 0, 1});
     check_decode_layers(p, &(dl_case){2, 512, 1408, 8, 2, 64, 77, 256, 1, 0, 0, 1});
     check_decode_layers(p, &(dl_case){2, 512, 1408, 8, 2, 64, 40, 256, 0, 1, 0, 1});
     check_decode_layers(p, &(dl_case){3, 96, 256, 6, 6, 16, 20, 256, 0, 0, 0, 1});
     check_decode_layers(p, &(dl_case){1, 4096, 14336, 32, 8, 128, 1100, 2048, 0, 0, 1, 1}); /* refused: bound */
+    unsetenv("SS_PERSIST_FP8");
 }
 
 /* Attention over fp8 blocks (the cpu decodes them to f32, cuda to f16 tiles or f32): the

@@ -1,6 +1,7 @@
 /* test_linear_fp8.c — fp8 projection weights (--quantization fp8): the format's sizes and parser, the cpu
  * backend's linear_quantize and linear against hand-computed values, and a fixture model's weights loaded as
- * fp8 (q/k/v and gate/up fused under one scale; a tp rank's slice quantised by itself). */
+ * fp8 (q/k/v and gate/up fused under one scale; a tp rank's slice quantised by itself), and a tp split whose slices
+ * are not 16 wide refused with the widths named. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,6 +18,7 @@
 #include "model/safetensors.h"
 #include "model/shard_plan.h"
 #include "model/weights.h"
+#include "runner/replica.h"
 
 static ss_backend *cpu_backend(ss_linear_type t)
 {
@@ -227,6 +229,34 @@ static void test_load_fixture(void **state)
     ss_checkpoint_close(ck);
 }
 
+/* qwen2-bias at tp 2: a rank's intermediate slice is 88 wide; every rank refuses, naming the widths. */
+static void test_refused_widths(void **state)
+{
+    (void)state;
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/models/qwen2-bias", SS_FIXTURES);
+    ss_replica_params p = ss_replica_default_params();
+    p.model_dir = dir;
+    p.tp = 2;
+    p.backend.device = SS_DEVICE_CPU;
+    p.backend.n_threads = 1;
+    p.backend.linear_type = SS_LINEAR_FP8;
+    p.worker_exe = SS_BINARY_DIR "/shardserve";
+    p.max_seq_len = 64;
+    p.num_kv_blocks = 8;
+    p.comm_timeout_ms = 20000;
+    ss_replica *r = NULL;
+    ss_err e = {{0}};
+    assert_int_not_equal(ss_replica_create(&p, &r, &e), SS_OK);
+    assert_null(r);
+    if (!strstr(e.msg, "multiples of 16") || !strstr(e.msg, "intermediate 88"))
+        fail_msg("unexpected error: %s", e.msg);
+    /* the same model in one process is 16 wide everywhere (intermediate 176) and loads */
+    p.tp = 1;
+    assert_int_equal(ss_replica_create(&p, &r, &e), SS_OK);
+    ss_replica_destroy(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -234,6 +264,7 @@ int main(void)
         cmocka_unit_test(test_quantize_known),
         cmocka_unit_test(test_linear_values),
         cmocka_unit_test(test_load_fixture),
+        cmocka_unit_test(test_refused_widths),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -469,8 +469,12 @@ static ss_status cu_decode_layers(void *ctx, const ss_decode_layers *d)
     cu_ctx *c = ctx;
     if (d->n_layers < 1 || d->n_layers > SS_CUDA_PERSIST_MAX_LAYERS || d->meta->n_seqs != 1)
         return SS_ERR_UNSUPPORTED;
-    if (c->kv_fp8) { /* its attention reads bf16 rows */
-        static const char why_fp8[] = "the KV cache is fp8";
+    /* fp8 weights: the kernel has an fp8 form (persist_stream.cuh), slower than op by op on an H200 (347 against 387
+     * tok/s, session 19), so only SS_PERSIST_FP8=1 (a benchmark switch, read per call) runs it. */
+    const char *pf8 = c->lin_fp8 ? getenv("SS_PERSIST_FP8") : NULL;
+    if (c->kv_fp8 || (c->lin_fp8 && !(pf8 && pf8[0] == '1'))) { /* its attention reads bf16 rows */
+        static const char why_kv[] = "the KV cache is fp8", why_lin[] = "the weights are fp8 (op by op is faster)";
+        const char *why_fp8 = c->kv_fp8 ? why_kv : why_lin;
         if (c->persist_why != why_fp8)
             SS_LOGI("cuda: decode steps of one token run layer by layer: the persistent kernel does not apply (%s)",
                     why_fp8);
