@@ -85,6 +85,25 @@ inline cudaError_t launch_pdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, s
 
 constexpr unsigned FULL_MASK = 0xffffffffu;
 
+// d[16x8] += A[16x16] . B[16x8] on the tensor cores (mma.sync m16n8k16, row.col, f32 accumulate, sm_80+): bf16
+// inputs, or f16 (F16; e4m3 weights convert to f16 exactly). The instruction spells the input type, and an asm
+// string must be a literal: one each.
+#define SS_MMA_16816_ASM(T)                                                                                      \
+    asm("mma.sync.aligned.m16n8k16.row.col.f32." T "." T ".f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "          \
+        "{%0,%1,%2,%3};"                                                                                         \
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])                                                         \
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1))
+template <bool F16 = false>
+__device__ __forceinline__ void mma_16816(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
+                                          uint32_t b0, uint32_t b1)
+{
+    if constexpr (F16)
+        SS_MMA_16816_ASM("f16");
+    else
+        SS_MMA_16816_ASM("bf16");
+}
+#undef SS_MMA_16816_ASM
+
 // bf16 -> f32 is a shift: the low half of a packed pair goes to the top 16 bits.
 __device__ __forceinline__ float bf16_lo(uint32_t u)
 {

@@ -137,26 +137,6 @@ __global__ void __launch_bounds__(kSimtWarps * 32)
 
 // ---------------------------------------------------------------- tensor-core kernel
 
-// d += A(16x16, row-major) . B(16x8, column-major), bf16 in, f32 accumulate (sm_80+).
-__device__ __forceinline__ void mma_bf16_16816(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
-                                               uint32_t b0, uint32_t b1)
-{
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-                 "{%0,%1,%2,%3};"
-                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
-
-// The same with f16 inputs (the fp8 form: e4m3 weights convert to f16 exactly).
-__device__ __forceinline__ void mma_f16_16816(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
-                                              uint32_t b0, uint32_t b1)
-{
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-        "{%0,%1,%2,%3};"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
-
 // Four bf16 values (two packed pairs) as two packed f16 pairs (round to nearest; beyond +-65504 they overflow).
 __device__ __forceinline__ void bf16x4_to_h2(uint32_t p, uint32_t q, uint32_t &a, uint32_t &b)
 {
@@ -174,8 +154,8 @@ __device__ __forceinline__ void mma_chunk(float (&acc0)[4], float (&acc1)[4], co
 {
     if constexpr (!FP8) {
         const uint4 xv = x_at(0);
-        mma_bf16_16816(acc0, ra.x, rb.x, ra.y, rb.y, xv.x, xv.y);
-        mma_bf16_16816(acc1, ra.z, rb.z, ra.w, rb.w, xv.z, xv.w);
+        mma_16816<false>(acc0, ra.x, rb.x, ra.y, rb.y, xv.x, xv.y);
+        mma_16816<false>(acc1, ra.z, rb.z, ra.w, rb.w, xv.z, xv.w);
     } else {
         const uint32_t wa[4] = {ra.x, ra.y, ra.z, ra.w}, wb[4] = {rb.x, rb.y, rb.z, rb.w};
 #pragma unroll
@@ -187,7 +167,7 @@ __device__ __forceinline__ void mma_chunk(float (&acc0)[4], float (&acc1)[4], co
                 uint32_t b0, b1;
                 bf16x4_to_h2(xs[2 * j], xs[2 * j + 1], b0, b1);
                 const uint32_t a = wa[2 * h + j], b = wb[2 * h + j];
-                mma_f16_16816(j ? acc1 : acc0, e4m3x2_h2(a), e4m3x2_h2(b), e4m3x2_h2(a >> 16), e4m3x2_h2(b >> 16), b0,
+                mma_16816<true>(j ? acc1 : acc0, e4m3x2_h2(a), e4m3x2_h2(b), e4m3x2_h2(a >> 16), e4m3x2_h2(b >> 16), b0,
                               b1);
             }
         }

@@ -202,25 +202,7 @@ template <bool FP8> __device__ void produce(const Params &p, uint8_t *ring, uint
         trace_producer(p, tl, blocked, used_up);
 }
 
-// d += A(16x16, row-major) . B(16x8, column-major), bf16 in, f32 accumulate (sm_80+).
-__device__ __forceinline__ void mma_16816(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
-                                          uint32_t b0, uint32_t b1)
-{
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
-
 constexpr int kStepsPerWarp = (kSlab / 32 + kWarps - 1) / kWarps; // 64 bytes a row per step (4 lanes x 16)
-
-// The fp8 form's mma: f16 inputs (e4m3 converts to f16 exactly; x is f16 in shared memory).
-__device__ __forceinline__ void mma_16816_f16(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
-                                              uint32_t b0, uint32_t b1)
-{
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
 
 // The consumers' side of one matrix on the tensor cores (as gemv.cu's mma kernel, from shared memory):
 // lane (g = lane/4, t = lane%4) takes 16-byte chunk c of tile rows g and g+8 and of x; the two mmas' k slots
@@ -251,7 +233,7 @@ __device__ void gemv_phase(const Params &p, int l, int mat, const uint8_t *ring,
         const float bias = mat == kQkv && L.bqkv && tid < rows ? __bfloat162float(L.bqkv[r + tid]) : 0.0f;
         float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
         for (int k0 = 0; k0 < g.k; k0 += kCols<FP8>, cur.next(p.stages)) {
-            const int chunks = (g.k - k0 < kCols<FP8> ? g.k - k0 : kCols<FP8>) * kEsz<FP8> / 16;
+            const int chunks = (g.k - k0 < kCols<FP8> ? g.k - k0 : kCols<FP8>) / (16 / kEsz<FP8>);
             const unsigned long long t_w = tr ? gtime() : 0;
             mbar_wait(&full[cur.slot], cur.phase, p.tp_abort);
             if (tr)
@@ -283,7 +265,7 @@ __device__ void gemv_phase(const Params &p, int l, int mat, const uint8_t *ring,
                     for (int q = 0; q < 4; q++) { // the chunk's elements 4q .. 4q + 3
                         const uint4 &xq = xv[j][q / 2];
                         const uint32_t b0 = (q & 1) ? xq.z : xq.x, b1 = (q & 1) ? xq.w : xq.y;
-                        mma_16816_f16(acc, e4m3x2_h2(wa[q]), e4m3x2_h2(wb[q]), e4m3x2_h2(wa[q] >> 16),
+                        mma_16816<true>(acc, e4m3x2_h2(wa[q]), e4m3x2_h2(wb[q]), e4m3x2_h2(wa[q] >> 16),
                                       e4m3x2_h2(wb[q] >> 16), b0, b1);
                     }
                 }
