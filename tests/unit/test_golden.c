@@ -296,12 +296,14 @@ static void test_golden_batched(void **state)
 
 /* Greedy decode of `n_seqs` sequences (prompt lengths 3 + 5s) for n_steps steps; tokens and their
  * log-probabilities of every step go to tok/lp [n_steps][n_seqs]. */
+#define DECODE_MAX_SEQS 12
 static void decode_batch(ss_replica *r, int n_seqs, int n_steps, const ss_sampling_params *sp, int32_t *tok,
                          float *lp)
 {
-    seq_blocks sb[8];
-    ss_plan_seq q[8];
-    int32_t ids[64], n = 0;
+    seq_blocks sb[DECODE_MAX_SEQS];
+    ss_plan_seq q[DECODE_MAX_SEQS];
+    int32_t ids[DECODE_MAX_SEQS * (3 + 5 * DECODE_MAX_SEQS)], n = 0;
+    assert_true(n_seqs >= 1 && n_seqs <= DECODE_MAX_SEQS);
     memset(q, 0, sizeof q);
     for (int s = 0; s < n_seqs; s++) {
         seq_blocks_init(&sb[s], s * 16, 16);
@@ -334,15 +336,15 @@ static void decode_batch(ss_replica *r, int n_seqs, int n_steps, const ss_sampli
 }
 
 /* Decode steps replayed from graphs (padded to power-of-two batches) give the tokens of the same
- * steps run op by op (batch 3 pads to 4). Twice: greedy (with tp > 1, the shards' maxima are reduced)
- * and top-k 1 at temperature 1 (the sampling path: with tp > 1, whole rows are gathered) — both
- * must pick the argmax. */
-static void test_golden_graphs_equal_eager(void **state)
+ * steps run op by op (batch 3 pads to 4, batch 12 to 16). Twice: greedy (with tp > 1, the shards' maxima are
+ * reduced) and top-k 1 at temperature 1 (the sampling path: with tp > 1, whole rows are gathered) — both
+ * must pick the argmax. Batch 12 is past the decode GEMV (8 rows): its projections are cuBLASLt GEMMs (with fp8
+ * weights, over e4m3 activations whose scale a kernel of the graph computes). */
+static void check_graphs_equal_eager(int SEQS)
 {
-    (void)state;
-    enum { SEQS = 3, STEPS = 40 };
-    int32_t tok[3][STEPS * SEQS];
-    float lp[3][STEPS * SEQS];
+    enum { STEPS = 40 };
+    int32_t tok[3][STEPS * DECODE_MAX_SEQS];
+    float lp[3][STEPS * DECODE_MAX_SEQS];
     ss_sampling_params greedy = ss_sampling_default(), topk1 = greedy;
     topk1.temperature = 1.0f;
     topk1.top_k = 1;
@@ -359,6 +361,16 @@ static void test_golden_graphs_equal_eager(void **state)
             fail_msg("step %d sequence %d: log-probability %.6f with graphs, %.6f without", i / SEQS, i % SEQS,
                      lp[0][i], lp[1][i]);
     }
+}
+
+static void test_golden_graphs_equal_eager(void **state)
+{
+    (void)state;
+    check_graphs_equal_eager(3);
+    /* Not with fp8 weights: past 8 rows a step's activations share one e4m3 scale, and a graph's padding rows
+     * (batch 12 runs as 16) take part in it, so graphs and eager steps may differ in the last bits. */
+    if (golden_quant != SS_LINEAR_FP8)
+        check_graphs_equal_eager(12);
 }
 
 int main(void)
