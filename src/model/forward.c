@@ -146,14 +146,6 @@ ss_status ss_forward_create(ss_backend *be, const ss_model_config *cfg, const ss
                         (int)cfg->head_dim);
         goto fail;
     }
-    if (be->linear_type == SS_LINEAR_FP8 &&
-        (cfg->hidden_size % 16 != 0 || sp->inter_size % 16 != 0 || (sp->q_heads * cfg->head_dim) % 16 != 0)) {
-        st = ss_err_set(err, SS_ERR_UNSUPPORTED,
-                        "--quantization fp8 needs projection widths that are multiples of 16 (hidden %d, this rank's "
-                        "intermediate %d and attention %d)",
-                        (int)cfg->hidden_size, (int)sp->inter_size, (int)(sp->q_heads * cfg->head_dim));
-        goto fail;
-    }
     f->kv_layer_bytes =
         (size_t)p->num_blocks * ss_kv_block_bytes(be->kv_type, be->act_dtype, p->block_size, sp->kv_heads, cfg->head_dim);
     f->kv_bytes = f->kv_layer_bytes * 2 * (size_t)nl;

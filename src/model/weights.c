@@ -248,6 +248,16 @@ ss_status ss_weights_load(ss_backend *be, const ss_model_config *cfg, const ss_s
         return ss_err_set(err, SS_ERR_NOMEM, "out of memory");
     }
     w->plan = *plan;
+    const int64_t q_width = (int64_t)plan->q_heads * cfg->head_dim;
+    if (be->linear_type == SS_LINEAR_FP8 &&
+        (cfg->hidden_size % 16 != 0 || plan->inter_size % 16 != 0 || q_width % 16 != 0)) {
+        ss_free(w->layers);
+        ss_free(w);
+        return ss_err_set(err, SS_ERR_UNSUPPORTED,
+                          "--quantization fp8 needs projection widths that are multiples of 16 (hidden %d, rank %d's "
+                          "intermediate %d and attention %lld)",
+                          (int)cfg->hidden_size, plan->rank, (int)plan->inter_size, (long long)q_width);
+    }
     wl_carve c = {NULL, 0, ss_dtype_size(be->weight_dtype), be->linear_type, be->weight_dtype, 0};
     wl_layout(cfg, plan, w, &c);
     w->bytes = c.off;

@@ -881,6 +881,13 @@ ss_status ss_backend_cuda_create(const ss_backend_params *params, ss_backend **o
     SS_CHECK_GOTO(ss_cuda_lt_create(CU_LT_WORKSPACE, &c->lt, err), st, fail);
     CUDA_CHECK_GOTO(err, cudaMalloc(&c->attn_ws, CU_ATTN_WORKSPACE), st, fail);
     c->lin_fp8 = params->linear_type == SS_LINEAR_FP8;
+    if (c->lin_fp8 && prop.major * 10 + prop.minor < 89) { /* cuBLASLt's e4m3 GEMM and the e4m3 conversions */
+        st = ss_err_set(err, SS_ERR_UNSUPPORTED,
+                        "cuda:%d %.64s: --quantization fp8 needs compute capability 8.9 or newer (Ada, Hopper); "
+                        "it has %d.%d",
+                        dev, prop.name, prop.major, prop.minor);
+        goto fail;
+    }
     if (c->lin_fp8) {
         CUDA_CHECK_GOTO(err, cudaMalloc(&c->act8, CU_ACT8_BYTES + 256), st, fail);
         const char *gm = getenv("SS_FP8_GEMV_MAX"); /* benchmark switch: rows the W8A16 GEMV takes (0..8) */

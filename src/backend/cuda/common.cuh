@@ -85,6 +85,16 @@ inline cudaError_t launch_pdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, s
 
 constexpr unsigned FULL_MASK = 0xffffffffu;
 
+// Two floats as a packed f16 pair (low half: lo), rounded to nearest and saturated to +-65504 instead of becoming
+// inf (activations beyond f16's range, rare after a norm but possible in o_proj's and down_proj's inputs, then stay
+// finite). Operand order as cuda_fp16.hpp's __floats2half2_rn: the high half first.
+__device__ __forceinline__ uint32_t h2_satfinite(float lo, float hi)
+{
+    uint32_t d;
+    asm("cvt.rn.satfinite.f16x2.f32 %0, %2, %1;" : "=r"(d) : "f"(lo), "f"(hi));
+    return d;
+}
+
 // d[16x8] += A[16x16] . B[16x8] on the tensor cores (mma.sync m16n8k16, row.col, f32 accumulate, sm_80+): bf16
 // inputs, or f16 (F16; e4m3 weights convert to f16 exactly). The instruction spells the input type, and an asm
 // string must be a literal: one each.

@@ -137,12 +137,11 @@ __global__ void __launch_bounds__(kSimtWarps * 32)
 
 // ---------------------------------------------------------------- tensor-core kernel
 
-// Four bf16 values (two packed pairs) as two packed f16 pairs (round to nearest; beyond +-65504 they overflow).
+// Four bf16 values (two packed pairs) as two packed f16 pairs (round to nearest, saturated at +-65504).
 __device__ __forceinline__ void bf16x4_to_h2(uint32_t p, uint32_t q, uint32_t &a, uint32_t &b)
 {
-    const __half2 ha = __floats2half2_rn(bf16_lo(p), bf16_hi(p)), hb = __floats2half2_rn(bf16_lo(q), bf16_hi(q));
-    a = *reinterpret_cast<const uint32_t *>(&ha);
-    b = *reinterpret_cast<const uint32_t *>(&hb);
+    a = h2_satfinite(bf16_lo(p), bf16_hi(p));
+    b = h2_satfinite(bf16_lo(q), bf16_hi(q));
 }
 
 // One 16-byte chunk of each of the lane's two rows (ra: row g, rb: row g + 8) against the matching x values:

@@ -313,7 +313,7 @@ __device__ void gemv_phase(const Params &p, int l, int mat, const uint8_t *ring,
 constexpr int kPer = kMaxXBytes / 16 / kConsumers; // 32 KiB (the longest input) / 16 / 256 = 8
 
 // Stores 8 values of x into shared memory: bf16, or (FP8) the f16 of their bf16 rounding, which is what the
-// op-by-op fp8 GEMV multiplies (bf16 activations, converted to f16).
+// op-by-op fp8 GEMV multiplies (bf16 activations, converted to f16, saturated).
 template <bool FP8> __device__ __forceinline__ void store_x8(bf16 *xs, int c, float (&v)[8])
 {
     if constexpr (!FP8) {
@@ -321,10 +321,8 @@ template <bool FP8> __device__ __forceinline__ void store_x8(bf16 *xs, int c, fl
     } else {
         uint32_t h[4];
 #pragma unroll
-        for (int e = 0; e < 4; e++) {
-            const __half2 t = __floats2half2_rn(round_bf16(v[2 * e]), round_bf16(v[2 * e + 1]));
-            h[e] = *reinterpret_cast<const uint32_t *>(&t);
-        }
+        for (int e = 0; e < 4; e++)
+            h[e] = h2_satfinite(round_bf16(v[2 * e]), round_bf16(v[2 * e + 1]));
         reinterpret_cast<uint4 *>(xs)[c] = make_uint4(h[0], h[1], h[2], h[3]);
     }
 }
