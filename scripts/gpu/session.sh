@@ -103,6 +103,14 @@ ab_summary() {
   done | tee -a "$S"
 }
 
+# One summary line per bench_decode log given (decode rate, median step, prefill rate, the tokens' hash).
+bench_lines() {
+  local f
+  for f in "$@"; do
+    echo "$(basename "$f" .log) $(grep -ho '"warm_tok_s":[0-9.]*\|"median_step_ms":[0-9.]*\|"prefill_tok_s":[0-9.]*\|"tokens_fnv":"*[0-9a-fx]*' "$f" | tr '\n' ' ')"
+  done
+}
+
 # One GPU (session 16): the consistency test and the goldens, then REPS rounds of bench_decode over CASES
 # ("batch:prompt:new tokens") and VARIANTS (new: $B; old: $OLDB, when staged; off: $B under OFF_ENV), interleaved,
 # then one summary line per log bench_TAG_*.
@@ -128,9 +136,7 @@ cases_ab() {
       done
     done
   done
-  for f in "$L"/bench_"$tag"_*.log; do
-    echo "$(basename "$f" .log) $(grep -ho '"warm_tok_s":[0-9.]*\|"median_step_ms":[0-9.]*\|"prefill_tok_s":[0-9.]*\|"tokens_fnv":"*[0-9a-fx]*' "$f" | tr '\n' ' ')"
-  done | tee -a "$S"
+  bench_lines "$L"/bench_"$tag"_*.log | tee -a "$S"
 }
 
 # kill -9 of the worker of a tp 2 `serve` on $M8 while a 4,000-token stream runs: the server must fail that
@@ -682,9 +688,7 @@ if has s18b; then
       done
     done
   done
-  for f in "$L"/bench_s18b_*.log; do
-    echo "$(basename "$f" .log) $(grep -ho '"warm_tok_s":[0-9.]*\|"prefill_tok_s":[0-9.]*\|"tokens_fnv":"*[0-9a-fx]*' "$f" | tr '\n' ' ')"
-  done | tee -a "$S"
+  bench_lines "$L"/bench_s18b_*.log | tee -a "$S"
 fi
 if has s18s; then
   # Session 18: serving on one H200 with a bf16 and an fp8 KV cache (the flag's environment twin), S18S_N requests
@@ -731,9 +735,7 @@ if has s19a; then
     step "8B b$bsz prompt $pr [fp8, cuBLASLt only]" 90 "bench_s19lt_b${bsz}_p${pr}.log" env SHARDSERVE_QUANTIZATION=fp8 SS_FP8_GEMV_MAX=0 \
       "$B/tools/bench_decode" --model "$M8" --device cuda --batch $bsz --prompt $pr --gen $gn --json
   done
-  for f in "$L"/bench_s19lt_*.log; do
-    echo "$(basename "$f" .log) $(grep -ho '"warm_tok_s":[0-9.]*\|"median_step_ms":[0-9.]*\|"prefill_tok_s":[0-9.]*\|"tokens_fnv":"*[0-9a-fx]*' "$f" | tr '\n' ' ')"
-  done | tee -a "$S"
+  bench_lines "$L"/bench_s19lt_*.log | tee -a "$S"
   grep '^golden' "$L/golden.log" | tee -a "$S"
   grep -h 'fp8 linear\|FAIL\|PASSED\|SKIPPED' "$L/consistency.log" | head -20 | tee -a "$S"
 fi
@@ -749,9 +751,7 @@ if has s19b; then
     step "8B b1 fp8 [$gv]" 60 "bench_s19b_gv_$gv.log" env SHARDSERVE_QUANTIZATION=fp8 SS_GEMV_VARIANT=$gv \
       "$B/tools/bench_decode" --model "$M8" --device cuda --batch 1 --prompt 128 --gen 128 --json
   done
-  for f in "$L"/bench_s19b_gv_*.log; do
-    echo "$(basename "$f" .log) $(grep -ho '"warm_tok_s":[0-9.]*\|"median_step_ms":[0-9.]*\|"tokens_fnv":"*[0-9a-fx]*' "$f" | tr '\n' ' ')"
-  done | tee -a "$S"
+  bench_lines "$L"/bench_s19b_gv_*.log | tee -a "$S"
   cp /work/shared/fixtures/models/e2e-llama3-tok/tokenizer.json /work/shared/fixtures/models/e2e-llama3-tok/tokenizer_config.json "$M8/"
   for v in ${S19B_VARIANTS:-none q8 q8kv8}; do
     en=(SHARDSERVE_QUANTIZATION=none); [ $v != none ] && en=(SHARDSERVE_QUANTIZATION=fp8)
@@ -790,9 +790,7 @@ if has s19c; then
       done
     done
   done
-  for f in "$L"/bench_s19c_*.log; do
-    echo "$(basename "$f" .log) $(grep -ho '"warm_tok_s":[0-9.]*\|"median_step_ms":[0-9.]*\|"tokens_fnv":"*[0-9a-fx]*' "$f" | tr '\n' ' ')"
-  done | tee -a "$S"
+  bench_lines "$L"/bench_s19c_*.log | tee -a "$S"
 fi
 if has s19g; then
   # Session 19, call 7: the goldens at tp 2 with fp8 weights again (the token comparison's margin now follows the
