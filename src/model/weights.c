@@ -129,7 +129,7 @@ static ss_status wl_put(wl_ctx *w, const char *name, const char *slice_name, voi
  * [m, k] projection weight in the backend's linear format. max_linear: the largest linear matrix's elements. */
 typedef struct wl_carve {
     uint8_t *base;
-    size_t off, esz;
+    size_t off;
     ss_linear_type lt;
     ss_dtype wdt;
     int64_t max_linear;
@@ -146,7 +146,7 @@ static void *wl_take_bytes(wl_carve *c, size_t bytes)
 
 static void *wl_take(wl_carve *c, int64_t elems)
 {
-    return wl_take_bytes(c, elems > 0 ? (size_t)elems * c->esz : 0);
+    return wl_take_bytes(c, elems > 0 ? (size_t)elems * ss_dtype_size(c->wdt) : 0);
 }
 
 static void *wl_take_linear(wl_carve *c, int64_t m, int64_t k)
@@ -258,7 +258,7 @@ ss_status ss_weights_load(ss_backend *be, const ss_model_config *cfg, const ss_s
                           "intermediate %d and attention %lld)",
                           (int)cfg->hidden_size, plan->rank, (int)plan->inter_size, (long long)q_width);
     }
-    wl_carve c = {NULL, 0, ss_dtype_size(be->weight_dtype), be->linear_type, be->weight_dtype, 0};
+    wl_carve c = {NULL, 0, be->linear_type, be->weight_dtype, 0};
     wl_layout(cfg, plan, w, &c);
     w->bytes = c.off;
     ss_status st = be->iface->alloc(be->ctx, w->bytes, &w->arena);

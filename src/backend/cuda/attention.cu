@@ -284,11 +284,6 @@ template <int LPK> void launch_attn_g(int gmax, const AttnParams &p, bool fp8, d
     }
 }
 
-bool aligned16(const void *p)
-{
-    return ((uintptr_t)p & 15u) == 0;
-}
-
 // Tensor-core kernel or CUDA-core kernel, from host-known values only (decode steps are replayed from
 // CUDA graphs). The tiled kernel reads each K/V tile once for a whole query tile and GQA group and
 // does the dot products on the tensor cores: it wins for prefill tiles (8+ tokens) and, once there

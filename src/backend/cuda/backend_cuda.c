@@ -65,6 +65,7 @@ typedef struct cu_ctx {
     int lin_fp8;                /* linear weights are fp8 (ss_backend_params.linear_type) */
     void *act8;                 /* lin_fp8: [CU_ACT8_BYTES] e4m3 activations, then f32 scale and amax scratch */
     int64_t fp8_gemv_max;       /* lin_fp8: largest n the W8A16 GEMV takes (SS_FP8_GEMV_MAX, default 8) */
+    int persist_fp8;            /* lin_fp8: decode_layers runs the persistent kernel's fp8 form (SS_PERSIST_FP8=1) */
     int64_t persist_calls; /* decode_layers launches so far (its trace switch names one) */
     const char *persist_why; /* why decode_layers last did not apply (logged when it changes) */
 } cu_ctx;
@@ -439,7 +440,7 @@ static ss_status cu_linear(void *ctx, void *out, const void *x, const void *W, c
         const int64_t nr = n - r0 < rows ? n - r0 : rows;
         const char *xr = (const char *)x + (size_t)(r0 * k) * 2;
         char *outr = (char *)out + (size_t)(r0 * m) * 2;
-        KCHECK(c, ss_cuda_fp8_quantize(c->stream, c->act8, x_scale, amax, xr, nr * k));
+        KCHECK(c, ss_cuda_fp8_quantize(c->stream, c->act8, x_scale, amax, xr, nr * k, c->sm_count));
         SS_CHECK(ss_cuda_lt_matmul_fp8(c->lt, c->stream, outr, c->act8, x_scale, W, w_scale, nr, m, k, &c->err));
     }
     if (bias)
@@ -456,7 +457,7 @@ static ss_status cu_linear_quantize(void *ctx, void *dst, const void *src, int64
         return ss_err_set(&c->err, SS_ERR_INVALID_ARG,
                           "linear_quantize: fp8 weights need k %% 16 == 0 (a [%lld, %d] matrix)", (long long)m, k);
     float *scale = (float *)((char *)dst + ss_linear_fp8_scale_offset(m, k));
-    KCHECK(c, ss_cuda_fp8_quantize(c->stream, dst, scale, (unsigned *)(scale + 1), src, m * (int64_t)k));
+    KCHECK(c, ss_cuda_fp8_quantize(c->stream, dst, scale, (unsigned *)(scale + 1), src, m * (int64_t)k, c->sm_count));
     return SS_OK;
 }
 
@@ -470,9 +471,8 @@ static ss_status cu_decode_layers(void *ctx, const ss_decode_layers *d)
     if (d->n_layers < 1 || d->n_layers > SS_CUDA_PERSIST_MAX_LAYERS || d->meta->n_seqs != 1)
         return SS_ERR_UNSUPPORTED;
     /* fp8 weights: the kernel has an fp8 form (persist_stream.cuh), slower than op by op on an H200 (347 against 387
-     * tok/s, session 19), so only SS_PERSIST_FP8=1 (a benchmark switch, read per call) runs it. */
-    const char *pf8 = c->lin_fp8 ? getenv("SS_PERSIST_FP8") : NULL;
-    if (c->kv_fp8 || (c->lin_fp8 && !(pf8 && pf8[0] == '1'))) { /* its attention reads bf16 rows */
+     * tok/s, session 19), so only c->persist_fp8 (SS_PERSIST_FP8=1) runs it. */
+    if (c->kv_fp8 || (c->lin_fp8 && !c->persist_fp8)) { /* its attention reads bf16 rows */
         static const char why_kv[] = "the KV cache is fp8", why_lin[] = "the weights are fp8 (op by op is faster)";
         const char *why_fp8 = c->kv_fp8 ? why_kv : why_lin;
         if (c->persist_why != why_fp8)
@@ -892,6 +892,8 @@ ss_status ss_backend_cuda_create(const ss_backend_params *params, ss_backend **o
         CUDA_CHECK_GOTO(err, cudaMalloc(&c->act8, CU_ACT8_BYTES + 256), st, fail);
         const char *gm = getenv("SS_FP8_GEMV_MAX"); /* benchmark switch: rows the W8A16 GEMV takes (0..8) */
         c->fp8_gemv_max = gm && *gm ? strtol(gm, NULL, 10) : SS_CUDA_GEMV_MAX_N;
+        const char *pf8 = getenv("SS_PERSIST_FP8"); /* benchmark switch: the persistent kernel's fp8 form */
+        c->persist_fp8 = pf8 && pf8[0] == '1';
     }
     SS_CHECK_GOTO(cu_stage_init(c), st, fail_ctx_err);
 

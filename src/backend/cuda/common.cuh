@@ -229,6 +229,12 @@ inline int launch_status()
     return (int)cudaGetLastError();
 }
 
+// Whether p may be read or written 16 bytes at a time (the launchers' check before their vector kernels).
+inline bool aligned16(const void *p)
+{
+    return ((uintptr_t)p & 15u) == 0;
+}
+
 inline unsigned blocks_for(int64_t work, int per_block)
 {
     return (unsigned)((work + per_block - 1) / per_block);

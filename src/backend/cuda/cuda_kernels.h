@@ -172,8 +172,8 @@ int ss_cuda_gemv_set_variant(int variant);
 /* ---- linear_fp8.cu ---- */
 /* q[n] = e4m3(x[i] * 448 / a), *scale = a / 448, a = max |x[i]| over the n bf16 values of x (n % 16 == 0, x and q
  * 16-byte aligned): the fp8 linear format's arithmetic (backend.h, ss_linear_bytes). amax_tmp: 4 bytes of device
- * scratch, not *scale. */
-int ss_cuda_fp8_quantize(void *stream, void *q, float *scale, unsigned *amax_tmp, const void *x, int64_t n);
+ * scratch, not *scale. sms: the device's SM count (the grid is at most 4 blocks a SM). */
+int ss_cuda_fp8_quantize(void *stream, void *q, float *scale, unsigned *amax_tmp, const void *x, int64_t n, int sms);
 
 /* ---- sample.cu ---- */
 /* Per row of f32 logits [n, vocab]: max value and first index of it (+ index_offset). */

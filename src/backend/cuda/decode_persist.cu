@@ -149,11 +149,6 @@ size_t round_up(size_t v, size_t a)
     return (v + a - 1) / a * a;
 }
 
-bool aligned16(const void *p)
-{
-    return ((uintptr_t)p & 15u) == 0;
-}
-
 // Median of v[0, m) (sorts v).
 double median_of(double *v, int m)
 {

@@ -8,11 +8,6 @@ namespace {
 
 constexpr int kThreads = 256;
 
-bool aligned16(const void *p)
-{
-    return ((uintptr_t)p & 15u) == 0;
-}
-
 // Copies one row of `dim` bf16 (or zero-fills it when src is NULL), VEC elements per access.
 template <int VEC> __device__ __forceinline__ void copy_row(bf16 *dst, const bf16 *src, int dim)
 {

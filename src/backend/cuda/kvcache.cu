@@ -8,11 +8,6 @@
 namespace ss {
 namespace {
 
-bool aligned16(const void *p)
-{
-    return ((uintptr_t)p & 15u) == 0;
-}
-
 // One block per token: copies its k row and its v row (row = kv_heads*head_dim elements).
 template <int VEC>
 __global__ void kv_store_kernel(bf16 *k_cache, bf16 *v_cache, const bf16 *k, const bf16 *v, const int32_t *slots,

@@ -56,17 +56,13 @@ __global__ void __launch_bounds__(kQuantThreads)
     }
 }
 
-bool aligned16(const void *p)
-{
-    return ((uintptr_t)p & 15u) == 0;
-}
-
 } // namespace
 } // namespace ss
 
 using namespace ss;
 
-extern "C" int ss_cuda_fp8_quantize(void *stream, void *q, float *scale, unsigned *amax_tmp, const void *x, int64_t n)
+extern "C" int ss_cuda_fp8_quantize(void *stream, void *q, float *scale, unsigned *amax_tmp, const void *x, int64_t n,
+                                    int sms)
 {
     if (n <= 0 || n % 16 != 0 || !aligned16(x) || !aligned16(q))
         return (int)cudaErrorInvalidValue;
@@ -74,9 +70,7 @@ extern "C" int ss_cuda_fp8_quantize(void *stream, void *q, float *scale, unsigne
     cudaError_t e = cudaMemsetAsync(amax_tmp, 0, sizeof(unsigned), s);
     if (e != cudaSuccess)
         return (int)e;
-    int dev = 0, sms = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
-        sms = 132;
+    sms = sms > 0 ? sms : 1;
     const int64_t want = (n / 16 + kQuantThreads - 1) / kQuantThreads;
     const unsigned blocks = (unsigned)(want < 4 * (int64_t)sms ? (want > 0 ? want : 1) : 4 * sms);
     e = launch_pdl(amax_kernel, dim3(blocks), dim3(kQuantThreads), 0, s, amax_tmp, (const bf16 *)x, n);

@@ -6,11 +6,6 @@
 namespace ss {
 namespace {
 
-bool aligned16(const void *p)
-{
-    return ((uintptr_t)p & 15u) == 0;
-}
-
 // ADD: residual[row] += x[row] (rounded to bf16, as a bf16 model does), then normalise the residual.
 // Each thread touches the same chunks in both passes, so its own residual writes are what it rereads.
 // When a row is one chunk per thread (decode shapes: 4096 / 8 = 512 threads), the thread's chunk stays in
