@@ -3,7 +3,7 @@
 # trains the demo model on the last GPU in the background, and meanwhile runs the GPU checks and
 # benchmarks on the others. Every step has a deadline; the whole run stays under BUDGET seconds.
 # Results: $OUT/summary.txt, $OUT/logs.tar.xz, and $OUT/demo-*.{safetensors,json,txt} from training.
-# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize sanattn checks1 s19a s19b s19c s19t s19g s18a s18b s18t s18p s18s s17a s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
+# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize sanattn checks1 s20a s20t s19a s19b s19c s19t s19g s18a s18b s18t s18p s18s s17a s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -719,6 +719,48 @@ if has s18p; then
     grep -E "attn_tiled|Duration|Throughput|Warp Cycles|Issued Warp|Eligible|Occupancy|Block Limit|Registers Per|Dynamic Shared|Bank|stalled" "$L/ncu_$kv.log" \
       | grep -v " 0$\| 0.00$\|  0$" | sed "s/^/$kv /" | tee -a "$S"
   done
+fi
+if has s20a; then
+  # Session 20, call 1: fp8 weights with a scale a row and activations with a scale a token (cuBLASLt outer-vector
+  # scales). The consistency test (bytes, linear, a token's independence of the others), the goldens with fp8
+  # weights and with bf16 (both with the batch-12 graphs check), then bench_decode: q8 (this build, fp8), q8old
+  # ($OLDB, session 19's scale a matrix), bf16 (this build, none), interleaved.
+  export CUDA_VISIBLE_DEVICES=0
+  [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
+  step "backend consistency cpu vs cuda" 150 consistency.log "$B/tests/test_backend_consistency"
+  grep -hE 'fp8 linear|FAIL|rror|PASSED|times 64' "$L/consistency.log" | head -24 | tee -a "$S"
+  step "golden tests on cuda, fp8 weights" 90 golden_q8.log env SS_TEST_DEVICE=cuda SS_TEST_QUANT=fp8 "$B/tests/test_golden"
+  grep -E '^golden|rror|> |Failure|PASSED|FAILED' "$L/golden_q8.log" | head -14 | tee -a "$S"
+  step "golden tests on cuda" 90 golden.log env SS_TEST_DEVICE=cuda "$B/tests/test_golden"
+  grep -E '^golden|rror|> |Failure|PASSED|FAILED' "$L/golden.log" | head -10 | tee -a "$S"
+  for cs in ${S20A_CASES:-1:128:128 8:128:64 16:128:64 64:1024:64 256:1024:64 1:2048:4}; do
+    IFS=: read -r bsz pr gn <<<"$cs"
+    for v in ${S20A_VARIANTS:-q8 q8old bf16}; do
+      bd=$B; [ $v = q8old ] && { [ -n "$OLDB" ] || continue; bd=$OLDB; }
+      q=fp8; [ $v = bf16 ] && q=none
+      step "8B b$bsz prompt $pr [$v]" 90 "bench_s20a_b${bsz}_p${pr}_$v.log" env SHARDSERVE_QUANTIZATION=$q \
+        "$bd/tools/bench_decode" --model "$M8" --device cuda --batch $bsz --prompt $pr --gen $gn --json
+    done
+  done
+  bench_lines "$L"/bench_s20a_*.log | tee -a "$S"
+fi
+if has s20t; then
+  # Session 20, 2 GPUs: the goldens at tp 2 with fp8 weights (a scale a row, a scale a token), then bench_decode
+  # at tp 2: q8 (this build), q8old ($OLDB), bf16.
+  export CUDA_VISIBLE_DEVICES=0,1
+  [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
+  step "golden tests on cuda tp 2, fp8 weights" 120 golden_q8_tp2.log env SS_TEST_DEVICE=cuda SS_TEST_QUANT=fp8 SS_TEST_TP=2 "$B/tests/test_golden"
+  grep -E '^golden|ERROR|Failure|!=|PASSED|FAILED' "$L/golden_q8_tp2.log" | head -12 | tee -a "$S"
+  for cs in ${S20T_CASES:-1:128:128 8:128:64 64:1024:64 256:1024:64}; do
+    IFS=: read -r bsz pr gn <<<"$cs"
+    for v in ${S20T_VARIANTS:-q8 q8old bf16}; do
+      bd=$B; [ $v = q8old ] && { [ -n "$OLDB" ] || continue; bd=$OLDB; }
+      q=fp8; [ $v = bf16 ] && q=none
+      step "8B tp2 b$bsz prompt $pr [$v]" 90 "bench_s20t_b${bsz}_p${pr}_$v.log" env SHARDSERVE_QUANTIZATION=$q \
+        "$bd/tools/bench_decode" --model "$M8" --device cuda --tp 2 --batch $bsz --prompt $pr --gen $gn --json
+    done
+  done
+  bench_lines "$L"/bench_s20t_*.log | tee -a "$S"
 fi
 if has s19a; then
   # Session 19, call 1: fp8 projection weights (--quantization fp8). The goldens with fp8 weights, then (after the

@@ -124,14 +124,16 @@ ss_status ss_kv_type_parse(const char *s, ss_kv_type *out, ss_err *err);
  * backend's life (ss_backend_params.linear_type). Embeddings, lm_head and norms always use weight_dtype. */
 typedef enum ss_linear_type {
     SS_LINEAR_ACT = 0, /* weight_dtype, as every other weight */
-    SS_LINEAR_FP8,     /* fp8 e4m3 with one f32 scale per matrix: half of bf16's bytes */
+    SS_LINEAR_FP8,     /* fp8 e4m3 with one f32 scale per row: about half of bf16's bytes */
 } ss_linear_type;
 
 /* Bytes of one [m, k] linear weight in format t.
  * - SS_LINEAR_ACT: m*k weight_dtype elements.
- * - SS_LINEAR_FP8: m*k e4m3 bytes, row-major, then at ss_linear_fp8_scale_offset the matrix's scale s (f32),
- *   padded to 256 bytes. W[i] = e4m3(q_i) * s, with s = a / 448 and q_i = e4m3(w_i * (448 / a)), a = max |w_i|
- *   (all zero when a = 0): the arithmetic of ss_kv_fp8_quant_row over the whole matrix. */
+ * - SS_LINEAR_FP8: m*k e4m3 bytes, row-major, then at ss_linear_fp8_scale_offset the m row scales s_r (f32),
+ *   padded to 256 bytes. W[r, i] = e4m3(q_ri) * s_r, with s_r = a_r / 448 and q_ri = e4m3(w_ri * (448 / a_r)),
+ *   a_r = max_i |w_ri| (a zero row: codes and scale 0): ss_kv_fp8_quant_row, a row at a time. A row's scale does
+ *   not depend on the other rows, so fused matrices (q/k/v, gate/up) and a tp rank's column-parallel rows are
+ *   quantised exactly as the whole matrix's rows are. */
 size_t ss_linear_bytes(ss_linear_type t, ss_dtype weight_dtype, int64_t m, int64_t k);
 size_t ss_linear_fp8_scale_offset(int64_t m, int64_t k);
 /* "none" or "fp8". */
@@ -282,8 +284,8 @@ typedef struct ss_backend_i {
 
     /* ---- version 5: projection weights in the backend's linear format (ss_backend.linear_type) ---- */
     /* out[n, m] = x[n, k] . W[m, k]^T (+ bias[m] if bias != NULL) in act_dtype, W in the linear format (ss_linear_bytes).
-     * Required. An fp8 backend may round x to fp8 for large n (cuda: with one scale per call of at most a few
-     * thousand rows); results are then within fp8's error of x . W^T. */
+     * Required. An fp8 backend may round x to fp8 for large n (cuda: with one scale per row of x, so a row's result
+     * does not depend on the other rows); results are then within fp8's error of x . W^T. */
     ss_status (*linear)(void *ctx, void *out, const void *x, const void *W, const void *bias, int64_t n, int32_t m,
                         int32_t k);
     /* Writes dst (ss_linear_bytes(linear_type, ...) bytes) from src [m, k] in weight_dtype (a device buffer, e.g. filled

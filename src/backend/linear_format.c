@@ -1,5 +1,5 @@
 /* linear_format.c — the formats of projection ("linear") weights: sizes, names, and the --quantization
- * parser. The fp8 arithmetic is ss_kv_fp8_quant_row's, over a whole matrix (backend.h, ss_linear_bytes). */
+ * parser. The fp8 arithmetic is ss_kv_fp8_quant_row's, a row at a time (backend.h, ss_linear_bytes). */
 #include <string.h>
 
 #include "backend/backend.h"
@@ -12,7 +12,7 @@ size_t ss_linear_fp8_scale_offset(int64_t m, int64_t k)
 size_t ss_linear_bytes(ss_linear_type t, ss_dtype weight_dtype, int64_t m, int64_t k)
 {
     if (t == SS_LINEAR_FP8)
-        return ss_linear_fp8_scale_offset(m, k) + 256;
+        return ss_linear_fp8_scale_offset(m, k) + (((size_t)m * sizeof(float) + 255) & ~(size_t)255);
     return (size_t)m * (size_t)k * ss_dtype_size(weight_dtype);
 }
 

@@ -195,7 +195,7 @@ static ss_status wl_put_fused(wl_ctx *w, int32_t layer, const char *const *suffi
 }
 
 /* A projection weight [m, k] from its tensors (fused as wl_put_fused does), in the backend's linear format: fp8
- * goes through the device staging buffer and linear_quantize (one scale over the fused matrix). */
+ * goes through the device staging buffer and linear_quantize (a scale a row, so fusing changes nothing). */
 static ss_status wl_put_linear(wl_ctx *w, int32_t layer, const char *const *suffixes, int n, void *dst, int64_t m,
                                int64_t k)
 {

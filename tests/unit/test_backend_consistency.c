@@ -345,7 +345,9 @@ static void test_matmul(void **state)
 }
 
 /* fp8 projection weights: linear_quantize byte for byte (the same arithmetic on both devices), then linear: the
- * W8A16 GEMV (n <= 8) at bf16 tolerance, the fp8 GEMM (activations rounded to e4m3 too) at fp8's. */
+ * W8A16 GEMV (n <= 8) at bf16 tolerance, the fp8 GEMM (activations rounded to e4m3 too, a scale a token) at fp8's.
+ * Then a token's independence of the others in the GEMM: with row 0 of x times 64 (exact), rows 1.. of the result
+ * are the same bits and row 0 is 64 times its old value (exact: its codes are the same, its scale 64 times). */
 static void check_linear_fp8(pair *p, int64_t n, int32_t m, int32_t k, int with_bias)
 {
     ss_backend *c = p->cpuq, *g = p->gpuq;
@@ -361,7 +363,7 @@ static void check_linear_fp8(pair *p, int64_t n, int32_t m, int32_t k, int with_
     assert_int_equal(c->iface->download(c->ctx, hc, qc, lb), SS_OK);
     assert_int_equal(g->iface->download(g->ctx, hg, qg, lb), SS_OK);
     const size_t so = ss_linear_fp8_scale_offset(m, k);
-    if (memcmp(hc, hg, (size_t)m * k) != 0 || memcmp(hc + so, hg + so, sizeof(float)) != 0)
+    if (memcmp(hc, hg, (size_t)m * k) != 0 || memcmp(hc + so, hg + so, (size_t)m * sizeof(float)) != 0)
         fail_msg("linear_quantize [%d, %d]: the cuda bytes differ from the cpu's", m, k);
     void *xc = dev_act(c, x, n * k), *xg = dev_act(g, x, n * k);
     void *bc = with_bias ? dev_weight(c, b, m) : NULL, *bg = with_bias ? dev_weight(g, b, m) : NULL;
@@ -372,6 +374,22 @@ static void check_linear_fp8(pair *p, int64_t n, int32_t m, int32_t k, int with_
     char what[96];
     snprintf(what, sizeof what, "fp8 linear n=%lld m=%d k=%d bias=%d", (long long)n, m, k, with_bias);
     expect_close(p, oc, og, n * m, n <= 8 ? BF16_TOL : 6e-2, what);
+    if (n > 8 && !with_bias) {
+        float *before = host_of(g, og, n * m, g->act_dtype);
+        for (int32_t i = 0; i < k; i++)
+            x[i] *= 64.0f;
+        void *xg2 = dev_act(g, x, n * k);
+        assert_int_equal(g->iface->linear(g->ctx, og, xg2, qg, NULL, n, m, k), SS_OK);
+        float *after = host_of(g, og, n * m, g->act_dtype);
+        for (int64_t i = 0; i < n * m; i++) {
+            const float want = i < m ? 64.0f * before[i] : before[i];
+            if (memcmp(&after[i], &want, sizeof want) != 0)
+                fail_msg("%s: with row 0 of x times 64, output %lld is %.9g, not %.9g", what, (long long)i, after[i],
+                         want);
+        }
+        free(before), free(after);
+        dev_free(g, xg2);
+    }
     dev_free(c, wc), dev_free(g, wg), dev_free(c, qc), dev_free(g, qg), dev_free(c, xc), dev_free(g, xg);
     if (with_bias)
         dev_free(c, bc), dev_free(g, bg);
@@ -389,6 +407,7 @@ static void test_linear_fp8(void **state)
         check_linear_fp8(p, ns[i], 96, 14336, 0);
     }
     check_linear_fp8(p, 3000, 64, 11200, 0); /* more rows than one fp8 activation chunk holds */
+    check_linear_fp8(p, 20000, 32, 16, 0);   /* more rows than a chunk has scales for */
 }
 
 /* matmul_silu (where the backend has it; SS_ERR_UNSUPPORTED falls back as the forward pass does) against

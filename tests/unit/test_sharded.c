@@ -4,7 +4,8 @@
  * one-process run, decode with steps submitted ahead (SS_TOKEN_PREV); the reference does not. SS_TEST_KV=fp8:
  * the same comparison with every rank's KV cache in fp8 (its rows quantise alike however the heads are split).
  * SS_TEST_QUANT=fp8: with fp8 projection weights; pipeline stages hold whole matrices, so pp runs still equal one
- * process, while a tp rank quantises its slice with its own scale (SHARD_QUANT_TP_TOL, tokens not compared). */
+ * process. At tp the column-parallel rows (q/k/v, gate/up) are quantised as one process's are (a scale a row), but
+ * o's and down's rows are split, each part with its own scale (SHARD_QUANT_TP_TOL, tokens not compared). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -22,7 +23,7 @@
 
 #define SHARD_TOL 1e-5
 #define SHARD_GEN 8
-#define SHARD_QUANT_TP_TOL 0.15 /* fp8 weights at tp > 1: the slices' scales differ from the whole matrix's */
+#define SHARD_QUANT_TP_TOL 0.08 /* fp8 weights at tp > 1 (the fixtures: 0.034 to 0.048 at tp 2) */
 
 static ss_kv_type shard_kv = SS_KV_ACT;             /* SS_TEST_KV */
 static ss_linear_type shard_quant = SS_LINEAR_ACT; /* SS_TEST_QUANT */

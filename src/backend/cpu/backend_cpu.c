@@ -175,7 +175,8 @@ static ss_status cpu_matmul(void *ctx, void *out, ss_dtype out_type, const void 
     return SS_OK;
 }
 
-/* fp8 linear weights are decoded into f32 (exactly e4m3 * scale, rounded once) and multiplied as matmul does. */
+/* fp8 linear weights are decoded into f32 (exactly e4m3 * its row's scale, rounded once) and multiplied as matmul
+ * does: W8A16, the reference the cuda backend's fp8 paths are compared with. */
 static ss_status cpu_linear(void *ctx, void *out, const void *x, const void *W, const void *bias, int64_t n, int32_t m,
                             int32_t k)
 {
@@ -191,30 +192,31 @@ static ss_status cpu_linear(void *ctx, void *out, const void *x, const void *W, 
         c->wtmp_cap = cnt;
     }
     const uint8_t *q = W;
-    float scale;
-    memcpy(&scale, q + ss_linear_fp8_scale_offset(m, k), sizeof scale);
+    const uint8_t *scales = q + ss_linear_fp8_scale_offset(m, k);
 #pragma omp parallel for num_threads(CPU_THREADS(ctx)) schedule(static)
-    for (int64_t i = 0; i < (int64_t)cnt; i++)
-        c->wtmp[i] = c->e4m3[q[i]] * scale;
+    for (int64_t r = 0; r < (int64_t)m; r++) {
+        float scale;
+        memcpy(&scale, scales + (size_t)r * sizeof scale, sizeof scale);
+        for (int32_t i = 0; i < k; i++)
+            c->wtmp[r * k + i] = c->e4m3[q[r * k + i]] * scale;
+    }
     return cpu_matmul(ctx, out, SS_DTYPE_F32, x, c->wtmp, bias, n, m, k);
 }
 
 static ss_status cpu_linear_quantize(void *ctx, void *dst, const void *src, int64_t m, int32_t k)
 {
     cpu_ctx *c = ctx;
-    const size_t cnt = (size_t)m * (size_t)k;
     if (c->linear_type != SS_LINEAR_FP8)
-        return cpu_memcpy(ctx, dst, src, cnt * sizeof(float));
+        return cpu_memcpy(ctx, dst, src, (size_t)m * (size_t)k * sizeof(float));
     const float *w = src;
-    float a = 0.0f;
-    for (size_t i = 0; i < cnt; i++)
-        a = fmaxf(a, fabsf(w[i]));
-    const float inv = a > 0.0f ? 448.0f / a : 0.0f, scale = a / 448.0f;
     uint8_t *q = dst;
+    uint8_t *scales = q + ss_linear_fp8_scale_offset(m, k);
 #pragma omp parallel for num_threads(CPU_THREADS(ctx)) schedule(static)
-    for (int64_t i = 0; i < (int64_t)cnt; i++)
-        q[i] = ss_f32_to_e4m3(w[i] * inv);
-    memcpy(q + ss_linear_fp8_scale_offset(m, k), &scale, sizeof scale);
+    for (int64_t r = 0; r < m; r++) {
+        float scale;
+        ss_kv_fp8_quant_row(w + r * k, k, q + r * k, &scale);
+        memcpy(scales + (size_t)r * sizeof scale, &scale, sizeof scale);
+    }
     return SS_OK;
 }
 

@@ -15,7 +15,8 @@
 #define CU_STAGE_BYTES ((size_t)32 << 20)   /* per pinned staging buffer */
 #define CU_LT_WORKSPACE ((size_t)32 << 20)  /* cuBLASLt workspace (Hopper wants >= 32 MiB) */
 #define CU_ATTN_WORKSPACE ((size_t)32 << 20) /* split-K partial results */
-#define CU_ACT8_BYTES ((size_t)32 << 20)     /* fp8 activations of one linear GEMM chunk (then its scale, amax) */
+#define CU_ACT8_BYTES ((size_t)32 << 20)     /* fp8 activations of one linear GEMM chunk (then their scales) */
+#define CU_ACT8_ROWS 16384                   /* at most this many rows a chunk (a scale each) */
 #define CU_MAX_GRAPHS 64
 #define CU_READBACK_BYTES ((size_t)64 << 10)
 #define CU_SAMPLE_CHUNK 128
@@ -63,7 +64,7 @@ typedef struct cu_ctx {
     int attn_ctas_per_sm[2][2]; /* ss_cuda_attn_decode_ctas_per_sm for head_dim 64 / 128, 64- / 32-key form, asked at create */
     int kv_fp8;                 /* the KV caches hold fp8 blocks (ss_backend_params.kv_type) */
     int lin_fp8;                /* linear weights are fp8 (ss_backend_params.linear_type) */
-    void *act8;                 /* lin_fp8: [CU_ACT8_BYTES] e4m3 activations, then f32 scale and amax scratch */
+    void *act8;                 /* lin_fp8: [CU_ACT8_BYTES] e4m3 activations, then [CU_ACT8_ROWS] f32 row scales */
     int64_t fp8_gemv_max;       /* lin_fp8: largest n the W8A16 GEMV takes (SS_FP8_GEMV_MAX, default 8) */
     int persist_fp8;            /* lin_fp8: decode_layers runs the persistent kernel's fp8 form (SS_PERSIST_FP8=1) */
     int64_t persist_calls; /* decode_layers launches so far (its trace switch names one) */
@@ -417,7 +418,8 @@ static ss_status cu_matmul_silu(void *ctx, void *out, const void *x, const void 
 }
 
 /* Linear weights (backend.h, ss_linear_bytes). fp8: up to fp8_gemv_max rows through the W8A16 GEMV (gemv.cu); more rows are
- * quantised to e4m3 (one scale per chunk of at most CU_ACT8_BYTES) for cuBLASLt's fp8 GEMM. */
+ * quantised to e4m3, one scale a token (so a row's result does not depend on the other rows of the call), for
+ * cuBLASLt's fp8 GEMM with outer-vector scales (the weights' per row, the tokens' per column of its output). */
 static ss_status cu_linear(void *ctx, void *out, const void *x, const void *W, const void *bias, int64_t n, int32_t m,
                            int32_t k)
 {
@@ -434,13 +436,12 @@ static ss_status cu_linear(void *ctx, void *out, const void *x, const void *W, c
     if (k % 16 != 0 || (int64_t)k > (int64_t)CU_ACT8_BYTES)
         return ss_err_set(&c->err, SS_ERR_INVALID_ARG, "linear: fp8 weights need k %% 16 == 0 (k = %d)", k);
     float *x_scale = (float *)((char *)c->act8 + CU_ACT8_BYTES);
-    unsigned *amax = (unsigned *)(x_scale + 1);
-    const int64_t rows = (int64_t)(CU_ACT8_BYTES / (size_t)k);
+    const int64_t fit = (int64_t)(CU_ACT8_BYTES / (size_t)k), rows = fit < CU_ACT8_ROWS ? fit : CU_ACT8_ROWS;
     for (int64_t r0 = 0; r0 < n; r0 += rows) {
         const int64_t nr = n - r0 < rows ? n - r0 : rows;
         const char *xr = (const char *)x + (size_t)(r0 * k) * 2;
         char *outr = (char *)out + (size_t)(r0 * m) * 2;
-        KCHECK(c, ss_cuda_fp8_quantize(c->stream, c->act8, x_scale, amax, xr, nr * k, c->sm_count));
+        KCHECK(c, ss_cuda_fp8_quantize_rows(c->stream, c->act8, x_scale, xr, nr, k));
         SS_CHECK(ss_cuda_lt_matmul_fp8(c->lt, c->stream, outr, c->act8, x_scale, W, w_scale, nr, m, k, &c->err));
     }
     if (bias)
@@ -457,7 +458,7 @@ static ss_status cu_linear_quantize(void *ctx, void *dst, const void *src, int64
         return ss_err_set(&c->err, SS_ERR_INVALID_ARG,
                           "linear_quantize: fp8 weights need k %% 16 == 0 (a [%lld, %d] matrix)", (long long)m, k);
     float *scale = (float *)((char *)dst + ss_linear_fp8_scale_offset(m, k));
-    KCHECK(c, ss_cuda_fp8_quantize(c->stream, dst, scale, (unsigned *)(scale + 1), src, m * (int64_t)k, c->sm_count));
+    KCHECK(c, ss_cuda_fp8_quantize_rows(c->stream, dst, scale, src, m, k));
     return SS_OK;
 }
 
@@ -889,7 +890,7 @@ ss_status ss_backend_cuda_create(const ss_backend_params *params, ss_backend **o
         goto fail;
     }
     if (c->lin_fp8) {
-        CUDA_CHECK_GOTO(err, cudaMalloc(&c->act8, CU_ACT8_BYTES + 256), st, fail);
+        CUDA_CHECK_GOTO(err, cudaMalloc(&c->act8, CU_ACT8_BYTES + CU_ACT8_ROWS * sizeof(float)), st, fail);
         const char *gm = getenv("SS_FP8_GEMV_MAX"); /* benchmark switch: rows the W8A16 GEMV takes (0..8) */
         c->fp8_gemv_max = gm && *gm ? strtol(gm, NULL, 10) : SS_CUDA_GEMV_MAX_N;
         const char *pf8 = getenv("SS_PERSIST_FP8"); /* benchmark switch: the persistent kernel's fp8 form */

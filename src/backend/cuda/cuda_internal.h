@@ -55,8 +55,8 @@ void ss_cuda_lt_destroy(ss_cuda_lt *lt);
  * (out_f32). Capturable in a CUDA graph (plans are made on the host). */
 ss_status ss_cuda_lt_matmul(ss_cuda_lt *lt, cudaStream_t stream, void *out, int out_f32, const void *x, const void *W,
                             int64_t n, int32_t m, int32_t k, ss_err *err);
-/* out[n, m] (bf16) = (xq[n, k] . Wq[m, k]^T) * *x_scale * *w_scale over e4m3 inputs (fp32 accumulate); the scales
- * are device pointers. k % 16 == 0, xq and Wq 16-byte aligned. */
+/* out[t, i] (bf16) = (xq[t, :] . Wq[i, :]) * x_scale[t] * w_scale[i] over e4m3 inputs (fp32 accumulate): x_scale [n]
+ * and w_scale [m] are device vectors (cuBLASLt's outer-vector scales). k % 16 == 0, xq and Wq 16-byte aligned. */
 ss_status ss_cuda_lt_matmul_fp8(ss_cuda_lt *lt, cudaStream_t stream, void *out, const void *xq, const float *x_scale,
                                 const void *Wq, const float *w_scale, int64_t n, int32_t m, int32_t k, ss_err *err);
 

@@ -151,9 +151,9 @@ int ss_cuda_gemv(void *stream, void *out, int out_f32, const void *x, const void
  * enqueued where it does not apply (what ss_cuda_gemv takes, and a tensor-core GEMV variant), else a
  * cudaError_t. */
 int ss_cuda_gemv_silu(void *stream, void *out, const void *x, const void *W, int64_t n, int32_t inter, int32_t k);
-/* The same two over fp8 weights (backend.h's linear format: e4m3 bytes, scale *scale on the device), W8A16 on
- * tensor cores (x rounded to f16 for the mma; values beyond +-65504 overflow): out = (x . e4m3(W)^T) * *scale
- * (+ bias), and the SwiGLU form. supported: 1 <= n <= SS_CUDA_GEMV_MAX_N, k % 16 == 0, x and W 16-byte aligned. */
+/* The same two over fp8 weights (backend.h's linear format: e4m3 rows, a scale a row, scale[m] on the device),
+ * W8A16 on tensor cores (x rounded to f16 for the mma, saturating at +-65504): out[t, i] = (x[t] . e4m3(W[i])) *
+ * scale[i] (+ bias), and the SwiGLU form (scale [2*inter]). supported: 1 <= n <= SS_CUDA_GEMV_MAX_N, k % 16 == 0, x and W 16-byte aligned. */
 int ss_cuda_gemv_fp8_supported(const void *x, const void *W, int64_t n, int32_t k);
 int ss_cuda_gemv_fp8(void *stream, void *out, const void *x, const void *W, const float *scale, const void *bias,
                      int64_t n, int32_t m, int32_t k);
@@ -170,10 +170,10 @@ int ss_cuda_gemv_variant(void);
 int ss_cuda_gemv_set_variant(int variant);
 
 /* ---- linear_fp8.cu ---- */
-/* q[n] = e4m3(x[i] * 448 / a), *scale = a / 448, a = max |x[i]| over the n bf16 values of x (n % 16 == 0, x and q
- * 16-byte aligned): the fp8 linear format's arithmetic (backend.h, ss_linear_bytes). amax_tmp: 4 bytes of device
- * scratch, not *scale. sms: the device's SM count (the grid is at most 4 blocks a SM). */
-int ss_cuda_fp8_quantize(void *stream, void *q, float *scale, unsigned *amax_tmp, const void *x, int64_t n, int sms);
+/* Per row r of x [rows, k] bf16 (k % 16 == 0, x and q 16-byte aligned): q[r, i] = e4m3(x[r, i] * 448 / a_r),
+ * scale[r] = a_r / 448, a_r = max_i |x[r, i]|: the fp8 linear format's arithmetic (backend.h, ss_linear_bytes),
+ * for weights and, a token a row, for activations. */
+int ss_cuda_fp8_quantize_rows(void *stream, void *q, float *scale, const void *x, int64_t rows, int32_t k);
 
 /* ---- sample.cu ---- */
 /* Per row of f32 logits [n, vocab]: max value and first index of it (+ index_offset). */

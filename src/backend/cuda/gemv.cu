@@ -1,5 +1,5 @@
 // gemv.cu — the skinny GEMM of decoding: out[n, m] = x[n, k] . W[m, k]^T (+ bias) for n <= 8, streaming W
-// once at close to the memory bandwidth (also over fp8 e4m3 weights with one scale, backend.h's linear format,
+// once at close to the memory bandwidth (also over fp8 e4m3 weights with a scale a row, backend.h's linear format,
 // in the tensor-core family: W8A16 with x rounded to f16). Two kernel families, chosen by a run-time variant (benchmarks
 // compare them in one run; the server keeps the default): a SIMT kernel (each warp owns R rows, lanes load
 // 16 bytes per row per step) and a tensor-core kernel (a block owns 16 rows, its warps split k, mma.sync
@@ -186,7 +186,7 @@ constexpr int mma_min_blocks(int warps, int unroll)
 // 2t+8, 2t+9) of the first mma are elements 0..3 of chunk c, those of the second mma elements 4..7. So the
 // 16-byte loads feed the fragments as they are, with no shuffles (FP8: chunk element 4j + e fills slot e of mma j,
 // x's as well). The warps' partial 16x8 tiles are summed through shared memory in warp order (deterministic),
-// scaled by *wscale (FP8), then bias is added and out[col, row] stored.
+// scaled by their row's wscale[row] (FP8), then bias is added and out[col, row] stored.
 // SILU: W is [2m, k] (gate rows, then up rows) and block b owns output rows [8b, 8b + 8): its rows g are
 // gate rows, its rows g + 8 the same rows of up; out = silu(gate) * up (bias unused).
 template <int WARPS, int U, typename OutT, bool SILU, bool FP8>
@@ -252,7 +252,6 @@ __global__ void __launch_bounds__(WARPS * 32, mma_min_blocks(WARPS, U))
     for (int j = 0; j < 4; j++)
         red[warp][j][lane] = acc0[j] + acc1[j];
     __syncthreads();
-    const float sc = FP8 ? *wscale : 1.0f;
     if constexpr (SILU) {
         if (threadIdx.x < 64) { // registers j (gate) and j + 2 (up) of lane l: one output
             const int l = threadIdx.x & 31, j = threadIdx.x >> 5;
@@ -262,10 +261,11 @@ __global__ void __launch_bounds__(WARPS * 32, mma_min_blocks(WARPS, U))
                 gs += red[w][j][l];
                 us += red[w][j + 2][l];
             }
-            if constexpr (FP8)
-                gs *= sc, us *= sc;
             const int64_t row = row0 + (l >> 2);
             const int col = 2 * (l & 3) + j;
+            if constexpr (FP8)
+                if (row < m)
+                    gs *= wscale[row], us *= wscale[m + row];
             if (row < m && col < n) // as silu_mul_kernel, from the f32 sums
                 store_out(out + (int64_t)col * m + row, gs / (1.0f + __expf(-gs)) * us);
         }
@@ -277,10 +277,11 @@ __global__ void __launch_bounds__(WARPS * 32, mma_min_blocks(WARPS, U))
 #pragma unroll
         for (int w = 0; w < WARPS; w++)
             v += red[w][j][l];
-        if constexpr (FP8)
-            v *= sc;
         const int64_t row = row0 + (l >> 2) + (j >= 2 ? 8 : 0);
         const int col = 2 * (l & 3) + (j & 1);
+        if constexpr (FP8)
+            if (row < m)
+                v *= wscale[row];
         if (row < m && col < n)
             store_out(out + (int64_t)col * m + row, v + (bias ? __bfloat162float(bias[row]) : 0.0f));
     }
@@ -424,7 +425,7 @@ cudaError_t launch_mma(bool pdl, OutT *out, const bf16 *x, const void *W, const 
 }
 
 // SILU: the tensor-core SwiGLU form (m output columns from 2m weight rows); the caller checked v is FAM_MMA.
-// FP8: W holds e4m3 bytes with the scale *wscale (tensor-core family only: the caller passes an mma variant).
+// FP8: W holds e4m3 rows with the scales wscale[row] (tensor-core family only: the caller passes an mma variant).
 template <typename OutT, bool SILU = false, bool FP8 = false>
 cudaError_t launch_variant(const variant &v, int64_t n, OutT *out, const bf16 *x, const void *W, const float *wscale,
                            const bf16 *bias, int m, int k, cudaStream_t s)

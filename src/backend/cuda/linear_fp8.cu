@@ -1,5 +1,5 @@
-// linear_fp8.cu — fp8 projection weights (backend.h, SS_LINEAR_FP8): quantising a bf16 matrix to e4m3 with one
-// scale (weights at load time, activations before an fp8 cuBLASLt GEMM). The decode GEMV over them is gemv.cu's.
+// linear_fp8.cu — fp8 projection weights (backend.h, SS_LINEAR_FP8): quantising the rows of a bf16 matrix to e4m3,
+// one scale a row (weights at load time, activations, one scale a token, before an fp8 cuBLASLt GEMM).
 #include "backend/cuda/common.cuh"
 #include "backend/cuda/cuda_kernels.h"
 #include "backend/cuda/kv_fp8.cuh"
@@ -7,46 +7,39 @@
 namespace ss {
 namespace {
 
-constexpr int kQuantThreads = 256;
+constexpr int kRowWarps = 4; // a warp a row, four rows a block
 
-// *amax = max |x| over n bf16 elements (n % 16 == 0, x 16-byte aligned); *amax starts at 0. The bits of
-// non-negative floats order as the floats do, so an integer atomicMax finds the largest.
-__global__ void __launch_bounds__(kQuantThreads) amax_kernel(unsigned *amax, const bf16 *x, int64_t n)
+// A warp per row of x [rows, k] (k % 16 == 0): a = max |x| over the row (the row is read twice; the second read
+// hits L1/L2), then q = e4m3(x * (448 / a)) and scale = a / 448: ss_kv_fp8_quant_row's arithmetic (correctly
+// rounded divisions and products: the library builds with fast math).
+__global__ void __launch_bounds__(kRowWarps * 32)
+    quant_rows_kernel(uint8_t *q, float *scale, const bf16 *x, int64_t rows, int k)
 {
     pdl_enter();
-    __shared__ float red[32];
+    const int lane = threadIdx.x & 31;
+    const int64_t row = (int64_t)blockIdx.x * kRowWarps + (threadIdx.x >> 5);
+    if (row >= rows)
+        return;
+    const uint4 *xv = reinterpret_cast<const uint4 *>(x + row * k); // 8 bf16 a chunk
+    uint4 *qv = reinterpret_cast<uint4 *>(q + row * k);             // 16 e4m3 a chunk
+    const int n16 = k / 16;
     float a = 0.0f;
-    const uint4 *xv = reinterpret_cast<const uint4 *>(x);
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n / 8; i += (int64_t)gridDim.x * blockDim.x) {
-        float f[8];
-        unpack8(xv[i], f);
+    for (int i = lane; i < n16; i += 32) {
+        float f[16];
+        unpack8(xv[2 * i], *reinterpret_cast<float(*)[8]>(&f[0]));
+        unpack8(xv[2 * i + 1], *reinterpret_cast<float(*)[8]>(&f[8]));
 #pragma unroll
-        for (int j = 0; j < 8; j++)
+        for (int j = 0; j < 16; j++)
             a = fmaxf(a, fabsf(f[j]));
     }
-    a = block_reduce(a, MaxOp(), 0.0f, red);
-    if (threadIdx.x == 0 && a > 0.0f)
-        atomicMax(amax, __float_as_uint(a));
-}
-
-// q[i] = e4m3(x[i] * (448 / a)) and, from one thread, *scale = a / 448, with a = *amax: ss_kv_fp8_quant_row's
-// arithmetic (correctly rounded divisions: the library builds with fast math).
-__global__ void __launch_bounds__(kQuantThreads)
-    quant_kernel(uint8_t *q, float *scale, const unsigned *amax, const bf16 *x, int64_t n)
-{
-    pdl_enter();
-    const float a = __uint_as_float(*amax);
+    a = warp_reduce(a, MaxOp());
     const float inv = a > 0.0f ? __fdiv_rn(448.0f, a) : 0.0f;
-    if (blockIdx.x == 0 && threadIdx.x == 0)
-        *scale = __fdiv_rn(a, 448.0f);
-    const uint4 *xv = reinterpret_cast<const uint4 *>(x);
-    uint4 *qv = reinterpret_cast<uint4 *>(q);
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n / 16; i += (int64_t)gridDim.x * blockDim.x) {
+    if (lane == 0)
+        scale[row] = __fdiv_rn(a, 448.0f);
+    for (int i = lane; i < n16; i += 32) {
         float f[16];
-        float(&lo)[8] = *reinterpret_cast<float(*)[8]>(&f[0]);
-        float(&hi)[8] = *reinterpret_cast<float(*)[8]>(&f[8]);
-        unpack8(xv[2 * i], lo);
-        unpack8(xv[2 * i + 1], hi);
+        unpack8(xv[2 * i], *reinterpret_cast<float(*)[8]>(&f[0]));
+        unpack8(xv[2 * i + 1], *reinterpret_cast<float(*)[8]>(&f[8]));
         uint32_t w[4];
 #pragma unroll
         for (int j = 0; j < 4; j++)
@@ -61,21 +54,13 @@ __global__ void __launch_bounds__(kQuantThreads)
 
 using namespace ss;
 
-extern "C" int ss_cuda_fp8_quantize(void *stream, void *q, float *scale, unsigned *amax_tmp, const void *x, int64_t n,
-                                    int sms)
+extern "C" int ss_cuda_fp8_quantize_rows(void *stream, void *q, float *scale, const void *x, int64_t rows, int32_t k)
 {
-    if (n <= 0 || n % 16 != 0 || !aligned16(x) || !aligned16(q))
+    if (rows <= 0 || k <= 0 || k % 16 != 0 || !aligned16(x) || !aligned16(q))
         return (int)cudaErrorInvalidValue;
-    cudaStream_t s = (cudaStream_t)stream;
-    cudaError_t e = cudaMemsetAsync(amax_tmp, 0, sizeof(unsigned), s);
-    if (e != cudaSuccess)
-        return (int)e;
-    sms = sms > 0 ? sms : 1;
-    const int64_t want = (n / 16 + kQuantThreads - 1) / kQuantThreads;
-    const unsigned blocks = (unsigned)(want < 4 * (int64_t)sms ? (want > 0 ? want : 1) : 4 * sms);
-    e = launch_pdl(amax_kernel, dim3(blocks), dim3(kQuantThreads), 0, s, amax_tmp, (const bf16 *)x, n);
-    if (e != cudaSuccess)
-        return (int)e;
-    return (int)launch_pdl(quant_kernel, dim3(blocks), dim3(kQuantThreads), 0, s, (uint8_t *)q, scale,
-                           (const unsigned *)amax_tmp, (const bf16 *)x, n);
+    const int64_t blocks = (rows + kRowWarps - 1) / kRowWarps;
+    if (blocks > 0x7fffffff)
+        return (int)cudaErrorInvalidValue;
+    return (int)launch_pdl(quant_rows_kernel, dim3((unsigned)blocks), dim3(kRowWarps * 32), 0, (cudaStream_t)stream,
+                           (uint8_t *)q, scale, (const bf16 *)x, rows, (int)k);
 }

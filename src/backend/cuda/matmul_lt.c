@@ -11,7 +11,7 @@ typedef struct lt_key {
     int64_t n;
     int32_t m, k;
     int out_f32;
-    int fp8; /* e4m3 x and W with device scales (bf16 out) */
+    int fp8; /* e4m3 x and W with device scale vectors (bf16 out) */
     uint32_t align_x, align_w, align_out;
 } lt_key;
 
@@ -112,6 +112,11 @@ static ss_status lt_plan_make(ss_cuda_lt *lt, const lt_key *key, lt_plan *p, ss_
     } while (0)
     LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_t, sizeof op_t));
     LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_n, sizeof op_n));
+    if (key->fp8) { /* out^T[i, j] *= w_scale[i] * x_scale[j]: a scale per weight row and per token (cuBLAS 12.9+) */
+        const int32_t outer = CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F;
+        LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &outer, sizeof outer));
+        LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &outer, sizeof outer));
+    }
     LT_TRY(cublasLtMatrixLayoutCreate(&p->a, in_type, (uint64_t)key->k, (uint64_t)key->m, key->k));
     LT_TRY(cublasLtMatrixLayoutCreate(&p->b, in_type, (uint64_t)key->k, (uint64_t)key->n, key->k));
     LT_TRY(cublasLtMatrixLayoutCreate(&p->c, out_type, (uint64_t)key->m, (uint64_t)key->n, key->m));
@@ -132,7 +137,8 @@ static ss_status lt_plan_make(ss_cuda_lt *lt, const lt_key *key, lt_plan *p, ss_
 #undef LT_TRY
     if (found < 1) {
         st = ss_err_set(err, SS_ERR_UNSUPPORTED, "cuBLASLt has no algorithm for n=%lld m=%d k=%d (%s in, %s out)",
-                        (long long)key->n, key->m, key->k, key->fp8 ? "e4m3" : "bf16", key->out_f32 ? "f32" : "bf16");
+                        (long long)key->n, key->m, key->k, key->fp8 ? "e4m3 with per-row and per-token scales" : "bf16",
+                        key->out_f32 ? "f32" : "bf16");
         goto fail;
     }
     p->algo = res.algo;

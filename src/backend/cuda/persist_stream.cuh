@@ -1,7 +1,7 @@
 // persist_stream.cuh — the persistent decode kernel's weight stream: the producer warp's tiles, the
 // consumers' tensor-core GEMVs from shared memory, the norms and inputs. Included by decode_persist.cu.
-// FP8 (a template parameter throughout): the weights are backend.h's fp8 linear format (e4m3 rows, one f32 scale a
-// matrix); a tile then holds twice the columns in the same bytes, and x sits in shared memory as f16.
+// FP8 (a template parameter throughout): the weights are backend.h's fp8 linear format (e4m3 rows, an f32 scale a
+// row); a tile then holds twice the columns in the same bytes, and x sits in shared memory as f16.
 #pragma once
 #include "backend/cuda/kv_fp8.cuh"
 #include "backend/cuda/persist_common.cuh"
@@ -209,17 +209,16 @@ constexpr int kStepsPerWarp = (kSlab / 32 + kWarps - 1) / kWarps; // 64 bytes a 
 // are the same permutation of real k for A and B. The warps split a tile's columns; each hands the stage
 // back once it has loaded it. After a row group's last slab the warps' sums meet in shared memory (the
 // only barrier per group) and its outputs are stored. FP8: a chunk is 16 weights, four mmas against two of x's
-// f16 chunks (chunk element 4j + e fills slot e of mma j, x's as well), and the sums are times the matrix's scale.
+// f16 chunks (chunk element 4j + e fills slot e of mma j, x's as well), and the sums are times their row's scale.
 template <bool FP8>
 __device__ void gemv_phase(const Params &p, int l, int mat, const uint8_t *ring, uint64_t *full, uint64_t *empty,
                            const bf16 *xs, float *red, float *own, Cursor &cur, uint32_t &group)
 {
     const Geo g = geo_of(p, l, mat);
-    float sc = 1.0f;
-    if constexpr (FP8) { // after the e4m3 bytes, on a 256-byte boundary (ss_linear_fp8_scale_offset)
-        const int64_t rows = g.pair ? 2 * g.m : g.m;
-        sc = *reinterpret_cast<const float *>(reinterpret_cast<const uint8_t *>(g.W) + ((rows * g.k + 255) & ~255ll));
-    }
+    const float *sc = nullptr; // FP8: the row scales, after the e4m3 bytes on a 256-byte boundary (ss_linear_fp8_scale_offset)
+    if constexpr (FP8)
+        sc = reinterpret_cast<const float *>(reinterpret_cast<const uint8_t *>(g.W) +
+                                             (((g.pair ? 2 * g.m : g.m) * g.k + 255) & ~255ll));
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, tid = threadIdx.x;
     const int lg = lane >> 2, lt = lane & 3;
     const Layer &L = p.layers[l];
@@ -281,8 +280,9 @@ __device__ void gemv_phase(const Params &p, int l, int mat, const uint8_t *ring,
 #pragma unroll
             for (int w = 0; w < kWarps; w++)
                 a += rb[w * kTileRows + tid];
-            a *= sc;
             const int64_t row = r + tid;
+            if constexpr (FP8)
+                a *= sc[row];
             if (mat == kQkv) {
                 p.qkv[row] = __float2bfloat16_rn(a + bias);
             } else if (mat == kGu) {
@@ -290,7 +290,8 @@ __device__ void gemv_phase(const Params &p, int l, int mat, const uint8_t *ring,
 #pragma unroll
                 for (int w = 0; w < kWarps; w++)
                     u += rb[w * kTileRows + kTileRows / 2 + tid];
-                u *= sc;
+                if constexpr (FP8)
+                    u *= sc[g.m + row];
                 p.act[row] = __float2bfloat16_rn(a / (1.0f + __expf(-a)) * u);
             } else if (p.tp_size > 1) { // o, down at tp > 1: a partial sum, to every rank (tp_combine adds)
                 tp_push(p, l, mat == kO ? 0 : 1, row, a);
