@@ -730,18 +730,22 @@ if has s20a; then
   step "backend consistency cpu vs cuda" 150 consistency.log "$B/tests/test_backend_consistency"
   grep -hE 'fp8 linear|FAIL|rror|PASSED|times 64' "$L/consistency.log" | head -24 | tee -a "$S"
   step "golden tests on cuda, fp8 weights" 90 golden_q8.log env SS_TEST_DEVICE=cuda SS_TEST_QUANT=fp8 "$B/tests/test_golden"
-  grep -E '^golden|rror|> |Failure|PASSED|FAILED' "$L/golden_q8.log" | head -14 | tee -a "$S"
+  grep -E '^golden|rror|> |Failure|PASSED|FAILED|graphs =' "$L/golden_q8.log" | head -14 | tee -a "$S"
+  step "golden tests on cuda, fp8 weights, scales by a kernel" 90 golden_q8s.log env SS_FP8_OUTER=0 SS_TEST_DEVICE=cuda SS_TEST_QUANT=fp8 "$B/tests/test_golden"
+  grep -E '^golden|rror|> |Failure|PASSED|FAILED|graphs =' "$L/golden_q8s.log" | head -14 | tee -a "$S"
   step "golden tests on cuda" 90 golden.log env SS_TEST_DEVICE=cuda "$B/tests/test_golden"
-  grep -E '^golden|rror|> |Failure|PASSED|FAILED' "$L/golden.log" | head -10 | tee -a "$S"
+  grep -E '^golden|rror|> |Failure|PASSED|FAILED|graphs =' "$L/golden.log" | head -12 | tee -a "$S"
+  note "cuBLASLt $(python3 -c 'import ctypes; print(ctypes.CDLL("libcublasLt.so.13").cublasLtGetVersion())' 2>&1 | tail -1)"
   for cs in ${S20A_CASES:-1:128:128 8:128:64 16:128:64 64:1024:64 256:1024:64 1:2048:4}; do
     IFS=: read -r bsz pr gn <<<"$cs"
-    for v in ${S20A_VARIANTS:-q8 q8old bf16}; do
+    for v in ${S20A_VARIANTS:-q8 q8s q8old bf16}; do
       bd=$B; [ $v = q8old ] && { [ -n "$OLDB" ] || continue; bd=$OLDB; }
       q=fp8; [ $v = bf16 ] && q=none
-      step "8B b$bsz prompt $pr [$v]" 90 "bench_s20a_b${bsz}_p${pr}_$v.log" env SHARDSERVE_QUANTIZATION=$q \
+      step "8B b$bsz prompt $pr [$v]" 90 "bench_s20a_b${bsz}_p${pr}_$v.log" env SHARDSERVE_QUANTIZATION=$q SS_FP8_OUTER=$([ $v = q8s ] && echo 0 || echo 1) \
         "$bd/tools/bench_decode" --model "$M8" --device cuda --batch $bsz --prompt $pr --gen $gn --json
     done
   done
+  grep -h "scaled by a separate kernel" "$L"/bench_s20a_*q8.log "$L"/golden_q8.log 2>/dev/null | head -2 | tee -a "$S"
   bench_lines "$L"/bench_s20a_*.log | tee -a "$S"
 fi
 if has s20t; then

@@ -27,6 +27,7 @@ typedef struct pair {
     ss_backend *cpu8, *gpu8; /* the same devices with an fp8 KV cache (ss_backend_params.kv_type) */
     ss_backend *cpuq, *gpuq; /* ... and with fp8 projection weights (ss_backend_params.linear_type) */
     ss_backend *gpuqp;       /* gpuq with the persistent kernel's fp8 form (SS_PERSIST_FP8=1 at its creation) */
+    ss_backend *gpuqs;       /* gpuq with the fp8 GEMMs' scales applied by a kernel (SS_FP8_OUTER=0) */
     uint64_t rng;
 } pair;
 
@@ -207,6 +208,13 @@ static int group_setup(void **state)
         fprintf(stderr, "cuda backend (fp8 weights, persistent fp8 form): %s\n", err.msg);
         return -1;
     }
+    setenv("SS_FP8_OUTER", "0", 1); /* read when the backend is created */
+    const ss_status st_s = ss_backend_create(&prm, &p->gpuqs, &err);
+    unsetenv("SS_FP8_OUTER");
+    if (st_s != SS_OK) {
+        fprintf(stderr, "cuda backend (fp8 weights, scales by a kernel): %s\n", err.msg);
+        return -1;
+    }
     prm.device = SS_DEVICE_CPU;
     if (ss_backend_create(&prm, &p->cpuq, &err) != SS_OK) {
         fprintf(stderr, "cpu backend (fp8 weights): %s\n", err.msg);
@@ -223,6 +231,7 @@ static int group_teardown(void **state)
     pair *p = *state;
     if (p) {
         ss_backend_destroy(p->gpuqp);
+        ss_backend_destroy(p->gpuqs);
         ss_backend_destroy(p->gpuq);
         ss_backend_destroy(p->cpuq);
         ss_backend_destroy(p->gpu8);
@@ -348,9 +357,9 @@ static void test_matmul(void **state)
  * W8A16 GEMV (n <= 8) at bf16 tolerance, the fp8 GEMM (activations rounded to e4m3 too, a scale a token) at fp8's.
  * Then a token's independence of the others in the GEMM: with row 0 of x times 64 (exact), rows 1.. of the result
  * are the same bits and row 0 is 64 times its old value (exact: its codes are the same, its scale 64 times). */
-static void check_linear_fp8(pair *p, int64_t n, int32_t m, int32_t k, int with_bias)
+static void check_linear_fp8(pair *p, ss_backend *g, int64_t n, int32_t m, int32_t k, int with_bias)
 {
-    ss_backend *c = p->cpuq, *g = p->gpuq;
+    ss_backend *c = p->cpuq;
     float *x = rand_vec(p, n * k, 1.0f), *w = rand_vec(p, (int64_t)m * k, 0.1f), *b = rand_vec(p, m, 0.5f);
     void *wc = dev_weight(c, w, (int64_t)m * k), *wg = dev_weight(g, w, (int64_t)m * k);
     const size_t lb = ss_linear_bytes(SS_LINEAR_FP8, g->weight_dtype, m, k);
@@ -372,7 +381,8 @@ static void check_linear_fp8(pair *p, int64_t n, int32_t m, int32_t k, int with_
     assert_int_equal(g->iface->linear(g->ctx, og, xg, qg, bg, n, m, k), SS_OK);
     assert_int_equal(g->iface->sync(g->ctx), SS_OK); /* expect_close downloads through p->gpu's stream */
     char what[96];
-    snprintf(what, sizeof what, "fp8 linear n=%lld m=%d k=%d bias=%d", (long long)n, m, k, with_bias);
+    snprintf(what, sizeof what, "fp8 linear n=%lld m=%d k=%d bias=%d%s", (long long)n, m, k, with_bias,
+             g == p->gpuqs ? " (scales by a kernel)" : "");
     expect_close(p, oc, og, n * m, n <= 8 ? BF16_TOL : 6e-2, what);
     if (n > 8 && !with_bias) {
         float *before = host_of(g, og, n * m, g->act_dtype);
@@ -402,12 +412,16 @@ static void test_linear_fp8(void **state)
     NEED_GPU(state);
     const int64_t ns[] = {1, 2, 5, 8, 9, 64, 300};
     for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++) {
-        check_linear_fp8(p, ns[i], 352, 128, 0);
-        check_linear_fp8(p, ns[i], 200, 4096, 1);
-        check_linear_fp8(p, ns[i], 96, 14336, 0);
+        check_linear_fp8(p, p->gpuq, ns[i], 352, 128, 0);
+        check_linear_fp8(p, p->gpuq, ns[i], 200, 4096, 1);
+        check_linear_fp8(p, p->gpuq, ns[i], 96, 14336, 0);
     }
-    check_linear_fp8(p, 3000, 64, 11200, 0); /* more rows than one fp8 activation chunk holds */
-    check_linear_fp8(p, 20000, 32, 16, 0);   /* more rows than a chunk has scales for */
+    check_linear_fp8(p, p->gpuq, 3000, 64, 11200, 0); /* more rows than one fp8 activation chunk holds */
+    check_linear_fp8(p, p->gpuq, 20000, 32, 16, 0);   /* more rows than a chunk has scales for */
+    /* the fallback where cuBLASLt has no outer-vector scales */
+    check_linear_fp8(p, p->gpuqs, 64, 352, 128, 0);
+    check_linear_fp8(p, p->gpuqs, 300, 200, 4096, 1);
+    check_linear_fp8(p, p->gpuqs, 9, 40, 4096, 0);
 }
 
 /* matmul_silu (where the backend has it; SS_ERR_UNSUPPORTED falls back as the forward pass does) against

@@ -353,14 +353,21 @@ static void check_graphs_equal_eager(int SEQS)
         decode_batch(r, SEQS, STEPS, ng < 2 ? &greedy : &topk1, tok[ng], lp[ng]);
         ss_replica_destroy(r);
     }
+    /* Up to 8 rows graphs and eager steps run the same kernels on the same rows: the same bits, but for the
+     * order of a few reductions. Past 8 the graph's GEMMs have 16 rows, the eager ones 12, and cuBLASLt may pick
+     * other algorithms (other summation orders) for them: bf16-sized differences (a wrong row would be ~1). */
+    const float lp_tol = SEQS <= 8 ? 1e-3f : 5e-2f;
+    float worst = 0.0f;
     for (int i = 0; i < STEPS * SEQS; i++) {
         if (tok[0][i] != tok[1][i] || tok[2][i] != tok[1][i])
             fail_msg("step %d sequence %d: token %d with graphs, %d without, %d sampled top-k 1 with graphs", i / SEQS,
                      i % SEQS, tok[0][i], tok[1][i], tok[2][i]);
-        if (fabsf(lp[0][i] - lp[1][i]) > 1e-3f)
+        worst = fmaxf(worst, fabsf(lp[0][i] - lp[1][i]));
+        if (fabsf(lp[0][i] - lp[1][i]) > lp_tol)
             fail_msg("step %d sequence %d: log-probability %.6f with graphs, %.6f without", i / SEQS, i % SEQS,
                      lp[0][i], lp[1][i]);
     }
+    printf("graphs = eager at batch %d: %d steps, tokens equal, log-probabilities within %.3g\n", SEQS, STEPS, worst);
 }
 
 static void test_golden_graphs_equal_eager(void **state)

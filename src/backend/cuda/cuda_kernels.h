@@ -174,6 +174,9 @@ int ss_cuda_gemv_set_variant(int variant);
  * scale[r] = a_r / 448, a_r = max_i |x[r, i]|: the fp8 linear format's arithmetic (backend.h, ss_linear_bytes),
  * for weights and, a token a row, for activations. */
 int ss_cuda_fp8_quantize_rows(void *stream, void *q, float *scale, const void *x, int64_t rows, int32_t k);
+/* out[t, i] *= x_scale[t] * w_scale[i] over bf16 out [n, m]: an unscaled e4m3 GEMM's product scaled (where
+ * cuBLASLt cannot apply the scales itself). */
+int ss_cuda_fp8_scale_out(void *stream, void *out, const float *x_scale, const float *w_scale, int64_t n, int32_t m);
 
 /* ---- sample.cu ---- */
 /* Per row of f32 logits [n, vocab]: max value and first index of it (+ index_offset). */

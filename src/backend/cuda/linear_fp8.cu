@@ -49,6 +49,33 @@ __global__ void __launch_bounds__(kRowWarps * 32)
     }
 }
 
+// out[t, i] = out[t, i] * x_scale[t] * w_scale[i] over bf16 out [n, m]: the scales of an unscaled e4m3 GEMM
+// (where cuBLASLt has no outer-vector scales). VEC: 8 elements a thread (m % 8 == 0).
+template <bool VEC>
+__global__ void __launch_bounds__(256)
+    scale_out_kernel(bf16 *out, const float *x_scale, const float *w_scale, int64_t n, int m)
+{
+    pdl_enter();
+    constexpr int E = VEC ? 8 : 1;
+    const int64_t total = n * m / E;
+    for (int64_t c = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; c < total; c += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t t = c * E / m;
+        const int i0 = (int)(c * E - t * m);
+        const float sx = x_scale[t];
+        if constexpr (VEC) {
+            uint4 *p = reinterpret_cast<uint4 *>(out) + c;
+            float f[8];
+            unpack8(*p, f);
+#pragma unroll
+            for (int j = 0; j < 8; j++)
+                f[j] = f[j] * sx * w_scale[i0 + j];
+            *p = pack8(f);
+        } else {
+            out[c] = __float2bfloat16_rn(__bfloat162float(out[c]) * sx * w_scale[i0]);
+        }
+    }
+}
+
 } // namespace
 } // namespace ss
 
@@ -63,4 +90,19 @@ extern "C" int ss_cuda_fp8_quantize_rows(void *stream, void *q, float *scale, co
         return (int)cudaErrorInvalidValue;
     return (int)launch_pdl(quant_rows_kernel, dim3((unsigned)blocks), dim3(kRowWarps * 32), 0, (cudaStream_t)stream,
                            (uint8_t *)q, scale, (const bf16 *)x, rows, (int)k);
+}
+
+extern "C" int ss_cuda_fp8_scale_out(void *stream, void *out, const float *x_scale, const float *w_scale, int64_t n,
+                                     int32_t m)
+{
+    if (n <= 0 || m <= 0)
+        return 0;
+    const bool vec = m % 8 == 0 && aligned16(out);
+    const int64_t work = n * m / (vec ? 8 : 1);
+    const unsigned blocks = (unsigned)(work / 256 + 1 < 4096 ? work / 256 + 1 : 4096);
+    cudaStream_t s = (cudaStream_t)stream;
+    return (int)(vec ? launch_pdl(scale_out_kernel<true>, dim3(blocks), dim3(256), 0, s, (bf16 *)out, x_scale,
+                                  w_scale, n, (int)m)
+                     : launch_pdl(scale_out_kernel<false>, dim3(blocks), dim3(256), 0, s, (bf16 *)out, x_scale,
+                                  w_scale, n, (int)m));
 }

@@ -1,9 +1,12 @@
 /* matmul_lt.c — y = x . W^T through cuBLASLt (bf16 or fp8 e4m3 in, fp32 accumulate) with a cache of plans
  * (descriptors + the heuristic's algorithm) keyed by shape, input and output types and pointer alignment. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "backend/cuda/cuda_internal.h"
+#include "backend/cuda/cuda_kernels.h"
 #include "core/alloc.h"
+#include "core/log.h"
 
 #define LT_PLANS 64
 
@@ -11,7 +14,7 @@ typedef struct lt_key {
     int64_t n;
     int32_t m, k;
     int out_f32;
-    int fp8; /* e4m3 x and W with device scale vectors (bf16 out) */
+    int fp8; /* e4m3 x and W (bf16 out): 1 with cuBLASLt's outer-vector scales, 2 unscaled (scaled afterwards) */
     uint32_t align_x, align_w, align_out;
 } lt_key;
 
@@ -30,6 +33,9 @@ struct ss_cuda_lt {
     size_t workspace_bytes;
     lt_plan plans[LT_PLANS];
     uint64_t clock;
+    /* fp8 GEMMs: 1 cuBLASLt applies the row and token scales (outer vectors), 0 it cannot here (a kernel
+     * applies them to the unscaled product), -1 not yet known (the first fp8 plan finds out) */
+    int fp8_outer;
 };
 
 static uint32_t lt_alignment(const void *p)
@@ -75,6 +81,8 @@ ss_status ss_cuda_lt_create(size_t workspace_bytes, ss_cuda_lt **out, ss_err *er
                             cudaGetErrorString(ce));
     }
     lt->workspace_bytes = workspace_bytes;
+    const char *ov = getenv("SS_FP8_OUTER"); /* benchmark switch: 0 scales fp8 products in a separate kernel */
+    lt->fp8_outer = ov && ov[0] == '0' ? 0 : -1;
     *out = lt;
     return SS_OK;
 }
@@ -91,8 +99,10 @@ void ss_cuda_lt_destroy(ss_cuda_lt *lt)
 }
 
 /* Builds the plan for key into p (p is empty). Row-major out[n, m] = x[n, k] W[m, k]^T is, in cuBLAS's
- * column-major terms, out^T[m, n] = op_T(W^T as [k, m]) . x^T[k, n]. */
-static ss_status lt_plan_make(ss_cuda_lt *lt, const lt_key *key, lt_plan *p, ss_err *err)
+ * column-major terms, out^T[m, n] = op_T(W^T as [k, m]) . x^T[k, n]. fp8 == 1: w_scale and x_scale are the
+ * outer-vector scales' device pointers (set before the heuristic, which may check them). */
+static ss_status lt_plan_make(ss_cuda_lt *lt, const lt_key *key, lt_plan *p, const float *w_scale,
+                              const float *x_scale, ss_err *err)
 {
     ss_status st = SS_OK;
     cublasLtMatmulPreference_t pref = NULL;
@@ -112,10 +122,20 @@ static ss_status lt_plan_make(ss_cuda_lt *lt, const lt_key *key, lt_plan *p, ss_
     } while (0)
     LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_t, sizeof op_t));
     LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_n, sizeof op_n));
-    if (key->fp8) { /* out^T[i, j] *= w_scale[i] * x_scale[j]: a scale per weight row and per token (cuBLAS 12.9+) */
+    if (key->fp8 == 1) { /* out^T[i, j] *= w_scale[i] * x_scale[j]: a scale per weight row and per token */
         const int32_t outer = CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F;
-        LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &outer, sizeof outer));
-        LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &outer, sizeof outer));
+        cublasStatus_t s = cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &outer, sizeof outer);
+        if (s == CUBLAS_STATUS_SUCCESS)
+            s = cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &outer, sizeof outer);
+        if (s == CUBLAS_STATUS_SUCCESS)
+            s = cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &w_scale, sizeof w_scale);
+        if (s == CUBLAS_STATUS_SUCCESS)
+            s = cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &x_scale, sizeof x_scale);
+        if (s != CUBLAS_STATUS_SUCCESS) { /* an older cuBLAS: the caller falls back */
+            st = ss_err_set(err, SS_ERR_UNSUPPORTED, "cuBLASLt refuses outer-vector scales: %s",
+                            cublasLtGetStatusString(s));
+            goto fail;
+        }
     }
     LT_TRY(cublasLtMatrixLayoutCreate(&p->a, in_type, (uint64_t)key->k, (uint64_t)key->m, key->k));
     LT_TRY(cublasLtMatrixLayoutCreate(&p->b, in_type, (uint64_t)key->k, (uint64_t)key->n, key->k));
@@ -133,11 +153,19 @@ static ss_status lt_plan_make(ss_cuda_lt *lt, const lt_key *key, lt_plan *p, ss_
                                                 sizeof key->align_out));
     cublasLtMatmulHeuristicResult_t res;
     int found = 0;
-    LT_TRY(cublasLtMatmulAlgoGetHeuristic(lt->handle, p->desc, p->a, p->b, p->c, p->c, pref, 1, &res, &found));
+    const cublasStatus_t hs =
+        cublasLtMatmulAlgoGetHeuristic(lt->handle, p->desc, p->a, p->b, p->c, p->c, pref, 1, &res, &found);
+    if (hs != CUBLAS_STATUS_SUCCESS && key->fp8 == 1) { /* outer-vector scales refused: the caller falls back */
+        st = ss_err_set(err, SS_ERR_UNSUPPORTED, "cuBLASLt refuses e4m3 GEMMs with outer-vector scales: %s",
+                        cublasLtGetStatusString(hs));
+        goto fail;
+    }
+    LT_TRY(hs);
 #undef LT_TRY
     if (found < 1) {
         st = ss_err_set(err, SS_ERR_UNSUPPORTED, "cuBLASLt has no algorithm for n=%lld m=%d k=%d (%s in, %s out)",
-                        (long long)key->n, key->m, key->k, key->fp8 ? "e4m3 with per-row and per-token scales" : "bf16",
+                        (long long)key->n, key->m, key->k,
+                        key->fp8 == 1 ? "e4m3 with outer-vector scales" : key->fp8 ? "e4m3" : "bf16",
                         key->out_f32 ? "f32" : "bf16");
         goto fail;
     }
@@ -152,8 +180,10 @@ fail:
     return st;
 }
 
-/* The plan for key, made on first use; the least recently used plan makes room. */
-static ss_status lt_plan_get(ss_cuda_lt *lt, const lt_key *key, lt_plan **out, ss_err *err)
+/* The plan for key, made on first use (fp8 == 1: with these scale pointers); the least recently used plan makes
+ * room. */
+static ss_status lt_plan_get(ss_cuda_lt *lt, const lt_key *key, lt_plan **out, const float *w_scale,
+                             const float *x_scale, ss_err *err)
 {
     lt_plan *plan = NULL, *victim = &lt->plans[0];
     for (int i = 0; i < LT_PLANS; i++) {
@@ -167,7 +197,7 @@ static ss_status lt_plan_get(ss_cuda_lt *lt, const lt_key *key, lt_plan **out, s
     }
     if (!plan) {
         lt_plan_release(victim);
-        SS_CHECK(lt_plan_make(lt, key, victim, err));
+        SS_CHECK(lt_plan_make(lt, key, victim, w_scale, x_scale, err));
         plan = victim;
     }
     plan->last_use = ++lt->clock;
@@ -196,7 +226,7 @@ ss_status ss_cuda_lt_matmul(ss_cuda_lt *lt, cudaStream_t stream, void *out, int 
 {
     const lt_key key = lt_key_of(n, m, k, out_f32, 0, x, W, out);
     lt_plan *plan = NULL;
-    SS_CHECK(lt_plan_get(lt, &key, &plan, err));
+    SS_CHECK(lt_plan_get(lt, &key, &plan, NULL, NULL, err));
     const float alpha = 1.0f, beta = 0.0f;
     CUBLAS_CHECK(err, cublasLtMatmul(lt->handle, plan->desc, &alpha, W, plan->a, x, plan->b, &beta, out, plan->c, out,
                                      plan->c, &plan->algo, lt->workspace, lt->workspace_bytes, stream));
@@ -206,16 +236,45 @@ ss_status ss_cuda_lt_matmul(ss_cuda_lt *lt, cudaStream_t stream, void *out, int 
 ss_status ss_cuda_lt_matmul_fp8(ss_cuda_lt *lt, cudaStream_t stream, void *out, const void *xq, const float *x_scale,
                                 const void *Wq, const float *w_scale, int64_t n, int32_t m, int32_t k, ss_err *err)
 {
-    const lt_key key = lt_key_of(n, m, k, 0, 1, xq, Wq, out);
-    lt_plan *plan = NULL;
-    SS_CHECK(lt_plan_get(lt, &key, &plan, err));
-    /* The scales are device pointers read when the GEMM runs (a captured graph keeps these addresses). */
-    CUBLAS_CHECK(err, cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &w_scale,
-                                                     sizeof w_scale));
-    CUBLAS_CHECK(err, cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &x_scale,
-                                                     sizeof x_scale));
     const float alpha = 1.0f, beta = 0.0f;
+    lt_plan *plan = NULL;
+    if (lt->fp8_outer != 0) {
+        const lt_key key = lt_key_of(n, m, k, 0, 1, xq, Wq, out);
+        ss_status st = lt_plan_get(lt, &key, &plan, w_scale, x_scale, err);
+        cublasStatus_t ms = CUBLAS_STATUS_NOT_SUPPORTED;
+        if (st == SS_OK) {
+            /* The scales are device pointers read when the GEMM runs (a captured graph keeps these addresses). */
+            CUBLAS_CHECK(err, cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &w_scale,
+                                                             sizeof w_scale));
+            CUBLAS_CHECK(err, cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &x_scale,
+                                                             sizeof x_scale));
+            ms = cublasLtMatmul(lt->handle, plan->desc, &alpha, Wq, plan->a, xq, plan->b, &beta, out, plan->c, out,
+                                plan->c, &plan->algo, lt->workspace, lt->workspace_bytes, stream);
+            if (ms == CUBLAS_STATUS_SUCCESS) {
+                lt->fp8_outer = 1;
+                return SS_OK;
+            }
+            if (lt->fp8_outer > 0)
+                return ss_cuda_fail(err, SS_ERR_CUDA, __FILE__, __LINE__, "cublasLtMatmul (e4m3, outer-vector scales)",
+                                    cublasLtGetStatusString(ms));
+            lt_plan_release(plan); /* the first fp8 GEMM: its refusal (checked on the host, nothing enqueued) */
+            ss_err_set(err, SS_ERR_UNSUPPORTED, "cublasLtMatmul refuses e4m3 with outer-vector scales: %s",
+                       cublasLtGetStatusString(ms));
+        } else if (st != SS_ERR_UNSUPPORTED || lt->fp8_outer > 0) {
+            return st;
+        }
+        /* this cuBLAS cannot scale rows and tokens itself: a kernel does, from now on */
+        SS_LOGW("cuda: %s; the fp8 GEMMs' products are scaled by a separate kernel", err->msg);
+        lt->fp8_outer = 0;
+    }
+    /* the unscaled e4m3 product in bf16 (|sum| <= 448^2 k fits), then the row and token scales */
+    const lt_key key = lt_key_of(n, m, k, 0, 2, xq, Wq, out);
+    SS_CHECK(lt_plan_get(lt, &key, &plan, NULL, NULL, err));
     CUBLAS_CHECK(err, cublasLtMatmul(lt->handle, plan->desc, &alpha, Wq, plan->a, xq, plan->b, &beta, out, plan->c,
                                      out, plan->c, &plan->algo, lt->workspace, lt->workspace_bytes, stream));
+    const int e = ss_cuda_fp8_scale_out(stream, out, x_scale, w_scale, n, m);
+    if (e != 0)
+        return ss_cuda_fail(err, ss_cuda_status_of((cudaError_t)e), __FILE__, __LINE__, "ss_cuda_fp8_scale_out",
+                            cudaGetErrorString((cudaError_t)e));
     return SS_OK;
 }
