@@ -17,6 +17,7 @@
 #define CU_ATTN_WORKSPACE ((size_t)32 << 20) /* split-K partial results */
 #define CU_ACT8_BYTES ((size_t)32 << 20)     /* fp8 activations of one linear GEMM chunk (then their scales) */
 #define CU_ACT8_ROWS 16384                   /* at most this many rows a chunk (a scale each) */
+#define CU_GU8_BYTES ((size_t)64 << 20)      /* the fp8 SwiGLU's unscaled gate/up product of one chunk */
 #define CU_MAX_GRAPHS 64
 #define CU_READBACK_BYTES ((size_t)64 << 10)
 #define CU_SAMPLE_CHUNK 128
@@ -65,6 +66,7 @@ typedef struct cu_ctx {
     int kv_fp8;                 /* the KV caches hold fp8 blocks (ss_backend_params.kv_type) */
     int lin_fp8;                /* linear weights are fp8 (ss_backend_params.linear_type) */
     void *act8;                 /* lin_fp8: [CU_ACT8_BYTES] e4m3 activations, then [CU_ACT8_ROWS] f32 row scales */
+    void *gu8;                  /* lin_fp8: [CU_GU8_BYTES] the fp8 SwiGLU's unscaled gate/up product */
     int64_t fp8_gemv_max;       /* lin_fp8: largest n the W8A16 GEMV takes (SS_FP8_GEMV_MAX, default 8) */
     int persist_fp8;            /* lin_fp8: decode_layers runs the persistent kernel's fp8 form (SS_PERSIST_FP8=1) */
     int64_t persist_calls; /* decode_layers launches so far (its trace switch names one) */
@@ -398,14 +400,17 @@ static ss_status cu_matmul(void *ctx, void *out, ss_dtype out_type, const void *
     return SS_OK;
 }
 
-/* Fused only where the decode GEMV runs (few rows): larger batches go through cuBLASLt + silu_mul. Wgu is in the
- * linear format (fp8 when lin_fp8). */
+static ss_status cu_silu_fp8_gemm(cu_ctx *c, void *out, const void *x, const void *Wgu, int64_t n, int32_t inter,
+                                  int32_t k);
+
+/* Fused where the decode GEMV runs (few rows); with fp8 weights also past it (cu_silu_fp8_gemm); larger bf16
+ * batches go through cuBLASLt + silu_mul. Wgu is in the linear format (fp8 when lin_fp8). */
 static ss_status cu_matmul_silu(void *ctx, void *out, const void *x, const void *Wgu, int64_t n, int32_t inter,
                                 int32_t k)
 {
     cu_ctx *c = ctx;
     if (c->lin_fp8 && n > c->fp8_gemv_max)
-        return SS_ERR_UNSUPPORTED;
+        return cu_silu_fp8_gemm(c, out, x, Wgu, n, inter, k);
     const int r = c->lin_fp8 ? ss_cuda_gemv_silu_fp8(c->stream, out, x, Wgu,
                                                      (const float *)((const char *)Wgu +
                                                                      ss_linear_fp8_scale_offset(2 * (int64_t)inter, k)),
@@ -446,6 +451,29 @@ static ss_status cu_linear(void *ctx, void *out, const void *x, const void *W, c
     }
     if (bias)
         KCHECK(c, ss_cuda_add_bias(c->stream, out, 0, bias, n, m));
+    return SS_OK;
+}
+
+/* The fp8 SwiGLU past the GEMV: x's rows quantised (a scale a token), the unscaled e4m3 GEMM into gu8, and one kernel
+ * that scales gate and up and multiplies: no separate scaling pass over the largest product of the layer. */
+static ss_status cu_silu_fp8_gemm(cu_ctx *c, void *out, const void *x, const void *Wgu, int64_t n, int32_t inter,
+                                  int32_t k)
+{
+    if (k % 16 != 0 || (int64_t)k > (int64_t)CU_ACT8_BYTES || inter % 8 != 0 ||
+        (size_t)inter * 4 > CU_GU8_BYTES)
+        return SS_ERR_UNSUPPORTED; /* matmul + silu_mul refuse or handle it */
+    const float *w_scale = (const float *)((const char *)Wgu + ss_linear_fp8_scale_offset(2 * (int64_t)inter, k));
+    float *x_scale = (float *)((char *)c->act8 + CU_ACT8_BYTES);
+    int64_t rows = (int64_t)(CU_ACT8_BYTES / (size_t)k);
+    rows = rows < CU_ACT8_ROWS ? rows : CU_ACT8_ROWS;
+    rows = rows < (int64_t)(CU_GU8_BYTES / ((size_t)inter * 4)) ? rows : (int64_t)(CU_GU8_BYTES / ((size_t)inter * 4));
+    for (int64_t r0 = 0; r0 < n; r0 += rows) {
+        const int64_t nr = n - r0 < rows ? n - r0 : rows;
+        KCHECK(c, ss_cuda_fp8_quantize_rows(c->stream, c->act8, x_scale, (const char *)x + (size_t)(r0 * k) * 2, nr, k));
+        SS_CHECK(ss_cuda_lt_matmul_e4m3(c->lt, c->stream, c->gu8, c->act8, Wgu, nr, 2 * inter, k, &c->err));
+        KCHECK(c, ss_cuda_fp8_silu_scaled(c->stream, (char *)out + (size_t)(r0 * inter) * 2, c->gu8, x_scale, w_scale,
+                                          nr, inter));
+    }
     return SS_OK;
 }
 
@@ -786,6 +814,8 @@ static void cu_destroy(void *ctx)
             cudaFree(c->attn_ws);
         if (c->act8)
             cudaFree(c->act8);
+        if (c->gu8)
+            cudaFree(c->gu8);
         if (c->readback)
             cudaFreeHost(c->readback);
         if (c->rb_stream) {
@@ -891,6 +921,7 @@ ss_status ss_backend_cuda_create(const ss_backend_params *params, ss_backend **o
     }
     if (c->lin_fp8) {
         CUDA_CHECK_GOTO(err, cudaMalloc(&c->act8, CU_ACT8_BYTES + CU_ACT8_ROWS * sizeof(float)), st, fail);
+        CUDA_CHECK_GOTO(err, cudaMalloc(&c->gu8, CU_GU8_BYTES), st, fail);
         const char *gm = getenv("SS_FP8_GEMV_MAX"); /* benchmark switch: rows the W8A16 GEMV takes (0..8) */
         c->fp8_gemv_max = gm && *gm ? strtol(gm, NULL, 10) : SS_CUDA_GEMV_MAX_N;
         const char *pf8 = getenv("SS_PERSIST_FP8"); /* benchmark switch: the persistent kernel's fp8 form */

@@ -56,8 +56,13 @@ void ss_cuda_lt_destroy(ss_cuda_lt *lt);
 ss_status ss_cuda_lt_matmul(ss_cuda_lt *lt, cudaStream_t stream, void *out, int out_f32, const void *x, const void *W,
                             int64_t n, int32_t m, int32_t k, ss_err *err);
 /* out[t, i] (bf16) = (xq[t, :] . Wq[i, :]) * x_scale[t] * w_scale[i] over e4m3 inputs (fp32 accumulate): x_scale [n]
- * and w_scale [m] are device vectors (cuBLASLt's outer-vector scales). k % 16 == 0, xq and Wq 16-byte aligned. */
+ * and w_scale [m] are device vectors, applied by cuBLASLt (outer-vector scales) from fp8_outer_min rows on where it
+ * can, else by a kernel after an unscaled GEMM. k % 16 == 0, xq and Wq 16-byte aligned. */
 ss_status ss_cuda_lt_matmul_fp8(ss_cuda_lt *lt, cudaStream_t stream, void *out, const void *xq, const float *x_scale,
                                 const void *Wq, const float *w_scale, int64_t n, int32_t m, int32_t k, ss_err *err);
+/* out[t, i] (bf16) = xq[t, :] . Wq[i, :] over e4m3 inputs, unscaled (|out| <= 448^2 k): for callers that apply
+ * the scales in a kernel they run anyway (the fp8 SwiGLU). */
+ss_status ss_cuda_lt_matmul_e4m3(ss_cuda_lt *lt, cudaStream_t stream, void *out, const void *xq, const void *Wq,
+                                 int64_t n, int32_t m, int32_t k, ss_err *err);
 
 #endif

@@ -177,6 +177,10 @@ int ss_cuda_fp8_quantize_rows(void *stream, void *q, float *scale, const void *x
 /* out[t, i] *= x_scale[t] * w_scale[i] over bf16 out [n, m]: an unscaled e4m3 GEMM's product scaled (where
  * cuBLASLt cannot apply the scales itself). */
 int ss_cuda_fp8_scale_out(void *stream, void *out, const float *x_scale, const float *w_scale, int64_t n, int32_t m);
+/* out[t, j] = silu(gu[t, j] * x_scale[t] * w_scale[j]) * (gu[t, inter + j] * x_scale[t] * w_scale[inter + j]): the
+ * SwiGLU of an unscaled e4m3 GEMM's product gu [n, 2 * inter] (inter % 8 == 0, out and gu 16-byte aligned). */
+int ss_cuda_fp8_silu_scaled(void *stream, void *out, const void *gu, const float *x_scale, const float *w_scale,
+                            int64_t n, int32_t inter);
 
 /* ---- sample.cu ---- */
 /* Per row of f32 logits [n, vocab]: max value and first index of it (+ index_offset). */

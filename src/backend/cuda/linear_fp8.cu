@@ -76,6 +76,29 @@ __global__ void __launch_bounds__(256)
     }
 }
 
+// out[t, j] = silu(g * sx[t] * sw[j]) * (u * sx[t] * sw[inter + j]), g = gu[t, j], u = gu[t, inter + j]: the
+// fp8 SwiGLU over an unscaled e4m3 GEMM's product gu [n, 2 * inter] (inter % 8 == 0), 8 outputs a thread.
+__global__ void __launch_bounds__(256) silu_scaled_kernel(bf16 *out, const bf16 *gu, const float *x_scale,
+                                                          const float *w_scale, int64_t n, int inter)
+{
+    pdl_enter();
+    const int64_t per_row = inter / 8, total = n * per_row;
+    for (int64_t c = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; c < total; c += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t t = c / per_row;
+        const int j0 = (int)(c - t * per_row) * 8;
+        const float sx = x_scale[t];
+        float g[8], u[8], o[8];
+        unpack8(*reinterpret_cast<const uint4 *>(gu + t * 2 * inter + j0), g);
+        unpack8(*reinterpret_cast<const uint4 *>(gu + t * 2 * inter + inter + j0), u);
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            const float gs = g[j] * sx * w_scale[j0 + j], us = u[j] * sx * w_scale[inter + j0 + j];
+            o[j] = gs / (1.0f + __expf(-gs)) * us;
+        }
+        *reinterpret_cast<uint4 *>(out + t * inter + j0) = pack8(o);
+    }
+}
+
 } // namespace
 } // namespace ss
 
@@ -105,4 +128,17 @@ extern "C" int ss_cuda_fp8_scale_out(void *stream, void *out, const float *x_sca
                                   w_scale, n, (int)m)
                      : launch_pdl(scale_out_kernel<false>, dim3(blocks), dim3(256), 0, s, (bf16 *)out, x_scale,
                                   w_scale, n, (int)m));
+}
+
+extern "C" int ss_cuda_fp8_silu_scaled(void *stream, void *out, const void *gu, const float *x_scale,
+                                       const float *w_scale, int64_t n, int32_t inter)
+{
+    if (n <= 0)
+        return 0;
+    if (inter <= 0 || inter % 8 != 0 || !aligned16(out) || !aligned16(gu))
+        return (int)cudaErrorInvalidValue;
+    const int64_t work = n * inter / 8;
+    const unsigned blocks = (unsigned)(work / 256 + 1 < 4096 ? work / 256 + 1 : 4096);
+    return (int)launch_pdl(silu_scaled_kernel, dim3(blocks), dim3(256), 0, (cudaStream_t)stream, (bf16 *)out,
+                           (const bf16 *)gu, x_scale, w_scale, n, (int)inter);
 }

@@ -36,6 +36,9 @@ struct ss_cuda_lt {
     /* fp8 GEMMs: 1 cuBLASLt applies the row and token scales (outer vectors), 0 it cannot here (a kernel
      * applies them to the unscaled product), -1 not yet known (the first fp8 plan finds out) */
     int fp8_outer;
+    /* ... and only from this many rows on: below, cuBLASLt 13.1's outer-vector kernels are slower on an H200
+     * than an unscaled GEMM and a scaling pass (docs/performance.md, session 20) */
+    int64_t fp8_outer_min;
 };
 
 static uint32_t lt_alignment(const void *p)
@@ -83,6 +86,8 @@ ss_status ss_cuda_lt_create(size_t workspace_bytes, ss_cuda_lt **out, ss_err *er
     lt->workspace_bytes = workspace_bytes;
     const char *ov = getenv("SS_FP8_OUTER"); /* benchmark switch: 0 scales fp8 products in a separate kernel */
     lt->fp8_outer = ov && ov[0] == '0' ? 0 : -1;
+    const char *om = getenv("SS_FP8_OUTER_MIN"); /* benchmark switch: rows from which cuBLASLt scales */
+    lt->fp8_outer_min = om ? atoll(om) : 512;
     *out = lt;
     return SS_OK;
 }
@@ -233,23 +238,35 @@ ss_status ss_cuda_lt_matmul(ss_cuda_lt *lt, cudaStream_t stream, void *out, int 
     return SS_OK;
 }
 
+ss_status ss_cuda_lt_matmul_e4m3(ss_cuda_lt *lt, cudaStream_t stream, void *out, const void *xq, const void *Wq,
+                                 int64_t n, int32_t m, int32_t k, ss_err *err)
+{
+    const lt_key key = lt_key_of(n, m, k, 0, 2, xq, Wq, out);
+    lt_plan *plan = NULL;
+    SS_CHECK(lt_plan_get(lt, &key, &plan, NULL, NULL, err));
+    const float alpha = 1.0f, beta = 0.0f;
+    CUBLAS_CHECK(err, cublasLtMatmul(lt->handle, plan->desc, &alpha, Wq, plan->a, xq, plan->b, &beta, out, plan->c,
+                                     out, plan->c, &plan->algo, lt->workspace, lt->workspace_bytes, stream));
+    return SS_OK;
+}
+
 ss_status ss_cuda_lt_matmul_fp8(ss_cuda_lt *lt, cudaStream_t stream, void *out, const void *xq, const float *x_scale,
                                 const void *Wq, const float *w_scale, int64_t n, int32_t m, int32_t k, ss_err *err)
 {
-    const float alpha = 1.0f, beta = 0.0f;
-    lt_plan *plan = NULL;
-    if (lt->fp8_outer != 0) {
+    if (lt->fp8_outer != 0 && n >= lt->fp8_outer_min) {
+        const float alpha = 1.0f, beta = 0.0f;
         const lt_key key = lt_key_of(n, m, k, 0, 1, xq, Wq, out);
+        lt_plan *plan = NULL;
         ss_status st = lt_plan_get(lt, &key, &plan, w_scale, x_scale, err);
-        cublasStatus_t ms = CUBLAS_STATUS_NOT_SUPPORTED;
         if (st == SS_OK) {
             /* The scales are device pointers read when the GEMM runs (a captured graph keeps these addresses). */
             CUBLAS_CHECK(err, cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &w_scale,
                                                              sizeof w_scale));
             CUBLAS_CHECK(err, cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &x_scale,
                                                              sizeof x_scale));
-            ms = cublasLtMatmul(lt->handle, plan->desc, &alpha, Wq, plan->a, xq, plan->b, &beta, out, plan->c, out,
-                                plan->c, &plan->algo, lt->workspace, lt->workspace_bytes, stream);
+            const cublasStatus_t ms =
+                cublasLtMatmul(lt->handle, plan->desc, &alpha, Wq, plan->a, xq, plan->b, &beta, out, plan->c, out,
+                               plan->c, &plan->algo, lt->workspace, lt->workspace_bytes, stream);
             if (ms == CUBLAS_STATUS_SUCCESS) {
                 lt->fp8_outer = 1;
                 return SS_OK;
@@ -257,7 +274,7 @@ ss_status ss_cuda_lt_matmul_fp8(ss_cuda_lt *lt, cudaStream_t stream, void *out, 
             if (lt->fp8_outer > 0)
                 return ss_cuda_fail(err, SS_ERR_CUDA, __FILE__, __LINE__, "cublasLtMatmul (e4m3, outer-vector scales)",
                                     cublasLtGetStatusString(ms));
-            lt_plan_release(plan); /* the first fp8 GEMM: its refusal (checked on the host, nothing enqueued) */
+            lt_plan_release(plan); /* the first such GEMM: its refusal (checked on the host, nothing enqueued) */
             ss_err_set(err, SS_ERR_UNSUPPORTED, "cublasLtMatmul refuses e4m3 with outer-vector scales: %s",
                        cublasLtGetStatusString(ms));
         } else if (st != SS_ERR_UNSUPPORTED || lt->fp8_outer > 0) {
@@ -268,10 +285,7 @@ ss_status ss_cuda_lt_matmul_fp8(ss_cuda_lt *lt, cudaStream_t stream, void *out, 
         lt->fp8_outer = 0;
     }
     /* the unscaled e4m3 product in bf16 (|sum| <= 448^2 k fits), then the row and token scales */
-    const lt_key key = lt_key_of(n, m, k, 0, 2, xq, Wq, out);
-    SS_CHECK(lt_plan_get(lt, &key, &plan, NULL, NULL, err));
-    CUBLAS_CHECK(err, cublasLtMatmul(lt->handle, plan->desc, &alpha, Wq, plan->a, xq, plan->b, &beta, out, plan->c,
-                                     out, plan->c, &plan->algo, lt->workspace, lt->workspace_bytes, stream));
+    SS_CHECK(ss_cuda_lt_matmul_e4m3(lt, stream, out, xq, Wq, n, m, k, err));
     const int e = ss_cuda_fp8_scale_out(stream, out, x_scale, w_scale, n, m);
     if (e != 0)
         return ss_cuda_fail(err, ss_cuda_status_of((cudaError_t)e), __FILE__, __LINE__, "ss_cuda_fp8_scale_out",
