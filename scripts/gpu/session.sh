@@ -3,7 +3,7 @@
 # trains the demo model on the last GPU in the background, and meanwhile runs the GPU checks and
 # benchmarks on the others. Every step has a deadline; the whole run stays under BUDGET seconds.
 # Results: $OUT/summary.txt, $OUT/logs.tar.xz, and $OUT/demo-*.{safetensors,json,txt} from training.
-# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize sanattn checks1 s20a s20t s19a s19b s19c s19t s19g s18a s18b s18t s18p s18s s17a s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
+# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize sanattn checks1 s20a s20s s20t s20x s19a s19b s19c s19t s19g s18a s18b s18t s18p s18s s17a s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -747,6 +747,41 @@ if has s20a; then
   done
   grep -h "scaled by a separate kernel" "$L"/bench_s20a_*q8.log "$L"/golden_q8.log 2>/dev/null | head -2 | tee -a "$S"
   bench_lines "$L"/bench_s20a_*.log | tee -a "$S"
+fi
+if has s20s; then
+  # Session 20: serving S20S_N x 1000 in / 1000 out all at once with fp8 weights, this build (q8) against $OLDB
+  # (q8old: session 19's scale a matrix), one H200.
+  export CUDA_VISIBLE_DEVICES=0
+  [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
+  cp /work/shared/fixtures/models/e2e-llama3-tok/tokenizer.json /work/shared/fixtures/models/e2e-llama3-tok/tokenizer_config.json "$M8/"
+  for v in ${S20S_VARIANTS:-q8 q8old}; do
+    bd=$B; [ $v = q8old ] && { [ -n "$OLDB" ] || continue; bd=$OLDB; }
+    SHARDSERVE_QUANTIZATION=fp8 "$bd/shardserve" serve --model "$M8" --device cuda --port 8000 --metrics-port 8002 \
+      --served-model-name llama-3-8b --max-batch "${S20S_BATCH:-256}" --max-step-tokens 2048 --max-waiting 4096 >"$L/serve_s20_$v.log" 2>&1 &
+    SPID=$!
+    wait_ready $SPID
+    [ $ready = 1 ] && step "serve ${S20S_N:-500} x 1000/1000 [$v]" 150 "bench_s20s_$v.log" "$B/shardserve" bench --url http://127.0.0.1:8000 \
+      --model llama-3-8b --num-requests "${S20S_N:-500}" --input-len 1000 --output-len 1000 --seed 1 --json --quiet
+    kill -TERM $SPID 2>/dev/null; sleep 2; kill -9 $SPID 2>/dev/null
+    echo "$v $(grep -ho '"output_tokens_per_s":[0-9.]*\|"duration_s":[0-9.]*' "$L/bench_s20s_$v.log" | tr '\n' ' ') tpot_p50 $(python3 -c 'import json,sys; print(round(json.loads([l for l in open(sys.argv[1]) if l.startswith("{")][-1])["tpot_ms"]["p50"], 2))' "$L/bench_s20s_$v.log" 2>/dev/null)" | tee -a "$S"
+  done
+fi
+if has s20x; then
+  # Session 20: a Llama-3-70B-shaped model cut to S20X_LAYERS of its 80 layers (the disk), on one H200: batch 1 and
+  # 8 with fp8 weights (q8) and bf16 weights, to estimate the whole model on one card.
+  export CUDA_VISIBLE_DEVICES=0
+  MX=/tmp/llama-3-70b-l${S20X_LAYERS:-20}
+  step "gen_checkpoint llama-3-70b, ${S20X_LAYERS:-20} layers" 120 gen70x.log "$B/tools/gen_checkpoint" --shape llama-3-70b --layers "${S20X_LAYERS:-20}" --out "$MX"
+  for cs in ${S20X_CASES:-1:128:128 8:128:64}; do
+    IFS=: read -r bsz pr gn <<<"$cs"
+    for v in q8 bf16; do
+      q=fp8; [ $v = bf16 ] && q=none
+      step "70B/${S20X_LAYERS:-20} b$bsz prompt $pr [$v]" 90 "bench_s20x_b${bsz}_$v.log" env SHARDSERVE_QUANTIZATION=$q \
+        "$B/tools/bench_decode" --model "$MX" --device cuda --batch $bsz --prompt $pr --gen $gn --json
+    done
+  done
+  bench_lines "$L"/bench_s20x_*.log | tee -a "$S"
+  grep -ho 'weights ([a-z0-9]* projections)\|[0-9.]* GiB weights[^,]*' "$L"/bench_s20x_*.log | sort -u | head -4 | tee -a "$S"
 fi
 if has s20t; then
   # Session 20, 2 GPUs: the goldens at tp 2 with fp8 weights (a scale a row, a scale a token), then bench_decode

@@ -28,8 +28,8 @@ static ss_linear_type golden_quant = SS_LINEAR_ACT;
 #define GOLDEN_FP8_TOL 8e-2 /* e4m3 keeps 3 mantissa bits (~3.6% RMS error a cached value); the fixtures reach 6.0% on cpu */
 /* fp8 weights (e4m3, a scale per row): the cpu (W8A16) reaches 0.15 on the fixtures' random tiny models, 0.13 at
  * tp 2 (o's and down's rows are split, each half with its own scale). cuda's prefill GEMMs round the activations to
- * e4m3 too (a scale per token). A wrong scale or layout is ~1. */
-#define GOLDEN_QUANT_TOL 2e-1
+ * e4m3 too (a scale per token): 0.19 on an H200, 0.21 at tp 2 (2 x H200). A wrong scale or layout is ~1. */
+#define GOLDEN_QUANT_TOL (golden_tp > 1 ? 3e-1 : 2.5e-1)
 #define GOLDEN_TOL golden_tol
 static int golden_checked_total;
 static double golden_worst; /* the largest logits error of the model under test */
