@@ -3,7 +3,7 @@
 # trains the demo model on the last GPU in the background, and meanwhile runs the GPU checks and
 # benchmarks on the others. Every step has a deadline; the whole run stays under BUDGET seconds.
 # Results: $OUT/summary.txt, $OUT/logs.tar.xz, and $OUT/demo-*.{safetensors,json,txt} from training.
-# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize sanattn checks1 s20a s20s s20t s20x s19a s19b s19c s19t s19g s18a s18b s18t s18p s18s s17a s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
+# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize sanattn checks1 s20a s20s s20t s20x s20m s19a s19b s19c s19t s19g s18a s18b s18t s18p s18s s17a s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -782,6 +782,22 @@ if has s20x; then
   done
   bench_lines "$L"/bench_s20x_*.log | tee -a "$S"
   grep -ho 'weights ([a-z0-9]* projections)\|[0-9.]* GiB weights[^,]*' "$L"/bench_s20x_*.log | sort -u | head -4 | tee -a "$S"
+fi
+if has s20m; then
+  # Session 20: where cuBLASLt's outer-vector scales start to pay: prefill of S20M_PROMPTS tokens at batch 1 with
+  # them from 512 rows on (the default) and never (SS_FP8_OUTER_MIN=1000000: unscaled GEMM + scaling pass).
+  export CUDA_VISIBLE_DEVICES=0
+  [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
+  for rep in 1 2; do
+    for pr in ${S20M_PROMPTS:-512 1024 2048}; do
+      for v in outer pass; do
+        om=512; [ $v = pass ] && om=1000000
+        step "8B prefill $pr [$v] #$rep" 60 "bench_s20m_p${pr}_${v}_$rep.log" env SHARDSERVE_QUANTIZATION=fp8 SS_FP8_OUTER_MIN=$om \
+          "$B/tools/bench_decode" --model "$M8" --device cuda --batch 1 --prompt $pr --gen 4 --json
+      done
+    done
+  done
+  bench_lines "$L"/bench_s20m_*.log | tee -a "$S"
 fi
 if has s20t; then
   # Session 20, 2 GPUs: the goldens at tp 2 with fp8 weights (a scale a row, a scale a token), then bench_decode
