@@ -424,7 +424,7 @@ static ss_status cu_matmul_silu(void *ctx, void *out, const void *x, const void 
 
 /* Linear weights (backend.h, ss_linear_bytes). fp8: up to fp8_gemv_max rows through the W8A16 GEMV (gemv.cu); more rows are
  * quantised to e4m3, one scale a token (so a row's result does not depend on the other rows of the call), for
- * cuBLASLt's fp8 GEMM with outer-vector scales (the weights' per row, the tokens' per column of its output). */
+ * cuBLASLt's fp8 GEMM; ss_cuda_lt_matmul_fp8 applies the weights' row scales and the tokens' scales. */
 static ss_status cu_linear(void *ctx, void *out, const void *x, const void *W, const void *bias, int64_t n, int32_t m,
                            int32_t k)
 {
