@@ -3,7 +3,7 @@
 # trains the demo model on the last GPU in the background, and meanwhile runs the GPU checks and
 # benchmarks on the others. Every step has a deadline; the whole run stays under BUDGET seconds.
 # Results: $OUT/summary.txt, $OUT/logs.tar.xz, and $OUT/demo-*.{safetensors,json,txt} from training.
-# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize sanattn checks1 s20a s20s s20t s20x s20m s19a s19b s19c s19t s19g s18a s18b s18t s18p s18s s17a s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
+# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize sanattn checks1 s20a s20s s20t s20x s20m s20p s19a s19b s19c s19t s19g s18a s18b s18t s18p s18s s17a s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -798,6 +798,22 @@ if has s20m; then
     done
   done
   bench_lines "$L"/bench_s20m_*.log | tee -a "$S"
+fi
+if has s20p; then
+  # Session 20: held-out perplexity of the bundled demo model (a trained model, unlike the fixtures) on one H200:
+  # bf16 weights, fp8 weights (this build: a scale a row and a token), fp8 weights in $OLDB (session 19: a scale a
+  # matrix and a call), the fp8 KV cache, both. tools/eval_ppl over the corpus's valid.txt (packed by
+  # stage-lead.sh); PyTorch float32 gave 35.2141 (golden.json).
+  export CUDA_VISIBLE_DEVICES=0
+  [ -f .gpu-carry/corpus.tar.xz ] && [ ! -d "$W/.corpus" ] && tar -C "$W" -xJf .gpu-carry/corpus.tar.xz
+  for v in ${S20P_VARIANTS:-none q8 q8old kv8 q8kv8}; do
+    bd=$B; [ $v = q8old ] && { [ -x "${OLDB:-/nonexistent}/tools/eval_ppl" ] || continue; bd=$OLDB; }
+    q=none; case $v in q8*) q=fp8 ;; esac
+    kv=auto; case $v in *kv8) kv=fp8 ;; esac
+    step "eval_ppl demo [$v]" 120 "ppl_$v.log" "$bd/tools/eval_ppl" --model models/shardserve-demo --text "$W/.corpus/valid.txt" \
+      --device cuda --quantization $q --kv-cache-dtype $kv --json
+    echo "$v $(grep -h '^{' "$L/ppl_$v.log" | tail -1)" | tee -a "$S"
+  done
 fi
 if has s20t; then
   # Session 20, 2 GPUs: the goldens at tp 2 with fp8 weights (a scale a row, a scale a token), then bench_decode

@@ -11,7 +11,7 @@ C=.gpu-carry
 rm -rf "$C" && mkdir -p "$C/stage/build/tests" "$C/stage/build/tools" "$C/stage/lib"
 cp "$B/shardserve" "$C/stage/build/"
 for t in test_golden test_backend_consistency test_sharded test_comm_peer; do cp "$B/tests/$t" "$C/stage/build/tests/" 2>/dev/null || true; done
-for t in bench_decode bench_backend gen_checkpoint bench_tokenizer libss_ktrace.so; do cp "$B/tools/$t" "$C/stage/build/tools/" 2>/dev/null || true; done
+for t in bench_decode bench_backend gen_checkpoint bench_tokenizer eval_ppl libss_ktrace.so; do cp "$B/tools/$t" "$C/stage/build/tools/" 2>/dev/null || true; done
 for bin in "$C"/stage/build/shardserve "$C"/stage/build/tests/* "$C"/stage/build/tools/*; do
   ldd "$bin" | awk '$3 ~ /^\// {print $3}'
 done | sort -u | grep -vE '/(libc|libm|libdl|libpthread|librt|ld-linux[^/]*|libstdc\+\+|libgcc_s|libcudart|libcublas|libcublasLt|libnccl)\.so' \
@@ -22,6 +22,7 @@ tar -C "$C/stage" -cJf "$C/bin.tar.xz" . && rm -rf "$C/stage"
 # OLD_BUILD=DIR: another commit's Release build (shardserve + tools/bench_decode) for A/B runs in one call
 if [ -n "${OLD_BUILD:-}" ]; then
   mkdir -p "$C/old/tools" && cp "$OLD_BUILD/shardserve" "$C/old/" && cp "$OLD_BUILD/tools/bench_decode" "$C/old/tools/"
+  [ -f "$OLD_BUILD/tools/eval_ppl" ] && cp "$OLD_BUILD/tools/eval_ppl" "$C/old/tools/"
   tar -C "$C/old" -cJf "$C/old.tar.xz" . && rm -rf "$C/old"
 fi
 tar -C ../shared -cJf "$C/fixtures.tar.xz" fixtures
