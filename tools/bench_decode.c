@@ -15,6 +15,7 @@
 #include "core/log.h"
 #include "core/net.h"
 #include "runner/replica.h"
+#include "tool_replica.h"
 
 extern char **environ;
 
@@ -33,16 +34,13 @@ static int bd_cmp_double(const void *a, const void *b)
 
 int main(int argc, char **argv)
 {
-    const char *model = NULL, *device = "auto", *kv_dtype = "auto", *quant = "none";
-    int64_t tp = 1, pp = 1, batch = 1, prompt = 128, gen = 256, chunk = 2048, json = 0, seqlen = 0, no_graphs = 0,
+    const char *model = NULL;
+    tool_replica_opts ro = TOOL_REPLICA_DEFAULTS;
+    int64_t batch = 1, prompt = 128, gen = 256, chunk = 2048, json = 0, seqlen = 0, no_graphs = 0,
             no_overlap = 0, verbose = 0;
     ss_opt opts[] = {
         {"model", SS_OPT_STR, &model, "checkpoint or engine folder"},
-        {"device", SS_OPT_STR, &device, "auto | cpu | cuda"},
-        {"kv-cache-dtype", SS_OPT_STR, &kv_dtype, "auto | fp8"},
-        {"quantization", SS_OPT_STR, &quant, "none | fp8 (projection weights)"},
-        {"tp", SS_OPT_INT, &tp, "tensor parallel"},
-        {"pp", SS_OPT_INT, &pp, "pipeline parallel"},
+        TOOL_REPLICA_OPTIONS(ro),
         {"batch", SS_OPT_INT, &batch, "sequences decoded together"},
         {"prompt", SS_OPT_INT, &prompt, "prompt tokens per sequence"},
         {"gen", SS_OPT_INT, &gen, "generated tokens per sequence"},
@@ -55,35 +53,15 @@ int main(int argc, char **argv)
         {NULL, 0, NULL, NULL},
     };
     ss_err e = {{0}};
-    ss_kv_type kv_type = SS_KV_ACT;
-    ss_linear_type lin_type = SS_LINEAR_ACT;
+    ss_replica_params p;
     ss_status st = ss_opts_parse(opts, argc, argv, 1, environ, "bench_decode", &e);
     if (st == SS_OK && model)
-        st = ss_kv_type_parse(kv_dtype, &kv_type, &e);
-    if (st == SS_OK && model)
-        st = ss_linear_type_parse(quant, &lin_type, &e);
+        st = tool_replica_params(&ro, model, &p, &e);
     if (st != SS_OK || !model) {
         fprintf(stderr, "bench_decode: %s\n", st == SS_OK ? "--model is required" : e.msg);
         return 2;
     }
     ss_log_init(verbose ? SS_LOG_INFO : SS_LOG_WARN, "");
-    ss_replica_params p = ss_replica_default_params();
-    p.model_dir = model;
-    p.tp = (int)tp;
-    p.pp = (int)pp;
-    /* Other ranks run `shardserve worker`: the binary sits one folder up from tools/. */
-    static char exe[4096];
-    ssize_t xl = readlink("/proc/self/exe", exe, sizeof exe - 32);
-    if (xl > 0) {
-        exe[xl] = '\0';
-        char *slash = strrchr(exe, '/');
-        if (slash)
-            snprintf(slash, sizeof exe - (size_t)(slash - exe), "/../shardserve");
-        p.worker_exe = exe;
-    }
-    p.backend.device = !strcmp(device, "cuda") ? SS_DEVICE_CUDA : !strcmp(device, "cpu") ? SS_DEVICE_CPU : SS_DEVICE_AUTO;
-    p.backend.kv_type = kv_type;
-    p.backend.linear_type = lin_type;
     int32_t bs = 16;
     int64_t len = seqlen > 0 ? seqlen : prompt + gen + 1;
     int32_t nb = (int32_t)((len + bs - 1) / bs);
@@ -191,14 +169,14 @@ int main(int argc, char **argv)
                "\"first_step_ms\":%.3f,\"median_step_ms\":%.3f,\"median_tok_s\":%.2f,\"warm_tok_s\":%.2f,\"graphs\":%d,"
                "\"overlap\":%d,\"kv\":\"%s\",\"weights\":\"%s\","
                "\"tokens_fnv\":\"%016llx\"}\n",
-               model, (long long)tp, (long long)pp, (long long)batch, (long long)prompt, (long long)gen, t_load,
+               model, (long long)ro.tp, (long long)ro.pp, (long long)batch, (long long)prompt, (long long)gen, t_load,
                pre_tps, t_cold * 1e3, dec_tps, t_dec / gen * 1e3, first_step * 1e3, med * 1e3,
-               med > 0 ? batch / med : 0, warm_tps, !no_graphs, !no_overlap, ss_kv_type_name(kv_type),
-               ss_linear_type_name(lin_type), (unsigned long long)tok_hash);
+               med > 0 ? batch / med : 0, warm_tps, !no_graphs, !no_overlap, ss_kv_type_name(p.backend.kv_type),
+               ss_linear_type_name(p.backend.linear_type), (unsigned long long)tok_hash);
     else
         printf("tp %lld pp %lld batch %lld: load %.2f s, prefill %.1f tok/s (first, cold: %.1f ms), decode %.2f "
                "tok/s (%.3f ms/step)\n",
-               (long long)tp, (long long)pp, (long long)batch, t_load, pre_tps, t_cold * 1e3, dec_tps,
+               (long long)ro.tp, (long long)ro.pp, (long long)batch, t_load, pre_tps, t_cold * 1e3, dec_tps,
                t_dec / gen * 1e3);
     ss_free(q);
     ss_free(blocks);

@@ -18,6 +18,7 @@
 #include "core/log.h"
 #include "runner/replica.h"
 #include "tokenizer/tokenizer.h"
+#include "tool_replica.h"
 
 extern char **environ;
 
@@ -115,26 +116,22 @@ static ss_status ep_encode(const ss_tokenizer *tok, char *text, size_t len, int3
 
 int main(int argc, char **argv)
 {
-    const char *model = NULL, *text_path = NULL, *device = "auto", *kv_dtype = "auto", *quant = "none";
-    int64_t tp = 1, pp = 1, window = 256, batch = 8, max_windows = 0, json = 0, verbose = 0;
+    const char *model = NULL, *text_path = NULL;
+    tool_replica_opts ro = TOOL_REPLICA_DEFAULTS;
+    int64_t window = 256, batch = 8, max_windows = 0, json = 0, verbose = 0;
     ss_opt opts[] = {
         {"model", SS_OPT_STR, &model, "checkpoint or engine folder (with its tokenizer)"},
         {"text", SS_OPT_STR, &text_path, "UTF-8 text, documents separated by blank lines"},
         {"window", SS_OPT_INT, &window, "tokens a window (its first is set to the BOS token)"},
         {"batch", SS_OPT_INT, &batch, "windows a step"},
         {"max-windows", SS_OPT_INT, &max_windows, "stop after this many windows (0: the whole text)"},
-        {"device", SS_OPT_STR, &device, "auto | cpu | cuda"},
-        {"kv-cache-dtype", SS_OPT_STR, &kv_dtype, "auto | fp8"},
-        {"quantization", SS_OPT_STR, &quant, "none | fp8 (projection weights)"},
-        {"tp", SS_OPT_INT, &tp, "tensor parallel"},
-        {"pp", SS_OPT_INT, &pp, "pipeline parallel"},
+        TOOL_REPLICA_OPTIONS(ro),
         {"json", SS_OPT_BOOL, &json, "print one JSON line"},
         {"verbose", SS_OPT_BOOL, &verbose, "info-level log lines on stderr"},
         {NULL, 0, NULL, NULL},
     };
     ss_err e = {{0}};
-    ss_kv_type kv_type = SS_KV_ACT;
-    ss_linear_type lin_type = SS_LINEAR_ACT;
+    ss_replica_params p;
     ss_status st = ss_opts_parse(opts, argc, argv, 1, environ, "eval_ppl", &e);
     if (st == SS_OK && (!model || !text_path))
         st = ss_err_set(&e, SS_ERR_INVALID_ARG, "--model and --text are required");
@@ -143,9 +140,7 @@ int main(int argc, char **argv)
     if (st == SS_OK && (batch < 1 || batch > 256))
         st = ss_err_set(&e, SS_ERR_INVALID_ARG, "--batch must be 1..256 (got %lld)", (long long)batch);
     if (st == SS_OK)
-        st = ss_kv_type_parse(kv_dtype, &kv_type, &e);
-    if (st == SS_OK)
-        st = ss_linear_type_parse(quant, &lin_type, &e);
+        st = tool_replica_params(&ro, model, &p, &e);
     if (st != SS_OK) {
         fprintf(stderr, "eval_ppl: %s\n", e.msg);
         return 2;
@@ -179,22 +174,6 @@ int main(int argc, char **argv)
         return 2;
     }
 
-    ss_replica_params p = ss_replica_default_params();
-    p.model_dir = model;
-    p.tp = (int)tp;
-    p.pp = (int)pp;
-    static char exe[4096]; /* other ranks run `shardserve worker`: the binary sits one folder up from tools/ */
-    ssize_t xl = readlink("/proc/self/exe", exe, sizeof exe - 32);
-    if (xl > 0) {
-        exe[xl] = '\0';
-        char *slash = strrchr(exe, '/');
-        if (slash)
-            snprintf(slash, sizeof exe - (size_t)(slash - exe), "/../shardserve");
-        p.worker_exe = exe;
-    }
-    p.backend.device = !strcmp(device, "cuda") ? SS_DEVICE_CUDA : !strcmp(device, "cpu") ? SS_DEVICE_CPU : SS_DEVICE_AUTO;
-    p.backend.kv_type = kv_type;
-    p.backend.linear_type = lin_type;
     const int32_t bs = 16, nb = (int32_t)((window + bs - 1) / bs);
     p.block_size = bs;
     p.max_seq_len = nb * bs;
@@ -287,7 +266,7 @@ int main(int argc, char **argv)
     if (json)
         printf("{\"model\":\"%s\",\"quantization\":\"%s\",\"kv_cache_dtype\":\"%s\",\"tokens_predicted\":%zu,"
                "\"windows\":%zu,\"window\":%lld,\"loss\":%.6f,\"perplexity\":%.4f,\"bits_per_byte\":%.4f}\n",
-               model, ss_linear_type_name(lin_type), ss_kv_type_name(kv_type), count, windows, (long long)window,
+               model, ss_linear_type_name(p.backend.linear_type), ss_kv_type_name(p.backend.kv_type), count, windows, (long long)window,
                loss, ppl, isnan(bpb) ? -1.0 : bpb);
     else
         printf("%zu tokens predicted in %zu windows of %lld: loss %.6f nats/token, perplexity %.4f\n", count,
