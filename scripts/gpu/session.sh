@@ -804,14 +804,15 @@ if has s20p; then
   # bf16 weights, fp8 weights (this build: a scale a row and a token), fp8 weights in $OLDB (session 19: a scale a
   # matrix and a call), the fp8 KV cache, both. tools/eval_ppl over the corpus's valid.txt (packed by
   # stage-lead.sh); PyTorch float32 gave 35.2141 (golden.json).
-  export CUDA_VISIBLE_DEVICES=0
+  # S20P_TP=2: at tp 2 on GPUs 0 and 1
+  export CUDA_VISIBLE_DEVICES=0${S20P_TP:+,1}
   [ -f .gpu-carry/corpus.tar.xz ] && [ ! -d "$W/.corpus" ] && tar -C "$W" -xJf .gpu-carry/corpus.tar.xz
   for v in ${S20P_VARIANTS:-none q8 q8old kv8 q8kv8}; do
     bd=$B; [ $v = q8old ] && { [ -x "${OLDB:-/nonexistent}/tools/eval_ppl" ] || continue; bd=$OLDB; }
     q=none; case $v in q8*) q=fp8 ;; esac
     kv=auto; case $v in *kv8) kv=fp8 ;; esac
     step "eval_ppl demo [$v]" 120 "ppl_$v.log" "$bd/tools/eval_ppl" --model models/shardserve-demo --text "$W/.corpus/valid.txt" \
-      --device cuda --quantization $q --kv-cache-dtype $kv --json
+      --device cuda --quantization $q --kv-cache-dtype $kv ${S20P_TP:+--tp $S20P_TP} --json
     echo "$v $(grep -h '^{' "$L/ppl_$v.log" | tail -1)" | tee -a "$S"
   done
 fi
