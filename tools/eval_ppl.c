@@ -15,6 +15,7 @@
 
 #include "cli/opts.h"
 #include "core/alloc.h"
+#include "core/fileio.h"
 #include "core/log.h"
 #include "runner/replica.h"
 #include "tokenizer/tokenizer.h"
@@ -43,42 +44,6 @@ static int ep_push(ep_stream *s, const int32_t *ids, size_t n)
     memcpy(s->ids + s->n, ids, n * sizeof *ids);
     s->n += n;
     return 0;
-}
-
-/* Reads path whole (caller ss_free's *out). */
-static ss_status ep_read_file(const char *path, char **out, size_t *len, ss_err *err)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return ss_err_set(err, SS_ERR_IO, "cannot open the text %s", path);
-    char *buf = NULL;
-    size_t n = 0, cap = 0;
-    for (;;) {
-        if (n + 65536 > cap) {
-            cap = cap ? cap * 2 : 1 << 20;
-            char *p = ss_realloc(buf, cap + 1);
-            if (!p) {
-                ss_free(buf);
-                fclose(f);
-                return ss_err_set(err, SS_ERR_NOMEM, "reading %s: out of memory", path);
-            }
-            buf = p;
-        }
-        size_t got = fread(buf + n, 1, cap - n, f);
-        n += got;
-        if (got == 0)
-            break;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        ss_free(buf);
-        return ss_err_set(err, SS_ERR_IO, "reading the text %s failed", path);
-    }
-    buf[n] = '\0';
-    *out = buf;
-    *len = n;
-    return SS_OK;
 }
 
 /* The documents of text (separated by blank lines, stripped of surrounding newlines), encoded. */
@@ -162,7 +127,7 @@ int main(int argc, char **argv)
     char *text = NULL;
     size_t text_len = 0;
     ep_stream s = {0};
-    if ((st = ep_read_file(text_path, &text, &text_len, &e)) == SS_OK)
+    if ((st = ss_read_file(text_path, (size_t)1 << 32, &text, &text_len, &e)) == SS_OK)
         st = ep_encode(tok, text, text_len, eos, &s, &e);
     ss_free(text);
     ss_tokenizer_destroy(tok);

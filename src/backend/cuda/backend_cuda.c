@@ -403,6 +403,13 @@ static ss_status cu_matmul(void *ctx, void *out, ss_dtype out_type, const void *
 static ss_status cu_silu_fp8_gemm(cu_ctx *c, void *out, const void *x, const void *Wgu, int64_t n, int32_t inter,
                                   int32_t k);
 
+/* Rows of k activations one fp8 GEMM chunk takes: their e4m3 bytes and their scales fit act8. */
+static int64_t cu_act8_rows(int32_t k)
+{
+    const int64_t fit = (int64_t)(CU_ACT8_BYTES / (size_t)k);
+    return fit < CU_ACT8_ROWS ? fit : CU_ACT8_ROWS;
+}
+
 /* Fused where the decode GEMV runs (few rows); with fp8 weights also past it (cu_silu_fp8_gemm); larger bf16
  * batches go through cuBLASLt + silu_mul. Wgu is in the linear format (fp8 when lin_fp8). */
 static ss_status cu_matmul_silu(void *ctx, void *out, const void *x, const void *Wgu, int64_t n, int32_t inter,
@@ -441,7 +448,7 @@ static ss_status cu_linear(void *ctx, void *out, const void *x, const void *W, c
     if (k % 16 != 0 || (int64_t)k > (int64_t)CU_ACT8_BYTES)
         return ss_err_set(&c->err, SS_ERR_INVALID_ARG, "linear: fp8 weights need k %% 16 == 0 (k = %d)", k);
     float *x_scale = (float *)((char *)c->act8 + CU_ACT8_BYTES);
-    const int64_t fit = (int64_t)(CU_ACT8_BYTES / (size_t)k), rows = fit < CU_ACT8_ROWS ? fit : CU_ACT8_ROWS;
+    const int64_t rows = cu_act8_rows(k);
     for (int64_t r0 = 0; r0 < n; r0 += rows) {
         const int64_t nr = n - r0 < rows ? n - r0 : rows;
         const char *xr = (const char *)x + (size_t)(r0 * k) * 2;
@@ -464,9 +471,8 @@ static ss_status cu_silu_fp8_gemm(cu_ctx *c, void *out, const void *x, const voi
         return SS_ERR_UNSUPPORTED; /* matmul + silu_mul refuse or handle it */
     const float *w_scale = (const float *)((const char *)Wgu + ss_linear_fp8_scale_offset(2 * (int64_t)inter, k));
     float *x_scale = (float *)((char *)c->act8 + CU_ACT8_BYTES);
-    int64_t rows = (int64_t)(CU_ACT8_BYTES / (size_t)k);
-    rows = rows < CU_ACT8_ROWS ? rows : CU_ACT8_ROWS;
-    rows = rows < (int64_t)(CU_GU8_BYTES / ((size_t)inter * 4)) ? rows : (int64_t)(CU_GU8_BYTES / ((size_t)inter * 4));
+    const int64_t gu_rows = (int64_t)(CU_GU8_BYTES / ((size_t)inter * 4)), act_rows = cu_act8_rows(k);
+    const int64_t rows = act_rows < gu_rows ? act_rows : gu_rows;
     for (int64_t r0 = 0; r0 < n; r0 += rows) {
         const int64_t nr = n - r0 < rows ? n - r0 : rows;
         KCHECK(c, ss_cuda_fp8_quantize_rows(c->stream, c->act8, x_scale, (const char *)x + (size_t)(r0 * k) * 2, nr, k));
