@@ -339,10 +339,10 @@ __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiled
             const int kr = cc / C8, ch = cc - (cc / C8) * C8;
             const uint4 u = u8[i];
             bf16 *dst = sbf + (is_v ? BN * LDS : 0) + kr * LDS + ch * 16;
-            *reinterpret_cast<uint4 *>(dst) = make_uint4(e4m3x2_h2(u.x), e4m3x2_h2(u.x >> 16), e4m3x2_h2(u.y),
-                                                         e4m3x2_h2(u.y >> 16));
-            *reinterpret_cast<uint4 *>(dst + 8) = make_uint4(e4m3x2_h2(u.z), e4m3x2_h2(u.z >> 16), e4m3x2_h2(u.w),
-                                                             e4m3x2_h2(u.w >> 16));
+            *reinterpret_cast<uint4 *>(dst) = make_uint4(e4m3x2_h2(u.x), e4m3x2_h2_hi(u.x), e4m3x2_h2(u.y),
+                                                         e4m3x2_h2_hi(u.y));
+            *reinterpret_cast<uint4 *>(dst + 8) = make_uint4(e4m3x2_h2(u.z), e4m3x2_h2_hi(u.z), e4m3x2_h2(u.w),
+                                                             e4m3x2_h2_hi(u.w));
         }
         const float *ssc = reinterpret_cast<const float *>(sk + 2 * BN * D);
         for (int c = tid; c < 2 * BN; c += NT)

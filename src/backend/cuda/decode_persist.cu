@@ -53,9 +53,13 @@ namespace {
 // ---------------------------------------------------------------- the kernel
 
 // FP8: the projection weights are backend.h's fp8 linear format (persist_stream.cuh). Correct (the consistency test),
-// but slower than op by op on an H200 (8B batch 1: 347 against 387 tok/s; at 512-token contexts 279 against 378;
-// session 19): with one CTA a SM, 8 consumer warps convert and multiply twice the weights a stage, and it seems
-// they, not the bus, set the pace. The backend runs it only under SS_PERSIST_FP8=1.
+// but slower than op by op on an H200 (8B batch 1: 360.6 against 387.1 tok/s; at 512-token contexts 287 against 374;
+// session 21). Profiled (session 21, Nsight Compute): with one CTA a SM its 8 consumer warps take ~0.9 us for a
+// 32 KiB stage of e4m3 weights, about what the bus needs to bring one, so the consumers never catch up on the
+// stages that pile up while they attend, norm or wait for the grid; their warps stall on shared-memory loads and
+// on fixed-latency chains (cvt, mma), two warps a scheduler being too few to hide them. Converting by bit moves,
+// sharing conversion between pipes, more accumulators and deeper L2 prefetch all measured slower (performance.md).
+// The backend runs it only under SS_PERSIST_FP8=1.
 template <bool FP8>
 __global__ void __launch_bounds__(kThreads, 1) decode_persist_kernel(const __grid_constant__ Params p)
 {

@@ -166,7 +166,7 @@ __device__ __forceinline__ void mma_chunk(float (&acc0)[4], float (&acc1)[4], co
                 uint32_t b0, b1;
                 bf16x4_to_h2(xs[2 * j], xs[2 * j + 1], b0, b1);
                 const uint32_t a = wa[2 * h + j], b = wb[2 * h + j];
-                mma_16816<true>(j ? acc1 : acc0, e4m3x2_h2(a), e4m3x2_h2(b), e4m3x2_h2(a >> 16), e4m3x2_h2(b >> 16), b0,
+                mma_16816<true>(j ? acc1 : acc0, e4m3x2_h2(a), e4m3x2_h2(b), e4m3x2_h2_hi(a), e4m3x2_h2_hi(b), b0,
                               b1);
             }
         }

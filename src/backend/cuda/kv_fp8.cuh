@@ -33,23 +33,43 @@ __device__ __forceinline__ uint16_t e4m3x2(float a, float b)
     return (uint16_t)__nv_cvt_float2_to_fp8x2(make_float2(a, b), __NV_SATFINITE, __NV_E4M3);
 }
 
-// Four e4m3 bytes (little-endian in u) times scale, as floats (exact, then one f32 rounding each).
-__device__ __forceinline__ void e4m3x4_to_f32(uint32_t u, float scale, float *f)
-{
-    const __half2_raw lo = __nv_cvt_fp8x2_to_halfraw2((__nv_fp8x2_storage_t)(u & 0xffffu), __NV_E4M3);
-    const __half2_raw hi = __nv_cvt_fp8x2_to_halfraw2((__nv_fp8x2_storage_t)(u >> 16), __NV_E4M3);
-    const float2 a = __half22float2(__half2(lo)), b = __half22float2(__half2(hi));
-    f[0] = a.x * scale;
-    f[1] = a.y * scale;
-    f[2] = b.x * scale;
-    f[3] = b.y * scale;
-}
-
 // Two e4m3 bytes (the low 16 bits of u) as an f16 pair, exactly (every e4m3 value is an f16 value).
 __device__ __forceinline__ uint32_t e4m3x2_h2(uint32_t u)
 {
     const __half2_raw h = __nv_cvt_fp8x2_to_halfraw2((__nv_fp8x2_storage_t)(u & 0xffffu), __NV_E4M3);
     return (uint32_t)h.x | ((uint32_t)h.y << 16);
+}
+
+// The high two e4m3 bytes of u as an f16 pair: u's upper .b16 half handed to cvt as it is, so that ptxas may
+// read it in place instead of shifting it down first (e4m3x2_h2(u >> 16) costs a shift).
+__device__ __forceinline__ uint32_t e4m3x2_h2_hi(uint32_t u)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
+    uint32_t r;
+    asm("{\n\t.reg .b16 lo, hi;\n\tmov.b32 {lo, hi}, %1;\n\tcvt.rn.f16x2.e4m3x2 %0, hi;\n\t}" : "=r"(r) : "r"(u));
+    return r;
+#else // (the cvt needs sm_89; the sm_80 build's intrinsic emulates it)
+    return e4m3x2_h2(u >> 16);
+#endif
+}
+
+// A packed f16 pair (low half first) as __half2.
+__device__ __forceinline__ __half2 as_half2(uint32_t u)
+{
+    __half2_raw r;
+    r.x = (unsigned short)(u & 0xffffu);
+    r.y = (unsigned short)(u >> 16);
+    return __half2(r);
+}
+
+// Four e4m3 bytes (little-endian in u) times scale, as floats (exact, then one f32 rounding each).
+__device__ __forceinline__ void e4m3x4_to_f32(uint32_t u, float scale, float *f)
+{
+    const float2 a = __half22float2(as_half2(e4m3x2_h2(u))), b = __half22float2(as_half2(e4m3x2_h2_hi(u)));
+    f[0] = a.x * scale;
+    f[1] = a.y * scale;
+    f[2] = b.x * scale;
+    f[3] = b.y * scale;
 }
 
 } // namespace ss
