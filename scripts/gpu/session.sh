@@ -3,7 +3,7 @@
 # trains the demo model on the last GPU in the background, and meanwhile runs the GPU checks and
 # benchmarks on the others. Every step has a deadline; the whole run stays under BUDGET seconds.
 # Results: $OUT/summary.txt, $OUT/logs.tar.xz, and $OUT/demo-*.{safetensors,json,txt} from training.
-# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize sanattn checks1 s20a s20s s20t s20x s20m s20p s19a s19b s19c s19t s19g s18a s18b s18t s18p s18s s17a s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
+# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize sanattn checks1 s21a s21p s20a s20s s20t s20x s20m s20p s19a s19b s19c s19t s19g s18a s18b s18t s18p s18s s17a s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -747,6 +747,70 @@ if has s20a; then
   done
   grep -h "scaled by a separate kernel" "$L"/bench_s20a_*q8.log "$L"/golden_q8.log 2>/dev/null | head -2 | tee -a "$S"
   bench_lines "$L"/bench_s20a_*.log | tee -a "$S"
+fi
+if has s21a; then
+  # Session 21: batch-1 A/B runs on one H200 (the persistent kernel's GEMVs; its fp8 form under SS_PERSIST_FP8=1).
+  # The decode cases of the consistency test under each S21A_CHECKS environment ("-" none; "A=1,B=2"); with
+  # S21A_GOLDEN=1 the whole consistency test and the goldens (bf16, fp8 weights); how many fp8 unpacks read an
+  # upper half in place (cuobjdump); then bench_decode over S21A_CASES for each of S21A_VARIANTS
+  # ("tag:quantization:ENV=V,ENV=V"; a tag starting with "old" runs $OLDB), S21A_REPS rounds interleaved; then a
+  # trace of one eager step under each S21A_TRACE variant (same syntax).
+  export CUDA_VISIBLE_DEVICES=0
+  [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
+  for c in ${S21A_CHECKS:--}; do # environment variants (as variant's)
+    variant "$c"
+    step "decode_layers consistency [$c]" 120 "consistency_$vtag.log" env SS_TEST_ONLY=test_decode_layers ${ev[@]+"${ev[@]}"} "$B/tests/test_backend_consistency"
+    grep -hE 'FAIL|rror|PASSED' "$L/consistency_$vtag.log" | head -6 | tee -a "$S"
+  done
+  if [ -n "${S21A_GOLDEN:-}" ]; then # the whole consistency test and the goldens, bf16 and fp8 weights
+    step "backend consistency cpu vs cuda" 180 consistency.log "$B/tests/test_backend_consistency"
+    grep -hE 'FAIL|rror|PASSED' "$L/consistency.log" | head -8 | tee -a "$S"
+    for q in none fp8; do
+      step "golden tests on cuda [$q]" 90 "golden_$q.log" env SS_TEST_DEVICE=cuda SS_TEST_QUANT=$q "$B/tests/test_golden"
+      grep -E '^golden|rror|> |Failure|PASSED|FAILED' "$L/golden_$q.log" | head -12 | tee -a "$S"
+    done
+  fi
+  command -v cuobjdump >/dev/null && note "SASS: $(cuobjdump -sass "$B/tools/bench_decode" 2>/dev/null | grep -c 'F2FP.F16.E4M3.UNPACK_B.*\.H1') F2FP unpacks of an upper half, $(cuobjdump -sass "$B/tools/bench_decode" 2>/dev/null | grep -c 'F2FP.F16.E4M3.UNPACK_B') in all"
+  for rep in $(seq 1 "${S21A_REPS:-2}"); do
+    for cs in ${S21A_CASES:-1:128:128}; do
+      IFS=: read -r bsz pr gn <<<"$cs"
+      for vs in ${S21A_VARIANTS:-op:fp8:SS_PERSIST_FP8=0 p8:fp8:SS_PERSIST_FP8=1 bf:none:}; do
+        IFS=: read -r v q e <<<"$vs"
+        bd=$B; case $v in old*) [ -n "$OLDB" ] || continue; bd=$OLDB ;; esac
+        variant "${e:--}"
+        step "8B $q b$bsz prompt $pr [$v] #$rep" 90 "bench_s21a_b${bsz}_p${pr}_${v}_$rep.log" env SHARDSERVE_QUANTIZATION=$q ${ev[@]+"${ev[@]}"} \
+          "$bd/tools/bench_decode" --model "$M8" --device cuda --batch $bsz --prompt $pr --gen $gn --json
+      done
+    done
+  done
+  bench_lines "$L"/bench_s21a_*.log | tee -a "$S"
+  for vs in ${S21A_TRACE:-}; do
+    IFS=: read -r v q e <<<"$vs"
+    variant "${e:--}"
+    step "persistent trace [$v]" 90 "trace_s21a_$v.log" env SHARDSERVE_QUANTIZATION=$q ${ev[@]+"${ev[@]}"} SS_PERSIST_TRACE=100 \
+      "$B/tools/bench_decode" --model "$M8" --device cuda --prompt 128 --gen 128 --no-graphs --json
+    grep -vE '^\{' "$L/trace_s21a_$v.log" | grep -A40 "persistent decode" | head -45 | tee -a "$S"
+  done
+fi
+if has s21p; then
+  # Session 21: Nsight Compute on one eager batch-1 step of the persistent kernel (launch S21P_SKIP), for each of
+  # S21P_VARIANTS (tag:quantization:ENV=V,...): the warp-state section, and the SASS with its stall samples a line
+  # (CSV, $OUT/k/sass_TAG.csv) to see where the consumer warps wait.
+  export CUDA_VISIBLE_DEVICES=0
+  [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
+  note "ncu: $(command -v ncu || echo none) $(ncu --version 2>/dev/null | tail -1)"
+  for vs in ${S21P_VARIANTS:-q8:fp8:SS_PERSIST_FP8=1 bf16:none:}; do
+    IFS=: read -r v q e <<<"$vs"
+    variant "${e:--}"
+    step "ncu persistent [$v]" 200 "ncu_s21p_$v.log" env SHARDSERVE_QUANTIZATION=$q ${ev[@]+"${ev[@]}"} ncu --clock-control none \
+      --kernel-name regex:decode_persist --launch-skip "${S21P_SKIP:-20}" --launch-count 1 --section WarpStateStats \
+      --section SourceCounters --section SchedulerStats --section ComputeWorkloadAnalysis --section InstructionStats \
+      --import-source no -f -o "$W/prof_$v" "$B/tools/bench_decode" --model "$M8" --device cuda --prompt 128 --gen 40 --no-graphs --json
+    ncu -i "$W/prof_$v.ncu-rep" --page details 2>&1 | grep -vE '^ *-+$' | tail -80 > "$L/ncu_details_$v.txt"
+    grep -E 'Duration|Stall|stall|Issue|Eligible|Warp Cycles|Pipe|Executed Ipc' "$L/ncu_details_$v.txt" | head -30 | sed "s/^/$v /" | tee -a "$S"
+    mkdir -p "$OUTD/k" && ncu -i "$W/prof_$v.ncu-rep" --page source --csv --print-source sass > "$OUTD/k/sass_$v.csv" 2>&1
+    note "sass_$v.csv: $(wc -l < "$OUTD/k/sass_$v.csv") lines"
+  done
 fi
 if has s20s; then
   # Session 20: serving S20S_N x 1000 in / 1000 out all at once with fp8 weights, this build (q8) against $OLDB
