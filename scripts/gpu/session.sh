@@ -3,7 +3,7 @@
 # trains the demo model on the last GPU in the background, and meanwhile runs the GPU checks and
 # benchmarks on the others. Every step has a deadline; the whole run stays under BUDGET seconds.
 # Results: $OUT/summary.txt, $OUT/logs.tar.xz, and $OUT/demo-*.{safetensors,json,txt} from training.
-# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize sanattn checks1 s21a s21p s21t s20a s20s s20t s20x s20m s20p s19a s19b s19c s19t s19g s18a s18b s18t s18p s18s s17a s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
+# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize sanattn checks1 s21a s21p s20a s20s s20t s20x s20m s20p s19a s19b s19c s19t s19g s18a s18b s18t s18p s18s s17a s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -754,23 +754,30 @@ if has s21a; then
   # S21A_GOLDEN=1 the whole consistency test and the goldens (bf16, fp8 weights); how many fp8 unpacks read an
   # upper half in place (cuobjdump); then bench_decode over S21A_CASES for each of S21A_VARIANTS
   # ("tag:quantization:ENV=V,ENV=V"; a tag starting with "old" runs $OLDB), S21A_REPS rounds interleaved; then a
-  # trace of one eager step under each S21A_TRACE variant (same syntax).
+  # trace of one eager step under each S21A_TRACE variant (same syntax). S21A_TP=N: the goldens and bench_decode at
+  # tp N on GPUs 0..N-1 (the consistency test stays on GPU 0).
   export CUDA_VISIBLE_DEVICES=0
+  tpf=(); [ -n "${S21A_TP:-}" ] && tpf=(--tp "$S21A_TP") && CUDA_VISIBLE_DEVICES=$(seq -s, 0 $((S21A_TP - 1)))
   [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
   for c in ${S21A_CHECKS:--}; do # environment variants (as variant's)
     variant "$c"
-    step "decode_layers consistency [$c]" 120 "consistency_$vtag.log" env SS_TEST_ONLY=test_decode_layers ${ev[@]+"${ev[@]}"} "$B/tests/test_backend_consistency"
+    step "decode_layers consistency [$c]" 120 "consistency_$vtag.log" env CUDA_VISIBLE_DEVICES=0 SS_TEST_ONLY=test_decode_layers \
+      ${ev[@]+"${ev[@]}"} "$B/tests/test_backend_consistency"
     grep -hE 'FAIL|rror|PASSED' "$L/consistency_$vtag.log" | head -6 | tee -a "$S"
   done
   if [ -n "${S21A_GOLDEN:-}" ]; then # the whole consistency test and the goldens, bf16 and fp8 weights
-    step "backend consistency cpu vs cuda" 180 consistency.log "$B/tests/test_backend_consistency"
+    step "backend consistency cpu vs cuda" 180 consistency.log env CUDA_VISIBLE_DEVICES=0 "$B/tests/test_backend_consistency"
     grep -hE 'FAIL|rror|PASSED' "$L/consistency.log" | head -8 | tee -a "$S"
     for q in none fp8; do
-      step "golden tests on cuda [$q]" 90 "golden_$q.log" env SS_TEST_DEVICE=cuda SS_TEST_QUANT=$q "$B/tests/test_golden"
+      step "golden tests on cuda${S21A_TP:+ tp $S21A_TP} [$q]" 120 "golden_$q.log" env SS_TEST_DEVICE=cuda SS_TEST_QUANT=$q \
+        ${S21A_TP:+SS_TEST_TP=$S21A_TP} "$B/tests/test_golden"
       grep -E '^golden|rror|> |Failure|PASSED|FAILED' "$L/golden_$q.log" | head -12 | tee -a "$S"
     done
   fi
-  command -v cuobjdump >/dev/null && note "SASS: $(cuobjdump -sass "$B/tools/bench_decode" 2>/dev/null | grep -c 'F2FP.F16.E4M3.UNPACK_B.*\.H1') F2FP unpacks of an upper half, $(cuobjdump -sass "$B/tools/bench_decode" 2>/dev/null | grep -c 'F2FP.F16.E4M3.UNPACK_B') in all"
+  if command -v cuobjdump >/dev/null; then
+    cuobjdump -sass "$B/tools/bench_decode" 2>/dev/null | grep 'F2FP.F16.E4M3.UNPACK_B' >"$L/unpacks.sass"
+    note "SASS: $(grep -c '\.H1' "$L/unpacks.sass") F2FP unpacks of an upper half, $(wc -l <"$L/unpacks.sass") in all"
+  fi
   for rep in $(seq 1 "${S21A_REPS:-2}"); do
     for cs in ${S21A_CASES:-1:128:128}; do
       IFS=: read -r bsz pr gn <<<"$cs"
@@ -779,7 +786,7 @@ if has s21a; then
         bd=$B; case $v in old*) [ -n "$OLDB" ] || continue; bd=$OLDB ;; esac
         variant "${e:--}"
         step "8B $q b$bsz prompt $pr [$v] #$rep" 90 "bench_s21a_b${bsz}_p${pr}_${v}_$rep.log" env SHARDSERVE_QUANTIZATION=$q ${ev[@]+"${ev[@]}"} \
-          "$bd/tools/bench_decode" --model "$M8" --device cuda --batch $bsz --prompt $pr --gen $gn --json
+          "$bd/tools/bench_decode" --model "$M8" --device cuda ${tpf[@]+"${tpf[@]}"} --batch $bsz --prompt $pr --gen $gn --json
       done
     done
   done
@@ -811,26 +818,6 @@ if has s21p; then
     mkdir -p "$OUTD/k" && ncu -i "$W/prof_$v.ncu-rep" --page source --csv --print-source sass > "$OUTD/k/sass_$v.csv" 2>&1
     note "sass_$v.csv: $(wc -l < "$OUTD/k/sass_$v.csv") lines"
   done
-fi
-if has s21t; then
-  # Session 21, 2 GPUs: the goldens at tp 2 (bf16, fp8 weights), then bench_decode at tp 2 over S21T_CASES: this
-  # build against $OLDB, bf16 and fp8 weights, interleaved.
-  export CUDA_VISIBLE_DEVICES=0,1
-  [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
-  for q in none fp8; do
-    step "golden tests on cuda tp 2 [$q]" 120 "golden_tp2_$q.log" env SS_TEST_DEVICE=cuda SS_TEST_QUANT=$q SS_TEST_TP=2 "$B/tests/test_golden"
-    grep -E '^golden|ERROR|Failure|!=|PASSED|FAILED' "$L/golden_tp2_$q.log" | head -12 | tee -a "$S"
-  done
-  for cs in ${S21T_CASES:-1:128:128}; do
-    IFS=: read -r bsz pr gn <<<"$cs"
-    for v in bf oldbf q8 oldq8; do
-      bd=$B; case $v in old*) [ -n "$OLDB" ] || continue; bd=$OLDB ;; esac
-      q=fp8; case $v in *bf) q=none ;; esac
-      step "8B tp2 b$bsz prompt $pr [$v]" 90 "bench_s21t_b${bsz}_p${pr}_$v.log" env SHARDSERVE_QUANTIZATION=$q \
-        "$bd/tools/bench_decode" --model "$M8" --device cuda --tp 2 --batch $bsz --prompt $pr --gen $gn --json
-    done
-  done
-  bench_lines "$L"/bench_s21t_*.log | tee -a "$S"
 fi
 if has s20s; then
   # Session 20: serving S20S_N x 1000 in / 1000 out all at once with fp8 weights, this build (q8) against $OLDB
