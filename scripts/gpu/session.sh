@@ -755,7 +755,7 @@ if has s21a; then
   # upper half in place (cuobjdump); then bench_decode over S21A_CASES for each of S21A_VARIANTS
   # ("tag:quantization:ENV=V,ENV=V"; a tag starting with "old" runs $OLDB), S21A_REPS rounds interleaved; then a
   # trace of one eager step under each S21A_TRACE variant (same syntax). S21A_TP=N: the goldens and bench_decode at
-  # tp N on GPUs 0..N-1 (the consistency test stays on GPU 0).
+  # tp N on GPUs 0..N-1 (the consistency test stays on GPU 0). S21A_GENV="A=1 B=2": the goldens' environment.
   export CUDA_VISIBLE_DEVICES=0
   tpf=(); [ -n "${S21A_TP:-}" ] && tpf=(--tp "$S21A_TP") && CUDA_VISIBLE_DEVICES=$(seq -s, 0 $((S21A_TP - 1)))
   [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
@@ -770,7 +770,7 @@ if has s21a; then
     grep -hE 'FAIL|rror|PASSED' "$L/consistency.log" | head -8 | tee -a "$S"
     for q in none fp8; do
       step "golden tests on cuda${S21A_TP:+ tp $S21A_TP} [$q]" 120 "golden_$q.log" env SS_TEST_DEVICE=cuda SS_TEST_QUANT=$q \
-        ${S21A_TP:+SS_TEST_TP=$S21A_TP} "$B/tests/test_golden"
+        ${S21A_TP:+SS_TEST_TP=$S21A_TP} ${S21A_GENV:-} "$B/tests/test_golden"
       grep -E '^golden|rror|> |Failure|PASSED|FAILED' "$L/golden_$q.log" | head -12 | tee -a "$S"
     done
   fi

@@ -112,36 +112,31 @@ template <bool FP8> struct TileIter {
 // While the producer waits for stage cur: if the newest tile it issued (last) has landed, the ring is full
 // and landed and the consumers are the ones waiting (an attention, a grid wait), so the bus would idle:
 // tiles after t (the next to load) go to L2 meanwhile, up to p.l2ahead of them. pf / n_pf: the next tile to
-// prefetch and its index (caught up with t when behind). Returns once stage cur is free. The producer warp
-// calls it whole; lane 0's barrier tests decide for every lane.
-// Trace (lane 0 when p.trace): *used_up, the time the prefetch had nothing left to do while waiting.
+// prefetch and its index (caught up with t when behind). Returns false once stage cur is free, true once the
+// prefetch is used up: the caller then blocks on the stage in mbar_wait, whose try_wait suspends the warp.
+// (Until session 22 this loop polled on; blocking instead gave bf16 batch 1 +0.5% on one H200 and the fp8 form
+// -1%, docs/performance.md.) The producer warp calls it whole; lane 0's barrier tests decide for every lane.
 template <bool FP8>
-__device__ __forceinline__ void prefetch_while_full(const Params &p, uint64_t *full, uint64_t *empty,
+__device__ __forceinline__ bool prefetch_while_full(const Params &p, uint64_t *full, uint64_t *empty,
                                                     const Cursor &cur, const Cursor &last, const TileIter<FP8> &t,
-                                                    int64_t n_loaded, TileIter<FP8> &pf, int64_t &n_pf, uint64_t policy,
-                                                    unsigned long long *used_up)
+                                                    int64_t n_loaded, TileIter<FP8> &pf, int64_t &n_pf, uint64_t policy)
 {
     const int lane = threadIdx.x & 31, i = lane % kTileRows;
     const bool up = lane >= kTileRows;
-    const bool tr = p.trace && lane == 0;
-    unsigned long long t_up = 0; // when the prefetch was used up in this wait
     Spin spin(p.tp_abort);
     for (;;) {
         const int ok = lane == 0 && mbar_test(&empty[cur.slot], cur.phase ^ 1u);
-        if (__shfl_sync(0xffffffffu, ok, 0)) {
-            if (tr && t_up)
-                *used_up += gtime() - t_up;
-            return;
-        }
+        if (__shfl_sync(0xffffffffu, ok, 0))
+            return false;
         if (n_pf < n_loaded)
             pf = t, n_pf = n_loaded;
         const int idle = lane == 0 && mbar_test(&full[last.slot], last.phase);
-        if (!__shfl_sync(0xffffffffu, idle, 0) || n_pf >= n_loaded + p.l2ahead || pf.done) {
-            if (tr && !t_up && idle)
-                t_up = gtime();
+        if (!__shfl_sync(0xffffffffu, idle, 0)) { // the newest tile is on its way: poll on
             spin.tick();
             continue;
         }
+        if (n_pf >= n_loaded + p.l2ahead || pf.done)
+            return true;
         if (i < pf.rows() && (!up || pf.g.pair))
             bulk_prefetch_l2(pf.src(i, up), pf.bytes(), p.pf_evict != 0, policy);
         pf.next(p), n_pf++;
@@ -185,11 +180,15 @@ template <bool FP8> __device__ void produce(const Params &p, uint8_t *ring, uint
             tl = t.l, blocked = used_up = 0;
         }
         const unsigned long long t_w = tr ? gtime() : 0;
-        if (p.l2ahead > 0 && n_loaded > 0)
-            prefetch_while_full(p, full, empty, cur, last, t, n_loaded, pf, n_pf, pf_policy, &used_up);
+        const bool used = p.l2ahead > 0 && n_loaded > 0 &&
+                          prefetch_while_full(p, full, empty, cur, last, t, n_loaded, pf, n_pf, pf_policy);
+        const unsigned long long t_up = tr && used ? gtime() : 0;
         mbar_wait(&empty[cur.slot], cur.phase ^ 1u, p.tp_abort); // a fresh barrier's "previous phase" is complete
-        if (tr)
-            blocked += gtime() - t_w;
+        if (tr) {
+            const unsigned long long now = gtime();
+            blocked += now - t_w;
+            used_up += t_up ? now - t_up : 0;
+        }
         if (lane == 0)
             mbar_expect_tx(&full[cur.slot], (t.g.pair ? 2u : 1u) * (uint32_t)rows * bytes);
         __syncwarp();
