@@ -59,7 +59,9 @@ namespace {
 // stages that pile up while they attend, norm or wait for the grid; their warps stall on shared-memory loads and
 // on fixed-latency chains (cvt, mma), two warps a scheduler being too few to hide them. Converting by bit moves,
 // sharing conversion between pipes, more accumulators and deeper L2 prefetch all measured slower (performance.md).
-// The backend runs it only under SS_PERSIST_FP8=1.
+// Session 22: W8A8 (x in e4m3) on wgmma ran its GEMV phases no faster with a quarter of the instructions a stage, so
+// instruction count is not the limit either (branch exp/persist-w8a8-wgmma). The backend runs it only under
+// SS_PERSIST_FP8=1.
 template <bool FP8>
 __global__ void __launch_bounds__(kThreads, 1) decode_persist_kernel(const __grid_constant__ Params p)
 {
