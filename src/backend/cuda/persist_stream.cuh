@@ -114,8 +114,9 @@ template <bool FP8> struct TileIter {
 // tiles after t (the next to load) go to L2 meanwhile, up to p.l2ahead of them. pf / n_pf: the next tile to
 // prefetch and its index (caught up with t when behind). Returns false once stage cur is free, true once the
 // prefetch is used up: the caller then blocks on the stage in mbar_wait, whose try_wait suspends the warp.
-// (Until session 22 this loop polled on; blocking instead gave bf16 batch 1 +0.5% on one H200 and the fp8 form
-// -1%, docs/performance.md.) The producer warp calls it whole; lane 0's barrier tests decide for every lane.
+// (Until session 22 this loop polled on; blocking instead gave bf16 batch 1 +0.6% on one H200 and +0.35% at tp 2,
+// the fp8 form -0.7%; docs/performance.md.) The producer warp calls it whole; lane 0's barrier tests decide for
+// every lane.
 template <bool FP8>
 __device__ __forceinline__ bool prefetch_while_full(const Params &p, uint64_t *full, uint64_t *empty,
                                                     const Cursor &cur, const Cursor &last, const TileIter<FP8> &t,
