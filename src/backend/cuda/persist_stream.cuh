@@ -212,8 +212,9 @@ constexpr int kStepsPerWarp = (kSlab / 32 + kWarps - 1) / kWarps; // 64 bytes a 
 // f16 chunks (chunk element 4j + e fills slot e of mma j, x's as well), and the sums are times their row's scale.
 // A whole stage loads without predicates (and zeroes); the upper byte pairs of FP8 words convert in place
 // (e4m3x2_h2_hi). With both, one H200's 8B batch-1 decode ran at 359.9 tok/s in the fp8 form against 341.4
-// (+5.4%; op by op: 382.7) and 246.9 against 245.1 in bf16 (session 21: the consumers, not the bus, set
-// the fp8 form's pace, ~0.9 us a 32 KiB stage with two warps a scheduler; docs/performance.md).
+// (+5.4%; op by op: 382.7) and 246.9 against 245.1 in bf16. (Session 21 measured ~0.9 us a 32 KiB e4m3 stage with
+// two warps a scheduler; session 22's W8A8 consumers on wgmma, with a quarter of the instructions a stage, were no
+// faster, so what sets that pace is not the instruction count; docs/performance.md.)
 template <bool FP8>
 __device__ void gemv_phase(const Params &p, int l, int mat, const uint8_t *ring, uint64_t *full, uint64_t *empty,
                            const bf16 *xs, float *red, float *own, Cursor &cur, uint32_t &group)
