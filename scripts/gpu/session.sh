@@ -3,7 +3,7 @@
 # trains the demo model on the last GPU in the background, and meanwhile runs the GPU checks and
 # benchmarks on the others. Every step has a deadline; the whole run stays under BUDGET seconds.
 # Results: $OUT/summary.txt, $OUT/logs.tar.xz, and $OUT/demo-*.{safetensors,json,txt} from training.
-# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize sanattn checks1 s21a s21p s20a s20s s20t s20x s20m s20p s19a s19b s19c s19t s19g s18a s18b s18t s18p s18s s17a s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
+# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize sanattn checks1 s21a s21p s23m s20a s20s s20t s20x s20m s20p s19a s19b s19c s19t s19g s18a s18b s18t s18p s18s s17a s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -797,6 +797,25 @@ if has s21a; then
     step "persistent trace [$v]" 90 "trace_s21a_$v.log" env SHARDSERVE_QUANTIZATION=$q ${ev[@]+"${ev[@]}"} SS_PERSIST_TRACE=100 \
       "$B/tools/bench_decode" --model "$M8" --device cuda --prompt 128 --gen 128 --no-graphs --json
     grep -vE '^\{' "$L/trace_s21a_$v.log" | grep -A40 "persistent decode" | head -45 | tee -a "$S"
+  done
+fi
+if has s23m; then
+  # Session 23: what the persistent kernel reads from DRAM in one eager batch-1 step (Nsight Compute metrics:
+  # DRAM bytes read and written, L2 hit rate, duration), for each of S23M_VARIANTS (tag:quantization:ENV=V,...):
+  # does the L2 prefetch read weights twice (prefetched lines evicted before their bulk load)? The weights of
+  # the 8B shape are 13.96 GB a step in the kernel (32 layers x 436 MB).
+  export CUDA_VISIBLE_DEVICES=0
+  [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
+  for vs in ${S23M_VARIANTS:-bf:none: a0:none:SS_PERSIST_L2AHEAD=0}; do
+    IFS=: read -r v q e <<<"$vs"
+    variant "${e:--}"
+    for ms in "dram__bytes_read.sum,dram__bytes_write.sum,gpu__time_duration.sum,lts__t_sector_hit_rate.pct,lts__t_sectors_lookup_hit.sum,lts__t_sectors_lookup_miss.sum" \
+      "dram__bytes_read.sum,dram__bytes_write.sum,gpu__time_duration.sum,lts__t_sector_hit_rate.pct"; do
+      step "ncu metrics persistent [$v]" 150 "ncu_s23m_$v.log" env SHARDSERVE_QUANTIZATION=$q ${ev[@]+"${ev[@]}"} ncu --clock-control none \
+        --kernel-name regex:decode_persist --launch-skip "${S23M_SKIP:-20}" --launch-count 1 --metrics "$ms" --csv \
+        "$B/tools/bench_decode" --model "$M8" --device cuda --prompt 128 --gen 40 --no-graphs --json && break
+    done
+    grep -E 'dram__|gpu__time|lts__' "$L/ncu_s23m_$v.log" | awk -F'","' -v v="$v" '{print v, $(NF-2), $(NF-1), $NF}' | tr -d '"' | tee -a "$S"
   done
 fi
 if has s21p; then

@@ -1551,6 +1551,13 @@ static void test_decode_layers(void **state)
     check_decode_layers(p, &(dl_case){2, 512, 1408, 8, 2, 64, 77, 256, 1, 0, 0, 0});
     unsetenv("SS_PERSIST_PF_EVICT");
     unsetenv("SS_PERSIST_L2AHEAD");
+    /* the prefetch unpaced, and not waiting for the newest tile (benchmark switches that keep results) */
+    setenv("SS_PERSIST_PFPACE", "0", 1);
+    setenv("SS_PERSIST_PFGATE", "0", 1);
+    check_decode_layers(p, &(dl_case){1, 4096, 14336, 32, 8, 128, 299, 512, 0, 0, 0, 0});
+    check_decode_layers(p, &(dl_case){3, 1024, 2816, 16, 4, 64, 1500, 2048, 0, 0, 0, 0});
+    unsetenv("SS_PERSIST_PFGATE");
+    unsetenv("SS_PERSIST_PFPACE");
     /* fp8 projection weights: refused by default (op by op is faster), the cuda op-by-op path against the cpu; then
      * the kernel's fp8 form (SS_PERSIST_FP8=1, a benchmark switch: quant 2): the 8B shape, several layers, bias and
      * q/k norms, the fixtures' small sizes, and a bound it refuses */

@@ -425,6 +425,10 @@ extern "C" int ss_cuda_decode_persist(void *stream, ss_cuda_persist_args *a)
     }
     const char *l2ahead = getenv("SS_PERSIST_L2AHEAD");
     p.l2ahead = l2ahead ? (int)strtol(l2ahead, NULL, 10) : 8;
+    const char *pfpace = getenv("SS_PERSIST_PFPACE");
+    p.pfpace = pfpace ? (int)strtol(pfpace, NULL, 10) : 2500;
+    const char *pfgate = getenv("SS_PERSIST_PFGATE");
+    p.pfgate = pfgate ? (int)strtol(pfgate, NULL, 10) : 1;
     const char *pf_evict = getenv("SS_PERSIST_PF_EVICT");
     p.pf_evict = pf_evict ? (int)strtol(pf_evict, NULL, 10) : 0;
     p.stages = stages, p.region_bytes = (int)region, p.ctr_stride = ctr_stride, p.block_size = a->block_size;

@@ -52,6 +52,14 @@ struct Params {
     int l2ahead; // while the ring is full and every tile in it has landed, the producer prefetches up to
                  // this many further tiles into L2 (8; SS_PERSIST_L2AHEAD=N, a benchmark switch, 0: none).
                  // Session 11, one H200: 8 beat 4 by 0.6% in five pairs over two calls (241.0 vs 239.6)
+    int pfpace; // SM cycles at least between two tiles of the L2 prefetch: 2500 (~1.26 us at 1.98 GHz, a 32 KiB
+                // tile at 26 GB/s, ~80% of an SM's share of the bus); SS_PERSIST_PFPACE=N, a benchmark switch,
+                // 0: as fast as the producer issues them, as before session 23. Paced, the prefetch no longer
+                // queues 8 tiles of every SM at once ahead of the loads the attention and the grid waits make:
+                // one H200, 8B batch 1, 249.6 against 248.4 tok/s (+0.46%); 2000, 3000 and 4000 cycles +0.3%,
+                // 6000 -0.2% (docs/performance.md, session 23)
+    int pfgate; // 1: the L2 prefetch waits until the newest tile issued has landed (the default); 0: it starts
+                // as soon as the ring is full (SS_PERSIST_PFGATE=0, a benchmark switch; unpaced it lost 2.3%)
     int pf_evict; // the prefetch's L2 policy (SS_PERSIST_PF_EVICT, a benchmark switch not yet measured):
                   // 0 none (normal priority), 1 evict_last, 2 evict_first
     int merge; // how the last item merges a head's splits: kMergeChunked, kMergeWide or kMergeOne (see the

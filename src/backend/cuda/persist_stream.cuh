@@ -120,7 +120,8 @@ template <bool FP8> struct TileIter {
 template <bool FP8>
 __device__ __forceinline__ bool prefetch_while_full(const Params &p, uint64_t *full, uint64_t *empty,
                                                     const Cursor &cur, const Cursor &last, const TileIter<FP8> &t,
-                                                    int64_t n_loaded, TileIter<FP8> &pf, int64_t &n_pf, uint64_t policy)
+                                                    int64_t n_loaded, TileIter<FP8> &pf, int64_t &n_pf, uint64_t policy,
+                                                    long long &pf_last)
 {
     const int lane = threadIdx.x & 31, i = lane % kTileRows;
     const bool up = lane >= kTileRows;
@@ -132,12 +133,20 @@ __device__ __forceinline__ bool prefetch_while_full(const Params &p, uint64_t *f
         if (n_pf < n_loaded)
             pf = t, n_pf = n_loaded;
         const int idle = lane == 0 && mbar_test(&full[last.slot], last.phase);
-        if (!__shfl_sync(0xffffffffu, idle, 0)) { // the newest tile is on its way: poll on
+        if (p.pfgate && !__shfl_sync(0xffffffffu, idle, 0)) { // the newest tile is on its way: poll on
             spin.tick();
             continue;
         }
         if (n_pf >= n_loaded + p.l2ahead || pf.done)
             return true;
+        if (p.pfpace) { // paced: one tile at most every pfpace cycles (lane 0's clock decides)
+            const long long now = __shfl_sync(0xffffffffu, clock64(), 0);
+            if (now - pf_last < p.pfpace) {
+                spin.tick();
+                continue;
+            }
+            pf_last = now;
+        }
         if (i < pf.rows() && (!up || pf.g.pair))
             bulk_prefetch_l2(pf.src(i, up), pf.bytes(), p.pf_evict != 0, policy);
         pf.next(p), n_pf++;
@@ -168,6 +177,7 @@ template <bool FP8> __device__ void produce(const Params &p, uint8_t *ring, uint
     t.start(p);
     pf = t;
     int64_t n_loaded = 0, n_pf = 0; // tiles issued so far; tiles prefetched (pf's position)
+    long long pf_last = 0;          // clock64 of the latest prefetch tile (p.pfpace)
     // Trace: the time blocked for the tiles of layer tl so far (a full ring; the prefetch used up too),
     // stored once the tiles move on to the next layer (a store per tile would hold the producer up).
     const bool tr = p.trace && lane == 0;
@@ -182,7 +192,7 @@ template <bool FP8> __device__ void produce(const Params &p, uint8_t *ring, uint
         }
         const unsigned long long t_w = tr ? gtime() : 0;
         const bool used = p.l2ahead > 0 && n_loaded > 0 &&
-                          prefetch_while_full(p, full, empty, cur, last, t, n_loaded, pf, n_pf, pf_policy);
+                          prefetch_while_full(p, full, empty, cur, last, t, n_loaded, pf, n_pf, pf_policy, pf_last);
         const unsigned long long t_up = tr && used ? gtime() : 0;
         mbar_wait(&empty[cur.slot], cur.phase ^ 1u, p.tp_abort); // a fresh barrier's "previous phase" is complete
         if (tr) {
