@@ -59,7 +59,7 @@ struct Params {
                 // one H200, 8B batch 1, 249.6 against 248.4 tok/s (+0.46%); 2000, 3000 and 4000 cycles +0.3%,
                 // 6000 -0.2% (docs/performance.md, session 23)
     int pfgate; // 1: the L2 prefetch waits until the newest tile issued has landed (the default); 0: it starts
-                // as soon as the ring is full (SS_PERSIST_PFGATE=0, a benchmark switch; unpaced it lost 2.3%)
+                // as soon as the ring is full (SS_PERSIST_PFGATE=0, a benchmark switch: -2.3% unpaced, -0.7% paced)
     int pf_evict; // the prefetch's L2 policy (SS_PERSIST_PF_EVICT, a benchmark switch not yet measured):
                   // 0 none (normal priority), 1 evict_last, 2 evict_first
     int merge; // how the last item merges a head's splits: kMergeChunked, kMergeWide or kMergeOne (see the

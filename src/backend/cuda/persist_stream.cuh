@@ -112,8 +112,10 @@ template <bool FP8> struct TileIter {
 // While the producer waits for stage cur: if the newest tile it issued (last) has landed, the ring is full
 // and landed and the consumers are the ones waiting (an attention, a grid wait), so the bus would idle:
 // tiles after t (the next to load) go to L2 meanwhile, up to p.l2ahead of them. pf / n_pf: the next tile to
-// prefetch and its index (caught up with t when behind). Returns false once stage cur is free, true once the
-// prefetch is used up: the caller then blocks on the stage in mbar_wait, whose try_wait suspends the warp.
+// prefetch and its index (caught up with t when behind); one tile every p.pfpace cycles at most (pf_last: the
+// previous one's clock), so that the grid's SMs do not queue 8 tiles each at once ahead of the attention's
+// loads. Returns false once stage cur is free, true once the prefetch is used up: the caller then blocks on
+// the stage in mbar_wait, whose try_wait suspends the warp.
 // (Until session 22 this loop polled on; blocking instead gave bf16 batch 1 +0.6% on one H200 and +0.35% at tp 2,
 // the fp8 form -0.7%; docs/performance.md.) The producer warp calls it whole; lane 0's barrier tests decide for
 // every lane.
