@@ -3,7 +3,7 @@
 # trains the demo model on the last GPU in the background, and meanwhile runs the GPU checks and
 # benchmarks on the others. Every step has a deadline; the whole run stays under BUDGET seconds.
 # Results: $OUT/summary.txt, $OUT/logs.tar.xz, and $OUT/demo-*.{safetensors,json,txt} from training.
-# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize sanattn checks1 s21a s21p s23m s20a s20s s20t s20x s20m s20p s19a s19b s19c s19t s19g s18a s18b s18t s18p s18s s17a s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
+# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize sanattn checks1 s21a s21p s23m s24p s20a s20s s20t s20x s20m s20p s19a s19b s19c s19t s19g s18a s18b s18t s18p s18s s17a s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -798,6 +798,14 @@ if has s21a; then
       "$B/tools/bench_decode" --model "$M8" --device cuda --prompt 128 --gen 128 --no-graphs --json
     grep -vE '^\{' "$L/trace_s21a_$v.log" | grep -A40 "persistent decode" | head -45 | tee -a "$S"
   done
+fi
+if has s24p; then
+  # Session 24: scripts/gpu/probe_cluster.cu (cluster occupancy, cooperative launches with clusters, a flag's round
+  # trip through global memory and through distributed shared memory, idle and under a saturated bus).
+  export CUDA_VISIBLE_DEVICES=0
+  step "cluster probe build" 120 probe_build.log "$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)" -O3 -std=c++17 -arch=sm_90a -o "$W/probe_cluster" scripts/gpu/probe_cluster.cu
+  step "cluster probe" 120 probe_cluster.log "$W/probe_cluster"
+  tee -a "$S" <"$L/probe_cluster.log"
 fi
 if has s23m; then
   # Session 23: what the persistent kernel reads from DRAM in one eager batch-1 step (Nsight Compute metrics:

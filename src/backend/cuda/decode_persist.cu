@@ -341,6 +341,11 @@ extern "C" int ss_cuda_decode_persist(void *stream, ss_cuda_persist_args *a)
     const int kmax = a->hidden > a->inter ? (a->hidden > q_dim ? a->hidden : q_dim) : (a->inter > q_dim ? a->inter : q_dim);
     if (2 * kmax > kMaxXBytes)
         SS_PERSIST_NO("an input vector is longer than its shared-memory buffer (32 KiB)");
+    // Benchmark switch: at most this many CTAs (one an SM) instead of one on every SM.
+    const char *ctas_env = getenv("SS_PERSIST_CTAS");
+    const long ctas_cap = ctas_env ? strtol(ctas_env, NULL, 10) : 0;
+    if (ctas_cap > 0 && ctas_cap < sms)
+        sms = (int)ctas_cap;
     int splits = sms / kvh;
     splits = splits > kMaxSplits ? kMaxSplits : splits;
     // Benchmark switches (SS_PERSIST_SPLITS, _TRACE, _DEBUG, _MERGE, _L2AHEAD) change what the launcher
@@ -357,6 +362,9 @@ extern "C" int ss_cuda_decode_persist(void *stream, ss_cuda_persist_args *a)
     const size_t pre_bytes = 2 * (size_t)nk_max * hd * 2; // an item's K and V rows
     if (pre_bytes > kMaxKvPre)
         SS_PERSIST_NO("the context bound is too long for its attention (more than 32 KiB of K/V rows an item)");
+    // An item's region: q, k and the new k/v rows (unused since session 24, whose warps hold them in registers;
+    // kept so that the measured split of shared memory stays), scores, statistics, the P·V area (merge_wide's
+    // scratch), the K/V rows.
     const size_t attn_bytes = ((size_t)grp * hd + hd) * 4 + 2 * (size_t)hd * 2 + (size_t)grp * nk_max * 4 +
                               4 * kMaxGroup * 4 + (size_t)kWarps * grp * hd * 4 + pre_bytes;
     const size_t region = round_up(2 * (size_t)kmax > attn_bytes ? 2 * (size_t)kmax : attn_bytes, 128);

@@ -20,34 +20,14 @@ __host__ __device__ __forceinline__ int merge_one_threads(int splits, int outs)
 
 // ---------------------------------------------------------------- attention
 
-// In place over v[0, hd): rmsnorm · w (rounded to bf16), when w is given. One warp.
-__device__ __forceinline__ void head_norm(float *v, const bf16 *w, int hd, float eps)
+// Key j's row of kv head h in a layer's cache.
+__device__ __forceinline__ const bf16 *kv_row(const Params &p, const int *btab, const bf16 *cache, int j, int h)
 {
-    const int lane = threadIdx.x & 31;
-    float ss = 0.0f;
-    for (int i = lane; i < hd; i += 32)
-        ss += v[i] * v[i];
-    const float inv = rsqrtf(warp_reduce(ss, SumOp()) / (float)hd + eps);
-    __syncwarp();
-    for (int i = lane; i < hd; i += 32)
-        v[i] = round_bf16(v[i] * inv * __bfloat162float(w[i]));
-}
-
-// Key j's row of kv head h in a layer's cache (the new token's from shared memory: the last split wrote
-// it to the cache too, but reads its own copy).
-__device__ __forceinline__ const bf16 *kv_row(const Params &p, const int *btab, const bf16 *cache, int j, int h,
-                                              int newpos, const bf16 *fresh, const bf16 *pre = nullptr, int j0 = 0)
-{
-    if (j == newpos && fresh)
-        return fresh;
-    if (pre) // the item's copy in shared memory
-        return pre + (j - j0) * p.head_dim;
     const int bs = p.block_size;
     const int64_t slot = (int64_t)btab[j / bs] * bs + j % bs;
     return cache + slot * p.kv_heads * p.head_dim + (int64_t)h * p.head_dim;
 }
 
-// One (kv head, key split) item of layer l; the last item of its head merges the head's splits.
 // This lane's 4 dims of a K or V row (zeros when the lane holds none: head_dim < 128).
 __device__ __forceinline__ void lane_dims(const bf16 *row, int lane, bool on, float (&v)[4])
 {
@@ -193,6 +173,47 @@ __device__ __forceinline__ void merge_one(const Params &p, int h, int grp, int s
     }
 }
 
+// This lane's 4 dims of a bf16 row that other CTAs wrote in this launch (through L2; zeros without dims).
+__device__ __forceinline__ void lane_dims_cg(const bf16 *row, int lane, bool on, float (&v)[4])
+{
+    const uint2 raw = on ? __ldcg(reinterpret_cast<const uint2 *>(row + lane * 4)) : make_uint2(0, 0);
+    v[0] = bf16_lo(raw.x), v[1] = bf16_hi(raw.x), v[2] = bf16_lo(raw.y), v[3] = bf16_hi(raw.y);
+}
+
+// A head's rmsnorm · w over the warp (lane L: dims 4L..4L+3), rounded to bf16 as the op-by-op q/k norm rounds it.
+__device__ __forceinline__ void lane_norm(float (&v)[4], const bf16 *w, int lane, bool on, int hd, float eps)
+{
+    float ss = 0.0f;
+#pragma unroll
+    for (int e = 0; e < 4; e++)
+        ss += v[e] * v[e];
+    const float inv = rsqrtf(warp_reduce(ss, SumOp()) / (float)hd + eps);
+    if (on)
+#pragma unroll
+        for (int e = 0; e < 4; e++)
+            v[e] = round_bf16(v[e] * inv * __bfloat162float(w[lane * 4 + e]));
+}
+
+// Rope over the warp, as rope_kv_store_kernel computes it: dim i (< half) pairs with i + half, which lane
+// `partner` holds; trig: cos of [0, half), then sin.
+__device__ __forceinline__ void lane_rope(float (&v)[4], const float *trig, int lane, int partner, bool first_half,
+                                          bool on, int half)
+{
+    float o[4];
+#pragma unroll
+    for (int e = 0; e < 4; e++)
+        o[e] = __shfl_sync(0xffffffffu, v[e], partner);
+    if (!on)
+        return;
+    const int i0 = first_half ? lane * 4 : lane * 4 - half;
+#pragma unroll
+    for (int e = 0; e < 4; e++) {
+        const float c = trig[i0 + e], sn = trig[half + i0 + e];
+        v[e] = first_half ? round_bf16(v[e] * c - o[e] * sn) : round_bf16(v[e] * c + o[e] * sn);
+    }
+}
+
+// One (kv head, key split) item of layer l; the last item of its head merges the head's splits.
 // trig: [hd/2] cos, [hd/2] sin of the token's rope angles; btab: the sequence's block table (the kernel
 // copies both once).
 __device__ void attention_item(const Params &p, int l, unsigned *ctr, uint8_t *region, const float *trig,
@@ -212,18 +233,17 @@ __device__ void attention_item(const Params &p, int l, unsigned *ctr, uint8_t *r
     }
     if (nk > nkm) // the launcher sized shared memory for max_seq_len; a longer context is the caller's bug
         __trap();
-    float *qf = reinterpret_cast<float *>(region);   // [grp][hd] rotated q (bf16 values)
-    float *kf = qf + grp * hd;                         // [hd] the new k
-    bf16 *knew = reinterpret_cast<bf16 *>(kf + hd);    // [hd] the new k, bf16
-    bf16 *vnew = knew + hd;                            // [hd] the new v
-    float *sc = reinterpret_cast<float *>(vnew + hd);  // [grp][nk_max] scores, then probabilities
-    float *stat = sc + grp * nkm;                      // [grp] max, [grp] sum, [1] merge flag
-    float *pv = stat + 4 * kMaxGroup;                  // [kWarps][grp][hd] partial P·V
+    // Shared memory (the launcher sized the region for this layout): score rows, statistics and the merge flag,
+    // the P·V area that merge_wide uses as scratch, then the K/V rows of earlier steps.
+    float *sc = reinterpret_cast<float *>(region) + (grp * hd + hd) + hd; // [grp][nk_max] scores, then probabilities
+    float *stat = sc + grp * nkm;                                          // [2 * kMaxGroup] (unused), [1] merge flag
+    float *pv = stat + 4 * kMaxGroup;                                      // merge_wide's scratch
     const bf16 *row = p.qkv;
-    const int heads_new = grp + (last ? 1 : 0);
     const bool dims = lane * 4 < hd;
     // The cache rows of earlier steps do not depend on this step: copied into shared memory while the grid
-    // finishes q/k/v (the launcher sized the region for nk_max keys).
+    // finishes q/k/v (the launcher sized the region for nk_max keys). Each thread waits for its own copies
+    // before the grid wait, whose barrier then makes all of them visible: after it, only q and the new k/v
+    // come from memory.
     bf16 *kpre = reinterpret_cast<bf16 *>(pv + kWarps * grp * hd); // [nk_max][hd]
     bf16 *vpre = kpre + nkm * hd;
     const int cpr = hd / 8; // 16-byte chunks a row
@@ -231,8 +251,8 @@ __device__ void attention_item(const Params &p, int l, unsigned *ctr, uint8_t *r
         const int jj = e / cpr, c = e % cpr;
         if (last && k0 + jj == newpos)
             continue;
-        const bf16 *kr = kv_row(p, btab, L.k_cache, k0 + jj, h, -1, nullptr);
-        const bf16 *vr = kv_row(p, btab, L.v_cache, k0 + jj, h, -1, nullptr);
+        const bf16 *kr = kv_row(p, btab, L.k_cache, k0 + jj, h);
+        const bf16 *vr = kv_row(p, btab, L.v_cache, k0 + jj, h);
         asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(smem_u32(kpre + jj * hd + c * 8)),
                      "l"(kr + c * 8)
                      : "memory");
@@ -241,124 +261,99 @@ __device__ void attention_item(const Params &p, int l, unsigned *ctr, uint8_t *r
                      : "memory");
     }
     asm volatile("cp.async.commit_group;" ::: "memory");
+    asm volatile("cp.async.wait_all;" ::: "memory");
 
     grid_wait(ctr + kQkv, gridDim.x, p.tp_abort, p.debug & 2);
     stamp(p, l, 4);
-#pragma unroll 4
-    for (int e = tid; e < grp * hd; e += kConsumers)
-        qf[e] = ldcg_bf16(row + (int64_t)h * grp * hd + e);
-    if (last)
-        for (int e = tid; e < hd; e += kConsumers) {
-            kf[e] = ldcg_bf16(row + p.q_dim + (int64_t)h * hd + e);
-            vnew[e] = __float2bfloat16_rn(ldcg_bf16(row + p.q_dim + (int64_t)p.kv_heads * hd + h * hd + e));
+    // From here a warp takes one q head of the group alone, up to its partial: no barrier until the election.
+    // Lane L holds dims 4L..4L+3 of q (and, in the last split, of the new k and v) in registers; rope pairs dim i
+    // with i + hd/2, which lane L +- hd/8 holds. (Until session 24 the eight warps shared each step, scores by
+    // key, softmax by head, P·V by key, with a block barrier between steps: ~3.3 us an item on one H200.)
+    const int partner = lane < hd / 8 ? lane + hd / 8 : lane - hd / 8;
+    const bool first_half = lane < hd / 8;
+    const int jnew = last ? newpos - k0 : -1; // the new key's index in this split (its k and v: registers)
+    const int32_t slot = p.slots[0];
+    const int stride = p.merge != kMergeChunked ? hd + 4 : hd + 2;
+    for (int j = warp; j < grp; j += kWarps) {
+        float q[4], kn[4] = {0.0f, 0.0f, 0.0f, 0.0f}, vn[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        lane_dims_cg(row + (int64_t)(h * grp + j) * hd, lane, dims, q);
+        if (last) {
+            lane_dims_cg(row + p.q_dim + (int64_t)h * hd, lane, dims, kn);
+            lane_dims_cg(row + p.q_dim + (int64_t)(p.kv_heads + h) * hd, lane, dims, vn);
         }
-    consumer_sync();
-    if (L.q_norm) { // Qwen3: per-head RMSNorm before rope
-        for (int j = warp; j < heads_new; j += kWarps)
-            head_norm(j < grp ? qf + j * hd : kf, j < grp ? L.q_norm : L.k_norm, hd, p.eps);
-        consumer_sync();
-    }
-    for (int e = tid; e < heads_new * half; e += kConsumers) { // rope, as rope_kv_store_kernel computes it
-        const int j = e / half, i = e % half;
-        float *v = j < grp ? qf + j * hd : kf;
-        const float c = trig[i], sn = trig[half + i], x1 = v[i], x2 = v[i + half];
-        v[i] = round_bf16(x1 * c - x2 * sn);
-        v[i + half] = round_bf16(x2 * c + x1 * sn);
-    }
-    consumer_sync();
-    if (last) {
-        const int32_t slot = p.slots[0];
-        for (int e = tid; e < hd; e += kConsumers) {
-            knew[e] = __float2bfloat16_rn(kf[e]);
-            if (slot >= 0) {
-                const int64_t off = (int64_t)slot * p.kv_heads * hd + (int64_t)h * hd + e;
-                L.k_cache[off] = knew[e];
-                L.v_cache[off] = vnew[e];
+        if (L.q_norm) { // Qwen3: per-head RMSNorm before rope
+            lane_norm(q, L.q_norm, lane, dims, hd, p.eps);
+            if (last)
+                lane_norm(kn, L.k_norm, lane, dims, hd, p.eps);
+        }
+        lane_rope(q, trig, lane, partner, first_half, dims, half);
+        if (last) {
+            lane_rope(kn, trig, lane, partner, first_half, dims, half);
+            if (j == 0 && slot >= 0 && dims) { // warp 0 stores the new token's k and v
+                const int64_t off = (int64_t)slot * p.kv_heads * hd + (int64_t)h * hd + lane * 4;
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    L.k_cache[off + e] = __float2bfloat16_rn(kn[e]);
+                    L.v_cache[off + e] = __float2bfloat16_rn(vn[e]);
+                }
             }
         }
-        consumer_sync();
-    }
-    const bf16 *kfresh = last ? knew : nullptr, *vfresh = last ? vnew : nullptr;
-    asm volatile("cp.async.wait_all;" ::: "memory"); // this thread's copies have landed; the barrier
-    consumer_sync();                                     // makes everyone's visible
-    stamp(p, l, kStamps + 8);
-
-    // scores: lanes own 4 dims (their q values stay in registers), warps take every 8th key
-    float qr[kMaxGroup][4];
-#pragma unroll
-    for (int j = 0; j < kMaxGroup; j++)
-#pragma unroll
-        for (int e = 0; e < 4; e++)
-            qr[j][e] = j < grp && dims ? qf[j * hd + lane * 4 + e] : 0.0f;
+        stamp(p, l, kStamps + 8);
+        // scores (lane 0 keeps them in shared memory), then this split's softmax statistics
+        float *srow = sc + j * nkm;
 #pragma unroll 4
-    for (int jj = warp; jj < nk; jj += kWarps) {
-        float kv[4];
-        lane_dims(kv_row(p, btab, L.k_cache, k0 + jj, h, newpos, kfresh, kpre, k0), lane, dims, kv);
-#pragma unroll
-        for (int j = 0; j < kMaxGroup; j++)
-            if (j < grp) {
-                float d = 0.0f;
+        for (int jj = 0; jj < nk; jj++) {
+            float kv[4];
+            lane_dims(kpre + jj * hd, lane, dims, kv);
+            if (jj == jnew)
 #pragma unroll
                 for (int e = 0; e < 4; e++)
-                    d = fmaf(qr[j][e], kv[e], d);
-                d = warp_reduce(d, SumOp());
-                if (lane == 0)
-                    sc[j * nkm + jj] = d * p.scale;
-            }
-    }
-    consumer_sync();
-    for (int j = warp; j < grp; j += kWarps) { // softmax statistics of this split, a warp per q head
+                    kv[e] = kn[e];
+            float d = 0.0f;
+#pragma unroll
+            for (int e = 0; e < 4; e++)
+                d = fmaf(q[e], kv[e], d);
+            d = warp_reduce(d, SumOp());
+            if (lane == 0)
+                srow[jj] = d * p.scale;
+        }
+        __syncwarp();
         float m = -FLT_MAX;
         for (int jj = lane; jj < nk; jj += 32)
-            m = fmaxf(m, sc[j * nkm + jj]);
+            m = fmaxf(m, srow[jj]);
         m = warp_reduce(m, MaxOp());
         float sum = 0.0f;
         for (int jj = lane; jj < nk; jj += 32) {
-            const float e = __expf(sc[j * nkm + jj] - m);
-            sc[j * nkm + jj] = e;
+            const float e = __expf(srow[jj] - m);
+            srow[jj] = e;
             sum += e;
         }
         sum = warp_reduce(sum, SumOp());
-        if (lane == 0)
-            stat[j] = nk > 0 ? m : -FLT_MAX, stat[kMaxGroup + j] = sum;
-    }
-    consumer_sync();
-    stamp(p, l, kStamps + 9);
-    // P·V: lanes own 4 dims, warps take every 8th key
-    float acc[kMaxGroup][4] = {};
+        __syncwarp();
+        stamp(p, l, kStamps + 9);
+        // P·V, then this split's partial: its hd values, then its max and sum (merge_wide, merge_one: rows
+        // padded to 16 bytes for their float4 loads)
+        float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 #pragma unroll 4
-    for (int jj = warp; jj < nk && dims; jj += kWarps) {
-        float v[4];
-        lane_dims(kv_row(p, btab, L.v_cache, k0 + jj, h, newpos, vfresh, vpre, k0), lane, true, v);
-#pragma unroll
-        for (int j = 0; j < kMaxGroup; j++)
-            if (j < grp) {
-                const float pr = sc[j * nkm + jj];
+        for (int jj = 0; jj < nk; jj++) {
+            float v[4];
+            lane_dims(vpre + jj * hd, lane, dims, v);
+            if (jj == jnew)
 #pragma unroll
                 for (int e = 0; e < 4; e++)
-                    acc[j][e] = fmaf(pr, v[e], acc[j][e]);
-            }
-    }
-    if (dims)
+                    v[e] = vn[e];
+            const float pr = srow[jj];
 #pragma unroll
-        for (int j = 0; j < kMaxGroup; j++)
-            if (j < grp)
-#pragma unroll
-                for (int e = 0; e < 4; e++)
-                    pv[(warp * grp + j) * hd + lane * 4 + e] = acc[j][e];
-    consumer_sync();
-    // a split's hd values, then its max and sum (merge_wide, merge_one: rows padded to 16 bytes for their
-    // float4 loads)
-    const int stride = p.merge != kMergeChunked ? hd + 4 : hd + 2;
-    for (int u = tid; u < grp * hd; u += kConsumers) {
-        const int j = u / hd, d = u % hd;
-        float sum = 0.0f;
-        for (int w = 0; w < kWarps; w++)
-            sum += pv[(w * grp + j) * hd + d];
+            for (int e = 0; e < 4; e++)
+                acc[e] = fmaf(pr, v[e], acc[e]);
+        }
         float *out = p.partials + ((int64_t)(h * grp + j) * p.splits + s) * stride;
-        out[d] = sum;
-        if (d == 0)
-            out[hd] = stat[j], out[hd + 1] = stat[kMaxGroup + j];
+        if (dims)
+#pragma unroll
+            for (int e = 0; e < 4; e++)
+                out[lane * 4 + e] = acc[e];
+        if (lane == 0)
+            out[hd] = nk > 0 ? m : -FLT_MAX, out[hd + 1] = sum;
     }
     // the last split of this head to finish merges them all
     consumer_sync();
