@@ -811,19 +811,20 @@ if has s23m; then
   # Session 23: what the persistent kernel reads from DRAM in one eager batch-1 step (Nsight Compute metrics:
   # DRAM bytes read and written, L2 hit rate, duration), for each of S23M_VARIANTS (tag:quantization:ENV=V,...):
   # does the L2 prefetch read weights twice (prefetched lines evicted before their bulk load)? The weights of
-  # the 8B shape are 13.96 GB a step in the kernel (32 layers x 436 MB).
+  # the 8B shape are 13.96 GB a step in the kernel (32 layers x 436 MB). S23M_METRICS="m1,m2": that list instead
+  # (session 24: sm__cycles_elapsed.avg.per_second, the SM clock while the kernel runs).
   export CUDA_VISIBLE_DEVICES=0
   [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
   for vs in ${S23M_VARIANTS:-bf:none: a0:none:SS_PERSIST_L2AHEAD=0}; do
     IFS=: read -r v q e <<<"$vs"
     variant "${e:--}"
-    for ms in "dram__bytes_read.sum,dram__bytes_write.sum,gpu__time_duration.sum,lts__t_sector_hit_rate.pct,lts__t_sectors_lookup_hit.sum,lts__t_sectors_lookup_miss.sum" \
+    for ms in ${S23M_METRICS:-} "dram__bytes_read.sum,dram__bytes_write.sum,gpu__time_duration.sum,lts__t_sector_hit_rate.pct,lts__t_sectors_lookup_hit.sum,lts__t_sectors_lookup_miss.sum" \
       "dram__bytes_read.sum,dram__bytes_write.sum,gpu__time_duration.sum,lts__t_sector_hit_rate.pct"; do
       step "ncu metrics persistent [$v]" 150 "ncu_s23m_$v.log" env SHARDSERVE_QUANTIZATION=$q ${ev[@]+"${ev[@]}"} ncu --clock-control none \
         --kernel-name regex:decode_persist --launch-skip "${S23M_SKIP:-20}" --launch-count 1 --metrics "$ms" --csv \
         "$B/tools/bench_decode" --model "$M8" --device cuda --prompt 128 --gen 40 --no-graphs --json && break
     done
-    grep -E 'dram__|gpu__time|lts__' "$L/ncu_s23m_$v.log" | awk -F'","' -v v="$v" '{print v, $(NF-2), $(NF-1), $NF}' | tr -d '"' | tee -a "$S"
+    grep -E 'dram__|gpu__time|lts__|sm__|gpc__' "$L/ncu_s23m_$v.log" | awk -F'","' -v v="$v" '{print v, $(NF-2), $(NF-1), $NF}' | tr -d '"' | tee -a "$S"
   done
 fi
 if has s21p; then
