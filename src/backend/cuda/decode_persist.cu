@@ -27,10 +27,14 @@
 // bulk copy, see scripts/gpu/racecheck_triage.py) and the forward pass's default for batch-1 steps at tp 1
 // (SS_PERSIST=0 turns it off): 240-242 tok/s on the 8B shape against 234-235 op by op. Its GEMVs run at the
 // bus rate; while the consumers wait (attention, grid waits) the producer prefetches up to 8 tiles into L2,
-// one every 2500 cycles (session 23: +0.3% at 128 tokens, +2.1% at 512, +1.5% at tp 2 on H200s).
+// one every 2500 cycles (session 23: +0.3% at 128 tokens, +2.1% at 512, +1.5% at tp 2 on H200s). Since
+// session 24 an attention item's warps each take a q head with no block barrier between its steps: 252.9
+// tok/s against 249.0 (89.4% of the copy roofline; +2.85% at 512 tokens, +2.4% at tp 2).
 // Context bounds above a 32 KiB K/V copy per attention item are refused (op by op is faster there). What is
-// left: ~4 µs a layer of idle bus during the attention, the merge of the splits (~4 µs). Arrival by content
-// instead of the grid counters was tried (session 11) and gained nothing.
+// left is the layer's chain of exchanges through L2 (a flag's round trip between two SMs: 0.9 us idle, 2.6 us
+// with the bus saturated, session 24's probe): the qkv wait, the merge of the splits (~3.6 µs), the grid
+// waits. Arrival by content instead of the grid counters was tried (sessions 11, 23) and gained nothing;
+// clusters do not fit the grid (8 or 16 CTAs a cluster place only 120 or 112 of the 132 CTAs on an H200).
 // At tp > 1 (session 13) the same kernel runs on every rank with the rank's shards; the o and down sums
 // cross the group inside it through peer-mapped windows (tp_push / tp_combine in persist_common.cuh):
 // +0.4-5% over op by op at tp 2 and 4 on H200s, the per-layer chain of norm, attention and waits then

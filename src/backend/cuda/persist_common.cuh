@@ -52,8 +52,9 @@ struct Params {
     int l2ahead; // while the ring is full and every tile in it has landed, the producer prefetches up to
                  // this many further tiles into L2 (8; SS_PERSIST_L2AHEAD=N, a benchmark switch, 0: none).
                  // Session 11, one H200: 8 beat 4 by 0.6% in five pairs over two calls (241.0 vs 239.6)
-    int pfpace; // SM cycles at least between two tiles of the L2 prefetch: 2500 (~1.26 us at 1.98 GHz, a 32 KiB
-                // tile at 26 GB/s, ~80% of an SM's share of the bus); SS_PERSIST_PFPACE=N, a benchmark switch,
+    int pfpace; // SM cycles at least between two tiles of the L2 prefetch: 2500 (~1.37 us at the 1.82 GHz the SMs
+                // ran at under this kernel in session 24; a 32 KiB tile at 24 GB/s, ~75% of an SM's share of
+                // the bus); SS_PERSIST_PFPACE=N, a benchmark switch,
                 // 0: as fast as the producer issues them, as before session 23. Paced, the prefetch no longer
                 // queues 8 tiles of every SM at once ahead of the loads the attention and the grid waits make:
                 // one H200, 8B batch 1, 249.6 against 248.4 tok/s (+0.46%); 2000, 3000 and 4000 cycles +0.3%,
