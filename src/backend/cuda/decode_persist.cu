@@ -461,7 +461,7 @@ extern "C" int ss_cuda_decode_persist(void *stream, ss_cuda_persist_args *a)
                             (const bf16 *)s->mlp_norm, (const bf16 *)s->wgu, (const bf16 *)s->wdown,
                             (bf16 *)s->k_cache, (bf16 *)s->v_cache};
     }
-    if (!aligned16(a->residual) || !aligned16(a->attn) || !aligned16(a->act))
+    if (!aligned16(a->residual) || !aligned16(a->qkv) || !aligned16(a->attn) || !aligned16(a->act))
         SS_PERSIST_NO("an activation buffer is not 16-byte aligned");
 #undef SS_PERSIST_NO
     cudaError_t e;

@@ -180,7 +180,8 @@ __device__ __forceinline__ void lane_dims_cg(const bf16 *row, int lane, bool on,
     v[0] = bf16_lo(raw.x), v[1] = bf16_hi(raw.x), v[2] = bf16_lo(raw.y), v[3] = bf16_hi(raw.y);
 }
 
-// A head's rmsnorm · w over the warp (lane L: dims 4L..4L+3), rounded to bf16 as the op-by-op q/k norm rounds it.
+// A head's rmsnorm · w over the warp (lane L: dims 4L..4L+3), rounded to bf16 where the op-by-op q/k norm rounds
+// (its sum of squares adds in another order).
 __device__ __forceinline__ void lane_norm(float (&v)[4], const bf16 *w, int lane, bool on, int hd, float eps)
 {
     float ss = 0.0f;
@@ -269,6 +270,9 @@ __device__ void attention_item(const Params &p, int l, unsigned *ctr, uint8_t *r
     // Lane L holds dims 4L..4L+3 of q (and, in the last split, of the new k and v) in registers; rope pairs dim i
     // with i + hd/2, which lane L +- hd/8 holds. (Until session 24 the eight warps shared each step, scores by
     // key, softmax by head, P·V by key, with a block barrier between steps: ~3.3 us an item on one H200.)
+    // A warp's keys are all of the item's, one warp reduction each: with small groups (MHA: one warp busy, and
+    // with 32 kv heads only 4 splits, so up to 64 keys an item) that chain is longer than before session 24;
+    // measured only at a group of 4 (docs/performance.md, session 24).
     const int partner = lane < hd / 8 ? lane + hd / 8 : lane - hd / 8;
     const bool first_half = lane < hd / 8;
     const int jnew = last ? newpos - k0 : -1; // the new key's index in this split (its k and v: registers)
