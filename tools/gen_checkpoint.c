@@ -39,6 +39,9 @@ static const gen_shape gen_shapes[] = {
      128000, {128001, 128008, 128009}, 3},
     {"llama-3.2-1b", "LlamaForCausalLM", "llama", 2048, 8192, 16, 32, 8, 64, 128256, 131072, 5e5, 1e-5, 1, 32.0, 1, 0,
      128000, {128001, 128008, 128009}, 3},
+    /* multi-head attention (32 kv heads): the persistent batch-1 kernel's smallest group (docs/architecture.md) */
+    {"llama-2-7b", "LlamaForCausalLM", "llama", 4096, 11008, 32, 32, 32, 128, 32000, 4096, 1e4, 1e-5, 0, 0, 0, 0, 1,
+     {2, 0, 0}, 1},
     {"qwen2.5-7b", "Qwen2ForCausalLM", "qwen2", 3584, 18944, 28, 28, 4, 128, 152064, 32768, 1e6, 1e-6, 0, 0, 0, 1,
      151643, {151645, 151643, 0}, 2},
     {"tiny", "LlamaForCausalLM", "llama", 64, 128, 2, 4, 2, 16, 512, 2048, 5e5, 1e-5, 1, 8.0, 0, 0, 1, {2, 0, 0}, 1},
@@ -189,7 +192,7 @@ int main(int argc, char **argv)
     const char *shape_name = NULL, *out = NULL;
     int64_t seed = 1, layers = 0, threads = 0, max_shard = 5000000000LL;
     const ss_opt opts[] = {
-        {"shape", SS_OPT_STR, &shape_name, "llama-3-8b | llama-3-70b | llama-3.2-1b | qwen2.5-7b | tiny"},
+        {"shape", SS_OPT_STR, &shape_name, "llama-3-8b | llama-3-70b | llama-3.2-1b | llama-2-7b | qwen2.5-7b | tiny"},
         {"out", SS_OPT_STR, &out, "output folder (created)"},
         {"seed", SS_OPT_INT, &seed, "random seed (default 1)"},
         {"layers", SS_OPT_INT, &layers, "override the number of layers"},

@@ -758,7 +758,8 @@ if has s21a; then
   # tp N on GPUs 0..N-1 (the consistency test stays on GPU 0). S21A_GENV="A=1 B=2": the goldens' environment.
   export CUDA_VISIBLE_DEVICES=0
   tpf=(); [ -n "${S21A_TP:-}" ] && tpf=(--tp "$S21A_TP") && CUDA_VISIBLE_DEVICES=$(seq -s, 0 $((S21A_TP - 1)))
-  [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
+  SH=${S21A_SHAPE:-llama-3-8b}; MS=/tmp/$SH # S21A_SHAPE: another gen_checkpoint shape for the benchmarks
+  [ -d "$MS" ] || "$B/tools/gen_checkpoint" --shape "$SH" --out "$MS" >"$L/gen_$SH.log" 2>&1
   for c in ${S21A_CHECKS:--}; do # environment variants (as variant's)
     variant "$c"
     step "decode_layers consistency [$c]" 120 "consistency_$vtag.log" env CUDA_VISIBLE_DEVICES=0 SS_TEST_ONLY=test_decode_layers \
@@ -786,7 +787,7 @@ if has s21a; then
         bd=$B; case $v in old*) [ -n "$OLDB" ] || continue; bd=$OLDB ;; esac
         variant "${e:--}"
         step "8B $q b$bsz prompt $pr [$v] #$rep" 90 "bench_s21a_b${bsz}_p${pr}_${v}_$rep.log" env SHARDSERVE_QUANTIZATION=$q ${ev[@]+"${ev[@]}"} \
-          "$bd/tools/bench_decode" --model "$M8" --device cuda ${tpf[@]+"${tpf[@]}"} --batch $bsz --prompt $pr --gen $gn --json
+          "$bd/tools/bench_decode" --model "$MS" --device cuda ${tpf[@]+"${tpf[@]}"} --batch $bsz --prompt $pr --gen $gn --json
       done
     done
   done
@@ -795,7 +796,7 @@ if has s21a; then
     IFS=: read -r v q e <<<"$vs"
     variant "${e:--}"
     step "persistent trace [$v]" 90 "trace_s21a_$v.log" env SHARDSERVE_QUANTIZATION=$q ${ev[@]+"${ev[@]}"} SS_PERSIST_TRACE=100 \
-      "$B/tools/bench_decode" --model "$M8" --device cuda --prompt 128 --gen 128 --no-graphs --json
+      "$B/tools/bench_decode" --model "$MS" --device cuda --prompt 128 --gen 128 --no-graphs --json
     grep -vE '^\{' "$L/trace_s21a_$v.log" | grep -A40 "persistent decode" | head -45 | tee -a "$S"
   done
 fi
