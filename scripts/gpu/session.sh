@@ -786,7 +786,7 @@ if has s21a; then
         IFS=: read -r v q e <<<"$vs"
         bd=$B; case $v in old*) [ -n "$OLDB" ] || continue; bd=$OLDB ;; esac
         variant "${e:--}"
-        step "8B $q b$bsz prompt $pr [$v] #$rep" 90 "bench_s21a_b${bsz}_p${pr}_${v}_$rep.log" env SHARDSERVE_QUANTIZATION=$q ${ev[@]+"${ev[@]}"} \
+        step "${S21A_SHAPE:-8B} $q b$bsz prompt $pr [$v] #$rep" 90 "bench_s21a_b${bsz}_p${pr}_${v}_$rep.log" env SHARDSERVE_QUANTIZATION=$q ${ev[@]+"${ev[@]}"} \
           "$bd/tools/bench_decode" --model "$MS" --device cuda ${tpf[@]+"${tpf[@]}"} --batch $bsz --prompt $pr --gen $gn --json
       done
     done
