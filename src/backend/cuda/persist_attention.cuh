@@ -35,6 +35,7 @@ __device__ __forceinline__ void lane_dims(const bf16 *row, int lane, bool on, fl
     v[0] = bf16_lo(raw.x), v[1] = bf16_hi(raw.x), v[2] = bf16_lo(raw.y), v[3] = bf16_hi(raw.y);
 }
 
+constexpr int kKeyGroup = 8;   // keys whose scores an attention warp reduces side by side
 constexpr int kMergeLoads = 16; // split partials loaded at once by the merge (one trip for 16 splits)
 
 // (Out of line: inlined, it made the kernel spill at its 168-register cap.)
@@ -303,23 +304,36 @@ __device__ void attention_item(const Params &p, int l, unsigned *ctr, uint8_t *r
             }
         }
         stamp(p, l, kStamps + 8);
-        // scores (lane 0 keeps them in shared memory), then this split's softmax statistics
+        // Scores, kKeyGroup keys at a time: their dot products' warp reductions run side by side (the same
+        // butterfly as warp_reduce, so the same sums); lane 0 keeps them in shared memory. Then this split's
+        // softmax statistics. (One reduction a key, as in bb2de54, ran key after key: 3.4k SM cycles for 8-16
+        // keys, most of the item; session 24's trace.)
         float *srow = sc + j * nkm;
-#pragma unroll 4
-        for (int jj = 0; jj < nk; jj++) {
-            float kv[4];
-            lane_dims(kpre + jj * hd, lane, dims, kv);
-            if (jj == jnew)
+        for (int g0 = 0; g0 < nk; g0 += kKeyGroup) {
+            float d[kKeyGroup];
+#pragma unroll
+            for (int t = 0; t < kKeyGroup; t++) {
+                float kv[4];
+                lane_dims(kpre + (g0 + t) * hd, lane, dims && g0 + t < nk, kv);
+                if (g0 + t == jnew)
+#pragma unroll
+                    for (int e = 0; e < 4; e++)
+                        kv[e] = kn[e];
+                d[t] = 0.0f;
 #pragma unroll
                 for (int e = 0; e < 4; e++)
-                    kv[e] = kn[e];
-            float d = 0.0f;
+                    d[t] = fmaf(q[e], kv[e], d[t]);
+            }
 #pragma unroll
-            for (int e = 0; e < 4; e++)
-                d = fmaf(q[e], kv[e], d);
-            d = warp_reduce(d, SumOp());
+            for (int o = 16; o > 0; o >>= 1)
+#pragma unroll
+                for (int t = 0; t < kKeyGroup; t++)
+                    d[t] += __shfl_xor_sync(0xffffffffu, d[t], o);
             if (lane == 0)
-                srow[jj] = d * p.scale;
+#pragma unroll
+                for (int t = 0; t < kKeyGroup; t++)
+                    if (g0 + t < nk)
+                        srow[g0 + t] = d[t] * p.scale;
         }
         __syncwarp();
         float m = -FLT_MAX;
