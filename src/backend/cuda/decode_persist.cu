@@ -29,7 +29,8 @@
 // bus rate; while the consumers wait (attention, grid waits) the producer prefetches up to 8 tiles into L2,
 // one every 2500 cycles (session 23: +0.3% at 128 tokens, +2.1% at 512, +1.5% at tp 2 on H200s). Since
 // session 24 an attention item's warps each take a q head with no block barrier between its steps: 252.9
-// tok/s against 249.0 (89.4% of the copy roofline; +2.85% at 512 tokens, +2.4% at tp 2).
+// tok/s against 249.0 (89.4% of the copy roofline; +2.85% at 512 tokens, +2.4% at tp 2); session 25 reduces 8
+// keys' scores side by side (253.2 tok/s; +1.1% at 512 tokens, +1.5-2.0% on a multi-head Llama-2-7B shape).
 // Context bounds above a 32 KiB K/V copy per attention item are refused (op by op is faster there). What is
 // left is the layer's chain of exchanges through L2 (a flag's round trip between two SMs: 0.9 us idle, 2.6 us
 // with the bus saturated, session 24's probe): the qkv wait, the merge of the splits (~3.6 µs), the grid

@@ -175,6 +175,7 @@ __device__ __forceinline__ void merge_one(const Params &p, int h, int grp, int s
 }
 
 // This lane's 4 dims of a bf16 row that other CTAs wrote in this launch (through L2; zeros without dims).
+// (A twin of lane_dims rather than a template flag on it: the merged form compiled to other SASS, session 25.)
 __device__ __forceinline__ void lane_dims_cg(const bf16 *row, int lane, bool on, float (&v)[4])
 {
     const uint2 raw = on ? __ldcg(reinterpret_cast<const uint2 *>(row + lane * 4)) : make_uint2(0, 0);
@@ -271,9 +272,9 @@ __device__ void attention_item(const Params &p, int l, unsigned *ctr, uint8_t *r
     // Lane L holds dims 4L..4L+3 of q (and, in the last split, of the new k and v) in registers; rope pairs dim i
     // with i + hd/2, which lane L +- hd/8 holds. (Until session 24 the eight warps shared each step, scores by
     // key, softmax by head, P·V by key, with a block barrier between steps: ~3.3 us an item on one H200.)
-    // A warp's keys are all of the item's, one warp reduction each: with small groups (MHA: one warp busy, and
-    // with 32 kv heads only 4 splits, so up to 64 keys an item) that chain is longer than before session 24;
-    // measured only at a group of 4 (docs/performance.md, session 24).
+    // A warp's keys are all of the item's: with small groups (MHA: one warp busy, and with 32 kv heads only 4
+    // splits, so up to 64 keys an item) that chain is longer than before session 24. Measured in session 25 on a
+    // Llama-2-7B shape: still 6.5% faster than op by op (docs/performance.md).
     const int partner = lane < hd / 8 ? lane + hd / 8 : lane - hd / 8;
     const bool first_half = lane < hd / 8;
     const int jnew = last ? newpos - k0 : -1; // the new key's index in this split (its k and v: registers)
