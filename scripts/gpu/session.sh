@@ -283,12 +283,13 @@ if has bench; then
 fi
 if has sanitize; then
   export CUDA_VISIBLE_DEVICES=$G0
-  step "compute-sanitizer memcheck (golden, cuda)" 200 memcheck.log compute-sanitizer --tool memcheck --error-exitcode 9 env SS_TEST_DEVICE=cuda "$B/tests/test_golden"
+  [ "${SAN_MEM:-1}" = 1 ] && step "compute-sanitizer memcheck (golden, cuda)" 200 memcheck.log compute-sanitizer --tool memcheck --error-exitcode 9 env SS_TEST_DEVICE=cuda "$B/tests/test_golden"
   # racecheck reports the bulk copies into shared memory (UBLKCP: cuBLAS's TMA kernels, our persistent
   # kernel) against the reads that wait on their mbarriers: it does not model the transaction count. So the
   # runs below only have to pass their tests, and racecheck_triage.py fails on any hazard but those (the
   # persistent kernel's: checked against its UBLKCP offsets in SASS). RACE_CONS=0 / RACE_OP=0 leave out the
-  # consistency test's / the op-by-op goldens' racecheck; RACE_LIM: the goldens' racecheck deadline (default 300 s;
+  # consistency test's / the op-by-op goldens' racecheck; SAN_MEM=0 / RACE_PERSIST=0 leave out memcheck / the
+  # goldens' racecheck with the persistent kernel; RACE_LIM: the goldens' racecheck deadline (default 300 s;
   # all of them ran ~250 s on an H200 in session 25). The goldens' batch-12 graphs test is left out: under
   # racecheck its process dies without a message (session 25; memcheck passes it).
   # The persistent kernel's spins give up after 2 s, too soon under racecheck: the consistency test's case of
@@ -298,9 +299,9 @@ if has sanitize; then
     "cuobjdump -sass \"$B/tests/test_golden\" | awk '/Function : /{f=/decode_persist_kernel/} f' | grep -E 'UBLKCP|Function'"
   [ "${RACE_CONS:-1}" = 1 ] && step "compute-sanitizer racecheck (consistency): tests pass" 200 racecheck.log $RC env SS_TEST_SKIP=test_decode_layers "$B/tests/test_backend_consistency"
   [ "${RACE_CONS:-1}" = 1 ] && step "racecheck triage (consistency): no hazard but bulk-copy ones" 30 racecheck_triage.log python3 scripts/gpu/racecheck_triage.py "$L/racecheck.log" "$L/persist_sass.log"
-  step "compute-sanitizer racecheck (golden, cuda): tests pass" "${RACE_LIM:-300}" racecheck_golden.log $RC env SS_TEST_DEVICE=cuda \
+  [ "${RACE_PERSIST:-1}" = 1 ] && step "compute-sanitizer racecheck (golden, cuda): tests pass" "${RACE_LIM:-300}" racecheck_golden.log $RC env SS_TEST_DEVICE=cuda \
     SS_TEST_SKIP=test_golden_graphs_equal_eager_lt "$B/tests/test_golden"
-  step "racecheck triage (golden, cuda): no hazard but bulk-copy ones" 30 racecheck_golden_triage.log python3 scripts/gpu/racecheck_triage.py "$L/racecheck_golden.log" "$L/persist_sass.log"
+  [ "${RACE_PERSIST:-1}" = 1 ] && step "racecheck triage (golden, cuda): no hazard but bulk-copy ones" 30 racecheck_golden_triage.log python3 scripts/gpu/racecheck_triage.py "$L/racecheck_golden.log" "$L/persist_sass.log"
   [ "${RACE_OP:-1}" = 1 ] && step "compute-sanitizer racecheck (golden, cuda, SS_PERSIST=0), no hazard at all" 200 racecheck_golden_op.log compute-sanitizer --tool racecheck --error-exitcode 9 env SS_TEST_DEVICE=cuda SS_PERSIST=0 \
     SS_TEST_SKIP=test_golden_graphs_equal_eager_lt "$B/tests/test_golden"
   for t in racecheck_triage racecheck_golden_triage; do [ -f "$L/$t.log" ] && sed 's/^/      /' "$L/$t.log" | grep -v '^ *HAZARD' | tee -a "$S"; done
@@ -797,12 +798,13 @@ if has s21a; then
     done
   done
   bench_lines "$L"/bench_s21a_*.log | tee -a "$S"
-  for vs in ${S21A_TRACE:-}; do
+  for vs in ${S21A_TRACE:-}; do # (a tag starting with "old" traces $OLDB's bench_decode; at S21A_TP every rank prints)
     IFS=: read -r v q e <<<"$vs"
+    bd=$B; case $v in old*) [ -n "$OLDB" ] || continue; bd=$OLDB ;; esac
     variant "${e:--}"
     step "persistent trace [$v]" 90 "trace_s21a_$v.log" env SHARDSERVE_QUANTIZATION=$q ${ev[@]+"${ev[@]}"} SS_PERSIST_TRACE=100 \
-      "$B/tools/bench_decode" --model "$MS" --device cuda --prompt 128 --gen 128 --no-graphs --json
-    grep -vE '^\{' "$L/trace_s21a_$v.log" | grep -A40 "persistent decode" | head -45 | tee -a "$S"
+      "$bd/tools/bench_decode" --model "$MS" --device cuda ${tpf[@]+"${tpf[@]}"} --prompt "${S21A_TPROMPT:-128}" --gen 128 --no-graphs --json
+    grep -vE '^\{' "$L/trace_s21a_$v.log" | grep -A45 "persistent decode" | head -$((50 * ${S21A_TP:-1})) | tee -a "$S"
   done
 fi
 if has s24p; then
