@@ -81,11 +81,11 @@ static int dec_byte_token(const char *s, size_t n)
     return hi * 16 + lo;
 }
 
-static ss_status dec_flush_bytes(dec_list *out, ss_tok_buf *bytes)
+static ss_status dec_flush_bytes(dec_list *out, ss_tok_buf *bytes, int raw)
 {
     if (!bytes->len)
         return SS_OK;
-    if (ss_tok_utf8_validate(bytes->p, bytes->len) == bytes->len) {
+    if (raw || ss_tok_utf8_validate(bytes->p, bytes->len) == bytes->len) {
         SS_CHECK(dl_push(out, bytes->p, bytes->len));
     } else {
         for (size_t i = 0; i < bytes->len; i++)
@@ -95,9 +95,10 @@ static ss_status dec_flush_bytes(dec_list *out, ss_tok_buf *bytes)
     return SS_OK;
 }
 
-/* One decoder over in -> out. collapsed: the list is already one fused string. */
+/* One decoder over in -> out. collapsed: the list is already one fused string. raw: bytes that are not valid
+ * UTF-8 stay as they are (no U+FFFD), for ss_tokenizer_token_bytes. */
 static ss_status dec_step(const ss_tokenizer *tok, const ss_tok_dec *d, const dec_list *in, dec_list *out,
-                          int at_start, int collapsed, ss_tok_buf *scratch)
+                          int at_start, int collapsed, int raw, ss_tok_buf *scratch)
 {
     dl_reset(out);
     switch (d->kind) {
@@ -128,8 +129,11 @@ static ss_status dec_step(const ss_tokenizer *tok, const ss_tok_dec *d, const de
                 SS_CHECK(ss_tok_buf_append(scratch, s, n));
             }
         }
-        SS_CHECK(dl_push(out, "", 0)); /* one token: the lossy UTF-8 of all bytes */
-        SS_CHECK(ss_tok_utf8_lossy_append(&out->text, scratch->p ? scratch->p : "", scratch->len));
+        SS_CHECK(dl_push(out, "", 0)); /* one token: the lossy UTF-8 of all bytes (raw: the bytes) */
+        if (raw)
+            SS_CHECK(ss_tok_buf_append(&out->text, scratch->p ? scratch->p : "", scratch->len));
+        else
+            SS_CHECK(ss_tok_utf8_lossy_append(&out->text, scratch->p ? scratch->p : "", scratch->len));
         out->ends[0] = out->text.len;
         return SS_OK;
     }
@@ -144,10 +148,10 @@ static ss_status dec_step(const ss_tokenizer *tok, const ss_tok_dec *d, const de
                 SS_CHECK(ss_tok_buf_append(scratch, &c, 1));
                 continue;
             }
-            SS_CHECK(dec_flush_bytes(out, scratch));
+            SS_CHECK(dec_flush_bytes(out, scratch, raw));
             SS_CHECK(dl_push(out, s, n));
         }
-        return dec_flush_bytes(out, scratch);
+        return dec_flush_bytes(out, scratch, raw);
     }
     case SS_TOK_DEC_REPLACE:
     case SS_TOK_DEC_METASPACE:
@@ -203,7 +207,7 @@ static ss_status dec_step(const ss_tokenizer *tok, const ss_tok_dec *d, const de
 }
 
 ss_status ss_tok_decode_tokens(const ss_tokenizer *tok, const char *const *toks, const size_t *lens, size_t n,
-                               int at_start, ss_tok_buf *out, ss_err *err)
+                               int at_start, int raw, ss_tok_buf *out, ss_err *err)
 {
     ss_status st = SS_OK;
     if (!tok->has_decoder) {
@@ -224,7 +228,7 @@ ss_status ss_tok_decode_tokens(const ss_tokenizer *tok, const char *const *toks,
         st = dl_push(&lists[0], toks[i], lens[i]);
     for (size_t k = 0; k < tok->n_decs && st == SS_OK; k++) {
         const ss_tok_dec *d = &tok->decs[k];
-        st = dec_step(tok, d, &lists[cur], &lists[cur ^ 1], at_start, collapsed, &scratch);
+        st = dec_step(tok, d, &lists[cur], &lists[cur ^ 1], at_start, collapsed, raw, &scratch);
         cur ^= 1;
         if (d->kind == SS_TOK_DEC_FUSE || d->kind == SS_TOK_DEC_BYTELEVEL)
             collapsed = 1;
@@ -287,7 +291,7 @@ ss_status ss_tokenizer_decode(const ss_tokenizer *tok, const int32_t *ids, size_
     size_t *lens, m;
     SS_CHECK(dec_collect(tok, ids, n, skip_special, &toks, &lens, &m, err));
     ss_tok_buf out = {0};
-    ss_status st = ss_tok_decode_tokens(tok, toks, lens, m, 1, &out, err);
+    ss_status st = ss_tok_decode_tokens(tok, toks, lens, m, 1, 0, &out, err);
     ss_free(toks);
     ss_free(lens);
     if (st == SS_OK && !out.p && ss_tok_buf_append(&out, "", 0) != SS_OK)
@@ -297,6 +301,28 @@ ss_status ss_tokenizer_decode(const ss_tokenizer *tok, const int32_t *ids, size_
         return st;
     }
     *text = out.p;
+    *len = out.len;
+    return SS_OK;
+}
+
+ss_status ss_tokenizer_token_bytes(const ss_tokenizer *tok, int32_t id, char **bytes, size_t *len, ss_err *err)
+{
+    if (!tok || !bytes || !len)
+        return ss_err_set(err, SS_ERR_INVALID_ARG, "ss_tokenizer_token_bytes: NULL argument");
+    *bytes = NULL;
+    *len = 0;
+    SS_CHECK(dec_check_ids(tok, &id, 1, err));
+    size_t n;
+    const char *s = ss_tok_strtab_get(&tok->vocab, (size_t)id, &n);
+    ss_tok_buf out = {0};
+    ss_status st = s ? ss_tok_decode_tokens(tok, &s, &n, 1, 1, 1, &out, err) : SS_OK;
+    if (st == SS_OK && !out.p && ss_tok_buf_append(&out, "", 0) != SS_OK)
+        st = ss_err_set(err, SS_ERR_NOMEM, "tokenizer: out of memory while decoding");
+    if (st != SS_OK) {
+        ss_tok_buf_free(&out);
+        return st;
+    }
+    *bytes = out.p;
     *len = out.len;
     return SS_OK;
 }
@@ -338,7 +364,7 @@ static ss_status detok_decode_window(ss_detok *d, ss_err *err)
     size_t *lens, m;
     SS_CHECK(dec_collect(d->tok, d->win.v, d->win.n, 0, &toks, &lens, &m, err));
     d->text.len = 0;
-    ss_status st = ss_tok_decode_tokens(d->tok, toks, lens, m, d->at_start, &d->text, err);
+    ss_status st = ss_tok_decode_tokens(d->tok, toks, lens, m, d->at_start, 0, &d->text, err);
     ss_free(toks);
     ss_free(lens);
     if (st == SS_OK && !d->text.p && ss_tok_buf_append(&d->text, "", 0) != SS_OK)

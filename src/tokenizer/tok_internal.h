@@ -241,8 +241,9 @@ ss_status ss_tok_matcher_build(ss_tokenizer *tok, ss_tok_matcher *m, int normali
 void ss_tok_matcher_free(ss_tok_matcher *m);
 
 /* tok_decode.c: decodes token strings (ptrs/lens) through the decoder chain and appends to out.
- * at_start: tokens[0] is the first token of the whole sequence. */
+ * at_start: tokens[0] is the first token of the whole sequence. raw: bytes that do not form valid UTF-8
+ * are kept as they are instead of becoming U+FFFD. */
 ss_status ss_tok_decode_tokens(const ss_tokenizer *tok, const char *const *toks, const size_t *lens, size_t n,
-                               int at_start, ss_tok_buf *out, ss_err *err);
+                               int at_start, int raw, ss_tok_buf *out, ss_err *err);
 
 #endif

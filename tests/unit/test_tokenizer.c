@@ -433,6 +433,53 @@ static void test_split_character_streaming(void **state)
 }
 
 /* Short words go through the quadratic loop, long ones through the heap: same result. */
+/* ss_tokenizer_token_bytes: a token's raw bytes, never U+FFFD for part of a character (logprobs' `bytes`). */
+static void test_token_bytes(void **state)
+{
+    (void)state;
+    ss_tokenizer *tok = load_named("llama3_1");
+    ss_err err;
+    const char *t = "emoji 😀🚀 ok é";
+    int32_t *ids;
+    size_t n;
+    assert_int_equal(ss_tokenizer_encode(tok, t, strlen(t), 0, &ids, &n, &err), SS_OK);
+    /* byte-level: the tokens' bytes, concatenated, are the text; some token alone is not valid UTF-8 */
+    char joined[64];
+    size_t at = 0;
+    int partial = 0;
+    for (size_t i = 0; i < n; i++) {
+        char *b, *d;
+        size_t bl, dl;
+        assert_int_equal(ss_tokenizer_token_bytes(tok, ids[i], &b, &bl, &err), SS_OK);
+        assert_int_equal(ss_tokenizer_decode(tok, &ids[i], 1, 0, &d, &dl, &err), SS_OK);
+        assert_null(memmem(b, bl, "\xef\xbf\xbd", 3));
+        partial += memmem(d, dl, "\xef\xbf\xbd", 3) != NULL;
+        assert_true(at + bl < sizeof joined);
+        memcpy(joined + at, b, bl);
+        at += bl;
+        ss_free(b);
+        ss_free(d);
+    }
+    assert_true(partial >= 2);
+    assert_int_equal(at, strlen(t));
+    assert_memory_equal(joined, t, at);
+    char *b;
+    size_t bl;
+    assert_int_equal(ss_tokenizer_token_bytes(tok, -1, &b, &bl, &err), SS_ERR_INVALID_ARG);
+    assert_int_equal(ss_tokenizer_token_bytes(tok, ss_tokenizer_vocab_size(tok), &b, &bl, &err), SS_ERR_INVALID_ARG);
+    ss_free(ids);
+    release_named(tok);
+    /* byte fallback (SentencePiece): <0xC3> is the byte, not U+FFFD */
+    tok = load_named("llama2");
+    int32_t c3 = ss_tokenizer_token_to_id(tok, "<0xC3>");
+    assert_true(c3 >= 0);
+    assert_int_equal(ss_tokenizer_token_bytes(tok, c3, &b, &bl, &err), SS_OK);
+    assert_int_equal(bl, 1);
+    assert_int_equal((unsigned char)b[0], 0xc3);
+    ss_free(b);
+    release_named(tok);
+}
+
 static void test_bpe_loops_agree(void **state)
 {
     (void)state;
@@ -788,6 +835,7 @@ int main(void)
         cmocka_unit_test(test_roundtrip_llama2),
         cmocka_unit_test(test_stream_random_ids),
         cmocka_unit_test(test_split_character_streaming),
+        cmocka_unit_test(test_token_bytes),
         cmocka_unit_test(test_bpe_loops_agree),
         cmocka_unit_test(test_invalid_input),
         cmocka_unit_test(test_small_tokenizer),
