@@ -55,6 +55,17 @@ static const char *api_duplicate_key(const cJSON *obj)
     return dup;
 }
 
+/* The first key given twice in v or any object or array inside it. Recursion is bounded by cJSON's nesting
+ * limit (CJSON_NESTING_LIMIT), which the parse enforced. */
+static const char *api_duplicate_key_deep(const cJSON *v)
+{
+    const char *dup = cJSON_IsObject(v) ? api_duplicate_key(v) : NULL;
+    if (cJSON_IsObject(v) || cJSON_IsArray(v))
+        for (const cJSON *c = v->child; c && !dup; c = c->next)
+            dup = api_duplicate_key_deep(c);
+    return dup;
+}
+
 ss_status ss_api_parse_object(const char *body, size_t len, cJSON **root, ss_api_error *e)
 {
     *root = NULL;
@@ -81,12 +92,9 @@ ss_status ss_api_parse_object(const char *body, size_t len, cJSON **root, ss_api
             return ss_api_fail(e, 400, "", "malformed JSON in request body: unexpected data after the object at byte %zu",
                                (size_t)(p - body));
         }
-    /* A field given twice: refused rather than guessed (parsers differ on which value wins). The request's
-     * own fields and those of the objects among them (Triton's "parameters", "stream_options"). */
-    const char *dup = api_duplicate_key(j);
-    for (const cJSON *c = j->child; c && !dup; c = c->next)
-        if (cJSON_IsObject(c))
-            dup = api_duplicate_key(c);
+    /* A field given twice: refused rather than guessed (parsers differ on which value wins), in every object
+     * of the body (the request's fields, Triton's "parameters", each of the chat's messages, ...). */
+    const char *dup = api_duplicate_key_deep(j);
     if (dup) {
         ss_status st = ss_api_fail(e, 400, dup, "malformed request: the key '%.64s' occurs twice", dup);
         cJSON_Delete(j);
@@ -452,6 +460,8 @@ ss_status ss_api_get_strings(const cJSON *obj, const char *name, int32_t max, ch
     if (cJSON_IsString(it)) {
         if (max < 1)
             return ss_api_fail(e, 400, name, "'%s': too many entries (at most %d)", name, (int)max);
+        if (it->valuestring[0] == '\0') /* as in a list: an empty stop or bad word would mean nothing or everything */
+            return ss_api_fail(e, 400, name, "'%s' must not be an empty string", name);
         SS_CHECK(api_dup_string(it, name, &out[0], e));
         *n = 1;
         return SS_OK;

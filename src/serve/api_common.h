@@ -17,6 +17,9 @@
 #define SS_API_MAX_BAD_WORDS 64
 #define SS_API_MAX_STOP_IDS 64
 #define SS_API_MAX_N 16
+/* Smallest repetition_penalty both APIs take: logits are divided by it, and a float near zero (what a
+ * tiny double becomes) would turn them into inf and the probabilities into NaN. */
+#define SS_API_MIN_REPETITION_PENALTY 1e-6
 #define SS_API_MAX_STRING (1u << 20) /* one stop/bad word string, model name */
 
 /* ---- errors ---------------------------------------------------------------------------------- */

@@ -161,8 +161,9 @@ static ss_status oai_parse_sampling(const cJSON *root, const ss_api_limits *lim,
     }
     SS_CHECK(ss_api_get_number(root, "repetition_penalty", &d, &present, e));
     if (present) {
-        if (!(d > 0) || d > 10)
-            return ss_api_fail(e, 400, "repetition_penalty", "'repetition_penalty' must be in (0, 10] (got %g)", d);
+        if (!(d >= SS_API_MIN_REPETITION_PENALTY) || d > 10)
+            return ss_api_fail(e, 400, "repetition_penalty", "'repetition_penalty' must be in [%g, 10] (got %g)",
+                               SS_API_MIN_REPETITION_PENALTY, d);
         r->sp.repetition_penalty = (float)d;
     }
     SS_CHECK(ss_api_get_int(root, "seed", &v, &present, e));

@@ -79,7 +79,7 @@ static ss_status trt_parse_fields(const cJSON *root, const cJSON *params, const 
     SS_CHECK(trt_number(root, params, "top_p", 0, 1, &d, &present, e));
     if (present)
         r->sp.top_p = d == 0 ? 1.0f : (float)d;
-    SS_CHECK(trt_number(root, params, "repetition_penalty", 1e-6, 10, &d, &present, e));
+    SS_CHECK(trt_number(root, params, "repetition_penalty", SS_API_MIN_REPETITION_PENALTY, 10, &d, &present, e));
     if (present)
         r->sp.repetition_penalty = (float)d;
     SS_CHECK(trt_number(root, params, "presence_penalty", -2, 2, &d, &present, e));

@@ -929,7 +929,8 @@ static void *sched_main(void *arg)
         pthread_mutex_unlock(&s->mu);
 
         if (exit_now) {
-            fail_all(s, SS_ERR_TIMEOUT, "server shutting down: drain deadline passed");
+            /* Cancelled, not timed out: the client sees the draining server's 503, not its own deadline's 504. */
+            fail_all(s, SS_ERR_CANCELLED, "server shutting down: drain deadline passed");
             publish_stats(s);
             flights_drain(s);
             break;

@@ -48,6 +48,7 @@ typedef struct srv_sub {
     int submitted, done;
     int64_t last_token_us;
     double cum_lp;
+    int32_t chunks;         /* stream chunks sent (Triton: a stream always ends with one) */
     ss_api_text_pos lp_pos; /* where the next token starts in the streamed text (completions' text_offset) */
 } srv_sub;
 
@@ -274,13 +275,14 @@ static void srv_reply_built(struct evhttp_request *req, const size_t *len, char 
     srv_reply_owned(req, json, *len);
 }
 
-/* Token text for logprob entries (loop thread). */
+/* Token text for logprob entries (loop thread): the token's raw bytes, so that a character split across
+ * tokens keeps its bytes (the JSON writer shows them as U+FFFD in strings; `bytes` and offsets need them). */
 static size_t srv_token_text(void *user, int32_t token, char *buf, size_t cap)
 {
     ss_server *s = user;
     char *text = NULL;
     size_t len = 0;
-    if (ss_tokenizer_decode(s->tok, &token, 1, 0, &text, &len, NULL) != SS_OK) {
+    if (ss_tokenizer_token_bytes(s->tok, token, &text, &len, NULL) != SS_OK) {
         int n = snprintf(buf, cap, "token_id:%d", (int)token);
         return n < 0 ? 0 : ((size_t)n < cap ? (size_t)n : cap - 1);
     }
@@ -506,6 +508,7 @@ static void srv_handle_token(srv_req *r, srv_sub *sub, const ss_gen_event *ev)
     }
     srv_stream_send(r, j, len);
     ss_free(j);
+    sub->chunks++;
 }
 
 static void srv_handle_done(srv_req *r, srv_sub *sub, const ss_gen_event *ev)
@@ -531,7 +534,9 @@ static void srv_handle_done(srv_req *r, srv_sub *sub, const ss_gen_event *ev)
             size_t len = 0;
             char *j = NULL;
             if (r->kind == SS_API_TRITON) {
-                if (ev->text_len)
+                /* The last text, or an empty event when nothing was sent: a 200 stream with no event at all
+                 * (nothing generated, a stop word at once) looks like a cut one. */
+                if (ev->text_len || sub->chunks == 0)
                     j = ss_api_triton_chunk_json(s->model_name, ev->text, ev->text_len, NULL, sub->cum_lp,
                                                  r->return_log_probs, &len);
             } else {
@@ -554,8 +559,9 @@ static void srv_handle_done(srv_req *r, srv_sub *sub, const ss_gen_event *ev)
             r->counted = 1;
             ss_metrics_request_failed(s->metrics,
                                       ev->finish == SS_FINISH_CANCELLED ? SS_METRICS_FAIL_CANCELED
-                                      : ev->status == SS_ERR_TIMEOUT  ? SS_METRICS_FAIL_OTHER
-                                                                      : SS_METRICS_FAIL_BACKEND,
+                                      : ev->status == SS_ERR_TIMEOUT || ev->status == SS_ERR_CANCELLED
+                                          ? SS_METRICS_FAIL_OTHER
+                                          : SS_METRICS_FAIL_BACKEND,
                                       &m);
         }
         if (!r->failed) {
@@ -913,9 +919,12 @@ static void srv_generate(ss_server *s, struct evhttp_request *req, ss_api_kind k
         evhttp_connection_set_timeout(conn, tmo);
     }
     if (r->n_submitted < r->n) {
-        /* A later choice was refused: fail the whole request once the submitted ones stop. */
+        /* A later choice was refused: fail the whole request once the submitted ones stop. It counts as
+         * refused (as when no choice got in), not as cancelled by its own cancellations below. */
         r->failed = 1;
         r->err = e;
+        r->counted = 1;
+        ss_metrics_request_failed(s->metrics, SS_METRICS_FAIL_REJECTED, NULL);
         for (int32_t i = 0; i < r->n; i++)
             if (r->subs[i].submitted)
                 srv_cancel(s, r->subs[i].id);
@@ -1279,6 +1288,10 @@ static ss_status srv_load(ss_server *s, ss_err *err)
     }
     s->limits.vocab_size = cfg->vocab_size;
     s->limits.max_n = s->p.max_n > 0 ? s->p.max_n : SS_API_MAX_N;
+    /* Each choice waits in the queue as a request of its own: more choices than --max-waiting could never
+     * be admitted, so they are a 400 (not a 429 that a client following Retry-After would repeat forever). */
+    if (s->p.sched.max_waiting > 0 && s->limits.max_n > s->p.sched.max_waiting)
+        s->limits.max_n = s->p.sched.max_waiting;
     srv_sampling_defaults(s, cfg);
     s->bos_id = cfg->bos_id;
     SS_CHECK(ss_sched_create(&s->p.sched, s->replica, s->tok, &s->sched, err));

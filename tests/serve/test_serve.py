@@ -103,6 +103,25 @@ def _():
         assert streamed == offs, (streamed, offs)
 
 
+@check("logprobs of a character split across tokens: raw bytes, offsets inside the text")
+def _():
+    vocab = json.load(open(os.path.join(MODEL_DIR, "tokenizer.json")))["model"]["vocab"]
+    lead, cont = vocab["\u00c3"], vocab["\u00a9"]  # byte-level tokens of the bytes C3 and A9 ("é" = C3 A9)
+    # chat: a token holding half a character shows its byte, not U+FFFD's three
+    body = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3, "logprobs": True,
+            "logit_bias": {str(lead): 100}}
+    st, _, j, _ = srv.post("/v1/chat/completions", body)
+    assert st == 200, j
+    assert [t["bytes"] for t in j["choices"][0]["logprobs"]["content"]] == [[0xC3]] * 3, j["choices"][0]["logprobs"]
+    # completions: whatever order the two bytes come in, offsets start inside the text and never go back
+    body = {"prompt": "Hello", "max_tokens": 8, "logprobs": 1, "logit_bias": {str(lead): 100, str(cont): 100}}
+    st, _, j, _ = srv.post("/v1/completions", body)
+    assert st == 200, j
+    text, offs = j["choices"][0]["text"], j["choices"][0]["logprobs"]["text_offset"]
+    assert len(offs) == 8 and offs[0] == 0, j
+    assert all(a <= b for a, b in zip(offs, offs[1:])) and offs[-1] < len(text), (text, offs)
+
+
 def expect(method, path, body, status, needle, headers=None, triton=False):
     st, h, data = srv.request(method, path, body, headers)
     assert st == status, (path, body if not isinstance(body, bytes) else body[:80], st, data[:300])
@@ -403,6 +422,40 @@ def _():
     assert rc == 0, (rc, srv.log_text()[-3000:])
 
 
+@check("SIGTERM past the drain deadline: in-flight streams end with a 503 error event and [DONE], exit code 0")
+def _():
+    # The bundled demo model on the cpu generates slowly enough that 400 tokens are still in flight when the
+    # signal lands; --drain-timeout 0 cuts them at once (before this fix the error was a 504 timeout_error).
+    demo = Server(BINARY, os.path.join(SOURCE, "models", "shardserve-demo"), ["--drain-timeout", "0"])
+    out, first = [b""] * 3, threading.Event()
+
+    def stream(i):
+        body = json.dumps({"prompt": "And", "max_tokens": 400, "ignore_eos": True, "stream": True})
+        with socket.create_connection(("127.0.0.1", demo.port)) as s:
+            s.sendall(("POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
+                       % (len(body), body)).encode())
+            s.settimeout(120)
+            while b"data: [DONE]" not in out[i]:
+                d = s.recv(65536)
+                if not d:
+                    break
+                out[i] += d
+                if b"data: {" in out[i]:
+                    first.set()
+
+    ts = [threading.Thread(target=stream, args=(i,)) for i in range(3)]
+    for t in ts:
+        t.start()
+    first.wait(120)
+    rc = demo.stop(timeout=60)
+    for t in ts:
+        t.join(120)
+    for d in out:
+        err = d.find(b'"type":"service_unavailable"')
+        assert err > 0 and b'"code":503' in d and d.find(b"data: [DONE]") > err, d[-400:]
+    assert rc == 0, (rc, demo.log_text()[-2000:])
+
+
 if srv.proc.poll() is None:
     srv.stop()
 
@@ -530,6 +583,29 @@ def _():
     expect("POST", "/v2/models/org/generate", {"text_input": "x"}, 404, "model 'org' not found", headers=key,
            triton=True)
     expect("POST", "/v1/completions", {"prompt": "x", "model": "org"}, 404, "model 'org' not found", headers=key)
+
+
+@check("n above --max-waiting: 400 naming n (a 429 would be retried forever); counted as rejected")
+def _():
+    key = {"Authorization": "Bearer sekret"}
+    rejected = 'nv_inference_request_failure{model="%s",version="1",reason="REJECTED"}' % HUB_NAME
+    before = sample_value(srv.metrics(), rejected)
+    expect("POST", "/v1/completions", {"prompt": "x", "n": 2}, 400, "'n' must be in [1, 1]", headers=key)
+    assert sample_value(srv.metrics(), rejected) == before + 1
+
+
+@check("Triton generate_stream ends with an event even when nothing is generated")
+def _():
+    key = {"Authorization": "Bearer sekret"}
+    path = "/v2/models/%s/generate" % HUB_NAME
+    st, _, j, _ = srv.post(path, {"text_input": "x", "max_tokens": 1}, headers=key)
+    assert st == 200 and j["text_output"], j
+    body = {"text_input": "x", "max_tokens": 4, "stop_words": [j["text_output"]]}  # stops at the first token
+    st, _, j, _ = srv.post(path, body, headers=key)
+    assert st == 200 and j["text_output"] == "", j
+    st, h, data = srv.request("POST", path + "_stream", body, headers=key)
+    events = [json.loads(l[6:]) for l in data.decode().split("\n") if l.startswith("data: ")]
+    assert st == 200 and [e["text_output"] for e in events] == [""], (st, data)
 
 
 @check("queue full: 429 with Retry-After, other requests complete")
