@@ -279,6 +279,20 @@ static ss_status dec_check_ids(const ss_tokenizer *tok, const int32_t *ids, size
     return SS_OK;
 }
 
+/* Hands a decode's buffer to the caller (NUL-terminated, "" when empty), or frees it when st failed. */
+static ss_status dec_hand_over(ss_tok_buf *out, ss_status st, char **text, size_t *len, ss_err *err)
+{
+    if (st == SS_OK && !out->p && ss_tok_buf_append(out, "", 0) != SS_OK)
+        st = ss_err_set(err, SS_ERR_NOMEM, "tokenizer: out of memory while decoding");
+    if (st != SS_OK) {
+        ss_tok_buf_free(out);
+        return st;
+    }
+    *text = out->p;
+    *len = out->len;
+    return SS_OK;
+}
+
 ss_status ss_tokenizer_decode(const ss_tokenizer *tok, const int32_t *ids, size_t n, int skip_special,
                               char **text, size_t *len, ss_err *err)
 {
@@ -294,15 +308,7 @@ ss_status ss_tokenizer_decode(const ss_tokenizer *tok, const int32_t *ids, size_
     ss_status st = ss_tok_decode_tokens(tok, toks, lens, m, 1, 0, &out, err);
     ss_free(toks);
     ss_free(lens);
-    if (st == SS_OK && !out.p && ss_tok_buf_append(&out, "", 0) != SS_OK)
-        st = ss_err_set(err, SS_ERR_NOMEM, "tokenizer: out of memory while decoding");
-    if (st != SS_OK) {
-        ss_tok_buf_free(&out);
-        return st;
-    }
-    *text = out.p;
-    *len = out.len;
-    return SS_OK;
+    return dec_hand_over(&out, st, text, len, err);
 }
 
 ss_status ss_tokenizer_token_bytes(const ss_tokenizer *tok, int32_t id, char **bytes, size_t *len, ss_err *err)
@@ -316,15 +322,7 @@ ss_status ss_tokenizer_token_bytes(const ss_tokenizer *tok, int32_t id, char **b
     const char *s = ss_tok_strtab_get(&tok->vocab, (size_t)id, &n);
     ss_tok_buf out = {0};
     ss_status st = s ? ss_tok_decode_tokens(tok, &s, &n, 1, 1, 1, &out, err) : SS_OK;
-    if (st == SS_OK && !out.p && ss_tok_buf_append(&out, "", 0) != SS_OK)
-        st = ss_err_set(err, SS_ERR_NOMEM, "tokenizer: out of memory while decoding");
-    if (st != SS_OK) {
-        ss_tok_buf_free(&out);
-        return st;
-    }
-    *bytes = out.p;
-    *len = out.len;
-    return SS_OK;
+    return dec_hand_over(&out, st, bytes, len, err);
 }
 
 /* ---- incremental detokenizer ----
