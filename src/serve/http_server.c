@@ -1,5 +1,6 @@
 /* http_server.c — evhttp plumbing: listener with caps and timeouts (paused, not spinning, when file
- * descriptors run out), capped body reads, JSON/SSE replies, constant-time Bearer check. Loop-thread only. */
+ * descriptors run out), a deadline for each request's arrival, refusal of ambiguously framed requests,
+ * capped body reads, JSON/SSE replies, constant-time Bearer check. Loop-thread only. */
 #include "serve/http_server.h"
 
 #include <errno.h>
@@ -11,12 +12,14 @@
 #include <netinet/in.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/http_struct.h> /* struct evhttp_request's major/minor: 2.1 has no getter for the version */
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
 
 #include "core/alloc.h"
 #include "core/log.h"
+#include "serve/api_common.h"
 
 /* ---- listener ----------------------------------------------------------------------------------------
  * Out of file descriptors, accept() fails while the connection stays queued, so the listening socket stays
@@ -27,8 +30,16 @@
 #define HTTP_WARN_EVERY_US ((int64_t)60 * 1000000) /* at most one line per kind of accept error per minute */
 #define HTTP_IDLE_ARM_S 3600 /* the guard timer's period while nothing is paused */
 
+typedef struct http_conn http_conn;
+
 struct ss_http_listener {
     struct evhttp *http;
+    void (*cb)(struct evhttp_request *, void *); /* the routes, called by http_request_cb */
+    void *cb_arg;
+    int conn_timeout_s;       /* idle timeout, and the time a whole request may take to arrive */
+    http_conn *conns;         /* every request deadline (see "request deadline" below) */
+    http_conn **by_fd;        /* the attached ones by socket, for the lookup when a request is complete */
+    size_t by_fd_cap;
     struct evhttp_bound_socket *sock; /* NULL once ss_http_listener_stop_accepting ran */
     struct evconnlistener *lev;       /* sock's listener (owned by evhttp) */
     struct event *guard;              /* re-enables accepting after a pause; pending while sock is (see
@@ -162,6 +173,391 @@ static int http_bound_port(struct evhttp_bound_socket *sock)
     return -1;
 }
 
+/* ---- request deadline ------------------------------------------------------------------------------------
+ * evhttp's timeout (--conn-timeout) restarts with every byte read, so a client that trickles a header byte a
+ * second holds its connection, and a descriptor, for ever. Here a request must arrive whole, headers and body,
+ * within conn_timeout_s of its first byte; past that the client gets a 408 and the connection is closed.
+ * libevent 2.1 says neither when a request starts nor when a connection ends (no evhttp_set_newreqcb), so:
+ * - every connection gets its bufferevent from http_bev_cb, and a callback on its input buffer: the first
+ *   bytes of a request arm the deadline (a connection idle between requests is the idle timeout's business);
+ * - a request handed to the routes (http_request_cb) drops its deadline, since the response may take as long
+ *   as it needs (a queued request, a long stream); a new one is attached once the response has been written
+ *   (the request's on-complete callback), when the connection waits for its next request;
+ * - while a deadline exists, evhttp's close callback tells it of the connection's end. The routes set that
+ *   callback for their own requests (server.c), but only from http_request_cb to the end of the response,
+ *   when no deadline exists.
+ * At accept the bufferevent has no connection yet: http_bev_cb holds a reference on it and attaches on the
+ * next loop turn, once evhttp has set the connection up (or dropped it). */
+
+struct http_conn {
+    ss_http_listener *l;
+    struct bufferevent *bev;
+    struct evhttp_connection *evcon; /* set once attached */
+    struct event *timer;             /* first the attachment (made active at accept), then the deadline */
+    evutil_socket_t fd;
+    int attached;                    /* close callback, input callback and l->by_fd set */
+    int held;                        /* holds a reference on bev (from accept until attached) */
+    int armed;                       /* the deadline runs */
+    int close_now;                   /* the timer closes the connection (after a CONNECT, see below) */
+    http_conn *prev, *next;          /* l->conns */
+};
+
+static void http_conn_timer_cb(evutil_socket_t fd, short what, void *arg);
+
+static void http_conn_unlink(http_conn *c)
+{
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        c->l->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+}
+
+static void http_conn_input_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+    (void)buf;
+    http_conn *c = arg;
+    if (info->n_added > 0 && !c->armed) {
+        struct timeval tv = {c->l->conn_timeout_s, 0};
+        c->armed = evtimer_add(c->timer, &tv) == 0;
+    }
+}
+
+/* Drops c's deadline and everything it set on the connection (which lives on, or is about to be freed). */
+static void http_conn_free(http_conn *c)
+{
+    if (c->attached) {
+        evbuffer_remove_cb(bufferevent_get_input(c->bev), http_conn_input_cb, c);
+        evhttp_connection_set_closecb(c->evcon, NULL, NULL);
+        if ((size_t)c->fd < c->l->by_fd_cap && c->l->by_fd[c->fd] == c)
+            c->l->by_fd[c->fd] = NULL;
+    }
+    if (c->held)
+        bufferevent_decref(c->bev);
+    http_conn_unlink(c);
+    event_free(c->timer);
+    ss_free(c);
+}
+
+static void http_conn_closed_cb(struct evhttp_connection *evcon, void *arg)
+{
+    (void)evcon;
+    http_conn_free(arg);
+}
+
+static http_conn *http_conn_new(ss_http_listener *l, struct bufferevent *bev)
+{
+    http_conn *c = ss_calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->timer = evtimer_new(bufferevent_get_base(bev), http_conn_timer_cb, c);
+    if (!c->timer) {
+        ss_free(c);
+        return NULL;
+    }
+    c->l = l;
+    c->bev = bev;
+    c->fd = -1;
+    c->next = l->conns;
+    if (l->conns)
+        l->conns->prev = c;
+    l->conns = c;
+    return c;
+}
+
+/* Ties c to its connection: 0, or -1 out of memory, c freed (that request goes without a deadline). */
+static int http_conn_attach(http_conn *c, struct evhttp_connection *evcon)
+{
+    ss_http_listener *l = c->l;
+    evutil_socket_t fd = bufferevent_getfd(c->bev);
+    if (fd < 0)
+        goto fail;
+    if ((size_t)fd >= l->by_fd_cap) {
+        size_t cap = l->by_fd_cap ? l->by_fd_cap : 256;
+        while (cap <= (size_t)fd)
+            cap *= 2;
+        http_conn **t = ss_realloc(l->by_fd, cap * sizeof *t);
+        if (!t)
+            goto fail;
+        memset(t + l->by_fd_cap, 0, (cap - l->by_fd_cap) * sizeof *t);
+        l->by_fd = t;
+        l->by_fd_cap = cap;
+    }
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    if (!evbuffer_add_cb(in, http_conn_input_cb, c))
+        goto fail;
+    if (l->by_fd[fd] && l->by_fd[fd]->evcon == evcon)
+        http_conn_free(l->by_fd[fd]); /* cannot happen: one deadline per connection */
+    c->evcon = evcon;
+    c->fd = fd;
+    c->attached = 1;
+    l->by_fd[fd] = c;
+    evhttp_connection_set_closecb(evcon, http_conn_closed_cb, c);
+    if (c->held) {
+        c->held = 0; /* from now on the close callback says when bev goes */
+        bufferevent_decref(c->bev);
+    }
+    if (evbuffer_get_length(in) > 0) { /* a pipelined request, or bytes read before the attachment */
+        struct evbuffer_cb_info info = {0, evbuffer_get_length(in), 0};
+        http_conn_input_cb(in, &info, c);
+    }
+    return 0;
+fail:
+    http_conn_free(c);
+    return -1;
+}
+
+/* The deadline passed with the request still incomplete: a 408, written straight to the socket since evhttp
+ * has no request to answer before its headers are read, then the connection is closed. */
+static void http_conn_expire(http_conn *c)
+{
+    struct evhttp_connection *evcon = c->evcon;
+    evutil_socket_t fd = c->fd;
+    int t = c->l->conn_timeout_s;
+    SS_LOGD("port %d: closing a connection whose request did not arrive in full within %d s (--conn-timeout)",
+            c->l->port, t);
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) { /* nothing of evhttp's to come first */
+        ss_api_error e;
+        ss_api_fail(&e, 408, NULL, "the request did not arrive in full within %d s of its first byte (--conn-timeout)",
+                    t);
+        e.type = "timeout_error";
+        size_t len = 0;
+        char *body = ss_api_error_openai_json(&e, &len);
+        char msg[1024];
+        int n = body ? snprintf(msg, sizeof msg,
+                                "HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\n"
+                                "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+                                len, body)
+                     : -1;
+        ss_free(body);
+        if (n > 0 && (size_t)n < sizeof msg && send(fd, msg, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+            SS_LOGD("port %d: 408 not sent: %s", c->l->port, strerror(errno));
+    }
+    http_conn_free(c); /* first: it clears the close callback */
+    evhttp_connection_free(evcon);
+}
+
+static void http_conn_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    http_conn *c = arg;
+    if (c->close_now) {
+        struct evhttp_connection *evcon = c->evcon;
+        http_conn_free(c);
+        evhttp_connection_free(evcon);
+        return;
+    }
+    if (c->attached) {
+        http_conn_expire(c);
+        return;
+    }
+    /* The attachment after accept. evhttp gave the bufferevent its callbacks with the connection as their
+     * argument; bufferevent_free clears them, so none means evhttp has dropped the connection already. */
+    bufferevent_data_cb readcb = NULL, writecb = NULL;
+    bufferevent_event_cb eventcb = NULL;
+    void *evcon = NULL;
+    bufferevent_getcb(c->bev, &readcb, &writecb, &eventcb, &evcon);
+    if (!readcb || !evcon)
+        http_conn_free(c);
+    else
+        (void)http_conn_attach(c, evcon);
+}
+
+/* evhttp's bufferevent factory: the same socket bufferevent it would make, with a deadline to attach. */
+static struct bufferevent *http_bev_cb(struct event_base *base, void *arg)
+{
+    ss_http_listener *l = arg;
+    struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+    if (!bev)
+        return NULL; /* evhttp tries its own, without a deadline */
+    http_conn *c = http_conn_new(l, bev);
+    if (c) {
+        bufferevent_incref(bev);
+        c->held = 1;
+        event_active(c->timer, EV_TIMEOUT, 1);
+    }
+    return bev;
+}
+
+/* The deadline of the connection whose request is complete: the attached one, or one still waiting for its
+ * attachment (the request arrived on the loop turn of the accept). */
+static http_conn *http_conn_find(ss_http_listener *l, struct evhttp_connection *evcon)
+{
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
+    evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
+    if (fd >= 0 && (size_t)fd < l->by_fd_cap && l->by_fd[fd] && l->by_fd[fd]->evcon == evcon)
+        return l->by_fd[fd];
+    for (http_conn *c = l->conns; c; c = c->next)
+        if (!c->attached && c->bev == bev)
+            return c;
+    return NULL;
+}
+
+/* The response has been written and the connection waits for its next request (or is about to be closed,
+ * which the close callback then reports). */
+static void http_request_done_cb(struct evhttp_request *req, void *arg)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+    http_conn *c = bev ? http_conn_new(arg, bev) : NULL;
+    if (!c || http_conn_attach(c, evcon) != 0)
+        return;
+    if (evhttp_request_get_command(req) == EVHTTP_REQ_CONNECT) {
+        /* libevent 2.1 keeps a connection open after any answer to CONNECT, "Connection: close" or not (a
+         * tunnel would go on), so the client would wait for the idle timeout. It cannot be freed from inside
+         * this callback (evhttp goes on using it): the timer does it on the next loop turn. */
+        c->close_now = 1;
+        event_active(c->timer, EV_TIMEOUT, 1);
+    }
+}
+
+/* ---- request framing ------------------------------------------------------------------------------------
+ * libevent 2.1 frames a body by the first Content-Length header and ignores the others, takes a
+ * Transfer-Encoding only when it is exactly "chunked", and treats a header name with white space before the
+ * colon as another header. A proxy in front that reads the same bytes differently (the last Content-Length,
+ * Transfer-Encoding over Content-Length, "Content-Length :") sees another request boundary: the rest of the
+ * body runs here as a request of its own (request smuggling). RFC 9112 §6.3 and §5.1: such a request is
+ * answered 400 and the connection closed, so nothing after it is read. */
+
+/* Copies a header text into a message, printable ASCII only and cut at 64 bytes. */
+static const char *http_quote(char *dst, size_t cap, const char *src)
+{
+    size_t i = 0;
+    for (; src[i] && i + 1 < cap && i < 64; i++)
+        dst[i] = src[i] >= 0x20 && src[i] < 0x7f ? src[i] : '?';
+    dst[i] = '\0';
+    return dst;
+}
+
+/* The methods whose body libevent 2.1 does not read (HEAD, TRACE, CONNECT, unknown ones): what a
+ * Content-Length or Transfer-Encoding announces would be read as the next request. NULL for the others. */
+static const char *http_bodiless_method(enum evhttp_cmd_type cmd)
+{
+    switch (cmd) {
+    case EVHTTP_REQ_GET:
+    case EVHTTP_REQ_POST:
+    case EVHTTP_REQ_PUT:
+    case EVHTTP_REQ_DELETE:
+    case EVHTTP_REQ_OPTIONS:
+    case EVHTTP_REQ_PATCH: return NULL;
+    case EVHTTP_REQ_HEAD: return "HEAD";
+    case EVHTTP_REQ_TRACE: return "TRACE";
+    case EVHTTP_REQ_CONNECT: return "CONNECT";
+    default: return "unknown-method";
+    }
+}
+
+/* 1 (and the 400 sent, with Connection: close) when the request's framing headers are ambiguous. */
+static int http_reject_framing(struct evhttp_request *req)
+{
+    const struct evkeyvalq *h = evhttp_request_get_input_headers(req);
+    int n_cl = 0, n_te = 0;
+    const char *cl = NULL, *te = NULL, *spaced = NULL;
+    for (const struct evkeyval *kv = h->tqh_first; kv; kv = kv->next.tqe_next) { /* no TAILQ_* macros here */
+        if (strpbrk(kv->key, " \t")) {
+            spaced = kv->key;
+        } else if (!strcasecmp(kv->key, "Content-Length")) {
+            n_cl++;
+            cl = cl ? cl : kv->value;
+        } else if (!strcasecmp(kv->key, "Transfer-Encoding")) {
+            n_te++;
+            te = te ? te : kv->value;
+        }
+    }
+    const char *bodiless = http_bodiless_method(evhttp_request_get_command(req));
+    char msg[256], q[72];
+    if (spaced)
+        snprintf(msg, sizeof msg, "header name '%s' has white space before its colon (RFC 9112 section 5.1)",
+                 http_quote(q, sizeof q, spaced));
+    else if (n_cl > 1)
+        snprintf(msg, sizeof msg,
+                 "Content-Length is given %d times; a request states its length once (RFC 9112 section 6.3)", n_cl);
+    else if (n_te && n_cl)
+        snprintf(msg, sizeof msg,
+                 "Transfer-Encoding and Content-Length are both given; a request is framed by one of them (RFC 9112 "
+                 "section 6.3)");
+    else if (n_te > 1)
+        snprintf(msg, sizeof msg, "Transfer-Encoding is given %d times; only one 'chunked' is supported", n_te);
+    else if (te && strcasecmp(te, "chunked") != 0)
+        snprintf(msg, sizeof msg, "Transfer-Encoding '%s' is not supported; only 'chunked' is",
+                 http_quote(q, sizeof q, te));
+    else if (cl && (!*cl || strspn(cl, "0123456789") != strlen(cl)))
+        snprintf(msg, sizeof msg, "Content-Length '%s' is not a number of bytes (decimal digits only)",
+                 http_quote(q, sizeof q, cl));
+    else if (bodiless && (te || (cl && cl[strspn(cl, "0")] != '\0')))
+        snprintf(msg, sizeof msg, "a %s request cannot carry a body here (%s: %s)", bodiless,
+                 te ? "Transfer-Encoding" : "Content-Length", http_quote(q, sizeof q, te ? te : cl));
+    else
+        return 0;
+    /* The error's shape is the route's: Triton's under /v2, OpenAI's elsewhere (as server.c picks it). */
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+    ss_api_error e;
+    ss_api_fail(&e, 400, NULL, "%s", msg);
+    size_t len = 0;
+    char *body = path && !strncmp(path, "/v2", 3) ? ss_api_error_triton_json(&e, &len)
+                                                   : ss_api_error_openai_json(&e, &len);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+    ss_http_reply_json(req, 400, body ? body : "{}", body ? len : 2);
+    ss_free(body);
+    return 1;
+}
+
+/* The methods libevent 2.1 parses; any other token (unknown, or lower-case: methods are case-sensitive) it
+ * marks with the bit EVHTTP_REQ_UNKNOWN_ of its http-internal.h. Letting that bit through routes such
+ * requests too, to the same JSON 405 as the other methods a route does not take. */
+#define HTTP_KNOWN_METHODS                                                                                     \
+    (EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |                 \
+     EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH)
+#if LIBEVENT_VERSION_NUMBER >= 0x02010000 && LIBEVENT_VERSION_NUMBER < 0x02020000
+#define HTTP_UNKNOWN_METHOD (1u << 15)
+#else
+#define HTTP_UNKNOWN_METHOD 0u /* other versions number it differently (2.2 has evhttp_set_ext_method_cmp) */
+#endif
+
+/* libevent 2.1 parses a CONNECT's target as an authority (host:port): "CONNECT /v1/completions" reaches the
+ * routes without a path, as a 404. Its path given back, the route answers its 405 with Allow. */
+static void http_connect_path(struct evhttp_request *req)
+{
+    /* the request owns its parsed URI; only the const of the getter is in the way */
+    struct evhttp_uri *uri = (struct evhttp_uri *)evhttp_request_get_evhttp_uri(req);
+    const char *raw = evhttp_request_get_uri(req);
+    const char *had = uri ? evhttp_uri_get_path(uri) : NULL;
+    if (!uri || !raw || raw[0] != '/' || (had && *had))
+        return;
+    char *path = ss_strndup(raw, strcspn(raw, "?#"));
+    if (path)
+        (void)evhttp_uri_set_path(uri, path); /* refused (a character a path cannot hold): the 404 stays */
+    ss_free(path);
+}
+
+/* evhttp's callback for every complete request: the deadline ends, the framing is checked, then the routes. */
+static void http_request_cb(struct evhttp_request *req, void *arg)
+{
+    ss_http_listener *l = arg;
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    http_conn *c = evcon ? http_conn_find(l, evcon) : NULL;
+    int closing = c && c->close_now; /* a request pipelined after a CONNECT */
+    if (c)
+        http_conn_free(c);
+    if (evcon) /* first: a CONNECT refused for its framing needs it too */
+        evhttp_request_set_on_complete_cb(req, http_request_done_cb, l);
+    if (http_reject_framing(req))
+        return;
+    enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+    if (closing || cmd == EVHTTP_REQ_CONNECT || ((unsigned)cmd & HTTP_KNOWN_METHODS) == 0) {
+        /* A refused CONNECT's client may already be sending what it meant for the tunnel, and an unknown
+         * method's body is not framed by libevent: whatever follows is not a request to read. (For CONNECT
+         * libevent 2.1 ignores the header: see http_request_done_cb.) */
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+    }
+    if (cmd == EVHTTP_REQ_CONNECT)
+        http_connect_path(req);
+    l->cb(req, l->cb_arg);
+}
+
 ss_status ss_http_listener_create(struct event_base *base, const ss_http_listen_params *p,
                                   void (*cb)(struct evhttp_request *, void *), void *arg, ss_http_listener **out,
                                   ss_err *err)
@@ -177,14 +573,17 @@ ss_status ss_http_listener_create(struct event_base *base, const ss_http_listen_
         st = ss_err_set(err, SS_ERR_NOMEM, "libevent: evhttp_new or evtimer_new failed");
         goto fail;
     }
+    l->cb = cb;
+    l->cb_arg = arg;
+    l->conn_timeout_s = p->conn_timeout_s > 0 ? p->conn_timeout_s : 30;
     evhttp_set_max_body_size(l->http, (ev_ssize_t)p->max_body_bytes);
     evhttp_set_max_headers_size(l->http, (ev_ssize_t)p->max_header_bytes);
-    evhttp_set_timeout(l->http, p->conn_timeout_s > 0 ? p->conn_timeout_s : 30);
+    evhttp_set_timeout(l->http, l->conn_timeout_s);
     /* Methods no route takes reach the routes too, which answer a JSON 405 with an Allow header (libevent
      * itself would answer 501 in HTML). */
-    evhttp_set_allowed_methods(l->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_OPTIONS |
-                                            EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH);
-    evhttp_set_gencb(l->http, cb, arg);
+    evhttp_set_allowed_methods(l->http, (ev_uint16_t)(HTTP_KNOWN_METHODS | HTTP_UNKNOWN_METHOD));
+    evhttp_set_bevcb(l->http, http_bev_cb, l);
+    evhttp_set_gencb(l->http, http_request_cb, l);
     l->sock = evhttp_bind_socket_with_handle(l->http, p->host, (ev_uint16_t)p->port);
     if (!l->sock) {
         st = ss_err_set(err, SS_ERR_IO, "cannot listen on %s:%d (address in use or not available)", p->host,
@@ -225,7 +624,13 @@ void ss_http_listener_destroy(ss_http_listener *l)
     if (l->guard)
         event_free(l->guard);
     if (l->http)
-        evhttp_free(l->http);
+        evhttp_free(l->http); /* the close callbacks free the attached deadlines */
+    while (l->conns) {       /* those still waiting for their attachment */
+        http_conn *c = l->conns;
+        c->attached = 0;     /* its connection is gone: touch nothing of it but the reference */
+        http_conn_free(c);
+    }
+    ss_free(l->by_fd);
     ss_free(l);
 }
 
@@ -263,6 +668,7 @@ const char *ss_http_reason(int status)
     case 401: return "Unauthorized";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
     case 413: return "Payload Too Large";
     case 429: return "Too Many Requests";
     case 500: return "Internal Server Error";

@@ -17,7 +17,8 @@ typedef struct ss_http_listen_params {
     int port;                /* 0 = any free port (see ss_http_listener_port) */
     size_t max_body_bytes;   /* larger bodies get 413 */
     size_t max_header_bytes; /* larger header blocks are refused */
-    int conn_timeout_s;      /* read/write timeout per connection: idle and slowloris clients are dropped */
+    int conn_timeout_s;      /* idle timeout per connection, and the time a request (headers and body) may take
+                              * to arrive from its first byte: idle and slowloris clients are dropped (<= 0: 30) */
 } ss_http_listen_params;
 
 /* An evhttp bound to one address, with its accept guard: when accept() fails for want of file descriptors
@@ -25,8 +26,11 @@ typedef struct ss_http_listen_params {
  * and logs one warning a minute at most; other accept errors are logged (as rarely) and accepting goes on. */
 typedef struct ss_http_listener ss_http_listener;
 
-/* Creates an evhttp on base bound to host:port that sends every request to cb(req, arg). Caller destroys
- * *out with ss_http_listener_destroy (before base). */
+/* Creates an evhttp on base bound to host:port that sends every request to cb(req, arg). Before cb, a request
+ * whose framing is ambiguous (several Content-Length headers, one that is not a number, Transfer-Encoding with
+ * Content-Length or other than "chunked", white space before a header's colon) is answered 400 in the routes'
+ * JSON shape and its connection closed; CONNECT and unknown methods reach cb with "Connection: close" already
+ * set on the reply. Caller destroys *out with ss_http_listener_destroy (before base). */
 ss_status ss_http_listener_create(struct event_base *base, const ss_http_listen_params *p,
                                   void (*cb)(struct evhttp_request *, void *), void *arg, ss_http_listener **out,
                                   ss_err *err);

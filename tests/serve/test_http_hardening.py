@@ -1,0 +1,285 @@
+#!/usr/bin/env python3
+"""test_http_hardening.py — HTTP-level hardening of `shardserve serve`, over raw sockets: ambiguous framing
+(several Content-Length headers, Transfer-Encoding with Content-Length, a body on a method whose body libevent
+does not read) is a JSON 400 that closes the connection, so a smuggled second request is never answered; a
+client that trickles its request is cut off once --conn-timeout has passed since the request's first byte,
+while keep-alive clients idling between requests and streams longer than the timeout are left alone; TRACE,
+CONNECT and unknown methods get the routes' JSON 405 with Allow, and CONNECT's connection closes at once.
+Usage: test_http_hardening.py BINARY FIXTURES_DIR"""
+import json
+import os
+import select
+import socket
+import sys
+import time
+
+sys.dont_write_bytecode = True  # keep the source tree clean
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from serve_harness import Server, check, finish, stop_checked  # noqa: E402
+
+BINARY, FIXTURES = sys.argv[1:3]
+MODEL_DIR = os.path.join(FIXTURES, "models", "e2e-llama3-tok")
+CONN_TIMEOUT = 2  # --conn-timeout: the idle timeout, and the time a whole request may take from its first byte
+HANG_S = 30       # bounds a hang only
+
+# --max-batch 1 runs the n choices of a request one after the other: a stream that lasts several timeouts.
+srv = Server(BINARY, MODEL_DIR, ["--max-seq-len", "256", "--conn-timeout", str(CONN_TIMEOUT), "--max-batch", "1"])
+
+SMUGGLED = b"GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+
+
+def connect():
+    s = socket.create_connection(("127.0.0.1", srv.port))
+    s.settimeout(HANG_S)
+    return s
+
+
+def read_to_close(s, limit=HANG_S):
+    """(everything the server sent until it closed, seconds it took); fails when it does not close."""
+    t0, out = time.time(), b""
+    s.settimeout(limit)
+    while True:
+        try:
+            d = s.recv(65536)
+        except socket.timeout:
+            raise AssertionError("connection still open after %d s; got %r" % (limit, out[-300:]))
+        except ConnectionResetError:
+            break
+        if not d:
+            break
+        out += d
+    return out, time.time() - t0
+
+
+def responses(raw):
+    """Splits what a connection received into (status, headers {lower name: [values]}, body) by Content-Length."""
+    out = []
+    while raw:
+        head, sep, rest = raw.partition(b"\r\n\r\n")
+        assert sep, ("incomplete response head", raw[:300])
+        lines = head.decode("latin-1").split("\r\n")
+        headers = {}
+        for line in lines[1:]:
+            k, _, v = line.partition(":")
+            headers.setdefault(k.strip().lower(), []).append(v.strip())
+        n = int(headers.get("content-length", ["0"])[0])
+        out.append((int(lines[0].split(" ")[1]), headers, rest[:n]))
+        raw = rest[n:]
+    return out
+
+
+def read_one(s):
+    """One response with a Content-Length, leaving the connection open."""
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        d = s.recv(65536)
+        assert d, ("closed before the response head", buf)
+        buf += d
+    head, _, body = buf.partition(b"\r\n\r\n")
+    n = int([l.split(b":", 1)[1] for l in head.split(b"\r\n") if l.lower().startswith(b"content-length:")][0])
+    while len(body) < n:
+        d = s.recv(65536)
+        assert d, "closed inside the body"
+        body += d
+    assert len(body) == n, ("more bytes than the response's length", body[n:][:200])
+    return int(head.split(b" ")[1]), body
+
+
+def json_error(body):
+    """The message of an OpenAI-shaped ({"error":{...}}) or Triton-shaped ({"error": "..."}) error body."""
+    j = json.loads(body)
+    e = j["error"]
+    return e["message"] if isinstance(e, dict) else e
+
+
+def one_refused_and_closed(request, status=400, want_json=True):
+    """Sends request (with a smuggled GET after it); exactly one answer, `status`, then the close."""
+    s = connect()
+    try:
+        s.sendall(request)
+        raw, _ = read_to_close(s)
+    finally:
+        s.close()
+    rs = responses(raw)
+    assert len(rs) == 1, ("the smuggled request was answered too", [r[0] for r in rs], raw[-400:])
+    st, h, body = rs[0]
+    assert st == status, (st, raw[:400])
+    if want_json:
+        assert h.get("content-type") == ["application/json"], h
+        assert [v.lower() for v in h.get("connection", [])] == ["close"], h
+        return json_error(body)
+    return body.decode("latin-1")
+
+
+@check("two Content-Length headers: JSON 400 naming the header, connection closed, the rest never run")
+def _():
+    for first in (b"0", b"5"):
+        req = (b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+               b"Content-Length: " + first + b"\r\nContent-Length: %d\r\n\r\n" % len(SMUGGLED)) + SMUGGLED
+        msg = one_refused_and_closed(req)
+        assert "Content-Length" in msg, msg
+    # Triton routes answer in Triton's shape ({"error": "..."}).
+    req = (b"POST /v2/models/e2e-llama3-tok/generate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n"
+           b"Content-Length: %d\r\n\r\n" % len(SMUGGLED)) + SMUGGLED
+    msg = one_refused_and_closed(req)
+    assert "Content-Length" in msg, msg
+
+
+@check("Content-Length with Transfer-Encoding: 400 and the close (libevent's own, in HTML); a Transfer-Encoding "
+       "other than chunked: JSON 400 and the close, the body never run as a request")
+def _():
+    # libevent 2.1 refuses chunked + Content-Length itself, in HTML, before any route sees the request.
+    chunked = b"5\r\nhello\r\n0\r\n\r\n"
+    req = (b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n"
+           b"Content-Length: %d\r\n\r\n" % len(chunked)) + chunked + SMUGGLED
+    s = connect()
+    try:
+        s.sendall(req)
+        raw, _ = read_to_close(s)
+    finally:
+        s.close()
+    rs = responses(raw)
+    assert len(rs) == 1 and rs[0][0] == 400, ([r[0] for r in rs], raw[-400:])
+    # A coding libevent does not take as chunked: it would read no body, and run the body as a request.
+    req = b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: gzip\r\n\r\n" + SMUGGLED
+    msg = one_refused_and_closed(req)
+    assert "Transfer-Encoding" in msg, msg
+
+
+@check("a body on HEAD, TRACE or an unknown method (libevent reads none): JSON 400, not a second request")
+def _():
+    for method in (b"HEAD", b"TRACE", b"FOO"):
+        req = (method + b" /health HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n" % len(SMUGGLED)
+               + SMUGGLED)
+        s = connect()
+        try:
+            s.sendall(req)
+            raw, _ = read_to_close(s)
+        finally:
+            s.close()
+        assert raw.count(b"HTTP/1.1 ") == 1 and raw.startswith(b"HTTP/1.1 400 "), (method, raw[-400:])
+        assert b'"object":"list"' not in raw, (method, "the smuggled GET /v1/models was answered")
+
+
+@check("a trickling client (a header byte every 0.5 s) is closed before 3 x --conn-timeout, with a 408")
+def _():
+    s = connect()
+    t0 = time.time()
+    head = b"GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Padding: " + b"a" * 200 + b"\r\n\r\n"
+    got, closed = b"", False
+    try:
+        for b in head:
+            if time.time() - t0 > 3 * CONN_TIMEOUT:
+                break
+            try:
+                s.sendall(bytes([b]))
+            except (BrokenPipeError, ConnectionResetError):
+                closed = True
+                break
+            if select.select([s], [], [], 0.5)[0]:
+                try:
+                    d = s.recv(65536)
+                except ConnectionResetError:
+                    d = b""
+                got += d
+                if not d:
+                    closed = True
+                    break
+        if closed and not got.endswith(b"}"):
+            try:
+                got += read_to_close(s, 2)[0]
+            except (AssertionError, OSError):
+                pass
+    finally:
+        s.close()
+    took = time.time() - t0
+    assert closed, ("still open after %.1f s of trickling (--conn-timeout %d)" % (took, CONN_TIMEOUT), got[:300])
+    assert took < 3 * CONN_TIMEOUT, took
+    if got:  # the 408 can be lost to the reset when the close races the next byte
+        assert got.startswith(b"HTTP/1.1 408 "), got[:300]
+        assert "--conn-timeout" in json_error(got.partition(b"\r\n\r\n")[2]), got
+
+
+@check("keep-alive: idle gaps below the timeout, and a request sent in pieces soon after, are all answered")
+def _():
+    s = connect()
+    try:
+        for i in range(3):
+            s.sendall(b"GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            st, body = read_one(s)
+            assert st == 200 and json.loads(body)["object"] == "list", (i, st, body[:200])
+            time.sleep(0.5 * CONN_TIMEOUT)
+        # The deadline runs from a request's first byte, not from the previous response: 0.6 x timeout idle,
+        # then a request trickled over 0.4 x timeout, is 1 x timeout after the last response, and is fine.
+        time.sleep(0.1 * CONN_TIMEOUT)
+        body = json.dumps({"prompt": "Hello", "max_tokens": 2}).encode()
+        req = (b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+               b"Content-Length: %d\r\n\r\n" % len(body)) + body
+        for k in range(4):
+            s.sendall(req[k * len(req) // 4:(k + 1) * len(req) // 4])
+            if k < 3:
+                time.sleep(0.13 * CONN_TIMEOUT)
+        st, out = read_one(s)
+        assert st == 200 and json.loads(out)["choices"], (st, out[:300])
+    finally:
+        s.close()
+
+
+@check("a stream that lasts longer than the timeout is not cut, and its connection takes another request")
+def _():
+    body = json.dumps({"prompt": "Once", "max_tokens": 240, "ignore_eos": True, "stream": True, "n": 6}).encode()
+    s = connect()
+    try:
+        t0 = time.time()
+        s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        buf = b""
+        while b"\r\n0\r\n\r\n" not in buf:
+            d = s.recv(65536)
+            assert d, ("stream cut after %.1f s" % (time.time() - t0), buf[-300:])
+            buf += d
+        took = time.time() - t0
+        assert buf.startswith(b"HTTP/1.1 200 ") and b"data: [DONE]" in buf, buf[:300]
+        assert took > CONN_TIMEOUT, ("the stream was too short to show anything: %.1f s" % took)
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        st, _ = read_one(s)
+        assert st == 200, st
+    finally:
+        s.close()
+
+
+@check("TRACE, CONNECT and unknown or lower-case methods: the routes' JSON 405 with Allow; CONNECT closes at once")
+def _():
+    for method, path, allow in ((b"TRACE", b"/v1/completions", ["POST"]), (b"CONNECT", b"/v1/completions", ["POST"]),
+                                (b"CONNECT", b"/health", ["GET, HEAD"]), (b"FOO", b"/v1/models", ["GET, HEAD"]),
+                                (b"get", b"/health", ["GET, HEAD"])):
+        s = connect()
+        try:
+            s.sendall(method + b" " + path + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            if method == b"TRACE":  # kept alive like the other methods
+                st, body = read_one(s)
+                h = {}
+            else:  # CONNECT and unknown methods: answered, then closed without waiting for the idle timeout
+                raw, took = read_to_close(s)
+                assert took < 0.5 * CONN_TIMEOUT, (method, "closed only after %.1f s" % took)
+                rs = responses(raw)
+                assert len(rs) == 1, raw
+                st, h, body = rs[0]
+                assert h.get("allow") == allow, (method, path, h)
+            assert st == 405, (method, path, st, body[:300])
+            assert "method not allowed" in json_error(body), body
+        finally:
+            s.close()
+    # TRACE's Allow, read through the harness
+    st, h, data = srv.request("TRACE", "/v1/models")
+    assert st == 405 and h.get("Allow") == "GET, HEAD" and "error" in json.loads(data), (st, h, data)
+
+
+@check("the server still answers normally afterwards")
+def _():
+    st, _, j, raw = srv.post("/v1/completions", {"prompt": "Hello", "max_tokens": 3})
+    assert st == 200 and j["choices"], (st, raw[:300])
+
+
+stop_checked(srv)
+finish("all HTTP hardening checks passed")
