@@ -2,6 +2,7 @@
  * access with field-naming error messages, and the per-choice result accumulator. */
 #include "serve/api_common.h"
 
+#include <ctype.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -573,4 +574,24 @@ void ss_api_choice_clear(ss_api_choice *c)
     ss_free(c->text);
     ss_free(c->lps);
     memset(c, 0, sizeof *c);
+}
+
+char *ss_api_default_model_name(const char *dir)
+{
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/')
+        n--;
+    size_t b = n;
+    while (b > 0 && dir[b - 1] != '/')
+        b--;
+    char *name = ss_strndup(dir + b, n - b);
+    if (!name)
+        return NULL;
+    for (char *p = name; *p; p++)
+        *p = (char)tolower((unsigned char)*p);
+    if (!name[0]) {
+        ss_free(name);
+        return ss_strdup("model");
+    }
+    return name;
 }

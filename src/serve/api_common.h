@@ -169,4 +169,8 @@ typedef struct ss_api_vocab {
     void *user;
 } ss_api_vocab;
 
+/* The model name a server without --served-model-name answers to: the last component of its model directory,
+ * lower-cased ("model" when there is none). Caller ss_free's; NULL when out of memory. */
+char *ss_api_default_model_name(const char *dir);
+
 #endif

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <sys/resource.h>
@@ -775,4 +776,15 @@ int ss_http_bearer_ok(struct evhttp_request *req, const char *key)
     while (*tok == ' ')
         tok++;
     return ss_http_consttime_eq(tok, strlen(tok), key, strlen(key));
+}
+
+char *ss_http_path_decode(const char *part)
+{
+    size_t n = 0;
+    char *d = evhttp_uridecode(part, 0, &n);
+    if (d && n != strlen(d)) {
+        free(d);
+        return NULL;
+    }
+    return d;
 }

@@ -65,4 +65,8 @@ int ss_http_consttime_eq(const char *a, size_t alen, const char *b, size_t blen)
 /* Reason phrase for the status codes the server sends. */
 const char *ss_http_reason(int status);
 
+/* The percent-decoded part of a URL path, or NULL when it holds an encoded NUL (%00) or memory ran out.
+ * Caller free()s (libevent's allocation, not ss_free). */
+char *ss_http_path_decode(const char *part);
+
 #endif

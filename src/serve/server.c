@@ -5,7 +5,6 @@
  * loader thread builds tokenizer/template/replica/scheduler and publishes them with `state`. */
 #include "serve/server.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -1057,19 +1056,6 @@ static void srv_route_v2_models(ss_server *s, struct evhttp_request *req, const 
     }
 }
 
-/* The percent-decoded part of a path, or NULL when it holds an encoded NUL (%00). Caller free()s (libevent's
- * allocation). */
-static char *srv_path_decode(const char *part)
-{
-    size_t n = 0;
-    char *d = evhttp_uridecode(part, 0, &n);
-    if (d && n != strlen(d)) {
-        free(d);
-        return NULL;
-    }
-    return d;
-}
-
 static void srv_api_cb(struct evhttp_request *req, void *arg)
 {
     ss_server *s = arg;
@@ -1114,7 +1100,7 @@ static void srv_api_cb(struct evhttp_request *req, void *arg)
             srv_fail(req, fam, 503, NULL, "server is shutting down");
             return;
         }
-        char *rest = srv_path_decode(path + 11); /* "%2F" in a name is a '/' */
+        char *rest = ss_http_path_decode(path + 11); /* "%2F" in a name is a '/' */
         if (!rest)
             srv_fail(req, fam, 404, NULL, "no such endpoint (the path holds %00)");
         else
@@ -1135,7 +1121,7 @@ static void srv_api_cb(struct evhttp_request *req, void *arg)
         return;
     }
     if (!strncmp(path, "/v1/models/", 11)) { /* model ids may hold '/' (Hub ids), sent raw or as %2F */
-        char *id = srv_path_decode(path + 11);
+        char *id = ss_http_path_decode(path + 11);
         size_t len = 0;
         if (!is_get)
             srv_fail_method(req, fam, "GET, HEAD");
@@ -1200,26 +1186,6 @@ static void srv_metrics_cb(struct evhttp_request *req, void *arg)
 }
 
 /* ---- loading ------------------------------------------------------------------------------------------ */
-
-static char *srv_default_name(const char *dir)
-{
-    size_t n = strlen(dir);
-    while (n > 1 && dir[n - 1] == '/')
-        n--;
-    size_t b = n;
-    while (b > 0 && dir[b - 1] != '/')
-        b--;
-    char *name = ss_strndup(dir + b, n - b);
-    if (!name)
-        return NULL;
-    for (char *p = name; *p; p++)
-        *p = (char)tolower((unsigned char)*p);
-    if (!name[0]) {
-        ss_free(name);
-        return ss_strdup("model");
-    }
-    return name;
-}
 
 static ss_status srv_warmup(ss_server *s, ss_err *err)
 {
@@ -1396,7 +1362,7 @@ ss_status ss_server_create(const ss_server_params *p, ss_server **out, ss_err *e
     }
     ss_status st = SS_OK;
     s->model_name = p->served_model_name && p->served_model_name[0] ? ss_strdup(p->served_model_name)
-                                                                      : srv_default_name(p->model_dir);
+                                                                      : ss_api_default_model_name(p->model_dir);
     if (!s->model_name || ss_metrics_create(s->model_name, &s->metrics) != SS_OK) {
         st = ss_err_set(err, SS_ERR_NOMEM, "out of memory");
         goto fail;

@@ -615,6 +615,19 @@ static void test_logit_bias(void **state)
     free(big);
 }
 
+static void test_default_model_name(void **state)
+{
+    (void)state;
+    static const char *const cases[][2] = {
+        {"/models/Meta-Llama-3-8B/", "meta-llama-3-8b"}, {"shardserve-demo", "shardserve-demo"}, {"/", "model"}, {"", "model"}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *n = ss_api_default_model_name(cases[i][0]);
+        assert_non_null(n);
+        assert_string_equal(n, cases[i][1]);
+        ss_free(n);
+    }
+}
+
 static void test_parse_under_alloc_failures(void **state)
 {
     (void)state;
@@ -649,6 +662,7 @@ int main(void)
         cmocka_unit_test(test_consttime),
         cmocka_unit_test(test_parse_under_alloc_failures),
         cmocka_unit_test(test_logit_bias),
+        cmocka_unit_test(test_default_model_name),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
