@@ -92,14 +92,19 @@ def json_error(body):
     return e["message"] if isinstance(e, dict) else e
 
 
-def one_refused_and_closed(request, status=400, want_json=True):
-    """Sends request (with a smuggled GET after it); exactly one answer, `status`, then the close."""
+def send_and_read(request):
+    """Sends request on a new connection; everything read until the server closes it."""
     s = connect()
     try:
         s.sendall(request)
-        raw, _ = read_to_close(s)
+        return read_to_close(s)[0]
     finally:
         s.close()
+
+
+def one_refused_and_closed(request, status=400, want_json=True):
+    """Sends request (with a smuggled GET after it); exactly one answer, `status`, then the close."""
+    raw = send_and_read(request)
     rs = responses(raw)
     assert len(rs) == 1, ("the smuggled request was answered too", [r[0] for r in rs], raw[-400:])
     st, h, body = rs[0]
@@ -132,12 +137,7 @@ def _():
     chunked = b"5\r\nhello\r\n0\r\n\r\n"
     req = (b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n"
            b"Content-Length: %d\r\n\r\n" % len(chunked)) + chunked + SMUGGLED
-    s = connect()
-    try:
-        s.sendall(req)
-        raw, _ = read_to_close(s)
-    finally:
-        s.close()
+    raw = send_and_read(req)
     rs = responses(raw)
     assert len(rs) == 1 and rs[0][0] == 400, ([r[0] for r in rs], raw[-400:])
     # A coding libevent does not take as chunked: it would read no body, and run the body as a request.
@@ -151,12 +151,7 @@ def _():
     for method in (b"HEAD", b"TRACE", b"FOO"):
         req = (method + b" /health HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n" % len(SMUGGLED)
                + SMUGGLED)
-        s = connect()
-        try:
-            s.sendall(req)
-            raw, _ = read_to_close(s)
-        finally:
-            s.close()
+        raw = send_and_read(req)
         assert raw.count(b"HTTP/1.1 ") == 1 and raw.startswith(b"HTTP/1.1 400 "), (method, raw[-400:])
         assert b'"object":"list"' not in raw, (method, "the smuggled GET /v1/models was answered")
 
