@@ -843,6 +843,11 @@ static void srv_generate(ss_server *s, struct evhttp_request *req, ss_api_kind k
                          (int)ctx, (int)(n_ids + max_tokens), (int)n_ids, (int)max_tokens);
         goto fail;
     }
+    if (q.min_tokens > max_tokens) { /* chat without max_tokens: the room left after the prompt */
+        st = ss_api_fail(&e, 400, "min_tokens", "'min_tokens' is %d, but only %d tokens fit after the prompt",
+                         (int)q.min_tokens, (int)max_tokens);
+        goto fail;
+    }
 
     r = ss_calloc(1, sizeof *r);
     if (!r) {

@@ -148,6 +148,9 @@ def _():
     expect("POST", c, {"prompt": [1] * (CTX + 5)}, 400, "more than the context length %d" % CTX)
     expect("POST", c, {"prompt": "hello " * (CTX + 10)}, 400, "but the context length is %d" % CTX)
     expect("POST", v2, {"text_input": "hello " * (CTX + 10)}, 400, "but the context length is %d" % CTX, triton=True)
+    # chat without max_tokens may generate the rest of the context: a min_tokens beyond it cannot be met
+    expect("POST", ch, {"messages": [{"role": "user", "content": "hello " * 20}], "min_tokens": CTX}, 400,
+           "tokens fit after the prompt")
     expect("POST", c, {"prompt": "hello " * (CTX - 20), "max_tokens": 100}, 400, "the context length is %d tokens" % CTX)
     expect("POST", c, {"prompt": "x", "max_tokens": 0}, 400, "'max_tokens' must be at least 1")
     expect("POST", c, {"prompt": "x", "max_tokens": -1}, 400, "'max_tokens' must be at least 1")
