@@ -432,7 +432,6 @@ static void test_split_character_streaming(void **state)
     release_named(tok);
 }
 
-/* Short words go through the quadratic loop, long ones through the heap: same result. */
 /* ss_tokenizer_token_bytes: a token's raw bytes, never U+FFFD for part of a character (logprobs' `bytes`). */
 static void test_token_bytes(void **state)
 {
@@ -480,6 +479,7 @@ static void test_token_bytes(void **state)
     release_named(tok);
 }
 
+/* Short words go through the quadratic loop, long ones through the heap: same result. */
 static void test_bpe_loops_agree(void **state)
 {
     (void)state;
