@@ -763,8 +763,9 @@ if has s21a; then
   # tp N on GPUs 0..N-1 (the consistency test stays on GPU 0). S21A_GENV="A=1 B=2": the goldens' environment.
   export CUDA_VISIBLE_DEVICES=0
   tpf=(); [ -n "${S21A_TP:-}" ] && tpf=(--tp "$S21A_TP") && CUDA_VISIBLE_DEVICES=$(seq -s, 0 $((S21A_TP - 1)))
-  SH=${S21A_SHAPE:-llama-3-8b}; MS=/tmp/$SH # S21A_SHAPE: another gen_checkpoint shape for the benchmarks
-  [ -d "$MS" ] || "$B/tools/gen_checkpoint" --shape "$SH" --out "$MS" >"$L/gen_$SH.log" 2>&1
+  # S21A_SHAPE: another gen_checkpoint shape for the benchmarks; S21A_LAYERS=N: only N of its layers
+  SH=${S21A_SHAPE:-llama-3-8b}; MS=/tmp/$SH${S21A_LAYERS:+-l$S21A_LAYERS}
+  [ -d "$MS" ] || "$B/tools/gen_checkpoint" --shape "$SH" ${S21A_LAYERS:+--layers "$S21A_LAYERS"} --out "$MS" >"$L/gen_$SH.log" 2>&1
   for c in ${S21A_CHECKS:--}; do # environment variants (as variant's)
     variant "$c"
     step "decode_layers consistency [$c]" 120 "consistency_$vtag.log" env CUDA_VISIBLE_DEVICES=0 SS_TEST_ONLY=test_decode_layers \

@@ -15,8 +15,9 @@
 //   norm:  x = rmsnorm(residual) · attn_norm, each CTA for itself   (after down of the previous layer: G)
 //   qkv:   its rows of qkv (+ bias)                                   → counter qkv
 //   attn:  CTAs [0, kv_heads·splits): one (kv head, key split) item each: q (and the new k) normed and
-//          rotated, the new k/v stored in the cache by the last split, partial softmax · V; the last item
-//          of a head (a counter per head) merges the splits                 → counter attn (kv_heads)
+//          rotated, the new k/v stored in the cache by the last split, partial softmax · V; once all of
+//          a head's items are in (a counter per head), each merges a slice of its outputs
+//                                                                          → counter attn (kv_heads·splits)
 //   o:     its rows of o, added to residual                            → counter o (G)
 //   norm + gate/up: silu(gate) · up for its rows                       → counter gu (G)
 //   down:  its rows of down, added to residual                         → counter down (G)
@@ -30,10 +31,11 @@
 // one every 2500 cycles (session 23: +0.3% at 128 tokens, +2.1% at 512, +1.5% at tp 2 on H200s). Since
 // session 24 an attention item's warps each take a q head with no block barrier between its steps: 252.9
 // tok/s against 249.0 (89.4% of the copy roofline; +2.85% at 512 tokens, +2.4% at tp 2); session 25 reduces 8
-// keys' scores side by side (253.2 tok/s; +1.1% at 512 tokens, +1.5-2.0% on a multi-head Llama-2-7B shape).
+// keys' scores side by side (253.2 tok/s; +1.1% at 512 tokens, +1.5-2.0% on a multi-head Llama-2-7B shape);
+// session 27 spreads the merge over the head's items (255.4 tok/s, 90.2%; tp 2 +2.2%).
 // Context bounds above a 32 KiB K/V copy per attention item are refused (op by op is faster there). What is
 // left is the layer's chain of exchanges through L2 (a flag's round trip between two SMs: 0.9 us idle, 2.6 us
-// with the bus saturated, session 24's probe): the qkv wait, the merge of the splits (~3.6 µs), the grid
+// with the bus saturated, session 24's probe): the qkv wait, the merge of the splits (~3 µs), the grid
 // waits. Arrival by content instead of the grid counters was tried (sessions 11, 23) and gained nothing;
 // clusters do not fit the grid (8 or 16 CTAs a cluster place only 120 or 112 of the 132 CTAs on an H200).
 // At tp > 1 (session 13) the same kernel runs on every rank with the rank's shards; the o and down sums
@@ -129,7 +131,8 @@ __global__ void __launch_bounds__(kThreads, 1) decode_persist_kernel(const __gri
         grid_arrive(ctr + kQkv);
         if ((int)blockIdx.x < p.kv_heads * p.splits)
             attention_item(p, l, ctr, region, trig, btab); // stamps 4, 5, 6
-        grid_wait(ctr + kAttn, (unsigned)p.kv_heads, p.tp_abort, nowait);
+        grid_wait(ctr + kAttn, (unsigned)(p.merge == kMergeSplit ? p.kv_heads * p.splits : p.kv_heads), p.tp_abort,
+                  nowait);
         stamp(p, l, 7);
         load_xs<FP8>(p.attn, p.q_dim, xs);
         gemv_phase<FP8>(p, l, kO, ring, full, empty, xs, red, own, cur, group);
@@ -409,15 +412,20 @@ extern "C" int ss_cuda_decode_persist(void *stream, ss_cuda_persist_args *a)
     p.head_dim = hd, p.q_dim = q_dim, p.qkv_dim = qkv_dim, p.splits = splits, p.nk_max = nk_max;
     const char *dbg = getenv("SS_PERSIST_DEBUG");
     p.debug = dbg ? (int)strtol(dbg, NULL, 10) : 0;
-    const char *merge = getenv("SS_PERSIST_MERGE"); // benchmark switch: "one", "wide" or "chunked"
-    // merge_one above 16 key splits, the chunked merge at 16 or fewer (session 15, 2 x H200, three interleaved
-    // pairs each: 8B tp 2, 32 splits, 391.4 tok/s against 387.9 with session 14's wide merge; 8B tp 1, 16
-    // splits, 241.9 against 243.4 chunked). merge_one loads float4s and reads its statistics by shuffle within
-    // a warp of one q head (persist_attention.cuh); merge_wide's scratch is the item's P·V area, whose
-    // kWarps * grp * hd floats must hold grp * (2 * splits + 1). (merge_wide stays as a switch: deleting it
-    // changed the kernel's register allocation, which this kernel's speed follows; session 15.)
-    p.merge = !merge ? (splits > 16 ? kMergeOne : kMergeChunked)
-                     : !strcmp(merge, "one") ? kMergeOne : !strcmp(merge, "wide") ? kMergeWide : kMergeChunked;
+    const char *merge = getenv("SS_PERSIST_MERGE"); // benchmark switch: "split", "one", "wide" or "chunked"
+    // The split merge: every item merges a slice of its head (session 27, 2 x H200, two interleaved rounds: 8B tp 2
+    // 430.2 tok/s against 420.9 with merge_one, +2.2%; a 70B shape's 16 layers at tp 2, a group of 8, 266.3 against
+    // 263.3, +1.15%). Before it: merge_one above 16 key splits, the chunked merge at 16 or fewer (session 15:
+    // 8B tp 2, 32 splits, 391.4 tok/s against 387.9 with session 14's wide merge; 8B tp 1, 16 splits, 241.9
+    // against 243.4 chunked). merge_one loads float4s and reads its statistics by shuffle within a warp of one q
+    // head (persist_attention.cuh); merge_wide's scratch is the item's P·V area, whose kWarps * grp * hd floats
+    // must hold grp * (2 * splits + 1). (merge_wide stays as a switch: deleting it changed the kernel's register
+    // allocation, which this kernel's speed follows; session 15.)
+    p.merge = !merge ? kMergeSplit
+                     : !strcmp(merge, "one")     ? kMergeOne
+                     : !strcmp(merge, "wide")    ? kMergeWide
+                     : !strcmp(merge, "chunked") ? kMergeChunked
+                                                 : kMergeSplit;
     // (head_dim % 8 == 0 and splits <= kMaxSplits = 32 hold already: the float4 loads and a lane per split fit)
     if (p.merge == kMergeOne && (hd / 4 * merge_one_threads(splits, grp * hd / 4)) % 32)
         p.merge = kMergeWide; // (a warp's outputs would span two q heads)

@@ -1,5 +1,5 @@
 // persist_attention.cuh — the persistent decode kernel's attention: (kv head, key split) items, q/k norms,
-// rope, the new token's cache store, softmax · V, the last item's merge. Included by decode_persist.cu.
+// rope, the new token's cache store, softmax · V, the merge of a head's splits. Included by decode_persist.cu.
 #pragma once
 #include "backend/cuda/persist_common.cuh"
 
@@ -174,6 +174,40 @@ __device__ __forceinline__ void merge_one(const Params &p, int h, int grp, int s
     }
 }
 
+// The merge spread over a head's items (SS_PERSIST_MERGE=split): every item, once all the head's splits have
+// released their partials, merges a slice of the head's grp x head_dim/4 float4 outputs, a warp an output and
+// a lane a split, all loads of the slice in flight at once, the states meeting in a butterfly of shuffles. One
+// trip for the loads, where the last item alone makes one a round of splits (merge_one: two at tp 2, four for
+// a group of 8), but a wait on the head's counter instead of the atomic's answer.
+__device__ __forceinline__ void merge_slice(const Params &p, int h, int s, int grp, int stride)
+{
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, hd = p.head_dim, S = p.splits, q4 = hd / 4;
+    const int n = grp * q4, o0 = s * n / S, o1 = (s + 1) * n / S;
+    const float *head = p.partials + (int64_t)h * grp * S * stride;
+    for (int o = o0 + warp; o < o1; o += kWarps) {
+        const int j = o / q4, d4 = o % q4;
+        const float *src = head + ((int64_t)j * S + lane) * stride;
+        const bool on = lane < S; // (S <= kMaxSplits = 32)
+        float4 acc = on ? __ldcg(reinterpret_cast<const float4 *>(src + d4 * 4)) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        const float2 ml = on ? __ldcg(reinterpret_cast<const float2 *>(src + hd)) : make_float2(-FLT_MAX, 0.0f);
+        float m = ml.x, den = ml.y;
+#pragma unroll
+        for (int off = 16; off > 0; off >>= 1) {
+            const float m2 = __shfl_xor_sync(0xffffffffu, m, off), den2 = __shfl_xor_sync(0xffffffffu, den, off);
+            float4 a2;
+            a2.x = __shfl_xor_sync(0xffffffffu, acc.x, off), a2.y = __shfl_xor_sync(0xffffffffu, acc.y, off);
+            a2.z = __shfl_xor_sync(0xffffffffu, acc.z, off), a2.w = __shfl_xor_sync(0xffffffffu, acc.w, off);
+            merge_state(m, den, acc, m2, den2, a2);
+        }
+        if (lane == 0) {
+            const float inv = 1.0f / den;
+            bf16 *out = p.attn + (int64_t)(h * grp + j) * hd + d4 * 4;
+            out[0] = __float2bfloat16_rn(acc.x * inv), out[1] = __float2bfloat16_rn(acc.y * inv);
+            out[2] = __float2bfloat16_rn(acc.z * inv), out[3] = __float2bfloat16_rn(acc.w * inv);
+        }
+    }
+}
+
 // This lane's 4 dims of a bf16 row that other CTAs wrote in this launch (through L2; zeros without dims).
 // (A twin of lane_dims rather than a template flag on it: the merged form compiled to other SASS, session 25.)
 __device__ __forceinline__ void lane_dims_cg(const bf16 *row, int lane, bool on, float (&v)[4])
@@ -216,7 +250,7 @@ __device__ __forceinline__ void lane_rope(float (&v)[4], const float *trig, int 
     }
 }
 
-// One (kv head, key split) item of layer l; the last item of its head merges the head's splits.
+// One (kv head, key split) item of layer l, and its part in the merge of the head's splits.
 // trig: [hd/2] cos, [hd/2] sin of the token's rope angles; btab: the sequence's block table (the kernel
 // copies both once).
 __device__ void attention_item(const Params &p, int l, unsigned *ctr, uint8_t *region, const float *trig,
@@ -230,7 +264,7 @@ __device__ void attention_item(const Params &p, int l, unsigned *ctr, uint8_t *r
     const int k0 = (int)((int64_t)s * len / p.splits), k1 = (int)((int64_t)(s + 1) * len / p.splits), nk = k1 - k0;
     const bool last = s == p.splits - 1;
     if (p.debug & 4) { // benchmark switch: no attention, one arrival per kv head
-        if (s == 0)
+        if (s == 0 || p.merge == kMergeSplit)
             grid_arrive(ctr + kAttn);
         return;
     }
@@ -375,9 +409,17 @@ __device__ void attention_item(const Params &p, int l, unsigned *ctr, uint8_t *r
         if (lane == 0)
             out[hd] = nk > 0 ? m : -FLT_MAX, out[hd + 1] = sum;
     }
-    // the last split of this head to finish merges them all
+    // the last split of this head to finish merges them all (or, split, every split a slice)
     consumer_sync();
     stamp(p, l, 5);
+    if (p.merge == kMergeSplit) {
+        grid_arrive(ctr + kCtrPerLayer + h);
+        grid_wait(ctr + kCtrPerLayer + h, (unsigned)p.splits, p.tp_abort, p.debug & 2);
+        merge_slice(p, h, s, grp, stride);
+        grid_arrive(ctr + kAttn);
+        stamp(p, l, 6);
+        return;
+    }
     // One atomic with release and acquire semantics, then one trip for the splits' statistics and values.
     if (tid == 0) {
         unsigned before;

@@ -32,7 +32,7 @@ constexpr int kMaxHeadDim = 128;
 constexpr int kMaxOwnRows = 256;          // residual rows one CTA owns (hidden / CTAs)
 constexpr int kMaxTable = 512;            // block-table entries of the sequence (context / block size)
 constexpr int kCtrPerLayer = 5;            // qkv, attn, o, gu, down; then one per kv head
-enum : int { kMergeChunked = 0, kMergeWide = 1, kMergeOne = 2 };
+enum : int { kMergeChunked = 0, kMergeWide = 1, kMergeOne = 2, kMergeSplit = 3 };
 enum : int { kQkv = 0, kAttn = 1, kO = 2, kGu = 3, kDown = 4 };
 constexpr int kStamps = 14;    // trace points per layer (SS_PERSIST_TRACE), see the kernel
 constexpr int kTraceSlots = 26; // + per matrix (qkv, o, gu, down): time waiting for stages, time in the phase;
@@ -64,8 +64,9 @@ struct Params {
     int pf_evict; // the prefetch's L2 policy (SS_PERSIST_PF_EVICT, a benchmark switch): 0 none (normal
                   // priority), 1 evict_last, 2 evict_first. Session 23, one H200, 8B batch 1: 247.7 and 248.4
                   // against 248.5 tok/s; the kernel reads 13.98 GB from DRAM a step either way (the weights once)
-    int merge; // how the last item merges a head's splits: kMergeChunked, kMergeWide or kMergeOne (see the
-               // launcher; SS_PERSIST_MERGE=chunked|wide|one, a benchmark switch)
+    int merge; // how a head's splits are merged: every item a slice (kMergeSplit, the default), or the last item
+               // all of it (kMergeChunked, kMergeWide, kMergeOne; see the launcher;
+               // SS_PERSIST_MERGE=split|chunked|wide|one, a benchmark switch)
     int debug; // SS_PERSIST_DEBUG, a benchmark switch that breaks the results: 1 no GEMV loads (nor math),
                // 2 no grid waits, 4 no attention, 8 no GEMV outputs
     float eps, scale;
