@@ -1,9 +1,10 @@
 /* server.c — wiring of the serving process: the event loop (evhttp on the API and metrics ports, signal
  * handling, a wake event fed by the scheduler thread's event queue), the model loader thread, routing,
- * and the life of one HTTP generation request from JSON to reply. Threads: the loop thread owns every
- * evhttp object; the scheduler thread only appends to the event queue and calls event_active; the
- * loader thread builds tokenizer/template/replica/scheduler and publishes them with `state`. */
-#include "serve/server.h"
+ * replies, and an HTTP generation request's life from its scheduler requests to its reply (server_gen.c
+ * builds them). Threads: the loop thread owns every evhttp object; the scheduler thread only appends to the
+ * event queue and calls event_active; the loader thread builds tokenizer/template/replica/scheduler and
+ * publishes them with `state`; the work pool's threads only encode prompts (server_gen.c). */
+#include "serve/server_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -30,29 +31,17 @@
 #include "serve/http_server.h"
 #include "serve/metrics.h"
 #include "serve/sse.h"
+#include "serve/work_pool.h"
 #include "template/chat_template.h"
 #include "tokenizer/tokenizer.h"
 
 #define SRV_MAX_TEXT ((size_t)64 << 20) /* generated text kept per choice */
-
-enum { SRV_LOADING = 0, SRV_READY, SRV_FAILED, SRV_DRAINING };
-
-typedef struct srv_req srv_req;
-
-/* One scheduler request (a choice of an HTTP request). */
-typedef struct srv_sub {
-    srv_req *r;
-    int32_t index;
-    uint64_t id;
-    int submitted, done;
-    int64_t last_token_us;
-    double cum_lp;
-    int32_t chunks;         /* stream chunks sent (Triton: a stream always ends with one) */
-    ss_api_text_pos lp_pos; /* where the next token starts in the streamed text (completions' text_offset) */
-} srv_sub;
+/* Threads encoding prompts: a long prompt takes ~0.5 s a MB (Llama 3's tokenizer, one core of the CI VM),
+ * which on the loop would stall every stream. Two keep a CPU core for the loop and the scheduler. */
+#define SRV_TOKENIZER_THREADS 2
 
 /* An event copied off the scheduler thread. */
-typedef struct srv_ev {
+struct srv_ev {
     struct srv_ev *next;
     void *user; /* srv_sub *, or the warm-up */
     ss_gen_event ev; /* pointers below replace the borrowed ones */
@@ -60,69 +49,16 @@ typedef struct srv_ev {
     float top_lps[SS_MAX_TOP_LOGPROBS];
     char *text;
     char *message;
-} srv_ev;
-
-struct srv_req {
-    ss_server *s;
-    struct evhttp_request *http; /* NULL once answered or freed by libevent */
-    ss_api_kind kind;
-    int stream, include_usage, return_log_probs;
-    int gone;           /* the client went away */
-    struct event *watch; /* EOF watch on the client socket while no reply is being written */
-    int stream_started;
-    char id[64];
-    ss_api_resp_meta meta;
-    int32_t n, n_submitted, n_done;
-    srv_sub *subs;
-    ss_api_choice *choices;
-    int failed;
-    int counted;        /* the request's outcome is in the metrics (once per request, not per choice) */
-    int64_t first_ttft_us; /* the earliest first token of its choices (-1: none yet) */
-    ss_api_error err;
-    int64_t arrival_us;
 };
 
-struct ss_server {
-    ss_server_params p;
-    char *model_name;
-    struct event_base *base;
-    ss_http_listener *api, *mapi; /* the API and metrics ports */
-    struct event *wake, *sig_term, *sig_int, *exit_timer;
-    int port, metrics_port;
-
-    pthread_t loader, drainer;
-    int loader_started, drainer_started;
-    atomic_int state;
-    atomic_int drained;
-    ss_status load_status;
-    int replica_lost; /* a step failed: exit with SS_ERR_COMM (code 4) */
-    ss_err load_err;
-    /* Published by the loader before state = READY (release), read by the loop after (acquire). */
-    ss_tokenizer *tok;
-    ss_template *tmpl;
-    ss_replica *replica;
-    ss_sched *sched;
-    ss_api_limits limits;
-    ss_sampling_params sampling_defaults; /* limits.defaults points here once the model is loaded */
-    int32_t bos_id;
-
-    ss_metrics *metrics;
-    pthread_mutex_t qmu;
-    srv_ev *q_head, *q_tail;
-    int64_t live_reqs; /* loop thread */
-    uint64_t id_seed, id_counter;
-    int64_t start_unix;
-    int shutting_down;
-};
-
-static int64_t srv_now_us(void)
+int64_t srv_now_us(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-static uint64_t srv_mix(uint64_t x)
+uint64_t srv_mix(uint64_t x)
 {
     x += 0x9e3779b97f4a7c15ull;
     x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
@@ -198,14 +134,14 @@ static void srv_on_event(ss_server *s, void *user, const ss_gen_event *ev)
     event_active(s->wake, EV_READ, 0);
 }
 
-static void srv_sub_cb(void *user, const ss_gen_event *ev)
+void srv_sub_cb(void *user, const ss_gen_event *ev)
 {
     srv_sub *sub = user;
     srv_on_event(sub->r->s, user, ev);
 }
 
 /* Cancels a scheduler request; a no-op once the scheduler is gone (events flushed at destroy). */
-static void srv_cancel(ss_server *s, uint64_t id)
+void srv_cancel(ss_server *s, uint64_t id)
 {
     if (s->sched)
         ss_sched_cancel(s->sched, id);
@@ -220,7 +156,7 @@ static void srv_ev_free(srv_ev *e)
 
 /* ---- replies ------------------------------------------------------------------------------------- */
 
-static void srv_reply_error(struct evhttp_request *req, ss_api_kind kind, const ss_api_error *e)
+void srv_reply_error(struct evhttp_request *req, ss_api_kind kind, const ss_api_error *e)
 {
     size_t len = 0;
     char *body = kind == SS_API_TRITON ? ss_api_error_triton_json(e, &len) : ss_api_error_openai_json(e, &len);
@@ -232,7 +168,7 @@ static void srv_reply_error(struct evhttp_request *req, ss_api_kind kind, const 
     ss_free(body);
 }
 
-static void srv_fail(struct evhttp_request *req, ss_api_kind kind, int status, const char *param, const char *msg)
+void srv_fail(struct evhttp_request *req, ss_api_kind kind, int status, const char *param, const char *msg)
 {
     ss_api_error e;
     ss_api_fail(&e, status, param, "%s", msg);
@@ -258,7 +194,7 @@ static void srv_fail_method(struct evhttp_request *req, ss_api_kind kind, const 
     srv_fail(req, kind, 405, NULL, msg);
 }
 
-static void srv_reply_owned(struct evhttp_request *req, char *json, size_t len)
+void srv_reply_owned(struct evhttp_request *req, char *json, size_t len)
 {
     if (!json) {
         srv_fail(req, SS_API_COMPLETION, 500, NULL, "out of memory building the response");
@@ -303,7 +239,7 @@ static void srv_unwatch(srv_req *r)
     }
 }
 
-static void srv_req_free(srv_req *r)
+void srv_req_free(srv_req *r)
 {
     srv_unwatch(r);
     for (int32_t i = 0; r->choices && i < r->n; i++)
@@ -314,7 +250,7 @@ static void srv_req_free(srv_req *r)
     ss_free(r);
 }
 
-static void srv_on_close(struct evhttp_connection *conn, void *arg)
+void srv_on_close(struct evhttp_connection *conn, void *arg)
 {
     (void)conn;
     srv_req *r = arg;
@@ -351,7 +287,7 @@ static void srv_watch_cb(evutil_socket_t fd, short what, void *arg)
     SS_LOGD("client of %s hung up; cancelling", r->id);
 }
 
-static void srv_watch(srv_req *r, struct evhttp_connection *conn)
+void srv_watch(srv_req *r, struct evhttp_connection *conn)
 {
     struct bufferevent *bev = conn ? evhttp_connection_get_bufferevent(conn) : NULL;
     evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
@@ -372,7 +308,7 @@ static void srv_detach_close(srv_req *r)
         evhttp_connection_set_closecb(c, NULL, NULL);
 }
 
-static void srv_stream_send(srv_req *r, const char *json, size_t len)
+void srv_stream_send(srv_req *r, const char *json, size_t len)
 {
     if (!json || r->gone || !r->http)
         return;
@@ -602,8 +538,6 @@ static void srv_warm_cb(void *user, const ss_gen_event *ev)
     pthread_mutex_unlock(&w->mu);
 }
 
-static void srv_check_exit(ss_server *s);
-
 /* The sampling a request gets for the fields it leaves out: greedy, with what the model's
  * generation_config.json sets on top (as vLLM does; `--generation-config none` keeps greedy). Set while
  * loading, before any request is parsed against the limits. */
@@ -670,347 +604,6 @@ static void srv_wake_cb(evutil_socket_t fd, short what, void *arg)
         return;
     }
     srv_check_exit(s);
-}
-
-/* ---- generation requests --------------------------------------------------------------------------- */
-
-static ss_status srv_tokenize_prompt(ss_server *s, const ss_api_request *q, int32_t **ids, int32_t *n,
-                                     ss_api_error *e)
-{
-    ss_err err;
-    *ids = NULL;
-    *n = 0;
-    if (q->prompt_ids) {
-        *ids = ss_malloc((size_t)q->n_prompt_ids * sizeof **ids);
-        if (!*ids)
-            return ss_api_fail(e, 500, NULL, "out of memory");
-        memcpy(*ids, q->prompt_ids, (size_t)q->n_prompt_ids * sizeof **ids);
-        *n = q->n_prompt_ids;
-        return SS_OK;
-    }
-    char *text = NULL;
-    size_t text_len = 0;
-    int add_special = 1;
-    const char *param = q->kind == SS_API_TRITON ? "text_input" : "prompt";
-    if (q->kind == SS_API_CHAT) {
-        if (!s->tmpl)
-            return ss_api_fail(e, 400, "messages", "this model has no chat template; use /v1/completions");
-        ss_status st = ss_chat_template_apply(s->tmpl, q->messages, 1, ss_tokenizer_bos_token(s->tok),
-                                              ss_tokenizer_eos_token(s->tok), &text, &text_len, &err);
-        if (st != SS_OK)
-            return ss_api_fail(e, 400, "messages", "chat template: %s", err.msg);
-        add_special = 0; /* the template already wrote BOS and the role tokens */
-        param = "messages";
-    }
-    const char *src = text ? text : q->prompt;
-    size_t src_len = text ? text_len : strlen(q->prompt);
-    size_t nn = 0;
-    ss_status st = ss_tokenizer_encode(s->tok, src, src_len, add_special, ids, &nn, &err);
-    ss_free(text);
-    if (st != SS_OK)
-        return ss_api_fail(e, 400, param, "cannot tokenize '%s': %s", param, err.msg);
-    if (nn == 0) {
-        ss_free(*ids);
-        *ids = NULL;
-        return ss_api_fail(e, 400, param, "'%s' must not be empty", param);
-    }
-    if (nn > (size_t)INT32_MAX / 2) {
-        ss_free(*ids);
-        *ids = NULL;
-        return ss_api_fail(e, 400, param, "'%s' is too long", param);
-    }
-    *n = (int32_t)nn;
-    return SS_OK;
-}
-
-/* Builds one scheduler request of choice i (ownership to the caller, then to ss_sched_submit). */
-static ss_status srv_build_gen(ss_server *s, const ss_api_request *q, const int32_t *ids, int32_t n_ids,
-                               int32_t max_tokens, int32_t i, int64_t arrival_ms, ss_gen_request **out,
-                               ss_api_error *e)
-{
-    ss_gen_request *g = ss_calloc(1, sizeof *g);
-    if (!g)
-        return ss_api_fail(e, 500, NULL, "out of memory");
-    *out = g;
-    g->prompt = ss_malloc((size_t)n_ids * sizeof *g->prompt);
-    if (!g->prompt)
-        return ss_api_fail(e, 500, NULL, "out of memory");
-    memcpy(g->prompt, ids, (size_t)n_ids * sizeof *ids);
-    g->n_prompt = n_ids;
-    g->max_tokens = max_tokens;
-    g->min_tokens = q->min_tokens;
-    g->sp = q->sp;
-    if (q->seed_given)
-        g->sp.seed = q->sp.seed + (uint64_t)i;
-    else
-        g->sp.seed = srv_mix(s->id_seed ^ ++s->id_counter);
-    g->ignore_eos = q->ignore_eos;
-    if (q->n_stop_ids) {
-        g->stop_ids = ss_malloc((size_t)q->n_stop_ids * sizeof *g->stop_ids);
-        if (!g->stop_ids)
-            return ss_api_fail(e, 500, NULL, "out of memory");
-        memcpy(g->stop_ids, q->stop_ids, (size_t)q->n_stop_ids * sizeof *g->stop_ids);
-        g->n_stop_ids = q->n_stop_ids;
-    }
-    if (q->n_bias) {
-        g->bias_ids = ss_malloc((size_t)q->n_bias * sizeof *g->bias_ids);
-        g->bias_vals = ss_malloc((size_t)q->n_bias * sizeof *g->bias_vals);
-        if (!g->bias_ids || !g->bias_vals)
-            return ss_api_fail(e, 500, NULL, "out of memory");
-        memcpy(g->bias_ids, q->bias_ids, (size_t)q->n_bias * sizeof *g->bias_ids);
-        memcpy(g->bias_vals, q->bias_vals, (size_t)q->n_bias * sizeof *g->bias_vals);
-        g->n_bias = q->n_bias;
-    }
-    for (int32_t k = 0; k < q->n_stop && k < SS_MAX_STOP_STRINGS; k++) {
-        g->stop[k] = ss_strdup(q->stop[k]);
-        if (!g->stop[k])
-            return ss_api_fail(e, 500, NULL, "out of memory");
-        g->n_stop = k + 1;
-    }
-    if (q->n_bad_words) {
-        g->bad_words = ss_calloc((size_t)q->n_bad_words, sizeof *g->bad_words);
-        g->bad_word_lens = ss_calloc((size_t)q->n_bad_words, sizeof *g->bad_word_lens);
-        if (!g->bad_words || !g->bad_word_lens)
-            return ss_api_fail(e, 500, NULL, "out of memory");
-        for (int32_t k = 0; k < q->n_bad_words; k++) {
-            size_t nn = 0;
-            ss_err err;
-            if (ss_tokenizer_encode(s->tok, q->bad_words[k], strlen(q->bad_words[k]), 0, &g->bad_words[k], &nn,
-                                    &err) != SS_OK)
-                return ss_api_fail(e, 400, "bad_words", "cannot tokenize 'bad_words[%d]': %s", (int)k, err.msg);
-            g->n_bad_words = k + 1;
-            g->bad_word_lens[k] = (int32_t)nn;
-        }
-    }
-    g->include_prompt_penalty = q->kind == SS_API_TRITON;
-    g->arrival_ms = arrival_ms;
-    g->deadline_ms = s->p.request_timeout_ms > 0 ? arrival_ms + s->p.request_timeout_ms : 0;
-    return SS_OK;
-}
-
-static ss_status srv_check_model(ss_server *s, const char *model, ss_api_error *e)
-{
-    if (model && strcmp(model, s->model_name) != 0)
-        return ss_api_fail(e, 404, "model", "model '%s' not found; this server serves '%s'", model,
-                           s->model_name);
-    return SS_OK;
-}
-
-static void srv_generate(ss_server *s, struct evhttp_request *req, ss_api_kind kind, int stream_endpoint)
-{
-    ss_api_error e;
-    memset(&e, 0, sizeof e);
-    int64_t arrival_us = srv_now_us();
-    char *body = NULL;
-    size_t body_len = 0;
-    ss_status st = ss_http_read_body(req, s->p.max_body_bytes, &body, &body_len);
-    if (st == SS_ERR_CAPACITY) {
-        srv_fail(req, kind, 413, NULL, "request body is larger than --max-body-bytes");
-        return;
-    }
-    if (st != SS_OK) {
-        srv_fail(req, kind, 500, NULL, "cannot read the request body");
-        return;
-    }
-    ss_api_request q;
-    if (kind == SS_API_TRITON)
-        st = ss_api_triton_parse(body, body_len, stream_endpoint, &s->limits, &q, &e);
-    else
-        st = ss_api_openai_parse(body, body_len, kind, &s->limits, &q, &e);
-    ss_free(body);
-    if (st != SS_OK) {
-        ss_metrics_request_failed(s->metrics, SS_METRICS_FAIL_REJECTED, NULL);
-        srv_reply_error(req, kind, &e);
-        return;
-    }
-    int32_t *ids = NULL, n_ids = 0;
-    srv_req *r = NULL;
-    if (kind != SS_API_TRITON)
-        SS_CHECK_GOTO(srv_check_model(s, q.model, &e), st, fail);
-    SS_CHECK_GOTO(srv_tokenize_prompt(s, &q, &ids, &n_ids, &e), st, fail);
-    int32_t ctx = s->limits.max_context;
-    if (n_ids >= ctx) {
-        st = ss_api_fail(&e, 400, kind == SS_API_CHAT ? "messages" : (kind == SS_API_TRITON ? "text_input" : "prompt"),
-                         "the prompt has %d tokens, but the context length is %d (at least one token must be "
-                         "generated)",
-                         (int)n_ids, (int)ctx);
-        goto fail;
-    }
-    int32_t max_tokens = q.max_tokens > 0 ? q.max_tokens : ctx - n_ids;
-    if ((int64_t)n_ids + max_tokens > ctx) {
-        st = ss_api_fail(&e, 400, "max_tokens",
-                         "the context length is %d tokens, but %d were requested (%d in the prompt, %d to generate)",
-                         (int)ctx, (int)(n_ids + max_tokens), (int)n_ids, (int)max_tokens);
-        goto fail;
-    }
-    if (q.min_tokens > max_tokens) { /* chat without max_tokens: the room left after the prompt */
-        st = ss_api_fail(&e, 400, "min_tokens", "'min_tokens' is %d, but only %d tokens fit after the prompt",
-                         (int)q.min_tokens, (int)max_tokens);
-        goto fail;
-    }
-
-    r = ss_calloc(1, sizeof *r);
-    if (!r) {
-        st = ss_api_fail(&e, 500, NULL, "out of memory");
-        goto fail;
-    }
-    s->live_reqs++;
-    r->s = s;
-    r->kind = kind;
-    r->n = q.n;
-    r->stream = q.stream;
-    r->include_usage = q.include_usage;
-    r->return_log_probs = q.return_log_probs;
-    r->arrival_us = arrival_us;
-    r->first_ttft_us = -1;
-    r->subs = ss_calloc((size_t)r->n, sizeof *r->subs);
-    r->choices = ss_calloc((size_t)r->n, sizeof *r->choices);
-    if (!r->subs || !r->choices) {
-        st = ss_api_fail(&e, 500, NULL, "out of memory");
-        goto fail;
-    }
-    uint64_t idv = srv_mix(s->id_seed + ++s->id_counter);
-    ss_api_openai_make_id(kind, idv, srv_mix(idv), r->id, sizeof r->id);
-    r->meta.kind = kind;
-    r->meta.id = r->id;
-    r->meta.created = ss_api_now_unix();
-    r->meta.model = s->model_name;
-    r->meta.logprobs = q.logprobs;
-    r->meta.top_logprobs = q.top_logprobs;
-    for (int32_t i = 0; i < r->n; i++) {
-        r->subs[i].r = r;
-        r->subs[i].index = i;
-        r->choices[i].index = i;
-    }
-    for (int32_t i = 0; i < r->n; i++) {
-        ss_gen_request *g = NULL;
-        st = srv_build_gen(s, &q, ids, n_ids, max_tokens, i, arrival_us / 1000, &g, &e);
-        if (st != SS_OK) {
-            ss_gen_request_free(g);
-            break;
-        }
-        ss_err err;
-        st = ss_sched_submit(s->sched, g, srv_sub_cb, &r->subs[i], &r->subs[i].id, &err);
-        if (st != SS_OK) {
-            if (st == SS_ERR_CAPACITY)
-                ss_api_fail(&e, 429, NULL, "the server is busy (request queue full); retry later");
-            else if (st == SS_ERR_INVALID_ARG)
-                ss_api_fail(&e, 400, NULL, "%s", err.msg);
-            else
-                ss_api_fail(&e, 503, NULL, "cannot schedule the request: %s", err.msg);
-            break;
-        }
-        r->subs[i].submitted = 1;
-        r->n_submitted++;
-    }
-    ss_free(ids);
-    ids = NULL;
-    ss_api_request_clear(&q);
-    if (r->n_submitted == 0) {
-        ss_metrics_request_failed(s->metrics, SS_METRICS_FAIL_REJECTED, NULL);
-        srv_reply_error(req, kind, &e);
-        srv_req_free(r);
-        return;
-    }
-    r->http = req;
-    struct evhttp_connection *conn = evhttp_request_get_connection(req);
-    if (conn) {
-        evhttp_connection_set_closecb(conn, srv_on_close, r);
-        srv_watch(r, conn);
-        /* From here the request's own deadline governs: a request waiting in the queue (or streaming
-         * slowly) must not be cut by the idle-connection timeout meant for slowloris clients. */
-        int tmo = s->p.request_timeout_ms > 0 ? (int)(s->p.request_timeout_ms / 1000) + 30 : 7 * 86400;
-        evhttp_connection_set_timeout(conn, tmo);
-    }
-    if (r->n_submitted < r->n) {
-        /* A later choice was refused: fail the whole request once the submitted ones stop. It counts as
-         * refused (as when no choice got in), not as cancelled by its own cancellations below. */
-        r->failed = 1;
-        r->err = e;
-        r->counted = 1;
-        ss_metrics_request_failed(s->metrics, SS_METRICS_FAIL_REJECTED, NULL);
-        for (int32_t i = 0; i < r->n; i++)
-            if (r->subs[i].submitted)
-                srv_cancel(s, r->subs[i].id);
-        return;
-    }
-    if (r->stream) {
-        ss_http_start_sse(req);
-        r->stream_started = 1;
-        if (kind == SS_API_CHAT) {
-            /* The assistant role comes first, as OpenAI's stream does. */
-            for (int32_t i = 0; i < r->n; i++) {
-                size_t len = 0;
-                char *j = ss_api_openai_chunk_json(&r->meta, i, "", 0, NULL, 0, 1, NULL, NULL, &len);
-                srv_stream_send(r, j, len);
-                ss_free(j);
-            }
-        }
-    }
-    return;
-fail:
-    ss_metrics_request_failed(s->metrics, SS_METRICS_FAIL_REJECTED, NULL);
-    srv_reply_error(req, kind, &e);
-    ss_free(ids);
-    ss_api_request_clear(&q);
-    if (r)
-        srv_req_free(r);
-}
-
-/* ---- tokenize / detokenize ------------------------------------------------------------------------- */
-
-static void srv_tokenize(ss_server *s, struct evhttp_request *req, int decode)
-{
-    char *body = NULL;
-    size_t body_len = 0;
-    ss_api_error e;
-    if (ss_http_read_body(req, s->p.max_body_bytes, &body, &body_len) != SS_OK) {
-        srv_fail(req, SS_API_COMPLETION, 413, NULL, "request body is larger than --max-body-bytes");
-        return;
-    }
-    ss_err err;
-    size_t len = 0;
-    char *json = NULL;
-    if (!decode) {
-        char *prompt = NULL;
-        int add_special = 1;
-        if (ss_api_tokenize_parse(body, body_len, &prompt, &add_special, &e) != SS_OK) {
-            ss_free(body);
-            srv_reply_error(req, SS_API_COMPLETION, &e);
-            return;
-        }
-        int32_t *ids = NULL;
-        size_t n = 0;
-        ss_status st = ss_tokenizer_encode(s->tok, prompt, strlen(prompt), add_special, &ids, &n, &err);
-        ss_free(prompt);
-        if (st != SS_OK) {
-            ss_free(body);
-            srv_fail(req, SS_API_COMPLETION, 400, "prompt", err.msg);
-            return;
-        }
-        json = ss_api_tokenize_json(ids, (int32_t)n, s->limits.max_context, &len);
-        ss_free(ids);
-    } else {
-        int32_t *ids = NULL, n = 0;
-        if (ss_api_detokenize_parse(body, body_len, &s->limits, &ids, &n, &e) != SS_OK) {
-            ss_free(body);
-            srv_reply_error(req, SS_API_COMPLETION, &e);
-            return;
-        }
-        char *text = NULL;
-        size_t text_len = 0;
-        ss_status st = ss_tokenizer_decode(s->tok, ids, (size_t)n, 0, &text, &text_len, &err);
-        ss_free(ids);
-        if (st != SS_OK) {
-            ss_free(body);
-            srv_fail(req, SS_API_COMPLETION, 400, "tokens", err.msg);
-            return;
-        }
-        json = ss_api_detokenize_json(text, text_len, &len);
-        ss_free(text);
-    }
-    ss_free(body);
-    srv_reply_owned(req, json, len);
 }
 
 /* ---- routing ---------------------------------------------------------------------------------------- */
@@ -1303,7 +896,7 @@ static void srv_exit_cb(evutil_socket_t fd, short what, void *arg)
     event_base_loopexit(s->base, NULL);
 }
 
-static void srv_check_exit(ss_server *s)
+void srv_check_exit(ss_server *s)
 {
     if (!s->shutting_down || !atomic_load(&s->drained) || s->live_reqs > 0 || s->exit_timer)
         return;
@@ -1384,6 +977,7 @@ ss_status ss_server_create(const ss_server_params *p, ss_server **out, ss_err *e
         st = ss_err_set(err, SS_ERR_NOMEM, "libevent: cannot create events");
         goto fail;
     }
+    SS_CHECK_GOTO(ss_work_pool_create(s->base, SRV_TOKENIZER_THREADS, &s->pool, err), st, fail);
     ss_http_listen_params lp = {p->host ? p->host : "0.0.0.0", p->port, p->max_body_bytes, p->max_header_bytes,
                                 p->conn_timeout_s};
     SS_CHECK_GOTO(ss_http_listener_create(s->base, &lp, srv_api_cb, s, &s->api, err), st, fail);
@@ -1455,6 +1049,8 @@ void ss_server_destroy(ss_server *s)
     /* Deliver what is left so that every pending HTTP request is released before evhttp goes. */
     if (s->wake)
         srv_wake_cb(-1, 0, s);
+    s->pool_closing = 1;
+    ss_work_pool_destroy(s->pool);
     ss_http_listener_destroy(s->api);
     ss_http_listener_destroy(s->mapi);
     if (s->wake)

@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""test_prompt_pool.py — long prompts are tokenized on the server's work pool, off its event loop: a short
+request sent while a 6 MB prompt is being encoded is answered before it (on the loop it would wait for the
+encoding); the long prompt still gets its exact error; a client that leaves while its prompt is encoded, and a
+SIGTERM at that moment, are handled (the server answers, drains and exits 0; the ASan build checks the memory).
+Usage: test_prompt_pool.py BINARY FIXTURES_DIR"""
+import json
+import os
+import random
+import select
+import socket
+import sys
+import time
+
+sys.dont_write_bytecode = True  # keep the source tree clean
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from serve_harness import Server, check, finish, stop_checked  # noqa: E402
+
+BINARY, FIXTURES = sys.argv[1:3]
+MODEL_DIR = os.path.join(FIXTURES, "models", "e2e-llama3-tok")  # the Llama 3 tokenizer: ~0.5 s a MB here
+HANG_S = 120  # bounds a hang only
+# ~6 MB of made-up words (~1 s to encode here; the body limit is 8 MiB): a repeated sentence would hit the
+# encoder's cache of words and take a fraction of that
+_rng = random.Random(7)
+LONG = " ".join("".join(_rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(_rng.randint(2, 9)))
+                for _ in range(1000000))
+
+srv = Server(BINARY, MODEL_DIR, ["--max-seq-len", "256"])
+
+
+def send_long(path="/v1/completions", body=None):
+    """A connection whose whole long request has been sent."""
+    data = json.dumps(body or {"prompt": LONG, "max_tokens": 4}).encode()
+    s = socket.create_connection(("127.0.0.1", srv.port))
+    s.settimeout(HANG_S)
+    s.sendall(b"POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+              b"Connection: close\r\n\r\n" % (path.encode(), len(data)) + data)
+    return s
+
+
+def read_reply(s):
+    """(status, parsed JSON body) of the one response on s (the server closes after it)."""
+    raw = b""
+    while True:
+        d = s.recv(65536)
+        if not d:
+            break
+        raw += d
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head, "no response"
+    return int(head.split(b" ")[1]), json.loads(body)
+
+
+def expect_too_long(st, j):
+    msg = j["error"]["message"]
+    assert st == 400 and "tokens, but the context length is 256" in msg, (st, j)
+    return int(msg.split("the prompt has ")[1].split(" ")[0])
+
+
+@check("a short request is answered while a long prompt is being tokenized; the long one gets its exact count")
+def _():
+    s = send_long()
+    time.sleep(0.15)  # the server has the whole body by now, and is encoding it
+    st, _, j, raw = srv.post("/v1/completions", {"prompt": "Hello", "max_tokens": 3})
+    assert st == 200 and j["choices"][0]["text"], (st, raw[:300])
+    readable, _, _ = select.select([s], [], [], 0)
+    assert not readable, "the long prompt was answered before the short request: it was encoded on the event loop"
+    n = expect_too_long(*read_reply(s))
+    s.close()
+    # The same text through POST /tokenize (the pool as well) counts the same tokens.
+    st, _, j, raw = srv.post("/tokenize", {"prompt": LONG[:1100000]}, timeout=HANG_S)
+    assert st == 400 and "longer than" in j["error"]["message"], (st, raw[:300])  # /tokenize's 1 MiB cap
+    st, _, j, raw = srv.post("/tokenize", {"prompt": LONG[:500000]}, timeout=HANG_S)
+    assert st == 200 and j["count"] == len(j["tokens"]) and j["tokens"][0] == 128000, (st, raw[:200])
+    assert 100000 < j["count"] < n, (j["count"], n)
+
+
+@check("a client that leaves while its prompt is tokenized does not disturb the others")
+def _():
+    for _ in range(3):
+        send_long().close()
+    s = send_long("/v1/chat/completions", {"messages": [{"role": "user", "content": LONG}], "max_tokens": 2})
+    st, j = read_reply(s)
+    assert st == 400 and "tokens, but the context length is 256" in j["error"]["message"], (st, j)
+    assert j["error"]["param"] == "messages", j
+    st, _, j, raw = srv.post("/v1/completions", {"prompt": "Hello", "max_tokens": 3})
+    assert st == 200 and j["choices"][0]["text"], (st, raw[:300])
+
+
+@check("SIGTERM while a long prompt is tokenized: it is answered, then the server exits 0")
+def _():
+    s = send_long()
+    time.sleep(0.15)
+    srv.proc.send_signal(15)
+    expect_too_long(*read_reply(s))
+    s.close()
+
+
+stop_checked(srv)
+finish("all prompt-pool checks passed")
