@@ -174,11 +174,11 @@ __device__ __forceinline__ void merge_one(const Params &p, int h, int grp, int s
     }
 }
 
-// The merge spread over a head's items (SS_PERSIST_MERGE=split): every item, once all the head's splits have
-// released their partials, merges a slice of the head's grp x head_dim/4 float4 outputs, a warp an output and
-// a lane a split, all loads of the slice in flight at once, the states meeting in a butterfly of shuffles. One
-// trip for the loads, where the last item alone makes one a round of splits (merge_one: two at tp 2, four for
-// a group of 8), but a wait on the head's counter instead of the atomic's answer.
+// The merge spread over a head's items (the default since session 27; SS_PERSIST_MERGE=split): every item, once
+// all the head's splits have released their partials, merges a slice of the head's grp x head_dim/4 float4
+// outputs, a warp an output and a lane a split, all loads of the slice in flight at once, the states meeting in a
+// butterfly of shuffles. One trip for the loads, where the last item alone makes one a round of splits
+// (merge_one: two at tp 2, four for a group of 8), but a wait on the head's counter instead of the atomic's answer.
 __device__ __forceinline__ void merge_slice(const Params &p, int h, int s, int grp, int stride)
 {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, hd = p.head_dim, S = p.splits, q4 = hd / 4;
@@ -263,7 +263,7 @@ __device__ void attention_item(const Params &p, int l, unsigned *ctr, uint8_t *r
     const int len = p.seq_lens[0], newpos = p.pos[0];
     const int k0 = (int)((int64_t)s * len / p.splits), k1 = (int)((int64_t)(s + 1) * len / p.splits), nk = k1 - k0;
     const bool last = s == p.splits - 1;
-    if (p.debug & 4) { // benchmark switch: no attention, one arrival per kv head
+    if (p.debug & 4) { // benchmark switch: no attention, one arrival per kv head (the split merge: per item)
         if (s == 0 || p.merge == kMergeSplit)
             grid_arrive(ctr + kAttn);
         return;
