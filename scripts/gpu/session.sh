@@ -1335,12 +1335,13 @@ if has servebisect && [ "$NG" -ge 2 ]; then
   done
 fi
 if has serve; then
-  # SERVE_TP=2: the same benchmarks against a tp 2 replica on GPUs 0 and 1
+  # SERVE_TP=2: the same benchmarks against a tp 2 replica on GPUs 0 and 1; SERVE_OLD=1: served by $OLDB's binary
   export CUDA_VISIBLE_DEVICES=$(seq -s, 0 $((${SERVE_TP:-1} - 1)))
+  SBIN=$B/shardserve; [ -n "${SERVE_OLD:-}" ] && [ -n "$OLDB" ] && SBIN=$OLDB/shardserve && note "serving with the old build"
   [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
   # the real Llama 3.1 tokenizer (vocabulary 128256, as the 8B shape) from the fixtures
   cp /work/shared/fixtures/models/e2e-llama3-tok/tokenizer.json /work/shared/fixtures/models/e2e-llama3-tok/tokenizer_config.json "$M8/"
-  "$B/shardserve" serve --model "$M8" --device cuda --tp "${SERVE_TP:-1}" --port 8000 --metrics-port 8002 --served-model-name llama-3-8b \
+  "$SBIN" serve --model "$M8" --device cuda --tp "${SERVE_TP:-1}" --port 8000 --metrics-port 8002 --served-model-name llama-3-8b \
     --max-batch "${SERVE_BATCH:-256}" --max-step-tokens "${SERVE_STEP:-2048}" --max-waiting 2048 >"$L/serve.log" 2>&1 &
   SPID=$!
   wait_ready $SPID
