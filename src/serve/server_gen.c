@@ -18,7 +18,7 @@ typedef struct srv_tok_job {
     struct evhttp_request *http; /* NULL once freed with its connection */
     int gone;                    /* the client went away */
     ss_api_kind kind;
-    int tokenize_route;          /* 1: POST /tokenize (the reply is the ids), 0: a generation request */
+    int route;                   /* SRV_JOB_GENERATE, _TOKENIZE (the reply is the ids) or _DETOKENIZE */
     ss_api_request q;            /* a generation request's fields (owned) */
     int64_t arrival_us;
     char *text;                  /* the text to encode (owned; a completion's borrowed from q when text_owned 0) */
@@ -29,7 +29,14 @@ typedef struct srv_tok_job {
     size_t n_ids;
     ss_status st;
     ss_err err;
+    char *body;                  /* POST /detokenize: its body (owned), parsed and decoded on the worker too */
+    size_t body_len;
+    char *reply;                 /* its JSON reply (owned), or NULL and e */
+    size_t reply_len;
+    ss_api_error e;
 } srv_tok_job;
+
+enum { SRV_JOB_GENERATE = 0, SRV_JOB_TOKENIZE, SRV_JOB_DETOKENIZE };
 
 /* The text a generation request's prompt is encoded from: the chat template's rendering (owned) or the prompt
  * (borrowed from q). */
@@ -78,14 +85,40 @@ static void srv_tok_job_free(srv_tok_job *j)
     if (j->text_owned)
         ss_free(j->text);
     ss_free(j->ids);
+    ss_free(j->body);
+    ss_free(j->reply);
     ss_api_request_clear(&j->q);
     ss_free(j);
+}
+
+/* Worker thread: POST /detokenize whole (its ids can be ~1M: the parse and the decoding take ~0.5 s). */
+static void srv_detok_run(srv_tok_job *j)
+{
+    int32_t *ids = NULL, n = 0;
+    if (ss_api_detokenize_parse(j->body, j->body_len, &j->s->limits, &ids, &n, &j->e) != SS_OK)
+        return;
+    char *text = NULL;
+    size_t text_len = 0;
+    ss_err err;
+    if (ss_tokenizer_decode(j->s->tok, ids, (size_t)n, 0, &text, &text_len, &err) != SS_OK) {
+        ss_api_fail(&j->e, 400, "tokens", "%s", err.msg);
+    } else {
+        j->reply = ss_api_detokenize_json(text, text_len, &j->reply_len);
+        if (!j->reply)
+            ss_api_fail(&j->e, 500, NULL, "out of memory");
+    }
+    ss_free(text);
+    ss_free(ids);
 }
 
 /* Worker thread: the encoding alone (the tokenizer is thread-safe; nothing else of the server is touched). */
 static void srv_tok_job_run(ss_work *w)
 {
     srv_tok_job *j = (srv_tok_job *)w;
+    if (j->route == SRV_JOB_DETOKENIZE) {
+        srv_detok_run(j);
+        return;
+    }
     j->st = ss_tokenizer_encode(j->s->tok, j->text, j->text_len, j->add_special, &j->ids, &j->n_ids, &j->err);
 }
 
@@ -113,15 +146,22 @@ static void srv_tok_job_done(ss_work *w)
     struct evhttp_connection *conn = http ? evhttp_request_get_connection(http) : NULL;
     if (conn)
         evhttp_connection_set_closecb(conn, NULL, NULL);
-    ss_api_kind fam = j->tokenize_route ? SS_API_COMPLETION : j->kind;
+    ss_api_kind fam = j->route != SRV_JOB_GENERATE ? SS_API_COMPLETION : j->kind;
     if (w->cancelled || s->pool_closing || j->gone) {
-        if (!j->tokenize_route)
+        if (j->route == SRV_JOB_GENERATE)
             ss_metrics_request_failed(s->metrics, j->gone ? SS_METRICS_FAIL_CANCELED : SS_METRICS_FAIL_REJECTED,
                                       NULL);
         if (http) /* (a request whose client is gone is freed by the reply) */
             srv_fail(http, fam, 503, NULL, "server is shutting down");
-    } else if (j->tokenize_route) {
+    } else if (j->route == SRV_JOB_TOKENIZE) {
         srv_tokenize_reply(s, http, j);
+    } else if (j->route == SRV_JOB_DETOKENIZE) {
+        if (j->reply) {
+            srv_reply_owned(http, j->reply, j->reply_len);
+            j->reply = NULL;
+        } else {
+            srv_reply_error(http, SS_API_COMPLETION, &j->e);
+        }
     } else {
         ss_api_error e;
         memset(&e, 0, sizeof e);
@@ -440,51 +480,35 @@ void srv_tokenize(ss_server *s, struct evhttp_request *req, int decode)
         srv_fail(req, SS_API_COMPLETION, 413, NULL, "request body is larger than --max-body-bytes");
         return;
     }
-    ss_err err;
-    size_t len = 0;
-    char *json = NULL;
-    if (!decode) { /* encoded on the work pool: srv_tokenize_reply answers */
-        char *prompt = NULL;
-        int add_special = 1;
-        srv_tok_job *j = NULL;
-        if (ss_api_tokenize_parse(body, body_len, &prompt, &add_special, &e) != SS_OK || !(j = ss_calloc(1, sizeof *j))) {
-            ss_free(body);
-            ss_free(prompt);
-            if (prompt) /* parsed, no memory for the job */
-                ss_api_fail(&e, 500, NULL, "out of memory");
-            srv_reply_error(req, SS_API_COMPLETION, &e);
-            return;
-        }
+    srv_tok_job *j = ss_calloc(1, sizeof *j);
+    if (!j) {
         ss_free(body);
-        j->tokenize_route = 1;
-        j->text = prompt;
-        j->text_len = strlen(prompt);
-        j->text_owned = 1;
-        j->add_special = add_special;
-        j->param = "prompt";
+        srv_fail(req, SS_API_COMPLETION, 500, NULL, "out of memory");
+        return;
+    }
+    if (decode) { /* parsed and decoded on the work pool: srv_tok_job_done answers */
+        j->route = SRV_JOB_DETOKENIZE;
+        j->body = body;
+        j->body_len = body_len;
         srv_tok_job_start(s, req, j);
         return;
-    } else {
-        int32_t *ids = NULL, n = 0;
-        if (ss_api_detokenize_parse(body, body_len, &s->limits, &ids, &n, &e) != SS_OK) {
-            ss_free(body);
-            srv_reply_error(req, SS_API_COMPLETION, &e);
-            return;
-        }
-        char *text = NULL;
-        size_t text_len = 0;
-        ss_status st = ss_tokenizer_decode(s->tok, ids, (size_t)n, 0, &text, &text_len, &err);
-        ss_free(ids);
-        if (st != SS_OK) {
-            ss_free(body);
-            srv_fail(req, SS_API_COMPLETION, 400, "tokens", err.msg);
-            return;
-        }
-        json = ss_api_detokenize_json(text, text_len, &len);
-        ss_free(text);
     }
+    char *prompt = NULL; /* encoded on the work pool: srv_tokenize_reply answers */
+    int add_special = 1;
+    ss_status st = ss_api_tokenize_parse(body, body_len, &prompt, &add_special, &e);
     ss_free(body);
-    srv_reply_owned(req, json, len);
+    if (st != SS_OK) {
+        ss_free(j);
+        srv_reply_error(req, SS_API_COMPLETION, &e);
+        return;
+    }
+    j->route = SRV_JOB_TOKENIZE;
+    j->text = prompt;
+    j->text_len = strlen(prompt);
+    j->text_owned = 1;
+    j->add_special = add_special;
+    j->param = "prompt";
+    srv_tok_job_start(s, req, j);
 }
 
 /* POST /tokenize's reply, its prompt encoded (srv_tok_job_done). */

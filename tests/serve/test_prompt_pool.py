@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """test_prompt_pool.py — long prompts are tokenized on the server's work pool, off its event loop: a short
 request sent while a 6 MB prompt is being encoded is answered before it (on the loop it would wait for the
-encoding); the long prompt still gets its exact error; a client that leaves while its prompt is encoded, and a
-SIGTERM at that moment, are handled (the server answers, drains and exits 0; the ASan build checks the memory).
+encoding); the long prompt still gets its exact error; /tokenize and /detokenize run there too; a client that
+leaves while its prompt is encoded, and a SIGTERM at that moment, are handled (the server answers, drains and
+exits 0; the ASan build checks the memory).
 Usage: test_prompt_pool.py BINARY FIXTURES_DIR"""
 import json
 import os
@@ -73,6 +74,11 @@ def _():
     st, _, j, raw = srv.post("/tokenize", {"prompt": LONG[:500000]}, timeout=HANG_S)
     assert st == 200 and j["count"] == len(j["tokens"]) and j["tokens"][0] == 128000, (st, raw[:200])
     assert 100000 < j["count"] < n, (j["count"], n)
+    # POST /detokenize runs there too: the ids give the text back (with the BOS the tokenizer added).
+    st, _, d, raw = srv.post("/detokenize", {"tokens": j["tokens"]}, timeout=HANG_S)
+    assert st == 200 and d["prompt"] == "<|begin_of_text|>" + LONG[:500000], (st, raw[:200])
+    st, _, d, raw = srv.post("/detokenize", {"tokens": [1, 2, 10 ** 7]})
+    assert st == 400 and d["error"]["param"] == "tokens", (st, raw[:300])
 
 
 @check("a client that leaves while its prompt is tokenized does not disturb the others")
