@@ -882,7 +882,8 @@ static void *srv_loader_main(void *arg)
 static void *srv_drainer_main(void *arg)
 {
     ss_server *s = arg;
-    ss_sched_drain(s->sched, s->p.drain_timeout_ms);
+    int64_t left = s->p.drain_timeout_ms - (srv_now_us() - s->signal_us) / 1000; /* the deadline runs from SIGTERM */
+    ss_sched_drain(s->sched, left > 1 ? left : 1);
     atomic_store(&s->drained, 1);
     event_active(s->wake, EV_READ, 0);
     return NULL;
@@ -923,6 +924,16 @@ static void srv_signal_cb(evutil_socket_t sig, short what, void *arg)
         return;
     }
     atomic_store(&s->state, SRV_DRAINING);
+    s->signal_us = srv_now_us();
+    if (s->pool_jobs > 0) { /* requests read before the signal are drained too, once their prompts are encoded */
+        s->drain_deferred = 1;
+        return;
+    }
+    srv_start_drain(s);
+}
+
+void srv_start_drain(ss_server *s)
+{
     if (pthread_create(&s->drainer, NULL, srv_drainer_main, s) == 0) {
         s->drainer_started = 1;
     } else {

@@ -29,8 +29,7 @@ typedef struct srv_tok_job {
     size_t n_ids;
     ss_status st;
     ss_err err;
-    char *body;                  /* POST /detokenize: its body (owned), parsed and decoded on the worker too */
-    size_t body_len;
+    size_t body_len;             /* POST /detokenize: its body's size (its ids, parsed on the loop, are in ids) */
     char *reply;                 /* its JSON reply (owned), or NULL and e */
     size_t reply_len;
     ss_api_error e;
@@ -85,22 +84,19 @@ static void srv_tok_job_free(srv_tok_job *j)
     if (j->text_owned)
         ss_free(j->text);
     ss_free(j->ids);
-    ss_free(j->body);
     ss_free(j->reply);
     ss_api_request_clear(&j->q);
     ss_free(j);
 }
 
-/* Worker thread: POST /detokenize whole (its ids can be ~1M: the parse and the decoding take ~0.5 s). */
+/* Worker thread: POST /detokenize's decoding and reply (its ids can be ~1M). The body was parsed on the loop:
+ * cJSON's parser writes a static error position, so it runs on one thread only. */
 static void srv_detok_run(srv_tok_job *j)
 {
-    int32_t *ids = NULL, n = 0;
-    if (ss_api_detokenize_parse(j->body, j->body_len, &j->s->limits, &ids, &n, &j->e) != SS_OK)
-        return;
     char *text = NULL;
     size_t text_len = 0;
     ss_err err;
-    if (ss_tokenizer_decode(j->s->tok, ids, (size_t)n, 0, &text, &text_len, &err) != SS_OK) {
+    if (ss_tokenizer_decode(j->s->tok, j->ids, j->n_ids, 0, &text, &text_len, &err) != SS_OK) {
         ss_api_fail(&j->e, 400, "tokens", "%s", err.msg);
     } else {
         j->reply = ss_api_detokenize_json(text, text_len, &j->reply_len);
@@ -108,7 +104,6 @@ static void srv_detok_run(srv_tok_job *j)
             ss_api_fail(&j->e, 500, NULL, "out of memory");
     }
     ss_free(text);
-    ss_free(ids);
 }
 
 /* Worker thread: the encoding alone (the tokenizer is thread-safe; nothing else of the server is touched). */
@@ -142,6 +137,8 @@ static void srv_tok_job_done(ss_work *w)
     srv_tok_job *j = (srv_tok_job *)w;
     ss_server *s = j->s;
     s->live_reqs--;
+    s->pool_jobs--;
+    s->pool_bytes -= j->text_len + j->body_len;
     struct evhttp_request *http = j->http;
     struct evhttp_connection *conn = http ? evhttp_request_get_connection(http) : NULL;
     if (conn)
@@ -174,24 +171,38 @@ static void srv_tok_job_done(ss_work *w)
         }
     }
     srv_tok_job_free(j);
+    if (s->drain_deferred && s->pool_jobs == 0 && !s->pool_closing) {
+        s->drain_deferred = 0; /* the requests read before SIGTERM are all in the scheduler now */
+        srv_start_drain(s);
+    }
     srv_check_exit(s);
 }
 
-/* Hands j (its text set) to the pool; the request's reply then comes from srv_tok_job_done. */
+/* Hands j (its text set) to the pool; the request's reply then comes from srv_tok_job_done. While it waits
+ * libevent reads nothing more from the connection (no idle timeout runs; a hang-up is seen when the reply is
+ * written). Beyond SRV_POOL_MAX_BYTES of text waiting there, the request is refused (429) instead: the bodies
+ * the loop keeps reading would otherwise pile up in memory. */
 static void srv_tok_job_start(ss_server *s, struct evhttp_request *req, srv_tok_job *j)
 {
+    const size_t bytes = j->text_len + j->body_len;
+    if (s->pool_jobs > 0 && s->pool_bytes + bytes > SRV_POOL_MAX_BYTES) {
+        if (j->route == SRV_JOB_GENERATE)
+            ss_metrics_request_failed(s->metrics, SS_METRICS_FAIL_REJECTED, NULL);
+        srv_fail(req, j->route == SRV_JOB_GENERATE ? j->kind : SS_API_COMPLETION, 429, NULL,
+                 "the server is busy (too many long prompts being tokenized); retry later");
+        srv_tok_job_free(j);
+        return;
+    }
     j->s = s;
     j->http = req;
     j->w.run = srv_tok_job_run;
     j->w.done = srv_tok_job_done;
     s->live_reqs++; /* a drain waits for it */
+    s->pool_jobs++;
+    s->pool_bytes += bytes;
     struct evhttp_connection *conn = evhttp_request_get_connection(req);
-    if (conn) {
+    if (conn)
         evhttp_connection_set_closecb(conn, srv_tok_job_close, j);
-        /* a long prompt may take longer to encode than an idle connection may last */
-        int tmo = s->p.request_timeout_ms > 0 ? (int)(s->p.request_timeout_ms / 1000) + 30 : 7 * 86400;
-        evhttp_connection_set_timeout(conn, tmo);
-    }
     ss_work_pool_submit(s->pool, &j->w);
 }
 
@@ -486,9 +497,18 @@ void srv_tokenize(ss_server *s, struct evhttp_request *req, int decode)
         srv_fail(req, SS_API_COMPLETION, 500, NULL, "out of memory");
         return;
     }
-    if (decode) { /* parsed and decoded on the work pool: srv_tok_job_done answers */
+    if (decode) { /* decoded on the work pool: srv_tok_job_done answers */
+        int32_t *ids = NULL, n = 0;
+        ss_status st = ss_api_detokenize_parse(body, body_len, &s->limits, &ids, &n, &e);
+        ss_free(body);
+        if (st != SS_OK) {
+            ss_free(j);
+            srv_reply_error(req, SS_API_COMPLETION, &e);
+            return;
+        }
         j->route = SRV_JOB_DETOKENIZE;
-        j->body = body;
+        j->ids = ids;
+        j->n_ids = (size_t)n;
         j->body_len = body_len;
         srv_tok_job_start(s, req, j);
         return;

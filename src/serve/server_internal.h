@@ -21,6 +21,9 @@
 
 enum { SRV_LOADING = 0, SRV_READY, SRV_FAILED, SRV_DRAINING };
 
+/* Text of prompts waiting for the work pool, at most (8 bodies at the default --max-body-bytes). */
+#define SRV_POOL_MAX_BYTES ((size_t)64 << 20)
+
 typedef struct srv_req srv_req;
 typedef struct srv_ev srv_ev; /* server.c's: an event off the scheduler thread */
 
@@ -85,6 +88,10 @@ struct ss_server {
     srv_ev *q_head, *q_tail;
     int64_t live_reqs; /* loop thread */
     ss_work_pool *pool; /* prompt tokenization off the loop */
+    int64_t pool_jobs;  /* jobs in it (loop thread) */
+    size_t pool_bytes;  /* their text */
+    int drain_deferred; /* SIGTERM came while jobs were in the pool: the drain starts when they are submitted */
+    int64_t signal_us;  /* when SIGTERM came (the drain deadline runs from it) */
     int pool_closing;   /* ss_server_destroy: jobs handed back are answered 503, not submitted */
     uint64_t id_seed, id_counter;
     int64_t start_unix;
@@ -94,6 +101,7 @@ struct ss_server {
 /* server.c; loop thread unless said otherwise */
 void srv_cancel(ss_server *s, uint64_t id);
 void srv_check_exit(ss_server *s);
+void srv_start_drain(ss_server *s); /* the scheduler's drain, on its own thread */
 void srv_fail(struct evhttp_request *req, ss_api_kind kind, int status, const char *param, const char *msg);
 uint64_t srv_mix(uint64_t x);
 int64_t srv_now_us(void);

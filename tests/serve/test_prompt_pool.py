@@ -93,13 +93,19 @@ def _():
     assert st == 200 and j["choices"][0]["text"], (st, raw[:300])
 
 
-@check("SIGTERM while a long prompt is tokenized: it is answered, then the server exits 0")
+@check("SIGTERM while prompts are tokenized: each is answered (a short one queued behind two long ones is "
+       "drained, not refused), then the server exits 0")
 def _():
-    s = send_long()
+    longs = [send_long(), send_long()]  # both workers busy
+    short = send_long(body={"prompt": "Hello", "max_tokens": 3})
     time.sleep(0.15)
     srv.proc.send_signal(15)
-    expect_too_long(*read_reply(s))
-    s.close()
+    st, j = read_reply(short)
+    assert st == 200 and j["choices"][0]["text"], (st, j)
+    for s in longs:
+        expect_too_long(*read_reply(s))
+        s.close()
+    short.close()
 
 
 stop_checked(srv)
