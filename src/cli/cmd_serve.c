@@ -2,6 +2,7 @@
  * default model when --model is absent, then the server's run loop until SIGTERM/SIGINT. */
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -25,7 +26,7 @@ typedef struct serve_opts {
     int64_t tp, pp, port, metrics_port, threads;
     int64_t max_batch, max_waiting, max_step_tokens, max_seq_len, num_kv_blocks, block_size;
     int64_t max_body_bytes, max_header_bytes, conn_timeout, request_timeout, drain_timeout, max_n;
-    int no_prefix_cache, no_warmup;
+    int no_prefix_cache, no_warmup, no_pace;
 } serve_opts;
 
 static int serve_fail(ss_status st, const ss_err *e)
@@ -105,6 +106,9 @@ int ss_cmd_serve(int argc, char **argv, char **env)
         {"no-prefix-cache", SS_OPT_BOOL, &o.no_prefix_cache, "turn prefix caching off"},
         {"overlap", SS_OPT_STR, &o.overlap,
          "auto | on | off: plan a decode step while the one before it runs (auto: GPU replicas without pipeline stages)"},
+        {"no-pace", SS_OPT_BOOL, &o.no_pace,
+         "with overlap, plan that step at once, not shortly before the running step's expected end (a request "
+         "arriving meanwhile then waits a step more)"},
         {"generation-config", SS_OPT_STR, &o.gen_config,
          "auto | none: the model's generation_config.json sets the sampling fields a request leaves out "
          "(temperature, top_p, top_k, min_p, repetition_penalty; none: greedy)"},
@@ -237,6 +241,10 @@ int ss_cmd_serve(int argc, char **argv, char **env)
     p.sched.max_step_tokens = (int32_t)o.max_step_tokens;
     p.sched.enable_prefix_cache = !o.no_prefix_cache;
     p.sched.overlap = !strcmp(o.overlap, "on") ? SS_OVERLAP_ON : !strcmp(o.overlap, "off") ? SS_OVERLAP_OFF : SS_OVERLAP_AUTO;
+    p.sched.pace = !o.no_pace;
+    const char *floor_us = getenv("SS_PACE_MARGIN_MIN_US"); /* benchmark switch (docs/architecture.md) */
+    if (floor_us && atoi(floor_us) > 0)
+        p.sched.pace_margin_min_us = atoi(floor_us);
     p.max_body_bytes = (size_t)o.max_body_bytes;
     p.max_header_bytes = (size_t)o.max_header_bytes;
     p.conn_timeout_s = (int)o.conn_timeout;

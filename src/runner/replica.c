@@ -540,6 +540,14 @@ int ss_replica_pending(const ss_replica *r)
     return r->multi && r->p.pp > 1 ? r->q_n : ss_runner_pending(r->runner);
 }
 
+ss_status ss_replica_ready(ss_replica *r, int *ready, ss_err *err)
+{
+    *ready = 1;
+    if (r->multi && r->p.pp > 1) /* the stages' steps end within submit */
+        return SS_OK;
+    return ss_runner_ready(r->runner, ready, err);
+}
+
 int ss_replica_overlaps(const ss_replica *r)
 {
     return (!r->multi || r->p.pp == 1) && ss_runner_async(r->runner);

@@ -46,6 +46,9 @@ ss_status ss_replica_submit(ss_replica *r, const ss_step_plan *plan, ss_err *err
 ss_status ss_replica_collect(ss_replica *r, ss_step_output *out, ss_err *err);
 /* Steps submitted and not collected. */
 int ss_replica_pending(const ss_replica *r);
+/* *ready = whether the oldest pending step's device work has ended (collect would not wait), without
+ * waiting; 1 when nothing is pending or the steps run within submit. */
+ss_status ss_replica_ready(ss_replica *r, int *ready, ss_err *err);
 /* 1 when submit returns before the step's device work ends (one rank on a GPU); with several ranks, or on
  * the cpu, each step runs within submit, and submitting ahead gains nothing. */
 int ss_replica_overlaps(const ss_replica *r);

@@ -296,6 +296,12 @@ char *ss_metrics_render(ss_metrics *m, const ss_sched_stats *stats, size_t *len)
                  stats->step_seconds_total);
     met_scalar(&b, m, "shardserve_steps_planned_ahead_total", "counter",
                "Steps submitted before the previous step's tokens were back (overlap)", 0, stats->steps_ahead);
+    met_scalar(&b, m, "shardserve_steps_paced_total", "counter",
+               "Steps planned ahead only shortly before the previous step's expected end (room for arrivals)", 0,
+               stats->steps_paced);
+    met_scalar(&b, m, "shardserve_steps_paced_late_total", "counter",
+               "Paced steps submitted after the previous step had ended (the device idled briefly)", 0,
+               stats->steps_paced_late);
     met_scalar_f(&b, m, "shardserve_comm_seconds_total", "counter", "Time spent in collectives between ranks", 0,
                  m->comm_seconds);
     met_scalar_f(&b, m, "shardserve_load_seconds", "gauge", "Time taken to load the model and warm up", 0,

@@ -91,6 +91,12 @@ typedef struct ss_sched_params {
     int enable_prefix_cache;    /* default 1 */
     ss_sched_overlap overlap;   /* planning a pure-decode step while the one before it runs (its tokens fed
                                  * on the device), which hides the host's turnaround; default AUTO */
+    int pace;                   /* with overlap: plan that step only shortly before the running one is expected
+                                 * to end, so that a request arriving meanwhile joins it instead of waiting a
+                                 * step more (default 1; 0 plans it at once, as before session 28) */
+    int32_t pace_min_us;        /* decode steps shorter than this are not paced (default 1000) */
+    int32_t pace_margin_min_us; /* the adaptive margin before a step's expected end never falls below this
+                                 * (default 250; see pace_adapt) */
 } ss_sched_params;
 
 ss_sched_params ss_sched_default_params(void);
@@ -104,6 +110,8 @@ typedef struct ss_sched_stats {
     int64_t prompt_tokens, generated_tokens;
     int64_t steps;
     int64_t steps_ahead; /* steps planned and submitted before the previous step's tokens were known */
+    int64_t steps_paced; /* of those, steps held back until shortly before the previous one's expected end */
+    int64_t steps_paced_late; /* of those, steps submitted after the previous one had ended (the device idled) */
     double step_seconds_total;
     int64_t requests_ok, requests_failed, requests_cancelled;
 } ss_sched_stats;

@@ -118,6 +118,8 @@ static void test_render(void **state)
     st.generated_tokens = 99;
     st.step_seconds_total = 1.5;
     st.steps_ahead = 70;
+    st.steps_paced = 61;
+    st.steps_paced_late = 2;
     size_t len = 0;
     char *t = ss_metrics_render(m, &st, &len);
     assert_non_null(t);
@@ -155,6 +157,9 @@ static void test_render(void **state)
         "shardserve_step_seconds_total{model_name=\"tiny\"} 1.5\n",
         "# TYPE shardserve_steps_planned_ahead_total counter\n",
         "shardserve_steps_planned_ahead_total{model_name=\"tiny\"} 70\n",
+        "# TYPE shardserve_steps_paced_total counter\n",
+        "shardserve_steps_paced_total{model_name=\"tiny\"} 61\n",
+        "shardserve_steps_paced_late_total{model_name=\"tiny\"} 2\n",
         "shardserve_comm_seconds_total{model_name=\"tiny\"} 0\n",
         "shardserve_load_seconds{model_name=\"tiny\"} 2.5\n",
         "# TYPE shardserve_preemptions_total counter\n",

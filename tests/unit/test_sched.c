@@ -239,6 +239,7 @@ static ss_sched *make_sched_ex(ss_replica *rep, const ss_tokenizer *tok, int32_t
 {
     ss_sched_params p = ss_sched_default_params();
     p.overlap = no_overlap ? SS_OVERLAP_OFF : SS_OVERLAP_ON; /* on the cpu too: the bookkeeping is tested */
+    p.pace_min_us = 0; /* cpu steps are short: pace them too (the waits and arrivals during them are tested) */
     if (max_running > 0)
         p.max_running = max_running;
     if (max_waiting > 0)
@@ -401,6 +402,9 @@ static void test_batching_invariance(void **state)
     run_mix(f, f->big, MIX_N, 0, 48, &st);
     assert_true(st.steps < MIX_N * MIX_GEN / 4); /* really batched */
     assert_true(st.steps_ahead > 0);             /* and steps were planned ahead (tokens fed on the device) */
+    assert_true(st.steps_paced > 0);             /* some of them held back to shortly before the step's end */
+    assert_true(st.steps_paced <= st.steps_ahead);
+    assert_true(st.steps_paced_late <= st.steps_paced); /* (on the cpu every one: a step ends within submit) */
     assert_true(st.prefix_hits > 0);             /* shared prefixes were reused */
     assert_int_equal(st.preemptions, 0);
 }
