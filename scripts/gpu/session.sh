@@ -1335,14 +1335,15 @@ if has servebisect && [ "$NG" -ge 2 ]; then
   done
 fi
 if has serve; then
-  # SERVE_TP=2: the same benchmarks against a tp 2 replica on GPUs 0 and 1; SERVE_OLD=1: served by $OLDB's binary
+  # SERVE_TP=2: the same benchmarks against a tp 2 replica on GPUs 0 and 1; SERVE_OLD=1: served by $OLDB's binary;
+  # SERVE_ARGS: more serve flags (e.g. --no-pace)
   export CUDA_VISIBLE_DEVICES=$(seq -s, 0 $((${SERVE_TP:-1} - 1)))
   SBIN=$B/shardserve; [ -n "${SERVE_OLD:-}" ] && [ -n "$OLDB" ] && SBIN=$OLDB/shardserve && note "serving with the old build"
   [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
   # the real Llama 3.1 tokenizer (vocabulary 128256, as the 8B shape) from the fixtures
   cp /work/shared/fixtures/models/e2e-llama3-tok/tokenizer.json /work/shared/fixtures/models/e2e-llama3-tok/tokenizer_config.json "$M8/"
   "$SBIN" serve --model "$M8" --device cuda --tp "${SERVE_TP:-1}" --port 8000 --metrics-port 8002 --served-model-name llama-3-8b \
-    --max-batch "${SERVE_BATCH:-256}" --max-step-tokens "${SERVE_STEP:-2048}" --max-waiting 2048 >"$L/serve.log" 2>&1 &
+    --max-batch "${SERVE_BATCH:-256}" --max-step-tokens "${SERVE_STEP:-2048}" --max-waiting 2048 ${SERVE_ARGS:-} >"$L/serve.log" 2>&1 &
   SPID=$!
   wait_ready $SPID
   note "serve ready=$ready after ~$((i / 2)) s"
@@ -1352,6 +1353,7 @@ if has serve; then
     step "bench max concurrency, ${MAX_N:-1000} x ${MAX_LEN:-1000}/${MAX_LEN:-1000}" "${MAX_T:-330}" bench_serve_max.log "$B/shardserve" bench --url http://127.0.0.1:8000 \
       --model llama-3-8b --num-requests "${MAX_N:-1000}" --input-len "${MAX_LEN:-1000}" --output-len "${MAX_LEN:-1000}" --seed 1 --json
     python3 -c 'import urllib.request; print(urllib.request.urlopen("http://127.0.0.1:8002/metrics", timeout=5).read().decode())' >"$L/metrics.txt" 2>&1
+    note "$(grep -E '^shardserve_steps_(paced|paced_late|planned_ahead)_total|^shardserve_steps_total' "$L/metrics.txt" | tr '\n' ' ')"
   fi
   kill -TERM $SPID 2>/dev/null; sleep 2; kill -9 $SPID 2>/dev/null
   grep -h '^{' "$L"/bench_serve_*.log | tee -a "$S"
@@ -1376,7 +1378,12 @@ if has serveab; then
           step "serve c$c 128/256 [$vt] r$round" 90 "bench_serveab_c${c}_${vt}_$round.log" "$B/shardserve" bench --url http://127.0.0.1:8000 \
             --model llama-3-8b --num-requests $((c * 4)) --concurrency "$c" --warmup "$c" --input-len 128 --output-len 256 --seed 1 --json --quiet
         done
+        # SERVEAB_RATE_N (session 28): issue 7's TTFT / ITL load too, 2 requests/s of 467 in / 256 out
+        [ -n "${SERVEAB_RATE_N:-}" ] && step "serve rate 2/s 467/256 [$vt] r$round" 90 "bench_serveab_rate_${vt}_$round.log" \
+          "$B/shardserve" bench --url http://127.0.0.1:8000 --model llama-3-8b --num-requests "$SERVEAB_RATE_N" --input-len 467 \
+          --output-len 256 --request-rate 2 --seed 1 --json --quiet
         python3 -c 'import urllib.request; print(urllib.request.urlopen("http://127.0.0.1:8002/metrics", timeout=5).read().decode())' >"$L/serveab_metrics_${vt}_$round.txt" 2>&1
+        note "[$vt] r$round $(grep -E '^shardserve_steps_(paced|paced_late|planned_ahead)_total|^shardserve_steps_total' "$L/serveab_metrics_${vt}_$round.txt" | tr '\n' ' ')"
       else
         note "FAIL  serve [$vt] not ready"
       fi
@@ -1392,7 +1399,7 @@ for line in open(sys.argv[1]):
         out = {'ok': j['requests']['ok'], 'failed': j['requests']['failed'],
                'out_tok_s': j['throughput']['output_tokens_per_s']}
         for k in ('tpot_ms', 'itl_ms', 'ttft_ms'):
-            out[k] = {q: j[k][q] for q in ('mean', 'p50', 'p99')}
+            out[k] = {q: j[k][q] for q in ('mean', 'p50', 'p90', 'p99') if q in j[k]}
         print(os.path.basename(sys.argv[1]), json.dumps(out))
 PY
   done
