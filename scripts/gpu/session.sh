@@ -1378,10 +1378,19 @@ if has serveab; then
           step "serve c$c 128/256 [$vt] r$round" 90 "bench_serveab_c${c}_${vt}_$round.log" "$B/shardserve" bench --url http://127.0.0.1:8000 \
             --model llama-3-8b --num-requests $((c * 4)) --concurrency "$c" --warmup "$c" --input-len 128 --output-len 256 --seed 1 --json --quiet
         done
-        # SERVEAB_RATE_N (session 28): issue 7's TTFT / ITL load too, 2 requests/s of 467 in / 256 out
-        [ -n "${SERVEAB_RATE_N:-}" ] && step "serve rate 2/s 467/256 [$vt] r$round" 90 "bench_serveab_rate_${vt}_$round.log" \
-          "$B/shardserve" bench --url http://127.0.0.1:8000 --model llama-3-8b --num-requests "$SERVEAB_RATE_N" --input-len 467 \
-          --output-len 256 --request-rate 2 --seed 1 --json --quiet
+        # SERVEAB_RATE_N (session 28): issue 7's TTFT / ITL load too, SERVEAB_RATES requests/s (default 2) of 467 in /
+        # 256 out; SERVEAB_MAX_N: that many 1000 / 1000 requests at once
+        if [ -n "${SERVEAB_RATE_N:-}" ]; then
+          for rt in ${SERVEAB_RATES:-2}; do
+            rn=$SERVEAB_RATE_N; [ "$rt" != 2 ] && rn=$((SERVEAB_RATE_N * rt / 2))
+            step "serve rate $rt/s 467/256 [$vt] r$round" 90 "bench_serveab_rate$([ "$rt" != 2 ] && echo "$rt")_${vt}_$round.log" \
+              "$B/shardserve" bench --url http://127.0.0.1:8000 --model llama-3-8b --num-requests "$rn" --input-len 467 \
+              --output-len 256 --request-rate "$rt" --seed 1 --json --quiet
+          done
+        fi
+        [ -n "${SERVEAB_MAX_N:-}" ] && step "serve $SERVEAB_MAX_N x 1000/1000 [$vt] r$round" 150 "bench_serveab_max_${vt}_$round.log" \
+          "$B/shardserve" bench --url http://127.0.0.1:8000 --model llama-3-8b --num-requests "$SERVEAB_MAX_N" --input-len 1000 \
+          --output-len 1000 --seed 1 --json --quiet
         python3 -c 'import urllib.request; print(urllib.request.urlopen("http://127.0.0.1:8002/metrics", timeout=5).read().decode())' >"$L/serveab_metrics_${vt}_$round.txt" 2>&1
         note "[$vt] r$round $(grep -E '^shardserve_steps_(paced|paced_late|planned_ahead)_total|^shardserve_steps_total' "$L/serveab_metrics_${vt}_$round.txt" | tr '\n' ' ')"
       else

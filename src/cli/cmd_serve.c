@@ -243,8 +243,15 @@ int ss_cmd_serve(int argc, char **argv, char **env)
     p.sched.overlap = !strcmp(o.overlap, "on") ? SS_OVERLAP_ON : !strcmp(o.overlap, "off") ? SS_OVERLAP_OFF : SS_OVERLAP_AUTO;
     p.sched.pace = !o.no_pace;
     const char *floor_us = getenv("SS_PACE_MARGIN_MIN_US"); /* benchmark switch (docs/architecture.md) */
-    if (floor_us && atoi(floor_us) > 0)
-        p.sched.pace_margin_min_us = atoi(floor_us);
+    if (floor_us) {
+        char *end = NULL;
+        long v = strtol(floor_us, &end, 10);
+        if (end != floor_us && *end == '\0' && v > 0 && v <= 1000000)
+            p.sched.pace_margin_min_us = (int32_t)v;
+        else
+            SS_LOGW("serve: SS_PACE_MARGIN_MIN_US='%s' is not a count of microseconds in 1..1000000: ignored",
+                    floor_us);
+    }
     p.max_body_bytes = (size_t)o.max_body_bytes;
     p.max_header_bytes = (size_t)o.max_header_bytes;
     p.conn_timeout_s = (int)o.conn_timeout;
