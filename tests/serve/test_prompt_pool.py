@@ -3,7 +3,7 @@
 request sent while a 6 MB prompt is being encoded is answered before it (on the loop it would wait for the
 encoding); the long prompt still gets its exact error; /tokenize and /detokenize run there too; a client that
 leaves while its prompt is encoded, and a SIGTERM at that moment, are handled (the server answers, drains and
-exits 0; the ASan build checks the memory).
+exits 0; the ASan build checks the memory); a chat request's messages are rendered through the template there.
 Usage: test_prompt_pool.py BINARY FIXTURES_DIR"""
 import json
 import os
@@ -79,6 +79,32 @@ def _():
     assert st == 200 and d["prompt"] == "<|begin_of_text|>" + LONG[:500000], (st, raw[:200])
     st, _, d, raw = srv.post("/detokenize", {"tokens": [1, 2, 10 ** 7]})
     assert st == 400 and d["error"]["param"] == "tokens", (st, raw[:300])
+
+
+@check("a chat request's messages are rendered and tokenized there too: a short request is answered meanwhile")
+def _():
+    s = send_long("/v1/chat/completions", {"messages": [{"role": "system", "content": "Be brief."},
+                                                        {"role": "user", "content": LONG}], "max_tokens": 2})
+    time.sleep(0.15)
+    st, _, j, raw = srv.post("/v1/chat/completions", {"messages": [{"role": "user", "content": "Hello"}],
+                                                       "max_tokens": 3})
+    assert st == 200 and j["choices"][0]["message"]["content"], (st, raw[:300])
+    readable, _, _ = select.select([s], [], [], 0)
+    assert not readable, "the long chat request was answered before the short one: it was handled on the event loop"
+    st, j = read_reply(s)
+    s.close()
+    assert j["error"]["param"] == "messages", j
+    expect_too_long(st, j)
+    # Exact: a chat request's count is its rendering's (the fixture's Llama 3 template, written out here).
+    med = LONG[:500000]
+    st, j = read_reply(send_long("/v1/chat/completions", {"messages": [
+        {"role": "system", "content": "Be brief."}, {"role": "user", "content": med}], "max_tokens": 2}))
+    n = expect_too_long(st, j)
+    rendered = ("<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|>"
+                "<|start_header_id|>user<|end_header_id|>\n\n" + med +
+                "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n")
+    st, _, t, raw = srv.post("/tokenize", {"prompt": rendered, "add_special_tokens": False}, timeout=HANG_S)
+    assert st == 200 and t["count"] == n, (st, raw[:200], n)
 
 
 @check("a client that leaves while its prompt is tokenized does not disturb the others")
