@@ -745,6 +745,30 @@ static int flight_decode_only(const sched_flight *f)
     return f->n > 0;
 }
 
+/* Whether the step after flight fl[cur] may be planned before its tokens are known (see plan_ahead), but for
+ * the KV blocks: every running sequence samples in the flight, none needs its token history or host work for
+ * sampling (penalties, bans, logprob lists, logit bias), none ends by length with it, and nobody waiting
+ * could be admitted (the batch is full, or nobody waits). */
+static int plan_ahead_allowed(const ss_sched *s)
+{
+    const sched_flight *a = &s->fl[s->cur];
+    if (!s->overlap || (s->wait_head && s->n_running < s->p.max_running))
+        return 0; /* someone could be admitted into the next step: plan it the usual way */
+    int32_t live = 0;
+    for (int32_t i = 0; i < a->n; i++) {
+        const sreq *r = a->reqs[i];
+        if (!r)
+            continue;
+        const ss_gen_request *q = r->req;
+        if (!a->sample[i] || penalty_active(&q->sp) || q->sp.n_logprobs > 0 || q->n_bad_words > 0 ||
+            q->n_bias > 0 || (!q->ignore_eos && r->n_generated + 1 < q->min_tokens) ||
+            r->n_generated + 1 >= q->max_tokens || r->n_tokens + 1 >= s->max_seq_len)
+            return 0;
+        live++;
+    }
+    return live > 0 && live == s->n_running && live <= s->p.max_step_tokens;
+}
+
 /* Records the own time of collected flight f for pace_ahead: decode-only steps of one batch size. */
 static void pace_record(ss_sched *s, const sched_flight *f, int64_t own_us)
 {
@@ -760,17 +784,40 @@ static void pace_record(ss_sched *s, const sched_flight *f, int64_t own_us)
     s->pace_seen++;
 }
 
+/* 1 when the oldest step in flight has ended on the device (collect would not wait); errors read as 0 (the
+ * collect that follows reports them). */
+static int flight_ended(ss_sched *s)
+{
+    int ready = 0;
+    ss_err err;
+    return ss_replica_ready(s->replica, &ready, &err) == SS_OK && ready;
+}
+
+/* After a paced step was submitted: late (the flight before it had ended by then: the device idled) doubles the
+ * margin; otherwise it shrinks by 1/32, down to p.pace_margin_min_us (one H200, session 28: with a floor of 100 µs
+ * 3.6-4% of the paced steps came late and batch-1 decode lost up to 0.3%; with 250 µs 0.7-1.4%, and batch 1
+ * kept its speed). */
+static void pace_adapt(ss_sched *s, int late)
+{
+    int64_t lo = s->p.pace_margin_min_us > 0 ? s->p.pace_margin_min_us : 1;
+    int64_t hi = s->pace_avg_us / 2 > lo ? s->pace_avg_us / 2 : lo;
+    int64_t m = late ? s->pace_margin_us * 2 : s->pace_margin_us - s->pace_margin_us / 32;
+    s->pace_margin_us = m < lo ? lo : m > hi ? hi : m;
+}
+
 /* Before a step is planned ahead of flight a: waits until shortly before a is expected to end, or until a
  * request arrives. Planned at once, the next step is queued on the device behind a, and a request that
  * arrives while a runs joins only the step after it: one decode step more to its first token. Held back,
  * the step is still queued before a ends (the host's turnaround stays hidden), and an arrival meanwhile
- * is admitted into it, planned the usual way. Only decode-only flights whose batch size ran at least twice
- * are paced, on the shorter of the last and the average own time, less pace_margin_us (for the host's
- * planning, the submit and a late wake-up); someone waiting for room, a full batch, a cancellation or a
- * drain plans at once. Returns 1 when it waited until the deadline. */
+ * is admitted into it, planned the usual way. Paced: decode-only flights whose batch size ran at least twice
+ * (on the shorter of the last and the average own time, less pace_margin_us for the host's planning, the
+ * submit and a late wake-up), when the step after them may be planned ahead at all and someone could still
+ * join it. Not waited for: a flight that has ended already (a replica that runs steps within submit, or a
+ * host that came late). An arrival, a cancellation or a drain ends the wait. Returns 1 when it waited until
+ * the deadline (run_step then checks whether that was too late: pace_adapt). */
 static int pace_ahead(ss_sched *s, const sched_flight *a)
 {
-    if (!s->overlap || !s->p.pace || s->wait_head || s->n_running >= s->p.max_running)
+    if (!s->p.pace || s->n_running >= s->p.max_running || !plan_ahead_allowed(s))
         return 0;
     if (a->n != s->pace_n || s->pace_seen < 2 || !flight_decode_only(a))
         return 0;
@@ -779,64 +826,28 @@ static int pace_ahead(ss_sched *s, const sched_flight *a)
         return 0;
     int64_t start = a->t_submit > s->t_last_collect ? a->t_submit : s->t_last_collect;
     int64_t deadline = start + est - s->pace_margin_us;
-    int waited = 0;
+    if (now_us() >= deadline || flight_ended(s))
+        return 0;
     pthread_mutex_lock(&s->mu);
-    while (!s->inbox_head && !s->cancel_pending && !s->draining && s->healthy && now_us() < deadline) {
+    while (!s->inbox_head && !s->cancel_pending && !s->draining && now_us() < deadline) {
         struct timespec ts = {.tv_sec = deadline / 1000000, .tv_nsec = (long)(deadline % 1000000) * 1000};
         pthread_cond_timedwait(&s->cv, &s->mu, &ts);
-        waited = 1;
     }
-    if (s->inbox_head || s->cancel_pending)
-        waited = 0;
+    int interrupted = s->inbox_head || s->cancel_pending || s->draining;
     inbox_take(s); /* an arrival is now in the waiting queue: plan_ahead leaves the next step to choose_work */
     pthread_mutex_unlock(&s->mu);
-    return waited;
-}
-
-/* After a paced step was submitted: if the flight before it had already ended, the device idled for a
- * while (the wait was too long): the margin doubles. Otherwise it shrinks by 1/32, down to
- * p.pace_margin_min_us (one H200, session 28: with a floor of 100 µs 3.6-4% of the paced steps found the
- * GPU idle, with 250 µs 1.1-1.4%, and batch-1 decode kept its speed). */
-static void pace_adapt(ss_sched *s)
-{
-    int ready = 0;
-    ss_err err;
-    if (ss_replica_ready(s->replica, &ready, &err) != SS_OK)
-        return; /* the collect that follows reports it */
-    int64_t lo = s->p.pace_margin_min_us > 0 ? s->p.pace_margin_min_us : 1;
-    int64_t hi = s->pace_avg_us / 2 > lo ? s->pace_avg_us / 2 : lo;
-    int64_t m = ready ? s->pace_margin_us * 2 : s->pace_margin_us - s->pace_margin_us / 32;
-    s->pace_margin_us = m < lo ? lo : m > hi ? hi : m;
-    if (ready) {
-        pthread_mutex_lock(&s->mu);
-        s->stats.steps_paced_late++;
-        pthread_mutex_unlock(&s->mu);
-    }
+    return !interrupted;
 }
 
 /* Plans the step after the one in flight before its tokens are known, when that step is certain to be
- * one decode token for each of its sequences: every running sequence samples in the flight, none needs
- * its token history for sampling (penalties, bans, logprob lists), none ends by length with it, nobody
- * waiting could be admitted (the batch is full, or nobody waits), and the blocks are there. The tokens are SS_TOKEN_PREV; a sequence that ends with
- * the flight's token has its result of this step dropped. Returns 1 with plan built, 0 otherwise. */
+ * one decode token for each of its sequences (plan_ahead_allowed) and the blocks are there. The tokens are
+ * SS_TOKEN_PREV; a sequence that ends with the flight's token has its result of this step dropped. The plan
+ * carries no bans, penalties or logit bias (such sequences are not planned ahead). Returns 1 with plan built,
+ * 0 otherwise. */
 static int plan_ahead(ss_sched *s, ss_step_plan *plan)
 {
     const sched_flight *a = &s->fl[s->cur];
-    if (!s->overlap || (s->wait_head && s->n_running < s->p.max_running))
-        return 0; /* someone could be admitted into the next step: plan it the usual way */
-    int32_t live = 0;
-    for (int32_t i = 0; i < a->n; i++) {
-        const sreq *r = a->reqs[i];
-        if (!r)
-            continue;
-        const ss_gen_request *q = r->req;
-        if (!a->sample[i] || penalty_active(&q->sp) || q->sp.n_logprobs > 0 || q->n_bad_words > 0 ||
-            (!q->ignore_eos && r->n_generated + 1 < q->min_tokens) || r->n_generated + 1 >= q->max_tokens ||
-            r->n_tokens + 1 >= s->max_seq_len)
-            return 0;
-        live++;
-    }
-    if (live == 0 || live != s->n_running || live > s->p.max_step_tokens)
+    if (!plan_ahead_allowed(s))
         return 0;
     for (int32_t i = 0; i < a->n; i++) {
         sreq *r = a->reqs[i];
@@ -918,18 +929,21 @@ static void run_step(ss_sched *s)
         }
     }
     sched_flight *a = &s->fl[s->cur], *b = &s->fl[1 - s->cur];
-    int paced = pace_ahead(s, a);
+    int late = 0, paced = pace_ahead(s, a);
     if (plan_ahead(s, &plan)) {
         if ((st = flight_submit(s, b, &plan, &err)) != SS_OK) {
             step_failed(s, st, &err);
             return;
         }
+        if (paced) { /* (plan_ahead_allowed's sequences sample on the device: this submit did not wait for a) */
+            late = flight_ended(s);
+            pace_adapt(s, late);
+        }
         pthread_mutex_lock(&s->mu);
         s->stats.steps_ahead++;
         s->stats.steps_paced += paced;
+        s->stats.steps_paced_late += late;
         pthread_mutex_unlock(&s->mu);
-        if (paced)
-            pace_adapt(s);
     }
     ss_step_output out;
     st = ss_replica_collect(s->replica, &out, &err);
@@ -948,7 +962,10 @@ static void run_step(ss_sched *s)
     /* the step's own time: from its submission, or from the end of the step it was queued behind */
     int64_t t0 = a->t_submit > s->t_last_collect ? a->t_submit : s->t_last_collect;
     s->t_last_collect = t1;
-    pace_record(s, a, t1 - t0);
+    if (late)
+        s->pace_seen = 0; /* a's time includes the wait past its end: no estimate from it, the next two re-measure */
+    else
+        pace_record(s, a, t1 - t0);
     pthread_mutex_lock(&s->mu);
     s->stats.steps++;
     s->stats.step_seconds_total += (double)(t1 - t0) * 1e-6;
@@ -971,6 +988,7 @@ static void flights_drain(ss_sched *s)
         ss_step_output_clear(&out);
     }
     s->fl[0].active = s->fl[1].active = 0;
+    s->pace_seen = 0; /* idle (or failed): the next requests' steps are timed afresh */
 }
 
 /* Finishes r if it was cancelled (flag set under mu) or its deadline passed. */

@@ -32,7 +32,8 @@ typedef struct srv_tok_job {
     size_t n_ids;
     ss_status st;
     ss_err err;
-    size_t body_len;             /* POST /detokenize: its body's size (its ids, parsed on the loop, are in ids) */
+    size_t body_len;             /* POST /detokenize's or a chat request's body size (what the pool counts; a
+                                  * /detokenize's ids, parsed on the loop, are in ids) */
     char *reply;                 /* its JSON reply (owned), or NULL and e */
     size_t reply_len;
     ss_api_error e;
@@ -192,10 +193,10 @@ static void srv_tok_job_done(ss_work *w)
     srv_check_exit(s);
 }
 
-/* Hands j (its text set) to the pool; the request's reply then comes from srv_tok_job_done. While it waits
- * libevent reads nothing more from the connection (no idle timeout runs; a hang-up is seen when the reply is
- * written). Beyond SRV_POOL_MAX_BYTES of text waiting there, the request is refused (429) instead: the bodies
- * the loop keeps reading would otherwise pile up in memory. */
+/* Hands j (its text set, or a chat request's messages) to the pool; the request's reply then comes from
+ * srv_tok_job_done. While it waits libevent reads nothing more from the connection (no idle timeout runs; a
+ * hang-up is seen when the reply is written). Beyond SRV_POOL_MAX_BYTES of text waiting there, the request is
+ * refused (429) instead: the bodies the loop keeps reading would otherwise pile up in memory. */
 static void srv_tok_job_start(ss_server *s, struct evhttp_request *req, srv_tok_job *j)
 {
     const size_t bytes = j->text_len + j->body_len;
