@@ -24,8 +24,8 @@ typedef struct srv_tok_job {
     char *text;                  /* the text to encode (owned; a completion's borrowed from q when text_owned 0) */
     size_t text_len;
     int text_owned, add_special;
-    int render;                  /* a chat request: the worker renders q.messages through the chat template first */
-    int render_failed;           /* ... and that failed (err says why) */
+    int render;                  /* a chat request: the worker renders q.messages through the chat template first
+                                  * (text_owned once it did: a job that ran without it failed there) */
     size_t held;                 /* the bytes counted against SRV_POOL_MAX_BYTES while the job is in the pool */
     const char *param;           /* the field named in errors */
     int32_t *ids;                /* the result (owned) */
@@ -69,7 +69,7 @@ static ss_status srv_prompt_ids(srv_tok_job *j, int32_t **ids, int32_t *n, ss_ap
     const char *param = j->param;
     *ids = NULL;
     *n = 0;
-    if (j->render_failed)
+    if (j->render && !j->text_owned)
         return ss_api_fail(e, 400, "messages", "chat template: %s", j->err.msg);
     if (j->st != SS_OK)
         return ss_api_fail(e, 400, param, "cannot tokenize '%s': %s", param, j->err.msg);
@@ -119,14 +119,12 @@ static void srv_tok_job_run(ss_work *w)
         srv_detok_run(j);
         return;
     }
-    if (j->render) { /* the template and the tokenizer are read-only here; q is the job's */
+    if (j->render) {
         const ss_tokenizer *tok = j->s->tok;
         j->st = ss_chat_template_apply(j->s->tmpl, j->q.messages, 1, ss_tokenizer_bos_token(tok),
                                        ss_tokenizer_eos_token(tok), &j->text, &j->text_len, &j->err);
-        if (j->st != SS_OK) {
-            j->render_failed = 1;
+        if (j->st != SS_OK)
             return;
-        }
         j->text_owned = 1;
     }
     j->st = ss_tokenizer_encode(j->s->tok, j->text, j->text_len, j->add_special, &j->ids, &j->n_ids, &j->err);
@@ -513,37 +511,26 @@ void srv_tokenize(ss_server *s, struct evhttp_request *req, int decode)
         srv_fail(req, SS_API_COMPLETION, 500, NULL, "out of memory");
         return;
     }
+    ss_status st;
     if (decode) { /* decoded on the work pool: srv_tok_job_done answers */
-        int32_t *ids = NULL, n = 0;
-        ss_status st = ss_api_detokenize_parse(body, body_len, &s->limits, &ids, &n, &e);
-        ss_free(body);
-        if (st != SS_OK) {
-            ss_free(j);
-            srv_reply_error(req, SS_API_COMPLETION, &e);
-            return;
-        }
+        int32_t n = 0;
+        st = ss_api_detokenize_parse(body, body_len, &s->limits, &j->ids, &n, &e);
         j->route = SRV_JOB_DETOKENIZE;
-        j->ids = ids;
         j->n_ids = (size_t)n;
         j->body_len = body_len;
-        srv_tok_job_start(s, req, j);
-        return;
+    } else { /* encoded on the work pool: srv_tokenize_reply answers */
+        st = ss_api_tokenize_parse(body, body_len, &j->text, &j->add_special, &e);
+        j->route = SRV_JOB_TOKENIZE;
+        j->text_len = j->text ? strlen(j->text) : 0;
+        j->text_owned = 1;
+        j->param = "prompt";
     }
-    char *prompt = NULL; /* encoded on the work pool: srv_tokenize_reply answers */
-    int add_special = 1;
-    ss_status st = ss_api_tokenize_parse(body, body_len, &prompt, &add_special, &e);
     ss_free(body);
-    if (st != SS_OK) {
-        ss_free(j);
+    if (st != SS_OK) { /* (the parsers leave their outputs NULL on failure) */
+        srv_tok_job_free(j);
         srv_reply_error(req, SS_API_COMPLETION, &e);
         return;
     }
-    j->route = SRV_JOB_TOKENIZE;
-    j->text = prompt;
-    j->text_len = strlen(prompt);
-    j->text_owned = 1;
-    j->add_special = add_special;
-    j->param = "prompt";
     srv_tok_job_start(s, req, j);
 }
 
