@@ -26,7 +26,7 @@ typedef struct pair {
     ss_backend *gpu;
     ss_backend *cpu8, *gpu8; /* the same devices with an fp8 KV cache (ss_backend_params.kv_type) */
     ss_backend *cpuq, *gpuq; /* ... and with fp8 projection weights (ss_backend_params.linear_type) */
-    ss_backend *gpuqp;       /* gpuq with the persistent kernel's fp8 form (SS_PERSIST_FP8=1 at its creation) */
+    ss_backend *gpuqo;       /* gpuq with the persistent kernel's fp8 form off (SS_PERSIST_FP8=0 at its creation) */
     ss_backend *gpuqs;       /* gpuq with the fp8 GEMMs' scales applied by a kernel (SS_FP8_OUTER=0) */
     uint64_t rng;
 } pair;
@@ -201,11 +201,11 @@ static int group_setup(void **state)
         fprintf(stderr, "cuda backend (fp8 weights): %s\n", err.msg);
         return -1;
     }
-    setenv("SS_PERSIST_FP8", "1", 1); /* read when the backend is created */
-    const ss_status st_q = ss_backend_create(&prm, &p->gpuqp, &err);
+    setenv("SS_PERSIST_FP8", "0", 1); /* read when the backend is created */
+    const ss_status st_q = ss_backend_create(&prm, &p->gpuqo, &err);
     unsetenv("SS_PERSIST_FP8");
     if (st_q != SS_OK) {
-        fprintf(stderr, "cuda backend (fp8 weights, persistent fp8 form): %s\n", err.msg);
+        fprintf(stderr, "cuda backend (fp8 weights, persistent fp8 form off): %s\n", err.msg);
         return -1;
     }
     setenv("SS_FP8_OUTER", "0", 1); /* read when the backend is created */
@@ -230,7 +230,7 @@ static int group_teardown(void **state)
 {
     pair *p = *state;
     if (p) {
-        ss_backend_destroy(p->gpuqp);
+        ss_backend_destroy(p->gpuqo);
         ss_backend_destroy(p->gpuqs);
         ss_backend_destroy(p->gpuq);
         ss_backend_destroy(p->cpuq);
@@ -1381,7 +1381,7 @@ typedef struct dl_case {
     int32_t nl, hidden, inter, qh, kvh, hd, pos, bound;
     int bias, qk_norm;
     int refused; /* the kernel must refuse the case (its context bound is too long): the op by op path runs */
-    int quant;   /* fp8 projection weights: 1 the cpuq / gpuq backends, 2 gpuqp (the persistent kernel's fp8 form) */
+    int quant;   /* fp8 projection weights: 1 the cpuq / gpuq backends, 2 gpuqo (the persistent kernel's fp8 form off) */
 } dl_case;
 
 static void check_decode_layers(pair *p, const dl_case *c)
@@ -1420,7 +1420,7 @@ static void check_decode_layers(pair *p, const dl_case *c)
     /* runs: 0 cpu op by op, 1 cuda op by op, 2 cuda decode_layers */
     ss_backend *be[3] = {p->cpu, p->gpu, p->gpu};
     if (c->quant)
-        be[0] = p->cpuq, be[1] = be[2] = c->quant == 2 ? p->gpuqp : p->gpuq;
+        be[0] = p->cpuq, be[1] = be[2] = c->quant == 2 ? p->gpuqo : p->gpuq;
     /* the projections' [rows, cols] (j = 1, 5, 7, 8), in the backend's linear format */
     const int64_t w_rows[9] = {0, row, 0, 0, 0, c->hidden, 0, 2 * (int64_t)c->inter, c->hidden};
     const int32_t w_cols[9] = {0, c->hidden, 0, 0, 0, (int32_t)qd, 0, c->hidden, c->inter};
@@ -1558,17 +1558,17 @@ static void test_decode_layers(void **state)
     check_decode_layers(p, &(dl_case){3, 1024, 2816, 16, 4, 64, 1500, 2048, 0, 0, 0, 0});
     unsetenv("SS_PERSIST_PFGATE");
     unsetenv("SS_PERSIST_PFPACE");
-    /* fp8 projection weights: refused by default (op by op is faster), the cuda op-by-op path against the cpu; then
-     * the kernel's fp8 form (SS_PERSIST_FP8=1, a benchmark switch: quant 2): the 8B shape, several layers, bias and
-     * q/k norms, the fixtures' small sizes, and a bound it refuses */
-    check_decode_layers(p, &(dl_case){1, 4096, 14336, 32, 8, 128, 299, 512, 0, 0, 1, 1});
-    check_decode_layers(p, &(dl_case){2, 512, 1408, 8, 2, 64, 77, 256, 1, 0, 1, 1});
-    check_decode_layers(p, &(dl_case){1, 4096, 14336, 32, 8, 128, 299, 512, 0, 0, 0, 2});
-    check_decode_layers(p, &(dl_case){3, 1024, 2816, 16, 4, 64, 1500, 2048, 0, 0, 0, 2});
-    check_decode_layers(p, &(dl_case){2, 512, 1408, 8, 2, 64, 77, 256, 1, 0, 0, 2});
-    check_decode_layers(p, &(dl_case){2, 512, 1408, 8, 2, 64, 40, 256, 0, 1, 0, 2});
-    check_decode_layers(p, &(dl_case){3, 96, 256, 6, 6, 16, 20, 256, 0, 0, 0, 2});
-    check_decode_layers(p, &(dl_case){1, 4096, 14336, 32, 8, 128, 1100, 2048, 0, 0, 1, 2}); /* refused: bound */
+    /* fp8 projection weights: with the kernel's fp8 form off (SS_PERSIST_FP8=0, a benchmark switch: quant 2) refused,
+     * the cuda op-by-op path against the cpu; then the fp8 form, the default at tp 1: the 8B shape, several layers,
+     * bias and q/k norms, the fixtures' small sizes, and a bound it refuses */
+    check_decode_layers(p, &(dl_case){1, 4096, 14336, 32, 8, 128, 299, 512, 0, 0, 1, 2});
+    check_decode_layers(p, &(dl_case){2, 512, 1408, 8, 2, 64, 77, 256, 1, 0, 1, 2});
+    check_decode_layers(p, &(dl_case){1, 4096, 14336, 32, 8, 128, 299, 512, 0, 0, 0, 1});
+    check_decode_layers(p, &(dl_case){3, 1024, 2816, 16, 4, 64, 1500, 2048, 0, 0, 0, 1});
+    check_decode_layers(p, &(dl_case){2, 512, 1408, 8, 2, 64, 77, 256, 1, 0, 0, 1});
+    check_decode_layers(p, &(dl_case){2, 512, 1408, 8, 2, 64, 40, 256, 0, 1, 0, 1});
+    check_decode_layers(p, &(dl_case){3, 96, 256, 6, 6, 16, 20, 256, 0, 0, 0, 1});
+    check_decode_layers(p, &(dl_case){1, 4096, 14336, 32, 8, 128, 1100, 2048, 0, 0, 1, 1}); /* refused: bound */
 }
 
 /* Attention over fp8 blocks (the cpu decodes them to f32, cuda to f16 tiles or f32): the

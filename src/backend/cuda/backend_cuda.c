@@ -68,7 +68,8 @@ typedef struct cu_ctx {
     void *act8;                 /* lin_fp8: [CU_ACT8_BYTES] e4m3 activations, then [CU_ACT8_ROWS] f32 row scales */
     void *gu8;                  /* lin_fp8: [CU_GU8_BYTES] the fp8 SwiGLU's unscaled gate/up product */
     int64_t fp8_gemv_max;       /* lin_fp8: largest n the W8A16 GEMV takes (SS_FP8_GEMV_MAX, default 8) */
-    int persist_fp8;            /* lin_fp8: decode_layers runs the persistent kernel's fp8 form (SS_PERSIST_FP8=1) */
+    int persist_fp8; /* lin_fp8: where decode_layers runs the persistent kernel's fp8 form: 1 at every tp degree, 0
+                      * nowhere, -1 (the default) at tp 1 only (SS_PERSIST_FP8 = 1, 0, unset) */
     int64_t persist_calls; /* decode_layers launches so far (its trace switch names one) */
     const char *persist_why; /* why decode_layers last did not apply (logged when it changes) */
 } cu_ctx;
@@ -505,10 +506,14 @@ static ss_status cu_decode_layers(void *ctx, const ss_decode_layers *d)
     cu_ctx *c = ctx;
     if (d->n_layers < 1 || d->n_layers > SS_CUDA_PERSIST_MAX_LAYERS || d->meta->n_seqs != 1)
         return SS_ERR_UNSUPPORTED;
-    /* fp8 weights: the kernel has an fp8 form (persist_stream.cuh), slower than op by op on an H200 (347 against 387
-     * tok/s, session 19), so only c->persist_fp8 (SS_PERSIST_FP8=1) runs it. */
-    if (c->kv_fp8 || (c->lin_fp8 && !c->persist_fp8)) { /* its attention reads bf16 rows */
-        static const char why_kv[] = "the KV cache is fp8", why_lin[] = "the weights are fp8 (op by op is faster)";
+    /* fp8 weights: the kernel's fp8 form (persist_stream.cuh) was slower than op by op until session 22 (356.8 against
+     * 387 tok/s on an H200); since sessions 23-27 shortened its per-layer chain it is faster at tp 1 (session 29, one
+     * H200: 395.4 against 386.1 tok/s at 128 tokens, 381.2 against 376.8 at 512), so it runs there by default. At tp
+     * > 1 it is unmeasured: op by op unless SS_PERSIST_FP8=1; SS_PERSIST_FP8=0 turns it off everywhere. */
+    const int fp8_form = c->persist_fp8 > 0 || (c->persist_fp8 < 0 && !d->tp);
+    if (c->kv_fp8 || (c->lin_fp8 && !fp8_form)) { /* its attention reads bf16 rows */
+        static const char why_kv[] = "the KV cache is fp8",
+                          why_lin[] = "the weights are fp8 (its fp8 form is off, or unmeasured at tp > 1)";
         const char *why_fp8 = c->kv_fp8 ? why_kv : why_lin;
         if (c->persist_why != why_fp8)
             SS_LOGI("cuda: decode steps of one token run layer by layer: the persistent kernel does not apply (%s)",
@@ -930,8 +935,8 @@ ss_status ss_backend_cuda_create(const ss_backend_params *params, ss_backend **o
         CUDA_CHECK_GOTO(err, cudaMalloc(&c->gu8, CU_GU8_BYTES), st, fail);
         const char *gm = getenv("SS_FP8_GEMV_MAX"); /* benchmark switch: rows the W8A16 GEMV takes (0..8) */
         c->fp8_gemv_max = gm && *gm ? strtol(gm, NULL, 10) : SS_CUDA_GEMV_MAX_N;
-        const char *pf8 = getenv("SS_PERSIST_FP8"); /* benchmark switch: the persistent kernel's fp8 form */
-        c->persist_fp8 = pf8 && pf8[0] == '1';
+        const char *pf8 = getenv("SS_PERSIST_FP8"); /* benchmark switch: the persistent kernel's fp8 form (1 / 0) */
+        c->persist_fp8 = pf8 && pf8[0] == '1' ? 1 : pf8 && pf8[0] == '0' ? 0 : -1;
     }
     SS_CHECK_GOTO(cu_stage_init(c), st, fail_ctx_err);
 

@@ -60,16 +60,16 @@ namespace {
 
 // ---------------------------------------------------------------- the kernel
 
-// FP8: the projection weights are backend.h's fp8 linear format (persist_stream.cuh). Correct (the consistency test),
-// but slower than op by op on an H200 (8B batch 1: 360.6 against 387.1 tok/s; at 512-token contexts 287 against 374;
-// session 21). Profiled (session 21, Nsight Compute): with one CTA a SM its 8 consumer warps take ~0.9 us for a
+// FP8: the projection weights are backend.h's fp8 linear format (persist_stream.cuh). Correct (the consistency test);
+// slower than op by op on an H200 until session 22 (8B batch 1: 360.6 against 387.1 tok/s in session 21), faster
+// since sessions 23-27 shortened the per-layer chain (session 29: 395.4 against 386.1), so the default at tp 1. Profiled (session 21, Nsight Compute): with one CTA a SM its 8 consumer warps take ~0.9 us for a
 // 32 KiB stage of e4m3 weights, about what the bus needs to bring one, so the consumers never catch up on the
 // stages that pile up while they attend, norm or wait for the grid; their warps stall on shared-memory loads and
 // on fixed-latency chains (cvt, mma), two warps a scheduler being too few to hide them. Converting by bit moves,
 // sharing conversion between pipes, more accumulators and deeper L2 prefetch all measured slower (performance.md).
 // Session 22: W8A8 (x in e4m3) on wgmma ran its GEMV phases no faster with a quarter of the instructions a stage, so
-// instruction count is not the limit either (branch exp/persist-w8a8-wgmma). The backend runs it only under
-// SS_PERSIST_FP8=1.
+// instruction count is not the limit either (branch exp/persist-w8a8-wgmma). The backend runs it at tp 1, and at
+// tp > 1 (unmeasured) only under SS_PERSIST_FP8=1.
 template <bool FP8>
 __global__ void __launch_bounds__(kThreads, 1) decode_persist_kernel(const __grid_constant__ Params p)
 {
