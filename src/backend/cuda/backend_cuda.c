@@ -511,14 +511,12 @@ static ss_status cu_decode_layers(void *ctx, const ss_decode_layers *d)
      * H200: 395.4 against 386.1 tok/s at 128 tokens, 381.2 against 376.8 at 512), so it runs there by default. At tp
      * > 1 it is unmeasured: op by op unless SS_PERSIST_FP8=1; SS_PERSIST_FP8=0 turns it off everywhere. */
     const int fp8_form = c->persist_fp8 > 0 || (c->persist_fp8 < 0 && !d->tp);
-    if (c->kv_fp8 || (c->lin_fp8 && !fp8_form)) { /* its attention reads bf16 rows */
-        static const char why_kv[] = "the KV cache is fp8",
-                          why_lin[] = "the weights are fp8 (its fp8 form is off, or unmeasured at tp > 1)";
-        const char *why_fp8 = c->kv_fp8 ? why_kv : why_lin;
-        if (c->persist_why != why_fp8)
+    if (c->lin_fp8 && !fp8_form) {
+        static const char why_lin[] = "the weights are fp8 (its fp8 form is off, or unmeasured at tp > 1)";
+        if (c->persist_why != why_lin)
             SS_LOGI("cuda: decode steps of one token run layer by layer: the persistent kernel does not apply (%s)",
-                    why_fp8);
-        c->persist_why = why_fp8;
+                    why_lin);
+        c->persist_why = why_lin;
         return SS_ERR_UNSUPPORTED;
     }
     ss_cuda_persist_layer layers[SS_CUDA_PERSIST_MAX_LAYERS];
@@ -534,7 +532,7 @@ static ss_status cu_decode_layers(void *ctx, const ss_decode_layers *d)
         .scale = d->attn_scale, .inv_freq = d->inv_freq, .pos = m->tok_pos, .slots = d->slots,
         .block_table = m->block_tables, .seq_lens = m->seq_lens, .block_size = m->block_size,
         .max_seq_len = m->max_seq_len, .residual = d->residual, .qkv = d->qkv, .attn = d->attn, .act = d->act,
-        .workspace = c->attn_ws, .workspace_bytes = CU_ATTN_WORKSPACE, .fp8 = c->lin_fp8,
+        .workspace = c->attn_ws, .workspace_bytes = CU_ATTN_WORKSPACE, .fp8 = c->lin_fp8, .kv_fp8 = c->kv_fp8,
         .call = c->persist_calls++,
     };
     if (d->tp) {

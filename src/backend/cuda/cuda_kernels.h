@@ -105,7 +105,8 @@ int ss_cuda_attn_decode_ctas_per_sm(int head_dim, int short_tiles, int fp8);
 #define SS_CUDA_PERSIST_MAX_LAYERS 96
 typedef struct ss_cuda_persist_layer {
     const void *attn_norm, *wqkv, *bqkv, *q_norm, *k_norm, *wo, *mlp_norm, *wgu, *wdown; /* bqkv, q/k_norm: NULL if none */
-    void *k_cache, *v_cache; /* this layer's paged cache, [blocks * block_size, kv_heads, head_dim] bf16 */
+    void *k_cache, *v_cache; /* this layer's paged cache: [blocks * block_size, kv_heads, head_dim] bf16, or (kv_fp8)
+                              * the fp8 blocks of kv_fp8.cuh */
 } ss_cuda_persist_layer;
 #define SS_CUDA_PERSIST_MAX_TP 8
 typedef struct ss_cuda_persist_args {
@@ -126,6 +127,7 @@ typedef struct ss_cuda_persist_args {
     size_t tp_window_bytes;
     const volatile int *tp_abort;         /* nonzero: stop waiting for peers */
     int32_t fp8;                          /* 1: wqkv, wo, wgu, wdown are backend.h's fp8 linear format */
+    int32_t kv_fp8;                       /* 1: the caches are fp8 blocks (backend.h's SS_KV_FP8; head_dim % 16 == 0) */
     int64_t call;                         /* the backend's count of these launches (SS_PERSIST_TRACE picks one) */
     const char *why;                      /* out: why the launcher returned -1 (a static string) */
 } ss_cuda_persist_args;

@@ -32,7 +32,8 @@
 // session 24 an attention item's warps each take a q head with no block barrier between its steps: 252.9
 // tok/s against 249.0 (89.4% of the copy roofline; +2.85% at 512 tokens, +2.4% at tp 2); session 25 reduces 8
 // keys' scores side by side (253.2 tok/s; +1.1% at 512 tokens, +1.5-2.0% on a multi-head Llama-2-7B shape);
-// session 27 spreads the merge over the head's items (255.4 tok/s, 90.2%; tp 2 +2.2%).
+// session 27 spreads the merge over the head's items (255.4 tok/s, 90.2%; tp 2 +2.2%); since session 29 it reads an
+// fp8 KV cache too (the KV8 form: 257.4 against 235.4 tok/s op by op, as fast as a bf16 cache).
 // Context bounds above a 32 KiB K/V copy per attention item are refused (op by op is faster there). What is
 // left is the layer's chain of exchanges through L2 (a flag's round trip between two SMs: 0.9 us idle, 2.6 us
 // with the bus saturated, session 24's probe): the qkv wait, the merge of the splits (~3 µs), the grid
@@ -70,7 +71,10 @@ namespace {
 // Session 22: W8A8 (x in e4m3) on wgmma ran its GEMV phases no faster with a quarter of the instructions a stage, so
 // instruction count is not the limit either (branch exp/persist-w8a8-wgmma). The backend runs it at tp 1, and at
 // tp > 1 (unmeasured) only under SS_PERSIST_FP8=1.
-template <bool FP8>
+// KV8: the caches hold fp8 blocks (p.kv_fp8; the attention items' form): a template parameter rather than a branch, so
+// that the bf16 cache's kernels stay as they were (PTX-identical; with both forms in one kernel, bf16 batch 1 lost
+// 0.5-0.8% on one H200, session 29).
+template <bool FP8, bool KV8>
 __global__ void __launch_bounds__(kThreads, 1) decode_persist_kernel(const __grid_constant__ Params p)
 {
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900
@@ -130,7 +134,7 @@ __global__ void __launch_bounds__(kThreads, 1) decode_persist_kernel(const __gri
         stamp(p, l, 3);
         grid_arrive(ctr + kQkv);
         if ((int)blockIdx.x < p.kv_heads * p.splits)
-            attention_item(p, l, ctr, region, trig, btab); // stamps 4, 5, 6
+            attention_item<KV8>(p, l, ctr, region, trig, btab); // stamps 4, 5, 6
         grid_wait(ctr + kAttn, (unsigned)(p.merge == kMergeSplit ? p.kv_heads * p.splits : p.kv_heads), p.tp_abort,
                   nowait);
         stamp(p, l, 7);
@@ -345,7 +349,8 @@ extern "C" int ss_cuda_decode_persist(void *stream, ss_cuda_persist_args *a)
     const int q_dim = qh * hd, qkv_dim = (qh + 2 * kvh) * hd, grp = qh / kvh;
     if (a->fp8 && (a->hidden % 16 || a->inter % 16 || q_dim % 16))
         SS_PERSIST_NO("fp8 weights need inputs whose widths are multiples of 16");
-    void (*const kernel)(Params) = a->fp8 ? decode_persist_kernel<true> : decode_persist_kernel<false>;
+    void (*const kernel)(Params) = a->fp8 ? (a->kv_fp8 ? decode_persist_kernel<true, true> : decode_persist_kernel<true, false>)
+                                          : (a->kv_fp8 ? decode_persist_kernel<false, true> : decode_persist_kernel<false, false>);
     const int kmax = a->hidden > a->inter ? (a->hidden > q_dim ? a->hidden : q_dim) : (a->inter > q_dim ? a->inter : q_dim);
     if (2 * kmax > kMaxXBytes)
         SS_PERSIST_NO("an input vector is longer than its shared-memory buffer (32 KiB)");
@@ -366,8 +371,11 @@ extern "C" int ss_cuda_decode_persist(void *stream, ss_cuda_persist_args *a)
         SS_PERSIST_NO("fewer SMs than kv heads");
     // Keys a split holds at most, rounded up to 4: the score rows (grp x nk_max floats) then end on a 16-byte
     // boundary, which the preloaded K/V rows after them need (cp.async of 16 bytes).
+    if (a->kv_fp8 && hd % 16)
+        SS_PERSIST_NO("an fp8 KV cache needs a head_dim that is a multiple of 16");
     const int nk_max = ((a->max_seq_len + splits - 1) / splits + 3) & ~3;
-    const size_t pre_bytes = 2 * (size_t)nk_max * hd * 2; // an item's K and V rows
+    // an item's K and V rows (fp8: e4m3 bytes and a scale a row)
+    const size_t pre_bytes = a->kv_fp8 ? 2 * (size_t)nk_max * (hd + 4) : 2 * (size_t)nk_max * hd * 2;
     if (pre_bytes > kMaxKvPre)
         SS_PERSIST_NO("the context bound is too long for its attention (more than 32 KiB of K/V rows an item)");
     // An item's region: q, k and the new k/v rows (unused since session 24, whose warps hold them in registers;
@@ -454,6 +462,7 @@ extern "C" int ss_cuda_decode_persist(void *stream, ss_cuda_persist_args *a)
     const char *pf_evict = getenv("SS_PERSIST_PF_EVICT");
     p.pf_evict = pf_evict ? (int)strtol(pf_evict, NULL, 10) : 0;
     p.stages = stages, p.region_bytes = (int)region, p.ctr_stride = ctr_stride, p.block_size = a->block_size;
+    p.kv_block_bytes = kv_fp8_block_bytes(a->block_size, kvh, hd);
     p.eps = a->eps, p.scale = a->scale, p.inv_freq = a->inv_freq, p.pos = a->pos, p.slots = a->slots;
     p.block_table = a->block_table, p.seq_lens = a->seq_lens;
     p.residual = (bf16 *)a->residual, p.qkv = (bf16 *)a->qkv, p.attn = (bf16 *)a->attn, p.act = (bf16 *)a->act;

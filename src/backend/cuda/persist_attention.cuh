@@ -1,6 +1,8 @@
 // persist_attention.cuh — the persistent decode kernel's attention: (kv head, key split) items, q/k norms,
-// rope, the new token's cache store, softmax · V, the merge of a head's splits. Included by decode_persist.cu.
+// rope, the new token's cache store (bf16 or fp8 rows), softmax · V, the merge of a head's splits. Included by
+// decode_persist.cu.
 #pragma once
+#include "backend/cuda/kv_fp8.cuh"
 #include "backend/cuda/persist_common.cuh"
 
 namespace ss {
@@ -28,11 +30,46 @@ __device__ __forceinline__ const bf16 *kv_row(const Params &p, const int *btab, 
     return cache + slot * p.kv_heads * p.head_dim + (int64_t)h * p.head_dim;
 }
 
+// Where key j's row of kv head h starts in a layer's fp8 cache, and its scale (kv_fp8.cuh).
+__device__ __forceinline__ int64_t kv8_row(const Params &p, const int *btab, int j, int h)
+{
+    return kv_fp8_row(btab[j / p.block_size], j % p.block_size, h, p.kv_block_bytes, p.kv_heads, p.head_dim);
+}
+__device__ __forceinline__ int64_t kv8_scale(const Params &p, const int *btab, int j, int h)
+{
+    return kv_fp8_scale(btab[j / p.block_size], j % p.block_size, h, p.kv_block_bytes, p.block_size, p.kv_heads,
+                        p.head_dim);
+}
+
 // This lane's 4 dims of a K or V row (zeros when the lane holds none: head_dim < 128).
 __device__ __forceinline__ void lane_dims(const bf16 *row, int lane, bool on, float (&v)[4])
 {
     const uint2 raw = on ? *reinterpret_cast<const uint2 *>(row + lane * 4) : make_uint2(0, 0);
     v[0] = bf16_lo(raw.x), v[1] = bf16_hi(raw.x), v[2] = bf16_lo(raw.y), v[3] = bf16_hi(raw.y);
+}
+
+// The same from an fp8 row (e4m3 bytes) and its scale, decoded in f32 as the op-by-op attention decodes it.
+__device__ __forceinline__ void lane_dims8(const uint8_t *row, float scale, int lane, bool on, float (&v)[4])
+{
+    const uint32_t raw = on ? *reinterpret_cast<const uint32_t *>(row + lane * 4) : 0u;
+    e4m3x4_to_f32(raw, on ? scale : 0.0f, v);
+}
+
+// The new token's K or V row (lane L: dims 4L..4L+3, zeros without dims) as the fp8 cache stores it, in the f32
+// arithmetic of kv_store_fp8_kernel (so the same bytes): returns this lane's 4 e4m3 bytes and sets *scale; v
+// becomes their decoded values, which is what the op-by-op attention reads back from the cache.
+__device__ __forceinline__ uint32_t lane_quant8(float (&v)[4], float *scale)
+{
+    float a = 0.0f;
+#pragma unroll
+    for (int e = 0; e < 4; e++)
+        a = fmaxf(a, fabsf(v[e]));
+    a = warp_reduce(a, MaxOp());
+    const float inv = a > 0.0f ? __fdiv_rn(448.0f, a) : 0.0f; // IEEE divisions, as the store kernel's
+    const uint32_t q = (uint32_t)e4m3x2(v[0] * inv, v[1] * inv) | ((uint32_t)e4m3x2(v[2] * inv, v[3] * inv) << 16);
+    *scale = __fdiv_rn(a, 448.0f);
+    e4m3x4_to_f32(q, *scale, v);
+    return q;
 }
 
 constexpr int kKeyGroup = 8;   // keys whose scores an attention warp reduces side by side
@@ -252,7 +289,9 @@ __device__ __forceinline__ void lane_rope(float (&v)[4], const float *trig, int 
 
 // One (kv head, key split) item of layer l, and its part in the merge of the head's splits.
 // trig: [hd/2] cos, [hd/2] sin of the token's rope angles; btab: the sequence's block table (the kernel
-// copies both once).
+// copies both once). KV8: the caches hold fp8 blocks (p.kv_fp8): the item keeps its keys' rows as e4m3 bytes and
+// their scales in shared memory (half the bytes: twice the keys fit) and decodes them where it reads them.
+template <bool KV8>
 __device__ void attention_item(const Params &p, int l, unsigned *ctr, uint8_t *region, const float *trig,
                                const int *btab)
 {
@@ -283,19 +322,40 @@ __device__ void attention_item(const Params &p, int l, unsigned *ctr, uint8_t *r
     // come from memory.
     bf16 *kpre = reinterpret_cast<bf16 *>(pv + kWarps * grp * hd); // [nk_max][hd]
     bf16 *vpre = kpre + nkm * hd;
-    const int cpr = hd / 8; // 16-byte chunks a row
+    // KV8: [nk_max][hd] e4m3 bytes of K, then of V, then the K rows' scales and the V rows' ([nk_max] floats each)
+    uint8_t *kpre8 = reinterpret_cast<uint8_t *>(kpre), *vpre8 = kpre8 + nkm * hd;
+    float *ksc = reinterpret_cast<float *>(vpre8 + nkm * hd), *vsc = ksc + nkm;
+    const int cpr = KV8 ? hd / 16 : hd / 8; // 16-byte chunks a row
     for (int e = tid; e < nk * cpr; e += kConsumers) {
         const int jj = e / cpr, c = e % cpr;
         if (last && k0 + jj == newpos)
             continue;
-        const bf16 *kr = kv_row(p, btab, L.k_cache, k0 + jj, h);
-        const bf16 *vr = kv_row(p, btab, L.v_cache, k0 + jj, h);
-        asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(smem_u32(kpre + jj * hd + c * 8)),
-                     "l"(kr + c * 8)
-                     : "memory");
-        asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(smem_u32(vpre + jj * hd + c * 8)),
-                     "l"(vr + c * 8)
-                     : "memory");
+        if constexpr (KV8) {
+            const uint8_t *kc = reinterpret_cast<const uint8_t *>(L.k_cache), *vc = reinterpret_cast<const uint8_t *>(L.v_cache);
+            const int64_t o = kv8_row(p, btab, k0 + jj, h) + c * 16;
+            asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(smem_u32(kpre8 + jj * hd + c * 16)),
+                         "l"(kc + o)
+                         : "memory");
+            asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(smem_u32(vpre8 + jj * hd + c * 16)),
+                         "l"(vc + o)
+                         : "memory");
+            if (c == 0) { // and the rows' scales
+                const int64_t so = kv8_scale(p, btab, k0 + jj, h);
+                asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" ::"r"(smem_u32(ksc + jj)), "l"(kc + so)
+                             : "memory");
+                asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" ::"r"(smem_u32(vsc + jj)), "l"(vc + so)
+                             : "memory");
+            }
+        } else {
+            const bf16 *kr = kv_row(p, btab, L.k_cache, k0 + jj, h);
+            const bf16 *vr = kv_row(p, btab, L.v_cache, k0 + jj, h);
+            asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(smem_u32(kpre + jj * hd + c * 8)),
+                         "l"(kr + c * 8)
+                         : "memory");
+            asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(smem_u32(vpre + jj * hd + c * 8)),
+                         "l"(vr + c * 8)
+                         : "memory");
+        }
     }
     asm volatile("cp.async.commit_group;" ::: "memory");
     asm volatile("cp.async.wait_all;" ::: "memory");
@@ -329,7 +389,24 @@ __device__ void attention_item(const Params &p, int l, unsigned *ctr, uint8_t *r
         lane_rope(q, trig, lane, partner, first_half, dims, half);
         if (last) {
             lane_rope(kn, trig, lane, partner, first_half, dims, half);
-            if (j == 0 && slot >= 0 && dims) { // warp 0 stores the new token's k and v
+            if constexpr (KV8) { // every warp quantises them (kn, vn: then as read back); warp 0 stores them
+                float ks, vs;
+                const uint32_t kq = lane_quant8(kn, &ks), vq = lane_quant8(vn, &vs);
+                if (j == 0 && slot >= 0) {
+                    const int bs = p.block_size, blk = slot / bs, so = slot % bs;
+                    const int64_t ro = kv_fp8_row(blk, so, h, p.kv_block_bytes, p.kv_heads, hd);
+                    uint8_t *kc = reinterpret_cast<uint8_t *>(L.k_cache), *vc = reinterpret_cast<uint8_t *>(L.v_cache);
+                    if (dims) {
+                        *reinterpret_cast<uint32_t *>(kc + ro + lane * 4) = kq;
+                        *reinterpret_cast<uint32_t *>(vc + ro + lane * 4) = vq;
+                    }
+                    if (lane == 0) {
+                        const int64_t sco = kv_fp8_scale(blk, so, h, p.kv_block_bytes, bs, p.kv_heads, hd);
+                        *reinterpret_cast<float *>(kc + sco) = ks;
+                        *reinterpret_cast<float *>(vc + sco) = vs;
+                    }
+                }
+            } else if (j == 0 && slot >= 0 && dims) { // warp 0 stores the new token's k and v
                 const int64_t off = (int64_t)slot * p.kv_heads * hd + (int64_t)h * hd + lane * 4;
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
@@ -350,7 +427,10 @@ __device__ void attention_item(const Params &p, int l, unsigned *ctr, uint8_t *r
 #pragma unroll
             for (int t = 0; t < kKeyGroup; t++) {
                 float kv[4];
-                lane_dims(kpre + (g0 + t) * hd, lane, dims && g0 + t < nk, kv);
+                if constexpr (KV8)
+                    lane_dims8(kpre8 + (g0 + t) * hd, g0 + t < nk ? ksc[g0 + t] : 0.0f, lane, dims && g0 + t < nk, kv);
+                else
+                    lane_dims(kpre + (g0 + t) * hd, lane, dims && g0 + t < nk, kv);
                 if (g0 + t == jnew)
 #pragma unroll
                     for (int e = 0; e < 4; e++)
@@ -391,7 +471,10 @@ __device__ void attention_item(const Params &p, int l, unsigned *ctr, uint8_t *r
 #pragma unroll 4
         for (int jj = 0; jj < nk; jj++) {
             float v[4];
-            lane_dims(vpre + jj * hd, lane, dims, v);
+            if constexpr (KV8)
+                lane_dims8(vpre8 + jj * hd, vsc[jj], lane, dims, v);
+            else
+                lane_dims(vpre + jj * hd, lane, dims, v);
             if (jj == jnew)
 #pragma unroll
                 for (int e = 0; e < 4; e++)

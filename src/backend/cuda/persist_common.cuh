@@ -42,7 +42,7 @@ constexpr int kTraceSlots = 26; // + per matrix (qkv, o, gu, down): time waiting
 
 struct Layer {
     const bf16 *attn_norm, *wqkv, *bqkv, *q_norm, *k_norm, *wo, *mlp_norm, *wgu, *wdown;
-    bf16 *k_cache, *v_cache;
+    bf16 *k_cache, *v_cache; // (kv_fp8: the bytes of fp8 blocks, kv_fp8.cuh)
 };
 
 struct Params {
@@ -82,6 +82,8 @@ struct Params {
     unsigned short *tp_win[SS_CUDA_PERSIST_MAX_TP]; // rank r's window as this GPU addresses it
     const volatile int *tp_abort;                    // host-mapped: the communicator was stopped
     Layer layers[SS_CUDA_PERSIST_MAX_LAYERS];
+    int64_t kv_block_bytes; // an fp8 cache's bytes a block (kv_fp8.cuh; the kernel's KV8 form). Last, so that the
+                            // bf16 cache's kernel addresses every other parameter where it did before
 };
 
 // The device code is Hopper's (bulk copies, mbarrier transactions); the sm_80 build gets an empty kernel
