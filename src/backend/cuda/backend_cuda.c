@@ -68,8 +68,8 @@ typedef struct cu_ctx {
     void *act8;                 /* lin_fp8: [CU_ACT8_BYTES] e4m3 activations, then [CU_ACT8_ROWS] f32 row scales */
     void *gu8;                  /* lin_fp8: [CU_GU8_BYTES] the fp8 SwiGLU's unscaled gate/up product */
     int64_t fp8_gemv_max;       /* lin_fp8: largest n the W8A16 GEMV takes (SS_FP8_GEMV_MAX, default 8) */
-    int persist_fp8; /* lin_fp8: where decode_layers runs the persistent kernel's fp8 form: 1 at every tp degree, 0
-                      * nowhere, -1 (the default) at tp 1 only (SS_PERSIST_FP8 = 1, 0, unset) */
+    int persist_fp8; /* lin_fp8 or kv_fp8: where decode_layers runs the persistent kernel's fp8 forms: 1 at every tp
+                      * degree, 0 nowhere, -1 (the default) at tp 1 only (SS_PERSIST_FP8 = 1, 0, unset) */
     int64_t persist_calls; /* decode_layers launches so far (its trace switch names one) */
     const char *persist_why; /* why decode_layers last did not apply (logged when it changes) */
 } cu_ctx;
@@ -509,14 +509,15 @@ static ss_status cu_decode_layers(void *ctx, const ss_decode_layers *d)
     /* fp8 weights: the kernel's fp8 form (persist_stream.cuh) was slower than op by op until session 22 (356.8 against
      * 387 tok/s on an H200); since sessions 23-27 shortened its per-layer chain it is faster at tp 1 (session 29, one
      * H200: 395.4 against 386.1 tok/s at 128 tokens, 381.2 against 376.8 at 512), so it runs there by default. At tp
-     * > 1 it is unmeasured: op by op unless SS_PERSIST_FP8=1; SS_PERSIST_FP8=0 turns it off everywhere. */
+     * > 1 it is unmeasured: op by op unless SS_PERSIST_FP8=1; SS_PERSIST_FP8=0 turns it off everywhere. The same
+     * goes for its fp8 KV cache form (session 29, one H200: 257.4 against 235.4 tok/s op by op; untested at tp > 1). */
     const int fp8_form = c->persist_fp8 > 0 || (c->persist_fp8 < 0 && !d->tp);
-    if (c->lin_fp8 && !fp8_form) {
-        static const char why_lin[] = "the weights are fp8 (its fp8 form is off, or unmeasured at tp > 1)";
-        if (c->persist_why != why_lin)
+    if ((c->lin_fp8 || c->kv_fp8) && !fp8_form) {
+        static const char why_fp8[] = "fp8 weights or KV cache (its fp8 forms are off, or unmeasured at tp > 1)";
+        if (c->persist_why != why_fp8)
             SS_LOGI("cuda: decode steps of one token run layer by layer: the persistent kernel does not apply (%s)",
-                    why_lin);
-        c->persist_why = why_lin;
+                    why_fp8);
+        c->persist_why = why_fp8;
         return SS_ERR_UNSUPPORTED;
     }
     ss_cuda_persist_layer layers[SS_CUDA_PERSIST_MAX_LAYERS];
@@ -933,7 +934,9 @@ ss_status ss_backend_cuda_create(const ss_backend_params *params, ss_backend **o
         CUDA_CHECK_GOTO(err, cudaMalloc(&c->gu8, CU_GU8_BYTES), st, fail);
         const char *gm = getenv("SS_FP8_GEMV_MAX"); /* benchmark switch: rows the W8A16 GEMV takes (0..8) */
         c->fp8_gemv_max = gm && *gm ? strtol(gm, NULL, 10) : SS_CUDA_GEMV_MAX_N;
-        const char *pf8 = getenv("SS_PERSIST_FP8"); /* benchmark switch: the persistent kernel's fp8 form (1 / 0) */
+    }
+    if (c->lin_fp8 || c->kv_fp8) {
+        const char *pf8 = getenv("SS_PERSIST_FP8"); /* benchmark switch: the persistent kernel's fp8 forms (1 / 0) */
         c->persist_fp8 = pf8 && pf8[0] == '1' ? 1 : pf8 && pf8[0] == '0' ? 0 : -1;
     }
     SS_CHECK_GOTO(cu_stage_init(c), st, fail_ctx_err);
