@@ -1420,8 +1420,8 @@ static void *dl_cache(ss_backend *b, const float *x, int64_t n_slots, int32_t bs
  * (and, past the first layer, from a residual that differs by bf16 roundings), and a bf16 flip near an e4m3 rounding
  * boundary moves a value by a whole code (6-12%): the first H200 run saw 0.009-0.021 over three layers. A wrong
  * scale, dims or slot gives errors of order 1. */
-static void expect_fp8_caches(ss_backend *bc, ss_backend *bg, const void *dc, const void *dg, int64_t n_slots, int32_t bs,
-                              int32_t kv, int32_t hd, int32_t slot, const char *what)
+static void expect_fp8_caches(ss_backend *bc, ss_backend *bg, const void *dc, const void *dg, int64_t n_slots,
+                              int32_t bs, int32_t kv, int32_t hd, int32_t slot, const char *what)
 {
     const size_t bytes = (size_t)(n_slots / bs) * ss_kv_block_bytes(SS_KV_FP8, SS_DTYPE_BF16, bs, kv, hd);
     uint8_t *hc = malloc(bytes), *hg = malloc(bytes);

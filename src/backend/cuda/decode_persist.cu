@@ -63,17 +63,19 @@ namespace {
 
 // FP8: the projection weights are backend.h's fp8 linear format (persist_stream.cuh). Correct (the consistency test);
 // slower than op by op on an H200 until session 22 (8B batch 1: 360.6 against 387.1 tok/s in session 21), faster
-// since sessions 23-27 shortened the per-layer chain (session 29: 395.4 against 386.1), so the default at tp 1. Profiled (session 21, Nsight Compute): with one CTA a SM its 8 consumer warps take ~0.9 us for a
-// 32 KiB stage of e4m3 weights, about what the bus needs to bring one, so the consumers never catch up on the
-// stages that pile up while they attend, norm or wait for the grid; their warps stall on shared-memory loads and
-// on fixed-latency chains (cvt, mma), two warps a scheduler being too few to hide them. Converting by bit moves,
-// sharing conversion between pipes, more accumulators and deeper L2 prefetch all measured slower (performance.md).
+// since sessions 23-27 shortened the per-layer chain (session 29: 395.4 against 386.1), so the default at tp 1.
+// Profiled (session 21, Nsight Compute): with one CTA a SM its 8 consumer warps take ~0.9 us for a 32 KiB stage of
+// e4m3 weights, about what the bus needs to bring one, so the consumers never catch up on the stages that pile up
+// while they attend, norm or wait for the grid; their warps stall on shared-memory loads and on fixed-latency
+// chains (cvt, mma), two warps a scheduler being too few to hide them. Converting by bit moves, sharing conversion
+// between pipes, more accumulators and deeper L2 prefetch all measured slower (performance.md). Sixteen consumer
+// warps do not fit (session 29: 17 warps leave 96 registers a thread; the kernel needs 168).
 // Session 22: W8A8 (x in e4m3) on wgmma ran its GEMV phases no faster with a quarter of the instructions a stage, so
 // instruction count is not the limit either (branch exp/persist-w8a8-wgmma). The backend runs it at tp 1, and at
 // tp > 1 (unmeasured) only under SS_PERSIST_FP8=1.
-// KV8: the caches hold fp8 blocks (p.kv_fp8; the attention items' form): a template parameter rather than a branch, so
-// that the bf16 cache's kernels stay as they were (PTX-identical; with both forms in one kernel, bf16 batch 1 lost
-// 0.5-0.8% on one H200, session 29).
+// KV8: the caches hold fp8 blocks (the args' kv_fp8; the attention items' form): a template parameter, not a branch,
+// so that the bf16 cache's kernels stay as they were (PTX-identical; with both forms in one kernel, bf16 batch 1
+// lost 0.5-0.8% on one H200, session 29).
 template <bool FP8, bool KV8>
 __global__ void __launch_bounds__(kThreads, 1) decode_persist_kernel(const __grid_constant__ Params p)
 {
@@ -349,8 +351,9 @@ extern "C" int ss_cuda_decode_persist(void *stream, ss_cuda_persist_args *a)
     const int q_dim = qh * hd, qkv_dim = (qh + 2 * kvh) * hd, grp = qh / kvh;
     if (a->fp8 && (a->hidden % 16 || a->inter % 16 || q_dim % 16))
         SS_PERSIST_NO("fp8 weights need inputs whose widths are multiples of 16");
-    void (*const kernel)(Params) = a->fp8 ? (a->kv_fp8 ? decode_persist_kernel<true, true> : decode_persist_kernel<true, false>)
-                                          : (a->kv_fp8 ? decode_persist_kernel<false, true> : decode_persist_kernel<false, false>);
+    void (*const kernel)(Params) =
+        a->fp8 ? (a->kv_fp8 ? decode_persist_kernel<true, true> : decode_persist_kernel<true, false>)
+               : (a->kv_fp8 ? decode_persist_kernel<false, true> : decode_persist_kernel<false, false>);
     const int kmax = a->hidden > a->inter ? (a->hidden > q_dim ? a->hidden : q_dim) : (a->inter > q_dim ? a->inter : q_dim);
     if (2 * kmax > kMaxXBytes)
         SS_PERSIST_NO("an input vector is longer than its shared-memory buffer (32 KiB)");
@@ -369,10 +372,10 @@ extern "C" int ss_cuda_decode_persist(void *stream, ss_cuda_persist_args *a)
         splits = (int)split_cap;
     if (splits < 1)
         SS_PERSIST_NO("fewer SMs than kv heads");
-    // Keys a split holds at most, rounded up to 4: the score rows (grp x nk_max floats) then end on a 16-byte
-    // boundary, which the preloaded K/V rows after them need (cp.async of 16 bytes).
     if (a->kv_fp8 && hd % 16)
         SS_PERSIST_NO("an fp8 KV cache needs a head_dim that is a multiple of 16");
+    // Keys a split holds at most, rounded up to 4: the score rows (grp x nk_max floats) then end on a 16-byte
+    // boundary, which the preloaded K/V rows after them need (cp.async of 16 bytes).
     const int nk_max = ((a->max_seq_len + splits - 1) / splits + 3) & ~3;
     // an item's K and V rows (fp8: e4m3 bytes and a scale a row)
     const size_t pre_bytes = a->kv_fp8 ? 2 * (size_t)nk_max * (hd + 4) : 2 * (size_t)nk_max * hd * 2;

@@ -289,7 +289,7 @@ __device__ __forceinline__ void lane_rope(float (&v)[4], const float *trig, int 
 
 // One (kv head, key split) item of layer l, and its part in the merge of the head's splits.
 // trig: [hd/2] cos, [hd/2] sin of the token's rope angles; btab: the sequence's block table (the kernel
-// copies both once). KV8: the caches hold fp8 blocks (p.kv_fp8): the item keeps its keys' rows as e4m3 bytes and
+// copies both once). KV8: the caches hold fp8 blocks (kv_fp8.cuh): the item keeps its keys' rows as e4m3 bytes and
 // their scales in shared memory (half the bytes: twice the keys fit) and decodes them where it reads them.
 template <bool KV8>
 __device__ void attention_item(const Params &p, int l, unsigned *ctr, uint8_t *region, const float *trig,
@@ -331,7 +331,8 @@ __device__ void attention_item(const Params &p, int l, unsigned *ctr, uint8_t *r
         if (last && k0 + jj == newpos)
             continue;
         if constexpr (KV8) {
-            const uint8_t *kc = reinterpret_cast<const uint8_t *>(L.k_cache), *vc = reinterpret_cast<const uint8_t *>(L.v_cache);
+            const uint8_t *kc = reinterpret_cast<const uint8_t *>(L.k_cache);
+            const uint8_t *vc = reinterpret_cast<const uint8_t *>(L.v_cache);
             const int64_t o = kv8_row(p, btab, k0 + jj, h) + c * 16;
             asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(smem_u32(kpre8 + jj * hd + c * 16)),
                          "l"(kc + o)
@@ -428,7 +429,8 @@ __device__ void attention_item(const Params &p, int l, unsigned *ctr, uint8_t *r
             for (int t = 0; t < kKeyGroup; t++) {
                 float kv[4];
                 if constexpr (KV8)
-                    lane_dims8(kpre8 + (g0 + t) * hd, g0 + t < nk ? ksc[g0 + t] : 0.0f, lane, dims && g0 + t < nk, kv);
+                    lane_dims8(kpre8 + (g0 + t) * hd, g0 + t < nk ? ksc[g0 + t] : 0.0f, lane, dims && g0 + t < nk,
+                               kv);
                 else
                     lane_dims(kpre + (g0 + t) * hd, lane, dims && g0 + t < nk, kv);
                 if (g0 + t == jnew)
