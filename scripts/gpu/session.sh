@@ -1022,7 +1022,7 @@ if has s19g; then
 fi
 if has s19t; then
   # Session 19, call 5: fp8 weights at tp 2 (2 GPUs): the consistency test on GPU 0 (the persistent kernel's fp8 form
-  # now behind SS_PERSIST_FP8=1), the goldens at tp 2 with fp8 weights, and bench_decode bf16 against fp8 weights.
+  # then behind SS_PERSIST_FP8=1; the default at tp 1 since session 29), the goldens at tp 2 with fp8 weights, and bench_decode bf16 against fp8 weights.
   step "backend consistency cpu vs cuda" 150 consistency.log env CUDA_VISIBLE_DEVICES=0 "$B/tests/test_backend_consistency"
   grep -hE 'fp8 weights|FAIL|error|PASSED' "$L/consistency.log" | head -24 | tee -a "$S"
   export CUDA_VISIBLE_DEVICES=0,1

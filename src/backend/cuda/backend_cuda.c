@@ -937,7 +937,7 @@ ss_status ss_backend_cuda_create(const ss_backend_params *params, ss_backend **o
     }
     if (c->lin_fp8 || c->kv_fp8) {
         const char *pf8 = getenv("SS_PERSIST_FP8"); /* benchmark switch: the persistent kernel's fp8 forms (1 / 0) */
-        c->persist_fp8 = pf8 && pf8[0] == '1' ? 1 : pf8 && pf8[0] == '0' ? 0 : -1;
+        c->persist_fp8 = pf8 && !strcmp(pf8, "1") ? 1 : pf8 && !strcmp(pf8, "0") ? 0 : -1;
     }
     SS_CHECK_GOTO(cu_stage_init(c), st, fail_ctx_err);
 
