@@ -165,6 +165,23 @@ static void expect_close(pair *p, const void *dc, const void *dg, int64_t n, dou
 
 /* ---------------------------------------------------------------- setup */
 
+/* A backend of prm's kind into *out; off_switch (or NULL): an environment switch set to "0" while it is created
+ * (the backend reads it then). Returns 0, or -1 after saying why (what names the backend). */
+static int make_backend(const ss_backend_params *prm, const char *off_switch, ss_backend **out, const char *what)
+{
+    ss_err err = {{0}};
+    if (off_switch)
+        setenv(off_switch, "0", 1);
+    const ss_status st = ss_backend_create(prm, out, &err);
+    if (off_switch)
+        unsetenv(off_switch);
+    if (st != SS_OK) {
+        fprintf(stderr, "%s: %s\n", what, err.msg);
+        return -1;
+    }
+    return 0;
+}
+
 static int group_setup(void **state)
 {
     *state = NULL;
@@ -175,71 +192,36 @@ static int group_setup(void **state)
     unsetenv("SS_PERSIST_FP8"); /* the backends below read it when created; each case sets what it tests */
     pair *p = calloc(1, sizeof *p);
     ss_backend_params prm = ss_backend_default_params();
-    ss_err err = {{0}};
     prm.device = SS_DEVICE_CPU;
-    if (ss_backend_create(&prm, &p->cpu, &err) != SS_OK) {
-        fprintf(stderr, "cpu backend: %s\n", err.msg);
+    if (make_backend(&prm, NULL, &p->cpu, "cpu backend"))
         return -1;
-    }
     prm.device = SS_DEVICE_CUDA;
     prm.device_index = 0;
-    if (ss_backend_create(&prm, &p->gpu, &err) != SS_OK) {
-        fprintf(stderr, "cuda backend: %s\n", err.msg);
+    if (make_backend(&prm, NULL, &p->gpu, "cuda backend"))
         return -1;
-    }
     prm.kv_type = SS_KV_FP8;
     prm.device = SS_DEVICE_CPU;
-    if (ss_backend_create(&prm, &p->cpu8, &err) != SS_OK) {
-        fprintf(stderr, "cpu backend (fp8 KV cache): %s\n", err.msg);
+    if (make_backend(&prm, NULL, &p->cpu8, "cpu backend (fp8 KV cache)"))
         return -1;
-    }
     prm.device = SS_DEVICE_CUDA;
-    if (ss_backend_create(&prm, &p->gpu8, &err) != SS_OK) {
-        fprintf(stderr, "cuda backend (fp8 KV cache): %s\n", err.msg);
+    if (make_backend(&prm, NULL, &p->gpu8, "cuda backend (fp8 KV cache)") ||
+        make_backend(&prm, "SS_PERSIST_FP8", &p->gpu8o, "cuda backend (fp8 KV cache, persistent fp8 forms off)"))
         return -1;
-    }
-    setenv("SS_PERSIST_FP8", "0", 1);
-    const ss_status st_8o = ss_backend_create(&prm, &p->gpu8o, &err);
-    unsetenv("SS_PERSIST_FP8");
-    if (st_8o != SS_OK) {
-        fprintf(stderr, "cuda backend (fp8 KV cache, persistent fp8 forms off): %s\n", err.msg);
-        return -1;
-    }
     prm.kv_type = SS_KV_ACT;
     prm.linear_type = SS_LINEAR_FP8;
-    if (ss_backend_create(&prm, &p->gpuq, &err) != SS_OK) {
-        fprintf(stderr, "cuda backend (fp8 weights): %s\n", err.msg);
+    if (make_backend(&prm, NULL, &p->gpuq, "cuda backend (fp8 weights)") ||
+        make_backend(&prm, "SS_PERSIST_FP8", &p->gpuqo, "cuda backend (fp8 weights, persistent fp8 form off)") ||
+        make_backend(&prm, "SS_FP8_OUTER", &p->gpuqs, "cuda backend (fp8 weights, scales by a kernel)"))
         return -1;
-    }
-    setenv("SS_PERSIST_FP8", "0", 1); /* read when the backend is created */
-    const ss_status st_q = ss_backend_create(&prm, &p->gpuqo, &err);
-    unsetenv("SS_PERSIST_FP8");
-    if (st_q != SS_OK) {
-        fprintf(stderr, "cuda backend (fp8 weights, persistent fp8 form off): %s\n", err.msg);
-        return -1;
-    }
-    setenv("SS_FP8_OUTER", "0", 1); /* read when the backend is created */
-    const ss_status st_s = ss_backend_create(&prm, &p->gpuqs, &err);
-    unsetenv("SS_FP8_OUTER");
-    if (st_s != SS_OK) {
-        fprintf(stderr, "cuda backend (fp8 weights, scales by a kernel): %s\n", err.msg);
-        return -1;
-    }
     prm.device = SS_DEVICE_CPU;
-    if (ss_backend_create(&prm, &p->cpuq, &err) != SS_OK) {
-        fprintf(stderr, "cpu backend (fp8 weights): %s\n", err.msg);
+    if (make_backend(&prm, NULL, &p->cpuq, "cpu backend (fp8 weights)"))
         return -1;
-    }
     prm.kv_type = SS_KV_FP8;
-    if (ss_backend_create(&prm, &p->cpuq8, &err) != SS_OK) {
-        fprintf(stderr, "cpu backend (fp8 weights, fp8 KV cache): %s\n", err.msg);
+    if (make_backend(&prm, NULL, &p->cpuq8, "cpu backend (fp8 weights, fp8 KV cache)"))
         return -1;
-    }
     prm.device = SS_DEVICE_CUDA;
-    if (ss_backend_create(&prm, &p->gpuq8, &err) != SS_OK) {
-        fprintf(stderr, "cuda backend (fp8 weights, fp8 KV cache): %s\n", err.msg);
+    if (make_backend(&prm, NULL, &p->gpuq8, "cuda backend (fp8 weights, fp8 KV cache)"))
         return -1;
-    }
     fprintf(stderr, "comparing %s against %s\n", p->gpu->desc, p->cpu->desc);
     p->rng = 0x9e3779b97f4a7c15ull;
     *state = p;
