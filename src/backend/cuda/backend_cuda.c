@@ -69,7 +69,7 @@ typedef struct cu_ctx {
     void *gu8;                  /* lin_fp8: [CU_GU8_BYTES] the fp8 SwiGLU's unscaled gate/up product */
     int64_t fp8_gemv_max;       /* lin_fp8: largest n the W8A16 GEMV takes (SS_FP8_GEMV_MAX, default 8) */
     int persist_fp8; /* lin_fp8 or kv_fp8: where decode_layers runs the persistent kernel's fp8 forms: 1 at every tp
-                      * degree, 0 nowhere, -1 (the default) at tp 1 only (SS_PERSIST_FP8 = 1, 0, unset) */
+                      * degree, 0 nowhere, -1 (the default) at tp 1 and 2 (SS_PERSIST_FP8 = 1, 0, unset) */
     int64_t persist_calls; /* decode_layers launches so far (its trace switch names one) */
     const char *persist_why; /* why decode_layers last did not apply (logged when it changes) */
 } cu_ctx;
@@ -507,13 +507,14 @@ static ss_status cu_decode_layers(void *ctx, const ss_decode_layers *d)
     if (d->n_layers < 1 || d->n_layers > SS_CUDA_PERSIST_MAX_LAYERS || d->meta->n_seqs != 1)
         return SS_ERR_UNSUPPORTED;
     /* fp8 weights: the kernel's fp8 form (persist_stream.cuh) was slower than op by op until session 22 (356.8 against
-     * 387 tok/s on an H200); since sessions 23-27 shortened its per-layer chain it is faster at tp 1 (session 29, one
-     * H200: 395.4 against 386.1 tok/s at 128 tokens, 381.2 against 376.8 at 512), so it runs there by default. At tp
-     * > 1 it is unmeasured: op by op unless SS_PERSIST_FP8=1; SS_PERSIST_FP8=0 turns it off everywhere. The same
-     * goes for its fp8 KV cache form (session 29, one H200: 257.4 against 235.4 tok/s op by op; untested at tp > 1). */
-    const int fp8_form = c->persist_fp8 > 0 || (c->persist_fp8 < 0 && !d->tp);
+     * 387 tok/s on an H200); since sessions 23-27 shortened its per-layer chain it is faster: at tp 1 (session 29, one
+     * H200: 395.4 against 386.1 tok/s at 128 tokens, 381.2 against 376.8 at 512) and at tp 2 (session 30, 2 x H200:
+     * 588.4 against 530.4), so it runs there by default. At tp > 2 it is unmeasured: op by op unless
+     * SS_PERSIST_FP8=1; SS_PERSIST_FP8=0 turns it off everywhere. The same goes for its fp8 KV cache form (one H200:
+     * 257.4 against 235.4 tok/s op by op; 2 x H200 at tp 2: 428.1 against 369.1). */
+    const int fp8_form = c->persist_fp8 > 0 || (c->persist_fp8 < 0 && (!d->tp || d->tp->size <= 2));
     if ((c->lin_fp8 || c->kv_fp8) && !fp8_form) {
-        static const char why_fp8[] = "fp8 weights or KV cache (its fp8 forms are off, or unmeasured at tp > 1)";
+        static const char why_fp8[] = "fp8 weights or KV cache (its fp8 forms are off, or unmeasured at tp > 2)";
         if (c->persist_why != why_fp8)
             SS_LOGI("cuda: decode steps of one token run layer by layer: the persistent kernel does not apply (%s)",
                     why_fp8);

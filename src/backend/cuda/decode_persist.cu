@@ -71,8 +71,8 @@ namespace {
 // between pipes, more accumulators and deeper L2 prefetch all measured slower (performance.md). Sixteen consumer
 // warps do not fit (session 29: 17 warps leave 96 registers a thread; the kernel needs 168).
 // Session 22: W8A8 (x in e4m3) on wgmma ran its GEMV phases no faster with a quarter of the instructions a stage, so
-// instruction count is not the limit either (branch exp/persist-w8a8-wgmma). The backend runs it at tp 1, and at
-// tp > 1 (unmeasured) only under SS_PERSIST_FP8=1.
+// instruction count is not the limit either (branch exp/persist-w8a8-wgmma). The backend runs it at tp 1 and 2, and at
+// tp > 2 (unmeasured) only under SS_PERSIST_FP8=1.
 // KV8: the caches hold fp8 blocks (the args' kv_fp8; the attention items' form): a template parameter, not a branch,
 // so that the bf16 cache's kernels stay as they were (PTX-identical; with both forms in one kernel, bf16 batch 1
 // lost 0.5-0.8% on one H200, session 29).
