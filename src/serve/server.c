@@ -3,7 +3,8 @@
  * replies, and an HTTP generation request's life from its scheduler requests to its reply (server_gen.c
  * builds them). Threads: the loop thread owns every evhttp object; the scheduler thread only appends to the
  * event queue and calls event_active; the loader thread builds tokenizer/template/replica/scheduler and
- * publishes them with `state`; the work pool's threads only encode prompts (server_gen.c). */
+ * publishes them with `state`; the work pool's threads only parse request bodies and encode prompts
+ * (server_gen.c). */
 #include "serve/server_internal.h"
 
 #include <errno.h>

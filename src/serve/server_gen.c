@@ -1,5 +1,6 @@
-/* server_gen.c — an HTTP generation request from its JSON to scheduler requests (its prompt tokenized on the
- * work pool, off the loop), and POST /tokenize and /detokenize. Loop thread, but for srv_tok_job_run. */
+/* server_gen.c — an HTTP generation request from its JSON to scheduler requests (its body parsed and its prompt
+ * tokenized on the work pool, off the loop), and POST /tokenize and /detokenize. Loop thread, but for
+ * srv_tok_job_run. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,8 +11,9 @@
 
 /* ---- generation requests --------------------------------------------------------------------------- */
 
-/* A prompt's tokenization, run on the work pool so that a long prompt (up to --max-body-bytes) does not stall
- * the loop and every other client with it. The request waits here; a close of its connection is noted. */
+/* A request's body parse and its prompt's tokenization, run on the work pool so that a long body (up to
+ * --max-body-bytes) does not stall the loop and every other client with it: 8 MB of token ids took cJSON ~0.34 s
+ * here, 6 MB of text ~0.5 s a MB to encode. The request waits here; a close of its connection is noted. */
 typedef struct srv_tok_job {
     ss_work w; /* first: the pool's callbacks get &w */
     ss_server *s;
@@ -19,6 +21,9 @@ typedef struct srv_tok_job {
     int gone;                    /* the client went away */
     ss_api_kind kind;
     int route;                   /* SRV_JOB_GENERATE, _TOKENIZE (the reply is the ids) or _DETOKENIZE */
+    int stream_endpoint;         /* Triton's generate_stream */
+    char *body;                  /* the request body (owned) until the worker parses it */
+    int parsed;                  /* the worker parsed the body and found the request valid; else e says why not */
     ss_api_request q;            /* a generation request's fields (owned) */
     int64_t arrival_us;
     char *text;                  /* the text to encode (owned; a completion's borrowed from q when text_owned 0) */
@@ -26,14 +31,14 @@ typedef struct srv_tok_job {
     int text_owned, add_special;
     int render;                  /* a chat request: the worker renders q.messages through the chat template first
                                   * (text_owned once it did: a job that ran without it failed there) */
-    size_t held;                 /* the bytes counted against SRV_POOL_MAX_BYTES while the job is in the pool */
+    size_t held;                 /* the bytes counted against SRV_POOL_MAX_BYTES while the job is in the pool (the
+                                  * body's; a chat request's rendering and the ids are of its order) */
     const char *param;           /* the field named in errors */
     int32_t *ids;                /* the result (owned) */
     size_t n_ids;
     ss_status st;
     ss_err err;
-    size_t body_len;             /* POST /detokenize's or a chat request's body size (what the pool counts; a
-                                  * /detokenize's ids, parsed on the loop, are in ids) */
+    size_t body_len;             /* the body's size */
     char *reply;                 /* its JSON reply (owned), or NULL and e */
     size_t reply_len;
     ss_api_error e;
@@ -43,9 +48,8 @@ enum { SRV_JOB_GENERATE = 0, SRV_JOB_TOKENIZE, SRV_JOB_DETOKENIZE };
 
 /* What a generation request's prompt is encoded from: the prompt (borrowed from q), or for a chat request its
  * messages, which the worker renders through the chat template (srv_tok_job_run; ~0.5 s for 6 MB of messages
- * here, too long for the loop). body_len: the request body's size, what a chat request counts in the pool. */
-static ss_status srv_prompt_text(ss_server *s, const ss_api_request *q, srv_tok_job *j, size_t body_len,
-                                 ss_api_error *e)
+ * here, too long for the loop). */
+static ss_status srv_prompt_text(const ss_server *s, const ss_api_request *q, srv_tok_job *j, ss_api_error *e)
 {
     j->add_special = 1;
     j->param = q->kind == SS_API_TRITON ? "text_input" : "prompt";
@@ -57,7 +61,6 @@ static ss_status srv_prompt_text(ss_server *s, const ss_api_request *q, srv_tok_
     if (!s->tmpl)
         return ss_api_fail(e, 400, "messages", "this model has no chat template; use /v1/completions");
     j->render = 1;
-    j->body_len = body_len;
     j->add_special = 0; /* the template writes BOS and the role tokens */
     j->param = "messages";
     return SS_OK;
@@ -85,6 +88,7 @@ static ss_status srv_prompt_ids(srv_tok_job *j, int32_t **ids, int32_t *n, ss_ap
 
 static void srv_tok_job_free(srv_tok_job *j)
 {
+    ss_free(j->body);
     if (j->text_owned)
         ss_free(j->text);
     ss_free(j->ids);
@@ -93,8 +97,7 @@ static void srv_tok_job_free(srv_tok_job *j)
     ss_free(j);
 }
 
-/* Worker thread: POST /detokenize's decoding and reply (its ids can be ~1M). The body was parsed on the loop:
- * cJSON's parser writes a static error position, so it runs on one thread only. */
+/* Worker thread: POST /detokenize's decoding and reply (its ids can be ~1M). */
 static void srv_detok_run(srv_tok_job *j)
 {
     char *text = NULL;
@@ -110,11 +113,60 @@ static void srv_detok_run(srv_tok_job *j)
     ss_free(text);
 }
 
-/* Worker thread: a chat request's rendering, then the encoding (the template and the tokenizer are read-only and
- * thread-safe; nothing else of the server is touched). */
+static ss_status srv_check_model(const ss_server *s, const char *model, ss_api_error *e)
+{
+    if (model && strcmp(model, s->model_name) != 0)
+        return ss_api_fail(e, 404, "model", "model '%s' not found; this server serves '%s'", model,
+                           s->model_name);
+    return SS_OK;
+}
+
+/* Worker thread: the body's parse into j's fields and the checks that need no loop state (the model's name, a
+ * chat template for a chat request); 1 when the request goes on, else 0 with j->e set. Two workers may parse at
+ * once: cJSON's README declares its parser thread-safe as long as cJSON_GetErrorPtr is never used (the parse
+ * end comes from cJSON_ParseWithLengthOpts instead), cJSON_InitHooks is not called once threads use it, and
+ * setlocale is not called meanwhile; shardserve does none of the three. */
+static int srv_job_parse(srv_tok_job *j)
+{
+    const ss_server *s = j->s;
+    ss_status st = SS_OK;
+    int32_t n = 0;
+    if (j->route == SRV_JOB_DETOKENIZE) {
+        st = ss_api_detokenize_parse(j->body, j->body_len, &s->limits, &j->ids, &n, &j->e);
+        j->n_ids = (size_t)n;
+    } else if (j->route == SRV_JOB_TOKENIZE) {
+        st = ss_api_tokenize_parse(j->body, j->body_len, &j->text, &j->add_special, &j->e);
+        j->text_len = j->text ? strlen(j->text) : 0;
+        j->text_owned = 1;
+        j->param = "prompt";
+    } else if (j->kind == SS_API_TRITON) {
+        st = ss_api_triton_parse(j->body, j->body_len, j->stream_endpoint, &s->limits, &j->q, &j->e);
+    } else {
+        st = ss_api_openai_parse(j->body, j->body_len, j->kind, &s->limits, &j->q, &j->e);
+    }
+    ss_free(j->body);
+    j->body = NULL;
+    if (st != SS_OK) /* (the parsers leave their outputs NULL on failure) */
+        return 0;
+    if (j->route == SRV_JOB_GENERATE) {
+        if (j->kind != SS_API_TRITON && srv_check_model(s, j->q.model, &j->e) != SS_OK)
+            return 0;
+        if (!j->q.prompt_ids && srv_prompt_text(s, &j->q, j, &j->e) != SS_OK)
+            return 0;
+    }
+    j->parsed = 1;
+    return 1;
+}
+
+/* Worker thread: the body's parse, then a chat request's rendering and the encoding (the template and the
+ * tokenizer are read-only and thread-safe; nothing else of the server is touched but what srv_job_parse says). */
 static void srv_tok_job_run(ss_work *w)
 {
     srv_tok_job *j = (srv_tok_job *)w;
+    if (!srv_job_parse(j))
+        return;
+    if (j->route == SRV_JOB_GENERATE && j->q.prompt_ids)
+        return; /* ids given: nothing to encode */
     if (j->route == SRV_JOB_DETOKENIZE) {
         srv_detok_run(j);
         return;
@@ -163,6 +215,10 @@ static void srv_tok_job_done(ss_work *w)
                                       NULL);
         if (http) /* (a request whose client is gone is freed by the reply) */
             srv_fail(http, fam, 503, NULL, "server is shutting down");
+    } else if (!j->parsed) {
+        if (j->route == SRV_JOB_GENERATE)
+            ss_metrics_request_failed(s->metrics, SS_METRICS_FAIL_REJECTED, NULL);
+        srv_reply_error(http, fam, &j->e);
     } else if (j->route == SRV_JOB_TOKENIZE) {
         srv_tokenize_reply(s, http, j);
     } else if (j->route == SRV_JOB_DETOKENIZE) {
@@ -176,11 +232,20 @@ static void srv_tok_job_done(ss_work *w)
         ss_api_error e;
         memset(&e, 0, sizeof e);
         int32_t *ids = NULL, n = 0;
-        if (srv_prompt_ids(j, &ids, &n, &e) != SS_OK) {
+        ss_status st = SS_OK;
+        if (j->q.prompt_ids) { /* ids given: the request's own */
+            ids = j->q.prompt_ids;
+            n = j->q.n_prompt_ids;
+            j->q.prompt_ids = NULL;
+            j->q.n_prompt_ids = 0;
+        } else {
+            st = srv_prompt_ids(j, &ids, &n, &e);
+        }
+        if (st == SS_OK) {
+            srv_generate_submit(s, http, j->kind, &j->q, ids, n, j->arrival_us); /* takes ids and q's fields */
+        } else {
             ss_metrics_request_failed(s->metrics, SS_METRICS_FAIL_REJECTED, NULL);
             srv_reply_error(http, fam, &e);
-        } else {
-            srv_generate_submit(s, http, j->kind, &j->q, ids, n, j->arrival_us); /* takes ids and q's fields */
         }
     }
     srv_tok_job_free(j);
@@ -191,19 +256,19 @@ static void srv_tok_job_done(ss_work *w)
     srv_check_exit(s);
 }
 
-/* Hands j (its text set, or a chat request's messages) to the pool; the request's reply then comes from
- * srv_tok_job_done. While it waits libevent reads nothing more from the connection (no idle timeout runs; a
- * hang-up is seen when the reply is written). Beyond SRV_POOL_MAX_BYTES of text waiting there, the request is
- * refused (429) instead: the bodies the loop keeps reading would otherwise pile up in memory. */
+/* Hands j (its body) to the pool; the request's reply then comes from srv_tok_job_done. While it waits
+ * libevent reads nothing more from the connection (no idle timeout runs; a hang-up is seen when the reply is
+ * written). Beyond SRV_POOL_MAX_BYTES of bodies waiting there, the request is refused (429) instead: the bodies
+ * the loop keeps reading would otherwise pile up in memory. */
 static void srv_tok_job_start(ss_server *s, struct evhttp_request *req, srv_tok_job *j)
 {
-    const size_t bytes = j->text_len + j->body_len;
+    const size_t bytes = j->body_len;
     j->held = bytes;
     if (s->pool_jobs > 0 && s->pool_bytes + bytes > SRV_POOL_MAX_BYTES) {
         if (j->route == SRV_JOB_GENERATE)
             ss_metrics_request_failed(s->metrics, SS_METRICS_FAIL_REJECTED, NULL);
         srv_fail(req, j->route == SRV_JOB_GENERATE ? j->kind : SS_API_COMPLETION, 429, NULL,
-                 "the server is busy (too many long prompts being tokenized); retry later");
+                 "the server is busy (too many long requests being parsed or tokenized); retry later");
         srv_tok_job_free(j);
         return;
     }
@@ -285,73 +350,43 @@ static ss_status srv_build_gen(ss_server *s, const ss_api_request *q, const int3
     return SS_OK;
 }
 
-static ss_status srv_check_model(ss_server *s, const char *model, ss_api_error *e)
+/* Reads the body; the work pool parses it, and srv_tok_job_done goes on. */
+static void srv_job_begin(ss_server *s, struct evhttp_request *req, int route, ss_api_kind kind, int stream_endpoint)
 {
-    if (model && strcmp(model, s->model_name) != 0)
-        return ss_api_fail(e, 404, "model", "model '%s' not found; this server serves '%s'", model,
-                           s->model_name);
-    return SS_OK;
+    int64_t arrival_us = srv_now_us();
+    ss_api_kind fam = route == SRV_JOB_GENERATE ? kind : SS_API_COMPLETION;
+    char *body = NULL;
+    size_t body_len = 0;
+    ss_status st = ss_http_read_body(req, s->p.max_body_bytes, &body, &body_len);
+    if (st != SS_OK) {
+        if (route == SRV_JOB_GENERATE)
+            ss_metrics_request_failed(s->metrics, SS_METRICS_FAIL_REJECTED, NULL);
+        if (st == SS_ERR_CAPACITY)
+            srv_fail(req, fam, 413, NULL, "request body is larger than --max-body-bytes");
+        else
+            srv_fail(req, fam, 500, NULL, "cannot read the request body");
+        return;
+    }
+    srv_tok_job *j = ss_calloc(1, sizeof *j);
+    if (!j) {
+        ss_free(body);
+        if (route == SRV_JOB_GENERATE)
+            ss_metrics_request_failed(s->metrics, SS_METRICS_FAIL_REJECTED, NULL);
+        srv_fail(req, fam, 500, NULL, "out of memory");
+        return;
+    }
+    j->route = route;
+    j->kind = kind;
+    j->stream_endpoint = stream_endpoint;
+    j->body = body;
+    j->body_len = body_len;
+    j->arrival_us = arrival_us;
+    srv_tok_job_start(s, req, j);
 }
 
 void srv_generate(ss_server *s, struct evhttp_request *req, ss_api_kind kind, int stream_endpoint)
 {
-    ss_api_error e;
-    memset(&e, 0, sizeof e);
-    int64_t arrival_us = srv_now_us();
-    char *body = NULL;
-    size_t body_len = 0;
-    ss_status st = ss_http_read_body(req, s->p.max_body_bytes, &body, &body_len);
-    if (st == SS_ERR_CAPACITY) {
-        srv_fail(req, kind, 413, NULL, "request body is larger than --max-body-bytes");
-        return;
-    }
-    if (st != SS_OK) {
-        srv_fail(req, kind, 500, NULL, "cannot read the request body");
-        return;
-    }
-    ss_api_request q;
-    if (kind == SS_API_TRITON)
-        st = ss_api_triton_parse(body, body_len, stream_endpoint, &s->limits, &q, &e);
-    else
-        st = ss_api_openai_parse(body, body_len, kind, &s->limits, &q, &e);
-    ss_free(body);
-    if (st != SS_OK) {
-        ss_metrics_request_failed(s->metrics, SS_METRICS_FAIL_REJECTED, NULL);
-        srv_reply_error(req, kind, &e);
-        return;
-    }
-    srv_tok_job *j = NULL;
-    if (kind != SS_API_TRITON && srv_check_model(s, q.model, &e) != SS_OK)
-        goto fail;
-    if (q.prompt_ids) { /* ids given: nothing to encode */
-        int32_t *ids = ss_malloc((size_t)q.n_prompt_ids * sizeof *ids);
-        if (!ids) {
-            ss_api_fail(&e, 500, NULL, "out of memory");
-            goto fail;
-        }
-        memcpy(ids, q.prompt_ids, (size_t)q.n_prompt_ids * sizeof *ids);
-        srv_generate_submit(s, req, kind, &q, ids, q.n_prompt_ids, arrival_us);
-        return;
-    }
-    j = ss_calloc(1, sizeof *j);
-    if (!j) {
-        ss_api_fail(&e, 500, NULL, "out of memory");
-        goto fail;
-    }
-    j->q = q; /* the job owns q's fields from here */
-    memset(&q, 0, sizeof q);
-    j->kind = kind;
-    j->arrival_us = arrival_us;
-    if (srv_prompt_text(s, &j->q, j, body_len, &e) != SS_OK)
-        goto fail;
-    srv_tok_job_start(s, req, j);
-    return;
-fail:
-    ss_metrics_request_failed(s->metrics, SS_METRICS_FAIL_REJECTED, NULL);
-    srv_reply_error(req, kind, &e);
-    ss_api_request_clear(&q);
-    if (j)
-        srv_tok_job_free(j);
+    srv_job_begin(s, req, SRV_JOB_GENERATE, kind, stream_endpoint);
 }
 
 /* The rest of a generation request, its prompt tokenized: the context checks, one scheduler request per
@@ -498,40 +533,7 @@ fail:
 
 void srv_tokenize(ss_server *s, struct evhttp_request *req, int decode)
 {
-    char *body = NULL;
-    size_t body_len = 0;
-    ss_api_error e;
-    if (ss_http_read_body(req, s->p.max_body_bytes, &body, &body_len) != SS_OK) {
-        srv_fail(req, SS_API_COMPLETION, 413, NULL, "request body is larger than --max-body-bytes");
-        return;
-    }
-    srv_tok_job *j = ss_calloc(1, sizeof *j);
-    if (!j) {
-        ss_free(body);
-        srv_fail(req, SS_API_COMPLETION, 500, NULL, "out of memory");
-        return;
-    }
-    ss_status st;
-    if (decode) { /* decoded on the work pool: srv_tok_job_done answers */
-        int32_t n = 0;
-        st = ss_api_detokenize_parse(body, body_len, &s->limits, &j->ids, &n, &e);
-        j->route = SRV_JOB_DETOKENIZE;
-        j->n_ids = (size_t)n;
-        j->body_len = body_len;
-    } else { /* encoded on the work pool: srv_tokenize_reply answers */
-        st = ss_api_tokenize_parse(body, body_len, &j->text, &j->add_special, &e);
-        j->route = SRV_JOB_TOKENIZE;
-        j->text_len = j->text ? strlen(j->text) : 0;
-        j->text_owned = 1;
-        j->param = "prompt";
-    }
-    ss_free(body);
-    if (st != SS_OK) { /* (the parsers leave their outputs NULL on failure) */
-        srv_tok_job_free(j);
-        srv_reply_error(req, SS_API_COMPLETION, &e);
-        return;
-    }
-    srv_tok_job_start(s, req, j);
+    srv_job_begin(s, req, decode ? SRV_JOB_DETOKENIZE : SRV_JOB_TOKENIZE, SS_API_COMPLETION, 0);
 }
 
 /* POST /tokenize's reply, its prompt encoded (srv_tok_job_done). */

@@ -1,6 +1,7 @@
 /* server_internal.h — what the two halves of the serving process share: the server's and an HTTP generation
  * request's state, and the loop-thread helpers each half calls (server.c: wiring, routing, replies, a request's
- * life; server_gen.c: a request from JSON to scheduler requests, with its prompt tokenized off the loop). */
+ * life; server_gen.c: a request from JSON to scheduler requests, its body parsed and its prompt tokenized off
+ * the loop). */
 #ifndef SS_SERVER_INTERNAL_H
 #define SS_SERVER_INTERNAL_H
 
@@ -21,7 +22,7 @@
 
 enum { SRV_LOADING = 0, SRV_READY, SRV_FAILED, SRV_DRAINING };
 
-/* Text of prompts waiting for the work pool, at most (8 bodies at the default --max-body-bytes). */
+/* Request bodies waiting for the work pool, at most (8 at the default --max-body-bytes). */
 #define SRV_POOL_MAX_BYTES ((size_t)64 << 20)
 
 typedef struct srv_req srv_req;
@@ -87,7 +88,7 @@ struct ss_server {
     pthread_mutex_t qmu;
     srv_ev *q_head, *q_tail;
     int64_t live_reqs; /* loop thread */
-    ss_work_pool *pool; /* prompt tokenization off the loop */
+    ss_work_pool *pool; /* request bodies parsed and prompts tokenized off the loop */
     int64_t pool_jobs;  /* jobs in it (loop thread) */
     size_t pool_bytes;  /* their text */
     int drain_deferred; /* SIGTERM came while jobs were in the pool: the drain starts when they are submitted */

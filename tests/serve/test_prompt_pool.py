@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""test_prompt_pool.py — long prompts are tokenized on the server's work pool, off its event loop: a short
-request sent while a 6 MB prompt is being encoded is answered before it (on the loop it would wait for the
-encoding); the long prompt still gets its exact error; /tokenize and /detokenize run there too; a client that
-leaves while its prompt is encoded, and a SIGTERM at that moment, are handled (the server answers, drains and
-exits 0; the ASan build checks the memory); a chat request's messages are rendered through the template there.
+"""test_prompt_pool.py — request bodies are parsed and long prompts tokenized on the server's work pool, off its
+event loop: a short request sent while a 6 MB prompt is being encoded, or a body of 2.7M token ids parsed, is
+answered before it (on the loop it would wait for the encoding or the parse); the long prompt still gets its
+exact error; /tokenize and /detokenize run there too; a client that leaves while its prompt is encoded, and a
+SIGTERM at that moment, are handled (the server answers, drains and exits 0; the ASan build checks the memory); a
+chat request's messages are rendered through the template there.
 Usage: test_prompt_pool.py BINARY FIXTURES_DIR"""
 import json
 import os
@@ -79,6 +80,27 @@ def _():
     assert st == 200 and d["prompt"] == "<|begin_of_text|>" + LONG[:500000], (st, raw[:200])
     st, _, d, raw = srv.post("/detokenize", {"tokens": [1, 2, 10 ** 7]})
     assert st == 400 and d["error"]["param"] == "tokens", (st, raw[:300])
+
+
+@check("a body of ~2.7M token ids is parsed there too (cJSON ~0.7 s here): a short request is answered meanwhile")
+def _():
+    ids = [1] * 2700000  # "1, " each: ~8.1 MB, under the 8 MiB body limit
+    s = send_long(body={"prompt": ids, "max_tokens": 4})
+    time.sleep(0.15)
+    st, _, j, raw = srv.post("/v1/completions", {"prompt": "Hello", "max_tokens": 3})
+    assert st == 200 and j["choices"][0]["text"], (st, raw[:300])
+    readable, _, _ = select.select([s], [], [], 0)
+    assert not readable, "the long body was answered before the short request: it was parsed on the event loop"
+    st, j = read_reply(s)
+    s.close()
+    assert st == 400 and j["error"]["param"] == "prompt" and "has 2700000 tokens" in j["error"]["message"], (st, j)
+    # Parse errors found there come back as before: malformed JSON, a model this server does not serve.
+    st, _, raw = srv.request("POST", "/v1/completions", b'{"prompt": [1, 2,')
+    assert st == 400 and "malformed JSON" in json.loads(raw)["error"]["message"], (st, raw[:300])
+    st, _, j, raw = srv.post("/v1/completions", {"model": "nope", "prompt": [1, 2], "max_tokens": 1})
+    assert st == 404 and j["error"]["param"] == "model", (st, raw[:300])
+    st, _, j, raw = srv.post("/v1/completions", {"prompt": [128000, 9906], "max_tokens": 2})
+    assert st == 200 and j["usage"]["prompt_tokens"] == 2, (st, raw[:300])
 
 
 @check("a chat request's messages are rendered and tokenized there too: a short request is answered meanwhile")
