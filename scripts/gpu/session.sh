@@ -1368,10 +1368,10 @@ if has serveab; then
   [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
   cp /work/shared/fixtures/models/e2e-llama3-tok/tokenizer.json /work/shared/fixtures/models/e2e-llama3-tok/tokenizer_config.json "$M8/"
   for round in ${SERVEAB_ROUNDS:-1 2}; do
-    for v in ${SERVEAB_VARIANTS:-- --no-overlap}; do # a flag (--x) or an environment setting (A=1)
-      vt=overlap; fl=(); en=()
-      case "$v" in -) ;; --no-overlap) vt=nooverlap; fl=(--overlap off) ;; --*) vt=${v#--}; fl=("$v") ;; *) vt=$(echo "$v" | tr '=,' '__'); IFS=, read -ra en <<<"$v" ;; esac
-      env ${en[@]+"${en[@]}"} "$B/shardserve" serve --model "$M8" --device cuda --port 8000 --metrics-port 8002 --served-model-name llama-3-8b \
+    for v in ${SERVEAB_VARIANTS:-- --no-overlap}; do # a flag (--x), an environment setting (A=1) or old ($OLDB's server)
+      vt=overlap; fl=(); en=(); sb=$B
+      case "$v" in -) ;; old) [ -n "$OLDB" ] || continue; vt=old; sb=$OLDB ;; --no-overlap) vt=nooverlap; fl=(--overlap off) ;; --*) vt=${v#--}; fl=("$v") ;; *) vt=$(echo "$v" | tr '=,' '__'); IFS=, read -ra en <<<"$v" ;; esac
+      env ${en[@]+"${en[@]}"} "$sb/shardserve" serve --model "$M8" --device cuda --port 8000 --metrics-port 8002 --served-model-name llama-3-8b \
         ${SERVEAB_ARGS:-} ${fl[@]+"${fl[@]}"} >"$L/serveab_${vt}_$round.log" 2>&1 &
       SPID=$!
       wait_ready $SPID
