@@ -24,6 +24,8 @@ enum { SRV_LOADING = 0, SRV_READY, SRV_FAILED, SRV_DRAINING };
 
 /* Request bodies waiting for the work pool, at most (8 at the default --max-body-bytes). */
 #define SRV_POOL_MAX_BYTES ((size_t)64 << 20)
+/* A body at most this long is never refused for the others waiting there. */
+#define SRV_POOL_SMALL_BODY ((size_t)64 << 10)
 
 typedef struct srv_req srv_req;
 typedef struct srv_ev srv_ev; /* server.c's: an event off the scheduler thread */

@@ -2,7 +2,8 @@
 """test_prompt_pool.py — request bodies are parsed and long prompts tokenized on the server's work pool, off its
 event loop: a short request sent while a 6 MB prompt is being encoded, or a body of 2.7M token ids parsed, is
 answered before it (on the loop it would wait for the encoding or the parse); the long prompt still gets its
-exact error; /tokenize and /detokenize run there too; a client that leaves while its prompt is encoded, and a
+exact error; with 64 MiB of long bodies there a long one is refused (429), a short or malformed one is not;
+/tokenize and /detokenize run there too; a client that leaves while its prompt is encoded, and a
 SIGTERM at that moment, are handled (the server answers, drains and exits 0; the ASan build checks the memory); a
 chat request's messages are rendered through the template there.
 Usage: test_prompt_pool.py BINARY FIXTURES_DIR"""
@@ -101,6 +102,27 @@ def _():
     assert st == 404 and j["error"]["param"] == "model", (st, raw[:300])
     st, _, j, raw = srv.post("/v1/completions", {"prompt": [128000, 9906], "max_tokens": 2})
     assert st == 200 and j["usage"]["prompt_tokens"] == 2, (st, raw[:300])
+
+
+@check("with 64 MiB of long bodies waiting, a long one gets 429; a short or malformed one is still taken")
+def _():
+    # Bodies of exactly 8 MiB (the default --max-body-bytes): eight fill the pool's 64 MiB to the byte, so that a
+    # short request is over it too; two workers take ~1.3 s apiece.
+    empty = len(json.dumps({"prompt": "", "max_tokens": 4}))
+    text = (LONG + " " + LONG)[:(8 << 20) - empty]
+    longs = [send_long(body={"prompt": text, "max_tokens": 4}) for _ in range(10)]
+    time.sleep(0.3)  # all are read by now: eight in the pool, two refused
+    st, _, raw = srv.request("POST", "/v1/completions", b'{"prompt": "Hello", "max_tokens": ')
+    assert st == 400 and "malformed JSON" in json.loads(raw)["error"]["message"], (st, raw[:300])
+    st, _, j, raw = srv.post("/v1/completions", {"prompt": "Hello", "max_tokens": 3}, timeout=HANG_S)
+    assert st == 200 and j["choices"][0]["text"], (st, raw[:300])
+    got = []
+    for s in longs:
+        st, j = read_reply(s)
+        s.close()
+        got.append(st)
+        assert st == 429 or (st == 400 and "tokens, but the context length is 256" in j["error"]["message"]), (st, j)
+    assert 0 < got.count(429) < len(got), got
 
 
 @check("a chat request's messages are rendered and tokenized there too: a short request is answered meanwhile")
