@@ -261,14 +261,15 @@ static void srv_tok_job_done(ss_work *w)
 /* Hands j (its body) to the pool; the request's reply then comes from srv_tok_job_done. While it waits
  * libevent reads nothing more from the connection (no idle timeout runs; a hang-up is seen when the reply is
  * written). Beyond SRV_POOL_MAX_BYTES of bodies waiting there, a body longer than SRV_POOL_SMALL_BODY is refused
- * (429) instead: the bodies the loop keeps reading would otherwise pile up in memory. A small one always goes in
- * (the connection cap bounds how many), so that a short request is not told to retry, nor a malformed one to
- * come back with the same 400, because of others' long prompts. */
+ * (429) instead: the bodies the loop keeps reading would otherwise pile up in memory. A small one still goes in,
+ * up to SRV_POOL_SMALL_RESERVE more, so that a short request is not told to retry, nor a malformed one to come
+ * back with the same 400, because of others' long prompts. */
 static void srv_tok_job_start(ss_server *s, struct evhttp_request *req, srv_tok_job *j)
 {
     const size_t bytes = j->body_len;
+    const size_t cap = SRV_POOL_MAX_BYTES + (bytes <= SRV_POOL_SMALL_BODY ? SRV_POOL_SMALL_RESERVE : 0);
     j->held = bytes;
-    if (bytes > SRV_POOL_SMALL_BODY && s->pool_jobs > 0 && s->pool_bytes + bytes > SRV_POOL_MAX_BYTES) {
+    if (s->pool_jobs > 0 && s->pool_bytes + bytes > cap) {
         if (j->route == SRV_JOB_GENERATE)
             ss_metrics_request_failed(s->metrics, SS_METRICS_FAIL_REJECTED, NULL);
         srv_fail(req, j->route == SRV_JOB_GENERATE ? j->kind : SS_API_COMPLETION, 429, NULL,

@@ -24,8 +24,10 @@ enum { SRV_LOADING = 0, SRV_READY, SRV_FAILED, SRV_DRAINING };
 
 /* Request bodies waiting for the work pool, at most (8 at the default --max-body-bytes). */
 #define SRV_POOL_MAX_BYTES ((size_t)64 << 20)
-/* A body at most this long is never refused for the others waiting there. */
+/* A body at most this long is refused only beyond SRV_POOL_SMALL_RESERVE more (256 such bodies, thousands of
+ * typical requests): others' long prompts do not turn it away. */
 #define SRV_POOL_SMALL_BODY ((size_t)64 << 10)
+#define SRV_POOL_SMALL_RESERVE ((size_t)16 << 20)
 
 typedef struct srv_req srv_req;
 typedef struct srv_ev srv_ev; /* server.c's: an event off the scheduler thread */
