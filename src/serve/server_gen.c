@@ -3,6 +3,9 @@
  * srv_tok_job_run. */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+
+#include <event2/bufferevent.h>
 
 #include "core/alloc.h"
 #include "core/log.h"
@@ -198,6 +201,17 @@ static void srv_generate_submit(ss_server *s, struct evhttp_request *req, ss_api
                                 int32_t *ids, int32_t n_ids, int64_t arrival_us);
 static void srv_tokenize_reply(ss_server *s, struct evhttp_request *req, srv_tok_job *j);
 
+/* Whether the client of conn has closed its side: libevent reads nothing while a request is in the pool, so a
+ * hang-up there would otherwise be seen only once the request was scheduled (and its prefill perhaps run). An
+ * end of stream counts as gone, as the watch on a running request (srv_watch) counts it. */
+static int srv_conn_hung_up(struct evhttp_connection *conn)
+{
+    struct bufferevent *bev = conn ? evhttp_connection_get_bufferevent(conn) : NULL;
+    evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
+    char c;
+    return fd >= 0 && recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+}
+
 /* Loop thread: the job is back from the pool (or the pool stopped before running it). */
 static void srv_tok_job_done(ss_work *w)
 {
@@ -210,13 +224,15 @@ static void srv_tok_job_done(ss_work *w)
     struct evhttp_connection *conn = http ? evhttp_request_get_connection(http) : NULL;
     if (conn)
         evhttp_connection_set_closecb(conn, NULL, NULL);
+    if (!j->gone && srv_conn_hung_up(conn))
+        j->gone = 1;
     ss_api_kind fam = j->route != SRV_JOB_GENERATE ? SS_API_COMPLETION : j->kind;
     if (w->cancelled || s->pool_closing || j->gone) {
         if (j->route == SRV_JOB_GENERATE)
             ss_metrics_request_failed(s->metrics, j->gone ? SS_METRICS_FAIL_CANCELED : SS_METRICS_FAIL_REJECTED,
                                       NULL);
         if (http) /* (a request whose client is gone is freed by the reply) */
-            srv_fail(http, fam, 503, NULL, "server is shutting down");
+            srv_fail(http, fam, 503, NULL, j->gone ? "client disconnected" : "server is shutting down");
     } else if (!j->parsed) {
         if (j->route == SRV_JOB_GENERATE)
             ss_metrics_request_failed(s->metrics, SS_METRICS_FAIL_REJECTED, NULL);
@@ -259,8 +275,8 @@ static void srv_tok_job_done(ss_work *w)
 }
 
 /* Hands j (its body) to the pool; the request's reply then comes from srv_tok_job_done. While it waits
- * libevent reads nothing more from the connection (no idle timeout runs; a hang-up is seen when the reply is
- * written). Beyond SRV_POOL_MAX_BYTES of bodies waiting there, a body longer than SRV_POOL_SMALL_BODY is refused
+ * libevent reads nothing more from the connection (no idle timeout runs; a hang-up is seen when the pool hands
+ * the job back, srv_conn_hung_up). Beyond SRV_POOL_MAX_BYTES of bodies waiting there, a body longer than SRV_POOL_SMALL_BODY is refused
  * (429) instead: the bodies the loop keeps reading would otherwise pile up in memory. A small one still goes in,
  * up to SRV_POOL_SMALL_RESERVE more, so that a short request is not told to retry, nor a malformed one to come
  * back with the same 400, because of others' long prompts. */

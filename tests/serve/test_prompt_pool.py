@@ -150,8 +150,14 @@ def _():
     assert st == 200 and t["count"] == n, (st, raw[:200], n)
 
 
-@check("a client that leaves while its prompt is tokenized does not disturb the others")
+def failures(reason):
+    return sum(float(line.rsplit(" ", 1)[1]) for line in srv.metrics().splitlines()
+               if line.startswith("nv_inference_request_failure{") and 'reason="%s"' % reason in line)
+
+
+@check("a client that leaves while its prompt is tokenized does not disturb the others, and counts as cancelled")
 def _():
+    cancelled, rejected = failures("CANCELED"), failures("REJECTED")
     for _ in range(3):
         send_long().close()
     s = send_long("/v1/chat/completions", {"messages": [{"role": "user", "content": LONG}], "max_tokens": 2})
@@ -160,6 +166,10 @@ def _():
     assert j["error"]["param"] == "messages", j
     st, _, j, raw = srv.post("/v1/completions", {"prompt": "Hello", "max_tokens": 3})
     assert st == 200 and j["choices"][0]["text"], (st, raw[:300])
+    # The three that left are seen gone when the pool hands them back (not refused as too long once scheduled):
+    # the chat request's 400 is the one rejection.
+    assert (failures("CANCELED") - cancelled, failures("REJECTED") - rejected) == (3, 1), \
+        (failures("CANCELED") - cancelled, failures("REJECTED") - rejected)
 
 
 @check("SIGTERM while prompts are tokenized: each is answered (a short one queued behind two long ones is "
