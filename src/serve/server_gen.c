@@ -201,6 +201,16 @@ static void srv_generate_submit(ss_server *s, struct evhttp_request *req, ss_api
                                 int32_t *ids, int32_t n_ids, int64_t arrival_us);
 static void srv_tokenize_reply(ss_server *s, struct evhttp_request *req, srv_tok_job *j);
 
+/* Answers a request of the job kind `route` with an error before it reaches the pool or the scheduler; a
+ * generation request counts as refused. */
+static void srv_job_refuse(ss_server *s, struct evhttp_request *req, int route, ss_api_kind fam, int status,
+                           const char *msg)
+{
+    if (route == SRV_JOB_GENERATE)
+        ss_metrics_request_failed(s->metrics, SS_METRICS_FAIL_REJECTED, NULL);
+    srv_fail(req, fam, status, NULL, msg);
+}
+
 /* Whether the client of conn has closed its side: libevent reads nothing while a request is in the pool, so a
  * hang-up there would otherwise be seen only once the request was scheduled (and its prefill perhaps run). An
  * end of stream counts as gone, as the watch on a running request (srv_watch) counts it. */
@@ -286,10 +296,8 @@ static void srv_tok_job_start(ss_server *s, struct evhttp_request *req, srv_tok_
     const size_t cap = SRV_POOL_MAX_BYTES + (bytes <= SRV_POOL_SMALL_BODY ? SRV_POOL_SMALL_RESERVE : 0);
     j->held = bytes;
     if (s->pool_jobs > 0 && s->pool_bytes + bytes > cap) {
-        if (j->route == SRV_JOB_GENERATE)
-            ss_metrics_request_failed(s->metrics, SS_METRICS_FAIL_REJECTED, NULL);
-        srv_fail(req, j->route == SRV_JOB_GENERATE ? j->kind : SS_API_COMPLETION, 429, NULL,
-                 "the server is busy (too many long requests being parsed or tokenized); retry later");
+        srv_job_refuse(s, req, j->route, j->route == SRV_JOB_GENERATE ? j->kind : SS_API_COMPLETION, 429,
+                       "the server is busy (too many long requests being parsed or tokenized); retry later");
         srv_tok_job_free(j);
         return;
     }
@@ -380,20 +388,15 @@ static void srv_job_begin(ss_server *s, struct evhttp_request *req, int route, s
     size_t body_len = 0;
     ss_status st = ss_http_read_body(req, s->p.max_body_bytes, &body, &body_len);
     if (st != SS_OK) {
-        if (route == SRV_JOB_GENERATE)
-            ss_metrics_request_failed(s->metrics, SS_METRICS_FAIL_REJECTED, NULL);
-        if (st == SS_ERR_CAPACITY)
-            srv_fail(req, fam, 413, NULL, "request body is larger than --max-body-bytes");
-        else
-            srv_fail(req, fam, 500, NULL, "cannot read the request body");
+        srv_job_refuse(s, req, route, fam, st == SS_ERR_CAPACITY ? 413 : 500,
+                       st == SS_ERR_CAPACITY ? "request body is larger than --max-body-bytes"
+                                             : "cannot read the request body");
         return;
     }
     srv_tok_job *j = ss_calloc(1, sizeof *j);
     if (!j) {
         ss_free(body);
-        if (route == SRV_JOB_GENERATE)
-            ss_metrics_request_failed(s->metrics, SS_METRICS_FAIL_REJECTED, NULL);
-        srv_fail(req, fam, 500, NULL, "out of memory");
+        srv_job_refuse(s, req, route, fam, 500, "out of memory");
         return;
     }
     j->route = route;
