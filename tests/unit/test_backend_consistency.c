@@ -1385,7 +1385,7 @@ static void test_graph(void **state)
 typedef struct dl_case {
     int32_t nl, hidden, inter, qh, kvh, hd, pos, bound;
     int bias, qk_norm;
-    int refused; /* the kernel must refuse the case (its context bound is too long): the op by op path runs */
+    int refused; /* the kernel must refuse the case (its context bound or hidden size is too long): op by op runs */
     int quant;   /* fp8 projection weights: 1 the cpuq / gpuq backends, 2 gpuqo (the persistent kernel's fp8 form off) */
     int kv8;     /* an fp8 KV cache: 1 the cpu8 / gpu8 backends (with quant 1: cpuq8 / gpuq8), 2 gpu8o (fp8 forms off) */
 } dl_case;
@@ -1652,6 +1652,12 @@ static void test_decode_layers(void **state)
     check_decode_layers(p, &(dl_case){1, 4096, 14336, 32, 8, 128, 1400, 1536, 0, 0, 1, 0, 0}); /* refused in bf16 */
     check_decode_layers(p, &(dl_case){1, 4096, 14336, 32, 8, 128, 1100, 2048, 0, 0, 1, 0, 1}); /* refused: bound */
     check_decode_layers(p, &(dl_case){1, 4096, 14336, 32, 8, 128, 299, 512, 0, 0, 1, 0, 2}); /* refused: forms off */
+    /* a down input longer than one 32 KiB pass (20,480 wide, 40 KiB: a 70B's down at tp 1 is 56 KiB), bf16 and fp8
+     * weights, and with an fp8 KV cache; then a hidden size longer than the norms take (16,384), refused */
+    check_decode_layers(p, &(dl_case){2, 1024, 20480, 16, 4, 64, 299, 512, 0, 0, 0, 0, 0});
+    check_decode_layers(p, &(dl_case){2, 1024, 20480, 16, 4, 64, 299, 512, 0, 0, 0, 1, 0});
+    check_decode_layers(p, &(dl_case){1, 1024, 20480, 16, 4, 64, 77, 256, 0, 0, 0, 1, 1});
+    check_decode_layers(p, &(dl_case){1, 16392, 64, 2, 1, 16, 20, 256, 0, 0, 1, 0, 0});
 }
 
 /* Attention over fp8 blocks (the cpu decodes them to f32, cuda to f16 tiles or f32): the

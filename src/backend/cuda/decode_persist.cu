@@ -355,8 +355,8 @@ extern "C" int ss_cuda_decode_persist(void *stream, ss_cuda_persist_args *a)
         a->fp8 ? (a->kv_fp8 ? decode_persist_kernel<true, true> : decode_persist_kernel<true, false>)
                : (a->kv_fp8 ? decode_persist_kernel<false, true> : decode_persist_kernel<false, false>);
     const int kmax = a->hidden > a->inter ? (a->hidden > q_dim ? a->hidden : q_dim) : (a->inter > q_dim ? a->inter : q_dim);
-    if (2 * kmax > kMaxXBytes)
-        SS_PERSIST_NO("an input vector is longer than its shared-memory buffer (32 KiB)");
+    if (2 * a->hidden > kMaxXBytes)
+        SS_PERSIST_NO("the hidden size is longer than its norms take (16,384)");
     // Benchmark switch: at most this many CTAs (one an SM) instead of one on every SM.
     const char *ctas_env = getenv("SS_PERSIST_CTAS");
     const long ctas_cap = ctas_env ? strtol(ctas_env, NULL, 10) : 0;
@@ -393,7 +393,7 @@ extern "C" int ss_cuda_decode_persist(void *stream, ss_cuda_persist_args *a)
     if ((a->hidden + sms - 1) / sms > kMaxOwnRows)
         SS_PERSIST_NO("the hidden size is too large for the SM count");
     if ((size_t)smem_max < region + tail + 3 * (size_t)kStageBytes)
-        SS_PERSIST_NO("the context bound leaves too little shared memory for the weight stages");
+        SS_PERSIST_NO("the context bound or the longest input leaves too little shared memory for the weight stages");
     int stages = (int)(((size_t)smem_max - region - tail) / kStageBytes);
     stages = stages > kMaxStages ? kMaxStages : stages;
     // As many stages as one CTA per SM can hold with this kernel's registers and static shared memory.

@@ -25,7 +25,7 @@ constexpr int kMaxStages = 12;
 // on one H200 (session 10) the kernel won at a bound of 1024 (235.5 vs 229.7 tok/s) but lost at 2048 with
 // 64 KiB and 4 stages (219.3 vs 224.7), and with keys read from the cache at 8192 (128 vs 206).
 constexpr int kMaxKvPre = 32 << 10;
-constexpr int kMaxXBytes = 32 << 10;       // the longest input vector (x of down: inter) in shared memory
+constexpr int kMaxXBytes = 32 << 10;       // the longest norm input (hidden); longer projection inputs load in passes
 constexpr int kMaxSplits = 32;
 constexpr int kMaxGroup = 8;               // q heads per kv head
 constexpr int kMaxHeadDim = 128;

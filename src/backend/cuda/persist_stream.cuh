@@ -348,8 +348,8 @@ __device__ void gemv_phase(const Params &p, int l, int mat, const uint8_t *ring,
 }
 
 // Loads of a thread's 16-byte chunks of a vector (at most kPer): every load is issued before the first is
-// used, so a norm or an input costs one trip to L2, not one per chunk.
-constexpr int kPer = kMaxXBytes / 16 / kConsumers; // 32 KiB (the longest input) / 16 / 256 = 8
+// used, so a norm or an input costs one trip to L2, not one per chunk (load_xs: one trip a kMaxXBytes pass).
+constexpr int kPer = kMaxXBytes / 16 / kConsumers; // 32 KiB (the longest norm input) / 16 / 256 = 8
 
 // Stores 8 values of x into shared memory: bf16, or (FP8) the f16 of their bf16 rounding, which is what the
 // op-by-op fp8 GEMV multiplies (bf16 activations, converted to f16, saturated).
@@ -406,26 +406,30 @@ template <bool FP8> __device__ void norm_to_xs(const Params &p, const bf16 *w, b
     consumer_sync();
 }
 
-// xs = src[0, n) (another CTA's output).
+// xs = src[0, n) (another CTA's output), in passes of kMaxXBytes: one for every input of Llama-3-8B (and of a 70B
+// at tp >= 2), two for a 70B's down input at tp 1 (28,672 wide, 56 KiB). The registers stay kPer chunks a thread
+// (the kernel is at its 168 a thread); xs itself is the launcher's region, sized for the longest input.
 template <bool FP8> __device__ void load_xs(const bf16 *src, int n, bf16 *xs)
 {
-    uint4 raw[kPer];
+    for (int c0 = 0; c0 < n / 8; c0 += kPer * kConsumers) {
+        uint4 raw[kPer];
 #pragma unroll
-    for (int i = 0; i < kPer; i++) {
-        const int c = threadIdx.x + i * kConsumers;
-        if (c < n / 8)
-            raw[i] = ldcg16(src + (int64_t)c * 8);
-    }
+        for (int i = 0; i < kPer; i++) {
+            const int c = c0 + threadIdx.x + i * kConsumers;
+            if (c < n / 8)
+                raw[i] = ldcg16(src + (int64_t)c * 8);
+        }
 #pragma unroll
-    for (int i = 0; i < kPer; i++) {
-        const int c = threadIdx.x + i * kConsumers;
-        if (c < n / 8) {
-            if constexpr (!FP8) {
-                reinterpret_cast<uint4 *>(xs)[c] = raw[i];
-            } else {
-                float v[8];
-                unpack8(raw[i], v);
-                store_x8<FP8>(xs, c, v);
+        for (int i = 0; i < kPer; i++) {
+            const int c = c0 + threadIdx.x + i * kConsumers;
+            if (c < n / 8) {
+                if constexpr (!FP8) {
+                    reinterpret_cast<uint4 *>(xs)[c] = raw[i];
+                } else {
+                    float v[8];
+                    unpack8(raw[i], v);
+                    store_x8<FP8>(xs, c, v);
+                }
             }
         }
     }
