@@ -76,7 +76,9 @@ namespace {
 // KV8: the caches hold fp8 blocks (the args' kv_fp8; the attention items' form): a template parameter, not a branch,
 // so that the bf16 cache's kernels stay as they were (PTX-identical; with both forms in one kernel, bf16 batch 1
 // lost 0.5-0.8% on one H200, session 29).
-template <bool FP8, bool KV8>
+// WIDE: an o or down input longer than kMaxXBytes (a 70B's down at tp 1) loads in passes (load_xs); also a template
+// parameter, so that the other forms stay PTX-identical (with the passes in every form, 8B batch 1 lost 0.25%).
+template <bool FP8, bool KV8, bool WIDE>
 __global__ void __launch_bounds__(kThreads, 1) decode_persist_kernel(const __grid_constant__ Params p)
 {
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900
@@ -140,7 +142,7 @@ __global__ void __launch_bounds__(kThreads, 1) decode_persist_kernel(const __gri
         grid_wait(ctr + kAttn, (unsigned)(p.merge == kMergeSplit ? p.kv_heads * p.splits : p.kv_heads), p.tp_abort,
                   nowait);
         stamp(p, l, 7);
-        load_xs<FP8>(p.attn, p.q_dim, xs);
+        load_xs<FP8, WIDE>(p.attn, p.q_dim, xs);
         gemv_phase<FP8>(p, l, kO, ring, full, empty, xs, red, own, cur, group);
         stamp(p, l, 8);
         if (p.tp_size > 1)
@@ -155,7 +157,7 @@ __global__ void __launch_bounds__(kThreads, 1) decode_persist_kernel(const __gri
         grid_arrive(ctr + kGu);
         grid_wait(ctr + kGu, G, p.tp_abort, nowait);
         stamp(p, l, 12);
-        load_xs<FP8>(p.act, p.inter, xs);
+        load_xs<FP8, WIDE>(p.act, p.inter, xs);
         gemv_phase<FP8>(p, l, kDown, ring, full, empty, xs, red, own, cur, group);
         stamp(p, l, 13);
         if (p.tp_size > 1)
@@ -351,12 +353,16 @@ extern "C" int ss_cuda_decode_persist(void *stream, ss_cuda_persist_args *a)
     const int q_dim = qh * hd, qkv_dim = (qh + 2 * kvh) * hd, grp = qh / kvh;
     if (a->fp8 && (a->hidden % 16 || a->inter % 16 || q_dim % 16))
         SS_PERSIST_NO("fp8 weights need inputs whose widths are multiples of 16");
-    void (*const kernel)(Params) =
-        a->fp8 ? (a->kv_fp8 ? decode_persist_kernel<true, true> : decode_persist_kernel<true, false>)
-               : (a->kv_fp8 ? decode_persist_kernel<false, true> : decode_persist_kernel<false, false>);
     const int kmax = a->hidden > a->inter ? (a->hidden > q_dim ? a->hidden : q_dim) : (a->inter > q_dim ? a->inter : q_dim);
     if (2 * a->hidden > kMaxXBytes)
         SS_PERSIST_NO("the hidden size is longer than its norms take (16,384)");
+    // [fp8 weights][fp8 KV cache][an o or down input longer than kMaxXBytes: loaded in passes]
+    void (*const forms[2][2][2])(Params) = {
+        {{decode_persist_kernel<false, false, false>, decode_persist_kernel<false, false, true>},
+         {decode_persist_kernel<false, true, false>, decode_persist_kernel<false, true, true>}},
+        {{decode_persist_kernel<true, false, false>, decode_persist_kernel<true, false, true>},
+         {decode_persist_kernel<true, true, false>, decode_persist_kernel<true, true, true>}}};
+    void (*const kernel)(Params) = forms[a->fp8 ? 1 : 0][a->kv_fp8 ? 1 : 0][2 * kmax > kMaxXBytes ? 1 : 0];
     // Benchmark switch: at most this many CTAs (one an SM) instead of one on every SM.
     const char *ctas_env = getenv("SS_PERSIST_CTAS");
     const long ctas_cap = ctas_env ? strtol(ctas_env, NULL, 10) : 0;
