@@ -1658,6 +1658,15 @@ static void test_decode_layers(void **state)
     check_decode_layers(p, &(dl_case){2, 1024, 20480, 16, 4, 64, 299, 512, 0, 0, 0, 1, 0});
     check_decode_layers(p, &(dl_case){1, 1024, 20480, 16, 4, 64, 77, 256, 0, 0, 0, 1, 1});
     check_decode_layers(p, &(dl_case){1, 16392, 64, 2, 1, 16, 20, 256, 0, 0, 1, 0, 0});
+    /* more K/V rows an item than the default 32 KiB (SS_PERSIST_KV_PRE, a benchmark switch that keeps results): the
+     * 8B shape at a bound of 2048 (64 KiB of bf16 rows, 33 KiB of fp8 ones, also with fp8 weights) and of 4096 with an
+     * fp8 cache (66 KiB) */
+    setenv("SS_PERSIST_KV_PRE", "70000", 1);
+    check_decode_layers(p, &(dl_case){1, 4096, 14336, 32, 8, 128, 1100, 2048, 0, 0, 0, 0, 0});
+    check_decode_layers(p, &(dl_case){1, 4096, 14336, 32, 8, 128, 1100, 2048, 0, 0, 0, 0, 1});
+    check_decode_layers(p, &(dl_case){1, 4096, 14336, 32, 8, 128, 2000, 2048, 0, 0, 0, 1, 1});
+    check_decode_layers(p, &(dl_case){1, 4096, 14336, 32, 8, 128, 3000, 4096, 0, 0, 0, 0, 1});
+    unsetenv("SS_PERSIST_KV_PRE");
 }
 
 /* Attention over fp8 blocks (the cpu decodes them to f32, cuda to f16 tiles or f32): the

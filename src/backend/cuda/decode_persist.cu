@@ -385,7 +385,10 @@ extern "C" int ss_cuda_decode_persist(void *stream, ss_cuda_persist_args *a)
     const int nk_max = ((a->max_seq_len + splits - 1) / splits + 3) & ~3;
     // an item's K and V rows (fp8: e4m3 bytes and a scale a row)
     const size_t pre_bytes = a->kv_fp8 ? 2 * (size_t)nk_max * (hd + 4) : 2 * (size_t)nk_max * hd * 2;
-    if (pre_bytes > kMaxKvPre)
+    // Benchmark switch: at most this many bytes of K/V rows an item (SS_PERSIST_KV_PRE=N) instead of kMaxKvPre.
+    const char *pre_env = getenv("SS_PERSIST_KV_PRE");
+    const long pre_cap = pre_env ? strtol(pre_env, NULL, 10) : 0;
+    if (pre_bytes > (pre_cap > 0 ? (size_t)pre_cap : (size_t)kMaxKvPre))
         SS_PERSIST_NO("the context bound is too long for its attention (more than 32 KiB of K/V rows an item)");
     // An item's region: q, k and the new k/v rows (unused since session 24, whose warps hold them in registers;
     // kept so that the measured split of shared memory stays), scores, statistics, the P·V area (merge_wide's
