@@ -385,7 +385,8 @@ extern "C" int ss_cuda_decode_persist(void *stream, ss_cuda_persist_args *a)
     const int nk_max = ((a->max_seq_len + splits - 1) / splits + 3) & ~3;
     // an item's K and V rows (fp8: e4m3 bytes and a scale a row)
     const size_t pre_bytes = a->kv_fp8 ? 2 * (size_t)nk_max * (hd + 4) : 2 * (size_t)nk_max * hd * 2;
-    // Benchmark switch: at most this many bytes of K/V rows an item (SS_PERSIST_KV_PRE=N) instead of kMaxKvPre.
+    // Benchmark switch: at most this many bytes of K/V rows an item (SS_PERSIST_KV_PRE=N) instead of kMaxKvPre
+    // (longer context bounds; session 31 measured them no faster overall, persist_common.cuh).
     const char *pre_env = getenv("SS_PERSIST_KV_PRE");
     const long pre_cap = pre_env ? strtol(pre_env, NULL, 10) : 0;
     if (pre_bytes > (pre_cap > 0 ? (size_t)pre_cap : (size_t)kMaxKvPre))

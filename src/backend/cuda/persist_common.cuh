@@ -23,7 +23,9 @@ constexpr int kMaxStages = 12;
 // K + V rows an attention item copies into shared memory, at most: 32 KiB keeps 5 stages for Llama-3-8B's
 // shape up to a context bound of 1024 (16 splits of 64 keys). A longer bound is refused and runs op by op:
 // on one H200 (session 10) the kernel won at a bound of 1024 (235.5 vs 229.7 tok/s) but lost at 2048 with
-// 64 KiB and 4 stages (219.3 vs 224.7), and with keys read from the cache at 8192 (128 vs 206).
+// 64 KiB and 4 stages (219.3 vs 224.7), and with keys read from the cache at 8192 (128 vs 206). Session 31 (one H200,
+// SS_PERSIST_KV_PRE=70000) at a bound of 2048: +2.1% (bf16) / +4.1% (fp8 cache) at 1,228 keys but -1.9% / -0.2% at
+// 2,028, and fp8 weights -1.3% / -7.6% with an fp8 cache (-3.7% with a bf16 one); an fp8 cache at 4096 -4.6%.
 constexpr int kMaxKvPre = 32 << 10;
 constexpr int kMaxXBytes = 32 << 10;       // the longest norm input (hidden); longer projection inputs load in passes
 constexpr int kMaxSplits = 32;
