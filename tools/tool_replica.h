@@ -16,13 +16,13 @@ typedef struct tool_replica_opts {
     int64_t tp, pp;
 } tool_replica_opts;
 
-#define TOOL_REPLICA_DEFAULTS {"auto", "auto", "none", 1, 1}
+#define TOOL_REPLICA_DEFAULTS {"auto", "auto", "auto", 1, 1}
 
 /* The options' entries of an ss_opt table, for a tool_replica_opts o. */
 #define TOOL_REPLICA_OPTIONS(o)                                                                                  \
     {"device", SS_OPT_STR, &(o).device, "auto | cpu | cuda"},                                                    \
         {"kv-cache-dtype", SS_OPT_STR, &(o).kv_dtype, "auto | fp8"},                                             \
-        {"quantization", SS_OPT_STR, &(o).quant, "none | fp8 (projection weights)"},                             \
+        {"quantization", SS_OPT_STR, &(o).quant, "auto | none | fp8 (projection weights; auto: fp8 for an fp8 checkpoint)"},                             \
         {"tp", SS_OPT_INT, &(o).tp, "tensor parallel"}, {"pp", SS_OPT_INT, &(o).pp, "pipeline parallel"}
 
 /* Replica parameters for model (borrowed) from o: the defaults, with o's device, tp × pp and formats (a bad

@@ -18,8 +18,12 @@ int ss_backend_cuda_available(void)
 #endif
 }
 
-ss_status ss_backend_create(const ss_backend_params *params, ss_backend **out, ss_err *err)
+ss_status ss_backend_create(const ss_backend_params *params_in, ss_backend **out, ss_err *err)
 {
+    ss_backend_params resolved = *params_in;
+    if (resolved.linear_type == SS_LINEAR_AUTO) /* no checkpoint to follow here (the runner resolves it first) */
+        resolved.linear_type = SS_LINEAR_ACT;
+    const ss_backend_params *params = &resolved;
     ss_device_kind kind = params->device;
     if (kind == SS_DEVICE_AUTO)
         kind = ss_backend_cuda_available() ? SS_DEVICE_CUDA : SS_DEVICE_CPU;

@@ -125,6 +125,8 @@ ss_status ss_kv_type_parse(const char *s, ss_kv_type *out, ss_err *err);
 typedef enum ss_linear_type {
     SS_LINEAR_ACT = 0, /* weight_dtype, as every other weight */
     SS_LINEAR_FP8,     /* fp8 e4m3 with one f32 scale per row: about half of bf16's bytes */
+    SS_LINEAR_AUTO,    /* --quantization auto: the runner picks fp8 for an fp8 checkpoint, else SS_LINEAR_ACT (a backend
+                        * created with it uses SS_LINEAR_ACT) */
 } ss_linear_type;
 
 /* Bytes of one [m, k] linear weight in format t.
@@ -136,9 +138,9 @@ typedef enum ss_linear_type {
  *   quantised exactly as the whole matrix's rows are. */
 size_t ss_linear_bytes(ss_linear_type t, ss_dtype weight_dtype, int64_t m, int64_t k);
 size_t ss_linear_fp8_scale_offset(int64_t m, int64_t k);
-/* "none" or "fp8". */
+/* "none", "fp8" or "auto". */
 const char *ss_linear_type_name(ss_linear_type t);
-/* Parses a --quantization value: none (or auto) or fp8; the error names the value. */
+/* Parses a --quantization value: auto, none or fp8 (fp8_e4m3); the error names the value. */
 ss_status ss_linear_type_parse(const char *s, ss_linear_type *out, ss_err *err);
 
 /* Longest query tile of ss_attn_meta.q_tiles. */

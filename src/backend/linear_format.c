@@ -18,19 +18,23 @@ size_t ss_linear_bytes(ss_linear_type t, ss_dtype weight_dtype, int64_t m, int64
 
 const char *ss_linear_type_name(ss_linear_type t)
 {
-    return t == SS_LINEAR_FP8 ? "fp8" : "none";
+    return t == SS_LINEAR_FP8 ? "fp8" : t == SS_LINEAR_AUTO ? "auto" : "none";
 }
 
 ss_status ss_linear_type_parse(const char *s, ss_linear_type *out, ss_err *err)
 {
-    if (s && (!strcmp(s, "none") || !strcmp(s, "auto"))) {
+    if (s && !strcmp(s, "none")) {
         *out = SS_LINEAR_ACT;
+        return SS_OK;
+    }
+    if (s && !strcmp(s, "auto")) {
+        *out = SS_LINEAR_AUTO;
         return SS_OK;
     }
     if (s && (!strcmp(s, "fp8") || !strcmp(s, "fp8_e4m3"))) {
         *out = SS_LINEAR_FP8;
         return SS_OK;
     }
-    return ss_err_set(err, SS_ERR_INVALID_ARG, "--quantization must be none, fp8 or fp8_e4m3 (got '%s')",
+    return ss_err_set(err, SS_ERR_INVALID_ARG, "--quantization must be auto, none, fp8 or fp8_e4m3 (got '%s')",
                       s ? s : "(null)");
 }

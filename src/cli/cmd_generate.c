@@ -116,7 +116,7 @@ int ss_cmd_generate(int argc, char **argv, char **env)
     o.output = "text";
     o.device = "auto";
     o.kv_dtype = "auto";
-    o.quant = "none";
+    o.quant = "auto";
     o.tp = o.pp = SS_CLI_UNSET; /* left out: the engine's own layout, else 1 (below) */
     o.nnodes = o.node_rank = o.gpus_per_node = -1;
     o.rdzv_port = 29500;

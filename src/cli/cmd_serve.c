@@ -50,7 +50,7 @@ int ss_cmd_serve(int argc, char **argv, char **env)
     memset(&o, 0, sizeof o);
     o.device = "auto";
     o.kv_dtype = "auto";
-    o.quant = "none";
+    o.quant = "auto";
     o.host = p.host;
     o.log_level = "info";
     o.overlap = "auto";

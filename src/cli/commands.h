@@ -21,8 +21,9 @@ int ss_cmd_worker(int argc, char **argv, char **env);
 
 /* --quantization's help, shared by `serve` and `generate` (parsed by ss_linear_type_parse). */
 #define SS_QUANT_HELP                                                                                                \
-    "none | fp8: the projection weights' format on the device (fp8: e4m3 with one scale per row, quantised "        \
-    "at load; about half the weight memory and bytes read per decode step)"
+    "auto | none | fp8: the projection weights' format on the device (fp8: e4m3 with one scale per row, quantised "  \
+    "at load; about half the weight memory and bytes read per decode step; auto: fp8 for an fp8 checkpoint, else "  \
+    "none)"
 
 struct ss_rank_info;
 /* For `serve`/`generate` on a node other than the leader's: runs this node's ranks as workers. */

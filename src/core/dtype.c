@@ -10,6 +10,7 @@ size_t ss_dtype_size(ss_dtype t)
     case SS_DTYPE_BF16: return 2;
     case SS_DTYPE_F16: return 2;
     case SS_DTYPE_I32: return 4;
+    case SS_DTYPE_E4M3: return 1;
     default: return 0;
     }
 }
@@ -21,6 +22,7 @@ const char *ss_dtype_name(ss_dtype t)
     case SS_DTYPE_BF16: return "bf16";
     case SS_DTYPE_F16: return "f16";
     case SS_DTYPE_I32: return "i32";
+    case SS_DTYPE_E4M3: return "f8_e4m3";
     default: return "?";
     }
 }
@@ -83,6 +85,10 @@ void ss_convert_to_f32(float *dst, const void *src, ss_dtype st, size_t n)
     case SS_DTYPE_F16:
         for (size_t i = 0; i < n; i++)
             dst[i] = ss_f16_to_f32(h[i]);
+        break;
+    case SS_DTYPE_E4M3:
+        for (size_t i = 0; i < n; i++)
+            dst[i] = ss_e4m3_to_f32(((const uint8_t *)src)[i]);
         break;
     default: break;
     }

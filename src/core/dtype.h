@@ -7,7 +7,9 @@
 #include <stdint.h>
 #include <string.h>
 
-typedef enum ss_dtype { SS_DTYPE_F32 = 0, SS_DTYPE_BF16, SS_DTYPE_F16, SS_DTYPE_I32, SS_DTYPE_COUNT } ss_dtype;
+/* SS_DTYPE_E4M3: fp8 (OCP E4M3FN) codes as fp8 checkpoints store projection weights; each such tensor has a scale
+ * tensor (model/fp8_weights.h), so ss_convert_to_f32 gives the codes' values before that scale. */
+typedef enum ss_dtype { SS_DTYPE_F32 = 0, SS_DTYPE_BF16, SS_DTYPE_F16, SS_DTYPE_I32, SS_DTYPE_E4M3, SS_DTYPE_COUNT } ss_dtype;
 
 /* Bytes per element. */
 size_t ss_dtype_size(ss_dtype t);
@@ -41,7 +43,7 @@ uint16_t ss_f32_to_f16(float f);
 uint8_t ss_f32_to_e4m3(float f);
 float ss_e4m3_to_f32(uint8_t c);
 
-/* Converts n elements of src (type st) to f32 in dst. Supports f32, bf16, f16. */
+/* Converts n elements of src (type st) to f32 in dst. Supports f32, bf16, f16 and e4m3 (unscaled codes). */
 void ss_convert_to_f32(float *dst, const void *src, ss_dtype st, size_t n);
 /* Converts n f32 values to type dt (f32, bf16, f16) in dst. */
 void ss_convert_from_f32(void *dst, ss_dtype dt, const float *src, size_t n);

@@ -19,12 +19,14 @@
 #include "engine/progress.h"
 #include "engine/st_writer.h"
 #include "model/config.h"
+#include "model/fp8_weights.h"
 #include "model/safetensors.h"
 #include "model/shard_plan.h"
 
 /* One source tensor, in read order. */
 typedef struct bld_src {
     const ss_st_tensor *t;
+    ss_fp8_scale sc; /* fp8 (F8_E4M3) weights: their scale; the engine holds them dequantised, in its dtype */
 } bld_src;
 
 /* One tensor of one rank file. */
@@ -113,10 +115,12 @@ static ss_status bld_plan_rank(bld_ctx *c, int rank, ss_err *err)
     return SS_OK;
 }
 
-/* Streams n elements at src (type sd) into the writer as type dd. */
-static ss_status bld_emit(ss_st_writer *w, const uint8_t *src, ss_dtype sd, ss_dtype dd, int64_t n, ss_err *err)
+/* Streams elements [off, off + n) of source s (row-major) into the writer as type dd (fp8 weights dequantised). */
+static ss_status bld_emit(ss_st_writer *w, const bld_src *s, int64_t off, ss_dtype dd, int64_t n, ss_err *err)
 {
+    const ss_dtype sd = s->t->dtype;
     size_t ss = ss_dtype_size(sd), ds = ss_dtype_size(dd);
+    const uint8_t *src = (const uint8_t *)s->t->data + (size_t)off * ss;
     float tmp[2048];
     while (n > 0) {
         void *dst = NULL;
@@ -131,13 +135,17 @@ static ss_status bld_emit(ss_st_writer *w, const uint8_t *src, ss_dtype sd, ss_d
         } else {
             for (size_t done = 0; done < k;) {
                 size_t m = k - done < 2048 ? k - done : 2048;
-                ss_convert_to_f32(tmp, src + done * ss, sd, m);
+                if (sd == SS_DTYPE_E4M3)
+                    ss_fp8_dequant(s->t, &s->sc, off + (int64_t)done, (int64_t)m, tmp);
+                else
+                    ss_convert_to_f32(tmp, src + done * ss, sd, m);
                 ss_convert_from_f32((uint8_t *)dst + done * ds, dd, tmp, m);
                 done += m;
             }
         }
         SS_CHECK(ss_st_writer_commit(w, k * ds, err));
         src += k * ss;
+        off += (int64_t)k;
         n -= (int64_t)k;
     }
     return SS_OK;
@@ -182,10 +190,10 @@ static ss_status bld_tensor(bld_ctx *c, ss_st_writer *w, const bld_item *it, ss_
     for (int64_t b = r0; b < r1; b += per_block) {
         int64_t be = b + per_block < r1 ? b + per_block : r1;
         if (ncols == row) { /* whole rows: one contiguous run */
-            SS_CHECK(bld_emit(w, base + (size_t)(b * row) * es, t->dtype, dd, (be - b) * row, err));
+            SS_CHECK(bld_emit(w, &c->srcs[it->src], b * row, dd, (be - b) * row, err));
         } else {
             for (int64_t r = b; r < be; r++)
-                SS_CHECK(bld_emit(w, base + (size_t)(r * row + col0) * es, t->dtype, dd, ncols, err));
+                SS_CHECK(bld_emit(w, &c->srcs[it->src], r * row + col0, dd, ncols, err));
         }
         ss_progress_add(c->prog, (be - b) * ncols * (int64_t)ss_dtype_size(dd));
         bld_drop(c, base + (size_t)(b * row) * es, base + (size_t)(be * row) * es);
@@ -291,6 +299,10 @@ ss_status ss_engine_build(const ss_engine_build_params *bp, ss_err *err)
                 c.srcs[j - 1].t = tmp;
             }
     }
+    for (size_t i = 0; i < c.n_srcs; i++) /* fp8 weights: each needs its scale (found before anything is written) */
+        if (c.srcs[i].t->dtype == SS_DTYPE_E4M3)
+            SS_CHECK_GOTO(ss_fp8_scale_find(ck, c.srcs[i].t, cfg.fp8_block_rows, cfg.fp8_block_cols, &c.srcs[i].sc, err),
+                          st, out);
     int64_t total_out = 0;
     for (int r = 0; r < c.n_ranks; r++) {
         SS_CHECK_GOTO(bld_plan_rank(&c, r, err), st, out);

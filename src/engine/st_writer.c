@@ -71,6 +71,7 @@ static const char *stw_dtype_tag(ss_dtype t)
     case SS_DTYPE_BF16: return "BF16";
     case SS_DTYPE_F16: return "F16";
     case SS_DTYPE_I32: return "I32";
+    case SS_DTYPE_E4M3: return "F8_E4M3";
     default: return NULL;
     }
 }

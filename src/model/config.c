@@ -131,6 +131,70 @@ static ss_status cfg_eos(const cJSON *root, const char *name, ss_model_config *c
     return SS_OK;
 }
 
+/* A block size pair [rows, cols] (weight_block_size, block_structure): 1 and b set when valid. */
+static int cfg_block(const cJSON *v, int32_t b[2])
+{
+    if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) != 2)
+        return 0;
+    for (int i = 0; i < 2; i++) {
+        const cJSON *x = cJSON_GetArrayItem(v, i);
+        if (!cJSON_IsNumber(x) || x->valuedouble < 1 || x->valuedouble > 1 << 20 ||
+            x->valuedouble != (double)(int32_t)x->valuedouble)
+            return 0;
+        b[i] = (int32_t)x->valuedouble;
+    }
+    return 1;
+}
+
+/* quantization_config: fp8 checkpoints (their projection weights F8_E4M3 with scale tensors: fp8_weights.h) are
+ * read; every other method (int4/int8 AWQ, GPTQ, bitsandbytes, ...) is refused by name. Activation scales
+ * (input_scale, static or dynamic) are not needed: shardserve's fp8 GEMMs scale activations per token. */
+static ss_status cfg_quant(const cJSON *root, const char *name, ss_model_config *c, ss_err *err)
+{
+    const cJSON *q = cJSON_GetObjectItemCaseSensitive(root, "quantization_config");
+    if (!q || cJSON_IsNull(q))
+        return SS_OK;
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(q, "quant_method");
+    if (!cJSON_IsObject(q) || !cJSON_IsString(m))
+        return ss_err_set(err, SS_ERR_FORMAT, "%s: quantization_config needs a \"quant_method\"", name);
+    const char *method = m->valuestring;
+    if (!strcmp(method, "fp8") || !strcmp(method, "fbgemm_fp8")) {
+        const cJSON *bs = cJSON_GetObjectItemCaseSensitive(q, "weight_block_size");
+        int32_t b[2] = {0, 0};
+        if (bs && !cJSON_IsNull(bs) && !cfg_block(bs, b))
+            return ss_err_set(err, SS_ERR_FORMAT, "%s: quantization_config.weight_block_size is not [rows, cols]", name);
+        c->fp8_weights = 1, c->fp8_block_rows = b[0], c->fp8_block_cols = b[1];
+        return SS_OK;
+    }
+    if (!strcmp(method, "compressed-tensors")) {
+        const cJSON *groups = cJSON_GetObjectItemCaseSensitive(q, "config_groups");
+        int n = 0;
+        for (const cJSON *g = cJSON_IsObject(groups) ? groups->child : NULL; g; g = g->next, n++) {
+            const cJSON *w = cJSON_GetObjectItemCaseSensitive(g, "weights");
+            const cJSON *bits = cJSON_GetObjectItemCaseSensitive(w, "num_bits");
+            const cJSON *type = cJSON_GetObjectItemCaseSensitive(w, "type");
+            if (!cJSON_IsNumber(bits) || bits->valuedouble != 8 || !cJSON_IsString(type) ||
+                strcmp(type->valuestring, "float"))
+                return ss_err_set(err, SS_ERR_UNSUPPORTED,
+                                  "%s: compressed-tensors group '%s' quantizes weights to %s %g bits: only 8-bit float "
+                                  "(fp8) weights are supported",
+                                  name, g->string, cJSON_IsString(type) ? type->valuestring : "?",
+                                  cJSON_IsNumber(bits) ? bits->valuedouble : 0.0);
+            int32_t b[2];
+            if (cfg_block(cJSON_GetObjectItemCaseSensitive(w, "block_structure"), b))
+                c->fp8_block_rows = b[0], c->fp8_block_cols = b[1];
+        }
+        if (!n)
+            return ss_err_set(err, SS_ERR_FORMAT, "%s: compressed-tensors quantization_config has no config_groups", name);
+        c->fp8_weights = 1;
+        return SS_OK;
+    }
+    return ss_err_set(err, SS_ERR_UNSUPPORTED,
+                      "%s: quantization_config.quant_method \"%s\" is not supported (fp8 checkpoints are: fp8, "
+                      "fbgemm_fp8, compressed-tensors with 8-bit float weights)",
+                      name, method);
+}
+
 ss_status ss_config_parse(const char *json, size_t len, const char *name, ss_model_config *out, ss_err *err)
 {
     cJSON *root = cJSON_ParseWithLength(json, len);
@@ -209,6 +273,7 @@ ss_status ss_config_parse(const char *json, size_t len, const char *name, ss_mod
     if (cJSON_IsNumber(bos))
         c.bos_id = (int32_t)bos->valuedouble;
     SS_CHECK_GOTO(cfg_eos(root, name, &c, err), st, out);
+    SS_CHECK_GOTO(cfg_quant(root, name, &c, err), st, out);
     *out = c;
 out:
     cJSON_Delete(root);

@@ -46,6 +46,10 @@ typedef struct ss_model_config {
     int32_t n_eos;
     int32_t eos_ids[SS_MAX_EOS];
     ss_gen_defaults gen; /* generation_config.json's sampling settings */
+    /* quantization_config of an fp8 checkpoint (fp8, fbgemm_fp8, compressed-tensors float8): its weights are
+     * F8_E4M3 with scale tensors (model/fp8_weights.h); --quantization auto then serves fp8 projections. */
+    int fp8_weights;
+    int32_t fp8_block_rows, fp8_block_cols; /* weight_block_size (block-wise scales); 0: none */
 } ss_model_config;
 
 /* Parses config.json text (`name` is used in error messages). */

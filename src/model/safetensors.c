@@ -33,6 +33,8 @@ static int st_dtype_parse(const char *s, ss_dtype *out)
         *out = SS_DTYPE_F16;
     else if (!strcmp(s, "F32"))
         *out = SS_DTYPE_F32;
+    else if (!strcmp(s, "F8_E4M3")) /* an fp8 checkpoint's weights, read with their scales (fp8_weights.h) */
+        *out = SS_DTYPE_E4M3;
     else
         return 0;
     return 1;
@@ -63,7 +65,7 @@ static ss_status st_parse_entry(const cJSON *e, const char *fname, uint64_t data
         return ss_err_set(err, SS_ERR_FORMAT, "%s: tensor '%s': needs dtype, shape and data_offsets [begin, end]", fname,
                           tn);
     if (!st_dtype_parse(dt->valuestring, &t->dtype))
-        return ss_err_set(err, SS_ERR_UNSUPPORTED, "%s: tensor '%s': dtype %s is not supported (bf16, f16, f32)", fname,
+        return ss_err_set(err, SS_ERR_UNSUPPORTED, "%s: tensor '%s': dtype %s is not supported (bf16, f16, f32, f8_e4m3)", fname,
                           tn, dt->valuestring);
     int nd = cJSON_GetArraySize(shape);
     if (nd > SS_ST_MAX_DIMS)

@@ -14,7 +14,7 @@
 
 typedef struct ss_st_tensor {
     const char *name;           /* borrowed from the file handle */
-    ss_dtype dtype;             /* f32, bf16 or f16 (others refused) */
+    ss_dtype dtype;             /* f32, bf16, f16 or e4m3 (fp8 weights, with a scale tensor; others refused) */
     int32_t ndim;
     int64_t shape[SS_ST_MAX_DIMS];
     uint64_t offset;            /* absolute byte offset of the data in the file */

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "model/fp8_weights.h"
 
 typedef struct wl_ctx {
     ss_backend *be;
@@ -52,6 +53,42 @@ static void wl_full_shape(const ss_model_config *c, const char *rest, int64_t *r
     }
 }
 
+/* Grows the host staging buffer to at least `need` bytes (for `name`'s message). */
+static ss_status wl_staging(wl_ctx *w, size_t need, const char *name)
+{
+    if (need <= w->staging_cap)
+        return SS_OK;
+    uint8_t *nb = ss_realloc(w->staging, need);
+    if (!nb)
+        return ss_err_set(w->err, SS_ERR_NOMEM, "out of memory slicing '%s'", name);
+    w->staging = nb;
+    w->staging_cap = need;
+    return SS_OK;
+}
+
+/* Rows [r0, r0 + nr) x columns [c0, c0 + nc) of fp8 weight t, dequantised with its scale (fp8_weights.h), into dst
+ * in the backend's weight dtype: f32 through the host staging buffer, 4M elements at a time. */
+static ss_status wl_put_fp8(wl_ctx *w, const ss_st_tensor *t, void *dst, int64_t r0, int64_t nr, int64_t c0, int64_t nc)
+{
+    ss_fp8_scale sc;
+    SS_CHECK(ss_fp8_scale_find(w->ck, t, w->cfg->fp8_block_rows, w->cfg->fp8_block_cols, &sc, w->err));
+    if (!nr || !nc)
+        return SS_OK;
+    int64_t per = ((int64_t)4 << 20) / nc;
+    per = per < 1 ? 1 : per;
+    SS_CHECK(wl_staging(w, (size_t)(per < nr ? per : nr) * (size_t)nc * sizeof(float), t->name));
+    float *f = (float *)w->staging;
+    const size_t esz = ss_dtype_size(w->be->weight_dtype);
+    for (int64_t b = 0; b < nr; b += per) {
+        const int64_t k = nr - b < per ? nr - b : per;
+        for (int64_t r = 0; r < k; r++)
+            ss_fp8_dequant(t, &sc, (r0 + b + r) * t->shape[1] + c0, nc, f + r * nc);
+        SS_CHECK(w->be->iface->upload_weight(w->be->ctx, (uint8_t *)dst + (size_t)(b * nc) * esz, f, SS_DTYPE_F32,
+                                             k * nc));
+    }
+    return SS_OK;
+}
+
 /* Uploads the plan's slice of tensor `name` (shape checked) into dst; `slice_name` decides the
  * slice (differs from name for tied embeddings). Returns elements written via *n_out. */
 static ss_status wl_put(wl_ctx *w, const char *name, const char *slice_name, void *dst, int64_t *n_out)
@@ -95,6 +132,20 @@ static ss_status wl_put(wl_ctx *w, const char *name, const char *slice_name, voi
     size_t esz = ss_dtype_size(t->dtype);
     const uint8_t *src = t->data;
     int64_t n;
+    if (t->dtype == SS_DTYPE_E4M3) { /* an fp8 checkpoint's weight: dequantised (the backend's linear format may
+                                       * quantise it again, a row at a time: the same codes) */
+        int64_t r0 = 0, nr = er, c0 = 0, nc = cols ? ec : 1;
+        if (!w->presliced && sl.kind == SS_SLICE_ROWS)
+            r0 = sl.start, nr = sl.len;
+        else if (!w->presliced && sl.kind == SS_SLICE_COLS)
+            nr = rows, c0 = sl.start, nc = sl.len;
+        else if (!w->presliced && sl.kind != SS_SLICE_FULL)
+            return ss_err_set(w->err, SS_ERR_INTERNAL, "tensor '%s' is not held by rank %d", name, w->plan->rank);
+        SS_CHECK(wl_put_fp8(w, t, dst, r0, nr, c0, nc));
+        if (n_out)
+            *n_out = nr * nc;
+        return SS_OK;
+    }
     if (w->presliced || sl.kind == SS_SLICE_FULL) {
         n = cols ? er * ec : er;
         SS_CHECK(w->be->iface->upload_weight(w->be->ctx, dst, src, t->dtype, n));
@@ -105,14 +156,7 @@ static ss_status wl_put(wl_ctx *w, const char *name, const char *slice_name, voi
             SS_CHECK(w->be->iface->upload_weight(w->be->ctx, dst, src + (size_t)(sl.start * rl) * esz, t->dtype, n));
     } else if (sl.kind == SS_SLICE_COLS) {
         n = rows * sl.len;
-        size_t need = (size_t)n * esz;
-        if (need > w->staging_cap) {
-            uint8_t *nb = ss_realloc(w->staging, need);
-            if (!nb)
-                return ss_err_set(w->err, SS_ERR_NOMEM, "out of memory slicing '%s'", name);
-            w->staging = nb;
-            w->staging_cap = need;
-        }
+        SS_CHECK(wl_staging(w, (size_t)n * esz, name));
         for (int64_t r = 0; r < rows; r++)
             memcpy(w->staging + (size_t)(r * sl.len) * esz, src + (size_t)(r * cols + sl.start) * esz,
                    (size_t)sl.len * esz);
@@ -194,13 +238,83 @@ static ss_status wl_put_fused(wl_ctx *w, int32_t layer, const char *const *suffi
     return SS_OK;
 }
 
+/* A projection weight [m, k] of an fp8 checkpoint whose parts all have one scale, or one a row: their codes and
+ * scales copied as they are into the fp8 linear format (backend.h: m*k codes, then m f32 scales), so the device
+ * holds exactly the checkpoint's weights. Returns SS_ERR_UNSUPPORTED (nothing written) when a part is not such a
+ * tensor (not fp8, or block-wise scales): the caller then dequantises and quantises again. */
+static ss_status wl_put_fp8_direct(wl_ctx *w, int32_t layer, const char *const *suffixes, int n, void *dst, int64_t m,
+                                   int64_t k)
+{
+    const ss_st_tensor *ts[4];
+    ss_fp8_scale sc[4];
+    for (int i = 0; i < n; i++) {
+        char name[160];
+        snprintf(name, sizeof name, "model.layers.%d.%s", layer, suffixes[i]);
+        ts[i] = ss_checkpoint_find(w->ck, name, NULL);
+        if (!ts[i] || ts[i]->dtype != SS_DTYPE_E4M3 || ts[i]->ndim != 2)
+            return SS_ERR_UNSUPPORTED; /* (wl_put then names what is wrong) */
+        SS_CHECK(ss_fp8_scale_find(w->ck, ts[i], w->cfg->fp8_block_rows, w->cfg->fp8_block_cols, &sc[i], w->err));
+        if (sc[i].block_cols != ts[i]->shape[1])
+            return SS_ERR_UNSUPPORTED;
+    }
+    const size_t soff = ss_linear_fp8_scale_offset(m, k);
+    int64_t row = 0; /* of the fused matrix */
+    for (int i = 0; i < n; i++) {
+        const ss_st_tensor *t = ts[i];
+        ss_slice sl = ss_shard_slice_for(w->plan, w->cfg, t->name);
+        int64_t r0 = 0, nr = t->shape[0], c0 = 0, nc = t->shape[1];
+        if (!w->presliced && sl.kind == SS_SLICE_ROWS)
+            r0 = sl.start, nr = sl.len;
+        else if (!w->presliced && sl.kind == SS_SLICE_COLS)
+            c0 = sl.start, nc = sl.len;
+        if (nc != k || row + nr > m || r0 + nr > t->shape[0] || c0 + nc > t->shape[1])
+            return ss_err_set(w->err, SS_ERR_FORMAT, "tensor '%s' [%lld,%lld]: rank %d's slice does not fit its [%lld, "
+                              "%lld] projection", t->name, (long long)t->shape[0], (long long)t->shape[1], w->plan->rank,
+                              (long long)m, (long long)k);
+        SS_CHECK(wl_staging(w, (size_t)(nr > 0 ? nr : 1) * (size_t)(nc > (int64_t)sizeof(float) ? nc : (int64_t)sizeof(float)),
+                            t->name));
+        const uint8_t *codes = t->data;
+        if (nc == t->shape[1]) { /* whole rows: one run */
+            if (nr)
+                SS_CHECK(w->be->iface->upload(w->be->ctx, (uint8_t *)dst + (size_t)(row * k), codes + (size_t)(r0 * nc),
+                                              (size_t)(nr * nc)));
+        } else {
+            for (int64_t r = 0; r < nr; r++)
+                memcpy(w->staging + (size_t)(r * nc), codes + (size_t)((r0 + r) * t->shape[1] + c0), (size_t)nc);
+            if (nr)
+                SS_CHECK(w->be->iface->upload(w->be->ctx, (uint8_t *)dst + (size_t)(row * k), w->staging,
+                                              (size_t)(nr * nc)));
+        }
+        float *f = (float *)w->staging; /* the rows' scales */
+        for (int64_t r = 0; r < nr; r++) {
+            const int64_t idx = sc[i].block_rows == 1 ? r0 + r : 0;
+            ss_convert_to_f32(&f[r], (const uint8_t *)sc[i].scale->data + (size_t)idx * ss_dtype_size(sc[i].scale->dtype),
+                              sc[i].scale->dtype, 1);
+        }
+        if (nr)
+            SS_CHECK(w->be->iface->upload(w->be->ctx, (uint8_t *)dst + soff + (size_t)row * sizeof(float), f,
+                                          (size_t)nr * sizeof(float)));
+        row += nr;
+    }
+    if (row != m)
+        return ss_err_set(w->err, SS_ERR_INTERNAL, "layer %d's %s: %lld of %lld rows", layer, suffixes[0],
+                          (long long)row, (long long)m);
+    return SS_OK;
+}
+
 /* A projection weight [m, k] from its tensors (fused as wl_put_fused does), in the backend's linear format: fp8
- * goes through the device staging buffer and linear_quantize (a scale a row, so fusing changes nothing). */
+ * goes through the device staging buffer and linear_quantize (a scale a row, so fusing changes nothing); an fp8
+ * checkpoint's weights with a scale a row or one a tensor are copied as they are (wl_put_fp8_direct). */
 static ss_status wl_put_linear(wl_ctx *w, int32_t layer, const char *const *suffixes, int n, void *dst, int64_t m,
                                int64_t k)
 {
     if (w->be->linear_type == SS_LINEAR_ACT)
         return wl_put_fused(w, layer, suffixes, n, dst);
+    if (w->cfg->fp8_weights && w->be->linear_type == SS_LINEAR_FP8) {
+        const ss_status st = wl_put_fp8_direct(w, layer, suffixes, n, dst, m, k);
+        if (st != SS_ERR_UNSUPPORTED)
+            return st;
+    }
     SS_CHECK(wl_put_fused(w, layer, suffixes, n, w->dev_staging));
     ss_status st = w->be->iface->linear_quantize(w->be->ctx, dst, w->dev_staging, m, (int32_t)k);
     if (st != SS_OK)

@@ -154,7 +154,13 @@ ss_status ss_runner_create(const ss_runner_params *p, const ss_runner_links *lin
     ss_status st;
     SS_CHECK_GOTO(ss_config_load_dir(p->model_dir, &r->cfg, err), st, fail);
     SS_CHECK_GOTO(ss_shard_plan_make(&r->cfg, p->tp, p->pp, p->rank, &r->plan, err), st, fail);
-    SS_CHECK_GOTO(ss_backend_create(&p->backend, &r->be, err), st, fail);
+    if (r->p.backend.linear_type == SS_LINEAR_AUTO) { /* --quantization auto: follow the checkpoint */
+        r->p.backend.linear_type = r->cfg.fp8_weights ? SS_LINEAR_FP8 : SS_LINEAR_ACT;
+        if (r->cfg.fp8_weights && p->rank == 0)
+            SS_LOGI("%s is an fp8 checkpoint: its projections stay fp8 on the device (--quantization none: dequantised "
+                    "to the weights' dtype)", p->model_dir);
+    }
+    SS_CHECK_GOTO(ss_backend_create(&r->p.backend, &r->be, err), st, fail);
     SS_CHECK_GOTO(runner_open_weights(r, err), st, fail);
     int32_t bs = p->block_size > 0 ? p->block_size : 16;
     int32_t msl = p->max_seq_len > 0 ? p->max_seq_len : (r->cfg.max_position < 8192 ? r->cfg.max_position : 8192);

@@ -45,6 +45,9 @@ static void test_parse_and_sizes(void **state)
     t = SS_LINEAR_ACT;
     assert_int_equal(ss_linear_type_parse("fp8_e4m3", &t, &e), SS_OK);
     assert_int_equal(t, SS_LINEAR_FP8);
+    assert_int_equal(ss_linear_type_parse("auto", &t, &e), SS_OK); /* the runner follows the checkpoint */
+    assert_int_equal(t, SS_LINEAR_AUTO);
+    assert_string_equal(ss_linear_type_name(SS_LINEAR_AUTO), "auto");
     assert_int_equal(ss_linear_type_parse("int4", &t, &e), SS_ERR_INVALID_ARG);
     assert_non_null(strstr(e.msg, "'int4'"));
     assert_int_equal(ss_linear_type_parse(NULL, &t, &e), SS_ERR_INVALID_ARG);
