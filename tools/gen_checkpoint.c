@@ -1,6 +1,7 @@
 /* gen_checkpoint.c — writes a random bf16 checkpoint with the exact public shapes of a known model
  * (config.json, generation_config.json, Hub-style shards of <= 5 GB + index), fast: xoshiro256**
- * fills 16 MiB blocks on every core, written with pwrite. For prepare/load benchmarks and tests. */
+ * fills 16 MiB blocks on every core, written with pwrite. For prepare/load benchmarks and tests.
+ * --fp8: the projections as an fp8 checkpoint (fbgemm_fp8: F8_E4M3 codes, an f32 scale a row), half the bytes. */
 #include <errno.h>
 #include <math.h>
 #include <fcntl.h>
@@ -52,7 +53,10 @@ typedef struct gen_tensor {
     char name[96];
     int32_t ndim;
     int64_t shape[2];
-    int kind;       /* 0 matrix (uniform ±1/sqrt(in)), 1 norm (1 ± 0.05), 2 bias (±0.02), 3 embedding (±0.02·√3) */
+    int kind;       /* 0 matrix (uniform ±1/sqrt(in)), 1 norm (1 ± 0.05), 2 bias (±0.02), 3 embedding (±0.02·√3),
+                     * 4 an fp8 matrix's row scales (f32, all fval) */
+    ss_dtype dtype; /* bf16; --fp8: a matrix's codes e4m3 (uniform over the finite codes), its scales f32 */
+    float fval;
     int shard;
     uint64_t offset; /* absolute offset in its shard */
     uint64_t nbytes;
@@ -143,7 +147,20 @@ static void *gen_worker(void *arg)
             centre = 1.0f, scale = 0.05f;
         else if (t->kind == 3)
             scale = 0.035f;
-        gen_fill(buf, (size_t)(ch->len / 2), s, centre, scale);
+        if (t->dtype == SS_DTYPE_E4M3) { /* random codes; the two NaN codes (0x7f, 0xff) become 0x7e, 0xfe */
+            uint8_t *b = (uint8_t *)buf;
+            for (uint64_t k = 0; k < ch->len; k += 8) {
+                uint64_t r = gen_next(s);
+                for (int j = 0; j < 8 && k + (uint64_t)j < ch->len; j++, r >>= 8)
+                    b[k + (uint64_t)j] = (uint8_t)((r & 0x7f) == 0x7f ? (r & 0xff) - 1 : r & 0xff);
+            }
+        } else if (t->kind == 4) {
+            float *f = (float *)buf;
+            for (uint64_t k = 0; k < ch->len / 4; k++)
+                f[k] = t->fval;
+        } else {
+            gen_fill(buf, (size_t)(ch->len / 2), s, centre, scale);
+        }
         const char *p = (const char *)buf;
         uint64_t left = ch->len, off = t->offset + ch->start;
         while (left) {
@@ -184,13 +201,30 @@ static void gen_add(gen_tensor *t, size_t *n, const char *name, int64_t rows, in
     e->shape[0] = rows;
     e->shape[1] = cols;
     e->kind = kind;
+    e->dtype = SS_DTYPE_BF16;
     e->nbytes = (uint64_t)rows * (uint64_t)(cols ? cols : 1) * 2;
+}
+
+/* --fp8: the matrix just added becomes e4m3 codes, followed by its "_scale" ([rows, 1] f32): codes up to 448 times
+ * the scale span the bf16 matrices' range, ±sqrt(3 / in). */
+static void gen_fp8(gen_tensor *t, size_t *n)
+{
+    gen_tensor *m = &t[*n - 1];
+    m->dtype = SS_DTYPE_E4M3;
+    m->nbytes = (uint64_t)m->shape[0] * (uint64_t)m->shape[1];
+    char name[96];
+    snprintf(name, sizeof name, "%.89s_scale", m->name);
+    gen_add(t, n, name, m->shape[0], 1, 4);
+    gen_tensor *s = &t[*n - 1];
+    s->dtype = SS_DTYPE_F32;
+    s->nbytes = (uint64_t)s->shape[0] * 4;
+    s->fval = (float)(sqrt(3.0 / (double)m->shape[1]) / 448.0);
 }
 
 int main(int argc, char **argv)
 {
     const char *shape_name = NULL, *out = NULL;
-    int64_t seed = 1, layers = 0, threads = 0, max_shard = 5000000000LL;
+    int64_t seed = 1, layers = 0, threads = 0, max_shard = 5000000000LL, fp8 = 0;
     const ss_opt opts[] = {
         {"shape", SS_OPT_STR, &shape_name, "llama-3-8b | llama-3-70b | llama-3.2-1b | llama-2-7b | qwen2.5-7b | tiny"},
         {"out", SS_OPT_STR, &out, "output folder (created)"},
@@ -198,6 +232,7 @@ int main(int argc, char **argv)
         {"layers", SS_OPT_INT, &layers, "override the number of layers"},
         {"threads", SS_OPT_INT, &threads, "writer threads (default: all cores)"},
         {"max-shard-bytes", SS_OPT_INT, &max_shard, "shard size cap (default 5 GB, as the Hub)"},
+        {"fp8", SS_OPT_BOOL, &fp8, "projections as an fp8 checkpoint (fbgemm_fp8: e4m3, an f32 scale a row)"},
         {NULL, SS_OPT_STR, NULL, NULL},
     };
     ss_err err = {{0}};
@@ -240,18 +275,19 @@ int main(int argc, char **argv)
              "  \"num_attention_heads\": %d,\n  \"num_key_value_heads\": %d,\n  \"head_dim\": %d,\n"
              "  \"vocab_size\": %d,\n  \"max_position_embeddings\": %d,\n  \"rms_norm_eps\": %g,\n"
              "  \"rope_theta\": %.1f,\n  \"rope_scaling\": %s,\n  \"tie_word_embeddings\": %s,\n"
-             "  \"attention_bias\": %s,\n  \"bos_token_id\": %d,\n  \"eos_token_id\": %s,\n"
+             "  \"attention_bias\": %s,\n  \"bos_token_id\": %d,\n  \"eos_token_id\": %s,\n%s"
              "  \"torch_dtype\": \"bfloat16\"\n}\n",
              sh->arch, sh->model_type, sh->hidden, sh->inter, n_layers, sh->heads, sh->kv_heads, sh->head_dim,
              sh->vocab, sh->max_pos, sh->rms_eps, sh->rope_theta, rope, sh->tied ? "true" : "false",
-             sh->qkv_bias ? "true" : "false", sh->bos, eos);
+             sh->qkv_bias ? "true" : "false", sh->bos, eos,
+             fp8 ? "  \"quantization_config\": {\"quant_method\": \"fbgemm_fp8\"},\n" : "");
     char gen[512];
     snprintf(gen, sizeof gen, "{\n  \"bos_token_id\": %d,\n  \"eos_token_id\": %s,\n  \"do_sample\": false\n}\n", sh->bos,
              eos);
     if (gen_write_text(out, "config.json", cfg) || gen_write_text(out, "generation_config.json", gen))
         return 1;
     /* Tensors in the Hub's order. */
-    size_t cap = 4 + (size_t)n_layers * 12, nt = 0;
+    size_t cap = 4 + (size_t)n_layers * 19, nt = 0;
     gen_tensor *t = ss_calloc(cap, sizeof *t);
     if (!t)
         return 5;
@@ -263,6 +299,8 @@ int main(int argc, char **argv)
     do {                                                               \
         snprintf(nm, sizeof nm, "model.layers.%d.%s", (int)l, suffix); \
         gen_add(t, &nt, nm, r, c, k);                                  \
+        if (fp8 && (k) == 0)                                           \
+            gen_fp8(t, &nt);                                           \
     } while (0)
         GEN_L("input_layernorm.weight", h, 0, 1);
         GEN_L("self_attn.q_proj.weight", qd, h, 0);
@@ -310,7 +348,7 @@ int main(int argc, char **argv)
         while (last < nt && t[last].shard == s) {
             ss_st_entry *e = &ents[last - first];
             e->name = t[last].name;
-            e->dtype = SS_DTYPE_BF16;
+            e->dtype = t[last].dtype;
             e->ndim = t[last].ndim;
             e->shape[0] = t[last].shape[0];
             e->shape[1] = t[last].shape[1];

@@ -3,7 +3,7 @@
 # trains the demo model on the last GPU in the background, and meanwhile runs the GPU checks and
 # benchmarks on the others. Every step has a deadline; the whole run stays under BUDGET seconds.
 # Results: $OUT/summary.txt, $OUT/logs.tar.xz, and $OUT/demo-*.{safetensors,json,txt} from training.
-# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize sanattn checks1 s21a s21p s23m s24p s20a s20s s20t s20x s20m s20p s19a s19b s19c s19t s19g s18a s18b s18t s18p s18s s17a s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
+# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize sanattn checks1 s21a s21p s23m s24p fp8ck s20a s20s s20t s20x s20m s20p s19a s19b s19c s19t s19g s18a s18b s18t s18p s18s s17a s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -808,6 +808,35 @@ if has s21a; then
       "$bd/tools/bench_decode" --model "$MS" --device cuda ${tpf[@]+"${tpf[@]}"} --prompt "${S21A_TPROMPT:-128}" --gen 128 --no-graphs --json
     grep -vE '^\{' "$L/trace_s21a_$v.log" | grep -A45 "persistent decode" | head -$((50 * ${S21A_TP:-1})) | tee -a "$S"
   done
+fi
+if has fp8ck; then
+  # Session 31: fp8 checkpoints. test_fp8_checkpoint's logits checks on the GPU (SS_TEST_DEVICE=cuda); then a
+  # Llama-3-70B shape written as an fp8 checkpoint (gen_checkpoint --fp8: e4m3 codes, an f32 scale a row) into
+  # /dev/shm or /tmp, whichever has more room, with as many of its 80 layers as fit (FP8CK_LAYERS=N: at most N),
+  # and batch 1 from it: --quantization auto (the persistent kernel's wide form) and op by op (SS_PERSIST_FP8=0).
+  export CUDA_VISIBLE_DEVICES=0
+  step "fp8 checkpoint test on cuda" 120 fp8ck_test.log env SS_TEST_DEVICE=cuda "$B/tests/test_fp8_checkpoint"
+  grep -hE "^\[ +(OK|FAILED|PASSED|ERROR)|checkpoint|scale|engine|rror" "$L/fp8ck_test.log" | grep -v "^20..-" | head -20 | tee -a "$S"
+  df -B1 --output=target,avail /dev/shm /tmp 2>/dev/null | tee -a "$S" >"$L/df.log"
+  read -r FD FA < <(tail -n +2 "$L/df.log" | sort -k2 -n | tail -1)
+  NL=$(( (FA - 6000000000) / 856000000 )); [ "$NL" -gt "${FP8CK_LAYERS:-80}" ] && NL=${FP8CK_LAYERS:-80}
+  if [ "$NL" -ge 1 ]; then
+    MF=$FD/l70f8-$NL
+    step "gen 70B fp8 checkpoint, $NL layers, in $FD" 200 gen_fp8ck.log "$B/tools/gen_checkpoint" --shape llama-3-70b --fp8 --layers "$NL" --out "$MF"
+    tail -1 "$L/gen_fp8ck.log" | tee -a "$S"
+    for rep in $(seq 1 "${FP8CK_REPS:-2}"); do
+      for e in - SS_PERSIST_FP8=0; do
+        variant "$e"
+        step "70B fp8 checkpoint ($NL layers) b1 [$e] #$rep" 150 "bench_fp8ck_${vtag}_$rep.log" env ${ev[@]+"${ev[@]}"} \
+          "$B/tools/bench_decode" --model "$MF" --device cuda --prompt 128 --gen 128 --json --verbose
+        grep -h "fp8 checkpoint\|weights (" "$L/bench_fp8ck_${vtag}_$rep.log" | head -2 | cut -c1-220 | tee -a "$S"
+      done
+    done
+    bench_lines "$L"/bench_fp8ck_*.log | tee -a "$S"
+    rm -rf "$MF"
+  else
+    note "fp8ck: no room for a layer of the 70B shape ($FD: $FA bytes)"
+  fi
 fi
 if has s24p; then
   # Session 24: scripts/gpu/probe_cluster.cu (cluster occupancy, cooperative launches with clusters, a flag's round
