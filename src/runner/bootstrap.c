@@ -97,8 +97,8 @@ static ss_status boot_mesh(ss_boot *b, int dfd, const boot_peer *peers, const ch
     return SS_OK;
 }
 
-ss_status ss_boot_leader(int lfd, int world, const ss_boot_settings *settings, int64_t deadline_ms, ss_boot *out,
-                         ss_err *err)
+ss_status ss_boot_leader(int lfd, int world, const ss_boot_settings *settings, int64_t deadline_ms,
+                         ss_boot_watch_fn watch, void *watch_arg, ss_boot *out, ss_err *err)
 {
     boot_init(out, 0, world);
     out->settings = *settings;
@@ -115,7 +115,15 @@ ss_status ss_boot_leader(int lfd, int world, const ss_boot_settings *settings, i
     ss_status st = SS_OK;
     while (joined < world) {
         int fd;
-        st = ss_net_accept(lfd, deadline_ms, &fd, err);
+        const int64_t slice = watch && ss_now_ms() + SS_BOOT_WATCH_MS < deadline_ms ? ss_now_ms() + SS_BOOT_WATCH_MS
+                                                                                   : deadline_ms;
+        st = ss_net_accept(lfd, slice, &fd, err);
+        if (st == SS_ERR_TIMEOUT && slice < deadline_ms) { /* a watch slice ended: anyone gone? */
+            st = watch(watch_arg, err);
+            if (st != SS_OK)
+                goto fail;
+            continue;
+        }
         if (st != SS_OK) {
             st = ss_err_set(err, st, "leader: only %d of %d ranks joined before the deadline", joined, world);
             goto fail;

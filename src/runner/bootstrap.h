@@ -51,10 +51,14 @@ void ss_boot_stamp(char *buf, size_t cap);
 
 /* Leader: listens on host:port (port 0 = ephemeral; *bound_port set) — call before spawning workers. */
 ss_status ss_boot_leader_listen(const char *host, int port, int *lfd, int *bound_port, ss_err *err);
+/* Called every SS_BOOT_WATCH_MS while the leader waits for ranks to join: SS_OK keeps it waiting; an error (set
+ * in err) ends the wait with it (the replica: a rank it started itself has exited). */
+typedef ss_status (*ss_boot_watch_fn)(void *arg, ss_err *err);
+#define SS_BOOT_WATCH_MS 200
 /* Leader: accepts world-1 workers before the deadline (rejecting mismatched stamps and keeping on
- * waiting), sends them the settings, then builds the data-plane mesh. */
-ss_status ss_boot_leader(int lfd, int world, const ss_boot_settings *settings, int64_t deadline_ms, ss_boot *out,
-                         ss_err *err);
+ * waiting), sends them the settings, then builds the data-plane mesh. watch (NULL: none) with watch_arg. */
+ss_status ss_boot_leader(int lfd, int world, const ss_boot_settings *settings, int64_t deadline_ms,
+                         ss_boot_watch_fn watch, void *watch_arg, ss_boot *out, ss_err *err);
 /* Worker: connects to the leader (retrying until the deadline), says hello, gets the settings,
  * joins the mesh. stamp_override (tests) replaces the real stamp when non-NULL. */
 ss_status ss_boot_worker(const char *leader_addr, int rank, int world, int64_t deadline_ms,

@@ -122,6 +122,29 @@ static void *replica_keeper_main(void *arg)
     return NULL;
 }
 
+/* The rendezvous' watch (ss_boot_watch_fn): a local rank that has exited (before joining: its binary would not
+ * run, or it failed before it connected) ends the wait at once, instead of at the 30-minute deadline. Looks
+ * without reaping (WNOWAIT): replica_reap still collects it. */
+static ss_status replica_children_gone(void *arg, ss_err *err)
+{
+    const ss_replica *r = arg;
+    for (int i = 0; i < r->n_children; i++) {
+        siginfo_t si;
+        memset(&si, 0, sizeof si);
+        if (waitid(P_PID, (id_t)r->children[i], &si, WEXITED | WNOHANG | WNOWAIT) != 0 || si.si_pid != r->children[i])
+            continue;
+        const char *exe = r->p.worker_exe ? r->p.worker_exe : "this shardserve binary (/proc/self/exe)";
+        if (si.si_code == CLD_EXITED)
+            return ss_err_set(err, SS_ERR_COMM, "local rank %d (pid %d) exited with status %d before the replica was "
+                              "up%s%s", i + 1, (int)si.si_pid, si.si_status,
+                              si.si_status == 127 ? ": could not run " : " (its log says why)",
+                              si.si_status == 127 ? exe : "");
+        return ss_err_set(err, SS_ERR_COMM, "local rank %d (pid %d) was killed by signal %d before the replica was up",
+                          i + 1, (int)si.si_pid, si.si_status);
+    }
+    return SS_OK;
+}
+
 /* Starts the local ranks. PR_SET_PDEATHSIG fires when the *thread* that forked a child ends, not the
  * process: forked from the server's loader thread, which ends after loading, every local worker was
  * killed right after readiness (`serve --tp 2` failed its first request). So a keeper thread that lives
@@ -232,7 +255,8 @@ static ss_status replica_create_multi(ss_replica *r, ss_err *err)
     if (local > 1)
         st = replica_spawn(r, port, world, local, err);
     if (st == SS_OK)
-        st = ss_boot_leader(lfd, world, &s, ss_now_ms() + REPLICA_LOAD_DEADLINE_MS, &r->boot, err);
+        st = ss_boot_leader(lfd, world, &s, ss_now_ms() + REPLICA_LOAD_DEADLINE_MS, local > 1 ? replica_children_gone : NULL,
+                            r, &r->boot, err);
     close(lfd);
     SS_CHECK(st);
     r->multi = 1;

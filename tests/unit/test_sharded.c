@@ -504,6 +504,34 @@ static void test_narrow_block_table_rows(void **state)
         assert_true(la[s] == lb[s]);
 }
 
+/* A local rank that exits before it joins ends the rendezvous with its rank and status, instead of the leader
+ * waiting for the 30-minute join deadline (the binary that cannot run: 127; one that fails: its status). */
+static void test_local_rank_exits_early(void **state)
+{
+    (void)state;
+    static const char *const exes[] = {"/nonexistent/shardserve", "/bin/false"};
+    static const char *const want[] = {"exited with status 127 before the replica was up: could not run /nonexistent/shardserve",
+                                       "exited with status 1 before the replica was up (its log says why)"};
+    for (int i = 0; i < 2; i++) {
+        char dir[1024];
+        snprintf(dir, sizeof dir, "%s/models/llama3-gqa", SS_FIXTURES);
+        ss_replica_params p = ss_replica_default_params();
+        p.model_dir = dir;
+        p.tp = 2;
+        p.backend.device = SS_DEVICE_CPU;
+        p.backend.n_threads = 1;
+        p.max_seq_len = 64;
+        p.num_kv_blocks = 8;
+        p.worker_exe = exes[i];
+        ss_replica *r = NULL;
+        ss_err e = {{0}};
+        assert_int_equal(ss_replica_create(&p, &r, &e), SS_ERR_COMM);
+        assert_null(r);
+        if (!strstr(e.msg, "local rank 1 (pid ") || !strstr(e.msg, want[i]))
+            fail_msg("%s: unexpected error: %s", exes[i], e.msg);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_submit_errors), cmocka_unit_test(test_prev_host_paths),
@@ -512,6 +540,7 @@ int main(void)
                                        cmocka_unit_test(test_all_logits_refused),
                                        cmocka_unit_test(test_meta_padded_past_max_seqs),
                                        cmocka_unit_test(test_narrow_block_table_rows),
+                                       cmocka_unit_test(test_local_rank_exits_early),
                                        cmocka_unit_test(test_sharded_equals_single)};
     const char *kv = getenv("SS_TEST_KV");
     if (kv && !strcmp(kv, "fp8")) { /* the sharded-equals-single comparison with fp8 caches */
