@@ -172,7 +172,7 @@ int main(int argc, char **argv)
                model, (long long)ro.tp, (long long)ro.pp, (long long)batch, (long long)prompt, (long long)gen, t_load,
                pre_tps, t_cold * 1e3, dec_tps, t_dec / gen * 1e3, first_step * 1e3, med * 1e3,
                med > 0 ? batch / med : 0, warm_tps, !no_graphs, !no_overlap, ss_kv_type_name(p.backend.kv_type),
-               ss_linear_type_name(p.backend.linear_type), (unsigned long long)tok_hash);
+               ss_linear_type_name(ss_replica_linear_type(r)), (unsigned long long)tok_hash);
     else
         printf("tp %lld pp %lld batch %lld: load %.2f s, prefill %.1f tok/s (first, cold: %.1f ms), decode %.2f "
                "tok/s (%.3f ms/step)\n",

@@ -231,7 +231,7 @@ int main(int argc, char **argv)
     if (json)
         printf("{\"model\":\"%s\",\"quantization\":\"%s\",\"kv_cache_dtype\":\"%s\",\"tokens_predicted\":%zu,"
                "\"windows\":%zu,\"window\":%lld,\"loss\":%.6f,\"perplexity\":%.4f,\"bits_per_byte\":%.4f}\n",
-               model, ss_linear_type_name(p.backend.linear_type), ss_kv_type_name(p.backend.kv_type), count, windows, (long long)window,
+               model, ss_linear_type_name(ss_replica_linear_type(r)), ss_kv_type_name(p.backend.kv_type), count, windows, (long long)window,
                loss, ppl, isnan(bpb) ? -1.0 : bpb);
     else
         printf("%zu tokens predicted in %zu windows of %lld: loss %.6f nats/token, perplexity %.4f\n", count,

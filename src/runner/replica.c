@@ -604,6 +604,11 @@ int32_t ss_replica_max_seq_len(const ss_replica *r)
     return ss_runner_max_seq_len(r->runner);
 }
 
+ss_linear_type ss_replica_linear_type(const ss_replica *r)
+{
+    return ss_runner_linear_type(r->runner);
+}
+
 int64_t ss_replica_max_batch_tokens(const ss_replica *r)
 {
     return ss_runner_max_batch_tokens(r->runner);

@@ -56,6 +56,8 @@ const ss_model_config *ss_replica_config(const ss_replica *r);
 int32_t ss_replica_num_kv_blocks(const ss_replica *r);
 int32_t ss_replica_block_size(const ss_replica *r);
 int32_t ss_replica_max_seq_len(const ss_replica *r);
+/* The projections' format (rank 0's; every rank resolves --quantization auto alike). */
+ss_linear_type ss_replica_linear_type(const ss_replica *r);
 /* The step sizes the ranks were built for: a plan must not exceed them. */
 int64_t ss_replica_max_batch_tokens(const ss_replica *r);
 int32_t ss_replica_max_seqs(const ss_replica *r);

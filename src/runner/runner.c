@@ -291,6 +291,11 @@ int32_t ss_runner_max_seq_len(const ss_runner *r)
     return r->p.max_seq_len;
 }
 
+ss_linear_type ss_runner_linear_type(const ss_runner *r)
+{
+    return r->be->linear_type;
+}
+
 int64_t ss_runner_max_batch_tokens(const ss_runner *r)
 {
     return r->fp.max_tokens;

@@ -73,6 +73,8 @@ const ss_model_config *ss_runner_config(const ss_runner *r);
 int32_t ss_runner_num_kv_blocks(const ss_runner *r);
 int32_t ss_runner_block_size(const ss_runner *r);
 int32_t ss_runner_max_seq_len(const ss_runner *r);
+/* The projections' format the backend holds (--quantization auto resolved: fp8 for an fp8 checkpoint). */
+ss_linear_type ss_runner_linear_type(const ss_runner *r);
 int64_t ss_runner_max_batch_tokens(const ss_runner *r);
 int32_t ss_runner_max_seqs(const ss_runner *r);
 /* 1 when this rank returns step outputs (last stage, tp rank 0). */
