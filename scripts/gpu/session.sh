@@ -813,9 +813,11 @@ if has fp8ck; then
   # Session 31: fp8 checkpoints. test_fp8_checkpoint's logits checks on the GPU (SS_TEST_DEVICE=cuda); then a
   # Llama-3-70B shape written as an fp8 checkpoint (gen_checkpoint --fp8: e4m3 codes, an f32 scale a row) into
   # /dev/shm or /tmp, whichever has more room, with as many of its 80 layers as fit (FP8CK_LAYERS=N: at most N),
-  # and batch 1 from it: --quantization auto (the persistent kernel's wide form) and op by op (SS_PERSIST_FP8=0).
+  # and batch 1 from it: --quantization auto (the persistent kernel's wide form) and op by op (SS_PERSIST_FP8=0)
+  # (FP8CK_REPS rounds; 0: none); FP8CK_SERVE="C ...": then serve it, closed loop at those concurrencies;
+  # FP8CK_TEST=0: no test.
   export CUDA_VISIBLE_DEVICES=0
-  step "fp8 checkpoint test on cuda" 120 fp8ck_test.log env SS_TEST_DEVICE=cuda "$B/tests/test_fp8_checkpoint"
+  [ "${FP8CK_TEST:-1}" = 1 ] && step "fp8 checkpoint test on cuda" 120 fp8ck_test.log env SS_TEST_DEVICE=cuda "$B/tests/test_fp8_checkpoint"
   grep -hE "^\[ +(OK|FAILED|PASSED|ERROR)|checkpoint|scale|engine|rror" "$L/fp8ck_test.log" | grep -v "^20..-" | head -20 | tee -a "$S"
   df -B1 --output=target,avail /dev/shm /tmp 2>/dev/null | tee -a "$S" >"$L/df.log"
   read -r FD FA < <(tail -n +2 "$L/df.log" | sort -k2 -n | tail -1)
@@ -833,6 +835,23 @@ if has fp8ck; then
       done
     done
     bench_lines "$L"/bench_fp8ck_*.log | tee -a "$S"
+    if [ -n "${FP8CK_SERVE:-}" ]; then # FP8CK_SERVE="1 64": serve it, closed loop at those concurrencies, 128 / 256
+      cp /work/shared/fixtures/models/e2e-llama3-tok/tokenizer.json /work/shared/fixtures/models/e2e-llama3-tok/tokenizer_config.json "$MF/"
+      "$B/shardserve" serve --model "$MF" --device cuda --port 8000 --metrics-port 8002 --served-model-name l70 >"$L/serve_fp8ck.log" 2>&1 &
+      SPID=$!
+      wait_ready $SPID
+      grep -h "KV cache\|weights (" "$L/serve_fp8ck.log" | cut -c1-220 | tee -a "$S"
+      if [ $ready = 1 ]; then
+        for c in $FP8CK_SERVE; do
+          step "serve 70B fp8 ($NL layers) c$c 128/256" 150 "bench_fp8ck_serve_c$c.log" "$B/shardserve" bench --url http://127.0.0.1:8000 \
+            --model l70 --num-requests $((c * 3)) --concurrency "$c" --warmup "$c" --input-len 128 --output-len 256 --seed 1 --json --quiet
+          grep -h '^{' "$L/bench_fp8ck_serve_c$c.log" | tail -1 | cut -c1-600 | tee -a "$S"
+        done
+      else
+        note "FAIL  serve 70B fp8 not ready"
+      fi
+      kill -TERM $SPID 2>/dev/null; sleep 2; kill -9 $SPID 2>/dev/null
+    fi
     rm -rf "$MF"
   else
     note "fp8ck: no room for a layer of the 70B shape ($FD: $FA bytes)"
