@@ -133,7 +133,8 @@ typedef enum ss_linear_type {
  * - SS_LINEAR_ACT: m*k weight_dtype elements.
  * - SS_LINEAR_FP8: m*k e4m3 bytes, row-major, then at ss_linear_fp8_scale_offset the m row scales s_r (f32),
  *   padded to 256 bytes. W[r, i] = e4m3(q_ri) * s_r, with s_r = a_r / 448 and q_ri = e4m3(w_ri * (448 / a_r)),
- *   a_r = max_i |w_ri| (a zero row: codes and scale 0): ss_kv_fp8_quant_row, a row at a time. A row's scale does
+ *   a_r = max_i |w_ri| (a zero row: codes and scale 0): ss_kv_fp8_quant_row, a row at a time (an fp8 checkpoint's
+ *   codes and scales are copied in as they are: model/weights.c, wl_put_fp8_direct). A row's scale does
  *   not depend on the other rows, so fused matrices (q/k/v, gate/up) and a tp rank's column-parallel rows are
  *   quantised exactly as the whole matrix's rows are. */
 size_t ss_linear_bytes(ss_linear_type t, ss_dtype weight_dtype, int64_t m, int64_t k);

@@ -167,12 +167,17 @@ static ss_status cfg_quant(const cJSON *root, const char *name, ss_model_config 
         return SS_OK;
     }
     if (!strcmp(method, "compressed-tensors")) {
+        /* Every group must hold 8-bit float weights a tensor, a channel or a block at a time; no group (a scheme of
+         * KV-cache scales only) leaves the weights as they are. */
         const cJSON *groups = cJSON_GetObjectItemCaseSensitive(q, "config_groups");
-        int n = 0;
-        for (const cJSON *g = cJSON_IsObject(groups) ? groups->child : NULL; g; g = g->next, n++) {
+        for (const cJSON *g = cJSON_IsObject(groups) ? groups->child : NULL; g; g = g->next) {
             const cJSON *w = cJSON_GetObjectItemCaseSensitive(g, "weights");
             const cJSON *bits = cJSON_GetObjectItemCaseSensitive(w, "num_bits");
             const cJSON *type = cJSON_GetObjectItemCaseSensitive(w, "type");
+            const cJSON *strat = cJSON_GetObjectItemCaseSensitive(w, "strategy");
+            if (!cJSON_IsObject(w))
+                return ss_err_set(err, SS_ERR_UNSUPPORTED, "%s: compressed-tensors group '%s' has no weights scheme: only "
+                                  "8-bit float (fp8) weights are supported", name, g->string);
             if (!cJSON_IsNumber(bits) || bits->valuedouble != 8 || !cJSON_IsString(type) ||
                 strcmp(type->valuestring, "float"))
                 return ss_err_set(err, SS_ERR_UNSUPPORTED,
@@ -180,13 +185,16 @@ static ss_status cfg_quant(const cJSON *root, const char *name, ss_model_config 
                                   "(fp8) weights are supported",
                                   name, g->string, cJSON_IsString(type) ? type->valuestring : "?",
                                   cJSON_IsNumber(bits) ? bits->valuedouble : 0.0);
+            if (cJSON_IsString(strat) && strcmp(strat->valuestring, "tensor") && strcmp(strat->valuestring, "channel") &&
+                strcmp(strat->valuestring, "block"))
+                return ss_err_set(err, SS_ERR_UNSUPPORTED, "%s: compressed-tensors group '%s': fp8 weights with strategy "
+                                  "\"%s\" are not supported (tensor, channel, block)", name, g->string,
+                                  strat->valuestring);
             int32_t b[2];
             if (cfg_block(cJSON_GetObjectItemCaseSensitive(w, "block_structure"), b))
                 c->fp8_block_rows = b[0], c->fp8_block_cols = b[1];
+            c->fp8_weights = 1;
         }
-        if (!n)
-            return ss_err_set(err, SS_ERR_FORMAT, "%s: compressed-tensors quantization_config has no config_groups", name);
-        c->fp8_weights = 1;
         return SS_OK;
     }
     return ss_err_set(err, SS_ERR_UNSUPPORTED,

@@ -16,7 +16,9 @@ typedef struct wl_ctx {
     ss_err *err;
     uint8_t *staging; /* host buffer for column slices */
     size_t staging_cap;
-    void *dev_staging; /* fp8 linear weights: the fused bf16 matrix on the device before linear_quantize */
+    void *dev_staging; /* fp8 linear weights: the fused bf16 matrix on the device before linear_quantize (allocated at
+                        * the first that needs it: an fp8 checkpoint's copied straight in do not) */
+    size_t dev_staging_bytes;
 } wl_ctx;
 
 /* Expected full (unsliced) shape of a Hugging Face tensor: rows, cols (cols 0 for vectors). */
@@ -238,10 +240,11 @@ static ss_status wl_put_fused(wl_ctx *w, int32_t layer, const char *const *suffi
     return SS_OK;
 }
 
-/* A projection weight [m, k] of an fp8 checkpoint whose parts all have one scale, or one a row: their codes and
- * scales copied as they are into the fp8 linear format (backend.h: m*k codes, then m f32 scales), so the device
- * holds exactly the checkpoint's weights. Returns SS_ERR_UNSUPPORTED (nothing written) when a part is not such a
- * tensor (not fp8, or block-wise scales): the caller then dequantises and quantises again. */
+/* A projection weight [m, k] of an fp8 checkpoint whose parts all have one scale for each row (one for the tensor, one
+ * a row, or blocks as wide as the row): their codes and scales copied as they are into the fp8 linear format
+ * (backend.h: m*k codes, then m f32 scales), so the device holds exactly the checkpoint's weights. Returns
+ * SS_ERR_UNSUPPORTED (nothing written) when a part is not such a tensor (not fp8, narrower blocks, or not the shape
+ * the config gives): the caller then dequantises and quantises again, or wl_put names what is wrong. */
 static ss_status wl_put_fp8_direct(wl_ctx *w, int32_t layer, const char *const *suffixes, int n, void *dst, int64_t m,
                                    int64_t k)
 {
@@ -253,8 +256,17 @@ static ss_status wl_put_fp8_direct(wl_ctx *w, int32_t layer, const char *const *
         ts[i] = ss_checkpoint_find(w->ck, name, NULL);
         if (!ts[i] || ts[i]->dtype != SS_DTYPE_E4M3 || ts[i]->ndim != 2)
             return SS_ERR_UNSUPPORTED; /* (wl_put then names what is wrong) */
+        int64_t er, ec; /* the shape the config (and a prepared engine's slice) gives */
+        wl_full_shape(w->cfg, suffixes[i], &er, &ec);
+        const ss_slice sl = ss_shard_slice_for(w->plan, w->cfg, name);
+        if (w->presliced && sl.kind == SS_SLICE_ROWS)
+            er = sl.len;
+        else if (w->presliced && sl.kind == SS_SLICE_COLS)
+            ec = sl.len;
+        if (ts[i]->shape[0] != er || ts[i]->shape[1] != ec)
+            return SS_ERR_UNSUPPORTED;
         SS_CHECK(ss_fp8_scale_find(w->ck, ts[i], w->cfg->fp8_block_rows, w->cfg->fp8_block_cols, &sc[i], w->err));
-        if (sc[i].block_cols != ts[i]->shape[1])
+        if (sc[i].grid_cols != 1) /* blocks narrower than a row: a row has several scales */
             return SS_ERR_UNSUPPORTED;
     }
     const size_t soff = ss_linear_fp8_scale_offset(m, k);
@@ -287,7 +299,7 @@ static ss_status wl_put_fp8_direct(wl_ctx *w, int32_t layer, const char *const *
         }
         float *f = (float *)w->staging; /* the rows' scales */
         for (int64_t r = 0; r < nr; r++) {
-            const int64_t idx = sc[i].block_rows == 1 ? r0 + r : 0;
+            const int64_t idx = (r0 + r) / sc[i].block_rows * sc[i].grid_cols; /* (grid_cols is 1 here) */
             ss_convert_to_f32(&f[r], (const uint8_t *)sc[i].scale->data + (size_t)idx * ss_dtype_size(sc[i].scale->dtype),
                               sc[i].scale->dtype, 1);
         }
@@ -310,10 +322,17 @@ static ss_status wl_put_linear(wl_ctx *w, int32_t layer, const char *const *suff
 {
     if (w->be->linear_type == SS_LINEAR_ACT)
         return wl_put_fused(w, layer, suffixes, n, dst);
-    if (w->cfg->fp8_weights && w->be->linear_type == SS_LINEAR_FP8) {
+    if (w->be->linear_type == SS_LINEAR_FP8) { /* (also F8_E4M3 tensors whose config does not say so) */
         const ss_status st = wl_put_fp8_direct(w, layer, suffixes, n, dst, m, k);
         if (st != SS_ERR_UNSUPPORTED)
             return st;
+    }
+    if (!w->dev_staging) {
+        const ss_status st = w->be->iface->alloc(w->be->ctx, w->dev_staging_bytes, &w->dev_staging);
+        if (st != SS_OK)
+            return ss_err_set(w->err, st, "allocating %.2f GiB of staging for rank %d's %s weights on %s",
+                              w->dev_staging_bytes / 1073741824.0, w->plan->rank, ss_linear_type_name(w->be->linear_type),
+                              w->be->desc);
     }
     SS_CHECK(wl_put_fused(w, layer, suffixes, n, w->dev_staging));
     ss_status st = w->be->iface->linear_quantize(w->be->ctx, dst, w->dev_staging, m, (int32_t)k);
@@ -385,16 +404,7 @@ ss_status ss_weights_load(ss_backend *be, const ss_model_config *cfg, const ss_s
     c.base = w->arena;
     c.off = 0;
     wl_layout(cfg, plan, w, &c);
-    wl_ctx x = {be, cfg, plan, ck, presliced, err, NULL, 0, NULL};
-    if (be->linear_type != SS_LINEAR_ACT && c.max_linear > 0) {
-        const size_t sb = (size_t)c.max_linear * ss_dtype_size(be->weight_dtype);
-        st = be->iface->alloc(be->ctx, sb, &x.dev_staging);
-        if (st != SS_OK) {
-            ss_err_set(err, st, "allocating %.2f GiB of staging for rank %d's %s weights on %s", sb / 1073741824.0,
-                       plan->rank, ss_linear_type_name(be->linear_type), be->desc);
-            goto fail;
-        }
-    }
+    wl_ctx x = {be, cfg, plan, ck, presliced, err, NULL, 0, NULL, (size_t)c.max_linear * ss_dtype_size(be->weight_dtype)};
     if (w->embed)
         SS_CHECK_GOTO(wl_put(&x, "model.embed_tokens.weight", "model.embed_tokens.weight", w->embed, NULL), st, fail);
     if (w->final_norm)

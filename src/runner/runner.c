@@ -154,14 +154,33 @@ ss_status ss_runner_create(const ss_runner_params *p, const ss_runner_links *lin
     ss_status st;
     SS_CHECK_GOTO(ss_config_load_dir(p->model_dir, &r->cfg, err), st, fail);
     SS_CHECK_GOTO(ss_shard_plan_make(&r->cfg, p->tp, p->pp, p->rank, &r->plan, err), st, fail);
-    if (r->p.backend.linear_type == SS_LINEAR_AUTO) { /* --quantization auto: follow the checkpoint */
-        r->p.backend.linear_type = r->cfg.fp8_weights ? SS_LINEAR_FP8 : SS_LINEAR_ACT;
-        if (r->cfg.fp8_weights && p->rank == 0)
-            SS_LOGI("%s is an fp8 checkpoint: its projections stay fp8 on the device (--quantization none: dequantised "
-                    "to the weights' dtype)", p->model_dir);
+    /* --quantization auto: fp8 when the config declares fp8 weights, unless the device or the shapes cannot take fp8
+     * projections (compute capability below 8.9, widths not multiples of 16): then dequantised, with a warning. */
+    const int auto_fp8 = r->p.backend.linear_type == SS_LINEAR_AUTO && r->cfg.fp8_weights;
+    if (r->p.backend.linear_type == SS_LINEAR_AUTO) {
+        r->p.backend.linear_type = auto_fp8 ? SS_LINEAR_FP8 : SS_LINEAR_ACT;
+        if (auto_fp8 && p->rank == 0)
+            SS_LOGI("%s declares fp8 weights (quantization_config): its projections are fp8 on the device "
+                    "(--quantization none: the weights' dtype)", p->model_dir);
     }
-    SS_CHECK_GOTO(ss_backend_create(&r->p.backend, &r->be, err), st, fail);
-    SS_CHECK_GOTO(runner_open_weights(r, err), st, fail);
+    st = ss_backend_create(&r->p.backend, &r->be, err);
+    if (st == SS_ERR_UNSUPPORTED && auto_fp8) {
+        SS_LOGW("rank %d: fp8 projections do not run here (%s): the fp8 checkpoint's weights are dequantised instead",
+                p->rank, err->msg);
+        r->p.backend.linear_type = SS_LINEAR_ACT;
+        st = ss_backend_create(&r->p.backend, &r->be, err);
+    }
+    SS_CHECK_GOTO(st, st, fail);
+    st = runner_open_weights(r, err);
+    if (st == SS_ERR_UNSUPPORTED && auto_fp8 && r->p.backend.linear_type == SS_LINEAR_FP8) {
+        SS_LOGW("rank %d: %s: the fp8 checkpoint's weights are dequantised instead", p->rank, err->msg);
+        ss_backend_destroy(r->be);
+        r->be = NULL;
+        r->p.backend.linear_type = SS_LINEAR_ACT;
+        SS_CHECK_GOTO(ss_backend_create(&r->p.backend, &r->be, err), st, fail);
+        st = runner_open_weights(r, err);
+    }
+    SS_CHECK_GOTO(st, st, fail);
     int32_t bs = p->block_size > 0 ? p->block_size : 16;
     int32_t msl = p->max_seq_len > 0 ? p->max_seq_len : (r->cfg.max_position < 8192 ? r->cfg.max_position : 8192);
     if (msl > r->cfg.max_position) {

@@ -32,7 +32,8 @@
 #include "runner/replica.h"
 
 enum { PER_ROW, PER_TENSOR, BLOCK };
-#define BLK 16 /* block-wise scales: 16 x 16 */
+static int64_t blk_rows = 16, blk_cols = 16; /* block-wise scales (BLOCK) */
+static const char *src_model = "llama3-gqa";  /* the fixture the checkpoints are made from */
 
 static char tmpdir[256];
 
@@ -54,7 +55,7 @@ static int teardown(void **state)
 static const char *src_dir(void)
 {
     static char dir[1024];
-    snprintf(dir, sizeof dir, "%s/models/llama3-gqa", SS_FIXTURES);
+    snprintf(dir, sizeof dir, "%s/models/%s", SS_FIXTURES, src_model);
     return dir;
 }
 
@@ -78,7 +79,7 @@ static void quantise(const float *w, int64_t rows, int64_t cols, int mode, uint8
             ss_kv_fp8_quant_row(w + r * cols, (int32_t)cols, q + r * cols, &sc[r]);
         return;
     }
-    const int64_t br = mode == BLOCK ? BLK : rows, bc = mode == BLOCK ? BLK : cols;
+    const int64_t br = mode == BLOCK ? blk_rows : rows, bc = mode == BLOCK ? blk_cols : cols;
     const int64_t gc = (cols + bc - 1) / bc;
     for (int64_t R = 0; R < rows; R += br)
         for (int64_t C = 0; C < cols; C += bc) {
@@ -132,7 +133,8 @@ static void make_fp8_checkpoint(const char *name, int mode, const char *scale_su
         else if (mode == PER_TENSOR)
             s->ndim = 0; /* AutoFP8's scalar */
         else
-            s->ndim = 2, s->shape[0] = (t->shape[0] + BLK - 1) / BLK, s->shape[1] = (t->shape[1] + BLK - 1) / BLK;
+            s->ndim = 2, s->shape[0] = (t->shape[0] + blk_rows - 1) / blk_rows,
+            s->shape[1] = (t->shape[1] + blk_cols - 1) / blk_cols;
         if (bad_scale && !strcmp(t->name, bad_scale))
             s->shape[0]++;
         srcs[n++] = NULL; /* the scale of the entry before */
@@ -422,6 +424,131 @@ static void test_prepare(void **state)
     free(a), free(b);
 }
 
+/* Blocks as wide as a row (weight_block_size [16, 100000]) are a scale a row in effect: copied straight in, every
+ * row carrying its own block's scale (rows 16..31 block 1's, ...). */
+static void test_row_wide_blocks(void **state)
+{
+    (void)state;
+    char dir[1024];
+    blk_rows = 16, blk_cols = 100000;
+    make_fp8_checkpoint("wideblk", BLOCK, "_scale_inv", SS_DTYPE_F32,
+                        "{\"quant_method\":\"fp8\",\"weight_block_size\":[16,100000]}", NULL, NULL, dir, sizeof dir);
+    blk_rows = 16, blk_cols = 16;
+    ss_backend *be = cpu_backend(SS_LINEAR_FP8);
+    ss_model_weights *w = load(be, dir, 1, 0);
+    ss_model_config cfg;
+    ss_err e = {{0}};
+    assert_int_equal(ss_config_load_dir(dir, &cfg, &e), SS_OK);
+    ss_checkpoint *ck = NULL;
+    assert_int_equal(ss_checkpoint_open(dir, &ck, &e), SS_OK);
+    const int64_t dim = cfg.hidden_size, inter = cfg.intermediate_size;
+    const ss_st_tensor *g = ss_checkpoint_find(ck, "model.layers.1.mlp.gate_proj.weight", NULL);
+    const ss_st_tensor *gs = ss_checkpoint_find(ck, "model.layers.1.mlp.gate_proj.weight_scale_inv", NULL);
+    const ss_st_tensor *ds = ss_checkpoint_find(ck, "model.layers.1.mlp.down_proj.weight_scale_inv", NULL);
+    assert_true(g && gs && ds && gs->shape[0] == (inter + 15) / 16 && gs->shape[1] == 1);
+    const uint8_t *d = w->layers[1].wgu;
+    assert_memory_equal(d, g->data, (size_t)(inter * dim));
+    const float *sc = (const float *)(d + ss_linear_fp8_scale_offset(2 * inter, dim));
+    for (int64_t r = 0; r < inter; r++)
+        assert_float_equal(sc[r], ((const float *)gs->data)[r / 16], 0.0f);
+    const float *dsc = (const float *)((const uint8_t *)w->layers[1].wdown + ss_linear_fp8_scale_offset(dim, inter));
+    for (int64_t r = 0; r < dim; r++)
+        assert_float_equal(dsc[r], ((const float *)ds->data)[r / 16], 0.0f);
+    ss_checkpoint_close(ck);
+    ss_weights_free(be, w);
+    ss_backend_destroy(be);
+}
+
+/* --quantization auto where fp8 projections cannot load (qwen2-bias at tp 2: a rank's intermediate slice is 88 wide,
+ * not a multiple of 16): the fp8 checkpoint is dequantised instead (with a warning), where an explicit fp8 is refused
+ * (test_linear_fp8). The logits then match the one-process dequantised run. */
+static void test_auto_falls_back(void **state)
+{
+    (void)state;
+    char dir[1024];
+    src_model = "qwen2-bias";
+    make_fp8_checkpoint("qwen_row", PER_ROW, "_scale", SS_DTYPE_F32, "{\"quant_method\":\"fbgemm_fp8\"}", NULL, NULL,
+                        dir, sizeof dir);
+    src_model = "llama3-gqa";
+    int32_t V = 0;
+    float *one = prompt_logits(dir, SS_LINEAR_ACT, &V);
+    ss_replica_params p = ss_replica_default_params();
+    p.model_dir = dir;
+    p.tp = 2;
+    p.backend.device = SS_DEVICE_CPU;
+    p.backend.n_threads = 1;
+    p.backend.linear_type = SS_LINEAR_AUTO;
+    p.worker_exe = SS_BINARY_DIR "/shardserve";
+    p.max_seq_len = 64;
+    p.num_kv_blocks = 8;
+    p.comm_timeout_ms = 20000;
+    ss_replica *r = NULL;
+    ss_err e = {{0}};
+    if (ss_replica_create(&p, &r, &e) != SS_OK)
+        fail_msg("auto at tp 2: %s", e.msg);
+    assert_int_equal(ss_replica_linear_type(r), SS_LINEAR_ACT);
+    int32_t ids[12], blocks[4] = {3, 1, 2, 0};
+    for (int i = 0; i < 12; i++)
+        ids[i] = 1 + 37 * i;
+    ss_plan_seq q;
+    memset(&q, 0, sizeof q);
+    q.n_tokens = 12, q.blocks = blocks, q.n_blocks = 4, q.sample = 1, q.sp = ss_sampling_default();
+    ss_step_plan plan = {1, SS_PLAN_LAST_LOGITS, 1, &q, 12, ids};
+    ss_step_output out;
+    assert_int_equal(ss_replica_step(r, &plan, &out, &e), SS_OK);
+    const double err = rel_l2(out.logits, one, V);
+    fprintf(stderr, "auto at tp 2 (dequantised) against one process: %.3g\n", err);
+    assert_true(err < 1e-5);
+    ss_step_output_clear(&out);
+    ss_replica_destroy(r);
+    free(one);
+}
+
+/* compressed-tensors: no config_groups (a scheme of KV-cache scales only) leaves bf16 weights as they are; a group
+ * without weights, or with fp8 weights a group of columns at a time, is refused by name. */
+static void test_compressed_tensors_forms(void **state)
+{
+    (void)state;
+    static const char *const ok = "{\"architectures\":[\"LlamaForCausalLM\"],\"vocab_size\":32,\"hidden_size\":16,"
+                                  "\"intermediate_size\":32,\"num_hidden_layers\":1,\"num_attention_heads\":2,"
+                                  "\"quantization_config\":%s}";
+    static const struct {
+        const char *q;
+        int fp8;
+        const char *err;
+    } cases[] = {
+        {"{\"quant_method\":\"compressed-tensors\",\"kv_cache_scheme\":{\"num_bits\":8,\"type\":\"float\"}}", 0, NULL},
+        {"{\"quant_method\":\"compressed-tensors\",\"config_groups\":{\"g0\":{\"input_activations\":{}}}}", 0,
+         "group 'g0' has no weights scheme"},
+        {"{\"quant_method\":\"compressed-tensors\",\"config_groups\":{\"g0\":{\"weights\":{\"num_bits\":8,\"type\":"
+         "\"float\",\"strategy\":\"group\",\"group_size\":128}}}}",
+         0, "strategy \"group\" are not supported"},
+        {"{\"quant_method\":\"compressed-tensors\",\"config_groups\":{\"g0\":{\"weights\":{\"num_bits\":8,\"type\":"
+         "\"float\",\"strategy\":\"block\",\"block_structure\":[128,128]}}}}",
+         1, NULL},
+        {"{\"quant_method\":\"fp8\",\"weight_block_size\":[128]}", 0, "weight_block_size is not [rows, cols]"},
+        {"{\"bits\":4}", 0, "needs a \"quant_method\""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char json[1024];
+        snprintf(json, sizeof json, ok, cases[i].q);
+        ss_model_config c;
+        ss_err e = {{0}};
+        const ss_status st = ss_config_parse(json, strlen(json), "config.json", &c, &e);
+        if (cases[i].err) {
+            assert_int_not_equal(st, SS_OK);
+            if (!strstr(e.msg, cases[i].err))
+                fail_msg("case %zu: unexpected error: %s", i, e.msg);
+        } else {
+            if (st != SS_OK)
+                fail_msg("case %zu: %s", i, e.msg);
+            assert_int_equal(c.fp8_weights, cases[i].fp8);
+            if (cases[i].fp8)
+                assert_true(c.fp8_block_rows == 128 && c.fp8_block_cols == 128);
+        }
+    }
+}
+
 static void expect_load_error(const char *dir, const char *needle1, const char *needle2)
 {
     ss_replica_params p = ss_replica_default_params();
@@ -498,6 +625,8 @@ int main(void)
         cmocka_unit_test(test_dequant_blocks), cmocka_unit_test(test_per_row_exact),
         cmocka_unit_test(test_per_tensor_codes), cmocka_unit_test(test_auto_and_layouts),
         cmocka_unit_test(test_prepare),         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_row_wide_blocks), cmocka_unit_test(test_auto_falls_back),
+        cmocka_unit_test(test_compressed_tensors_forms),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
