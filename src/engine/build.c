@@ -1,5 +1,6 @@
 /* build.c — writing an engine: every rank's slices of every tensor, streamed from the mapped
- * checkpoint into one safetensors file per rank through bounded buffers, with dtype conversion.
+ * checkpoint into one safetensors file per rank through bounded buffers, with dtype conversion (an fp8
+ * checkpoint's weights with a scale for each row kept as codes plus their rows' scales).
  * Threads own disjoint sets of ranks and walk the tensors in file order; each drops the source pages
  * it has read every 32 MiB, so resident memory stays bounded whatever the model size. */
 #include <errno.h>
@@ -26,13 +27,20 @@
 /* One source tensor, in read order. */
 typedef struct bld_src {
     const ss_st_tensor *t;
-    ss_fp8_scale sc; /* fp8 (F8_E4M3) weights: their scale; the engine holds them dequantised, in its dtype */
+    /* fp8 (F8_E4M3) weights: their scale. With one scale for each row (one for the tensor, one a row, blocks as wide
+     * as a row: keep) the engine holds the codes as they are and "<name>_scale" (owned), their rows' f32 scales, so
+     * the loader copies them straight in; narrower blocks are written dequantised, in the engine's dtype. */
+    ss_fp8_scale sc;
+    int keep;
+    char *scale_name;
 } bld_src;
 
 /* One tensor of one rank file. */
 typedef struct bld_item {
     size_t src;      /* index into the source list */
     ss_slice slice;
+    ss_dtype dd;     /* written as */
+    int scale;       /* 1: the f32 row scales of the source's kept fp8 weight ([rows of the slice, 1]) */
 } bld_item;
 
 typedef struct bld_rank {
@@ -80,8 +88,8 @@ static ss_status bld_plan_rank(bld_ctx *c, int rank, ss_err *err)
 {
     bld_rank *r = &c->ranks[rank];
     SS_CHECK(ss_shard_plan_make(c->cfg, c->bp->tp, c->bp->pp, rank, &r->plan, err));
-    r->items = ss_calloc(c->n_srcs ? c->n_srcs : 1, sizeof *r->items);
-    r->entries = ss_calloc(c->n_srcs ? c->n_srcs : 1, sizeof *r->entries);
+    r->items = ss_calloc(c->n_srcs ? 2 * c->n_srcs : 1, sizeof *r->items); /* (a kept fp8 weight adds its scales) */
+    r->entries = ss_calloc(c->n_srcs ? 2 * c->n_srcs : 1, sizeof *r->entries);
     if (!r->items || !r->entries)
         return ss_err_set(err, SS_ERR_NOMEM, "out of memory planning rank %d", rank);
     for (size_t i = 0; i < c->n_srcs; i++) {
@@ -91,7 +99,7 @@ static ss_status bld_plan_rank(bld_ctx *c, int rank, ss_err *err)
             continue;
         ss_st_entry *e = &r->entries[r->n];
         e->name = t->name;
-        e->dtype = c->bp->dtype;
+        e->dtype = c->srcs[i].keep ? SS_DTYPE_E4M3 : c->bp->dtype;
         e->ndim = t->ndim;
         memcpy(e->shape, t->shape, sizeof e->shape);
         if (s.kind == SS_SLICE_ROWS) {
@@ -107,7 +115,18 @@ static ss_status bld_plan_rank(bld_ctx *c, int rank, ss_err *err)
         }
         r->items[r->n].src = i;
         r->items[r->n].slice = s;
+        r->items[r->n].dd = e->dtype;
         r->n++;
+        if (c->srcs[i].keep) { /* then its rows' scales */
+            ss_st_entry *se = &r->entries[r->n];
+            se->name = c->srcs[i].scale_name;
+            se->dtype = SS_DTYPE_F32;
+            se->ndim = 2;
+            se->shape[0] = e->shape[0];
+            se->shape[1] = 1;
+            r->items[r->n] = (bld_item){i, s, SS_DTYPE_F32, 1};
+            r->n++;
+        }
     }
     if (!r->n)
         return ss_err_set(err, SS_ERR_FORMAT, "%s: rank %d would hold no tensor (is this a supported checkpoint?)",
@@ -163,12 +182,32 @@ static void bld_drop(const bld_ctx *c, const uint8_t *a, const uint8_t *e)
 
 #define BLD_BLOCK_BYTES (32u << 20) /* source bytes processed between page drops */
 
+/* The f32 scales of rows [r0, r1) of kept fp8 weight s. */
+static ss_status bld_row_scales(ss_st_writer *w, const bld_src *s, int64_t r0, int64_t r1, ss_err *err)
+{
+    float buf[1024];
+    const ss_st_tensor *sc = s->sc.scale;
+    for (int64_t r = r0; r < r1;) {
+        int k = 0;
+        for (; k < 1024 && r < r1; k++, r++)
+            ss_convert_to_f32(&buf[k],
+                              (const uint8_t *)sc->data +
+                                  (size_t)(r / s->sc.block_rows * s->sc.grid_cols) * ss_dtype_size(sc->dtype),
+                              sc->dtype, 1);
+        SS_CHECK(ss_st_writer_append(w, buf, (size_t)k * sizeof(float), err));
+    }
+    return SS_OK;
+}
+
 static ss_status bld_tensor(bld_ctx *c, ss_st_writer *w, const bld_item *it, ss_err *err)
 {
     const ss_st_tensor *t = c->srcs[it->src].t;
+    if (it->scale)
+        return bld_row_scales(w, &c->srcs[it->src], it->slice.kind == SS_SLICE_ROWS ? it->slice.start : 0,
+                              it->slice.kind == SS_SLICE_ROWS ? it->slice.start + it->slice.len : t->shape[0], err);
     const uint8_t *base = t->data;
     size_t es = ss_dtype_size(t->dtype);
-    ss_dtype dd = c->bp->dtype;
+    ss_dtype dd = it->dd;
     int64_t rows = t->ndim ? t->shape[0] : 1, row = 1;
     for (int32_t d = 1; d < t->ndim; d++)
         row *= t->shape[d];
@@ -233,7 +272,7 @@ static void *bld_thread_main(void *arg)
     for (size_t i = 0; i < c->n_srcs; i++) {
         for (int k = 0; st == SS_OK && k < mine; k++) {
             bld_rank *r = &c->ranks[th->index + k * c->n_threads];
-            if (next[k] < r->n && r->items[next[k]].src == i) {
+            while (st == SS_OK && next[k] < r->n && r->items[next[k]].src == i) { /* (a kept fp8 weight: 2 items) */
                 st = bld_tensor(c, ws[k], &r->items[next[k]], &th->err);
                 next[k]++;
             }
@@ -299,10 +338,21 @@ ss_status ss_engine_build(const ss_engine_build_params *bp, ss_err *err)
                 c.srcs[j - 1].t = tmp;
             }
     }
-    for (size_t i = 0; i < c.n_srcs; i++) /* fp8 weights: each needs its scale (found before anything is written) */
-        if (c.srcs[i].t->dtype == SS_DTYPE_E4M3)
-            SS_CHECK_GOTO(ss_fp8_scale_find(ck, c.srcs[i].t, cfg.fp8_block_rows, cfg.fp8_block_cols, &c.srcs[i].sc, err),
-                          st, out);
+    for (size_t i = 0; i < c.n_srcs; i++) { /* fp8 weights: each needs its scale (found before anything is written) */
+        if (c.srcs[i].t->dtype != SS_DTYPE_E4M3)
+            continue;
+        SS_CHECK_GOTO(ss_fp8_scale_find(ck, c.srcs[i].t, cfg.fp8_block_rows, cfg.fp8_block_cols, &c.srcs[i].sc, err),
+                      st, out);
+        if (c.srcs[i].sc.grid_cols == 1) {
+            const size_t n = strlen(c.srcs[i].t->name) + sizeof "_scale";
+            if (!(c.srcs[i].scale_name = ss_malloc(n))) {
+                st = ss_err_set(err, SS_ERR_NOMEM, "out of memory");
+                goto out;
+            }
+            snprintf(c.srcs[i].scale_name, n, "%s_scale", c.srcs[i].t->name);
+            c.srcs[i].keep = 1;
+        }
+    }
     int64_t total_out = 0;
     for (int r = 0; r < c.n_ranks; r++) {
         SS_CHECK_GOTO(bld_plan_rank(&c, r, err), st, out);
@@ -406,6 +456,8 @@ out:
     }
     ss_free(c.ranks);
     ss_free(ths);
+    for (size_t i = 0; c.srcs && i < c.n_srcs; i++)
+        ss_free(c.srcs[i].scale_name);
     ss_free(c.srcs);
     ss_progress_destroy(c.prog);
     ss_checkpoint_close(ck);

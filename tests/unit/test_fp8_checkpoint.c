@@ -392,15 +392,10 @@ static void test_per_tensor_codes(void **state)
     ss_backend_destroy(be);
 }
 
-/* prepare writes an fp8 checkpoint's weights dequantised into the engine's dtype; the engine keeps the config, so
- * --quantization auto serves it in fp8 again: the same logits as the checkpoint itself (a scale a row). */
-static void test_prepare(void **state)
+/* Prepares an engine (tp 1) of checkpoint dir into <tmpdir>/<name>. */
+static void prepare_engine_tp(const char *dir, const char *name, int tp, char *eng, size_t cap)
 {
-    (void)state;
-    char dir[1024], eng[1200];
-    make_fp8_checkpoint("prep", PER_ROW, "_scale", SS_DTYPE_F32, "{\"quant_method\":\"fbgemm_fp8\"}", NULL, NULL, dir,
-                        sizeof dir);
-    snprintf(eng, sizeof eng, "%s/prep-engine", tmpdir);
+    snprintf(eng, cap, "%s/%s", tmpdir, name);
     assert_int_equal(mkdir(eng, 0755), 0);
     ss_engine_build_params bp;
     memset(&bp, 0, sizeof bp);
@@ -408,19 +403,103 @@ static void test_prepare(void **state)
     bp.out_dir = eng;
     bp.source_id = "fp8-test";
     bp.source_revision = "local";
-    bp.tp = 1;
+    bp.tp = tp;
     bp.pp = 1;
     bp.dtype = SS_DTYPE_BF16;
     bp.threads = 1;
     bp.quiet = 1;
     ss_err e = {{0}};
     if (ss_engine_build(&bp, &e) != SS_OK)
-        fail_msg("prepare: %s", e.msg);
+        fail_msg("prepare %s: %s", dir, e.msg);
+}
+
+static void prepare_engine(const char *dir, const char *name, char *eng, size_t cap)
+{
+    prepare_engine_tp(dir, name, 1, eng, cap);
+}
+
+/* The dtype of tensor `name` in an engine's rank 0 file, and (kept fp8) its "_scale" tensor's shape. */
+static ss_dtype engine_tensor(const char *eng, const char *name, int64_t *scale_rows)
+{
+    char path[1300];
+    snprintf(path, sizeof path, "%s/rank-00000.safetensors", eng);
+    ss_checkpoint *ck = NULL;
+    ss_err e = {{0}};
+    assert_int_equal(ss_checkpoint_open_file(path, &ck, &e), SS_OK);
+    const ss_st_tensor *t = ss_checkpoint_find(ck, name, NULL);
+    assert_non_null(t);
+    char sn[200];
+    snprintf(sn, sizeof sn, "%s_scale", name);
+    const ss_st_tensor *s = ss_checkpoint_find(ck, sn, NULL);
+    *scale_rows = s ? s->shape[0] : -1;
+    if (s)
+        assert_true(s->dtype == SS_DTYPE_F32 && s->ndim == 2 && s->shape[1] == 1);
+    const ss_dtype d = t->dtype;
+    ss_checkpoint_close(ck);
+    return d;
+}
+
+/* prepare keeps an fp8 checkpoint's codes where each row has one scale (a row, or one a tensor) — the engine holds
+ * them and their rows' f32 scales, so it serves exactly the checkpoint's logits — and writes narrower blocks
+ * dequantised in its dtype (quantised again at load: close to the checkpoint). The engine keeps the config, so
+ * --quantization auto serves it in fp8. */
+static void test_prepare(void **state)
+{
+    (void)state;
+    char dir[1024], eng[1200];
+    const char *q = "model.layers.1.self_attn.q_proj.weight";
+    int64_t srows = 0;
     int32_t V = 0;
+    static const int modes[2] = {PER_ROW, PER_TENSOR};
+    for (int m = 0; m < 2; m++) {
+        make_fp8_checkpoint(m ? "prep_t" : "prep_r", modes[m], "_scale", SS_DTYPE_F32,
+                            m ? "{\"quant_method\":\"fp8\"}" : "{\"quant_method\":\"fbgemm_fp8\"}", NULL, NULL, dir,
+                            sizeof dir);
+        prepare_engine(dir, m ? "prep_t-engine" : "prep_r-engine", eng, sizeof eng);
+        assert_int_equal(engine_tensor(eng, q, &srows), SS_DTYPE_E4M3);
+        assert_true(srows > 0);
+        float *a = prompt_logits(dir, SS_LINEAR_AUTO, &V), *b = prompt_logits(eng, SS_LINEAR_AUTO, &V);
+        assert_memory_equal(a, b, sizeof(float) * (size_t)V);
+        free(a), free(b);
+    }
+    /* tp 2: rank 1's engine file (its rows of q/k/v and gate/up with their scales, its columns of o and down under
+     * the whole rows' scales) loads into the bytes rank 1 loads from the checkpoint */
+    prepare_engine_tp(dir, "prep_t-engine-tp2", 2, eng, sizeof eng);
+    {
+        ss_model_config cfg;
+        ss_err e = {{0}};
+        assert_int_equal(ss_config_load_dir(dir, &cfg, &e), SS_OK);
+        ss_shard_plan plan;
+        assert_int_equal(ss_shard_plan_make(&cfg, 2, 1, 1, &plan, &e), SS_OK);
+        char path[1300];
+        snprintf(path, sizeof path, "%s/rank-00001.safetensors", eng);
+        ss_checkpoint *ck = NULL;
+        assert_int_equal(ss_checkpoint_open_file(path, &ck, &e), SS_OK);
+        ss_backend *be = cpu_backend(SS_LINEAR_FP8);
+        ss_model_weights *we = NULL, *wc = load(be, dir, 2, 1);
+        if (ss_weights_load(be, &cfg, &plan, ck, 1, &we, &e) != SS_OK)
+            fail_msg("engine rank 1: %s", e.msg);
+        const int64_t dim = cfg.hidden_size, hd = cfg.head_dim, inter = plan.inter_size;
+        const int64_t qkv = (int64_t)(plan.q_heads + 2 * plan.kv_heads) * hd, qd = (int64_t)plan.q_heads * hd;
+        for (int l = 0; l < cfg.n_layers; l++) {
+            expect_same_linear(we->layers[l].wqkv, wc->layers[l].wqkv, qkv, dim, "engine tp 2 rank 1 qkv");
+            expect_same_linear(we->layers[l].wo, wc->layers[l].wo, dim, qd, "engine tp 2 rank 1 o");
+            expect_same_linear(we->layers[l].wgu, wc->layers[l].wgu, 2 * inter, dim, "engine tp 2 rank 1 gate/up");
+            expect_same_linear(we->layers[l].wdown, wc->layers[l].wdown, dim, inter, "engine tp 2 rank 1 down");
+        }
+        ss_weights_free(be, we), ss_weights_free(be, wc);
+        ss_backend_destroy(be);
+        ss_checkpoint_close(ck);
+    }
+    make_fp8_checkpoint("prep_b", BLOCK, "_scale_inv", SS_DTYPE_F32,
+                        "{\"quant_method\":\"fp8\",\"weight_block_size\":[16,16]}", NULL, NULL, dir, sizeof dir);
+    prepare_engine(dir, "prep_b-engine", eng, sizeof eng);
+    assert_int_equal(engine_tensor(eng, q, &srows), SS_DTYPE_BF16);
+    assert_int_equal(srows, -1);
     float *a = prompt_logits(dir, SS_LINEAR_AUTO, &V), *b = prompt_logits(eng, SS_LINEAR_AUTO, &V);
     const double err = rel_l2(b, a, V);
-    fprintf(stderr, "engine of an fp8 checkpoint against the checkpoint: %.3g\n", err);
-    assert_true(err < 1e-3); /* the same codes; scales rounded through bf16 (2^-9) */
+    fprintf(stderr, "engine of a block-wise fp8 checkpoint against the checkpoint: %.3g\n", err);
+    assert_true(err < 0.05); /* both quantise the same dequantised rows at load, one through bf16 */
     free(a), free(b);
 }
 
