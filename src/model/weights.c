@@ -134,8 +134,8 @@ static ss_status wl_put(wl_ctx *w, const char *name, const char *slice_name, voi
     size_t esz = ss_dtype_size(t->dtype);
     const uint8_t *src = t->data;
     int64_t n;
-    if (t->dtype == SS_DTYPE_E4M3) { /* an fp8 checkpoint's weight: dequantised (the backend's linear format may
-                                       * quantise it again, a row at a time: the same codes) */
+    if (t->dtype == SS_DTYPE_E4M3) { /* an fp8 checkpoint's weight, dequantised: --quantization none, blocks narrower
+                                       * than a row (wl_put_linear copies the others straight in), an fp8 embedding */
         int64_t r0 = 0, nr = er, c0 = 0, nc = cols ? ec : 1;
         if (!w->presliced && sl.kind == SS_SLICE_ROWS)
             r0 = sl.start, nr = sl.len;
@@ -283,8 +283,7 @@ static ss_status wl_put_fp8_direct(wl_ctx *w, int32_t layer, const char *const *
             return ss_err_set(w->err, SS_ERR_FORMAT, "tensor '%s' [%lld,%lld]: rank %d's slice does not fit its [%lld, "
                               "%lld] projection", t->name, (long long)t->shape[0], (long long)t->shape[1], w->plan->rank,
                               (long long)m, (long long)k);
-        SS_CHECK(wl_staging(w, (size_t)(nr > 0 ? nr : 1) * (size_t)(nc > (int64_t)sizeof(float) ? nc : (int64_t)sizeof(float)),
-                            t->name));
+        SS_CHECK(wl_staging(w, (size_t)(nr > 0 ? nr : 1) * (size_t)(nc > 4 ? nc : 4), t->name)); /* codes, then scales */
         const uint8_t *codes = t->data;
         if (nc == t->shape[1]) { /* whole rows: one run */
             if (nr)
@@ -316,7 +315,7 @@ static ss_status wl_put_fp8_direct(wl_ctx *w, int32_t layer, const char *const *
 
 /* A projection weight [m, k] from its tensors (fused as wl_put_fused does), in the backend's linear format: fp8
  * goes through the device staging buffer and linear_quantize (a scale a row, so fusing changes nothing); an fp8
- * checkpoint's weights with a scale a row or one a tensor are copied as they are (wl_put_fp8_direct). */
+ * checkpoint's weights with one scale for each row are copied as they are (wl_put_fp8_direct). */
 static ss_status wl_put_linear(wl_ctx *w, int32_t layer, const char *const *suffixes, int n, void *dst, int64_t m,
                                int64_t k)
 {
