@@ -38,6 +38,20 @@ ss_status ss_backend_create(const ss_backend_params *params_in, ss_backend **out
     return ss_backend_cpu_create(params, out, err);
 }
 
+int ss_backend_fp8_linear_ok(const ss_backend_params *params)
+{
+    ss_device_kind kind = params->device;
+    if (kind == SS_DEVICE_AUTO)
+        kind = ss_backend_cuda_available() ? SS_DEVICE_CUDA : SS_DEVICE_CPU;
+    if (kind != SS_DEVICE_CUDA)
+        return 1;
+#ifdef SS_HAVE_CUDA
+    return ss_backend_cuda_fp8_ok(params->device_index);
+#else
+    return 0;
+#endif
+}
+
 void ss_backend_destroy(ss_backend *be)
 {
     if (!be)

@@ -332,6 +332,9 @@ void ss_backend_destroy(ss_backend *be);
 
 /* Whether this build has the CUDA backend and a GPU is visible. */
 int ss_backend_cuda_available(void);
+/* Whether a backend made with params could hold fp8 projections (SS_LINEAR_FP8): always on the cpu; on cuda a
+ * device of compute capability 8.9 or newer (cuBLASLt's e4m3 GEMM). 0 when the device cannot be queried. */
+int ss_backend_fp8_linear_ok(const ss_backend_params *params);
 
 /* Fills optional slots left NULL with their defaults (used by backend implementations). */
 void ss_backend_fill_defaults(ss_backend_i *iface);
@@ -341,6 +344,7 @@ ss_status ss_backend_cpu_create(const ss_backend_params *params, ss_backend **ou
 #ifdef SS_HAVE_CUDA
 ss_status ss_backend_cuda_create(const ss_backend_params *params, ss_backend **out, ss_err *err);
 int ss_backend_cuda_device_count(void);
+int ss_backend_cuda_fp8_ok(int device_index);
 #endif
 
 #endif

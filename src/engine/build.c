@@ -183,7 +183,7 @@ static void bld_drop(const bld_ctx *c, const uint8_t *a, const uint8_t *e)
 #define BLD_BLOCK_BYTES (32u << 20) /* source bytes processed between page drops */
 
 /* The f32 scales of rows [r0, r1) of kept fp8 weight s. */
-static ss_status bld_row_scales(ss_st_writer *w, const bld_src *s, int64_t r0, int64_t r1, ss_err *err)
+static ss_status bld_row_scales(bld_ctx *c, ss_st_writer *w, const bld_src *s, int64_t r0, int64_t r1, ss_err *err)
 {
     float buf[1024];
     const ss_st_tensor *sc = s->sc.scale;
@@ -195,6 +195,7 @@ static ss_status bld_row_scales(ss_st_writer *w, const bld_src *s, int64_t r0, i
                                   (size_t)(r / s->sc.block_rows * s->sc.grid_cols) * ss_dtype_size(sc->dtype),
                               sc->dtype, 1);
         SS_CHECK(ss_st_writer_append(w, buf, (size_t)k * sizeof(float), err));
+        ss_progress_add(c->prog, (int64_t)k * (int64_t)sizeof(float));
     }
     return SS_OK;
 }
@@ -203,7 +204,7 @@ static ss_status bld_tensor(bld_ctx *c, ss_st_writer *w, const bld_item *it, ss_
 {
     const ss_st_tensor *t = c->srcs[it->src].t;
     if (it->scale)
-        return bld_row_scales(w, &c->srcs[it->src], it->slice.kind == SS_SLICE_ROWS ? it->slice.start : 0,
+        return bld_row_scales(c, w, &c->srcs[it->src], it->slice.kind == SS_SLICE_ROWS ? it->slice.start : 0,
                               it->slice.kind == SS_SLICE_ROWS ? it->slice.start + it->slice.len : t->shape[0], err);
     const uint8_t *base = t->data;
     size_t es = ss_dtype_size(t->dtype);

@@ -381,8 +381,7 @@ ss_status ss_weights_load(ss_backend *be, const ss_model_config *cfg, const ss_s
     }
     w->plan = *plan;
     const int64_t q_width = (int64_t)plan->q_heads * cfg->head_dim;
-    if (be->linear_type == SS_LINEAR_FP8 &&
-        (cfg->hidden_size % 16 != 0 || plan->inter_size % 16 != 0 || q_width % 16 != 0)) {
+    if (be->linear_type == SS_LINEAR_FP8 && !ss_weights_fp8_widths_ok(cfg, plan)) {
         ss_free(w->layers);
         ss_free(w);
         return ss_err_set(err, SS_ERR_UNSUPPORTED,
@@ -430,6 +429,11 @@ fail:
     }
     ss_weights_free(be, w);
     return st;
+}
+
+int ss_weights_fp8_widths_ok(const ss_model_config *cfg, const ss_shard_plan *plan)
+{
+    return cfg->hidden_size % 16 == 0 && plan->inter_size % 16 == 0 && (int64_t)plan->q_heads * cfg->head_dim % 16 == 0;
 }
 
 void ss_weights_free(ss_backend *be, ss_model_weights *w)

@@ -28,7 +28,8 @@ typedef struct ss_boot_settings {
     int32_t device;          /* ss_device_kind */
     int32_t n_threads;
     int32_t kv_type;         /* ss_kv_type of every rank's KV cache */
-    int32_t linear_type;     /* ss_linear_type of every rank's projection weights */
+    int32_t linear_type;     /* ss_linear_type of every rank's projection weights (auto: each rank resolves it from
+                              * the config, its slice and its device: runner.c) */
     int32_t block_size, num_kv_blocks, max_seq_len, max_seqs;
     int64_t max_batch_tokens;
     int32_t comm_timeout_ms;

@@ -154,33 +154,28 @@ ss_status ss_runner_create(const ss_runner_params *p, const ss_runner_links *lin
     ss_status st;
     SS_CHECK_GOTO(ss_config_load_dir(p->model_dir, &r->cfg, err), st, fail);
     SS_CHECK_GOTO(ss_shard_plan_make(&r->cfg, p->tp, p->pp, p->rank, &r->plan, err), st, fail);
-    /* --quantization auto: fp8 when the config declares fp8 weights, unless the device or the shapes cannot take fp8
-     * projections (compute capability below 8.9, widths not multiples of 16): then dequantised, with a warning. */
-    const int auto_fp8 = r->p.backend.linear_type == SS_LINEAR_AUTO && r->cfg.fp8_weights;
+    /* --quantization auto: fp8 when the config declares fp8 weights, unless this rank's device or shapes cannot take
+     * fp8 projections (compute capability below 8.9; input widths not multiples of 16): then the weights' dtype,
+     * with a warning. (Ranks resolve it alike unless their GPUs differ; nothing between ranks depends on it.) */
     if (r->p.backend.linear_type == SS_LINEAR_AUTO) {
-        r->p.backend.linear_type = auto_fp8 ? SS_LINEAR_FP8 : SS_LINEAR_ACT;
-        if (auto_fp8 && p->rank == 0)
+        int fp8 = r->cfg.fp8_weights;
+        if (fp8 && !ss_weights_fp8_widths_ok(&r->cfg, &r->plan)) {
+            SS_LOGW("rank %d: %s declares fp8 weights, but this rank's projection widths are not multiples of 16 "
+                    "(intermediate slice %d): dequantised to the weights' dtype instead", p->rank, p->model_dir,
+                    r->plan.inter_size);
+            fp8 = 0;
+        } else if (fp8 && !ss_backend_fp8_linear_ok(&r->p.backend)) {
+            SS_LOGW("rank %d: %s declares fp8 weights, but this device cannot run fp8 projections (compute capability "
+                    "below 8.9): dequantised to the weights' dtype instead", p->rank, p->model_dir);
+            fp8 = 0;
+        } else if (fp8 && p->rank == 0) {
             SS_LOGI("%s declares fp8 weights (quantization_config): its projections are fp8 on the device "
                     "(--quantization none: the weights' dtype)", p->model_dir);
+        }
+        r->p.backend.linear_type = fp8 ? SS_LINEAR_FP8 : SS_LINEAR_ACT;
     }
-    st = ss_backend_create(&r->p.backend, &r->be, err);
-    if (st == SS_ERR_UNSUPPORTED && auto_fp8) {
-        SS_LOGW("rank %d: fp8 projections do not run here (%s): the fp8 checkpoint's weights are dequantised instead",
-                p->rank, err->msg);
-        r->p.backend.linear_type = SS_LINEAR_ACT;
-        st = ss_backend_create(&r->p.backend, &r->be, err);
-    }
-    SS_CHECK_GOTO(st, st, fail);
-    st = runner_open_weights(r, err);
-    if (st == SS_ERR_UNSUPPORTED && auto_fp8 && r->p.backend.linear_type == SS_LINEAR_FP8) {
-        SS_LOGW("rank %d: %s: the fp8 checkpoint's weights are dequantised instead", p->rank, err->msg);
-        ss_backend_destroy(r->be);
-        r->be = NULL;
-        r->p.backend.linear_type = SS_LINEAR_ACT;
-        SS_CHECK_GOTO(ss_backend_create(&r->p.backend, &r->be, err), st, fail);
-        st = runner_open_weights(r, err);
-    }
-    SS_CHECK_GOTO(st, st, fail);
+    SS_CHECK_GOTO(ss_backend_create(&r->p.backend, &r->be, err), st, fail);
+    SS_CHECK_GOTO(runner_open_weights(r, err), st, fail);
     int32_t bs = p->block_size > 0 ? p->block_size : 16;
     int32_t msl = p->max_seq_len > 0 ? p->max_seq_len : (r->cfg.max_position < 8192 ? r->cfg.max_position : 8192);
     if (msl > r->cfg.max_position) {

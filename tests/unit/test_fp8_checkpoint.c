@@ -235,8 +235,8 @@ static void expect_same_linear(const void *a, const void *b, int64_t m, int64_t 
     const size_t bytes = ss_linear_bytes(SS_LINEAR_FP8, SS_DTYPE_F32, m, k);
     const size_t soff = ss_linear_fp8_scale_offset(m, k);
     if (memcmp(a, b, (size_t)(m * k)) || memcmp((const uint8_t *)a + soff, (const uint8_t *)b + soff, (size_t)m * 4))
-        fail_msg("%s: the fp8 checkpoint's [%lld, %lld] matrix differs from --quantization fp8 of the original (%zu bytes)",
-                 what, (long long)m, (long long)k, bytes);
+        fail_msg("%s: the two loads' [%lld, %lld] fp8 matrices (%zu bytes) differ", what, (long long)m, (long long)k,
+                 bytes);
 }
 
 /* A scale a row: the same bytes as quantising the bf16 fixture at load (one process, and tp 2 rank 1's row slices);
@@ -393,7 +393,7 @@ static void test_per_tensor_codes(void **state)
 }
 
 /* Prepares an engine (tp 1) of checkpoint dir into <tmpdir>/<name>. */
-static void prepare_engine_tp(const char *dir, const char *name, int tp, char *eng, size_t cap)
+static void prepare_engine_tp(const char *dir, const char *name, int tp, int pp, char *eng, size_t cap)
 {
     snprintf(eng, cap, "%s/%s", tmpdir, name);
     assert_int_equal(mkdir(eng, 0755), 0);
@@ -404,7 +404,7 @@ static void prepare_engine_tp(const char *dir, const char *name, int tp, char *e
     bp.source_id = "fp8-test";
     bp.source_revision = "local";
     bp.tp = tp;
-    bp.pp = 1;
+    bp.pp = pp;
     bp.dtype = SS_DTYPE_BF16;
     bp.threads = 1;
     bp.quiet = 1;
@@ -415,7 +415,7 @@ static void prepare_engine_tp(const char *dir, const char *name, int tp, char *e
 
 static void prepare_engine(const char *dir, const char *name, char *eng, size_t cap)
 {
-    prepare_engine_tp(dir, name, 1, eng, cap);
+    prepare_engine_tp(dir, name, 1, 1, eng, cap);
 }
 
 /* The dtype of tensor `name` in an engine's rank 0 file, and (kept fp8) its "_scale" tensor's shape. */
@@ -437,6 +437,42 @@ static ss_dtype engine_tensor(const char *eng, const char *name, int64_t *scale_
     const ss_dtype d = t->dtype;
     ss_checkpoint_close(ck);
     return d;
+}
+
+/* Every rank of the tp x pp engine eng loads (pre-sliced) into the bytes it loads from checkpoint dir. */
+static void engine_vs_checkpoint(const char *dir, const char *eng, int tp, int pp)
+{
+    ss_model_config cfg;
+    ss_err e = {{0}};
+    assert_int_equal(ss_config_load_dir(dir, &cfg, &e), SS_OK);
+    ss_checkpoint *src = NULL;
+    assert_int_equal(ss_checkpoint_open(dir, &src, &e), SS_OK);
+    ss_backend *be = cpu_backend(SS_LINEAR_FP8);
+    for (int rank = 0; rank < tp * pp; rank++) {
+        ss_shard_plan plan;
+        assert_int_equal(ss_shard_plan_make(&cfg, tp, pp, rank, &plan, &e), SS_OK);
+        char path[1300];
+        snprintf(path, sizeof path, "%s/rank-%05d.safetensors", eng, rank);
+        ss_checkpoint *ck = NULL;
+        assert_int_equal(ss_checkpoint_open_file(path, &ck, &e), SS_OK);
+        ss_model_weights *we = NULL, *wc = NULL;
+        if (ss_weights_load(be, &cfg, &plan, ck, 1, &we, &e) != SS_OK || ss_weights_load(be, &cfg, &plan, src, 0, &wc, &e) != SS_OK)
+            fail_msg("%s rank %d: %s", eng, rank, e.msg);
+        const int64_t dim = cfg.hidden_size, hd = cfg.head_dim, inter = plan.inter_size;
+        const int64_t qkv = (int64_t)(plan.q_heads + 2 * plan.kv_heads) * hd, qd = (int64_t)plan.q_heads * hd;
+        char what[1400];
+        snprintf(what, sizeof what, "%s rank %d", eng, rank);
+        for (int l = 0; l < plan.layer_end - plan.layer_start; l++) {
+            expect_same_linear(we->layers[l].wqkv, wc->layers[l].wqkv, qkv, dim, what);
+            expect_same_linear(we->layers[l].wo, wc->layers[l].wo, dim, qd, what);
+            expect_same_linear(we->layers[l].wgu, wc->layers[l].wgu, 2 * inter, dim, what);
+            expect_same_linear(we->layers[l].wdown, wc->layers[l].wdown, dim, inter, what);
+        }
+        ss_weights_free(be, we), ss_weights_free(be, wc);
+        ss_checkpoint_close(ck);
+    }
+    ss_backend_destroy(be);
+    ss_checkpoint_close(src);
 }
 
 /* prepare keeps an fp8 checkpoint's codes where each row has one scale (a row, or one a tensor) — the engine holds
@@ -462,34 +498,26 @@ static void test_prepare(void **state)
         assert_memory_equal(a, b, sizeof(float) * (size_t)V);
         free(a), free(b);
     }
-    /* tp 2: rank 1's engine file (its rows of q/k/v and gate/up with their scales, its columns of o and down under
-     * the whole rows' scales) loads into the bytes rank 1 loads from the checkpoint */
-    prepare_engine_tp(dir, "prep_t-engine-tp2", 2, eng, sizeof eng);
-    {
-        ss_model_config cfg;
-        ss_err e = {{0}};
-        assert_int_equal(ss_config_load_dir(dir, &cfg, &e), SS_OK);
-        ss_shard_plan plan;
-        assert_int_equal(ss_shard_plan_make(&cfg, 2, 1, 1, &plan, &e), SS_OK);
-        char path[1300];
-        snprintf(path, sizeof path, "%s/rank-00001.safetensors", eng);
-        ss_checkpoint *ck = NULL;
-        assert_int_equal(ss_checkpoint_open_file(path, &ck, &e), SS_OK);
-        ss_backend *be = cpu_backend(SS_LINEAR_FP8);
-        ss_model_weights *we = NULL, *wc = load(be, dir, 2, 1);
-        if (ss_weights_load(be, &cfg, &plan, ck, 1, &we, &e) != SS_OK)
-            fail_msg("engine rank 1: %s", e.msg);
-        const int64_t dim = cfg.hidden_size, hd = cfg.head_dim, inter = plan.inter_size;
-        const int64_t qkv = (int64_t)(plan.q_heads + 2 * plan.kv_heads) * hd, qd = (int64_t)plan.q_heads * hd;
-        for (int l = 0; l < cfg.n_layers; l++) {
-            expect_same_linear(we->layers[l].wqkv, wc->layers[l].wqkv, qkv, dim, "engine tp 2 rank 1 qkv");
-            expect_same_linear(we->layers[l].wo, wc->layers[l].wo, dim, qd, "engine tp 2 rank 1 o");
-            expect_same_linear(we->layers[l].wgu, wc->layers[l].wgu, 2 * inter, dim, "engine tp 2 rank 1 gate/up");
-            expect_same_linear(we->layers[l].wdown, wc->layers[l].wdown, dim, inter, "engine tp 2 rank 1 down");
+    /* tp 2, pp 2 and tp 2 x pp 2: every rank's engine file loads into the bytes that rank loads from the checkpoint,
+     * for a scale a row, one a tensor, and row-wide blocks of 24 rows (a tp slice of gate/up starts inside a block) */
+    static const char *const kept[] = {"prep_r", "prep_t", "prep_w"};
+    for (int m = 0; m < 3; m++) {
+        char src[1200];
+        snprintf(src, sizeof src, "%s/%s", tmpdir, kept[m]);
+        if (m == 2) {
+            blk_rows = 24, blk_cols = 100000;
+            make_fp8_checkpoint("prep_w", BLOCK, "_scale_inv", SS_DTYPE_F32,
+                                "{\"quant_method\":\"fp8\",\"weight_block_size\":[24,100000]}", NULL, NULL, dir,
+                                sizeof dir);
+            blk_rows = 16, blk_cols = 16;
         }
-        ss_weights_free(be, we), ss_weights_free(be, wc);
-        ss_backend_destroy(be);
-        ss_checkpoint_close(ck);
+        static const int layouts[3][2] = {{2, 1}, {1, 2}, {2, 2}};
+        for (int l = 0; l < 3; l++) {
+            char en[64];
+            snprintf(en, sizeof en, "%s-tp%d-pp%d", kept[m], layouts[l][0], layouts[l][1]);
+            prepare_engine_tp(src, en, layouts[l][0], layouts[l][1], eng, sizeof eng);
+            engine_vs_checkpoint(src, eng, layouts[l][0], layouts[l][1]);
+        }
     }
     make_fp8_checkpoint("prep_b", BLOCK, "_scale_inv", SS_DTYPE_F32,
                         "{\"quant_method\":\"fp8\",\"weight_block_size\":[16,16]}", NULL, NULL, dir, sizeof dir);

@@ -118,6 +118,18 @@ int ss_backend_cuda_device_count(void)
     return n;
 }
 
+int ss_backend_cuda_fp8_ok(int device_index)
+{
+    int major = 0, minor = 0;
+    if (device_index < 0 || device_index >= ss_backend_cuda_device_count() ||
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device_index) != cudaSuccess ||
+        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device_index) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return 0;
+    }
+    return major * 10 + minor >= 89; /* as ss_backend_cuda_create requires for SS_LINEAR_FP8 */
+}
+
 /* ---------------------------------------------------------------- memory */
 
 static ss_status cu_alloc(void *ctx, size_t bytes, void **out)
