@@ -186,14 +186,10 @@ static void bld_drop(const bld_ctx *c, const uint8_t *a, const uint8_t *e)
 static ss_status bld_row_scales(bld_ctx *c, ss_st_writer *w, const bld_src *s, int64_t r0, int64_t r1, ss_err *err)
 {
     float buf[1024];
-    const ss_st_tensor *sc = s->sc.scale;
     for (int64_t r = r0; r < r1;) {
         int k = 0;
         for (; k < 1024 && r < r1; k++, r++)
-            ss_convert_to_f32(&buf[k],
-                              (const uint8_t *)sc->data +
-                                  (size_t)(r / s->sc.block_rows * s->sc.grid_cols) * ss_dtype_size(sc->dtype),
-                              sc->dtype, 1);
+            buf[k] = ss_fp8_scale_at(&s->sc, r, 0);
         SS_CHECK(ss_st_writer_append(w, buf, (size_t)k * sizeof(float), err));
         ss_progress_add(c->prog, (int64_t)k * (int64_t)sizeof(float));
     }

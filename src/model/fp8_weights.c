@@ -59,8 +59,9 @@ ss_status ss_fp8_scale_find(const ss_checkpoint *ck, const ss_st_tensor *t, int3
     return SS_OK;
 }
 
-static float fp8_scale_at(const ss_fp8_scale *s, int64_t i)
+float ss_fp8_scale_at(const ss_fp8_scale *s, int64_t row, int64_t col)
 {
+    const int64_t i = row / s->block_rows * s->grid_cols + col / s->block_cols;
     float v;
     ss_convert_to_f32(&v, (const uint8_t *)s->scale->data + (size_t)i * ss_dtype_size(s->scale->dtype),
                       s->scale->dtype, 1);
@@ -76,7 +77,7 @@ void ss_fp8_dequant(const ss_st_tensor *t, const ss_fp8_scale *s, int64_t off, i
         const int64_t end_c = (c / s->block_cols + 1) * s->block_cols;
         int64_t run = (end_c < s->cols ? end_c : s->cols) - c;
         run = run < n - i ? run : n - i;
-        const float sc = fp8_scale_at(s, (r / s->block_rows) * s->grid_cols + c / s->block_cols);
+        const float sc = ss_fp8_scale_at(s, r, c);
         for (int64_t j = 0; j < run; j++)
             out[i + j] = ss_e4m3_to_f32(q[i + j]) * sc;
         i += run;

@@ -25,6 +25,9 @@ typedef struct ss_fp8_scale {
 ss_status ss_fp8_scale_find(const ss_checkpoint *ck, const ss_st_tensor *t, int32_t block_rows, int32_t block_cols,
                             ss_fp8_scale *out, ss_err *err);
 
+/* The scale of element (row, col). */
+float ss_fp8_scale_at(const ss_fp8_scale *s, int64_t row, int64_t col);
+
 /* out[i] = element off + i of t (row-major) as f32, i < n: its code's value times its scale. */
 void ss_fp8_dequant(const ss_st_tensor *t, const ss_fp8_scale *s, int64_t off, int64_t n, float *out);
 

@@ -68,6 +68,18 @@ static ss_status wl_staging(wl_ctx *w, size_t need, const char *name)
     return SS_OK;
 }
 
+/* The part of tensor t this rank holds, slice sl of it: rows [r0, r0 + nr) x columns [c0, c0 + nc) of t as stored (a
+ * prepared engine's tensors are that part already). */
+static void wl_span(const wl_ctx *w, const ss_st_tensor *t, ss_slice sl, int64_t *r0, int64_t *nr, int64_t *c0,
+                    int64_t *nc)
+{
+    *r0 = 0, *nr = t->shape[0], *c0 = 0, *nc = t->ndim == 2 ? t->shape[1] : 1;
+    if (!w->presliced && sl.kind == SS_SLICE_ROWS)
+        *r0 = sl.start, *nr = sl.len;
+    else if (!w->presliced && sl.kind == SS_SLICE_COLS)
+        *c0 = sl.start, *nc = sl.len;
+}
+
 /* Rows [r0, r0 + nr) x columns [c0, c0 + nc) of fp8 weight t, dequantised with its scale (fp8_weights.h), into dst
  * in the backend's weight dtype: f32 through the host staging buffer, 4M elements at a time. */
 static ss_status wl_put_fp8(wl_ctx *w, const ss_st_tensor *t, void *dst, int64_t r0, int64_t nr, int64_t c0, int64_t nc)
@@ -136,13 +148,10 @@ static ss_status wl_put(wl_ctx *w, const char *name, const char *slice_name, voi
     int64_t n;
     if (t->dtype == SS_DTYPE_E4M3) { /* an fp8 checkpoint's weight, dequantised: --quantization none, blocks narrower
                                        * than a row (wl_put_linear copies the others straight in), an fp8 embedding */
-        int64_t r0 = 0, nr = er, c0 = 0, nc = cols ? ec : 1;
-        if (!w->presliced && sl.kind == SS_SLICE_ROWS)
-            r0 = sl.start, nr = sl.len;
-        else if (!w->presliced && sl.kind == SS_SLICE_COLS)
-            nr = rows, c0 = sl.start, nc = sl.len;
-        else if (!w->presliced && sl.kind != SS_SLICE_FULL)
+        if (!w->presliced && sl.kind == SS_SLICE_SKIP)
             return ss_err_set(w->err, SS_ERR_INTERNAL, "tensor '%s' is not held by rank %d", name, w->plan->rank);
+        int64_t r0, nr, c0, nc;
+        wl_span(w, t, sl, &r0, &nr, &c0, &nc);
         SS_CHECK(wl_put_fp8(w, t, dst, r0, nr, c0, nc));
         if (n_out)
             *n_out = nr * nc;
@@ -250,6 +259,7 @@ static ss_status wl_put_fp8_direct(wl_ctx *w, int32_t layer, const char *const *
 {
     const ss_st_tensor *ts[4];
     ss_fp8_scale sc[4];
+    ss_slice sl[4];
     for (int i = 0; i < n; i++) {
         char name[160];
         snprintf(name, sizeof name, "model.layers.%d.%s", layer, suffixes[i]);
@@ -258,11 +268,11 @@ static ss_status wl_put_fp8_direct(wl_ctx *w, int32_t layer, const char *const *
             return SS_ERR_UNSUPPORTED; /* (wl_put then names what is wrong) */
         int64_t er, ec; /* the shape the config (and a prepared engine's slice) gives */
         wl_full_shape(w->cfg, suffixes[i], &er, &ec);
-        const ss_slice sl = ss_shard_slice_for(w->plan, w->cfg, name);
-        if (w->presliced && sl.kind == SS_SLICE_ROWS)
-            er = sl.len;
-        else if (w->presliced && sl.kind == SS_SLICE_COLS)
-            ec = sl.len;
+        sl[i] = ss_shard_slice_for(w->plan, w->cfg, name);
+        if (w->presliced && sl[i].kind == SS_SLICE_ROWS)
+            er = sl[i].len;
+        else if (w->presliced && sl[i].kind == SS_SLICE_COLS)
+            ec = sl[i].len;
         if (ts[i]->shape[0] != er || ts[i]->shape[1] != ec)
             return SS_ERR_UNSUPPORTED;
         SS_CHECK(ss_fp8_scale_find(w->ck, ts[i], w->cfg->fp8_block_rows, w->cfg->fp8_block_cols, &sc[i], w->err));
@@ -273,12 +283,8 @@ static ss_status wl_put_fp8_direct(wl_ctx *w, int32_t layer, const char *const *
     int64_t row = 0; /* of the fused matrix */
     for (int i = 0; i < n; i++) {
         const ss_st_tensor *t = ts[i];
-        ss_slice sl = ss_shard_slice_for(w->plan, w->cfg, t->name);
-        int64_t r0 = 0, nr = t->shape[0], c0 = 0, nc = t->shape[1];
-        if (!w->presliced && sl.kind == SS_SLICE_ROWS)
-            r0 = sl.start, nr = sl.len;
-        else if (!w->presliced && sl.kind == SS_SLICE_COLS)
-            c0 = sl.start, nc = sl.len;
+        int64_t r0, nr, c0, nc;
+        wl_span(w, t, sl[i], &r0, &nr, &c0, &nc);
         if (nc != k || row + nr > m || r0 + nr > t->shape[0] || c0 + nc > t->shape[1])
             return ss_err_set(w->err, SS_ERR_FORMAT, "tensor '%s' [%lld,%lld]: rank %d's slice does not fit its [%lld, "
                               "%lld] projection", t->name, (long long)t->shape[0], (long long)t->shape[1], w->plan->rank,
@@ -297,11 +303,8 @@ static ss_status wl_put_fp8_direct(wl_ctx *w, int32_t layer, const char *const *
                                               (size_t)(nr * nc)));
         }
         float *f = (float *)w->staging; /* the rows' scales */
-        for (int64_t r = 0; r < nr; r++) {
-            const int64_t idx = (r0 + r) / sc[i].block_rows * sc[i].grid_cols; /* (grid_cols is 1 here) */
-            ss_convert_to_f32(&f[r], (const uint8_t *)sc[i].scale->data + (size_t)idx * ss_dtype_size(sc[i].scale->dtype),
-                              sc[i].scale->dtype, 1);
-        }
+        for (int64_t r = 0; r < nr; r++)
+            f[r] = ss_fp8_scale_at(&sc[i], r0 + r, 0);
         if (nr)
             SS_CHECK(w->be->iface->upload(w->be->ctx, (uint8_t *)dst + soff + (size_t)row * sizeof(float), f,
                                           (size_t)nr * sizeof(float)));

@@ -288,14 +288,17 @@ static void test_per_row_exact(void **state)
 
 /* Logits of one prompt on the cpu, or with SS_TEST_DEVICE=cuda on a GPU (a replica, so --quantization auto resolves
  * as serve's does). */
-static float *prompt_logits(const char *dir, ss_linear_type lt, int32_t *vocab)
+static float *prompt_logits_tp(const char *dir, ss_linear_type lt, int tp, int32_t *vocab, ss_linear_type *resolved)
 {
     ss_replica_params p = ss_replica_default_params();
     p.model_dir = dir;
+    p.tp = tp;
     const char *dev = getenv("SS_TEST_DEVICE");
-    p.backend.device = dev && !strcmp(dev, "cuda") ? SS_DEVICE_CUDA : SS_DEVICE_CPU;
+    p.backend.device = tp == 1 && dev && !strcmp(dev, "cuda") ? SS_DEVICE_CUDA : SS_DEVICE_CPU; /* tp > 1: the cpu */
     p.backend.n_threads = 2;
     p.backend.linear_type = lt;
+    p.worker_exe = SS_BINARY_DIR "/shardserve";
+    p.comm_timeout_ms = 20000;
     p.max_seq_len = 64;
     p.num_kv_blocks = 8;
     ss_replica *r = NULL;
@@ -313,11 +316,18 @@ static float *prompt_logits(const char *dir, ss_linear_type lt, int32_t *vocab)
     if (ss_replica_step(r, &plan, &out, &e) != SS_OK)
         fail_msg("%s: %s", dir, e.msg);
     *vocab = ss_replica_config(r)->vocab_size;
+    if (resolved)
+        *resolved = ss_replica_linear_type(r);
     float *l = malloc(sizeof(float) * (size_t)*vocab);
     memcpy(l, out.logits, sizeof(float) * (size_t)*vocab);
     ss_step_output_clear(&out);
     ss_replica_destroy(r);
     return l;
+}
+
+static float *prompt_logits(const char *dir, ss_linear_type lt, int32_t *vocab)
+{
+    return prompt_logits_tp(dir, lt, 1, vocab, NULL);
 }
 
 static double rel_l2(const float *a, const float *b, int32_t n)
@@ -578,37 +588,13 @@ static void test_auto_falls_back(void **state)
                         dir, sizeof dir);
     src_model = "llama3-gqa";
     int32_t V = 0;
-    float *one = prompt_logits(dir, SS_LINEAR_ACT, &V);
-    ss_replica_params p = ss_replica_default_params();
-    p.model_dir = dir;
-    p.tp = 2;
-    p.backend.device = SS_DEVICE_CPU;
-    p.backend.n_threads = 1;
-    p.backend.linear_type = SS_LINEAR_AUTO;
-    p.worker_exe = SS_BINARY_DIR "/shardserve";
-    p.max_seq_len = 64;
-    p.num_kv_blocks = 8;
-    p.comm_timeout_ms = 20000;
-    ss_replica *r = NULL;
-    ss_err e = {{0}};
-    if (ss_replica_create(&p, &r, &e) != SS_OK)
-        fail_msg("auto at tp 2: %s", e.msg);
-    assert_int_equal(ss_replica_linear_type(r), SS_LINEAR_ACT);
-    int32_t ids[12], blocks[4] = {3, 1, 2, 0};
-    for (int i = 0; i < 12; i++)
-        ids[i] = 1 + 37 * i;
-    ss_plan_seq q;
-    memset(&q, 0, sizeof q);
-    q.n_tokens = 12, q.blocks = blocks, q.n_blocks = 4, q.sample = 1, q.sp = ss_sampling_default();
-    ss_step_plan plan = {1, SS_PLAN_LAST_LOGITS, 1, &q, 12, ids};
-    ss_step_output out;
-    assert_int_equal(ss_replica_step(r, &plan, &out, &e), SS_OK);
-    const double err = rel_l2(out.logits, one, V);
+    ss_linear_type got = SS_LINEAR_FP8;
+    float *one = prompt_logits(dir, SS_LINEAR_ACT, &V), *two = prompt_logits_tp(dir, SS_LINEAR_AUTO, 2, &V, &got);
+    assert_int_equal(got, SS_LINEAR_ACT);
+    const double err = rel_l2(two, one, V);
     fprintf(stderr, "auto at tp 2 (dequantised) against one process: %.3g\n", err);
     assert_true(err < 1e-5);
-    ss_step_output_clear(&out);
-    ss_replica_destroy(r);
-    free(one);
+    free(one), free(two);
 }
 
 /* compressed-tensors: no config_groups (a scheme of KV-cache scales only) leaves bf16 weights as they are; a group
