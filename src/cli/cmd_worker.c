@@ -65,7 +65,11 @@ static int worker_run(const char *leader, int rank, int world, int64_t join_time
     if (b.settings.device == SS_DEVICE_CUDA &&
         ss_hangup_watch_start(&b.ctrl_fd, 1, worker_on_hangup, &wcomms, &watch, &e) != SS_OK)
         SS_LOGW("%s; a lost leader shows only at the deadline", e.msg);
-    st = ss_net_send_msg(b.ctrl_fd, SS_MSG_READY, "ok", 2, ss_now_ms() + 60000);
+    /* READY carries this rank's KV-block count: ranks size their caches from their own free memory, and
+     * the leader's scheduler must use the smallest. */
+    char ready[64];
+    int rn = snprintf(ready, sizeof ready, "ok blocks=%d", ss_runner_num_kv_blocks(runner));
+    st = ss_net_send_msg(b.ctrl_fd, SS_MSG_READY, ready, (size_t)rn, ss_now_ms() + 60000);
     if (st == SS_OK)
         st = ss_worker_loop(&b, runner, &e);
     else

@@ -37,6 +37,7 @@ struct ss_replica {
     int n_children;
     int output_rank;
     int broken; /* a step failed: the replica can't be used any more */
+    int32_t num_kv_blocks; /* the smallest KV-block count of any rank (each sizes its own cache) */
     /* Pipelines (pp > 1) run each step within submit: its output waits here for collect (oldest at
      * q_head). last/last_tokens: the sampling sequences and tokens of the last step, for SS_TOKEN_PREV.
      * (One stage keeps its steps pending in the leader's runner instead: replica_submit_stage.) */
@@ -209,6 +210,24 @@ static void replica_start_watch(ss_replica *r)
         SS_LOGW("leader: %s; a lost worker shows only at the deadline", e.msg);
 }
 
+/* A worker's READY says "ok blocks=N": lowers the replica's KV-block count to N (rank k's) if smaller. */
+static ss_status replica_take_blocks(ss_replica *r, int k, const char *msg, size_t len, int *min_rank, ss_err *err)
+{
+    char text[64];
+    if (len >= sizeof text)
+        return ss_err_set(err, SS_ERR_COMM, "rank %d's ready message is %zu bytes long", k, len);
+    memcpy(text, msg, len);
+    text[len] = 0;
+    int n = 0, used = 0;
+    if (sscanf(text, "ok blocks=%d%n", &n, &used) != 1 || (size_t)used != len || n < 1)
+        return ss_err_set(err, SS_ERR_COMM, "rank %d's ready message '%s' gives no KV-block count", k, text);
+    if (n < r->num_kv_blocks) {
+        r->num_kv_blocks = n;
+        *min_rank = k;
+    }
+    return SS_OK;
+}
+
 static ss_status replica_create_multi(ss_replica *r, ss_err *err)
 {
     const ss_replica_params *p = &r->p;
@@ -262,6 +281,8 @@ static ss_status replica_create_multi(ss_replica *r, ss_err *err)
     r->multi = 1;
     r->output_rank = (p->pp - 1) * p->tp;
     SS_CHECK(ss_boot_make_runner(&r->boot, &r->runner, &r->tp_comm, &r->world, err));
+    r->num_kv_blocks = ss_runner_num_kv_blocks(r->runner);
+    int min_rank = 0;
     for (int k = 1; k < world; k++) {
         uint32_t type;
         uint8_t *msg = NULL;
@@ -276,8 +297,13 @@ static ss_status replica_create_multi(ss_replica *r, ss_err *err)
             ss_free(msg);
             return st;
         }
+        st = replica_take_blocks(r, k, (const char *)msg, len, &min_rank, err);
         ss_free(msg);
+        SS_CHECK(st);
     }
+    if (min_rank > 0)
+        SS_LOGW("KV cache: %d blocks, rank %d's (rank 0 has %d): the scheduler uses the smallest count of any rank",
+                r->num_kv_blocks, min_rank, ss_runner_num_kv_blocks(r->runner));
     if (s.device == SS_DEVICE_CUDA)
         replica_start_watch(r);
     SS_LOGI("replica ready: %d ranks (tp %d x pp %d) on %s", world, p->tp, p->pp,
@@ -591,7 +617,7 @@ const ss_model_config *ss_replica_config(const ss_replica *r)
 
 int32_t ss_replica_num_kv_blocks(const ss_replica *r)
 {
-    return ss_runner_num_kv_blocks(r->runner);
+    return r->multi ? r->num_kv_blocks : ss_runner_num_kv_blocks(r->runner);
 }
 
 int32_t ss_replica_block_size(const ss_replica *r)

@@ -4,6 +4,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -118,7 +119,7 @@ static ss_status runner_open_weights(ss_runner *r, ss_err *err)
 
 /* KV blocks when none were asked for: on a GPU, 90% of the memory left after the weights and a reserve
  * for activations and logits; on the cpu, room for 8 full-length sequences. */
-static int32_t runner_default_blocks(const ss_runner *r)
+static int32_t runner_free_memory_blocks(const ss_runner *r)
 {
     size_t free_b = 0, total_b = 0;
     int32_t cpu_default = r->fp.max_blocks * 8;
@@ -141,6 +142,19 @@ static int32_t runner_default_blocks(const ss_runner *r)
     SS_LOGI("KV cache: %zu blocks (%.1f GiB of %.1f GiB free)", n, n * (double)per_block / 1073741824.0,
             free_b / 1073741824.0);
     return (int32_t)(n < 64 ? 64 : n);
+}
+
+static int32_t runner_default_blocks(const ss_runner *r)
+{
+    /* SS_KV_BLOCKS_CAP=N (testing: a rank with less free memory than the others) caps this rank's count. */
+    const char *cap_env = getenv("SS_KV_BLOCKS_CAP");
+    long cap = cap_env && *cap_env ? strtol(cap_env, NULL, 10) : 0;
+    int32_t n = runner_free_memory_blocks(r);
+    if (cap > 0 && cap < n) {
+        SS_LOGW("KV cache: capped at %ld blocks by SS_KV_BLOCKS_CAP", cap);
+        n = (int32_t)cap;
+    }
+    return n;
 }
 
 ss_status ss_runner_create(const ss_runner_params *p, const ss_runner_links *links, ss_runner **out, ss_err *err)

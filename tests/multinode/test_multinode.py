@@ -8,6 +8,8 @@ usage: test_multinode.py CASE SHARDSERVE FIXTURES
                     within the comm timeout, and leaves no process behind
   version_mismatch  a worker with another version stamp is refused with both stamps named; a good
                     worker still joins afterwards
+  kv_blocks_min     a worker with a smaller KV cache than the leader's (SS_KV_BLOCKS_CAP): the replica uses its
+                    count, so a generation that needs more is refused up front and one that fits gives the golden
   netns             leader and worker in two network namespaces joined by a veth pair, talking
                     only over their own addresses; tokens equal the single-process run
 """
@@ -180,6 +182,35 @@ def version_mismatch():
     print("refused:", bad.stderr.strip().splitlines()[-1])
 
 
+def kv_blocks_min():
+    def run(max_tokens):
+        addr = "127.0.0.1:%d" % free_port()
+        worker = subprocess.Popen([BIN, "worker", "--leader-addr", addr, "--rank", "1", "--world", "2",
+                                   "--join-timeout", "60"], stderr=subprocess.PIPE, text=True,
+                                  env=dict(os.environ, SS_KV_BLOCKS_CAP="2"))
+        leader = subprocess.run(BASE + ["--max-tokens", str(max_tokens), "--tp", "2", "--leader-addr", addr,
+                                        "--nnodes", "2", "--gpus-per-node", "1"],
+                                capture_output=True, text=True, timeout=60)
+        _, werr = worker.communicate(timeout=30)
+        return leader, worker.returncode, werr
+
+    # 1 + 40 tokens need 3 blocks of 16; rank 1 has 2 (the leader, ~8 full-length sequences' worth)
+    leader, wrc, werr = run(40)
+    if leader.returncode == 0 or "need 3 KV blocks; the cache has 2" not in leader.stderr:
+        fail("a generation beyond rank 1's cache: rc %d err %s / worker %s" % (leader.returncode,
+                                                                              leader.stderr[-2000:], werr[-1500:]))
+    if "rank 1's (rank 0 has" not in leader.stderr:
+        fail("the leader does not say whose count it uses: " + leader.stderr[-2000:])
+    if "step" in werr and "block" in werr:
+        fail("the worker saw a step with blocks it does not have: " + werr[-1500:])
+    refusal = leader.stderr.strip().splitlines()[-1]
+    leader, wrc, werr = run(8)  # 9 tokens: 1 block
+    if leader.returncode != 0 or leader.stdout.strip() != EXPECT or wrc != 0:
+        fail("a generation that fits: rc %d out %r worker %d err %s" % (leader.returncode, leader.stdout, wrc,
+                                                                          leader.stderr[-2000:]))
+    print("refused:", refusal)
+
+
 def sh(*cmd):
     r = subprocess.run(list(cmd), capture_output=True, text=True)
     if r.returncode != 0:
@@ -272,5 +303,5 @@ def serve_kill_worker():
 
 
 {"late_join": late_join, "flaky_leader": flaky_leader, "serve_kill_worker": serve_kill_worker, "kill_worker": kill_worker, "version_mismatch": version_mismatch,
- "netns": netns}[CASE]()
+ "kv_blocks_min": kv_blocks_min, "netns": netns}[CASE]()
 print("1 passed, 0 failed")
