@@ -54,6 +54,8 @@ typedef struct run_ctx {
     CURLM *multi;
     int64_t *ids;       /* [workload.input_max] prompt scratch */
     int measuring;      /* 0 during warm-up */
+    double t_phase;     /* when the current phase started (requests_out's start_s counts from it) */
+    const ss_bench_request_plan *plan0; /* the current phase's plan (requests_out's i indexes it) */
     int64_t ok, failed; /* of the current phase */
     ss_bench_samples ttft, itl, tpot, e2e;
 } run_ctx;
@@ -244,7 +246,8 @@ static ss_status run_launch(run_ctx *ctx, run_req *r, const ss_bench_request_pla
     return SS_OK;
 }
 
-static ss_status run_record(run_ctx *ctx, run_req *r, double t_end)
+/* Adds the successful request on r to the run's counts and samples; *in_tokens, *out_tokens: its own. */
+static ss_status run_record(run_ctx *ctx, run_req *r, double t_end, int64_t *in_tokens_out, int64_t *out_tokens_out)
 {
     const ss_bench_request_plan *rq = r->plan;
     int64_t out_tokens = (r->has_usage && r->usage_completion >= 0) ? r->usage_completion : r->n_chunks;
@@ -257,6 +260,8 @@ static ss_status run_record(run_ctx *ctx, run_req *r, double t_end)
     res->output_chunks += r->n_chunks;
     if (out_tokens < rq->output_len)
         res->short_outputs++;
+    *in_tokens_out = in_tokens;
+    *out_tokens_out = out_tokens;
     double e2e = (t_end - r->t_start) * 1e3;
     SS_CHECK(ss_bench_samples_push(&ctx->e2e, e2e));
     if (r->n_chunks > 0) {
@@ -267,6 +272,42 @@ static ss_status run_record(run_ctx *ctx, run_req *r, double t_end)
     }
     for (size_t i = 0; i < r->itl.n; i++)
         SS_CHECK(ss_bench_samples_push(&ctx->itl, r->itl.v[i]));
+    return SS_OK;
+}
+
+/* One line of p->requests_out for the measured request on r (ended at t_end): its plan index, start (s after
+ * the phase's), TTFT, end-to-end time, longest gap between tokens and the chunk after which it came, tokens,
+ * and its error kind and message if it failed (null otherwise). */
+static ss_status run_write_request(run_ctx *ctx, const run_req *r, double t_end, int64_t in_tokens, int64_t out_tokens,
+                                   ss_err *err)
+{
+    double gap = -1.0;
+    size_t at = 0;
+    for (size_t i = 0; i < r->itl.n; i++)
+        if (r->itl.v[i] > gap)
+            gap = r->itl.v[i], at = i + 1;
+    cJSON *o = cJSON_CreateObject();
+    int ok = o && cJSON_AddNumberToObject(o, "i", (double)(r->plan - ctx->plan0)) &&
+             cJSON_AddNumberToObject(o, "start_s", r->t_start - ctx->t_phase) &&
+             (r->n_chunks > 0 ? cJSON_AddNumberToObject(o, "ttft_ms", (r->t_first - r->t_start) * 1e3) != NULL
+                              : cJSON_AddNullToObject(o, "ttft_ms") != NULL) &&
+             cJSON_AddNumberToObject(o, "e2e_ms", (t_end - r->t_start) * 1e3) &&
+             (gap >= 0.0 ? cJSON_AddNumberToObject(o, "itl_max_ms", gap) != NULL
+                         : cJSON_AddNullToObject(o, "itl_max_ms") != NULL) &&
+             cJSON_AddNumberToObject(o, "itl_max_after", (double)at) &&
+             cJSON_AddNumberToObject(o, "input_tokens", (double)in_tokens) &&
+             cJSON_AddNumberToObject(o, "output_tokens", (double)out_tokens) &&
+             (r->failed ? cJSON_AddStringToObject(o, "error", ss_bench_err_kind_str(r->kind)) != NULL &&
+                              cJSON_AddStringToObject(o, "message", r->msg) != NULL
+                        : cJSON_AddNullToObject(o, "error") != NULL);
+    char *line = ok ? cJSON_PrintUnformatted(o) : NULL;
+    cJSON_Delete(o);
+    if (!line)
+        return ss_err_set(err, SS_ERR_NOMEM, "bench: out of memory writing a request's line");
+    int bad = fprintf(ctx->p->requests_out, "%s\n", line) < 0;
+    cJSON_free(line);
+    if (bad)
+        return ss_err_set(err, SS_ERR_IO, "bench: could not write the per-request output");
     return SS_OK;
 }
 
@@ -296,11 +337,17 @@ static ss_status run_finish(run_ctx *ctx, run_req *r, CURLcode cc, ss_err *err)
     }
     if (!r->failed) {
         ctx->ok++;
-        return ctx->measuring ? run_record(ctx, r, t_end) : SS_OK;
+        if (!ctx->measuring)
+            return SS_OK;
+        int64_t out_tokens = 0, in_tokens = 0;
+        SS_CHECK(run_record(ctx, r, t_end, &in_tokens, &out_tokens));
+        return ctx->p->requests_out ? run_write_request(ctx, r, t_end, in_tokens, out_tokens, err) : SS_OK;
     }
     ctx->failed++;
     if (!ctx->measuring)
         return SS_OK;
+    if (ctx->p->requests_out)
+        SS_CHECK(run_write_request(ctx, r, t_end, 0, 0, err));
     ss_bench_result *res = ctx->res;
     if (res->errors[r->kind]++ == 0) {
         snprintf(res->first_error[r->kind], sizeof res->first_error[r->kind], "%s", r->msg);
@@ -340,6 +387,8 @@ static ss_status run_phase(run_ctx *ctx, const ss_bench_request_plan *plan, int6
     curl_multi_setopt(ctx->multi, CURLMOPT_MAXCONNECTS, (long)cap);
 
     double t0 = run_now(), t_last_end = t0;
+    ctx->t_phase = t0;
+    ctx->plan0 = plan;
     int64_t next = 0, done = 0;
     while (done < n) {
         double now = run_now();

@@ -5,6 +5,7 @@
 #define SS_BENCH_RUN_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #include "bench/bench_stats.h"
 #include "bench/bench_workload.h"
@@ -22,6 +23,8 @@ typedef struct ss_bench_params {
     double temperature;
     int ignore_eos; /* ask the server to generate exactly max_tokens (vLLM's extension) */
     int fit_vocab;  /* the id range is the default: narrow it to the vocab_size GET {url}/v1/models states */
+    FILE *requests_out; /* one JSON object a line for each measured request (when it started, its TTFT, its
+                         * longest token gap, ...), in completion order, or NULL (borrowed, not closed) */
 } ss_bench_params;
 
 void ss_bench_default_params(ss_bench_params *p);

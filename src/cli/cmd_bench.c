@@ -1,5 +1,6 @@
 /* cmd_bench.c — `shardserve bench`: flags (with SHARDSERVE_* twins) -> a load-generator run against
  * an OpenAI-compatible server -> a text or JSON report on stdout (DESIGN.md §8). */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -51,7 +52,7 @@ int ss_cmd_bench(int argc, char **argv, char **env)
     ss_bench_default_params(&p);
     ss_bench_workload_params *w = &p.workload;
     int64_t num_requests = w->num_requests, input_len = -1, output_len = -1, seed = 0;
-    const char *input_range = NULL, *output_range = NULL, *vocab_range = NULL;
+    const char *input_range = NULL, *output_range = NULL, *vocab_range = NULL, *requests_path = NULL;
     int json = 0, quiet = 0;
     const ss_opt opts[] = {
         {"url", SS_OPT_STR, &p.url, "server base URL (default http://127.0.0.1:8000)"},
@@ -72,6 +73,7 @@ int ss_cmd_bench(int argc, char **argv, char **env)
         {"temperature", SS_OPT_FLOAT, &p.temperature, "sampling temperature (default 0)"},
         {"ignore-eos", SS_OPT_BOOL, &p.ignore_eos, "send ignore_eos so outputs run to max_tokens (default true)"},
         {"json", SS_OPT_BOOL, &json, "print the report as one JSON object"},
+        {"requests-out", SS_OPT_STR, &requests_path, "FILE: one JSON line per measured request (start, TTFT, longest gap, ...)"},
         {"quiet", SS_OPT_BOOL, &quiet, "no log lines on stderr"},
         {NULL, 0, NULL, NULL},
     };
@@ -103,8 +105,17 @@ int ss_cmd_bench(int argc, char **argv, char **env)
 
     bench_raise_nofile(p.concurrency > 0 && p.concurrency < w->num_requests ? p.concurrency : w->num_requests);
 
+    if (requests_path && *requests_path) {
+        p.requests_out = fopen(requests_path, "w");
+        if (!p.requests_out) {
+            fprintf(stderr, "shardserve bench: --requests-out %s: %s\n", requests_path, strerror(errno));
+            return SS_EXIT_USAGE;
+        }
+    }
     ss_bench_result res;
     st = ss_bench_run(&p, &res, &err);
+    if (p.requests_out && fclose(p.requests_out) != 0 && st == SS_OK)
+        st = ss_err_set(&err, SS_ERR_IO, "--requests-out %s: %s", requests_path, strerror(errno));
     if (st != SS_OK) {
         fprintf(stderr, "shardserve bench: %s\n", err.msg);
         return st == SS_ERR_INVALID_ARG ? SS_EXIT_USAGE : SS_EXIT_FAILURE;

@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 
 sys.dont_write_bytecode = True  # no __pycache__ left in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -16,6 +17,7 @@ from mock_openai_server import MockServer  # noqa: E402
 
 BIN = None
 FAILS = []
+TMP = None  # a directory of this run's own (main)
 
 
 def check(cond, what):
@@ -83,13 +85,25 @@ def group_ok():
               par["input_len_max"] == 9 and par["concurrency"] == 4 and par["seed"] == 7 and
               par["vocab_lo"] == 100 and par["vocab_hi"] == 200 and par["warmup"] == 2, "parameters %s" % par)
 
+        # --requests-out: a line for each measured request (not the warm-up), with its own counts.
+        out = os.path.join(TMP, "requests.jsonl")
+        rep, _ = bench(srv.url, *(args + ["--requests-out", out]), expect_rc=0)
+        with open(out) as f:
+            lines = [json.loads(x) for x in f]
+        check(len(lines) == 12 and sorted(x["i"] for x in lines) == list(range(12)), "request lines %s" % lines)
+        lens = sorted(len(r["prompt"]) for r in srv.requests[-12:])
+        check(sorted(x["input_tokens"] for x in lines) == lens, "request lines' input tokens vs %s" % lens)
+        check(all(x["output_tokens"] == 5 and x["error"] is None and 1 <= x["itl_max_after"] <= 4 and
+                  0 <= x["ttft_ms"] <= x["e2e_ms"] and 0 <= x["itl_max_ms"] <= x["e2e_ms"] and x["start_s"] >= 0
+                  for x in lines), "request lines' fields: %s" % lines[:2])
+
         # Same seed, same prompts (as a multiset: arrival order varies with concurrency); another seed differs.
         first = sorted(json.dumps(r) for r in measured)
         bench(srv.url, *args, expect_rc=0)
-        again = sorted(json.dumps(r) for r in srv.requests[16:])
+        again = sorted(json.dumps(r) for r in srv.requests[30:])
         check(first == again, "same seed gave different prompts")
         bench(srv.url, *(args[:-6] + ["--seed", 8] + args[-4:]), expect_rc=0)
-        other = sorted(json.dumps(r) for r in srv.requests[30:])
+        other = sorted(json.dumps(r) for r in srv.requests[44:])
         check(len(other) == 12 and first != other, "another seed gave the same prompts")
 
         # Poisson arrivals and no --model (asks /v1/models); a text prompt, with usage giving its tokens.
@@ -147,11 +161,18 @@ def group_errors():
         srv.stop()
     srv = MockServer(mode="mixed").start()
     try:
+        out = os.path.join(TMP, "mixed.jsonl")
         rep, _ = bench(srv.url, "--model", "tiny", "--num-requests", 9, "--input-len", 3, "--output-len", 4,
-                       "--concurrency", 2, expect_rc=1)
+                       "--concurrency", 2, "--requests-out", out, expect_rc=1)
         check(rep["requests"] == {"total": 9, "ok": 6, "failed": 3}, "mixed: %s" % rep["requests"])
         errors_only(rep, http=3)
         check(rep["tokens"]["output"] == 24 and rep["ttft_ms"]["n"] == 6, "mixed tokens %s" % rep["tokens"])
+        with open(out) as f:
+            lines = [json.loads(x) for x in f]
+        bad = [x for x in lines if x["error"] is not None]
+        check(len(lines) == 9 and len(bad) == 3 and all(x["error"] == "http" and "HTTP 500" in x["message"] and
+                                                        x["output_tokens"] == 0 for x in bad),
+              "mixed request lines: %s" % bad)
     finally:
         srv.stop()
     for mode in ("nodone", "badjson", "error_event"):
@@ -213,6 +234,9 @@ def group_flags():
         _, p = bench("http://127.0.0.1:9", "--model", "tiny", *bad, expect_rc=2)
         check(p.stdout == "" and "shardserve bench:" in p.stderr or "unknown flag" in p.stderr,
               "usage error %s should explain itself: %r" % (bad, p.stderr))
+    _, p = bench("http://127.0.0.1:9", "--model", "tiny", "--requests-out", os.path.join(TMP, "no", "such"),
+                 expect_rc=2)
+    check("--requests-out " + os.path.join(TMP, "no", "such") in p.stderr, "unwritable --requests-out: %r" % p.stderr)
     p = subprocess.run([BIN, "bench", "--help"], capture_output=True, text=True, timeout=30)
     check(p.returncode == 0 and "SHARDSERVE_REQUEST_RATE" in p.stdout, "--help lists env twins")
     # Text report (no --json): the headline figures are there.
@@ -257,9 +281,11 @@ def main():
         print(__doc__, file=sys.stderr)
         return 2
     BIN = sys.argv[1]
-    for name, fn in GROUPS.items():
-        if sys.argv[2] in (name, "all"):
-            fn()
+    global TMP
+    with tempfile.TemporaryDirectory() as TMP:
+        for name, fn in GROUPS.items():
+            if sys.argv[2] in (name, "all"):
+                fn()
     if FAILS:
         print("%d check(s) failed" % len(FAILS))
         return 1
