@@ -6,6 +6,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #ifdef __linux__
@@ -101,6 +102,8 @@ struct ss_sched {
     int cur;
     int overlap; /* plan ahead (p.overlap, and for AUTO whether the replica runs steps asynchronously) */
     int64_t t_last_collect;
+    int64_t log_step_us; /* SS_STEP_LOG_MS: steps at least this long are logged with their make-up (0: none) */
+    int64_t n_steps;     /* steps collected (the log's step numbers) */
     /* Pacing (pace_ahead): the own time of the latest decode-only steps of pace_n sequences, its running
      * average and the last one; pace_seen counts them since pace_n changed. */
     int32_t pace_n, pace_seen;
@@ -690,6 +693,7 @@ static void on_token(ss_sched *s, sreq *r, const ss_step_output *out, int32_t k)
 }
 
 static void flights_drain(ss_sched *s);
+static void log_step(const ss_sched *s, const sched_flight *a, int64_t us, int late);
 
 /* Submits plan (built from plan_reqs) to the replica as flight f. */
 static ss_status flight_submit(ss_sched *s, sched_flight *f, const ss_step_plan *plan, ss_err *err)
@@ -970,12 +974,31 @@ static void run_step(ss_sched *s)
     s->stats.steps++;
     s->stats.step_seconds_total += (double)(t1 - t0) * 1e-6;
     pthread_mutex_unlock(&s->mu);
+    s->n_steps++;
+    if (s->log_step_us > 0 && t1 - t0 >= s->log_step_us)
+        log_step(s, a, t1 - t0, late);
     flight_finish(s, a, &out);
     ss_step_output_clear(&out);
     if (b->active)
         s->cur = 1 - s->cur;
     if (s->n_running == 0) /* every sequence of a step planned ahead ended: drop it now, not when work comes */
         flights_drain(s);
+}
+
+/* SS_STEP_LOG_MS: one line for a slow step a: its time, sequences (decoding ones), tokens, its longest prompt
+ * chunk, and whether it was paced and ended late. */
+static void log_step(const ss_sched *s, const sched_flight *a, int64_t us, int late)
+{
+    int32_t decoding = 0, chunk = 0;
+    int64_t tokens = 0;
+    for (int32_t k = 0; k < a->n; k++) {
+        tokens += a->tokens[k];
+        decoding += a->tokens[k] == 1;
+        chunk = a->tokens[k] > chunk ? a->tokens[k] : chunk;
+    }
+    SS_LOGI("step %lld: %.2f ms, %d sequences (%d decoding), %lld tokens, longest chunk %d%s; %d waiting", (long long)s->n_steps,
+            (double)us / 1000.0, (int)a->n, (int)decoding, (long long)tokens, (int)chunk, late ? ", paced and late" : "",
+            (int)s->n_waiting);
 }
 
 /* Collects what is still in flight when the thread ends, so that the replica has no step pending. */
@@ -1117,6 +1140,9 @@ ss_status ss_sched_create(const ss_sched_params *params, ss_replica *replica, co
     s->replica = replica;
     s->tok = tok;
     s->pace_margin_us = p.pace_margin_min_us > 500 ? p.pace_margin_min_us : 500;
+    const char *slow = getenv("SS_STEP_LOG_MS"); /* a diagnostic for latency tails (docs/architecture.md) */
+    double slow_ms = slow && *slow ? atof(slow) : 0.0;
+    s->log_step_us = slow_ms <= 0.0 ? 0 : slow_ms < 0.001 ? 1 : (int64_t)(slow_ms * 1000.0);
     s->accepting = 1;
     s->healthy = 1;
     s->next_id = 1;

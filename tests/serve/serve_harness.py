@@ -63,9 +63,11 @@ def free_ports(n):
 class Server:
     PORT_ATTEMPTS = 5
 
-    def __init__(self, binary, model, extra=(), ready_timeout=180, preexec_fn=None):
-        """preexec_fn: run in the server process before exec (e.g. to lower its resource limits)."""
+    def __init__(self, binary, model, extra=(), ready_timeout=180, preexec_fn=None, env=None):
+        """preexec_fn: run in the server process before exec (e.g. to lower its resource limits); env: variables
+        added to this process's environment for the server."""
         self.preexec_fn = preexec_fn
+        self.env = env or {}
         self.log = tempfile.NamedTemporaryFile(prefix="shardserve-", suffix=".log", delete=False)
         self.ready_timeout = ready_timeout
         deadline = time.time() + ready_timeout
@@ -83,7 +85,7 @@ class Server:
         self.log.truncate()
         args = [binary, "serve", "--model", model, "--device", "cpu", "--host", "127.0.0.1",
                 "--port", str(self.port), "--metrics-port", str(self.mport)] + list(extra)
-        env = dict(os.environ)
+        env = dict(os.environ, **self.env)
         env.setdefault("ASAN_OPTIONS", "detect_leaks=1")
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=env,
                                      preexec_fn=self.preexec_fn)

@@ -552,6 +552,22 @@ def _():
         assert small.stop() == 0
 
 
+@check("SS_STEP_LOG_MS: slow steps logged with their make-up (a 20-token prompt's step, then its decode steps)")
+def _():
+    logged = Server(BINARY, MODEL_DIR, ["--max-seq-len", str(CTX)], env={"SS_STEP_LOG_MS": "0.0001"})
+    try:
+        st, _, j, _ = logged.post("/v1/completions", {"prompt": [7] * 20, "max_tokens": 3, "ignore_eos": True})
+        assert st == 200 and j["usage"]["completion_tokens"] == 3, (st, j)
+        text = logged.log_text()  # (each step's line is written before its tokens go out)
+    finally:
+        assert logged.stop() == 0
+    lines = [x for x in text.splitlines() if " ms, 1 sequences" in x]  # (the load's own warm-up steps first)
+    first = [i for i, x in enumerate(lines) if "(0 decoding), 20 tokens, longest chunk 20; 0 waiting" in x]
+    assert len(first) == 1 and len(lines) >= first[0] + 3, lines
+    assert all("(1 decoding), 1 tokens, longest chunk 1" in x for x in lines[first[0] + 1:first[0] + 3]), lines
+    assert "step %d: " % (first[0] + 1) in lines[first[0]], lines
+
+
 # A second server: API key and back-pressure (one running sequence, one waiting).
 # Its model name holds a '/', as a Hub id does.
 HUB_NAME = "org/E2E-Model"
