@@ -3,7 +3,7 @@
 # trains the demo model on the last GPU in the background, and meanwhile runs the GPU checks and
 # benchmarks on the others. Every step has a deadline; the whole run stays under BUDGET seconds.
 # Results: $OUT/summary.txt, $OUT/logs.tar.xz, and $OUT/demo-*.{safetensors,json,txt} from training.
-# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize sanattn checks1 s21a s21p s23m s24p fp8ck s20a s20s s20t s20x s20m s20p s19a s19b s19c s19t s19g s18a s18b s18t s18p s18s s17a s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
+# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize sanattn checks1 s21a s21p s23m s24p fp8ck f8eng s20a s20s s20t s20x s20m s20p s19a s19b s19c s19t s19g s18a s18b s18t s18p s18s s17a s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -837,16 +837,25 @@ if has fp8ck; then
     bench_lines "$L"/bench_fp8ck_*.log | tee -a "$S"
     if [ -n "${FP8CK_SERVE:-}" ]; then # FP8CK_SERVE="1 64": serve it, closed loop at those concurrencies, 128 / 256
       cp /work/shared/fixtures/models/e2e-llama3-tok/tokenizer.json /work/shared/fixtures/models/e2e-llama3-tok/tokenizer_config.json "$MF/"
-      "$B/shardserve" serve --model "$MF" --device cuda --port 8000 --metrics-port 8002 --served-model-name l70 >"$L/serve_fp8ck.log" 2>&1 &
+      # (session 32: FP8CK_STEPLOG=N serves with SS_STEP_LOG_MS=N; FP8CK_ROUNDS rounds of each concurrency, each
+      # with --requests-out into $OUTD; the steps' log is copied there too)
+      env ${FP8CK_STEPLOG:+SS_STEP_LOG_MS=$FP8CK_STEPLOG} "$B/shardserve" serve --model "$MF" --device cuda --port 8000 \
+        --metrics-port 8002 --served-model-name l70 >"$L/serve_fp8ck.log" 2>&1 &
       SPID=$!
       wait_ready $SPID
       grep -h "KV cache\|weights (" "$L/serve_fp8ck.log" | cut -c1-220 | tee -a "$S"
       if [ $ready = 1 ]; then
         for c in $FP8CK_SERVE; do
-          step "serve 70B fp8 ($NL layers) c$c 128/256" 150 "bench_fp8ck_serve_c$c.log" "$B/shardserve" bench --url http://127.0.0.1:8000 \
-            --model l70 --num-requests $((c * 3)) --concurrency "$c" --warmup "$c" --input-len 128 --output-len 256 --seed 1 --json --quiet
-          grep -h '^{' "$L/bench_fp8ck_serve_c$c.log" | tail -1 | cut -c1-600 | tee -a "$S"
+          for r in $(seq 1 "${FP8CK_ROUNDS:-1}"); do
+            step "serve 70B fp8 ($NL layers) c$c 128/256 #$r" 150 "bench_fp8ck_serve_c${c}_$r.log" "$B/shardserve" bench --url http://127.0.0.1:8000 \
+              --model l70 --num-requests $((c * 3)) --concurrency "$c" --warmup "$c" --input-len 128 --output-len 256 --seed 1 --json --quiet \
+              --requests-out "$OUTD/requests_fp8ck_c${c}_$r.jsonl"
+            grep -h '^{' "$L/bench_fp8ck_serve_c${c}_$r.log" | tail -1 | cut -c1-600 | tee -a "$S"
+          done
         done
+        python3 -c 'import urllib.request; print(urllib.request.urlopen("http://127.0.0.1:8002/metrics").read().decode())' \
+          >"$OUTD/metrics_fp8ck.txt" 2>&1
+        grep -h "step [0-9]*:" "$L/serve_fp8ck.log" >"$OUTD/steps_fp8ck.log"
       else
         note "FAIL  serve 70B fp8 not ready"
       fi
@@ -856,6 +865,35 @@ if has fp8ck; then
   else
     note "fp8ck: no room for a layer of the 70B shape ($FD: $FA bytes)"
   fi
+fi
+if has f8eng; then
+  # Session 32: an fp8 checkpoint through prepare on the GPU: an 8B shape written as an fbgemm_fp8 checkpoint
+  # (gen_checkpoint --fp8) into /dev/shm, prepared into an engine (codes and a scale a row kept), then greedy tokens
+  # from the checkpoint and from the engine (must be equal) and batch 1 from each (F8ENG_REPS rounds).
+  export CUDA_VISIBLE_DEVICES=0
+  FE=/dev/shm/s32; rm -rf "$FE"; mkdir -p "$FE"
+  step "gen 8B fp8 checkpoint" 200 gen_f8eng.log "$B/tools/gen_checkpoint" --shape llama-3-8b --fp8 --out "$FE/l8f8"
+  tail -1 "$L/gen_f8eng.log" | tee -a "$S"
+  step "prepare it" 300 prep_f8eng.log "$B/shardserve" prepare --model "$FE/l8f8" --cache "$FE/cache"
+  ENG=$(grep -ho "engine ready ([a-z]*): .*" "$L/prep_f8eng.log" | tail -1 | sed 's/^[^:]*: //')
+  grep -h "build:\|engine ready" "$L/prep_f8eng.log" | cut -c1-220 | tee -a "$S"
+  du -sb "$FE/l8f8" "$ENG" 2>/dev/null | tee -a "$S"
+  for m in ck:"$FE/l8f8" eng:"$ENG"; do
+    step "greedy from ${m%%:*}" 120 "gen_f8eng_${m%%:*}.log" "$B/shardserve" generate --model "${m#*:}" --device cuda \
+      --prompt-ids 128000,791,6864,315,9822,374 --max-tokens 48 --ignore-eos --quiet
+    grep -v "^20..-" "$L/gen_f8eng_${m%%:*}.log" | tail -1 | cut -c1-400 | tee -a "$S"
+    grep -h "fp8\|weights (" "$L/gen_f8eng_${m%%:*}.log" | head -3 | cut -c1-220 | tee -a "$S"
+  done
+  if cmp -s <(grep -v "^20..-" "$L/gen_f8eng_ck.log") <(grep -v "^20..-" "$L/gen_f8eng_eng.log"); then note "PASS  greedy tokens: engine == checkpoint"
+  else note "FAIL  greedy tokens: engine != checkpoint"; fi
+  for rep in $(seq 1 "${F8ENG_REPS:-1}"); do
+    for m in ck:"$FE/l8f8" eng:"$ENG"; do
+      step "8B fp8 b1 from ${m%%:*} #$rep" 150 "bench_f8eng_${m%%:*}_$rep.log" "$B/tools/bench_decode" --model "${m#*:}" --device cuda \
+        --prompt 128 --gen 128 --json
+    done
+  done
+  bench_lines "$L"/bench_f8eng_*.log | tee -a "$S"
+  rm -rf "$FE"
 fi
 if has s24p; then
   # Session 24: scripts/gpu/probe_cluster.cu (cluster occupancy, cooperative launches with clusters, a flag's round
