@@ -330,13 +330,19 @@ ss_status ss_tokenizer_token_bytes(const ss_tokenizer *tok, int32_t id, char **b
  * the start of the text, later ones as continuations) and either emits it all and starts a new
  * window, or holds it: while the text is empty, ends in U+FFFD (an incomplete character), or ends
  * in a byte-fallback token (a later byte may turn the whole byte run into U+FFFDs). Decoder chains
- * that cannot be cut this way (tok->detok_no_cut) hold everything until flush. */
+ * that cannot be cut this way (tok->detok_no_cut) hold everything until flush.
+ * A held window longer than DETOK_TAIL tokens is cut before its last DETOK_TAIL (detok_cut): text ending in
+ * U+FFFD need not be an incomplete character — a model can emit partial bytes again and again (E2 80 E2 80 …,
+ * each invalid once the next byte comes), and such a window used to be held, and decoded again at every push,
+ * until a clean end (session 32: 110 tokens, 3.3 s of silence in a stream from a random-weight 70B). */
+#define DETOK_TAIL 4 /* tokens held after a cut: at least the 3 bytes that decide a UTF-8 sequence's end */
 struct ss_detok {
     const ss_tokenizer *tok;
     int skip_special;
     int at_start;
     ss_tok_ids win;
     ss_tok_buf text;
+    ss_tok_buf rest; /* detok_cut's decode of the window's tail */
     int has_bytefallback;
 };
 
@@ -356,18 +362,66 @@ ss_status ss_detok_create(const ss_tokenizer *tok, int skip_special, ss_detok **
     return SS_OK;
 }
 
-static ss_status detok_decode_window(ss_detok *d, ss_err *err)
+/* Decodes window ids [from, to) into *out (replacing it): as the text's start when at_start. */
+static ss_status detok_decode(ss_detok *d, size_t from, size_t to, int at_start, ss_tok_buf *out, ss_err *err)
 {
     const char **toks;
     size_t *lens, m;
-    SS_CHECK(dec_collect(d->tok, d->win.v, d->win.n, 0, &toks, &lens, &m, err));
-    d->text.len = 0;
-    ss_status st = ss_tok_decode_tokens(d->tok, toks, lens, m, d->at_start, 0, &d->text, err);
+    SS_CHECK(dec_collect(d->tok, d->win.v + from, to - from, 0, &toks, &lens, &m, err));
+    out->len = 0;
+    ss_status st = ss_tok_decode_tokens(d->tok, toks, lens, m, at_start, 0, out, err);
     ss_free(toks);
     ss_free(lens);
-    if (st == SS_OK && !d->text.p && ss_tok_buf_append(&d->text, "", 0) != SS_OK)
+    if (st == SS_OK && !out->p && ss_tok_buf_append(out, "", 0) != SS_OK)
         st = ss_err_set(err, SS_ERR_NOMEM, "tokenizer: out of memory");
     return st;
+}
+
+static ss_status detok_decode_window(ss_detok *d, ss_err *err)
+{
+    return detok_decode(d, 0, d->win.n, d->at_start, &d->text, err);
+}
+
+static int detok_is_byte(const ss_detok *d, int32_t id)
+{
+    size_t n;
+    const char *s = ss_tok_strtab_get(&d->tok->vocab, (size_t)id, &n);
+    return d->has_bytefallback && s && dec_byte_token(s, n) >= 0;
+}
+
+/* A held window of more than DETOK_TAIL tokens: emits (*piece, *len) the text of all but its last DETOK_TAIL
+ * tokens and keeps those, when that is safe: the head's text must be a prefix of the whole window's text and the
+ * tail's (decoded as a continuation) the rest of it, so the pieces still spell what one decode of all ids gives,
+ * and the cut must not split a byte-fallback run (a later byte may change a whole run's text). Otherwise holds. */
+static ss_status detok_cut(ss_detok *d, const char **piece, size_t *len, ss_err *err)
+{
+    size_t k = d->win.n - DETOK_TAIL;
+    if (detok_is_byte(d, d->win.v[k - 1]) && detok_is_byte(d, d->win.v[k]))
+        return SS_OK;
+    for (size_t i = k; i < d->win.n; i++) { /* each tail token brings a byte at least */
+        size_t n = 0;
+        if (!ss_tok_strtab_get(&d->tok->vocab, (size_t)d->win.v[i], &n) || !n)
+            return SS_OK;
+    }
+    SS_CHECK(detok_decode_window(d, err)); /* the whole window: its text, to compare with */
+    SS_CHECK(detok_decode(d, k, d->win.n, 0, &d->rest, err));
+    size_t all = d->text.len, tail = d->rest.len;
+    if (tail >= all || memcmp(d->text.p + all - tail, d->rest.p, tail))
+        return SS_OK;
+    ss_tok_buf whole = d->text; /* keep the whole text while the head decodes into d->text */
+    d->text = (ss_tok_buf){0};
+    ss_status st = detok_decode(d, 0, k, d->at_start, &d->text, err);
+    int same = st == SS_OK && d->text.len == all - tail && !memcmp(d->text.p, whole.p, d->text.len);
+    ss_tok_buf_free(&whole);
+    SS_CHECK(st);
+    if (!same)
+        return SS_OK;
+    memmove(d->win.v, d->win.v + k, DETOK_TAIL * sizeof *d->win.v);
+    d->win.n = DETOK_TAIL;
+    d->at_start = 0;
+    *piece = d->text.p;
+    *len = d->text.len;
+    return SS_OK;
 }
 
 ss_status ss_detok_push(ss_detok *d, int32_t id, const char **piece, size_t *len, ss_err *err)
@@ -383,11 +437,13 @@ ss_status ss_detok_push(ss_detok *d, int32_t id, const char **piece, size_t *len
         return SS_OK;
     if (ss_tok_ids_push(&d->win, id) != SS_OK)
         return ss_err_set(err, SS_ERR_NOMEM, "tokenizer: out of memory");
-    if (d->tok->detok_no_cut || (d->has_bytefallback && dec_byte_token(ts, tlen) >= 0))
+    if (d->tok->detok_no_cut)
         return SS_OK;
+    if (d->has_bytefallback && dec_byte_token(ts, tlen) >= 0)
+        return d->win.n > DETOK_TAIL ? detok_cut(d, piece, len, err) : SS_OK;
     SS_CHECK(detok_decode_window(d, err));
     if (!d->text.len || (d->text.len >= 3 && !memcmp(d->text.p + d->text.len - 3, dec_fffd, 3)))
-        return SS_OK;
+        return d->win.n > DETOK_TAIL ? detok_cut(d, piece, len, err) : SS_OK;
     d->win.n = 0;
     d->at_start = 0;
     *piece = d->text.p;
@@ -417,5 +473,6 @@ void ss_detok_destroy(ss_detok *d)
         return;
     ss_free(d->win.v);
     ss_tok_buf_free(&d->text);
+    ss_tok_buf_free(&d->rest);
     ss_free(d);
 }
