@@ -286,15 +286,16 @@ static void test_per_row_exact(void **state)
     ss_backend_destroy(be);
 }
 
-/* Logits of one prompt on the cpu, or with SS_TEST_DEVICE=cuda on a GPU (a replica, so --quantization auto resolves
- * as serve's does). */
-static float *prompt_logits_tp(const char *dir, ss_linear_type lt, int tp, int32_t *vocab, ss_linear_type *resolved)
+/* Logits of one prompt on the cpu, or with SS_TEST_DEVICE=cuda (and gpu_ok) on a GPU (a replica, so --quantization
+ * auto resolves as serve's does). tp > 1 runs on the cpu. */
+static float *prompt_logits_tp(const char *dir, ss_linear_type lt, int tp, int gpu_ok, int32_t *vocab,
+                               ss_linear_type *resolved)
 {
     ss_replica_params p = ss_replica_default_params();
     p.model_dir = dir;
     p.tp = tp;
     const char *dev = getenv("SS_TEST_DEVICE");
-    p.backend.device = tp == 1 && dev && !strcmp(dev, "cuda") ? SS_DEVICE_CUDA : SS_DEVICE_CPU; /* tp > 1: the cpu */
+    p.backend.device = gpu_ok && tp == 1 && dev && !strcmp(dev, "cuda") ? SS_DEVICE_CUDA : SS_DEVICE_CPU;
     p.backend.n_threads = 2;
     p.backend.linear_type = lt;
     p.worker_exe = SS_BINARY_DIR "/shardserve";
@@ -327,7 +328,7 @@ static float *prompt_logits_tp(const char *dir, ss_linear_type lt, int tp, int32
 
 static float *prompt_logits(const char *dir, ss_linear_type lt, int32_t *vocab)
 {
-    return prompt_logits_tp(dir, lt, 1, vocab, NULL);
+    return prompt_logits_tp(dir, lt, 1, 1, vocab, NULL);
 }
 
 static double rel_l2(const float *a, const float *b, int32_t n)
@@ -589,7 +590,9 @@ static void test_auto_falls_back(void **state)
     src_model = "llama3-gqa";
     int32_t V = 0;
     ss_linear_type got = SS_LINEAR_FP8;
-    float *one = prompt_logits(dir, SS_LINEAR_ACT, &V), *two = prompt_logits_tp(dir, SS_LINEAR_AUTO, 2, &V, &got);
+    /* both on the cpu (under SS_TEST_DEVICE=cuda too: tp 2 runs there, and a GPU's bf16 logits are no match) */
+    float *one = prompt_logits_tp(dir, SS_LINEAR_ACT, 1, 0, &V, NULL);
+    float *two = prompt_logits_tp(dir, SS_LINEAR_AUTO, 2, 0, &V, &got);
     assert_int_equal(got, SS_LINEAR_ACT);
     const double err = rel_l2(two, one, V);
     fprintf(stderr, "auto at tp 2 (dequantised) against one process: %.3g\n", err);
