@@ -1,6 +1,6 @@
 /* fuzz_tokenizer.c — libFuzzer target: encodes arbitrary bytes with the Llama 3.1 and Llama 2
  * tokenizers (raw, then made valid UTF-8), decodes the result whole and streamed, and checks that
- * both decodes agree. Tokenizers come from the npm test dependencies (scripts/install-deps.sh). */
+ * both decodes agree; then the same for the input read as ids (mostly single bytes' tokens, in any order). Tokenizers come from the npm test dependencies (scripts/install-deps.sh). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +14,7 @@
 #endif
 
 static ss_tokenizer *fuzz_toks[2];
+static int32_t fuzz_byte_ids[2][256]; /* the token of each single byte (-1: none) */
 
 static ss_tokenizer *fuzz_load(const char *name)
 {
@@ -35,6 +36,20 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argv;
     fuzz_toks[0] = fuzz_load("llama3_1");
     fuzz_toks[1] = fuzz_load("llama2");
+    for (int t = 0; t < 2; t++) {
+        for (int b = 0; b < 256; b++)
+            fuzz_byte_ids[t][b] = -1;
+        for (int32_t id = 0; id < ss_tokenizer_vocab_size(fuzz_toks[t]); id++) {
+            char *bytes;
+            size_t bl;
+            ss_err err;
+            if (ss_tokenizer_token_bytes(fuzz_toks[t], id, &bytes, &bl, &err) != SS_OK)
+                continue;
+            if (bl == 1 && fuzz_byte_ids[t][(uint8_t)bytes[0]] < 0)
+                fuzz_byte_ids[t][(uint8_t)bytes[0]] = id;
+            ss_free(bytes);
+        }
+    }
     return 0;
 }
 
@@ -59,13 +74,10 @@ static void fuzz_make_valid(unsigned char *s, size_t n)
     }
 }
 
-static void fuzz_one(const ss_tokenizer *tok, const char *text, size_t len, int add_special)
+/* Decodes ids whole and streamed (skipping special tokens when add_special, as the server's streams do) and checks that the pieces spell the whole. */
+static void fuzz_stream(const ss_tokenizer *tok, const int32_t *ids, size_t n, int add_special)
 {
-    int32_t *ids;
-    size_t n;
     ss_err err;
-    if (ss_tokenizer_encode(tok, text, len, add_special, &ids, &n, &err) != SS_OK)
-        return;
     char *full;
     size_t flen;
     if (ss_tokenizer_decode(tok, ids, n, add_special, &full, &flen, &err) != SS_OK)
@@ -86,7 +98,32 @@ static void fuzz_one(const ss_tokenizer *tok, const char *text, size_t len, int 
         abort();
     ss_detok_destroy(d);
     ss_free(full);
+}
+
+static void fuzz_one(const ss_tokenizer *tok, const char *text, size_t len, int add_special)
+{
+    int32_t *ids;
+    size_t n;
+    ss_err err;
+    if (ss_tokenizer_encode(tok, text, len, add_special, &ids, &n, &err) != SS_OK)
+        return;
+    fuzz_stream(tok, ids, n, add_special);
     ss_free(ids);
+}
+
+/* Ids as a model may emit them, in any order (encoding text never gives E2 80 E2 80 ...): each input byte pair is
+ * one id, mostly a single byte's token (fuzz_byte_ids), else any id of the vocabulary. */
+static void fuzz_raw_ids(int t, const uint8_t *data, size_t size)
+{
+    int32_t ids[2048];
+    size_t n = 0;
+    int32_t vocab = ss_tokenizer_vocab_size(fuzz_toks[t]);
+    for (size_t i = 0; i + 1 < size && n < 2048; i += 2) {
+        int32_t byte_id = fuzz_byte_ids[t][data[i + 1]];
+        ids[n++] = data[i] < 200 && byte_id >= 0 ? byte_id : (int32_t)((data[i] * 256u + data[i + 1]) * 7919u % (uint32_t)vocab);
+    }
+    if (n)
+        fuzz_stream(fuzz_toks[t], ids, n, data[0] & 1);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -111,5 +148,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fuzz_one(fuzz_toks[t], (const char *)buf, size, 1 - t);
     }
     free(buf);
+    for (int t = 0; t < 2; t++)
+        fuzz_raw_ids(t, data, size);
     return 0;
 }
