@@ -837,8 +837,8 @@ if has fp8ck; then
     bench_lines "$L"/bench_fp8ck_*.log | tee -a "$S"
     if [ -n "${FP8CK_SERVE:-}" ]; then # FP8CK_SERVE="1 64": serve it, closed loop at those concurrencies, 128 / 256
       cp /work/shared/fixtures/models/e2e-llama3-tok/tokenizer.json /work/shared/fixtures/models/e2e-llama3-tok/tokenizer_config.json "$MF/"
-      # (session 32: FP8CK_STEPLOG=N serves with SS_STEP_LOG_MS=N; FP8CK_ROUNDS rounds of each concurrency, each
-      # with --requests-out into $OUTD; the steps' log is copied there too)
+      # (session 32: FP8CK_STEPLOG=N serves with SS_STEP_LOG_MS=N; a round of each concurrency for each of FP8CK_SEEDS,
+      # each with --requests-out into $OUTD; the steps' log is copied there too)
       env ${FP8CK_STEPLOG:+SS_STEP_LOG_MS=$FP8CK_STEPLOG} "$B/shardserve" serve --model "$MF" --device cuda --port 8000 \
         --metrics-port 8002 --served-model-name l70 >"$L/serve_fp8ck.log" 2>&1 &
       SPID=$!
@@ -846,9 +846,9 @@ if has fp8ck; then
       grep -h "KV cache\|weights (" "$L/serve_fp8ck.log" | cut -c1-220 | tee -a "$S"
       if [ $ready = 1 ]; then
         for c in $FP8CK_SERVE; do
-          for r in $(seq 1 "${FP8CK_ROUNDS:-1}"); do
-            step "serve 70B fp8 ($NL layers) c$c 128/256 #$r" 150 "bench_fp8ck_serve_c${c}_$r.log" "$B/shardserve" bench --url http://127.0.0.1:8000 \
-              --model l70 --num-requests $((c * 3)) --concurrency "$c" --warmup "$c" --input-len 128 --output-len 256 --seed 1 --json --quiet \
+          for r in ${FP8CK_SEEDS:-1}; do # (a seed a round: a seed run before finds its prompts in the prefix cache)
+            step "serve 70B fp8 ($NL layers) c$c 128/256 seed $r" 150 "bench_fp8ck_serve_c${c}_$r.log" "$B/shardserve" bench --url http://127.0.0.1:8000 \
+              --model l70 --num-requests $((c * 3)) --concurrency "$c" --warmup "$c" --input-len 128 --output-len 256 --seed "$r" --json --quiet \
               --requests-out "$OUTD/requests_fp8ck_c${c}_$r.jsonl"
             grep -h '^{' "$L/bench_fp8ck_serve_c${c}_$r.log" | tail -1 | cut -c1-600 | tee -a "$S"
           done
