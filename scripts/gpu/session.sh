@@ -3,7 +3,7 @@
 # trains the demo model on the last GPU in the background, and meanwhile runs the GPU checks and
 # benchmarks on the others. Every step has a deadline; the whole run stays under BUDGET seconds.
 # Results: $OUT/summary.txt, $OUT/logs.tar.xz, and $OUT/demo-*.{safetensors,json,txt} from training.
-# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize sanattn checks1 s21a s21p s23m s24p fp8ck f8eng s20a s20s s20t s20x s20m s20p s19a s19b s19c s19t s19g s18a s18b s18t s18p s18s s17a s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
+# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize sanattn checks1 s21a s21p s23m s24p fp8ck f8eng longref s20a s20s s20t s20x s20m s20p s19a s19b s19c s19t s19g s18a s18b s18t s18p s18s s17a s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -894,6 +894,34 @@ if has f8eng; then
   done
   bench_lines "$L"/bench_f8eng_*.log | tee -a "$S"
   rm -rf "$FE"
+fi
+if has longref; then
+  # Session 32: long contexts against Hugging Face transformers. The 8B shape (random weights; its config: 131,072
+  # positions, Llama 3.1's rope scaling) in /dev/shm; tools/long_logits prefills each of LONGREF_CASES
+  # ("tag:prompt:ENV=V,..."; default a 512-token baseline, 8,192 and 32,760) in 2,048-token chunks and decodes its
+  # last 8 tokens one step each, writing their logits; scripts/gpu/long_ref.py then runs each prompt through
+  # transformers (bf16, sdpa) once and compares the last 8 positions' logits.
+  export CUDA_VISIBLE_DEVICES=0
+  LR=/dev/shm/longref; rm -rf "$LR"; mkdir -p "$LR"
+  step "gen 8B checkpoint" 200 gen_longref.log "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$LR/l8"
+  cases=()
+  for c in ${LONGREF_CASES:-p512:512 p8k:8192 p32k:32760 p32k8:32760:SHARDSERVE_KV_CACHE_DTYPE=fp8}; do
+    IFS=: read -r tag plen e <<<"$c"
+    variant "${e:--}"
+    step "long_logits $tag ($plen tokens) [${e:--}]" 150 "longref_$tag.log" env ${ev[@]+"${ev[@]}"} "$B/tools/long_logits" \
+      --model "$LR/l8" --device cuda --prompt "$plen" --tail 8 --ids-out "$LR/$tag.ids" --logits-out "$LR/$tag.bin" \
+      && cases+=("$tag:$LR/$tag.ids:$LR/$tag.bin")
+    grep -h '^{' "$L/longref_$tag.log" | tee -a "$S"
+  done
+  [ ${#cases[@]} -gt 0 ] && step "transformers reference" 400 longref_hf.log python3 scripts/gpu/long_ref.py "$LR/l8" "${cases[@]}"
+  grep -h '^{' "$L/longref_hf.log" | python3 -c '
+import json, sys
+for l in sys.stdin:
+    j = json.loads(l)
+    print("%-6s %6d tokens: rel L2 max %.4g, argmax same %d/%d, top-10 shared min %d; rows %s" % (j["case"], j["prompt"],
+          j["rel_l2_max"], j["argmax_same"], j["tail"], j["top10_shared_min"], " ".join("%.3g" % r["rel_l2"] for r in j["rows"])))' | tee -a "$S"
+  grep -v '^{' "$L/longref_hf.log" | tail -5 | tee -a "$S"
+  rm -rf "$LR"
 fi
 if has s24p; then
   # Session 24: scripts/gpu/probe_cluster.cu (cluster occupancy, cooperative launches with clusters, a flag's round
