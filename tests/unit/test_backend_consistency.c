@@ -1059,6 +1059,11 @@ static void test_attention(void **state)
     static const int32_t cluster_batch[][2] = {{450, 1}, {9, 1}, {130, 1}};
     check_attention(p, 32, 8, 128, cluster_batch, 3, "attention decode batch 3 ctx <= 451, 32/8 d128");
     check_attention(p, 16, 4, 64, cluster_batch, 3, "attention decode batch 3 ctx <= 451, 16/4 d64");
+    /* prefill chunks in whole 128-row blocks (32 tokens of a group of 4, or 8 of 16): the 8-warp prefill form, and
+     * under SS_ATTN_PREFILL=mt2 the 4 warps of two m-tiles; one from position 0, one deep in its context */
+    static const int32_t prefill[][2] = {{0, 100}, {200, 77}};
+    check_attention(p, 32, 8, 128, prefill, 2, "attention prefill chunks 32/8 d128");
+    check_attention(p, 32, 2, 64, prefill, 2, "attention prefill chunks 32/2 d64");
     /* decode batches of long contexts (bound >= 2048): splits chosen to fill waves, merged by the combine
      * kernel; the short sequence leaves most of its splits empty */
     static const int32_t long_batch[][2] = {{3000, 1}, {17, 1}, {2100, 1}, {2047, 1}, {4500, 1}};

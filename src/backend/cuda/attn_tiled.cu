@@ -111,10 +111,12 @@ __device__ __forceinline__ uint32_t pack_h2(float a, float b)
 // (WK > 1: 16 rows) give Q its own 16 rows after the stages, so that both stages load from the start.
 // FP8: two fp8 stages, then one f16 [K tile | V tile] that each stage is decoded into (Q sits there first),
 // then the decoded tile's K and V scales.
-template <int D, int WK, int BN = kBN, bool FP8 = false> __host__ __device__ constexpr int smem_bytes()
+// MT > 1 (two m-tiles a warp, the prefill form): Q keeps rows of its own after the stages (BMQ of them), as its A
+// fragments are read again at every key tile.
+template <int D, int WK, int BN = kBN, bool FP8 = false, int BMQ = 0> __host__ __device__ constexpr int smem_bytes()
 {
     return FP8 ? 2 * fp8_stage_bytes<D, BN>() + 2 * BN * (D + 8) * (int)sizeof(bf16) + 2 * BN * (int)sizeof(float)
-               : (4 * BN + (WK > 1 ? 16 : 0)) * (D + 8) * (int)sizeof(bf16);
+               : (4 * BN + (WK > 1 ? 16 : BMQ)) * (D + 8) * (int)sizeof(bf16);
 }
 
 // Most splits one cluster merges (the portable cluster size).
@@ -178,20 +180,24 @@ __device__ __forceinline__ void cluster_merge(const AttnTiledParams &p, float *c
 #endif
 }
 
-// WM warps over rows (16 each) times WK warps over each key tile of BN keys (BN / WK each). CL: the n_splits
-// CTAs of a (row block, kv head) are one cluster along z and write the final output themselves. FP8: the
-// caches hold fp8 blocks (p.kv_fp8).
-template <int D, int WM, int WK, bool CL, int BN = kBN, bool FP8 = false>
+// WM warps over rows (16 each, or MT m-tiles of 16) times WK warps over each key tile of BN keys (BN / WK each).
+// CL: the n_splits CTAs of a (row block, kv head) are one cluster along z and write the final output themselves.
+// FP8: the caches hold fp8 blocks (p.kv_fp8). MT = 2 (prefill tiles, session 32): each key tile's K and V
+// fragments, read from shared memory once, serve two m-tiles, and a CTA of 4 warps fits twice a SM (8 warps of
+// 16 rows take 175 registers each: one CTA a SM, every warp waiting at every tile's barrier); Q stays in shared
+// memory (its fragments in registers too would not fit).
+template <int D, int WM, int WK, bool CL, int BN = kBN, bool FP8 = false, int MT = 1>
 __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiledParams p)
 {
     static_assert(!CL || WK > 1, "the cluster merge extends the key-split merge of decode tiles");
-    constexpr int NW = WM * WK, NT = NW * 32, BM = 16 * WM, KW = BN / WK;
+    static_assert(MT == 1 || (WK == 1 && !FP8), "two m-tiles a warp: the bf16 prefill form only");
+    constexpr int NW = WM * WK, NT = NW * 32, BM = 16 * WM * MT, KW = BN / WK;
     constexpr int LDS = D + 8;  // shared row stride, elements
     constexpr int CPR = D / 8;  // 16-byte chunks per row
     constexpr int DK = D / 16;  // k-steps of Q.K^T
     constexpr int NS = KW / 8;  // score n-tiles per warp
     constexpr int NO = D / 8;   // output n-tiles
-    static_assert(BM <= 2 * BN, "Q must fit in stage 1");
+    static_assert(MT > 1 || BM <= 2 * BN, "Q must fit in stage 1");
     static_assert(KW % 16 == 0 && (BN * CPR) % NT == 0, "tile shape");
     extern __shared__ uint4 smem_u4[];
     bf16 *const smem = reinterpret_cast<bf16 *>(smem_u4);
@@ -369,7 +375,7 @@ __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiled
     // its last row: finite, never written).
     // Decode tiles keep two key tiles in flight (Q has its own rows), and so does every FP8 shape (Q sits in
     // the bf16 tile until the first decode).
-    constexpr bool kAhead2 = WK > 1 || FP8;
+    constexpr bool kAhead2 = WK > 1 || FP8 || MT > 1;
     bf16 *const sq = FP8 ? sbf : smem + (kAhead2 ? 4 : 2) * BN * LDS;
     for (int c = tid; c < BM * CPR; c += NT) {
         const int i = c / CPR, ch = c - (c / CPR) * CPR;
@@ -391,8 +397,8 @@ __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiled
         cp_async_wait<0>();
     }
     __syncthreads();
-    uint32_t qf[DK][4]; // A fragments of this warp's 16 rows, all of D
-    {
+    uint32_t qf[MT == 1 ? DK : 1][4]; // A fragments of this warp's 16 rows, all of D (MT > 1: read from sq)
+    if constexpr (MT == 1) {
         const bf16 *qrow = sq + (wm * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LDS + (lane >> 4) * 8;
 #pragma unroll
         for (int kk = 0; kk < DK; kk++)
@@ -407,19 +413,26 @@ __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiled
     }
     __syncthreads(); // stage 1 (FP8: the bf16 tile) is free for keys now
 
-    // This thread's two rows (gid and gid + 8 of the warp's 16): their positions bound the mask.
-    int prow[2];
+    // This thread's two rows of each m-tile (gid and gid + 8 of its 16): their positions bound the mask.
+    int prow[MT][2];
 #pragma unroll
-    for (int h = 0; h < 2; h++) {
-        const int r = min(r0 + wm * 16 + gid + 8 * h, rows - 1);
-        prow[h] = pos0 + r / group;
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            const int r = min(r0 + (wm * MT + mt) * 16 + gid + 8 * h, rows - 1);
+            prow[mt][h] = pos0 + r / group;
+        }
+    const bool warp_on = r0 + wm * MT * 16 < rows; // a warp whose rows are all padding skips the math
+    float o[MT][NO][4];
+    float m_r[MT][2], l_r[MT][2]; // l: this thread's columns only
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++) {
+#pragma unroll
+        for (int nt = 0; nt < NO; nt++)
+            o[mt][nt][0] = o[mt][nt][1] = o[mt][nt][2] = o[mt][nt][3] = 0.0f;
+        m_r[mt][0] = m_r[mt][1] = -INFINITY;
+        l_r[mt][0] = l_r[mt][1] = 0.0f;
     }
-    const bool warp_on = r0 + wm * 16 < rows; // a warp whose rows are all padding skips the math
-    float o[NO][4];
-#pragma unroll
-    for (int nt = 0; nt < NO; nt++)
-        o[nt][0] = o[nt][1] = o[nt][2] = o[nt][3] = 0.0f;
-    float m_r[2] = {-INFINITY, -INFINITY}, l_r[2] = {0.0f, 0.0f}; // l: this thread's columns only
     float vmax = 0.0f; // FP8: o holds the sums in units of this running maximum of the warp's V scales
 
     for (int it = 0; it < n_kt; it++) {
@@ -446,36 +459,58 @@ __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiled
         if (warp_on) {
             const bf16 *sk = (FP8 ? sbf : smem + (it & 1) * 2 * BN * LDS) + wk * KW * LDS;
             const bf16 *sv = sk + BN * LDS;
-            float s[NS][4];
+            float s[MT][NS][4];
 #pragma unroll
-            for (int nt = 0; nt < NS; nt++)
-                s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+            for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+                for (int nt = 0; nt < NS; nt++)
+                    s[mt][nt][0] = s[mt][nt][1] = s[mt][nt][2] = s[mt][nt][3] = 0.0f;
             // S = Q K^T: K rows are keys, so plain ldmatrix gives the col-major B fragments.
             const bf16 *krow = sk + ((lane & 7) + (lane >> 4) * 8) * LDS + ((lane >> 3) & 1) * 8;
 #pragma unroll
             for (int kk = 0; kk < DK; kk++) {
+                [[maybe_unused]] uint32_t qa[MT][4]; // MT > 1: this k-step's A fragments of each m-tile
+                if constexpr (MT > 1)
+#pragma unroll
+                    for (int mt = 0; mt < MT; mt++)
+                        ldsm_x4(qa[mt], sq + ((wm * MT + mt) * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LDS +
+                                            (lane >> 4) * 8 + kk * 16);
 #pragma unroll
                 for (int np = 0; np < NS / 2; np++) {
                     uint32_t b[4];
                     ldsm_x4(b, krow + np * 16 * LDS + kk * 16);
-                    mma_k16<FP8>(s[2 * np], qf[kk], b[0], b[1]);
-                    mma_k16<FP8>(s[2 * np + 1], qf[kk], b[2], b[3]);
+                    if constexpr (MT == 1) {
+                        mma_k16<FP8>(s[0][2 * np], qf[kk], b[0], b[1]);
+                        mma_k16<FP8>(s[0][2 * np + 1], qf[kk], b[2], b[3]);
+                    } else {
+#pragma unroll
+                        for (int mt = 0; mt < MT; mt++) {
+                            mma_k16<FP8>(s[mt][2 * np], qa[mt], b[0], b[1]);
+                            mma_k16<FP8>(s[mt][2 * np + 1], qa[mt], b[2], b[3]);
+                        }
+                    }
                 }
             }
             // Scale into the log2 domain, mask the future (and the zero-filled keys past kend, which
             // lie past every row's position), update the running max.
             const bool need_mask = kb + BN - 1 > pmin;
-            float mx[2] = {m_r[0], m_r[1]};
+            float mx[MT][2];
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++)
+                mx[mt][0] = m_r[mt][0], mx[mt][1] = m_r[mt][1];
             const float *wks = tsc + wk * KW, *wvs = tsc + BN + wk * KW; // FP8: this warp's keys' scales
 #pragma unroll
-            for (int nt = 0; nt < NS; nt++) {
+            for (int mt = 0; mt < MT; mt++) {
 #pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    float v = s[nt][e] * (FP8 ? wks[nt * 8 + tig * 2 + (e & 1)] * p.scale_log2 : p.scale_log2);
-                    if (need_mask && kb + wk * KW + nt * 8 + tig * 2 + (e & 1) > prow[e >> 1])
-                        v = -INFINITY;
-                    s[nt][e] = v;
-                    mx[e >> 1] = fmaxf(mx[e >> 1], v);
+                for (int nt = 0; nt < NS; nt++) {
+#pragma unroll
+                    for (int e = 0; e < 4; e++) {
+                        float v = s[mt][nt][e] * (FP8 ? wks[nt * 8 + tig * 2 + (e & 1)] * p.scale_log2 : p.scale_log2);
+                        if (need_mask && kb + wk * KW + nt * 8 + tig * 2 + (e & 1) > prow[mt][e >> 1])
+                            v = -INFINITY;
+                        s[mt][nt][e] = v;
+                        mx[mt][e >> 1] = fmaxf(mx[mt][e >> 1], v);
+                    }
                 }
             }
             // FP8: the probabilities carry their key's V scale over vmax, the largest V scale this warp has seen
@@ -493,54 +528,63 @@ __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiled
                 vinv = 1.0f / vn;
                 vmax = vn;
             }
-            float base[2];
+            float base[MT][2];
 #pragma unroll
-            for (int h = 0; h < 2; h++) {
-                mx[h] = fmaxf(mx[h], __shfl_xor_sync(FULL_MASK, mx[h], 1));
-                mx[h] = fmaxf(mx[h], __shfl_xor_sync(FULL_MASK, mx[h], 2));
-                base[h] = mx[h] == -INFINITY ? 0.0f : mx[h]; // a row with no key yet stays at zero
-                const float corr = exp2f(m_r[h] - base[h]);
-                m_r[h] = mx[h];
-                l_r[h] *= corr;
-                const float ocorr = FP8 ? corr * vrescale : corr;
+            for (int mt = 0; mt < MT; mt++)
 #pragma unroll
-                for (int nt = 0; nt < NO; nt++) {
-                    o[nt][2 * h] *= ocorr;
-                    o[nt][2 * h + 1] *= ocorr;
+                for (int h = 0; h < 2; h++) {
+                    mx[mt][h] = fmaxf(mx[mt][h], __shfl_xor_sync(FULL_MASK, mx[mt][h], 1));
+                    mx[mt][h] = fmaxf(mx[mt][h], __shfl_xor_sync(FULL_MASK, mx[mt][h], 2));
+                    base[mt][h] = mx[mt][h] == -INFINITY ? 0.0f : mx[mt][h]; // a row with no key yet stays at zero
+                    const float corr = exp2f(m_r[mt][h] - base[mt][h]);
+                    m_r[mt][h] = mx[mt][h];
+                    l_r[mt][h] *= corr;
+                    const float ocorr = FP8 ? corr * vrescale : corr;
+#pragma unroll
+                    for (int nt = 0; nt < NO; nt++) {
+                        o[mt][nt][2 * h] *= ocorr;
+                        o[mt][nt][2 * h + 1] *= ocorr;
+                    }
                 }
-            }
-            // O += P V: two score n-tiles form one A fragment (16 keys); V through ldmatrix.trans.
+            // O += P V: two score n-tiles form one A fragment (16 keys); V through ldmatrix.trans (MT > 1: each V
+            // fragment read once for every m-tile).
             const bf16 *vrow = sv + ((lane & 7) + ((lane >> 3) & 1) * 8) * LDS + (lane >> 4) * 8;
 #pragma unroll
             for (int ks = 0; ks < KW / 16; ks++) {
-                float pr[2][4];
+                uint32_t a[MT][4];
 #pragma unroll
-                for (int u = 0; u < 2; u++) {
-#pragma unroll
-                    for (int e = 0; e < 4; e++) {
-                        pr[u][e] = exp2f(s[2 * ks + u][e] - base[e >> 1]);
-                        l_r[e >> 1] += pr[u][e];
-                    }
-                }
-                uint32_t a[4];
-                if constexpr (FP8) { // p * (its key's V scale / vmax), f16
+                for (int mt = 0; mt < MT; mt++) {
+                    float pr[2][4];
 #pragma unroll
                     for (int u = 0; u < 2; u++) {
-                        const float v0 = wvs[ks * 16 + u * 8 + tig * 2] * vinv;
-                        const float v1 = wvs[ks * 16 + u * 8 + tig * 2 + 1] * vinv;
-                        a[2 * u] = pack_h2(pr[u][0] * v0, pr[u][1] * v1);
-                        a[2 * u + 1] = pack_h2(pr[u][2] * v0, pr[u][3] * v1);
+#pragma unroll
+                        for (int e = 0; e < 4; e++) {
+                            pr[u][e] = exp2f(s[mt][2 * ks + u][e] - base[mt][e >> 1]);
+                            l_r[mt][e >> 1] += pr[u][e];
+                        }
                     }
-                } else {
-                    a[0] = pack2(pr[0][0], pr[0][1]), a[1] = pack2(pr[0][2], pr[0][3]);
-                    a[2] = pack2(pr[1][0], pr[1][1]), a[3] = pack2(pr[1][2], pr[1][3]);
+                    if constexpr (FP8) { // p * (its key's V scale / vmax), f16
+#pragma unroll
+                        for (int u = 0; u < 2; u++) {
+                            const float v0 = wvs[ks * 16 + u * 8 + tig * 2] * vinv;
+                            const float v1 = wvs[ks * 16 + u * 8 + tig * 2 + 1] * vinv;
+                            a[mt][2 * u] = pack_h2(pr[u][0] * v0, pr[u][1] * v1);
+                            a[mt][2 * u + 1] = pack_h2(pr[u][2] * v0, pr[u][3] * v1);
+                        }
+                    } else {
+                        a[mt][0] = pack2(pr[0][0], pr[0][1]), a[mt][1] = pack2(pr[0][2], pr[0][3]);
+                        a[mt][2] = pack2(pr[1][0], pr[1][1]), a[mt][3] = pack2(pr[1][2], pr[1][3]);
+                    }
                 }
 #pragma unroll
                 for (int dp = 0; dp < NO / 2; dp++) {
                     uint32_t b[4];
                     ldsm_x4_t(b, vrow + ks * 16 * LDS + dp * 16);
-                    mma_k16<FP8>(o[2 * dp], a, b[0], b[1]);
-                    mma_k16<FP8>(o[2 * dp + 1], a, b[2], b[3]);
+#pragma unroll
+                    for (int mt = 0; mt < MT; mt++) {
+                        mma_k16<FP8>(o[mt][2 * dp], a[mt], b[0], b[1]);
+                        mma_k16<FP8>(o[mt][2 * dp + 1], a[mt], b[2], b[3]);
+                    }
                 }
             }
         }
@@ -552,47 +596,52 @@ __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiled
         }
     }
 #pragma unroll
-    for (int h = 0; h < 2; h++) {
-        l_r[h] += __shfl_xor_sync(FULL_MASK, l_r[h], 1);
-        l_r[h] += __shfl_xor_sync(FULL_MASK, l_r[h], 2);
-    }
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            l_r[mt][h] += __shfl_xor_sync(FULL_MASK, l_r[mt][h], 1);
+            l_r[mt][h] += __shfl_xor_sync(FULL_MASK, l_r[mt][h], 2);
+        }
     if constexpr (FP8) { // back from units of vmax
 #pragma unroll
         for (int nt = 0; nt < NO; nt++)
 #pragma unroll
             for (int e = 0; e < 4; e++)
-                o[nt][e] *= vmax;
+                o[0][nt][e] *= vmax;
     }
 
     if constexpr (WK == 1) {
         if (!warp_on)
             return;
 #pragma unroll
-        for (int h = 0; h < 2; h++) {
-            const int r = r0 + wm * 16 + gid + 8 * h;
-            if (r >= rows)
-                continue;
-            const int t = r / group;
-            const int64_t tok = tok0 + t;
-            const int hq = kvh * group + (r - t * group);
-            if (p.n_splits == 1) {
-                const float inv = l_r[h] > 0.0f ? 1.0f / l_r[h] : 0.0f;
-                bf16 *dst = p.out + (tok * p.heads + hq) * D + tig * 2;
+        for (int mt = 0; mt < MT; mt++)
 #pragma unroll
-                for (int nt = 0; nt < NO; nt++)
-                    *reinterpret_cast<uint32_t *>(dst + nt * 8) = pack2(o[nt][2 * h] * inv, o[nt][2 * h + 1] * inv);
-            } else {
-                const int64_t idx = ((int64_t)split * p.n + tok) * p.heads + hq;
-                float *dst = p.part_acc + idx * D + tig * 2;
+            for (int h = 0; h < 2; h++) {
+                const int r = r0 + (wm * MT + mt) * 16 + gid + 8 * h;
+                if (r >= rows)
+                    continue;
+                const int t = r / group;
+                const int64_t tok = tok0 + t;
+                const int hq = kvh * group + (r - t * group);
+                if (p.n_splits == 1) {
+                    const float inv = l_r[mt][h] > 0.0f ? 1.0f / l_r[mt][h] : 0.0f;
+                    bf16 *dst = p.out + (tok * p.heads + hq) * D + tig * 2;
 #pragma unroll
-                for (int nt = 0; nt < NO; nt++)
-                    *reinterpret_cast<float2 *>(dst + nt * 8) = make_float2(o[nt][2 * h], o[nt][2 * h + 1]);
-                if (tig == 0) {
-                    p.part_ml[idx * 2] = m_r[h];
-                    p.part_ml[idx * 2 + 1] = l_r[h];
+                    for (int nt = 0; nt < NO; nt++)
+                        *reinterpret_cast<uint32_t *>(dst + nt * 8) =
+                            pack2(o[mt][nt][2 * h] * inv, o[mt][nt][2 * h + 1] * inv);
+                } else {
+                    const int64_t idx = ((int64_t)split * p.n + tok) * p.heads + hq;
+                    float *dst = p.part_acc + idx * D + tig * 2;
+#pragma unroll
+                    for (int nt = 0; nt < NO; nt++)
+                        *reinterpret_cast<float2 *>(dst + nt * 8) = make_float2(o[mt][nt][2 * h], o[mt][nt][2 * h + 1]);
+                    if (tig == 0) {
+                        p.part_ml[idx * 2] = m_r[mt][h];
+                        p.part_ml[idx * 2 + 1] = l_r[mt][h];
+                    }
                 }
             }
-        }
     } else {
         // The WK warps of a row group saw different keys: merge (m, l, O) through shared memory,
         // which the stages no longer need (the loop ended on a barrier; drain the empty groups).
@@ -612,10 +661,10 @@ __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiled
 #pragma unroll
             for (int nt = 0; nt < NO; nt++)
                 *reinterpret_cast<float2 *>(so + (warp * 16 + il) * LDO + nt * 8 + tig * 2) =
-                    make_float2(o[nt][2 * h], o[nt][2 * h + 1]);
+                    make_float2(o[0][nt][2 * h], o[0][nt][2 * h + 1]);
             if (tig == 0) {
-                sm[warp * 16 + il] = m_r[h];
-                sl[warp * 16 + il] = l_r[h];
+                sm[warp * 16 + il] = m_r[0][h];
+                sl[warp * 16 + il] = l_r[0][h];
             }
         }
         __syncthreads();
@@ -671,11 +720,11 @@ TiledShape tiled_shape(int64_t rows)
     return {8, 1};
 }
 
-template <int D, int WM, int WK, bool CL = false, int BN = kBN, bool FP8 = false>
+template <int D, int WM, int WK, bool CL = false, int BN = kBN, bool FP8 = false, int MT = 1>
 int launch_shape(const AttnTiledParams &p, dim3 grid, cudaStream_t s)
 {
-    constexpr int bytes = smem_bytes<D, WK, BN, FP8>();
-    auto kernel = attn_tiled_kernel<D, WM, WK, CL, BN, FP8>;
+    constexpr int bytes = smem_bytes<D, WK, BN, FP8, (MT > 1 ? 16 * WM * MT : 0)>();
+    auto kernel = attn_tiled_kernel<D, WM, WK, CL, BN, FP8, MT>;
     cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
     if (e != cudaSuccess)
         return (int)e;
@@ -743,6 +792,10 @@ int launch_d(const AttnTiledParams &p, TiledShape sh, dim3 grid, bool cluster, c
         return cluster ? launch_shape<D, 1, 4, true, kBN, FP8>(p, grid, s) : launch_shape<D, 1, 4, false, kBN, FP8>(p, grid, s);
     if (sh.wm == 4)
         return launch_shape<D, 4, 1, false, kBN, FP8>(p, grid, s);
+    if constexpr (!FP8) { // 128-row blocks: 4 warps of two m-tiles (p.prefill_mt2), or 8 of one
+        if (p.prefill_mt2)
+            return launch_shape<D, 4, 1, false, kBN, false, 2>(p, grid, s);
+    }
     return launch_shape<D, 8, 1, false, kBN, FP8>(p, grid, s);
 }
 

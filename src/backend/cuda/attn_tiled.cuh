@@ -38,6 +38,7 @@ struct AttnTiledParams : AttnCommon {
     AttnOrder order;        // the caller's wish (kOrderByShape: prefill tiles inner, decode tiles outer)
     bool heads_inner;       // set by attn_tiled_launch from `order` and the tile shape
     bool short_tiles;       // decode tiles without a cluster: 32-key tiles, two warps a CTA (more CTAs a SM)
+    bool prefill_mt2;       // prefill tiles (128-row blocks) by 4 warps of 32 rows instead of 8 of 16 (session 32)
 };
 
 // Writes one output element of (token, head hq, dim d) from the merged softmax state (max M, sum L,
