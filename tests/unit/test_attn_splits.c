@@ -120,9 +120,33 @@ static void test_short_tiles_rule(void **state)
     unsetenv("SS_ATTN_SHORT");
 }
 
+/* The prefill form (session 32): 4 warps of two m-tiles from a context bound of 4096 on, as measured. */
+static void test_prefill_form_rule(void **state)
+{
+    (void)state;
+    unsetenv("SS_ATTN_PREFILL");
+    ss_cuda_attn_args a = launch(1, 32, 2048);
+    assert_int_equal(ss_attn_prefill_mt2(&a), 0);
+    a.max_seq_len = 4095;
+    assert_int_equal(ss_attn_prefill_mt2(&a), 0);
+    a.max_seq_len = 4096;
+    assert_int_equal(ss_attn_prefill_mt2(&a), 1);
+    a.max_seq_len = 32768;
+    assert_int_equal(ss_attn_prefill_mt2(&a), 1);
+    setenv("SS_ATTN_PREFILL", "wm8", 1); /* the benchmark switch wins either way */
+    assert_int_equal(ss_attn_prefill_mt2(&a), 0);
+    setenv("SS_ATTN_PREFILL", "mt2", 1);
+    a.max_seq_len = 100;
+    assert_int_equal(ss_attn_prefill_mt2(&a), 1);
+    setenv("SS_ATTN_PREFILL", "other", 1); /* not a form: the rule */
+    assert_int_equal(ss_attn_prefill_mt2(&a), 0);
+    unsetenv("SS_ATTN_PREFILL");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_prefill_form_rule),
         cmocka_unit_test(test_wave_rule_measured_shapes),
         cmocka_unit_test(test_wave_rule_limits),
         cmocka_unit_test(test_pick_rule),

@@ -3,6 +3,7 @@
 #include "backend/cuda/attn_splits.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 /* The most splits the workspace holds for this launch's rows. */
 static int64_t splits_cap(const ss_cuda_attn_args *a)
@@ -93,4 +94,12 @@ int ss_attn_short_tiles(const ss_cuda_attn_args *a, int64_t ctas)
     const int64_t sms = a->sm_count > 0 ? a->sm_count : 132;
     return a->decode_ctas_per_sm > 0 && a->decode_short_ctas_per_sm > 0 && ctas > a->decode_ctas_per_sm * sms &&
            ctas <= a->decode_short_ctas_per_sm * sms;
+}
+
+int ss_attn_prefill_mt2(const ss_cuda_attn_args *a)
+{
+    const char *sw = getenv("SS_ATTN_PREFILL"); /* benchmark switch: mt2 = always, wm8 = never */
+    if (sw && (strcmp(sw, "mt2") == 0 || strcmp(sw, "wm8") == 0))
+        return sw[0] == 'm';
+    return a->max_seq_len >= SS_ATTN_MT2_CONTEXT;
 }

@@ -14,6 +14,7 @@
  * to a power of two (it is part of the graph key), so there contexts of 1025 tokens and more qualify; steps
  * run op by op pass the true maximum. */
 #define SS_ATTN_LONG_CONTEXT 2048
+#define SS_ATTN_MT2_CONTEXT 4096 /* ss_attn_prefill_mt2 */
 
 #ifdef __cplusplus
 extern "C" {
@@ -33,6 +34,10 @@ int64_t ss_attn_wave_splits(const ss_cuda_attn_args *a, int64_t base);
  * form (a->decode_short_ctas_per_sm × a->sm_count); never when either count is unknown. Reads the benchmark
  * switch SS_ATTN_SHORT (0: never, 1: always). */
 int ss_attn_short_tiles(const ss_cuda_attn_args *a, int64_t ctas);
+/* 1 when prefill tiles (128-row blocks, a bf16 cache) take the form of 4 warps of two m-tiles instead of 8 of one:
+ * from a context bound (a->max_seq_len) of SS_ATTN_MT2_CONTEXT on (session 32, one H200, 8B prefill: +6.3% at 8k
+ * tokens, +12% at 32k, -1% at 2k). Reads the benchmark switch SS_ATTN_PREFILL (mt2: always, wm8: never). */
+int ss_attn_prefill_mt2(const ss_cuda_attn_args *a);
 #ifdef __cplusplus
 }
 #endif

@@ -416,13 +416,13 @@ __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiled
     // This thread's two rows of each m-tile (gid and gid + 8 of its 16): their positions bound the mask.
     int prow[MT][2];
 #pragma unroll
-    for (int mt = 0; mt < MT; mt++)
+    for (int h = 0; h < 2; h++) // (h outer, the m-tile's offset last: at MT = 1 the PTX of before)
 #pragma unroll
-        for (int h = 0; h < 2; h++) {
-            const int r = min(r0 + (wm * MT + mt) * 16 + gid + 8 * h, rows - 1);
+        for (int mt = 0; mt < MT; mt++) {
+            const int r = min(r0 + wm * 16 * MT + gid + 8 * h + mt * 16, rows - 1);
             prow[mt][h] = pos0 + r / group;
         }
-    const bool warp_on = r0 + wm * MT * 16 < rows; // a warp whose rows are all padding skips the math
+    const bool warp_on = r0 + wm * 16 * MT < rows; // a warp whose rows are all padding skips the math
     float o[MT][NO][4];
     float m_r[MT][2], l_r[MT][2]; // l: this thread's columns only
 #pragma unroll
