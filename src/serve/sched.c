@@ -1140,7 +1140,7 @@ ss_status ss_sched_create(const ss_sched_params *params, ss_replica *replica, co
     s->replica = replica;
     s->tok = tok;
     s->pace_margin_us = p.pace_margin_min_us > 500 ? p.pace_margin_min_us : 500;
-    const char *slow = getenv("SS_STEP_LOG_MS"); /* a diagnostic for latency tails (docs/architecture.md) */
+    const char *slow = getenv("SS_STEP_LOG_MS"); /* a diagnostic for latency tails (docs/deploy.md) */
     double slow_ms = slow && *slow ? atof(slow) : 0.0;
     s->log_step_us = slow_ms <= 0.0 ? 0 : slow_ms < 0.001 ? 1 : (int64_t)(slow_ms * 1000.0);
     s->accepting = 1;
