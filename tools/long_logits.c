@@ -6,6 +6,7 @@
  *        [--device cuda] [--kv-cache-dtype fp8] [--quantization none|fp8] [--tp T --pp P]
  * --ids-out: the prompt's ids as text, comma-separated (the reference reads the same); --logits-out: T rows of
  * vocab_size float32 (little-endian), row i the logits after the prompt's first N - T + i + 1 tokens. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,8 +54,8 @@ int main(int argc, char **argv)
     ss_status st = ss_opts_parse(opts, argc, argv, 1, environ, "long_logits", &e);
     if (st == SS_OK && (!model || !ids_out || !logits_out))
         st = ss_err_set(&e, SS_ERR_INVALID_ARG, "--model, --ids-out and --logits-out are required");
-    if (st == SS_OK && (tail < 1 || prompt <= tail || chunk < 1 || prompt > (1 << 24)))
-        st = ss_err_set(&e, SS_ERR_INVALID_ARG, "need 1 <= --tail < --prompt <= 16M and --chunk >= 1");
+    if (st == SS_OK && (tail < 1 || prompt <= tail || chunk < 1 || chunk > (1 << 20) || prompt > (1 << 24)))
+        st = ss_err_set(&e, SS_ERR_INVALID_ARG, "need 1 <= --tail < --prompt <= 16M and 1 <= --chunk <= 1M");
     if (st == SS_OK)
         st = tool_replica_params(&ro, model, &p, &e);
     if (st != SS_OK) {
@@ -122,17 +123,20 @@ int main(int argc, char **argv)
     }
     int rc = 0;
     if (ll_write_ids(ids_out, ids, prompt) != 0) {
-        fprintf(stderr, "long_logits: could not write %s\n", ids_out);
+        fprintf(stderr, "long_logits: could not write %s: %s\n", ids_out, strerror(errno));
         rc = 1;
     }
     FILE *f = fopen(logits_out, "wb");
-    if (!f || fwrite(rows, sizeof *rows * (size_t)V, (size_t)tail, f) != (size_t)tail || fclose(f) != 0) {
-        fprintf(stderr, "long_logits: could not write %s\n", logits_out);
+    int bad = !f || fwrite(rows, sizeof *rows * (size_t)V, (size_t)tail, f) != (size_t)tail;
+    bad |= f && fclose(f) != 0;
+    if (bad) {
+        fprintf(stderr, "long_logits: could not write %s: %s\n", logits_out, strerror(errno));
         rc = 1;
     }
-    printf("{\"model\":\"%s\",\"prompt\":%lld,\"tail\":%lld,\"vocab\":%d,\"kv\":\"%s\",\"weights\":\"%s\"}\n", model,
-           (long long)prompt, (long long)tail, V, ss_kv_type_name(p.backend.kv_type),
-           ss_linear_type_name(ss_replica_linear_type(r)));
+    if (!rc) /* (model: a folder name, printed as given) */
+        printf("{\"model\":\"%s\",\"prompt\":%lld,\"tail\":%lld,\"vocab\":%d,\"kv\":\"%s\",\"weights\":\"%s\"}\n",
+               model, (long long)prompt, (long long)tail, V, ss_kv_type_name(p.backend.kv_type),
+               ss_linear_type_name(ss_replica_linear_type(r)));
     ss_free(ids);
     ss_free(blocks);
     ss_free(rows);

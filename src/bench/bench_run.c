@@ -7,6 +7,7 @@
 #include "bench/bench_run.h"
 
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <curl/curl.h>
 #include <math.h>
 #include <stdarg.h>
@@ -275,12 +276,24 @@ static ss_status run_record(run_ctx *ctx, run_req *r, double t_end, int64_t *in_
     return SS_OK;
 }
 
+/* dst = src with every byte outside printable ASCII as '?' (a server's error body need not be UTF-8, and the line
+ * must stay valid JSON); returns dst. */
+static const char *run_ascii(char *dst, const char *src, size_t cap)
+{
+    size_t i = 0;
+    for (; src[i] && i + 1 < cap; i++)
+        dst[i] = (unsigned char)src[i] >= 0x20 && (unsigned char)src[i] < 0x7f ? src[i] : '?';
+    dst[i] = 0;
+    return dst;
+}
+
 /* One line of p->requests_out for the measured request on r (ended at t_end): its plan index, start (s after
  * the phase's), TTFT, end-to-end time, longest gap between tokens and the chunk after which it came, tokens,
  * and its error kind and message if it failed (null otherwise). */
 static ss_status run_write_request(run_ctx *ctx, const run_req *r, double t_end, int64_t in_tokens, int64_t out_tokens,
                                    ss_err *err)
 {
+    char msg[sizeof r->msg];
     double gap = -1.0;
     size_t at = 0;
     for (size_t i = 0; i < r->itl.n; i++)
@@ -298,16 +311,17 @@ static ss_status run_write_request(run_ctx *ctx, const run_req *r, double t_end,
              cJSON_AddNumberToObject(o, "input_tokens", (double)in_tokens) &&
              cJSON_AddNumberToObject(o, "output_tokens", (double)out_tokens) &&
              (r->failed ? cJSON_AddStringToObject(o, "error", ss_bench_err_kind_str(r->kind)) != NULL &&
-                              cJSON_AddStringToObject(o, "message", r->msg) != NULL
+                              cJSON_AddStringToObject(o, "message", run_ascii(msg, r->msg, sizeof msg)) != NULL
                         : cJSON_AddNullToObject(o, "error") != NULL);
     char *line = ok ? cJSON_PrintUnformatted(o) : NULL;
     cJSON_Delete(o);
     if (!line)
         return ss_err_set(err, SS_ERR_NOMEM, "bench: out of memory writing a request's line");
     int bad = fprintf(ctx->p->requests_out, "%s\n", line) < 0;
+    int e = errno;
     cJSON_free(line);
     if (bad)
-        return ss_err_set(err, SS_ERR_IO, "bench: could not write the per-request output");
+        return ss_err_set(err, SS_ERR_IO, "--requests-out: %s", strerror(e));
     return SS_OK;
 }
 
@@ -340,14 +354,16 @@ static ss_status run_finish(run_ctx *ctx, run_req *r, CURLcode cc, ss_err *err)
         if (!ctx->measuring)
             return SS_OK;
         int64_t out_tokens = 0, in_tokens = 0;
-        SS_CHECK(run_record(ctx, r, t_end, &in_tokens, &out_tokens));
+        ss_status st = run_record(ctx, r, t_end, &in_tokens, &out_tokens);
+        if (st != SS_OK)
+            return ss_err_set(err, st, "bench: %s recording a result", ss_status_str(st));
         return ctx->p->requests_out ? run_write_request(ctx, r, t_end, in_tokens, out_tokens, err) : SS_OK;
     }
     ctx->failed++;
     if (!ctx->measuring)
         return SS_OK;
-    if (ctx->p->requests_out)
-        SS_CHECK(run_write_request(ctx, r, t_end, 0, 0, err));
+    if (ctx->p->requests_out) /* a failed request: its planned prompt and the chunks that came */
+        SS_CHECK(run_write_request(ctx, r, t_end, ctx->p->prompt_text ? 0 : r->plan->input_len, r->n_chunks, err));
     ss_bench_result *res = ctx->res;
     if (res->errors[r->kind]++ == 0) {
         snprintf(res->first_error[r->kind], sizeof res->first_error[r->kind], "%s", r->msg);
@@ -355,7 +371,6 @@ static ss_status run_finish(run_ctx *ctx, run_req *r, CURLcode cc, ss_err *err)
     }
     if (r->kind == SS_BENCH_ERR_HTTP)
         run_add_status(res, r->http_status);
-    (void)err;
     return SS_OK;
 }
 
@@ -418,10 +433,8 @@ static ss_status run_phase(run_ctx *ctx, const ss_bench_request_plan *plan, int6
             CURLcode cc = msg->data.result;
             st = run_finish(ctx, r, cc, err);
             free_slots[n_free++] = r; /* the slot is free even if recording failed */
-            if (st != SS_OK) {
-                ss_err_set(err, st, "bench: %s recording a result", ss_status_str(st));
+            if (st != SS_OK) /* (run_finish said why in err) */
                 goto out;
-            }
             done++;
             t_last_end = run_now();
         }

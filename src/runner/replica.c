@@ -218,11 +218,17 @@ static ss_status replica_take_blocks(ss_replica *r, int k, const char *msg, size
         return ss_err_set(err, SS_ERR_COMM, "rank %d's ready message is %zu bytes long", k, len);
     memcpy(text, msg, len);
     text[len] = 0;
-    int n = 0, used = 0;
-    if (sscanf(text, "ok blocks=%d%n", &n, &used) != 1 || (size_t)used != len || n < 1)
+    static const char head[] = "ok blocks=";
+    const char *digits = text + sizeof head - 1;
+    char *end = NULL;
+    long n = 0;
+    errno = 0;
+    if (!strncmp(text, head, sizeof head - 1) && *digits >= '0' && *digits <= '9') /* no sign, no blanks */
+        n = strtol(digits, &end, 10);
+    if (!end || *end || errno || n < 1 || n > INT32_MAX)
         return ss_err_set(err, SS_ERR_COMM, "rank %d's ready message '%s' gives no KV-block count", k, text);
     if (n < r->num_kv_blocks) {
-        r->num_kv_blocks = n;
+        r->num_kv_blocks = (int32_t)n;
         *min_rank = k;
     }
     return SS_OK;

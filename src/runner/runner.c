@@ -148,7 +148,12 @@ static int32_t runner_default_blocks(const ss_runner *r)
 {
     /* SS_KV_BLOCKS_CAP=N (testing: a rank with less free memory than the others) caps this rank's count. */
     const char *cap_env = getenv("SS_KV_BLOCKS_CAP");
-    long cap = cap_env && *cap_env ? strtol(cap_env, NULL, 10) : 0;
+    char *end = NULL;
+    long cap = cap_env && *cap_env ? strtol(cap_env, &end, 10) : 0;
+    if (cap_env && *cap_env && (*end || cap < 1)) {
+        SS_LOGW("SS_KV_BLOCKS_CAP=%s is not a positive number of blocks: ignored", cap_env);
+        cap = 0;
+    }
     int32_t n = runner_free_memory_blocks(r);
     if (cap > 0 && cap < n) {
         SS_LOGW("KV cache: capped at %ld blocks by SS_KV_BLOCKS_CAP", cap);

@@ -693,7 +693,13 @@ static void on_token(ss_sched *s, sreq *r, const ss_step_output *out, int32_t k)
 }
 
 static void flights_drain(ss_sched *s);
-static void log_step(const ss_sched *s, const sched_flight *a, int64_t us, int late);
+/* What a step was made of (SS_STEP_LOG_MS): sequences, decoding ones, tokens, the longest prompt chunk. */
+typedef struct step_makeup {
+    int32_t n, decoding, chunk;
+    int64_t tokens;
+} step_makeup;
+static void step_makeup_of(const sched_flight *a, step_makeup *mk);
+static void log_step(const ss_sched *s, const step_makeup *mk, int64_t us, int late);
 
 /* Submits plan (built from plan_reqs) to the replica as flight f. */
 static ss_status flight_submit(ss_sched *s, sched_flight *f, const ss_step_plan *plan, ss_err *err)
@@ -975,9 +981,13 @@ static void run_step(ss_sched *s)
     s->stats.step_seconds_total += (double)(t1 - t0) * 1e-6;
     pthread_mutex_unlock(&s->mu);
     s->n_steps++;
-    if (s->log_step_us > 0 && t1 - t0 >= s->log_step_us)
-        log_step(s, a, t1 - t0, late);
+    step_makeup mk; /* (taken before flight_finish uses a up; logged after it, so that no token waits for stderr) */
+    const int log_it = s->log_step_us > 0 && t1 - t0 >= s->log_step_us;
+    if (log_it)
+        step_makeup_of(a, &mk);
     flight_finish(s, a, &out);
+    if (log_it)
+        log_step(s, &mk, t1 - t0, late);
     ss_step_output_clear(&out);
     if (b->active)
         s->cur = 1 - s->cur;
@@ -985,20 +995,25 @@ static void run_step(ss_sched *s)
         flights_drain(s);
 }
 
-/* SS_STEP_LOG_MS: one line for a slow step a: its time, sequences (decoding ones), tokens, its longest prompt
- * chunk, and whether it was paced and ended late. */
-static void log_step(const ss_sched *s, const sched_flight *a, int64_t us, int late)
+static void step_makeup_of(const sched_flight *a, step_makeup *mk)
 {
-    int32_t decoding = 0, chunk = 0;
-    int64_t tokens = 0;
+    memset(mk, 0, sizeof *mk);
+    mk->n = a->n;
     for (int32_t k = 0; k < a->n; k++) {
-        tokens += a->tokens[k];
-        decoding += a->tokens[k] == 1;
-        chunk = a->tokens[k] > chunk ? a->tokens[k] : chunk;
+        mk->tokens += a->tokens[k];
+        mk->decoding += a->tokens[k] == 1;
+        mk->chunk = a->tokens[k] > mk->chunk ? a->tokens[k] : mk->chunk;
     }
-    SS_LOGI("step %lld: %.2f ms, %d sequences (%d decoding), %lld tokens, longest chunk %d%s; %d waiting", (long long)s->n_steps,
-            (double)us / 1000.0, (int)a->n, (int)decoding, (long long)tokens, (int)chunk, late ? ", paced and late" : "",
-            (int)s->n_waiting);
+}
+
+/* SS_STEP_LOG_MS: one line for a slow step: its time, sequences (decoding ones), tokens, its longest prompt chunk,
+ * whether it was paced and ended late, and the requests waiting in the scheduler's queue (not those still in its
+ * inbox). */
+static void log_step(const ss_sched *s, const step_makeup *mk, int64_t us, int late)
+{
+    SS_LOGI("step %lld: %.2f ms, %d sequences (%d decoding), %lld tokens, longest chunk %d%s; %d waiting",
+            (long long)s->n_steps, (double)us / 1000.0, (int)mk->n, (int)mk->decoding, (long long)mk->tokens,
+            (int)mk->chunk, late ? ", paced and late" : "", (int)s->n_waiting);
 }
 
 /* Collects what is still in flight when the thread ends, so that the replica has no step pending. */
@@ -1141,7 +1156,12 @@ ss_status ss_sched_create(const ss_sched_params *params, ss_replica *replica, co
     s->tok = tok;
     s->pace_margin_us = p.pace_margin_min_us > 500 ? p.pace_margin_min_us : 500;
     const char *slow = getenv("SS_STEP_LOG_MS"); /* a diagnostic for latency tails (docs/deploy.md) */
-    double slow_ms = slow && *slow ? atof(slow) : 0.0;
+    char *slow_end = NULL;
+    double slow_ms = slow && *slow ? strtod(slow, &slow_end) : 0.0;
+    if (slow && *slow && (*slow_end || !isfinite(slow_ms) || slow_ms < 0.0 || slow_ms > 1e9)) {
+        SS_LOGW("SS_STEP_LOG_MS=%s is not a number of milliseconds: no step log", slow);
+        slow_ms = 0.0;
+    }
     s->log_step_us = slow_ms <= 0.0 ? 0 : slow_ms < 0.001 ? 1 : (int64_t)(slow_ms * 1000.0);
     s->accepting = 1;
     s->healthy = 1;

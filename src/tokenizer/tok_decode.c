@@ -392,8 +392,9 @@ static int detok_is_byte(const ss_detok *d, int32_t id)
 /* A held window of more than DETOK_TAIL tokens: emits (*piece, *len) the text of all but its last DETOK_TAIL
  * tokens and keeps those, when that is safe: the head's text must be a prefix of the whole window's text and the
  * tail's (decoded as a continuation) the rest of it, so the pieces still spell what one decode of all ids gives,
- * and the cut must not split a byte-fallback run (a later byte may change a whole run's text). Otherwise holds. */
-static ss_status detok_cut(ss_detok *d, const char **piece, size_t *len, ss_err *err)
+ * and the cut must not split a byte-fallback run (a later byte may change a whole run's text). Otherwise holds.
+ * have_text: d->text already holds the whole window's text. */
+static ss_status detok_cut(ss_detok *d, int have_text, const char **piece, size_t *len, ss_err *err)
 {
     size_t k = d->win.n - DETOK_TAIL;
     if (detok_is_byte(d, d->win.v[k - 1]) && detok_is_byte(d, d->win.v[k]))
@@ -403,7 +404,8 @@ static ss_status detok_cut(ss_detok *d, const char **piece, size_t *len, ss_err 
         if (!ss_tok_strtab_get(&d->tok->vocab, (size_t)d->win.v[i], &n) || !n)
             return SS_OK;
     }
-    SS_CHECK(detok_decode_window(d, err)); /* the whole window: its text, to compare with */
+    if (!have_text)
+        SS_CHECK(detok_decode_window(d, err)); /* the whole window: its text, to compare with */
     SS_CHECK(detok_decode(d, k, d->win.n, 0, &d->rest, err));
     size_t all = d->text.len, tail = d->rest.len;
     if (tail >= all || memcmp(d->text.p + all - tail, d->rest.p, tail))
@@ -440,10 +442,10 @@ ss_status ss_detok_push(ss_detok *d, int32_t id, const char **piece, size_t *len
     if (d->tok->detok_no_cut)
         return SS_OK;
     if (d->has_bytefallback && dec_byte_token(ts, tlen) >= 0)
-        return d->win.n > DETOK_TAIL ? detok_cut(d, piece, len, err) : SS_OK;
+        return d->win.n > DETOK_TAIL ? detok_cut(d, 0, piece, len, err) : SS_OK;
     SS_CHECK(detok_decode_window(d, err));
     if (!d->text.len || (d->text.len >= 3 && !memcmp(d->text.p + d->text.len - 3, dec_fffd, 3)))
-        return d->win.n > DETOK_TAIL ? detok_cut(d, piece, len, err) : SS_OK;
+        return d->win.n > DETOK_TAIL ? detok_cut(d, 1, piece, len, err) : SS_OK;
     d->win.n = 0;
     d->at_start = 0;
     *piece = d->text.p;

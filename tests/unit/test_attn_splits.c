@@ -126,6 +126,7 @@ static void test_prefill_form_rule(void **state)
     (void)state;
     unsetenv("SS_ATTN_PREFILL");
     ss_cuda_attn_args a = launch(1, 32, 2048);
+    a.prefill_mt2_ctas_per_sm = 2; /* an H100 / H200 */
     assert_int_equal(ss_attn_prefill_mt2(&a), 0);
     a.max_seq_len = 4095;
     assert_int_equal(ss_attn_prefill_mt2(&a), 0);
@@ -139,6 +140,14 @@ static void test_prefill_form_rule(void **state)
     a.max_seq_len = 100;
     assert_int_equal(ss_attn_prefill_mt2(&a), 1);
     setenv("SS_ATTN_PREFILL", "other", 1); /* not a form: the rule */
+    assert_int_equal(ss_attn_prefill_mt2(&a), 0);
+    unsetenv("SS_ATTN_PREFILL");
+    a.max_seq_len = 32768;
+    a.prefill_mt2_ctas_per_sm = 1; /* one CTA a SM (an A100's shared memory): not its premise */
+    assert_int_equal(ss_attn_prefill_mt2(&a), 0);
+    a.prefill_mt2_ctas_per_sm = 0; /* cannot launch (Ada: 99 KB a block), or unknown: never, not even forced */
+    assert_int_equal(ss_attn_prefill_mt2(&a), 0);
+    setenv("SS_ATTN_PREFILL", "mt2", 1);
     assert_int_equal(ss_attn_prefill_mt2(&a), 0);
     unsetenv("SS_ATTN_PREFILL");
 }

@@ -901,7 +901,7 @@ static void test_rope_kv_store_fp8(void **state)
  * metadata (as the forward pass gives them), no tiles (the CUDA-core kernel), either kernel forced
  * through the launcher's SS_ATTN_FORCE switch, or the tensor-core kernel's 32-key decode form forced
  * through SS_ATTN_SHORT (which the launcher picks only for CTA counts that depend on the GPU's size). */
-typedef enum att_mode { ATT_AUTO, ATT_NO_TILES, ATT_FORCE_TILED, ATT_FORCE_OLD, ATT_FORCE_SHORT } att_mode;
+typedef enum att_mode { ATT_AUTO, ATT_NO_TILES, ATT_FORCE_TILED, ATT_FORCE_OLD, ATT_FORCE_SHORT, ATT_FORCE_MT2 } att_mode;
 
 /* Query tiles of a packed step as backend.h defines them: runs of one sequence at consecutive
  * positions, cut at SS_ATTN_TILE_MAX tokens. tiles: [2n]. Returns the count; *max_tile the longest. */
@@ -995,10 +995,18 @@ static void check_attention_kv(pair *p, int32_t heads, int32_t kv, int32_t hd, c
         ss_attn_meta meta = {bufs[i][3], bufs[i][4], bufs[i][5], bufs[i][6], n_seqs, max_blocks, max_len, bs,
                              mode == ATT_NO_TILES ? NULL : bufs[i][7], mode == ATT_NO_TILES ? 0 : n_tiles,
                              mode == ATT_NO_TILES ? 0 : max_tile};
-        const char *force_env = mode == ATT_FORCE_SHORT ? "SS_ATTN_SHORT" : "SS_ATTN_FORCE";
-        const int force = i == 1 && (mode == ATT_FORCE_TILED || mode == ATT_FORCE_OLD || mode == ATT_FORCE_SHORT);
+        const char *force_env = mode == ATT_FORCE_SHORT ? "SS_ATTN_SHORT"
+                                : mode == ATT_FORCE_MT2 ? "SS_ATTN_PREFILL"
+                                                        : "SS_ATTN_FORCE";
+        const int force = i == 1 && (mode == ATT_FORCE_TILED || mode == ATT_FORCE_OLD || mode == ATT_FORCE_SHORT ||
+                                     mode == ATT_FORCE_MT2);
         if (force)
-            setenv(force_env, mode == ATT_FORCE_SHORT ? "1" : mode == ATT_FORCE_TILED ? "tiled" : "old", 1);
+            setenv(force_env,
+                   mode == ATT_FORCE_SHORT ? "1"
+                   : mode == ATT_FORCE_MT2 ? "mt2"
+                   : mode == ATT_FORCE_TILED ? "tiled"
+                                             : "old",
+                   1);
         ss_status st = b->iface->attention(b->ctx, out[i], bufs[i][0], q_stride, bufs[i][1], bufs[i][2], &meta, n,
                                            heads, kv, hd, 1.0f / sqrtf((float)hd));
         if (force)
@@ -1059,11 +1067,14 @@ static void test_attention(void **state)
     static const int32_t cluster_batch[][2] = {{450, 1}, {9, 1}, {130, 1}};
     check_attention(p, 32, 8, 128, cluster_batch, 3, "attention decode batch 3 ctx <= 451, 32/8 d128");
     check_attention(p, 16, 4, 64, cluster_batch, 3, "attention decode batch 3 ctx <= 451, 16/4 d64");
-    /* prefill chunks in whole 128-row blocks (32 tokens of a group of 4, or 8 of 16): the 8-warp prefill form, and
-     * under SS_ATTN_PREFILL=mt2 the 4 warps of two m-tiles; one from position 0, one deep in its context */
+    /* prefill chunks in whole 128-row blocks (32 tokens of a group of 4, or 8 of 16): the 8-warp prefill form (contexts
+     * below 4096), and forced (SS_ATTN_PREFILL=mt2, where the GPU can launch it) the 4 warps of two m-tiles; one
+     * from position 0, one deep in its context */
     static const int32_t prefill[][2] = {{0, 100}, {200, 77}};
     check_attention(p, 32, 8, 128, prefill, 2, "attention prefill chunks 32/8 d128");
     check_attention(p, 32, 2, 64, prefill, 2, "attention prefill chunks 32/2 d64");
+    check_attention_mode(p, 32, 8, 128, prefill, 2, 16, ATT_FORCE_MT2, "attention prefill chunks 32/8 d128, 2 m-tiles");
+    check_attention_mode(p, 32, 2, 64, prefill, 2, 16, ATT_FORCE_MT2, "attention prefill chunks 32/2 d64, 2 m-tiles");
     /* decode batches of long contexts (bound >= 2048): splits chosen to fill waves, merged by the combine
      * kernel; the short sequence leaves most of its splits empty */
     static const int32_t long_batch[][2] = {{3000, 1}, {17, 1}, {2100, 1}, {2047, 1}, {4500, 1}};

@@ -432,7 +432,6 @@ static void test_split_character_streaming(void **state)
     release_named(tok);
 }
 
-/* ss_tokenizer_token_bytes: a token's raw bytes, never U+FFFD for part of a character (logprobs' `bytes`). */
 /* The first id whose bytes are exactly want[0, n), or -1. */
 static int32_t id_of_bytes(const ss_tokenizer *tok, const char *want, size_t n)
 {
@@ -511,6 +510,7 @@ static void test_partial_bytes_stream(void **state)
     release_named(tok);
 }
 
+/* ss_tokenizer_token_bytes: a token's raw bytes, never U+FFFD for part of a character (logprobs' `bytes`). */
 static void test_token_bytes(void **state)
 {
     (void)state;

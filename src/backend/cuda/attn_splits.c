@@ -99,7 +99,9 @@ int ss_attn_short_tiles(const ss_cuda_attn_args *a, int64_t ctas)
 int ss_attn_prefill_mt2(const ss_cuda_attn_args *a)
 {
     const char *sw = getenv("SS_ATTN_PREFILL"); /* benchmark switch: mt2 = always, wm8 = never */
+    if (a->prefill_mt2_ctas_per_sm < 1) /* it cannot launch here (an Ada GPU's shared memory), or unknown */
+        return 0;
     if (sw && (strcmp(sw, "mt2") == 0 || strcmp(sw, "wm8") == 0))
         return sw[0] == 'm';
-    return a->max_seq_len >= SS_ATTN_MT2_CONTEXT;
+    return a->max_seq_len >= SS_ATTN_MT2_CONTEXT && a->prefill_mt2_ctas_per_sm >= 2;
 }

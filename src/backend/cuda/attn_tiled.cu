@@ -774,6 +774,21 @@ template <int D, int WK, int BN, bool FP8 = false> int decode_ctas_per_sm()
     return n;
 }
 
+// CTAs of the prefill form of two m-tiles a warp (4 warps, Q in its own rows) one SM holds: 2 on an H100/H200, fewer
+// where shared memory is smaller (an Ada GPU's 99 KB a block cannot launch it at all: 0).
+template <int D> int prefill_mt2_ctas_per_sm()
+{
+    auto kernel = attn_tiled_kernel<D, 4, 1, false, kBN, false, 2>;
+    constexpr int bytes = smem_bytes<D, 1, kBN, false, 16 * 4 * 2>();
+    int n = 0;
+    if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes) != cudaSuccess ||
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, 4 * 32, bytes) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return 0;
+    }
+    return n;
+}
+
 // Whether tiles of this shape may merge their key splits inside a cluster: decode tiles (the key-split
 // warp layout), and the caller's device allows it (AttnTiledParams::cluster_ok).
 bool cluster_shape_ok(TiledShape sh, bool device_ok)
@@ -829,6 +844,11 @@ int attn_tiled_decode_ctas_per_sm(int head_dim, bool short_tiles, bool fp8)
                : head_dim == 128 ? decode_ctas_per_sm<128, 2, kShortBN>()
                                  : 0;
     return head_dim == 64 ? decode_ctas_per_sm<64, 4, kBN>() : head_dim == 128 ? decode_ctas_per_sm<128, 4, kBN>() : 0;
+}
+
+int attn_tiled_prefill_mt2_ctas_per_sm(int head_dim)
+{
+    return head_dim == 64 ? prefill_mt2_ctas_per_sm<64>() : head_dim == 128 ? prefill_mt2_ctas_per_sm<128>() : 0;
 }
 
 int attn_tiled_cluster_splits(int head_dim, int max_tile_tokens, int group, bool device_ok)

@@ -80,6 +80,9 @@ typedef struct ss_cuda_attn_args {
     /* CTAs of the tensor-core decode kernel one SM holds, 64- and 32-key forms (ss_cuda_attn_decode_ctas_per_sm;
      * 0: unknown, and then the 32-key form is never picked). */
     int32_t decode_ctas_per_sm, decode_short_ctas_per_sm;
+    /* CTAs of the prefill form of two m-tiles a warp one SM holds (ss_cuda_attn_prefill_mt2_ctas_per_sm; below 2:
+     * ss_attn_prefill_mt2 never takes it). */
+    int32_t prefill_mt2_ctas_per_sm;
     /* 1: the caches hold the fp8 blocks of backend.h (ss_kv_block_bytes; head_dim a multiple of 16). */
     int32_t kv_fp8;
 } ss_cuda_attn_args;
@@ -98,6 +101,10 @@ int ss_cuda_attn_cluster_ok(int head_dim);
  * 0 otherwise or when the query fails), in its 64-key form or (short_tiles = 1) its 32-key form, for a bf16
  * cache or (fp8 = 1) an fp8 one (which has no 32-key form: 0). A runtime query: ask once. */
 int ss_cuda_attn_decode_ctas_per_sm(int head_dim, int short_tiles, int fp8);
+/* How many CTAs of the tensor-core prefill attention's form of two m-tiles a warp one SM of this device holds for
+ * head_dim (64 or 128; 0 otherwise, when the query fails, or where its 104 KB of shared memory do not fit a block,
+ * as on Ada GPUs). A runtime query: ask once. */
+int ss_cuda_attn_prefill_mt2_ctas_per_sm(int head_dim);
 
 /* ---- decode_persist.cu ---- */
 /* Most decoder layers one persistent decode launch takes (its kernel parameters hold every layer's pointers:
