@@ -213,13 +213,21 @@ static ss_backend *cpu_backend(ss_linear_type t)
     return be;
 }
 
+/* dir's config (into *cfg) and its opened checkpoint (caller closes). */
+static ss_checkpoint *open_checkpoint(const char *dir, ss_model_config *cfg)
+{
+    ss_err e = {{0}};
+    assert_int_equal(ss_config_load_dir(dir, cfg, &e), SS_OK);
+    ss_checkpoint *ck = NULL;
+    assert_int_equal(ss_checkpoint_open(dir, &ck, &e), SS_OK);
+    return ck;
+}
+
 static ss_model_weights *load(ss_backend *be, const char *dir, int tp, int rank)
 {
     ss_model_config cfg;
     ss_err e = {{0}};
-    assert_int_equal(ss_config_load_dir(dir, &cfg, &e), SS_OK);
-    ss_checkpoint *ck = NULL;
-    assert_int_equal(ss_checkpoint_open(dir, &ck, &e), SS_OK);
+    ss_checkpoint *ck = open_checkpoint(dir, &cfg);
     ss_shard_plan plan;
     assert_int_equal(ss_shard_plan_make(&cfg, tp, 1, rank, &plan, &e), SS_OK);
     ss_model_weights *w = NULL;
@@ -382,10 +390,7 @@ static void test_per_tensor_codes(void **state)
     ss_backend *be = cpu_backend(SS_LINEAR_FP8);
     ss_model_weights *w = load(be, dir, 1, 0);
     ss_model_config cfg;
-    ss_err e = {{0}};
-    assert_int_equal(ss_config_load_dir(dir, &cfg, &e), SS_OK);
-    ss_checkpoint *ck = NULL;
-    assert_int_equal(ss_checkpoint_open(dir, &ck, &e), SS_OK);
+    ss_checkpoint *ck = open_checkpoint(dir, &cfg);
     const int64_t dim = cfg.hidden_size, inter = cfg.intermediate_size;
     const ss_st_tensor *g = ss_checkpoint_find(ck, "model.layers.0.mlp.gate_proj.weight", NULL);
     const ss_st_tensor *u = ss_checkpoint_find(ck, "model.layers.0.mlp.up_proj.weight", NULL);
@@ -555,10 +560,7 @@ static void test_row_wide_blocks(void **state)
     ss_backend *be = cpu_backend(SS_LINEAR_FP8);
     ss_model_weights *w = load(be, dir, 1, 0);
     ss_model_config cfg;
-    ss_err e = {{0}};
-    assert_int_equal(ss_config_load_dir(dir, &cfg, &e), SS_OK);
-    ss_checkpoint *ck = NULL;
-    assert_int_equal(ss_checkpoint_open(dir, &ck, &e), SS_OK);
+    ss_checkpoint *ck = open_checkpoint(dir, &cfg);
     const int64_t dim = cfg.hidden_size, inter = cfg.intermediate_size;
     const ss_st_tensor *g = ss_checkpoint_find(ck, "model.layers.1.mlp.gate_proj.weight", NULL);
     const ss_st_tensor *gs = ss_checkpoint_find(ck, "model.layers.1.mlp.gate_proj.weight_scale_inv", NULL);
