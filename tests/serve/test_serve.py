@@ -558,11 +558,22 @@ def _():
     try:
         st, _, j, _ = logged.post("/v1/completions", {"prompt": [7] * 20, "max_tokens": 3, "ignore_eos": True})
         assert st == 200 and j["usage"]["completion_tokens"] == 3, (st, j)
-        text = logged.log_text()  # (each step's line is written before its tokens go out)
+
+        def step_lines():  # (the load's own warm-up steps first)
+            return [x for x in logged.log_text().splitlines() if " ms, 1 sequences" in x]
+
+        def prompt_step(lines):
+            return [i for i, x in enumerate(lines) if "(0 decoding), 20 tokens, longest chunk 20; 0 waiting" in x]
+
+        # a step's line is written once its tokens went out: the last ones may follow the answer
+        deadline = time.time() + 30
+        lines = step_lines()
+        while time.time() < deadline and not (len(prompt_step(lines)) == 1 and len(lines) >= prompt_step(lines)[0] + 3):
+            time.sleep(0.05)
+            lines = step_lines()
     finally:
         assert logged.stop() == 0
-    lines = [x for x in text.splitlines() if " ms, 1 sequences" in x]  # (the load's own warm-up steps first)
-    first = [i for i, x in enumerate(lines) if "(0 decoding), 20 tokens, longest chunk 20; 0 waiting" in x]
+    first = prompt_step(lines)
     assert len(first) == 1 and len(lines) >= first[0] + 3, lines
     assert all("(1 decoding), 1 tokens, longest chunk 1" in x for x in lines[first[0] + 1:first[0] + 3]), lines
     assert "step %d: " % (first[0] + 1) in lines[first[0]], lines
