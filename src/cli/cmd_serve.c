@@ -98,7 +98,7 @@ int ss_cmd_serve(int argc, char **argv, char **env)
         {"max-batch", SS_OPT_INT, &o.max_batch, "sequences in one running batch"},
         {"max-waiting", SS_OPT_INT, &o.max_waiting, "waiting-queue bound (beyond it: 429)"},
         {"max-step-tokens", SS_OPT_INT, &o.max_step_tokens, "token budget per step (chunked prefill)"},
-        {"max-seq-len", SS_OPT_INT, &o.max_seq_len, "context cap in tokens (0: min(model, 8192))"},
+        {"max-seq-len", SS_OPT_INT, &o.max_seq_len, "context cap in tokens (0: the model's, within the KV cache)"},
         {"num-kv-blocks", SS_OPT_INT, &o.num_kv_blocks, "KV-cache blocks (0: automatic)"},
         {"block-size", SS_OPT_INT, &o.block_size, "KV block size in tokens"},
         {"kv-cache-dtype", SS_OPT_STR, &o.kv_dtype, SS_KV_DTYPE_HELP},

@@ -421,7 +421,8 @@ static ss_status fwd_logits(ss_forward *f, int64_t n, int32_t n_rows, const int3
  * what the step uploads. Graph steps use their padded size for t, r and s, and rows of block tables only
  * as wide as their context bound needs, so that a decode step uploads a few KB instead of the ~50 KB of
  * the prefill-sized layout plus 2 KB per sequence (the pointers and the stride a graph bakes in depend
- * only on its padded size and context bound, both part of its key); other steps use the full sizes. */
+ * only on its padded size and context bound, both part of its key); other steps use the full sizes for t,
+ * r and s, and rows as wide as their bound too. */
 typedef struct fwd_meta_layout {
     size_t ids, seq, pos, slot, tiles, rows, lens, bt, total;
     int32_t bt_stride; /* entries per block-table row */
@@ -610,19 +611,20 @@ ss_status ss_forward_run(ss_forward *f, const ss_forward_batch *b, const float *
         graph = b->rows[i] == i && b->tok_seq[i] == i;
     if (!graph)
         n_pad = n;
-    int32_t msl = b->max_seq_len;
-    if (graph) { /* the context bound only sizes the attention's split; a power of two keeps graphs few */
-        msl = 256;
-        while (msl < b->max_seq_len)
-            msl *= 2;
-    }
-    int32_t max_tile = 0, bs = f->p.block_size, stride = (msl + bs - 1) / bs;
+    int32_t msl = b->max_seq_len, bound = 256;
+    while (bound < b->max_seq_len)
+        bound *= 2;
+    if (graph) /* the context bound only sizes the attention's split; a power of two keeps graphs few */
+        msl = bound;
+    /* Block-table rows as wide as the power-of-two bound (whole 64-key tiles stay within a row), not as
+     * the context cap: at a 128k-token cap a full row is 32 KB a sequence. */
+    int32_t max_tile = 0, bs = f->p.block_size, stride = (bound + bs - 1) / bs;
     if (stride > f->p.max_blocks)
         stride = f->p.max_blocks;
     fwd_meta_layout ml = graph && !f->meta_full
                              ? fwd_layout((size_t)n_pad, (size_t)n_pad, (size_t)n_pad, (size_t)b->n_seqs, stride)
                              : fwd_layout((size_t)T, (size_t)f->p.max_rows, (size_t)f->p.max_seqs, (size_t)b->n_seqs,
-                                          f->p.max_blocks);
+                                          graph ? f->p.max_blocks : stride);
     int32_t n_tiles = fwd_pack_meta(f, b, n_pad, graph ? (int32_t)n_pad : b->n_rows, &ml, &max_tile);
     ss_status st = B->upload(c, f->meta, f->meta_host, ml.total * 4);
     if (st != SS_OK)

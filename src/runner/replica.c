@@ -633,7 +633,10 @@ int32_t ss_replica_block_size(const ss_replica *r)
 
 int32_t ss_replica_max_seq_len(const ss_replica *r)
 {
-    return ss_runner_max_seq_len(r->runner);
+    /* each rank caps its context at what its own cache holds; the replica's is the smallest */
+    int32_t msl = ss_runner_max_seq_len(r->runner);
+    int64_t kv_tokens = (int64_t)ss_replica_num_kv_blocks(r) * ss_runner_block_size(r->runner);
+    return kv_tokens < msl ? (int32_t)kv_tokens : msl;
 }
 
 ss_linear_type ss_replica_linear_type(const ss_replica *r)

@@ -17,8 +17,8 @@ typedef struct ss_replica_params {
     int tp, pp;              /* parallel degrees (1, 1 = single process) */
     ss_backend_params backend;
     int32_t block_size;      /* KV block size in tokens (default 16) */
-    int32_t num_kv_blocks;   /* 0 = size from free memory (cuda) or max_seq_len*max_batch (cpu) */
-    int32_t max_seq_len;     /* context cap; 0 = min(model max positions, 8192) */
+    int32_t num_kv_blocks;   /* 0 = size from free memory (cuda) or 8 sequences of min(context, 8192) (cpu) */
+    int32_t max_seq_len;     /* context cap; 0 = the model's positions; capped at what the KV cache holds */
     int32_t max_batch_tokens;/* tokens per step cap (sizes scratch); default 2048 */
     int32_t max_seqs;        /* sequences per step cap; default 256 */
     int no_graphs;           /* 1: decode steps run op by op instead of replaying CUDA graphs */

@@ -41,6 +41,7 @@ struct ss_runner {
     ss_runner_links links;
     /* host scratch for one step */
     int32_t *tok_seq, *tok_pos, *slots, *rows, *block_tables, *seq_lens, *row_of_seq;
+    int32_t *bt_width; /* [max_seqs] entries of each block-table row written so far (the rest are zero) */
     float *host_logits;   /* [max_rows, vocab] for the host sampling path */
     float *host_scratch;  /* [max(vocab, 2 * max_rows)] */
     int32_t *dev_tok;     /* device [2 * max_rows]: sampled tokens, then their log-probabilities */
@@ -118,11 +119,12 @@ static ss_status runner_open_weights(ss_runner *r, ss_err *err)
 }
 
 /* KV blocks when none were asked for: on a GPU, 90% of the memory left after the weights and a reserve
- * for activations and logits; on the cpu, room for 8 full-length sequences. */
+ * for activations and logits; on the cpu, room for 8 sequences of the context or of 8,192 tokens, the fewer. */
 static int32_t runner_free_memory_blocks(const ss_runner *r)
 {
     size_t free_b = 0, total_b = 0;
-    int32_t cpu_default = r->fp.max_blocks * 8;
+    const int32_t cpu_seq_blocks = (8192 + r->fp.block_size - 1) / r->fp.block_size;
+    int32_t cpu_default = 8 * (r->fp.max_blocks < cpu_seq_blocks ? r->fp.max_blocks : cpu_seq_blocks);
     if (r->be->iface->mem_info(r->be->ctx, &free_b, &total_b) != SS_OK || !free_b)
         return cpu_default;
     size_t esz = ss_dtype_size(r->be->act_dtype);
@@ -196,14 +198,15 @@ ss_status ss_runner_create(const ss_runner_params *p, const ss_runner_links *lin
     SS_CHECK_GOTO(ss_backend_create(&r->p.backend, &r->be, err), st, fail);
     SS_CHECK_GOTO(runner_open_weights(r, err), st, fail);
     int32_t bs = p->block_size > 0 ? p->block_size : 16;
-    int32_t msl = p->max_seq_len > 0 ? p->max_seq_len : (r->cfg.max_position < 8192 ? r->cfg.max_position : 8192);
+    /* The context: the model's own unless asked for less, and never more than the KV cache holds (one
+     * sequence alone must fit it; on the cpu the default cache is sized for 8,192-token sequences). */
+    int32_t msl = p->max_seq_len > 0 ? p->max_seq_len : r->cfg.max_position;
     if (msl > r->cfg.max_position) {
         if (p->rank == 0)
             SS_LOGW("max_seq_len %d is beyond the model's %d positions: capped at %d", msl, r->cfg.max_position,
                     r->cfg.max_position);
         msl = r->cfg.max_position;
     }
-    r->p.max_seq_len = msl;
     r->fp.block_size = bs;
     r->fp.max_blocks = (msl + bs - 1) / bs;
     r->fp.max_tokens = p->max_batch_tokens > 0 ? p->max_batch_tokens : 2048;
@@ -212,6 +215,17 @@ ss_status ss_runner_create(const ss_runner_params *p, const ss_runner_links *lin
     r->fp.graphs = !p->no_graphs;
     r->fp.num_blocks = p->num_kv_blocks > 0 ? p->num_kv_blocks : runner_default_blocks(r);
     r->p.num_kv_blocks = r->fp.num_blocks;
+    if ((int64_t)r->fp.num_blocks * bs < msl) {
+        if (p->rank == 0 && p->max_seq_len > 0)
+            SS_LOGW("max_seq_len %d is beyond the KV cache's %d blocks of %d tokens: capped at %d", msl,
+                    r->fp.num_blocks, bs, r->fp.num_blocks * bs);
+        else if (p->rank == 0)
+            SS_LOGI("context: %d tokens (the KV cache's %d blocks; the model has %d positions)", r->fp.num_blocks * bs,
+                    r->fp.num_blocks, r->cfg.max_position);
+        msl = r->fp.num_blocks * bs;
+        r->fp.max_blocks = r->fp.num_blocks;
+    }
+    r->p.max_seq_len = msl;
     ss_forward_links fl = {links->tp, links->world, r->plan.first_stage ? -1 : p->rank - p->tp,
                            r->plan.last_stage ? -1 : p->rank + p->tp};
     SS_CHECK_GOTO(ss_forward_create(r->be, &r->cfg, r->w, &r->fp, &fl, &r->fwd, err), st, fail);
@@ -223,12 +237,13 @@ ss_status ss_runner_create(const ss_runner_params *p, const ss_runner_links *lin
     r->row_of_seq = ss_malloc(S * 4);
     r->block_tables = ss_calloc(S * (size_t)r->fp.max_blocks, 4);
     r->seq_lens = ss_malloc(S * 4);
+    r->bt_width = ss_calloc(S, 4);
     r->ids = ss_malloc(T * 4);
     r->prev_tokens = ss_malloc(R * 4);
     int pend_ok = 1;
     for (int i = 0; i < SS_DOWNLOAD_SLOTS; i++)
         pend_ok = (r->pend[i].buf = ss_malloc(2 * R * 4)) != NULL && pend_ok;
-    if (!r->tok_seq || !r->tok_pos || !r->slots || !r->rows || !r->row_of_seq || !r->block_tables || !r->seq_lens ||
+    if (!r->tok_seq || !r->tok_pos || !r->slots || !r->rows || !r->row_of_seq || !r->block_tables || !r->bt_width || !r->seq_lens ||
         !r->ids || !r->prev_tokens || !pend_ok) {
         st = ss_err_set(err, SS_ERR_NOMEM, "out of memory");
         goto fail;
@@ -279,6 +294,7 @@ void ss_runner_destroy(ss_runner *r)
     ss_free(r->row_of_seq);
     ss_free(r->block_tables);
     ss_free(r->seq_lens);
+    ss_free(r->bt_width);
     ss_free(r->ids);
     ss_free(r->prev_tokens);
     for (int i = 0; i < SS_DOWNLOAD_SLOTS; i++) {
@@ -686,8 +702,11 @@ static ss_status runner_run(ss_runner *r, const ss_step_plan *plan, runner_pendi
     int64_t t = 0;
     for (int32_t s = 0; s < plan->n_seqs; s++) {
         const ss_plan_seq *q = &plan->seqs[s];
-        memset(r->block_tables + (size_t)s * mb, 0, (size_t)mb * 4);
-        memcpy(r->block_tables + (size_t)s * mb, q->blocks, (size_t)q->n_blocks * 4);
+        int32_t *row = r->block_tables + (size_t)s * mb; /* a 128k context's row is 32 KB: touch what changes */
+        memcpy(row, q->blocks, (size_t)q->n_blocks * 4);
+        if (r->bt_width[s] > q->n_blocks)
+            memset(row + q->n_blocks, 0, (size_t)(r->bt_width[s] - q->n_blocks) * 4);
+        r->bt_width[s] = q->n_blocks;
         r->seq_lens[s] = q->pos_start + q->n_tokens;
         max_len = r->seq_lens[s] > max_len ? r->seq_lens[s] : max_len;
         for (int32_t i = 0; i < q->n_tokens; i++, t++) {

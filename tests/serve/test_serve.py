@@ -552,6 +552,22 @@ def _():
         assert small.stop() == 0
 
 
+@check("the default context is the model's (131,072 positions), capped at what the KV cache holds (cpu: 65,536)")
+def _():
+    dflt = Server(BINARY, MODEL_DIR, [])
+    try:
+        assert "context: 65536 tokens (the KV cache's 4096 blocks; the model has 131072 positions)" in dflt.log_text()
+        # beyond 8,192 tokens (the default before session 33): served, its prompt counted whole
+        st, _, j, _ = dflt.post("/v1/completions", {"prompt": [9] * 9000, "max_tokens": 2, "ignore_eos": True},
+                                timeout=300)
+        assert st == 200 and j["usage"]["prompt_tokens"] == 9000 and j["usage"]["completion_tokens"] == 2, (st, j)
+        # beyond the cache: refused up front, naming the context
+        st, _, j, _ = dflt.post("/v1/completions", {"prompt": [9] * 65536, "max_tokens": 1})
+        assert st == 400 and "the context length is 65536 " in j["error"]["message"], (st, j)
+    finally:
+        assert dflt.stop() == 0
+
+
 @check("SS_STEP_LOG_MS: slow steps logged with their make-up (a 20-token prompt's step, then its decode steps)")
 def _():
     logged = Server(BINARY, MODEL_DIR, ["--max-seq-len", str(CTX)], env={"SS_STEP_LOG_MS": "0.0001"})
