@@ -3,7 +3,7 @@
 # trains the demo model on the last GPU in the background, and meanwhile runs the GPU checks and
 # benchmarks on the others. Every step has a deadline; the whole run stays under BUDGET seconds.
 # Results: $OUT/summary.txt, $OUT/logs.tar.xz, and $OUT/demo-*.{safetensors,json,txt} from training.
-# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize sanattn checks1 s21a s21p s23m s24p fp8ck f8eng longref s20a s20s s20t s20x s20m s20p s19a s19b s19c s19t s19g s18a s18b s18t s18p s18s s17a s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
+# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize sanattn checks1 s21a s21p s23m s24p fp8ck f8eng longref ctx128 s20a s20s s20t s20x s20m s20p s19a s19b s19c s19t s19g s18a s18b s18t s18p s18s s17a s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -1473,6 +1473,38 @@ if has serve; then
   fi
   kill -TERM $SPID 2>/dev/null; sleep 2; kill -9 $SPID 2>/dev/null
   grep -h '^{' "$L"/bench_serve_*.log | tee -a "$S"
+fi
+if has ctx128; then
+  # Session 33: the default context is the model's own (the 8B shape's config: 131,072 positions), capped at what
+  # the KV cache holds. A server started without --max-seq-len logs its context, then serves CTX128_LENS-token
+  # prompts (default 32,000 and 120,000), CTX128_N requests each one at a time, 64 tokens out; then
+  # CTX128_BATCH=N requests of 16,000 tokens at once.
+  export CUDA_VISIBLE_DEVICES=0
+  [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
+  cp /work/shared/fixtures/models/e2e-llama3-tok/tokenizer.json /work/shared/fixtures/models/e2e-llama3-tok/tokenizer_config.json "$M8/"
+  "$B/shardserve" serve --model "$M8" --device cuda --port 8000 --metrics-port 8002 --served-model-name llama-3-8b >"$L/ctx128_serve.log" 2>&1 &
+  SPID=$!
+  wait_ready $SPID
+  grep -hE "context|KV cache" "$L/ctx128_serve.log" | cut -c1-200 | tee -a "$S"
+  if [ $ready = 1 ]; then
+    for n in ${CTX128_LENS:-32000 120000}; do
+      step "serve ${CTX128_N:-2} x $n/64, one at a time" 240 "bench_ctx128_$n.log" "$B/shardserve" bench --url http://127.0.0.1:8000 \
+        --model llama-3-8b --num-requests "${CTX128_N:-2}" --concurrency 1 --input-len "$n" --output-len 64 --seed "$n" --json --quiet
+      grep -h '^{' "$L/bench_ctx128_$n.log" | python3 -c '
+import json, sys
+j = json.loads(sys.stdin.read())
+print("  %s: ok %s, ttft p50 %.1f max %.1f ms, tpot p50 %.2f ms, output %.1f tok/s" % (sys.argv[1], j["requests"]["ok"],
+      j["ttft_ms"]["p50"], j["ttft_ms"]["max"], j["tpot_ms"]["p50"], j["throughput"]["output_tokens_per_s"]))' "$n" 2>&1 | tee -a "$S"
+    done
+    if [ -n "${CTX128_BATCH:-}" ]; then
+      step "serve $CTX128_BATCH x 16000/64 at once" 240 bench_ctx128_batch.log "$B/shardserve" bench --url http://127.0.0.1:8000 \
+        --model llama-3-8b --num-requests "$CTX128_BATCH" --input-len 16000 --output-len 64 --seed 7 --json --quiet
+      grep -h '^{' "$L/bench_ctx128_batch.log" | cut -c1-600 | tee -a "$S"
+    fi
+  else
+    note "FAIL  ctx128 server not ready"; tail -5 "$L/ctx128_serve.log" | tee -a "$S"
+  fi
+  kill -TERM $SPID 2>/dev/null; sleep 2; kill -9 $SPID 2>/dev/null
 fi
 if has serveab; then
   # Session 12: the scheduler's overlap (steps planned ahead, tokens fed on the device) against --no-overlap,

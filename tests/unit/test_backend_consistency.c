@@ -1700,6 +1700,10 @@ static void test_attention_fp8(void **state)
     check_attention_kv(p, 8, 2, 64, prefill, 1, 7, ATT_AUTO, 1, "fp8 attention prefill 700, 8/2 d64 bs7");
     static const int32_t chunk[][2] = {{1000, 300}, {40, 20}};
     check_attention_kv(p, 32, 8, 128, chunk, 2, 16, ATT_AUTO, 1, "fp8 attention chunks 300 at 1000 + 20 at 40");
+    /* the prefill form of two m-tiles a warp (forced; its default from a context bound of 4096): whole 128-row blocks,
+     * one chunk from position 0 and one deep in its context, block sizes 16 and 7 */
+    check_attention_kv(p, 32, 8, 128, prefill, 1, 16, ATT_FORCE_MT2, 1, "fp8 attention prefill 700, 32/8 d128, 2 m-tiles");
+    check_attention_kv(p, 8, 2, 64, chunk, 2, 7, ATT_FORCE_MT2, 1, "fp8 attention chunks 8/2 d64 bs7, 2 m-tiles");
     static const int32_t cluster_batch[][2] = {{450, 1}, {9, 1}, {130, 1}};
     check_attention_kv(p, 32, 8, 128, cluster_batch, 3, 16, ATT_AUTO, 1, "fp8 attention decode batch 3 (clusters)");
     static const int32_t long_batch[][2] = {{3000, 1}, {17, 1}, {2100, 1}, {2047, 1}, {4500, 1}};

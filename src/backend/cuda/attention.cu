@@ -385,7 +385,7 @@ extern "C" int ss_cuda_attention(void *stream, const ss_cuda_attn_args *a)
                   : strcmp(order, "heads_outer") == 0 ? kOrderHeadsOuter
                                                       : kOrderByShape;
         t.short_tiles = !fp8 && decode_shape && ss_attn_short_tiles(a, ctas * n_splits) != 0;
-        t.prefill_mt2 = !fp8 && ss_attn_prefill_mt2(a) != 0;
+        t.prefill_mt2 = ss_attn_prefill_mt2(a) != 0;
         st = attn_tiled_launch(t, D, a->n_tiles, a->max_tile_tokens, s, &merged);
     } else {
         const int gmin = p.group < 8 ? p.group : 8;

@@ -111,11 +111,12 @@ __device__ __forceinline__ uint32_t pack_h2(float a, float b)
 // (WK > 1: 16 rows) give Q its own 16 rows after the stages, so that both stages load from the start.
 // FP8: two fp8 stages, then one f16 [K tile | V tile] that each stage is decoded into (Q sits there first),
 // then the decoded tile's K and V scales.
-// MT > 1 (two m-tiles a warp, the prefill form): Q keeps rows of its own after the stages (BMQ of them), as its A
-// fragments are read again at every key tile.
+// MT > 1 (two m-tiles a warp, the prefill form): Q keeps rows of its own after the stages (FP8: after the scales;
+// BMQ of them), as its A fragments are read again at every key tile.
 template <int D, int WK, int BN = kBN, bool FP8 = false, int BMQ = 0> __host__ __device__ constexpr int smem_bytes()
 {
-    return FP8 ? 2 * fp8_stage_bytes<D, BN>() + 2 * BN * (D + 8) * (int)sizeof(bf16) + 2 * BN * (int)sizeof(float)
+    return FP8 ? 2 * fp8_stage_bytes<D, BN>() + (2 * BN + BMQ) * (D + 8) * (int)sizeof(bf16) +
+                     2 * BN * (int)sizeof(float)
                : (4 * BN + (WK > 1 ? 16 : BMQ)) * (D + 8) * (int)sizeof(bf16);
 }
 
@@ -185,12 +186,13 @@ __device__ __forceinline__ void cluster_merge(const AttnTiledParams &p, float *c
 // FP8: the caches hold fp8 blocks (p.kv_fp8). MT = 2 (prefill tiles, session 32): each key tile's K and V
 // fragments, read from shared memory once, serve two m-tiles, and a CTA of 4 warps fits twice a SM (8 warps of
 // 16 rows take 175 registers each: one CTA a SM, every warp waiting at every tile's barrier); Q stays in shared
-// memory (its fragments in registers too would not fit).
+// memory (its fragments in registers too would not fit). FP8 and MT = 2 (session 33): Q's rows are turned into
+// f16 (the fp8 tiles' math) in shared memory once, after they land.
 template <int D, int WM, int WK, bool CL, int BN = kBN, bool FP8 = false, int MT = 1>
 __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiledParams p)
 {
     static_assert(!CL || WK > 1, "the cluster merge extends the key-split merge of decode tiles");
-    static_assert(MT == 1 || (WK == 1 && !FP8), "two m-tiles a warp: the bf16 prefill form only");
+    static_assert(MT == 1 || WK == 1, "two m-tiles a warp: the prefill form only");
     constexpr int NW = WM * WK, NT = NW * 32, BM = 16 * WM * MT, KW = BN / WK;
     constexpr int LDS = D + 8;  // shared row stride, elements
     constexpr int CPR = D / 8;  // 16-byte chunks per row
@@ -376,7 +378,7 @@ __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiled
     // Decode tiles keep two key tiles in flight (Q has its own rows), and so does every FP8 shape (Q sits in
     // the bf16 tile until the first decode).
     constexpr bool kAhead2 = WK > 1 || FP8 || MT > 1;
-    bf16 *const sq = FP8 ? sbf : smem + (kAhead2 ? 4 : 2) * BN * LDS;
+    bf16 *const sq = FP8 ? (MT > 1 ? reinterpret_cast<bf16 *>(tsc + 2 * BN) : sbf) : smem + (kAhead2 ? 4 : 2) * BN * LDS;
     for (int c = tid; c < BM * CPR; c += NT) {
         const int i = c / CPR, ch = c - (c / CPR) * CPR;
         const int r = min(r0 + i, rows - 1);
@@ -409,6 +411,13 @@ __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiled
 #pragma unroll
                 for (int r = 0; r < 4; r++)
                     qf[kk][r] = pack_h2(bf16_lo(qf[kk][r]), bf16_hi(qf[kk][r]));
+        }
+    } else if constexpr (FP8) { // Q's rows into f16 in place (each thread the chunks it asked for)
+        for (int c = tid; c < BM * CPR; c += NT) {
+            uint4 *u = reinterpret_cast<uint4 *>(sq + (c / CPR) * LDS + (c - (c / CPR) * CPR) * 8);
+            const uint4 v = *u;
+            *u = make_uint4(pack_h2(bf16_lo(v.x), bf16_hi(v.x)), pack_h2(bf16_lo(v.y), bf16_hi(v.y)),
+                            pack_h2(bf16_lo(v.z), bf16_hi(v.z)), pack_h2(bf16_lo(v.w), bf16_hi(v.w)));
         }
     }
     __syncthreads(); // stage 1 (FP8: the bf16 tile) is free for keys now
@@ -604,10 +613,12 @@ __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiled
         }
     if constexpr (FP8) { // back from units of vmax
 #pragma unroll
-        for (int nt = 0; nt < NO; nt++)
+        for (int mt = 0; mt < MT; mt++)
 #pragma unroll
-            for (int e = 0; e < 4; e++)
-                o[0][nt][e] *= vmax;
+            for (int nt = 0; nt < NO; nt++)
+#pragma unroll
+                for (int e = 0; e < 4; e++)
+                    o[mt][nt][e] *= vmax;
     }
 
     if constexpr (WK == 1) {
@@ -776,10 +787,10 @@ template <int D, int WK, int BN, bool FP8 = false> int decode_ctas_per_sm()
 
 // CTAs of the prefill form of two m-tiles a warp (4 warps, Q in its own rows) one SM holds: 2 on an H100/H200, fewer
 // where shared memory is smaller (an Ada GPU's 99 KB a block cannot launch it at all: 0).
-template <int D> int prefill_mt2_ctas_per_sm()
+template <int D, bool FP8> int prefill_mt2_ctas_per_sm()
 {
-    auto kernel = attn_tiled_kernel<D, 4, 1, false, kBN, false, 2>;
-    constexpr int bytes = smem_bytes<D, 1, kBN, false, 16 * 4 * 2>();
+    auto kernel = attn_tiled_kernel<D, 4, 1, false, kBN, FP8, 2>;
+    constexpr int bytes = smem_bytes<D, 1, kBN, FP8, 16 * 4 * 2>();
     int n = 0;
     if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes) != cudaSuccess ||
         cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, 4 * 32, bytes) != cudaSuccess) {
@@ -807,10 +818,8 @@ int launch_d(const AttnTiledParams &p, TiledShape sh, dim3 grid, bool cluster, c
         return cluster ? launch_shape<D, 1, 4, true, kBN, FP8>(p, grid, s) : launch_shape<D, 1, 4, false, kBN, FP8>(p, grid, s);
     if (sh.wm == 4)
         return launch_shape<D, 4, 1, false, kBN, FP8>(p, grid, s);
-    if constexpr (!FP8) { // 128-row blocks: 4 warps of two m-tiles (p.prefill_mt2), or 8 of one
-        if (p.prefill_mt2)
-            return launch_shape<D, 4, 1, false, kBN, false, 2>(p, grid, s);
-    }
+    if (p.prefill_mt2) // 128-row blocks: 4 warps of two m-tiles, or 8 of one
+        return launch_shape<D, 4, 1, false, kBN, FP8, 2>(p, grid, s);
     return launch_shape<D, 8, 1, false, kBN, FP8>(p, grid, s);
 }
 
@@ -848,7 +857,10 @@ int attn_tiled_decode_ctas_per_sm(int head_dim, bool short_tiles, bool fp8)
 
 int attn_tiled_prefill_mt2_ctas_per_sm(int head_dim)
 {
-    return head_dim == 64 ? prefill_mt2_ctas_per_sm<64>() : head_dim == 128 ? prefill_mt2_ctas_per_sm<128>() : 0;
+    // the fewer of its two forms (a bf16 and an fp8 cache), so that one rule holds for both
+    const int bf = head_dim == 64 ? prefill_mt2_ctas_per_sm<64, false>() : head_dim == 128 ? prefill_mt2_ctas_per_sm<128, false>() : 0;
+    const int f8 = head_dim == 64 ? prefill_mt2_ctas_per_sm<64, true>() : head_dim == 128 ? prefill_mt2_ctas_per_sm<128, true>() : 0;
+    return bf < f8 ? bf : f8;
 }
 
 int attn_tiled_cluster_splits(int head_dim, int max_tile_tokens, int group, bool device_ok)
