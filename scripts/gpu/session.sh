@@ -3,7 +3,7 @@
 # trains the demo model on the last GPU in the background, and meanwhile runs the GPU checks and
 # benchmarks on the others. Every step has a deadline; the whole run stays under BUDGET seconds.
 # Results: $OUT/summary.txt, $OUT/logs.tar.xz, and $OUT/demo-*.{safetensors,json,txt} from training.
-# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize sanattn checks1 s21a s21p s23m s24p fp8ck f8eng longref ctx128 s20a s20s s20t s20x s20m s20p s19a s19b s19c s19t s19g s18a s18b s18t s18p s18s s17a s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
+# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize sanattn checks1 s21a s21p s23m s24p fp8ck f8eng longref ctx128 mixlong s20a s20s s20t s20x s20m s20p s19a s19b s19c s19t s19g s18a s18b s18t s18p s18s s17a s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -1505,6 +1505,43 @@ print("  %s: ok %s, ttft p50 %.1f max %.1f ms, tpot p50 %.2f ms, output %.1f tok
     note "FAIL  ctx128 server not ready"; tail -5 "$L/ctx128_serve.log" | tee -a "$S"
   fi
   kill -TERM $SPID 2>/dev/null; sleep 2; kill -9 $SPID 2>/dev/null
+fi
+if has mixlong; then
+  # Session 33: a long prompt beside decoding streams. MIXLONG_CLIENTS (8) streams of 128 in / MIXLONG_OUT (2048) out;
+  # 3 s in, one MIXLONG_LEN-token prompt (120,000) with 16 out. Per MIXLONG_VARIANTS server environment ("-": none;
+  # SS_CHUNK_KEYS=0: prompt chunks cost their tokens only, as before session 33): the streams' token gaps and the
+  # long prompt's TTFT.
+  export CUDA_VISIBLE_DEVICES=0
+  [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
+  cp /work/shared/fixtures/models/e2e-llama3-tok/tokenizer.json /work/shared/fixtures/models/e2e-llama3-tok/tokenizer_config.json "$M8/"
+  for v in ${MIXLONG_VARIANTS:-SS_CHUNK_KEYS=0 -}; do
+    variant "$v"
+    env ${ev[@]+"${ev[@]}"} "$B/shardserve" serve --model "$M8" --device cuda --port 8000 --metrics-port 8002 --served-model-name llama-3-8b \
+      >"$L/mixlong_serve_$vtag.log" 2>&1 &
+    SPID=$!
+    wait_ready $SPID
+    if [ $ready = 1 ]; then
+      c=${MIXLONG_CLIENTS:-8}
+      "$B/shardserve" bench --url http://127.0.0.1:8000 --model llama-3-8b --num-requests "$c" --concurrency "$c" --input-len 128 \
+        --output-len "${MIXLONG_OUT:-2048}" --seed 3 --json --quiet --requests-out "$L/mixlong_req_$vtag.jsonl" >"$L/mixlong_short_$vtag.log" 2>&1 &
+      APID=$!
+      sleep 3
+      step "long prompt beside $c streams [$v]" 200 "mixlong_long_$vtag.log" "$B/shardserve" bench --url http://127.0.0.1:8000 \
+        --model llama-3-8b --num-requests 1 --input-len "${MIXLONG_LEN:-120000}" --output-len 16 --seed 5 --json --quiet
+      wait $APID
+      for f in "$L/mixlong_short_$vtag.log" "$L/mixlong_long_$vtag.log"; do
+        grep -h '^{' "$f" | python3 -c '
+import json, sys
+j = json.loads(sys.stdin.read())
+print("  [%s] %s: ok %s, ttft p50 %.1f max %.1f ms, itl p50 %.2f p90 %.2f p99 %.2f max %.1f ms, tpot p50 %.2f ms, out %.1f tok/s, %.1f s" % (
+    sys.argv[1], sys.argv[2], j["requests"]["ok"], j["ttft_ms"]["p50"], j["ttft_ms"]["max"], j["itl_ms"]["p50"], j["itl_ms"]["p90"],
+    j["itl_ms"]["p99"], j["itl_ms"]["max"], j["tpot_ms"]["p50"], j["throughput"]["output_tokens_per_s"], j["duration_s"]))' "$v" "$(basename "$f" .log)" 2>&1 | tee -a "$S"
+      done
+    else
+      note "FAIL  mixlong server [$v] not ready"
+    fi
+    kill -TERM $SPID 2>/dev/null; sleep 2; kill -9 $SPID 2>/dev/null
+  done
 fi
 if has serveab; then
   # Session 12: the scheduler's overlap (steps planned ahead, tokens fed on the device) against --no-overlap,

@@ -64,6 +64,7 @@ struct ss_sched {
     ss_kv_blocks *kv;
     int32_t max_seq_len, vocab;
     int32_t kv_total;  /* blocks in the cache */
+    double chunk_keys; /* keys at which a prompt token's attention costs what its projections do (chunk_fit; 0: off) */
     int32_t tok_vocab; /* ids the tokenizer knows (0 without one) */
     int32_t eos[SS_MAX_EOS];
     int32_t n_eos;
@@ -483,11 +484,33 @@ static void plan_add(ss_sched *s, sreq *r, int32_t n)
     s->plan_reqs[s->n_plan++] = r;
 }
 
+/* A prompt chunk deep in a long context costs far more than its tokens: each of them attends to every key
+ * before it (at 120k tokens, a 512-token chunk of an 8B model takes ~130 ms against ~14 ms at the start).
+ * While sequences decode in the same step, a chunk is cut so that its tokens plus its attention, counted in
+ * tokens (c (pos + c/2) / chunk_keys), fit the budget left: the decoding streams' token gaps then stay those
+ * of a step of max_step_tokens short tokens, and the long prompt takes more, smaller steps (at least
+ * SCHED_MIN_CHUNK tokens, so that it advances). Alone in a step, a chunk takes the whole budget. Sets *cost to
+ * what the chunk charges. */
+#define SCHED_MIN_CHUNK 16
+static int32_t chunk_fit(const ss_sched *s, int decoding, int64_t pos, int32_t want, int32_t *cost)
+{
+    *cost = want;
+    if (!decoding || s->chunk_keys <= 0.0 || want <= SCHED_MIN_CHUNK)
+        return want;
+    const double k = s->chunk_keys, a = 1.0 + (double)pos / k;
+    /* the largest c with c (1 + (pos + c/2) / k) <= want: c^2 / (2k) + a c - want = 0 */
+    double c = k * (sqrt(a * a + 2.0 * want / k) - a);
+    int32_t n = c < SCHED_MIN_CHUNK ? SCHED_MIN_CHUNK : c > want ? want : (int32_t)c;
+    double charged = n * (1.0 + ((double)pos + n / 2.0) / k);
+    *cost = charged > want ? want : (int32_t)ceil(charged); /* the minimum chunk takes what is left */
+    return n;
+}
+
 /* Chooses this step's work: decodes (oldest first), then prefill chunks of running sequences, then new
  * admissions, under the token budget. Fills plan_reqs with step_tokens set. */
 static void choose_work(ss_sched *s)
 {
-    int32_t budget = s->p.max_step_tokens;
+    int32_t budget = s->p.max_step_tokens, cost = 0;
     s->n_plan = 0;
     for (int32_t i = 0; i < s->n_running; i++)
         s->running[i]->step_tokens = 0;
@@ -505,6 +528,7 @@ static void choose_work(ss_sched *s)
             i++;
         } /* else r left the running set: index i now holds the next one */
     }
+    const int decoding = s->n_plan > 0;
     /* 2. chunks of prompts being prefilled */
     for (int32_t i = 0; i < s->n_running && budget > 0;) {
         sreq *r = s->running[i];
@@ -513,10 +537,11 @@ static void choose_work(ss_sched *s)
             i++;
             continue;
         }
-        int32_t got = grant_blocks(s, r, left < budget ? left : budget, 0);
+        int32_t want = chunk_fit(s, decoding, r->n_computed, left < budget ? left : budget, &cost);
+        int32_t got = grant_blocks(s, r, want, 0);
         if (got > 0) {
             plan_add(s, r, got);
-            budget -= got;
+            budget -= got < want ? got : cost;
             i++;
         }
     }
@@ -533,10 +558,10 @@ static void choose_work(ss_sched *s)
             ss_kv_seq_match_prefix(s->kv, &r->kv, r->tokens, r->n_tokens, &cached, &err) == SS_OK)
             r->n_computed = cached;
         int32_t left = r->n_tokens - r->n_computed;
-        int32_t want = left < budget ? left : budget;
+        int32_t want = chunk_fit(s, decoding, r->n_computed, left < budget ? left : budget, &cost);
         int64_t fit = ((int64_t)r->kv.n_blocks + ss_kv_num_available(s->kv) - reserve) * bs - r->n_computed;
         if (fit < want)
-            want = (int32_t)(fit > 0 ? fit : 0);
+            want = (int32_t)(fit > 0 ? fit : 0), cost = want;
         ss_status st =
             want > 0 ? ss_kv_seq_reserve(s->kv, &r->kv, (int64_t)r->n_computed + want, &err) : SS_ERR_CAPACITY;
         if (st != SS_OK) {
@@ -559,7 +584,7 @@ static void choose_work(ss_sched *s)
             pthread_mutex_unlock(&s->mu);
         }
         plan_add(s, r, want);
-        budget -= want;
+        budget -= cost;
     }
 }
 
@@ -1170,6 +1195,22 @@ ss_status ss_sched_create(const ss_sched_params *params, ss_replica *replica, co
     s->tok_vocab = tok ? ss_tokenizer_vocab_size(tok) : 0;
     const ss_model_config *cfg = ss_replica_config(replica);
     s->vocab = cfg->vocab_size;
+    /* chunk_fit's unit: a prompt token's projections take 2 FLOPs a weight, its attention 4 · heads · head_dim a
+     * key, and prefill attention runs at ~0.45 of the GEMMs' rate (one H200: ~270 against ~600 TFLOP/s; the 8B
+     * shape's prefill gives 11k keys, this 12k). At least 4,096 (tiny models); SS_CHUNK_KEYS=N sets it (0: off). */
+    double proj = (double)cfg->hidden_size * (cfg->n_heads + 2.0 * cfg->n_kv_heads) * cfg->head_dim +
+                  (double)cfg->n_heads * cfg->head_dim * cfg->hidden_size +
+                  3.0 * cfg->hidden_size * (double)cfg->intermediate_size;
+    s->chunk_keys = 0.45 * 2.0 * proj / (4.0 * cfg->n_heads * (double)cfg->head_dim);
+    if (!(s->chunk_keys >= 4096.0))
+        s->chunk_keys = 4096.0;
+    const char *ck = getenv("SS_CHUNK_KEYS");
+    char *ck_end = NULL;
+    double ck_v = ck && *ck ? strtod(ck, &ck_end) : -1.0;
+    if (ck && *ck && (*ck_end || !isfinite(ck_v) || ck_v < 0.0))
+        SS_LOGW("SS_CHUNK_KEYS=%s is not a number of keys: ignored", ck);
+    else if (ck && *ck)
+        s->chunk_keys = ck_v;
     for (int32_t i = 0; i < cfg->n_eos && i < SS_MAX_EOS; i++)
         s->eos[s->n_eos++] = cfg->eos_ids[i];
     ss_status st = ss_kv_blocks_create(ss_replica_num_kv_blocks(replica), ss_replica_block_size(replica),

@@ -514,16 +514,17 @@ static void on_long_event(void *user, const ss_gen_event *ev)
     on_event(&w->c, ev);
 }
 
-static void test_long_prompt_does_not_stall_decode(void **state)
+/* Runs a long_len-token prompt (4 tokens out) while another request decodes, under a step budget; returns
+ * how many tokens the decoding request got during the long one's prefill. */
+static int32_t long_prompt_beside_decode(fixture *f, int32_t budget, int32_t long_len)
 {
-    fixture *f = *state;
-    const int32_t budget = 16, long_len = 150;
     ss_sched *s = make_sched(f->big, NULL, 0, 0, budget, 0);
     collect shortc;
     collect_init(&shortc);
     submit_ok(s, make_req(f->cases[0].prompt, f->cases[0].n_prompt, 400), &shortc, NULL);
     wait_tokens(&shortc, 5);
-    int32_t prompt[150];
+    int32_t *prompt = ss_malloc((size_t)long_len * sizeof(int32_t));
+    assert_non_null(prompt);
     for (int32_t i = 0; i < long_len; i++)
         prompt[i] = (int32_t)((i * 37 + 11) % 500);
     stall_watch w;
@@ -536,18 +537,43 @@ static void test_long_prompt_does_not_stall_decode(void **state)
     ss_err e;
     uint64_t id;
     assert_int_equal(ss_sched_submit(s, make_req(prompt, long_len, 4), on_long_event, &w, &id, &e), SS_OK);
+    ss_free(prompt);
     wait_done(&w.c);
     wait_done(&shortc);
-    int32_t chunks = (long_len + budget - 2) / (budget - 1); /* one budget slot goes to the decode */
+    assert_int_equal(w.c.n, 4);
+    ss_sched_destroy(s);
     int32_t during = w.other_at_first - at_submit;
+    collect_fini(&w.c);
+    collect_fini(&shortc);
+    return during;
+}
+
+static void test_long_prompt_does_not_stall_decode(void **state)
+{
+    fixture *f = *state;
+    const int32_t budget = 16, long_len = 150;
+    int32_t during = long_prompt_beside_decode(f, budget, long_len);
+    int32_t chunks = (long_len + budget - 2) / (budget - 1); /* one budget slot goes to the decode */
     printf("long prompt of %d tokens prefilled while the other request got %d tokens (%d chunks)\n", long_len,
            during, chunks);
     if (during < chunks - 1)
         fail_msg("decode stalled: %d tokens during a %d-chunk prefill", during, chunks);
-    assert_int_equal(w.c.n, 4);
-    ss_sched_destroy(s);
-    collect_fini(&w.c);
-    collect_fini(&shortc);
+}
+
+/* Beside a decode, a chunk's attention counts against the budget too (SS_CHUNK_KEYS: the keys that cost one
+ * token; 64 here, so that a tiny model's 300-token prompt is long): its chunks shrink as its context grows, from
+ * 39 tokens to the minimum of 16, about 15 steps where the token count alone makes 5; each carries a decode. */
+static void test_long_context_chunks_shrink(void **state)
+{
+    fixture *f = *state;
+    setenv("SS_CHUNK_KEYS", "64", 1);
+    int32_t during = long_prompt_beside_decode(f, 64, 300);
+    unsetenv("SS_CHUNK_KEYS");
+    printf("300-token prompt, budget 64, 64 keys a token: the other request got %d tokens during its prefill\n",
+           during);
+    if (during < 12)
+        fail_msg("chunks did not shrink with the context: %d decode tokens during the prefill (5 chunks of 63 give 5)",
+                 during);
 }
 
 static void test_kv_exhaustion_preemption(void **state)
@@ -1008,6 +1034,7 @@ int main(void)
         cmocka_unit_test(test_overlap_full_batch),
         cmocka_unit_test(test_overlap_idle_and_step_time),
         cmocka_unit_test(test_long_prompt_does_not_stall_decode),
+        cmocka_unit_test(test_long_context_chunks_shrink),
         cmocka_unit_test(test_kv_exhaustion_preemption),
         cmocka_unit_test(test_prefix_cache_hit),
         cmocka_unit_test(test_cancel_frees_blocks),
