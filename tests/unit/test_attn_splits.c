@@ -121,6 +121,28 @@ static void test_short_tiles_rule(void **state)
 }
 
 /* The prefill form (session 32): 4 warps of two m-tiles from a context bound of 4096 on, as measured. */
+/* Prefill-shaped launches below one wave split for their longest tile (session 33). */
+static void test_prefill_split_base(void **state)
+{
+    (void)state;
+    unsetenv("SS_ATTN_SPLIT_KEYS");
+    /* a 46-token chunk (2 row blocks of 128 a kv head) at a 120k-token bound beside 8 decode tokens: 9 tiles, 144 CTAs;
+     * by the grid 2 splits, by the chunk's own 16 CTAs 17 */
+    ss_cuda_attn_args a = launch(54, 32, 120000);
+    assert_int_equal(ss_attn_pick_splits(&a, 144, 0), 2);
+    assert_int_equal(ss_attn_prefill_split_base(&a, 144, 9), 16);
+    assert_int_equal(ss_attn_pick_splits(&a, ss_attn_prefill_split_base(&a, 144, 9), 0), 17);
+    /* a 2,048-token chunk (32 tiles, 512 CTAs: two waves) keeps its grid: one split */
+    a = launch(2048, 32, 120000);
+    assert_int_equal(ss_attn_prefill_split_base(&a, 512, 32), 512);
+    assert_int_equal(ss_attn_pick_splits(&a, 512, 0), 1);
+    /* one tile: its own CTAs are the grid */
+    assert_int_equal(ss_attn_prefill_split_base(&a, 16, 1), 16);
+    /* a short context bounds the splits as before (128 keys each, rounded up): 1000 keys, 8 */
+    a = launch(54, 32, 1000);
+    assert_int_equal(ss_attn_pick_splits(&a, ss_attn_prefill_split_base(&a, 144, 9), 0), 8);
+}
+
 static void test_prefill_form_rule(void **state)
 {
     (void)state;
@@ -156,6 +178,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_prefill_form_rule),
+        cmocka_unit_test(test_prefill_split_base),
         cmocka_unit_test(test_wave_rule_measured_shapes),
         cmocka_unit_test(test_wave_rule_limits),
         cmocka_unit_test(test_pick_rule),

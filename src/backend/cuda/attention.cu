@@ -370,7 +370,10 @@ extern "C" int ss_cuda_attention(void *stream, const ss_cuda_attn_args *a)
         const bool wave = decode_shape && a->max_seq_len >= SS_ATTN_LONG_CONTEXT && !(lw && strcmp(lw, "0") == 0);
         const bool cluster_ok = a->cluster_ok != 0 && !wave;
         const int cluster_max = attn_tiled_cluster_splits(D, a->max_tile_tokens, p.group, cluster_ok);
-        const int64_t n_splits = wave ? ss_attn_wave_splits(a, ctas) : ss_attn_pick_splits(a, ctas, cluster_max);
+        const int64_t n_splits = wave           ? ss_attn_wave_splits(a, ctas)
+                                 : decode_shape ? ss_attn_pick_splits(a, ctas, cluster_max)
+                                                : ss_attn_pick_splits(a, ss_attn_prefill_split_base(a, ctas, a->n_tiles),
+                                                                      cluster_max);
         p.n_splits = (int)n_splits;
         p.part_acc = (float *)a->workspace;
         p.part_ml = p.part_acc + n_splits * a->n * a->heads * D;

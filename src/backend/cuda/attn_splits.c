@@ -47,6 +47,12 @@ int64_t ss_attn_pick_splits(const ss_cuda_attn_args *a, int64_t base, int64_t cl
     return n_splits < 1 ? 1 : n_splits;
 }
 
+int64_t ss_attn_prefill_split_base(const ss_cuda_attn_args *a, int64_t ctas, int64_t n_tiles)
+{
+    const int64_t target = 2LL * (a->sm_count > 0 ? a->sm_count : 132);
+    return ctas < target && n_tiles > 1 ? ctas / n_tiles : ctas;
+}
+
 /* A CTA's own costs (Q load, first-tile latency, its partial result), counted in 64-key tiles. */
 #define FIXED_TILES 2
 

@@ -25,6 +25,12 @@ extern "C" {
  * 64 keys each, and fewer CTAs than the target rather than more. Reads the benchmark switch
  * SS_ATTN_SPLIT_KEYS (the least keys per split). */
 int64_t ss_attn_pick_splits(const ss_cuda_attn_args *a, int64_t base, int64_t cluster_max);
+/* The `base` for ss_attn_pick_splits of a prefill-shaped launch of n_tiles tiles in `ctas` CTAs (each tile takes
+ * the longest one's row blocks): the grid's count, or below one wave of two CTAs a SM one tile's own CTAs, so that
+ * the longest tile fills the GPU. A short prompt chunk deep in a long context beside a few decode tokens (9 tiles,
+ * 144 CTAs, 16 of them with ~120k keys each) took 2 splits by the grid's count and ran on an eighth of the GPU
+ * (session 33); by its own 16 CTAs it takes 17. */
+int64_t ss_attn_prefill_split_base(const ss_cuda_attn_args *a, int64_t ctas, int64_t n_tiles);
 /* The split count for decode tiles of long contexts (bound >= SS_ATTN_LONG_CONTEXT), merged by the combine
  * kernel: the fewest splits whose cost, waves × (fixed tiles + key tiles per split), is within 3% of the
  * best, where a wave is a->decode_ctas_per_sm × a->sm_count CTAs. */
