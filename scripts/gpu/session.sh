@@ -1509,12 +1509,12 @@ fi
 if has mixlong; then
   # Session 33: a long prompt beside decoding streams. MIXLONG_CLIENTS (8) streams of 128 in / MIXLONG_OUT (2048) out;
   # 3 s in, one MIXLONG_LEN-token prompt (120,000) with 16 out. Per MIXLONG_VARIANTS server environment ("-": none;
-  # SS_CHUNK_KEYS=0: prompt chunks cost their tokens only, as before session 33): the streams' token gaps and the
-  # long prompt's TTFT.
+  # SHARDSERVE_PREFILL_ATTENTION_BUDGET=1: beside decodes a chunk's attention counts against the step budget; call 4 of
+  # session 33 ran "SS_CHUNK_KEYS=0 -" when that was the default): the streams' token gaps and the long prompt's TTFT.
   export CUDA_VISIBLE_DEVICES=0
   [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
   cp /work/shared/fixtures/models/e2e-llama3-tok/tokenizer.json /work/shared/fixtures/models/e2e-llama3-tok/tokenizer_config.json "$M8/"
-  for v in ${MIXLONG_VARIANTS:-SS_CHUNK_KEYS=0 -}; do
+  for v in ${MIXLONG_VARIANTS:-- SHARDSERVE_PREFILL_ATTENTION_BUDGET=1}; do
     variant "$v"
     env ${ev[@]+"${ev[@]}"} "$B/shardserve" serve --model "$M8" --device cuda --port 8000 --metrics-port 8002 --served-model-name llama-3-8b \
       >"$L/mixlong_serve_$vtag.log" 2>&1 &

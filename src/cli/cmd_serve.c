@@ -26,7 +26,7 @@ typedef struct serve_opts {
     int64_t tp, pp, port, metrics_port, threads;
     int64_t max_batch, max_waiting, max_step_tokens, max_seq_len, num_kv_blocks, block_size;
     int64_t max_body_bytes, max_header_bytes, conn_timeout, request_timeout, drain_timeout, max_n;
-    int no_prefix_cache, no_warmup, no_pace;
+    int no_prefix_cache, no_warmup, no_pace, prefill_attn_budget;
 } serve_opts;
 
 static int serve_fail(ss_status st, const ss_err *e)
@@ -98,6 +98,9 @@ int ss_cmd_serve(int argc, char **argv, char **env)
         {"max-batch", SS_OPT_INT, &o.max_batch, "sequences in one running batch"},
         {"max-waiting", SS_OPT_INT, &o.max_waiting, "waiting-queue bound (beyond it: 429)"},
         {"max-step-tokens", SS_OPT_INT, &o.max_step_tokens, "token budget per step (chunked prefill)"},
+        {"prefill-attention-budget", SS_OPT_BOOL, &o.prefill_attn_budget,
+         "beside decoding sequences, a prompt chunk's attention counts against the step budget too: streams keep "
+         "their pace while a long prompt prefills, which takes longer"},
         {"max-seq-len", SS_OPT_INT, &o.max_seq_len, "context cap in tokens (0: the model's, within the KV cache)"},
         {"num-kv-blocks", SS_OPT_INT, &o.num_kv_blocks, "KV-cache blocks (0: automatic)"},
         {"block-size", SS_OPT_INT, &o.block_size, "KV block size in tokens"},
@@ -242,6 +245,7 @@ int ss_cmd_serve(int argc, char **argv, char **env)
     p.sched.enable_prefix_cache = !o.no_prefix_cache;
     p.sched.overlap = !strcmp(o.overlap, "on") ? SS_OVERLAP_ON : !strcmp(o.overlap, "off") ? SS_OVERLAP_OFF : SS_OVERLAP_AUTO;
     p.sched.pace = !o.no_pace;
+    p.sched.prefill_attn_budget = o.prefill_attn_budget;
     const char *floor_us = getenv("SS_PACE_MARGIN_MIN_US"); /* benchmark switch (docs/architecture.md) */
     if (floor_us) {
         char *end = NULL;

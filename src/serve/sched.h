@@ -97,6 +97,8 @@ typedef struct ss_sched_params {
     int32_t pace_min_us;        /* decode steps shorter than this are not paced (default 1000) */
     int32_t pace_margin_min_us; /* the adaptive margin before a step's expected end never falls below this
                                  * (default 250; see pace_adapt) */
+    int prefill_attn_budget;    /* 1: beside decoding sequences, a prompt chunk's attention counts against
+                                 * max_step_tokens too (sched.c chunk_fit; default 0) */
 } ss_sched_params;
 
 ss_sched_params ss_sched_default_params(void);

@@ -234,10 +234,12 @@ static ss_gen_request *make_req(const int32_t *prompt, int32_t n, int32_t max_to
     return q;
 }
 
+/* attn_budget: prompt chunks' attention counts against the budget (prefill_attn_budget) */
 static ss_sched *make_sched_ex(ss_replica *rep, const ss_tokenizer *tok, int32_t max_running, int32_t max_waiting,
-                               int32_t max_step_tokens, int prefix_cache, int no_overlap)
+                               int32_t max_step_tokens, int prefix_cache, int no_overlap, int attn_budget)
 {
     ss_sched_params p = ss_sched_default_params();
+    p.prefill_attn_budget = attn_budget;
     p.overlap = no_overlap ? SS_OVERLAP_OFF : SS_OVERLAP_ON; /* on the cpu too: the bookkeeping is tested */
     p.pace_min_us = 0; /* cpu steps are short: let them reach the pacing's last check (below) */
     if (max_running > 0)
@@ -257,7 +259,7 @@ static ss_sched *make_sched_ex(ss_replica *rep, const ss_tokenizer *tok, int32_t
 static ss_sched *make_sched(ss_replica *rep, const ss_tokenizer *tok, int32_t max_running, int32_t max_waiting,
                             int32_t max_step_tokens, int prefix_cache)
 {
-    return make_sched_ex(rep, tok, max_running, max_waiting, max_step_tokens, prefix_cache, 0);
+    return make_sched_ex(rep, tok, max_running, max_waiting, max_step_tokens, prefix_cache, 0, 0);
 }
 
 static void submit_ok(ss_sched *s, ss_gen_request *q, collect *c, uint64_t *id)
@@ -358,7 +360,7 @@ static ss_gen_request *mix_req(const fixture *f, int i, int32_t max_tokens)
  * the reference for the batching and overlap tests. */
 static void compute_alone(fixture *f)
 {
-    ss_sched *s = make_sched_ex(f->big, NULL, 0, 0, 0, 0, 1);
+    ss_sched *s = make_sched_ex(f->big, NULL, 0, 0, 0, 0, 1, 0);
     for (int i = 0; i < MIX_N; i++) {
         collect c;
         run_alone(s, mix_req(f, i, MIX_GEN), &c);
@@ -434,7 +436,7 @@ static void test_overlap_idle_and_step_time(void **state)
     ss_sched_destroy(s);
     collect_fini(&a);
     for (int no = 0; no <= 1; no++) { /* 48 cpu steps of a real forward pass take well over 0.5 ms */
-        s = make_sched_ex(f->big, NULL, 0, 0, 0, 1, no);
+        s = make_sched_ex(f->big, NULL, 0, 0, 0, 1, no, 0);
         collect c;
         run_alone(s, make_req(f->cases[3].prompt, f->cases[3].n_prompt, 48), &c);
         wait_idle_stats(s, &st);
@@ -516,9 +518,9 @@ static void on_long_event(void *user, const ss_gen_event *ev)
 
 /* Runs a long_len-token prompt (4 tokens out) while another request decodes, under a step budget; returns
  * how many tokens the decoding request got during the long one's prefill. */
-static int32_t long_prompt_beside_decode(fixture *f, int32_t budget, int32_t long_len)
+static int32_t long_prompt_beside_decode(fixture *f, int32_t budget, int32_t long_len, int attn_budget)
 {
-    ss_sched *s = make_sched(f->big, NULL, 0, 0, budget, 0);
+    ss_sched *s = make_sched_ex(f->big, NULL, 0, 0, budget, 0, 0, attn_budget);
     collect shortc;
     collect_init(&shortc);
     submit_ok(s, make_req(f->cases[0].prompt, f->cases[0].n_prompt, 400), &shortc, NULL);
@@ -552,7 +554,7 @@ static void test_long_prompt_does_not_stall_decode(void **state)
 {
     fixture *f = *state;
     const int32_t budget = 16, long_len = 150;
-    int32_t during = long_prompt_beside_decode(f, budget, long_len);
+    int32_t during = long_prompt_beside_decode(f, budget, long_len, 0);
     int32_t chunks = (long_len + budget - 2) / (budget - 1); /* one budget slot goes to the decode */
     printf("long prompt of %d tokens prefilled while the other request got %d tokens (%d chunks)\n", long_len,
            during, chunks);
@@ -560,15 +562,19 @@ static void test_long_prompt_does_not_stall_decode(void **state)
         fail_msg("decode stalled: %d tokens during a %d-chunk prefill", during, chunks);
 }
 
-/* Beside a decode, a chunk's attention counts against the budget too (SS_CHUNK_KEYS: the keys that cost one
- * token; 64 here, so that a tiny model's 300-token prompt is long): its chunks shrink as its context grows, from
- * 39 tokens to the minimum of 16, about 15 steps where the token count alone makes 5; each carries a decode. */
+/* With prefill_attn_budget, beside a decode a chunk's attention counts against the budget too (SS_CHUNK_KEYS: the
+ * keys that cost one token; 64 here, so that a tiny model's 300-token prompt is long): its chunks shrink as its
+ * context grows, from 39 tokens to the minimum of 16, about 15 steps where the token count alone makes 5 (as without
+ * the setting); each carries a decode. */
 static void test_long_context_chunks_shrink(void **state)
 {
     fixture *f = *state;
     setenv("SS_CHUNK_KEYS", "64", 1);
-    int32_t during = long_prompt_beside_decode(f, 64, 300);
+    int32_t off = long_prompt_beside_decode(f, 64, 300, 0);
+    int32_t during = long_prompt_beside_decode(f, 64, 300, 1);
     unsetenv("SS_CHUNK_KEYS");
+    if (off > 8)
+        fail_msg("without prefill_attn_budget the chunks shrank: %d decode tokens during the prefill", off);
     printf("300-token prompt, budget 64, 64 keys a token: the other request got %d tokens during its prefill\n",
            during);
     if (during < 12)
