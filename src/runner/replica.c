@@ -310,6 +310,9 @@ static ss_status replica_create_multi(ss_replica *r, ss_err *err)
     if (min_rank > 0)
         SS_LOGW("KV cache: %d blocks, rank %d's (rank 0 has %d): the scheduler uses the smallest count of any rank",
                 r->num_kv_blocks, min_rank, ss_runner_num_kv_blocks(r->runner));
+    if (ss_replica_max_seq_len(r) < ss_runner_max_seq_len(r->runner))
+        SS_LOGI("context: %d tokens, what rank %d's KV cache holds (rank 0's: %d)", ss_replica_max_seq_len(r), min_rank,
+                ss_runner_max_seq_len(r->runner));
     if (s.device == SS_DEVICE_CUDA)
         replica_start_watch(r);
     SS_LOGI("replica ready: %d ranks (tp %d x pp %d) on %s", world, p->tp, p->pp,

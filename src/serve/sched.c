@@ -495,6 +495,15 @@ static void plan_add(ss_sched *s, sreq *r, int32_t n)
  * the tokens during its prefill (token gap p99 141 -> 54 ms, max 300 -> 155 ms), the prompt's TTFT grew
  * 20.4 -> 34.4 s; hence a setting, off by default. */
 #define SCHED_MIN_CHUNK 16
+/* What a chunk of n tokens from position pos charges (at most the budget left). */
+static int32_t chunk_cost(const ss_sched *s, int decoding, int64_t pos, int32_t n, int32_t budget)
+{
+    if (!decoding || !s->p.prefill_attn_budget || s->chunk_keys <= 0.0)
+        return n;
+    double charged = n * (1.0 + ((double)pos + n / 2.0) / s->chunk_keys);
+    return charged >= budget ? budget : (int32_t)ceil(charged);
+}
+
 static int32_t chunk_fit(const ss_sched *s, int decoding, int64_t pos, int32_t left, int32_t budget, int32_t *cost)
 {
     int32_t want = left < budget ? left : budget;
@@ -502,11 +511,11 @@ static int32_t chunk_fit(const ss_sched *s, int decoding, int64_t pos, int32_t l
     if (!decoding || !s->p.prefill_attn_budget || s->chunk_keys <= 0.0 || want <= SCHED_MIN_CHUNK)
         return want;
     const double k = s->chunk_keys, a = 1.0 + (double)pos / k;
-    /* the largest c with c (1 + (pos + c/2) / k) <= budget: c^2 / (2k) + a c - budget = 0 */
-    double c = k * (sqrt(a * a + 2.0 * budget / k) - a);
-    int32_t n = c < SCHED_MIN_CHUNK ? SCHED_MIN_CHUNK : c > want ? want : (int32_t)c;
-    double charged = n * (1.0 + ((double)pos + n / 2.0) / k);
-    *cost = charged > budget ? budget : (int32_t)ceil(charged); /* the minimum chunk takes what is left */
+    /* the largest c with c (1 + (pos + c/2) / k) <= budget, the root of c^2 / (2k) + a c - budget (in the form
+     * that does not cancel when k is large) */
+    double c = 2.0 * budget / (a + sqrt(a * a + 2.0 * budget / k));
+    int32_t n = !(c >= SCHED_MIN_CHUNK) ? SCHED_MIN_CHUNK : c > want ? want : (int32_t)c;
+    *cost = chunk_cost(s, decoding, pos, n, budget); /* the minimum chunk takes what is left */
     return n;
 }
 
@@ -545,7 +554,7 @@ static void choose_work(ss_sched *s)
         int32_t got = grant_blocks(s, r, want, 0);
         if (got > 0) {
             plan_add(s, r, got);
-            budget -= got < want ? got : cost;
+            budget -= got < want ? chunk_cost(s, decoding, r->n_computed, got, budget) : cost;
             i++;
         }
     }
@@ -564,8 +573,10 @@ static void choose_work(ss_sched *s)
         int32_t left = r->n_tokens - r->n_computed;
         int32_t want = chunk_fit(s, decoding, r->n_computed, left, budget, &cost);
         int64_t fit = ((int64_t)r->kv.n_blocks + ss_kv_num_available(s->kv) - reserve) * bs - r->n_computed;
-        if (fit < want)
-            want = (int32_t)(fit > 0 ? fit : 0), cost = want;
+        if (fit < want) {
+            want = (int32_t)(fit > 0 ? fit : 0);
+            cost = chunk_cost(s, decoding, r->n_computed, want, budget);
+        }
         ss_status st =
             want > 0 ? ss_kv_seq_reserve(s->kv, &r->kv, (int64_t)r->n_computed + want, &err) : SS_ERR_CAPACITY;
         if (st != SS_OK) {

@@ -120,7 +120,6 @@ static void test_short_tiles_rule(void **state)
     unsetenv("SS_ATTN_SHORT");
 }
 
-/* The prefill form (session 32): 4 warps of two m-tiles from a context bound of 4096 on, as measured. */
 /* Prefill-shaped launches below one wave split for their longest tile (session 33). */
 static void test_prefill_split_base(void **state)
 {
@@ -143,6 +142,7 @@ static void test_prefill_split_base(void **state)
     assert_int_equal(ss_attn_pick_splits(&a, ss_attn_prefill_split_base(&a, 144, 9), 0), 8);
 }
 
+/* The prefill form (session 32): 4 warps of two m-tiles from a context bound of 4096 on, as measured. */
 static void test_prefill_form_rule(void **state)
 {
     (void)state;

@@ -1000,6 +1000,10 @@ static void check_attention_kv(pair *p, int32_t heads, int32_t kv, int32_t hd, c
                                                         : "SS_ATTN_FORCE";
         const int force = i == 1 && (mode == ATT_FORCE_TILED || mode == ATT_FORCE_OLD || mode == ATT_FORCE_SHORT ||
                                      mode == ATT_FORCE_MT2);
+#ifdef SS_HAVE_CUDA
+        if (i == 1 && mode == ATT_FORCE_MT2 && ss_cuda_attn_prefill_mt2_ctas_per_sm(hd, fp8) < 1)
+            printf("%s: this GPU cannot launch the form of two m-tiles a warp; checked the 8-warp form\n", what);
+#endif
         if (force)
             setenv(force_env,
                    mode == ATT_FORCE_SHORT ? "1"

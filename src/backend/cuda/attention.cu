@@ -322,9 +322,9 @@ extern "C" int ss_cuda_attn_decode_ctas_per_sm(int head_dim, int short_tiles, in
     return attn_tiled_decode_ctas_per_sm(head_dim, short_tiles != 0, fp8 != 0);
 }
 
-extern "C" int ss_cuda_attn_prefill_mt2_ctas_per_sm(int head_dim)
+extern "C" int ss_cuda_attn_prefill_mt2_ctas_per_sm(int head_dim, int fp8)
 {
-    return attn_tiled_prefill_mt2_ctas_per_sm(head_dim);
+    return attn_tiled_prefill_mt2_ctas_per_sm(head_dim, fp8 != 0);
 }
 
 extern "C" int ss_cuda_attention(void *stream, const ss_cuda_attn_args *a)

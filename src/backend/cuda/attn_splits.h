@@ -43,7 +43,8 @@ int ss_attn_short_tiles(const ss_cuda_attn_args *a, int64_t ctas);
 /* 1 when prefill tiles (128-row blocks; a bf16 or, since session 33, an fp8 cache) take the form of 4 warps of two
  * m-tiles instead of 8 of one:
  * from a context bound (a->max_seq_len) of SS_ATTN_MT2_CONTEXT on, where an SM holds two of its CTAs
- * (a->prefill_mt2_ctas_per_sm: its premise; session 32, one H200, 8B prefill: +6.7% at 8k tokens, +12.7% at 32k).
+ * (a->prefill_mt2_ctas_per_sm, for the launch's cache type: its premise; one H200, 8B prefill: +6.7% at 8k tokens,
+ * +12.7% at 32k, session 32; with an fp8 cache +9.5% / +23.9%, session 33).
  * Never where it cannot launch (a->prefill_mt2_ctas_per_sm 0: Ada's shared memory, or unknown). Reads the
  * benchmark switch SS_ATTN_PREFILL (mt2: always where it launches, wm8: never). */
 int ss_attn_prefill_mt2(const ss_cuda_attn_args *a);

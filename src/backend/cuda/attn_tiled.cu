@@ -855,12 +855,11 @@ int attn_tiled_decode_ctas_per_sm(int head_dim, bool short_tiles, bool fp8)
     return head_dim == 64 ? decode_ctas_per_sm<64, 4, kBN>() : head_dim == 128 ? decode_ctas_per_sm<128, 4, kBN>() : 0;
 }
 
-int attn_tiled_prefill_mt2_ctas_per_sm(int head_dim)
+int attn_tiled_prefill_mt2_ctas_per_sm(int head_dim, bool fp8)
 {
-    // the fewer of its two forms (a bf16 and an fp8 cache), so that one rule holds for both
-    const int bf = head_dim == 64 ? prefill_mt2_ctas_per_sm<64, false>() : head_dim == 128 ? prefill_mt2_ctas_per_sm<128, false>() : 0;
-    const int f8 = head_dim == 64 ? prefill_mt2_ctas_per_sm<64, true>() : head_dim == 128 ? prefill_mt2_ctas_per_sm<128, true>() : 0;
-    return bf < f8 ? bf : f8;
+    if (fp8)
+        return head_dim == 64 ? prefill_mt2_ctas_per_sm<64, true>() : head_dim == 128 ? prefill_mt2_ctas_per_sm<128, true>() : 0;
+    return head_dim == 64 ? prefill_mt2_ctas_per_sm<64, false>() : head_dim == 128 ? prefill_mt2_ctas_per_sm<128, false>() : 0;
 }
 
 int attn_tiled_cluster_splits(int head_dim, int max_tile_tokens, int group, bool device_ok)

@@ -70,9 +70,8 @@ bool attn_tiled_cluster_fits(int head_dim);
 // fp8: the form for an fp8 cache (it has no 32-key form: 0). A runtime query: callers ask once.
 int attn_tiled_decode_ctas_per_sm(int head_dim, bool short_tiles, bool fp8);
 // How many CTAs of the prefill form of two m-tiles a warp (AttnTiledParams::prefill_mt2) one SM holds for head_dim
-// (64 or 128; 0 otherwise, or where it cannot launch): the fewer of its bf16- and fp8-cache forms. A runtime query:
-// ask once.
-int attn_tiled_prefill_mt2_ctas_per_sm(int head_dim);
+// (64 or 128; 0 otherwise, or where it cannot launch), its bf16- or (fp8) fp8-cache form. A runtime query: ask once.
+int attn_tiled_prefill_mt2_ctas_per_sm(int head_dim, bool fp8);
 
 // Up to how many key splits the launch below merges inside the kernel (a thread block cluster per row
 // block and kv head) for tiles of this shape; 0 when it never does (the combine kernel merges them).

@@ -102,9 +102,9 @@ int ss_cuda_attn_cluster_ok(int head_dim);
  * cache or (fp8 = 1) an fp8 one (which has no 32-key form: 0). A runtime query: ask once. */
 int ss_cuda_attn_decode_ctas_per_sm(int head_dim, int short_tiles, int fp8);
 /* How many CTAs of the tensor-core prefill attention's form of two m-tiles a warp one SM of this device holds for
- * head_dim (64 or 128; 0 otherwise, when the query fails, or where its 104 KB of shared memory do not fit a block,
- * as on Ada GPUs). A runtime query: ask once. */
-int ss_cuda_attn_prefill_mt2_ctas_per_sm(int head_dim);
+ * head_dim (64 or 128; 0 otherwise, when the query fails, or where its ~102 KB of shared memory do not fit a block,
+ * as on Ada GPUs), for a bf16 cache or (fp8 = 1) an fp8 one. A runtime query: ask once. */
+int ss_cuda_attn_prefill_mt2_ctas_per_sm(int head_dim, int fp8);
 
 /* ---- decode_persist.cu ---- */
 /* Most decoder layers one persistent decode launch takes (its kernel parameters hold every layer's pointers:
