@@ -1292,10 +1292,7 @@ static ss_status validate(const ss_sched *s, const ss_gen_request *q, ss_err *er
         return ss_err_set(err, SS_ERR_INVALID_ARG,
                           "prompt has %d tokens; the context holds %d, including at least one generated token",
                           (int)q->n_prompt, (int)s->max_seq_len);
-    int64_t kv_tokens = (int64_t)ss_replica_num_kv_blocks(s->replica) * ss_replica_block_size(s->replica);
-    if ((int64_t)q->n_prompt + 1 > kv_tokens)
-        return ss_err_set(err, SS_ERR_INVALID_ARG, "prompt has %d tokens; the KV cache holds %lld", (int)q->n_prompt,
-                          (long long)kv_tokens);
+    /* (the context is at most what the KV cache holds: ss_replica_max_seq_len) */
     for (int32_t i = 0; i < q->n_prompt; i++)
         if (q->prompt[i] < 0 || q->prompt[i] >= s->vocab)
             return ss_err_set(err, SS_ERR_INVALID_ARG, "prompt token %d at position %d is outside the vocabulary (%d)",

@@ -842,15 +842,9 @@ static ss_status srv_load(ss_server *s, ss_err *err)
     rp.model_dir = s->p.model_dir;
     SS_CHECK(ss_replica_create(&rp, &s->replica, err));
     const ss_model_config *cfg = ss_replica_config(s->replica);
+    /* the replica's context is at most what its smallest KV cache holds, so a sequence alone always fits: a
+     * request that cannot is refused up front (400), not failed halfway with a status that invites a retry */
     s->limits.max_context = ss_replica_max_seq_len(s->replica);
-    /* A sequence alone must fit the whole KV cache: a request that cannot is refused up front (400), not
-     * failed halfway with a status that invites a retry. */
-    int64_t kv_tokens = (int64_t)ss_replica_num_kv_blocks(s->replica) * ss_replica_block_size(s->replica);
-    if (kv_tokens < s->limits.max_context) {
-        SS_LOGW("the KV cache holds %lld tokens, fewer than the context of %d: requests are limited to %lld tokens",
-                (long long)kv_tokens, s->limits.max_context, (long long)kv_tokens);
-        s->limits.max_context = (int32_t)kv_tokens;
-    }
     s->limits.vocab_size = cfg->vocab_size;
     s->limits.max_n = s->p.max_n > 0 ? s->p.max_n : SS_API_MAX_N;
     /* Each choice waits in the queue as a request of its own: more choices than --max-waiting could never
