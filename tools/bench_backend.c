@@ -3,11 +3,13 @@
  * decode attention at several contexts. Prints achieved GB/s against a measured device-to-device copy
  * bandwidth. Attention runs each case twice through the launcher's switch SS_ATTN_FORCE=old|tiled
  * (set and cleared here): the CUDA-core kernel and the tensor-core kernel of attn_tiled.cu.
- * Usage: bench_backend [--iters N] [--device I] [--attn-sweep] [--attn-case B:CTX] [--kv fp8]. Needs a build with
- * CUDA and a GPU. --attn-case times one decode attention case as the launcher picks (for a profiler).
+ * Usage: bench_backend [--iters N] [--device I] [--attn-sweep] [--attn-prefill] [--attn-case B:CTX] [--kv fp8].
+ * Needs a build with CUDA and a GPU. --attn-case times one decode attention case as the launcher picks (for a
+ * profiler).
  * --attn-sweep times only the tensor-core attention: decode at contexts 1..2048 as the launcher picks and in the
  * 64-key form (SS_ATTN_SHORT=0), and a 2048-token prefill in both grid orders (SS_ATTN_ORDER). --kv fp8: the
- * attention reads an fp8 KV cache (random bytes: the timing does not depend on the values). */
+ * attention reads an fp8 KV cache (random bytes: the timing does not depend on the values). --attn-prefill times
+ * 2,048-token prompt chunks at contexts of 2k to 128k in each prefill form. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -349,6 +351,19 @@ static void run_attn_sweep(bench *b)
     bench_attention(b, 1, 0, 2048, order, 3);
 }
 
+/* --attn-prefill: prompt chunks of 2,048 tokens at contexts of 2k to 128k in each prefill form (SS_ATTN_PREFILL:
+ * 8 warps of one m-tile, 4 of two, wgmma where the GPU runs it) and as the launcher picks. */
+static void run_attn_prefill(bench *b)
+{
+    static const attn_variant forms[4] = {{"auto", "SS_ATTN_PREFILL", NULL},
+                                          {"wm8", "SS_ATTN_PREFILL", "wm8"},
+                                          {"mt2", "SS_ATTN_PREFILL", "mt2"},
+                                          {"wg", "SS_ATTN_PREFILL", "wg"}};
+    const int32_t starts[] = {0, 6144, 30720, 129024};
+    for (size_t i = 0; i < sizeof starts / sizeof starts[0]; i++)
+        bench_attention(b, 1, starts[i], 2048, forms, 4);
+}
+
 /* Every op of the default run: GEMV variants, cuBLASLt, attention on both kernels, and the batch-1 roofline. */
 static void run_all(bench *b)
 {
@@ -394,11 +409,14 @@ int main(int argc, char **argv)
     b.iters = 50;
     int device = 0;
     int sweep = 0; /* --attn-sweep: only the tensor-core attention, per form and grid order */
+    int prefill = 0; /* --attn-prefill: only the prefill attention, per form */
     int case_batch = 0, case_ctx = 0; /* --attn-case B:CTX: one decode attention case (for a profiler) */
     ss_kv_type kv_type = SS_KV_ACT;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--attn-sweep") == 0) {
             sweep = 1;
+        } else if (strcmp(argv[i], "--attn-prefill") == 0) {
+            prefill = 1;
         } else if (i + 1 < argc && strcmp(argv[i], "--iters") == 0) {
             b.iters = (int)strtol(argv[++i], NULL, 10);
         } else if (i + 1 < argc && strcmp(argv[i], "--device") == 0) {
@@ -416,7 +434,8 @@ int main(int argc, char **argv)
             }
         } else {
             fprintf(stderr,
-                    "bench_backend: unknown argument '%s' (usage: [--iters N] [--device I] [--attn-sweep] [--attn-case B:CTX] [--kv fp8])\n",
+                    "bench_backend: unknown argument '%s' (usage: [--iters N] [--device I] [--attn-sweep] "
+                    "[--attn-prefill] [--attn-case B:CTX] [--kv fp8])\n",
                     argv[i]);
             return 2;
         }
@@ -452,6 +471,8 @@ int main(int argc, char **argv)
         bench_attention(&b, case_batch, case_ctx - 1, 1, &launcher_choice, 1);
     else if (sweep)
         run_attn_sweep(&b);
+    else if (prefill)
+        run_attn_prefill(&b);
     else
         run_all(&b);
     ss_cuda_timer_destroy(b.timer);

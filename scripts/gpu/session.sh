@@ -3,7 +3,7 @@
 # trains the demo model on the last GPU in the background, and meanwhile runs the GPU checks and
 # benchmarks on the others. Every step has a deadline; the whole run stays under BUDGET seconds.
 # Results: $OUT/summary.txt, $OUT/logs.tar.xz, and $OUT/demo-*.{safetensors,json,txt} from training.
-# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize sanattn checks1 s21a s21p s23m s24p fp8ck f8eng longref ctx128 mixlong s20a s20s s20t s20x s20m s20p s19a s19b s19c s19t s19g s18a s18b s18t s18p s18s s17a s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
+# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize sanattn checks1 wgp s21a s21p s23m s24p fp8ck f8eng longref ctx128 mixlong s20a s20s s20t s20x s20m s20p s19a s19b s19c s19t s19g s18a s18b s18t s18p s18s s17a s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -752,6 +752,31 @@ if has s20a; then
   done
   grep -h "scaled by a separate kernel" "$L"/bench_s20a_*q8.log "$L"/golden_q8.log 2>/dev/null | head -2 | tee -a "$S"
   bench_lines "$L"/bench_s20a_*.log | tee -a "$S"
+fi
+if has wgp; then
+  # Session 34: attn_wgmma.cu's prefill form. The attention cases of the consistency test (its forced wgmma cases among
+  # them) under each WGP_CHECKS environment ("-": none); then bench_backend --attn-prefill (2,048-token chunks at 2k
+  # to 128k, each prefill form) under each WGP_BENCH environment; WGP_SAN="memcheck racecheck synccheck": those
+  # compute-sanitizer tools over test_attention_tiled. End-to-end prefill: phase s21a after it, with S21A_VARIANTS
+  # setting SS_ATTN_PREFILL (wg, mt2, wm8).
+  export CUDA_VISIBLE_DEVICES=0
+  for c in ${WGP_CHECKS:--}; do
+    variant "$c"
+    step "attention consistency [$c]" 150 "consistency_wgp_$vtag.log" env SS_TEST_ONLY='test_attention*' \
+      ${ev[@]+"${ev[@]}"} "$B/tests/test_backend_consistency"
+    grep -hE 'FAIL|rror|PASSED|wgmma' "$L/consistency_wgp_$vtag.log" | head -16 | tee -a "$S"
+  done
+  for c in ${WGP_BENCH:--}; do
+    variant "$c"
+    step "bench_backend --attn-prefill [$c]" 200 "attnp_$vtag.log" env ${ev[@]+"${ev[@]}"} "$B/tools/bench_backend" \
+      --attn-prefill --iters "${WGP_ITERS:-20}"
+    grep -h "attn" "$L/attnp_$vtag.log" | tee -a "$S"
+  done
+  for t in ${WGP_SAN:-}; do # compute-sanitizer tools (memcheck racecheck synccheck) over test_attention_tiled
+    step "$t (test_attention_tiled)" 200 "wgp_$t.log" compute-sanitizer --tool "$t" --error-exitcode 9 \
+      env SS_TEST_ONLY=test_attention_tiled "$B/tests/test_backend_consistency"
+    grep -hE "ERROR SUMMARY|RACECHECK SUMMARY|SYNCCHECK|PASSED|FAILED" "$L/wgp_$t.log" | head -5 | tee -a "$S"
+  done
 fi
 if has s21a; then
   # Session 21: batch-1 A/B runs on one H200 (the persistent kernel's GEMVs; its fp8 form under SS_PERSIST_FP8=1).

@@ -174,9 +174,51 @@ static void test_prefill_form_rule(void **state)
     unsetenv("SS_ATTN_PREFILL");
 }
 
+/* The wgmma prefill form (session 34): where the device runs it, for launches whose 128-row blocks are at least half
+ * real rows. */
+static void test_prefill_wg_rule(void **state)
+{
+    (void)state;
+    unsetenv("SS_ATTN_PREFILL");
+    ss_cuda_attn_args a = launch(2048, 32, 8192); /* a 2,048-token chunk: 32 tiles of 64 tokens, 256 rows each */
+    a.n_tiles = 32;
+    a.max_tile_tokens = 64;
+    assert_int_equal(ss_attn_prefill_wg(&a), 0); /* not an H100 / H200 (or a fp8 cache, or heads of 64) */
+    a.prefill_wg_ok = 1;
+    assert_int_equal(ss_attn_prefill_wg(&a), 1);
+    a.max_seq_len = 100; /* any context */
+    assert_int_equal(ss_attn_prefill_wg(&a), 1);
+    /* 8 prompts of 100 tokens: 16 tiles (64 + 36 tokens), 3,200 real rows of 4,096 */
+    a = launch(800, 32, 100);
+    a.prefill_wg_ok = 1, a.n_tiles = 16, a.max_tile_tokens = 64;
+    assert_int_equal(ss_attn_prefill_wg(&a), 1);
+    /* the chunk beside 255 decode tokens: 287 tiles, 9,212 real rows of 73,472 */
+    a = launch(2048 + 255, 32, 8192);
+    a.prefill_wg_ok = 1, a.n_tiles = 32 + 255, a.max_tile_tokens = 64;
+    assert_int_equal(ss_attn_prefill_wg(&a), 0);
+    /* a 64-token chunk beside one decode token: 2 tiles, 260 real rows of 512; beside three: 268 of 1,024 */
+    a = launch(65, 32, 4096);
+    a.prefill_wg_ok = 1, a.n_tiles = 2, a.max_tile_tokens = 64;
+    assert_int_equal(ss_attn_prefill_wg(&a), 1);
+    a.n = 67, a.n_tiles = 4;
+    assert_int_equal(ss_attn_prefill_wg(&a), 0);
+    setenv("SS_ATTN_PREFILL", "wg", 1); /* the benchmark switch wins where the form runs */
+    assert_int_equal(ss_attn_prefill_wg(&a), 1);
+    setenv("SS_ATTN_PREFILL", "mt2", 1);
+    a.n = 2048, a.n_tiles = 32;
+    assert_int_equal(ss_attn_prefill_wg(&a), 0);
+    setenv("SS_ATTN_PREFILL", "wm8", 1);
+    assert_int_equal(ss_attn_prefill_wg(&a), 0);
+    setenv("SS_ATTN_PREFILL", "wg", 1);
+    a.prefill_wg_ok = 0; /* never where it cannot run, not even forced */
+    assert_int_equal(ss_attn_prefill_wg(&a), 0);
+    unsetenv("SS_ATTN_PREFILL");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_prefill_wg_rule),
         cmocka_unit_test(test_prefill_form_rule),
         cmocka_unit_test(test_prefill_split_base),
         cmocka_unit_test(test_wave_rule_measured_shapes),

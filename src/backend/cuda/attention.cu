@@ -327,6 +327,11 @@ extern "C" int ss_cuda_attn_prefill_mt2_ctas_per_sm(int head_dim, int fp8)
     return attn_tiled_prefill_mt2_ctas_per_sm(head_dim, fp8 != 0);
 }
 
+extern "C" int ss_cuda_attn_prefill_wg_ok(int head_dim, int fp8)
+{
+    return attn_wgmma_fits(head_dim, fp8 != 0) ? 1 : 0;
+}
+
 extern "C" int ss_cuda_attention(void *stream, const ss_cuda_attn_args *a)
 {
     if (a->n <= 0)
@@ -389,6 +394,7 @@ extern "C" int ss_cuda_attention(void *stream, const ss_cuda_attn_args *a)
                                                       : kOrderByShape;
         t.short_tiles = !fp8 && decode_shape && ss_attn_short_tiles(a, ctas * n_splits) != 0;
         t.prefill_mt2 = ss_attn_prefill_mt2(a) != 0;
+        t.prefill_wg = ss_attn_prefill_wg(a) != 0;
         st = attn_tiled_launch(t, D, a->n_tiles, a->max_tile_tokens, s, &merged);
     } else {
         const int gmin = p.group < 8 ? p.group : 8;

@@ -111,3 +111,18 @@ int ss_attn_prefill_mt2(const ss_cuda_attn_args *a)
         return sw[0] == 'm';
     return a->max_seq_len >= SS_ATTN_MT2_CONTEXT && a->prefill_mt2_ctas_per_sm >= 2;
 }
+
+/* H200, 8B, a 2,048-token chunk: 335-350 TFLOP/s at contexts of 8k to 128k against 260 for the form of two m-tiles,
+ * 275 against 231 from position 0 (session 34). Its warpgroups compute all 64 rows of theirs, where the other forms
+ * skip the warps whose rows are padding: a decode tile (4 real rows of 128) costs it 32 times its work. */
+int ss_attn_prefill_wg(const ss_cuda_attn_args *a)
+{
+    const char *sw = getenv("SS_ATTN_PREFILL"); /* benchmark switch: wg = always, mt2 and wm8 = never */
+    if (!a->prefill_wg_ok || a->kv_heads <= 0 || a->n_tiles <= 0)
+        return 0;
+    if (sw && (strcmp(sw, "wg") == 0 || strcmp(sw, "mt2") == 0 || strcmp(sw, "wm8") == 0))
+        return sw[0] == 'w' && sw[1] == 'g';
+    const int64_t group = a->heads / a->kv_heads;
+    const int64_t blocks = (a->max_tile_tokens * group + SS_ATTN_WG_ROWS - 1) / SS_ATTN_WG_ROWS; /* per tile */
+    return 2 * a->n * group >= a->n_tiles * blocks * SS_ATTN_WG_ROWS;
+}

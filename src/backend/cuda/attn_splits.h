@@ -15,6 +15,7 @@
  * run op by op pass the true maximum. */
 #define SS_ATTN_LONG_CONTEXT 2048
 #define SS_ATTN_MT2_CONTEXT 4096 /* ss_attn_prefill_mt2 */
+#define SS_ATTN_WG_ROWS 128 /* rows of a block of the wgmma prefill form (attn_wgmma.cu) */
 
 #ifdef __cplusplus
 extern "C" {
@@ -48,6 +49,12 @@ int ss_attn_short_tiles(const ss_cuda_attn_args *a, int64_t ctas);
  * Never where it cannot launch (a->prefill_mt2_ctas_per_sm 0: Ada's shared memory, or unknown). Reads the
  * benchmark switch SS_ATTN_PREFILL (mt2: always where it launches, wm8: never). */
 int ss_attn_prefill_mt2(const ss_cuda_attn_args *a);
+/* 1 when prefill tiles (128-row blocks) take the form on Hopper's warpgroup MMA (attn_wgmma.cu: a bf16 cache, heads
+ * of 128, sm_90) over the two above: only where the device runs it (a->prefill_wg_ok), and when at least half of the
+ * rows its blocks compute are real (a->n tokens times the group, against a->n_tiles times the blocks of the longest
+ * tile): prompt chunks, not decode tiles beside one. Reads the benchmark switch SS_ATTN_PREFILL (wg: always where it
+ * runs; mt2, wm8: never). */
+int ss_attn_prefill_wg(const ss_cuda_attn_args *a);
 #ifdef __cplusplus
 }
 #endif

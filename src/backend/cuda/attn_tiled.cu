@@ -18,6 +18,7 @@
 #include <math.h>
 
 #include "backend/cuda/attn_tiled.cuh"
+#include "backend/cuda/cp_async.cuh"
 #include "backend/cuda/kv_fp8.cuh"
 
 namespace ss {
@@ -28,32 +29,12 @@ constexpr int kBN = 64; // keys per shared-memory tile
 // memory, so an SM holds 5 CTAs instead of 3 and more of their fixed costs overlap.
 constexpr int kShortBN = 32;
 
-// 16-byte global -> shared copy; when !pred nothing is read and the destination is zero-filled
-// (src must still be a valid address).
-__device__ __forceinline__ void cp_async16(void *dst, const void *src, bool pred)
-{
-    const unsigned s = (unsigned)__cvta_generic_to_shared(dst);
-    const int bytes = pred ? 16 : 0;
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(src), "r"(bytes) : "memory");
-}
-
-__device__ __forceinline__ void cp_async_commit()
-{
-    asm volatile("cp.async.commit_group;\n" ::: "memory");
-}
-
 // 4-byte global -> shared copy, zero-filled when !pred (the fp8 rows' scales).
 __device__ __forceinline__ void cp_async4(void *dst, const void *src, bool pred)
 {
     const unsigned s = (unsigned)__cvta_generic_to_shared(dst);
     const int bytes = pred ? 4 : 0;
     asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(s), "l"(src), "r"(bytes) : "memory");
-}
-
-// Waits until at most N committed groups of this thread are still in flight.
-template <int N> __device__ __forceinline__ void cp_async_wait()
-{
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
 }
 
 // Four 8x8 b16 matrices from shared memory; lane l gives the address of row l%8 of matrix l/8. The
@@ -212,49 +193,11 @@ __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiled
     const int wm = warp % WM, wk = warp / WM;
     const int gid = lane >> 2, tig = lane & 3;
 
-    // Last tiles first: in a prefill chunk they have the most keys, so the wave's tail is short. With
-    // heads_inner the kv heads of one row block are neighbours in x, so the longest tiles of every head
-    // start first; else the kv head is y (AttnOrder says which shapes take which).
-    int xr, kvh;
-    if (p.heads_inner) {
-        const int b = (int)blockIdx.x / p.kv_heads;
-        kvh = (int)blockIdx.x - b * p.kv_heads;
-        xr = (int)(gridDim.x / p.kv_heads) - 1 - b;
-    } else {
-        xr = (int)(gridDim.x - 1 - blockIdx.x);
-        kvh = (int)blockIdx.y;
-    }
-    const int tile = xr / p.rb_per_tile;
-    const int rb = xr - tile * p.rb_per_tile;
-    const int split = blockIdx.z;
-    const int group = p.group;
-    // A decode step's tile t is its token t: that token's sequence and position are asked for together
-    // with the tile (read again below when the guess is wrong), one dependent load less before the first
-    // block-table read.
-    const int64_t guess = min((int64_t)tile, p.n - 1);
-    int seq = p.tok_seq[guess];
-    int pos0 = p.tok_pos[guess]; // the tile's tokens sit at pos0, pos0 + 1, ...
-    const int tok0 = p.q_tiles[2 * tile];
-    const int rows = p.q_tiles[2 * tile + 1] * group;
-    const int r0 = rb * BM;
-    if (r0 >= rows) // a shorter tile than the longest: this row block is empty (uniform exit)
+    TileBlock tb;
+    if (!tile_block<BM, BN>(p, tb)) // a shorter tile than the longest: this row block is empty (uniform exit)
         return;
-    if (tok0 != guess) {
-        seq = p.tok_seq[tok0];
-        pos0 = p.tok_pos[tok0];
-    }
-    const int r_end = min(rows, r0 + BM);
-    const int pmin = pos0 + r0 / group;          // position of the block's first row
-    const int pmax = pos0 + (r_end - 1) / group; // and of its last
-    // Keys [kbeg, kend) of this split: the block's context cut evenly, in whole key tiles.
-    int kbeg = 0, kend = pmax + 1;
-    if (p.n_splits > 1) {
-        const int per = (kend + p.n_splits - 1) / p.n_splits;
-        const int len = (per + BN - 1) / BN * BN;
-        kbeg = split * len;
-        kend = min(kend, kbeg + len);
-    }
-    const int n_kt = kend > kbeg ? (kend - kbeg + BN - 1) / BN : 0;
+    const int kvh = tb.kvh, split = tb.split, group = tb.group, seq = tb.seq, pos0 = tb.pos0, tok0 = tb.tok0;
+    const int rows = tb.rows, r0 = tb.r0, pmin = tb.pmin, kbeg = tb.kbeg, kend = tb.kend, n_kt = tb.n_kt;
 
     const int32_t *bt = p.block_tables + (int64_t)seq * p.max_blocks;
     const int bs = p.block_size;
@@ -818,6 +761,10 @@ int launch_d(const AttnTiledParams &p, TiledShape sh, dim3 grid, bool cluster, c
         return cluster ? launch_shape<D, 1, 4, true, kBN, FP8>(p, grid, s) : launch_shape<D, 1, 4, false, kBN, FP8>(p, grid, s);
     if (sh.wm == 4)
         return launch_shape<D, 4, 1, false, kBN, FP8>(p, grid, s);
+    if constexpr (D == 128 && !FP8) {
+        if (p.prefill_wg) // 128-row blocks on wgmma (sm_90)
+            return attn_wgmma_launch(p, grid, s);
+    }
     if (p.prefill_mt2) // 128-row blocks: 4 warps of two m-tiles, or 8 of one
         return launch_shape<D, 4, 1, false, kBN, FP8, 2>(p, grid, s);
     return launch_shape<D, 8, 1, false, kBN, FP8>(p, grid, s);

@@ -39,6 +39,7 @@ struct AttnTiledParams : AttnCommon {
     bool heads_inner;       // set by attn_tiled_launch from `order` and the tile shape
     bool short_tiles;       // decode tiles without a cluster: 32-key tiles, two warps a CTA (more CTAs a SM)
     bool prefill_mt2;       // prefill tiles (128-row blocks) by 4 warps of 32 rows instead of 8 of 16 (session 32)
+    bool prefill_wg;        // prefill tiles of a bf16 cache, heads of 128, on sm_90: attn_wgmma.cu's form (session 34)
 };
 
 // Writes one output element of (token, head hq, dim d) from the merged softmax state (max M, sum L,
@@ -58,6 +59,64 @@ __device__ __forceinline__ void attn_store(const AttnCommon &p, int split, int64
     }
 }
 
+// Where a CTA of the tiled launch works (attn_tiled_kernel and attn_wgmma_kernel share its grid): its kv head and key
+// split, the GQA group (p.group), the query tile's sequence, first token (tok0) and position (pos0: its tokens sit at
+// pos0, pos0 + 1, ...), the tile's rows (tokens times group), this row block's first row r0 and its position pmin, and
+// the split's keys [kbeg, kend) cut evenly in whole tiles of BN keys (n_kt of them).
+struct TileBlock {
+    int kvh, split, group, seq, pos0, tok0, rows, r0, pmin, kbeg, kend, n_kt;
+};
+
+// Fills b for this CTA's row block of BM rows (key tiles of BN); false when it lies past a shorter tile's rows
+// (nothing to do).
+// Last tiles first: in a prefill chunk they have the most keys, so the wave's tail is short. With heads_inner the
+// kv heads of one row block are neighbours in x, so the longest tiles of every head start first; else the kv head
+// is y (AttnOrder says which shapes take which).
+template <int BM, int BN> __device__ __forceinline__ bool tile_block(const AttnTiledParams &p, TileBlock &b)
+{
+    int xr, kvh;
+    if (p.heads_inner) {
+        const int x = (int)blockIdx.x / p.kv_heads;
+        kvh = (int)blockIdx.x - x * p.kv_heads;
+        xr = (int)(gridDim.x / p.kv_heads) - 1 - x;
+    } else {
+        xr = (int)(gridDim.x - 1 - blockIdx.x);
+        kvh = (int)blockIdx.y;
+    }
+    const int tile = xr / p.rb_per_tile;
+    const int rb = xr - tile * p.rb_per_tile;
+    const int split = blockIdx.z;
+    const int group = p.group;
+    // A decode step's tile t is its token t: that token's sequence and position are asked for together with the
+    // tile (read again below when the guess is wrong), one dependent load less before the first block-table read.
+    const int64_t guess = min((int64_t)tile, p.n - 1);
+    int seq = p.tok_seq[guess];
+    int pos0 = p.tok_pos[guess];
+    const int tok0 = p.q_tiles[2 * tile];
+    const int rows = p.q_tiles[2 * tile + 1] * group;
+    const int r0 = rb * BM;
+    if (r0 >= rows)
+        return false;
+    if (tok0 != guess) {
+        seq = p.tok_seq[tok0];
+        pos0 = p.tok_pos[tok0];
+    }
+    const int r_end = min(rows, r0 + BM);
+    const int pmin = pos0 + r0 / group;          // position of the block's first row
+    const int pmax = pos0 + (r_end - 1) / group; // and of its last
+    // Keys [kbeg, kend) of this split: the block's context cut evenly, in whole key tiles.
+    int kbeg = 0, kend = pmax + 1;
+    if (p.n_splits > 1) {
+        const int per = (kend + p.n_splits - 1) / p.n_splits;
+        const int len = (per + BN - 1) / BN * BN;
+        kbeg = split * len;
+        kend = min(kend, kbeg + len);
+    }
+    const int n_kt = kend > kbeg ? (kend - kbeg + BN - 1) / BN : 0;
+    b = TileBlock{kvh, split, group, seq, pos0, tok0, rows, r0, pmin, kbeg, kend, n_kt};
+    return true;
+}
+
 // Whether the tiled kernel handles this head size (64 and 128).
 bool attn_tiled_supported(int head_dim);
 
@@ -72,6 +131,14 @@ int attn_tiled_decode_ctas_per_sm(int head_dim, bool short_tiles, bool fp8);
 // How many CTAs of the prefill form of two m-tiles a warp (AttnTiledParams::prefill_mt2) one SM holds for head_dim
 // (64 or 128; 0 otherwise, or where it cannot launch), its bf16- or (fp8) fp8-cache form. A runtime query: ask once.
 int attn_tiled_prefill_mt2_ctas_per_sm(int head_dim, bool fp8);
+
+// Whether the current device runs attn_wgmma.cu's prefill form for this head size and cache (sm_90 exactly, heads of
+// 128, a bf16 cache, its shared memory fits). A runtime query: callers ask once.
+bool attn_wgmma_fits(int head_dim, bool fp8);
+
+// Enqueues attn_wgmma.cu's prefill form on the tiled launch's grid (128-row blocks, as attn_tiled_launch sets p up).
+// Returns the cudaError_t of the launch as an int.
+int attn_wgmma_launch(const AttnTiledParams &p, dim3 grid, cudaStream_t stream);
 
 // Up to how many key splits the launch below merges inside the kernel (a thread block cluster per row
 // block and kv head) for tiles of this shape; 0 when it never does (the combine kernel merges them).

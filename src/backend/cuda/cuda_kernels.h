@@ -83,6 +83,9 @@ typedef struct ss_cuda_attn_args {
     /* CTAs of the prefill form of two m-tiles a warp one SM holds (ss_cuda_attn_prefill_mt2_ctas_per_sm; below 2:
      * ss_attn_prefill_mt2 never takes it). */
     int32_t prefill_mt2_ctas_per_sm;
+    /* 1: the device runs the wgmma prefill form for this launch's head size and cache (ss_cuda_attn_prefill_wg_ok);
+     * 0: ss_attn_prefill_wg never takes it. */
+    int32_t prefill_wg_ok;
     /* 1: the caches hold the fp8 blocks of backend.h (ss_kv_block_bytes; head_dim a multiple of 16). */
     int32_t kv_fp8;
 } ss_cuda_attn_args;
@@ -105,6 +108,9 @@ int ss_cuda_attn_decode_ctas_per_sm(int head_dim, int short_tiles, int fp8);
  * head_dim (64 or 128; 0 otherwise, when the query fails, or where its ~102 KB of shared memory do not fit a block,
  * as on Ada GPUs), for a bf16 cache or (fp8 = 1) an fp8 one. A runtime query: ask once. */
 int ss_cuda_attn_prefill_mt2_ctas_per_sm(int head_dim, int fp8);
+/* 1 when the current device runs the prefill form on Hopper's warpgroup MMA (attn_wgmma.cu) for head_dim and a bf16
+ * (fp8 = 0) or fp8 cache: sm_90 exactly, heads of 128, a bf16 cache; 0 otherwise. A runtime query: ask once. */
+int ss_cuda_attn_prefill_wg_ok(int head_dim, int fp8);
 
 /* ---- decode_persist.cu ---- */
 /* Most decoder layers one persistent decode launch takes (its kernel parameters hold every layer's pointers:
