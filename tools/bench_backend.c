@@ -359,6 +359,8 @@ static void run_attn_prefill(bench *b)
                                           {"wm8", "SS_ATTN_PREFILL", "wm8"},
                                           {"mt2", "SS_ATTN_PREFILL", "mt2"},
                                           {"wg", "SS_ATTN_PREFILL", "wg"}};
+    if (!ss_cuda_attn_prefill_wg_ok(128, b->be->kv_type == SS_KV_FP8))
+        printf("(no wgmma prefill form on this GPU or cache: the wg lines time the launcher's other form)\n");
     const int32_t starts[] = {0, 6144, 30720, 129024};
     for (size_t i = 0; i < sizeof starts / sizeof starts[0]; i++)
         bench_attention(b, 1, starts[i], 2048, forms, 4);

@@ -1,5 +1,5 @@
-/* test_attn_splits.c — the CUDA attention's key-split and decode-form rules (backend/cuda/attn_splits.c) for
- * the shapes they were measured on, and their limits (workspace, context bound): host arithmetic, no GPU needed. */
+/* test_attn_splits.c — the CUDA attention's key-split, decode-form and prefill-form rules (backend/cuda/attn_splits.c)
+ * for the shapes they were measured on, and their limits (workspace, context bound): host arithmetic, no GPU needed. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -188,15 +188,15 @@ static void test_prefill_wg_rule(void **state)
     assert_int_equal(ss_attn_prefill_wg(&a), 1);
     a.max_seq_len = 100; /* any context */
     assert_int_equal(ss_attn_prefill_wg(&a), 1);
-    /* 8 prompts of 100 tokens: 16 tiles (64 + 36 tokens), 3,200 real rows of 4,096 */
+    /* 8 prompts of 100 tokens: 16 tiles (64 + 36 tokens), 3,200 real rows of at most 4,096 computed */
     a = launch(800, 32, 100);
     a.prefill_wg_ok = 1, a.n_tiles = 16, a.max_tile_tokens = 64;
     assert_int_equal(ss_attn_prefill_wg(&a), 1);
-    /* the chunk beside 255 decode tokens: 287 tiles, 9,212 real rows of 73,472 */
+    /* the chunk beside 255 decode tokens: 287 tiles, 9,212 real rows of at most 73,472 */
     a = launch(2048 + 255, 32, 8192);
     a.prefill_wg_ok = 1, a.n_tiles = 32 + 255, a.max_tile_tokens = 64;
     assert_int_equal(ss_attn_prefill_wg(&a), 0);
-    /* a 64-token chunk beside one decode token: 2 tiles, 260 real rows of 512; beside three: 268 of 1,024 */
+    /* a 64-token chunk beside one decode token: 2 tiles, 260 real rows of at most 512; beside three: 268 of 1,024 */
     a = launch(65, 32, 4096);
     a.prefill_wg_ok = 1, a.n_tiles = 2, a.max_tile_tokens = 64;
     assert_int_equal(ss_attn_prefill_wg(&a), 1);

@@ -910,6 +910,7 @@ typedef enum att_mode {
     ATT_FORCE_OLD,
     ATT_FORCE_SHORT,
     ATT_FORCE_MT2, /* the prefill form of two m-tiles a warp (SS_ATTN_PREFILL=mt2) */
+    ATT_FORCE_WM8, /* the prefill form of 8 warps of one m-tile (SS_ATTN_PREFILL=wm8) */
     ATT_FORCE_WG   /* the prefill form on wgmma (SS_ATTN_PREFILL=wg; where the GPU runs it) */
 } att_mode;
 
@@ -1006,21 +1007,25 @@ static void check_attention_kv(pair *p, int32_t heads, int32_t kv, int32_t hd, c
                              mode == ATT_NO_TILES ? NULL : bufs[i][7], mode == ATT_NO_TILES ? 0 : n_tiles,
                              mode == ATT_NO_TILES ? 0 : max_tile};
         const char *force_env = mode == ATT_FORCE_SHORT ? "SS_ATTN_SHORT"
-                                : mode == ATT_FORCE_MT2 || mode == ATT_FORCE_WG ? "SS_ATTN_PREFILL"
+                                : mode == ATT_FORCE_MT2 || mode == ATT_FORCE_WG || mode == ATT_FORCE_WM8 ? "SS_ATTN_PREFILL"
                                                         : "SS_ATTN_FORCE";
         const int force = i == 1 && (mode == ATT_FORCE_TILED || mode == ATT_FORCE_OLD || mode == ATT_FORCE_SHORT ||
-                                     mode == ATT_FORCE_MT2 || mode == ATT_FORCE_WG);
+                                     mode == ATT_FORCE_MT2 || mode == ATT_FORCE_WG || mode == ATT_FORCE_WM8);
 #ifdef SS_HAVE_CUDA
         if (i == 1 && mode == ATT_FORCE_MT2 && ss_cuda_attn_prefill_mt2_ctas_per_sm(hd, fp8) < 1)
             printf("%s: this GPU cannot launch the form of two m-tiles a warp; checked the 8-warp form\n", what);
-        if (i == 1 && mode == ATT_FORCE_WG && !ss_cuda_attn_prefill_wg_ok(hd, fp8))
+        if (i == 1 && mode == ATT_FORCE_WG && !ss_cuda_attn_prefill_wg_ok(hd, fp8)) {
             printf("%s: this GPU (or this cache, head size) has no wgmma prefill form; checked the launcher's\n", what);
+            /* an H100 / H200 with a bf16 cache and heads of 128 must have it (else the forced cases test nothing) */
+            assert_true(fp8 || hd != 128 || !strstr(p->gpu->desc, "sm_90"));
+        }
 #endif
         if (force)
             setenv(force_env,
                    mode == ATT_FORCE_SHORT ? "1"
                    : mode == ATT_FORCE_MT2 ? "mt2"
                    : mode == ATT_FORCE_WG  ? "wg"
+                   : mode == ATT_FORCE_WM8 ? "wm8"
                    : mode == ATT_FORCE_TILED ? "tiled"
                                              : "old",
                    1);
@@ -1084,12 +1089,13 @@ static void test_attention(void **state)
     static const int32_t cluster_batch[][2] = {{450, 1}, {9, 1}, {130, 1}};
     check_attention(p, 32, 8, 128, cluster_batch, 3, "attention decode batch 3 ctx <= 451, 32/8 d128");
     check_attention(p, 16, 4, 64, cluster_batch, 3, "attention decode batch 3 ctx <= 451, 16/4 d64");
-    /* prefill chunks in whole 128-row blocks (32 tokens of a group of 4, or 8 of 16): the 8-warp prefill form (contexts
-     * below 4096), and forced (SS_ATTN_PREFILL=mt2, where the GPU can launch it) the 4 warps of two m-tiles; one
-     * from position 0, one deep in its context */
+    /* prefill chunks in whole 128-row blocks (32 tokens of a group of 4, or 8 of 16), one from position 0, one deep in
+     * its context: as the launcher picks (d128 on sm_90: the wgmma form; else the 8-warp form below a context of
+     * 4096), and forced (SS_ATTN_PREFILL) the 8-warp form and, where the GPU can launch it, 4 warps of two m-tiles */
     static const int32_t prefill[][2] = {{0, 100}, {200, 77}};
     check_attention(p, 32, 8, 128, prefill, 2, "attention prefill chunks 32/8 d128");
     check_attention(p, 32, 2, 64, prefill, 2, "attention prefill chunks 32/2 d64");
+    check_attention_mode(p, 32, 8, 128, prefill, 2, 16, ATT_FORCE_WM8, "attention prefill chunks 32/8 d128, 8 warps");
     check_attention_mode(p, 32, 8, 128, prefill, 2, 16, ATT_FORCE_MT2, "attention prefill chunks 32/8 d128, 2 m-tiles");
     check_attention_mode(p, 32, 2, 64, prefill, 2, 16, ATT_FORCE_MT2, "attention prefill chunks 32/2 d64, 2 m-tiles");
     /* the same chunks on the wgmma form (sm_90, heads of 128; GQA groups of 4, 7 and an MQA group of 4) */
@@ -1140,6 +1146,9 @@ static void test_attention_tiled(void **state)
     static const int32_t mixed[][2] = {{0, 100}, {500, 1}, {37, 1}, {200, 17}, {64, 64}, {3000, 1}, {5, 3}};
     check_attention_mode(p, 8, 2, 64, mixed, 7, 16, ATT_AUTO, "attention mixed tiles 8/2 d64");
     check_attention_mode(p, 32, 8, 128, mixed, 7, 16, ATT_AUTO, "attention mixed tiles 32/8 d128");
+    /* the wgmma form on them (the rule can take it for a chunk beside a few decode tokens): decode tiles of 4 rows,
+     * most key splits empty (added in session 34 after its last GPU run: not yet run on a GPU) */
+    check_attention_mode(p, 32, 8, 128, mixed, 7, 16, ATT_FORCE_WG, "attention mixed tiles 32/8 d128, wgmma");
     check_attention_mode(p, 32, 8, 128, mixed, 7, 1, ATT_AUTO, "attention mixed tiles 32/8 d128 bs1");
     check_attention_mode(p, 32, 8, 128, mixed, 7, 16, ATT_NO_TILES, "attention mixed 32/8 d128, no tiles");
     /* a large decode batch: 96 sequences, one token each, contexts 1..3000 */

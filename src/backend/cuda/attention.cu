@@ -7,7 +7,8 @@
 // of attn_tiled.cu (rule at tiled_wanted; SS_ATTN_FORCE=old|tiled in the environment overrides it, for
 // benchmarks), sharing the split-K workspace and the combine kernel with it (on sm_90 the tiled kernel
 // merges the splits of decode tiles itself, in a thread block cluster, when they fit one — except for long
-// contexts, whose split count fills whole waves instead: attn_splits.c).
+// contexts, whose split count fills whole waves instead: attn_splits.c). On sm_90 with a bf16 cache and heads of 128,
+// the tiled launch hands prompt chunks to attn_wgmma.cu's form (ss_attn_prefill_wg).
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>

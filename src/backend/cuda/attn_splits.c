@@ -1,5 +1,5 @@
-/* attn_splits.c — the key-split and decode-form rules of the CUDA attention (see attn_splits.h): pure
- * arithmetic on the launch's host-known sizes, measured on an H200 (docs/performance.md, sessions 6, 8, 17). */
+/* attn_splits.c — the key-split, decode-form and prefill-form rules of the CUDA attention (see attn_splits.h): pure
+ * arithmetic on the launch's host-known sizes, measured on an H200 (docs/performance.md, sessions 6, 8, 17, 32, 34). */
 #include "backend/cuda/attn_splits.h"
 
 #include <stdlib.h>
@@ -122,6 +122,8 @@ int ss_attn_prefill_wg(const ss_cuda_attn_args *a)
         return 0;
     if (sw && (strcmp(sw, "wg") == 0 || strcmp(sw, "mt2") == 0 || strcmp(sw, "wm8") == 0))
         return sw[0] == 'w' && sw[1] == 'g';
+    /* the rows computed, counted as if every tile were as long as the longest (an upper bound: a shorter tile's
+     * blocks past its rows exit at once), so the rule errs towards the other forms */
     const int64_t group = a->heads / a->kv_heads;
     const int64_t blocks = (a->max_tile_tokens * group + SS_ATTN_WG_ROWS - 1) / SS_ATTN_WG_ROWS; /* per tile */
     return 2 * a->n * group >= a->n_tiles * blocks * SS_ATTN_WG_ROWS;

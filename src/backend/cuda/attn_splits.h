@@ -52,7 +52,7 @@ int ss_attn_prefill_mt2(const ss_cuda_attn_args *a);
 /* 1 when prefill tiles (128-row blocks) take the form on Hopper's warpgroup MMA (attn_wgmma.cu: a bf16 cache, heads
  * of 128, sm_90) over the two above: only where the device runs it (a->prefill_wg_ok), and when at least half of the
  * rows its blocks compute are real (a->n tokens times the group, against a->n_tiles times the blocks of the longest
- * tile): prompt chunks, not decode tiles beside one. Reads the benchmark switch SS_ATTN_PREFILL (wg: always where it
+ * tile: an upper bound on the rows computed): prompt chunks, not decode tiles beside one. Reads the benchmark switch SS_ATTN_PREFILL (wg: always where it
  * runs; mt2, wm8: never). */
 int ss_attn_prefill_wg(const ss_cuda_attn_args *a);
 #ifdef __cplusplus

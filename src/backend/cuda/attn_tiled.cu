@@ -13,7 +13,7 @@
 // (kv_fp8.cuh) lands in two stages of e4m3 bytes and scales; each key tile's e4m3 values go to one f16 tile
 // unscaled (exact, one cvt per pair) and the math runs in f16: the K scales multiply the scores, the V scales
 // the probabilities, relative to a running maximum of the warp's V scales that the output is kept in units of
-// (session 18).
+// (session 18). Its launcher hands prompt chunks of a bf16 cache with heads of 128 to attn_wgmma.cu on sm_90.
 #include <cooperative_groups.h>
 #include <math.h>
 

@@ -1,13 +1,13 @@
-// attn_tiled.cuh — the tensor-core attention kernel of attn_tiled.cu as seen by its one caller,
-// ss_cuda_attention in attention.cu (which picks it or the CUDA-core kernel and runs the split-K
-// combine). Device code only; host C never sees this file.
+// attn_tiled.cuh — the tensor-core attention kernels (attn_tiled.cu's, and attn_wgmma.cu's prefill form on its grid)
+// as seen by their one caller, ss_cuda_attention in attention.cu (which picks them or the CUDA-core kernel and runs
+// the split-K combine), and what the two kernels share. Device code only; host C never sees this file.
 #pragma once
 
 #include "backend/cuda/common.cuh"
 
 namespace ss {
 
-// What both attention kernels (CUDA-core and tiled) read.
+// What every attention kernel (CUDA-core, tiled, wgmma) reads.
 struct AttnCommon {
     bf16 *out;           // [n, heads*D]
     const bf16 *q;       // row t at q + t*q_stride: [heads, D]

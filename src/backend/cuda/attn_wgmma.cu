@@ -7,8 +7,8 @@
 // warpgroups take turns at the tensor cores, so that one's softmax runs beside the other's products (FA3's
 // "ping-pong"). Built for sm_90a; the sm_80 build traps (the host launches it on sm_90 only).
 #include <math.h>
-#include <stdlib.h>
 
+#include "backend/cuda/attn_splits.h"
 #include "backend/cuda/attn_tiled.cuh"
 #include "backend/cuda/cp_async.cuh"
 
@@ -25,6 +25,7 @@ constexpr int kOpBytes = 128 * kD * 2; // Q, or one tile's K or V: 128 rows of 2
 // stages' full and empty mbarriers. 225 KB: one CTA a SM.
 constexpr int kSmemBytes = kOpBytes * (1 + 2 * kStages) + 1024 + 2 * kStages * 8;
 static_assert(kBM == 128 && kBN == 128, "the operand layout (sw128_off) is for 128 rows");
+static_assert(kBM == SS_ATTN_WG_ROWS, "the host's rule (ss_attn_prefill_wg) counts rows in these blocks");
 
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
 // Byte offset of 16-byte chunk ch (0..15: elements 8ch .. 8ch + 7) of row r in a [128][128] bf16 operand laid out for
@@ -419,17 +420,23 @@ cudaError_t set_smem()
 
 bool attn_wgmma_fits(int head_dim, bool fp8)
 {
+    if (head_dim != kD || fp8)
+        return false;
     int dev = 0, major = 0, minor = 0, n = 0;
-    const bool ok = head_dim == kD && !fp8 && cudaGetDevice(&dev) == cudaSuccess &&
-                    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
-                    cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) == cudaSuccess &&
-                    major == 9 && minor == 0 && set_smem() == cudaSuccess &&
-                    cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, attn_wgmma_kernel, kThreads, kSmemBytes) ==
-                        cudaSuccess &&
-                    n >= 1;
-    if (!ok)
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess) {
         (void)cudaGetLastError();
-    return ok;
+        return false;
+    }
+    if (major != 9 || minor != 0) // sm_90a code runs on sm_90 only
+        return false;
+    if (set_smem() != cudaSuccess ||
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, attn_wgmma_kernel, kThreads, kSmemBytes) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return false;
+    }
+    return n >= 1;
 }
 
 int attn_wgmma_launch(const AttnTiledParams &p, dim3 grid, cudaStream_t s)
