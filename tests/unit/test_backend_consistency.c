@@ -900,19 +900,33 @@ static void test_rope_kv_store_fp8(void **state)
 }
 
 /* Which attention kernel check_attention asks for: the launcher's own choice with query tiles in the
- * metadata (as the forward pass gives them), no tiles (the CUDA-core kernel), either kernel forced
- * through the launcher's SS_ATTN_FORCE switch, or the tensor-core kernel's 32-key decode form forced
- * through SS_ATTN_SHORT (which the launcher picks only for CTA counts that depend on the GPU's size). */
+ * metadata (as the forward pass gives them), no tiles (the CUDA-core kernel), or a kernel or form forced
+ * through one of the launcher's switches (kAttForce): either kernel, the tensor-core kernel's 32-key decode
+ * form (which the launcher picks only for CTA counts that depend on the GPU's size), or a prefill form. */
 typedef enum att_mode {
     ATT_AUTO,
     ATT_NO_TILES,
     ATT_FORCE_TILED,
     ATT_FORCE_OLD,
     ATT_FORCE_SHORT,
-    ATT_FORCE_MT2, /* the prefill form of two m-tiles a warp (SS_ATTN_PREFILL=mt2) */
-    ATT_FORCE_WM8, /* the prefill form of 8 warps of one m-tile (SS_ATTN_PREFILL=wm8) */
-    ATT_FORCE_WG   /* the prefill form on wgmma (SS_ATTN_PREFILL=wg; where the GPU runs it) */
+    ATT_FORCE_MT2, /* the prefill form of two m-tiles a warp */
+    ATT_FORCE_WM8, /* the prefill form of 8 warps of one m-tile */
+    ATT_FORCE_WG   /* the prefill form on wgmma (where the GPU runs it) */
 } att_mode;
+
+/* The launcher's switch and value that force each mode's kernel on the GPU side (env NULL: the launcher's choice). */
+static const struct {
+    const char *env, *value;
+} kAttForce[] = {
+    [ATT_AUTO] = {NULL, NULL},
+    [ATT_NO_TILES] = {NULL, NULL},
+    [ATT_FORCE_TILED] = {"SS_ATTN_FORCE", "tiled"},
+    [ATT_FORCE_OLD] = {"SS_ATTN_FORCE", "old"},
+    [ATT_FORCE_SHORT] = {"SS_ATTN_SHORT", "1"},
+    [ATT_FORCE_MT2] = {"SS_ATTN_PREFILL", "mt2"},
+    [ATT_FORCE_WM8] = {"SS_ATTN_PREFILL", "wm8"},
+    [ATT_FORCE_WG] = {"SS_ATTN_PREFILL", "wg"},
+};
 
 /* Query tiles of a packed step as backend.h defines them: runs of one sequence at consecutive
  * positions, cut at SS_ATTN_TILE_MAX tokens. tiles: [2n]. Returns the count; *max_tile the longest. */
@@ -1006,11 +1020,8 @@ static void check_attention_kv(pair *p, int32_t heads, int32_t kv, int32_t hd, c
         ss_attn_meta meta = {bufs[i][3], bufs[i][4], bufs[i][5], bufs[i][6], n_seqs, max_blocks, max_len, bs,
                              mode == ATT_NO_TILES ? NULL : bufs[i][7], mode == ATT_NO_TILES ? 0 : n_tiles,
                              mode == ATT_NO_TILES ? 0 : max_tile};
-        const char *force_env = mode == ATT_FORCE_SHORT ? "SS_ATTN_SHORT"
-                                : mode == ATT_FORCE_MT2 || mode == ATT_FORCE_WG || mode == ATT_FORCE_WM8 ? "SS_ATTN_PREFILL"
-                                                        : "SS_ATTN_FORCE";
-        const int force = i == 1 && (mode == ATT_FORCE_TILED || mode == ATT_FORCE_OLD || mode == ATT_FORCE_SHORT ||
-                                     mode == ATT_FORCE_MT2 || mode == ATT_FORCE_WG || mode == ATT_FORCE_WM8);
+        const char *force_env = kAttForce[mode].env;
+        const int force = i == 1 && force_env != NULL;
 #ifdef SS_HAVE_CUDA
         if (i == 1 && mode == ATT_FORCE_MT2 && ss_cuda_attn_prefill_mt2_ctas_per_sm(hd, fp8) < 1)
             printf("%s: this GPU cannot launch the form of two m-tiles a warp; checked the 8-warp form\n", what);
@@ -1021,14 +1032,7 @@ static void check_attention_kv(pair *p, int32_t heads, int32_t kv, int32_t hd, c
         }
 #endif
         if (force)
-            setenv(force_env,
-                   mode == ATT_FORCE_SHORT ? "1"
-                   : mode == ATT_FORCE_MT2 ? "mt2"
-                   : mode == ATT_FORCE_WG  ? "wg"
-                   : mode == ATT_FORCE_WM8 ? "wm8"
-                   : mode == ATT_FORCE_TILED ? "tiled"
-                                             : "old",
-                   1);
+            setenv(force_env, kAttForce[mode].value, 1);
         ss_status st = b->iface->attention(b->ctx, out[i], bufs[i][0], q_stride, bufs[i][1], bufs[i][2], &meta, n,
                                            heads, kv, hd, 1.0f / sqrtf((float)hd));
         if (force)
