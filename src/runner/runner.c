@@ -389,6 +389,10 @@ static ss_status runner_validate(const ss_runner *r, const ss_step_plan *plan, s
         if (q->sp.n_logprobs < 0 || q->sp.n_logprobs > SS_MAX_TOP_LOGPROBS)
             return ss_err_set(err, SS_ERR_INVALID_ARG, "step plan: n_logprobs %d outside 0..%d", q->sp.n_logprobs,
                               SS_MAX_TOP_LOGPROBS);
+        if (q->n_allow != 0 && (q->n_allow != (r->cfg.vocab_size + 31) / 32 || !q->allow))
+            return ss_err_set(err, SS_ERR_INVALID_ARG,
+                              "step plan: sequence %llu: a JSON-mode mask of %d words for a vocabulary of %d",
+                              (unsigned long long)q->seq_id, q->n_allow, r->cfg.vocab_size);
         total += q->n_tokens;
     }
     if (total != plan->n_tokens)
@@ -414,12 +418,13 @@ static ss_sample_row runner_sample_row(const ss_plan_seq *q)
 
 static int runner_needs_host(const ss_plan_seq *q)
 {
-    return q->n_banned > 0 || q->n_bias > 0 || q->sp.n_logprobs > 0 ||
+    return q->n_banned > 0 || q->n_bias > 0 || q->n_allow > 0 || q->sp.n_logprobs > 0 ||
            (q->n_penalty_tokens > 0 && (q->sp.repetition_penalty != 1.0f || q->sp.presence_penalty != 0.0f ||
                                         q->sp.frequency_penalty != 0.0f));
 }
 
-/* The logit bias, penalties and bans on one host row of logits, in that order (a ban stays a ban).
+/* The logit bias, penalties, bans and JSON mode's mask on one host row of logits, in that order (a ban stays a
+ * ban).
  * counts: vocab-sized scratch (zeroed on return). */
 static void runner_penalize(float *row, int32_t V, const ss_plan_seq *q, float *counts)
 {
@@ -446,6 +451,10 @@ static void runner_penalize(float *row, int32_t V, const ss_plan_seq *q, float *
     for (int32_t i = 0; i < q->n_banned; i++)
         if (q->banned[i] >= 0 && q->banned[i] < V)
             row[q->banned[i]] = -INFINITY;
+    if (q->n_allow > 0) /* validated: (V + 31) / 32 words */
+        for (int32_t t = 0; t < V; t++)
+            if (!((q->allow[t >> 5] >> (t & 31)) & 1u))
+                row[t] = -INFINITY;
 }
 
 static void runner_top(const float *lp, int32_t V, int32_t k, int32_t *ids, float *vals)

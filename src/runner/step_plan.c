@@ -7,7 +7,7 @@
 #include "core/alloc.h"
 #include "core/wire.h"
 
-#define PLAN_MAGIC 0x31505353u /* "SSP1" */
+#define PLAN_MAGIC 0x32505353u /* "SSP2" */
 #define OUT_MAGIC 0x314f5353u  /* "SSO1" */
 
 static void plan_put_sp(ss_wbuf *w, const ss_sampling_params *sp)
@@ -60,6 +60,7 @@ ss_status ss_step_plan_encode(const ss_step_plan *plan, uint8_t **buf, size_t *l
             ss_wbuf_u32(&w, (uint32_t)q->bias_ids[i]);
             ss_wbuf_f32(&w, q->bias_vals[i]);
         }
+        ss_wbuf_i32s(&w, (const int32_t *)q->allow, q->n_allow);
     }
     if (w.failed) {
         ss_free(w.data);
@@ -134,6 +135,11 @@ ss_status ss_step_plan_decode(const uint8_t *buf, size_t len, ss_step_plan *plan
             q->bias_ids[i] = (int32_t)ss_rbuf_u32(&r);
             q->bias_vals[i] = ss_rbuf_f32(&r);
         }
+        q->allow = (uint32_t *)(pool + used);
+        q->n_allow = (int32_t)ss_rbuf_i32s(&r, (int32_t *)q->allow, (int64_t)(total_i32 - used));
+        used += (size_t)q->n_allow;
+        if (!q->n_allow)
+            q->allow = NULL;
     }
     if (r.failed || r.left) {
         ss_step_plan_free(plan);

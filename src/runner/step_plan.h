@@ -41,6 +41,8 @@ typedef struct ss_plan_seq {
     int32_t n_bias;           /* OpenAI's logit_bias: bias_vals[i] added to the logit of bias_ids[i] (ids distinct) */
     int32_t *bias_ids;
     float *bias_vals;
+    int32_t n_allow;          /* JSON mode: words of allow, (vocab + 31) / 32; 0: every token may be sampled */
+    uint32_t *allow;          /* bit t % 32 of word t / 32 set: token t may be sampled (the others cannot) */
 } ss_plan_seq;
 
 /* Most logit_bias entries a request may carry. */

@@ -286,9 +286,17 @@ static ss_status oai_parse_output_opts(const cJSON *root, const ss_api_limits *l
     const cJSON *rf = cJSON_GetObjectItemCaseSensitive(root, "response_format");
     if (rf && !cJSON_IsNull(rf)) {
         const cJSON *t = cJSON_IsObject(rf) ? cJSON_GetObjectItemCaseSensitive(rf, "type") : NULL;
-        if (!cJSON_IsString(t) || strcmp(t->valuestring, "text") != 0)
+        if (!cJSON_IsString(t))
+            return ss_api_fail(e, 400, "response_format", "'response_format' must be an object with a string 'type'");
+        if (strcmp(t->valuestring, "json_object") == 0) {
+            r->json_mode = 1;
+            if (r->min_tokens > 0) /* (parsed above) */
+                return ss_api_fail(e, 400, "min_tokens",
+                                   "'min_tokens' cannot be combined with JSON mode, which ends when the object closes");
+        } else if (strcmp(t->valuestring, "text") != 0)
             return ss_api_fail(e, 400, "response_format",
-                               "'response_format' is not supported other than {\"type\": \"text\"} (no JSON mode)");
+                               "'response_format' type '%.40s' is not supported (only \"text\" and \"json_object\"; "
+                               "no JSON schemas)", t->valuestring);
     }
     SS_CHECK(ss_api_get_int(root, "best_of", &v, &present, e));
     if (present && v != r->n && v != 1)

@@ -1,6 +1,7 @@
 /* sched.c — the scheduler thread: admission from a bounded queue, one step plan per iteration (decodes
  * first, then chunked prefills, under a token budget), paged KV with prefix caching and preemption by
- * recompute, sampling results turned into token/done events (EOS, stop strings, lengths, deadlines). */
+ * recompute, sampling results turned into token/done events (EOS, stop strings, lengths, deadlines, the end
+ * of JSON mode's object). */
 #include "serve/sched.h"
 
 #include <math.h>
@@ -15,6 +16,8 @@
 
 #include "core/alloc.h"
 #include "core/log.h"
+#include "serve/guide_vocab.h"
+#include "serve/json_guide.h"
 #include "serve/kv_blocks.h"
 #include "serve/stop.h"
 
@@ -39,6 +42,8 @@ typedef struct sreq {
     ss_kv_seq kv;
     ss_detok *detok; /* NULL without a tokenizer */
     ss_stop *stop;
+    ss_json_state json; /* JSON mode: the grammar's state after the generated tokens */
+    uint32_t *allow;    /* JSON mode: the tokens its next sample may take (ss_guide_vocab_words), else NULL */
     int cancel; /* set under s->mu by ss_sched_cancel */
     int64_t arrival_us, admit_us, first_token_us;
     int32_t step_tokens;      /* tokens of this sequence in the step being built (0: not planned) */
@@ -68,6 +73,7 @@ struct ss_sched {
     int32_t tok_vocab; /* ids the tokenizer knows (0 without one) */
     int32_t eos[SS_MAX_EOS];
     int32_t n_eos;
+    ss_guide_vocab *guide; /* JSON mode's vocabulary, made for the first such request (scheduler thread) */
 
     pthread_t thread;
     int thread_started, thread_joined;
@@ -131,24 +137,6 @@ ss_sched_params ss_sched_default_params(void)
     p.pace_min_us = 1000;
     p.pace_margin_min_us = 250;
     return p;
-}
-
-void ss_gen_request_free(ss_gen_request *req)
-{
-    if (!req)
-        return;
-    ss_free(req->prompt);
-    ss_free(req->stop_ids);
-    ss_free(req->bias_ids);
-    ss_free(req->bias_vals);
-    for (int32_t i = 0; i < SS_MAX_STOP_STRINGS; i++)
-        ss_free(req->stop[i]);
-    if (req->bad_words)
-        for (int32_t i = 0; i < req->n_bad_words; i++)
-            ss_free(req->bad_words[i]);
-    ss_free(req->bad_words);
-    ss_free(req->bad_word_lens);
-    ss_free(req);
 }
 
 /* ---- id map (under mu) ---- */
@@ -263,6 +251,7 @@ static void sreq_free(sreq *r)
 {
     ss_detok_destroy(r->detok);
     ss_stop_destroy(r->stop);
+    ss_free(r->allow);
     ss_free(r->tokens);
     ss_gen_request_free(r->req);
     ss_free(r);
@@ -432,6 +421,41 @@ static int32_t grant_blocks(ss_sched *s, sreq *r, int32_t want, int exact)
     }
 }
 
+/* ---- JSON mode ---- */
+
+/* Starts r's guide: the vocabulary's bytes (read once, for the first request that asks), the empty output's
+ * state and the tokens its first sample may take. */
+static ss_status guide_start(ss_sched *s, sreq *r, ss_err *err)
+{
+    if (!s->guide) {
+        int64_t t0 = now_us();
+        SS_CHECK(ss_guide_vocab_create(s->tok, s->vocab, &s->guide, err));
+        SS_LOGI("JSON mode: read the vocabulary's %d tokens in %.1f ms", (int)s->tok_vocab,
+                (double)(now_us() - t0) / 1000.0);
+    }
+    r->allow = ss_malloc((size_t)ss_guide_vocab_words(s->guide) * sizeof *r->allow);
+    if (!r->allow)
+        return ss_err_set(err, SS_ERR_NOMEM, "JSON mode: out of memory for a token mask");
+    ss_json_init(&r->json);
+    if (ss_guide_vocab_mask(s->guide, &r->json, r->allow) == 0)
+        return ss_err_set(err, SS_ERR_UNSUPPORTED, "JSON mode: no token of this vocabulary can begin a JSON object");
+    return SS_OK;
+}
+
+/* Feeds r's sampled token to its guide and finds what its next sample may take. Fails (naming the token) when
+ * the token does not continue the object (a ban took every token the mask allowed), or nothing can follow. */
+static ss_status guide_advance(ss_sched *s, sreq *r, int32_t tok, ss_err *err)
+{
+    size_t n = 0;
+    const uint8_t *b = ss_guide_vocab_bytes(s->guide, tok, &n);
+    if (!b || !ss_json_push_bytes(&r->json, b, n))
+        return ss_err_set(err, SS_ERR_INTERNAL, "JSON mode: token %d does not continue the JSON object", (int)tok);
+    if (!ss_json_done(&r->json) && ss_guide_vocab_mask(s->guide, &r->json, r->allow) == 0)
+        return ss_err_set(err, SS_ERR_UNSUPPORTED, "JSON mode: no token of this vocabulary continues the JSON "
+                          "object after token %d", (int)tok);
+    return SS_OK;
+}
+
 /* ---- plan building ---- */
 
 static int penalty_active(const ss_sampling_params *sp)
@@ -567,6 +591,11 @@ static void choose_work(ss_sched *s)
         sreq *r = s->wait_head;
         int32_t cached = 0;
         ss_err err;
+        ss_status gst;
+        if (r->req->json_mode && !r->allow && (gst = guide_start(s, r, &err)) != SS_OK) {
+            finish(s, r, SS_FINISH_ERROR, gst, err.msg);
+            continue;
+        }
         if (r->kv.n_blocks == 0 && s->p.enable_prefix_cache &&
             ss_kv_seq_match_prefix(s->kv, &r->kv, r->tokens, r->n_tokens, &cached, &err) == SS_OK)
             r->n_computed = cached;
@@ -635,6 +664,10 @@ static ss_status build_plan(ss_sched *s, ss_step_plan *plan)
             ps->n_bias = r->req->n_bias; /* borrowed from the request, which outlives the step */
             ps->bias_ids = r->req->bias_ids;
             ps->bias_vals = r->req->bias_vals;
+            if (r->allow) { /* r's own mask: it changes only when r's token comes back */
+                ps->n_allow = ss_guide_vocab_words(s->guide);
+                ps->allow = r->allow;
+            }
         }
     }
     for (int32_t k = 0; k < s->n_plan; k++)
@@ -719,6 +752,15 @@ static void on_token(ss_sched *s, sreq *r, const ss_step_output *out, int32_t k)
         if (stopped)
             reason = SS_FINISH_STOP;
     }
+    if (reason == SS_FINISH_NONE && r->allow) {
+        ss_status st = guide_advance(s, r, tok, &err);
+        if (st != SS_OK) {
+            finish(s, r, SS_FINISH_ERROR, st, err.msg);
+            return;
+        }
+        if (ss_json_done(&r->json))
+            reason = SS_FINISH_STOP; /* the object is whole: nothing may follow it */
+    }
     if (reason == SS_FINISH_NONE && (r->n_generated >= q->max_tokens || r->n_tokens >= s->max_seq_len))
         reason = SS_FINISH_LENGTH;
 
@@ -797,7 +839,7 @@ static int flight_decode_only(const sched_flight *f)
 
 /* Whether the step after flight fl[cur] may be planned before its tokens are known (see plan_ahead), but for
  * the KV blocks: every running sequence samples in the flight, none needs its token history or host work for
- * sampling (penalties, bans, logprob lists, logit bias), none ends by length with it, and nobody waiting
+ * sampling (penalties, bans, logprob lists, logit bias, JSON mode), none ends by length with it, and nobody waiting
  * could be admitted (the batch is full, or nobody waits). */
 static int plan_ahead_allowed(const ss_sched *s)
 {
@@ -811,7 +853,7 @@ static int plan_ahead_allowed(const ss_sched *s)
             continue;
         const ss_gen_request *q = r->req;
         if (!a->sample[i] || penalty_active(&q->sp) || q->sp.n_logprobs > 0 || q->n_bad_words > 0 ||
-            q->n_bias > 0 || (!q->ignore_eos && r->n_generated + 1 < q->min_tokens) ||
+            q->n_bias > 0 || r->allow || (!q->ignore_eos && r->n_generated + 1 < q->min_tokens) ||
             r->n_generated + 1 >= q->max_tokens || r->n_tokens + 1 >= s->max_seq_len)
             return 0;
         live++;
@@ -1282,50 +1324,6 @@ ss_status ss_sched_create(const ss_sched_params *params, ss_replica *replica, co
 }
 
 /* Checks a request against the model and the context (no locks needed: read-only fields). */
-static ss_status validate(const ss_sched *s, const ss_gen_request *q, ss_err *err)
-{
-    if (q->n_prompt < 1 || !q->prompt)
-        return ss_err_set(err, SS_ERR_INVALID_ARG, "prompt is empty");
-    if (q->max_tokens < 1)
-        return ss_err_set(err, SS_ERR_INVALID_ARG, "max_tokens must be at least 1 (got %d)", (int)q->max_tokens);
-    if ((int64_t)q->n_prompt + 1 > s->max_seq_len)
-        return ss_err_set(err, SS_ERR_INVALID_ARG,
-                          "prompt has %d tokens; the context holds %d, including at least one generated token",
-                          (int)q->n_prompt, (int)s->max_seq_len);
-    /* (the context is at most what the KV cache holds: ss_replica_max_seq_len) */
-    for (int32_t i = 0; i < q->n_prompt; i++)
-        if (q->prompt[i] < 0 || q->prompt[i] >= s->vocab)
-            return ss_err_set(err, SS_ERR_INVALID_ARG, "prompt token %d at position %d is outside the vocabulary (%d)",
-                              (int)q->prompt[i], (int)i, (int)s->vocab);
-    if (q->n_stop < 0 || q->n_stop > SS_MAX_STOP_STRINGS)
-        return ss_err_set(err, SS_ERR_INVALID_ARG, "%d stop strings (at most %d)", (int)q->n_stop, SS_MAX_STOP_STRINGS);
-    if (q->n_stop > 0 && !s->tok)
-        return ss_err_set(err, SS_ERR_UNSUPPORTED, "stop strings need a tokenizer; this model has none");
-    if (q->n_stop_ids < 0 || (q->n_stop_ids > 0 && !q->stop_ids))
-        return ss_err_set(err, SS_ERR_INVALID_ARG, "bad stop id list");
-    if (q->n_bias < 0 || q->n_bias > SS_MAX_LOGIT_BIAS || (q->n_bias > 0 && (!q->bias_ids || !q->bias_vals)))
-        return ss_err_set(err, SS_ERR_INVALID_ARG, "bad logit_bias list (%d entries, at most %d)", (int)q->n_bias,
-                          SS_MAX_LOGIT_BIAS);
-    for (int32_t i = 0; i < q->n_bias; i++)
-        if (q->bias_ids[i] < 0 || q->bias_ids[i] >= s->vocab || !isfinite(q->bias_vals[i]))
-            return ss_err_set(err, SS_ERR_INVALID_ARG, "logit_bias entry %d: token %d outside the vocabulary (%d) or "
-                              "bias not finite", (int)i, (int)q->bias_ids[i], (int)s->vocab);
-    if (q->n_bad_words < 0 || (q->n_bad_words > 0 && (!q->bad_words || !q->bad_word_lens)))
-        return ss_err_set(err, SS_ERR_INVALID_ARG, "bad bad_words list");
-    for (int32_t w = 0; w < q->n_bad_words; w++) {
-        if (q->bad_word_lens[w] < 0 || (q->bad_word_lens[w] > 0 && !q->bad_words[w]))
-            return ss_err_set(err, SS_ERR_INVALID_ARG, "bad word %d: bad length", (int)w);
-        for (int32_t i = 0; i < q->bad_word_lens[w]; i++)
-            if (q->bad_words[w][i] < 0 || q->bad_words[w][i] >= s->vocab)
-                return ss_err_set(err, SS_ERR_INVALID_ARG, "bad word %d: token %d is outside the vocabulary (%d)",
-                                  (int)w, (int)q->bad_words[w][i], (int)s->vocab);
-    }
-    if (q->sp.n_logprobs < 0 || q->sp.n_logprobs > SS_MAX_TOP_LOGPROBS)
-        return ss_err_set(err, SS_ERR_INVALID_ARG, "logprobs %d outside 0..%d", (int)q->sp.n_logprobs,
-                          SS_MAX_TOP_LOGPROBS);
-    return SS_OK;
-}
-
 ss_status ss_sched_submit(ss_sched *s, ss_gen_request *req, ss_gen_callback cb, void *user, uint64_t *req_id,
                           ss_err *err)
 {
@@ -1335,7 +1333,7 @@ ss_status ss_sched_submit(ss_sched *s, ss_gen_request *req, ss_gen_callback cb, 
         ss_gen_request_free(req);
         return ss_err_set(err, SS_ERR_INVALID_ARG, "submit: no request or no callback");
     }
-    ss_status st = validate(s, req, err);
+    ss_status st = ss_gen_request_check(req, s->vocab, s->max_seq_len, s->tok != NULL, err);
     if (st != SS_OK) {
         ss_gen_request_free(req);
         return st;
@@ -1473,6 +1471,7 @@ void ss_sched_destroy(ss_sched *s)
     ss_free(s->banned_off);
     ss_free(s->plan_tokens);
     ss_free(s->banned);
+    ss_guide_vocab_destroy(s->guide);
     sched_free_flights(s);
     ss_free(s);
 }

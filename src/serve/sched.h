@@ -35,11 +35,17 @@ typedef struct ss_gen_request {
     int32_t *bad_word_lens;
     int32_t n_bad_words;
     int include_prompt_penalty; /* repetition_penalty also counts prompt tokens (HF semantics) */
+    int json_mode;            /* the output is one JSON object (response_format json_object): only tokens that
+                               * keep it a valid prefix are sampled, and it stops when the object closes */
     int64_t deadline_ms;      /* absolute CLOCK_MONOTONIC ms; 0 = none */
     int64_t arrival_ms;       /* set by the API layer (CLOCK_MONOTONIC ms) */
 } ss_gen_request;
 
 void ss_gen_request_free(ss_gen_request *req);
+/* Checks q against a model of vocab ids and a context of max_seq_len positions (have_tokenizer: stop strings and
+ * JSON mode are possible): SS_OK, or the reason it cannot run (SS_ERR_INVALID_ARG, SS_ERR_UNSUPPORTED). */
+ss_status ss_gen_request_check(const ss_gen_request *q, int32_t vocab, int32_t max_seq_len, int have_tokenizer,
+                               ss_err *err);
 
 typedef enum ss_finish_reason {
     SS_FINISH_NONE = 0,

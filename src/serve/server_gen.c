@@ -336,6 +336,7 @@ static ss_status srv_build_gen(ss_server *s, const ss_api_request *q, const int3
     else
         g->sp.seed = srv_mix(s->id_seed ^ ++s->id_counter);
     g->ignore_eos = q->ignore_eos;
+    g->json_mode = q->json_mode;
     if (q->n_stop_ids) {
         g->stop_ids = ss_malloc((size_t)q->n_stop_ids * sizeof *g->stop_ids);
         if (!g->stop_ids)

@@ -311,7 +311,9 @@ ss_status ss_tokenizer_decode(const ss_tokenizer *tok, const int32_t *ids, size_
     return dec_hand_over(&out, st, text, len, err);
 }
 
-ss_status ss_tokenizer_token_bytes(const ss_tokenizer *tok, int32_t id, char **bytes, size_t *len, ss_err *err)
+/* One token's raw bytes, decoded as the first token of a text (at_start) or after others. */
+static ss_status token_bytes(const ss_tokenizer *tok, int32_t id, int at_start, char **bytes, size_t *len,
+                             ss_err *err)
 {
     if (!tok || !bytes || !len)
         return ss_err_set(err, SS_ERR_INVALID_ARG, "ss_tokenizer_token_bytes: NULL argument");
@@ -321,8 +323,18 @@ ss_status ss_tokenizer_token_bytes(const ss_tokenizer *tok, int32_t id, char **b
     size_t n;
     const char *s = ss_tok_strtab_get(&tok->vocab, (size_t)id, &n);
     ss_tok_buf out = {0};
-    ss_status st = s ? ss_tok_decode_tokens(tok, &s, &n, 1, 1, 1, &out, err) : SS_OK;
+    ss_status st = s ? ss_tok_decode_tokens(tok, &s, &n, 1, at_start, 1, &out, err) : SS_OK;
     return dec_hand_over(&out, st, bytes, len, err);
+}
+
+ss_status ss_tokenizer_token_bytes(const ss_tokenizer *tok, int32_t id, char **bytes, size_t *len, ss_err *err)
+{
+    return token_bytes(tok, id, 1, bytes, len, err);
+}
+
+ss_status ss_tokenizer_token_bytes_mid(const ss_tokenizer *tok, int32_t id, char **bytes, size_t *len, ss_err *err)
+{
+    return token_bytes(tok, id, 0, bytes, len, err);
 }
 
 /* ---- incremental detokenizer ----

@@ -38,6 +38,9 @@ ss_status ss_tokenizer_decode(const ss_tokenizer *tok, const int32_t *ids, size_
  * that holds part of a character gives those bytes, not U+FFFD (OpenAI's logprobs `bytes`, text offsets).
  * *bytes NUL-terminated, caller ss_free's; an id outside [0, vocab_size) gives SS_ERR_INVALID_ARG. */
 ss_status ss_tokenizer_token_bytes(const ss_tokenizer *tok, int32_t id, char **bytes, size_t *len, ss_err *err);
+/* The same for a token that follows others: a decoder that drops the text's leading space (SentencePiece's
+ * "Strip", Metaspace's prepend) keeps it, as in the middle of a decoded text. */
+ss_status ss_tokenizer_token_bytes_mid(const ss_tokenizer *tok, int32_t id, char **bytes, size_t *len, ss_err *err);
 int32_t ss_tokenizer_vocab_size(const ss_tokenizer *tok);                      /* max id + 1 */
 int32_t ss_tokenizer_token_to_id(const ss_tokenizer *tok, const char *token); /* -1 if unknown */
 int ss_tokenizer_is_special(const ss_tokenizer *tok, int32_t id);

@@ -122,6 +122,47 @@ def _():
     assert all(a <= b for a, b in zip(offs, offs[1:])) and offs[-1] < len(text), (text, offs)
 
 
+@check("JSON mode (response_format json_object): chat and completions, sampled and greedy, streamed: every text an "
+       "object (finish stop) or cut by max_tokens (finish length); a logit bias cannot break it")
+def _():
+    whole = 0
+    for seed in range(6):
+        body = {"messages": [{"role": "user", "content": "A cat as JSON"}], "max_tokens": 120, "temperature": 1,
+                "seed": seed, "response_format": {"type": "json_object"}}
+        st, _, j, _ = srv.post("/v1/chat/completions", body)
+        assert st == 200, j
+        choice = j["choices"][0]
+        if choice["finish_reason"] == "stop":
+            assert isinstance(json.loads(choice["message"]["content"]), dict), choice
+            whole += 1
+        else:
+            assert choice["finish_reason"] == "length" and j["usage"]["completion_tokens"] == 120, j
+        # streamed: the same text in pieces, the same ending
+        raw = curl("-N", "-d", json.dumps(dict(body, stream=True)), base + "/v1/chat/completions")
+        chunks = [json.loads(l[6:]) for l in raw.split("\n") if l.startswith("data: {")]
+        text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+        ends = [c["choices"][0]["finish_reason"] for c in chunks if c["choices"] and c["choices"][0]["finish_reason"]]
+        assert text == choice["message"]["content"] and ends == [choice["finish_reason"]], (text, choice, ends)
+    assert whole >= 1, "no sampled JSON object closed within 120 tokens"
+    # completions, greedy: the output is its own object, whatever the prompt began
+    body = {"prompt": "{\"name\":", "max_tokens": 60, "temperature": 0, "response_format": {"type": "json_object"}}
+    st, _, j, _ = srv.post("/v1/completions", body)
+    assert st == 200, j
+    text = j["choices"][0]["text"]
+    assert text.lstrip()[:1] == "{", text
+    if j["choices"][0]["finish_reason"] == "stop":
+        assert isinstance(json.loads(text), dict), text
+    # a logit bias wins wherever the grammar allows its token, nowhere else: +100 on "hello" and +50 on '{"' give
+    # '{"' first (hello cannot begin the object), then hello inside its key
+    vocab = json.load(open(os.path.join(MODEL_DIR, "tokenizer.json")))["model"]["vocab"]
+    body = dict(body, logit_bias={str(vocab["hello"]): 100, str(vocab['{"']): 50}, max_tokens=12)
+    st, _, j, _ = srv.post("/v1/completions", dict(body, response_format={"type": "text"}))
+    assert st == 200 and j["choices"][0]["text"] == "hello" * 12, j
+    st, _, j, _ = srv.post("/v1/completions", body)
+    assert st == 200 and j["choices"][0]["text"] == '{"' + "hello" * 11, j
+    assert j["choices"][0]["finish_reason"] == "length", j
+
+
 def expect(method, path, body, status, needle, headers=None, triton=False):
     st, h, data = srv.request(method, path, body, headers)
     assert st == status, (path, body if not isinstance(body, bytes) else body[:80], st, data[:300])
@@ -162,8 +203,8 @@ def _():
     expect("POST", v2, '{"text_input": "x"}{}', 400, "unexpected data after the object at byte 19", triton=True)
     expect("POST", ch, {"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function"}]}, 400,
            "'tools' is not supported")
-    expect("POST", ch, {"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_object"}},
-           400, "'response_format' is not supported")
+    expect("POST", ch, {"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_schema"}},
+           400, "'response_format' type 'json_schema' is not supported")
     expect("POST", c, {"prompt": "x", "top_p": 0}, 400, "'top_p' must be in (0, 1]")
     expect("POST", c, {"prompt": "x", "n": 100}, 400, "'n' must be in [1, 16]")
     expect("POST", c, {"prompt": "x", "stop": ["s%d" % i for i in range(17)]}, 400, "at most 16")
@@ -479,12 +520,15 @@ def _():
     # that *thread* ends: every worker died right after readiness and the first request failed.
     prompts = ["The capital of France", "Once upon a time", "1 2 3 4"]
     body = {"max_tokens": 12, "temperature": 0, "ignore_eos": True}
+    json_body = {"max_tokens": 40, "temperature": 0, "prompt": prompts[0], "response_format": {"type": "json_object"}}
     one = Server(BINARY, MODEL_DIR, ["--max-seq-len", str(CTX)])
     want = []
     for p in prompts:
         st, _, j, _ = one.post("/v1/completions", dict(body, prompt=p))
         assert st == 200, j
         want.append(j["choices"][0]["text"])
+    st, _, want_json, _ = one.post("/v1/completions", json_body)  # JSON mode's masks reach the worker too
+    assert st == 200, want_json
     assert one.stop() == 0
     two = Server(BINARY, MODEL_DIR, ["--max-seq-len", str(CTX), "--tp", "2"])
     ps = subprocess.run(["ps", "-eo", "pid=,ppid=,args="], capture_output=True, text=True).stdout
@@ -497,6 +541,8 @@ def _():
         st, _, j, _ = two.post("/v1/completions", dict(body, prompt=p))
         assert st == 200, (j, two.log_text()[-2000:])
         assert j["choices"][0]["text"] == w, (p, j["choices"][0]["text"], w)
+    st, _, j, _ = two.post("/v1/completions", json_body)
+    assert st == 200 and j["choices"][0] == want_json["choices"][0], (j, want_json)
     assert two.stop() == 0
     for pid, started in zip(workers, worker_starts):  # reaped, not orphaned (nor a zombie)
         # Same pid and start time: the same process; a pid reused by another process does not count.

@@ -87,6 +87,18 @@ static void test_completion_defaults_and_prompt_forms(void **state)
                            "\"response_format\":{\"type\":\"text\"}}",
                            SS_API_CHAT, &r, &e),
                      SS_OK);
+    assert_false(r.json_mode);
+    ss_api_request_clear(&r);
+    /* JSON mode, on both routes */
+    assert_int_equal(parse("{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],"
+                           "\"response_format\":{\"type\":\"json_object\"}}",
+                           SS_API_CHAT, &r, &e),
+                     SS_OK);
+    assert_true(r.json_mode);
+    ss_api_request_clear(&r);
+    assert_int_equal(parse("{\"prompt\":\"x\",\"response_format\":{\"type\":\"json_object\"}}", SS_API_COMPLETION, &r, &e),
+                     SS_OK);
+    assert_true(r.json_mode);
     ss_api_request_clear(&r);
 
     assert_int_equal(parse("{\"prompt\":[1,2,999]}", SS_API_COMPLETION, &r, &e), SS_OK);
@@ -180,10 +192,15 @@ static void test_bad_matrix(void **state)
          "'tools' is not supported (this server has no function calling)"},
         {SS_API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"functions\":[{}]}", 400, "functions",
          "'functions' is not supported (this server has no function calling)"},
-        {SS_API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"response_format\":{\"type\":\"json_object\"}}",
-         400, "response_format", "'response_format' is not supported other than {\"type\": \"text\"} (no JSON mode)"},
+        {SS_API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"response_format\":{\"type\":\"json_schema\"}}",
+         400, "response_format",
+         "'response_format' type 'json_schema' is not supported (only \"text\" and \"json_object\"; no JSON schemas)"},
         {SS_API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"response_format\":\"text\"}", 400,
-         "response_format", "'response_format' is not supported other than {\"type\": \"text\"} (no JSON mode)"},
+         "response_format", "'response_format' must be an object with a string 'type'"},
+        {SS_API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"response_format\":{\"type\":1}}", 400,
+         "response_format", "'response_format' must be an object with a string 'type'"},
+        {SS_API_COMPLETION, "{\"prompt\":\"x\",\"min_tokens\":2,\"response_format\":{\"type\":\"json_object\"}}", 400,
+         "min_tokens", "'min_tokens' cannot be combined with JSON mode, which ends when the object closes"},
         {SS_API_COMPLETION, "{\"prompt\":\"x\",\"temperature\":\"hot\"}", 400, "temperature", "'temperature' must be a number"},
         {SS_API_COMPLETION, "{\"prompt\":\"x\",\"top_p\":0}", 400, "top_p", "'top_p' must be in (0, 1] (got 0)"},
         {SS_API_COMPLETION, "{\"prompt\":\"x\",\"top_p\":1.5}", 400, "top_p", "'top_p' must be in (0, 1] (got 1.5)"},

@@ -1,6 +1,6 @@
 /* test_sched.c — the scheduler against the real replica (cpu) on fixture models: golden greedy outputs,
  * batching invariance, KV exhaustion with preemption, prefix-cache hits, cancellation, queue bound,
- * deadlines, drain, end ids / min_tokens / bad words, and text with stop strings through the tokenizer. */
+ * deadlines, drain, end ids / min_tokens / bad words, text with stop strings through the tokenizer, JSON mode. */
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -18,6 +18,7 @@
 #include "core/alloc.h"
 #include "core/fileio.h"
 #include "runner/replica.h"
+#include "serve/json_guide.h"
 #include "serve/sched.h"
 #include "tokenizer/tokenizer.h"
 
@@ -985,6 +986,92 @@ static void test_text_and_stop_strings(void **state)
     ss_tokenizer_destroy(tok);
 }
 
+/* JSON mode on the Llama 3.1 tokenizer's random model. 12 sampled requests at once (temperature 1, their own seeds,
+ * more than the KV cache holds, so some are preempted and recomputed) and a greedy one: every text is a prefix the
+ * grammar accepts, whole exactly when the request ended "stop", and then cJSON parses it as an object; the same
+ * seed alone gives the same text. min_tokens, and JSON mode without a tokenizer, are refused. */
+#define JSON_N 12
+static void test_json_mode(void **state)
+{
+    (void)state;
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/models/e2e-llama3-tok", SS_FIXTURES);
+    ss_tokenizer *tok = NULL;
+    ss_err e;
+    if (ss_tokenizer_load(dir, &tok, &e) != SS_OK)
+        fail_msg("tokenizer: %s", e.msg);
+    ss_replica *rep = make_replica("e2e-llama3-tok", 64, 256);
+    ss_sched *s = make_sched(rep, tok, 0, 0, 0, 1);
+    const char *prompt_text = "Reply in JSON: the name and age of a cat.";
+    int32_t *ids = NULL;
+    size_t n_ids = 0;
+    assert_int_equal(ss_tokenizer_encode(tok, prompt_text, strlen(prompt_text), 1, &ids, &n_ids, &e), SS_OK);
+
+    static collect c[JSON_N + 1];
+    for (int i = 0; i <= JSON_N; i++) {
+        ss_gen_request *q = make_req(ids, (int32_t)n_ids, 160);
+        q->json_mode = 1;
+        if (i < JSON_N) {
+            q->sp.temperature = 1.0f;
+            q->sp.seed = 1000u + (uint64_t)i;
+        }
+        collect_init(&c[i]);
+        submit_ok(s, q, &c[i], NULL);
+    }
+    int whole = 0;
+    for (int i = 0; i <= JSON_N; i++) {
+        wait_done(&c[i]);
+        if (c[i].finish != SS_FINISH_STOP && c[i].finish != SS_FINISH_LENGTH)
+            fail_msg("JSON request %d: finish %d (%s)", i, (int)c[i].finish, c[i].message);
+        ss_json_state js;
+        ss_json_init(&js);
+        if (!ss_json_push_bytes(&js, (const uint8_t *)c[i].text, c[i].text_len))
+            fail_msg("JSON request %d: the grammar refuses its text: %.*s", i, (int)c[i].text_len, c[i].text);
+        assert_int_equal(ss_json_done(&js), c[i].finish == SS_FINISH_STOP);
+        if (c[i].finish == SS_FINISH_STOP) {
+            whole++;
+            cJSON *j = cJSON_ParseWithLength(c[i].text, c[i].text_len);
+            if (!j || !cJSON_IsObject(j))
+                fail_msg("JSON request %d: cJSON does not read an object: %.*s", i, (int)c[i].text_len, c[i].text);
+            cJSON_Delete(j);
+        } else {
+            assert_int_equal(c[i].completion_tokens, 160);
+        }
+    }
+    print_message("JSON mode: %d of %d outputs whole objects within 160 tokens; e.g. %.*s\n", whole, JSON_N + 1,
+                  (int)(c[0].text_len < 120 ? c[0].text_len : 120), c[0].text);
+    assert_true(whole >= 2);
+    /* the first again, alone: the same text */
+    ss_gen_request *q = make_req(ids, (int32_t)n_ids, 160);
+    q->json_mode = 1;
+    q->sp.temperature = 1.0f;
+    q->sp.seed = 1000u;
+    collect again;
+    run_alone(s, q, &again);
+    assert_int_equal(again.text_len, c[0].text_len);
+    assert_memory_equal(again.text, c[0].text, again.text_len);
+    collect_fini(&again);
+    for (int i = 0; i <= JSON_N; i++)
+        collect_fini(&c[i]);
+
+    q = make_req(ids, (int32_t)n_ids, 16);
+    q->json_mode = 1;
+    q->min_tokens = 4;
+    uint64_t id;
+    assert_int_equal(ss_sched_submit(s, q, on_event, NULL, &id, &e), SS_ERR_INVALID_ARG);
+    assert_non_null(strstr(e.msg, "min_tokens"));
+    ss_sched_destroy(s);
+    s = make_sched(rep, NULL, 0, 0, 0, 1);
+    q = make_req(ids, (int32_t)n_ids, 16);
+    q->json_mode = 1;
+    assert_int_equal(ss_sched_submit(s, q, on_event, NULL, &id, &e), SS_ERR_UNSUPPORTED);
+    assert_non_null(strstr(e.msg, "tokenizer"));
+    ss_sched_destroy(s);
+    ss_free(ids);
+    ss_replica_destroy(rep);
+    ss_tokenizer_destroy(tok);
+}
+
 /* Allocation failures injected from submit on (scheduler thread and replica included): every request
  * ends with a clean DONE, a failed step turns the scheduler unhealthy and fails what comes next. Last:
  * a replica that failed mid-step is not reused. */
@@ -1052,6 +1139,7 @@ int main(void)
         cmocka_unit_test(test_seed_reproducible),
         cmocka_unit_test(test_logit_bias_with_overlap),
         cmocka_unit_test(test_text_and_stop_strings),
+        cmocka_unit_test(test_json_mode),
         cmocka_unit_test(test_alloc_failures),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -15,13 +15,14 @@ static void make_plan(ss_step_plan *p, ss_plan_seq seqs[2], int32_t *tokens)
 {
     static int32_t blocks0[] = {3, 4}, blocks1[] = {9}, pen[] = {5, 6, 5}, banned[] = {2}, bias_ids[] = {7, 0, 11};
     static float bias_vals[] = {100.0f, -100.0f, 0.25f};
+    static uint32_t allow[] = {0x80000001u, 0x5u};
     memset(seqs, 0, 2 * sizeof *seqs);
     seqs[0] = (ss_plan_seq){.seq_id = 41, .n_tokens = 3, .pos_start = 0, .n_blocks = 2, .blocks = blocks0};
     seqs[0].sp = ss_sampling_default();
     seqs[1] = (ss_plan_seq){.seq_id = 42, .n_tokens = 1, .pos_start = 17, .n_blocks = 1, .blocks = blocks1,
                             .sample = 1, .rng_counter = 5, .n_penalty_tokens = 3, .penalty_tokens = pen,
                             .n_banned = 1, .banned = banned, .n_bias = 3, .bias_ids = bias_ids,
-                            .bias_vals = bias_vals};
+                            .bias_vals = bias_vals, .n_allow = 2, .allow = allow};
     seqs[1].sp = ss_sampling_default();
     seqs[1].sp.temperature = 0.7f, seqs[1].sp.top_k = 40, seqs[1].sp.seed = 0x123456789abcull;
     seqs[1].sp.presence_penalty = 0.5f, seqs[1].sp.n_logprobs = 3;
@@ -73,6 +74,10 @@ static void test_round_trip(void **state)
             assert_int_equal(b->bias_ids[i], a->bias_ids[i]);
             assert_true(b->bias_vals[i] == a->bias_vals[i]);
         }
+        assert_int_equal(b->n_allow, a->n_allow);
+        assert_true((b->allow == NULL) == (a->allow == NULL));
+        for (int32_t i = 0; i < a->n_allow; i++)
+            assert_true(b->allow[i] == a->allow[i]);
     }
     ss_step_plan_free(&d);
     ss_free(buf);
@@ -102,9 +107,21 @@ static void test_refused(void **state)
     assert_int_equal(ss_step_plan_decode(more, len + 1, &d, &err), SS_ERR_FORMAT);
     assert_non_null(strstr(err.msg, "trailing"));
     ss_free(more);
-    /* a logit_bias count that lies (larger than the bytes left, or above SS_MAX_LOGIT_BIAS): the last
-     * sequence's bias is the message's tail: its count, then 3 pairs of 8 bytes */
-    size_t at = len - 3 * 8 - 4;
+    /* a JSON-mode mask whose count lies (larger than the bytes left): the message's tail is the last
+     * sequence's mask, a 64-bit count then 2 words */
+    size_t mask_at = len - 2 * 4 - 8;
+    uint64_t words;
+    memcpy(&words, buf + mask_at, 8);
+    assert_true(words == 2);
+    static const uint64_t mask_lies[] = {3, 1ull << 40};
+    for (size_t i = 0; i < sizeof mask_lies / sizeof mask_lies[0]; i++) {
+        memcpy(buf + mask_at, &mask_lies[i], 8);
+        assert_int_equal(ss_step_plan_decode(buf, len, &d, &err), SS_ERR_FORMAT);
+    }
+    memcpy(buf + mask_at, &words, 8);
+    /* a logit_bias count that lies (larger than the bytes left, or above SS_MAX_LOGIT_BIAS): before the mask
+     * comes the last sequence's bias: its count, then 3 pairs of 8 bytes */
+    size_t at = mask_at - 3 * 8 - 4;
     uint32_t n;
     memcpy(&n, buf + at, 4);
     assert_int_equal(n, 3);

@@ -1,0 +1,35 @@
+/* guide_vocab.h — the vocabulary as byte strings in byte order, for guided decoding: which tokens a JSON
+ * guide's state accepts next (a bit mask over the model's vocabulary), found in one pass that shares prefixes. */
+#ifndef SS_GUIDE_VOCAB_H
+#define SS_GUIDE_VOCAB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/status.h"
+#include "serve/json_guide.h"
+#include "tokenizer/tokenizer.h"
+
+/* Tokens longer than this many bytes are never allowed (no real vocabulary has them). */
+#define SS_GUIDE_MAX_TOKEN_BYTES 1024
+
+typedef struct ss_guide_vocab ss_guide_vocab;
+
+/* Reads every token of tok (special tokens and tokens without bytes are left out: a guide never allows them)
+ * for a model of model_vocab ids (ids past the tokenizer's are never allowed). Borrows nothing: tok may go
+ * after. Caller destroys. */
+ss_status ss_guide_vocab_create(const ss_tokenizer *tok, int32_t model_vocab, ss_guide_vocab **out, ss_err *err);
+void ss_guide_vocab_destroy(ss_guide_vocab *v);
+
+/* 32-bit words of a mask: (model_vocab + 31) / 32. */
+int32_t ss_guide_vocab_words(const ss_guide_vocab *v);
+
+/* Sets bit t (word t / 32, bit t % 32) of mask[ss_guide_vocab_words] for every token t all of whose bytes s
+ * accepts, clears the others; returns how many are set. Uses v's scratch: one call at a time per v. */
+int64_t ss_guide_vocab_mask(ss_guide_vocab *v, const ss_json_state *s, uint32_t *mask);
+
+/* The bytes token id adds to a text after other tokens (borrowed from v), or NULL with *len 0 for a token
+ * that is never allowed. */
+const uint8_t *ss_guide_vocab_bytes(const ss_guide_vocab *v, int32_t id, size_t *len);
+
+#endif

@@ -1,0 +1,43 @@
+/* json_guide.h — JSON mode's grammar: a byte-at-a-time recogniser of one JSON object (RFC 8259) that says
+ * whether a byte may come next, so that generated text stays a prefix of a valid object, and when it is whole. */
+#ifndef SS_JSON_GUIDE_H
+#define SS_JSON_GUIDE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Deepest nesting of objects and arrays (the top-level object counts 1). */
+#define SS_JSON_MAX_DEPTH 64
+/* Most whitespace bytes in a row outside strings: a model that keeps emitting newlines must then write
+ * something else (indentation 4 at depth 7 still fits). */
+#define SS_JSON_MAX_WS 32
+
+/* The recogniser's whole state: a plain value, copied freely (24 bytes). */
+typedef struct ss_json_state {
+    uint64_t stack; /* bit d: the container at depth d+1 is an object (1) or an array (0) */
+    uint16_t ws;    /* whitespace bytes in a row */
+    uint8_t depth;  /* open containers */
+    uint8_t mode;   /* where in the grammar (json_guide.c's modes) */
+    uint8_t aux;    /* literal: bytes matched; \u escape: hex digits seen */
+    uint8_t lit;    /* literal: which of true / false / null */
+    uint8_t key;    /* the string being read is an object's key */
+    uint8_t need;   /* UTF-8 continuation bytes still due inside a string */
+    uint8_t lo, hi; /* the range of the next continuation byte */
+} ss_json_state;
+
+/* The state before any output: whitespace, then '{' (JSON mode's output is one object). */
+void ss_json_init(ss_json_state *s);
+/* Feeds byte c: 1 and s advanced when c may come next; 0 when it may not (s is then unspecified: feed a
+ * copy when the caller needs the old state). */
+int ss_json_push(ss_json_state *s, uint8_t c);
+/* Feeds n bytes; 1 when all were accepted. */
+int ss_json_push_bytes(ss_json_state *s, const uint8_t *p, size_t n);
+/* 1 when the top-level object has been closed (nothing may follow). */
+int ss_json_done(const ss_json_state *s);
+/* 1 inside a string (its escapes included). */
+int ss_json_in_string(const ss_json_state *s);
+/* 1 inside a string between two characters (not inside an escape or a UTF-8 sequence): where what may follow
+ * depends on nothing but the bytes (and, for a '"' that ends the string, on what the string is). */
+int ss_json_between_chars(const ss_json_state *s);
+
+#endif

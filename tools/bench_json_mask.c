@@ -1,0 +1,90 @@
+/* bench_json_mask.c — JSON mode's cost on the scheduler thread: reading a tokenizer's vocabulary once, then one
+ * token mask per generated token, timed at every prefix of a sample object (against checking each token alone).
+ * usage: bench_json_mask MODEL_DIR [REPEATS] */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/alloc.h"
+#include "serve/guide_vocab.h"
+#include "serve/json_guide.h"
+#include "tokenizer/tokenizer.h"
+
+/* A pretty-printed object with strings, escapes, numbers, literals, nesting and multi-byte text. */
+static const char sample[] =
+    "{\n  \"name\": \"Ren\xc3\xa9\\u00e9 \\\"Ray\\\"\",\n  \"age\": 42,\n  \"height_m\": 1.83e0,\n"
+    "  \"tags\": [\"cat\", \"\xe7\x8c\xab\", null, true],\n  \"home\": {\"city\": \"Paris\", "
+    "\"zip\": \"75001\"}\n}";
+
+static double bench_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "usage: %s MODEL_DIR [REPEATS]\n", argv[0]);
+        return 2;
+    }
+    int reps = argc > 2 ? atoi(argv[2]) : 20;
+    if (reps < 1)
+        reps = 1;
+    ss_tokenizer *tok = NULL;
+    ss_err err = {{0}};
+    if (ss_tokenizer_load(argv[1], &tok, &err) != SS_OK) {
+        fprintf(stderr, "%s\n", err.msg);
+        return 1;
+    }
+    int32_t V = ss_tokenizer_vocab_size(tok);
+    double t0 = bench_now();
+    ss_guide_vocab *v = NULL;
+    if (ss_guide_vocab_create(tok, V, &v, &err) != SS_OK) {
+        fprintf(stderr, "%s\n", err.msg);
+        return 1;
+    }
+    printf("vocabulary: %d tokens read in %.1f ms\n", V, (bench_now() - t0) * 1e3);
+    uint32_t *mask = ss_malloc((size_t)ss_guide_vocab_words(v) * sizeof *mask);
+    if (!mask)
+        return 1;
+    double sum[2] = {0, 0}, worst[2] = {0, 0}, brute = 0;
+    int n[2] = {0, 0};
+    ss_json_state s;
+    ss_json_init(&s);
+    for (size_t i = 0; i < sizeof sample - 1; i++) {
+        int in_str = ss_json_in_string(&s);
+        t0 = bench_now();
+        for (int r = 0; r < reps; r++)
+            ss_guide_vocab_mask(v, &s, mask);
+        double dt = (bench_now() - t0) / reps;
+        sum[in_str] += dt;
+        n[in_str]++;
+        worst[in_str] = dt > worst[in_str] ? dt : worst[in_str];
+        if (i % 16 == 0) { /* the plain way, each token's bytes from the state alone, at a few prefixes */
+            t0 = bench_now();
+            for (int32_t t = 0; t < V; t++) {
+                size_t len = 0;
+                const uint8_t *b = ss_guide_vocab_bytes(v, t, &len);
+                ss_json_state c = s;
+                if (b)
+                    ss_json_push_bytes(&c, b, len);
+            }
+            brute += bench_now() - t0;
+        }
+        if (!ss_json_push(&s, (uint8_t)sample[i])) {
+            fprintf(stderr, "the sample is refused at byte %zu\n", i);
+            return 1;
+        }
+    }
+    int nb = (int)((sizeof sample - 2) / 16 + 1);
+    printf("mask outside strings: mean %.3f ms, max %.3f ms (%d states)\n", sum[0] / n[0] * 1e3, worst[0] * 1e3, n[0]);
+    printf("mask inside strings:  mean %.3f ms, max %.3f ms (%d states)\n", sum[1] / n[1] * 1e3, worst[1] * 1e3, n[1]);
+    printf("each token alone:     mean %.3f ms (%d states)\n", brute / nb * 1e3, nb);
+    ss_free(mask);
+    ss_guide_vocab_destroy(v);
+    ss_tokenizer_destroy(tok);
+    return 0;
+}
