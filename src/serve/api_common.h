@@ -109,7 +109,8 @@ typedef struct ss_api_request {
     int logprobs;                /* completions: the integer; chat: the boolean */
     int32_t top_logprobs;        /* chat's top_logprobs; completions: = logprobs */
     int return_log_probs;        /* Triton */
-    int json_mode;               /* OpenAI response_format {"type": "json_object"} */
+    int json_mode;               /* OpenAI response_format {"type": "json_object"} or json_schema */
+    cJSON *json_schema;          /* json_schema's schema (a copy, checked to compile), or NULL */
 } ss_api_request;
 
 /* Defaults: greedy sampling, n = 1, nothing streaming. */

@@ -20,6 +20,7 @@ void ss_gen_request_free(ss_gen_request *req)
             ss_free(req->bad_words[i]);
     ss_free(req->bad_words);
     ss_free(req->bad_word_lens);
+    ss_json_schema_destroy(req->json_schema);
     ss_free(req);
 }
 
@@ -65,6 +66,8 @@ ss_status ss_gen_request_check(const ss_gen_request *q, int32_t vocab, int32_t m
     if (q->sp.n_logprobs < 0 || q->sp.n_logprobs > SS_MAX_TOP_LOGPROBS)
         return ss_err_set(err, SS_ERR_INVALID_ARG, "logprobs %d outside 0..%d", (int)q->sp.n_logprobs,
                           SS_MAX_TOP_LOGPROBS);
+    if (q->json_schema && !q->json_mode)
+        return ss_err_set(err, SS_ERR_INVALID_ARG, "a JSON schema without JSON mode");
     if (q->json_mode && !have_tokenizer)
         return ss_err_set(err, SS_ERR_UNSUPPORTED, "JSON mode needs a tokenizer; this model has none");
     if (q->json_mode && q->min_tokens > 0)

@@ -130,12 +130,13 @@ static void list_push(tok_list *l, const uint8_t *bytes, int32_t id, uint32_t of
  * string: then it does so from any such point, whatever the rest of the state (key or value, depth). */
 static int stays_in_string(const uint8_t *p, size_t n)
 {
+    const ss_json_schema *any = ss_json_schema_any_object();
     ss_json_state s;
-    ss_json_init(&s);
-    if (!ss_json_push_bytes(&s, (const uint8_t *)"{\"", 2))
+    ss_json_init(&s, any);
+    if (!ss_json_push_bytes(any, &s, (const uint8_t *)"{\"", 2))
         return 0;
     for (size_t i = 0; i < n; i++)
-        if (!ss_json_push(&s, p[i]) || !ss_json_in_string(&s))
+        if (!ss_json_push(any, &s, p[i]) || !ss_json_in_string(&s))
             return 0;
     return 1;
 }
@@ -207,7 +208,8 @@ int32_t ss_guide_vocab_words(const ss_guide_vocab *v)
 /* One pass over l. state[d] is the guide after the first d bytes of the token before; a token that shares c
  * bytes with it starts from state[c]. When byte d of a token is refused, every token after it that shares those
  * d + 1 bytes is refused too, and is skipped by comparing lcp alone. Sets the accepted tokens' bits. */
-static int64_t mask_walk(const ss_guide_vocab *v, const tok_list *l, ss_json_state *st, uint32_t *mask)
+static int64_t mask_walk(const ss_guide_vocab *v, const tok_list *l, const ss_json_schema *sc, ss_json_state *st,
+                         uint32_t *mask)
 {
     int32_t ok = 0; /* state[0 .. ok] hold for the token before */
     int dead = 0;   /* its byte ok was refused */
@@ -222,7 +224,7 @@ static int64_t mask_walk(const ss_guide_vocab *v, const tok_list *l, ss_json_sta
         dead = 0;
         for (; d < len; d++) {
             st[d + 1] = st[d];
-            if (!ss_json_push(&st[d + 1], p[d])) {
+            if (!ss_json_push(sc, &st[d + 1], p[d])) {
                 dead = 1;
                 break;
             }
@@ -237,18 +239,18 @@ static int64_t mask_walk(const ss_guide_vocab *v, const tok_list *l, ss_json_sta
     return allowed;
 }
 
-int64_t ss_guide_vocab_mask(ss_guide_vocab *v, const ss_json_state *s, uint32_t *mask)
+int64_t ss_guide_vocab_mask(ss_guide_vocab *v, const ss_json_schema *sc, const ss_json_state *s, uint32_t *mask)
 {
     const size_t words = (size_t)ss_guide_vocab_words(v);
     v->state[0] = *s;
     if (!ss_json_between_chars(s)) {
         memset(mask, 0, words * sizeof *mask);
-        return mask_walk(v, &v->all, v->state, mask);
+        return mask_walk(v, &v->all, sc, v->state, mask);
     }
     /* between two characters of a string: the tokens that stay in it are all accepted; walk the others */
     memcpy(mask, v->in_string, words * sizeof *mask);
     int64_t allowed = v->all.n - v->rest.n;
-    return allowed + mask_walk(v, &v->rest, v->state, mask);
+    return allowed + mask_walk(v, &v->rest, sc, v->state, mask);
 }
 
 const uint8_t *ss_guide_vocab_bytes(const ss_guide_vocab *v, int32_t id, size_t *len)

