@@ -1,10 +1,13 @@
 /* bench_json_mask.c — JSON mode's cost on the scheduler thread: reading a tokenizer's vocabulary once, then one
- * token mask per generated token, timed at every prefix of a sample object (against checking each token alone).
+ * token mask per generated token, timed at every prefix of a sample object, free and under a schema (against
+ * checking each token alone).
  * usage: bench_json_mask MODEL_DIR [REPEATS] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include <cjson/cJSON.h>
 
 #include "core/alloc.h"
 #include "serve/guide_vocab.h"
@@ -23,11 +26,62 @@ static const char sample[] =
     "  \"tags\": [\"cat\", \"\xe7\x8c\xab\", null, true],\n  \"home\": {\"city\": \"Paris\", "
     "\"zip\": \"75001\"}\n}";
 
+/* A schema the sample follows (what a structured-outputs client would send for it). */
+static const char sample_schema[] =
+    "{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\"},\"age\":{\"type\":\"integer\"},"
+    "\"height_m\":{\"type\":\"number\"},\"tags\":{\"type\":\"array\",\"items\":{\"type\":[\"string\",\"null\","
+    "\"boolean\"]}},\"home\":{\"$ref\":\"#/$defs/Home\"}},\"required\":[\"name\",\"age\",\"height_m\",\"tags\","
+    "\"home\"],\"$defs\":{\"Home\":{\"type\":\"object\",\"properties\":{\"city\":{\"type\":\"string\"},"
+    "\"zip\":{\"type\":\"string\"}},\"required\":[\"city\",\"zip\"]}}}";
+
 static double bench_now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Times the masks at every prefix of the sample under sc, and checking each token alone at every 16th. */
+static int bench_sample(ss_guide_vocab *v, const ss_json_schema *sc, const char *what, int reps, uint32_t *mask)
+{
+    double sum[2] = {0, 0}, worst[2] = {0, 0}, brute = 0, t0;
+    int n[2] = {0, 0};
+    const int32_t V = ss_guide_vocab_words(v) * 32;
+    ss_json_state s;
+    ss_json_init(&s, sc);
+    for (size_t i = 0; i < sizeof sample - 1; i++) {
+        int in_str = ss_json_in_string(&s);
+        t0 = bench_now();
+        for (int r = 0; r < reps; r++)
+            ss_guide_vocab_mask(v, sc, &s, mask);
+        double dt = (bench_now() - t0) / reps;
+        sum[in_str] += dt;
+        n[in_str]++;
+        worst[in_str] = dt > worst[in_str] ? dt : worst[in_str];
+        if (i % 16 == 0) { /* the plain way, each token's bytes from the state alone, at a few prefixes */
+            t0 = bench_now();
+            for (int32_t t = 0; t < V; t++) {
+                size_t len = 0;
+                const uint8_t *b = ss_guide_vocab_bytes(v, t, &len);
+                ss_json_state c = s;
+                if (b)
+                    ss_json_push_bytes(sc, &c, b, len);
+            }
+            brute += bench_now() - t0;
+        }
+        if (!ss_json_push(sc, &s, (uint8_t)sample[i])) {
+            fprintf(stderr, "the sample is refused at byte %zu under %s\n", i, what);
+            return 1;
+        }
+    }
+    int nb = (int)((sizeof sample - 2) / 16 + 1);
+    printf("%s:\n", what);
+    printf("  mask outside strings: mean %.3f ms, max %.3f ms (%d states)\n", sum[0] / n[0] * 1e3, worst[0] * 1e3,
+           n[0]);
+    printf("  mask inside strings:  mean %.3f ms, max %.3f ms (%d states)\n", sum[1] / n[1] * 1e3, worst[1] * 1e3,
+           n[1]);
+    printf("  each token alone:     mean %.3f ms (%d states)\n", brute / nb * 1e3, nb);
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -56,41 +110,18 @@ int main(int argc, char **argv)
     uint32_t *mask = ss_malloc((size_t)ss_guide_vocab_words(v) * sizeof *mask);
     if (!mask)
         return 1;
-    double sum[2] = {0, 0}, worst[2] = {0, 0}, brute = 0;
-    int n[2] = {0, 0};
-    ss_json_state s;
-    ss_json_init(&s, anyo());
-    for (size_t i = 0; i < sizeof sample - 1; i++) {
-        int in_str = ss_json_in_string(&s);
-        t0 = bench_now();
-        for (int r = 0; r < reps; r++)
-            ss_guide_vocab_mask(v, anyo(), &s, mask);
-        double dt = (bench_now() - t0) / reps;
-        sum[in_str] += dt;
-        n[in_str]++;
-        worst[in_str] = dt > worst[in_str] ? dt : worst[in_str];
-        if (i % 16 == 0) { /* the plain way, each token's bytes from the state alone, at a few prefixes */
-            t0 = bench_now();
-            for (int32_t t = 0; t < V; t++) {
-                size_t len = 0;
-                const uint8_t *b = ss_guide_vocab_bytes(v, t, &len);
-                ss_json_state c = s;
-                if (b)
-                    ss_json_push_bytes(anyo(), &c, b, len);
-            }
-            brute += bench_now() - t0;
-        }
-        if (!ss_json_push(anyo(), &s, (uint8_t)sample[i])) {
-            fprintf(stderr, "the sample is refused at byte %zu\n", i);
-            return 1;
-        }
+    cJSON *sj = cJSON_Parse(sample_schema);
+    ss_json_schema *sc = NULL;
+    if (!sj || ss_json_schema_compile(sj, &sc, &err) != SS_OK) {
+        fprintf(stderr, "sample schema: %s\n", err.msg);
+        return 1;
     }
-    int nb = (int)((sizeof sample - 2) / 16 + 1);
-    printf("mask outside strings: mean %.3f ms, max %.3f ms (%d states)\n", sum[0] / n[0] * 1e3, worst[0] * 1e3, n[0]);
-    printf("mask inside strings:  mean %.3f ms, max %.3f ms (%d states)\n", sum[1] / n[1] * 1e3, worst[1] * 1e3, n[1]);
-    printf("each token alone:     mean %.3f ms (%d states)\n", brute / nb * 1e3, nb);
+    cJSON_Delete(sj);
+    int rc =
+        bench_sample(v, anyo(), "any object", reps, mask) || bench_sample(v, sc, "the sample's schema", reps, mask);
+    ss_json_schema_destroy(sc);
     ss_free(mask);
     ss_guide_vocab_destroy(v);
     ss_tokenizer_destroy(tok);
-    return 0;
+    return rc;
 }

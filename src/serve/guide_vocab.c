@@ -223,7 +223,7 @@ static int64_t mask_walk(const ss_guide_vocab *v, const tok_list *l, const ss_js
         int32_t d = c; /* c <= ok: state[c] holds */
         dead = 0;
         for (; d < len; d++) {
-            st[d + 1] = st[d];
+            ss_json_state_copy(&st[d + 1], &st[d]);
             if (!ss_json_push(sc, &st[d + 1], p[d])) {
                 dead = 1;
                 break;

@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "serve/json_schema.h"
 
@@ -37,6 +38,14 @@ typedef struct ss_json_state {
     uint16_t node[SS_JSON_SCHEMA_MAX_DEPTH]; /* the schema frames' nodes */
     uint8_t pidx[SS_JSON_SCHEMA_MAX_DEPTH];  /* object frames: properties passed */
 } ss_json_state;
+
+/* *dst = *src, but only the schema frames in use (the walk over a vocabulary copies a state for every byte). */
+static inline void ss_json_state_copy(ss_json_state *dst, const ss_json_state *src)
+{
+    memcpy(dst, src, offsetof(ss_json_state, node));
+    memcpy(dst->node, src->node, src->sdepth * sizeof src->node[0]);
+    memcpy(dst->pidx, src->pidx, src->sdepth * sizeof src->pidx[0]);
+}
 
 /* The state before any output under schema sc (ss_json_schema_any_object() for plain JSON mode; sc is
  * borrowed by every call and must not change): whitespace, then '{'. */
