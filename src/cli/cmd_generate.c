@@ -15,6 +15,8 @@
 #include "core/fileio.h"
 #include "core/log.h"
 #include "runner/replica.h"
+#include "serve/guide_vocab.h"
+#include "serve/json_guide.h"
 #include "template/chat_template.h"
 #include "tokenizer/tokenizer.h"
 
@@ -24,7 +26,8 @@ typedef struct gen_opts {
     int64_t nnodes, node_rank, gpus_per_node, rdzv_port, comm_timeout;
     const char *leader_addr;
     double temperature, top_p, min_p;
-    int ignore_eos, quiet;
+    int ignore_eos, quiet, json_mode;
+    const char *json_schema;
 } gen_opts;
 
 /* Parses "1,2,3" (or a JSON array) into ids (caller frees). */
@@ -73,7 +76,8 @@ static ss_status gen_chat_ids(const ss_tokenizer *tok, const char *file, int32_t
     cJSON *msgs = j && cJSON_IsObject(j) ? cJSON_GetObjectItem(j, "messages") : j;
     if (!cJSON_IsArray(msgs)) {
         cJSON_Delete(j);
-        return ss_err_set(err, SS_ERR_INVALID_ARG, "%s: expected a JSON array of messages (or {\"messages\": [...]})", file);
+        return ss_err_set(err, SS_ERR_INVALID_ARG, "%s: expected a JSON array of messages (or {\"messages\": [...]})",
+                          file);
     }
     ss_template *t = NULL;
     char *rendered = NULL;
@@ -98,6 +102,68 @@ static int gen_is_eos(const ss_model_config *cfg, int32_t tok)
         if (cfg->eos_ids[i] == tok)
             return 1;
     return 0;
+}
+
+/* JSON mode (--json-mode, --json-schema): the schema (NULL: any object), the vocabulary's bytes, the grammar's
+ * state after the generated tokens and the tokens the next sample may take. */
+typedef struct gen_guide {
+    ss_json_schema *schema;
+    ss_guide_vocab *vocab;
+    ss_json_state st;
+    uint32_t *allow;
+} gen_guide;
+
+static const ss_json_schema *gen_guide_schema(const gen_guide *g)
+{
+    return g->schema ? g->schema : ss_json_schema_any_object();
+}
+
+static ss_status gen_guide_start(gen_guide *g, const char *schema_path, const ss_tokenizer *tok, int32_t vocab,
+                                 ss_err *e)
+{
+    if (!tok)
+        return ss_err_set(e, SS_ERR_UNSUPPORTED, "JSON mode needs the model's tokenizer");
+    if (schema_path) {
+        char *text = NULL;
+        size_t len = 0;
+        SS_CHECK(ss_read_file(schema_path, (size_t)16 << 20, &text, &len, e));
+        cJSON *j = cJSON_ParseWithLength(text, len);
+        ss_free(text);
+        if (!j)
+            return ss_err_set(e, SS_ERR_INVALID_ARG, "--json-schema %s: not JSON", schema_path);
+        ss_status st = ss_json_schema_compile(j, &g->schema, e);
+        cJSON_Delete(j);
+        if (st != SS_OK) /* a schema the user wrote: a usage error (exit 2), whatever the reason */
+            return st == SS_ERR_NOMEM ? st : SS_ERR_INVALID_ARG;
+    }
+    SS_CHECK(ss_guide_vocab_create(tok, vocab, &g->vocab, e));
+    g->allow = ss_malloc((size_t)ss_guide_vocab_words(g->vocab) * sizeof *g->allow);
+    if (!g->allow)
+        return ss_err_set(e, SS_ERR_NOMEM, "out of memory");
+    ss_json_init(&g->st, gen_guide_schema(g));
+    if (ss_guide_vocab_mask(g->vocab, gen_guide_schema(g), &g->st, g->allow) == 0)
+        return ss_err_set(e, SS_ERR_UNSUPPORTED, "JSON mode: no token of this vocabulary can begin the object");
+    return SS_OK;
+}
+
+/* Feeds a sampled token; *done once the object is whole, else the next mask is made. */
+static ss_status gen_guide_advance(gen_guide *g, int32_t tok, int *done, ss_err *e)
+{
+    size_t n = 0;
+    const uint8_t *b = ss_guide_vocab_bytes(g->vocab, tok, &n);
+    if (!b || !ss_json_push_bytes(gen_guide_schema(g), &g->st, b, n))
+        return ss_err_set(e, SS_ERR_INTERNAL, "JSON mode: token %d does not continue the object", tok);
+    *done = ss_json_done(&g->st);
+    if (!*done && ss_guide_vocab_mask(g->vocab, gen_guide_schema(g), &g->st, g->allow) == 0)
+        return ss_err_set(e, SS_ERR_UNSUPPORTED, "JSON mode: no token of this vocabulary continues the object");
+    return SS_OK;
+}
+
+static void gen_guide_free(gen_guide *g)
+{
+    ss_json_schema_destroy(g->schema);
+    ss_guide_vocab_destroy(g->vocab);
+    ss_free(g->allow);
 }
 
 static int gen_fail(ss_status st, const ss_err *e)
@@ -134,6 +200,8 @@ int ss_cmd_generate(int argc, char **argv, char **env)
         {"seed", SS_OPT_INT, &o.seed, "random seed for sampling"},
         {"logprobs", SS_OPT_INT, &o.logprobs, "top-K log-probabilities per generated token (json output)"},
         {"ignore-eos", SS_OPT_BOOL, &o.ignore_eos, "keep generating after an end-of-sequence token"},
+        {"json-mode", SS_OPT_BOOL, &o.json_mode, "the output is one JSON object (ends when it closes)"},
+        {"json-schema", SS_OPT_STR, &o.json_schema, "file of a JSON schema the output object follows (JSON mode)"},
         {"output", SS_OPT_STR, &o.output, "text | json"},
         {"device", SS_OPT_STR, &o.device, "auto | cpu | cuda"},
         {"tp", SS_OPT_INT, &o.tp, "tensor-parallel degree (default: the engine's, else 1)"},
@@ -170,8 +238,9 @@ int ss_cmd_generate(int argc, char **argv, char **env)
         return gen_fail(ss_err_set(&e, SS_ERR_INVALID_ARG, "--temperature must be >= 0 and --top-p in (0, 1]"), &e);
     char model_dir[4096];
     if (o.logprobs > 0 && !json)
-        return gen_fail(ss_err_set(&e, SS_ERR_INVALID_ARG, "--logprobs needs --output json (text output has no place "
-                                                            "for them)"),
+        return gen_fail(ss_err_set(&e, SS_ERR_INVALID_ARG,
+                                   "--logprobs needs --output json (text output has no place "
+                                   "for them)"),
                         &e);
     if (o.model) {
         if (!ss_path_exists(o.model))
@@ -216,6 +285,9 @@ int ss_cmd_generate(int argc, char **argv, char **env)
     int32_t *prompt = NULL, *gen = NULL, *blocks = NULL;
     int32_t n_prompt = 0, n_gen = 0;
     cJSON *out = NULL, *lp_arr = NULL;
+    gen_guide guide;
+    memset(&guide, 0, sizeof guide);
+    const int guided = o.json_mode || o.json_schema;
     const char *finish = "length";
     char tok_json[4200];
     snprintf(tok_json, sizeof tok_json, "%s/tokenizer.json", model_dir);
@@ -242,7 +314,8 @@ int ss_cmd_generate(int argc, char **argv, char **env)
     const ss_model_config *cfg = ss_replica_config(rep);
     int32_t max_len = ss_replica_max_seq_len(rep), bs = ss_replica_block_size(rep);
     if (n_prompt + 1 > max_len) {
-        st = ss_err_set(&e, SS_ERR_INVALID_ARG, "prompt of %d tokens does not fit the context of %d", n_prompt, max_len);
+        st =
+            ss_err_set(&e, SS_ERR_INVALID_ARG, "prompt of %d tokens does not fit the context of %d", n_prompt, max_len);
         goto done;
     }
     int64_t total = n_prompt + o.max_tokens;
@@ -273,6 +346,8 @@ int ss_cmd_generate(int argc, char **argv, char **env)
         }
     if (tok && !json)
         SS_CHECK_GOTO(ss_detok_create(tok, 1, &dt, &e), st, done); /* people read text without <|eos|> */
+    if (guided)
+        SS_CHECK_GOTO(gen_guide_start(&guide, o.json_schema, tok, cfg->vocab_size, &e), st, done);
     if (json) {
         out = cJSON_CreateObject();
         lp_arr = o.logprobs ? cJSON_AddArrayToObject(out, "logprobs") : NULL;
@@ -288,6 +363,10 @@ int ss_cmd_generate(int argc, char **argv, char **env)
     q.sp.min_p = (float)o.min_p;
     q.sp.seed = (uint64_t)o.seed;
     q.sp.n_logprobs = (int32_t)o.logprobs;
+    if (guided) { /* the mask is remade after each token, in place */
+        q.n_allow = ss_guide_vocab_words(guide.vocab);
+        q.allow = guide.allow;
+    }
     int32_t chunk = 2048, pos = 0;
     int32_t last = 0;
     uint64_t step = 0;
@@ -336,7 +415,10 @@ int ss_cmd_generate(int argc, char **argv, char **env)
             fwrite(piece, 1, pl, stdout);
             fflush(stdout);
         }
-        if (!o.ignore_eos && gen_is_eos(cfg, last)) {
+        int whole = 0;
+        if (guided)
+            SS_CHECK_GOTO(gen_guide_advance(&guide, last, &whole, &e), st, done);
+        if (whole || (!o.ignore_eos && gen_is_eos(cfg, last))) {
             finish = "stop";
             break;
         }
@@ -378,6 +460,7 @@ int ss_cmd_generate(int argc, char **argv, char **env)
 done:
     cJSON_Delete(out);
     ss_detok_destroy(dt);
+    gen_guide_free(&guide);
     ss_free(prompt);
     ss_free(gen);
     ss_free(blocks);

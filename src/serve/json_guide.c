@@ -324,6 +324,24 @@ static int string_byte(ss_json_state *s, uint8_t c)
     return 1;
 }
 
+/* One whitespace byte outside strings (SS_JSON_MAX_INDENT's rule). */
+static int ws_byte(ss_json_state *s, uint8_t c)
+{
+    if (s->ws == 0 && (c == ' ' || c == '\r' || c == '\n')) {
+        s->ws = c == ' ' ? 1 : c == '\r' ? 2 : 3;
+        return 1;
+    }
+    if (s->ws == 2 && c == '\n') {
+        s->ws = 3;
+        return 1;
+    }
+    if (s->ws >= 3 && (c == ' ' || c == '\t') && s->ws - 3 < SS_JSON_MAX_INDENT) {
+        s->ws++;
+        return 1;
+    }
+    return 0;
+}
+
 /* A number's mode that may end there (the byte that ends it belongs to what follows). */
 static int number_may_end(uint8_t mode)
 {
@@ -427,12 +445,8 @@ int ss_json_push(const ss_json_schema *sc, ss_json_state *s, uint8_t c)
         value_end(s); /* numbers only appear inside containers: J_AFTER takes c */
     }
     int structural = s->mode <= J_AFTER || s->mode == J_DONE;
-    if (structural && is_ws(c)) {
-        if (s->mode == J_DONE || s->ws >= SS_JSON_MAX_WS)
-            return 0;
-        s->ws++;
-        return 1;
-    }
+    if (structural && is_ws(c))
+        return s->mode != J_DONE && ws_byte(s, c);
     if (structural)
         s->ws = 0;
     switch (s->mode) {

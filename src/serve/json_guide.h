@@ -12,15 +12,17 @@
 
 /* Deepest nesting of objects and arrays (the top-level object counts 1). */
 #define SS_JSON_MAX_DEPTH 64
-/* Most whitespace bytes in a row outside strings: a model that keeps emitting newlines must then write
- * something else (indentation 4 at depth 7 still fits). */
-#define SS_JSON_MAX_WS 32
+/* Whitespace outside strings, between two tokens of JSON: nothing, one space, or one line break ("\n" or
+ * "\r\n") followed by at most SS_JSON_MAX_INDENT spaces and tabs (indentation 4 at depth 8 fits). A weak model
+ * that would pad with blank lines or long runs of spaces must write JSON instead (as llama.cpp's JSON grammar
+ * does). */
+#define SS_JSON_MAX_INDENT 32
 
 /* The recogniser's whole state: a plain value, copied freely (88 bytes). The schema it follows is not in it:
  * every call takes it. */
 typedef struct ss_json_state {
     uint64_t stack;     /* bit d: the container at depth d+1 is an object (1) or an array (0) */
-    uint16_t ws;        /* whitespace bytes in a row */
+    uint16_t ws;        /* the whitespace run so far: 0 none, 1 a space, 2 "\r", 3 + k a line break and k indents */
     uint16_t value;     /* the node of the value that comes next (after ':' or ',' or '[') */
     uint16_t set;       /* a key or enum literal being matched: its set, */
     uint16_t set_lo;    /* the literals still possible, */

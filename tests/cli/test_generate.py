@@ -76,6 +76,27 @@ for p in dg["prompts"]:
     check("demo %r greedy (%d tokens)" % (p["text"][:20], n), out.get("ids", [])[:n] == p["greedy_ids"][:n],
           (out.get("ids"), p["greedy_ids"]))
 
+# 4b. JSON mode on the demo model: greedy, the output an object following the schema, or cut by --max-tokens.
+schema_file = os.path.join(tempfile.mkdtemp(), "person.json")
+with open(schema_file, "w") as f:
+    json.dump({"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+               "required": ["name", "age"]}, f)
+r = run(["--prompt", "And God said", "--max-tokens", "60", "--json-schema", schema_file, "--output", "json"])
+out = json.loads(r.stdout) if r.returncode == 0 else {}
+obj = json.loads(out["text"]) if out.get("finish_reason") == "stop" else None
+check("generate --json-schema: an object with name (string) and age (integer), finish stop",
+      isinstance(obj, dict) and list(obj) == ["name", "age"] and isinstance(obj["name"], str) and
+      type(obj["age"]) is int, (r.stdout[-500:], r.stderr[-500:]))
+r = run(["--prompt", "And God said", "--max-tokens", "8", "--json-mode", "--output", "json"])
+out = json.loads(r.stdout) if r.returncode == 0 else {}
+check("generate --json-mode cut by --max-tokens: finish length, text begins the object",
+      out.get("finish_reason") == "length" and out.get("text", "").lstrip()[:1] == "{", r.stdout[-500:])
+with open(schema_file, "w") as f:
+    f.write('{"type": "object", "properties": {"a": {"type": "string", "pattern": "x+"}}}')
+r = run(["--prompt", "x", "--json-schema", schema_file])
+check("generate --json-schema with an unsupported keyword -> exit 2 naming it",
+      r.returncode == 2 and "properties.a.pattern" in r.stderr, r.stderr)
+
 # 5. bad input: exit codes and messages that name the thing.
 bad = tempfile.mkdtemp()
 r = run(["--model", bad, "--prompt-ids", "1"])

@@ -37,7 +37,7 @@ static long refused_at(const ss_json_schema *sc, ss_json_state *s, const char *t
 
 static const char *const valid_docs[] = {
     "{}",
-    " \n\t\r{ }",
+    "\r\n\t{ }",
     "{\"a\":1}",
     "{\"a\": -0.5e+10, \"b\": [true, false, null], \"c\": {\"d\": []}}",
     "{\"k\": 0, \"l\": 0.0, \"m\": 10E3, \"n\": -7, \"o\": 1e-2, \"p\": 123456789}",
@@ -127,7 +127,7 @@ static void test_invalid(void **state)
     }
 }
 
-/* Depth: 64 open containers accepted, the 65th refused; whitespace: 32 bytes in a row, not 33. */
+/* Depth: 64 open containers accepted, the 65th refused; whitespace runs as SS_JSON_MAX_INDENT says. */
 static void test_limits(void **state)
 {
     (void)state;
@@ -144,19 +144,34 @@ static void test_limits(void **state)
     assert_true(ss_json_push(anyo(), &s, '}'));
     assert_true(ss_json_done(&s));
 
+    /* whitespace between tokens: nothing, one space, or a line break and at most 32 spaces or tabs */
+    static const struct {
+        const char *run;
+        long at; /* the byte of the run refused, -1: all taken */
+    } runs[] = {{" ", -1},  {"\n", -1},  {"\r\n", -1}, {"\n\t\t  ", -1}, {"  ", 1},  {"\t", 0},
+                {" \n", 1}, {"\n\n", 1}, {"\n \n", 2}, {"\r\r", 1},      {"\n\r", 1}};
+    for (size_t k = 0; k < sizeof runs / sizeof runs[0]; k++) {
+        ss_json_init(&s, anyo());
+        assert_int_equal(refused_at(anyo(), &s, "{\"a\":", 5), -1);
+        long at = refused_at(anyo(), &s, runs[k].run, strlen(runs[k].run));
+        if (at != runs[k].at)
+            fail_msg("whitespace run %zu: refused at %ld, expected %ld", k, at, runs[k].at);
+        if (at < 0) /* then a value, and the same run after it */
+            assert_int_equal(refused_at(anyo(), &s, "1", 1), -1);
+    }
     ss_json_init(&s, anyo());
     assert_true(ss_json_push(anyo(), &s, '{'));
-    for (int i = 0; i < SS_JSON_MAX_WS; i++)
-        assert_true(ss_json_push(anyo(), &s, i % 2 ? ' ' : '\n'));
+    assert_true(ss_json_push(anyo(), &s, '\n'));
+    for (int i = 0; i < SS_JSON_MAX_INDENT; i++)
+        assert_true(ss_json_push(anyo(), &s, i % 2 ? ' ' : '\t'));
     ss_json_state more = s;
     assert_false(ss_json_push(anyo(), &more, ' '));
-    assert_true(ss_json_push(anyo(), &s, '"')); /* content resets the run */
+    assert_true(ss_json_push(anyo(), &s, '"')); /* content ends the run */
     assert_true(ss_json_push_bytes(anyo(), &s, (const uint8_t *)"k\":", 3));
-    for (int i = 0; i < SS_JSON_MAX_WS; i++)
-        assert_true(ss_json_push(anyo(), &s, ' '));
+    assert_true(ss_json_push(anyo(), &s, ' '));
     /* whitespace inside strings is not limited */
     assert_true(ss_json_push(anyo(), &s, '"'));
-    for (int i = 0; i < 4 * SS_JSON_MAX_WS; i++)
+    for (int i = 0; i < 4 * SS_JSON_MAX_INDENT; i++)
         assert_true(ss_json_push(anyo(), &s, ' '));
 }
 
@@ -184,7 +199,7 @@ static void put(char *b, size_t *n, size_t cap, const char *s)
 
 static void gen_ws(char *b, size_t *n, size_t cap)
 {
-    static const char *const ws[] = {"", "", " ", "\n  ", "\t"};
+    static const char *const ws[] = {"", "", " ", "\n  ", "\n\t"};
     put(b, n, cap, ws[rnd(5)]);
 }
 
