@@ -16,7 +16,6 @@
 #include "core/log.h"
 #include "runner/replica.h"
 #include "serve/guide_vocab.h"
-#include "serve/json_guide.h"
 #include "template/chat_template.h"
 #include "tokenizer/tokenizer.h"
 
@@ -104,19 +103,13 @@ static int gen_is_eos(const ss_model_config *cfg, int32_t tok)
     return 0;
 }
 
-/* JSON mode (--json-mode, --json-schema): the schema (NULL: any object), the vocabulary's bytes, the grammar's
- * state after the generated tokens and the tokens the next sample may take. */
+/* JSON mode (--json-mode, --json-schema): the schema (NULL: any object), the vocabulary's bytes and the
+ * output's guide. */
 typedef struct gen_guide {
     ss_json_schema *schema;
     ss_guide_vocab *vocab;
-    ss_json_state st;
-    uint32_t *allow;
+    ss_guide g;
 } gen_guide;
-
-static const ss_json_schema *gen_guide_schema(const gen_guide *g)
-{
-    return g->schema ? g->schema : ss_json_schema_any_object();
-}
 
 static ss_status gen_guide_start(gen_guide *g, const char *schema_path, const ss_tokenizer *tok, int32_t vocab,
                                  ss_err *e)
@@ -137,33 +130,14 @@ static ss_status gen_guide_start(gen_guide *g, const char *schema_path, const ss
             return st == SS_ERR_NOMEM ? st : SS_ERR_INVALID_ARG;
     }
     SS_CHECK(ss_guide_vocab_create(tok, vocab, &g->vocab, e));
-    g->allow = ss_malloc((size_t)ss_guide_vocab_words(g->vocab) * sizeof *g->allow);
-    if (!g->allow)
-        return ss_err_set(e, SS_ERR_NOMEM, "out of memory");
-    ss_json_init(&g->st, gen_guide_schema(g));
-    if (ss_guide_vocab_mask(g->vocab, gen_guide_schema(g), &g->st, g->allow) == 0)
-        return ss_err_set(e, SS_ERR_UNSUPPORTED, "JSON mode: no token of this vocabulary can begin the object");
-    return SS_OK;
-}
-
-/* Feeds a sampled token; *done once the object is whole, else the next mask is made. */
-static ss_status gen_guide_advance(gen_guide *g, int32_t tok, int *done, ss_err *e)
-{
-    size_t n = 0;
-    const uint8_t *b = ss_guide_vocab_bytes(g->vocab, tok, &n);
-    if (!b || !ss_json_push_bytes(gen_guide_schema(g), &g->st, b, n))
-        return ss_err_set(e, SS_ERR_INTERNAL, "JSON mode: token %d does not continue the object", tok);
-    *done = ss_json_done(&g->st);
-    if (!*done && ss_guide_vocab_mask(g->vocab, gen_guide_schema(g), &g->st, g->allow) == 0)
-        return ss_err_set(e, SS_ERR_UNSUPPORTED, "JSON mode: no token of this vocabulary continues the object");
-    return SS_OK;
+    return ss_guide_start(&g->g, g->vocab, g->schema ? g->schema : ss_json_schema_any_object(), e);
 }
 
 static void gen_guide_free(gen_guide *g)
 {
-    ss_json_schema_destroy(g->schema);
+    ss_guide_clear(&g->g);
     ss_guide_vocab_destroy(g->vocab);
-    ss_free(g->allow);
+    ss_json_schema_destroy(g->schema);
 }
 
 static int gen_fail(ss_status st, const ss_err *e)
@@ -365,7 +339,7 @@ int ss_cmd_generate(int argc, char **argv, char **env)
     q.sp.n_logprobs = (int32_t)o.logprobs;
     if (guided) { /* the mask is remade after each token, in place */
         q.n_allow = ss_guide_vocab_words(guide.vocab);
-        q.allow = guide.allow;
+        q.allow = guide.g.allow;
     }
     int32_t chunk = 2048, pos = 0;
     int32_t last = 0;
@@ -415,10 +389,9 @@ int ss_cmd_generate(int argc, char **argv, char **env)
             fwrite(piece, 1, pl, stdout);
             fflush(stdout);
         }
-        int whole = 0;
         if (guided)
-            SS_CHECK_GOTO(gen_guide_advance(&guide, last, &whole, &e), st, done);
-        if (whole || (!o.ignore_eos && gen_is_eos(cfg, last))) {
+            SS_CHECK_GOTO(ss_guide_advance(&guide.g, guide.vocab, last, &e), st, done);
+        if ((guided && ss_guide_done(&guide.g)) || (!o.ignore_eos && gen_is_eos(cfg, last))) {
             finish = "stop";
             break;
         }

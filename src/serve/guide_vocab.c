@@ -262,3 +262,40 @@ const uint8_t *ss_guide_vocab_bytes(const ss_guide_vocab *v, int32_t id, size_t 
     *len = v->all.len[i];
     return v->bytes + v->all.off[i];
 }
+
+ss_status ss_guide_start(ss_guide *g, ss_guide_vocab *v, const ss_json_schema *sc, ss_err *err)
+{
+    g->schema = sc;
+    g->allow = ss_malloc((size_t)ss_guide_vocab_words(v) * sizeof *g->allow);
+    if (!g->allow)
+        return ss_err_set(err, SS_ERR_NOMEM, "JSON mode: out of memory for a token mask");
+    ss_json_init(&g->st, sc);
+    if (ss_guide_vocab_mask(v, sc, &g->st, g->allow) == 0)
+        return ss_err_set(err, SS_ERR_UNSUPPORTED, "JSON mode: no token of this vocabulary can begin the object");
+    return SS_OK;
+}
+
+ss_status ss_guide_advance(ss_guide *g, ss_guide_vocab *v, int32_t tok, ss_err *err)
+{
+    size_t n = 0;
+    const uint8_t *b = ss_guide_vocab_bytes(v, tok, &n);
+    if (!b || !ss_json_push_bytes(g->schema, &g->st, b, n))
+        return ss_err_set(err, SS_ERR_INTERNAL, "JSON mode: token %d does not continue the object", (int)tok);
+    if (!ss_json_done(&g->st) && ss_guide_vocab_mask(v, g->schema, &g->st, g->allow) == 0)
+        return ss_err_set(err, SS_ERR_UNSUPPORTED,
+                          "JSON mode: no token of this vocabulary continues the object "
+                          "after token %d",
+                          (int)tok);
+    return SS_OK;
+}
+
+int ss_guide_done(const ss_guide *g)
+{
+    return ss_json_done(&g->st);
+}
+
+void ss_guide_clear(ss_guide *g)
+{
+    ss_free(g->allow);
+    g->allow = NULL;
+}

@@ -1,5 +1,6 @@
 /* guide_vocab.h — the vocabulary as byte strings in byte order, for guided decoding: which tokens a JSON
- * guide's state accepts next (a bit mask over the model's vocabulary), found in one pass that shares prefixes. */
+ * guide's state accepts next (a bit mask over the model's vocabulary), found in one pass that shares prefixes;
+ * and one output's guide, its state and next mask kept together. */
 #ifndef SS_GUIDE_VOCAB_H
 #define SS_GUIDE_VOCAB_H
 
@@ -32,5 +33,23 @@ int64_t ss_guide_vocab_mask(ss_guide_vocab *v, const ss_json_schema *sc, const s
 /* The bytes token id adds to a text after other tokens (borrowed from v), or NULL with *len 0 for a token
  * that is never allowed. */
 const uint8_t *ss_guide_vocab_bytes(const ss_guide_vocab *v, int32_t id, size_t *len);
+
+/* One output in JSON mode: the schema it follows (borrowed), the grammar's state after its tokens, and the tokens
+ * its next sample may take. */
+typedef struct ss_guide {
+    const ss_json_schema *schema;
+    ss_json_state st;
+    uint32_t *allow; /* [ss_guide_vocab_words], owned */
+} ss_guide;
+
+/* Starts g for an empty output under sc (ss_json_schema_any_object() for plain JSON mode) with its first mask.
+ * Fails when no token can begin the object. ss_guide_clear releases g, also after a failure. */
+ss_status ss_guide_start(ss_guide *g, ss_guide_vocab *v, const ss_json_schema *sc, ss_err *err);
+/* Feeds token tok; when the object is not whole yet, makes the next mask. Fails naming tok when it does not
+ * continue the object, or when no token can follow it. */
+ss_status ss_guide_advance(ss_guide *g, ss_guide_vocab *v, int32_t tok, ss_err *err);
+/* 1 once the object is whole. */
+int ss_guide_done(const ss_guide *g);
+void ss_guide_clear(ss_guide *g);
 
 #endif

@@ -17,7 +17,6 @@
 #include "core/alloc.h"
 #include "core/log.h"
 #include "serve/guide_vocab.h"
-#include "serve/json_guide.h"
 #include "serve/kv_blocks.h"
 #include "serve/stop.h"
 
@@ -42,8 +41,7 @@ typedef struct sreq {
     ss_kv_seq kv;
     ss_detok *detok; /* NULL without a tokenizer */
     ss_stop *stop;
-    ss_json_state json; /* JSON mode: the grammar's state after the generated tokens */
-    uint32_t *allow;    /* JSON mode: the tokens its next sample may take (ss_guide_vocab_words), else NULL */
+    ss_guide guide;     /* JSON mode: the grammar's state and the next mask (guide.allow NULL: not started) */
     int cancel; /* set under s->mu by ss_sched_cancel */
     int64_t arrival_us, admit_us, first_token_us;
     int32_t step_tokens;      /* tokens of this sequence in the step being built (0: not planned) */
@@ -251,7 +249,7 @@ static void sreq_free(sreq *r)
 {
     ss_detok_destroy(r->detok);
     ss_stop_destroy(r->stop);
-    ss_free(r->allow);
+    ss_guide_clear(&r->guide);
     ss_free(r->tokens);
     ss_gen_request_free(r->req);
     ss_free(r);
@@ -423,12 +421,6 @@ static int32_t grant_blocks(ss_sched *s, sreq *r, int32_t want, int exact)
 
 /* ---- JSON mode ---- */
 
-/* The schema r's JSON mode follows: its own, or any object. */
-static const ss_json_schema *req_schema(const sreq *r)
-{
-    return r->req->json_schema ? r->req->json_schema : ss_json_schema_any_object();
-}
-
 /* Starts r's guide: the vocabulary's bytes (read once, for the first request that asks), the empty output's
  * state and the tokens its first sample may take. */
 static ss_status guide_start(ss_sched *s, sreq *r, ss_err *err)
@@ -439,27 +431,8 @@ static ss_status guide_start(ss_sched *s, sreq *r, ss_err *err)
         SS_LOGI("JSON mode: read the vocabulary's %d tokens in %.1f ms", (int)s->tok_vocab,
                 (double)(now_us() - t0) / 1000.0);
     }
-    r->allow = ss_malloc((size_t)ss_guide_vocab_words(s->guide) * sizeof *r->allow);
-    if (!r->allow)
-        return ss_err_set(err, SS_ERR_NOMEM, "JSON mode: out of memory for a token mask");
-    ss_json_init(&r->json, req_schema(r));
-    if (ss_guide_vocab_mask(s->guide, req_schema(r), &r->json, r->allow) == 0)
-        return ss_err_set(err, SS_ERR_UNSUPPORTED, "JSON mode: no token of this vocabulary can begin a JSON object");
-    return SS_OK;
-}
-
-/* Feeds r's sampled token to its guide and finds what its next sample may take. Fails (naming the token) when
- * the token does not continue the object (a ban took every token the mask allowed), or nothing can follow. */
-static ss_status guide_advance(ss_sched *s, sreq *r, int32_t tok, ss_err *err)
-{
-    size_t n = 0;
-    const uint8_t *b = ss_guide_vocab_bytes(s->guide, tok, &n);
-    if (!b || !ss_json_push_bytes(req_schema(r), &r->json, b, n))
-        return ss_err_set(err, SS_ERR_INTERNAL, "JSON mode: token %d does not continue the JSON object", (int)tok);
-    if (!ss_json_done(&r->json) && ss_guide_vocab_mask(s->guide, req_schema(r), &r->json, r->allow) == 0)
-        return ss_err_set(err, SS_ERR_UNSUPPORTED, "JSON mode: no token of this vocabulary continues the JSON "
-                          "object after token %d", (int)tok);
-    return SS_OK;
+    const ss_json_schema *sc = r->req->json_schema ? r->req->json_schema : ss_json_schema_any_object();
+    return ss_guide_start(&r->guide, s->guide, sc, err);
 }
 
 /* ---- plan building ---- */
@@ -598,7 +571,7 @@ static void choose_work(ss_sched *s)
         int32_t cached = 0;
         ss_err err;
         ss_status gst;
-        if (r->req->json_mode && !r->allow && (gst = guide_start(s, r, &err)) != SS_OK) {
+        if (r->req->json_mode && !r->guide.allow && (gst = guide_start(s, r, &err)) != SS_OK) {
             finish(s, r, SS_FINISH_ERROR, gst, err.msg);
             continue;
         }
@@ -670,9 +643,9 @@ static ss_status build_plan(ss_sched *s, ss_step_plan *plan)
             ps->n_bias = r->req->n_bias; /* borrowed from the request, which outlives the step */
             ps->bias_ids = r->req->bias_ids;
             ps->bias_vals = r->req->bias_vals;
-            if (r->allow) { /* r's own mask: it changes only when r's token comes back */
+            if (r->guide.allow) { /* r's own mask: it changes only when r's token comes back */
                 ps->n_allow = ss_guide_vocab_words(s->guide);
-                ps->allow = r->allow;
+                ps->allow = r->guide.allow;
             }
         }
     }
@@ -758,13 +731,13 @@ static void on_token(ss_sched *s, sreq *r, const ss_step_output *out, int32_t k)
         if (stopped)
             reason = SS_FINISH_STOP;
     }
-    if (reason == SS_FINISH_NONE && r->allow) {
-        ss_status st = guide_advance(s, r, tok, &err);
+    if (reason == SS_FINISH_NONE && r->guide.allow) {
+        ss_status st = ss_guide_advance(&r->guide, s->guide, tok, &err);
         if (st != SS_OK) {
             finish(s, r, SS_FINISH_ERROR, st, err.msg);
             return;
         }
-        if (ss_json_done(&r->json))
+        if (ss_guide_done(&r->guide))
             reason = SS_FINISH_STOP; /* the object is whole: nothing may follow it */
     }
     if (reason == SS_FINISH_NONE && (r->n_generated >= q->max_tokens || r->n_tokens >= s->max_seq_len))
@@ -859,7 +832,7 @@ static int plan_ahead_allowed(const ss_sched *s)
             continue;
         const ss_gen_request *q = r->req;
         if (!a->sample[i] || penalty_active(&q->sp) || q->sp.n_logprobs > 0 || q->n_bad_words > 0 ||
-            q->n_bias > 0 || r->allow || (!q->ignore_eos && r->n_generated + 1 < q->min_tokens) ||
+            q->n_bias > 0 || r->guide.allow || (!q->ignore_eos && r->n_generated + 1 < q->min_tokens) ||
             r->n_generated + 1 >= q->max_tokens || r->n_tokens + 1 >= s->max_seq_len)
             return 0;
         live++;

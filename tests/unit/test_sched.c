@@ -919,17 +919,24 @@ static void test_logit_bias_with_overlap(void **state)
     collect_fini(&b);
 }
 
-/* Text through the real Llama 3.1 tokenizer: the streamed text equals the golden text, and a stop
- * string spanning two tokens is cut exactly. */
-static void test_text_and_stop_strings(void **state)
+/* The Llama 3.1 tokenizer of the e2e-llama3-tok fixture (caller destroys). */
+static ss_tokenizer *e2e_tokenizer(void)
 {
-    (void)state;
     char dir[1024];
     snprintf(dir, sizeof dir, "%s/models/e2e-llama3-tok", SS_FIXTURES);
     ss_tokenizer *tok = NULL;
     ss_err e;
     if (ss_tokenizer_load(dir, &tok, &e) != SS_OK)
         fail_msg("tokenizer: %s", e.msg);
+    return tok;
+}
+
+/* Text through the real Llama 3.1 tokenizer: the streamed text equals the golden text, and a stop
+ * string spanning two tokens is cut exactly. */
+static void test_text_and_stop_strings(void **state)
+{
+    (void)state;
+    ss_tokenizer *tok = e2e_tokenizer();
     ss_replica *rep = make_replica("e2e-llama3-tok", 64, 256);
     cJSON *j = golden_load("e2e-llama3-tok");
     ss_sched *s = make_sched(rep, tok, 0, 0, 0, 1);
@@ -1002,12 +1009,8 @@ static void test_text_and_stop_strings(void **state)
 static void test_json_mode(void **state)
 {
     (void)state;
-    char dir[1024];
-    snprintf(dir, sizeof dir, "%s/models/e2e-llama3-tok", SS_FIXTURES);
-    ss_tokenizer *tok = NULL;
+    ss_tokenizer *tok = e2e_tokenizer();
     ss_err e;
-    if (ss_tokenizer_load(dir, &tok, &e) != SS_OK)
-        fail_msg("tokenizer: %s", e.msg);
     ss_replica *rep = make_replica("e2e-llama3-tok", 64, 256);
     ss_sched *s = make_sched(rep, tok, 0, 0, 0, 1);
     const char *prompt_text = "Reply in JSON: the name and age of a cat.";
