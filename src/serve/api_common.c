@@ -357,7 +357,7 @@ void ss_api_request_clear(ss_api_request *r)
     ss_free(r->prompt);
     ss_free(r->prompt_ids);
     cJSON_Delete(r->messages);
-    cJSON_Delete(r->json_schema);
+    ss_json_schema_destroy(r->json_schema);
     ss_free(r->stop_ids);
     ss_free(r->bias_ids);
     ss_free(r->bias_vals);

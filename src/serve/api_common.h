@@ -11,6 +11,7 @@
 
 #include "core/status.h"
 #include "runner/step_plan.h"
+#include "serve/json_schema.h"
 
 #define SS_API_MAX_STOP 16      /* equals SS_MAX_STOP_STRINGS of serve/sched.h */
 #define SS_API_MAX_STOP_LEN 1024 /* bytes per stop string (SS_STOP_MAX_LEN of serve/stop.h) */
@@ -110,7 +111,7 @@ typedef struct ss_api_request {
     int32_t top_logprobs;        /* chat's top_logprobs; completions: = logprobs */
     int return_log_probs;        /* Triton */
     int json_mode;               /* OpenAI response_format {"type": "json_object"} or json_schema */
-    cJSON *json_schema;          /* json_schema's schema (a copy, checked to compile), or NULL */
+    ss_json_schema *json_schema; /* json_schema's schema, compiled (one reference), or NULL */
 } ss_api_request;
 
 /* Defaults: greedy sampling, n = 1, nothing streaming. */

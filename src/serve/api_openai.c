@@ -250,21 +250,21 @@ static ss_status oai_parse_logit_bias(const cJSON *root, const ss_api_limits *li
     return SS_OK;
 }
 
-/* JSON mode with a schema (response_format's json_schema.schema, or vLLM's guided_json): checked to compile
- * here, so that a schema this server cannot enforce is a 400 naming where it fails; kept as a copy. */
+/* JSON mode with a schema (response_format's json_schema.schema, or vLLM's guided_json, also as a JSON string):
+ * compiled here, off the event loop, once for all the request's choices; a schema this server cannot enforce is
+ * a 400 naming where it fails. */
 static ss_status oai_take_schema(ss_api_request *r, const cJSON *schema, const char *param, ss_api_error *e)
 {
-    ss_json_schema *sc = NULL;
+    cJSON *parsed = NULL;
+    if (cJSON_IsString(schema) && !(schema = parsed = cJSON_Parse(schema->valuestring)))
+        return ss_api_fail(e, 400, param, "'%s' is a string that holds no JSON schema", param);
     ss_err err;
-    ss_status st = ss_json_schema_compile(schema, &sc, &err);
-    ss_json_schema_destroy(sc);
+    ss_status st = ss_json_schema_compile(schema, &r->json_schema, &err);
+    cJSON_Delete(parsed);
     if (st == SS_ERR_NOMEM)
         return ss_api_fail(e, 500, NULL, "out of memory");
     if (st != SS_OK)
         return ss_api_fail(e, 400, param, "%s", err.msg);
-    r->json_schema = cJSON_Duplicate(schema, 1);
-    if (!r->json_schema)
-        return ss_api_fail(e, 500, NULL, "out of memory");
     r->json_mode = 1;
     return SS_OK;
 }

@@ -93,10 +93,11 @@ static void value_end(ss_json_state *s)
 
 /* Opens a container; with node >= 0 it follows that schema node (only inside schema frames: free JSON holds
  * only free JSON). */
-static int open_container(ss_json_state *s, int object, int32_t node)
+static int open_container(const ss_json_schema *sc, ss_json_state *s, int object, int32_t node)
 {
-    if (s->depth >= SS_JSON_MAX_DEPTH || (node >= 0 && s->sdepth >= SS_JSON_SCHEMA_MAX_DEPTH))
-        return 0;
+    if (s->depth >= SS_JSON_MAX_DEPTH ||
+        (node >= 0 && s->sdepth + ss_json_schema_node(sc, node)->min_depth > SS_JSON_SCHEMA_MAX_DEPTH))
+        return 0; /* (a schema container opens only where all it must hold still fits) */
     if (object)
         s->stack |= (uint64_t)1 << s->depth;
     else
@@ -118,8 +119,8 @@ static int close_container(const ss_json_schema *sc, ss_json_state *s, int objec
         return 0;
     if (in_schema_frame(s)) {
         const ss_json_node *n = top_node(sc, s);
-        if (object && n->n_props > 0 && n->req_from[s->pidx[s->sdepth - 1]])
-            return 0;
+        if (object && n->n_props > 0 && n->next_req[s->pidx[s->sdepth - 1]] < n->n_props)
+            return 0; /* a required property is still due */
         s->sdepth--;
     }
     s->depth--;
@@ -128,14 +129,14 @@ static int close_container(const ss_json_schema *sc, ss_json_state *s, int objec
 }
 
 /* The first byte of a free value (any JSON). */
-static int free_value_start(ss_json_state *s, uint8_t c)
+static int free_value_start(const ss_json_schema *sc, ss_json_state *s, uint8_t c)
 {
     s->int_only = 0;
     switch (c) {
     case '{':
-        return open_container(s, 1, -1);
+        return open_container(sc, s, 1, -1);
     case '[':
-        return open_container(s, 0, -1);
+        return open_container(sc, s, 0, -1);
     case '"':
         s->mode = J_STR;
         s->key = 0;
@@ -186,24 +187,24 @@ static int value_start(const ss_json_schema *sc, ss_json_state *s, int32_t id, u
         s->int_only = 0;
         switch (n->kind) {
         case SS_JK_ANY:
-            return free_value_start(s, c);
+            return free_value_start(sc, s, c);
         case SS_JK_OBJECT:
-            return c == '{' && open_container(s, 1, n->free ? -1 : id);
+            return c == '{' && open_container(sc, s, 1, n->free ? -1 : id);
         case SS_JK_ARRAY:
-            return c == '[' && open_container(s, 0, id);
+            return c == '[' && open_container(sc, s, 0, id);
         case SS_JK_STRING:
-            return c == '"' && free_value_start(s, c);
+            return c == '"' && free_value_start(sc, s, c);
         case SS_JK_NUMBER:
         case SS_JK_INTEGER:
             if (!(c == '-' || is_digit(c)))
                 return 0;
-            free_value_start(s, c);
+            free_value_start(sc, s, c);
             s->int_only = n->kind == SS_JK_INTEGER;
             return 1;
         case SS_JK_BOOLEAN:
-            return (c == 't' || c == 'f') && free_value_start(s, c);
+            return (c == 't' || c == 'f') && free_value_start(sc, s, c);
         case SS_JK_NULL:
-            return c == 'n' && free_value_start(s, c);
+            return c == 'n' && free_value_start(sc, s, c);
         case SS_JK_ENUM:
             return set_start(sc, s, n->set, 0, c);
         case SS_JK_UNION: {
@@ -226,8 +227,20 @@ static int32_t items_node(const ss_json_schema *sc, const ss_json_state *s)
     return in_schema_frame(s) ? top_node(sc, s)->items : SS_JSON_NODE_ANY;
 }
 
-/* One byte of a key or enum literal: the literals [set_lo, set_hi] share set_pos bytes, the shortest first. A
- * byte that continues none ends a literal that is complete (and is then read by what follows it). */
+/* Whether the innermost object (a schema's, with properties) may take property j next: one of those from the next
+ * to the first required one, whose value fits the schema depth left. */
+static int prop_allowed(const ss_json_schema *sc, const ss_json_state *s, int32_t j)
+{
+    const ss_json_node *n = top_node(sc, s);
+    int32_t i = s->pidx[s->sdepth - 1];
+    int32_t last = n->next_req[i] < n->n_props ? n->next_req[i] : n->n_props - 1;
+    return j >= i && j <= last &&
+           s->sdepth + ss_json_schema_node(sc, n->prop[j])->min_depth <= SS_JSON_SCHEMA_MAX_DEPTH;
+}
+
+/* One byte of a key or enum literal: the literals [set_lo, set_hi] share set_pos bytes, the shortest first (a key
+ * set holds every property of its object: only those prop_allowed count). A byte that continues none ends a
+ * literal that is complete (and is then read by what follows it). */
 static int set_byte(const ss_json_schema *sc, ss_json_state *s, uint8_t c)
 {
     const ss_json_set *set = ss_json_schema_set(sc, s->set);
@@ -251,6 +264,13 @@ static int set_byte(const ss_json_schema *sc, ss_json_state *s, uint8_t c)
                 f = m - 1;
             else
                 e = m;
+        }
+        if (s->key) {
+            int32_t k = a;
+            while (k <= e && !prop_allowed(sc, s, l[k].prop))
+                k++;
+            if (k > e)
+                return 0;
         }
         s->set_lo = (uint16_t)a;
         s->set_hi = (uint16_t)e;
@@ -285,10 +305,9 @@ static int string_byte(ss_json_state *s, uint8_t c)
         return 1;
     }
     if (c == '"') {
-        if (s->key) { /* a free object's key: any value follows */
+        if (s->key) { /* a free key: its value's node was set when it began */
             s->mode = J_COLON;
             s->key = 0;
-            s->value = SS_JSON_NODE_ANY;
         } else {
             value_end(s);
         }
@@ -410,10 +429,14 @@ static int key_start(const ss_json_schema *sc, ss_json_state *s, uint8_t c)
 {
     if (c != '"')
         return 0;
+    s->value = SS_JSON_NODE_ANY;
     if (in_schema_frame(s)) {
         const ss_json_node *n = top_node(sc, s);
-        int32_t set = n->n_props > 0 ? n->key_set[s->pidx[s->sdepth - 1]] : -1;
-        return set >= 0 && set_start(sc, s, set, 1, c);
+        if (n->n_props > 0)
+            return set_start(sc, s, n->keys, 1, c);
+        if (n->addl < 0)
+            return 0;                 /* "additionalProperties": false and no properties: {} */
+        s->value = (uint16_t)n->addl; /* a dictionary: any key, the values of one schema */
     }
     s->mode = J_STR;
     s->key = 1;
@@ -429,8 +452,13 @@ static int comma(const ss_json_schema *sc, ss_json_state *s)
         s->mode = J_VALUE;
         return 1;
     }
-    if (in_schema_frame(s) && s->pidx[s->sdepth - 1] >= top_node(sc, s)->n_props)
-        return 0;
+    if (in_schema_frame(s) && top_node(sc, s)->n_props > 0) { /* only if some property may still come */
+        int32_t j = s->pidx[s->sdepth - 1], n = top_node(sc, s)->n_props;
+        while (j < n && !prop_allowed(sc, s, j))
+            j++;
+        if (j == n)
+            return 0;
+    }
     s->mode = J_OBJ_KEY;
     return 1;
 }

@@ -46,24 +46,33 @@ typedef struct ss_json_set {
 
 typedef struct ss_json_node {
     ss_json_kind kind;
-    int32_t n_props;         /* OBJECT: properties (0 with free = 1: any object) */
-    int free;                /* OBJECT without properties that allows any: its contents are free JSON */
-    const int32_t *prop;     /* OBJECT: [n_props] the properties' nodes, in the schema's order */
-    const int32_t *key_set;  /* OBJECT: [n_props + 1] the set of keys that may come after i properties, -1: none */
-    const uint8_t *required; /* OBJECT: [n_props] */
-    const int32_t *req_from; /* OBJECT: [n_props + 1] 1 when a required property is at index >= i */
-    int32_t items;           /* ARRAY: the items' node */
-    int32_t set;             /* ENUM: its literals */
+    int32_t n_props;          /* OBJECT: properties */
+    int free;                 /* OBJECT without properties that takes any: its contents are free JSON */
+    int32_t addl;             /* OBJECT without properties: the node of every value (any keys), -1: none (then
+                               * free, or no key at all) */
+    const int32_t *prop;      /* OBJECT: [n_props] the properties' nodes, in the schema's order */
+    int32_t keys;             /* OBJECT: the set of its keys (each literal's prop: its index) */
+    const int32_t *next_req;  /* OBJECT: [n_props + 1] the first required property at index >= i (n_props: none);
+                               * after i properties, those of i .. next_req[i] may come next */
+    int32_t items;            /* ARRAY: the items' node */
+    int32_t set;              /* ENUM: its literals */
     int32_t branch[SS_JC_COUNT]; /* UNION: the node for each first-byte class, -1: none */
+    int32_t min_depth;        /* the fewest schema objects/arrays a value of it opens nested (json_schema.c) */
 } ss_json_node;
 
+/* A compiled schema: read-only once made, shared by reference count (the choices of one request). */
 typedef struct ss_json_schema ss_json_schema;
 
 /* Compiles schema (borrowed; read only during the call). The top level must describe an object. Keywords that
- * constrain values beyond this subset (pattern, format, minimum, minLength, minItems, oneOf, allOf, ...) are
- * refused with SS_ERR_UNSUPPORTED naming the keyword and where it is (e.g. "properties.age.minimum");
- * annotations (title, description, default, examples, $schema, $id, $comment) are ignored. Caller destroys. */
+ * constrain values beyond this subset (pattern, format, minimum, minLength, minItems, oneOf, allOf, ...), and
+ * combinations it cannot enforce (keywords beside anyOf, required objects nested past SS_JSON_SCHEMA_MAX_DEPTH)
+ * are refused with SS_ERR_UNSUPPORTED naming where (e.g. "properties.age.minimum"); annotations (title,
+ * description, default, examples, $schema, $id, $comment) and unknown keywords are ignored. The result holds one
+ * reference: ss_json_schema_destroy drops it. */
 ss_status ss_json_schema_compile(const cJSON *schema, ss_json_schema **out, ss_err *err);
+/* One more reference to sc (thread-safe); returns sc. */
+ss_json_schema *ss_json_schema_ref(ss_json_schema *sc);
+/* Drops a reference; the last one frees sc (thread-safe). */
 void ss_json_schema_destroy(ss_json_schema *sc);
 
 /* JSON mode without a schema: any object. A static schema: never destroyed. */

@@ -38,7 +38,7 @@ typedef struct ss_gen_request {
     int include_prompt_penalty; /* repetition_penalty also counts prompt tokens (HF semantics) */
     int json_mode;            /* the output is one JSON object (response_format json_object): only tokens that
                                * keep it a valid prefix are sampled, and it stops when the object closes */
-    ss_json_schema *json_schema; /* JSON mode's schema (json_schema; owned), NULL: any object */
+    ss_json_schema *json_schema; /* JSON mode's schema (one reference, dropped with the request), NULL: any object */
     int64_t deadline_ms;      /* absolute CLOCK_MONOTONIC ms; 0 = none */
     int64_t arrival_ms;       /* set by the API layer (CLOCK_MONOTONIC ms) */
 } ss_gen_request;

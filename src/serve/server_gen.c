@@ -337,12 +337,7 @@ static ss_status srv_build_gen(ss_server *s, const ss_api_request *q, const int3
         g->sp.seed = srv_mix(s->id_seed ^ ++s->id_counter);
     g->ignore_eos = q->ignore_eos;
     g->json_mode = q->json_mode;
-    if (q->json_schema) { /* each choice its own compiled copy (the scheduler frees it with the request) */
-        ss_err err;
-        ss_status st = ss_json_schema_compile(q->json_schema, &g->json_schema, &err);
-        if (st != SS_OK)
-            return ss_api_fail(e, st == SS_ERR_NOMEM ? 500 : 400, "response_format", "%s", err.msg);
-    }
+    g->json_schema = ss_json_schema_ref(q->json_schema); /* shared by the choices; each request drops its own */
     if (q->n_stop_ids) {
         g->stop_ids = ss_malloc((size_t)q->n_stop_ids * sizeof *g->stop_ids);
         if (!g->stop_ids)

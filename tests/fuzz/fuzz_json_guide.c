@@ -24,7 +24,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static const char fz_schema[] =
     "{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\"},\"n\":{\"type\":\"integer\"},"
     "\"x\":{\"type\":[\"number\",\"null\"]},\"e\":{\"enum\":[1,12,\"a\",\"ab\",true]},"
-    "\"kids\":{\"type\":\"array\",\"items\":{\"$ref\":\"#\"}},\"free\":{}},\"required\":[\"name\"]}";
+    "\"kids\":{\"type\":\"array\",\"items\":{\"$ref\":\"#\"}},\"free\":{},\"self\":{\"$ref\":\"#\"},"
+    "\"dict\":{\"additionalProperties\":{\"type\":[\"integer\",\"null\"]}}},\"required\":[\"name\"]}";
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

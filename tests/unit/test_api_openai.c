@@ -108,9 +108,17 @@ static void test_completion_defaults_and_prompt_forms(void **state)
                      SS_OK);
     assert_true(r.json_mode);
     assert_non_null(r.json_schema);
-    assert_non_null(cJSON_GetObjectItem(cJSON_GetObjectItem(r.json_schema, "properties"), "a"));
+    const ss_json_node *root = ss_json_schema_node(r.json_schema, ss_json_schema_root(r.json_schema));
+    assert_int_equal(root->n_props, 1);
+    assert_int_equal(ss_json_schema_node(r.json_schema, root->prop[0])->kind, SS_JK_INTEGER);
     ss_api_request_clear(&r);
     assert_int_equal(parse("{\"prompt\":\"x\",\"guided_json\":{\"properties\":{\"b\":{}}}}", SS_API_COMPLETION, &r, &e), SS_OK);
+    assert_true(r.json_mode && r.json_schema);
+    ss_api_request_clear(&r);
+    /* vLLM also takes guided_json as a JSON text */
+    assert_int_equal(parse("{\"prompt\":\"x\",\"guided_json\":\"{\\\"properties\\\":{\\\"b\\\":{}}}\"}", SS_API_COMPLETION,
+                           &r, &e),
+                     SS_OK);
     assert_true(r.json_mode && r.json_schema);
     ss_api_request_clear(&r);
 
@@ -217,6 +225,8 @@ static void test_bad_matrix(void **state)
          "required, items, enum, const, anyOf and $ref)"},
         {SS_API_COMPLETION, "{\"prompt\":\"x\",\"guided_json\":{\"type\":\"array\"}}", 400, "guided_json",
          "JSON schema: the top level must describe an object (\"type\": \"object\")"},
+        {SS_API_COMPLETION, "{\"prompt\":\"x\",\"guided_json\":\"{not json\"}", 400, "guided_json",
+         "'guided_json' is a string that holds no JSON schema"},
         {SS_API_COMPLETION, "{\"prompt\":\"x\",\"response_format\":{\"type\":\"json_object\"},\"guided_json\":{}}", 400,
          "guided_json", "'guided_json' and a JSON response_format both given"},
         {SS_API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"response_format\":\"text\"}", 400,

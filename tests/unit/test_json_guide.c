@@ -332,7 +332,8 @@ static const char test_schema[] =
     "\"tags\":{\"type\":\"array\",\"items\":{\"enum\":[\"a\",\"ab\",\"b\"]}},"
     "\"mood\":{\"enum\":[1,12,\"x\",true,null]},"
     "\"ok\":{\"type\":[\"boolean\",\"null\"]},"
-    "\"extra\":{\"type\":\"object\"}},"
+    "\"extra\":{\"type\":\"object\"},"
+    "\"scores\":{\"additionalProperties\":{\"type\":\"number\"}}},"
     "\"required\":[\"name\",\"age\"],"
     "\"$defs\":{\"Pet\":{\"title\":\"Pet\",\"type\":\"object\",\"properties\":{\"kind\":{\"const\":\"cat\"},"
     "\"kids\":{\"type\":\"array\",\"items\":{\"$ref\":\"#/$defs/Pet\"}}},\"required\":[\"kind\"]}}}";
@@ -345,6 +346,7 @@ static const char *const schema_docs[] = {
     "}",
     "{\"name\":\"x\",\"age\":1,\"mood\":1}",
     "{\"name\":\"x\",\"age\":1,\"mood\":\"x\",\"ok\":null}",
+    "{\"name\":\"x\",\"age\":1,\"scores\":{\"math\":9.5,\"\\u00e9\":-1}}",
     "{\n  \"name\": \"\\u00e9\",\n  \"age\": 10,\n  \"mood\": true\n}",
 };
 
@@ -366,7 +368,8 @@ static const char *const schema_bad[] = {
     "{\"name\":\"Al\",\"age\":3,\"pet\":^[]}",
     "{\"name\":\"Al\",\"age\":3,\"ok\":^1}",
     "{\"name\":^1,\"age\":3}",
-    "{\"name\":\"Al\",\"age\":3,\"extra\":{}^,}", /* nothing after the last property */
+    "{\"name\":\"Al\",\"age\":3,\"scores\":{}^,}",           /* nothing after the last property */
+    "{\"name\":\"Al\",\"age\":3,\"scores\":{\"a\":^\"x\"}}", /* a dictionary's values follow its schema */
     "{\"name\":\"Al\",\"age\":3,\"extra\":^[]}",
 };
 
@@ -457,6 +460,34 @@ static const schema_err_case schema_errs[] = {
      "JSON schema at '#/$defs/X.format': this keyword is not supported (JSON mode enforces types, properties, "
      "required, items, enum, const, anyOf and $ref)"},
     {"[1]", SS_ERR_INVALID_ARG, "JSON schema: a schema must be an object or true"},
+    {"{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"object\",\"properties\":{\"x\":{}},\"anyOf\":[{\"type\":"
+     "\"string\"}]}}}",
+     SS_ERR_UNSUPPORTED,
+     "JSON schema at 'properties.a': 'type' beside 'anyOf' is not supported (put it inside each alternative)"},
+    {"{\"properties\":{\"a\":{\"required\":[\"x\"]}}}", SS_ERR_INVALID_ARG,
+     "JSON schema at 'properties.a': required names properties, but there are none"},
+    {"{\"properties\":{\"a\":{\"enum\":[12345678901234567890]}}}", SS_ERR_UNSUPPORTED,
+     "JSON schema at 'properties.a': an enum or const number that is not finite or not exact as a double (at least "
+     "2^53)"},
+    {"{\"properties\":{\"a\":{\"const\":1e400}}}", SS_ERR_UNSUPPORTED,
+     "JSON schema at 'properties.a': an enum or const number that is not finite or not exact as a double (at least "
+     "2^53)"},
+    {"{\"properties\":{\"a\":{\"type\":\"integer\",\"enum\":[\"x\"]}}}", SS_ERR_UNSUPPORTED,
+     "JSON schema at 'properties.a': no value of enum or const has the schema's type"},
+    {"{\"properties\":{\"n\":{\"$ref\":\"#\"}},\"required\":[\"n\"]}", SS_ERR_UNSUPPORTED,
+     "JSON schema: no value satisfies it (a required property that contains itself, or an anyOf with no "
+     "alternative)"},
+    {"{\"required\":[\"a\"],\"properties\":{\"a\":{\"required\":[\"a\"],\"properties\":{\"a\":{\"required\":[\"a\"],"
+     "\"properties\":{\"a\":{\"required\":[\"a\"],\"properties\":{\"a\":{\"required\":[\"a\"],\"properties\":{\"a\":{"
+     "\"required\":[\"a\"],\"properties\":{\"a\":{\"required\":[\"a\"],\"properties\":{\"a\":{\"required\":[\"a\"],"
+     "\"properties\":{\"a\":{\"required\":[\"a\"],\"properties\":{\"a\":{\"required\":[\"a\"],\"properties\":{\"a\":{"
+     "\"required\":[\"a\"],\"properties\":{\"a\":{\"required\":[\"a\"],\"properties\":{\"a\":{\"required\":[\"a\"],"
+     "\"properties\":{\"a\":{\"required\":[\"a\"],\"properties\":{\"a\":{\"required\":[\"a\"],\"properties\":{\"a\":{"
+     "\"required\":[\"a\"],\"properties\":{\"a\":{\"type\":\"array\"}}}}}}}}}}}}}}}}}}}}}}}}}}}}}}}}}}",
+     SS_ERR_UNSUPPORTED, "JSON schema: its required properties nest objects 17 deep; at most 16 are supported"},
+    {"{\"properties\":{\"d\":{\"additionalProperties\":{\"pattern\":\"x\"}}}}", SS_ERR_UNSUPPORTED,
+     "JSON schema at 'properties.d.additionalProperties.pattern': this keyword is not supported (JSON mode enforces "
+     "types, properties, required, items, enum, const, anyOf and $ref)"},
 };
 
 static void test_schema_errors(void **state)
@@ -482,6 +513,89 @@ static void test_schema_errors(void **state)
     assert_int_equal(refused_at(sc, &s, "{\"m\":7}", 7), -1);
     assert_true(ss_json_done(&s));
     ss_json_schema_destroy(sc);
+}
+
+/* Texts under one schema: each accepted whole, or refused at the byte after '^'. */
+typedef struct schema_text {
+    const char *text;
+} schema_text;
+
+static void check_texts(const char *schema, const char *const *texts, size_t n)
+{
+    ss_json_schema *sc = compile_ok(schema);
+    for (size_t k = 0; k < n; k++) {
+        const char *caret = strchr(texts[k], '^');
+        char text[512];
+        long want = caret ? (long)(caret - texts[k]) : -1;
+        if (caret)
+            snprintf(text, sizeof text, "%.*s%s", (int)want, texts[k], caret + 1);
+        else
+            snprintf(text, sizeof text, "%s", texts[k]);
+        ss_json_state s;
+        ss_json_init(&s, sc);
+        long at = refused_at(sc, &s, text, strlen(text));
+        if (at != want || (want < 0 && !ss_json_done(&s)))
+            fail_msg("schema %.60s...: text %s refused at %ld, expected %ld", schema, text, at, want);
+    }
+    ss_json_schema_destroy(sc);
+}
+
+/* What the review of session 35 found: dictionaries (additionalProperties with a schema), enum values filtered by
+ * a type beside them, a union that refers to itself, optional recursion cut at the schema depth (never a dead
+ * end), and schemas refused for what they would silently break. */
+static void test_schema_review_cases(void **state)
+{
+    (void)state;
+    static const char *const dict[] = {"{\"d\":{\"k\":1,\"z\":-2}}", "{\"d\":{}}", "{\"d\":{\"k\":^\"x\"}}",
+                                       "{\"e\":{^\"k\":1}}"};
+    check_texts("{\"type\":\"object\",\"properties\":{\"d\":{\"type\":\"object\",\"additionalProperties\":{\"type\":"
+                "\"integer\"}},\"e\":{\"type\":\"object\",\"additionalProperties\":false}}}",
+                dict, sizeof dict / sizeof dict[0]);
+    static const char *const typed_enum[] = {"{\"a\":\"x\"}", "{\"a\":^5}"};
+    check_texts("{\"properties\":{\"a\":{\"type\":\"string\",\"enum\":[\"x\",5]}}}", typed_enum, 2);
+    static const char *const self_union[] = {"{\"v\":{\"x\":null}}", "{\"v\":{\"x\":\"s\"}}", "{\"v\":{\"x\":{}}}",
+                                             "{\"v\":\"s\"}", "{\"v\":^1}"};
+    check_texts(
+        "{\"type\":\"object\",\"properties\":{\"v\":{\"$ref\":\"#/$defs/A\"}},\"$defs\":{\"A\":{\"type\":"
+        "[\"object\",\"string\"],\"properties\":{\"x\":{\"anyOf\":[{\"$ref\":\"#/$defs/A\"},{\"type\":\"null\"}]}}}}}",
+        self_union, sizeof self_union / sizeof self_union[0]);
+    /* an optional "kid" that is the whole schema again: at schema depth 16 no "kid" may begin, '}' may */
+    char deep[512] = "{", cut[600];
+    for (int i = 0; i < 15; i++)
+        strcat(deep, "\"kid\":{");
+    snprintf(cut, sizeof cut, "%s^\"kid\":{}", deep);
+    char closed[600];
+    snprintf(closed, sizeof closed, "%s%s", deep, "}}}}}}}}}}}}}}}}");
+    const char *const recursion[] = {cut, closed};
+    check_texts("{\"type\":\"object\",\"properties\":{\"kid\":{\"$ref\":\"#\"}}}", recursion, 2);
+    /* one key set per object, however many objects: 255 objects of 255 properties compile, and keys stay apart */
+    cJSON *root = cJSON_CreateObject(), *props = cJSON_AddObjectToObject(root, "properties");
+    cJSON *r0p = cJSON_AddObjectToObject(cJSON_AddObjectToObject(props, "r0"), "properties");
+    for (int i = 0; i < 255; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "o%d", i);
+        cJSON *op = cJSON_AddObjectToObject(cJSON_AddObjectToObject(r0p, name), "properties");
+        for (int j = 0; j < 255; j++) {
+            snprintf(name, sizeof name, "c%d", j);
+            cJSON_AddTrueToObject(op, name);
+        }
+    }
+    cJSON_AddStringToObject(cJSON_AddObjectToObject(props, "r1"), "type", "integer");
+    ss_json_schema *sc = NULL;
+    ss_err e;
+    assert_int_equal(ss_json_schema_compile(root, &sc, &e), SS_OK);
+    ss_json_state s;
+    ss_json_init(&s, sc);
+    const char *late = "{\"r1\":5,\"r0\":{\"o254\":{\"c254\":1}}}",
+               *in_order = "{\"r0\":{\"o254\":{\"c254\":1}},\"r1\":5}";
+    assert_int_equal(refused_at(sc, &s, late, strlen(late)), 7); /* r0 comes first */
+    ss_json_init(&s, sc);
+    assert_int_equal(refused_at(sc, &s, in_order, strlen(in_order)), -1);
+    assert_true(ss_json_done(&s));
+    ss_json_init(&s, sc);
+    assert_int_equal(refused_at(sc, &s, "{\"c1\":", 6), 2);
+    ss_json_schema_destroy(sc);
+    cJSON_Delete(root);
 }
 
 /* The mask at every prefix of docs (objects valid under sc) against accepting each token's bytes alone from a
@@ -600,10 +714,15 @@ static void test_masks_llama2(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_valid),         cmocka_unit_test(test_invalid),
-        cmocka_unit_test(test_limits),        cmocka_unit_test(test_schema_accepts_and_refuses),
-        cmocka_unit_test(test_schema_errors), cmocka_unit_test(test_random_against_cjson),
-        cmocka_unit_test(test_masks_llama3),  cmocka_unit_test(test_masks_llama2),
+        cmocka_unit_test(test_valid),
+        cmocka_unit_test(test_invalid),
+        cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_schema_accepts_and_refuses),
+        cmocka_unit_test(test_schema_errors),
+        cmocka_unit_test(test_schema_review_cases),
+        cmocka_unit_test(test_random_against_cjson),
+        cmocka_unit_test(test_masks_llama3),
+        cmocka_unit_test(test_masks_llama2),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
