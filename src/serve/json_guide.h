@@ -18,7 +18,7 @@
  * does). */
 #define SS_JSON_MAX_INDENT 32
 
-/* The recogniser's whole state: a plain value, copied freely (88 bytes). The schema it follows is not in it:
+/* The recogniser's whole state: a plain value, copied freely (80 bytes). The schema it follows is not in it:
  * every call takes it. */
 typedef struct ss_json_state {
     uint64_t stack;     /* bit d: the container at depth d+1 is an object (1) or an array (0) */
