@@ -441,7 +441,7 @@ static void oai_chat_logprobs(ss_jbuf *b, const ss_api_resp_meta *m, const ss_ap
         ss_jbuf_float(b, t->logprob);
         ss_jbuf_cstr(b, ",\"top_logprobs\":[");
         int32_t k = t->n_top < m->top_logprobs ? t->n_top : m->top_logprobs;
-        for (int32_t j = 0; j < k; j++) {
+        for (int32_t j = 0; j < k && t->top_ids[j] >= 0; j++) { /* (-1: fewer tokens were possible: JSON mode) */
             ss_jbuf_cstr(b, j ? ",{" : "{");
             oai_token_str(b, vocab, t->top_ids[j], 1);
             ss_jbuf_cstr(b, ",\"logprob\":");
@@ -540,7 +540,7 @@ static void oai_completion_logprobs(ss_jbuf *b, const ss_api_resp_meta *m, const
     for (int32_t i = 0; i < n; i++) {
         ss_jbuf_cstr(b, i ? ",{" : "{");
         int32_t k = lps[i].n_top < m->top_logprobs ? lps[i].n_top : m->top_logprobs;
-        for (int32_t j = 0; j < k; j++) {
+        for (int32_t j = 0; j < k && lps[i].top_ids[j] >= 0; j++) { /* (-1: fewer tokens were possible) */
             if (j)
                 ss_jbuf_cstr(b, ",");
             oai_token_str(b, vocab, lps[i].top_ids[j], 0);

@@ -257,6 +257,20 @@ def _():
     assert "".join(c["choices"][0]["text"] for c in chunks if c["choices"]) == j["choices"][0]["text"], (chunks, j)
     if j["choices"][0]["finish_reason"] == "stop":
         assert schema_errors(PERSON_SCHEMA, json.loads(j["choices"][0]["text"])) == [], j
+    # a const-only object: at most steps fewer than 20 tokens are possible, and the top lists hold only those
+    # (+10 on '{', '"' and '}': this random model would otherwise spend its tokens on indentation first)
+    body = {"messages": [{"role": "user", "content": "x"}], "max_tokens": 60, "logprobs": True, "top_logprobs": 20,
+            "logit_bias": {str(vocab["{"]): 10, str(vocab['"']): 10, str(vocab["}"]): 10},
+            "response_format": {"type": "json_schema", "json_schema": {"name": "k", "schema": {
+                "type": "object", "properties": {"k": {"const": "v"}}, "required": ["k"]}}}}
+    st, _, j, _ = srv.post("/v1/chat/completions", body)
+    assert st == 200 and j["choices"][0]["finish_reason"] == "stop", j
+    assert json.loads(j["choices"][0]["message"]["content"]) == {"k": "v"}, j
+    steps = j["choices"][0]["logprobs"]["content"]
+    assert any(len(t["top_logprobs"]) < 20 for t in steps), steps
+    for t in steps:
+        assert all(x["logprob"] > -9999 for x in t["top_logprobs"]), t  # no impossible token listed
+        assert t["token"] in [x["token"] for x in t["top_logprobs"]] or len(t["top_logprobs"]) == 20, t
     bad = dict(PERSON_SCHEMA, properties=dict(PERSON_SCHEMA["properties"], name={"type": "string", "maxLength": 5}))
     expect("POST", "/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "response_format":
            {"type": "json_schema", "json_schema": {"name": "p", "schema": bad}}}, 400,
