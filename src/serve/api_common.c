@@ -596,3 +596,19 @@ char *ss_api_default_model_name(const char *dir)
     }
     return name;
 }
+
+ss_status ss_api_take_schema(ss_api_request *r, const cJSON *schema, const char *param, ss_api_error *e)
+{
+    cJSON *parsed = NULL;
+    if (cJSON_IsString(schema) && !(schema = parsed = cJSON_Parse(schema->valuestring)))
+        return ss_api_fail(e, 400, param, "'%s' is a string that holds no JSON schema", param);
+    ss_err err;
+    ss_status st = ss_json_schema_compile(schema, &r->json_schema, &err);
+    cJSON_Delete(parsed);
+    if (st == SS_ERR_NOMEM)
+        return ss_api_fail(e, 500, NULL, "out of memory");
+    if (st != SS_OK)
+        return ss_api_fail(e, 400, param, "%s", err.msg);
+    r->json_mode = 1;
+    return SS_OK;
+}

@@ -139,6 +139,12 @@ ss_status ss_api_get_strings(const cJSON *obj, const char *name, int32_t max, ch
 ss_status ss_api_get_ids(const cJSON *obj, const char *name, int32_t max, int32_t bound, int32_t **out,
                          int32_t *n, ss_api_error *e);
 
+/* JSON mode with a schema (OpenAI's response_format json_schema, vLLM's guided_json, TensorRT-LLM's
+ * guided_decoding_guide; schema an object or a JSON text): compiled into r->json_schema here, on the parsing
+ * worker (not the event loop), once for all the request's choices; a schema this server cannot enforce fails e
+ * with 400 naming param and where in the schema. */
+ss_status ss_api_take_schema(ss_api_request *r, const cJSON *schema, const char *param, ss_api_error *e);
+
 /* ---- accumulated result of one choice ----------------------------------------------------------- */
 
 typedef struct ss_api_token_lp {

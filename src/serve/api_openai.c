@@ -7,7 +7,6 @@
 #include <string.h>
 
 #include "core/alloc.h"
-#include "serve/json_schema.h"
 
 #define OAI_MAX_RESPONSE ((size_t)256 << 20)
 #define OAI_MAX_MESSAGES 4096
@@ -250,25 +249,6 @@ static ss_status oai_parse_logit_bias(const cJSON *root, const ss_api_limits *li
     return SS_OK;
 }
 
-/* JSON mode with a schema (response_format's json_schema.schema, or vLLM's guided_json, also as a JSON string):
- * compiled here, off the event loop, once for all the request's choices; a schema this server cannot enforce is
- * a 400 naming where it fails. */
-static ss_status oai_take_schema(ss_api_request *r, const cJSON *schema, const char *param, ss_api_error *e)
-{
-    cJSON *parsed = NULL;
-    if (cJSON_IsString(schema) && !(schema = parsed = cJSON_Parse(schema->valuestring)))
-        return ss_api_fail(e, 400, param, "'%s' is a string that holds no JSON schema", param);
-    ss_err err;
-    ss_status st = ss_json_schema_compile(schema, &r->json_schema, &err);
-    cJSON_Delete(parsed);
-    if (st == SS_ERR_NOMEM)
-        return ss_api_fail(e, 500, NULL, "out of memory");
-    if (st != SS_OK)
-        return ss_api_fail(e, 400, param, "%s", err.msg);
-    r->json_mode = 1;
-    return SS_OK;
-}
-
 static ss_status oai_parse_output_opts(const cJSON *root, const ss_api_limits *lim, ss_api_request *r,
                                        ss_api_error *e)
 {
@@ -315,7 +295,7 @@ static ss_status oai_parse_output_opts(const cJSON *root, const ss_api_limits *l
                 return ss_api_fail(e, 400, "response_format",
                                    "'response_format' of type json_schema needs 'json_schema': {\"name\": ..., "
                                    "\"schema\": {...}}");
-            SS_CHECK(oai_take_schema(r, schema, "response_format", e));
+            SS_CHECK(ss_api_take_schema(r, schema, "response_format", e));
         } else if (strcmp(t->valuestring, "json_object") == 0) {
             r->json_mode = 1;
         } else if (strcmp(t->valuestring, "text") != 0) {
@@ -328,7 +308,7 @@ static ss_status oai_parse_output_opts(const cJSON *root, const ss_api_limits *l
     if (guided && !cJSON_IsNull(guided)) {
         if (r->json_mode)
             return ss_api_fail(e, 400, "guided_json", "'guided_json' and a JSON response_format both given");
-        SS_CHECK(oai_take_schema(r, guided, "guided_json", e));
+        SS_CHECK(ss_api_take_schema(r, guided, "guided_json", e));
     }
     if (r->json_mode && r->min_tokens > 0) /* (parsed above) */
         return ss_api_fail(e, 400, "min_tokens",

@@ -18,6 +18,35 @@ static const cJSON *trt_src(const cJSON *root, const cJSON *params, const char *
     return params;
 }
 
+/* TensorRT-LLM's guided decoding: guided_decoding_guide_type "json" (any object) or "json_schema" (the schema in
+ * guided_decoding_guide, a JSON text); regex and grammars are refused. */
+static ss_status trt_guide(const cJSON *root, const cJSON *params, ss_api_request *r, ss_api_error *e)
+{
+    char *type = NULL;
+    int present = 0;
+    SS_CHECK(ss_api_get_string(trt_src(root, params, "guided_decoding_guide_type"), "guided_decoding_guide_type",
+                               &type, &present, e));
+    if (!present)
+        return SS_OK;
+    const cJSON *guide = cJSON_GetObjectItemCaseSensitive(trt_src(root, params, "guided_decoding_guide"),
+                                                          "guided_decoding_guide");
+    ss_status st = SS_OK;
+    if (!strcmp(type, "json"))
+        r->json_mode = 1;
+    else if (!strcmp(type, "json_schema") && (cJSON_IsString(guide) || cJSON_IsObject(guide)))
+        st = ss_api_take_schema(r, guide, "guided_decoding_guide", e);
+    else if (!strcmp(type, "json_schema"))
+        st = ss_api_fail(e, 400, "guided_decoding_guide", "'guided_decoding_guide' must hold the JSON schema");
+    else
+        st = ss_api_fail(e, 400, "guided_decoding_guide_type",
+                         "'guided_decoding_guide_type' '%.40s' is not supported (json or json_schema)", type);
+    ss_free(type);
+    if (st == SS_OK && r->min_tokens > 0)
+        st = ss_api_fail(e, 400, "min_length",
+                         "'min_length' cannot be combined with JSON mode, which ends when the object closes");
+    return st;
+}
+
 static ss_status trt_number(const cJSON *root, const cJSON *params, const char *name, double lo, double hi,
                             double *out, int *present, ss_api_error *e)
 {
@@ -112,6 +141,7 @@ static ss_status trt_parse_fields(const cJSON *root, const cJSON *params, const 
         if (strlen(r->stop[i]) > SS_API_MAX_STOP_LEN)
             return ss_api_fail(e, 400, "stop_words", "'stop_words' strings must be at most %d bytes",
                                SS_API_MAX_STOP_LEN);
+    SS_CHECK(trt_guide(root, params, r, e));
     r->bad_words = ss_calloc(SS_API_MAX_BAD_WORDS, sizeof *r->bad_words);
     if (!r->bad_words)
         return ss_api_fail(e, 500, "bad_words", "out of memory");

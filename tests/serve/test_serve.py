@@ -224,8 +224,9 @@ def schema_errors(schema, v, root=None, path="$"):
     return errs
 
 
-@check("JSON schemas (response_format json_schema, vLLM's guided_json): sampled outputs follow the schema (a "
-       "validator written in Python), in its property order; n = 2; streamed; unsupported keywords refused")
+@check("JSON schemas (response_format json_schema, vLLM's guided_json, Triton's guided_decoding_guide): sampled "
+       "outputs follow the schema (a validator written in Python), in its property order; n = 2; streamed; "
+       "unsupported keywords refused")
 def _():
     assert schema_errors(PERSON_SCHEMA, {"name": "a", "age": 1, "pet": None}) == []
     assert schema_errors(PERSON_SCHEMA, {"age": 1, "name": "a", "pet": {"kind": "cow"}}) != []  # the checker checks
@@ -257,6 +258,15 @@ def _():
     assert "".join(c["choices"][0]["text"] for c in chunks if c["choices"]) == j["choices"][0]["text"], (chunks, j)
     if j["choices"][0]["finish_reason"] == "stop":
         assert schema_errors(PERSON_SCHEMA, json.loads(j["choices"][0]["text"])) == [], j
+    # Triton / TensorRT-LLM's guided decoding fields: the schema as a JSON text (one that leaves the model little
+    # but whitespace to choose, so that even this random model closes it)
+    small = {"type": "object", "properties": {"ok": {"type": "boolean"}, "n": {"enum": [1, 2]}}, "required": ["ok", "n"]}
+    body = {"text_input": "Person:", "max_tokens": 120, "random_seed": 4, "temperature": 1,
+            "guided_decoding_guide_type": "json_schema", "guided_decoding_guide": json.dumps(small)}
+    st, _, j, _ = srv.post("/v2/models/%s/generate" % NAME, body)
+    assert st == 200, j
+    value = json.loads(j["text_output"])
+    assert schema_errors(small, value) == [], (schema_errors(small, value), j)
     # a const-only object: at most steps fewer than 20 tokens are possible, and the top lists hold only those
     # (+10 on '{', '"' and '}': this random model would otherwise spend its tokens on indentation first)
     body = {"messages": [{"role": "user", "content": "x"}], "max_tokens": 60, "logprobs": True, "top_logprobs": 20,

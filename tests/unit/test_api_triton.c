@@ -66,6 +66,21 @@ static void test_fields_in_parameters(void **state)
     ss_api_request_clear(&r);
     assert_int_equal(parse("{\"text_input\":\"hi\"}", 0, &r, &e), SS_OK);
     assert_int_equal(r.max_tokens, 16);
+    assert_false(r.json_mode);
+    ss_api_request_clear(&r);
+    /* TensorRT-LLM's guided decoding: json, and json_schema with the schema as a JSON text */
+    assert_int_equal(parse("{\"text_input\":\"hi\",\"guided_decoding_guide_type\":\"json\"}", 0, &r, &e), SS_OK);
+    assert_true(r.json_mode);
+    assert_null(r.json_schema);
+    ss_api_request_clear(&r);
+    assert_int_equal(parse("{\"text_input\":\"hi\",\"parameters\":{\"guided_decoding_guide_type\":\"json_schema\","
+                           "\"guided_decoding_guide\":\"{\\\"properties\\\":{\\\"a\\\":{\\\"type\\\":\\\"null\\\"}}}\"}}",
+                           0, &r, &e),
+                     SS_OK);
+    assert_true(r.json_mode);
+    assert_non_null(r.json_schema);
+    const ss_json_node *root = ss_json_schema_node(r.json_schema, ss_json_schema_root(r.json_schema));
+    assert_int_equal(root->n_props, 1);
     ss_api_request_clear(&r);
 }
 
@@ -96,6 +111,15 @@ static void test_bad_bodies(void **state)
         {"{\"text_input\":\"x\",\"bad_words\":{}}", "bad_words", "'bad_words' must be a string or a list of strings"},
         {"{\"text_input\":\"x\",\"return_log_probs\":1}", "return_log_probs", "'return_log_probs' must be a boolean"},
         {"{\"text_input\":\"x\",\"max_tokens\":4,\"min_length\":5}", "min_length", "'min_length' must be in [0, 4] (got 5)"},
+        {"{\"text_input\":\"x\",\"guided_decoding_guide_type\":\"regex\",\"guided_decoding_guide\":\"a+\"}",
+         "guided_decoding_guide_type", "'guided_decoding_guide_type' 'regex' is not supported (json or json_schema)"},
+        {"{\"text_input\":\"x\",\"guided_decoding_guide_type\":\"json_schema\"}", "guided_decoding_guide",
+         "'guided_decoding_guide' must hold the JSON schema"},
+        {"{\"text_input\":\"x\",\"guided_decoding_guide_type\":\"json_schema\",\"guided_decoding_guide\":\"{\\\"type\\\":"
+         "\\\"string\\\"}\"}",
+         "guided_decoding_guide", "JSON schema: the top level must describe an object (\"type\": \"object\")"},
+        {"{\"text_input\":\"x\",\"min_length\":2,\"guided_decoding_guide_type\":\"json\"}", "min_length",
+         "'min_length' cannot be combined with JSON mode, which ends when the object closes"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         ss_api_request r;
