@@ -26,6 +26,7 @@ struct ss_guide_vocab {
                            * (no unescaped '"', whole UTF-8 characters, no control bytes) */
     int32_t *index_of;    /* [model_vocab] position in all, -1 for tokens never allowed */
     ss_json_state *state; /* [max_len + 1] scratch of ss_guide_vocab_mask: the state after each prefix byte */
+    size_t max_len;       /* the longest token's bytes */
 };
 
 typedef struct entry {
@@ -162,6 +163,7 @@ ss_status ss_guide_vocab_create(const ss_tokenizer *tok, int32_t model_vocab, ss
         v->index_of = ss_malloc((size_t)model_vocab * sizeof *v->index_of);
         v->in_string = ss_calloc((size_t)ss_guide_vocab_words(v), sizeof *v->in_string);
         v->state = ss_malloc((max_len + 1) * sizeof *v->state);
+        v->max_len = max_len;
         ok = v->bytes && v->index_of && v->in_string && v->state;
     }
     if (!ok) {
@@ -239,18 +241,47 @@ static int64_t mask_walk(const ss_guide_vocab *v, const tok_list *l, const ss_js
     return allowed;
 }
 
-int64_t ss_guide_vocab_mask(ss_guide_vocab *v, const ss_json_schema *sc, const ss_json_state *s, uint32_t *mask)
+size_t ss_guide_vocab_scratch_len(const ss_guide_vocab *v)
+{
+    return v->max_len + 1;
+}
+
+int64_t ss_guide_vocab_mask_into(const ss_guide_vocab *v, const ss_json_schema *sc, const ss_json_state *s,
+                                 uint32_t *mask, ss_json_state *scratch)
 {
     const size_t words = (size_t)ss_guide_vocab_words(v);
-    v->state[0] = *s;
+    scratch[0] = *s;
     if (!ss_json_between_chars(s)) {
         memset(mask, 0, words * sizeof *mask);
-        return mask_walk(v, &v->all, sc, v->state, mask);
+        return mask_walk(v, &v->all, sc, scratch, mask);
     }
     /* between two characters of a string: the tokens that stay in it are all accepted; walk the others */
     memcpy(mask, v->in_string, words * sizeof *mask);
     int64_t allowed = v->all.n - v->rest.n;
-    return allowed + mask_walk(v, &v->rest, sc, v->state, mask);
+    return allowed + mask_walk(v, &v->rest, sc, scratch, mask);
+}
+
+int64_t ss_guide_vocab_mask(ss_guide_vocab *v, const ss_json_schema *sc, const ss_json_state *s, uint32_t *mask)
+{
+    return ss_guide_vocab_mask_into(v, sc, s, mask, v->state);
+}
+
+ss_status ss_guide_feed(ss_guide *g, const ss_guide_vocab *v, int32_t tok, ss_err *err)
+{
+    size_t n = 0;
+    const uint8_t *b = ss_guide_vocab_bytes(v, tok, &n);
+    if (!b || !ss_json_push_bytes(g->schema, &g->st, b, n))
+        return ss_err_set(err, SS_ERR_INTERNAL, "JSON mode: token %d does not continue the object", (int)tok);
+    g->last = tok;
+    return SS_OK;
+}
+
+ss_status ss_guide_remask(ss_guide *g, const ss_guide_vocab *v, ss_json_state *scratch, ss_err *err)
+{
+    if (ss_guide_vocab_mask_into(v, g->schema, &g->st, g->allow, scratch) == 0)
+        return ss_err_set(err, SS_ERR_UNSUPPORTED,
+                          "JSON mode: no token of this vocabulary continues the object after token %d", (int)g->last);
+    return SS_OK;
 }
 
 const uint8_t *ss_guide_vocab_bytes(const ss_guide_vocab *v, int32_t id, size_t *len)
@@ -277,16 +308,8 @@ ss_status ss_guide_start(ss_guide *g, ss_guide_vocab *v, const ss_json_schema *s
 
 ss_status ss_guide_advance(ss_guide *g, ss_guide_vocab *v, int32_t tok, ss_err *err)
 {
-    size_t n = 0;
-    const uint8_t *b = ss_guide_vocab_bytes(v, tok, &n);
-    if (!b || !ss_json_push_bytes(g->schema, &g->st, b, n))
-        return ss_err_set(err, SS_ERR_INTERNAL, "JSON mode: token %d does not continue the object", (int)tok);
-    if (!ss_json_done(&g->st) && ss_guide_vocab_mask(v, g->schema, &g->st, g->allow) == 0)
-        return ss_err_set(err, SS_ERR_UNSUPPORTED,
-                          "JSON mode: no token of this vocabulary continues the object "
-                          "after token %d",
-                          (int)tok);
-    return SS_OK;
+    SS_CHECK(ss_guide_feed(g, v, tok, err));
+    return ss_guide_done(g) ? SS_OK : ss_guide_remask(g, v, v->state, err);
 }
 
 int ss_guide_done(const ss_guide *g)

@@ -30,6 +30,12 @@ int32_t ss_guide_vocab_words(const ss_guide_vocab *v);
  * per v. */
 int64_t ss_guide_vocab_mask(ss_guide_vocab *v, const ss_json_schema *sc, const ss_json_state *s, uint32_t *mask);
 
+/* The same with the caller's scratch of ss_guide_vocab_scratch_len states: masks of one v may then be made on
+ * several threads at once (v is only read). */
+int64_t ss_guide_vocab_mask_into(const ss_guide_vocab *v, const ss_json_schema *sc, const ss_json_state *s,
+                                 uint32_t *mask, ss_json_state *scratch);
+size_t ss_guide_vocab_scratch_len(const ss_guide_vocab *v);
+
 /* The bytes token id adds to a text after other tokens (borrowed from v), or NULL with *len 0 for a token
  * that is never allowed. */
 const uint8_t *ss_guide_vocab_bytes(const ss_guide_vocab *v, int32_t id, size_t *len);
@@ -40,6 +46,7 @@ typedef struct ss_guide {
     const ss_json_schema *schema;
     ss_json_state st;
     uint32_t *allow; /* [ss_guide_vocab_words], owned */
+    int32_t last;    /* the last token fed (for messages) */
 } ss_guide;
 
 /* Starts g for an empty output under sc (ss_json_schema_any_object() for plain JSON mode) with its first mask.
@@ -48,6 +55,11 @@ ss_status ss_guide_start(ss_guide *g, ss_guide_vocab *v, const ss_json_schema *s
 /* Feeds token tok; when the object is not whole yet, makes the next mask. Fails naming tok when it does not
  * continue the object, or when no token can follow it. */
 ss_status ss_guide_advance(ss_guide *g, ss_guide_vocab *v, int32_t tok, ss_err *err);
+/* The same in two halves, so that the masks of many outputs can be made on several threads: feed (fails when
+ * tok does not continue the object), then, unless done, remask with a scratch of ss_guide_vocab_scratch_len
+ * states (fails when no token can follow). */
+ss_status ss_guide_feed(ss_guide *g, const ss_guide_vocab *v, int32_t tok, ss_err *err);
+ss_status ss_guide_remask(ss_guide *g, const ss_guide_vocab *v, ss_json_state *scratch, ss_err *err);
 /* 1 once the object is whole. */
 int ss_guide_done(const ss_guide *g);
 void ss_guide_clear(ss_guide *g);

@@ -5,11 +5,13 @@
 #include "serve/sched.h"
 
 #include <math.h>
+#include <omp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #ifdef __linux__
 #include <sys/prctl.h>
 #endif
@@ -72,6 +74,13 @@ struct ss_sched {
     int32_t eos[SS_MAX_EOS];
     int32_t n_eos;
     ss_guide_vocab *guide; /* JSON mode's vocabulary, made for the first such request (scheduler thread) */
+    /* JSON mode's next masks, made after each step for every guided sequence that sampled (masks_make) */
+    sreq **mask_due;           /* [max_running] */
+    int32_t n_mask_due;
+    ss_status *mask_st;        /* [max_running] */
+    ss_err *mask_err;          /* [max_running] */
+    ss_json_state *mask_scratch; /* [mask_threads * ss_guide_vocab_scratch_len] */
+    int mask_threads;
 
     pthread_t thread;
     int thread_started, thread_joined;
@@ -431,6 +440,24 @@ static ss_status guide_start(ss_sched *s, sreq *r, ss_err *err)
         SS_LOGI("JSON mode: read the vocabulary's %d tokens in %.1f ms", (int)s->tok_vocab,
                 (double)(now_us() - t0) / 1000.0);
     }
+    if (!s->mask_scratch) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        s->mask_threads = s->p.mask_threads > 0 ? s->p.mask_threads : cores >= 4 ? (int)(cores / 2 < 8 ? cores / 2 : 8) : 1;
+        s->mask_scratch = ss_malloc((size_t)s->mask_threads * ss_guide_vocab_scratch_len(s->guide) *
+                                    sizeof *s->mask_scratch);
+        s->mask_due = ss_malloc((size_t)s->p.max_running * sizeof *s->mask_due);
+        s->mask_st = ss_malloc((size_t)s->p.max_running * sizeof *s->mask_st);
+        s->mask_err = ss_malloc((size_t)s->p.max_running * sizeof *s->mask_err);
+        if (!s->mask_scratch || !s->mask_due || !s->mask_st || !s->mask_err) {
+            ss_free(s->mask_scratch);
+            ss_free(s->mask_due);
+            ss_free(s->mask_st);
+            ss_free(s->mask_err);
+            s->mask_scratch = NULL, s->mask_due = NULL, s->mask_st = NULL, s->mask_err = NULL;
+            return ss_err_set(err, SS_ERR_NOMEM, "JSON mode: out of memory for the mask workers");
+        }
+        SS_LOGI("JSON mode: masks on up to %d threads", s->mask_threads);
+    }
     const ss_json_schema *sc = r->req->json_schema ? r->req->json_schema : ss_json_schema_any_object();
     return ss_guide_start(&r->guide, s->guide, sc, err);
 }
@@ -731,14 +758,17 @@ static void on_token(ss_sched *s, sreq *r, const ss_step_output *out, int32_t k)
         if (stopped)
             reason = SS_FINISH_STOP;
     }
+    int mask_due = 0;
     if (reason == SS_FINISH_NONE && r->guide.allow) {
-        ss_status st = ss_guide_advance(&r->guide, s->guide, tok, &err);
+        ss_status st = ss_guide_feed(&r->guide, s->guide, tok, &err);
         if (st != SS_OK) {
             finish(s, r, SS_FINISH_ERROR, st, err.msg);
             return;
         }
         if (ss_guide_done(&r->guide))
             reason = SS_FINISH_STOP; /* the object is whole: nothing may follow it */
+        else
+            mask_due = 1;
     }
     if (reason == SS_FINISH_NONE && (r->n_generated >= q->max_tokens || r->n_tokens >= s->max_seq_len))
         reason = SS_FINISH_LENGTH;
@@ -751,6 +781,27 @@ static void on_token(ss_sched *s, sreq *r, const ss_step_output *out, int32_t k)
                n_top ? out->top_logprobs + (size_t)k * (size_t)out->n_top : NULL, text, text_len);
     if (reason != SS_FINISH_NONE)
         finish(s, r, reason, SS_OK, NULL);
+    else if (mask_due)
+        s->mask_due[s->n_mask_due++] = r; /* its next mask: masks_make, once the step's tokens are all in */
+}
+
+/* The next masks of the guided sequences that sampled in the step just collected, on up to mask_threads threads
+ * at once (each its own scratch; the vocabulary and schemas are only read). A sequence that nothing can continue
+ * fails. Measured on the development machine's 2 cores: see docs/performance.md, session 35. */
+static void masks_make(ss_sched *s)
+{
+    const int32_t n = s->n_mask_due;
+    const size_t len = ss_guide_vocab_scratch_len(s->guide);
+    int threads = n < s->mask_threads ? (int)n : s->mask_threads;
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (threads > 1)
+    for (int32_t i = 0; i < n; i++) {
+        ss_json_state *scratch = s->mask_scratch + (size_t)omp_get_thread_num() * len;
+        s->mask_st[i] = ss_guide_remask(&s->mask_due[i]->guide, s->guide, scratch, &s->mask_err[i]);
+    }
+    s->n_mask_due = 0;
+    for (int32_t i = 0; i < n; i++)
+        if (s->mask_st[i] != SS_OK)
+            finish(s, s->mask_due[i], SS_FINISH_ERROR, s->mask_st[i], s->mask_err[i].msg);
 }
 
 static void flights_drain(ss_sched *s);
@@ -972,6 +1023,8 @@ static void flight_finish(ss_sched *s, sched_flight *f, const ss_step_output *ou
         k_out += sample;
     }
     f->active = 0;
+    if (s->n_mask_due > 0)
+        masks_make(s);
 }
 
 /* One iteration: choose work (unless a step planned ahead is in flight already), maybe plan the next
@@ -1451,6 +1504,10 @@ void ss_sched_destroy(ss_sched *s)
     ss_free(s->plan_tokens);
     ss_free(s->banned);
     ss_guide_vocab_destroy(s->guide);
+    ss_free(s->mask_scratch);
+    ss_free(s->mask_due);
+    ss_free(s->mask_st);
+    ss_free(s->mask_err);
     sched_free_flights(s);
     ss_free(s);
 }

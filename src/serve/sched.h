@@ -107,6 +107,8 @@ typedef struct ss_sched_params {
                                  * (default 250; see pace_adapt) */
     int prefill_attn_budget;    /* 1: beside decoding sequences, a prompt chunk's attention counts against
                                  * max_step_tokens too (sched.c chunk_fit; default 0) */
+    int mask_threads;           /* JSON mode: threads that make the next token masks after a step (0, the default:
+                                 * half the cores, at most 8; 1 on fewer than 4 cores) */
 } ss_sched_params;
 
 ss_sched_params ss_sched_default_params(void);

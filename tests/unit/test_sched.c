@@ -1000,7 +1000,8 @@ static void test_text_and_stop_strings(void **state)
 }
 
 /* JSON mode on the Llama 3.1 tokenizer's random model. 12 sampled requests at once (temperature 1, their own seeds,
- * more than the KV cache holds, so some are preempted and recomputed) and a greedy one: every text is a prefix the
+ * more than the KV cache holds, so some are preempted and recomputed; their masks made on three threads) and a
+ * greedy one: every text is a prefix the
  * grammar accepts, whole exactly when the request ended "stop", and then cJSON parses it as an object; the same
  * seed alone gives the same text. A logit bias of +10 on '"' and '}' lets this model's strings and objects end
  * (without it its random strings run past max_tokens). min_tokens, and JSON mode without a tokenizer, are
@@ -1012,7 +1013,12 @@ static void test_json_mode(void **state)
     ss_tokenizer *tok = e2e_tokenizer();
     ss_err e;
     ss_replica *rep = make_replica("e2e-llama3-tok", 64, 256);
-    ss_sched *s = make_sched(rep, tok, 0, 0, 0, 1);
+    ss_sched_params p = ss_sched_default_params();
+    p.overlap = SS_OVERLAP_ON;
+    p.mask_threads = 3; /* the masks of a step made on three threads, also on a 2-core machine */
+    ss_sched *s = NULL;
+    if (ss_sched_create(&p, rep, tok, &s, &e) != SS_OK)
+        fail_msg("sched create: %s", e.msg);
     const char *prompt_text = "Reply in JSON: the name and age of a cat.";
     int32_t *ids = NULL;
     size_t n_ids = 0;
