@@ -15,7 +15,9 @@ enum {
     J_AFTER,     /* after a value inside a container: whitespace, ',', the container's closing bracket */
     J_STR,       /* inside a string */
     J_STR_ESC,   /* after '\' */
-    J_STR_U,     /* inside \uXXXX (aux hex digits seen) */
+    J_STR_U,     /* inside \uXXXX (aux: u_* bits and the hex digits seen) */
+    J_STR_LOW,   /* after a high surrogate's \uD8XX..\uDBXX: the '\' of its low surrogate */
+    J_STR_LOW_U, /* the 'u' of that low surrogate */
     J_NUM_MINUS, /* after '-' */
     J_NUM_ZERO,  /* a leading 0 */
     J_NUM_INT,   /* integer digits */
@@ -46,7 +48,8 @@ int ss_json_done(const ss_json_state *s)
 
 int ss_json_in_string(const ss_json_state *s)
 {
-    return s->mode == J_STR || s->mode == J_STR_ESC || s->mode == J_STR_U;
+    return s->mode == J_STR || s->mode == J_STR_ESC || s->mode == J_STR_U || s->mode == J_STR_LOW ||
+           s->mode == J_STR_LOW_U;
 }
 
 int ss_json_between_chars(const ss_json_state *s)
@@ -361,6 +364,41 @@ static int ws_byte(ss_json_state *s, uint8_t c)
     return 0;
 }
 
+/* \uXXXX escapes name UTF-16 units: a high surrogate (D800-DBFF) must be followed by a low one (DC00-DFFF) as
+ * the next escape, and a low one may come only there, as strict parsers (cJSON, Python's json) require. Told from
+ * the first two hex digits, so that no prefix is taken that no digits can finish. aux: the digits seen (low 3
+ * bits) and these flags. */
+enum {
+    U_D = 16,    /* the first digit was d / D */
+    U_HIGH = 32, /* this escape is a high surrogate */
+    U_LOW = 64,  /* this escape must be a low surrogate */
+};
+
+static int unicode_escape_byte(ss_json_state *s, uint8_t c)
+{
+    if (!is_hex(c))
+        return 0;
+    const int k = s->aux & 7;
+    if (k == 0) {
+        int d = c == 'd' || c == 'D';
+        if ((s->aux & U_LOW) && !d)
+            return 0;
+        if (d)
+            s->aux |= U_D;
+    } else if (k == 1 && (s->aux & U_D)) {
+        int low = (c >= 'c' && c <= 'f') || (c >= 'C' && c <= 'F');
+        int high = (c >= '8' && c <= '9') || (c >= 'a' && c <= 'b') || (c >= 'A' && c <= 'B');
+        if ((s->aux & U_LOW) ? !low : low)
+            return 0; /* a low surrogate alone, or not one where it must be */
+        if (high)
+            s->aux |= U_HIGH;
+    }
+    s->aux = (uint8_t)((s->aux & ~7) | (k + 1));
+    if (k + 1 == 4)
+        s->mode = (s->aux & U_HIGH) ? J_STR_LOW : J_STR;
+    return 1;
+}
+
 /* A number's mode that may end there (the byte that ends it belongs to what follows). */
 static int number_may_end(uint8_t mode)
 {
@@ -434,8 +472,8 @@ static int key_start(const ss_json_schema *sc, ss_json_state *s, uint8_t c)
         const ss_json_node *n = top_node(sc, s);
         if (n->n_props > 0)
             return set_start(sc, s, n->keys, 1, c);
-        if (n->addl < 0)
-            return 0;                 /* "additionalProperties": false and no properties: {} */
+        if (n->addl < 0 || s->sdepth + ss_json_schema_node(sc, n->addl)->min_depth > SS_JSON_SCHEMA_MAX_DEPTH)
+            return 0; /* "additionalProperties": false and no properties, or values that cannot fit: {} */
         s->value = (uint16_t)n->addl; /* a dictionary: any key, the values of one schema */
     }
     s->mode = J_STR;
@@ -517,10 +555,17 @@ int ss_json_push(const ss_json_schema *sc, ss_json_state *s, uint8_t c)
         }
         return 0;
     case J_STR_U:
-        if (!is_hex(c))
+        return unicode_escape_byte(s, c);
+    case J_STR_LOW:
+        if (c != '\\')
             return 0;
-        if (++s->aux == 4)
-            s->mode = J_STR;
+        s->mode = J_STR_LOW_U;
+        return 1;
+    case J_STR_LOW_U:
+        if (c != 'u')
+            return 0;
+        s->mode = J_STR_U;
+        s->aux = U_LOW;
         return 1;
     case J_LIT:
         if ((uint8_t)lit_words[s->lit][s->aux] != c)

@@ -589,6 +589,8 @@ static ss_status prop_names(cctx *c, const cJSON *props, int32_t n, const char *
 /* "required": marks the properties it names; each must be one of them. */
 static ss_status mark_required(cctx *c, const cJSON *req, const char *const *names, int32_t n, uint8_t *required)
 {
+    if (cJSON_GetArraySize(req) > SS_JSON_SCHEMA_MAX_PROPS) /* (each name is looked up among n) */
+        return fail(c, SS_ERR_CAPACITY, "required lists more than 255 names");
     for (const cJSON *r = req ? req->child : NULL; r; r = r->next) {
         int32_t k = -1;
         for (int32_t j = 0; cJSON_IsString(r) && j < n && k < 0; j++)
@@ -829,6 +831,20 @@ static void min_depths(ss_json_schema *sc)
     }
 }
 
+/* The schema of plain JSON mode: node 0 any value, node 1 (the root) any object. Never freed. */
+static const ss_json_node any_object_nodes[2] = {
+    {.kind = SS_JK_ANY, .items = -1, .set = -1, .keys = -1, .addl = -1, .branch = {-1, -1, -1, -1, -1, -1}},
+    {.kind = SS_JK_OBJECT,
+     .free = 1,
+     .items = -1,
+     .set = -1,
+     .keys = -1,
+     .addl = -1,
+     .branch = {-1, -1, -1, -1, -1, -1}},
+};
+static const ss_json_schema any_object = {
+    .nodes = (ss_json_node *)any_object_nodes, .n_nodes = 2, .cap_nodes = 2, .root = 1};
+
 ss_status ss_json_schema_compile(const cJSON *schema, ss_json_schema **out, ss_err *err)
 {
     *out = NULL;
@@ -883,14 +899,14 @@ ss_status ss_json_schema_compile(const cJSON *schema, ss_json_schema **out, ss_e
 
 ss_json_schema *ss_json_schema_ref(ss_json_schema *sc)
 {
-    if (sc)
+    if (sc && sc != &any_object) /* (the static schema is never counted) */
         atomic_fetch_add(&sc->refs, 1);
     return sc;
 }
 
 void ss_json_schema_destroy(ss_json_schema *sc)
 {
-    if (!sc || atomic_fetch_sub(&sc->refs, 1) != 1)
+    if (!sc || sc == &any_object || atomic_fetch_sub(&sc->refs, 1) != 1)
         return;
     for (int32_t i = 0; i < sc->n_allocs; i++)
         ss_free(sc->allocs[i]);
@@ -899,20 +915,6 @@ void ss_json_schema_destroy(ss_json_schema *sc)
     ss_free(sc->sets);
     ss_free(sc);
 }
-
-/* The schema of plain JSON mode: node 0 any value, node 1 (the root) any object. Never freed. */
-static const ss_json_node any_object_nodes[2] = {
-    {.kind = SS_JK_ANY, .items = -1, .set = -1, .keys = -1, .addl = -1, .branch = {-1, -1, -1, -1, -1, -1}},
-    {.kind = SS_JK_OBJECT,
-     .free = 1,
-     .items = -1,
-     .set = -1,
-     .keys = -1,
-     .addl = -1,
-     .branch = {-1, -1, -1, -1, -1, -1}},
-};
-static const ss_json_schema any_object = {
-    .nodes = (ss_json_node *)any_object_nodes, .n_nodes = 2, .cap_nodes = 2, .root = 1};
 
 const ss_json_schema *ss_json_schema_any_object(void)
 {

@@ -45,6 +45,7 @@ static const char *const valid_docs[] = {
     "{\"utf8\": \"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 \xed\x9f\xbf \xf4\x8f\xbf\xbf\"}",
     "{\"\": \"\", \"nested\": [[[[{}]]], {\"x\": [1, [2, [3]]]}]}",
     "{\"del\": \"\x7f\"}",
+    "{\"pair\": \"\\uDBFF\\uDFFF \\ud800\\udc00 \\uFFFF\"}",
     "{\n  \"pretty\": [\n    1,\n    2\n  ]\n}",
 };
 
@@ -113,6 +114,10 @@ static const bad_case bad_docs[] = {
     {"{} ", 2}, /* nothing after the object */
     {"{\"a\":1 2}", 7},
     {"{'a':1}", 1},
+    {"{\"a\":\"\\udc00\"}", 9},         /* a low surrogate alone */
+    {"{\"a\":\"\\ud800x\"}", 12},       /* a high surrogate alone */
+    {"{\"a\":\"\\ud800\\u0041\"}", 14}, /* a high surrogate, then no low one */
+    {"{\"a\":\"\\uD800\\uD800\"}", 15},
 };
 
 static void test_invalid(void **state)
@@ -568,6 +573,37 @@ static void test_schema_review_cases(void **state)
     snprintf(closed, sizeof closed, "%s%s", deep, "}}}}}}}}}}}}}}}}");
     const char *const recursion[] = {cut, closed};
     check_texts("{\"type\":\"object\",\"properties\":{\"kid\":{\"$ref\":\"#\"}}}", recursion, 2);
+    /* dictionaries whose values cannot fit (a tree of dictionaries at the schema depth) or cannot be written at all
+     * (values that require themselves) take no key: their '{' can always be closed (the second review) */
+    char tree[512] = "{\"tree\":", tree_cut[600], tree_closed[600];
+    for (int i = 0; i < 14; i++)
+        strcat(tree, "{\"k\":");
+    strcat(tree, "{");
+    snprintf(tree_cut, sizeof tree_cut, "%s^\"k\":{}", tree);
+    snprintf(tree_closed, sizeof tree_closed, "%s%s", tree, "}}}}}}}}}}}}}}}}");
+    const char *const trees[] = {tree_cut, tree_closed};
+    check_texts("{\"type\":\"object\",\"properties\":{\"tree\":{\"$ref\":\"#/$defs/T\"}},\"$defs\":{\"T\":{\"type\":"
+                "\"object\",\"additionalProperties\":{\"$ref\":\"#/$defs/T\"}}}}",
+                trees, 2);
+    static const char *const never[] = {"{^\"k\":{}}", "{}"};
+    check_texts("{\"type\":\"object\",\"additionalProperties\":{\"$ref\":\"#/$defs/R\"},\"$defs\":{\"R\":{\"type\":"
+                "\"object\",\"properties\":{\"r\":{\"$ref\":\"#/$defs/R\"}},\"required\":[\"r\"]}}}",
+                never, 2);
+    /* a required list longer than an object's properties can be is refused (each name is looked up) */
+    cJSON *big = cJSON_CreateObject();
+    cJSON_AddObjectToObject(cJSON_AddObjectToObject(big, "properties"), "a");
+    cJSON *req = cJSON_AddArrayToObject(big, "required");
+    for (int i = 0; i < 256; i++)
+        cJSON_AddItemToArray(req, cJSON_CreateString("a"));
+    ss_json_schema *bs = (ss_json_schema *)1;
+    ss_err be;
+    assert_int_equal(ss_json_schema_compile(big, &bs, &be), SS_ERR_CAPACITY);
+    assert_string_equal(be.msg, "JSON schema: required lists more than 255 names");
+    assert_null(bs);
+    cJSON_Delete(big);
+    /* the static schema of plain JSON mode is never counted or freed */
+    assert_ptr_equal(ss_json_schema_ref((ss_json_schema *)anyo()), anyo());
+    ss_json_schema_destroy((ss_json_schema *)anyo());
     /* one key set per object, however many objects: 255 objects of 255 properties compile, and keys stay apart */
     cJSON *root = cJSON_CreateObject(), *props = cJSON_AddObjectToObject(root, "properties");
     cJSON *r0p = cJSON_AddObjectToObject(cJSON_AddObjectToObject(props, "r0"), "properties");
