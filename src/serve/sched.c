@@ -442,7 +442,9 @@ static ss_status guide_start(ss_sched *s, sreq *r, ss_err *err)
     }
     if (!s->mask_scratch) {
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
-        s->mask_threads = s->p.mask_threads > 0 ? s->p.mask_threads : cores >= 4 ? (int)(cores / 2 < 8 ? cores / 2 : 8) : 1;
+        s->mask_threads = s->p.mask_threads > 0 ? s->p.mask_threads
+                          : cores >= 4            ? (int)(cores / 2 < 8 ? cores / 2 : 8)
+                                                  : 1;
         s->mask_scratch = ss_malloc((size_t)s->mask_threads * ss_guide_vocab_scratch_len(s->guide) *
                                     sizeof *s->mask_scratch);
         s->mask_due = ss_malloc((size_t)s->p.max_running * sizeof *s->mask_due);

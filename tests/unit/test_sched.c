@@ -1007,6 +1007,20 @@ static void test_text_and_stop_strings(void **state)
  * (without it its random strings run past max_tokens). min_tokens, and JSON mode without a tokenizer, are
  * refused. */
 #define JSON_N 12
+/* A greedy JSON-mode request of up to 160 tokens with +10 on the two closers' ids. */
+static ss_gen_request *json_req(const int32_t *ids, int32_t n, const int32_t closers[2])
+{
+    ss_gen_request *q = make_req(ids, n, 160);
+    q->json_mode = 1;
+    q->n_bias = 2;
+    q->bias_ids = ss_malloc(2 * sizeof *q->bias_ids);
+    q->bias_vals = ss_malloc(2 * sizeof *q->bias_vals);
+    assert_true(q->bias_ids && q->bias_vals);
+    memcpy(q->bias_ids, closers, 2 * sizeof *closers);
+    q->bias_vals[0] = q->bias_vals[1] = 10.0f;
+    return q;
+}
+
 static void test_json_mode(void **state)
 {
     (void)state;
@@ -1028,14 +1042,7 @@ static void test_json_mode(void **state)
     const int32_t closers[2] = {ss_tokenizer_token_to_id(tok, "\""), ss_tokenizer_token_to_id(tok, "}")};
     assert_true(closers[0] >= 0 && closers[1] >= 0);
     for (int i = 0; i <= JSON_N; i++) {
-        ss_gen_request *q = make_req(ids, (int32_t)n_ids, 160);
-        q->json_mode = 1;
-        q->n_bias = 2;
-        q->bias_ids = ss_malloc(2 * sizeof *q->bias_ids);
-        q->bias_vals = ss_malloc(2 * sizeof *q->bias_vals);
-        assert_true(q->bias_ids && q->bias_vals);
-        memcpy(q->bias_ids, closers, sizeof closers);
-        q->bias_vals[0] = q->bias_vals[1] = 10.0f;
+        ss_gen_request *q = json_req(ids, (int32_t)n_ids, closers);
         if (i < JSON_N) {
             q->sp.temperature = 1.0f;
             q->sp.seed = 1000u + (uint64_t)i;
@@ -1067,16 +1074,9 @@ static void test_json_mode(void **state)
                   (int)(c[0].text_len < 120 ? c[0].text_len : 120), c[0].text);
     assert_true(whole >= 4);
     /* the first again, alone: the same text */
-    ss_gen_request *q = make_req(ids, (int32_t)n_ids, 160);
-    q->json_mode = 1;
+    ss_gen_request *q = json_req(ids, (int32_t)n_ids, closers);
     q->sp.temperature = 1.0f;
     q->sp.seed = 1000u;
-    q->n_bias = 2;
-    q->bias_ids = ss_malloc(2 * sizeof *q->bias_ids);
-    q->bias_vals = ss_malloc(2 * sizeof *q->bias_vals);
-    assert_true(q->bias_ids && q->bias_vals);
-    memcpy(q->bias_ids, closers, sizeof closers);
-    q->bias_vals[0] = q->bias_vals[1] = 10.0f;
     collect again;
     run_alone(s, q, &again);
     assert_int_equal(again.text_len, c[0].text_len);
