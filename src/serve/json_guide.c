@@ -15,7 +15,7 @@ enum {
     J_AFTER,     /* after a value inside a container: whitespace, ',', the container's closing bracket */
     J_STR,       /* inside a string */
     J_STR_ESC,   /* after '\' */
-    J_STR_U,     /* inside \uXXXX (aux: u_* bits and the hex digits seen) */
+    J_STR_U,     /* inside \uXXXX (aux: the U_* flags and the hex digits seen) */
     J_STR_LOW,   /* after a high surrogate's \uD8XX..\uDBXX: the '\' of its low surrogate */
     J_STR_LOW_U, /* the 'u' of that low surrogate */
     J_NUM_MINUS, /* after '-' */
