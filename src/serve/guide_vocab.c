@@ -3,8 +3,10 @@
  * strings the tokens that cannot leave one taken as a block. */
 #include "serve/guide_vocab.h"
 
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/alloc.h"
 
@@ -321,4 +323,71 @@ void ss_guide_clear(ss_guide *g)
 {
     ss_free(g->allow);
     g->allow = NULL;
+}
+
+struct ss_guide_batch {
+    int threads;
+    int32_t max;
+    size_t len;            /* scratch states per thread */
+    ss_json_state *scratch; /* [threads * len] */
+    ss_status *st;         /* [max] */
+    ss_err *err;           /* [max] */
+};
+
+ss_status ss_guide_batch_create(const ss_guide_vocab *v, int threads, int32_t max_guides, ss_guide_batch **out,
+                                ss_err *err)
+{
+    *out = NULL;
+    if (threads <= 0) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = cores < 4 ? 1 : cores / 2 < 8 ? (int)(cores / 2) : 8;
+    }
+    ss_guide_batch *b = ss_calloc(1, sizeof *b);
+    if (b) {
+        b->threads = threads;
+        b->max = max_guides > 0 ? max_guides : 1;
+        b->len = ss_guide_vocab_scratch_len(v);
+        b->scratch = ss_malloc((size_t)threads * b->len * sizeof *b->scratch);
+        b->st = ss_malloc((size_t)b->max * sizeof *b->st);
+        b->err = ss_malloc((size_t)b->max * sizeof *b->err);
+    }
+    if (!b || !b->scratch || !b->st || !b->err) {
+        ss_guide_batch_destroy(b);
+        return ss_err_set(err, SS_ERR_NOMEM, "JSON mode: out of memory for the mask workers");
+    }
+    *out = b;
+    return SS_OK;
+}
+
+void ss_guide_batch_destroy(ss_guide_batch *b)
+{
+    if (!b)
+        return;
+    ss_free(b->scratch);
+    ss_free(b->st);
+    ss_free(b->err);
+    ss_free(b);
+}
+
+int ss_guide_batch_threads(const ss_guide_batch *b)
+{
+    return b->threads;
+}
+
+int32_t ss_guide_batch_remask(ss_guide_batch *b, const ss_guide_vocab *v, ss_guide *const *g, int32_t n)
+{
+    int threads = n < b->threads ? (int)n : b->threads;
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (threads > 1)
+    for (int32_t i = 0; i < n; i++)
+        b->st[i] = ss_guide_remask(g[i], v, b->scratch + (size_t)omp_get_thread_num() * b->len, &b->err[i]);
+    int32_t failed = 0;
+    for (int32_t i = 0; i < n; i++)
+        failed += b->st[i] != SS_OK;
+    return failed;
+}
+
+ss_status ss_guide_batch_error(const ss_guide_batch *b, int32_t i, const char **msg)
+{
+    *msg = b->st[i] != SS_OK ? b->err[i].msg : "";
+    return b->st[i];
 }

@@ -64,4 +64,19 @@ ss_status ss_guide_remask(ss_guide *g, const ss_guide_vocab *v, ss_json_state *s
 int ss_guide_done(const ss_guide *g);
 void ss_guide_clear(ss_guide *g);
 
+/* The next masks of many outputs at once (a step's guided sequences), on several threads, each with its own
+ * scratch; v and the schemas are only read. */
+typedef struct ss_guide_batch ss_guide_batch;
+
+/* For up to max_guides outputs of v on `threads` threads (0: half the cores, at most 8, and one below 4 cores).
+ * Caller destroys. */
+ss_status ss_guide_batch_create(const ss_guide_vocab *v, int threads, int32_t max_guides, ss_guide_batch **out,
+                                ss_err *err);
+void ss_guide_batch_destroy(ss_guide_batch *b);
+int ss_guide_batch_threads(const ss_guide_batch *b);
+/* ss_guide_remask on g[0..n) (n <= max_guides, each fed its token and not done); returns how many failed, whose
+ * status and message ss_guide_batch_error gives (valid until the next call). */
+int32_t ss_guide_batch_remask(ss_guide_batch *b, const ss_guide_vocab *v, ss_guide *const *g, int32_t n);
+ss_status ss_guide_batch_error(const ss_guide_batch *b, int32_t i, const char **msg);
+
 #endif

@@ -5,13 +5,11 @@
 #include "serve/sched.h"
 
 #include <math.h>
-#include <omp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 #ifdef __linux__
 #include <sys/prctl.h>
 #endif
@@ -75,12 +73,10 @@ struct ss_sched {
     int32_t n_eos;
     ss_guide_vocab *guide; /* JSON mode's vocabulary, made for the first such request (scheduler thread) */
     /* JSON mode's next masks, made after each step for every guided sequence that sampled (masks_make) */
-    sreq **mask_due;           /* [max_running] */
+    ss_guide_batch *masks;
+    sreq **mask_due;       /* [max_running] */
+    ss_guide **mask_guide; /* [max_running] their guides */
     int32_t n_mask_due;
-    ss_status *mask_st;        /* [max_running] */
-    ss_err *mask_err;          /* [max_running] */
-    ss_json_state *mask_scratch; /* [mask_threads * ss_guide_vocab_scratch_len] */
-    int mask_threads;
 
     pthread_t thread;
     int thread_started, thread_joined;
@@ -440,25 +436,13 @@ static ss_status guide_start(ss_sched *s, sreq *r, ss_err *err)
         SS_LOGI("JSON mode: read the vocabulary's %d tokens in %.1f ms", (int)s->tok_vocab,
                 (double)(now_us() - t0) / 1000.0);
     }
-    if (!s->mask_scratch) {
-        long cores = sysconf(_SC_NPROCESSORS_ONLN);
-        s->mask_threads = s->p.mask_threads > 0 ? s->p.mask_threads
-                          : cores >= 4            ? (int)(cores / 2 < 8 ? cores / 2 : 8)
-                                                  : 1;
-        s->mask_scratch = ss_malloc((size_t)s->mask_threads * ss_guide_vocab_scratch_len(s->guide) *
-                                    sizeof *s->mask_scratch);
+    if (!s->masks) {
         s->mask_due = ss_malloc((size_t)s->p.max_running * sizeof *s->mask_due);
-        s->mask_st = ss_malloc((size_t)s->p.max_running * sizeof *s->mask_st);
-        s->mask_err = ss_malloc((size_t)s->p.max_running * sizeof *s->mask_err);
-        if (!s->mask_scratch || !s->mask_due || !s->mask_st || !s->mask_err) {
-            ss_free(s->mask_scratch);
-            ss_free(s->mask_due);
-            ss_free(s->mask_st);
-            ss_free(s->mask_err);
-            s->mask_scratch = NULL, s->mask_due = NULL, s->mask_st = NULL, s->mask_err = NULL;
-            return ss_err_set(err, SS_ERR_NOMEM, "JSON mode: out of memory for the mask workers");
-        }
-        SS_LOGI("JSON mode: masks on up to %d threads", s->mask_threads);
+        s->mask_guide = ss_malloc((size_t)s->p.max_running * sizeof *s->mask_guide);
+        if (!s->mask_due || !s->mask_guide)
+            return ss_err_set(err, SS_ERR_NOMEM, "JSON mode: out of memory for the mask list");
+        SS_CHECK(ss_guide_batch_create(s->guide, s->p.mask_threads, s->p.max_running, &s->masks, err));
+        SS_LOGI("JSON mode: masks on up to %d threads", ss_guide_batch_threads(s->masks));
     }
     const ss_json_schema *sc = r->req->json_schema ? r->req->json_schema : ss_json_schema_any_object();
     return ss_guide_start(&r->guide, s->guide, sc, err);
@@ -787,23 +771,22 @@ static void on_token(ss_sched *s, sreq *r, const ss_step_output *out, int32_t k)
         s->mask_due[s->n_mask_due++] = r; /* its next mask: masks_make, once the step's tokens are all in */
 }
 
-/* The next masks of the guided sequences that sampled in the step just collected, on up to mask_threads threads
- * at once (each its own scratch; the vocabulary and schemas are only read). A sequence that nothing can continue
- * fails. Measured on the development machine's 2 cores: see docs/performance.md, session 35. */
+/* The next masks of the guided sequences that sampled in the step just collected, on several threads (a sequence
+ * that nothing can continue fails). Measured: docs/performance.md, session 35. */
 static void masks_make(ss_sched *s)
 {
     const int32_t n = s->n_mask_due;
-    const size_t len = ss_guide_vocab_scratch_len(s->guide);
-    int threads = n < s->mask_threads ? (int)n : s->mask_threads;
-#pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (threads > 1)
-    for (int32_t i = 0; i < n; i++) {
-        ss_json_state *scratch = s->mask_scratch + (size_t)omp_get_thread_num() * len;
-        s->mask_st[i] = ss_guide_remask(&s->mask_due[i]->guide, s->guide, scratch, &s->mask_err[i]);
-    }
-    s->n_mask_due = 0;
     for (int32_t i = 0; i < n; i++)
-        if (s->mask_st[i] != SS_OK)
-            finish(s, s->mask_due[i], SS_FINISH_ERROR, s->mask_st[i], s->mask_err[i].msg);
+        s->mask_guide[i] = &s->mask_due[i]->guide;
+    s->n_mask_due = 0;
+    if (ss_guide_batch_remask(s->masks, s->guide, s->mask_guide, n) == 0)
+        return;
+    for (int32_t i = 0; i < n; i++) {
+        const char *msg;
+        ss_status st = ss_guide_batch_error(s->masks, i, &msg);
+        if (st != SS_OK)
+            finish(s, s->mask_due[i], SS_FINISH_ERROR, st, msg);
+    }
 }
 
 static void flights_drain(ss_sched *s);
@@ -1506,10 +1489,9 @@ void ss_sched_destroy(ss_sched *s)
     ss_free(s->plan_tokens);
     ss_free(s->banned);
     ss_guide_vocab_destroy(s->guide);
-    ss_free(s->mask_scratch);
+    ss_guide_batch_destroy(s->masks);
     ss_free(s->mask_due);
-    ss_free(s->mask_st);
-    ss_free(s->mask_err);
+    ss_free(s->mask_guide);
     sched_free_flights(s);
     ss_free(s);
 }
