@@ -85,39 +85,39 @@ static int bench_sample(ss_guide_vocab *v, const ss_json_schema *sc, const char 
     return 0;
 }
 
-/* 64 outputs at different points of the sample (as the sequences of one step): their masks one after another,
- * then on `threads` threads at once as the scheduler makes them (masks_make), in wall time. */
-static int bench_batch(const ss_guide_vocab *v, int threads, int reps)
+/* 64 outputs at different points of the sample (as the guided sequences of one step): their masks remade by
+ * ss_guide_batch (the scheduler's masks_make) on one thread, then on `threads`, in wall time. */
+static int bench_batch(ss_guide_vocab *v, int threads, int reps)
 {
     enum { N = 64 };
-    const size_t words = (size_t)ss_guide_vocab_words(v), len = ss_guide_vocab_scratch_len(v);
-    ss_json_state *st = ss_malloc(N * sizeof *st), *scratch = ss_malloc((size_t)threads * len * sizeof *scratch);
-    uint32_t *masks = ss_malloc(N * words * sizeof *masks);
-    if (!st || !scratch || !masks)
-        return 1;
+    ss_guide g[N];
+    ss_guide *gp[N];
+    ss_err err;
     for (int i = 0; i < N; i++) {
-        ss_json_init(&st[i], anyo());
-        ss_json_push_bytes(anyo(), &st[i], (const uint8_t *)sample, (size_t)i * (sizeof sample - 2) / N);
+        memset(&g[i], 0, sizeof g[i]);
+        gp[i] = &g[i];
+        if (ss_guide_start(&g[i], v, anyo(), &err) != SS_OK)
+            return 1;
+        ss_json_push_bytes(anyo(), &g[i].st, (const uint8_t *)sample, (size_t)i * (sizeof sample - 2) / N);
     }
     double wall[2];
     for (int par = 0; par < 2; par++) {
-        struct timespec a, b;
-        clock_gettime(CLOCK_MONOTONIC, &a);
-        for (int r = 0; r < reps; r++) {
-            int t = par ? threads : 1;
-#pragma omp parallel for num_threads(t) schedule(dynamic, 1) if (t > 1)
-            for (int i = 0; i < N; i++)
-                ss_guide_vocab_mask_into(v, anyo(), &st[i], masks + (size_t)i * words,
-                                         scratch + (size_t)omp_get_thread_num() * len);
-        }
-        clock_gettime(CLOCK_MONOTONIC, &b);
-        wall[par] = ((double)(b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) * 1e-9) / reps;
+        ss_guide_batch *b = NULL;
+        if (ss_guide_batch_create(v, par ? threads : 1, N, &b, &err) != SS_OK)
+            return 1;
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        for (int r = 0; r < reps; r++)
+            if (ss_guide_batch_remask(b, v, gp, N) != 0)
+                return 1;
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        wall[par] = ((double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9) / reps;
+        ss_guide_batch_destroy(b);
     }
     printf("64 outputs' masks (one step): %.2f ms on one thread, %.2f ms on %d threads\n", wall[0] * 1e3,
            wall[1] * 1e3, threads);
-    ss_free(st);
-    ss_free(scratch);
-    ss_free(masks);
+    for (int i = 0; i < N; i++)
+        ss_guide_clear(&g[i]);
     return 0;
 }
 
