@@ -18,6 +18,7 @@
 #include "core/log.h"
 #include "serve/guide_vocab.h"
 #include "serve/kv_blocks.h"
+#include "serve/sched_chunk.h"
 #include "serve/stop.h"
 
 #define SCHED_MAP_BUCKETS 4096 /* id -> request, for ss_sched_cancel */
@@ -67,7 +68,7 @@ struct ss_sched {
     ss_kv_blocks *kv;
     int32_t max_seq_len, vocab;
     int32_t kv_total;  /* blocks in the cache */
-    double chunk_keys; /* keys at which a prompt token's attention costs what its projections do (chunk_fit) */
+    double chunk_keys; /* keys at which a prompt token's attention costs what its projections do (ss_chunk_fit) */
     int32_t tok_vocab; /* ids the tokenizer knows (0 without one) */
     int32_t eos[SS_MAX_EOS];
     int32_t n_eos;
@@ -500,39 +501,11 @@ static void plan_add(ss_sched *s, sreq *r, int32_t n)
     s->plan_reqs[s->n_plan++] = r;
 }
 
-/* A prompt chunk deep in a long context costs far more than its tokens: each of them attends to every key
- * before it (at 120k tokens, a 512-token chunk of an 8B model takes ~130 ms against ~14 ms at the start).
- * With p.prefill_attn_budget, while sequences decode in the same step, a chunk is cut so that its tokens plus
- * its attention, counted in tokens (c (pos + c/2) / chunk_keys), fit the budget left: the decoding streams'
- * token gaps then stay those of a step of max_step_tokens short tokens, and the long prompt takes more,
- * smaller steps (at least SCHED_MIN_CHUNK tokens, so that it advances). Alone in a step, or without the
- * setting, a chunk takes the whole budget. At most `left` tokens; sets *cost to what the chunk charges.
- * Measured (session 33, one H200, 8B, 8 streams beside a 120k-token prompt, budget 512): the streams got 4x
- * the tokens during its prefill (token gap p99 141 -> 54 ms, max 300 -> 155 ms), the prompt's TTFT grew
- * 20.4 -> 34.4 s; hence a setting, off by default. */
-#define SCHED_MIN_CHUNK 16
-/* What a chunk of n tokens from position pos charges (at most the budget left). */
-static int32_t chunk_cost(const ss_sched *s, int decoding, int64_t pos, int32_t n, int32_t budget)
+/* The attention weight of prompt chunks beside decoding streams (sched_chunk.h): chunk_keys with
+ * p.prefill_attn_budget, else 0 (a chunk takes the whole budget). */
+static double chunk_keys(const ss_sched *s)
 {
-    if (!decoding || !s->p.prefill_attn_budget || s->chunk_keys <= 0.0)
-        return n;
-    double charged = n * (1.0 + ((double)pos + n / 2.0) / s->chunk_keys);
-    return charged >= budget ? budget : (int32_t)ceil(charged);
-}
-
-static int32_t chunk_fit(const ss_sched *s, int decoding, int64_t pos, int32_t left, int32_t budget, int32_t *cost)
-{
-    int32_t want = left < budget ? left : budget;
-    *cost = want;
-    if (!decoding || !s->p.prefill_attn_budget || s->chunk_keys <= 0.0 || want <= SCHED_MIN_CHUNK)
-        return want;
-    const double k = s->chunk_keys, a = 1.0 + (double)pos / k;
-    /* the largest c with c (1 + (pos + c/2) / k) <= budget, the root of c^2 / (2k) + a c - budget (in the form
-     * that does not cancel when k is large) */
-    double c = 2.0 * budget / (a + sqrt(a * a + 2.0 * budget / k));
-    int32_t n = !(c >= SCHED_MIN_CHUNK) ? SCHED_MIN_CHUNK : c > want ? want : (int32_t)c;
-    *cost = chunk_cost(s, decoding, pos, n, budget); /* the minimum chunk takes what is left */
-    return n;
+    return s->p.prefill_attn_budget ? s->chunk_keys : 0.0;
 }
 
 /* Chooses this step's work: decodes (oldest first), then prefill chunks of running sequences, then new
@@ -566,11 +539,11 @@ static void choose_work(ss_sched *s)
             i++;
             continue;
         }
-        int32_t want = chunk_fit(s, decoding, r->n_computed, left, budget, &cost);
+        int32_t want = ss_chunk_fit(chunk_keys(s), decoding, r->n_computed, left, budget, &cost);
         int32_t got = grant_blocks(s, r, want, 0);
         if (got > 0) {
             plan_add(s, r, got);
-            budget -= got < want ? chunk_cost(s, decoding, r->n_computed, got, budget) : cost;
+            budget -= got < want ? ss_chunk_cost(chunk_keys(s), decoding, r->n_computed, got, budget) : cost;
             i++;
         }
     }
@@ -592,11 +565,11 @@ static void choose_work(ss_sched *s)
             ss_kv_seq_match_prefix(s->kv, &r->kv, r->tokens, r->n_tokens, &cached, &err) == SS_OK)
             r->n_computed = cached;
         int32_t left = r->n_tokens - r->n_computed;
-        int32_t want = chunk_fit(s, decoding, r->n_computed, left, budget, &cost);
+        int32_t want = ss_chunk_fit(chunk_keys(s), decoding, r->n_computed, left, budget, &cost);
         int64_t fit = ((int64_t)r->kv.n_blocks + ss_kv_num_available(s->kv) - reserve) * bs - r->n_computed;
         if (fit < want) {
             want = (int32_t)(fit > 0 ? fit : 0);
-            cost = chunk_cost(s, decoding, r->n_computed, want, budget);
+            cost = ss_chunk_cost(chunk_keys(s), decoding, r->n_computed, want, budget);
         }
         ss_status st =
             want > 0 ? ss_kv_seq_reserve(s->kv, &r->kv, (int64_t)r->n_computed + want, &err) : SS_ERR_CAPACITY;
@@ -1269,7 +1242,7 @@ ss_status ss_sched_create(const ss_sched_params *params, ss_replica *replica, co
     s->tok_vocab = tok ? ss_tokenizer_vocab_size(tok) : 0;
     const ss_model_config *cfg = ss_replica_config(replica);
     s->vocab = cfg->vocab_size;
-    /* chunk_fit's unit: a prompt token's projections take 2 FLOPs a weight, its attention 4 · heads · head_dim a
+    /* ss_chunk_fit's unit: a prompt token's projections take 2 FLOPs a weight, its attention 4 · heads · head_dim a
      * key, and prefill attention runs at ~0.45 of the GEMMs' rate (one H200: ~270 against ~600 TFLOP/s; the 8B
      * shape's prefill gives 11k keys, this 12k). At least 4,096 (tiny models); SS_CHUNK_KEYS=N sets it (a benchmark
      * switch; 0: off). */
