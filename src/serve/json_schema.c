@@ -715,10 +715,8 @@ static ss_status compile_type(cctx *c, const cJSON *sch, const char *type, int32
  * with a type that filters them); JSON Schema would take all of them at once, which this subset cannot. */
 static ss_status check_siblings(cctx *c, const cJSON *sch, const char *alone, const char *const *allowed)
 {
-    static const char *const shaping[] = {"type",  "properties", "required", "additionalProperties", "items", "enum",
-                                          "const", "anyOf",      NULL};
-    for (const cJSON *k = sch->child; k; k = k->next)
-        if (strcmp(k->string, alone) != 0 && is_one_of(k->string, shaping) && !is_one_of(k->string, allowed)) {
+    for (const cJSON *k = sch->child; k; k = k->next) /* (no $ref here: compile_new and resolve_ref take those) */
+        if (strcmp(k->string, alone) != 0 && is_one_of(k->string, kw_supported) && !is_one_of(k->string, allowed)) {
             char msg[160];
             snprintf(msg, sizeof msg, "'%s' beside '%s' is not supported (put it inside each alternative)", k->string,
                      alone);
