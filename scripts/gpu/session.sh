@@ -1584,9 +1584,20 @@ if has serveab; then
       SPID=$!
       wait_ready $SPID
       if [ $ready = 1 ]; then
-        for c in ${SERVEAB_CONC:-1 8}; do
-          step "serve c$c 128/256 [$vt] r$round" 90 "bench_serveab_c${c}_${vt}_$round.log" "$B/shardserve" bench --url http://127.0.0.1:8000 \
-            --model llama-3-8b --num-requests $((c * 4)) --concurrency "$c" --warmup "$c" --input-len 128 --output-len 256 --seed 1 --json --quiet
+        # SERVEAB_BODIES (session 36): request-body variants, each sent with bench --extra-body: "-" plain, "jobj"
+        # response_format json_object, "jint" a json_schema {"v": [integers...]} (masks outside strings every token)
+        for bt in ${SERVEAB_BODIES:--}; do
+          case "$bt" in
+            -) xb=(); btag= ;;
+            jobj) xb=(--extra-body '{"response_format":{"type":"json_object"}}'); btag=_jobj ;;
+            jint) xb=(--extra-body '{"response_format":{"type":"json_schema","json_schema":{"name":"v","schema":{"type":"object","properties":{"v":{"type":"array","items":{"type":"integer"}}},"required":["v"]}}}}'); btag=_jint ;;
+            *) note "unknown SERVEAB_BODIES entry $bt"; continue ;;
+          esac
+          for c in ${SERVEAB_CONC:-1 8}; do
+            step "serve c$c 128/256 [$vt${btag}] r$round" 90 "bench_serveab_c${c}_${vt}${btag}_$round.log" "$B/shardserve" bench --url http://127.0.0.1:8000 \
+              --model llama-3-8b --num-requests $((c * 4)) --concurrency "$c" --warmup "$c" --input-len 128 --output-len 256 --seed 1 \
+              ${xb[@]+"${xb[@]}"} --json --quiet
+          done
         done
         # SERVEAB_RATE_N (session 28): issue 7's TTFT / ITL load too, SERVEAB_RATES requests/s (default 2) of 467 in /
         # 256 out; SERVEAB_MAX_N: that many 1000 / 1000 requests at once
@@ -1616,7 +1627,8 @@ for line in open(sys.argv[1]):
     if line.startswith('{'):
         j = json.loads(line)
         out = {'ok': j['requests']['ok'], 'failed': j['requests']['failed'],
-               'out_tok_s': j['throughput']['output_tokens_per_s']}
+               'out_tok_s': j['throughput']['output_tokens_per_s'], 'out_tokens': j['tokens']['output'],
+               'short': j['tokens']['short_outputs']}
         for k in ('tpot_ms', 'itl_ms', 'ttft_ms'):
             out[k] = {q: j[k][q] for q in ('mean', 'p50', 'p90', 'p99') if q in j[k]}
         print(os.path.basename(sys.argv[1]), json.dumps(out))

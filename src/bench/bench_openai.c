@@ -8,12 +8,52 @@
 
 #include "core/alloc.h"
 
+/* Parses --extra-body's text; *out (owned by the caller, cJSON_Delete) is the object. */
+static ss_status extra_parse(const char *text, cJSON **out, ss_err *err)
+{
+    *out = cJSON_Parse(text);
+    if (!*out || !cJSON_IsObject(*out)) {
+        int parsed = *out != NULL;
+        cJSON_Delete(*out);
+        *out = NULL;
+        return ss_err_set(err, SS_ERR_INVALID_ARG, "--extra-body: %s", parsed ? "not a JSON object" : "not valid JSON");
+    }
+    return SS_OK;
+}
+
+ss_status ss_bench_extra_body_check(const char *text, ss_err *err)
+{
+    cJSON *o = NULL;
+    SS_CHECK(extra_parse(text, &o, err));
+    cJSON_Delete(o);
+    return SS_OK;
+}
+
+/* Sets each member of extra (borrowed) in root, replacing a member of the same name. 0: out of memory. */
+static int extra_merge(cJSON *root, const cJSON *extra)
+{
+    for (const cJSON *m = extra->child; m; m = m->next) {
+        cJSON *dup = cJSON_Duplicate(m, 1);
+        if (!dup)
+            return 0;
+        cJSON_DeleteItemFromObjectCaseSensitive(root, m->string);
+        if (!cJSON_AddItemToObject(root, m->string, dup)) {
+            cJSON_Delete(dup);
+            return 0;
+        }
+    }
+    return 1;
+}
+
 ss_status ss_bench_body_build(const ss_bench_body_params *p, char **out, size_t *out_len, ss_err *err)
 {
     *out = NULL;
     *out_len = 0;
     if (!p->model || (!p->prompt_text && !p->prompt_ids && p->n_prompt_ids > 0))
         return ss_err_set(err, SS_ERR_INVALID_ARG, "bench: a request needs a model and a prompt");
+    cJSON *extra = NULL;
+    if (p->extra_body)
+        SS_CHECK(extra_parse(p->extra_body, &extra, err));
     ss_status st = SS_ERR_NOMEM;
     char *txt = NULL;
     cJSON *root = cJSON_CreateObject();
@@ -41,6 +81,8 @@ ss_status ss_bench_body_build(const ss_bench_body_params *p, char **out, size_t 
         goto out;
     if (p->ignore_eos && !cJSON_AddTrueToObject(root, "ignore_eos"))
         goto out;
+    if (extra && !extra_merge(root, extra))
+        goto out;
     txt = cJSON_PrintUnformatted(root);
     if (!txt)
         goto out;
@@ -55,6 +97,7 @@ out:
     if (txt)
         cJSON_free(txt);
     cJSON_Delete(root);
+    cJSON_Delete(extra);
     if (st != SS_OK)
         return ss_err_set(err, st, "bench: out of memory building a request body");
     return SS_OK;

@@ -16,10 +16,15 @@ typedef struct ss_bench_body_params {
     int64_t max_tokens;
     double temperature;
     int ignore_eos; /* send vLLM's "ignore_eos": true, so every request runs to max_tokens */
+    const char *extra_body; /* borrowed; JSON text of an object whose members are set in every body, or NULL */
 } ss_bench_body_params;
 
+/* Checks that text is the JSON text of one object (--extra-body); SS_ERR_INVALID_ARG saying why. */
+ss_status ss_bench_extra_body_check(const char *text, ss_err *err);
+
 /* Builds {"model", "prompt", "max_tokens", "temperature", "stream": true,
- * "stream_options": {"include_usage": true}[, "ignore_eos": true]}. *out (NUL-terminated, *out_len
+ * "stream_options": {"include_usage": true}[, "ignore_eos": true]}, then each member of extra_body set in it
+ * (replacing a field of the same name: extra_body has the last word). *out (NUL-terminated, *out_len
  * bytes) is owned by the caller (ss_free). */
 ss_status ss_bench_body_build(const ss_bench_body_params *p, char **out, size_t *out_len, ss_err *err);
 

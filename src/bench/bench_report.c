@@ -30,6 +30,19 @@ static int report_str_or_null(cJSON *o, const char *name, const char *v)
     return v ? cJSON_AddStringToObject(o, name, v) != NULL : cJSON_AddNullToObject(o, name) != NULL;
 }
 
+/* --extra-body as the object it is (checked before the run), or null. */
+static int report_extra(cJSON *o, const char *text)
+{
+    cJSON *v = text ? cJSON_Parse(text) : cJSON_CreateNull();
+    if (!v)
+        return 0;
+    if (!cJSON_AddItemToObject(o, "extra_body", v)) {
+        cJSON_Delete(v);
+        return 0;
+    }
+    return 1;
+}
+
 static int report_params(cJSON *root, const ss_bench_params *p, const ss_bench_result *r)
 {
     const ss_bench_workload_params *w = &p->workload;
@@ -44,7 +57,8 @@ static int report_params(cJSON *root, const ss_bench_params *p, const ss_bench_r
            report_num(o, "vocab_hi", (double)r->vocab_hi) && report_num(o, "request_rate", w->request_rate) &&
            report_num(o, "concurrency", (double)p->concurrency) && report_num(o, "seed", (double)w->seed) &&
            report_num(o, "warmup", (double)p->warmup) && report_num(o, "timeout_s", p->timeout_s) &&
-           report_num(o, "temperature", p->temperature) && cJSON_AddBoolToObject(o, "ignore_eos", p->ignore_eos);
+           report_num(o, "temperature", p->temperature) && cJSON_AddBoolToObject(o, "ignore_eos", p->ignore_eos) &&
+           report_extra(o, p->extra_body);
 }
 
 static int report_errors(cJSON *root, const ss_bench_result *r)
@@ -130,6 +144,8 @@ void ss_bench_report_text(const ss_bench_params *p, const ss_bench_result *r, FI
     fprintf(f, "  input len      %lld:%lld\n  output len     %lld:%lld%s\n", (long long)w->input_min,
             (long long)w->input_max, (long long)w->output_min, (long long)w->output_max,
             p->ignore_eos ? " (ignore_eos)" : "");
+    if (p->extra_body)
+        fprintf(f, "  extra body     %s\n", p->extra_body);
     if (w->request_rate > 0.0)
         fprintf(f, "  arrivals       Poisson, %.3f req/s\n", w->request_rate);
     else

@@ -206,7 +206,8 @@ static ss_status run_launch(run_ctx *ctx, run_req *r, const ss_bench_request_pla
                                .prompt_text = p->prompt_text,
                                .max_tokens = rq->output_len,
                                .temperature = p->temperature,
-                               .ignore_eos = p->ignore_eos};
+                               .ignore_eos = p->ignore_eos,
+                               .extra_body = p->extra_body};
     if (!p->prompt_text) {
         ss_bench_prompt_ids(rq, ctx->vocab_lo, ctx->vocab_hi, ctx->ids);
         bp.prompt_ids = ctx->ids;

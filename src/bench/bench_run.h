@@ -22,6 +22,7 @@ typedef struct ss_bench_params {
     double timeout_s;    /* per-request deadline, whole request; 0 = none */
     double temperature;
     int ignore_eos; /* ask the server to generate exactly max_tokens (vLLM's extension) */
+    const char *extra_body; /* JSON text of an object merged into every request body (borrowed), or NULL */
     int fit_vocab;  /* the id range is the default: narrow it to the vocab_size GET {url}/v1/models states */
     FILE *requests_out; /* one JSON object a line for each measured request (when it started, its TTFT, its
                          * longest token gap, ...), in completion order, or NULL (borrowed, not closed) */

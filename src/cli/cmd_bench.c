@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "bench/bench_openai.h"
 #include "bench/bench_report.h"
 #include "bench/bench_run.h"
 #include "cli/commands.h"
@@ -72,6 +73,7 @@ int ss_cmd_bench(int argc, char **argv, char **env)
         {"timeout", SS_OPT_FLOAT, &p.timeout_s, "per-request timeout in seconds; 0 = none (default 600)"},
         {"temperature", SS_OPT_FLOAT, &p.temperature, "sampling temperature (default 0)"},
         {"ignore-eos", SS_OPT_BOOL, &p.ignore_eos, "send ignore_eos so outputs run to max_tokens (default true)"},
+        {"extra-body", SS_OPT_STR, &p.extra_body, "JSON object whose fields are set in every request, e.g. '{\"response_format\":{\"type\":\"json_object\"}}'"},
         {"json", SS_OPT_BOOL, &json, "print the report as one JSON object"},
         {"requests-out", SS_OPT_STR, &requests_path, "FILE: one JSON line per measured request (start, TTFT, longest gap, ...)"},
         {"quiet", SS_OPT_BOOL, &quiet, "no log lines on stderr"},
@@ -88,6 +90,10 @@ int ss_cmd_bench(int argc, char **argv, char **env)
     if (st == SS_OK && vocab_range)
         st = ss_bench_parse_range(vocab_range, "--vocab-range", &w->vocab_lo, &w->vocab_hi, &err);
     p.fit_vocab = vocab_range == NULL;
+    if (p.extra_body && !*p.extra_body)
+        p.extra_body = NULL;
+    if (st == SS_OK && p.extra_body)
+        st = ss_bench_extra_body_check(p.extra_body, &err);
     if (st == SS_OK && seed < 0)
         st = ss_err_set(&err, SS_ERR_INVALID_ARG, "--seed: must be >= 0");
     if (st != SS_OK) {

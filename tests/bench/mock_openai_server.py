@@ -100,7 +100,9 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json(400, {"error": {"message": problem}})
         with self.server.lock:
             seq = len(self.server.requests)
-            self.server.requests.append({"prompt": req["prompt"], "max_tokens": req["max_tokens"]})
+            # prompt, max_tokens and any field beyond those every request carries (bench --extra-body)
+            extra = {k: v for k, v in req.items() if k not in _STANDARD_FIELDS}
+            self.server.requests.append(dict(extra, prompt=req["prompt"], max_tokens=req["max_tokens"]))
         mode = cfg["mode"]
         if mode == "fail500" or (mode == "mixed" and seq % 3 == 2):
             return self._json(500, {"error": {"message": "mock failure %d" % seq}})
@@ -148,6 +150,9 @@ class _Server(ThreadingHTTPServer):
         import sys
         if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
             super().handle_error(request, client_address)
+
+
+_STANDARD_FIELDS = ("model", "prompt", "max_tokens", "temperature", "stream", "stream_options", "ignore_eos")
 
 
 class MockServer:

@@ -226,11 +226,21 @@ def group_flags():
         # A flag beats its environment twin.
         rep, _ = bench(srv.url, "--input-len", 2, "--num-requests", 1, env=env, expect_rc=0)
         check(rep["requests"]["total"] == 1, "flag over env")
+        # --extra-body: its fields reach every request (the mock records them) and the report states them.
+        extra = {"response_format": {"type": "json_object"}, "seed": 7}
+        n_before = len(srv.requests)
+        rep, _ = bench(srv.url, "--input-len", 2, "--num-requests", 2, "--extra-body", json.dumps(extra), env=env,
+                       expect_rc=0)
+        sent = srv.requests[n_before:]
+        check(len(sent) == 2 and all(r.get("response_format") == extra["response_format"] and r.get("seed") == 7
+                                     for r in sent), "extra body not sent: %s" % sent)
+        check(rep["parameters"]["extra_body"] == extra, "report extra_body: %s" % rep["parameters"].get("extra_body"))
     finally:
         srv.stop()
     for bad in (["--input-len", 5, "--input-len-range", "1:2"], ["--vocab-range", "9:5"], ["--input-len-range", "x"],
                 ["--num-requests", 0], ["--concurrency", -1], ["--request-rate", -2], ["--bogus", 1],
-                ["--output-len-range", "5:1"], ["--timeout", "abc"]):
+                ["--output-len-range", "5:1"], ["--timeout", "abc"], ["--extra-body", "[1]"],
+                ["--extra-body", "{\"a\":"]):
         _, p = bench("http://127.0.0.1:9", "--model", "tiny", *bad, expect_rc=2)
         check(p.stdout == "" and "shardserve bench:" in p.stderr or "unknown flag" in p.stderr,
               "usage error %s should explain itself: %r" % (bad, p.stderr))

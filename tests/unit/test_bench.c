@@ -369,6 +369,22 @@ static void test_body_build(void **state)
     assert_string_equal(s, "{\"model\":\"m\",\"prompt\":\"say \\\"hi\\\"\\n\",\"max_tokens\":4,\"temperature\":0.5,"
                            "\"stream\":true,\"stream_options\":{\"include_usage\":true}}");
     ss_free(s);
+    /* --extra-body: new fields appended, a field of the same name replaced */
+    bp.extra_body = "{\"response_format\":{\"type\":\"json_object\"},\"temperature\":1,\"stop\":[\"}\"]}";
+    assert_int_equal(ss_bench_body_build(&bp, &s, &n, &e), SS_OK);
+    assert_string_equal(s, "{\"model\":\"m\",\"prompt\":\"say \\\"hi\\\"\\n\",\"max_tokens\":4,"
+                           "\"stream\":true,\"stream_options\":{\"include_usage\":true},"
+                           "\"response_format\":{\"type\":\"json_object\"},\"temperature\":1,\"stop\":[\"}\"]}");
+    ss_free(s);
+    assert_int_equal(ss_bench_extra_body_check("{}", &e), SS_OK);
+    assert_int_equal(ss_bench_extra_body_check("[1]", &e), SS_ERR_INVALID_ARG);
+    assert_string_equal(e.msg, "--extra-body: not a JSON object");
+    assert_int_equal(ss_bench_extra_body_check("{\"a\":", &e), SS_ERR_INVALID_ARG);
+    assert_string_equal(e.msg, "--extra-body: not valid JSON");
+    bp.extra_body = "\"x\"";
+    assert_int_equal(ss_bench_body_build(&bp, &s, &n, &e), SS_ERR_INVALID_ARG);
+    assert_null(s);
+    bp.extra_body = NULL;
     bp.model = NULL;
     assert_int_equal(ss_bench_body_build(&bp, &s, &n, &e), SS_ERR_INVALID_ARG);
     assert_null(s);
