@@ -758,11 +758,11 @@ if has wgp; then
   # them) under each WGP_CHECKS environment ("-": none); then bench_backend --attn-prefill (2,048-token chunks at 2k
   # to 128k, each prefill form) under each WGP_BENCH environment; WGP_SAN="memcheck racecheck synccheck": those
   # compute-sanitizer tools over test_attention_tiled. End-to-end prefill: phase s21a after it, with S21A_VARIANTS
-  # setting SS_ATTN_PREFILL (wg, mt2, wm8).
+  # setting SS_ATTN_PREFILL (wg, mt2, wm8). WGP_ONLY: another SS_TEST_ONLY pattern of the consistency test.
   export CUDA_VISIBLE_DEVICES=0
   for c in ${WGP_CHECKS:--}; do
     variant "$c"
-    step "attention consistency [$c]" 150 "consistency_wgp_$vtag.log" env SS_TEST_ONLY='test_attention*' \
+    step "attention consistency [$c]" 150 "consistency_wgp_$vtag.log" env SS_TEST_ONLY="${WGP_ONLY:-test_attention*}" \
       ${ev[@]+"${ev[@]}"} "$B/tests/test_backend_consistency"
     grep -hE 'FAIL|rror|PASSED|wgmma' "$L/consistency_wgp_$vtag.log" | head -16 | tee -a "$S"
   done

@@ -11,8 +11,8 @@
 
 /* Version of ss_backend_i. The table only grows at its end; bump on every addition (4: kv_store and
  * rope_kv_store take the block size, which the fp8 cache's layout needs; 5: linear and linear_quantize,
- * for fp8 projection weights). */
-#define SS_BACKEND_IFACE_VERSION 5
+ * for fp8 projection weights; 6: mask_logits, JSON mode's token masks). */
+#define SS_BACKEND_IFACE_VERSION 6
 
 /*
  * Conventions for every op below.
@@ -294,6 +294,13 @@ typedef struct ss_backend_i {
     /* Writes dst (ss_linear_bytes(linear_type, ...) bytes) from src [m, k] in weight_dtype (a device buffer, e.g. filled
      * by upload_weight); src may be written again by later ops and uploads (ordered after this one). Required. */
     ss_status (*linear_quantize)(void *ctx, void *dst, const void *src, int64_t m, int32_t k);
+
+    /* ---- version 6: JSON mode's masks on the device ---- */
+    /* In place: for j < n, token t of logits row rows[j] (f32 rows of vocab) becomes -inf where bit t % 32 of
+     * words[j * ((vocab + 31) / 32) + t / 32] is 0; other logits are left as they are. rows, words: device.
+     * Required. */
+    ss_status (*mask_logits)(void *ctx, float *logits, int32_t vocab, int64_t n, const int32_t *rows,
+                             const uint32_t *words);
 } ss_backend_i;
 
 /* Largest download_async copy; slots of download_async. */

@@ -1,5 +1,5 @@
 /* runner.c — executing step plans on one rank: plan validation, metadata, the forward pass, and
- * sampling (device fast path; host path for penalties, bans and top log-probabilities). */
+ * sampling (device fast path, JSON mode masks included; host path for penalties, bans and top log-probabilities). */
 #include "runner/runner.h"
 
 #include <math.h>
@@ -44,6 +44,9 @@ struct ss_runner {
     int32_t *bt_width; /* [max_seqs] entries of each block-table row written so far (the rest are zero) */
     float *host_logits;   /* [max_rows, vocab] for the host sampling path */
     float *host_scratch;  /* [max(vocab, 2 * max_rows)] */
+    void *dev_mask;       /* device [mask_cap bytes]: JSON mode's mask words, then their rows (runner_mask_device) */
+    uint32_t *host_mask;  /* [mask_cap bytes] their host copy */
+    size_t mask_cap;
     int32_t *dev_tok;     /* device [2 * max_rows]: sampled tokens, then their log-probabilities */
     int32_t *ids;         /* [max_tokens] the step's ids as the forward pass takes them (< 0: fed from dev_tok) */
     /* Steps submitted and not collected, oldest at pend_head; entry i uses download slot i. */
@@ -285,6 +288,8 @@ void ss_runner_destroy(ss_runner *r)
         ss_weights_free(r->be, r->w);
         if (r->dev_tok)
             r->be->iface->free_buf(r->be->ctx, r->dev_tok);
+        if (r->dev_mask)
+            r->be->iface->free_buf(r->be->ctx, r->dev_mask);
         ss_backend_destroy(r->be);
     }
     ss_free(r->tok_seq);
@@ -304,6 +309,7 @@ void ss_runner_destroy(ss_runner *r)
     ss_sampled_seqs_free(&r->prev);
     ss_free(r->host_logits);
     ss_free(r->host_scratch);
+    ss_free(r->host_mask);
     ss_free(r);
 }
 
@@ -416,9 +422,11 @@ static ss_sample_row runner_sample_row(const ss_plan_seq *q)
     return sr;
 }
 
+/* 1 when q's sampling needs its logits on the host: a logit bias, bans, logprob lists or penalties (JSON mode's
+ * mask alone does not: the mask_logits op applies it on the device). */
 static int runner_needs_host(const ss_plan_seq *q)
 {
-    return q->n_banned > 0 || q->n_bias > 0 || q->n_allow > 0 || q->sp.n_logprobs > 0 ||
+    return q->n_banned > 0 || q->n_bias > 0 || q->sp.n_logprobs > 0 ||
            (q->n_penalty_tokens > 0 && (q->sp.repetition_penalty != 1.0f || q->sp.presence_penalty != 0.0f ||
                                         q->sp.frequency_penalty != 0.0f));
 }
@@ -475,6 +483,51 @@ static void runner_top(const float *lp, int32_t V, int32_t k, int32_t *ids, floa
         vals[j] = lp[i];
         ids[j] = i;
     }
+}
+
+/* Enqueues JSON mode's masks of plan's sampling sequences over their rows of logits (in place: the forward
+ * pass's scratch, read by nothing but the sample op after this). The words and row indices go up in one
+ * upload, into device memory that grows with the number of masked rows. */
+static ss_status runner_mask_device(ss_runner *r, const ss_step_plan *plan, float *logits, ss_err *err)
+{
+    const ss_backend_i *B = r->be->iface;
+    const int32_t V = r->cfg.vocab_size, W = (V + 31) / 32;
+    int32_t n = 0;
+    for (int32_t s = 0; s < plan->n_seqs; s++)
+        n += plan->seqs[s].sample && plan->seqs[s].n_allow > 0;
+    if (n == 0)
+        return SS_OK;
+    const size_t bytes = (size_t)n * ((size_t)W + 1) * sizeof(uint32_t);
+    if (bytes > r->mask_cap) {
+        if (r->dev_mask)
+            B->free_buf(r->be->ctx, r->dev_mask);
+        ss_free(r->host_mask);
+        r->dev_mask = NULL;
+        r->mask_cap = 0;
+        r->host_mask = ss_malloc(bytes);
+        if (!r->host_mask)
+            return ss_err_set(err, SS_ERR_NOMEM, "out of memory for %d JSON mode masks", n);
+        ss_status st = B->alloc(r->be->ctx, bytes, &r->dev_mask);
+        if (st != SS_OK)
+            return ss_err_set(err, st, "allocating %zu bytes for JSON mode masks on %s", bytes, r->be->desc);
+        r->mask_cap = bytes;
+    }
+    uint32_t *words = r->host_mask;
+    int32_t *rows = (int32_t *)(words + (size_t)n * W);
+    for (int32_t s = 0, j = 0; s < plan->n_seqs; s++) {
+        const ss_plan_seq *q = &plan->seqs[s];
+        if (!q->sample || q->n_allow == 0)
+            continue;
+        memcpy(words + (size_t)j * W, q->allow, (size_t)W * sizeof(uint32_t)); /* validated: W words */
+        rows[j++] = r->row_of_seq[s];
+    }
+    ss_status st = B->upload(r->be->ctx, r->dev_mask, r->host_mask, bytes);
+    if (st == SS_OK)
+        st = B->mask_logits(r->be->ctx, logits, V, n, (const int32_t *)((uint32_t *)r->dev_mask + (size_t)n * W),
+                            r->dev_mask);
+    if (st != SS_OK)
+        return ss_err_set(err, st, "applying %d JSON mode masks on %s", n, r->be->desc);
+    return SS_OK;
 }
 
 /* Enqueues the sample op over the n rows of logits of plan's sampling sequences, in plan order: tokens into
@@ -743,7 +796,8 @@ static ss_status runner_run(ss_runner *r, const ss_step_plan *plan, runner_pendi
      * vocabulary shards instead of gathering whole rows. */
     int greedy_only = !all && !(plan->flags & SS_PLAN_LAST_LOGITS);
     for (int32_t s = 0; s < plan->n_seqs && greedy_only; s++)
-        if (plan->seqs[s].sample && (plan->seqs[s].sp.temperature > 0 || runner_needs_host(&plan->seqs[s])))
+        if (plan->seqs[s].sample && (plan->seqs[s].sp.temperature > 0 || plan->seqs[s].n_allow > 0 ||
+                                     runner_needs_host(&plan->seqs[s])))
             greedy_only = 0;
     ss_forward_batch b = {plan->n_tokens, r->ids, r->tok_seq, r->tok_pos, r->slots, plan->n_seqs,
                           r->block_tables, r->seq_lens, max_len, n_rows, r->rows, greedy_only};
@@ -765,6 +819,7 @@ static ss_status runner_run(ss_runner *r, const ss_step_plan *plan, runner_pendi
                           r->prev.n);
     if (!n_dev && logits && r->dev_tok && !runner_host_sampling(plan) && r->prev.n > 0 &&
         (out_rank || (r->plan.tp > 1 && r->p.pp == 1))) {
+        SS_CHECK(runner_mask_device(r, plan, (float *)logits, err));
         ss_status st = runner_sample_device(r, plan, logits, r->prev.n);
         if (st != SS_OK)
             return ss_err_set(err, st, "sampling on %s", r->be->desc);

@@ -155,6 +155,18 @@ def _():
     assert text.lstrip()[:1] == "{", text
     if j["choices"][0]["finish_reason"] == "stop":
         assert isinstance(json.loads(text), dict), text
+    # the mask applied by the backend's mask_logits op (no bias, bans or logprob lists: the device sampling path)
+    # and by the host sampling path (logprobs asks for it) choose the same tokens, greedy and sampled
+    for extra in ({}, {"temperature": 1, "seed": 3, "logit_bias": {str(vocab['"']): 0}}):
+        dev = dict(body, **{k: v for k, v in extra.items() if k != "logit_bias"})
+        st, _, jd, _ = srv.post("/v1/completions", dev)
+        st2, _, jh, _ = srv.post("/v1/completions", dict(dev, logprobs=1))
+        assert st == 200 and st2 == 200, (jd, jh)
+        assert jd["choices"][0]["text"] == jh["choices"][0]["text"] and len(jh["choices"][0]["logprobs"]["tokens"]) \
+            == jd["usage"]["completion_tokens"], (extra, jd, jh)
+        if extra:  # a zero bias is a host-path request too
+            st, _, jb, _ = srv.post("/v1/completions", dict(dev, logit_bias=extra["logit_bias"]))
+            assert st == 200 and jb["choices"][0]["text"] == jd["choices"][0]["text"], (jb, jd)
     # a logit bias wins wherever the grammar allows its token, nowhere else: +100 on "hello" and +50 on '{"' give
     # '{"' first (hello cannot begin the object), then hello inside its key
     body = dict(body, logit_bias={str(vocab["hello"]): 100, str(vocab['{"']): 50}, max_tokens=12)

@@ -1384,6 +1384,50 @@ static void test_sample(void **state)
     free(l);
 }
 
+/* JSON mode's masks: the same -inf entries on both backends, the other logits untouched; a vocabulary that is
+ * not a multiple of 32 (the last word's high bits lie past it), rows out of order, a row left alone. */
+static void test_mask_logits(void **state)
+{
+    NEED_GPU(state);
+    enum { N = 3, M = 2 };
+    const int32_t vocab = 32003, nw = (vocab + 31) / 32;
+    const int32_t rows[M] = {2, 0};
+    float *l = rand_vec(p, (int64_t)N * vocab, 4.0f);
+    uint32_t *words = malloc((size_t)M * nw * sizeof *words);
+    assert_non_null(words);
+    for (int32_t i = 0; i < M * nw; i++)
+        words[i] = ((uint32_t)(urand(p) * 65536.0f) << 16 | (uint32_t)(urand(p) * 65536.0f)) |
+                   (i % 7 == 0 ? 0xffffffffu : 0u);
+    words[nw - 1] = 0; /* row 2's last word: everything masked, the bits past the vocabulary too */
+    void *lc, *lg;
+    logits_pair(p, l, (int64_t)N * vocab, &lc, &lg);
+    void *rc = dev_raw(p->cpu, rows, sizeof rows), *rg = dev_raw(p->gpu, rows, sizeof rows);
+    void *wc = dev_raw(p->cpu, words, (size_t)M * nw * 4), *wg = dev_raw(p->gpu, words, (size_t)M * nw * 4);
+    assert_int_equal(p->cpu->iface->mask_logits(p->cpu->ctx, lc, vocab, M, rc, wc), SS_OK);
+    assert_int_equal(p->gpu->iface->mask_logits(p->gpu->ctx, lg, vocab, M, rg, wg), SS_OK);
+    float *oc = malloc((size_t)N * vocab * sizeof *oc), *og = malloc((size_t)N * vocab * sizeof *og);
+    assert_true(oc && og);
+    assert_int_equal(p->cpu->iface->download(p->cpu->ctx, oc, lc, (size_t)N * vocab * 4), SS_OK);
+    assert_int_equal(p->gpu->iface->download(p->gpu->ctx, og, lg, (size_t)N * vocab * 4), SS_OK);
+    int64_t masked = 0;
+    for (int32_t r = 0; r < N; r++)
+        for (int32_t t = 0; t < vocab; t++) {
+            const int64_t i = (int64_t)r * vocab + t;
+            const int j = r == 2 ? 0 : r == 0 ? 1 : -1;
+            const int keep = j < 0 || ((words[(size_t)j * nw + t / 32] >> (t % 32)) & 1u);
+            assert_true(memcmp(&oc[i], &og[i], sizeof(float)) == 0);
+            if (keep)
+                assert_true(og[i] == l[i]);
+            else
+                assert_true(og[i] == -INFINITY);
+            masked += !keep;
+        }
+    assert_true(masked > vocab / 4); /* the test masks something */
+    dev_free(p->cpu, lc), dev_free(p->gpu, lg), dev_free(p->cpu, rc), dev_free(p->gpu, rg);
+    dev_free(p->cpu, wc), dev_free(p->gpu, wg);
+    free(l), free(words), free(oc), free(og);
+}
+
 static void test_upload_weight_types(void **state)
 {
     NEED_GPU(state);
@@ -1777,6 +1821,7 @@ int main(void)
         cmocka_unit_test(test_add),
         cmocka_unit_test(test_gather_rows),   cmocka_unit_test(test_argmax),
         cmocka_unit_test(test_sample),        cmocka_unit_test(test_greedy_combine),
+        cmocka_unit_test(test_mask_logits),
         cmocka_unit_test(test_upload_weight_types),
         cmocka_unit_test(test_graph),         cmocka_unit_test(test_decode_layers),
         cmocka_unit_test(test_linear_fp8),

@@ -406,6 +406,21 @@ static ss_status cpu_sample(void *ctx, int32_t *out_tok, float *out_logprob, con
     return SS_OK;
 }
 
+static ss_status cpu_mask_logits(void *ctx, float *logits, int32_t vocab, int64_t n, const int32_t *rows,
+                                 const uint32_t *words)
+{
+    (void)ctx;
+    const int64_t nw = ((int64_t)vocab + 31) / 32;
+    for (int64_t j = 0; j < n; j++) {
+        float *row = logits + (int64_t)rows[j] * vocab;
+        const uint32_t *m = words + j * nw;
+        for (int32_t t = 0; t < vocab; t++)
+            if (!((m[t >> 5] >> (t & 31)) & 1u))
+                row[t] = -INFINITY;
+    }
+    return SS_OK;
+}
+
 static ss_status cpu_greedy_combine(void *ctx, int32_t *out_tok, float *out_logprob, const float *gathered,
                                      int32_t n, int32_t stride, int32_t tp)
 {
@@ -464,6 +479,7 @@ static const ss_backend_i cpu_iface = {
     .greedy_combine = cpu_greedy_combine,
     .linear = cpu_linear,
     .linear_quantize = cpu_linear_quantize,
+    .mask_logits = cpu_mask_logits,
 };
 
 ss_status ss_backend_cpu_create(const ss_backend_params *params, ss_backend **out, ss_err *err)

@@ -719,6 +719,14 @@ static ss_status cu_sample(void *ctx, int32_t *out_tok, float *out_logprob, cons
     return SS_OK;
 }
 
+static ss_status cu_mask_logits(void *ctx, float *logits, int32_t vocab, int64_t n, const int32_t *rows,
+                                const uint32_t *words)
+{
+    cu_ctx *c = ctx;
+    KCHECK(c, ss_cuda_mask_logits(c->stream, logits, vocab, n, rows, words));
+    return SS_OK;
+}
+
 static ss_status cu_greedy_combine(void *ctx, int32_t *out_tok, float *out_logprob, const float *gathered,
                                     int32_t n, int32_t stride, int32_t tp)
 {
@@ -904,6 +912,7 @@ static const ss_backend_i cu_iface = {
     .download_ready = cu_download_ready,
     .linear = cu_linear,
     .linear_quantize = cu_linear_quantize,
+    .mask_logits = cu_mask_logits,
 };
 
 ss_status ss_backend_cuda_create(const ss_backend_params *params, ss_backend **out, ss_err *err)

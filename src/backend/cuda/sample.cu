@@ -307,6 +307,17 @@ __global__ void greedy_combine_kernel(int32_t *out_tok, float *out_logprob, cons
     out_logprob[r] = best == INFINITY ? 0.0f : lse_max == -INFINITY ? -INFINITY : (float)(best - (lse_max + log(sum)));
 }
 
+// One thread per token, so that a warp reads one mask word (a broadcast) and writes 32 consecutive logits.
+__global__ void mask_logits_kernel(float *logits, int vocab, const int32_t *rows, const uint32_t *words, int n_words)
+{
+    const int t = blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= vocab)
+        return;
+    const int64_t j = blockIdx.y;
+    if (!((words[j * n_words + (t >> 5)] >> (t & 31)) & 1u))
+        logits[(int64_t)rows[j] * vocab + t] = -INFINITY;
+}
+
 } // namespace
 } // namespace ss
 
@@ -357,6 +368,19 @@ extern "C" int ss_cuda_sample(void *stream, int32_t *out_tok, float *out_logprob
             return st;
     }
     return 0;
+}
+
+extern "C" int ss_cuda_mask_logits(void *stream, float *logits, int32_t vocab, int64_t n, const int32_t *rows,
+                                   const uint32_t *words)
+{
+    if (n <= 0)
+        return 0;
+    if (vocab <= 0 || n > 65535)
+        return (int)cudaErrorInvalidValue;
+    const int n_words = (vocab + 31) / 32;
+    mask_logits_kernel<<<dim3((unsigned)((vocab + 255) / 256), (unsigned)n), 256, 0, (cudaStream_t)stream>>>(
+        logits, vocab, rows, words, n_words);
+    return launch_status();
 }
 
 extern "C" int ss_cuda_greedy_combine(void *stream, int32_t *out_tok, float *out_logprob, const float *gathered,
