@@ -3,6 +3,7 @@
 #include "runner/runner.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 
 #include "backend/sample_host.h"
 #include "core/alloc.h"
+#include "core/cpus.h"
 #include "core/fileio.h"
 #include "core/log.h"
 #include "core/net.h"
@@ -42,8 +44,10 @@ struct ss_runner {
     /* host scratch for one step */
     int32_t *tok_seq, *tok_pos, *slots, *rows, *block_tables, *seq_lens, *row_of_seq;
     int32_t *bt_width; /* [max_seqs] entries of each block-table row written so far (the rest are zero) */
-    float *host_logits;   /* [max_rows, vocab] for the host sampling path */
-    float *host_scratch;  /* [max(vocab, 2 * max_rows)] */
+    /* The host sampling path's threads and their work areas: per thread [3 * vocab] floats (the sampler's
+     * scratch, log-probabilities, token counts kept zero between rows); allocated on its first step. */
+    int host_threads;
+    float *host_work;
     void *dev_mask;       /* device [mask_cap bytes]: JSON mode's mask words, then their rows (runner_mask_device) */
     uint32_t *host_mask;  /* [mask_cap bytes] their host copy */
     size_t mask_cap;
@@ -257,14 +261,6 @@ ss_status ss_runner_create(const ss_runner_params *p, const ss_runner_links *lin
         SS_CHECK_GOTO(r->be->iface->alloc(r->be->ctx, 2 * R * 4, (void **)&r->dev_tok), st, fail);
         ss_forward_set_fed(r->fwd, r->dev_tok); /* SS_TOKEN_PREV reads the previous step's samples there */
     }
-    if (r->plan.last_stage && r->plan.tp_rank == 0) {
-        size_t scratch = (size_t)r->cfg.vocab_size > 2 * R ? (size_t)r->cfg.vocab_size : 2 * R;
-        r->host_scratch = ss_malloc(scratch * sizeof(float));
-        if (!r->host_scratch) {
-            st = ss_err_set(err, SS_ERR_NOMEM, "out of memory");
-            goto fail;
-        }
-    }
     SS_LOGI("rank %d (stage %d, tp rank %d, node-local device %d) on %s: layers %d..%d, %.1f MiB weights (%s "
             "projections), %.1f MiB KV cache (%s, %d blocks of %d)",
             p->rank, r->plan.stage, r->plan.tp_rank, r->be->device_index, r->be->desc, r->plan.layer_start, r->plan.layer_end - 1,
@@ -307,8 +303,7 @@ void ss_runner_destroy(ss_runner *r)
         ss_step_output_clear(&r->pend[i].out);
     }
     ss_sampled_seqs_free(&r->prev);
-    ss_free(r->host_logits);
-    ss_free(r->host_scratch);
+    ss_free(r->host_work);
     ss_free(r->host_mask);
     ss_free(r);
 }
@@ -592,21 +587,31 @@ static ss_status runner_sample_host(ss_runner *r, const ss_step_plan *plan, cons
         memcpy(out->logits, hl, bytes);
         out->logits_rows = n_rows;
     }
-    float *scratch = r->host_scratch;
-    float *lp = ss_malloc((size_t)V * sizeof(float));
-    float *counts = ss_calloc((size_t)V, sizeof(float));
-    if (!lp || !counts) {
-        ss_free(lp);
-        ss_free(counts);
+    if (!r->host_work) {
+        r->host_threads = ss_helper_threads();
+        r->host_work = ss_calloc((size_t)r->host_threads * 3 * (size_t)V, sizeof(float));
+        if (!r->host_work) {
+            ss_free(hl);
+            return ss_err_set(err, SS_ERR_NOMEM, "out of memory for the host sampling path");
+        }
+    }
+    int32_t *seq_of = ss_malloc((size_t)(n ? n : 1) * sizeof *seq_of); /* the k-th sampling sequence */
+    if (!seq_of) {
         ss_free(hl);
         return ss_err_set(err, SS_ERR_NOMEM, "out of memory");
     }
-    int32_t k = 0;
-    for (int32_t s = 0; s < plan->n_seqs; s++) {
-        const ss_plan_seq *q = &plan->seqs[s];
-        if (!q->sample)
-            continue;
-        float *row = hl + (size_t)r->row_of_seq[s] * V;
+    for (int32_t s = 0, k = 0; s < plan->n_seqs; s++)
+        if (plan->seqs[s].sample)
+            seq_of[k++] = s;
+    /* Rows are independent (each with its own counter-based draw): they are shared among the threads, each
+     * with its own work area, and the results do not depend on how. */
+    const int threads = n > 1 ? (n < r->host_threads ? n : r->host_threads) : 1;
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (threads > 1)
+    for (int32_t k = 0; k < n; k++) {
+        const ss_plan_seq *q = &plan->seqs[seq_of[k]];
+        float *scratch = r->host_work + (size_t)omp_get_thread_num() * 3 * (size_t)V;
+        float *lp = scratch + V, *counts = scratch + 2 * (size_t)V;
+        float *row = hl + (size_t)r->row_of_seq[seq_of[k]] * V;
         runner_penalize(row, V, q, counts);
         ss_sample_row sr = runner_sample_row(q);
         out->token[k] = ss_sample_host(row, V, &sr, scratch, &out->logprob[k]);
@@ -622,10 +627,8 @@ static ss_status runner_sample_host(ss_runner *r, const ss_step_plan *plan, cons
                 out->top_logprobs[(size_t)k * n_top + j] = -INFINITY;
             }
         }
-        k++;
     }
-    ss_free(lp);
-    ss_free(counts);
+    ss_free(seq_of);
     ss_free(hl);
     return SS_OK;
 }

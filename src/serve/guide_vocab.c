@@ -6,9 +6,9 @@
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "core/alloc.h"
+#include "core/cpus.h"
 
 /* Tokens in byte order: token i is bytes[off[i] .. off[i] + len[i]), its id ids[i]. */
 typedef struct tok_list {
@@ -338,10 +338,8 @@ ss_status ss_guide_batch_create(const ss_guide_vocab *v, int threads, int32_t ma
                                 ss_err *err)
 {
     *out = NULL;
-    if (threads <= 0) {
-        long cores = sysconf(_SC_NPROCESSORS_ONLN);
-        threads = cores < 4 ? 1 : cores / 2 < 8 ? (int)(cores / 2) : 8;
-    }
+    if (threads <= 0)
+        threads = ss_helper_threads();
     ss_guide_batch *b = ss_calloc(1, sizeof *b);
     if (b) {
         b->threads = threads;

@@ -412,6 +412,68 @@ static void test_prev_host_paths(void **state)
     }
 }
 
+/* One prefill step of six sequences on the host sampling path (logprob lists, a bias, penalties, bans, a JSON
+ * mode mask; greedy and sampled) with SS_HELPER_THREADS threads: *out (caller clears). */
+static void host_path_step(const char *threads, ss_step_output *out)
+{
+    enum { S = 6, T = 4 };
+    assert_int_equal(setenv("SS_HELPER_THREADS", threads, 1), 0);
+    ss_replica *r = open_replica("llama3-gqa", 1, 1, 32, 8, 64, S);
+    const int32_t V = ss_replica_config(r)->vocab_size, W = (V + 31) / 32;
+    static int32_t blocks[S], toks[S * T], pen[3] = {5, 9, 9}, ban[2] = {1, 2}, bias_ids[2] = {3, 4};
+    static float bias_vals[2] = {2.5f, -1.0f};
+    uint32_t *allow = calloc((size_t)W, sizeof *allow);
+    assert_non_null(allow);
+    for (int32_t t = 0; t < V; t += 3) /* every third token */
+        allow[t / 32] |= 1u << (t % 32);
+    ss_plan_seq q[S];
+    for (int i = 0; i < S; i++) {
+        blocks[i] = i;
+        for (int j = 0; j < T; j++)
+            toks[i * T + j] = 5 + 7 * i + j;
+        q[i] = sampling_seq((uint64_t)i + 1, &blocks[i], 1, T);
+        q[i].sp.n_logprobs = 1 + i % 4;
+        q[i].sp.seed = 11 + (uint64_t)i;
+        q[i].sp.temperature = i % 2 ? 0.9f : 0.0f;
+        q[i].sp.top_p = i == 3 ? 0.8f : 1.0f;
+    }
+    q[1].n_bias = 2, q[1].bias_ids = bias_ids, q[1].bias_vals = bias_vals;
+    q[2].n_penalty_tokens = 3, q[2].penalty_tokens = pen, q[2].sp.repetition_penalty = 1.3f;
+    q[2].sp.frequency_penalty = 0.5f;
+    q[3].n_banned = 2, q[3].banned = ban;
+    q[4].n_allow = W, q[4].allow = allow;
+    q[5].n_allow = W, q[5].allow = allow, q[5].sp.n_logprobs = 0, q[5].n_bias = 1, q[5].bias_ids = bias_ids,
+    q[5].bias_vals = bias_vals;
+    ss_step_plan plan = {1, 0, S, q, S * T, toks};
+    ss_err e;
+    if (ss_replica_step(r, &plan, out, &e) != SS_OK)
+        fail_msg("host path step with %s threads: %s", threads, e.msg);
+    assert_int_equal(out->n, S);
+    assert_int_equal(out->token[4] % 3, 0); /* the mask holds */
+    assert_int_equal(out->token[5] % 3, 0);
+    ss_replica_destroy(r);
+    free(allow);
+    assert_int_equal(unsetenv("SS_HELPER_THREADS"), 0);
+}
+
+/* The host sampling path shares its rows among threads: the same tokens, log-probabilities and top lists, to
+ * the bit, with one thread and with four. */
+static void test_host_path_threads(void **state)
+{
+    (void)state;
+    ss_step_output a, b;
+    host_path_step("1", &a);
+    host_path_step("4", &b);
+    assert_int_equal(a.n_top, 4);
+    assert_int_equal(b.n_top, a.n_top);
+    assert_memory_equal(a.token, b.token, (size_t)a.n * sizeof *a.token);
+    assert_memory_equal(a.logprob, b.logprob, (size_t)a.n * sizeof *a.logprob);
+    assert_memory_equal(a.top_ids, b.top_ids, (size_t)a.n * a.n_top * sizeof *a.top_ids);
+    assert_memory_equal(a.top_logprobs, b.top_logprobs, (size_t)a.n * a.n_top * sizeof *a.top_logprobs);
+    ss_step_output_clear(&a);
+    ss_step_output_clear(&b);
+}
+
 /* One prefill of 4 tokens that samples, greedy, with the given logit_bias: the token chosen. */
 static int32_t biased_step(ss_replica *r, uint64_t id, int32_t n_bias, int32_t *ids, float *vals)
 {
@@ -535,6 +597,7 @@ static void test_local_rank_exits_early(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_submit_errors), cmocka_unit_test(test_prev_host_paths),
+                                       cmocka_unit_test(test_host_path_threads),
                                        cmocka_unit_test(test_sampled_tp_ahead),
                                        cmocka_unit_test(test_logit_bias_sharded),
                                        cmocka_unit_test(test_all_logits_refused),
