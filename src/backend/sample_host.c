@@ -33,10 +33,13 @@ int32_t ss_sample_host(const float *logits, int32_t vocab, const ss_sample_row *
             mx = logits[i];
             arg = i;
         }
-    double se = 0;
-    for (int32_t i = 0; i < vocab; i++)
-        se += exp((double)logits[i] - mx);
-    double lse = mx + log(se);
+    double lse = 0;
+    if (logprob) { /* callers that know the row's log-sum-exp already pass NULL and skip this pass */
+        double se = 0;
+        for (int32_t i = 0; i < vocab; i++)
+            se += exp((double)logits[i] - mx);
+        lse = mx + log(se);
+    }
     int32_t tok = arg;
     if (row->temperature > 0) {
         float *p = scratch;
@@ -102,6 +105,41 @@ int32_t ss_sample_host(const float *logits, int32_t vocab, const ss_sample_row *
     if (logprob)
         *logprob = (float)(logits[tok] - lse);
     return tok;
+}
+
+void ss_row_chunk_host(const float *logits, int32_t begin, int32_t end, ss_row_chunk *out)
+{
+    float mx = -INFINITY;
+    int32_t idx = -1;
+    for (int32_t i = begin; i < end; i++)
+        if (logits[i] > mx) {
+            mx = logits[i];
+            idx = i;
+        }
+    double z = 0;
+    if (idx >= 0)
+        for (int32_t i = begin; i < end; i++)
+            z += exp((double)logits[i] - mx);
+    out->mx = mx;
+    out->idx = idx;
+    out->z = z;
+}
+
+void ss_row_merge_host(const ss_row_chunk *c, int32_t n, int32_t *arg, float *lse)
+{
+    float mx = -INFINITY;
+    int32_t idx = -1;
+    for (int32_t k = 0; k < n; k++)
+        if (c[k].idx >= 0 && c[k].mx > mx) { /* strictly greater: the first chunk's index wins a tie */
+            mx = c[k].mx;
+            idx = c[k].idx;
+        }
+    double z = 0;
+    for (int32_t k = 0; k < n; k++)
+        if (c[k].idx >= 0)
+            z += c[k].z * exp((double)c[k].mx - mx);
+    *arg = idx >= 0 ? idx : 0;
+    *lse = idx >= 0 ? mx + (float)log(z) : -INFINITY;
 }
 
 void ss_greedy_combine_host(const float *gathered, int32_t r, int32_t stride, int32_t tp, int32_t *tok,

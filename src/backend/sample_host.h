@@ -14,7 +14,8 @@
  *   smallest threshold whose kept mass reaches top_p of the kept total (top_p < 1); then with p >= min_p * max p
  *   (min_p > 0); draw u * kept mass and walk the vocabulary in index order.
  *   logprob = log_softmax(logits)[token] (temperature 1, no truncation).
- * scratch: vocab floats the caller provides. Returns the token.
+ * scratch: vocab floats the caller provides. logprob may be NULL (a pass over the row is then skipped). Returns
+ * the token.
  */
 int32_t ss_sample_host(const float *logits, int32_t vocab, const ss_sample_row *row, float *scratch, float *logprob);
 
@@ -24,6 +25,18 @@ int32_t ss_sample_host(const float *logits, int32_t vocab, const ss_sample_row *
  * largest lse_k, in double; logprob = best - lse. */
 void ss_greedy_combine_host(const float *gathered, int32_t r, int32_t stride, int32_t tp, int32_t *tok,
                             float *logprob);
+
+/* A row's statistics in chunks, so that threads can share one row: per chunk [begin, end) its maximum, the first
+ * index of it (-1 when no value exceeds -inf: NaN and -inf only) and sum(exp(x - max)) in double. */
+typedef struct ss_row_chunk {
+    float mx;
+    int32_t idx;
+    double z;
+} ss_row_chunk;
+void ss_row_chunk_host(const float *logits, int32_t begin, int32_t end, ss_row_chunk *out);
+/* Merges a row's n chunks (in index order): *arg the first index of the row's maximum (0 when none), *lse its
+ * log-sum-exp as ss_log_softmax_host rounds it (max + (float)log(sum)); -inf when no value exceeds -inf. */
+void ss_row_merge_host(const ss_row_chunk *c, int32_t n, int32_t *arg, float *lse);
 
 /* log_softmax of one row into out (may alias nothing). */
 void ss_log_softmax_host(const float *logits, int32_t vocab, float *out);

@@ -44,8 +44,8 @@ struct ss_runner {
     /* host scratch for one step */
     int32_t *tok_seq, *tok_pos, *slots, *rows, *block_tables, *seq_lens, *row_of_seq;
     int32_t *bt_width; /* [max_seqs] entries of each block-table row written so far (the rest are zero) */
-    /* The host sampling path's threads and their work areas: per thread [3 * vocab] floats (the sampler's
-     * scratch, log-probabilities, token counts kept zero between rows); allocated on its first step. */
+    /* The host sampling path's threads and their work areas: per thread [2 * vocab] floats (the sampler's
+     * scratch, token counts kept zero between rows); allocated on its first step. */
     int host_threads;
     float *host_work;
     void *dev_mask;       /* device [mask_cap bytes]: JSON mode's mask words, then their rows (runner_mask_device) */
@@ -543,6 +543,9 @@ static ss_status runner_sample_device(ss_runner *r, const ss_step_plan *plan, co
     return st;
 }
 
+/* Logits per chunk of a row in the host sampling path's second round (see runner_sample_host). */
+#define RUNNER_HOST_CHUNK 16384
+
 /* Samples the plan's sequences on the host (penalties, bans, logprob lists, logits returned: what the
  * device sampler cannot do) from the n_rows logits rows, into out. */
 static ss_status runner_sample_host(ss_runner *r, const ss_step_plan *plan, const float *logits, int32_t n_rows,
@@ -589,45 +592,68 @@ static ss_status runner_sample_host(ss_runner *r, const ss_step_plan *plan, cons
     }
     if (!r->host_work) {
         r->host_threads = ss_helper_threads();
-        r->host_work = ss_calloc((size_t)r->host_threads * 3 * (size_t)V, sizeof(float));
+        r->host_work = ss_calloc((size_t)r->host_threads * 2 * (size_t)V, sizeof(float));
         if (!r->host_work) {
             ss_free(hl);
             return ss_err_set(err, SS_ERR_NOMEM, "out of memory for the host sampling path");
         }
     }
+    /* The work is shared among the helper threads in three rounds, each row's results independent of how:
+     * rows (bias, penalties, bans, mask); chunks of rows (maximum and sum of exponentials: one row, at batch 1,
+     * still spreads over the threads); rows again (the token, its log-probability, the top list). */
+    const int32_t n_chunks = (V + RUNNER_HOST_CHUNK - 1) / RUNNER_HOST_CHUNK;
     int32_t *seq_of = ss_malloc((size_t)(n ? n : 1) * sizeof *seq_of); /* the k-th sampling sequence */
-    if (!seq_of) {
+    ss_row_chunk *chunk = ss_malloc((size_t)(n ? n : 1) * n_chunks * sizeof *chunk);
+    if (!seq_of || !chunk) {
+        ss_free(seq_of);
+        ss_free(chunk);
         ss_free(hl);
         return ss_err_set(err, SS_ERR_NOMEM, "out of memory");
     }
     for (int32_t s = 0, k = 0; s < plan->n_seqs; s++)
         if (plan->seqs[s].sample)
             seq_of[k++] = s;
-    /* Rows are independent (each with its own counter-based draw): they are shared among the threads, each
-     * with its own work area, and the results do not depend on how. */
-    const int threads = n > 1 ? (n < r->host_threads ? n : r->host_threads) : 1;
-#pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (threads > 1)
-    for (int32_t k = 0; k < n; k++) {
-        const ss_plan_seq *q = &plan->seqs[seq_of[k]];
-        float *scratch = r->host_work + (size_t)omp_get_thread_num() * 3 * (size_t)V;
-        float *lp = scratch + V, *counts = scratch + 2 * (size_t)V;
-        float *row = hl + (size_t)r->row_of_seq[seq_of[k]] * V;
-        runner_penalize(row, V, q, counts);
-        ss_sample_row sr = runner_sample_row(q);
-        out->token[k] = ss_sample_host(row, V, &sr, scratch, &out->logprob[k]);
-        if (n_top) {
-            ss_log_softmax_host(row, V, lp);
-            /* the token's own log-probability from the same row as its top list, so that the two agree
-             * to the bit (ss_sample_host sums in another order: they differed in the 7th digit) */
-            out->logprob[k] = lp[out->token[k]];
-            runner_top(lp, V, q->sp.n_logprobs, out->top_ids + (size_t)k * n_top,
-                       out->top_logprobs + (size_t)k * n_top);
-            for (int32_t j = q->sp.n_logprobs; j < n_top; j++) {
-                out->top_ids[(size_t)k * n_top + j] = -1;
-                out->top_logprobs[(size_t)k * n_top + j] = -INFINITY;
+    const int threads = r->host_threads;
+#pragma omp parallel num_threads(threads) if (threads > 1 && (int64_t)n * V >= RUNNER_HOST_CHUNK)
+    {
+        float *scratch = r->host_work + (size_t)omp_get_thread_num() * 2 * (size_t)V;
+        float *counts = scratch + V; /* zero between rows */
+#pragma omp for schedule(dynamic, 1)
+        for (int32_t k = 0; k < n; k++)
+            runner_penalize(hl + (size_t)r->row_of_seq[seq_of[k]] * V, V, &plan->seqs[seq_of[k]], counts);
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t t = 0; t < (int64_t)n * n_chunks; t++) {
+            const int32_t k = (int32_t)(t / n_chunks), c = (int32_t)(t % n_chunks);
+            const int32_t end = (c + 1) * RUNNER_HOST_CHUNK < V ? (c + 1) * RUNNER_HOST_CHUNK : V;
+            ss_row_chunk_host(hl + (size_t)r->row_of_seq[seq_of[k]] * V, c * RUNNER_HOST_CHUNK, end, &chunk[t]);
+        }
+#pragma omp for schedule(dynamic, 1)
+        for (int32_t k = 0; k < n; k++) {
+            const ss_plan_seq *q = &plan->seqs[seq_of[k]];
+            const float *row = hl + (size_t)r->row_of_seq[seq_of[k]] * V;
+            int32_t arg = 0;
+            float lse = 0;
+            ss_row_merge_host(chunk + (size_t)k * n_chunks, n_chunks, &arg, &lse);
+            ss_sample_row sr = runner_sample_row(q);
+            out->token[k] = sr.temperature > 0 ? ss_sample_host(row, V, &sr, scratch, NULL) : arg;
+            /* the token's log-probability and its top list from the same log-sum-exp: they agree to the bit */
+            out->logprob[k] = row[out->token[k]] - lse;
+            if (n_top) {
+                int32_t *ids = out->top_ids + (size_t)k * n_top;
+                float *vals = out->top_logprobs + (size_t)k * n_top;
+                runner_top(row, V, q->sp.n_logprobs, ids, vals); /* by logit: the log-probabilities' order */
+                for (int32_t j = 0; j < n_top; j++) {
+                    if (j < q->sp.n_logprobs && ids[j] >= 0) {
+                        vals[j] = row[ids[j]] - lse;
+                    } else {
+                        ids[j] = -1;
+                        vals[j] = -INFINITY;
+                    }
+                }
             }
         }
     }
+    ss_free(chunk);
     ss_free(seq_of);
     ss_free(hl);
     return SS_OK;

@@ -1,5 +1,6 @@
 /* test_sample_host.c — the host reference of the greedy combine of tp vocabulary shards
- * (ss_greedy_combine_host, the definition of the backend's greedy_combine op) against a whole-row argmax. */
+ * (ss_greedy_combine_host, the definition of the backend's greedy_combine op) against a whole-row argmax; a
+ * row's statistics in chunks (ss_row_chunk_host / ss_row_merge_host) against the whole row's. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -98,9 +99,49 @@ static void test_combine_degenerate(void **state)
     assert_true(lp == -INFINITY);
 }
 
+/* A row's statistics in chunks (the host sampling path's threads) merge to the whole row's: the first index of
+ * the maximum across chunks (a tie in a later chunk loses), the log-sum-exp of ss_log_softmax_host; chunks of
+ * -inf only (a JSON mask) are skipped; a row of -inf only has no maximum. */
+static void test_row_chunks(void **state)
+{
+    (void)state;
+    enum { N = 5003 };
+    static float l[N], lp[N];
+    for (int i = 0; i < N; i++)
+        l[i] = (float)((i * 7919) % 1013) / 97.0f - 5.0f;
+    l[1200] = 20.0f, l[4100] = 20.0f; /* the maximum twice, in different chunks */
+    for (int i = 2000; i < 3000; i++) /* a masked stretch: one whole chunk and parts of two */
+        l[i] = -INFINITY;
+    ss_log_softmax_host(l, N, lp);
+    for (int chunk = 1; chunk <= N + 1; chunk = chunk * 3 + 1) {
+        ss_row_chunk c[N];
+        int32_t nc = 0;
+        for (int32_t b = 0; b < N; b += chunk)
+            ss_row_chunk_host(l, b, b + chunk < N ? b + chunk : N, &c[nc++]);
+        int32_t arg = -1;
+        float lse = 0;
+        ss_row_merge_host(c, nc, &arg, &lse);
+        assert_int_equal(arg, 1200);
+        assert_true(fabsf((l[1200] - lse) - lp[1200]) <= 1e-6f);
+        assert_true(fabsf((l[17] - lse) - lp[17]) <= 1e-6f);
+    }
+    for (int i = 0; i < N; i++)
+        l[i] = -INFINITY;
+    ss_row_chunk c[2];
+    ss_row_chunk_host(l, 0, 100, &c[0]);
+    ss_row_chunk_host(l, 100, N, &c[1]);
+    assert_int_equal(c[0].idx, -1);
+    int32_t arg = -1;
+    float lse = 0;
+    ss_row_merge_host(c, 2, &arg, &lse);
+    assert_int_equal(arg, 0);
+    assert_true(lse == -INFINITY);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_combine_equals_whole_row),
-                                       cmocka_unit_test(test_combine_degenerate)};
+                                       cmocka_unit_test(test_combine_degenerate),
+                                       cmocka_unit_test(test_row_chunks)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

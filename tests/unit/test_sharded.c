@@ -418,7 +418,8 @@ static void host_path_step(const char *threads, ss_step_output *out)
 {
     enum { S = 6, T = 4 };
     assert_int_equal(setenv("SS_HELPER_THREADS", threads, 1), 0);
-    ss_replica *r = open_replica("llama3-gqa", 1, 1, 32, 8, 64, S);
+    /* Llama 3's vocabulary: 128,256 logits, rows of eight chunks, the last one short */
+    ss_replica *r = open_replica("e2e-llama3-tok", 1, 1, 32, 8, 64, S);
     const int32_t V = ss_replica_config(r)->vocab_size, W = (V + 31) / 32;
     static int32_t blocks[S], toks[S * T], pen[3] = {5, 9, 9}, ban[2] = {1, 2}, bias_ids[2] = {3, 4};
     static float bias_vals[2] = {2.5f, -1.0f};
@@ -444,7 +445,7 @@ static void host_path_step(const char *threads, ss_step_output *out)
     q[4].n_allow = W, q[4].allow = allow;
     q[5].n_allow = W, q[5].allow = allow, q[5].sp.n_logprobs = 0, q[5].n_bias = 1, q[5].bias_ids = bias_ids,
     q[5].bias_vals = bias_vals;
-    ss_step_plan plan = {1, 0, S, q, S * T, toks};
+    ss_step_plan plan = {1, SS_PLAN_LAST_LOGITS, S, q, S * T, toks}; /* the raw logits come back too */
     ss_err e;
     if (ss_replica_step(r, &plan, out, &e) != SS_OK)
         fail_msg("host path step with %s threads: %s", threads, e.msg);
@@ -470,6 +471,45 @@ static void test_host_path_threads(void **state)
     assert_memory_equal(a.logprob, b.logprob, (size_t)a.n * sizeof *a.logprob);
     assert_memory_equal(a.top_ids, b.top_ids, (size_t)a.n * a.n_top * sizeof *a.top_ids);
     assert_memory_equal(a.top_logprobs, b.top_logprobs, (size_t)a.n * a.n_top * sizeof *a.top_logprobs);
+    /* against log_softmax in double of the raw logits (row 0: greedy, one logprob), the biased ones (row 1:
+     * sampled, +2.5 on token 3 and -1 on 4, two) and the masked ones (row 4: greedy, every third token, one) */
+    assert_int_equal(b.logits_rows, b.n);
+    const int32_t V = b.vocab;
+    double *x = malloc((size_t)V * sizeof *x);
+    assert_non_null(x);
+    static const int checked[3] = {0, 1, 4};
+    for (int c = 0; c < 3; c++) {
+        const int k = checked[c];
+        const float *raw = b.logits + (size_t)k * V;
+        double mx = -INFINITY, z = 0;
+        int32_t arg = -1;
+        for (int32_t t = 0; t < V; t++) {
+            x[t] = k == 4 && t % 3 ? -INFINITY : raw[t] + (k == 1 && t == 3 ? 2.5 : k == 1 && t == 4 ? -1.0 : 0.0);
+            if (x[t] > mx)
+                mx = x[t], arg = t;
+        }
+        for (int32_t t = 0; t < V; t++)
+            z += exp(x[t] - mx);
+        const double lse = mx + log(z);
+        if (k != 1)
+            assert_int_equal(b.token[k], arg);
+        assert_true(fabs(b.logprob[k] - (x[b.token[k]] - lse)) < 1e-5);
+        for (int j = 0; j < a.n_top; j++) {
+            const int32_t id = b.top_ids[(size_t)k * b.n_top + j];
+            if (j >= 1 + k % 4) {
+                assert_int_equal(id, -1);
+                continue;
+            }
+            assert_true(id >= 0 && id < V);
+            assert_true(fabs(b.top_logprobs[(size_t)k * b.n_top + j] - (x[id] - lse)) < 1e-5);
+            if (j > 0) /* in order */
+                assert_true(x[id] <= x[b.top_ids[(size_t)k * b.n_top + j - 1]]);
+        }
+        if (k != 1) /* the greedy token heads its own list, with the same number */
+            assert_true(b.top_ids[(size_t)k * b.n_top] == b.token[k] &&
+                        b.top_logprobs[(size_t)k * b.n_top] == b.logprob[k]);
+    }
+    free(x);
     ss_step_output_clear(&a);
     ss_step_output_clear(&b);
 }
