@@ -1586,12 +1586,13 @@ if has serveab; then
       if [ $ready = 1 ]; then
         # SERVEAB_BODIES (session 36): request-body variants, each sent with bench --extra-body: "-" plain, "jobj"
         # response_format json_object, "jint" a json_schema {"v": [integers...]} (masks outside strings every token),
-        # "lp1" logprobs 1 (the host sampling path)
+        # "lp1" logprobs 1 (the host sampling path), "jlp" both json_object and logprobs 1
         for bt in ${SERVEAB_BODIES:--}; do
           case "$bt" in
             -) xb=(); btag= ;;
             jobj) xb=(--extra-body '{"response_format":{"type":"json_object"}}'); btag=_jobj ;;
             lp1) xb=(--extra-body '{"logprobs":1}'); btag=_lp1 ;;
+            jlp) xb=(--extra-body '{"logprobs":1,"response_format":{"type":"json_object"}}'); btag=_jlp ;;
             jint) xb=(--extra-body '{"response_format":{"type":"json_schema","json_schema":{"name":"v","schema":{"type":"object","properties":{"v":{"type":"array","items":{"type":"integer"}}},"required":["v"]}}}}'); btag=_jint ;;
             *) note "unknown SERVEAB_BODIES entry $bt"; continue ;;
           esac

