@@ -25,6 +25,14 @@ ss_status ss_bench_extra_body_check(const char *text, ss_err *err)
 {
     cJSON *o = NULL;
     SS_CHECK(extra_parse(text, &o, err));
+    /* the measurement reads a stream with usage: fields that would change that are bench's own */
+    static const char *const own[] = {"stream", "stream_options"};
+    for (size_t i = 0; i < sizeof own / sizeof own[0]; i++)
+        if (cJSON_GetObjectItemCaseSensitive(o, own[i])) {
+            cJSON_Delete(o);
+            return ss_err_set(err, SS_ERR_INVALID_ARG, "--extra-body: '%s' is bench's own (it measures streams)",
+                              own[i]);
+        }
     cJSON_Delete(o);
     return SS_OK;
 }

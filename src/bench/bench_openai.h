@@ -19,7 +19,8 @@ typedef struct ss_bench_body_params {
     const char *extra_body; /* borrowed; JSON text of an object whose members are set in every body, or NULL */
 } ss_bench_body_params;
 
-/* Checks that text is the JSON text of one object (--extra-body); SS_ERR_INVALID_ARG saying why. */
+/* Checks that text is the JSON text of one object (--extra-body) without "stream" or "stream_options" (the
+ * measurement needs them as bench sets them); SS_ERR_INVALID_ARG saying why. */
 ss_status ss_bench_extra_body_check(const char *text, ss_err *err);
 
 /* Builds {"model", "prompt", "max_tokens", "temperature", "stream": true,

@@ -3,7 +3,8 @@
 #ifndef SS_CORE_CPUS_H
 #define SS_CORE_CPUS_H
 
-/* Half the online cores, at most 8; 1 below 4 cores. SS_HELPER_THREADS=N (1..64) overrides it. */
+/* Half the cores this process may run on (its CPU affinity: a container's cpuset), at most 8; 1 below 4 cores.
+ * SS_HELPER_THREADS=N (1..64) overrides it. */
 int ss_helper_threads(void);
 
 #endif

@@ -48,7 +48,7 @@ struct ss_runner {
      * scratch, token counts kept zero between rows); allocated on its first step. */
     int host_threads;
     float *host_work;
-    void *dev_mask;       /* device [mask_cap bytes]: JSON mode's mask words, then their rows (runner_mask_device) */
+    void *dev_mask;       /* device [mask_cap bytes] (last stage): a step's JSON mode mask words, then their rows */
     uint32_t *host_mask;  /* [mask_cap bytes] their host copy */
     size_t mask_cap;
     int32_t *dev_tok;     /* device [2 * max_rows]: sampled tokens, then their log-probabilities */
@@ -260,6 +260,15 @@ ss_status ss_runner_create(const ss_runner_params *p, const ss_runner_links *lin
          * stage: tp > 1 greedy steps leave the tokens on each of them) */
         SS_CHECK_GOTO(r->be->iface->alloc(r->be->ctx, 2 * R * 4, (void **)&r->dev_tok), st, fail);
         ss_forward_set_fed(r->fwd, r->dev_tok); /* SS_TOKEN_PREV reads the previous step's samples there */
+        /* JSON mode's masks of a step, then their rows (runner_mask_device): allocated here, never on the step
+         * path, where freeing would wait for the device (and for the step's collectives) */
+        r->mask_cap = S * ((size_t)(r->cfg.vocab_size + 31) / 32 + 1) * sizeof(uint32_t);
+        r->host_mask = ss_malloc(r->mask_cap);
+        if (!r->host_mask) {
+            st = ss_err_set(err, SS_ERR_NOMEM, "out of memory for JSON mode's masks (%zu bytes)", r->mask_cap);
+            goto fail;
+        }
+        SS_CHECK_GOTO(r->be->iface->alloc(r->be->ctx, r->mask_cap, &r->dev_mask), st, fail);
     }
     SS_LOGI("rank %d (stage %d, tp rank %d, node-local device %d) on %s: layers %d..%d, %.1f MiB weights (%s "
             "projections), %.1f MiB KV cache (%s, %d blocks of %d)",
@@ -493,20 +502,9 @@ static ss_status runner_mask_device(ss_runner *r, const ss_step_plan *plan, floa
     if (n == 0)
         return SS_OK;
     const size_t bytes = (size_t)n * ((size_t)W + 1) * sizeof(uint32_t);
-    if (bytes > r->mask_cap) {
-        if (r->dev_mask)
-            B->free_buf(r->be->ctx, r->dev_mask);
-        ss_free(r->host_mask);
-        r->dev_mask = NULL;
-        r->mask_cap = 0;
-        r->host_mask = ss_malloc(bytes);
-        if (!r->host_mask)
-            return ss_err_set(err, SS_ERR_NOMEM, "out of memory for %d JSON mode masks", n);
-        ss_status st = B->alloc(r->be->ctx, bytes, &r->dev_mask);
-        if (st != SS_OK)
-            return ss_err_set(err, st, "allocating %zu bytes for JSON mode masks on %s", bytes, r->be->desc);
-        r->mask_cap = bytes;
-    }
+    if (!r->dev_mask || bytes > r->mask_cap) /* sized for max_seqs at create: a plan that passed validation fits */
+        return ss_err_set(err, SS_ERR_INTERNAL, "rank %d: %d JSON mode masks do not fit their %zu bytes", r->p.rank, n,
+                          r->mask_cap);
     uint32_t *words = r->host_mask;
     int32_t *rows = (int32_t *)(words + (size_t)n * W);
     for (int32_t s = 0, j = 0; s < plan->n_seqs; s++) {

@@ -240,7 +240,7 @@ def group_flags():
     for bad in (["--input-len", 5, "--input-len-range", "1:2"], ["--vocab-range", "9:5"], ["--input-len-range", "x"],
                 ["--num-requests", 0], ["--concurrency", -1], ["--request-rate", -2], ["--bogus", 1],
                 ["--output-len-range", "5:1"], ["--timeout", "abc"], ["--extra-body", "[1]"],
-                ["--extra-body", "{\"a\":"]):
+                ["--extra-body", "{\"a\":"], ["--extra-body", "{\"stream_options\":{}}"]):
         _, p = bench("http://127.0.0.1:9", "--model", "tiny", *bad, expect_rc=2)
         check(p.stdout == "" and "shardserve bench:" in p.stderr or "unknown flag" in p.stderr,
               "usage error %s should explain itself: %r" % (bad, p.stderr))

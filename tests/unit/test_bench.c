@@ -381,6 +381,8 @@ static void test_body_build(void **state)
     assert_string_equal(e.msg, "--extra-body: not a JSON object");
     assert_int_equal(ss_bench_extra_body_check("{\"a\":", &e), SS_ERR_INVALID_ARG);
     assert_string_equal(e.msg, "--extra-body: not valid JSON");
+    assert_int_equal(ss_bench_extra_body_check("{\"seed\":1,\"stream\":false}", &e), SS_ERR_INVALID_ARG);
+    assert_string_equal(e.msg, "--extra-body: 'stream' is bench's own (it measures streams)");
     bp.extra_body = "\"x\"";
     assert_int_equal(ss_bench_body_build(&bp, &s, &n, &e), SS_ERR_INVALID_ARG);
     assert_null(s);

@@ -514,6 +514,60 @@ static void test_host_path_threads(void **state)
     ss_step_output_clear(&b);
 }
 
+/* One prefill step: a sequence that does not sample, then three that do (masked greedy, unmasked greedy, masked
+ * sampled), each asking for lp logprobs (0: the device sampling path, JSON mode's masks on the device; 1: the
+ * host path). The tokens into tok[3]. */
+static void masked_step(ss_replica *r, int lp, int32_t *tok)
+{
+    enum { S = 4, T = 4 };
+    const int32_t V = ss_replica_config(r)->vocab_size, W = (V + 31) / 32;
+    uint32_t *allow = calloc((size_t)W, sizeof *allow);
+    assert_non_null(allow);
+    for (int32_t t = 0; t < V; t += 3)
+        allow[t / 32] |= 1u << (t % 32);
+    int32_t blocks[S] = {3, 0, 2, 1}, toks[S * T];
+    ss_plan_seq q[S];
+    for (int i = 0; i < S; i++) {
+        for (int j = 0; j < T; j++)
+            toks[i * T + j] = 9 + 5 * i + j;
+        q[i] = sampling_seq((uint64_t)i + 1, &blocks[i], 1, T);
+        q[i].sp.n_logprobs = lp;
+    }
+    q[0].sample = 0;
+    q[1].n_allow = W, q[1].allow = allow;
+    q[3].n_allow = W, q[3].allow = allow, q[3].sp.temperature = 0.9f, q[3].sp.seed = 5;
+    ss_step_plan plan = {1, 0, S, q, S * T, toks};
+    ss_step_output out;
+    ss_err e;
+    if (ss_replica_step(r, &plan, &out, &e) != SS_OK)
+        fail_msg("masked step (logprobs %d): %s", lp, e.msg);
+    assert_int_equal(out.n, 3);
+    memcpy(tok, out.token, 3 * sizeof *tok);
+    assert_int_equal(tok[0] % 3, 0);
+    assert_int_equal(tok[2] % 3, 0);
+    ss_step_output_clear(&out);
+    free(allow);
+}
+
+/* JSON mode's masks on the device path (the mask_logits op, rows picked among the sampling sequences; at tp 2
+ * on every rank's gathered logits) choose the tokens the host path chooses, at tp 1 and tp 2. */
+static void test_masks_device_path(void **state)
+{
+    (void)state;
+    int32_t want[3] = {-1, -1, -1};
+    for (int tp = 1; tp <= 2; tp++) {
+        ss_replica *r = open_replica("llama3-gqa", tp, 1, 32, 8, 64, 4);
+        int32_t dev[3], host[3];
+        masked_step(r, 0, dev);
+        masked_step(r, 1, host);
+        assert_memory_equal(dev, host, sizeof dev);
+        if (tp == 1)
+            memcpy(want, dev, sizeof want);
+        assert_memory_equal(dev, want, sizeof dev);
+        ss_replica_destroy(r);
+    }
+}
+
 /* One prefill of 4 tokens that samples, greedy, with the given logit_bias: the token chosen. */
 static int32_t biased_step(ss_replica *r, uint64_t id, int32_t n_bias, int32_t *ids, float *vals)
 {
@@ -638,6 +692,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_submit_errors), cmocka_unit_test(test_prev_host_paths),
                                        cmocka_unit_test(test_host_path_threads),
+                                       cmocka_unit_test(test_masks_device_path),
                                        cmocka_unit_test(test_sampled_tp_ahead),
                                        cmocka_unit_test(test_logit_bias_sharded),
                                        cmocka_unit_test(test_all_logits_refused),

@@ -214,8 +214,7 @@ typedef struct ss_cuda_sample_row {
  * chosen token's log-probability under log_softmax of the raw logits. */
 int ss_cuda_sample(void *stream, int32_t *out_tok, float *out_logprob, const float *logits, int64_t n, int32_t vocab,
                    const ss_cuda_sample_row *rows, void *workspace);
-/* JSON mode's masks (the mask_logits op of backend.h): rows [n] and words [n, (vocab + 31) / 32] on the device;
- * n <= 65535. */
+/* JSON mode's masks (the mask_logits op of backend.h): rows [n] and words [n, (vocab + 31) / 32] on the device. */
 int ss_cuda_mask_logits(void *stream, float *logits, int32_t vocab, int64_t n, const int32_t *rows,
                         const uint32_t *words);
 /* The greedy token and its log-probability per row from tp vocabulary shards gathered as [tp][3][stride]

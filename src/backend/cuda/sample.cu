@@ -375,12 +375,18 @@ extern "C" int ss_cuda_mask_logits(void *stream, float *logits, int32_t vocab, i
 {
     if (n <= 0)
         return 0;
-    if (vocab <= 0 || n > 65535)
+    if (vocab <= 0)
         return (int)cudaErrorInvalidValue;
     const int n_words = (vocab + 31) / 32;
-    mask_logits_kernel<<<dim3((unsigned)((vocab + 255) / 256), (unsigned)n), 256, 0, (cudaStream_t)stream>>>(
-        logits, vocab, rows, words, n_words);
-    return launch_status();
+    for (int64_t base = 0; base < n; base += 65535) { // rows on grid y: at most 65535 a launch
+        const int64_t cnt = n - base < 65535 ? n - base : 65535;
+        mask_logits_kernel<<<dim3((unsigned)((vocab + 255) / 256), (unsigned)cnt), 256, 0, (cudaStream_t)stream>>>(
+            logits, vocab, rows + base, words + base * n_words, n_words);
+        const int st = launch_status();
+        if (st != 0)
+            return st;
+    }
+    return 0;
 }
 
 extern "C" int ss_cuda_greedy_combine(void *stream, int32_t *out_tok, float *out_logprob, const float *gathered,
