@@ -27,7 +27,7 @@ void ss_greedy_combine_host(const float *gathered, int32_t r, int32_t stride, in
                             float *logprob);
 
 /* A row's statistics in chunks, so that threads can share one row: per chunk [begin, end) its maximum, the first
- * index of it (-1 when no value exceeds -inf: NaN and -inf only) and sum(exp(x - max)) in double. */
+ * index of it (-1 when no value exceeds -inf: NaN and -inf only) and sum(exp(x - max)) (expf, summed in double). */
 typedef struct ss_row_chunk {
     float mx;
     int32_t idx;
@@ -35,7 +35,7 @@ typedef struct ss_row_chunk {
 } ss_row_chunk;
 void ss_row_chunk_host(const float *logits, int32_t begin, int32_t end, ss_row_chunk *out);
 /* Merges a row's n chunks (in index order): *arg the first index of the row's maximum (0 when none), *lse its
- * log-sum-exp as ss_log_softmax_host rounds it (max + (float)log(sum)); -inf when no value exceeds -inf. */
+ * log-sum-exp in ss_log_softmax_host's form (max + (float)log(sum)); -inf when no value exceeds -inf. */
 void ss_row_merge_host(const ss_row_chunk *c, int32_t n, int32_t *arg, float *lse);
 
 /* log_softmax of one row into out (may alias nothing). */

@@ -491,7 +491,7 @@ static void runner_top(const float *lp, int32_t V, int32_t k, int32_t *ids, floa
 
 /* Enqueues JSON mode's masks of plan's sampling sequences over their rows of logits (in place: the forward
  * pass's scratch, read by nothing but the sample op after this). The words and row indices go up in one
- * upload, into device memory that grows with the number of masked rows. */
+ * upload, into buffers allocated at create for max_seqs rows. */
 static ss_status runner_mask_device(ss_runner *r, const ss_step_plan *plan, float *logits, ss_err *err)
 {
     const ss_backend_i *B = r->be->iface;
