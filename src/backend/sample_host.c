@@ -11,19 +11,6 @@ static int sample_cmp_desc(const void *a, const void *b)
     return x < y ? 1 : x > y ? -1 : 0;
 }
 
-void ss_log_softmax_host(const float *logits, int32_t vocab, float *out)
-{
-    float mx = -INFINITY;
-    for (int32_t i = 0; i < vocab; i++)
-        mx = logits[i] > mx ? logits[i] : mx;
-    double s = 0;
-    for (int32_t i = 0; i < vocab; i++)
-        s += exp((double)logits[i] - mx);
-    float lse = mx + (float)log(s);
-    for (int32_t i = 0; i < vocab; i++)
-        out[i] = logits[i] - lse;
-}
-
 int32_t ss_sample_host(const float *logits, int32_t vocab, const ss_sample_row *row, float *scratch, float *logprob)
 {
     float mx = -INFINITY;

@@ -35,10 +35,9 @@ typedef struct ss_row_chunk {
 } ss_row_chunk;
 void ss_row_chunk_host(const float *logits, int32_t begin, int32_t end, ss_row_chunk *out);
 /* Merges a row's n chunks (in index order): *arg the first index of the row's maximum (0 when none), *lse its
- * log-sum-exp in ss_log_softmax_host's form (max + (float)log(sum)); -inf when no value exceeds -inf. */
+ * log-sum-exp as max + (float)log(sum), so that x - lse is log_softmax rounded once; -inf when no value exceeds
+ * -inf. */
 void ss_row_merge_host(const ss_row_chunk *c, int32_t n, int32_t *arg, float *lse);
 
-/* log_softmax of one row into out (may alias nothing). */
-void ss_log_softmax_host(const float *logits, int32_t vocab, float *out);
 
 #endif

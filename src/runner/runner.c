@@ -469,22 +469,24 @@ static void runner_penalize(float *row, int32_t V, const ss_plan_seq *q, float *
                 row[t] = -INFINITY;
 }
 
-static void runner_top(const float *lp, int32_t V, int32_t k, int32_t *ids, float *vals)
+/* The k largest of x[0..V) (the first index first among equals) into ids and vals (-1 / -inf where fewer than k
+ * values exceed -inf). */
+static void runner_top(const float *x, int32_t V, int32_t k, int32_t *ids, float *vals)
 {
     for (int32_t j = 0; j < k; j++) {
         ids[j] = -1;
         vals[j] = -INFINITY;
     }
     for (int32_t i = 0; i < V; i++) {
-        if (k == 0 || !(lp[i] > vals[k - 1]))
+        if (k == 0 || !(x[i] > vals[k - 1]))
             continue;
         int32_t j = k - 1;
-        while (j > 0 && lp[i] > vals[j - 1]) {
+        while (j > 0 && x[i] > vals[j - 1]) {
             vals[j] = vals[j - 1];
             ids[j] = ids[j - 1];
             j--;
         }
-        vals[j] = lp[i];
+        vals[j] = x[i];
         ids[j] = i;
     }
 }

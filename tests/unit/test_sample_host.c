@@ -13,6 +13,20 @@
 
 enum { V = 1000, TP = 4, R = 3, STRIDE = 5 };
 
+/* log_softmax of one row into out: the reference, in double, rounded once. */
+static void log_softmax(const float *logits, int32_t vocab, float *out)
+{
+    float mx = -INFINITY;
+    for (int32_t i = 0; i < vocab; i++)
+        mx = logits[i] > mx ? logits[i] : mx;
+    double s = 0;
+    for (int32_t i = 0; i < vocab; i++)
+        s += exp((double)logits[i] - mx);
+    float lse = mx + (float)log(s);
+    for (int32_t i = 0; i < vocab; i++)
+        out[i] = logits[i] - lse;
+}
+
 /* Splits row l (V logits) into TP shards and writes row r of their [TP][3][STRIDE] results as the forward
  * pass makes them: the shard's max, its index in the whole vocabulary, its log-probability in the shard. */
 static void shard_results(const float *l, int r, float *g)
@@ -25,7 +39,7 @@ static void shard_results(const float *l, int r, float *g)
         for (int i = lo; i < hi; i++)
             if (l[i] > l[best])
                 best = i;
-        ss_log_softmax_host(l + lo, hi - lo, shard);
+        log_softmax(l + lo, hi - lo, shard);
         float *blk = g + k * 3 * STRIDE;
         blk[r] = l[best];
         int32_t idx = best;
@@ -56,7 +70,7 @@ static void test_combine_equals_whole_row(void **state)
             if (l[r][i] > l[r][want])
                 want = i;
         float whole[V];
-        ss_log_softmax_host(l[r], V, whole);
+        log_softmax(l[r], V, whole);
         int32_t tok;
         float lp;
         ss_greedy_combine_host(g, r, STRIDE, TP, &tok, &lp);
@@ -100,7 +114,7 @@ static void test_combine_degenerate(void **state)
 }
 
 /* A row's statistics in chunks (the host sampling path's threads) merge to the whole row's: the first index of
- * the maximum across chunks (a tie in a later chunk loses), the log-sum-exp of ss_log_softmax_host; chunks of
+ * the maximum across chunks (a tie in a later chunk loses), the log-sum-exp of log_softmax; chunks of
  * -inf only (a JSON mask) are skipped; a row of -inf only has no maximum. */
 static void test_row_chunks(void **state)
 {
@@ -112,7 +126,7 @@ static void test_row_chunks(void **state)
     l[1200] = 20.0f, l[4100] = 20.0f; /* the maximum twice, in different chunks */
     for (int i = 2000; i < 3000; i++) /* a masked stretch: one whole chunk and parts of two */
         l[i] = -INFINITY;
-    ss_log_softmax_host(l, N, lp);
+    log_softmax(l, N, lp);
     for (int chunk = 1; chunk <= N + 1; chunk = chunk * 3 + 1) {
         ss_row_chunk c[N];
         int32_t nc = 0;
