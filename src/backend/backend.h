@@ -11,8 +11,9 @@
 
 /* Version of ss_backend_i. The table only grows at its end; bump on every addition (4: kv_store and
  * rope_kv_store take the block size, which the fp8 cache's layout needs; 5: linear and linear_quantize,
- * for fp8 projection weights; 6: mask_logits, JSON mode's token masks). */
-#define SS_BACKEND_IFACE_VERSION 6
+ * for fp8 projection weights; 6: mask_logits, JSON mode's token masks; 7: edit_logits and top_logprobs, so that
+ * logit bias, penalties, bans and log-probability lists stay on the device). */
+#define SS_BACKEND_IFACE_VERSION 7
 
 /*
  * Conventions for every op below.
@@ -155,6 +156,18 @@ typedef struct ss_sample_row {
     float min_p;       /* <= 0: off */
     float uniform;     /* a uniform random number in [0,1) drawn by the caller for this row */
 } ss_sample_row;
+
+/* One edit of one logit for the edit_logits op (bias, penalties and bans of one token of one row, combined):
+ * l = x[row * vocab + token]; ban: l = -inf; else l = l + add, then when rep != 1 l = l > 0 ? l / rep : l * rep,
+ * then l = l - sub. Each rounded to float as written (ss_logit_edit_host is the definition). */
+typedef struct ss_logit_edit {
+    int32_t row;
+    int32_t token;
+    float add; /* the logit bias (0: none) */
+    float rep; /* the repetition penalty (1: none) */
+    float sub; /* frequency penalty * count + presence penalty (0: none) */
+    int32_t ban;
+} ss_logit_edit;
 
 typedef struct ss_backend_i {
     uint32_t version;
@@ -301,6 +314,18 @@ typedef struct ss_backend_i {
      * Required. */
     ss_status (*mask_logits)(void *ctx, float *logits, int32_t vocab, int64_t n, const int32_t *rows,
                              const uint32_t *words);
+
+    /* ---- version 7: the rest of the sampler's requests on the device ---- */
+    /* In place: the n edits (device array; at most one per logit) of f32 logits rows of vocab, as ss_logit_edit
+     * says, to the bit. Required. */
+    ss_status (*edit_logits)(void *ctx, float *logits, int32_t vocab, int64_t n, const ss_logit_edit *edits);
+    /* Per row r < n of f32 logits [n, vocab]: lse = its log-sum-exp (as ss_row_merge_host: expf of x - max summed
+     * in double, within rounding); out_ids[r * k ..] the k largest logits' indices (the first index first among
+     * equals; -1 where fewer than k logits exceed -inf) and out_vals their x - lse (-inf for -1); tok_logprob[r] =
+     * x[tok[r]] - lse, the same subtraction (a token in the list shows the same value). 1 <= k <= 32.
+     * out_ids, out_vals [n, k], tok_logprob, tok [n]: device. Required. */
+    ss_status (*top_logprobs)(void *ctx, int32_t *out_ids, float *out_vals, float *tok_logprob, const int32_t *tok,
+                              const float *logits, int64_t n, int32_t vocab, int32_t k);
 } ss_backend_i;
 
 /* Largest download_async copy; slots of download_async. */

@@ -158,3 +158,33 @@ void ss_greedy_combine_host(const float *gathered, int32_t r, int32_t stride, in
      * poison the caller's sums */
     *logprob = best == INFINITY ? 0.0f : lse_max == -INFINITY ? -INFINITY : (float)(best - (lse_max + log(sum)));
 }
+
+float ss_logit_edit_host(float x, const ss_logit_edit *e)
+{
+    if (e->ban)
+        return -INFINITY;
+    float l = x + e->add;
+    if (e->rep != 1.0f)
+        l = l > 0 ? l / e->rep : l * e->rep;
+    return l - e->sub;
+}
+
+void ss_top_host(const float *x, int32_t V, int32_t k, int32_t *ids, float *vals)
+{
+    for (int32_t j = 0; j < k; j++) {
+        ids[j] = -1;
+        vals[j] = -INFINITY;
+    }
+    for (int32_t i = 0; i < V; i++) {
+        if (k == 0 || !(x[i] > vals[k - 1]))
+            continue;
+        int32_t j = k - 1;
+        while (j > 0 && x[i] > vals[j - 1]) {
+            vals[j] = vals[j - 1];
+            ids[j] = ids[j - 1];
+            j--;
+        }
+        vals[j] = x[i];
+        ids[j] = i;
+    }
+}

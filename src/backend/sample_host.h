@@ -28,6 +28,8 @@ void ss_greedy_combine_host(const float *gathered, int32_t r, int32_t stride, in
 
 /* A row's statistics in chunks, so that threads can share one row: per chunk [begin, end) its maximum, the first
  * index of it (-1 when no value exceeds -inf: NaN and -inf only) and sum(exp(x - max)) (expf, summed in double). */
+/* The chunk length at which the host path and the cpu backend's top_logprobs split a row (their lse agree). */
+#define SS_ROW_CHUNK 16384
 typedef struct ss_row_chunk {
     float mx;
     int32_t idx;
@@ -39,5 +41,10 @@ void ss_row_chunk_host(const float *logits, int32_t begin, int32_t end, ss_row_c
  * -inf. */
 void ss_row_merge_host(const ss_row_chunk *c, int32_t n, int32_t *arg, float *lse);
 
+/* One logit edit (the definition of the edit_logits op; see ss_logit_edit): x's edited value. */
+float ss_logit_edit_host(float x, const ss_logit_edit *e);
 
+/* The k largest of x[0..V) (the first index first among equals) into ids and vals, largest first (-1 / -inf where
+ * fewer than k values exceed -inf; NaN is never chosen). */
+void ss_top_host(const float *x, int32_t V, int32_t k, int32_t *ids, float *vals);
 #endif

@@ -1,17 +1,13 @@
-/* runner.c — executing step plans on one rank: plan validation, metadata, the forward pass, and
- * sampling (device fast path, JSON mode masks included; host path for penalties, bans and top log-probabilities). */
+/* runner.c — executing step plans on one rank: plan validation, metadata, the forward pass, and the sampled
+ * tokens' way back (sampler.c chooses them: on the device, or on the host for steps that return logits). */
 #include "runner/runner.h"
 
-#include <math.h>
-#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "backend/sample_host.h"
 #include "core/alloc.h"
-#include "core/cpus.h"
 #include "core/fileio.h"
 #include "core/log.h"
 #include "core/net.h"
@@ -21,6 +17,7 @@
 #include "model/safetensors.h"
 #include "model/shard_plan.h"
 #include "model/weights.h"
+#include "runner/sampler.h"
 
 /* A step submitted and not collected yet. */
 typedef struct runner_pending {
@@ -28,7 +25,9 @@ typedef struct runner_pending {
     int comm_wait;      /* async on NCCL: poll the slot and the communicator (a lost peer must not hang) */
     int64_t started_ms; /* when the step was submitted (the communicator's deadline counts from there) */
     int32_t n;          /* sampled rows of an async step (0 on a rank that only waits for the step) */
-    int32_t *buf;       /* [2 * max_rows] that step's tokens, then their log-probabilities (owned) */
+    int32_t *buf;       /* [ss_sampler_out_bytes(max_rows)] that step's tokens, log-probabilities, lists (owned) */
+    int32_t n_top;      /* the lists' length in buf (0: none) */
+    int32_t *row_k;     /* [max_seqs] each row's own list length (owned) */
     ss_step_output out; /* the result of a step that completed inside submit */
 } runner_pending;
 
@@ -44,14 +43,8 @@ struct ss_runner {
     /* host scratch for one step */
     int32_t *tok_seq, *tok_pos, *slots, *rows, *block_tables, *seq_lens, *row_of_seq;
     int32_t *bt_width; /* [max_seqs] entries of each block-table row written so far (the rest are zero) */
-    /* The host sampling path's threads and their work areas: per thread [2 * vocab] floats (the sampler's
-     * scratch, token counts kept zero between rows); allocated on its first step. */
-    int host_threads;
-    float *host_work;
-    void *dev_mask;       /* device [mask_cap bytes] (last stage): a step's JSON mode mask words, then their rows */
-    uint32_t *host_mask;  /* [mask_cap bytes] their host copy */
-    size_t mask_cap;
-    int32_t *dev_tok;     /* device [2 * max_rows]: sampled tokens, then their log-probabilities */
+    ss_sampler *smp;
+    int32_t *dev_tok;     /* device [ss_sampler_out_bytes(max_rows)]: sampled tokens, log-probabilities, lists */
     int32_t *ids;         /* [max_tokens] the step's ids as the forward pass takes them (< 0: fed from dev_tok) */
     /* Steps submitted and not collected, oldest at pend_head; entry i uses download slot i. */
     runner_pending pend[SS_DOWNLOAD_SLOTS];
@@ -249,7 +242,8 @@ ss_status ss_runner_create(const ss_runner_params *p, const ss_runner_links *lin
     r->prev_tokens = ss_malloc(R * 4);
     int pend_ok = 1;
     for (int i = 0; i < SS_DOWNLOAD_SLOTS; i++)
-        pend_ok = (r->pend[i].buf = ss_malloc(2 * R * 4)) != NULL && pend_ok;
+        pend_ok = (r->pend[i].buf = ss_malloc(ss_sampler_out_bytes((int32_t)R))) != NULL &&
+                  (r->pend[i].row_k = ss_malloc(S * 4)) != NULL && pend_ok;
     if (!r->tok_seq || !r->tok_pos || !r->slots || !r->rows || !r->row_of_seq || !r->block_tables || !r->bt_width || !r->seq_lens ||
         !r->ids || !r->prev_tokens || !pend_ok) {
         st = ss_err_set(err, SS_ERR_NOMEM, "out of memory");
@@ -258,18 +252,11 @@ ss_status ss_runner_create(const ss_runner_params *p, const ss_runner_links *lin
     if (r->plan.last_stage) {
         /* sampled tokens then their log-probabilities, read back with one copy (every rank of the last
          * stage: tp > 1 greedy steps leave the tokens on each of them) */
-        SS_CHECK_GOTO(r->be->iface->alloc(r->be->ctx, 2 * R * 4, (void **)&r->dev_tok), st, fail);
+        SS_CHECK_GOTO(r->be->iface->alloc(r->be->ctx, ss_sampler_out_bytes((int32_t)R), (void **)&r->dev_tok), st,
+                      fail);
         ss_forward_set_fed(r->fwd, r->dev_tok); /* SS_TOKEN_PREV reads the previous step's samples there */
-        /* JSON mode's masks of a step, then their rows (runner_mask_device): allocated here, never on the step
-         * path, where freeing would wait for the device (and for the step's collectives) */
-        r->mask_cap = S * ((size_t)(r->cfg.vocab_size + 31) / 32 + 1) * sizeof(uint32_t);
-        r->host_mask = ss_malloc(r->mask_cap);
-        if (!r->host_mask) {
-            st = ss_err_set(err, SS_ERR_NOMEM, "out of memory for JSON mode's masks (%zu bytes)", r->mask_cap);
-            goto fail;
-        }
-        SS_CHECK_GOTO(r->be->iface->alloc(r->be->ctx, r->mask_cap, &r->dev_mask), st, fail);
     }
+    SS_CHECK_GOTO(ss_sampler_create(r->be, r->cfg.vocab_size, (int32_t)S, r->plan.last_stage, &r->smp, err), st, fail);
     SS_LOGI("rank %d (stage %d, tp rank %d, node-local device %d) on %s: layers %d..%d, %.1f MiB weights (%s "
             "projections), %.1f MiB KV cache (%s, %d blocks of %d)",
             p->rank, r->plan.stage, r->plan.tp_rank, r->be->device_index, r->be->desc, r->plan.layer_start, r->plan.layer_end - 1,
@@ -289,12 +276,11 @@ void ss_runner_destroy(ss_runner *r)
     if (!r)
         return;
     ss_forward_destroy(r->fwd);
+    ss_sampler_destroy(r->smp);
     if (r->be) {
         ss_weights_free(r->be, r->w);
         if (r->dev_tok)
             r->be->iface->free_buf(r->be->ctx, r->dev_tok);
-        if (r->dev_mask)
-            r->be->iface->free_buf(r->be->ctx, r->dev_mask);
         ss_backend_destroy(r->be);
     }
     ss_free(r->tok_seq);
@@ -309,11 +295,10 @@ void ss_runner_destroy(ss_runner *r)
     ss_free(r->prev_tokens);
     for (int i = 0; i < SS_DOWNLOAD_SLOTS; i++) {
         ss_free(r->pend[i].buf);
+        ss_free(r->pend[i].row_k);
         ss_step_output_clear(&r->pend[i].out);
     }
     ss_sampled_seqs_free(&r->prev);
-    ss_free(r->host_work);
-    ss_free(r->host_mask);
     ss_free(r);
 }
 
@@ -418,258 +403,6 @@ static ss_status runner_validate(const ss_runner *r, const ss_step_plan *plan, s
     return SS_OK;
 }
 
-/* The sample op's parameters for a sequence, with this draw's uniform number. */
-static ss_sample_row runner_sample_row(const ss_plan_seq *q)
-{
-    ss_sample_row sr = {q->sp.temperature, q->sp.top_k, q->sp.top_p, q->sp.min_p,
-                        ss_rng_uniform(q->sp.seed, q->rng_counter)};
-    return sr;
-}
-
-/* 1 when q's sampling needs its logits on the host: a logit bias, bans, logprob lists or penalties (JSON mode's
- * mask alone does not: the mask_logits op applies it on the device). */
-static int runner_needs_host(const ss_plan_seq *q)
-{
-    return q->n_banned > 0 || q->n_bias > 0 || q->sp.n_logprobs > 0 ||
-           (q->n_penalty_tokens > 0 && (q->sp.repetition_penalty != 1.0f || q->sp.presence_penalty != 0.0f ||
-                                        q->sp.frequency_penalty != 0.0f));
-}
-
-/* The logit bias, penalties, bans and JSON mode's mask on one host row of logits, in that order (a ban stays a
- * ban).
- * counts: vocab-sized scratch (zeroed on return). */
-static void runner_penalize(float *row, int32_t V, const ss_plan_seq *q, float *counts)
-{
-    const ss_sampling_params *sp = &q->sp;
-    for (int32_t i = 0; i < q->n_bias; i++)
-        if (q->bias_ids[i] >= 0 && q->bias_ids[i] < V)
-            row[q->bias_ids[i]] += q->bias_vals[i];
-    for (int32_t i = 0; i < q->n_penalty_tokens; i++) {
-        int32_t t = q->penalty_tokens[i];
-        if (t >= 0 && t < V)
-            counts[t] += 1.0f;
-    }
-    for (int32_t i = 0; i < q->n_penalty_tokens; i++) {
-        int32_t t = q->penalty_tokens[i];
-        if (t < 0 || t >= V || counts[t] == 0.0f)
-            continue;
-        float l = row[t];
-        if (sp->repetition_penalty > 0 && sp->repetition_penalty != 1.0f)
-            l = l > 0 ? l / sp->repetition_penalty : l * sp->repetition_penalty;
-        l -= sp->frequency_penalty * counts[t] + sp->presence_penalty;
-        row[t] = l;
-        counts[t] = 0.0f; /* each distinct token once */
-    }
-    for (int32_t i = 0; i < q->n_banned; i++)
-        if (q->banned[i] >= 0 && q->banned[i] < V)
-            row[q->banned[i]] = -INFINITY;
-    if (q->n_allow > 0) /* validated: (V + 31) / 32 words */
-        for (int32_t t = 0; t < V; t++)
-            if (!((q->allow[t >> 5] >> (t & 31)) & 1u))
-                row[t] = -INFINITY;
-}
-
-/* The k largest of x[0..V) (the first index first among equals) into ids and vals (-1 / -inf where fewer than k
- * values exceed -inf). */
-static void runner_top(const float *x, int32_t V, int32_t k, int32_t *ids, float *vals)
-{
-    for (int32_t j = 0; j < k; j++) {
-        ids[j] = -1;
-        vals[j] = -INFINITY;
-    }
-    for (int32_t i = 0; i < V; i++) {
-        if (k == 0 || !(x[i] > vals[k - 1]))
-            continue;
-        int32_t j = k - 1;
-        while (j > 0 && x[i] > vals[j - 1]) {
-            vals[j] = vals[j - 1];
-            ids[j] = ids[j - 1];
-            j--;
-        }
-        vals[j] = x[i];
-        ids[j] = i;
-    }
-}
-
-/* Enqueues JSON mode's masks of plan's sampling sequences over their rows of logits (in place: the forward
- * pass's scratch, read by nothing but the sample op after this). The words and row indices go up in one
- * upload, into buffers allocated at create for max_seqs rows. */
-static ss_status runner_mask_device(ss_runner *r, const ss_step_plan *plan, float *logits, ss_err *err)
-{
-    const ss_backend_i *B = r->be->iface;
-    const int32_t V = r->cfg.vocab_size, W = (V + 31) / 32;
-    int32_t n = 0;
-    for (int32_t s = 0; s < plan->n_seqs; s++)
-        n += plan->seqs[s].sample && plan->seqs[s].n_allow > 0;
-    if (n == 0)
-        return SS_OK;
-    const size_t bytes = (size_t)n * ((size_t)W + 1) * sizeof(uint32_t);
-    if (!r->dev_mask || bytes > r->mask_cap) /* sized for max_seqs at create: a plan that passed validation fits */
-        return ss_err_set(err, SS_ERR_INTERNAL, "rank %d: %d JSON mode masks do not fit their %zu bytes", r->p.rank, n,
-                          r->mask_cap);
-    uint32_t *words = r->host_mask;
-    int32_t *rows = (int32_t *)(words + (size_t)n * W);
-    for (int32_t s = 0, j = 0; s < plan->n_seqs; s++) {
-        const ss_plan_seq *q = &plan->seqs[s];
-        if (!q->sample || q->n_allow == 0)
-            continue;
-        memcpy(words + (size_t)j * W, q->allow, (size_t)W * sizeof(uint32_t)); /* validated: W words */
-        rows[j++] = r->row_of_seq[s];
-    }
-    ss_status st = B->upload(r->be->ctx, r->dev_mask, r->host_mask, bytes);
-    if (st == SS_OK)
-        st = B->mask_logits(r->be->ctx, logits, V, n, (const int32_t *)((uint32_t *)r->dev_mask + (size_t)n * W),
-                            r->dev_mask);
-    if (st != SS_OK)
-        return ss_err_set(err, st, "applying %d JSON mode masks on %s", n, r->be->desc);
-    return SS_OK;
-}
-
-/* Enqueues the sample op over the n rows of logits of plan's sampling sequences, in plan order: tokens into
- * dev_tok[0..n), their log-probabilities after them. */
-static ss_status runner_sample_device(ss_runner *r, const ss_step_plan *plan, const float *logits, int32_t n)
-{
-    ss_sample_row srows[512];
-    ss_sample_row *sr = n <= 512 ? srows : ss_malloc((size_t)n * sizeof *sr);
-    if (!sr)
-        return SS_ERR_NOMEM;
-    for (int32_t s = 0, k = 0; s < plan->n_seqs; s++)
-        if (plan->seqs[s].sample)
-            sr[k++] = runner_sample_row(&plan->seqs[s]);
-    ss_status st = r->be->iface->sample(r->be->ctx, r->dev_tok, (float *)(r->dev_tok + n), logits, n,
-                                         r->cfg.vocab_size, sr);
-    if (sr != srows)
-        ss_free(sr);
-    return st;
-}
-
-/* Logits per chunk of a row in the host sampling path's second round (see runner_sample_host). */
-#define RUNNER_HOST_CHUNK 16384
-
-/* Samples the plan's sequences on the host (penalties, bans, logprob lists, logits returned: what the
- * device sampler cannot do) from the n_rows logits rows, into out. */
-static ss_status runner_sample_host(ss_runner *r, const ss_step_plan *plan, const float *logits, int32_t n_rows,
-                                    ss_step_output *out, ss_err *err)
-{
-    const ss_backend_i *B = r->be->iface;
-    int32_t V = r->cfg.vocab_size, n = 0, n_top = 0;
-    for (int32_t s = 0; s < plan->n_seqs; s++) {
-        const ss_plan_seq *q = &plan->seqs[s];
-        if (!q->sample)
-            continue;
-        n++;
-        n_top = q->sp.n_logprobs > n_top ? q->sp.n_logprobs : n_top;
-    }
-    int want_logits = (plan->flags & (SS_PLAN_ALL_LOGITS | SS_PLAN_LAST_LOGITS)) != 0;
-    out->n = n;
-    out->vocab = V;
-    out->n_top = n_top;
-    out->token = ss_malloc((size_t)(n ? n : 1) * 4);
-    out->logprob = ss_malloc((size_t)(n ? n : 1) * 4);
-    if (n_top) {
-        out->top_ids = ss_malloc((size_t)n * n_top * 4);
-        out->top_logprobs = ss_malloc((size_t)n * n_top * 4);
-    }
-    if (!out->token || !out->logprob || (n_top && (!out->top_ids || !out->top_logprobs)))
-        return ss_err_set(err, SS_ERR_NOMEM, "out of memory");
-    size_t bytes = (size_t)n_rows * V * sizeof(float);
-    float *hl = ss_malloc(bytes ? bytes : 4);
-    if (!hl)
-        return ss_err_set(err, SS_ERR_NOMEM, "out of memory for %d logits rows", n_rows);
-    ss_status st = B->download(r->be->ctx, hl, logits, bytes);
-    if (st != SS_OK) {
-        ss_free(hl);
-        return ss_err_set(err, st, "downloading logits from %s", r->be->desc);
-    }
-    if (want_logits) { /* raw logits go back before any penalty touches them */
-        out->logits = ss_malloc(bytes ? bytes : 4);
-        if (!out->logits) {
-            ss_free(hl);
-            return ss_err_set(err, SS_ERR_NOMEM, "out of memory");
-        }
-        memcpy(out->logits, hl, bytes);
-        out->logits_rows = n_rows;
-    }
-    if (!r->host_work) {
-        r->host_threads = ss_helper_threads();
-        r->host_work = ss_calloc((size_t)r->host_threads * 2 * (size_t)V, sizeof(float));
-        if (!r->host_work) {
-            ss_free(hl);
-            return ss_err_set(err, SS_ERR_NOMEM, "out of memory for the host sampling path");
-        }
-    }
-    /* The work is shared among the helper threads in three rounds, each row's results independent of how:
-     * rows (bias, penalties, bans, mask); chunks of rows (maximum and sum of exponentials: one row, at batch 1,
-     * still spreads over the threads); rows again (the token, its log-probability, the top list). */
-    const int32_t n_chunks = (V + RUNNER_HOST_CHUNK - 1) / RUNNER_HOST_CHUNK;
-    int32_t *seq_of = ss_malloc((size_t)(n ? n : 1) * sizeof *seq_of); /* the k-th sampling sequence */
-    ss_row_chunk *chunk = ss_malloc((size_t)(n ? n : 1) * n_chunks * sizeof *chunk);
-    if (!seq_of || !chunk) {
-        ss_free(seq_of);
-        ss_free(chunk);
-        ss_free(hl);
-        return ss_err_set(err, SS_ERR_NOMEM, "out of memory");
-    }
-    for (int32_t s = 0, k = 0; s < plan->n_seqs; s++)
-        if (plan->seqs[s].sample)
-            seq_of[k++] = s;
-    const int threads = r->host_threads;
-#pragma omp parallel num_threads(threads) if (threads > 1 && (int64_t)n * V >= RUNNER_HOST_CHUNK)
-    {
-        float *scratch = r->host_work + (size_t)omp_get_thread_num() * 2 * (size_t)V;
-        float *counts = scratch + V; /* zero between rows */
-#pragma omp for schedule(dynamic, 1)
-        for (int32_t k = 0; k < n; k++)
-            runner_penalize(hl + (size_t)r->row_of_seq[seq_of[k]] * V, V, &plan->seqs[seq_of[k]], counts);
-#pragma omp for schedule(dynamic, 1)
-        for (int64_t t = 0; t < (int64_t)n * n_chunks; t++) {
-            const int32_t k = (int32_t)(t / n_chunks), c = (int32_t)(t % n_chunks);
-            const int32_t end = (c + 1) * RUNNER_HOST_CHUNK < V ? (c + 1) * RUNNER_HOST_CHUNK : V;
-            ss_row_chunk_host(hl + (size_t)r->row_of_seq[seq_of[k]] * V, c * RUNNER_HOST_CHUNK, end, &chunk[t]);
-        }
-#pragma omp for schedule(dynamic, 1)
-        for (int32_t k = 0; k < n; k++) {
-            const ss_plan_seq *q = &plan->seqs[seq_of[k]];
-            const float *row = hl + (size_t)r->row_of_seq[seq_of[k]] * V;
-            int32_t arg = 0;
-            float lse = 0;
-            ss_row_merge_host(chunk + (size_t)k * n_chunks, n_chunks, &arg, &lse);
-            ss_sample_row sr = runner_sample_row(q);
-            out->token[k] = sr.temperature > 0 ? ss_sample_host(row, V, &sr, scratch, NULL) : arg;
-            /* the token's log-probability and its top list from the same log-sum-exp: they agree to the bit */
-            out->logprob[k] = row[out->token[k]] - lse;
-            if (n_top) {
-                int32_t *ids = out->top_ids + (size_t)k * n_top;
-                float *vals = out->top_logprobs + (size_t)k * n_top;
-                runner_top(row, V, q->sp.n_logprobs, ids, vals); /* by logit: the log-probabilities' order */
-                for (int32_t j = 0; j < n_top; j++) {
-                    if (j < q->sp.n_logprobs && ids[j] >= 0) {
-                        vals[j] = row[ids[j]] - lse;
-                    } else {
-                        ids[j] = -1;
-                        vals[j] = -INFINITY;
-                    }
-                }
-            }
-        }
-    }
-    ss_free(chunk);
-    ss_free(seq_of);
-    ss_free(hl);
-    return SS_OK;
-}
-
-/* 1 when plan's sampling needs the logits on the host (logprob lists, penalties, bans, logits returned). */
-static int runner_host_sampling(const ss_step_plan *plan)
-{
-    if (plan->flags & (SS_PLAN_ALL_LOGITS | SS_PLAN_LAST_LOGITS))
-        return 1;
-    for (int32_t s = 0; s < plan->n_seqs; s++)
-        if (plan->seqs[s].sample && runner_needs_host(&plan->seqs[s]))
-            return 1;
-    return 0;
-}
-
 /* One look at an async step's slot: *ready once its copy landed. A step on NCCL also has the communicator
  * checked (stopped, failed, or past its deadline: the error). */
 static ss_status runner_poll(ss_runner *r, const runner_pending *pd, int slot, int *ready, ss_err *err)
@@ -723,18 +456,8 @@ static ss_status runner_settle(ss_runner *r, runner_pending *pd, int slot, ss_er
     if (st != SS_OK)
         return ss_err_set(err, st, "reading the sampled tokens back from %s", r->be->desc);
     pd->async = 0;
-    int32_t n = pd->n;
-    ss_step_output *o = &pd->out;
-    o->n = n;
-    o->vocab = r->cfg.vocab_size;
-    o->token = ss_malloc((size_t)(n ? n : 1) * 4);
-    o->logprob = ss_malloc((size_t)(n ? n : 1) * 4);
-    if (!o->token || !o->logprob) {
-        ss_step_output_clear(o);
-        return ss_err_set(err, SS_ERR_NOMEM, "out of memory");
-    }
-    memcpy(o->token, pd->buf, (size_t)n * 4);
-    memcpy(o->logprob, pd->buf + n, (size_t)n * 4);
+    SS_CHECK(ss_sampler_unpack(pd->buf, pd->n, pd->n_top, pd->row_k, &pd->out, err));
+    pd->out.vocab = r->cfg.vocab_size;
     return SS_OK;
 }
 
@@ -825,8 +548,7 @@ static ss_status runner_run(ss_runner *r, const ss_step_plan *plan, runner_pendi
      * vocabulary shards instead of gathering whole rows. */
     int greedy_only = !all && !(plan->flags & SS_PLAN_LAST_LOGITS);
     for (int32_t s = 0; s < plan->n_seqs && greedy_only; s++)
-        if (plan->seqs[s].sample && (plan->seqs[s].sp.temperature > 0 || plan->seqs[s].n_allow > 0 ||
-                                     runner_needs_host(&plan->seqs[s])))
+        if (plan->seqs[s].sample && ss_sampler_needs_row(&plan->seqs[s]))
             greedy_only = 0;
     ss_forward_batch b = {plan->n_tokens, r->ids, r->tok_seq, r->tok_pos, r->slots, plan->n_seqs,
                           r->block_tables, r->seq_lens, max_len, n_rows, r->rows, greedy_only};
@@ -846,16 +568,18 @@ static ss_status runner_run(ss_runner *r, const ss_step_plan *plan, runner_pendi
     if (n_dev > 0 && n_dev != r->prev.n)
         return ss_err_set(err, SS_ERR_INTERNAL, "rank %d: %d greedy rows for %d sampling sequences", r->p.rank, n_dev,
                           r->prev.n);
-    if (!n_dev && logits && r->dev_tok && !runner_host_sampling(plan) && r->prev.n > 0 &&
-        (out_rank || (r->plan.tp > 1 && r->p.pp == 1))) {
-        SS_CHECK(runner_mask_device(r, plan, (float *)logits, err));
-        ss_status st = runner_sample_device(r, plan, logits, r->prev.n);
-        if (st != SS_OK)
-            return ss_err_set(err, st, "sampling on %s", r->be->desc);
+    int device = 0;
+    size_t bytes = (size_t)n_dev * 8;
+    pd->n_top = 0;
+    if (!n_dev && logits && (out_rank || (r->plan.tp > 1 && r->p.pp == 1))) /* this rank samples: edits, path */
+        SS_CHECK(ss_sampler_prepare(r->smp, plan, r->row_of_seq, &device, err));
+    if (device && r->dev_tok && r->prev.n > 0) {
+        SS_CHECK(ss_sampler_device(r->smp, plan, (float *)logits, r->dev_tok, out_rank, &bytes, &pd->n_top, err));
+        ss_sampler_row_lists(plan, pd->row_k);
         n_dev = r->prev.n;
     }
     if (n_dev > 0) {
-        ss_status st = B->download_async(r->be->ctx, pd->buf, r->dev_tok, out_rank ? (size_t)n_dev * 8 : 0, slot);
+        ss_status st = B->download_async(r->be->ctx, pd->buf, r->dev_tok, out_rank ? bytes : 0, slot);
         if (st != SS_OK)
             return ss_err_set(err, st, "reading the sampled tokens back from %s", r->be->desc);
         pd->async = 1;
@@ -874,7 +598,7 @@ static ss_status runner_run(ss_runner *r, const ss_step_plan *plan, runner_pendi
     if (!ss_runner_is_output_rank(r))
         return SS_OK;
     if (logits) /* the device chooses every other step's tokens (above) */
-        SS_CHECK(runner_sample_host(r, plan, logits, n_rows, out, err));
+        SS_CHECK(ss_sampler_host(r->smp, plan, r->row_of_seq, logits, n_rows, out, err));
     runner_know_prev(r, out);
     return SS_OK;
 }

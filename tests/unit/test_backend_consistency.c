@@ -13,6 +13,7 @@
 
 #include "backend/backend.h"
 #include "backend/decode_layers_ref.h"
+#include "backend/sample_host.h"
 #include "core/alloc.h"
 #include "core/dtype.h"
 #ifdef SS_HAVE_CUDA
@@ -1428,6 +1429,102 @@ static void test_mask_logits(void **state)
     free(l), free(words), free(oc), free(og);
 }
 
+/* Logit edits (bias, repetition penalty on positive and negative logits, subtraction, bans): cuda equals cpu to
+ * the bit, and both equal ss_logit_edit_host. */
+static void test_edit_logits(void **state)
+{
+    NEED_GPU(state);
+    enum { N = 3, E = 3000 };
+    const int32_t vocab = 32003;
+    float *l = rand_vec(p, (int64_t)N * vocab, 4.0f);
+    ss_logit_edit *e = malloc(E * sizeof *e);
+    assert_non_null(e);
+    for (int i = 0; i < E; i++) /* distinct (row, token): row i % 3, token 7 * (i / 3) + 1 */
+        e[i] = (ss_logit_edit){i % N, 7 * (i / N) + 1, i % 5 ? urand(p) * 6.0f - 3.0f : 0.0f,
+                               i % 4 ? 1.0f + urand(p) : 1.0f, i % 3 ? urand(p) * 2.0f - 0.5f : 0.0f, i % 11 == 0};
+    void *lc, *lg;
+    logits_pair(p, l, (int64_t)N * vocab, &lc, &lg);
+    void *ec = dev_raw(p->cpu, e, E * sizeof *e), *eg = dev_raw(p->gpu, e, E * sizeof *e);
+    assert_int_equal(p->cpu->iface->edit_logits(p->cpu->ctx, lc, vocab, E, ec), SS_OK);
+    assert_int_equal(p->gpu->iface->edit_logits(p->gpu->ctx, lg, vocab, E, eg), SS_OK);
+    float *oc = malloc((size_t)N * vocab * sizeof *oc), *og = malloc((size_t)N * vocab * sizeof *og);
+    assert_true(oc && og);
+    assert_int_equal(p->cpu->iface->download(p->cpu->ctx, oc, lc, (size_t)N * vocab * 4), SS_OK);
+    assert_int_equal(p->gpu->iface->download(p->gpu->ctx, og, lg, (size_t)N * vocab * 4), SS_OK);
+    assert_memory_equal(oc, og, (size_t)N * vocab * sizeof *oc);
+    int changed = 0;
+    for (int i = 0; i < E; i++) {
+        const int64_t at = (int64_t)e[i].row * vocab + e[i].token;
+        assert_true(memcmp(&og[at], &(float){ss_logit_edit_host(l[at], &e[i])}, sizeof(float)) == 0);
+        changed += og[at] != l[at];
+    }
+    assert_true(changed > E / 2);
+    dev_free(p->cpu, lc), dev_free(p->gpu, lg), dev_free(p->cpu, ec), dev_free(p->gpu, eg);
+    free(l), free(e), free(oc), free(og);
+}
+
+/* Top log-probability lists over a 128k vocabulary (ties across chunks, a row with fewer than k finite logits, a
+ * small vocabulary): the same ids as cpu, values and the chosen tokens' log-probabilities within 1e-5. */
+static void check_top_logprobs(pair *p, int32_t vocab, int32_t k)
+{
+    enum { N = 5 };
+    float *l = rand_vec(p, (int64_t)N * vocab, 8.0f);
+    int32_t tok[N];
+    for (int r = 0; r < N; r++)
+        tok[r] = (int32_t)(urand(p) * (float)vocab);
+    l[1 * vocab + vocab - 1] = 40.0f; /* row 1: a tie between the last logit and an early one: the early first */
+    l[1 * vocab + 3] = 40.0f;
+    l[1 * vocab + vocab / 2] = 39.0f;
+    for (int32_t t = 0; t < vocab; t++) /* row 2: three finite logits, the rest -inf (never listed) */
+        l[2 * vocab + t] = t == 5 ? 1.0f : t == vocab - 2 ? 2.0f : t == vocab / 3 ? 0.5f : -INFINITY;
+    tok[2] = 5;
+    void *lc, *lg;
+    logits_pair(p, l, (int64_t)N * vocab, &lc, &lg);
+    void *tc = dev_raw(p->cpu, tok, sizeof tok), *tg = dev_raw(p->gpu, tok, sizeof tok);
+    void *ic = dev_alloc(p->cpu, (size_t)N * k * 4), *ig = dev_alloc(p->gpu, (size_t)N * k * 4);
+    void *vc = dev_alloc(p->cpu, (size_t)N * k * 4), *vg = dev_alloc(p->gpu, (size_t)N * k * 4);
+    void *pc = dev_alloc(p->cpu, N * 4), *pg = dev_alloc(p->gpu, N * 4);
+    assert_int_equal(p->cpu->iface->top_logprobs(p->cpu->ctx, ic, vc, pc, tc, lc, N, vocab, k), SS_OK);
+    assert_int_equal(p->gpu->iface->top_logprobs(p->gpu->ctx, ig, vg, pg, tg, lg, N, vocab, k), SS_OK);
+    int32_t *idc = malloc((size_t)N * k * 4), *idg = malloc((size_t)N * k * 4);
+    float *valc = malloc((size_t)N * k * 4), *valg = malloc((size_t)N * k * 4), lpc[N], lpg[N];
+    assert_true(idc && idg && valc && valg);
+    assert_int_equal(p->cpu->iface->download(p->cpu->ctx, idc, ic, (size_t)N * k * 4), SS_OK);
+    assert_int_equal(p->gpu->iface->download(p->gpu->ctx, idg, ig, (size_t)N * k * 4), SS_OK);
+    assert_int_equal(p->cpu->iface->download(p->cpu->ctx, valc, vc, (size_t)N * k * 4), SS_OK);
+    assert_int_equal(p->gpu->iface->download(p->gpu->ctx, valg, vg, (size_t)N * k * 4), SS_OK);
+    assert_int_equal(p->cpu->iface->download(p->cpu->ctx, lpc, pc, sizeof lpc), SS_OK);
+    assert_int_equal(p->gpu->iface->download(p->gpu->ctx, lpg, pg, sizeof lpg), SS_OK);
+    assert_memory_equal(idc, idg, (size_t)N * k * 4);
+    for (int i = 0; i < N * k; i++)
+        assert_true(idg[i] < 0 ? isinf(valg[i]) && valg[i] < 0 : fabsf(valg[i] - valc[i]) <= 1e-5f * (1 + fabsf(valc[i])));
+    for (int r = 0; r < N; r++) {
+        assert_true(fabsf(lpg[r] - lpc[r]) <= 1e-5f * (1 + fabsf(lpc[r])));
+        for (int j = 0; j < k; j++) /* a listed token shows its own log-probability, to the bit */
+            if (idg[r * k + j] == tok[r])
+                assert_true(memcmp(&valg[r * k + j], &lpg[r], 4) == 0);
+    }
+    assert_int_equal(idg[1 * k], 3);
+    if (k > 1)
+        assert_int_equal(idg[1 * k + 1], vocab - 1);
+    assert_int_equal(idg[2 * k], vocab - 2);
+    if (k > 3)
+        assert_true(idg[2 * k + 1] == 5 && idg[2 * k + 2] == vocab / 3 && idg[2 * k + 3] == -1);
+    dev_free(p->cpu, lc), dev_free(p->gpu, lg), dev_free(p->cpu, tc), dev_free(p->gpu, tg);
+    dev_free(p->cpu, ic), dev_free(p->gpu, ig), dev_free(p->cpu, vc), dev_free(p->gpu, vg);
+    dev_free(p->cpu, pc), dev_free(p->gpu, pg);
+    free(l), free(idc), free(idg), free(valc), free(valg);
+}
+
+static void test_top_logprobs(void **state)
+{
+    NEED_GPU(state);
+    check_top_logprobs(p, 128256, 20);
+    check_top_logprobs(p, 128256, 1);
+    check_top_logprobs(p, 151936, 5);
+    check_top_logprobs(p, 1000, 32);
+}
+
 static void test_upload_weight_types(void **state)
 {
     NEED_GPU(state);
@@ -1821,7 +1918,8 @@ int main(void)
         cmocka_unit_test(test_add),
         cmocka_unit_test(test_gather_rows),   cmocka_unit_test(test_argmax),
         cmocka_unit_test(test_sample),        cmocka_unit_test(test_greedy_combine),
-        cmocka_unit_test(test_mask_logits),
+        cmocka_unit_test(test_mask_logits),   cmocka_unit_test(test_edit_logits),
+        cmocka_unit_test(test_top_logprobs),
         cmocka_unit_test(test_upload_weight_types),
         cmocka_unit_test(test_graph),         cmocka_unit_test(test_decode_layers),
         cmocka_unit_test(test_linear_fp8),

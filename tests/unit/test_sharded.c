@@ -412,14 +412,16 @@ static void test_prev_host_paths(void **state)
     }
 }
 
-/* One prefill step of six sequences on the host sampling path (logprob lists, a bias, penalties, bans, a JSON
- * mode mask; greedy and sampled) with SS_HELPER_THREADS threads: *out (caller clears). */
-static void host_path_step(const char *threads, ss_step_output *out)
+/* One prefill step of six sequences with logprob lists, a bias, penalties, bans, a JSON mode mask, greedy and
+ * sampled, at tp: on the host sampling path with SS_HELPER_THREADS threads when flags asks for the logits back
+ * (SS_PLAN_LAST_LOGITS), else on the device path (the backend's edit_logits, mask_logits, sample and top_logprobs).
+ * *out (caller clears). */
+static void sampling_step(const char *threads, uint32_t flags, int tp, ss_step_output *out)
 {
     enum { S = 6, T = 4 };
     assert_int_equal(setenv("SS_HELPER_THREADS", threads, 1), 0);
     /* Llama 3's vocabulary: 128,256 logits, rows of eight chunks, the last one short */
-    ss_replica *r = open_replica("e2e-llama3-tok", 1, 1, 32, 8, 64, S);
+    ss_replica *r = open_replica("e2e-llama3-tok", tp, 1, 32, 8, 64, S);
     const int32_t V = ss_replica_config(r)->vocab_size, W = (V + 31) / 32;
     static int32_t blocks[S], toks[S * T], pen[3] = {5, 9, 9}, ban[2] = {1, 2}, bias_ids[2] = {3, 4};
     static float bias_vals[2] = {2.5f, -1.0f};
@@ -442,13 +444,16 @@ static void host_path_step(const char *threads, ss_step_output *out)
     q[2].n_penalty_tokens = 3, q[2].penalty_tokens = pen, q[2].sp.repetition_penalty = 1.3f;
     q[2].sp.frequency_penalty = 0.5f;
     q[3].n_banned = 2, q[3].banned = ban;
+    q[3].n_penalty_tokens = 3, q[3].penalty_tokens = pen, q[3].sp.presence_penalty = -0.75f;
+    q[3].n_bias = 1, q[3].bias_ids = pen; /* token 5: biased, then penalised */
+    q[3].bias_vals = bias_vals;
     q[4].n_allow = W, q[4].allow = allow;
     q[5].n_allow = W, q[5].allow = allow, q[5].sp.n_logprobs = 0, q[5].n_bias = 1, q[5].bias_ids = bias_ids,
     q[5].bias_vals = bias_vals;
-    ss_step_plan plan = {1, SS_PLAN_LAST_LOGITS, S, q, S * T, toks}; /* the raw logits come back too */
+    ss_step_plan plan = {1, flags, S, q, S * T, toks};
     ss_err e;
     if (ss_replica_step(r, &plan, out, &e) != SS_OK)
-        fail_msg("host path step with %s threads: %s", threads, e.msg);
+        fail_msg("sampling step (flags %u, tp %d) with %s threads: %s", flags, tp, threads, e.msg);
     assert_int_equal(out->n, S);
     assert_int_equal(out->token[4] % 3, 0); /* the mask holds */
     assert_int_equal(out->token[5] % 3, 0);
@@ -463,8 +468,8 @@ static void test_host_path_threads(void **state)
 {
     (void)state;
     ss_step_output a, b;
-    host_path_step("1", &a);
-    host_path_step("4", &b);
+    sampling_step("1", SS_PLAN_LAST_LOGITS, 1, &a); /* the raw logits come back too */
+    sampling_step("4", SS_PLAN_LAST_LOGITS, 1, &b);
     assert_int_equal(a.n_top, 4);
     assert_int_equal(b.n_top, a.n_top);
     assert_memory_equal(a.token, b.token, (size_t)a.n * sizeof *a.token);
@@ -472,19 +477,22 @@ static void test_host_path_threads(void **state)
     assert_memory_equal(a.top_ids, b.top_ids, (size_t)a.n * a.n_top * sizeof *a.top_ids);
     assert_memory_equal(a.top_logprobs, b.top_logprobs, (size_t)a.n * a.n_top * sizeof *a.top_logprobs);
     /* against log_softmax in double of the raw logits (row 0: greedy, one logprob), the biased ones (row 1:
-     * sampled, +2.5 on token 3 and -1 on 4, two) and the masked ones (row 4: greedy, every third token, one) */
+     * sampled, +2.5 on token 3 and -1 on 4, two), the penalised ones (row 2: greedy, three) and the masked ones
+     * (row 4: greedy, every third token, one) */
     assert_int_equal(b.logits_rows, b.n);
     const int32_t V = b.vocab;
     double *x = malloc((size_t)V * sizeof *x);
     assert_non_null(x);
-    static const int checked[3] = {0, 1, 4};
-    for (int c = 0; c < 3; c++) {
+    static const int checked[4] = {0, 1, 2, 4};
+    for (int c = 0; c < 4; c++) {
         const int k = checked[c];
         const float *raw = b.logits + (size_t)k * V;
         double mx = -INFINITY, z = 0;
         int32_t arg = -1;
         for (int32_t t = 0; t < V; t++) {
             x[t] = k == 4 && t % 3 ? -INFINITY : raw[t] + (k == 1 && t == 3 ? 2.5 : k == 1 && t == 4 ? -1.0 : 0.0);
+            if (k == 2 && (t == 5 || t == 9)) /* repetition 1.3, frequency 0.5 times the count (5 once, 9 twice) */
+                x[t] = (x[t] > 0 ? x[t] / 1.3 : x[t] * 1.3) - 0.5 * (t == 5 ? 1 : 2);
             if (x[t] > mx)
                 mx = x[t], arg = t;
         }
@@ -514,10 +522,33 @@ static void test_host_path_threads(void **state)
     ss_step_output_clear(&b);
 }
 
+/* The device path (the cpu backend's ops, which share the host path's definitions: ss_logit_edit_host, the
+ * chunked lse) gives the host path's tokens, log-probabilities and top lists to the bit, at tp 1 and at tp 2 (every
+ * rank edits its gathered rows; only the output rank lists). */
+static void test_device_path_equals_host(void **state)
+{
+    (void)state;
+    for (int tp = 1; tp <= 2; tp++) {
+        ss_step_output d, h;
+        sampling_step("2", SS_PLAN_LAST_LOGITS, tp, &h);
+        sampling_step("2", 0, tp, &d);
+        assert_int_equal(d.n, h.n);
+        assert_int_equal(d.n_top, h.n_top);
+        assert_int_equal(d.logits_rows, 0);
+        assert_memory_equal(d.token, h.token, (size_t)h.n * sizeof *h.token);
+        assert_memory_equal(d.logprob, h.logprob, (size_t)h.n * sizeof *h.logprob);
+        assert_memory_equal(d.top_ids, h.top_ids, (size_t)h.n * h.n_top * sizeof *h.top_ids);
+        assert_memory_equal(d.top_logprobs, h.top_logprobs, (size_t)h.n * h.n_top * sizeof *h.top_logprobs);
+        assert_true(h.token[3] != 1 && h.token[3] != 2); /* row 3 (sampled) never draws its banned tokens */
+        ss_step_output_clear(&d);
+        ss_step_output_clear(&h);
+    }
+}
+
 /* One prefill step: a sequence that does not sample, then three that do (masked greedy, unmasked greedy, masked
- * sampled), each asking for lp logprobs (0: the device sampling path, JSON mode's masks on the device; 1: the
- * host path). The tokens into tok[3]. */
-static void masked_step(ss_replica *r, int lp, int32_t *tok)
+ * sampled), each asking for lp logprobs, on the device sampling path (JSON mode's masks on the device) or, with
+ * host, on the host path (the logits asked back). The tokens into tok[3]. */
+static void masked_step(ss_replica *r, int lp, int host, int32_t *tok)
 {
     enum { S = 4, T = 4 };
     const int32_t V = ss_replica_config(r)->vocab_size, W = (V + 31) / 32;
@@ -536,11 +567,11 @@ static void masked_step(ss_replica *r, int lp, int32_t *tok)
     q[0].sample = 0;
     q[1].n_allow = W, q[1].allow = allow;
     q[3].n_allow = W, q[3].allow = allow, q[3].sp.temperature = 0.9f, q[3].sp.seed = 5;
-    ss_step_plan plan = {1, 0, S, q, S * T, toks};
+    ss_step_plan plan = {1, host ? SS_PLAN_LAST_LOGITS : 0, S, q, S * T, toks};
     ss_step_output out;
     ss_err e;
     if (ss_replica_step(r, &plan, &out, &e) != SS_OK)
-        fail_msg("masked step (logprobs %d): %s", lp, e.msg);
+        fail_msg("masked step (logprobs %d, host %d): %s", lp, host, e.msg);
     assert_int_equal(out.n, 3);
     memcpy(tok, out.token, 3 * sizeof *tok);
     assert_int_equal(tok[0] % 3, 0);
@@ -557,10 +588,12 @@ static void test_masks_device_path(void **state)
     int32_t want[3] = {-1, -1, -1};
     for (int tp = 1; tp <= 2; tp++) {
         ss_replica *r = open_replica("llama3-gqa", tp, 1, 32, 8, 64, 4);
-        int32_t dev[3], host[3];
-        masked_step(r, 0, dev);
-        masked_step(r, 1, host);
+        int32_t dev[3], dev_lp[3], host[3];
+        masked_step(r, 0, 0, dev);
+        masked_step(r, 1, 0, dev_lp);
+        masked_step(r, 1, 1, host);
         assert_memory_equal(dev, host, sizeof dev);
+        assert_memory_equal(dev_lp, host, sizeof dev);
         if (tp == 1)
             memcpy(want, dev, sizeof want);
         assert_memory_equal(dev, want, sizeof dev);
@@ -692,6 +725,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_submit_errors), cmocka_unit_test(test_prev_host_paths),
                                        cmocka_unit_test(test_host_path_threads),
+                                       cmocka_unit_test(test_device_path_equals_host),
                                        cmocka_unit_test(test_masks_device_path),
                                        cmocka_unit_test(test_sampled_tp_ahead),
                                        cmocka_unit_test(test_logit_bias_sharded),

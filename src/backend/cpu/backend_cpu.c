@@ -421,6 +421,44 @@ static ss_status cpu_mask_logits(void *ctx, float *logits, int32_t vocab, int64_
     return SS_OK;
 }
 
+static ss_status cpu_edit_logits(void *ctx, float *logits, int32_t vocab, int64_t n, const ss_logit_edit *edits)
+{
+    (void)ctx;
+    for (int64_t j = 0; j < n; j++) {
+        float *x = logits + (int64_t)edits[j].row * vocab + edits[j].token;
+        *x = ss_logit_edit_host(*x, &edits[j]);
+    }
+    return SS_OK;
+}
+
+/* The row's log-sum-exp in chunks as the runner's host path computes it (ss_row_chunk_host), so that both give
+ * the same values to the bit. */
+static ss_status cpu_top_logprobs(void *ctx, int32_t *out_ids, float *out_vals, float *tok_logprob,
+                                  const int32_t *tok, const float *logits, int64_t n, int32_t vocab, int32_t k)
+{
+    (void)ctx;
+    const int32_t CHUNK = SS_ROW_CHUNK, n_chunks = (vocab + CHUNK - 1) / CHUNK;
+    ss_row_chunk *c = ss_malloc((size_t)(n_chunks ? n_chunks : 1) * sizeof *c);
+    if (!c)
+        return SS_ERR_NOMEM;
+    for (int64_t r = 0; r < n; r++) {
+        const float *x = logits + r * vocab;
+        for (int32_t i = 0; i < n_chunks; i++)
+            ss_row_chunk_host(x, i * CHUNK, (i + 1) * CHUNK < vocab ? (i + 1) * CHUNK : vocab, &c[i]);
+        int32_t arg;
+        float lse;
+        ss_row_merge_host(c, n_chunks, &arg, &lse);
+        int32_t *ids = out_ids + r * k;
+        float *vals = out_vals + r * k;
+        ss_top_host(x, vocab, k, ids, vals);
+        for (int32_t j = 0; j < k; j++)
+            vals[j] = ids[j] >= 0 ? x[ids[j]] - lse : -INFINITY;
+        tok_logprob[r] = x[tok[r]] - lse;
+    }
+    ss_free(c);
+    return SS_OK;
+}
+
 static ss_status cpu_greedy_combine(void *ctx, int32_t *out_tok, float *out_logprob, const float *gathered,
                                      int32_t n, int32_t stride, int32_t tp)
 {
@@ -480,6 +518,8 @@ static const ss_backend_i cpu_iface = {
     .linear = cpu_linear,
     .linear_quantize = cpu_linear_quantize,
     .mask_logits = cpu_mask_logits,
+    .edit_logits = cpu_edit_logits,
+    .top_logprobs = cpu_top_logprobs,
 };
 
 ss_status ss_backend_cpu_create(const ss_backend_params *params, ss_backend **out, ss_err *err)

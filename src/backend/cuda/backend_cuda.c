@@ -727,6 +727,33 @@ static ss_status cu_mask_logits(void *ctx, float *logits, int32_t vocab, int64_t
     return SS_OK;
 }
 
+_Static_assert(sizeof(ss_cuda_logit_edit) == sizeof(ss_logit_edit) &&
+                   offsetof(ss_cuda_logit_edit, add) == offsetof(ss_logit_edit, add) &&
+                   offsetof(ss_cuda_logit_edit, sub) == offsetof(ss_logit_edit, sub) &&
+                   offsetof(ss_cuda_logit_edit, ban) == offsetof(ss_logit_edit, ban),
+               "ss_cuda_logit_edit mirrors ss_logit_edit");
+
+static ss_status cu_edit_logits(void *ctx, float *logits, int32_t vocab, int64_t n, const ss_logit_edit *edits)
+{
+    cu_ctx *c = ctx;
+    KCHECK(c, ss_cuda_edit_logits(c->stream, logits, vocab, n, (const ss_cuda_logit_edit *)edits));
+    return SS_OK;
+}
+
+static ss_status cu_top_logprobs(void *ctx, int32_t *out_ids, float *out_vals, float *tok_logprob, const int32_t *tok,
+                                 const float *logits, int64_t n, int32_t vocab, int32_t k)
+{
+    cu_ctx *c = ctx;
+    /* the outputs may be the source of a read-back still in flight */
+    SS_CHECK(cu_rb_join(c, out_ids, (size_t)n * k * sizeof *out_ids));
+    SS_CHECK(cu_rb_join(c, out_vals, (size_t)n * k * sizeof *out_vals));
+    SS_CHECK(cu_rb_join(c, tok_logprob, (size_t)n * sizeof *tok_logprob));
+    /* the attention's split-K scratch, as the sample op's: neither overlaps attention */
+    KCHECK(c, ss_cuda_top_logprobs(c->stream, out_ids, out_vals, tok_logprob, tok, logits, n, vocab, k, c->attn_ws,
+                                   CU_ATTN_WORKSPACE));
+    return SS_OK;
+}
+
 static ss_status cu_greedy_combine(void *ctx, int32_t *out_tok, float *out_logprob, const float *gathered,
                                     int32_t n, int32_t stride, int32_t tp)
 {
@@ -913,6 +940,8 @@ static const ss_backend_i cu_iface = {
     .linear = cu_linear,
     .linear_quantize = cu_linear_quantize,
     .mask_logits = cu_mask_logits,
+    .edit_logits = cu_edit_logits,
+    .top_logprobs = cu_top_logprobs,
 };
 
 ss_status ss_backend_cuda_create(const ss_backend_params *params, ss_backend **out, ss_err *err)

@@ -221,8 +221,24 @@ int ss_cuda_mask_logits(void *stream, float *logits, int32_t vocab, int64_t n, c
  * f32 (the greedy_combine op of backend.h). */
 int ss_cuda_greedy_combine(void *stream, int32_t *out_tok, float *out_logprob, const float *gathered, int32_t n,
                            int32_t stride, int32_t tp);
+/* One logit edit: the layout of ss_logit_edit (backend.h), which backend_cuda.c asserts. */
+typedef struct ss_cuda_logit_edit {
+    int32_t row, token;
+    float add, rep, sub;
+    int32_t ban;
+} ss_cuda_logit_edit;
+/* The edit_logits op of backend.h: edits [n] on the device. */
+int ss_cuda_edit_logits(void *stream, float *logits, int32_t vocab, int64_t n, const ss_cuda_logit_edit *edits);
 /* Device scratch ss_cuda_sample may use (workspace: that many bytes, or NULL to scan each row in one block). */
 size_t ss_cuda_sample_workspace_bytes(void);
+
+/* ---- top_logprobs.cu ---- */
+/* The top_logprobs op of backend.h (1 <= k <= 32), with workspace_bytes of device scratch: at least
+ * ss_cuda_top_logprobs_row_bytes(k) (rows are done that many at a time). */
+int ss_cuda_top_logprobs(void *stream, int32_t *out_ids, float *out_vals, float *tok_logprob, const int32_t *tok,
+                         const float *logits, int64_t n, int32_t vocab, int32_t k, void *workspace,
+                         size_t workspace_bytes);
+size_t ss_cuda_top_logprobs_row_bytes(int32_t k);
 
 #ifdef __cplusplus
 }

@@ -318,10 +318,40 @@ __global__ void mask_logits_kernel(float *logits, int vocab, const int32_t *rows
         logits[(int64_t)rows[j] * vocab + t] = -INFINITY;
 }
 
+// One thread per edit (at most one per logit); each operation rounded as ss_logit_edit_host's C (the _rn
+// intrinsics: no fast-math division, no contraction into an fma), so that cpu and cuda agree to the bit.
+__global__ void edit_logits_kernel(float *logits, int vocab, int64_t n, const ss_cuda_logit_edit *edits)
+{
+    const int64_t j = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= n)
+        return;
+    const ss_cuda_logit_edit e = edits[j];
+    float *x = logits + (int64_t)e.row * vocab + e.token;
+    if (e.ban) {
+        *x = -INFINITY;
+        return;
+    }
+    float l = __fadd_rn(*x, e.add);
+    if (e.rep != 1.0f)
+        l = l > 0 ? __fdiv_rn(l, e.rep) : __fmul_rn(l, e.rep);
+    *x = __fsub_rn(l, e.sub);
+}
+
 } // namespace
 } // namespace ss
 
 using namespace ss;
+
+extern "C" int ss_cuda_edit_logits(void *stream, float *logits, int32_t vocab, int64_t n,
+                                   const ss_cuda_logit_edit *edits)
+{
+    if (n <= 0)
+        return 0;
+    if (vocab <= 0)
+        return (int)cudaErrorInvalidValue;
+    edit_logits_kernel<<<(unsigned)((n + 255) / 256), 256, 0, (cudaStream_t)stream>>>(logits, vocab, n, edits);
+    return launch_status();
+}
 
 extern "C" int ss_cuda_argmax(void *stream, float *out_val, int32_t *out_idx, const float *logits, int64_t n,
                               int32_t vocab, int32_t index_offset)
