@@ -3,7 +3,7 @@
 # trains the demo model on the last GPU in the background, and meanwhile runs the GPU checks and
 # benchmarks on the others. Every step has a deadline; the whole run stays under BUDGET seconds.
 # Results: $OUT/summary.txt, $OUT/logs.tar.xz, and $OUT/demo-*.{safetensors,json,txt} from training.
-# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize sanattn checks1 wgp s21a s21p s23m s24p fp8ck f8eng longref ctx128 mixlong s20a s20s s20t s20x s20m s20p s19a s19b s19c s19t s19g s18a s18b s18t s18p s18s s17a s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve serveab soak (default: train check bench multi sanitize)
+# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize sanattn checks1 wgp s21a s21p s23m s24p fp8ck f8eng longref ctx128 mixlong s20a s20s s20t s20x s20m s20p s19a s19b s19c s19t s19g s18a s18b s18t s18p s18s s17a s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve lpab serveab soak (default: train check bench multi sanitize)
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -1568,6 +1568,29 @@ print("  [%s] %s: ok %s, ttft p50 %.1f max %.1f ms, itl p50 %.2f p90 %.2f p99 %.
     kill -TERM $SPID 2>/dev/null; sleep 2; kill -9 $SPID 2>/dev/null
   done
 fi
+if has lpab; then
+  # Session 37: the device sampling path's answers against $OLDB's (the host path for lists, penalties and bias):
+  # greedy completions with logprobs 5, a bias and penalties, on the 8B-shaped checkpoint; scripts/gpu/lpab.py
+  # compares the texts, tokens and log-probabilities.
+  export CUDA_VISIBLE_DEVICES=0
+  [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
+  cp /work/shared/fixtures/models/e2e-llama3-tok/tokenizer.json /work/shared/fixtures/models/e2e-llama3-tok/tokenizer_config.json "$M8/"
+  for v in new old; do
+    sb=$B; [ $v = old ] && sb=$OLDB
+    [ -n "$sb" ] || continue
+    "$sb/shardserve" serve --model "$M8" --device cuda --port 8000 --served-model-name m >"$L/lpab_$v.log" 2>&1 &
+    SPID=$!
+    wait_ready $SPID
+    if [ $ready = 1 ]; then
+      step "lpab requests [$v]" 120 "lpab_req_$v.log" python3 scripts/gpu/lpab.py fetch "$L/lpab_$v.json"
+    else
+      note "FAIL  lpab server [$v] not ready"
+    fi
+    kill -TERM $SPID 2>/dev/null; sleep 2; kill -9 $SPID 2>/dev/null
+  done
+  step "lpab compare" 30 "lpab_compare.log" python3 scripts/gpu/lpab.py compare "$L/lpab_new.json" "$L/lpab_old.json"
+  tail -12 "$L/lpab_compare.log" | tee -a "$S"
+fi
 if has serveab; then
   # Session 12: the scheduler's overlap (steps planned ahead, tokens fed on the device) against --no-overlap,
   # through HTTP: closed-loop concurrency 1 and 8 (SERVEAB_CONC), 128 in / 256 out, alternating servers.
@@ -1586,7 +1609,8 @@ if has serveab; then
       if [ $ready = 1 ]; then
         # SERVEAB_BODIES (session 36): request-body variants, each sent with bench --extra-body: "-" plain, "jobj"
         # response_format json_object, "jint" a json_schema {"v": [integers...]} (masks outside strings every token),
-        # "lp1" logprobs 1 (the host sampling path), "jlp" both json_object and logprobs 1
+        # "lp1" logprobs 1 (the host sampling path until session 37), "jlp" both json_object and logprobs 1; session 37:
+        # "lp5" logprobs 5, "pen" frequency and presence penalties, "bias" a logit_bias of three tokens
         for bt in ${SERVEAB_BODIES:--}; do
           case "$bt" in
             -) xb=(); btag= ;;
@@ -1594,6 +1618,9 @@ if has serveab; then
             lp1) xb=(--extra-body '{"logprobs":1}'); btag=_lp1 ;;
             jlp) xb=(--extra-body '{"logprobs":1,"response_format":{"type":"json_object"}}'); btag=_jlp ;;
             jint) xb=(--extra-body '{"response_format":{"type":"json_schema","json_schema":{"name":"v","schema":{"type":"object","properties":{"v":{"type":"array","items":{"type":"integer"}}},"required":["v"]}}}}'); btag=_jint ;;
+            lp5) xb=(--extra-body '{"logprobs":5}'); btag=_lp5 ;; # session 37: lists, penalties and bias on the device
+            pen) xb=(--extra-body '{"frequency_penalty":0.5,"presence_penalty":0.25}'); btag=_pen ;;
+            bias) xb=(--extra-body '{"logit_bias":{"1000":-5,"2000":2.5,"30000":-100}}'); btag=_bias ;;
             *) note "unknown SERVEAB_BODIES entry $bt"; continue ;;
           esac
           for c in ${SERVEAB_CONC:-1 8}; do

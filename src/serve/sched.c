@@ -826,9 +826,10 @@ static int flight_decode_only(const sched_flight *f)
 }
 
 /* Whether the step after flight fl[cur] may be planned before its tokens are known (see plan_ahead), but for
- * the KV blocks: every running sequence samples in the flight, none needs its token history or host work for
- * sampling (penalties, bans, logprob lists, logit bias, JSON mode), none ends by length with it, and nobody waiting
- * could be admitted (the batch is full, or nobody waits). */
+ * the KV blocks: every running sequence samples in the flight, none needs the flight's token for its sampling
+ * (penalties and bans count or match the tokens so far; JSON mode's mask follows them), none ends by length with
+ * it, and nobody waiting could be admitted (the batch is full, or nobody waits). Logprob lists and a logit bias do
+ * not depend on the tokens (the runner's device path takes both since session 37). */
 static int plan_ahead_allowed(const ss_sched *s)
 {
     const sched_flight *a = &s->fl[s->cur];
@@ -840,8 +841,8 @@ static int plan_ahead_allowed(const ss_sched *s)
         if (!r)
             continue;
         const ss_gen_request *q = r->req;
-        if (!a->sample[i] || penalty_active(&q->sp) || q->sp.n_logprobs > 0 || q->n_bad_words > 0 ||
-            q->n_bias > 0 || r->guide.allow || (!q->ignore_eos && r->n_generated + 1 < q->min_tokens) ||
+        if (!a->sample[i] || penalty_active(&q->sp) || q->n_bad_words > 0 || r->guide.allow ||
+            (!q->ignore_eos && r->n_generated + 1 < q->min_tokens) ||
             r->n_generated + 1 >= q->max_tokens || r->n_tokens + 1 >= s->max_seq_len)
             return 0;
         live++;
@@ -922,8 +923,8 @@ static int pace_ahead(ss_sched *s, const sched_flight *a)
 /* Plans the step after the one in flight before its tokens are known, when that step is certain to be
  * one decode token for each of its sequences (plan_ahead_allowed) and the blocks are there. The tokens are
  * SS_TOKEN_PREV; a sequence that ends with the flight's token has its result of this step dropped. The plan
- * carries no bans, penalties or logit bias (such sequences are not planned ahead). Returns 1 with plan built,
- * 0 otherwise. */
+ * carries no bans, penalties or masks (such sequences are not planned ahead); it does carry the logit bias.
+ * Returns 1 with plan built, 0 otherwise. */
 static int plan_ahead(ss_sched *s, ss_step_plan *plan)
 {
     const sched_flight *a = &s->fl[s->cur];
@@ -954,6 +955,9 @@ static int plan_ahead(ss_sched *s, ss_step_plan *plan)
         ps->sample = 1;
         ps->rng_counter = (uint64_t)r->n_generated + 1;
         ps->sp = r->req->sp;
+        ps->n_bias = r->req->n_bias; /* borrowed from the request, as in build_plan */
+        ps->bias_ids = r->req->bias_ids;
+        ps->bias_vals = r->req->bias_vals;
         s->plan_tokens[k] = SS_TOKEN_PREV;
     }
     plan->step_id = ++s->step_id;
