@@ -756,8 +756,8 @@ fi
 if has wgp; then
   # Session 34: attn_wgmma.cu's prefill form. The attention cases of the consistency test (its forced wgmma cases among
   # them) under each WGP_CHECKS environment ("-": none); then bench_backend --attn-prefill (2,048-token chunks at 2k
-  # to 128k, each prefill form) under each WGP_BENCH environment; WGP_SAN="memcheck racecheck synccheck": those
-  # compute-sanitizer tools over test_attention_tiled. End-to-end prefill: phase s21a after it, with S21A_VARIANTS
+  # to 128k, each prefill form) under each WGP_BENCH environment (set and empty: none); WGP_SAN="memcheck racecheck
+  # synccheck": those compute-sanitizer tools over test_attention_tiled (WGP_SAN_ONLY: another pattern). End-to-end prefill: phase s21a after it, with S21A_VARIANTS
   # setting SS_ATTN_PREFILL (wg, mt2, wm8). WGP_ONLY: another SS_TEST_ONLY pattern of the consistency test.
   export CUDA_VISIBLE_DEVICES=0
   for c in ${WGP_CHECKS:--}; do
@@ -766,15 +766,15 @@ if has wgp; then
       ${ev[@]+"${ev[@]}"} "$B/tests/test_backend_consistency"
     grep -hE 'FAIL|rror|PASSED|wgmma' "$L/consistency_wgp_$vtag.log" | head -16 | tee -a "$S"
   done
-  for c in ${WGP_BENCH:--}; do
+  for c in ${WGP_BENCH--}; do # set and empty: no benchmark
     variant "$c"
     step "bench_backend --attn-prefill [$c]" 200 "attnp_$vtag.log" env ${ev[@]+"${ev[@]}"} "$B/tools/bench_backend" \
       --attn-prefill --iters "${WGP_ITERS:-20}"
     grep -h "attn" "$L/attnp_$vtag.log" | tee -a "$S"
   done
-  for t in ${WGP_SAN:-}; do # compute-sanitizer tools (memcheck racecheck synccheck) over test_attention_tiled
-    step "$t (test_attention_tiled)" 200 "wgp_$t.log" compute-sanitizer --tool "$t" --error-exitcode 9 \
-      env SS_TEST_ONLY=test_attention_tiled "$B/tests/test_backend_consistency"
+  for t in ${WGP_SAN:-}; do # compute-sanitizer tools (memcheck racecheck synccheck) over WGP_SAN_ONLY's tests
+    step "$t (${WGP_SAN_ONLY:-test_attention_tiled})" 200 "wgp_$t.log" compute-sanitizer --tool "$t" --error-exitcode 9 \
+      env SS_TEST_ONLY="${WGP_SAN_ONLY:-test_attention_tiled}" "$B/tests/test_backend_consistency"
     grep -hE "ERROR SUMMARY|RACECHECK SUMMARY|SYNCCHECK|PASSED|FAILED" "$L/wgp_$t.log" | head -5 | tee -a "$S"
   done
 fi
