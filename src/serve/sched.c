@@ -19,6 +19,7 @@
 #include "serve/guide_vocab.h"
 #include "serve/kv_blocks.h"
 #include "serve/sched_chunk.h"
+#include "serve/sched_pace.h"
 #include "serve/stop.h"
 
 #define SCHED_MAP_BUCKETS 4096 /* id -> request, for ss_sched_cancel */
@@ -115,11 +116,7 @@ struct ss_sched {
     int64_t t_last_collect;
     int64_t log_step_us; /* SS_STEP_LOG_MS: steps at least this long are logged with their make-up (0: none) */
     int64_t n_steps;     /* steps collected (the log's step numbers) */
-    /* Pacing (pace_ahead): the own time of the latest decode-only steps of pace_n sequences, its running
-     * average and the last one; pace_seen counts them since pace_n changed. */
-    int32_t pace_n, pace_seen;
-    int64_t pace_avg_us, pace_last_us;
-    int64_t pace_margin_us; /* how long before the expected end the step is planned (adapts, pace_adapt) */
+    ss_pace pace; /* pace_ahead's estimate of decode-only steps' own time, and its margin */
 };
 
 static int64_t now_us(void)
@@ -850,21 +847,6 @@ static int plan_ahead_allowed(const ss_sched *s)
     return live > 0 && live == s->n_running && live <= s->p.max_step_tokens;
 }
 
-/* Records the own time of collected flight f for pace_ahead: decode-only steps of one batch size. */
-static void pace_record(ss_sched *s, const sched_flight *f, int64_t own_us)
-{
-    if (!flight_decode_only(f))
-        return;
-    if (f->n != s->pace_n) {
-        s->pace_n = f->n;
-        s->pace_seen = 0;
-        s->pace_avg_us = own_us;
-    }
-    s->pace_avg_us += (own_us - s->pace_avg_us) / 4;
-    s->pace_last_us = own_us;
-    s->pace_seen++;
-}
-
 /* 1 when the oldest step in flight has ended on the device (collect would not wait); errors read as 0 (the
  * collect that follows reports them). */
 static int flight_ended(ss_sched *s)
@@ -874,39 +856,23 @@ static int flight_ended(ss_sched *s)
     return ss_replica_ready(s->replica, &ready, &err) == SS_OK && ready;
 }
 
-/* After a paced step was submitted: late (the flight before it had ended by then: the device idled) doubles the
- * margin; otherwise it shrinks by 1/32, down to p.pace_margin_min_us (one H200, session 28: with a floor of 100 µs
- * 3.6-4% of the paced steps came late and batch-1 decode lost up to 0.3%; with 250 µs 0.7-1.4%, and batch 1
- * kept its speed). */
-static void pace_adapt(ss_sched *s, int late)
-{
-    int64_t lo = s->p.pace_margin_min_us > 0 ? s->p.pace_margin_min_us : 1;
-    int64_t hi = s->pace_avg_us / 2 > lo ? s->pace_avg_us / 2 : lo;
-    int64_t m = late ? s->pace_margin_us * 2 : s->pace_margin_us - s->pace_margin_us / 32;
-    s->pace_margin_us = m < lo ? lo : m > hi ? hi : m;
-}
-
 /* Before a step is planned ahead of flight a: waits until shortly before a is expected to end, or until a
  * request arrives. Planned at once, the next step is queued on the device behind a, and a request that
  * arrives while a runs joins only the step after it: one decode step more to its first token. Held back,
  * the step is still queued before a ends (the host's turnaround stays hidden), and an arrival meanwhile
  * is admitted into it, planned the usual way. Paced: decode-only flights whose batch size ran at least twice
- * (on the shorter of the last and the average own time, less pace_margin_us for the host's planning, the
+ * (on the shorter of the last and the average own time, less the margin for the host's planning, the
  * submit and a late wake-up), when the step after them may be planned ahead at all and someone could still
  * join it. Not waited for: a flight that has ended already (a replica that runs steps within submit, or a
  * host that came late). An arrival, a cancellation or a drain ends the wait. Returns 1 when it waited until
- * the deadline (run_step then checks whether that was too late: pace_adapt). */
+ * the deadline (run_step then checks whether that was too late: ss_pace_adapt). */
 static int pace_ahead(ss_sched *s, const sched_flight *a)
 {
     if (!s->p.pace || s->n_running >= s->p.max_running || !plan_ahead_allowed(s))
         return 0;
-    if (a->n != s->pace_n || s->pace_seen < 2 || !flight_decode_only(a))
+    int64_t start = a->t_submit > s->t_last_collect ? a->t_submit : s->t_last_collect, deadline = 0;
+    if (!flight_decode_only(a) || !ss_pace_deadline(&s->pace, a->n, start, &deadline))
         return 0;
-    int64_t est = s->pace_last_us < s->pace_avg_us ? s->pace_last_us : s->pace_avg_us;
-    if (est < s->p.pace_min_us)
-        return 0;
-    int64_t start = a->t_submit > s->t_last_collect ? a->t_submit : s->t_last_collect;
-    int64_t deadline = start + est - s->pace_margin_us;
     if (now_us() >= deadline || flight_ended(s))
         return 0;
     pthread_mutex_lock(&s->mu);
@@ -1023,7 +989,7 @@ static void run_step(ss_sched *s)
         }
         if (paced) { /* (plan_ahead_allowed's sequences sample on the device: this submit did not wait for a) */
             late = flight_ended(s);
-            pace_adapt(s, late);
+            ss_pace_adapt(&s->pace, late);
         }
         pthread_mutex_lock(&s->mu);
         s->stats.steps_ahead++;
@@ -1049,9 +1015,9 @@ static void run_step(ss_sched *s)
     int64_t t0 = a->t_submit > s->t_last_collect ? a->t_submit : s->t_last_collect;
     s->t_last_collect = t1;
     if (late)
-        s->pace_seen = 0; /* a's time includes the wait past its end: no estimate from it, the next two re-measure */
-    else
-        pace_record(s, a, t1 - t0);
+        ss_pace_forget(&s->pace); /* a's time includes the wait past its end: no estimate from it */
+    else if (flight_decode_only(a))
+        ss_pace_record(&s->pace, a->n, t1 - t0);
     pthread_mutex_lock(&s->mu);
     s->stats.steps++;
     s->stats.step_seconds_total += (double)(t1 - t0) * 1e-6;
@@ -1102,7 +1068,7 @@ static void flights_drain(ss_sched *s)
         ss_step_output_clear(&out);
     }
     s->fl[0].active = s->fl[1].active = 0;
-    s->pace_seen = 0; /* idle (or failed): the next requests' steps are timed afresh */
+    ss_pace_forget(&s->pace); /* idle (or failed): the next requests' steps are timed afresh */
 }
 
 /* Finishes r if it was cancelled (flag set under mu) or its deadline passed. */
@@ -1230,7 +1196,7 @@ ss_status ss_sched_create(const ss_sched_params *params, ss_replica *replica, co
     s->p = p;
     s->replica = replica;
     s->tok = tok;
-    s->pace_margin_us = p.pace_margin_min_us > 500 ? p.pace_margin_min_us : 500;
+    ss_pace_init(&s->pace, p.pace_min_us, p.pace_margin_min_us);
     const char *slow = getenv("SS_STEP_LOG_MS"); /* a diagnostic for latency tails (docs/deploy.md) */
     char *slow_end = NULL;
     double slow_ms = slow && *slow ? strtod(slow, &slow_end) : 0.0;
