@@ -105,7 +105,7 @@ static ss_status ct_run(const ct_opts *o, ss_err *err)
     SS_CHECK_GOTO(ct_read_stdin(&input, &input_len, err), st, done);
     json = cJSON_ParseWithLength(input, input_len);
     if (cJSON_IsArray(json)) {
-        st = ss_chat_template_apply(t, json, !o->no_generation_prompt, bos, eos, &out, &out_len, err);
+        st = ss_chat_template_apply(t, json, NULL, !o->no_generation_prompt, bos, eos, &out, &out_len, err);
     } else if (cJSON_IsObject(json) && cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(json, "messages"))) {
         st = ct_fill_vars(json, !o->no_generation_prompt, bos, eos, err);
         if (st == SS_OK)

@@ -84,7 +84,7 @@ static ss_status gen_chat_ids(const ss_tokenizer *tok, const char *file, int32_t
     size_t nn = 0;
     ss_status st = ss_template_compile(src, strlen(src), "chat_template", &t, err);
     if (st == SS_OK)
-        st = ss_chat_template_apply(t, msgs, 1, ss_tokenizer_bos_token(tok), ss_tokenizer_eos_token(tok), &rendered,
+        st = ss_chat_template_apply(t, msgs, NULL, 1, ss_tokenizer_bos_token(tok), ss_tokenizer_eos_token(tok), &rendered,
                                     &rl, err);
     if (st == SS_OK)
         st = ss_tokenizer_encode(tok, rendered, rl, 0, ids, &nn, err);

@@ -349,6 +349,7 @@ void ss_api_request_init(ss_api_request *r, ss_api_kind kind)
     r->kind = kind;
     r->sp = ss_sampling_default(); /* greedy, no penalties, no logprobs */
     r->n = 1;
+    r->parallel_tool_calls = 1;
 }
 
 void ss_api_request_clear(ss_api_request *r)
@@ -357,6 +358,7 @@ void ss_api_request_clear(ss_api_request *r)
     ss_free(r->prompt);
     ss_free(r->prompt_ids);
     cJSON_Delete(r->messages);
+    cJSON_Delete(r->tools);
     ss_json_schema_destroy(r->json_schema);
     ss_free(r->stop_ids);
     ss_free(r->bias_ids);
@@ -574,6 +576,7 @@ void ss_api_choice_clear(ss_api_choice *c)
 {
     ss_free(c->text);
     ss_free(c->lps);
+    ss_tool_calls_free(&c->calls);
     memset(c, 0, sizeof *c);
 }
 

@@ -12,6 +12,7 @@
 #include "core/status.h"
 #include "runner/step_plan.h"
 #include "serve/json_schema.h"
+#include "serve/tool_calls.h"
 
 #define SS_API_MAX_STOP 16      /* equals SS_MAX_STOP_STRINGS of serve/sched.h */
 #define SS_API_MAX_STOP_LEN 1024 /* bytes per stop string (SS_STOP_MAX_LEN of serve/stop.h) */
@@ -78,6 +79,7 @@ typedef struct ss_api_limits {
     int32_t max_n;       /* default SS_API_MAX_N */
     const ss_sampling_params *defaults; /* the sampling of fields a request leaves out (borrowed); NULL:
                                          * ss_sampling_default(), greedy */
+    ss_tool_format tool_format; /* how the model writes function calls (its chat template); NONE: no tools */
 } ss_api_limits;
 
 /* A generation request parsed from JSON, before tokenization. Everything is owned by the struct
@@ -112,6 +114,9 @@ typedef struct ss_api_request {
     int return_log_probs;        /* Triton */
     int json_mode;               /* OpenAI response_format {"type": "json_object"} or json_schema */
     ss_json_schema *json_schema; /* json_schema's schema, compiled (one reference), or NULL */
+    cJSON *tools;                /* chat: the request's tools, for the template (owned), or NULL */
+    ss_tool_choice tool_choice;  /* NONE unless calls are parsed out of the answer (or forced: REQUIRED, NAMED) */
+    int parallel_tool_calls;     /* default 1; 0: at most one call */
 } ss_api_request;
 
 /* Defaults: greedy sampling, n = 1, nothing streaming. */
@@ -163,6 +168,7 @@ typedef struct ss_api_choice {
     int32_t n_lps, cap_lps;
     int finish;                  /* ss_finish_reason; 0 while running */
     int32_t prompt_tokens, completion_tokens, cached_tokens;
+    ss_tool_calls calls;         /* function calls parsed out of text (n = 0: none; owned) */
 } ss_api_choice;
 
 /* Appends generated text / a token's logprobs. SS_ERR_CAPACITY past max bytes or tokens. */

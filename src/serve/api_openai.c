@@ -54,6 +54,42 @@ static ss_status oai_parse_prompt(const cJSON *root, const ss_api_limits *lim, s
     return SS_OK;
 }
 
+/* An assistant message's earlier calls: OpenAI clients send each call's arguments as a JSON text, chat templates
+ * read them as a mapping (Llama 3's `arguments | tojson`, Qwen's `arguments | tojson`), so a text that holds an object
+ * becomes that object, as vLLM does. */
+static ss_status oai_call_arguments(cJSON *msg, int i, ss_api_error *e)
+{
+    cJSON *calls = cJSON_GetObjectItemCaseSensitive(msg, "tool_calls");
+    if (!calls || cJSON_IsNull(calls))
+        return SS_OK;
+    if (!cJSON_IsArray(calls))
+        return ss_api_fail(e, 400, "messages", "'messages[%d].tool_calls' must be a list", i);
+    cJSON *call;
+    cJSON_ArrayForEach(call, calls)
+    {
+        cJSON *f = cJSON_GetObjectItemCaseSensitive(call, "function");
+        cJSON *name = cJSON_GetObjectItemCaseSensitive(f, "name");
+        if (!cJSON_IsObject(call) || !cJSON_IsObject(f) || !cJSON_IsString(name))
+            return ss_api_fail(e, 400, "messages",
+                               "'messages[%d].tool_calls' entries must be {\"function\": {\"name\": ..., \"arguments\": "
+                               "...}}",
+                               i);
+        cJSON *args = cJSON_GetObjectItemCaseSensitive(f, "arguments");
+        if (!cJSON_IsString(args))
+            continue;
+        cJSON *obj = cJSON_Parse(args->valuestring);
+        if (!cJSON_IsObject(obj)) {
+            cJSON_Delete(obj);
+            continue; /* not an object: the template gets the text as it is */
+        }
+        if (!cJSON_ReplaceItemInObjectCaseSensitive(f, "arguments", obj)) {
+            cJSON_Delete(obj);
+            return ss_api_fail(e, 500, "messages", "out of memory");
+        }
+    }
+    return SS_OK;
+}
+
 /* messages: [{role, content}] with content a string, null, or a list of {type:"text", text} parts.
  * The result keeps role/content (content flattened to a string) and any other keys as given. */
 static ss_status oai_parse_messages(const cJSON *root, ss_api_request *r, ss_api_error *e)
@@ -111,6 +147,7 @@ static ss_status oai_parse_messages(const cJSON *root, ss_api_request *r, ss_api
         } else if (content && !cJSON_IsString(content) && !cJSON_IsNull(content)) {
             return ss_api_fail(e, 400, "messages", "'messages[%d].content' must be a string or a list of parts", i);
         }
+        SS_CHECK(oai_call_arguments(msg, i, e));
         i++;
     }
     return SS_OK;
@@ -249,6 +286,51 @@ static ss_status oai_parse_logit_bias(const cJSON *root, const ss_api_limits *li
     return SS_OK;
 }
 
+/* Chat's tools, tool_choice and parallel_tool_calls (after any JSON response format, which a forced call cannot
+ * share): the tools go to the template; a forced call becomes the JSON schema the answer follows. */
+static ss_status oai_parse_tools(const cJSON *root, const ss_api_limits *lim, ss_api_request *r, ss_api_error *e)
+{
+    const cJSON *tools = cJSON_GetObjectItemCaseSensitive(root, "tools");
+    const cJSON *choice = cJSON_GetObjectItemCaseSensitive(root, "tool_choice");
+    ss_tool_choice tc;
+    const char *named = NULL, *param = NULL;
+    char msg[256];
+    if (tools && !cJSON_IsNull(tools) && !(cJSON_IsArray(tools) && cJSON_GetArraySize(tools) == 0) &&
+        lim->tool_format == SS_TOOL_FORMAT_NONE)
+        return ss_api_fail(e, 400, "tools",
+                           "'tools' is not supported for this model: its chat template takes no tools, or writes calls "
+                           "in a format this server does not read (Hermes <tool_call> blocks and Llama 3 JSON are read)");
+    if (ss_tools_check(tools, choice, &tc, &named, &param, msg, sizeof msg) != SS_OK)
+        return ss_api_fail(e, 400, param, "%s", msg);
+    int present = 0;
+    SS_CHECK(ss_api_get_bool(root, "parallel_tool_calls", &r->parallel_tool_calls, &present, e));
+    if (!present)
+        r->parallel_tool_calls = 1;
+    if (!tools || !cJSON_IsArray(tools) || cJSON_GetArraySize(tools) == 0)
+        return SS_OK;
+    if (!(r->tools = cJSON_Duplicate(tools, 1)))
+        return ss_api_fail(e, 500, NULL, "out of memory");
+    r->tool_choice = tc;
+    if (tc == SS_TOOL_CHOICE_NONE || tc == SS_TOOL_CHOICE_AUTO) {
+        if (tc == SS_TOOL_CHOICE_AUTO && r->stream && r->logprobs)
+            return ss_api_fail(e, 400, "logprobs", "'logprobs' in a stream with 'tools' is not supported");
+        return SS_OK;
+    }
+    if (r->json_mode)
+        return ss_api_fail(e, 400, "tool_choice", "'tool_choice' \"%s\" and a JSON response format both given",
+                           tc == SS_TOOL_CHOICE_NAMED ? "function" : "required");
+    if (r->min_tokens > 0)
+        return ss_api_fail(e, 400, "min_tokens", "'min_tokens' cannot be combined with a forced tool call");
+    if (r->stream && r->logprobs)
+        return ss_api_fail(e, 400, "logprobs", "'logprobs' in a stream with 'tools' is not supported");
+    cJSON *schema = ss_tools_forced_schema(r->tools, named, lim->tool_format);
+    if (!schema)
+        return ss_api_fail(e, 500, NULL, "out of memory");
+    ss_status st = ss_api_take_schema(r, schema, "tool_choice", e);
+    cJSON_Delete(schema);
+    return st;
+}
+
 static ss_status oai_parse_output_opts(const cJSON *root, const ss_api_limits *lim, ss_api_request *r,
                                        ss_api_error *e)
 {
@@ -275,13 +357,13 @@ static ss_status oai_parse_output_opts(const cJSON *root, const ss_api_limits *l
     const cJSON *suffix = cJSON_GetObjectItemCaseSensitive(root, "suffix"); /* insertion: a text after the answer */
     if (suffix && !cJSON_IsNull(suffix) && !(cJSON_IsString(suffix) && suffix->valuestring[0] == '\0'))
         return ss_api_fail(e, 400, "suffix", "'suffix' is not supported (no insertion mode)");
-    /* Silently ignoring these would hand a client plain text where it asked for calls or JSON. */
+    /* Silently ignoring these would hand a client plain text where it asked for calls. */
     static const char *const no_calls[] = {"tools", "functions"};
-    for (size_t i = 0; i < sizeof no_calls / sizeof no_calls[0]; i++) {
+    for (size_t i = r->kind == SS_API_CHAT; i < sizeof no_calls / sizeof no_calls[0]; i++) {
         const cJSON *t = cJSON_GetObjectItemCaseSensitive(root, no_calls[i]);
         if (t && !cJSON_IsNull(t) && !(cJSON_IsArray(t) && cJSON_GetArraySize(t) == 0))
-            return ss_api_fail(e, 400, no_calls[i], "'%s' is not supported (this server has no function calling)",
-                               no_calls[i]);
+            return ss_api_fail(e, 400, no_calls[i], "'%s' is not supported (%s)", no_calls[i],
+                               i ? "the legacy form: use 'tools'" : "function calling is for chat completions");
     }
     const cJSON *rf = cJSON_GetObjectItemCaseSensitive(root, "response_format");
     if (rf && !cJSON_IsNull(rf)) {
@@ -349,6 +431,8 @@ static ss_status oai_parse_output_opts(const cJSON *root, const ss_api_limits *l
     SS_CHECK(ss_api_get_ids(root, "stop_token_ids", SS_API_MAX_STOP_IDS, lim->vocab_size, &r->stop_ids, &n_ids, e));
     r->n_stop_ids = n_ids;
     SS_CHECK(oai_parse_logit_bias(root, lim, r, e));
+    if (r->kind == SS_API_CHAT)
+        SS_CHECK(oai_parse_tools(root, lim, r, e));
     return SS_OK;
 }
 
@@ -565,6 +649,24 @@ static void oai_finish(ss_jbuf *b, int finish)
     }
 }
 
+/* "tool_calls":[{"index","id","type":"function","function":{"name","arguments"}}...]: ids made of the response's id
+ * (its random part), the choice's index and the call's. */
+static void oai_tool_calls(ss_jbuf *b, const ss_api_resp_meta *m, int32_t choice, const ss_tool_calls *c)
+{
+    const char *tail = strchr(m->id ? m->id : "", '-');
+    tail = tail ? tail + 1 : "0";
+    ss_jbuf_cstr(b, "\"tool_calls\":[");
+    for (int32_t i = 0; i < c->n; i++) {
+        ss_jbuf_printf(b, "%s{\"index\":%d,\"id\":\"call_%.16s%d%d\",\"type\":\"function\",\"function\":{\"name\":",
+                       i ? "," : "", (int)i, tail, (int)choice, (int)i);
+        ss_jbuf_str(b, c->calls[i].name, strlen(c->calls[i].name));
+        ss_jbuf_cstr(b, ",\"arguments\":");
+        ss_jbuf_str(b, c->calls[i].arguments, strlen(c->calls[i].arguments));
+        ss_jbuf_cstr(b, "}}");
+    }
+    ss_jbuf_cstr(b, "]");
+}
+
 static void oai_usage(ss_jbuf *b, int32_t prompt, int32_t completion, int32_t cached)
 {
     ss_jbuf_printf(b, "\"usage\":{\"prompt_tokens\":%d,\"completion_tokens\":%d,\"total_tokens\":%d", (int)prompt,
@@ -587,7 +689,16 @@ char *ss_api_openai_response_json(const ss_api_resp_meta *m, const ss_api_choice
         ss_jbuf_printf(&b, "%s{\"index\":%d,", i ? "," : "", (int)c->index);
         if (m->kind == SS_API_CHAT) {
             ss_jbuf_cstr(&b, "\"message\":{\"role\":\"assistant\",\"content\":");
-            ss_jbuf_str(&b, c->text ? c->text : "", c->text_len);
+            if (c->calls.n > 0 && c->calls.content_len == 0) {
+                ss_jbuf_cstr(&b, "null,");
+                oai_tool_calls(&b, m, c->index, &c->calls);
+            } else if (c->calls.n > 0) {
+                ss_jbuf_str(&b, c->text, c->calls.content_len < c->text_len ? c->calls.content_len : c->text_len);
+                ss_jbuf_cstr(&b, ",");
+                oai_tool_calls(&b, m, c->index, &c->calls);
+            } else {
+                ss_jbuf_str(&b, c->text ? c->text : "", c->text_len);
+            }
             ss_jbuf_cstr(&b, "},\"logprobs\":");
             if (m->logprobs)
                 oai_chat_logprobs(&b, m, c->lps, c->n_lps, vocab);
@@ -603,7 +714,10 @@ char *ss_api_openai_response_json(const ss_api_resp_meta *m, const ss_api_choice
             else
                 ss_jbuf_cstr(&b, "null");
         }
-        oai_finish(&b, c->finish);
+        if (c->calls.n > 0)
+            ss_jbuf_cstr(&b, ",\"finish_reason\":\"tool_calls\"");
+        else
+            oai_finish(&b, c->finish);
         ss_jbuf_cstr(&b, "}");
         if (c->prompt_tokens > prompt)
             prompt = c->prompt_tokens;
@@ -648,6 +762,17 @@ char *ss_api_openai_chunk_json(const ss_api_resp_meta *m, int32_t index, const c
     }
     oai_finish(&b, finish);
     ss_jbuf_cstr(&b, "}]}");
+    return ss_jbuf_take(&b, len);
+}
+
+char *ss_api_openai_tool_chunk_json(const ss_api_resp_meta *m, int32_t index, const ss_tool_calls *calls, size_t *len)
+{
+    ss_jbuf b;
+    ss_jbuf_init(&b, OAI_MAX_RESPONSE);
+    oai_head(&b, m, 1);
+    ss_jbuf_printf(&b, ",\"choices\":[{\"index\":%d,\"delta\":{", (int)index);
+    oai_tool_calls(&b, m, index, calls);
+    ss_jbuf_cstr(&b, "},\"logprobs\":null,\"finish_reason\":\"tool_calls\"}]}");
     return ss_jbuf_take(&b, len);
 }
 

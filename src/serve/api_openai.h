@@ -48,6 +48,9 @@ char *ss_api_openai_response_json(const ss_api_resp_meta *m, const ss_api_choice
 char *ss_api_openai_chunk_json(const ss_api_resp_meta *m, int32_t index, const char *text, size_t text_len,
                                const ss_api_token_lp *lp, int finish, int first, const ss_api_vocab *vocab,
                                ss_api_text_pos *pos, size_t *len);
+/* A chat stream's last chunk for choice `index` when its answer was calls: a delta of tool_calls (whole calls, as
+ * the non-stream answer's), finish_reason "tool_calls". Caller ss_frees. */
+char *ss_api_openai_tool_chunk_json(const ss_api_resp_meta *m, int32_t index, const ss_tool_calls *calls, size_t *len);
 /* The final usage chunk of stream_options.include_usage (choices: []). Caller ss_frees. */
 char *ss_api_openai_usage_chunk_json(const ss_api_resp_meta *m, int32_t prompt_tokens,
                                      int32_t completion_tokens, int32_t cached_tokens, size_t *len);

@@ -245,8 +245,11 @@ void srv_req_free(srv_req *r)
     srv_unwatch(r);
     for (int32_t i = 0; r->choices && i < r->n; i++)
         ss_api_choice_clear(&r->choices[i]);
+    for (int32_t i = 0; r->subs && i < r->n; i++)
+        ss_free(r->subs[i].held);
     ss_free(r->choices);
     ss_free(r->subs);
+    cJSON_Delete(r->tools);
     r->s->live_reqs--;
     ss_free(r);
 }
@@ -323,6 +326,17 @@ void srv_stream_send(srv_req *r, const char *json, size_t len)
     ss_free(out);
 }
 
+/* The calls in an answer's text (r's tools), into c->calls; fails r (500) only when out of memory. */
+static ss_status srv_parse_calls(srv_req *r, ss_api_choice *c, const char *text, size_t len)
+{
+    int forced = r->tool_choice == SS_TOOL_CHOICE_REQUIRED || r->tool_choice == SS_TOOL_CHOICE_NAMED;
+    ss_status st = ss_tool_calls_parse(r->s->limits.tool_format, forced, text ? text : "", text ? len : 0, r->tools,
+                                       r->max_calls, &c->calls);
+    if (st != SS_OK)
+        ss_api_fail(&r->err, 500, NULL, "out of memory");
+    return st;
+}
+
 /* All submitted choices are done: answer (or release a request whose client left) and free r. */
 static void srv_req_finish(srv_req *r)
 {
@@ -383,6 +397,12 @@ static void srv_req_finish(srv_req *r)
         if (r->kind == SS_API_TRITON) {
             json = ss_api_triton_response_json(s->model_name, &r->choices[0], r->return_log_probs, &len);
         } else {
+            for (int32_t i = 0; i < r->n && r->tool_choice != SS_TOOL_CHOICE_NONE; i++)
+                if (srv_parse_calls(r, &r->choices[i], r->choices[i].text, r->choices[i].text_len) != SS_OK) {
+                    srv_reply_error(http, r->kind, &r->err);
+                    srv_req_free(r);
+                    return;
+                }
             ss_api_vocab vocab = {srv_token_text, s};
             json = ss_api_openai_response_json(&r->meta, r->choices, r->n, &vocab, &len);
         }
@@ -398,6 +418,62 @@ static int srv_status_http(ss_status st)
     case SS_ERR_CAPACITY: return 429;
     case SS_ERR_TIMEOUT: return 504;
     default: return 503;
+    }
+}
+
+/* A chat stream chunk of content text (finish: 0, or the choice's end). */
+static void srv_send_content(srv_req *r, srv_sub *sub, const char *text, size_t len, int finish)
+{
+    size_t n = 0;
+    char *j = ss_api_openai_chunk_json(&r->meta, sub->index, text, len, NULL, finish, 0, NULL, NULL, &n);
+    srv_stream_send(r, j, n);
+    ss_free(j);
+    sub->chunks++;
+}
+
+/* A chat stream with tools: text joins what is held, and what cannot begin a call is sent. done: the answer ended
+ * (finish): the held text is its calls (one tool_calls chunk) or content. */
+static void srv_tool_stream(srv_req *r, srv_sub *sub, const char *text, size_t len, int done, int finish)
+{
+    if (len > 0) {
+        if (sub->held_len + len + 1 > sub->held_cap) {
+            size_t cap = (sub->held_len + len + 1) * 2;
+            char *h = ss_realloc(sub->held, cap);
+            if (!h) {
+                if (!r->failed) {
+                    r->failed = 1;
+                    ss_api_fail(&r->err, 500, NULL, "out of memory");
+                }
+                srv_cancel(r->s, sub->id);
+                return;
+            }
+            sub->held = h;
+            sub->held_cap = cap;
+        }
+        memcpy(sub->held + sub->held_len, text, len);
+        sub->held_len += len;
+    }
+    int forced = r->tool_choice == SS_TOOL_CHOICE_REQUIRED || r->tool_choice == SS_TOOL_CHOICE_NAMED;
+    size_t n = ss_tool_stream_sendable(r->s->limits.tool_format, forced, sub->held, sub->held_len, &sub->hold,
+                                       &sub->plain);
+    if (done) {
+        ss_api_choice *c = &r->choices[sub->index];
+        if (sub->hold && srv_parse_calls(r, c, sub->held, sub->held_len) == SS_OK && c->calls.n > 0) {
+            size_t jl = 0;
+            char *j = ss_api_openai_tool_chunk_json(&r->meta, sub->index, &c->calls, &jl);
+            srv_stream_send(r, j, jl);
+            ss_free(j);
+            sub->chunks++;
+        } else {
+            srv_send_content(r, sub, sub->held, sub->held_len, finish);
+        }
+        sub->held_len = 0;
+        return;
+    }
+    if (n > 0) {
+        srv_send_content(r, sub, sub->held, n, 0);
+        memmove(sub->held, sub->held + n, sub->held_len - n);
+        sub->held_len -= n;
     }
 }
 
@@ -432,6 +508,10 @@ static void srv_handle_token(srv_req *r, srv_sub *sub, const ss_gen_event *ev)
     }
     if (r->gone || (ev->text_len == 0 && !want_lp))
         return;
+    if (r->kind == SS_API_CHAT && r->tool_choice != SS_TOOL_CHOICE_NONE) { /* (no logprobs: refused with tools) */
+        srv_tool_stream(r, sub, ev->text, ev->text_len, 0, 0);
+        return;
+    }
     size_t len = 0;
     char *j;
     if (r->kind == SS_API_TRITON) {
@@ -475,6 +555,8 @@ static void srv_handle_done(srv_req *r, srv_sub *sub, const ss_gen_event *ev)
                 if (ev->text_len || sub->chunks == 0)
                     j = ss_api_triton_chunk_json(s->model_name, ev->text, ev->text_len, NULL, sub->cum_lp,
                                                  r->return_log_probs, &len);
+            } else if (r->kind == SS_API_CHAT && r->tool_choice != SS_TOOL_CHOICE_NONE) {
+                srv_tool_stream(r, sub, ev->text, ev->text_len, 1, (int)ev->finish);
             } else {
                 j = ss_api_openai_chunk_json(&r->meta, sub->index, ev->text, ev->text_len, NULL, (int)ev->finish,
                                              0, NULL, NULL, &len);
@@ -835,6 +917,10 @@ static ss_status srv_load(ss_server *s, ss_err *err)
                     err->msg);
             s->tmpl = NULL;
         }
+        s->limits.tool_format = s->tmpl ? ss_tool_format_of_template(tpl) : SS_TOOL_FORMAT_NONE;
+        SS_LOGI("chat template: function calling %s", s->limits.tool_format == SS_TOOL_FORMAT_HERMES ? "in <tool_call> blocks"
+                                                      : s->limits.tool_format == SS_TOOL_FORMAT_JSON ? "as JSON objects"
+                                                                                                      : "off");
     } else {
         SS_LOGW("%s has no chat template; /v1/chat/completions is off", s->p.model_dir);
     }

@@ -178,7 +178,7 @@ static void srv_tok_job_run(ss_work *w)
     }
     if (j->render) {
         const ss_tokenizer *tok = j->s->tok;
-        j->st = ss_chat_template_apply(j->s->tmpl, j->q.messages, 1, ss_tokenizer_bos_token(tok),
+        j->st = ss_chat_template_apply(j->s->tmpl, j->q.messages, j->q.tools, 1, ss_tokenizer_bos_token(tok),
                                        ss_tokenizer_eos_token(tok), &j->text, &j->text_len, &j->err);
         if (j->st != SS_OK)
             return;
@@ -475,6 +475,12 @@ static void srv_generate_submit(ss_server *s, struct evhttp_request *req, ss_api
     r->meta.model = s->model_name;
     r->meta.logprobs = q.logprobs;
     r->meta.top_logprobs = q.top_logprobs;
+    if (q.tool_choice != SS_TOOL_CHOICE_NONE) { /* the answers' calls are parsed against the tools */
+        r->tools = q.tools;
+        q.tools = NULL;
+        r->tool_choice = q.tool_choice;
+        r->max_calls = q.parallel_tool_calls ? 64 : 1;
+    }
     for (int32_t i = 0; i < r->n; i++) {
         r->subs[i].r = r;
         r->subs[i].index = i;

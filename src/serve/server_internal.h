@@ -42,6 +42,10 @@ typedef struct srv_sub {
     double cum_lp;
     int32_t chunks;         /* stream chunks sent (Triton: a stream always ends with one) */
     ss_api_text_pos lp_pos; /* where the next token starts in the streamed text (completions' text_offset) */
+    /* a stream with tools: the answer's text not sent yet (a call may be starting; ss_tool_stream_sendable) */
+    char *held;
+    size_t held_len, held_cap;
+    int hold, plain;
 } srv_sub;
 
 struct srv_req {
@@ -62,6 +66,9 @@ struct srv_req {
     int64_t first_ttft_us; /* the earliest first token of its choices (-1: none yet) */
     ss_api_error err;
     int64_t arrival_us;
+    cJSON *tools;               /* the request's tools (owned), when calls are parsed out of its answers */
+    ss_tool_choice tool_choice; /* NONE: answers are text */
+    int32_t max_calls;          /* parallel_tool_calls false: 1 */
 };
 
 struct ss_server {

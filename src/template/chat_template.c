@@ -117,8 +117,9 @@ ss_status ss_template_render(const ss_template *t, const struct cJSON *vars, cha
     return ct_render(t, vars, NULL, 0, out, out_len, err);
 }
 
-ss_status ss_chat_template_apply(const ss_template *t, const struct cJSON *messages, int add_generation_prompt,
-                                 const char *bos_token, const char *eos_token, char **out, size_t *out_len, ss_err *err)
+ss_status ss_chat_template_apply(const ss_template *t, const struct cJSON *messages, const struct cJSON *tools,
+                                 int add_generation_prompt, const char *bos_token, const char *eos_token, char **out,
+                                 size_t *out_len, ss_err *err)
 {
     if (!messages || !cJSON_IsArray(messages))
         return ss_err_set(err, SS_ERR_INVALID_ARG, "chat template: messages must be a JSON array");
@@ -133,6 +134,14 @@ ss_status ss_chat_template_apply(const ss_template *t, const struct cJSON *messa
     member.next = member.prev = NULL;
     member.string = (char *)"messages";
     wrapper.child = &member;
+    cJSON tools_member; /* borrowed the same way */
+    if (tools && cJSON_IsArray(tools)) {
+        tools_member = *tools;
+        tools_member.next = NULL;
+        tools_member.prev = &member;
+        tools_member.string = (char *)"tools";
+        member.next = &tools_member;
+    }
     ct_extra extra[5];
     size_t n = 0;
     extra[n++] = (ct_extra){"add_generation_prompt", tv_bool(add_generation_prompt)};
@@ -140,7 +149,8 @@ ss_status ss_chat_template_apply(const ss_template *t, const struct cJSON *messa
         extra[n++] = (ct_extra){"bos_token", tv_sborrow(bos_token, strlen(bos_token))};
     if (eos_token)
         extra[n++] = (ct_extra){"eos_token", tv_sborrow(eos_token, strlen(eos_token))};
-    extra[n++] = (ct_extra){"tools", tv_none()};
+    if (!member.next)
+        extra[n++] = (ct_extra){"tools", tv_none()};
     extra[n++] = (ct_extra){"documents", tv_none()};
     return ct_render(t, &wrapper, extra, n, out, out_len, err);
 }

@@ -32,10 +32,10 @@ void ss_template_destroy(ss_template *t);
 ss_status ss_template_render(const ss_template *t, const struct cJSON *vars, char **out, size_t *out_len, ss_err *err);
 
 /* Chat convenience: messages = JSON array of {role, content, ...} (borrowed); sets messages,
- * add_generation_prompt, bos_token, eos_token (NULL -> undefined), and tools = documents = none, as
- * transformers passes them when no tools are given. Output as for ss_template_render. */
-ss_status ss_chat_template_apply(const ss_template *t, const struct cJSON *messages, int add_generation_prompt,
-                                 const char *bos_token, const char *eos_token, char **out, size_t *out_len,
-                                 ss_err *err);
+ * add_generation_prompt, bos_token, eos_token (NULL -> undefined), tools (a JSON array, borrowed; NULL -> none, as
+ * transformers passes it when no tools are given) and documents = none. Output as for ss_template_render. */
+ss_status ss_chat_template_apply(const ss_template *t, const struct cJSON *messages, const struct cJSON *tools,
+                                 int add_generation_prompt, const char *bos_token, const char *eos_token, char **out,
+                                 size_t *out_len, ss_err *err);
 
 #endif

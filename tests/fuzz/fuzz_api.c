@@ -1,6 +1,7 @@
 /* fuzz_api.c — libFuzzer target over the HTTP API parsers: the first byte picks completions, chat,
- * Triton generate, tokenize or detokenize; the rest is the request body. Every input must give SS_OK
- * or a 4xx/5xx error with a message, never a crash or leak; accepted requests also build responses. */
+ * Triton generate, tokenize or detokenize (and the model's function-call format); the rest is the request body.
+ * Every input must give SS_OK or a 4xx/5xx error with a message, never a crash or leak; accepted requests also build
+ * responses, and a chat request with tools has the body itself parsed as an answer holding calls. */
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -16,7 +17,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
         return 0;
-    const ss_api_limits lim = {.max_context = 4096, .vocab_size = 128256, .max_n = 8};
+    const ss_api_limits lim = {.max_context = 4096, .vocab_size = 128256, .max_n = 8,
+                               .tool_format = (ss_tool_format)((data[0] >> 4) % 3)};
     const char *body = (const char *)data + 1;
     size_t len = size - 1;
     ss_api_error e;
@@ -51,11 +53,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ss_api_choice c;
     memset(&c, 0, sizeof c);
     const char *t = r.prompt ? r.prompt : "x";
-    ss_api_choice_append_text(&c, t, strlen(t), 1 << 20);
+    if (r.tools) { /* the body as the answer: its calls */
+        int hold = 0, plain = 0, forced = r.tool_choice == SS_TOOL_CHOICE_REQUIRED || r.tool_choice == SS_TOOL_CHOICE_NAMED;
+        ss_api_choice_append_text(&c, body, len, 1 << 20);
+        if (ss_tool_stream_sendable(lim.tool_format, forced, c.text, c.text_len, &hold, &plain) > c.text_len)
+            __builtin_trap();
+        if (ss_tool_calls_parse(lim.tool_format, forced, c.text, c.text_len, r.tools, r.parallel_tool_calls ? 64 : 1,
+                                &c.calls) != SS_OK)
+            __builtin_trap();
+    } else {
+        ss_api_choice_append_text(&c, t, strlen(t), 1 << 20);
+    }
     ss_api_resp_meta m = {r.kind == SS_API_CHAT ? SS_API_CHAT : SS_API_COMPLETION, "id", 1, t, r.logprobs,
                           r.top_logprobs};
     size_t jl;
     ss_free(ss_api_openai_response_json(&m, &c, 1, NULL, &jl));
+    if (c.calls.n > 0)
+        ss_free(ss_api_openai_tool_chunk_json(&m, 0, &c.calls, &jl));
     char *chunk = ss_api_openai_chunk_json(&m, 0, t, strlen(t), NULL, 1, 1, NULL, NULL, &jl);
     if (chunk) {
         ss_jbuf b;

@@ -210,9 +210,16 @@ static void test_bad_matrix(void **state)
         {SS_API_COMPLETION, "{\"prompt\":\"x\"} x", 400, "",
          "malformed JSON in request body: unexpected data after the object at byte 15"},
         {SS_API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tools\":[{}]}", 400, "tools",
-         "'tools' is not supported (this server has no function calling)"},
+         "'tools' is not supported for this model: its chat template takes no tools, or writes calls in a format this "
+         "server does not read (Hermes <tool_call> blocks and Llama 3 JSON are read)"},
         {SS_API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"functions\":[{}]}", 400, "functions",
-         "'functions' is not supported (this server has no function calling)"},
+         "'functions' is not supported (the legacy form: use 'tools')"},
+        {SS_API_COMPLETION, "{\"prompt\":\"x\",\"tools\":[{}]}", 400, "tools",
+         "'tools' is not supported (function calling is for chat completions)"},
+        {SS_API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tool_choice\":\"auto\"}", 400,
+         "tool_choice", "'tool_choice' needs 'tools'"},
+        {SS_API_CHAT, "{\"messages\":[{\"role\":\"assistant\",\"tool_calls\":{}}]}", 400, "messages",
+         "'messages[0].tool_calls' must be a list"},
         {SS_API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"response_format\":{\"type\":\"json_schema\"}}",
          400, "response_format",
          "'response_format' of type json_schema needs 'json_schema': {\"name\": ..., \"schema\": {...}}"},
@@ -679,6 +686,84 @@ static void test_default_model_name(void **state)
     }
 }
 
+/* Function calling with a template that takes tools (JSON format): tools kept for the template, a forced call turned
+ * into JSON mode, misuse refused; calls in the response and in a stream chunk, byte for byte. */
+static void test_tools(void **state)
+{
+    (void)state;
+    const ss_api_limits lim = {.max_context = 2048, .vocab_size = 1000, .max_n = 4, .tool_format = SS_TOOL_FORMAT_JSON};
+    const char *tools = "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"now\"}}]";
+    char body[1024];
+    ss_api_request r;
+    ss_api_error e;
+    snprintf(body, sizeof body,
+             "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"},{\"role\":\"assistant\",\"tool_calls\":[{\"id\":"
+             "\"c\",\"function\":{\"name\":\"now\",\"arguments\":\"{\\\"a\\\":1}\"}}]}],%s}",
+             tools);
+    assert_int_equal(ss_api_openai_parse(body, strlen(body), SS_API_CHAT, &lim, &r, &e), SS_OK);
+    assert_int_equal(r.tool_choice, SS_TOOL_CHOICE_AUTO);
+    assert_non_null(r.tools);
+    assert_false(r.json_mode);
+    assert_int_equal(r.parallel_tool_calls, 1);
+    const cJSON *args = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(
+            cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(r.messages, 1), "tool_calls"), 0),
+            "function"),
+        "arguments");
+    assert_true(cJSON_IsObject(args)); /* the JSON text became the object templates read */
+    ss_api_request_clear(&r);
+    snprintf(body, sizeof body,
+             "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],%s,\"tool_choice\":{\"type\":\"function\","
+             "\"function\":{\"name\":\"now\"}},\"parallel_tool_calls\":false}",
+             tools);
+    assert_int_equal(ss_api_openai_parse(body, strlen(body), SS_API_CHAT, &lim, &r, &e), SS_OK);
+    assert_int_equal(r.tool_choice, SS_TOOL_CHOICE_NAMED);
+    assert_true(r.json_mode && r.json_schema);
+    assert_int_equal(r.parallel_tool_calls, 0);
+    ss_api_request_clear(&r);
+    static const char *const bad[][3] = {
+        {",\"tool_choice\":\"required\",\"response_format\":{\"type\":\"json_object\"}", "tool_choice",
+         "'tool_choice' \"required\" and a JSON response format both given"},
+        {",\"stream\":true,\"logprobs\":true", "logprobs", "'logprobs' in a stream with 'tools' is not supported"},
+        {",\"tool_choice\":\"required\",\"min_tokens\":3", "min_tokens",
+         "'min_tokens' cannot be combined with a forced tool call"},
+        {",\"parallel_tool_calls\":1", "parallel_tool_calls", "'parallel_tool_calls' must be a boolean"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(body, sizeof body, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],%s%s}", tools, bad[i][0]);
+        assert_int_equal(ss_api_openai_parse(body, strlen(body), SS_API_CHAT, &lim, &r, &e), SS_ERR_INVALID_ARG);
+        assert_int_equal(e.http_status, 400);
+        assert_string_equal(e.param, bad[i][1]);
+        assert_string_equal(e.message, bad[i][2]);
+    }
+    /* the response: content null, the call with an id from the response's, finish_reason tool_calls */
+    ss_api_choice c;
+    memset(&c, 0, sizeof c);
+    assert_int_equal(ss_api_choice_append_text(&c, "{\"name\":\"now\"}", 14, 100), SS_OK);
+    c.finish = 1;
+    c.calls.n = 1;
+    c.calls.calls = ss_malloc(sizeof *c.calls.calls);
+    c.calls.calls[0] = (ss_tool_call){ss_strdup("now"), ss_strdup("{\"a\":1}")};
+    ss_api_resp_meta m = {SS_API_CHAT, "chatcmpl-abc", 1700000000, "tiny", 0, 0};
+    size_t len;
+    char *j = ss_api_openai_response_json(&m, &c, 1, NULL, &len);
+    assert_string_equal(j, "{\"id\":\"chatcmpl-abc\",\"object\":\"chat.completion\",\"created\":1700000000,\"model\":"
+                           "\"tiny\",\"system_fingerprint\":null,\"choices\":[{\"index\":0,\"message\":{\"role\":"
+                           "\"assistant\",\"content\":null,\"tool_calls\":[{\"index\":0,\"id\":\"call_abc00\",\"type\":"
+                           "\"function\",\"function\":{\"name\":\"now\",\"arguments\":\"{\\\"a\\\":1}\"}}]},"
+                           "\"logprobs\":null,\"finish_reason\":\"tool_calls\"}],\"usage\":{\"prompt_tokens\":0,"
+                           "\"completion_tokens\":0,\"total_tokens\":0}}");
+    ss_free(j);
+    j = ss_api_openai_tool_chunk_json(&m, 0, &c.calls, &len);
+    assert_string_equal(j, "{\"id\":\"chatcmpl-abc\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,"
+                           "\"model\":\"tiny\",\"system_fingerprint\":null,\"choices\":[{\"index\":0,\"delta\":{"
+                           "\"tool_calls\":[{\"index\":0,\"id\":\"call_abc00\",\"type\":\"function\",\"function\":{"
+                           "\"name\":\"now\",\"arguments\":\"{\\\"a\\\":1}\"}}]},\"logprobs\":null,\"finish_reason\":"
+                           "\"tool_calls\"}]}");
+    ss_free(j);
+    ss_api_choice_clear(&c);
+}
+
 static void test_parse_under_alloc_failures(void **state)
 {
     (void)state;
@@ -714,6 +799,7 @@ int main(void)
         cmocka_unit_test(test_parse_under_alloc_failures),
         cmocka_unit_test(test_logit_bias),
         cmocka_unit_test(test_default_model_name),
+        cmocka_unit_test(test_tools),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

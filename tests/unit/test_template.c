@@ -291,7 +291,7 @@ static void tt_check_chat_fixture(const char *config_path, const char *fixture_p
         const cJSON *want = cJSON_GetObjectItemCaseSensitive(c, "rendered");
         char *out = NULL;
         size_t len = 0;
-        st = ss_chat_template_apply(t, msgs, 1, cJSON_IsString(bos) ? bos->valuestring : NULL,
+        st = ss_chat_template_apply(t, msgs, NULL, 1, cJSON_IsString(bos) ? bos->valuestring : NULL,
                                     cJSON_IsString(eos) ? eos->valuestring : NULL, &out, &len, &err);
         if (st != SS_OK)
             fail_msg("%s chat[%d]: %s", fixture_path, n, err.msg);
@@ -357,7 +357,7 @@ static void test_qwen3_reasoning_and_tools(void **state)
     assert_int_equal(ss_template_compile(src, strlen(src), "qwen3", &t, &err), SS_OK);
     char *out;
     size_t len;
-    ss_status st = ss_chat_template_apply(t, msgs, 1, NULL, "<|im_end|>", &out, &len, &err);
+    ss_status st = ss_chat_template_apply(t, msgs, NULL, 1, NULL, "<|im_end|>", &out, &len, &err);
     if (st != SS_OK)
         fail_msg("%s", err.msg);
     if (strcmp(out, expected) != 0)
@@ -372,6 +372,26 @@ static void test_tools_template(void **state)
 {
     (void)state;
     tt_expect(tt_tools_template, tt_tools_vars, tt_tools_expected);
+    /* ss_chat_template_apply hands a request's tools to the template (none without) */
+    cJSON *vars = cJSON_Parse(tt_tools_vars);
+    assert_non_null(vars);
+    ss_template *t = NULL;
+    ss_err err;
+    assert_int_equal(ss_template_compile(tt_tools_template, strlen(tt_tools_template), "tools", &t, &err), SS_OK);
+    const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(vars, "messages");
+    const cJSON *tools = cJSON_GetObjectItemCaseSensitive(vars, "tools");
+    char *with = NULL, *without = NULL;
+    assert_int_equal(ss_chat_template_apply(t, msgs, tools, 1, "<s>", NULL, &with, NULL, &err), SS_OK);
+    assert_non_null(strstr(with, "Environment: ipython\n"));
+    assert_non_null(strstr(with, "\"name\": \"get_weather\",\n        \"description\""));
+    assert_non_null(strstr(with, "{\"name\": \"get_weather\", \"parameters\": {\"city\": \"Paris\", \"n\": 1.5}}"));
+    assert_int_equal(ss_chat_template_apply(t, msgs, NULL, 1, "<s>", NULL, &without, NULL, &err), SS_OK);
+    assert_null(strstr(without, "Environment: ipython"));
+    assert_null(strstr(without, "\"description\""));
+    ss_free(with);
+    ss_free(without);
+    ss_template_destroy(t);
+    cJSON_Delete(vars);
 }
 
 /* ---------------------------------------------------------------- constructs */
@@ -414,11 +434,11 @@ static void test_chat_apply_variables(void **state)
     assert_int_equal(ss_template_compile(src, strlen(src), "vars", &t, &err), SS_OK);
     cJSON *msgs = cJSON_Parse("[{\"role\":\"user\",\"content\":\"hi\"}]");
     char *out;
-    assert_int_equal(ss_chat_template_apply(t, msgs, 0, NULL, "</s>", &out, NULL, &err), SS_OK);
+    assert_int_equal(ss_chat_template_apply(t, msgs, NULL, 0, NULL, "</s>", &out, NULL, &err), SS_OK);
     assert_string_equal(out, "False|</s>|False|True|1");
     ss_free(out);
     cJSON *obj = cJSON_CreateObject();
-    assert_int_equal(ss_chat_template_apply(t, obj, 0, NULL, NULL, &out, NULL, &err), SS_ERR_INVALID_ARG);
+    assert_int_equal(ss_chat_template_apply(t, obj, NULL, 0, NULL, NULL, &out, NULL, &err), SS_ERR_INVALID_ARG);
     cJSON_Delete(obj);
     cJSON_Delete(msgs);
     ss_template_destroy(t);
@@ -611,7 +631,7 @@ static void test_unbounded_work(void **state)
         cJSON *msgs = cJSON_Parse(vars);
         assert_non_null(msgs);
         char *out = NULL;
-        ss_status st = ss_chat_template_apply(t, msgs, 0, NULL, NULL, &out, NULL, &err);
+        ss_status st = ss_chat_template_apply(t, msgs, NULL, 0, NULL, NULL, &out, NULL, &err);
         if (st != SS_OK)
             fail_msg("100000 keys in a message: %s", err.msg);
         assert_string_equal(out, "user: hi 100002 99999");
@@ -777,7 +797,7 @@ static void test_fault_injection(void **state)
             ss_status st = ss_template_compile(srcs[which], strlen(srcs[which]), "fi", &t, &err);
             if (st == SS_OK) {
                 if (which == 0)
-                    st = ss_chat_template_apply(t, msgs, 1, NULL, "<|im_end|>", &out, NULL, &err);
+                    st = ss_chat_template_apply(t, msgs, NULL, 1, NULL, "<|im_end|>", &out, NULL, &err);
                 else
                     st = ss_template_render(t, vars, &out, NULL, &err);
             }

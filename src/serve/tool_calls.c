@@ -1,0 +1,386 @@
+/* tool_calls.c — OpenAI function calling (see tool_calls.h): request checks, the forcing schema, parsing the model's
+ * calls out of its answer (cJSON reads the call objects), and the stream's hold-back rule. */
+#include "serve/tool_calls.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/alloc.h"
+
+#define TOOL_TAG "<tool_call>"
+#define TOOL_END "</tool_call>"
+#define PYTHON_TAG "<|python_tag|>"
+#define TOOLS_MAX 128
+
+ss_tool_format ss_tool_format_of_template(const char *tpl)
+{
+    if (!tpl || !strstr(tpl, "tools"))
+        return SS_TOOL_FORMAT_NONE;
+    if (strstr(tpl, "[TOOL_CALLS]")) /* Mistral's own format: not parsed here, so refused rather than mis-read */
+        return SS_TOOL_FORMAT_NONE;
+    return strstr(tpl, TOOL_TAG) ? SS_TOOL_FORMAT_HERMES : SS_TOOL_FORMAT_JSON;
+}
+
+/* The function object of tool t, or NULL. */
+static const cJSON *tool_function(const cJSON *t)
+{
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(t, "function");
+    return cJSON_IsObject(f) ? f : NULL;
+}
+
+static const char *tool_name(const cJSON *t)
+{
+    const cJSON *n = cJSON_GetObjectItemCaseSensitive(tool_function(t), "name");
+    return cJSON_IsString(n) ? n->valuestring : NULL;
+}
+
+static int name_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 64)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-' ||
+              c == '.'))
+            return 0;
+    }
+    return 1;
+}
+
+/* The tool of tools named name, or NULL. */
+static const cJSON *tool_find(const cJSON *tools, const char *name)
+{
+    const cJSON *t;
+    cJSON_ArrayForEach(t, tools)
+    {
+        const char *n = tool_name(t);
+        if (n && strcmp(n, name) == 0)
+            return t;
+    }
+    return NULL;
+}
+
+ss_status ss_tools_check(const cJSON *tools, const cJSON *tool_choice, ss_tool_choice *choice, const char **named,
+                         const char **param, char *msg, size_t cap)
+{
+    *choice = SS_TOOL_CHOICE_NONE;
+    *named = NULL;
+    *param = "tools";
+    if (!tools || cJSON_IsNull(tools) || (cJSON_IsArray(tools) && cJSON_GetArraySize(tools) == 0)) {
+        if (tool_choice && !cJSON_IsNull(tool_choice) &&
+            !(cJSON_IsString(tool_choice) && strcmp(tool_choice->valuestring, "none") == 0)) {
+            *param = "tool_choice";
+            snprintf(msg, cap, "'tool_choice' needs 'tools'");
+            return SS_ERR_INVALID_ARG;
+        }
+        return SS_OK;
+    }
+    if (!cJSON_IsArray(tools)) {
+        snprintf(msg, cap, "'tools' must be a list of {\"type\": \"function\", \"function\": {...}}");
+        return SS_ERR_INVALID_ARG;
+    }
+    int i = 0;
+    const cJSON *t;
+    cJSON_ArrayForEach(t, tools)
+    {
+        const cJSON *type = cJSON_GetObjectItemCaseSensitive(t, "type");
+        const cJSON *f = tool_function(t);
+        if (!cJSON_IsObject(t) || !cJSON_IsString(type) || strcmp(type->valuestring, "function") != 0 || !f) {
+            snprintf(msg, cap, "'tools[%d]' must be {\"type\": \"function\", \"function\": {...}}", i);
+            return SS_ERR_INVALID_ARG;
+        }
+        const char *n = tool_name(t);
+        if (!n || !name_ok(n)) {
+            snprintf(msg, cap, "'tools[%d].function.name' must be 1 to 64 letters, digits, '_', '-' or '.'", i);
+            return SS_ERR_INVALID_ARG;
+        }
+        if (tool_find(tools, n) != t) {
+            snprintf(msg, cap, "'tools[%d].function.name' repeats '%s'", i, n);
+            return SS_ERR_INVALID_ARG;
+        }
+        const cJSON *pr = cJSON_GetObjectItemCaseSensitive(f, "parameters");
+        if (pr && !cJSON_IsNull(pr) && !cJSON_IsObject(pr)) {
+            snprintf(msg, cap, "'tools[%d].function.parameters' must be a JSON schema object", i);
+            return SS_ERR_INVALID_ARG;
+        }
+        if (++i > TOOLS_MAX) {
+            snprintf(msg, cap, "'tools' has more than %d entries", TOOLS_MAX);
+            return SS_ERR_INVALID_ARG;
+        }
+    }
+    *param = "tool_choice";
+    *choice = SS_TOOL_CHOICE_AUTO;
+    if (!tool_choice || cJSON_IsNull(tool_choice))
+        return SS_OK;
+    if (cJSON_IsString(tool_choice)) {
+        const char *c = tool_choice->valuestring;
+        if (strcmp(c, "auto") == 0)
+            return SS_OK;
+        if (strcmp(c, "none") == 0 || strcmp(c, "required") == 0) {
+            *choice = c[0] == 'n' ? SS_TOOL_CHOICE_NONE : SS_TOOL_CHOICE_REQUIRED;
+            return SS_OK;
+        }
+    } else if (cJSON_IsObject(tool_choice)) {
+        const cJSON *n = cJSON_GetObjectItemCaseSensitive(
+            cJSON_GetObjectItemCaseSensitive(tool_choice, "function"), "name");
+        if (cJSON_IsString(n)) {
+            const cJSON *tt = tool_find(tools, n->valuestring);
+            if (!tt) {
+                snprintf(msg, cap, "'tool_choice' names '%.64s', which is not in 'tools'", n->valuestring);
+                return SS_ERR_INVALID_ARG;
+            }
+            *choice = SS_TOOL_CHOICE_NAMED;
+            *named = tool_name(tt);
+            return SS_OK;
+        }
+    }
+    snprintf(msg, cap,
+             "'tool_choice' must be \"none\", \"auto\", \"required\" or {\"type\": \"function\", \"function\": "
+             "{\"name\": ...}}");
+    return SS_ERR_INVALID_ARG;
+}
+
+/* {"type": "object", "properties": {"name": {"const": name}, key: parameters}, "required": ["name", key]}. */
+static cJSON *call_schema(const cJSON *tool, const char *key)
+{
+    cJSON *s = cJSON_CreateObject(), *props = cJSON_CreateObject(), *nm = cJSON_CreateObject();
+    cJSON *req = cJSON_CreateArray();
+    const cJSON *pr = cJSON_GetObjectItemCaseSensitive(tool_function(tool), "parameters");
+    cJSON *args = cJSON_IsObject(pr) ? cJSON_Duplicate(pr, 1) : cJSON_CreateObject();
+    if (!s || !props || !nm || !req || !args || !cJSON_AddStringToObject(s, "type", "object") ||
+        !cJSON_AddStringToObject(nm, "const", tool_name(tool))) {
+        cJSON_Delete(s), cJSON_Delete(props), cJSON_Delete(nm), cJSON_Delete(req), cJSON_Delete(args);
+        return NULL;
+    }
+    if (!cJSON_IsObject(pr))
+        cJSON_AddStringToObject(args, "type", "object");
+    cJSON_AddItemToObject(props, "name", nm);
+    cJSON_AddItemToObject(props, key, args);
+    cJSON_AddItemToObject(s, "properties", props);
+    cJSON_AddItemToArray(req, cJSON_CreateString("name"));
+    cJSON_AddItemToArray(req, cJSON_CreateString(key));
+    cJSON_AddItemToObject(s, "required", req);
+    return s;
+}
+
+cJSON *ss_tools_forced_schema(const cJSON *tools, const char *named, ss_tool_format fmt)
+{
+    const char *key = fmt == SS_TOOL_FORMAT_HERMES ? "arguments" : "parameters";
+    if (named)
+        return call_schema(tool_find(tools, named), key);
+    if (cJSON_GetArraySize(tools) == 1)
+        return call_schema(cJSON_GetArrayItem(tools, 0), key);
+    /* the JSON guide's top level is one object (no anyOf of objects): the name from an enum, the arguments any
+     * object */
+    cJSON *s = cJSON_CreateObject(), *props = cJSON_CreateObject(), *nm = cJSON_CreateObject();
+    cJSON *names = cJSON_CreateArray(), *args = cJSON_CreateObject(), *req = cJSON_CreateArray();
+    if (!s || !props || !nm || !names || !args || !req) {
+        cJSON_Delete(s), cJSON_Delete(props), cJSON_Delete(nm), cJSON_Delete(names), cJSON_Delete(args);
+        cJSON_Delete(req);
+        return NULL;
+    }
+    const cJSON *t;
+    cJSON_ArrayForEach(t, tools) cJSON_AddItemToArray(names, cJSON_CreateString(tool_name(t)));
+    cJSON_AddStringToObject(s, "type", "object");
+    cJSON_AddItemToObject(nm, "enum", names);
+    cJSON_AddItemToObject(props, "name", nm);
+    cJSON_AddStringToObject(args, "type", "object");
+    cJSON_AddItemToObject(props, key, args);
+    cJSON_AddItemToObject(s, "properties", props);
+    cJSON_AddItemToArray(req, cJSON_CreateString("name"));
+    cJSON_AddItemToArray(req, cJSON_CreateString(key));
+    cJSON_AddItemToObject(s, "required", req);
+    return s;
+}
+
+void ss_tool_calls_free(ss_tool_calls *c)
+{
+    for (int32_t i = 0; i < c->n; i++) {
+        ss_free(c->calls[i].name);
+        ss_free(c->calls[i].arguments);
+    }
+    ss_free(c->calls);
+    memset(c, 0, sizeof *c);
+}
+
+static int is_ws(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+static const char *skip_ws(const char *p, const char *end)
+{
+    while (p < end && is_ws(*p))
+        p++;
+    return p;
+}
+
+/* Appends the call that object o describes ({"name": a tool's name, "arguments" or "parameters": an object, or a
+ * string holding one}): 1 when it does, 0 when o is no call, -1 when out of memory. */
+static int add_call(ss_tool_calls *out, const cJSON *o, const cJSON *tools, int32_t max_calls)
+{
+    const cJSON *n = cJSON_GetObjectItemCaseSensitive(o, "name");
+    if (!cJSON_IsObject(o) || !cJSON_IsString(n) || !tool_find(tools, n->valuestring))
+        return 0;
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(o, "arguments");
+    if (!a)
+        a = cJSON_GetObjectItemCaseSensitive(o, "parameters");
+    char *args = NULL;
+    if (!a || cJSON_IsNull(a)) {
+        args = ss_strdup("{}");
+    } else if (cJSON_IsObject(a)) {
+        char *p = cJSON_PrintUnformatted(a);
+        args = p ? ss_strdup(p) : NULL;
+        cJSON_free(p);
+    } else if (cJSON_IsString(a)) {
+        cJSON *inner = cJSON_Parse(a->valuestring);
+        int ok = cJSON_IsObject(inner);
+        cJSON_Delete(inner);
+        if (!ok)
+            return 0;
+        args = ss_strdup(a->valuestring);
+    } else {
+        return 0;
+    }
+    if (!args)
+        return -1;
+    if (out->n >= max_calls) { /* parallel_tool_calls false: the first call only */
+        ss_free(args);
+        return 1;
+    }
+    ss_tool_call *c = ss_realloc(out->calls, (size_t)(out->n + 1) * sizeof *c);
+    char *name = ss_strdup(n->valuestring);
+    if (!c || !name) {
+        if (c)
+            out->calls = c;
+        ss_free(name);
+        ss_free(args);
+        return -1;
+    }
+    out->calls = c;
+    c[out->n++] = (ss_tool_call){name, args};
+    return 1;
+}
+
+/* Parses one JSON object at [p, end) into a call; *next: just past it. 1, 0 (not a call) or -1 (out of memory). */
+static int parse_call_at(ss_tool_calls *out, const char *p, const char *end, const cJSON *tools, int32_t max_calls,
+                         const char **next)
+{
+    const char *stop = NULL;
+    cJSON *o = cJSON_ParseWithLengthOpts(p, (size_t)(end - p), &stop, 0);
+    if (!o)
+        return 0;
+    int r = add_call(out, o, tools, max_calls);
+    cJSON_Delete(o);
+    *next = stop;
+    return r;
+}
+
+/* JSON format: [python tag] call [; call]... with white space around; the whole text. */
+static int parse_json_calls(ss_tool_calls *out, const char *text, size_t len, const cJSON *tools, int32_t max_calls)
+{
+    const char *p = text, *end = text + len;
+    p = skip_ws(p, end);
+    if ((size_t)(end - p) >= strlen(PYTHON_TAG) && memcmp(p, PYTHON_TAG, strlen(PYTHON_TAG)) == 0)
+        p = skip_ws(p + strlen(PYTHON_TAG), end);
+    if (p == end || *p != '{')
+        return 0;
+    while (p < end) {
+        int r = parse_call_at(out, p, end, tools, max_calls, &p);
+        if (r <= 0)
+            return r;
+        p = skip_ws(p, end);
+        if (p < end && *p == ';')
+            p = skip_ws(p + 1, end);
+        else if (p < end)
+            return 0;
+    }
+    return 1;
+}
+
+/* HERMES format: text, then <tool_call> JSON </tool_call> blocks with white space between (the last may be left
+ * open: the model stopped at its end-of-turn token). */
+static int parse_hermes_calls(ss_tool_calls *out, const char *text, size_t len, const cJSON *tools, int32_t max_calls)
+{
+    const char *end = text + len;
+    const char *p = NULL;
+    for (const char *q = text; q + strlen(TOOL_TAG) <= end; q++)
+        if (memcmp(q, TOOL_TAG, strlen(TOOL_TAG)) == 0) {
+            p = q;
+            break;
+        }
+    if (!p)
+        return 0;
+    size_t content = (size_t)(p - text);
+    while (content > 0 && is_ws(text[content - 1]))
+        content--;
+    out->content_len = content;
+    while (p < end) {
+        if ((size_t)(end - p) < strlen(TOOL_TAG) || memcmp(p, TOOL_TAG, strlen(TOOL_TAG)) != 0)
+            return 0;
+        const char *q = skip_ws(p + strlen(TOOL_TAG), end), *next = NULL;
+        int r = parse_call_at(out, q, end, tools, max_calls, &next);
+        if (r <= 0)
+            return r;
+        p = skip_ws(next, end);
+        if ((size_t)(end - p) >= strlen(TOOL_END) && memcmp(p, TOOL_END, strlen(TOOL_END)) == 0)
+            p = skip_ws(p + strlen(TOOL_END), end);
+        else if (p < end)
+            return 0;
+    }
+    return 1;
+}
+
+ss_status ss_tool_calls_parse(ss_tool_format fmt, int forced, const char *text, size_t len, const cJSON *tools,
+                              int32_t max_calls, ss_tool_calls *out)
+{
+    memset(out, 0, sizeof *out);
+    if (fmt == SS_TOOL_FORMAT_NONE || max_calls < 1)
+        return SS_OK;
+    int r = forced || fmt == SS_TOOL_FORMAT_JSON ? parse_json_calls(out, text, len, tools, max_calls)
+                                                 : parse_hermes_calls(out, text, len, tools, max_calls);
+    if (r <= 0) { /* text after all (or out of memory) */
+        ss_tool_calls_free(out);
+        return r < 0 ? SS_ERR_NOMEM : SS_OK;
+    }
+    if (fmt == SS_TOOL_FORMAT_JSON || forced)
+        out->content_len = 0;
+    return SS_OK;
+}
+
+size_t ss_tool_stream_sendable(ss_tool_format fmt, int forced, const char *text, size_t len, int *hold, int *plain)
+{
+    if (*plain)
+        return len;
+    if (*hold || forced) {
+        *hold = 1;
+        return 0;
+    }
+    if (fmt == SS_TOOL_FORMAT_HERMES) {
+        const size_t tl = strlen(TOOL_TAG);
+        for (size_t i = 0; i + tl <= len; i++)
+            if (memcmp(text + i, TOOL_TAG, tl) == 0) {
+                *hold = 1;
+                return i;
+            }
+        for (size_t k = tl - 1; k > 0; k--) /* a tail that may grow into the tag stays */
+            if (k <= len && memcmp(text + len - k, TOOL_TAG, k) == 0)
+                return len - k;
+        return len;
+    }
+    /* JSON: decided by the answer's first characters */
+    const char *p = skip_ws(text, text + len);
+    size_t rest = (size_t)(text + len - p), pl = strlen(PYTHON_TAG);
+    if (rest == 0)
+        return 0;
+    if (*p == '{' || (rest >= pl && memcmp(p, PYTHON_TAG, pl) == 0)) {
+        *hold = 1;
+        return 0;
+    }
+    if (rest < pl && memcmp(p, PYTHON_TAG, rest) == 0)
+        return 0; /* may still become the tag */
+    *plain = 1;
+    return len;
+}

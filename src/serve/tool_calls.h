@@ -1,0 +1,71 @@
+/* tool_calls.h — OpenAI function calling over the model's chat template: the request's tools and tool_choice, the
+ * schema that forces a call, the calls parsed out of the model's text, and what a stream holds back meanwhile. */
+#ifndef SS_TOOL_CALLS_H
+#define SS_TOOL_CALLS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/status.h"
+
+struct cJSON;
+
+/* How a model writes its calls, told by its chat template:
+ * - HERMES (Qwen 2.5 / 3, Hermes): `<tool_call>{"name": ..., "arguments": {...}}</tool_call>` blocks after any text;
+ * - JSON (Llama 3.1 / 3.2 / 3.3): the whole answer is `{"name": ..., "parameters": {...}}` (several joined by ";"),
+ *   after an optional `<|python_tag|>`. */
+typedef enum ss_tool_format {
+    SS_TOOL_FORMAT_NONE = 0, /* the template never reads `tools`: function calling is refused */
+    SS_TOOL_FORMAT_JSON,
+    SS_TOOL_FORMAT_HERMES,
+} ss_tool_format;
+
+/* The format of the model whose chat template is tpl (NULL: none). */
+ss_tool_format ss_tool_format_of_template(const char *tpl);
+
+typedef enum ss_tool_choice {
+    SS_TOOL_CHOICE_NONE = 0, /* no tools, or tool_choice "none": the answer is text */
+    SS_TOOL_CHOICE_AUTO,     /* the model decides; its calls are parsed out of the text */
+    SS_TOOL_CHOICE_REQUIRED, /* one call of some tool, forced by a JSON schema */
+    SS_TOOL_CHOICE_NAMED,    /* one call of the named tool, forced likewise */
+} ss_tool_choice;
+
+/* Checks a request's `tools` (a list of {"type": "function", "function": {"name", "description", "parameters"}}:
+ * names of [A-Za-z0-9_.-], 1..64 bytes, distinct; at most 128 tools) and `tool_choice` ("none", "auto", "required"
+ * or {"type": "function", "function": {"name": ...}} naming one of them). *choice and *named (a pointer into tools,
+ * NULL unless NAMED) are set; errors are written to msg (cap bytes) with the parameter's name in *param. */
+ss_status ss_tools_check(const struct cJSON *tools, const struct cJSON *tool_choice, ss_tool_choice *choice,
+                         const char **named, const char **param, char *msg, size_t cap);
+
+/* The JSON schema an answer must follow when a call is forced: {"name": the tool's name, and "arguments"
+ * (HERMES) or "parameters" (JSON): its parameters' schema ({"type": "object"} without one)}. With named NULL and
+ * several tools, the name is one of theirs and the arguments any object (the JSON guide's top level is one object
+ * schema, not a union). A new cJSON (caller deletes), or NULL when out of memory. */
+struct cJSON *ss_tools_forced_schema(const struct cJSON *tools, const char *named, ss_tool_format fmt);
+
+typedef struct ss_tool_call {
+    char *name;      /* owned */
+    char *arguments; /* the arguments as JSON text (owned) */
+} ss_tool_call;
+
+typedef struct ss_tool_calls {
+    int32_t n;
+    ss_tool_call *calls; /* [n], owned */
+    size_t content_len;  /* the text before the first call (trailing white space left out): the answer's content */
+} ss_tool_calls;
+
+/* Parses a model's answer text[0..len) in format fmt (forced: the answer is one JSON call object, as the forced
+ * schema made it). Calls must name one of tools; an answer that is not wholly calls in the format (after the text
+ * before them, for HERMES) gives n = 0: it is text. At most max_calls are kept (parallel_tool_calls false: 1). Out
+ * is cleared first; SS_ERR_NOMEM is the only error. */
+ss_status ss_tool_calls_parse(ss_tool_format fmt, int forced, const char *text, size_t len, const struct cJSON *tools,
+                              int32_t max_calls, ss_tool_calls *out);
+void ss_tool_calls_free(ss_tool_calls *c);
+
+/* A stream's view of the answer's text not sent yet (text[0..len); from the answer's start until a JSON-format
+ * answer is known to be text): how many bytes from its start may be sent as content now, so that no call is sent as
+ * text. *hold becomes 1 once a call may have begun: nothing more is sent before the answer ends. *plain becomes 1
+ * once the answer is certainly text (JSON format: it did not begin with a call): everything may be sent. */
+size_t ss_tool_stream_sendable(ss_tool_format fmt, int forced, const char *text, size_t len, int *hold, int *plain);
+
+#endif

@@ -1,0 +1,214 @@
+/* test_tool_calls.c — function calling's pieces (serve/tool_calls.c): the template's format, request checks, the
+ * forcing schema (compiled by the JSON guide), parsing calls out of answers in both formats, the stream's hold-back. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <cjson/cJSON.h>
+#include <string.h>
+
+#include "serve/json_schema.h"
+#include "serve/tool_calls.h"
+
+static const char tools_json[] =
+    "[{\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"description\":\"Weather\",\"parameters\":"
+    "{\"type\":\"object\",\"properties\":{\"city\":{\"type\":\"string\"}},\"required\":[\"city\"]}}},"
+    "{\"type\":\"function\",\"function\":{\"name\":\"now\"}}]";
+
+static void test_format_of_template(void **state)
+{
+    (void)state;
+    assert_int_equal(ss_tool_format_of_template(NULL), SS_TOOL_FORMAT_NONE);
+    assert_int_equal(ss_tool_format_of_template("{{ messages }}"), SS_TOOL_FORMAT_NONE);
+    assert_int_equal(ss_tool_format_of_template("{% if tools %}{{ tools | tojson }}{% endif %}"), SS_TOOL_FORMAT_JSON);
+    assert_int_equal(ss_tool_format_of_template("{% for t in tools %}<tool_call>{% endfor %}"), SS_TOOL_FORMAT_HERMES);
+    assert_int_equal(ss_tool_format_of_template("{% if tools %}[TOOL_CALLS]{% endif %}"), SS_TOOL_FORMAT_NONE);
+}
+
+static ss_status check(const char *tools, const char *choice, ss_tool_choice *c, const char **named,
+                       const char **param, char *msg)
+{
+    cJSON *t = tools ? cJSON_Parse(tools) : NULL, *ch = choice ? cJSON_Parse(choice) : NULL;
+    ss_status st = ss_tools_check(t, ch, c, named, param, msg, 256);
+    if (*named) /* points into t: compare before it goes */
+        assert_string_equal(*named, "now");
+    cJSON_Delete(t);
+    cJSON_Delete(ch);
+    return st;
+}
+
+static void test_check(void **state)
+{
+    (void)state;
+    ss_tool_choice c;
+    const char *named = NULL, *param = NULL;
+    char msg[256];
+    assert_int_equal(check(NULL, NULL, &c, &named, &param, msg), SS_OK);
+    assert_int_equal(c, SS_TOOL_CHOICE_NONE);
+    assert_int_equal(check("[]", "\"none\"", &c, &named, &param, msg), SS_OK);
+    assert_int_equal(check(NULL, "\"auto\"", &c, &named, &param, msg), SS_ERR_INVALID_ARG);
+    assert_string_equal(param, "tool_choice");
+    assert_int_equal(check(tools_json, NULL, &c, &named, &param, msg), SS_OK);
+    assert_int_equal(c, SS_TOOL_CHOICE_AUTO);
+    assert_int_equal(check(tools_json, "\"required\"", &c, &named, &param, msg), SS_OK);
+    assert_int_equal(c, SS_TOOL_CHOICE_REQUIRED);
+    assert_int_equal(check(tools_json, "\"none\"", &c, &named, &param, msg), SS_OK);
+    assert_int_equal(c, SS_TOOL_CHOICE_NONE);
+    assert_int_equal(check(tools_json, "{\"type\":\"function\",\"function\":{\"name\":\"now\"}}", &c, &named, &param,
+                           msg),
+                     SS_OK);
+    assert_int_equal(c, SS_TOOL_CHOICE_NAMED);
+    named = NULL;
+    assert_int_equal(check(tools_json, "{\"type\":\"function\",\"function\":{\"name\":\"nope\"}}", &c, &named, &param,
+                           msg),
+                     SS_ERR_INVALID_ARG);
+    assert_non_null(strstr(msg, "nope"));
+    assert_int_equal(check(tools_json, "\"sometimes\"", &c, &named, &param, msg), SS_ERR_INVALID_ARG);
+    assert_int_equal(check("{\"type\":\"function\"}", NULL, &c, &named, &param, msg), SS_ERR_INVALID_ARG);
+    assert_string_equal(param, "tools");
+    assert_int_equal(check("[{\"type\":\"code\",\"function\":{\"name\":\"a\"}}]", NULL, &c, &named, &param, msg),
+                     SS_ERR_INVALID_ARG);
+    assert_int_equal(check("[{\"type\":\"function\",\"function\":{\"name\":\"a b\"}}]", NULL, &c, &named, &param, msg),
+                     SS_ERR_INVALID_ARG);
+    assert_int_equal(check("[{\"type\":\"function\",\"function\":{\"name\":\"a\"}},"
+                           "{\"type\":\"function\",\"function\":{\"name\":\"a\"}}]",
+                           NULL, &c, &named, &param, msg),
+                     SS_ERR_INVALID_ARG);
+    assert_non_null(strstr(msg, "repeats"));
+    assert_int_equal(check("[{\"type\":\"function\",\"function\":{\"name\":\"a\",\"parameters\":3}}]", NULL, &c, &named,
+                           &param, msg),
+                     SS_ERR_INVALID_ARG);
+}
+
+/* The forcing schemas compile, and say what they should. */
+static void test_forced_schema(void **state)
+{
+    (void)state;
+    cJSON *tools = cJSON_Parse(tools_json);
+    cJSON *one = ss_tools_forced_schema(tools, "get_weather", SS_TOOL_FORMAT_HERMES);
+    cJSON *any = ss_tools_forced_schema(tools, NULL, SS_TOOL_FORMAT_JSON);
+    assert_true(one && any);
+    char *s = cJSON_PrintUnformatted(one);
+    assert_string_equal(s, "{\"type\":\"object\",\"properties\":{\"name\":{\"const\":\"get_weather\"},\"arguments\":"
+                           "{\"type\":\"object\",\"properties\":{\"city\":{\"type\":\"string\"}},\"required\":"
+                           "[\"city\"]}},\"required\":[\"name\",\"arguments\"]}");
+    cJSON_free(s);
+    s = cJSON_PrintUnformatted(any);
+    assert_string_equal(s, "{\"type\":\"object\",\"properties\":{\"name\":{\"enum\":[\"get_weather\",\"now\"]},"
+                           "\"parameters\":{\"type\":\"object\"}},\"required\":[\"name\",\"parameters\"]}");
+    cJSON_free(s);
+    ss_json_schema *a = NULL, *b = NULL;
+    ss_err e;
+    assert_int_equal(ss_json_schema_compile(one, &a, &e), SS_OK);
+    assert_int_equal(ss_json_schema_compile(any, &b, &e), SS_OK);
+    ss_json_schema_destroy(a);
+    ss_json_schema_destroy(b);
+    cJSON_Delete(one);
+    cJSON_Delete(any);
+    cJSON_Delete(tools);
+}
+
+static void parse(ss_tool_format fmt, int forced, const char *text, int32_t max, ss_tool_calls *out)
+{
+    cJSON *tools = cJSON_Parse(tools_json);
+    assert_int_equal(ss_tool_calls_parse(fmt, forced, text, strlen(text), tools, max, out), SS_OK);
+    cJSON_Delete(tools);
+}
+
+static void test_parse_json(void **state)
+{
+    (void)state;
+    ss_tool_calls c;
+    parse(SS_TOOL_FORMAT_JSON, 0, " {\"name\": \"get_weather\", \"parameters\": {\"city\": \"Paris\"}}\n", 8, &c);
+    assert_int_equal(c.n, 1);
+    assert_string_equal(c.calls[0].name, "get_weather");
+    assert_string_equal(c.calls[0].arguments, "{\"city\":\"Paris\"}");
+    assert_int_equal(c.content_len, 0);
+    ss_tool_calls_free(&c);
+    /* python tag, two calls joined by ';', arguments as a string, a call without arguments */
+    parse(SS_TOOL_FORMAT_JSON, 0,
+          "<|python_tag|>{\"name\":\"get_weather\",\"arguments\":\"{\\\"city\\\":\\\"Rome\\\"}\"}; {\"name\":\"now\"}", 8,
+          &c);
+    assert_int_equal(c.n, 2);
+    assert_string_equal(c.calls[0].arguments, "{\"city\":\"Rome\"}");
+    assert_string_equal(c.calls[1].name, "now");
+    assert_string_equal(c.calls[1].arguments, "{}");
+    ss_tool_calls_free(&c);
+    parse(SS_TOOL_FORMAT_JSON, 0, "{\"name\":\"now\"};{\"name\":\"now\"}", 1, &c); /* parallel_tool_calls false */
+    assert_int_equal(c.n, 1);
+    ss_tool_calls_free(&c);
+    /* text, an unknown tool, trailing text, arguments that are no object: all text */
+    static const char *const texts[] = {"The weather is fine.", "{\"name\":\"rm_rf\",\"parameters\":{}}",
+                                        "{\"name\":\"now\"} and more", "{\"name\":\"now\",\"parameters\":[1]}",
+                                        "{\"name\":\"now\"", ""};
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+        parse(SS_TOOL_FORMAT_JSON, 0, texts[i], 8, &c);
+        assert_int_equal(c.n, 0);
+        assert_null(c.calls);
+    }
+}
+
+static void test_parse_hermes(void **state)
+{
+    (void)state;
+    ss_tool_calls c;
+    const char *t = "Let me check.\n\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}\n"
+                    "</tool_call>\n<tool_call>\n{\"name\": \"now\", \"arguments\": {}}\n";
+    parse(SS_TOOL_FORMAT_HERMES, 0, t, 8, &c);
+    assert_int_equal(c.n, 2);
+    assert_int_equal(c.content_len, strlen("Let me check."));
+    assert_string_equal(c.calls[0].arguments, "{\"city\":\"Oslo\"}");
+    assert_string_equal(c.calls[1].name, "now");
+    ss_tool_calls_free(&c);
+    parse(SS_TOOL_FORMAT_HERMES, 0, "no calls here", 8, &c);
+    assert_int_equal(c.n, 0);
+    parse(SS_TOOL_FORMAT_HERMES, 0, "<tool_call>{\"name\":\"now\"}</tool_call> then talk", 8, &c);
+    assert_int_equal(c.n, 0);
+    parse(SS_TOOL_FORMAT_HERMES, 0, "<tool_call>not json</tool_call>", 8, &c);
+    assert_int_equal(c.n, 0);
+    /* forced: the guided answer is the bare object, whatever the format */
+    parse(SS_TOOL_FORMAT_HERMES, 1, "{\"name\":\"now\",\"arguments\":{}}", 8, &c);
+    assert_int_equal(c.n, 1);
+    assert_int_equal(c.content_len, 0);
+    ss_tool_calls_free(&c);
+}
+
+/* The stream sends text up to where a call may begin, and nothing after. */
+static void test_stream_sendable(void **state)
+{
+    (void)state;
+    int hold = 0, plain = 0;
+    assert_int_equal(ss_tool_stream_sendable(SS_TOOL_FORMAT_HERMES, 0, "Hello", 5, &hold, &plain), 5);
+    assert_int_equal(ss_tool_stream_sendable(SS_TOOL_FORMAT_HERMES, 0, "Hi <tool", 8, &hold, &plain), 3);
+    assert_int_equal(hold, 0);
+    assert_int_equal(ss_tool_stream_sendable(SS_TOOL_FORMAT_HERMES, 0, "Hi <tool_call>{", 15, &hold, &plain), 3);
+    assert_int_equal(hold, 1);
+    assert_int_equal(ss_tool_stream_sendable(SS_TOOL_FORMAT_HERMES, 0, "more", 4, &hold, &plain), 0);
+    hold = 0;
+    assert_int_equal(ss_tool_stream_sendable(SS_TOOL_FORMAT_HERMES, 0, "a < b", 5, &hold, &plain), 5);
+    /* JSON: undecided white space, then '{' holds; a letter makes it text */
+    hold = plain = 0;
+    assert_int_equal(ss_tool_stream_sendable(SS_TOOL_FORMAT_JSON, 0, " \n", 2, &hold, &plain), 0);
+    assert_int_equal(ss_tool_stream_sendable(SS_TOOL_FORMAT_JSON, 0, " \n{\"na", 6, &hold, &plain), 0);
+    assert_int_equal(hold, 1);
+    hold = 0;
+    assert_int_equal(ss_tool_stream_sendable(SS_TOOL_FORMAT_JSON, 0, "<|pyth", 6, &hold, &plain), 0);
+    assert_int_equal(hold + plain, 0);
+    assert_int_equal(ss_tool_stream_sendable(SS_TOOL_FORMAT_JSON, 0, " Sure", 5, &hold, &plain), 5);
+    assert_int_equal(plain, 1);
+    assert_int_equal(ss_tool_stream_sendable(SS_TOOL_FORMAT_JSON, 0, "{later}", 7, &hold, &plain), 7);
+    hold = plain = 0;
+    assert_int_equal(ss_tool_stream_sendable(SS_TOOL_FORMAT_JSON, 1, "anything", 8, &hold, &plain), 0);
+    assert_int_equal(hold, 1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_format_of_template), cmocka_unit_test(test_check),
+        cmocka_unit_test(test_forced_schema),      cmocka_unit_test(test_parse_json),
+        cmocka_unit_test(test_parse_hermes),       cmocka_unit_test(test_stream_sendable),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
