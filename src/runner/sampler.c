@@ -162,7 +162,8 @@ ss_status ss_sampler_prepare(ss_sampler *s, const ss_step_plan *plan, const int3
             continue;
         n++;
         k = q->sp.n_logprobs > k ? q->sp.n_logprobs : k;
-        need += (int64_t)q->n_bias + q->n_banned + (sampler_penalized(q) ? q->n_penalty_tokens : 0);
+        const int64_t most = (int64_t)q->n_bias + q->n_banned + (sampler_penalized(q) ? q->n_penalty_tokens : 0);
+        need += most < s->vocab ? most : s->vocab; /* one edit per distinct token at most */
     }
     if (need >= INT32_MAX)
         return ss_err_set(err, SS_ERR_INVALID_ARG, "step plan: %lld logit edits (bias, penalties, bans) in one step",

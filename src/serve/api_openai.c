@@ -323,10 +323,13 @@ static ss_status oai_parse_tools(const cJSON *root, const ss_api_limits *lim, ss
         return ss_api_fail(e, 400, "min_tokens", "'min_tokens' cannot be combined with a forced tool call");
     if (r->stream && r->logprobs)
         return ss_api_fail(e, 400, "logprobs", "'logprobs' in a stream with 'tools' is not supported");
-    cJSON *schema = ss_tools_forced_schema(r->tools, named, lim->tool_format);
-    if (!schema)
+    cJSON *schema = NULL;
+    ss_status st = ss_tools_forced_schema(r->tools, named, lim->tool_format, &schema, msg, sizeof msg);
+    if (st == SS_ERR_NOMEM)
         return ss_api_fail(e, 500, NULL, "out of memory");
-    ss_status st = ss_api_take_schema(r, schema, "tool_choice", e);
+    if (st != SS_OK)
+        return ss_api_fail(e, 400, "tool_choice", "%s", msg);
+    st = ss_api_take_schema(r, schema, "tool_choice", e);
     cJSON_Delete(schema);
     return st;
 }
@@ -657,7 +660,7 @@ static void oai_tool_calls(ss_jbuf *b, const ss_api_resp_meta *m, int32_t choice
     tail = tail ? tail + 1 : "0";
     ss_jbuf_cstr(b, "\"tool_calls\":[");
     for (int32_t i = 0; i < c->n; i++) {
-        ss_jbuf_printf(b, "%s{\"index\":%d,\"id\":\"call_%.16s%d%d\",\"type\":\"function\",\"function\":{\"name\":",
+        ss_jbuf_printf(b, "%s{\"index\":%d,\"id\":\"call_%.16s_%d_%d\",\"type\":\"function\",\"function\":{\"name\":",
                        i ? "," : "", (int)i, tail, (int)choice, (int)i);
         ss_jbuf_str(b, c->calls[i].name, strlen(c->calls[i].name));
         ss_jbuf_cstr(b, ",\"arguments\":");

@@ -332,8 +332,10 @@ static ss_status srv_parse_calls(srv_req *r, ss_api_choice *c, const char *text,
     int forced = r->tool_choice == SS_TOOL_CHOICE_REQUIRED || r->tool_choice == SS_TOOL_CHOICE_NAMED;
     ss_status st = ss_tool_calls_parse(r->s->limits.tool_format, forced, text ? text : "", text ? len : 0, r->tools,
                                        r->max_calls, &c->calls);
-    if (st != SS_OK)
+    if (st != SS_OK) {
+        r->failed = 1;
         ss_api_fail(&r->err, 500, NULL, "out of memory");
+    }
     return st;
 }
 

@@ -142,7 +142,25 @@ ss_status ss_tools_check(const cJSON *tools, const cJSON *tool_choice, ss_tool_c
     return SS_ERR_INVALID_ARG;
 }
 
-/* {"type": "object", "properties": {"name": {"const": name}, key: parameters}, "required": ["name", key]}. */
+/* 1 when every "$ref" inside v points into "$defs" or "definitions" (hoisted to the call's schema, where they resolve
+ * the same); "#" (the parameters themselves) or anything else would resolve against the call object instead. */
+static int refs_hoistable(const cJSON *v)
+{
+    const cJSON *c;
+    cJSON_ArrayForEach(c, v)
+    {
+        if (c->string && strcmp(c->string, "$ref") == 0 &&
+            !(cJSON_IsString(c) &&
+              (strncmp(c->valuestring, "#/$defs/", 8) == 0 || strncmp(c->valuestring, "#/definitions/", 14) == 0)))
+            return 0;
+        if ((cJSON_IsObject(c) || cJSON_IsArray(c)) && !refs_hoistable(c))
+            return 0;
+    }
+    return 1;
+}
+
+/* {"type": "object", "properties": {"name": {"const": name}, key: parameters}, "required": ["name", key]}, with the
+ * parameters' "$defs" / "definitions" moved up to it (their "$ref"s resolve against the top level). */
 static cJSON *call_schema(const cJSON *tool, const char *key)
 {
     cJSON *s = cJSON_CreateObject(), *props = cJSON_CreateObject(), *nm = cJSON_CreateObject();
@@ -156,6 +174,12 @@ static cJSON *call_schema(const cJSON *tool, const char *key)
     }
     if (!cJSON_IsObject(pr))
         cJSON_AddStringToObject(args, "type", "object");
+    static const char *const defs[] = {"$defs", "definitions"};
+    for (int i = 0; i < 2; i++) {
+        cJSON *d = cJSON_DetachItemFromObjectCaseSensitive(args, defs[i]);
+        if (d)
+            cJSON_AddItemToObject(s, defs[i], d);
+    }
     cJSON_AddItemToObject(props, "name", nm);
     cJSON_AddItemToObject(props, key, args);
     cJSON_AddItemToObject(s, "properties", props);
@@ -165,13 +189,21 @@ static cJSON *call_schema(const cJSON *tool, const char *key)
     return s;
 }
 
-cJSON *ss_tools_forced_schema(const cJSON *tools, const char *named, ss_tool_format fmt)
+ss_status ss_tools_forced_schema(const cJSON *tools, const char *named, ss_tool_format fmt, cJSON **out, char *msg,
+                                 size_t cap)
 {
     const char *key = fmt == SS_TOOL_FORMAT_HERMES ? "arguments" : "parameters";
-    if (named)
-        return call_schema(tool_find(tools, named), key);
-    if (cJSON_GetArraySize(tools) == 1)
-        return call_schema(cJSON_GetArrayItem(tools, 0), key);
+    *out = NULL;
+    const cJSON *one = named ? tool_find(tools, named) : cJSON_GetArraySize(tools) == 1 ? cJSON_GetArrayItem(tools, 0)
+                                                                                         : NULL;
+    if (one) {
+        if (!refs_hoistable(cJSON_GetObjectItemCaseSensitive(tool_function(one), "parameters"))) {
+            snprintf(msg, cap, "the parameters of '%s' use a \"$ref\" other than #/$defs/... or #/definitions/..., "
+                               "which a forced call cannot follow", tool_name(one));
+            return SS_ERR_UNSUPPORTED;
+        }
+        return (*out = call_schema(one, key)) ? SS_OK : SS_ERR_NOMEM;
+    }
     /* the JSON guide's top level is one object (no anyOf of objects): the name from an enum, the arguments any
      * object */
     cJSON *s = cJSON_CreateObject(), *props = cJSON_CreateObject(), *nm = cJSON_CreateObject();
@@ -179,7 +211,7 @@ cJSON *ss_tools_forced_schema(const cJSON *tools, const char *named, ss_tool_for
     if (!s || !props || !nm || !names || !args || !req) {
         cJSON_Delete(s), cJSON_Delete(props), cJSON_Delete(nm), cJSON_Delete(names), cJSON_Delete(args);
         cJSON_Delete(req);
-        return NULL;
+        return SS_ERR_NOMEM;
     }
     const cJSON *t;
     cJSON_ArrayForEach(t, tools) cJSON_AddItemToArray(names, cJSON_CreateString(tool_name(t)));
@@ -192,7 +224,8 @@ cJSON *ss_tools_forced_schema(const cJSON *tools, const char *named, ss_tool_for
     cJSON_AddItemToArray(req, cJSON_CreateString("name"));
     cJSON_AddItemToArray(req, cJSON_CreateString(key));
     cJSON_AddItemToObject(s, "required", req);
-    return s;
+    *out = s;
+    return SS_OK;
 }
 
 void ss_tool_calls_free(ss_tool_calls *c)
@@ -235,7 +268,7 @@ static int add_call(ss_tool_calls *out, const cJSON *o, const cJSON *tools, int3
         args = p ? ss_strdup(p) : NULL;
         cJSON_free(p);
     } else if (cJSON_IsString(a)) {
-        cJSON *inner = cJSON_Parse(a->valuestring);
+        cJSON *inner = cJSON_ParseWithOpts(a->valuestring, NULL, 1); /* nothing may follow the object */
         int ok = cJSON_IsObject(inner);
         cJSON_Delete(inner);
         if (!ok)

@@ -37,11 +37,14 @@ typedef enum ss_tool_choice {
 ss_status ss_tools_check(const struct cJSON *tools, const struct cJSON *tool_choice, ss_tool_choice *choice,
                          const char **named, const char **param, char *msg, size_t cap);
 
-/* The JSON schema an answer must follow when a call is forced: {"name": the tool's name, and "arguments"
- * (HERMES) or "parameters" (JSON): its parameters' schema ({"type": "object"} without one)}. With named NULL and
+/* The JSON schema an answer must follow when a call is forced, into *out (a new cJSON, caller deletes): {"name": the
+ * tool's name, and "arguments" (HERMES) or "parameters" (JSON): its parameters' schema ({"type": "object"} without
+ * one), whose "$defs" / "definitions" move up to the top level, where their "$ref"s resolve}. With named NULL and
  * several tools, the name is one of theirs and the arguments any object (the JSON guide's top level is one object
- * schema, not a union). A new cJSON (caller deletes), or NULL when out of memory. */
-struct cJSON *ss_tools_forced_schema(const struct cJSON *tools, const char *named, ss_tool_format fmt);
+ * schema, not a union). SS_ERR_UNSUPPORTED with msg (cap bytes) when the parameters hold another "$ref" (such as "#"),
+ * SS_ERR_NOMEM. */
+ss_status ss_tools_forced_schema(const struct cJSON *tools, const char *named, ss_tool_format fmt, struct cJSON **out,
+                                 char *msg, size_t cap);
 
 typedef struct ss_tool_call {
     char *name;      /* owned */

@@ -749,7 +749,7 @@ static void test_tools(void **state)
     char *j = ss_api_openai_response_json(&m, &c, 1, NULL, &len);
     assert_string_equal(j, "{\"id\":\"chatcmpl-abc\",\"object\":\"chat.completion\",\"created\":1700000000,\"model\":"
                            "\"tiny\",\"system_fingerprint\":null,\"choices\":[{\"index\":0,\"message\":{\"role\":"
-                           "\"assistant\",\"content\":null,\"tool_calls\":[{\"index\":0,\"id\":\"call_abc00\",\"type\":"
+                           "\"assistant\",\"content\":null,\"tool_calls\":[{\"index\":0,\"id\":\"call_abc_0_0\",\"type\":"
                            "\"function\",\"function\":{\"name\":\"now\",\"arguments\":\"{\\\"a\\\":1}\"}}]},"
                            "\"logprobs\":null,\"finish_reason\":\"tool_calls\"}],\"usage\":{\"prompt_tokens\":0,"
                            "\"completion_tokens\":0,\"total_tokens\":0}}");
@@ -757,7 +757,7 @@ static void test_tools(void **state)
     j = ss_api_openai_tool_chunk_json(&m, 0, &c.calls, &len);
     assert_string_equal(j, "{\"id\":\"chatcmpl-abc\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,"
                            "\"model\":\"tiny\",\"system_fingerprint\":null,\"choices\":[{\"index\":0,\"delta\":{"
-                           "\"tool_calls\":[{\"index\":0,\"id\":\"call_abc00\",\"type\":\"function\",\"function\":{"
+                           "\"tool_calls\":[{\"index\":0,\"id\":\"call_abc_0_0\",\"type\":\"function\",\"function\":{"
                            "\"name\":\"now\",\"arguments\":\"{\\\"a\\\":1}\"}}]},\"logprobs\":null,\"finish_reason\":"
                            "\"tool_calls\"}]}");
     ss_free(j);

@@ -8,6 +8,7 @@
 #include <cjson/cJSON.h>
 #include <string.h>
 
+#include "serve/json_guide.h"
 #include "serve/json_schema.h"
 #include "serve/tool_calls.h"
 
@@ -85,9 +86,10 @@ static void test_check(void **state)
 static void test_forced_schema(void **state)
 {
     (void)state;
-    cJSON *tools = cJSON_Parse(tools_json);
-    cJSON *one = ss_tools_forced_schema(tools, "get_weather", SS_TOOL_FORMAT_HERMES);
-    cJSON *any = ss_tools_forced_schema(tools, NULL, SS_TOOL_FORMAT_JSON);
+    cJSON *tools = cJSON_Parse(tools_json), *one = NULL, *any = NULL;
+    char msg[256];
+    assert_int_equal(ss_tools_forced_schema(tools, "get_weather", SS_TOOL_FORMAT_HERMES, &one, msg, sizeof msg), SS_OK);
+    assert_int_equal(ss_tools_forced_schema(tools, NULL, SS_TOOL_FORMAT_JSON, &any, msg, sizeof msg), SS_OK);
     assert_true(one && any);
     char *s = cJSON_PrintUnformatted(one);
     assert_string_equal(s, "{\"type\":\"object\",\"properties\":{\"name\":{\"const\":\"get_weather\"},\"arguments\":"
@@ -106,6 +108,34 @@ static void test_forced_schema(void **state)
     ss_json_schema_destroy(b);
     cJSON_Delete(one);
     cJSON_Delete(any);
+    cJSON_Delete(tools);
+    /* pydantic's parameters: $defs move up to the call's schema, where its $refs resolve (the schema compiles and
+     * the definition is used); a "$ref" to the parameters themselves is refused */
+    tools = cJSON_Parse("[{\"type\":\"function\",\"function\":{\"name\":\"p\",\"parameters\":{\"type\":\"object\","
+                        "\"properties\":{\"x\":{\"$ref\":\"#/$defs/X\"}},\"required\":[\"x\"],\"$defs\":{\"X\":"
+                        "{\"type\":\"object\",\"properties\":{\"k\":{\"const\":1}},\"required\":[\"k\"]}}}}}]");
+    assert_int_equal(ss_tools_forced_schema(tools, "p", SS_TOOL_FORMAT_JSON, &one, msg, sizeof msg), SS_OK);
+    s = cJSON_PrintUnformatted(one);
+    assert_non_null(strstr(s, "{\"type\":\"object\",\"$defs\":{\"X\":"));
+    assert_null(strstr(s, "\"required\":[\"x\"],\"$defs\""));
+    cJSON_free(s);
+    assert_int_equal(ss_json_schema_compile(one, &a, &e), SS_OK);
+    ss_json_state st;
+    ss_json_init(&st, a);
+    const char *ok = "{\"name\":\"p\",\"parameters\":{\"x\":{\"k\":1}}}";
+    assert_int_equal(ss_json_push_bytes(a, &st, (const uint8_t *)ok, strlen(ok)), 1);
+    assert_true(ss_json_done(&st));
+    ss_json_init(&st, a);
+    const char *bad = "{\"name\":\"p\",\"parameters\":{\"x\":{\"k\":2";
+    assert_int_equal(ss_json_push_bytes(a, &st, (const uint8_t *)bad, strlen(bad)), 0);
+    ss_json_schema_destroy(a);
+    cJSON_Delete(one);
+    cJSON_Delete(tools);
+    tools = cJSON_Parse("[{\"type\":\"function\",\"function\":{\"name\":\"r\",\"parameters\":{\"type\":\"object\","
+                        "\"properties\":{\"next\":{\"$ref\":\"#\"}}}}}]");
+    assert_int_equal(ss_tools_forced_schema(tools, NULL, SS_TOOL_FORMAT_JSON, &one, msg, sizeof msg), SS_ERR_UNSUPPORTED);
+    assert_null(one);
+    assert_non_null(strstr(msg, "'r'"));
     cJSON_Delete(tools);
 }
 
@@ -141,6 +171,7 @@ static void test_parse_json(void **state)
     /* text, an unknown tool, trailing text, arguments that are no object: all text */
     static const char *const texts[] = {"The weather is fine.", "{\"name\":\"rm_rf\",\"parameters\":{}}",
                                         "{\"name\":\"now\"} and more", "{\"name\":\"now\",\"parameters\":[1]}",
+                                        "{\"name\":\"now\",\"arguments\":\"{\\\"a\\\":1} junk\"}",
                                         "{\"name\":\"now\"", ""};
     for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
         parse(SS_TOOL_FORMAT_JSON, 0, texts[i], 8, &c);

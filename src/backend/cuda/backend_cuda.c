@@ -11,7 +11,7 @@
 #include "core/alloc.h"
 #include "core/log.h"
 
-#define CU_STAGE_BUFS 2
+#define CU_STAGE_BUFS 3 /* a step's metadata and its logit edits, and the next step's planned ahead: no wait */
 #define CU_STAGE_BYTES ((size_t)32 << 20)   /* per pinned staging buffer */
 #define CU_LT_WORKSPACE ((size_t)32 << 20)  /* cuBLASLt workspace (Hopper wants >= 32 MiB) */
 #define CU_ATTN_WORKSPACE ((size_t)32 << 20) /* split-K partial results */
