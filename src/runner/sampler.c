@@ -67,8 +67,9 @@ ss_status ss_sampler_create(ss_backend *be, int32_t vocab, int32_t max_seqs, int
         if (st == SS_OK)
             st = B->alloc(be->ctx, (size_t)s->dev_edits_cap * sizeof(ss_logit_edit), (void **)&s->dev_edits);
         if (st != SS_OK) {
+            const size_t cap = s->mask_cap;
             ss_sampler_destroy(s);
-            return ss_err_set(err, st, "allocating the sampler's masks (%zu bytes) and logit edits on %s", s->mask_cap,
+            return ss_err_set(err, st, "allocating the sampler's masks (%zu bytes) and logit edits on %s", cap,
                               be->desc);
         }
     }
