@@ -159,33 +159,46 @@ static int refs_hoistable(const cJSON *v)
     return 1;
 }
 
-/* {"type": "object", "properties": {"name": {"const": name}, key: parameters}, "required": ["name", key]}, with the
- * parameters' "$defs" / "definitions" moved up to it (their "$ref"s resolve against the top level). */
-static cJSON *call_schema(const cJSON *tool, const char *key)
+/* {"type": "object", "properties": {"name": name_schema, key: args}, "required": ["name", key]}, taking name_schema
+ * and args (key: a string literal); NULL when out of memory (both are then freed). */
+static cJSON *call_object(cJSON *name_schema, cJSON *args, const char *key)
 {
-    cJSON *s = cJSON_CreateObject(), *props = cJSON_CreateObject(), *nm = cJSON_CreateObject();
-    cJSON *req = cJSON_CreateArray();
-    const cJSON *pr = cJSON_GetObjectItemCaseSensitive(tool_function(tool), "parameters");
-    cJSON *args = cJSON_IsObject(pr) ? cJSON_Duplicate(pr, 1) : cJSON_CreateObject();
-    if (!s || !props || !nm || !req || !args || !cJSON_AddStringToObject(s, "type", "object") ||
-        !cJSON_AddStringToObject(nm, "const", tool_name(tool))) {
-        cJSON_Delete(s), cJSON_Delete(props), cJSON_Delete(nm), cJSON_Delete(req), cJSON_Delete(args);
+    const char *req_names[2] = {"name", key};
+    cJSON *s = cJSON_CreateObject(), *props = cJSON_CreateObject(), *req = cJSON_CreateStringArray(req_names, 2);
+    if (!s || !props || !req || !name_schema || !args || !cJSON_AddStringToObject(s, "type", "object")) {
+        cJSON_Delete(s), cJSON_Delete(props), cJSON_Delete(req), cJSON_Delete(name_schema), cJSON_Delete(args);
         return NULL;
     }
-    if (!cJSON_IsObject(pr))
-        cJSON_AddStringToObject(args, "type", "object");
+    /* constant keys: these additions allocate nothing, so they cannot fail */
+    cJSON_AddItemToObjectCS(props, "name", name_schema);
+    cJSON_AddItemToObjectCS(props, key, args);
+    cJSON_AddItemToObjectCS(s, "properties", props);
+    cJSON_AddItemToObjectCS(s, "required", req);
+    return s;
+}
+
+/* The call object of one tool: the name a const, the arguments its parameters' schema, whose "$defs" / "definitions"
+ * move up to the top level (their "$ref"s resolve against it). */
+static cJSON *call_schema(const cJSON *tool, const char *key)
+{
+    cJSON *nm = cJSON_CreateObject();
+    if (nm && !cJSON_AddStringToObject(nm, "const", tool_name(tool))) {
+        cJSON_Delete(nm);
+        nm = NULL;
+    }
+    const cJSON *pr = cJSON_GetObjectItemCaseSensitive(tool_function(tool), "parameters");
+    cJSON *args = cJSON_IsObject(pr) ? cJSON_Duplicate(pr, 1) : cJSON_CreateObject();
+    if (args && !cJSON_IsObject(pr) && !cJSON_AddStringToObject(args, "type", "object")) {
+        cJSON_Delete(args);
+        args = NULL;
+    }
+    cJSON *s = call_object(nm, args, key);
     static const char *const defs[] = {"$defs", "definitions"};
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; s && i < 2; i++) {
         cJSON *d = cJSON_DetachItemFromObjectCaseSensitive(args, defs[i]);
         if (d)
-            cJSON_AddItemToObject(s, defs[i], d);
+            cJSON_AddItemToObjectCS(s, defs[i], d);
     }
-    cJSON_AddItemToObject(props, "name", nm);
-    cJSON_AddItemToObject(props, key, args);
-    cJSON_AddItemToObject(s, "properties", props);
-    cJSON_AddItemToArray(req, cJSON_CreateString("name"));
-    cJSON_AddItemToArray(req, cJSON_CreateString(key));
-    cJSON_AddItemToObject(s, "required", req);
     return s;
 }
 
@@ -206,26 +219,17 @@ ss_status ss_tools_forced_schema(const cJSON *tools, const char *named, ss_tool_
     }
     /* the JSON guide's top level is one object (no anyOf of objects): the name from an enum, the arguments any
      * object */
-    cJSON *s = cJSON_CreateObject(), *props = cJSON_CreateObject(), *nm = cJSON_CreateObject();
-    cJSON *names = cJSON_CreateArray(), *args = cJSON_CreateObject(), *req = cJSON_CreateArray();
-    if (!s || !props || !nm || !names || !args || !req) {
-        cJSON_Delete(s), cJSON_Delete(props), cJSON_Delete(nm), cJSON_Delete(names), cJSON_Delete(args);
-        cJSON_Delete(req);
+    const char *names[TOOLS_MAX];
+    int n = 0;
+    const cJSON *t;
+    cJSON_ArrayForEach(t, tools) if (n < TOOLS_MAX) names[n++] = tool_name(t);
+    cJSON *nm = cJSON_CreateObject(), *list = cJSON_CreateStringArray(names, n), *args = cJSON_CreateObject();
+    if (!nm || !list || !args || !cJSON_AddStringToObject(args, "type", "object")) {
+        cJSON_Delete(nm), cJSON_Delete(list), cJSON_Delete(args);
         return SS_ERR_NOMEM;
     }
-    const cJSON *t;
-    cJSON_ArrayForEach(t, tools) cJSON_AddItemToArray(names, cJSON_CreateString(tool_name(t)));
-    cJSON_AddStringToObject(s, "type", "object");
-    cJSON_AddItemToObject(nm, "enum", names);
-    cJSON_AddItemToObject(props, "name", nm);
-    cJSON_AddStringToObject(args, "type", "object");
-    cJSON_AddItemToObject(props, key, args);
-    cJSON_AddItemToObject(s, "properties", props);
-    cJSON_AddItemToArray(req, cJSON_CreateString("name"));
-    cJSON_AddItemToArray(req, cJSON_CreateString(key));
-    cJSON_AddItemToObject(s, "required", req);
-    *out = s;
-    return SS_OK;
+    cJSON_AddItemToObjectCS(nm, "enum", list);
+    return (*out = call_object(nm, args, key)) ? SS_OK : SS_ERR_NOMEM;
 }
 
 void ss_tool_calls_free(ss_tool_calls *c)
