@@ -652,16 +652,14 @@ static void oai_finish(ss_jbuf *b, int finish)
     }
 }
 
-/* "tool_calls":[{"index","id","type":"function","function":{"name","arguments"}}...]: ids made of the response's id
- * (its random part), the choice's index and the call's. */
-static void oai_tool_calls(ss_jbuf *b, const ss_api_resp_meta *m, int32_t choice, const ss_tool_calls *c)
+/* "tool_calls":[{"index","id","type":"function","function":{"name","arguments"}}...] (ids: ss_tool_calls_name). */
+static void oai_tool_calls(ss_jbuf *b, const ss_tool_calls *c)
 {
-    const char *tail = strchr(m->id ? m->id : "", '-');
-    tail = tail ? tail + 1 : "0";
     ss_jbuf_cstr(b, "\"tool_calls\":[");
     for (int32_t i = 0; i < c->n; i++) {
-        ss_jbuf_printf(b, "%s{\"index\":%d,\"id\":\"call_%.16s_%d_%d\",\"type\":\"function\",\"function\":{\"name\":",
-                       i ? "," : "", (int)i, tail, (int)choice, (int)i);
+        ss_jbuf_printf(b, "%s{\"index\":%d,\"id\":", i ? "," : "", (int)i);
+        ss_jbuf_str(b, c->calls[i].id, strlen(c->calls[i].id));
+        ss_jbuf_cstr(b, ",\"type\":\"function\",\"function\":{\"name\":");
         ss_jbuf_str(b, c->calls[i].name, strlen(c->calls[i].name));
         ss_jbuf_cstr(b, ",\"arguments\":");
         ss_jbuf_str(b, c->calls[i].arguments, strlen(c->calls[i].arguments));
@@ -694,11 +692,11 @@ char *ss_api_openai_response_json(const ss_api_resp_meta *m, const ss_api_choice
             ss_jbuf_cstr(&b, "\"message\":{\"role\":\"assistant\",\"content\":");
             if (c->calls.n > 0 && c->calls.content_len == 0) {
                 ss_jbuf_cstr(&b, "null,");
-                oai_tool_calls(&b, m, c->index, &c->calls);
+                oai_tool_calls(&b, &c->calls);
             } else if (c->calls.n > 0) {
                 ss_jbuf_str(&b, c->text, c->calls.content_len < c->text_len ? c->calls.content_len : c->text_len);
                 ss_jbuf_cstr(&b, ",");
-                oai_tool_calls(&b, m, c->index, &c->calls);
+                oai_tool_calls(&b, &c->calls);
             } else {
                 ss_jbuf_str(&b, c->text ? c->text : "", c->text_len);
             }
@@ -774,7 +772,7 @@ char *ss_api_openai_tool_chunk_json(const ss_api_resp_meta *m, int32_t index, co
     ss_jbuf_init(&b, OAI_MAX_RESPONSE);
     oai_head(&b, m, 1);
     ss_jbuf_printf(&b, ",\"choices\":[{\"index\":%d,\"delta\":{", (int)index);
-    oai_tool_calls(&b, m, index, calls);
+    oai_tool_calls(&b, calls);
     ss_jbuf_cstr(&b, "},\"logprobs\":null,\"finish_reason\":\"tool_calls\"}]}");
     return ss_jbuf_take(&b, len);
 }

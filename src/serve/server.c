@@ -332,6 +332,7 @@ static ss_status srv_parse_calls(srv_req *r, ss_api_choice *c, const char *text,
     int forced = r->tool_choice == SS_TOOL_CHOICE_REQUIRED || r->tool_choice == SS_TOOL_CHOICE_NAMED;
     ss_status st = ss_tool_calls_parse(r->s->limits.tool_format, forced, text ? text : "", text ? len : 0, r->tools,
                                        r->max_calls, &c->calls);
+    ss_tool_calls_name(&c->calls, r->s->limits.tool_format, r->id, c->index);
     if (st != SS_OK) {
         r->failed = 1;
         ss_api_fail(&r->err, 500, NULL, "out of memory");
@@ -922,6 +923,7 @@ static ss_status srv_load(ss_server *s, ss_err *err)
         s->limits.tool_format = s->tmpl ? ss_tool_format_of_template(tpl) : SS_TOOL_FORMAT_NONE;
         SS_LOGI("chat template: function calling %s", s->limits.tool_format == SS_TOOL_FORMAT_HERMES ? "in <tool_call> blocks"
                                                       : s->limits.tool_format == SS_TOOL_FORMAT_JSON ? "as JSON objects"
+                                                      : s->limits.tool_format == SS_TOOL_FORMAT_MISTRAL ? "as [TOOL_CALLS] lists"
                                                                                                       : "off");
     } else {
         SS_LOGW("%s has no chat template; /v1/chat/completions is off", s->p.model_dir);

@@ -11,14 +11,15 @@
 #define TOOL_TAG "<tool_call>"
 #define TOOL_END "</tool_call>"
 #define PYTHON_TAG "<|python_tag|>"
+#define MISTRAL_TAG "[TOOL_CALLS]"
 #define TOOLS_MAX 128
 
 ss_tool_format ss_tool_format_of_template(const char *tpl)
 {
     if (!tpl || !strstr(tpl, "tools"))
         return SS_TOOL_FORMAT_NONE;
-    if (strstr(tpl, "[TOOL_CALLS]")) /* Mistral's own format: not parsed here, so refused rather than mis-read */
-        return SS_TOOL_FORMAT_NONE;
+    if (strstr(tpl, MISTRAL_TAG))
+        return SS_TOOL_FORMAT_MISTRAL;
     return strstr(tpl, TOOL_TAG) ? SS_TOOL_FORMAT_HERMES : SS_TOOL_FORMAT_JSON;
 }
 
@@ -205,7 +206,7 @@ static cJSON *call_schema(const cJSON *tool, const char *key)
 ss_status ss_tools_forced_schema(const cJSON *tools, const char *named, ss_tool_format fmt, cJSON **out, char *msg,
                                  size_t cap)
 {
-    const char *key = fmt == SS_TOOL_FORMAT_HERMES ? "arguments" : "parameters";
+    const char *key = fmt == SS_TOOL_FORMAT_JSON ? "parameters" : "arguments";
     *out = NULL;
     const cJSON *one = named ? tool_find(tools, named) : cJSON_GetArraySize(tools) == 1 ? cJSON_GetArrayItem(tools, 0)
                                                                                          : NULL;
@@ -297,7 +298,7 @@ static int add_call(ss_tool_calls *out, const cJSON *o, const cJSON *tools, int3
         return -1;
     }
     out->calls = c;
-    c[out->n++] = (ss_tool_call){name, args};
+    c[out->n++] = (ss_tool_call){.name = name, .arguments = args};
     return 1;
 }
 
@@ -335,6 +336,26 @@ static int parse_json_calls(ss_tool_calls *out, const char *text, size_t len, co
             return 0;
     }
     return 1;
+}
+
+/* MISTRAL format: [marker] [call, ...] with white space around (or calls as the JSON format has them); the whole text. */
+static int parse_mistral_calls(ss_tool_calls *out, const char *text, size_t len, const cJSON *tools, int32_t max_calls)
+{
+    const char *p = text, *end = text + len;
+    const size_t ml = strlen(MISTRAL_TAG);
+    p = skip_ws(p, end);
+    if ((size_t)(end - p) >= ml && memcmp(p, MISTRAL_TAG, ml) == 0)
+        p = skip_ws(p + ml, end);
+    if (p == end || *p != '[')
+        return parse_json_calls(out, p, (size_t)(end - p), tools, max_calls);
+    const char *stop = NULL;
+    cJSON *list = cJSON_ParseWithLengthOpts(p, (size_t)(end - p), &stop, 0);
+    int r = cJSON_IsArray(list) && cJSON_GetArraySize(list) > 0 && skip_ws(stop, end) == end;
+    for (const cJSON *o = r > 0 ? list->child : NULL; o; o = o->next)
+        if ((r = add_call(out, o, tools, max_calls)) <= 0)
+            break;
+    cJSON_Delete(list);
+    return r;
 }
 
 /* HERMES format: text, then <tool_call> JSON </tool_call> blocks with white space between (the last may be left
@@ -377,14 +398,36 @@ ss_status ss_tool_calls_parse(ss_tool_format fmt, int forced, const char *text, 
     if (fmt == SS_TOOL_FORMAT_NONE || max_calls < 1)
         return SS_OK;
     int r = forced || fmt == SS_TOOL_FORMAT_JSON ? parse_json_calls(out, text, len, tools, max_calls)
+            : fmt == SS_TOOL_FORMAT_MISTRAL      ? parse_mistral_calls(out, text, len, tools, max_calls)
                                                  : parse_hermes_calls(out, text, len, tools, max_calls);
     if (r <= 0) { /* text after all (or out of memory) */
         ss_tool_calls_free(out);
         return r < 0 ? SS_ERR_NOMEM : SS_OK;
     }
-    if (fmt == SS_TOOL_FORMAT_JSON || forced)
+    if (fmt != SS_TOOL_FORMAT_HERMES || forced)
         out->content_len = 0;
     return SS_OK;
+}
+
+void ss_tool_calls_name(ss_tool_calls *c, ss_tool_format fmt, const char *response_id, int32_t choice)
+{
+    const char *tail = response_id ? strchr(response_id, '-') : NULL;
+    tail = tail ? tail + 1 : "0";
+    for (int32_t i = 0; i < c->n; i++) {
+        if (fmt != SS_TOOL_FORMAT_MISTRAL) {
+            snprintf(c->calls[i].id, sizeof c->calls[i].id, "call_%.16s_%d_%d", tail, (int)choice, (int)i);
+            continue;
+        }
+        uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a over the tail, the choice and the call */
+        char key[64];
+        int n = snprintf(key, sizeof key, "%.32s/%d/%d", tail, (int)choice, (int)i);
+        for (int k = 0; k < n; k++)
+            h = (h ^ (uint8_t)key[k]) * 0x100000001b3ull;
+        static const char digits[] = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+        for (int k = 0; k < 9; k++, h /= 62)
+            c->calls[i].id[k] = digits[h % 62];
+        c->calls[i].id[9] = '\0';
+    }
 }
 
 size_t ss_tool_stream_sendable(ss_tool_format fmt, int forced, const char *text, size_t len, int *hold, int *plain)
@@ -407,16 +450,18 @@ size_t ss_tool_stream_sendable(ss_tool_format fmt, int forced, const char *text,
                 return len - k;
         return len;
     }
-    /* JSON: decided by the answer's first characters */
+    /* JSON and MISTRAL: decided by the answer's first characters (a call; MISTRAL: a list of them or its marker,
+     * both beginning with '['; JSON: the python tag) */
     const char *p = skip_ws(text, text + len);
     size_t rest = (size_t)(text + len - p), pl = strlen(PYTHON_TAG);
     if (rest == 0)
         return 0;
-    if (*p == '{' || (rest >= pl && memcmp(p, PYTHON_TAG, pl) == 0)) {
+    if (*p == '{' || (fmt == SS_TOOL_FORMAT_MISTRAL && *p == '[') ||
+        (fmt == SS_TOOL_FORMAT_JSON && rest >= pl && memcmp(p, PYTHON_TAG, pl) == 0)) {
         *hold = 1;
         return 0;
     }
-    if (rest < pl && memcmp(p, PYTHON_TAG, rest) == 0)
+    if (fmt == SS_TOOL_FORMAT_JSON && rest < pl && memcmp(p, PYTHON_TAG, rest) == 0)
         return 0; /* may still become the tag */
     *plain = 1;
     return len;

@@ -13,11 +13,15 @@ struct cJSON;
 /* How a model writes its calls, told by its chat template:
  * - HERMES (Qwen 2.5 / 3, Hermes): `<tool_call>{"name": ..., "arguments": {...}}</tool_call>` blocks after any text;
  * - JSON (Llama 3.1 / 3.2 / 3.3): the whole answer is `{"name": ..., "parameters": {...}}` (several joined by ";"),
- *   after an optional `<|python_tag|>`. */
+ *   after an optional `<|python_tag|>`;
+ * - MISTRAL (Mistral Large 2, Nemo: tokenizer v3): the whole answer is `[TOOL_CALLS] [{"name": ..., "arguments":
+ *   {...}}, ...]` (the marker is a special token, often left out of the text); call ids are 9 letters and digits,
+ *   which these templates require of the calls sent back. */
 typedef enum ss_tool_format {
     SS_TOOL_FORMAT_NONE = 0, /* the template never reads `tools`: function calling is refused */
     SS_TOOL_FORMAT_JSON,
     SS_TOOL_FORMAT_HERMES,
+    SS_TOOL_FORMAT_MISTRAL,
 } ss_tool_format;
 
 /* The format of the model whose chat template is tpl (NULL: none). */
@@ -49,6 +53,7 @@ ss_status ss_tools_forced_schema(const struct cJSON *tools, const char *named, s
 typedef struct ss_tool_call {
     char *name;      /* owned */
     char *arguments; /* the arguments as JSON text (owned) */
+    char id[48];     /* set by ss_tool_calls_name */
 } ss_tool_call;
 
 typedef struct ss_tool_calls {
@@ -64,6 +69,10 @@ typedef struct ss_tool_calls {
 ss_status ss_tool_calls_parse(ss_tool_format fmt, int forced, const char *text, size_t len, const struct cJSON *tools,
                               int32_t max_calls, ss_tool_calls *out);
 void ss_tool_calls_free(ss_tool_calls *c);
+/* Names c's calls for choice `choice` of the response whose id is response_id ("chatcmpl-<hex>"): "call_<hex>_<choice>_
+ * <i>", or for MISTRAL 9 letters and digits drawn from the same (a hash: distinct within a response but for a 62^-9
+ * chance). */
+void ss_tool_calls_name(ss_tool_calls *c, ss_tool_format fmt, const char *response_id, int32_t choice);
 
 /* A stream's view of the answer's text not sent yet (text[0..len); from the answer's start until a JSON-format
  * answer is known to be text): how many bytes from its start may be sent as content now, so that no call is sent as

@@ -18,7 +18,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 1)
         return 0;
     const ss_api_limits lim = {.max_context = 4096, .vocab_size = 128256, .max_n = 8,
-                               .tool_format = (ss_tool_format)((data[0] >> 4) % 3)};
+                               .tool_format = (ss_tool_format)((data[0] >> 4) % 4)};
     const char *body = (const char *)data + 1;
     size_t len = size - 1;
     ss_api_error e;
@@ -61,6 +61,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (ss_tool_calls_parse(lim.tool_format, forced, c.text, c.text_len, r.tools, r.parallel_tool_calls ? 64 : 1,
                                 &c.calls) != SS_OK)
             __builtin_trap();
+        ss_tool_calls_name(&c.calls, lim.tool_format, "chatcmpl-0123", 1);
     } else {
         ss_api_choice_append_text(&c, t, strlen(t), 1 << 20);
     }

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""test_tools.py — function calling end to end (CPU): the e2e-llama3-tok fixture served under two chat templates
-that take tools (a Llama 3-style one, calls as JSON objects; a Hermes-style one, calls in <tool_call> blocks) and
-under its own, which takes none. Forced calls (tool_choice required or named) come back as tool_calls, streamed or
+"""test_tools.py — function calling end to end (CPU): the e2e-llama3-tok fixture served under three chat templates
+that take tools (a Llama 3-style one, calls as JSON objects; a Hermes-style one, calls in <tool_call> blocks; a
+Mistral-style one, [TOOL_CALLS] lists) and under its own, which takes none. Forced calls (tool_choice required or named) come back as tool_calls, streamed or
 not; an answer that is text stays content; the tools reach the prompt; earlier calls and tool results in the
 history render; every misuse is a 400 naming its parameter.
 Usage: test_tools.py BINARY FIXTURES_DIR"""
@@ -32,6 +32,10 @@ HERMES_TEMPLATE = (
     "Answer with <tool_call>{\"name\": ..., \"arguments\": {...}}</tool_call><|im_end|>\n{%- endif %}"
     "{%- for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{%- endfor %}"
     "{%- if add_generation_prompt %}<|im_start|>assistant\n{%- endif %}")
+MISTRAL_TEMPLATE = (
+    "{{- bos_token }}{%- for m in messages %}{%- if m.role == 'user' %}{%- if tools and loop.last %}[AVAILABLE_TOOLS] "
+    "{{ tools | tojson }}[/AVAILABLE_TOOLS]{%- endif %}[INST] {{ m.content }}[/INST]{%- elif 'tool_calls' in m %}"
+    "[TOOL_CALLS] {{ m.tool_calls | tojson }}{{ eos_token }}{%- else %}{{ m.content }}{%- endif %}{%- endfor %}")
 
 UNIT = {"type": "function", "function": {"name": "set_unit", "description": "Sets the temperature unit",
                                          "parameters": {"type": "object", "properties": {"unit": {"enum": ["c", "f"]}},
@@ -51,9 +55,10 @@ def model_dir(template):
     return d
 
 
-dirs = [model_dir(JSON_TEMPLATE), model_dir(HERMES_TEMPLATE)]
+dirs = [model_dir(JSON_TEMPLATE), model_dir(HERMES_TEMPLATE), model_dir(MISTRAL_TEMPLATE)]
 servers = {"json": Server(BINARY, dirs[0], ["--max-seq-len", "512"]),
            "hermes": Server(BINARY, dirs[1], ["--max-seq-len", "512"]),
+           "mistral": Server(BINARY, dirs[2], ["--max-seq-len", "512"]),
            "none": Server(BINARY, FIXTURE, ["--max-seq-len", "512"])}
 vocab = json.load(open(os.path.join(FIXTURE, "tokenizer.json")))["model"]["vocab"]
 # this random model would otherwise spend its tokens on white space inside the object first
@@ -78,10 +83,11 @@ def forced(kind, choice, tools):
             "max_tokens": 120, "logit_bias": CLOSERS}
 
 
-@check("tool_choice naming a tool: one call of it (JSON and Hermes formats), arguments following its schema, "
-       "content null, finish_reason tool_calls; streamed: the same call in one tool_calls delta")
+@check("tool_choice naming a tool: one call of it (JSON, Hermes and Mistral formats), arguments following its "
+       "schema, content null, finish_reason tool_calls (Mistral: ids of 9 letters and digits); streamed: the same call "
+       "in one tool_calls delta")
 def _():
-    for kind in ("json", "hermes"):
+    for kind in ("json", "hermes", "mistral"):
         srv = servers[kind]
         body = forced(kind, {"type": "function", "function": {"name": "set_unit"}}, [UNIT, NOW])
         j = chat(srv, body)
@@ -91,7 +97,11 @@ def _():
         assert msg["role"] == "assistant" and msg["content"] is None, j
         assert len(msg["tool_calls"]) == 1, j
         call = msg["tool_calls"][0]
-        assert call["type"] == "function" and call["id"].startswith("call_") and call["index"] == 0, call
+        assert call["type"] == "function" and call["index"] == 0, call
+        if kind == "mistral":  # its templates refuse other ids in the calls sent back
+            assert len(call["id"]) == 9 and call["id"].isalnum(), call
+        else:
+            assert call["id"].startswith("call_"), call
         assert call["function"]["name"] == "set_unit", call
         args = json.loads(call["function"]["arguments"])
         assert args in ({"unit": "c"}, {"unit": "f"}), args

@@ -743,7 +743,8 @@ static void test_tools(void **state)
     c.finish = 1;
     c.calls.n = 1;
     c.calls.calls = ss_malloc(sizeof *c.calls.calls);
-    c.calls.calls[0] = (ss_tool_call){ss_strdup("now"), ss_strdup("{\"a\":1}")};
+    c.calls.calls[0] = (ss_tool_call){.name = ss_strdup("now"), .arguments = ss_strdup("{\"a\":1}")};
+    ss_tool_calls_name(&c.calls, SS_TOOL_FORMAT_JSON, "chatcmpl-abc", 0);
     ss_api_resp_meta m = {SS_API_CHAT, "chatcmpl-abc", 1700000000, "tiny", 0, 0};
     size_t len;
     char *j = ss_api_openai_response_json(&m, &c, 1, NULL, &len);

@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <cjson/cJSON.h>
+#include <ctype.h>
 #include <string.h>
 
 #include "serve/json_guide.h"
@@ -24,7 +25,7 @@ static void test_format_of_template(void **state)
     assert_int_equal(ss_tool_format_of_template("{{ messages }}"), SS_TOOL_FORMAT_NONE);
     assert_int_equal(ss_tool_format_of_template("{% if tools %}{{ tools | tojson }}{% endif %}"), SS_TOOL_FORMAT_JSON);
     assert_int_equal(ss_tool_format_of_template("{% for t in tools %}<tool_call>{% endfor %}"), SS_TOOL_FORMAT_HERMES);
-    assert_int_equal(ss_tool_format_of_template("{% if tools %}[TOOL_CALLS]{% endif %}"), SS_TOOL_FORMAT_NONE);
+    assert_int_equal(ss_tool_format_of_template("{% if tools %}[TOOL_CALLS]{% endif %}"), SS_TOOL_FORMAT_MISTRAL);
 }
 
 static ss_status check(const char *tools, const char *choice, ss_tool_choice *c, const char **named,
@@ -205,6 +206,52 @@ static void test_parse_hermes(void **state)
     ss_tool_calls_free(&c);
 }
 
+/* Mistral's lists of calls (the marker in the text or left out), their 9-character ids; and the ids of the others. */
+static void test_parse_mistral(void **state)
+{
+    (void)state;
+    ss_tool_calls c;
+    parse(SS_TOOL_FORMAT_MISTRAL, 0,
+          "[TOOL_CALLS] [{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Nice\"}}, {\"name\": \"now\", "
+          "\"arguments\": {}}]",
+          8, &c);
+    assert_int_equal(c.n, 2);
+    assert_string_equal(c.calls[0].arguments, "{\"city\":\"Nice\"}");
+    assert_string_equal(c.calls[1].name, "now");
+    ss_tool_calls_name(&c, SS_TOOL_FORMAT_MISTRAL, "chatcmpl-00ff", 0);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(strlen(c.calls[i].id), 9);
+        for (int k = 0; k < 9; k++)
+            assert_true(isalnum((unsigned char)c.calls[i].id[k]));
+    }
+    assert_string_not_equal(c.calls[0].id, c.calls[1].id);
+    char first[48];
+    strcpy(first, c.calls[0].id);
+    ss_tool_calls_name(&c, SS_TOOL_FORMAT_MISTRAL, "chatcmpl-00ff", 0); /* the same response: the same ids */
+    assert_string_equal(c.calls[0].id, first);
+    ss_tool_calls_name(&c, SS_TOOL_FORMAT_HERMES, "chatcmpl-00ff", 3);
+    assert_string_equal(c.calls[1].id, "call_00ff_3_1");
+    ss_tool_calls_free(&c);
+    parse(SS_TOOL_FORMAT_MISTRAL, 0, " [{\"name\":\"now\",\"arguments\":{}}]\n", 8, &c); /* the marker left out */
+    assert_int_equal(c.n, 1);
+    ss_tool_calls_free(&c);
+    parse(SS_TOOL_FORMAT_MISTRAL, 0, "{\"name\":\"now\",\"arguments\":{}}", 8, &c); /* a bare call (forced) */
+    assert_int_equal(c.n, 1);
+    ss_tool_calls_free(&c);
+    static const char *const texts[] = {"[1] A citation.", "[]", "[TOOL_CALLS] [{\"name\":\"rm\"}]",
+                                        "[{\"name\":\"now\"}] and text", "Plain text"};
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+        parse(SS_TOOL_FORMAT_MISTRAL, 0, texts[i], 8, &c);
+        assert_int_equal(c.n, 0);
+    }
+    int hold = 0, plain = 0;
+    assert_int_equal(ss_tool_stream_sendable(SS_TOOL_FORMAT_MISTRAL, 0, " [", 2, &hold, &plain), 0);
+    assert_int_equal(hold, 1);
+    hold = 0;
+    assert_int_equal(ss_tool_stream_sendable(SS_TOOL_FORMAT_MISTRAL, 0, "Sure", 4, &hold, &plain), 4);
+    assert_int_equal(plain, 1);
+}
+
 /* The stream sends text up to where a call may begin, and nothing after. */
 static void test_stream_sendable(void **state)
 {
@@ -239,7 +286,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_format_of_template), cmocka_unit_test(test_check),
         cmocka_unit_test(test_forced_schema),      cmocka_unit_test(test_parse_json),
-        cmocka_unit_test(test_parse_hermes),       cmocka_unit_test(test_stream_sendable),
+        cmocka_unit_test(test_parse_hermes),       cmocka_unit_test(test_parse_mistral),
+        cmocka_unit_test(test_stream_sendable),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
