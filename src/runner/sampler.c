@@ -18,6 +18,7 @@ struct ss_sampler {
     ss_logit_edit *edits;
     int64_t n_edits, edits_cap;
     int64_t *edit_off; /* [max_seqs + 1] */
+    int32_t n_rows, n_top; /* the step's sampling sequences and its longest logprob list (ss_sampler_prepare) */
     int32_t *slot;     /* [vocab] a token's edit while one sequence's are built; -1 otherwise */
     /* device path (last stage): the edits' buffer, JSON mode's mask words then their rows, and the host copy of
      * those */
@@ -183,6 +184,8 @@ ss_status ss_sampler_prepare(ss_sampler *s, const ss_step_plan *plan, const int3
             sampler_seq_edits(s, &plan->seqs[i], row_of_seq[i]);
     }
     s->edit_off[plan->n_seqs] = s->n_edits;
+    s->n_rows = n;
+    s->n_top = k;
     const size_t bytes = (size_t)n * 8 + (size_t)n * k * 8;
     *device = s->dev_edits && !(plan->flags & (SS_PLAN_ALL_LOGITS | SS_PLAN_LAST_LOGITS)) &&
               bytes <= SS_DOWNLOAD_ASYNC_MAX && s->n_edits <= s->dev_edits_cap;
@@ -236,15 +239,9 @@ ss_status ss_sampler_device(ss_sampler *s, const ss_step_plan *plan, float *logi
                             size_t *bytes, int32_t *k, ss_err *err)
 {
     const ss_backend_i *B = s->be->iface;
-    const int32_t V = s->vocab;
-    int32_t n = 0, kk = 0;
-    for (int32_t i = 0; i < plan->n_seqs; i++)
-        if (plan->seqs[i].sample) {
-            n++;
-            kk = plan->seqs[i].sp.n_logprobs > kk ? plan->seqs[i].sp.n_logprobs : kk;
-        }
+    const int32_t V = s->vocab, n = s->n_rows;
     *bytes = 0;
-    *k = lists ? kk : 0;
+    *k = lists ? s->n_top : 0;
     ss_status st = SS_OK;
     if (s->n_edits > 0) {
         st = B->upload(s->be->ctx, s->dev_edits, s->edits, (size_t)s->n_edits * sizeof *s->edits);
@@ -324,15 +321,7 @@ ss_status ss_sampler_host(ss_sampler *s, const ss_step_plan *plan, const int32_t
                           int32_t n_rows, ss_step_output *out, ss_err *err)
 {
     const ss_backend_i *B = s->be->iface;
-    const int32_t V = s->vocab;
-    int32_t n = 0, n_top = 0;
-    for (int32_t i = 0; i < plan->n_seqs; i++) {
-        const ss_plan_seq *q = &plan->seqs[i];
-        if (!q->sample)
-            continue;
-        n++;
-        n_top = q->sp.n_logprobs > n_top ? q->sp.n_logprobs : n_top;
-    }
+    const int32_t V = s->vocab, n = s->n_rows, n_top = s->n_top;
     int want_logits = (plan->flags & (SS_PLAN_ALL_LOGITS | SS_PLAN_LAST_LOGITS)) != 0;
     out->n = n;
     out->vocab = V;

@@ -48,7 +48,7 @@ ss_status ss_sampler_unpack(const int32_t *buf, int32_t n, int32_t k, const int3
                             ss_err *err);
 
 /* The host path: downloads the n_rows logits rows and samples plan's sequences on the helper threads into o
- * (logits returned too when the plan asks). Needs ss_sampler_prepare's edits. */
+ * (logits returned too when the plan asks). Needs ss_sampler_prepare of the same plan (its edits and counts). */
 ss_status ss_sampler_host(ss_sampler *s, const ss_step_plan *plan, const int32_t *row_of_seq, const float *logits,
                           int32_t n_rows, ss_step_output *o, ss_err *err);
 
