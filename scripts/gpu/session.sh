@@ -758,7 +758,8 @@ if has wgp; then
   # them) under each WGP_CHECKS environment ("-": none); then bench_backend --attn-prefill (2,048-token chunks at 2k
   # to 128k, each prefill form) under each WGP_BENCH environment (set and empty: none); WGP_SAN="memcheck racecheck
   # synccheck": those compute-sanitizer tools over test_attention_tiled (WGP_SAN_ONLY: another pattern). End-to-end prefill: phase s21a after it, with S21A_VARIANTS
-  # setting SS_ATTN_PREFILL (wg, mt2, wm8). WGP_ONLY: another SS_TEST_ONLY pattern of the consistency test.
+  # setting SS_ATTN_PREFILL (wg, mt2, wm8). WGP_ONLY: another SS_TEST_ONLY pattern of the consistency test. WGP_KV=fp8:
+  # the benchmark reads an fp8 KV cache.
   export CUDA_VISIBLE_DEVICES=0
   for c in ${WGP_CHECKS:--}; do
     variant "$c"
@@ -769,7 +770,7 @@ if has wgp; then
   for c in ${WGP_BENCH--}; do # set and empty: no benchmark
     variant "$c"
     step "bench_backend --attn-prefill [$c]" 200 "attnp_$vtag.log" env ${ev[@]+"${ev[@]}"} "$B/tools/bench_backend" \
-      --attn-prefill --iters "${WGP_ITERS:-20}"
+      --attn-prefill --iters "${WGP_ITERS:-20}" ${WGP_KV:+--kv "$WGP_KV"}
     grep -h "attn" "$L/attnp_$vtag.log" | tee -a "$S"
   done
   for t in ${WGP_SAN:-}; do # compute-sanitizer tools (memcheck racecheck synccheck) over WGP_SAN_ONLY's tests

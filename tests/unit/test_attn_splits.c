@@ -142,7 +142,8 @@ static void test_prefill_split_base(void **state)
     assert_int_equal(ss_attn_pick_splits(&a, ss_attn_prefill_split_base(&a, 144, 9), 0), 8);
 }
 
-/* The prefill form (session 32): 4 warps of two m-tiles from a context bound of 4096 on, as measured. */
+/* The prefill form (session 32): 4 warps of two m-tiles from a context bound of 4096 on (an fp8 cache: 2048), as
+ * measured. */
 static void test_prefill_form_rule(void **state)
 {
     (void)state;
@@ -156,6 +157,14 @@ static void test_prefill_form_rule(void **state)
     assert_int_equal(ss_attn_prefill_mt2(&a), 1);
     a.max_seq_len = 32768;
     assert_int_equal(ss_attn_prefill_mt2(&a), 1);
+    a.kv_fp8 = 1; /* an fp8 cache: from a context bound of 2048 on (session 38) */
+    a.max_seq_len = 2047;
+    assert_int_equal(ss_attn_prefill_mt2(&a), 0);
+    a.max_seq_len = 2048;
+    assert_int_equal(ss_attn_prefill_mt2(&a), 1);
+    a.kv_fp8 = 0;
+    assert_int_equal(ss_attn_prefill_mt2(&a), 0);
+    a.max_seq_len = 32768;
     setenv("SS_ATTN_PREFILL", "wm8", 1); /* the benchmark switch wins either way */
     assert_int_equal(ss_attn_prefill_mt2(&a), 0);
     setenv("SS_ATTN_PREFILL", "mt2", 1);

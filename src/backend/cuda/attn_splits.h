@@ -15,6 +15,7 @@
  * run op by op pass the true maximum. */
 #define SS_ATTN_LONG_CONTEXT 2048
 #define SS_ATTN_MT2_CONTEXT 4096 /* ss_attn_prefill_mt2 */
+#define SS_ATTN_MT2_CONTEXT_FP8 2048 /* ss_attn_prefill_mt2, an fp8 cache */
 #define SS_ATTN_WG_ROWS 128 /* rows of a block of the wgmma prefill form (attn_wgmma.cu) */
 
 #ifdef __cplusplus
@@ -45,7 +46,8 @@ int ss_attn_short_tiles(const ss_cuda_attn_args *a, int64_t ctas);
  * m-tiles instead of 8 of one:
  * from a context bound (a->max_seq_len) of SS_ATTN_MT2_CONTEXT on, where an SM holds two of its CTAs
  * (a->prefill_mt2_ctas_per_sm, for the launch's cache type: its premise; one H200, 8B prefill: +6.7% at 8k tokens,
- * +12.7% at 32k, session 32; with an fp8 cache +9.5% / +23.9%, session 33).
+ * +12.7% at 32k, session 32; with an fp8 cache +9.5% / +23.9%, session 33); with an fp8 cache from
+ * SS_ATTN_MT2_CONTEXT_FP8 on (a 2,048-token chunk from position 0: 154 against 221 us, session 38).
  * Never where it cannot launch (a->prefill_mt2_ctas_per_sm 0: Ada's shared memory, or unknown). Reads the
  * benchmark switch SS_ATTN_PREFILL (mt2: always where it launches, wm8: never). */
 int ss_attn_prefill_mt2(const ss_cuda_attn_args *a);

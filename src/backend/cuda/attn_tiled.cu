@@ -761,9 +761,11 @@ int launch_d(const AttnTiledParams &p, TiledShape sh, dim3 grid, bool cluster, c
         return cluster ? launch_shape<D, 1, 4, true, kBN, FP8>(p, grid, s) : launch_shape<D, 1, 4, false, kBN, FP8>(p, grid, s);
     if (sh.wm == 4)
         return launch_shape<D, 4, 1, false, kBN, FP8>(p, grid, s);
-    if constexpr (D == 128 && !FP8) {
-        if (p.prefill_wg) // 128-row blocks on wgmma (sm_90)
+    if (p.prefill_wg) { // 128-row blocks on wgmma (sm_90): a bf16 cache with heads of 128, as the host's rule asks
+        if constexpr (D == 128 && !FP8)
             return attn_wgmma_launch(p, grid, s);
+        else
+            return (int)cudaErrorInvalidValue; // never silently another form (a forced test would pass untested)
     }
     if (p.prefill_mt2) // 128-row blocks: 4 warps of two m-tiles, or 8 of one
         return launch_shape<D, 4, 1, false, kBN, FP8, 2>(p, grid, s);
