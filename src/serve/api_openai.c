@@ -766,14 +766,25 @@ char *ss_api_openai_chunk_json(const ss_api_resp_meta *m, int32_t index, const c
     return ss_jbuf_take(&b, len);
 }
 
-char *ss_api_openai_tool_chunk_json(const ss_api_resp_meta *m, int32_t index, const ss_tool_calls *calls, size_t *len)
+char *ss_api_openai_tool_chunk_json(const ss_api_resp_meta *m, int32_t index, const ss_tool_event *ev, size_t *len)
 {
     ss_jbuf b;
     ss_jbuf_init(&b, OAI_MAX_RESPONSE);
     oai_head(&b, m, 1);
     ss_jbuf_printf(&b, ",\"choices\":[{\"index\":%d,\"delta\":{", (int)index);
-    oai_tool_calls(&b, calls);
-    ss_jbuf_cstr(&b, "},\"logprobs\":null,\"finish_reason\":\"tool_calls\"}]}");
+    if (ev && ev->kind == SS_TOOL_EVENT_CALL) {
+        ss_jbuf_printf(&b, "\"tool_calls\":[{\"index\":%d,\"id\":", (int)ev->index);
+        ss_jbuf_str(&b, ev->id, strlen(ev->id));
+        ss_jbuf_cstr(&b, ",\"type\":\"function\",\"function\":{\"name\":");
+        ss_jbuf_str(&b, ev->name, strlen(ev->name));
+        ss_jbuf_cstr(&b, ",\"arguments\":\"\"}}]");
+    } else if (ev && ev->kind == SS_TOOL_EVENT_ARGS) {
+        ss_jbuf_printf(&b, "\"tool_calls\":[{\"index\":%d,\"function\":{\"arguments\":", (int)ev->index);
+        ss_jbuf_str(&b, ev->text, ev->len);
+        ss_jbuf_cstr(&b, "}}]");
+    }
+    ss_jbuf_cstr(&b, ev ? "},\"logprobs\":null,\"finish_reason\":null}]}"
+                        : "},\"logprobs\":null,\"finish_reason\":\"tool_calls\"}]}");
     return ss_jbuf_take(&b, len);
 }
 

@@ -5,6 +5,7 @@
 #define SS_API_OPENAI_H
 
 #include "serve/api_common.h"
+#include "serve/tool_stream.h"
 
 /* Parses a completions (kind SS_API_COMPLETION) or chat (SS_API_CHAT) body. out is initialized here;
  * on error it is cleared and e says why (status 400, param = field). */
@@ -48,9 +49,11 @@ char *ss_api_openai_response_json(const ss_api_resp_meta *m, const ss_api_choice
 char *ss_api_openai_chunk_json(const ss_api_resp_meta *m, int32_t index, const char *text, size_t text_len,
                                const ss_api_token_lp *lp, int finish, int first, const ss_api_vocab *vocab,
                                ss_api_text_pos *pos, size_t *len);
-/* A chat stream's last chunk for choice `index` when its answer was calls: a delta of tool_calls (whole calls, as
- * the non-stream answer's), finish_reason "tool_calls". Caller ss_frees. */
-char *ss_api_openai_tool_chunk_json(const ss_api_resp_meta *m, int32_t index, const ss_tool_calls *calls, size_t *len);
+/* A chat stream's chunk for choice `index` of a call event (serve/tool_stream.h): CALL: delta.tool_calls = [{"index",
+ * "id", "type": "function", "function": {"name", "arguments": ""}}]; ARGS: [{"index", "function": {"arguments":
+ * piece}}]; ev NULL: the last chunk of an answer that was calls, an empty delta with finish_reason "tool_calls".
+ * (CONTENT events go as ss_api_openai_chunk_json's.) Caller ss_frees. */
+char *ss_api_openai_tool_chunk_json(const ss_api_resp_meta *m, int32_t index, const ss_tool_event *ev, size_t *len);
 /* The final usage chunk of stream_options.include_usage (choices: []). Caller ss_frees. */
 char *ss_api_openai_usage_chunk_json(const ss_api_resp_meta *m, int32_t prompt_tokens,
                                      int32_t completion_tokens, int32_t cached_tokens, size_t *len);

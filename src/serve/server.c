@@ -246,7 +246,7 @@ void srv_req_free(srv_req *r)
     for (int32_t i = 0; r->choices && i < r->n; i++)
         ss_api_choice_clear(&r->choices[i]);
     for (int32_t i = 0; r->subs && i < r->n; i++)
-        ss_free(r->subs[i].held);
+        ss_tool_stream_destroy(r->subs[i].tools);
     ss_free(r->choices);
     ss_free(r->subs);
     cJSON_Delete(r->tools);
@@ -434,49 +434,55 @@ static void srv_send_content(srv_req *r, srv_sub *sub, const char *text, size_t 
     sub->chunks++;
 }
 
-/* A chat stream with tools: text joins what is held, and what cannot begin a call is sent. done: the answer ended
- * (finish): the held text is its calls (one tool_calls chunk) or content. */
+/* A chat stream with tools: the answer's text goes through sub's tool stream, whose events become chunks (content, a
+ * call's name, its arguments piece by piece). done: the answer ended (finish): the last chunk says "tool_calls" when
+ * the answer was calls, else the model's finish. */
 static void srv_tool_stream(srv_req *r, srv_sub *sub, const char *text, size_t len, int done, int finish)
 {
-    if (len > 0) {
-        if (sub->held_len + len + 1 > sub->held_cap) {
-            size_t cap = (sub->held_len + len + 1) * 2;
-            char *h = ss_realloc(sub->held, cap);
-            if (!h) {
-                if (!r->failed) {
-                    r->failed = 1;
-                    ss_api_fail(&r->err, 500, NULL, "out of memory");
-                }
-                srv_cancel(r->s, sub->id);
-                return;
-            }
-            sub->held = h;
-            sub->held_cap = cap;
-        }
-        memcpy(sub->held + sub->held_len, text, len);
-        sub->held_len += len;
+    ss_status st = SS_OK;
+    if (!sub->tools) {
+        ss_tool_stream_params p = ss_tool_stream_default_params();
+        p.fmt = r->s->limits.tool_format;
+        p.forced = r->tool_choice == SS_TOOL_CHOICE_REQUIRED || r->tool_choice == SS_TOOL_CHOICE_NAMED;
+        p.tools = r->tools;
+        p.max_calls = r->max_calls;
+        p.response_id = r->id;
+        p.choice = sub->index;
+        p.max_text = SRV_MAX_TEXT;
+        st = ss_tool_stream_create(&p, &sub->tools);
     }
-    int forced = r->tool_choice == SS_TOOL_CHOICE_REQUIRED || r->tool_choice == SS_TOOL_CHOICE_NAMED;
-    size_t n = ss_tool_stream_sendable(r->s->limits.tool_format, forced, sub->held, sub->held_len, &sub->hold,
-                                       &sub->plain);
-    if (done) {
-        ss_api_choice *c = &r->choices[sub->index];
-        if (sub->hold && srv_parse_calls(r, c, sub->held, sub->held_len) == SS_OK && c->calls.n > 0) {
-            size_t jl = 0;
-            char *j = ss_api_openai_tool_chunk_json(&r->meta, sub->index, &c->calls, &jl);
-            srv_stream_send(r, j, jl);
-            ss_free(j);
-            sub->chunks++;
-        } else {
-            srv_send_content(r, sub, sub->held, sub->held_len, finish);
+    ss_tool_outcome out = SS_TOOL_OUTCOME_OPEN;
+    if (st == SS_OK)
+        st = ss_tool_stream_feed(sub->tools, text, len);
+    if (st == SS_OK && done)
+        st = ss_tool_stream_finish(sub->tools, &out);
+    if (st != SS_OK) {
+        if (!r->failed) {
+            r->failed = 1;
+            ss_api_fail(&r->err, 500, NULL, "response too large or out of memory");
         }
-        sub->held_len = 0;
+        if (!done)
+            srv_cancel(r->s, sub->id);
         return;
     }
-    if (n > 0) {
-        srv_send_content(r, sub, sub->held, n, 0);
-        memmove(sub->held, sub->held + n, sub->held_len - n);
-        sub->held_len -= n;
+    ss_tool_event ev;
+    while (ss_tool_stream_next(sub->tools, &ev)) {
+        size_t n = 0;
+        char *j = ev.kind == SS_TOOL_EVENT_CONTENT
+                      ? ss_api_openai_chunk_json(&r->meta, sub->index, ev.text, ev.len, NULL, 0, 0, NULL, NULL, &n)
+                      : ss_api_openai_tool_chunk_json(&r->meta, sub->index, &ev, &n);
+        srv_stream_send(r, j, n);
+        ss_free(j);
+        sub->chunks++;
+    }
+    if (done && out == SS_TOOL_OUTCOME_CALLS) {
+        size_t n = 0;
+        char *j = ss_api_openai_tool_chunk_json(&r->meta, sub->index, NULL, &n);
+        srv_stream_send(r, j, n);
+        ss_free(j);
+        sub->chunks++;
+    } else if (done) {
+        srv_send_content(r, sub, NULL, 0, finish);
     }
 }
 

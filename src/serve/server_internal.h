@@ -42,10 +42,7 @@ typedef struct srv_sub {
     double cum_lp;
     int32_t chunks;         /* stream chunks sent (Triton: a stream always ends with one) */
     ss_api_text_pos lp_pos; /* where the next token starts in the streamed text (completions' text_offset) */
-    /* a stream with tools: the answer's text not sent yet (a call may be starting; ss_tool_stream_sendable) */
-    char *held;
-    size_t held_len, held_cap;
-    int hold, plain;
+    ss_tool_stream *tools; /* a chat stream with tools: its answer's content and calls as they come (owned) */
 } srv_sub;
 
 struct srv_req {

@@ -1,5 +1,5 @@
 /* tool_calls.c — OpenAI function calling (see tool_calls.h): request checks, the forcing schema, parsing the model's
- * calls out of its answer (cJSON reads the call objects), and the stream's hold-back rule. */
+ * calls out of its answer (cJSON reads the call objects) and naming them. A stream's view: tool_stream.c. */
 #include "serve/tool_calls.h"
 
 #include <cjson/cJSON.h>
@@ -8,19 +8,15 @@
 
 #include "core/alloc.h"
 
-#define TOOL_TAG "<tool_call>"
-#define TOOL_END "</tool_call>"
-#define PYTHON_TAG "<|python_tag|>"
-#define MISTRAL_TAG "[TOOL_CALLS]"
 #define TOOLS_MAX 128
 
 ss_tool_format ss_tool_format_of_template(const char *tpl)
 {
     if (!tpl || !strstr(tpl, "tools"))
         return SS_TOOL_FORMAT_NONE;
-    if (strstr(tpl, MISTRAL_TAG))
+    if (strstr(tpl, SS_MISTRAL_TAG))
         return SS_TOOL_FORMAT_MISTRAL;
-    return strstr(tpl, TOOL_TAG) ? SS_TOOL_FORMAT_HERMES : SS_TOOL_FORMAT_JSON;
+    return strstr(tpl, SS_TOOL_TAG) ? SS_TOOL_FORMAT_HERMES : SS_TOOL_FORMAT_JSON;
 }
 
 /* The function object of tool t, or NULL. */
@@ -61,6 +57,11 @@ static const cJSON *tool_find(const cJSON *tools, const char *name)
             return t;
     }
     return NULL;
+}
+
+int ss_tools_has(const cJSON *tools, const char *name)
+{
+    return tool_find(tools, name) != NULL;
 }
 
 ss_status ss_tools_check(const cJSON *tools, const cJSON *tool_choice, ss_tool_choice *choice, const char **named,
@@ -256,15 +257,16 @@ static const char *skip_ws(const char *p, const char *end)
 }
 
 /* Appends the call that object o describes ({"name": a tool's name, "arguments" or "parameters": an object, or a
- * string holding one}): 1 when it does, 0 when o is no call, -1 when out of memory. */
+ * string holding one}): 1 when it does, 0 when o is no call, -1 when out of memory. The first "name" counts, and the
+ * first of "arguments" and "parameters", whichever it is (a stream sends the arguments it meets first). */
 static int add_call(ss_tool_calls *out, const cJSON *o, const cJSON *tools, int32_t max_calls)
 {
     const cJSON *n = cJSON_GetObjectItemCaseSensitive(o, "name");
     if (!cJSON_IsObject(o) || !cJSON_IsString(n) || !tool_find(tools, n->valuestring))
         return 0;
-    const cJSON *a = cJSON_GetObjectItemCaseSensitive(o, "arguments");
-    if (!a)
-        a = cJSON_GetObjectItemCaseSensitive(o, "parameters");
+    const cJSON *a = o->child;
+    while (a && !(a->string && (strcmp(a->string, "arguments") == 0 || strcmp(a->string, "parameters") == 0)))
+        a = a->next;
     char *args = NULL;
     if (!a || cJSON_IsNull(a)) {
         args = ss_strdup("{}");
@@ -321,8 +323,8 @@ static int parse_json_calls(ss_tool_calls *out, const char *text, size_t len, co
 {
     const char *p = text, *end = text + len;
     p = skip_ws(p, end);
-    if ((size_t)(end - p) >= strlen(PYTHON_TAG) && memcmp(p, PYTHON_TAG, strlen(PYTHON_TAG)) == 0)
-        p = skip_ws(p + strlen(PYTHON_TAG), end);
+    if ((size_t)(end - p) >= strlen(SS_PYTHON_TAG) && memcmp(p, SS_PYTHON_TAG, strlen(SS_PYTHON_TAG)) == 0)
+        p = skip_ws(p + strlen(SS_PYTHON_TAG), end);
     if (p == end || *p != '{')
         return 0;
     while (p < end) {
@@ -342,9 +344,9 @@ static int parse_json_calls(ss_tool_calls *out, const char *text, size_t len, co
 static int parse_mistral_calls(ss_tool_calls *out, const char *text, size_t len, const cJSON *tools, int32_t max_calls)
 {
     const char *p = text, *end = text + len;
-    const size_t ml = strlen(MISTRAL_TAG);
+    const size_t ml = strlen(SS_MISTRAL_TAG);
     p = skip_ws(p, end);
-    if ((size_t)(end - p) >= ml && memcmp(p, MISTRAL_TAG, ml) == 0)
+    if ((size_t)(end - p) >= ml && memcmp(p, SS_MISTRAL_TAG, ml) == 0)
         p = skip_ws(p + ml, end);
     if (p == end || *p != '[')
         return parse_json_calls(out, p, (size_t)(end - p), tools, max_calls);
@@ -364,8 +366,8 @@ static int parse_hermes_calls(ss_tool_calls *out, const char *text, size_t len, 
 {
     const char *end = text + len;
     const char *p = NULL;
-    for (const char *q = text; q + strlen(TOOL_TAG) <= end; q++)
-        if (memcmp(q, TOOL_TAG, strlen(TOOL_TAG)) == 0) {
+    for (const char *q = text; q + strlen(SS_TOOL_TAG) <= end; q++)
+        if (memcmp(q, SS_TOOL_TAG, strlen(SS_TOOL_TAG)) == 0) {
             p = q;
             break;
         }
@@ -376,15 +378,15 @@ static int parse_hermes_calls(ss_tool_calls *out, const char *text, size_t len, 
         content--;
     out->content_len = content;
     while (p < end) {
-        if ((size_t)(end - p) < strlen(TOOL_TAG) || memcmp(p, TOOL_TAG, strlen(TOOL_TAG)) != 0)
+        if ((size_t)(end - p) < strlen(SS_TOOL_TAG) || memcmp(p, SS_TOOL_TAG, strlen(SS_TOOL_TAG)) != 0)
             return 0;
-        const char *q = skip_ws(p + strlen(TOOL_TAG), end), *next = NULL;
+        const char *q = skip_ws(p + strlen(SS_TOOL_TAG), end), *next = NULL;
         int r = parse_call_at(out, q, end, tools, max_calls, &next);
         if (r <= 0)
             return r;
         p = skip_ws(next, end);
-        if ((size_t)(end - p) >= strlen(TOOL_END) && memcmp(p, TOOL_END, strlen(TOOL_END)) == 0)
-            p = skip_ws(p + strlen(TOOL_END), end);
+        if ((size_t)(end - p) >= strlen(SS_TOOL_END) && memcmp(p, SS_TOOL_END, strlen(SS_TOOL_END)) == 0)
+            p = skip_ws(p + strlen(SS_TOOL_END), end);
         else if (p < end)
             return 0;
     }
@@ -409,60 +411,27 @@ ss_status ss_tool_calls_parse(ss_tool_format fmt, int forced, const char *text, 
     return SS_OK;
 }
 
-void ss_tool_calls_name(ss_tool_calls *c, ss_tool_format fmt, const char *response_id, int32_t choice)
+void ss_tool_call_id(ss_tool_format fmt, const char *response_id, int32_t choice, int32_t i, char id[48])
 {
     const char *tail = response_id ? strchr(response_id, '-') : NULL;
     tail = tail ? tail + 1 : "0";
-    for (int32_t i = 0; i < c->n; i++) {
-        if (fmt != SS_TOOL_FORMAT_MISTRAL) {
-            snprintf(c->calls[i].id, sizeof c->calls[i].id, "call_%.16s_%d_%d", tail, (int)choice, (int)i);
-            continue;
-        }
-        uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a over the tail, the choice and the call */
-        char key[64];
-        int n = snprintf(key, sizeof key, "%.32s/%d/%d", tail, (int)choice, (int)i);
-        for (int k = 0; k < n; k++)
-            h = (h ^ (uint8_t)key[k]) * 0x100000001b3ull;
-        static const char digits[] = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
-        for (int k = 0; k < 9; k++, h /= 62)
-            c->calls[i].id[k] = digits[h % 62];
-        c->calls[i].id[9] = '\0';
+    if (fmt != SS_TOOL_FORMAT_MISTRAL) {
+        snprintf(id, 48, "call_%.16s_%d_%d", tail, (int)choice, (int)i);
+        return;
     }
+    uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a over the tail, the choice and the call */
+    char key[64];
+    int n = snprintf(key, sizeof key, "%.32s/%d/%d", tail, (int)choice, (int)i);
+    for (int k = 0; k < n; k++)
+        h = (h ^ (uint8_t)key[k]) * 0x100000001b3ull;
+    static const char digits[] = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    for (int k = 0; k < 9; k++, h /= 62)
+        id[k] = digits[h % 62];
+    id[9] = '\0';
 }
 
-size_t ss_tool_stream_sendable(ss_tool_format fmt, int forced, const char *text, size_t len, int *hold, int *plain)
+void ss_tool_calls_name(ss_tool_calls *c, ss_tool_format fmt, const char *response_id, int32_t choice)
 {
-    if (*plain)
-        return len;
-    if (*hold || forced) {
-        *hold = 1;
-        return 0;
-    }
-    if (fmt == SS_TOOL_FORMAT_HERMES) {
-        const size_t tl = strlen(TOOL_TAG);
-        for (size_t i = 0; i + tl <= len; i++)
-            if (memcmp(text + i, TOOL_TAG, tl) == 0) {
-                *hold = 1;
-                return i;
-            }
-        for (size_t k = tl - 1; k > 0; k--) /* a tail that may grow into the tag stays */
-            if (k <= len && memcmp(text + len - k, TOOL_TAG, k) == 0)
-                return len - k;
-        return len;
-    }
-    /* JSON and MISTRAL: decided by the answer's first characters (a call; MISTRAL: a list of them or its marker,
-     * both beginning with '['; JSON: the python tag) */
-    const char *p = skip_ws(text, text + len);
-    size_t rest = (size_t)(text + len - p), pl = strlen(PYTHON_TAG);
-    if (rest == 0)
-        return 0;
-    if (*p == '{' || (fmt == SS_TOOL_FORMAT_MISTRAL && *p == '[') ||
-        (fmt == SS_TOOL_FORMAT_JSON && rest >= pl && memcmp(p, PYTHON_TAG, pl) == 0)) {
-        *hold = 1;
-        return 0;
-    }
-    if (fmt == SS_TOOL_FORMAT_JSON && rest < pl && memcmp(p, PYTHON_TAG, rest) == 0)
-        return 0; /* may still become the tag */
-    *plain = 1;
-    return len;
+    for (int32_t i = 0; i < c->n; i++)
+        ss_tool_call_id(fmt, response_id, choice, i, c->calls[i].id);
 }

@@ -1,5 +1,5 @@
 /* tool_calls.h — OpenAI function calling over the model's chat template: the request's tools and tool_choice, the
- * schema that forces a call, the calls parsed out of the model's text, and what a stream holds back meanwhile. */
+ * schema that forces a call, the calls parsed out of the model's text (a stream's view of them: tool_stream.h). */
 #ifndef SS_TOOL_CALLS_H
 #define SS_TOOL_CALLS_H
 
@@ -9,6 +9,12 @@
 #include "core/status.h"
 
 struct cJSON;
+
+/* The formats' markers in the model's text. */
+#define SS_TOOL_TAG "<tool_call>"
+#define SS_TOOL_END "</tool_call>"
+#define SS_PYTHON_TAG "<|python_tag|>"
+#define SS_MISTRAL_TAG "[TOOL_CALLS]"
 
 /* How a model writes its calls, told by its chat template:
  * - HERMES (Qwen 2.5 / 3, Hermes): `<tool_call>{"name": ..., "arguments": {...}}</tool_call>` blocks after any text;
@@ -40,6 +46,9 @@ typedef enum ss_tool_choice {
  * NULL unless NAMED) are set; errors are written to msg (cap bytes) with the parameter's name in *param. */
 ss_status ss_tools_check(const struct cJSON *tools, const struct cJSON *tool_choice, ss_tool_choice *choice,
                          const char **named, const char **param, char *msg, size_t cap);
+
+/* 1 when tools (checked by ss_tools_check) holds a function named name. */
+int ss_tools_has(const struct cJSON *tools, const char *name);
 
 /* The JSON schema an answer must follow when a call is forced, into *out (a new cJSON, caller deletes): {"name": the
  * tool's name, and "arguments" (HERMES) or "parameters" (JSON): its parameters' schema ({"type": "object"} without
@@ -73,11 +82,7 @@ void ss_tool_calls_free(ss_tool_calls *c);
  * <i>", or for MISTRAL 9 letters and digits drawn from the same (a hash: distinct within a response but for a 62^-9
  * chance). */
 void ss_tool_calls_name(ss_tool_calls *c, ss_tool_format fmt, const char *response_id, int32_t choice);
-
-/* A stream's view of the answer's text not sent yet (text[0..len); from the answer's start until a JSON-format
- * answer is known to be text): how many bytes from its start may be sent as content now, so that no call is sent as
- * text. *hold becomes 1 once a call may have begun: nothing more is sent before the answer ends. *plain becomes 1
- * once the answer is certainly text (JSON format: it did not begin with a call): everything may be sent. */
-size_t ss_tool_stream_sendable(ss_tool_format fmt, int forced, const char *text, size_t len, int *hold, int *plain);
+/* The id ss_tool_calls_name gives call i, into id (NUL-terminated). */
+void ss_tool_call_id(ss_tool_format fmt, const char *response_id, int32_t choice, int32_t i, char id[48]);
 
 #endif

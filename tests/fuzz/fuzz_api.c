@@ -1,7 +1,8 @@
 /* fuzz_api.c — libFuzzer target over the HTTP API parsers: the first byte picks completions, chat,
  * Triton generate, tokenize or detokenize (and the model's function-call format); the rest is the request body.
  * Every input must give SS_OK or a 4xx/5xx error with a message, never a crash or leak; accepted requests also build
- * responses, and a chat request with tools has the body itself parsed as an answer holding calls. */
+ * responses, and a chat request with tools has the body itself parsed as an answer holding calls, and streamed (the
+ * stream's calls and content must be the whole parse's, byte for byte). */
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -12,6 +13,82 @@
 #include "serve/sse.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* c's text streamed in pieces of 1 to 8 bytes (drawn from the text): the events' content and arguments must be what
+ * the whole parse (c->calls) gives, byte for byte; the chunks are built. */
+static void stream_calls(const ss_api_resp_meta *m, ss_tool_format fmt, int forced, const ss_api_request *r,
+                         const ss_api_choice *c)
+{
+    ss_tool_stream_params p = ss_tool_stream_default_params();
+    p.fmt = fmt;
+    p.forced = forced;
+    p.tools = r->tools;
+    p.max_calls = r->parallel_tool_calls ? 64 : 1;
+    p.response_id = "chatcmpl-0123";
+    p.choice = 1;
+    ss_tool_stream *ts = NULL;
+    if (ss_tool_stream_create(&p, &ts) != SS_OK)
+        return;
+    ss_jbuf content, args;
+    ss_jbuf_init(&content, (size_t)1 << 24);
+    ss_jbuf_init(&args, (size_t)1 << 24);
+    int32_t calls = 0, args_of = -1;
+    uint32_t h = 2166136261u;
+    ss_tool_outcome out = SS_TOOL_OUTCOME_OPEN;
+    for (size_t i = 0, n = 0; i <= c->text_len; i += n) {
+        ss_status st;
+        if (i < c->text_len) {
+            h = (h ^ (uint8_t)c->text[i]) * 16777619u;
+            n = 1 + (h >> 7) % 8;
+            n = n < c->text_len - i ? n : c->text_len - i;
+            st = ss_tool_stream_feed(ts, c->text + i, n);
+        } else {
+            n = 1;
+            st = ss_tool_stream_finish(ts, &out);
+        }
+        if (st != SS_OK)
+            __builtin_trap();
+        ss_tool_event ev;
+        while (ss_tool_stream_next(ts, &ev)) {
+            size_t jl;
+            if (ev.kind == SS_TOOL_EVENT_CONTENT) {
+                ss_jbuf_raw(&content, ev.text, ev.len);
+                continue;
+            }
+            if (ev.kind == SS_TOOL_EVENT_CALL) { /* the calls in order; each one's arguments compared when it ends */
+                if (ev.index != calls++ || (args_of >= 0 && args_of < c->calls.n &&
+                                            strcmp(args.data ? args.data : "", c->calls.calls[args_of].arguments)))
+                    __builtin_trap();
+                args.len = 0;
+                if (args.data)
+                    args.data[0] = '\0';
+                args_of = ev.index;
+            } else {
+                if (ev.index != args_of)
+                    __builtin_trap();
+                ss_jbuf_raw(&args, ev.text, ev.len);
+            }
+            ss_free(ss_api_openai_tool_chunk_json(m, 1, &ev, &jl));
+        }
+    }
+    /* the whole parse has the last word: calls stream as calls, exactly; otherwise all of it is content */
+    if ((out == SS_TOOL_OUTCOME_CALLS) != (c->calls.n > 0))
+        __builtin_trap();
+    if (out == SS_TOOL_OUTCOME_CALLS) {
+        if (calls != c->calls.n || content.len != c->calls.content_len ||
+            memcmp(content.data ? content.data : "", c->text, content.len) ||
+            strcmp(args.data ? args.data : "", c->calls.calls[c->calls.n - 1].arguments))
+            __builtin_trap();
+    } else if (content.len != c->text_len || memcmp(content.data ? content.data : "", c->text, c->text_len) ||
+               (out == SS_TOOL_OUTCOME_BROKEN) != (calls > 0)) {
+        __builtin_trap();
+    }
+    size_t jl;
+    ss_free(ss_api_openai_tool_chunk_json(m, 1, NULL, &jl));
+    ss_jbuf_free(&content);
+    ss_jbuf_free(&args);
+    ss_tool_stream_destroy(ts);
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -53,15 +130,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ss_api_choice c;
     memset(&c, 0, sizeof c);
     const char *t = r.prompt ? r.prompt : "x";
-    if (r.tools) { /* the body as the answer: its calls */
-        int hold = 0, plain = 0, forced = r.tool_choice == SS_TOOL_CHOICE_REQUIRED || r.tool_choice == SS_TOOL_CHOICE_NAMED;
+    if (r.tools) { /* the body as the answer: its calls, parsed whole and streamed in pieces */
+        int forced = r.tool_choice == SS_TOOL_CHOICE_REQUIRED || r.tool_choice == SS_TOOL_CHOICE_NAMED;
         ss_api_choice_append_text(&c, body, len, 1 << 20);
-        if (ss_tool_stream_sendable(lim.tool_format, forced, c.text, c.text_len, &hold, &plain) > c.text_len)
-            __builtin_trap();
         if (ss_tool_calls_parse(lim.tool_format, forced, c.text, c.text_len, r.tools, r.parallel_tool_calls ? 64 : 1,
                                 &c.calls) != SS_OK)
             __builtin_trap();
         ss_tool_calls_name(&c.calls, lim.tool_format, "chatcmpl-0123", 1);
+        ss_api_resp_meta cm = {SS_API_CHAT, "id", 1, "m", 0, 0};
+        stream_calls(&cm, lim.tool_format, forced, &r, &c);
     } else {
         ss_api_choice_append_text(&c, t, strlen(t), 1 << 20);
     }
@@ -69,8 +146,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                           r.top_logprobs};
     size_t jl;
     ss_free(ss_api_openai_response_json(&m, &c, 1, NULL, &jl));
-    if (c.calls.n > 0)
-        ss_free(ss_api_openai_tool_chunk_json(&m, 0, &c.calls, &jl));
     char *chunk = ss_api_openai_chunk_json(&m, 0, t, strlen(t), NULL, 1, 1, NULL, NULL, &jl);
     if (chunk) {
         ss_jbuf b;

@@ -2,8 +2,9 @@
 """test_tools.py — function calling end to end (CPU): the e2e-llama3-tok fixture served under three chat templates
 that take tools (a Llama 3-style one, calls as JSON objects; a Hermes-style one, calls in <tool_call> blocks; a
 Mistral-style one, [TOOL_CALLS] lists) and under its own, which takes none. Forced calls (tool_choice required or named) come back as tool_calls, streamed or
-not; an answer that is text stays content; the tools reach the prompt; earlier calls and tool results in the
-history render; every misuse is a 400 naming its parameter.
+not (streamed: a chunk naming each call, then its arguments in pieces as they are written, which add up to the
+non-streamed arguments); an answer that is text stays content; the tools reach the prompt; earlier calls and tool
+results in the history render; every misuse is a 400 naming its parameter.
 Usage: test_tools.py BINARY FIXTURES_DIR"""
 import json
 import os
@@ -78,14 +79,39 @@ def stream(srv, body):
     return [json.loads(l[6:]) for l in raw.decode().split("\n") if l.startswith("data: {")]
 
 
+def streamed_calls(deltas):
+    """The calls of a stream's deltas, checked for OpenAI's shape: a call's first delta names it ({"index", "id",
+    "type": "function", "function": {"name", "arguments": ""}}), the ones after carry a piece of its arguments
+    ({"index", "function": {"arguments"}}); no finish_reason before the last chunk, which is an empty delta with
+    finish_reason tool_calls. Returns [{"id", "name", "arguments" (the pieces joined), "pieces"}]."""
+    calls = []
+    for i, d in enumerate(deltas):
+        tcs = d["delta"].get("tool_calls")
+        if tcs is None:
+            continue
+        assert len(tcs) == 1 and d["finish_reason"] is None, d
+        tc = tcs[0]
+        if "id" in tc:
+            assert tc["index"] == len(calls) and tc["type"] == "function", tc
+            assert tc["function"]["arguments"] == "" and tc["function"]["name"], tc
+            calls.append({"id": tc["id"], "name": tc["function"]["name"], "arguments": "", "pieces": 0})
+        else:
+            assert set(tc) == {"index", "function"} and set(tc["function"]) == {"arguments"}, tc
+            assert calls and tc["index"] == len(calls) - 1 and tc["function"]["arguments"], (tc, calls)
+            calls[-1]["arguments"] += tc["function"]["arguments"]
+            calls[-1]["pieces"] += 1
+    assert deltas[-1]["delta"] == {} and deltas[-1]["finish_reason"] == "tool_calls", deltas[-1]
+    return calls
+
+
 def forced(kind, choice, tools):
     return {"messages": [{"role": "user", "content": "Use Celsius."}], "tools": tools, "tool_choice": choice,
             "max_tokens": 120, "logit_bias": CLOSERS}
 
 
 @check("tool_choice naming a tool: one call of it (JSON, Hermes and Mistral formats), arguments following its "
-       "schema, content null, finish_reason tool_calls (Mistral: ids of 9 letters and digits); streamed: the same call "
-       "in one tool_calls delta")
+       "schema, content null, finish_reason tool_calls (Mistral: ids of 9 letters and digits); streamed: a chunk with "
+       "its id and name, then its arguments in several pieces that add up to the non-streamed arguments")
 def _():
     for kind in ("json", "hermes", "mistral"):
         srv = servers[kind]
@@ -108,18 +134,27 @@ def _():
         chunks = stream(srv, body)
         deltas = [ch["choices"][0] for ch in chunks if ch["choices"]]
         assert "".join(d["delta"].get("content") or "" for d in deltas) == "", deltas  # no call leaks as text
-        tc = [d for d in deltas if "tool_calls" in d["delta"]]
-        assert len(tc) == 1 and tc[0]["finish_reason"] == "tool_calls", deltas
-        got = tc[0]["delta"]["tool_calls"][0]
-        assert got["function"] == call["function"], (got, call)
+        got = streamed_calls(deltas)
+        assert len(got) == 1 and got[0]["name"] == "set_unit", deltas
+        assert got[0]["arguments"] == call["function"]["arguments"], (got, call)  # byte for byte
+        assert got[0]["pieces"] > 1, got  # sent as written, not whole at the end
+        if kind == "mistral":
+            assert len(got[0]["id"]) == 9 and got[0]["id"].isalnum(), got
+        else:
+            assert got[0]["id"].startswith("call_"), got
 
 
-@check("tool_choice required with two tools: a call of one of them; parallel_tool_calls false keeps one")
+@check("tool_choice required with two tools: a call of one of them; parallel_tool_calls false keeps one; streamed "
+       "the same")
 def _():
-    j = chat(servers["json"], dict(forced("json", "required", [UNIT, NOW]), parallel_tool_calls=False))
+    body = dict(forced("json", "required", [UNIT, NOW]), parallel_tool_calls=False)
+    j = chat(servers["json"], body)
     calls = j["choices"][0]["message"]["tool_calls"]
     assert len(calls) == 1 and calls[0]["function"]["name"] in ("set_unit", "now"), j
     assert isinstance(json.loads(calls[0]["function"]["arguments"]), dict), j
+    got = streamed_calls([ch["choices"][0] for ch in stream(servers["json"], body) if ch["choices"]])
+    assert [(g["name"], g["arguments"]) for g in got] == [(calls[0]["function"]["name"],
+                                                            calls[0]["function"]["arguments"])], (got, calls)
 
 
 @check("tool_choice auto: this model answers text, which stays content (streamed the same); the tools are in the "
@@ -149,8 +184,7 @@ def _():
     assert [t["function"] for t in c["message"]["tool_calls"]] == [{"name": "now", "arguments": "{}"}], j
     deltas = [ch["choices"][0] for ch in stream(srv, body) if ch["choices"]]
     assert "".join(d["delta"].get("content") or "" for d in deltas) == "", deltas
-    assert [d["delta"]["tool_calls"][0]["function"] for d in deltas if "tool_calls" in d["delta"]] == \
-        [{"name": "now", "arguments": "{}"}], deltas
+    assert [(t["name"], t["arguments"]) for t in streamed_calls(deltas)] == [("now", "{}")], deltas
 
 
 @check("a history with an assistant's call (arguments as a JSON text) and the tool's result renders and answers")

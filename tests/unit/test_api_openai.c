@@ -755,12 +755,26 @@ static void test_tools(void **state)
                            "\"logprobs\":null,\"finish_reason\":\"tool_calls\"}],\"usage\":{\"prompt_tokens\":0,"
                            "\"completion_tokens\":0,\"total_tokens\":0}}");
     ss_free(j);
-    j = ss_api_openai_tool_chunk_json(&m, 0, &c.calls, &len);
+    /* streamed: a call's start (id, name, arguments ""), pieces of its arguments, the last chunk */
+    ss_tool_event ev = {SS_TOOL_EVENT_CALL, 1, "call_abc_0_1", "now", NULL, 0};
+    j = ss_api_openai_tool_chunk_json(&m, 2, &ev, &len);
+    assert_string_equal(j, "{\"id\":\"chatcmpl-abc\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,"
+                           "\"model\":\"tiny\",\"system_fingerprint\":null,\"choices\":[{\"index\":2,\"delta\":{"
+                           "\"tool_calls\":[{\"index\":1,\"id\":\"call_abc_0_1\",\"type\":\"function\",\"function\":{"
+                           "\"name\":\"now\",\"arguments\":\"\"}}]},\"logprobs\":null,\"finish_reason\":null}]}");
+    assert_int_equal(len, strlen(j));
+    ss_free(j);
+    ev = (ss_tool_event){SS_TOOL_EVENT_ARGS, 1, NULL, NULL, "{\"a\":\"\xc3\xa9\n", 9};
+    j = ss_api_openai_tool_chunk_json(&m, 0, &ev, &len);
     assert_string_equal(j, "{\"id\":\"chatcmpl-abc\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,"
                            "\"model\":\"tiny\",\"system_fingerprint\":null,\"choices\":[{\"index\":0,\"delta\":{"
-                           "\"tool_calls\":[{\"index\":0,\"id\":\"call_abc_0_0\",\"type\":\"function\",\"function\":{"
-                           "\"name\":\"now\",\"arguments\":\"{\\\"a\\\":1}\"}}]},\"logprobs\":null,\"finish_reason\":"
-                           "\"tool_calls\"}]}");
+                           "\"tool_calls\":[{\"index\":1,\"function\":{\"arguments\":\"{\\\"a\\\":\\\"\xc3\xa9\\n\"}}]},"
+                           "\"logprobs\":null,\"finish_reason\":null}]}");
+    ss_free(j);
+    j = ss_api_openai_tool_chunk_json(&m, 0, NULL, &len);
+    assert_string_equal(j, "{\"id\":\"chatcmpl-abc\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,"
+                           "\"model\":\"tiny\",\"system_fingerprint\":null,\"choices\":[{\"index\":0,\"delta\":{},"
+                           "\"logprobs\":null,\"finish_reason\":\"tool_calls\"}]}");
     ss_free(j);
     ss_api_choice_clear(&c);
 }

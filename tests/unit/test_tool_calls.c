@@ -1,5 +1,6 @@
 /* test_tool_calls.c — function calling's pieces (serve/tool_calls.c): the template's format, request checks, the
- * forcing schema (compiled by the JSON guide), parsing calls out of answers in both formats, the stream's hold-back. */
+ * forcing schema (compiled by the JSON guide), parsing calls out of answers in each format (streams:
+ * test_tool_stream.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -244,41 +245,23 @@ static void test_parse_mistral(void **state)
         parse(SS_TOOL_FORMAT_MISTRAL, 0, texts[i], 8, &c);
         assert_int_equal(c.n, 0);
     }
-    int hold = 0, plain = 0;
-    assert_int_equal(ss_tool_stream_sendable(SS_TOOL_FORMAT_MISTRAL, 0, " [", 2, &hold, &plain), 0);
-    assert_int_equal(hold, 1);
-    hold = 0;
-    assert_int_equal(ss_tool_stream_sendable(SS_TOOL_FORMAT_MISTRAL, 0, "Sure", 4, &hold, &plain), 4);
-    assert_int_equal(plain, 1);
 }
 
-/* The stream sends text up to where a call may begin, and nothing after. */
-static void test_stream_sendable(void **state)
+/* An object with both "arguments" and "parameters": the first of them counts (a stream sends the first it meets). */
+static void test_parse_first_arguments(void **state)
 {
     (void)state;
-    int hold = 0, plain = 0;
-    assert_int_equal(ss_tool_stream_sendable(SS_TOOL_FORMAT_HERMES, 0, "Hello", 5, &hold, &plain), 5);
-    assert_int_equal(ss_tool_stream_sendable(SS_TOOL_FORMAT_HERMES, 0, "Hi <tool", 8, &hold, &plain), 3);
-    assert_int_equal(hold, 0);
-    assert_int_equal(ss_tool_stream_sendable(SS_TOOL_FORMAT_HERMES, 0, "Hi <tool_call>{", 15, &hold, &plain), 3);
-    assert_int_equal(hold, 1);
-    assert_int_equal(ss_tool_stream_sendable(SS_TOOL_FORMAT_HERMES, 0, "more", 4, &hold, &plain), 0);
-    hold = 0;
-    assert_int_equal(ss_tool_stream_sendable(SS_TOOL_FORMAT_HERMES, 0, "a < b", 5, &hold, &plain), 5);
-    /* JSON: undecided white space, then '{' holds; a letter makes it text */
-    hold = plain = 0;
-    assert_int_equal(ss_tool_stream_sendable(SS_TOOL_FORMAT_JSON, 0, " \n", 2, &hold, &plain), 0);
-    assert_int_equal(ss_tool_stream_sendable(SS_TOOL_FORMAT_JSON, 0, " \n{\"na", 6, &hold, &plain), 0);
-    assert_int_equal(hold, 1);
-    hold = 0;
-    assert_int_equal(ss_tool_stream_sendable(SS_TOOL_FORMAT_JSON, 0, "<|pyth", 6, &hold, &plain), 0);
-    assert_int_equal(hold + plain, 0);
-    assert_int_equal(ss_tool_stream_sendable(SS_TOOL_FORMAT_JSON, 0, " Sure", 5, &hold, &plain), 5);
-    assert_int_equal(plain, 1);
-    assert_int_equal(ss_tool_stream_sendable(SS_TOOL_FORMAT_JSON, 0, "{later}", 7, &hold, &plain), 7);
-    hold = plain = 0;
-    assert_int_equal(ss_tool_stream_sendable(SS_TOOL_FORMAT_JSON, 1, "anything", 8, &hold, &plain), 0);
-    assert_int_equal(hold, 1);
+    ss_tool_calls c;
+    parse(SS_TOOL_FORMAT_JSON, 0,
+          "{\"parameters\":{\"city\":\"A\"},\"name\":\"get_weather\",\"arguments\":{\"city\":\"B\"}}", 8, &c);
+    assert_int_equal(c.n, 1);
+    assert_string_equal(c.calls[0].arguments, "{\"city\":\"A\"}");
+    ss_tool_calls_free(&c);
+    parse(SS_TOOL_FORMAT_HERMES, 0,
+          "<tool_call>{\"name\":\"now\",\"arguments\":null,\"parameters\":{\"x\":1}}</tool_call>", 8, &c);
+    assert_int_equal(c.n, 1);
+    assert_string_equal(c.calls[0].arguments, "{}");
+    ss_tool_calls_free(&c);
 }
 
 int main(void)
@@ -287,7 +270,7 @@ int main(void)
         cmocka_unit_test(test_format_of_template), cmocka_unit_test(test_check),
         cmocka_unit_test(test_forced_schema),      cmocka_unit_test(test_parse_json),
         cmocka_unit_test(test_parse_hermes),       cmocka_unit_test(test_parse_mistral),
-        cmocka_unit_test(test_stream_sendable),
+        cmocka_unit_test(test_parse_first_arguments),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
