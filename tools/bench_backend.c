@@ -298,7 +298,7 @@ static void bench_attention(bench *b, int32_t batch, int32_t start, int32_t chun
     int32_t *md = dalloc(b, n_meta * sizeof *host);
     CHECK(b->be->iface->upload(b->be->ctx, md, host, n_meta * sizeof *host));
     ss_attn_meta meta = {md, md + n, md + 4 * n + batch, md + 4 * n, batch, max_blocks, ctx, bs,
-                         md + 2 * n, n_tiles, max_tile};
+                         md + 2 * n, n_tiles, max_tile, 0, 0, 0};
     const float scale = 0.08838834764f;
     double ctx_sum = 0; /* sum over tokens of the context each one sees */
     for (int32_t i = 0; i < chunk; i++)

@@ -51,7 +51,17 @@ typedef struct ss_attn_meta {
     const int32_t *q_tiles;
     int32_t n_tiles;
     int32_t max_tile_tokens;
+    /* Optional with q_tiles (0 when not given; given only for a step with tiles of both kinds): the tiles are
+     * then in token order within two groups, first the n_short_tiles tiles of fewer than SS_ATTN_LONG_TILE tokens
+     * (decode tokens: short_tokens tokens in all, the longest max_short_tokens), then the longer ones. A backend
+     * may process the groups apart (a prompt chunk's form may cost a decode tile many times its rows). */
+    int32_t n_short_tiles, short_tokens, max_short_tokens;
 } ss_attn_meta;
+
+/* Checks m's query tiles (host memory) for a step of n tokens against the contract above: every token in one tile,
+ * runs of one sequence at consecutive positions, the groups and counts as said; no tiles (NULL, 0) pass.
+ * SS_ERR_INVALID_ARG naming the first bad tile, SS_ERR_NOMEM. */
+ss_status ss_attn_tiles_check(const ss_attn_meta *m, int64_t n, ss_err *err);
 
 /* One decoder layer's weights and KV cache, for the decode_layers op. */
 typedef struct ss_decode_layer {
@@ -147,6 +157,8 @@ ss_status ss_linear_type_parse(const char *s, ss_linear_type *out, ss_err *err);
 
 /* Longest query tile of ss_attn_meta.q_tiles. */
 #define SS_ATTN_TILE_MAX 64
+/* Shortest tile of the long group of ss_attn_meta.q_tiles (n_short_tiles). */
+#define SS_ATTN_LONG_TILE 16
 
 /* Per-row sampling parameters for the sample op (host-side array, copied by the op). */
 typedef struct ss_sample_row {

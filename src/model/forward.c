@@ -435,10 +435,21 @@ static fwd_meta_layout fwd_layout(size_t t, size_t r, size_t s, size_t n_seqs, i
     return l;
 }
 
+/* Tokens of the query tile that starts at token i: the run of one sequence at consecutive positions from i, at most
+ * SS_ATTN_TILE_MAX; a padding token (i >= n) is one. */
+static int32_t fwd_run_len(const int32_t *seq, const int32_t *pos, int64_t n, int64_t i)
+{
+    int64_t j = i + 1;
+    while (j < n && j - i < SS_ATTN_TILE_MAX && seq[j] == seq[j - 1] && pos[j] == pos[j - 1] + 1)
+        j++;
+    return (int32_t)(j - i);
+}
+
 /* Fills the host metadata of a step of n tokens (padded with inert tokens up to n_pad: id 0, sequence
- * 0 at position 0, no KV slot, a row of its own) in layout l and returns the number of query tiles. */
+ * 0 at position 0, no KV slot, a row of its own) in layout l and returns the number of query tiles; short_info:
+ * ss_attn_meta's n_short_tiles, short_tokens, max_short_tokens. */
 static int32_t fwd_pack_meta(ss_forward *f, const ss_forward_batch *b, int64_t n_pad, int32_t n_rows_pad,
-                             const fwd_meta_layout *l, int32_t *max_tile)
+                             const fwd_meta_layout *l, int32_t *max_tile, int32_t short_info[3])
 {
     int32_t *m = f->meta_host;
     int64_t n = b->n_tokens;
@@ -463,22 +474,35 @@ static int32_t fwd_pack_meta(ss_forward *f, const ss_forward_batch *b, int64_t n
         for (int32_t s = 0; s < b->n_seqs; s++)
             memcpy(bt + (size_t)s * l->bt_stride, b->block_tables + (size_t)s * f->p.max_blocks,
                    (size_t)l->bt_stride * 4);
-    int32_t nt = 0;
+    /* The tiles: runs of one sequence at consecutive positions, at most SS_ATTN_TILE_MAX tokens (a padding token is
+     * a tile of its own). With runs of both kinds, those shorter than SS_ATTN_LONG_TILE come first (two passes; in
+     * token order within each), as ss_attn_meta's n_short_tiles says. */
+    int32_t n_long = 0, n_short = 0, short_tokens = 0, max_short = 0;
     *max_tile = 0;
-    for (int64_t i = 0; i < n_pad; i++) {
-        int32_t *t = tiles + 2 * (size_t)nt;
-        int cont = nt > 0 && i < n && seq[i] == seq[i - 1] && pos[i] == pos[i - 1] + 1 && t[-1] < SS_ATTN_TILE_MAX &&
-                   t[-2] + t[-1] == i;
-        if (cont) {
-            t[-1]++;
-            if (t[-1] > *max_tile)
-                *max_tile = t[-1];
-        } else {
-            t[0] = (int32_t)i, t[1] = 1, nt++;
-            if (*max_tile < 1)
-                *max_tile = 1;
-        }
+    for (int64_t i = 0; i < n_pad;) {
+        const int32_t len = fwd_run_len(seq, pos, n, i);
+        n_long += len >= SS_ATTN_LONG_TILE;
+        i += len;
     }
+    const int split = n_long > 0;
+    int32_t nt = 0;
+    for (int pass = split ? 0 : 1; pass < 2; pass++)
+        for (int64_t i = 0; i < n_pad;) {
+            const int32_t len = fwd_run_len(seq, pos, n, i);
+            if (!split || (len >= SS_ATTN_LONG_TILE) == pass) {
+                tiles[2 * (size_t)nt] = (int32_t)i, tiles[2 * (size_t)nt + 1] = len, nt++;
+                if (len > *max_tile)
+                    *max_tile = len;
+                if (split && pass == 0) {
+                    n_short++, short_tokens += len;
+                    max_short = len > max_short ? len : max_short;
+                }
+            }
+            i += len;
+        }
+    if (n_short == 0 || n_short == nt) /* one kind only: no groups */
+        n_short = short_tokens = max_short = 0;
+    short_info[0] = n_short, short_info[1] = short_tokens, short_info[2] = max_short;
     return nt;
 }
 
@@ -625,13 +649,15 @@ ss_status ss_forward_run(ss_forward *f, const ss_forward_batch *b, const float *
                              ? fwd_layout((size_t)n_pad, (size_t)n_pad, (size_t)n_pad, (size_t)b->n_seqs, stride)
                              : fwd_layout((size_t)T, (size_t)f->p.max_rows, (size_t)f->p.max_seqs, (size_t)b->n_seqs,
                                           graph ? f->p.max_blocks : stride);
-    int32_t n_tiles = fwd_pack_meta(f, b, n_pad, graph ? (int32_t)n_pad : b->n_rows, &ml, &max_tile);
+    int32_t short_info[3];
+    int32_t n_tiles = fwd_pack_meta(f, b, n_pad, graph ? (int32_t)n_pad : b->n_rows, &ml, &max_tile, short_info);
     ss_status st = B->upload(c, f->meta, f->meta_host, ml.total * 4);
     if (st != SS_OK)
         return ss_err_set(err, st, "uploading step metadata to %s", f->be->desc);
     const int32_t *d = f->meta;
-    ss_attn_meta meta = {d + ml.seq, d + ml.pos, d + ml.bt, d + ml.lens, b->n_seqs, ml.bt_stride, msl,
-                         f->p.block_size, d + ml.tiles, n_tiles, max_tile};
+    ss_attn_meta meta = {d + ml.seq,     d + ml.pos,    d + ml.bt,     d + ml.lens,   b->n_seqs,
+                         ml.bt_stride,   msl,           f->p.block_size, d + ml.tiles, n_tiles,
+                         max_tile,       short_info[0], short_info[1], short_info[2]};
     if (graph) {
         int greedy = b->greedy_only && sp->tp > 1; /* the only flag that changes the captured ops */
         uint64_t key = ((uint64_t)msl << 32) | ((uint64_t)greedy << 31) | (uint64_t)n_pad;

@@ -932,22 +932,31 @@ static const struct {
 /* Query tiles of a packed step as backend.h defines them: runs of one sequence at consecutive
  * positions, cut at SS_ATTN_TILE_MAX tokens. tiles: [2n]. Returns the count; *max_tile the longest. */
 static int32_t build_q_tiles(const int32_t *tok_seq, const int32_t *tok_pos, int64_t n, int32_t *tiles,
-                             int32_t *max_tile)
+                             int32_t *max_tile, int32_t short_info[3])
 {
-    int32_t nt = 0;
+    /* as forward.c does: runs of one sequence at consecutive positions (at most SS_ATTN_TILE_MAX tokens), those
+     * shorter than SS_ATTN_LONG_TILE first when both kinds are there (ss_attn_meta's n_short_tiles) */
+    int32_t nt = 0, n_long = 0, n_short = 0, short_tokens = 0, max_short = 0;
     *max_tile = 0;
-    for (int64_t i = 0; i < n; i++) {
-        if (nt > 0 && tok_seq[i] == tok_seq[i - 1] && tok_pos[i] == tok_pos[i - 1] + 1 &&
-            tiles[2 * nt - 1] < SS_ATTN_TILE_MAX) {
-            tiles[2 * nt - 1]++;
-        } else {
-            tiles[2 * nt] = (int32_t)i;
-            tiles[2 * nt + 1] = 1;
-            nt++;
+    for (int pass = -1; pass < 2; pass++)
+        for (int64_t i = 0; i < n;) {
+            int64_t j = i + 1;
+            while (j < n && j - i < SS_ATTN_TILE_MAX && tok_seq[j] == tok_seq[j - 1] && tok_pos[j] == tok_pos[j - 1] + 1)
+                j++;
+            const int32_t len = (int32_t)(j - i), is_long = len >= SS_ATTN_LONG_TILE;
+            if (pass == -1)
+                n_long += is_long;
+            else if (n_long == 0 ? pass == 1 : is_long == pass) {
+                tiles[2 * nt] = (int32_t)i, tiles[2 * nt + 1] = len, nt++;
+                *max_tile = len > *max_tile ? len : *max_tile;
+                if (n_long > 0 && pass == 0)
+                    n_short++, short_tokens += len, max_short = len > max_short ? len : max_short;
+            }
+            i = j;
         }
-        const int32_t cur = tiles[2 * nt - 1];
-        *max_tile = cur > *max_tile ? cur : *max_tile;
-    }
+    if (n_short == nt)
+        n_short = short_tokens = max_short = 0;
+    short_info[0] = n_short, short_info[1] = short_tokens, short_info[2] = max_short;
     return nt;
 }
 
@@ -991,8 +1000,8 @@ static void check_attention_kv(pair *p, int32_t heads, int32_t kv, int32_t hd, c
             tok_pos[t] = seqs[s][0] + i;
         }
     }
-    int32_t max_tile = 0;
-    const int32_t n_tiles = build_q_tiles(tok_seq, tok_pos, n, tiles, &max_tile);
+    int32_t max_tile = 0, short_info[3];
+    const int32_t n_tiles = build_q_tiles(tok_seq, tok_pos, n, tiles, &max_tile, short_info);
     const int64_t row = (int64_t)kv * hd, cache_n = (int64_t)n_blocks * bs * row;
     const int64_t q_stride = (int64_t)(heads + 2 * kv) * hd;
     float *q = rand_vec(p, n * q_stride, 1.5f), *kc = rand_vec(p, cache_n, 1.5f), *vc = rand_vec(p, cache_n, 1.0f);
@@ -1018,9 +1027,10 @@ static void check_attention_kv(pair *p, int32_t heads, int32_t kv, int32_t hd, c
         bufs[i][6] = dev_raw(b, seq_lens, (size_t)n_seqs * 4);
         bufs[i][7] = dev_raw(b, tiles, (size_t)n_tiles * 2 * 4);
         out[i] = dev_poison(b, n * heads * hd, b->act_dtype);
+        const int tl = mode != ATT_NO_TILES;
         ss_attn_meta meta = {bufs[i][3], bufs[i][4], bufs[i][5], bufs[i][6], n_seqs, max_blocks, max_len, bs,
-                             mode == ATT_NO_TILES ? NULL : bufs[i][7], mode == ATT_NO_TILES ? 0 : n_tiles,
-                             mode == ATT_NO_TILES ? 0 : max_tile};
+                             tl ? bufs[i][7] : NULL, tl ? n_tiles : 0, tl ? max_tile : 0, tl ? short_info[0] : 0,
+                             tl ? short_info[1] : 0, tl ? short_info[2] : 0};
         const char *force_env = kAttForce[mode].env;
         const int force = i == 1 && force_env != NULL;
 #ifdef SS_HAVE_CUDA
@@ -1699,7 +1709,7 @@ static void check_decode_layers(pair *p, const dl_case *c)
         void *d_pos = dev_raw(b, &c->pos, 4), *d_seq = dev_raw(b, &seq0, 4), *d_bt = dev_raw(b, bt, (size_t)nb * 4);
         void *d_len = dev_raw(b, &len, 4), *d_slot = dev_raw(b, &slot, 4), *d_tiles = dev_raw(b, tiles, 8);
         void *d_inv = dev_raw(b, inv, (size_t)(c->hd / 2) * 4);
-        ss_attn_meta m = {d_seq, d_pos, d_bt, d_len, 1, nb, c->bound, bs, d_tiles, 1, 1};
+        ss_attn_meta m = {d_seq, d_pos, d_bt, d_len, 1, nb, c->bound, bs, d_tiles, 1, 1, 0, 0, 0};
         res[r] = dev_act(b, res0, c->hidden);
         void *qkv = dev_poison(b, row, b->act_dtype), *att = dev_poison(b, qd, b->act_dtype);
         void *act = dev_poison(b, c->inter, b->act_dtype), *h = dev_poison(b, c->hidden, b->act_dtype);

@@ -221,7 +221,7 @@ static void test_cpu_store_and_attention(void **state)
     for (int i = 0; i < NTOK * HEADS * HD; i++)
         q[i] = 2.0f * urand() - 1.0f;
     int32_t bt[3] = {blocks[0], blocks[1], blocks[2]};
-    ss_attn_meta meta = {tok_seq, tok_pos, bt, &seq_len, 1, 3, NTOK, BS, NULL, 0, 0};
+    ss_attn_meta meta = {tok_seq, tok_pos, bt, &seq_len, 1, 3, NTOK, BS, NULL, 0, 0, 0, 0, 0};
     assert_int_equal(b8->iface->attention(b8->ctx, o8, q, HEADS * HD, c8k, c8v, &meta, NTOK, HEADS, KV, HD, 0.2f),
                      SS_OK);
     assert_int_equal(bf->iface->attention(bf->ctx, of, q, HEADS * HD, cfk, cfv, &meta, NTOK, HEADS, KV, HD, 0.2f),

@@ -11,6 +11,7 @@
 #include "backend/backend.h"
 #include "backend/decode_layers_ref.h"
 #include "backend/sample_host.h"
+#include "core/log.h"
 #include "core/alloc.h"
 
 typedef struct cpu_ctx {
@@ -302,6 +303,14 @@ static ss_status cpu_attention(void *ctx, void *out, const void *q, int64_t q_st
                                int32_t kv_heads, int32_t head_dim, float scale)
 {
     const cpu_ctx *c = ctx;
+    if (meta->q_tiles || meta->n_tiles) { /* ignored here, but checked: the engine's tests then catch bad tiles */
+        ss_err e;
+        ss_status st = ss_attn_tiles_check(meta, n, &e);
+        if (st != SS_OK) {
+            SS_LOGE("cpu attention: %s", e.msg);
+            return st;
+        }
+    }
     int32_t group = heads / kv_heads;
     int32_t max_len = meta->max_seq_len > 0 ? meta->max_seq_len : 1;
 #pragma omp parallel num_threads(CPU_THREADS(ctx)) if (n * heads * (int64_t)max_len > 65536)

@@ -368,6 +368,43 @@ extern "C" int ss_cuda_attention(void *stream, const ss_cuda_attn_args *a)
 
     int st;
     bool merged = false; // the splits were merged by the attention kernel itself
+    // A step of decode tokens beside prompt chunks, its tiles grouped (a->n_short_tiles): when the chunks alone would
+    // take the wgmma form, which the decode tiles keep from the whole launch, the groups run as two launches (the
+    // chunks' first: their CTAs are the long ones) with one split count and one combine; each (split, token) of the
+    // workspace is written by one of them.
+    ss_cuda_attn_args lg = *a; // the long group, its own tokens counted (ss_attn_prefill_wg's rule)
+    lg.q_tiles = a->q_tiles ? a->q_tiles + 2 * (int64_t)a->n_short_tiles : NULL;
+    lg.n_tiles = a->n_tiles - a->n_short_tiles;
+    lg.n = a->n - a->short_tokens;
+    const char *grp = getenv("SS_ATTN_GROUPS"); // benchmark switch: 0 = one launch for every tile, as before
+    if (a->n_short_tiles > 0 && lg.n_tiles > 0 && !(grp && strcmp(grp, "0") == 0) && tiled_wanted(a) &&
+        !ss_attn_prefill_wg(a) && ss_attn_prefill_wg(&lg)) {
+        ss_cuda_attn_args w = lg; // the workspace bounds the splits for all of the step's tokens
+        w.n = a->n;
+        const int64_t ctas = attn_tiled_ctas(D, lg.n_tiles, a->max_tile_tokens, p.group, a->kv_heads);
+        p.n_splits = (int)ss_attn_pick_splits(&w, ss_attn_prefill_split_base(&w, ctas, lg.n_tiles), 0);
+        p.part_acc = (float *)a->workspace;
+        p.part_ml = p.part_acc + (int64_t)p.n_splits * a->n * a->heads * D;
+        AttnTiledParams t;
+        memset(&t, 0, sizeof t);
+        static_cast<AttnCommon &>(t) = p;
+        t.q_tiles = lg.q_tiles;
+        t.order = kOrderByShape;
+        t.prefill_wg = true;
+        bool m1 = false, m2 = false;
+        st = attn_tiled_launch(t, D, lg.n_tiles, a->max_tile_tokens, s, &m1);
+        if (st == 0) { // the decode tiles: no clusters (they would merge and store their own results)
+            t.q_tiles = a->q_tiles;
+            t.prefill_wg = false;
+            t.prefill_mt2 = false;
+            st = attn_tiled_launch(t, D, a->n_short_tiles, a->max_short_tokens, s, &m2);
+        }
+        if (st != 0 || p.n_splits == 1)
+            return st;
+        const cudaError_t e =
+            launch_pdl(attn_combine_kernel, dim3((unsigned)a->n, (unsigned)a->heads), dim3(kCombineThreads), 0, s, p);
+        return e != cudaSuccess ? (int)e : launch_status();
+    }
     if (tiled_wanted(a)) {
         const int64_t ctas = attn_tiled_ctas(D, a->n_tiles, a->max_tile_tokens, p.group, a->kv_heads);
         // decode tiles (the shape that may merge in clusters) of long contexts: ss_attn_wave_splits, no clusters

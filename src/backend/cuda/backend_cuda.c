@@ -659,6 +659,11 @@ static ss_status cu_attention(void *ctx, void *out, const void *q, int64_t q_str
     a.q_tiles = meta->q_tiles;
     a.n_tiles = meta->q_tiles ? meta->n_tiles : 0;
     a.max_tile_tokens = meta->q_tiles ? meta->max_tile_tokens : 0;
+    if (meta->q_tiles && meta->n_short_tiles > 0 && meta->n_short_tiles < meta->n_tiles) {
+        a.n_short_tiles = meta->n_short_tiles;
+        a.short_tokens = meta->short_tokens;
+        a.max_short_tokens = meta->max_short_tokens;
+    }
     KCHECK(c, ss_cuda_attention(c->stream, &a));
     return SS_OK;
 }

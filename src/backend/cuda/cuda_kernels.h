@@ -75,6 +75,7 @@ typedef struct ss_cuda_attn_args {
     const int32_t *q_tiles; /* [n_tiles, 2] first token, token count (device) */
     int32_t n_tiles;
     int32_t max_tile_tokens;
+    int32_t n_short_tiles, short_tokens, max_short_tokens; /* ss_attn_meta's (0: the tiles are not grouped) */
     /* 1: decode tiles may merge their key splits in a thread block cluster (ss_cuda_attn_cluster_ok). */
     int32_t cluster_ok;
     /* CTAs of the tensor-core decode kernel one SM holds, 64- and 32-key forms (ss_cuda_attn_decode_ctas_per_sm;
@@ -95,7 +96,7 @@ typedef struct ss_cuda_attn_args {
  * q_tiles and head_dim 64 or 128); SS_ATTN_LONG=0 keeps long-context decode on the short-context split
  * rule; SS_ATTN_SPLIT_KEYS=N sets the least keys per split of that rule (attn_splits.h); SS_ATTN_ORDER=
  * heads_inner|heads_outer forces the tensor-core kernel's grid order (attn_tiled.cuh); SS_ATTN_SHORT=0|1 never /
- * always takes its 32-key decode form. */
+ * always takes its 32-key decode form; SS_ATTN_GROUPS=0 keeps a step's grouped tiles (n_short_tiles) in one launch. */
 int ss_cuda_attention(void *stream, const ss_cuda_attn_args *a);
 /* Whether this device runs the cluster-merged decode attention for head_dim (64 or 128): sm_90+, a full
  * cluster fits, and SS_ATTN_CLUSTER is not "0" (a benchmark switch). A runtime query: ask once. */
