@@ -655,9 +655,20 @@ ss_status ss_forward_run(ss_forward *f, const ss_forward_batch *b, const float *
     if (st != SS_OK)
         return ss_err_set(err, st, "uploading step metadata to %s", f->be->desc);
     const int32_t *d = f->meta;
-    ss_attn_meta meta = {d + ml.seq,     d + ml.pos,    d + ml.bt,     d + ml.lens,   b->n_seqs,
-                         ml.bt_stride,   msl,           f->p.block_size, d + ml.tiles, n_tiles,
-                         max_tile,       short_info[0], short_info[1], short_info[2]};
+    ss_attn_meta meta = {.tok_seq = d + ml.seq,
+                         .tok_pos = d + ml.pos,
+                         .block_tables = d + ml.bt,
+                         .seq_lens = d + ml.lens,
+                         .n_seqs = b->n_seqs,
+                         .max_blocks = ml.bt_stride,
+                         .max_seq_len = msl,
+                         .block_size = f->p.block_size,
+                         .q_tiles = d + ml.tiles,
+                         .n_tiles = n_tiles,
+                         .max_tile_tokens = max_tile,
+                         .n_short_tiles = short_info[0],
+                         .short_tokens = short_info[1],
+                         .max_short_tokens = short_info[2]};
     if (graph) {
         int greedy = b->greedy_only && sp->tp > 1; /* the only flag that changes the captured ops */
         uint64_t key = ((uint64_t)msl << 32) | ((uint64_t)greedy << 31) | (uint64_t)n_pad;
