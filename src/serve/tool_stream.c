@@ -94,6 +94,8 @@ struct ss_tool_stream {
     size_t pos;         /* PH_CALLS: the next byte to read */
     size_t scan;        /* PH_TEXT: where a tag may still begin */
     size_t content_end, content_sent;
+    size_t ws_from, ws_to; /* [ws_from, ws_to) is known to be white space (ts_trim_back: a run is walked once) */
+    size_t lead;           /* PH_LEAD: the answer's leading white space known so far */
     /* calls: entries for those begun below max_calls (and, once finished, for every parsed call) */
     ts_call *calls;
     int32_t n_calls, calls_cap;
@@ -777,9 +779,10 @@ static void ts_begin_calls(ss_tool_stream *ts, ts_mode mode, size_t pos)
  * parse_json_calls and parse_mistral_calls read it). Undecided while the text may still grow into either. */
 static void ts_lead(ss_tool_stream *ts)
 {
-    const char *t = ts->text, *end = t + ts->len, *p = t;
+    const char *t = ts->text, *end = t + ts->len, *p = t + ts->lead;
     while (p < end && ts_is_ws((unsigned char)*p))
         p++;
+    ts->lead = (size_t)(p - t);
     if (ts->p.fmt == SS_TOOL_FORMAT_MISTRAL && !ts->p.forced) {
         size_t ml = strlen(SS_MISTRAL_TAG), rest = (size_t)(end - p);
         if (rest < ml && memcmp(p, SS_MISTRAL_TAG, rest) == 0)
@@ -812,6 +815,28 @@ static void ts_lead(ss_tool_stream *ts)
         ts->phase = PH_PLAIN;
 }
 
+/* e less the white space before it, never below ts->content_end. A run of white space that keeps growing (a model
+ * writing spaces) is walked once, not at every feed: [ws_from, ws_to) is remembered. */
+static size_t ts_trim_back(ss_tool_stream *ts, size_t e)
+{
+    const char *t = ts->text;
+    const size_t from = ts->content_end, end = e;
+    while (e > from && ts_is_ws((unsigned char)t[e - 1])) {
+        if (ts->ws_from == from && e <= ts->ws_to) {
+            e = from;
+            break;
+        }
+        e--;
+    }
+    if (e == from && end > from) {
+        if (ts->ws_from != from)
+            ts->ws_to = from;
+        ts->ws_from = from;
+        ts->ws_to = end > ts->ws_to ? end : ts->ws_to;
+    }
+    return e;
+}
+
 /* HERMES: content up to the first <tool_call> (less the white space before it, as the content of the non-streamed
  * answer), holding back a tail that may grow into the tag. */
 static void ts_hermes_text(ss_tool_stream *ts)
@@ -820,10 +845,7 @@ static void ts_hermes_text(ss_tool_stream *ts)
     const char *t = ts->text;
     for (size_t i = ts->scan; i + tl <= ts->len; i++)
         if (memcmp(t + i, SS_TOOL_TAG, tl) == 0) {
-            size_t e = i;
-            while (e > ts->content_end && ts_is_ws((unsigned char)t[e - 1]))
-                e--;
-            ts->content_end = e;
+            ts->content_end = ts_trim_back(ts, i);
             ts_begin_calls(ts, M_HERMES, i + tl);
             return;
         }
@@ -834,8 +856,7 @@ static void ts_hermes_text(ss_tool_stream *ts)
             e = ts->len - k;
             break;
         }
-    while (e > ts->content_end && ts_is_ws((unsigned char)t[e - 1]))
-        e--;
+    e = ts_trim_back(ts, e);
     e -= ts_utf8_tail(t, e);
     if (e > ts->content_end)
         ts->content_end = e;
