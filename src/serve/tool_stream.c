@@ -775,6 +775,24 @@ static void ts_begin_calls(ss_tool_stream *ts, ts_mode mode, size_t pos)
     ts->pos = pos;
 }
 
+/* Past an optional tag at *p (and the white space after it): 0 when the text may still grow into the tag, or is the tag
+ * and white space so far (undecided); else 1, *p moved past them when they are there. */
+static int ts_skip_tag(const char **p, const char *end, const char *tag)
+{
+    const size_t tl = strlen(tag), rest = (size_t)(end - *p);
+    if (rest < tl)
+        return memcmp(*p, tag, rest) != 0;
+    if (memcmp(*p, tag, tl) != 0)
+        return 1;
+    const char *q = *p + tl;
+    while (q < end && ts_is_ws((unsigned char)*q))
+        q++;
+    if (q == end)
+        return 0;
+    *p = q;
+    return 1;
+}
+
 /* JSON, MISTRAL or forced: [marker] [ '[' ... | python tag ] '{' ... begins calls; anything else is text (as
  * parse_json_calls and parse_mistral_calls read it). Undecided while the text may still grow into either. */
 static void ts_lead(ss_tool_stream *ts)
@@ -783,32 +801,18 @@ static void ts_lead(ss_tool_stream *ts)
     while (p < end && ts_is_ws((unsigned char)*p))
         p++;
     ts->lead = (size_t)(p - t);
+    if (p == end)
+        return;
     if (ts->p.fmt == SS_TOOL_FORMAT_MISTRAL && !ts->p.forced) {
-        size_t ml = strlen(SS_MISTRAL_TAG), rest = (size_t)(end - p);
-        if (rest < ml && memcmp(p, SS_MISTRAL_TAG, rest) == 0)
+        if (!ts_skip_tag(&p, end, SS_MISTRAL_TAG))
             return;
-        if (rest >= ml && memcmp(p, SS_MISTRAL_TAG, ml) == 0) {
-            p += ml;
-            while (p < end && ts_is_ws((unsigned char)*p))
-                p++;
-            if (p == end)
-                return;
-        }
         if (*p == '[') {
             ts_begin_calls(ts, M_LIST, (size_t)(p + 1 - t));
             return;
         }
     }
-    size_t pl = strlen(SS_PYTHON_TAG), rest = (size_t)(end - p);
-    if (rest < pl && memcmp(p, SS_PYTHON_TAG, rest) == 0)
+    if (!ts_skip_tag(&p, end, SS_PYTHON_TAG))
         return;
-    if (rest >= pl && memcmp(p, SS_PYTHON_TAG, pl) == 0) {
-        p += pl;
-        while (p < end && ts_is_ws((unsigned char)*p))
-            p++;
-        if (p == end)
-            return;
-    }
     if (*p == '{')
         ts_begin_calls(ts, M_JSON, (size_t)(p - t));
     else
