@@ -14,9 +14,30 @@ ss_tool_format ss_tool_format_of_template(const char *tpl)
 {
     if (!tpl || !strstr(tpl, "tools"))
         return SS_TOOL_FORMAT_NONE;
-    if (strstr(tpl, SS_MISTRAL_TAG))
-        return SS_TOOL_FORMAT_MISTRAL;
+    if (strstr(tpl, SS_DS_CALL_BEGIN))
+        return SS_TOOL_FORMAT_DEEPSEEK;
+    if (strstr(tpl, SS_MISTRAL_TAG)) /* the newer templates write a call's name, then [ARGS] */
+        return strstr(tpl, SS_MISTRAL_ARGS) ? SS_TOOL_FORMAT_MISTRAL_V11 : SS_TOOL_FORMAT_MISTRAL;
     return strstr(tpl, SS_TOOL_TAG) ? SS_TOOL_FORMAT_HERMES : SS_TOOL_FORMAT_JSON;
+}
+
+const char *ss_tool_format_str(ss_tool_format fmt)
+{
+    switch (fmt) {
+    case SS_TOOL_FORMAT_JSON: return "as JSON objects";
+    case SS_TOOL_FORMAT_HERMES: return "in <tool_call> blocks";
+    case SS_TOOL_FORMAT_MISTRAL: return "as [TOOL_CALLS] lists";
+    case SS_TOOL_FORMAT_MISTRAL_V11: return "as [TOOL_CALLS]name[ARGS]{...}";
+    case SS_TOOL_FORMAT_DEEPSEEK: return "in DeepSeek's tool-call markers";
+    case SS_TOOL_FORMAT_NONE: break;
+    }
+    return "off";
+}
+
+int ss_tool_name_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-' ||
+           c == '.';
 }
 
 /* The function object of tool t, or NULL. */
@@ -37,12 +58,9 @@ static int name_ok(const char *s)
     size_t n = strlen(s);
     if (n == 0 || n > 64)
         return 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-' ||
-              c == '.'))
+    for (size_t i = 0; i < n; i++)
+        if (!ss_tool_name_char(s[i]))
             return 0;
-    }
     return 1;
 }
 
@@ -62,6 +80,18 @@ static const cJSON *tool_find(const cJSON *tools, const char *name)
 int ss_tools_has(const cJSON *tools, const char *name)
 {
     return tool_find(tools, name) != NULL;
+}
+
+int ss_tools_has_prefix(const cJSON *tools, const char *s, size_t n)
+{
+    const cJSON *t;
+    cJSON_ArrayForEach(t, tools)
+    {
+        const char *nm = tool_name(t);
+        if (nm && strlen(nm) >= n && memcmp(nm, s, n) == 0)
+            return 1;
+    }
+    return 0;
 }
 
 ss_status ss_tools_check(const cJSON *tools, const cJSON *tool_choice, ss_tool_choice *choice, const char **named,
@@ -256,6 +286,80 @@ static const char *skip_ws(const char *p, const char *end)
     return p;
 }
 
+/* Past the characters a tool's name may hold. */
+static const char *skip_name(const char *p, const char *end)
+{
+    while (p < end && ss_tool_name_char(*p))
+        p++;
+    return p;
+}
+
+static int starts_with(const char *p, const char *end, const char *tag)
+{
+    size_t n = strlen(tag);
+    return (size_t)(end - p) >= n && memcmp(p, tag, n) == 0;
+}
+
+/* 1 and *p moved past tag when tag is at *p. */
+static int eat(const char **p, const char *end, const char *tag)
+{
+    if (!starts_with(*p, end, tag))
+        return 0;
+    *p += strlen(tag);
+    return 1;
+}
+
+/* The first tag in [p, end), or NULL. */
+static const char *find_tag(const char *p, const char *end, const char *tag)
+{
+    for (; p < end; p++)
+        if (starts_with(p, end, tag))
+            return p;
+    return NULL;
+}
+
+/* The content of an answer whose calls begin at tag: the text before it less trailing white space. */
+static size_t content_before(const char *text, const char *tag)
+{
+    size_t n = (size_t)(tag - text);
+    while (n > 0 && is_ws(text[n - 1]))
+        n--;
+    return n;
+}
+
+/* Appends a call of the tool named name_in with the arguments args (JSON text; taken, NULL when it was not made):
+ * 1, or -1 when out of memory. Calls past max_calls are read, not kept (parallel_tool_calls false: the first only). */
+static int push_call(ss_tool_calls *out, const char *name_in, char *args, int32_t max_calls)
+{
+    if (!args)
+        return -1;
+    if (out->n >= max_calls) {
+        ss_free(args);
+        return 1;
+    }
+    ss_tool_call *c = ss_realloc(out->calls, (size_t)(out->n + 1) * sizeof *c);
+    char *name = ss_strdup(name_in);
+    if (!c || !name) {
+        if (c)
+            out->calls = c;
+        ss_free(name);
+        ss_free(args);
+        return -1;
+    }
+    out->calls = c;
+    c[out->n++] = (ss_tool_call){.name = name, .arguments = args};
+    return 1;
+}
+
+/* Object a printed as the arguments are given: compact (owned; NULL when out of memory). */
+static char *print_args(const cJSON *a)
+{
+    char *p = cJSON_PrintUnformatted(a);
+    char *args = p ? ss_strdup(p) : NULL;
+    cJSON_free(p);
+    return args;
+}
+
 /* Appends the call that object o describes ({"name": a tool's name, "arguments" or "parameters": an object, or a
  * string holding one}): 1 when it does, 0 when o is no call, -1 when out of memory. The first "name" counts, and the
  * first of "arguments" and "parameters", whichever it is (a stream sends the arguments it meets first). */
@@ -267,41 +371,36 @@ static int add_call(ss_tool_calls *out, const cJSON *o, const cJSON *tools, int3
     const cJSON *a = o->child;
     while (a && !(a->string && (strcmp(a->string, "arguments") == 0 || strcmp(a->string, "parameters") == 0)))
         a = a->next;
-    char *args = NULL;
-    if (!a || cJSON_IsNull(a)) {
-        args = ss_strdup("{}");
-    } else if (cJSON_IsObject(a)) {
-        char *p = cJSON_PrintUnformatted(a);
-        args = p ? ss_strdup(p) : NULL;
-        cJSON_free(p);
-    } else if (cJSON_IsString(a)) {
-        cJSON *inner = cJSON_ParseWithOpts(a->valuestring, NULL, 1); /* nothing may follow the object */
-        int ok = cJSON_IsObject(inner);
-        cJSON_Delete(inner);
-        if (!ok)
-            return 0;
-        args = ss_strdup(a->valuestring);
-    } else {
+    if (!a || cJSON_IsNull(a))
+        return push_call(out, n->valuestring, ss_strdup("{}"), max_calls);
+    if (cJSON_IsObject(a))
+        return push_call(out, n->valuestring, print_args(a), max_calls);
+    if (!cJSON_IsString(a))
         return 0;
-    }
-    if (!args)
-        return -1;
-    if (out->n >= max_calls) { /* parallel_tool_calls false: the first call only */
-        ss_free(args);
-        return 1;
-    }
-    ss_tool_call *c = ss_realloc(out->calls, (size_t)(out->n + 1) * sizeof *c);
-    char *name = ss_strdup(n->valuestring);
-    if (!c || !name) {
-        if (c)
-            out->calls = c;
-        ss_free(name);
-        ss_free(args);
-        return -1;
-    }
-    out->calls = c;
-    c[out->n++] = (ss_tool_call){.name = name, .arguments = args};
-    return 1;
+    cJSON *inner = cJSON_ParseWithOpts(a->valuestring, NULL, 1); /* nothing may follow the object */
+    int ok = cJSON_IsObject(inner);
+    cJSON_Delete(inner);
+    return ok ? push_call(out, n->valuestring, ss_strdup(a->valuestring), max_calls) : 0;
+}
+
+/* A call written as its name (name[0..n)), then its arguments' object at p (cJSON skips the white space before it):
+ * appended as add_call does; *next just past the object. */
+static int parse_bare_call(ss_tool_calls *out, const char *name, size_t n, const char *p, const char *end,
+                           const cJSON *tools, int32_t max_calls, const char **next)
+{
+    char nm[65];
+    if (n == 0 || n >= sizeof nm)
+        return 0;
+    memcpy(nm, name, n);
+    nm[n] = '\0';
+    if (!tool_find(tools, nm))
+        return 0;
+    const char *stop = NULL;
+    cJSON *o = cJSON_ParseWithLengthOpts(p, (size_t)(end - p), &stop, 0);
+    int r = cJSON_IsObject(o) ? push_call(out, nm, print_args(o), max_calls) : 0;
+    cJSON_Delete(o);
+    *next = stop;
+    return r;
 }
 
 /* Parses one JSON object at [p, end) into a call; *next: just past it. 1, 0 (not a call) or -1 (out of memory). */
@@ -365,32 +464,127 @@ static int parse_mistral_calls(ss_tool_calls *out, const char *text, size_t len,
 static int parse_hermes_calls(ss_tool_calls *out, const char *text, size_t len, const cJSON *tools, int32_t max_calls)
 {
     const char *end = text + len;
-    const char *p = NULL;
-    for (const char *q = text; q + strlen(SS_TOOL_TAG) <= end; q++)
-        if (memcmp(q, SS_TOOL_TAG, strlen(SS_TOOL_TAG)) == 0) {
-            p = q;
-            break;
-        }
+    const char *p = find_tag(text, end, SS_TOOL_TAG);
     if (!p)
         return 0;
-    size_t content = (size_t)(p - text);
-    while (content > 0 && is_ws(text[content - 1]))
-        content--;
-    out->content_len = content;
+    out->content_len = content_before(text, p);
     while (p < end) {
-        if ((size_t)(end - p) < strlen(SS_TOOL_TAG) || memcmp(p, SS_TOOL_TAG, strlen(SS_TOOL_TAG)) != 0)
+        if (!eat(&p, end, SS_TOOL_TAG))
             return 0;
-        const char *q = skip_ws(p + strlen(SS_TOOL_TAG), end), *next = NULL;
-        int r = parse_call_at(out, q, end, tools, max_calls, &next);
+        const char *next = NULL;
+        int r = parse_call_at(out, skip_ws(p, end), end, tools, max_calls, &next);
         if (r <= 0)
             return r;
         p = skip_ws(next, end);
-        if ((size_t)(end - p) >= strlen(SS_TOOL_END) && memcmp(p, SS_TOOL_END, strlen(SS_TOOL_END)) == 0)
-            p = skip_ws(p + strlen(SS_TOOL_END), end);
+        if (eat(&p, end, SS_TOOL_END))
+            p = skip_ws(p, end);
         else if (p < end)
             return 0;
     }
     return 1;
+}
+
+/* MISTRAL_V11: whether a call begins at p without its marker: a tool's name, then its arguments' object or a marker. */
+static int v11_head(const char *p, const char *end, const cJSON *tools)
+{
+    const char *ne = skip_name(p, end);
+    char nm[65];
+    if (ne == p || ne - p >= (ptrdiff_t)sizeof nm || ne == end)
+        return 0;
+    memcpy(nm, p, (size_t)(ne - p));
+    nm[ne - p] = '\0';
+    return tool_find(tools, nm) &&
+           (*ne == '{' || starts_with(ne, end, SS_MISTRAL_ARGS) || starts_with(ne, end, SS_MISTRAL_CALL_ID));
+}
+
+/* MISTRAL_V11: the whole answer is calls when it begins with one (or with the marker); else the text before the first
+ * marker is the content. Each call: [marker] name ([CALL_ID] id [ARGS] | [ARGS] | nothing) {arguments}, with white
+ * space after a marker and between calls. */
+static int parse_v11_calls(ss_tool_calls *out, const char *text, size_t len, const cJSON *tools, int32_t max_calls)
+{
+    const char *end = text + len, *p = skip_ws(text, end);
+    if (!starts_with(p, end, SS_MISTRAL_TAG) && !v11_head(p, end, tools)) {
+        if (!(p = find_tag(text, end, SS_MISTRAL_TAG)))
+            return 0;
+        out->content_len = content_before(text, p);
+    }
+    while (p < end) {
+        if (eat(&p, end, SS_MISTRAL_TAG))
+            p = skip_ws(p, end);
+        const char *name = p, *q = skip_name(p, end);
+        size_t n = (size_t)(q - name);
+        if (eat(&q, end, SS_MISTRAL_CALL_ID)) { /* the model's own id: ours replaces it */
+            while (q < end && ((*q >= '0' && *q <= '9') || (*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z')))
+                q++;
+            if (!eat(&q, end, SS_MISTRAL_ARGS))
+                return 0;
+        } else if (!eat(&q, end, SS_MISTRAL_ARGS) && !(q < end && *q == '{')) {
+            return 0;
+        }
+        int r = parse_bare_call(out, name, n, q, end, tools, max_calls, &p);
+        if (r <= 0)
+            return r;
+        p = skip_ws(p, end);
+    }
+    return 1;
+}
+
+/* DEEPSEEK: one call after its begin marker, through its end marker (*next just past it): V3's
+ * `function<sep>name ```json {arguments} ```<call_end>` or V3.1's `name<sep>{arguments}<call_end>`, told apart by
+ * what follows <sep> after white space: '{' or not. */
+static int parse_ds_call(ss_tool_calls *out, const char *p, const char *end, const cJSON *tools, int32_t max_calls,
+                         const char **next)
+{
+    const char *name = skip_ws(p, end), *q = skip_name(name, end);
+    size_t n = (size_t)(q - name);
+    if (!eat(&q, end, SS_DS_SEP))
+        return 0;
+    const char *v = q;
+    while (v < end && (unsigned char)*v <= 32) /* as cJSON skips it before the arguments */
+        v++;
+    int fenced = v == end || *v != '{';
+    if (fenced) {
+        if (n != 8 || memcmp(name, "function", 8) != 0)
+            return 0;
+        name = v;
+        q = skip_name(v, end);
+        n = (size_t)(q - name);
+        q = skip_ws(q, end);
+        if (!eat(&q, end, "```"))
+            return 0;
+        eat(&q, end, "json");
+    }
+    int r = parse_bare_call(out, name, n, q, end, tools, max_calls, &q);
+    if (r <= 0)
+        return r;
+    q = skip_ws(q, end);
+    if (fenced && !eat(&q, end, "```"))
+        return 0;
+    q = skip_ws(q, end);
+    if (!eat(&q, end, SS_DS_CALL_END))
+        return 0;
+    *next = q;
+    return 1;
+}
+
+/* DEEPSEEK: text, then <calls_begin>, calls with white space between, then <calls_end> (or the end of the text). */
+static int parse_ds_calls(ss_tool_calls *out, const char *text, size_t len, const cJSON *tools, int32_t max_calls)
+{
+    const char *end = text + len, *p = find_tag(text, end, SS_DS_CALLS_BEGIN);
+    if (!p)
+        return 0;
+    out->content_len = content_before(text, p);
+    p += strlen(SS_DS_CALLS_BEGIN);
+    for (int calls = 0;; calls++) {
+        p = skip_ws(p, end);
+        if (p == end || eat(&p, end, SS_DS_CALLS_END))
+            return calls > 0 && skip_ws(p, end) == end;
+        if (!eat(&p, end, SS_DS_CALL_BEGIN))
+            return 0;
+        int r = parse_ds_call(out, p, end, tools, max_calls, &p);
+        if (r <= 0)
+            return r;
+    }
 }
 
 ss_status ss_tool_calls_parse(ss_tool_format fmt, int forced, const char *text, size_t len, const cJSON *tools,
@@ -399,15 +593,20 @@ ss_status ss_tool_calls_parse(ss_tool_format fmt, int forced, const char *text, 
     memset(out, 0, sizeof *out);
     if (fmt == SS_TOOL_FORMAT_NONE || max_calls < 1)
         return SS_OK;
-    int r = forced || fmt == SS_TOOL_FORMAT_JSON ? parse_json_calls(out, text, len, tools, max_calls)
-            : fmt == SS_TOOL_FORMAT_MISTRAL      ? parse_mistral_calls(out, text, len, tools, max_calls)
-                                                 : parse_hermes_calls(out, text, len, tools, max_calls);
+    int (*parse)(ss_tool_calls *, const char *, size_t, const cJSON *, int32_t) = parse_json_calls;
+    if (!forced && fmt == SS_TOOL_FORMAT_HERMES)
+        parse = parse_hermes_calls;
+    else if (!forced && fmt == SS_TOOL_FORMAT_MISTRAL)
+        parse = parse_mistral_calls;
+    else if (!forced && fmt == SS_TOOL_FORMAT_MISTRAL_V11)
+        parse = parse_v11_calls;
+    else if (!forced && fmt == SS_TOOL_FORMAT_DEEPSEEK)
+        parse = parse_ds_calls;
+    int r = parse(out, text, len, tools, max_calls); /* (only the formats with text before calls set content_len) */
     if (r <= 0) { /* text after all (or out of memory) */
         ss_tool_calls_free(out);
         return r < 0 ? SS_ERR_NOMEM : SS_OK;
     }
-    if (fmt != SS_TOOL_FORMAT_HERMES || forced)
-        out->content_len = 0;
     return SS_OK;
 }
 
@@ -415,7 +614,7 @@ void ss_tool_call_id(ss_tool_format fmt, const char *response_id, int32_t choice
 {
     const char *tail = response_id ? strchr(response_id, '-') : NULL;
     tail = tail ? tail + 1 : "0";
-    if (fmt != SS_TOOL_FORMAT_MISTRAL) {
+    if (fmt != SS_TOOL_FORMAT_MISTRAL && fmt != SS_TOOL_FORMAT_MISTRAL_V11) {
         snprintf(id, 48, "call_%.16s_%d_%d", tail, (int)choice, (int)i);
         return;
     }

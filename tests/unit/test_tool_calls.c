@@ -27,6 +27,16 @@ static void test_format_of_template(void **state)
     assert_int_equal(ss_tool_format_of_template("{% if tools %}{{ tools | tojson }}{% endif %}"), SS_TOOL_FORMAT_JSON);
     assert_int_equal(ss_tool_format_of_template("{% for t in tools %}<tool_call>{% endfor %}"), SS_TOOL_FORMAT_HERMES);
     assert_int_equal(ss_tool_format_of_template("{% if tools %}[TOOL_CALLS]{% endif %}"), SS_TOOL_FORMAT_MISTRAL);
+    /* Mistral's newer templates write a call's name, then [ARGS]; DeepSeek's write its markers */
+    assert_int_equal(ss_tool_format_of_template("{% if tools %}[AVAILABLE_TOOLS]{% endif %}{{ '[TOOL_CALLS]' + "
+                                                "c.function.name + '[ARGS]' + c.function.arguments }}"),
+                     SS_TOOL_FORMAT_MISTRAL_V11);
+    assert_int_equal(ss_tool_format_of_template("{% if tools %}{{ tools }}{% endif %}{{ '" SS_DS_CALLS_BEGIN
+                                                SS_DS_CALL_BEGIN "' + t.type + '" SS_DS_SEP "' }}"),
+                     SS_TOOL_FORMAT_DEEPSEEK);
+    assert_int_equal(ss_tool_format_of_template("{{ '" SS_DS_CALLS_BEGIN SS_DS_CALL_BEGIN "' }}"), SS_TOOL_FORMAT_NONE);
+    assert_string_equal(ss_tool_format_str(SS_TOOL_FORMAT_DEEPSEEK), "in DeepSeek's tool-call markers");
+    assert_string_equal(ss_tool_format_str(SS_TOOL_FORMAT_NONE), "off");
 }
 
 static ss_status check(const char *tools, const char *choice, ss_tool_choice *c, const char **named,
@@ -247,6 +257,136 @@ static void test_parse_mistral(void **state)
     }
 }
 
+static void assert_ids9(const ss_tool_calls *c)
+{
+    for (int32_t i = 0; i < c->n; i++) {
+        assert_int_equal(strlen(c->calls[i].id), 9);
+        for (int k = 0; k < 9; k++)
+            assert_true(isalnum((unsigned char)c->calls[i].id[k]));
+    }
+}
+
+/* Mistral's v11+ calls: [TOOL_CALLS]name[ARGS]{...} after any text, the markers there or left out (then the whole
+ * answer is calls), a [CALL_ID] of the model's own; ids of 9 letters and digits. */
+static void test_parse_mistral_v11(void **state)
+{
+    (void)state;
+    ss_tool_calls c;
+    parse(SS_TOOL_FORMAT_MISTRAL_V11, 0,
+          "[TOOL_CALLS]get_weather[ARGS]{\"city\": \"Nice\"}[TOOL_CALLS]now[ARGS]{}", 8, &c);
+    assert_int_equal(c.n, 2);
+    assert_int_equal(c.content_len, 0);
+    assert_string_equal(c.calls[0].name, "get_weather");
+    assert_string_equal(c.calls[0].arguments, "{\"city\":\"Nice\"}");
+    assert_string_equal(c.calls[1].name, "now");
+    assert_string_equal(c.calls[1].arguments, "{}");
+    ss_tool_calls_name(&c, SS_TOOL_FORMAT_MISTRAL_V11, "chatcmpl-00ff", 0);
+    assert_ids9(&c);
+    assert_string_not_equal(c.calls[0].id, c.calls[1].id);
+    ss_tool_calls_free(&c);
+    static const struct {
+        const char *text;
+        int32_t n;
+        size_t content_len;
+        const char *args0;
+    } ok[] = {
+        {"get_weather{\"city\":\"Nice\"}now{}", 2, 0, "{\"city\":\"Nice\"}"}, /* the markers left out */
+        {"get_weather[ARGS]{\"city\":\"Nice\"}", 1, 0, "{\"city\":\"Nice\"}"},
+        {"Let me check.\n[TOOL_CALLS]now[ARGS]{\"a\": [1, 2.0]}", 1, 13, "{\"a\":[1,2]}"},
+        {"now is the time [TOOL_CALLS]now[ARGS]{}", 1, 15, "{}"}, /* a name, but no call after it: text */
+        {"[TOOL_CALLS]now[CALL_ID]a1B2c3D4e[ARGS]{}", 1, 0, "{}"},
+        {" [TOOL_CALLS] get_weather[ARGS] {\"city\":\"X\"}\n[TOOL_CALLS]now[ARGS]{}\n", 2, 0, "{\"city\":\"X\"}"},
+        {"[TOOL_CALLS]now[ARGS]{}\nget_weather{\"city\":\"Y\"}", 2, 0, "{}"},
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        parse(SS_TOOL_FORMAT_MISTRAL_V11, 0, ok[i].text, 8, &c);
+        assert_int_equal(c.n, ok[i].n);
+        assert_int_equal(c.content_len, ok[i].content_len);
+        assert_string_equal(c.calls[0].arguments, ok[i].args0);
+        ss_tool_calls_free(&c);
+    }
+    parse(SS_TOOL_FORMAT_MISTRAL_V11, 0, "now{}now{}", 1, &c); /* parallel_tool_calls false */
+    assert_int_equal(c.n, 1);
+    ss_tool_calls_free(&c);
+    static const char *const texts[] = {
+        "Plain text", "now is the time", "[TOOL_CALLS]rm[ARGS]{}", "[TOOL_CALLS]now[ARGS]{\"a\":",
+        "[TOOL_CALLS]now[ARGS]{} trailing", "[TOOL_CALLS]now[ARGS][1]", "now {}", "[TOOL_CALLS]now[CALL_ID]ab{}",
+        "Hi [TOOL_CALLS]now[ARGS]{bad}", "get_weather{bad}[TOOL_CALLS]now[ARGS]{}", "[TOOL_CALLS]", "",
+        "[TOOL_CALLS]now", "[TOOL_CALLS]now[ARGS]", "[TOOL_CALLS]now[ARGS]{}[TOOL_CALLS]",
+        "[TOOL_CALLS]now[CALL_ID]a-b[ARGS]{}", "[TOOL_CALLS][{\"name\":\"now\",\"arguments\":{}}]"};
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+        parse(SS_TOOL_FORMAT_MISTRAL_V11, 0, texts[i], 8, &c);
+        assert_int_equal(c.n, 0);
+    }
+    /* forced: the bare object, as for every format */
+    parse(SS_TOOL_FORMAT_MISTRAL_V11, 1, "{\"name\":\"now\",\"arguments\":{}}", 8, &c);
+    assert_int_equal(c.n, 1);
+    ss_tool_calls_free(&c);
+}
+
+#define DS_V3(name, args) SS_DS_CALL_BEGIN "function" SS_DS_SEP name "\n```json\n" args "\n```" SS_DS_CALL_END
+#define DS_V31(name, args) SS_DS_CALL_BEGIN name SS_DS_SEP args SS_DS_CALL_END
+
+/* DeepSeek's calls after any text: V3's (type, name, fenced JSON) and V3.1's (name, JSON), the calls' end marker
+ * there or not. */
+static void test_parse_deepseek(void **state)
+{
+    (void)state;
+    ss_tool_calls c;
+    parse(SS_TOOL_FORMAT_DEEPSEEK, 0,
+          "Sure.\n" SS_DS_CALLS_BEGIN DS_V3("get_weather", "{\"city\": \"Paris\"}") "\n" DS_V3("now", "{}")
+              SS_DS_CALLS_END,
+          8, &c);
+    assert_int_equal(c.n, 2);
+    assert_int_equal(c.content_len, 5);
+    assert_string_equal(c.calls[0].name, "get_weather");
+    assert_string_equal(c.calls[0].arguments, "{\"city\":\"Paris\"}");
+    assert_string_equal(c.calls[1].name, "now");
+    assert_string_equal(c.calls[1].arguments, "{}");
+    ss_tool_calls_name(&c, SS_TOOL_FORMAT_DEEPSEEK, "chatcmpl-00ff", 2);
+    assert_string_equal(c.calls[1].id, "call_00ff_2_1");
+    ss_tool_calls_free(&c);
+    static const struct {
+        const char *text;
+        int32_t n;
+        size_t content_len;
+        const char *args0;
+    } ok[] = {
+        {SS_DS_CALLS_BEGIN DS_V31("get_weather", "{\"city\":\"Paris\"}") DS_V31("now", "{}") SS_DS_CALLS_END, 2, 0,
+         "{\"city\":\"Paris\"}"},
+        {"<think>\nhmm\n</think>\n\n" SS_DS_CALLS_BEGIN DS_V3("now", "{\"x\": 1e2}"), 1, 20, "{\"x\":100}"},
+        {SS_DS_CALLS_BEGIN SS_DS_CALL_BEGIN "function" SS_DS_SEP "now\n```\n{}\n```" SS_DS_CALL_END, 1, 0, "{}"},
+        {SS_DS_CALLS_BEGIN DS_V31("now", " {}") "\n" DS_V3("get_weather", "{}") "\n" SS_DS_CALLS_END "\n", 2, 0, "{}"},
+        {SS_DS_CALLS_BEGIN "\n" SS_DS_CALL_BEGIN "function" SS_DS_SEP " now ```json{} ```" SS_DS_CALL_END, 1, 0, "{}"},
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        parse(SS_TOOL_FORMAT_DEEPSEEK, 0, ok[i].text, 8, &c);
+        assert_int_equal(c.n, ok[i].n);
+        assert_int_equal(c.content_len, ok[i].content_len);
+        assert_string_equal(c.calls[0].arguments, ok[i].args0);
+        ss_tool_calls_free(&c);
+    }
+    static const char *const texts[] = {
+        "Plain text",
+        SS_DS_CALLS_BEGIN SS_DS_CALLS_END,
+        SS_DS_CALLS_BEGIN,
+        SS_DS_CALLS_BEGIN DS_V3("rm", "{}"),
+        SS_DS_CALLS_BEGIN SS_DS_CALL_BEGIN "tool" SS_DS_SEP "now\n```json\n{}\n```" SS_DS_CALL_END,
+        SS_DS_CALLS_BEGIN SS_DS_CALL_BEGIN "function" SS_DS_SEP "get_weather\n```json\n{\"city\": \"Pa",
+        SS_DS_CALLS_BEGIN SS_DS_CALL_BEGIN "function" SS_DS_SEP "now\n```json\n{}\n```",
+        SS_DS_CALLS_BEGIN DS_V3("now", "{}") SS_DS_CALLS_END " and more",
+        SS_DS_CALLS_BEGIN DS_V3("now", "{bad}"),
+        SS_DS_CALLS_BEGIN SS_DS_CALL_BEGIN "function" SS_DS_SEP "now\n{}" SS_DS_CALL_END,
+        SS_DS_CALLS_BEGIN DS_V31("now", "[1]"),
+        SS_DS_CALLS_BEGIN DS_V31("function", "{}"),
+        SS_DS_CALLS_BEGIN DS_V3("now", "{}") "x",
+    };
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+        parse(SS_TOOL_FORMAT_DEEPSEEK, 0, texts[i], 8, &c);
+        assert_int_equal(c.n, 0);
+    }
+}
+
 /* An object with both "arguments" and "parameters": the first of them counts (a stream sends the first it meets). */
 static void test_parse_first_arguments(void **state)
 {
@@ -270,7 +410,8 @@ int main(void)
         cmocka_unit_test(test_format_of_template), cmocka_unit_test(test_check),
         cmocka_unit_test(test_forced_schema),      cmocka_unit_test(test_parse_json),
         cmocka_unit_test(test_parse_hermes),       cmocka_unit_test(test_parse_mistral),
-        cmocka_unit_test(test_parse_first_arguments),
+        cmocka_unit_test(test_parse_first_arguments), cmocka_unit_test(test_parse_mistral_v11),
+        cmocka_unit_test(test_parse_deepseek),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
