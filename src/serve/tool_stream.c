@@ -1,5 +1,5 @@
 /* tool_stream.c — function calls streamed as they are written (see tool_stream.h): a byte-at-a-time reader of the
- * three call formats that prints arguments as cJSON_PrintUnformatted prints them, and the end's check against
+ * five call formats that prints arguments as cJSON_PrintUnformatted prints them, and the end's check against
  * ss_tool_calls_parse, which has the last word. */
 #include "serve/tool_stream.h"
 
@@ -32,26 +32,37 @@
 #define TS_NUM_MAX 63 /* cJSON reads at most 63 bytes of a number */
 
 typedef enum ts_phase {
-    PH_LEAD,  /* JSON, MISTRAL, forced: the answer's first characters decide between calls and text */
-    PH_TEXT,  /* HERMES: content, until a <tool_call> tag */
+    PH_LEAD,  /* JSON, MISTRAL, MISTRAL_V11, forced: the answer's first characters decide between calls and text */
+    PH_TEXT,  /* HERMES, DEEPSEEK, MISTRAL_V11 (a lead of text): content, until the marker that begins the calls */
     PH_PLAIN, /* the answer is text: everything is content */
     PH_CALLS, /* reading calls */
     PH_STOP,  /* read something not understood (or not a call): nothing more until the end */
     PH_DONE,  /* finished */
 } ts_phase;
 
-/* Between call objects. */
+/* Between call objects (bare: between the arguments' objects). */
 typedef enum ts_outer {
-    B_OPEN,      /* a call object comes: white space, then '{' */
-    B_CALL,      /* in a call object */
-    B_AFTER,     /* after one */
-    B_END_TAG,   /* HERMES: in </tool_call> (tag_pos bytes matched) */
-    B_GAP,       /* HERMES: after </tool_call> */
-    B_OPEN_TAG,  /* HERMES: in <tool_call> (tag_pos bytes matched) */
-    B_LIST_DONE, /* MISTRAL: after the list's ']' */
+    B_OPEN,        /* a call object comes (bare: the arguments): white space, then '{' */
+    B_CALL,        /* in a call object (bare: in the arguments) */
+    B_AFTER,       /* after one (MISTRAL_V11: also before the first call) */
+    B_TAG,         /* in a marker: one of tags[] (tag_pos bytes matched), then tag_next[] */
+    B_GAP,         /* HERMES: after </tool_call> */
+    B_LIST_DONE,   /* MISTRAL: after the list's ']' */
+    B_V_POST_TAG,  /* MISTRAL_V11: after [TOOL_CALLS] */
+    B_V_NAME,      /* MISTRAL_V11: in a call's name */
+    B_V_ID,        /* MISTRAL_V11: in the model's call id, after [CALL_ID] */
+    B_DS_GAP,      /* DEEPSEEK: before a call or the calls' end marker */
+    B_DS_WORD0,    /* DEEPSEEK: after a call's begin marker */
+    B_DS_WORD,     /* DEEPSEEK: in the word before <sep>: the type "function" (V3) or the name (V3.1) */
+    B_DS_PICK,     /* DEEPSEEK: after <sep>: '{' (V3.1) or the name (V3) */
+    B_DS_NAME,     /* DEEPSEEK V3: in the name */
+    B_DS_FENCE_WS, /* DEEPSEEK V3: after the name, before ``` */
+    B_DS_LANG,     /* DEEPSEEK V3: after ```: "json" or not */
+    B_DS_END_WS,   /* DEEPSEEK V3: after the closing ``` */
+    B_DS_DONE,     /* DEEPSEEK: after the calls' end marker */
 } ts_outer;
 
-typedef enum ts_mode { M_JSON, M_LIST, M_HERMES } ts_mode;
+typedef enum ts_mode { M_JSON, M_LIST, M_HERMES, M_V11, M_DS } ts_mode;
 
 /* A container's state. */
 typedef enum ts_frame {
@@ -104,7 +115,11 @@ struct ss_tool_stream {
     ss_tool_calls parsed;
     /* reading */
     ts_mode mode;
+    int bare;           /* M_V11, M_DS: the name comes before the arguments' object, which is read as depth 1 */
+    int fenced;         /* M_DS: the call being read is V3's, its arguments in a ``` fence */
     ts_outer outer;
+    const char *tags[2]; /* B_TAG: the markers that may be being read (NULL: none) */
+    ts_outer tag_next[2];
     size_t tag_pos;
     ts_frame stack[TS_DEPTH];
     int depth;          /* frames open; the call object is depth 1 */
@@ -316,6 +331,24 @@ static int ts_hex(unsigned char c)
                                                                                                          : -1;
 }
 
+/* The call's name (ts->name) is complete: 1 when it names a tool (the call can be announced), else 0 and the answer is
+ * no call. */
+static int ts_name_done(ss_tool_stream *ts)
+{
+    ts->name[ts->name_len] = '\0';
+    if (!ss_tools_has(ts->p.tools, ts->name)) {
+        ts_stop(ts);
+        return 0;
+    }
+    ts->name_ok = 1;
+    ts_call *c = ts_cur(ts);
+    if (c) {
+        memcpy(c->name, ts->name, ts->name_len + 1);
+        c->named = 1;
+    }
+    return 1;
+}
+
 /* A string's closing quote. */
 static void ts_str_end(ss_tool_stream *ts)
 {
@@ -324,7 +357,7 @@ static void ts_str_end(ss_tool_stream *ts)
         ts_print(ts, "\"", 1);
     if (ts->str_key) {
         ts->stack[ts->depth - 1] = F_OBJ_COLON;
-        if (ts->depth != 1)
+        if (ts->depth != 1 || ts->bare)
             return;
         int name = ts->key_len == 4 && memcmp(ts->key, "name", 4) == 0;
         int args = (ts->key_len == 9 && memcmp(ts->key, "arguments", 9) == 0) ||
@@ -337,17 +370,8 @@ static void ts_str_end(ss_tool_stream *ts)
         return;
     }
     if (ts->sink == K_NAME) {
-        ts->name[ts->name_len] = '\0';
-        if (!ss_tools_has(ts->p.tools, ts->name)) { /* not a call: the answer is text */
-            ts_stop(ts);
+        if (!ts_name_done(ts))
             return;
-        }
-        ts->name_ok = 1;
-        ts_call *c = ts_cur(ts);
-        if (c) {
-            memcpy(c->name, ts->name, ts->name_len + 1);
-            c->named = 1;
-        }
     } else if (ts->sink == K_ARGSTR) { /* a string holding the arguments' object, as add_call takes it */
         if (!ts_reserve(&ts->sbuf, &ts->sbuf_cap, ts->sbuf_len)) {
             ts->err = SS_ERR_NOMEM;
@@ -570,79 +594,283 @@ static void ts_pop(ss_tool_stream *ts, unsigned char c)
     ts->outer = B_AFTER;
 }
 
-/* A byte between call objects. */
-static void ts_outer_byte(ss_tool_stream *ts, unsigned char c)
+/* An entry for the call being read (when below max_calls). */
+static int ts_call_entry(ss_tool_stream *ts)
 {
-    switch (ts->outer) {
-    case B_OPEN:
+    if (ts->call < ts->p.max_calls && !ts_calls_grow(ts, ts->call + 1)) {
+        ts->err = SS_ERR_NOMEM;
+        ts_stop(ts);
+        return 0;
+    }
+    return 1;
+}
+
+/* A byte of a call's name (bare formats); 0 when the name is too long for a tool's. */
+static int ts_name_char(ss_tool_stream *ts, unsigned char c)
+{
+    if (ts->name_len >= TS_NAME_MAX) {
+        ts_stop(ts);
+        return 0;
+    }
+    ts->name[ts->name_len++] = (char)c;
+    return 1;
+}
+
+/* Bare formats: a call begins with c, its name's first byte. */
+static int ts_call_begin(ss_tool_stream *ts, unsigned char c)
+{
+    if (!ss_tool_name_char((char)c)) {
+        ts_stop(ts);
+        return 0;
+    }
+    if (!ts_call_entry(ts))
+        return 0;
+    ts->name_len = 0;
+    ts->name_ok = 0;
+    ts->fenced = 0;
+    return ts_name_char(ts, c);
+}
+
+/* The '{' of a call object (bare formats: of the arguments, the call's name already read). */
+static void ts_open(ss_tool_stream *ts)
+{
+    ts->outer = B_CALL;
+    ts->depth = 0;
+    ts->args_depth = 0;
+    ts->role = R_SKIP;
+    if (ts->bare) {
+        ts->name_seen = ts->args_seen = 1;
+        if (ts_push(ts, F_OBJ_FIRST)) {
+            ts->args_depth = 1;
+            ts_print(ts, "{", 1);
+        }
+        return;
+    }
+    if (!ts_call_entry(ts))
+        return;
+    ts->name_seen = ts->args_seen = ts->name_ok = 0;
+    ts_push(ts, F_OBJ_FIRST);
+}
+
+/* A byte of a marker (B_TAG): on to the state after the marker once one is whole; a byte that fits none stops. */
+static void ts_tag_byte(ss_tool_stream *ts, unsigned char c)
+{
+    int fits = 0;
+    for (int i = 0; i < 2; i++) {
+        if (ts->tags[i] && (unsigned char)ts->tags[i][ts->tag_pos] == c)
+            fits = 1;
+        else
+            ts->tags[i] = NULL;
+    }
+    if (!fits) {
+        ts_stop(ts);
+        return;
+    }
+    ts->tag_pos++;
+    for (int i = 0; i < 2; i++)
+        if (ts->tags[i] && ts->tags[i][ts->tag_pos] == '\0')
+            ts->outer = ts->tag_next[i];
+}
+
+/* c begins marker a (then state na) or b (NULL, or then nb). */
+static void ts_tag_begin(ss_tool_stream *ts, unsigned char c, const char *a, ts_outer na, const char *b, ts_outer nb)
+{
+    ts->outer = B_TAG;
+    ts->tags[0] = a;
+    ts->tags[1] = b;
+    ts->tag_next[0] = na;
+    ts->tag_next[1] = nb;
+    ts->tag_pos = 0;
+    ts_tag_byte(ts, c);
+}
+
+/* JSON, MISTRAL's list, HERMES: after a call object. */
+static void ts_outer_json(ss_tool_stream *ts, unsigned char c)
+{
+    if (ts->outer == B_AFTER && ts->mode == M_LIST) { /* in cJSON's list: any byte <= 32 is white space */
         if (c <= 32)
             return;
-        if (c != '{') {
+        if (c == ',')
+            ts->outer = B_OPEN;
+        else if (c == ']')
+            ts->outer = B_LIST_DONE;
+        else
             ts_stop(ts);
-            return;
-        }
-        if (ts->call < ts->p.max_calls && !ts_calls_grow(ts, ts->call + 1)) {
-            ts->err = SS_ERR_NOMEM;
-            ts_stop(ts);
-            return;
-        }
-        ts->outer = B_CALL;
-        ts->depth = 0;
-        ts->args_depth = 0;
-        ts->name_seen = ts->args_seen = ts->name_ok = 0;
-        ts->role = R_SKIP;
-        ts_push(ts, F_OBJ_FIRST);
         return;
+    }
+    if (ts_is_ws(c))
+        return;
+    if (ts->outer == B_AFTER && ts->mode == M_JSON && c == ';')
+        ts->outer = B_OPEN;
+    else if (ts->outer == B_AFTER && ts->mode == M_HERMES && c == SS_TOOL_END[0])
+        ts_tag_begin(ts, c, SS_TOOL_END, B_GAP, NULL, B_GAP);
+    else if (ts->outer == B_GAP && c == SS_TOOL_TAG[0])
+        ts_tag_begin(ts, c, SS_TOOL_TAG, B_OPEN, NULL, B_OPEN);
+    else
+        ts_stop(ts); /* (B_LIST_DONE: only white space may follow) */
+}
+
+static int ts_alnum(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+/* MISTRAL_V11, before and between calls: [marker] name ([CALL_ID] id [ARGS] | [ARGS] | nothing) {arguments}. */
+static void ts_outer_v11(ss_tool_stream *ts, unsigned char c)
+{
+    switch (ts->outer) {
     case B_AFTER:
-        if (ts->mode == M_LIST) { /* in cJSON's list: any byte <= 32 is white space */
-            if (c <= 32)
-                return;
-            if (c == ',')
-                ts->outer = B_OPEN;
-            else if (c == ']')
-                ts->outer = B_LIST_DONE;
-            else
-                ts_stop(ts);
-            return;
-        }
+    case B_V_POST_TAG:
         if (ts_is_ws(c))
             return;
-        if (ts->mode == M_JSON && c == ';') {
-            ts->outer = B_OPEN;
-        } else if (ts->mode == M_HERMES && c == SS_TOOL_END[0]) {
-            ts->outer = B_END_TAG;
-            ts->tag_pos = 1;
+        if (c == '[' && ts->outer == B_AFTER)
+            ts_tag_begin(ts, c, SS_MISTRAL_TAG, B_V_POST_TAG, NULL, B_V_POST_TAG);
+        else if (ts_call_begin(ts, c))
+            ts->outer = B_V_NAME;
+        return;
+    case B_V_NAME:
+        if (ss_tool_name_char((char)c))
+            ts_name_char(ts, c);
+        else if (c != '{' && c != '[')
+            ts_stop(ts);
+        else if (ts_name_done(ts) && c == '{')
+            ts_open(ts);
+        else if (ts->phase == PH_CALLS)
+            ts_tag_begin(ts, c, SS_MISTRAL_ARGS, B_OPEN, SS_MISTRAL_CALL_ID, B_V_ID);
+        return;
+    case B_V_ID:
+        if (c == '[')
+            ts_tag_begin(ts, c, SS_MISTRAL_ARGS, B_OPEN, NULL, B_OPEN);
+        else if (!ts_alnum(c))
+            ts_stop(ts);
+        return;
+    default: ts_stop(ts); return;
+    }
+}
+
+/* DEEPSEEK V3, after the name: the fence, "json", the arguments, the fence, <call_end> (B_AFTER: after the
+ * arguments). */
+static void ts_outer_ds_fence(ss_tool_stream *ts, unsigned char c)
+{
+    switch (ts->outer) {
+    case B_DS_NAME:
+        if (ss_tool_name_char((char)c)) {
+            ts_name_char(ts, c);
+            return;
+        }
+        if ((!ts_is_ws(c) && c != '`') || !ts_name_done(ts)) {
+            ts_stop(ts);
+            return;
+        }
+        ts->outer = B_DS_FENCE_WS; /* c is white space or the fence's first byte */
+        /* fall through */
+    case B_DS_FENCE_WS:
+        if (c == '`')
+            ts_tag_begin(ts, c, "```", B_DS_LANG, NULL, B_DS_LANG);
+        else if (!ts_is_ws(c))
+            ts_stop(ts);
+        return;
+    case B_DS_LANG:
+        if (c == 'j') {
+            ts_tag_begin(ts, c, "json", B_OPEN, NULL, B_OPEN);
+            return;
+        }
+        ts->outer = B_OPEN;
+        if (c == '{')
+            ts_open(ts);
+        else if (c > 32) /* (cJSON's white space before the object) */
+            ts_stop(ts);
+        return;
+    case B_AFTER:
+    case B_DS_END_WS:
+        if (ts_is_ws(c))
+            return;
+        if (c == '`' && ts->outer == B_AFTER)
+            ts_tag_begin(ts, c, "```", B_DS_END_WS, NULL, B_DS_END_WS);
+        else if (c == '<' && ts->outer == B_DS_END_WS)
+            ts_tag_begin(ts, c, SS_DS_CALL_END, B_DS_GAP, NULL, B_DS_GAP);
+        else
+            ts_stop(ts);
+        return;
+    default: ts_stop(ts); return;
+    }
+}
+
+/* DEEPSEEK, between calls and up to a call's arguments (or its name, V3). */
+static void ts_outer_ds(ss_tool_stream *ts, unsigned char c)
+{
+    switch (ts->outer) {
+    case B_DS_GAP:
+        if (c == '<')
+            ts_tag_begin(ts, c, SS_DS_CALL_BEGIN, B_DS_WORD0, SS_DS_CALLS_END, B_DS_DONE);
+        else if (!ts_is_ws(c))
+            ts_stop(ts);
+        return;
+    case B_DS_WORD0:
+        if (!ts_is_ws(c) && ts_call_begin(ts, c))
+            ts->outer = B_DS_WORD;
+        return;
+    case B_DS_WORD:
+        if (ss_tool_name_char((char)c))
+            ts_name_char(ts, c);
+        else if (c == '<')
+            ts_tag_begin(ts, c, SS_DS_SEP, B_DS_PICK, NULL, B_DS_PICK);
+        else
+            ts_stop(ts);
+        return;
+    case B_DS_PICK:
+        if (c <= 32) /* (cJSON's white space before the object) */
+            return;
+        if (c == '{') { /* V3.1: the word was the name */
+            if (ts_name_done(ts))
+                ts_open(ts);
+        } else if (ss_tool_name_char((char)c) && ts->name_len == 8 && memcmp(ts->name, "function", 8) == 0) {
+            ts->fenced = 1; /* V3: the word was the type; the name comes */
+            ts->name_len = 0;
+            ts_name_char(ts, c);
+            ts->outer = B_DS_NAME;
         } else {
             ts_stop(ts);
         }
         return;
-    case B_END_TAG:
-    case B_OPEN_TAG: {
-        const char *tag = ts->outer == B_END_TAG ? SS_TOOL_END : SS_TOOL_TAG;
-        if (c != (unsigned char)tag[ts->tag_pos]) {
-            ts_stop(ts);
+    case B_AFTER:
+        if (!ts->fenced) { /* V3.1: <call_end> */
+            if (c == '<')
+                ts_tag_begin(ts, c, SS_DS_CALL_END, B_DS_GAP, NULL, B_DS_GAP);
+            else if (!ts_is_ws(c))
+                ts_stop(ts);
             return;
         }
-        if (tag[++ts->tag_pos] == '\0')
-            ts->outer = ts->outer == B_END_TAG ? B_GAP : B_OPEN;
+        ts_outer_ds_fence(ts, c);
         return;
-    }
-    case B_GAP:
-        if (ts_is_ws(c))
-            return;
-        if (c != SS_TOOL_TAG[0]) {
-            ts_stop(ts);
-            return;
-        }
-        ts->outer = B_OPEN_TAG;
-        ts->tag_pos = 1;
-        return;
-    case B_LIST_DONE:
+    case B_DS_DONE:
         if (!ts_is_ws(c))
             ts_stop(ts);
         return;
-    case B_CALL: return; /* (read by ts_byte) */
+    default: ts_outer_ds_fence(ts, c); return;
     }
+}
+
+/* A byte between call objects (bare formats: outside the arguments). */
+static void ts_outer_byte(ss_tool_stream *ts, unsigned char c)
+{
+    switch (ts->outer) {
+    case B_OPEN:
+        if (c == '{')
+            ts_open(ts);
+        else if (c > 32)
+            ts_stop(ts);
+        return;
+    case B_TAG: ts_tag_byte(ts, c); return;
+    case B_CALL: return; /* (read by ts_byte) */
+    default: break;
+    }
+    if (ts->mode == M_V11)
+        ts_outer_v11(ts, c);
+    else if (ts->mode == M_DS)
+        ts_outer_ds(ts, c);
+    else
+        ts_outer_json(ts, c);
 }
 
 static int ts_num_char(unsigned char c)
@@ -696,7 +924,7 @@ static void ts_byte(ss_tool_stream *ts, unsigned char c)
     case F_OBJ_FIRST:
     case F_OBJ_KEY:
         if (c == '"')
-            ts_str_begin(ts, ts->depth == 1 ? K_KEY : print ? K_PRINT : K_SKIP, 1);
+            ts_str_begin(ts, ts->depth == 1 && !ts->bare ? K_KEY : print ? K_PRINT : K_SKIP, 1);
         else if (c == '}' && *f == F_OBJ_FIRST)
             ts_pop(ts, c);
         else
@@ -767,11 +995,13 @@ static size_t ts_utf8_tail(const char *str, size_t n)
     return 0;
 }
 
-static void ts_begin_calls(ss_tool_stream *ts, ts_mode mode, size_t pos)
+/* Calls are read from byte pos on, in state outer. */
+static void ts_begin_calls(ss_tool_stream *ts, ts_mode mode, size_t pos, ts_outer outer)
 {
     ts->phase = PH_CALLS;
     ts->mode = mode;
-    ts->outer = B_OPEN;
+    ts->bare = mode == M_V11 || mode == M_DS;
+    ts->outer = outer;
     ts->pos = pos;
 }
 
@@ -793,8 +1023,45 @@ static int ts_skip_tag(const char **p, const char *end, const char *tag)
     return 1;
 }
 
+/* How far s[0..n) and tag agree: 1 when s begins with tag, 0 when s is shorter and a prefix of it, -1 otherwise. */
+static int ts_prefix(const char *s, size_t n, const char *tag)
+{
+    size_t tl = strlen(tag);
+    if (memcmp(s, tag, n < tl ? n : tl) != 0)
+        return -1;
+    return n >= tl ? 1 : 0;
+}
+
+/* MISTRAL_V11: whether the answer (from p, after white space) begins with calls (1: the marker, or a tool's name and
+ * then '{' or a marker), is text (-1), or may still grow into either (0); as parse_v11_calls chooses. */
+static int ts_v11_lead(const ss_tool_stream *ts, const char *p, const char *end)
+{
+    int r = ts_prefix(p, (size_t)(end - p), SS_MISTRAL_TAG);
+    if (r >= 0)
+        return r;
+    const char *ne = p;
+    while (ne < end && ss_tool_name_char(*ne))
+        ne++;
+    size_t n = (size_t)(ne - p);
+    if (n == 0 || n > TS_NAME_MAX)
+        return -1;
+    if (ne == end)
+        return ss_tools_has_prefix(ts->p.tools, p, n) ? 0 : -1;
+    char name[TS_NAME_MAX + 1];
+    memcpy(name, p, n);
+    name[n] = '\0';
+    if (!ss_tools_has(ts->p.tools, name))
+        return -1;
+    if (*ne == '{')
+        return 1;
+    const size_t rest = (size_t)(end - ne);
+    int a = ts_prefix(ne, rest, SS_MISTRAL_ARGS), b = ts_prefix(ne, rest, SS_MISTRAL_CALL_ID);
+    return a > b ? a : b;
+}
+
 /* JSON, MISTRAL or forced: [marker] [ '[' ... | python tag ] '{' ... begins calls; anything else is text (as
- * parse_json_calls and parse_mistral_calls read it). Undecided while the text may still grow into either. */
+ * parse_json_calls and parse_mistral_calls read it). MISTRAL_V11: see ts_v11_lead; text goes on as PH_TEXT, content
+ * until a marker. Undecided while the text may still grow into either. */
 static void ts_lead(ss_tool_stream *ts)
 {
     const char *t = ts->text, *end = t + ts->len, *p = t + ts->lead;
@@ -803,18 +1070,26 @@ static void ts_lead(ss_tool_stream *ts)
     ts->lead = (size_t)(p - t);
     if (p == end)
         return;
+    if (ts->p.fmt == SS_TOOL_FORMAT_MISTRAL_V11 && !ts->p.forced) {
+        int r = ts_v11_lead(ts, p, end);
+        if (r > 0)
+            ts_begin_calls(ts, M_V11, (size_t)(p - t), B_AFTER);
+        else if (r < 0)
+            ts->phase = PH_TEXT;
+        return;
+    }
     if (ts->p.fmt == SS_TOOL_FORMAT_MISTRAL && !ts->p.forced) {
         if (!ts_skip_tag(&p, end, SS_MISTRAL_TAG))
             return;
         if (*p == '[') {
-            ts_begin_calls(ts, M_LIST, (size_t)(p + 1 - t));
+            ts_begin_calls(ts, M_LIST, (size_t)(p + 1 - t), B_OPEN);
             return;
         }
     }
     if (!ts_skip_tag(&p, end, SS_PYTHON_TAG))
         return;
     if (*p == '{')
-        ts_begin_calls(ts, M_JSON, (size_t)(p - t));
+        ts_begin_calls(ts, M_JSON, (size_t)(p - t), B_OPEN);
     else
         ts->phase = PH_PLAIN;
 }
@@ -841,22 +1116,34 @@ static size_t ts_trim_back(ss_tool_stream *ts, size_t e)
     return e;
 }
 
-/* HERMES: content up to the first <tool_call> (less the white space before it, as the content of the non-streamed
- * answer), holding back a tail that may grow into the tag. */
-static void ts_hermes_text(ss_tool_stream *ts)
+/* The marker that ends the content (PH_TEXT), the mode the calls after it are read in and the state to begin in. */
+static const char *ts_text_tag(ss_tool_format fmt, ts_mode *mode, ts_outer *outer)
 {
-    const size_t tl = strlen(SS_TOOL_TAG);
+    *mode = fmt == SS_TOOL_FORMAT_HERMES ? M_HERMES : fmt == SS_TOOL_FORMAT_DEEPSEEK ? M_DS : M_V11;
+    *outer = fmt == SS_TOOL_FORMAT_HERMES ? B_OPEN : fmt == SS_TOOL_FORMAT_DEEPSEEK ? B_DS_GAP : B_V_POST_TAG;
+    return fmt == SS_TOOL_FORMAT_HERMES ? SS_TOOL_TAG : fmt == SS_TOOL_FORMAT_DEEPSEEK ? SS_DS_CALLS_BEGIN
+                                                                                      : SS_MISTRAL_TAG;
+}
+
+/* HERMES, DEEPSEEK, MISTRAL_V11: content up to the first marker (<tool_call>, <calls_begin>, [TOOL_CALLS]) less the
+ * white space before it, as the content of the non-streamed answer, holding back a tail that may grow into it. */
+static void ts_text(ss_tool_stream *ts)
+{
+    ts_mode mode;
+    ts_outer outer;
+    const char *tag = ts_text_tag(ts->p.fmt, &mode, &outer);
+    const size_t tl = strlen(tag);
     const char *t = ts->text;
     for (size_t i = ts->scan; i + tl <= ts->len; i++)
-        if (memcmp(t + i, SS_TOOL_TAG, tl) == 0) {
+        if (memcmp(t + i, tag, tl) == 0) {
             ts->content_end = ts_trim_back(ts, i);
-            ts_begin_calls(ts, M_HERMES, i + tl);
+            ts_begin_calls(ts, mode, i + tl, outer);
             return;
         }
     ts->scan = ts->len >= tl - 1 ? ts->len - (tl - 1) : 0;
     size_t e = ts->len;
     for (size_t k = tl - 1; k > 0; k--)
-        if (k <= ts->len && memcmp(t + ts->len - k, SS_TOOL_TAG, k) == 0) {
+        if (k <= ts->len && memcmp(t + ts->len - k, tag, k) == 0) {
             e = ts->len - k;
             break;
         }
@@ -878,7 +1165,7 @@ ss_status ss_tool_stream_create(const ss_tool_stream_params *p, ss_tool_stream *
     ts->p.response_id = ts->response_id;
     if (ts->p.fmt == SS_TOOL_FORMAT_NONE || ts->p.max_calls < 1)
         ts->phase = PH_PLAIN; /* ss_tool_calls_parse finds no calls */
-    else if (ts->p.fmt == SS_TOOL_FORMAT_HERMES && !ts->p.forced)
+    else if ((ts->p.fmt == SS_TOOL_FORMAT_HERMES || ts->p.fmt == SS_TOOL_FORMAT_DEEPSEEK) && !ts->p.forced)
         ts->phase = PH_TEXT;
     else
         ts->phase = PH_LEAD;
@@ -920,8 +1207,8 @@ ss_status ss_tool_stream_feed(ss_tool_stream *ts, const char *text, size_t len)
     ts->text[ts->len] = '\0';
     if (ts->phase == PH_LEAD)
         ts_lead(ts);
-    else if (ts->phase == PH_TEXT)
-        ts_hermes_text(ts);
+    if (ts->phase == PH_TEXT) /* (also when the lead has just found text: MISTRAL_V11) */
+        ts_text(ts);
     if (ts->phase == PH_PLAIN && ts->len - ts_utf8_tail(ts->text, ts->len) > ts->content_end)
         ts->content_end = ts->len - ts_utf8_tail(ts->text, ts->len);
     while (ts->phase == PH_CALLS && ts->pos < ts->len)

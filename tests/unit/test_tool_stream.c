@@ -308,13 +308,123 @@ static void test_mistral(void **state)
     assert_int_equal(r.at[0], 1);
 }
 
+/* Mistral v11+: [TOOL_CALLS]name[ARGS]{...} after any text; without the markers the whole answer is calls, known as
+ * such once a tool's name is followed by '{' or [ARGS]; until then held back (while it may still be one). */
+static void test_mistral_v11(void **state)
+{
+    (void)state;
+    static run r;
+    const char *t = "[TOOL_CALLS]get_weather[ARGS]{\"city\": \"Nice\"}[TOOL_CALLS]now[ARGS]{}";
+    run_all(SS_TOOL_FORMAT_MISTRAL_V11, 0, t, 8, &r);
+    assert_int_equal(r.outcome, SS_TOOL_OUTCOME_CALLS);
+    assert_int_equal(r.late, 0);
+    assert_int_equal(r.n_calls, 2);
+    assert_int_equal(strlen(r.id[0]), 9);
+    assert_int_equal(r.kind[0], SS_TOOL_EVENT_CALL);
+    assert_int_equal(call_at(&r, 0), pos_after(t, "get_weather["));
+    assert_int_equal(call_at(&r, 1), pos_after(t, "now["));
+    assert_string_equal(r.args[0], "{\"city\":\"Nice\"}");
+    assert_string_equal(r.args[1], "{}");
+    char so_far[256];
+    args_by(&r, pos_after(t, "\"Ni"), 0, so_far, sizeof so_far);
+    assert_string_equal(so_far, "{\"city\":\"Ni");
+    /* the markers left out: the call starts once its name is followed by [ARGS] or '{' */
+    t = "get_weather[ARGS]{\"city\":\"Nice\"}\nnow{}";
+    run_all(SS_TOOL_FORMAT_MISTRAL_V11, 0, t, 8, &r);
+    assert_int_equal(r.outcome, SS_TOOL_OUTCOME_CALLS);
+    assert_int_equal(r.late, 0);
+    assert_int_equal(call_at(&r, 0), pos_after(t, "[ARGS]"));
+    assert_int_equal(call_at(&r, 1), pos_after(t, "now{"));
+    /* text first: it goes out as it comes (a lead that may still be a tool's name waits), the marker's white space and
+     * a tail that may grow into the marker held back */
+    t = "now is the time\n[TOOL_CALLS]now[CALL_ID]a1B2c3D4e[ARGS]{\"a\": {\"b\": [true, null]}}";
+    run_all(SS_TOOL_FORMAT_MISTRAL_V11, 0, t, 8, &r);
+    assert_int_equal(r.outcome, SS_TOOL_OUTCOME_CALLS);
+    assert_int_equal(r.late, 0);
+    assert_string_equal(r.content, "now is the time");
+    assert_int_equal(r.kind[0], SS_TOOL_EVENT_CONTENT);
+    assert_int_equal(r.at[0], 4);
+    assert_string_equal(r.piece[0], "now"); /* (the space may come before the marker) */
+    assert_string_equal(r.args[0], "{\"a\":{\"b\":[true,null]}}");
+    run_all(SS_TOOL_FORMAT_MISTRAL_V11, 0, "Sure, here", 8, &r);
+    assert_int_equal(r.kind[0], SS_TOOL_EVENT_CONTENT);
+    assert_int_equal(r.at[0], 1);
+    static const char *const texts[] = {"Plain text [TOOL", "now", "get_weather[AR", "[TOOL_CALLS]", "now {}",
+                                        "[TOOL_CALLS][{\"name\":\"now\",\"arguments\":{}}]", "[TOOL_CALLS] hello"};
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+        run_all(SS_TOOL_FORMAT_MISTRAL_V11, 0, texts[i], 8, &r);
+        assert_int_equal(r.outcome, SS_TOOL_OUTCOME_TEXT);
+    }
+    run_all(SS_TOOL_FORMAT_MISTRAL_V11, 0,
+            " [TOOL_CALLS] get_weather[ARGS] {\"city\":\"X\"}\n[TOOL_CALLS]now[ARGS]{}\n", 1, &r);
+    assert_int_equal(r.outcome, SS_TOOL_OUTCOME_CALLS);
+    assert_int_equal(r.n_calls, 1);
+}
+
+#define DS_V3(name, args) SS_DS_CALL_BEGIN "function" SS_DS_SEP name "\n```json\n" args "\n```" SS_DS_CALL_END
+#define DS_V31(name, args) SS_DS_CALL_BEGIN name SS_DS_SEP args SS_DS_CALL_END
+
+/* DeepSeek: content before the calls' marker (its white space and a tail that may grow into it held back), then V3's
+ * or V3.1's calls, each starting once its name is in. */
+static void test_deepseek(void **state)
+{
+    (void)state;
+    static run r;
+    const char *t = "Sure.\n" SS_DS_CALLS_BEGIN DS_V3("get_weather", "{\"city\": \"Paris\"}") "\n" DS_V3("now", "{}")
+        SS_DS_CALLS_END;
+    run_all(SS_TOOL_FORMAT_DEEPSEEK, 0, t, 8, &r);
+    assert_int_equal(r.outcome, SS_TOOL_OUTCOME_CALLS);
+    assert_int_equal(r.late, 0);
+    assert_string_equal(r.content, "Sure.");
+    assert_int_equal(r.n_calls, 2);
+    assert_string_equal(r.id[1], "call_00ff_1_1");
+    assert_int_equal(call_at(&r, 0), pos_after(t, "get_weather\n"));
+    assert_string_equal(r.args[0], "{\"city\":\"Paris\"}");
+    assert_string_equal(r.args[1], "{}");
+    t = "<think>\nhmm\n</think>\n\n" SS_DS_CALLS_BEGIN DS_V31("get_weather", "{\"city\":\"Paris\"}")
+        DS_V31("now", "{}") SS_DS_CALLS_END;
+    run_all(SS_TOOL_FORMAT_DEEPSEEK, 0, t, 8, &r);
+    assert_int_equal(r.outcome, SS_TOOL_OUTCOME_CALLS);
+    assert_int_equal(r.late, 0);
+    assert_string_equal(r.content, "<think>\nhmm\n</think>");
+    assert_int_equal(call_at(&r, 0), pos_after(t, SS_DS_SEP "{"));
+    assert_string_equal(r.args[0], "{\"city\":\"Paris\"}");
+    run_all(SS_TOOL_FORMAT_DEEPSEEK, 0,
+            SS_DS_CALLS_BEGIN DS_V31("now", " {}") "\n" DS_V3("get_weather", "{}") "\n" SS_DS_CALLS_END "\n", 8, &r);
+    assert_int_equal(r.outcome, SS_TOOL_OUTCOME_CALLS);
+    assert_int_equal(r.n_calls, 2);
+    run_all(SS_TOOL_FORMAT_DEEPSEEK, 0,
+            SS_DS_CALLS_BEGIN SS_DS_CALL_BEGIN "function" SS_DS_SEP " now ```json{} ```" SS_DS_CALL_END, 8, &r);
+    assert_int_equal(r.outcome, SS_TOOL_OUTCOME_CALLS);
+    run_all(SS_TOOL_FORMAT_DEEPSEEK, 0, SS_DS_CALLS_BEGIN DS_V3("now", "{}") DS_V3("now", "{}"), 1, &r);
+    assert_int_equal(r.outcome, SS_TOOL_OUTCOME_CALLS);
+    assert_int_equal(r.n_calls, 1);
+    /* a tail that may be the marker's start waits; the rest goes out as it comes */
+    t = "Hi \xef\xbd\x9c <" SS_DS_BAR "tool";
+    run_all(SS_TOOL_FORMAT_DEEPSEEK, 0, t, 8, &r);
+    assert_int_equal(r.outcome, SS_TOOL_OUTCOME_TEXT);
+    char sent[64] = "";
+    for (int e = 0; e < r.n_ev; e++)
+        if (r.at[e] >= 0)
+            strncat(sent, r.piece[e], sizeof sent - strlen(sent) - 1);
+    assert_string_equal(sent, "Hi \xef\xbd\x9c");
+    static const char *const texts[] = {SS_DS_CALLS_BEGIN SS_DS_CALLS_END, SS_DS_CALLS_BEGIN DS_V31("now", "[1]"),
+                                        SS_DS_CALLS_BEGIN DS_V31("function", "{}"),
+                                        SS_DS_CALLS_BEGIN SS_DS_CALL_BEGIN "tool" SS_DS_SEP "now\n```json\n{}\n```"};
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+        run_all(SS_TOOL_FORMAT_DEEPSEEK, 0, texts[i], 8, &r);
+        assert_int_equal(r.outcome, SS_TOOL_OUTCOME_TEXT);
+    }
+}
+
 /* Forced calls (any format: the bare object of the JSON-mode grammar) stream the same way. */
 static void test_forced(void **state)
 {
     (void)state;
     static run r;
-    static const ss_tool_format fmts[] = {SS_TOOL_FORMAT_JSON, SS_TOOL_FORMAT_HERMES, SS_TOOL_FORMAT_MISTRAL};
-    for (int i = 0; i < 3; i++) {
+    static const ss_tool_format fmts[] = {SS_TOOL_FORMAT_JSON, SS_TOOL_FORMAT_HERMES, SS_TOOL_FORMAT_MISTRAL,
+                                          SS_TOOL_FORMAT_MISTRAL_V11, SS_TOOL_FORMAT_DEEPSEEK};
+    for (int i = 0; i < 5; i++) {
         run_all(fmts[i], 1, "{\"name\":\"get_weather\",\"arguments\":{\"city\":\"Rome\"}}", 1, &r);
         assert_int_equal(r.outcome, SS_TOOL_OUTCOME_CALLS);
         assert_int_equal(r.late, 0);
@@ -401,6 +511,23 @@ static void test_malformed(void **state)
         {SS_TOOL_FORMAT_HERMES, "<tool_call>not json</tool_call>", SS_TOOL_OUTCOME_TEXT, NULL},
         {SS_TOOL_FORMAT_JSON, "The weather is fine.", SS_TOOL_OUTCOME_TEXT, NULL},
         {SS_TOOL_FORMAT_JSON, "", SS_TOOL_OUTCOME_TEXT, NULL},
+        {SS_TOOL_FORMAT_MISTRAL_V11, "[TOOL_CALLS]get_weather[ARGS]{\"city\":\"Par", SS_TOOL_OUTCOME_BROKEN,
+         "{\"city\":\"Par"},
+        {SS_TOOL_FORMAT_MISTRAL_V11, "[TOOL_CALLS]now[ARGS]{} and more", SS_TOOL_OUTCOME_BROKEN, "{}"},
+        {SS_TOOL_FORMAT_MISTRAL_V11, "now{\"a\":tru}", SS_TOOL_OUTCOME_BROKEN, "{\"a\":"},
+        {SS_TOOL_FORMAT_MISTRAL_V11, "now{bad}[TOOL_CALLS]now[ARGS]{}", SS_TOOL_OUTCOME_BROKEN, "{"},
+        {SS_TOOL_FORMAT_MISTRAL_V11, "[TOOL_CALLS]now[ARGS][1]", SS_TOOL_OUTCOME_BROKEN, ""},
+        {SS_TOOL_FORMAT_MISTRAL_V11, "[TOOL_CALLS]rm[ARGS]{}", SS_TOOL_OUTCOME_TEXT, NULL},
+        {SS_TOOL_FORMAT_MISTRAL_V11, "Hi [TOOL_CALLS]rm_rf{}", SS_TOOL_OUTCOME_TEXT, NULL},
+        {SS_TOOL_FORMAT_DEEPSEEK, SS_DS_CALLS_BEGIN SS_DS_CALL_BEGIN "function" SS_DS_SEP "now\n```json\n{}\n```",
+         SS_TOOL_OUTCOME_BROKEN, "{}"}, /* cut short before its end marker */
+        {SS_TOOL_FORMAT_DEEPSEEK, "A " SS_DS_CALLS_BEGIN DS_V3("now", "{}") SS_DS_CALLS_END " and more",
+         SS_TOOL_OUTCOME_BROKEN, "{}"},
+        {SS_TOOL_FORMAT_DEEPSEEK, SS_DS_CALLS_BEGIN SS_DS_CALL_BEGIN "get_weather" SS_DS_SEP "{\"city\": \"Pa",
+         SS_TOOL_OUTCOME_BROKEN, "{\"city\":\"Pa"},
+        {SS_TOOL_FORMAT_DEEPSEEK, SS_DS_CALLS_BEGIN DS_V3("rm", "{}"), SS_TOOL_OUTCOME_TEXT, NULL},
+        {SS_TOOL_FORMAT_DEEPSEEK, SS_DS_CALLS_BEGIN SS_DS_CALL_BEGIN "function" SS_DS_SEP "now\n{}" SS_DS_CALL_END,
+         SS_TOOL_OUTCOME_BROKEN, ""},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         run_all(cases[i].fmt, 0, cases[i].text, 8, &r);
@@ -415,18 +542,14 @@ static void test_malformed(void **state)
     }
 }
 
-/* Out of memory anywhere: SS_ERR_NOMEM, nothing leaks (ASan); a text past max_text: SS_ERR_CAPACITY. */
-static void test_alloc_failures(void **state)
+/* Out of memory at every allocation in turn while t streams in format fmt: SS_ERR_NOMEM, nothing leaks (ASan); and
+ * once there is memory enough, the calls. */
+static void alloc_failures(cJSON *tools, ss_tool_format fmt, const char *t)
 {
-    (void)state;
-    cJSON *tools = cJSON_Parse(tools_json);
-    const char *t = "Hi\n<tool_call>{\"name\":\"get_weather\",\"arguments\":{\"city\":\"Oslo\",\"n\":[1,2]}}"
-                    "</tool_call>"
-                    "<tool_call>{\"name\":\"now\"}";
     int ok = 0;
     for (long k = 0; k < 60; k++) {
         ss_tool_stream_params p = ss_tool_stream_default_params();
-        p.fmt = SS_TOOL_FORMAT_HERMES;
+        p.fmt = fmt;
         p.tools = tools;
         ss_tool_stream *ts = NULL;
         ss_alloc_fail_after(k);
@@ -449,6 +572,21 @@ static void test_alloc_failures(void **state)
         ss_tool_stream_destroy(ts);
     }
     assert_true(ok);
+}
+
+/* Out of memory anywhere: SS_ERR_NOMEM, nothing leaks (ASan); a text past max_text: SS_ERR_CAPACITY. */
+static void test_alloc_failures(void **state)
+{
+    (void)state;
+    cJSON *tools = cJSON_Parse(tools_json);
+    alloc_failures(tools, SS_TOOL_FORMAT_HERMES,
+                   "Hi\n<tool_call>{\"name\":\"get_weather\",\"arguments\":{\"city\":\"Oslo\",\"n\":[1,2]}}"
+                   "</tool_call><tool_call>{\"name\":\"now\"}");
+    alloc_failures(tools, SS_TOOL_FORMAT_MISTRAL_V11,
+                   "Hi\n[TOOL_CALLS]get_weather[ARGS]{\"city\":\"Oslo\",\"n\":[1,2]}now{}");
+    alloc_failures(tools, SS_TOOL_FORMAT_DEEPSEEK,
+                   "Hi\n" SS_DS_CALLS_BEGIN DS_V3("get_weather", "{\"city\":\"Oslo\",\"n\":[1,2]}")
+                       DS_V31("now", "{}"));
     ss_tool_stream_params p = ss_tool_stream_default_params();
     p.fmt = SS_TOOL_FORMAT_JSON;
     p.tools = tools;
@@ -466,7 +604,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_json_exact),   cmocka_unit_test(test_reprint),     cmocka_unit_test(test_hermes),
         cmocka_unit_test(test_mistral),      cmocka_unit_test(test_forced),      cmocka_unit_test(test_calls_shapes),
-        cmocka_unit_test(test_malformed),    cmocka_unit_test(test_alloc_failures),
+        cmocka_unit_test(test_malformed),    cmocka_unit_test(test_alloc_failures), cmocka_unit_test(test_mistral_v11),
+        cmocka_unit_test(test_deepseek),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
