@@ -299,7 +299,8 @@ static ss_status oai_parse_tools(const cJSON *root, const ss_api_limits *lim, ss
         lim->tool_format == SS_TOOL_FORMAT_NONE)
         return ss_api_fail(e, 400, "tools",
                            "'tools' is not supported for this model: its chat template takes no tools, or writes calls "
-                           "in a format this server does not read (Hermes <tool_call> blocks and Llama 3 JSON are read)");
+                           "in a format this server does not read (Hermes <tool_call> blocks, Llama 3 JSON, Mistral's "
+                           "[TOOL_CALLS] and DeepSeek's markers are read)");
     if (ss_tools_check(tools, choice, &tc, &named, &param, msg, sizeof msg) != SS_OK)
         return ss_api_fail(e, 400, param, "%s", msg);
     int present = 0;

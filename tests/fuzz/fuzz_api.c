@@ -95,7 +95,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 1)
         return 0;
     const ss_api_limits lim = {.max_context = 4096, .vocab_size = 128256, .max_n = 8,
-                               .tool_format = (ss_tool_format)((data[0] >> 4) % 4)};
+                               .tool_format = (ss_tool_format)((data[0] >> 4) % 6)};
     const char *body = (const char *)data + 1;
     size_t len = size - 1;
     ss_api_error e;

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""test_tools.py — function calling end to end (CPU): the e2e-llama3-tok fixture served under three chat templates
+"""test_tools.py — function calling end to end (CPU): the e2e-llama3-tok fixture served under five chat templates
 that take tools (a Llama 3-style one, calls as JSON objects; a Hermes-style one, calls in <tool_call> blocks; a
-Mistral-style one, [TOOL_CALLS] lists) and under its own, which takes none. Forced calls (tool_choice required or named) come back as tool_calls, streamed or
+Mistral-style one, [TOOL_CALLS] lists; a newer Mistral-style one, [TOOL_CALLS]name[ARGS]{...}; a DeepSeek-style one,
+calls in its <｜tool▁call▁begin｜> markers) and under its own, which takes none. Forced calls (tool_choice required or named) come back as tool_calls, streamed or
 not (streamed: a chunk naming each call, then its arguments in pieces as they are written, which add up to the
 non-streamed arguments); an answer that is text stays content; the tools reach the prompt; earlier calls and tool
 results in the history render; every misuse is a 400 naming its parameter.
@@ -37,6 +38,20 @@ MISTRAL_TEMPLATE = (
     "{{- bos_token }}{%- for m in messages %}{%- if m.role == 'user' %}{%- if tools and loop.last %}[AVAILABLE_TOOLS] "
     "{{ tools | tojson }}[/AVAILABLE_TOOLS]{%- endif %}[INST] {{ m.content }}[/INST]{%- elif 'tool_calls' in m %}"
     "[TOOL_CALLS] {{ m.tool_calls | tojson }}{{ eos_token }}{%- else %}{{ m.content }}{%- endif %}{%- endfor %}")
+MISTRAL_V11_TEMPLATE = (
+    "{{- bos_token }}{%- for m in messages %}{%- if m.role == 'user' %}{%- if tools and loop.last %}[AVAILABLE_TOOLS]"
+    "{{ tools | tojson }}[/AVAILABLE_TOOLS]{%- endif %}[INST]{{ m.content }}[/INST]{%- elif 'tool_calls' in m %}"
+    "{%- for c in m.tool_calls %}{{- '[TOOL_CALLS]' + c.function.name + '[ARGS]' }}{{ c.function.arguments | tojson }}"
+    "{%- endfor %}{{ eos_token }}{%- elif m.role == 'tool' %}[TOOL_RESULTS]{{ m.content }}[/TOOL_RESULTS]"
+    "{%- else %}{{ m.content }}{%- endif %}{%- endfor %}")
+DEEPSEEK_TEMPLATE = (
+    "{{- bos_token }}{%- if tools %}## Tools\n{%- for t in tools %}{{ t | tojson }}\n{%- endfor %}{%- endif %}"
+    "{%- for m in messages %}{%- if m.role == 'user' %}<｜User｜>{{ m.content }}{%- elif 'tool_calls' in m %}"
+    "<｜Assistant｜><｜tool▁calls▁begin｜>{%- for c in m.tool_calls %}<｜tool▁call▁begin｜>{{ c.type }}<｜tool▁sep｜>"
+    "{{ c.function.name }}\n```json\n{{ c.function.arguments | tojson }}\n```<｜tool▁call▁end｜>{%- endfor %}"
+    "<｜tool▁calls▁end｜><｜end▁of▁sentence｜>{%- elif m.role == 'tool' %}<｜tool▁outputs▁begin｜><｜tool▁output▁begin｜>"
+    "{{ m.content }}<｜tool▁output▁end｜><｜tool▁outputs▁end｜>{%- else %}<｜Assistant｜>{{ m.content }}"
+    "<｜end▁of▁sentence｜>{%- endif %}{%- endfor %}{%- if add_generation_prompt %}<｜Assistant｜>{%- endif %}")
 
 UNIT = {"type": "function", "function": {"name": "set_unit", "description": "Sets the temperature unit",
                                          "parameters": {"type": "object", "properties": {"unit": {"enum": ["c", "f"]}},
@@ -56,11 +71,12 @@ def model_dir(template):
     return d
 
 
-dirs = [model_dir(JSON_TEMPLATE), model_dir(HERMES_TEMPLATE), model_dir(MISTRAL_TEMPLATE)]
-servers = {"json": Server(BINARY, dirs[0], ["--max-seq-len", "512"]),
-           "hermes": Server(BINARY, dirs[1], ["--max-seq-len", "512"]),
-           "mistral": Server(BINARY, dirs[2], ["--max-seq-len", "512"]),
-           "none": Server(BINARY, FIXTURE, ["--max-seq-len", "512"])}
+TEMPLATES = {"json": JSON_TEMPLATE, "hermes": HERMES_TEMPLATE, "mistral": MISTRAL_TEMPLATE,
+             "mistral_v11": MISTRAL_V11_TEMPLATE, "deepseek": DEEPSEEK_TEMPLATE}
+dirs = {kind: model_dir(tpl) for kind, tpl in TEMPLATES.items()}
+servers = {kind: Server(BINARY, d, ["--max-seq-len", "512"]) for kind, d in dirs.items()}
+servers["none"] = Server(BINARY, FIXTURE, ["--max-seq-len", "512"])
+MISTRAL_IDS = ("mistral", "mistral_v11")  # their templates refuse other ids in the calls sent back
 vocab = json.load(open(os.path.join(FIXTURE, "tokenizer.json")))["model"]["vocab"]
 # this random model would otherwise spend its tokens on white space inside the object first
 CLOSERS = {str(vocab["{"]): 10, str(vocab['"']): 10, str(vocab["}"]): 10}
@@ -109,11 +125,11 @@ def forced(kind, choice, tools):
             "max_tokens": 120, "logit_bias": CLOSERS}
 
 
-@check("tool_choice naming a tool: one call of it (JSON, Hermes and Mistral formats), arguments following its "
-       "schema, content null, finish_reason tool_calls (Mistral: ids of 9 letters and digits); streamed: a chunk with "
-       "its id and name, then its arguments in several pieces that add up to the non-streamed arguments")
+@check("tool_choice naming a tool: one call of it (JSON, Hermes, Mistral, Mistral v11 and DeepSeek formats), arguments "
+       "following its schema, content null, finish_reason tool_calls (Mistral: ids of 9 letters and digits); streamed: a "
+       "chunk with its id and name, then its arguments in several pieces that add up to the non-streamed arguments")
 def _():
-    for kind in ("json", "hermes", "mistral"):
+    for kind in TEMPLATES:
         srv = servers[kind]
         body = forced(kind, {"type": "function", "function": {"name": "set_unit"}}, [UNIT, NOW])
         j = chat(srv, body)
@@ -124,7 +140,7 @@ def _():
         assert len(msg["tool_calls"]) == 1, j
         call = msg["tool_calls"][0]
         assert call["type"] == "function" and call["index"] == 0, call
-        if kind == "mistral":  # its templates refuse other ids in the calls sent back
+        if kind in MISTRAL_IDS:
             assert len(call["id"]) == 9 and call["id"].isalnum(), call
         else:
             assert call["id"].startswith("call_"), call
@@ -138,7 +154,7 @@ def _():
         assert len(got) == 1 and got[0]["name"] == "set_unit", deltas
         assert got[0]["arguments"] == call["function"]["arguments"], (got, call)  # byte for byte
         assert got[0]["pieces"] > 1, got  # sent as written, not whole at the end
-        if kind == "mistral":
+        if kind in MISTRAL_IDS:
             assert len(got[0]["id"]) == 9 and got[0]["id"].isalnum(), got
         else:
             assert got[0]["id"].startswith("call_"), got
@@ -187,6 +203,42 @@ def _():
     assert [(t["name"], t["arguments"]) for t in streamed_calls(deltas)] == [("now", "{}")], deltas
 
 
+@check("Mistral v11 and DeepSeek formats, tool_choice auto: this model's text stays content, streamed the same "
+       "(text that may begin a call or a marker is held back, then sent); the tools are in the prompt; a history with "
+       "calls renders")
+def _():
+    for kind in ("mistral_v11", "deepseek"):
+        srv = servers[kind]
+        base = {"messages": [{"role": "user", "content": "Hello"}], "max_tokens": 12, "seed": 3}
+        plain = chat(srv, base)
+        auto = chat(srv, dict(base, tools=[UNIT, NOW]))
+        assert auto["usage"]["prompt_tokens"] > plain["usage"]["prompt_tokens"] + 20, (auto, plain)
+        c = auto["choices"][0]
+        if "tool_calls" not in c["message"]:  # (a random model: a call is possible, but then it must parse)
+            assert isinstance(c["message"]["content"], str) and c["finish_reason"] in ("stop", "length"), auto
+            chunks = stream(srv, dict(base, tools=[UNIT, NOW]))
+            text = "".join(ch["choices"][0]["delta"].get("content") or "" for ch in chunks if ch["choices"])
+            assert text == c["message"]["content"], (text, c)
+        history = dict(base, tools=[UNIT], messages=[
+            {"role": "user", "content": "Use Celsius."},
+            {"role": "assistant", "content": None, "tool_calls": [{"id": "a1B2c3D4e", "type": "function", "function": {
+                "name": "set_unit", "arguments": "{\"unit\": \"c\"}"}}]},
+            {"role": "tool", "tool_call_id": "a1B2c3D4e", "content": "ok"},
+            {"role": "user", "content": "Thanks"}])
+        j = chat(srv, history)
+        assert j["usage"]["prompt_tokens"] > auto["usage"]["prompt_tokens"], (j, auto)
+        # a Llama 3-style call object (guided_json makes this model write one) is no call in these formats: content
+        call = {"type": "object", "properties": {"name": {"const": "now"}, "parameters": {
+            "type": "object", "properties": {}, "additionalProperties": False}}, "required": ["name", "parameters"]}
+        body = dict(base, tools=[UNIT, NOW], guided_json=call, max_tokens=60, logit_bias=CLOSERS)
+        j = chat(srv, body)
+        c = j["choices"][0]
+        assert "tool_calls" not in c["message"] and c["finish_reason"] == "stop", j
+        assert json.loads(c["message"]["content"]) == {"name": "now", "parameters": {}}, j
+        deltas = [ch["choices"][0] for ch in stream(srv, body) if ch["choices"]]
+        assert "".join(d["delta"].get("content") or "" for d in deltas) == c["message"]["content"], deltas
+
+
 @check("a history with an assistant's call (arguments as a JSON text) and the tool's result renders and answers")
 def _():
     body = {"messages": [
@@ -232,6 +284,6 @@ def _():
 
 for srv in servers.values():
     stop_checked(srv)
-for d in dirs:
+for d in dirs.values():
     shutil.rmtree(d, ignore_errors=True)
 finish("function calling end to end")

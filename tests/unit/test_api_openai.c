@@ -211,7 +211,8 @@ static void test_bad_matrix(void **state)
          "malformed JSON in request body: unexpected data after the object at byte 15"},
         {SS_API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tools\":[{}]}", 400, "tools",
          "'tools' is not supported for this model: its chat template takes no tools, or writes calls in a format this "
-         "server does not read (Hermes <tool_call> blocks and Llama 3 JSON are read)"},
+         "server does not read (Hermes <tool_call> blocks, Llama 3 JSON, Mistral's [TOOL_CALLS] and DeepSeek's markers "
+         "are read)"},
         {SS_API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"functions\":[{}]}", 400, "functions",
          "'functions' is not supported (the legacy form: use 'tools')"},
         {SS_API_COMPLETION, "{\"prompt\":\"x\",\"tools\":[{}]}", 400, "tools",
