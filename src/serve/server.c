@@ -927,10 +927,7 @@ static ss_status srv_load(ss_server *s, ss_err *err)
             s->tmpl = NULL;
         }
         s->limits.tool_format = s->tmpl ? ss_tool_format_of_template(tpl) : SS_TOOL_FORMAT_NONE;
-        SS_LOGI("chat template: function calling %s", s->limits.tool_format == SS_TOOL_FORMAT_HERMES ? "in <tool_call> blocks"
-                                                      : s->limits.tool_format == SS_TOOL_FORMAT_JSON ? "as JSON objects"
-                                                      : s->limits.tool_format == SS_TOOL_FORMAT_MISTRAL ? "as [TOOL_CALLS] lists"
-                                                                                                      : "off");
+        SS_LOGI("chat template: function calling %s", ss_tool_format_str(s->limits.tool_format));
     } else {
         SS_LOGW("%s has no chat template; /v1/chat/completions is off", s->p.model_dir);
     }
