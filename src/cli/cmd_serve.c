@@ -26,6 +26,7 @@ typedef struct serve_opts {
     int64_t tp, pp, port, metrics_port, threads;
     int64_t max_batch, max_waiting, max_step_tokens, max_seq_len, num_kv_blocks, block_size;
     int64_t max_body_bytes, max_header_bytes, conn_timeout, request_timeout, drain_timeout, max_n;
+    int64_t spec_tokens, spec_max_batch;
     int no_prefix_cache, no_warmup, no_pace, prefill_attn_budget;
 } serve_opts;
 
@@ -73,6 +74,8 @@ int ss_cmd_serve(int argc, char **argv, char **env)
     o.comm_timeout = 60;
     o.drain_timeout = p.drain_timeout_ms / 1000;
     o.max_n = p.max_n;
+    o.spec_tokens = p.sched.spec_tokens;
+    o.spec_max_batch = p.sched.spec_max_running;
     const ss_opt opts[] = {
         {"model", SS_OPT_STR, &o.model, "Hugging Face id or checkpoint folder (default: the bundled demo model)"},
         {"revision", SS_OPT_STR, &o.revision, "Hub branch, tag or commit of --model (default main)"},
@@ -101,6 +104,12 @@ int ss_cmd_serve(int argc, char **argv, char **env)
         {"prefill-attention-budget", SS_OPT_BOOL, &o.prefill_attn_budget,
          "beside decoding sequences, a prompt chunk's attention counts against the step budget too: streams keep "
          "their pace while a long prompt prefills, which takes longer"},
+        {"speculative-ngram", SS_OPT_INT, &o.spec_tokens,
+         "speculative decoding by prompt lookup: up to this many draft tokens, copied from where the sequence's last "
+         "tokens occurred before, are verified in each step (0: off; same text, sooner when the output repeats "
+         "its input)"},
+        {"speculative-max-batch", SS_OPT_INT, &o.spec_max_batch,
+         "speculate only while at most this many sequences run (larger batches are not bound by the weights' reads)"},
         {"max-seq-len", SS_OPT_INT, &o.max_seq_len, "context cap in tokens (0: the model's, within the KV cache)"},
         {"num-kv-blocks", SS_OPT_INT, &o.num_kv_blocks, "KV-cache blocks (0: automatic)"},
         {"block-size", SS_OPT_INT, &o.block_size, "KV block size in tokens"},
@@ -167,7 +176,9 @@ int ss_cmd_serve(int argc, char **argv, char **env)
         (st = serve_range("conn-timeout", o.conn_timeout, 1, 86400, &e)) != SS_OK ||
         (st = serve_range("request-timeout", o.request_timeout, 0, 86400 * 7, &e)) != SS_OK ||
         (st = serve_range("drain-timeout", o.drain_timeout, 0, 86400, &e)) != SS_OK ||
-        (st = serve_range("max-n", o.max_n, 1, 128, &e)) != SS_OK) {
+        (st = serve_range("max-n", o.max_n, 1, 128, &e)) != SS_OK ||
+        (st = serve_range("speculative-ngram", o.spec_tokens, 0, SS_SPEC_MAX_TOKENS, &e)) != SS_OK ||
+        (st = serve_range("speculative-max-batch", o.spec_max_batch, 1, 65536, &e)) != SS_OK) {
         fprintf(stderr, "shardserve serve: %s\n", e.msg);
         return SS_EXIT_USAGE;
     }
@@ -237,9 +248,11 @@ int ss_cmd_serve(int argc, char **argv, char **env)
     p.replica.num_kv_blocks = (int32_t)o.num_kv_blocks;
     p.replica.max_seq_len = (int32_t)o.max_seq_len;
     p.sched.max_running = (int32_t)o.max_batch;
-    /* Size the ranks for the steps the scheduler will send. */
-    p.replica.max_seqs = (int32_t)o.max_batch;
-    p.replica.max_batch_tokens = o.max_step_tokens > o.max_batch ? o.max_step_tokens : o.max_batch;
+    p.sched.spec_tokens = (int32_t)o.spec_tokens;
+    p.sched.spec_max_running = (int32_t)o.spec_max_batch;
+    /* Size the ranks for the steps the scheduler will send (a speculating sequence takes an entry per draft). */
+    p.replica.max_seqs = ss_sched_max_entries(&p.sched);
+    p.replica.max_batch_tokens = o.max_step_tokens > p.replica.max_seqs ? o.max_step_tokens : p.replica.max_seqs;
     p.sched.max_waiting = (int32_t)o.max_waiting;
     p.sched.max_step_tokens = (int32_t)o.max_step_tokens;
     p.sched.enable_prefix_cache = !o.no_prefix_cache;

@@ -302,6 +302,10 @@ char *ss_metrics_render(ss_metrics *m, const ss_sched_stats *stats, size_t *len)
     met_scalar(&b, m, "shardserve_steps_paced_late_total", "counter",
                "Paced steps submitted after the previous step had ended (the device idled briefly)", 0,
                stats->steps_paced_late);
+    met_scalar(&b, m, "shardserve_spec_draft_tokens_total", "counter",
+               "Draft tokens proposed by prompt lookup (speculative decoding)", 0, stats->spec_draft_tokens);
+    met_scalar(&b, m, "shardserve_spec_accepted_tokens_total", "counter",
+               "Draft tokens the model confirmed (speculative decoding)", 0, stats->spec_accepted_tokens);
     met_scalar_f(&b, m, "shardserve_comm_seconds_total", "counter", "Time spent in collectives between ranks", 0,
                  m->comm_seconds);
     met_scalar_f(&b, m, "shardserve_load_seconds", "gauge", "Time taken to load the model and warm up", 0,

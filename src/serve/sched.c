@@ -1,7 +1,7 @@
 /* sched.c — the scheduler thread: admission from a bounded queue, one step plan per iteration (decodes
- * first, then chunked prefills, under a token budget), paged KV with prefix caching and preemption by
- * recompute, sampling results turned into token/done events (EOS, stop strings, lengths, deadlines, the end
- * of JSON mode's object). */
+ * first, with draft tokens when speculating, then chunked prefills, under a token budget), paged KV with prefix
+ * caching and preemption by recompute, sampling results turned into token/done events (EOS, stop strings, lengths,
+ * deadlines, the end of JSON mode's object). */
 #include "serve/sched.h"
 
 #include <math.h>
@@ -16,108 +16,9 @@
 
 #include "core/alloc.h"
 #include "core/log.h"
-#include "serve/guide_vocab.h"
-#include "serve/kv_blocks.h"
 #include "serve/sched_chunk.h"
-#include "serve/sched_pace.h"
-#include "serve/stop.h"
-
-#define SCHED_MAP_BUCKETS 4096 /* id -> request, for ss_sched_cancel */
-
-typedef enum sreq_state { SREQ_QUEUED = 0, SREQ_WAITING, SREQ_RUNNING } sreq_state;
-
-/* A request as the scheduler tracks it. Owned by the scheduler from submit to its DONE event. */
-typedef struct sreq {
-    uint64_t id;
-    ss_gen_request *req; /* owned */
-    ss_gen_callback cb;
-    void *user;
-    sreq_state state;
-    int32_t *tokens; /* [n_tokens] prompt then generated ids */
-    int32_t n_tokens, cap;
-    int32_t n_prompt, n_generated;
-    int32_t n_computed;    /* tokens whose KV is in the cache (reset by preemption) */
-    int32_t cached_tokens; /* prompt tokens found in the prefix cache at first admission */
-    int admitted;          /* admitted at least once */
-    int32_t n_preempted;   /* times preempted (recomputed) */
-    ss_kv_seq kv;
-    ss_detok *detok; /* NULL without a tokenizer */
-    ss_stop *stop;
-    ss_guide guide;     /* JSON mode: the grammar's state and the next mask (guide.allow NULL: not started) */
-    int cancel; /* set under s->mu by ss_sched_cancel */
-    int64_t arrival_us, admit_us, first_token_us;
-    int32_t step_tokens;      /* tokens of this sequence in the step being built (0: not planned) */
-    struct sreq *next, *prev; /* inbox / waiting deque links */
-    struct sreq *map_next;
-} sreq;
-
-/* A step submitted to the replica and not collected yet: its sequences in plan order (an entry turns NULL
- * when its sequence ends first), their token counts and whether they sample. */
-typedef struct sched_flight {
-    int active;
-    int32_t n;
-    sreq **reqs;
-    int32_t *tokens;
-    uint8_t *sample;
-    int64_t t_submit;
-} sched_flight;
-
-struct ss_sched {
-    ss_sched_params p;
-    ss_replica *replica;     /* borrowed */
-    const ss_tokenizer *tok; /* borrowed, may be NULL */
-    ss_kv_blocks *kv;
-    int32_t max_seq_len, vocab;
-    int32_t kv_total;  /* blocks in the cache */
-    double chunk_keys; /* keys at which a prompt token's attention costs what its projections do (ss_chunk_fit) */
-    int32_t tok_vocab; /* ids the tokenizer knows (0 without one) */
-    int32_t eos[SS_MAX_EOS];
-    int32_t n_eos;
-    ss_guide_vocab *guide; /* JSON mode's vocabulary, made for the first such request (scheduler thread) */
-    /* JSON mode's next masks, made after each step for every guided sequence that sampled (masks_make) */
-    ss_guide_batch *masks;
-    sreq **mask_due;       /* [max_running] */
-    ss_guide **mask_guide; /* [max_running] their guides */
-    int32_t n_mask_due;
-
-    pthread_t thread;
-    int thread_started, thread_joined;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    /* ---- under mu ---- */
-    sreq *inbox_head, *inbox_tail;
-    int32_t n_inbox;
-    int32_t n_waiting_shared; /* scheduler's waiting count as last published */
-    sreq *map[SCHED_MAP_BUCKETS];
-    uint64_t next_id;
-    int cancel_pending;
-    int accepting, draining, healthy;
-    int64_t drain_deadline_us;
-    ss_status fail_status;
-    char fail_msg[sizeof(((ss_err *)0)->msg) + 64];
-    ss_sched_stats stats;
-    /* ---- scheduler thread only ---- */
-    sreq *wait_head, *wait_tail;
-    int32_t n_waiting;
-    sreq **running; /* [max_running], oldest admission first */
-    int32_t n_running;
-    sreq **plan_reqs; /* [max_running] sequences of the step being built, plan order */
-    int32_t n_plan;
-    ss_plan_seq *plan_seqs; /* [max_running] */
-    int32_t *plan_tokens;   /* [max_step_tokens] */
-    int32_t *banned;        /* banned ids of the step, all sequences */
-    size_t n_banned, banned_cap;
-    size_t *banned_off; /* [max_running] */
-    uint64_t step_id;
-    /* fl[cur]: the step to collect next; fl[1 - cur]: the step planned ahead of it, if any */
-    sched_flight fl[2];
-    int cur;
-    int overlap; /* plan ahead (p.overlap, and for AUTO whether the replica runs steps asynchronously) */
-    int64_t t_last_collect;
-    int64_t log_step_us; /* SS_STEP_LOG_MS: steps at least this long are logged with their make-up (0: none) */
-    int64_t n_steps;     /* steps collected (the log's step numbers) */
-    ss_pace pace; /* pace_ahead's estimate of decode-only steps' own time, and its margin */
-};
+#include "serve/sched_spec.h"
+#include "serve/sched_state.h"
 
 static int64_t now_us(void)
 {
@@ -137,7 +38,19 @@ ss_sched_params ss_sched_default_params(void)
     p.pace = 1;
     p.pace_min_us = 1000;
     p.pace_margin_min_us = 250;
+    p.spec_max_running = 4;
     return p;
+}
+
+int32_t ss_sched_max_entries(const ss_sched_params *p)
+{
+    int64_t n = p->max_running;
+    if (p->spec_tokens > 0) {
+        int64_t spec_seqs = p->spec_max_running < p->max_running ? p->spec_max_running : p->max_running;
+        int64_t spec = spec_seqs * (1 + (int64_t)p->spec_tokens);
+        n = spec > n ? spec : n;
+    }
+    return n > INT32_MAX ? INT32_MAX : (int32_t)n;
 }
 
 /* ---- id map (under mu) ---- */
@@ -467,22 +380,23 @@ static ss_status banned_push(ss_sched *s, int32_t id)
     return SS_OK;
 }
 
-/* Appends r's banned ids for its next sample: bad words whose prefix ends the sequence (one-token bad
- * words always), and the end ids while min_tokens is not reached. */
-static ss_status collect_banned(ss_sched *s, const sreq *r)
+/* Appends r's banned ids for its sample after its j draft tokens (0: its next token): bad words whose prefix ends
+ * the sequence (one-token bad words always), and the end ids while min_tokens is not reached. */
+static ss_status collect_banned(ss_sched *s, const sreq *r, int32_t j)
 {
     const ss_gen_request *q = r->req;
+    const int32_t n_tok = r->n_tokens + j; /* the drafts follow r's tokens (spec_plan) */
     for (int32_t w = 0; w < q->n_bad_words; w++) {
         int32_t len = q->bad_word_lens[w];
         const int32_t *word = q->bad_words[w];
         if (len < 1)
             continue;
         int32_t pre = len - 1;
-        if (pre > r->n_tokens || memcmp(r->tokens + r->n_tokens - pre, word, (size_t)pre * sizeof(int32_t)) != 0)
+        if (pre > n_tok || memcmp(r->tokens + n_tok - pre, word, (size_t)pre * sizeof(int32_t)) != 0)
             continue;
         SS_CHECK(banned_push(s, word[pre]));
     }
-    if (!q->ignore_eos && r->n_generated < q->min_tokens) {
+    if (!q->ignore_eos && r->n_generated + j < q->min_tokens) {
         for (int32_t i = 0; i < s->n_eos; i++)
             SS_CHECK(banned_push(s, s->eos[i]));
         for (int32_t i = 0; i < q->n_stop_ids; i++)
@@ -495,7 +409,38 @@ static ss_status collect_banned(ss_sched *s, const sreq *r)
 static void plan_add(ss_sched *s, sreq *r, int32_t n)
 {
     r->step_tokens = n;
+    s->plan_spec[s->n_plan] = 0;
     s->plan_reqs[s->n_plan++] = r;
+}
+
+/* ---- speculative decoding (prompt lookup) ---- */
+
+/* The most draft tokens each decoding sequence may have in this step (ss_spec_room). */
+static int32_t spec_room(const ss_sched *s)
+{
+    return ss_spec_room(s->p.spec_tokens, s->p.spec_max_running, s->n_running, s->max_entries, s->p.max_step_tokens);
+}
+
+/* Plans up to k draft tokens after decoding sequence r's entry (just added): the tokens prompt lookup proposes
+ * (written after r's tokens, where the verified ones will be appended), one entry each. Not for JSON mode (its mask
+ * follows the tokens), nor past max_tokens or the context; only when their KV blocks are free (no preemption for a
+ * guess). Returns the drafts planned. */
+static int32_t spec_plan(ss_sched *s, sreq *r, int32_t k)
+{
+    if (r->guide.allow)
+        return 0;
+    int32_t by_len = r->req->max_tokens - r->n_generated - 1, by_ctx = s->max_seq_len - r->n_tokens;
+    k = by_len < k ? by_len : k;
+    k = by_ctx < k ? by_ctx : k;
+    int32_t n = ss_spec_propose(&r->tokens, &r->cap, r->n_tokens, k);
+    ss_err err;
+    if (n == 0 || ss_kv_seq_reserve(s->kv, &r->kv, (int64_t)r->n_computed + 1 + n, &err) != SS_OK)
+        return 0;
+    for (int32_t j = 1; j <= n; j++) {
+        s->plan_spec[s->n_plan] = (uint8_t)j;
+        s->plan_reqs[s->n_plan++] = r;
+    }
+    return n;
 }
 
 /* The attention weight of prompt chunks beside decoding streams (sched_chunk.h): chunk_keys with
@@ -514,7 +459,8 @@ static void choose_work(ss_sched *s)
     for (int32_t i = 0; i < s->n_running; i++)
         s->running[i]->step_tokens = 0;
 
-    /* 1. one token for every decoding sequence */
+    /* 1. one token for every decoding sequence (and, speculating, its draft tokens) */
+    const int32_t spec_k = spec_room(s);
     for (int32_t i = 0; i < s->n_running && budget > 0;) {
         sreq *r = s->running[i];
         if (r->n_tokens - r->n_computed != 1) {
@@ -524,6 +470,8 @@ static void choose_work(ss_sched *s)
         if (grant_blocks(s, r, 1, 1) == 1) {
             plan_add(s, r, 1);
             budget--;
+            if (spec_k > 0)
+                budget -= spec_plan(s, r, spec_k < budget ? spec_k : budget);
             i++;
         } /* else r left the running set: index i now holds the next one */
     }
@@ -549,7 +497,7 @@ static void choose_work(ss_sched *s)
     if (s->n_running > 0)
         reserve = s->kv_total / 100 > 1 ? s->kv_total / 100 : 1;
     int32_t bs = ss_kv_block_size(s->kv);
-    while (s->wait_head && s->n_running < s->p.max_running && budget > 0) {
+    while (s->wait_head && s->n_running < s->p.max_running && s->n_plan < s->max_entries && budget > 0) {
         sreq *r = s->wait_head;
         int32_t cached = 0;
         ss_err err;
@@ -603,25 +551,28 @@ static ss_status build_plan(ss_sched *s, ss_step_plan *plan)
     for (int32_t k = 0; k < s->n_plan; k++) {
         sreq *r = s->plan_reqs[k];
         ss_plan_seq *ps = &s->plan_seqs[k];
+        /* A draft entry (j > 0) computes r's j-th draft token, at the position after entry j - 1's, and samples what
+         * follows it as r would once the drafts before it are confirmed: same counter, penalties over them too. */
+        const int32_t j = s->plan_spec[k];
         memset(ps, 0, sizeof(*ps));
         ps->seq_id = r->id;
-        ps->n_tokens = r->step_tokens;
-        ps->pos_start = r->n_computed;
-        ps->n_blocks = ss_kv_blocks_for(s->kv, (int64_t)r->n_computed + r->step_tokens);
+        ps->n_tokens = j ? 1 : r->step_tokens;
+        ps->pos_start = r->n_computed + j;
+        ps->n_blocks = ss_kv_blocks_for(s->kv, (int64_t)ps->pos_start + ps->n_tokens);
         ps->blocks = r->kv.blocks;
-        ps->sample = r->n_computed + r->step_tokens == r->n_tokens;
-        ps->rng_counter = (uint64_t)r->n_generated;
+        ps->sample = j || r->n_computed + r->step_tokens == r->n_tokens;
+        ps->rng_counter = (uint64_t)r->n_generated + (uint64_t)j;
         ps->sp = r->req->sp;
-        memcpy(s->plan_tokens + nt, r->tokens + r->n_computed, (size_t)r->step_tokens * sizeof(int32_t));
-        nt += r->step_tokens;
+        memcpy(s->plan_tokens + nt, r->tokens + ps->pos_start, (size_t)ps->n_tokens * sizeof(int32_t));
+        nt += ps->n_tokens;
         s->banned_off[k] = s->n_banned;
         if (ps->sample) {
             if (penalty_active(&r->req->sp)) {
                 int all = r->req->include_prompt_penalty;
                 ps->penalty_tokens = all ? r->tokens : r->tokens + r->n_prompt;
-                ps->n_penalty_tokens = all ? r->n_tokens : r->n_generated;
+                ps->n_penalty_tokens = (all ? r->n_tokens : r->n_generated) + j;
             }
-            SS_CHECK(collect_banned(s, r));
+            SS_CHECK(collect_banned(s, r, j));
             ps->n_banned = (int32_t)(s->n_banned - s->banned_off[k]);
             ps->n_bias = r->req->n_bias; /* borrowed from the request, which outlives the step */
             ps->bias_ids = r->req->bias_ids;
@@ -780,6 +731,7 @@ static ss_status flight_submit(ss_sched *s, sched_flight *f, const ss_step_plan 
         f->reqs[k] = s->plan_reqs[k];
         f->tokens[k] = plan->seqs[k].n_tokens;
         f->sample[k] = (uint8_t)plan->seqs[k].sample;
+        f->spec[k] = s->plan_spec[k];
     }
     return SS_OK;
 }
@@ -832,9 +784,13 @@ static int plan_ahead_allowed(const ss_sched *s)
     const sched_flight *a = &s->fl[s->cur];
     if (!s->overlap || (s->wait_head && s->n_running < s->p.max_running))
         return 0; /* someone could be admitted into the next step: plan it the usual way */
+    if (spec_room(s) > 0)
+        return 0; /* the next step may speculate: its drafts follow the flight's tokens */
     int32_t live = 0;
     for (int32_t i = 0; i < a->n; i++) {
         const sreq *r = a->reqs[i];
+        if (a->spec[i])
+            return 0; /* how many of the drafts hold is not known yet */
         if (!r)
             continue;
         const ss_gen_request *q = r->req;
@@ -934,21 +890,44 @@ static int plan_ahead(ss_sched *s, ss_step_plan *plan)
     return 1;
 }
 
+/* The results of speculating sequence r, entries i .. i + g - 1 of flight f (its own, then one per draft token),
+ * whose samples start at output row k_out: the drafts up to the first one its samples do not confirm are its
+ * tokens (their KV is computed), and the sample after them is one more. Each sample is what r would have drawn
+ * without the drafts (the same counter, on the same tokens before it), so the text is the same, only sooner. */
+static void spec_finish(ss_sched *s, sched_flight *f, int32_t i, int32_t g, const ss_step_output *out, int32_t k_out)
+{
+    sreq *r = f->reqs[i];
+    const int32_t a = ss_spec_confirmed(out->token + k_out, r->tokens + r->n_tokens, g - 1); /* (spec_plan) */
+    r->n_computed += 1 + a;
+    r->step_tokens = 0;
+    ss_kv_seq_commit(s->kv, &r->kv, r->tokens, r->n_computed); /* the confirmed drafts are r's tokens already */
+    pthread_mutex_lock(&s->mu);
+    s->stats.spec_draft_tokens += g - 1;
+    s->stats.spec_accepted_tokens += a;
+    pthread_mutex_unlock(&s->mu);
+    for (int32_t m = 0; m <= a && f->reqs[i]; m++) /* finish() clears f's entries of r: it ended (freed) */
+        on_token(s, r, out, k_out + m);
+}
+
 /* Hands out a collected flight's results: the sequences' new KV, and their sampled tokens. */
 static void flight_finish(ss_sched *s, sched_flight *f, const ss_step_output *out)
 {
     int32_t k_out = 0;
-    for (int32_t i = 0; i < f->n; i++) {
+    for (int32_t i = 0, g; i < f->n; i += g) {
+        for (g = 1; i + g < f->n && f->spec[i + g] > 0; g++) /* a speculating sequence's entries */
+            ;
         sreq *r = f->reqs[i];
         int sample = f->sample[i];
-        if (r) {
+        if (r && g > 1) {
+            spec_finish(s, f, i, g, out, k_out);
+        } else if (r) {
             r->n_computed += f->tokens[i];
             r->step_tokens = 0;
             ss_kv_seq_commit(s->kv, &r->kv, r->tokens, r->n_computed);
             if (sample)
                 on_token(s, r, out, k_out); /* may finish and free r */
         }
-        k_out += sample;
+        k_out += g > 1 ? g : sample; /* every entry of a speculating sequence samples */
     }
     f->active = 0;
     if (s->n_mask_due > 0)
@@ -1165,6 +1144,7 @@ static void sched_free_flights(ss_sched *s)
         ss_free(s->fl[f].reqs);
         ss_free(s->fl[f].tokens);
         ss_free(s->fl[f].sample);
+        ss_free(s->fl[f].spec);
     }
 }
 
@@ -1179,6 +1159,10 @@ ss_status ss_sched_create(const ss_sched_params *params, ss_replica *replica, co
         return ss_err_set(err, SS_ERR_INVALID_ARG,
                           "scheduler: max_waiting %d, max_running %d, max_step_tokens %d (need >= 0, >= 1, >= 1)",
                           (int)p.max_waiting, (int)p.max_running, (int)p.max_step_tokens);
+    if (p.spec_tokens < 0 || p.spec_tokens > SS_SPEC_MAX_TOKENS || (p.spec_tokens > 0 && p.spec_max_running < 1))
+        return ss_err_set(err, SS_ERR_INVALID_ARG,
+                          "scheduler: %d speculative tokens (0..%d) while at most %d sequences run (>= 1)",
+                          (int)p.spec_tokens, SS_SPEC_MAX_TOKENS, (int)p.spec_max_running);
     /* A plan larger than the ranks were sized for would fail the replica: clamp to what it takes. */
     if (p.max_running > ss_replica_max_seqs(replica)) {
         SS_LOGW("scheduler: max_running %d exceeds the replica's %d sequences per step; using %d", (int)p.max_running,
@@ -1195,6 +1179,13 @@ ss_status ss_sched_create(const ss_sched_params *params, ss_replica *replica, co
         return ss_err_set(err, SS_ERR_NOMEM, "scheduler: out of memory");
     s->p = p;
     s->replica = replica;
+    s->max_entries = ss_sched_max_entries(&p); /* at least max_running, which fits the replica (above) */
+    if (s->max_entries > ss_replica_max_seqs(replica))
+        s->max_entries = ss_replica_max_seqs(replica);
+    if (p.spec_tokens > 0)
+        SS_LOGI("scheduler: speculative decoding by prompt lookup, up to %d draft tokens a sequence while at most %d "
+                "run (%d entries a step)",
+                (int)p.spec_tokens, (int)p.spec_max_running, (int)s->max_entries);
     s->tok = tok;
     ss_pace_init(&s->pace, p.pace_min_us, p.pace_margin_min_us);
     const char *slow = getenv("SS_STEP_LOG_MS"); /* a diagnostic for latency tails (docs/deploy.md) */
@@ -1239,23 +1230,25 @@ ss_status ss_sched_create(const ss_sched_params *params, ss_replica *replica, co
     }
     s->kv_total = ss_replica_num_kv_blocks(replica);
     s->stats.kv_blocks_total = s->kv_total;
-    size_t nr = (size_t)p.max_running;
+    size_t nr = (size_t)p.max_running, ne = (size_t)s->max_entries;
     s->running = ss_calloc(nr, sizeof(sreq *));
-    s->plan_reqs = ss_calloc(nr, sizeof(sreq *));
-    s->plan_seqs = ss_calloc(nr, sizeof(ss_plan_seq));
-    s->banned_off = ss_calloc(nr, sizeof(size_t));
+    s->plan_reqs = ss_calloc(ne, sizeof(sreq *));
+    s->plan_spec = ss_calloc(ne, 1);
+    s->plan_seqs = ss_calloc(ne, sizeof(ss_plan_seq));
+    s->banned_off = ss_calloc(ne, sizeof(size_t));
     s->plan_tokens = ss_malloc((size_t)p.max_step_tokens * sizeof(int32_t));
     int fl_ok = 1;
     for (int f = 0; f < 2; f++) {
-        s->fl[f].reqs = ss_calloc(nr, sizeof(sreq *));
-        s->fl[f].tokens = ss_calloc(nr, sizeof(int32_t));
-        s->fl[f].sample = ss_calloc(nr, 1);
-        fl_ok = fl_ok && s->fl[f].reqs && s->fl[f].tokens && s->fl[f].sample;
+        s->fl[f].reqs = ss_calloc(ne, sizeof(sreq *));
+        s->fl[f].tokens = ss_calloc(ne, sizeof(int32_t));
+        s->fl[f].sample = ss_calloc(ne, 1);
+        s->fl[f].spec = ss_calloc(ne, 1);
+        fl_ok = fl_ok && s->fl[f].reqs && s->fl[f].tokens && s->fl[f].sample && s->fl[f].spec;
     }
     s->overlap = p.overlap == SS_OVERLAP_ON || (p.overlap == SS_OVERLAP_AUTO && ss_replica_overlaps(replica));
     int mu_ok = 0, cv_ok = 0;
     pthread_condattr_t ca;
-    if (s->running && s->plan_reqs && s->plan_seqs && s->banned_off && s->plan_tokens && fl_ok) {
+    if (s->running && s->plan_reqs && s->plan_spec && s->plan_seqs && s->banned_off && s->plan_tokens && fl_ok) {
         mu_ok = pthread_mutex_init(&s->mu, NULL) == 0;
         if (pthread_condattr_init(&ca) == 0) {
             pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -1271,6 +1264,7 @@ ss_status ss_sched_create(const ss_sched_params *params, ss_replica *replica, co
         ss_kv_blocks_destroy(s->kv);
         ss_free(s->running);
         ss_free(s->plan_reqs);
+        ss_free(s->plan_spec);
         ss_free(s->plan_seqs);
         ss_free(s->banned_off);
         ss_free(s->plan_tokens);
@@ -1427,6 +1421,7 @@ void ss_sched_destroy(ss_sched *s)
     ss_kv_blocks_destroy(s->kv);
     ss_free(s->running);
     ss_free(s->plan_reqs);
+    ss_free(s->plan_spec);
     ss_free(s->plan_seqs);
     ss_free(s->banned_off);
     ss_free(s->plan_tokens);

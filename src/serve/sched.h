@@ -109,7 +109,16 @@ typedef struct ss_sched_params {
                                  * max_step_tokens too (sched.c chunk_fit; default 0) */
     int mask_threads;           /* JSON mode: threads that make the next token masks after a step (0, the default:
                                  * half the cores, at most 8; 1 on fewer than 4 cores) */
+    int32_t spec_tokens;        /* speculative decoding by prompt lookup (spec_ngram.h): draft tokens a decoding
+                                 * sequence may have verified in one step, 0..SS_SPEC_MAX_TOKENS (0, the default: off) */
+    int32_t spec_max_running;   /* ... only while at most this many sequences run (default 4) */
 } ss_sched_params;
+
+/* Most draft tokens a sequence may have verified in one step. */
+#define SS_SPEC_MAX_TOKENS 32
+
+/* Plan entries a step may hold with p's batch and speculation: the ranks are sized for it (the replica's max_seqs). */
+int32_t ss_sched_max_entries(const ss_sched_params *p);
 
 ss_sched_params ss_sched_default_params(void);
 
@@ -124,6 +133,8 @@ typedef struct ss_sched_stats {
     int64_t steps_ahead; /* steps planned and submitted before the previous step's tokens were known */
     int64_t steps_paced; /* of those, steps held back until shortly before the previous one's expected end */
     int64_t steps_paced_late; /* of those, steps submitted after the previous one had ended (the device idled) */
+    int64_t spec_draft_tokens, spec_accepted_tokens; /* speculative decoding: tokens proposed, and those the model
+                                                      * confirmed (each verified step also yields one token more) */
     double step_seconds_total;
     int64_t requests_ok, requests_failed, requests_cancelled;
 } ss_sched_stats;

@@ -120,6 +120,8 @@ static void test_render(void **state)
     st.steps_ahead = 70;
     st.steps_paced = 61;
     st.steps_paced_late = 2;
+    st.spec_draft_tokens = 40;
+    st.spec_accepted_tokens = 31;
     size_t len = 0;
     char *t = ss_metrics_render(m, &st, &len);
     assert_non_null(t);
@@ -160,6 +162,9 @@ static void test_render(void **state)
         "# TYPE shardserve_steps_paced_total counter\n",
         "shardserve_steps_paced_total{model_name=\"tiny\"} 61\n",
         "shardserve_steps_paced_late_total{model_name=\"tiny\"} 2\n",
+        "# TYPE shardserve_spec_draft_tokens_total counter\n",
+        "shardserve_spec_draft_tokens_total{model_name=\"tiny\"} 40\n",
+        "shardserve_spec_accepted_tokens_total{model_name=\"tiny\"} 31\n",
         "shardserve_comm_seconds_total{model_name=\"tiny\"} 0\n",
         "shardserve_load_seconds{model_name=\"tiny\"} 2.5\n",
         "# TYPE shardserve_preemptions_total counter\n",

@@ -1,6 +1,7 @@
 /* test_sched.c — the scheduler against the real replica (cpu) on fixture models: golden greedy outputs,
  * batching invariance, KV exhaustion with preemption, prefix-cache hits, cancellation, queue bound,
  * deadlines, drain, end ids / min_tokens / bad words, text with stop strings through the tokenizer, JSON mode. */
+#include <math.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -133,6 +134,7 @@ typedef struct collect {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int32_t tokens[MAX_GEN];
+    float logprobs[MAX_GEN];
     int32_t n;
     char text[16384];
     size_t text_len;
@@ -170,8 +172,10 @@ static void on_event(void *user, const ss_gen_event *ev)
         c->text_len += ev->text_len;
     }
     if (ev->kind == SS_GEN_TOKEN) {
-        if (c->n < MAX_GEN)
+        if (c->n < MAX_GEN) {
+            c->logprobs[c->n] = ev->logprob;
             c->tokens[c->n++] = ev->token;
+        }
         c->n_top = ev->n_top;
         /* greedy: the first entry is the token itself, with the very same log-probability */
         if (ev->n_top > 0 && (ev->top_ids[0] != ev->token || memcmp(&ev->top_logprobs[0], &ev->logprob, 4)))
@@ -241,11 +245,14 @@ static ss_gen_request *make_req(const int32_t *prompt, int32_t n, int32_t max_to
     return q;
 }
 
-/* attn_budget: prompt chunks' attention counts against the budget (prefill_attn_budget) */
+/* attn_budget: prompt chunks' attention counts against the budget (prefill_attn_budget); spec: draft tokens of
+ * speculative decoding (spec_tokens), also in batches of up to 64 */
 static ss_sched *make_sched_ex(ss_replica *rep, const ss_tokenizer *tok, int32_t max_running, int32_t max_waiting,
-                               int32_t max_step_tokens, int prefix_cache, int no_overlap, int attn_budget)
+                               int32_t max_step_tokens, int prefix_cache, int no_overlap, int attn_budget, int32_t spec)
 {
     ss_sched_params p = ss_sched_default_params();
+    p.spec_tokens = spec;
+    p.spec_max_running = 64;
     p.prefill_attn_budget = attn_budget;
     p.overlap = no_overlap ? SS_OVERLAP_OFF : SS_OVERLAP_ON; /* on the cpu too: the bookkeeping is tested */
     p.pace_min_us = 0; /* cpu steps are short: let them reach the pacing's last check (below) */
@@ -266,7 +273,7 @@ static ss_sched *make_sched_ex(ss_replica *rep, const ss_tokenizer *tok, int32_t
 static ss_sched *make_sched(ss_replica *rep, const ss_tokenizer *tok, int32_t max_running, int32_t max_waiting,
                             int32_t max_step_tokens, int prefix_cache)
 {
-    return make_sched_ex(rep, tok, max_running, max_waiting, max_step_tokens, prefix_cache, 0, 0);
+    return make_sched_ex(rep, tok, max_running, max_waiting, max_step_tokens, prefix_cache, 0, 0, 0);
 }
 
 static void submit_ok(ss_sched *s, ss_gen_request *q, collect *c, uint64_t *id)
@@ -368,7 +375,7 @@ static ss_gen_request *mix_req(const fixture *f, int i, int32_t max_tokens)
  * the reference for the batching and overlap tests. */
 static void compute_alone(fixture *f)
 {
-    ss_sched *s = make_sched_ex(f->big, NULL, 0, 0, 0, 0, 1, 0);
+    ss_sched *s = make_sched_ex(f->big, NULL, 0, 0, 0, 0, 1, 0, 0);
     for (int i = 0; i < MIX_N; i++) {
         collect c;
         run_alone(s, mix_req(f, i, MIX_GEN), &c);
@@ -379,12 +386,12 @@ static void compute_alone(fixture *f)
     ss_sched_destroy(s);
 }
 
-/* Submits the first n mix requests at once on rep and checks each against its run alone. */
-static void run_mix(fixture *f, ss_replica *rep, int n, int32_t max_running, int32_t max_step_tokens,
+/* Submits the first n mix requests at once on rep and checks each against its run alone (spec: draft tokens). */
+static void run_mix(fixture *f, ss_replica *rep, int n, int32_t max_running, int32_t max_step_tokens, int32_t spec,
                     ss_sched_stats *st)
 {
     static collect batched[MIX_N];
-    ss_sched *s = make_sched(rep, NULL, max_running, 0, max_step_tokens, 1);
+    ss_sched *s = make_sched_ex(rep, NULL, max_running, 0, max_step_tokens, 1, 0, 0, spec);
     for (int i = 0; i < n; i++) {
         collect_init(&batched[i]);
         submit_ok(s, mix_req(f, i, MIX_GEN), &batched[i], NULL);
@@ -409,7 +416,7 @@ static void test_batching_invariance(void **state)
     fixture *f = *state;
     ss_sched_stats st;
     /* a small step budget: long prompts are prefilled in chunks beside the decodes */
-    run_mix(f, f->big, MIX_N, 0, 48, &st);
+    run_mix(f, f->big, MIX_N, 0, 48, 0, &st);
     assert_true(st.steps < MIX_N * MIX_GEN / 4); /* really batched */
     assert_true(st.steps_ahead > 0);             /* and steps were planned ahead (tokens fed on the device) */
     /* a step that ran within submit (cpu) has ended when the next is planned: never waited for */
@@ -444,7 +451,7 @@ static void test_overlap_idle_and_step_time(void **state)
     ss_sched_destroy(s);
     collect_fini(&a);
     for (int no = 0; no <= 1; no++) { /* 48 cpu steps of a real forward pass take well over 0.5 ms */
-        s = make_sched_ex(f->big, NULL, 0, 0, 0, 1, no, 0);
+        s = make_sched_ex(f->big, NULL, 0, 0, 0, 1, no, 0, 0);
         collect c;
         run_alone(s, make_req(f->cases[3].prompt, f->cases[3].n_prompt, 48), &c);
         wait_idle_stats(s, &st);
@@ -461,7 +468,7 @@ static void test_overlap_full_batch(void **state)
 {
     fixture *f = *state;
     ss_sched_stats st;
-    run_mix(f, f->big, MIX_N, 4, 0, &st);
+    run_mix(f, f->big, MIX_N, 4, 0, 0, &st);
     assert_true(st.steps_ahead > MIX_N * MIX_GEN / 4 / 2); /* most decode steps of the batches of 4 */
 }
 
@@ -528,7 +535,7 @@ static void on_long_event(void *user, const ss_gen_event *ev)
  * how many tokens the decoding request got during the long one's prefill. */
 static int32_t long_prompt_beside_decode(fixture *f, int32_t budget, int32_t long_len, int attn_budget)
 {
-    ss_sched *s = make_sched_ex(f->big, NULL, 0, 0, budget, 0, 0, attn_budget);
+    ss_sched *s = make_sched_ex(f->big, NULL, 0, 0, budget, 0, 0, attn_budget, 0);
     collect shortc;
     collect_init(&shortc);
     submit_ok(s, make_req(f->cases[0].prompt, f->cases[0].n_prompt, 400), &shortc, NULL);
@@ -594,7 +601,7 @@ static void test_kv_exhaustion_preemption(void **state)
 {
     fixture *f = *state;
     ss_sched_stats st;
-    run_mix(f, f->small, 16, 0, 0, &st); /* 12 blocks: far less than the work needs */
+    run_mix(f, f->small, 16, 0, 0, 0, &st); /* 12 blocks: far less than the work needs */
     assert_true(st.preemptions > 0);
     assert_int_equal(st.kv_blocks_total, 12);
 }
@@ -858,6 +865,210 @@ static void test_end_ids_min_tokens_bad_words(void **state)
     assert_int_not_equal(c.tokens[3], 253);
     collect_fini(&c);
     ss_sched_destroy(s);
+}
+
+/* ---- speculative decoding ---- */
+
+/* Request kind k of the speculation tests on golden case c's prompt written twice (prompt lookup finds drafts from
+ * the first token on): 0 greedy with logprob lists, 1 sampled with a seed, 2 penalties, bad words and min_tokens
+ * with an end id, 3 three tokens only. */
+static ss_gen_request *spec_req(const fixture *f, int c, int k)
+{
+    const golden_case *g = &f->cases[c];
+    int32_t prompt[512];
+    memcpy(prompt, g->prompt, (size_t)g->n_prompt * sizeof(int32_t));
+    memcpy(prompt + g->n_prompt, g->prompt, (size_t)g->n_prompt * sizeof(int32_t));
+    ss_gen_request *q = make_req(prompt, 2 * g->n_prompt, k == 3 ? 3 : 40);
+    if (k == 0)
+        q->sp.n_logprobs = 4;
+    if (k == 1) {
+        q->sp.temperature = 0.6f;
+        q->sp.top_k = 3;
+        q->sp.seed = 7;
+    }
+    if (k == 2) {
+        q->sp.repetition_penalty = 1.3f;
+        q->sp.frequency_penalty = 0.4f;
+        q->include_prompt_penalty = 1;
+        q->ignore_eos = 0;
+        q->min_tokens = 6;
+        q->stop_ids = ss_malloc(sizeof(int32_t));
+        q->stop_ids[0] = g->greedy[2];
+        q->n_stop_ids = 1;
+        q->n_bad_words = 1;
+        q->bad_words = ss_calloc(1, sizeof(int32_t *));
+        q->bad_word_lens = ss_calloc(1, sizeof(int32_t));
+        q->bad_words[0] = ss_malloc(2 * sizeof(int32_t));
+        q->bad_words[0][0] = g->greedy[0];
+        q->bad_words[0][1] = g->greedy[1];
+        q->bad_word_lens[0] = 2;
+    }
+    return q;
+}
+
+#define SPEC_KINDS 4
+
+/* got has ref's tokens, finish and log-probabilities: to the bit (tol 0), or within tol (a batch's other rows change the
+ * cpu backend's thread split of a reduction, never a row's token: test_batching_invariance). */
+static void assert_same_run(const collect *ref, const collect *got, double tol, const char *what)
+{
+    if (ref->n != got->n || ref->finish != got->finish || ref->completion_tokens != got->completion_tokens)
+        fail_msg("%s: %d tokens (finish %d) against %d (finish %d)", what, (int)got->n, (int)got->finish,
+                 (int)ref->n, (int)ref->finish);
+    for (int32_t i = 0; i < ref->n; i++)
+        if (ref->tokens[i] != got->tokens[i] || (tol == 0 && memcmp(&ref->logprobs[i], &got->logprobs[i], 4)) ||
+            fabs((double)ref->logprobs[i] - (double)got->logprobs[i]) > tol)
+            fail_msg("%s: token %d is %d (log-probability %.9g) against %d (%.9g)", what, (int)i, (int)got->tokens[i],
+                     (double)got->logprobs[i], (int)ref->tokens[i], (double)ref->logprobs[i]);
+}
+
+/* Speculation changes when tokens come, never which: every request kind gives the same tokens and log-probabilities
+ * as without it, alone (to the bit) and eight at once, and drafts were both confirmed and refused on the way. */
+static void test_spec_same_text(void **state)
+{
+    fixture *f = *state;
+    static collect ref[SPEC_KINDS][2], alone[SPEC_KINDS][2], together[SPEC_KINDS][2];
+    ss_sched *plain = make_sched_ex(f->big, NULL, 0, 0, 0, 1, 1, 0, 0);
+    ss_sched *spec = make_sched_ex(f->big, NULL, 0, 0, 0, 1, 0, 0, 6);
+    for (int k = 0; k < SPEC_KINDS; k++)
+        for (int c = 0; c < 2; c++) {
+            run_alone(plain, spec_req(f, c + 1, k), &ref[k][c]);
+            run_alone(spec, spec_req(f, c + 1, k), &alone[k][c]);
+        }
+    ss_sched_stats st;
+    wait_idle_stats(spec, &st);
+    const int64_t alone_drafts = st.spec_draft_tokens, alone_accepted = st.spec_accepted_tokens;
+    for (int k = 0; k < SPEC_KINDS; k++)
+        for (int c = 0; c < 2; c++) {
+            collect_init(&together[k][c]);
+            submit_ok(spec, spec_req(f, c + 1, k), &together[k][c], NULL);
+        }
+    for (int k = 0; k < SPEC_KINDS; k++)
+        for (int c = 0; c < 2; c++)
+            wait_done(&together[k][c]);
+    wait_idle_stats(spec, &st);
+    ss_sched_destroy(plain);
+    ss_sched_destroy(spec);
+    print_message("speculation: alone %lld of %lld drafts confirmed; together %lld of %lld\n", (long long)alone_accepted,
+                  (long long)alone_drafts, (long long)(st.spec_accepted_tokens - alone_accepted),
+                  (long long)(st.spec_draft_tokens - alone_drafts));
+    for (int k = 0; k < SPEC_KINDS; k++)
+        for (int c = 0; c < 2; c++) {
+            char what[64];
+            snprintf(what, sizeof what, "kind %d, case %d, alone", k, c + 1);
+            assert_same_run(&ref[k][c], &alone[k][c], 0, what);
+            snprintf(what, sizeof what, "kind %d, case %d, together", k, c + 1);
+            assert_same_run(&ref[k][c], &together[k][c], 1e-4, what);
+            collect_fini(&ref[k][c]);
+            collect_fini(&alone[k][c]);
+            collect_fini(&together[k][c]);
+        }
+    assert_true(alone_accepted > 0);                       /* drafts were confirmed */
+    assert_true(alone_accepted < alone_drafts);            /* and refused */
+    assert_true(st.spec_accepted_tokens > alone_accepted); /* also in a batch */
+    assert_int_equal(st.kv_blocks_used, 0);
+    assert_int_equal(st.requests_ok, 2 * 2 * SPEC_KINDS);
+}
+
+static int memchr_i32(const int32_t *a, int32_t n, int32_t v)
+{
+    for (int32_t i = 0; i < n; i++)
+        if (a[i] == v)
+            return 1;
+    return 0;
+}
+
+/* Bans follow the drafts: a draft entry's bad words match the text with the drafts before it, and min_tokens counts
+ * them. Bad words taken from the free output (each pair of neighbours) and end ids at each token of it (min_tokens
+ * up to there) change the text; with speculation it is the same text. */
+static void test_spec_bans_follow_drafts(void **state)
+{
+    fixture *f = *state;
+    ss_sched *plain = make_sched_ex(f->big, NULL, 0, 0, 0, 1, 1, 0, 0);
+    ss_sched *spec = make_sched_ex(f->big, NULL, 0, 0, 0, 1, 0, 0, 6);
+    collect free_run, ref, got;
+    run_alone(plain, spec_req(f, 1, 0), &free_run);
+    int changed = 0;
+    for (int v = 0; v < 24 && 2 + 3 * (v / 2) < free_run.n; v++) {
+        ss_gen_request *q[2];
+        for (int i = 0; i < 2; i++) {
+            q[i] = spec_req(f, 1, 0);
+            const int32_t at = 2 + 3 * (v / 2); /* 2 .. 35 */
+            if (v % 2) { /* the end id of token `at`, banned before it */
+                q[i]->ignore_eos = 0;
+                q[i]->min_tokens = at;
+                q[i]->stop_ids = ss_malloc(sizeof(int32_t));
+                q[i]->stop_ids[0] = free_run.tokens[at];
+                q[i]->n_stop_ids = 1;
+            } else { /* the pair of tokens at - 1, at */
+                q[i]->n_bad_words = 1;
+                q[i]->bad_words = ss_calloc(1, sizeof(int32_t *));
+                q[i]->bad_word_lens = ss_calloc(1, sizeof(int32_t));
+                q[i]->bad_words[0] = ss_malloc(2 * sizeof(int32_t));
+                memcpy(q[i]->bad_words[0], free_run.tokens + at - 1, 2 * sizeof(int32_t));
+                q[i]->bad_word_lens[0] = 2;
+            }
+        }
+        run_alone(plain, q[0], &ref);
+        run_alone(spec, q[1], &got);
+        char what[64];
+        snprintf(what, sizeof what, "variant %d", v);
+        assert_same_run(&ref, &got, 0, what);
+        changed += ref.n != free_run.n || memcmp(ref.tokens, free_run.tokens, (size_t)ref.n * sizeof(int32_t)) != 0;
+        collect_fini(&ref);
+        collect_fini(&got);
+    }
+    /* An end id with a bias of +100 ends the text right where min_tokens lets it, in the free run's loop of one token
+     * (drafts confirmed through that point): a draft entry past min_tokens must not ban it. */
+    int32_t end_id = 1;
+    while (memchr_i32(free_run.tokens, free_run.n, end_id))
+        end_id++;
+    for (int32_t m = 30; m < free_run.n && m <= 36; m += 3) {
+        ss_gen_request *q[2];
+        for (int i = 0; i < 2; i++) {
+            q[i] = spec_req(f, 1, 0);
+            q[i]->ignore_eos = 0;
+            q[i]->min_tokens = m;
+            q[i]->stop_ids = ss_malloc(sizeof(int32_t));
+            q[i]->stop_ids[0] = end_id;
+            q[i]->n_stop_ids = 1;
+            q[i]->bias_ids = ss_malloc(sizeof(int32_t));
+            q[i]->bias_vals = ss_malloc(sizeof(float));
+            q[i]->bias_ids[0] = end_id;
+            q[i]->bias_vals[0] = 100.0f;
+            q[i]->n_bias = 1;
+        }
+        run_alone(plain, q[0], &ref);
+        run_alone(spec, q[1], &got);
+        assert_int_equal(ref.n, m + 1);
+        assert_int_equal(ref.tokens[m], end_id);
+        assert_memory_equal(ref.tokens, free_run.tokens, (size_t)m * sizeof(int32_t));
+        char what[64];
+        snprintf(what, sizeof what, "end id after min_tokens %d", (int)m);
+        assert_same_run(&ref, &got, 0, what);
+        collect_fini(&ref);
+        collect_fini(&got);
+    }
+    ss_sched_stats st;
+    wait_idle_stats(spec, &st);
+    ss_sched_destroy(plain);
+    ss_sched_destroy(spec);
+    collect_fini(&free_run);
+    assert_true(changed >= 12); /* the bans did change the text */
+    assert_true(st.spec_accepted_tokens > 0);
+}
+
+/* Speculating in a batch of 16 whose KV cache (12 blocks) forces preemptions, and in one of 32: each request's
+ * tokens are those it gets alone without speculation. */
+static void test_spec_batched_and_preempted(void **state)
+{
+    fixture *f = *state;
+    ss_sched_stats st;
+    run_mix(f, f->small, 16, 0, 0, 5, &st);
+    assert_true(st.preemptions > 0);
+    assert_true(st.spec_draft_tokens > 0);
+    run_mix(f, f->big, MIX_N, 0, 0, 5, &st);
+    assert_true(st.spec_accepted_tokens > 0);
 }
 
 static void test_seed_reproducible(void **state)
@@ -1169,6 +1380,9 @@ int main(void)
         cmocka_unit_test(test_drain),
         cmocka_unit_test(test_end_ids_min_tokens_bad_words),
         cmocka_unit_test(test_seed_reproducible),
+        cmocka_unit_test(test_spec_same_text),
+        cmocka_unit_test(test_spec_bans_follow_drafts),
+        cmocka_unit_test(test_spec_batched_and_preempted),
         cmocka_unit_test(test_logit_bias_with_overlap),
         cmocka_unit_test(test_text_and_stop_strings),
         cmocka_unit_test(test_json_mode),

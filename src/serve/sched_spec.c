@@ -1,0 +1,41 @@
+/* sched_spec.c — speculative decoding's arithmetic for the scheduler (sched_spec.h): room for drafts in a step, a
+ * sequence's drafts after its tokens, and the confirmed prefix of them. */
+#include "serve/sched_spec.h"
+
+#include "core/alloc.h"
+#include "serve/spec_ngram.h"
+
+int32_t ss_spec_room(int32_t spec_tokens, int32_t spec_max_running, int32_t n_running, int32_t max_entries,
+                     int32_t max_step_tokens)
+{
+    if (spec_tokens <= 0 || n_running < 1 || n_running > spec_max_running)
+        return 0;
+    int32_t k = spec_tokens, by_entries = (max_entries - n_running) / n_running;
+    int32_t by_tokens = (max_step_tokens - n_running) / n_running;
+    k = by_entries < k ? by_entries : k;
+    k = by_tokens < k ? by_tokens : k;
+    return k > 0 ? k : 0;
+}
+
+int32_t ss_spec_propose(int32_t **tokens, int32_t *cap, int32_t n, int32_t k)
+{
+    if (k <= 0)
+        return 0;
+    if (*cap < n + k) {
+        int32_t c = n + k > 2 * *cap ? n + k : 2 * *cap;
+        int32_t *t = ss_realloc(*tokens, (size_t)c * sizeof(int32_t));
+        if (!t)
+            return 0;
+        *tokens = t;
+        *cap = c;
+    }
+    return ss_spec_ngram_propose(*tokens, n, k, *tokens + n);
+}
+
+int32_t ss_spec_confirmed(const int32_t *sampled, const int32_t *drafts, int32_t n)
+{
+    int32_t a = 0;
+    while (a < n && sampled[a] == drafts[a])
+        a++;
+    return a;
+}

@@ -1,0 +1,22 @@
+/* sched_spec.h — speculative decoding's arithmetic for the scheduler: the draft tokens a step has room for, a
+ * sequence's drafts written after its tokens (prompt lookup: spec_ngram.h), and how many of them its samples confirm. */
+#ifndef SS_SCHED_SPEC_H
+#define SS_SCHED_SPEC_H
+
+#include <stdint.h>
+
+/* The most draft tokens each of n_running sequences may have in a step: spec_tokens while at most spec_max_running
+ * run, within max_entries plan entries and max_step_tokens tokens (each sequence keeps its own entry and token). */
+int32_t ss_spec_room(int32_t spec_tokens, int32_t spec_max_running, int32_t n_running, int32_t max_entries,
+                     int32_t max_step_tokens);
+
+/* Writes up to k draft tokens for the sequence (*tokens)[0..n) after its end, at (*tokens)[n..], growing the buffer
+ * (*tokens, of *cap entries; realloc'd, still owned by the caller) to hold them. Returns the drafts written: 0 when
+ * nothing matches, or when the buffer cannot grow (no guess then). */
+int32_t ss_spec_propose(int32_t **tokens, int32_t *cap, int32_t n, int32_t k);
+
+/* How many of the n drafts the samples confirm: sampled[i] is the token sampled after draft i - 1 (after the
+ * sequence's own last token for i = 0); the drafts up to the first sample that differs. */
+int32_t ss_spec_confirmed(const int32_t *sampled, const int32_t *drafts, int32_t n);
+
+#endif

@@ -1,0 +1,107 @@
+/* test_sched_spec.c — speculative decoding's pieces: prompt lookup's draft tokens (the latest earlier occurrence of the
+ * longest matching tail, 4 down to 2 tokens, its following tokens up to k, never past the end), the room for drafts in
+ * a step, the drafts written after a growing token buffer, and the confirmed prefix. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h> /* after setjmp.h, stdarg.h, stddef.h */
+
+#include "core/alloc.h"
+#include "serve/sched_spec.h"
+#include "serve/spec_ngram.h"
+
+#define N(a) ((int32_t)(sizeof(a) / sizeof((a)[0])))
+
+static void test_latest_longest_match(void **state)
+{
+    (void)state;
+    int32_t out[8];
+    /* tail 7 8: at 1 (followed by 9 10 11) and at 6 (followed by 12 13); the latest wins */
+    const int32_t a[] = {1, 7, 8, 9, 10, 11, 7, 8, 12, 13, 7, 8};
+    assert_int_equal(ss_spec_ngram_propose(a, N(a), 3, out), 3);
+    assert_int_equal(out[0], 12);
+    assert_int_equal(out[1], 13);
+    assert_int_equal(out[2], 7);
+    /* the tail 5 7 8 matches only the earlier place: three tokens beat two */
+    const int32_t b[] = {5, 7, 8, 9, 10, 6, 7, 8, 11, 5, 7, 8};
+    assert_int_equal(ss_spec_ngram_propose(b, N(b), 2, out), 2);
+    assert_int_equal(out[0], 9);
+    assert_int_equal(out[1], 10);
+    /* four tokens: 1 2 3 4 occurs twice, 2 3 4 three times */
+    const int32_t c[] = {1, 2, 3, 4, 20, 9, 2, 3, 4, 30, 1, 2, 3, 4};
+    assert_int_equal(ss_spec_ngram_propose(c, N(c), 1, out), 1);
+    assert_int_equal(out[0], 20);
+}
+
+static void test_bounds(void **state)
+{
+    (void)state;
+    int32_t out[8] = {-1, -1, -1, -1, -1, -1, -1, -1};
+    /* the match's continuation runs into the tail itself: only the tokens before the end */
+    const int32_t loop[] = {4, 4, 4, 4};
+    assert_int_equal(ss_spec_ngram_propose(loop, N(loop), 8, out), 1);
+    assert_int_equal(out[0], 4);
+    assert_int_equal(out[1], -1); /* nothing written past the count */
+    const int32_t none[] = {1, 2, 3, 4, 5, 6};
+    assert_int_equal(ss_spec_ngram_propose(none, N(none), 4, out), 0);
+    /* one token alone never matches (the shortest n-gram is 2) */
+    const int32_t one[] = {1, 9, 2, 9};
+    assert_int_equal(ss_spec_ngram_propose(one, N(one), 4, out), 0);
+    const int32_t pair[] = {3, 9, 5, 3, 9};
+    assert_int_equal(ss_spec_ngram_propose(pair, N(pair), 0, out), 0); /* k 0: nothing */
+    assert_int_equal(ss_spec_ngram_propose(pair, 2, 4, out), 0);        /* too short to repeat */
+    assert_int_equal(ss_spec_ngram_propose(pair, 0, 4, out), 0);
+    assert_int_equal(ss_spec_ngram_propose(pair, N(pair), 4, out), 3);
+    assert_int_equal(out[0], 5);
+    assert_int_equal(out[1], 3);
+    assert_int_equal(out[2], 9);
+}
+
+static void test_room(void **state)
+{
+    (void)state;
+    assert_int_equal(ss_spec_room(7, 4, 1, 256, 512), 7);
+    assert_int_equal(ss_spec_room(7, 4, 4, 256, 512), 7);
+    assert_int_equal(ss_spec_room(7, 4, 5, 256, 512), 0);  /* more sequences than speculate */
+    assert_int_equal(ss_spec_room(0, 4, 1, 256, 512), 0);  /* off */
+    assert_int_equal(ss_spec_room(7, 4, 0, 256, 512), 0);  /* nobody runs */
+    assert_int_equal(ss_spec_room(7, 4, 3, 16, 512), 4);   /* 16 entries: 3 own, 13 left, 4 each */
+    assert_int_equal(ss_spec_room(7, 4, 4, 256, 13), 2);   /* 13 tokens: 4 own, 9 left, 2 each */
+    assert_int_equal(ss_spec_room(7, 4, 2, 2, 512), 0);    /* no entry to spare */
+    assert_int_equal(ss_spec_room(7, 64, 32, 256, 48), 0); /* 48 tokens for 32 sequences */
+}
+
+static void test_propose_grows_and_confirm(void **state)
+{
+    (void)state;
+    const int32_t seq[] = {6, 1, 2, 3, 6, 1};
+    int32_t cap = 6, *t = ss_malloc(sizeof seq);
+    memcpy(t, seq, sizeof seq);
+    assert_int_equal(ss_spec_propose(&t, &cap, 5, 3), 0); /* the first five: the tail 3 6 is new */
+    assert_int_equal(ss_spec_propose(&t, &cap, 6, 3), 3); /* the tail 6 1 at 0: drafts 2 3 6, the buffer grown */
+    assert_true(cap >= 9);
+    assert_memory_equal(t, seq, sizeof seq); /* the tokens stay */
+    assert_int_equal(t[6], 2);
+    assert_int_equal(t[7], 3);
+    assert_int_equal(t[8], 6);
+    const int32_t sampled[] = {2, 3, 9, 1};
+    assert_int_equal(ss_spec_confirmed(sampled, t + 6, 3), 2);
+    assert_int_equal(ss_spec_confirmed(sampled, t + 6, 1), 1);
+    assert_int_equal(ss_spec_confirmed(sampled + 1, t + 6, 3), 0);
+    assert_int_equal(ss_spec_confirmed(sampled, t + 6, 0), 0);
+    ss_free(t);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_latest_longest_match),
+        cmocka_unit_test(test_bounds),
+        cmocka_unit_test(test_room),
+        cmocka_unit_test(test_propose_grows_and_confirm),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
