@@ -3,7 +3,7 @@
 # trains the demo model on the last GPU in the background, and meanwhile runs the GPU checks and
 # benchmarks on the others. Every step has a deadline; the whole run stays under BUDGET seconds.
 # Results: $OUT/summary.txt, $OUT/logs.tar.xz, and $OUT/demo-*.{safetensors,json,txt} from training.
-# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize sanattn checks1 wgp s21a s21p s23m s24p fp8ck f8eng longref ctx128 mixlong s20a s20s s20t s20x s20m s20p s19a s19b s19c s19t s19g s18a s18b s18t s18p s18s s17a s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve lpab serveab soak (default: train check bench multi sanitize)
+# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize sanattn checks1 wgp s21a s21p s23m s24p fp8ck f8eng longref ctx128 mixlong s20a s20s s20t s20x s20m s20p s19a s19b s19c s19t s19g s18a s18b s18t s18p s18s s17a s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve lpab serveab spec soak (default: train check bench multi sanitize)
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -1664,6 +1664,59 @@ for line in open(sys.argv[1]):
             out[k] = {q: j[k][q] for q in ('mean', 'p50', 'p90', 'p99') if q in j[k]}
         print(os.path.basename(sys.argv[1]), json.dumps(out))
 PY
+  done
+fi
+if has spec; then
+  # Session 39: speculative decoding by prompt lookup (serve --speculative-ngram K; SPEC_KS, 0: off) on the demo model
+  # (real text: SPEC_N passages of SPEC_CHARS characters of its held-out corpus, greedy, SPEC_GEN new tokens, one request
+  # at a time; the texts compared with K 0's) and on the 8B shape (the same passages through the Llama 3.1 tokenizer;
+  # random weights), then bench's closed loop of random prompts at SPEC_CONC clients. The drafts' counters from /metrics.
+  # SPEC_LP=N: the passages with N top log-probabilities a token (compared too); SPEC_CONTROL=1: K 0's passages also 4 at
+  # a time, compared with one at a time (what batching alone does to the texts).
+  export CUDA_VISIBLE_DEVICES=0
+  [ -d "$W/.corpus" ] || tar -C "$W" -xJf .gpu-carry/corpus.tar.xz
+  for mdl in ${SPEC_MODELS:-demo 8b}; do
+    mp=$ROOT/models/shardserve-demo
+    if [ "$mdl" = 8b ]; then
+      mp=$M8
+      [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
+      cp /work/shared/fixtures/models/e2e-llama3-tok/tokenizer.json /work/shared/fixtures/models/e2e-llama3-tok/tokenizer_config.json "$M8/"
+    fi
+    for round in ${SPEC_ROUNDS:-1 2}; do
+      for k in ${SPEC_KS:-0 7}; do
+        vt=${mdl}_k${k}_$round
+        "$B/shardserve" serve --model "$mp" --device cuda --port 8000 --metrics-port 8002 --served-model-name m \
+          --speculative-ngram "$k" ${SPEC_ARGS:-} >"$L/spec_serve_$vt.log" 2>&1 &
+        SPID=$!
+        wait_ready $SPID
+        if [ $ready = 1 ]; then
+          step "spec passages [$vt]" 200 "spec_pass_$vt.log" python3 scripts/gpu/spec_check.py run http://127.0.0.1:8000 \
+            "$W/.corpus/valid.txt" "${SPEC_N:-16}" "${SPEC_GEN:-200}" "$L/spec_$vt.json" "${SPEC_CHARS:-800}" 1 "${SPEC_LP:-0}"
+          tail -1 "$L/spec_pass_$vt.log" | tee -a "$S"
+          if [ "$k" = 0 ] && [ -n "${SPEC_CONTROL:-}" ]; then # the same passages 4 at a time: batching's own effect on the texts
+            step "spec passages 4 at a time [$vt]" 200 "spec_pass_${vt}_c4.log" python3 scripts/gpu/spec_check.py run \
+              http://127.0.0.1:8000 "$W/.corpus/valid.txt" "${SPEC_N:-16}" "${SPEC_GEN:-200}" "$L/spec_${vt}_c4.json" "${SPEC_CHARS:-800}" 4 "${SPEC_LP:-0}"
+            python3 scripts/gpu/spec_check.py compare "$L/spec_$vt.json" "$L/spec_${vt}_c4.json" | tee -a "$S"
+          fi
+          for c in ${SPEC_CONC:-1 4}; do
+            step "spec bench c$c [$vt]" 90 "bench_spec_c${c}_$vt.log" "$B/shardserve" bench --url http://127.0.0.1:8000 --model m \
+              --num-requests $((c * 4)) --concurrency "$c" --warmup "$c" --input-len 128 --output-len 256 --seed 1 --json --quiet
+          done
+          python3 -c 'import urllib.request; print(urllib.request.urlopen("http://127.0.0.1:8002/metrics", timeout=5).read().decode())' >"$L/spec_metrics_$vt.txt" 2>&1
+          note "[$vt] $(grep -E '^shardserve_(spec_[a-z_]*|steps_planned_ahead|generation_tokens)_total|^shardserve_steps_total|^shardserve_step_seconds_total' "$L/spec_metrics_$vt.txt" | sed 's/{[^}]*}//' | tr '\n' ' ')"
+        else
+          note "FAIL  spec serve [$vt] not ready"; tail -3 "$L/spec_serve_$vt.log" | tee -a "$S"
+        fi
+        kill -TERM $SPID 2>/dev/null; sleep 2; kill -9 $SPID 2>/dev/null
+      done
+      for k in ${SPEC_KS:-0 7}; do
+        [ "$k" != 0 ] && [ -f "$L/spec_${mdl}_k0_$round.json" ] && [ -f "$L/spec_${mdl}_k${k}_$round.json" ] &&
+          python3 scripts/gpu/spec_check.py compare "$L/spec_${mdl}_k0_$round.json" "$L/spec_${mdl}_k${k}_$round.json" | tee -a "$S"
+      done
+    done
+    for f in "$L"/bench_spec_*"$mdl"_*.log; do
+      [ -f "$f" ] && echo "$(basename "$f" .log) $(grep -ho '"output_tokens_per_s":[0-9.]*\|"p50":[0-9.]*' "$f" | head -3 | tr '\n' ' ')" | tee -a "$S"
+    done
   done
 fi
 if has soak; then
