@@ -423,8 +423,8 @@ static int32_t spec_room(const ss_sched *s)
 
 /* Plans up to k draft tokens after decoding sequence r's entry (just added): the tokens prompt lookup proposes
  * (written after r's tokens, where the verified ones will be appended), one entry each. Not for JSON mode (its mask
- * follows the tokens), nor past max_tokens or the context; only when their KV blocks are free (no preemption for a
- * guess). Returns the drafts planned. */
+ * follows the tokens), nor past max_tokens or the context, nor more than its context's KV reads allow (spec_keys);
+ * only when their KV blocks are free (no preemption for a guess). Returns the drafts planned. */
 static int32_t spec_plan(ss_sched *s, sreq *r, int32_t k)
 {
     if (r->guide.allow)
@@ -432,6 +432,8 @@ static int32_t spec_plan(ss_sched *s, sreq *r, int32_t k)
     int32_t by_len = r->req->max_tokens - r->n_generated - 1, by_ctx = s->max_seq_len - r->n_tokens;
     k = by_len < k ? by_len : k;
     k = by_ctx < k ? by_ctx : k;
+    if (s->spec_keys > 0 && s->spec_keys / r->n_tokens < k) /* their KV reads at this context (ss_spec_keys) */
+        k = (int32_t)(s->spec_keys / r->n_tokens);
     int32_t n = ss_spec_propose(&r->tokens, &r->cap, r->n_tokens, k);
     ss_err err;
     if (n == 0 || ss_kv_seq_reserve(s->kv, &r->kv, (int64_t)r->n_computed + 1 + n, &err) != SS_OK)
@@ -1182,10 +1184,6 @@ ss_status ss_sched_create(const ss_sched_params *params, ss_replica *replica, co
     s->max_entries = ss_sched_max_entries(&p); /* at least max_running, which fits the replica (above) */
     if (s->max_entries > ss_replica_max_seqs(replica))
         s->max_entries = ss_replica_max_seqs(replica);
-    if (p.spec_tokens > 0)
-        SS_LOGI("scheduler: speculative decoding by prompt lookup, up to %d draft tokens a sequence while at most %d "
-                "run (%d entries a step)",
-                (int)p.spec_tokens, (int)p.spec_max_running, (int)s->max_entries);
     s->tok = tok;
     ss_pace_init(&s->pace, p.pace_min_us, p.pace_margin_min_us);
     const char *slow = getenv("SS_STEP_LOG_MS"); /* a diagnostic for latency tails (docs/deploy.md) */
@@ -1213,6 +1211,18 @@ ss_status ss_sched_create(const ss_sched_params *params, ss_replica *replica, co
     s->chunk_keys = 0.45 * 2.0 * proj / (4.0 * cfg->n_heads * (double)cfg->head_dim);
     if (!(s->chunk_keys >= 4096.0))
         s->chunk_keys = 4096.0;
+    s->spec_keys = ss_spec_keys(cfg);
+    const char *sk = getenv("SS_SPEC_KEYS"); /* a benchmark switch: the bound in keys (0: none) */
+    char *sk_end = NULL;
+    double sk_v = sk && *sk ? strtod(sk, &sk_end) : -1.0;
+    if (sk && *sk && (*sk_end || !isfinite(sk_v) || sk_v < 0.0))
+        SS_LOGW("SS_SPEC_KEYS=%s is not a number of keys: ignored", sk);
+    else if (sk && *sk)
+        s->spec_keys = sk_v;
+    if (p.spec_tokens > 0)
+        SS_LOGI("scheduler: speculative decoding by prompt lookup, up to %d draft tokens a sequence while at most %d "
+                "run (%d entries a step), draft rows x context within %.0f keys",
+                (int)p.spec_tokens, (int)p.spec_max_running, (int)s->max_entries, s->spec_keys);
     const char *ck = getenv("SS_CHUNK_KEYS");
     char *ck_end = NULL;
     double ck_v = ck && *ck ? strtod(ck, &ck_end) : -1.0;

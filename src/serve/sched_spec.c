@@ -5,6 +5,18 @@
 #include "core/alloc.h"
 #include "serve/spec_ngram.h"
 
+double ss_spec_keys(const ss_model_config *cfg)
+{
+    const double hd = cfg->head_dim, h = cfg->hidden_size;
+    const double layer = h * (cfg->n_heads + 2.0 * cfg->n_kv_heads) * hd + cfg->n_heads * hd * h +
+                         3.0 * h * (double)cfg->intermediate_size;
+    const double weights = cfg->n_layers * layer + (double)cfg->vocab_size * h; /* the lm_head is read too */
+    const double kv_per_key = 2.0 * cfg->n_layers * cfg->n_kv_heads * hd;
+    /* at least 64 Mi elements (~45 us of bf16 reads at 3 TB/s): a small model's steps are bound by launches, not reads */
+    const double budget = 0.25 * weights > 64.0 * 1024 * 1024 ? 0.25 * weights : 64.0 * 1024 * 1024;
+    return kv_per_key > 0 ? budget / kv_per_key : 0.0;
+}
+
 int32_t ss_spec_room(int32_t spec_tokens, int32_t spec_max_running, int32_t n_running, int32_t max_entries,
                      int32_t max_step_tokens)
 {

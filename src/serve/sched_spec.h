@@ -1,9 +1,18 @@
-/* sched_spec.h — speculative decoding's arithmetic for the scheduler: the draft tokens a step has room for, a
- * sequence's drafts written after its tokens (prompt lookup: spec_ngram.h), and how many of them its samples confirm. */
+/* sched_spec.h — speculative decoding's arithmetic for the scheduler: the draft tokens a step has room for (and a long
+ * context), a sequence's drafts written after its tokens (prompt lookup: spec_ngram.h), and how many of them its samples confirm. */
 #ifndef SS_SCHED_SPEC_H
 #define SS_SCHED_SPEC_H
 
 #include <stdint.h>
+
+#include "model/config.h"
+
+/* A draft row reads its sequence's keys and values as a decode row does (the step's rows do not share that read), so
+ * at long contexts drafts cost more than the weights they save reading. The draft rows times context keys within which
+ * those reads stay under a quarter of the weights' (in elements: for weights and cache of one element type, bytes), or
+ * under 64 Mi elements for a small model: a sequence of n tokens may have at most ss_spec_keys(cfg) / n drafts
+ * (Llama-3-8B: 29k, so 7 at 4k tokens, 3 at 8k, none past 29k). */
+double ss_spec_keys(const ss_model_config *cfg);
 
 /* The most draft tokens each of n_running sequences may have in a step: spec_tokens while at most spec_max_running
  * run, within max_entries plan entries and max_step_tokens tokens (each sequence keeps its own entry and token). */

@@ -63,6 +63,7 @@ struct ss_sched {
     int32_t max_seq_len, vocab;
     int32_t kv_total;  /* blocks in the cache */
     double chunk_keys; /* keys at which a prompt token's attention costs what its projections do (ss_chunk_fit) */
+    double spec_keys;  /* draft rows times context keys a sequence may have in a step (ss_spec_keys; 0: no bound) */
     int32_t tok_vocab; /* ids the tokenizer knows (0 without one) */
     int32_t eos[SS_MAX_EOS];
     int32_t n_eos;

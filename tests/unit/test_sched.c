@@ -1058,6 +1058,28 @@ static void test_spec_bans_follow_drafts(void **state)
     assert_true(st.spec_accepted_tokens > 0);
 }
 
+/* Drafts read their sequence's KV again, so a long context bounds them (ss_spec_keys; SS_SPEC_KEYS sets the bound):
+ * under a bound of 1 key no sequence of a token or more has a draft, and the text is the same. */
+static void test_spec_bound_by_context(void **state)
+{
+    fixture *f = *state;
+    setenv("SS_SPEC_KEYS", "1", 1);
+    ss_sched *spec = make_sched_ex(f->big, NULL, 0, 0, 0, 1, 0, 0, 6);
+    unsetenv("SS_SPEC_KEYS");
+    ss_sched *plain = make_sched_ex(f->big, NULL, 0, 0, 0, 1, 1, 0, 0);
+    collect ref, got;
+    run_alone(plain, spec_req(f, 1, 0), &ref);
+    run_alone(spec, spec_req(f, 1, 0), &got);
+    ss_sched_stats st;
+    wait_idle_stats(spec, &st);
+    ss_sched_destroy(plain);
+    ss_sched_destroy(spec);
+    assert_same_run(&ref, &got, 0, "bounded");
+    assert_int_equal(st.spec_draft_tokens, 0);
+    collect_fini(&ref);
+    collect_fini(&got);
+}
+
 /* Speculating in a batch of 16 whose KV cache (12 blocks) forces preemptions, and in one of 32: each request's
  * tokens are those it gets alone without speculation. */
 static void test_spec_batched_and_preempted(void **state)
@@ -1382,6 +1404,7 @@ int main(void)
         cmocka_unit_test(test_seed_reproducible),
         cmocka_unit_test(test_spec_same_text),
         cmocka_unit_test(test_spec_bans_follow_drafts),
+        cmocka_unit_test(test_spec_bound_by_context),
         cmocka_unit_test(test_spec_batched_and_preempted),
         cmocka_unit_test(test_logit_bias_with_overlap),
         cmocka_unit_test(test_text_and_stop_strings),

@@ -95,6 +95,31 @@ static void test_propose_grows_and_confirm(void **state)
     ss_free(t);
 }
 
+/* The bound on draft rows times context keys: a quarter of the weights in KV reads (Llama-3-8B's shape: 28,628 keys,
+ * so 7 drafts at 4,000 tokens and 3 at 8,000), or 64 Mi elements for a small model. */
+static void test_keys_bound(void **state)
+{
+    (void)state;
+    ss_model_config c;
+    memset(&c, 0, sizeof c);
+    c.n_layers = 32;
+    c.hidden_size = 4096;
+    c.n_heads = 32;
+    c.n_kv_heads = 8;
+    c.head_dim = 128;
+    c.intermediate_size = 14336;
+    c.vocab_size = 128256;
+    assert_int_equal((int)ss_spec_keys(&c), 28628);
+    c.n_layers = 4; /* 4 layers of it: 0.25 of the weights is under the floor */
+    c.hidden_size = 256;
+    c.n_heads = 4;
+    c.n_kv_heads = 2;
+    c.head_dim = 64;
+    c.intermediate_size = 512;
+    c.vocab_size = 1000;
+    assert_int_equal((int)ss_spec_keys(&c), 64 * 1024 * 1024 / (2 * 4 * 2 * 64));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -102,6 +127,7 @@ int main(void)
         cmocka_unit_test(test_bounds),
         cmocka_unit_test(test_room),
         cmocka_unit_test(test_propose_grows_and_confirm),
+        cmocka_unit_test(test_keys_bound),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
