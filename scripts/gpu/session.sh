@@ -1672,7 +1672,8 @@ if has spec; then
   # at a time; the texts compared with K 0's) and on the 8B shape (the same passages through the Llama 3.1 tokenizer;
   # random weights), then bench's closed loop of random prompts at SPEC_CONC clients. The drafts' counters from /metrics.
   # SPEC_LP=N: the passages with N top log-probabilities a token (compared too); SPEC_CONTROL=1: K 0's passages also 4 at
-  # a time, compared with one at a time (what batching alone does to the texts).
+  # a time, compared with one at a time (what batching alone does to the texts). SPEC_N=0: no passages; SPEC_INPUT: the
+  # bench's prompt lengths (default 128); a SPEC_KS entry K:A=1,B=2 runs that server with those environment settings.
   export CUDA_VISIBLE_DEVICES=0
   [ -d "$W/.corpus" ] || tar -C "$W" -xJf .gpu-carry/corpus.tar.xz
   for mdl in ${SPEC_MODELS:-demo 8b}; do
@@ -1683,24 +1684,28 @@ if has spec; then
       cp /work/shared/fixtures/models/e2e-llama3-tok/tokenizer.json /work/shared/fixtures/models/e2e-llama3-tok/tokenizer_config.json "$M8/"
     fi
     for round in ${SPEC_ROUNDS:-1 2}; do
-      for k in ${SPEC_KS:-0 7}; do
-        vt=${mdl}_k${k}_$round
-        "$B/shardserve" serve --model "$mp" --device cuda --port 8000 --metrics-port 8002 --served-model-name m \
+      for kv in ${SPEC_KS:-0 7}; do # K, or K:A=1,B=2 (environment settings of that server)
+        k=${kv%%:*}; en=(); [ "$kv" != "$k" ] && IFS=, read -ra en <<<"${kv#*:}"
+        vt=${mdl}_k${k}$(echo "${kv#$k}" | tr ':=,' '___')_$round
+        env ${en[@]+"${en[@]}"} "$B/shardserve" serve --model "$mp" --device cuda --port 8000 --metrics-port 8002 --served-model-name m \
           --speculative-ngram "$k" ${SPEC_ARGS:-} >"$L/spec_serve_$vt.log" 2>&1 &
         SPID=$!
         wait_ready $SPID
         if [ $ready = 1 ]; then
-          step "spec passages [$vt]" 200 "spec_pass_$vt.log" python3 scripts/gpu/spec_check.py run http://127.0.0.1:8000 \
+          [ "${SPEC_N:-16}" -gt 0 ] && step "spec passages [$vt]" 200 "spec_pass_$vt.log" python3 scripts/gpu/spec_check.py run http://127.0.0.1:8000 \
             "$W/.corpus/valid.txt" "${SPEC_N:-16}" "${SPEC_GEN:-200}" "$L/spec_$vt.json" "${SPEC_CHARS:-800}" 1 "${SPEC_LP:-0}"
-          tail -1 "$L/spec_pass_$vt.log" | tee -a "$S"
-          if [ "$k" = 0 ] && [ -n "${SPEC_CONTROL:-}" ]; then # the same passages 4 at a time: batching's own effect on the texts
+          [ "${SPEC_N:-16}" -gt 0 ] && tail -1 "$L/spec_pass_$vt.log" | tee -a "$S"
+          if [ "$k" = 0 ] && [ "${SPEC_N:-16}" -gt 0 ] && [ -n "${SPEC_CONTROL:-}" ]; then # the same passages 4 at a time: batching's own effect on the texts
             step "spec passages 4 at a time [$vt]" 200 "spec_pass_${vt}_c4.log" python3 scripts/gpu/spec_check.py run \
               http://127.0.0.1:8000 "$W/.corpus/valid.txt" "${SPEC_N:-16}" "${SPEC_GEN:-200}" "$L/spec_${vt}_c4.json" "${SPEC_CHARS:-800}" 4 "${SPEC_LP:-0}"
             python3 scripts/gpu/spec_check.py compare "$L/spec_$vt.json" "$L/spec_${vt}_c4.json" | tee -a "$S"
           fi
           for c in ${SPEC_CONC:-1 4}; do
-            step "spec bench c$c [$vt]" 90 "bench_spec_c${c}_$vt.log" "$B/shardserve" bench --url http://127.0.0.1:8000 --model m \
-              --num-requests $((c * 4)) --concurrency "$c" --warmup "$c" --input-len 128 --output-len 256 --seed 1 --json --quiet
+            for il in ${SPEC_INPUT:-128}; do # prompt lengths (random ids)
+              ilt=; [ "$il" != 128 ] && ilt=_in$il
+              step "spec bench c$c in $il [$vt]" 120 "bench_spec_c${c}${ilt}_$vt.log" "$B/shardserve" bench --url http://127.0.0.1:8000 \
+                --model m --num-requests $((c * 4)) --concurrency "$c" --warmup "$c" --input-len "$il" --output-len 256 --seed 1 --json --quiet
+            done
           done
           python3 -c 'import urllib.request; print(urllib.request.urlopen("http://127.0.0.1:8002/metrics", timeout=5).read().decode())' >"$L/spec_metrics_$vt.txt" 2>&1
           note "[$vt] $(grep -E '^shardserve_(spec_[a-z_]*|steps_planned_ahead|generation_tokens)_total|^shardserve_steps_total|^shardserve_step_seconds_total' "$L/spec_metrics_$vt.txt" | sed 's/{[^}]*}//' | tr '\n' ' ')"
@@ -1710,6 +1715,7 @@ if has spec; then
         kill -TERM $SPID 2>/dev/null; sleep 2; kill -9 $SPID 2>/dev/null
       done
       for k in ${SPEC_KS:-0 7}; do
+        case "$k" in *:*) continue ;; esac
         [ "$k" != 0 ] && [ -f "$L/spec_${mdl}_k0_$round.json" ] && [ -f "$L/spec_${mdl}_k${k}_$round.json" ] &&
           python3 scripts/gpu/spec_check.py compare "$L/spec_${mdl}_k0_$round.json" "$L/spec_${mdl}_k${k}_$round.json" | tee -a "$S"
       done
