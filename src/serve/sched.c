@@ -423,11 +423,12 @@ static int32_t spec_room(const ss_sched *s)
 
 /* Plans up to k draft tokens after decoding sequence r's entry (just added): the tokens prompt lookup proposes
  * (written after r's tokens, where the verified ones will be appended), one entry each. Not for JSON mode (its mask
- * follows the tokens), nor past max_tokens or the context, nor more than its context's KV reads allow (spec_keys);
- * only when their KV blocks are free (no preemption for a guess). Returns the drafts planned. */
+ * follows the tokens), nor past max_tokens or the context, nor more than its context's KV reads allow (spec_keys),
+ * nor while its drafting pauses after drafts that all failed (ss_spec_pace); only when their KV blocks are free (no
+ * preemption for a guess). Returns the drafts planned. */
 static int32_t spec_plan(ss_sched *s, sreq *r, int32_t k)
 {
-    if (r->guide.allow)
+    if (r->guide.allow || (s->spec_pace && !ss_spec_pace_draft(&r->spec_pace)))
         return 0;
     int32_t by_len = r->req->max_tokens - r->n_generated - 1, by_ctx = s->max_seq_len - r->n_tokens;
     k = by_len < k ? by_len : k;
@@ -903,6 +904,7 @@ static void spec_finish(ss_sched *s, sched_flight *f, int32_t i, int32_t g, cons
     r->n_computed += 1 + a;
     r->step_tokens = 0;
     ss_kv_seq_commit(s->kv, &r->kv, r->tokens, r->n_computed); /* the confirmed drafts are r's tokens already */
+    ss_spec_pace_verified(&r->spec_pace, g - 1, a);
     pthread_mutex_lock(&s->mu);
     s->stats.spec_draft_tokens += g - 1;
     s->stats.spec_accepted_tokens += a;
@@ -1211,6 +1213,7 @@ ss_status ss_sched_create(const ss_sched_params *params, ss_replica *replica, co
     s->chunk_keys = 0.45 * 2.0 * proj / (4.0 * cfg->n_heads * (double)cfg->head_dim);
     if (!(s->chunk_keys >= 4096.0))
         s->chunk_keys = 4096.0;
+    s->spec_pace = !(getenv("SS_SPEC_PACE") && !strcmp(getenv("SS_SPEC_PACE"), "0")); /* a benchmark switch */
     s->spec_keys = ss_spec_keys(cfg);
     const char *sk = getenv("SS_SPEC_KEYS"); /* a benchmark switch: the bound in keys (0: none) */
     char *sk_end = NULL;

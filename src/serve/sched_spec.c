@@ -51,3 +51,27 @@ int32_t ss_spec_confirmed(const int32_t *sampled, const int32_t *drafts, int32_t
         a++;
     return a;
 }
+
+int ss_spec_pace_draft(ss_spec_pace *p)
+{
+    if (p->pause > 0) {
+        p->pause--;
+        return 0;
+    }
+    return 1;
+}
+
+void ss_spec_pace_verified(ss_spec_pace *p, int32_t drafts, int32_t confirmed)
+{
+    if (drafts <= 0)
+        return;
+    if (confirmed > 0) {
+        p->misses = 0;
+        return;
+    }
+    p->misses++;
+    int32_t pause = 1;
+    for (int32_t i = 1; i < p->misses && pause < SS_SPEC_PAUSE_MAX; i++)
+        pause *= 2;
+    p->pause = pause < SS_SPEC_PAUSE_MAX ? pause : SS_SPEC_PAUSE_MAX;
+}

@@ -28,4 +28,19 @@ int32_t ss_spec_propose(int32_t **tokens, int32_t *cap, int32_t n, int32_t k);
  * sequence's own last token for i = 0); the drafts up to the first sample that differs. */
 int32_t ss_spec_confirmed(const int32_t *sampled, const int32_t *drafts, int32_t n);
 
+/* A sequence's drafting rhythm: after a verify step that confirmed none of its drafts, it drafts again only after
+ * 1, 2, 4 ... up to SS_SPEC_PAUSE_MAX steps without (doubling with each such step in a row); a confirmed draft resets
+ * it. Text that does not repeat then costs a wider step now and then instead of every step. Zeroed: drafts at once. */
+typedef struct ss_spec_pace {
+    int32_t misses; /* verify steps in a row that confirmed nothing */
+    int32_t pause;  /* steps left without drafts */
+} ss_spec_pace;
+
+#define SS_SPEC_PAUSE_MAX 16
+
+/* Whether the sequence may draft in this step (a paused one counts the step). */
+int ss_spec_pace_draft(ss_spec_pace *p);
+/* A verify step's outcome: drafts proposed, confirmed of them. */
+void ss_spec_pace_verified(ss_spec_pace *p, int32_t drafts, int32_t confirmed);
+
 #endif

@@ -10,6 +10,7 @@
 #include "serve/kv_blocks.h"
 #include "serve/sched.h"
 #include "serve/sched_pace.h"
+#include "serve/sched_spec.h"
 #include "serve/stop.h"
 #include "tokenizer/tokenizer.h"
 
@@ -31,6 +32,7 @@ typedef struct sreq {
     int32_t cached_tokens; /* prompt tokens found in the prefix cache at first admission */
     int admitted;          /* admitted at least once */
     int32_t n_preempted;   /* times preempted (recomputed) */
+    ss_spec_pace spec_pace; /* speculative decoding: when it drafts next (sched_spec.h) */
     ss_kv_seq kv;
     ss_detok *detok; /* NULL without a tokenizer */
     ss_stop *stop;
@@ -64,6 +66,7 @@ struct ss_sched {
     int32_t kv_total;  /* blocks in the cache */
     double chunk_keys; /* keys at which a prompt token's attention costs what its projections do (ss_chunk_fit) */
     double spec_keys;  /* draft rows times context keys a sequence may have in a step (ss_spec_keys; 0: no bound) */
+    int spec_pace;     /* pause a sequence's drafting after verify steps that confirmed nothing (SS_SPEC_PACE=0: off) */
     int32_t tok_vocab; /* ids the tokenizer knows (0 without one) */
     int32_t eos[SS_MAX_EOS];
     int32_t n_eos;

@@ -1,6 +1,6 @@
 /* test_sched_spec.c — speculative decoding's pieces: prompt lookup's draft tokens (the latest earlier occurrence of the
  * longest matching tail, 4 down to 2 tokens, its following tokens up to k, never past the end), the room for drafts in
- * a step, the drafts written after a growing token buffer, and the confirmed prefix. */
+ * a step, the drafts written after a growing token buffer, the confirmed prefix, and the pauses after failed drafts. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -120,6 +120,29 @@ static void test_keys_bound(void **state)
     assert_int_equal((int)ss_spec_keys(&c), 64 * 1024 * 1024 / (2 * 4 * 2 * 64));
 }
 
+/* Drafting pauses 1, 2, 4 ... 16 steps after verify steps in a row that confirmed nothing; a confirmed draft resets the
+ * doubling; a step without drafts changes nothing. */
+static void test_pace(void **state)
+{
+    (void)state;
+    ss_spec_pace p = {0, 0};
+    assert_true(ss_spec_pace_draft(&p));
+    ss_spec_pace_verified(&p, 0, 0); /* nothing proposed: no verdict */
+    assert_true(ss_spec_pace_draft(&p));
+    const int32_t want[] = {1, 2, 4, 8, 16, 16};
+    for (int m = 0; m < 6; m++) {
+        ss_spec_pace_verified(&p, 3, 0);
+        for (int32_t i = 0; i < want[m]; i++)
+            assert_false(ss_spec_pace_draft(&p));
+        assert_true(ss_spec_pace_draft(&p));
+    }
+    ss_spec_pace_verified(&p, 3, 1); /* a hit: the next miss pauses one step again */
+    assert_true(ss_spec_pace_draft(&p));
+    ss_spec_pace_verified(&p, 5, 0);
+    assert_false(ss_spec_pace_draft(&p));
+    assert_true(ss_spec_pace_draft(&p));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -128,6 +151,7 @@ int main(void)
         cmocka_unit_test(test_room),
         cmocka_unit_test(test_propose_grows_and_confirm),
         cmocka_unit_test(test_keys_bound),
+        cmocka_unit_test(test_pace),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
