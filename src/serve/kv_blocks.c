@@ -335,6 +335,14 @@ void ss_kv_seq_commit(ss_kv_blocks *kv, ss_kv_seq *seq, const int32_t *tokens, i
     }
 }
 
+void ss_kv_seq_shrink(ss_kv_blocks *kv, ss_kv_seq *seq, int64_t n_tokens)
+{
+    int32_t keep = ss_kv_blocks_for(kv, n_tokens);
+    keep = keep > seq->n_hashed ? keep : seq->n_hashed;
+    while (seq->n_blocks > keep)
+        kv_release(kv, seq->blocks[--seq->n_blocks]);
+}
+
 void ss_kv_seq_free(ss_kv_blocks *kv, ss_kv_seq *seq)
 {
     /* Last block first: the chain's head ends up most recently used, so leaves are evicted before roots. */

@@ -64,5 +64,8 @@ void ss_kv_seq_commit(ss_kv_blocks *kv, ss_kv_seq *seq, const int32_t *tokens, i
 /* Releases every block of the sequence (cached ones stay cached until evicted) and empties its table;
  * the table's arrays are freed too. Safe on an empty or zeroed sequence. */
 void ss_kv_seq_free(ss_kv_blocks *kv, ss_kv_seq *seq);
+/* Gives back seq's blocks past those that n_tokens positions need (blocks reserved for tokens that did not come:
+ * refused draft tokens). Only blocks not published to the prefix cache are past n_computed, so nothing cached goes. */
+void ss_kv_seq_shrink(ss_kv_blocks *kv, ss_kv_seq *seq, int64_t n_tokens);
 
 #endif

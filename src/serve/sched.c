@@ -18,6 +18,7 @@
 #include "core/log.h"
 #include "serve/sched_chunk.h"
 #include "serve/sched_spec.h"
+#include "serve/spec_ngram.h"
 #include "serve/sched_state.h"
 
 static int64_t now_us(void)
@@ -39,6 +40,7 @@ ss_sched_params ss_sched_default_params(void)
     p.pace_min_us = 1000;
     p.pace_margin_min_us = 250;
     p.spec_max_running = 4;
+    p.spec_pace = 1;
     return p;
 }
 
@@ -415,29 +417,63 @@ static void plan_add(ss_sched *s, sreq *r, int32_t n)
 
 /* ---- speculative decoding (prompt lookup) ---- */
 
-/* The most draft tokens each decoding sequence may have in this step (ss_spec_room). */
+/* The most draft tokens each decoding sequence may have in this step (ss_spec_room), keeping an entry for an
+ * admission when someone waits and a batch slot is free. */
 static int32_t spec_room(const ss_sched *s)
 {
-    return ss_spec_room(s->p.spec_tokens, s->p.spec_max_running, s->n_running, s->max_entries, s->p.max_step_tokens);
+    const int admit = s->wait_head && s->n_running < s->p.max_running;
+    return ss_spec_room(s->p.spec_tokens, s->p.spec_max_running, s->n_running, s->max_entries - admit,
+                        s->p.max_step_tokens);
+}
+
+/* While r's drafting pauses: the token prompt lookup expects r to sample next, watched (ss_spec_pace_token) so that
+ * the pause ends as soon as r's text repeats again. */
+static void spec_guess(sreq *r)
+{
+    int32_t guess;
+    if (ss_spec_ngram_propose(r->tokens, r->n_tokens, 1, &guess) == 1)
+        ss_spec_pace_guess(&r->spec_pace, guess);
+}
+
+/* Whether r may have drafts in the step after the one in flight (r's counts do not hold that step's token yet): not
+ * in JSON mode, its drafting not paused, room left before max_tokens and the context. */
+static int spec_wants(const ss_sched *s, const sreq *r)
+{
+    return !r->guide.allow && (!s->spec_pace || r->spec_pace.pause == 0) &&
+           r->req->max_tokens - (r->n_generated + 1) - 1 > 0 && s->max_seq_len - (r->n_tokens + 1) - 1 > 0;
 }
 
 /* Plans up to k draft tokens after decoding sequence r's entry (just added): the tokens prompt lookup proposes
  * (written after r's tokens, where the verified ones will be appended), one entry each. Not for JSON mode (its mask
  * follows the tokens), nor past max_tokens or the context, nor more than its context's KV reads allow (spec_keys),
- * nor while its drafting pauses after drafts that all failed (ss_spec_pace); only when their KV blocks are free (no
- * preemption for a guess). Returns the drafts planned. */
+ * nor while its drafting pauses after steps that confirmed none (ss_spec_pace); only from blocks nobody else needs
+ * (no preemption for a guess). Returns the drafts planned. */
 static int32_t spec_plan(ss_sched *s, sreq *r, int32_t k)
 {
-    if (r->guide.allow || (s->spec_pace && !ss_spec_pace_draft(&r->spec_pace)))
+    if (r->guide.allow)
         return 0;
-    int32_t by_len = r->req->max_tokens - r->n_generated - 1, by_ctx = s->max_seq_len - r->n_tokens;
+    /* the last draft's sample is sent only if r still runs after the drafts: within max_tokens and the context */
+    int32_t by_len = r->req->max_tokens - r->n_generated - 1, by_ctx = s->max_seq_len - r->n_tokens - 1;
     k = by_len < k ? by_len : k;
     k = by_ctx < k ? by_ctx : k;
     if (s->spec_keys > 0 && s->spec_keys / r->n_tokens < k) /* their KV reads at this context (ss_spec_keys) */
         k = (int32_t)(s->spec_keys / r->n_tokens);
+    if (k <= 0)
+        return 0;
+    if (s->spec_pace && !ss_spec_pace_draft(&r->spec_pace)) {
+        spec_guess(r);
+        return 0;
+    }
     int32_t n = ss_spec_propose(&r->tokens, &r->cap, r->n_tokens, k);
+    if (n == 0 && s->spec_pace)
+        ss_spec_pace_after(&r->spec_pace, 0); /* nothing to copy: text that does not repeat (yet) */
+    /* Their blocks only from what the running sequences' next tokens and admissions (kv_total / 100) leave free: a
+     * guess never makes another sequence wait or be preempted. */
+    const int64_t need = ss_kv_blocks_for(s->kv, (int64_t)r->n_computed + 1 + n) - r->kv.n_blocks;
+    const int64_t headroom = (int64_t)s->n_running + s->kv_total / 100;
     ss_err err;
-    if (n == 0 || ss_kv_seq_reserve(s->kv, &r->kv, (int64_t)r->n_computed + 1 + n, &err) != SS_OK)
+    if (n == 0 || (need > 0 && ss_kv_num_available(s->kv) - need < headroom) ||
+        ss_kv_seq_reserve(s->kv, &r->kv, (int64_t)r->n_computed + 1 + n, &err) != SS_OK)
         return 0;
     for (int32_t j = 1; j <= n; j++) {
         s->plan_spec[s->n_plan] = (uint8_t)j;
@@ -787,8 +823,9 @@ static int plan_ahead_allowed(const ss_sched *s)
     const sched_flight *a = &s->fl[s->cur];
     if (!s->overlap || (s->wait_head && s->n_running < s->p.max_running))
         return 0; /* someone could be admitted into the next step: plan it the usual way */
-    if (spec_room(s) > 0)
-        return 0; /* the next step may speculate: its drafts follow the flight's tokens */
+    for (int32_t i = 0; spec_room(s) > 0 && i < s->n_running; i++)
+        if (spec_wants(s, s->running[i]))
+            return 0; /* the next step may speculate: its drafts follow the flight's tokens */
     int32_t live = 0;
     for (int32_t i = 0; i < a->n; i++) {
         const sreq *r = a->reqs[i];
@@ -872,6 +909,11 @@ static int plan_ahead(ss_sched *s, ss_step_plan *plan)
         ss_plan_seq *ps = &s->plan_seqs[k];
         memset(ps, 0, sizeof(*ps));
         s->plan_reqs[k] = r;
+        s->plan_spec[k] = 0;
+        /* a step without drafts: a paused sequence counts it, and watches for the flight's token to repeat its text */
+        if (s->p.spec_tokens > 0 && s->spec_pace && !ss_spec_pace_draft(&r->spec_pace) &&
+            (s->spec_keys <= 0 || s->spec_keys >= r->n_tokens))
+            spec_guess(r);
         ps->seq_id = r->id;
         ps->n_tokens = 1;
         ps->pos_start = r->n_tokens; /* the flight computes position n_tokens - 1 and samples this one */
@@ -904,13 +946,17 @@ static void spec_finish(ss_sched *s, sched_flight *f, int32_t i, int32_t g, cons
     r->n_computed += 1 + a;
     r->step_tokens = 0;
     ss_kv_seq_commit(s->kv, &r->kv, r->tokens, r->n_computed); /* the confirmed drafts are r's tokens already */
-    ss_spec_pace_verified(&r->spec_pace, g - 1, a);
+    ss_kv_seq_shrink(s->kv, &r->kv, (int64_t)r->n_computed + 1); /* the refused drafts' blocks */
+    if (s->spec_pace)
+        ss_spec_pace_after(&r->spec_pace, a);
+    int32_t m = 0;
+    for (; m <= a && f->reqs[i]; m++) /* finish() clears f's entries of r: it ended (freed) */
+        on_token(s, r, out, k_out + m);
+    const int32_t sent = m < a ? m : a; /* confirmed drafts sent: all, unless r ended among them */
     pthread_mutex_lock(&s->mu);
     s->stats.spec_draft_tokens += g - 1;
-    s->stats.spec_accepted_tokens += a;
+    s->stats.spec_accepted_tokens += sent;
     pthread_mutex_unlock(&s->mu);
-    for (int32_t m = 0; m <= a && f->reqs[i]; m++) /* finish() clears f's entries of r: it ended (freed) */
-        on_token(s, r, out, k_out + m);
 }
 
 /* Hands out a collected flight's results: the sequences' new KV, and their sampled tokens. */
@@ -928,6 +974,8 @@ static void flight_finish(ss_sched *s, sched_flight *f, const ss_step_output *ou
             r->n_computed += f->tokens[i];
             r->step_tokens = 0;
             ss_kv_seq_commit(s->kv, &r->kv, r->tokens, r->n_computed);
+            if (sample && s->spec_pace)
+                ss_spec_pace_token(&r->spec_pace, out->token[k_out]); /* a paused sequence's guess */
             if (sample)
                 on_token(s, r, out, k_out); /* may finish and free r */
         }
@@ -1213,7 +1261,7 @@ ss_status ss_sched_create(const ss_sched_params *params, ss_replica *replica, co
     s->chunk_keys = 0.45 * 2.0 * proj / (4.0 * cfg->n_heads * (double)cfg->head_dim);
     if (!(s->chunk_keys >= 4096.0))
         s->chunk_keys = 4096.0;
-    s->spec_pace = !(getenv("SS_SPEC_PACE") && !strcmp(getenv("SS_SPEC_PACE"), "0")); /* a benchmark switch */
+    s->spec_pace = p.spec_pace && !(getenv("SS_SPEC_PACE") && !strcmp(getenv("SS_SPEC_PACE"), "0")); /* (a switch) */
     s->spec_keys = ss_spec_keys(cfg);
     const char *sk = getenv("SS_SPEC_KEYS"); /* a benchmark switch: the bound in keys (0: none) */
     char *sk_end = NULL;

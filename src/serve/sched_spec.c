@@ -61,10 +61,8 @@ int ss_spec_pace_draft(ss_spec_pace *p)
     return 1;
 }
 
-void ss_spec_pace_verified(ss_spec_pace *p, int32_t drafts, int32_t confirmed)
+void ss_spec_pace_after(ss_spec_pace *p, int32_t confirmed)
 {
-    if (drafts <= 0)
-        return;
     if (confirmed > 0) {
         p->misses = 0;
         return;
@@ -74,4 +72,16 @@ void ss_spec_pace_verified(ss_spec_pace *p, int32_t drafts, int32_t confirmed)
     for (int32_t i = 1; i < p->misses && pause < SS_SPEC_PAUSE_MAX; i++)
         pause *= 2;
     p->pause = pause < SS_SPEC_PAUSE_MAX ? pause : SS_SPEC_PAUSE_MAX;
+}
+
+void ss_spec_pace_guess(ss_spec_pace *p, int32_t tok)
+{
+    p->guess1 = tok + 1;
+}
+
+void ss_spec_pace_token(ss_spec_pace *p, int32_t tok)
+{
+    if (p->guess1 > 0 && p->guess1 == tok + 1)
+        p->misses = p->pause = 0;
+    p->guess1 = 0;
 }

@@ -28,19 +28,26 @@ int32_t ss_spec_propose(int32_t **tokens, int32_t *cap, int32_t n, int32_t k);
  * sequence's own last token for i = 0); the drafts up to the first sample that differs. */
 int32_t ss_spec_confirmed(const int32_t *sampled, const int32_t *drafts, int32_t n);
 
-/* A sequence's drafting rhythm: after a verify step that confirmed none of its drafts, it drafts again only after
- * 1, 2, 4 ... up to SS_SPEC_PAUSE_MAX steps without (doubling with each such step in a row); a confirmed draft resets
- * it. Text that does not repeat then costs a wider step now and then instead of every step. Zeroed: drafts at once. */
+/* A sequence's drafting rhythm: after a step in which it could draft and none of its drafts was confirmed (or it had
+ * none: nothing to copy), it drafts again only after 1, 2, 4 ... up to SS_SPEC_PAUSE_MAX steps without (doubling with
+ * each such step in a row); a confirmed draft resets it. Text that does not repeat then costs a wider step now and
+ * then instead of every step, and while every sequence pauses, steps are planned ahead again. Zeroed: drafts at once. */
 typedef struct ss_spec_pace {
-    int32_t misses; /* verify steps in a row that confirmed nothing */
+    int32_t misses; /* such steps in a row */
     int32_t pause;  /* steps left without drafts */
+    int32_t guess1; /* while paused: the token prompt lookup expects next, plus 1 (0: none); if it comes, the text has
+                     * started to repeat and the pause ends */
 } ss_spec_pace;
 
 #define SS_SPEC_PAUSE_MAX 16
 
-/* Whether the sequence may draft in this step (a paused one counts the step). */
+/* Whether the sequence may draft in this step (a paused one counts the step as one without). */
 int ss_spec_pace_draft(ss_spec_pace *p);
-/* A verify step's outcome: drafts proposed, confirmed of them. */
-void ss_spec_pace_verified(ss_spec_pace *p, int32_t drafts, int32_t confirmed);
+/* The outcome of a step in which it could draft: the drafts confirmed (0 also when it had none). */
+void ss_spec_pace_after(ss_spec_pace *p, int32_t confirmed);
+/* While paused: tok is the token prompt lookup expects after this step's (watched by ss_spec_pace_token). */
+void ss_spec_pace_guess(ss_spec_pace *p, int32_t tok);
+/* The token a step without drafts sampled: the pause ends when it is the one guessed. */
+void ss_spec_pace_token(ss_spec_pace *p, int32_t tok);
 
 #endif

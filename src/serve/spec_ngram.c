@@ -16,9 +16,11 @@ int32_t ss_spec_ngram_propose(const int32_t *toks, int32_t n, int32_t k, int32_t
         for (int32_t i = n - m - 1; i >= 0; i--) {
             if (toks[i + m - 1] != tail[m - 1] || memcmp(toks + i, tail, (size_t)m * sizeof *toks) != 0)
                 continue;
-            int32_t got = n - (i + m) < k ? n - (i + m) : k;
-            memcpy(out, toks + i + m, (size_t)got * sizeof *out);
-            return got;
+            /* the text after the match, and past the end the same text again: a loop of d tokens goes on */
+            const int32_t d = n - (i + m);
+            for (int32_t t = 0; t < k; t++)
+                out[t] = t < d ? toks[i + m + t] : out[t - d];
+            return k;
         }
     }
     return 0;

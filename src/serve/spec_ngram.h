@@ -9,10 +9,10 @@
 #define SS_SPEC_NGRAM_MAX 4
 #define SS_SPEC_NGRAM_MIN 2
 
-/* Proposes up to k draft tokens to follow toks[0..n) into out[0..k) and returns how many (0: none). For
+/* Proposes k draft tokens to follow toks[0..n) into out[0..k) and returns k, or 0 when nothing matches. For
  * m = SS_SPEC_NGRAM_MAX down to SS_SPEC_NGRAM_MIN it looks for the latest i < n - m with toks[i..i+m) equal to the
- * last m tokens; the first length that matches gives out = toks[i+m ..], at most k tokens and never past n. Reads
- * toks and writes out only (both borrowed). */
+ * last m tokens; the first length that matches gives out = toks[i+m .. n), then that stretch again and again (the
+ * match says the text repeats with period n - m - i: a loop goes on). Reads toks and writes out only (borrowed). */
 int32_t ss_spec_ngram_propose(const int32_t *toks, int32_t n, int32_t k, int32_t *out);
 
 #endif

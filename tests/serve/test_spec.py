@@ -78,6 +78,23 @@ try:
         same(a, b)
         assert all(len(t[1]) == 48 for t in b), [len(t[1]) for t in b]  # a log-probability for every token
 
+    @check("three requests at once: each the text it gets alone")
+    def _():
+        import threading
+        alone = completions(plain, temperature=0)
+        res = [None] * 3
+
+        def one(i):
+            st, _, j, data = spec.post("/v1/completions", {"model": "m", "prompt": PROMPTS[i], "max_tokens": 48,
+                                                           "ignore_eos": True, "temperature": 0})
+            res[i] = j["choices"][0]["text"] if st == 200 else data
+        th = [threading.Thread(target=one, args=(i,)) for i in range(3)]
+        for t in th:
+            t.start()
+        for t in th:
+            t.join()
+        assert res == [a[0] for a in alone], (res, alone)
+
     @check("metrics: drafts proposed and confirmed with speculation, none without")
     def _():
         m = spec.metrics()
@@ -91,20 +108,23 @@ finally:
     stop_checked(spec, "speculating server")
 
 
-@check("--speculative-ngram outside 0..32 is refused with exit code 2, naming the flag")
+@check("--speculative-ngram outside 0..32 and --speculative-max-batch under 1 are refused with exit code 2, naming them")
 def _():
-    for bad in ("33", "-1", "x"):
-        r = subprocess.run([BINARY, "serve", "--model", MODEL, "--device", "cpu", "--speculative-ngram", bad],
+    for flag, bad in (("--speculative-ngram", "33"), ("--speculative-ngram", "-1"), ("--speculative-ngram", "x"),
+                      ("--speculative-max-batch", "0")):
+        r = subprocess.run([BINARY, "serve", "--model", MODEL, "--device", "cpu", flag, bad],
                            capture_output=True, text=True, timeout=60)
-        assert r.returncode == 2, (bad, r.returncode, r.stderr[-500:])
-        assert "speculative-ngram" in r.stderr, r.stderr[-500:]
+        assert r.returncode == 2, (flag, bad, r.returncode, r.stderr[-500:])
+        assert flag[2:] in r.stderr, r.stderr[-500:]
 
 
-@check("SHARDSERVE_SPECULATIVE_NGRAM is the flag's twin")
+@check("SHARDSERVE_SPECULATIVE_NGRAM and SHARDSERVE_SPECULATIVE_MAX_BATCH are the flags' twins")
 def _():
-    srv = Server(BINARY, MODEL, ["--served-model-name", "m"], env={"SHARDSERVE_SPECULATIVE_NGRAM": "3"})
+    srv = Server(BINARY, MODEL, ["--served-model-name", "m"],
+                 env={"SHARDSERVE_SPECULATIVE_NGRAM": "3", "SHARDSERVE_SPECULATIVE_MAX_BATCH": "2"})
     try:
-        assert "speculative decoding by prompt lookup, up to 3 draft tokens" in srv.log_text()
+        assert "speculative decoding by prompt lookup, up to 3 draft tokens a sequence while at most 2 run" in \
+            srv.log_text(), srv.log_text()[-2000:]
     finally:
         stop_checked(srv, "env server")
 

@@ -164,6 +164,7 @@ static void test_render(void **state)
         "shardserve_steps_paced_late_total{model_name=\"tiny\"} 2\n",
         "# TYPE shardserve_spec_draft_tokens_total counter\n",
         "shardserve_spec_draft_tokens_total{model_name=\"tiny\"} 40\n",
+        "# TYPE shardserve_spec_accepted_tokens_total counter\n",
         "shardserve_spec_accepted_tokens_total{model_name=\"tiny\"} 31\n",
         "shardserve_comm_seconds_total{model_name=\"tiny\"} 0\n",
         "shardserve_load_seconds{model_name=\"tiny\"} 2.5\n",

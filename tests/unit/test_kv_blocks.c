@@ -1,5 +1,5 @@
 /* test_kv_blocks.c — the paged KV block manager: allocation, exhaustion, reference counts, prefix reuse,
- * LRU eviction of cached blocks, and the never-reuse-the-last-token's-block rule. */
+ * LRU eviction of cached blocks, the never-reuse-the-last-token's-block rule, and shrinking a table. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -87,6 +87,34 @@ static void test_alloc_free_exhaustion(void **state)
     ss_kv_seq_free(kv, &a); /* idempotent */
     assert_int_equal(used(kv), 0);
     assert_int_equal(ss_kv_num_available(kv), 8);
+    ss_kv_blocks_destroy(kv);
+}
+
+/* Shrinking gives back the blocks past those n tokens need (refused draft tokens' blocks), never a published one. */
+static void test_shrink(void **state)
+{
+    (void)state;
+    ss_kv_blocks *kv = make(8, 4, 1);
+    ss_err err;
+    ss_kv_seq a;
+    ss_kv_seq_init(&a);
+    int32_t t[32];
+    fill_tokens(t, 32, 3);
+    assert_int_equal(ss_kv_seq_reserve(kv, &a, 24, &err), SS_OK); /* 6 blocks */
+    ss_kv_seq_commit(kv, &a, t, 9);                                 /* 2 full blocks published */
+    assert_int_equal(a.n_hashed, 2);
+    ss_kv_seq_shrink(kv, &a, 13); /* 13 tokens: 4 blocks */
+    assert_int_equal(a.n_blocks, 4);
+    assert_int_equal(used(kv), 4);
+    assert_int_equal(ss_kv_num_available(kv), 4);
+    ss_kv_seq_shrink(kv, &a, 16); /* nothing past: no change */
+    assert_int_equal(a.n_blocks, 4);
+    ss_kv_seq_shrink(kv, &a, 1); /* the published blocks stay */
+    assert_int_equal(a.n_blocks, 2);
+    assert_int_equal(ss_kv_seq_reserve(kv, &a, 12, &err), SS_OK); /* and it grows again */
+    assert_int_equal(a.n_blocks, 3);
+    ss_kv_seq_free(kv, &a);
+    assert_int_equal(used(kv), 0);
     ss_kv_blocks_destroy(kv);
 }
 
@@ -330,6 +358,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_geometry_errors),
         cmocka_unit_test(test_alloc_free_exhaustion),
+        cmocka_unit_test(test_shrink),
         cmocka_unit_test(test_prefix_reuse_and_refcounts),
         cmocka_unit_test(test_duplicate_publish),
         cmocka_unit_test(test_lru_eviction),

@@ -246,13 +246,17 @@ static ss_gen_request *make_req(const int32_t *prompt, int32_t n, int32_t max_to
 }
 
 /* attn_budget: prompt chunks' attention counts against the budget (prefill_attn_budget); spec: draft tokens of
- * speculative decoding (spec_tokens), also in batches of up to 64 */
+ * speculative decoding (spec_tokens), also in batches of up to 64, drafting whenever it can (no pauses: the most
+ * drafts to check; negative: the default bound of 4 sequences and the pauses) */
 static ss_sched *make_sched_ex(ss_replica *rep, const ss_tokenizer *tok, int32_t max_running, int32_t max_waiting,
                                int32_t max_step_tokens, int prefix_cache, int no_overlap, int attn_budget, int32_t spec)
 {
     ss_sched_params p = ss_sched_default_params();
-    p.spec_tokens = spec;
-    p.spec_max_running = 64;
+    p.spec_tokens = spec < 0 ? -spec : spec;
+    if (spec > 0) {
+        p.spec_max_running = 64;
+        p.spec_pace = 0;
+    }
     p.prefill_attn_budget = attn_budget;
     p.overlap = no_overlap ? SS_OVERLAP_OFF : SS_OVERLAP_ON; /* on the cpu too: the bookkeeping is tested */
     p.pace_min_us = 0; /* cpu steps are short: let them reach the pacing's last check (below) */
@@ -1080,6 +1084,64 @@ static void test_spec_bound_by_context(void **state)
     collect_fini(&got);
 }
 
+/* The defaults: speculation only while at most 4 sequences run, drafting paused after steps that confirm nothing.
+ * Six requests at once (two end after 3 tokens): steps planned ahead while more than 4 run or all pause, drafts
+ * when 4 are left, each text the one it gets alone without speculation. */
+static void test_spec_defaults(void **state)
+{
+    fixture *f = *state;
+    static collect ref[6], got[6];
+    ss_sched *plain = make_sched_ex(f->big, NULL, 0, 0, 0, 1, 1, 0, 0);
+    for (int i = 0; i < 6; i++)
+        run_alone(plain, spec_req(f, 1 + i % 2, (int[]){0, 1, 3}[i / 2]), &ref[i]);
+    ss_sched_destroy(plain);
+    ss_sched *spec = make_sched_ex(f->big, NULL, 0, 0, 0, 1, 0, 0, -6);
+    for (int i = 0; i < 6; i++) {
+        collect_init(&got[i]);
+        submit_ok(spec, spec_req(f, 1 + i % 2, (int[]){0, 1, 3}[i / 2]), &got[i], NULL);
+    }
+    for (int i = 0; i < 6; i++)
+        wait_done(&got[i]);
+    ss_sched_stats st;
+    wait_idle_stats(spec, &st);
+    ss_sched_destroy(spec);
+    for (int i = 0; i < 6; i++) {
+        char what[32];
+        snprintf(what, sizeof what, "request %d", i);
+        assert_same_run(&ref[i], &got[i], 1e-4, what);
+        collect_fini(&ref[i]);
+        collect_fini(&got[i]);
+    }
+    assert_true(st.spec_draft_tokens > 0);
+    assert_true(st.steps_ahead > 0);
+}
+
+/* Drafts stop at the context: on the small replica (context 160) the doubled prompt's text runs into its loop and
+ * ends by length at the context's end, as without speculation. */
+static void test_spec_context_end(void **state)
+{
+    fixture *f = *state;
+    collect ref, got;
+    ss_gen_request *q[2] = {spec_req(f, 1, 0), spec_req(f, 1, 0)};
+    q[0]->max_tokens = q[1]->max_tokens = 1000;
+    const int32_t room = 160 - q[0]->n_prompt;
+    ss_sched *plain = make_sched_ex(f->small, NULL, 0, 0, 0, 1, 1, 0, 0);
+    run_alone(plain, q[0], &ref);
+    ss_sched_destroy(plain);
+    ss_sched *spec = make_sched_ex(f->small, NULL, 0, 0, 0, 1, 0, 0, 6);
+    run_alone(spec, q[1], &got);
+    ss_sched_stats st;
+    wait_idle_stats(spec, &st);
+    ss_sched_destroy(spec);
+    assert_int_equal(ref.finish, SS_FINISH_LENGTH);
+    assert_int_equal(ref.n, room);
+    assert_same_run(&ref, &got, 0, "at the context's end");
+    assert_true(st.spec_accepted_tokens > 0);
+    assert_int_equal(st.kv_blocks_used, 0);
+    collect_fini(&ref);
+    collect_fini(&got);
+}
+
 /* Speculating in a batch of 16 whose KV cache (12 blocks) forces preemptions, and in one of 32: each request's
  * tokens are those it gets alone without speculation. */
 static void test_spec_batched_and_preempted(void **state)
@@ -1405,6 +1467,8 @@ int main(void)
         cmocka_unit_test(test_spec_same_text),
         cmocka_unit_test(test_spec_bans_follow_drafts),
         cmocka_unit_test(test_spec_bound_by_context),
+        cmocka_unit_test(test_spec_defaults),
+        cmocka_unit_test(test_spec_context_end),
         cmocka_unit_test(test_spec_batched_and_preempted),
         cmocka_unit_test(test_logit_bias_with_overlap),
         cmocka_unit_test(test_text_and_stop_strings),

@@ -1,5 +1,5 @@
 /* test_sched_spec.c — speculative decoding's pieces: prompt lookup's draft tokens (the latest earlier occurrence of the
- * longest matching tail, 4 down to 2 tokens, its following tokens up to k, never past the end), the room for drafts in
+ * longest matching tail, 4 down to 2 tokens, the tokens after it, repeating past the end), the room for drafts in
  * a step, the drafts written after a growing token buffer, the confirmed prefix, and the pauses after failed drafts. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -40,11 +40,19 @@ static void test_bounds(void **state)
 {
     (void)state;
     int32_t out[8] = {-1, -1, -1, -1, -1, -1, -1, -1};
-    /* the match's continuation runs into the tail itself: only the tokens before the end */
+    /* the match's continuation runs into the tail itself: the loop goes on, k tokens and not one more */
     const int32_t loop[] = {4, 4, 4, 4};
-    assert_int_equal(ss_spec_ngram_propose(loop, N(loop), 8, out), 1);
-    assert_int_equal(out[0], 4);
-    assert_int_equal(out[1], -1); /* nothing written past the count */
+    assert_int_equal(ss_spec_ngram_propose(loop, N(loop), 7, out), 7);
+    for (int i = 0; i < 7; i++)
+        assert_int_equal(out[i], 4);
+    assert_int_equal(out[7], -1); /* nothing written past the count */
+    const int32_t cycle[] = {1, 2, 3, 1, 2, 3, 1, 2};
+    assert_int_equal(ss_spec_ngram_propose(cycle, N(cycle), 5, out), 5); /* 1 2 at 3: 3, then 1 2 3 ... */
+    assert_int_equal(out[0], 3);
+    assert_int_equal(out[1], 1);
+    assert_int_equal(out[2], 2);
+    assert_int_equal(out[3], 3);
+    assert_int_equal(out[4], 1);
     const int32_t none[] = {1, 2, 3, 4, 5, 6};
     assert_int_equal(ss_spec_ngram_propose(none, N(none), 4, out), 0);
     /* one token alone never matches (the shortest n-gram is 2) */
@@ -54,10 +62,11 @@ static void test_bounds(void **state)
     assert_int_equal(ss_spec_ngram_propose(pair, N(pair), 0, out), 0); /* k 0: nothing */
     assert_int_equal(ss_spec_ngram_propose(pair, 2, 4, out), 0);        /* too short to repeat */
     assert_int_equal(ss_spec_ngram_propose(pair, 0, 4, out), 0);
-    assert_int_equal(ss_spec_ngram_propose(pair, N(pair), 4, out), 3);
+    assert_int_equal(ss_spec_ngram_propose(pair, N(pair), 4, out), 4); /* 5 3 9, then 5 again */
     assert_int_equal(out[0], 5);
     assert_int_equal(out[1], 3);
     assert_int_equal(out[2], 9);
+    assert_int_equal(out[3], 5);
 }
 
 static void test_room(void **state)
@@ -120,26 +129,39 @@ static void test_keys_bound(void **state)
     assert_int_equal((int)ss_spec_keys(&c), 64 * 1024 * 1024 / (2 * 4 * 2 * 64));
 }
 
-/* Drafting pauses 1, 2, 4 ... 16 steps after verify steps in a row that confirmed nothing; a confirmed draft resets the
- * doubling; a step without drafts changes nothing. */
+/* Drafting pauses 1, 2, 4 ... 16 steps after steps in a row that confirmed nothing (or had nothing to draft); a
+ * confirmed draft resets the doubling; a guess that comes true ends a pause. */
 static void test_pace(void **state)
 {
     (void)state;
-    ss_spec_pace p = {0, 0};
-    assert_true(ss_spec_pace_draft(&p));
-    ss_spec_pace_verified(&p, 0, 0); /* nothing proposed: no verdict */
+    ss_spec_pace p = {0, 0, 0};
     assert_true(ss_spec_pace_draft(&p));
     const int32_t want[] = {1, 2, 4, 8, 16, 16};
     for (int m = 0; m < 6; m++) {
-        ss_spec_pace_verified(&p, 3, 0);
+        ss_spec_pace_after(&p, 0);
         for (int32_t i = 0; i < want[m]; i++)
             assert_false(ss_spec_pace_draft(&p));
         assert_true(ss_spec_pace_draft(&p));
     }
-    ss_spec_pace_verified(&p, 3, 1); /* a hit: the next miss pauses one step again */
+    ss_spec_pace_after(&p, 1); /* a hit: the next miss pauses one step again */
     assert_true(ss_spec_pace_draft(&p));
-    ss_spec_pace_verified(&p, 5, 0);
+    ss_spec_pace_after(&p, 0);
     assert_false(ss_spec_pace_draft(&p));
+    assert_true(ss_spec_pace_draft(&p));
+    /* a guess that comes true ends a pause at once; one that does not changes nothing, and is used once */
+    for (int m = 0; m < 4; m++)
+        ss_spec_pace_after(&p, 0); /* paused 16 steps */
+    assert_false(ss_spec_pace_draft(&p));
+    ss_spec_pace_guess(&p, 0);
+    ss_spec_pace_token(&p, 5);
+    assert_false(ss_spec_pace_draft(&p));
+    ss_spec_pace_guess(&p, 7);
+    ss_spec_pace_token(&p, 7);
+    assert_true(ss_spec_pace_draft(&p));
+    ss_spec_pace_after(&p, 0); /* the doubling starts again */
+    assert_false(ss_spec_pace_draft(&p));
+    assert_true(ss_spec_pace_draft(&p));
+    ss_spec_pace_token(&p, 7); /* no guess pending: nothing */
     assert_true(ss_spec_pace_draft(&p));
 }
 
