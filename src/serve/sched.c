@@ -445,10 +445,11 @@ static int spec_wants(const ss_sched *s, const sreq *r)
 
 /* Plans up to k draft tokens after decoding sequence r's entry (just added): the tokens prompt lookup proposes
  * (written after r's tokens, where the verified ones will be appended), one entry each. Not for JSON mode (its mask
- * follows the tokens), nor past max_tokens or the context, nor more than its context's KV reads allow (spec_keys),
+ * follows the tokens), nor past max_tokens or the context, nor more than the KV reads the step's drafts have left
+ * (*keys_left: draft rows times context keys, spec_keys a step),
  * nor while its drafting pauses after steps that confirmed none (ss_spec_pace); only from blocks nobody else needs
  * (no preemption for a guess). Returns the drafts planned. */
-static int32_t spec_plan(ss_sched *s, sreq *r, int32_t k)
+static int32_t spec_plan(ss_sched *s, sreq *r, int32_t k, double *keys_left)
 {
     if (r->guide.allow)
         return 0;
@@ -456,8 +457,8 @@ static int32_t spec_plan(ss_sched *s, sreq *r, int32_t k)
     int32_t by_len = r->req->max_tokens - r->n_generated - 1, by_ctx = s->max_seq_len - r->n_tokens - 1;
     k = by_len < k ? by_len : k;
     k = by_ctx < k ? by_ctx : k;
-    if (s->spec_keys > 0 && s->spec_keys / r->n_tokens < k) /* their KV reads at this context (ss_spec_keys) */
-        k = (int32_t)(s->spec_keys / r->n_tokens);
+    if (*keys_left / r->n_tokens < k) /* their KV reads at this context, the step's drafts together (ss_spec_keys) */
+        k = (int32_t)(*keys_left / r->n_tokens);
     if (k <= 0)
         return 0;
     if (s->spec_pace && !ss_spec_pace_draft(&r->spec_pace)) {
@@ -465,8 +466,6 @@ static int32_t spec_plan(ss_sched *s, sreq *r, int32_t k)
         return 0;
     }
     int32_t n = ss_spec_propose(&r->tokens, &r->cap, r->n_tokens, k);
-    if (n == 0 && s->spec_pace)
-        ss_spec_pace_after(&r->spec_pace, 0); /* nothing to copy: text that does not repeat (yet) */
     /* Their blocks only from what the running sequences' next tokens and admissions (kv_total / 100) leave free: a
      * guess never makes another sequence wait or be preempted. */
     const int64_t need = ss_kv_blocks_for(s->kv, (int64_t)r->n_computed + 1 + n) - r->kv.n_blocks;
@@ -479,6 +478,7 @@ static int32_t spec_plan(ss_sched *s, sreq *r, int32_t k)
         s->plan_spec[s->n_plan] = (uint8_t)j;
         s->plan_reqs[s->n_plan++] = r;
     }
+    *keys_left -= (double)n * r->n_tokens;
     return n;
 }
 
@@ -500,6 +500,7 @@ static void choose_work(ss_sched *s)
 
     /* 1. one token for every decoding sequence (and, speculating, its draft tokens) */
     const int32_t spec_k = spec_room(s);
+    double keys_left = s->spec_keys > 0 ? s->spec_keys : HUGE_VAL;
     for (int32_t i = 0; i < s->n_running && budget > 0;) {
         sreq *r = s->running[i];
         if (r->n_tokens - r->n_computed != 1) {
@@ -510,7 +511,7 @@ static void choose_work(ss_sched *s)
             plan_add(s, r, 1);
             budget--;
             if (spec_k > 0)
-                budget -= spec_plan(s, r, spec_k < budget ? spec_k : budget);
+                budget -= spec_plan(s, r, spec_k < budget ? spec_k : budget, &keys_left);
             i++;
         } /* else r left the running set: index i now holds the next one */
     }

@@ -10,8 +10,8 @@
 /* A draft row reads its sequence's keys and values as a decode row does (the step's rows do not share that read), so
  * at long contexts drafts cost more than the weights they save reading. The draft rows times context keys within which
  * those reads stay under a quarter of the weights' (in elements: for weights and cache of one element type, bytes), or
- * under 64 Mi elements for a small model: a sequence of n tokens may have at most ss_spec_keys(cfg) / n drafts
- * (Llama-3-8B: 29k, so 7 at 4k tokens, 3 at 8k, none past 29k). */
+ * under 64 Mi elements for a small model, all of a step's drafts together: one sequence of n tokens may have at most
+ * ss_spec_keys(cfg) / n drafts (Llama-3-8B: 29k, so 7 at 4k tokens, 3 at 8k, none past 29k), four share that. */
 double ss_spec_keys(const ss_model_config *cfg);
 
 /* The most draft tokens each of n_running sequences may have in a step: spec_tokens while at most spec_max_running
@@ -28,10 +28,10 @@ int32_t ss_spec_propose(int32_t **tokens, int32_t *cap, int32_t n, int32_t k);
  * sequence's own last token for i = 0); the drafts up to the first sample that differs. */
 int32_t ss_spec_confirmed(const int32_t *sampled, const int32_t *drafts, int32_t n);
 
-/* A sequence's drafting rhythm: after a step in which it could draft and none of its drafts was confirmed (or it had
- * none: nothing to copy), it drafts again only after 1, 2, 4 ... up to SS_SPEC_PAUSE_MAX steps without (doubling with
- * each such step in a row); a confirmed draft resets it. Text that does not repeat then costs a wider step now and
- * then instead of every step, and while every sequence pauses, steps are planned ahead again. Zeroed: drafts at once. */
+/* A sequence's drafting rhythm: after a step in which none of its drafts was confirmed, it drafts again only after
+ * 1, 2, then SS_SPEC_PAUSE_MAX steps without (doubling with each such step in a row); a confirmed draft resets it.
+ * Text whose guesses fail then costs a wider step now and then instead of every step, and while every sequence pauses,
+ * steps are planned ahead again. Zeroed: drafts at once. */
 typedef struct ss_spec_pace {
     int32_t misses; /* such steps in a row */
     int32_t pause;  /* steps left without drafts */
@@ -39,11 +39,11 @@ typedef struct ss_spec_pace {
                      * started to repeat and the pause ends */
 } ss_spec_pace;
 
-#define SS_SPEC_PAUSE_MAX 16
+#define SS_SPEC_PAUSE_MAX 4
 
 /* Whether the sequence may draft in this step (a paused one counts the step as one without). */
 int ss_spec_pace_draft(ss_spec_pace *p);
-/* The outcome of a step in which it could draft: the drafts confirmed (0 also when it had none). */
+/* The outcome of a step with drafts: how many were confirmed. */
 void ss_spec_pace_after(ss_spec_pace *p, int32_t confirmed);
 /* While paused: tok is the token prompt lookup expects after this step's (watched by ss_spec_pace_token). */
 void ss_spec_pace_guess(ss_spec_pace *p, int32_t tok);

@@ -129,14 +129,14 @@ static void test_keys_bound(void **state)
     assert_int_equal((int)ss_spec_keys(&c), 64 * 1024 * 1024 / (2 * 4 * 2 * 64));
 }
 
-/* Drafting pauses 1, 2, 4 ... 16 steps after steps in a row that confirmed nothing (or had nothing to draft); a
- * confirmed draft resets the doubling; a guess that comes true ends a pause. */
+/* Drafting pauses 1, 2, then 4 steps after steps in a row that confirmed none of their drafts; a confirmed draft
+ * resets the doubling; a guess that comes true ends a pause. */
 static void test_pace(void **state)
 {
     (void)state;
     ss_spec_pace p = {0, 0, 0};
     assert_true(ss_spec_pace_draft(&p));
-    const int32_t want[] = {1, 2, 4, 8, 16, 16};
+    const int32_t want[] = {1, 2, 4, 4, 4, 4};
     for (int m = 0; m < 6; m++) {
         ss_spec_pace_after(&p, 0);
         for (int32_t i = 0; i < want[m]; i++)
@@ -150,7 +150,7 @@ static void test_pace(void **state)
     assert_true(ss_spec_pace_draft(&p));
     /* a guess that comes true ends a pause at once; one that does not changes nothing, and is used once */
     for (int m = 0; m < 4; m++)
-        ss_spec_pace_after(&p, 0); /* paused 16 steps */
+        ss_spec_pace_after(&p, 0); /* paused 4 steps */
     assert_false(ss_spec_pace_draft(&p));
     ss_spec_pace_guess(&p, 0);
     ss_spec_pace_token(&p, 5);
