@@ -40,7 +40,6 @@ ss_sched_params ss_sched_default_params(void)
     p.pace_min_us = 1000;
     p.pace_margin_min_us = 250;
     p.spec_max_running = 4;
-    p.spec_pace = 1;
     return p;
 }
 
@@ -1262,7 +1261,8 @@ ss_status ss_sched_create(const ss_sched_params *params, ss_replica *replica, co
     s->chunk_keys = 0.45 * 2.0 * proj / (4.0 * cfg->n_heads * (double)cfg->head_dim);
     if (!(s->chunk_keys >= 4096.0))
         s->chunk_keys = 4096.0;
-    s->spec_pace = p.spec_pace && !(getenv("SS_SPEC_PACE") && !strcmp(getenv("SS_SPEC_PACE"), "0")); /* (a switch) */
+    const char *pace = getenv("SS_SPEC_PACE"); /* a benchmark switch: 1 / 0 */
+    s->spec_pace = pace && *pace ? strcmp(pace, "0") != 0 : p.spec_pace;
     s->spec_keys = ss_spec_keys(cfg);
     const char *sk = getenv("SS_SPEC_KEYS"); /* a benchmark switch: the bound in keys (0: none) */
     char *sk_end = NULL;

@@ -113,7 +113,7 @@ typedef struct ss_sched_params {
                                  * sequence may have verified in one step, 0..SS_SPEC_MAX_TOKENS (0, the default: off) */
     int32_t spec_max_running;   /* ... only while at most this many sequences run (default 4) */
     int spec_pace;              /* ... pausing a sequence's drafts after steps that confirmed none (ss_spec_pace; default
-                                 * 1; 0, or SS_SPEC_PACE=0, drafts whenever prompt lookup finds something) */
+                                 * 0: drafts whenever prompt lookup finds something; SS_SPEC_PACE=1 / 0 overrides) */
 } ss_sched_params;
 
 /* Most draft tokens a sequence may have verified in one step. */

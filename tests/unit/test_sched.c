@@ -246,17 +246,16 @@ static ss_gen_request *make_req(const int32_t *prompt, int32_t n, int32_t max_to
 }
 
 /* attn_budget: prompt chunks' attention counts against the budget (prefill_attn_budget); spec: draft tokens of
- * speculative decoding (spec_tokens), also in batches of up to 64, drafting whenever it can (no pauses: the most
- * drafts to check; negative: the default bound of 4 sequences and the pauses) */
+ * speculative decoding (spec_tokens), also in batches of up to 64, drafting whenever it can (the most drafts to check);
+ * negative: the default bound of 4 sequences, and pauses after failed drafts (spec_pace) */
 static ss_sched *make_sched_ex(ss_replica *rep, const ss_tokenizer *tok, int32_t max_running, int32_t max_waiting,
                                int32_t max_step_tokens, int prefix_cache, int no_overlap, int attn_budget, int32_t spec)
 {
     ss_sched_params p = ss_sched_default_params();
     p.spec_tokens = spec < 0 ? -spec : spec;
-    if (spec > 0) {
+    if (spec > 0)
         p.spec_max_running = 64;
-        p.spec_pace = 0;
-    }
+    p.spec_pace = spec < 0;
     p.prefill_attn_budget = attn_budget;
     p.overlap = no_overlap ? SS_OVERLAP_OFF : SS_OVERLAP_ON; /* on the cpu too: the bookkeeping is tested */
     p.pace_min_us = 0; /* cpu steps are short: let them reach the pacing's last check (below) */
@@ -1084,9 +1083,9 @@ static void test_spec_bound_by_context(void **state)
     collect_fini(&got);
 }
 
-/* The defaults: speculation only while at most 4 sequences run, drafting paused after steps that confirm nothing.
- * Six requests at once (two end after 3 tokens): steps planned ahead while more than 4 run or all pause, drafts
- * when 4 are left, each text the one it gets alone without speculation. */
+/* The default bound (speculation only while at most 4 sequences run) and the pauses after failed drafts. Six
+ * requests at once (two end after 3 tokens): steps planned ahead while more than 4 run or all pause, drafts when 4 are
+ * left, each text the one it gets alone without speculation. */
 static void test_spec_defaults(void **state)
 {
     fixture *f = *state;
