@@ -18,8 +18,8 @@
 #include "core/log.h"
 #include "serve/sched_chunk.h"
 #include "serve/sched_spec.h"
-#include "serve/spec_ngram.h"
 #include "serve/sched_state.h"
+#include "serve/spec_ngram.h"
 
 static int64_t now_us(void)
 {
@@ -444,10 +444,9 @@ static int spec_wants(const ss_sched *s, const sreq *r)
 
 /* Plans up to k draft tokens after decoding sequence r's entry (just added): the tokens prompt lookup proposes
  * (written after r's tokens, where the verified ones will be appended), one entry each. Not for JSON mode (its mask
- * follows the tokens), nor past max_tokens or the context, nor more than the KV reads the step's drafts have left
- * (*keys_left: draft rows times context keys, spec_keys a step),
- * nor while its drafting pauses after steps that confirmed none (ss_spec_pace); only from blocks nobody else needs
- * (no preemption for a guess). Returns the drafts planned. */
+ * follows the tokens), nor past max_tokens or the context, nor beyond the KV reads the step's drafts have left
+ * (*keys_left: draft rows times context keys, spec_keys a step), nor while its drafting pauses (ss_spec_pace); only
+ * from blocks nobody else needs (no preemption for a guess). Returns the drafts planned. */
 static int32_t spec_plan(ss_sched *s, sreq *r, int32_t k, double *keys_left)
 {
     if (r->guide.allow)
