@@ -1199,6 +1199,19 @@ static void sched_free_flights(ss_sched *s)
     }
 }
 
+/* A benchmark switch: the number of keys in environment variable name, if set, into *v (a warning, and *v kept, when
+ * it is not a number >= 0). */
+static void env_keys(const char *name, double *v)
+{
+    const char *e = getenv(name);
+    char *end = NULL;
+    double x = e && *e ? strtod(e, &end) : -1.0;
+    if (e && *e && (*end || !isfinite(x) || x < 0.0))
+        SS_LOGW("%s=%s is not a number of keys: ignored", name, e);
+    else if (e && *e)
+        *v = x;
+}
+
 ss_status ss_sched_create(const ss_sched_params *params, ss_replica *replica, const ss_tokenizer *tok, ss_sched **out,
                           ss_err *err)
 {
@@ -1260,27 +1273,15 @@ ss_status ss_sched_create(const ss_sched_params *params, ss_replica *replica, co
     s->chunk_keys = 0.45 * 2.0 * proj / (4.0 * cfg->n_heads * (double)cfg->head_dim);
     if (!(s->chunk_keys >= 4096.0))
         s->chunk_keys = 4096.0;
+    env_keys("SS_CHUNK_KEYS", &s->chunk_keys);
     const char *pace = getenv("SS_SPEC_PACE"); /* a benchmark switch: 1 / 0 */
     s->spec_pace = pace && *pace ? strcmp(pace, "0") != 0 : p.spec_pace;
     s->spec_keys = ss_spec_keys(cfg);
-    const char *sk = getenv("SS_SPEC_KEYS"); /* a benchmark switch: the bound in keys (0: none) */
-    char *sk_end = NULL;
-    double sk_v = sk && *sk ? strtod(sk, &sk_end) : -1.0;
-    if (sk && *sk && (*sk_end || !isfinite(sk_v) || sk_v < 0.0))
-        SS_LOGW("SS_SPEC_KEYS=%s is not a number of keys: ignored", sk);
-    else if (sk && *sk)
-        s->spec_keys = sk_v;
+    env_keys("SS_SPEC_KEYS", &s->spec_keys); /* 0: no bound */
     if (p.spec_tokens > 0)
         SS_LOGI("scheduler: speculative decoding by prompt lookup, up to %d draft tokens a sequence while at most %d "
                 "run (%d entries a step), draft rows x context within %.0f keys",
                 (int)p.spec_tokens, (int)p.spec_max_running, (int)s->max_entries, s->spec_keys);
-    const char *ck = getenv("SS_CHUNK_KEYS");
-    char *ck_end = NULL;
-    double ck_v = ck && *ck ? strtod(ck, &ck_end) : -1.0;
-    if (ck && *ck && (*ck_end || !isfinite(ck_v) || ck_v < 0.0))
-        SS_LOGW("SS_CHUNK_KEYS=%s is not a number of keys: ignored", ck);
-    else if (ck && *ck)
-        s->chunk_keys = ck_v;
     for (int32_t i = 0; i < cfg->n_eos && i < SS_MAX_EOS; i++)
         s->eos[s->n_eos++] = cfg->eos_ids[i];
     ss_status st = ss_kv_blocks_create(ss_replica_num_kv_blocks(replica), ss_replica_block_size(replica),

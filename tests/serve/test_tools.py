@@ -88,6 +88,21 @@ def chat(srv, body, status=200):
     return j
 
 
+def auto_text(srv, base):
+    """tool_choice auto on srv: the tools are in the prompt; an answer that is text (a random model's; a call is
+    possible, but then it must parse) streams as the same content. Returns the answer."""
+    plain = chat(srv, base)
+    auto = chat(srv, dict(base, tools=[UNIT, NOW]))
+    assert auto["usage"]["prompt_tokens"] > plain["usage"]["prompt_tokens"] + 20, (auto, plain)
+    c = auto["choices"][0]
+    if "tool_calls" not in c["message"]:
+        assert isinstance(c["message"]["content"], str) and c["finish_reason"] in ("stop", "length"), auto
+        chunks = stream(srv, dict(base, tools=[UNIT, NOW]))
+        text = "".join(ch["choices"][0]["delta"].get("content") or "" for ch in chunks if ch["choices"])
+        assert text == c["message"]["content"], (text, c)
+    return auto
+
+
 def stream(srv, body):
     port = srv.port
     raw = subprocess.run(["curl", "-sS", "-N", "--max-time", "120", "-d", json.dumps(dict(body, stream=True)),
@@ -178,15 +193,7 @@ def _():
 def _():
     srv = servers["json"]
     base = {"messages": [{"role": "user", "content": "Hello"}], "max_tokens": 12}
-    plain = chat(srv, base)
-    auto = chat(srv, dict(base, tools=[UNIT, NOW]))
-    assert auto["usage"]["prompt_tokens"] > plain["usage"]["prompt_tokens"] + 20, (auto, plain)
-    c = auto["choices"][0]
-    if "tool_calls" not in c["message"]:  # (a random model: a call is possible, but then it must parse)
-        assert isinstance(c["message"]["content"], str) and c["finish_reason"] in ("stop", "length"), auto
-        chunks = stream(srv, dict(base, tools=[UNIT, NOW]))
-        text = "".join(ch["choices"][0]["delta"].get("content") or "" for ch in chunks if ch["choices"])
-        assert text == c["message"]["content"], (text, c)
+    auto = auto_text(srv, base)
     none = chat(srv, dict(base, tools=[UNIT, NOW], tool_choice="none"))
     assert none["usage"]["prompt_tokens"] == auto["usage"]["prompt_tokens"], (none, auto)
     assert "tool_calls" not in none["choices"][0]["message"], none
@@ -210,15 +217,7 @@ def _():
     for kind in ("mistral_v11", "deepseek"):
         srv = servers[kind]
         base = {"messages": [{"role": "user", "content": "Hello"}], "max_tokens": 12, "seed": 3}
-        plain = chat(srv, base)
-        auto = chat(srv, dict(base, tools=[UNIT, NOW]))
-        assert auto["usage"]["prompt_tokens"] > plain["usage"]["prompt_tokens"] + 20, (auto, plain)
-        c = auto["choices"][0]
-        if "tool_calls" not in c["message"]:  # (a random model: a call is possible, but then it must parse)
-            assert isinstance(c["message"]["content"], str) and c["finish_reason"] in ("stop", "length"), auto
-            chunks = stream(srv, dict(base, tools=[UNIT, NOW]))
-            text = "".join(ch["choices"][0]["delta"].get("content") or "" for ch in chunks if ch["choices"])
-            assert text == c["message"]["content"], (text, c)
+        auto_text(srv, base)
         history = dict(base, tools=[UNIT], messages=[
             {"role": "user", "content": "Use Celsius."},
             {"role": "assistant", "content": None, "tool_calls": [{"id": "a1B2c3D4e", "type": "function", "function": {
