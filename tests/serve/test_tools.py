@@ -217,7 +217,7 @@ def _():
     for kind in ("mistral_v11", "deepseek"):
         srv = servers[kind]
         base = {"messages": [{"role": "user", "content": "Hello"}], "max_tokens": 12, "seed": 3}
-        auto_text(srv, base)
+        auto = auto_text(srv, base)
         history = dict(base, tools=[UNIT], messages=[
             {"role": "user", "content": "Use Celsius."},
             {"role": "assistant", "content": None, "tool_calls": [{"id": "a1B2c3D4e", "type": "function", "function": {
