@@ -1,5 +1,6 @@
-/* sched_state.h — the scheduler's private state (sched.c only): a request as it tracks it, a step in flight, and
- * the scheduler itself. Not an interface: serve/sched.h is. */
+/* sched_state.h — the scheduler's private state, shared by its thread (sched.c) and its calls (sched_api.c): a request
+ * as it tracks it, a step in flight, the scheduler itself, and the few functions the two files share. Not an
+ * interface: serve/sched.h is. */
 #ifndef SS_SCHED_STATE_H
 #define SS_SCHED_STATE_H
 
@@ -117,5 +118,17 @@ struct ss_sched {
     int64_t n_steps;     /* steps collected (the log's step numbers) */
     ss_pace pace; /* pace_ahead's estimate of decode-only steps' own time, and its margin */
 };
+
+/* ---- between sched.c (the thread) and sched_api.c (the calls) ---- */
+
+/* CLOCK_MONOTONIC in microseconds. */
+int64_t sched_now_us(void);
+/* The scheduler thread (arg: the ss_sched): steps while there is work, until a drain ends it. */
+void *sched_thread(void *arg);
+/* The id map of requests for ss_sched_cancel; under s->mu. */
+void sched_map_insert(ss_sched *s, sreq *r);
+sreq *sched_map_find(ss_sched *s, uint64_t id);
+/* Frees r and everything it owns (its request included). */
+void sched_req_free(sreq *r);
 
 #endif
