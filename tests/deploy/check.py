@@ -155,6 +155,9 @@ def check_semantics(rep, name, docs, values):
         qu = env_val(c, "SHARDSERVE_QUANTIZATION")
         rep.check(qu == values["server"]["quantization"], f"{where}: SHARDSERVE_QUANTIZATION = server.quantization",
                   qu)
+        sn = env_val(c, "SHARDSERVE_SPECULATIVE_NGRAM")
+        rep.check(sn == str(values["server"]["speculativeNgram"]),
+                  f"{where}: SHARDSERVE_SPECULATIVE_NGRAM = server.speculativeNgram", sn)
         gpus = quantity_int(res.get("limits", {}).get(gpu_res))
         if device == "cuda":
             rep.check(gpus == e_gpp, f"{where}: {gpu_res} == gpus per node", f"{gpus} vs {e_gpp}")

@@ -132,6 +132,8 @@ annotations:
   value: {{ $v.server.kvCacheDtype | quote }}
 - name: SHARDSERVE_QUANTIZATION
   value: {{ $v.server.quantization | quote }}
+- name: SHARDSERVE_SPECULATIVE_NGRAM
+  value: {{ $v.server.speculativeNgram | quote }}
 {{- with $v.model.servedModelName }}
 - name: SHARDSERVE_SERVED_MODEL_NAME
   value: {{ . | quote }}
