@@ -1,5 +1,5 @@
-/* sched_spec.c — speculative decoding's arithmetic for the scheduler (sched_spec.h): room for drafts in a step, a
- * sequence's drafts after its tokens, and the confirmed prefix of them. */
+/* sched_spec.c — speculative decoding's arithmetic for the scheduler (sched_spec.h): room for drafts in a step and
+ * the bound long contexts put on them, a sequence's drafts after its tokens, their confirmed prefix, drafting's pauses. */
 #include "serve/sched_spec.h"
 
 #include "core/alloc.h"
