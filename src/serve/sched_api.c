@@ -40,14 +40,29 @@ int32_t ss_sched_max_entries(const ss_sched_params *p)
     return n > INT32_MAX ? INT32_MAX : (int32_t)n;
 }
 
-static void sched_free_flights(ss_sched *s)
+/* Frees what s owns besides its thread, mutex and requests: the KV blocks, the step's arrays, the flights, JSON mode's
+ * vocabulary and masks (each possibly never made), and s itself. */
+static void sched_free(ss_sched *s)
 {
+    ss_kv_blocks_destroy(s->kv);
+    ss_free(s->running);
+    ss_free(s->plan_reqs);
+    ss_free(s->plan_spec);
+    ss_free(s->plan_seqs);
+    ss_free(s->banned_off);
+    ss_free(s->plan_tokens);
+    ss_free(s->banned);
+    ss_guide_vocab_destroy(s->guide);
+    ss_guide_batch_destroy(s->masks);
+    ss_free(s->mask_due);
+    ss_free(s->mask_guide);
     for (int f = 0; f < 2; f++) {
         ss_free(s->fl[f].reqs);
         ss_free(s->fl[f].tokens);
         ss_free(s->fl[f].sample);
         ss_free(s->fl[f].spec);
     }
+    ss_free(s);
 }
 
 /* A benchmark switch: the number of keys in environment variable name, if set, into *v (a warning, and *v kept, when
@@ -174,15 +189,7 @@ ss_status ss_sched_create(const ss_sched_params *params, ss_replica *replica, co
             pthread_mutex_destroy(&s->mu);
         if (cv_ok)
             pthread_cond_destroy(&s->cv);
-        ss_kv_blocks_destroy(s->kv);
-        ss_free(s->running);
-        ss_free(s->plan_reqs);
-        ss_free(s->plan_spec);
-        ss_free(s->plan_seqs);
-        ss_free(s->banned_off);
-        ss_free(s->plan_tokens);
-        sched_free_flights(s);
-        ss_free(s);
+        sched_free(s);
         return ss_err_set(err, SS_ERR_NOMEM, "scheduler: cannot allocate or start its thread");
     }
     s->thread_started = 1;
@@ -331,18 +338,5 @@ void ss_sched_destroy(ss_sched *s)
     }
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
-    ss_kv_blocks_destroy(s->kv);
-    ss_free(s->running);
-    ss_free(s->plan_reqs);
-    ss_free(s->plan_spec);
-    ss_free(s->plan_seqs);
-    ss_free(s->banned_off);
-    ss_free(s->plan_tokens);
-    ss_free(s->banned);
-    ss_guide_vocab_destroy(s->guide);
-    ss_guide_batch_destroy(s->masks);
-    ss_free(s->mask_due);
-    ss_free(s->mask_guide);
-    sched_free_flights(s);
-    ss_free(s);
+    sched_free(s);
 }
