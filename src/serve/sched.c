@@ -796,7 +796,8 @@ static int plan_ahead_allowed(const ss_sched *s)
     const sched_flight *a = &s->fl[s->cur];
     if (!s->overlap || (s->wait_head && s->n_running < s->p.max_running))
         return 0; /* someone could be admitted into the next step: plan it the usual way */
-    for (int32_t i = 0; spec_room(s) > 0 && i < s->n_running; i++)
+    const int speculating = spec_room(s) > 0;
+    for (int32_t i = 0; speculating && i < s->n_running; i++)
         if (spec_wants(s, s->running[i]))
             return 0; /* the next step may speculate: its drafts follow the flight's tokens */
     int32_t live = 0;
