@@ -48,6 +48,8 @@ typedef struct golden_case {
 typedef struct fixture {
     ss_replica *big;   /* default KV size */
     ss_replica *small; /* 12 blocks of 16 tokens, context 160 */
+    ss_replica *twin;  /* big's twin: where a test's second scheduler runs while its first lives (a replica serves one
+                        * scheduler: another's steps would be collected in its place) */
     golden_case cases[8];
     int n_cases;
     int32_t alone[MIX_N][MIX_GEN]; /* each mix request run alone */
@@ -112,6 +114,7 @@ static int group_setup(void **state)
     fixture *f = calloc(1, sizeof(*f));
     f->big = make_replica("llama3-gqa", 0, 0);
     f->small = make_replica("llama3-gqa", 12, 160);
+    f->twin = make_replica("llama3-gqa", 0, 0);
     f->n_cases = load_cases("llama3-gqa", f->cases, 8);
     assert_int_equal(f->n_cases, 4);
     compute_alone(f);
@@ -124,6 +127,7 @@ static int group_teardown(void **state)
     fixture *f = *state;
     ss_replica_destroy(f->big);
     ss_replica_destroy(f->small);
+    ss_replica_destroy(f->twin);
     free(f);
     return 0;
 }
@@ -932,7 +936,7 @@ static void test_spec_same_text(void **state)
     fixture *f = *state;
     static collect ref[SPEC_KINDS][2], alone[SPEC_KINDS][2], together[SPEC_KINDS][2];
     ss_sched *plain = make_sched_ex(f->big, NULL, 0, 0, 0, 1, 1, 0, 0);
-    ss_sched *spec = make_sched_ex(f->big, NULL, 0, 0, 0, 1, 0, 0, 6);
+    ss_sched *spec = make_sched_ex(f->twin, NULL, 0, 0, 0, 1, 0, 0, 6);
     for (int k = 0; k < SPEC_KINDS; k++)
         for (int c = 0; c < 2; c++) {
             run_alone(plain, spec_req(f, c + 1, k), &ref[k][c]);
@@ -988,7 +992,7 @@ static void test_spec_bans_follow_drafts(void **state)
 {
     fixture *f = *state;
     ss_sched *plain = make_sched_ex(f->big, NULL, 0, 0, 0, 1, 1, 0, 0);
-    ss_sched *spec = make_sched_ex(f->big, NULL, 0, 0, 0, 1, 0, 0, 6);
+    ss_sched *spec = make_sched_ex(f->twin, NULL, 0, 0, 0, 1, 0, 0, 6);
     collect free_run, ref, got;
     run_alone(plain, spec_req(f, 1, 0), &free_run);
     int changed = 0;
@@ -1067,7 +1071,7 @@ static void test_spec_bound_by_context(void **state)
 {
     fixture *f = *state;
     setenv("SS_SPEC_KEYS", "1", 1);
-    ss_sched *spec = make_sched_ex(f->big, NULL, 0, 0, 0, 1, 0, 0, 6);
+    ss_sched *spec = make_sched_ex(f->twin, NULL, 0, 0, 0, 1, 0, 0, 6);
     unsetenv("SS_SPEC_KEYS");
     ss_sched *plain = make_sched_ex(f->big, NULL, 0, 0, 0, 1, 1, 0, 0);
     collect ref, got;
