@@ -3,6 +3,8 @@
  * usage: bench_decode --model DIR [--device cuda] [--tp T --pp P] [--batch B] [--prompt P] [--gen N] [--json]
  *        [--kv-cache-dtype auto|fp8] [--quantization none|fp8]
  *        [--no-overlap: collect each decode step before submitting the next, as before the scheduler overlapped]
+ *        [--drafts K: each decode step verifies K draft tokens a sequence, as speculative decoding's steps do (one
+ *         plan entry each, after the sequence's token; none confirmed: the step's cost, not speculation's gain)]
  *        [--verbose: info-level log lines on stderr] */
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,7 +39,7 @@ int main(int argc, char **argv)
     const char *model = NULL;
     tool_replica_opts ro = TOOL_REPLICA_DEFAULTS;
     int64_t batch = 1, prompt = 128, gen = 256, chunk = 2048, json = 0, seqlen = 0, no_graphs = 0,
-            no_overlap = 0, verbose = 0;
+            no_overlap = 0, verbose = 0, drafts = 0;
     ss_opt opts[] = {
         {"model", SS_OPT_STR, &model, "checkpoint or engine folder"},
         TOOL_REPLICA_OPTIONS(ro),
@@ -50,6 +52,7 @@ int main(int argc, char **argv)
         {"no-graphs", SS_OPT_BOOL, &no_graphs, "run decode steps op by op (no CUDA graphs)"},
         {"no-overlap", SS_OPT_BOOL, &no_overlap, "wait for each decode step's tokens before submitting the next"},
         {"verbose", SS_OPT_BOOL, &verbose, "info-level log lines on stderr"},
+        {"drafts", SS_OPT_INT, &drafts, "draft tokens each decode step verifies a sequence (speculative decoding)"},
         {NULL, 0, NULL, NULL},
     };
     ss_err e = {{0}};
@@ -57,18 +60,19 @@ int main(int argc, char **argv)
     ss_status st = ss_opts_parse(opts, argc, argv, 1, environ, "bench_decode", &e);
     if (st == SS_OK && model)
         st = tool_replica_params(&ro, model, &p, &e);
-    if (st != SS_OK || !model) {
-        fprintf(stderr, "bench_decode: %s\n", st == SS_OK ? "--model is required" : e.msg);
+    if (st != SS_OK || !model || drafts < 0 || drafts > 64) {
+        fprintf(stderr, "bench_decode: %s\n", st != SS_OK ? e.msg : !model ? "--model is required" : "--drafts: 0..64");
         return 2;
     }
+    const int64_t per = 1 + drafts, entries = batch * per; /* plan entries of a decode step */
     ss_log_init(verbose ? SS_LOG_INFO : SS_LOG_WARN, "");
     int32_t bs = 16;
-    int64_t len = seqlen > 0 ? seqlen : prompt + gen + 1;
+    int64_t len = seqlen > 0 ? seqlen : prompt + gen + 1 + drafts;
     int32_t nb = (int32_t)((len + bs - 1) / bs);
     p.max_seq_len = (int32_t)(nb * bs);
     p.num_kv_blocks = (int32_t)(nb * batch);
-    p.max_batch_tokens = chunk > batch ? chunk : batch;
-    p.max_seqs = (int32_t)batch;
+    p.max_batch_tokens = chunk > entries ? chunk : entries;
+    p.max_seqs = (int32_t)entries;
     p.no_graphs = (int)no_graphs;
     double t0 = bd_now();
     ss_replica *r = NULL;
@@ -78,9 +82,9 @@ int main(int argc, char **argv)
     }
     double t_load = bd_now() - t0;
     int32_t V = ss_replica_config(r)->vocab_size;
-    ss_plan_seq *q = ss_calloc((size_t)batch, sizeof *q);
+    ss_plan_seq *q = ss_calloc((size_t)entries, sizeof *q);
     int32_t *blocks = ss_malloc((size_t)batch * nb * sizeof *blocks);
-    int32_t *toks = ss_malloc((size_t)(chunk > batch ? chunk : batch) * sizeof *toks);
+    int32_t *toks = ss_malloc((size_t)(chunk > entries ? chunk : entries) * sizeof *toks);
     uint64_t rng = 12345;
     for (int64_t s = 0; s < batch; s++) {
         q[s].seq_id = (uint64_t)s;
@@ -125,22 +129,28 @@ int main(int argc, char **argv)
     double a = bd_now(), first_step = 0, prev_t = a;
     double *step_s = ss_malloc((size_t)(gen > 0 ? gen : 1) * sizeof *step_s);
     uint64_t tok_hash = 1469598103934665603ULL; /* FNV-1a over the generated tokens: same in both modes */
+    ss_plan_seq *dq = drafts ? ss_calloc((size_t)entries, sizeof *dq) : q; /* with drafts: per entries a sequence */
+    for (int64_t s = 0; drafts && s < batch; s++)
+        for (int64_t j = 0; j < per; j++)
+            dq[s * per + j] = q[s];
     for (int64_t g = 0; g < gen; g++) {
         for (int64_t sub = g == 0 || no_overlap ? g : g + 1; sub <= g + (no_overlap ? 0 : 1) && sub < gen; sub++) {
-            for (int64_t s = 0; s < batch; s++) {
-                q[s].pos_start = (int32_t)(prompt + sub);
-                q[s].n_tokens = 1;
-                q[s].sample = 1;
-                toks[s] = sub == g ? last[s] : SS_TOKEN_PREV;
-            }
-            ss_step_plan plan = {step++, 0, (int32_t)batch, q, batch, toks};
+            for (int64_t s = 0; s < batch; s++)
+                for (int64_t j = 0; j < per; j++) { /* the sequence's token, then its drafts (its last token again) */
+                    ss_plan_seq *en = &dq[s * per + j];
+                    en->pos_start = (int32_t)(prompt + sub + j);
+                    en->n_tokens = 1;
+                    en->sample = 1;
+                    toks[s * per + j] = j == 0 && sub != g ? SS_TOKEN_PREV : last[s];
+                }
+            ss_step_plan plan = {step++, 0, (int32_t)entries, dq, entries, toks};
             if ((st = ss_replica_submit(r, &plan, &e)) != SS_OK) {
                 fprintf(stderr, "bench_decode: decode: %s\n", e.msg);
                 return 1;
             }
         }
         ss_step_output out;
-        if ((st = ss_replica_collect(r, &out, &e)) != SS_OK || out.n != batch) {
+        if ((st = ss_replica_collect(r, &out, &e)) != SS_OK || out.n != entries) {
             fprintf(stderr, "bench_decode: decode: %s\n", st != SS_OK ? e.msg : "wrong number of tokens");
             return 1;
         }
@@ -149,9 +159,9 @@ int main(int argc, char **argv)
         prev_t = now;
         if (g == 0)
             first_step = step_s[g];
-        for (int64_t s = 0; s < batch; s++) {
-            last[s] = out.token[s];
-            tok_hash = (tok_hash ^ (uint32_t)out.token[s]) * 1099511628211ULL;
+        for (int64_t s = 0; s < batch; s++) { /* the sequence's own sample (its drafts are never confirmed) */
+            last[s] = out.token[s * per];
+            tok_hash = (tok_hash ^ (uint32_t)last[s]) * 1099511628211ULL;
         }
         ss_step_output_clear(&out);
     }
@@ -167,17 +177,20 @@ int main(int argc, char **argv)
         printf("{\"model\":\"%s\",\"tp\":%lld,\"pp\":%lld,\"batch\":%lld,\"prompt\":%lld,\"gen\":%lld,\"load_s\":%.3f,"
                "\"prefill_tok_s\":%.1f,\"prefill_cold_ms\":%.3f,\"decode_tok_s\":%.2f,\"decode_step_ms\":%.3f,"
                "\"first_step_ms\":%.3f,\"median_step_ms\":%.3f,\"median_tok_s\":%.2f,\"warm_tok_s\":%.2f,\"graphs\":%d,"
-               "\"overlap\":%d,\"kv\":\"%s\",\"weights\":\"%s\","
+               "\"overlap\":%d,\"drafts\":%lld,\"kv\":\"%s\",\"weights\":\"%s\","
                "\"tokens_fnv\":\"%016llx\"}\n",
                model, (long long)ro.tp, (long long)ro.pp, (long long)batch, (long long)prompt, (long long)gen, t_load,
                pre_tps, t_cold * 1e3, dec_tps, t_dec / gen * 1e3, first_step * 1e3, med * 1e3,
-               med > 0 ? batch / med : 0, warm_tps, !no_graphs, !no_overlap, ss_kv_type_name(p.backend.kv_type),
+               med > 0 ? batch / med : 0, warm_tps, !no_graphs, !no_overlap, (long long)drafts,
+               ss_kv_type_name(p.backend.kv_type),
                ss_linear_type_name(ss_replica_linear_type(r)), (unsigned long long)tok_hash);
     else
         printf("tp %lld pp %lld batch %lld: load %.2f s, prefill %.1f tok/s (first, cold: %.1f ms), decode %.2f "
                "tok/s (%.3f ms/step)\n",
                (long long)ro.tp, (long long)ro.pp, (long long)batch, t_load, pre_tps, t_cold * 1e3, dec_tps,
                t_dec / gen * 1e3);
+    if (dq != q)
+        ss_free(dq);
     ss_free(q);
     ss_free(blocks);
     ss_free(toks);

@@ -3,7 +3,7 @@
 # trains the demo model on the last GPU in the background, and meanwhile runs the GPU checks and
 # benchmarks on the others. Every step has a deadline; the whole run stays under BUDGET seconds.
 # Results: $OUT/summary.txt, $OUT/logs.tar.xz, and $OUT/demo-*.{safetensors,json,txt} from training.
-# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize sanattn checks1 wgp s21a s21p s23m s24p fp8ck f8eng longref ctx128 mixlong s20a s20s s20t s20x s20m s20p s19a s19b s19c s19t s19g s18a s18b s18t s18p s18s s17a s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve lpab serveab spec soak (default: train check bench multi sanitize)
+# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize sanattn checks1 wgp s21a s21p s23m s24p fp8ck f8eng longref ctx128 mixlong s20a s20s s20t s20x s20m s20p s19a s19b s19c s19t s19g s18a s18b s18t s18p s18s s17a s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve lpab serveab spec vstep soak (default: train check bench multi sanitize)
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -1722,6 +1722,22 @@ if has spec; then
     done
     for f in "$L"/bench_spec_*"$mdl"_*.log; do
       [ -f "$f" ] && echo "$(basename "$f" .log) $(grep -ho '"output_tokens_per_s":[0-9.]*\|"p50":[0-9.]*' "$f" | head -3 | tr '\n' ' ')" | tee -a "$S"
+    done
+  done
+fi
+if has vstep; then
+  # Session 40: what a speculative verify step costs (bench_decode --drafts D: every sequence's token and D drafts, none
+  # confirmed) on the 8B shape, each draft chain one attention tile (SS_GRAPH_TILE=8, the default) or one tile a token
+  # (SS_GRAPH_TILE=1, as before). VSTEP_CASES: "BATCH:PROMPT:DRAFTS[:ENV=V,ENV=V]", VSTEP_REPS rounds interleaved.
+  export CUDA_VISIBLE_DEVICES=0
+  [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
+  for rep in $(seq 1 "${VSTEP_REPS:-1}"); do
+    for cs in ${VSTEP_CASES:-1:8192:0 1:8192:7:SS_GRAPH_TILE=1 1:8192:7}; do
+      IFS=: read -r vb vp vd venv <<<"$cs"; ev=(); [ -n "$venv" ] && IFS=, read -ra ev <<<"$venv"
+      vt=b${vb}_p${vp}_d${vd}$(echo "${venv:+_$venv}" | tr '=,' '__')_$rep
+      step "verify step $cs #$rep" 90 "bench_vstep_$vt.log" env ${ev[@]+"${ev[@]}"} "$B/tools/bench_decode" --model "$M8" \
+        --device cuda --batch "$vb" --prompt "$vp" --gen "${VSTEP_GEN:-64}" --drafts "$vd" --json
+      note "vstep $cs #$rep: $(grep -ho '"median_step_ms":[0-9.]*\|"tokens_fnv":"[0-9a-f]*"' "$L/bench_vstep_$vt.log" | tr '\n' ' ')"
     done
   done
 fi

@@ -23,12 +23,18 @@ ss_status ss_attn_tiles_check(const ss_attn_meta *m, int64_t n, ss_err *err)
     if (!seen)
         return ss_err_set(err, SS_ERR_NOMEM, "attention tiles: out of memory checking %lld tokens", (long long)n);
     ss_status st = SS_OK;
-    int32_t longest = 0, short_tokens = 0, longest_short = 0;
+    int32_t longest = 0, short_tokens = 0, longest_short = 0, empty = 0;
     for (int32_t i = 0; i < nt && st == SS_OK; i++) {
         const int32_t t0 = m->q_tiles[2 * i], len = m->q_tiles[2 * i + 1];
         const int is_short = i < ns;
         const char *bad = NULL;
-        if (len < 1 || len > m->max_tile_tokens || t0 < 0 || t0 > n - len)
+        if (len == 0 && ns == 0 && i > 0 && t0 == n) { /* padding at the end (a graph step's) */
+            empty++;
+            continue;
+        }
+        if (empty)
+            bad = "after an empty tile";
+        else if (len < 1 || len > m->max_tile_tokens || t0 < 0 || t0 > n - len)
             bad = "outside the step or longer than the longest";
         else if (ns > 0 && is_short != (len < SS_ATTN_LONG_TILE))
             bad = is_short ? "in the short group but long" : "in the long group but short";
@@ -55,8 +61,11 @@ ss_status ss_attn_tiles_check(const ss_attn_meta *m, int64_t n, ss_err *err)
     for (int64_t t = 0; st == SS_OK && t < n; t++)
         if (!seen[t])
             st = ss_err_set(err, SS_ERR_INVALID_ARG, "attention tiles: token %lld is in no tile", (long long)t);
-    if (st == SS_OK && (longest != m->max_tile_tokens || short_tokens != m->short_tokens ||
-                        longest_short != m->max_short_tokens))
+    int32_t pow2 = 1; /* a graph step's longest, rounded up */
+    while (pow2 < longest)
+        pow2 *= 2;
+    if (st == SS_OK && ((ns == 0 ? m->max_tile_tokens < longest || m->max_tile_tokens > pow2 : longest != m->max_tile_tokens) ||
+                        short_tokens != m->short_tokens || longest_short != m->max_short_tokens))
         st = ss_err_set(err, SS_ERR_INVALID_ARG,
                         "attention tiles: counts say longest %d, short tokens %d (longest %d); the tiles %d, %d (%d)",
                         m->max_tile_tokens, m->short_tokens, m->max_short_tokens, longest, short_tokens, longest_short);

@@ -47,7 +47,10 @@ typedef struct ss_attn_meta {
      * sequence at consecutive positions, cut into tiles of at most SS_ATTN_TILE_MAX tokens, in
      * token order, covering every token once. q_tiles[2*i] is tile i's first token, q_tiles[2*i+1]
      * its token count; max_tile_tokens is the largest count (host-known). A backend may use them to
-     * process a prefill chunk's queries together. */
+     * process a prefill chunk's queries together. Without groups (below) the tiles may end in empty ones (count
+     * 0, first token n) that cover nothing, and max_tile_tokens may be the largest count rounded up to a power of
+     * two: a step replayed from a graph pads both, so that one graph serves the steps of a token count whose
+     * sequences run over a few more or fewer, longer or shorter tiles. */
     const int32_t *q_tiles;
     int32_t n_tiles;
     int32_t max_tile_tokens;
@@ -59,7 +62,8 @@ typedef struct ss_attn_meta {
 } ss_attn_meta;
 
 /* Checks m's query tiles (host memory) for a step of n tokens against the contract above: every token in one tile,
- * runs of one sequence at consecutive positions, the groups and counts as said; no tiles (NULL, 0) pass.
+ * runs of one sequence at consecutive positions, the groups and counts as said, empty tiles only at the end of a step
+ * without groups; no tiles (NULL, 0) pass.
  * SS_ERR_INVALID_ARG naming the first bad tile, SS_ERR_NOMEM. */
 ss_status ss_attn_tiles_check(const ss_attn_meta *m, int64_t n, ss_err *err);
 

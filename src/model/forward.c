@@ -9,6 +9,7 @@
 
 #include "core/alloc.h"
 #include "core/log.h"
+#include "model/step_tiles.h"
 
 /* Decode steps of up to this many tokens are replayed from CUDA graphs (one per power-of-two token
  * bucket and power-of-two context bound); larger steps are compute-bound and run eagerly. */
@@ -45,6 +46,8 @@ struct ss_forward {
     size_t kv_layer_bytes;          /* bytes of one layer's K (or V) */
     size_t kv_bytes;
     int graphs;                     /* decode steps may be replayed from CUDA graphs */
+    int32_t chain_tile;             /* a graph step's longest attention tile (ss_forward_chain_tile) */
+    int32_t graphs_captured;        /* captures so far (logged at powers of two from 16: many mean replacements) */
     int fuse_rope;                  /* use the backend's rope_kv_store (SS_UNFUSED_ROPE: a benchmark switch) */
     int fuse_mlp;                   /* use the backend's matmul_silu (SS_UNFUSED_MLP: a benchmark switch) */
     ss_decode_layer *dlayers;       /* [layers of this stage] for decode_layers; NULL: not used (SS_PERSIST=0,
@@ -76,6 +79,13 @@ static int fwd_stage_windows(void)
     return !(v && !strcmp(v, "0"));
 }
 
+int32_t ss_forward_chain_tile(void)
+{
+    const char *v = getenv("SS_GRAPH_TILE"); /* benchmark switch: 1 = every token its own tile, as before session 40 */
+    const int t = v ? atoi(v) : SS_FWD_CHAIN_TILE;
+    return t < 1 ? 1 : t >= SS_ATTN_LONG_TILE ? SS_ATTN_LONG_TILE - 1 : t;
+}
+
 ss_status ss_forward_create(ss_backend *be, const ss_model_config *cfg, const ss_model_weights *w,
                             const ss_forward_params *p, const ss_forward_links *links, ss_forward **out, ss_err *err)
 {
@@ -90,6 +100,7 @@ ss_status ss_forward_create(ss_backend *be, const ss_model_config *cfg, const ss
     f->p = *p;
     f->links = *links;
     f->graphs = p->graphs;
+    f->chain_tile = ss_forward_chain_tile();
     f->fuse_rope = getenv("SS_UNFUSED_ROPE") == NULL;
     f->fuse_mlp = getenv("SS_UNFUSED_MLP") == NULL;
     const ss_shard_plan *sp = &w->plan;
@@ -435,21 +446,11 @@ static fwd_meta_layout fwd_layout(size_t t, size_t r, size_t s, size_t n_seqs, i
     return l;
 }
 
-/* Tokens of the query tile that starts at token i: the run of one sequence at consecutive positions from i, at most
- * SS_ATTN_TILE_MAX; a padding token (i >= n) is one. */
-static int32_t fwd_run_len(const int32_t *seq, const int32_t *pos, int64_t n, int64_t i)
-{
-    int64_t j = i + 1;
-    while (j < n && j - i < SS_ATTN_TILE_MAX && seq[j] == seq[j - 1] && pos[j] == pos[j - 1] + 1)
-        j++;
-    return (int32_t)(j - i);
-}
-
 /* Fills the host metadata of a step of n tokens (padded with inert tokens up to n_pad: id 0, sequence
- * 0 at position 0, no KV slot, a row of its own) in layout l and returns the number of query tiles; short_info:
- * ss_attn_meta's n_short_tiles, short_tokens, max_short_tokens. */
-static int32_t fwd_pack_meta(ss_forward *f, const ss_forward_batch *b, int64_t n_pad, int32_t n_rows_pad,
-                             const fwd_meta_layout *l, int32_t *max_tile, int32_t short_info[3])
+ * 0 at position 0, no KV slot, a row of its own) in layout l, and its query tiles (ss_step_tiles: runs of at most
+ * max_run tokens; graph: padded to a power-of-two count) into *tiles_info. */
+static void fwd_pack_meta(ss_forward *f, const ss_forward_batch *b, int64_t n_pad, int32_t n_rows_pad,
+                          const fwd_meta_layout *l, int32_t max_run, int graph, ss_step_tiles_info *tiles_info)
 {
     int32_t *m = f->meta_host;
     int64_t n = b->n_tokens;
@@ -474,36 +475,7 @@ static int32_t fwd_pack_meta(ss_forward *f, const ss_forward_batch *b, int64_t n
         for (int32_t s = 0; s < b->n_seqs; s++)
             memcpy(bt + (size_t)s * l->bt_stride, b->block_tables + (size_t)s * f->p.max_blocks,
                    (size_t)l->bt_stride * 4);
-    /* The tiles: runs of one sequence at consecutive positions, at most SS_ATTN_TILE_MAX tokens (a padding token is
-     * a tile of its own). With runs of both kinds, those shorter than SS_ATTN_LONG_TILE come first (two passes; in
-     * token order within each), as ss_attn_meta's n_short_tiles says. */
-    int32_t n_long = 0, n_short = 0, short_tokens = 0, max_short = 0;
-    *max_tile = 0;
-    for (int64_t i = 0; i < n_pad;) {
-        const int32_t len = fwd_run_len(seq, pos, n, i);
-        n_long += len >= SS_ATTN_LONG_TILE;
-        i += len;
-    }
-    const int split = n_long > 0;
-    int32_t nt = 0;
-    for (int pass = split ? 0 : 1; pass < 2; pass++)
-        for (int64_t i = 0; i < n_pad;) {
-            const int32_t len = fwd_run_len(seq, pos, n, i);
-            if (!split || (len >= SS_ATTN_LONG_TILE) == pass) {
-                tiles[2 * (size_t)nt] = (int32_t)i, tiles[2 * (size_t)nt + 1] = len, nt++;
-                if (len > *max_tile)
-                    *max_tile = len;
-                if (split && pass == 0) {
-                    n_short++, short_tokens += len;
-                    max_short = len > max_short ? len : max_short;
-                }
-            }
-            i += len;
-        }
-    if (n_short == 0 || n_short == nt) /* one kind only: no groups */
-        n_short = short_tokens = max_short = 0;
-    short_info[0] = n_short, short_info[1] = short_tokens, short_info[2] = max_short;
-    return nt;
+    ss_step_tiles(seq, pos, n, n_pad, max_run, graph, tiles, tiles_info);
 }
 
 /* Embedding (or activations from the previous stage), this stage's layers, and the logits: every
@@ -586,6 +558,9 @@ static ss_status fwd_graph_step(ss_forward *f, uint64_t key, int64_t n, const ss
     if (st != SS_OK && st != SS_ERR_NOT_FOUND)
         return st == SS_ERR_UNSUPPORTED ? st : ss_err_set(err, st, "replaying a decode graph on %s", f->be->desc);
     if (st == SS_ERR_NOT_FOUND) {
+        if (++f->graphs_captured >= 16 && (f->graphs_captured & (f->graphs_captured - 1)) == 0)
+            SS_LOGI("forward: %d decode graphs captured so far (the latest: %lld tokens, %d tiles of up to %d)",
+                    f->graphs_captured, (long long)n, meta->n_tiles, meta->max_tile_tokens);
         st = B->graph_begin(c, key);
         if (st != SS_OK)
             return st == SS_ERR_UNSUPPORTED ? st : ss_err_set(err, st, "capturing a decode graph on %s", f->be->desc);
@@ -620,19 +595,26 @@ ss_status ss_forward_run(ss_forward *f, const ss_forward_batch *b, const float *
     if (n < 1 || n > T || b->n_seqs < 1 || b->n_seqs > f->p.max_seqs || b->n_rows < 0 || b->n_rows > f->p.max_rows)
         return ss_err_set(err, SS_ERR_INVALID_ARG, "step of %lld tokens, %d sequences, %d rows exceeds the sizes %lld/%d/%d",
                           (long long)n, b->n_seqs, b->n_rows, (long long)T, f->p.max_seqs, f->p.max_rows);
-    /* A decode step (one token per sequence, each a logits row) of a replica without pipeline stages is
-     * padded to a power of two and replayed from a graph; anything else runs op by op. The choice must
-     * be the same on every rank of the tensor-parallel group (a graph step's collectives carry the padded
-     * count), so it depends only on the plan and on settings the leader hands out. (An empty vocabulary
-     * shard fills its reduction from the host: if any rank's shard is empty, no rank uses graphs.) */
+    /* A decode step (every token a logits row; one per sequence, or a run of a sequence's tokens at consecutive
+     * positions: a speculating sequence's token and its drafts) of a replica without pipeline stages is padded to a
+     * power of two and replayed from a graph; anything else runs op by op. The choice must be the same on every rank
+     * of the tensor-parallel group (a graph step's collectives carry the padded count), so it depends only on the
+     * plan and on settings the leader hands out. (An empty vocabulary shard fills its reduction from the host: if any
+     * rank's shard is empty, no rank uses graphs.) */
     int64_t n_pad = 1;
     while (n_pad < n)
         n_pad *= 2;
     int graph = f->graphs && sp->first_stage && sp->last_stage &&
                 (int64_t)sp->vocab_per_rank * (sp->tp - 1) < f->cfg->vocab_size && n <= FWD_GRAPH_MAX_TOKENS &&
-                b->n_rows == n && b->n_seqs == n && n_pad <= T && n_pad <= f->p.max_rows;
-    for (int64_t i = 0; graph && i < n; i++)
-        graph = b->rows[i] == i && b->tok_seq[i] == i;
+                b->n_rows == n && n_pad <= T && n_pad <= f->p.max_rows && b->tok_seq[0] == 0 &&
+                b->tok_seq[n - 1] == b->n_seqs - 1;
+    for (int64_t i = 0, run = 1; graph && i < n; i++) {
+        const int same = i > 0 && b->tok_seq[i] == b->tok_seq[i - 1];
+        run = same ? run + 1 : 1;
+        graph = b->rows[i] == i && (i == 0 || same ? i == 0 || b->tok_pos[i] == b->tok_pos[i - 1] + 1
+                                                   : b->tok_seq[i] == b->tok_seq[i - 1] + 1) &&
+                run <= SS_ATTN_TILE_MAX;
+    }
     if (!graph)
         n_pad = n;
     int32_t msl = b->max_seq_len, bound = 256;
@@ -642,15 +624,17 @@ ss_status ss_forward_run(ss_forward *f, const ss_forward_batch *b, const float *
         msl = bound;
     /* Block-table rows as wide as the power-of-two bound (whole 64-key tiles stay within a row), not as
      * the context cap: at a 128k-token cap a full row is 32 KB a sequence. */
-    int32_t max_tile = 0, bs = f->p.block_size, stride = (bound + bs - 1) / bs;
+    int32_t bs = f->p.block_size, stride = (bound + bs - 1) / bs;
     if (stride > f->p.max_blocks)
         stride = f->p.max_blocks;
     fwd_meta_layout ml = graph && !f->meta_full
                              ? fwd_layout((size_t)n_pad, (size_t)n_pad, (size_t)n_pad, (size_t)b->n_seqs, stride)
                              : fwd_layout((size_t)T, (size_t)f->p.max_rows, (size_t)f->p.max_seqs, (size_t)b->n_seqs,
                                           graph ? f->p.max_blocks : stride);
-    int32_t short_info[3];
-    int32_t n_tiles = fwd_pack_meta(f, b, n_pad, graph ? (int32_t)n_pad : b->n_rows, &ml, &max_tile, short_info);
+    /* a graph step's runs in tiles of at most chain_tile tokens: no long tiles, so no groups, and few shapes */
+    ss_step_tiles_info ti;
+    fwd_pack_meta(f, b, n_pad, graph ? (int32_t)n_pad : b->n_rows, &ml, graph ? f->chain_tile : SS_ATTN_TILE_MAX,
+                  graph, &ti);
     ss_status st = B->upload(c, f->meta, f->meta_host, ml.total * 4);
     if (st != SS_OK)
         return ss_err_set(err, st, "uploading step metadata to %s", f->be->desc);
@@ -664,21 +648,24 @@ ss_status ss_forward_run(ss_forward *f, const ss_forward_batch *b, const float *
                          .max_seq_len = msl,
                          .block_size = f->p.block_size,
                          .q_tiles = d + ml.tiles,
-                         .n_tiles = n_tiles,
-                         .max_tile_tokens = max_tile,
-                         .n_short_tiles = short_info[0],
-                         .short_tokens = short_info[1],
-                         .max_short_tokens = short_info[2]};
+                         .n_tiles = ti.n_tiles,
+                         .max_tile_tokens = ti.max_tile_tokens,
+                         .n_short_tiles = ti.n_short_tiles,
+                         .short_tokens = ti.short_tokens,
+                         .max_short_tokens = ti.max_short_tokens};
     if (graph) {
         int greedy = b->greedy_only && sp->tp > 1; /* the only flag that changes the captured ops */
-        uint64_t key = ((uint64_t)msl << 32) | ((uint64_t)greedy << 31) | (uint64_t)n_pad;
+        /* what the captured launches are sized by: the context bound, the flag, the padded token and tile counts
+         * (<= 256: 9 bits each) and the longest tile (< SS_ATTN_LONG_TILE) */
+        uint64_t key = ((uint64_t)msl << 32) | ((uint64_t)greedy << 31) | ((uint64_t)ti.max_tile_tokens << 18) |
+                       ((uint64_t)ti.n_tiles << 9) | (uint64_t)n_pad;
         st = fwd_graph_step(f, key, n_pad, &meta, &ml, greedy, logits, err);
         if (st == SS_OK && f->greedy_pending)
             f->greedy_pending = b->n_rows; /* the padding rows are not results */
         if (st != SS_ERR_UNSUPPORTED)
             return st;
-        f->graphs = 0; /* this backend has none: run op by op from now on */
-        meta.n_tiles -= (int32_t)(n_pad - n); /* the padding tokens' tiles, one each, at the end */
+        f->graphs = 0; /* this backend has none: run op by op from now on (the metadata packed anew) */
+        return ss_forward_run(f, b, logits, err);
     }
     return fwd_body(f, n, b->n_rows, &meta, &ml, b->greedy_only, logits, err);
 }

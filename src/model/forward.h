@@ -72,6 +72,11 @@ ss_status ss_forward_greedy_device(ss_forward *f, int32_t *out_tok, float *out_l
  * sampler wrote its tokens). Ignored (and ss_forward_feeds returns 0) when the backend has no embed_fed. */
 void ss_forward_set_fed(ss_forward *f, const int32_t *fed);
 int ss_forward_feeds(const ss_forward *f);
+/* The most tokens of one sequence that a graph-replayed step's attention takes as one query tile, reading their
+ * keys once (a speculating sequence's token and its drafts): SS_FWD_CHAIN_TILE, or the benchmark switch
+ * SS_GRAPH_TILE (1..SS_ATTN_LONG_TILE - 1). Steps run op by op take runs of up to SS_ATTN_TILE_MAX. */
+#define SS_FWD_CHAIN_TILE 8
+int32_t ss_forward_chain_tile(void);
 /* Bytes of KV cache this rank allocated. */
 size_t ss_forward_kv_bytes(const ss_forward *f);
 

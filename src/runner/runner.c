@@ -514,22 +514,25 @@ static ss_status runner_run(ss_runner *r, const ss_step_plan *plan, runner_pendi
     int all = (plan->flags & SS_PLAN_ALL_LOGITS) != 0;
     int32_t mb = r->fp.max_blocks, bs = r->fp.block_size, max_len = 0, n_rows = 0, hint = 0;
     int64_t t = 0;
+    int32_t fs = -1; /* the forward pass's sequence: a run of entries that continue each other is one (drafts) */
     for (int32_t s = 0; s < plan->n_seqs; s++) {
         const ss_plan_seq *q = &plan->seqs[s];
-        int32_t *row = r->block_tables + (size_t)s * mb; /* a 128k context's row is 32 KB: touch what changes */
+        if (s == 0 || !ss_plan_seq_continues(&plan->seqs[s - 1], q))
+            fs++;
+        int32_t *row = r->block_tables + (size_t)fs * mb; /* a 128k context's row is 32 KB: touch what changes */
         memcpy(row, q->blocks, (size_t)q->n_blocks * 4);
-        if (r->bt_width[s] > q->n_blocks)
-            memset(row + q->n_blocks, 0, (size_t)(r->bt_width[s] - q->n_blocks) * 4);
-        r->bt_width[s] = q->n_blocks;
-        r->seq_lens[s] = q->pos_start + q->n_tokens;
-        max_len = r->seq_lens[s] > max_len ? r->seq_lens[s] : max_len;
+        if (r->bt_width[fs] > q->n_blocks)
+            memset(row + q->n_blocks, 0, (size_t)(r->bt_width[fs] - q->n_blocks) * 4);
+        r->bt_width[fs] = q->n_blocks;
+        r->seq_lens[fs] = q->pos_start + q->n_tokens;
+        max_len = r->seq_lens[fs] > max_len ? r->seq_lens[fs] : max_len;
         for (int32_t i = 0; i < q->n_tokens; i++, t++) {
             int32_t pos = q->pos_start + i;
             if (plan->tokens[t] == SS_TOKEN_PREV)
                 SS_CHECK(runner_token_id(r, q, SS_TOKEN_PREV, &hint, &r->ids[t], err));
             else
                 r->ids[t] = plan->tokens[t];
-            r->tok_seq[t] = s;
+            r->tok_seq[t] = fs;
             r->tok_pos[t] = pos;
             r->slots[t] = q->blocks[pos / bs] * bs + pos % bs;
             if (all)
@@ -550,7 +553,7 @@ static ss_status runner_run(ss_runner *r, const ss_step_plan *plan, runner_pendi
     for (int32_t s = 0; s < plan->n_seqs && greedy_only; s++)
         if (plan->seqs[s].sample && ss_sampler_needs_row(&plan->seqs[s]))
             greedy_only = 0;
-    ss_forward_batch b = {plan->n_tokens, r->ids, r->tok_seq, r->tok_pos, r->slots, plan->n_seqs,
+    ss_forward_batch b = {plan->n_tokens, r->ids, r->tok_seq, r->tok_pos, r->slots, fs + 1,
                           r->block_tables, r->seq_lens, max_len, n_rows, r->rows, greedy_only};
     const float *logits = NULL;
     SS_CHECK(ss_forward_run(r->fwd, &b, &logits, err));

@@ -228,6 +228,14 @@ ss_status ss_sampled_seqs_record(ss_sampled_seqs *s, const ss_step_plan *plan, s
     return SS_OK;
 }
 
+int ss_plan_seq_continues(const ss_plan_seq *prev, const ss_plan_seq *q)
+{
+    return prev->seq_id == q->seq_id && (int64_t)q->pos_start == (int64_t)prev->pos_start + prev->n_tokens &&
+           prev->n_blocks <= q->n_blocks &&
+           (prev->blocks == q->blocks || prev->n_blocks == 0 ||
+            memcmp(prev->blocks, q->blocks, (size_t)prev->n_blocks * sizeof(int32_t)) == 0);
+}
+
 int32_t ss_sampled_seqs_find(const ss_sampled_seqs *s, uint64_t seq_id, int32_t hint)
 {
     if (hint >= 0 && hint < s->n && s->seq_ids[hint] == seq_id)

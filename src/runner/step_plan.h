@@ -80,6 +80,12 @@ typedef struct ss_step_output {
     float *logits;          /* [logits_rows, vocab] */
 } ss_step_output;
 
+/* 1 when plan entry q continues entry prev's tokens: one sequence (seq_id), q's first position right after prev's last,
+ * and prev's blocks a prefix of q's. Speculative decoding plans each draft token as such an entry; the runner makes
+ * a run of them one sequence of the forward pass, whose attention may then read its keys once for all of them (each
+ * token still attends exactly the keys it would alone). */
+int ss_plan_seq_continues(const ss_plan_seq *prev, const ss_plan_seq *q);
+
 /* The sequences that sampled in a step, in output order: where SS_TOKEN_PREV finds its row. */
 typedef struct ss_sampled_seqs {
     int32_t n, cap;

@@ -429,8 +429,8 @@ static int32_t spec_plan(ss_sched *s, sreq *r, int32_t k, double *keys_left)
     int32_t by_len = r->req->max_tokens - r->n_generated - 1, by_ctx = s->max_seq_len - r->n_tokens - 1;
     k = by_len < k ? by_len : k;
     k = by_ctx < k ? by_ctx : k;
-    if (*keys_left / r->n_tokens < k) /* their KV reads at this context, the step's drafts together (ss_spec_keys) */
-        k = (int32_t)(*keys_left / r->n_tokens);
+    /* their KV reads at this context, the step's drafts together (ss_spec_keys, ss_spec_keys_room) */
+    k = ss_spec_keys_room(k, *keys_left, r->n_tokens, s->p.spec_tile);
     if (k <= 0)
         return 0;
     if (s->spec_pace && !ss_spec_pace_draft(&r->spec_pace)) {
@@ -450,7 +450,7 @@ static int32_t spec_plan(ss_sched *s, sreq *r, int32_t k, double *keys_left)
         s->plan_spec[s->n_plan] = (uint8_t)j;
         s->plan_reqs[s->n_plan++] = r;
     }
-    *keys_left -= (double)n * r->n_tokens;
+    *keys_left -= ss_spec_draft_keys(n, r->n_tokens, s->p.spec_tile);
     return n;
 }
 
@@ -886,7 +886,7 @@ static int plan_ahead(ss_sched *s, ss_step_plan *plan)
         s->plan_spec[k] = 0;
         /* a step without drafts: a paused sequence counts it, and watches for the flight's token to repeat its text */
         if (s->p.spec_tokens > 0 && s->spec_pace && !ss_spec_pace_draft(&r->spec_pace) &&
-            (s->spec_keys <= 0 || s->spec_keys >= r->n_tokens))
+            (s->spec_keys <= 0 || s->spec_keys >= r->n_tokens || s->p.spec_tile > 1))
             spec_guess(r);
         ps->seq_id = r->id;
         ps->n_tokens = 1;

@@ -114,6 +114,10 @@ typedef struct ss_sched_params {
     int32_t spec_max_running;   /* ... only while at most this many sequences run (default 4) */
     int spec_pace;              /* ... pausing a sequence's drafts after steps that confirmed none (ss_spec_pace; default
                                  * 0: drafts whenever prompt lookup finds something; SS_SPEC_PACE=1 / 0 overrides) */
+    int32_t spec_tile;          /* ... the drafts' KV bound (ss_spec_keys_room) counts one read of a sequence's keys
+                                 * a tile of this many of its tokens (0 or 1, the default: a read a draft, though a
+                                 * GPU's graph steps read them once for up to 8: with the reads so counted, 4 clients
+                                 * at 8k-token prompts lost 12% on the 8B shape, session 40; SS_SPEC_TILE overrides) */
 } ss_sched_params;
 
 /* Most draft tokens a sequence may have verified in one step. */

@@ -2,6 +2,8 @@
  * the bound long contexts put on them, a sequence's drafts after its tokens, their confirmed prefix, drafting's pauses. */
 #include "serve/sched_spec.h"
 
+#include <math.h>
+
 #include "core/alloc.h"
 #include "serve/spec_ngram.h"
 
@@ -15,6 +17,20 @@ double ss_spec_keys(const ss_model_config *cfg)
     /* at least 64 Mi elements (~45 us of bf16 reads at 3 TB/s): a small model's steps are bound by launches, not reads */
     const double budget = 0.25 * weights > 64.0 * 1024 * 1024 ? 0.25 * weights : 64.0 * 1024 * 1024;
     return kv_per_key > 0 ? budget / kv_per_key : 0.0;
+}
+
+double ss_spec_draft_keys(int32_t n, int32_t n_ctx, int32_t tile)
+{
+    return (double)(n / (tile > 1 ? tile : 1)) * n_ctx;
+}
+
+int32_t ss_spec_keys_room(int32_t k, double keys_left, int32_t n_ctx, int32_t tile)
+{
+    tile = tile > 1 ? tile : 1;
+    const double reads = n_ctx > 0 ? floor(keys_left / n_ctx) : HUGE_VAL; /* whole reads left */
+    if (k > 0 && reads < (double)(k / tile))
+        k = (int32_t)((reads + 1) * tile - 1); /* the most drafts that add `reads` reads */
+    return k > 0 ? k : 0;
 }
 
 int32_t ss_spec_room(int32_t spec_tokens, int32_t spec_max_running, int32_t n_running, int32_t max_entries,

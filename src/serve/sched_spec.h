@@ -14,6 +14,12 @@
  * ss_spec_keys(cfg) / n drafts (Llama-3-8B: 29k, so 7 at 4k tokens, 3 at 8k, none past 29k), four share that. */
 double ss_spec_keys(const ss_model_config *cfg);
 
+/* Where the replica's attention reads a sequence's keys once for a tile of up to `tile` of its tokens (its token and
+ * drafts; the scheduler's spec_tile), n drafts add n / tile reads of its n_ctx keys: the keys those drafts add, and
+ * the most of k drafts that add no more than keys_left (the step's share of ss_spec_keys still unspent). */
+double ss_spec_draft_keys(int32_t n, int32_t n_ctx, int32_t tile);
+int32_t ss_spec_keys_room(int32_t k, double keys_left, int32_t n_ctx, int32_t tile);
+
 /* The most draft tokens each of n_running sequences may have in a step: spec_tokens while at most spec_max_running
  * run, within max_entries plan entries and max_step_tokens tokens (each sequence keeps its own entry and token). */
 int32_t ss_spec_room(int32_t spec_tokens, int32_t spec_max_running, int32_t n_running, int32_t max_entries,

@@ -128,18 +128,30 @@ static void test_prefill_split_base(void **state)
     /* a 46-token chunk (2 row blocks of 128 a kv head) at a 120k-token bound beside 8 decode tokens: 9 tiles, 144 CTAs;
      * by the grid 2 splits, by the chunk's own 16 CTAs 17 */
     ss_cuda_attn_args a = launch(54, 32, 120000);
+    a.max_tile_tokens = 46;
     assert_int_equal(ss_attn_pick_splits(&a, 144, 0), 2);
     assert_int_equal(ss_attn_prefill_split_base(&a, 144, 9), 16);
     assert_int_equal(ss_attn_pick_splits(&a, ss_attn_prefill_split_base(&a, 144, 9), 0), 17);
     /* a 2,048-token chunk (32 tiles, 512 CTAs: two waves) keeps its grid: one split */
     a = launch(2048, 32, 120000);
+    a.max_tile_tokens = 64;
     assert_int_equal(ss_attn_prefill_split_base(&a, 512, 32), 512);
     assert_int_equal(ss_attn_pick_splits(&a, 512, 0), 1);
     /* one tile: its own CTAs are the grid */
     assert_int_equal(ss_attn_prefill_split_base(&a, 16, 1), 16);
     /* a short context bounds the splits as before (128 keys each, rounded up): 1000 keys, 8 */
     a = launch(54, 32, 1000);
+    a.max_tile_tokens = 46;
     assert_int_equal(ss_attn_pick_splits(&a, ss_attn_prefill_split_base(&a, 144, 9), 0), 8);
+    /* a verify step (session 40): 4 sequences' tokens and 7 drafts each, tiles of 8 (32 rows: one row block a kv head,
+     * 32 CTAs) at an 8k bound: by the grid 9 splits, not 33 by one tile's 8 CTAs (SS_ATTN_VERIFY_BASE=tile, as before) */
+    a = launch(32, 32, 8192);
+    a.max_tile_tokens = 8;
+    assert_int_equal(ss_attn_prefill_split_base(&a, 32, 4), 32);
+    assert_int_equal(ss_attn_pick_splits(&a, ss_attn_prefill_split_base(&a, 32, 4), 0), 9);
+    setenv("SS_ATTN_VERIFY_BASE", "tile", 1);
+    assert_int_equal(ss_attn_pick_splits(&a, ss_attn_prefill_split_base(&a, 32, 4), 0), 33);
+    unsetenv("SS_ATTN_VERIFY_BASE");
 }
 
 /* The prefill form (session 32): 4 warps of two m-tiles from a context bound of 4096 on (an fp8 cache: 2048), as

@@ -16,6 +16,7 @@
 #include "backend/sample_host.h"
 #include "core/alloc.h"
 #include "core/dtype.h"
+#include "model/step_tiles.h"
 #ifdef SS_HAVE_CUDA
 #include "backend/cuda/cuda_kernels.h" /* the GEMV kernel variants (a test-only knob) */
 #endif
@@ -912,7 +913,9 @@ typedef enum att_mode {
     ATT_FORCE_SHORT,
     ATT_FORCE_MT2, /* the prefill form of two m-tiles a warp */
     ATT_FORCE_WM8, /* the prefill form of 8 warps of one m-tile */
-    ATT_FORCE_WG   /* the prefill form on wgmma (where the GPU runs it) */
+    ATT_FORCE_WG,  /* the prefill form on wgmma (where the GPU runs it) */
+    ATT_GRAPH8,    /* a graph step's tiles (ss_step_tiles): runs of at most 8 tokens, the count padded to a power of 2 */
+    ATT_GRAPH4     /* ... of at most 4 tokens */
 } att_mode;
 
 /* The launcher's switch and value that force each mode's kernel on the GPU side (env NULL: the launcher's choice). */
@@ -927,38 +930,9 @@ static const struct {
     [ATT_FORCE_MT2] = {"SS_ATTN_PREFILL", "mt2"},
     [ATT_FORCE_WM8] = {"SS_ATTN_PREFILL", "wm8"},
     [ATT_FORCE_WG] = {"SS_ATTN_PREFILL", "wg"},
+    [ATT_GRAPH8] = {NULL, NULL},
+    [ATT_GRAPH4] = {NULL, NULL},
 };
-
-/* Query tiles of a packed step as backend.h defines them: runs of one sequence at consecutive
- * positions, cut at SS_ATTN_TILE_MAX tokens. tiles: [2n]. Returns the count; *max_tile the longest. */
-static int32_t build_q_tiles(const int32_t *tok_seq, const int32_t *tok_pos, int64_t n, int32_t *tiles,
-                             int32_t *max_tile, int32_t short_info[3])
-{
-    /* as forward.c does: runs of one sequence at consecutive positions (at most SS_ATTN_TILE_MAX tokens), those
-     * shorter than SS_ATTN_LONG_TILE first when both kinds are there (ss_attn_meta's n_short_tiles) */
-    int32_t nt = 0, n_long = 0, n_short = 0, short_tokens = 0, max_short = 0;
-    *max_tile = 0;
-    for (int pass = -1; pass < 2; pass++)
-        for (int64_t i = 0; i < n;) {
-            int64_t j = i + 1;
-            while (j < n && j - i < SS_ATTN_TILE_MAX && tok_seq[j] == tok_seq[j - 1] && tok_pos[j] == tok_pos[j - 1] + 1)
-                j++;
-            const int32_t len = (int32_t)(j - i), is_long = len >= SS_ATTN_LONG_TILE;
-            if (pass == -1)
-                n_long += is_long;
-            else if (n_long == 0 ? pass == 1 : is_long == pass) {
-                tiles[2 * nt] = (int32_t)i, tiles[2 * nt + 1] = len, nt++;
-                *max_tile = len > *max_tile ? len : *max_tile;
-                if (n_long > 0 && pass == 0)
-                    n_short++, short_tokens += len, max_short = len > max_short ? len : max_short;
-            }
-            i = j;
-        }
-    if (n_short == nt)
-        n_short = short_tokens = max_short = 0;
-    short_info[0] = n_short, short_info[1] = short_tokens, short_info[2] = max_short;
-    return nt;
-}
 
 /* A mixed batch: sequences with (first position, token count). Each sequence owns just the blocks
  * of bs positions its context needs, a random non-contiguous set of physical blocks (the rest of its
@@ -1000,8 +974,14 @@ static void check_attention_kv(pair *p, int32_t heads, int32_t kv, int32_t hd, c
             tok_pos[t] = seqs[s][0] + i;
         }
     }
-    int32_t max_tile = 0, short_info[3];
-    const int32_t n_tiles = build_q_tiles(tok_seq, tok_pos, n, tiles, &max_tile, short_info);
+    /* the forward pass's tiles: runs of up to SS_ATTN_TILE_MAX tokens, or a graph step's (runs of up to 8 or 4, the
+     * count padded with empty tiles) */
+    ss_step_tiles_info ti;
+    const int graph = mode == ATT_GRAPH8 || mode == ATT_GRAPH4;
+    ss_step_tiles(tok_seq, tok_pos, n, n, mode == ATT_GRAPH8 ? 8 : mode == ATT_GRAPH4 ? 4 : SS_ATTN_TILE_MAX, graph,
+                  tiles, &ti);
+    const int32_t n_tiles = ti.n_tiles, max_tile = ti.max_tile_tokens;
+    const int32_t short_info[3] = {ti.n_short_tiles, ti.short_tokens, ti.max_short_tokens};
     const int64_t row = (int64_t)kv * hd, cache_n = (int64_t)n_blocks * bs * row;
     const int64_t q_stride = (int64_t)(heads + 2 * kv) * hd;
     float *q = rand_vec(p, n * q_stride, 1.5f), *kc = rand_vec(p, cache_n, 1.5f), *vc = rand_vec(p, cache_n, 1.0f);
@@ -1193,6 +1173,25 @@ static void test_attention_tiled(void **state)
     check_attention_mode(p, 32, 8, 128, (const int32_t (*)[2])wide, NW, 16, ATT_FORCE_SHORT,
                          "attention decode batch 300, 32/8 d128, 32-key form");
     free(wide);
+}
+
+/* Verify steps of speculative decoding as graph steps give them (session 40): each sequence's token and drafts at
+ * consecutive positions, one tile of up to 8 (or 4) tokens that reads its keys once, the tile count padded to a power
+ * of two with empty tiles. One sequence deep in its context; five, two of them cut into two tiles by 4, 8 tiles of
+ * which 3 (by 8) are empty; the bf16 and the fp8 cache. */
+static void test_attention_graph_tiles(void **state)
+{
+    NEED_GPU(state);
+    static const int32_t one[][2] = {{8000, 8}};
+    check_attention_mode(p, 32, 8, 128, one, 1, 16, ATT_GRAPH8, "attention verify 8 at 8000, 32/8 d128, tiles of 8");
+    check_attention_mode(p, 32, 8, 128, one, 1, 16, ATT_GRAPH4, "attention verify 8 at 8000, 32/8 d128, tiles of 4");
+    static const int32_t five[][2] = {{8000, 8}, {3000, 5}, {100, 1}, {6000, 3}, {50, 2}};
+    check_attention_mode(p, 32, 8, 128, five, 5, 16, ATT_GRAPH8, "attention verify 5 seqs, 32/8 d128, tiles of 8");
+    check_attention_mode(p, 32, 8, 128, five, 5, 16, ATT_GRAPH4, "attention verify 5 seqs, 32/8 d128, tiles of 4");
+    check_attention_mode(p, 16, 4, 64, five, 5, 7, ATT_GRAPH8, "attention verify 5 seqs, 16/4 d64 bs7, tiles of 8");
+    check_attention_mode(p, 64, 8, 128, five, 5, 16, ATT_GRAPH8, "attention verify 5 seqs, 64/8 d128 (70B), tiles of 8");
+    check_attention_kv(p, 32, 8, 128, five, 5, 16, ATT_GRAPH8, 1, "attention verify 5 seqs, 32/8 d128 fp8, tiles of 8");
+    check_attention_kv(p, 32, 8, 128, one, 1, 16, ATT_GRAPH4, 1, "attention verify 8 at 8000, 32/8 d128 fp8, tiles of 4");
 }
 
 static void test_silu_mul(void **state)
@@ -1923,6 +1922,7 @@ int main(void)
         cmocka_unit_test(test_kv_store_fp8),  cmocka_unit_test(test_rope_kv_store_fp8),
         cmocka_unit_test(test_attention),
         cmocka_unit_test(test_attention_tiled),
+        cmocka_unit_test(test_attention_graph_tiles),
         cmocka_unit_test(test_attention_fp8),
         cmocka_unit_test(test_silu_mul),      cmocka_unit_test(test_matmul_silu),
         cmocka_unit_test(test_add),

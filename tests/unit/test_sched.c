@@ -1087,6 +1087,38 @@ static void test_spec_bound_by_context(void **state)
     collect_fini(&got);
 }
 
+/* The same bound counting one read of a sequence's keys a tile of 4 of its tokens (spec_tile, as a GPU's graph steps
+ * read them): a token and 3 drafts add no reads, so it drafts (ss_spec_keys_room's counts: test_sched_spec), and its
+ * text stays the text without speculation. */
+static void test_spec_bound_by_tiles(void **state)
+{
+    fixture *f = *state;
+    ss_sched_params p = ss_sched_default_params();
+    p.spec_tokens = 6;
+    p.spec_max_running = 64;
+    p.spec_tile = 4;
+    p.overlap = SS_OVERLAP_ON;
+    p.pace_min_us = 0;
+    setenv("SS_SPEC_KEYS", "1", 1);
+    ss_sched *spec = NULL;
+    ss_err e;
+    if (ss_sched_create(&p, f->twin, NULL, &spec, &e) != SS_OK)
+        fail_msg("sched create: %s", e.msg);
+    unsetenv("SS_SPEC_KEYS");
+    ss_sched *plain = make_sched_ex(f->big, NULL, 0, 0, 0, 1, 1, 0, 0);
+    collect ref, got;
+    run_alone(plain, spec_req(f, 1, 0), &ref);
+    run_alone(spec, spec_req(f, 1, 0), &got);
+    ss_sched_stats st;
+    wait_idle_stats(spec, &st);
+    ss_sched_destroy(plain);
+    ss_sched_destroy(spec);
+    assert_same_run(&ref, &got, 0, "bounded by tiles");
+    assert_true(st.spec_draft_tokens > 0);
+    collect_fini(&ref);
+    collect_fini(&got);
+}
+
 /* The default bound (speculation only while at most 4 sequences run) and the pauses after failed drafts. Six
  * requests at once (two end after 3 tokens): steps planned ahead while more than 4 run or all pause, drafts when 4 are
  * left, each text the one it gets alone without speculation. */
@@ -1470,6 +1502,7 @@ int main(void)
         cmocka_unit_test(test_spec_same_text),
         cmocka_unit_test(test_spec_bans_follow_drafts),
         cmocka_unit_test(test_spec_bound_by_context),
+        cmocka_unit_test(test_spec_bound_by_tiles),
         cmocka_unit_test(test_spec_defaults),
         cmocka_unit_test(test_spec_context_end),
         cmocka_unit_test(test_spec_batched_and_preempted),

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <math.h>
 #include <string.h>
 
 #include <cmocka.h> /* after setjmp.h, stdarg.h, stddef.h */
@@ -129,6 +130,31 @@ static void test_keys_bound(void **state)
     assert_int_equal((int)ss_spec_keys(&c), 64 * 1024 * 1024 / (2 * 4 * 2 * 64));
 }
 
+/* The drafts the bound leaves a sequence where its token and drafts read its keys once a tile: n drafts add n / tile
+ * reads of its context. */
+static void test_keys_room(void **state)
+{
+    (void)state;
+    /* each token reads its keys (tile 1): 28,628 keys leave 7 drafts at 4,000 tokens, 3 at 8,000, none at 30,000 */
+    assert_int_equal(ss_spec_keys_room(7, 28628, 4000, 1), 7);
+    assert_int_equal(ss_spec_keys_room(7, 28628, 8000, 1), 3);
+    assert_int_equal(ss_spec_keys_room(7, 28628, 30000, 1), 0);
+    assert_int_equal(ss_spec_draft_keys(3, 8000, 1), 24000.0);
+    /* tiles of 8: 7 drafts add nothing, at any context; 8..15 add one read */
+    assert_int_equal(ss_spec_keys_room(7, 0, 100000, 8), 7);
+    assert_int_equal(ss_spec_keys_room(16, 0, 100000, 8), 7);
+    assert_int_equal(ss_spec_keys_room(16, 28628, 8000, 8), 16); /* 2 reads, 16,000 keys */
+    assert_int_equal(ss_spec_keys_room(20, 28628, 20000, 8), 15); /* 1 read: up to 15 */
+    assert_int_equal(ss_spec_draft_keys(7, 100000, 8), 0.0);
+    assert_int_equal(ss_spec_draft_keys(8, 100000, 8), 100000.0);
+    assert_int_equal(ss_spec_draft_keys(15, 20000, 8), 20000.0);
+    /* tiles of 4, no keys left: 3 drafts; and k itself is the first bound */
+    assert_int_equal(ss_spec_keys_room(6, 0, 500, 4), 3);
+    assert_int_equal(ss_spec_keys_room(2, 0, 500, 4), 2);
+    assert_int_equal(ss_spec_keys_room(0, 1e9, 500, 4), 0);
+    assert_int_equal(ss_spec_keys_room(5, HUGE_VAL, 500, 1), 5); /* no bound */
+}
+
 /* Drafting pauses 1, 2, then 4 steps after steps in a row that confirmed none of their drafts; a confirmed draft
  * resets the doubling; a guess that comes true ends a pause. */
 static void test_pace(void **state)
@@ -171,6 +197,7 @@ int main(void)
         cmocka_unit_test(test_latest_longest_match),
         cmocka_unit_test(test_bounds),
         cmocka_unit_test(test_room),
+        cmocka_unit_test(test_keys_room),
         cmocka_unit_test(test_propose_grows_and_confirm),
         cmocka_unit_test(test_keys_bound),
         cmocka_unit_test(test_pace),

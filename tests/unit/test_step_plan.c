@@ -1,5 +1,6 @@
 /* test_step_plan.c — step plans on the wire (runner/step_plan.c): every field survives encode + decode, and a
- * message cut short, padded or with a lying count is refused (never read past its end: see the ASan build). */
+ * message cut short, padded or with a lying count is refused (never read past its end: see the ASan build); which
+ * entries continue each other (a speculating sequence's drafts, one sequence of the forward pass). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -133,11 +134,37 @@ static void test_refused(void **state)
     ss_free(buf);
 }
 
+static void test_continues(void **state)
+{
+    (void)state;
+    static int32_t blocks[] = {3, 4, 8}, copy[] = {3, 4, 8}, other[] = {3, 5, 8};
+    /* a sequence's token at 31 (blocks of 16: two cover it), and its drafts at 32 and 33 (a third block) */
+    ss_plan_seq tok = {.seq_id = 7, .n_tokens = 1, .pos_start = 31, .n_blocks = 2, .blocks = blocks};
+    ss_plan_seq d1 = {.seq_id = 7, .n_tokens = 1, .pos_start = 32, .n_blocks = 3, .blocks = blocks};
+    ss_plan_seq d2 = {.seq_id = 7, .n_tokens = 1, .pos_start = 33, .n_blocks = 3, .blocks = copy};
+    assert_int_equal(ss_plan_seq_continues(&tok, &d1), 1);
+    assert_int_equal(ss_plan_seq_continues(&d1, &d2), 1); /* equal blocks in another array (a decoded plan) */
+    assert_int_equal(ss_plan_seq_continues(&d1, &tok), 0); /* backwards */
+    assert_int_equal(ss_plan_seq_continues(&tok, &d2), 0); /* a gap */
+    ss_plan_seq x = d1;
+    x.seq_id = 8; /* another sequence */
+    assert_int_equal(ss_plan_seq_continues(&tok, &x), 0);
+    x = d1;
+    x.blocks = other; /* the same id, other blocks: its keys are elsewhere */
+    assert_int_equal(ss_plan_seq_continues(&tok, &x), 0);
+    x = d1;
+    x.n_blocks = 1; /* fewer blocks than the entry before */
+    assert_int_equal(ss_plan_seq_continues(&tok, &x), 0);
+    ss_plan_seq chunk = {.seq_id = 7, .n_tokens = 20, .pos_start = 12, .n_blocks = 2, .blocks = blocks};
+    assert_int_equal(ss_plan_seq_continues(&chunk, &d1), 1); /* after a chunk ending at 31 */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_refused),
+        cmocka_unit_test(test_continues),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

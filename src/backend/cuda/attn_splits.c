@@ -2,6 +2,8 @@
  * arithmetic on the launch's host-known sizes, measured on an H200 (docs/performance.md, sessions 6, 8, 17, 32, 34). */
 #include "backend/cuda/attn_splits.h"
 
+#include "backend/backend.h" /* SS_ATTN_LONG_TILE */
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -50,7 +52,9 @@ int64_t ss_attn_pick_splits(const ss_cuda_attn_args *a, int64_t base, int64_t cl
 int64_t ss_attn_prefill_split_base(const ss_cuda_attn_args *a, int64_t ctas, int64_t n_tiles)
 {
     const int64_t target = 2LL * (a->sm_count > 0 ? a->sm_count : 132);
-    return ctas < target && n_tiles > 1 ? ctas / n_tiles : ctas;
+    const char *vb = getenv("SS_ATTN_VERIFY_BASE"); /* benchmark switch: tile = as before session 40 */
+    const int chunk = a->max_tile_tokens >= SS_ATTN_LONG_TILE || (vb && strcmp(vb, "tile") == 0);
+    return ctas < target && n_tiles > 1 && chunk ? ctas / n_tiles : ctas;
 }
 
 /* A CTA's own costs (Q load, first-tile latency, its partial result), counted in 64-key tiles. */

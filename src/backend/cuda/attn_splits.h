@@ -31,7 +31,10 @@ int64_t ss_attn_pick_splits(const ss_cuda_attn_args *a, int64_t base, int64_t cl
  * the longest one's row blocks): the grid's count, or below one wave of two CTAs a SM one tile's own CTAs, so that
  * the longest tile fills the GPU. A short prompt chunk deep in a long context beside a few decode tokens (9 tiles,
  * 144 CTAs, 16 of them with ~120k keys each) took 2 splits by the grid's count and ran on an eighth of the GPU
- * (session 33); by its own 16 CTAs it takes 17. */
+ * (session 33); by its own 16 CTAs it takes 17. Only where the longest tile is a prompt chunk's (SS_ATTN_LONG_TILE
+ * tokens or more): the tiles of a speculative verify step (a sequence's token and drafts, up to 8 tokens each) are
+ * alike, and by one tile's CTAs 4 sequences at 8k keys took 33 splits whose partial results cost more than their
+ * reads (session 40). Reads the benchmark switch SS_ATTN_VERIFY_BASE (tile: one tile's CTAs for those too). */
 int64_t ss_attn_prefill_split_base(const ss_cuda_attn_args *a, int64_t ctas, int64_t n_tiles);
 /* The split count for decode tiles of long contexts (bound >= SS_ATTN_LONG_CONTEXT), merged by the combine
  * kernel: the fewest splits whose cost, waves × (fixed tiles + key tiles per split), is within 3% of the
