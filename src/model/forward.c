@@ -82,8 +82,13 @@ static int fwd_stage_windows(void)
 int32_t ss_forward_chain_tile(void)
 {
     const char *v = getenv("SS_GRAPH_TILE"); /* benchmark switch: 1 = every token its own tile, as before session 40 */
-    const int t = v ? atoi(v) : SS_FWD_CHAIN_TILE;
-    return t < 1 ? 1 : t >= SS_ATTN_LONG_TILE ? SS_ATTN_LONG_TILE - 1 : t;
+    char *end = NULL;
+    const long t = v && *v ? strtol(v, &end, 10) : SS_FWD_CHAIN_TILE;
+    if (v && *v && *end) {
+        SS_LOGW("SS_GRAPH_TILE=%s is not a count of tokens: ignored", v);
+        return SS_FWD_CHAIN_TILE;
+    }
+    return t < 1 ? 1 : t >= SS_ATTN_LONG_TILE ? SS_ATTN_LONG_TILE - 1 : (int32_t)t;
 }
 
 ss_status ss_forward_create(ss_backend *be, const ss_model_config *cfg, const ss_model_weights *w,

@@ -1065,14 +1065,17 @@ static void test_spec_bans_follow_drafts(void **state)
     assert_true(st.spec_accepted_tokens > 0);
 }
 
-/* Drafts read their sequence's KV again, so a long context bounds them (ss_spec_keys; SS_SPEC_KEYS sets the bound):
- * under a bound of 1 key no sequence of a token or more has a draft, and the text is the same. */
-static void test_spec_bound_by_context(void **state)
+/* One request alone under a drafts' KV bound of 1 key (SS_SPEC_KEYS), the bound counting a read a draft or (tile) one
+ * a tile of that many tokens (SS_SPEC_TILE, the scheduler's spec_tile): its text is the text without speculation;
+ * drafts: whether it may draft at all. */
+static void check_spec_bound(fixture *f, const char *tile, int drafts)
 {
-    fixture *f = *state;
     setenv("SS_SPEC_KEYS", "1", 1);
+    if (tile)
+        setenv("SS_SPEC_TILE", tile, 1);
     ss_sched *spec = make_sched_ex(f->twin, NULL, 0, 0, 0, 1, 0, 0, 6);
     unsetenv("SS_SPEC_KEYS");
+    unsetenv("SS_SPEC_TILE");
     ss_sched *plain = make_sched_ex(f->big, NULL, 0, 0, 0, 1, 1, 0, 0);
     collect ref, got;
     run_alone(plain, spec_req(f, 1, 0), &ref);
@@ -1081,42 +1084,28 @@ static void test_spec_bound_by_context(void **state)
     wait_idle_stats(spec, &st);
     ss_sched_destroy(plain);
     ss_sched_destroy(spec);
-    assert_same_run(&ref, &got, 0, "bounded");
-    assert_int_equal(st.spec_draft_tokens, 0);
+    assert_same_run(&ref, &got, 0, tile ? "bounded by tiles" : "bounded");
+    if (drafts)
+        assert_true(st.spec_draft_tokens > 0);
+    else
+        assert_int_equal(st.spec_draft_tokens, 0);
     collect_fini(&ref);
     collect_fini(&got);
 }
 
-/* The same bound counting one read of a sequence's keys a tile of 4 of its tokens (spec_tile, as a GPU's graph steps
- * read them): a token and 3 drafts add no reads, so it drafts (ss_spec_keys_room's counts: test_sched_spec), and its
- * text stays the text without speculation. */
+/* Drafts read their sequence's KV again, so a long context bounds them (ss_spec_keys; SS_SPEC_KEYS sets the bound):
+ * under a bound of 1 key no sequence of a token or more has a draft, and the text is the same. */
+static void test_spec_bound_by_context(void **state)
+{
+    check_spec_bound(*state, NULL, 0);
+}
+
+/* The same bound counting one read of a sequence's keys a tile of 4 of its tokens (SS_SPEC_TILE=4, as a GPU's graph
+ * steps read them): a token and 3 drafts add no reads, so it drafts (ss_spec_keys_room's counts: test_sched_spec), and
+ * its text stays the text without speculation. */
 static void test_spec_bound_by_tiles(void **state)
 {
-    fixture *f = *state;
-    ss_sched_params p = ss_sched_default_params();
-    p.spec_tokens = 6;
-    p.spec_max_running = 64;
-    p.spec_tile = 4;
-    p.overlap = SS_OVERLAP_ON;
-    p.pace_min_us = 0;
-    setenv("SS_SPEC_KEYS", "1", 1);
-    ss_sched *spec = NULL;
-    ss_err e;
-    if (ss_sched_create(&p, f->twin, NULL, &spec, &e) != SS_OK)
-        fail_msg("sched create: %s", e.msg);
-    unsetenv("SS_SPEC_KEYS");
-    ss_sched *plain = make_sched_ex(f->big, NULL, 0, 0, 0, 1, 1, 0, 0);
-    collect ref, got;
-    run_alone(plain, spec_req(f, 1, 0), &ref);
-    run_alone(spec, spec_req(f, 1, 0), &got);
-    ss_sched_stats st;
-    wait_idle_stats(spec, &st);
-    ss_sched_destroy(plain);
-    ss_sched_destroy(spec);
-    assert_same_run(&ref, &got, 0, "bounded by tiles");
-    assert_true(st.spec_draft_tokens > 0);
-    collect_fini(&ref);
-    collect_fini(&got);
+    check_spec_bound(*state, "4", 1);
 }
 
 /* The default bound (speculation only while at most 4 sequences run) and the pauses after failed drafts. Six
