@@ -1076,7 +1076,9 @@ ss_status ss_server_create(const ss_server_params *p, ss_server **out, ss_err *e
         st = ss_err_set(err, SS_ERR_NOMEM, "libevent: cannot create events");
         goto fail;
     }
-    SS_CHECK_GOTO(ss_work_pool_create(s->base, SRV_TOKENIZER_THREADS, &s->pool, err), st, fail);
+    /* SS_TEST_POOL_HOLD=FILE: a test switch (tests/serve/test_prompt_pool.py); docs/deploy.md lists it */
+    SS_CHECK_GOTO(ss_work_pool_create(s->base, SRV_TOKENIZER_THREADS, getenv("SS_TEST_POOL_HOLD"), &s->pool, err),
+                  st, fail);
     ss_http_listen_params lp = {p->host ? p->host : "0.0.0.0", p->port, p->max_body_bytes, p->max_header_bytes,
                                 p->conn_timeout_s};
     SS_CHECK_GOTO(ss_http_listener_create(s->base, &lp, srv_api_cb, s, &s->api, err), st, fail);

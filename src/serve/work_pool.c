@@ -3,6 +3,8 @@
 #include "serve/work_pool.h"
 
 #include <pthread.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 
@@ -19,6 +21,7 @@ struct ss_work_pool {
     struct event *ready; /* activated by a worker when done_* is not empty */
     pthread_t threads[WP_MAX_THREADS];
     int n_threads;
+    char *hold_path; /* owned; NULL, or a file whose presence keeps the workers from starting jobs */
 };
 
 static void wp_push(ss_work **head, ss_work **tail, ss_work *w)
@@ -31,6 +34,18 @@ static void wp_push(ss_work **head, ss_work **tail, ss_work *w)
     *tail = w;
 }
 
+/* With p->mu held: whether the test switch's file holds the workers back (checked again every 2 ms: a test
+ * switch only, so a poll is enough and no file-watching dependency is worth it). */
+static int wp_held(ss_work_pool *p)
+{
+    if (!p->hold_path || access(p->hold_path, F_OK) != 0)
+        return 0;
+    pthread_mutex_unlock(&p->mu);
+    nanosleep(&(struct timespec){0, 2000000}, NULL);
+    pthread_mutex_lock(&p->mu);
+    return 1;
+}
+
 static void *wp_main(void *arg)
 {
     ss_work_pool *p = arg;
@@ -40,6 +55,8 @@ static void *wp_main(void *arg)
             pthread_cond_wait(&p->cv, &p->mu);
         if (p->stopping)
             break;
+        if (wp_held(p))
+            continue;
         ss_work *w = p->todo_head;
         p->todo_head = w->next;
         if (!p->todo_head)
@@ -71,12 +88,17 @@ static void wp_ready_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-ss_status ss_work_pool_create(struct event_base *base, int threads, ss_work_pool **out, ss_err *err)
+ss_status ss_work_pool_create(struct event_base *base, int threads, const char *hold_path, ss_work_pool **out,
+                              ss_err *err)
 {
     *out = NULL;
     ss_work_pool *p = ss_calloc(1, sizeof *p);
     if (!p)
         return ss_err_set(err, SS_ERR_NOMEM, "work pool: out of memory");
+    if (hold_path && !(p->hold_path = ss_strdup(hold_path))) {
+        ss_free(p);
+        return ss_err_set(err, SS_ERR_NOMEM, "work pool: out of memory");
+    }
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
     p->ready = event_new(base, -1, 0, wp_ready_cb, p);
@@ -127,5 +149,6 @@ void ss_work_pool_destroy(ss_work_pool *p)
         event_free(p->ready);
     pthread_cond_destroy(&p->cv);
     pthread_mutex_destroy(&p->mu);
+    ss_free(p->hold_path);
     ss_free(p);
 }

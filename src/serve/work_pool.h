@@ -21,9 +21,11 @@ struct ss_work {
 
 typedef struct ss_work_pool ss_work_pool;
 
-/* Starts `threads` workers (at least 1) whose results are handed back through an event on base. Caller
- * destroys, on the loop thread. */
-ss_status ss_work_pool_create(struct event_base *base, int threads, ss_work_pool **out, ss_err *err);
+/* Starts `threads` workers (at least 1) whose results are handed back through an event on base. hold_path
+ * (borrowed; NULL in production) is a test switch: while that file exists the workers start no job, so that a
+ * test can fill the queue deterministically. Caller destroys, on the loop thread. */
+ss_status ss_work_pool_create(struct event_base *base, int threads, const char *hold_path, ss_work_pool **out,
+                              ss_err *err);
 /* Queues w (borrowed until its done callback has run). Loop thread; never fails. */
 void ss_work_pool_submit(ss_work_pool *p, ss_work *w);
 /* Stops the workers (a job running finishes its run), then calls done for every job still held: jobs that ran
