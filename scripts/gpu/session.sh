@@ -1702,9 +1702,12 @@ if has spec; then
           fi
           for c in ${SPEC_CONC:-1 4}; do
             for il in ${SPEC_INPUT:-128}; do # prompt lengths (random ids)
-              ilt=; [ "$il" != 128 ] && ilt=_in$il
-              step "spec bench c$c in $il [$vt]" 120 "bench_spec_c${c}${ilt}_$vt.log" "$B/shardserve" bench --url http://127.0.0.1:8000 \
-                --model m --num-requests $((c * 4)) --concurrency "$c" --warmup "$c" --input-len "$il" --output-len 256 --seed 1 --json --quiet
+              for sd in ${SPEC_SEEDS:-1}; do # bench's seeds (other prompts); SPEC_REQS: requests a client (default 4)
+                ilt=; [ "$il" != 128 ] && ilt=_in$il
+                [ "$sd" != 1 ] && ilt=${ilt}_s$sd
+                step "spec bench c$c in $il seed $sd [$vt]" 200 "bench_spec_c${c}${ilt}_$vt.log" "$B/shardserve" bench --url http://127.0.0.1:8000 \
+                  --model m --num-requests $((c * ${SPEC_REQS:-4})) --concurrency "$c" --warmup "$c" --input-len "$il" --output-len 256 --seed "$sd" --json --quiet
+              done
             done
           done
           python3 -c 'import urllib.request; print(urllib.request.urlopen("http://127.0.0.1:8002/metrics", timeout=5).read().decode())' >"$L/spec_metrics_$vt.txt" 2>&1

@@ -419,8 +419,9 @@ static int spec_wants(const ss_sched *s, const sreq *r)
 /* Plans up to k draft tokens after decoding sequence r's entry (just added): the tokens prompt lookup proposes
  * (written after r's tokens, where the verified ones will be appended), one entry each. Not for JSON mode (its mask
  * follows the tokens), nor past max_tokens or the context, nor beyond the KV reads the step's drafts have left
- * (*keys_left: draft rows times context keys, spec_keys a step), nor while its drafting pauses (ss_spec_pace); only
- * from blocks nobody else needs (no preemption for a guess). Returns the drafts planned. */
+ * (*keys_left: draft rows times context keys, spec_keys a step), nor while its drafting pauses (ss_spec_pace), nor
+ * beyond its adaptive length (ss_spec_pace_len); only from blocks nobody else needs (no preemption for a guess).
+ * Returns the drafts planned. */
 static int32_t spec_plan(ss_sched *s, sreq *r, int32_t k, double *keys_left)
 {
     if (r->guide.allow)
@@ -429,6 +430,8 @@ static int32_t spec_plan(ss_sched *s, sreq *r, int32_t k, double *keys_left)
     int32_t by_len = r->req->max_tokens - r->n_generated - 1, by_ctx = s->max_seq_len - r->n_tokens - 1;
     k = by_len < k ? by_len : k;
     k = by_ctx < k ? by_ctx : k;
+    if (s->spec_adapt && r->spec_pace.len > 0 && r->spec_pace.len < k)
+        k = r->spec_pace.len; /* by how many of its last drafts were confirmed (ss_spec_pace_len) */
     /* their KV reads at this context, the step's drafts together (ss_spec_keys, ss_spec_keys_room) */
     k = ss_spec_keys_room(k, *keys_left, r->n_tokens, s->p.spec_tile);
     if (k <= 0)
@@ -923,6 +926,8 @@ static void spec_finish(ss_sched *s, sched_flight *f, int32_t i, int32_t g, cons
     ss_kv_seq_shrink(s->kv, &r->kv, (int64_t)r->n_computed + 1); /* the refused drafts' blocks */
     if (s->spec_pace)
         ss_spec_pace_after(&r->spec_pace, a);
+    if (s->spec_adapt)
+        ss_spec_pace_len(&r->spec_pace, g - 1, a, s->p.spec_tokens);
     int32_t m = 0;
     for (; m <= a && f->reqs[i]; m++) /* finish() clears f's entries of r: it ended (freed) */
         on_token(s, r, out, k_out + m);

@@ -142,6 +142,8 @@ ss_status ss_sched_create(const ss_sched_params *params, ss_replica *replica, co
     env_keys("SS_CHUNK_KEYS", &s->chunk_keys);
     const char *pace = getenv("SS_SPEC_PACE"); /* a benchmark switch: 1 / 0 */
     s->spec_pace = pace && *pace ? strcmp(pace, "0") != 0 : p.spec_pace;
+    const char *adapt = getenv("SS_SPEC_ADAPT"); /* a benchmark switch: 1 / 0 */
+    s->spec_adapt = adapt && *adapt ? strcmp(adapt, "0") != 0 : p.spec_adapt;
     if (s->p.spec_tile < 1)
         s->p.spec_tile = 1;
     double tile = -1.0;
@@ -153,9 +155,10 @@ ss_status ss_sched_create(const ss_sched_params *params, ss_replica *replica, co
     if (p.spec_tokens > 0)
         SS_LOGI("scheduler: speculative decoding by prompt lookup, up to %d draft tokens a sequence while at most %d "
                 "run (%d entries a step), drafts' extra KV reads within %.0f keys a step (counted once a tile of %d "
-                "tokens)",
+                "tokens)%s%s",
                 (int)p.spec_tokens, (int)p.spec_max_running, (int)s->max_entries, s->spec_keys,
-                (int)s->p.spec_tile);
+                (int)s->p.spec_tile, s->spec_adapt ? ", lengths by confirmed drafts" : "",
+                s->spec_pace ? ", pauses after misses" : "");
     for (int32_t i = 0; i < cfg->n_eos && i < SS_MAX_EOS; i++)
         s->eos[s->n_eos++] = cfg->eos_ids[i];
     ss_status st = ss_kv_blocks_create(ss_replica_num_kv_blocks(replica), ss_replica_block_size(replica),

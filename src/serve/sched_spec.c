@@ -101,3 +101,12 @@ void ss_spec_pace_token(ss_spec_pace *p, int32_t tok)
         p->misses = p->pause = 0;
     p->guess1 = 0;
 }
+
+void ss_spec_pace_len(ss_spec_pace *p, int32_t drafted, int32_t confirmed, int32_t k_max)
+{
+    if (drafted <= 0)
+        return;
+    const int32_t len = p->len > 0 && p->len < k_max ? p->len : k_max;
+    const int32_t next = confirmed >= drafted ? 2 * len : confirmed + 1;
+    p->len = next < k_max ? next : k_max;
+}

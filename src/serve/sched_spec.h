@@ -43,6 +43,7 @@ typedef struct ss_spec_pace {
     int32_t pause;  /* steps left without drafts */
     int32_t guess1; /* while paused: the token prompt lookup expects next, plus 1 (0: none); if it comes, the text has
                      * started to repeat and the pause ends */
+    int32_t len;    /* with adaptive lengths (ss_spec_pace_len): drafts it may have next (0: as many as allowed) */
 } ss_spec_pace;
 
 #define SS_SPEC_PAUSE_MAX 4
@@ -55,5 +56,10 @@ void ss_spec_pace_after(ss_spec_pace *p, int32_t confirmed);
 void ss_spec_pace_guess(ss_spec_pace *p, int32_t tok);
 /* The token a step without drafts sampled: the pause ends when it is the one guessed. */
 void ss_spec_pace_token(ss_spec_pace *p, int32_t tok);
+/* Adaptive draft lengths: after a step whose `drafted` drafts had `confirmed` confirmed, the next step may have
+ * twice as many as it could this time (at most k_max) when all were, else one more than were confirmed. A run of
+ * text that prompt lookup keeps guessing is soon verified k_max at a time; where it fails, each step verifies a
+ * draft or two, a row or two more than without (the step's cost grows with its rows). */
+void ss_spec_pace_len(ss_spec_pace *p, int32_t drafted, int32_t confirmed, int32_t k_max);
 
 #endif

@@ -68,6 +68,7 @@ struct ss_sched {
     double chunk_keys; /* keys at which a prompt token's attention costs what its projections do (ss_chunk_fit) */
     double spec_keys;  /* draft rows times context keys a sequence may have in a step (ss_spec_keys; 0: no bound) */
     int spec_pace;     /* pause a sequence's drafting after steps that confirmed nothing (p.spec_pace, SS_SPEC_PACE) */
+    int spec_adapt;    /* each sequence's drafts by how many were confirmed (p.spec_adapt, SS_SPEC_ADAPT) */
     int32_t tok_vocab; /* ids the tokenizer knows (0 without one) */
     int32_t eos[SS_MAX_EOS];
     int32_t n_eos;

@@ -1108,6 +1108,39 @@ static void test_spec_bound_by_tiles(void **state)
     check_spec_bound(*state, "4", 1);
 }
 
+/* Adaptive draft lengths (SS_SPEC_ADAPT=1, the scheduler's spec_adapt): one request alone has the text without
+ * speculation to the bit, its drafts are confirmed at times, and it drafts fewer than with every step drafting all 6
+ * (on this text many are refused: after a miss a sequence drafts one more than was confirmed). */
+static void test_spec_adaptive(void **state)
+{
+    fixture *f = *state;
+    ss_sched *plain = make_sched_ex(f->big, NULL, 0, 0, 0, 1, 1, 0, 0);
+    ss_sched *full = make_sched_ex(f->big, NULL, 0, 0, 0, 1, 0, 0, 6);
+    setenv("SS_SPEC_ADAPT", "1", 1);
+    ss_sched *adapt = make_sched_ex(f->twin, NULL, 0, 0, 0, 1, 0, 0, 6);
+    unsetenv("SS_SPEC_ADAPT");
+    collect ref, got_full, got;
+    ss_sched_stats st_full, st;
+    run_alone(plain, spec_req(f, 1, 0), &ref);
+    ss_sched_destroy(plain);
+    run_alone(full, spec_req(f, 1, 0), &got_full);
+    wait_idle_stats(full, &st_full);
+    ss_sched_destroy(full);
+    run_alone(adapt, spec_req(f, 1, 0), &got);
+    wait_idle_stats(adapt, &st);
+    ss_sched_destroy(adapt);
+    print_message("adaptive: %lld of %lld drafts confirmed (all 6 each step: %lld of %lld)\n",
+                  (long long)st.spec_accepted_tokens, (long long)st.spec_draft_tokens,
+                  (long long)st_full.spec_accepted_tokens, (long long)st_full.spec_draft_tokens);
+    assert_same_run(&ref, &got_full, 0, "all drafts");
+    assert_same_run(&ref, &got, 0, "adaptive");
+    assert_true(st.spec_accepted_tokens > 0);
+    assert_true(st.spec_draft_tokens < st_full.spec_draft_tokens);
+    collect_fini(&ref);
+    collect_fini(&got_full);
+    collect_fini(&got);
+}
+
 /* The default bound (speculation only while at most 4 sequences run) and the pauses after failed drafts. Six
  * requests at once (two end after 3 tokens): steps planned ahead while more than 4 run or all pause, drafts when 4 are
  * left, each text the one it gets alone without speculation. */
@@ -1492,6 +1525,7 @@ int main(void)
         cmocka_unit_test(test_spec_bans_follow_drafts),
         cmocka_unit_test(test_spec_bound_by_context),
         cmocka_unit_test(test_spec_bound_by_tiles),
+        cmocka_unit_test(test_spec_adaptive),
         cmocka_unit_test(test_spec_defaults),
         cmocka_unit_test(test_spec_context_end),
         cmocka_unit_test(test_spec_batched_and_preempted),

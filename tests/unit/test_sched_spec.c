@@ -160,7 +160,7 @@ static void test_keys_room(void **state)
 static void test_pace(void **state)
 {
     (void)state;
-    ss_spec_pace p = {0, 0, 0};
+    ss_spec_pace p = {0};
     assert_true(ss_spec_pace_draft(&p));
     const int32_t want[] = {1, 2, 4, 4, 4, 4};
     for (int m = 0; m < 6; m++) {
@@ -191,6 +191,35 @@ static void test_pace(void **state)
     assert_true(ss_spec_pace_draft(&p));
 }
 
+/* Adaptive lengths: all confirmed doubles what the sequence may draft (up to k_max), a miss leaves one more than were
+ * confirmed; a length cut short by other bounds doubles from the length, not from the drafts; no drafts: no change. */
+static void test_adaptive_len(void **state)
+{
+    (void)state;
+    ss_spec_pace p = {0};
+    ss_spec_pace_len(&p, 7, 2, 7); /* 2 of 7 */
+    assert_int_equal(p.len, 3);
+    ss_spec_pace_len(&p, 3, 3, 7);
+    assert_int_equal(p.len, 6);
+    ss_spec_pace_len(&p, 6, 6, 7);
+    assert_int_equal(p.len, 7); /* at most k_max */
+    ss_spec_pace_len(&p, 7, 0, 7);
+    assert_int_equal(p.len, 1);
+    ss_spec_pace_len(&p, 0, 0, 7); /* a step without drafts */
+    assert_int_equal(p.len, 1);
+    ss_spec_pace_len(&p, 1, 1, 7);
+    assert_int_equal(p.len, 2);
+    p.len = 4;
+    ss_spec_pace_len(&p, 2, 2, 7); /* cut to 2 by the KV bound: 8, at most 7 */
+    assert_int_equal(p.len, 7);
+    p.len = 0; /* unset: as many as allowed */
+    ss_spec_pace_len(&p, 3, 3, 5);
+    assert_int_equal(p.len, 5);
+    p.len = 9; /* over a k_max that shrank */
+    ss_spec_pace_len(&p, 4, 1, 4);
+    assert_int_equal(p.len, 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -201,6 +230,7 @@ int main(void)
         cmocka_unit_test(test_propose_grows_and_confirm),
         cmocka_unit_test(test_keys_bound),
         cmocka_unit_test(test_pace),
+        cmocka_unit_test(test_adaptive_len),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
