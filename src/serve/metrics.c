@@ -32,6 +32,7 @@ struct ss_metrics {
     int64_t request_duration_us, queue_duration_us, compute_duration_us;
     met_hist ttft, itl, queue, e2e;
     double load_seconds, comm_seconds;
+    int64_t tokenizing; /* requests on the work pool (ss_metrics_set_tokenizing) */
 };
 
 static const char *const met_fail_names[SS_METRICS_FAIL_COUNT] = {"REJECTED", "CANCELED", "BACKEND", "OTHER"};
@@ -134,6 +135,13 @@ void ss_metrics_add_comm_seconds(ss_metrics *m, double seconds)
 {
     pthread_mutex_lock(&m->mu);
     m->comm_seconds += seconds;
+    pthread_mutex_unlock(&m->mu);
+}
+
+void ss_metrics_set_tokenizing(ss_metrics *m, int64_t requests)
+{
+    pthread_mutex_lock(&m->mu);
+    m->tokenizing = requests;
     pthread_mutex_unlock(&m->mu);
 }
 
@@ -279,6 +287,9 @@ char *ss_metrics_render(ss_metrics *m, const ss_sched_stats *stats, size_t *len)
                   &m->e2e);
     met_scalar(&b, m, "shardserve_requests_running", "gauge", "Requests in the running batch", 0, stats->running);
     met_scalar(&b, m, "shardserve_requests_waiting", "gauge", "Requests waiting in the queue", 0, stats->waiting);
+    met_scalar(&b, m, "shardserve_requests_tokenizing", "gauge",
+               "Requests whose bodies are parsed or prompts tokenized on the work pool, or wait for it", 0,
+               m->tokenizing);
     met_scalar(&b, m, "shardserve_kv_blocks_used", "gauge", "KV-cache blocks in use", 0, stats->kv_blocks_used);
     met_scalar(&b, m, "shardserve_kv_blocks_free", "gauge", "KV-cache blocks free", 0,
                stats->kv_blocks_total - stats->kv_blocks_used);

@@ -37,6 +37,9 @@ void ss_metrics_request_failed(ss_metrics *m, ss_metrics_failure reason, const s
 void ss_metrics_observe_itl(ss_metrics *m, double seconds);
 void ss_metrics_set_load_seconds(ss_metrics *m, double seconds);
 void ss_metrics_add_comm_seconds(ss_metrics *m, double seconds);
+/* The requests whose bodies wait for or run on the server's work pool (parsed, tokenized), as the loop thread
+ * counts them; set before each rendering. */
+void ss_metrics_set_tokenizing(ss_metrics *m, int64_t requests);
 
 /* Renders the whole exposition. stats may be NULL (scheduler not up: its gauges read 0).
  * Returns ss_malloc'd text (caller ss_frees) or NULL on no memory. */

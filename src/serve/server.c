@@ -865,6 +865,7 @@ static void srv_metrics_cb(struct evhttp_request *req, void *arg)
     int have = atomic_load(&s->state) != SRV_LOADING && s->sched; /* published before state changed */
     if (have)
         ss_sched_stats_get(s->sched, &st);
+    ss_metrics_set_tokenizing(s->metrics, s->pool_jobs);
     size_t len = 0;
     char *text = ss_metrics_render(s->metrics, have ? &st : NULL, &len);
     if (!text) {

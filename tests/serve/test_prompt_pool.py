@@ -4,9 +4,12 @@ event loop: a short request sent while a 6 MB prompt is being encoded, or a body
 answered before it (on the loop it would wait for the encoding or the parse); the long prompt still gets its
 exact error; with 64 MiB of long bodies there a long one is refused (429), a short or malformed one is not;
 /tokenize and /detokenize run there too; a client that leaves while its prompt is encoded, and a
-SIGTERM at that moment, are handled (the server answers, drains and exits 0; the ASan build checks the memory); a
-chat request's messages are rendered through the template there.
+SIGTERM while prompts are there, are handled (the server answers, drains and exits 0; the ASan build checks the
+memory); a chat request's messages are rendered through the template there.
+Nothing waits a fixed time for the server: the pool is held (SS_TEST_POOL_HOLD) while requests are sent, and the
+gauge shardserve_requests_tokenizing says when they have all arrived there.
 Usage: test_prompt_pool.py BINARY FIXTURES_DIR"""
+import contextlib
 import json
 import os
 import random
@@ -18,7 +21,7 @@ import time
 
 sys.dont_write_bytecode = True  # keep the source tree clean
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from serve_harness import Server, check, finish, stop_checked  # noqa: E402
+from serve_harness import Server, check, finish, sample_value, stop_checked  # noqa: E402
 
 BINARY, FIXTURES = sys.argv[1:3]
 MODEL_DIR = os.path.join(FIXTURES, "models", "e2e-llama3-tok")  # the Llama 3 tokenizer: ~0.5 s a MB here
@@ -33,6 +36,36 @@ LONG = " ".join("".join(_rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range
 # check needs them to, whatever the machine's load.
 HOLD = os.path.join(tempfile.mkdtemp(prefix="shardserve-pool-"), "hold")
 srv = Server(BINARY, MODEL_DIR, ["--max-seq-len", "256"], env={"SS_TEST_POOL_HOLD": HOLD})
+TOKENIZING = 'shardserve_requests_tokenizing{model_name="e2e-llama3-tok"}'
+
+
+@contextlib.contextmanager
+def held():
+    """Inside: the server's pool starts no job, so that what is sent stays there until the block ends."""
+    open(HOLD, "w").close()
+    try:
+        yield
+    finally:
+        os.unlink(HOLD)
+
+
+def wait_tokenizing(n):
+    """Waits until n requests are on the pool: their bodies were read whole and handed to it (instead of a fixed
+    sleep, too short on a loaded machine). Under held(), they stay there."""
+    deadline = time.time() + HANG_S
+    while True:
+        got = sample_value(srv.metrics(), TOKENIZING)
+        if got == n:
+            return
+        assert time.time() < deadline, "%d requests on the pool, not %d" % (got, n)
+        time.sleep(0.02)
+
+
+def wait_log(text):
+    deadline = time.time() + HANG_S
+    while text not in srv.log_text():
+        assert time.time() < deadline, "no %r in the server's log" % text
+        time.sleep(0.02)
 
 
 def send_long(path="/v1/completions", body=None):
@@ -66,8 +99,9 @@ def expect_too_long(st, j):
 
 @check("a short request is answered while a long prompt is being tokenized; the long one gets its exact count")
 def _():
-    s = send_long()
-    time.sleep(0.15)  # the server has the whole body by now, and is encoding it
+    with held():
+        s = send_long()
+        wait_tokenizing(1)  # the server has the whole body; once released it encodes it (~1 s, longer under load)
     st, _, j, raw = srv.post("/v1/completions", {"prompt": "Hello", "max_tokens": 3})
     assert st == 200 and j["choices"][0]["text"], (st, raw[:300])
     readable, _, _ = select.select([s], [], [], 0)
@@ -90,8 +124,9 @@ def _():
 @check("a body of ~2.7M token ids is parsed there too (cJSON ~0.7 s here): a short request is answered meanwhile")
 def _():
     ids = [1] * 2700000  # "1, " each: ~8.1 MB, under the 8 MiB body limit
-    s = send_long(body={"prompt": ids, "max_tokens": 4})
-    time.sleep(0.15)
+    with held():
+        s = send_long(body={"prompt": ids, "max_tokens": 4})
+        wait_tokenizing(1)
     st, _, j, raw = srv.post("/v1/completions", {"prompt": "Hello", "max_tokens": 3})
     assert st == 200 and j["choices"][0]["text"], (st, raw[:300])
     readable, _, _ = select.select([s], [], [], 0)
@@ -115,34 +150,34 @@ def _():
     # held meanwhile: none of the eight can finish (and free its bytes) before the others arrive.
     empty = len(json.dumps({"prompt": "", "max_tokens": 4}))
     text = (LONG + " " + LONG)[:(8 << 20) - empty]
-    open(HOLD, "w").close()
-    try:
-        longs = [send_long(body={"prompt": text, "max_tokens": 4}) for _ in range(10)]
-        for s in longs[8:]:  # refused at once: all ten are read, and eight wait in the pool
+    with held():
+        longs = [send_long(body={"prompt": text, "max_tokens": 4}) for _ in range(8)]
+        wait_tokenizing(8)  # all eight read whole, before the next ones arrive
+        for s in [send_long(body={"prompt": text, "max_tokens": 4}) for _ in range(2)]:  # refused at once
             st, j = read_reply(s)
             s.close()
             assert st == 429 and "busy" in j["error"]["message"], (st, j)
         # A malformed and a short body are taken into the held pool, not refused (429): their answers say so.
         bad = send_long(body=b'{"prompt": "Hello", "max_tokens": ')
         short = send_long(body={"prompt": "Hello", "max_tokens": 3})
-    finally:
-        os.unlink(HOLD)
+        wait_tokenizing(10)
     st, j = read_reply(bad)
     bad.close()
     assert st == 400 and "malformed JSON" in j["error"]["message"], (st, j)
     st, j = read_reply(short)
     short.close()
     assert st == 200 and j["choices"][0]["text"], (st, j)
-    for s in longs[:8]:
+    for s in longs:
         expect_too_long(*read_reply(s))
         s.close()
 
 
 @check("a chat request's messages are rendered and tokenized there too: a short request is answered meanwhile")
 def _():
-    s = send_long("/v1/chat/completions", {"messages": [{"role": "system", "content": "Be brief."},
-                                                        {"role": "user", "content": LONG}], "max_tokens": 2})
-    time.sleep(0.15)
+    with held():
+        s = send_long("/v1/chat/completions", {"messages": [{"role": "system", "content": "Be brief."},
+                                                            {"role": "user", "content": LONG}], "max_tokens": 2})
+        wait_tokenizing(1)
     st, _, j, raw = srv.post("/v1/chat/completions", {"messages": [{"role": "user", "content": "Hello"}],
                                                        "max_tokens": 3})
     assert st == 200 and j["choices"][0]["message"]["content"], (st, raw[:300])
@@ -191,13 +226,18 @@ def _():
     assert got == (3, 1), got
 
 
-@check("SIGTERM while prompts are tokenized: each is answered (a short one queued behind two long ones is "
+@check("SIGTERM while prompts are on the pool: each is answered (a short one queued behind two long ones is "
        "drained, not refused), then the server exits 0")
 def _():
-    longs = [send_long(), send_long()]  # both workers busy
-    short = send_long(body={"prompt": "Hello", "max_tokens": 3})
-    time.sleep(0.15)
-    srv.proc.send_signal(15)
+    # The signal must come once the three bodies are read whole (a body still arriving is refused with 503 on a
+    # SIGTERM); they are held on the pool until the server has taken the signal, then both workers encode the long
+    # ones while the short one waits behind them.
+    with held():
+        longs = [send_long(), send_long()]
+        short = send_long(body={"prompt": "Hello", "max_tokens": 3})
+        wait_tokenizing(3)
+        srv.proc.send_signal(15)
+        wait_log("signal 15: stopping")
     st, j = read_reply(short)
     assert st == 200 and j["choices"][0]["text"], (st, j)
     for s in longs:

@@ -107,6 +107,7 @@ static void test_render(void **state)
     ss_metrics_observe_itl(m, 0.004);
     ss_metrics_observe_itl(m, 3.0);
     ss_metrics_set_load_seconds(m, 2.5);
+    ss_metrics_set_tokenizing(m, 4);
     ss_sched_stats st;
     memset(&st, 0, sizeof st);
     st.running = 3;
@@ -152,6 +153,8 @@ static void test_render(void **state)
         "shardserve_inter_token_latency_seconds_sum{model_name=\"tiny\"} 3.004\n",
         "shardserve_e2e_request_latency_seconds_sum{model_name=\"tiny\"} 1.5\n",
         "shardserve_requests_running{model_name=\"tiny\"} 3\n",
+        "# TYPE shardserve_requests_tokenizing gauge\n",
+        "shardserve_requests_tokenizing{model_name=\"tiny\"} 4\n",
         "shardserve_kv_blocks_used{model_name=\"tiny\"} 25\n",
         "shardserve_kv_blocks_free{model_name=\"tiny\"} 75\n",
         "shardserve_prompt_tokens_total{model_name=\"tiny\"} 1234\n",
