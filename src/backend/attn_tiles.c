@@ -65,10 +65,9 @@ ss_status ss_attn_tiles_check(const ss_attn_meta *m, int64_t n, ss_err *err)
     while (pow2 < longest)
         pow2 *= 2;
     /* without groups the longest may be rounded up to a power of two (a graph step's key); with them it is exact */
-    const int longest_ok = ns == 0 ? m->max_tile_tokens >= longest && m->max_tile_tokens <= pow2
-                                   : m->max_tile_tokens == longest;
-    if (st == SS_OK &&
-        (!longest_ok || short_tokens != m->short_tokens || longest_short != m->max_short_tokens))
+    const int longest_ok =
+        ns == 0 ? m->max_tile_tokens >= longest && m->max_tile_tokens <= pow2 : m->max_tile_tokens == longest;
+    if (st == SS_OK && (!longest_ok || short_tokens != m->short_tokens || longest_short != m->max_short_tokens))
         st = ss_err_set(err, SS_ERR_INVALID_ARG,
                         "attention tiles: counts say longest %d, short tokens %d (longest %d); the tiles %d, %d (%d)",
                         m->max_tile_tokens, m->short_tokens, m->max_short_tokens, longest, short_tokens, longest_short);
