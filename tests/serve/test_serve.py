@@ -597,27 +597,33 @@ def _():
 def _():
     # The bundled demo model on the cpu generates slowly enough that 400 tokens are still in flight when the
     # signal lands; --drain-timeout 0 cuts them at once (before this fix the error was a 504 timeout_error).
+    # The signal waits for every stream's first event: one that the server had not taken yet would be refused
+    # (its connection reset, or a plain 503) instead of cut.
     demo = Server(BINARY, os.path.join(SOURCE, "models", "shardserve-demo"), ["--drain-timeout", "0"])
-    out, first = [b""] * 3, threading.Event()
+    out, first = [b""] * 3, [threading.Event() for _ in range(3)]
 
     def stream(i):
         body = json.dumps({"prompt": "And", "max_tokens": 400, "ignore_eos": True, "stream": True})
-        with socket.create_connection(("127.0.0.1", demo.port)) as s:
-            s.sendall(("POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
-                       % (len(body), body)).encode())
-            s.settimeout(120)
-            while b"data: [DONE]" not in out[i]:
-                d = s.recv(65536)
-                if not d:
-                    break
-                out[i] += d
-                if b"data: {" in out[i]:
-                    first.set()
+        try:
+            with socket.create_connection(("127.0.0.1", demo.port)) as s:
+                s.sendall(("POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
+                           % (len(body), body)).encode())
+                s.settimeout(120)
+                while b"data: [DONE]" not in out[i]:
+                    d = s.recv(65536)
+                    if not d:
+                        break
+                    out[i] += d
+                    if b"data: {" in out[i]:
+                        first[i].set()
+        finally:
+            first[i].set()  # (a stream that failed early: its output tells)
 
     ts = [threading.Thread(target=stream, args=(i,)) for i in range(3)]
     for t in ts:
         t.start()
-    first.wait(120)
+    for e in first:
+        e.wait(120)
     rc = demo.stop(timeout=60)
     for t in ts:
         t.join(120)
