@@ -306,7 +306,9 @@ def _():
                 h = {}
             else:  # CONNECT and unknown methods: answered, then closed without waiting for the idle timeout
                 raw, took = read_to_close(s)
-                assert took < 0.5 * CONN_TIMEOUT, (method, "closed only after %.1f s" % took)
+                # The idle timeout would close it a whole timeout after the answer; at once takes milliseconds,
+                # and the rest of the timeout is margin for a loaded machine.
+                assert took < CONN_TIMEOUT, (method, "closed only after %.1f s" % took)
                 rs = responses(raw)
                 assert len(rs) == 1, raw
                 st, h, body = rs[0]
