@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 CASE, BIN, FIX = sys.argv[1], sys.argv[2], sys.argv[3]
@@ -100,7 +101,9 @@ def flaky_leader():
     fake.settimeout(0.2)
     worker = start_worker(addr)
     served, t0 = 0, time.time()
-    while time.time() - t0 < 3:
+    # 3 s, and longer until the worker has met the stand-in once (it may start late on a loaded machine); its
+    # join deadline (60 s) leaves the leader time after that
+    while time.time() - t0 < 3 or (served == 0 and time.time() - t0 < 30):
         try:
             c, _ = fake.accept()
         except socket.timeout:
@@ -128,33 +131,47 @@ def flaky_leader():
 def kill_worker():
     tag = "kill-worker-%d" % os.getpid()
     env = dict(os.environ, SHARDSERVE_TEST_TAG=tag)
-    leader = subprocess.Popen(BASE + ["--max-tokens", "8100", "--tp", "2", "--comm-timeout", "5"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    # find the worker child once it runs
-    worker = None
-    t0 = time.time()
-    while time.time() - t0 < 30 and worker is None:
-        time.sleep(0.2)
-        kids = subprocess.run(["pgrep", "-P", str(leader.pid)], capture_output=True, text=True).stdout.split()
-        if kids:
-            worker = int(kids[0])
-    if worker is None:
+    # Not --quiet: the leader's "replica ready" line says when generation starts. A fixed sleep after the worker
+    # appeared was not enough: loading takes ~2 s on a slow machine, and a worker killed before the replica is up
+    # is another error ("killed by signal 9 before the replica was up", or "did not become ready").
+    leader = subprocess.Popen([a for a in BASE if a != "--quiet"] + ["--max-tokens", "8100", "--tp", "2",
+                                                                     "--comm-timeout", "5"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    lines, ready = [], threading.Event()
+
+    def read_stderr():
+        for line in leader.stderr:
+            lines.append(line)
+            if "replica ready" in line:
+                ready.set()
+        ready.set()  # (ended without it: the checks below say how)
+
+    reader = threading.Thread(target=read_stderr)
+    reader.start()
+    if not ready.wait(60) or leader.poll() is not None:
+        leader.kill()
+        reader.join(30)
+        fail("the replica never became ready: " + "".join(lines)[-2000:])
+    kids = subprocess.run(["pgrep", "-P", str(leader.pid)], capture_output=True, text=True).stdout.split()
+    if not kids:
+        leader.kill()
         fail("no worker process appeared")
-    time.sleep(1.0)  # mid-generation
-    os.kill(worker, signal.SIGKILL)
+    os.kill(int(kids[0]), signal.SIGKILL)  # mid-generation (8100 tokens: minutes on the cpu at tp 2)
     t_kill = time.time()
     try:
-        out, err = leader.communicate(timeout=20)
+        leader.wait(timeout=20)
     except subprocess.TimeoutExpired:
         leader.kill()
         fail("leader did not exit within 20 s of the worker's death")
     took = time.time() - t_kill
+    reader.join(30)
+    err = "".join(lines)
     if leader.returncode != 4:
         fail("leader exit code %d, want 4 (peer lost); stderr: %s" % (leader.returncode, err[-2000:]))
     last = err.strip().splitlines()[-1] if err.strip() else ""
     if "rank 1 is lost" not in last:
         fail("the error does not name the lost rank: %s" % last)
-    print("leader failed in %.1f s with: %s" % (took, err.strip().splitlines()[-1]))
+    print("leader failed in %.1f s with: %s" % (took, last))
     time.sleep(0.5)
     out = subprocess.run(["pgrep", "-P", str(leader.pid)], capture_output=True, text=True).stdout.strip()
     if out:
