@@ -25,7 +25,8 @@ start_hub() { # mode [token]
     python3 "$HERE/mock_hub.py" --root "$MODEL" --repo $REPO --mode "$1" --token "${2:-}" \
         --log "$W/hub.log" --portfile "$W/port" &
     SERVER_PID=$!
-    for _ in $(seq 100); do [ -f "$W/port" ] && break; sleep 0.05; done
+    # (up to 60 s, a bound on a hang only: Python starts slowly on a loaded machine)
+    for _ in $(seq 1200); do [ -f "$W/port" ] && break; sleep 0.05; done
     PORT=$(cat "$W/port")
     export HF_ENDPOINT=http://127.0.0.1:$PORT
 }

@@ -68,7 +68,8 @@ C=$W/ckill
 "$BIN" prepare --quiet --model "$W/ck" --tp 2 --cache "$C" --throttle-mbps 0.02 >"$W/k.out" 2>"$W/k.err" &
 KP=$!
 PIDS+=($KP)
-for _ in $(seq 400); do grep -q "building engine" "$W/k.err" && break; sleep 0.05; done
+# (up to 60 s, a bound on a hang only; its lock and temporary folder exist once it says so)
+for _ in $(seq 1200); do grep -q "building engine" "$W/k.err" && break; sleep 0.05; done
 sleep 0.5
 kill -9 $KP
 wait $KP 2>/dev/null
