@@ -911,13 +911,11 @@ typedef enum att_mode {
     ATT_FORCE_TILED,
     ATT_FORCE_OLD,
     ATT_FORCE_SHORT,
-    ATT_FORCE_MT2,  /* the prefill form of two m-tiles a warp */
-    ATT_FORCE_WM8,  /* the prefill form of 8 warps of one m-tile */
-    ATT_FORCE_WG,   /* the prefill form on wgmma (where the GPU runs it) */
-    ATT_GRAPH8,     /* a graph step's tiles (ss_step_tiles): runs of at most 8 tokens, their count padded to 2^k */
-    ATT_GRAPH4,     /* ... of at most 4 tokens */
-    ATT_GRAPH8_2X2, /* ATT_GRAPH8 with tiles of 17..32 rows in two row groups of key-split warps (SS_ATTN_ROWS32) */
-    ATT_GRAPH4_2X2  /* ... ATT_GRAPH4 */
+    ATT_FORCE_MT2, /* the prefill form of two m-tiles a warp */
+    ATT_FORCE_WM8, /* the prefill form of 8 warps of one m-tile */
+    ATT_FORCE_WG,  /* the prefill form on wgmma (where the GPU runs it) */
+    ATT_GRAPH8,    /* a graph step's tiles (ss_step_tiles): runs of at most 8 tokens, the count padded to a power of 2 */
+    ATT_GRAPH4     /* ... of at most 4 tokens */
 } att_mode;
 
 /* The launcher's switch and value that force each mode's kernel on the GPU side (env NULL: the launcher's choice). */
@@ -934,8 +932,6 @@ static const struct {
     [ATT_FORCE_WG] = {"SS_ATTN_PREFILL", "wg"},
     [ATT_GRAPH8] = {NULL, NULL},
     [ATT_GRAPH4] = {NULL, NULL},
-    [ATT_GRAPH8_2X2] = {"SS_ATTN_ROWS32", "2x2"},
-    [ATT_GRAPH4_2X2] = {"SS_ATTN_ROWS32", "2x2"},
 };
 
 /* A mixed batch: sequences with (first position, token count). Each sequence owns just the blocks
@@ -981,9 +977,9 @@ static void check_attention_kv(pair *p, int32_t heads, int32_t kv, int32_t hd, c
     /* the forward pass's tiles: runs of up to SS_ATTN_TILE_MAX tokens, or a graph step's (runs of up to 8 or 4, the
      * count padded with empty tiles) */
     ss_step_tiles_info ti;
-    const int by8 = mode == ATT_GRAPH8 || mode == ATT_GRAPH8_2X2, by4 = mode == ATT_GRAPH4 || mode == ATT_GRAPH4_2X2;
-    const int graph = by8 || by4;
-    ss_step_tiles(tok_seq, tok_pos, n, n, by8 ? 8 : by4 ? 4 : SS_ATTN_TILE_MAX, graph, tiles, &ti);
+    const int graph = mode == ATT_GRAPH8 || mode == ATT_GRAPH4;
+    ss_step_tiles(tok_seq, tok_pos, n, n, mode == ATT_GRAPH8 ? 8 : mode == ATT_GRAPH4 ? 4 : SS_ATTN_TILE_MAX, graph,
+                  tiles, &ti);
     const int32_t n_tiles = ti.n_tiles, max_tile = ti.max_tile_tokens;
     const int32_t short_info[3] = {ti.n_short_tiles, ti.short_tokens, ti.max_short_tokens};
     const int64_t row = (int64_t)kv * hd, cache_n = (int64_t)n_blocks * bs * row;
@@ -1196,16 +1192,6 @@ static void test_attention_graph_tiles(void **state)
     check_attention_mode(p, 64, 8, 128, five, 5, 16, ATT_GRAPH8, "attention verify 5 seqs, 64/8 d128 (70B), tiles of 8");
     check_attention_kv(p, 32, 8, 128, five, 5, 16, ATT_GRAPH8, 1, "attention verify 5 seqs, 32/8 d128 fp8, tiles of 8");
     check_attention_kv(p, 32, 8, 128, one, 1, 16, ATT_GRAPH4, 1, "attention verify 8 at 8000, 32/8 d128 fp8, tiles of 4");
-    /* the same tiles of 32 rows (8 tokens x a group of 4, or 4 x 8) in the form of two row groups (session 41's
-     * benchmark switch): long contexts (the decode form's splits), short ones (their splits merged in a cluster) */
-    static const int32_t two_short[][2] = {{300, 8}, {40, 6}};
-    check_attention_mode(p, 32, 8, 128, one, 1, 16, ATT_GRAPH8_2X2, "attention verify 8 at 8000, 32/8 d128, 2x2");
-    check_attention_mode(p, 32, 8, 128, five, 5, 16, ATT_GRAPH8_2X2, "attention verify 5 seqs, 32/8 d128, 2x2");
-    check_attention_mode(p, 32, 8, 128, two_short, 2, 16, ATT_GRAPH8_2X2, "attention verify 2 short seqs, 32/8, 2x2");
-    check_attention_mode(p, 16, 4, 64, five, 5, 7, ATT_GRAPH8_2X2, "attention verify 5 seqs, 16/4 d64 bs7, 2x2");
-    check_attention_mode(p, 64, 8, 128, five, 5, 16, ATT_GRAPH4_2X2, "attention verify 5 seqs, 64/8 d128 (70B), 2x2");
-    check_attention_kv(p, 32, 8, 128, five, 5, 16, ATT_GRAPH8_2X2, 1, "attention verify 5 seqs, 32/8 fp8, 2x2");
-    check_attention_kv(p, 32, 8, 128, two_short, 2, 16, ATT_GRAPH8_2X2, 1, "attention verify 2 short seqs, fp8, 2x2");
 }
 
 static void test_silu_mul(void **state)

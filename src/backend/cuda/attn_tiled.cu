@@ -6,9 +6,7 @@
 // meet the rows in bf16 mma.sync m16n8k16 with f32 accumulation; softmax is online, in the log2
 // domain. Each warp owns 16 rows; for tiles of few rows (decode) the warps of a CTA instead share the
 // rows and split every key tile four ways, merging through shared memory at the end, and keep two key
-// tiles in flight instead of one (Q then has rows of its own; session 16); tiles of up to 32 rows (a speculating
-// sequence's draft chain) may take two row groups of warps, each splitting the keys two ways, their Q fragments
-// read straight into registers (session 41, a benchmark switch: tiled_shape). On sm_90 the key
+// tiles in flight instead of one (Q then has rows of its own; session 16). On sm_90 the key
 // splits of such a CTA can form one thread block cluster and merge through distributed shared memory,
 // so no combine kernel follows. A second decode form, of 32-key tiles and two warps, fits 5 CTAs a SM
 // instead of 3, for launches that would otherwise leave a partial second wave (session 17). An fp8 KV cache
@@ -18,8 +16,6 @@
 // (session 18). Its launcher hands prompt chunks of a bf16 cache with heads of 128 to attn_wgmma.cu on sm_90.
 #include <cooperative_groups.h>
 #include <math.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include "backend/cuda/attn_tiled.cuh"
 #include "backend/cuda/cp_async.cuh"
@@ -91,29 +87,18 @@ __device__ __forceinline__ uint32_t pack_h2(float a, float b)
     return *reinterpret_cast<uint32_t *>(&h);
 }
 
-// Q's rows of its own in shared memory (q_own_rows): MT > 1 (two m-tiles a warp, the prefill form) keeps all of
-// them, as its A fragments are read again at every key tile; a bf16 key-split tile of one row group (decode) keeps
-// its 16, so that both stages load from the start. Two row groups of key-split warps (WM > 1, WK > 1, bf16) read
-// their fragments from global memory into registers instead (q_in_regs): 32 rows more would leave an H200 room
-// for 2 of their CTAs a SM instead of 3. Otherwise Q first sits in stage 1 (bf16) or the decoded tile (FP8).
-template <int WM, int WK, int MT, bool FP8> __host__ __device__ constexpr bool q_in_regs()
-{
-    return MT == 1 && WM > 1 && WK > 1 && !FP8;
-}
-template <int WM, int WK, int MT, bool FP8> __host__ __device__ constexpr int q_own_rows()
-{
-    return MT > 1 ? 16 * WM * MT : WK > 1 && WM == 1 && !FP8 ? 16 : 0;
-}
-
 // Shared memory: two stages of [K tile | V tile], each kBN rows of D + 8 bf16 (the 16-byte pad puts
-// the 8 rows an ldmatrix reads in distinct banks), then BMQ rows of Q's own (q_own_rows).
-// FP8: two fp8 stages, then one f16 [K tile | V tile] that each stage is decoded into, then the decoded tile's K
-// and V scales, then BMQ rows of Q's own.
-template <int D, int BN = kBN, bool FP8 = false, int BMQ = 0> __host__ __device__ constexpr int smem_bytes()
+// the 8 rows an ldmatrix reads in distinct banks). Q (up to 2*kBN rows) first sits in stage 1; decode tiles
+// (WK > 1: 16 rows) give Q its own 16 rows after the stages, so that both stages load from the start.
+// FP8: two fp8 stages, then one f16 [K tile | V tile] that each stage is decoded into (Q sits there first),
+// then the decoded tile's K and V scales.
+// MT > 1 (two m-tiles a warp, the prefill form): Q keeps rows of its own after the stages (FP8: after the scales;
+// BMQ of them), as its A fragments are read again at every key tile.
+template <int D, int WK, int BN = kBN, bool FP8 = false, int BMQ = 0> __host__ __device__ constexpr int smem_bytes()
 {
     return FP8 ? 2 * fp8_stage_bytes<D, BN>() + (2 * BN + BMQ) * (D + 8) * (int)sizeof(bf16) +
                      2 * BN * (int)sizeof(float)
-               : (4 * BN + BMQ) * (D + 8) * (int)sizeof(bf16);
+               : (4 * BN + (WK > 1 ? 16 : BMQ)) * (D + 8) * (int)sizeof(bf16);
 }
 
 // Most splits one cluster merges (the portable cluster size).
@@ -195,8 +180,6 @@ __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiled
     constexpr int DK = D / 16;  // k-steps of Q.K^T
     constexpr int NS = KW / 8;  // score n-tiles per warp
     constexpr int NO = D / 8;   // output n-tiles
-    constexpr bool kQRegs = q_in_regs<WM, WK, MT, FP8>();
-    constexpr int SMEM = smem_bytes<D, BN, FP8, q_own_rows<WM, WK, MT, FP8>()>();
     static_assert(MT > 1 || BM <= 2 * BN, "Q must fit in stage 1");
     static_assert(KW % 16 == 0 && (BN * CPR) % NT == 0, "tile shape");
     extern __shared__ uint4 smem_u4[];
@@ -334,30 +317,12 @@ __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiled
     pdl_wait();
 
     // Q rows of this block into stage 1, or for decode tiles into their own rows (rows past the tile repeat
-    // its last row: finite, never written); kQRegs: this warp's fragments straight into registers (below).
+    // its last row: finite, never written).
     // Decode tiles keep two key tiles in flight (Q has its own rows), and so does every FP8 shape (Q sits in
     // the bf16 tile until the first decode).
     constexpr bool kAhead2 = WK > 1 || FP8 || MT > 1;
     bf16 *const sq = FP8 ? (MT > 1 ? reinterpret_cast<bf16 *>(tsc + 2 * BN) : sbf) : smem + (kAhead2 ? 4 : 2) * BN * LDS;
-    uint32_t qf[MT == 1 ? DK : 1][4]; // A fragments of this warp's 16 rows, all of D (MT > 1: read from sq)
-    if constexpr (kQRegs) { // the m16n8k16 A layout: rows gid and gid + 8, columns tig * 2 (+ 8) of each k-step
-        const uint32_t *qr[2];
-#pragma unroll
-        for (int h = 0; h < 2; h++) {
-            const int r = min(r0 + wm * 16 + gid + 8 * h, rows - 1);
-            const int t = r / group, g = r - t * group;
-            qr[h] = reinterpret_cast<const uint32_t *>(p.q + (int64_t)(tok0 + t) * p.q_stride +
-                                                       (int64_t)(kvh * group + g) * D + tig * 2);
-        }
-#pragma unroll
-        for (int kk = 0; kk < DK; kk++) {
-            qf[kk][0] = qr[0][kk * 8];
-            qf[kk][1] = qr[1][kk * 8];
-            qf[kk][2] = qr[0][kk * 8 + 4];
-            qf[kk][3] = qr[1][kk * 8 + 4];
-        }
-    }
-    for (int c = tid; c < (kQRegs ? 0 : BM * CPR); c += NT) {
+    for (int c = tid; c < BM * CPR; c += NT) {
         const int i = c / CPR, ch = c - (c / CPR) * CPR;
         const int r = min(r0 + i, rows - 1);
         const int t = r / group, g = r - t * group;
@@ -377,7 +342,8 @@ __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiled
         cp_async_wait<0>();
     }
     __syncthreads();
-    if constexpr (MT == 1 && !kQRegs) {
+    uint32_t qf[MT == 1 ? DK : 1][4]; // A fragments of this warp's 16 rows, all of D (MT > 1: read from sq)
+    if constexpr (MT == 1) {
         const bf16 *qrow = sq + (wm * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LDS + (lane >> 4) * 8;
 #pragma unroll
         for (int kk = 0; kk < DK; kk++)
@@ -639,7 +605,7 @@ __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiled
         float *so = reinterpret_cast<float *>(smem_u4);      // [NW][16][LDO]
         float *sm = so + NW * 16 * LDO, *sl = sm + NW * 16;  // [NW][16] each
         float *cacc = sl + NW * 16, *cml = cacc + BM * D; // CL: this split's [BM][D] sums, [BM][2] (max, sum)
-        static_assert((NW * 16 * (LDO + 2) + BM * (D + 2)) * sizeof(float) <= (size_t)SMEM,
+        static_assert((NW * 16 * (LDO + 2) + BM * (D + 2)) * sizeof(float) <= (size_t)smem_bytes<D, WK, BN, FP8>(),
                       "merge buffer");
 #pragma unroll
         for (int h = 0; h < 2; h++) {
@@ -694,11 +660,7 @@ __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiled
 }
 
 // Warp layout for tiles of up to `rows` rows: few rows (decode) -> one row group, keys split four
-// ways; otherwise 4 or 8 warps of 16 rows. Tiles of 17 to 32 rows (a speculating sequence's token and 7 drafts
-// times a GQA group of 4) may instead take two row groups whose warps split the keys two ways (benchmark switch
-// SS_ATTN_ROWS32=2x2): of the 4 warps of 16 rows, two idle there. On one H200 (8B, verify steps of 8 rows, session
-// 41) that form won at four sequences of 8k tokens (6.21 against 6.65 ms) and lost at one (5.21 against 4.88) and
-// at four of 2k (5.42 against 5.23), with the splits of the decode form; so it is not the default.
+// ways; otherwise 4 or 8 warps of 16 rows.
 struct TiledShape {
     int wm, wk;
 };
@@ -707,11 +669,6 @@ TiledShape tiled_shape(int64_t rows)
 {
     if (rows <= 16)
         return {1, 4};
-    if (rows <= 32) {
-        const char *f = getenv("SS_ATTN_ROWS32");
-        if (f && strcmp(f, "2x2") == 0)
-            return {2, 2};
-    }
     if (rows <= 64)
         return {4, 1};
     return {8, 1};
@@ -720,7 +677,7 @@ TiledShape tiled_shape(int64_t rows)
 template <int D, int WM, int WK, bool CL = false, int BN = kBN, bool FP8 = false, int MT = 1>
 int launch_shape(const AttnTiledParams &p, dim3 grid, cudaStream_t s)
 {
-    constexpr int bytes = smem_bytes<D, BN, FP8, q_own_rows<WM, WK, MT, FP8>()>();
+    constexpr int bytes = smem_bytes<D, WK, BN, FP8, (MT > 1 ? 16 * WM * MT : 0)>();
     auto kernel = attn_tiled_kernel<D, WM, WK, CL, BN, FP8, MT>;
     cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
     if (e != cudaSuccess)
@@ -734,7 +691,7 @@ int launch_shape(const AttnTiledParams &p, dim3 grid, cudaStream_t s)
 template <int D> bool cluster_fits()
 {
     auto kernel = attn_tiled_kernel<D, 1, 4, true>;
-    constexpr int bytes = smem_bytes<D, kBN, false, q_own_rows<1, 4, 1, false>()>();
+    constexpr int bytes = smem_bytes<D, 4>();
     if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes) != cudaSuccess) {
         (void)cudaGetLastError();
         return false;
@@ -761,7 +718,7 @@ template <int D> bool cluster_fits()
 template <int D, int WK, int BN, bool FP8 = false> int decode_ctas_per_sm()
 {
     auto kernel = attn_tiled_kernel<D, 1, WK, false, BN, FP8>;
-    constexpr int bytes = smem_bytes<D, BN, FP8, q_own_rows<1, WK, 1, FP8>()>();
+    constexpr int bytes = smem_bytes<D, WK, BN, FP8>();
     int n = 0;
     if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes) != cudaSuccess ||
         cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, WK * 32, bytes) != cudaSuccess) {
@@ -776,7 +733,7 @@ template <int D, int WK, int BN, bool FP8 = false> int decode_ctas_per_sm()
 template <int D, bool FP8> int prefill_mt2_ctas_per_sm()
 {
     auto kernel = attn_tiled_kernel<D, 4, 1, false, kBN, FP8, 2>;
-    constexpr int bytes = smem_bytes<D, kBN, FP8, q_own_rows<4, 1, 2, FP8>()>();
+    constexpr int bytes = smem_bytes<D, 1, kBN, FP8, 16 * 4 * 2>();
     int n = 0;
     if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes) != cudaSuccess ||
         cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, 4 * 32, bytes) != cudaSuccess) {
@@ -786,8 +743,8 @@ template <int D, bool FP8> int prefill_mt2_ctas_per_sm()
     return n;
 }
 
-// Whether tiles of this shape may merge their key splits inside a cluster: decode and verify tiles (the
-// key-split warp layouts), and the caller's device allows it (AttnTiledParams::cluster_ok).
+// Whether tiles of this shape may merge their key splits inside a cluster: decode tiles (the key-split
+// warp layout), and the caller's device allows it (AttnTiledParams::cluster_ok).
 bool cluster_shape_ok(TiledShape sh, bool device_ok)
 {
     return device_ok && sh.wk > 1;
@@ -802,8 +759,6 @@ int launch_d(const AttnTiledParams &p, TiledShape sh, dim3 grid, bool cluster, c
     }
     if (sh.wm == 1)
         return cluster ? launch_shape<D, 1, 4, true, kBN, FP8>(p, grid, s) : launch_shape<D, 1, 4, false, kBN, FP8>(p, grid, s);
-    if (sh.wm == 2)
-        return cluster ? launch_shape<D, 2, 2, true, kBN, FP8>(p, grid, s) : launch_shape<D, 2, 2, false, kBN, FP8>(p, grid, s);
     if (sh.wm == 4)
         return launch_shape<D, 4, 1, false, kBN, FP8>(p, grid, s);
     if (p.prefill_wg) { // 128-row blocks on wgmma (sm_90): a bf16 cache with heads of 128, as the host's rule asks
