@@ -244,6 +244,9 @@ def _():
         expect_too_long(*read_reply(s))
         s.close()
     short.close()
+    # It exits by itself once drained (stop_checked then reads the code): a second SIGTERM would kill it (-15) if it
+    # came on the way out, after the server let go of its handler.
+    srv.proc.wait(timeout=HANG_S)
 
 
 stop_checked(srv)
