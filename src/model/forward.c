@@ -47,7 +47,6 @@ struct ss_forward {
     size_t kv_bytes;
     int graphs;                     /* decode steps may be replayed from CUDA graphs */
     int32_t chain_tile;             /* a graph step's longest attention tile (ss_forward_chain_tile) */
-    int32_t chain_from;             /* ... from this context on; below it a tile a token (ss_forward_chain_from) */
     int32_t graphs_captured;        /* captures so far (logged at powers of two from 16: many mean replacements) */
     int fuse_rope;                  /* use the backend's rope_kv_store (SS_UNFUSED_ROPE: a benchmark switch) */
     int fuse_mlp;                   /* use the backend's matmul_silu (SS_UNFUSED_MLP: a benchmark switch) */
@@ -92,18 +91,6 @@ int32_t ss_forward_chain_tile(void)
     return t < 1 ? 1 : t >= SS_ATTN_LONG_TILE ? SS_ATTN_LONG_TILE - 1 : (int32_t)t;
 }
 
-int32_t ss_forward_chain_from(void)
-{
-    const char *v = getenv("SS_GRAPH_TILE_FROM"); /* benchmark switch: 0 = chain tiles at every context */
-    char *end = NULL;
-    const long t = v && *v ? strtol(v, &end, 10) : SS_FWD_CHAIN_FROM;
-    if (v && *v && (*end || t < 0 || t > INT32_MAX)) {
-        SS_LOGW("SS_GRAPH_TILE_FROM=%s is not a count of tokens: ignored", v);
-        return SS_FWD_CHAIN_FROM;
-    }
-    return (int32_t)t;
-}
-
 ss_status ss_forward_create(ss_backend *be, const ss_model_config *cfg, const ss_model_weights *w,
                             const ss_forward_params *p, const ss_forward_links *links, ss_forward **out, ss_err *err)
 {
@@ -119,7 +106,6 @@ ss_status ss_forward_create(ss_backend *be, const ss_model_config *cfg, const ss
     f->links = *links;
     f->graphs = p->graphs;
     f->chain_tile = ss_forward_chain_tile();
-    f->chain_from = ss_forward_chain_from();
     f->fuse_rope = getenv("SS_UNFUSED_ROPE") == NULL;
     f->fuse_mlp = getenv("SS_UNFUSED_MLP") == NULL;
     const ss_shard_plan *sp = &w->plan;
@@ -650,11 +636,10 @@ ss_status ss_forward_run(ss_forward *f, const ss_forward_batch *b, const float *
                              ? fwd_layout((size_t)n_pad, (size_t)n_pad, (size_t)n_pad, (size_t)b->n_seqs, stride)
                              : fwd_layout((size_t)T, (size_t)f->p.max_rows, (size_t)f->p.max_seqs, (size_t)b->n_seqs,
                                           graph ? f->p.max_blocks : stride);
-    /* a graph step's runs in tiles of at most chain_tile tokens (no long tiles, so no groups, and few shapes), and
-     * only where some context reaches chain_from: reading the keys once pays at long contexts only */
+    /* a graph step's runs in tiles of at most chain_tile tokens: no long tiles, so no groups, and few shapes */
     ss_step_tiles_info ti;
-    const int32_t run = !graph ? SS_ATTN_TILE_MAX : b->max_seq_len >= f->chain_from ? f->chain_tile : 1;
-    fwd_pack_meta(f, b, n_pad, graph ? (int32_t)n_pad : b->n_rows, &ml, run, graph, &ti);
+    fwd_pack_meta(f, b, n_pad, graph ? (int32_t)n_pad : b->n_rows, &ml, graph ? f->chain_tile : SS_ATTN_TILE_MAX,
+                  graph, &ti);
     ss_status st = B->upload(c, f->meta, f->meta_host, ml.total * 4);
     if (st != SS_OK)
         return ss_err_set(err, st, "uploading step metadata to %s", f->be->desc);

@@ -77,10 +77,6 @@ int ss_forward_feeds(const ss_forward *f);
  * SS_GRAPH_TILE (1..SS_ATTN_LONG_TILE - 1). Steps run op by op take runs of up to SS_ATTN_TILE_MAX. */
 #define SS_FWD_CHAIN_TILE 8
 int32_t ss_forward_chain_tile(void);
-/* The context (a step's longest sequence, in tokens) from which graph steps take such tiles; shorter steps take a
- * tile a token. SS_FWD_CHAIN_FROM, or the benchmark switch SS_GRAPH_TILE_FROM (0: at every context). */
-#define SS_FWD_CHAIN_FROM 1024
-int32_t ss_forward_chain_from(void);
 /* Bytes of KV cache this rank allocated. */
 size_t ss_forward_kv_bytes(const ss_forward *f);
 
