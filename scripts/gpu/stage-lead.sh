@@ -11,7 +11,7 @@ C=.gpu-carry
 rm -rf "$C" && mkdir -p "$C/stage/build/tests" "$C/stage/build/tools" "$C/stage/lib"
 cp "$B/shardserve" "$C/stage/build/"
 for t in test_golden test_backend_consistency test_sharded test_comm_peer test_fp8_checkpoint; do cp "$B/tests/$t" "$C/stage/build/tests/" 2>/dev/null || true; done
-for t in bench_decode bench_backend gen_checkpoint bench_tokenizer eval_ppl long_logits libss_ktrace.so; do cp "$B/tools/$t" "$C/stage/build/tools/" 2>/dev/null || true; done
+for t in bench_decode bench_backend gen_checkpoint bench_tokenizer eval_ppl long_logits bench_gemm_algos libss_ktrace.so; do cp "$B/tools/$t" "$C/stage/build/tools/" 2>/dev/null || true; done
 for bin in "$C"/stage/build/shardserve "$C"/stage/build/tests/* "$C"/stage/build/tools/*; do
   ldd "$bin" | awk '$3 ~ /^\// {print $3}'
 done | sort -u | grep -vE '/(libc|libm|libdl|libpthread|librt|ld-linux[^/]*|libstdc\+\+|libgcc_s|libcudart|libcublas|libcublasLt|libnccl)\.so' \
