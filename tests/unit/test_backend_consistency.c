@@ -915,7 +915,8 @@ typedef enum att_mode {
     ATT_FORCE_WM8, /* the prefill form of 8 warps of one m-tile */
     ATT_FORCE_WG,  /* the prefill form on wgmma (where the GPU runs it) */
     ATT_GRAPH8,    /* a graph step's tiles (ss_step_tiles): runs of at most 8 tokens, the count padded to a power of 2 */
-    ATT_GRAPH4     /* ... of at most 4 tokens */
+    ATT_GRAPH4,    /* ... of at most 4 tokens */
+    ATT_FORCE_SEQ  /* the decode form of a CTA per sequence, on a graph step's tiles (decode batches only) */
 } att_mode;
 
 /* The launcher's switch and value that force each mode's kernel on the GPU side (env NULL: the launcher's choice). */
@@ -932,6 +933,7 @@ static const struct {
     [ATT_FORCE_WG] = {"SS_ATTN_PREFILL", "wg"},
     [ATT_GRAPH8] = {NULL, NULL},
     [ATT_GRAPH4] = {NULL, NULL},
+    [ATT_FORCE_SEQ] = {"SS_ATTN_SEQ", "1"},
 };
 
 /* A mixed batch: sequences with (first position, token count). Each sequence owns just the blocks
@@ -977,7 +979,7 @@ static void check_attention_kv(pair *p, int32_t heads, int32_t kv, int32_t hd, c
     /* the forward pass's tiles: runs of up to SS_ATTN_TILE_MAX tokens, or a graph step's (runs of up to 8 or 4, the
      * count padded with empty tiles) */
     ss_step_tiles_info ti;
-    const int graph = mode == ATT_GRAPH8 || mode == ATT_GRAPH4;
+    const int graph = mode == ATT_GRAPH8 || mode == ATT_GRAPH4 || mode == ATT_FORCE_SEQ;
     ss_step_tiles(tok_seq, tok_pos, n, n, mode == ATT_GRAPH8 ? 8 : mode == ATT_GRAPH4 ? 4 : SS_ATTN_TILE_MAX, graph,
                   tiles, &ti);
     const int32_t n_tiles = ti.n_tiles, max_tile = ti.max_tile_tokens;
@@ -1020,6 +1022,10 @@ static void check_attention_kv(pair *p, int32_t heads, int32_t kv, int32_t hd, c
             printf("%s: this GPU (or this cache, head size) has no wgmma prefill form; checked the launcher's\n", what);
             /* an H100 / H200 with a bf16 cache and heads of 128 must have it (else the forced cases test nothing) */
             assert_true(fp8 || hd != 128 || !strstr(p->gpu->desc, "sm_90"));
+        }
+        if (i == 1 && mode == ATT_FORCE_SEQ) { /* an H100 / H200 runs it (else the forced cases test nothing) */
+            assert_int_equal(ti.max_tile_tokens, 1);
+            assert_true(fp8 || ss_cuda_attn_seq_ok(hd, 0) || !strstr(p->gpu->desc, "sm_90"));
         }
 #endif
         if (force)
@@ -1102,6 +1108,16 @@ static void test_attention(void **state)
     static const int32_t long_batch[][2] = {{3000, 1}, {17, 1}, {2100, 1}, {2047, 1}, {4500, 1}};
     check_attention(p, 32, 8, 128, long_batch, 5, "attention decode batch 5 ctx <= 4501, 32/8 d128");
     check_attention(p, 16, 4, 64, long_batch, 5, "attention decode batch 5 ctx <= 4501, 16/4 d64");
+    /* the decode form of a CTA per sequence (forced): a sequence at position 0 (one key), contexts ending inside and
+     * on a 16-key stage, one of a single stage, long ones; the batch of 5 padded to 8 tiles (3 empty); GQA groups of
+     * 4, 8, 16 and 1, 8 / 4 / 2 / 1 kv heads, heads of 128 and 64, blocks of 16 and of 5 (the division path) */
+    static const int32_t seq_batch[][2] = {{0, 1}, {16, 1}, {159, 1}, {700, 1}, {2100, 1}};
+    check_attention_mode(p, 32, 8, 128, seq_batch, 5, 16, ATT_FORCE_SEQ, "attention decode by sequence 32/8 d128");
+    check_attention_mode(p, 64, 8, 128, seq_batch, 5, 5, ATT_FORCE_SEQ, "attention decode by sequence 64/8 d128 bs5");
+    check_attention_mode(p, 32, 2, 64, seq_batch, 5, 16, ATT_FORCE_SEQ, "attention decode by sequence 32/2 d64");
+    check_attention_mode(p, 4, 4, 128, seq_batch, 5, 16, ATT_FORCE_SEQ, "attention decode by sequence 4/4 d128");
+    check_attention_mode(p, 8, 1, 64, seq_batch, 5, 7, ATT_FORCE_SEQ, "attention decode by sequence 8/1 d64 bs7");
+    check_attention_mode(p, 16, 4, 128, seq_batch + 1, 2, 16, ATT_FORCE_SEQ, "attention decode by sequence 16/4, 2");
 }
 
 /* n decode sequences (one token each) at contexts spread quadratically over 1..max_ctx: mostly short, a few

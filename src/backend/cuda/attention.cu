@@ -333,6 +333,11 @@ extern "C" int ss_cuda_attn_prefill_wg_ok(int head_dim, int fp8)
     return attn_wgmma_fits(head_dim, fp8 != 0) ? 1 : 0;
 }
 
+extern "C" int ss_cuda_attn_seq_ok(int head_dim, int fp8)
+{
+    return attn_seq_fits(head_dim, 8, 1, fp8 != 0) ? 1 : 0;
+}
+
 extern "C" int ss_cuda_attention(void *stream, const ss_cuda_attn_args *a)
 {
     if (a->n <= 0)
@@ -404,6 +409,14 @@ extern "C" int ss_cuda_attention(void *stream, const ss_cuda_attn_args *a)
         const cudaError_t e =
             launch_pdl(attn_combine_kernel, dim3((unsigned)a->n, (unsigned)a->heads), dim3(kCombineThreads), 0, s, p);
         return e != cudaSuccess ? (int)e : launch_status();
+    }
+    if (tiled_wanted(a) && ss_attn_seq_form(a)) { // a CTA per sequence (attn_decode_seq.cu): no key splits
+        p.n_splits = 1;
+        AttnTiledParams t;
+        memset(&t, 0, sizeof t);
+        static_cast<AttnCommon &>(t) = p;
+        t.q_tiles = a->q_tiles;
+        return attn_seq_launch(t, D, a->n_tiles, s);
     }
     if (tiled_wanted(a)) {
         const int64_t ctas = attn_tiled_ctas(D, a->n_tiles, a->max_tile_tokens, p.group, a->kv_heads);

@@ -134,3 +134,16 @@ int ss_attn_prefill_wg(const ss_cuda_attn_args *a)
     const int64_t blocks = (a->max_tile_tokens * group + SS_ATTN_WG_ROWS - 1) / SS_ATTN_WG_ROWS; /* per tile */
     return 2 * a->n * group >= a->n_tiles * blocks * SS_ATTN_WG_ROWS;
 }
+
+int ss_attn_seq_form(const ss_cuda_attn_args *a)
+{
+    const char *sw = getenv("SS_ATTN_SEQ"); /* benchmark switch: 0 = never, 1 = wherever it runs */
+    if (!a->seq_ok || a->kv_fp8 || !a->q_tiles || a->max_tile_tokens != 1 || a->n_short_tiles > 0 || a->kv_heads <= 0 ||
+        a->kv_heads > 8 || a->heads % a->kv_heads != 0 || a->heads / a->kv_heads > 16 ||
+        (a->head_dim != 64 && a->head_dim != 128))
+        return 0;
+    if (sw)
+        return sw[0] == '1';
+    const int64_t sms = a->sm_count > 0 ? a->sm_count : 132;
+    return a->n >= sms && a->max_seq_len <= SS_ATTN_SEQ_CONTEXT;
+}

@@ -37,27 +37,6 @@ __device__ __forceinline__ void cp_async4(void *dst, const void *src, bool pred)
     asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(s), "l"(src), "r"(bytes) : "memory");
 }
 
-// Four 8x8 b16 matrices from shared memory; lane l gives the address of row l%8 of matrix l/8. The
-// memory clobber keeps these reads on their side of the barriers that guard the stages.
-__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const bf16 *p)
-{
-    const unsigned s = (unsigned)__cvta_generic_to_shared(p);
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(s)
-                 : "memory");
-}
-
-// The same, each matrix transposed.
-__device__ __forceinline__ void ldsm_x4_t(uint32_t (&r)[4], const bf16 *p)
-{
-    const unsigned s = (unsigned)__cvta_generic_to_shared(p);
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(s)
-                 : "memory");
-}
-
 // c[16x8] += a[16x16] * b[16x8], f32 accumulators (PTX fragment layouts); bf16 inputs, or f16 (F16: the fp8
 // cache's tiles). The instruction spells the input type, and an asm string must be a literal: one each.
 #define SS_MMA_16816(T)                                                                                          \

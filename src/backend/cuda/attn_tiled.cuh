@@ -1,4 +1,5 @@
-// attn_tiled.cuh — the tensor-core attention kernels (attn_tiled.cu's, and attn_wgmma.cu's prefill form on its grid)
+// attn_tiled.cuh — the tensor-core attention kernels (attn_tiled.cu's, attn_wgmma.cu's prefill form on its grid, and
+// attn_decode_seq.cu's decode form)
 // as seen by their one caller, ss_cuda_attention in attention.cu (which picks them or the CUDA-core kernel and runs
 // the split-K combine), and what the two kernels share. Device code only; host C never sees this file.
 #pragma once
@@ -152,5 +153,13 @@ int64_t attn_tiled_ctas(int head_dim, int64_t n_tiles, int max_tile_tokens, int 
 // (never NULL) says whether the key splits were merged in the kernel (output final, no combine needed).
 int attn_tiled_launch(const AttnTiledParams &p, int head_dim, int64_t n_tiles, int max_tile_tokens,
                       cudaStream_t stream, bool *merged);
+
+// attn_decode_seq.cu's form: one CTA per decode token (its sequence), all kv heads of it. Whether it runs here for
+// these shapes (a bf16 cache, heads of 64 or 128, at most 8 kv heads, groups of at most 16, its shared memory fits):
+// a runtime query, ask once.
+bool attn_seq_fits(int head_dim, int kv_heads, int group, bool fp8);
+// Enqueues it over n_tiles query tiles of one token each (empty padding tiles allowed), without key splits
+// (p.n_splits must be 1). Returns the cudaError_t of the launch as an int.
+int attn_seq_launch(const AttnTiledParams &p, int head_dim, int64_t n_tiles, cudaStream_t stream);
 
 } // namespace ss

@@ -65,6 +65,7 @@ typedef struct cu_ctx {
     int attn_ctas_per_sm[2][2]; /* ss_cuda_attn_decode_ctas_per_sm for head_dim 64 / 128, 64- / 32-key form, asked at create */
     int attn_mt2_ctas_per_sm[2]; /* ss_cuda_attn_prefill_mt2_ctas_per_sm for head_dim 64 / 128 and this cache, at create */
     int attn_wg_ok;              /* ss_cuda_attn_prefill_wg_ok for head_dim 128 and this cache, at create */
+    int attn_seq_ok[2];          /* ss_cuda_attn_seq_ok for head_dim 64 / 128 and this cache, at create */
     int kv_fp8;                 /* the KV caches hold fp8 blocks (ss_backend_params.kv_type) */
     int lin_fp8;                /* linear weights are fp8 (ss_backend_params.linear_type) */
     void *act8;                 /* lin_fp8: [CU_ACT8_BYTES] e4m3 activations, then [CU_ACT8_ROWS] f32 row scales */
@@ -655,6 +656,7 @@ static ss_status cu_attention(void *ctx, void *out, const void *q, int64_t q_str
     a.decode_short_ctas_per_sm = hd_i >= 0 ? c->attn_ctas_per_sm[hd_i][1] : 0;
     a.prefill_mt2_ctas_per_sm = hd_i >= 0 ? c->attn_mt2_ctas_per_sm[hd_i] : 0;
     a.prefill_wg_ok = head_dim == 128 ? c->attn_wg_ok : 0;
+    a.seq_ok = hd_i >= 0 ? c->attn_seq_ok[hd_i] : 0;
     a.kv_fp8 = c->kv_fp8;
     a.q_tiles = meta->q_tiles;
     a.n_tiles = meta->q_tiles ? meta->n_tiles : 0;
@@ -979,6 +981,8 @@ ss_status ss_backend_cuda_create(const ss_backend_params *params, ss_backend **o
     c->attn_mt2_ctas_per_sm[0] = ss_cuda_attn_prefill_mt2_ctas_per_sm(64, c->kv_fp8);
     c->attn_mt2_ctas_per_sm[1] = ss_cuda_attn_prefill_mt2_ctas_per_sm(128, c->kv_fp8);
     c->attn_wg_ok = ss_cuda_attn_prefill_wg_ok(128, c->kv_fp8);
+    c->attn_seq_ok[0] = ss_cuda_attn_seq_ok(64, c->kv_fp8);
+    c->attn_seq_ok[1] = ss_cuda_attn_seq_ok(128, c->kv_fp8);
     CUDA_CHECK_GOTO(err, cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking), st, fail);
     const char *side = getenv("SS_READBACK_SIDE"); /* benchmark switch: 0 reads back on the main stream */
     c->rb_side = !(side && side[0] == '0');

@@ -89,6 +89,9 @@ typedef struct ss_cuda_attn_args {
     int32_t prefill_wg_ok;
     /* 1: the caches hold the fp8 blocks of backend.h (ss_kv_block_bytes; head_dim a multiple of 16). */
     int32_t kv_fp8;
+    /* 1: the device runs the decode form of a CTA per sequence (attn_decode_seq.cu) for this head size and cache, up
+     * to 8 kv heads (ss_cuda_attn_seq_ok); 0: ss_attn_seq_form never takes it. */
+    int32_t seq_ok;
 } ss_cuda_attn_args;
 /* head_dim must be a multiple of 8 and at most 256, heads a multiple of kv_heads
  * (the launcher returns cudaErrorInvalidValue otherwise). Benchmark switches, environment variables read
@@ -96,7 +99,8 @@ typedef struct ss_cuda_attn_args {
  * q_tiles and head_dim 64 or 128); SS_ATTN_LONG=0 keeps long-context decode on the short-context split
  * rule; SS_ATTN_SPLIT_KEYS=N sets the least keys per split of that rule (attn_splits.h); SS_ATTN_ORDER=
  * heads_inner|heads_outer forces the tensor-core kernel's grid order (attn_tiled.cuh); SS_ATTN_SHORT=0|1 never /
- * always takes its 32-key decode form; SS_ATTN_GROUPS=0 keeps a step's grouped tiles (n_short_tiles) in one launch. */
+ * always takes its 32-key decode form; SS_ATTN_GROUPS=0 keeps a step's grouped tiles (n_short_tiles) in one launch;
+ * SS_ATTN_SEQ=0|1 never / always (where it runs) takes the decode form of a CTA per sequence (attn_splits.h). */
 int ss_cuda_attention(void *stream, const ss_cuda_attn_args *a);
 /* Whether this device runs the cluster-merged decode attention for head_dim (64 or 128): sm_90+, a full
  * cluster fits, and SS_ATTN_CLUSTER is not "0" (a benchmark switch). A runtime query: ask once. */
@@ -112,6 +116,9 @@ int ss_cuda_attn_prefill_mt2_ctas_per_sm(int head_dim, int fp8);
 /* 1 when the current device runs the prefill form on Hopper's warpgroup MMA (attn_wgmma.cu) for head_dim and a bf16
  * (fp8 = 0) or fp8 cache: sm_90 exactly, heads of 128, a bf16 cache; 0 otherwise. A runtime query: ask once. */
 int ss_cuda_attn_prefill_wg_ok(int head_dim, int fp8);
+/* 1 when the current device runs the decode form of a CTA per sequence (attn_decode_seq.cu) for head_dim (64 or 128)
+ * and a bf16 (fp8 = 0) cache with up to 8 kv heads; 0 otherwise. A runtime query: ask once. */
+int ss_cuda_attn_seq_ok(int head_dim, int fp8);
 
 /* ---- decode_persist.cu ---- */
 /* Most decoder layers one persistent decode launch takes (its kernel parameters hold every layer's pointers:

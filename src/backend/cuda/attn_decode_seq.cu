@@ -1,0 +1,205 @@
+// attn_decode_seq.cu — decode attention with one CTA per sequence, for large decode batches at short contexts: its
+// warps are the kv heads, and every stage brings 16 keys of all of them at once (one key's K/V rows of every head are
+// contiguous in the cache), so a CTA streams its sequence in whole rows and pays its fixed costs once, not once per
+// head. A warp owns its kv head's query rows (the GQA group, one m-tile of 16) and runs flash-attention-2 on the
+// tensor cores (mma.sync m16n8k16, f32 accumulation, online softmax in the log2 domain) over three stages of
+// cp.async (two in flight while one is read). No key splits: the launcher picks it only where the sequences alone
+// fill the GPU (attn_splits.c, ss_attn_seq_form). bf16 caches, heads of 64 or 128, at most 8 kv heads (shared memory).
+#include "backend/cuda/attn_tiled.cuh"
+#include "backend/cuda/cp_async.cuh"
+
+#include <math.h>
+
+namespace ss {
+namespace {
+
+constexpr int kSeqBK = 16;        // keys a stage
+constexpr int kSeqStages = 3;     // two stages in flight while the third is read
+constexpr int kSeqMaxKvHeads = 8; // shared memory: three stages of K and V for 8 heads of 128 are 204 KB
+
+template <int D> constexpr size_t seq_smem_bytes(int kv_heads)
+{
+    return (size_t)kSeqStages * 2 * kv_heads * kSeqBK * (D + 8) * sizeof(bf16);
+}
+
+// Grid: one CTA per query tile (a decode token; empty padding tiles return at once). Block: 32 x kv_heads threads.
+// Shared memory: kSeqStages stages of [K | V][kv head][key][D + 8] (the 16-byte pad puts the 8 rows an ldmatrix
+// reads in distinct banks).
+template <int D> __global__ void __launch_bounds__(kSeqMaxKvHeads * 32) attn_seq_kernel(const AttnTiledParams p)
+{
+    constexpr int LDS = D + 8, CPR = D / 8, DK = D / 16, NO = D / 8;
+    constexpr int KPP = 32 / CPR; // key rows one pass of the block loads (its kv_heads * CPR threads a row)
+    extern __shared__ uint4 smem_u4[];
+    bf16 *const smem = reinterpret_cast<bf16 *>(smem_u4);
+    const int kvh_n = p.kv_heads, tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int gid = lane >> 2, tig = lane & 3;
+    if (p.q_tiles[2 * blockIdx.x + 1] == 0)
+        return; // an empty padding tile (uniform exit)
+    const int tok0 = p.q_tiles[2 * blockIdx.x];
+    const int seq = p.tok_seq[tok0];
+    const int n_keys = p.tok_pos[tok0] + 1;
+    const int n_st = (n_keys + kSeqBK - 1) / kSeqBK;
+    const int32_t *bt = p.block_tables + (int64_t)seq * p.max_blocks;
+    const int bs = p.block_size;
+    const int64_t kv_row = (int64_t)kvh_n * D;
+    const int stage_elems = 2 * kvh_n * kSeqBK * LDS;
+    // This thread's 16-byte chunk of a key's row (all kv heads: contiguous), and the first of its rows in a stage.
+    const int per_row = kvh_n * CPR;
+    const int row_off = tid / per_row, idx = tid - row_off * per_row;
+    const int c_head = idx / CPR, c_ch = idx - c_head * CPR;
+    auto load_stage = [&](int st) {
+        bf16 *sk = smem + (st % kSeqStages) * stage_elems + (c_head * kSeqBK) * LDS + c_ch * 8;
+        bf16 *sv = sk + kvh_n * kSeqBK * LDS;
+        const int kb = st * kSeqBK;
+#pragma unroll
+        for (int key = row_off; key < kSeqBK; key += KPP) {
+            const int j = kb + key;
+            const bool ok = j < n_keys;
+            int64_t off = 0;
+            if (ok)
+                off = ((int64_t)bt[j / bs] * bs + j % bs) * kv_row + c_head * D + c_ch * 8;
+            cp_async16(sk + key * LDS, p.kc + off, ok); // past the context: zeros, nothing read
+            cp_async16(sv + key * LDS, p.vc + off, ok);
+        }
+    };
+    // The metadata above is never written by a kernel; q and this step's keys are the previous kernel's (rope + KV
+    // store): wait for it before reading either.
+    pdl_wait();
+    load_stage(0);
+    cp_async_commit();
+    if (n_st > 1)
+        load_stage(1);
+    cp_async_commit();
+
+    // This warp's kv head: its query rows gid and gid + 8 (heads h * group + row; rows past the group are zeros).
+    const int h = warp, group = p.group;
+    const bf16 *q0 = p.q + (int64_t)tok0 * p.q_stride + (int64_t)h * group * D;
+    uint32_t qa[DK][4];
+#pragma unroll
+    for (int kk = 0; kk < DK; kk++) {
+        const int col = kk * 16 + tig * 2;
+        const bool r0 = gid < group, r1 = gid + 8 < group;
+        qa[kk][0] = r0 ? *reinterpret_cast<const uint32_t *>(q0 + gid * D + col) : 0u;
+        qa[kk][1] = r1 ? *reinterpret_cast<const uint32_t *>(q0 + (gid + 8) * D + col) : 0u;
+        qa[kk][2] = r0 ? *reinterpret_cast<const uint32_t *>(q0 + gid * D + col + 8) : 0u;
+        qa[kk][3] = r1 ? *reinterpret_cast<const uint32_t *>(q0 + (gid + 8) * D + col + 8) : 0u;
+    }
+    float acc[NO][4];
+#pragma unroll
+    for (int t = 0; t < NO; t++)
+        acc[t][0] = acc[t][1] = acc[t][2] = acc[t][3] = 0.0f;
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+    const int mi = lane >> 3, rr = lane & 7; // ldmatrix: this lane's matrix and row
+
+    for (int st = 0; st < n_st; st++) {
+        cp_async_wait<kSeqStages - 2>(); // stage st has landed (this thread's copies)
+        __syncthreads();                 // everyone's, and every warp is done with the buffer refilled below
+        if (st + kSeqStages - 1 < n_st)
+            load_stage(st + kSeqStages - 1);
+        cp_async_commit(); // one group an iteration, empty or not: the wait above counts on it
+        const bf16 *sk = smem + (st % kSeqStages) * stage_elems + h * kSeqBK * LDS;
+        const bf16 *sv = sk + kvh_n * kSeqBK * LDS;
+        // scores of the 16 keys: n-tiles of keys 0-7 and 8-15
+        float s[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
+#pragma unroll
+        for (int kk = 0; kk < DK; kk++) {
+            uint32_t b[4]; // K rows are Q.K^T's B fragments: (keys 0-7 | 8-15) x (dims kk*16 .. +7 | +8 .. +15)
+            ldsm_x4(b, sk + ((mi >> 1) * 8 + rr) * LDS + kk * 16 + (mi & 1) * 8);
+            mma_16816(s[0], qa[kk][0], qa[kk][1], qa[kk][2], qa[kk][3], b[0], b[1]);
+            mma_16816(s[1], qa[kk][0], qa[kk][1], qa[kk][2], qa[kk][3], b[2], b[3]);
+        }
+        const int kb = st * kSeqBK;
+        float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+        for (int j = 0; j < 2; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int key = kb + j * 8 + tig * 2 + (e & 1);
+                s[j][e] = key < n_keys ? s[j][e] * p.scale_log2 : -INFINITY;
+                mx[e >> 1] = fmaxf(mx[e >> 1], s[j][e]);
+            }
+        float alpha[2];
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            mx[r] = fmaxf(mx[r], __shfl_xor_sync(FULL_MASK, mx[r], 1));
+            mx[r] = fmaxf(mx[r], __shfl_xor_sync(FULL_MASK, mx[r], 2));
+            const float mn = fmaxf(m[r], mx[r]); // finite: every stage holds its first key, within the context
+            alpha[r] = exp2f(m[r] - mn);
+            m[r] = mn;
+            l[r] *= alpha[r];
+        }
+#pragma unroll
+        for (int j = 0; j < 2; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                s[j][e] = exp2f(s[j][e] - m[e >> 1]);
+                l[e >> 1] += s[j][e];
+            }
+#pragma unroll
+        for (int t = 0; t < NO; t++) {
+            acc[t][0] *= alpha[0], acc[t][1] *= alpha[0];
+            acc[t][2] *= alpha[1], acc[t][3] *= alpha[1];
+        }
+        // the probabilities as P.V's A fragment (the score n-tiles are its two k halves)
+        const uint32_t pa0 = pack2(s[0][0], s[0][1]), pa1 = pack2(s[0][2], s[0][3]);
+        const uint32_t pa2 = pack2(s[1][0], s[1][1]), pa3 = pack2(s[1][2], s[1][3]);
+#pragma unroll
+        for (int t = 0; t < NO; t += 2) {
+            uint32_t b[4]; // V rows transposed: (keys 0-7 | 8-15) x (dims 8t .. +7 | 8(t+1) .. +7)
+            ldsm_x4_t(b, sv + ((mi & 1) * 8 + rr) * LDS + (t + (mi >> 1)) * 8);
+            mma_16816(acc[t], pa0, pa1, pa2, pa3, b[0], b[1]);
+            mma_16816(acc[t + 1], pa0, pa1, pa2, pa3, b[2], b[3]);
+        }
+    }
+    cp_async_wait<0>();
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        l[r] += __shfl_xor_sync(FULL_MASK, l[r], 1);
+        l[r] += __shfl_xor_sync(FULL_MASK, l[r], 2);
+        l[r] = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
+    }
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        const int row = gid + 8 * r;
+        if (row >= group)
+            continue;
+        bf16 *o = p.out + ((int64_t)tok0 * p.heads + h * group + row) * D + tig * 2;
+#pragma unroll
+        for (int t = 0; t < NO; t++)
+            *reinterpret_cast<uint32_t *>(o + t * 8) = pack2(acc[t][2 * r] * l[r], acc[t][2 * r + 1] * l[r]);
+    }
+}
+
+template <int D> bool seq_fits(int kv_heads)
+{
+    if (cudaFuncSetAttribute(attn_seq_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             (int)seq_smem_bytes<D>(kv_heads)) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return false;
+    }
+    return true;
+}
+
+} // namespace
+
+bool attn_seq_fits(int head_dim, int kv_heads, int group, bool fp8)
+{
+    if (fp8 || kv_heads < 1 || kv_heads > kSeqMaxKvHeads || group < 1 || group > 16)
+        return false;
+    return head_dim == 128 ? seq_fits<128>(kv_heads) : head_dim == 64 ? seq_fits<64>(kv_heads) : false;
+}
+
+int attn_seq_launch(const AttnTiledParams &p, int head_dim, int64_t n_tiles, cudaStream_t stream)
+{
+    if (n_tiles <= 0 || n_tiles > 0x7fffffffLL || p.n_splits != 1 || p.kv_fp8 ||
+        !attn_seq_fits(head_dim, p.kv_heads, p.group, false))
+        return (int)cudaErrorInvalidValue;
+    const dim3 grid((unsigned)n_tiles), block((unsigned)(32 * p.kv_heads));
+    const cudaError_t e =
+        head_dim == 128
+            ? launch_pdl(attn_seq_kernel<128>, grid, block, seq_smem_bytes<128>(p.kv_heads), stream, p)
+            : launch_pdl(attn_seq_kernel<64>, grid, block, seq_smem_bytes<64>(p.kv_heads), stream, p);
+    return e != cudaSuccess ? (int)e : launch_status();
+}
+
+} // namespace ss
