@@ -47,29 +47,44 @@ template <int D> __global__ void __launch_bounds__(kSeqMaxKvHeads * 32) attn_seq
     const int per_row = kvh_n * CPR;
     const int row_off = tid / per_row, idx = tid - row_off * per_row;
     const int c_head = idx / CPR, c_ch = idx - c_head * CPR;
+    // Block sizes are powers of two in practice, where shifts replace the divisions (a thread computes 8 rows a stage).
+    const bool bs_pow2 = (bs & (bs - 1)) == 0;
+    const int bs_shift = __ffs(bs) - 1;
+    const int64_t c_off = (int64_t)c_head * D + c_ch * 8;
     auto load_stage = [&](int st) {
         bf16 *sk = smem + (st % kSeqStages) * stage_elems + (c_head * kSeqBK) * LDS + c_ch * 8;
         bf16 *sv = sk + kvh_n * kSeqBK * LDS;
         const int kb = st * kSeqBK;
+        int64_t off[kSeqBK / KPP]; // every block-table read first, then the copies
 #pragma unroll
-        for (int key = row_off; key < kSeqBK; key += KPP) {
-            const int j = kb + key;
-            const bool ok = j < n_keys;
-            int64_t off = 0;
-            if (ok)
-                off = ((int64_t)bt[j / bs] * bs + j % bs) * kv_row + c_head * D + c_ch * 8;
-            cp_async16(sk + key * LDS, p.kc + off, ok); // past the context: zeros, nothing read
-            cp_async16(sv + key * LDS, p.vc + off, ok);
+        for (int i = 0; i < kSeqBK / KPP; i++) {
+            const int j = kb + row_off + i * KPP;
+            off[i] = 0;
+            if (j < n_keys)
+                off[i] = (bs_pow2 ? ((int64_t)bt[j >> bs_shift] << bs_shift) + (j & (bs - 1))
+                                  : (int64_t)bt[j / bs] * bs + j % bs) * kv_row + c_off;
+        }
+#pragma unroll
+        for (int i = 0; i < kSeqBK / KPP; i++) {
+            const int key = row_off + i * KPP;
+            const bool ok = kb + key < n_keys;
+            cp_async16(sk + key * LDS, p.kc + off[i], ok); // past the context: zeros, nothing read
+            cp_async16(sv + key * LDS, p.vc + off[i], ok);
         }
     };
-    // The metadata above is never written by a kernel; q and this step's keys are the previous kernel's (rope + KV
-    // store): wait for it before reading either.
+    // The metadata above is never written by a kernel, nor are keys before this step's: stages that end before the
+    // step's own key (written by the previous kernel, rope + KV store) load before waiting for it; q and the rest after.
+    const int early = min(kSeqStages - 1, (n_keys - 1) / kSeqBK); // whole stages before the step's own key
+    for (int st = 0; st < early; st++) {
+        load_stage(st);
+        cp_async_commit();
+    }
     pdl_wait();
-    load_stage(0);
-    cp_async_commit();
-    if (n_st > 1)
-        load_stage(1);
-    cp_async_commit();
+    for (int st = early; st < kSeqStages - 1; st++) {
+        if (st < n_st)
+            load_stage(st);
+        cp_async_commit();
+    }
 
     // This warp's kv head: its query rows gid and gid + 8 (heads h * group + row; rows past the group are zeros).
     const int h = warp, group = p.group;
