@@ -197,6 +197,47 @@ static void test_prefill_form_rule(void **state)
 
 /* The wgmma prefill form (session 34): where the device runs it, for launches whose 128-row blocks are at least half
  * real rows. */
+/* The decode form of a CTA per sequence (session 42): decode tiles only, where the device runs it, the batch filling
+ * the GPU at short contexts; SS_ATTN_SEQ forces it on or off within what it can run. */
+static void test_seq_form_rule(void **state)
+{
+    (void)state;
+    unsetenv("SS_ATTN_SEQ");
+    int32_t tiles = 0;
+    ss_cuda_attn_args a = launch(132, 32, 256); /* 132 decode tokens, 32/8 heads of 128, context bound 256 */
+    a.q_tiles = &tiles, a.n_tiles = 256, a.max_tile_tokens = 1;
+    assert_int_equal(ss_attn_seq_form(&a), 0); /* the device does not run it */
+    a.seq_ok = 1;
+    assert_int_equal(ss_attn_seq_form(&a), 1);
+    a.n = 131; /* fewer tokens than SMs: the tiled form's key splits fill the GPU */
+    assert_int_equal(ss_attn_seq_form(&a), 0);
+    a.n = 256, a.max_seq_len = SS_ATTN_SEQ_CONTEXT + 1; /* longer contexts: the tiled form streams faster */
+    assert_int_equal(ss_attn_seq_form(&a), 0);
+    setenv("SS_ATTN_SEQ", "1", 1);
+    assert_int_equal(ss_attn_seq_form(&a), 1);
+    a.max_tile_tokens = 8; /* a verify tile (token and drafts): never, even forced */
+    assert_int_equal(ss_attn_seq_form(&a), 0);
+    a.max_tile_tokens = 1, a.kv_fp8 = 1; /* an fp8 cache */
+    assert_int_equal(ss_attn_seq_form(&a), 0);
+    a.kv_fp8 = 0, a.heads = 64, a.kv_heads = 2; /* a group of 32: more rows than its one m-tile */
+    assert_int_equal(ss_attn_seq_form(&a), 0);
+    a.heads = 64, a.kv_heads = 16; /* 16 kv heads: their stages do not fit shared memory */
+    assert_int_equal(ss_attn_seq_form(&a), 0);
+    a.kv_heads = 8, a.head_dim = 96;
+    assert_int_equal(ss_attn_seq_form(&a), 0);
+    a.head_dim = 64, a.n_short_tiles = 3; /* a step's grouped tiles (prompt chunks beside) */
+    assert_int_equal(ss_attn_seq_form(&a), 0);
+    a.n_short_tiles = 0, a.q_tiles = NULL; /* no tiles: the CUDA-core kernel */
+    assert_int_equal(ss_attn_seq_form(&a), 0);
+    a.q_tiles = &tiles;
+    assert_int_equal(ss_attn_seq_form(&a), 1);
+    setenv("SS_ATTN_SEQ", "0", 1);
+    a.max_seq_len = 128;
+    assert_int_equal(ss_attn_seq_form(&a), 0);
+    unsetenv("SS_ATTN_SEQ");
+    assert_int_equal(ss_attn_seq_form(&a), 1);
+}
+
 static void test_prefill_wg_rule(void **state)
 {
     (void)state;
@@ -239,6 +280,7 @@ static void test_prefill_wg_rule(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_seq_form_rule),
         cmocka_unit_test(test_prefill_wg_rule),
         cmocka_unit_test(test_prefill_form_rule),
         cmocka_unit_test(test_prefill_split_base),
