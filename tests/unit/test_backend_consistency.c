@@ -1109,10 +1109,12 @@ static void test_attention(void **state)
     check_attention(p, 32, 8, 128, long_batch, 5, "attention decode batch 5 ctx <= 4501, 32/8 d128");
     check_attention(p, 16, 4, 64, long_batch, 5, "attention decode batch 5 ctx <= 4501, 16/4 d64");
     /* the decode form of a CTA per sequence (forced): a sequence at position 0 (one key), contexts ending inside and
-     * on a 16-key stage, one of a single stage, long ones; the batch of 5 padded to 8 tiles (3 empty); GQA groups of
+     * on a 16-key stage (16, 32, 33 keys), one of a single stage, long ones; the first 5 padded to 8 tiles (3
+     * empty), and all 8; GQA groups of
      * 4, 8, 16 and 1, 8 / 4 / 2 / 1 kv heads, heads of 128 and 64, blocks of 16 and of 5 (the division path) */
-    static const int32_t seq_batch[][2] = {{0, 1}, {16, 1}, {159, 1}, {700, 1}, {2100, 1}};
+    static const int32_t seq_batch[][2] = {{0, 1}, {16, 1}, {159, 1}, {700, 1}, {2100, 1}, {15, 1}, {31, 1}, {32, 1}};
     check_attention_mode(p, 32, 8, 128, seq_batch, 5, 16, ATT_FORCE_SEQ, "attention decode by sequence 32/8 d128");
+    check_attention_mode(p, 32, 8, 128, seq_batch, 8, 16, ATT_FORCE_SEQ, "attention decode by sequence 32/8 d128, 8");
     check_attention_mode(p, 64, 8, 128, seq_batch, 5, 5, ATT_FORCE_SEQ, "attention decode by sequence 64/8 d128 bs5");
     check_attention_mode(p, 32, 2, 64, seq_batch, 5, 16, ATT_FORCE_SEQ, "attention decode by sequence 32/2 d64");
     check_attention_mode(p, 4, 4, 128, seq_batch, 5, 16, ATT_FORCE_SEQ, "attention decode by sequence 4/4 d128");

@@ -72,9 +72,13 @@ template <int D> __global__ void __launch_bounds__(kSeqMaxKvHeads * 32) attn_seq
             cp_async16(sv + key * LDS, p.vc + off[i], ok);
         }
     };
-    // The metadata above is never written by a kernel, nor are keys before this step's: stages that end before the
-    // step's own key (written by the previous kernel, rope + KV store) load before waiting for it; q and the rest after.
-    const int early = min(kSeqStages - 1, (n_keys - 1) / kSeqBK); // whole stages before the step's own key
+    // The metadata above is never written by a kernel, nor are this sequence's keys before its first token of the
+    // step (the previous kernel, rope + KV store, writes the step's tokens' keys): stages that end before this token's
+    // key load before waiting for it, q and the rest after. Only where this token is its sequence's first of the step
+    // (a sequence's tokens are adjacent, in order): a sequence with several one-token tiles (SS_GRAPH_TILE=1 with
+    // drafts) has keys of the step below this token's.
+    const bool first_of_seq = tok0 == 0 || p.tok_seq[tok0 - 1] != seq;
+    const int early = first_of_seq ? min(kSeqStages - 1, (n_keys - 1) / kSeqBK) : 0; // whole stages before its key
     for (int st = 0; st < early; st++) {
         load_stage(st);
         cp_async_commit();
@@ -185,10 +189,12 @@ template <int D> __global__ void __launch_bounds__(kSeqMaxKvHeads * 32) attn_seq
     }
 }
 
-template <int D> bool seq_fits(int kv_heads)
+// Sets the kernel's shared-memory bound for the most kv heads it takes (always the same value, so launches of other
+// head counts, captured in graphs or not, never change it), and says whether that fits.
+template <int D> bool seq_fits()
 {
     if (cudaFuncSetAttribute(attn_seq_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                             (int)seq_smem_bytes<D>(kv_heads)) != cudaSuccess) {
+                             (int)seq_smem_bytes<D>(kSeqMaxKvHeads)) != cudaSuccess) {
         (void)cudaGetLastError();
         return false;
     }
@@ -201,7 +207,7 @@ bool attn_seq_fits(int head_dim, int kv_heads, int group, bool fp8)
 {
     if (fp8 || kv_heads < 1 || kv_heads > kSeqMaxKvHeads || group < 1 || group > 16)
         return false;
-    return head_dim == 128 ? seq_fits<128>(kv_heads) : head_dim == 64 ? seq_fits<64>(kv_heads) : false;
+    return head_dim == 128 ? seq_fits<128>() : head_dim == 64 ? seq_fits<64>() : false;
 }
 
 int attn_seq_launch(const AttnTiledParams &p, int head_dim, int64_t n_tiles, cudaStream_t stream)
