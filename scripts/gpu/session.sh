@@ -3,7 +3,7 @@
 # trains the demo model on the last GPU in the background, and meanwhile runs the GPU checks and
 # benchmarks on the others. Every step has a deadline; the whole run stays under BUDGET seconds.
 # Results: $OUT/summary.txt, $OUT/logs.tar.xz, and $OUT/demo-*.{safetensors,json,txt} from training.
-# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize sanattn checks1 wgp s21a s21p s23m s24p fp8ck f8eng longref ctx128 mixlong s20a s20s s20t s20x s20m s20p s19a s19b s19c s19t s19g s18a s18b s18t s18p s18s s17a s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve lpab serveab spec vstep soak (default: train check bench multi sanitize)
+# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize sanattn checks1 wgp s21a s21p s23m s24p fp8ck f8eng longref ctx128 mixlong s20a s20s s20t s20x s20m s20p s19a s19b s19c s19t s19g s18a s18b s18t s18p s18s s17a s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve lpab serveab spec vstep seqform soak (default: train check bench multi sanitize)
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -1741,6 +1741,38 @@ if has vstep; then
       step "verify step $cs #$rep" 90 "bench_vstep_$vt.log" env ${ev[@]+"${ev[@]}"} "$B/tools/bench_decode" --model "$M8" \
         --device cuda --batch "$vb" --prompt "$vp" --gen "${VSTEP_GEN:-64}" --drafts "$vd" --json
       note "vstep $cs #$rep: $(grep -ho '"median_step_ms":[0-9.]*\|"tokens_fnv":"[0-9a-f]*"' "$L/bench_vstep_$vt.log" | tr '\n' ' ')"
+    done
+  done
+fi
+if has seqform; then
+  # Session 42: the decode form of a CTA per sequence (attn_decode_seq.cu) by its default rule (decode-only launches of
+  # a token per SM or more, context bounds up to 256) against SS_ATTN_SEQ=0, never run on the default path in session
+  # 42: bench_decode at batch 128 / 256 (128 + 64: bounds 256), then a server at 256 closed-loop clients, 128 in / 128
+  # out (contexts to 256), each variant SEQF_REPS times, alternating; the consistency test's attention cases first.
+  export CUDA_VISIBLE_DEVICES=0
+  step "consistency, attention cases" 120 seqform_cons.log env SS_TEST_ONLY="test_attention*" "$B/tests/test_backend_consistency"
+  [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
+  cp /work/shared/fixtures/models/e2e-llama3-tok/tokenizer.json /work/shared/fixtures/models/e2e-llama3-tok/tokenizer_config.json "$M8/"
+  for rep in $(seq 1 "${SEQF_REPS:-2}"); do
+    for v in - SS_ATTN_SEQ=0; do
+      variant "$v"
+      for bsz in 128 256; do
+        step "decode 8B batch $bsz [$v] #$rep" 60 "bench_seqf_b${bsz}_${vtag}_$rep.log" env ${ev[@]+"${ev[@]}"} "$B/tools/bench_decode" \
+          --model "$M8" --device cuda --batch $bsz --prompt 128 --gen 64 --json
+        note "seqform b$bsz [$v] #$rep: $(grep -ho '"median_step_ms":[0-9.]*\|"warm_tok_s":[0-9.]*' "$L/bench_seqf_b${bsz}_${vtag}_$rep.log" | tr '\n' ' ')"
+      done
+      env ${ev[@]+"${ev[@]}"} "$B/shardserve" serve --model "$M8" --device cuda --port 8000 --metrics-port 8002 --served-model-name m \
+        --max-batch 256 >"$L/seqf_serve_${vtag}_$rep.log" 2>&1 &
+      SPID=$!
+      wait_ready $SPID
+      if [ $ready = 1 ]; then
+        step "serve 256 clients 128/128 [$v] #$rep" 120 "bench_seqf_serve_${vtag}_$rep.log" "$B/shardserve" bench --url http://127.0.0.1:8000 \
+          --model m --num-requests 1024 --concurrency 256 --warmup 256 --input-len 128 --output-len 128 --seed 1 --json --quiet
+        note "seqform serve [$v] #$rep: $(grep -ho '"output_tokens_per_s":[0-9.]*' "$L/bench_seqf_serve_${vtag}_$rep.log" | head -1)"
+      else
+        note "FAIL  seqform serve [$v] not ready"; tail -3 "$L/seqf_serve_${vtag}_$rep.log" | tee -a "$S"
+      fi
+      kill -TERM $SPID 2>/dev/null; sleep 2; kill -9 $SPID 2>/dev/null
     done
   done
 fi
