@@ -410,15 +410,15 @@ extern "C" int ss_cuda_attention(void *stream, const ss_cuda_attn_args *a)
             launch_pdl(attn_combine_kernel, dim3((unsigned)a->n, (unsigned)a->heads), dim3(kCombineThreads), 0, s, p);
         return e != cudaSuccess ? (int)e : launch_status();
     }
-    if (tiled_wanted(a) && ss_attn_seq_form(a)) { // a CTA per sequence (attn_decode_seq.cu): no key splits
-        p.n_splits = 1;
-        AttnTiledParams t;
-        memset(&t, 0, sizeof t);
-        static_cast<AttnCommon &>(t) = p;
-        t.q_tiles = a->q_tiles;
-        return attn_seq_launch(t, D, a->n_tiles, s);
-    }
     if (tiled_wanted(a)) {
+        if (ss_attn_seq_form(a)) { // a CTA per sequence (attn_decode_seq.cu): no key splits
+            p.n_splits = 1;
+            AttnTiledParams t;
+            memset(&t, 0, sizeof t);
+            static_cast<AttnCommon &>(t) = p;
+            t.q_tiles = a->q_tiles;
+            return attn_seq_launch(t, D, a->n_tiles, s);
+        }
         const int64_t ctas = attn_tiled_ctas(D, a->n_tiles, a->max_tile_tokens, p.group, a->kv_heads);
         // decode tiles (the shape that may merge in clusters) of long contexts: ss_attn_wave_splits, no clusters
         const char *lw = getenv("SS_ATTN_LONG"); // benchmark switch: 0 = the short-context rule everywhere
