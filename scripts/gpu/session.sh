@@ -3,7 +3,7 @@
 # trains the demo model on the last GPU in the background, and meanwhile runs the GPU checks and
 # benchmarks on the others. Every step has a deadline; the whole run stays under BUDGET seconds.
 # Results: $OUT/summary.txt, $OUT/logs.tar.xz, and $OUT/demo-*.{safetensors,json,txt} from training.
-# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize sanattn checks1 wgp s21a s21p s23m s24p fp8ck f8eng longref ctx128 mixlong s20a s20s s20t s20x s20m s20p s19a s19b s19c s19t s19g s18a s18b s18t s18p s18s s17a s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve lpab serveab spec vstep seqform soak (default: train check bench multi sanitize)
+# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize sanattn checks1 wgp s21a s21p s23m s24p fp8ck f8eng longref ctx128 mixlong s20a s20s s20t s20x s20m s20p s19a s19b s19c s19t s19g s18a s18b s18t s18p s18s s17a s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve lpab serveab spec vstep seqform h100 soak (default: train check bench multi sanitize)
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -1775,6 +1775,49 @@ if has seqform; then
       kill -TERM $SPID 2>/dev/null; sleep 2; kill -9 $SPID 2>/dev/null
     done
   done
+fi
+if has h100; then
+  # Session 43: the first H100 lent since session 1. The headline numbers on the card the issues' goals name:
+  # the copy ceiling (bench_backend's first lines), batch 1 bf16 (128 + 256 and warm 128 + 128) and with fp8
+  # weights, op by op for reference, batches 8 / 32 / 128 / 256, prefill 2,048 / 467, serving at 2 requests/s
+  # (467 in / 256 out: issue 7's TTFT 20 ms / ITL 7 ms goals) and one closed-loop client (128 / 256).
+  export CUDA_VISIBLE_DEVICES=0
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv,noheader | tee -a "$S"
+  [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
+  note "gen_checkpoint llama-3-8b: $(grep -E 'GB/s' "$L/gen8b.log" | tr '\n' ' ')"
+  cp /work/shared/fixtures/models/e2e-llama3-tok/tokenizer.json /work/shared/fixtures/models/e2e-llama3-tok/tokenizer_config.json "$M8/"
+  h1() { # h1 TAG ARGS...: one bench_decode run, its JSON numbers noted
+    local tag=$1; shift
+    step "decode 8B $tag" 120 "bench_h_$tag.log" "$B/tools/bench_decode" --model "$M8" --device cuda --json "$@"
+    note "h100 $tag: $(grep -ho '"median_step_ms":[0-9.]*\|"warm_tok_s":[0-9.]*\|"decode_tok_s":[0-9.]*\|"prefill_tok_s":[0-9.]*' "$L/bench_h_$tag.log" | tr '\n' ' ')"
+  }
+  for r in 1 2; do
+    h1 "b1_256_$r" --prompt 128 --gen 256
+    h1 "b1_128_$r" --prompt 128 --gen 128
+    h1 "b1_fp8_$r" --prompt 128 --gen 128 --quantization fp8
+  done
+  h1 b1_nog --prompt 128 --gen 128 --no-graphs
+  h1 b1_512 --prompt 512 --gen 128
+  for bsz in 8 32 128 256; do h1 "b$bsz" --batch $bsz --prompt 128 --gen 64; done
+  h1 prefill2048 --prompt 2048 --gen 4
+  h1 prefill467 --prompt 467 --gen 4
+  "$B/shardserve" serve --model "$M8" --device cuda --port 8000 --metrics-port 8002 --served-model-name llama-3-8b \
+    --max-batch 256 --max-step-tokens 2048 --max-waiting 2048 >"$L/h_serve.log" 2>&1 &
+  SPID=$!
+  wait_ready $SPID
+  note "serve ready=$ready after ~$((i / 2)) s"
+  if [ $ready = 1 ]; then
+    step "serve rate 2/s, 467 in / 256 out" 80 bench_h_rate.log "$B/shardserve" bench --url http://127.0.0.1:8000 --model llama-3-8b \
+      --num-requests 60 --input-len 467 --output-len 256 --request-rate 2 --seed 1 --json --quiet
+    step "serve 1 client, 128 in / 256 out" 60 bench_h_c1.log "$B/shardserve" bench --url http://127.0.0.1:8000 --model llama-3-8b \
+      --num-requests 24 --concurrency 1 --warmup 2 --input-len 128 --output-len 256 --seed 1 --json --quiet
+    step "serve 256 clients, 128 in / 128 out" 90 bench_h_c256.log "$B/shardserve" bench --url http://127.0.0.1:8000 --model llama-3-8b \
+      --num-requests 1024 --concurrency 256 --warmup 256 --input-len 128 --output-len 128 --seed 1 --json --quiet
+    grep -h '^{' "$L"/bench_h_rate.log "$L"/bench_h_c1.log "$L"/bench_h_c256.log | tee -a "$S"
+  fi
+  kill -TERM $SPID 2>/dev/null; sleep 2; kill -9 $SPID 2>/dev/null
+  step "backend microbenchmarks (copy ceiling first)" 150 h_microbench.log "$B/tools/bench_backend"
+  head -12 "$L/h_microbench.log" | tee -a "$S"
 fi
 if has soak; then
   # Session 12: the serving soak (mixed good and bad requests, disconnects mid-stream, from threads) on the GPU,
