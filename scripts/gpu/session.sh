@@ -3,7 +3,7 @@
 # trains the demo model on the last GPU in the background, and meanwhile runs the GPU checks and
 # benchmarks on the others. Every step has a deadline; the whole run stays under BUDGET seconds.
 # Results: $OUT/summary.txt, $OUT/logs.tar.xz, and $OUT/demo-*.{safetensors,json,txt} from training.
-# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize sanattn checks1 wgp s21a s21p s23m s24p fp8ck f8eng longref ctx128 mixlong s20a s20s s20t s20x s20m s20p s19a s19b s19c s19t s19g s18a s18b s18t s18p s18s s17a s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve lpab serveab spec vstep seqform h100 soak (default: train check bench multi sanitize)
+# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize sanattn checks1 wgp s21a s21p s23m s24p fp8ck f8eng longref ctx128 mixlong s20a s20s s20t s20x s20m s20p s19a s19b s19c s19t s19g s18a s18b s18t s18p s18s s17a s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve lpab serveab spec vstep seqform h100 genv soak (default: train check bench multi sanitize)
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -267,6 +267,12 @@ fi
 if has check; then
   step "backend consistency cpu vs cuda" 150 consistency.log "$B/tests/test_backend_consistency"
   step "golden tests on cuda (bf16, tol 2e-2)" 150 golden_cuda.log env SS_TEST_DEVICE=cuda "$B/tests/test_golden"
+fi
+if has genv; then
+  # Session 43: the goldens on cuda under GENV's settings ("A=1,B=2"; default SS_ATTN_SEQ=1: every decode step's
+  # attention through the per-sequence form), real checkpoints against transformers' logits and tokens.
+  IFS=, read -ra gev <<<"${GENV:-SS_ATTN_SEQ=1}"
+  step "golden tests on cuda [${GENV:-SS_ATTN_SEQ=1}]" 150 golden_cuda_env.log env "${gev[@]}" SS_TEST_DEVICE=cuda "$B/tests/test_golden"
 fi
 if has bench; then
   wait "$GEN_PID"
