@@ -3,7 +3,7 @@
 # trains the demo model on the last GPU in the background, and meanwhile runs the GPU checks and
 # benchmarks on the others. Every step has a deadline; the whole run stays under BUDGET seconds.
 # Results: $OUT/summary.txt, $OUT/logs.tar.xz, and $OUT/demo-*.{safetensors,json,txt} from training.
-# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize sanattn checks1 wgp s21a s21p s23m s24p fp8ck f8eng longref ctx128 mixlong s20a s20s s20t s20x s20m s20p s19a s19b s19c s19t s19g s18a s18b s18t s18p s18s s17a s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve lpab serveab spec vstep seqform h100 genv soak (default: train check bench multi sanitize)
+# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize sanattn checks1 wgp s21a s21p s23m s24p fp8ck f8eng longref ctx128 mixlong s20a s20s s20t s20x s20m s20p s19a s19b s19c s19t s19g s18a s18b s18t s18p s18s s17a s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve lpab serveab spec vstep seqform h100 genv maxb soak (default: train check bench multi sanitize)
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -1824,6 +1824,30 @@ if has h100; then
   kill -TERM $SPID 2>/dev/null; sleep 2; kill -9 $SPID 2>/dev/null
   step "backend microbenchmarks (copy ceiling first)" 150 h_microbench.log "$B/tools/bench_backend"
   head -12 "$L/h_microbench.log" | tee -a "$S"
+fi
+if has maxb; then
+  # Session 43: issue 7's max-concurrency run (1000 requests of 1000 in / 1000 out, all at once) against servers of
+  # MAXB_BATCHES running sequences (--max-batch; default 256 384 512): an H100's KV cache (449k tokens) holds ~300
+  # sequences at the run's mean context, so the default 256 may leave bandwidth unused. Output tok/s, TPOT and the
+  # preemptions each.
+  export CUDA_VISIBLE_DEVICES=0
+  [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
+  cp /work/shared/fixtures/models/e2e-llama3-tok/tokenizer.json /work/shared/fixtures/models/e2e-llama3-tok/tokenizer_config.json "$M8/"
+  for mb in ${MAXB_BATCHES:-256 384 512}; do
+    "$B/shardserve" serve --model "$M8" --device cuda --port 8000 --metrics-port 8002 --served-model-name llama-3-8b \
+      --max-batch "$mb" --max-step-tokens 2048 --max-waiting 2048 >"$L/maxb_serve_$mb.log" 2>&1 &
+    SPID=$!
+    wait_ready $SPID
+    if [ $ready = 1 ]; then
+      step "max concurrency 1000 x 1000/1000, --max-batch $mb" "${MAX_T:-260}" "bench_maxb_$mb.log" "$B/shardserve" bench \
+        --url http://127.0.0.1:8000 --model llama-3-8b --num-requests 1000 --input-len 1000 --output-len 1000 --seed 1 --json --quiet
+      python3 -c 'import urllib.request; print(urllib.request.urlopen("http://127.0.0.1:8002/metrics", timeout=5).read().decode())' >"$L/maxb_metrics_$mb.txt" 2>&1
+      note "maxb $mb: $(grep -ho '"output_tokens_per_s":[0-9.]*' "$L/bench_maxb_$mb.log" | head -1) tpot $(grep -o '"tpot_ms":{[^}]*}' "$L/bench_maxb_$mb.log" | grep -o '"p50":[0-9.]*') $(grep -E '^shardserve_(preemptions|prefix_cache_hits)_total' "$L/maxb_metrics_$mb.txt" | sed 's/{[^}]*}//' | tr '\n' ' ')"
+    else
+      note "FAIL  maxb $mb: server not ready"; tail -3 "$L/maxb_serve_$mb.log" | tee -a "$S"
+    fi
+    kill -TERM $SPID 2>/dev/null; sleep 2; kill -9 $SPID 2>/dev/null
+  done
 fi
 if has soak; then
   # Session 12: the serving soak (mixed good and bad requests, disconnects mid-stream, from threads) on the GPU,
