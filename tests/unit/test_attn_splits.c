@@ -209,8 +209,15 @@ static void test_seq_form_rule(void **state)
     assert_int_equal(ss_attn_seq_form(&a), 0); /* the device does not run it */
     a.seq_ok = 1;
     assert_int_equal(ss_attn_seq_form(&a), 1);
-    a.n = 131; /* fewer tokens than SMs: the tiled form's key splits fill the GPU */
+    a.n = 75; /* from 9/16 of a token per SM (75 of 132) */
+    assert_int_equal(ss_attn_seq_form(&a), 1);
+    a.n = 74; /* fewer: the tiled form's key splits fill the GPU better */
     assert_int_equal(ss_attn_seq_form(&a), 0);
+    a.sm_count = 78, a.n = 44; /* the bound scales with the SMs: 43.9 on 78 */
+    assert_int_equal(ss_attn_seq_form(&a), 1);
+    a.n = 43;
+    assert_int_equal(ss_attn_seq_form(&a), 0);
+    a.sm_count = 132;
     a.n = 256, a.max_seq_len = SS_ATTN_SEQ_CONTEXT + 1; /* longer contexts: the tiled form streams faster */
     assert_int_equal(ss_attn_seq_form(&a), 0);
     setenv("SS_ATTN_SEQ", "1", 1);

@@ -145,5 +145,7 @@ int ss_attn_seq_form(const ss_cuda_attn_args *a)
     if (sw)
         return sw[0] == '1';
     const int64_t sms = a->sm_count > 0 ? a->sm_count : 132;
-    return a->n >= sms && a->max_seq_len <= SS_ATTN_SEQ_CONTEXT;
+    /* the crossover, 8B at 128-token prompts (sessions 43-44): one H200 at batch 64 / 72 / 80 / 96 +3.4 / +0.1 /
+     * -0.7 / -1.7% a step, one H100 at 64 / 80 / 96 +0.9 / -1.1 / -1.8%; so from 9/16 of a token per SM (75 of 132) */
+    return a->n * 16 >= sms * SS_ATTN_SEQ_SIXTEENTHS_PER_SM && a->max_seq_len <= SS_ATTN_SEQ_CONTEXT;
 }

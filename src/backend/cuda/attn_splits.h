@@ -17,6 +17,7 @@
 #define SS_ATTN_MT2_CONTEXT 4096 /* ss_attn_prefill_mt2 */
 #define SS_ATTN_MT2_CONTEXT_FP8 2048 /* ss_attn_prefill_mt2, an fp8 cache */
 #define SS_ATTN_SEQ_CONTEXT 256 /* ss_attn_seq_form: the longest context bound it takes by default */
+#define SS_ATTN_SEQ_SIXTEENTHS_PER_SM 9 /* ss_attn_seq_form: decode tokens per SM it takes from, in sixteenths */
 #define SS_ATTN_WG_ROWS 128 /* rows of a block of the wgmma prefill form (attn_wgmma.cu) */
 
 #ifdef __cplusplus
@@ -63,11 +64,12 @@ int ss_attn_prefill_mt2(const ss_cuda_attn_args *a);
 int ss_attn_prefill_wg(const ss_cuda_attn_args *a);
 /* 1 when a launch takes the decode form of a CTA per sequence (attn_decode_seq.cu): where the device runs it
  * (a->seq_ok, bf16 cache), every tile one decode token (a->max_tile_tokens 1, no groups), at most 8 kv heads and
- * groups of at most 16; and by default where the tokens alone fill the GPU (a->n >= a->sm_count) at contexts up to
- * SS_ATTN_SEQ_CONTEXT (the bound a->max_seq_len; a graph step's is a power of two, at least 256). One H200, 8B
- * (session 42): batch 128 / 256 at 128-token prompts a step 4.0% / 2.8% faster (the kernel 31.8 against 38.4 us at
- * batch 128); at 512 even; at 1,024 and 2,048 6-8% slower (its one CTA a SM streams ~21 GB/s, the 64-key form's
- * waves more). Reads the benchmark switch SS_ATTN_SEQ (0: never, 1: wherever it runs). */
+ * groups of at most 16; and by default from 9/16 of a decode token per SM (a->n * 16 >= a->sm_count * 9: 75 tokens on
+ * 132 SMs) at contexts up to SS_ATTN_SEQ_CONTEXT (the bound a->max_seq_len; a graph step's is a power of two, at least
+ * 256). One H200, 8B (session 42): batch 128 / 256 at 128-token prompts a step 4.0% / 2.8% faster (the kernel 31.8
+ * against 38.4 us at batch 128); at 512 even; at 1,024 and 2,048 6-8% slower (its one CTA a SM streams ~21 GB/s, the
+ * 64-key form's waves more). Below the bound the 64-key form's key splits fill the GPU better (attn_splits.c has the
+ * crossover's numbers). Reads the benchmark switch SS_ATTN_SEQ (0: never, 1: wherever it runs). */
 int ss_attn_seq_form(const ss_cuda_attn_args *a);
 #ifdef __cplusplus
 }
