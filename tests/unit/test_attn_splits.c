@@ -245,6 +245,33 @@ static void test_seq_form_rule(void **state)
     assert_int_equal(ss_attn_seq_form(&a), 1);
 }
 
+/* The CTAs a token's kv heads take in that form: two below a token per SM, else one; forced by SS_ATTN_SEQ_PARTS,
+ * two only where the kv heads divide by 2. */
+static void test_seq_head_parts(void **state)
+{
+    (void)state;
+    unsetenv("SS_ATTN_SEQ_PARTS");
+    ss_cuda_attn_args a = launch(131, 32, 256); /* 8 kv heads, 131 tokens on 132 SMs */
+    assert_int_equal(ss_attn_seq_head_parts(&a), 2);
+    a.n = 132; /* a token per SM: one CTA each */
+    assert_int_equal(ss_attn_seq_head_parts(&a), 1);
+    setenv("SS_ATTN_SEQ_PARTS", "2", 1);
+    assert_int_equal(ss_attn_seq_head_parts(&a), 2);
+    a.heads = 8, a.kv_heads = 1; /* one kv head: cannot split */
+    assert_int_equal(ss_attn_seq_head_parts(&a), 1);
+    a.heads = 12, a.kv_heads = 3;
+    assert_int_equal(ss_attn_seq_head_parts(&a), 1);
+    a.heads = 8, a.kv_heads = 2;
+    assert_int_equal(ss_attn_seq_head_parts(&a), 2);
+    setenv("SS_ATTN_SEQ_PARTS", "1", 1);
+    a.n = 64;
+    assert_int_equal(ss_attn_seq_head_parts(&a), 1);
+    unsetenv("SS_ATTN_SEQ_PARTS");
+    assert_int_equal(ss_attn_seq_head_parts(&a), 2);
+    a.heads = 8, a.kv_heads = 1; /* by default too */
+    assert_int_equal(ss_attn_seq_head_parts(&a), 1);
+}
+
 static void test_prefill_wg_rule(void **state)
 {
     (void)state;
@@ -288,6 +315,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_seq_form_rule),
+        cmocka_unit_test(test_seq_head_parts),
         cmocka_unit_test(test_prefill_wg_rule),
         cmocka_unit_test(test_prefill_form_rule),
         cmocka_unit_test(test_prefill_split_base),

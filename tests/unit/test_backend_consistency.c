@@ -916,7 +916,8 @@ typedef enum att_mode {
     ATT_FORCE_WG,  /* the prefill form on wgmma (where the GPU runs it) */
     ATT_GRAPH8,    /* a graph step's tiles (ss_step_tiles): runs of at most 8 tokens, the count padded to a power of 2 */
     ATT_GRAPH4,    /* ... of at most 4 tokens */
-    ATT_FORCE_SEQ  /* the decode form of a CTA per sequence, on a graph step's tiles (decode batches only) */
+    ATT_FORCE_SEQ, /* the decode form of a CTA per sequence, on a graph step's tiles (decode batches only) */
+    ATT_FORCE_SEQ2 /* ... its kv heads split over two CTAs (SS_ATTN_SEQ_PARTS=2, with SS_ATTN_SEQ=1) */
 } att_mode;
 
 /* The launcher's switch and value that force each mode's kernel on the GPU side (env NULL: the launcher's choice). */
@@ -934,6 +935,7 @@ static const struct {
     [ATT_GRAPH8] = {NULL, NULL},
     [ATT_GRAPH4] = {NULL, NULL},
     [ATT_FORCE_SEQ] = {"SS_ATTN_SEQ", "1"},
+    [ATT_FORCE_SEQ2] = {"SS_ATTN_SEQ_PARTS", "2"},
 };
 
 /* A mixed batch: sequences with (first position, token count). Each sequence owns just the blocks
@@ -979,7 +981,8 @@ static void check_attention_kv(pair *p, int32_t heads, int32_t kv, int32_t hd, c
     /* the forward pass's tiles: runs of up to SS_ATTN_TILE_MAX tokens, or a graph step's (runs of up to 8 or 4, the
      * count padded with empty tiles) */
     ss_step_tiles_info ti;
-    const int graph = mode == ATT_GRAPH8 || mode == ATT_GRAPH4 || mode == ATT_FORCE_SEQ;
+    const int seq_mode = mode == ATT_FORCE_SEQ || mode == ATT_FORCE_SEQ2;
+    const int graph = mode == ATT_GRAPH8 || mode == ATT_GRAPH4 || seq_mode;
     ss_step_tiles(tok_seq, tok_pos, n, n, mode == ATT_GRAPH8 ? 8 : mode == ATT_GRAPH4 ? 4 : SS_ATTN_TILE_MAX, graph,
                   tiles, &ti);
     const int32_t n_tiles = ti.n_tiles, max_tile = ti.max_tile_tokens;
@@ -1023,17 +1026,21 @@ static void check_attention_kv(pair *p, int32_t heads, int32_t kv, int32_t hd, c
             /* an H100 / H200 with a bf16 cache and heads of 128 must have it (else the forced cases test nothing) */
             assert_true(fp8 || hd != 128 || !strstr(p->gpu->desc, "sm_90"));
         }
-        if (i == 1 && mode == ATT_FORCE_SEQ) { /* an H100 / H200 runs it (else the forced cases test nothing) */
+        if (i == 1 && seq_mode) { /* an H100 / H200 runs it (else the forced cases test nothing) */
             assert_int_equal(ti.max_tile_tokens, 1);
             assert_true(fp8 || ss_cuda_attn_seq_ok(hd, 0) || !strstr(p->gpu->desc, "sm_90"));
         }
 #endif
         if (force)
             setenv(force_env, kAttForce[mode].value, 1);
+        if (force && mode == ATT_FORCE_SEQ2)
+            setenv("SS_ATTN_SEQ", "1", 1);
         ss_status st = b->iface->attention(b->ctx, out[i], bufs[i][0], q_stride, bufs[i][1], bufs[i][2], &meta, n,
                                            heads, kv, hd, 1.0f / sqrtf((float)hd));
         if (force)
             unsetenv(force_env);
+        if (force && mode == ATT_FORCE_SEQ2)
+            unsetenv("SS_ATTN_SEQ");
         assert_int_equal(st, SS_OK);
         assert_int_equal(b->iface->sync(b->ctx), SS_OK); /* expect_close reads through the other backends */
     }
@@ -1120,6 +1127,12 @@ static void test_attention(void **state)
     check_attention_mode(p, 4, 4, 128, seq_batch, 5, 16, ATT_FORCE_SEQ, "attention decode by sequence 4/4 d128");
     check_attention_mode(p, 8, 1, 64, seq_batch, 5, 7, ATT_FORCE_SEQ, "attention decode by sequence 8/1 d64 bs7");
     check_attention_mode(p, 16, 4, 128, seq_batch + 1, 2, 16, ATT_FORCE_SEQ, "attention decode by sequence 16/4, 2");
+    /* the same form with a token's kv heads over two CTAs (odd kv head counts: one CTA, as the launcher falls back) */
+    check_attention_mode(p, 32, 8, 128, seq_batch, 5, 16, ATT_FORCE_SEQ2, "attention by sequence 32/8 d128, 2 parts");
+    check_attention_mode(p, 32, 8, 128, seq_batch, 8, 16, ATT_FORCE_SEQ2, "attention by sequence 32/8, 8, 2 parts");
+    check_attention_mode(p, 64, 8, 128, seq_batch, 5, 5, ATT_FORCE_SEQ2, "attention by sequence 64/8 bs5, 2 parts");
+    check_attention_mode(p, 32, 2, 64, seq_batch, 5, 16, ATT_FORCE_SEQ2, "attention by sequence 32/2 d64, 2 parts");
+    check_attention_mode(p, 8, 1, 64, seq_batch, 5, 7, ATT_FORCE_SEQ2, "attention by sequence 8/1 d64, 2 parts");
 }
 
 /* n decode sequences (one token each) at contexts spread quadratically over 1..max_ctx: mostly short, a few

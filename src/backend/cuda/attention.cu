@@ -417,7 +417,7 @@ extern "C" int ss_cuda_attention(void *stream, const ss_cuda_attn_args *a)
             memset(&t, 0, sizeof t);
             static_cast<AttnCommon &>(t) = p;
             t.q_tiles = a->q_tiles;
-            return attn_seq_launch(t, D, a->n_tiles, s);
+            return attn_seq_launch(t, D, a->n_tiles, ss_attn_seq_head_parts(a), s);
         }
         const int64_t ctas = attn_tiled_ctas(D, a->n_tiles, a->max_tile_tokens, p.group, a->kv_heads);
         // decode tiles (the shape that may merge in clusters) of long contexts: ss_attn_wave_splits, no clusters

@@ -1,7 +1,7 @@
-// attn_decode_seq.cu — decode attention with one CTA per sequence, for large decode batches at short contexts: its
-// warps are the kv heads, and every stage brings 16 keys of all of them at once (one key's K/V rows of every head are
-// contiguous in the cache), so a CTA streams its sequence in whole rows and pays its fixed costs once, not once per
-// head. A warp owns its kv head's query rows (the GQA group, one m-tile of 16) and runs flash-attention-2 on the
+// attn_decode_seq.cu — decode attention with one CTA per sequence (or two, each half of its kv heads), for large
+// decode batches at short contexts: its warps are the kv heads, and every stage brings 16 keys of all of them at once
+// (one key's K/V rows of every head are contiguous in the cache), so a CTA streams its sequence in whole rows and pays
+// its fixed costs once, not once per head. A warp owns its kv head's query rows (the GQA group, one m-tile of 16) and runs flash-attention-2 on the
 // tensor cores (mma.sync m16n8k16, f32 accumulation, online softmax in the log2 domain) over three stages of
 // cp.async (two in flight while one is read). No key splits: the launcher picks it only where the sequences alone
 // fill the GPU (attn_splits.c, ss_attn_seq_form). bf16 caches, heads of 64 or 128, at most 8 kv heads (shared memory).
@@ -22,16 +22,18 @@ template <int D> constexpr size_t seq_smem_bytes(int kv_heads)
     return (size_t)kSeqStages * 2 * kv_heads * kSeqBK * (D + 8) * sizeof(bf16);
 }
 
-// Grid: one CTA per query tile (a decode token; empty padding tiles return at once). Block: 32 x kv_heads threads.
-// Shared memory: kSeqStages stages of [K | V][kv head][key][D + 8] (the 16-byte pad puts the 8 rows an ldmatrix
-// reads in distinct banks).
+// Grid: one CTA per query tile (a decode token; empty padding tiles return at once) and part of its kv heads (y: the
+// heads split over gridDim.y CTAs, which then share an SM's shared memory). Block: 32 threads per kv head of its part.
+// Shared memory: kSeqStages stages of [K | V][kv head of the part][key][D + 8] (the 16-byte pad puts the 8 rows an
+// ldmatrix reads in distinct banks).
 template <int D> __global__ void __launch_bounds__(kSeqMaxKvHeads * 32) attn_seq_kernel(const AttnTiledParams p)
 {
     constexpr int LDS = D + 8, CPR = D / 8, DK = D / 16, NO = D / 8;
     constexpr int KPP = 32 / CPR; // key rows one pass of the block loads (its kv_heads * CPR threads a row)
     extern __shared__ uint4 smem_u4[];
     bf16 *const smem = reinterpret_cast<bf16 *>(smem_u4);
-    const int kvh_n = p.kv_heads, tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int kvh_n = p.kv_heads / (int)gridDim.y, head0 = (int)blockIdx.y * kvh_n; // this CTA's part of the heads
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int gid = lane >> 2, tig = lane & 3;
     if (p.q_tiles[2 * blockIdx.x + 1] == 0)
         return; // an empty padding tile (uniform exit)
@@ -41,16 +43,16 @@ template <int D> __global__ void __launch_bounds__(kSeqMaxKvHeads * 32) attn_seq
     const int n_st = (n_keys + kSeqBK - 1) / kSeqBK;
     const int32_t *bt = p.block_tables + (int64_t)seq * p.max_blocks;
     const int bs = p.block_size;
-    const int64_t kv_row = (int64_t)kvh_n * D;
+    const int64_t kv_row = (int64_t)p.kv_heads * D;
     const int stage_elems = 2 * kvh_n * kSeqBK * LDS;
-    // This thread's 16-byte chunk of a key's row (all kv heads: contiguous), and the first of its rows in a stage.
+    // This thread's 16-byte chunk of a key's row (the part's heads: contiguous), and its first row in a stage.
     const int per_row = kvh_n * CPR;
     const int row_off = tid / per_row, idx = tid - row_off * per_row;
     const int c_head = idx / CPR, c_ch = idx - c_head * CPR;
     // Block sizes are powers of two in practice, where shifts replace the divisions (a thread computes 8 rows a stage).
     const bool bs_pow2 = (bs & (bs - 1)) == 0;
     const int bs_shift = __ffs(bs) - 1;
-    const int64_t c_off = (int64_t)c_head * D + c_ch * 8;
+    const int64_t c_off = (int64_t)(head0 + c_head) * D + c_ch * 8;
     auto load_stage = [&](int st) {
         bf16 *sk = smem + (st % kSeqStages) * stage_elems + (c_head * kSeqBK) * LDS + c_ch * 8;
         bf16 *sv = sk + kvh_n * kSeqBK * LDS;
@@ -91,7 +93,7 @@ template <int D> __global__ void __launch_bounds__(kSeqMaxKvHeads * 32) attn_seq
     }
 
     // This warp's kv head: its query rows gid and gid + 8 (heads h * group + row; rows past the group are zeros).
-    const int h = warp, group = p.group;
+    const int h = head0 + warp, group = p.group;
     const bf16 *q0 = p.q + (int64_t)tok0 * p.q_stride + (int64_t)h * group * D;
     uint32_t qa[DK][4];
 #pragma unroll
@@ -116,7 +118,7 @@ template <int D> __global__ void __launch_bounds__(kSeqMaxKvHeads * 32) attn_seq
         if (st + kSeqStages - 1 < n_st)
             load_stage(st + kSeqStages - 1);
         cp_async_commit(); // one group an iteration, empty or not: the wait above counts on it
-        const bf16 *sk = smem + (st % kSeqStages) * stage_elems + h * kSeqBK * LDS;
+        const bf16 *sk = smem + (st % kSeqStages) * stage_elems + warp * kSeqBK * LDS;
         const bf16 *sv = sk + kvh_n * kSeqBK * LDS;
         // scores of the 16 keys: n-tiles of keys 0-7 and 8-15
         float s[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
@@ -210,16 +212,16 @@ bool attn_seq_fits(int head_dim, int kv_heads, int group, bool fp8)
     return head_dim == 128 ? seq_fits<128>() : head_dim == 64 ? seq_fits<64>() : false;
 }
 
-int attn_seq_launch(const AttnTiledParams &p, int head_dim, int64_t n_tiles, cudaStream_t stream)
+int attn_seq_launch(const AttnTiledParams &p, int head_dim, int64_t n_tiles, int head_parts, cudaStream_t stream)
 {
-    if (n_tiles <= 0 || n_tiles > 0x7fffffffLL || p.n_splits != 1 || p.kv_fp8 ||
-        !attn_seq_fits(head_dim, p.kv_heads, p.group, false))
+    if (n_tiles <= 0 || n_tiles > 0x7fffffffLL || p.n_splits != 1 || p.kv_fp8 || head_parts < 1 ||
+        p.kv_heads % head_parts != 0 || !attn_seq_fits(head_dim, p.kv_heads, p.group, false))
         return (int)cudaErrorInvalidValue;
-    const dim3 grid((unsigned)n_tiles), block((unsigned)(32 * p.kv_heads));
+    const int part = p.kv_heads / head_parts;
+    const dim3 grid((unsigned)n_tiles, (unsigned)head_parts), block((unsigned)(32 * part));
     const cudaError_t e =
-        head_dim == 128
-            ? launch_pdl(attn_seq_kernel<128>, grid, block, seq_smem_bytes<128>(p.kv_heads), stream, p)
-            : launch_pdl(attn_seq_kernel<64>, grid, block, seq_smem_bytes<64>(p.kv_heads), stream, p);
+        head_dim == 128 ? launch_pdl(attn_seq_kernel<128>, grid, block, seq_smem_bytes<128>(part), stream, p)
+                        : launch_pdl(attn_seq_kernel<64>, grid, block, seq_smem_bytes<64>(part), stream, p);
     return e != cudaSuccess ? (int)e : launch_status();
 }
 

@@ -149,3 +149,13 @@ int ss_attn_seq_form(const ss_cuda_attn_args *a)
      * -0.7 / -1.7% a step, one H100 at 64 / 80 / 96 +0.9 / -1.1 / -1.8%; so from 9/16 of a token per SM (75 of 132) */
     return a->n * 16 >= sms * SS_ATTN_SEQ_SIXTEENTHS_PER_SM && a->max_seq_len <= SS_ATTN_SEQ_CONTEXT;
 }
+
+int ss_attn_seq_head_parts(const ss_cuda_attn_args *a)
+{
+    const char *sw = getenv("SS_ATTN_SEQ_PARTS"); /* benchmark switch: 1 or 2 (where the kv heads divide) */
+    const int64_t sms = a->sm_count > 0 ? a->sm_count : 132;
+    /* one H200, 8B, a step at 128-token prompts (session 44): two parts against one at batch 72 / 96 / 128 -1.2 /
+     * -1.2 / -0.9% (fewer tokens than SMs: a CTA each leaves SMs idle), at 256 even */
+    const int want = sw && (sw[0] == '1' || sw[0] == '2') ? sw[0] - '0' : a->n < sms ? 2 : 1;
+    return a->kv_heads > 0 && a->kv_heads % want == 0 ? want : 1;
+}

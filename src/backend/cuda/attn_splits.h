@@ -71,6 +71,10 @@ int ss_attn_prefill_wg(const ss_cuda_attn_args *a);
  * 64-key form's waves more). Below the bound the 64-key form's key splits fill the GPU better (attn_splits.c has the
  * crossover's numbers). Reads the benchmark switch SS_ATTN_SEQ (0: never, 1: wherever it runs). */
 int ss_attn_seq_form(const ss_cuda_attn_args *a);
+/* The CTAs a token's kv heads are split over in that form (1 or 2; 2 only where the kv heads divide by 2): 2 where
+ * the tokens are fewer than the SMs (a->n < a->sm_count: then a CTA a token leaves SMs idle; two CTAs of half the
+ * shared memory each fit an SM), else 1. Reads the benchmark switch SS_ATTN_SEQ_PARTS (1 or 2). */
+int ss_attn_seq_head_parts(const ss_cuda_attn_args *a);
 #ifdef __cplusplus
 }
 #endif

@@ -154,12 +154,13 @@ int64_t attn_tiled_ctas(int head_dim, int64_t n_tiles, int max_tile_tokens, int 
 int attn_tiled_launch(const AttnTiledParams &p, int head_dim, int64_t n_tiles, int max_tile_tokens,
                       cudaStream_t stream, bool *merged);
 
-// attn_decode_seq.cu's form: one CTA per decode token (its sequence), all kv heads of it. Whether it runs here for
+// attn_decode_seq.cu's form: one CTA per decode token (its sequence) and part of its kv heads. Whether it runs here for
 // these shapes (a bf16 cache, heads of 64 or 128, at most 8 kv heads, groups of at most 16, its shared memory for 8
 // kv heads fits): a runtime query, ask once.
 bool attn_seq_fits(int head_dim, int kv_heads, int group, bool fp8);
 // Enqueues it over n_tiles query tiles of one token each (empty padding tiles allowed), without key splits
-// (p.n_splits must be 1). Returns the cudaError_t of the launch as an int.
-int attn_seq_launch(const AttnTiledParams &p, int head_dim, int64_t n_tiles, cudaStream_t stream);
+// (p.n_splits must be 1), each token's kv heads split over head_parts CTAs (a divisor of p.kv_heads: 1 = all in one).
+// Returns the cudaError_t of the launch as an int.
+int attn_seq_launch(const AttnTiledParams &p, int head_dim, int64_t n_tiles, int head_parts, cudaStream_t stream);
 
 } // namespace ss
