@@ -1833,15 +1833,16 @@ if has maxb; then
   export CUDA_VISIBLE_DEVICES=0
   [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
   cp /work/shared/fixtures/models/e2e-llama3-tok/tokenizer.json /work/shared/fixtures/models/e2e-llama3-tok/tokenizer_config.json "$M8/"
-  # A case "BATCH:BLOCKS" (session 44) also caps the KV cache (--num-kv-blocks; an H100's was 28,068 blocks of 16).
+  # A case "BATCH:BLOCKS" (session 44) also caps the KV cache (--num-kv-blocks; an H100's was 28,068 blocks of 16);
+  # "BATCH:BLOCKS:DTYPE" (session 45) sets --kv-cache-dtype too (an H100's bytes in fp8: 56,136 blocks).
   for mcase in ${MAXB_BATCHES:-256 384 512}; do
-    IFS=: read -r mbatch mblocks <<<"$mcase"; mb=${mbatch}${mblocks:+_kv$mblocks}
+    IFS=: read -r mbatch mblocks mkv <<<"$mcase"; mb=${mbatch}${mblocks:+_kv$mblocks}${mkv:+_$mkv}
     "$B/shardserve" serve --model "$M8" --device cuda --port 8000 --metrics-port 8002 --served-model-name llama-3-8b \
-      --max-batch "$mbatch" ${mblocks:+--num-kv-blocks "$mblocks"} --max-step-tokens 2048 --max-waiting 2048 >"$L/maxb_serve_$mb.log" 2>&1 &
+      --max-batch "$mbatch" ${mblocks:+--num-kv-blocks "$mblocks"} ${mkv:+--kv-cache-dtype "$mkv"} --max-step-tokens 2048 --max-waiting 2048 >"$L/maxb_serve_$mb.log" 2>&1 &
     SPID=$!
     wait_ready $SPID
     if [ $ready = 1 ]; then
-      step "max concurrency 1000 x 1000/1000, --max-batch $mbatch${mblocks:+ --num-kv-blocks $mblocks}" "${MAX_T:-260}" "bench_maxb_$mb.log" "$B/shardserve" bench \
+      step "max concurrency 1000 x 1000/1000, --max-batch $mbatch${mblocks:+ --num-kv-blocks $mblocks}${mkv:+ --kv-cache-dtype $mkv}" "${MAX_T:-260}" "bench_maxb_$mb.log" "$B/shardserve" bench \
         --url http://127.0.0.1:8000 --model llama-3-8b --num-requests 1000 --input-len 1000 --output-len 1000 --seed 1 --json --quiet
       python3 -c 'import urllib.request; print(urllib.request.urlopen("http://127.0.0.1:8002/metrics", timeout=5).read().decode())' >"$L/maxb_metrics_$mb.txt" 2>&1
       note "maxb $mb: $(grep -ho '"output_tokens_per_s":[0-9.]*' "$L/bench_maxb_$mb.log" | head -1) tpot $(grep -o '"tpot_ms":{[^}]*}' "$L/bench_maxb_$mb.log" | grep -o '"p50":[0-9.]*') $(grep -E '^shardserve_(preemptions|prefix_cache_hits)_total' "$L/maxb_metrics_$mb.txt" | sed 's/{[^}]*}//' | tr '\n' ' ')"
