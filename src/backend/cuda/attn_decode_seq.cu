@@ -1,10 +1,11 @@
 // attn_decode_seq.cu — decode attention with one CTA per sequence (or two, each half of its kv heads), for large
 // decode batches at short contexts: its warps are the kv heads, and every stage brings 16 keys of all of them at once
 // (one key's K/V rows of every head are contiguous in the cache), so a CTA streams its sequence in whole rows and pays
-// its fixed costs once, not once per head. A warp owns its kv head's query rows (the GQA group, one m-tile of 16) and runs flash-attention-2 on the
-// tensor cores (mma.sync m16n8k16, f32 accumulation, online softmax in the log2 domain) over three stages of
-// cp.async (two in flight while one is read). No key splits: the launcher picks it only where the sequences alone
-// fill the GPU (attn_splits.c, ss_attn_seq_form). bf16 caches, heads of 64 or 128, at most 8 kv heads (shared memory).
+// its fixed costs once, not once per head. A warp owns its kv head's query rows (the GQA group, one m-tile of 16) and
+// runs flash-attention-2 on the tensor cores (mma.sync m16n8k16, f32 accumulation, online softmax in the log2 domain)
+// over three stages of cp.async (two in flight while one is read). No key splits: the launcher picks it only where the
+// sequences alone fill the GPU (attn_splits.c, ss_attn_seq_form). bf16 caches, heads of 64 or 128, at most 8 kv heads
+// (shared memory).
 #include "backend/cuda/attn_tiled.cuh"
 #include "backend/cuda/cp_async.cuh"
 
