@@ -7,6 +7,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The launch's SM count (an H200's / H100's 132 where the device did not say). */
+static int64_t sms_of(const ss_cuda_attn_args *a)
+{
+    return a->sm_count > 0 ? a->sm_count : 132;
+}
+
 /* The most splits the workspace holds for this launch's rows. */
 static int64_t splits_cap(const ss_cuda_attn_args *a)
 {
@@ -19,7 +25,7 @@ static int64_t splits_cap(const ss_cuda_attn_args *a)
  * at 128 gained from 64-key cluster splits (235 vs 231 tok/s). */
 int64_t ss_attn_pick_splits(const ss_cuda_attn_args *a, int64_t base, int64_t cluster_max)
 {
-    const int64_t target = 2LL * (a->sm_count > 0 ? a->sm_count : 132);
+    const int64_t target = 2LL * sms_of(a);
     const char *mk = getenv("SS_ATTN_SPLIT_KEYS"); /* benchmark switch: the least keys per split */
     int64_t mk_env = mk ? strtol(mk, NULL, 10) : 0;
     if (mk_env > (1 << 30))
@@ -51,7 +57,7 @@ int64_t ss_attn_pick_splits(const ss_cuda_attn_args *a, int64_t base, int64_t cl
 
 int64_t ss_attn_prefill_split_base(const ss_cuda_attn_args *a, int64_t ctas, int64_t n_tiles)
 {
-    const int64_t target = 2LL * (a->sm_count > 0 ? a->sm_count : 132);
+    const int64_t target = 2LL * sms_of(a);
     const char *vb = getenv("SS_ATTN_VERIFY_BASE"); /* benchmark switch: tile = as before session 40 */
     const int chunk = a->max_tile_tokens >= SS_ATTN_LONG_TILE || (vb && strcmp(vb, "tile") == 0);
     return ctas < target && n_tiles > 1 && chunk ? ctas / n_tiles : ctas;
@@ -73,8 +79,7 @@ static int64_t wave_cost(int64_t base, int64_t slots, int64_t tiles, int64_t s)
  * at 2048: 3 splits 6,457 against 5,771; batch 1 unchanged. */
 int64_t ss_attn_wave_splits(const ss_cuda_attn_args *a, int64_t base)
 {
-    const int64_t slots = (int64_t)(a->decode_ctas_per_sm > 0 ? a->decode_ctas_per_sm : 2) *
-                          (a->sm_count > 0 ? a->sm_count : 132);
+    const int64_t slots = (int64_t)(a->decode_ctas_per_sm > 0 ? a->decode_ctas_per_sm : 2) * sms_of(a);
     int64_t smax = a->max_seq_len / SS_ATTN_MIN_KEYS_PER_SPLIT;
     const int64_t cap = splits_cap(a);
     if (smax > cap)
@@ -101,7 +106,7 @@ int ss_attn_short_tiles(const ss_cuda_attn_args *a, int64_t ctas)
     const char *sw = getenv("SS_ATTN_SHORT"); /* benchmark switch: 0 = never, 1 = every decode launch */
     if (sw)
         return sw[0] == '1';
-    const int64_t sms = a->sm_count > 0 ? a->sm_count : 132;
+    const int64_t sms = sms_of(a);
     return a->decode_ctas_per_sm > 0 && a->decode_short_ctas_per_sm > 0 && ctas > a->decode_ctas_per_sm * sms &&
            ctas <= a->decode_short_ctas_per_sm * sms;
 }
@@ -144,7 +149,7 @@ int ss_attn_seq_form(const ss_cuda_attn_args *a)
         return 0;
     if (sw)
         return sw[0] == '1';
-    const int64_t sms = a->sm_count > 0 ? a->sm_count : 132;
+    const int64_t sms = sms_of(a);
     /* the crossover, 8B at 128-token prompts (sessions 43-44): one H200 at batch 64 / 72 / 80 / 96 +3.4 / +0.1 /
      * -0.7 / -1.7% a step, one H100 at 64 / 80 / 96 +0.9 / -1.1 / -1.8%; so from 9/16 of a token per SM (75 of 132) */
     return a->n * 16 >= sms * SS_ATTN_SEQ_SIXTEENTHS_PER_SM && a->max_seq_len <= SS_ATTN_SEQ_CONTEXT;
@@ -153,7 +158,7 @@ int ss_attn_seq_form(const ss_cuda_attn_args *a)
 int ss_attn_seq_head_parts(const ss_cuda_attn_args *a)
 {
     const char *sw = getenv("SS_ATTN_SEQ_PARTS"); /* benchmark switch: 1 or 2 (where the kv heads divide) */
-    const int64_t sms = a->sm_count > 0 ? a->sm_count : 132;
+    const int64_t sms = sms_of(a);
     /* one H200, 8B, a step at 128-token prompts (session 44): two parts against one at batch 72 / 96 / 128 -1.2 /
      * -1.2 / -0.9% (fewer tokens than SMs: a CTA each leaves SMs idle), at 256 even */
     const int want = sw && (sw[0] == '1' || sw[0] == '2') ? sw[0] - '0' : a->n < sms ? 2 : 1;
