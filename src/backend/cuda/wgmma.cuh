@@ -1,6 +1,6 @@
 // wgmma.cuh — Hopper's warpgroup MMA (wgmma.mma_async) as device helpers for the kernels built on it (attn_wgmma.cu's
-// prefill attention, gemm_wgmma.cu's decode GEMM): operands in shared memory in the 128-byte swizzle, their descriptors,
-// the m64n128k16 bf16 products, fences and waits, and shared-memory mbarriers. sm_90a device code only.
+// prefill attention, gemm_wgmma.cu's decode GEMM): operands in shared memory in the 128-byte swizzle, their
+// descriptors, the m64n128k16 bf16 products, fences and waits, and shared-memory mbarriers. sm_90a device code only.
 #pragma once
 
 #include "backend/cuda/common.cuh"
