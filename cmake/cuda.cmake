@@ -9,10 +9,8 @@ if(NOT SS_CUDA_KERNELS)
   message(STATUS "CUDA backend: no kernels yet")
   return()
 endif()
-# The attention's split policy and the decode GEMM's tiling rule are host C called by the kernels' launchers and
-# the backend: they link with the kernels.
-set(SS_CUDA_POLICY ${PROJECT_SOURCE_DIR}/src/backend/cuda/attn_splits.c
-    ${PROJECT_SOURCE_DIR}/src/backend/cuda/gemm_plan.c)
+# The attention's split policy is host C called by the kernels' launchers: it links with them.
+set(SS_CUDA_POLICY ${PROJECT_SOURCE_DIR}/src/backend/cuda/attn_splits.c)
 list(REMOVE_ITEM SS_CUDA_HOST ${SS_CUDA_POLICY})
 add_library(shardserve_cuda STATIC ${SS_CUDA_KERNELS} ${SS_CUDA_POLICY})
 # The directory's C flags (-Wall -Werror -pthread ...) mean nothing to nvcc: replace them.

@@ -3,16 +3,13 @@
  * decode attention at several contexts. Prints achieved GB/s against a measured device-to-device copy
  * bandwidth. Attention runs each case twice through the launcher's switch SS_ATTN_FORCE=old|tiled
  * (set and cleared here): the CUDA-core kernel and the tensor-core kernel of attn_tiled.cu.
- * Usage: bench_backend [--iters N] [--device I] [--attn-sweep] [--attn-prefill] [--gemm-sweep] [--attn-case B:CTX]
- * [--kv fp8].
+ * Usage: bench_backend [--iters N] [--device I] [--attn-sweep] [--attn-prefill] [--attn-case B:CTX] [--kv fp8].
  * Needs a build with CUDA and a GPU. --attn-case times one decode attention case as the launcher picks (for a
  * profiler).
  * --attn-sweep times only the tensor-core attention: decode at contexts 1..2048 as the launcher picks and in the
  * 64-key form (SS_ATTN_SHORT=0), and a 2048-token prefill in both grid orders (SS_ATTN_ORDER). --kv fp8: the
  * attention reads an fp8 KV cache (random bytes: the timing does not depend on the values). --attn-prefill times
- * 2,048-token prompt chunks at contexts of 2k to 128k in each prefill form. --gemm-sweep times the decode GEMMs of
- * 64-256 rows through cuBLASLt and the wgmma GEMM (gemm_wgmma.cu) in each of its tilings, checked against cuBLASLt. */
-#include <math.h>
+ * 2,048-token prompt chunks at contexts of 2k to 128k in each prefill form. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,7 +26,6 @@ int main(void)
 #else
 #include "backend/cuda/cuda_kernels.h"
 #include "backend/cuda/cuda_timer.h"
-#include "backend/cuda/gemm_plan.h"
 
 #define MIB ((size_t)1 << 20)
 #define CHUNK_ELEMS (4 * MIB)
@@ -371,105 +367,6 @@ static void run_attn_prefill(bench *b)
 }
 
 /* Every op of the default run: GEMV variants, cuBLASLt, attention on both kernels, and the batch-1 roofline. */
-/* --gemm-sweep: the decode GEMMs of 64-256 rows through cuBLASLt (SS_GEMM_WG=0), by the wgmma GEMM's rule (auto) and
- * in each of its tilings forced (SS_GEMM_WG_BM, SS_GEMM_WG_SPLITS); every output against cuBLASLt's (the largest
- * difference over the largest value). Leaves the three switches unset. */
-static float bf16_at(const uint16_t *v, size_t i)
-{
-    return ss_bf16_to_f32(v[i]);
-}
-
-static void gemm_case(bench *b, const char *name, int64_t n, int32_t m, int32_t k, const wset *ws, void *x, void *out,
-                      const uint16_t *ref, uint16_t *got, const char *label, double *best_us)
-{
-    const double ms = time_matmul(b, out, SS_DTYPE_BF16, x, ws, n, m, k);
-    CHECK(b->be->iface->matmul(b->be->ctx, out, SS_DTYPE_BF16, x, ws->W[0], NULL, n, m, k));
-    CHECK(b->be->iface->download(b->be->ctx, got, out, (size_t)n * m * 2));
-    double maxd = 0, maxv = 0;
-    if (ref) {
-        for (size_t i = 0; i < (size_t)n * m; i++) {
-            const double r = bf16_at(ref, i), d = fabs((double)bf16_at(got, i) - r);
-            maxd = d > maxd || d != d ? d : maxd;
-            maxv = fabs(r) > maxv ? fabs(r) : maxv;
-        }
-    }
-    char l[160];
-    snprintf(l, sizeof l, "gemm %s n=%lld %dx%d [%s]", name, (long long)n, m, k, label);
-    printf("%s", ref && !(maxd <= 2e-2 * maxv) ? "MISMATCH " : "");
-    report(b, l, ms, matmul_bytes(n, m, k, SS_DTYPE_BF16), 2.0 * (double)n * m * k);
-    if (ref)
-        printf("   max diff %.3g of max %.3g\n", maxd, maxv);
-    if (best_us && (*best_us <= 0 || ms * 1e3 < *best_us))
-        *best_us = ms * 1e3;
-}
-
-static void run_gemm_sweep(bench *b)
-{
-    ss_gemm_wg_dev d;
-    ss_cuda_gemm_wg_probe(&d);
-    printf("-- wgmma decode GEMM: device ok %d; CTAs resident at once by cluster size 1..%d:", d.ok,
-           SS_GEMM_WG_MAX_SPLITS);
-    for (int t = 0; t < 2; t++) {
-        printf(" bm %d:", t ? 256 : 128);
-        for (int c = 1; c <= SS_GEMM_WG_MAX_SPLITS; c++)
-            printf(" %d", d.resident[t][c]);
-        printf(";");
-    }
-    printf("\n");
-    static const struct {
-        const char *name;
-        int32_t m, k;
-    } shapes[] = {{"qkv", 6144, 4096}, {"o", 4096, 4096}, {"down", 4096, 14336}, {"gate_up", 28672, 4096}};
-    static const int64_t ns[] = {64, 96, 128, 192, 256};
-    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
-        const int32_t m = shapes[si].m, k = shapes[si].k;
-        wset ws;
-        wset_alloc(b, &ws, m, k);
-        void *x = dalloc(b, (size_t)256 * k * 2), *out = dalloc(b, (size_t)256 * m * 2);
-        fill_random(b, x, (size_t)256 * k * 2);
-        uint16_t *ref = malloc((size_t)256 * m * 2), *got = malloc((size_t)256 * m * 2);
-        if (!ref || !got)
-            die("gemm sweep buffers", SS_ERR_NOMEM);
-        for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++) {
-            const int64_t n = ns[ni];
-            double cublas_us = 0, best_us = 0, auto_us = 0;
-            setenv("SS_GEMM_WG", "0", 1);
-            gemm_case(b, shapes[si].name, n, m, k, &ws, x, out, NULL, ref, "cublas", &cublas_us);
-            setenv("SS_GEMM_WG", "auto", 1);
-            ss_gemm_wg_plan plan = {0, 0};
-            const int taken = ss_gemm_wg_pick(&d, n, m, k, &plan);
-            char label[64];
-            snprintf(label, sizeof label, "rule: %s bm %d splits %d", taken ? "wgmma" : "cublas", plan.bm, plan.splits);
-            gemm_case(b, shapes[si].name, n, m, k, &ws, x, out, ref, got, label, &auto_us);
-            setenv("SS_GEMM_WG", "1", 1);
-            for (int bm = 256; bm >= 128; bm -= 128)
-                for (int sp = 1; sp <= SS_GEMM_WG_MAX_SPLITS; sp++) {
-                    if (m % bm != 0 || d.resident[bm == 256][sp] <= 0 || sp > k / 64)
-                        continue;
-                    char v[16];
-                    snprintf(v, sizeof v, "%d", bm);
-                    setenv("SS_GEMM_WG_BM", v, 1);
-                    snprintf(v, sizeof v, "%d", sp);
-                    setenv("SS_GEMM_WG_SPLITS", v, 1);
-                    const int64_t ctas = (int64_t)(m / bm) * ((n + 127) / 128) * sp;
-                    snprintf(label, sizeof label, "bm %d splits %d: %lld CTAs%s", bm, sp, (long long)ctas,
-                             ctas > d.resident[bm == 256][sp] ? ", > a wave" : "");
-                    gemm_case(b, shapes[si].name, n, m, k, &ws, x, out, ref, got, label, &best_us);
-                }
-            unsetenv("SS_GEMM_WG");
-            unsetenv("SS_GEMM_WG_BM");
-            unsetenv("SS_GEMM_WG_SPLITS");
-            printf("GEMM %-7s n=%-3lld cublas %7.2f us  rule %7.2f us (%+.1f%%)  best forced %7.2f us (%+.1f%%)\n",
-                   shapes[si].name, (long long)n, cublas_us, auto_us, 100.0 * (auto_us - cublas_us) / cublas_us,
-                   best_us, 100.0 * (best_us - cublas_us) / cublas_us);
-        }
-        free(ref), free(got);
-        wset_free(b, &ws);
-        b->be->iface->free_buf(b->be->ctx, x);
-        b->be->iface->free_buf(b->be->ctx, out);
-    }
-}
-
 static void run_all(bench *b)
 {
     printf("-- decode GEMV (x bf16, W bf16, fp32 accumulate), Llama-3-8B layer shapes, every kernel variant "
@@ -515,7 +412,6 @@ int main(int argc, char **argv)
     int device = 0;
     int sweep = 0; /* --attn-sweep: only the tensor-core attention, per form and grid order */
     int prefill = 0; /* --attn-prefill: only the prefill attention, per form */
-    int gemm = 0;    /* --gemm-sweep: only the decode GEMMs of 64-256 rows, per tiling */
     int case_batch = 0, case_ctx = 0; /* --attn-case B:CTX: one decode attention case (for a profiler) */
     ss_kv_type kv_type = SS_KV_ACT;
     for (int i = 1; i < argc; i++) {
@@ -523,8 +419,6 @@ int main(int argc, char **argv)
             sweep = 1;
         } else if (strcmp(argv[i], "--attn-prefill") == 0) {
             prefill = 1;
-        } else if (strcmp(argv[i], "--gemm-sweep") == 0) {
-            gemm = 1;
         } else if (i + 1 < argc && strcmp(argv[i], "--iters") == 0) {
             b.iters = (int)strtol(argv[++i], NULL, 10);
         } else if (i + 1 < argc && strcmp(argv[i], "--device") == 0) {
@@ -543,7 +437,7 @@ int main(int argc, char **argv)
         } else {
             fprintf(stderr,
                     "bench_backend: unknown argument '%s' (usage: [--iters N] [--device I] [--attn-sweep] "
-                    "[--attn-prefill] [--gemm-sweep] [--attn-case B:CTX] [--kv fp8])\n",
+                    "[--attn-prefill] [--attn-case B:CTX] [--kv fp8])\n",
                     argv[i]);
             return 2;
         }
@@ -581,8 +475,6 @@ int main(int argc, char **argv)
         run_attn_sweep(&b);
     else if (prefill)
         run_attn_prefill(&b);
-    else if (gemm)
-        run_gemm_sweep(&b);
     else
         run_all(&b);
     ss_cuda_timer_destroy(b.timer);

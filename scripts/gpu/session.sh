@@ -3,7 +3,7 @@
 # trains the demo model on the last GPU in the background, and meanwhile runs the GPU checks and
 # benchmarks on the others. Every step has a deadline; the whole run stays under BUDGET seconds.
 # Results: $OUT/summary.txt, $OUT/logs.tar.xz, and $OUT/demo-*.{safetensors,json,txt} from training.
-# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize sanattn checks1 wgp s21a s21p s23m s24p fp8ck f8eng longref ctx128 mixlong s20a s20s s20t s20x s20m s20p s19a s19b s19c s19t s19g s18a s18b s18t s18p s18s s17a s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve lpab serveab spec vstep seqform h100 genv maxb soak gemmwg (default: train check bench multi sanitize)
+# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize sanattn checks1 wgp s21a s21p s23m s24p fp8ck f8eng longref ctx128 mixlong s20a s20s s20t s20x s20m s20p s19a s19b s19c s19t s19g s18a s18b s18t s18p s18s s17a s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve lpab serveab spec vstep seqform h100 genv maxb soak (default: train check bench multi sanitize)
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -1781,47 +1781,6 @@ if has seqform; then
       kill -TERM $SPID 2>/dev/null; sleep 2; kill -9 $SPID 2>/dev/null
     done
   done
-fi
-if has gemmwg; then
-  # Session 46: the wgmma decode GEMM (gemm_wgmma.cu) against cuBLASLt: the consistency test's matmul cases (its rule
-  # and forced tilings), bench_backend --gemm-sweep (every tiling of the 8B's projections at 64-256 rows, checked
-  # against cuBLASLt), then bench_decode at batch 64-256 by its rule (SS_GEMM_WG=auto) and with SS_GEMM_WG=0,
-  # alternating, GWG_REPS times; last a server at 256 closed-loop clients, 128 in / 128 out, both ways.
-  export CUDA_VISIBLE_DEVICES=0
-  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee -a "$S"
-  step "consistency, matmul cases" 120 gwg_cons.log env SS_TEST_ONLY="test_matmul*" "$B/tests/test_backend_consistency"
-  grep -h "MISMATCH\|FAIL\|PASSED\|error" "$L/gwg_cons.log" | head -5 | tee -a "$S"
-  step "gemm sweep" 150 gwg_sweep.log "$B/tools/bench_backend" --gemm-sweep --iters 40
-  grep -h "^GEMM \|^-- wgmma\|^device\|MISMATCH" "$L/gwg_sweep.log" | tee -a "$S"
-  [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
-  cp /work/shared/fixtures/models/e2e-llama3-tok/tokenizer.json /work/shared/fixtures/models/e2e-llama3-tok/tokenizer_config.json "$M8/"
-  for rep in $(seq 1 "${GWG_REPS:-2}"); do
-    for v in SS_GEMM_WG=auto SS_GEMM_WG=0; do
-      variant "$v"
-      for bsz in ${GWG_BATCHES:-64 96 128 192 256}; do
-        step "decode 8B batch $bsz [$v] #$rep" 60 "bench_gwg_b${bsz}_${vtag}_$rep.log" env ${ev[@]+"${ev[@]}"} "$B/tools/bench_decode" \
-          --model "$M8" --device cuda --batch $bsz --prompt 128 --gen 64 --json
-        note "gwg b$bsz [$v] #$rep: $(grep -ho '"median_step_ms":[0-9.]*\|"warm_tok_s":[0-9.]*' "$L/bench_gwg_b${bsz}_${vtag}_$rep.log" | tr '\n' ' ')"
-      done
-    done
-  done
-  if [ "${GWG_SERVE:-1}" = 1 ]; then
-    for v in SS_GEMM_WG=auto SS_GEMM_WG=0; do
-      variant "$v"
-      env ${ev[@]+"${ev[@]}"} "$B/shardserve" serve --model "$M8" --device cuda --port 8000 --metrics-port 8002 --served-model-name m \
-        --max-batch 256 >"$L/gwg_serve_${vtag}.log" 2>&1 &
-      SPID=$!
-      wait_ready $SPID
-      if [ $ready = 1 ]; then
-        step "serve 256 clients 128/128 [$v]" 120 "bench_gwg_serve_${vtag}.log" "$B/shardserve" bench --url http://127.0.0.1:8000 \
-          --model m --num-requests 1024 --concurrency 256 --warmup 256 --input-len 128 --output-len 128 --seed 1 --json --quiet
-        note "gwg serve [$v]: $(grep -ho '"output_tokens_per_s":[0-9.]*' "$L/bench_gwg_serve_${vtag}.log" | head -1)"
-      else
-        note "FAIL  gwg serve [$v] not ready"; tail -3 "$L/gwg_serve_${vtag}.log" | tee -a "$S"
-      fi
-      kill -TERM $SPID 2>/dev/null; sleep 2; kill -9 $SPID 2>/dev/null
-    done
-  fi
 fi
 if has h100; then
   # Session 43: the first H100 lent since session 1. The headline numbers on the card the issues' goals name:

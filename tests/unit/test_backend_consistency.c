@@ -362,32 +362,6 @@ static void test_matmul(void **state)
     check_matmul(p, 5, 96, 1000, 0, SS_DTYPE_F32);
 }
 
-/* The wgmma decode GEMM (gemm_wgmma.cu, sm_90; on other devices these run through cuBLASLt): by its rule (65-256 rows,
- * a bias or none, one or two token tiles) and in forced tilings (SS_GEMM_WG_BM, SS_GEMM_WG_SPLITS): tiles of 128 and
- * 256 weight rows, k in 1 to 8 slices summed in a cluster, partial token tiles (77, 9, 200 rows). */
-static void test_matmul_wgmma(void **state)
-{
-    NEED_GPU(state);
-    setenv("SS_GEMM_WG", "auto", 1);
-    check_matmul(p, 65, 512, 1024, 1, SS_DTYPE_BF16);
-    check_matmul(p, 128, 768, 4096, 0, SS_DTYPE_BF16);
-    check_matmul(p, 200, 256, 2048, 1, SS_DTYPE_BF16);
-    check_matmul(p, 256, 512, 512, 0, SS_DTYPE_BF16);
-    static const char *const tilings[][2] = {{"128", "1"}, {"128", "3"}, {"256", "1"}, {"256", "2"}, {"256", "5"},
-                                             {"256", "8"}};
-    setenv("SS_GEMM_WG", "1", 1);
-    for (size_t i = 0; i < sizeof tilings / sizeof tilings[0]; i++) {
-        setenv("SS_GEMM_WG_BM", tilings[i][0], 1);
-        setenv("SS_GEMM_WG_SPLITS", tilings[i][1], 1);
-        check_matmul(p, 77, 512, 1024, 1, SS_DTYPE_BF16);
-        check_matmul(p, 9, 256, 576, 0, SS_DTYPE_BF16);
-        check_matmul(p, 200, 768, 1024, 1, SS_DTYPE_BF16);
-    }
-    unsetenv("SS_GEMM_WG");
-    unsetenv("SS_GEMM_WG_BM");
-    unsetenv("SS_GEMM_WG_SPLITS");
-}
-
 /* fp8 projection weights: linear_quantize byte for byte (the same arithmetic on both devices), then linear: the
  * W8A16 GEMV (n <= 8) at bf16 tolerance, the fp8 GEMM (activations rounded to e4m3 too, a scale a token) at fp8's.
  * Then a token's independence of the others in the GEMM: with row 0 of x times 64 (exact), rows 1.. of the result
@@ -1973,7 +1947,6 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_embed),         cmocka_unit_test(test_rmsnorm),
         cmocka_unit_test(test_add_rmsnorm),   cmocka_unit_test(test_matmul),
-        cmocka_unit_test(test_matmul_wgmma),
         cmocka_unit_test(test_matmul_gemv_variants), cmocka_unit_test(test_gemv_chain),
         cmocka_unit_test(test_head_rmsnorm),  cmocka_unit_test(test_rope),
         cmocka_unit_test(test_kv_store),      cmocka_unit_test(test_rope_kv_store),

@@ -8,7 +8,6 @@
 #include "backend/backend.h"
 #include "backend/cuda/cuda_internal.h"
 #include "backend/cuda/cuda_kernels.h"
-#include "backend/cuda/gemm_plan.h"
 #include "core/alloc.h"
 #include "core/log.h"
 
@@ -67,7 +66,6 @@ typedef struct cu_ctx {
     int attn_mt2_ctas_per_sm[2]; /* ss_cuda_attn_prefill_mt2_ctas_per_sm for head_dim 64 / 128 and this cache, at create */
     int attn_wg_ok;              /* ss_cuda_attn_prefill_wg_ok for head_dim 128 and this cache, at create */
     int attn_seq_ok[2];          /* ss_cuda_attn_seq_ok for head_dim 64 / 128 and this cache, at create */
-    ss_gemm_wg_dev gemm_wg;      /* what the device runs of the wgmma decode GEMM (ss_cuda_gemm_wg_probe, at create) */
     int kv_fp8;                 /* the KV caches hold fp8 blocks (ss_backend_params.kv_type) */
     int lin_fp8;                /* linear weights are fp8 (ss_backend_params.linear_type) */
     void *act8;                 /* lin_fp8: [CU_ACT8_BYTES] e4m3 activations, then [CU_ACT8_ROWS] f32 row scales */
@@ -398,13 +396,6 @@ static ss_status cu_add_rmsnorm(void *ctx, void *residual, const void *add, void
     return SS_OK;
 }
 
-/* The wgmma GEMM's vector accesses: 16 bytes of out, x and W, 8 of the bias (rows stay aligned: m and k are multiples
- * of 64 where it runs). */
-static int cu_gemm_wg_aligned(const void *out, const void *x, const void *W, const void *bias)
-{
-    return (((uintptr_t)out | (uintptr_t)x | (uintptr_t)W) & 15u) == 0 && ((uintptr_t)bias & 7u) == 0;
-}
-
 static ss_status cu_matmul(void *ctx, void *out, ss_dtype out_type, const void *x, const void *W, const void *bias,
                            int64_t n, int32_t m, int32_t k)
 {
@@ -417,11 +408,6 @@ static ss_status cu_matmul(void *ctx, void *out, ss_dtype out_type, const void *
     const int out_f32 = out_type == SS_DTYPE_F32;
     if (ss_cuda_gemv_supported(x, W, n, k)) {
         KCHECK(c, ss_cuda_gemv(c->stream, out, out_f32, x, W, bias, n, m, k));
-        return SS_OK;
-    }
-    ss_gemm_wg_plan plan;
-    if (!out_f32 && ss_gemm_wg_pick(&c->gemm_wg, n, m, k, &plan) && cu_gemm_wg_aligned(out, x, W, bias)) {
-        KCHECK(c, ss_cuda_gemm_wg(c->stream, out, x, W, bias, n, m, k, plan.bm, plan.splits));
         return SS_OK;
     }
     SS_CHECK(ss_cuda_lt_matmul(c->lt, c->stream, out, out_f32, x, W, n, m, k, &c->err));
@@ -997,7 +983,6 @@ ss_status ss_backend_cuda_create(const ss_backend_params *params, ss_backend **o
     c->attn_wg_ok = ss_cuda_attn_prefill_wg_ok(128, c->kv_fp8);
     c->attn_seq_ok[0] = ss_cuda_attn_seq_ok(64, c->kv_fp8);
     c->attn_seq_ok[1] = ss_cuda_attn_seq_ok(128, c->kv_fp8);
-    ss_cuda_gemm_wg_probe(&c->gemm_wg);
     CUDA_CHECK_GOTO(err, cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking), st, fail);
     const char *side = getenv("SS_READBACK_SIDE"); /* benchmark switch: 0 reads back on the main stream */
     c->rb_side = !(side && side[0] == '0');

@@ -158,22 +158,6 @@ typedef struct ss_cuda_persist_args {
  * alignment, workspace; a->why says which): callers run the layers op by op. */
 int ss_cuda_decode_persist(void *stream, ss_cuda_persist_args *a);
 
-/* ---- gemm_wgmma.cu ---- */
-#define SS_GEMM_WG_MAX_SPLITS 8 /* slices of k a tile: a thread block cluster's portable size */
-/* What the device runs of the wgmma decode GEMM: ok, and for tiles of 128 (resident[0]) and 256 (resident[1]) weight
- * rows the CTAs resident at once in clusters of s CTAs (resident[.][s], s = 1..SS_GEMM_WG_MAX_SPLITS; 0: none). */
-typedef struct ss_gemm_wg_dev {
-    int ok;
-    int resident[2][SS_GEMM_WG_MAX_SPLITS + 1];
-} ss_gemm_wg_dev;
-/* Fills *d for the current device (all zeros off sm_90); returns d->ok. */
-int ss_cuda_gemm_wg_probe(ss_gemm_wg_dev *d);
-/* out[n, m] = x[n, k] . W[m, k]^T (+ bias[m]), all bf16, on sm_90: tiles of bm (128 or 256) weight rows x 128 tokens,
- * k cut into `splits` slices summed in a cluster (gemm_plan.h picks bm and splits). Needs m % bm == 0, k % 64 == 0,
- * 16-byte aligned out, x and W, an 8-byte aligned bias; cudaErrorInvalidValue otherwise. */
-int ss_cuda_gemm_wg(void *stream, void *out, const void *x, const void *W, const void *bias, int64_t n, int32_t m,
-                    int32_t k, int bm, int splits);
-
 /* ---- gemv.cu ---- */
 /* Largest n handled by the skinny-GEMM kernel (one pass over W for all n rows of x). */
 #define SS_CUDA_GEMV_MAX_N 8
