@@ -1,6 +1,6 @@
 // wgmma.cuh — Hopper's warpgroup MMA (wgmma.mma_async) as device helpers for the kernels built on it (attn_wgmma.cu's
-// prefill attention, gemm_wgmma.cu's decode GEMM): operands in shared memory in the 128-byte swizzle, their
-// descriptors, the m64n128k16 bf16 products, fences and waits, and shared-memory mbarriers. sm_90a device code only.
+// prefill attention): operands in shared memory in the 128-byte swizzle, their descriptors, the m64n128k16 bf16
+// products, fences and waits, and shared-memory mbarriers. sm_90a device code only.
 #pragma once
 
 #include "backend/cuda/common.cuh"
@@ -10,8 +10,7 @@ namespace ss {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
 // Byte offset of 16-byte chunk ch (0..15: elements 8ch .. 8ch + 7) of row r in a [128][128] bf16 operand laid out for
 // wgmma's 128-byte swizzle: two column halves of [128 rows][64 elements] (128 bytes a row, 8 rows a 1024-byte swizzle
-// atom), each row's chunk index XORed with the row's index mod 8 (what the hardware undoes when it reads). With ch < 8
-// it is the offset in a [rows][64] operand of any row count (one column half).
+// atom), each row's chunk index XORed with the row's index mod 8 (what the hardware undoes when it reads).
 __device__ __forceinline__ uint32_t sw128_off(int r, int ch)
 {
     return (uint32_t)((ch >> 3) * 128 * 128 + r * 128 + (((ch & 7) ^ (r & 7)) << 4));
@@ -73,11 +72,6 @@ __device__ __forceinline__ void wgmma_commit()
 __device__ __forceinline__ void wgmma_wait0()
 {
     asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
-}
-// Waits until at most one committed group of this warpgroup is still in flight (the newest).
-__device__ __forceinline__ void wgmma_wait1()
-{
-    asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
 }
 // Pins accumulator registers in place: the compiler may not move their reads or writes across this point (the
 // hardware writes them asynchronously between a wgmma and its wait).
