@@ -3,7 +3,7 @@
 # trains the demo model on the last GPU in the background, and meanwhile runs the GPU checks and
 # benchmarks on the others. Every step has a deadline; the whole run stays under BUDGET seconds.
 # Results: $OUT/summary.txt, $OUT/logs.tar.xz, and $OUT/demo-*.{safetensors,json,txt} from training.
-# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize sanattn checks1 wgp s21a s21p s23m s24p fp8ck f8eng longref ctx128 mixlong s20a s20s s20t s20x s20m s20p s19a s19b s19c s19t s19g s18a s18b s18t s18p s18s s17a s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve lpab serveab spec vstep seqform h100 genv maxb soak (default: train check bench multi sanitize)
+# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize sanattn checks1 wgp s21a s21p s23m s24p fp8ck f8eng longref ctx128 mixlong s20a s20s s20t s20x s20m s20p s19a s19b s19c s19t s19g s18a s18b f8var s18t s18p s18s s17a s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve lpab serveab spec vstep seqform h100 genv maxb soak (default: train check bench multi sanitize)
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -679,7 +679,8 @@ if has s18t && [ "$NG" -ge 2 ]; then
   done
 fi
 if has s18b; then
-  # Session 18: the fp8 attention with K's fragments read from the e4m3 rows (new) against $OLDB (K and V both
+  # Session 18 (session 47: K and V fragments both from the e4m3 rows, three stages): the fp8 attention with K's
+  # fragments read from the e4m3 rows (new) against $OLDB (K and V both
   # converted to an f16 tile): the fp8 consistency cases and goldens, the fp8 sweep, then bench_decode with an
   # fp8 cache on both builds, interleaved.
   export CUDA_VISIBLE_DEVICES=0
@@ -688,6 +689,10 @@ if has s18b; then
   step "golden tests on cuda, fp8 KV cache" 90 golden_fp8.log env SS_TEST_DEVICE=cuda SS_TEST_KV=fp8 "$B/tests/test_golden"
   grep '^golden' "$L/golden_fp8.log" | tee -a "$S"
   attn_sweep fp8 --kv fp8
+  if [ -x "$OLDB/tools/bench_backend" ]; then # session 47: the old build's fp8 sweep in the same call
+    step "attention sweep [fp8, old]" 200 attn_sweep_fp8_old.log "$OLDB/tools/bench_backend" --attn-sweep --iters 50 --kv fp8
+    grep '^attn' "$L/attn_sweep_fp8_old.log" | sed "s/^/fp8-old /" | tee -a "$S"
+  fi
   [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
   for rep in 1 2; do
     for cs in ${S18B_CASES:-256:1024:64 128:1024:64 64:1024:64 32:4096:64}; do
@@ -700,6 +705,18 @@ if has s18b; then
     done
   done
   bench_lines "$L"/bench_s18b_*.log | tee -a "$S"
+fi
+if has f8var; then
+  # Session 47: the fp8 sweep of other builds of bench_backend (.gpu-carry/variants/NAME.xz, xz-compressed; e.g. other
+  # stage counts or register caps of the fp8 decode tiles), each tagged with its NAME, beside this build's.
+  export CUDA_VISIBLE_DEVICES=0
+  attn_sweep fp8 --kv fp8
+  for vx in .gpu-carry/variants/*.xz; do
+    [ -f "$vx" ] || continue
+    vn=$(basename "$vx" .xz); xz -dc "$vx" >"$W/$vn" && chmod +x "$W/$vn"
+    step "attention sweep [fp8, $vn]" 200 "attn_sweep_fp8_$vn.log" "$W/$vn" --attn-sweep --iters 50 --kv fp8
+    grep '^attn' "$L/attn_sweep_fp8_$vn.log" | sed "s/^/fp8-$vn /" | tee -a "$S"
+  done
 fi
 if has s18s; then
   # Session 18: serving on one H200 with a bf16 and an fp8 KV cache (the flag's environment twin), S18S_N requests
@@ -1835,14 +1852,17 @@ if has maxb; then
   cp /work/shared/fixtures/models/e2e-llama3-tok/tokenizer.json /work/shared/fixtures/models/e2e-llama3-tok/tokenizer_config.json "$M8/"
   # A case "BATCH:BLOCKS" (session 44) also caps the KV cache (--num-kv-blocks; an H100's was 28,068 blocks of 16);
   # "BATCH:BLOCKS:DTYPE" (session 45) sets --kv-cache-dtype too (an H100's bytes in fp8: 56,136 blocks).
+  # MAXB_OLD=1 (session 47): each case on $OLDB's server too, right after this build's (tags _old).
   for mcase in ${MAXB_BATCHES:-256 384 512}; do
-    IFS=: read -r mbatch mblocks mkv <<<"$mcase"; mb=${mbatch}${mblocks:+_kv$mblocks}${mkv:+_$mkv}
-    "$B/shardserve" serve --model "$M8" --device cuda --port 8000 --metrics-port 8002 --served-model-name llama-3-8b \
+   for mv in new ${MAXB_OLD:+${OLDB:+old}}; do
+    mbin=$B/shardserve; [ "$mv" = old ] && mbin=$OLDB/shardserve
+    IFS=: read -r mbatch mblocks mkv <<<"$mcase"; mb=${mbatch}${mblocks:+_kv$mblocks}${mkv:+_$mkv}; [ "$mv" = old ] && mb=${mb}_old
+    "$mbin" serve --model "$M8" --device cuda --port 8000 --metrics-port 8002 --served-model-name llama-3-8b \
       --max-batch "$mbatch" ${mblocks:+--num-kv-blocks "$mblocks"} ${mkv:+--kv-cache-dtype "$mkv"} --max-step-tokens 2048 --max-waiting 2048 >"$L/maxb_serve_$mb.log" 2>&1 &
     SPID=$!
     wait_ready $SPID
     if [ $ready = 1 ]; then
-      step "max concurrency 1000 x 1000/1000, --max-batch $mbatch${mblocks:+ --num-kv-blocks $mblocks}${mkv:+ --kv-cache-dtype $mkv}" "${MAX_T:-260}" "bench_maxb_$mb.log" "$B/shardserve" bench \
+      step "max concurrency 1000 x 1000/1000, --max-batch $mbatch${mblocks:+ --num-kv-blocks $mblocks}${mkv:+ --kv-cache-dtype $mkv} [$mv]" "${MAX_T:-260}" "bench_maxb_$mb.log" "$B/shardserve" bench \
         --url http://127.0.0.1:8000 --model llama-3-8b --num-requests 1000 --input-len 1000 --output-len 1000 --seed 1 --json --quiet
       python3 -c 'import urllib.request; print(urllib.request.urlopen("http://127.0.0.1:8002/metrics", timeout=5).read().decode())' >"$L/maxb_metrics_$mb.txt" 2>&1
       note "maxb $mb: $(grep -ho '"output_tokens_per_s":[0-9.]*' "$L/bench_maxb_$mb.log" | head -1) tpot $(grep -o '"tpot_ms":{[^}]*}' "$L/bench_maxb_$mb.log" | grep -o '"p50":[0-9.]*') $(grep -E '^shardserve_(preemptions|prefix_cache_hits)_total' "$L/maxb_metrics_$mb.txt" | sed 's/{[^}]*}//' | tr '\n' ' ')"
@@ -1850,6 +1870,7 @@ if has maxb; then
       note "FAIL  maxb $mb: server not ready"; tail -3 "$L/maxb_serve_$mb.log" | tee -a "$S"
     fi
     kill -TERM $SPID 2>/dev/null; sleep 2; kill -9 $SPID 2>/dev/null
+   done
   done
 fi
 if has soak; then

@@ -19,10 +19,11 @@ done | sort -u | grep -vE '/(libc|libm|libdl|libpthread|librt|ld-linux[^/]*|libs
 echo "$(realpath "$B")" >"$C/stage/build_dir.txt"
 git rev-parse HEAD >"$C/stage/commit.txt"
 tar -C "$C/stage" -cJf "$C/bin.tar.xz" . && rm -rf "$C/stage"
-# OLD_BUILD=DIR: another commit's Release build (shardserve + tools/bench_decode) for A/B runs in one call
+# OLD_BUILD=DIR: another commit's Release build (shardserve + tools/bench_decode, and tools/bench_backend and
+# tools/eval_ppl where built) for A/B runs in one call
 if [ -n "${OLD_BUILD:-}" ]; then
   mkdir -p "$C/old/tools" && cp "$OLD_BUILD/shardserve" "$C/old/" && cp "$OLD_BUILD/tools/bench_decode" "$C/old/tools/"
-  [ -f "$OLD_BUILD/tools/eval_ppl" ] && cp "$OLD_BUILD/tools/eval_ppl" "$C/old/tools/"
+  for t in eval_ppl bench_backend; do [ -f "$OLD_BUILD/tools/$t" ] && cp "$OLD_BUILD/tools/$t" "$C/old/tools/"; done
   tar -C "$C/old" -cJf "$C/old.tar.xz" . && rm -rf "$C/old"
 fi
 tar -C ../shared -cJf "$C/fixtures.tar.xz" fixtures

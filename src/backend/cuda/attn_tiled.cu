@@ -10,10 +10,11 @@
 // splits of such a CTA can form one thread block cluster and merge through distributed shared memory,
 // so no combine kernel follows. A second decode form, of 32-key tiles and two warps, fits 5 CTAs a SM
 // instead of 3, for launches that would otherwise leave a partial second wave (session 17). An fp8 KV cache
-// (kv_fp8.cuh) lands in two stages of e4m3 bytes and scales; each key tile's e4m3 values go to one f16 tile
-// unscaled (exact, one cvt per pair) and the math runs in f16: the K scales multiply the scores, the V scales
-// the probabilities, relative to a running maximum of the warp's V scales that the output is kept in units of
-// (session 18). Its launcher hands prompt chunks of a bf16 cache with heads of 128 to attn_wgmma.cu on sm_90.
+// (kv_fp8.cuh) lands in stages of e4m3 bytes and scales; the math runs in f16 on the values unscaled (exact, one
+// cvt per pair): the K scales multiply the scores, the V scales the probabilities, relative to a running maximum
+// of the warp's V scales that the output is kept in units of (session 18). Prefill tiles decode each key tile
+// into one f16 tile first; decode tiles read their mma fragments straight from the e4m3 rows (session 47). Its
+// launcher hands prompt chunks of a bf16 cache with heads of 128 to attn_wgmma.cu on sm_90.
 #include <cooperative_groups.h>
 #include <math.h>
 
@@ -66,15 +67,21 @@ __device__ __forceinline__ uint32_t pack_h2(float a, float b)
     return *reinterpret_cast<uint32_t *>(&h);
 }
 
+// Stages of the fp8 decode tiles (FP8 and WK > 1), whose fragments come straight from the landed e4m3 rows: two
+// in flight while the third is read, one barrier a key tile.
+constexpr int kF8DirectStages = 3;
+
 // Shared memory: two stages of [K tile | V tile], each kBN rows of D + 8 bf16 (the 16-byte pad puts
 // the 8 rows an ldmatrix reads in distinct banks). Q (up to 2*kBN rows) first sits in stage 1; decode tiles
 // (WK > 1: 16 rows) give Q its own 16 rows after the stages, so that both stages load from the start.
 // FP8: two fp8 stages, then one f16 [K tile | V tile] that each stage is decoded into (Q sits there first),
-// then the decoded tile's K and V scales.
+// then the decoded tile's K and V scales. FP8 decode tiles (WK > 1): kF8DirectStages fp8 stages, then Q's 16 rows.
 // MT > 1 (two m-tiles a warp, the prefill form): Q keeps rows of its own after the stages (FP8: after the scales;
 // BMQ of them), as its A fragments are read again at every key tile.
 template <int D, int WK, int BN = kBN, bool FP8 = false, int BMQ = 0> __host__ __device__ constexpr int smem_bytes()
 {
+    if (FP8 && WK > 1)
+        return kF8DirectStages * fp8_stage_bytes<D, BN>() + 16 * (D + 8) * (int)sizeof(bf16);
     return FP8 ? 2 * fp8_stage_bytes<D, BN>() + (2 * BN + BMQ) * (D + 8) * (int)sizeof(bf16) +
                      2 * BN * (int)sizeof(float)
                : (4 * BN + (WK > 1 ? 16 : BMQ)) * (D + 8) * (int)sizeof(bf16);
@@ -147,7 +154,14 @@ __device__ __forceinline__ void cluster_merge(const AttnTiledParams &p, float *c
 // fragments, read from shared memory once, serve two m-tiles, and a CTA of 4 warps fits twice a SM (8 warps of
 // 16 rows take 175 registers each: one CTA a SM, every warp waiting at every tile's barrier); Q stays in shared
 // memory (its fragments in registers too would not fit). FP8 and MT = 2 (session 33): Q's rows are turned into
-// f16 (the fp8 tiles' math) in shared memory once, after they land.
+// f16 (the fp8 tiles' math) in shared memory once, after they land. FP8 decode tiles (WK > 1, session 47): no f16
+// tile; each warp reads its K and V fragments straight from the landed e4m3 rows (4 bytes a k-step, converted in
+// registers), over kF8DirectStages stages with one barrier a key tile. That takes two orders of the head's dims,
+// which a sum over them does not see: in Q.K^T, k-step kk's 16 dims are thread tig's bytes tig*D/4 + 4kk .. + 3 of
+// a key row (Q's A fragments are read in the same order); in P.V, output n-tile nt's column c is dim c*NO + nt, so a
+// thread's B fragments for every n-tile are one NO-byte piece of each of its four key rows, their bytes interleaved
+// pairwise by byte permutes. The rows' 16-byte chunks sit XOR-swizzled by the row (ch ^ (row mod D/16)), which
+// keeps both reads free of bank conflicts at D = 128.
 template <int D, int WM, int WK, bool CL, int BN = kBN, bool FP8 = false, int MT = 1>
 __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiledParams p)
 {
@@ -159,7 +173,10 @@ __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiled
     constexpr int DK = D / 16;  // k-steps of Q.K^T
     constexpr int NS = KW / 8;  // score n-tiles per warp
     constexpr int NO = D / 8;   // output n-tiles
+    constexpr bool kDirect = FP8 && WK > 1; // fp8 decode tiles: fragments from the e4m3 rows (above)
+    constexpr int C8 = D / 16;  // FP8: 16-byte chunks per e4m3 row
     static_assert(MT > 1 || BM <= 2 * BN, "Q must fit in stage 1");
+    static_assert(!kDirect || (WM == 1 && MT == 1 && (D == 64 || D == 128)), "fp8 decode tiles: one row group");
     static_assert(KW % 16 == 0 && (BN * CPR) % NT == 0, "tile shape");
     extern __shared__ uint4 smem_u4[];
     bf16 *const smem = reinterpret_cast<bf16 *>(smem_u4);
@@ -220,7 +237,6 @@ __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiled
     };
     // FP8: key tile [kb, kb + BN) into fp8 stage `stage`: e4m3 rows and their scales (zeros past kend).
     auto load_f8 = [&](int stage, int kb) {
-        constexpr int C8 = D / 16; // 16-byte chunks per e4m3 row
         static_assert((BN * C8) % NT == 0, "whole rounds of 16-byte chunks");
         uint8_t *sk = f8 + stage * FST, *sv = sk + BN * D;
         float *sks = reinterpret_cast<float *>(sv + BN * D), *svs = sks + BN;
@@ -233,8 +249,9 @@ __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiled
             int64_t off = 0;
             if (ok)
                 off = f8_row(j) + ch * 16;
-            cp_async16(sk + kr * D + ch * 16, kb8 + off, ok);
-            cp_async16(sv + kr * D + ch * 16, vb8 + off, ok);
+            const int pos = kDirect ? ch ^ (kr & (C8 - 1)) : ch; // kDirect: swizzled (above)
+            cp_async16(sk + kr * D + pos * 16, kb8 + off, ok);
+            cp_async16(sv + kr * D + pos * 16, vb8 + off, ok);
         }
         for (int r = tid; r < BN; r += NT) {
             const int j = kb + r;
@@ -255,7 +272,6 @@ __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiled
     // FP8: fp8 stage `stage` into the f16 tile, in load_kv's layout: the e4m3 values unscaled (exact in f16),
     // and the rows' scales beside it (the stage is refilled while the tile is in use).
     auto decode_f8 = [&](int stage) {
-        constexpr int C8 = D / 16;
         const uint8_t *sk = f8 + stage * FST;
         uint4 u8[2 * BN * C8 / NT]; // every load first, then the conversions
 #pragma unroll
@@ -300,7 +316,9 @@ __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiled
     // Decode tiles keep two key tiles in flight (Q has its own rows), and so does every FP8 shape (Q sits in
     // the bf16 tile until the first decode).
     constexpr bool kAhead2 = WK > 1 || FP8 || MT > 1;
-    bf16 *const sq = FP8 ? (MT > 1 ? reinterpret_cast<bf16 *>(tsc + 2 * BN) : sbf) : smem + (kAhead2 ? 4 : 2) * BN * LDS;
+    bf16 *const sq = kDirect ? reinterpret_cast<bf16 *>(f8 + kF8DirectStages * FST)
+                     : FP8    ? (MT > 1 ? reinterpret_cast<bf16 *>(tsc + 2 * BN) : sbf)
+                              : smem + (kAhead2 ? 4 : 2) * BN * LDS;
     for (int c = tid; c < BM * CPR; c += NT) {
         const int i = c / CPR, ch = c - (c / CPR) * CPR;
         const int r = min(r0 + i, rows - 1);
@@ -322,7 +340,18 @@ __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiled
     }
     __syncthreads();
     uint32_t qf[MT == 1 ? DK : 1][4]; // A fragments of this warp's 16 rows, all of D (MT > 1: read from sq)
-    if constexpr (MT == 1) {
+    if constexpr (kDirect) { // k-step kk's dims of this thread: tig * D/4 + 4kk .. + 3 (a: rows gid, gid + 8)
+#pragma unroll
+        for (int kk = 0; kk < DK; kk++)
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                const bf16 *qr = sq + (gid + 8 * h) * LDS + tig * (D / 4) + 4 * kk;
+                const uint32_t lo = *reinterpret_cast<const uint32_t *>(qr);
+                const uint32_t hi = *reinterpret_cast<const uint32_t *>(qr + 2);
+                qf[kk][h] = pack_h2(bf16_lo(lo), bf16_hi(lo));
+                qf[kk][2 + h] = pack_h2(bf16_lo(hi), bf16_hi(hi));
+            }
+    } else if constexpr (MT == 1) {
         const bf16 *qrow = sq + (wm * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LDS + (lane >> 4) * 8;
 #pragma unroll
         for (int kk = 0; kk < DK; kk++)
@@ -368,7 +397,16 @@ __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiled
 
     for (int it = 0; it < n_kt; it++) {
         const int kb = kbeg + it * BN;
-        if constexpr (kAhead2) {
+        const int st3 = it % kF8DirectStages; // kDirect: this tile's stage
+        if constexpr (kDirect) {
+            if (it > 0) {           // tile it was asked for two iterations ago (or in the prologue)
+                cp_async_wait<1>(); // its group is complete (the newest one, tile it + 1, may still fly)
+                __syncthreads();    // ... for every thread, and every warp is done with tile it - 1's stage
+            }
+            if (it + 2 < n_kt) // into tile it - 1's stage (an empty group past the end keeps the count)
+                load_f8((it + 2) % kF8DirectStages, kb + 2 * BN);
+            cp_async_commit();
+        } else if constexpr (kAhead2) {
             if (it > 0) {           // tile it was asked for two iterations ago (or in the prologue)
                 cp_async_wait<1>(); // its group is complete (the newest one, tile it + 1, may still fly)
                 __syncthreads();
@@ -380,7 +418,7 @@ __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiled
             cp_async_wait<1>(); // this tile's group is complete (the newest one may still fly)
             __syncthreads();
         }
-        if constexpr (FP8) { // decode the landed stage, then refill it with tile it + 2 (an empty group past the end)
+        if constexpr (FP8 && !kDirect) { // decode the landed stage, then refill it with tile it + 2 (an empty group past the end)
             decode_f8(it & 1);
             __syncthreads();
             if (it + 2 < n_kt)
@@ -396,28 +434,48 @@ __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiled
 #pragma unroll
                 for (int nt = 0; nt < NS; nt++)
                     s[mt][nt][0] = s[mt][nt][1] = s[mt][nt][2] = s[mt][nt][3] = 0.0f;
-            // S = Q K^T: K rows are keys, so plain ldmatrix gives the col-major B fragments.
-            const bf16 *krow = sk + ((lane & 7) + (lane >> 4) * 8) * LDS + ((lane >> 3) & 1) * 8;
+            const uint8_t *st8 = f8 + st3 * FST; // kDirect: the tile's stage (K rows, V rows, K scales, V scales)
+            if constexpr (kDirect) {
+                // S = Q K^T: score n-tile nt's column gid is key row kr, whose bytes tig * D/4 .. hold this thread's
+                // four dims of every k-step (D/64 chunks, swizzled).
 #pragma unroll
-            for (int kk = 0; kk < DK; kk++) {
-                [[maybe_unused]] uint32_t qa[MT][4]; // MT > 1: this k-step's A fragments of each m-tile
-                if constexpr (MT > 1)
+                for (int nt = 0; nt < NS; nt++) {
+                    const int kr = wk * KW + nt * 8 + gid;
+                    uint32_t kw[DK]; // k-step kk's four e4m3 bytes
 #pragma unroll
-                    for (int mt = 0; mt < MT; mt++)
-                        ldsm_x4(qa[mt], sq + ((wm * MT + mt) * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LDS +
-                                            (lane >> 4) * 8 + kk * 16);
+                    for (int h = 0; h < D / 64; h++) {
+                        const uint4 u = *reinterpret_cast<const uint4 *>(st8 + kr * D +
+                                                                         ((tig * (D / 64) + h) ^ (kr & (C8 - 1))) * 16);
+                        kw[4 * h] = u.x, kw[4 * h + 1] = u.y, kw[4 * h + 2] = u.z, kw[4 * h + 3] = u.w;
+                    }
 #pragma unroll
-                for (int np = 0; np < NS / 2; np++) {
-                    uint32_t b[4];
-                    ldsm_x4(b, krow + np * 16 * LDS + kk * 16);
-                    if constexpr (MT == 1) {
-                        mma_k16<FP8>(s[0][2 * np], qf[kk], b[0], b[1]);
-                        mma_k16<FP8>(s[0][2 * np + 1], qf[kk], b[2], b[3]);
-                    } else {
-#pragma unroll
-                        for (int mt = 0; mt < MT; mt++) {
-                            mma_k16<FP8>(s[mt][2 * np], qa[mt], b[0], b[1]);
-                            mma_k16<FP8>(s[mt][2 * np + 1], qa[mt], b[2], b[3]);
+                    for (int kk = 0; kk < DK; kk++)
+                        mma_k16<true>(s[0][nt], qf[kk], e4m3x2_h2(kw[kk]), e4m3x2_h2_hi(kw[kk]));
+                }
+            } else {
+                // S = Q K^T: K rows are keys, so plain ldmatrix gives the col-major B fragments.
+                const bf16 *krow = sk + ((lane & 7) + (lane >> 4) * 8) * LDS + ((lane >> 3) & 1) * 8;
+    #pragma unroll
+                for (int kk = 0; kk < DK; kk++) {
+                    [[maybe_unused]] uint32_t qa[MT][4]; // MT > 1: this k-step's A fragments of each m-tile
+                    if constexpr (MT > 1)
+    #pragma unroll
+                        for (int mt = 0; mt < MT; mt++)
+                            ldsm_x4(qa[mt], sq + ((wm * MT + mt) * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LDS +
+                                                (lane >> 4) * 8 + kk * 16);
+    #pragma unroll
+                    for (int np = 0; np < NS / 2; np++) {
+                        uint32_t b[4];
+                        ldsm_x4(b, krow + np * 16 * LDS + kk * 16);
+                        if constexpr (MT == 1) {
+                            mma_k16<FP8>(s[0][2 * np], qf[kk], b[0], b[1]);
+                            mma_k16<FP8>(s[0][2 * np + 1], qf[kk], b[2], b[3]);
+                        } else {
+    #pragma unroll
+                            for (int mt = 0; mt < MT; mt++) {
+                                mma_k16<FP8>(s[mt][2 * np], qa[mt], b[0], b[1]);
+                                mma_k16<FP8>(s[mt][2 * np + 1], qa[mt], b[2], b[3]);
+                            }
                         }
                     }
                 }
@@ -429,7 +487,8 @@ __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiled
 #pragma unroll
             for (int mt = 0; mt < MT; mt++)
                 mx[mt][0] = m_r[mt][0], mx[mt][1] = m_r[mt][1];
-            const float *wks = tsc + wk * KW, *wvs = tsc + BN + wk * KW; // FP8: this warp's keys' scales
+            const float *tks = kDirect ? reinterpret_cast<const float *>(st8 + 2 * BN * D) : tsc;
+            const float *wks = tks + wk * KW, *wvs = tks + BN + wk * KW; // FP8: this warp's keys' scales
 #pragma unroll
             for (int mt = 0; mt < MT; mt++) {
 #pragma unroll
@@ -507,19 +566,50 @@ __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiled
                         a[mt][2] = pack2(pr[1][0], pr[1][1]), a[mt][3] = pack2(pr[1][2], pr[1][3]);
                     }
                 }
+                if constexpr (kDirect) {
+                    // B fragments of every output n-tile: dims gid*NO .. + NO - 1 of the four key rows this thread's
+                    // k-slots name (2tig and 2tig + 1 of each half of the 16 keys), byte-interleaved in pairs.
+                    uint32_t vw[4][NO / 4];
 #pragma unroll
-                for (int dp = 0; dp < NO / 2; dp++) {
-                    uint32_t b[4];
-                    ldsm_x4_t(b, vrow + ks * 16 * LDS + dp * 16);
+                    for (int q = 0; q < 4; q++) {
+                        const int kr = wk * KW + ks * 16 + (q >> 1) * 8 + 2 * tig + (q & 1);
+                        const uint8_t *vr = st8 + BN * D + kr * D;
+                        if constexpr (D == 128) {
+                            const uint4 u = *reinterpret_cast<const uint4 *>(vr + (gid ^ (kr & (C8 - 1))) * 16);
+                            vw[q][0] = u.x, vw[q][1] = u.y, vw[q][2] = u.z, vw[q][3] = u.w;
+                        } else {
+                            const uint2 u = *reinterpret_cast<const uint2 *>(vr + ((gid >> 1) ^ (kr & (C8 - 1))) * 16 +
+                                                                             (gid & 1) * 8);
+                            vw[q][0] = u.x, vw[q][1] = u.y;
+                        }
+                    }
 #pragma unroll
-                    for (int mt = 0; mt < MT; mt++) {
-                        mma_k16<FP8>(o[mt][2 * dp], a[mt], b[0], b[1]);
-                        mma_k16<FP8>(o[mt][2 * dp + 1], a[mt], b[2], b[3]);
+                    for (int i = 0; i < NO / 4; i++) { // n-tiles 4i .. 4i + 3: byte j of word i
+                        const uint32_t x0 = __byte_perm(vw[0][i], vw[1][i], 0x5140);
+                        const uint32_t y0 = __byte_perm(vw[0][i], vw[1][i], 0x7362);
+                        const uint32_t x1 = __byte_perm(vw[2][i], vw[3][i], 0x5140);
+                        const uint32_t y1 = __byte_perm(vw[2][i], vw[3][i], 0x7362);
+                        mma_k16<true>(o[0][4 * i], a[0], e4m3x2_h2(x0), e4m3x2_h2(x1));
+                        mma_k16<true>(o[0][4 * i + 1], a[0], e4m3x2_h2_hi(x0), e4m3x2_h2_hi(x1));
+                        mma_k16<true>(o[0][4 * i + 2], a[0], e4m3x2_h2(y0), e4m3x2_h2(y1));
+                        mma_k16<true>(o[0][4 * i + 3], a[0], e4m3x2_h2_hi(y0), e4m3x2_h2_hi(y1));
+                    }
+                } else {
+#pragma unroll
+                    for (int dp = 0; dp < NO / 2; dp++) {
+                        uint32_t b[4];
+                        ldsm_x4_t(b, vrow + ks * 16 * LDS + dp * 16);
+#pragma unroll
+                        for (int mt = 0; mt < MT; mt++) {
+                            mma_k16<FP8>(o[mt][2 * dp], a[mt], b[0], b[1]);
+                            mma_k16<FP8>(o[mt][2 * dp + 1], a[mt], b[2], b[3]);
+                        }
                     }
                 }
             }
         }
-        __syncthreads(); // every warp is done with this stage (FP8: the bf16 tile) before it is refilled
+        if constexpr (!kDirect) // (kDirect: the next iteration's barrier guards the stage)
+            __syncthreads();    // every warp is done with this stage (FP8: the bf16 tile) before it is refilled
         if constexpr (kAhead2 && !FP8) { // refill it with tile it + 2 (an empty group past the end keeps the count)
             if (it + 2 < n_kt)
                 load_kv(it & 1, kb + 2 * BN);
@@ -591,10 +681,21 @@ __global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiled
             const int il = gid + 8 * h;
             if (r0 + wm * 16 + il >= rows) // padding rows (a decode tile has `group` real rows of 16): never read
                 continue;
+            if constexpr (kDirect) { // n-tile nt's column c is dim c * NO + nt: dims 2tig * NO .. + 2NO - 1 here
+                float *dst = so + (warp * 16 + il) * LDO + 2 * tig * NO;
 #pragma unroll
-            for (int nt = 0; nt < NO; nt++)
-                *reinterpret_cast<float2 *>(so + (warp * 16 + il) * LDO + nt * 8 + tig * 2) =
-                    make_float2(o[0][nt][2 * h], o[0][nt][2 * h + 1]);
+                for (int nt = 0; nt < NO; nt += 4) {
+                    *reinterpret_cast<float4 *>(dst + nt) =
+                        make_float4(o[0][nt][2 * h], o[0][nt + 1][2 * h], o[0][nt + 2][2 * h], o[0][nt + 3][2 * h]);
+                    *reinterpret_cast<float4 *>(dst + NO + nt) = make_float4(
+                        o[0][nt][2 * h + 1], o[0][nt + 1][2 * h + 1], o[0][nt + 2][2 * h + 1], o[0][nt + 3][2 * h + 1]);
+                }
+            } else {
+#pragma unroll
+                for (int nt = 0; nt < NO; nt++)
+                    *reinterpret_cast<float2 *>(so + (warp * 16 + il) * LDO + nt * 8 + tig * 2) =
+                        make_float2(o[0][nt][2 * h], o[0][nt][2 * h + 1]);
+            }
             if (tig == 0) {
                 sm[warp * 16 + il] = m_r[0][h];
                 sl[warp * 16 + il] = l_r[0][h];
