@@ -1912,7 +1912,7 @@ static void test_decode_layers(void **state)
     unsetenv("SS_PERSIST_KV_PRE");
 }
 
-/* Attention over fp8 blocks (the cpu decodes them to f32, cuda to f16 tiles or f32): the
+/* Attention over fp8 blocks (the cpu decodes them to f32, cuda to f16 tiles, f16 fragments or f32): the
  * CUDA-core kernel, prefill and decode tiles, clusters, the combine kernel, block sizes 16 and 7. */
 static void test_attention_fp8(void **state)
 {
@@ -1935,10 +1935,13 @@ static void test_attention_fp8(void **state)
     check_attention_kv(p, 32, 8, 128, cluster_batch, 3, 16, ATT_AUTO, 1, "fp8 attention decode batch 3 (clusters)");
     static const int32_t long_batch[][2] = {{3000, 1}, {17, 1}, {2100, 1}, {2047, 1}, {4500, 1}};
     check_attention_kv(p, 32, 8, 128, long_batch, 5, 16, ATT_AUTO, 1, "fp8 attention decode batch 5 (combine)");
+    /* decode tiles read their fragments from the e4m3 rows (session 47): heads of 64 too, split and not */
+    check_attention_kv(p, 16, 4, 64, long_batch, 5, 16, ATT_AUTO, 1, "fp8 attention decode batch 5 (combine), d64");
     check_attention_kv(p, 16, 4, 64, long_batch, 5, 7, ATT_FORCE_OLD, 1, "fp8 attention decode batch 5, old kernel");
     enum { NW = 300 };
     int32_t (*wide)[2] = decode_spread(NW, 700);
     check_attention_kv(p, 32, 8, 128, (const int32_t (*)[2])wide, NW, 16, ATT_AUTO, 1, "fp8 attention decode batch 300");
+    check_attention_kv(p, 8, 2, 64, (const int32_t (*)[2])wide, NW, 7, ATT_AUTO, 1, "fp8 attention decode batch 300, d64 bs7");
     free(wide);
 }
 
