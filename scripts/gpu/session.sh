@@ -655,11 +655,12 @@ if has s16b; then
   cases_ab s16b 3 "1:128:256 128:128:64 ${S16B_MORE:-32:128:64 64:1024:64 1:2048:4}" "new old"
 fi
 # One GPU: the tensor-core attention alone (bench_backend --attn-sweep), its lines into the summary.
+# SWEEP_BIN: another build's bench_backend (the old build's, a variant's), its lines tagged as TAG says.
 attn_sweep() { # attn_sweep [TAG [bench_backend args...]]
   local tag=${1:-}
   [ $# -gt 0 ] && shift
   export CUDA_VISIBLE_DEVICES=0
-  step "attention sweep${tag:+ [$tag]}" 200 "attn_sweep${tag:+_$tag}.log" "$B/tools/bench_backend" --attn-sweep --iters 50 "$@"
+  step "attention sweep${tag:+ [$tag]}" 200 "attn_sweep${tag:+_$tag}.log" "${SWEEP_BIN:-$B/tools/bench_backend}" --attn-sweep --iters 50 "$@"
   grep '^attn' "$L/attn_sweep${tag:+_$tag}.log" | sed "s/^/${tag:+$tag }/" | tee -a "$S"
 }
 if has s18t && [ "$NG" -ge 2 ]; then
@@ -679,20 +680,17 @@ if has s18t && [ "$NG" -ge 2 ]; then
   done
 fi
 if has s18b; then
-  # Session 18 (session 47: K and V fragments both from the e4m3 rows, three stages): the fp8 attention with K's
-  # fragments read from the e4m3 rows (new) against $OLDB (K and V both
-  # converted to an f16 tile): the fp8 consistency cases and goldens, the fp8 sweep, then bench_decode with an
-  # fp8 cache on both builds, interleaved.
+  # The fp8 attention of this build against $OLDB's (session 18: K's fragments from the e4m3 rows; session 47: K's
+  # and V's, the decode tiles): the fp8 consistency cases and goldens, the fp8 sweep of both builds, then bench_decode
+  # with an fp8 cache on both builds, interleaved.
   export CUDA_VISIBLE_DEVICES=0
   step "consistency, fp8 and attention cases" 120 consistency_fp8.log env SS_TEST_ONLY='*attention*' "$B/tests/test_backend_consistency"
   step "consistency, fp8 store cases" 60 consistency_fp8s.log env SS_TEST_ONLY='*fp8*' "$B/tests/test_backend_consistency"
   step "golden tests on cuda, fp8 KV cache" 90 golden_fp8.log env SS_TEST_DEVICE=cuda SS_TEST_KV=fp8 "$B/tests/test_golden"
   grep '^golden' "$L/golden_fp8.log" | tee -a "$S"
   attn_sweep fp8 --kv fp8
-  if [ -x "$OLDB/tools/bench_backend" ]; then # session 47: the old build's fp8 sweep in the same call
-    step "attention sweep [fp8, old]" 200 attn_sweep_fp8_old.log "$OLDB/tools/bench_backend" --attn-sweep --iters 50 --kv fp8
-    grep '^attn' "$L/attn_sweep_fp8_old.log" | sed "s/^/fp8-old /" | tee -a "$S"
-  fi
+  # session 47: the old build's fp8 sweep in the same call
+  [ -x "$OLDB/tools/bench_backend" ] && SWEEP_BIN=$OLDB/tools/bench_backend attn_sweep fp8-old --kv fp8
   [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
   for rep in 1 2; do
     for cs in ${S18B_CASES:-256:1024:64 128:1024:64 64:1024:64 32:4096:64}; do
@@ -714,8 +712,7 @@ if has f8var; then
   for vx in .gpu-carry/variants/*.xz; do
     [ -f "$vx" ] || continue
     vn=$(basename "$vx" .xz); xz -dc "$vx" >"$W/$vn" && chmod +x "$W/$vn"
-    step "attention sweep [fp8, $vn]" 200 "attn_sweep_fp8_$vn.log" "$W/$vn" --attn-sweep --iters 50 --kv fp8
-    grep '^attn' "$L/attn_sweep_fp8_$vn.log" | sed "s/^/fp8-$vn /" | tee -a "$S"
+    SWEEP_BIN=$W/$vn attn_sweep "fp8-$vn" --kv fp8
   done
 fi
 if has s18s; then
