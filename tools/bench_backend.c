@@ -3,13 +3,15 @@
  * decode attention at several contexts. Prints achieved GB/s against a measured device-to-device copy
  * bandwidth. Attention runs each case twice through the launcher's switch SS_ATTN_FORCE=old|tiled
  * (set and cleared here): the CUDA-core kernel and the tensor-core kernel of attn_tiled.cu.
- * Usage: bench_backend [--iters N] [--device I] [--attn-sweep] [--attn-prefill] [--attn-case B:CTX] [--kv fp8].
+ * Usage: bench_backend [--iters N] [--device I] [--attn-sweep] [--attn-prefill] [--attn-dense] [--attn-case B:CTX]
+ * [--kv fp8].
  * Needs a build with CUDA and a GPU. --attn-case times one decode attention case as the launcher picks (for a
  * profiler).
  * --attn-sweep times only the tensor-core attention: decode at contexts 1..2048 as the launcher picks and in the
  * 64-key form (SS_ATTN_SHORT=0), and a 2048-token prefill in both grid orders (SS_ATTN_ORDER). --kv fp8: the
  * attention reads an fp8 KV cache (random bytes: the timing does not depend on the values). --attn-prefill times
- * 2,048-token prompt chunks at contexts of 2k to 128k in each prefill form. */
+ * 2,048-token prompt chunks at contexts of 2k to 128k in each prefill form. --attn-dense times decode tiles in both
+ * forms at forced key-split counts (run_attn_dense). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -242,13 +244,24 @@ static void bench_gemv_layers(bench *b, int64_t n)
  * K/V come from HBM. Decode lines are read as GB/s (K+V bytes of the contexts), prefill lines as
  * TFLOP/s (causal: 4 * heads * D * sum over tokens of the context). */
 /* One way to run the attention launcher: an environment switch of attention.cu set for the timed calls
- * (value NULL: unset) and the label it prints as. */
+ * (value NULL: unset), optionally a second one (env2 NULL: none), and the label it prints as. */
 typedef struct attn_variant {
-    const char *label, *env, *value;
+    const char *label, *env, *value, *env2, *value2;
 } attn_variant;
 
+/* Sets (value NULL: unsets) one of attention.cu's switches. */
+static void set_switch(const char *env, const char *value)
+{
+    if (!env)
+        return;
+    if (value)
+        setenv(env, value, 1);
+    else
+        unsetenv(env);
+}
+
 /* The default table: each case on the CUDA-core kernel and on the tensor-core kernel. */
-static const attn_variant kKernels[2] = {{"old", "SS_ATTN_FORCE", "old"}, {"tiled", "SS_ATTN_FORCE", "tiled"}};
+static const attn_variant kKernels[2] = {{"old", "SS_ATTN_FORCE", "old", NULL, NULL}, {"tiled", "SS_ATTN_FORCE", "tiled", NULL, NULL}};
 
 static void bench_attention(bench *b, int32_t batch, int32_t start, int32_t chunk, const attn_variant *vars, int n_vars)
 {
@@ -306,10 +319,8 @@ static void bench_attention(bench *b, int32_t batch, int32_t start, int32_t chun
     const double flops = 4.0 * heads * hd * ctx_sum;
     const double bytes = 2.0 * (double)batch * ctx * (double)block_bytes / bs; /* K and V, scales included */
     for (int k = 0; k < n_vars; k++) {
-        if (vars[k].value)
-            setenv(vars[k].env, vars[k].value, 1);
-        else
-            unsetenv(vars[k].env);
+        set_switch(vars[k].env, vars[k].value);
+        set_switch(vars[k].env2, vars[k].value2);
         for (int i = 0; i < 3; i++)
             CHECK(b->be->iface->attention(b->be->ctx, out, q, q_stride, kc[0], vc[0], &meta, n, heads, kv, hd, scale));
         double ms;
@@ -324,7 +335,8 @@ static void bench_attention(bench *b, int32_t batch, int32_t start, int32_t chun
         else
             snprintf(label, sizeof label, "attn %-5s b=%d chunk %d at %d", vars[k].label, batch, chunk, start);
         report(b, label, ms / b->iters, bytes, flops);
-        unsetenv(vars[k].env);
+        set_switch(vars[k].env, NULL);
+        set_switch(vars[k].env2, NULL);
     }
     for (int l = 0; l < layers; l++) {
         b->be->iface->free_buf(b->be->ctx, kc[l]);
@@ -340,10 +352,10 @@ static void bench_attention(bench *b, int32_t batch, int32_t start, int32_t chun
  * 64-key form, and a 2048-token prefill in each grid order. */
 static void run_attn_sweep(bench *b)
 {
-    static const attn_variant forms[2] = {{"auto", "SS_ATTN_SHORT", NULL}, {"64key", "SS_ATTN_SHORT", "0"}};
-    static const attn_variant order[3] = {{"auto", "SS_ATTN_ORDER", NULL},
-                                          {"inner", "SS_ATTN_ORDER", "heads_inner"},
-                                          {"outer", "SS_ATTN_ORDER", "heads_outer"}};
+    static const attn_variant forms[2] = {{"auto", "SS_ATTN_SHORT", NULL, NULL, NULL}, {"64key", "SS_ATTN_SHORT", "0", NULL, NULL}};
+    static const attn_variant order[3] = {{"auto", "SS_ATTN_ORDER", NULL, NULL, NULL},
+                                          {"inner", "SS_ATTN_ORDER", "heads_inner", NULL, NULL},
+                                          {"outer", "SS_ATTN_ORDER", "heads_outer", NULL, NULL}};
     const int32_t sb[] = {32, 64, 128, 256}, sc[] = {1, 64, 128, 160, 256, 512, 1024, 2048};
     for (size_t i = 0; i < sizeof sb / sizeof sb[0]; i++)
         for (size_t j = 0; j < sizeof sc / sizeof sc[0]; j++)
@@ -351,14 +363,36 @@ static void run_attn_sweep(bench *b)
     bench_attention(b, 1, 0, 2048, order, 3);
 }
 
+/* --attn-dense: decode tiles in each form (SS_ATTN_SHORT: the 64-key form, 0, against the form of more CTAs a SM, 1)
+ * at forced key-split counts (SS_ATTN_SPLITS, the combine kernel merging), beside the launcher's choice, over
+ * batches 16-256 and contexts 512-8,192: the data a split rule for both forms is fitted to. */
+static void run_attn_dense(bench *b)
+{
+    static const char *const splits[] = {"1", "2", "3", "4", "6", "8"};
+    enum { NS = sizeof splits / sizeof splits[0] };
+    attn_variant vars[1 + 2 * NS] = {{"auto", "SS_ATTN_SHORT", NULL, NULL, NULL}};
+    static char labels[2 * NS][16];
+    for (int f = 0; f < 2; f++)
+        for (int i = 0; i < NS; i++) {
+            attn_variant *v = &vars[1 + f * NS + i];
+            snprintf(labels[f * NS + i], sizeof labels[0], "%s/s%s", f ? "dense" : "std", splits[i]);
+            *v = (attn_variant){labels[f * NS + i], "SS_ATTN_SHORT", f ? "1" : "0", "SS_ATTN_SPLITS", splits[i]};
+        }
+    const int32_t sb[] = {16, 32, 48, 64, 96, 128, 192, 256}, sc[] = {512, 1024, 2048, 4096, 8192};
+    for (size_t i = 0; i < sizeof sb / sizeof sb[0]; i++)
+        for (size_t j = 0; j < sizeof sc / sizeof sc[0]; j++)
+            if (sc[j] < 8192 || sb[i] <= 64)
+                bench_attention(b, sb[i], sc[j] - 1, 1, vars, 1 + 2 * NS);
+}
+
 /* --attn-prefill: prompt chunks of 2,048 tokens at contexts of 2k to 128k in each prefill form (SS_ATTN_PREFILL:
  * 8 warps of one m-tile, 4 of two, wgmma where the GPU runs it) and as the launcher picks. */
 static void run_attn_prefill(bench *b)
 {
-    static const attn_variant forms[4] = {{"auto", "SS_ATTN_PREFILL", NULL},
-                                          {"wm8", "SS_ATTN_PREFILL", "wm8"},
-                                          {"mt2", "SS_ATTN_PREFILL", "mt2"},
-                                          {"wg", "SS_ATTN_PREFILL", "wg"}};
+    static const attn_variant forms[4] = {{"auto", "SS_ATTN_PREFILL", NULL, NULL, NULL},
+                                          {"wm8", "SS_ATTN_PREFILL", "wm8", NULL, NULL},
+                                          {"mt2", "SS_ATTN_PREFILL", "mt2", NULL, NULL},
+                                          {"wg", "SS_ATTN_PREFILL", "wg", NULL, NULL}};
     if (!ss_cuda_attn_prefill_wg_ok(128, b->be->kv_type == SS_KV_FP8))
         printf("(no wgmma prefill form on this GPU or cache: the wg lines time the launcher's other form)\n");
     const int32_t starts[] = {0, 6144, 30720, 129024};
@@ -412,6 +446,7 @@ int main(int argc, char **argv)
     int device = 0;
     int sweep = 0; /* --attn-sweep: only the tensor-core attention, per form and grid order */
     int prefill = 0; /* --attn-prefill: only the prefill attention, per form */
+    int dense = 0;   /* --attn-dense: decode tiles per form at forced split counts */
     int case_batch = 0, case_ctx = 0; /* --attn-case B:CTX: one decode attention case (for a profiler) */
     ss_kv_type kv_type = SS_KV_ACT;
     for (int i = 1; i < argc; i++) {
@@ -419,6 +454,8 @@ int main(int argc, char **argv)
             sweep = 1;
         } else if (strcmp(argv[i], "--attn-prefill") == 0) {
             prefill = 1;
+        } else if (strcmp(argv[i], "--attn-dense") == 0) {
+            dense = 1;
         } else if (i + 1 < argc && strcmp(argv[i], "--iters") == 0) {
             b.iters = (int)strtol(argv[++i], NULL, 10);
         } else if (i + 1 < argc && strcmp(argv[i], "--device") == 0) {
@@ -437,7 +474,7 @@ int main(int argc, char **argv)
         } else {
             fprintf(stderr,
                     "bench_backend: unknown argument '%s' (usage: [--iters N] [--device I] [--attn-sweep] "
-                    "[--attn-prefill] [--attn-case B:CTX] [--kv fp8])\n",
+                    "[--attn-prefill] [--attn-dense] [--attn-case B:CTX] [--kv fp8])\n",
                     argv[i]);
             return 2;
         }
@@ -468,13 +505,15 @@ int main(int argc, char **argv)
     CHECK(ss_cuda_timer_create(b.be, &b.timer, &err));
     printf("device: %s; %d iterations per line; KV cache %s\n", b.be->desc, b.iters, ss_kv_type_name(kv_type));
     measure_copy(&b);
-    static const attn_variant launcher_choice = {"auto", "SS_ATTN_SHORT", NULL};
+    static const attn_variant launcher_choice = {"auto", "SS_ATTN_SHORT", NULL, NULL, NULL};
     if (case_batch > 0)
         bench_attention(&b, case_batch, case_ctx - 1, 1, &launcher_choice, 1);
     else if (sweep)
         run_attn_sweep(&b);
     else if (prefill)
         run_attn_prefill(&b);
+    else if (dense)
+        run_attn_dense(&b);
     else
         run_all(&b);
     ss_cuda_timer_destroy(b.timer);

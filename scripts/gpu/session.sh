@@ -3,7 +3,7 @@
 # trains the demo model on the last GPU in the background, and meanwhile runs the GPU checks and
 # benchmarks on the others. Every step has a deadline; the whole run stays under BUDGET seconds.
 # Results: $OUT/summary.txt, $OUT/logs.tar.xz, and $OUT/demo-*.{safetensors,json,txt} from training.
-# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize sanattn checks1 wgp s21a s21p s23m s24p fp8ck f8eng longref ctx128 mixlong s20a s20s s20t s20x s20m s20p s19a s19b s19c s19t s19g s18a s18b f8var s18t s18p s18s s17a s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve lpab serveab spec vstep seqform h100 genv maxb soak (default: train check bench multi sanitize)
+# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize sanattn checks1 wgp s21a s21p s23m s24p fp8ck f8eng longref ctx128 mixlong s20a s20s s20t s20x s20m s20p s19a s19b s19c s19t s19g s18a s18b f8var dense s18t s18p s18s s17a s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve lpab serveab spec vstep seqform h100 genv maxb soak (default: train check bench multi sanitize)
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -678,6 +678,29 @@ if has s18t && [ "$NG" -ge 2 ]; then
       "$B/tools/bench_decode" --model "$M8" --device cuda --tp 2 --batch 128 --prompt 1024 --gen 64 --json
     echo "$kv $(grep -ho '"warm_tok_s":[0-9.]*\|"prefill_tok_s":[0-9.]*' "$L/bench_s18t_$kv.log" | tr '\n' ' ')" | tee -a "$S"
   done
+fi
+if has dense; then
+  # Session 48: the fp8 decode tiles' dense form (held to 128 registers, 4 CTAs a SM). The attention consistency cases
+  # (with the forced dense form and forced splits), the per-form sweep at forced split counts for an fp8 and a bf16
+  # cache (bench_backend --attn-dense), then 8B decode steps with an fp8 cache as the launcher picks (auto) against
+  # the dense form off (SS_ATTN_SHORT=0), interleaved, DENSE_REPS rounds.
+  export CUDA_VISIBLE_DEVICES=0
+  step "consistency, attention cases" 150 consistency_dense.log env SS_TEST_ONLY='*attention*' "$B/tests/test_backend_consistency"
+  step "attention per form and split count [fp8]" 240 attn_dense_fp8.log "$B/tools/bench_backend" --attn-dense --kv fp8 --iters 40
+  grep -c '^attn' "$L/attn_dense_fp8.log" | sed 's/^/fp8 dense sweep lines: /' | tee -a "$S"
+  [ "${DENSE_BF16:-1}" = 1 ] && step "attention per form and split count [bf16]" 240 attn_dense_bf16.log "$B/tools/bench_backend" --attn-dense --iters 40
+  [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
+  for rep in $(seq 1 "${DENSE_REPS:-1}"); do
+    for cs in ${DENSE_CASES:-256:1024:64 128:1024:64 64:1024:64 32:4096:64}; do
+      IFS=: read -r bsz pr gn <<<"$cs"
+      for v in auto off; do
+        sw=(); [ $v = off ] && sw=(SS_ATTN_SHORT=0)
+        step "8B fp8 b$bsz prompt $pr [$v] #$rep" 90 "bench_dense_b${bsz}_p${pr}_${v}_$rep.log" env SHARDSERVE_KV_CACHE_DTYPE=fp8 \
+          "${sw[@]}" "$B/tools/bench_decode" --model "$M8" --device cuda --batch $bsz --prompt $pr --gen $gn --json
+      done
+    done
+  done
+  bench_lines "$L"/bench_dense_*.log | tee -a "$S"
 fi
 if has s18b; then
   # The fp8 attention of this build against $OLDB's (session 18: K's fragments from the e4m3 rows; session 47: K's

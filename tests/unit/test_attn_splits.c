@@ -93,6 +93,28 @@ static void test_pick_rule(void **state)
     unsetenv("SS_ATTN_SPLIT_KEYS");
 }
 
+/* The benchmark switch SS_ATTN_SPLITS: a count above 0, at most what the workspace holds (batch 256 at tp 1:
+ * 4.26 MB a split, 7 in 32 MB); no workspace, a bad value or none: 0 (the rules decide). */
+static void test_forced_splits(void **state)
+{
+    (void)state;
+    ss_cuda_attn_args a = launch(256, 32, 2048);
+    unsetenv("SS_ATTN_SPLITS");
+    assert_int_equal(ss_attn_forced_splits(&a), 0);
+    setenv("SS_ATTN_SPLITS", "3", 1);
+    assert_int_equal(ss_attn_forced_splits(&a), 3);
+    setenv("SS_ATTN_SPLITS", "64", 1);
+    assert_int_equal(ss_attn_forced_splits(&a), 7);
+    setenv("SS_ATTN_SPLITS", "0", 1);
+    assert_int_equal(ss_attn_forced_splits(&a), 0);
+    setenv("SS_ATTN_SPLITS", "x", 1);
+    assert_int_equal(ss_attn_forced_splits(&a), 0);
+    setenv("SS_ATTN_SPLITS", "2", 1);
+    a.workspace = NULL;
+    assert_int_equal(ss_attn_forced_splits(&a), 0);
+    unsetenv("SS_ATTN_SPLITS");
+}
+
 /* The decode form (session 17): the 32-key form only where it removes a partial second wave of the 64-key
  * form (396 CTAs a wave there, 660 in the 32-key form). */
 static void test_short_tiles_rule(void **state)
@@ -323,6 +345,7 @@ int main(void)
         cmocka_unit_test(test_wave_rule_limits),
         cmocka_unit_test(test_pick_rule),
         cmocka_unit_test(test_short_tiles_rule),
+        cmocka_unit_test(test_forced_splits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -917,7 +917,8 @@ typedef enum att_mode {
     ATT_GRAPH8,    /* a graph step's tiles (ss_step_tiles): runs of at most 8 tokens, the count padded to a power of 2 */
     ATT_GRAPH4,    /* ... of at most 4 tokens */
     ATT_FORCE_SEQ, /* the decode form of a CTA per sequence, on a graph step's tiles (decode batches only) */
-    ATT_FORCE_SEQ2 /* ... its kv heads split over two CTAs (SS_ATTN_SEQ_PARTS=2, with SS_ATTN_SEQ=1) */
+    ATT_FORCE_SEQ2, /* ... its kv heads split over two CTAs (SS_ATTN_SEQ_PARTS=2, with SS_ATTN_SEQ=1) */
+    ATT_SPLITS3     /* decode tiles in 3 key splits, merged by the combine kernel (SS_ATTN_SPLITS) */
 } att_mode;
 
 /* The launcher's switch and value that force each mode's kernel on the GPU side (env NULL: the launcher's choice). */
@@ -936,6 +937,7 @@ static const struct {
     [ATT_GRAPH4] = {NULL, NULL},
     [ATT_FORCE_SEQ] = {"SS_ATTN_SEQ", "1"},
     [ATT_FORCE_SEQ2] = {"SS_ATTN_SEQ_PARTS", "2"},
+    [ATT_SPLITS3] = {"SS_ATTN_SPLITS", "3"},
 };
 
 /* A mixed batch: sequences with (first position, token count). Each sequence owns just the blocks
@@ -1942,6 +1944,18 @@ static void test_attention_fp8(void **state)
     int32_t (*wide)[2] = decode_spread(NW, 700);
     check_attention_kv(p, 32, 8, 128, (const int32_t (*)[2])wide, NW, 16, ATT_AUTO, 1, "fp8 attention decode batch 300");
     check_attention_kv(p, 8, 2, 64, (const int32_t (*)[2])wide, NW, 7, ATT_AUTO, 1, "fp8 attention decode batch 300, d64 bs7");
+    /* the dense form (session 48: the decode tiles held to 128 registers, 4 CTAs a SM; heads of 128), alone and in
+     * key splits; at d64 the switch keeps the 64-key form */
+    check_attention_kv(p, 32, 8, 128, (const int32_t (*)[2])wide, NW, 16, ATT_FORCE_SHORT, 1,
+                       "fp8 attention decode batch 300, dense form");
+    check_attention_kv(p, 32, 8, 128, long_batch, 5, 7, ATT_FORCE_SHORT, 1,
+                       "fp8 attention decode batch 5 bs7, dense form (combine)");
+    check_attention_kv(p, 16, 4, 64, long_batch, 5, 16, ATT_FORCE_SHORT, 1,
+                       "fp8 attention decode batch 5, d64, dense switch (the 64-key form)");
+    check_attention_kv(p, 32, 8, 128, (const int32_t (*)[2])wide, NW, 16, ATT_SPLITS3, 1,
+                       "fp8 attention decode batch 300, 3 forced splits (combine)");
+    check_attention_kv(p, 32, 8, 128, cluster_batch, 3, 16, ATT_SPLITS3, 0,
+                       "attention decode batch 3, 3 forced splits (combine, no cluster)");
     free(wide);
 }
 

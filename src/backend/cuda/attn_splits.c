@@ -97,6 +97,15 @@ int64_t ss_attn_wave_splits(const ss_cuda_attn_args *a, int64_t base)
     return best;
 }
 
+int64_t ss_attn_forced_splits(const ss_cuda_attn_args *a)
+{
+    const char *sw = getenv("SS_ATTN_SPLITS"); /* benchmark switch */
+    if (!sw || !a->workspace)
+        return 0;
+    const int64_t v = strtol(sw, NULL, 10), cap = splits_cap(a);
+    return v < 1 ? 0 : v > cap ? (cap > 1 ? cap : 1) : v;
+}
+
 /* The 32-key form's smaller CTAs (5 a SM on an H200 against 3) pay when they remove a partial second wave.
  * H200, batch 64 (512 CTAs): 14.5 against 20.1 us at context 128, 70.6 against 90.1 at 1,024. With more
  * CTAs than one such wave, it won 4-5% at contexts up to 160 but lost 6-8% from 512 on, and batch-128 decode

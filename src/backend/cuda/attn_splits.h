@@ -42,10 +42,14 @@ int64_t ss_attn_prefill_split_base(const ss_cuda_attn_args *a, int64_t ctas, int
  * kernel: the fewest splits whose cost, waves × (fixed tiles + key tiles per split), is within 3% of the
  * best, where a wave is a->decode_ctas_per_sm × a->sm_count CTAs. */
 int64_t ss_attn_wave_splits(const ss_cuda_attn_args *a, int64_t base);
-/* 1 when a decode launch of `ctas` CTAs (all splits) takes the tensor-core kernel's 32-key form: more than
- * one wave of the 64-key form (a->decode_ctas_per_sm × a->sm_count) but no more than one wave of the 32-key
- * form (a->decode_short_ctas_per_sm × a->sm_count); never when either count is unknown. Reads the benchmark
- * switch SS_ATTN_SHORT (0: never, 1: always). */
+/* The benchmark switch SS_ATTN_SPLITS=N: N key splits for decode tiles, merged by the combine kernel (no cluster),
+ * at most what the workspace holds; 0 when it is unset, not a number above 0, or the launch has no workspace. */
+int64_t ss_attn_forced_splits(const ss_cuda_attn_args *a);
+/* 1 when a decode launch of `ctas` CTAs (all splits) takes the tensor-core kernel's form of more CTAs a SM (a bf16
+ * cache: 32-key tiles; an fp8 one: the register-capped 64-key tiles): more than one wave of the 64-key form
+ * (a->decode_ctas_per_sm × a->sm_count) but no more than one wave of the other form (a->decode_short_ctas_per_sm ×
+ * a->sm_count); never when either count is unknown. Reads the benchmark switch SS_ATTN_SHORT (0: never, 1:
+ * always). */
 int ss_attn_short_tiles(const ss_cuda_attn_args *a, int64_t ctas);
 /* 1 when prefill tiles (128-row blocks; a bf16 or, since session 33, an fp8 cache) take the form of 4 warps of two
  * m-tiles instead of 8 of one:

@@ -70,6 +70,9 @@ __device__ __forceinline__ uint32_t pack_h2(float a, float b)
 // Stages of the fp8 decode tiles (FP8 and WK > 1), whose fragments come straight from the landed e4m3 rows: two
 // in flight while the third is read, one barrier a key tile.
 constexpr int kF8DirectStages = 3;
+// The fp8 decode tiles' dense form (AttnTiledParams::short_tiles with an fp8 cache, heads of 128): the same kernel
+// held to 128 registers a thread, so that an SM runs 4 CTAs (55 KB of shared memory each) instead of 3 (160).
+constexpr int kF8DenseCtas = 4;
 
 // Shared memory: two stages of [K tile | V tile], each kBN rows of D + 8 bf16 (the 16-byte pad puts
 // the 8 rows an ldmatrix reads in distinct banks). Q (up to 2*kBN rows) first sits in stage 1; decode tiles
@@ -162,8 +165,8 @@ __device__ __forceinline__ void cluster_merge(const AttnTiledParams &p, float *c
 // thread's B fragments for every n-tile are one NO-byte piece of each of its four key rows, their bytes interleaved
 // pairwise by byte permutes. The rows' 16-byte chunks sit XOR-swizzled by the row (ch ^ (row mod D/16)), which
 // keeps both reads free of bank conflicts at D = 128.
-template <int D, int WM, int WK, bool CL, int BN = kBN, bool FP8 = false, int MT = 1>
-__global__ void __launch_bounds__(WM *WK * 32) attn_tiled_kernel(const AttnTiledParams p)
+template <int D, int WM, int WK, bool CL, int BN = kBN, bool FP8 = false, int MT = 1, int MINB = 0>
+__global__ void __launch_bounds__(WM *WK * 32, MINB) attn_tiled_kernel(const AttnTiledParams p)
 {
     static_assert(!CL || WK > 1, "the cluster merge extends the key-split merge of decode tiles");
     static_assert(MT == 1 || WK == 1, "two m-tiles a warp: the prefill form only");
@@ -754,11 +757,11 @@ TiledShape tiled_shape(int64_t rows)
     return {8, 1};
 }
 
-template <int D, int WM, int WK, bool CL = false, int BN = kBN, bool FP8 = false, int MT = 1>
+template <int D, int WM, int WK, bool CL = false, int BN = kBN, bool FP8 = false, int MT = 1, int MINB = 0>
 int launch_shape(const AttnTiledParams &p, dim3 grid, cudaStream_t s)
 {
     constexpr int bytes = smem_bytes<D, WK, BN, FP8, (MT > 1 ? 16 * WM * MT : 0)>();
-    auto kernel = attn_tiled_kernel<D, WM, WK, CL, BN, FP8, MT>;
+    auto kernel = attn_tiled_kernel<D, WM, WK, CL, BN, FP8, MT, MINB>;
     cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
     if (e != cudaSuccess)
         return (int)e;
@@ -795,9 +798,9 @@ template <int D> bool cluster_fits()
     return clusters > 0;
 }
 
-template <int D, int WK, int BN, bool FP8 = false> int decode_ctas_per_sm()
+template <int D, int WK, int BN, bool FP8 = false, int MINB = 0> int decode_ctas_per_sm()
 {
-    auto kernel = attn_tiled_kernel<D, 1, WK, false, BN, FP8>;
+    auto kernel = attn_tiled_kernel<D, 1, WK, false, BN, FP8, 1, MINB>;
     constexpr int bytes = smem_bytes<D, WK, BN, FP8>();
     int n = 0;
     if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes) != cudaSuccess ||
@@ -833,9 +836,12 @@ bool cluster_shape_ok(TiledShape sh, bool device_ok)
 template <int D, bool FP8>
 int launch_d(const AttnTiledParams &p, TiledShape sh, dim3 grid, bool cluster, cudaStream_t s)
 {
-    if constexpr (!FP8) { // the 32-key form has no fp8 variant
-        if (sh.wm == 1 && !cluster && p.short_tiles)
+    if (sh.wm == 1 && !cluster && p.short_tiles) { // the decode form of more CTAs a SM (AttnTiledParams)
+        if constexpr (FP8 && D == 128)
+            return launch_shape<D, 1, 4, false, kBN, true, 1, kF8DenseCtas>(p, grid, s);
+        else if constexpr (!FP8)
             return launch_shape<D, 1, 2, false, kShortBN>(p, grid, s);
+        // (no dense fp8 form at D = 64: its 96 registers already fit 5 CTAs a SM; the 64-key form below)
     }
     if (sh.wm == 1)
         return cluster ? launch_shape<D, 1, 4, true, kBN, FP8>(p, grid, s) : launch_shape<D, 1, 4, false, kBN, FP8>(p, grid, s);
@@ -872,11 +878,10 @@ bool attn_tiled_cluster_fits(int head_dim)
 
 int attn_tiled_decode_ctas_per_sm(int head_dim, bool short_tiles, bool fp8)
 {
+    if (fp8 && short_tiles) // heads of 128 only (launch_d)
+        return head_dim == 128 ? decode_ctas_per_sm<128, 4, kBN, true, kF8DenseCtas>() : 0;
     if (fp8)
-        return short_tiles       ? 0
-               : head_dim == 64  ? decode_ctas_per_sm<64, 4, kBN, true>()
-               : head_dim == 128 ? decode_ctas_per_sm<128, 4, kBN, true>()
-                                 : 0;
+        return head_dim == 64 ? decode_ctas_per_sm<64, 4, kBN, true>() : head_dim == 128 ? decode_ctas_per_sm<128, 4, kBN, true>() : 0;
     if (short_tiles)
         return head_dim == 64    ? decode_ctas_per_sm<64, 2, kShortBN>()
                : head_dim == 128 ? decode_ctas_per_sm<128, 2, kShortBN>()

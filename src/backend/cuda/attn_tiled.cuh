@@ -38,7 +38,8 @@ struct AttnTiledParams : AttnCommon {
     bool cluster_ok;        // the device runs the cluster form (attn_tiled_cluster_fits; the caller may veto)
     AttnOrder order;        // the caller's wish (kOrderByShape: prefill tiles inner, decode tiles outer)
     bool heads_inner;       // set by attn_tiled_launch from `order` and the tile shape
-    bool short_tiles;       // decode tiles without a cluster: 32-key tiles, two warps a CTA (more CTAs a SM)
+    bool short_tiles;       // decode tiles without a cluster, in the form of more CTAs a SM: with a bf16 cache 32-key
+                            // tiles of two warps; with an fp8 cache the same tiles held to fewer registers
     bool prefill_mt2;       // prefill tiles (128-row blocks) by 4 warps of 32 rows instead of 8 of 16 (session 32)
     bool prefill_wg;        // prefill tiles of a bf16 cache, heads of 128, on sm_90: attn_wgmma.cu's form (session 34)
 };
@@ -125,9 +126,10 @@ bool attn_tiled_supported(int head_dim);
 // A runtime query: callers ask once and pass the answer as AttnTiledParams::cluster_ok.
 bool attn_tiled_cluster_fits(int head_dim);
 
-// How many CTAs of the decode-tile form (no cluster; the 64-key form, or with short_tiles the 32-key one)
-// one SM holds at once, for this head size (registers and shared memory decide; 0 when the query fails).
-// fp8: the form for an fp8 cache (it has no 32-key form: 0). A runtime query: callers ask once.
+// How many CTAs of the decode-tile form (no cluster; the 64-key form, or with short_tiles the form of more CTAs a
+// SM) one SM holds at once, for this head size (registers and shared memory decide; 0 when the query fails).
+// fp8: the forms for an fp8 cache (short_tiles: its register-capped 64-key form, heads of 128 only: 0 at 64). A
+// runtime query: ask once.
 int attn_tiled_decode_ctas_per_sm(int head_dim, bool short_tiles, bool fp8);
 // How many CTAs of the prefill form of two m-tiles a warp (AttnTiledParams::prefill_mt2) one SM holds for head_dim
 // (64 or 128; 0 otherwise, or where it cannot launch), its bf16- or (fp8) fp8-cache form. A runtime query: ask once.

@@ -99,15 +99,17 @@ typedef struct ss_cuda_attn_args {
  * q_tiles and head_dim 64 or 128); SS_ATTN_LONG=0 keeps long-context decode on the short-context split
  * rule; SS_ATTN_SPLIT_KEYS=N sets the least keys per split of that rule (attn_splits.h); SS_ATTN_ORDER=
  * heads_inner|heads_outer forces the tensor-core kernel's grid order (attn_tiled.cuh); SS_ATTN_SHORT=0|1 never /
- * always takes its 32-key decode form; SS_ATTN_GROUPS=0 keeps a step's grouped tiles (n_short_tiles) in one launch;
+ * always takes its decode form of more CTAs a SM (bf16: 32-key tiles; fp8: the register-capped
+ * 64-key tiles); SS_ATTN_SPLITS=N gives decode tiles N key splits, merged by the combine kernel (attn_splits.h); SS_ATTN_GROUPS=0 keeps a step's grouped tiles (n_short_tiles) in one launch;
  * SS_ATTN_SEQ=0|1 never / always (where it runs) takes the decode form of a CTA per sequence (attn_splits.h). */
 int ss_cuda_attention(void *stream, const ss_cuda_attn_args *a);
 /* Whether this device runs the cluster-merged decode attention for head_dim (64 or 128): sm_90+, a full
  * cluster fits, and SS_ATTN_CLUSTER is not "0" (a benchmark switch). A runtime query: ask once. */
 int ss_cuda_attn_cluster_ok(int head_dim);
 /* How many CTAs of the tensor-core decode attention one SM of this device holds for head_dim (64 or 128;
- * 0 otherwise or when the query fails), in its 64-key form or (short_tiles = 1) its 32-key form, for a bf16
- * cache or (fp8 = 1) an fp8 one (which has no 32-key form: 0). A runtime query: ask once. */
+ * 0 otherwise or when the query fails), in its 64-key form or (short_tiles = 1) its form of more CTAs a SM, for a
+ * bf16 cache (32-key tiles) or (fp8 = 1) an fp8 one (64-key tiles held to fewer registers; heads of 128 only, 0
+ * at 64). A runtime query: ask once. */
 int ss_cuda_attn_decode_ctas_per_sm(int head_dim, int short_tiles, int fp8);
 /* How many CTAs of the tensor-core prefill attention's form of two m-tiles a warp one SM of this device holds for
  * head_dim (64 or 128; 0 otherwise, when the query fails, or where its ~102 KB of shared memory do not fit a block,
