@@ -1872,12 +1872,14 @@ if has maxb; then
   cp /work/shared/fixtures/models/e2e-llama3-tok/tokenizer.json /work/shared/fixtures/models/e2e-llama3-tok/tokenizer_config.json "$M8/"
   # A case "BATCH:BLOCKS" (session 44) also caps the KV cache (--num-kv-blocks; an H100's was 28,068 blocks of 16);
   # "BATCH:BLOCKS:DTYPE" (session 45) sets --kv-cache-dtype too (an H100's bytes in fp8: 56,136 blocks).
-  # MAXB_OLD=1 (session 47): each case on $OLDB's server too, right after this build's (tags _old).
+  # MAXB_OLD=1 (session 47): each case on $OLDB's server too, right after this build's (tags _old). MAXB_OFF="VAR=VALUE"
+  # (session 48): each case on this build's server again with that switch set (tags _off).
   for mcase in ${MAXB_BATCHES:-256 384 512}; do
-   for mv in new ${MAXB_OLD:+${OLDB:+old}}; do
+   for mv in new ${MAXB_OLD:+${OLDB:+old}} ${MAXB_OFF:+off}; do
     mbin=$B/shardserve; [ "$mv" = old ] && mbin=$OLDB/shardserve
-    IFS=: read -r mbatch mblocks mkv <<<"$mcase"; mb=${mbatch}${mblocks:+_kv$mblocks}${mkv:+_$mkv}; [ "$mv" = old ] && mb=${mb}_old
-    "$mbin" serve --model "$M8" --device cuda --port 8000 --metrics-port 8002 --served-model-name llama-3-8b \
+    menv=(); [ "$mv" = off ] && menv=("$MAXB_OFF")
+    IFS=: read -r mbatch mblocks mkv <<<"$mcase"; mb=${mbatch}${mblocks:+_kv$mblocks}${mkv:+_$mkv}; [ "$mv" != new ] && mb=${mb}_$mv
+    env "${menv[@]}" "$mbin" serve --model "$M8" --device cuda --port 8000 --metrics-port 8002 --served-model-name llama-3-8b \
       --max-batch "$mbatch" ${mblocks:+--num-kv-blocks "$mblocks"} ${mkv:+--kv-cache-dtype "$mkv"} --max-step-tokens 2048 --max-waiting 2048 >"$L/maxb_serve_$mb.log" 2>&1 &
     SPID=$!
     wait_ready $SPID

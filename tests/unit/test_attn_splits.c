@@ -93,6 +93,49 @@ static void test_pick_rule(void **state)
     unsetenv("SS_ATTN_SPLIT_KEYS");
 }
 
+/* An fp8 cache's dense form (session 48, one H200: 3 CTAs a SM of the 64-key form, 4 of the dense form): unsplit at
+ * batch 64, 128 and 256 where the measured sweep had it faster, never at batch 16-48, 96 or 192, nor at batch 64 at
+ * 8,192 keys (the 64-key form in 3 splits 3% faster). `splits`: what the 64-key form's rule picks. */
+static int64_t f8_dense(int64_t n, int32_t msl, int64_t splits)
+{
+    ss_cuda_attn_args a = launch(n, 32, msl);
+    a.kv_fp8 = 1;
+    a.decode_short_ctas_per_sm = 4;
+    return ss_attn_f8_dense(&a, n * a.kv_heads, splits, 0);
+}
+
+static void test_f8_dense_rule(void **state)
+{
+    (void)state;
+    unsetenv("SS_ATTN_SHORT");
+    assert_int_equal(f8_dense(64, 512, 1), 1);   /* 512 CTAs: 1.3 waves of the 64-key form, one of the dense */
+    assert_int_equal(f8_dense(64, 2048, 3), 1);  /* -9% against 3 splits */
+    assert_int_equal(f8_dense(64, 4096, 3), 1);
+    assert_int_equal(f8_dense(64, 8192, 3), 0);  /* model 0.96: the 64-key form */
+    assert_int_equal(f8_dense(128, 1024, 1), 1); /* 2.6 waves against 1.9 */
+    assert_int_equal(f8_dense(128, 4096, 3), 1);
+    assert_int_equal(f8_dense(256, 2048, 2), 1); /* -7% */
+    assert_int_equal(f8_dense(32, 2048, 3), 0);  /* 256 CTAs: the dense form only in splits, which lost */
+    assert_int_equal(f8_dense(32, 8192, 3), 0);
+    assert_int_equal(f8_dense(16, 4096, 3), 0);
+    assert_int_equal(f8_dense(48, 1024, 1), 0);  /* 384 CTAs: one wave of either */
+    assert_int_equal(f8_dense(96, 2048, 1), 0);  /* 1.9 waves against 1.5: two either way */
+    assert_int_equal(f8_dense(192, 1024, 1), 0); /* 3.9 against 2.9: as many slots */
+    ss_cuda_attn_args a = launch(64, 32, 1024);
+    a.kv_fp8 = 1;
+    assert_int_equal(ss_attn_f8_dense(&a, 512, 1, 0), 0); /* the dense form's occupancy unknown (heads of 64): never */
+    a.decode_short_ctas_per_sm = 4;
+    assert_int_equal(ss_attn_f8_dense(&a, 512, 1, 1), 0); /* forced splits keep the 64-key form */
+    a.decode_ctas_per_sm = 0;
+    assert_int_equal(ss_attn_f8_dense(&a, 512, 1, 0), 0);
+    a.decode_ctas_per_sm = 3;
+    setenv("SS_ATTN_SHORT", "1", 1); /* forced: at the 64-key form's splits, forced or not */
+    assert_int_equal(ss_attn_f8_dense(&a, 256, 3, 1), 3);
+    setenv("SS_ATTN_SHORT", "0", 1);
+    assert_int_equal(ss_attn_f8_dense(&a, 512, 1, 0), 0);
+    unsetenv("SS_ATTN_SHORT");
+}
+
 /* The benchmark switch SS_ATTN_SPLITS: a count above 0, at most what the workspace holds (batch 256 at tp 1:
  * 4.26 MB a split, 7 in 32 MB); no workspace, a bad value or none: 0 (the rules decide). */
 static void test_forced_splits(void **state)
@@ -346,6 +389,7 @@ int main(void)
         cmocka_unit_test(test_pick_rule),
         cmocka_unit_test(test_short_tiles_rule),
         cmocka_unit_test(test_forced_splits),
+        cmocka_unit_test(test_f8_dense_rule),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -427,11 +427,15 @@ extern "C" int ss_cuda_attention(void *stream, const ss_cuda_attn_args *a)
         const int64_t forced = decode_shape ? ss_attn_forced_splits(a) : 0; // benchmark switch SS_ATTN_SPLITS
         const bool cluster_ok = a->cluster_ok != 0 && !wave && forced == 0;
         const int cluster_max = attn_tiled_cluster_splits(D, a->max_tile_tokens, p.group, cluster_ok);
-        const int64_t n_splits = forced > 0     ? forced
-                                 : wave         ? ss_attn_wave_splits(a, ctas)
-                                 : decode_shape ? ss_attn_pick_splits(a, ctas, cluster_max)
-                                                : ss_attn_pick_splits(a, ss_attn_prefill_split_base(a, ctas, a->n_tiles),
-                                                                      cluster_max);
+        int64_t n_splits = forced > 0     ? forced
+                           : wave         ? ss_attn_wave_splits(a, ctas)
+                           : decode_shape ? ss_attn_pick_splits(a, ctas, cluster_max)
+                                          : ss_attn_pick_splits(a, ss_attn_prefill_split_base(a, ctas, a->n_tiles),
+                                                                cluster_max);
+        // the decode form of more CTAs a SM: an fp8 cache's dense form (its own split count), a bf16 cache's 32-key form
+        const int64_t dense_splits = fp8 && decode_shape ? ss_attn_f8_dense(a, ctas, n_splits, forced > 0) : 0;
+        if (dense_splits > 0)
+            n_splits = dense_splits;
         p.n_splits = (int)n_splits;
         p.part_acc = (float *)a->workspace;
         p.part_ml = p.part_acc + n_splits * a->n * a->heads * D;
@@ -445,7 +449,7 @@ extern "C" int ss_cuda_attention(void *stream, const ss_cuda_attn_args *a)
                   : strcmp(order, "heads_inner") == 0 ? kOrderHeadsInner
                   : strcmp(order, "heads_outer") == 0 ? kOrderHeadsOuter
                                                       : kOrderByShape;
-        t.short_tiles = decode_shape && ss_attn_short_tiles(a, ctas * n_splits) != 0;
+        t.short_tiles = fp8 ? dense_splits > 0 : decode_shape && ss_attn_short_tiles(a, ctas * n_splits) != 0;
         t.prefill_mt2 = ss_attn_prefill_mt2(a) != 0;
         t.prefill_wg = ss_attn_prefill_wg(a) != 0;
         st = attn_tiled_launch(t, D, a->n_tiles, a->max_tile_tokens, s, &merged);

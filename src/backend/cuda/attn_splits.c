@@ -106,6 +106,29 @@ int64_t ss_attn_forced_splits(const ss_cuda_attn_args *a)
     return v < 1 ? 0 : v > cap ? (cap > 1 ? cap : 1) : v;
 }
 
+/* CTA slots a launch of base × s CTAs holds, n a SM (whole waves), times a CTA's cost in 64-key tiles: what the SMs
+ * spend, counting a CTA of a denser form as sharing its SM with more others. */
+static int64_t slot_cost(int64_t base, int64_t n, int64_t sms, int64_t tiles, int64_t s)
+{
+    return (base * s + n * sms - 1) / (n * sms) * n * (FIXED_TILES + (tiles + s - 1) / s);
+}
+
+/* One H200, an fp8 cache, 32/8 heads (bench_backend --attn-dense, session 48): the dense form unsplit against the
+ * 64-key form at its rule's splits, batch 64 / 128 / 256: 512 / 1,024 / 2,048 keys -20 / -4 / -7%, 1,024 keys -18 /
+ * -6 / -2%; with key splits it lost everywhere (batch 16-32), and at 1-2 waves (batch 48, 96, 192) by 2-20%. The
+ * model (slot_cost) put the losses at 0.92-1.33 of the 64-key form's cost and the wins at 0.67-0.92. */
+int64_t ss_attn_f8_dense(const ss_cuda_attn_args *a, int64_t base, int64_t splits, int splits_forced)
+{
+    const char *sw = getenv("SS_ATTN_SHORT"); /* benchmark switch: 0 = never, 1 = always, at `splits` */
+    if (sw)
+        return sw[0] == '1' ? splits : 0;
+    if (splits_forced || base <= 0 || splits < 1 || a->decode_ctas_per_sm <= 0 || a->decode_short_ctas_per_sm <= 0)
+        return 0;
+    const int64_t sms = sms_of(a), tiles = (a->max_seq_len + 63) / 64;
+    const int64_t std_cost = slot_cost(base, a->decode_ctas_per_sm, sms, tiles, splits);
+    return 100 * slot_cost(base, a->decode_short_ctas_per_sm, sms, tiles, 1) < 95 * std_cost ? 1 : 0;
+}
+
 /* The 32-key form's smaller CTAs (5 a SM on an H200 against 3) pay when they remove a partial second wave.
  * H200, batch 64 (512 CTAs): 14.5 against 20.1 us at context 128, 70.6 against 90.1 at 1,024. With more
  * CTAs than one such wave, it won 4-5% at contexts up to 160 but lost 6-8% from 512 on, and batch-128 decode
