@@ -683,9 +683,12 @@ if has dense; then
   # Session 48: the fp8 decode tiles' dense form (held to 128 registers, 4 CTAs a SM). The attention consistency cases
   # (with the forced dense form and forced splits), the per-form sweep at forced split counts for an fp8 and a bf16
   # cache (bench_backend --attn-dense), then 8B decode steps with an fp8 cache as the launcher picks (auto) against
-  # the dense form off (SS_ATTN_SHORT=0), interleaved, DENSE_REPS rounds.
+  # the dense form off (SS_ATTN_SHORT=0), interleaved, DENSE_REPS rounds. DENSE_KV=auto: the steps with a bf16 cache
+  # (the 32-key form's rule) instead; DENSE_CONS=0 skips the consistency cases (phase check runs them all);
+  # DENSE_GOLDEN=1 runs the goldens with an fp8 cache too.
   export CUDA_VISIBLE_DEVICES=0
-  step "consistency, attention cases" 150 consistency_dense.log env SS_TEST_ONLY='*attention*' "$B/tests/test_backend_consistency"
+  [ "${DENSE_CONS:-1}" = 1 ] && step "consistency, attention cases" 150 consistency_dense.log env SS_TEST_ONLY='*attention*' "$B/tests/test_backend_consistency"
+  [ "${DENSE_GOLDEN:-0}" = 1 ] && step "golden tests on cuda, fp8 KV cache" 90 golden_fp8.log env SS_TEST_DEVICE=cuda SS_TEST_KV=fp8 "$B/tests/test_golden"
   step "attention per form and split count [fp8]" 240 attn_dense_fp8.log "$B/tools/bench_backend" --attn-dense --kv fp8 --iters 40
   grep -c '^attn' "$L/attn_dense_fp8.log" | sed 's/^/fp8 dense sweep lines: /' | tee -a "$S"
   [ "${DENSE_BF16:-1}" = 1 ] && step "attention per form and split count [bf16]" 240 attn_dense_bf16.log "$B/tools/bench_backend" --attn-dense --iters 40
@@ -695,7 +698,7 @@ if has dense; then
       IFS=: read -r bsz pr gn <<<"$cs"
       for v in auto off; do
         sw=(); [ $v = off ] && sw=(SS_ATTN_SHORT=0)
-        step "8B fp8 b$bsz prompt $pr [$v] #$rep" 90 "bench_dense_b${bsz}_p${pr}_${v}_$rep.log" env SHARDSERVE_KV_CACHE_DTYPE=fp8 \
+        step "8B ${DENSE_KV:-fp8} b$bsz prompt $pr [$v] #$rep" 90 "bench_dense_b${bsz}_p${pr}_${v}_$rep.log" env SHARDSERVE_KV_CACHE_DTYPE=${DENSE_KV:-fp8} \
           "${sw[@]}" "$B/tools/bench_decode" --model "$M8" --device cuda --batch $bsz --prompt $pr --gen $gn --json
       done
     done

@@ -101,7 +101,7 @@ static int64_t f8_dense(int64_t n, int32_t msl, int64_t splits)
     ss_cuda_attn_args a = launch(n, 32, msl);
     a.kv_fp8 = 1;
     a.decode_short_ctas_per_sm = 4;
-    return ss_attn_f8_dense(&a, n * a.kv_heads, splits, 0);
+    return ss_attn_dense_splits(&a, n * a.kv_heads, splits, 0);
 }
 
 static void test_f8_dense_rule(void **state)
@@ -123,17 +123,35 @@ static void test_f8_dense_rule(void **state)
     assert_int_equal(f8_dense(192, 1024, 1), 0); /* 3.9 against 2.9: as many slots */
     ss_cuda_attn_args a = launch(64, 32, 1024);
     a.kv_fp8 = 1;
-    assert_int_equal(ss_attn_f8_dense(&a, 512, 1, 0), 0); /* the dense form's occupancy unknown (heads of 64): never */
+    assert_int_equal(ss_attn_dense_splits(&a, 512, 1, 0), 0); /* the dense form's occupancy unknown (heads of 64): never */
     a.decode_short_ctas_per_sm = 4;
-    assert_int_equal(ss_attn_f8_dense(&a, 512, 1, 1), 0); /* forced splits keep the 64-key form */
+    assert_int_equal(ss_attn_dense_splits(&a, 512, 1, 1), 0); /* forced splits keep the 64-key form */
     a.decode_ctas_per_sm = 0;
-    assert_int_equal(ss_attn_f8_dense(&a, 512, 1, 0), 0);
+    assert_int_equal(ss_attn_dense_splits(&a, 512, 1, 0), 0);
     a.decode_ctas_per_sm = 3;
     setenv("SS_ATTN_SHORT", "1", 1); /* forced: at the 64-key form's splits, forced or not */
-    assert_int_equal(ss_attn_f8_dense(&a, 256, 3, 1), 3);
+    assert_int_equal(ss_attn_dense_splits(&a, 256, 3, 1), 3);
     setenv("SS_ATTN_SHORT", "0", 1);
-    assert_int_equal(ss_attn_f8_dense(&a, 512, 1, 0), 0);
+    assert_int_equal(ss_attn_dense_splits(&a, 512, 1, 0), 0);
     unsetenv("SS_ATTN_SHORT");
+}
+
+/* A bf16 cache: the 32-key form at the 64-key form's splits where ss_attn_short_tiles takes them all; else unsplit
+ * where it takes the unsplit launch and the wave rule split it (batch 64 at 2,048-8,192 keys, session 48). */
+static void test_bf16_dense_splits(void **state)
+{
+    (void)state;
+    unsetenv("SS_ATTN_SHORT");
+    ss_cuda_attn_args a = launch(64, 32, 2048);
+    a.decode_short_ctas_per_sm = 5;
+    assert_int_equal(ss_attn_dense_splits(&a, 512, 1, 0), 1);  /* the window (396, 660] */
+    assert_int_equal(ss_attn_dense_splits(&a, 512, 3, 0), 1);  /* 1,536 CTAs: unsplit instead */
+    assert_int_equal(ss_attn_dense_splits(&a, 512, 3, 1), 0);  /* forced splits: the 64-key form */
+    assert_int_equal(ss_attn_dense_splits(&a, 160, 3, 0), 3);  /* 480 CTAs in the window, split */
+    assert_int_equal(ss_attn_dense_splits(&a, 256, 3, 0), 0);  /* batch 32: neither */
+    assert_int_equal(ss_attn_dense_splits(&a, 1024, 1, 0), 0); /* batch 128 */
+    a.decode_short_ctas_per_sm = 0;
+    assert_int_equal(ss_attn_dense_splits(&a, 512, 3, 0), 0);
 }
 
 /* The benchmark switch SS_ATTN_SPLITS: a count above 0, at most what the workspace holds (batch 256 at tp 1:
@@ -390,6 +408,7 @@ int main(void)
         cmocka_unit_test(test_short_tiles_rule),
         cmocka_unit_test(test_forced_splits),
         cmocka_unit_test(test_f8_dense_rule),
+        cmocka_unit_test(test_bf16_dense_splits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -432,8 +432,8 @@ extern "C" int ss_cuda_attention(void *stream, const ss_cuda_attn_args *a)
                            : decode_shape ? ss_attn_pick_splits(a, ctas, cluster_max)
                                           : ss_attn_pick_splits(a, ss_attn_prefill_split_base(a, ctas, a->n_tiles),
                                                                 cluster_max);
-        // the decode form of more CTAs a SM: an fp8 cache's dense form (its own split count), a bf16 cache's 32-key form
-        const int64_t dense_splits = fp8 && decode_shape ? ss_attn_f8_dense(a, ctas, n_splits, forced > 0) : 0;
+        // the decode form of more CTAs a SM (a bf16 cache's 32-key form, an fp8 cache's dense form), its own splits
+        const int64_t dense_splits = decode_shape ? ss_attn_dense_splits(a, ctas, n_splits, forced > 0) : 0;
         if (dense_splits > 0)
             n_splits = dense_splits;
         p.n_splits = (int)n_splits;
@@ -449,7 +449,7 @@ extern "C" int ss_cuda_attention(void *stream, const ss_cuda_attn_args *a)
                   : strcmp(order, "heads_inner") == 0 ? kOrderHeadsInner
                   : strcmp(order, "heads_outer") == 0 ? kOrderHeadsOuter
                                                       : kOrderByShape;
-        t.short_tiles = fp8 ? dense_splits > 0 : decode_shape && ss_attn_short_tiles(a, ctas * n_splits) != 0;
+        t.short_tiles = dense_splits > 0;
         t.prefill_mt2 = ss_attn_prefill_mt2(a) != 0;
         t.prefill_wg = ss_attn_prefill_wg(a) != 0;
         st = attn_tiled_launch(t, D, a->n_tiles, a->max_tile_tokens, s, &merged);

@@ -113,16 +113,25 @@ static int64_t slot_cost(int64_t base, int64_t n, int64_t sms, int64_t tiles, in
     return (base * s + n * sms - 1) / (n * sms) * n * (FIXED_TILES + (tiles + s - 1) / s);
 }
 
-/* One H200, an fp8 cache, 32/8 heads (bench_backend --attn-dense, session 48): the dense form unsplit against the
- * 64-key form at its rule's splits, batch 64 / 128 / 256: 512 / 1,024 / 2,048 keys -20 / -4 / -7%, 1,024 keys -18 /
- * -6 / -2%; with key splits it lost everywhere (batch 16-32), and at 1-2 waves (batch 48, 96, 192) by 2-20%. The
- * model (slot_cost) put the losses at 0.92-1.33 of the 64-key form's cost and the wins at 0.67-0.92. */
-int64_t ss_attn_f8_dense(const ss_cuda_attn_args *a, int64_t base, int64_t splits, int splits_forced)
+/* Which form of more CTAs a SM, in how many splits (attn_splits.h). One H200, 32/8 heads (bench_backend
+ * --attn-dense, session 48). An fp8 cache, the dense form unsplit against the 64-key form at its rule's splits, batch
+ * 64 / 128 / 256: 512 keys -20 / -6 / -2%, 2,048 keys -9 / -4 / -7%; with key splits it lost everywhere (batch
+ * 16-32), and at 1-2 waves (batch 48, 96, 192) by 2-20%: slot_cost put the losses at 0.92-1.33 of the 64-key form's
+ * cost and the wins at 0.67-0.92. A bf16 cache, batch 64 (512 CTAs, the 32-key form's window) at 2,048 / 4,096 /
+ * 8,192 keys: the 32-key form unsplit -8.6 / -2.5 / -3.2% against the 64-key form in the wave rule's 3 splits. */
+int64_t ss_attn_dense_splits(const ss_cuda_attn_args *a, int64_t base, int64_t splits, int splits_forced)
 {
     const char *sw = getenv("SS_ATTN_SHORT"); /* benchmark switch: 0 = never, 1 = always, at `splits` */
     if (sw)
         return sw[0] == '1' ? splits : 0;
-    if (splits_forced || base <= 0 || splits < 1 || a->decode_ctas_per_sm <= 0 || a->decode_short_ctas_per_sm <= 0)
+    if (base <= 0 || splits < 1)
+        return 0;
+    if (!a->kv_fp8) {
+        if (ss_attn_short_tiles(a, base * splits))
+            return splits;
+        return !splits_forced && splits > 1 && ss_attn_short_tiles(a, base) ? 1 : 0;
+    }
+    if (splits_forced || a->decode_ctas_per_sm <= 0 || a->decode_short_ctas_per_sm <= 0)
         return 0;
     const int64_t sms = sms_of(a), tiles = (a->max_seq_len + 63) / 64;
     const int64_t std_cost = slot_cost(base, a->decode_ctas_per_sm, sms, tiles, splits);

@@ -50,13 +50,16 @@ int64_t ss_attn_forced_splits(const ss_cuda_attn_args *a);
  * 32-key form (a->decode_short_ctas_per_sm × a->sm_count); never when either count is unknown. Reads the benchmark
  * switch SS_ATTN_SHORT (0: never, 1: always). */
 int ss_attn_short_tiles(const ss_cuda_attn_args *a, int64_t ctas);
-/* An fp8 cache: the key splits of the dense form (the decode tiles held to fewer registers, a->decode_short_ctas_per_sm
- * CTAs a SM) for decode tiles of `base` CTAs a split, which the 64-key form would run in `splits` splits; 0 keeps the
- * 64-key form. The dense form runs unsplit (1) where its cost is under 95% of the 64-key form's, each counted as
- * whole waves of its CTAs a SM times its CTAs a SM times (2 + 64-key tiles a split); never where a count is unknown,
- * or where the splits were forced (SS_ATTN_SPLITS: splits_forced). Reads the benchmark switch SS_ATTN_SHORT (0:
- * never, 1: always, at `splits`). */
-int64_t ss_attn_f8_dense(const ss_cuda_attn_args *a, int64_t base, int64_t splits, int splits_forced);
+/* The key splits of the decode form of more CTAs a SM (a bf16 cache: 32-key tiles; an fp8 one: the dense form, the
+ * decode tiles held to fewer registers, a->decode_short_ctas_per_sm CTAs a SM) for decode tiles of `base` CTAs a split
+ * that the 64-key form would run in `splits` splits; 0 keeps the 64-key form.
+ * - bf16: `splits` where ss_attn_short_tiles takes base × splits CTAs; else unsplit (1) where it takes base CTAs and
+ *   the rule split them (not where they were forced: splits_forced, SS_ATTN_SPLITS).
+ * - fp8: unsplit (1) where the dense form's cost is under 95% of the 64-key form's, each counted as whole waves of
+ *   its CTAs a SM × its CTAs a SM × (2 + 64-key tiles a split); never where a count is unknown or the splits were
+ *   forced.
+ * Reads the benchmark switch SS_ATTN_SHORT (0: never, 1: always, at `splits`). */
+int64_t ss_attn_dense_splits(const ss_cuda_attn_args *a, int64_t base, int64_t splits, int splits_forced);
 /* 1 when prefill tiles (128-row blocks; a bf16 or, since session 33, an fp8 cache) take the form of 4 warps of two
  * m-tiles instead of 8 of one:
  * from a context bound (a->max_seq_len) of SS_ATTN_MT2_CONTEXT on, where an SM holds two of its CTAs
