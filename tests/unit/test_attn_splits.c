@@ -137,7 +137,7 @@ static void test_f8_dense_rule(void **state)
 }
 
 /* A bf16 cache: the 32-key form at the 64-key form's splits where ss_attn_short_tiles takes them all; else unsplit
- * where it takes the unsplit launch and the wave rule split it (batch 64 at 2,048-8,192 keys, session 48). */
+ * where it takes the unsplit launch and the wave rule split it, up to a bound of 2,048 (session 48). */
 static void test_bf16_dense_splits(void **state)
 {
     (void)state;
@@ -150,6 +150,9 @@ static void test_bf16_dense_splits(void **state)
     assert_int_equal(ss_attn_dense_splits(&a, 160, 3, 0), 3);  /* 480 CTAs in the window, split */
     assert_int_equal(ss_attn_dense_splits(&a, 256, 3, 0), 0);  /* batch 32: neither */
     assert_int_equal(ss_attn_dense_splits(&a, 1024, 1, 0), 0); /* batch 128 */
+    a.max_seq_len = 8192; /* 8B steps at 4,096-token prompts: +4.8% unsplit, so the wave rule's splits */
+    assert_int_equal(ss_attn_dense_splits(&a, 512, 3, 0), 0);
+    assert_int_equal(ss_attn_dense_splits(&a, 160, 3, 0), 3); /* the window itself, as before */
     a.decode_short_ctas_per_sm = 0;
     assert_int_equal(ss_attn_dense_splits(&a, 512, 3, 0), 0);
 }

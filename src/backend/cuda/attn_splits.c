@@ -118,7 +118,9 @@ static int64_t slot_cost(int64_t base, int64_t n, int64_t sms, int64_t tiles, in
  * 64 / 128 / 256: 512 keys -20 / -6 / -2%, 2,048 keys -9 / -4 / -7%; with key splits it lost everywhere (batch
  * 16-32), and at 1-2 waves (batch 48, 96, 192) by 2-20%: slot_cost put the losses at 0.92-1.33 of the 64-key form's
  * cost and the wins at 0.67-0.92. A bf16 cache, batch 64 (512 CTAs, the 32-key form's window) at 2,048 / 4,096 /
- * 8,192 keys: the 32-key form unsplit -8.6 / -2.5 / -3.2% against the 64-key form in the wave rule's 3 splits. */
+ * 8,192 keys: the 32-key form unsplit -8.6 / -2.5 / -3.2% against the 64-key form in the wave rule's 3 splits; but in
+ * 8B decode steps -2.2% at 1,024-token prompts (graph bound 2,048) and +4.8% at 4,096 (bound 8,192): so up to a
+ * bound of SS_ATTN_LONG_CONTEXT only. */
 int64_t ss_attn_dense_splits(const ss_cuda_attn_args *a, int64_t base, int64_t splits, int splits_forced)
 {
     const char *sw = getenv("SS_ATTN_SHORT"); /* benchmark switch: 0 = never, 1 = always, at `splits` */
@@ -129,7 +131,9 @@ int64_t ss_attn_dense_splits(const ss_cuda_attn_args *a, int64_t base, int64_t s
     if (!a->kv_fp8) {
         if (ss_attn_short_tiles(a, base * splits))
             return splits;
-        return !splits_forced && splits > 1 && ss_attn_short_tiles(a, base) ? 1 : 0;
+        return !splits_forced && splits > 1 && a->max_seq_len <= SS_ATTN_LONG_CONTEXT && ss_attn_short_tiles(a, base)
+                   ? 1
+                   : 0;
     }
     if (splits_forced || a->decode_ctas_per_sm <= 0 || a->decode_short_ctas_per_sm <= 0)
         return 0;

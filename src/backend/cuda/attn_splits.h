@@ -54,7 +54,8 @@ int ss_attn_short_tiles(const ss_cuda_attn_args *a, int64_t ctas);
  * decode tiles held to fewer registers, a->decode_short_ctas_per_sm CTAs a SM) for decode tiles of `base` CTAs a split
  * that the 64-key form would run in `splits` splits; 0 keeps the 64-key form.
  * - bf16: `splits` where ss_attn_short_tiles takes base × splits CTAs; else unsplit (1) where it takes base CTAs and
- *   the rule split them (not where they were forced: splits_forced, SS_ATTN_SPLITS).
+ *   the rule split them, up to a context bound of SS_ATTN_LONG_CONTEXT (not where the splits were forced:
+ *   splits_forced, SS_ATTN_SPLITS).
  * - fp8: unsplit (1) where the dense form's cost is under 95% of the 64-key form's, each counted as whole waves of
  *   its CTAs a SM × its CTAs a SM × (2 + 64-key tiles a split); never where a count is unknown or the splits were
  *   forced.
