@@ -261,7 +261,8 @@ static void set_switch(const char *env, const char *value)
 }
 
 /* The default table: each case on the CUDA-core kernel and on the tensor-core kernel. */
-static const attn_variant kKernels[2] = {{"old", "SS_ATTN_FORCE", "old", NULL, NULL}, {"tiled", "SS_ATTN_FORCE", "tiled", NULL, NULL}};
+static const attn_variant kKernels[2] = {{"old", "SS_ATTN_FORCE", "old", NULL, NULL},
+                                         {"tiled", "SS_ATTN_FORCE", "tiled", NULL, NULL}};
 
 static void bench_attention(bench *b, int32_t batch, int32_t start, int32_t chunk, const attn_variant *vars, int n_vars)
 {
@@ -352,7 +353,8 @@ static void bench_attention(bench *b, int32_t batch, int32_t start, int32_t chun
  * 64-key form, and a 2048-token prefill in each grid order. */
 static void run_attn_sweep(bench *b)
 {
-    static const attn_variant forms[2] = {{"auto", "SS_ATTN_SHORT", NULL, NULL, NULL}, {"64key", "SS_ATTN_SHORT", "0", NULL, NULL}};
+    static const attn_variant forms[2] = {{"auto", "SS_ATTN_SHORT", NULL, NULL, NULL},
+                                          {"64key", "SS_ATTN_SHORT", "0", NULL, NULL}};
     static const attn_variant order[3] = {{"auto", "SS_ATTN_ORDER", NULL, NULL, NULL},
                                           {"inner", "SS_ATTN_ORDER", "heads_inner", NULL, NULL},
                                           {"outer", "SS_ATTN_ORDER", "heads_outer", NULL, NULL}};

@@ -123,7 +123,7 @@ static void test_f8_dense_rule(void **state)
     assert_int_equal(f8_dense(192, 1024, 1), 0); /* 3.9 against 2.9: as many slots */
     ss_cuda_attn_args a = launch(64, 32, 1024);
     a.kv_fp8 = 1;
-    assert_int_equal(ss_attn_dense_splits(&a, 512, 1, 0), 0); /* the dense form's occupancy unknown (heads of 64): never */
+    assert_int_equal(ss_attn_dense_splits(&a, 512, 1, 0), 0); /* occupancy unknown (heads of 64): never */
     a.decode_short_ctas_per_sm = 4;
     assert_int_equal(ss_attn_dense_splits(&a, 512, 1, 1), 0); /* forced splits keep the 64-key form */
     a.decode_ctas_per_sm = 0;

@@ -881,7 +881,9 @@ int attn_tiled_decode_ctas_per_sm(int head_dim, bool short_tiles, bool fp8)
     if (fp8 && short_tiles) // heads of 128 only (launch_d)
         return head_dim == 128 ? decode_ctas_per_sm<128, 4, kBN, true, kF8DenseCtas>() : 0;
     if (fp8)
-        return head_dim == 64 ? decode_ctas_per_sm<64, 4, kBN, true>() : head_dim == 128 ? decode_ctas_per_sm<128, 4, kBN, true>() : 0;
+        return head_dim == 64    ? decode_ctas_per_sm<64, 4, kBN, true>()
+               : head_dim == 128 ? decode_ctas_per_sm<128, 4, kBN, true>()
+                                 : 0;
     if (short_tiles)
         return head_dim == 64    ? decode_ctas_per_sm<64, 2, kShortBN>()
                : head_dim == 128 ? decode_ctas_per_sm<128, 2, kShortBN>()

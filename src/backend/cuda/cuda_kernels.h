@@ -99,8 +99,9 @@ typedef struct ss_cuda_attn_args {
  * q_tiles and head_dim 64 or 128); SS_ATTN_LONG=0 keeps long-context decode on the short-context split
  * rule; SS_ATTN_SPLIT_KEYS=N sets the least keys per split of that rule (attn_splits.h); SS_ATTN_ORDER=
  * heads_inner|heads_outer forces the tensor-core kernel's grid order (attn_tiled.cuh); SS_ATTN_SHORT=0|1 never /
- * always takes its decode form of more CTAs a SM (bf16: 32-key tiles; fp8: the register-capped
- * 64-key tiles); SS_ATTN_SPLITS=N gives decode tiles N key splits, merged by the combine kernel (attn_splits.h); SS_ATTN_GROUPS=0 keeps a step's grouped tiles (n_short_tiles) in one launch;
+ * always takes its decode form of more CTAs a SM (bf16: 32-key tiles; fp8: the register-capped 64-key tiles);
+ * SS_ATTN_SPLITS=N gives decode tiles N key splits, merged by the combine kernel (attn_splits.h); SS_ATTN_GROUPS=0
+ * keeps a step's grouped tiles (n_short_tiles) in one launch;
  * SS_ATTN_SEQ=0|1 never / always (where it runs) takes the decode form of a CTA per sequence (attn_splits.h). */
 int ss_cuda_attention(void *stream, const ss_cuda_attn_args *a);
 /* Whether this device runs the cluster-merged decode attention for head_dim (64 or 128): sm_90+, a full
