@@ -3,7 +3,7 @@
 # trains the demo model on the last GPU in the background, and meanwhile runs the GPU checks and
 # benchmarks on the others. Every step has a deadline; the whole run stays under BUDGET seconds.
 # Results: $OUT/summary.txt, $OUT/logs.tar.xz, and $OUT/demo-*.{safetensors,json,txt} from training.
-# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize sanattn checks1 wgp s21a s21p s23m s24p fp8ck f8eng longref ctx128 mixlong s20a s20s s20t s20x s20m s20p s19a s19b s19c s19t s19g s18a s18b f8var dense s18t s18p s18s s17a s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve lpab serveab spec vstep seqform h100 genv maxb soak (default: train check bench multi sanitize)
+# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize sanattn checks1 wgp s21a s21p s23m s24p fp8ck f8eng longref ctx128 mixlong s20a s20s s20t s20x s20m s20p s19a s19b s19c s19t s19g s18a s18b f8var dense s18t s18p s18s s17a s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve lpab serveab spec vstep seqform seq8 h100 genv maxb soak (default: train check bench multi sanitize)
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -704,6 +704,27 @@ if has dense; then
     done
   done
   bench_lines "$L"/bench_dense_*.log | tee -a "$S"
+fi
+if has seq8; then
+  # Session 49: the decode form of a CTA per sequence for an fp8 cache (32-key stages of e4m3 rows). The attention
+  # consistency cases (SEQ8_CONS=0 skips them) and the goldens with an fp8 cache and the form forced, then 8B decode
+  # steps with an fp8 cache, the form forced on (SS_ATTN_SEQ=1) against off, interleaved, SEQ8_REPS rounds over
+  # SEQ8_CASES ("batch:prompt:new tokens"; prompt 128 + 64 new: a graph bound of 256, 384 + 64: 512).
+  export CUDA_VISIBLE_DEVICES=0
+  [ "${SEQ8_CONS:-1}" = 1 ] && step "consistency, attention cases" 150 consistency_seq8.log env SS_TEST_ONLY='*attention*' "$B/tests/test_backend_consistency"
+  [ "${SEQ8_CONS:-1}" = 1 ] && step "golden tests on cuda, fp8 KV cache, the form forced" 90 golden_seq8.log env SS_ATTN_SEQ=1 SS_TEST_DEVICE=cuda SS_TEST_KV=fp8 "$B/tests/test_golden"
+  [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
+  for rep in $(seq 1 "${SEQ8_REPS:-1}"); do
+    for cs in ${SEQ8_CASES:-64:128:64 96:128:64 128:128:64 256:128:64 128:384:64 256:384:64}; do
+      IFS=: read -r bsz pr gn <<<"$cs"
+      for v in on off; do
+        sw=SS_ATTN_SEQ=1; [ $v = off ] && sw=SS_ATTN_SEQ=0
+        step "8B ${SEQ8_KV:-fp8} b$bsz prompt $pr [$v] #$rep" 90 "bench_seq8_b${bsz}_p${pr}_${v}_$rep.log" env SHARDSERVE_KV_CACHE_DTYPE=${SEQ8_KV:-fp8} \
+          $sw "$B/tools/bench_decode" --model "$M8" --device cuda --batch $bsz --prompt $pr --gen $gn --json
+      done
+    done
+  done
+  bench_lines "$L"/bench_seq8_*.log | tee -a "$S"
 fi
 if has s18b; then
   # The fp8 attention of this build against $OLDB's (session 18: K's fragments from the e4m3 rows; session 47: K's

@@ -310,8 +310,8 @@ static void test_seq_form_rule(void **state)
     assert_int_equal(ss_attn_seq_form(&a), 1);
     a.max_tile_tokens = 8; /* a verify tile (token and drafts): never, even forced */
     assert_int_equal(ss_attn_seq_form(&a), 0);
-    a.max_tile_tokens = 1, a.kv_fp8 = 1; /* an fp8 cache */
-    assert_int_equal(ss_attn_seq_form(&a), 0);
+    a.max_tile_tokens = 1, a.kv_fp8 = 1; /* an fp8 cache: its form of 32-key stages (session 49), as seq_ok says */
+    assert_int_equal(ss_attn_seq_form(&a), 1);
     a.kv_fp8 = 0, a.heads = 64, a.kv_heads = 2; /* a group of 32: more rows than its one m-tile */
     assert_int_equal(ss_attn_seq_form(&a), 0);
     a.heads = 64, a.kv_heads = 16; /* 16 kv heads: their stages do not fit shared memory */

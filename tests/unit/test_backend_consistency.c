@@ -1030,7 +1030,7 @@ static void check_attention_kv(pair *p, int32_t heads, int32_t kv, int32_t hd, c
         }
         if (i == 1 && seq_mode) { /* an H100 / H200 runs it (else the forced cases test nothing) */
             assert_int_equal(ti.max_tile_tokens, 1);
-            assert_true(fp8 || ss_cuda_attn_seq_ok(hd, 0) || !strstr(p->gpu->desc, "sm_90"));
+            assert_true(ss_cuda_attn_seq_ok(hd, fp8) || !strstr(p->gpu->desc, "sm_90"));
         }
 #endif
         if (force)
@@ -1067,6 +1067,10 @@ static void check_attention(pair *p, int32_t heads, int32_t kv, int32_t hd, cons
 {
     check_attention_mode(p, heads, kv, hd, seqs, n_seqs, 16, ATT_AUTO, what);
 }
+
+/* Decode tokens for the form of a CTA per sequence (forced): a sequence at position 0 (one key), contexts ending inside and
+ * on a 16-key (bf16) or 32-key (fp8) stage (16, 32, 33 keys), one of a single stage, long ones. */
+static const int32_t seq_batch[][2] = {{0, 1}, {16, 1}, {159, 1}, {700, 1}, {2100, 1}, {15, 1}, {31, 1}, {32, 1}};
 
 static void test_attention(void **state)
 {
@@ -1117,11 +1121,9 @@ static void test_attention(void **state)
     static const int32_t long_batch[][2] = {{3000, 1}, {17, 1}, {2100, 1}, {2047, 1}, {4500, 1}};
     check_attention(p, 32, 8, 128, long_batch, 5, "attention decode batch 5 ctx <= 4501, 32/8 d128");
     check_attention(p, 16, 4, 64, long_batch, 5, "attention decode batch 5 ctx <= 4501, 16/4 d64");
-    /* the decode form of a CTA per sequence (forced): a sequence at position 0 (one key), contexts ending inside and
-     * on a 16-key stage (16, 32, 33 keys), one of a single stage, long ones; the first 5 padded to 8 tiles (3
-     * empty), and all 8; GQA groups of
-     * 4, 8, 16 and 1, 8 / 4 / 2 / 1 kv heads, heads of 128 and 64, blocks of 16 and of 5 (the division path) */
-    static const int32_t seq_batch[][2] = {{0, 1}, {16, 1}, {159, 1}, {700, 1}, {2100, 1}, {15, 1}, {31, 1}, {32, 1}};
+    /* the decode form of a CTA per sequence (forced) over seq_batch: the first 5 padded to 8 tiles (3 empty), and all
+     * 8; GQA groups of 4, 8, 16 and 1, 8 / 4 / 2 / 1 kv heads, heads of 128 and 64, blocks of 16 and of 5 (the
+     * division path) */
     check_attention_mode(p, 32, 8, 128, seq_batch, 5, 16, ATT_FORCE_SEQ, "attention decode by sequence 32/8 d128");
     check_attention_mode(p, 32, 8, 128, seq_batch, 8, 16, ATT_FORCE_SEQ, "attention decode by sequence 32/8 d128, 8");
     check_attention_mode(p, 64, 8, 128, seq_batch, 5, 5, ATT_FORCE_SEQ, "attention decode by sequence 64/8 d128 bs5");
@@ -1956,6 +1958,18 @@ static void test_attention_fp8(void **state)
                        "fp8 attention decode batch 300, 3 forced splits (combine)");
     check_attention_kv(p, 32, 8, 128, cluster_batch, 3, 16, ATT_SPLITS3, 0,
                        "attention decode batch 3, 3 forced splits (combine, no cluster)");
+    /* the form of a CTA per sequence (session 49: 32-key stages of e4m3 rows, forced): 5 tokens padded to 8 tiles and
+     * all 8, GQA groups of 4, 8, 16 and 1, 8 / 2 / 1 kv heads, heads of 128 and 64, blocks of 16, 5 and 7, a token's
+     * kv heads in one CTA and over two; and the batch of 300 (contexts up to 700) */
+    check_attention_kv(p, 32, 8, 128, seq_batch, 5, 16, ATT_FORCE_SEQ, 1, "fp8 attention by sequence 32/8 d128");
+    check_attention_kv(p, 32, 8, 128, seq_batch, 8, 16, ATT_FORCE_SEQ, 1, "fp8 attention by sequence 32/8 d128, 8");
+    check_attention_kv(p, 64, 8, 128, seq_batch, 5, 5, ATT_FORCE_SEQ, 1, "fp8 attention by sequence 64/8 d128 bs5");
+    check_attention_kv(p, 32, 2, 64, seq_batch, 5, 16, ATT_FORCE_SEQ, 1, "fp8 attention by sequence 32/2 d64");
+    check_attention_kv(p, 8, 1, 64, seq_batch, 5, 7, ATT_FORCE_SEQ, 1, "fp8 attention by sequence 8/1 d64 bs7");
+    check_attention_kv(p, 32, 8, 128, seq_batch, 8, 16, ATT_FORCE_SEQ2, 1, "fp8 attention by sequence 32/8, 8, 2 parts");
+    check_attention_kv(p, 32, 2, 64, seq_batch, 5, 7, ATT_FORCE_SEQ2, 1, "fp8 attention by sequence 32/2 d64 bs7, 2 parts");
+    check_attention_kv(p, 32, 8, 128, (const int32_t (*)[2])wide, NW, 16, ATT_FORCE_SEQ, 1,
+                       "fp8 attention decode batch 300 by sequence");
     free(wide);
 }
 

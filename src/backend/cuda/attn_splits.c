@@ -188,7 +188,7 @@ int ss_attn_prefill_wg(const ss_cuda_attn_args *a)
 int ss_attn_seq_form(const ss_cuda_attn_args *a)
 {
     const char *sw = getenv("SS_ATTN_SEQ"); /* benchmark switch: 0 = never, 1 = wherever it runs */
-    if (!a->seq_ok || a->kv_fp8 || !a->q_tiles || a->max_tile_tokens != 1 || a->n_short_tiles > 0 || a->kv_heads <= 0 ||
+    if (!a->seq_ok || !a->q_tiles || a->max_tile_tokens != 1 || a->n_short_tiles > 0 || a->kv_heads <= 0 ||
         a->kv_heads > 8 || a->heads % a->kv_heads != 0 || a->heads / a->kv_heads > 16 ||
         (a->head_dim != 64 && a->head_dim != 128))
         return 0;

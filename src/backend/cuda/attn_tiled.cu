@@ -30,41 +30,10 @@ constexpr int kBN = 64; // keys per shared-memory tile
 // memory, so an SM holds 5 CTAs instead of 3 and more of their fixed costs overlap.
 constexpr int kShortBN = 32;
 
-// 4-byte global -> shared copy, zero-filled when !pred (the fp8 rows' scales).
-__device__ __forceinline__ void cp_async4(void *dst, const void *src, bool pred)
-{
-    const unsigned s = (unsigned)__cvta_generic_to_shared(dst);
-    const int bytes = pred ? 4 : 0;
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(s), "l"(src), "r"(bytes) : "memory");
-}
-
-// c[16x8] += a[16x16] * b[16x8], f32 accumulators (PTX fragment layouts); bf16 inputs, or f16 (F16: the fp8
-// cache's tiles). The instruction spells the input type, and an asm string must be a literal: one each.
-#define SS_MMA_16816(T)                                                                                          \
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32." T "." T ".f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "  \
-                 "{%0,%1,%2,%3};\n"                                                                               \
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])                                                  \
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1))
-template <bool F16> __device__ __forceinline__ void mma_k16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1)
-{
-    if constexpr (F16)
-        SS_MMA_16816("f16");
-    else
-        SS_MMA_16816("bf16");
-}
-#undef SS_MMA_16816
-
 // An fp8 stage: the key tile's K rows, V rows (D e4m3 bytes each), then their K and V scales (f32).
 template <int D, int BN> __host__ __device__ constexpr int fp8_stage_bytes()
 {
     return 2 * BN * D + 2 * BN * (int)sizeof(float);
-}
-
-// Two floats as an f16 pair (low half: a).
-__device__ __forceinline__ uint32_t pack_h2(float a, float b)
-{
-    __half2 h = __floats2half2_rn(a, b);
-    return *reinterpret_cast<uint32_t *>(&h);
 }
 
 // Stages of the fp8 decode tiles (FP8 and WK > 1), whose fragments come straight from the landed e4m3 rows: two
@@ -445,12 +414,7 @@ __global__ void __launch_bounds__(WM *WK * 32, MINB) attn_tiled_kernel(const Att
                 for (int nt = 0; nt < NS; nt++) {
                     const int kr = wk * KW + nt * 8 + gid;
                     uint32_t kw[DK]; // k-step kk's four e4m3 bytes
-#pragma unroll
-                    for (int h = 0; h < D / 64; h++) {
-                        const uint4 u = *reinterpret_cast<const uint4 *>(st8 + kr * D +
-                                                                         ((tig * (D / 64) + h) ^ (kr & (C8 - 1))) * 16);
-                        kw[4 * h] = u.x, kw[4 * h + 1] = u.y, kw[4 * h + 2] = u.z, kw[4 * h + 3] = u.w;
-                    }
+                    f8_k_words<D>(st8, kr, tig, kw);
 #pragma unroll
                     for (int kk = 0; kk < DK; kk++)
                         mma_k16<true>(s[0][nt], qf[kk], e4m3x2_h2(kw[kk]), e4m3x2_h2_hi(kw[kk]));
@@ -570,33 +534,7 @@ __global__ void __launch_bounds__(WM *WK * 32, MINB) attn_tiled_kernel(const Att
                     }
                 }
                 if constexpr (kDirect) {
-                    // B fragments of every output n-tile: dims gid*NO .. + NO - 1 of the four key rows this thread's
-                    // k-slots name (2tig and 2tig + 1 of each half of the 16 keys), byte-interleaved in pairs.
-                    uint32_t vw[4][NO / 4];
-#pragma unroll
-                    for (int q = 0; q < 4; q++) {
-                        const int kr = wk * KW + ks * 16 + (q >> 1) * 8 + 2 * tig + (q & 1);
-                        const uint8_t *vr = st8 + BN * D + kr * D;
-                        if constexpr (D == 128) {
-                            const uint4 u = *reinterpret_cast<const uint4 *>(vr + (gid ^ (kr & (C8 - 1))) * 16);
-                            vw[q][0] = u.x, vw[q][1] = u.y, vw[q][2] = u.z, vw[q][3] = u.w;
-                        } else {
-                            const uint2 u = *reinterpret_cast<const uint2 *>(vr + ((gid >> 1) ^ (kr & (C8 - 1))) * 16 +
-                                                                             (gid & 1) * 8);
-                            vw[q][0] = u.x, vw[q][1] = u.y;
-                        }
-                    }
-#pragma unroll
-                    for (int i = 0; i < NO / 4; i++) { // n-tiles 4i .. 4i + 3: byte j of word i
-                        const uint32_t x0 = __byte_perm(vw[0][i], vw[1][i], 0x5140);
-                        const uint32_t y0 = __byte_perm(vw[0][i], vw[1][i], 0x7362);
-                        const uint32_t x1 = __byte_perm(vw[2][i], vw[3][i], 0x5140);
-                        const uint32_t y1 = __byte_perm(vw[2][i], vw[3][i], 0x7362);
-                        mma_k16<true>(o[0][4 * i], a[0], e4m3x2_h2(x0), e4m3x2_h2(x1));
-                        mma_k16<true>(o[0][4 * i + 1], a[0], e4m3x2_h2_hi(x0), e4m3x2_h2_hi(x1));
-                        mma_k16<true>(o[0][4 * i + 2], a[0], e4m3x2_h2(y0), e4m3x2_h2(y1));
-                        mma_k16<true>(o[0][4 * i + 3], a[0], e4m3x2_h2_hi(y0), e4m3x2_h2_hi(y1));
-                    }
+                    f8_pv<D>(o[0], a[0], st8 + BN * D, wk * KW + ks * 16, gid, tig);
                 } else {
 #pragma unroll
                     for (int dp = 0; dp < NO / 2; dp++) {

@@ -5,6 +5,7 @@
 #pragma once
 
 #include "backend/cuda/common.cuh"
+#include "backend/cuda/kv_fp8.cuh"
 
 namespace ss {
 
@@ -43,6 +44,86 @@ struct AttnTiledParams : AttnCommon {
     bool prefill_mt2;       // prefill tiles (128-row blocks) by 4 warps of 32 rows instead of 8 of 16 (session 32)
     bool prefill_wg;        // prefill tiles of a bf16 cache, heads of 128, on sm_90: attn_wgmma.cu's form (session 34)
 };
+
+// ---------------------------------------------------------------- tensor-core pieces the kernels share
+
+// c[16x8] += a[16x16] * b[16x8], f32 accumulators (PTX fragment layouts); bf16 inputs, or f16 (F16: the fp8
+// cache's tiles). The instruction spells the input type, and an asm string must be a literal: one each.
+#define SS_MMA_16816(T)                                                                                          \
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32." T "." T ".f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "  \
+                 "{%0,%1,%2,%3};\n"                                                                               \
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])                                                  \
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1))
+template <bool F16> __device__ __forceinline__ void mma_k16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1)
+{
+    if constexpr (F16)
+        SS_MMA_16816("f16");
+    else
+        SS_MMA_16816("bf16");
+}
+#undef SS_MMA_16816
+
+// Two floats as an f16 pair (low half: a).
+__device__ __forceinline__ uint32_t pack_h2(float a, float b)
+{
+    __half2 h = __floats2half2_rn(a, b);
+    return *reinterpret_cast<uint32_t *>(&h);
+}
+
+// An fp8 cache's decode fragments straight from e4m3 rows in shared memory (session 47; attn_tiled.cu's decode tiles
+// and attn_decode_seq.cu's fp8 form): a tile's rows sit D bytes apart, the 16-byte chunk ch of row kr at chunk
+// ch ^ (kr mod D/16), which keeps both reads below free of bank conflicts at D = 128. The math runs in f16 on the
+// values unscaled (exact; one cvt a pair), and reads the head's dims in two orders that a sum over them does not see:
+// in Q.K^T, k-step kk's 16 dims are thread tig's bytes tig*D/4 + 4kk .. + 3 of a key row (Q's A fragments must be
+// read in the same order); in P.V, output n-tile nt's column c is dim c*NO + nt (NO = D/8).
+template <int D> __device__ __forceinline__ int f8_swz(int kr, int ch)
+{
+    return ch ^ (kr & (D / 16 - 1));
+}
+
+// Q.K^T's B words of key row kr of `rows` for thread tig: kw[kk] holds k-step kk's four e4m3 bytes.
+template <int D> __device__ __forceinline__ void f8_k_words(const uint8_t *rows, int kr, int tig, uint32_t (&kw)[D / 16])
+{
+#pragma unroll
+    for (int h = 0; h < D / 64; h++) {
+        const uint4 u = *reinterpret_cast<const uint4 *>(rows + kr * D + f8_swz<D>(kr, tig * (D / 64) + h) * 16);
+        kw[4 * h] = u.x, kw[4 * h + 1] = u.y, kw[4 * h + 2] = u.z, kw[4 * h + 3] = u.w;
+    }
+}
+
+// o += P V over the 16 keys kr0 .. kr0 + 15 of the V rows `vrows`; a: P's A fragment (f16), o[nt]: output n-tile nt.
+// Thread (gid, tig)'s B fragments of every n-tile are dims gid*NO .. + NO - 1 of the four key rows its k slots name
+// (2tig and 2tig + 1 of each half of the 16 keys), one NO-byte piece of each row, byte-interleaved in pairs.
+template <int D>
+__device__ __forceinline__ void f8_pv(float (&o)[D / 8][4], const uint32_t (&a)[4], const uint8_t *vrows, int kr0,
+                                      int gid, int tig)
+{
+    constexpr int NO = D / 8;
+    uint32_t vw[4][NO / 4];
+#pragma unroll
+    for (int q = 0; q < 4; q++) {
+        const int kr = kr0 + (q >> 1) * 8 + 2 * tig + (q & 1);
+        const uint8_t *vr = vrows + kr * D;
+        if constexpr (D == 128) {
+            const uint4 u = *reinterpret_cast<const uint4 *>(vr + f8_swz<D>(kr, gid) * 16);
+            vw[q][0] = u.x, vw[q][1] = u.y, vw[q][2] = u.z, vw[q][3] = u.w;
+        } else {
+            const uint2 u = *reinterpret_cast<const uint2 *>(vr + f8_swz<D>(kr, gid >> 1) * 16 + (gid & 1) * 8);
+            vw[q][0] = u.x, vw[q][1] = u.y;
+        }
+    }
+#pragma unroll
+    for (int i = 0; i < NO / 4; i++) { // n-tiles 4i .. 4i + 3: byte j of word i
+        const uint32_t x0 = __byte_perm(vw[0][i], vw[1][i], 0x5140);
+        const uint32_t y0 = __byte_perm(vw[0][i], vw[1][i], 0x7362);
+        const uint32_t x1 = __byte_perm(vw[2][i], vw[3][i], 0x5140);
+        const uint32_t y1 = __byte_perm(vw[2][i], vw[3][i], 0x7362);
+        mma_k16<true>(o[4 * i], a, e4m3x2_h2(x0), e4m3x2_h2(x1));
+        mma_k16<true>(o[4 * i + 1], a, e4m3x2_h2_hi(x0), e4m3x2_h2_hi(x1));
+        mma_k16<true>(o[4 * i + 2], a, e4m3x2_h2(y0), e4m3x2_h2(y1));
+        mma_k16<true>(o[4 * i + 3], a, e4m3x2_h2_hi(y0), e4m3x2_h2_hi(y1));
+    }
+}
 
 // Writes one output element of (token, head hq, dim d) from the merged softmax state (max M, sum L,
 // weighted sum A): the final value when the context was not split, else this split's partial result.

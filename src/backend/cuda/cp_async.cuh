@@ -16,6 +16,14 @@ __device__ __forceinline__ void cp_async16(void *dst, const void *src, bool pred
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(src), "r"(bytes) : "memory");
 }
 
+// 4-byte global -> shared copy (through L1), zero-filled when !pred: the fp8 cache rows' scales.
+__device__ __forceinline__ void cp_async4(void *dst, const void *src, bool pred)
+{
+    const unsigned s = (unsigned)__cvta_generic_to_shared(dst);
+    const int bytes = pred ? 4 : 0;
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(s), "l"(src), "r"(bytes) : "memory");
+}
+
 __device__ __forceinline__ void cp_async_commit()
 {
     asm volatile("cp.async.commit_group;\n" ::: "memory");
