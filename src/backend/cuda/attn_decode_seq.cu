@@ -184,8 +184,9 @@ __global__ void __launch_bounds__(kSeqMaxKvHeads * 32) attn_seq_kernel(const Att
     // each probability times its key's V scale over vmax (which keeps P within f16; acc is rescaled when vmax grows).
     auto stage_f8 = [&](int st) {
         constexpr int NS = BK / 8; // score n-tiles: keys 8j .. 8j + 7 of the stage
-        const uint8_t *const kr8 = sm8 + (st % kSeqStages) * stage_bytes + warp * BK * D, *const vr8 = kr8 + f8_rows;
-        const float *const wks = reinterpret_cast<const float *>(kr8 - warp * BK * D + 2 * f8_rows) + warp * BK;
+        const uint8_t *const s8 = sm8 + (st % kSeqStages) * stage_bytes;
+        const uint8_t *const kr8 = s8 + warp * BK * D, *const vr8 = kr8 + f8_rows; // this warp's head's rows
+        const float *const wks = reinterpret_cast<const float *>(s8 + 2 * f8_rows) + warp * BK;
         const float *const wvs = wks + kvh_n * BK;
         float s[NS][4];
 #pragma unroll
