@@ -709,7 +709,8 @@ if has seq8; then
   # Session 49: the decode form of a CTA per sequence for an fp8 cache (32-key stages of e4m3 rows). The attention
   # consistency cases (SEQ8_CONS=0 skips them) and the goldens with an fp8 cache and the form forced, then 8B decode
   # steps with an fp8 cache, the form forced on (SS_ATTN_SEQ=1) against off, interleaved, SEQ8_REPS rounds over
-  # SEQ8_CASES ("batch:prompt:new tokens"; prompt 128 + 64 new: a graph bound of 256, 384 + 64: 512).
+  # SEQ8_CASES ("batch:prompt:new tokens"; prompt 128 + 64 new: a graph bound of 256, 384 + 64: 512); SEQ8_VARIANTS
+  # (default "on off"; auto: the launcher's rule).
   export CUDA_VISIBLE_DEVICES=0
   [ "${SEQ8_CONS:-1}" = 1 ] && step "consistency, attention cases" 150 consistency_seq8.log env SS_TEST_ONLY='*attention*' "$B/tests/test_backend_consistency"
   [ "${SEQ8_CONS:-1}" = 1 ] && step "golden tests on cuda, fp8 KV cache, the form forced" 90 golden_seq8.log env SS_ATTN_SEQ=1 SS_TEST_DEVICE=cuda SS_TEST_KV=fp8 "$B/tests/test_golden"
@@ -717,10 +718,10 @@ if has seq8; then
   for rep in $(seq 1 "${SEQ8_REPS:-1}"); do
     for cs in ${SEQ8_CASES:-64:128:64 96:128:64 128:128:64 256:128:64 128:384:64 256:384:64}; do
       IFS=: read -r bsz pr gn <<<"$cs"
-      for v in on off; do
-        sw=SS_ATTN_SEQ=1; [ $v = off ] && sw=SS_ATTN_SEQ=0
+      for v in ${SEQ8_VARIANTS:-on off}; do
+        sw=(); [ $v = on ] && sw=(SS_ATTN_SEQ=1); [ $v = off ] && sw=(SS_ATTN_SEQ=0)
         step "8B ${SEQ8_KV:-fp8} b$bsz prompt $pr [$v] #$rep" 90 "bench_seq8_b${bsz}_p${pr}_${v}_$rep.log" env SHARDSERVE_KV_CACHE_DTYPE=${SEQ8_KV:-fp8} \
-          $sw "$B/tools/bench_decode" --model "$M8" --device cuda --batch $bsz --prompt $pr --gen $gn --json
+          ${sw[@]+"${sw[@]}"} "$B/tools/bench_decode" --model "$M8" --device cuda --batch $bsz --prompt $pr --gen $gn --json
       done
     done
   done
