@@ -201,22 +201,13 @@ int ss_attn_seq_form(const ss_cuda_attn_args *a)
      * -3.4%: the same bound kept */
     if (a->n * 16 < sms * SS_ATTN_SEQ_SIXTEENTHS_PER_SM)
         return 0;
-    if (a->max_seq_len <= SS_ATTN_SEQ_CONTEXT)
-        return 1;
     /* An fp8 stage brings 32 keys for bf16's bytes of 16, and the form keeps winning at longer contexts (session 49,
      * one H200, 8B steps): batch 96 / 128 / 256 at bounds of 512 -3.4 / -4.4 / -3.5%, at 1,024 (batch 128 / 256)
      * -4.8 / -2.7%, at 2,048 (96 / 128 / 256) -2.3 / -6.0 / -3.1%; batch 80 at 1,024 even. Past 2,048 a CTA's keys
      * outlast everything else, and a last wave of CTAs that leaves SMs idle costs: batch 128 at 4,096 / 8,192 -3.8 /
-     * -6.2%, 256 at 4,096 -2.3% (256 CTAs in slots of 264), but batch 96 at 4,096 +4.4% (192 of 264). So there the
-     * form runs only where its CTAs fill their last wave of slots (an SM holds a token's heads: `parts` CTAs of a
-     * part each) to SS_ATTN_SEQ_LONG_FILL_PCT. */
-    if (!a->kv_fp8)
-        return 0;
-    if (a->max_seq_len <= SS_ATTN_SEQ_CONTEXT_FP8)
-        return 1;
-    const int64_t parts = ss_attn_seq_head_parts(a), ctas = a->n * parts, slots = sms * parts;
-    const int64_t waves = (ctas + slots - 1) / slots;
-    return ctas * 100 >= waves * slots * SS_ATTN_SEQ_LONG_FILL_PCT;
+     * -6.2% and 256 at 4,096 -2.3%, but 96 and 200 at 4,096 +4.4 / +6.8%. A graph step's n is its power-of-two
+     * bucket (96 runs as 128, 200 as 256), so the rule cannot tell those apart: it stops at 2,048. */
+    return a->max_seq_len <= (a->kv_fp8 ? SS_ATTN_SEQ_CONTEXT_FP8 : SS_ATTN_SEQ_CONTEXT);
 }
 
 int ss_attn_seq_head_parts(const ss_cuda_attn_args *a)
