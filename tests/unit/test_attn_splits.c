@@ -313,13 +313,11 @@ static void test_seq_form_rule(void **state)
     a.max_tile_tokens = 1, a.kv_fp8 = 1; /* an fp8 cache: its form of 32-key stages (session 49), as seq_ok says */
     assert_int_equal(ss_attn_seq_form(&a), 1);
     unsetenv("SS_ATTN_SEQ");
-    a.max_seq_len = SS_ATTN_SEQ_CONTEXT_FP8; /* up to a bound of 2048 with an fp8 cache, the batch filling the GPU */
+    a.max_seq_len = SS_ATTN_SEQ_CONTEXT; /* by default as with bf16: up to 256, the batch filling the GPU */
     assert_int_equal(ss_attn_seq_form(&a), 1);
-    a.kv_fp8 = 0; /* (a bf16 cache: up to 256) */
+    a.max_seq_len = SS_ATTN_SEQ_CONTEXT + 1;
     assert_int_equal(ss_attn_seq_form(&a), 0);
-    a.kv_fp8 = 1, a.n = 74;
-    assert_int_equal(ss_attn_seq_form(&a), 0);
-    a.n = 256, a.max_seq_len = SS_ATTN_SEQ_CONTEXT_FP8 + 1; /* longer: a graph bucket hides batches that lose */
+    a.max_seq_len = SS_ATTN_SEQ_CONTEXT, a.n = 74;
     assert_int_equal(ss_attn_seq_form(&a), 0);
     setenv("SS_ATTN_SEQ", "1", 1);
     assert_int_equal(ss_attn_seq_form(&a), 1);

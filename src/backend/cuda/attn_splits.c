@@ -201,13 +201,13 @@ int ss_attn_seq_form(const ss_cuda_attn_args *a)
      * -3.4%: the same bound kept */
     if (a->n * 16 < sms * SS_ATTN_SEQ_SIXTEENTHS_PER_SM)
         return 0;
-    /* An fp8 stage brings 32 keys for bf16's bytes of 16, and the form keeps winning at longer contexts (session 49,
-     * one H200, 8B steps): batch 96 / 128 / 256 at bounds of 512 -3.4 / -4.4 / -3.5%, at 1,024 (batch 128 / 256)
-     * -4.8 / -2.7%, at 2,048 (96 / 128 / 256) -2.3 / -6.0 / -3.1%; batch 80 at 1,024 even. Past 2,048 a CTA's keys
-     * outlast everything else, and a last wave of CTAs that leaves SMs idle costs: batch 128 at 4,096 / 8,192 -3.8 /
-     * -6.2% and 256 at 4,096 -2.3%, but 96 and 200 at 4,096 +4.4 / +6.8%. A graph step's n is its power-of-two
-     * bucket (96 runs as 128, 200 as 256), so the rule cannot tell those apart: it stops at 2,048. */
-    return a->max_seq_len <= (a->kv_fp8 ? SS_ATTN_SEQ_CONTEXT_FP8 : SS_ATTN_SEQ_CONTEXT);
+    /* An fp8 cache (session 49, one H200, 8B steps): at a bound of 256 batch 72 / 80 / 96 / 128 / 160 / 200 / 256
+     * -2.7 / -2.8 / -3.4 / -4.0 / -2.7 / -2.0 / -3.9%. Its stages of 32 keys keep it ahead at longer bounds where the
+     * batch fills its graph bucket (batch 128 at 512 / 1,024 / 2,048 / 4,096 / 8,192 -4.4 / -4.8 / -6.0 / -3.8 /
+     * -6.2%), but a graph step's n is that power-of-two bucket, and a batch that leaves much of the last wave of
+     * CTAs empty loses there: 160 at 512 / 2,048 +3.3 / +17.2%, 200 at 2,048 / 4,096 +4.5 / +6.8%, 72 at 2,048
+     * +4.5%. The rule cannot see the real batch of a graph step, so both caches stop at the same bound. */
+    return a->max_seq_len <= SS_ATTN_SEQ_CONTEXT;
 }
 
 int ss_attn_seq_head_parts(const ss_cuda_attn_args *a)

@@ -17,7 +17,6 @@
 #define SS_ATTN_MT2_CONTEXT 4096 /* ss_attn_prefill_mt2 */
 #define SS_ATTN_MT2_CONTEXT_FP8 2048 /* ss_attn_prefill_mt2, an fp8 cache */
 #define SS_ATTN_SEQ_CONTEXT 256 /* ss_attn_seq_form: the longest context bound it takes by default */
-#define SS_ATTN_SEQ_CONTEXT_FP8 2048 /* ss_attn_seq_form: the longest context bound it takes with an fp8 cache */
 #define SS_ATTN_SEQ_SIXTEENTHS_PER_SM 9 /* ss_attn_seq_form: decode tokens per SM it takes from, in sixteenths */
 #define SS_ATTN_WG_ROWS 128 /* rows of a block of the wgmma prefill form (attn_wgmma.cu) */
 
