@@ -1068,8 +1068,8 @@ static void check_attention(pair *p, int32_t heads, int32_t kv, int32_t hd, cons
     check_attention_mode(p, heads, kv, hd, seqs, n_seqs, 16, ATT_AUTO, what);
 }
 
-/* Decode tokens for the form of a CTA per sequence (forced): a sequence at position 0 (one key), contexts ending inside and
- * on a 16-key (bf16) or 32-key (fp8) stage (16, 32, 33 keys), one of a single stage, long ones. */
+/* Decode tokens for the form of a CTA per sequence (forced): a sequence at position 0 (one key), contexts ending inside
+ * and on a 16-key (bf16) or 32-key (fp8) stage (16, 32, 33 keys), one of a single stage, long ones. */
 static const int32_t seq_batch[][2] = {{0, 1}, {16, 1}, {159, 1}, {700, 1}, {2100, 1}, {15, 1}, {31, 1}, {32, 1}};
 
 static void test_attention(void **state)
@@ -1966,8 +1966,8 @@ static void test_attention_fp8(void **state)
     check_attention_kv(p, 64, 8, 128, seq_batch, 5, 5, ATT_FORCE_SEQ, 1, "fp8 attention by sequence 64/8 d128 bs5");
     check_attention_kv(p, 32, 2, 64, seq_batch, 5, 16, ATT_FORCE_SEQ, 1, "fp8 attention by sequence 32/2 d64");
     check_attention_kv(p, 8, 1, 64, seq_batch, 5, 7, ATT_FORCE_SEQ, 1, "fp8 attention by sequence 8/1 d64 bs7");
-    check_attention_kv(p, 32, 8, 128, seq_batch, 8, 16, ATT_FORCE_SEQ2, 1, "fp8 attention by sequence 32/8, 8, 2 parts");
-    check_attention_kv(p, 32, 2, 64, seq_batch, 5, 7, ATT_FORCE_SEQ2, 1, "fp8 attention by sequence 32/2 d64 bs7, 2 parts");
+    check_attention_kv(p, 32, 8, 128, seq_batch, 8, 16, ATT_FORCE_SEQ2, 1, "fp8 attention by sequence 32/8, 2 parts");
+    check_attention_kv(p, 32, 2, 64, seq_batch, 5, 7, ATT_FORCE_SEQ2, 1, "fp8 attention by sequence d64 bs7, 2 parts");
     check_attention_kv(p, 32, 8, 128, (const int32_t (*)[2])wide, NW, 16, ATT_FORCE_SEQ, 1,
                        "fp8 attention decode batch 300 by sequence");
     free(wide);

@@ -367,6 +367,12 @@ template <int D, bool F8> bool seq_fits()
     return true;
 }
 
+template <int D, bool F8>
+cudaError_t seq_launch(const AttnTiledParams &p, dim3 grid, dim3 block, int part, cudaStream_t stream)
+{
+    return launch_pdl(attn_seq_kernel<D, F8>, grid, block, seq_smem_bytes<D, F8>(part), stream, p);
+}
+
 } // namespace
 
 bool attn_seq_fits(int head_dim, int kv_heads, int group, bool fp8)
@@ -385,15 +391,11 @@ int attn_seq_launch(const AttnTiledParams &p, int head_dim, int64_t n_tiles, int
         return (int)cudaErrorInvalidValue;
     const int part = p.kv_heads / head_parts;
     const dim3 grid((unsigned)n_tiles, (unsigned)head_parts), block((unsigned)(32 * part));
-    cudaError_t e;
-    if (p.kv_fp8)
-        e = head_dim == 128 ? launch_pdl(attn_seq_kernel<128, true>, grid, block, seq_smem_bytes<128, true>(part), stream, p)
-                            : launch_pdl(attn_seq_kernel<64, true>, grid, block, seq_smem_bytes<64, true>(part), stream, p);
-    else
-        e = head_dim == 128 ? launch_pdl(attn_seq_kernel<128, false>, grid, block, seq_smem_bytes<128, false>(part), stream,
-                                         p)
-                            : launch_pdl(attn_seq_kernel<64, false>, grid, block, seq_smem_bytes<64, false>(part), stream,
-                                         p);
+    const cudaError_t e =
+        p.kv_fp8 ? (head_dim == 128 ? seq_launch<128, true>(p, grid, block, part, stream)
+                                    : seq_launch<64, true>(p, grid, block, part, stream))
+                 : (head_dim == 128 ? seq_launch<128, false>(p, grid, block, part, stream)
+                                    : seq_launch<64, false>(p, grid, block, part, stream));
     return e != cudaSuccess ? (int)e : launch_status();
 }
 

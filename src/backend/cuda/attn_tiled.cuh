@@ -54,7 +54,8 @@ struct AttnTiledParams : AttnCommon {
                  "{%0,%1,%2,%3};\n"                                                                               \
                  : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])                                                  \
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1))
-template <bool F16> __device__ __forceinline__ void mma_k16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1)
+template <bool F16>
+__device__ __forceinline__ void mma_k16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1)
 {
     if constexpr (F16)
         SS_MMA_16816("f16");
@@ -82,7 +83,8 @@ template <int D> __device__ __forceinline__ int f8_swz(int kr, int ch)
 }
 
 // Q.K^T's B words of key row kr of `rows` for thread tig: kw[kk] holds k-step kk's four e4m3 bytes.
-template <int D> __device__ __forceinline__ void f8_k_words(const uint8_t *rows, int kr, int tig, uint32_t (&kw)[D / 16])
+template <int D>
+__device__ __forceinline__ void f8_k_words(const uint8_t *rows, int kr, int tig, uint32_t (&kw)[D / 16])
 {
 #pragma unroll
     for (int h = 0; h < D / 64; h++) {
@@ -238,8 +240,8 @@ int attn_tiled_launch(const AttnTiledParams &p, int head_dim, int64_t n_tiles, i
                       cudaStream_t stream, bool *merged);
 
 // attn_decode_seq.cu's form: one CTA per decode token (its sequence) and part of its kv heads. Whether it runs here for
-// these shapes (a bf16 cache, heads of 64 or 128, at most 8 kv heads, groups of at most 16, its shared memory for 8
-// kv heads fits): a runtime query, ask once.
+// these shapes (a bf16 or (fp8) an fp8 cache, heads of 64 or 128, at most 8 kv heads, groups of at most 16, its shared
+// memory for 8 kv heads fits): a runtime query, ask once.
 bool attn_seq_fits(int head_dim, int kv_heads, int group, bool fp8);
 // Enqueues it over n_tiles query tiles of one token each (empty padding tiles allowed), without key splits
 // (p.n_splits must be 1), each token's kv heads split over head_parts CTAs (a divisor of p.kv_heads: 1 = all in one).

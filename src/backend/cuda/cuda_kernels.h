@@ -120,7 +120,7 @@ int ss_cuda_attn_prefill_mt2_ctas_per_sm(int head_dim, int fp8);
  * (fp8 = 0) or fp8 cache: sm_90 exactly, heads of 128, a bf16 cache; 0 otherwise. A runtime query: ask once. */
 int ss_cuda_attn_prefill_wg_ok(int head_dim, int fp8);
 /* 1 when the current device runs the decode form of a CTA per sequence (attn_decode_seq.cu) for head_dim (64 or 128)
- * and a bf16 (fp8 = 0) cache with up to 8 kv heads; 0 otherwise. A runtime query: ask once. */
+ * and a bf16 (fp8 = 0) or fp8 (1) cache with up to 8 kv heads; 0 otherwise. A runtime query: ask once. */
 int ss_cuda_attn_seq_ok(int head_dim, int fp8);
 
 /* ---- decode_persist.cu ---- */
