@@ -3,7 +3,7 @@
 # trains the demo model on the last GPU in the background, and meanwhile runs the GPU checks and
 # benchmarks on the others. Every step has a deadline; the whole run stays under BUDGET seconds.
 # Results: $OUT/summary.txt, $OUT/logs.tar.xz, and $OUT/demo-*.{safetensors,json,txt} from training.
-# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize sanattn checks1 wgp s21a s21p s23m s24p fp8ck f8eng longref ctx128 mixlong s20a s20s s20t s20x s20m s20p s19a s19b s19c s19t s19g s18a s18b f8var dense s18t s18p s18s s17a s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve lpab serveab spec vstep seqform seq8 h100 genv maxb soak (default: train check bench multi sanitize)
+# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize sanattn checks1 wgp s21a s21p s23m s24p fp8ck f8eng longref ctx128 mixlong s20a s20s s20t s20x s20m s20p s19a s19b s19c s19t s19g s18a s18b f8var dense s18t s18p s18s s17a s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve lpab serveab spec vstep seqform seq8 bucket h100 genv maxb soak (default: train check bench multi sanitize)
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -726,6 +726,42 @@ if has seq8; then
     done
   done
   bench_lines "$L"/bench_seq8_*.log | tee -a "$S"
+fi
+if has bucket; then
+  # Session 49 (not yet run): graph steps padded to a multiple of SS_GRAPH_BUCKET (BUCKET_SIZE, default 32) from twice
+  # that on, instead of the next power of two (batch 160 then runs 160 rows, not 256). 8B decode steps over
+  # BUCKET_CASES ("batch:prompt:new tokens:cache"), the switch on against off, interleaved, BUCKET_REPS rounds; then a
+  # server at BUCKET_CLIENTS closed-loop clients (128 in / 128 out) each way.
+  export CUDA_VISIBLE_DEVICES=0
+  [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
+  cp /work/shared/fixtures/models/e2e-llama3-tok/tokenizer.json /work/shared/fixtures/models/e2e-llama3-tok/tokenizer_config.json "$M8/"
+  for rep in $(seq 1 "${BUCKET_REPS:-1}"); do
+    for cs in ${BUCKET_CASES:-72:128:64:auto 160:128:64:auto 200:128:64:auto 160:128:64:fp8 160:1024:64:auto 96:1024:64:auto}; do
+      IFS=: read -r bsz pr gn kv <<<"$cs"
+      for v in on off; do
+        sw=(); [ $v = on ] && sw=(SS_GRAPH_BUCKET=${BUCKET_SIZE:-32})
+        step "8B $kv b$bsz prompt $pr [$v] #$rep" 90 "bench_bucket_b${bsz}_p${pr}_${kv}_${v}_$rep.log" env SHARDSERVE_KV_CACHE_DTYPE=$kv \
+          ${sw[@]+"${sw[@]}"} "$B/tools/bench_decode" --model "$M8" --device cuda --batch $bsz --prompt $pr --gen $gn --json
+      done
+    done
+  done
+  bench_lines "$L"/bench_bucket_*.log | tee -a "$S"
+  for v in on off; do
+    sw=(); [ $v = on ] && sw=(SS_GRAPH_BUCKET=${BUCKET_SIZE:-32})
+    env ${sw[@]+"${sw[@]}"} "$B/shardserve" serve --model "$M8" --device cuda --port 8000 --metrics-port 8002 --served-model-name m \
+      --max-batch 256 >"$L/bucket_serve_$v.log" 2>&1 &
+    SPID=$!
+    wait_ready $SPID
+    if [ $ready = 1 ]; then
+      step "serve ${BUCKET_CLIENTS:-160} clients 128/128 [$v]" 120 "bench_bucket_serve_$v.log" "$B/shardserve" bench --url http://127.0.0.1:8000 \
+        --model m --num-requests $((4 * ${BUCKET_CLIENTS:-160})) --concurrency "${BUCKET_CLIENTS:-160}" --warmup "${BUCKET_CLIENTS:-160}" \
+        --input-len 128 --output-len 128 --seed 1 --json --quiet
+      note "bucket serve [$v]: $(grep -ho '"output_tokens_per_s":[0-9.]*' "$L/bench_bucket_serve_$v.log" | head -1) tpot $(grep -o '"tpot_ms":{[^}]*}' "$L/bench_bucket_serve_$v.log" | grep -o '"p50":[0-9.]*')"
+    else
+      note "FAIL  bucket serve [$v] not ready"; tail -3 "$L/bucket_serve_$v.log" | tee -a "$S"
+    fi
+    kill -TERM $SPID 2>/dev/null; sleep 2; kill -9 $SPID 2>/dev/null
+  done
 fi
 if has s18b; then
   # The fp8 attention of this build against $OLDB's (session 18: K's fragments from the e4m3 rows; session 47: K's

@@ -11,8 +11,8 @@
 #include "core/log.h"
 #include "model/step_tiles.h"
 
-/* Decode steps of up to this many tokens are replayed from CUDA graphs (one per power-of-two token
- * bucket and power-of-two context bound); larger steps are compute-bound and run eagerly. */
+/* Decode steps of up to this many tokens are replayed from CUDA graphs (one per token bucket, ss_forward_graph_pad:
+ * powers of two by default, and power-of-two context bound); larger steps are compute-bound and run eagerly. */
 #define FWD_GRAPH_MAX_TOKENS 256
 
 struct ss_forward {
@@ -47,6 +47,7 @@ struct ss_forward {
     size_t kv_bytes;
     int graphs;                     /* decode steps may be replayed from CUDA graphs */
     int32_t chain_tile;             /* a graph step's longest attention tile (ss_forward_chain_tile) */
+    int32_t graph_bucket;           /* ss_forward_graph_pad's bucket (ss_forward_graph_bucket): 0, powers of two */
     int32_t graphs_captured;        /* captures so far (logged at powers of two from 16: many mean replacements) */
     int fuse_rope;                  /* use the backend's rope_kv_store (SS_UNFUSED_ROPE: a benchmark switch) */
     int fuse_mlp;                   /* use the backend's matmul_silu (SS_UNFUSED_MLP: a benchmark switch) */
@@ -91,6 +92,37 @@ int32_t ss_forward_chain_tile(void)
     return t < 1 ? 1 : t >= SS_ATTN_LONG_TILE ? SS_ATTN_LONG_TILE - 1 : (int32_t)t;
 }
 
+int64_t ss_forward_graph_pad(int64_t n, int32_t bucket)
+{
+    int64_t p = 1;
+    while (p < n)
+        p *= 2;
+    if (bucket > 0 && n > 2 * (int64_t)bucket) {
+        const int64_t m = (n + bucket - 1) / bucket * bucket;
+        p = m < p ? m : p;
+    }
+    return p;
+}
+
+int32_t ss_forward_graph_bucket(int32_t tp, int32_t pp)
+{
+    const char *v = getenv("SS_GRAPH_BUCKET");
+    if (!v || !*v)
+        return 0;
+    char *end = NULL;
+    const long b = strtol(v, &end, 10);
+    if (*end || b < 8 || b > 128 || b % 8 != 0) {
+        SS_LOGW("SS_GRAPH_BUCKET=%s is not a multiple of 8 from 8 to 128: graph steps keep powers of two", v);
+        return 0;
+    }
+    if (tp != 1 || pp != 1) {
+        SS_LOGW("SS_GRAPH_BUCKET=%s is taken at tp 1 without pipeline stages only (here tp %d, pp %d)", v, (int)tp,
+                (int)pp);
+        return 0;
+    }
+    return (int32_t)b;
+}
+
 ss_status ss_forward_create(ss_backend *be, const ss_model_config *cfg, const ss_model_weights *w,
                             const ss_forward_params *p, const ss_forward_links *links, ss_forward **out, ss_err *err)
 {
@@ -106,6 +138,7 @@ ss_status ss_forward_create(ss_backend *be, const ss_model_config *cfg, const ss
     f->links = *links;
     f->graphs = p->graphs;
     f->chain_tile = ss_forward_chain_tile();
+    f->graph_bucket = ss_forward_graph_bucket(w->plan.tp, w->plan.pp);
     f->fuse_rope = getenv("SS_UNFUSED_ROPE") == NULL;
     f->fuse_mlp = getenv("SS_UNFUSED_MLP") == NULL;
     const ss_shard_plan *sp = &w->plan;
@@ -453,7 +486,7 @@ static fwd_meta_layout fwd_layout(size_t t, size_t r, size_t s, size_t n_seqs, i
 
 /* Fills the host metadata of a step of n tokens (padded with inert tokens up to n_pad: id 0, sequence
  * 0 at position 0, no KV slot, a row of its own) in layout l, and its query tiles (ss_step_tiles: runs of at most
- * max_run tokens; graph: padded to a power-of-two count) into *tiles_info. */
+ * max_run tokens; graph: the tile count padded to a power of two, at most n_pad) into *tiles_info. */
 static void fwd_pack_meta(ss_forward *f, const ss_forward_batch *b, int64_t n_pad, int32_t n_rows_pad,
                           const fwd_meta_layout *l, int32_t max_run, int graph, ss_step_tiles_info *tiles_info)
 {
@@ -602,13 +635,11 @@ ss_status ss_forward_run(ss_forward *f, const ss_forward_batch *b, const float *
                           (long long)n, b->n_seqs, b->n_rows, (long long)T, f->p.max_seqs, f->p.max_rows);
     /* A decode step (every token a logits row; one per sequence, or a run of a sequence's tokens at consecutive
      * positions: a speculating sequence's token and its drafts) of a replica without pipeline stages is padded to a
-     * power of two and replayed from a graph; anything else runs op by op. The choice must be the same on every rank
-     * of the tensor-parallel group (a graph step's collectives carry the padded count), so it depends only on the
-     * plan and on settings the leader hands out. (An empty vocabulary shard fills its reduction from the host: if any
-     * rank's shard is empty, no rank uses graphs.) */
-    int64_t n_pad = 1;
-    while (n_pad < n)
-        n_pad *= 2;
+     * power of two (ss_forward_graph_pad) and replayed from a graph; anything else runs op by op. The choice must be
+     * the same on every rank of the tensor-parallel group (a graph step's collectives carry the padded count), so it
+     * depends only on the plan and on settings the leader hands out. (An empty vocabulary shard fills its reduction
+     * from the host: if any rank's shard is empty, no rank uses graphs.) */
+    int64_t n_pad = ss_forward_graph_pad(n, f->graph_bucket);
     int graph = f->graphs && sp->first_stage && sp->last_stage &&
                 (int64_t)sp->vocab_per_rank * (sp->tp - 1) < f->cfg->vocab_size && n <= FWD_GRAPH_MAX_TOKENS &&
                 b->n_rows == n && n_pad <= T && n_pad <= f->p.max_rows && b->tok_seq[0] == 0 &&

@@ -1,15 +1,18 @@
 /* test_attn_tiles.c — ss_attn_tiles_check: the query tiles of ss_attn_meta against their contract (every token once,
  * runs of one sequence, the short group first with its counts, empty tiles only at the end), with exact good and bad
- * cases; and ss_step_tiles, the forward pass's tiles of a step, exactly and against the check. */
+ * cases; ss_step_tiles, the forward pass's tiles of a step, exactly and against the check; and a graph step's padded
+ * token count (ss_forward_graph_pad, the SS_GRAPH_BUCKET switch). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
 
 #include "backend/backend.h"
+#include "model/forward.h"
 #include "model/step_tiles.h"
 
 /* A step: a 20-token chunk of sequence 0 at 100, a decode token of sequence 1 at 7, a 3-token run of sequence 2 at 0
@@ -182,9 +185,41 @@ static void test_step_tiles(void **state)
     expect_tiles(sq, ps, 3, 4, 8, 1, broken, 4, (ss_step_tiles_info){4, 2, 0, 0, 0});
 }
 
+/* Powers of two by default; with a bucket, multiples of it from twice the bucket on where smaller; the switch taken at
+ * tp 1 without stages only, and only as a multiple of 8 from 8 to 128. */
+static void test_graph_pad(void **state)
+{
+    (void)state;
+    static const int64_t pow2[][2] = {{1, 1}, {2, 2}, {3, 4}, {5, 8}, {64, 64}, {65, 128}, {160, 256}, {256, 256}};
+    for (size_t i = 0; i < sizeof pow2 / sizeof pow2[0]; i++)
+        assert_int_equal(ss_forward_graph_pad(pow2[i][0], 0), pow2[i][1]);
+    static const int64_t by32[][2] = {{1, 1}, {3, 4}, {60, 64}, {64, 64}, {65, 96}, {96, 96}, {97, 128},
+                                      {129, 160}, {160, 160}, {161, 192}, {200, 224}, {225, 256}, {256, 256}};
+    for (size_t i = 0; i < sizeof by32 / sizeof by32[0]; i++)
+        assert_int_equal(ss_forward_graph_pad(by32[i][0], 32), by32[i][1]);
+    assert_int_equal(ss_forward_graph_pad(33, 16), 48);
+    assert_int_equal(ss_forward_graph_pad(32, 16), 32);
+    assert_int_equal(ss_forward_graph_pad(17, 8), 24);
+    unsetenv("SS_GRAPH_BUCKET");
+    assert_int_equal(ss_forward_graph_bucket(1, 1), 0);
+    setenv("SS_GRAPH_BUCKET", "32", 1);
+    assert_int_equal(ss_forward_graph_bucket(1, 1), 32);
+    assert_int_equal(ss_forward_graph_bucket(2, 1), 0); /* tp 2: every rank must pad alike */
+    assert_int_equal(ss_forward_graph_bucket(1, 2), 0);
+    static const char *const bad[] = {"33", "0", "4", "136", "32x", "x", "-32"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        setenv("SS_GRAPH_BUCKET", bad[i], 1);
+        assert_int_equal(ss_forward_graph_bucket(1, 1), 0);
+    }
+    setenv("SS_GRAPH_BUCKET", "128", 1);
+    assert_int_equal(ss_forward_graph_bucket(1, 1), 128);
+    unsetenv("SS_GRAPH_BUCKET");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_good), cmocka_unit_test(test_bad),
-                                       cmocka_unit_test(test_empty_tiles), cmocka_unit_test(test_step_tiles)};
+                                       cmocka_unit_test(test_empty_tiles), cmocka_unit_test(test_step_tiles),
+                                       cmocka_unit_test(test_graph_pad)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
