@@ -33,6 +33,31 @@ template <int D, bool F8> constexpr size_t seq_smem_bytes(int kv_heads)
     return kSeqStages * seq_stage_bytes<D, F8>(kv_heads);
 }
 
+// The online softmax's step over a stage's scores s (log2 domain, masked; mx: this thread's maxima of them, rows gid
+// and gid + 8): the rows' running max m and sum l move on, s becomes the probabilities, and alpha is what the sums so
+// far are to be scaled by.
+template <int NS>
+__device__ __forceinline__ void seq_softmax(float (&s)[NS][4], float (&mx)[2], float (&m)[2], float (&l)[2],
+                                            float (&alpha)[2])
+{
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        mx[r] = fmaxf(mx[r], __shfl_xor_sync(FULL_MASK, mx[r], 1));
+        mx[r] = fmaxf(mx[r], __shfl_xor_sync(FULL_MASK, mx[r], 2));
+        const float mn = fmaxf(m[r], mx[r]); // finite: every stage holds its first key, within the context
+        alpha[r] = exp2f(m[r] - mn);
+        m[r] = mn;
+        l[r] *= alpha[r];
+    }
+#pragma unroll
+    for (int j = 0; j < NS; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            s[j][e] = exp2f(s[j][e] - m[e >> 1]);
+            l[e >> 1] += s[j][e];
+        }
+}
+
 // Grid: one CTA per query tile (a decode token; empty padding tiles return at once) and part of its kv heads (y: the
 // heads split over gridDim.y CTAs, which then share an SM's shared memory). Block: 32 threads per kv head of its part.
 // Shared memory: kSeqStages stages (seq_stage_bytes; bf16: the 16-byte pad puts the 8 rows an ldmatrix reads in
@@ -215,23 +240,8 @@ __global__ void __launch_bounds__(kSeqMaxKvHeads * 32) attn_seq_kernel(const Att
         const float vn = fmaxf(fmaxf(vmax, vt), 1e-30f), vrescale = vmax / vn, vinv = 1.0f / vn;
         vmax = vn;
         float alpha[2];
-#pragma unroll
-        for (int r = 0; r < 2; r++) {
-            mx[r] = fmaxf(mx[r], __shfl_xor_sync(FULL_MASK, mx[r], 1));
-            mx[r] = fmaxf(mx[r], __shfl_xor_sync(FULL_MASK, mx[r], 2));
-            const float mn = fmaxf(m[r], mx[r]); // finite: every stage holds its first key, within the context
-            alpha[r] = exp2f(m[r] - mn);
-            m[r] = mn;
-            l[r] *= alpha[r];
-            alpha[r] *= vrescale;
-        }
-#pragma unroll
-        for (int j = 0; j < NS; j++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                s[j][e] = exp2f(s[j][e] - m[e >> 1]);
-                l[e >> 1] += s[j][e];
-            }
+        seq_softmax<NS>(s, mx, m, l, alpha);
+        alpha[0] *= vrescale, alpha[1] *= vrescale;
 #pragma unroll
         for (int t = 0; t < NO; t++) {
             acc[t][0] *= alpha[0], acc[t][1] *= alpha[0];
@@ -283,22 +293,7 @@ __global__ void __launch_bounds__(kSeqMaxKvHeads * 32) attn_seq_kernel(const Att
                     mx[e >> 1] = fmaxf(mx[e >> 1], s[j][e]);
                 }
             float alpha[2];
-#pragma unroll
-            for (int r = 0; r < 2; r++) {
-                mx[r] = fmaxf(mx[r], __shfl_xor_sync(FULL_MASK, mx[r], 1));
-                mx[r] = fmaxf(mx[r], __shfl_xor_sync(FULL_MASK, mx[r], 2));
-                const float mn = fmaxf(m[r], mx[r]); // finite: every stage holds its first key, within the context
-                alpha[r] = exp2f(m[r] - mn);
-                m[r] = mn;
-                l[r] *= alpha[r];
-            }
-#pragma unroll
-            for (int j = 0; j < 2; j++)
-#pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    s[j][e] = exp2f(s[j][e] - m[e >> 1]);
-                    l[e >> 1] += s[j][e];
-                }
+            seq_softmax<2>(s, mx, m, l, alpha);
 #pragma unroll
             for (int t = 0; t < NO; t++) {
                 acc[t][0] *= alpha[0], acc[t][1] *= alpha[0];
