@@ -97,7 +97,7 @@ int64_t ss_forward_graph_pad(int64_t n, int32_t bucket)
     int64_t p = 1;
     while (p < n)
         p *= 2;
-    if (bucket > 0 && n > 2 * (int64_t)bucket) {
+    if (bucket > 0 && n >= 2 * (int64_t)bucket) {
         const int64_t m = (n + bucket - 1) / bucket * bucket;
         p = m < p ? m : p;
     }
@@ -111,8 +111,8 @@ int32_t ss_forward_graph_bucket(int32_t tp, int32_t pp)
         return 0;
     char *end = NULL;
     const long b = strtol(v, &end, 10);
-    if (*end || b < 8 || b > 128 || b % 8 != 0) {
-        SS_LOGW("SS_GRAPH_BUCKET=%s is not a multiple of 8 from 8 to 128: graph steps keep powers of two", v);
+    if (*end || b < 8 || b > 64 || b % 8 != 0) {
+        SS_LOGW("SS_GRAPH_BUCKET=%s is not a multiple of 8 from 8 to 64: graph steps keep powers of two", v);
         return 0;
     }
     if (tp != 1 || pp != 1) {

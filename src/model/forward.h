@@ -81,7 +81,7 @@ int32_t ss_forward_chain_tile(void);
  * tokens on the next multiple of bucket where that is smaller (batch 160 then runs as 160 rows instead of 256:
  * its GEMMs compute the padding rows too, and a launcher's rule sees the bucket, not the batch). */
 int64_t ss_forward_graph_pad(int64_t n, int32_t bucket);
-/* The bucket for ss_forward_graph_pad: 0, or the benchmark switch SS_GRAPH_BUCKET (a multiple of 8 from 8 to 128),
+/* The bucket for ss_forward_graph_pad: 0, or the benchmark switch SS_GRAPH_BUCKET (a multiple of 8 from 8 to 64),
  * taken only at tp 1 without pipeline stages (a graph step's collectives carry the padded count, and another rank's
  * process may not share this one's environment); more buckets mean more graphs to capture. */
 int32_t ss_forward_graph_bucket(int32_t tp, int32_t pp);

@@ -186,7 +186,7 @@ static void test_step_tiles(void **state)
 }
 
 /* Powers of two by default; with a bucket, multiples of it from twice the bucket on where smaller; the switch taken at
- * tp 1 without stages only, and only as a multiple of 8 from 8 to 128. */
+ * tp 1 without stages only, and only as a multiple of 8 from 8 to 64 (larger ones would change nothing up to 256). */
 static void test_graph_pad(void **state)
 {
     (void)state;
@@ -200,19 +200,22 @@ static void test_graph_pad(void **state)
     assert_int_equal(ss_forward_graph_pad(33, 16), 48);
     assert_int_equal(ss_forward_graph_pad(32, 16), 32);
     assert_int_equal(ss_forward_graph_pad(17, 8), 24);
+    assert_int_equal(ss_forward_graph_pad(48, 24), 48); /* from twice the bucket itself */
+    assert_int_equal(ss_forward_graph_pad(47, 24), 64);
+    assert_int_equal(ss_forward_graph_pad(130, 64), 192);
     unsetenv("SS_GRAPH_BUCKET");
     assert_int_equal(ss_forward_graph_bucket(1, 1), 0);
     setenv("SS_GRAPH_BUCKET", "32", 1);
     assert_int_equal(ss_forward_graph_bucket(1, 1), 32);
     assert_int_equal(ss_forward_graph_bucket(2, 1), 0); /* tp 2: every rank must pad alike */
     assert_int_equal(ss_forward_graph_bucket(1, 2), 0);
-    static const char *const bad[] = {"33", "0", "4", "136", "32x", "x", "-32"};
+    static const char *const bad[] = {"33", "0", "4", "72", "128", "32x", "x", "-32"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         setenv("SS_GRAPH_BUCKET", bad[i], 1);
         assert_int_equal(ss_forward_graph_bucket(1, 1), 0);
     }
-    setenv("SS_GRAPH_BUCKET", "128", 1);
-    assert_int_equal(ss_forward_graph_bucket(1, 1), 128);
+    setenv("SS_GRAPH_BUCKET", "64", 1);
+    assert_int_equal(ss_forward_graph_bucket(1, 1), 64);
     unsetenv("SS_GRAPH_BUCKET");
 }
 

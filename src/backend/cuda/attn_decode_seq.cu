@@ -158,8 +158,11 @@ __global__ void __launch_bounds__(kSeqMaxKvHeads * 32) attn_seq_kernel(const Att
     // key load before waiting for it, q and the rest after. Only where this token is its sequence's first of the step
     // (a sequence's tokens are adjacent, in order): a sequence with several one-token tiles (SS_GRAPH_TILE=1 with
     // drafts) has keys of the step below this token's.
+    // F8: only stages below the new key's block (its scales load through L1, 4 bytes at a time, and a block that is not
+    // a power of two keys long can put an earlier key's scale beside the new key's in one line; a review's finding).
     const bool first_of_seq = tok0 == 0 || p.tok_seq[tok0 - 1] != seq;
-    const int early = first_of_seq ? min(kSeqStages - 1, (n_keys - 1) / BK) : 0; // whole stages before its key
+    const int before = F8 ? (n_keys - 1) / bs * bs : n_keys - 1;                  // keys safe to load early
+    const int early = first_of_seq ? min(kSeqStages - 1, before / BK) : 0; // whole stages before its key
     for (int st = 0; st < early; st++) {
         load_stage(st);
         cp_async_commit();

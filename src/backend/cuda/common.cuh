@@ -14,8 +14,9 @@ typedef __nv_bfloat16 bf16;
 // the previous kernel of the stream still runs. Before pdl_enter() (wait for the previous kernel's
 // completion and memory, then let the next kernel be scheduled early in turn) it may only read what no
 // kernel writes: weights and the step's metadata (the backend.h contract), and write only shared memory.
-// (One exception: attn_decode_seq.cu reads KV rows that earlier steps wrote, below the first key its sequence
-// gets in this step; every kernel before the previous one has completed, as each waits before it lets the next in.)
+// (One exception: attn_decode_seq.cu reads KV rows (and an fp8 cache's scales, below the block of that key) that
+// earlier steps wrote, below the first key its sequence gets in this step; every kernel before the previous one has
+// completed, as each waits before it lets the next in.)
 // On older devices (and in sm_80 code) both are no-ops and the launch is an ordinary one.
 __device__ __forceinline__ void pdl_enter()
 {
