@@ -78,8 +78,8 @@ int ss_forward_feeds(const ss_forward *f);
 #define SS_FWD_CHAIN_TILE 8
 int32_t ss_forward_chain_tile(void);
 /* A graph-replayed step's padded token count for n tokens: the next power of two; with bucket > 0, from 2 * bucket
- * tokens on the next multiple of bucket where that is smaller (batch 160 then runs as 160 rows instead of 256:
- * its GEMMs compute the padding rows too, and a launcher's rule sees the bucket, not the batch). */
+ * tokens on the next multiple of bucket where that is smaller (batch 160 then runs as 160 rows instead of 256: its
+ * GEMMs compute the padding rows too, and a launcher's rule sees a count near the batch, not a power of two). */
 int64_t ss_forward_graph_pad(int64_t n, int32_t bucket);
 /* The bucket for ss_forward_graph_pad: 0, or the benchmark switch SS_GRAPH_BUCKET (a multiple of 8 from 8 to 64),
  * taken only at tp 1 without pipeline stages (a graph step's collectives carry the padded count, and another rank's

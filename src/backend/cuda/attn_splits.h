@@ -77,8 +77,8 @@ int ss_attn_prefill_mt2(const ss_cuda_attn_args *a);
  * runs; mt2, wm8: never). */
 int ss_attn_prefill_wg(const ss_cuda_attn_args *a);
 /* 1 when a launch takes the decode form of a CTA per sequence (attn_decode_seq.cu): where the device runs it
- * (a->seq_ok, for the cache's type), every tile one decode token (a->max_tile_tokens 1, no groups), at most 8 kv heads and
- * groups of at most 16; and by default from 9/16 of a decode token per SM (a->n * 16 >= a->sm_count * 9: 75 tokens on
+ * (a->seq_ok, for the cache's type), every tile one decode token (a->max_tile_tokens 1, no groups), at most 8 kv
+ * heads and groups of at most 16; and by default from 9/16 of a decode token per SM (a->n * 16 >= a->sm_count * 9: 75 tokens on
  * 132 SMs) at contexts up to SS_ATTN_SEQ_CONTEXT (the bound a->max_seq_len; a graph step's is a power of two, at least
  * 256). One H200, 8B (session 42): batch 128 / 256 at 128-token prompts a step 4.0% / 2.8% faster (the kernel 31.8
  * against 38.4 us at batch 128); at 512 even; at 1,024 and 2,048 6-8% slower (its one CTA a SM streams ~21 GB/s, the
