@@ -112,10 +112,11 @@ bench_lines() {
 }
 
 # One GPU (session 16): the consistency test and the goldens, then REPS rounds of bench_decode over CASES
-# ("batch:prompt:new tokens") and VARIANTS (new: $B; old: $OLDB, when staged; off: $B under OFF_ENV), interleaved,
-# then one summary line per log bench_TAG_*.
+# ("batch:prompt:new tokens[:KV cache type]", the type CASES_KV when not given, else the default) and VARIANTS (new:
+# $B; old: $OLDB, when staged; off: $B under OFF_ENV; on: $B under ON_ENV), interleaved, then one summary line per
+# log bench_TAG_*.
 cases_ab() {
-  local tag=$1 reps=$2 cases=$3 variants=$4 rep cs bsz pr gn v bd f tpf=()
+  local tag=$1 reps=$2 cases=$3 variants=$4 rep cs bsz pr gn kv v bd f tpf=()
   export CUDA_VISIBLE_DEVICES=0
   # CASES_TP=N: the bench_decode runs at tp N on GPUs 0..N-1 (the checks stay on GPU 0)
   if [ -n "${CASES_TP:-}" ]; then tpf=(--tp "$CASES_TP"); CUDA_VISIBLE_DEVICES=$(seq -s, 0 $((CASES_TP - 1))); fi
@@ -126,12 +127,14 @@ cases_ab() {
   fi
   for rep in $(seq 1 "$reps"); do
     for cs in $cases; do
-      IFS=: read -r bsz pr gn <<<"$cs"
+      IFS=: read -r bsz pr gn kv <<<"$cs"
+      kv=${kv:-${CASES_KV:-}}
       for v in $variants; do
         [ $v = old ] && [ -z "$OLDB" ] && continue
         bd=$B; [ $v = old ] && bd=$OLDB
-        ev=(); [ $v = off ] && read -ra ev <<<"${OFF_ENV:-}"
-        step "8B b$bsz prompt $pr [$v] #$rep" 90 "bench_${tag}_b${bsz}_p${pr}_${v}_$rep.log" env ${ev[@]+"${ev[@]}"} \
+        ev=(); [ $v = off ] && read -ra ev <<<"${OFF_ENV:-}"; [ $v = on ] && read -ra ev <<<"${ON_ENV:-}"
+        [ -n "$kv" ] && ev+=("SHARDSERVE_KV_CACHE_DTYPE=$kv")
+        step "8B ${kv:+$kv }b$bsz prompt $pr [$v] #$rep" 90 "bench_${tag}_b${bsz}_p${pr}${kv:+_$kv}_${v}_$rep.log" env ${ev[@]+"${ev[@]}"} \
           "$bd/tools/bench_decode" --model "$M8" --device cuda ${tpf[@]+"${tpf[@]}"} --batch $bsz --prompt $pr --gen $gn --json
       done
     done
@@ -692,40 +695,20 @@ if has dense; then
   step "attention per form and split count [fp8]" 240 attn_dense_fp8.log "$B/tools/bench_backend" --attn-dense --kv fp8 --iters 40
   grep -c '^attn' "$L/attn_dense_fp8.log" | sed 's/^/fp8 dense sweep lines: /' | tee -a "$S"
   [ "${DENSE_BF16:-1}" = 1 ] && step "attention per form and split count [bf16]" 240 attn_dense_bf16.log "$B/tools/bench_backend" --attn-dense --iters 40
-  [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
-  for rep in $(seq 1 "${DENSE_REPS:-1}"); do
-    for cs in ${DENSE_CASES:-256:1024:64 128:1024:64 64:1024:64 32:4096:64}; do
-      IFS=: read -r bsz pr gn <<<"$cs"
-      for v in auto off; do
-        sw=(); [ $v = off ] && sw=(SS_ATTN_SHORT=0)
-        step "8B ${DENSE_KV:-fp8} b$bsz prompt $pr [$v] #$rep" 90 "bench_dense_b${bsz}_p${pr}_${v}_$rep.log" env SHARDSERVE_KV_CACHE_DTYPE=${DENSE_KV:-fp8} \
-          "${sw[@]}" "$B/tools/bench_decode" --model "$M8" --device cuda --batch $bsz --prompt $pr --gen $gn --json
-      done
-    done
-  done
-  bench_lines "$L"/bench_dense_*.log | tee -a "$S"
+  SKIP_CHECKS=1 CASES_KV=${DENSE_KV:-fp8} OFF_ENV="SS_ATTN_SHORT=0" cases_ab dense "${DENSE_REPS:-1}" \
+    "${DENSE_CASES:-256:1024:64 128:1024:64 64:1024:64 32:4096:64}" "new off"
 fi
 if has seq8; then
   # Session 49: the decode form of a CTA per sequence for an fp8 cache (32-key stages of e4m3 rows). The attention
   # consistency cases (SEQ8_CONS=0 skips them) and the goldens with an fp8 cache and the form forced, then 8B decode
   # steps with an fp8 cache, the form forced on (SS_ATTN_SEQ=1) against off, interleaved, SEQ8_REPS rounds over
   # SEQ8_CASES ("batch:prompt:new tokens"; prompt 128 + 64 new: a graph bound of 256, 384 + 64: 512); SEQ8_VARIANTS
-  # (default "on off"; auto: the launcher's rule).
+  # (default "on off"; new: the launcher's rule).
   export CUDA_VISIBLE_DEVICES=0
   [ "${SEQ8_CONS:-1}" = 1 ] && step "consistency, attention cases" 150 consistency_seq8.log env SS_TEST_ONLY='*attention*' "$B/tests/test_backend_consistency"
   [ "${SEQ8_CONS:-1}" = 1 ] && step "golden tests on cuda, fp8 KV cache, the form forced" 90 golden_seq8.log env SS_ATTN_SEQ=1 SS_TEST_DEVICE=cuda SS_TEST_KV=fp8 "$B/tests/test_golden"
-  [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
-  for rep in $(seq 1 "${SEQ8_REPS:-1}"); do
-    for cs in ${SEQ8_CASES:-64:128:64 96:128:64 128:128:64 256:128:64 128:384:64 256:384:64}; do
-      IFS=: read -r bsz pr gn <<<"$cs"
-      for v in ${SEQ8_VARIANTS:-on off}; do
-        sw=(); [ $v = on ] && sw=(SS_ATTN_SEQ=1); [ $v = off ] && sw=(SS_ATTN_SEQ=0)
-        step "8B ${SEQ8_KV:-fp8} b$bsz prompt $pr [$v] #$rep" 90 "bench_seq8_b${bsz}_p${pr}_${v}_$rep.log" env SHARDSERVE_KV_CACHE_DTYPE=${SEQ8_KV:-fp8} \
-          ${sw[@]+"${sw[@]}"} "$B/tools/bench_decode" --model "$M8" --device cuda --batch $bsz --prompt $pr --gen $gn --json
-      done
-    done
-  done
-  bench_lines "$L"/bench_seq8_*.log | tee -a "$S"
+  SKIP_CHECKS=1 CASES_KV=${SEQ8_KV:-fp8} ON_ENV="SS_ATTN_SEQ=1" OFF_ENV="SS_ATTN_SEQ=0" cases_ab seq8 "${SEQ8_REPS:-1}" \
+    "${SEQ8_CASES:-64:128:64 96:128:64 128:128:64 256:128:64 128:384:64 256:384:64}" "${SEQ8_VARIANTS:-on off}"
 fi
 if has bucket; then
   # Session 49 (not yet run): graph steps padded to a multiple of SS_GRAPH_BUCKET (BUCKET_SIZE, default 32) from twice
@@ -735,17 +718,8 @@ if has bucket; then
   export CUDA_VISIBLE_DEVICES=0
   [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
   cp /work/shared/fixtures/models/e2e-llama3-tok/tokenizer.json /work/shared/fixtures/models/e2e-llama3-tok/tokenizer_config.json "$M8/"
-  for rep in $(seq 1 "${BUCKET_REPS:-1}"); do
-    for cs in ${BUCKET_CASES:-72:128:64:auto 160:128:64:auto 200:128:64:auto 160:128:64:fp8 160:1024:64:auto 96:1024:64:auto}; do
-      IFS=: read -r bsz pr gn kv <<<"$cs"
-      for v in on off; do
-        sw=(); [ $v = on ] && sw=(SS_GRAPH_BUCKET=${BUCKET_SIZE:-32})
-        step "8B $kv b$bsz prompt $pr [$v] #$rep" 90 "bench_bucket_b${bsz}_p${pr}_${kv}_${v}_$rep.log" env SHARDSERVE_KV_CACHE_DTYPE=$kv \
-          ${sw[@]+"${sw[@]}"} "$B/tools/bench_decode" --model "$M8" --device cuda --batch $bsz --prompt $pr --gen $gn --json
-      done
-    done
-  done
-  bench_lines "$L"/bench_bucket_*.log | tee -a "$S"
+  SKIP_CHECKS=1 ON_ENV="SS_GRAPH_BUCKET=${BUCKET_SIZE:-32}" cases_ab bucket "${BUCKET_REPS:-1}" \
+    "${BUCKET_CASES:-72:128:64:auto 160:128:64:auto 200:128:64:auto 160:128:64:fp8 160:1024:64:auto 96:1024:64:auto}" "on new"
   for v in on off; do
     sw=(); [ $v = on ] && sw=(SS_GRAPH_BUCKET=${BUCKET_SIZE:-32})
     env ${sw[@]+"${sw[@]}"} "$B/shardserve" serve --model "$M8" --device cuda --port 8000 --metrics-port 8002 --served-model-name m \

@@ -128,11 +128,7 @@ __global__ void __launch_bounds__(kSeqMaxKvHeads * 32) attn_seq_kernel(const Att
         cp_async4(ks + warp * BK + lane, kb8 + soff, js < n_keys);
         cp_async4(ks + kvh_n * BK + warp * BK + lane, vb8 + soff, js < n_keys);
     };
-    auto load_stage = [&](int st) {
-        if constexpr (F8) {
-            load_stage_f8(st);
-            return;
-        }
+    auto load_stage_bf16 = [&](int st) {
         bf16 *sk = smem + (st % kSeqStages) * stage_elems + (c_head * kSeqBK) * LDS + c_ch * 8;
         bf16 *sv = sk + kvh_n * kSeqBK * LDS;
         const int kb = st * kSeqBK;
@@ -152,6 +148,12 @@ __global__ void __launch_bounds__(kSeqMaxKvHeads * 32) attn_seq_kernel(const Att
             cp_async16(sk + key * LDS, p.kc + off[i], ok); // past the context: zeros, nothing read
             cp_async16(sv + key * LDS, p.vc + off[i], ok);
         }
+    };
+    auto load_stage = [&](int st) {
+        if constexpr (F8)
+            load_stage_f8(st);
+        else
+            load_stage_bf16(st);
     };
     // The metadata above is never written by a kernel, nor are this sequence's keys before its first token of the
     // step (the previous kernel, rope + KV store, writes the step's tokens' keys): stages that end before this token's
@@ -272,7 +274,6 @@ __global__ void __launch_bounds__(kSeqMaxKvHeads * 32) attn_seq_kernel(const Att
         cp_async_commit(); // one group an iteration, empty or not: the wait above counts on it
         if constexpr (F8) {
             stage_f8(st);
-            continue;
         } else {
             const bf16 *sk = smem + (st % kSeqStages) * stage_elems + warp * kSeqBK * LDS;
             const bf16 *sv = sk + kvh_n * kSeqBK * LDS;
