@@ -142,6 +142,27 @@ cases_ab() {
   bench_lines "$L"/bench_"$tag"_*.log | tee -a "$S"
 }
 
+# A server on $M8 (--max-batch 256) under the settings SETTINGS ("VAR=V,..." or -), CLIENTS closed-loop clients
+# sending REQUESTS requests of 128 in / 128 out after as many warm-up requests as clients, then stopped; logs
+# serve_TAG.log and bench_TAG.log and notes the output tok/s and TPOT p50 (sessions 42, 49).
+closed_loop() { # closed_loop TAG CLIENTS REQUESTS SETTINGS
+  local tag=$1 clients=$2 requests=$3
+  variant "$4"
+  env ${ev[@]+"${ev[@]}"} "$B/shardserve" serve --model "$M8" --device cuda --port 8000 --metrics-port 8002 --served-model-name m \
+    --max-batch 256 >"$L/serve_$tag.log" 2>&1 &
+  SPID=$!
+  wait_ready $SPID
+  if [ $ready = 1 ]; then
+    step "serve $clients clients 128/128 [$tag]" 120 "bench_$tag.log" "$B/shardserve" bench --url http://127.0.0.1:8000 \
+      --model m --num-requests "$requests" --concurrency "$clients" --warmup "$clients" --input-len 128 --output-len 128 \
+      --seed 1 --json --quiet
+    note "$tag: $(grep -ho '"output_tokens_per_s":[0-9.]*' "$L/bench_$tag.log" | head -1) tpot $(grep -o '"tpot_ms":{[^}]*}' "$L/bench_$tag.log" | grep -o '"p50":[0-9.]*')"
+  else
+    note "FAIL  $tag: server not ready"; tail -3 "$L/serve_$tag.log" | tee -a "$S"
+  fi
+  kill -TERM $SPID 2>/dev/null; sleep 2; kill -9 $SPID 2>/dev/null
+}
+
 # kill -9 of the worker of a tp 2 `serve` on $M8 while a 4,000-token stream runs: the server must fail that
 # request, exit non-zero and leave no process behind (sessions 13-14). Then kill -9 of the leader: its
 # workers must go too.
@@ -720,22 +741,8 @@ if has bucket; then
   cp /work/shared/fixtures/models/e2e-llama3-tok/tokenizer.json /work/shared/fixtures/models/e2e-llama3-tok/tokenizer_config.json "$M8/"
   SKIP_CHECKS=1 ON_ENV="SS_GRAPH_BUCKET=${BUCKET_SIZE:-32}" cases_ab bucket "${BUCKET_REPS:-1}" \
     "${BUCKET_CASES:-72:128:64:auto 160:128:64:auto 200:128:64:auto 160:128:64:fp8 160:1024:64:auto 96:1024:64:auto}" "on new"
-  for v in on off; do
-    sw=(); [ $v = on ] && sw=(SS_GRAPH_BUCKET=${BUCKET_SIZE:-32})
-    env ${sw[@]+"${sw[@]}"} "$B/shardserve" serve --model "$M8" --device cuda --port 8000 --metrics-port 8002 --served-model-name m \
-      --max-batch 256 >"$L/bucket_serve_$v.log" 2>&1 &
-    SPID=$!
-    wait_ready $SPID
-    if [ $ready = 1 ]; then
-      step "serve ${BUCKET_CLIENTS:-160} clients 128/128 [$v]" 120 "bench_bucket_serve_$v.log" "$B/shardserve" bench --url http://127.0.0.1:8000 \
-        --model m --num-requests $((4 * ${BUCKET_CLIENTS:-160})) --concurrency "${BUCKET_CLIENTS:-160}" --warmup "${BUCKET_CLIENTS:-160}" \
-        --input-len 128 --output-len 128 --seed 1 --json --quiet
-      note "bucket serve [$v]: $(grep -ho '"output_tokens_per_s":[0-9.]*' "$L/bench_bucket_serve_$v.log" | head -1) tpot $(grep -o '"tpot_ms":{[^}]*}' "$L/bench_bucket_serve_$v.log" | grep -o '"p50":[0-9.]*')"
-    else
-      note "FAIL  bucket serve [$v] not ready"; tail -3 "$L/bucket_serve_$v.log" | tee -a "$S"
-    fi
-    kill -TERM $SPID 2>/dev/null; sleep 2; kill -9 $SPID 2>/dev/null
-  done
+  closed_loop bucket_serve_on "${BUCKET_CLIENTS:-160}" $((4 * ${BUCKET_CLIENTS:-160})) "SS_GRAPH_BUCKET=${BUCKET_SIZE:-32}"
+  closed_loop bucket_serve_off "${BUCKET_CLIENTS:-160}" $((4 * ${BUCKET_CLIENTS:-160})) -
 fi
 if has s18b; then
   # The fp8 attention of this build against $OLDB's (session 18: K's fragments from the e4m3 rows; session 47: K's
@@ -1839,18 +1846,7 @@ if has seqform; then
           --model "$M8" --device cuda --batch $bsz --prompt 128 --gen 64 --json
         note "seqform b$bsz [$v] #$rep: $(grep -ho '"median_step_ms":[0-9.]*\|"warm_tok_s":[0-9.]*' "$L/bench_seqf_b${bsz}_${vtag}_$rep.log" | tr '\n' ' ')"
       done
-      env ${ev[@]+"${ev[@]}"} "$B/shardserve" serve --model "$M8" --device cuda --port 8000 --metrics-port 8002 --served-model-name m \
-        --max-batch 256 >"$L/seqf_serve_${vtag}_$rep.log" 2>&1 &
-      SPID=$!
-      wait_ready $SPID
-      if [ $ready = 1 ]; then
-        step "serve 256 clients 128/128 [$v] #$rep" 120 "bench_seqf_serve_${vtag}_$rep.log" "$B/shardserve" bench --url http://127.0.0.1:8000 \
-          --model m --num-requests 1024 --concurrency 256 --warmup 256 --input-len 128 --output-len 128 --seed 1 --json --quiet
-        note "seqform serve [$v] #$rep: $(grep -ho '"output_tokens_per_s":[0-9.]*' "$L/bench_seqf_serve_${vtag}_$rep.log" | head -1)"
-      else
-        note "FAIL  seqform serve [$v] not ready"; tail -3 "$L/seqf_serve_${vtag}_$rep.log" | tee -a "$S"
-      fi
-      kill -TERM $SPID 2>/dev/null; sleep 2; kill -9 $SPID 2>/dev/null
+      closed_loop "seqf_serve_${vtag}_$rep" 256 1024 "$v"
     done
   done
 fi
