@@ -732,17 +732,18 @@ if has seq8; then
     "${SEQ8_CASES:-64:128:64 96:128:64 128:128:64 256:128:64 128:384:64 256:384:64}" "${SEQ8_VARIANTS:-on off}"
 fi
 if has bucket; then
-  # Session 49 (not yet run): graph steps padded to a multiple of SS_GRAPH_BUCKET (BUCKET_SIZE, default 32) from twice
-  # that on, instead of the next power of two (batch 160 then runs 160 rows, not 256). 8B decode steps over
-  # BUCKET_CASES ("batch:prompt:new tokens:cache"), the switch on against off, interleaved, BUCKET_REPS rounds; then a
-  # server at BUCKET_CLIENTS closed-loop clients (128 in / 128 out) each way.
+  # Sessions 49-50: graph steps padded to a multiple of a bucket from twice that on, instead of the next power of two
+  # (batch 160 then runs 160 rows, not 256); the default since session 50 (32). 8B decode steps over BUCKET_CASES
+  # ("batch:prompt:new tokens:cache"), BUCKET_VARIANTS (default "on new"; on: SS_GRAPH_BUCKET=BUCKET_SIZE, default 16;
+  # off: SS_GRAPH_BUCKET=0, powers of two; new: the default) interleaved, BUCKET_REPS rounds; then a server at
+  # BUCKET_CLIENTS closed-loop clients (128 in / 128 out) with the switch and without.
   export CUDA_VISIBLE_DEVICES=0
   [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
   cp /work/shared/fixtures/models/e2e-llama3-tok/tokenizer.json /work/shared/fixtures/models/e2e-llama3-tok/tokenizer_config.json "$M8/"
-  SKIP_CHECKS=1 ON_ENV="SS_GRAPH_BUCKET=${BUCKET_SIZE:-32}" cases_ab bucket "${BUCKET_REPS:-1}" \
-    "${BUCKET_CASES:-72:128:64:auto 160:128:64:auto 200:128:64:auto 160:128:64:fp8 160:1024:64:auto 96:1024:64:auto}" "on new"
-  closed_loop bucket_serve_on "${BUCKET_CLIENTS:-160}" $((4 * ${BUCKET_CLIENTS:-160})) "SS_GRAPH_BUCKET=${BUCKET_SIZE:-32}"
-  closed_loop bucket_serve_off "${BUCKET_CLIENTS:-160}" $((4 * ${BUCKET_CLIENTS:-160})) -
+  SKIP_CHECKS=1 ON_ENV="SS_GRAPH_BUCKET=${BUCKET_SIZE:-16}" OFF_ENV="SS_GRAPH_BUCKET=0" cases_ab bucket "${BUCKET_REPS:-1}" \
+    "${BUCKET_CASES:-72:128:64:auto 104:128:64:auto 200:128:64:auto 200:128:64:fp8}" "${BUCKET_VARIANTS:-on new}"
+  closed_loop bucket_serve_on "${BUCKET_CLIENTS:-200}" $((4 * ${BUCKET_CLIENTS:-200})) "SS_GRAPH_BUCKET=${BUCKET_SIZE:-16}"
+  closed_loop bucket_serve_new "${BUCKET_CLIENTS:-200}" $((4 * ${BUCKET_CLIENTS:-200})) -
 fi
 if has s18b; then
   # The fp8 attention of this build against $OLDB's (session 18: K's fragments from the e4m3 rows; session 47: K's

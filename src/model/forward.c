@@ -12,7 +12,8 @@
 #include "model/step_tiles.h"
 
 /* Decode steps of up to this many tokens are replayed from CUDA graphs (one per token bucket, ss_forward_graph_pad:
- * powers of two by default, and power-of-two context bound); larger steps are compute-bound and run eagerly. */
+ * powers of two, then multiples of SS_GRAPH_BUCKET_DEFAULT; and per power-of-two context bound); larger steps are
+ * compute-bound and run eagerly. */
 #define FWD_GRAPH_MAX_TOKENS 256
 
 struct ss_forward {
@@ -47,7 +48,7 @@ struct ss_forward {
     size_t kv_bytes;
     int graphs;                     /* decode steps may be replayed from CUDA graphs */
     int32_t chain_tile;             /* a graph step's longest attention tile (ss_forward_chain_tile) */
-    int32_t graph_bucket;           /* ss_forward_graph_pad's bucket (ss_forward_graph_bucket): 0, powers of two */
+    int32_t graph_bucket;           /* ss_forward_graph_pad's bucket (ss_forward_graph_bucket); 0: powers of two */
     int32_t graphs_captured;        /* captures so far (logged at powers of two from 16: many mean replacements) */
     int fuse_rope;                  /* use the backend's rope_kv_store (SS_UNFUSED_ROPE: a benchmark switch) */
     int fuse_mlp;                   /* use the backend's matmul_silu (SS_UNFUSED_MLP: a benchmark switch) */
@@ -108,17 +109,18 @@ int32_t ss_forward_graph_bucket(int32_t tp, int32_t pp)
 {
     const char *v = getenv("SS_GRAPH_BUCKET");
     if (!v || !*v)
-        return 0;
+        return SS_GRAPH_BUCKET_DEFAULT;
     char *end = NULL;
     const long b = strtol(v, &end, 10);
-    if (*end || b < 8 || b > 64 || b % 8 != 0) {
-        SS_LOGW("SS_GRAPH_BUCKET=%s is not a multiple of 8 from 8 to 64: graph steps keep powers of two", v);
-        return 0;
+    if (*end || (b != 0 && (b < 8 || b > 64 || b % 8 != 0))) {
+        SS_LOGW("SS_GRAPH_BUCKET=%s is neither 0 nor a multiple of 8 from 8 to 64: graph steps keep buckets of %d", v,
+                SS_GRAPH_BUCKET_DEFAULT);
+        return SS_GRAPH_BUCKET_DEFAULT;
     }
     if (tp != 1 || pp != 1) {
-        SS_LOGW("SS_GRAPH_BUCKET=%s is taken at tp 1 without pipeline stages only (here tp %d, pp %d)", v, (int)tp,
-                (int)pp);
-        return 0;
+        SS_LOGW("SS_GRAPH_BUCKET=%s is taken at tp 1 without pipeline stages only (here tp %d, pp %d): buckets of %d", v,
+                (int)tp, (int)pp, SS_GRAPH_BUCKET_DEFAULT);
+        return SS_GRAPH_BUCKET_DEFAULT;
     }
     return (int32_t)b;
 }
@@ -634,8 +636,8 @@ ss_status ss_forward_run(ss_forward *f, const ss_forward_batch *b, const float *
         return ss_err_set(err, SS_ERR_INVALID_ARG, "step of %lld tokens, %d sequences, %d rows exceeds the sizes %lld/%d/%d",
                           (long long)n, b->n_seqs, b->n_rows, (long long)T, f->p.max_seqs, f->p.max_rows);
     /* A decode step (every token a logits row; one per sequence, or a run of a sequence's tokens at consecutive
-     * positions: a speculating sequence's token and its drafts) of a replica without pipeline stages is padded to a
-     * power of two (ss_forward_graph_pad) and replayed from a graph; anything else runs op by op. The choice must be
+     * positions: a speculating sequence's token and its drafts) of a replica without pipeline stages is padded to its
+     * bucket (ss_forward_graph_pad) and replayed from a graph; anything else runs op by op. The choice must be
      * the same on every rank of the tensor-parallel group (a graph step's collectives carry the padded count), so it
      * depends only on the plan and on settings the leader hands out. (An empty vocabulary shard fills its reduction
      * from the host: if any rank's shard is empty, no rank uses graphs.) */
