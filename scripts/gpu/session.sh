@@ -733,17 +733,17 @@ if has seq8; then
 fi
 if has bucket; then
   # Sessions 49-50: graph steps padded to a multiple of a bucket from twice that on, instead of the next power of two
-  # (batch 160 then runs 160 rows, not 256); the default since session 50 (16). 8B decode steps over BUCKET_CASES
-  # ("batch:prompt:new tokens:cache"), BUCKET_VARIANTS (default "on new"; on: SS_GRAPH_BUCKET=BUCKET_SIZE, default 8;
+  # (batch 160 then runs 160 rows, not 256); the default since session 50 (8). 8B decode steps over BUCKET_CASES
+  # ("batch:prompt:new tokens:cache"), BUCKET_VARIANTS (default "on new"; on: SS_GRAPH_BUCKET=BUCKET_SIZE, default 16;
   # off: SS_GRAPH_BUCKET=0, powers of two; new: the default) interleaved, BUCKET_REPS rounds; then a server at
   # BUCKET_CLIENTS closed-loop clients (128 in / 128 out) with the switch and without.
   export CUDA_VISIBLE_DEVICES=0
   [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
   cp /work/shared/fixtures/models/e2e-llama3-tok/tokenizer.json /work/shared/fixtures/models/e2e-llama3-tok/tokenizer_config.json "$M8/"
   step "golden tests on cuda" 90 golden_bucket.log env SS_TEST_DEVICE=cuda "$B/tests/test_golden"
-  SKIP_CHECKS=1 ON_ENV="SS_GRAPH_BUCKET=${BUCKET_SIZE:-8}" OFF_ENV="SS_GRAPH_BUCKET=0" cases_ab bucket "${BUCKET_REPS:-1}" \
+  SKIP_CHECKS=1 ON_ENV="SS_GRAPH_BUCKET=${BUCKET_SIZE:-16}" OFF_ENV="SS_GRAPH_BUCKET=0" cases_ab bucket "${BUCKET_REPS:-1}" \
     "${BUCKET_CASES:-72:128:64:auto 104:128:64:auto 200:128:64:auto 200:128:64:fp8}" "${BUCKET_VARIANTS:-on new}"
-  closed_loop bucket_serve_on "${BUCKET_CLIENTS:-200}" $((4 * ${BUCKET_CLIENTS:-200})) "SS_GRAPH_BUCKET=${BUCKET_SIZE:-8}"
+  closed_loop bucket_serve_on "${BUCKET_CLIENTS:-200}" $((4 * ${BUCKET_CLIENTS:-200})) "SS_GRAPH_BUCKET=${BUCKET_SIZE:-16}"
   closed_loop bucket_serve_new "${BUCKET_CLIENTS:-200}" $((4 * ${BUCKET_CLIENTS:-200})) -
 fi
 if has s18b; then

@@ -18,7 +18,7 @@
 #define CU_ACT8_BYTES ((size_t)32 << 20)     /* fp8 activations of one linear GEMM chunk (then their scales) */
 #define CU_ACT8_ROWS 16384                   /* at most this many rows a chunk (a scale each) */
 #define CU_GU8_BYTES ((size_t)64 << 20)      /* the fp8 SwiGLU's unscaled gate/up product of one chunk */
-/* decode graphs kept (least recently used replaced): token buckets (20 up to 256) x tile counts x context bounds */
+/* decode graphs kept (least recently used replaced): token buckets (35 up to 256) x tile counts x context bounds */
 #define CU_MAX_GRAPHS 256
 #define CU_READBACK_BYTES ((size_t)64 << 10)
 #define CU_SAMPLE_CHUNK 128
