@@ -203,6 +203,9 @@ static void test_graph_pad(void **state)
     assert_int_equal(ss_forward_graph_pad(48, 24), 48); /* from twice the bucket itself */
     assert_int_equal(ss_forward_graph_pad(47, 24), 64);
     assert_int_equal(ss_forward_graph_pad(130, 64), 192);
+    static const int64_t by8[][2] = {{1, 1}, {9, 16}, {16, 16}, {17, 24}, {72, 72}, {73, 80}, {150, 152}, {255, 256}};
+    for (size_t i = 0; i < sizeof by8 / sizeof by8[0]; i++)
+        assert_int_equal(ss_forward_graph_pad(by8[i][0], 8), by8[i][1]);
     unsetenv("SS_GRAPH_BUCKET");
     assert_int_equal(ss_forward_graph_bucket(1, 1), SS_GRAPH_BUCKET_DEFAULT);
     assert_int_equal(ss_forward_graph_bucket(4, 2), SS_GRAPH_BUCKET_DEFAULT); /* the default at every tp */
