@@ -294,9 +294,9 @@ static void test_golden_batched(void **state)
     }
 }
 
-/* Greedy decode of `n_seqs` sequences (prompt lengths 3 + 5s) for n_steps steps; tokens and their
- * log-probabilities of every step go to tok/lp [n_steps][n_seqs]. */
-#define DECODE_MAX_SEQS 12
+/* Greedy decode of `n_seqs` sequences (prompt lengths 3 + 5s, 12 blocks of 16 each) for n_steps steps; tokens and
+ * their log-probabilities of every step go to tok/lp [n_steps][n_seqs]. */
+#define DECODE_MAX_SEQS 20
 static void decode_batch(ss_replica *r, int n_seqs, int n_steps, const ss_sampling_params *sp, int32_t *tok,
                          float *lp)
 {
@@ -306,7 +306,7 @@ static void decode_batch(ss_replica *r, int n_seqs, int n_steps, const ss_sampli
     assert_true(n_seqs >= 1 && n_seqs <= DECODE_MAX_SEQS);
     memset(q, 0, sizeof q);
     for (int s = 0; s < n_seqs; s++) {
-        seq_blocks_init(&sb[s], s * 16, 16);
+        seq_blocks_init(&sb[s], s * 12, 12);
         q[s].seq_id = (uint64_t)s;
         q[s].n_tokens = 3 + 5 * s;
         q[s].blocks = sb[s].blocks;
@@ -335,8 +335,8 @@ static void decode_batch(ss_replica *r, int n_seqs, int n_steps, const ss_sampli
     }
 }
 
-/* Decode steps replayed from graphs (padded to power-of-two batches) give the tokens of the same
- * steps run op by op (batch 3 pads to 4, batch 12 to 16). Twice: greedy (with tp > 1, the shards' maxima are
+/* Decode steps replayed from graphs (padded to their buckets, ss_forward_graph_pad) give the tokens of the same
+ * steps run op by op (batch 3 pads to 4, batch 12 to 16, batch 20 to 24). Twice: greedy (with tp > 1, the shards' maxima are
  * reduced) and top-k 1 at temperature 1 (the sampling path: with tp > 1, whole rows are gathered) — both
  * must pick the argmax. Batch 12 is past the decode GEMV (8 rows): its projections are cuBLASLt GEMMs (with fp8
  * weights, over e4m3 activations whose scale a kernel of the graph computes). */
@@ -386,6 +386,13 @@ static void test_golden_graphs_equal_eager_lt(void **state)
     check_graphs_equal_eager(12);
 }
 
+/* A batch between powers of two: 20 runs as 24 rows (buckets of SS_GRAPH_BUCKET_DEFAULT, 8), not 32. */
+static void test_golden_graphs_equal_eager_bucket(void **state)
+{
+    (void)state;
+    check_graphs_equal_eager(20);
+}
+
 int main(void)
 {
     const char *dev = getenv("SS_TEST_DEVICE");
@@ -415,6 +422,7 @@ int main(void)
         cmocka_unit_test(test_golden_batched),
         cmocka_unit_test(test_golden_graphs_equal_eager),
         cmocka_unit_test(test_golden_graphs_equal_eager_lt),
+        cmocka_unit_test(test_golden_graphs_equal_eager_bucket),
     };
     /* SS_TEST_SKIP=pattern leaves tests out (compute-sanitizer racecheck: test_golden_graphs_equal_eager_lt) */
     const char *skip = getenv("SS_TEST_SKIP");
