@@ -118,8 +118,8 @@ int32_t ss_forward_graph_bucket(int32_t tp, int32_t pp)
         return SS_GRAPH_BUCKET_DEFAULT;
     }
     if (tp != 1 || pp != 1) {
-        SS_LOGW("SS_GRAPH_BUCKET=%s is taken at tp 1 without pipeline stages only (here tp %d, pp %d): buckets of %d", v,
-                (int)tp, (int)pp, SS_GRAPH_BUCKET_DEFAULT);
+        SS_LOGW("SS_GRAPH_BUCKET=%s is taken at tp 1 without pipeline stages only (here tp %d, pp %d): buckets of %d",
+                v, (int)tp, (int)pp, SS_GRAPH_BUCKET_DEFAULT);
         return SS_GRAPH_BUCKET_DEFAULT;
     }
     return (int32_t)b;

@@ -205,9 +205,10 @@ int ss_attn_seq_form(const ss_cuda_attn_args *a)
      * -6.2%), but a graph step's n is that power-of-two bucket, and a batch that leaves much of the last wave of
      * CTAs empty loses there: 160 at 512 / 2,048 +3.3 / +17.2%, 200 at 2,048 / 4,096 +4.5 / +6.8%, 72 at 2,048
      * +4.5%. With graph steps padded to multiples of 32 (session 50: n within 32 of the batch; now 8) the same
-     * holds at a bound of 2,048: batch 72 / 96 / 128 / 160 / 200 / 256 +4.2 / +2.9 / -6.4 / +9.7 / +1.7 / -4.8%; at 512 batch
-     * 72 / 160 / 200 +0.4 / +4.1 / -0.7% (bf16 at 512: 96 / 160 / 200 +2.2 / +12.3 / +5.8%). It wins only where the
-     * batch fills whole waves of CTAs, which a bucket's real batch may not, so both caches stop at the same bound. */
+     * holds at a bound of 2,048: batch 72 / 96 / 128 / 160 / 200 / 256 +4.2 / +2.9 / -6.4 / +9.7 / +1.7 / -4.8%; at
+     * 512 batch 72 / 160 / 200 +0.4 / +4.1 / -0.7% (bf16 at 512: 96 / 160 / 200 +2.2 / +12.3 / +5.8%). It wins only
+     * where the batch fills whole waves of CTAs, which a bucket's real batch may not, so both caches stop at the same
+     * bound. */
     return a->n * 16 >= sms * SS_ATTN_SEQ_SIXTEENTHS_PER_SM && a->max_seq_len <= SS_ATTN_SEQ_CONTEXT;
 }
 
