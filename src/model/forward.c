@@ -105,7 +105,7 @@ int64_t ss_forward_graph_pad(int64_t n, int32_t bucket)
     return p;
 }
 
-int32_t ss_forward_graph_bucket(int32_t tp, int32_t pp)
+int32_t ss_forward_graph_bucket(void)
 {
     const char *v = getenv("SS_GRAPH_BUCKET");
     if (!v || !*v)
@@ -115,11 +115,6 @@ int32_t ss_forward_graph_bucket(int32_t tp, int32_t pp)
     if (*end || (b != 0 && (b < 8 || b > 64 || b % 8 != 0))) {
         SS_LOGW("SS_GRAPH_BUCKET=%s is neither 0 nor a multiple of 8 from 8 to 64: graph steps keep buckets of %d", v,
                 SS_GRAPH_BUCKET_DEFAULT);
-        return SS_GRAPH_BUCKET_DEFAULT;
-    }
-    if (tp != 1 || pp != 1) {
-        SS_LOGW("SS_GRAPH_BUCKET=%s is taken at tp 1 without pipeline stages only (here tp %d, pp %d): buckets of %d",
-                v, (int)tp, (int)pp, SS_GRAPH_BUCKET_DEFAULT);
         return SS_GRAPH_BUCKET_DEFAULT;
     }
     return (int32_t)b;
@@ -140,7 +135,7 @@ ss_status ss_forward_create(ss_backend *be, const ss_model_config *cfg, const ss
     f->links = *links;
     f->graphs = p->graphs;
     f->chain_tile = ss_forward_chain_tile();
-    f->graph_bucket = ss_forward_graph_bucket(w->plan.tp, w->plan.pp);
+    f->graph_bucket = p->graph_bucket > 0 ? p->graph_bucket : 0;
     f->fuse_rope = getenv("SS_UNFUSED_ROPE") == NULL;
     f->fuse_mlp = getenv("SS_UNFUSED_MLP") == NULL;
     const ss_shard_plan *sp = &w->plan;

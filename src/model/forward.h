@@ -21,6 +21,8 @@ typedef struct ss_forward_params {
     int32_t block_size;
     int32_t num_blocks;   /* KV blocks in the cache of each layer */
     int graphs;           /* replay decode steps from graphs when the backend has them (single-rank) */
+    int32_t graph_bucket; /* ss_forward_graph_pad's bucket (ss_forward_graph_bucket; 0: powers of two); the same on
+                           * every rank of a tp group, as a graph step's collectives carry the padded count */
 } ss_forward_params;
 
 /* Step inputs on the host; ss_forward_run uploads them. */
@@ -81,17 +83,17 @@ int32_t ss_forward_chain_tile(void);
  * tokens on the next multiple of bucket where that is smaller (batch 160 then runs as 160 rows instead of 256: its
  * GEMMs compute the padding rows too, and a launcher's rule sees a count near the batch, not a power of two). */
 int64_t ss_forward_graph_pad(int64_t n, int32_t bucket);
-/* ss_forward_graph_pad's bucket by default, at every tp. One H200, 8B steps at 128-token prompts (session 50), each
+/* ss_forward_graph_pad's bucket by default. One H200, 8B steps at 128-token prompts (session 50), each
  * against the next coarser: buckets of 32 against powers of two at batch 72 / 160 / 200 -4.5 / -15.5 / -0.9% (fp8
  * cache: 160 -16.9%), a server at 160 clients +7.0% output tok/s; 16 against 32 at 72 / 104 / 200 -1.8 / -2.0 / -5.8%
  * (fp8: 200 -6.0%), a server at 200 clients +2.2%; 8 against 16 at 72 / 136 / 200 -2.7 / -1.2 / -3.0% (fp8: 200
  * -2.9%), a server at 200 clients +1.1%. Up to 256 tokens that is 35 buckets a context bound (powers of two: 9), each
  * captured once (~70 ms) when first used. */
 #define SS_GRAPH_BUCKET_DEFAULT 8
-/* The bucket for ss_forward_graph_pad: SS_GRAPH_BUCKET_DEFAULT, or at tp 1 the benchmark switch SS_GRAPH_BUCKET (0:
- * powers of two; or a multiple of 8 from 8 to 64). Other tp keep the default: a graph step's collectives carry the
- * padded count, so every rank must pad alike, and another rank's process may not share this one's environment. */
-int32_t ss_forward_graph_bucket(int32_t tp, int32_t pp);
+/* The bucket for ss_forward_graph_pad: SS_GRAPH_BUCKET_DEFAULT, or the benchmark switch SS_GRAPH_BUCKET (0: powers
+ * of two; or a multiple of 8 from 8 to 64). Read by the replica's leader only, which hands it to every rank with the
+ * other settings (another rank's process may not share this one's environment). */
+int32_t ss_forward_graph_bucket(void);
 /* Bytes of KV cache this rank allocated. */
 size_t ss_forward_kv_bytes(const ss_forward *f);
 

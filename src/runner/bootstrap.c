@@ -331,6 +331,7 @@ ss_status ss_boot_make_runner(ss_boot *b, ss_runner **runner, ss_comm **tp_out, 
     rp.max_batch_tokens = s->max_batch_tokens;
     rp.max_seqs = s->max_seqs;
     rp.no_graphs = s->no_graphs;
+    rp.graph_bucket = s->graph_bucket;
     ss_comm *single = NULL;
     SS_CHECK(ss_comm_create_single(&single, err));
     ss_runner_links tmp = {single, NULL, 0};

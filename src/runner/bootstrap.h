@@ -35,6 +35,7 @@ typedef struct ss_boot_settings {
     int32_t comm_timeout_ms;
     int32_t gpus_per_node;   /* device index = rank % gpus_per_node */
     int32_t no_graphs;       /* 1: decode steps run op by op on every rank (graph use must be uniform) */
+    int32_t graph_bucket;    /* a graph step's token bucket on every rank (ss_forward_graph_bucket, the leader's) */
     uint8_t nccl_ids[1 + SS_BOOT_MAX_RANKS][128]; /* [0] world, [1 + stage] the stage's tp group (cuda) */
 } ss_boot_settings;
 

@@ -20,6 +20,7 @@
 #include "core/alloc.h"
 #include "core/log.h"
 #include "core/net.h"
+#include "model/forward.h"
 #include "runner/bootstrap.h"
 #include "runner/hangup_watch.h"
 #include "runner/runner.h"
@@ -260,6 +261,7 @@ static ss_status replica_create_multi(ss_replica *r, ss_err *err)
     /* SS_NO_GRAPHS (a switch for bisecting faults) is read here, by the leader only: every rank of a
      * tensor-parallel group must agree on graph use, as a graph step pads its collectives. */
     s.no_graphs = p->no_graphs || getenv("SS_NO_GRAPHS") != NULL;
+    s.graph_bucket = ss_forward_graph_bucket(); /* the SS_GRAPH_BUCKET switch: the leader's, for the same reason */
     s.gpus_per_node = p->gpus_per_node > 0 ? p->gpus_per_node : (p->leader_addr ? 1 : world);
 #ifdef SS_HAVE_CUDA
     if (s.device == SS_DEVICE_CUDA)
@@ -342,7 +344,8 @@ ss_status ss_replica_create(const ss_replica_params *params, ss_replica **out, s
         SS_CHECK_GOTO(ss_comm_create_single(&r->tp_comm, err), st, fail);
         ss_runner_params rp = {params->model_dir, 1, 1, 0, params->backend, params->block_size,
                                params->num_kv_blocks, params->max_seq_len, params->max_batch_tokens,
-                               params->max_seqs, params->no_graphs || getenv("SS_NO_GRAPHS") != NULL};
+                               params->max_seqs, params->no_graphs || getenv("SS_NO_GRAPHS") != NULL,
+                               ss_forward_graph_bucket()};
         ss_runner_links links = {r->tp_comm, NULL, 0};
         SS_CHECK_GOTO(ss_runner_create(&rp, &links, &r->runner, err), st, fail);
     }

@@ -213,6 +213,7 @@ ss_status ss_runner_create(const ss_runner_params *p, const ss_runner_links *lin
     r->fp.max_seqs = p->max_seqs > 0 ? p->max_seqs : 256;
     r->fp.max_rows = r->fp.max_seqs > 256 ? r->fp.max_seqs : 256;
     r->fp.graphs = !p->no_graphs;
+    r->fp.graph_bucket = p->graph_bucket;
     r->fp.num_blocks = p->num_kv_blocks > 0 ? p->num_kv_blocks : runner_default_blocks(r);
     r->p.num_kv_blocks = r->fp.num_blocks;
     if ((int64_t)r->fp.num_blocks * bs < msl) {

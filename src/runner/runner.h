@@ -20,6 +20,7 @@ typedef struct ss_runner_params {
     int64_t max_batch_tokens;
     int32_t max_seqs;
     int no_graphs;             /* 1: run decode steps op by op (no CUDA graphs) */
+    int32_t graph_bucket;      /* a graph step's token bucket (ss_forward_params; 0: powers of two) */
 } ss_runner_params;
 
 /* Loads config and weights, allocates the cache. links: comms borrowed for the runner's lifetime

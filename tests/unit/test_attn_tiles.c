@@ -185,8 +185,8 @@ static void test_step_tiles(void **state)
     expect_tiles(sq, ps, 3, 4, 8, 1, broken, 4, (ss_step_tiles_info){4, 2, 0, 0, 0});
 }
 
-/* Powers of two without a bucket; with one, multiples of it from twice the bucket on where smaller. The default bucket
- * at every tp; the switch taken at tp 1 without stages only, as 0 or a multiple of 8 from 8 to 64. */
+/* Powers of two without a bucket; with one, multiples of it from twice the bucket on where smaller. The default bucket,
+ * or the switch as 0 or a multiple of 8 from 8 to 64 (anything else: the default). */
 static void test_graph_pad(void **state)
 {
     (void)state;
@@ -207,22 +207,18 @@ static void test_graph_pad(void **state)
     for (size_t i = 0; i < sizeof by8 / sizeof by8[0]; i++)
         assert_int_equal(ss_forward_graph_pad(by8[i][0], 8), by8[i][1]);
     unsetenv("SS_GRAPH_BUCKET");
-    assert_int_equal(ss_forward_graph_bucket(1, 1), SS_GRAPH_BUCKET_DEFAULT);
-    assert_int_equal(ss_forward_graph_bucket(4, 2), SS_GRAPH_BUCKET_DEFAULT); /* the default at every tp */
+    assert_int_equal(ss_forward_graph_bucket(), SS_GRAPH_BUCKET_DEFAULT);
     setenv("SS_GRAPH_BUCKET", "16", 1);
-    assert_int_equal(ss_forward_graph_bucket(1, 1), 16);
-    assert_int_equal(ss_forward_graph_bucket(2, 1), SS_GRAPH_BUCKET_DEFAULT); /* tp 2: every rank must pad alike */
-    assert_int_equal(ss_forward_graph_bucket(1, 2), SS_GRAPH_BUCKET_DEFAULT);
+    assert_int_equal(ss_forward_graph_bucket(), 16);
     setenv("SS_GRAPH_BUCKET", "0", 1); /* powers of two */
-    assert_int_equal(ss_forward_graph_bucket(1, 1), 0);
-    assert_int_equal(ss_forward_graph_bucket(2, 1), SS_GRAPH_BUCKET_DEFAULT);
-    static const char *const bad[] = {"33", "4", "72", "128", "32x", "x", "-32", "00x"};
+    assert_int_equal(ss_forward_graph_bucket(), 0);
+    static const char *const bad[] = {"33", "4", "72", "128", "32x", "x", "-32", "00x", "8 "};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         setenv("SS_GRAPH_BUCKET", bad[i], 1);
-        assert_int_equal(ss_forward_graph_bucket(1, 1), SS_GRAPH_BUCKET_DEFAULT);
+        assert_int_equal(ss_forward_graph_bucket(), SS_GRAPH_BUCKET_DEFAULT);
     }
     setenv("SS_GRAPH_BUCKET", "64", 1);
-    assert_int_equal(ss_forward_graph_bucket(1, 1), 64);
+    assert_int_equal(ss_forward_graph_bucket(), 64);
     unsetenv("SS_GRAPH_BUCKET");
 }
 
