@@ -34,12 +34,13 @@ template <int D, bool F8> constexpr size_t seq_smem_bytes(int kv_heads)
 }
 
 // The online softmax's step over a stage's scores s (log2 domain, masked; mx: this thread's maxima of them, rows gid
-// and gid + 8): the rows' running max m and sum l move on, s becomes the probabilities, and alpha is what the sums so
-// far are to be scaled by.
-template <int NS>
+// and gid + 8): the rows' running max m and sum l move on, s becomes the probabilities, and the output sums so far acc
+// are scaled to the new max, and by acc_scale too (F8: the units of a grown V-scale maximum; bf16: 1).
+template <int NS, int NO>
 __device__ __forceinline__ void seq_softmax(float (&s)[NS][4], float (&mx)[2], float (&m)[2], float (&l)[2],
-                                            float (&alpha)[2])
+                                            float (&acc)[NO][4], float acc_scale)
 {
+    float alpha[2];
 #pragma unroll
     for (int r = 0; r < 2; r++) {
         mx[r] = fmaxf(mx[r], __shfl_xor_sync(FULL_MASK, mx[r], 1));
@@ -56,6 +57,12 @@ __device__ __forceinline__ void seq_softmax(float (&s)[NS][4], float (&mx)[2], f
             s[j][e] = exp2f(s[j][e] - m[e >> 1]);
             l[e >> 1] += s[j][e];
         }
+    alpha[0] *= acc_scale, alpha[1] *= acc_scale;
+#pragma unroll
+    for (int t = 0; t < NO; t++) {
+        acc[t][0] *= alpha[0], acc[t][1] *= alpha[0];
+        acc[t][2] *= alpha[1], acc[t][3] *= alpha[1];
+    }
 }
 
 // Grid: one CTA per query tile (a decode token; empty padding tiles return at once) and part of its kv heads (y: the
@@ -244,14 +251,7 @@ __global__ void __launch_bounds__(kSeqMaxKvHeads * 32) attn_seq_kernel(const Att
             vt = fmaxf(vt, __shfl_xor_sync(FULL_MASK, vt, off));
         const float vn = fmaxf(fmaxf(vmax, vt), 1e-30f), vrescale = vmax / vn, vinv = 1.0f / vn;
         vmax = vn;
-        float alpha[2];
-        seq_softmax<NS>(s, mx, m, l, alpha);
-        alpha[0] *= vrescale, alpha[1] *= vrescale;
-#pragma unroll
-        for (int t = 0; t < NO; t++) {
-            acc[t][0] *= alpha[0], acc[t][1] *= alpha[0];
-            acc[t][2] *= alpha[1], acc[t][3] *= alpha[1];
-        }
+        seq_softmax(s, mx, m, l, acc, vrescale);
 #pragma unroll
         for (int ks = 0; ks < BK / 16; ks++) { // P's A fragment of keys 16ks .. + 15 (score n-tiles 2ks, 2ks + 1)
             uint32_t a[4];
@@ -296,13 +296,7 @@ __global__ void __launch_bounds__(kSeqMaxKvHeads * 32) attn_seq_kernel(const Att
                     s[j][e] = key < n_keys ? s[j][e] * p.scale_log2 : -INFINITY;
                     mx[e >> 1] = fmaxf(mx[e >> 1], s[j][e]);
                 }
-            float alpha[2];
-            seq_softmax<2>(s, mx, m, l, alpha);
-#pragma unroll
-            for (int t = 0; t < NO; t++) {
-                acc[t][0] *= alpha[0], acc[t][1] *= alpha[0];
-                acc[t][2] *= alpha[1], acc[t][3] *= alpha[1];
-            }
+            seq_softmax(s, mx, m, l, acc, 1.0f);
             // the probabilities as P.V's A fragment (the score n-tiles are its two k halves)
             const uint32_t pa0 = pack2(s[0][0], s[0][1]), pa1 = pack2(s[0][2], s[0][3]);
             const uint32_t pa2 = pack2(s[1][0], s[1][1]), pa3 = pack2(s[1][2], s[1][3]);

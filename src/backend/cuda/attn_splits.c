@@ -197,10 +197,8 @@ int ss_attn_seq_form(const ss_cuda_attn_args *a)
     const int64_t sms = sms_of(a);
     /* the crossover, 8B at 128-token prompts (sessions 43-44): one H200 at batch 64 / 72 / 80 / 96 +3.4 / +0.1 /
      * -0.7 / -1.7% a step, one H100 at 64 / 80 / 96 +0.9 / -1.1 / -1.8%; so from 9/16 of a token per SM (75 of 132).
-     * With an fp8 cache (session 49, one H200) batch 64 / 72 / 80 / 96 at 128-token prompts +0.4 / -2.7 / -2.8 /
-     * -3.4%: the same bound kept.
-     * An fp8 cache (session 49, one H200, 8B steps): at a bound of 256 batch 72 / 80 / 96 / 128 / 160 / 200 / 256
-     * -2.7 / -2.8 / -3.4 / -4.0 / -2.7 / -2.0 / -3.9%. Its stages of 32 keys keep it ahead at longer bounds where the
+     * An fp8 cache (session 49, one H200, 8B steps): at a bound of 256 batch 64 / 72 / 80 / 96 / 128 / 160 / 200 /
+     * 256 +0.4 / -2.7 / -2.8 / -3.4 / -4.0 / -2.7 / -2.0 / -3.9%: the same threshold. Its stages of 32 keys keep it ahead at longer bounds where the
      * batch fills its graph bucket (batch 128 at 512 / 1,024 / 2,048 / 4,096 / 8,192 -4.4 / -4.8 / -6.0 / -3.8 /
      * -6.2%), but a graph step's n is that power-of-two bucket, and a batch that leaves much of the last wave of
      * CTAs empty loses there: 160 at 512 / 2,048 +3.3 / +17.2%, 200 at 2,048 / 4,096 +4.5 / +6.8%, 72 at 2,048
