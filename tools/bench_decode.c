@@ -14,19 +14,13 @@
 
 #include "cli/opts.h"
 #include "core/alloc.h"
+#include "core/clock.h"
 #include "core/log.h"
 #include "core/net.h"
 #include "runner/replica.h"
 #include "tool_replica.h"
 
 extern char **environ;
-
-static double bd_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static int bd_cmp_double(const void *a, const void *b)
 {
@@ -74,13 +68,13 @@ int main(int argc, char **argv)
     p.max_batch_tokens = chunk > entries ? chunk : entries;
     p.max_seqs = (int32_t)entries;
     p.no_graphs = (int)no_graphs;
-    double t0 = bd_now();
+    double t0 = ss_now_s();
     ss_replica *r = NULL;
     if ((st = ss_replica_create(&p, &r, &e)) != SS_OK) {
         fprintf(stderr, "bench_decode: %s\n", e.msg);
         return 3;
     }
-    double t_load = bd_now() - t0;
+    double t_load = ss_now_s() - t0;
     int32_t V = ss_replica_config(r)->vocab_size;
     ss_plan_seq *q = ss_calloc((size_t)entries, sizeof *q);
     int32_t *blocks = ss_malloc((size_t)batch * nb * sizeof *blocks);
@@ -112,12 +106,12 @@ int main(int argc, char **argv)
                 q[s].sample = pos + n >= prompt;
                 ss_step_plan plan = {step++, 0, 1, &q[s], n, toks};
                 ss_step_output out;
-                double a = bd_now();
+                double a = ss_now_s();
                 if ((st = ss_replica_step(r, &plan, &out, &e)) != SS_OK) {
                     fprintf(stderr, "bench_decode: prefill: %s\n", e.msg);
                     return 1;
                 }
-                *(pass == 0 ? &t_cold : &t_pre) += bd_now() - a;
+                *(pass == 0 ? &t_cold : &t_pre) += ss_now_s() - a;
                 if (q[s].sample)
                     last[s] = out.token[0];
                 ss_step_output_clear(&out);
@@ -126,7 +120,7 @@ int main(int argc, char **argv)
     }
     /* Decode all sequences together. With overlap (the scheduler's way), step g+1 is submitted with
      * SS_TOKEN_PREV before step g is collected, so the host's turnaround hides behind the device. */
-    double a = bd_now(), first_step = 0, prev_t = a;
+    double a = ss_now_s(), first_step = 0, prev_t = a;
     double *step_s = ss_malloc((size_t)(gen > 0 ? gen : 1) * sizeof *step_s);
     uint64_t tok_hash = 1469598103934665603ULL; /* FNV-1a over the generated tokens: same in both modes */
     ss_plan_seq *dq = drafts ? ss_calloc((size_t)entries, sizeof *dq) : q; /* with drafts: per entries a sequence */
@@ -154,7 +148,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "bench_decode: decode: %s\n", st != SS_OK ? e.msg : "wrong number of tokens");
             return 1;
         }
-        double now = bd_now();
+        double now = ss_now_s();
         step_s[g] = now - prev_t;
         prev_t = now;
         if (g == 0)
@@ -165,7 +159,7 @@ int main(int argc, char **argv)
         }
         ss_step_output_clear(&out);
     }
-    double t_dec = bd_now() - a;
+    double t_dec = ss_now_s() - a;
     double dec_tps = batch * gen / t_dec, pre_tps = batch * prompt / t_pre;
     /* without the first step, which captures the step's graph (a one-time cost a server pays at warm-up) */
     double warm_tps = gen > 1 && t_dec > first_step ? batch * (gen - 1) / (t_dec - first_step) : 0;

@@ -746,6 +746,56 @@ if has bucket; then
   closed_loop bucket_serve_on "${BUCKET_CLIENTS:-200}" $((4 * ${BUCKET_CLIENTS:-200})) "SS_GRAPH_BUCKET=${BUCKET_SIZE:-16}"
   closed_loop bucket_serve_new "${BUCKET_CLIENTS:-200}" $((4 * ${BUCKET_CLIENTS:-200})) -
 fi
+if has ramp; then
+  # Session 51: what capturing decode graphs on first use costs a server. Per RAMP_VARIANTS (default "-"), one server
+  # (--log-level debug: each capture's recording and instantiating times) takes RAMP_REQ requests (default 1500) at
+  # RAMP_RATE req/s (Poisson, default 120; 128 in, RAMP_OUT out, default 32:256, seed 1) twice: cold (graphs captured
+  # as batches first reach their sizes) and warm (the same arrivals, every graph captured). RAMP_GOLDEN=0 skips the
+  # goldens on cuda first.
+  export CUDA_VISIBLE_DEVICES=0
+  [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
+  cp /work/shared/fixtures/models/e2e-llama3-tok/tokenizer.json /work/shared/fixtures/models/e2e-llama3-tok/tokenizer_config.json "$M8/"
+  if [ "${RAMP_GOLDEN:-1}" = 1 ]; then
+    step "golden tests on cuda" 120 golden_ramp.log env SS_TEST_DEVICE=cuda "$B/tests/test_golden"
+    grep -E 'PASSED|FAILED' "$L/golden_ramp.log" | tee -a "$S"
+  fi
+  for rv in ${RAMP_VARIANTS:--}; do
+    variant "$rv"
+    env ${ev[@]+"${ev[@]}"} "$B/shardserve" serve --model "$M8" --device cuda --port 8000 --served-model-name m \
+      --max-batch 256 --log-level debug >"$L/serve_ramp_$vtag.log" 2>&1 &
+    SPID=$!
+    wait_ready $SPID
+    if [ $ready = 1 ]; then
+      for run in cold warm; do
+        step "ramp $run [$vtag]" 150 "bench_ramp_${vtag}_$run.log" "$B/shardserve" bench --url http://127.0.0.1:8000 \
+          --model m --num-requests "${RAMP_REQ:-1500}" --request-rate "${RAMP_RATE:-120}" --input-len 128 \
+          --output-len-range "${RAMP_OUT:-32:256}" --seed 1 --json --quiet --requests-out "$L/req_ramp_${vtag}_$run.jsonl"
+        python3 - "$L/bench_ramp_${vtag}_$run.log" "$run [$vtag]" <<'PY' | tee -a "$S"
+import json, sys
+t = open(sys.argv[1]).read()
+r = json.loads(t[t.index('{'):])
+f = lambda k: ' '.join('%s %.1f' % (q, r[k][q]) for q in ('p50', 'p90', 'p99', 'max'))
+print('ramp %s: out %.0f tok/s; ttft %s; itl %s; tpot p50 %.2f' % (sys.argv[2], r['output_tokens_per_s'], f('ttft_ms'),
+      f('itl_ms'), r['tpot_ms']['p50']))
+PY
+        grep -c 'captured: recording' "$L/serve_ramp_$vtag.log" | sed "s/^/captures after $run: /" | tee -a "$S"
+      done
+      python3 - "$L/serve_ramp_$vtag.log" <<'PY' | tee -a "$S"
+import re, sys
+rows = re.findall(r'graph of (\d+) tokens \(bound (\d+)\) captured: recording ([\d.]+) ms, instantiating ([\d.]+) ms',
+                  open(sys.argv[1]).read())
+if rows:
+    rec = sorted(float(r[2]) for r in rows); ins = sorted(float(r[3]) for r in rows)
+    print('captures %d: recording median %.2f max %.2f sum %.0f ms; instantiating median %.2f max %.2f sum %.0f ms'
+          % (len(rows), rec[len(rec) // 2], rec[-1], sum(rec), ins[len(ins) // 2], ins[-1], sum(ins)))
+    print('shapes: ' + ' '.join('%s@%s' % (r[0], r[1]) for r in rows))
+PY
+    else
+      note "FAIL  ramp [$vtag]: server not ready"; tail -3 "$L/serve_ramp_$vtag.log" | tee -a "$S"
+    fi
+    kill -TERM $SPID 2>/dev/null; sleep 2; kill -9 $SPID 2>/dev/null
+  done
+fi
 if has s18b; then
   # The fp8 attention of this build against $OLDB's (session 18: K's fragments from the e4m3 rows; session 47: K's
   # and V's, the decode tiles): the fp8 consistency cases and goldens, the fp8 sweep of both builds, then bench_decode

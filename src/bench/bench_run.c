@@ -18,6 +18,7 @@
 #include "bench/bench_openai.h"
 #include "bench/bench_sse.h"
 #include "core/alloc.h"
+#include "core/clock.h"
 #include "core/log.h"
 
 #define RUN_MAX_MODELS_BODY ((size_t)1 << 20)
@@ -77,13 +78,6 @@ void ss_bench_default_params(ss_bench_params *p)
     p->timeout_s = 600.0;
     p->temperature = 0.0;
     p->ignore_eos = 1;
-}
-
-static double run_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 /* Marks the request failed (the first reason wins). */
@@ -151,7 +145,7 @@ static size_t run_on_write(char *ptr, size_t size, size_t nmemb, void *user)
 {
     run_req *r = user;
     size_t n = size * nmemb;
-    r->t_now = run_now();
+    r->t_now = ss_now_s();
     if (r->http_status == 0)
         curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &r->http_status);
     if (r->http_status < 200 || r->http_status > 299) {
@@ -241,7 +235,7 @@ static ss_status run_launch(run_ctx *ctx, run_req *r, const ss_bench_request_pla
 #undef RUN_SET
     if (cc != CURLE_OK)
         return ss_err_set(err, SS_ERR_INTERNAL, "bench: curl_easy_setopt: %s", curl_easy_strerror(cc));
-    r->t_start = run_now();
+    r->t_start = ss_now_s();
     CURLMcode mc = curl_multi_add_handle(ctx->multi, easy);
     if (mc != CURLM_OK)
         return ss_err_set(err, SS_ERR_IO, "bench: curl_multi_add_handle: %s", curl_multi_strerror(mc));
@@ -329,7 +323,7 @@ static ss_status run_write_request(run_ctx *ctx, const run_req *r, double t_end,
 /* Ends the request on slot r, whose transfer finished with cc. */
 static ss_status run_finish(run_ctx *ctx, run_req *r, CURLcode cc, ss_err *err)
 {
-    double t_end = run_now();
+    double t_end = ss_now_s();
     curl_multi_remove_handle(ctx->multi, r->easy);
     ss_free(r->body);
     r->body = NULL;
@@ -402,12 +396,12 @@ static ss_status run_phase(run_ctx *ctx, const ss_bench_request_plan *plan, int6
     }
     curl_multi_setopt(ctx->multi, CURLMOPT_MAXCONNECTS, (long)cap);
 
-    double t0 = run_now(), t_last_end = t0;
+    double t0 = ss_now_s(), t_last_end = t0;
     ctx->t_phase = t0;
     ctx->plan0 = plan;
     int64_t next = 0, done = 0;
     while (done < n) {
-        double now = run_now();
+        double now = ss_now_s();
         while (next < n && n_free > 0 && (!use_rate || now - t0 >= plan[next].arrival_s)) {
             run_req *r = free_slots[--n_free];
             st = run_launch(ctx, r, &plan[next], err);
@@ -437,13 +431,13 @@ static ss_status run_phase(run_ctx *ctx, const ss_bench_request_plan *plan, int6
             if (st != SS_OK) /* (run_finish said why in err) */
                 goto out;
             done++;
-            t_last_end = run_now();
+            t_last_end = ss_now_s();
         }
         if (done == n)
             break;
         int wait_ms = 100;
         if (next < n && n_free > 0 && use_rate) {
-            double dt = plan[next].arrival_s - (run_now() - t0);
+            double dt = plan[next].arrival_s - (ss_now_s() - t0);
             wait_ms = dt <= 0 ? 0 : (int)ceil(dt * 1e3);
             if (wait_ms > 100)
                 wait_ms = 100;

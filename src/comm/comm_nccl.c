@@ -22,6 +22,7 @@
 #include "comm/comm.h"
 #include "comm/peer_allreduce.h"
 #include "core/alloc.h"
+#include "core/clock.h"
 #include "core/log.h"
 
 #define NC_DEFAULT_TIMEOUT_MS 60000
@@ -39,13 +40,6 @@ typedef struct nc_ctx {
     ss_peer_ar *peer; /* owned: the one-shot all-reduce, or NULL */
     ss_err err; /* detail of the last failure (also logged) */
 } nc_ctx;
-
-static int64_t nc_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Sleeps *us microseconds and doubles it up to 1 ms (polling backoff). */
 static void nc_backoff(long *us)
@@ -99,7 +93,7 @@ static ss_status nc_fail(nc_ctx *c, ss_status st, const char *what, const char *
  * the deadline. Errors stop the communicator (it is unusable); destroy aborts it. */
 static ss_status nc_settle_locked(nc_ctx *c, ncclResult_t r, const char *what)
 {
-    const int64_t deadline = nc_now_ms() + c->timeout_ms;
+    const int64_t deadline = ss_now_ms() + c->timeout_ms;
     long us = 10;
     /* An enqueue in progress usually settles within microseconds: poll without sleeping first (a sleep
      * costs tens of microseconds in a VM, and a decode step enqueues two collectives per layer). */
@@ -116,7 +110,7 @@ static ss_status nc_settle_locked(nc_ctx *c, ncclResult_t r, const char *what)
             r = ncclSystemError;
         if (r == ncclInProgress && atomic_load(&c->aborted))
             return nc_fail(c, SS_ERR_CANCELLED, what, "communicator stopped");
-        if (r == ncclInProgress && nc_now_ms() > deadline) {
+        if (r == ncclInProgress && ss_now_ms() > deadline) {
             nc_stop(c);
             return nc_fail(c, SS_ERR_TIMEOUT, what, "did not complete before the deadline; communicator stopped");
         }
@@ -465,14 +459,14 @@ static ss_status nc_step_timeout(nc_ctx *c, ss_err *err)
 /* Waits for the stream with the deadline; see ss_comm_nccl_wait. */
 static ss_status nc_wait(nc_ctx *c, int timeout_ms, ss_err *err)
 {
-    const int64_t deadline = nc_now_ms() + (timeout_ms > 0 ? timeout_ms : c->timeout_ms);
+    const int64_t deadline = ss_now_ms() + (timeout_ms > 0 ? timeout_ms : c->timeout_ms);
     long us = 5;
     for (;;) {
         SS_CHECK(nc_health(c, "stopped or aborted", err));
         cudaError_t q = cudaStreamQuery(c->stream);
         /* Spin for the length of a typical step before backing off: the step's end is on the
          * critical path of every decode token. */
-        for (int64_t spin_until = nc_now_ms() + 50; q == cudaErrorNotReady && nc_now_ms() < spin_until;)
+        for (int64_t spin_until = ss_now_ms() + 50; q == cudaErrorNotReady && ss_now_ms() < spin_until;)
             q = cudaStreamQuery(c->stream);
         if (q == cudaSuccess)
             return SS_OK;
@@ -484,7 +478,7 @@ static ss_status nc_wait(nc_ctx *c, int timeout_ms, ss_err *err)
         if (atomic_load(&c->aborted))
             return ss_err_set(err, SS_ERR_CANCELLED, "nccl rank %d/%d: communicator stopped while waiting", c->rank,
                               c->size);
-        if (nc_now_ms() > deadline)
+        if (ss_now_ms() > deadline)
             return nc_step_timeout(c, err);
         nc_backoff(&us);
     }
@@ -496,7 +490,7 @@ ss_status ss_comm_nccl_check(ss_comm *comm, int64_t started_ms, ss_err *err)
         return ss_err_set(err, SS_ERR_INVALID_ARG, "ss_comm_nccl_check: not an NCCL communicator");
     nc_ctx *c = comm->ctx;
     SS_CHECK(nc_health(c, "stopped while waiting", err));
-    if (started_ms >= 0 && nc_now_ms() > started_ms + c->timeout_ms)
+    if (started_ms >= 0 && ss_now_ms() > started_ms + c->timeout_ms)
         return nc_step_timeout(c, err);
     return SS_OK;
 }

@@ -18,13 +18,6 @@
 
 #include "core/alloc.h"
 
-int64_t ss_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 ss_status ss_net_split_addr(const char *addr, char *host, size_t host_cap, int *port, ss_err *err)
 {
     const char *colon = strrchr(addr, ':');

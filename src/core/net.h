@@ -6,10 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/clock.h" /* deadlines below are absolute ss_now_ms times */
 #include "core/status.h"
-
-/* Monotonic milliseconds. */
-int64_t ss_now_ms(void);
 
 /* Splits "host:port" (IPv6 as "[::1]:port"). */
 ss_status ss_net_split_addr(const char *addr, char *host, size_t host_cap, int *port, ss_err *err);

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "core/alloc.h"
+#include "core/clock.h"
 #include "core/log.h"
 
 struct ss_lock {
@@ -42,13 +43,6 @@ static double lock_wall(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static double lock_mono(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
@@ -223,7 +217,7 @@ ss_status ss_lock_acquire(const char *path, const ss_lock_params *p, int (*done)
                           ss_lock **out, ss_err *err)
 {
     ss_lock_params prm = p ? *p : ss_lock_default_params();
-    double t0 = lock_mono(), last_status = -1e9;
+    double t0 = ss_now_s(), last_status = -1e9;
     *out = NULL;
     for (;;) {
         char holder[512] = "";
@@ -232,7 +226,7 @@ ss_status ss_lock_acquire(const char *path, const ss_lock_params *p, int (*done)
             return SS_OK;
         if (done && done(ctx))
             return SS_OK;
-        double now = lock_mono();
+        double now = ss_now_s();
         if (prm.timeout_s > 0 && now - t0 > prm.timeout_s)
             return ss_err_set(err, SS_ERR_TIMEOUT, "%s: still held by %s after %.0f s", path, holder, now - t0);
         if (now - last_status >= (prm.status_s > 0 ? prm.status_s : 5.0)) {

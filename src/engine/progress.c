@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "core/alloc.h"
+#include "core/clock.h"
 #include "core/log.h"
 
 struct ss_progress {
@@ -20,13 +21,6 @@ struct ss_progress {
     int drew; /* a status line is on screen */
 };
 
-static double prog_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 ss_status ss_progress_create(const char *phase, int64_t total, int tty, int quiet, ss_progress **out, ss_err *err)
 {
     ss_progress *p = ss_calloc(1, sizeof *p);
@@ -36,7 +30,7 @@ ss_status ss_progress_create(const char *phase, int64_t total, int tty, int quie
     p->total = total;
     p->tty = tty;
     p->quiet = quiet;
-    p->t0 = p->last_print = prog_now();
+    p->t0 = p->last_print = ss_now_s();
     pthread_mutex_init(&p->mu, NULL);
     *out = p;
     return SS_OK;
@@ -70,7 +64,7 @@ void ss_progress_add(ss_progress *p, int64_t n)
     atomic_fetch_add(&p->done, n);
     if (p->quiet)
         return;
-    double now = prog_now();
+    double now = ss_now_s();
     double every = p->tty ? 0.25 : 5.0;
     if (now - p->last_print < every || pthread_mutex_trylock(&p->mu) != 0)
         return;
@@ -88,7 +82,7 @@ int64_t ss_progress_bytes(const ss_progress *p)
 
 double ss_progress_elapsed(const ss_progress *p)
 {
-    return prog_now() - p->t0;
+    return ss_now_s() - p->t0;
 }
 
 void ss_progress_finish(ss_progress *p)
@@ -99,7 +93,7 @@ void ss_progress_finish(ss_progress *p)
         (void)w;
         p->drew = 0;
     }
-    double el = prog_now() - p->t0;
+    double el = ss_now_s() - p->t0;
     int64_t done = atomic_load(&p->done);
     SS_LOGI("%s: %.3f GB in %.2f s (%.2f GB/s)", p->phase, (double)done / 1e9, el,
             el > 0 ? (double)done / el / 1e9 : 0.0);

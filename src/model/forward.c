@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/clock.h"
 #include "core/log.h"
 #include "model/step_tiles.h"
 
@@ -596,15 +597,19 @@ static ss_status fwd_graph_step(ss_forward *f, uint64_t key, int64_t n, const ss
         if (++f->graphs_captured >= 16 && (f->graphs_captured & (f->graphs_captured - 1)) == 0)
             SS_LOGI("forward: %d decode graphs captured so far (the latest: %lld tokens, %d tiles of up to %d)",
                     f->graphs_captured, (long long)n, meta->n_tiles, meta->max_tile_tokens);
+        const int64_t t0 = ss_now_us();
         st = B->graph_begin(c, key);
         if (st != SS_OK)
             return st == SS_ERR_UNSUPPORTED ? st : ss_err_set(err, st, "capturing a decode graph on %s", f->be->desc);
         ss_status body = fwd_body(f, n, (int32_t)n, meta, ml, greedy_only, logits, err);
+        const int64_t t1 = ss_now_us();
         st = B->graph_end(c, key); /* always closes the capture, also after a failed op */
         if (body != SS_OK)
             return body;
         if (st != SS_OK)
             return ss_err_set(err, st, "capturing a decode graph of %lld tokens on %s", (long long)n, f->be->desc);
+        SS_LOGD("forward: decode graph of %lld tokens (bound %d) captured: recording %.2f ms, instantiating %.2f ms",
+                (long long)n, meta->max_seq_len, (double)(t1 - t0) / 1e3, (double)(ss_now_us() - t1) / 1e3);
         st = B->graph_launch(c, key);
         if (st != SS_OK)
             return ss_err_set(err, st, "replaying a decode graph on %s", f->be->desc);

@@ -20,6 +20,7 @@
 #include <event2/listener.h>
 
 #include "core/alloc.h"
+#include "core/clock.h"
 #include "core/log.h"
 #include "serve/api_common.h"
 
@@ -51,13 +52,6 @@ struct ss_http_listener {
     int64_t exhausted_warned_us, other_warned_us;   /* times of the last warning lines (0: none yet) */
     int64_t exhausted_since_warn, other_since_warn; /* errors since then */
 };
-
-static int64_t http_now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 static void http_arm_guard(ss_http_listener *l, int paused)
 {
@@ -127,7 +121,7 @@ static void http_accept_error_cb(struct evconnlistener *lev, void *arg)
     ss_http_listener *l = f.found;
     if (!l)
         return; /* cannot happen while the guard is pending; accepting simply goes on */
-    int64_t now = http_now_us();
+    int64_t now = ss_now_us();
     if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {
         /* Nothing can be accepted until a descriptor is freed: stop watching the socket for a moment (the
          * waiting connections stay in the kernel's backlog) instead of retrying in a loop. */

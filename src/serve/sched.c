@@ -15,18 +15,12 @@
 #endif
 
 #include "core/alloc.h"
+#include "core/clock.h"
 #include "core/log.h"
 #include "serve/sched_chunk.h"
 #include "serve/sched_spec.h"
 #include "serve/sched_state.h"
 #include "serve/spec_ngram.h"
-
-int64_t sched_now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 /* ---- id map (under mu) ---- */
 
@@ -206,7 +200,7 @@ static void finish(ss_sched *s, sreq *r, ss_finish_reason reason, ss_status st, 
     ev.prompt_tokens = r->n_prompt;
     ev.completion_tokens = r->n_generated;
     ev.cached_tokens = r->cached_tokens;
-    ev.queue_us = r->admitted ? r->admit_us - r->arrival_us : sched_now_us() - r->arrival_us;
+    ev.queue_us = r->admitted ? r->admit_us - r->arrival_us : ss_now_us() - r->arrival_us;
     ev.ttft_us = r->n_generated > 0 ? r->first_token_us - r->arrival_us : 0;
     r->cb(r->user, &ev);
     ss_free(tail);
@@ -317,10 +311,10 @@ static int32_t grant_blocks(ss_sched *s, sreq *r, int32_t want, int exact)
 static ss_status guide_start(ss_sched *s, sreq *r, ss_err *err)
 {
     if (!s->guide) {
-        int64_t t0 = sched_now_us();
+        int64_t t0 = ss_now_us();
         SS_CHECK(ss_guide_vocab_create(s->tok, s->vocab, &s->guide, err));
         SS_LOGI("JSON mode: read the vocabulary's %d tokens in %.1f ms", (int)s->tok_vocab,
-                (double)(sched_now_us() - t0) / 1000.0);
+                (double)(ss_now_us() - t0) / 1000.0);
     }
     if (!s->masks) {
         s->mask_due = ss_malloc((size_t)s->p.max_running * sizeof *s->mask_due);
@@ -546,7 +540,7 @@ static void choose_work(ss_sched *s)
         s->running[s->n_running++] = r;
         if (!r->admitted) {
             r->admitted = 1;
-            r->admit_us = sched_now_us();
+            r->admit_us = ss_now_us();
             r->cached_tokens = cached;
             pthread_mutex_lock(&s->mu);
             s->stats.prompt_tokens += r->n_prompt;
@@ -647,7 +641,7 @@ static void on_token(ss_sched *s, sreq *r, const ss_step_output *out, int32_t k)
     }
     r->n_generated++;
     if (before == 0)
-        r->first_token_us = sched_now_us();
+        r->first_token_us = ss_now_us();
     pthread_mutex_lock(&s->mu);
     s->stats.generated_tokens++;
     pthread_mutex_unlock(&s->mu);
@@ -737,7 +731,7 @@ static void log_step(const ss_sched *s, const step_makeup *mk, int64_t us, int l
 /* Submits plan (built from plan_reqs) to the replica as flight f. */
 static ss_status flight_submit(ss_sched *s, sched_flight *f, const ss_step_plan *plan, ss_err *err)
 {
-    int64_t t = sched_now_us(); /* before: a replica that runs the step within submit spends it there */
+    int64_t t = ss_now_us(); /* before: a replica that runs the step within submit spends it there */
     SS_CHECK(ss_replica_submit(s->replica, plan, err));
     f->active = 1;
     f->n = plan->n_seqs;
@@ -846,10 +840,10 @@ static int pace_ahead(ss_sched *s, const sched_flight *a)
     int64_t start = a->t_submit > s->t_last_collect ? a->t_submit : s->t_last_collect, deadline = 0;
     if (!flight_decode_only(a) || !ss_pace_deadline(&s->pace, a->n, start, &deadline))
         return 0;
-    if (sched_now_us() >= deadline || flight_ended(s))
+    if (ss_now_us() >= deadline || flight_ended(s))
         return 0;
     pthread_mutex_lock(&s->mu);
-    while (!s->inbox_head && !s->cancel_pending && !s->draining && sched_now_us() < deadline) {
+    while (!s->inbox_head && !s->cancel_pending && !s->draining && ss_now_us() < deadline) {
         struct timespec ts = {.tv_sec = deadline / 1000000, .tv_nsec = (long)(deadline % 1000000) * 1000};
         pthread_cond_timedwait(&s->cv, &s->mu, &ts);
     }
@@ -1009,7 +1003,7 @@ static void run_step(ss_sched *s)
     }
     ss_step_output out;
     st = ss_replica_collect(s->replica, &out, &err);
-    int64_t t1 = sched_now_us();
+    int64_t t1 = ss_now_us();
     int32_t n_sample = 0;
     for (int32_t k = 0; k < a->n; k++)
         n_sample += a->sample[k];
@@ -1099,7 +1093,7 @@ static void reap_one(ss_sched *s, sreq *r, int check_cancel, int64_t now_ms)
 /* Cancellations and deadlines, in the running set and the queue. */
 static void reap(ss_sched *s, int check_cancel)
 {
-    int64_t now_ms = sched_now_us() / 1000;
+    int64_t now_ms = ss_now_us() / 1000;
     for (int32_t i = s->n_running - 1; i >= 0; i--) /* finish() only shifts entries above i */
         reap_one(s, s->running[i], check_cancel, now_ms);
     for (sreq *r = s->wait_head, *next; r; r = next) {
@@ -1122,7 +1116,7 @@ void *sched_thread(void *arg)
         for (;;) {
             inbox_take(s);
             int have_work = s->n_running > 0 || s->wait_head != NULL;
-            if (s->draining && (!have_work || sched_now_us() >= s->drain_deadline_us)) {
+            if (s->draining && (!have_work || ss_now_us() >= s->drain_deadline_us)) {
                 exit_now = 1;
                 break;
             }

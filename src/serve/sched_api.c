@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "core/alloc.h"
+#include "core/clock.h"
 #include "core/log.h"
 #include "serve/sched_spec.h"
 #include "serve/sched_state.h"
@@ -256,7 +257,7 @@ ss_status ss_sched_submit(ss_sched *s, ss_gen_request *req, ss_gen_callback cb, 
         sched_req_free(r);
         return st;
     }
-    r->arrival_us = req->arrival_ms > 0 ? req->arrival_ms * 1000 : sched_now_us();
+    r->arrival_us = req->arrival_ms > 0 ? req->arrival_ms * 1000 : ss_now_us();
 
     pthread_mutex_lock(&s->mu);
     if (!s->accepting) {
@@ -325,8 +326,8 @@ void ss_sched_drain(ss_sched *s, int64_t deadline_ms)
 {
     pthread_mutex_lock(&s->mu);
     s->accepting = 0;
-    if (!s->draining || sched_now_us() + deadline_ms * 1000 < s->drain_deadline_us)
-        s->drain_deadline_us = sched_now_us() + (deadline_ms > 0 ? deadline_ms : 0) * 1000;
+    if (!s->draining || ss_now_us() + deadline_ms * 1000 < s->drain_deadline_us)
+        s->drain_deadline_us = ss_now_us() + (deadline_ms > 0 ? deadline_ms : 0) * 1000;
     s->draining = 1;
     pthread_cond_signal(&s->cv);
     int join = s->thread_started && !s->thread_joined;

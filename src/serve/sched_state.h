@@ -122,8 +122,6 @@ struct ss_sched {
 
 /* ---- between sched.c (the thread) and sched_api.c (the calls) ---- */
 
-/* CLOCK_MONOTONIC in microseconds. */
-int64_t sched_now_us(void);
 /* The scheduler thread (arg: the ss_sched): steps while there is work, until a drain ends it. */
 void *sched_thread(void *arg);
 /* The id map of requests for ss_sched_cancel; under s->mu. */

@@ -26,6 +26,7 @@
 #include <event2/thread.h>
 
 #include "core/alloc.h"
+#include "core/clock.h"
 #include "core/log.h"
 #include "serve/api_openai.h"
 #include "serve/api_triton.h"
@@ -51,13 +52,6 @@ struct srv_ev {
     char *text;
     char *message;
 };
-
-int64_t srv_now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 uint64_t srv_mix(uint64_t x)
 {
@@ -490,7 +484,7 @@ static void srv_handle_token(srv_req *r, srv_sub *sub, const ss_gen_event *ev)
 {
     ss_server *s = r->s;
     ss_api_choice *c = &r->choices[sub->index];
-    int64_t now = srv_now_us();
+    int64_t now = ss_now_us();
     if (sub->last_token_us > 0)
         ss_metrics_observe_itl(s->metrics, (double)(now - sub->last_token_us) / 1e6);
     sub->last_token_us = now;
@@ -548,7 +542,7 @@ static void srv_handle_done(srv_req *r, srv_sub *sub, const ss_gen_event *ev)
     c->cached_tokens = ev->cached_tokens;
     if (ev->ttft_us > 0 && (r->first_ttft_us < 0 || ev->ttft_us < r->first_ttft_us))
         r->first_ttft_us = ev->ttft_us;
-    ss_metrics_request m = {ev->queue_us, r->first_ttft_us, srv_now_us() - r->arrival_us};
+    ss_metrics_request m = {ev->queue_us, r->first_ttft_us, ss_now_us() - r->arrival_us};
     if (ev->finish == SS_FINISH_STOP || ev->finish == SS_FINISH_LENGTH) {
         if (!r->stream) {
             if (ss_api_choice_append_text(c, ev->text, ev->text_len, SRV_MAX_TEXT) != SS_OK && !r->failed) {
@@ -916,7 +910,7 @@ out:
 
 static ss_status srv_load(ss_server *s, ss_err *err)
 {
-    int64_t t0 = srv_now_us();
+    int64_t t0 = ss_now_us();
     SS_LOGI("loading model %s", s->p.model_dir);
     SS_CHECK(ss_tokenizer_load(s->p.model_dir, &s->tok, err));
     const char *tpl = ss_tokenizer_chat_template(s->tok);
@@ -950,7 +944,7 @@ static ss_status srv_load(ss_server *s, ss_err *err)
     SS_CHECK(ss_sched_create(&s->p.sched, s->replica, s->tok, &s->sched, err));
     if (s->p.warmup)
         SS_CHECK(srv_warmup(s, err));
-    double secs = (double)(srv_now_us() - t0) / 1e6;
+    double secs = (double)(ss_now_us() - t0) / 1e6;
     ss_metrics_set_load_seconds(s->metrics, secs);
     SS_LOGI("model %s ready as '%s' (context %d, vocab %d) after %.1f s", s->p.model_dir, s->model_name,
             (int)s->limits.max_context, (int)s->limits.vocab_size, secs);
@@ -971,7 +965,7 @@ static void *srv_loader_main(void *arg)
 static void *srv_drainer_main(void *arg)
 {
     ss_server *s = arg;
-    int64_t left = s->p.drain_timeout_ms - (srv_now_us() - s->signal_us) / 1000; /* the deadline runs from SIGTERM */
+    int64_t left = s->p.drain_timeout_ms - (ss_now_us() - s->signal_us) / 1000; /* the deadline runs from SIGTERM */
     ss_sched_drain(s->sched, left > 1 ? left : 1);
     atomic_store(&s->drained, 1);
     event_active(s->wake, EV_READ, 0);
@@ -1013,7 +1007,7 @@ static void srv_signal_cb(evutil_socket_t sig, short what, void *arg)
         return;
     }
     atomic_store(&s->state, SRV_DRAINING);
-    s->signal_us = srv_now_us();
+    s->signal_us = ss_now_us();
     if (s->pool_jobs > 0) { /* requests read before the signal are drained too, once their prompts are encoded */
         s->drain_deferred = 1;
         return;
@@ -1050,7 +1044,7 @@ ss_status ss_server_create(const ss_server_params *p, ss_server **out, ss_err *e
     atomic_init(&s->state, SRV_LOADING);
     atomic_init(&s->drained, 0);
     s->start_unix = ss_api_now_unix();
-    s->id_seed = srv_mix((uint64_t)srv_now_us() ^ ((uint64_t)getpid() << 32));
+    s->id_seed = srv_mix((uint64_t)ss_now_us() ^ ((uint64_t)getpid() << 32));
     int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
     if (fd >= 0) {
         uint64_t v;

@@ -8,6 +8,7 @@
 #include <event2/bufferevent.h>
 
 #include "core/alloc.h"
+#include "core/clock.h"
 #include "core/log.h"
 #include "serve/api_triton.h"
 #include "serve/server_internal.h"
@@ -384,7 +385,7 @@ static ss_status srv_build_gen(ss_server *s, const ss_api_request *q, const int3
 /* Reads the body; the work pool parses it, and srv_tok_job_done goes on. */
 static void srv_job_begin(ss_server *s, struct evhttp_request *req, int route, ss_api_kind kind, int stream_endpoint)
 {
-    int64_t arrival_us = srv_now_us();
+    int64_t arrival_us = ss_now_us();
     ss_api_kind fam = route == SRV_JOB_GENERATE ? kind : SS_API_COMPLETION;
     char *body = NULL;
     size_t body_len = 0;

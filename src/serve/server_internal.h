@@ -113,7 +113,6 @@ void srv_check_exit(ss_server *s);
 void srv_start_drain(ss_server *s); /* the scheduler's drain, on its own thread */
 void srv_fail(struct evhttp_request *req, ss_api_kind kind, int status, const char *param, const char *msg);
 uint64_t srv_mix(uint64_t x);
-int64_t srv_now_us(void);
 void srv_on_close(struct evhttp_connection *conn, void *arg);
 void srv_reply_error(struct evhttp_request *req, ss_api_kind kind, const ss_api_error *e);
 void srv_reply_owned(struct evhttp_request *req, char *json, size_t len);

@@ -12,6 +12,7 @@
 
 #include "comm/comm.h"
 #include "core/alloc.h"
+#include "core/clock.h"
 
 /* A fake communicator that records into a shared journal: 'A' abort, 'D' destroy, then its id. */
 typedef struct journal {
@@ -82,13 +83,6 @@ static void wait_journal(journal *j, int n)
     }
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static void test_abort_first_then_destroy(void **state)
 {
     (void)state;
@@ -116,9 +110,9 @@ static void test_hanging_destroy_hits_the_deadline(void **state)
     (void)state;
     static journal j; /* outlives the call: the stuck helper thread still uses it */
     memset(&j, 0, sizeof j);
-    double t0 = now_s();
+    double t0 = ss_now_s();
     assert_int_equal(ss_comm_destroy_bounded(fake_comm(&j, 't', 1), fake_comm(&j, 'w', 0), 1, 300), 0);
-    double waited = now_s() - t0;
+    double waited = ss_now_s() - t0;
     /* returned at its deadline, not when the destroy ended (a bound, not a timing measurement) */
     assert_true(waited >= 0.25);
     wait_journal(&j, 4);                      /* the helper may not have run yet when the deadline came */
