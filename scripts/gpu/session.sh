@@ -751,7 +751,8 @@ if has ramp; then
   # (--log-level debug: each capture's recording and instantiating times) takes RAMP_REQ requests (default 1500) at
   # RAMP_RATE req/s (Poisson, default 120; 128 in, RAMP_OUT out, default 32:256, seed 1) twice: cold (graphs captured
   # as batches first reach their sizes) and warm (the same arrivals, every graph captured). RAMP_GOLDEN=0 skips the
-  # goldens on cuda first.
+  # goldens on cuda first; RAMP_ARGS: more serve flags (--no-prefix-cache: the second run's prompts, the same as the
+  # first's, would otherwise skip their prefill); RAMP_RUNS: the runs' names (default "cold warm").
   export CUDA_VISIBLE_DEVICES=0
   [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
   cp /work/shared/fixtures/models/e2e-llama3-tok/tokenizer.json /work/shared/fixtures/models/e2e-llama3-tok/tokenizer_config.json "$M8/"
@@ -762,11 +763,11 @@ if has ramp; then
   for rv in ${RAMP_VARIANTS:--}; do
     variant "$rv"
     env ${ev[@]+"${ev[@]}"} "$B/shardserve" serve --model "$M8" --device cuda --port 8000 --served-model-name m \
-      --max-batch 256 --log-level debug >"$L/serve_ramp_$vtag.log" 2>&1 &
+      --max-batch 256 --log-level debug ${RAMP_ARGS:-} >"$L/serve_ramp_$vtag.log" 2>&1 &
     SPID=$!
     wait_ready $SPID
     if [ $ready = 1 ]; then
-      for run in cold warm; do
+      for run in ${RAMP_RUNS:-cold warm}; do
         step "ramp $run [$vtag]" 150 "bench_ramp_${vtag}_$run.log" "$B/shardserve" bench --url http://127.0.0.1:8000 \
           --model m --num-requests "${RAMP_REQ:-1500}" --request-rate "${RAMP_RATE:-120}" --input-len 128 \
           --output-len-range "${RAMP_OUT:-32:256}" --seed 1 --json --quiet --requests-out "$L/req_ramp_${vtag}_$run.jsonl"
@@ -775,7 +776,7 @@ import json, sys
 t = open(sys.argv[1]).read()
 r = json.loads(t[t.index('{'):])
 f = lambda k: ' '.join('%s %.1f' % (q, r[k][q]) for q in ('p50', 'p90', 'p99', 'max'))
-print('ramp %s: out %.0f tok/s; ttft %s; itl %s; tpot p50 %.2f' % (sys.argv[2], r['output_tokens_per_s'], f('ttft_ms'),
+print('ramp %s: out %.0f tok/s; ttft %s; itl %s; tpot p50 %.2f' % (sys.argv[2], r['throughput']['output_tokens_per_s'], f('ttft_ms'),
       f('itl_ms'), r['tpot_ms']['p50']))
 PY
         grep -c 'captured: recording' "$L/serve_ramp_$vtag.log" | sed "s/^/captures after $run: /" | tee -a "$S"
