@@ -779,7 +779,8 @@ f = lambda k: ' '.join('%s %.1f' % (q, r[k][q]) for q in ('p50', 'p90', 'p99', '
 print('ramp %s: out %.0f tok/s; ttft %s; itl %s; tpot p50 %.2f' % (sys.argv[2], r['throughput']['output_tokens_per_s'], f('ttft_ms'),
       f('itl_ms'), r['tpot_ms']['p50']))
 PY
-        grep -c 'captured: recording' "$L/serve_ramp_$vtag.log" | sed "s/^/captures after $run: /" | tee -a "$S"
+        note "after $run: $(grep -c 'captured: recording' "$L/serve_ramp_$vtag.log") captures, $(grep -c 'cuBLASLt plan' \
+          "$L/serve_ramp_$vtag.log") cuBLASLt plans made ($(grep -c 'evicting' "$L/serve_ramp_$vtag.log") evicting)"
       done
       python3 - "$L/serve_ramp_$vtag.log" <<'PY' | tee -a "$S"
 import re, sys

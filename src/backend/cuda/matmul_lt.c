@@ -6,6 +6,7 @@
 #include "backend/cuda/cuda_internal.h"
 #include "backend/cuda/cuda_kernels.h"
 #include "core/alloc.h"
+#include "core/clock.h"
 #include "core/log.h"
 
 #define LT_PLANS 64
@@ -39,6 +40,7 @@ struct ss_cuda_lt {
     /* ... and only from this many rows on: below, cuBLASLt 13.1's outer-vector kernels are slower on an H200
      * than an unscaled GEMM and a scaling pass (docs/performance.md, session 20) */
     int64_t fp8_outer_min;
+    int64_t plans_made; /* for the debug log: how often a shape missed the cache */
 };
 
 static uint32_t lt_alignment(const void *p)
@@ -201,9 +203,15 @@ static ss_status lt_plan_get(ss_cuda_lt *lt, const lt_key *key, lt_plan **out, c
             victim = p;
     }
     if (!plan) {
+        const int evicting = victim->used;
         lt_plan_release(victim);
+        const int64_t t0 = ss_now_us();
         SS_CHECK(lt_plan_make(lt, key, victim, w_scale, x_scale, err));
         plan = victim;
+        lt->plans_made++;
+        SS_LOGD("cuda: cuBLASLt plan %lld: n=%lld m=%d k=%d%s made in %.2f ms%s", (long long)lt->plans_made,
+                (long long)key->n, key->m, key->k, key->fp8 ? " e4m3" : "", (double)(ss_now_us() - t0) / 1e3,
+                evicting ? " (evicting the least recently used)" : "");
     }
     plan->last_use = ++lt->clock;
     *out = plan;
