@@ -752,7 +752,8 @@ if has ramp; then
   # RAMP_RATE req/s (Poisson, default 120; 128 in, RAMP_OUT out, default 32:256, seed 1) twice: cold (graphs captured
   # as batches first reach their sizes) and warm (the same arrivals, every graph captured). RAMP_GOLDEN=0 skips the
   # goldens on cuda first; RAMP_ARGS: more serve flags (--no-prefix-cache: the second run's prompts, the same as the
-  # first's, would otherwise skip their prefill); RAMP_RUNS: the runs' names (default "cold warm").
+  # first's, would otherwise skip their prefill); RAMP_RUNS: the runs' names (default "cold warm"), each with
+  # :SEED to send other prompts and arrivals than seed 1's.
   export CUDA_VISIBLE_DEVICES=0
   [ -d "$M8" ] || "$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1
   cp /work/shared/fixtures/models/e2e-llama3-tok/tokenizer.json /work/shared/fixtures/models/e2e-llama3-tok/tokenizer_config.json "$M8/"
@@ -767,10 +768,11 @@ if has ramp; then
     SPID=$!
     wait_ready $SPID
     if [ $ready = 1 ]; then
-      for run in ${RAMP_RUNS:-cold warm}; do
+      for rs in ${RAMP_RUNS:-cold warm}; do
+        IFS=: read -r run seed <<<"$rs"
         step "ramp $run [$vtag]" 150 "bench_ramp_${vtag}_$run.log" "$B/shardserve" bench --url http://127.0.0.1:8000 \
           --model m --num-requests "${RAMP_REQ:-1500}" --request-rate "${RAMP_RATE:-120}" --input-len 128 \
-          --output-len-range "${RAMP_OUT:-32:256}" --seed 1 --json --quiet --requests-out "$L/req_ramp_${vtag}_$run.jsonl"
+          --output-len-range "${RAMP_OUT:-32:256}" --seed "${seed:-1}" --json --quiet --requests-out "$L/req_ramp_${vtag}_$run.jsonl"
         python3 - "$L/bench_ramp_${vtag}_$run.log" "$run [$vtag]" <<'PY' | tee -a "$S"
 import json, sys
 t = open(sys.argv[1]).read()

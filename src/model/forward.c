@@ -51,6 +51,7 @@ struct ss_forward {
     int32_t chain_tile;             /* a graph step's longest attention tile (ss_forward_chain_tile) */
     int32_t graph_bucket;           /* ss_forward_graph_pad's bucket (ss_forward_graph_bucket); 0: powers of two */
     int32_t graphs_captured;        /* captures so far (logged at powers of two from 16: many mean replacements) */
+    int64_t eager_n, eager_us, eager_max_us; /* the debug log's enqueue times of steps run op by op, per 256 */
     int fuse_rope;                  /* use the backend's rope_kv_store (SS_UNFUSED_ROPE: a benchmark switch) */
     int fuse_mlp;                   /* use the backend's matmul_silu (SS_UNFUSED_MLP: a benchmark switch) */
     ss_decode_layer *dlayers;       /* [layers of this stage] for decode_layers; NULL: not used (SS_PERSIST=0,
@@ -705,5 +706,15 @@ ss_status ss_forward_run(ss_forward *f, const ss_forward_batch *b, const float *
         f->graphs = 0; /* this backend has none: run op by op from now on (the metadata packed anew) */
         return ss_forward_run(f, b, logits, err);
     }
-    return fwd_body(f, n, b->n_rows, &meta, &ml, b->greedy_only, logits, err);
+    const int64_t t0 = ss_now_us();
+    st = fwd_body(f, n, b->n_rows, &meta, &ml, b->greedy_only, logits, err);
+    const int64_t us = ss_now_us() - t0;
+    f->eager_us += us;
+    f->eager_max_us = us > f->eager_max_us ? us : f->eager_max_us;
+    if (++f->eager_n == 256) {
+        SS_LOGD("forward: 256 steps op by op, enqueued in %.2f ms on average, at most %.2f", f->eager_us / 256e3,
+                f->eager_max_us / 1e3);
+        f->eager_n = f->eager_us = f->eager_max_us = 0;
+    }
+    return st;
 }
