@@ -17,6 +17,7 @@
 
 #include "cli/opts.h"
 #include "core/alloc.h"
+#include "core/clock.h"
 #include "core/status.h"
 #include "engine/cache.h"
 #include "engine/st_writer.h"
@@ -414,8 +415,7 @@ int main(int argc, char **argv)
     int nth = threads > 0 ? (int)threads : (int)(cores > 0 ? cores : 1);
     if (nth > 64)
         nth = 64;
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    const double t0 = ss_now_s();
     pthread_t th[64];
     int started = 0;
     for (int i = 1; i < nth; i++)
@@ -429,12 +429,11 @@ int main(int argc, char **argv)
     for (int s = 0; s < n_shards; s++)
         if (fsync(fds[s]) != 0 || close(fds[s]) != 0)
             atomic_store(&c.failed, 1);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
+    const double el = ss_now_s() - t0;
     if (atomic_load(&c.failed)) {
         fprintf(stderr, "gen_checkpoint: writing failed: %s\n", strerror(errno));
         return 1;
     }
-    double el = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
     fprintf(stderr, "gen_checkpoint: %s (%d layers): %zu tensors, %d shard(s), %.3f GB in %.2f s (%.2f GB/s)\n",
             sh->name, n_layers, nt, n_shards, (double)total / 1e9, el, el > 0 ? (double)total / el / 1e9 : 0.0);
     printf("%s\n", out);

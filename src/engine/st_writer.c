@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "core/alloc.h"
+#include "core/clock.h"
 
 typedef struct stw_buf {
     char *p;
@@ -172,7 +173,7 @@ struct ss_st_writer {
     char *buf;
     size_t buf_len;
     ss_sha256 *sha;
-    struct timespec t0;
+    double t0;           /* ss_now_s when writing began */
     uint64_t written;    /* bytes written since t0, for the throttle */
     int finished;
 };
@@ -198,9 +199,7 @@ static ss_status stw_write_all(ss_st_writer *w, const char *p, size_t len, ss_er
         w->written += (uint64_t)r;
     }
     if (w->params.throttle_bps > 0) {
-        struct timespec now;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        double el = (double)(now.tv_sec - w->t0.tv_sec) + 1e-9 * (double)(now.tv_nsec - w->t0.tv_nsec);
+        double el = ss_now_s() - w->t0;
         double want = (double)w->written / (double)w->params.throttle_bps;
         if (want > el) {
             double s = want - el;
@@ -260,7 +259,7 @@ ss_status ss_st_writer_create(const char *path, const ss_st_entry *entries, size
         st = ss_err_set(err, SS_ERR_IO, "%s: %s", path, strerror(errno));
         goto fail;
     }
-    clock_gettime(CLOCK_MONOTONIC, &w->t0);
+    w->t0 = ss_now_s();
     SS_CHECK_GOTO(stw_write_all(w, hdr, hdr_len, err), st, fail);
     while (w->cur < w->n && w->ends[w->cur] <= w->pos)
         w->cur++;

@@ -17,6 +17,7 @@
 #include <cmocka.h> /* after setjmp.h, stdarg.h, stddef.h */
 
 #include "core/alloc.h"
+#include "core/clock.h"
 #include "core/fileio.h"
 #include "runner/replica.h"
 #include "serve/json_guide.h"
@@ -228,13 +229,6 @@ static void wait_tokens(collect *c, int32_t n)
         fail_msg("no %d tokens within %d s", (int)n, WAIT_S);
 }
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* A greedy request (ignore_eos) for prompt[0..n), allocated as the API layer would. */
 static ss_gen_request *make_req(const int32_t *prompt, int32_t n, int32_t max_tokens)
 {
@@ -245,7 +239,7 @@ static ss_gen_request *make_req(const int32_t *prompt, int32_t n, int32_t max_to
     q->max_tokens = max_tokens;
     q->sp = ss_sampling_default();
     q->ignore_eos = 1;
-    q->arrival_ms = mono_ms();
+    q->arrival_ms = ss_now_ms();
     return q;
 }
 
@@ -314,10 +308,10 @@ static void assert_golden_prefix(const golden_case *g, const int32_t *tok, int32
  * bound on a hang only (the scheduler thread may run late on a loaded machine). */
 static void wait_idle_stats(ss_sched *s, ss_sched_stats *st)
 {
-    const int64_t end = mono_ms() + WAIT_S * 1000;
+    const int64_t end = ss_now_ms() + WAIT_S * 1000;
     for (;;) {
         ss_sched_stats_get(s, st);
-        if ((st->kv_blocks_used == 0 && st->running == 0 && st->waiting == 0) || mono_ms() > end)
+        if ((st->kv_blocks_used == 0 && st->running == 0 && st->waiting == 0) || ss_now_ms() > end)
             return;
         struct timespec d = {0, 1000000};
         nanosleep(&d, NULL);
@@ -775,7 +769,7 @@ static void test_deadline(void **state)
     ss_sched *s = make_sched(f->big, NULL, 0, 0, 0, 1);
     collect c;
     ss_gen_request *q = make_req(f->cases[3].prompt, 130, 8000);
-    q->deadline_ms = mono_ms() + 30;
+    q->deadline_ms = ss_now_ms() + 30;
     run_alone(s, q, &c);
     assert_int_equal(c.finish, SS_FINISH_ERROR);
     assert_int_equal(c.status, SS_ERR_TIMEOUT);
