@@ -768,6 +768,7 @@ if has ramp; then
     SPID=$!
     wait_ready $SPID
     if [ $ready = 1 ]; then
+      grep -ho 'warm-up: .*\|ready as .*' "$L/serve_ramp_$vtag.log" | sed "s/^/[$vtag] /" | tee -a "$S"
       for rs in ${RAMP_RUNS:-cold warm}; do
         IFS=: read -r run seed <<<"$rs"
         step "ramp $run [$vtag]" 150 "bench_ramp_${vtag}_$run.log" "$B/shardserve" bench --url http://127.0.0.1:8000 \

@@ -615,6 +615,11 @@ int ss_replica_overlaps(const ss_replica *r)
     return (!r->multi || r->p.pp == 1) && ss_runner_async(r->runner);
 }
 
+int ss_replica_on_gpu(const ss_replica *r)
+{
+    return ss_runner_async(r->runner);
+}
+
 ss_status ss_replica_step(ss_replica *r, const ss_step_plan *plan, ss_step_output *out, ss_err *err)
 {
     memset(out, 0, sizeof *out);

@@ -52,6 +52,8 @@ ss_status ss_replica_ready(ss_replica *r, int *ready, ss_err *err);
 /* 1 when submit returns before the step's device work ends (one rank on a GPU); with several ranks, or on
  * the cpu, each step runs within submit, and submitting ahead gains nothing. */
 int ss_replica_overlaps(const ss_replica *r);
+/* 1 when the leader's rank runs on a GPU (its backend enqueues work on a device stream), at any tp and pp. */
+int ss_replica_on_gpu(const ss_replica *r);
 const ss_model_config *ss_replica_config(const ss_replica *r);
 int32_t ss_replica_num_kv_blocks(const ss_replica *r);
 int32_t ss_replica_block_size(const ss_replica *r);

@@ -41,6 +41,8 @@
 /* Threads encoding prompts: a long prompt takes ~0.5 s a MB (Llama 3's tokenizer, one core of the CI VM),
  * which on the loop would stall every stream. Two keep a CPU core for the loop and the scheduler. */
 #define SRV_TOKENIZER_THREADS 2
+#define SRV_WARM_BATCH 32  /* srv_warmup's requests at once on a GPU */
+#define SRV_WARM_PROMPT 16 /* and the tokens of each one's prompt */
 
 /* An event copied off the scheduler thread. */
 struct srv_ev {
@@ -602,12 +604,12 @@ static void srv_handle_done(srv_req *r, srv_sub *sub, const ss_gen_event *ev)
         srv_req_finish(r);
 }
 
-/* Warm-up request state (loader thread waits on it). */
+/* Warm-up requests' state (the loader thread waits until none is pending). */
 typedef struct srv_warm {
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    int done;
-    ss_finish_reason finish;
+    int pending;
+    int failed; /* a request ended otherwise than by its length or a stop: msg says how */
     char msg[256];
 } srv_warm;
 
@@ -617,9 +619,11 @@ static void srv_warm_cb(void *user, const ss_gen_event *ev)
     if (ev->kind != SS_GEN_DONE)
         return;
     pthread_mutex_lock(&w->mu);
-    w->done = 1;
-    w->finish = ev->finish;
-    snprintf(w->msg, sizeof w->msg, "%s", ev->message ? ev->message : ss_status_str(ev->status));
+    w->pending--;
+    if (ev->finish != SS_FINISH_STOP && ev->finish != SS_FINISH_LENGTH && !w->failed) {
+        w->failed = 1;
+        snprintf(w->msg, sizeof w->msg, "%s", ev->message ? ev->message : ss_status_str(ev->status));
+    }
     pthread_cond_signal(&w->cv);
     pthread_mutex_unlock(&w->mu);
 }
@@ -872,40 +876,79 @@ static void srv_metrics_cb(struct evhttp_request *req, void *arg)
 
 /* ---- loading ------------------------------------------------------------------------------------------ */
 
-static ss_status srv_warmup(ss_server *s, ss_err *err)
+/* Runs n warm-up requests at once and waits for them: request i has a prompt of prompt_len distinct token ids
+ * (the first the BOS) and stops after max_tokens + i tokens. */
+static ss_status srv_warm_run(ss_server *s, int n, int32_t prompt_len, int32_t max_tokens, ss_err *err)
 {
     srv_warm w;
     memset(&w, 0, sizeof w);
     pthread_mutex_init(&w.mu, NULL);
     pthread_cond_init(&w.cv, NULL);
-    ss_gen_request *g = ss_calloc(1, sizeof *g);
     ss_status st = SS_OK;
-    if (!g || !(g->prompt = ss_malloc(sizeof *g->prompt))) {
-        ss_gen_request_free(g);
-        st = ss_err_set(err, SS_ERR_NOMEM, "warm-up: out of memory");
-        goto out;
+    for (int i = 0; i < n && st == SS_OK; i++) {
+        ss_gen_request *g = ss_calloc(1, sizeof *g);
+        if (!g || !(g->prompt = ss_malloc((size_t)prompt_len * sizeof *g->prompt))) {
+            ss_gen_request_free(g);
+            st = ss_err_set(err, SS_ERR_NOMEM, "warm-up: out of memory");
+            break;
+        }
+        for (int32_t j = 0; j < prompt_len; j++) /* distinct prompts: no prefix is shared */
+            g->prompt[j] = j == 0 && s->bos_id >= 0 ? s->bos_id
+                                                    : (int32_t)((1 + (int64_t)i * prompt_len + j) % s->limits.vocab_size);
+        g->n_prompt = prompt_len;
+        g->max_tokens = max_tokens + i;
+        g->sp = ss_sampling_default();
+        g->ignore_eos = 1;
+        uint64_t id;
+        pthread_mutex_lock(&w.mu);
+        w.pending++;
+        pthread_mutex_unlock(&w.mu);
+        st = ss_sched_submit(s->sched, g, srv_warm_cb, &w, &id, err); /* takes g, also on error */
+        if (st != SS_OK) {
+            pthread_mutex_lock(&w.mu);
+            w.pending--;
+            pthread_mutex_unlock(&w.mu);
+        }
     }
-    g->prompt[0] = s->bos_id >= 0 ? s->bos_id : 0;
-    g->n_prompt = 1;
-    /* a prefill and one decode step: the batch-1 decode graph (and, on a GPU, the persistent decode kernel)
-     * is captured and proven before the server says ready, not on the first request */
-    g->max_tokens = 2;
-    g->sp = ss_sampling_default();
-    g->ignore_eos = 1;
-    uint64_t id;
-    st = ss_sched_submit(s->sched, g, srv_warm_cb, &w, &id, err);
-    if (st != SS_OK)
-        goto out;
-    pthread_mutex_lock(&w.mu);
-    while (!w.done)
+    pthread_mutex_lock(&w.mu); /* also after a failed submit: the ones submitted still call back */
+    while (w.pending > 0)
         pthread_cond_wait(&w.cv, &w.mu);
     pthread_mutex_unlock(&w.mu);
-    if (w.finish != SS_FINISH_STOP && w.finish != SS_FINISH_LENGTH)
+    if (st == SS_OK && w.failed)
         st = ss_err_set(err, SS_ERR_INTERNAL, "warm-up generation failed: %s", w.msg);
-out:
     pthread_cond_destroy(&w.cv);
     pthread_mutex_destroy(&w.mu);
     return st;
+}
+
+/* Before the server says ready: a 1-token prompt and one decode step, so that the batch-1 decode graph (and, on a
+ * GPU, the persistent decode kernel) is captured and proven before the first request, not on it. Then, on a
+ * GPU, SRV_WARM_BATCH requests at
+ * once (the benchmark switch SS_WARMUP_BATCH: 0 skips them): their prompts make a prefill step of GEMMs, whose
+ * first one sets cuBLASLt up (~0.1-0.2 s, on the first request's time otherwise), and request i stops after
+ * 2 + i tokens, so that the decode batch shrinks by one a step and each graph bucket up to that size is captured. */
+static ss_status srv_warmup(ss_server *s, ss_err *err)
+{
+    SS_CHECK(srv_warm_run(s, 1, 1, 2, err));
+    int batch = SRV_WARM_BATCH;
+    const char *env = getenv("SS_WARMUP_BATCH"); /* benchmark switch (docs/architecture.md) */
+    if (env) {
+        char *end = NULL;
+        long v = strtol(env, &end, 10);
+        if (end != env && *end == '\0' && v >= 0 && v <= 4096)
+            batch = (int)v;
+        else
+            SS_LOGW("serve: SS_WARMUP_BATCH='%s' is not a count of requests in 0..4096: ignored", env);
+    }
+    const int32_t max_seqs = ss_replica_max_seqs(s->replica);
+    if (batch > max_seqs)
+        batch = max_seqs;
+    if (batch <= 1 || !ss_replica_on_gpu(s->replica))
+        return SS_OK;
+    const int64_t t0 = ss_now_us();
+    SS_CHECK(srv_warm_run(s, batch, SRV_WARM_PROMPT, 2, err));
+    SS_LOGI("warm-up: %d requests at once in %.2f s", batch, (double)(ss_now_us() - t0) / 1e6);
+    return SS_OK;
 }
 
 static ss_status srv_load(ss_server *s, ss_err *err)
