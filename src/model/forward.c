@@ -12,11 +12,6 @@
 #include "core/log.h"
 #include "model/step_tiles.h"
 
-/* Decode steps of up to this many tokens are replayed from CUDA graphs (one per token bucket, ss_forward_graph_pad:
- * powers of two, then multiples of SS_GRAPH_BUCKET_DEFAULT; and per power-of-two context bound); larger steps are
- * compute-bound and run eagerly. */
-#define FWD_GRAPH_MAX_TOKENS 256
-
 struct ss_forward {
     ss_backend *be;
     const ss_model_config *cfg;
@@ -177,9 +172,9 @@ ss_status ss_forward_create(ss_backend *be, const ss_model_config *cfg, const ss
                       fail);
     }
     /* layout: ids, tok_seq, tok_pos, slots [T each], q_tiles [2T], rows [R], seq_lens [S], block_tables [S, max_blocks] */
-    /* + FWD_GRAPH_MAX_TOKENS: a graph step's compact layout (fwd_layout at its padded size) needs 8 n_pad +
+    /* + SS_FWD_GRAPH_MAX_TOKENS: a graph step's compact layout (fwd_layout at its padded size) needs 8 n_pad +
      * n_seqs max_blocks, and its padding may exceed max_seqs by less than that */
-    f->meta_elems = 6 * T + R + (size_t)p->max_seqs * ((size_t)p->max_blocks + 1) + FWD_GRAPH_MAX_TOKENS;
+    f->meta_elems = 6 * T + R + (size_t)p->max_seqs * ((size_t)p->max_blocks + 1) + SS_FWD_GRAPH_MAX_TOKENS;
     FWD_ALLOC(meta, f->meta_elems * sizeof(int32_t), "step metadata");
     f->meta_host = ss_malloc(f->meta_elems * sizeof(int32_t));
     const char *full = getenv("SS_META_FULL");
@@ -644,7 +639,7 @@ ss_status ss_forward_run(ss_forward *f, const ss_forward_batch *b, const float *
      * from the host: if any rank's shard is empty, no rank uses graphs.) */
     int64_t n_pad = ss_forward_graph_pad(n, f->graph_bucket);
     int graph = f->graphs && sp->first_stage && sp->last_stage &&
-                (int64_t)sp->vocab_per_rank * (sp->tp - 1) < f->cfg->vocab_size && n <= FWD_GRAPH_MAX_TOKENS &&
+                (int64_t)sp->vocab_per_rank * (sp->tp - 1) < f->cfg->vocab_size && n <= SS_FWD_GRAPH_MAX_TOKENS &&
                 b->n_rows == n && n_pad <= T && n_pad <= f->p.max_rows && b->tok_seq[0] == 0 &&
                 b->tok_seq[n - 1] == b->n_seqs - 1;
     for (int64_t i = 0, run = 1; graph && i < n; i++) {

@@ -79,6 +79,9 @@ int ss_forward_feeds(const ss_forward *f);
  * SS_GRAPH_TILE (1..SS_ATTN_LONG_TILE - 1). Steps run op by op take runs of up to SS_ATTN_TILE_MAX. */
 #define SS_FWD_CHAIN_TILE 8
 int32_t ss_forward_chain_tile(void);
+/* Decode steps of up to this many tokens are replayed from CUDA graphs (one per token bucket, ss_forward_graph_pad,
+ * and per power-of-two context bound); larger steps are compute-bound and run eagerly. */
+#define SS_FWD_GRAPH_MAX_TOKENS 256
 /* A graph-replayed step's padded token count for n tokens: the next power of two; with bucket > 0, from 2 * bucket
  * tokens on the next multiple of bucket where that is smaller (batch 160 then runs as 160 rows instead of 256: its
  * GEMMs compute the padding rows too, and a launcher's rule sees a count near the batch, not a power of two). */

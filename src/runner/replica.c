@@ -39,6 +39,8 @@ struct ss_replica {
     int output_rank;
     int broken; /* a step failed: the replica can't be used any more */
     int32_t num_kv_blocks; /* the smallest KV-block count of any rank (each sizes its own cache) */
+    int no_graphs;         /* the ranks run decode steps op by op (--no-graphs, SS_NO_GRAPHS) */
+    int32_t graph_bucket;  /* else ss_forward_graph_pad's bucket on every rank */
     /* Pipelines (pp > 1) run each step within submit: its output waits here for collect (oldest at
      * q_head). last/last_tokens: the sampling sequences and tokens of the last step, for SS_TOKEN_PREV.
      * (One stage keeps its steps pending in the leader's runner instead: replica_submit_stage.) */
@@ -258,10 +260,8 @@ static ss_status replica_create_multi(ss_replica *r, ss_err *err)
     s.max_seqs = p->max_seqs;
     s.max_batch_tokens = p->max_batch_tokens;
     s.comm_timeout_ms = p->comm_timeout_ms > 0 ? p->comm_timeout_ms : 60000;
-    /* SS_NO_GRAPHS (a switch for bisecting faults) is read here, by the leader only: every rank of a
-     * tensor-parallel group must agree on graph use, as a graph step pads its collectives. */
-    s.no_graphs = p->no_graphs || getenv("SS_NO_GRAPHS") != NULL;
-    s.graph_bucket = ss_forward_graph_bucket(); /* the SS_GRAPH_BUCKET switch: the leader's, for the same reason */
+    s.no_graphs = r->no_graphs; /* the leader's switches, handed to every rank (see ss_replica_create) */
+    s.graph_bucket = r->graph_bucket;
     s.gpus_per_node = p->gpus_per_node > 0 ? p->gpus_per_node : (p->leader_addr ? 1 : world);
 #ifdef SS_HAVE_CUDA
     if (s.device == SS_DEVICE_CUDA)
@@ -338,14 +338,17 @@ ss_status ss_replica_create(const ss_replica_params *params, ss_replica **out, s
         st = ss_err_set(err, SS_ERR_INVALID_ARG, "tp and pp must be >= 1 (got %d, %d)", params->tp, params->pp);
         goto fail;
     }
+    /* SS_NO_GRAPHS (a switch for bisecting faults) and SS_GRAPH_BUCKET are read here, by the leader only: every
+     * rank of a tensor-parallel group must agree on graph use and padding, as a graph step pads its collectives */
+    r->no_graphs = params->no_graphs || getenv("SS_NO_GRAPHS") != NULL;
+    r->graph_bucket = ss_forward_graph_bucket();
     if (params->tp * params->pp > 1) {
         SS_CHECK_GOTO(replica_create_multi(r, err), st, fail);
     } else {
         SS_CHECK_GOTO(ss_comm_create_single(&r->tp_comm, err), st, fail);
         ss_runner_params rp = {params->model_dir, 1, 1, 0, params->backend, params->block_size,
                                params->num_kv_blocks, params->max_seq_len, params->max_batch_tokens,
-                               params->max_seqs, params->no_graphs || getenv("SS_NO_GRAPHS") != NULL,
-                               ss_forward_graph_bucket()};
+                               params->max_seqs, r->no_graphs, r->graph_bucket};
         ss_runner_links links = {r->tp_comm, NULL, 0};
         SS_CHECK_GOTO(ss_runner_create(&rp, &links, &r->runner, err), st, fail);
     }
@@ -618,6 +621,14 @@ int ss_replica_overlaps(const ss_replica *r)
 int ss_replica_on_gpu(const ss_replica *r)
 {
     return ss_runner_async(r->runner);
+}
+
+int32_t ss_replica_graph_rows(const ss_replica *r, int32_t n)
+{
+    if (r->no_graphs || r->p.pp > 1 || !ss_runner_async(r->runner) || n < 1 || n > ss_replica_max_seqs(r) ||
+        n > SS_FWD_GRAPH_MAX_TOKENS)
+        return 0;
+    return (int32_t)ss_forward_graph_pad(n, r->graph_bucket);
 }
 
 ss_status ss_replica_step(ss_replica *r, const ss_step_plan *plan, ss_step_output *out, ss_err *err)

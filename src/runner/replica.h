@@ -54,6 +54,10 @@ ss_status ss_replica_ready(ss_replica *r, int *ready, ss_err *err);
 int ss_replica_overlaps(const ss_replica *r);
 /* 1 when the leader's rank runs on a GPU (its backend enqueues work on a device stream), at any tp and pp. */
 int ss_replica_on_gpu(const ss_replica *r);
+/* The rows a decode step of n sequences (one token each) computes as a replayed CUDA graph (n padded to its
+ * bucket); 0 when such a step runs op by op (no GPU, pipeline stages, --no-graphs, n beyond max_seqs or
+ * SS_FWD_GRAPH_MAX_TOKENS). */
+int32_t ss_replica_graph_rows(const ss_replica *r, int32_t n);
 const ss_model_config *ss_replica_config(const ss_replica *r);
 int32_t ss_replica_num_kv_blocks(const ss_replica *r);
 int32_t ss_replica_block_size(const ss_replica *r);

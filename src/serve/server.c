@@ -41,8 +41,7 @@
 /* Threads encoding prompts: a long prompt takes ~0.5 s a MB (Llama 3's tokenizer, one core of the CI VM),
  * which on the loop would stall every stream. Two keep a CPU core for the loop and the scheduler. */
 #define SRV_TOKENIZER_THREADS 2
-#define SRV_WARM_BATCH 32  /* srv_warmup's requests at once on a GPU */
-#define SRV_WARM_PROMPT 16 /* and the tokens of each one's prompt */
+#define SRV_WARM_PROMPT 16 /* the most tokens of a warm-up request's prompt (srv_warm_graphs) */
 
 /* An event copied off the scheduler thread. */
 struct srv_ev {
@@ -877,15 +876,15 @@ static void srv_metrics_cb(struct evhttp_request *req, void *arg)
 /* ---- loading ------------------------------------------------------------------------------------------ */
 
 /* Runs n warm-up requests at once and waits for them: request i has a prompt of prompt_len distinct token ids
- * (the first the BOS) and stops after max_tokens + i tokens. */
-static ss_status srv_warm_run(ss_server *s, int n, int32_t prompt_len, int32_t max_tokens, ss_err *err)
+ * (the first the BOS) and stops after max_tokens[i] tokens (max_tokens: borrowed). */
+static ss_status srv_warm_run(ss_server *s, int32_t n, int32_t prompt_len, const int32_t *max_tokens, ss_err *err)
 {
     srv_warm w;
     memset(&w, 0, sizeof w);
     pthread_mutex_init(&w.mu, NULL);
     pthread_cond_init(&w.cv, NULL);
     ss_status st = SS_OK;
-    for (int i = 0; i < n && st == SS_OK; i++) {
+    for (int32_t i = 0; i < n && st == SS_OK; i++) {
         ss_gen_request *g = ss_calloc(1, sizeof *g);
         if (!g || !(g->prompt = ss_malloc((size_t)prompt_len * sizeof *g->prompt))) {
             ss_gen_request_free(g);
@@ -896,7 +895,7 @@ static ss_status srv_warm_run(ss_server *s, int n, int32_t prompt_len, int32_t m
             g->prompt[j] = j == 0 && s->bos_id >= 0 ? s->bos_id
                                                     : (int32_t)((1 + (int64_t)i * prompt_len + j) % s->limits.vocab_size);
         g->n_prompt = prompt_len;
-        g->max_tokens = max_tokens + i;
+        g->max_tokens = max_tokens[i];
         g->sp = ss_sampling_default();
         g->ignore_eos = 1;
         uint64_t id;
@@ -921,34 +920,56 @@ static ss_status srv_warm_run(ss_server *s, int n, int32_t prompt_len, int32_t m
     return st;
 }
 
+/* The warm-up's second part on a GPU: n requests at once (their prompts one prefill step where the step's tokens
+ * allow) whose decode batch then shrinks through the graph sizes, largest first. Request i decodes in each step
+ * whose batch, a size that pads to itself, exceeds i: n = 256 with buckets of 8 takes 35 decode steps, one per
+ * graph of the first context bound. */
+static ss_status srv_warm_graphs(ss_server *s, int32_t n, ss_err *err)
+{
+    int32_t *max_tokens = ss_malloc((size_t)n * sizeof *max_tokens);
+    if (!max_tokens)
+        return ss_err_set(err, SS_ERR_NOMEM, "warm-up: out of memory");
+    for (int32_t i = 0; i < n; i++) {
+        max_tokens[i] = 1; /* the prefill's token */
+        for (int32_t b = i + 1; b <= n; b++)
+            max_tokens[i] += ss_replica_graph_rows(s->replica, b) == b;
+    }
+    int64_t prompt = ss_replica_max_batch_tokens(s->replica) / n;
+    prompt = prompt < 1 ? 1 : prompt > SRV_WARM_PROMPT ? SRV_WARM_PROMPT : prompt;
+    const int64_t t0 = ss_now_us();
+    ss_status st = srv_warm_run(s, n, (int32_t)prompt, max_tokens, err);
+    if (st == SS_OK)
+        SS_LOGI("warm-up: %d requests at once, %d decode steps, in %.2f s", (int)n, (int)max_tokens[0] - 1,
+                (double)(ss_now_us() - t0) / 1e6);
+    ss_free(max_tokens);
+    return st;
+}
+
 /* Before the server says ready: a 1-token prompt and one decode step, so that the batch-1 decode graph (and, on a
- * GPU, the persistent decode kernel) is captured and proven before the first request, not on it. Then, on a
- * GPU, SRV_WARM_BATCH requests at
- * once (the benchmark switch SS_WARMUP_BATCH: 0 skips them): their prompts make a prefill step of GEMMs, whose
- * first one sets cuBLASLt up (~0.1-0.2 s, on the first request's time otherwise), and request i stops after
- * 2 + i tokens, so that the decode batch shrinks by one a step and each graph bucket up to that size is captured. */
+ * GPU, the persistent decode kernel) is captured and proven before the first request, not on it. Then, where decode
+ * steps replay graphs, srv_warm_graphs with up to --max-batch requests (the benchmark switch SS_WARMUP_BATCH: fewer;
+ * 0 or 1 skips it): its prefill's GEMMs set cuBLASLt up (0.13-0.2 s, on the first request's time otherwise), and its
+ * decode steps capture every graph of the first context bound (one H200, session 51: TTFT p99 of a cold server at
+ * 80 requests/s 170 -> 39 ms; ready 2 s later). */
 static ss_status srv_warmup(ss_server *s, ss_err *err)
 {
-    SS_CHECK(srv_warm_run(s, 1, 1, 2, err));
-    int batch = SRV_WARM_BATCH;
+    const int32_t one = 2;
+    SS_CHECK(srv_warm_run(s, 1, 1, &one, err));
+    int32_t n = ss_replica_max_seqs(s->replica);
     const char *env = getenv("SS_WARMUP_BATCH"); /* benchmark switch (docs/architecture.md) */
     if (env) {
         char *end = NULL;
         long v = strtol(env, &end, 10);
-        if (end != env && *end == '\0' && v >= 0 && v <= 4096)
-            batch = (int)v;
+        if (end != env && *end == '\0' && v >= 0 && v <= n)
+            n = (int32_t)v;
         else
-            SS_LOGW("serve: SS_WARMUP_BATCH='%s' is not a count of requests in 0..4096: ignored", env);
+            SS_LOGW("serve: SS_WARMUP_BATCH='%s' is not a count of requests in 0..%d: ignored", env, (int)n);
     }
-    const int32_t max_seqs = ss_replica_max_seqs(s->replica);
-    if (batch > max_seqs)
-        batch = max_seqs;
-    if (batch <= 1 || !ss_replica_on_gpu(s->replica))
+    while (n > 1 && ss_replica_graph_rows(s->replica, n) == 0) /* beyond the largest graph */
+        n--;
+    if (n <= 1)
         return SS_OK;
-    const int64_t t0 = ss_now_us();
-    SS_CHECK(srv_warm_run(s, batch, SRV_WARM_PROMPT, 2, err));
-    SS_LOGI("warm-up: %d requests at once in %.2f s", batch, (double)(ss_now_us() - t0) / 1e6);
-    return SS_OK;
+    return srv_warm_graphs(s, n, err);
 }
 
 static ss_status srv_load(ss_server *s, ss_err *err)
