@@ -33,6 +33,7 @@
 #include "serve/http_server.h"
 #include "serve/metrics.h"
 #include "serve/sse.h"
+#include "serve/warmup.h"
 #include "serve/work_pool.h"
 #include "template/chat_template.h"
 #include "tokenizer/tokenizer.h"
@@ -920,26 +921,26 @@ static ss_status srv_warm_run(ss_server *s, int32_t n, int32_t prompt_len, const
     return st;
 }
 
+static int32_t srv_warm_rows(const void *ctx, int32_t n)
+{
+    return ss_replica_graph_rows((const ss_replica *)ctx, n);
+}
+
 /* The warm-up's second part on a GPU: n requests at once (their prompts one prefill step where the step's tokens
- * allow) whose decode batch then shrinks through the graph sizes, largest first. Request i decodes in each step
- * whose batch, a size that pads to itself, exceeds i: n = 256 with buckets of 8 takes 35 decode steps, one per
- * graph of the first context bound. */
+ * allow) whose decode batch then shrinks through the graph sizes (ss_warmup_plan): n = 256 with buckets of 8 takes
+ * 35 decode steps, one per graph of the first context bound. */
 static ss_status srv_warm_graphs(ss_server *s, int32_t n, ss_err *err)
 {
     int32_t *max_tokens = ss_malloc((size_t)n * sizeof *max_tokens);
     if (!max_tokens)
         return ss_err_set(err, SS_ERR_NOMEM, "warm-up: out of memory");
-    for (int32_t i = 0; i < n; i++) {
-        max_tokens[i] = 1; /* the prefill's token */
-        for (int32_t b = i + 1; b <= n; b++)
-            max_tokens[i] += ss_replica_graph_rows(s->replica, b) == b;
-    }
+    const int32_t steps = ss_warmup_plan(n, srv_warm_rows, s->replica, max_tokens);
     int64_t prompt = ss_replica_max_batch_tokens(s->replica) / n;
     prompt = prompt < 1 ? 1 : prompt > SRV_WARM_PROMPT ? SRV_WARM_PROMPT : prompt;
     const int64_t t0 = ss_now_us();
     ss_status st = srv_warm_run(s, n, (int32_t)prompt, max_tokens, err);
     if (st == SS_OK)
-        SS_LOGI("warm-up: %d requests at once, %d decode steps, in %.2f s", (int)n, (int)max_tokens[0] - 1,
+        SS_LOGI("warm-up: %d requests at once, %d decode steps, in %.2f s", (int)n, (int)steps,
                 (double)(ss_now_us() - t0) / 1e6);
     ss_free(max_tokens);
     return st;
