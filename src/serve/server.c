@@ -953,10 +953,10 @@ static ss_status srv_warm_graphs(ss_server *s, int32_t n, ss_err *err)
 
 /* Before the server says ready: a 1-token prompt and one decode step, so that the batch-1 decode graph (and, on a
  * GPU, the persistent decode kernel) is captured and proven before the first request, not on it. Then, where decode
- * steps replay graphs, srv_warm_graphs with up to --max-batch requests (the benchmark switch SS_WARMUP_BATCH: fewer;
- * 0 or 1 skips it): its prefill's GEMMs set cuBLASLt up (0.13-0.2 s, on the first request's time otherwise), and its
- * decode steps capture every graph of the first context bound (one H200, 8B, session 51: a cold server's TTFT p99 at
- * 80 requests/s 128 -> 42.7 ms, warm 36.2; ready 0.4 s later). */
+ * steps replay graphs, srv_warm_graphs with up to --max-batch (and --max-waiting) requests (the benchmark switch
+ * SS_WARMUP_BATCH: fewer; 0 or 1 skips it): its prefill's GEMMs set cuBLASLt up (0.13-0.2 s, on the first request's
+ * time otherwise), and its decode steps capture every graph of the first context bound (one H200, 8B, session 51: a
+ * cold server's TTFT p99 at 80 requests/s 128 -> 42.7 ms, warm 36.2; ready 0.4 s later). */
 static ss_status srv_warmup(ss_server *s, ss_err *err)
 {
     const int32_t two = 2;
@@ -971,6 +971,8 @@ static ss_status srv_warmup(ss_server *s, ss_err *err)
         else
             SS_LOGW("serve: SS_WARMUP_BATCH='%s' is not a count of requests in 0..%d: ignored", env, (int)n);
     }
+    if (n > s->p.sched.max_waiting) /* all are queued at once: more than --max-waiting would be refused */
+        n = s->p.sched.max_waiting;
     while (n > 1 && ss_replica_graph_rows(s->replica, n) == 0) /* beyond the largest graph */
         n--;
     if (n <= 1)
