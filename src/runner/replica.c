@@ -618,11 +618,6 @@ int ss_replica_overlaps(const ss_replica *r)
     return (!r->multi || r->p.pp == 1) && ss_runner_async(r->runner);
 }
 
-int ss_replica_on_gpu(const ss_replica *r)
-{
-    return ss_runner_async(r->runner);
-}
-
 int32_t ss_replica_graph_rows(const ss_replica *r, int32_t n)
 {
     if (r->no_graphs || r->p.pp > 1 || !ss_runner_async(r->runner) || n < 1 || n > ss_replica_max_seqs(r) ||

@@ -52,8 +52,6 @@ ss_status ss_replica_ready(ss_replica *r, int *ready, ss_err *err);
 /* 1 when submit returns before the step's device work ends (one rank on a GPU); with several ranks, or on
  * the cpu, each step runs within submit, and submitting ahead gains nothing. */
 int ss_replica_overlaps(const ss_replica *r);
-/* 1 when the leader's rank runs on a GPU (its backend enqueues work on a device stream), at any tp and pp. */
-int ss_replica_on_gpu(const ss_replica *r);
 /* The rows a decode step of n sequences (one token each) computes as a replayed CUDA graph (n padded to its
  * bucket); 0 when such a step runs op by op (no GPU, pipeline stages, --no-graphs, n beyond max_seqs or
  * SS_FWD_GRAPH_MAX_TOKENS). */

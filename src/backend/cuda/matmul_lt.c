@@ -239,15 +239,10 @@ ss_status ss_cuda_lt_matmul(ss_cuda_lt *lt, cudaStream_t stream, void *out, int 
 {
     const lt_key key = lt_key_of(n, m, k, out_f32, 0, x, W, out);
     lt_plan *plan = NULL;
-    const int64_t made = lt->plans_made;
     SS_CHECK(lt_plan_get(lt, &key, &plan, NULL, NULL, err));
     const float alpha = 1.0f, beta = 0.0f;
-    const int64_t t0 = ss_now_us();
     CUBLAS_CHECK(err, cublasLtMatmul(lt->handle, plan->desc, &alpha, W, plan->a, x, plan->b, &beta, out, plan->c, out,
                                      plan->c, &plan->algo, lt->workspace, lt->workspace_bytes, stream));
-    if (made != lt->plans_made)
-        SS_LOGD("cuda: cuBLASLt plan %lld first enqueued in %.2f ms", (long long)lt->plans_made,
-                (double)(ss_now_us() - t0) / 1e3);
     return SS_OK;
 }
 
