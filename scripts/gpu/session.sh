@@ -794,6 +794,10 @@ if rows:
     print('captures %d: recording median %.2f max %.2f sum %.0f ms; instantiating median %.2f max %.2f sum %.0f ms'
           % (len(rows), rec[len(rec) // 2], rec[-1], sum(rec), ins[len(ins) // 2], ins[-1], sum(ins)))
     print('shapes: ' + ' '.join('%s@%s' % (r[0], r[1]) for r in rows))
+enq = sorted(float(m) for m in re.findall(r'256 steps op by op, enqueued in ([\d.]+) ms on average', open(sys.argv[1]).read()))
+if enq:
+    print('steps op by op: %d × 256, mean enqueue time per step median %.3f ms (min %.3f, max %.3f)'
+          % (len(enq), enq[len(enq) // 2], enq[0], enq[-1]))
 PY
     else
       note "FAIL  ramp [$vtag]: server not ready"; tail -3 "$L/serve_ramp_$vtag.log" | tee -a "$S"

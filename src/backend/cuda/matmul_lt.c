@@ -1,5 +1,6 @@
-/* matmul_lt.c — y = x . W^T through cuBLASLt (bf16 or fp8 e4m3 in, fp32 accumulate) with a cache of plans
- * (descriptors + the heuristic's algorithm) keyed by shape, input and output types and pointer alignment. */
+/* matmul_lt.c — y = x . W^T through cuBLASLt (bf16 or fp8 e4m3 in, fp32 accumulate) with a set-associative cache
+ * of plans (descriptors + the heuristic's algorithm) keyed by shape, input and output types and pointer alignment. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -9,7 +10,12 @@
 #include "core/clock.h"
 #include "core/log.h"
 
-#define LT_PLANS 64
+/* The plan cache: LT_SETS sets of LT_WAYS plans, a key's set picked by its hash, least recently used replaced within
+ * the set. A serving run meets ~370 step sizes × 5 GEMM shapes; the 64-plan fully associative cache before session 52
+ * remade 97% of its plans (docs/performance.md, session 51). SS_LT_CACHE=SETSxWAYS (a benchmark switch) sizes it:
+ * 1x64 is the old cache. */
+#define LT_SETS 512
+#define LT_WAYS 8
 
 typedef struct lt_key {
     int64_t n;
@@ -32,7 +38,8 @@ struct ss_cuda_lt {
     cublasLtHandle_t handle;
     void *workspace;
     size_t workspace_bytes;
-    lt_plan plans[LT_PLANS];
+    lt_plan *plans; /* owned: n_sets × n_ways, set s at plans[s * n_ways] */
+    int n_sets, n_ways;
     uint64_t clock;
     /* fp8 GEMMs: 1 cuBLASLt applies the row and token scales (outer vectors), 0 it cannot here (a kernel
      * applies them to the unscaled product), -1 not yet known (the first fp8 plan finds out) */
@@ -41,6 +48,7 @@ struct ss_cuda_lt {
      * than an unscaled GEMM and a scaling pass (docs/performance.md, session 20) */
     int64_t fp8_outer_min;
     int64_t plans_made; /* for the debug log: how often a shape missed the cache */
+    int64_t plans_evicted;
 };
 
 static uint32_t lt_alignment(const void *p)
@@ -86,6 +94,22 @@ ss_status ss_cuda_lt_create(size_t workspace_bytes, ss_cuda_lt **out, ss_err *er
                             cudaGetErrorString(ce));
     }
     lt->workspace_bytes = workspace_bytes;
+    lt->n_sets = LT_SETS;
+    lt->n_ways = LT_WAYS;
+    const char *cs = getenv("SS_LT_CACHE");
+    int sets = 0, ways = 0;
+    if (cs && sscanf(cs, "%dx%d", &sets, &ways) == 2 && sets > 0 && ways > 0 && sets <= 65536 && ways <= 1024) {
+        lt->n_sets = sets;
+        lt->n_ways = ways;
+    }
+    lt->plans = ss_calloc((size_t)lt->n_sets * (size_t)lt->n_ways, sizeof *lt->plans);
+    if (!lt->plans) {
+        cudaFree(lt->workspace);
+        cublasLtDestroy(lt->handle);
+        ss_free(lt);
+        return ss_err_set(err, SS_ERR_NOMEM, "cuBLASLt plan cache (%d × %d plans): out of memory", lt->n_sets,
+                          lt->n_ways);
+    }
     const char *ov = getenv("SS_FP8_OUTER"); /* benchmark switch: 0 scales fp8 products in a separate kernel */
     lt->fp8_outer = ov && ov[0] == '0' ? 0 : -1;
     const char *om = getenv("SS_FP8_OUTER_MIN"); /* benchmark switch: rows from which cuBLASLt scales */
@@ -98,8 +122,11 @@ void ss_cuda_lt_destroy(ss_cuda_lt *lt)
 {
     if (!lt)
         return;
-    for (int i = 0; i < LT_PLANS; i++)
+    SS_LOGD("cuda: cuBLASLt plan cache of %d × %d: %lld plans made, %lld of them evicting another", lt->n_sets,
+            lt->n_ways, (long long)lt->plans_made, (long long)lt->plans_evicted);
+    for (int i = 0; i < lt->n_sets * lt->n_ways; i++)
         lt_plan_release(&lt->plans[i]);
+    ss_free(lt->plans);
     cudaFree(lt->workspace);
     cublasLtDestroy(lt->handle);
     ss_free(lt);
@@ -187,14 +214,25 @@ fail:
     return st;
 }
 
-/* The plan for key, made on first use (fp8 == 1: with these scale pointers); the least recently used plan makes
- * room. */
+/* FNV-1a over the key's bytes (lt_key_of zeroes its padding): picks the key's set. */
+static uint32_t lt_key_hash(const lt_key *key)
+{
+    const unsigned char *b = (const unsigned char *)key;
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < sizeof *key; i++)
+        h = (h ^ b[i]) * 16777619u;
+    return h;
+}
+
+/* The plan for key, made on first use (fp8 == 1: with these scale pointers); the least recently used plan of the
+ * key's set makes room. */
 static ss_status lt_plan_get(ss_cuda_lt *lt, const lt_key *key, lt_plan **out, const float *w_scale,
                              const float *x_scale, ss_err *err)
 {
-    lt_plan *plan = NULL, *victim = &lt->plans[0];
-    for (int i = 0; i < LT_PLANS; i++) {
-        lt_plan *p = &lt->plans[i];
+    lt_plan *set = &lt->plans[(size_t)(lt_key_hash(key) % (uint32_t)lt->n_sets) * (size_t)lt->n_ways];
+    lt_plan *plan = NULL, *victim = &set[0];
+    for (int i = 0; i < lt->n_ways; i++) {
+        lt_plan *p = &set[i];
         if (p->used && memcmp(&p->key, key, sizeof *key) == 0) {
             plan = p;
             break;
@@ -209,9 +247,10 @@ static ss_status lt_plan_get(ss_cuda_lt *lt, const lt_key *key, lt_plan **out, c
         SS_CHECK(lt_plan_make(lt, key, victim, w_scale, x_scale, err));
         plan = victim;
         lt->plans_made++;
+        lt->plans_evicted += evicting;
         SS_LOGD("cuda: cuBLASLt plan %lld: n=%lld m=%d k=%d%s made in %.2f ms%s", (long long)lt->plans_made,
                 (long long)key->n, key->m, key->k, key->fp8 ? " e4m3" : "", (double)(ss_now_us() - t0) / 1e3,
-                evicting ? " (evicting the least recently used)" : "");
+                evicting ? " (evicting the least recently used of its set)" : "");
     }
     plan->last_use = ++lt->clock;
     *out = plan;
