@@ -782,6 +782,12 @@ f = lambda k: ' '.join('%s %.1f' % (q, r[k][q]) for q in ('p50', 'p90', 'p99', '
 print('ramp %s: out %.0f tok/s; ttft %s; itl %s; tpot p50 %.2f' % (sys.argv[2], r['throughput']['output_tokens_per_s'], f('ttft_ms'),
       f('itl_ms'), r['tpot_ms']['p50']))
 PY
+        python3 - "$L/req_ramp_${vtag}_$run.jsonl" <<'PY' | tee -a "$S"
+import json, sys
+rs = sorted((json.loads(l) for l in open(sys.argv[1])), key=lambda r: -(r.get('itl_max_ms') or 0))
+print('longest gaps (ms, request, after token): ' + ' '.join('%.0f@%d:%d' % (r['itl_max_ms'], r['i'], r['itl_max_after'])
+                                                          for r in rs[:6]))
+PY
         note "after $run: $(grep -c 'captured: recording' "$L/serve_ramp_$vtag.log") captures, $(grep -c 'cuBLASLt plan' \
           "$L/serve_ramp_$vtag.log") cuBLASLt plans made ($(grep -c 'evicting' "$L/serve_ramp_$vtag.log") evicting)"
       done
@@ -794,6 +800,12 @@ if rows:
     print('captures %d: recording median %.2f max %.2f sum %.0f ms; instantiating median %.2f max %.2f sum %.0f ms'
           % (len(rows), rec[len(rec) // 2], rec[-1], sum(rec), ins[len(ins) // 2], ins[-1], sum(ins)))
     print('shapes: ' + ' '.join('%s@%s' % (r[0], r[1]) for r in rows))
+runs = [(int(n), int(r), int(t)) for r, n, t in
+        re.findall(r'request (\d+): text again after (\d+) tokens without any, at token (\d+)', open(sys.argv[1]).read())]
+if runs:
+    runs.sort(reverse=True)
+    print('runs of >= 8 tokens without text: %d; longest (tokens, request, at token): %s'
+          % (len(runs), ' '.join('%d@%d:%d' % r for r in runs[:8])))
 enq = sorted(float(m) for m in re.findall(r'256 steps op by op, enqueued in ([\d.]+) ms on average', open(sys.argv[1]).read()))
 if enq:
     print('steps op by op: %d × 256, mean enqueue time per step median %.3f ms (min %.3f, max %.3f)'

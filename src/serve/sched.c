@@ -22,6 +22,9 @@
 #include "serve/sched_state.h"
 #include "serve/spec_ngram.h"
 
+/* tokens in a row without text from which the debug log notes the run when text comes again */
+#define SCHED_SILENT_LOG 8
+
 /* ---- id map (under mu) ---- */
 
 void sched_map_insert(ss_sched *s, sreq *r)
@@ -673,6 +676,16 @@ static void on_token(ss_sched *s, sreq *r, const ss_step_output *out, int32_t k)
         }
         if (stopped)
             reason = SS_FINISH_STOP;
+        if (text_len == 0) {
+            r->silent++;
+        } else {
+            /* A stream's gap may be tokens without text (special tokens, a held UTF-8 sequence or stop prefix),
+             * not a stall: say so where it is long (random-weight models emit runs of special tokens). */
+            if (r->silent >= SCHED_SILENT_LOG)
+                SS_LOGD("request %llu: text again after %d tokens without any, at token %d", (unsigned long long)r->id,
+                        r->silent, r->n_generated);
+            r->silent = 0;
+        }
     }
     int mask_due = 0;
     if (reason == SS_FINISH_NONE && r->guide.allow) {

@@ -33,6 +33,7 @@ typedef struct sreq {
     int32_t cached_tokens; /* prompt tokens found in the prefix cache at first admission */
     int admitted;          /* admitted at least once */
     int32_t n_preempted;   /* times preempted (recomputed) */
+    int32_t silent;        /* tokens in a row that gave no text (for the debug log: a stream's gap may be these) */
     ss_spec_pace spec_pace; /* speculative decoding: when it drafts next (sched_spec.h) */
     ss_kv_seq kv;
     ss_detok *detok; /* NULL without a tokenizer */
