@@ -91,8 +91,8 @@ int64_t ss_forward_graph_pad(int64_t n, int32_t bucket);
  * cache: 160 -16.9%), a server at 160 clients +7.0% output tok/s; 16 against 32 at 72 / 104 / 200 -1.8 / -2.0 / -5.8%
  * (fp8: 200 -6.0%), a server at 200 clients +2.2%; 8 against 16 at 72 / 136 / 200 -2.7 / -1.2 / -3.0% (fp8: 200
  * -2.9%), a server at 200 clients +1.1%. Up to 256 tokens that is 35 buckets a context bound (powers of two: 9), each
- * captured once when first used (session 51: ~2 ms recording and ~2-3 ms instantiating, 10-20 ms for a process's
- * first; the server's warm-up captures the first context bound's). */
+ * captured once when first used (sessions 51-52: ~1-2 ms recording and ~2-3 ms instantiating; a size's first
+ * capture with cuBLASLt GEMMs records for 9-21 ms; the server's warm-up captures the first context bound's). */
 #define SS_GRAPH_BUCKET_DEFAULT 8
 /* The bucket for ss_forward_graph_pad: SS_GRAPH_BUCKET_DEFAULT, or the benchmark switch SS_GRAPH_BUCKET (0: powers
  * of two; or a multiple of 8 from 8 to 64). Read by the replica's leader only, which hands it to every rank with the
