@@ -98,9 +98,11 @@ ss_status ss_cuda_lt_create(size_t workspace_bytes, ss_cuda_lt **out, ss_err *er
     lt->n_ways = LT_WAYS;
     const char *cs = getenv("SS_LT_CACHE");
     int sets = 0, ways = 0;
-    if (cs && sscanf(cs, "%dx%d", &sets, &ways) == 2 && sets > 0 && ways > 0 && sets <= 65536 && ways <= 1024) {
+    if (cs && sscanf(cs, "%dx%d", &sets, &ways) == 2 && sets > 0 && ways > 0 && (int64_t)sets * ways <= 65536) {
         lt->n_sets = sets;
         lt->n_ways = ways;
+    } else if (cs) {
+        SS_LOGW("cuda: SS_LT_CACHE='%s' is not SETSxWAYS with at most 65536 plans; keeping %dx%d", cs, LT_SETS, LT_WAYS);
     }
     lt->plans = ss_calloc((size_t)lt->n_sets * (size_t)lt->n_ways, sizeof *lt->plans);
     if (!lt->plans) {
