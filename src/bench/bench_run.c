@@ -19,6 +19,7 @@
 #include "bench/bench_sse.h"
 #include "core/alloc.h"
 #include "core/clock.h"
+#include "core/json_num.h"
 #include "core/log.h"
 
 #define RUN_MAX_MODELS_BODY ((size_t)1 << 20)
@@ -541,9 +542,9 @@ static ss_status run_lookup_model(run_ctx *ctx, char *url, long timeout_ms, int6
     else if (!ctx->res->model[0])
         snprintf(ctx->res->model, sizeof ctx->res->model, "%s", id->valuestring);
     const cJSON *vs = cJSON_GetObjectItemCaseSensitive(entry, "vocab_size");
-    if (st == SS_OK && !strcmp(id->valuestring, ctx->res->model) && cJSON_IsNumber(vs) && vs->valuedouble >= 1 &&
-        vs->valuedouble < 1e12)
-        *vocab = (int64_t)vs->valuedouble;
+    int64_t v = 0;
+    if (st == SS_OK && !strcmp(id->valuestring, ctx->res->model) && ss_json_int(vs, 1, INT64_C(1) << 40, &v))
+        *vocab = v;
     cJSON_Delete(root);
 out:
     ss_free(b.v);

@@ -9,6 +9,7 @@
 #include "cli/default_model.h"
 #include "cli/opts.h"
 #include "core/alloc.h"
+#include "core/json_num.h"
 #include "core/status.h"
 #include "tokenizer/tokenizer.h"
 
@@ -76,11 +77,11 @@ static ss_status tokenize_decode(const ss_tokenizer *tok, const char *json, size
     ss_status st = SS_OK;
     cJSON_ArrayForEach(v, arr)
     {
-        if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int32_t)v->valuedouble) {
+        if (!ss_json_i32(v, INT32_MIN, INT32_MAX, &ids[i])) {
             st = ss_err_set(err, SS_ERR_INVALID_ARG, "stdin: element %zu is not an integer token id", i);
             break;
         }
-        ids[i++] = (int32_t)v->valuedouble;
+        i++;
     }
     cJSON_Delete(arr);
     char *text = NULL;

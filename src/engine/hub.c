@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "core/alloc.h"
+#include "core/json_num.h"
 #include "core/log.h"
 #include "engine/cache.h"
 #include "engine/digest.h"
@@ -321,9 +322,10 @@ static ss_status hub_parse_revision(const char *json, size_t len, const char *wh
         const cJSON *lfs = cJSON_GetObjectItemCaseSensitive(e, "lfs");
         const cJSON *lsha = cJSON_IsObject(lfs) ? cJSON_GetObjectItemCaseSensitive(lfs, "sha256") : NULL;
         const cJSON *lsize = cJSON_IsObject(lfs) ? cJSON_GetObjectItemCaseSensitive(lfs, "size") : NULL;
-        f->size = cJSON_IsNumber(lsize) ? (int64_t)lsize->valuedouble
-                  : cJSON_IsNumber(size) ? (int64_t)size->valuedouble
-                                         : -1;
+        int64_t bytes = -1; /* unknown: no size, or not a byte count */
+        if (!ss_json_int(lsize, 0, INT64_C(1) << 53, &bytes))
+            (void)ss_json_int(size, 0, INT64_C(1) << 53, &bytes);
+        f->size = bytes;
         if (!(f->name = ss_strdup(name->valuestring))) {
             st = ss_err_set(err, SS_ERR_NOMEM, "out of memory");
             goto out;

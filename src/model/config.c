@@ -9,6 +9,7 @@
 
 #include "core/alloc.h"
 #include "core/fileio.h"
+#include "core/json_num.h"
 #include "core/log.h"
 
 #define CFG_MAX_BYTES (4u << 20)
@@ -113,8 +114,9 @@ static ss_status cfg_eos(const cJSON *root, const char *name, ss_model_config *c
     if (!e || cJSON_IsNull(e))
         return SS_OK;
     if (cJSON_IsNumber(e)) {
+        if (!ss_json_i32(e, 0, INT32_MAX, &c->eos_ids[0]))
+            return ss_err_set(err, SS_ERR_FORMAT, "%s: eos_token_id %g is not a token id", name, e->valuedouble);
         c->n_eos = 1;
-        c->eos_ids[0] = (int32_t)e->valuedouble;
         return SS_OK;
     }
     if (!cJSON_IsArray(e))
@@ -124,10 +126,22 @@ static ss_status cfg_eos(const cJSON *root, const char *name, ss_model_config *c
         return ss_err_set(err, SS_ERR_UNSUPPORTED, "%s: %d eos ids (at most %d)", name, n, SS_MAX_EOS);
     c->n_eos = 0;
     for (const cJSON *x = e->child; x; x = x->next) {
-        if (!cJSON_IsNumber(x))
-            return ss_err_set(err, SS_ERR_FORMAT, "%s: eos_token_id list holds a non-integer", name);
-        c->eos_ids[c->n_eos++] = (int32_t)x->valuedouble;
+        if (!ss_json_i32(x, 0, INT32_MAX, &c->eos_ids[c->n_eos]))
+            return ss_err_set(err, SS_ERR_FORMAT, "%s: eos_token_id[%d] is not a token id", name, c->n_eos);
+        c->n_eos++;
     }
+    return SS_OK;
+}
+
+/* bos_token_id: a token id sets *bos; a number that is not one is refused; anything else (absent, null, another
+ * type) leaves *bos as it is (as before session 52: only numbers were read). */
+static ss_status cfg_bos(const cJSON *root, const char *name, int32_t *bos, ss_err *err)
+{
+    const cJSON *b = cJSON_GetObjectItemCaseSensitive(root, "bos_token_id");
+    if (!cJSON_IsNumber(b))
+        return SS_OK;
+    if (!ss_json_i32(b, 0, INT32_MAX, bos))
+        return ss_err_set(err, SS_ERR_FORMAT, "%s: bos_token_id is not a token id", name);
     return SS_OK;
 }
 
@@ -277,9 +291,7 @@ ss_status ss_config_parse(const char *json, size_t len, const char *name, ss_mod
     c.attn_bias = c.arch == SS_ARCH_QWEN2 ? 1 : cfg_bool(root, "attention_bias", 0);
     c.qk_norm = c.arch == SS_ARCH_QWEN3;
     c.bos_id = -1;
-    const cJSON *bos = cJSON_GetObjectItemCaseSensitive(root, "bos_token_id");
-    if (cJSON_IsNumber(bos))
-        c.bos_id = (int32_t)bos->valuedouble;
+    SS_CHECK_GOTO(cfg_bos(root, name, &c.bos_id, err), st, out);
     SS_CHECK_GOTO(cfg_eos(root, name, &c, err), st, out);
     SS_CHECK_GOTO(cfg_quant(root, name, &c, err), st, out);
     *out = c;
@@ -336,9 +348,8 @@ ss_status ss_genconfig_parse(const char *json, size_t len, const char *name, ss_
     }
     ss_model_config c = *cfg;
     ss_status st = cfg_eos(root, name, &c, err);
-    const cJSON *bos = cJSON_GetObjectItemCaseSensitive(root, "bos_token_id");
-    if (cJSON_IsNumber(bos))
-        c.bos_id = (int32_t)bos->valuedouble;
+    if (st == SS_OK)
+        st = cfg_bos(root, name, &c.bos_id, err);
     c.gen = gen_defaults(root, name);
     if (st == SS_OK)
         *cfg = c;

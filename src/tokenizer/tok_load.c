@@ -9,6 +9,7 @@
 #include <cjson/cJSON.h>
 
 #include "core/alloc.h"
+#include "core/json_num.h"
 #include "tokenizer/tok_internal.h"
 
 #define TOK_MAX_FILE ((size_t)1 << 30)
@@ -319,13 +320,13 @@ static ss_status tok_add_dec(ss_tokenizer *tok, const cJSON *p, ss_err *err)
         const char *c = tok_json_str(p, "content");
         const cJSON *start = cJSON_GetObjectItemCaseSensitive(p, "start");
         const cJSON *stop = cJSON_GetObjectItemCaseSensitive(p, "stop");
-        if (!c || !cJSON_IsNumber(start) || !cJSON_IsNumber(stop) || start->valuedouble < 0 || stop->valuedouble < 0 ||
-            start->valuedouble > 1e6 || stop->valuedouble > 1e6)
+        int64_t n_start, n_stop;
+        if (!c || !ss_json_int(start, 0, 1000000, &n_start) || !ss_json_int(stop, 0, 1000000, &n_stop))
             return ss_err_set(err, SS_ERR_FORMAT, "decoder Strip: needs 'content', 'start' and 'stop'");
         SS_CHECK(tok_one_char(c, "decoder Strip content", &d->strip_char, err));
         d->kind = SS_TOK_DEC_STRIP;
-        d->start = (size_t)start->valuedouble;
-        d->stop = (size_t)stop->valuedouble;
+        d->start = (size_t)n_start;
+        d->stop = (size_t)n_stop;
     } else if (!strcmp(type, "Replace")) {
         int is_regex;
         const char *pat, *content = tok_json_str(p, "content");
@@ -424,9 +425,8 @@ static ss_status tok_new_tmpl(ss_tokenizer *tok, ss_tok_tmpl **out, ss_err *err)
 static ss_status tok_id_of_pair(const cJSON *pair, const char *what, int32_t *id, ss_err *err)
 {
     const cJSON *v = cJSON_GetArrayItem(pair, 1);
-    if (!cJSON_IsArray(pair) || !cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble >= TOK_MAX_ID)
+    if (!cJSON_IsArray(pair) || !ss_json_i32(v, 0, TOK_MAX_ID - 1, id))
         return ss_err_set(err, SS_ERR_FORMAT, "%s: expected [token, id]", what);
-    *id = (int32_t)v->valuedouble;
     return SS_OK;
 }
 
@@ -488,11 +488,11 @@ static ss_status tok_add_post(ss_tokenizer *tok, const cJSON *p, ss_err *err)
             const cJSON *v;
             cJSON_ArrayForEach(v, ids)
             {
-                if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble >= TOK_MAX_ID) {
+                if (!ss_json_i32(v, 0, TOK_MAX_ID - 1, &buf[k])) {
                     ss_free(buf);
                     return ss_err_set(err, SS_ERR_FORMAT, "TemplateProcessing: bad id for '%s'", name);
                 }
-                buf[k++] = (int32_t)v->valuedouble;
+                k++;
             }
             ss_status st = tok_tmpl_push(tok, t, 0, buf, (size_t)k, err);
             ss_free(buf);
@@ -581,11 +581,11 @@ static ss_status tok_load_model(ss_tokenizer *tok, const cJSON *model, ss_err *e
     int64_t max_id = -1;
     cJSON_ArrayForEach(it, vocab)
     {
-        if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble >= TOK_MAX_ID ||
-            it->valuedouble != (double)(int64_t)it->valuedouble)
+        int64_t id;
+        if (!ss_json_int(it, 0, TOK_MAX_ID - 1, &id))
             return ss_err_set(err, SS_ERR_FORMAT, "model.vocab['%s']: bad id", it->string);
-        if ((int64_t)it->valuedouble > max_id)
-            max_id = (int64_t)it->valuedouble;
+        if (id > max_id)
+            max_id = id;
     }
     if (max_id + 1 > tok->vocab_size)
         tok->vocab_size = (int32_t)(max_id + 1);
@@ -717,11 +717,12 @@ static ss_status tok_load_added(ss_tokenizer *tok, const cJSON *list, ss_err *er
     {
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(it, "id");
         const char *content = tok_json_str(it, "content");
-        if (!cJSON_IsNumber(id) || id->valuedouble < 0 || id->valuedouble >= TOK_MAX_ID || !content)
+        int32_t id_v;
+        if (!ss_json_i32(id, 0, TOK_MAX_ID - 1, &id_v) || !content)
             return ss_err_set(err, SS_ERR_FORMAT, "added_tokens[%zu]: needs 'id' and 'content'", tok->n_added);
         ss_tok_added *a = &tok->added[tok->n_added++];
         SS_CHECK(tok_dup(content, &a->content, &a->len, err));
-        a->id = (int32_t)id->valuedouble;
+        a->id = id_v;
         a->special = tok_json_bool(it, "special", 0);
         a->single_word = tok_json_bool(it, "single_word", 0);
         a->lstrip = tok_json_bool(it, "lstrip", 0);

@@ -35,5 +35,9 @@ err=$(echo x | "$BIN" tokenize --model /nonexistent 2>&1 >/dev/null); check miss
 case $err in *"/nonexistent/tokenizer.json"*) pass=$((pass + 1)) ;; *) fail=$((fail + 1)); echo "FAIL: error names no file: $err" ;; esac
 printf '\xff' | "$BIN" tokenize --model "$L2" >/dev/null 2>&1; check bad-utf8 3 $?
 echo '[1, 999999999]' | "$BIN" tokenize --model "$L2" --decode >/dev/null 2>&1; check bad-id 3 $?
+# past int32 (converting it would be undefined behaviour) or fractional: refused as not token ids
+err=$(echo '[1, 1e10]' | "$BIN" tokenize --model "$L2" --decode 2>&1 >/dev/null); check huge-id 3 $?
+case $err in *"element 1 is not an integer token id"*) pass=$((pass + 1)) ;; *) fail=$((fail + 1)); echo "FAIL: $err" ;; esac
+echo '[1, 2.5]' | "$BIN" tokenize --model "$L2" --decode >/dev/null 2>&1; check frac-id 3 $?
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

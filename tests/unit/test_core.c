@@ -1,4 +1,4 @@
-/* test_core.c — status messages, error buffers, dtype conversions, the allocator hook, flag parsing. */
+/* test_core.c — status messages, error buffers, dtype conversions, the allocator hook, flag parsing, JSON integers. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,6 +9,7 @@
 #include "cli/opts.h"
 #include "core/alloc.h"
 #include "core/dtype.h"
+#include "core/json_num.h"
 #include "core/status.h"
 
 static void test_status_strings(void **state)
@@ -88,6 +89,32 @@ static void test_opts(void **state)
     assert_int_equal(ss_opts_parse(opts, 3, missing, 2, NULL, "serve", &e), SS_ERR_INVALID_ARG);
 }
 
+/* JSON numbers as integers: in range and whole, or refused before any conversion (out of range is undefined). */
+static void test_json_int(void **state)
+{
+    (void)state;
+    cJSON *a = cJSON_Parse("[5, -7, 5.5, 1e300, -1e300, 1e400, 9007199254740992, 2147483647, 2147483648, \"5\", null]");
+    assert_non_null(a);
+    int64_t v = 42;
+    int32_t w = 42;
+    assert_true(ss_json_int(cJSON_GetArrayItem(a, 0), 0, 10, &v) && v == 5);
+    assert_true(ss_json_int(cJSON_GetArrayItem(a, 1), -10, 10, &v) && v == -7);
+    assert_false(ss_json_int(cJSON_GetArrayItem(a, 1), 0, 10, &v)); /* below lo */
+    assert_false(ss_json_int(cJSON_GetArrayItem(a, 0), 0, 4, &v));  /* above hi */
+    v = 42;
+    for (int i = 2; i <= 5; i++) /* 5.5, ±1e300, an infinity */
+        assert_false(ss_json_int(cJSON_GetArrayItem(a, i), INT64_MIN, INT64_MAX, &v));
+    assert_false(ss_json_int(cJSON_GetArrayItem(a, 9), 0, 10, &v));  /* a string */
+    assert_false(ss_json_int(cJSON_GetArrayItem(a, 10), 0, 10, &v)); /* null */
+    assert_false(ss_json_int(NULL, 0, 10, &v));
+    assert_int_equal(v, 42); /* untouched when refused */
+    assert_true(ss_json_int(cJSON_GetArrayItem(a, 6), 0, INT64_C(1) << 53, &v) && v == INT64_C(1) << 53);
+    assert_true(ss_json_i32(cJSON_GetArrayItem(a, 7), 0, INT32_MAX, &w) && w == INT32_MAX);
+    assert_false(ss_json_i32(cJSON_GetArrayItem(a, 8), 0, INT32_MAX, &w));
+    assert_int_equal(w, INT32_MAX);
+    cJSON_Delete(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -95,6 +122,7 @@ int main(void)
         cmocka_unit_test(test_bf16_roundtrip),
         cmocka_unit_test(test_alloc_fault_injection),
         cmocka_unit_test(test_opts),
+        cmocka_unit_test(test_json_int),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

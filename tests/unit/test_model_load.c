@@ -261,6 +261,27 @@ static void test_config_forms(void **state)
     assert_int_equal(ss_genconfig_parse(odd, strlen(odd), "g", &c, &e), SS_OK);
     assert_false(c.gen.has_temperature || c.gen.has_top_p || c.gen.has_top_k || c.gen.has_min_p ||
                  c.gen.has_repetition_penalty);
+    /* token ids that are not ids: refused, naming the field (1e300 and 1e400, an infinity, would convert to int32 with
+     * undefined behaviour); a bos of another type is left alone, as before */
+    const char *eos_huge = "{\"eos_token_id\": 1e300}", *eos_frac = "{\"eos_token_id\": [2, 2.5]}";
+    const char *eos_inf = "{\"eos_token_id\": [1e400]}", *bos_neg = "{\"bos_token_id\": -3}";
+    const char *bos_str = "{\"bos_token_id\": \"<s>\", \"eos_token_id\": 7}";
+    assert_int_equal(ss_genconfig_parse(eos_huge, strlen(eos_huge), "g", &c, &e), SS_ERR_FORMAT);
+    assert_non_null(strstr(e.msg, "eos_token_id"));
+    assert_int_equal(ss_genconfig_parse(eos_frac, strlen(eos_frac), "g", &c, &e), SS_ERR_FORMAT);
+    assert_non_null(strstr(e.msg, "eos_token_id[1]"));
+    assert_int_equal(ss_genconfig_parse(eos_inf, strlen(eos_inf), "g", &c, &e), SS_ERR_FORMAT);
+    assert_int_equal(ss_genconfig_parse(bos_neg, strlen(bos_neg), "g", &c, &e), SS_ERR_FORMAT);
+    assert_non_null(strstr(e.msg, "bos_token_id"));
+    c.bos_id = 1;
+    assert_int_equal(ss_genconfig_parse(bos_str, strlen(bos_str), "g", &c, &e), SS_OK);
+    assert_int_equal(c.bos_id, 1);
+    assert_int_equal(c.eos_ids[0], 7);
+    const char *cfg_bos = "{\"architectures\":[\"LlamaForCausalLM\"],\"vocab_size\":10,\"hidden_size\":8,"
+                          "\"intermediate_size\":16,\"num_hidden_layers\":1,\"num_attention_heads\":2,"
+                          "\"bos_token_id\":4294967296}";
+    assert_int_equal(ss_config_parse(cfg_bos, strlen(cfg_bos), "c", &c, &e), SS_ERR_FORMAT);
+    assert_non_null(strstr(e.msg, "bos_token_id"));
     const char *bad = "{\"architectures\":[\"LlamaForCausalLM\"],\"vocab_size\":\"ten\"}";
     assert_int_equal(ss_config_parse(bad, strlen(bad), "c", &c, &e), SS_ERR_FORMAT);
     assert_non_null(strstr(e.msg, "vocab_size"));

@@ -745,6 +745,12 @@ static void test_bad_files(void **state)
     expect_load_error("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[\"a b\"]}}", SS_ERR_FORMAT,
                       "merge 0");
     expect_load_error("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":-4},\"merges\":[]}}", SS_ERR_FORMAT, "bad id");
+    /* ids that are not whole numbers, or past any int (1e300 would convert with undefined behaviour): refused */
+    expect_load_error("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":1.5},\"merges\":[]}}", SS_ERR_FORMAT, "bad id");
+    expect_load_error("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":1e300},\"merges\":[]}}", SS_ERR_FORMAT, "bad id");
+    expect_load_error("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]},"
+                      "\"added_tokens\":[{\"id\":1e400,\"content\":\"<s>\"}]}",
+                      SS_ERR_FORMAT, "added_tokens[0]");
     expect_load_error("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]},\"pre_tokenizer\":"
                       "{\"type\":\"Split\",\"pattern\":{\"Regex\":\"(\"},\"behavior\":\"Isolated\"}}",
                       SS_ERR_FORMAT, "regex");
