@@ -239,8 +239,10 @@ ss_status ss_tok_bpe_word(const ss_tokenizer *tok, const char *p, size_t len, in
         out->v = v;
         out->cap = cap;
     }
-    memcpy(out->v + out->n, syms.v, n * sizeof *syms.v);
-    out->n += n;
+    if (n > 0) { /* none when every character was dropped (no unk, no byte fallback): out->v may still be NULL */
+        memcpy(out->v + out->n, syms.v, n * sizeof *syms.v);
+        out->n += n;
+    }
 out:
     if (syms.v != stack)
         ss_free(syms.v);

@@ -931,44 +931,57 @@ static ss_status tok_load_json(ss_tokenizer *tok, const cJSON *root, ss_err *err
     return SS_OK;
 }
 
+ss_status ss_tokenizer_load_json(const char *json, size_t len, const char *name, ss_tokenizer **out, ss_err *err)
+{
+    if (!json || !name || !out)
+        return ss_err_set(err, SS_ERR_INVALID_ARG, "ss_tokenizer_load_json: NULL argument");
+    *out = NULL;
+    ss_tokenizer *tok = ss_calloc(1, sizeof *tok);
+    if (!tok)
+        return ss_err_set(err, SS_ERR_NOMEM, "%s: out of memory", name);
+    ss_status st;
+    cJSON *root = NULL;
+    tok->path = ss_strdup(name);
+    tok->gctx = pcre2_general_context_create(tok_pcre_malloc, tok_pcre_free, NULL);
+    if (!tok->path || !tok->gctx) {
+        st = ss_err_set(err, SS_ERR_NOMEM, "%s: out of memory", name);
+        goto fail;
+    }
+    root = cJSON_ParseWithLength(json, len);
+    if (!root) {
+        st = ss_err_set(err, SS_ERR_FORMAT, "%s: malformed JSON", name);
+        goto fail;
+    }
+    st = tok_load_json(tok, root, err);
+    cJSON_Delete(root);
+    if (st != SS_OK) {
+        ss_err_prefix(err, "%s", name);
+        goto fail;
+    }
+    *out = tok;
+    return SS_OK;
+fail:
+    ss_tokenizer_destroy(tok);
+    return st;
+}
+
 ss_status ss_tokenizer_load_files(const char *tokenizer_json, const char *config_json, ss_tokenizer **out,
                                   ss_err *err)
 {
     if (!tokenizer_json || !out)
         return ss_err_set(err, SS_ERR_INVALID_ARG, "ss_tokenizer_load_files: NULL argument");
     *out = NULL;
-    ss_tokenizer *tok = ss_calloc(1, sizeof *tok);
-    if (!tok)
-        return ss_err_set(err, SS_ERR_NOMEM, "%s: out of memory", tokenizer_json);
-    ss_status st;
     char *text = NULL;
     size_t len;
-    cJSON *root = NULL;
-    tok->path = ss_strdup(tokenizer_json);
-    tok->gctx = pcre2_general_context_create(tok_pcre_malloc, tok_pcre_free, NULL);
-    if (!tok->path || !tok->gctx) {
-        st = ss_err_set(err, SS_ERR_NOMEM, "%s: out of memory", tokenizer_json);
-        goto fail;
-    }
-    SS_CHECK_GOTO(tok_read_file(tokenizer_json, &text, &len, err), st, fail);
-    root = cJSON_ParseWithLength(text, len);
+    SS_CHECK(tok_read_file(tokenizer_json, &text, &len, err));
+    ss_tokenizer *tok = NULL;
+    ss_status st = ss_tokenizer_load_json(text, len, tokenizer_json, &tok, err);
     ss_free(text);
-    if (!root) {
-        st = ss_err_set(err, SS_ERR_FORMAT, "%s: malformed JSON", tokenizer_json);
-        goto fail;
+    if (st == SS_OK && config_json && (st = tok_load_config(tok, config_json, err)) != SS_OK) {
+        ss_tokenizer_destroy(tok);
+        return st;
     }
-    st = tok_load_json(tok, root, err);
-    cJSON_Delete(root);
-    if (st != SS_OK) {
-        ss_err_prefix(err, "%s", tokenizer_json);
-        goto fail;
-    }
-    if (config_json)
-        SS_CHECK_GOTO(tok_load_config(tok, config_json, err), st, fail);
     *out = tok;
-    return SS_OK;
-fail:
-    ss_tokenizer_destroy(tok);
     return st;
 }
 

@@ -21,6 +21,8 @@ ss_status ss_tokenizer_load(const char *dir, ss_tokenizer **out, ss_err *err);
 /* Same from a tokenizer.json path and optional tokenizer_config.json path (may be NULL). */
 ss_status ss_tokenizer_load_files(const char *tokenizer_json, const char *config_json, ss_tokenizer **out,
                                   ss_err *err);
+/* Same from tokenizer.json's text in memory (json[0..len), not owned); name stands for the file in errors. */
+ss_status ss_tokenizer_load_json(const char *json, size_t len, const char *name, ss_tokenizer **out, ss_err *err);
 void ss_tokenizer_destroy(ss_tokenizer *tok);
 
 /* Encodes len bytes of UTF-8 text. add_special: apply the post-processor (BOS etc.).

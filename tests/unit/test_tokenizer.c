@@ -724,6 +724,34 @@ static void expect_load_error(const char *json, ss_status want, const char *need
     assert_null(tok);
 }
 
+/* tokenizer.json from memory (ss_tokenizer_load_json); a BPE without unk or byte fallback drops the characters it
+ * has no symbol for, so a word can encode to nothing (session 52's fuzzing: the first such word wrote through a NULL
+ * buffer), and errors name the given name. */
+static void test_load_json_dropped(void **state)
+{
+    (void)state;
+    static const char json[] = "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1,\"ab\":2},"
+                               "\"merges\":[\"a b\"]}}";
+    ss_tokenizer *tok = NULL;
+    ss_err err;
+    assert_int_equal(ss_tokenizer_load_json(json, sizeof json - 1, "mem.json", &tok, &err), SS_OK);
+    int32_t *ids = NULL;
+    size_t n = 99;
+    assert_int_equal(ss_tokenizer_encode(tok, "xyz", 3, 0, &ids, &n, &err), SS_OK);
+    assert_int_equal(n, 0);
+    ss_free(ids);
+    assert_int_equal(ss_tokenizer_encode(tok, "xabyb", 5, 0, &ids, &n, &err), SS_OK);
+    assert_int_equal(n, 2); /* x and y dropped: "ab" merged, then "b" */
+    assert_int_equal(ids[0], 2);
+    assert_int_equal(ids[1], 1);
+    ss_free(ids);
+    ss_tokenizer_destroy(tok);
+    tok = NULL;
+    assert_int_equal(ss_tokenizer_load_json("{\"model\": {", 11, "mem.json", &tok, &err), SS_ERR_FORMAT);
+    assert_non_null(strstr(err.msg, "mem.json"));
+    assert_null(tok);
+}
+
 static void test_bad_files(void **state)
 {
     (void)state;
@@ -925,6 +953,7 @@ int main(void)
         cmocka_unit_test(test_invalid_input),
         cmocka_unit_test(test_small_tokenizer),
         cmocka_unit_test(test_bad_files),
+        cmocka_unit_test(test_load_json_dropped),
         cmocka_unit_test(test_config_forms),
         cmocka_unit_test(test_fault_injection),
         cmocka_unit_test(test_threads),
