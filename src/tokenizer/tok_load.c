@@ -947,6 +947,14 @@ ss_status ss_tokenizer_load_json(const char *json, size_t len, const char *name,
         st = ss_err_set(err, SS_ERR_NOMEM, "%s: out of memory", name);
         goto fail;
     }
+    /* JSON is UTF-8 (RFC 8259), and cJSON passes a string's bytes through as they are: the normalizers' and decoders'
+     * strings reach PCRE2's matcher, which is told the text is valid UTF-8 (session 52's fuzzing: a Prepend of 0xFF
+     * bytes crashed the JIT). cJSON refuses \u escapes that make no character, so checking the text covers them. */
+    const size_t bad = ss_tok_utf8_validate(json, len);
+    if (bad != len) {
+        st = ss_err_set(err, SS_ERR_FORMAT, "%s: not UTF-8 (byte %zu)", name, bad);
+        goto fail;
+    }
     root = cJSON_ParseWithLength(json, len);
     if (!root) {
         st = ss_err_set(err, SS_ERR_FORMAT, "%s: malformed JSON", name);

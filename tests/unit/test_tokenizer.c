@@ -773,6 +773,10 @@ static void test_bad_files(void **state)
     expect_load_error("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[\"a b\"]}}", SS_ERR_FORMAT,
                       "merge 0");
     expect_load_error("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":-4},\"merges\":[]}}", SS_ERR_FORMAT, "bad id");
+    /* not UTF-8: a Prepend of 0xFF bytes would reach PCRE2's matcher, which is told its text is UTF-8 (it crashed) */
+    expect_load_error("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]},"
+                      "\"normalizer\":{\"type\":\"Prepend\",\"prepend\":\"\xff\xff\"}}",
+                      SS_ERR_FORMAT, "not UTF-8 (byte 94)");
     /* ids that are not whole numbers, or past any int (1e300 would convert with undefined behaviour): refused */
     expect_load_error("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":1.5},\"merges\":[]}}", SS_ERR_FORMAT, "bad id");
     expect_load_error("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":1e300},\"merges\":[]}}", SS_ERR_FORMAT, "bad id");
