@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "core/alloc.h"
+#include "core/json_num.h"
 
 ss_status ss_engine_dtype_parse(const char *s, ss_dtype *out, ss_err *err)
 {
@@ -88,11 +89,9 @@ static ss_status man_int(const cJSON *o, const char *key, const char *name, int6
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
     if (!v)
         return ss_err_set(err, SS_ERR_FORMAT, "%s: missing field \"%s\"", name, key);
-    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < (double)lo ||
-        v->valuedouble > (double)hi)
+    if (!ss_json_int(v, lo, hi, out))
         return ss_err_set(err, SS_ERR_FORMAT, "%s: field \"%s\" must be an integer in [%lld, %lld]", name, key,
                           (long long)lo, (long long)hi);
-    *out = (int64_t)v->valuedouble;
     return SS_OK;
 }
 

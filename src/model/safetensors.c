@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "core/alloc.h"
+#include "core/json_num.h"
 #include "core/fileio.h"
 
 struct ss_st_file {
@@ -75,11 +76,9 @@ static ss_status st_parse_entry(const cJSON *e, const char *fname, uint64_t data
     uint64_t elems = 1;
     for (int i = 0; i < nd; i++) {
         const cJSON *d = cJSON_GetArrayItem(shape, i);
-        if (!cJSON_IsNumber(d) || d->valuedouble < 0 || d->valuedouble > 9.0e15 ||
-            d->valuedouble != (double)(int64_t)d->valuedouble)
+        if (!ss_json_int(d, 0, INT64_C(9000000000000000), &t->shape[i]))
             return ss_err_set(err, SS_ERR_FORMAT, "%s: tensor '%s': shape[%d] is not a non-negative integer", fname, tn,
                               i);
-        t->shape[i] = (int64_t)d->valuedouble;
         if (t->shape[i] && elems > UINT64_MAX / (uint64_t)t->shape[i])
             return ss_err_set(err, SS_ERR_FORMAT, "%s: tensor '%s': shape overflows", fname, tn);
         elems *= (uint64_t)t->shape[i];

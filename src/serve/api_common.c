@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "core/alloc.h"
+#include "core/json_num.h"
 
 /* ---- errors ---------------------------------------------------------------------------------- */
 
@@ -414,10 +415,8 @@ ss_status ss_api_get_int(const cJSON *obj, const char *name, int64_t *out, int *
     const cJSON *it = api_field(obj, name, present);
     if (!it)
         return SS_OK;
-    double v = it->valuedouble;
-    if (!cJSON_IsNumber(it) || !isfinite(v) || v != floor(v) || v < -9.0e15 || v > 9.0e15)
+    if (!ss_json_int(it, -INT64_C(9000000000000000), INT64_C(9000000000000000), out))
         return ss_api_fail(e, 400, name, "'%s' must be an integer", name);
-    *out = (int64_t)v;
     return SS_OK;
 }
 
@@ -509,13 +508,12 @@ ss_status ss_api_get_ids(const cJSON *obj, const char *name, int32_t max, int32_
         return ss_api_fail(e, 500, name, "out of memory");
     const cJSON *v = cJSON_IsArray(it) ? it->child : it;
     for (int i = 0; i < count && v; i++, v = v->next) {
-        double d = v->valuedouble;
-        if (!cJSON_IsNumber(v) || d != floor(d) || d < 0 || d >= (double)bound) {
+        if (!ss_json_i32(v, 0, bound - 1, &(*out)[*n])) {
             ss_free(*out);
             *out = NULL;
             return ss_api_fail(e, 400, name, "'%s' must hold token ids in [0, %d)", name, (int)bound);
         }
-        (*out)[(*n)++] = (int32_t)d;
+        (*n)++;
     }
     return SS_OK;
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/json_num.h"
 
 #define OAI_MAX_RESPONSE ((size_t)256 << 20)
 #define OAI_MAX_MESSAGES 4096
@@ -45,11 +46,10 @@ static ss_status oai_parse_prompt(const cJSON *root, const ss_api_limits *lim, s
     const cJSON *v;
     cJSON_ArrayForEach(v, p)
     {
-        double d = v->valuedouble;
-        if (!cJSON_IsNumber(v) || d != floor(d) || d < 0 || d >= (double)lim->vocab_size)
+        if (!ss_json_i32(v, 0, lim->vocab_size - 1, &r->prompt_ids[r->n_prompt_ids]))
             return ss_api_fail(e, 400, "prompt", "'prompt' token ids must be integers in [0, %d)",
                                (int)lim->vocab_size);
-        r->prompt_ids[r->n_prompt_ids++] = (int32_t)d;
+        r->n_prompt_ids++;
     }
     return SS_OK;
 }
