@@ -3,15 +3,16 @@
  * decode attention at several contexts. Prints achieved GB/s against a measured device-to-device copy
  * bandwidth. Attention runs each case twice through the launcher's switch SS_ATTN_FORCE=old|tiled
  * (set and cleared here): the CUDA-core kernel and the tensor-core kernel of attn_tiled.cu.
- * Usage: bench_backend [--iters N] [--device I] [--attn-sweep] [--attn-prefill] [--attn-dense] [--attn-case B:CTX]
- * [--kv fp8].
+ * Usage: bench_backend [--iters N] [--device I] [--attn-sweep] [--attn-prefill] [--attn-prefill-at START]
+ * [--attn-dense] [--attn-case B:CTX] [--kv fp8].
  * Needs a build with CUDA and a GPU. --attn-case times one decode attention case as the launcher picks (for a
  * profiler).
  * --attn-sweep times only the tensor-core attention: decode at contexts 1..2048 as the launcher picks and in the
  * 64-key form (SS_ATTN_SHORT=0), and a 2048-token prefill in both grid orders (SS_ATTN_ORDER). --kv fp8: the
  * attention reads an fp8 KV cache (random bytes: the timing does not depend on the values). --attn-prefill times
- * 2,048-token prompt chunks at contexts of 2k to 128k in each prefill form. --attn-dense times decode tiles in both
- * forms at forced key-split counts (run_attn_dense). */
+ * 2,048-token prompt chunks at contexts of 2k to 128k in each prefill form (--attn-prefill-at START: one chunk at
+ * START in the wgmma form, for a profiler). --attn-dense times decode tiles in both forms at forced key-split counts
+ * (run_attn_dense). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -389,7 +390,7 @@ static void run_attn_dense(bench *b)
 
 /* --attn-prefill: prompt chunks of 2,048 tokens at contexts of 2k to 128k in each prefill form (SS_ATTN_PREFILL:
  * 8 warps of one m-tile, 4 of two, wgmma where the GPU runs it) and as the launcher picks. */
-static void run_attn_prefill(bench *b)
+static void run_attn_prefill(bench *b, int32_t only_start)
 {
     static const attn_variant forms[4] = {{"auto", "SS_ATTN_PREFILL", NULL, NULL, NULL},
                                           {"wm8", "SS_ATTN_PREFILL", "wm8", NULL, NULL},
@@ -398,6 +399,10 @@ static void run_attn_prefill(bench *b)
     if (!ss_cuda_attn_prefill_wg_ok(128, b->be->kv_type == SS_KV_FP8))
         printf("(no wgmma prefill form on this GPU or cache: the wg lines time the launcher's other form)\n");
     const int32_t starts[] = {0, 6144, 30720, 129024};
+    if (only_start >= 0) { /* --attn-prefill-at: one start, the wgmma form only (for a profiler) */
+        bench_attention(b, 1, only_start, 2048, forms + 3, 1);
+        return;
+    }
     for (size_t i = 0; i < sizeof starts / sizeof starts[0]; i++)
         bench_attention(b, 1, starts[i], 2048, forms, 4);
 }
@@ -448,6 +453,7 @@ int main(int argc, char **argv)
     int device = 0;
     int sweep = 0; /* --attn-sweep: only the tensor-core attention, per form and grid order */
     int prefill = 0; /* --attn-prefill: only the prefill attention, per form */
+    int32_t prefill_at = -1; /* --attn-prefill-at START: one chunk at START in the wgmma form */
     int dense = 0;   /* --attn-dense: decode tiles per form at forced split counts */
     int case_batch = 0, case_ctx = 0; /* --attn-case B:CTX: one decode attention case (for a profiler) */
     ss_kv_type kv_type = SS_KV_ACT;
@@ -456,6 +462,13 @@ int main(int argc, char **argv)
             sweep = 1;
         } else if (strcmp(argv[i], "--attn-prefill") == 0) {
             prefill = 1;
+        } else if (i + 1 < argc && strcmp(argv[i], "--attn-prefill-at") == 0) {
+            prefill = 1;
+            prefill_at = (int32_t)strtol(argv[++i], NULL, 10);
+            if (prefill_at < 0) {
+                fprintf(stderr, "bench_backend: --attn-prefill-at wants a position >= 0 (got '%s')\n", argv[i]);
+                return 2;
+            }
         } else if (strcmp(argv[i], "--attn-dense") == 0) {
             dense = 1;
         } else if (i + 1 < argc && strcmp(argv[i], "--iters") == 0) {
@@ -476,7 +489,7 @@ int main(int argc, char **argv)
         } else {
             fprintf(stderr,
                     "bench_backend: unknown argument '%s' (usage: [--iters N] [--device I] [--attn-sweep] "
-                    "[--attn-prefill] [--attn-dense] [--attn-case B:CTX] [--kv fp8])\n",
+                    "[--attn-prefill] [--attn-prefill-at START] [--attn-dense] [--attn-case B:CTX] [--kv fp8])\n",
                     argv[i]);
             return 2;
         }
@@ -513,7 +526,7 @@ int main(int argc, char **argv)
     else if (sweep)
         run_attn_sweep(&b);
     else if (prefill)
-        run_attn_prefill(&b);
+        run_attn_prefill(&b, prefill_at);
     else if (dense)
         run_attn_dense(&b);
     else

@@ -3,7 +3,7 @@
 # trains the demo model on the last GPU in the background, and meanwhile runs the GPU checks and
 # benchmarks on the others. Every step has a deadline; the whole run stays under BUDGET seconds.
 # Results: $OUT/summary.txt, $OUT/logs.tar.xz, and $OUT/demo-*.{safetensors,json,txt} from training.
-# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize sanattn checks1 wgp s21a s21p s23m s24p fp8ck f8eng longref ctx128 mixlong s20a s20s s20t s20x s20m s20p s19a s19b s19c s19t s19g s18a s18b f8var dense s18t s18p s18s s17a s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve lpab serveab spec vstep seqform seq8 bucket h100 genv maxb soak (default: train check bench multi sanitize)
+# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize sanattn checks1 wgp s21a s21p s23m s24p fp8ck f8eng longref ctx128 mixlong s20a s20s s20t s20x s20m s20p s19a s19b s19c s19t s19g s18a s18b f8var dense s18t s18p s18s s17a s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve lpab serveab spec vstep seqform seq8 bucket h100 genv maxb soak wgprof (default: train check bench multi sanitize)
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -1998,6 +1998,26 @@ if has maxb; then
     kill -TERM $SPID 2>/dev/null; sleep 2; kill -9 $SPID 2>/dev/null
    done
   done
+fi
+if has wgprof; then
+  # Session 53: where the wgmma prefill attention's time goes. bench_backend --attn-prefill (every form), PyTorch's
+  # flash attention on the same shapes (scripts/gpu/sdpa_ref.py), then Nsight Compute's full set on one wgmma launch
+  # of a 2,048-token chunk at WGPROF_AT (default 30,720): the sections, and its SASS with stall samples (CSV).
+  export CUDA_VISIBLE_DEVICES=0
+  step "attention prefill forms" 120 wgprof_forms.log "$B/tools/bench_backend" --attn-prefill --iters 20
+  grep "attn" "$L/wgprof_forms.log" | tee -a "$S"
+  step "sdpa reference" 120 wgprof_sdpa.log python3 scripts/gpu/sdpa_ref.py
+  grep -v "^$" "$L/wgprof_sdpa.log" | tail -8 | tee -a "$S"
+  step "ncu full, wgmma prefill at ${WGPROF_AT:-30720}" 240 wgprof_ncu.log ncu --clock-control none \
+    --kernel-name regex:attn_wgmma --launch-skip 2 --launch-count 1 --set full --import-source no \
+    -o "$W/wgprof" -f "$B/tools/bench_backend" --attn-prefill-at "${WGPROF_AT:-30720}" --iters 1
+  ncu --import "$W/wgprof.ncu-rep" --print-details all >"$L/wgprof_details.log" 2>&1
+  ncu --import "$W/wgprof.ncu-rep" --page source --print-source sass --csv >"$L/wgprof_sass.csv" 2>&1
+  ncu --import "$W/wgprof.ncu-rep" --page raw --csv >"$L/wgprof_raw.csv" 2>&1
+  cp "$W/wgprof.ncu-rep" "$OUTD/" 2>/dev/null
+  grep -E "Duration|Throughput|Pipe|Warp Cycles|Issued|Eligible|Stall|stall|Bank|L2 Hit|Registers|Shared Memory" \
+    "$L/wgprof_details.log" | head -80 | tee -a "$S"
+  wc -l "$L/wgprof_sass.csv" "$L/wgprof_raw.csv" | tee -a "$S"
 fi
 if has soak; then
   # Session 12: the serving soak (mixed good and bad requests, disconnects mid-stream, from threads) on the GPU,
