@@ -2000,24 +2000,40 @@ if has maxb; then
   done
 fi
 if has wgprof; then
-  # Session 53: where the wgmma prefill attention's time goes. bench_backend --attn-prefill (every form), PyTorch's
-  # flash attention on the same shapes (scripts/gpu/sdpa_ref.py), then Nsight Compute's full set on one wgmma launch
-  # of a 2,048-token chunk at WGPROF_AT (default 30,720): the sections, and its SASS with stall samples (CSV).
+  # Session 53: the wgmma prefill attention with a loading warpgroup (SS_ATTN_WG_WS=1, the default) against session
+  # 34's form (0). The consistency test's attention cases (WGPROF_TESTS, a SS_TEST_ONLY pattern), bench_backend
+  # --attn-prefill in both forms, WGPROF_ROUNDS rounds interleaved, PyTorch's flash attention on the same shapes
+  # (scripts/gpu/sdpa_ref.py), then Nsight Compute on one launch of each form at WGPROF_AT (default 30,720): the
+  # full set for WGPROF_FULL (default 1), the summary sections for the others.
   export CUDA_VISIBLE_DEVICES=0
-  step "attention prefill forms" 120 wgprof_forms.log "$B/tools/bench_backend" --attn-prefill --iters 20
-  grep "attn" "$L/wgprof_forms.log" | tee -a "$S"
-  step "sdpa reference" 120 wgprof_sdpa.log python3 scripts/gpu/sdpa_ref.py
-  grep -v "^$" "$L/wgprof_sdpa.log" | tail -8 | tee -a "$S"
-  step "ncu full, wgmma prefill at ${WGPROF_AT:-30720}" 240 wgprof_ncu.log ncu --clock-control none \
-    --kernel-name regex:attn_wgmma --launch-skip 2 --launch-count 1 --set full --import-source no \
-    -o "$W/wgprof" -f "$B/tools/bench_backend" --attn-prefill-at "${WGPROF_AT:-30720}" --iters 1
-  ncu --import "$W/wgprof.ncu-rep" --print-details all >"$L/wgprof_details.log" 2>&1
-  ncu --import "$W/wgprof.ncu-rep" --page source --print-source sass --csv >"$L/wgprof_sass.csv" 2>&1
-  ncu --import "$W/wgprof.ncu-rep" --page raw --csv >"$L/wgprof_raw.csv" 2>&1
-  cp "$W/wgprof.ncu-rep" "$OUTD/" 2>/dev/null
-  grep -E "Duration|Throughput|Pipe|Warp Cycles|Issued|Eligible|Stall|stall|Bank|L2 Hit|Registers|Shared Memory" \
-    "$L/wgprof_details.log" | head -80 | tee -a "$S"
-  wc -l "$L/wgprof_sass.csv" "$L/wgprof_raw.csv" | tee -a "$S"
+  step "consistency: ${WGPROF_TESTS:-test_attention*}" 240 wgprof_consistency.log env SS_TEST_ONLY="${WGPROF_TESTS:-test_attention*}" \
+    "$B/tests/test_backend_consistency"
+  grep -hE 'wgmma|FAIL|rror|PASSED' "$L/wgprof_consistency.log" | head -30 | tee -a "$S"
+  for r in $(seq 1 "${WGPROF_ROUNDS:-2}"); do
+    for ws in 1 0; do
+      step "attention prefill forms ws$ws round $r" 120 "wgprof_forms_ws${ws}_$r.log" env SS_ATTN_WG_WS=$ws \
+        "$B/tools/bench_backend" --attn-prefill --iters 20
+      grep "attn wg\|attn mt2" "$L/wgprof_forms_ws${ws}_$r.log" | sed "s/^/ws$ws /" | tee -a "$S"
+    done
+  done
+  [ -n "${WGPROF_SDPA:-1}" ] && step "sdpa reference" 120 wgprof_sdpa.log python3 scripts/gpu/sdpa_ref.py
+  grep -v "^$" "$L/wgprof_sdpa.log" 2>/dev/null | tail -8 | tee -a "$S"
+  for ws in ${WGPROF_NCU:-1 0}; do
+    sets=(--section SpeedOfLight --section WarpStateStats --section SchedulerStats --section MemoryWorkloadAnalysis)
+    [ "$ws" = "${WGPROF_FULL:-1}" ] && sets=(--set full --import-source no)
+    step "ncu ws$ws, wgmma prefill at ${WGPROF_AT:-30720}" 240 "wgprof_ncu_ws$ws.log" env SS_ATTN_WG_WS=$ws ncu \
+      --clock-control none --kernel-name regex:attn_wgmma --launch-skip 2 --launch-count 1 "${sets[@]}" \
+      -o "$W/wgprof_ws$ws" -f "$B/tools/bench_backend" --attn-prefill-at "${WGPROF_AT:-30720}" --iters 1
+    ncu --import "$W/wgprof_ws$ws.ncu-rep" --print-details all >"$L/wgprof_details_ws$ws.log" 2>&1
+    cp "$W/wgprof_ws$ws.ncu-rep" "$OUTD/" 2>/dev/null
+    grep -E "Duration|Throughput|Pipe|Warp Cycles|Issued|Eligible|Stall|stall|Bank|L2 Hit|Registers|Shared Memory" \
+      "$L/wgprof_details_ws$ws.log" | head -60 | sed "s/^/ws$ws /" | tee -a "$S"
+    if [ "$ws" = "${WGPROF_FULL:-1}" ]; then
+      ncu --import "$W/wgprof_ws$ws.ncu-rep" --page source --print-source sass --csv >"$L/wgprof_sass_ws$ws.csv" 2>&1
+      ncu --import "$W/wgprof_ws$ws.ncu-rep" --page raw --csv >"$L/wgprof_raw_ws$ws.csv" 2>&1
+      wc -l "$L/wgprof_sass_ws$ws.csv" "$L/wgprof_raw_ws$ws.csv" | tee -a "$S"
+    fi
+  done
 fi
 if has soak; then
   # Session 12: the serving soak (mixed good and bad requests, disconnects mid-stream, from threads) on the GPU,

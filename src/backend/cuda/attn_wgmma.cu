@@ -5,8 +5,12 @@
 // S = Q K^T reads Q and K from shared memory (K-major); the softmax is attn_tiled.cu's (online, log2 domain); O += P V
 // takes P from registers (the accumulator's layout is the A fragment's) and V from shared memory (N-major). The
 // warpgroups take turns at the tensor cores, so that one's softmax runs beside the other's products (FA3's
-// "ping-pong"). Built for sm_90a; the sm_80 build traps (the host launches it on sm_90 only).
+// "ping-pong"). Session 53's form (the default; SS_ATTN_WG_WS=0 the one before) adds a third warpgroup that only
+// loads (FA3's warp specialisation): it gathers Q and the tiles by cp.async and says when each stage is full; the two
+// computing warpgroups neither read block tables nor wait on copies, and take the registers it gives up (setmaxnreg).
+// Built for sm_90a; the sm_80 build traps (the host launches it on sm_90 only).
 #include <math.h>
+#include <stdlib.h>
 
 #include "backend/cuda/attn_splits.h"
 #include "backend/cuda/attn_tiled.cuh"
@@ -19,8 +23,9 @@ namespace {
 constexpr int kD = 128;       // head size
 constexpr int kBM = 128;      // rows a CTA: two warpgroups of 64
 constexpr int kBN = 128;      // keys a tile
-constexpr int kThreads = 256; // two warpgroups
+constexpr int kMath = 256;     // two warpgroups compute
 constexpr int kStages = 3;
+template <bool kWS> constexpr int threads_of() { return kWS ? kMath + 128 : kMath; }
 constexpr int kOpBytes = 128 * kD * 2; // Q, or one tile's K or V: 128 rows of 256 bytes
 // Q, then per stage K and V, each operand on the swizzle's 1024-byte period (the slack aligns the base); then the
 // stages' full and empty mbarriers. 225 KB: one CTA a SM.
@@ -29,9 +34,15 @@ static_assert(kBM == 128 && kBN == 128, "the operand layout (sw128_off) is for 1
 static_assert(kBM == SS_ATTN_WG_ROWS, "the host's rule (ss_attn_prefill_wg) counts rows in these blocks");
 
 
-__global__ void __launch_bounds__(kThreads, 1) attn_wgmma_kernel(const AttnTiledParams p)
+// kWS: warpgroup 0 loads and warpgroups 1-2 compute; else both warpgroups compute and load.
+template <bool kWS>
+__global__ void __launch_bounds__(threads_of<kWS>(), 1) attn_wgmma_kernel(const AttnTiledParams p)
 {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    constexpr int kLoaders = kWS ? 128 : kMath; // threads that issue the copies
+    // With a loading warpgroup: 384 threads launch with 168 registers each; the loader keeps 40, the two computing
+    // warpgroups take 232 (128 x 40 + 256 x 232 = 384 x 168).
+    constexpr int kLoadRegs = 40, kMathRegs = 232;
     extern __shared__ uint8_t smem_raw[];
     const uint32_t raw = (uint32_t)__cvta_generic_to_shared(smem_raw);
     uint8_t *const sm = smem_raw + ((1024 - (raw & 1023)) & 1023);
@@ -42,7 +53,9 @@ __global__ void __launch_bounds__(kThreads, 1) attn_wgmma_kernel(const AttnTiled
     if (!tile_block<kBM, kBN>(p, tb)) // a shorter tile than the longest: this row block is empty (uniform exit)
         return;
     const int group = tb.group, rows = tb.rows, r0 = tb.r0, kend = tb.kend;
-    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wg = warp >> 2;
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const bool loader = kWS ? warp < 4 : true;  // issues copies
+    const int wg = kWS ? (warp >> 2) - 1 : warp >> 2; // computing warpgroup (the loader's -1)
     const int gid = lane >> 2, tig = lane & 3;
 
     const int32_t *bt = p.block_tables + (int64_t)tb.seq * p.max_blocks;
@@ -58,8 +71,8 @@ __global__ void __launch_bounds__(kThreads, 1) attn_wgmma_kernel(const AttnTiled
     auto load_kv = [&](int stage, int kb) {
         uint8_t *sk = sm + (1 + 2 * stage) * kOpBytes, *sv = sk + kOpBytes;
 #pragma unroll
-        for (int i = 0; i < kBN * 16 / kThreads; i++) {
-            const int c = tid + i * kThreads;
+        for (int i = 0; i < kBN * 16 / kLoaders; i++) {
+            const int c = tid + i * kLoaders;
             const int kr = c >> 4, ch = c & 15;
             const int j = kb + kr;
             const bool ok = j < kend;
@@ -68,15 +81,15 @@ __global__ void __launch_bounds__(kThreads, 1) attn_wgmma_kernel(const AttnTiled
             cp_async16(sv + sw128_off(kr, ch), vbase + off, ok);
         }
     };
-    // Stage st's mbarriers, each completed by all 256 threads: full (its tile's copies have landed) and empty (both
-    // warpgroups are done with its tile).
+    // Stage st's mbarriers: full (its tile's copies have landed: every loading thread arrives) and empty (both
+    // computing warpgroups are done with its tile: all their 256 threads arrive).
     const uint32_t full_a = sk_a(kStages), empty_a = full_a + kStages * 8;
     if (tid == 0)
         for (int i = 0; i < 2 * kStages; i++)
-            mbar_init(full_a + i * 8, kThreads);
+            mbar_init(full_a + i * 8, i < kStages ? kLoaders : kMath);
     __syncthreads();
     // The first two key tiles into L2 before waiting for the previous kernel (as attn_tiled.cu does).
-    for (int i = tid; i < 2 * kBN && tb.kbeg + i < kend; i += kThreads) {
+    for (int i = tid; loader && i < 2 * kBN && tb.kbeg + i < kend; i += kLoaders) {
         const int64_t off = cache_row(tb.kbeg + i) * kv_row;
         asm volatile("prefetch.global.L2 [%0];" ::"l"(kbase + off));
         asm volatile("prefetch.global.L2 [%0];" ::"l"(kbase + off + 64));
@@ -84,18 +97,45 @@ __global__ void __launch_bounds__(kThreads, 1) attn_wgmma_kernel(const AttnTiled
         asm volatile("prefetch.global.L2 [%0];" ::"l"(vbase + off + 64));
     }
     pdl_wait();
-
-    // Q's rows (rows past the tile repeat its last row: finite, never stored).
-    for (int c = tid; c < kBM * 16; c += kThreads) {
-        const int i = c >> 4, ch = c & 15;
-        const int r = min(r0 + i, rows - 1);
-        const int t = r / group, g = r - t * group;
-        const bf16 *src = p.q + (int64_t)(tb.tok0 + t) * p.q_stride + (int64_t)(tb.kvh * group + g) * kD + ch * 8;
-        cp_async16(sm + sw128_off(i, ch), src, true);
+    const int n = tb.n_kt;
+    // Q's rows (rows past the tile repeat its last row: finite, never stored) and key tile 0, one commit group.
+    auto load_q0 = [&]() {
+        for (int c = tid; c < kBM * 16; c += kLoaders) {
+            const int i = c >> 4, ch = c & 15;
+            const int r = min(r0 + i, rows - 1);
+            const int t = r / group, g = r - t * group;
+            const bf16 *src = p.q + (int64_t)(tb.tok0 + t) * p.q_stride + (int64_t)(tb.kvh * group + g) * kD + ch * 8;
+            cp_async16(sm + sw128_off(i, ch), src, true);
+        }
+        if (n > 0)
+            load_kv(0, tb.kbeg);
+        cp_async_commit();
+    };
+    if constexpr (kWS) {
+        if (loader) { // the loading warpgroup: tile t into stage t % kStages once the stage is empty; two in flight
+            asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kLoadRegs));
+            if (n > 0) {
+                load_q0();
+                for (int t = 1; t < n; t++) {
+                    if (t >= kStages)
+                        mbar_wait(empty_a + (t % kStages) * 8, (t / kStages - 1) & 1);
+                    load_kv(t % kStages, tb.kbeg + t * kBN);
+                    cp_async_commit();
+                    cp_async_wait<1>(); // tile t - 1 (and Q with tile 0) has landed
+                    fence_proxy_async();
+                    mbar_arrive(full_a + ((t - 1) % kStages) * 8);
+                }
+                cp_async_wait<0>();
+                fence_proxy_async();
+                mbar_arrive(full_a + ((n - 1) % kStages) * 8);
+            }
+            pdl_launch_dependents();
+            return;
+        }
+        asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kMathRegs));
+    } else {
+        load_q0();
     }
-    if (tb.n_kt > 0)
-        load_kv(0, tb.kbeg);
-    cp_async_commit();
 
     // This thread's two rows (gid and gid + 8 of its warp's 16 in its warpgroup's 64) and their positions.
     const int rw = wg * 64 + (warp & 3) * 16 + gid;
@@ -184,36 +224,41 @@ __global__ void __launch_bounds__(kThreads, 1) attn_wgmma_kernel(const AttnTiled
     auto turn_wait = [&]() { asm volatile("bar.sync %0, 256;\n" ::"r"(1 + wg) : "memory"); };
     auto turn_give = [&]() { asm volatile("bar.arrive %0, 256;\n" ::"r"(2 - wg) : "memory"); };
     // Iteration j: one product block at the warpgroup's turn, P V of tile j - 1 (its P from the last iteration) and
-    // S of tile j, then tile j's softmax while the other warpgroup's block runs. A thread says its copies of tile
-    // j + 1 have landed once it has issued its block (they were asked for an iteration before), and refills the
-    // stage of tile j - 1 with tile j + 2 after its softmax. The first and last iterations are peeled: a wgmma
-    // under a branch would be serialised.
-    const int n = tb.n_kt;
+    // S of tile j, then tile j's softmax while the other warpgroup's block runs. Without a loading warpgroup, a thread
+    // says its copies of tile j + 1 have landed once it has issued its block (they were asked for an iteration
+    // before), and refills the stage of tile j - 1 with tile j + 2 after its softmax. The first and last iterations
+    // are peeled: a wgmma under a branch would be serialised.
     auto landed = [&](int j) { // this thread's copies of tile j (the newest group) have landed
-        cp_async_wait<0>();
-        fence_proxy_async();
-        if (j < n)
-            mbar_arrive(full_a + (j % kStages) * 8);
+        if constexpr (!kWS) {
+            cp_async_wait<0>();
+            fence_proxy_async();
+            if (j < n)
+                mbar_arrive(full_a + (j % kStages) * 8);
+        }
     };
     auto refill = [&](int j) { // tile j + 2 into the stage of tile j - 1, once both warpgroups are done with it
-        if (j + 2 < n) {
-            if (j >= 1)
-                mbar_wait(empty_a + ((j + 2) % kStages) * 8, ((j - 1) / kStages) & 1);
-            load_kv((j + 2) % kStages, tb.kbeg + (j + 2) * kBN);
+        if constexpr (!kWS) {
+            if (j + 2 < n) {
+                if (j >= 1)
+                    mbar_wait(empty_a + ((j + 2) % kStages) * 8, ((j - 1) / kStages) & 1);
+                load_kv((j + 2) % kStages, tb.kbeg + (j + 2) * kBN);
+            }
+            cp_async_commit();
         }
-        cp_async_commit();
     };
     auto pv_done = [&](int j) { // after the block's wait: P V of tile j is complete
         fence_regs(o);
         mbar_arrive(empty_a + (j % kStages) * 8);
     };
     if (n > 0) {
-        cp_async_wait<0>(); // Q and tile 0
-        fence_proxy_async();
-        mbar_arrive(full_a);
-        if (n > 1)
-            load_kv(1, tb.kbeg + kBN);
-        cp_async_commit();
+        if constexpr (!kWS) {
+            cp_async_wait<0>(); // Q and tile 0
+            fence_proxy_async();
+            mbar_arrive(full_a);
+            if (n > 1)
+                load_kv(1, tb.kbeg + kBN);
+            cp_async_commit();
+        }
         if (wg == 1)
             turn_give(); // warpgroup 0 goes first
         mbar_wait(full_a, 0);
@@ -302,9 +347,28 @@ __global__ void __launch_bounds__(kThreads, 1) attn_wgmma_kernel(const AttnTiled
 #endif
 }
 
-cudaError_t set_smem()
+template <bool kWS> cudaError_t set_smem()
 {
-    return cudaFuncSetAttribute(attn_wgmma_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes);
+    return cudaFuncSetAttribute(attn_wgmma_kernel<kWS>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes);
+}
+
+template <bool kWS> bool fits_one()
+{
+    int n = 0;
+    if (set_smem<kWS>() != cudaSuccess ||
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, attn_wgmma_kernel<kWS>, threads_of<kWS>(), kSmemBytes) !=
+            cudaSuccess) {
+        (void)cudaGetLastError();
+        return false;
+    }
+    return n >= 1;
+}
+
+// The form with a loading warpgroup unless the benchmark switch SS_ATTN_WG_WS is 0 (session 34's form).
+bool use_ws()
+{
+    const char *sw = getenv("SS_ATTN_WG_WS");
+    return !(sw && sw[0] == '0');
 }
 
 } // namespace
@@ -313,7 +377,7 @@ bool attn_wgmma_fits(int head_dim, bool fp8)
 {
     if (head_dim != kD || fp8)
         return false;
-    int dev = 0, major = 0, minor = 0, n = 0;
+    int dev = 0, major = 0, minor = 0;
     if (cudaGetDevice(&dev) != cudaSuccess ||
         cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
         cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess) {
@@ -322,19 +386,16 @@ bool attn_wgmma_fits(int head_dim, bool fp8)
     }
     if (major != 9 || minor != 0) // sm_90a code runs on sm_90 only
         return false;
-    if (set_smem() != cudaSuccess ||
-        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, attn_wgmma_kernel, kThreads, kSmemBytes) != cudaSuccess) {
-        (void)cudaGetLastError();
-        return false;
-    }
-    return n >= 1;
+    return fits_one<true>() && fits_one<false>();
 }
 
 int attn_wgmma_launch(const AttnTiledParams &p, dim3 grid, cudaStream_t s)
 {
-    cudaError_t e = set_smem();
+    const bool ws = use_ws();
+    cudaError_t e = ws ? set_smem<true>() : set_smem<false>();
     if (e == cudaSuccess)
-        e = launch_pdl(attn_wgmma_kernel, grid, dim3(kThreads), (size_t)kSmemBytes, s, p);
+        e = ws ? launch_pdl(attn_wgmma_kernel<true>, grid, dim3(threads_of<true>()), (size_t)kSmemBytes, s, p)
+               : launch_pdl(attn_wgmma_kernel<false>, grid, dim3(threads_of<false>()), (size_t)kSmemBytes, s, p);
     return e != cudaSuccess ? (int)e : launch_status();
 }
 
