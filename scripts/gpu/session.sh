@@ -2016,7 +2016,7 @@ if has wgprof; then
       grep "attn wg\|attn mt2" "$L/wgprof_forms_ws${ws}_$r.log" | sed "s/^/ws$ws /" | tee -a "$S"
     done
   done
-  [ -n "${WGPROF_SDPA:-1}" ] && step "sdpa reference" 120 wgprof_sdpa.log python3 scripts/gpu/sdpa_ref.py
+  [ "${WGPROF_SDPA:-1}" = 1 ] && step "sdpa reference" 120 wgprof_sdpa.log python3 scripts/gpu/sdpa_ref.py
   grep -v "^$" "$L/wgprof_sdpa.log" 2>/dev/null | tail -8 | tee -a "$S"
   for ws in ${WGPROF_NCU:-1 0}; do
     sets=(--section SpeedOfLight --section WarpStateStats --section SchedulerStats --section MemoryWorkloadAnalysis)

@@ -112,22 +112,21 @@ __global__ void __launch_bounds__(threads_of<kWS>(), 1) attn_wgmma_kernel(const 
         cp_async_commit();
     };
     if constexpr (kWS) {
-        if (loader) { // the loading warpgroup: tile t into stage t % kStages once the stage is empty; two in flight
+        if (loader) { // the loading warpgroup: tile t into stage t % kStages as soon as the stage is empty
             asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kLoadRegs));
             if (n > 0) {
+                // Each stage's full barrier completes when every loading thread's copies into it have landed (its
+                // copies' own arrivals: the thread never waits for them). Waiting here made a warpgroup's turn wait
+                // for the other's products (session 53, call 1: 274 against 351 TFLOP/s).
                 load_q0();
+                mbar_arrive_cp_async(full_a);
                 for (int t = 1; t < n; t++) {
                     if (t >= kStages)
                         mbar_wait(empty_a + (t % kStages) * 8, (t / kStages - 1) & 1);
                     load_kv(t % kStages, tb.kbeg + t * kBN);
-                    cp_async_commit();
-                    cp_async_wait<1>(); // tile t - 1 (and Q with tile 0) has landed
-                    fence_proxy_async();
-                    mbar_arrive(full_a + ((t - 1) % kStages) * 8);
+                    mbar_arrive_cp_async(full_a + (t % kStages) * 8);
                 }
                 cp_async_wait<0>();
-                fence_proxy_async();
-                mbar_arrive(full_a + ((n - 1) % kStages) * 8);
             }
             pdl_launch_dependents();
             return;
@@ -262,6 +261,8 @@ __global__ void __launch_bounds__(threads_of<kWS>(), 1) attn_wgmma_kernel(const 
         if (wg == 1)
             turn_give(); // warpgroup 0 goes first
         mbar_wait(full_a, 0);
+        if constexpr (kWS)
+            fence_proxy_async(); // the loader's copies (generic proxy) before this warpgroup's wgmma reads them
         turn_wait();
         fence_regs(s);
         wgmma_fence();
@@ -274,6 +275,8 @@ __global__ void __launch_bounds__(threads_of<kWS>(), 1) attn_wgmma_kernel(const 
         refill(0);
         for (int j = 1; j < n; j++) {
             mbar_wait(full_a + (j % kStages) * 8, (j / kStages) & 1);
+            if constexpr (kWS)
+                fence_proxy_async();
             turn_wait();
             fence_regs(o);
             rescale_o(corr);

@@ -105,6 +105,12 @@ __device__ __forceinline__ void mbar_arrive(uint32_t a)
 {
     asm volatile("{\n.reg .b64 st;\nmbarrier.arrive.shared::cta.b64 st, [%0];\n}\n" ::"r"(a) : "memory");
 }
+// An arrival on the mbarrier at a once every cp.async this thread issued before it has landed (the count it was
+// initialised with includes this arrival: .noinc).
+__device__ __forceinline__ void mbar_arrive_cp_async(uint32_t a)
+{
+    asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(a) : "memory");
+}
 __device__ __forceinline__ void mbar_wait(uint32_t a, int parity)
 {
     uint32_t done;
