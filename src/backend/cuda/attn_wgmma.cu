@@ -68,18 +68,39 @@ __global__ void __launch_bounds__(threads_of<kWS>(), 1) attn_wgmma_kernel(const 
     const int64_t kv_row = (int64_t)p.kv_heads * kD;
     const bf16 *kbase = p.kc + (int64_t)tb.kvh * kD, *vbase = p.vc + (int64_t)tb.kvh * kD;
     // Key tile [kb, kb + kBN) into stage `stage`; keys at or past kend are zeros and read nothing.
-    auto load_kv = [&](int stage, int kb) {
+    // A tile's keys lie in at most 32 cache blocks where blocks hold 5 keys or more: then lane l of every loading
+    // warp holds the id of the tile's block l, read one tile ahead (tile_ids), and a key's row comes from its lane by
+    // a shuffle. Each thread's 8-16 rows a tile had each waited for its own block-table read (session 53: in the
+    // loading warpgroup, with 40 registers, one after another). Smaller blocks read the table row by row.
+    const bool by_lane = (kBN + bs - 1) / bs + 1 <= 32;
+    auto tile_ids = [&](int kb) -> int32_t {
+        const int b0 = kb / bs, b = b0 + lane;
+        return by_lane && b * bs < kend && b * bs < kb + kBN ? bt[b] : 0;
+    };
+    auto load_kv = [&](int stage, int kb, int32_t ids) {
         uint8_t *sk = sm + (1 + 2 * stage) * kOpBytes, *sv = sk + kOpBytes;
+        const int b0 = kb / bs;
 #pragma unroll
         for (int i = 0; i < kBN * 16 / kLoaders; i++) {
             const int c = tid + i * kLoaders;
             const int kr = c >> 4, ch = c & 15;
             const int j = kb + kr;
             const bool ok = j < kend;
-            const int64_t off = ok ? cache_row(j) * kv_row + ch * 8 : 0;
+            const int jb = bs_pow2 ? j >> bs_shift : j / bs;
+            const int32_t blk = __shfl_sync(FULL_MASK, ids, (jb - b0) & 31);
+            const int64_t row = by_lane ? (int64_t)blk * bs + (j - jb * bs) : cache_row(j);
+            const int64_t off = ok ? row * kv_row + ch * 8 : 0;
             cp_async16(sk + sw128_off(kr, ch), kbase + off, ok);
             cp_async16(sv + sw128_off(kr, ch), vbase + off, ok);
         }
+    };
+    // The next tile to load's block ids (tile_ids), and a load that reads the ones after it.
+    int32_t next_ids = 0;
+    auto load_tile = [&](int t) {
+        const int32_t ids = next_ids;
+        if (t + 1 < tb.n_kt)
+            next_ids = tile_ids(tb.kbeg + (t + 1) * kBN);
+        load_kv(t % kStages, tb.kbeg + t * kBN, ids);
     };
     // Stage st's mbarriers: full (its tile's copies have landed: every loading thread arrives) and empty (both
     // computing warpgroups are done with its tile: all their 256 threads arrive).
@@ -98,6 +119,8 @@ __global__ void __launch_bounds__(threads_of<kWS>(), 1) attn_wgmma_kernel(const 
     }
     pdl_wait();
     const int n = tb.n_kt;
+    if (loader && n > 0)
+        next_ids = tile_ids(tb.kbeg);
     // Q's rows (rows past the tile repeat its last row: finite, never stored) and key tile 0, one commit group.
     auto load_q0 = [&]() {
         for (int c = tid; c < kBM * 16; c += kLoaders) {
@@ -108,7 +131,7 @@ __global__ void __launch_bounds__(threads_of<kWS>(), 1) attn_wgmma_kernel(const 
             cp_async16(sm + sw128_off(i, ch), src, true);
         }
         if (n > 0)
-            load_kv(0, tb.kbeg);
+            load_tile(0);
         cp_async_commit();
     };
     if constexpr (kWS) {
@@ -123,7 +146,7 @@ __global__ void __launch_bounds__(threads_of<kWS>(), 1) attn_wgmma_kernel(const 
                 for (int t = 1; t < n; t++) {
                     if (t >= kStages)
                         mbar_wait(empty_a + (t % kStages) * 8, (t / kStages - 1) & 1);
-                    load_kv(t % kStages, tb.kbeg + t * kBN);
+                    load_tile(t);
                     mbar_arrive_cp_async(full_a + (t % kStages) * 8);
                 }
                 cp_async_wait<0>();
@@ -240,7 +263,7 @@ __global__ void __launch_bounds__(threads_of<kWS>(), 1) attn_wgmma_kernel(const 
             if (j + 2 < n) {
                 if (j >= 1)
                     mbar_wait(empty_a + ((j + 2) % kStages) * 8, ((j - 1) / kStages) & 1);
-                load_kv((j + 2) % kStages, tb.kbeg + (j + 2) * kBN);
+                load_tile(j + 2);
             }
             cp_async_commit();
         }
@@ -255,7 +278,7 @@ __global__ void __launch_bounds__(threads_of<kWS>(), 1) attn_wgmma_kernel(const 
             fence_proxy_async();
             mbar_arrive(full_a);
             if (n > 1)
-                load_kv(1, tb.kbeg + kBN);
+                load_tile(1);
             cp_async_commit();
         }
         if (wg == 1)
