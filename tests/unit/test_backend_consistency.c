@@ -1181,7 +1181,7 @@ static void test_attention_tiled(void **state)
     /* session 34's wgmma form (no loading warpgroup), kept behind SS_ATTN_WG_WS=0 */
     check_attention_mode(p, 32, 8, 128, prefill, 1, 16, ATT_FORCE_WG0, "attention prefill 700 from 0, wgmma ws0");
     check_attention_mode(p, 32, 8, 128, chunk, 1, 7, ATT_FORCE_WG0, "attention chunk 300 at 1000 bs7, wgmma ws0");
-    /* blocks of 4 keys: a tile spans 33 blocks, more than a warp's lanes hold, so the block table is read row by row */
+    /* blocks of 4 keys: a 128-key tile spans 32-33 blocks */
     check_attention_mode(p, 32, 8, 128, chunk, 1, 4, ATT_FORCE_WG, "attention chunk 300 at 1000 bs4, wgmma");
     /* decode tiles, a run of 100 (tiles 64 + 36), a run of exactly 64, short runs, a long decode */
     static const int32_t mixed[][2] = {{0, 100}, {500, 1}, {37, 1}, {200, 17}, {64, 64}, {3000, 1}, {5, 3}};

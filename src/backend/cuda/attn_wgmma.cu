@@ -68,39 +68,37 @@ __global__ void __launch_bounds__(threads_of<kWS>(), 1) attn_wgmma_kernel(const 
     const int64_t kv_row = (int64_t)p.kv_heads * kD;
     const bf16 *kbase = p.kc + (int64_t)tb.kvh * kD, *vbase = p.vc + (int64_t)tb.kvh * kD;
     // Key tile [kb, kb + kBN) into stage `stage`; keys at or past kend are zeros and read nothing.
-    // A tile's keys lie in at most 32 cache blocks where blocks hold 5 keys or more: then lane l of every loading
-    // warp holds the id of the tile's block l, read one tile ahead (tile_ids), and a key's row comes from its lane by
-    // a shuffle. Each thread's 8-16 rows a tile had each waited for its own block-table read (session 53: in the
-    // loading warpgroup, with 40 registers, one after another). Smaller blocks read the table row by row.
-    const bool by_lane = (kBN + bs - 1) / bs + 1 <= 32;
-    auto tile_ids = [&](int kb) -> int32_t {
-        const int b0 = kb / bs, b = b0 + lane;
-        return by_lane && b * bs < kend && b * bs < kb + kBN ? bt[b] : 0;
+    // Loading warp lw copies kRPW of a tile's keys: in step i, rows 2i and 2i + 1 of its share, 16 lanes (16-byte
+    // chunks) a row. Lane l finds the cache row of the share's key l % kRPW (lane_row: one block-table read, a tile
+    // ahead) and the copying lanes take it by a shuffle. (Each thread's 8-16 rows a tile had each computed their own
+    // address and waited for their own block-table read: in the loading warpgroup, with 40 registers, ~990
+    // instructions a warp a tile, more than the two computing warpgroups could use; session 53.)
+    constexpr int kRPW = kBN / (kLoaders / 32);
+    const int lw = warp; // the loading warps are the first kLoaders / 32
+    auto lane_row = [&](int kb) -> int32_t { // -1: past kend (a cache has far fewer than 2^31 rows)
+        const int j = kb + lw * kRPW + lane % kRPW;
+        return j < kend ? (int32_t)cache_row(j) : -1;
     };
-    auto load_kv = [&](int stage, int kb, int32_t ids) {
+    auto load_kv = [&](int stage, int32_t rows_lane) {
         uint8_t *sk = sm + (1 + 2 * stage) * kOpBytes, *sv = sk + kOpBytes;
-        const int b0 = kb / bs;
+        const int ch = lane & 15;
 #pragma unroll
-        for (int i = 0; i < kBN * 16 / kLoaders; i++) {
-            const int c = tid + i * kLoaders;
-            const int kr = c >> 4, ch = c & 15;
-            const int j = kb + kr;
-            const bool ok = j < kend;
-            const int jb = bs_pow2 ? j >> bs_shift : j / bs;
-            const int32_t blk = __shfl_sync(FULL_MASK, ids, (jb - b0) & 31);
-            const int64_t row = by_lane ? (int64_t)blk * bs + (j - jb * bs) : cache_row(j);
-            const int64_t off = ok ? row * kv_row + ch * 8 : 0;
+        for (int i = 0; i < kRPW / 2; i++) {
+            const int r = 2 * i + (lane >> 4), kr = lw * kRPW + r;
+            const int32_t row = __shfl_sync(FULL_MASK, rows_lane, r);
+            const bool ok = row >= 0;
+            const int64_t off = ok ? (int64_t)row * kv_row + ch * 8 : 0;
             cp_async16(sk + sw128_off(kr, ch), kbase + off, ok);
             cp_async16(sv + sw128_off(kr, ch), vbase + off, ok);
         }
     };
-    // The next tile to load's block ids (tile_ids), and a load that reads the ones after it.
-    int32_t next_ids = 0;
+    // Tiles load in order; next_rows holds the next one's rows (lane_row), read as the one before it loads.
+    int32_t next_rows = -1;
     auto load_tile = [&](int t) {
-        const int32_t ids = next_ids;
+        const int32_t rows_lane = next_rows;
         if (t + 1 < tb.n_kt)
-            next_ids = tile_ids(tb.kbeg + (t + 1) * kBN);
-        load_kv(t % kStages, tb.kbeg + t * kBN, ids);
+            next_rows = lane_row(tb.kbeg + (t + 1) * kBN);
+        load_kv(t % kStages, rows_lane);
     };
     // Stage st's mbarriers: full (its tile's copies have landed: every loading thread arrives) and empty (both
     // computing warpgroups are done with its tile: all their 256 threads arrive).
@@ -120,7 +118,7 @@ __global__ void __launch_bounds__(threads_of<kWS>(), 1) attn_wgmma_kernel(const 
     pdl_wait();
     const int n = tb.n_kt;
     if (loader && n > 0)
-        next_ids = tile_ids(tb.kbeg);
+        next_rows = lane_row(tb.kbeg);
     // Q's rows (rows past the tile repeat its last row: finite, never stored) and key tile 0, one commit group.
     auto load_q0 = [&]() {
         for (int c = tid; c < kBM * 16; c += kLoaders) {
