@@ -2000,8 +2000,8 @@ if has maxb; then
   done
 fi
 if has wgprof; then
-  # Session 53: the wgmma prefill attention with a loading warpgroup (SS_ATTN_WG_WS=1, the default) against session
-  # 34's form (0). The consistency test's attention cases (WGPROF_TESTS, a SS_TEST_ONLY pattern), bench_backend
+  # Session 53: the wgmma prefill attention with a loading warpgroup (SS_ATTN_WG_WS=1, opt-in) against the default
+  # form (0). The consistency test's attention cases (WGPROF_TESTS, a SS_TEST_ONLY pattern), bench_backend
   # --attn-prefill in both forms, WGPROF_ROUNDS rounds interleaved, PyTorch's flash attention on the same shapes
   # (scripts/gpu/sdpa_ref.py), then Nsight Compute on one launch of each form at WGPROF_AT (default 30,720): the
   # full set for WGPROF_FULL (default 1), the summary sections for the others.

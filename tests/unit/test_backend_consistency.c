@@ -914,7 +914,7 @@ typedef enum att_mode {
     ATT_FORCE_MT2, /* the prefill form of two m-tiles a warp */
     ATT_FORCE_WM8, /* the prefill form of 8 warps of one m-tile */
     ATT_FORCE_WG,  /* the prefill form on wgmma (where the GPU runs it) */
-    ATT_FORCE_WG0, /* ... without its loading warpgroup (SS_ATTN_WG_WS=0: session 34's form) */
+    ATT_FORCE_WGWS, /* ... with a loading warpgroup (SS_ATTN_WG_WS=1) */
     ATT_GRAPH8,    /* a graph step's tiles (ss_step_tiles): runs of at most 8 tokens, the count padded to a power of 2 */
     ATT_GRAPH4,    /* ... of at most 4 tokens */
     ATT_FORCE_SEQ, /* the decode form of a CTA per sequence, on a graph step's tiles (decode batches only) */
@@ -934,7 +934,7 @@ static const struct {
     [ATT_FORCE_MT2] = {"SS_ATTN_PREFILL", "mt2"},
     [ATT_FORCE_WM8] = {"SS_ATTN_PREFILL", "wm8"},
     [ATT_FORCE_WG] = {"SS_ATTN_PREFILL", "wg"},
-    [ATT_FORCE_WG0] = {"SS_ATTN_PREFILL", "wg"},
+    [ATT_FORCE_WGWS] = {"SS_ATTN_PREFILL", "wg"},
     [ATT_GRAPH8] = {NULL, NULL},
     [ATT_GRAPH4] = {NULL, NULL},
     [ATT_FORCE_SEQ] = {"SS_ATTN_SEQ", "1"},
@@ -1025,7 +1025,7 @@ static void check_attention_kv(pair *p, int32_t heads, int32_t kv, int32_t hd, c
 #ifdef SS_HAVE_CUDA
         if (i == 1 && mode == ATT_FORCE_MT2 && ss_cuda_attn_prefill_mt2_ctas_per_sm(hd, fp8) < 1)
             printf("%s: this GPU cannot launch the form of two m-tiles a warp; checked the 8-warp form\n", what);
-        if (i == 1 && (mode == ATT_FORCE_WG || mode == ATT_FORCE_WG0) && !ss_cuda_attn_prefill_wg_ok(hd, fp8)) {
+        if (i == 1 && (mode == ATT_FORCE_WG || mode == ATT_FORCE_WGWS) && !ss_cuda_attn_prefill_wg_ok(hd, fp8)) {
             printf("%s: this GPU (or this cache, head size) has no wgmma prefill form; checked the launcher's\n", what);
             /* an H100 / H200 with a bf16 cache and heads of 128 must have it (else the forced cases test nothing) */
             assert_true(fp8 || hd != 128 || !strstr(p->gpu->desc, "sm_90"));
@@ -1039,15 +1039,15 @@ static void check_attention_kv(pair *p, int32_t heads, int32_t kv, int32_t hd, c
             setenv(force_env, kAttForce[mode].value, 1);
         if (force && mode == ATT_FORCE_SEQ2)
             setenv("SS_ATTN_SEQ", "1", 1);
-        if (force && mode == ATT_FORCE_WG0)
-            setenv("SS_ATTN_WG_WS", "0", 1);
+        if (force && mode == ATT_FORCE_WGWS)
+            setenv("SS_ATTN_WG_WS", "1", 1);
         ss_status st = b->iface->attention(b->ctx, out[i], bufs[i][0], q_stride, bufs[i][1], bufs[i][2], &meta, n,
                                            heads, kv, hd, 1.0f / sqrtf((float)hd));
         if (force)
             unsetenv(force_env);
         if (force && mode == ATT_FORCE_SEQ2)
             unsetenv("SS_ATTN_SEQ");
-        if (force && mode == ATT_FORCE_WG0)
+        if (force && mode == ATT_FORCE_WGWS)
             unsetenv("SS_ATTN_WG_WS");
         assert_int_equal(st, SS_OK);
         assert_int_equal(b->iface->sync(b->ctx), SS_OK); /* expect_close reads through the other backends */
@@ -1178,9 +1178,10 @@ static void test_attention_tiled(void **state)
     static const int32_t deep_tile[][2] = {{3000, 64}};
     check_attention_mode(p, 32, 8, 128, deep_tile, 1, 16, ATT_FORCE_WG,
                          "attention 64 tokens at 3000, 32/8 d128, wgmma");
-    /* session 34's wgmma form (no loading warpgroup), kept behind SS_ATTN_WG_WS=0 */
-    check_attention_mode(p, 32, 8, 128, prefill, 1, 16, ATT_FORCE_WG0, "attention prefill 700 from 0, wgmma ws0");
-    check_attention_mode(p, 32, 8, 128, chunk, 1, 7, ATT_FORCE_WG0, "attention chunk 300 at 1000 bs7, wgmma ws0");
+    /* the wgmma form with a loading warpgroup (SS_ATTN_WG_WS=1; slower, not the default) */
+    check_attention_mode(p, 32, 8, 128, prefill, 1, 16, ATT_FORCE_WGWS, "attention prefill 700 from 0, wgmma ws");
+    check_attention_mode(p, 32, 8, 128, chunk, 1, 7, ATT_FORCE_WGWS, "attention chunk 300 at 1000 bs7, wgmma ws");
+    check_attention_mode(p, 32, 8, 128, deep_tile, 1, 16, ATT_FORCE_WGWS, "attention 64 tokens at 3000, wgmma ws");
     /* blocks of 4 keys: a 128-key tile spans 32-33 blocks */
     check_attention_mode(p, 32, 8, 128, chunk, 1, 4, ATT_FORCE_WG, "attention chunk 300 at 1000 bs4, wgmma");
     /* decode tiles, a run of 100 (tiles 64 + 36), a run of exactly 64, short runs, a long decode */
