@@ -32,6 +32,9 @@ static ss_status cfg_int(const cJSON *root, const char *key, int64_t def, int64_
     if (!v || cJSON_IsNull(v)) {
         if (def == INT64_MIN)
             return ss_err_set(err, SS_ERR_FORMAT, "%s: missing \"%s\"", name, key);
+        if (def < lo || def > hi) /* a default derived from other fields (head_dim: hidden_size / heads) */
+            return ss_err_set(err, SS_ERR_FORMAT, "%s: \"%s\" is not given and its default %lld is outside %lld..%lld",
+                              name, key, (long long)def, (long long)lo, (long long)hi);
         *out = (int32_t)def;
         return SS_OK;
     }

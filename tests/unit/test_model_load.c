@@ -101,6 +101,11 @@ static void test_safetensors_errors(void **state)
     expect_st_error("{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]},"
                     "\"b\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[8,24]}}",
                     32, SS_ERR_FORMAT, "overlap");
+    /* ... with an empty tensor between them in offset order (found by helper-62's fuzzing) */
+    expect_st_error("{\"a\":{\"dtype\":\"F32\",\"shape\":[25],\"data_offsets\":[0,100]},"
+                    "\"e\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[10,10]},"
+                    "\"c\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[50,58]}}",
+                    100, SS_ERR_FORMAT, "tensors 'a' and 'c' overlap");
     /* unsupported dtype */
     expect_st_error("{\"w\":{\"dtype\":\"I8\",\"shape\":[4],\"data_offsets\":[0,4]}}", 4, SS_ERR_UNSUPPORTED, "I8");
     /* negative / fractional shapes, bad offsets */
@@ -282,6 +287,20 @@ static void test_config_forms(void **state)
                           "\"bos_token_id\":4294967296}";
     assert_int_equal(ss_config_parse(cfg_bos, strlen(cfg_bos), "c", &c, &e), SS_ERR_FORMAT);
     assert_non_null(strstr(e.msg, "bos_token_id"));
+    /* head_dim not given: hidden_size / heads must lie in head_dim's range too (2048 overflowed the rope table, 0
+     * divided by zero; found by helper-62's fuzzing) */
+    const char *hd_big = "{\"architectures\":[\"LlamaForCausalLM\"],\"vocab_size\":10,\"hidden_size\":4096,"
+                         "\"intermediate_size\":16,\"num_hidden_layers\":1,\"num_attention_heads\":2}";
+    assert_int_equal(ss_config_parse(hd_big, strlen(hd_big), "c", &c, &e), SS_ERR_FORMAT);
+    assert_non_null(strstr(e.msg, "\"head_dim\" is not given and its default 2048 is outside 2..1024"));
+    const char *hd_zero = "{\"architectures\":[\"LlamaForCausalLM\"],\"vocab_size\":10,\"hidden_size\":96,"
+                          "\"intermediate_size\":16,\"num_hidden_layers\":1,\"num_attention_heads\":3378}";
+    assert_int_equal(ss_config_parse(hd_zero, strlen(hd_zero), "c", &c, &e), SS_ERR_FORMAT);
+    assert_non_null(strstr(e.msg, "head_dim"));
+    const char *hd_given = "{\"architectures\":[\"LlamaForCausalLM\"],\"vocab_size\":10,\"hidden_size\":4096,"
+                           "\"intermediate_size\":16,\"num_hidden_layers\":1,\"num_attention_heads\":2,\"head_dim\":64}";
+    assert_int_equal(ss_config_parse(hd_given, strlen(hd_given), "c", &c, &e), SS_OK);
+    assert_int_equal(c.head_dim, 64);
     const char *bad = "{\"architectures\":[\"LlamaForCausalLM\"],\"vocab_size\":\"ten\"}";
     assert_int_equal(ss_config_parse(bad, strlen(bad), "c", &c, &e), SS_ERR_FORMAT);
     assert_non_null(strstr(e.msg, "vocab_size"));
