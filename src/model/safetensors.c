@@ -150,14 +150,19 @@ ss_status ss_st_parse(const uint8_t *buf, size_t len, const char *name, ss_st_fi
         SS_CHECK_GOTO(st_parse_entry(e, name, data_len, t, err), st, fail);
     }
     f->n = count;
-    /* No two tensors may share bytes. */
+    /* No two tensors may share bytes: in offset order, each non-empty tensor starts at or after the end of the
+     * non-empty one before it (an empty tensor between two must not hide their overlap). */
     qsort(f->tensors, f->n, sizeof *f->tensors, st_cmp_offset);
-    for (size_t k = 1; k < f->n; k++) {
-        const ss_st_tensor *a = &f->tensors[k - 1], *b = &f->tensors[k];
-        if (a->nbytes && b->nbytes && b->offset < a->offset + a->nbytes) {
-            st = ss_err_set(err, SS_ERR_FORMAT, "%s: tensors '%s' and '%s' overlap", name, a->name, b->name);
+    const ss_st_tensor *prev = NULL;
+    for (size_t k = 0; k < f->n; k++) {
+        const ss_st_tensor *b = &f->tensors[k];
+        if (!b->nbytes)
+            continue;
+        if (prev && b->offset < prev->offset + prev->nbytes) {
+            st = ss_err_set(err, SS_ERR_FORMAT, "%s: tensors '%s' and '%s' overlap", name, prev->name, b->name);
             goto fail;
         }
+        prev = b;
     }
     for (size_t k = 0; k < f->n; k++) {
         f->tensors[k].data = buf + 8 + hlen + f->tensors[k].offset;
