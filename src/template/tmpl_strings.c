@@ -276,14 +276,8 @@ static ss_status tb_split(tr *r, const tn *at, tv s, const tv *sepv, const tv *m
             i += k;
         if (i >= n)
             break;
-        if (maxsplit >= 0 && done >= maxsplit) {
-            size_t e = n; /* rest, with trailing whitespace removed */
-            tv rest;
-            SS_CHECK(tb_strip(r, tv_sborrow(p + i, n - i), NULL, 0, 0, 1, &rest));
-            e = i + rest.u.s.n;
-            SS_CHECK(tb_push_view(r, *out, s, i, e - i));
-            return SS_OK;
-        }
+        if (maxsplit >= 0 && done >= maxsplit) /* the rest as it is, trailing whitespace kept (as Python does) */
+            return tb_push_view(r, *out, s, i, n - i);
         size_t b = i;
         while (i < n && (k = tm_utf8_decode(p + i, n - i, &cp)) && !tm_is_space(cp))
             i += k;

@@ -61,6 +61,9 @@ static const struct tt_case tt_cases[] = {
      "yo|x"},
     {"{{ '  a b  '.strip() }}|{{ 'xxaxx'.strip('x') }}|{{ 'a,b,,c'.split(',') }}|{{ ' a  b '.split() }}|{{ 'a b c'.split(' ', 1) }}",
      "a b|a|['a', 'b', '', 'c']|['a', 'b']|['a', 'b c']"},
+    /* whitespace split with maxsplit keeps the rest's trailing whitespace, as Python does (found by helper-62) */
+    {"{{ ' a  b '.split(none, 1) }}|{{ 'a   '.split(none, 1) }}|{{ 'a b  c '.split(none, 1) }}|{{ ' x '.split(none, 0) }}",
+     "['a', 'b ']|['a']|['a', 'b  c ']|['x ']"},
     {"{{ d|tojson }} {{ msgs|tojson(indent=2) }} {{ \"\303\251\\n\\\"\\u0001\"|tojson }} {{ [1.0, 2.5, none, true]|tojson }} {{ {'b':1,'a':2}|tojson(sort_keys=true) }}",
      "{\"a\": 1, \"b\": [1, 2]} [\n  {\n    \"role\": \"user\",\n    \"content\": \"hi\"\n  },\n  {\n    \"role\": \"assistant\",\n    \"content\": \"<think>x</think>\\n\\nyo\"\n  }\n] \"\303\251\\n\\\"\\u0001\" [1.0, 2.5, null, true] {\"a\": 2, \"b\": 1}"},
     {"{{ 'abc' is string }} {{ 1 is number }} {{ d is mapping }} {{ l is iterable }} {{ x is defined }} {{ n is none }} {{ 3 is odd }} {{ 4 is even }} {{ 9 is divisibleby 3 }} {{ 9 is divisibleby(4) }} {{ t is true }} {{ t is boolean }}",
