@@ -282,32 +282,32 @@ static void test_config_forms(void **state)
     assert_int_equal(ss_genconfig_parse(bos_str, strlen(bos_str), "g", &c, &e), SS_OK);
     assert_int_equal(c.bos_id, 1);
     assert_int_equal(c.eos_ids[0], 7);
-    const char *cfg_bos = "{\"architectures\":[\"LlamaForCausalLM\"],\"vocab_size\":10,\"hidden_size\":8,"
-                          "\"intermediate_size\":16,\"num_hidden_layers\":1,\"num_attention_heads\":2,"
-                          "\"bos_token_id\":4294967296}";
-    assert_int_equal(ss_config_parse(cfg_bos, strlen(cfg_bos), "c", &c, &e), SS_ERR_FORMAT);
-    assert_non_null(strstr(e.msg, "bos_token_id"));
-    /* head_dim not given: hidden_size / heads must lie in head_dim's range too (2048 overflowed the rope table, 0
-     * divided by zero; found by helper-62's fuzzing) */
-    const char *hd_big = "{\"architectures\":[\"LlamaForCausalLM\"],\"vocab_size\":10,\"hidden_size\":4096,"
-                         "\"intermediate_size\":16,\"num_hidden_layers\":1,\"num_attention_heads\":2}";
-    assert_int_equal(ss_config_parse(hd_big, strlen(hd_big), "c", &c, &e), SS_ERR_FORMAT);
-    assert_non_null(strstr(e.msg, "\"head_dim\" is not given and its default 2048 is outside 2..1024"));
-    const char *hd_zero = "{\"architectures\":[\"LlamaForCausalLM\"],\"vocab_size\":10,\"hidden_size\":96,"
-                          "\"intermediate_size\":16,\"num_hidden_layers\":1,\"num_attention_heads\":3378}";
-    assert_int_equal(ss_config_parse(hd_zero, strlen(hd_zero), "c", &c, &e), SS_ERR_FORMAT);
-    assert_non_null(strstr(e.msg, "head_dim"));
-    const char *hd_given = "{\"architectures\":[\"LlamaForCausalLM\"],\"vocab_size\":10,\"hidden_size\":4096,"
-                           "\"intermediate_size\":16,\"num_hidden_layers\":1,\"num_attention_heads\":2,\"head_dim\":64}";
+    /* config.json refused, naming what is wrong; the base is a valid config's head */
+#define CFG_HEAD                                                                                                       \
+    "{\"architectures\":[\"LlamaForCausalLM\"],\"vocab_size\":10,\"intermediate_size\":16,\"num_hidden_layers\":1,"
+    static const struct {
+        const char *json, *needle;
+        ss_status want;
+    } refused[] = {
+        {CFG_HEAD "\"hidden_size\":8,\"num_attention_heads\":2,\"bos_token_id\":4294967296}", "bos_token_id",
+         SS_ERR_FORMAT},
+        /* head_dim not given: hidden_size / heads must lie in head_dim's range too (2048 overflowed the rope table, 0
+         * was accepted; found by helper-62's fuzzing) */
+        {CFG_HEAD "\"hidden_size\":4096,\"num_attention_heads\":2}",
+         "\"head_dim\" is not given and its default 2048 is outside 2..1024", SS_ERR_FORMAT},
+        {CFG_HEAD "\"hidden_size\":96,\"num_attention_heads\":3378}", "head_dim", SS_ERR_FORMAT},
+        {"{\"architectures\":[\"LlamaForCausalLM\"],\"vocab_size\":\"ten\"}", "vocab_size", SS_ERR_FORMAT},
+        {CFG_HEAD "\"hidden_size\":8,\"num_attention_heads\":2,\"hidden_act\":\"gelu\"}", "gelu", SS_ERR_UNSUPPORTED},
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        ss_status st = ss_config_parse(refused[i].json, strlen(refused[i].json), "c", &c, &e);
+        if (st != refused[i].want || !strstr(e.msg, refused[i].needle))
+            fail_msg("config %zu: got %d '%s', want %d naming '%s'", i, st, e.msg, refused[i].want, refused[i].needle);
+    }
+    const char *hd_given = CFG_HEAD "\"hidden_size\":4096,\"num_attention_heads\":2,\"head_dim\":64}";
     assert_int_equal(ss_config_parse(hd_given, strlen(hd_given), "c", &c, &e), SS_OK);
     assert_int_equal(c.head_dim, 64);
-    const char *bad = "{\"architectures\":[\"LlamaForCausalLM\"],\"vocab_size\":\"ten\"}";
-    assert_int_equal(ss_config_parse(bad, strlen(bad), "c", &c, &e), SS_ERR_FORMAT);
-    assert_non_null(strstr(e.msg, "vocab_size"));
-    const char *act = "{\"architectures\":[\"LlamaForCausalLM\"],\"vocab_size\":10,\"hidden_size\":8,"
-                      "\"intermediate_size\":16,\"num_hidden_layers\":1,\"num_attention_heads\":2,\"hidden_act\":\"gelu\"}";
-    assert_int_equal(ss_config_parse(act, strlen(act), "c", &c, &e), SS_ERR_UNSUPPORTED);
-    assert_non_null(strstr(e.msg, "gelu"));
+#undef CFG_HEAD
 }
 
 static void test_shard_plan(void **state)
