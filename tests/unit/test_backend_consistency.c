@@ -922,9 +922,10 @@ typedef enum att_mode {
     ATT_SPLITS3     /* decode tiles in 3 key splits, merged by the combine kernel (SS_ATTN_SPLITS) */
 } att_mode;
 
-/* The launcher's switch and value that force each mode's kernel on the GPU side (env NULL: the launcher's choice). */
+/* The launcher's switches and values that force each mode's kernel on the GPU side (env NULL: the launcher's choice;
+ * env2: a second switch the form also needs, or NULL). */
 static const struct {
-    const char *env, *value;
+    const char *env, *value, *env2, *value2;
 } kAttForce[] = {
     [ATT_AUTO] = {NULL, NULL},
     [ATT_NO_TILES] = {NULL, NULL},
@@ -934,11 +935,11 @@ static const struct {
     [ATT_FORCE_MT2] = {"SS_ATTN_PREFILL", "mt2"},
     [ATT_FORCE_WM8] = {"SS_ATTN_PREFILL", "wm8"},
     [ATT_FORCE_WG] = {"SS_ATTN_PREFILL", "wg"},
-    [ATT_FORCE_WGWS] = {"SS_ATTN_PREFILL", "wg"},
+    [ATT_FORCE_WGWS] = {"SS_ATTN_PREFILL", "wg", "SS_ATTN_WG_WS", "1"},
     [ATT_GRAPH8] = {NULL, NULL},
     [ATT_GRAPH4] = {NULL, NULL},
     [ATT_FORCE_SEQ] = {"SS_ATTN_SEQ", "1"},
-    [ATT_FORCE_SEQ2] = {"SS_ATTN_SEQ_PARTS", "2"},
+    [ATT_FORCE_SEQ2] = {"SS_ATTN_SEQ_PARTS", "2", "SS_ATTN_SEQ", "1"},
     [ATT_SPLITS3] = {"SS_ATTN_SPLITS", "3"},
 };
 
@@ -1035,20 +1036,17 @@ static void check_attention_kv(pair *p, int32_t heads, int32_t kv, int32_t hd, c
             assert_true(ss_cuda_attn_seq_ok(hd, fp8) || !strstr(p->gpu->desc, "sm_90"));
         }
 #endif
+        const char *force_env2 = force ? kAttForce[mode].env2 : NULL;
         if (force)
             setenv(force_env, kAttForce[mode].value, 1);
-        if (force && mode == ATT_FORCE_SEQ2)
-            setenv("SS_ATTN_SEQ", "1", 1);
-        if (force && mode == ATT_FORCE_WGWS)
-            setenv("SS_ATTN_WG_WS", "1", 1);
+        if (force_env2)
+            setenv(force_env2, kAttForce[mode].value2, 1);
         ss_status st = b->iface->attention(b->ctx, out[i], bufs[i][0], q_stride, bufs[i][1], bufs[i][2], &meta, n,
                                            heads, kv, hd, 1.0f / sqrtf((float)hd));
         if (force)
             unsetenv(force_env);
-        if (force && mode == ATT_FORCE_SEQ2)
-            unsetenv("SS_ATTN_SEQ");
-        if (force && mode == ATT_FORCE_WGWS)
-            unsetenv("SS_ATTN_WG_WS");
+        if (force_env2)
+            unsetenv(force_env2);
         assert_int_equal(st, SS_OK);
         assert_int_equal(b->iface->sync(b->ctx), SS_OK); /* expect_close reads through the other backends */
     }

@@ -67,8 +67,8 @@ __global__ void __launch_bounds__(threads_of<kWS>(), 1) attn_wgmma_kernel(const 
     };
     const int64_t kv_row = (int64_t)p.kv_heads * kD;
     const bf16 *kbase = p.kc + (int64_t)tb.kvh * kD, *vbase = p.vc + (int64_t)tb.kvh * kD;
-    // Key tile [kb, kb + kBN) into stage `stage`; keys at or past kend are zeros and read nothing.
-    // Loading warp lw copies kRPW of a tile's keys: in step i, rows 2i and 2i + 1 of its share, 16 lanes (16-byte
+    // load_kv: key tile [kb, kb + kBN) into stage `stage`; keys at or past kend are zeros and read nothing. Loading
+    // warp lw copies kRPW of a tile's keys: in step i, rows 2i and 2i + 1 of its share, 16 lanes (16-byte
     // chunks) a row. Lane l finds the cache row of the share's key l % kRPW (lane_row: one block-table read, a tile
     // ahead) and the copying lanes take it by a shuffle. (Each thread's 8-16 rows a tile had each computed their own
     // address and waited for their own block-table read: in the loading warpgroup, with 40 registers, ~990
@@ -388,6 +388,14 @@ template <bool kWS> bool fits_one()
     return n >= 1;
 }
 
+template <bool kWS> int launch_form(const AttnTiledParams &p, dim3 grid, cudaStream_t s)
+{
+    cudaError_t e = set_smem<kWS>();
+    if (e == cudaSuccess)
+        e = launch_pdl(attn_wgmma_kernel<kWS>, grid, dim3(threads_of<kWS>()), (size_t)kSmemBytes, s, p);
+    return e != cudaSuccess ? (int)e : launch_status();
+}
+
 // The form with a loading warpgroup where the benchmark switch SS_ATTN_WG_WS is 1.
 bool use_ws()
 {
@@ -415,12 +423,7 @@ bool attn_wgmma_fits(int head_dim, bool fp8)
 
 int attn_wgmma_launch(const AttnTiledParams &p, dim3 grid, cudaStream_t s)
 {
-    const bool ws = use_ws();
-    cudaError_t e = ws ? set_smem<true>() : set_smem<false>();
-    if (e == cudaSuccess)
-        e = ws ? launch_pdl(attn_wgmma_kernel<true>, grid, dim3(threads_of<true>()), (size_t)kSmemBytes, s, p)
-               : launch_pdl(attn_wgmma_kernel<false>, grid, dim3(threads_of<false>()), (size_t)kSmemBytes, s, p);
-    return e != cudaSuccess ? (int)e : launch_status();
+    return use_ws() ? launch_form<true>(p, grid, s) : launch_form<false>(p, grid, s);
 }
 
 } // namespace ss
