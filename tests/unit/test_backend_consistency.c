@@ -927,20 +927,20 @@ typedef enum att_mode {
 static const struct {
     const char *env, *value, *env2, *value2;
 } kAttForce[] = {
-    [ATT_AUTO] = {NULL, NULL},
-    [ATT_NO_TILES] = {NULL, NULL},
-    [ATT_FORCE_TILED] = {"SS_ATTN_FORCE", "tiled"},
-    [ATT_FORCE_OLD] = {"SS_ATTN_FORCE", "old"},
-    [ATT_FORCE_SHORT] = {"SS_ATTN_SHORT", "1"},
-    [ATT_FORCE_MT2] = {"SS_ATTN_PREFILL", "mt2"},
-    [ATT_FORCE_WM8] = {"SS_ATTN_PREFILL", "wm8"},
-    [ATT_FORCE_WG] = {"SS_ATTN_PREFILL", "wg"},
+    [ATT_AUTO] = {NULL, NULL, NULL, NULL},
+    [ATT_NO_TILES] = {NULL, NULL, NULL, NULL},
+    [ATT_FORCE_TILED] = {"SS_ATTN_FORCE", "tiled", NULL, NULL},
+    [ATT_FORCE_OLD] = {"SS_ATTN_FORCE", "old", NULL, NULL},
+    [ATT_FORCE_SHORT] = {"SS_ATTN_SHORT", "1", NULL, NULL},
+    [ATT_FORCE_MT2] = {"SS_ATTN_PREFILL", "mt2", NULL, NULL},
+    [ATT_FORCE_WM8] = {"SS_ATTN_PREFILL", "wm8", NULL, NULL},
+    [ATT_FORCE_WG] = {"SS_ATTN_PREFILL", "wg", NULL, NULL},
     [ATT_FORCE_WGWS] = {"SS_ATTN_PREFILL", "wg", "SS_ATTN_WG_WS", "1"},
-    [ATT_GRAPH8] = {NULL, NULL},
-    [ATT_GRAPH4] = {NULL, NULL},
-    [ATT_FORCE_SEQ] = {"SS_ATTN_SEQ", "1"},
+    [ATT_GRAPH8] = {NULL, NULL, NULL, NULL},
+    [ATT_GRAPH4] = {NULL, NULL, NULL, NULL},
+    [ATT_FORCE_SEQ] = {"SS_ATTN_SEQ", "1", NULL, NULL},
     [ATT_FORCE_SEQ2] = {"SS_ATTN_SEQ_PARTS", "2", "SS_ATTN_SEQ", "1"},
-    [ATT_SPLITS3] = {"SS_ATTN_SPLITS", "3"},
+    [ATT_SPLITS3] = {"SS_ATTN_SPLITS", "3", NULL, NULL},
 };
 
 /* A mixed batch: sequences with (first position, token count). Each sequence owns just the blocks
