@@ -937,6 +937,25 @@ if has wgp; then
     grep -hE "ERROR SUMMARY|RACECHECK SUMMARY|SYNCCHECK|PASSED|FAILED" "$L/wgp_$t.log" | head -5 | tee -a "$S"
   done
 fi
+if has s54; then
+  # Session 54: attn_tiled.cu's loads by lane (a key's cache row found once a tile, a tile ahead, shuffled to the
+  # copying lanes) against $OLDB: the attention alone with each cache (the sweep), the prefill forms with an fp8
+  # cache (--attn-prefill), then 8B decode steps over S54_CASES ("B:PROMPT:GEN:KV") on both builds, interleaved,
+  # S54_REPS rounds (0: none).
+  export CUDA_VISIBLE_DEVICES=0
+  for kv in bf16 fp8; do
+    kf=(); [ $kv = fp8 ] && kf=(--kv fp8)
+    attn_sweep "$kv" ${kf[@]+"${kf[@]}"}
+    [ -x "$OLDB/tools/bench_backend" ] && SWEEP_BIN=$OLDB/tools/bench_backend attn_sweep "$kv-old" ${kf[@]+"${kf[@]}"}
+  done
+  for v in new old; do
+    bd=$B; [ $v = old ] && { [ -x "$OLDB/tools/bench_backend" ] || continue; bd=$OLDB; }
+    step "attention prefill forms, fp8 cache [$v]" 200 "attnp_fp8_$v.log" "$bd/tools/bench_backend" --attn-prefill --kv fp8 --iters 20
+    grep '^attn' "$L/attnp_fp8_$v.log" | sed "s/^/$v /" | tee -a "$S"
+  done
+  [ "${S54_REPS:-1}" -gt 0 ] && SKIP_CHECKS=1 cases_ab s54 "${S54_REPS:-1}" "${S54_CASES:-64:1024:64 128:1024:64 256:1024:64 \
+128:128:64 64:1024:64:fp8 128:1024:64:fp8 256:1024:64:fp8 128:128:64:fp8}" "new old"
+fi
 if has s21a; then
   # Session 21: batch-1 A/B runs on one H200 (the persistent kernel's GEMVs; its fp8 form under SS_PERSIST_FP8=1).
   # The decode cases of the consistency test under each S21A_CHECKS environment ("-" none; "A=1,B=2"); with

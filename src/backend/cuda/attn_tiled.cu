@@ -146,7 +146,6 @@ __global__ void __launch_bounds__(WM *WK * 32, MINB) attn_tiled_kernel(const Att
     constexpr int NS = KW / 8;  // score n-tiles per warp
     constexpr int NO = D / 8;   // output n-tiles
     constexpr bool kDirect = FP8 && WK > 1; // fp8 decode tiles: fragments from the e4m3 rows (above)
-    constexpr int C8 = D / 16;  // FP8: 16-byte chunks per e4m3 row
     static_assert(MT > 1 || BM <= 2 * BN, "Q must fit in stage 1");
     static_assert(!kDirect || (WM == 1 && MT == 1 && (D == 64 || D == 128)), "fp8 decode tiles: one row group");
     static_assert(KW % 16 == 0 && (BN * CPR) % NT == 0, "tile shape");
@@ -170,91 +169,108 @@ __global__ void __launch_bounds__(WM *WK * 32, MINB) attn_tiled_kernel(const Att
     const int32_t *bt = p.block_tables + (int64_t)seq * p.max_blocks;
     const int bs = p.block_size;
     // Key j's row in the cache: block sizes are powers of two in practice, where shifts replace the
-    // divisions (every cp.async of a key tile computes one)
+    // divisions (the L2 prefetch below and lane_slot compute them)
     const bool bs_pow2 = (bs & (bs - 1)) == 0;
     const int bs_shift = __ffs(bs) - 1;
     auto cache_row = [&](int j) -> int64_t {
         return bs_pow2 ? ((int64_t)bt[j >> bs_shift] << bs_shift) + (j & (bs - 1)) : (int64_t)bt[j / bs] * bs + j % bs;
     };
-    // FP8: where key j's row of this kv head starts (its block, then its offset), and the row's scale.
+    // FP8: where key j's row of this kv head starts (its block, then its offset).
     auto f8_row = [&](int j) -> int64_t {
         const int off = bs_pow2 ? (j & (bs - 1)) : j % bs;
         return kv_fp8_row(bt[bs_pow2 ? j >> bs_shift : j / bs], off, kvh, p.kv_block_bytes, p.kv_heads, D);
-    };
-    auto f8_scale = [&](int j) -> int64_t {
-        const int off = bs_pow2 ? (j & (bs - 1)) : j % bs;
-        return kv_fp8_scale(bt[bs_pow2 ? j >> bs_shift : j / bs], off, kvh, p.kv_block_bytes, bs, p.kv_heads, D);
     };
     const int64_t kv_row = (int64_t)p.kv_heads * D;
     const bf16 *kbase = p.kc + (int64_t)kvh * D, *vbase = p.vc + (int64_t)kvh * D;
     const char *kb8 = reinterpret_cast<const char *>(p.kc), *vb8 = reinterpret_cast<const char *>(p.vc);
 
-    // Key tile [kb, kb + BN) into stage `stage`; keys at or past kend are zeros and read nothing
-    // (not even the block table).
-    auto load_kv = [&](int stage, int kb) {
+    // Loads by lane (session 54, as attn_wgmma.cu's): warp w copies RPW = BN / NW of a key tile's rows, RI rows a
+    // step, one lane a 16-byte chunk. Lane l finds where key share_key(l) of the tile lives (lane_slot: one
+    // block-table read, a tile ahead) and the copying lanes take it by a shuffle. (Each thread's 4-8 chunks a tile
+    // had each read the block table and computed their own 64-bit address.)
+    constexpr int CH = FP8 ? D / 16 : D / 8; // 16-byte chunks of a K (or V) row
+    constexpr int RI = 32 / CH, RPW = BN / NW;
+    static_assert(32 % CH == 0 && RPW <= 32 && RPW % RI == 0 && (BN * CH) % NT == 0, "a warp's share of a tile");
+    // The key of the tile that a warp's lane slot l stands for: in step i, lane x copies chunk x % CH of key
+    // i*NW*RI + warp*RI + x / CH (thread tid's chunk tid + i*NT, as c / CH, c % CH; that is slot i*RI + x / CH).
+    auto share_key = [&](int l) { return (l / RI) * NW * RI + warp * RI + l % RI; };
+    auto block_off = [&](int j) { return bs_pow2 ? (j & (bs - 1)) : j % bs; };
+    // bf16: the cache row of key kb + share_key(lane % RPW); FP8: its block; -1 past kend (a cache has far fewer
+    // than 2^31 rows).
+    auto lane_slot = [&](int kb) -> int32_t {
+        const int j = kb + share_key(lane % RPW);
+        if (j >= kend)
+            return -1;
+        const int32_t blk = bt[bs_pow2 ? j >> bs_shift : j / bs];
+        return FP8 ? blk : blk * bs + block_off(j);
+    };
+    // Key tile [kb, kb + BN) into stage `stage` (slot: lane_slot(kb)); keys at or past kend are zeros and read
+    // nothing.
+    auto load_kv = [&](int stage, int32_t slot) {
         bf16 *sk = smem + stage * 2 * BN * LDS;
         bf16 *sv = sk + BN * LDS;
+        const int ch = lane % CH;
 #pragma unroll
-        for (int i = 0; i < BN * CPR / NT; i++) {
-            const int c = tid + i * NT;
-            const int kr = c / CPR, ch = c - (c / CPR) * CPR;
-            const int j = kb + kr;
-            const bool ok = j < kend;
-            int64_t off = 0;
-            if (ok)
-                off = cache_row(j) * kv_row + ch * 8;
+        for (int i = 0; i < RPW / RI; i++) {
+            const int kr = i * NW * RI + warp * RI + lane / CH;
+            const int32_t row = __shfl_sync(FULL_MASK, slot, i * RI + lane / CH);
+            const bool ok = row >= 0;
+            const int64_t off = ok ? (int64_t)row * kv_row + ch * 8 : 0;
             cp_async16(sk + kr * LDS + ch * 8, kbase + off, ok);
             cp_async16(sv + kr * LDS + ch * 8, vbase + off, ok);
         }
     };
-    // FP8: key tile [kb, kb + BN) into fp8 stage `stage`: e4m3 rows and their scales (zeros past kend).
-    auto load_f8 = [&](int stage, int kb) {
-        static_assert((BN * C8) % NT == 0, "whole rounds of 16-byte chunks");
+    // FP8: key tile [kb, kb + BN) into fp8 stage `stage`: e4m3 rows and their scales (zeros past kend); each
+    // warp's lanes of slots 0 .. RPW - 1 copy their own keys' scales.
+    auto load_f8 = [&](int stage, int kb, int32_t slot) {
         uint8_t *sk = f8 + stage * FST, *sv = sk + BN * D;
         float *sks = reinterpret_cast<float *>(sv + BN * D), *svs = sks + BN;
+        const int ch = lane % CH;
 #pragma unroll
-        for (int i = 0; i < BN * C8 / NT; i++) {
-            const int c = tid + i * NT;
-            const int kr = c / C8, ch = c - (c / C8) * C8;
-            const int j = kb + kr;
-            const bool ok = j < kend;
-            int64_t off = 0;
-            if (ok)
-                off = f8_row(j) + ch * 16;
-            const int pos = kDirect ? ch ^ (kr & (C8 - 1)) : ch; // kDirect: swizzled (above)
+        for (int i = 0; i < RPW / RI; i++) {
+            const int kr = i * NW * RI + warp * RI + lane / CH;
+            const int32_t blk = __shfl_sync(FULL_MASK, slot, i * RI + lane / CH);
+            const bool ok = blk >= 0;
+            const int64_t off =
+                ok ? kv_fp8_row(blk, block_off(kb + kr), kvh, p.kv_block_bytes, p.kv_heads, D) + ch * 16 : 0;
+            const int pos = kDirect ? ch ^ (kr & (CH - 1)) : ch; // kDirect: swizzled (above)
             cp_async16(sk + kr * D + pos * 16, kb8 + off, ok);
             cp_async16(sv + kr * D + pos * 16, vb8 + off, ok);
         }
-        for (int r = tid; r < BN; r += NT) {
-            const int j = kb + r;
-            const bool ok = j < kend;
-            int64_t off = 0;
-            if (ok)
-                off = f8_scale(j);
-            cp_async4(sks + r, kb8 + off, ok);
-            cp_async4(svs + r, vb8 + off, ok);
+        if (lane < RPW) {
+            const int kr = share_key(lane);
+            const bool ok = slot >= 0;
+            const int64_t off =
+                ok ? kv_fp8_scale(slot, block_off(kb + kr), kvh, p.kv_block_bytes, bs, p.kv_heads, D) : 0;
+            cp_async4(sks + kr, kb8 + off, ok);
+            cp_async4(svs + kr, vb8 + off, ok);
         }
     };
+    // Tiles load in order; next_slot holds the next one's lane_slot, read as the one before it loads.
+    int32_t next_slot = -1;
     auto load_tile = [&](int stage, int kb) {
+        const int32_t slot = next_slot;
+        if (kb + BN < kend)
+            next_slot = lane_slot(kb + BN);
         if constexpr (FP8)
-            load_f8(stage, kb);
+            load_f8(stage, kb, slot);
         else
-            load_kv(stage, kb);
+            load_kv(stage, slot);
     };
     // FP8: fp8 stage `stage` into the f16 tile, in load_kv's layout: the e4m3 values unscaled (exact in f16),
     // and the rows' scales beside it (the stage is refilled while the tile is in use).
     auto decode_f8 = [&](int stage) {
         const uint8_t *sk = f8 + stage * FST;
-        uint4 u8[2 * BN * C8 / NT]; // every load first, then the conversions
+        uint4 u8[2 * BN * CH / NT]; // every load first, then the conversions
 #pragma unroll
-        for (int i = 0; i < 2 * BN * C8 / NT; i++)
+        for (int i = 0; i < 2 * BN * CH / NT; i++)
             u8[i] = *reinterpret_cast<const uint4 *>(sk + (tid + i * NT) * 16); // K rows, then V rows: contiguous
 #pragma unroll
-        for (int i = 0; i < 2 * BN * C8 / NT; i++) {
+        for (int i = 0; i < 2 * BN * CH / NT; i++) {
             const int c = tid + i * NT;
-            const bool is_v = c >= BN * C8;
-            const int cc = is_v ? c - BN * C8 : c;
-            const int kr = cc / C8, ch = cc - (cc / C8) * C8;
+            const bool is_v = c >= BN * CH;
+            const int cc = is_v ? c - BN * CH : c;
+            const int kr = cc / CH, ch = cc - (cc / CH) * CH;
             const uint4 u = u8[i];
             bf16 *dst = sbf + (is_v ? BN * LDS : 0) + kr * LDS + ch * 16;
             *reinterpret_cast<uint4 *>(dst) = make_uint4(e4m3x2_h2(u.x), e4m3x2_h2_hi(u.x), e4m3x2_h2(u.y),
@@ -266,6 +282,8 @@ __global__ void __launch_bounds__(WM *WK * 32, MINB) attn_tiled_kernel(const Att
         for (int c = tid; c < 2 * BN; c += NT)
             tsc[c] = ssc[c];
     };
+    if (n_kt > 0) // (the block tables are step metadata, never written by a kernel)
+        next_slot = lane_slot(kbeg);
     // Before waiting for the previous kernel (rope + KV store, which writes q and this step's keys): the step
     // metadata read above is never written by a kernel, and the K/V rows of the first two key tiles can be
     // asked into L2 already (L2 is where the previous kernel's writes land, so nothing stale is read).
@@ -376,7 +394,7 @@ __global__ void __launch_bounds__(WM *WK * 32, MINB) attn_tiled_kernel(const Att
                 __syncthreads();    // ... for every thread, and every warp is done with tile it - 1's stage
             }
             if (it + 2 < n_kt) // into tile it - 1's stage (an empty group past the end keeps the count)
-                load_f8((it + 2) % kF8DirectStages, kb + 2 * BN);
+                load_tile((it + 2) % kF8DirectStages, kb + 2 * BN);
             cp_async_commit();
         } else if constexpr (kAhead2) {
             if (it > 0) {           // tile it was asked for two iterations ago (or in the prologue)
@@ -385,7 +403,7 @@ __global__ void __launch_bounds__(WM *WK * 32, MINB) attn_tiled_kernel(const Att
             }
         } else {
             if (it + 1 < n_kt) // the stage it overwrites was released by the barrier that ended it - 1
-                load_kv((it + 1) & 1, kb + BN);
+                load_tile((it + 1) & 1, kb + BN);
             cp_async_commit();
             cp_async_wait<1>(); // this tile's group is complete (the newest one may still fly)
             __syncthreads();
@@ -394,7 +412,7 @@ __global__ void __launch_bounds__(WM *WK * 32, MINB) attn_tiled_kernel(const Att
             decode_f8(it & 1);
             __syncthreads();
             if (it + 2 < n_kt)
-                load_f8(it & 1, kb + 2 * BN);
+                load_tile(it & 1, kb + 2 * BN);
             cp_async_commit();
         }
         if (warp_on) {
@@ -555,7 +573,7 @@ __global__ void __launch_bounds__(WM *WK * 32, MINB) attn_tiled_kernel(const Att
             __syncthreads();    // every warp is done with this stage (FP8: the bf16 tile) before it is refilled
         if constexpr (kAhead2 && !FP8) { // refill it with tile it + 2 (an empty group past the end keeps the count)
             if (it + 2 < n_kt)
-                load_kv(it & 1, kb + 2 * BN);
+                load_tile(it & 1, kb + 2 * BN);
             cp_async_commit();
         }
     }
