@@ -941,14 +941,14 @@ if has s54; then
   # Session 54: attn_tiled.cu's loads by lane (a key's cache row found once a tile, a tile ahead, shuffled to the
   # copying lanes) against $OLDB: the attention alone with each cache (the sweep), the prefill forms with an fp8
   # cache (--attn-prefill), then 8B decode steps over S54_CASES ("B:PROMPT:GEN:KV") on both builds, interleaved,
-  # S54_REPS rounds (0: none).
+  # S54_REPS rounds (0: none). S54_SWEEP=0: no attention-alone runs.
   export CUDA_VISIBLE_DEVICES=0
-  for kv in bf16 fp8; do
+  for kv in $([ "${S54_SWEEP:-1}" = 1 ] && echo bf16 fp8); do
     kf=(); [ $kv = fp8 ] && kf=(--kv fp8)
     attn_sweep "$kv" ${kf[@]+"${kf[@]}"}
     [ -x "$OLDB/tools/bench_backend" ] && SWEEP_BIN=$OLDB/tools/bench_backend attn_sweep "$kv-old" ${kf[@]+"${kf[@]}"}
   done
-  for v in new old; do
+  for v in $([ "${S54_SWEEP:-1}" = 1 ] && echo new old); do
     bd=$B; [ $v = old ] && { [ -x "$OLDB/tools/bench_backend" ] || continue; bd=$OLDB; }
     step "attention prefill forms, fp8 cache [$v]" 200 "attnp_fp8_$v.log" "$bd/tools/bench_backend" --attn-prefill --kv fp8 --iters 20
     grep '^attn' "$L/attnp_fp8_$v.log" | sed "s/^/$v /" | tee -a "$S"
