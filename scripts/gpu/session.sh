@@ -941,7 +941,7 @@ if has s54; then
   # Session 54: attn_tiled.cu's loads by lane (a key's cache row found once a tile, a tile ahead, shuffled to the
   # copying lanes) against $OLDB: the attention alone with each cache (the sweep), the prefill forms with an fp8
   # cache (--attn-prefill), then 8B decode steps over S54_CASES ("B:PROMPT:GEN:KV") on both builds, interleaved,
-  # S54_REPS rounds (0: none). S54_SWEEP=0: no attention-alone runs.
+  # S54_REPS rounds (0: none). S54_SWEEP=0: no attention-alone runs. S54_VARIANTS: cases_ab's ("new off": OFF_ENV).
   export CUDA_VISIBLE_DEVICES=0
   for kv in $([ "${S54_SWEEP:-1}" = 1 ] && echo bf16 fp8); do
     kf=(); [ $kv = fp8 ] && kf=(--kv fp8)
@@ -954,7 +954,7 @@ if has s54; then
     grep '^attn' "$L/attnp_fp8_$v.log" | sed "s/^/$v /" | tee -a "$S"
   done
   [ "${S54_REPS:-1}" -gt 0 ] && SKIP_CHECKS=1 cases_ab s54 "${S54_REPS:-1}" "${S54_CASES:-64:1024:64 128:1024:64 256:1024:64 \
-128:128:64 64:1024:64:fp8 128:1024:64:fp8 256:1024:64:fp8 128:128:64:fp8}" "new old"
+128:128:64 64:1024:64:fp8 128:1024:64:fp8 256:1024:64:fp8 128:128:64:fp8}" "${S54_VARIANTS:-new old}"
 fi
 if has s21a; then
   # Session 21: batch-1 A/B runs on one H200 (the persistent kernel's GEMVs; its fp8 form under SS_PERSIST_FP8=1).
