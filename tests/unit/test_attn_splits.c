@@ -49,6 +49,11 @@ static void test_wave_rule_measured_shapes(void **state)
     assert_int_equal(wave(1, 32, 2048), 16);  /* bounded by 128 keys per split */
     assert_int_equal(wave(128, 32, 2048), 1); /* already 1,024 CTAs: splits would not pay */
     assert_int_equal(wave(256, 32, 8192), 2); /* within 3% of 3 splits: the fewer */
+    /* session 54 (a CTA's fixed cost 4 tiles, not 2): unsplit where the forced-split sweep had it 2-6% faster */
+    assert_int_equal(wave(256, 32, 2048), 1);  /* was 2 */
+    assert_int_equal(wave(128, 32, 4096), 1);  /* was 3 */
+    assert_int_equal(wave(64, 32, 2048), 2);   /* was 3 */
+    assert_int_equal(wave(256, 32, 16384), 2); /* was 3 */
     assert_int_equal(wave(8, 16, 8192), 12);  /* tp 2: half the kv heads per rank, twice the splits */
 }
 

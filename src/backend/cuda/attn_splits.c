@@ -63,8 +63,12 @@ int64_t ss_attn_prefill_split_base(const ss_cuda_attn_args *a, int64_t ctas, int
     return ctas < target && n_tiles > 1 && chunk ? ctas / n_tiles : ctas;
 }
 
-/* A CTA's own costs (Q load, first-tile latency, its partial result), counted in 64-key tiles. */
-#define FIXED_TILES 2
+/* A CTA's own costs (Q load, first-tile latency, its partial result, its share of the merge), counted in 64-key
+ * tiles. 4 since session 54 (2 before): fitted on one H200's forced-split sweeps (bench_backend --attn-dense, both
+ * caches, batches 48-256 at 512-8,192 keys), the chosen split count's mean loss against the best fell from 0.5 / 1.3%
+ * (bf16 / fp8) to 0.2 / 0.2%; it stops splitting batch 256 at a bound of 2,048 (8B steps -2.8 / -5.1%) and batch 128
+ * at 4,096 (fp8 -3.9%, bf16 level); batches up to 16 split as before. */
+#define FIXED_TILES 4
 
 /* waves(s) × (FIXED_TILES + tiles per split) */
 static int64_t wave_cost(int64_t base, int64_t slots, int64_t tiles, int64_t s)
@@ -118,11 +122,12 @@ static int64_t slot_cost(int64_t base, int64_t n, int64_t sms, int64_t tiles, in
  * 64 / 128 / 256: 512 keys -20 / -6 / -2%, 2,048 keys -9 / -4 / -7%; with key splits it lost everywhere (batch
  * 16-32), and at 1-2 waves (batch 48, 96, 192) by 2-20%: slot_cost put the losses at 0.92-1.33 of the 64-key form's
  * cost and the wins at 0.67-0.92. Session 54's loads by lane made the 64-key form 5-11% faster at 512-2,048 keys and
- * left the dense form (held to 128 registers) as it was: it still won at batch 64 to 2,048 keys (model 0.74-0.87,
- * measured 0.75-0.95) but lost 0-6% at batch 128 and 256 (model 0.89-0.94), so the bar is 0.88. A bf16 cache, batch 64 (512 CTAs, the 32-key form's window) at 2,048 / 4,096 /
- * 8,192 keys: the 32-key form unsplit -8.6 / -2.5 / -3.2% against the 64-key form in the wave rule's 3 splits; but in
- * 8B decode steps -2.2% at 1,024-token prompts (graph bound 2,048) and +4.8% at 4,096 (bound 8,192): so up to a
- * bound of SS_ATTN_LONG_CONTEXT only. */
+ * left the dense form (held to 128 registers) as it was: with FIXED_TILES 4 the model puts the dense form's wins
+ * (batch 64 up to 2,048 keys, measured 0.75-0.97) at 0.67-0.80 and its losses (batch 128 and 256, batch 64 from 4,096
+ * keys, measured 1.00-1.10) at 0.87-0.94, so the bar is 0.85. A bf16 cache, batch 64 (512 CTAs, the 32-key form's
+ * window) at 2,048 / 4,096 / 8,192 keys: the 32-key form unsplit -8.6 / -2.5 / -3.2% against the 64-key form in the
+ * wave rule's 3 splits; but in 8B decode steps -2.2% at 1,024-token prompts (graph bound 2,048) and +4.8% at 4,096
+ * (bound 8,192): so up to a bound of SS_ATTN_LONG_CONTEXT only. */
 int64_t ss_attn_dense_splits(const ss_cuda_attn_args *a, int64_t base, int64_t splits, int splits_forced)
 {
     const char *sw = getenv("SS_ATTN_SHORT"); /* benchmark switch: 0 = never, 1 = always, at `splits` */
@@ -141,7 +146,7 @@ int64_t ss_attn_dense_splits(const ss_cuda_attn_args *a, int64_t base, int64_t s
         return 0;
     const int64_t sms = sms_of(a), tiles = (a->max_seq_len + 63) / 64;
     const int64_t std_cost = slot_cost(base, a->decode_ctas_per_sm, sms, tiles, splits);
-    return 100 * slot_cost(base, a->decode_short_ctas_per_sm, sms, tiles, 1) < 88 * std_cost ? 1 : 0;
+    return 100 * slot_cost(base, a->decode_short_ctas_per_sm, sms, tiles, 1) < 85 * std_cost ? 1 : 0;
 }
 
 /* The 32-key form's smaller CTAs (5 a SM on an H200 against 3) pay when they remove a partial second wave.
