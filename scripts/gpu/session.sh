@@ -1996,7 +1996,7 @@ if has maxb; then
   # A case "BATCH:BLOCKS" (session 44) also caps the KV cache (--num-kv-blocks; an H100's was 28,068 blocks of 16);
   # "BATCH:BLOCKS:DTYPE" (session 45) sets --kv-cache-dtype too (an H100's bytes in fp8: 56,136 blocks).
   # MAXB_OLD=1 (session 47): each case on $OLDB's server too, right after this build's (tags _old). MAXB_OFF="VAR=VALUE"
-  # (session 48): each case on this build's server again with that switch set (tags _off).
+  # (session 48): each case on this build's server again with that switch set (tags _off). MAXB_N: requests (1000).
   for mcase in ${MAXB_BATCHES:-256 384 512}; do
    for mv in new ${MAXB_OLD:+${OLDB:+old}} ${MAXB_OFF:+off}; do
     mbin=$B/shardserve; [ "$mv" = old ] && mbin=$OLDB/shardserve
@@ -2007,8 +2007,8 @@ if has maxb; then
     SPID=$!
     wait_ready $SPID
     if [ $ready = 1 ]; then
-      step "max concurrency 1000 x 1000/1000, --max-batch $mbatch${mblocks:+ --num-kv-blocks $mblocks}${mkv:+ --kv-cache-dtype $mkv} [$mv]" "${MAX_T:-260}" "bench_maxb_$mb.log" "$B/shardserve" bench \
-        --url http://127.0.0.1:8000 --model llama-3-8b --num-requests 1000 --input-len 1000 --output-len 1000 --seed 1 --json --quiet
+      step "max concurrency ${MAXB_N:-1000} x 1000/1000, --max-batch $mbatch${mblocks:+ --num-kv-blocks $mblocks}${mkv:+ --kv-cache-dtype $mkv} [$mv]" "${MAX_T:-260}" "bench_maxb_$mb.log" "$B/shardserve" bench \
+        --url http://127.0.0.1:8000 --model llama-3-8b --num-requests "${MAXB_N:-1000}" --input-len 1000 --output-len 1000 --seed 1 --json --quiet
       python3 -c 'import urllib.request; print(urllib.request.urlopen("http://127.0.0.1:8002/metrics", timeout=5).read().decode())' >"$L/maxb_metrics_$mb.txt" 2>&1
       note "maxb $mb: $(grep -ho '"output_tokens_per_s":[0-9.]*' "$L/bench_maxb_$mb.log" | head -1) tpot $(grep -o '"tpot_ms":{[^}]*}' "$L/bench_maxb_$mb.log" | grep -o '"p50":[0-9.]*') $(grep -E '^shardserve_(preemptions|prefix_cache_hits)_total' "$L/maxb_metrics_$mb.txt" | sed 's/{[^}]*}//' | tr '\n' ' ')"
     else
