@@ -942,6 +942,7 @@ if has s54; then
   # copying lanes) against $OLDB: the attention alone with each cache (the sweep), the prefill forms with an fp8
   # cache (--attn-prefill), then 8B decode steps over S54_CASES ("B:PROMPT:GEN:KV") on both builds, interleaved,
   # S54_REPS rounds (0: none). S54_SWEEP=0: no attention-alone runs. S54_VARIANTS: cases_ab's ("new off": OFF_ENV).
+  # S54_DENSEQ=1: the fp8 consistency cases, then the dense form's sweep with SS_ATTN_DENSE_Q 0 and 1, twice.
   export CUDA_VISIBLE_DEVICES=0
   for kv in $([ "${S54_SWEEP:-1}" = 1 ] && echo bf16 fp8); do
     kf=(); [ $kv = fp8 ] && kf=(--kv fp8)
@@ -953,6 +954,17 @@ if has s54; then
     step "attention prefill forms, fp8 cache [$v]" 200 "attnp_fp8_$v.log" "$bd/tools/bench_backend" --attn-prefill --kv fp8 --iters 20
     grep '^attn' "$L/attnp_fp8_$v.log" | sed "s/^/$v /" | tee -a "$S"
   done
+  if [ "${S54_DENSEQ:-0}" = 1 ]; then # the fp8 dense form reading Q from shared memory (SS_ATTN_DENSE_Q=1, opt-in)
+    step "consistency, fp8 cases" 150 consistency_denseq.log env SS_TEST_ONLY='*fp8*' "$B/tests/test_backend_consistency"
+    grep -hE 'FAIL|rror|PASSED' "$L/consistency_denseq.log" | head -6 | tee -a "$S"
+    for r in 1 2; do
+      for dq in 0 1; do
+        step "attention per form and split count [fp8, SS_ATTN_DENSE_Q=$dq] #$r" 120 "attn_denseq${dq}_$r.log" \
+          env SS_ATTN_DENSE_Q=$dq "$B/tools/bench_backend" --attn-dense --kv fp8 --iters 40
+        grep -h '^attn dense/s1' "$L/attn_denseq${dq}_$r.log" | sed "s/^/q$dq #$r /" | tee -a "$S"
+      done
+    done
+  fi
   [ "${S54_REPS:-1}" -gt 0 ] && SKIP_CHECKS=1 cases_ab s54 "${S54_REPS:-1}" "${S54_CASES:-64:1024:64 128:1024:64 256:1024:64 \
 128:128:64 64:1024:64:fp8 128:1024:64:fp8 256:1024:64:fp8 128:128:64:fp8}" "${S54_VARIANTS:-new old}"
 fi

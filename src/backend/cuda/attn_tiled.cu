@@ -134,7 +134,7 @@ __device__ __forceinline__ void cluster_merge(const AttnTiledParams &p, float *c
 // thread's B fragments for every n-tile are one NO-byte piece of each of its four key rows, their bytes interleaved
 // pairwise by byte permutes. The rows' 16-byte chunks sit XOR-swizzled by the row (ch ^ (row mod D/16)), which
 // keeps both reads free of bank conflicts at D = 128.
-template <int D, int WM, int WK, bool CL, int BN = kBN, bool FP8 = false, int MT = 1, int MINB = 0>
+template <int D, int WM, int WK, bool CL, int BN = kBN, bool FP8 = false, int MT = 1, int MINB = 0, bool QS = false>
 __global__ void __launch_bounds__(WM *WK * 32, MINB) attn_tiled_kernel(const AttnTiledParams p)
 {
     static_assert(!CL || WK > 1, "the cluster merge extends the key-split merge of decode tiles");
@@ -146,6 +146,13 @@ __global__ void __launch_bounds__(WM *WK * 32, MINB) attn_tiled_kernel(const Att
     constexpr int NS = KW / 8;  // score n-tiles per warp
     constexpr int NO = D / 8;   // output n-tiles
     constexpr bool kDirect = FP8 && WK > 1; // fp8 decode tiles: fragments from the e4m3 rows (above)
+    // QS (session 54, opt-in: SS_ATTN_DENSE_Q=1, not yet measured): the dense form (MINB: held to 128 registers) reads
+    // Q's A fragments by ldmatrix at each k-step instead of holding them in 32 registers through the loop (which
+    // spilled 36 bytes; with QS 123 registers, none). Q is turned into f16 in its rows once, each pair of dims moved
+    // to where ldmatrix's standard fragment order reads kDirect's: k-step kk's column 2tig (+8) holds dims
+    // tig * D/4 + 4kk (+2).
+    constexpr bool kQSmem = QS;
+    static_assert(!QS || (kDirect && MINB > 0), "Q from shared memory: the dense fp8 decode form only");
     static_assert(MT > 1 || BM <= 2 * BN, "Q must fit in stage 1");
     static_assert(!kDirect || (WM == 1 && MT == 1 && (D == 64 || D == 128)), "fp8 decode tiles: one row group");
     static_assert(KW % 16 == 0 && (BN * CPR) % NT == 0, "tile shape");
@@ -329,8 +336,8 @@ __global__ void __launch_bounds__(WM *WK * 32, MINB) attn_tiled_kernel(const Att
         cp_async_wait<0>();
     }
     __syncthreads();
-    uint32_t qf[MT == 1 ? DK : 1][4]; // A fragments of this warp's 16 rows, all of D (MT > 1: read from sq)
-    if constexpr (kDirect) { // k-step kk's dims of this thread: tig * D/4 + 4kk .. + 3 (a: rows gid, gid + 8)
+    uint32_t qf[MT == 1 && !kQSmem ? DK : 1][4]; // A fragments of this warp's 16 rows, all of D (MT > 1: read from sq)
+    if constexpr (kDirect && !kQSmem) { // k-step kk's dims of this thread: tig * D/4 + 4kk .. + 3 (a: rows gid, gid + 8)
 #pragma unroll
         for (int kk = 0; kk < DK; kk++)
 #pragma unroll
@@ -341,7 +348,7 @@ __global__ void __launch_bounds__(WM *WK * 32, MINB) attn_tiled_kernel(const Att
                 qf[kk][h] = pack_h2(bf16_lo(lo), bf16_hi(lo));
                 qf[kk][2 + h] = pack_h2(bf16_lo(hi), bf16_hi(hi));
             }
-    } else if constexpr (MT == 1) {
+    } else if constexpr (MT == 1 && !kQSmem) {
         const bf16 *qrow = sq + (wm * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LDS + (lane >> 4) * 8;
 #pragma unroll
         for (int kk = 0; kk < DK; kk++)
@@ -352,6 +359,27 @@ __global__ void __launch_bounds__(WM *WK * 32, MINB) attn_tiled_kernel(const Att
 #pragma unroll
                 for (int r = 0; r < 4; r++)
                     qf[kk][r] = pack_h2(bf16_lo(qf[kk][r]), bf16_hi(qf[kk][r]));
+        }
+    } else if constexpr (kQSmem) { // Q's rows into f16, permuted (above): every chunk read, then written
+        constexpr int QC = 16 * CPR / NT;
+        static_assert(QC * NT == 16 * CPR, "whole rounds of Q's chunks");
+        uint4 qv[QC];
+#pragma unroll
+        for (int i = 0; i < QC; i++) {
+            const int c = tid + i * NT;
+            qv[i] = *reinterpret_cast<const uint4 *>(sq + (c / CPR) * LDS + (c % CPR) * 8);
+        }
+        __syncthreads();
+#pragma unroll
+        for (int i = 0; i < QC; i++) {
+            const int c = tid + i * NT, row = c / CPR;
+            const uint32_t w[4] = {qv[i].x, qv[i].y, qv[i].z, qv[i].w};
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int d = (c % CPR) * 8 + 2 * e, t = d / (D / 4), r = d % (D / 4);
+                *reinterpret_cast<uint32_t *>(sq + row * LDS + (r / 4) * 16 + 2 * t + (r % 4 == 2 ? 8 : 0)) =
+                    pack_h2(bf16_lo(w[e]), bf16_hi(w[e]));
+            }
         }
     } else if constexpr (FP8) { // Q's rows into f16 in place (each thread the chunks it asked for)
         for (int c = tid; c < BM * CPR; c += NT) {
@@ -425,7 +453,21 @@ __global__ void __launch_bounds__(WM *WK * 32, MINB) attn_tiled_kernel(const Att
                 for (int nt = 0; nt < NS; nt++)
                     s[mt][nt][0] = s[mt][nt][1] = s[mt][nt][2] = s[mt][nt][3] = 0.0f;
             const uint8_t *st8 = f8 + st3 * FST; // kDirect: the tile's stage (K rows, V rows, K scales, V scales)
-            if constexpr (kDirect) {
+            if constexpr (kQSmem) { // as below, k-steps outer: one k-step's Q fragment in registers at a time
+                uint32_t kw[NS][DK];
+#pragma unroll
+                for (int nt = 0; nt < NS; nt++)
+                    f8_k_words<D>(st8, wk * KW + nt * 8 + gid, tig, kw[nt]);
+                const bf16 *qrow = sq + ((lane & 7) + ((lane >> 3) & 1) * 8) * LDS + (lane >> 4) * 8;
+#pragma unroll
+                for (int kk = 0; kk < DK; kk++) {
+                    uint32_t q[4];
+                    ldsm_x4(q, qrow + kk * 16);
+#pragma unroll
+                    for (int nt = 0; nt < NS; nt++)
+                        mma_k16<true>(s[0][nt], q, e4m3x2_h2(kw[nt][kk]), e4m3x2_h2_hi(kw[nt][kk]));
+                }
+            } else if constexpr (kDirect) {
                 // S = Q K^T: score n-tile nt's column gid is key row kr, whose bytes tig * D/4 .. hold this thread's
                 // four dims of every k-step (D/64 chunks, swizzled).
 #pragma unroll
@@ -715,11 +757,12 @@ TiledShape tiled_shape(int64_t rows)
     return {8, 1};
 }
 
-template <int D, int WM, int WK, bool CL = false, int BN = kBN, bool FP8 = false, int MT = 1, int MINB = 0>
+template <int D, int WM, int WK, bool CL = false, int BN = kBN, bool FP8 = false, int MT = 1, int MINB = 0,
+          bool QS = false>
 int launch_shape(const AttnTiledParams &p, dim3 grid, cudaStream_t s)
 {
     constexpr int bytes = smem_bytes<D, WK, BN, FP8, (MT > 1 ? 16 * WM * MT : 0)>();
-    auto kernel = attn_tiled_kernel<D, WM, WK, CL, BN, FP8, MT, MINB>;
+    auto kernel = attn_tiled_kernel<D, WM, WK, CL, BN, FP8, MT, MINB, QS>;
     cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
     if (e != cudaSuccess)
         return (int)e;
@@ -791,12 +834,20 @@ bool cluster_shape_ok(TiledShape sh, bool device_ok)
     return device_ok && sh.wk > 1;
 }
 
+// The dense fp8 form that reads Q from shared memory (QS above) where the benchmark switch SS_ATTN_DENSE_Q is 1.
+bool dense_q_smem()
+{
+    const char *sw = getenv("SS_ATTN_DENSE_Q");
+    return sw && sw[0] == '1';
+}
+
 template <int D, bool FP8>
 int launch_d(const AttnTiledParams &p, TiledShape sh, dim3 grid, bool cluster, cudaStream_t s)
 {
     if (sh.wm == 1 && !cluster && p.short_tiles) { // the decode form of more CTAs a SM (AttnTiledParams)
         if constexpr (FP8 && D == 128)
-            return launch_shape<D, 1, 4, false, kBN, true, 1, kF8DenseCtas>(p, grid, s);
+            return dense_q_smem() ? launch_shape<D, 1, 4, false, kBN, true, 1, kF8DenseCtas, true>(p, grid, s)
+                                  : launch_shape<D, 1, 4, false, kBN, true, 1, kF8DenseCtas>(p, grid, s);
         else if constexpr (!FP8)
             return launch_shape<D, 1, 2, false, kShortBN>(p, grid, s);
         // (no dense fp8 form at D = 64: its 96 registers already fit 5 CTAs a SM; the 64-key form below)
