@@ -151,7 +151,6 @@ __global__ void __launch_bounds__(WM *WK * 32, MINB) attn_tiled_kernel(const Att
     // spilled 36 bytes; with QS 123 registers, none). Q is turned into f16 in its rows once, each pair of dims moved
     // to where ldmatrix's standard fragment order reads kDirect's: k-step kk's column 2tig (+8) holds dims
     // tig * D/4 + 4kk (+2).
-    constexpr bool kQSmem = QS;
     static_assert(!QS || (kDirect && MINB > 0), "Q from shared memory: the dense fp8 decode form only");
     static_assert(MT > 1 || BM <= 2 * BN, "Q must fit in stage 1");
     static_assert(!kDirect || (WM == 1 && MT == 1 && (D == 64 || D == 128)), "fp8 decode tiles: one row group");
@@ -336,8 +335,8 @@ __global__ void __launch_bounds__(WM *WK * 32, MINB) attn_tiled_kernel(const Att
         cp_async_wait<0>();
     }
     __syncthreads();
-    uint32_t qf[MT == 1 && !kQSmem ? DK : 1][4]; // A fragments of this warp's 16 rows, all of D (MT > 1: read from sq)
-    if constexpr (kDirect && !kQSmem) { // k-step kk's dims of this thread: tig * D/4 + 4kk .. + 3 (a: rows gid, gid + 8)
+    uint32_t qf[MT == 1 && !QS ? DK : 1][4]; // A fragments of this warp's 16 rows, all of D (MT > 1: read from sq)
+    if constexpr (kDirect && !QS) { // k-step kk's dims of this thread: tig * D/4 + 4kk .. + 3 (a: rows gid, gid + 8)
 #pragma unroll
         for (int kk = 0; kk < DK; kk++)
 #pragma unroll
@@ -348,7 +347,7 @@ __global__ void __launch_bounds__(WM *WK * 32, MINB) attn_tiled_kernel(const Att
                 qf[kk][h] = pack_h2(bf16_lo(lo), bf16_hi(lo));
                 qf[kk][2 + h] = pack_h2(bf16_lo(hi), bf16_hi(hi));
             }
-    } else if constexpr (MT == 1 && !kQSmem) {
+    } else if constexpr (MT == 1 && !QS) {
         const bf16 *qrow = sq + (wm * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LDS + (lane >> 4) * 8;
 #pragma unroll
         for (int kk = 0; kk < DK; kk++)
@@ -360,7 +359,7 @@ __global__ void __launch_bounds__(WM *WK * 32, MINB) attn_tiled_kernel(const Att
                 for (int r = 0; r < 4; r++)
                     qf[kk][r] = pack_h2(bf16_lo(qf[kk][r]), bf16_hi(qf[kk][r]));
         }
-    } else if constexpr (kQSmem) { // Q's rows into f16, permuted (above): every chunk read, then written
+    } else if constexpr (QS) { // Q's rows into f16, permuted (above): every chunk read, then written
         constexpr int QC = 16 * CPR / NT;
         static_assert(QC * NT == 16 * CPR, "whole rounds of Q's chunks");
         uint4 qv[QC];
@@ -453,7 +452,7 @@ __global__ void __launch_bounds__(WM *WK * 32, MINB) attn_tiled_kernel(const Att
                 for (int nt = 0; nt < NS; nt++)
                     s[mt][nt][0] = s[mt][nt][1] = s[mt][nt][2] = s[mt][nt][3] = 0.0f;
             const uint8_t *st8 = f8 + st3 * FST; // kDirect: the tile's stage (K rows, V rows, K scales, V scales)
-            if constexpr (kQSmem) { // as below, k-steps outer: one k-step's Q fragment in registers at a time
+            if constexpr (QS) { // as below, k-steps outer: one k-step's Q fragment in registers at a time
                 uint32_t kw[NS][DK];
 #pragma unroll
                 for (int nt = 0; nt < NS; nt++)
