@@ -3,6 +3,7 @@
 #include "model/config.h"
 
 #include <cjson/cJSON.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -62,6 +63,17 @@ static ss_status cfg_num(const cJSON *root, const char *key, double def, const c
     return SS_OK;
 }
 
+/* cfg_num for a number the forward pass divides by or raises: within (0, hi] (given or default). A zero or
+ * negative rms_norm_eps, rope_theta or low_freq_factor gives NaN or infinity only when the model runs. */
+static ss_status cfg_pos(const cJSON *root, const char *key, double def, double hi, const char *name, double *out,
+                         ss_err *err)
+{
+    SS_CHECK(cfg_num(root, key, def, name, out, err));
+    if (!(*out > 0) || *out > hi)
+        return ss_err_set(err, SS_ERR_FORMAT, "%s: \"%s\" = %g is outside (0, %g]", name, key, *out, hi);
+    return SS_OK;
+}
+
 static int cfg_bool(const cJSON *root, const char *key, int def)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
@@ -77,13 +89,13 @@ static ss_status cfg_rope(const cJSON *root, const char *name, ss_model_config *
     const cJSON *rs = cJSON_GetObjectItemCaseSensitive(root, "rope_scaling");
     const cJSON *src = cJSON_IsObject(rp) ? rp : rs;
     c->rope_type = SS_ROPE_DEFAULT;
-    SS_CHECK(cfg_num(root, "rope_theta", 10000.0, name, &c->rope_theta, err));
+    SS_CHECK(cfg_pos(root, "rope_theta", 10000.0, FLT_MAX, name, &c->rope_theta, err));
     if (!src || cJSON_IsNull(src))
         return SS_OK;
     if (!cJSON_IsObject(src))
         return ss_err_set(err, SS_ERR_FORMAT, "%s: rope_scaling must be an object or null", name);
     if (src == rp) /* the newer form carries rope_theta inside */
-        SS_CHECK(cfg_num(rp, "rope_theta", c->rope_theta, name, &c->rope_theta, err));
+        SS_CHECK(cfg_pos(rp, "rope_theta", c->rope_theta, FLT_MAX, name, &c->rope_theta, err));
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(src, "rope_type");
     if (!cJSON_IsString(t))
         t = cJSON_GetObjectItemCaseSensitive(src, "type");
@@ -96,7 +108,7 @@ static ss_status cfg_rope(const cJSON *root, const char *name, ss_model_config *
     } else if (!strcmp(type, "llama3")) {
         c->rope_type = SS_ROPE_LLAMA3;
         SS_CHECK(cfg_num(src, "factor", NAN, name, &c->rope_factor, err));
-        SS_CHECK(cfg_num(src, "low_freq_factor", NAN, name, &c->rope_low_freq_factor, err));
+        SS_CHECK(cfg_pos(src, "low_freq_factor", NAN, FLT_MAX, name, &c->rope_low_freq_factor, err));
         SS_CHECK(cfg_num(src, "high_freq_factor", NAN, name, &c->rope_high_freq_factor, err));
         SS_CHECK(cfg_int(src, "original_max_position_embeddings", INT64_MIN, 1, INT32_MAX, name,
                          &c->rope_orig_max_pos, err));
@@ -259,7 +271,7 @@ ss_status ss_config_parse(const char *json, size_t len, const char *name, ss_mod
     SS_CHECK_GOTO(cfg_int(root, "head_dim", c.hidden_size / c.n_heads, 2, 1024, name, &c.head_dim, err), st, out);
     SS_CHECK_GOTO(cfg_int(root, "max_position_embeddings", 4096, 1, INT32_MAX, name, &c.max_position, err), st, out);
     double eps;
-    SS_CHECK_GOTO(cfg_num(root, "rms_norm_eps", 1e-6, name, &eps, err), st, out);
+    SS_CHECK_GOTO(cfg_pos(root, "rms_norm_eps", 1e-6, 1.0, name, &eps, err), st, out);
     c.rms_eps = (float)eps;
     if (c.n_heads % c.n_kv_heads) {
         st = ss_err_set(err, SS_ERR_FORMAT, "%s: num_attention_heads %d is not a multiple of num_key_value_heads %d",
@@ -330,7 +342,11 @@ static ss_gen_defaults gen_defaults(const cJSON *root, const char *name)
         g.temperature = (float)d;
     if ((g.has_top_p = gen_number(root, "top_p", 0, 1, 1, name, &d)))
         g.top_p = (float)d;
-    if ((g.has_top_k = gen_number(root, "top_k", 0, 0, 1 << 30, name, &d)))
+    if ((g.has_top_k = gen_number(root, "top_k", 0, 0, 1 << 30, name, &d)) && d != floor(d)) {
+        SS_LOGW("%s: 'top_k' %g is not an integer: ignored (requests without it use the server's default)", name, d);
+        g.has_top_k = 0;
+    }
+    if (g.has_top_k)
         g.top_k = (int32_t)d;
     if ((g.has_min_p = gen_number(root, "min_p", 0, 0, 1, name, &d)))
         g.min_p = (float)d;

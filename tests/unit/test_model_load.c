@@ -266,6 +266,11 @@ static void test_config_forms(void **state)
     assert_int_equal(ss_genconfig_parse(odd, strlen(odd), "g", &c, &e), SS_OK);
     assert_false(c.gen.has_temperature || c.gen.has_top_p || c.gen.has_top_k || c.gen.has_min_p ||
                  c.gen.has_repetition_penalty);
+    /* a fractional top_k is ignored like the others, not truncated to 40 */
+    const char *frac_k = "{\"top_k\": 40.5, \"top_p\": 0.9}";
+    assert_int_equal(ss_genconfig_parse(frac_k, strlen(frac_k), "g", &c, &e), SS_OK);
+    assert_false(c.gen.has_top_k);
+    assert_true(c.gen.has_top_p);
     /* token ids that are not ids: refused, naming the field (1e300 and 1e400, an infinity, would convert to int32 with
      * undefined behaviour); a bos of another type is left alone, as before */
     const char *eos_huge = "{\"eos_token_id\": 1e300}", *eos_frac = "{\"eos_token_id\": [2, 2.5]}";
@@ -298,6 +303,18 @@ static void test_config_forms(void **state)
         {CFG_HEAD "\"hidden_size\":96,\"num_attention_heads\":3378}", "head_dim", SS_ERR_FORMAT},
         {"{\"architectures\":[\"LlamaForCausalLM\"],\"vocab_size\":\"ten\"}", "vocab_size", SS_ERR_FORMAT},
         {CFG_HEAD "\"hidden_size\":8,\"num_attention_heads\":2,\"hidden_act\":\"gelu\"}", "gelu", SS_ERR_UNSUPPORTED},
+        /* numbers the forward pass divides by or raises: zero or negative gave NaN or infinity only at run time */
+        {CFG_HEAD "\"hidden_size\":8,\"num_attention_heads\":2,\"rms_norm_eps\":0}", "\"rms_norm_eps\" = 0 is outside",
+         SS_ERR_FORMAT},
+        {CFG_HEAD "\"hidden_size\":8,\"num_attention_heads\":2,\"rms_norm_eps\":-1e-5}", "rms_norm_eps", SS_ERR_FORMAT},
+        {CFG_HEAD "\"hidden_size\":8,\"num_attention_heads\":2,\"rope_theta\":0}", "\"rope_theta\" = 0 is outside",
+         SS_ERR_FORMAT},
+        {CFG_HEAD "\"hidden_size\":8,\"num_attention_heads\":2,\"rope_theta\":1e300}", "rope_theta", SS_ERR_FORMAT},
+        {CFG_HEAD "\"hidden_size\":8,\"num_attention_heads\":2,\"rope_parameters\":{\"rope_theta\":-500000}}",
+         "rope_theta", SS_ERR_FORMAT},
+        {CFG_HEAD "\"hidden_size\":8,\"num_attention_heads\":2,\"rope_scaling\":{\"rope_type\":\"llama3\",\"factor\":8,"
+                  "\"low_freq_factor\":0,\"high_freq_factor\":4,\"original_max_position_embeddings\":8192}}",
+         "\"low_freq_factor\" = 0 is outside", SS_ERR_FORMAT},
     };
     for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
         ss_status st = ss_config_parse(refused[i].json, strlen(refused[i].json), "c", &c, &e);
