@@ -3,7 +3,7 @@
 # trains the demo model on the last GPU in the background, and meanwhile runs the GPU checks and
 # benchmarks on the others. Every step has a deadline; the whole run stays under BUDGET seconds.
 # Results: $OUT/summary.txt, $OUT/logs.tar.xz, and $OUT/demo-*.{safetensors,json,txt} from training.
-# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize sanattn checks1 wgp s21a s21p s23m s24p fp8ck f8eng longref ctx128 mixlong s20a s20s s20t s20x s20m s20p s19a s19b s19c s19t s19g s18a s18b f8var dense s18t s18p s18s s17a s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve lpab serveab spec vstep seqform seq8 bucket h100 genv maxb soak wgprof (default: train check bench multi sanitize)
+# Usage: scripts/gpu/session.sh [phases...]   phases: train check bench multi sanitize sanattn checks1 wgp s21a s21p s23m s24p fp8ck f8eng longref ctx128 mixlong s20a s20s s20t s20x s20m s20p s19a s19b s19c s19t s19g s18a s18b f8var dense s18t s18p s18s s17a s17c s17d s17e tp2 x4 x4p x4t x70t x2k peer mergeab s14 splits merge1 pp pptp ovl tp1ab samp fin2 x70 s4b next s6 ab abtp cases trace long profile servebisect serve lpab serveab spec vstep seqform seq8 bucket h100 genv maxb soak wgprof s54 s55 (default: train check bench multi sanitize)
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -942,7 +942,6 @@ if has s54; then
   # copying lanes) against $OLDB: the attention alone with each cache (the sweep), the prefill forms with an fp8
   # cache (--attn-prefill), then 8B decode steps over S54_CASES ("B:PROMPT:GEN:KV") on both builds, interleaved,
   # S54_REPS rounds (0: none). S54_SWEEP=0: no attention-alone runs. S54_VARIANTS: cases_ab's ("new off": OFF_ENV).
-  # S54_DENSEQ=1: the fp8 consistency cases, then the dense form's sweep with SS_ATTN_DENSE_Q 0 and 1, twice.
   export CUDA_VISIBLE_DEVICES=0
   for kv in $([ "${S54_SWEEP:-1}" = 1 ] && echo bf16 fp8); do
     kf=(); [ $kv = fp8 ] && kf=(--kv fp8)
@@ -954,19 +953,24 @@ if has s54; then
     step "attention prefill forms, fp8 cache [$v]" 200 "attnp_fp8_$v.log" "$bd/tools/bench_backend" --attn-prefill --kv fp8 --iters 20
     grep '^attn' "$L/attnp_fp8_$v.log" | sed "s/^/$v /" | tee -a "$S"
   done
-  if [ "${S54_DENSEQ:-0}" = 1 ]; then # the fp8 dense form reading Q from shared memory (SS_ATTN_DENSE_Q=1, opt-in)
-    step "consistency, fp8 cases" 150 consistency_denseq.log env SS_TEST_ONLY='*fp8*' "$B/tests/test_backend_consistency"
-    grep -hE 'FAIL|rror|PASSED' "$L/consistency_denseq.log" | head -6 | tee -a "$S"
-    for r in 1 2; do
-      for dq in 0 1; do
-        step "attention per form and split count [fp8, SS_ATTN_DENSE_Q=$dq] #$r" 120 "attn_denseq${dq}_$r.log" \
-          env SS_ATTN_DENSE_Q=$dq "$B/tools/bench_backend" --attn-dense --kv fp8 --iters 40
-        grep -h '^attn dense/s1' "$L/attn_denseq${dq}_$r.log" | sed "s/^/q$dq #$r /" | tee -a "$S"
-      done
-    done
-  fi
   [ "${S54_REPS:-1}" -gt 0 ] && SKIP_CHECKS=1 cases_ab s54 "${S54_REPS:-1}" "${S54_CASES:-64:1024:64 128:1024:64 256:1024:64 \
 128:128:64 64:1024:64:fp8 128:1024:64:fp8 256:1024:64:fp8 128:128:64:fp8}" "${S54_VARIANTS:-new old}"
+fi
+if has s55; then
+  # Session 55: the fp8 dense form reading Q from shared memory, and its rule. The attention consistency cases and the
+  # fp8-cache goldens (S55_CONS=0: neither), the fp8 per-form sweep (S55_SWEEP=0: none; its auto lines are the rule's
+  # pick), then 8B decode steps with an fp8 cache on this build and $OLDB, interleaved, S55_REPS rounds over S55_CASES.
+  export CUDA_VISIBLE_DEVICES=0
+  if [ "${S55_CONS:-1}" = 1 ]; then
+    step "consistency, attention cases" 150 consistency_s55.log env SS_TEST_ONLY='*attention*' "$B/tests/test_backend_consistency"
+    grep -hE '^\[  (PASSED|FAILED)' "$L/consistency_s55.log" | tee -a "$S"
+    step "golden tests on cuda, fp8 KV cache" 90 golden_fp8_s55.log env SS_TEST_DEVICE=cuda SS_TEST_KV=fp8 "$B/tests/test_golden"
+    grep -hE '^\[  (PASSED|FAILED)' "$L/golden_fp8_s55.log" | tee -a "$S"
+  fi
+  [ "${S55_SWEEP:-1}" = 1 ] && step "attention per form and split count [fp8]" 120 attn_dense_fp8_s55.log \
+    "$B/tools/bench_backend" --attn-dense --kv fp8 --iters 40
+  [ "${S55_REPS:-1}" -gt 0 ] && SKIP_CHECKS=1 CASES_KV=fp8 cases_ab s55 "${S55_REPS:-1}" "${S55_CASES:-32:3000:64 \
+64:3000:64 128:1024:64 192:1024:64 256:1024:64 48:1024:64}" "${S55_VARIANTS:-new old}"
 fi
 if has s21a; then
   # Session 21: batch-1 A/B runs on one H200 (the persistent kernel's GEMVs; its fp8 form under SS_PERSIST_FP8=1).

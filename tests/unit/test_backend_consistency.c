@@ -911,7 +911,6 @@ typedef enum att_mode {
     ATT_FORCE_TILED,
     ATT_FORCE_OLD,
     ATT_FORCE_SHORT,
-    ATT_FORCE_DENSEQ, /* ... with an fp8 cache: the dense form reading Q from shared memory (SS_ATTN_DENSE_Q=1) */
     ATT_FORCE_MT2, /* the prefill form of two m-tiles a warp */
     ATT_FORCE_WM8, /* the prefill form of 8 warps of one m-tile */
     ATT_FORCE_WG,  /* the prefill form on wgmma (where the GPU runs it) */
@@ -933,7 +932,6 @@ static const struct {
     [ATT_FORCE_TILED] = {"SS_ATTN_FORCE", "tiled", NULL, NULL},
     [ATT_FORCE_OLD] = {"SS_ATTN_FORCE", "old", NULL, NULL},
     [ATT_FORCE_SHORT] = {"SS_ATTN_SHORT", "1", NULL, NULL},
-    [ATT_FORCE_DENSEQ] = {"SS_ATTN_SHORT", "1", "SS_ATTN_DENSE_Q", "1"},
     [ATT_FORCE_MT2] = {"SS_ATTN_PREFILL", "mt2", NULL, NULL},
     [ATT_FORCE_WM8] = {"SS_ATTN_PREFILL", "wm8", NULL, NULL},
     [ATT_FORCE_WG] = {"SS_ATTN_PREFILL", "wg", NULL, NULL},
@@ -1958,16 +1956,12 @@ static void test_attention_fp8(void **state)
     int32_t (*wide)[2] = decode_spread(NW, 700);
     check_attention_kv(p, 32, 8, 128, (const int32_t (*)[2])wide, NW, 16, ATT_AUTO, 1, "fp8 attention decode batch 300");
     check_attention_kv(p, 8, 2, 64, (const int32_t (*)[2])wide, NW, 7, ATT_AUTO, 1, "fp8 attention decode batch 300, d64 bs7");
-    /* the dense form (session 48: the decode tiles held to 128 registers, 4 CTAs a SM; heads of 128), alone and in
-     * key splits; at d64 the switch keeps the 64-key form */
+    /* the dense form (session 48: the decode tiles held to 128 registers, 4 CTAs a SM; heads of 128; since session 55
+     * reading Q's fragments from shared memory), alone and in key splits; at d64 the switch keeps the 64-key form */
     check_attention_kv(p, 32, 8, 128, (const int32_t (*)[2])wide, NW, 16, ATT_FORCE_SHORT, 1,
                        "fp8 attention decode batch 300, dense form");
     check_attention_kv(p, 32, 8, 128, long_batch, 5, 7, ATT_FORCE_SHORT, 1,
                        "fp8 attention decode batch 5 bs7, dense form (combine)");
-    check_attention_kv(p, 32, 8, 128, (const int32_t (*)[2])wide, NW, 16, ATT_FORCE_DENSEQ, 1,
-                       "fp8 attention decode batch 300, dense form, Q from shared memory");
-    check_attention_kv(p, 32, 8, 128, long_batch, 5, 7, ATT_FORCE_DENSEQ, 1,
-                       "fp8 attention decode batch 5 bs7, dense form, Q from shared memory (combine)");
     check_attention_kv(p, 16, 4, 64, long_batch, 5, 16, ATT_FORCE_SHORT, 1,
                        "fp8 attention decode batch 5, d64, dense switch (the 64-key form)");
     check_attention_kv(p, 32, 8, 128, (const int32_t (*)[2])wide, NW, 16, ATT_SPLITS3, 1,

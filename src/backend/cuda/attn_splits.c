@@ -117,17 +117,16 @@ static int64_t slot_cost(int64_t base, int64_t n, int64_t sms, int64_t tiles, in
     return (base * s + n * sms - 1) / (n * sms) * n * (FIXED_TILES + (tiles + s - 1) / s);
 }
 
-/* Which form of more CTAs a SM, in how many splits (attn_splits.h). One H200, 32/8 heads (bench_backend
- * --attn-dense, session 48). An fp8 cache, the dense form unsplit against the 64-key form at its rule's splits, batch
- * 64 / 128 / 256: 512 keys -20 / -6 / -2%, 2,048 keys -9 / -4 / -7%; with key splits it lost everywhere (batch
- * 16-32), and at 1-2 waves (batch 48, 96, 192) by 2-20%: slot_cost put the losses at 0.92-1.33 of the 64-key form's
- * cost and the wins at 0.67-0.92. Session 54's loads by lane made the 64-key form 5-11% faster at 512-2,048 keys and
- * left the dense form (held to 128 registers) as it was: with FIXED_TILES 4 the model puts the dense form's wins
- * (batch 64 up to 2,048 keys, measured 0.75-0.97) at 0.67-0.80 and its losses (batch 128 and 256, batch 64 from 4,096
- * keys, measured 1.00-1.10) at 0.87-0.94, so the bar is 0.85. A bf16 cache, batch 64 (512 CTAs, the 32-key form's
- * window) at 2,048 / 4,096 / 8,192 keys: the 32-key form unsplit -8.6 / -2.5 / -3.2% against the 64-key form in the
- * wave rule's 3 splits; but in 8B decode steps -2.2% at 1,024-token prompts (graph bound 2,048) and +4.8% at 4,096
- * (bound 8,192): so up to a bound of SS_ATTN_LONG_CONTEXT only. */
+/* Which form of more CTAs a SM, in how many splits (attn_splits.h). A bf16 cache, batch 64 (512 CTAs, the 32-key
+ * form's window) at 2,048 / 4,096 / 8,192 keys (one H200, 32/8 heads, bench_backend --attn-dense, session 48): the
+ * 32-key form unsplit -8.6 / -2.5 / -3.2% against the 64-key form in the wave rule's 3 splits; but in 8B decode steps
+ * -2.2% at 1,024-token prompts (graph bound 2,048) and +4.8% at 4,096 (bound 8,192): so up to a bound of
+ * SS_ATTN_LONG_CONTEXT only. An fp8 cache: since session 55 the dense form reads Q's fragments from shared memory
+ * (no spills) and runs 10-25% faster than before unsplit; against the 64-key form at its best split count it won
+ * wherever slot_cost counted it no dearer (batch 64: 0.67-0.94, -7 to -24%; 128 and 256: 0.89-0.92, -6 to -11%; 192:
+ * 1.00, -4 to -8%; batch 32 in 2 splits from 2,048 keys: 0.89-0.96, -4 to -7%) and lost up to 4.5% where it counted
+ * it dearer (batch 48 and 96, 1.06-1.33: a partial wave of the denser form). Under a bound of SS_ATTN_LONG_CONTEXT
+ * the batches the 64-key form's rule splits (16, 32) ran level in either form: they keep the 64-key form. */
 int64_t ss_attn_dense_splits(const ss_cuda_attn_args *a, int64_t base, int64_t splits, int splits_forced)
 {
     const char *sw = getenv("SS_ATTN_SHORT"); /* benchmark switch: 0 = never, 1 = always, at `splits` */
@@ -144,9 +143,20 @@ int64_t ss_attn_dense_splits(const ss_cuda_attn_args *a, int64_t base, int64_t s
     }
     if (splits_forced || a->decode_ctas_per_sm <= 0 || a->decode_short_ctas_per_sm <= 0)
         return 0;
-    const int64_t sms = sms_of(a), tiles = (a->max_seq_len + 63) / 64;
-    const int64_t std_cost = slot_cost(base, a->decode_ctas_per_sm, sms, tiles, splits);
-    return 100 * slot_cost(base, a->decode_short_ctas_per_sm, sms, tiles, 1) < 85 * std_cost ? 1 : 0;
+    int64_t smax = 1; /* the dense form's own splits: the wave rule's range */
+    if (a->max_seq_len >= SS_ATTN_LONG_CONTEXT && a->workspace) {
+        const int64_t cap = splits_cap(a);
+        smax = a->max_seq_len / SS_ATTN_MIN_KEYS_PER_SPLIT;
+        smax = smax > cap ? cap : smax < 1 ? 1 : smax;
+    } else if (splits > 1) {
+        return 0;
+    }
+    const int64_t sms = sms_of(a), tiles = (a->max_seq_len + 63) / 64, n = a->decode_short_ctas_per_sm;
+    int64_t best = 1;
+    for (int64_t s = 2; s <= smax; s++)
+        if (slot_cost(base, n, sms, tiles, s) < slot_cost(base, n, sms, tiles, best))
+            best = s;
+    return slot_cost(base, n, sms, tiles, best) <= slot_cost(base, a->decode_ctas_per_sm, sms, tiles, splits) ? best : 0;
 }
 
 /* The 32-key form's smaller CTAs (5 a SM on an H200 against 3) pay when they remove a partial second wave.

@@ -56,9 +56,10 @@ int ss_attn_short_tiles(const ss_cuda_attn_args *a, int64_t ctas);
  * - bf16: `splits` where ss_attn_short_tiles takes base × splits CTAs; else unsplit (1) where it takes base CTAs and
  *   the rule split them, up to a context bound of SS_ATTN_LONG_CONTEXT (not where the splits were forced:
  *   splits_forced, SS_ATTN_SPLITS).
- * - fp8: unsplit (1) where the dense form's cost is under 95% of the 64-key form's, each counted as whole waves of
- *   its CTAs a SM × its CTAs a SM × (2 + 64-key tiles a split); never where a count is unknown or the splits were
- *   forced.
+ * - fp8: the dense form where its cost is no more than the 64-key form's at `splits`, each counted as whole waves of
+ *   its CTAs a SM × its CTAs a SM × (4 + 64-key tiles a split); in its own cheapest split count from a bound of
+ *   SS_ATTN_LONG_CONTEXT (as far as the workspace holds), unsplit below it, where it is never taken for launches
+ *   the 64-key form splits; never where a count is unknown or the splits were forced.
  * Reads the benchmark switch SS_ATTN_SHORT (0: never, 1: always, at `splits`). */
 int64_t ss_attn_dense_splits(const ss_cuda_attn_args *a, int64_t base, int64_t splits, int splits_forced);
 /* 1 when prefill tiles (128-row blocks; a bf16 or, since session 33, an fp8 cache) take the form of 4 warps of two

@@ -134,7 +134,7 @@ __device__ __forceinline__ void cluster_merge(const AttnTiledParams &p, float *c
 // thread's B fragments for every n-tile are one NO-byte piece of each of its four key rows, their bytes interleaved
 // pairwise by byte permutes. The rows' 16-byte chunks sit XOR-swizzled by the row (ch ^ (row mod D/16)), which
 // keeps both reads free of bank conflicts at D = 128.
-template <int D, int WM, int WK, bool CL, int BN = kBN, bool FP8 = false, int MT = 1, int MINB = 0, bool QS = false>
+template <int D, int WM, int WK, bool CL, int BN = kBN, bool FP8 = false, int MT = 1, int MINB = 0>
 __global__ void __launch_bounds__(WM *WK * 32, MINB) attn_tiled_kernel(const AttnTiledParams p)
 {
     static_assert(!CL || WK > 1, "the cluster merge extends the key-split merge of decode tiles");
@@ -146,12 +146,12 @@ __global__ void __launch_bounds__(WM *WK * 32, MINB) attn_tiled_kernel(const Att
     constexpr int NS = KW / 8;  // score n-tiles per warp
     constexpr int NO = D / 8;   // output n-tiles
     constexpr bool kDirect = FP8 && WK > 1; // fp8 decode tiles: fragments from the e4m3 rows (above)
-    // QS (session 54, opt-in: SS_ATTN_DENSE_Q=1, not yet measured): the dense form (MINB: held to 128 registers) reads
-    // Q's A fragments by ldmatrix at each k-step instead of holding them in 32 registers through the loop (which
-    // spilled 36 bytes; with QS 123 registers, none). Q is turned into f16 in its rows once, each pair of dims moved
+    // QS: the dense fp8 form (MINB: held to 128 registers) reads Q's A fragments by ldmatrix at each k-step instead
+    // of holding them in 32 registers through the loop (which spilled 36 bytes; with QS 123 registers, none; one
+    // H200, session 55: 8-23% faster at batch 64-256). Q is turned into f16 in its rows once, each pair of dims moved
     // to where ldmatrix's standard fragment order reads kDirect's: k-step kk's column 2tig (+8) holds dims
     // tig * D/4 + 4kk (+2).
-    static_assert(!QS || (kDirect && MINB > 0), "Q from shared memory: the dense fp8 decode form only");
+    constexpr bool QS = kDirect && MINB > 0;
     static_assert(MT > 1 || BM <= 2 * BN, "Q must fit in stage 1");
     static_assert(!kDirect || (WM == 1 && MT == 1 && (D == 64 || D == 128)), "fp8 decode tiles: one row group");
     static_assert(KW % 16 == 0 && (BN * CPR) % NT == 0, "tile shape");
@@ -756,12 +756,11 @@ TiledShape tiled_shape(int64_t rows)
     return {8, 1};
 }
 
-template <int D, int WM, int WK, bool CL = false, int BN = kBN, bool FP8 = false, int MT = 1, int MINB = 0,
-          bool QS = false>
+template <int D, int WM, int WK, bool CL = false, int BN = kBN, bool FP8 = false, int MT = 1, int MINB = 0>
 int launch_shape(const AttnTiledParams &p, dim3 grid, cudaStream_t s)
 {
     constexpr int bytes = smem_bytes<D, WK, BN, FP8, (MT > 1 ? 16 * WM * MT : 0)>();
-    auto kernel = attn_tiled_kernel<D, WM, WK, CL, BN, FP8, MT, MINB, QS>;
+    auto kernel = attn_tiled_kernel<D, WM, WK, CL, BN, FP8, MT, MINB>;
     cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
     if (e != cudaSuccess)
         return (int)e;
@@ -833,20 +832,12 @@ bool cluster_shape_ok(TiledShape sh, bool device_ok)
     return device_ok && sh.wk > 1;
 }
 
-// The dense fp8 form that reads Q from shared memory (QS above) where the benchmark switch SS_ATTN_DENSE_Q is 1.
-bool dense_q_smem()
-{
-    const char *sw = getenv("SS_ATTN_DENSE_Q");
-    return sw && sw[0] == '1';
-}
-
 template <int D, bool FP8>
 int launch_d(const AttnTiledParams &p, TiledShape sh, dim3 grid, bool cluster, cudaStream_t s)
 {
     if (sh.wm == 1 && !cluster && p.short_tiles) { // the decode form of more CTAs a SM (AttnTiledParams)
         if constexpr (FP8 && D == 128)
-            return dense_q_smem() ? launch_shape<D, 1, 4, false, kBN, true, 1, kF8DenseCtas, true>(p, grid, s)
-                                  : launch_shape<D, 1, 4, false, kBN, true, 1, kF8DenseCtas>(p, grid, s);
+            return launch_shape<D, 1, 4, false, kBN, true, 1, kF8DenseCtas>(p, grid, s);
         else if constexpr (!FP8)
             return launch_shape<D, 1, 2, false, kShortBN>(p, grid, s);
         // (no dense fp8 form at D = 64: its 96 registers already fit 5 CTAs a SM; the 64-key form below)
