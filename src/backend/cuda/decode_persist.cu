@@ -78,8 +78,8 @@ namespace {
 // lost 0.5-0.8% on one H200, session 29).
 // WIDE: an o or down input longer than kMaxXBytes (a 70B's down at tp 1) loads in passes (load_xs); also a template
 // parameter, so that the other forms stay PTX-identical (with the passes in every form, 8B batch 1 lost 0.25%).
-template <bool FP8, bool KV8, bool WIDE>
-__global__ void __launch_bounds__(kThreads, 1) decode_persist_kernel(const __grid_constant__ Params p)
+template <bool FP8, bool KV8, bool WIDE, int ACC = 1>
+__global__ void __launch_bounds__(kThreadsOf<FP8>, 1) decode_persist_kernel(const __grid_constant__ Params p)
 {
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900
     extern __shared__ __align__(128) uint8_t smem[];
@@ -101,10 +101,17 @@ __global__ void __launch_bounds__(kThreads, 1) decode_persist_kernel(const __gri
         asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
     }
     __syncthreads();
-    if (threadIdx.x >= kConsumers) { // the producer warp
+    if (threadIdx.x >= kConsumers) { // the producer warp (FP8: its warpgroup gives registers to the consumers)
+        if constexpr (FP8) {
+            asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kProducerRegs));
+            if (threadIdx.x >= kConsumers + 32)
+                return;
+        }
         produce<FP8>(p, ring, full, empty);
         return;
     }
+    if constexpr (FP8)
+        asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kConsumerRegs));
     const unsigned G = gridDim.x;
     bf16 *xs = reinterpret_cast<bf16 *>(region);
     Cursor cur;
@@ -134,7 +141,7 @@ __global__ void __launch_bounds__(kThreads, 1) decode_persist_kernel(const __gri
         stamp(p, l, 1);
         norm_to_xs<FP8>(p, L.attn_norm, xs, scratch);
         stamp(p, l, 2);
-        gemv_phase<FP8>(p, l, kQkv, ring, full, empty, xs, red, own, cur, group);
+        gemv_phase<FP8, ACC>(p, l, kQkv, ring, full, empty, xs, red, own, cur, group);
         stamp(p, l, 3);
         grid_arrive(ctr + kQkv);
         if ((int)blockIdx.x < p.kv_heads * p.splits)
@@ -143,7 +150,7 @@ __global__ void __launch_bounds__(kThreads, 1) decode_persist_kernel(const __gri
                   nowait);
         stamp(p, l, 7);
         load_xs<FP8, WIDE>(p.attn, p.q_dim, xs);
-        gemv_phase<FP8>(p, l, kO, ring, full, empty, xs, red, own, cur, group);
+        gemv_phase<FP8, ACC>(p, l, kO, ring, full, empty, xs, red, own, cur, group);
         stamp(p, l, 8);
         if (p.tp_size > 1)
             tp_combine(p, l, 0, own, own0, own1);
@@ -152,13 +159,13 @@ __global__ void __launch_bounds__(kThreads, 1) decode_persist_kernel(const __gri
         stamp(p, l, 9);
         norm_to_xs<FP8>(p, L.mlp_norm, xs, scratch);
         stamp(p, l, 10);
-        gemv_phase<FP8>(p, l, kGu, ring, full, empty, xs, red, own, cur, group);
+        gemv_phase<FP8, ACC>(p, l, kGu, ring, full, empty, xs, red, own, cur, group);
         stamp(p, l, 11);
         grid_arrive(ctr + kGu);
         grid_wait(ctr + kGu, G, p.tp_abort, nowait);
         stamp(p, l, 12);
         load_xs<FP8, WIDE>(p.act, p.inter, xs);
-        gemv_phase<FP8>(p, l, kDown, ring, full, empty, xs, red, own, cur, group);
+        gemv_phase<FP8, ACC>(p, l, kDown, ring, full, empty, xs, red, own, cur, group);
         stamp(p, l, 13);
         if (p.tp_size > 1)
             tp_combine(p, l, 1, own, own0, own1);
@@ -362,7 +369,11 @@ extern "C" int ss_cuda_decode_persist(void *stream, ss_cuda_persist_args *a)
          {decode_persist_kernel<false, true, false>, decode_persist_kernel<false, true, true>}},
         {{decode_persist_kernel<true, false, false>, decode_persist_kernel<true, false, true>},
          {decode_persist_kernel<true, true, false>, decode_persist_kernel<true, true, true>}}};
-    void (*const kernel)(Params) = forms[a->fp8 ? 1 : 0][a->kv_fp8 ? 1 : 0][2 * kmax > kMaxXBytes ? 1 : 0];
+    void (*kernel)(Params) = forms[a->fp8 ? 1 : 0][a->kv_fp8 ? 1 : 0][2 * kmax > kMaxXBytes ? 1 : 0];
+    const char *acc_env = getenv("SS_PERSIST_ACC"); // experiment (session 55): the fp8 form's GEMVs in 2 accumulators
+    if (a->fp8 && 2 * kmax <= kMaxXBytes && acc_env && acc_env[0] == '2')
+        kernel = a->kv_fp8 ? decode_persist_kernel<true, true, false, 2> : decode_persist_kernel<true, false, false, 2>;
+    const int threads = a->fp8 ? kThreadsOf<true> : kThreadsOf<false>;
     // Benchmark switch: at most this many CTAs (one an SM) instead of one on every SM.
     const char *ctas_env = getenv("SS_PERSIST_CTAS");
     const long ctas_cap = ctas_env ? strtol(ctas_env, NULL, 10) : 0;
@@ -414,7 +425,7 @@ extern "C" int ss_cuda_decode_persist(void *stream, ss_cuda_persist_args *a)
         smem = (size_t)stages * kStageBytes + region + tail;
         int per_sm = 0;
         if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) == cudaSuccess &&
-            cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, smem) ==
+            cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, smem) ==
                 cudaSuccess &&
             per_sm >= 1)
             break;
@@ -505,7 +516,7 @@ extern "C" int ss_cuda_decode_persist(void *stream, ss_cuda_persist_args *a)
     attr[0].val.cooperative = 1;
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = dim3((unsigned)sms);
-    cfg.blockDim = dim3(kThreads);
+    cfg.blockDim = dim3(threads);
     cfg.dynamicSmemBytes = smem;
     cfg.stream = s;
     cfg.attrs = attr;
