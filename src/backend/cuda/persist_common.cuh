@@ -13,11 +13,15 @@ constexpr int kWarps = 8;                  // consumer warps
 constexpr int kConsumers = kWarps * 32;
 // + the producer warp; FP8: + a producer warpgroup (the producer warp and three that leave at once) so that
 // setmaxnreg can move registers to the consumers: 9 warps put 3 on one of the SM's four schedulers, which holds
-// every thread to 168 registers (16,384 / 96), where the fp8 form spilled; with the warpgroup the consumers get
-// kConsumerRegs and the producer kProducerRegs (4 x 32 x 96 + 8 x 32 x 208 = 65,536; below 96 the producer spills).
+// every thread to kLaunchRegs (16,384 / 96), where the fp8 form spilled. setmaxnreg.inc waits for registers the
+// CTA's pool holds, and the pool is what the launch allocated (384 x 168, not the register file's 65,536): with
+// more the consumers wait forever (session 55's first try, 96 / 208, trapped). Below 88 the producer spills.
 template <bool FP8> constexpr int kThreadsOf = kConsumers + (FP8 ? 128 : 32);
-constexpr int kProducerRegs = 96;
+constexpr int kLaunchRegs = 168;
+constexpr int kProducerRegs = 88;
 constexpr int kConsumerRegs = 208;
+static_assert(128 * kProducerRegs + kConsumers * kConsumerRegs <= kThreadsOf<true> * kLaunchRegs,
+              "setmaxnreg: the consumers' registers must come from the launch's allocation");
 // A stage is a tile of 16 weight rows (8 gate + the same 8 up rows for the MLP's first half) by kSlab
 // columns, rows kPitch bytes apart: the 64 bytes of padding put rows g and g+1 16 banks apart, so the
 // tensor-core fragment loads (lane g/4 reads row g) are free of bank conflicts.
