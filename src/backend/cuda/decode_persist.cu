@@ -72,13 +72,15 @@ namespace {
 // warps do not fit (session 29: 17 warps leave 96 registers a thread; the kernel needs 168).
 // Session 22: W8A8 (x in e4m3) on wgmma ran its GEMV phases no faster with a quarter of the instructions a stage, so
 // instruction count is not the limit either (branch exp/persist-w8a8-wgmma). The backend runs it at tp 1 and 2, and at
-// tp > 2 (unmeasured) only under SS_PERSIST_FP8=1.
+// tp > 2 (unmeasured) only under SS_PERSIST_FP8=1. Session 55: its producer warp leads a warpgroup that hands
+// registers to the consumers (setmaxnreg, persist_common.cuh): no spills (40 bytes before), no faster alone, but the
+// GEMVs' two accumulators then gain 0.6% (one H200: 399.1 against 396.7 tok/s).
 // KV8: the caches hold fp8 blocks (the args' kv_fp8; the attention items' form): a template parameter, not a branch,
 // so that the bf16 cache's kernels stay as they were (PTX-identical; with both forms in one kernel, bf16 batch 1
 // lost 0.5-0.8% on one H200, session 29).
 // WIDE: an o or down input longer than kMaxXBytes (a 70B's down at tp 1) loads in passes (load_xs); also a template
 // parameter, so that the other forms stay PTX-identical (with the passes in every form, 8B batch 1 lost 0.25%).
-template <bool FP8, bool KV8, bool WIDE, int ACC = 1>
+template <bool FP8, bool KV8, bool WIDE>
 __global__ void __launch_bounds__(kThreadsOf<FP8>, 1) decode_persist_kernel(const __grid_constant__ Params p)
 {
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900
@@ -101,6 +103,7 @@ __global__ void __launch_bounds__(kThreadsOf<FP8>, 1) decode_persist_kernel(cons
         asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
     }
     __syncthreads();
+    constexpr int ACC = FP8 ? 2 : 1; // the GEMVs' accumulators (gemv_phase)
     if (threadIdx.x >= kConsumers) { // the producer warp (FP8: its warpgroup gives registers to the consumers)
         if constexpr (FP8) {
             asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kProducerRegs));
@@ -369,10 +372,7 @@ extern "C" int ss_cuda_decode_persist(void *stream, ss_cuda_persist_args *a)
          {decode_persist_kernel<false, true, false>, decode_persist_kernel<false, true, true>}},
         {{decode_persist_kernel<true, false, false>, decode_persist_kernel<true, false, true>},
          {decode_persist_kernel<true, true, false>, decode_persist_kernel<true, true, true>}}};
-    void (*kernel)(Params) = forms[a->fp8 ? 1 : 0][a->kv_fp8 ? 1 : 0][2 * kmax > kMaxXBytes ? 1 : 0];
-    const char *acc_env = getenv("SS_PERSIST_ACC"); // experiment (session 55): the fp8 form's GEMVs in 2 accumulators
-    if (a->fp8 && 2 * kmax <= kMaxXBytes && acc_env && acc_env[0] == '2')
-        kernel = a->kv_fp8 ? decode_persist_kernel<true, true, false, 2> : decode_persist_kernel<true, false, false, 2>;
+    void (*const kernel)(Params) = forms[a->fp8 ? 1 : 0][a->kv_fp8 ? 1 : 0][2 * kmax > kMaxXBytes ? 1 : 0];
     const int threads = a->fp8 ? kThreadsOf<true> : kThreadsOf<false>;
     // Benchmark switch: at most this many CTAs (one an SM) instead of one on every SM.
     const char *ctas_env = getenv("SS_PERSIST_CTAS");

@@ -226,7 +226,9 @@ constexpr int kStepsPerWarp = (kSlab / 32 + kWarps - 1) / kWarps; // 64 bytes a 
 // (e4m3x2_h2_hi). With both, one H200's 8B batch-1 decode ran at 359.9 tok/s in the fp8 form against 341.4
 // (+5.4%; op by op: 382.7) and 246.9 against 245.1 in bf16. (Session 21 measured ~0.9 us a 32 KiB e4m3 stage with
 // two warps a scheduler; session 22's W8A8 consumers on wgmma, with a quarter of the instructions a stage, were no
-// faster, so what sets that pace is not the instruction count; docs/performance.md.)
+// faster, so what sets that pace is not the instruction count; docs/performance.md.) ACC: accumulators the mmas
+// alternate between (the fp8 form's 2 since session 55, +0.6% with its registers from setmaxnreg; session 21's 2 and 4
+// at the 168-register cap were 2% slower).
 template <bool FP8, int ACC = 1>
 __device__ void gemv_phase(const Params &p, int l, int mat, const uint8_t *ring, uint64_t *full, uint64_t *empty,
                            const bf16 *xs, float *red, float *own, Cursor &cur, uint32_t &group)
@@ -256,10 +258,7 @@ __device__ void gemv_phase(const Params &p, int l, int mat, const uint8_t *ring,
                 if (g.pair)
                     s_u = sc[g.m + r + tid];
             }
-        float acc[ACC][4];
-#pragma unroll
-        for (int i = 0; i < ACC; i++)
-            acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.0f;
+        float acc[4 * ACC] = {0.0f, 0.0f, 0.0f, 0.0f}; // ACC accumulators of 4
         for (int k0 = 0; k0 < g.k; k0 += kCols<FP8>, cur.next(p.stages)) {
             const int chunks = (g.k - k0 < kCols<FP8> ? g.k - k0 : kCols<FP8>) / (16 / kEsz<FP8>);
             const unsigned long long t_w = tr ? gtime() : 0;
@@ -297,15 +296,16 @@ __device__ void gemv_phase(const Params &p, int l, int mat, const uint8_t *ring,
 #pragma unroll
             for (int j = 0; j < kStepsPerWarp; j++) {
                 if constexpr (!FP8) {
-                    mma_16816(acc[0], a[j].x, b[j].x, a[j].y, b[j].y, xv[j][0].x, xv[j][0].y);
-                    mma_16816(acc[0], a[j].z, b[j].z, a[j].w, b[j].w, xv[j][0].z, xv[j][0].w);
+                    mma_16816(acc, a[j].x, b[j].x, a[j].y, b[j].y, xv[j][0].x, xv[j][0].y);
+                    mma_16816(acc, a[j].z, b[j].z, a[j].w, b[j].w, xv[j][0].z, xv[j][0].w);
                 } else {
                     const uint32_t wa[4] = {a[j].x, a[j].y, a[j].z, a[j].w}, wb[4] = {b[j].x, b[j].y, b[j].z, b[j].w};
 #pragma unroll
                     for (int q = 0; q < 4; q++) { // the chunk's elements 4q .. 4q + 3
                         const uint4 &xq = xv[j][q / 2];
                         const uint32_t b0 = (q & 1) ? xq.z : xq.x, b1 = (q & 1) ? xq.w : xq.y;
-                        mma_16816<true>(acc[q % ACC], e4m3x2_h2(wa[q]), e4m3x2_h2(wb[q]), e4m3x2_h2_hi(wa[q]),
+                        float(&d)[4] = *reinterpret_cast<float(*)[4]>(acc + 4 * (q % ACC));
+                        mma_16816<true>(d, e4m3x2_h2(wa[q]), e4m3x2_h2(wb[q]), e4m3x2_h2_hi(wa[q]),
                                         e4m3x2_h2_hi(wb[q]), b0, b1);
                     }
                 }
@@ -314,10 +314,10 @@ __device__ void gemv_phase(const Params &p, int l, int mat, const uint8_t *ring,
         // column 0 of D (x is in every column): acc[0] is row lg, acc[2] row lg + 8
 #pragma unroll
         for (int i = 1; i < ACC; i++)
-            acc[0][0] += acc[i][0], acc[0][2] += acc[i][2];
+            acc[0] += acc[4 * i], acc[2] += acc[4 * i + 2];
         float *rb = red + (group & 1u) * kWarps * kTileRows;
         if (lt == 0)
-            rb[warp * kTileRows + lg] = acc[0][0], rb[warp * kTileRows + lg + 8] = acc[0][2];
+            rb[warp * kTileRows + lg] = acc[0], rb[warp * kTileRows + lg + 8] = acc[2];
         consumer_sync();
         if (tid < rows && !(p.debug & 8)) {
             float a = 0.0f;
