@@ -148,7 +148,7 @@ __global__ void __launch_bounds__(WM *WK * 32, MINB) attn_tiled_kernel(const Att
     constexpr bool kDirect = FP8 && WK > 1; // fp8 decode tiles: fragments from the e4m3 rows (above)
     // QS: the dense fp8 form (MINB: held to 128 registers) reads Q's A fragments by ldmatrix at each k-step instead
     // of holding them in 32 registers through the loop (which spilled 36 bytes; with QS 123 registers, none; one
-    // H200, session 55: 8-23% faster at batch 64-256). Q is turned into f16 in its rows once, each pair of dims moved
+    // H200, session 55: 10-25% faster unsplit). Q is turned into f16 in its rows once, each pair of dims moved
     // to where ldmatrix's standard fragment order reads kDirect's: k-step kk's column 2tig (+8) holds dims
     // tig * D/4 + 4kk (+2).
     constexpr bool QS = kDirect && MINB > 0;
