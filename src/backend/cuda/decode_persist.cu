@@ -106,15 +106,19 @@ __global__ void __launch_bounds__(kThreadsOf<FP8>, 1) decode_persist_kernel(cons
     constexpr int ACC = FP8 ? 2 : 1; // the GEMVs' accumulators (gemv_phase)
     if (threadIdx.x >= kConsumers) { // the producer warp (FP8: its warpgroup gives registers to the consumers)
         if constexpr (FP8) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL) // setmaxnreg: sm_90a only (elsewhere every thread keeps the launch's share)
             asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kProducerRegs));
+#endif
             if (threadIdx.x >= kConsumers + 32)
                 return;
         }
         produce<FP8>(p, ring, full, empty);
         return;
     }
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     if constexpr (FP8)
         asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kConsumerRegs));
+#endif
     const unsigned G = gridDim.x;
     bf16 *xs = reinterpret_cast<bf16 *>(region);
     Cursor cur;
