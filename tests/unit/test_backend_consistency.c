@@ -22,12 +22,22 @@
 #endif
 
 #define BF16_TOL 1e-2
+/* Rows the decode GEMVs take by default (bf16, and the fp8 W8A16 form); more go to cuBLASLt (with fp8 weights:
+ * activations rounded to e4m3, a scale a token). The kernels take up to GEMV_ROWS_MAX (two tiles of x rows), which the
+ * backends gpu16 and gpuq16 use (SS_GEMV_MAX / SS_FP8_GEMV_MAX=16, benchmark switches). */
+#define GEMV_ROWS 8
+#define GEMV_ROWS_MAX 16
+#ifdef SS_HAVE_CUDA
+_Static_assert(GEMV_ROWS_MAX == SS_CUDA_GEMV_MAX_N, "the tests' GEMV bound is the kernels'");
+#endif
 
 typedef struct pair {
     ss_backend *cpu;
     ss_backend *gpu;
     ss_backend *cpu8, *gpu8; /* the same devices with an fp8 KV cache (ss_backend_params.kv_type) */
     ss_backend *gpu8o;       /* gpu8 with the persistent kernel's fp8 forms off (SS_PERSIST_FP8=0 at its creation) */
+    ss_backend *gpu16;       /* gpu with the bf16 GEMV's two-tile form on (SS_GEMV_MAX=16; by default cuBLASLt) */
+    ss_backend *gpuq16;      /* gpuq with the fp8 GEMV's two-tile form on (SS_FP8_GEMV_MAX=16; by default the GEMM) */
     ss_backend *cpuq, *gpuq; /* ... and with fp8 projection weights (ss_backend_params.linear_type) */
     ss_backend *cpuq8, *gpuq8; /* ... with both: fp8 projection weights and an fp8 KV cache */
     ss_backend *gpuqo;       /* gpuq with the persistent kernel's fp8 form off (SS_PERSIST_FP8=0 at its creation) */
@@ -171,14 +181,17 @@ static void expect_close(pair *p, const void *dc, const void *dg, int64_t n, dou
 
 /* A backend of prm's kind into *out; off_switch (or NULL): an environment switch set to "0" while it is created
  * (the backend reads it then). Returns 0, or -1 after saying why (what names the backend). */
-static int make_backend(const ss_backend_params *prm, const char *off_switch, ss_backend **out, const char *what)
+/* A backend created with the environment variable sw set to val (a switch the backend reads when created; NULL:
+ * none). */
+static int make_backend(const ss_backend_params *prm, const char *sw, const char *val, ss_backend **out,
+                        const char *what)
 {
     ss_err err = {{0}};
-    if (off_switch)
-        setenv(off_switch, "0", 1);
+    if (sw)
+        setenv(sw, val, 1);
     const ss_status st = ss_backend_create(prm, out, &err);
-    if (off_switch)
-        unsetenv(off_switch);
+    if (sw)
+        unsetenv(sw);
     if (st != SS_OK) {
         fprintf(stderr, "%s: %s\n", what, err.msg);
         return -1;
@@ -194,37 +207,41 @@ static int group_setup(void **state)
         return 0;
     }
     unsetenv("SS_PERSIST_FP8"); /* the backends below read it when created; each case sets what it tests */
+    unsetenv("SS_GEMV_MAX");
+    unsetenv("SS_FP8_GEMV_MAX");
     pair *p = calloc(1, sizeof *p);
     ss_backend_params prm = ss_backend_default_params();
     prm.device = SS_DEVICE_CPU;
-    if (make_backend(&prm, NULL, &p->cpu, "cpu backend"))
+    if (make_backend(&prm, NULL, NULL, &p->cpu, "cpu backend"))
         return -1;
     prm.device = SS_DEVICE_CUDA;
     prm.device_index = 0;
-    if (make_backend(&prm, NULL, &p->gpu, "cuda backend"))
+    if (make_backend(&prm, NULL, NULL, &p->gpu, "cuda backend") ||
+        make_backend(&prm, "SS_GEMV_MAX", "16", &p->gpu16, "cuda backend (the bf16 GEMV up to 16 rows)"))
         return -1;
     prm.kv_type = SS_KV_FP8;
     prm.device = SS_DEVICE_CPU;
-    if (make_backend(&prm, NULL, &p->cpu8, "cpu backend (fp8 KV cache)"))
+    if (make_backend(&prm, NULL, NULL, &p->cpu8, "cpu backend (fp8 KV cache)"))
         return -1;
     prm.device = SS_DEVICE_CUDA;
-    if (make_backend(&prm, NULL, &p->gpu8, "cuda backend (fp8 KV cache)") ||
-        make_backend(&prm, "SS_PERSIST_FP8", &p->gpu8o, "cuda backend (fp8 KV cache, persistent fp8 forms off)"))
+    if (make_backend(&prm, NULL, NULL, &p->gpu8, "cuda backend (fp8 KV cache)") ||
+        make_backend(&prm, "SS_PERSIST_FP8", "0", &p->gpu8o, "cuda backend (fp8 KV cache, persistent fp8 forms off)"))
         return -1;
     prm.kv_type = SS_KV_ACT;
     prm.linear_type = SS_LINEAR_FP8;
-    if (make_backend(&prm, NULL, &p->gpuq, "cuda backend (fp8 weights)") ||
-        make_backend(&prm, "SS_PERSIST_FP8", &p->gpuqo, "cuda backend (fp8 weights, persistent fp8 form off)") ||
-        make_backend(&prm, "SS_FP8_OUTER", &p->gpuqs, "cuda backend (fp8 weights, scales by a kernel)"))
+    if (make_backend(&prm, NULL, NULL, &p->gpuq, "cuda backend (fp8 weights)") ||
+        make_backend(&prm, "SS_PERSIST_FP8", "0", &p->gpuqo, "cuda backend (fp8 weights, persistent fp8 form off)") ||
+        make_backend(&prm, "SS_FP8_OUTER", "0", &p->gpuqs, "cuda backend (fp8 weights, scales by a kernel)") ||
+        make_backend(&prm, "SS_FP8_GEMV_MAX", "16", &p->gpuq16, "cuda backend (fp8 weights, the GEMV up to 16 rows)"))
         return -1;
     prm.device = SS_DEVICE_CPU;
-    if (make_backend(&prm, NULL, &p->cpuq, "cpu backend (fp8 weights)"))
+    if (make_backend(&prm, NULL, NULL, &p->cpuq, "cpu backend (fp8 weights)"))
         return -1;
     prm.kv_type = SS_KV_FP8;
-    if (make_backend(&prm, NULL, &p->cpuq8, "cpu backend (fp8 weights, fp8 KV cache)"))
+    if (make_backend(&prm, NULL, NULL, &p->cpuq8, "cpu backend (fp8 weights, fp8 KV cache)"))
         return -1;
     prm.device = SS_DEVICE_CUDA;
-    if (make_backend(&prm, NULL, &p->gpuq8, "cuda backend (fp8 weights, fp8 KV cache)"))
+    if (make_backend(&prm, NULL, NULL, &p->gpuq8, "cuda backend (fp8 weights, fp8 KV cache)"))
         return -1;
     fprintf(stderr, "comparing %s against %s\n", p->gpu->desc, p->cpu->desc);
     p->rng = RNG_SEED;
@@ -236,6 +253,8 @@ static int group_teardown(void **state)
 {
     pair *p = *state;
     if (p) {
+        ss_backend_destroy(p->gpu16);
+        ss_backend_destroy(p->gpuq16);
         ss_backend_destroy(p->gpuq8);
         ss_backend_destroy(p->cpuq8);
         ss_backend_destroy(p->gpuqo);
@@ -363,11 +382,13 @@ static void test_matmul(void **state)
 }
 
 /* fp8 projection weights: linear_quantize byte for byte (the same arithmetic on both devices), then linear: the
- * W8A16 GEMV (n <= 8) at bf16 tolerance, the fp8 GEMM (activations rounded to e4m3 too, a scale a token) at fp8's.
- * Then a token's independence of the others in the GEMM: with row 0 of x times 64 (exact), rows 1.. of the result
- * are the same bits and row 0 is 64 times its old value (exact: its codes are the same, its scale 64 times). */
+ * W8A16 GEMV (n <= GEMV_ROWS, or GEMV_ROWS_MAX on gpuq16) at bf16 tolerance, the fp8 GEMM (activations rounded to e4m3
+ * too, a scale a token) at fp8's. Then a token's independence of the others past 8 rows: with row 0 of x times 64
+ * (exact), rows 1.. of the result are the same bits, and in the GEMM row 0 is 64 times its old value (exact: its codes
+ * are the same, its scale 64 times; the GEMV's f16 x would round a subnormal differently). */
 static void check_linear_fp8(pair *p, ss_backend *g, int64_t n, int32_t m, int32_t k, int with_bias)
 {
+    const int64_t gemv = g == p->gpuq16 ? GEMV_ROWS_MAX : GEMV_ROWS;
     ss_backend *c = p->cpuq;
     float *x = rand_vec(p, n * k, 1.0f), *w = rand_vec(p, (int64_t)m * k, 0.1f), *b = rand_vec(p, m, 0.5f);
     void *wc = dev_weight(c, w, (int64_t)m * k), *wg = dev_weight(g, w, (int64_t)m * k);
@@ -391,8 +412,8 @@ static void check_linear_fp8(pair *p, ss_backend *g, int64_t n, int32_t m, int32
     assert_int_equal(g->iface->sync(g->ctx), SS_OK); /* expect_close downloads through p->gpu's stream */
     char what[96];
     snprintf(what, sizeof what, "fp8 linear n=%lld m=%d k=%d bias=%d%s", (long long)n, m, k, with_bias,
-             g == p->gpuqs ? " (scales by a kernel)" : "");
-    expect_close(p, oc, og, n * m, n <= 8 ? BF16_TOL : 6e-2, what);
+             g == p->gpuqs ? " (scales by a kernel)" : g == p->gpuq16 ? " (the GEMV up to 16 rows)" : "");
+    expect_close(p, oc, og, n * m, n <= gemv ? BF16_TOL : 6e-2, what);
     if (n > 8 && !with_bias) {
         float *before = host_of(g, og, n * m, g->act_dtype);
         for (int32_t i = 0; i < k; i++)
@@ -400,7 +421,7 @@ static void check_linear_fp8(pair *p, ss_backend *g, int64_t n, int32_t m, int32
         void *xg2 = dev_act(g, x, n * k);
         assert_int_equal(g->iface->linear(g->ctx, og, xg2, qg, NULL, n, m, k), SS_OK);
         float *after = host_of(g, og, n * m, g->act_dtype);
-        for (int64_t i = 0; i < n * m; i++) {
+        for (int64_t i = n <= gemv ? m : 0; i < n * m; i++) {
             const float want = i < m ? 64.0f * before[i] : before[i];
             if (memcmp(&after[i], &want, sizeof want) != 0)
                 fail_msg("%s: with row 0 of x times 64, output %lld is %.9g, not %.9g", what, (long long)i, after[i],
@@ -431,6 +452,13 @@ static void test_linear_fp8(void **state)
     check_linear_fp8(p, p->gpuqs, 64, 352, 128, 0);
     check_linear_fp8(p, p->gpuqs, 300, 200, 4096, 1);
     check_linear_fp8(p, p->gpuqs, 9, 40, 4096, 0);
+    /* the GEMV's two tiles of x rows (a partial second one, a whole one) and one tile and the GEMM on either side */
+    const int64_t n16[] = {8, 9, 13, 16, 17};
+    for (size_t i = 0; i < sizeof n16 / sizeof n16[0]; i++) {
+        check_linear_fp8(p, p->gpuq16, n16[i], 352, 128, 0);
+        check_linear_fp8(p, p->gpuq16, n16[i], 200, 4096, 1);
+        check_linear_fp8(p, p->gpuq16, n16[i], 96, 14336, 0);
+    }
 }
 
 /* matmul_silu (where the backend has it; SS_ERR_UNSUPPORTED falls back as the forward pass does) against
@@ -448,10 +476,13 @@ static void *dev_linear(ss_backend *be, const float *w, int64_t m, int32_t k)
     return q;
 }
 
-/* quant: the fp8-weight backends (gate/up in the fp8 linear format; the cpu's linear is the reference). */
-static void check_matmul_silu(pair *p, int64_t n, int32_t inter, int32_t k, int quant)
+/* quant: the fp8-weight backends (gate/up in the fp8 linear format; the cpu's linear is the reference). two_tile: the
+ * backends whose GEMV takes up to GEMV_ROWS_MAX rows. */
+static void check_matmul_silu(pair *p, int64_t n, int32_t inter, int32_t k, int quant, int two_tile)
 {
-    ss_backend *cb = quant ? p->cpuq : p->cpu, *gb = quant ? p->gpuq : p->gpu;
+    ss_backend *cb = quant ? p->cpuq : p->cpu;
+    ss_backend *gb = two_tile ? (quant ? p->gpuq16 : p->gpu16) : (quant ? p->gpuq : p->gpu);
+    const int64_t gemv = two_tile ? GEMV_ROWS_MAX : GEMV_ROWS;
     const int64_t m = 2 * (int64_t)inter;
     float *x = rand_vec(p, n * k, 1.0f), *w = rand_vec(p, m * k, 0.1f);
     void *xc = dev_act(cb, x, n * k), *xg = dev_act(gb, x, n * k);
@@ -462,7 +493,7 @@ static void check_matmul_silu(pair *p, int64_t n, int32_t inter, int32_t k, int 
     assert_int_equal(cb->iface->silu_mul(cb->ctx, oc, gc, n, inter), SS_OK);
     const ss_backend_i *G = gb->iface;
     ss_status st = G->matmul_silu ? G->matmul_silu(gb->ctx, og, xg, wg, n, inter, k) : SS_ERR_UNSUPPORTED;
-    if (G->matmul_silu && n <= 8)
+    if (G->matmul_silu && n <= gemv)
         assert_int_equal(st, SS_OK); /* the cuda backend fuses decode sizes (default GEMV variant) */
     if (st == SS_ERR_UNSUPPORTED) {
         assert_int_equal(G->linear(gb->ctx, gg, xg, wg, NULL, n, (int32_t)m, k), SS_OK);
@@ -471,9 +502,9 @@ static void check_matmul_silu(pair *p, int64_t n, int32_t inter, int32_t k, int 
     assert_int_equal(st, SS_OK);
     assert_int_equal(G->sync(gb->ctx), SS_OK);
     char what[96];
-    snprintf(what, sizeof what, "matmul_silu%s n=%lld inter=%d k=%d", quant ? " (fp8 weights)" : "", (long long)n,
-             inter, k);
-    expect_close(p, oc, og, n * inter, quant && n > 8 ? 6e-2 : BF16_TOL, what);
+    snprintf(what, sizeof what, "matmul_silu%s%s n=%lld inter=%d k=%d", quant ? " (fp8 weights)" : "",
+             two_tile ? " (the GEMV up to 16 rows)" : "", (long long)n, inter, k);
+    expect_close(p, oc, og, n * inter, quant && n > gemv ? 6e-2 : BF16_TOL, what);
     dev_free(cb, xc), dev_free(gb, xg), dev_free(cb, wc), dev_free(gb, wg);
     dev_free(cb, gc), dev_free(gb, gg), dev_free(cb, oc), dev_free(gb, og);
     free(x), free(w);
@@ -482,14 +513,60 @@ static void check_matmul_silu(pair *p, int64_t n, int32_t inter, int32_t k, int 
 static void test_matmul_silu(void **state)
 {
     NEED_GPU(state);
-    const int64_t ns[] = {1, 3, 8, 64};
+    const int64_t ns[] = {1, 3, 8, 11, 16, 17, 64};
     for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++) {
         for (int quant = 0; quant < 2; quant++) {
-            check_matmul_silu(p, ns[i], 352, 128, quant);
-            check_matmul_silu(p, ns[i], 100, 4096, quant);
-            check_matmul_silu(p, ns[i], 1796, 512, quant); /* 8B-like: many tiles, the last one half full */
+            for (int two_tile = 0; two_tile < 2; two_tile++) {
+                check_matmul_silu(p, ns[i], 352, 128, quant, two_tile);
+                check_matmul_silu(p, ns[i], 100, 4096, quant, two_tile);
+                check_matmul_silu(p, ns[i], 1796, 512, quant, two_tile); /* 8B-like: many tiles, the last half full */
+            }
         }
     }
+}
+
+/* A row's result does not depend on how many rows the call has (a graph step pads its batch to a bucket: 12 rows run
+ * as 16): linear and matmul_silu over the first n_small of n_big rows give those rows bit for bit. */
+static void check_rows_independent(pair *p, ss_backend *gb, int64_t n_small, int64_t n_big, int32_t m, int32_t k)
+{
+    const int32_t inter = m / 2;
+    float *x = rand_vec(p, n_big * k, 1.0f), *w = rand_vec(p, (int64_t)m * k, 0.1f);
+    void *xg = dev_act(gb, x, n_big * k), *wg = dev_linear(gb, w, m, k);
+    const ss_backend_i *G = gb->iface;
+    for (int silu = 0; silu < 2; silu++) {
+        const int32_t cols = silu ? inter : m;
+        void *o[2] = {dev_poison(gb, n_big * cols, gb->act_dtype), dev_poison(gb, n_big * cols, gb->act_dtype)};
+        for (int r = 0; r < 2; r++) {
+            const int64_t n = r ? n_small : n_big;
+            assert_int_equal(silu ? G->matmul_silu(gb->ctx, o[r], xg, wg, n, inter, k)
+                                  : G->linear(gb->ctx, o[r], xg, wg, NULL, n, m, k),
+                             SS_OK);
+        }
+        float *a = host_of(gb, o[0], n_small * cols, gb->act_dtype);
+        float *b = host_of(gb, o[1], n_small * cols, gb->act_dtype);
+        for (int64_t i = 0; i < n_small * cols; i++)
+            if (memcmp(&a[i], &b[i], sizeof a[i]) != 0)
+                fail_msg("%s on %s: output %lld of row %lld is %.9g with %lld rows, %.9g with %lld",
+                         silu ? "matmul_silu" : "linear", gb->desc, (long long)(i % cols), (long long)(i / cols), a[i],
+                         (long long)n_big, b[i], (long long)n_small);
+        free(a), free(b);
+        dev_free(gb, o[0]), dev_free(gb, o[1]);
+    }
+    dev_free(gb, xg), dev_free(gb, wg);
+    free(x), free(w);
+}
+
+static void test_rows_independent(void **state)
+{
+    NEED_GPU(state);
+    /* the GEMVs up to 16 rows (bf16, fp8 weights), then the default backends within their GEMVs' 8 rows (past them
+     * cuBLASLt may pick another algorithm for another row count: the bf16 goldens' graphs of 16 rows differ from eager
+     * steps of 12 by up to 0.016 in a log-probability) */
+    ss_backend *bs[4] = {p->gpu16, p->gpuq16, p->gpuq, p->gpu};
+    const int64_t sizes[][2] = {{5, 8}, {1, 4}, {12, 16}, {9, 16}};
+    for (int b = 0; b < 4; b++)
+        for (size_t i = 0; i < (b < 2 ? 4u : 2u); i++)
+            check_rows_independent(p, bs[b], sizes[i][0], sizes[i][1], 1002, 4096);
 }
 
 /* gemv.cu's kernel variants; a build without CUDA has one (and skips every test anyway). */
@@ -513,16 +590,18 @@ static const char *gemv_variant_set(int v)
 #endif
 }
 
-/* Every GEMV kernel variant at n = 1..8, with and without bias, bf16 and f32 out, against one cpu
- * reference per shape (f32 out; row i of the output depends on row i of x only, so n = 8 serves every n).
- * The output rows past n must keep their poison. */
+/* Every GEMV kernel variant at n = 1..GEMV_ROWS (one tile of x rows, then two; the SIMT variants take up to 8 and
+ * leave more to the default), with and without bias, bf16 and f32 out, against one cpu reference per shape (f32 out;
+ * row i of the output depends on row i of x only, so n = GEMV_ROWS serves every n). The output rows past n must keep
+ * their poison. */
 static void check_gemv_variants(pair *p, int32_t m, int32_t k)
 {
-    enum { N = 8 };
+    enum { N = GEMV_ROWS };
+    ss_backend *g = p->gpu16;
     float *x = rand_vec(p, (int64_t)N * k, 1.0f), *w = rand_vec(p, (int64_t)m * k, 0.1f), *b = rand_vec(p, m, 0.5f);
-    void *xc = dev_act(p->cpu, x, (int64_t)N * k), *xg = dev_act(p->gpu, x, (int64_t)N * k);
-    void *wc = dev_weight(p->cpu, w, (int64_t)m * k), *wg = dev_weight(p->gpu, w, (int64_t)m * k);
-    void *bc = dev_weight(p->cpu, b, m), *bg = dev_weight(p->gpu, b, m);
+    void *xc = dev_act(p->cpu, x, (int64_t)N * k), *xg = dev_act(g, x, (int64_t)N * k);
+    void *wc = dev_weight(p->cpu, w, (int64_t)m * k), *wg = dev_weight(g, w, (int64_t)m * k);
+    void *bc = dev_weight(p->cpu, b, m), *bg = dev_weight(g, b, m);
     float *ref[2];
     for (int with_bias = 0; with_bias < 2; with_bias++) {
         void *oc = dev_poison(p->cpu, (int64_t)N * m, SS_DTYPE_F32);
@@ -535,37 +614,37 @@ static void check_gemv_variants(pair *p, int32_t m, int32_t k)
     void *poison = malloc(out_bytes);
     assert_non_null(poison);
     memset(poison, 0xff, out_bytes);
-    void *og = dev_alloc(p->gpu, out_bytes);
+    void *og = dev_alloc(g, out_bytes);
     const ss_dtype outs[2] = {SS_DTYPE_BF16, SS_DTYPE_F32};
     for (int v = 0; v < gemv_variant_count(); v++) {
         const char *vname = gemv_variant_set(v);
         for (int64_t n = 1; n <= N; n++)
             for (int with_bias = 0; with_bias < 2; with_bias++)
                 for (int o = 0; o < 2; o++) {
-                    assert_int_equal(p->gpu->iface->upload(p->gpu->ctx, og, poison, out_bytes), SS_OK);
-                    assert_int_equal(p->gpu->iface->matmul(p->gpu->ctx, og, outs[o], xg, wg, with_bias ? bg : NULL,
+                    assert_int_equal(g->iface->upload(g->ctx, og, poison, out_bytes), SS_OK);
+                    assert_int_equal(g->iface->matmul(g->ctx, og, outs[o], xg, wg, with_bias ? bg : NULL,
                                                            n, m, k),
                                      SS_OK);
-                    float *g = host_of(p->gpu, og, (int64_t)N * m, outs[o]);
-                    const double e = rel_l2(g, ref[with_bias], n * m);
+                    float *got = host_of(g, og, (int64_t)N * m, outs[o]);
+                    const double e = rel_l2(got, ref[with_bias], n * m);
                     const double tol = outs[o] == SS_DTYPE_F32 ? 2e-3 : BF16_TOL;
                     int64_t untouched = 0;
                     for (int64_t i = n * m; i < (int64_t)N * m; i++)
-                        untouched += isnan(g[i]) ? 1 : 0;
+                        untouched += isnan(got[i]) ? 1 : 0;
                     if (!(e <= tol) || untouched != (N - n) * m)
                         fprintf(stderr,
                                 "gemv [%s] n=%lld m=%d k=%d bias=%d out=%s: relative L2 error %.3g (tol %.3g), "
                                 "%lld of %lld rows past n written\n",
                                 vname, (long long)n, m, k, with_bias, ss_dtype_name(outs[o]), e, tol,
                                 (long long)((N - n) * m - untouched), (long long)((N - n) * m));
-                    free(g);
+                    free(got);
                     assert_true(e <= tol);
                     assert_int_equal(untouched, (N - n) * m);
                 }
     }
     gemv_variant_set(0);
-    dev_free(p->cpu, xc), dev_free(p->gpu, xg), dev_free(p->cpu, wc), dev_free(p->gpu, wg);
-    dev_free(p->cpu, bc), dev_free(p->gpu, bg), dev_free(p->gpu, og);
+    dev_free(p->cpu, xc), dev_free(g, xg), dev_free(p->cpu, wc), dev_free(g, wg);
+    dev_free(p->cpu, bc), dev_free(g, bg), dev_free(g, og);
     free(x), free(w), free(b), free(ref[0]), free(ref[1]), free(poison);
 }
 
@@ -581,59 +660,66 @@ static void test_matmul_gemv_variants(void **state)
 /* Two dependent GEMVs back to back (the second reads the first's output), eagerly and replayed from a
  * captured graph, for every variant: with programmatic dependent launch the second kernel starts early and
  * must still wait for its x. The intermediate and the final buffers are poisoned before each run. */
-static void test_gemv_chain(void **state)
+static void check_gemv_chain(pair *p, int64_t n)
 {
-    NEED_GPU(state);
-    const int64_t n = 3;
+    ss_backend *g = p->gpu16;
     const int32_t k1 = 4096, m1 = 4096, m2 = 1003;
     float *x = rand_vec(p, n * k1, 1.0f), *w1 = rand_vec(p, (int64_t)m1 * k1, 0.05f);
     float *w2 = rand_vec(p, (int64_t)m2 * m1, 0.05f);
-    void *xc = dev_act(p->cpu, x, n * k1), *xg = dev_act(p->gpu, x, n * k1);
-    void *w1c = dev_weight(p->cpu, w1, (int64_t)m1 * k1), *w1g = dev_weight(p->gpu, w1, (int64_t)m1 * k1);
-    void *w2c = dev_weight(p->cpu, w2, (int64_t)m2 * m1), *w2g = dev_weight(p->gpu, w2, (int64_t)m2 * m1);
+    void *xc = dev_act(p->cpu, x, n * k1), *xg = dev_act(g, x, n * k1);
+    void *w1c = dev_weight(p->cpu, w1, (int64_t)m1 * k1), *w1g = dev_weight(g, w1, (int64_t)m1 * k1);
+    void *w2c = dev_weight(p->cpu, w2, (int64_t)m2 * m1), *w2g = dev_weight(g, w2, (int64_t)m2 * m1);
     void *yc = dev_poison(p->cpu, n * m1, p->cpu->act_dtype), *zc = dev_poison(p->cpu, n * m2, SS_DTYPE_F32);
     assert_int_equal(p->cpu->iface->matmul(p->cpu->ctx, yc, p->cpu->act_dtype, xc, w1c, NULL, n, m1, k1), SS_OK);
     assert_int_equal(p->cpu->iface->matmul(p->cpu->ctx, zc, SS_DTYPE_F32, yc, w2c, NULL, n, m2, m1), SS_OK);
-    const size_t y_bytes = (size_t)n * m1 * act_size(p->gpu), z_bytes = (size_t)n * m2 * sizeof(float);
+    const size_t y_bytes = (size_t)n * m1 * act_size(g), z_bytes = (size_t)n * m2 * sizeof(float);
     void *poison = malloc(y_bytes > z_bytes ? y_bytes : z_bytes);
     assert_non_null(poison);
     memset(poison, 0xff, y_bytes > z_bytes ? y_bytes : z_bytes);
-    void *yg = dev_alloc(p->gpu, y_bytes), *zg = dev_alloc(p->gpu, z_bytes);
-    const ss_backend_i *gi = p->gpu->iface;
+    void *yg = dev_alloc(g, y_bytes), *zg = dev_alloc(g, z_bytes);
+    const ss_backend_i *gi = g->iface;
     for (int v = 0; v < gemv_variant_count(); v++) {
         const char *vname = gemv_variant_set(v);
-        const uint64_t key = 0x6e6d7600u + (uint64_t)v;
+        const uint64_t key = 0x6e6d7600u + (uint64_t)v + ((uint64_t)n << 32);
         for (int graph = 0; graph < 2; graph++) {
             if (graph) {
-                ss_status st = gi->graph_begin(p->gpu->ctx, key);
+                ss_status st = gi->graph_begin(g->ctx, key);
                 if (st == SS_ERR_UNSUPPORTED)
                     continue;
                 assert_int_equal(st, SS_OK);
             }
             for (int rep = 0; rep < (graph ? 1 : 3); rep++) {
                 if (!graph) {
-                    assert_int_equal(gi->upload(p->gpu->ctx, yg, poison, y_bytes), SS_OK);
-                    assert_int_equal(gi->upload(p->gpu->ctx, zg, poison, z_bytes), SS_OK);
+                    assert_int_equal(gi->upload(g->ctx, yg, poison, y_bytes), SS_OK);
+                    assert_int_equal(gi->upload(g->ctx, zg, poison, z_bytes), SS_OK);
                 }
-                assert_int_equal(gi->matmul(p->gpu->ctx, yg, p->gpu->act_dtype, xg, w1g, NULL, n, m1, k1), SS_OK);
-                assert_int_equal(gi->matmul(p->gpu->ctx, zg, SS_DTYPE_F32, yg, w2g, NULL, n, m2, m1), SS_OK);
+                assert_int_equal(gi->matmul(g->ctx, yg, g->act_dtype, xg, w1g, NULL, n, m1, k1), SS_OK);
+                assert_int_equal(gi->matmul(g->ctx, zg, SS_DTYPE_F32, yg, w2g, NULL, n, m2, m1), SS_OK);
             }
             if (graph) {
-                assert_int_equal(gi->graph_end(p->gpu->ctx, key), SS_OK);
-                assert_int_equal(gi->upload(p->gpu->ctx, yg, poison, y_bytes), SS_OK);
-                assert_int_equal(gi->upload(p->gpu->ctx, zg, poison, z_bytes), SS_OK);
-                assert_int_equal(gi->graph_launch(p->gpu->ctx, key), SS_OK);
+                assert_int_equal(gi->graph_end(g->ctx, key), SS_OK);
+                assert_int_equal(gi->upload(g->ctx, yg, poison, y_bytes), SS_OK);
+                assert_int_equal(gi->upload(g->ctx, zg, poison, z_bytes), SS_OK);
+                assert_int_equal(gi->graph_launch(g->ctx, key), SS_OK);
             }
             char what[96];
-            snprintf(what, sizeof what, "gemv chain [%s] %s", vname, graph ? "graph" : "eager");
+            snprintf(what, sizeof what, "gemv chain [%s] n=%lld %s", vname, (long long)n, graph ? "graph" : "eager");
+            assert_int_equal(gi->sync(g->ctx), SS_OK); /* expect_close_t downloads through p->gpu's stream */
             expect_close_t(p, zc, zg, n * m2, SS_DTYPE_F32, SS_DTYPE_F32, BF16_TOL, what);
         }
     }
     gemv_variant_set(0);
-    dev_free(p->cpu, xc), dev_free(p->gpu, xg), dev_free(p->cpu, w1c), dev_free(p->gpu, w1g);
-    dev_free(p->cpu, w2c), dev_free(p->gpu, w2g), dev_free(p->cpu, yc), dev_free(p->cpu, zc);
-    dev_free(p->gpu, yg), dev_free(p->gpu, zg);
+    dev_free(p->cpu, xc), dev_free(g, xg), dev_free(p->cpu, w1c), dev_free(g, w1g);
+    dev_free(p->cpu, w2c), dev_free(g, w2g), dev_free(p->cpu, yc), dev_free(p->cpu, zc);
+    dev_free(g, yg), dev_free(g, zg);
     free(x), free(w1), free(w2), free(poison);
+}
+
+static void test_gemv_chain(void **state)
+{
+    NEED_GPU(state);
+    check_gemv_chain(p, 3);
+    check_gemv_chain(p, 12); /* two tiles of x rows */
 }
 
 static void test_head_rmsnorm(void **state)
@@ -2005,6 +2091,7 @@ int main(void)
         cmocka_unit_test(test_upload_weight_types),
         cmocka_unit_test(test_graph),         cmocka_unit_test(test_decode_layers),
         cmocka_unit_test(test_linear_fp8),
+        cmocka_unit_test(test_rows_independent),
     };
     /* SS_TEST_SKIP=pattern leaves tests out (compute-sanitizer racecheck: test_decode_layers, whose spins
      * give up after 2 s, does not finish under its instrumentation); SS_TEST_ONLY=pattern runs only those

@@ -162,8 +162,9 @@ typedef struct ss_cuda_persist_args {
 int ss_cuda_decode_persist(void *stream, ss_cuda_persist_args *a);
 
 /* ---- gemv.cu ---- */
-/* Largest n handled by the skinny-GEMM kernel (one pass over W for all n rows of x). */
-#define SS_CUDA_GEMV_MAX_N 8
+/* Largest n handled by the skinny-GEMM kernel (one pass over W for all n rows of x; the tensor-core family takes
+ * them as one or two tiles of 8, the SIMT family up to 8). */
+#define SS_CUDA_GEMV_MAX_N 16
 /* Whether ss_cuda_gemv can take these arguments (n <= max, k % 8 == 0, 16-byte aligned x and W). */
 int ss_cuda_gemv_supported(const void *x, const void *W, int64_t n, int32_t k);
 /* out[n, m] = x[n, k] . W[m, k]^T (+ bias[m]); out bf16 (out_f32 == 0) or f32. fp32 accumulation, fixed

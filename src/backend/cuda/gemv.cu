@@ -144,53 +144,77 @@ __device__ __forceinline__ void bf16x4_to_h2(uint32_t p, uint32_t q, uint32_t &a
     b = h2_satfinite(bf16_lo(q), bf16_hi(q));
 }
 
-// One 16-byte chunk of each of the lane's two rows (ra: row g, rb: row g + 8) against the matching x values:
-// bf16 weights are 8 k values a chunk (two mma), e4m3 weights 16 (four mma, x rounded to f16 to meet them).
-// x_at(j) returns x's 16-byte chunk j of the lane's k range (bf16: 1 of them, fp8: 2).
-template <bool FP8, typename XAt>
-__device__ __forceinline__ void mma_chunk(float (&acc0)[4], float (&acc1)[4], const uint4 &ra, const uint4 &rb,
+// One 16-byte chunk of each of the lane's two rows (ra: row g, rb: row g + 8) against the matching x values of NT
+// tiles of 8 x rows: bf16 weights are 8 k values a chunk (two mma a tile), e4m3 weights 16 (four mma a tile, x rounded
+// to f16 to meet them; the weights are converted once for all tiles). x_at(i, j) returns x's 16-byte chunk j of the
+// lane's k range in tile i (bf16: 1 of them, fp8: 2).
+template <bool FP8, int NT, typename XAt>
+__device__ __forceinline__ void mma_chunk(float (&acc0)[NT][4], float (&acc1)[NT][4], const uint4 &ra, const uint4 &rb,
                                           XAt x_at)
 {
     if constexpr (!FP8) {
-        const uint4 xv = x_at(0);
-        mma_16816<false>(acc0, ra.x, rb.x, ra.y, rb.y, xv.x, xv.y);
-        mma_16816<false>(acc1, ra.z, rb.z, ra.w, rb.w, xv.z, xv.w);
-    } else {
+#pragma unroll
+        for (int i = 0; i < NT; i++) {
+            const uint4 xv = x_at(i, 0);
+            mma_16816<false>(acc0[i], ra.x, rb.x, ra.y, rb.y, xv.x, xv.y);
+            mma_16816<false>(acc1[i], ra.z, rb.z, ra.w, rb.w, xv.z, xv.w);
+        }
+    } else if constexpr (NT == 1) { // (the code before the two-tile form, whose speed was measured)
         const uint32_t wa[4] = {ra.x, ra.y, ra.z, ra.w}, wb[4] = {rb.x, rb.y, rb.z, rb.w};
 #pragma unroll
         for (int h = 0; h < 2; h++) {
-            const uint4 xv = x_at(h);
+            const uint4 xv = x_at(0, h);
             const uint32_t xs[4] = {xv.x, xv.y, xv.z, xv.w};
 #pragma unroll
             for (int j = 0; j < 2; j++) { // mma over the chunk's elements 8h + 4j .. + 3
                 uint32_t b0, b1;
                 bf16x4_to_h2(xs[2 * j], xs[2 * j + 1], b0, b1);
                 const uint32_t a = wa[2 * h + j], b = wb[2 * h + j];
-                mma_16816<true>(j ? acc1 : acc0, e4m3x2_h2(a), e4m3x2_h2(b), e4m3x2_h2_hi(a), e4m3x2_h2_hi(b), b0,
-                              b1);
+                mma_16816<true>(j ? acc1[0] : acc0[0], e4m3x2_h2(a), e4m3x2_h2(b), e4m3x2_h2_hi(a), e4m3x2_h2_hi(b),
+                                b0, b1);
+            }
+        }
+    } else {
+        const uint32_t wa[4] = {ra.x, ra.y, ra.z, ra.w}, wb[4] = {rb.x, rb.y, rb.z, rb.w};
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+#pragma unroll
+            for (int j = 0; j < 2; j++) { // mma over the chunk's elements 8h + 4j .. + 3
+                const uint32_t a = wa[2 * h + j], b = wb[2 * h + j];
+                const uint32_t a0 = e4m3x2_h2(a), a1 = e4m3x2_h2(b), a2 = e4m3x2_h2_hi(a), a3 = e4m3x2_h2_hi(b);
+#pragma unroll
+                for (int i = 0; i < NT; i++) {
+                    const uint4 xv = x_at(i, h);
+                    const uint32_t xs[4] = {xv.x, xv.y, xv.z, xv.w};
+                    uint32_t b0, b1;
+                    bf16x4_to_h2(xs[2 * j], xs[2 * j + 1], b0, b1);
+                    mma_16816<true>(j ? acc1[i] : acc0[i], a0, a1, a2, a3, b0, b1);
+                }
             }
         }
     }
 }
 
-// Blocks per SM each mma configuration is built for (registers capped to fit; shared memory is small).
-constexpr int mma_min_blocks(int warps, int unroll)
+// Blocks per SM each mma configuration is built for (registers capped to fit; shared memory is small). Two tiles of
+// x (NT 2) hold twice the x registers: a block fewer.
+constexpr int mma_min_blocks(int warps, int unroll, int nt)
 {
-    return warps <= 4 ? 4 : (warps >= 16 ? 2 : (unroll <= 4 ? 3 : 2));
+    return (warps <= 4 ? 4 : (warps >= 16 ? 2 : (unroll <= 4 ? 3 : 2))) - (nt > 1 ? 1 : 0);
 }
 
 // Block b owns rows [16b, 16b + 16); its WARPS warps split the 16-byte chunks of a row (k/8 of bf16, k/16 of
 // e4m3) into contiguous slices.
-// Lane (g = lane/4, t = lane%4) loads, per step u, chunk c = base + 4u + t of rows g and g+8 and of x row
-// g (g < n). The mma's k slots are a permutation of real k that is the same for A and B: slots (2t, 2t+1,
-// 2t+8, 2t+9) of the first mma are elements 0..3 of chunk c, those of the second mma elements 4..7. So the
-// 16-byte loads feed the fragments as they are, with no shuffles (FP8: chunk element 4j + e fills slot e of mma j,
-// x's as well). The warps' partial 16x8 tiles are summed through shared memory in warp order (deterministic),
-// scaled by their row's wscale[row] (FP8), then bias is added and out[col, row] stored.
+// Lane (g = lane/4, t = lane%4) loads, per step u, chunk c = base + 4u + t of rows g and g+8 and of x rows
+// g + 8i (i < NT, g + 8i < n). The mma's k slots are a permutation of real k that is the same for A and B: slots
+// (2t, 2t+1, 2t+8, 2t+9) of the first mma are elements 0..3 of chunk c, those of the second mma elements 4..7. So
+// the 16-byte loads feed the fragments as they are, with no shuffles (FP8: chunk element 4j + e fills slot e of mma
+// j, x's as well). NT tiles of 8 x rows (n <= 8 NT) share each weight fragment: W is read once for all n rows. The
+// warps' partial 16x8 tiles are summed through shared memory in warp order (deterministic), scaled by their row's
+// wscale[row] (FP8), then bias is added and out[col, row] stored.
 // SILU: W is [2m, k] (gate rows, then up rows) and block b owns output rows [8b, 8b + 8): its rows g are
 // gate rows, its rows g + 8 the same rows of up; out = silu(gate) * up (bias unused).
-template <int WARPS, int U, typename OutT, bool SILU, bool FP8>
-__global__ void __launch_bounds__(WARPS * 32, mma_min_blocks(WARPS, U))
+template <int WARPS, int U, typename OutT, bool SILU, bool FP8, int NT>
+__global__ void __launch_bounds__(WARPS * 32, mma_min_blocks(WARPS, U, NT))
     gemv_mma(OutT *__restrict__ out, const bf16 *__restrict__ x, const void *__restrict__ Wv,
              const float *__restrict__ wscale, const bf16 *__restrict__ bias, int n, int m, int k)
 {
@@ -198,7 +222,7 @@ __global__ void __launch_bounds__(WARPS * 32, mma_min_blocks(WARPS, U))
     const uint8_t *W = static_cast<const uint8_t *>(Wv);
     const int64_t row_bytes = FP8 ? (int64_t)k : 2 * (int64_t)k;
     static_assert(WARPS * 32 >= 128, "the epilogue needs 128 threads");
-    __shared__ float red[WARPS][4][32];
+    __shared__ float red[WARPS][4 * NT][32];
     pdl_launch_dependents();
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int g = lane >> 2, t = lane & 3;
@@ -207,15 +231,25 @@ __global__ void __launch_bounds__(WARPS * 32, mma_min_blocks(WARPS, U))
     const int64_t rb = SILU ? m + ra : (row0 + g + 8 < m ? row0 + g + 8 : m - 1);
     const uint4 *wa = reinterpret_cast<const uint4 *>(W + ra * row_bytes);
     const uint4 *wb = reinterpret_cast<const uint4 *>(W + rb * row_bytes);
-    const bool has_x = g < n;
-    const uint4 *xr = reinterpret_cast<const uint4 *>(x + (int64_t)(has_x ? g : 0) * k);
+    bool has_x[NT];
+    const uint4 *xr[NT];
+#pragma unroll
+    for (int i = 0; i < NT; i++) {
+        has_x[i] = g + 8 * i < n;
+        xr[i] = reinterpret_cast<const uint4 *>(x + (int64_t)(has_x[i] ? g + 8 * i : 0) * k);
+    }
     const int kc = k / KPC;
     const int per_warp = (kc + WARPS - 1) / WARPS;
     const int cbeg = warp * per_warp;
     const int cend = cbeg + per_warp < kc ? cbeg + per_warp : kc;
     const uint4 zero = make_uint4(0, 0, 0, 0);
 
-    float acc0[4] = {0.0f, 0.0f, 0.0f, 0.0f}, acc1[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    float acc0[NT][4], acc1[NT][4];
+#pragma unroll
+    for (int i = 0; i < NT; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j++)
+            acc0[i][j] = acc1[i][j] = 0.0f;
     uint4 va[U], vb[U];
 #pragma unroll
     for (int u = 0; u < U; u++) {
@@ -226,17 +260,19 @@ __global__ void __launch_bounds__(WARPS * 32, mma_min_blocks(WARPS, U))
     pdl_wait(); // W of the first step is in flight; x may be the previous kernel's output
     for (int base = cbeg; base < cend; base += 4 * U) {
         constexpr int XC = KPC / 8; // x's 16-byte chunks a W chunk meets
-        uint4 xv[U][XC];
+        uint4 xv[U][NT][XC];
 #pragma unroll
         for (int u = 0; u < U; u++) {
             const int c = base + 4 * u + t;
 #pragma unroll
-            for (int h = 0; h < XC; h++)
-                xv[u][h] = has_x && c < cend ? load_after_wait(xr + (int64_t)c * XC + h) : zero;
+            for (int i = 0; i < NT; i++)
+#pragma unroll
+                for (int h = 0; h < XC; h++)
+                    xv[u][i][h] = has_x[i] && c < cend ? load_after_wait(xr[i] + (int64_t)c * XC + h) : zero;
         }
 #pragma unroll
         for (int u = 0; u < U; u++)
-            mma_chunk<FP8>(acc0, acc1, va[u], vb[u], [&](int h) { return xv[u][h]; });
+            mma_chunk<FP8, NT>(acc0, acc1, va[u], vb[u], [&](int i, int h) { return xv[u][i][h]; });
         const int next = base + 4 * U;
         if (next < cend) {
 #pragma unroll
@@ -249,41 +285,57 @@ __global__ void __launch_bounds__(WARPS * 32, mma_min_blocks(WARPS, U))
     }
 
 #pragma unroll
-    for (int j = 0; j < 4; j++)
-        red[warp][j][lane] = acc0[j] + acc1[j];
+    for (int i = 0; i < NT; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j++)
+            red[warp][4 * i + j][lane] = acc0[i][j] + acc1[i][j];
     __syncthreads();
+    // (NT 1: one pass of threads below 64 or 128, the code before the two-tile form. A plain loop over e in its place
+    // changed the PTX around it, and 8B decode steps at batch 2 and 8 on one H200 (session 56) ran 2.5-3.3% slower with
+    // fp8 weights but 0.9-2.7% faster in bf16: not understood, so NT 1 keeps its measured code.)
+    constexpr int kPass = NT == 1 ? 1 : 1 + (128 * NT - 1) / (WARPS * 32); // passes of the epilogue's threads
     if constexpr (SILU) {
-        if (threadIdx.x < 64) { // registers j (gate) and j + 2 (up) of lane l: one output
-            const int l = threadIdx.x & 31, j = threadIdx.x >> 5;
+#pragma unroll
+        for (int pass = 0; pass < kPass; pass++) {
+            const unsigned e = threadIdx.x + pass * WARPS * 32;
+            if (e >= 64 * NT)
+                break;
+            // registers j (gate) and j + 2 (up) of lane l of tile i: one output
+            const int l = e & 31, j = NT == 1 ? e >> 5 : (e >> 5) & 1, i = NT == 1 ? 0 : e >> 6;
             float gs = 0.0f, us = 0.0f;
 #pragma unroll
             for (int w = 0; w < WARPS; w++) {
-                gs += red[w][j][l];
-                us += red[w][j + 2][l];
+                gs += red[w][4 * i + j][l];
+                us += red[w][4 * i + j + 2][l];
             }
             const int64_t row = row0 + (l >> 2);
-            const int col = 2 * (l & 3) + j;
+            const int col = 8 * i + 2 * (l & 3) + j;
             if constexpr (FP8)
                 if (row < m)
                     gs *= wscale[row], us *= wscale[m + row];
             if (row < m && col < n) // as silu_mul_kernel, from the f32 sums
                 store_out(out + (int64_t)col * m + row, gs / (1.0f + __expf(-gs)) * us);
         }
-        return;
-    }
-    if (threadIdx.x < 128) {
-        const int l = threadIdx.x & 31, j = threadIdx.x >> 5; // fragment register j of lane l
-        float v = 0.0f;
+    } else {
 #pragma unroll
-        for (int w = 0; w < WARPS; w++)
-            v += red[w][j][l];
-        const int64_t row = row0 + (l >> 2) + (j >= 2 ? 8 : 0);
-        const int col = 2 * (l & 3) + (j & 1);
-        if constexpr (FP8)
-            if (row < m)
-                v *= wscale[row];
-        if (row < m && col < n)
-            store_out(out + (int64_t)col * m + row, v + (bias ? __bfloat162float(bias[row]) : 0.0f));
+        for (int pass = 0; pass < kPass; pass++) {
+            const unsigned e = threadIdx.x + pass * WARPS * 32;
+            if (e >= 128 * NT)
+                break;
+            // fragment register j of lane l in tile i
+            const int l = e & 31, j = NT == 1 ? e >> 5 : (e >> 5) & 3, i = NT == 1 ? 0 : e >> 7;
+            float v = 0.0f;
+#pragma unroll
+            for (int w = 0; w < WARPS; w++)
+                v += red[w][4 * i + j][l];
+            const int64_t row = row0 + (l >> 2) + (j >= 2 ? 8 : 0);
+            const int col = 8 * i + 2 * (l & 3) + (j & 1);
+            if constexpr (FP8)
+                if (row < m)
+                    v *= wscale[row];
+            if (row < m && col < n)
+                store_out(out + (int64_t)col * m + row, v + (bias ? __bfloat162float(bias[row]) : 0.0f));
+        }
     }
 }
 
@@ -416,12 +468,16 @@ cudaError_t launch_simt_any(const variant &v, int64_t n, OutT *out, const bf16 *
     }
 }
 
+// n <= 8: one tile of x rows; up to 16: two.
 template <int WARPS, int U, typename OutT, bool SILU, bool FP8>
 cudaError_t launch_mma(bool pdl, OutT *out, const bf16 *x, const void *W, const float *wscale, const bf16 *bias,
                        int64_t n, int m, int k, cudaStream_t s)
 {
-    return launch(pdl, gemv_mma<WARPS, U, OutT, SILU, FP8>, blocks_for(m, SILU ? 8 : 16), WARPS * 32, s, out, x, W,
-                  wscale, bias, (int)n, m, k);
+    if (n > 8)
+        return launch(pdl, gemv_mma<WARPS, U, OutT, SILU, FP8, 2>, blocks_for(m, SILU ? 8 : 16), WARPS * 32, s, out,
+                      x, W, wscale, bias, (int)n, m, k);
+    return launch(pdl, gemv_mma<WARPS, U, OutT, SILU, FP8, 1>, blocks_for(m, SILU ? 8 : 16), WARPS * 32, s, out, x,
+                  W, wscale, bias, (int)n, m, k);
 }
 
 // SILU: the tensor-core SwiGLU form (m output columns from 2m weight rows); the caller checked v is FAM_MMA.
@@ -433,8 +489,10 @@ cudaError_t launch_variant(const variant &v, int64_t n, OutT *out, const bf16 *x
     const device_info dev = current_device();
     const bool pdl = v.pdl && dev.pdl;
     if constexpr (!SILU && !FP8) {
-        if (v.fam != FAM_MMA)
+        if (v.fam != FAM_MMA && n <= 8) // (the SIMT family takes up to 8 rows; more run on the tensor-core default)
             return launch_simt_any(v, n, out, x, static_cast<const bf16 *>(W), bias, m, k, s, pdl);
+        if (v.fam != FAM_MMA)
+            return launch_variant<OutT, SILU, FP8>(kVariants[0], n, out, x, W, wscale, bias, m, k, s);
     }
     if (v.warps == 0) {
         // Auto: the row tiles (16 rows each) should all be resident at once with as many bytes in flight
