@@ -1,10 +1,12 @@
-// gemv.cu — the skinny GEMM of decoding: out[n, m] = x[n, k] . W[m, k]^T (+ bias) for n <= 8, streaming W
+// gemv.cu — the skinny GEMM of decoding: out[n, m] = x[n, k] . W[m, k]^T (+ bias) for n <= 16, streaming W
 // once at close to the memory bandwidth (also over fp8 e4m3 weights with a scale a row, backend.h's linear format,
 // in the tensor-core family: W8A16 with x rounded to f16). Two kernel families, chosen by a run-time variant (benchmarks
 // compare them in one run; the server keeps the default): a SIMT kernel (each warp owns R rows, lanes load
 // 16 bytes per row per step) and a tensor-core kernel (a block owns 16 rows, its warps split k, mma.sync
-// m16n8k16 with x as the n <= 8 side). On sm_90+ both can be launched with programmatic dependent launch:
-// the first loads of W (never written by a kernel) are issued before waiting for the previous kernel.
+// m16n8k16 with x as the n side: one tile of 8 rows, or two for 9..16 rows; the SIMT family takes up to 8, and the
+// backend sends 9+ rows to cuBLASLt by default, backend_cuda.c). On sm_90+ both can be launched with programmatic
+// dependent launch: the first loads of W (never written by a kernel) are issued before waiting for the previous
+// kernel.
 // The tensor-core kernel also has a SwiGLU form for the MLP's fused gate/up weight: each tile takes 8
 // gate rows and the 8 matching up rows, and stores silu(gate) * up, so no separate kernel follows.
 #include <atomic>
