@@ -1007,7 +1007,10 @@ ss_status ss_backend_cuda_create(const ss_backend_params *params, ss_backend **o
          * two-tile form (9..16 rows) ran 8B decode steps at batch 12 and 16 2.7-5.6% faster than the GEMM on one H200
          * (session 56): with it, a graph step of 12 rows padded to 16 no longer gave the eager step's bits (the
          * goldens' graphs-equal-eager case at batch 12 drifted by up to 0.046 in a log-probability, where it is 0
-         * with the GEMM), and the cause is not found yet (test_rows_independent is the next check). */
+         * with the GEMM). Likely cause, unconfirmed: graph steps size the attention's key splits by the context
+         * bound and eager ones by the longest context (2 splits against 1 there), and the GEMM's e4m3 rounding of
+         * o_proj's input hid those last-bit differences (test_rows_independent and docs/performance.md, session
+         * 56, say how to check). */
         const char *gm = getenv("SS_FP8_GEMV_MAX");
         c->fp8_gemv_max = gm && *gm ? strtol(gm, NULL, 10) : 8;
     }

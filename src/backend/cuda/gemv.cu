@@ -502,8 +502,10 @@ cudaError_t launch_variant(const variant &v, int64_t n, OutT *out, const bf16 *x
         // warps a tile (3 blocks/SM; large m runs several waves either way).
         // fp8 rows are half as long: 8 warps x 4 chunks won for every shape at batch 1 (387.6 tok/s on the H200
         // against 377.5 with this rule, 342.1 with 16 warps always; session 19).
+        // (Two tiles of x rows, n > 8, keep 8 warps: the 16-warp two-tile form's registers leave one block a SM, so
+        // the tiles would not all be resident; unmeasured.)
         const int64_t tiles = SILU ? ((int64_t)m + 7) / 8 : ((int64_t)m + 15) / 16;
-        if (!FP8 && dev.sms > 0 && tiles <= 2 * (int64_t)dev.sms) {
+        if (!FP8 && n <= 8 && dev.sms > 0 && tiles <= 2 * (int64_t)dev.sms) {
             // (8 warps x 8 chunks was ahead of 16 x 4 in bench_backend on the H200 for both m = 4096 shapes,
             // o_proj 85.4 vs 80.4% of copy, but not end to end: 225.0 vs 225.1-225.7 tok/s at batch 1,
             // 1,782 vs 1,768 at batch 8, session 5.)
