@@ -536,7 +536,6 @@ static void check_rows_independent(pair *p, ss_backend *gb, int64_t n_small, int
     memcpy(xz, x, (size_t)(n_small * k) * sizeof *xz);
     void *xg = dev_act(gb, x, n_big * k), *xzg = dev_act(gb, xz, n_big * k), *wg = dev_linear(gb, w, m, k);
     const ss_backend_i *G = gb->iface;
-    static const char *runs[3] = {"", " rows", " rows (the others zero)"};
     for (int silu = 0; silu < 2; silu++) {
         const int32_t cols = silu ? inter : m;
         void *o[3];
@@ -555,7 +554,8 @@ static void check_rows_independent(pair *p, ss_backend *gb, int64_t n_small, int
                 if (memcmp(&a[i], &b[i], sizeof a[i]) != 0)
                     fail_msg("%s on %s: output %lld of row %lld is %.9g with %lld rows, %.9g with %lld%s",
                              silu ? "matmul_silu" : "linear", gb->desc, (long long)(i % cols), (long long)(i / cols),
-                             a[i], (long long)n_big, b[i], (long long)(r == 1 ? n_small : n_big), runs[r]);
+                             a[i], (long long)n_big, b[i], (long long)(r == 1 ? n_small : n_big),
+                             r == 1 ? " rows" : " rows (the others zero)");
             free(b);
         }
         free(a);

@@ -475,11 +475,8 @@ template <int WARPS, int U, typename OutT, bool SILU, bool FP8>
 cudaError_t launch_mma(bool pdl, OutT *out, const bf16 *x, const void *W, const float *wscale, const bf16 *bias,
                        int64_t n, int m, int k, cudaStream_t s)
 {
-    if (n > 8)
-        return launch(pdl, gemv_mma<WARPS, U, OutT, SILU, FP8, 2>, blocks_for(m, SILU ? 8 : 16), WARPS * 32, s, out,
-                      x, W, wscale, bias, (int)n, m, k);
-    return launch(pdl, gemv_mma<WARPS, U, OutT, SILU, FP8, 1>, blocks_for(m, SILU ? 8 : 16), WARPS * 32, s, out, x,
-                  W, wscale, bias, (int)n, m, k);
+    const auto kernel = n > 8 ? gemv_mma<WARPS, U, OutT, SILU, FP8, 2> : gemv_mma<WARPS, U, OutT, SILU, FP8, 1>;
+    return launch(pdl, kernel, blocks_for(m, SILU ? 8 : 16), WARPS * 32, s, out, x, W, wscale, bias, (int)n, m, k);
 }
 
 // SILU: the tensor-core SwiGLU form (m output columns from 2m weight rows); the caller checked v is FAM_MMA.
