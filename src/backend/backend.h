@@ -41,7 +41,8 @@ typedef struct ss_attn_meta {
     const int32_t *seq_lens;     /* [n_seqs] context length after this step (max position + 1) */
     int32_t n_seqs;
     int32_t max_blocks;          /* row stride of block_tables */
-    int32_t max_seq_len;         /* max over seq_lens (host-known bound, sizes split-K work) */
+    int32_t max_seq_len;         /* host-known bound >= every seq_len (sizes split-K work; the forward pass
+                                  * passes decode steps the power of two above the max) */
     int32_t block_size;          /* tokens per KV block */
     /* Optional (NULL / 0 when the caller does not provide them): the packed tokens as runs of one
      * sequence at consecutive positions, cut into tiles of at most SS_ATTN_TILE_MAX tokens, in

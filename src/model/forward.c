@@ -638,23 +638,29 @@ ss_status ss_forward_run(ss_forward *f, const ss_forward_batch *b, const float *
      * depends only on the plan and on settings the leader hands out. (An empty vocabulary shard fills its reduction
      * from the host: if any rank's shard is empty, no rank uses graphs.) */
     int64_t n_pad = ss_forward_graph_pad(n, f->graph_bucket);
-    int graph = f->graphs && sp->first_stage && sp->last_stage &&
-                (int64_t)sp->vocab_per_rank * (sp->tp - 1) < f->cfg->vocab_size && n <= SS_FWD_GRAPH_MAX_TOKENS &&
-                b->n_rows == n && n_pad <= T && n_pad <= f->p.max_rows && b->tok_seq[0] == 0 &&
-                b->tok_seq[n - 1] == b->n_seqs - 1;
-    for (int64_t i = 0, run = 1; graph && i < n; i++) {
+    int decode = n <= SS_FWD_GRAPH_MAX_TOKENS && b->n_rows == n && b->tok_seq[0] == 0 &&
+                 b->tok_seq[n - 1] == b->n_seqs - 1; /* the shape a graph replays */
+    for (int64_t i = 0, run = 1; decode && i < n; i++) {
         const int same = i > 0 && b->tok_seq[i] == b->tok_seq[i - 1];
         run = same ? run + 1 : 1;
-        graph = b->rows[i] == i && (i == 0 || same ? i == 0 || b->tok_pos[i] == b->tok_pos[i - 1] + 1
-                                                   : b->tok_seq[i] == b->tok_seq[i - 1] + 1) &&
-                run <= SS_ATTN_TILE_MAX;
+        decode = b->rows[i] == i && (i == 0 || same ? i == 0 || b->tok_pos[i] == b->tok_pos[i - 1] + 1
+                                                    : b->tok_seq[i] == b->tok_seq[i - 1] + 1) &&
+                 run <= SS_ATTN_TILE_MAX;
     }
+    const int graph = decode && f->graphs && sp->first_stage && sp->last_stage &&
+                      (int64_t)sp->vocab_per_rank * (sp->tp - 1) < f->cfg->vocab_size && n_pad <= T &&
+                      n_pad <= f->p.max_rows;
     if (!graph)
         n_pad = n;
     int32_t msl = b->max_seq_len, bound = 256;
     while (bound < b->max_seq_len)
         bound *= 2;
-    if (graph) /* the context bound only sizes the attention's split; a power of two keeps graphs few */
+    /* The context bound only sizes the attention's key splits; a graph's is a power of two, which keeps graphs few.
+     * A step of that shape run op by op (graphs off, pipeline stages) takes the same bound, so the same splits: its
+     * rows then equal a replayed step's bit for bit. With the true maximum an eager batch-12 step of the golden model
+     * ran unsplit where its graph (bound 256) split the keys in two, and the merge's last bits grew through the KV
+     * cache into a near-tie token flip at step 27 (session 56-57). */
+    if (decode)
         msl = bound;
     /* Block-table rows as wide as the power-of-two bound (whole 64-key tiles stay within a row), not as
      * the context cap: at a 128k-token cap a full row is 32 KB a sequence. */
