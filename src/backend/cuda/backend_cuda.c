@@ -71,7 +71,7 @@ typedef struct cu_ctx {
     int lin_fp8;                /* linear weights are fp8 (ss_backend_params.linear_type) */
     void *act8;                 /* lin_fp8: [CU_ACT8_BYTES] e4m3 activations, then [CU_ACT8_ROWS] f32 row scales */
     void *gu8;                  /* lin_fp8: [CU_GU8_BYTES] the fp8 SwiGLU's unscaled gate/up product */
-    int64_t fp8_gemv_max;       /* lin_fp8: largest n the W8A16 GEMV takes (SS_FP8_GEMV_MAX, default 8) */
+    int64_t fp8_gemv_max;       /* lin_fp8: largest n the W8A16 GEMV takes (SS_FP8_GEMV_MAX, default 16) */
     int64_t gemv_max;           /* largest n the bf16 GEMV takes (SS_GEMV_MAX, default 8); more go to cuBLASLt */
     int persist_fp8; /* lin_fp8 or kv_fp8: where decode_layers runs the persistent kernel's fp8 forms: 1 at every tp
                       * degree, 0 nowhere, -1 (the default) at tp 1 and 2 (SS_PERSIST_FP8 = 1, 0, unset) */
@@ -1003,16 +1003,12 @@ ss_status ss_backend_cuda_create(const ss_backend_params *params, ss_backend **o
     if (c->lin_fp8) {
         CUDA_CHECK_GOTO(err, cudaMalloc(&c->act8, CU_ACT8_BYTES + CU_ACT8_ROWS * sizeof(float)), st, fail);
         CUDA_CHECK_GOTO(err, cudaMalloc(&c->gu8, CU_GU8_BYTES), st, fail);
-        /* Benchmark switch: rows the W8A16 GEMV takes (0..16; the e4m3 GEMM above). 8 by default although its
-         * two-tile form (9..16 rows) ran 8B decode steps at batch 12 and 16 2.7-5.6% faster than the GEMM on one H200
-         * (session 56): with it, a graph step of 12 rows padded to 16 no longer gave the eager step's bits (the
-         * goldens' graphs-equal-eager case at batch 12 drifted by up to 0.046 in a log-probability, where it is 0
-         * with the GEMM). Likely cause, unconfirmed: graph steps size the attention's key splits by the context
-         * bound and eager ones by the longest context (2 splits against 1 there), and the GEMM's e4m3 rounding of
-         * o_proj's input hid those last-bit differences (test_rows_independent and docs/performance.md, session
-         * 56, say how to check). */
+        /* Benchmark switch: rows the W8A16 GEMV takes (0..16; the e4m3 GEMM above). 16 by default since session 57:
+         * its two-tile form (9..16 rows) ran 8B decode steps at batch 12 and 16 2.7-5.6% faster than the GEMM on one
+         * H200 (sessions 56-57). Session 56 kept 8 because graph steps of 12 rows padded to 16 no longer gave the
+         * eager step's bits; the cause was the attention's key splits (forward.c now sizes both by one bound). */
         const char *gm = getenv("SS_FP8_GEMV_MAX");
-        c->fp8_gemv_max = gm && *gm ? strtol(gm, NULL, 10) : 8;
+        c->fp8_gemv_max = gm && *gm ? strtol(gm, NULL, 10) : SS_CUDA_GEMV_MAX_N;
     }
     /* Benchmark switch: rows the bf16 GEMV takes (0..16; cuBLASLt above). 8 by default: its two-tile form (9..16
      * rows) ran 8B decode steps at batch 12 and 16 2% slower than cuBLASLt on one H200 (session 56). */

@@ -3,8 +3,8 @@
 // in the tensor-core family: W8A16 with x rounded to f16). Two kernel families, chosen by a run-time variant (benchmarks
 // compare them in one run; the server keeps the default): a SIMT kernel (each warp owns R rows, lanes load
 // 16 bytes per row per step) and a tensor-core kernel (a block owns 16 rows, its warps split k, mma.sync
-// m16n8k16 with x as the n side: one tile of 8 rows, or two for 9..16 rows; the SIMT family takes up to 8, and the
-// backend sends 9+ rows to cuBLASLt by default, backend_cuda.c). On sm_90+ both can be launched with programmatic
+// m16n8k16 with x as the n side: one tile of 8 rows, or two for 9..16 rows; the SIMT family takes up to 8; the
+// backend sends bf16's 9+ rows to cuBLASLt, fp8's 17+ to the e4m3 GEMM, backend_cuda.c). On sm_90+ both can be launched with programmatic
 // dependent launch: the first loads of W (never written by a kernel) are issued before waiting for the previous
 // kernel.
 // The tensor-core kernel also has a SwiGLU form for the MLP's fused gate/up weight: each tile takes 8
