@@ -22,10 +22,10 @@
 #endif
 
 #define BF16_TOL 1e-2
-/* Rows the bf16 decode GEMV takes by default (one tile of x rows); more go to cuBLASLt. The kernels take up to
- * GEMV_ROWS_MAX (two tiles), which the bf16 backend gpu16 (SS_GEMV_MAX=16) and the fp8-weight ones by default use
- * (the W8A16 form; more rows: cuBLASLt's GEMM over activations rounded to e4m3, a scale a token); gpuqg8 sends fp8's
- * rows past GEMV_ROWS to that GEMM (SS_FP8_GEMV_MAX=8, benchmark switches). */
+/* Rows the decode GEMVs take by default: GEMV_ROWS_MAX (two tiles of x rows; bf16, and the W8A16 form of the
+ * fp8-weight backends); more go to cuBLASLt (with fp8 weights its GEMM over activations rounded to e4m3, a scale a
+ * token). gpug8 and gpuqg8 send the rows past one tile (GEMV_ROWS) there (SS_GEMV_MAX / SS_FP8_GEMV_MAX=8, benchmark
+ * switches), so that those paths stay tested at small row counts. */
 #define GEMV_ROWS 8
 #define GEMV_ROWS_MAX 16
 #ifdef SS_HAVE_CUDA
@@ -37,7 +37,7 @@ typedef struct pair {
     ss_backend *gpu;
     ss_backend *cpu8, *gpu8; /* the same devices with an fp8 KV cache (ss_backend_params.kv_type) */
     ss_backend *gpu8o;       /* gpu8 with the persistent kernel's fp8 forms off (SS_PERSIST_FP8=0 at its creation) */
-    ss_backend *gpu16;       /* gpu with the bf16 GEMV's two-tile form on (SS_GEMV_MAX=16; by default cuBLASLt) */
+    ss_backend *gpug8;       /* gpu with the bf16 GEMV up to 8 rows, cuBLASLt past them (SS_GEMV_MAX=8) */
     ss_backend *gpuqg8;       /* gpuq with the fp8 GEMV up to 8 rows, the e4m3 GEMM past them (SS_FP8_GEMV_MAX=8) */
     ss_backend *cpuq, *gpuq; /* ... and with fp8 projection weights (ss_backend_params.linear_type) */
     ss_backend *cpuq8, *gpuq8; /* ... with both: fp8 projection weights and an fp8 KV cache */
@@ -216,7 +216,7 @@ static int group_setup(void **state)
     prm.device = SS_DEVICE_CUDA;
     prm.device_index = 0;
     if (make_backend(&prm, NULL, NULL, &p->gpu, "cuda backend") ||
-        make_backend(&prm, "SS_GEMV_MAX", "16", &p->gpu16, "cuda backend (the bf16 GEMV up to 16 rows)"))
+        make_backend(&prm, "SS_GEMV_MAX", "8", &p->gpug8, "cuda backend (the bf16 GEMV up to 8 rows)"))
         return -1;
     prm.kv_type = SS_KV_FP8;
     prm.device = SS_DEVICE_CPU;
@@ -252,7 +252,7 @@ static int group_teardown(void **state)
 {
     pair *p = *state;
     if (p) {
-        ss_backend_destroy(p->gpu16);
+        ss_backend_destroy(p->gpug8);
         ss_backend_destroy(p->gpuqg8);
         ss_backend_destroy(p->gpuq8);
         ss_backend_destroy(p->cpuq8);
@@ -479,11 +479,11 @@ static void *dev_linear(ss_backend *be, const float *w, int64_t m, int32_t k)
 }
 
 /* quant: the fp8-weight backends (gate/up in the fp8 linear format; the cpu's linear is the reference). two_tile: the
- * backends whose GEMV takes up to GEMV_ROWS_MAX rows (gpu16, gpuq), else GEMV_ROWS (gpu, gpuqg8). */
+ * backends whose GEMV takes up to GEMV_ROWS_MAX rows (gpu, gpuq), else GEMV_ROWS (gpug8, gpuqg8). */
 static void check_matmul_silu(pair *p, int64_t n, int32_t inter, int32_t k, int quant, int two_tile)
 {
     ss_backend *cb = quant ? p->cpuq : p->cpu;
-    ss_backend *gb = two_tile ? (quant ? p->gpuq : p->gpu16) : (quant ? p->gpuqg8 : p->gpu);
+    ss_backend *gb = two_tile ? (quant ? p->gpuq : p->gpu) : (quant ? p->gpuqg8 : p->gpug8);
     const int64_t gemv = two_tile ? GEMV_ROWS_MAX : GEMV_ROWS;
     const int64_t m = 2 * (int64_t)inter;
     float *x = rand_vec(p, n * k, 1.0f), *w = rand_vec(p, m * k, 0.1f);
@@ -573,13 +573,13 @@ static void check_rows_independent(pair *p, ss_backend *gb, int64_t n_small, int
 static void test_rows_independent(void **state)
 {
     NEED_GPU(state);
-    /* The GEMVs up to 16 rows (bf16, fp8 weights; fp8's default), also across the tile count (8 or 5 rows: one tile;
-     * 16: two; an eager step of 8 meets a graph of 16 with SS_GRAPH_BUCKET=16), then gpuqg8 and the default bf16 backend
-     * within their GEMVs' 8 rows (past them GEMMs, whose algorithm may change with the row count). bf16 at 8 rows or
+    /* The GEMVs up to 16 rows (bf16, fp8 weights: the defaults), also across the tile count (8 or 5 rows: one tile;
+     * 16: two; an eager step of 8 meets a graph of 16 with SS_GRAPH_BUCKET=16), then gpuqg8 and gpug8 within their
+     * GEMVs' 8 rows (past them GEMMs, whose algorithm may change with the row count). bf16 at 8 rows or
      * fewer takes 16 warps a block where m's tiles are few (gemv.cu: at most two a SM; 1,002 rows are 63), and two
      * tiles always 8: another split of k, so across the tile count it is checked where m is past that rule (8,192
      * rows, 512 tiles; 1,002 rows gave other last bits at 8 against 16 rows on one H200, session 57). */
-    ss_backend *bs[4] = {p->gpu16, p->gpuq, p->gpuqg8, p->gpu};
+    ss_backend *bs[4] = {p->gpu, p->gpuq, p->gpuqg8, p->gpug8};
     const int64_t sizes[][2] = {{5, 8}, {1, 4}, {12, 16}, {9, 16}, {8, 16}, {5, 16}};
     for (int b = 0; b < 4; b++)
         for (size_t i = 0; i < (b < 2 ? sizeof sizes / sizeof sizes[0] : 2u); i++) {
@@ -616,7 +616,7 @@ static const char *gemv_variant_set(int v)
 static void check_gemv_variants(pair *p, int32_t m, int32_t k)
 {
     enum { N = GEMV_ROWS_MAX };
-    ss_backend *g = p->gpu16;
+    ss_backend *g = p->gpu;
     float *x = rand_vec(p, (int64_t)N * k, 1.0f), *w = rand_vec(p, (int64_t)m * k, 0.1f), *b = rand_vec(p, m, 0.5f);
     void *xc = dev_act(p->cpu, x, (int64_t)N * k), *xg = dev_act(g, x, (int64_t)N * k);
     void *wc = dev_weight(p->cpu, w, (int64_t)m * k), *wg = dev_weight(g, w, (int64_t)m * k);
@@ -680,7 +680,7 @@ static void test_matmul_gemv_variants(void **state)
  * must still wait for its x. The intermediate and the final buffers are poisoned before each run. */
 static void check_gemv_chain(pair *p, int64_t n)
 {
-    ss_backend *g = p->gpu16;
+    ss_backend *g = p->gpu;
     const int32_t k1 = 4096, m1 = 4096, m2 = 1003;
     float *x = rand_vec(p, n * k1, 1.0f), *w1 = rand_vec(p, (int64_t)m1 * k1, 0.05f);
     float *w2 = rand_vec(p, (int64_t)m2 * m1, 0.05f);

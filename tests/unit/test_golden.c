@@ -338,9 +338,9 @@ static void decode_batch(ss_replica *r, int n_seqs, int n_steps, const ss_sampli
 /* Decode steps replayed from graphs (padded to their buckets, ss_forward_graph_pad) give the tokens of the same
  * steps run op by op (batch 3 pads to 4, batch 12 to 16, batch 20 to 24), for `steps` steps. Twice: greedy (with
  * tp > 1, the shards' maxima are reduced) and top-k 1 at temperature 1 (the sampling path: with tp > 1, whole rows
- * are gathered) — both must pick the argmax. Batch 12 is past the bf16 decode GEMV (8 rows): its projections are
- * cuBLASLt GEMMs; with fp8 weights the GEMV's two-tile form (up to 16 rows). Batch 20 is past both: cuBLASLt GEMMs
- * (fp8: over e4m3 activations whose scale a kernel of the graph computes). */
+ * are gathered) — both must pick the argmax. Batch 12 takes the decode GEMV's two-tile form (9-16 rows: bf16 and fp8
+ * weights); batch 20 is past it: cuBLASLt GEMMs (fp8: over e4m3 activations whose scale a kernel of the graph
+ * computes). */
 static void check_graphs_equal_eager(int SEQS, int steps)
 {
     enum { MAX_STEPS = 40 };
@@ -380,10 +380,9 @@ static void test_golden_graphs_equal_eager(void **state)
     check_graphs_equal_eager(3, 40);
 }
 
-/* Past the bf16 GEMV's 8 rows: cuBLASLt inside the graphs (with fp8 weights the GEMV's two-tile form: batch 12 runs
- * as 16 rows, the padding rows zeros). A test of its own so that a
- * sanitizer run can leave it out: under compute-sanitizer racecheck the process dies here without a message
- * (session 25, one H200), while memcheck passes it. */
+/* The GEMV's two tiles of x rows inside the graphs (batch 12 runs as 16 rows, the padding rows zeros). A test of its
+ * own so that a sanitizer run can leave it out: under compute-sanitizer racecheck the process dies here without a
+ * message (session 25, one H200, when these were cuBLASLt GEMMs), while memcheck passes it. */
 static void test_golden_graphs_equal_eager_lt(void **state)
 {
     (void)state;

@@ -72,7 +72,7 @@ typedef struct cu_ctx {
     void *act8;                 /* lin_fp8: [CU_ACT8_BYTES] e4m3 activations, then [CU_ACT8_ROWS] f32 row scales */
     void *gu8;                  /* lin_fp8: [CU_GU8_BYTES] the fp8 SwiGLU's unscaled gate/up product */
     int64_t fp8_gemv_max;       /* lin_fp8: largest n the W8A16 GEMV takes (SS_FP8_GEMV_MAX, default 16) */
-    int64_t gemv_max;           /* largest n the bf16 GEMV takes (SS_GEMV_MAX, default 8); more go to cuBLASLt */
+    int64_t gemv_max;           /* largest n the bf16 GEMV takes (SS_GEMV_MAX, default 16); more go to cuBLASLt */
     int persist_fp8; /* lin_fp8 or kv_fp8: where decode_layers runs the persistent kernel's fp8 forms: 1 at every tp
                       * degree, 0 nowhere, -1 (the default) at tp 1 and 2 (SS_PERSIST_FP8 = 1, 0, unset) */
     int64_t persist_calls; /* decode_layers launches so far (its trace switch names one) */
@@ -1010,10 +1010,11 @@ ss_status ss_backend_cuda_create(const ss_backend_params *params, ss_backend **o
         const char *gm = getenv("SS_FP8_GEMV_MAX");
         c->fp8_gemv_max = gm && *gm ? strtol(gm, NULL, 10) : SS_CUDA_GEMV_MAX_N;
     }
-    /* Benchmark switch: rows the bf16 GEMV takes (0..16; cuBLASLt above). 8 by default: its two-tile form (9..16
-     * rows) ran 8B decode steps at batch 12 and 16 2% slower than cuBLASLt on one H200 (session 56). */
+    /* Benchmark switch: rows the bf16 GEMV takes (0..16; cuBLASLt above). 16 by default since session 57, whose loop
+     * form of the GEMV's epilogue (gemv.cu) made its two-tile form (9..16 rows) faster than cuBLASLt (8B decode steps
+     * at batch 12 on one H200 -2.7%; before it, batch 12 and 16 were 2% slower, session 56). */
     const char *bm = getenv("SS_GEMV_MAX");
-    c->gemv_max = bm && *bm ? strtol(bm, NULL, 10) : 8;
+    c->gemv_max = bm && *bm ? strtol(bm, NULL, 10) : SS_CUDA_GEMV_MAX_N;
     if (c->lin_fp8 || c->kv_fp8) {
         const char *pf8 = getenv("SS_PERSIST_FP8"); /* benchmark switch: the persistent kernel's fp8 forms (1 / 0) */
         c->persist_fp8 = pf8 && !strcmp(pf8, "1") ? 1 : pf8 && !strcmp(pf8, "0") ? 0 : -1;

@@ -4,7 +4,7 @@
 // compare them in one run; the server keeps the default): a SIMT kernel (each warp owns R rows, lanes load
 // 16 bytes per row per step) and a tensor-core kernel (a block owns 16 rows, its warps split k, mma.sync
 // m16n8k16 with x as the n side: one tile of 8 rows, or two for 9..16 rows; the SIMT family takes up to 8; the
-// backend sends bf16's 9+ rows to cuBLASLt, fp8's 17+ to the e4m3 GEMM, backend_cuda.c). On sm_90+ both can be launched with programmatic
+// backend sends 17+ rows to cuBLASLt, fp8's to the e4m3 GEMM, backend_cuda.c). On sm_90+ both can be launched with programmatic
 // dependent launch: the first loads of W (never written by a kernel) are issued before waiting for the previous
 // kernel.
 // The tensor-core kernel also has a SwiGLU form for the MLP's fused gate/up weight: each tile takes 8
@@ -215,6 +215,25 @@ constexpr int mma_min_blocks(int warps, int unroll, int nt)
 // wscale[row] (FP8), then bias is added and out[col, row] stored.
 // SILU: W is [2m, k] (gate rows, then up rows) and block b owns output rows [8b, 8b + 8): its rows g are
 // gate rows, its rows g + 8 the same rows of up; out = silu(gate) * up (bias unused).
+// The epilogue's outputs e < count over the block's threads: f(e) for e = threadIdx.x + p * WARPS * 32. STRIDED: a
+// plain loop; else PASSES unrolled passes (count <= PASSES * WARPS * 32).
+template <int WARPS, int PASSES, bool STRIDED, typename F>
+__device__ __forceinline__ void epilogue_each(unsigned count, F f)
+{
+    if constexpr (STRIDED) {
+        for (unsigned e = threadIdx.x; e < count; e += WARPS * 32)
+            f(e);
+    } else {
+#pragma unroll
+        for (int pass = 0; pass < PASSES; pass++) {
+            const unsigned e = threadIdx.x + pass * WARPS * 32;
+            if (e >= count)
+                break;
+            f(e);
+        }
+    }
+}
+
 template <int WARPS, int U, typename OutT, bool SILU, bool FP8, int NT>
 __global__ void __launch_bounds__(WARPS * 32, mma_min_blocks(WARPS, U, NT))
     gemv_mma(OutT *__restrict__ out, const bf16 *__restrict__ x, const void *__restrict__ Wv,
@@ -292,16 +311,12 @@ __global__ void __launch_bounds__(WARPS * 32, mma_min_blocks(WARPS, U, NT))
         for (int j = 0; j < 4; j++)
             red[warp][4 * i + j][lane] = acc0[i][j] + acc1[i][j];
     __syncthreads();
-    // (NT 1: one pass of threads below 64 or 128, the code before the two-tile form. A plain loop over e in its place
-    // changed the PTX around it, and 8B decode steps at batch 2 and 8 on one H200 (session 56) ran 2.5-3.3% slower with
-    // fp8 weights but 0.9-2.7% faster in bf16: not understood, so NT 1 keeps its measured code.)
+    // bf16 (session 57): a plain loop over the epilogue's outputs; fp8: the unrolled passes, for NT 1 the code before
+    // the two-tile form. The loop left the hot loop's PTX as it was, yet 8B decode steps at batch 2 and 8 on one H200
+    // ran 0.9-2.7% faster with it in bf16 and 2.5-3.3% slower with fp8 weights (session 56): not understood.
     constexpr int kPass = NT == 1 ? 1 : 1 + (128 * NT - 1) / (WARPS * 32); // passes of the epilogue's threads
     if constexpr (SILU) {
-#pragma unroll
-        for (int pass = 0; pass < kPass; pass++) {
-            const unsigned e = threadIdx.x + pass * WARPS * 32;
-            if (e >= 64 * NT)
-                break;
+        epilogue_each<WARPS, kPass, !FP8>(64 * NT, [&](unsigned e) {
             // registers j (gate) and j + 2 (up) of lane l of tile i: one output
             const int l = e & 31, j = NT == 1 ? e >> 5 : (e >> 5) & 1, i = NT == 1 ? 0 : e >> 6;
             float gs = 0.0f, us = 0.0f;
@@ -317,13 +332,9 @@ __global__ void __launch_bounds__(WARPS * 32, mma_min_blocks(WARPS, U, NT))
                     gs *= wscale[row], us *= wscale[m + row];
             if (row < m && col < n) // as silu_mul_kernel, from the f32 sums
                 store_out(out + (int64_t)col * m + row, gs / (1.0f + __expf(-gs)) * us);
-        }
+        });
     } else {
-#pragma unroll
-        for (int pass = 0; pass < kPass; pass++) {
-            const unsigned e = threadIdx.x + pass * WARPS * 32;
-            if (e >= 128 * NT)
-                break;
+        epilogue_each<WARPS, kPass, !FP8>(128 * NT, [&](unsigned e) {
             // fragment register j of lane l in tile i
             const int l = e & 31, j = NT == 1 ? e >> 5 : (e >> 5) & 3, i = NT == 1 ? 0 : e >> 7;
             float v = 0.0f;
@@ -337,7 +348,7 @@ __global__ void __launch_bounds__(WARPS * 32, mma_min_blocks(WARPS, U, NT))
                     v *= wscale[row];
             if (row < m && col < n)
                 store_out(out + (int64_t)col * m + row, v + (bias ? __bfloat162float(bias[row]) : 0.0f));
-        }
+        });
     }
 }
 
