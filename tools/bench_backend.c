@@ -4,7 +4,7 @@
  * bandwidth. Attention runs each case twice through the launcher's switch SS_ATTN_FORCE=old|tiled
  * (set and cleared here): the CUDA-core kernel and the tensor-core kernel of attn_tiled.cu.
  * Usage: bench_backend [--iters N] [--device I] [--attn-sweep] [--attn-prefill] [--attn-prefill-at START]
- * [--attn-dense] [--attn-case B:CTX] [--kv fp8].
+ * [--attn-dense] [--attn-case B:CTX] [--kv fp8] [--linear-rows [--weights fp8]].
  * Needs a build with CUDA and a GPU. --attn-case times one decode attention case as the launcher picks (for a
  * profiler).
  * --attn-sweep times only the tensor-core attention: decode at contexts 1..2048 as the launcher picks and in the
@@ -407,6 +407,81 @@ static void run_attn_prefill(bench *b, int32_t only_start)
         bench_attention(b, 1, starts[i], 2048, forms, 4);
 }
 
+/* --linear-rows: the projections of decode steps of 9 to 16 rows (and 8, where the GEMV's one tile ends) as the
+ * forward pass calls them: linear (gate/up: matmul_silu), weights in the backend's linear format (--weights fp8:
+ * quantised by linear_quantize), on Llama-3-8B, 70B and 70B-at-tp-4 shapes, and bf16 lm_heads (matmul, f32 out). Run
+ * it under SS_GEMV_MAX / SS_FP8_GEMV_MAX=8 and =16 to compare the GEMV's two-tile form with the GEMMs a shape at a
+ * time (one H200, session 57: the 8B steps gained with the GEMV, the 70B ones lost). */
+typedef struct lin_shape {
+    const char *name;
+    int32_t m, k; /* matmul_silu: m = 2 * inter */
+    int silu;
+} lin_shape;
+
+static void bench_linear_rows(bench *b)
+{
+    static const lin_shape shapes[] = {
+        {"8B qkv", 6144, 4096, 0},        {"8B o", 4096, 4096, 0},          {"8B gate_up", 28672, 4096, 1},
+        {"8B down", 4096, 14336, 0},      {"70B qkv", 10240, 8192, 0},      {"70B o", 8192, 8192, 0},
+        {"70B gate_up", 57344, 8192, 1},  {"70B down", 8192, 28672, 0},     {"70B tp4 qkv", 2560, 8192, 0},
+        {"70B tp4 o", 8192, 2048, 0},     {"70B tp4 gate_up", 14336, 8192, 1}, {"70B tp4 down", 8192, 7168, 0},
+    };
+    static const int64_t ns[] = {8, 12, 16};
+    const ss_backend_i *B = b->be->iface;
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        const lin_shape *sh = &shapes[si];
+        wset ws;
+        wset_alloc(b, &ws, sh->m, sh->k);
+        if (b->be->linear_type != SS_LINEAR_ACT) { /* each copy into the linear format, in place of the bf16 one */
+            for (int c = 0; c < ws.copies; c++) {
+                void *q = dalloc(b, ss_linear_bytes(b->be->linear_type, b->be->weight_dtype, sh->m, sh->k));
+                CHECK(B->linear_quantize(b->be->ctx, q, ws.W[c], sh->m, sh->k));
+                CHECK(B->sync(b->be->ctx));
+                B->free_buf(b->be->ctx, ws.W[c]);
+                ws.W[c] = q;
+            }
+        }
+        const double wbytes = (double)ss_linear_bytes(b->be->linear_type, b->be->weight_dtype, sh->m, sh->k);
+        void *x = dalloc(b, (size_t)16 * sh->k * 2), *out = dalloc(b, (size_t)16 * sh->m * 2);
+        void *gu = dalloc(b, (size_t)16 * sh->m * 2);
+        fill_random(b, x, (size_t)16 * sh->k * 2);
+        for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++) {
+            const int64_t n = ns[ni];
+            double ms = 0;
+            for (int pass = 0; pass < 2; pass++) { /* a warm-up pass of 3, then the timed one */
+                const int iters = pass ? b->iters : 3;
+                if (pass)
+                    CHECK(ss_cuda_timer_start(b->timer));
+                for (int i = 0; i < iters; i++) {
+                    const void *W = ws.W[i % ws.copies];
+                    ss_status st = sh->silu ? B->matmul_silu(b->be->ctx, out, x, W, n, sh->m / 2, sh->k)
+                                            : B->linear(b->be->ctx, out, x, W, NULL, n, sh->m, sh->k);
+                    if (st == SS_ERR_UNSUPPORTED && sh->silu) { /* as the forward pass: linear, then silu_mul */
+                        CHECK(B->linear(b->be->ctx, gu, x, W, NULL, n, sh->m, sh->k));
+                        st = B->silu_mul(b->be->ctx, out, gu, n, sh->m / 2);
+                    }
+                    CHECK(st);
+                }
+                if (pass)
+                    CHECK(ss_cuda_timer_stop(b->timer, &ms));
+            }
+            char label[96];
+            snprintf(label, sizeof label, "%s n=%lld %dx%d", sh->name, (long long)n, sh->m, sh->k);
+            report(b, label, ms / b->iters, wbytes, 0);
+        }
+        wset_free(b, &ws);
+        B->free_buf(b->be->ctx, x);
+        B->free_buf(b->be->ctx, out);
+        B->free_buf(b->be->ctx, gu);
+    }
+    if (b->be->linear_type == SS_LINEAR_ACT) {
+        for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++) {
+            bench_matmul(b, "lm_head 8B (f32 out)", ns[ni], 128256, 4096, SS_DTYPE_F32);
+            bench_matmul(b, "lm_head 70B (f32 out)", ns[ni], 128256, 8192, SS_DTYPE_F32);
+        }
+    }
+}
+
 /* Every op of the default run: GEMV variants, cuBLASLt, attention on both kernels, and the batch-1 roofline. */
 static void run_all(bench *b)
 {
@@ -455,6 +530,8 @@ int main(int argc, char **argv)
     int prefill = 0; /* --attn-prefill: only the prefill attention, per form */
     int32_t prefill_at = -1; /* --attn-prefill-at START: one chunk at START in the wgmma form */
     int dense = 0;   /* --attn-dense: decode tiles per form at forced split counts */
+    int linear_rows = 0; /* --linear-rows: the projections at 8-16 rows (bench_linear_rows) */
+    ss_linear_type linear_type = SS_LINEAR_ACT; /* --weights fp8 */
     int case_batch = 0, case_ctx = 0; /* --attn-case B:CTX: one decode attention case (for a profiler) */
     ss_kv_type kv_type = SS_KV_ACT;
     for (int i = 1; i < argc; i++) {
@@ -471,6 +548,14 @@ int main(int argc, char **argv)
             }
         } else if (strcmp(argv[i], "--attn-dense") == 0) {
             dense = 1;
+        } else if (strcmp(argv[i], "--linear-rows") == 0) {
+            linear_rows = 1;
+        } else if (i + 1 < argc && strcmp(argv[i], "--weights") == 0) {
+            if (strcmp(argv[++i], "fp8") != 0) {
+                fprintf(stderr, "bench_backend: --weights takes fp8 (got '%s')\n", argv[i]);
+                return 2;
+            }
+            linear_type = SS_LINEAR_FP8;
         } else if (i + 1 < argc && strcmp(argv[i], "--iters") == 0) {
             b.iters = (int)strtol(argv[++i], NULL, 10);
         } else if (i + 1 < argc && strcmp(argv[i], "--device") == 0) {
@@ -489,7 +574,8 @@ int main(int argc, char **argv)
         } else {
             fprintf(stderr,
                     "bench_backend: unknown argument '%s' (usage: [--iters N] [--device I] [--attn-sweep] "
-                    "[--attn-prefill] [--attn-prefill-at START] [--attn-dense] [--attn-case B:CTX] [--kv fp8])\n",
+                    "[--attn-prefill] [--attn-prefill-at START] [--attn-dense] [--attn-case B:CTX] [--kv fp8] "
+                    "[--linear-rows [--weights fp8]])\n",
                     argv[i]);
             return 2;
         }
@@ -512,6 +598,7 @@ int main(int argc, char **argv)
     prm.device = SS_DEVICE_CUDA;
     prm.device_index = device;
     prm.kv_type = kv_type;
+    prm.linear_type = linear_type;
     ss_err err = {{0}};
     if (ss_backend_create(&prm, &b.be, &err) != SS_OK) {
         fprintf(stderr, "bench_backend: %s\n", err.msg);
@@ -529,6 +616,8 @@ int main(int argc, char **argv)
         run_attn_prefill(&b, prefill_at);
     else if (dense)
         run_attn_dense(&b);
+    else if (linear_rows)
+        bench_linear_rows(&b);
     else
         run_all(&b);
     ss_cuda_timer_destroy(b.timer);

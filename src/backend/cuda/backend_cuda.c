@@ -73,6 +73,7 @@ typedef struct cu_ctx {
     void *gu8;                  /* lin_fp8: [CU_GU8_BYTES] the fp8 SwiGLU's unscaled gate/up product */
     int64_t fp8_gemv_max;       /* lin_fp8: largest n the W8A16 GEMV takes (SS_FP8_GEMV_MAX, default 16) */
     int64_t gemv_max;           /* largest n the bf16 GEMV takes (SS_GEMV_MAX, default 16); more go to cuBLASLt */
+    int fp8_gemv_sized, gemv_sized; /* the two-tile form only up to CU_GEMV2_MAX_ELEMS (unless the switch is set) */
     int persist_fp8; /* lin_fp8 or kv_fp8: where decode_layers runs the persistent kernel's fp8 forms: 1 at every tp
                       * degree, 0 nowhere, -1 (the default) at tp 1 and 2 (SS_PERSIST_FP8 = 1, 0, unset) */
     int64_t persist_calls; /* decode_layers launches so far (its trace switch names one) */
@@ -398,6 +399,22 @@ static ss_status cu_add_rmsnorm(void *ctx, void *residual, const void *add, void
     return SS_OK;
 }
 
+/* The largest matrix (m x k elements) the GEMV's two-tile form (9..16 rows) takes by default: Llama-3-8B's fused
+ * gate/up (also the 70B's at tp 4). One H200, session 57, median decode steps against the GEMMs: 8B (32 layers) at
+ * batch 9 / 12 / 16 -5.6 / -5.7 / -5.9% with fp8 weights, -1.6 / -1.3 / -1.4% bf16 (every matrix by the GEMV, the
+ * lm_head too); a 70B-shaped model of 8 layers at batch 12 +2.6-2.9% fp8, +3.3-3.8% bf16 (not understood: timed
+ * alone, its matrices ran by the GEMV as fast or faster, but for fp8 gate/up at 16 rows, +10%). So its largest
+ * matrices (70B gate/up and down, tp 1 and 2; the lm_heads) stay on the GEMMs; 70B's qkv and o were not measured
+ * apart. */
+#define CU_GEMV2_MAX_ELEMS (28672LL * 4096)
+
+/* Whether the GEMV takes n rows of an [m, k] matrix: up to rows_max (SS_GEMV_MAX / SS_FP8_GEMV_MAX), past one tile of
+ * 8 rows only up to CU_GEMV2_MAX_ELEMS where `sized` (the switch unset). */
+static int cu_gemv_takes(int64_t n, int64_t rows_max, int sized, int64_t m, int32_t k)
+{
+    return n <= rows_max && (n <= 8 || !sized || m * (int64_t)k <= CU_GEMV2_MAX_ELEMS);
+}
+
 static ss_status cu_matmul(void *ctx, void *out, ss_dtype out_type, const void *x, const void *W, const void *bias,
                            int64_t n, int32_t m, int32_t k)
 {
@@ -408,7 +425,7 @@ static ss_status cu_matmul(void *ctx, void *out, ss_dtype out_type, const void *
     if (n <= 0 || m <= 0)
         return SS_OK;
     const int out_f32 = out_type == SS_DTYPE_F32;
-    if (n <= c->gemv_max && ss_cuda_gemv_supported(x, W, n, k)) {
+    if (cu_gemv_takes(n, c->gemv_max, c->gemv_sized, m, k) && ss_cuda_gemv_supported(x, W, n, k)) {
         KCHECK(c, ss_cuda_gemv(c->stream, out, out_f32, x, W, bias, n, m, k));
         return SS_OK;
     }
@@ -434,9 +451,9 @@ static ss_status cu_matmul_silu(void *ctx, void *out, const void *x, const void 
                                 int32_t k)
 {
     cu_ctx *c = ctx;
-    if (c->lin_fp8 && n > c->fp8_gemv_max)
+    if (c->lin_fp8 && !cu_gemv_takes(n, c->fp8_gemv_max, c->fp8_gemv_sized, 2 * (int64_t)inter, k))
         return cu_silu_fp8_gemm(c, out, x, Wgu, n, inter, k);
-    if (!c->lin_fp8 && n > c->gemv_max)
+    if (!c->lin_fp8 && !cu_gemv_takes(n, c->gemv_max, c->gemv_sized, 2 * (int64_t)inter, k))
         return SS_ERR_UNSUPPORTED; /* cuBLASLt + silu_mul */
     const int r = c->lin_fp8 ? ss_cuda_gemv_silu_fp8(c->stream, out, x, Wgu,
                                                      (const float *)((const char *)Wgu +
@@ -461,7 +478,7 @@ static ss_status cu_linear(void *ctx, void *out, const void *x, const void *W, c
     if (n <= 0 || m <= 0)
         return SS_OK;
     const float *w_scale = (const float *)((const char *)W + ss_linear_fp8_scale_offset(m, k));
-    if (n <= c->fp8_gemv_max && ss_cuda_gemv_fp8_supported(x, W, n, k)) {
+    if (cu_gemv_takes(n, c->fp8_gemv_max, c->fp8_gemv_sized, m, k) && ss_cuda_gemv_fp8_supported(x, W, n, k)) {
         KCHECK(c, ss_cuda_gemv_fp8(c->stream, out, x, W, w_scale, bias, n, m, k));
         return SS_OK;
     }
@@ -1003,18 +1020,20 @@ ss_status ss_backend_cuda_create(const ss_backend_params *params, ss_backend **o
     if (c->lin_fp8) {
         CUDA_CHECK_GOTO(err, cudaMalloc(&c->act8, CU_ACT8_BYTES + CU_ACT8_ROWS * sizeof(float)), st, fail);
         CUDA_CHECK_GOTO(err, cudaMalloc(&c->gu8, CU_GU8_BYTES), st, fail);
-        /* Benchmark switch: rows the W8A16 GEMV takes (0..16; the e4m3 GEMM above). 16 by default since session 57:
-         * its two-tile form (9..16 rows) ran 8B decode steps at batch 12 and 16 2.7-5.6% faster than the GEMM on one
-         * H200 (sessions 56-57). Session 56 kept 8 because graph steps of 12 rows padded to 16 no longer gave the
-         * eager step's bits; the cause was the attention's key splits (forward.c now sizes both by one bound). */
+        /* Benchmark switch: rows the W8A16 GEMV takes (0..16, on every matrix; the e4m3 GEMM above). Unset: 16 on
+         * matrices up to CU_GEMV2_MAX_ELEMS, 8 on larger ones (session 57). Session 56 kept 8 because graph steps of 12
+         * rows padded to 16 no longer gave the eager step's bits; the cause was the attention's key splits (forward.c
+         * now sizes both by one bound). */
         const char *gm = getenv("SS_FP8_GEMV_MAX");
         c->fp8_gemv_max = gm && *gm ? strtol(gm, NULL, 10) : SS_CUDA_GEMV_MAX_N;
+        c->fp8_gemv_sized = !(gm && *gm);
     }
-    /* Benchmark switch: rows the bf16 GEMV takes (0..16; cuBLASLt above). 16 by default since session 57, whose loop
-     * form of the GEMV's epilogue (gemv.cu) made its two-tile form (9..16 rows) faster than cuBLASLt (8B decode steps
-     * at batch 12 on one H200 -2.7%; before it, batch 12 and 16 were 2% slower, session 56). */
+    /* Benchmark switch: rows the bf16 GEMV takes (0..16, on every matrix; cuBLASLt above). Unset: as the fp8 one,
+     * since session 57, whose loop form of the GEMV's epilogue (gemv.cu) made its two-tile form faster than cuBLASLt
+     * on 8B shapes (before it, 8B steps at batch 12 and 16 were 2% slower, session 56). */
     const char *bm = getenv("SS_GEMV_MAX");
     c->gemv_max = bm && *bm ? strtol(bm, NULL, 10) : SS_CUDA_GEMV_MAX_N;
+    c->gemv_sized = !(bm && *bm);
     if (c->lin_fp8 || c->kv_fp8) {
         const char *pf8 = getenv("SS_PERSIST_FP8"); /* benchmark switch: the persistent kernel's fp8 forms (1 / 0) */
         c->persist_fp8 = pf8 && !strcmp(pf8, "1") ? 1 : pf8 && !strcmp(pf8, "0") ? 0 : -1;
