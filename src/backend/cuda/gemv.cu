@@ -4,9 +4,9 @@
 // compare them in one run; the server keeps the default): a SIMT kernel (each warp owns R rows, lanes load
 // 16 bytes per row per step) and a tensor-core kernel (a block owns 16 rows, its warps split k, mma.sync
 // m16n8k16 with x as the n side: one tile of 8 rows, or two for 9..16 rows; the SIMT family takes up to 8; the
-// backend sends 17+ rows to cuBLASLt, fp8's to the e4m3 GEMM, backend_cuda.c). On sm_90+ both can be launched with programmatic
-// dependent launch: the first loads of W (never written by a kernel) are issued before waiting for the previous
-// kernel.
+// backend sends 17+ rows, and 9+ of matrices larger than 8B's gate/up, to cuBLASLt, fp8's to the e4m3 GEMM,
+// backend_cuda.c). On sm_90+ both can be launched with programmatic dependent launch: the first loads of W (never
+// written by a kernel) are issued before waiting for the previous kernel.
 // The tensor-core kernel also has a SwiGLU form for the MLP's fused gate/up weight: each tile takes 8
 // gate rows and the 8 matching up rows, and stores silu(gate) * up, so no separate kernel follows.
 #include <atomic>
@@ -312,8 +312,9 @@ __global__ void __launch_bounds__(WARPS * 32, mma_min_blocks(WARPS, U, NT))
             red[warp][4 * i + j][lane] = acc0[i][j] + acc1[i][j];
     __syncthreads();
     // bf16 (session 57): a plain loop over the epilogue's outputs; fp8: the unrolled passes, for NT 1 the code before
-    // the two-tile form. The loop left the hot loop's PTX as it was, yet 8B decode steps at batch 2 and 8 on one H200
-    // ran 0.9-2.7% faster with it in bf16 and 2.5-3.3% slower with fp8 weights (session 56): not understood.
+    // the two-tile form. The loop leaves the hot loop's PTX as it was, yet on one H200 it made 8B decode steps at
+    // batch 2 / 4 / 8 3.7 / 4.0 / 4.5% faster in bf16, and with fp8 weights 2.5-3.3% slower at batch 2 and 8
+    // (session 56) and 3.1% at 9-16 (two tiles, session 57): not understood.
     constexpr int kPass = NT == 1 ? 1 : 1 + (128 * NT - 1) / (WARPS * 32); // passes of the epilogue's threads
     if constexpr (SILU) {
         epilogue_each<WARPS, kPass, !FP8>(64 * NT, [&](unsigned e) {
