@@ -659,7 +659,8 @@ ss_status ss_forward_run(ss_forward *f, const ss_forward_batch *b, const float *
      * A step of that shape run op by op (graphs off, pipeline stages) takes the same bound, so the same splits: its
      * rows then equal a replayed step's bit for bit. With the true maximum an eager batch-12 step of the golden model
      * ran unsplit where its graph (bound 256) split the keys in two, and the merge's last bits grew through the KV
-     * cache into a near-tie token flip at step 27 (session 56-57). */
+     * cache into a near-tie token flip at step 27 (session 56-57). (The persistent batch-1 kernel then sizes its
+     * per-item K/V preload by the bound too, as in graphs: with graphs off it declines about twice as early.) */
     if (decode)
         msl = bound;
     /* Block-table rows as wide as the power-of-two bound (whole 64-key tiles stay within a row), not as

@@ -29,8 +29,10 @@
  * paths stay tested at small row counts. */
 #define GEMV_ROWS 8
 #define GEMV_ROWS_MAX 16
+#define GEMV2_MAX_ELEMS (28672LL * 4096) /* the largest matrix of the two-tile form by default: 8B's gate/up */
 #ifdef SS_HAVE_CUDA
 _Static_assert(GEMV_ROWS_MAX == SS_CUDA_GEMV_MAX_N, "the tests' GEMV bound is the kernels'");
+_Static_assert(GEMV2_MAX_ELEMS == SS_CUDA_GEMV2_MAX_ELEMS, "the tests' size limit is the backend's");
 #endif
 
 typedef struct pair {
@@ -379,16 +381,20 @@ static void test_matmul(void **state)
     }
     check_matmul(p, 1, 64, 100, 1, SS_DTYPE_BF16); /* k % 8 != 0: not the GEMV path */
     check_matmul(p, 5, 96, 1000, 0, SS_DTYPE_F32);
+    /* the two-tile GEMV's size limit: 12 rows of a matrix of exactly GEMV2_MAX_ELEMS take it, of a larger one
+     * cuBLASLt (and the bias kernel) */
+    check_matmul(p, 12, 28672, 4096, 0, SS_DTYPE_BF16);
+    check_matmul(p, 12, 8192, 14352, 1, SS_DTYPE_BF16);
 }
 
 /* fp8 projection weights: linear_quantize byte for byte (the same arithmetic on both devices), then linear: the
- * W8A16 GEMV (n <= GEMV_ROWS_MAX, or GEMV_ROWS on gpuqg8) at bf16 tolerance, the fp8 GEMM (activations rounded to e4m3
- * too, a scale a token) at fp8's. Then a token's independence of the others past 8 rows: with row 0 of x times 64
+ * W8A16 GEMV (n <= GEMV_ROWS_MAX; GEMV_ROWS on gpuqg8 and past GEMV2_MAX_ELEMS) at bf16 tolerance, the fp8 GEMM
+ * (activations rounded to e4m3 too, a scale a token) at fp8's. Then a token's independence of the others past 8 rows: with row 0 of x times 64
  * (exact), rows 1.. of the result are the same bits, and in the GEMM row 0 is 64 times its old value (exact: its codes
  * are the same, its scale 64 times; the GEMV's f16 x would round a subnormal differently). */
 static void check_linear_fp8(pair *p, ss_backend *g, int64_t n, int32_t m, int32_t k, int with_bias)
 {
-    const int64_t gemv = g == p->gpuqg8 ? GEMV_ROWS : GEMV_ROWS_MAX;
+    const int64_t gemv = g == p->gpuqg8 || (int64_t)m * k > GEMV2_MAX_ELEMS ? GEMV_ROWS : GEMV_ROWS_MAX;
     ss_backend *c = p->cpuq;
     float *x = rand_vec(p, n * k, 1.0f), *w = rand_vec(p, (int64_t)m * k, 0.1f), *b = rand_vec(p, m, 0.5f);
     void *wc = dev_weight(c, w, (int64_t)m * k), *wg = dev_weight(g, w, (int64_t)m * k);
@@ -462,6 +468,10 @@ static void test_linear_fp8(void **state)
             check_linear_fp8(p, g8 ? p->gpuqg8 : p->gpuq, n16[i], 96, 14336, 0);
         }
     }
+    /* the size limit: 12 rows of a matrix of exactly GEMV2_MAX_ELEMS take the GEMV (at bf16 tolerance, which the
+     * e4m3 GEMM's rounding of x should exceed), of a larger one the GEMM */
+    check_linear_fp8(p, p->gpuq, 12, 28672, 4096, 0);
+    check_linear_fp8(p, p->gpuq, 12, 8192, 14352, 0);
 }
 
 /* matmul_silu (where the backend has it; SS_ERR_UNSUPPORTED falls back as the forward pass does) against

@@ -359,7 +359,8 @@ static void check_graphs_equal_eager(int SEQS, int steps)
      * (forward.c); a row's result does not depend on the padding rows (test_rows_independent). Since session 57 all
      * three batches gave equal log-probabilities on one H200 (before, eager steps' splits followed the longest
      * context: 0.046 at batch 12 with fp8 weights, 0.076 at 20, and a near-tie token flip). The tolerance leaves
-     * room for a GEMM library whose algorithm changes with the row count (12 against 16). */
+     * a little room for cuBLASLt at batch 20 (20 rows eager, 24 in the graph), whose algorithm could change with the
+     * row count on another GPU or library version: if that fails while batches 3 and 12 pass, look there first. */
     const float lp_tol = 1e-3f;
     float worst = 0.0f;
     for (int i = 0; i < steps * SEQS; i++) {

@@ -73,7 +73,7 @@ typedef struct cu_ctx {
     void *gu8;                  /* lin_fp8: [CU_GU8_BYTES] the fp8 SwiGLU's unscaled gate/up product */
     int64_t fp8_gemv_max;       /* lin_fp8: largest n the W8A16 GEMV takes (SS_FP8_GEMV_MAX, default 16) */
     int64_t gemv_max;           /* largest n the bf16 GEMV takes (SS_GEMV_MAX, default 16); more go to cuBLASLt */
-    int fp8_gemv_sized, gemv_sized; /* the two-tile form only up to CU_GEMV2_MAX_ELEMS (unless the switch is set) */
+    int fp8_gemv_sized, gemv_sized; /* two tiles only up to SS_CUDA_GEMV2_MAX_ELEMS (unless the switch is set) */
     int persist_fp8; /* lin_fp8 or kv_fp8: where decode_layers runs the persistent kernel's fp8 forms: 1 at every tp
                       * degree, 0 nowhere, -1 (the default) at tp 1 and 2 (SS_PERSIST_FP8 = 1, 0, unset) */
     int64_t persist_calls; /* decode_layers launches so far (its trace switch names one) */
@@ -399,20 +399,16 @@ static ss_status cu_add_rmsnorm(void *ctx, void *residual, const void *add, void
     return SS_OK;
 }
 
-/* The largest matrix (m x k elements) the GEMV's two-tile form (9..16 rows) takes by default: Llama-3-8B's fused
- * gate/up (also the 70B's at tp 4). One H200, session 57, median decode steps against the GEMMs: 8B (32 layers) at
- * batch 9 / 12 / 16 -5.6 / -5.7 / -5.9% with fp8 weights, -1.6 / -1.3 / -1.4% bf16 (every matrix by the GEMV, the
- * lm_head too); a 70B-shaped model of 8 layers at batch 12 +2.6-2.9% fp8, +3.3-3.8% bf16 (not understood: timed
- * alone, its matrices ran by the GEMV as fast or faster, but for fp8 gate/up at 16 rows, +10%). So its largest
- * matrices (70B gate/up and down, tp 1 and 2; the lm_heads) stay on the GEMMs; 70B's qkv and o were not measured
- * apart. */
-#define CU_GEMV2_MAX_ELEMS (28672LL * 4096)
-
 /* Whether the GEMV takes n rows of an [m, k] matrix: up to rows_max (SS_GEMV_MAX / SS_FP8_GEMV_MAX), past one tile of
- * 8 rows only up to CU_GEMV2_MAX_ELEMS where `sized` (the switch unset). */
+ * 8 rows only up to SS_CUDA_GEMV2_MAX_ELEMS (8B's fused gate/up, also the 70B's at tp 4) where `sized` (the switch
+ * unset). One H200, session 57, median decode steps against the GEMMs: 8B (32 layers) at batch 9-16 -5.1 to -5.9%
+ * with fp8 weights, -1.3 to -1.6% bf16 (every matrix by the GEMV, the lm_head too); a 70B-shaped model of 8 layers
+ * at batch 12 +2.6-2.9% fp8, +3.4-3.8% bf16 (not understood: timed alone, its matrices ran by the GEMV as fast or
+ * faster, but for fp8 gate/up at 16 rows, +10%). So the largest matrices keep the GEMMs: 70B's gate/up at tp 1-2 and
+ * down at tp 1, the lm_heads of 128k vocabularies (8B's up to tp 4). The rule's own steps were not measured. */
 static int cu_gemv_takes(int64_t n, int64_t rows_max, int sized, int64_t m, int32_t k)
 {
-    return n <= rows_max && (n <= 8 || !sized || m * (int64_t)k <= CU_GEMV2_MAX_ELEMS);
+    return n <= rows_max && (n <= 8 || !sized || m * (int64_t)k <= SS_CUDA_GEMV2_MAX_ELEMS);
 }
 
 static ss_status cu_matmul(void *ctx, void *out, ss_dtype out_type, const void *x, const void *W, const void *bias,
@@ -1021,7 +1017,7 @@ ss_status ss_backend_cuda_create(const ss_backend_params *params, ss_backend **o
         CUDA_CHECK_GOTO(err, cudaMalloc(&c->act8, CU_ACT8_BYTES + CU_ACT8_ROWS * sizeof(float)), st, fail);
         CUDA_CHECK_GOTO(err, cudaMalloc(&c->gu8, CU_GU8_BYTES), st, fail);
         /* Benchmark switch: rows the W8A16 GEMV takes (0..16, on every matrix; the e4m3 GEMM above). Unset: 16 on
-         * matrices up to CU_GEMV2_MAX_ELEMS, 8 on larger ones (session 57). Session 56 kept 8 because graph steps of 12
+         * matrices up to SS_CUDA_GEMV2_MAX_ELEMS, 8 on larger ones (session 57). Session 56 kept 8 because graph steps of 12
          * rows padded to 16 no longer gave the eager step's bits; the cause was the attention's key splits (forward.c
          * now sizes both by one bound). */
         const char *gm = getenv("SS_FP8_GEMV_MAX");
