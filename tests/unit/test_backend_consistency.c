@@ -41,7 +41,7 @@ typedef struct pair {
     ss_backend *cpu8, *gpu8; /* the same devices with an fp8 KV cache (ss_backend_params.kv_type) */
     ss_backend *gpu8o;       /* gpu8 with the persistent kernel's fp8 forms off (SS_PERSIST_FP8=0 at its creation) */
     ss_backend *gpug8;       /* gpu with the bf16 GEMV up to 8 rows, cuBLASLt past them (SS_GEMV_MAX=8) */
-    ss_backend *gpuqg8;       /* gpuq with the fp8 GEMV up to 8 rows, the e4m3 GEMM past them (SS_FP8_GEMV_MAX=8) */
+    ss_backend *gpuqg8;      /* gpuq with the fp8 GEMV up to 8 rows, the e4m3 GEMM past them (SS_FP8_GEMV_MAX=8) */
     ss_backend *cpuq, *gpuq; /* ... and with fp8 projection weights (ss_backend_params.linear_type) */
     ss_backend *cpuq8, *gpuq8; /* ... with both: fp8 projection weights and an fp8 KV cache */
     ss_backend *gpuqo;       /* gpuq with the persistent kernel's fp8 form off (SS_PERSIST_FP8=0 at its creation) */
@@ -389,9 +389,10 @@ static void test_matmul(void **state)
 
 /* fp8 projection weights: linear_quantize byte for byte (the same arithmetic on both devices), then linear: the
  * W8A16 GEMV (n <= GEMV_ROWS_MAX; GEMV_ROWS on gpuqg8 and past GEMV2_MAX_ELEMS) at bf16 tolerance, the fp8 GEMM
- * (activations rounded to e4m3 too, a scale a token) at fp8's. Then a token's independence of the others past 8 rows: with row 0 of x times 64
- * (exact), rows 1.. of the result are the same bits, and in the GEMM row 0 is 64 times its old value (exact: its codes
- * are the same, its scale 64 times; the GEMV's f16 x would round a subnormal differently). */
+ * (activations rounded to e4m3 too, a scale a token) at fp8's. Then a token's independence of the others past 8
+ * rows: with row 0 of x times 64 (exact), rows 1.. of the result are the same bits, and in the GEMM row 0 is 64 times
+ * its old value (exact: its codes are the same, its scale 64 times; the GEMV's f16 x would round a subnormal
+ * differently). */
 static void check_linear_fp8(pair *p, ss_backend *g, int64_t n, int32_t m, int32_t k, int with_bias)
 {
     const int64_t gemv = g == p->gpuqg8 || (int64_t)m * k > GEMV2_MAX_ELEMS ? GEMV_ROWS : GEMV_ROWS_MAX;
@@ -463,9 +464,10 @@ static void test_linear_fp8(void **state)
     const int64_t n16[] = {8, 9, 13, 16, 17};
     for (size_t i = 0; i < sizeof n16 / sizeof n16[0]; i++) {
         for (int g8 = 0; g8 < 2; g8++) {
-            check_linear_fp8(p, g8 ? p->gpuqg8 : p->gpuq, n16[i], 352, 128, 0);
-            check_linear_fp8(p, g8 ? p->gpuqg8 : p->gpuq, n16[i], 200, 4096, 1);
-            check_linear_fp8(p, g8 ? p->gpuqg8 : p->gpuq, n16[i], 96, 14336, 0);
+            ss_backend *g = g8 ? p->gpuqg8 : p->gpuq;
+            check_linear_fp8(p, g, n16[i], 352, 128, 0);
+            check_linear_fp8(p, g, n16[i], 200, 4096, 1);
+            check_linear_fp8(p, g, n16[i], 96, 14336, 0);
         }
     }
     /* the size limit: 12 rows of a matrix of exactly GEMV2_MAX_ELEMS take the GEMV (at bf16 tolerance, which the

@@ -315,7 +315,7 @@ __global__ void __launch_bounds__(WARPS * 32, mma_min_blocks(WARPS, U, NT))
     // the two-tile form. The loop leaves the hot loop's PTX as it was, yet on one H200 it made 8B decode steps at
     // batch 2 / 4 / 8 3.7 / 4.0 / 4.5% faster in bf16, and with fp8 weights 2.5-3.3% slower at batch 2 and 8
     // (session 56) and 3.1% at 9-16 (two tiles, session 57): not understood.
-    constexpr int kPass = NT == 1 ? 1 : 1 + (128 * NT - 1) / (WARPS * 32); // passes of the epilogue's threads
+    constexpr int kPass = 1 + (128 * NT - 1) / (WARPS * 32); // passes of the epilogue's threads
     if constexpr (SILU) {
         epilogue_each<WARPS, kPass, !FP8>(64 * NT, [&](unsigned e) {
             // registers j (gate) and j + 2 (up) of lane l of tile i: one output
