@@ -411,7 +411,8 @@ static void run_attn_prefill(bench *b, int32_t only_start)
  * forward pass calls them: linear (gate/up: matmul_silu), weights in the backend's linear format (--weights fp8:
  * quantised by linear_quantize), on Llama-3-8B, 70B and 70B-at-tp-4 shapes, and bf16 lm_heads (matmul, f32 out). Run
  * it under SS_GEMV_MAX / SS_FP8_GEMV_MAX=8 and =16 to compare the GEMV's two-tile form with the GEMMs a shape at a
- * time (one H200, session 57: the 8B steps gained with the GEMV, the 70B ones lost). */
+ * time (one H200, session 57: the 8B steps gained with the GEMV, the 70B ones lost), and under SS_GEMV_VARIANT to
+ * compare the GEMV's forms (session 58: one row tile a block, mma-w8u4-pdl, against two, mma-m2-pdl). */
 typedef struct lin_shape {
     const char *name;
     int32_t m, k; /* matmul_silu: m = 2 * inter */

@@ -23,13 +23,13 @@
 
 #define BF16_TOL 1e-2
 /* Rows the decode GEMVs take by default: GEMV_ROWS_MAX (two tiles of x rows; bf16, and the W8A16 form of the
- * fp8-weight backends) on matrices up to Llama-3-8B's gate/up (every shape here), GEMV_ROWS on larger ones; more go
- * to cuBLASLt (with fp8 weights its GEMM over activations rounded to e4m3, a scale a token). gpug8 and gpuqg8 send
- * the rows past one tile (GEMV_ROWS) there (SS_GEMV_MAX / SS_FP8_GEMV_MAX=8, benchmark switches), so that those
- * paths stay tested at small row counts. */
+ * fp8-weight backends) on bf16 matrices up to Llama-3-8B's gate/up (every shape here) and every fp8 one, GEMV_ROWS on
+ * larger bf16 ones; more go to cuBLASLt (with fp8 weights its GEMM over activations rounded to e4m3, a scale a token).
+ * gpug8 and gpuqg8 send the rows past one tile (GEMV_ROWS) there (SS_GEMV_MAX / SS_FP8_GEMV_MAX=8, benchmark
+ * switches), so that those paths stay tested at small row counts. */
 #define GEMV_ROWS 8
 #define GEMV_ROWS_MAX 16
-#define GEMV2_MAX_ELEMS (28672LL * 4096) /* the largest matrix of the two-tile form by default: 8B's gate/up */
+#define GEMV2_MAX_ELEMS (28672LL * 4096) /* the largest bf16 matrix of the two-tile form by default: 8B's gate/up */
 #ifdef SS_HAVE_CUDA
 _Static_assert(GEMV_ROWS_MAX == SS_CUDA_GEMV_MAX_N, "the tests' GEMV bound is the kernels'");
 _Static_assert(GEMV2_MAX_ELEMS == SS_CUDA_GEMV2_MAX_ELEMS, "the tests' size limit is the backend's");
@@ -387,15 +387,59 @@ static void test_matmul(void **state)
     check_matmul(p, 12, 8192, 14352, 1, SS_DTYPE_BF16);
 }
 
+/* gemv.cu's kernel variants; a build without CUDA has one (and skips every test anyway). */
+static int gemv_variant_count(void)
+{
+#ifdef SS_HAVE_CUDA
+    return ss_cuda_gemv_variant_count();
+#else
+    return 1;
+#endif
+}
+
+/* The variant in force (SS_GEMV_VARIANT runs this whole test under another one); the variant loops restore it. */
+static int gemv_variant_now(void)
+{
+#ifdef SS_HAVE_CUDA
+    return ss_cuda_gemv_variant();
+#else
+    return 0;
+#endif
+}
+
+static const char *gemv_variant_set(int v)
+{
+#ifdef SS_HAVE_CUDA
+    assert_int_equal(ss_cuda_gemv_set_variant(v), 0);
+    return ss_cuda_gemv_variant_name(v);
+#else
+    (void)v;
+    return "none";
+#endif
+}
+
+/* The index of the GEMV variant called name (a test fails where there is none). */
+static int gemv_variant_index(const char *name)
+{
+#ifdef SS_HAVE_CUDA
+    for (int v = 0; v < ss_cuda_gemv_variant_count(); v++)
+        if (strcmp(ss_cuda_gemv_variant_name(v), name) == 0)
+            return v;
+    fail_msg("no GEMV variant named %s", name);
+#endif
+    (void)name;
+    return 0;
+}
+
 /* fp8 projection weights: linear_quantize byte for byte (the same arithmetic on both devices), then linear: the
- * W8A16 GEMV (n <= GEMV_ROWS_MAX; GEMV_ROWS on gpuqg8 and past GEMV2_MAX_ELEMS) at bf16 tolerance, the fp8 GEMM
+ * W8A16 GEMV (n <= GEMV_ROWS_MAX; GEMV_ROWS on gpuqg8) at bf16 tolerance, the fp8 GEMM
  * (activations rounded to e4m3 too, a scale a token) at fp8's. Then a token's independence of the others past 8
  * rows: with row 0 of x times 64 (exact), rows 1.. of the result are the same bits, and in the GEMM row 0 is 64 times
  * its old value (exact: its codes are the same, its scale 64 times; the GEMV's f16 x would round a subnormal
  * differently). */
 static void check_linear_fp8(pair *p, ss_backend *g, int64_t n, int32_t m, int32_t k, int with_bias)
 {
-    const int64_t gemv = g == p->gpuqg8 || (int64_t)m * k > GEMV2_MAX_ELEMS ? GEMV_ROWS : GEMV_ROWS_MAX;
+    const int64_t gemv = g == p->gpuqg8 ? GEMV_ROWS : GEMV_ROWS_MAX;
     ss_backend *c = p->cpuq;
     float *x = rand_vec(p, n * k, 1.0f), *w = rand_vec(p, (int64_t)m * k, 0.1f), *b = rand_vec(p, m, 0.5f);
     void *wc = dev_weight(c, w, (int64_t)m * k), *wg = dev_weight(g, w, (int64_t)m * k);
@@ -468,12 +512,22 @@ static void test_linear_fp8(void **state)
             check_linear_fp8(p, g, n16[i], 352, 128, 0);
             check_linear_fp8(p, g, n16[i], 200, 4096, 1);
             check_linear_fp8(p, g, n16[i], 96, 14336, 0);
+            check_linear_fp8(p, g, n16[i], 56, 4096, 1); /* two row tiles a block at 9+: the second one partial */
         }
     }
-    /* the size limit: 12 rows of a matrix of exactly GEMV2_MAX_ELEMS take the GEMV (at bf16 tolerance, which the
-     * e4m3 GEMM's rounding of x should exceed), of a larger one the GEMM */
+    /* no size limit for fp8 weights (bf16's is GEMV2_MAX_ELEMS): 12 rows of a larger matrix take the GEMV too (at
+     * bf16 tolerance, which the e4m3 GEMM's rounding of x should exceed) */
     check_linear_fp8(p, p->gpuq, 12, 28672, 4096, 0);
     check_linear_fp8(p, p->gpuq, 12, 8192, 14352, 0);
+    /* two row tiles a block (gemv.cu takes them on larger matrices only) on small ones, partial tiles included */
+    const int v0 = gemv_variant_now();
+    gemv_variant_set(gemv_variant_index("mma-m2-pdl"));
+    for (int64_t n = 9; n <= GEMV_ROWS_MAX; n += 7) {
+        check_linear_fp8(p, p->gpuq, n, 352, 128, 0);
+        check_linear_fp8(p, p->gpuq, n, 200, 4096, 1);
+        check_linear_fp8(p, p->gpuq, n, 56, 4096, 1);
+    }
+    gemv_variant_set(v0);
 }
 
 /* matmul_silu (where the backend has it; SS_ERR_UNSUPPORTED falls back as the forward pass does) against
@@ -538,6 +592,15 @@ static void test_matmul_silu(void **state)
             }
         }
     }
+    /* two row tiles a block (fp8 weights at 9+ rows of larger matrices; here forced), the second one partial */
+    const int v0 = gemv_variant_now();
+    gemv_variant_set(gemv_variant_index("mma-m2-pdl"));
+    for (int64_t n = 9; n <= GEMV_ROWS_MAX; n += 7)
+        for (int quant = 0; quant < 2; quant++) {
+            check_matmul_silu(p, n, 108, 256, quant, 1);
+            check_matmul_silu(p, n, 100, 4096, quant, 1);
+        }
+    gemv_variant_set(v0);
 }
 
 /* A row's result does not depend on how many rows the call has (a graph step pads its batch to a bucket: 12 rows run
@@ -601,27 +664,6 @@ static void test_rows_independent(void **state)
         }
 }
 
-/* gemv.cu's kernel variants; a build without CUDA has one (and skips every test anyway). */
-static int gemv_variant_count(void)
-{
-#ifdef SS_HAVE_CUDA
-    return ss_cuda_gemv_variant_count();
-#else
-    return 1;
-#endif
-}
-
-static const char *gemv_variant_set(int v)
-{
-#ifdef SS_HAVE_CUDA
-    assert_int_equal(ss_cuda_gemv_set_variant(v), 0);
-    return ss_cuda_gemv_variant_name(v);
-#else
-    (void)v;
-    return "none";
-#endif
-}
-
 /* Every GEMV kernel variant at n = 1..GEMV_ROWS (one tile of x rows, then two; the SIMT variants take up to 8 and
  * leave more to the default), with and without bias, bf16 and f32 out, against one cpu reference per shape (f32 out;
  * row i of the output depends on row i of x only, so n = GEMV_ROWS serves every n). The output rows past n must keep
@@ -648,6 +690,7 @@ static void check_gemv_variants(pair *p, int32_t m, int32_t k)
     memset(poison, 0xff, out_bytes);
     void *og = dev_alloc(g, out_bytes);
     const ss_dtype outs[2] = {SS_DTYPE_BF16, SS_DTYPE_F32};
+    const int v0 = gemv_variant_now();
     for (int v = 0; v < gemv_variant_count(); v++) {
         const char *vname = gemv_variant_set(v);
         for (int64_t n = 1; n <= N; n++)
@@ -673,7 +716,7 @@ static void check_gemv_variants(pair *p, int32_t m, int32_t k)
                     assert_int_equal(untouched, (N - n) * m);
                 }
     }
-    gemv_variant_set(0);
+    gemv_variant_set(v0);
     dev_free(p->cpu, xc), dev_free(g, xg), dev_free(p->cpu, wc), dev_free(g, wg);
     dev_free(p->cpu, bc), dev_free(g, bg), dev_free(g, og);
     free(x), free(w), free(b), free(ref[0]), free(ref[1]), free(poison);
@@ -684,6 +727,7 @@ static void test_matmul_gemv_variants(void **state)
     NEED_GPU(state);
     check_gemv_variants(p, 1003, 4096);
     check_gemv_variants(p, 1003, 14336);
+    check_gemv_variants(p, 56, 4096); /* two row tiles a block: the second one partial */
     check_gemv_variants(p, 37, 136); /* 17 chunks of 8: uneven k slices, a partial last row tile */
     check_gemv_variants(p, 5, 8);
 }
@@ -709,6 +753,7 @@ static void check_gemv_chain(pair *p, int64_t n)
     memset(poison, 0xff, y_bytes > z_bytes ? y_bytes : z_bytes);
     void *yg = dev_alloc(g, y_bytes), *zg = dev_alloc(g, z_bytes);
     const ss_backend_i *gi = g->iface;
+    const int v0 = gemv_variant_now();
     for (int v = 0; v < gemv_variant_count(); v++) {
         const char *vname = gemv_variant_set(v);
         const uint64_t key = 0x6e6d7600u + (uint64_t)v + ((uint64_t)n << 32);
@@ -739,7 +784,7 @@ static void check_gemv_chain(pair *p, int64_t n)
             expect_close_t(p, zc, zg, n * m2, SS_DTYPE_F32, SS_DTYPE_F32, BF16_TOL, what);
         }
     }
-    gemv_variant_set(0);
+    gemv_variant_set(v0);
     dev_free(p->cpu, xc), dev_free(g, xg), dev_free(p->cpu, w1c), dev_free(g, w1g);
     dev_free(p->cpu, w2c), dev_free(g, w2g), dev_free(p->cpu, yc), dev_free(p->cpu, zc);
     dev_free(g, yg), dev_free(g, zg);

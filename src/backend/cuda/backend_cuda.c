@@ -73,7 +73,7 @@ typedef struct cu_ctx {
     void *gu8;                  /* lin_fp8: [CU_GU8_BYTES] the fp8 SwiGLU's unscaled gate/up product */
     int64_t fp8_gemv_max;       /* lin_fp8: largest n the W8A16 GEMV takes (SS_FP8_GEMV_MAX, default 16) */
     int64_t gemv_max;           /* largest n the bf16 GEMV takes (SS_GEMV_MAX, default 16); more go to cuBLASLt */
-    int fp8_gemv_sized, gemv_sized; /* two tiles only up to SS_CUDA_GEMV2_MAX_ELEMS (unless the switch is set) */
+    int gemv_sized; /* bf16: two tiles only up to SS_CUDA_GEMV2_MAX_ELEMS (unless the switch is set) */
     int persist_fp8; /* lin_fp8 or kv_fp8: where decode_layers runs the persistent kernel's fp8 forms: 1 at every tp
                       * degree, 0 nowhere, -1 (the default) at tp 1 and 2 (SS_PERSIST_FP8 = 1, 0, unset) */
     int64_t persist_calls; /* decode_layers launches so far (its trace switch names one) */
@@ -400,12 +400,13 @@ static ss_status cu_add_rmsnorm(void *ctx, void *residual, const void *add, void
 }
 
 /* Whether the GEMV takes n rows of an [m, k] matrix: up to rows_max (SS_GEMV_MAX / SS_FP8_GEMV_MAX), past one tile of
- * 8 rows only up to SS_CUDA_GEMV2_MAX_ELEMS (8B's fused gate/up, also the 70B's at tp 4) where `sized` (the switch
- * unset). One H200, session 57, median decode steps against the GEMMs: 8B (32 layers) at batch 9-16 -5.1 to -5.9%
- * with fp8 weights, -1.3 to -1.6% bf16 (every matrix by the GEMV, the lm_head too); a 70B-shaped model of 8 layers
- * at batch 12 +2.6-2.9% fp8, +3.4-3.8% bf16 (not understood: timed alone, its matrices ran by the GEMV as fast or
- * faster, but for fp8 gate/up at 16 rows, +10%). So the largest matrices keep the GEMMs: 70B's gate/up at tp 1-2 and
- * down at tp 1, the lm_heads of 128k vocabularies (8B's up to tp 4). The rule's own steps were not measured. */
+ * 8 rows only up to SS_CUDA_GEMV2_MAX_ELEMS (8B's fused gate/up, also the 70B's at tp 4) where `sized` (bf16, the
+ * switch unset). One H200, median decode steps against cuBLASLt: 8B (32 layers) at batch 9-16 -1.3 to -1.6% (session
+ * 57, every matrix by the GEMV, the lm_head too); a 70B-shaped model of 8 layers at batch 12 / 16 +3.4-3.8% (session
+ * 57) / +3.7-5.0% (session 58) with every matrix by it, and +0.2-0.7% with the rule (its qkv and o by the GEMV). So the
+ * largest bf16 matrices keep cuBLASLt: 70B's gate/up at tp 1-2 and down at tp 1, the lm_heads of 128k vocabularies
+ * (8B's up to tp 4). fp8 weights take the GEMV on every matrix since session 58 (gemv.cu's two row tiles a block at
+ * 9-16 rows: the 70B shape's steps -7% against the e4m3 GEMM). */
 static int cu_gemv_takes(int64_t n, int64_t rows_max, int sized, int64_t m, int32_t k)
 {
     return n <= rows_max && (n <= 8 || !sized || m * (int64_t)k <= SS_CUDA_GEMV2_MAX_ELEMS);
@@ -447,7 +448,7 @@ static ss_status cu_matmul_silu(void *ctx, void *out, const void *x, const void 
                                 int32_t k)
 {
     cu_ctx *c = ctx;
-    if (c->lin_fp8 && !cu_gemv_takes(n, c->fp8_gemv_max, c->fp8_gemv_sized, 2 * (int64_t)inter, k))
+    if (c->lin_fp8 && !cu_gemv_takes(n, c->fp8_gemv_max, 0, 2 * (int64_t)inter, k))
         return cu_silu_fp8_gemm(c, out, x, Wgu, n, inter, k);
     if (!c->lin_fp8 && !cu_gemv_takes(n, c->gemv_max, c->gemv_sized, 2 * (int64_t)inter, k))
         return SS_ERR_UNSUPPORTED; /* cuBLASLt + silu_mul */
@@ -474,7 +475,7 @@ static ss_status cu_linear(void *ctx, void *out, const void *x, const void *W, c
     if (n <= 0 || m <= 0)
         return SS_OK;
     const float *w_scale = (const float *)((const char *)W + ss_linear_fp8_scale_offset(m, k));
-    if (cu_gemv_takes(n, c->fp8_gemv_max, c->fp8_gemv_sized, m, k) && ss_cuda_gemv_fp8_supported(x, W, n, k)) {
+    if (cu_gemv_takes(n, c->fp8_gemv_max, 0, m, k) && ss_cuda_gemv_fp8_supported(x, W, n, k)) {
         KCHECK(c, ss_cuda_gemv_fp8(c->stream, out, x, W, w_scale, bias, n, m, k));
         return SS_OK;
     }
@@ -1016,17 +1017,17 @@ ss_status ss_backend_cuda_create(const ss_backend_params *params, ss_backend **o
     if (c->lin_fp8) {
         CUDA_CHECK_GOTO(err, cudaMalloc(&c->act8, CU_ACT8_BYTES + CU_ACT8_ROWS * sizeof(float)), st, fail);
         CUDA_CHECK_GOTO(err, cudaMalloc(&c->gu8, CU_GU8_BYTES), st, fail);
-        /* Benchmark switch: rows the W8A16 GEMV takes (0..16, on every matrix; the e4m3 GEMM above). Unset: 16 on
-         * matrices up to SS_CUDA_GEMV2_MAX_ELEMS, 8 on larger ones (session 57). Session 56 kept 8 because graph steps of 12
+        /* Benchmark switch: rows the W8A16 GEMV takes (0..16; the e4m3 GEMM above). Unset: 16 on every matrix
+         * (session 58; session 57: only up to SS_CUDA_GEMV2_MAX_ELEMS). Session 56 kept 8 because graph steps of 12
          * rows padded to 16 no longer gave the eager step's bits; the cause was the attention's key splits (forward.c
          * now sizes both by one bound). */
         const char *gm = getenv("SS_FP8_GEMV_MAX");
         c->fp8_gemv_max = gm && *gm ? strtol(gm, NULL, 10) : SS_CUDA_GEMV_MAX_N;
-        c->fp8_gemv_sized = !(gm && *gm);
     }
-    /* Benchmark switch: rows the bf16 GEMV takes (0..16, on every matrix; cuBLASLt above). Unset: as the fp8 one,
-     * since session 57, whose loop form of the GEMV's epilogue (gemv.cu) made its two-tile form faster than cuBLASLt
-     * on 8B shapes (before it, 8B steps at batch 12 and 16 were 2% slower, session 56). */
+    /* Benchmark switch: rows the bf16 GEMV takes (0..16, on every matrix; cuBLASLt above). Unset: 16 up to
+     * SS_CUDA_GEMV2_MAX_ELEMS, 8 on larger matrices, since session 57, whose loop form of the GEMV's epilogue
+     * (gemv.cu) made its two-tile form faster than cuBLASLt on 8B shapes (before it, 8B steps at batch 12 and 16 were
+     * 2% slower, session 56). */
     const char *bm = getenv("SS_GEMV_MAX");
     c->gemv_max = bm && *bm ? strtol(bm, NULL, 10) : SS_CUDA_GEMV_MAX_N;
     c->gemv_sized = !(bm && *bm);

@@ -165,8 +165,9 @@ int ss_cuda_decode_persist(void *stream, ss_cuda_persist_args *a);
 /* Largest n handled by the skinny-GEMM kernel (one pass over W for all n rows of x; the tensor-core family takes
  * them as one or two tiles of 8, the SIMT family up to 8). */
 #define SS_CUDA_GEMV_MAX_N 16
-/* The largest matrix (m x k elements: Llama-3-8B's fused gate/up) whose n of 9..SS_CUDA_GEMV_MAX_N rows the backend
- * sends to the GEMV's two-tile form by default; larger ones take the GEMMs past 8 rows (backend_cuda.c says why). */
+/* The largest bf16 matrix (m x k elements: Llama-3-8B's fused gate/up) whose n of 9..SS_CUDA_GEMV_MAX_N rows the
+ * backend sends to the GEMV's two-tile form by default; larger ones take cuBLASLt past 8 rows (backend_cuda.c says why;
+ * fp8 weights take the GEMV on every matrix). */
 #define SS_CUDA_GEMV2_MAX_ELEMS (28672LL * 4096)
 /* Whether ss_cuda_gemv can take these arguments (n <= max, k % 8 == 0, 16-byte aligned x and W). */
 int ss_cuda_gemv_supported(const void *x, const void *W, int64_t n, int32_t k);

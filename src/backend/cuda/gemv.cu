@@ -2,11 +2,11 @@
 // once at close to the memory bandwidth (also over fp8 e4m3 weights with a scale a row, backend.h's linear format,
 // in the tensor-core family: W8A16 with x rounded to f16). Two kernel families, chosen by a run-time variant (benchmarks
 // compare them in one run; the server keeps the default): a SIMT kernel (each warp owns R rows, lanes load
-// 16 bytes per row per step) and a tensor-core kernel (a block owns 16 rows, its warps split k, mma.sync
-// m16n8k16 with x as the n side: one tile of 8 rows, or two for 9..16 rows; the SIMT family takes up to 8; the
-// backend sends 17+ rows, and 9+ of matrices larger than 8B's gate/up, to cuBLASLt, fp8's to the e4m3 GEMM,
-// backend_cuda.c). On sm_90+ both can be launched with programmatic dependent launch: the first loads of W (never
-// written by a kernel) are issued before waiting for the previous kernel.
+// 16 bytes per row per step) and a tensor-core kernel (a block owns a tile of 16 rows, or two for fp8 weights at
+// 9..16 x rows; its warps split k, mma.sync m16n8k16 with x as the n side: one tile of 8 x rows, or two for 9..16;
+// the SIMT family takes up to 8; the backend sends 17+ rows, and 9+ of bf16 matrices larger than 8B's gate/up, to
+// cuBLASLt, fp8's 17+ to the e4m3 GEMM, backend_cuda.c). On sm_90+ both can be launched with programmatic dependent
+// launch: the first loads of W (never written by a kernel) are issued before waiting for the previous kernel.
 // The tensor-core kernel also has a SwiGLU form for the MLP's fused gate/up weight: each tile takes 8
 // gate rows and the 8 matching up rows, and stores silu(gate) * up, so no separate kernel follows.
 #include <atomic>
@@ -198,14 +198,18 @@ __device__ __forceinline__ void mma_chunk(float (&acc0)[NT][4], float (&acc1)[NT
 }
 
 // Blocks per SM each mma configuration is built for (registers capped to fit; shared memory is small). Two tiles of
-// x (NT 2) hold twice the x registers: a block fewer.
-constexpr int mma_min_blocks(int warps, int unroll, int nt)
+// x (NT 2) hold twice the x registers: a block fewer. Two row tiles a block (MT 2, 2 chunks a step: as many loads in
+// flight a warp as one tile's 4) hold twice the accumulators: 2 blocks of 8 warps, 1 of 16.
+constexpr int mma_min_blocks(int warps, int unroll, int nt, int mt)
 {
-    return (warps <= 4 ? 4 : (warps >= 16 ? 2 : (unroll <= 4 ? 3 : 2))) - (nt > 1 ? 1 : 0);
+    return mt > 1 ? (warps >= 16 ? 1 : 2)
+                  : (warps <= 4 ? 4 : (warps >= 16 ? 2 : (unroll <= 4 ? 3 : 2))) - (nt > 1 ? 1 : 0);
 }
 
-// Block b owns rows [16b, 16b + 16); its WARPS warps split the 16-byte chunks of a row (k/8 of bf16, k/16 of
-// e4m3) into contiguous slices.
+// Block b owns MT row tiles, rows [16 MT b, 16 MT (b + 1)); its WARPS warps split the 16-byte chunks of a row (k/8
+// of bf16, k/16 of e4m3) into contiguous slices, and each x load meets the weights of all MT tiles (MT 2: half the x
+// loads a weight byte, which matter from 9 rows: at 16 x reads as many bytes through L1/L2 as bf16 W from memory).
+// What follows describes one row tile.
 // Lane (g = lane/4, t = lane%4) loads, per step u, chunk c = base + 4u + t of rows g and g+8 and of x rows
 // g + 8i (i < NT, g + 8i < n). The mma's k slots are a permutation of real k that is the same for A and B: slots
 // (2t, 2t+1, 2t+8, 2t+9) of the first mma are elements 0..3 of chunk c, those of the second mma elements 4..7. So
@@ -213,8 +217,8 @@ constexpr int mma_min_blocks(int warps, int unroll, int nt)
 // j, x's as well). NT tiles of 8 x rows (n <= 8 NT) share each weight fragment: W is read once for all n rows. The
 // warps' partial 16x8 tiles are summed through shared memory in warp order (deterministic), scaled by their row's
 // wscale[row] (FP8), then bias is added and out[col, row] stored.
-// SILU: W is [2m, k] (gate rows, then up rows) and block b owns output rows [8b, 8b + 8): its rows g are
-// gate rows, its rows g + 8 the same rows of up; out = silu(gate) * up (bias unused).
+// SILU: W is [2m, k] (gate rows, then up rows) and a row tile owns 8 output rows: its rows g are gate rows, its rows
+// g + 8 the same rows of up; out = silu(gate) * up (bias unused).
 // The epilogue's outputs e < count over the block's threads: f(e) for e = threadIdx.x + p * WARPS * 32. STRIDED: a
 // plain loop; else PASSES unrolled passes (count <= PASSES * WARPS * 32).
 template <int WARPS, int PASSES, bool STRIDED, typename F>
@@ -234,24 +238,30 @@ __device__ __forceinline__ void epilogue_each(unsigned count, F f)
     }
 }
 
-template <int WARPS, int U, typename OutT, bool SILU, bool FP8, int NT>
-__global__ void __launch_bounds__(WARPS * 32, mma_min_blocks(WARPS, U, NT))
+template <int WARPS, int U, typename OutT, bool SILU, bool FP8, int NT, int MT>
+__global__ void __launch_bounds__(WARPS * 32, mma_min_blocks(WARPS, U, NT, MT))
     gemv_mma(OutT *__restrict__ out, const bf16 *__restrict__ x, const void *__restrict__ Wv,
              const float *__restrict__ wscale, const bf16 *__restrict__ bias, int n, int m, int k)
 {
     constexpr int KPC = FP8 ? 16 : 8; // k values a 16-byte chunk of W holds
+    constexpr int ROWS = SILU ? 8 : 16; // output rows a row tile
     const uint8_t *W = static_cast<const uint8_t *>(Wv);
     const int64_t row_bytes = FP8 ? (int64_t)k : 2 * (int64_t)k;
     static_assert(WARPS * 32 >= 128, "the epilogue needs 128 threads");
-    __shared__ float red[WARPS][4 * NT][32];
+    __shared__ float red[WARPS][4 * NT * MT][32];
     pdl_launch_dependents();
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int g = lane >> 2, t = lane & 3;
-    const int64_t row0 = (int64_t)blockIdx.x * (SILU ? 8 : 16);
-    const int64_t ra = row0 + g < m ? row0 + g : m - 1; // rows past the end repeat the last (not stored)
-    const int64_t rb = SILU ? m + ra : (row0 + g + 8 < m ? row0 + g + 8 : m - 1);
-    const uint4 *wa = reinterpret_cast<const uint4 *>(W + ra * row_bytes);
-    const uint4 *wb = reinterpret_cast<const uint4 *>(W + rb * row_bytes);
+    const int64_t row0 = (int64_t)blockIdx.x * ROWS * MT;
+    const uint4 *wa[MT], *wb[MT];
+#pragma unroll
+    for (int r = 0; r < MT; r++) {
+        const int64_t rt = row0 + ROWS * r;
+        const int64_t ra = rt + g < m ? rt + g : m - 1; // rows past the end repeat the last (not stored)
+        const int64_t rb = SILU ? m + ra : (rt + g + 8 < m ? rt + g + 8 : m - 1);
+        wa[r] = reinterpret_cast<const uint4 *>(W + ra * row_bytes);
+        wb[r] = reinterpret_cast<const uint4 *>(W + rb * row_bytes);
+    }
     bool has_x[NT];
     const uint4 *xr[NT];
 #pragma unroll
@@ -265,18 +275,23 @@ __global__ void __launch_bounds__(WARPS * 32, mma_min_blocks(WARPS, U, NT))
     const int cend = cbeg + per_warp < kc ? cbeg + per_warp : kc;
     const uint4 zero = make_uint4(0, 0, 0, 0);
 
-    float acc0[NT][4], acc1[NT][4];
+    float acc0[MT][NT][4], acc1[MT][NT][4];
 #pragma unroll
-    for (int i = 0; i < NT; i++)
+    for (int r = 0; r < MT; r++)
 #pragma unroll
-        for (int j = 0; j < 4; j++)
-            acc0[i][j] = acc1[i][j] = 0.0f;
-    uint4 va[U], vb[U];
+        for (int i = 0; i < NT; i++)
+#pragma unroll
+            for (int j = 0; j < 4; j++)
+                acc0[r][i][j] = acc1[r][i][j] = 0.0f;
+    uint4 va[MT][U], vb[MT][U];
 #pragma unroll
     for (int u = 0; u < U; u++) {
         const int c = cbeg + 4 * u + t;
-        va[u] = c < cend ? load_stream(wa + c) : zero;
-        vb[u] = c < cend ? load_stream(wb + c) : zero;
+#pragma unroll
+        for (int r = 0; r < MT; r++) {
+            va[r][u] = c < cend ? load_stream(wa[r] + c) : zero;
+            vb[r][u] = c < cend ? load_stream(wb[r] + c) : zero;
+        }
     }
     pdl_wait(); // W of the first step is in flight; x may be the previous kernel's output
     for (int base = cbeg; base < cend; base += 4 * U) {
@@ -293,40 +308,49 @@ __global__ void __launch_bounds__(WARPS * 32, mma_min_blocks(WARPS, U, NT))
         }
 #pragma unroll
         for (int u = 0; u < U; u++)
-            mma_chunk<FP8, NT>(acc0, acc1, va[u], vb[u], [&](int i, int h) { return xv[u][i][h]; });
+#pragma unroll
+            for (int r = 0; r < MT; r++)
+                mma_chunk<FP8, NT>(acc0[r], acc1[r], va[r][u], vb[r][u], [&](int i, int h) { return xv[u][i][h]; });
         const int next = base + 4 * U;
         if (next < cend) {
 #pragma unroll
             for (int u = 0; u < U; u++) {
                 const int c = next + 4 * u + t;
-                va[u] = c < cend ? load_stream(wa + c) : zero;
-                vb[u] = c < cend ? load_stream(wb + c) : zero;
+#pragma unroll
+                for (int r = 0; r < MT; r++) {
+                    va[r][u] = c < cend ? load_stream(wa[r] + c) : zero;
+                    vb[r][u] = c < cend ? load_stream(wb[r] + c) : zero;
+                }
             }
         }
     }
 
 #pragma unroll
-    for (int i = 0; i < NT; i++)
+    for (int r = 0; r < MT; r++)
 #pragma unroll
-        for (int j = 0; j < 4; j++)
-            red[warp][4 * i + j][lane] = acc0[i][j] + acc1[i][j];
+        for (int i = 0; i < NT; i++)
+#pragma unroll
+            for (int j = 0; j < 4; j++)
+                red[warp][4 * (NT * r + i) + j][lane] = acc0[r][i][j] + acc1[r][i][j];
     __syncthreads();
     // bf16 (session 57): a plain loop over the epilogue's outputs; fp8: the unrolled passes, for NT 1 the code before
     // the two-tile form. The loop leaves the hot loop's PTX as it was, yet on one H200 it made 8B decode steps at
     // batch 2 / 4 / 8 3.7 / 4.0 / 4.5% faster in bf16, and with fp8 weights 2.5-3.3% slower at batch 2 and 8
     // (session 56) and 3.1% at 9-16 (two tiles, session 57): not understood.
-    constexpr int kPass = 1 + (128 * NT - 1) / (WARPS * 32); // passes of the epilogue's threads
+    // Output e of a tile is register j of lane l; tile q = NT r + i is x tile i of row tile r.
+    constexpr int kPass = 1 + (128 * NT * MT - 1) / (WARPS * 32); // passes of the epilogue's threads
     if constexpr (SILU) {
-        epilogue_each<WARPS, kPass, !FP8>(64 * NT, [&](unsigned e) {
-            // registers j (gate) and j + 2 (up) of lane l of tile i: one output
-            const int l = e & 31, j = NT == 1 ? e >> 5 : (e >> 5) & 1, i = NT == 1 ? 0 : e >> 6;
+        epilogue_each<WARPS, kPass, !FP8>(64 * NT * MT, [&](unsigned e) {
+            // registers j (gate) and j + 2 (up) of lane l of tile q: one output
+            const int l = e & 31, j = NT * MT == 1 ? e >> 5 : (e >> 5) & 1, q = NT * MT == 1 ? 0 : e >> 6;
             float gs = 0.0f, us = 0.0f;
 #pragma unroll
             for (int w = 0; w < WARPS; w++) {
-                gs += red[w][4 * i + j][l];
-                us += red[w][4 * i + j + 2][l];
+                gs += red[w][4 * q + j][l];
+                us += red[w][4 * q + j + 2][l];
             }
-            const int64_t row = row0 + (l >> 2);
+            const int i = MT == 1 ? q : q % NT, r = MT == 1 ? 0 : q / NT;
+            const int64_t row = row0 + ROWS * r + (l >> 2);
             const int col = 8 * i + 2 * (l & 3) + j;
             if constexpr (FP8)
                 if (row < m)
@@ -335,14 +359,14 @@ __global__ void __launch_bounds__(WARPS * 32, mma_min_blocks(WARPS, U, NT))
                 store_out(out + (int64_t)col * m + row, gs / (1.0f + __expf(-gs)) * us);
         });
     } else {
-        epilogue_each<WARPS, kPass, !FP8>(128 * NT, [&](unsigned e) {
-            // fragment register j of lane l in tile i
-            const int l = e & 31, j = NT == 1 ? e >> 5 : (e >> 5) & 3, i = NT == 1 ? 0 : e >> 7;
+        epilogue_each<WARPS, kPass, !FP8>(128 * NT * MT, [&](unsigned e) {
+            const int l = e & 31, j = NT * MT == 1 ? e >> 5 : (e >> 5) & 3, q = NT * MT == 1 ? 0 : e >> 7;
             float v = 0.0f;
 #pragma unroll
             for (int w = 0; w < WARPS; w++)
-                v += red[w][4 * i + j][l];
-            const int64_t row = row0 + (l >> 2) + (j >= 2 ? 8 : 0);
+                v += red[w][4 * q + j][l];
+            const int i = MT == 1 ? q : q % NT, r = MT == 1 ? 0 : q / NT;
+            const int64_t row = row0 + ROWS * r + (l >> 2) + (j >= 2 ? 8 : 0);
             const int col = 8 * i + 2 * (l & 3) + (j & 1);
             if constexpr (FP8)
                 if (row < m)
@@ -362,16 +386,18 @@ struct variant {
     family fam;
     int warps, unroll; // FAM_MMA only; warps 0: chosen from m and the SM count (mma_auto)
     bool pdl;
+    int mt; // FAM_MMA only: row tiles a block (1 or 2; 2 takes 2 chunks a step, 8 warps or 16)
 };
 
 // Index 0 is the default (H200, n = 1: qkv 90%, o 81%, gate/up 99% of copy bandwidth; SIMT with x read
 // after the PDL wait is slower: qkv 79%). The names are what SS_GEMV_VARIANT accepts (or the index).
 constexpr variant kVariants[] = {
-    {"mma-auto-pdl", FAM_MMA, 0, 4, true},   {"mma-auto", FAM_MMA, 0, 4, false},
-    {"mma-w8u4-pdl", FAM_MMA, 8, 4, true},   {"mma-w16u4-pdl", FAM_MMA, 16, 4, true},
-    {"mma-w8u8-pdl", FAM_MMA, 8, 8, true},   {"mma-w4u8-pdl", FAM_MMA, 4, 8, true},
-    {"simt-pdl", FAM_SIMT, 0, 0, true},      {"simt", FAM_SIMT, 0, 0, false},
-    {"base", FAM_SIMT_BASE, 0, 0, false},
+    {"mma-auto-pdl", FAM_MMA, 0, 4, true, 1},   {"mma-auto", FAM_MMA, 0, 4, false, 1},
+    {"mma-w8u4-pdl", FAM_MMA, 8, 4, true, 1},   {"mma-w16u4-pdl", FAM_MMA, 16, 4, true, 1},
+    {"mma-w8u8-pdl", FAM_MMA, 8, 8, true, 1},   {"mma-w4u8-pdl", FAM_MMA, 4, 8, true, 1},
+    {"simt-pdl", FAM_SIMT, 0, 0, true, 1},      {"simt", FAM_SIMT, 0, 0, false, 1},
+    {"base", FAM_SIMT_BASE, 0, 0, false, 1},    {"mma-m2-pdl", FAM_MMA, 8, 2, true, 2},
+    {"mma-m2w16-pdl", FAM_MMA, 16, 2, true, 2},
 };
 constexpr int kNumVariants = (int)(sizeof kVariants / sizeof kVariants[0]);
 
@@ -482,13 +508,34 @@ cudaError_t launch_simt_any(const variant &v, int64_t n, OutT *out, const bf16 *
     }
 }
 
-// n <= 8: one tile of x rows; up to 16: two.
-template <int WARPS, int U, typename OutT, bool SILU, bool FP8>
+// n <= 8: one tile of x rows; up to 16: two. MT row tiles a block.
+template <int WARPS, int U, typename OutT, bool SILU, bool FP8, int MT = 1>
 cudaError_t launch_mma(bool pdl, OutT *out, const bf16 *x, const void *W, const float *wscale, const bf16 *bias,
                        int64_t n, int m, int k, cudaStream_t s)
 {
-    const auto kernel = n > 8 ? gemv_mma<WARPS, U, OutT, SILU, FP8, 2> : gemv_mma<WARPS, U, OutT, SILU, FP8, 1>;
-    return launch(pdl, kernel, blocks_for(m, SILU ? 8 : 16), WARPS * 32, s, out, x, W, wscale, bias, (int)n, m, k);
+    const auto kernel =
+        n > 8 ? gemv_mma<WARPS, U, OutT, SILU, FP8, 2, MT> : gemv_mma<WARPS, U, OutT, SILU, FP8, 1, MT>;
+    return launch(pdl, kernel, blocks_for(m, (SILU ? 8 : 16) * MT), WARPS * 32, s, out, x, W, wscale, bias, (int)n, m,
+                  k);
+}
+
+// Whether fp8 weights at 9-16 x rows take two row tiles a block (8 warps) rather than one, for a matrix of `tiles` row
+// tiles. x (bf16) is two bytes a weight's one, so with one row tile a block x's loads through L1/L2 come to twice W's
+// bytes; two tiles a block halve them, but there are half as many blocks (both forms fit 2 blocks an SM). The model:
+// a two-tile block takes 1.6 times a one-tile block's time, and a launch takes as many of those as it has waves of
+// blocks. Fitted on one H200 (session 58, bench_backend --linear-rows --weights fp8, 12 and 16 rows): it picks the
+// faster form for all 12 projections of 8B, 70B and 70B at tp 4 (two tiles -2 to -20% on 8B's qkv and gate/up and on
+// 70B's o, gate/up and down, tp 4 too; one tile where two would leave SMs idle: 8B's o and down +18-36% with two,
+// 70B's qkv +2-6%, at tp 4 +31-38%). Decode steps at batch 12 / 16 with this rule: 8B -7.4 / -7.4% against one tile
+// everywhere (session 57's default), a 70B shape (8 layers) -7.9 / -7.8% against session 57's default and -7.1 / -7.0%
+// against the e4m3 GEMM. bf16 lost with two tiles everywhere (8B steps +9%, 70B's +3-4%): it keeps one.
+bool two_row_tiles(int64_t tiles, int sms)
+{
+    if (sms <= 0)
+        return false;
+    const int64_t slots = 2 * (int64_t)sms;
+    const int64_t waves1 = (tiles + slots - 1) / slots, waves2 = ((tiles + 1) / 2 + slots - 1) / slots;
+    return 8 * waves2 <= 5 * waves1;
 }
 
 // SILU: the tensor-core SwiGLU form (m output columns from 2m weight rows); the caller checked v is FAM_MMA.
@@ -505,6 +552,8 @@ cudaError_t launch_variant(const variant &v, int64_t n, OutT *out, const bf16 *x
         if (v.fam != FAM_MMA)
             return launch_variant<OutT, SILU, FP8>(kVariants[0], n, out, x, W, wscale, bias, m, k, s);
     }
+    if (FP8 && n > 8 && v.warps == 0 && two_row_tiles(SILU ? ((int64_t)m + 7) / 8 : ((int64_t)m + 15) / 16, dev.sms))
+        return launch_mma<8, 2, OutT, SILU, FP8, 2>(pdl, out, x, W, wscale, bias, n, m, k, s);
     if (v.warps == 0) {
         // Auto: the row tiles (16 rows each) should all be resident at once with as many bytes in flight
         // per SM as possible. Up to 2 tiles per SM: 16 warps a tile (2 blocks/SM, 32 warps); otherwise 8
@@ -522,6 +571,10 @@ cudaError_t launch_variant(const variant &v, int64_t n, OutT *out, const bf16 *x
         }
         return launch_mma<8, 4, OutT, SILU, FP8>(pdl, out, x, W, wscale, bias, n, m, k, s);
     }
+    if (v.mt == 2 && v.warps == 16)
+        return launch_mma<16, 2, OutT, SILU, FP8, 2>(pdl, out, x, W, wscale, bias, n, m, k, s);
+    if (v.mt == 2)
+        return launch_mma<8, 2, OutT, SILU, FP8, 2>(pdl, out, x, W, wscale, bias, n, m, k, s);
     if (v.warps == 4)
         return launch_mma<4, 8, OutT, SILU, FP8>(pdl, out, x, W, wscale, bias, n, m, k, s);
     if (v.warps == 16)
