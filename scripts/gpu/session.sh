@@ -1002,7 +1002,7 @@ if has s21a; then
       grep -E '^golden|rror|> |Failure|PASSED|FAILED' "$L/golden_$q.log" | head -12 | tee -a "$S"
     done
   fi
-  if command -v cuobjdump >/dev/null; then
+  if command -v cuobjdump >/dev/null && [ -z "${S21A_NOSASS:-}" ]; then # (S21A_NOSASS=1: skip this ~35 s count)
     cuobjdump -sass "$B/tools/bench_decode" 2>/dev/null | grep 'F2FP.F16.E4M3.UNPACK_B' >"$L/unpacks.sass"
     note "SASS: $(grep -c '\.H1' "$L/unpacks.sass") F2FP unpacks of an upper half, $(wc -l <"$L/unpacks.sass") in all"
   fi
