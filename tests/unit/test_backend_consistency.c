@@ -23,7 +23,7 @@
 
 #define BF16_TOL 1e-2
 /* Rows the decode GEMVs take by default: GEMV_ROWS_MAX (two tiles of x rows; bf16, and the W8A16 form of the
- * fp8-weight backends) on bf16 matrices up to Llama-3-8B's gate/up (every shape here) and every fp8 one, GEMV_ROWS on
+ * fp8-weight backends) on bf16 matrices up to Llama-3-8B's gate/up (all but one shape here) and every fp8 one, GEMV_ROWS on
  * larger bf16 ones; more go to cuBLASLt (with fp8 weights its GEMM over activations rounded to e4m3, a scale a token).
  * gpug8 and gpuqg8 send the rows past one tile (GEMV_ROWS) there (SS_GEMV_MAX / SS_FP8_GEMV_MAX=8, benchmark
  * switches), so that those paths stay tested at small row counts. */
@@ -512,7 +512,7 @@ static void test_linear_fp8(void **state)
             check_linear_fp8(p, g, n16[i], 352, 128, 0);
             check_linear_fp8(p, g, n16[i], 200, 4096, 1);
             check_linear_fp8(p, g, n16[i], 96, 14336, 0);
-            check_linear_fp8(p, g, n16[i], 56, 4096, 1); /* two row tiles a block at 9+: the second one partial */
+            check_linear_fp8(p, g, n16[i], 56, 4096, 1); /* (one row tile by the wave rule; two below) */
         }
     }
     /* no size limit for fp8 weights (bf16's is GEMV2_MAX_ELEMS): 12 rows of a larger matrix take the GEMV too (at
@@ -522,7 +522,9 @@ static void test_linear_fp8(void **state)
     /* two row tiles a block (gemv.cu takes them on larger matrices only) on small ones, partial tiles included */
     const int v0 = gemv_variant_now();
     gemv_variant_set(gemv_variant_index("mma-m2-pdl"));
-    for (int64_t n = 9; n <= GEMV_ROWS_MAX; n += 7) {
+    const int64_t nm2[] = {1, 8, 9, 16};
+    for (size_t i = 0; i < sizeof nm2 / sizeof nm2[0]; i++) {
+        const int64_t n = nm2[i];
         check_linear_fp8(p, p->gpuq, n, 352, 128, 0);
         check_linear_fp8(p, p->gpuq, n, 200, 4096, 1);
         check_linear_fp8(p, p->gpuq, n, 56, 4096, 1);
@@ -595,10 +597,11 @@ static void test_matmul_silu(void **state)
     /* two row tiles a block (fp8 weights at 9+ rows of larger matrices; here forced), the second one partial */
     const int v0 = gemv_variant_now();
     gemv_variant_set(gemv_variant_index("mma-m2-pdl"));
-    for (int64_t n = 9; n <= GEMV_ROWS_MAX; n += 7)
+    const int64_t nm2[] = {1, 8, 9, 16};
+    for (size_t i = 0; i < sizeof nm2 / sizeof nm2[0]; i++)
         for (int quant = 0; quant < 2; quant++) {
-            check_matmul_silu(p, n, 108, 256, quant, 1);
-            check_matmul_silu(p, n, 100, 4096, quant, 1);
+            check_matmul_silu(p, nm2[i], 108, 256, quant, 1);
+            check_matmul_silu(p, nm2[i], 100, 4096, quant, 1);
         }
     gemv_variant_set(v0);
 }
@@ -654,13 +657,15 @@ static void test_rows_independent(void **state)
      * GEMVs' 8 rows (past them GEMMs, whose algorithm may change with the row count). bf16 at 8 rows or
      * fewer takes 16 warps a block where m's tiles are few (gemv.cu: at most two a SM; 1,002 rows are 63), and two
      * tiles always 8: another split of k, so across the tile count it is checked where m is past that rule (8,192
-     * rows, 512 tiles; 1,002 rows gave other last bits at 8 against 16 rows on one H200, session 57). */
+     * rows, 512 tiles; 1,002 rows gave other last bits at 8 against 16 rows on one H200, session 57). fp8 weights
+     * cross there too: at 16 rows 8,192 take two row tiles a block (gemv.cu's two_row_tiles; linear and matmul_silu),
+     * at 8 one, which must sum in the same order. */
     ss_backend *bs[4] = {p->gpu, p->gpuq, p->gpuqg8, p->gpug8};
     const int64_t sizes[][2] = {{5, 8}, {1, 4}, {12, 16}, {9, 16}, {8, 16}, {5, 16}};
     for (int b = 0; b < 4; b++)
         for (size_t i = 0; i < (b < 2 ? sizeof sizes / sizeof sizes[0] : 2u); i++) {
             const int cross = sizes[i][0] <= 8 && sizes[i][1] > 8;
-            check_rows_independent(p, bs[b], sizes[i][0], sizes[i][1], b == 0 && cross ? 8192 : 1002, 4096);
+            check_rows_independent(p, bs[b], sizes[i][0], sizes[i][1], b < 2 && cross ? 8192 : 1002, 4096);
         }
 }
 

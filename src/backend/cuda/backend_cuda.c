@@ -402,8 +402,8 @@ static ss_status cu_add_rmsnorm(void *ctx, void *residual, const void *add, void
 /* Whether the GEMV takes n rows of an [m, k] matrix: up to rows_max (SS_GEMV_MAX / SS_FP8_GEMV_MAX), past one tile of
  * 8 rows only up to SS_CUDA_GEMV2_MAX_ELEMS (8B's fused gate/up, also the 70B's at tp 4) where `sized` (bf16, the
  * switch unset). One H200, median decode steps against cuBLASLt: 8B (32 layers) at batch 9-16 -1.3 to -1.6% (session
- * 57, every matrix by the GEMV, the lm_head too); a 70B-shaped model of 8 layers at batch 12 / 16 +3.4-3.8% (session
- * 57) / +3.7-5.0% (session 58) with every matrix by it, and +0.2-0.7% with the rule (its qkv and o by the GEMV). So the
+ * 57, every matrix by the GEMV, the lm_head too); a 70B-shaped model of 8 layers at batch 12 +3.4-3.8% (session 57),
+ * at 12 / 16 +3.7-5.0% (session 58) with every matrix by it, and +0.2-0.7% with the rule (its qkv and o by the GEMV). So the
  * largest bf16 matrices keep cuBLASLt: 70B's gate/up at tp 1-2 and down at tp 1, the lm_heads of 128k vocabularies
  * (8B's up to tp 4). fp8 weights take the GEMV on every matrix since session 58 (gemv.cu's two row tiles a block at
  * 9-16 rows: the 70B shape's steps -7% against the e4m3 GEMM). */
