@@ -23,8 +23,8 @@
 
 #define BF16_TOL 1e-2
 /* Rows the decode GEMVs take by default: GEMV_ROWS_MAX (two tiles of x rows; bf16, and the W8A16 form of the
- * fp8-weight backends) on bf16 matrices up to Llama-3-8B's gate/up (all but one shape here) and every fp8 one, GEMV_ROWS on
- * larger bf16 ones; more go to cuBLASLt (with fp8 weights its GEMM over activations rounded to e4m3, a scale a token).
+ * fp8-weight backends) on bf16 matrices up to Llama-3-8B's gate/up (all but one shape here) and every fp8 one,
+ * GEMV_ROWS on larger bf16 ones; more go to cuBLASLt (with fp8 weights its GEMM over activations rounded to e4m3, a scale a token).
  * gpug8 and gpuqg8 send the rows past one tile (GEMV_ROWS) there (SS_GEMV_MAX / SS_FP8_GEMV_MAX=8, benchmark
  * switches), so that those paths stay tested at small row counts. */
 #define GEMV_ROWS 8

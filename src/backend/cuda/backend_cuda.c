@@ -403,10 +403,10 @@ static ss_status cu_add_rmsnorm(void *ctx, void *residual, const void *add, void
  * 8 rows only up to SS_CUDA_GEMV2_MAX_ELEMS (8B's fused gate/up, also the 70B's at tp 4) where `sized` (bf16, the
  * switch unset). One H200, median decode steps against cuBLASLt: 8B (32 layers) at batch 9-16 -1.3 to -1.6% (session
  * 57, every matrix by the GEMV, the lm_head too); a 70B-shaped model of 8 layers at batch 12 +3.4-3.8% (session 57),
- * at 12 / 16 +3.7-5.0% (session 58) with every matrix by it, and +0.2-0.7% with the rule (its qkv and o by the GEMV). So the
- * largest bf16 matrices keep cuBLASLt: 70B's gate/up at tp 1-2 and down at tp 1, the lm_heads of 128k vocabularies
- * (8B's up to tp 4). fp8 weights take the GEMV on every matrix since session 58 (gemv.cu's two row tiles a block at
- * 9-16 rows: the 70B shape's steps -7% against the e4m3 GEMM). */
+ * at 12 / 16 +3.7-5.0% (session 58) with every matrix by it, and +0.2-0.7% with the rule (its qkv and o by the
+ * GEMV). So the largest bf16 matrices keep cuBLASLt: 70B's gate/up at tp 1-2 and down at tp 1, the lm_heads of 128k
+ * vocabularies (8B's up to tp 4). fp8 weights take the W8A16 GEMV on every matrix up to fp8_gemv_max rows since
+ * session 58 (gemv.cu's two row tiles a block at 9-16 rows: the 70B shape's steps -7% against the e4m3 GEMM). */
 static int cu_gemv_takes(int64_t n, int64_t rows_max, int sized, int64_t m, int32_t k)
 {
     return n <= rows_max && (n <= 8 || !sized || m * (int64_t)k <= SS_CUDA_GEMV2_MAX_ELEMS);
@@ -448,7 +448,7 @@ static ss_status cu_matmul_silu(void *ctx, void *out, const void *x, const void 
                                 int32_t k)
 {
     cu_ctx *c = ctx;
-    if (c->lin_fp8 && !cu_gemv_takes(n, c->fp8_gemv_max, 0, 2 * (int64_t)inter, k))
+    if (c->lin_fp8 && n > c->fp8_gemv_max)
         return cu_silu_fp8_gemm(c, out, x, Wgu, n, inter, k);
     if (!c->lin_fp8 && !cu_gemv_takes(n, c->gemv_max, c->gemv_sized, 2 * (int64_t)inter, k))
         return SS_ERR_UNSUPPORTED; /* cuBLASLt + silu_mul */
@@ -475,7 +475,7 @@ static ss_status cu_linear(void *ctx, void *out, const void *x, const void *W, c
     if (n <= 0 || m <= 0)
         return SS_OK;
     const float *w_scale = (const float *)((const char *)W + ss_linear_fp8_scale_offset(m, k));
-    if (cu_gemv_takes(n, c->fp8_gemv_max, 0, m, k) && ss_cuda_gemv_fp8_supported(x, W, n, k)) {
+    if (n <= c->fp8_gemv_max && ss_cuda_gemv_fp8_supported(x, W, n, k)) {
         KCHECK(c, ss_cuda_gemv_fp8(c->stream, out, x, W, w_scale, bias, n, m, k));
         return SS_OK;
     }

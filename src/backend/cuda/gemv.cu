@@ -3,8 +3,8 @@
 // in the tensor-core family: W8A16 with x rounded to f16). Two kernel families, chosen by a run-time variant (benchmarks
 // compare them in one run; the server keeps the default): a SIMT kernel (each warp owns R rows, lanes load
 // 16 bytes per row per step) and a tensor-core kernel (a block owns a tile of 16 rows, or two for fp8 weights at
-// 9..16 x rows where two_row_tiles says so; its warps split k, mma.sync m16n8k16 with x as the n side: one tile of 8 x rows, or two for 9..16;
-// the SIMT family takes up to 8; the backend sends 17+ rows, and 9+ of bf16 matrices larger than 8B's gate/up, to
+// 9..16 x rows where two_row_tiles says so; its warps split k, mma.sync m16n8k16 with x as the n side: one tile of 8
+// x rows, or two for 9..16; the SIMT family takes up to 8; the backend sends 17+ rows, and 9+ of bf16 matrices larger than 8B's gate/up, to
 // cuBLASLt, fp8's 17+ to the e4m3 GEMM, backend_cuda.c). On sm_90+ both can be launched with programmatic dependent
 // launch: the first loads of W (never written by a kernel) are issued before waiting for the previous kernel.
 // The tensor-core kernel also has a SwiGLU form for the MLP's fused gate/up weight: each tile takes 8
@@ -206,8 +206,8 @@ constexpr int mma_min_blocks(int warps, int unroll, int nt, int mt)
                   : (warps <= 4 ? 4 : (warps >= 16 ? 2 : (unroll <= 4 ? 3 : 2))) - (nt > 1 ? 1 : 0);
 }
 
-// Block b owns MT row tiles, rows [16 MT b, 16 MT (b + 1)) (SILU: output rows [8 MT b, 8 MT (b + 1))); its WARPS warps split the 16-byte chunks of a row (k/8
-// of bf16, k/16 of e4m3) into contiguous slices, and each x load meets the weights of all MT tiles (MT 2: half the x
+// Block b owns MT row tiles, rows [16 MT b, 16 MT (b + 1)) (SILU: output rows [8 MT b, 8 MT (b + 1))); its WARPS
+// warps split the 16-byte chunks of a row (k/8 of bf16, k/16 of e4m3) into contiguous slices, and each x load meets the weights of all MT tiles (MT 2: half the x
 // loads a weight byte, which matter from 9 rows: at 16 x reads as many bytes through L1/L2 as bf16 W from memory).
 // What follows describes one row tile.
 // Lane (g = lane/4, t = lane%4) loads, per step u, chunk c = base + 4u + t of rows g and g+8 and of x rows
@@ -528,7 +528,8 @@ cudaError_t launch_mma(bool pdl, OutT *out, const bf16 *x, const void *W, const 
 // 70B's o, gate/up and down, tp 4 too; one tile where two would leave SMs idle: 8B's o and down +18-36% with two,
 // 70B's qkv +2-6%, at tp 4 +31-38%). Decode steps at batch 12 / 16 with this rule: 8B -7.4 / -7.4% against one tile
 // everywhere (session 57's default), a 70B shape (8 layers) -7.9 / -7.8% against session 57's default and -7.1 / -7.0%
-// against the e4m3 GEMM. bf16 lost with two tiles everywhere (8B steps +9%, 70B's +3-4%, against one tile): it keeps one.
+// against the e4m3 GEMM. bf16 lost with two tiles everywhere (8B steps +9%, 70B's +3-4%, against one tile): it keeps
+// one.
 bool two_row_tiles(int64_t tiles, int sms)
 {
     if (sms <= 0)
@@ -552,7 +553,8 @@ cudaError_t launch_variant(const variant &v, int64_t n, OutT *out, const bf16 *x
         if (v.fam != FAM_MMA)
             return launch_variant<OutT, SILU, FP8>(kVariants[0], n, out, x, W, wscale, bias, m, k, s);
     }
-    if (FP8 && n > 8 && v.warps == 0 && two_row_tiles(SILU ? ((int64_t)m + 7) / 8 : ((int64_t)m + 15) / 16, dev.sms))
+    const int64_t tiles = SILU ? ((int64_t)m + 7) / 8 : ((int64_t)m + 15) / 16; // row tiles of one block each
+    if (FP8 && n > 8 && v.warps == 0 && two_row_tiles(tiles, dev.sms))
         return launch_mma<8, 2, OutT, SILU, FP8, 2>(pdl, out, x, W, wscale, bias, n, m, k, s);
     if (v.warps == 0) {
         // Auto: the row tiles (16 rows each) should all be resident at once with as many bytes in flight
@@ -562,7 +564,6 @@ cudaError_t launch_variant(const variant &v, int64_t n, OutT *out, const bf16 *x
         // against 377.5 with this rule, 342.1 with 16 warps always; session 19).
         // (Two tiles of x rows, n > 8, keep 8 warps: the 16-warp two-tile form's registers leave one block a SM, so
         // the tiles would not all be resident; unmeasured.)
-        const int64_t tiles = SILU ? ((int64_t)m + 7) / 8 : ((int64_t)m + 15) / 16;
         if (!FP8 && n <= 8 && dev.sms > 0 && tiles <= 2 * (int64_t)dev.sms) {
             // (8 warps x 8 chunks was ahead of 16 x 4 in bench_backend on the H200 for both m = 4096 shapes,
             // o_proj 85.4 vs 80.4% of copy, but not end to end: 225.0 vs 225.1-225.7 tok/s at batch 1,
