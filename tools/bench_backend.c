@@ -4,7 +4,7 @@
  * bandwidth. Attention runs each case twice through the launcher's switch SS_ATTN_FORCE=old|tiled
  * (set and cleared here): the CUDA-core kernel and the tensor-core kernel of attn_tiled.cu.
  * Usage: bench_backend [--iters N] [--device I] [--attn-sweep] [--attn-prefill] [--attn-prefill-at START]
- * [--attn-dense] [--attn-case B:CTX] [--kv fp8] [--linear-rows [--weights fp8]].
+ * [--attn-dense] [--attn-case B:CTX] [--kv fp8] [--linear-rows [--weights fp8] [--rows N,N,...] [--graphs]].
  * Needs a build with CUDA and a GPU. --attn-case times one decode attention case as the launcher picks (for a
  * profiler).
  * --attn-sweep times only the tensor-core attention: decode at contexts 1..2048 as the launcher picks and in the
@@ -39,6 +39,7 @@ typedef struct bench {
     uint16_t *chunk; /* [CHUNK_ELEMS] random bf16 to fill buffers with */
     ss_cuda_timer *timer;
     int iters;
+    int graphs; /* --graphs: --linear-rows times its calls replayed from a CUDA graph, as decode steps run them */
     double copy_gbs; /* measured device-to-device bandwidth (bytes read + written per second) */
 } bench;
 
@@ -412,14 +413,36 @@ static void run_attn_prefill(bench *b, int32_t only_start)
  * quantised by linear_quantize), on Llama-3-8B, 70B and 70B-at-tp-4 shapes, and bf16 lm_heads (matmul, f32 out). Run
  * it under SS_GEMV_MAX / SS_FP8_GEMV_MAX=8 and =16 to compare the GEMV's two-tile form with the GEMMs a shape at a
  * time (one H200, session 57: the 8B steps gained with the GEMV, the 70B ones lost), and under SS_GEMV_VARIANT to
- * compare the GEMV's forms (session 58: one row tile a block, mma-w8u4-pdl, against two, mma-m2-pdl). */
+ * compare the GEMV's forms (session 58: one row tile a block, mma-w8u4-pdl, against two, mma-m2-pdl). --rows: other
+ * row counts (session 59: 17-64). --graphs: the timed calls replayed from one CUDA graph, without the host's launch
+ * costs, as decode steps run them (without it, calls of a few microseconds may time the host: session 59's per-call
+ * times of the fp8 GEMV and GEMM at 17 rows predicted a third of what 8B steps measured). */
 typedef struct lin_shape {
     const char *name;
     int32_t m, k; /* matmul_silu: m = 2 * inter */
     int silu;
 } lin_shape;
 
-static void bench_linear_rows(bench *b)
+#define LIN_ROWS_MAX 16 /* --rows: at most this many row counts, each 1..256 */
+
+/* iters calls of one projection at n rows, over the copies of ws (as the forward pass calls them). */
+static void lin_calls(bench *b, const lin_shape *sh, const wset *ws, void *out, const void *x, void *gu, int64_t n,
+                      int iters)
+{
+    const ss_backend_i *B = b->be->iface;
+    for (int i = 0; i < iters; i++) {
+        const void *W = ws->W[i % ws->copies];
+        ss_status st = sh->silu ? B->matmul_silu(b->be->ctx, out, x, W, n, sh->m / 2, sh->k)
+                                : B->linear(b->be->ctx, out, x, W, NULL, n, sh->m, sh->k);
+        if (st == SS_ERR_UNSUPPORTED && sh->silu) { /* as the forward pass: linear, then silu_mul */
+            CHECK(B->linear(b->be->ctx, gu, x, W, NULL, n, sh->m, sh->k));
+            st = B->silu_mul(b->be->ctx, out, gu, n, sh->m / 2);
+        }
+        CHECK(st);
+    }
+}
+
+static void bench_linear_rows(bench *b, const int64_t *ns, int nn)
 {
     static const lin_shape shapes[] = {
         {"8B qkv", 6144, 4096, 0},        {"8B o", 4096, 4096, 0},          {"8B gate_up", 28672, 4096, 1},
@@ -427,8 +450,10 @@ static void bench_linear_rows(bench *b)
         {"70B gate_up", 57344, 8192, 1},  {"70B down", 8192, 28672, 0},     {"70B tp4 qkv", 2560, 8192, 0},
         {"70B tp4 o", 8192, 2048, 0},     {"70B tp4 gate_up", 14336, 8192, 1}, {"70B tp4 down", 8192, 7168, 0},
     };
-    static const int64_t ns[] = {8, 12, 16};
     const ss_backend_i *B = b->be->iface;
+    int64_t nmax = 0;
+    for (int i = 0; i < nn; i++)
+        nmax = ns[i] > nmax ? ns[i] : nmax;
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
         const lin_shape *sh = &shapes[si];
         wset ws;
@@ -443,29 +468,26 @@ static void bench_linear_rows(bench *b)
             }
         }
         const double wbytes = (double)ss_linear_bytes(b->be->linear_type, b->be->weight_dtype, sh->m, sh->k);
-        void *x = dalloc(b, (size_t)16 * sh->k * 2), *out = dalloc(b, (size_t)16 * sh->m * 2);
-        void *gu = dalloc(b, (size_t)16 * sh->m * 2);
-        fill_random(b, x, (size_t)16 * sh->k * 2);
-        for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++) {
+        void *x = dalloc(b, (size_t)nmax * sh->k * 2), *out = dalloc(b, (size_t)nmax * sh->m * 2);
+        void *gu = dalloc(b, (size_t)nmax * sh->m * 2);
+        fill_random(b, x, (size_t)nmax * sh->k * 2);
+        for (int ni = 0; ni < nn; ni++) {
             const int64_t n = ns[ni];
             double ms = 0;
-            for (int pass = 0; pass < 2; pass++) { /* a warm-up pass of 3, then the timed one */
-                const int iters = pass ? b->iters : 3;
-                if (pass)
-                    CHECK(ss_cuda_timer_start(b->timer));
-                for (int i = 0; i < iters; i++) {
-                    const void *W = ws.W[i % ws.copies];
-                    ss_status st = sh->silu ? B->matmul_silu(b->be->ctx, out, x, W, n, sh->m / 2, sh->k)
-                                            : B->linear(b->be->ctx, out, x, W, NULL, n, sh->m, sh->k);
-                    if (st == SS_ERR_UNSUPPORTED && sh->silu) { /* as the forward pass: linear, then silu_mul */
-                        CHECK(B->linear(b->be->ctx, gu, x, W, NULL, n, sh->m, sh->k));
-                        st = B->silu_mul(b->be->ctx, out, gu, n, sh->m / 2);
-                    }
-                    CHECK(st);
-                }
-                if (pass)
-                    CHECK(ss_cuda_timer_stop(b->timer, &ms));
+            lin_calls(b, sh, &ws, out, x, gu, n, 3); /* warm-up */
+            const uint64_t key = 0x11e40000ull + (uint64_t)si * 1024 + (uint64_t)n;
+            if (b->graphs) { /* one graph of the timed calls, replayed once untimed first */
+                CHECK(B->graph_begin(b->be->ctx, key));
+                lin_calls(b, sh, &ws, out, x, gu, n, b->iters);
+                CHECK(B->graph_end(b->be->ctx, key));
+                CHECK(B->graph_launch(b->be->ctx, key));
             }
+            CHECK(ss_cuda_timer_start(b->timer));
+            if (b->graphs)
+                CHECK(B->graph_launch(b->be->ctx, key));
+            else
+                lin_calls(b, sh, &ws, out, x, gu, n, b->iters);
+            CHECK(ss_cuda_timer_stop(b->timer, &ms));
             char label[96];
             snprintf(label, sizeof label, "%s n=%lld %dx%d", sh->name, (long long)n, sh->m, sh->k);
             report(b, label, ms / b->iters, wbytes, 0);
@@ -476,7 +498,7 @@ static void bench_linear_rows(bench *b)
         B->free_buf(b->be->ctx, gu);
     }
     if (b->be->linear_type == SS_LINEAR_ACT) {
-        for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++) {
+        for (int ni = 0; ni < nn; ni++) {
             bench_matmul(b, "lm_head 8B (f32 out)", ns[ni], 128256, 4096, SS_DTYPE_F32);
             bench_matmul(b, "lm_head 70B (f32 out)", ns[ni], 128256, 8192, SS_DTYPE_F32);
         }
@@ -531,7 +553,9 @@ int main(int argc, char **argv)
     int prefill = 0; /* --attn-prefill: only the prefill attention, per form */
     int32_t prefill_at = -1; /* --attn-prefill-at START: one chunk at START in the wgmma form */
     int dense = 0;   /* --attn-dense: decode tiles per form at forced split counts */
-    int linear_rows = 0; /* --linear-rows: the projections at 8-16 rows (bench_linear_rows) */
+    int linear_rows = 0; /* --linear-rows: the projections at 8, 12, 16 rows or --rows LIST (bench_linear_rows) */
+    int64_t rows[LIN_ROWS_MAX] = {8, 12, 16};
+    int nrows = 3;
     ss_linear_type linear_type = SS_LINEAR_ACT; /* --weights fp8 */
     int case_batch = 0, case_ctx = 0; /* --attn-case B:CTX: one decode attention case (for a profiler) */
     ss_kv_type kv_type = SS_KV_ACT;
@@ -551,6 +575,26 @@ int main(int argc, char **argv)
             dense = 1;
         } else if (strcmp(argv[i], "--linear-rows") == 0) {
             linear_rows = 1;
+        } else if (strcmp(argv[i], "--graphs") == 0) {
+            b.graphs = 1;
+        } else if (i + 1 < argc && strcmp(argv[i], "--rows") == 0) {
+            const char *arg = argv[++i];
+            char *end = (char *)arg;
+            nrows = 0;
+            do {
+                const char *p = nrows ? end + 1 : arg;
+                const long long v = strtoll(p, &end, 10);
+                if (end == p || v < 1 || v > 256 || nrows == LIN_ROWS_MAX || (*end && *end != ',')) {
+                    nrows = 0;
+                    break;
+                }
+                rows[nrows++] = v;
+            } while (*end);
+            if (nrows == 0) {
+                fprintf(stderr, "bench_backend: --rows wants up to %d counts of 1-256, comma-separated (got '%s')\n",
+                        LIN_ROWS_MAX, arg);
+                return 2;
+            }
         } else if (i + 1 < argc && strcmp(argv[i], "--weights") == 0) {
             if (strcmp(argv[++i], "fp8") != 0) {
                 fprintf(stderr, "bench_backend: --weights takes fp8 (got '%s')\n", argv[i]);
@@ -576,7 +620,7 @@ int main(int argc, char **argv)
             fprintf(stderr,
                     "bench_backend: unknown argument '%s' (usage: [--iters N] [--device I] [--attn-sweep] "
                     "[--attn-prefill] [--attn-prefill-at START] [--attn-dense] [--attn-case B:CTX] [--kv fp8] "
-                    "[--linear-rows [--weights fp8]])\n",
+                    "[--linear-rows [--weights fp8] [--rows N,N,...] [--graphs]])\n",
                     argv[i]);
             return 2;
         }
@@ -618,7 +662,7 @@ int main(int argc, char **argv)
     else if (dense)
         run_attn_dense(&b);
     else if (linear_rows)
-        bench_linear_rows(&b);
+        bench_linear_rows(&b, rows, nrows);
     else
         run_all(&b);
     ss_cuda_timer_destroy(b.timer);
