@@ -29,9 +29,12 @@
  * switches), so that those paths stay tested at small row counts. */
 #define GEMV_ROWS 8
 #define GEMV_ROWS_MAX 16
+#define GEMV_FP8_ROWS_MAX 32 /* fp8 weights: the W8A16 GEMV's four tiles of x rows (off by default), on gpuqw ... */
+#define GEMV_FP8_WIDE_ELEMS (8192LL * 4096) /* ... on matrices up to this many weights (SS_FP8_GEMV_WIDE_ELEMS) */
 #define GEMV2_MAX_ELEMS (28672LL * 4096) /* the largest bf16 matrix of the two-tile form by default: 8B's gate/up */
 #ifdef SS_HAVE_CUDA
 _Static_assert(GEMV_ROWS_MAX == SS_CUDA_GEMV_MAX_N, "the tests' GEMV bound is the kernels'");
+_Static_assert(GEMV_FP8_ROWS_MAX == SS_CUDA_GEMV_FP8_MAX_N, "the tests' fp8 GEMV bound is the kernels'");
 _Static_assert(GEMV2_MAX_ELEMS == SS_CUDA_GEMV2_MAX_ELEMS, "the tests' size limit is the backend's");
 #endif
 
@@ -42,6 +45,7 @@ typedef struct pair {
     ss_backend *gpu8o;       /* gpu8 with the persistent kernel's fp8 forms off (SS_PERSIST_FP8=0 at its creation) */
     ss_backend *gpug8;       /* gpu with the bf16 GEMV up to 8 rows, cuBLASLt past them (SS_GEMV_MAX=8) */
     ss_backend *gpuqg8;      /* gpuq with the fp8 GEMV up to 8 rows, the e4m3 GEMM past them (SS_FP8_GEMV_MAX=8) */
+    ss_backend *gpuqw;       /* gpuq with the fp8 GEMV at 17-32 rows on matrices up to GEMV_FP8_WIDE_ELEMS */
     ss_backend *cpuq, *gpuq; /* ... and with fp8 projection weights (ss_backend_params.linear_type) */
     ss_backend *cpuq8, *gpuq8; /* ... with both: fp8 projection weights and an fp8 KV cache */
     ss_backend *gpuqo;       /* gpuq with the persistent kernel's fp8 form off (SS_PERSIST_FP8=0 at its creation) */
@@ -211,6 +215,7 @@ static int group_setup(void **state)
     unsetenv("SS_PERSIST_FP8"); /* the backends below read it when created; each case sets what it tests */
     unsetenv("SS_GEMV_MAX");
     unsetenv("SS_FP8_GEMV_MAX");
+    unsetenv("SS_FP8_GEMV_WIDE_ELEMS");
     pair *p = calloc(1, sizeof *p);
     ss_backend_params prm = ss_backend_default_params();
     prm.device = SS_DEVICE_CPU;
@@ -234,7 +239,9 @@ static int group_setup(void **state)
     if (make_backend(&prm, NULL, NULL, &p->gpuq, "cuda backend (fp8 weights)") ||
         make_backend(&prm, "SS_PERSIST_FP8", "0", &p->gpuqo, "cuda backend (fp8 weights, persistent fp8 form off)") ||
         make_backend(&prm, "SS_FP8_OUTER", "0", &p->gpuqs, "cuda backend (fp8 weights, scales by a kernel)") ||
-        make_backend(&prm, "SS_FP8_GEMV_MAX", "8", &p->gpuqg8, "cuda backend (fp8 weights, the GEMV up to 8 rows)"))
+        make_backend(&prm, "SS_FP8_GEMV_MAX", "8", &p->gpuqg8, "cuda backend (fp8 weights, the GEMV up to 8 rows)") ||
+        make_backend(&prm, "SS_FP8_GEMV_WIDE_ELEMS", "33554432", &p->gpuqw,
+                     "cuda backend (fp8 weights, the GEMV up to 32 rows on small matrices)"))
         return -1;
     prm.device = SS_DEVICE_CPU;
     if (make_backend(&prm, NULL, NULL, &p->cpuq, "cpu backend (fp8 weights)"))
@@ -257,6 +264,7 @@ static int group_teardown(void **state)
     if (p) {
         ss_backend_destroy(p->gpug8);
         ss_backend_destroy(p->gpuqg8);
+        ss_backend_destroy(p->gpuqw);
         ss_backend_destroy(p->gpuq8);
         ss_backend_destroy(p->cpuq8);
         ss_backend_destroy(p->gpuqo);
@@ -432,14 +440,17 @@ static int gemv_variant_index(const char *name)
 }
 
 /* fp8 projection weights: linear_quantize byte for byte (the same arithmetic on both devices), then linear: the
- * W8A16 GEMV (n <= GEMV_ROWS_MAX; GEMV_ROWS on gpuqg8) at bf16 tolerance, the fp8 GEMM
+ * W8A16 GEMV (n <= GEMV_ROWS_MAX; GEMV_ROWS on gpuqg8; on gpuqw GEMV_FP8_ROWS_MAX up to GEMV_FP8_WIDE_ELEMS weights) at
+ * bf16 tolerance, the fp8 GEMM
  * (activations rounded to e4m3 too, a scale a token) at fp8's. Then a token's independence of the others past 8
  * rows: with row 0 of x times 64 (exact), rows 1.. of the result are the same bits, and in the GEMM row 0 is 64 times
  * its old value (exact: its codes are the same, its scale 64 times; the GEMV's f16 x would round a subnormal
  * differently). */
 static void check_linear_fp8(pair *p, ss_backend *g, int64_t n, int32_t m, int32_t k, int with_bias)
 {
-    const int64_t gemv = g == p->gpuqg8 ? GEMV_ROWS : GEMV_ROWS_MAX;
+    const int64_t gemv = g == p->gpuqg8                                              ? GEMV_ROWS
+                         : g == p->gpuqw && (int64_t)m * k <= GEMV_FP8_WIDE_ELEMS ? GEMV_FP8_ROWS_MAX
+                                                                                     : GEMV_ROWS_MAX;
     ss_backend *c = p->cpuq;
     float *x = rand_vec(p, n * k, 1.0f), *w = rand_vec(p, (int64_t)m * k, 0.1f), *b = rand_vec(p, m, 0.5f);
     void *wc = dev_weight(c, w, (int64_t)m * k), *wg = dev_weight(g, w, (int64_t)m * k);
@@ -463,7 +474,10 @@ static void check_linear_fp8(pair *p, ss_backend *g, int64_t n, int32_t m, int32
     assert_int_equal(g->iface->sync(g->ctx), SS_OK); /* expect_close downloads through p->gpu's stream */
     char what[96];
     snprintf(what, sizeof what, "fp8 linear n=%lld m=%d k=%d bias=%d%s", (long long)n, m, k, with_bias,
-             g == p->gpuqs ? " (scales by a kernel)" : g == p->gpuqg8 ? " (the GEMV up to 8 rows)" : "");
+             g == p->gpuqs    ? " (scales by a kernel)"
+             : g == p->gpuqg8 ? " (the GEMV up to 8 rows)"
+             : g == p->gpuqw  ? " (the GEMV up to 32 rows)"
+                              : "");
     expect_close(p, oc, og, n * m, n <= gemv ? BF16_TOL : 6e-2, what);
     if (n > 8 && !with_bias) {
         float *before = host_of(g, og, n * m, g->act_dtype);
@@ -504,11 +518,12 @@ static void test_linear_fp8(void **state)
     check_linear_fp8(p, p->gpuqs, 300, 200, 4096, 1);
     check_linear_fp8(p, p->gpuqs, 17, 40, 4096, 0);
     /* the GEMV's two tiles of x rows (a partial second one, a whole one) and one tile and the GEMM on either side;
-     * the same row counts with the GEMV up to one tile only (the GEMM from 9 rows) */
-    const int64_t n16[] = {8, 9, 13, 16, 17};
+     * the same row counts with the GEMV up to one tile only (the GEMM from 9 rows), and with four tiles of x rows at
+     * 17-32 (gpuqw: partial and whole, the GEMM past them) */
+    const int64_t n16[] = {8, 9, 13, 16, 17, 24, 32, 33};
     for (size_t i = 0; i < sizeof n16 / sizeof n16[0]; i++) {
-        for (int g8 = 0; g8 < 2; g8++) {
-            ss_backend *g = g8 ? p->gpuqg8 : p->gpuq;
+        for (int gi = 0; gi < 3; gi++) {
+            ss_backend *g = gi == 2 ? p->gpuqw : gi ? p->gpuqg8 : p->gpuq;
             check_linear_fp8(p, g, n16[i], 352, 128, 0);
             check_linear_fp8(p, g, n16[i], 200, 4096, 1);
             check_linear_fp8(p, g, n16[i], 96, 14336, 0);
@@ -519,6 +534,9 @@ static void test_linear_fp8(void **state)
      * bf16 tolerance, which the e4m3 GEMM's rounding of x should exceed) */
     check_linear_fp8(p, p->gpuq, 12, 28672, 4096, 0);
     check_linear_fp8(p, p->gpuq, 12, 8192, 14352, 0);
+    /* gpuqw at 17-32 rows: the GEMV up to its size limit, the GEMM one column of chunks past it */
+    check_linear_fp8(p, p->gpuqw, 24, 8192, 4096, 1);
+    check_linear_fp8(p, p->gpuqw, 24, 8192, 4112, 0);
     /* two row tiles a block (gemv.cu takes them on larger matrices only) on small ones, partial tiles included */
     const int v0 = gemv_variant_now();
     gemv_variant_set(gemv_variant_index("mma-m2-pdl"));
@@ -584,7 +602,7 @@ static void check_matmul_silu(pair *p, int64_t n, int32_t inter, int32_t k, int 
 static void test_matmul_silu(void **state)
 {
     NEED_GPU(state);
-    const int64_t ns[] = {1, 3, 8, 11, 16, 17, 64};
+    const int64_t ns[] = {1, 3, 8, 11, 16, 17, 27, 32, 33, 64};
     for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++) {
         for (int quant = 0; quant < 2; quant++) {
             for (int two_tile = 0; two_tile < 2; two_tile++) {
@@ -667,6 +685,12 @@ static void test_rows_independent(void **state)
             const int cross = sizes[i][0] <= 8 && sizes[i][1] > 8;
             check_rows_independent(p, bs[b], sizes[i][0], sizes[i][1], b < 2 && cross ? 8192 : 1002, 4096);
         }
+    /* fp8 weights' four tiles of x rows (gpuqw: 17-32 rows of matrices up to GEMV_FP8_WIDE_ELEMS) against two and
+     * one */
+    const int64_t sizes8[][2] = {{17, 32}, {16, 32}, {8, 24}, {24, 32}};
+    for (size_t i = 0; i < sizeof sizes8 / sizeof sizes8[0]; i++)
+        for (int big = 0; big < 2; big++)
+            check_rows_independent(p, p->gpuqw, sizes8[i][0], sizes8[i][1], big ? 4096 : 1002, 4096);
 }
 
 /* Every GEMV kernel variant at n = 1..GEMV_ROWS (one tile of x rows, then two; the SIMT variants take up to 8 and

@@ -72,6 +72,7 @@ typedef struct cu_ctx {
     void *act8;                 /* lin_fp8: [CU_ACT8_BYTES] e4m3 activations, then [CU_ACT8_ROWS] f32 row scales */
     void *gu8;                  /* lin_fp8: [CU_GU8_BYTES] the fp8 SwiGLU's unscaled gate/up product */
     int64_t fp8_gemv_max;       /* lin_fp8: largest n the W8A16 GEMV takes (SS_FP8_GEMV_MAX, default 16) */
+    int64_t fp8_wide_elems;     /* lin_fp8: largest m x k whose 17-32 rows take the GEMV (SS_FP8_GEMV_WIDE_ELEMS; 0) */
     int64_t gemv_max;           /* largest n the bf16 GEMV takes (SS_GEMV_MAX, default 16); more go to cuBLASLt */
     int gemv_sized; /* bf16: two tiles only up to SS_CUDA_GEMV2_MAX_ELEMS (unless the switch is set) */
     int persist_fp8; /* lin_fp8 or kv_fp8: where decode_layers runs the persistent kernel's fp8 forms: 1 at every tp
@@ -463,6 +464,22 @@ static ss_status cu_matmul_silu(void *ctx, void *out, const void *x, const void 
     return SS_OK;
 }
 
+/* Whether fp8 weights' n rows of an [m, k] matrix take the W8A16 GEMV: up to fp8_gemv_max (16; SS_FP8_GEMV_MAX) on
+ * every matrix, and 17-32 (its four-tile form) on matrices of up to fp8_wide_elems (SS_FP8_GEMV_WIDE_ELEMS; unset: 0,
+ * none). Timed call by call (bench_backend --linear-rows, without graphs; one H200, session 59), the e4m3 GEMM at 17-32
+ * rows ran 8B's o at ~20% of the copy rate and its qkv at ~30% (x's quantisation included), and the four-tile form
+ * was faster on those (o 10.4-11.4 us against 16.5-17.7; qkv 16.0-18.5 against 17.1-18.4) and on 70B's at tp 4, slower
+ * on larger ones (four tiles read x's bytes four times W's through L1/L2: 8B's gate/up 55-62 us against 38-39). But
+ * with the form on every matrix 8B steps at 17-32 rows were 1.0-1.3 ms slower, where those times predicted +0.35 at 17: the
+ * per-call times did not predict steps, so the switch (8192 x 4096 would take 8B's qkv and o) stays off until steps
+ * measure it (bench_backend --graphs now times calls as steps run them). */
+static int cu_fp8_gemv_takes(const cu_ctx *c, int64_t n, int32_t m, int32_t k)
+{
+    if (n <= c->fp8_gemv_max)
+        return 1;
+    return n > SS_CUDA_GEMV_MAX_N && c->fp8_gemv_max >= SS_CUDA_GEMV_MAX_N && (int64_t)m * k <= c->fp8_wide_elems;
+}
+
 /* Linear weights (backend.h, ss_linear_bytes). fp8: up to fp8_gemv_max rows through the W8A16 GEMV (gemv.cu); more rows are
  * quantised to e4m3, one scale a token (so a row's result does not depend on the other rows of the call), for
  * cuBLASLt's fp8 GEMM; ss_cuda_lt_matmul_fp8 applies the weights' row scales and the tokens' scales. */
@@ -475,7 +492,7 @@ static ss_status cu_linear(void *ctx, void *out, const void *x, const void *W, c
     if (n <= 0 || m <= 0)
         return SS_OK;
     const float *w_scale = (const float *)((const char *)W + ss_linear_fp8_scale_offset(m, k));
-    if (n <= c->fp8_gemv_max && ss_cuda_gemv_fp8_supported(x, W, n, k)) {
+    if (cu_fp8_gemv_takes(c, n, m, k) && ss_cuda_gemv_fp8_supported(x, W, n, k)) {
         KCHECK(c, ss_cuda_gemv_fp8(c->stream, out, x, W, w_scale, bias, n, m, k));
         return SS_OK;
     }
@@ -1023,6 +1040,10 @@ ss_status ss_backend_cuda_create(const ss_backend_params *params, ss_backend **o
          * now sizes both by one bound). */
         const char *gm = getenv("SS_FP8_GEMV_MAX");
         c->fp8_gemv_max = gm && *gm ? strtol(gm, NULL, 10) : SS_CUDA_GEMV_MAX_N;
+        /* Benchmark switch: the largest matrix (m x k) whose 17-32 rows take the GEMV's four-tile form. Unset: 0, none
+         * (the e4m3 GEMM, as before session 59) until decode steps have measured it (cu_fp8_gemv_takes). */
+        const char *we = getenv("SS_FP8_GEMV_WIDE_ELEMS");
+        c->fp8_wide_elems = we && *we ? strtoll(we, NULL, 10) : 0;
     }
     /* Benchmark switch: rows the bf16 GEMV takes (0..16, on every matrix; cuBLASLt above). Unset: 16 up to
      * SS_CUDA_GEMV2_MAX_ELEMS, 8 on larger matrices, since session 57, whose loop form of the GEMV's epilogue

@@ -1,13 +1,14 @@
-// gemv.cu — the skinny GEMM of decoding: out[n, m] = x[n, k] . W[m, k]^T (+ bias) for n <= 16, streaming W
-// once at close to the memory bandwidth (also over fp8 e4m3 weights with a scale a row, backend.h's linear format,
-// in the tensor-core family: W8A16 with x rounded to f16). Two kernel families, chosen by a run-time variant (benchmarks
-// compare them in one run; the server keeps the default): a SIMT kernel (each warp owns R rows, lanes load
-// 16 bytes per row per step) and a tensor-core kernel (a block owns a tile of 16 rows, or two for fp8 weights at
-// 9..16 x rows where two_row_tiles says so; its warps split k, mma.sync m16n8k16 with x as the n side: one tile of 8
-// x rows, or two for 9..16; the SIMT family takes up to 8; the backend sends 17+ rows, and 9+ of bf16 matrices larger than 8B's gate/up, to
-// cuBLASLt, fp8's 17+ to the e4m3 GEMM, backend_cuda.c). On sm_90+ both can be launched with programmatic dependent
-// launch: the first loads of W (never written by a kernel) are issued before waiting for the previous kernel.
-// The tensor-core kernel also has a SwiGLU form for the MLP's fused gate/up weight: each tile takes 8
+// gemv.cu — the skinny GEMM of decoding: out[n, m] = x[n, k] . W[m, k]^T (+ bias) for n <= 16 (fp8 weights: 32),
+// streaming W once at close to the memory bandwidth (also over fp8 e4m3 weights with a scale a row, backend.h's linear
+// format, in the tensor-core family: W8A16 with x rounded to f16). Two kernel families, chosen by a run-time variant
+// (benchmarks compare them in one run; the server keeps the default): a SIMT kernel (each warp owns R rows, lanes load
+// 16 bytes per row per step) and a tensor-core kernel (a block owns a tile of 16 rows, or two for fp8 weights at 9..16
+// x rows where two_row_tiles says so; its warps split k, mma.sync m16n8k16 with x as the n side: one tile of 8 x rows,
+// two for 9..16, four for fp8's 17..32; the SIMT family takes up to 8). The backend (backend_cuda.c) sends 17+ bf16
+// rows, and 9+ of bf16 matrices larger than 8B's gate/up, to cuBLASLt, and fp8's 17+ to the e4m3 GEMM (its switch
+// SS_FP8_GEMV_WIDE_ELEMS sends 17-32 rows of small matrices here). On sm_90+ both can be launched with programmatic
+// dependent launch: the first loads of W (never written by a kernel) are issued before waiting for the previous
+// kernel. The tensor-core kernel also has a SwiGLU form for the MLP's fused gate/up weight: each tile takes 8
 // gate rows and the 8 matching up rows, and stores silu(gate) * up, so no separate kernel follows.
 #include <atomic>
 #include <stdlib.h>
@@ -199,10 +200,11 @@ __device__ __forceinline__ void mma_chunk(float (&acc0)[NT][4], float (&acc1)[NT
 
 // Blocks per SM each mma configuration is built for (registers capped to fit; shared memory is small). Two tiles of
 // x (NT 2) hold twice the x registers: a block fewer. Two row tiles a block (MT 2, 2 chunks a step: as many loads in
-// flight a warp as one tile's 4) hold twice the accumulators: 2 blocks of 8 warps, 1 of 16.
+// flight a warp as one tile's 4) hold twice the accumulators: 2 blocks of 8 warps, 1 of 16. Four tiles of x (NT 4, fp8
+// only: 8 warps, 2 chunks a step, one row tile) fit 2 blocks in 128 registers.
 constexpr int mma_min_blocks(int warps, int unroll, int nt, int mt)
 {
-    return mt > 1 ? (warps >= 16 ? 1 : 2)
+    return nt > 2 ? 2 : mt > 1 ? (warps >= 16 ? 1 : 2)
                   : (warps <= 4 ? 4 : (warps >= 16 ? 2 : (unroll <= 4 ? 3 : 2))) - (nt > 1 ? 1 : 0);
 }
 
@@ -554,6 +556,15 @@ cudaError_t launch_variant(const variant &v, int64_t n, OutT *out, const bf16 *x
             return launch_variant<OutT, SILU, FP8>(kVariants[0], n, out, x, W, wscale, bias, m, k, s);
     }
     const int64_t tiles = SILU ? ((int64_t)m + 7) / 8 : ((int64_t)m + 15) / 16; // row tiles of one block each
+    // fp8 at 17-32 rows: four tiles of x rows, one form whatever the variant (8 warps, 2 chunks a step, one row tile a
+    // block: of five forms timed call by call on one H200, session 59, the fastest on 8B's qkv, o and down, where the
+    // e4m3 GEMM is slow; it loses to the GEMM on larger matrices: four tiles read x's bytes four times W's through
+    // L1/L2. Two row tiles a block, 1 block an SM, matched it on down and lost 4-20% on o and qkv. An e4m3-to-bf16
+    // conversion by integer ops instead of cvt, bf16 mma, made 8B steps at 4-16 rows 7-9% slower).
+    if constexpr (FP8)
+        if (n > 16)
+            return launch(pdl, gemv_mma<8, 2, OutT, SILU, FP8, 4, 1>, blocks_for(m, SILU ? 8 : 16), 8 * 32, s, out, x,
+                          W, wscale, bias, (int)n, m, k);
     if (FP8 && n > 8 && v.warps == 0 && two_row_tiles(tiles, dev.sms))
         return launch_mma<8, 2, OutT, SILU, FP8, 2>(pdl, out, x, W, wscale, bias, n, m, k, s);
     if (v.warps == 0) {
@@ -631,7 +642,7 @@ static const variant &fp8_variant()
 
 extern "C" int ss_cuda_gemv_fp8_supported(const void *x, const void *W, int64_t n, int32_t k)
 {
-    return n >= 1 && n <= SS_CUDA_GEMV_MAX_N && k > 0 && k % 16 == 0 && ((uintptr_t)x & 15u) == 0 &&
+    return n >= 1 && n <= SS_CUDA_GEMV_FP8_MAX_N && k > 0 && k % 16 == 0 && ((uintptr_t)x & 15u) == 0 &&
            ((uintptr_t)W & 15u) == 0;
 }
 
