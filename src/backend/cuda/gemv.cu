@@ -557,9 +557,9 @@ cudaError_t launch_variant(const variant &v, int64_t n, OutT *out, const bf16 *x
     }
     const int64_t tiles = SILU ? ((int64_t)m + 7) / 8 : ((int64_t)m + 15) / 16; // row tiles of one block each
     // fp8 at 17-32 rows: four tiles of x rows, one form whatever the variant (8 warps, 2 chunks a step, one row tile a
-    // block: of five forms timed call by call on one H200, session 59, the fastest on 8B's qkv, o and down, where the
-    // e4m3 GEMM is slow; it loses to the GEMM on larger matrices: four tiles read x's bytes four times W's through
-    // L1/L2. Two row tiles a block, 1 block an SM, matched it on down and lost 4-20% on o and qkv. An e4m3-to-bf16
+    // block: of five forms timed call by call on one H200, session 59, the fastest on 8B's qkv and o at 17-24 rows,
+    // where the e4m3 GEMM is slow; it loses to the GEMM on larger matrices: four tiles read x's bytes four times W's
+    // through L1/L2. Two row tiles a block, 1 block an SM, beat it on down and lost up to 20% on qkv. An e4m3-to-bf16
     // conversion by integer ops instead of cvt, bf16 mma, made 8B steps at 4-16 rows 7-9% slower).
     if constexpr (FP8)
         if (n > 16)
