@@ -416,7 +416,8 @@ static void run_attn_prefill(bench *b, int32_t only_start)
  * compare the GEMV's forms (session 58: one row tile a block, mma-w8u4-pdl, against two, mma-m2-pdl). --rows: other
  * row counts (session 59: 17-64). --graphs: the timed calls replayed from one CUDA graph, without the host's launch
  * costs, as decode steps run them (without it, calls of a few microseconds may time the host: session 59's per-call
- * times of the fp8 GEMV and GEMM at 17 rows predicted a third of what 8B steps measured). */
+ * times of the fp8 GEMV and GEMM at 17 rows predicted a third of what 8B steps measured); the lm_heads stay call by
+ * call. */
 typedef struct lin_shape {
     const char *name;
     int32_t m, k; /* matmul_silu: m = 2 * inter */
@@ -489,7 +490,8 @@ static void bench_linear_rows(bench *b, const int64_t *ns, int nn)
                 lin_calls(b, sh, &ws, out, x, gu, n, b->iters);
             CHECK(ss_cuda_timer_stop(b->timer, &ms));
             char label[96];
-            snprintf(label, sizeof label, "%s n=%lld %dx%d", sh->name, (long long)n, sh->m, sh->k);
+            snprintf(label, sizeof label, "%s n=%lld %dx%d%s", sh->name, (long long)n, sh->m, sh->k,
+                     b->graphs ? " (graph)" : "");
             report(b, label, ms / b->iters, wbytes, 0);
         }
         wset_free(b, &ws);
@@ -555,7 +557,7 @@ int main(int argc, char **argv)
     int dense = 0;   /* --attn-dense: decode tiles per form at forced split counts */
     int linear_rows = 0; /* --linear-rows: the projections at 8, 12, 16 rows or --rows LIST (bench_linear_rows) */
     int64_t rows[LIN_ROWS_MAX] = {8, 12, 16};
-    int nrows = 3;
+    int nrows = 3, rows_given = 0;
     ss_linear_type linear_type = SS_LINEAR_ACT; /* --weights fp8 */
     int case_batch = 0, case_ctx = 0; /* --attn-case B:CTX: one decode attention case (for a profiler) */
     ss_kv_type kv_type = SS_KV_ACT;
@@ -579,7 +581,7 @@ int main(int argc, char **argv)
             b.graphs = 1;
         } else if (i + 1 < argc && strcmp(argv[i], "--rows") == 0) {
             const char *arg = argv[++i];
-            char *end = (char *)arg;
+            char *end = NULL;
             nrows = 0;
             do {
                 const char *p = nrows ? end + 1 : arg;
@@ -590,6 +592,7 @@ int main(int argc, char **argv)
                 }
                 rows[nrows++] = v;
             } while (*end);
+            rows_given = 1;
             if (nrows == 0) {
                 fprintf(stderr, "bench_backend: --rows wants up to %d counts of 1-256, comma-separated (got '%s')\n",
                         LIN_ROWS_MAX, arg);
@@ -624,6 +627,10 @@ int main(int argc, char **argv)
                     argv[i]);
             return 2;
         }
+    }
+    if ((b.graphs || rows_given) && !linear_rows) {
+        fprintf(stderr, "bench_backend: --rows and --graphs go with --linear-rows\n");
+        return 2;
     }
     if (b.iters < 1)
         b.iters = 1;

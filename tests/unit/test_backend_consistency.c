@@ -236,11 +236,13 @@ static int group_setup(void **state)
         return -1;
     prm.kv_type = SS_KV_ACT;
     prm.linear_type = SS_LINEAR_FP8;
+    char wide[32];
+    snprintf(wide, sizeof wide, "%lld", GEMV_FP8_WIDE_ELEMS);
     if (make_backend(&prm, NULL, NULL, &p->gpuq, "cuda backend (fp8 weights)") ||
         make_backend(&prm, "SS_PERSIST_FP8", "0", &p->gpuqo, "cuda backend (fp8 weights, persistent fp8 form off)") ||
         make_backend(&prm, "SS_FP8_OUTER", "0", &p->gpuqs, "cuda backend (fp8 weights, scales by a kernel)") ||
         make_backend(&prm, "SS_FP8_GEMV_MAX", "8", &p->gpuqg8, "cuda backend (fp8 weights, the GEMV up to 8 rows)") ||
-        make_backend(&prm, "SS_FP8_GEMV_WIDE_ELEMS", "33554432", &p->gpuqw,
+        make_backend(&prm, "SS_FP8_GEMV_WIDE_ELEMS", wide, &p->gpuqw,
                      "cuda backend (fp8 weights, the GEMV up to 32 rows on small matrices)"))
         return -1;
     prm.device = SS_DEVICE_CPU;
@@ -627,8 +629,9 @@ static void test_matmul_silu(void **state)
 /* A row's result does not depend on how many rows the call has (a graph step pads its batch to a bucket: 12 rows run
  * as 16) nor on the other rows' values: linear and matmul_silu over the first n_small of n_big rows, and over n_big
  * rows whose rows from n_small on are zeros, give the first n_small rows of the n_big-row call bit for bit (which of
- * the two differs tells a row-count effect from a data one). */
-static void check_rows_independent(pair *p, ss_backend *gb, int64_t n_small, int64_t n_big, int32_t m, int32_t k)
+ * the two differs tells a row-count effect from a data one). silu_too = 0: linear only. */
+static void check_rows_independent_ops(pair *p, ss_backend *gb, int64_t n_small, int64_t n_big, int32_t m, int32_t k,
+                                      int silu_too)
 {
     const int32_t inter = m / 2;
     float *x = rand_vec(p, n_big * k, 1.0f), *w = rand_vec(p, (int64_t)m * k, 0.1f);
@@ -637,7 +640,7 @@ static void check_rows_independent(pair *p, ss_backend *gb, int64_t n_small, int
     memcpy(xz, x, (size_t)(n_small * k) * sizeof *xz);
     void *xg = dev_act(gb, x, n_big * k), *xzg = dev_act(gb, xz, n_big * k), *wg = dev_linear(gb, w, m, k);
     const ss_backend_i *G = gb->iface;
-    for (int silu = 0; silu < 2; silu++) {
+    for (int silu = 0; silu < 1 + silu_too; silu++) {
         const int32_t cols = silu ? inter : m;
         void *o[3];
         for (int r = 0; r < 3; r++) {
@@ -667,6 +670,11 @@ static void check_rows_independent(pair *p, ss_backend *gb, int64_t n_small, int
     free(x), free(xz), free(w);
 }
 
+static void check_rows_independent(pair *p, ss_backend *gb, int64_t n_small, int64_t n_big, int32_t m, int32_t k)
+{
+    check_rows_independent_ops(p, gb, n_small, n_big, m, k, 1);
+}
+
 static void test_rows_independent(void **state)
 {
     NEED_GPU(state);
@@ -685,12 +693,13 @@ static void test_rows_independent(void **state)
             const int cross = sizes[i][0] <= 8 && sizes[i][1] > 8;
             check_rows_independent(p, bs[b], sizes[i][0], sizes[i][1], b < 2 && cross ? 8192 : 1002, 4096);
         }
-    /* fp8 weights' four tiles of x rows (gpuqw: 17-32 rows of matrices up to GEMV_FP8_WIDE_ELEMS) against two and
-     * one */
+    /* fp8 weights' four tiles of x rows (gpuqw: linear's 17-32 rows of matrices up to GEMV_FP8_WIDE_ELEMS; its
+     * matmul_silu takes the e4m3 GEMM there) against two and one; 8,192 rows: two row tiles a block at 16 rows (as 8B's
+     * qkv at 16 rows against 17 with the switch on), 1,002: one */
     const int64_t sizes8[][2] = {{17, 32}, {16, 32}, {8, 24}, {24, 32}};
     for (size_t i = 0; i < sizeof sizes8 / sizeof sizes8[0]; i++)
         for (int big = 0; big < 2; big++)
-            check_rows_independent(p, p->gpuqw, sizes8[i][0], sizes8[i][1], big ? 4096 : 1002, 4096);
+            check_rows_independent_ops(p, p->gpuqw, sizes8[i][0], sizes8[i][1], big ? 8192 : 1002, 4096, 0);
 }
 
 /* Every GEMV kernel variant at n = 1..GEMV_ROWS (one tile of x rows, then two; the SIMT variants take up to 8 and

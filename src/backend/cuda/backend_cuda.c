@@ -449,7 +449,7 @@ static ss_status cu_matmul_silu(void *ctx, void *out, const void *x, const void 
                                 int32_t k)
 {
     cu_ctx *c = ctx;
-    if (c->lin_fp8 && n > c->fp8_gemv_max)
+    if (c->lin_fp8 && (n > c->fp8_gemv_max || n > SS_CUDA_GEMV_MAX_N)) /* (the SwiGLU GEMV has no four-tile form) */
         return cu_silu_fp8_gemm(c, out, x, Wgu, n, inter, k);
     if (!c->lin_fp8 && !cu_gemv_takes(n, c->gemv_max, c->gemv_sized, 2 * (int64_t)inter, k))
         return SS_ERR_UNSUPPORTED; /* cuBLASLt + silu_mul */
@@ -464,20 +464,21 @@ static ss_status cu_matmul_silu(void *ctx, void *out, const void *x, const void 
     return SS_OK;
 }
 
-/* Whether fp8 weights' n rows of an [m, k] matrix take the W8A16 GEMV: up to fp8_gemv_max (16; SS_FP8_GEMV_MAX) on
- * every matrix, and 17-32 (its four-tile form) on matrices of up to fp8_wide_elems (SS_FP8_GEMV_WIDE_ELEMS; unset: 0,
- * none). Timed call by call (bench_backend --linear-rows, without graphs; one H200, session 59), the e4m3 GEMM at 17-32
- * rows ran 8B's o at ~20% of the copy rate and its qkv at ~30% (x's quantisation included), and the four-tile form
- * was faster on those (o 10.4-11.4 us against 16.5-17.7; qkv 16.0-18.5 against 17.1-18.4) and on 70B's at tp 4, slower
- * on larger ones (four tiles read x's bytes four times W's through L1/L2: 8B's gate/up 55-62 us against 38-39). But
- * with the form on every matrix 8B steps at 17-32 rows were 1.0-1.3 ms slower, where those times predicted +0.35 at 17: the
+/* Whether fp8 weights' n rows of an [m, k] matrix take the W8A16 GEMV: up to fp8_gemv_max (16; SS_FP8_GEMV_MAX, 0-32)
+ * on every matrix, and 17-32 (its four-tile form) on matrices of up to fp8_wide_elems (SS_FP8_GEMV_WIDE_ELEMS; unset:
+ * 0, none). Timed call by call (bench_backend --linear-rows, without graphs; one H200, session 59), the e4m3 GEMM at
+ * 17-32 rows ran 8B's o at ~20% of the copy rate and its qkv at ~30% (x's quantisation included); the four-tile form
+ * was faster on o (10.4-11.4 us against 16.5-17.7), on qkv at 17-24 rows (16.0-16.6 against 17.7-18.4; at 32 18.5
+ * against 17.1) and on 70B's qkv and o at tp 4, slower on larger matrices (four tiles read x's bytes four times W's
+ * through L1/L2; its SwiGLU form, since dropped, took 60-67 us on 8B's gate/up against the GEMM's 38-39). But with the
+ * form on every matrix 8B steps at 17-32 rows were 1.0-1.3 ms slower, where those times predicted +0.35 at 17: the
  * per-call times did not predict steps, so the switch (8192 x 4096 would take 8B's qkv and o) stays off until steps
  * measure it (bench_backend --graphs now times calls as steps run them). */
 static int cu_fp8_gemv_takes(const cu_ctx *c, int64_t n, int32_t m, int32_t k)
 {
     if (n <= c->fp8_gemv_max)
         return 1;
-    return n > SS_CUDA_GEMV_MAX_N && c->fp8_gemv_max >= SS_CUDA_GEMV_MAX_N && (int64_t)m * k <= c->fp8_wide_elems;
+    return n <= SS_CUDA_GEMV_FP8_MAX_N && c->fp8_gemv_max >= SS_CUDA_GEMV_MAX_N && (int64_t)m * k <= c->fp8_wide_elems;
 }
 
 /* Linear weights (backend.h, ss_linear_bytes). fp8: up to fp8_gemv_max rows through the W8A16 GEMV (gemv.cu); more rows are
@@ -1034,7 +1035,8 @@ ss_status ss_backend_cuda_create(const ss_backend_params *params, ss_backend **o
     if (c->lin_fp8) {
         CUDA_CHECK_GOTO(err, cudaMalloc(&c->act8, CU_ACT8_BYTES + CU_ACT8_ROWS * sizeof(float)), st, fail);
         CUDA_CHECK_GOTO(err, cudaMalloc(&c->gu8, CU_GU8_BYTES), st, fail);
-        /* Benchmark switch: rows the W8A16 GEMV takes (0..16; the e4m3 GEMM above). Unset: 16 on every matrix
+        /* Benchmark switch: rows the W8A16 GEMV takes (0..32, its SwiGLU form up to 16; the e4m3 GEMM above). Unset:
+         * 16 on every matrix
          * (session 58; session 57: only up to SS_CUDA_GEMV2_MAX_ELEMS). Session 56 kept 8 because graph steps of 12
          * rows padded to 16 no longer gave the eager step's bits; the cause was the attention's key splits (forward.c
          * now sizes both by one bound). */

@@ -165,8 +165,8 @@ int ss_cuda_decode_persist(void *stream, ss_cuda_persist_args *a);
 /* Largest n handled by the skinny-GEMM kernel (one pass over W for all n rows of x; the tensor-core family takes
  * them as one or two tiles of 8, the SIMT family up to 8). */
 #define SS_CUDA_GEMV_MAX_N 16
-/* fp8 weights: the tensor-core form also takes 17..32 rows, as four tiles of 8 (the backend sends it none by default:
- * SS_FP8_GEMV_WIDE_ELEMS, backend_cuda.c). */
+/* fp8 weights: the tensor-core form also takes 17..32 rows, as four tiles of 8 (linear only, not the SwiGLU form; the
+ * backend sends it none by default: SS_FP8_GEMV_WIDE_ELEMS and SS_FP8_GEMV_MAX, backend_cuda.c). */
 #define SS_CUDA_GEMV_FP8_MAX_N 32
 /* The largest bf16 matrix (m x k elements: Llama-3-8B's fused gate/up) whose n of 9..SS_CUDA_GEMV_MAX_N rows the
  * backend sends to the GEMV's two-tile form by default; larger ones take cuBLASLt past 8 rows (backend_cuda.c says why;
@@ -187,8 +187,8 @@ int ss_cuda_gemv(void *stream, void *out, int out_f32, const void *x, const void
 int ss_cuda_gemv_silu(void *stream, void *out, const void *x, const void *W, int64_t n, int32_t inter, int32_t k);
 /* The same two over fp8 weights (backend.h's linear format: e4m3 rows, a scale a row, scale[m] on the device),
  * W8A16 on tensor cores (x rounded to f16 for the mma, saturating at +-65504): out[t, i] = (x[t] . e4m3(W[i])) *
- * scale[i] (+ bias), and the SwiGLU form (scale [2*inter]). supported: 1 <= n <= SS_CUDA_GEMV_FP8_MAX_N, k % 16 == 0, x
- * and W 16-byte aligned. */
+ * scale[i] (+ bias), and the SwiGLU form (scale [2*inter]; n <= SS_CUDA_GEMV_MAX_N, else -1). supported: 1 <= n <=
+ * SS_CUDA_GEMV_FP8_MAX_N, k % 16 == 0, x and W 16-byte aligned. */
 int ss_cuda_gemv_fp8_supported(const void *x, const void *W, int64_t n, int32_t k);
 int ss_cuda_gemv_fp8(void *stream, void *out, const void *x, const void *W, const float *scale, const void *bias,
                      int64_t n, int32_t m, int32_t k);

@@ -556,15 +556,16 @@ cudaError_t launch_variant(const variant &v, int64_t n, OutT *out, const bf16 *x
             return launch_variant<OutT, SILU, FP8>(kVariants[0], n, out, x, W, wscale, bias, m, k, s);
     }
     const int64_t tiles = SILU ? ((int64_t)m + 7) / 8 : ((int64_t)m + 15) / 16; // row tiles of one block each
-    // fp8 at 17-32 rows: four tiles of x rows, one form whatever the variant (8 warps, 2 chunks a step, one row tile a
-    // block: of five forms timed call by call on one H200, session 59, the fastest on 8B's qkv and o at 17-24 rows,
-    // where the e4m3 GEMM is slow; it loses to the GEMM on larger matrices: four tiles read x's bytes four times W's
-    // through L1/L2. Two row tiles a block, 1 block an SM, beat it on down and lost up to 20% on qkv. An e4m3-to-bf16
-    // conversion by integer ops instead of cvt, bf16 mma, made 8B steps at 4-16 rows 7-9% slower).
-    if constexpr (FP8)
-        if (n > 16)
-            return launch(pdl, gemv_mma<8, 2, OutT, SILU, FP8, 4, 1>, blocks_for(m, SILU ? 8 : 16), 8 * 32, s, out, x,
-                          W, wscale, bias, (int)n, m, k);
+    // fp8 linear at 17-32 rows: four tiles of x rows, one form whatever the variant (8 warps, 2 chunks a step, one row
+    // tile a block: of five forms timed call by call on one H200, session 59, the fastest on 8B's qkv and o at 17-24
+    // rows, where the e4m3 GEMM is slow; it loses to the GEMM on larger matrices: four tiles read x's bytes four times
+    // W's through L1/L2, so the SwiGLU form, 60-67 us on 8B's gate/up against 38-39, was dropped. Two row tiles a
+    // block, 1 block an SM, beat it on down and lost up to 20% on qkv. An e4m3-to-bf16 conversion by integer ops
+    // instead of cvt, bf16 mma, made 8B steps at 4-16 rows 7-9% slower).
+    if constexpr (FP8 && !SILU)
+        if (n > SS_CUDA_GEMV_MAX_N)
+            return launch(pdl, gemv_mma<8, 2, OutT, SILU, FP8, 4, 1>, blocks_for(m, 16), 8 * 32, s, out, x, W, wscale,
+                          bias, (int)n, m, k);
     if (FP8 && n > 8 && v.warps == 0 && two_row_tiles(tiles, dev.sms))
         return launch_mma<8, 2, OutT, SILU, FP8, 2>(pdl, out, x, W, wscale, bias, n, m, k, s);
     if (v.warps == 0) {
@@ -660,7 +661,7 @@ extern "C" int ss_cuda_gemv_fp8(void *stream, void *out, const void *x, const vo
 extern "C" int ss_cuda_gemv_silu_fp8(void *stream, void *out, const void *x, const void *W, const float *scale,
                                      int64_t n, int32_t inter, int32_t k)
 {
-    if (!ss_cuda_gemv_fp8_supported(x, W, n, k) || inter <= 0)
+    if (!ss_cuda_gemv_fp8_supported(x, W, n, k) || n > SS_CUDA_GEMV_MAX_N || inter <= 0) // (no four-tile SwiGLU form)
         return -1;
     const cudaError_t e = launch_variant<bf16, true, true>(fp8_variant(), n, (bf16 *)out, (const bf16 *)x, W, scale,
                                                            nullptr, inter, k, (cudaStream_t)stream);
