@@ -1036,10 +1036,9 @@ ss_status ss_backend_cuda_create(const ss_backend_params *params, ss_backend **o
         CUDA_CHECK_GOTO(err, cudaMalloc(&c->act8, CU_ACT8_BYTES + CU_ACT8_ROWS * sizeof(float)), st, fail);
         CUDA_CHECK_GOTO(err, cudaMalloc(&c->gu8, CU_GU8_BYTES), st, fail);
         /* Benchmark switch: rows the W8A16 GEMV takes (0..32, its SwiGLU form up to 16; the e4m3 GEMM above). Unset:
-         * 16 on every matrix
-         * (session 58; session 57: only up to SS_CUDA_GEMV2_MAX_ELEMS). Session 56 kept 8 because graph steps of 12
-         * rows padded to 16 no longer gave the eager step's bits; the cause was the attention's key splits (forward.c
-         * now sizes both by one bound). */
+         * 16 on every matrix (session 58; session 57: only up to SS_CUDA_GEMV2_MAX_ELEMS). Session 56 kept 8 because
+         * graph steps of 12 rows padded to 16 no longer gave the eager step's bits; the cause was the attention's key
+         * splits (forward.c now sizes both by one bound). */
         const char *gm = getenv("SS_FP8_GEMV_MAX");
         c->fp8_gemv_max = gm && *gm ? strtol(gm, NULL, 10) : SS_CUDA_GEMV_MAX_N;
         /* Benchmark switch: the largest matrix (m x k) whose 17-32 rows take the GEMV's four-tile form. Unset: 0, none
