@@ -1,5 +1,8 @@
 /* bench_gemm_algos.c — times every cuBLASLt algorithm configuration the library offers for the 8B shape's projection
- * GEMMs at decode batch sizes, against the heuristic's first choice (the one matmul_lt.c takes). A GPU-only tool. */
+ * GEMMs at decode batch sizes, against the heuristic's first choice (the one matmul_lt.c takes). A GPU-only tool.
+ * Usage: bench_gemm_algos [N,N,... [REPS [bf16 | e4m3 | e4m3-outer]]]: bf16 weights and activations (the default), or
+ * e4m3 ones with bf16 out, unscaled (backend_cuda.c's SS_FP8_OUTER=0 form) or with a scale a weight row and a token
+ * (cuBLASLt's outer-vector scales, the backend's default fp8 GEMM). */
 #include <cublasLt.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
@@ -32,6 +35,8 @@ typedef struct {
     const char *name;
     int m, k; /* out features, in features */
 } shape;
+
+typedef enum { IN_BF16, IN_E4M3, IN_E4M3_OUTER } in_kind;
 
 typedef struct {
     cublasLtHandle_t lt;
@@ -89,11 +94,13 @@ static void describe(const cublasLtMatmulAlgo_t *algo, char *buf, size_t len)
              cluster, inner);
 }
 
+/* scales: kind IN_E4M3_OUTER's device vectors (>= m and >= n floats of 1.0). */
 static void run_shape(cublasLtHandle_t lt, const shape *sh, int n, int reps, void *x, void *out, void *ws,
-                      cudaStream_t s, cudaEvent_t e0, cudaEvent_t e1, void *w_src)
+                      cudaStream_t s, cudaEvent_t e0, cudaEvent_t e1, void *w_src, in_kind kind, const float *scales)
 {
     bench b = {.lt = lt, .x = x, .out = out, .ws = ws, .s = s, .e0 = e0, .e1 = e1};
-    const size_t wbytes = (size_t)sh->m * sh->k * 2;
+    const cudaDataType_t in_type = kind == IN_BF16 ? CUDA_R_16BF : CUDA_R_8F_E4M3;
+    const size_t wbytes = (size_t)sh->m * sh->k * (kind == IN_BF16 ? 2 : 1);
     b.n_w = (int)((256u << 20) / wbytes) + 1; /* > 256 MB of weights: five times the L2 */
     if (b.n_w < 2)
         b.n_w = 2;
@@ -106,8 +113,15 @@ static void run_shape(cublasLtHandle_t lt, const shape *sh, int n, int reps, voi
     LK(cublasLtMatmulDescCreate(&b.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
     LK(cublasLtMatmulDescSetAttribute(b.desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_t, sizeof op_t));
     LK(cublasLtMatmulDescSetAttribute(b.desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_n, sizeof op_n));
-    LK(cublasLtMatrixLayoutCreate(&b.a, CUDA_R_16BF, (uint64_t)sh->k, (uint64_t)sh->m, sh->k));
-    LK(cublasLtMatrixLayoutCreate(&b.b, CUDA_R_16BF, (uint64_t)sh->k, (uint64_t)n, sh->k));
+    if (kind == IN_E4M3_OUTER) { /* as matmul_lt.c's fp8 plans */
+        const int32_t outer = CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F;
+        LK(cublasLtMatmulDescSetAttribute(b.desc, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &outer, sizeof outer));
+        LK(cublasLtMatmulDescSetAttribute(b.desc, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &outer, sizeof outer));
+        LK(cublasLtMatmulDescSetAttribute(b.desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &scales, sizeof scales));
+        LK(cublasLtMatmulDescSetAttribute(b.desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &scales, sizeof scales));
+    }
+    LK(cublasLtMatrixLayoutCreate(&b.a, in_type, (uint64_t)sh->k, (uint64_t)sh->m, sh->k));
+    LK(cublasLtMatrixLayoutCreate(&b.b, in_type, (uint64_t)sh->k, (uint64_t)n, sh->k));
     LK(cublasLtMatrixLayoutCreate(&b.c, CUDA_R_16BF, (uint64_t)sh->m, (uint64_t)n, sh->m));
     cublasLtMatmulPreference_t pref;
     LK(cublasLtMatmulPreferenceCreate(&pref));
@@ -126,8 +140,8 @@ static void run_shape(cublasLtHandle_t lt, const shape *sh, int n, int reps, voi
     const int n_heur = found;
     /* each algorithm id's own list */
     int ids[128], n_ids = 0;
-    LK(cublasLtMatmulAlgoGetIds(lt, CUBLAS_COMPUTE_32F, CUDA_R_32F, CUDA_R_16BF, CUDA_R_16BF, CUDA_R_16BF,
-                                CUDA_R_16BF, 128, ids, &n_ids));
+    LK(cublasLtMatmulAlgoGetIds(lt, CUBLAS_COMPUTE_32F, CUDA_R_32F, in_type, in_type, CUDA_R_16BF, CUDA_R_16BF, 128,
+                                ids, &n_ids));
     uint32_t mode = CUBLASLT_SEARCH_LIMITED_BY_ALGO_ID;
     for (int i = 0; i < n_ids && n_cand < MAX_CAND - 32; i++) {
         cublasLtMatmulPreference_t p2;
@@ -135,8 +149,8 @@ static void run_shape(cublasLtHandle_t lt, const shape *sh, int n, int reps, voi
         LK(cublasLtMatmulPreferenceSetAttribute(p2, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsb, sizeof wsb));
         LK(cublasLtMatmulPreferenceSetAttribute(p2, CUBLASLT_MATMUL_PREF_SEARCH_MODE, &mode, sizeof mode));
         cublasLtMatmulAlgo_t algo;
-        if (cublasLtMatmulAlgoInit(lt, CUBLAS_COMPUTE_32F, CUDA_R_32F, CUDA_R_16BF, CUDA_R_16BF, CUDA_R_16BF,
-                                   CUDA_R_16BF, ids[i], &algo) == CUBLAS_STATUS_SUCCESS) {
+        if (cublasLtMatmulAlgoInit(lt, CUBLAS_COMPUTE_32F, CUDA_R_32F, in_type, in_type, CUDA_R_16BF, CUDA_R_16BF,
+                                   ids[i], &algo) == CUBLAS_STATUS_SUCCESS) {
             cand[n_cand].algo = algo;
             int f = 0;
             if (cublasLtMatmulAlgoGetHeuristic(lt, b.desc, b.a, b.b, b.c, b.c, p2, 32, cand + n_cand, &f) ==
@@ -193,6 +207,17 @@ int main(int argc, char **argv)
     }
     if (argc > 2)
         reps = atoi(argv[2]);
+    in_kind kind = IN_BF16;
+    if (argc > 3) {
+        if (strcmp(argv[3], "e4m3") == 0)
+            kind = IN_E4M3;
+        else if (strcmp(argv[3], "e4m3-outer") == 0)
+            kind = IN_E4M3_OUTER;
+        else if (strcmp(argv[3], "bf16") != 0) {
+            fprintf(stderr, "bench_gemm_algos: the third argument is bf16, e4m3 or e4m3-outer (got '%s')\n", argv[3]);
+            return 2;
+        }
+    }
     cublasLtHandle_t lt;
     LK(cublasLtCreate(&lt));
     void *x, *out, *ws, *w_src;
@@ -213,6 +238,24 @@ int main(int argc, char **argv)
         CK(cudaMemcpy(x, h, (size_t)1024 * 14336 * 2, cudaMemcpyHostToDevice));
         free(h);
     }
+    if (kind != IN_BF16) { /* e4m3 0x30 (0.5) everywhere: no NaN bytes (0x7f, 0xff) among the inputs */
+        CK(cudaMemset(w_src, 0x30, max_w));
+        CK(cudaMemset(x, 0x30, (size_t)1024 * 14336 * 2));
+    }
+    float *scales = NULL; /* IN_E4M3_OUTER: 1.0 for every weight row and token */
+    {
+        const size_t cnt = 28672;
+        float *h = malloc(cnt * sizeof *h);
+        if (!h) {
+            fprintf(stderr, "bench_gemm_algos: out of memory\n");
+            return 1;
+        }
+        for (size_t i = 0; i < cnt; i++)
+            h[i] = 1.0f;
+        CK(cudaMalloc((void **)&scales, cnt * sizeof *h));
+        CK(cudaMemcpy(scales, h, cnt * sizeof *h, cudaMemcpyHostToDevice));
+        free(h);
+    }
     cudaStream_t s;
     cudaEvent_t e0, e1;
     CK(cudaStreamCreate(&s));
@@ -220,7 +263,7 @@ int main(int argc, char **argv)
     CK(cudaEventCreate(&e1));
     for (int i = 0; i < n_ns; i++)
         for (size_t j = 0; j < sizeof shapes / sizeof shapes[0]; j++)
-            run_shape(lt, &shapes[j], ns[i], reps, x, out, ws, s, e0, e1, w_src);
+            run_shape(lt, &shapes[j], ns[i], reps, x, out, ws, s, e0, e1, w_src, kind, scales);
     cublasLtDestroy(lt);
     return 0;
 }
