@@ -45,7 +45,8 @@ static ss_status prep_read_token(const char *path, int required, char **out, ss_
 
 /* The prepare path shared with `serve`: default cache root, Hub token (--hf-token-file, HF_TOKEN, or
  * the huggingface-cli file), HF_ENDPOINT, then ss_engine_prepare. p holds model, revision, tp, pp,
- * dtype and tuning; *dir is ss_malloc'd. The token never reaches err. */
+ * dtype and tuning (its cache_dir and hf_token are set for the call only); *dir is ss_malloc'd. The token never
+ * reaches err. */
 ss_status ss_cli_engine_prepare(char **env, ss_engine_params *p, const char *cache, const char *token_file,
                                 char **dir, ss_err *err)
 {
@@ -84,6 +85,7 @@ ss_status ss_cli_engine_prepare(char **env, ss_engine_params *p, const char *cac
         ss_free(token);
     }
     p->hf_token = NULL;
+    p->cache_dir = NULL; /* it may point at cache_buf, which dies here */
     return st;
 }
 

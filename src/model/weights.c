@@ -58,7 +58,7 @@ static void wl_full_shape(const ss_model_config *c, const char *rest, int64_t *r
 /* Grows the host staging buffer to at least `need` bytes (for `name`'s message). */
 static ss_status wl_staging(wl_ctx *w, size_t need, const char *name)
 {
-    if (need <= w->staging_cap)
+    if (w->staging && need <= w->staging_cap)
         return SS_OK;
     uint8_t *nb = ss_realloc(w->staging, need);
     if (!nb)
@@ -167,11 +167,13 @@ static ss_status wl_put(wl_ctx *w, const char *name, const char *slice_name, voi
             SS_CHECK(w->be->iface->upload_weight(w->be->ctx, dst, src + (size_t)(sl.start * rl) * esz, t->dtype, n));
     } else if (sl.kind == SS_SLICE_COLS) {
         n = rows * sl.len;
-        SS_CHECK(wl_staging(w, (size_t)n * esz, name));
-        for (int64_t r = 0; r < rows; r++)
-            memcpy(w->staging + (size_t)(r * sl.len) * esz, src + (size_t)(r * cols + sl.start) * esz,
-                   (size_t)sl.len * esz);
-        SS_CHECK(w->be->iface->upload_weight(w->be->ctx, dst, w->staging, t->dtype, n));
+        if (n) {
+            SS_CHECK(wl_staging(w, (size_t)n * esz, name));
+            for (int64_t r = 0; r < rows; r++)
+                memcpy(w->staging + (size_t)(r * sl.len) * esz, src + (size_t)(r * cols + sl.start) * esz,
+                       (size_t)sl.len * esz);
+            SS_CHECK(w->be->iface->upload_weight(w->be->ctx, dst, w->staging, t->dtype, n));
+        }
     } else {
         return ss_err_set(w->err, SS_ERR_INTERNAL, "tensor '%s' is not held by rank %d", name, w->plan->rank);
     }
@@ -397,10 +399,11 @@ ss_status ss_weights_load(ss_backend *be, const ss_model_config *cfg, const ss_s
     w->bytes = c.off;
     ss_status st = be->iface->alloc(be->ctx, w->bytes, &w->arena);
     if (st != SS_OK) {
+        st = ss_err_set(err, st, "allocating %.2f GiB for rank %d's weights on %s", w->bytes / 1073741824.0,
+                        plan->rank, be->desc);
         ss_free(w->layers);
         ss_free(w);
-        return ss_err_set(err, st, "allocating %.2f GiB for rank %d's weights on %s", w->bytes / 1073741824.0,
-                          plan->rank, be->desc);
+        return st;
     }
     c.base = w->arena;
     c.off = 0;

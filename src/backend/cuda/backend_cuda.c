@@ -990,7 +990,7 @@ static const ss_backend_i cu_iface = {
 ss_status ss_backend_cuda_create(const ss_backend_params *params, ss_backend **out, ss_err *err)
 {
     *out = NULL;
-    const int dev = params ? params->device_index : 0;
+    const int dev = params->device_index;
     const int count = ss_backend_cuda_device_count();
     if (count <= 0)
         return ss_err_set(err, SS_ERR_NOT_FOUND, "cuda: no GPU visible");

@@ -106,11 +106,12 @@ ss_status ss_cuda_lt_create(size_t workspace_bytes, ss_cuda_lt **out, ss_err *er
     }
     lt->plans = ss_calloc((size_t)lt->n_sets * (size_t)lt->n_ways, sizeof *lt->plans);
     if (!lt->plans) {
+        ss_status st = ss_err_set(err, SS_ERR_NOMEM, "cuBLASLt plan cache (%d × %d plans): out of memory", lt->n_sets,
+                                  lt->n_ways);
         cudaFree(lt->workspace);
         cublasLtDestroy(lt->handle);
         ss_free(lt);
-        return ss_err_set(err, SS_ERR_NOMEM, "cuBLASLt plan cache (%d × %d plans): out of memory", lt->n_sets,
-                          lt->n_ways);
+        return st;
     }
     const char *ov = getenv("SS_FP8_OUTER"); /* benchmark switch: 0 scales fp8 products in a separate kernel */
     lt->fp8_outer = ov && ov[0] == '0' ? 0 : -1;
