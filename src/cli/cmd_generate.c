@@ -1,5 +1,6 @@
 /* cmd_generate.c — `shardserve generate`: one-shot generation for people and tests, from text, a chat
  * file or token ids, greedy or sampled, printing text or JSON (ids, text, top log-probabilities). */
+#include <assert.h>
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -276,6 +277,7 @@ int ss_cmd_generate(int argc, char **argv, char **env)
     } else if (o.chat) {
         SS_CHECK_GOTO(gen_chat_ids(tok, o.chat, &prompt, &n_prompt, &e), st, done);
     } else {
+        assert(o.prompt); /* exactly one of the three (checked above) */
         size_t nn = 0;
         SS_CHECK_GOTO(ss_tokenizer_encode(tok, o.prompt, strlen(o.prompt), 1, &prompt, &nn, &e), st, done);
         n_prompt = (int32_t)nn;

@@ -33,33 +33,33 @@ long ss_alloc_fail_after(long n)
     return atomic_exchange(&alloc_injected, 0);
 }
 
-void *ss_malloc(size_t n)
+void *(ss_malloc)(size_t n)
 {
     if (alloc_should_fail())
         return NULL;
     return malloc(n ? n : 1);
 }
 
-void *ss_calloc(size_t count, size_t size)
+void *(ss_calloc)(size_t count, size_t size)
 {
     if (alloc_should_fail())
         return NULL;
     return calloc(count ? count : 1, size ? size : 1);
 }
 
-void *ss_realloc(void *p, size_t n)
+void *(ss_realloc)(void *p, size_t n)
 {
     if (alloc_should_fail())
         return NULL;
     return realloc(p, n ? n : 1);
 }
 
-void ss_free(void *p)
+void (ss_free)(void *p)
 {
     free(p);
 }
 
-char *ss_strndup(const char *s, size_t n)
+char *(ss_strndup)(const char *s, size_t n)
 {
     size_t len = strnlen(s, n);
     char *d = ss_malloc(len + 1);
@@ -70,7 +70,7 @@ char *ss_strndup(const char *s, size_t n)
     return d;
 }
 
-char *ss_strdup(const char *s)
+char *(ss_strdup)(const char *s)
 {
     return ss_strndup(s, strlen(s));
 }

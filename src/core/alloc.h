@@ -13,6 +13,19 @@ void ss_free(void *p);
 char *ss_strdup(const char *s);
 char *ss_strndup(const char *s, size_t n);
 
+#ifdef __clang_analyzer__
+/* For the static analyzer (scripts/analyze.sh) only: the libc calls, so that it tracks leaks, double frees and
+ * use after free through these names, and knows that calloc zeroes. */
+#include <stdlib.h>
+#include <string.h>
+#define ss_malloc(n) malloc(n)
+#define ss_calloc(count, size) calloc((count), (size))
+#define ss_realloc(p, n) realloc((p), (n))
+#define ss_free(p) free(p)
+#define ss_strdup(s) strdup(s)
+#define ss_strndup(s, n) strndup((s), (n))
+#endif
+
 /* Fault injection, for tests only: after `n` more successful allocations, every allocation fails
  * (n < 0 turns injection off). The counter is the one piece of process-wide mutable state, kept
  * atomic so that multi-threaded tests stay well defined. Returns the number of failures injected

@@ -27,7 +27,7 @@ const char *ss_status_str(ss_status st)
     return "unknown status";
 }
 
-ss_status ss_err_set(ss_err *err, ss_status st, const char *fmt, ...)
+ss_status (ss_err_set)(ss_err *err, ss_status st, const char *fmt, ...) /* (parenthesised: status.h's analyzer macro) */
 {
     if (err) {
         va_list ap;

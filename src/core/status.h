@@ -35,6 +35,11 @@ typedef struct ss_err {
  * `return ss_err_set(err, SS_ERR_FORMAT, "%s: bad", path);` reads naturally. */
 ss_status ss_err_set(ss_err *err, ss_status st, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+#ifdef __clang_analyzer__
+/* For the static analyzer (scripts/analyze.sh) only: says that the result is st, so that it does not follow error
+ * paths as if they succeeded. */
+#define ss_err_set(err, st, ...) ((ss_err_set)((err), (st), __VA_ARGS__), (st))
+#endif
 
 /* Prefixes err->msg with "prefix: " (e.g. a file name added by an outer layer). */
 void ss_err_prefix(ss_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -361,6 +361,10 @@ ss_status ss_engine_build(const ss_engine_build_params *bp, ss_err *err)
     if (c.n_threads > c.n_ranks)
         c.n_threads = c.n_ranks;
     SS_CHECK_GOTO(ss_progress_create("build", total_out, bp->tty, bp->quiet, &c.prog, err), st, out);
+    if (c.n_threads < 1) {
+        st = ss_err_set(err, SS_ERR_INTERNAL, "engine build: no ranks to write");
+        goto out;
+    }
     ths = ss_calloc((size_t)c.n_threads, sizeof *ths);
     if (!ths) {
         st = ss_err_set(err, SS_ERR_NOMEM, "out of memory");

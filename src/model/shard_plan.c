@@ -102,8 +102,8 @@ ss_slice ss_shard_slice_for(const ss_shard_plan *plan, const ss_model_config *cf
         return plan->last_stage ? shard_make(SS_SLICE_FULL, 0, 0) : skip;
     const char *rest = NULL;
     int32_t layer = shard_layer_of(name, &rest);
-    if (layer < plan->layer_start || layer >= plan->layer_end)
-        return skip;
+    if (layer < 0 || layer < plan->layer_start || layer >= plan->layer_end)
+        return skip; /* (not a layer's tensor: -1, rest unset) */
     if (!strcmp(rest, "input_layernorm.weight") || !strcmp(rest, "post_attention_layernorm.weight") ||
         !strcmp(rest, "self_attn.q_norm.weight") || !strcmp(rest, "self_attn.k_norm.weight"))
         return shard_make(SS_SLICE_FULL, 0, 0);

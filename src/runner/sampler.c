@@ -364,7 +364,7 @@ ss_status ss_sampler_host(ss_sampler *s, const ss_step_plan *plan, const int32_t
      * rows (edits, mask); chunks of rows (maximum and sum of exponentials: one row, at batch 1, still spreads over
      * the threads); rows again (the token, its log-probability, the top list). */
     const int32_t n_chunks = (V + SS_ROW_CHUNK - 1) / SS_ROW_CHUNK;
-    int32_t *seq_of = ss_malloc((size_t)(n ? n : 1) * sizeof *seq_of); /* the k-th sampling sequence */
+    int32_t *seq_of = ss_calloc((size_t)(n ? n : 1), sizeof *seq_of); /* the k-th sampling sequence */
     ss_row_chunk *chunk = ss_malloc((size_t)(n ? n : 1) * n_chunks * sizeof *chunk);
     if (!seq_of || !chunk) {
         ss_free(seq_of);

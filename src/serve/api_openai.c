@@ -265,6 +265,7 @@ static ss_status oai_parse_logit_bias(const cJSON *root, const ss_api_limits *li
     r->bias_vals = ss_malloc((size_t)count * sizeof *r->bias_vals);
     if (!r->bias_ids || !r->bias_vals)
         return ss_api_fail(e, 500, "logit_bias", "out of memory");
+    r->n_bias = 0;
     for (const cJSON *v = lb->child; v; v = v->next) {
         const char *k = v->string ? v->string : "";
         int64_t id = 0;

@@ -3,6 +3,7 @@
  * capped body reads, JSON/SSE replies, constant-time Bearer check. Loop-thread only. */
 #include "serve/http_server.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -635,6 +636,7 @@ void ss_http_listener_destroy(ss_http_listener *l)
         evhttp_free(l->http); /* the close callbacks free the attached deadlines */
     while (l->conns) {       /* those still waiting for their attachment */
         http_conn *c = l->conns;
+        assert(c->l == l && !c->prev); /* the list's head: http_conn_free unlinks it */
         c->attached = 0;     /* its connection is gone: touch nothing of it but the reference */
         http_conn_free(c);
     }

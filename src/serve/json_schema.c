@@ -204,8 +204,10 @@ static ss_status classes_of(cctx *c, int32_t id, unsigned *mask)
     case SS_JK_ENUM: {
         const ss_json_set *s = &c->sc->sets[n->set];
         *mask = 0;
-        for (int32_t i = 0; i < s->n; i++)
-            *mask |= 1u << ss_json_first_class(s->lits[i].p[0]);
+        for (int32_t i = 0; i < s->n; i++) { /* (a literal is printed JSON: its first byte has a class) */
+            const int cls = ss_json_first_class(s->lits[i].p[0]);
+            *mask |= cls >= 0 ? 1u << cls : 0u;
+        }
         return SS_OK;
     }
     case SS_JK_UNION:
@@ -560,7 +562,7 @@ static ss_status compile_enum(cctx *c, const cJSON *values, int is_const, const 
     }
     if (m == 0)
         return fail(c, SS_ERR_UNSUPPORTED, "no value of enum or const has the schema's type");
-    int32_t set;
+    int32_t set = -1;
     SS_CHECK(new_set(c, lits, m, &set));
     c->sc->nodes[id].kind = SS_JK_ENUM;
     c->sc->nodes[id].set = set;

@@ -1,5 +1,6 @@
 /* tmpl_eval.c — walks the template syntax tree: scopes (one per loop iteration and macro call, as Jinja2
  * has them), statements, expressions with Python operator semantics, macro calls, and the render caps. */
+#include <assert.h>
 #include <math.h>
 #include <string.h>
 
@@ -109,6 +110,7 @@ static ss_status fr_set(tr *r, tframe *f, const char *name, tv val)
     ptrdiff_t at = -1;
     ss_status st = fr_find(r, f, &k, &at);
     if (st == SS_OK && at >= 0) {
+        assert(f->vals); /* a name found has its value */
         tv_decref(f->vals[at]);
         f->vals[at] = val;
         return SS_OK;

@@ -255,6 +255,9 @@ typedef struct tr {
 
 /* Errors "name:line: message" (line of cur_node when node is NULL). Returns st. */
 ss_status tr_fail(tr *r, ss_status st, const tn *node, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+#ifdef __clang_analyzer__ /* as ss_err_set's in core/status.h */
+#define tr_fail(r, st, ...) ((tr_fail)((r), (st), __VA_ARGS__), (st))
+#endif
 
 /* buffers */
 ss_status tbuf_put(tr *r, tbuf *b, const char *p, size_t n);

@@ -1,5 +1,6 @@
 /* tmpl_value.c — the template engine's tagged values (refcounted strings, lists, dicts, namespaces),
  * their Python-compatible str()/repr()/json.dumps() forms, comparisons, UTF-8 helpers and the tree arena. */
+#include <assert.h>
 #include <cJSON.h>
 #include <math.h>
 #include <stdarg.h>
@@ -49,7 +50,7 @@ void tm_arena_free(tm_arena *a)
 }
 
 /* ---------------------------------------------------------------- errors, budget, buffers */
-ss_status tr_fail(tr *r, ss_status st, const tn *node, const char *fmt, ...)
+ss_status (tr_fail)(tr *r, ss_status st, const tn *node, const char *fmt, ...) /* (parenthesised: the analyzer macro) */
 {
     char msg[768];
     va_list ap;
@@ -453,6 +454,7 @@ ss_status tv_dict_set(tr *r, tv dict, tv key, tv val)
     int hashed = d->ix.slot != NULL;
     ss_status st = tv_dict_find(r, d, key, &h, &at);
     if (st == SS_OK && at >= 0) { /* the key keeps its place, as in Python */
+        assert(d->v); /* a key found has its value */
         tv_decref(key);
         tv_decref(d->v[at]);
         d->v[at] = val;
