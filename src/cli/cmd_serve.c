@@ -99,7 +99,7 @@ int ss_cmd_serve(int argc, char **argv, char **env)
         {"api-key", SS_OPT_STR, &o.api_key, "require 'Authorization: Bearer KEY' on /v1/* and /v2/models/*"},
         {"served-model-name", SS_OPT_STR, &o.served_name, "model name in the APIs (default: folder name, lowercased)"},
         {"max-batch", SS_OPT_INT, &o.max_batch, "sequences in one running batch"},
-        {"max-waiting", SS_OPT_INT, &o.max_waiting, "waiting-queue bound (beyond it: 429)"},
+        {"max-waiting", SS_OPT_INT, &o.max_waiting, "waiting-queue bound, in sequences (a request of n choices takes n; beyond it: 429)"},
         {"max-step-tokens", SS_OPT_INT, &o.max_step_tokens, "token budget per step (chunked prefill)"},
         {"prefill-attention-budget", SS_OPT_BOOL, &o.prefill_attn_budget,
          "beside decoding sequences, a prompt chunk's attention counts against the step budget too: streams keep "

@@ -285,8 +285,10 @@ char *ss_metrics_render(ss_metrics *m, const ss_sched_stats *stats, size_t *len)
                   &m->queue);
     met_histogram(&b, m, "shardserve_e2e_request_latency_seconds", "Time from arrival to the last token",
                   &m->e2e);
-    met_scalar(&b, m, "shardserve_requests_running", "gauge", "Requests in the running batch", 0, stats->running);
-    met_scalar(&b, m, "shardserve_requests_waiting", "gauge", "Requests waiting in the queue", 0, stats->waiting);
+    met_scalar(&b, m, "shardserve_requests_running", "gauge",
+               "Sequences in the running batch (a request of n choices counts n)", 0, stats->running);
+    met_scalar(&b, m, "shardserve_requests_waiting", "gauge",
+               "Sequences waiting in the queue (a request of n choices counts n)", 0, stats->waiting);
     met_scalar(&b, m, "shardserve_requests_tokenizing", "gauge",
                "Requests whose bodies are parsed or prompts tokenized on the work pool, or wait for it", 0,
                m->tokenizing);

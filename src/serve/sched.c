@@ -690,6 +690,14 @@ static void on_token(ss_sched *s, sreq *r, const ss_step_output *out, int32_t k)
     int mask_due = 0;
     if (reason == SS_FINISH_NONE && r->guide.allow) {
         ss_status st = ss_guide_feed(&r->guide, s->guide, tok, &err);
+        if (st == SS_ERR_INTERNAL && q->n_bad_words > 0) {
+            /* The mask sets every token it refuses to -inf, so a refused token means that the request's own bans
+             * left no token the object allows (min_tokens, which bans EOS, is refused with JSON mode): the
+             * client's doing, not the server's (a 400, not a 503 to retry). */
+            st = ss_err_set(&err, SS_ERR_INVALID_ARG,
+                            "JSON mode: at the answer's token %d, the request's bad_words ban every token that "
+                            "continues the object", (int)r->n_generated);
+        }
         if (st != SS_OK) {
             finish(s, r, SS_FINISH_ERROR, st, err.msg);
             return;

@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -266,17 +267,37 @@ void srv_on_close(struct evhttp_connection *conn, void *arg)
     SS_LOGD("client of %s went away; cancelling", r->id);
 }
 
+/* Whether the client on fd has closed its side or reset the connection. POLLRDHUP sees the end of the stream also
+ * behind bytes not yet read (a pipelined request, a stray CRLF after a body), where a one-byte peek sees only them. */
+static int srv_fd_hung_up(evutil_socket_t fd)
+{
+    struct pollfd p = {.fd = fd, .events = POLLRDHUP};
+    return fd >= 0 && poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+}
+
+/* Whether the client of conn has hung up (NULL, or no socket: no). */
+int srv_conn_hung_up(struct evhttp_connection *conn)
+{
+    struct bufferevent *bev = conn ? evhttp_connection_get_bufferevent(conn) : NULL;
+    return srv_fd_hung_up(bev ? bufferevent_getfd(bev) : -1);
+}
+
+static void srv_watch_fd(srv_req *r, evutil_socket_t fd, short what);
+
 /* libevent does not read from a connection whose request awaits its reply, so a client that hangs up
- * while its request is queued or prefilling goes unseen; this watch peeks at the socket for EOF. */
+ * while its request is queued or prefilling goes unseen; this watch looks at the socket for its end. */
 static void srv_watch_cb(evutil_socket_t fd, short what, void *arg)
 {
-    (void)what;
     srv_req *r = arg;
-    char c;
-    ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
-    if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))) {
-        if (n > 0)
-            srv_unwatch(r); /* a pipelined request: libevent reads it after our reply */
+    if (!(what & EV_CLOSED) && !srv_fd_hung_up(fd)) {
+        char c;
+        if (recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) > 0) {
+            /* bytes after the request (pipelined, or stray): libevent reads them after our reply. Readable until
+             * then, they would wake this watch on every turn of the loop; EV_CLOSED wakes it only at a hang-up. */
+            srv_unwatch(r);
+            if (event_base_get_features(r->s->base) & EV_FEATURE_EARLY_CLOSE)
+                srv_watch_fd(r, fd, EV_CLOSED);
+        }
         return;
     }
     srv_unwatch(r);
@@ -287,15 +308,19 @@ static void srv_watch_cb(evutil_socket_t fd, short what, void *arg)
     SS_LOGD("client of %s hung up; cancelling", r->id);
 }
 
+static void srv_watch_fd(srv_req *r, evutil_socket_t fd, short what)
+{
+    r->watch = event_new(r->s->base, fd, what | EV_PERSIST, srv_watch_cb, r);
+    if (r->watch && event_add(r->watch, NULL) != 0)
+        srv_unwatch(r);
+}
+
 void srv_watch(srv_req *r, struct evhttp_connection *conn)
 {
     struct bufferevent *bev = conn ? evhttp_connection_get_bufferevent(conn) : NULL;
     evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
-    if (fd < 0)
-        return;
-    r->watch = event_new(r->s->base, fd, EV_READ | EV_PERSIST, srv_watch_cb, r);
-    if (r->watch && event_add(r->watch, NULL) != 0)
-        srv_unwatch(r);
+    if (fd >= 0)
+        srv_watch_fd(r, fd, EV_READ);
 }
 
 static void srv_detach_close(srv_req *r)
@@ -582,7 +607,8 @@ static void srv_handle_done(srv_req *r, srv_sub *sub, const ss_gen_event *ev)
             r->counted = 1;
             ss_metrics_request_failed(s->metrics,
                                       ev->finish == SS_FINISH_CANCELLED ? SS_METRICS_FAIL_CANCELED
-                                      : ev->status == SS_ERR_TIMEOUT || ev->status == SS_ERR_CANCELLED
+                                      : ev->status == SS_ERR_TIMEOUT || ev->status == SS_ERR_CANCELLED ||
+                                              ev->status == SS_ERR_INVALID_ARG
                                           ? SS_METRICS_FAIL_OTHER
                                           : SS_METRICS_FAIL_BACKEND,
                                       &m);

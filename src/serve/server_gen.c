@@ -3,9 +3,6 @@
  * srv_tok_job_run. */
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-
-#include <event2/bufferevent.h>
 
 #include "core/alloc.h"
 #include "core/clock.h"
@@ -212,17 +209,6 @@ static void srv_job_refuse(ss_server *s, struct evhttp_request *req, int route, 
     srv_fail(req, fam, status, NULL, msg);
 }
 
-/* Whether the client of conn has closed its side: libevent reads nothing while a request is in the pool, so a
- * hang-up there would otherwise be seen only once the request was scheduled (and its prefill perhaps run). An
- * end of stream counts as gone, as the watch on a running request (srv_watch) counts it. */
-static int srv_conn_hung_up(struct evhttp_connection *conn)
-{
-    struct bufferevent *bev = conn ? evhttp_connection_get_bufferevent(conn) : NULL;
-    evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
-    char c;
-    return fd >= 0 && recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
-}
-
 /* Loop thread: the job is back from the pool (or the pool stopped before running it). */
 static void srv_tok_job_done(ss_work *w)
 {
@@ -235,6 +221,8 @@ static void srv_tok_job_done(ss_work *w)
     struct evhttp_connection *conn = http ? evhttp_request_get_connection(http) : NULL;
     if (conn)
         evhttp_connection_set_closecb(conn, NULL, NULL);
+    /* libevent reads nothing while a request is in the pool: a hang-up there would be seen only once the request
+     * was scheduled (its prefill perhaps run) */
     if (!j->gone && srv_conn_hung_up(conn))
         j->gone = 1;
     ss_api_kind fam = j->route != SRV_JOB_GENERATE ? SS_API_COMPLETION : j->kind;

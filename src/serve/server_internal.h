@@ -120,6 +120,7 @@ void srv_req_free(srv_req *r);
 void srv_stream_send(srv_req *r, const char *json, size_t len);
 void srv_sub_cb(void *user, const ss_gen_event *ev);
 void srv_watch(srv_req *r, struct evhttp_connection *conn);
+int srv_conn_hung_up(struct evhttp_connection *conn); /* any thread */
 
 /* server_gen.c; loop thread */
 void srv_generate(ss_server *s, struct evhttp_request *req, ss_api_kind kind, int stream_endpoint);

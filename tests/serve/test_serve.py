@@ -454,7 +454,7 @@ def wait_metric(name, pred, timeout=120, server=None):
 LONG_CTX = 4096
 
 
-@check("client disconnect mid-stream cancels the request; server still serves")
+@check("client disconnect mid-stream cancels the request (also behind bytes sent after it); server still serves")
 def _():
     # The request must still be generating when the client hangs up, whatever the machine load. On the
     # main server (context 256) it could not be longer than ~250 tokens, a fraction of a second here: the
@@ -472,8 +472,12 @@ def _():
     def ended(text):
         return sum(sample_value(text, k) for k in ended_keys)
 
+    # A client may send bytes after its request before it hangs up (a stray CRLF after the body, a pipelined next
+    # request): a one-byte peek then sees the bytes and not the end of the stream behind them (helper-70's finding,
+    # session 60: such requests ran to max_tokens and counted as successes).
+    pipelined = b"GET /v2/health/ready HTTP/1.1\r\nHost: x\r\n\r\n"
     try:
-        for stream in (True, False):
+        for stream, extra in ((True, b""), (False, b""), (False, b"\r\n"), (False, pipelined)):
             m = long_srv.metrics()
             cancelled0, ended0 = sample_value(m, cancel_key), ended(m)
             s = socket.create_connection(("127.0.0.1", long_srv.port))
@@ -501,6 +505,9 @@ def _():
                         break
                     assert time.time() < deadline, "the request never started running"
                     time.sleep(0.05)
+                if extra:
+                    s.sendall(extra)
+                    time.sleep(0.3)  # (not an assertion: lets the server's watch see the bytes before the hang-up)
             s.close()
             # Wait for the request to end either way (cancelled, or run to completion if the hang-up went
             # unnoticed), then require that it was cancelled.
@@ -510,7 +517,7 @@ def _():
                 time.sleep(0.05)
                 m = long_srv.metrics()
             assert sample_value(m, cancel_key) == cancelled0 + 1, \
-                ("stream" if stream else "non-stream", "not cancelled", ended(m) - ended0,
+                ("stream" if stream else "non-stream", extra, "not cancelled", ended(m) - ended0,
                  sample_value(m, cancel_key) - cancelled0)
         wait_metric(running_key, lambda v: v == 0, server=long_srv)
         st, _, j, _ = long_srv.post("/v1/completions", {"prompt": "Hi", "max_tokens": 3, "ignore_eos": True})
@@ -700,7 +707,8 @@ def _():
 
 
 @check("/v1/models states max_model_len and vocab_size; `shardserve bench` with its default id range runs "
-       "against the bundled demo model (narrowed to its 4,096-token vocabulary)")
+       "against the bundled demo model (narrowed to its 4,096-token vocabulary); JSON mode with every '{' banned: "
+       "400, counted as OTHER")
 def _():
     demo = Server(BINARY, os.path.join(SOURCE, "models", "shardserve-demo"), ["--max-seq-len", "128"])
     try:
@@ -714,6 +722,18 @@ def _():
         rep = json.loads(p.stdout)
         assert rep["requests"]["ok"] == 3, rep
         assert rep["parameters"]["vocab_lo"] == 1000 and rep["parameters"]["vocab_hi"] == 4096, rep["parameters"]
+        # bans that leave the grammar no token (the demo's one '{' token banned): the client's error, a 400 counted as
+        # OTHER, not a 503 to retry counted as the backend's failure (helper-70's finding, session 60)
+        name = "shardserve-demo"
+        fail_key = 'nv_inference_request_failure{model="%s",version="1",reason="%%s"}' % name
+        m0 = demo.metrics()
+        st, _, j, _ = demo.post("/v2/models/%s/generate" % name, {"text_input": "Hello", "max_tokens": 20,
+                                                                  "temperature": 0, "bad_words": ["{"],
+                                                                  "guided_decoding_guide_type": "json"})
+        assert st == 400 and "bad_words" in j["error"] and "continues the object" in j["error"], (st, j)
+        m1 = demo.metrics()
+        assert sample_value(m1, fail_key % "OTHER") == sample_value(m0, fail_key % "OTHER") + 1, m1
+        assert sample_value(m1, fail_key % "BACKEND") == sample_value(m0, fail_key % "BACKEND"), m1
     finally:
         rc = demo.stop()
     assert rc == 0
