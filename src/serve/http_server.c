@@ -455,15 +455,18 @@ static const char *http_bodiless_method(enum evhttp_cmd_type cmd)
     }
 }
 
-/* 1 (and the 400 sent, with Connection: close) when the request's framing headers are ambiguous. */
+/* 1 (and the 400 sent, with Connection: close) when the request's framing headers are ambiguous, or its Host is
+ * missing (HTTP/1.1) or repeated. */
 static int http_reject_framing(struct evhttp_request *req)
 {
     const struct evkeyvalq *h = evhttp_request_get_input_headers(req);
-    int n_cl = 0, n_te = 0;
+    int n_cl = 0, n_te = 0, n_host = 0;
     const char *cl = NULL, *te = NULL, *spaced = NULL;
     for (const struct evkeyval *kv = h->tqh_first; kv; kv = kv->next.tqe_next) { /* no TAILQ_* macros here */
         if (strpbrk(kv->key, " \t")) {
             spaced = kv->key;
+        } else if (!strcasecmp(kv->key, "Host")) {
+            n_host++;
         } else if (!strcasecmp(kv->key, "Content-Length")) {
             n_cl++;
             cl = cl ? cl : kv->value;
@@ -474,9 +477,13 @@ static int http_reject_framing(struct evhttp_request *req)
     }
     const char *bodiless = http_bodiless_method(evhttp_request_get_command(req));
     char msg[256], q[72];
+    const int http11 = req->major > 1 || (req->major == 1 && req->minor >= 1);
     if (spaced)
         snprintf(msg, sizeof msg, "header name '%s' has white space before its colon (RFC 9112 section 5.1)",
                  http_quote(q, sizeof q, spaced));
+    else if (n_host > 1 || (http11 && n_host == 0))
+        snprintf(msg, sizeof msg, "%s; an HTTP/1.1 request names its host once (RFC 9112 section 3.2)",
+                 n_host ? "Host is given more than once" : "no Host header");
     else if (n_cl > 1)
         snprintf(msg, sizeof msg,
                  "Content-Length is given %d times; a request states its length once (RFC 9112 section 6.3)", n_cl);

@@ -196,6 +196,18 @@ def _():
     assert "Transfer-Encoding" in msg, msg
 
 
+@check("Host given twice, or none in HTTP/1.1: JSON 400 naming Host, connection closed (RFC 9112 section 3.2); "
+       "HTTP/1.0 without Host is served")
+def _():
+    body = b'{"prompt": "Hi", "max_tokens": 1}'
+    post = b"POST /v1/completions HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: %d\r\n" % len(body)
+    for hosts in (b"", b"Host: a\r\nHost: b\r\n"):
+        msg = one_refused_and_closed(post + hosts + b"\r\n" + body + SMUGGLED)
+        assert "Host" in msg and ("no Host" in msg if not hosts else "more than once" in msg), msg
+    raw = send_and_read(b"GET /v1/models HTTP/1.0\r\n\r\n")
+    assert raw.startswith(b"HTTP/1.0 200") or raw.startswith(b"HTTP/1.1 200"), raw[:300]
+
+
 @check("a body on HEAD, TRACE or an unknown method (libevent reads none): JSON 400, not a second request")
 def _():
     for method in (b"HEAD", b"TRACE", b"FOO"):
