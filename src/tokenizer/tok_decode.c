@@ -220,9 +220,14 @@ ss_status ss_tok_decode_tokens(const ss_tokenizer *tok, const char *const *toks,
             return ss_err_set(err, st, "tokenizer: out of memory while decoding");
         return SS_OK;
     }
+    size_t in_bytes = 0;
+    for (size_t i = 0; i < n; i++)
+        in_bytes += lens[i];
+    const size_t limit = ss_tok_growth_limit(in_bytes);
     dec_list lists[2];
     memset(lists, 0, sizeof lists);
-    ss_tok_buf scratch = {0};
+    lists[0].text.limit = lists[1].text.limit = limit;
+    ss_tok_buf scratch = {.limit = limit};
     int cur = 0, collapsed = 0;
     for (size_t i = 0; i < n && st == SS_OK; i++)
         st = dl_push(&lists[0], toks[i], lens[i]);
@@ -238,6 +243,9 @@ ss_status ss_tok_decode_tokens(const ss_tokenizer *tok, const char *const *toks,
     dl_free(&lists[0]);
     dl_free(&lists[1]);
     ss_tok_buf_free(&scratch);
+    if (st == SS_ERR_CAPACITY)
+        return ss_err_set(err, st, "tokenizer: the decoders grow %zu bytes of tokens beyond %zu (%d times): refused",
+                          in_bytes, limit, SS_TOK_MAX_GROWTH);
     if (st != SS_OK)
         return ss_err_set(err, st, "tokenizer: %s while decoding", ss_status_str(st));
     return SS_OK;

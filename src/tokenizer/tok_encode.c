@@ -132,7 +132,10 @@ static ss_status norm_one(const ss_tok_norm *d, const char *s, size_t n, ss_tok_
 
 ss_status ss_tok_normalize(const ss_tokenizer *tok, const char *s, size_t n, ss_tok_buf *out, ss_err *err)
 {
-    ss_tok_buf tmp[2] = {{0}, {0}};
+    const size_t limit = ss_tok_growth_limit(n);
+    ss_tok_buf tmp[2] = {{.limit = limit}, {.limit = limit}};
+    const size_t out_limit = out->limit;
+    out->limit = limit;
     const char *cur = s;
     size_t cur_n = n;
     ss_status st = SS_OK;
@@ -151,6 +154,10 @@ ss_status ss_tok_normalize(const ss_tokenizer *tok, const char *s, size_t n, ss_
         st = ss_tok_buf_append(out, s, n);
     ss_tok_buf_free(&tmp[0]);
     ss_tok_buf_free(&tmp[1]);
+    out->limit = out_limit;
+    if (st == SS_ERR_CAPACITY)
+        return ss_err_set(err, st, "tokenizer: the normalizers grow a %zu-byte text beyond %zu bytes (%d times): "
+                          "refused", n, limit, SS_TOK_MAX_GROWTH);
     if (st != SS_OK)
         return ss_err_set(err, st, "tokenizer: normalization failed (%s)", ss_status_str(st));
     return SS_OK;

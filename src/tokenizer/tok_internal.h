@@ -16,7 +16,13 @@
 typedef struct ss_tok_buf {
     char *p;
     size_t len, cap;
+    size_t limit; /* 0: none; else growing beyond limit bytes fails (SS_ERR_CAPACITY) */
 } ss_tok_buf;
+/* Normalizers or decoders that multiply the text (a tokenizer.json's chained Replace of ' ' by many spaces:
+ * fuzz_tokjson, session 60) would take time and memory without end; real ones grow it at most ~11 times (NFKC's
+ * widest) and 3 (a space as U+2581), so a text of n bytes may grow to this many times n, plus 4 KiB, and no more. */
+#define SS_TOK_MAX_GROWTH 64
+size_t ss_tok_growth_limit(size_t n);
 ss_status ss_tok_buf_reserve(ss_tok_buf *b, size_t extra);
 ss_status ss_tok_buf_append(ss_tok_buf *b, const void *p, size_t n);
 void ss_tok_buf_free(ss_tok_buf *b);

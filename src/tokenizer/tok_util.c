@@ -7,9 +7,14 @@
 #include "core/alloc.h"
 #include "tokenizer/tok_internal.h"
 
+size_t ss_tok_growth_limit(size_t n)
+{
+    return n < (SIZE_MAX / 4 - 4096) / SS_TOK_MAX_GROWTH ? n * SS_TOK_MAX_GROWTH + 4096 : SIZE_MAX / 4;
+}
+
 ss_status ss_tok_buf_reserve(ss_tok_buf *b, size_t extra)
 {
-    if (extra > SIZE_MAX / 4 - b->len)
+    if (extra > SIZE_MAX / 4 - b->len || (b->limit && b->len + extra > b->limit))
         return SS_ERR_CAPACITY;
     size_t need = b->len + extra + 1; /* room for a terminating NUL */
     if (need <= b->cap)
@@ -39,7 +44,7 @@ void ss_tok_buf_free(ss_tok_buf *b)
 {
     ss_free(b->p);
     b->p = NULL;
-    b->len = b->cap = 0;
+    b->len = b->cap = 0; /* (limit kept) */
 }
 
 ss_status ss_tok_ids_push(ss_tok_ids *a, int32_t id)

@@ -752,6 +752,59 @@ static void test_load_json_dropped(void **state)
     assert_null(tok);
 }
 
+/* A tokenizer.json whose normalizers or decoders multiply the text (three Replaces of ' ' by `width` spaces each: a
+ * space becomes width^3 of them) is refused at SS_TOK_MAX_GROWTH times, not run out of memory (fuzz_tokjson,
+ * session 60: chained Replaces, a timeout); a modest growth still works. */
+static ss_tokenizer *growth_tokenizer(const char *stage, int width)
+{
+    char spaces[128], rep[256], json[2048];
+    memset(spaces, ' ', (size_t)width);
+    spaces[width] = '\0';
+    snprintf(rep, sizeof rep, "{\"type\":\"Replace\",\"pattern\":{\"String\":\" \"},\"content\":\"%s\"}", spaces);
+    snprintf(json, sizeof json,
+             "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"<unk>\":0,\"a\":1,\"b\":2,\" \":3},\"merges\":[],"
+             "\"unk_token\":\"<unk>\"},\"%s\":{\"type\":\"Sequence\",\"%s\":[%s,%s,%s]}}",
+             stage, !strcmp(stage, "normalizer") ? "normalizers" : "decoders", rep, rep, rep);
+    ss_tokenizer *tok = NULL;
+    ss_err err;
+    assert_int_equal(ss_tokenizer_load_json(json, strlen(json), "growth.json", &tok, &err), SS_OK);
+    return tok;
+}
+
+static void test_growth_refused(void **state)
+{
+    (void)state;
+    ss_err err;
+    int32_t *ids = NULL;
+    size_t n = 0;
+    ss_tokenizer *tok = growth_tokenizer("normalizer", 100); /* "a b": 1,000,002 bytes */
+    assert_int_equal(ss_tokenizer_encode(tok, "a b", 3, 0, &ids, &n, &err), SS_ERR_CAPACITY);
+    assert_non_null(strstr(err.msg, "normalizers grow a 3-byte text"));
+    ss_tokenizer_destroy(tok);
+    tok = growth_tokenizer("normalizer", 2); /* "a b": a, 8 spaces, b */
+    assert_int_equal(ss_tokenizer_encode(tok, "a b", 3, 0, &ids, &n, &err), SS_OK);
+    assert_int_equal(n, 10);
+    assert_int_equal(ids[0], 1);
+    assert_int_equal(ids[5], 3);
+    assert_int_equal(ids[9], 2);
+    ss_free(ids);
+    ss_tokenizer_destroy(tok);
+    const int32_t asb[3] = {1, 3, 2};
+    char *text = NULL;
+    size_t len = 0;
+    tok = growth_tokenizer("decoder", 100);
+    assert_int_equal(ss_tokenizer_decode(tok, asb, 3, 0, &text, &len, &err), SS_ERR_CAPACITY);
+    assert_non_null(strstr(err.msg, "decoders grow 3 bytes"));
+    assert_null(text);
+    ss_tokenizer_destroy(tok);
+    tok = growth_tokenizer("decoder", 2);
+    assert_int_equal(ss_tokenizer_decode(tok, asb, 3, 0, &text, &len, &err), SS_OK);
+    assert_int_equal(len, 10);
+    assert_string_equal(text, "a        b");
+    ss_free(text);
+    ss_tokenizer_destroy(tok);
+}
+
 static void test_bad_files(void **state)
 {
     (void)state;
@@ -958,6 +1011,7 @@ int main(void)
         cmocka_unit_test(test_small_tokenizer),
         cmocka_unit_test(test_bad_files),
         cmocka_unit_test(test_load_json_dropped),
+        cmocka_unit_test(test_growth_refused),
         cmocka_unit_test(test_config_forms),
         cmocka_unit_test(test_fault_injection),
         cmocka_unit_test(test_threads),
