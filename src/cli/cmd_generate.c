@@ -207,6 +207,8 @@ int ss_cmd_generate(int argc, char **argv, char **env)
         return gen_fail(ss_err_set(&e, SS_ERR_INVALID_ARG, "give exactly one of --prompt, --prompt-ids, --chat"), &e);
     if (o.max_tokens < 1 || o.max_tokens > 1 << 20)
         return gen_fail(ss_err_set(&e, SS_ERR_INVALID_ARG, "--max-tokens must be in 1..%d", 1 << 20), &e);
+    if (o.comm_timeout < 1 || o.comm_timeout > 86400)
+        return gen_fail(ss_err_set(&e, SS_ERR_INVALID_ARG, "--comm-timeout must be in 1..86400 seconds"), &e);
     if (o.logprobs < 0 || o.logprobs > SS_MAX_TOP_LOGPROBS)
         return gen_fail(ss_err_set(&e, SS_ERR_INVALID_ARG, "--logprobs must be in 0..%d", SS_MAX_TOP_LOGPROBS), &e);
     if (o.temperature < 0 || o.top_p <= 0 || o.top_p > 1)

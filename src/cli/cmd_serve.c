@@ -177,6 +177,7 @@ int ss_cmd_serve(int argc, char **argv, char **env)
         (st = serve_range("request-timeout", o.request_timeout, 0, 86400 * 7, &e)) != SS_OK ||
         (st = serve_range("drain-timeout", o.drain_timeout, 0, 86400, &e)) != SS_OK ||
         (st = serve_range("max-n", o.max_n, 1, 128, &e)) != SS_OK ||
+        (st = serve_range("comm-timeout", o.comm_timeout, 1, 86400, &e)) != SS_OK ||
         (st = serve_range("speculative-ngram", o.spec_tokens, 0, SS_SPEC_MAX_TOKENS, &e)) != SS_OK ||
         (st = serve_range("speculative-max-batch", o.spec_max_batch, 1, 65536, &e)) != SS_OK) {
         fprintf(stderr, "shardserve serve: %s\n", e.msg);

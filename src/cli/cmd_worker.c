@@ -45,6 +45,12 @@ static int worker_run(const char *leader, int rank, int world, int64_t join_time
         SS_LOGE("%s", e.msg);
         return ss_status_exit_code(st);
     }
+    /* Joined: from here the leader says when to stop (it drains first, then closes; if it dies, this rank sees its
+     * connection close and exits 4). A SIGINT or SIGTERM sent to the whole process group (Ctrl-C, systemd's
+     * control-group kill, a pod's deletion) must not take this rank away mid-drain (session 60: the in-flight
+     * requests failed); SIGKILL still ends it. */
+    signal(SIGINT, SIG_IGN);
+    signal(SIGTERM, SIG_IGN);
     /* NCCL reads its own environment (children inherit it); say what it will use. */
     const char *ifn = getenv("NCCL_SOCKET_IFNAME");
     SS_LOGI("joined the leader at %s; loading %s; NCCL_SOCKET_IFNAME=%s", leader, b.settings.model_dir,

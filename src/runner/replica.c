@@ -381,9 +381,8 @@ static void replica_free_queue(ss_replica *r)
 /* Pipelines: waits until the output rank's step output starts to arrive, or a rank is lost (the
  * watcher saw its connection close: the output would then only come at the deadline, if at all), or the
  * deadline passes (the receive after this then reports it). */
-static ss_status replica_wait_output(ss_replica *r, ss_err *err)
+static ss_status replica_wait_output(ss_replica *r, int64_t deadline, ss_err *err)
 {
-    const int64_t deadline = ss_now_ms() + r->p.comm_timeout_ms;
     struct pollfd pf = {r->boot.peer_ctrl[r->output_rank], POLLIN, 0};
     while (ss_now_ms() < deadline) {
         const int lost = atomic_load(&r->lost_rank);
@@ -397,8 +396,10 @@ static ss_status replica_wait_output(ss_replica *r, ss_err *err)
 
 /* After a failed step of several ranks: names the rank that went away when a socket says so (a dead
  * process closes them all), marks the replica broken (its ranks may be mid-step) and stops its comms.
- * Returns the status to report. */
-static ss_status replica_failed(ss_replica *r, ss_status st, ss_err *err)
+ * reported: the rank that sent the step's error (-1: none), which closes its socket after, so it is looked at
+ * last: the rank it lost is the one to name (session 60: "rank 2 is lost" for a killed rank 3). Returns the status
+ * to report. */
+static ss_status replica_failed(ss_replica *r, ss_status st, int reported, ss_err *err)
 {
     const int lost = atomic_load(&r->lost_rank);
     if (lost > 0 && !strstr(err->msg, "is lost") &&
@@ -406,8 +407,9 @@ static ss_status replica_failed(ss_replica *r, ss_status st, ss_err *err)
         ss_err_prefix(err, "rank %d is lost (its control connection closed)", lost);
         st = SS_ERR_COMM;
     }
-    for (int k = 1; k < r->boot.world && (st == SS_ERR_COMM || st == SS_ERR_TIMEOUT) && !strstr(err->msg, "is lost");
-         k++) {
+    for (int i = 1; i < r->boot.world && (st == SS_ERR_COMM || st == SS_ERR_TIMEOUT) && !strstr(err->msg, "is lost");
+         i++) {
+        const int k = reported <= 0 ? i : i < reported ? i : i + 1 < r->boot.world ? i + 1 : reported;
         struct pollfd pf = {r->boot.peer_ctrl[k], POLLIN, 0};
         char c;
         /* a dead peer's FIN may still be on its way: give each socket a moment */
@@ -447,19 +449,23 @@ static ss_status replica_step_multi(ss_replica *r, const ss_step_plan *plan, ss_
     ss_status st = replica_send_plan(r, plan, err);
     if (st == SS_OK)
         st = ss_runner_step(r->runner, plan, out, err);
+    /* one deadline for the output's wait and its receipt (session 60: two made a silent output rank fail at twice
+     * --comm-timeout) */
+    const int64_t out_deadline = ss_now_ms() + r->p.comm_timeout_ms;
+    int reported = -1;
     if (st == SS_OK && r->output_rank != 0)
-        st = replica_wait_output(r, err);
+        st = replica_wait_output(r, out_deadline, err);
     if (st == SS_OK && r->output_rank != 0) {
         uint32_t type;
         uint8_t *msg = NULL;
         size_t ml = 0;
-        st = ss_net_recv_msg(r->boot.peer_ctrl[r->output_rank], &type, &msg, &ml, 1u << 30,
-                             ss_now_ms() + r->p.comm_timeout_ms);
+        st = ss_net_recv_msg(r->boot.peer_ctrl[r->output_rank], &type, &msg, &ml, 1u << 30, out_deadline);
         if (st != SS_OK)
             st = ss_err_set(err, SS_ERR_COMM, "rank %d is lost (no step output: %s)", r->output_rank,
                             ss_status_str(st));
         else if (type == SS_MSG_ERROR)
-            st = ss_err_set(err, SS_ERR_COMM, "rank %d failed the step: %.*s", r->output_rank, (int)ml, msg);
+            st = ss_err_set(err, SS_ERR_COMM, "rank %d failed the step: %.*s", (reported = r->output_rank), (int)ml,
+                            msg);
         else if (type != SS_MSG_OUTPUT)
             st = ss_err_set(err, SS_ERR_COMM, "rank %d sent message %u instead of a step output", r->output_rank, type);
         else
@@ -467,7 +473,7 @@ static ss_status replica_step_multi(ss_replica *r, const ss_step_plan *plan, ss_
         ss_free(msg);
     }
     if (st != SS_OK) {
-        st = replica_failed(r, st, err);
+        st = replica_failed(r, st, reported, err);
         ss_step_output_clear(out);
     }
     return st;
@@ -510,7 +516,7 @@ static ss_status replica_submit_stage(ss_replica *r, const ss_step_plan *plan, s
         st = replica_send_plan(r, &rp, err);
     if (st == SS_OK)
         st = ss_runner_submit(r->runner, &rp, err);
-    return st == SS_OK ? SS_OK : replica_failed(r, st, err);
+    return st == SS_OK ? SS_OK : replica_failed(r, st, -1, err);
 }
 
 /* plan with its SS_TOKEN_PREV tokens replaced by the last step's tokens (several ranks: the workers get
@@ -589,7 +595,7 @@ ss_status ss_replica_collect(ss_replica *r, ss_step_output *out, ss_err *err)
         if (r->broken) /* its exchanges may have run on garbage once the communicators stopped */
             return ss_err_set(err, SS_ERR_COMM, "the replica lost a rank earlier and cannot run steps");
         ss_status st = ss_runner_collect(r->runner, out, err);
-        return st == SS_OK ? SS_OK : replica_failed(r, st, err);
+        return st == SS_OK ? SS_OK : replica_failed(r, st, -1, err);
     }
     if (r->q_n == 0)
         return ss_err_set(err, SS_ERR_INVALID_ARG, "no step is pending");

@@ -709,6 +709,12 @@ static void srv_wake_cb(evutil_socket_t fd, short what, void *arg)
         event_base_loopexit(s->base, NULL);
         return;
     }
+    if (atomic_load(&s->state) == SRV_READY && s->shutting_down && !s->replica_lost && s->sched &&
+        !ss_sched_healthy(s->sched)) {
+        /* lost while draining: the drain ends as it would, but the exit code says so (session 60: it said 0) */
+        SS_LOGE("the replica lost a rank while draining: failing in-flight requests (exit code 4)");
+        s->replica_lost = 1;
+    }
     if (atomic_load(&s->state) == SRV_READY && !s->shutting_down && s->sched && !ss_sched_healthy(s->sched)) {
         /* A rank is gone: the failed requests were answered above; leave within a second (so those
          * replies flush) with exit code 4, and let the orchestrator restart the whole replica. */

@@ -107,6 +107,9 @@ r = run(["--model", os.path.join(FIX, "models", "llama3-gqa"), "--prompt-ids", "
 check("out-of-vocab id -> exit 2", r.returncode == 2 and "99999" in r.stderr, r.stderr)
 r = run(["--model", os.path.join(FIX, "models", "llama3-gqa"), "--prompt-ids", "1", "--tp", "3"])
 check("tp 3 on 8 heads refused with the reason", r.returncode == 2 and "heads" in r.stderr, r.stderr)
+for t in ("0", "4294970"):  # (session 60: 0 became 60 s, and 4294970 s overflowed to 2.7 s)
+    r = run(["--model", model, "--prompt-ids", "1", "--tp", "2", "--comm-timeout", t])
+    check("--comm-timeout %s -> exit 2 naming it" % t, r.returncode == 2 and "--comm-timeout" in r.stderr, r.stderr)
 r = run(["--model", os.path.join(FIX, "models", "llama3-gqa"), "--prompt", "hi"])
 check("--prompt without tokenizer.json -> exit 3", r.returncode == 3 and "tokenizer.json" in r.stderr, r.stderr)
 with open(os.path.join(bad, "chat.json"), "w") as f:

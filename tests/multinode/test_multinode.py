@@ -6,11 +6,14 @@ usage: test_multinode.py CASE SHARDSERVE FIXTURES
   flaky_leader      a worker whose first connections meet something that closes them keeps retrying and joins
   kill_worker       kill -9 of a worker mid-generation: the leader fails with a clear error, exit 4,
                     within the comm timeout, and leaves no process behind
+  kill_last_rank    the same at tp 2 x pp 2, killing rank 3: the error names rank 3, not the output rank 2 that
+                    reported the failed step (session 60: "rank 2 is lost")
   version_mismatch  a worker with another version stamp is refused with both stamps named; a good
                     worker still joins afterwards
   kv_blocks_min     a worker with a smaller KV cache than the leader's (SS_KV_BLOCKS_CAP): the replica uses its
                     count, so its context is what that cache holds (a longer generation stops there, with a
                     warning) and a generation that fits gives the golden
+  serve_group_term  serve --tp 2, SIGTERM to its whole process group mid-stream: the stream ends whole, exit 0
   netns             leader and worker in two network namespaces joined by a veth pair, talking
                     only over their own addresses; tokens equal the single-process run
 """
@@ -128,13 +131,13 @@ def flaky_leader():
     print("worker joined after %d stand-in connections" % served)
 
 
-def kill_worker():
+def kill_worker(layout=("--tp", "2"), victim=1):
     tag = "kill-worker-%d" % os.getpid()
     env = dict(os.environ, SHARDSERVE_TEST_TAG=tag)
     # Not --quiet: the leader's "replica ready" line says when generation starts. A fixed sleep after the worker
     # appeared was not enough: loading takes ~2 s on a slow machine, and a worker killed before the replica is up
     # is another error ("killed by signal 9 before the replica was up", or "did not become ready").
-    leader = subprocess.Popen([a for a in BASE if a != "--quiet"] + ["--max-tokens", "8100", "--tp", "2",
+    leader = subprocess.Popen([a for a in BASE if a != "--quiet"] + ["--max-tokens", "8100", *layout,
                                                                      "--comm-timeout", "5"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     lines, ready = [], threading.Event()
@@ -156,7 +159,17 @@ def kill_worker():
     if not kids:
         leader.kill()
         fail("no worker process appeared")
-    os.kill(int(kids[0]), signal.SIGKILL)  # mid-generation (8100 tokens: minutes on the cpu at tp 2)
+    def rank_of(pid):
+        try:
+            args = open("/proc/%s/cmdline" % pid, "rb").read().split(b"\0")
+        except OSError:
+            return -1
+        return int(args[args.index(b"--rank") + 1]) if b"--rank" in args else -1
+    pick = [k for k in kids if rank_of(k) == victim]
+    if not pick:
+        leader.kill()
+        fail("no worker of rank %d among %s" % (victim, kids))
+    os.kill(int(pick[0]), signal.SIGKILL)  # mid-generation (8100 tokens: minutes on the cpu at tp 2)
     t_kill = time.time()
     try:
         leader.wait(timeout=20)
@@ -169,7 +182,7 @@ def kill_worker():
     if leader.returncode != 4:
         fail("leader exit code %d, want 4 (peer lost); stderr: %s" % (leader.returncode, err[-2000:]))
     last = err.strip().splitlines()[-1] if err.strip() else ""
-    if "rank 1 is lost" not in last:
+    if "rank %d is lost" % victim not in last:
         fail("the error does not name the lost rank: %s" % last)
     print("leader failed in %.1f s with: %s" % (took, last))
     time.sleep(0.5)
@@ -321,6 +334,66 @@ def serve_kill_worker():
     print("request failed with %d: %s; server exited 4" % (status, text[:200]))
 
 
-{"late_join": late_join, "flaky_leader": flaky_leader, "serve_kill_worker": serve_kill_worker, "kill_worker": kill_worker, "version_mismatch": version_mismatch,
+def serve_group_term():
+    """serve --tp 2 in its own process group, SIGTERM to the whole group (Ctrl-C, systemd's control-group kill) with
+    a stream in flight: the worker follows the leader's drain, so the stream ends whole ([DONE], finish length, no
+    error) and the server exits 0, leaving no process (session 60: the worker died at once, the stream failed)."""
+    import json
+    port, mport = free_port(), free_port()
+    model = os.path.join(FIX, "models", "e2e-llama3-tok")
+    srv = subprocess.Popen([BIN, "serve", "--model", model, "--tp", "2", "--device", "cpu", "--threads", "1",
+                            "--port", str(port), "--metrics-port", str(mport), "--max-seq-len", "256"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    t0 = time.time()
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+                s.sendall(b"GET /v2/health/ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                if s.recv(64).startswith(b"HTTP/1.1 200"):
+                    break
+        except OSError:
+            pass
+        if time.time() - t0 > 60 or srv.poll() is not None:
+            os.killpg(srv.pid, signal.SIGKILL)
+            fail("server never became ready: " + srv.stderr.read()[-2000:])
+        time.sleep(0.3)
+    body = json.dumps({"prompt": "hello", "max_tokens": 240, "ignore_eos": True, "stream": True})
+    s = socket.create_connection(("127.0.0.1", port), timeout=60)
+    s.sendall(("POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+               "Content-Length: %d\r\n\r\n%s" % (len(body), body)).encode())
+    got = b""
+    while b"data: " not in got:
+        d = s.recv(4096)
+        if not d:
+            break
+        got += d
+    os.killpg(srv.pid, signal.SIGTERM)  # the stream is in flight: its first event came
+    while not got.endswith(b"0\r\n\r\n"):
+        d = s.recv(65536)
+        if not d:
+            break
+        got += d
+    s.close()
+    try:
+        srv.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(srv.pid, signal.SIGKILL)
+        fail("server did not exit after the drain")
+    text = got.decode(errors="replace")
+    events = [l[6:] for l in text.split("\n") if l.startswith("data: ")]
+    ends = [json.loads(e)["choices"][0]["finish_reason"] for e in events if e.startswith("{") and
+            json.loads(e).get("choices") and json.loads(e)["choices"][0].get("finish_reason")]
+    if "error" in text or not events or events[-1].strip() != "[DONE]" or ends != ["length"]:
+        fail("the stream did not end whole: %r ... %r" % (text[:300], text[-500:]))
+    if srv.returncode != 0:
+        fail("server exit code %d, want 0; %s" % (srv.returncode, srv.stderr.read()[-1500:]))
+    left = subprocess.run(["pgrep", "-g", str(srv.pid)], capture_output=True, text=True).stdout.strip()
+    if left:
+        fail("processes left in the group: " + left)
+    print("stream ended whole after the group's SIGTERM; server exited 0")
+
+
+{"late_join": late_join, "serve_group_term": serve_group_term, "flaky_leader": flaky_leader, "serve_kill_worker": serve_kill_worker, "kill_worker": kill_worker,
+ "kill_last_rank": lambda: kill_worker(("--tp", "2", "--pp", "2"), 3), "version_mismatch": version_mismatch,
  "kv_blocks_min": kv_blocks_min, "netns": netns}[CASE]()
 print("1 passed, 0 failed")
