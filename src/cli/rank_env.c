@@ -30,6 +30,10 @@ ss_status ss_rank_discover(char **env, int tp, int pp, int flag_nnodes, int flag
     out->nnodes = 1;
     out->source = "single node";
     int v;
+    /* (-1: not given) */
+    if (flag_nnodes == 0 || flag_nnodes < -1 || flag_node_rank < -1)
+        return ss_err_set(err, SS_ERR_INVALID_ARG, "--nnodes %d / --node-rank %d: a replica has 1 or more nodes, "
+                          "numbered from 0", flag_nnodes, flag_node_rank);
     if (flag_leader || flag_nnodes > 1 || flag_node_rank > 0) {
         out->source = "flags";
         out->nnodes = flag_nnodes > 0 ? flag_nnodes : 1;
@@ -39,8 +43,13 @@ ss_status ss_rank_discover(char **env, int tp, int pp, int flag_nnodes, int flag
     } else if (ss_env_get(env, "LWS_LEADER_ADDRESS")) {
         out->source = "lws";
         const char *host = ss_env_get(env, "LWS_LEADER_ADDRESS");
-        if (re_int(env, "LWS_GROUP_SIZE", &out->nnodes) < 0 || re_int(env, "LWS_WORKER_INDEX", &out->node_rank) < 0)
-            return ss_err_set(err, SS_ERR_INVALID_ARG, "LWS_GROUP_SIZE / LWS_WORKER_INDEX are not integers");
+        const char *gs = ss_env_get(env, "LWS_GROUP_SIZE"), *wi = ss_env_get(env, "LWS_WORKER_INDEX");
+        if (re_int(env, "LWS_GROUP_SIZE", &out->nnodes) < 0 || re_int(env, "LWS_WORKER_INDEX", &out->node_rank) < 0 ||
+            out->nnodes < 1)
+            return ss_err_set(err, SS_ERR_INVALID_ARG,
+                              "LWS_GROUP_SIZE '%s' / LWS_WORKER_INDEX '%s': want a group size of 1 or more and an "
+                              "index from 0",
+                              gs ? gs : "", wi ? wi : "");
         snprintf(out->leader_addr, sizeof out->leader_addr, "%s:%d", host, rendezvous_port);
     } else if (re_int(env, "OMPI_COMM_WORLD_RANK", &v) > 0 || re_int(env, "PMI_RANK", &v) > 0) {
         out->source = "mpi";

@@ -107,6 +107,15 @@ r = run(["--model", os.path.join(FIX, "models", "llama3-gqa"), "--prompt-ids", "
 check("out-of-vocab id -> exit 2", r.returncode == 2 and "99999" in r.stderr, r.stderr)
 r = run(["--model", os.path.join(FIX, "models", "llama3-gqa"), "--prompt-ids", "1", "--tp", "3"])
 check("tp 3 on 8 heads refused with the reason", r.returncode == 2 and "heads" in r.stderr, r.stderr)
+# node numbers (session 60: --node-rank -3 made this process the leader; LWS_GROUP_SIZE=0 said "outside 0..-1")
+for extra in (["--nnodes", "2", "--node-rank", "-3"], ["--nnodes", "0"]):
+    r = run(["--model", model, "--prompt-ids", "1", "--tp", "2", "--leader-addr", "127.0.0.1:1"] + extra)
+    check("%s -> exit 2 naming the flags" % extra, r.returncode == 2 and "--nnodes" in r.stderr, r.stderr)
+for size, index in (("0", "0"), ("2", "-1")):
+    r = run(["--model", model, "--prompt-ids", "1", "--tp", "2"],
+            env=dict(os.environ, LWS_LEADER_ADDRESS="127.0.0.1", LWS_GROUP_SIZE=size, LWS_WORKER_INDEX=index))
+    check("LWS_GROUP_SIZE=%s LWS_WORKER_INDEX=%s -> exit 2 naming both" % (size, index),
+          r.returncode == 2 and "LWS_GROUP_SIZE '%s' / LWS_WORKER_INDEX '%s'" % (size, index) in r.stderr, r.stderr)
 for t in ("0", "4294970"):  # (session 60: 0 became 60 s, and 4294970 s overflowed to 2.7 s)
     r = run(["--model", model, "--prompt-ids", "1", "--tp", "2", "--comm-timeout", t])
     check("--comm-timeout %s -> exit 2 naming it" % t, r.returncode == 2 and "--comm-timeout" in r.stderr, r.stderr)
