@@ -2,6 +2,7 @@
 #include "cli/rank_env.h"
 
 #include "cli/opts.h"
+#include "core/net.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -22,7 +23,7 @@ static int re_int(char **env, const char *key, int *out)
     return 1;
 }
 
-ss_status ss_rank_discover(char **env, int tp, int pp, int flag_nnodes, int flag_node_rank, int flag_gpus_per_node,
+static ss_status re_discover(char **env, int tp, int pp, int flag_nnodes, int flag_node_rank, int flag_gpus_per_node,
                            const char *flag_leader, int rendezvous_port, ss_rank_info *out, ss_err *err)
 {
     memset(out, 0, sizeof *out);
@@ -84,5 +85,20 @@ ss_status ss_rank_discover(char **env, int tp, int pp, int flag_nnodes, int flag
     out->rank = out->node_rank * out->gpus_per_node;
     if (out->nnodes > 1 && !out->leader_addr[0])
         return ss_err_set(err, SS_ERR_INVALID_ARG, "%d nodes need --leader-addr HOST:PORT of node 0", out->nnodes);
+    return SS_OK;
+}
+
+ss_status ss_rank_discover(char **env, int tp, int pp, int flag_nnodes, int flag_node_rank, int flag_gpus_per_node,
+                           const char *flag_leader, int rendezvous_port, ss_rank_info *out, ss_err *err)
+{
+    SS_CHECK(re_discover(env, tp, pp, flag_nnodes, flag_node_rank, flag_gpus_per_node, flag_leader, rendezvous_port,
+                         out, err));
+    /* the address is checked here, before any loading, rather than by the rendezvous */
+    char host[256];
+    int port;
+    if (out->leader_addr[0] && ss_net_split_addr(out->leader_addr, host, sizeof host, &port, err) != SS_OK) {
+        ss_err_prefix(err, "leader address (%s)", out->source);
+        return SS_ERR_INVALID_ARG;
+    }
     return SS_OK;
 }

@@ -29,10 +29,15 @@ ss_status ss_net_split_addr(const char *addr, char *host, size_t host_cap, int *
         h++;
         hl -= 2;
     }
-    char *end;
-    long p = strtol(colon + 1, &end, 10);
-    if (*end || p < 0 || p > 65535 || hl >= host_cap)
-        return ss_err_set(err, SS_ERR_INVALID_ARG, "address '%s': bad host or port", addr);
+    /* digits only: strtol would take "" (session 60: "host:" became port 0), " 80" or "+80" */
+    const char *digits = colon + 1;
+    char *end = NULL;
+    long p = digits[0] >= '0' && digits[0] <= '9' ? strtol(digits, &end, 10) : 0;
+    if (!end || *end || p < 1 || p > 65535)
+        return ss_err_set(err, SS_ERR_INVALID_ARG, "address '%s': the port must be 1..65535", addr);
+    if (hl >= host_cap)
+        return ss_err_set(err, SS_ERR_INVALID_ARG, "address '%s': the host name is longer than %zu bytes", addr,
+                          host_cap - 1);
     memcpy(host, h, hl);
     host[hl] = '\0';
     *port = (int)p;

@@ -9,7 +9,7 @@
 #include "core/clock.h" /* deadlines below are absolute ss_now_ms times */
 #include "core/status.h"
 
-/* Splits "host:port" (IPv6 as "[::1]:port"). */
+/* Splits "host:port" (IPv6 as "[::1]:port"); the port is decimal digits, 1..65535. */
 ss_status ss_net_split_addr(const char *addr, char *host, size_t host_cap, int *port, ss_err *err);
 /* Listens on host:port (port 0 = ephemeral); *port_out gets the bound port. Returns the fd. */
 ss_status ss_net_listen(const char *host, int port, int *fd_out, int *port_out, ss_err *err);

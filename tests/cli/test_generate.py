@@ -116,6 +116,11 @@ for size, index in (("0", "0"), ("2", "-1")):
             env=dict(os.environ, LWS_LEADER_ADDRESS="127.0.0.1", LWS_GROUP_SIZE=size, LWS_WORKER_INDEX=index))
     check("LWS_GROUP_SIZE=%s LWS_WORKER_INDEX=%s -> exit 2 naming both" % (size, index),
           r.returncode == 2 and "LWS_GROUP_SIZE '%s' / LWS_WORKER_INDEX '%s'" % (size, index) in r.stderr, r.stderr)
+# a leader address without a port (session 60: "host:" was port 0, and the rendezvous listened on any port)
+for addr in ("127.0.0.1:", "127.0.0.1:0", "127.0.0.1: 29500"):
+    r = run(["--model", model, "--prompt-ids", "1", "--tp", "2", "--leader-addr", addr, "--nnodes", "2"])
+    check("--leader-addr '%s' -> exit 2 naming it" % addr,
+          r.returncode == 2 and "'%s'" % addr in r.stderr and "1..65535" in r.stderr, r.stderr)
 for t in ("0", "4294970"):  # (session 60: 0 became 60 s, and 4294970 s overflowed to 2.7 s)
     r = run(["--model", model, "--prompt-ids", "1", "--tp", "2", "--comm-timeout", t])
     check("--comm-timeout %s -> exit 2 naming it" % t, r.returncode == 2 and "--comm-timeout" in r.stderr, r.stderr)

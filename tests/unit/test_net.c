@@ -30,6 +30,14 @@ static void test_split_addr(void **state)
     assert_int_equal(ss_net_split_addr(":80", host, sizeof host, &port, &err), SS_ERR_INVALID_ARG);
     assert_int_equal(ss_net_split_addr("h:65536", host, sizeof host, &port, &err), SS_ERR_INVALID_ARG);
     assert_int_equal(ss_net_split_addr("h:80x", host, sizeof host, &port, &err), SS_ERR_INVALID_ARG);
+    /* an empty, zero, signed or blank-led port is no port (session 60: "h:" was port 0) */
+    const char *bad_ports[] = {"h:", "h:0", "h:+80", "h: 80", "h:-1", "h:0x50"};
+    for (size_t i = 0; i < sizeof bad_ports / sizeof bad_ports[0]; i++) {
+        assert_int_equal(ss_net_split_addr(bad_ports[i], host, sizeof host, &port, &err), SS_ERR_INVALID_ARG);
+        assert_non_null(strstr(err.msg, "1..65535"));
+    }
+    assert_int_equal(ss_net_split_addr("h:1", host, sizeof host, &port, &err), SS_OK);
+    assert_int_equal(port, 1);
     assert_int_equal(ss_net_split_addr("a-host-name-longer-than-the-buffer:1", host, 8, &port, &err),
                      SS_ERR_INVALID_ARG);
 }
