@@ -143,14 +143,14 @@ int ss_cmd_serve(int argc, char **argv, char **env)
         st = ss_err_set(&e, SS_ERR_INVALID_ARG, "--overlap must be auto, on or off (got '%s')", o.overlap);
     if (st == SS_OK && strcmp(o.gen_config, "auto") && strcmp(o.gen_config, "none"))
         st = ss_err_set(&e, SS_ERR_INVALID_ARG, "--generation-config must be auto or none (got '%s')", o.gen_config);
+    ss_log_level lvl = SS_LOG_INFO;
+    if (st == SS_OK && ss_log_level_parse(o.log_level, &lvl) != 0)
+        st = ss_err_set(&e, SS_ERR_INVALID_ARG, "--log-level must be debug, info, warn or error (got '%s')",
+                        o.log_level);
     if (st != SS_OK) {
         fprintf(stderr, "shardserve serve: %s\n", e.msg);
         return SS_EXIT_USAGE;
     }
-    ss_log_level lvl = !strcmp(o.log_level, "debug") ? SS_LOG_DEBUG
-                       : !strcmp(o.log_level, "warn") ? SS_LOG_WARN
-                       : !strcmp(o.log_level, "error") ? SS_LOG_ERROR
-                                                       : SS_LOG_INFO;
     ss_log_init(lvl, "serve");
 
     /* A prepared engine (--engine, or --model naming one) brings its layout and its model's name. */

@@ -33,12 +33,13 @@ static void worker_on_hangup(void *ctx, int index)
 }
 
 /* Runs one worker rank in this process until shutdown; returns its exit code. */
-static int worker_run(const char *leader, int rank, int world, int64_t join_timeout_s, const char *stamp)
+static int worker_run(const char *leader, int rank, int world, int64_t join_timeout_s, const char *stamp,
+                      ss_log_level level)
 {
     ss_err e = {{0}};
     char role[64];
     snprintf(role, sizeof role, "rank %d/%d", rank, world);
-    ss_log_init(SS_LOG_INFO, role);
+    ss_log_init(level, role);
     ss_boot b;
     ss_status st = ss_boot_worker(leader, rank, world, ss_now_ms() + join_timeout_s * 1000, stamp, &b, &e);
     if (st != SS_OK) {
@@ -120,11 +121,12 @@ int ss_cli_run_node(const ss_rank_info *info)
                 prctl(PR_SET_PDEATHSIG, SIGKILL);
                 if (getppid() != me)
                     _exit(4);
-                char rank[16], ws[16];
+                char rank[16], ws[16], lvl[16];
                 snprintf(rank, sizeof rank, "%d", k);
                 snprintf(ws, sizeof ws, "%d", info->world);
+                snprintf(lvl, sizeof lvl, "%s", ss_log_level_name(ss_log_level_get())); /* this node's --log-level */
                 char *argv[] = {exe, "worker", "--leader-addr", (char *)info->leader_addr, "--rank", rank, "--world",
-                                ws, NULL};
+                                ws, "--log-level", lvl, NULL};
                 execv(exe, argv);
                 _exit(127);
             }
@@ -132,7 +134,8 @@ int ss_cli_run_node(const ss_rank_info *info)
                 kids[nk++] = pid;
         }
     }
-    int rc = worker_run(info->leader_addr, info->rank, info->world, 3600, NULL); /* the leader may be preparing */
+    int rc = worker_run(info->leader_addr, info->rank, info->world, 3600, NULL, /* the leader may be preparing */
+                        ss_log_level_get());
     for (int i = 0; i < nk; i++) {
         if (rc != SS_EXIT_OK)
             kill(kids[i], SIGTERM);
@@ -146,13 +149,14 @@ int ss_cli_run_node(const ss_rank_info *info)
 
 int ss_cmd_worker(int argc, char **argv, char **env)
 {
-    const char *leader = NULL, *stamp = NULL;
+    const char *leader = NULL, *stamp = NULL, *log_level = "info";
     int64_t rank = -1, world = 0, join_timeout = 600;
     ss_opt opts[] = {
         {"leader-addr", SS_OPT_STR, &leader, "HOST:PORT of the leader's rendezvous"},
         {"rank", SS_OPT_INT, &rank, "this process's rank (1..world-1)"},
         {"world", SS_OPT_INT, &world, "ranks in the replica (tp x pp)"},
         {"join-timeout", SS_OPT_INT, &join_timeout, "seconds to keep trying to reach the leader (default 600)"},
+        {"log-level", SS_OPT_STR, &log_level, "debug | info | warn | error (local ranks get their leader's)"},
         {"test-version-stamp", SS_OPT_STR, &stamp, "(tests) pretend to be another build"},
         {NULL, 0, NULL, NULL},
     };
@@ -162,9 +166,12 @@ int ss_cmd_worker(int argc, char **argv, char **env)
         return SS_EXIT_OK;
     if (st == SS_OK && (!leader || rank < 1 || world < 2 || rank >= world))
         st = ss_err_set(&e, SS_ERR_INVALID_ARG, "worker needs --leader-addr, --world >= 2 and --rank in 1..world-1");
+    ss_log_level level = SS_LOG_INFO;
+    if (st == SS_OK && ss_log_level_parse(log_level, &level) != 0)
+        st = ss_err_set(&e, SS_ERR_INVALID_ARG, "--log-level must be debug, info, warn or error (got '%s')", log_level);
     if (st != SS_OK) {
         fprintf(stderr, "shardserve worker: %s\n", e.msg);
         return ss_status_exit_code(st);
     }
-    return worker_run(leader, (int)rank, (int)world, join_timeout, stamp);
+    return worker_run(leader, (int)rank, (int)world, join_timeout, stamp, level);
 }

@@ -90,6 +90,8 @@ static ss_status replica_fork_workers(ss_replica *r, int port, int world, int co
         exe[n] = '\0';
     }
     pid_t leader = getpid();
+    char lvl[16]; /* the leader's --quiet / --log-level */
+    snprintf(lvl, sizeof lvl, "%s", ss_log_level_name(ss_log_level_get()));
     for (int k = 1; k < count && k < world; k++) {
         pid_t pid = fork();
         if (pid < 0)
@@ -102,7 +104,8 @@ static ss_status replica_fork_workers(ss_replica *r, int port, int world, int co
             snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
             snprintf(rank, sizeof rank, "%d", k);
             snprintf(ws, sizeof ws, "%d", world);
-            char *argv[] = {exe, "worker", "--leader-addr", addr, "--rank", rank, "--world", ws, NULL};
+            char *argv[] = {exe, "worker", "--leader-addr", addr, "--rank", rank, "--world", ws, "--log-level", lvl,
+                            NULL};
             execv(exe, argv);
             _exit(127);
         }

@@ -64,6 +64,17 @@ check("logprobs greedy first and sorted",
       all(s[0]["id"] == t and all(s[k]["logprob"] >= s[k + 1]["logprob"] for k in range(3))
           for s, t in zip(lp, out.get("ids", []))), lp)
 
+# 3b. --quiet reaches the local ranks a sharded run starts (session 60: workers logged at info regardless)
+r = run(["--model", model, "--prompt-ids", "1,2", "--max-tokens", "2", "--tp", "2"])
+check("generate --tp 2 --quiet: no info line from any rank", r.returncode == 0 and r.stdout.strip() and
+      " info " not in r.stderr, r.stderr[-500:])
+r = subprocess.run([BIN, "worker", "--leader-addr", "127.0.0.1:1", "--rank", "1", "--world", "2", "--log-level",
+                    "loud"], capture_output=True, text=True, timeout=60)
+check("worker --log-level loud -> exit 2 naming it", r.returncode == 2 and "'loud'" in r.stderr, r.stderr)
+r = subprocess.run([BIN, "serve", "--model", model, "--device", "cpu", "--port", "0", "--log-level", "loud"],
+                   capture_output=True, text=True, timeout=60)  # (it was taken as info)
+check("serve --log-level loud -> exit 2 naming it", r.returncode == 2 and "'loud'" in r.stderr, r.stderr)
+
 # 4. the bundled demo model (no --model): transformers' greedy continuations, from text prompts.
 root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 dg = json.load(open(os.path.join(root, "models", "shardserve-demo", "golden.json")))
