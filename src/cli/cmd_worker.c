@@ -61,7 +61,7 @@ static int worker_run(const char *leader, int rank, int world, int64_t join_time
     st = ss_boot_make_runner(&b, &runner, &tp, &wc, &e);
     if (st != SS_OK) {
         SS_LOGE("%s", e.msg);
-        ss_net_send_msg(b.ctrl_fd, SS_MSG_ERROR, e.msg, strlen(e.msg), ss_now_ms() + 5000);
+        ss_boot_report_load_error(&b, st, &e);
         ss_boot_close(&b);
         return ss_status_exit_code(st);
     }

@@ -113,6 +113,14 @@ static int net_wait(int fd, short ev, int64_t deadline_ms)
     }
 }
 
+int ss_net_accept_now(int lfd)
+{
+    int fd = accept(lfd, NULL, NULL);
+    if (fd >= 0)
+        net_tune(fd);
+    return fd;
+}
+
 ss_status ss_net_accept(int lfd, int64_t deadline_ms, int *fd_out, ss_err *err)
 {
     for (;;) {
@@ -121,9 +129,8 @@ ss_status ss_net_accept(int lfd, int64_t deadline_ms, int *fd_out, ss_err *err)
             return ss_err_set(err, SS_ERR_TIMEOUT, "no peer connected before the deadline");
         if (w < 0)
             return ss_err_set(err, SS_ERR_IO, "accept: %s", strerror(errno));
-        int fd = accept(lfd, NULL, NULL);
+        int fd = ss_net_accept_now(lfd);
         if (fd >= 0) {
-            net_tune(fd);
             *fd_out = fd;
             return SS_OK;
         }
@@ -275,6 +282,12 @@ void ss_net_local_desc(int fd, char *buf, size_t cap)
         freeifaddrs(ifs);
     }
     snprintf(buf, cap, "%s %s", ifname, ip);
+}
+
+int ss_net_hung_up(int fd, int wait_ms)
+{
+    struct pollfd p = {.fd = fd, .events = POLLRDHUP};
+    return fd >= 0 && poll(&p, 1, wait_ms) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
 }
 
 ss_status ss_net_send_msg(int fd, uint32_t type, const void *payload, size_t len, int64_t deadline_ms)

@@ -13,6 +13,9 @@
 ss_status ss_net_split_addr(const char *addr, char *host, size_t host_cap, int *port, ss_err *err);
 /* Listens on host:port (port 0 = ephemeral); *port_out gets the bound port. Returns the fd. */
 ss_status ss_net_listen(const char *host, int port, int *fd_out, int *port_out, ss_err *err);
+/* Accepts a connection waiting on the (non-blocking) listener lfd now: its fd, set up like every other, or -1
+ * (errno EAGAIN: none is waiting). */
+int ss_net_accept_now(int lfd);
 /* Accepts one connection before deadline_ms (absolute, ss_now_ms clock). */
 ss_status ss_net_accept(int lfd, int64_t deadline_ms, int *fd_out, ss_err *err);
 /* Connects, retrying resolution and connection every ~200 ms until deadline_ms. A connection to itself
@@ -31,6 +34,10 @@ ss_status ss_net_read_all(int fd, void *buf, size_t n, int64_t deadline_ms);
 void ss_net_local_desc(int fd, char *buf, size_t cap);
 
 /* Framed message: u32 type, u64 length, payload. max_len bounds what a peer can make us allocate. */
+/* Whether the peer on fd has closed its side or reset the connection, waiting up to wait_ms for it (0: look
+ * now). POLLRDHUP sees the end of the stream also behind bytes not yet read, where a one-byte peek sees only
+ * them. fd < 0: no. */
+int ss_net_hung_up(int fd, int wait_ms);
 ss_status ss_net_send_msg(int fd, uint32_t type, const void *payload, size_t len, int64_t deadline_ms);
 /* *payload is ss_malloc'd (caller frees). */
 ss_status ss_net_recv_msg(int fd, uint32_t *type, uint8_t **payload, size_t *len, size_t max_len,

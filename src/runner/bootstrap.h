@@ -17,6 +17,7 @@ enum {
     SS_MSG_PLAN,        /* leader -> worker: a step plan */
     SS_MSG_OUTPUT,      /* output rank -> leader: sampled tokens */
     SS_MSG_ERROR,       /* worker -> leader: a step failed (text) */
+    SS_MSG_LOAD_ERROR,  /* worker -> leader, instead of READY: loading failed (u32 ss_status, then text) */
 };
 
 #define SS_BOOT_MAX_RANKS 64
@@ -65,6 +66,11 @@ ss_status ss_boot_leader(int lfd, int world, const ss_boot_settings *settings, i
  * joins the mesh. stamp_override (tests) replaces the real stamp when non-NULL. */
 ss_status ss_boot_worker(const char *leader_addr, int rank, int world, int64_t deadline_ms,
                          const char *stamp_override, ss_boot *out, ss_err *err);
+/* Worker: tells the leader that loading failed with st and err's text (best effort: the leader may be gone). */
+void ss_boot_report_load_error(const ss_boot *b, ss_status st, const ss_err *err);
+/* Leader: reads a SS_MSG_LOAD_ERROR payload: the worker's status (SS_ERR_COMM when the message is malformed or the
+ * status out of range) and *text / *text_len, the worker's message (pointing into msg). */
+ss_status ss_boot_parse_load_error(const uint8_t *msg, size_t len, const char **text, int *text_len);
 /* Closes every socket. */
 void ss_boot_close(ss_boot *b);
 

@@ -129,12 +129,16 @@ static void *replica_keeper_main(void *arg)
     return NULL;
 }
 
-/* The rendezvous' watch (ss_boot_watch_fn): a local rank that has exited (before joining: its binary would not
- * run, or it failed before it connected) ends the wait at once, instead of at the 30-minute deadline. Looks
- * without reaping (WNOWAIT): replica_reap still collects it. */
-static ss_status replica_children_gone(void *arg, ss_err *err)
+/* The rendezvous' watch (ss_boot_watch_fn), also asked while the ranks load: a local rank that has exited (before
+ * joining: its binary would not run, or it failed before it connected) ends the wait at once, instead of at the
+ * 30-minute deadline, and so does the caller's cancel (session 60: a SIGTERM to a server waiting for a node was
+ * ignored for those 30 minutes). Looks without reaping (WNOWAIT): replica_reap still collects it. */
+static ss_status replica_boot_watch(void *arg, ss_err *err)
 {
     const ss_replica *r = arg;
+    if (r->p.cancelled && r->p.cancelled(r->p.cancelled_arg))
+        return ss_err_set(err, SS_ERR_CANCELLED, "stopped while waiting for the replica's %d ranks",
+                          r->p.tp * r->p.pp);
     for (int i = 0; i < r->n_children; i++) {
         siginfo_t si;
         memset(&si, 0, sizeof si);
@@ -197,13 +201,19 @@ static void replica_stop_keeper(ss_replica *r)
  * NCCL waits, until the communicator's deadline (60 s by default; session 13 measured the whole 20 s of
  * --comm-timeout 20 at tp 2). But its control connection closes at once, so a hang-up watcher on those
  * connections stops the communicators (ss_comm_nccl_stop: any thread), which makes the spinning kernels
- * give up and the step fail now, naming the rank. NCCL replicas only: tcp communicators see the closed
- * socket themselves, and their stop closes fds a step may be using. */
+ * give up and the step fail now, naming the rank. tcp communicators see the closed socket themselves, and
+ * their stop closes fds a step may be using: there the watch only records the rank, for the messages and
+ * for the server, which asks ss_replica_lost_rank while idle (session 60: a cpu worker that died between
+ * requests was noticed only by the next request). */
 static void replica_on_hangup(void *ctx, int index)
 {
     ss_replica *r = ctx;
     const int k = index + 1; /* the watch covers ranks 1 .. world-1 */
     atomic_store(&r->lost_rank, k);
+    if (r->boot.settings.device != SS_DEVICE_CUDA) {
+        SS_LOGE("rank %d closed its control connection (its process is gone?)", k);
+        return;
+    }
     SS_LOGE("rank %d closed its control connection (its process is gone?): stopping the communicators", k);
     ss_comm_stop(r->tp_comm);
     ss_comm_stop(r->world);
@@ -236,6 +246,58 @@ static ss_status replica_take_blocks(ss_replica *r, int k, const char *msg, size
     if (n < r->num_kv_blocks) {
         r->num_kv_blocks = (int32_t)n;
         *min_rank = k;
+    }
+    return SS_OK;
+}
+
+/* Waits for every worker's READY (its shard loaded), taking the smallest KV-block count (*min_rank: whose, 0 when
+ * rank 0's), while the watch looks at the local ranks and the caller's cancel every SS_BOOT_WATCH_MS. A worker's
+ * ERROR is its load failure: its text names the cause, and its status is the worker's exit code's (a bad model
+ * is the model's fault everywhere, not a lost peer). */
+static ss_status replica_wait_ready(ss_replica *r, int *min_rank, ss_err *err)
+{
+    const int world = r->boot.world;
+    const int64_t deadline = ss_now_ms() + REPLICA_LOAD_DEADLINE_MS;
+    int ready[SS_BOOT_MAX_RANKS] = {0}, left = world - 1;
+    while (left > 0) {
+        SS_CHECK(replica_boot_watch(r, err));
+        if (ss_now_ms() >= deadline)
+            return ss_err_set(err, SS_ERR_TIMEOUT, "%d of %d ranks did not load within %d minutes", left, world - 1,
+                              REPLICA_LOAD_DEADLINE_MS / 60000);
+        struct pollfd pf[SS_BOOT_MAX_RANKS];
+        int who[SS_BOOT_MAX_RANKS], n = 0;
+        for (int k = 1; k < world; k++)
+            if (!ready[k]) {
+                who[n] = k;
+                pf[n++] = (struct pollfd){r->boot.peer_ctrl[k], POLLIN, 0};
+            }
+        if (poll(pf, (nfds_t)n, SS_BOOT_WATCH_MS) < 0 && errno != EINTR)
+            return ss_err_set(err, SS_ERR_IO, "waiting for the ranks to load: poll: %s", strerror(errno));
+        for (int j = 0; j < n; j++) {
+            if (!pf[j].revents)
+                continue;
+            const int k = who[j];
+            uint32_t type;
+            uint8_t *msg = NULL;
+            size_t len = 0;
+            /* its first byte is in: the rest of a small message follows at once */
+            ss_status st = ss_net_recv_msg(pf[j].fd, &type, &msg, &len, 1u << 16, ss_now_ms() + 10000);
+            if (st == SS_OK && type == SS_MSG_READY)
+                st = replica_take_blocks(r, k, (const char *)msg, len, min_rank, err);
+            else if (st == SS_OK && type == SS_MSG_LOAD_ERROR) {
+                const char *text;
+                int tl;
+                st = ss_boot_parse_load_error(msg, len, &text, &tl);
+                st = ss_err_set(err, st, "rank %d failed to load: %.*s", k, tl, text);
+            }
+            else
+                st = ss_err_set(err, st == SS_OK ? SS_ERR_COMM : st, "rank %d did not become ready (%s)", k,
+                                st == SS_OK ? "unexpected message" : ss_status_str(st));
+            ss_free(msg);
+            SS_CHECK(st);
+            ready[k] = 1;
+            left--;
+        }
     }
     return SS_OK;
 }
@@ -285,8 +347,8 @@ static ss_status replica_create_multi(ss_replica *r, ss_err *err)
     if (local > 1)
         st = replica_spawn(r, port, world, local, err);
     if (st == SS_OK)
-        st = ss_boot_leader(lfd, world, &s, ss_now_ms() + REPLICA_LOAD_DEADLINE_MS, local > 1 ? replica_children_gone : NULL,
-                            r, &r->boot, err);
+        st = ss_boot_leader(lfd, world, &s, ss_now_ms() + REPLICA_LOAD_DEADLINE_MS, replica_boot_watch, r, &r->boot,
+                            err);
     close(lfd);
     SS_CHECK(st);
     r->multi = 1;
@@ -294,32 +356,14 @@ static ss_status replica_create_multi(ss_replica *r, ss_err *err)
     SS_CHECK(ss_boot_make_runner(&r->boot, &r->runner, &r->tp_comm, &r->world, err));
     r->num_kv_blocks = ss_runner_num_kv_blocks(r->runner);
     int min_rank = 0;
-    for (int k = 1; k < world; k++) {
-        uint32_t type;
-        uint8_t *msg = NULL;
-        size_t len = 0;
-        st = ss_net_recv_msg(r->boot.peer_ctrl[k], &type, &msg, &len, 1u << 16,
-                             ss_now_ms() + REPLICA_LOAD_DEADLINE_MS);
-        if (st != SS_OK || type != SS_MSG_READY) {
-            if (st == SS_OK && type == SS_MSG_ERROR)
-                st = ss_err_set(err, SS_ERR_COMM, "rank %d failed to load: %.*s", k, (int)len, msg);
-            else
-                st = ss_err_set(err, st == SS_OK ? SS_ERR_COMM : st, "rank %d did not become ready", k);
-            ss_free(msg);
-            return st;
-        }
-        st = replica_take_blocks(r, k, (const char *)msg, len, &min_rank, err);
-        ss_free(msg);
-        SS_CHECK(st);
-    }
+    SS_CHECK(replica_wait_ready(r, &min_rank, err));
     if (min_rank > 0)
         SS_LOGW("KV cache: %d blocks, rank %d's (rank 0 has %d): the scheduler uses the smallest count of any rank",
                 r->num_kv_blocks, min_rank, ss_runner_num_kv_blocks(r->runner));
     if (ss_replica_max_seq_len(r) < ss_runner_max_seq_len(r->runner))
         SS_LOGI("context: %d tokens, what rank %d's KV cache holds (rank 0's: %d)", ss_replica_max_seq_len(r), min_rank,
                 ss_runner_max_seq_len(r->runner));
-    if (s.device == SS_DEVICE_CUDA)
-        replica_start_watch(r);
+    replica_start_watch(r);
     SS_LOGI("replica ready: %d ranks (tp %d x pp %d) on %s", world, p->tp, p->pp,
             ss_runner_device_desc(r->runner));
     return SS_OK;
@@ -413,11 +457,8 @@ static ss_status replica_failed(ss_replica *r, ss_status st, int reported, ss_er
     for (int i = 1; i < r->boot.world && (st == SS_ERR_COMM || st == SS_ERR_TIMEOUT) && !strstr(err->msg, "is lost");
          i++) {
         const int k = reported <= 0 ? i : i < reported ? i : i + 1 < r->boot.world ? i + 1 : reported;
-        struct pollfd pf = {r->boot.peer_ctrl[k], POLLIN, 0};
-        char c;
         /* a dead peer's FIN may still be on its way: give each socket a moment */
-        if (poll(&pf, 1, 100) == 1 && (pf.revents & (POLLHUP | POLLERR) ||
-                                     recv(pf.fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0)) {
+        if (ss_net_hung_up(r->boot.peer_ctrl[k], 100)) {
             ss_err_prefix(err, "rank %d is lost", k);
             break;
         }
@@ -627,6 +668,11 @@ int ss_replica_overlaps(const ss_replica *r)
     return (!r->multi || r->p.pp == 1) && ss_runner_async(r->runner);
 }
 
+int ss_replica_lost_rank(ss_replica *r)
+{
+    return atomic_load(&r->lost_rank);
+}
+
 int32_t ss_replica_graph_rows(const ss_replica *r, int32_t n)
 {
     if (r->no_graphs || r->p.pp > 1 || !ss_runner_async(r->runner) || n < 1 || n > ss_replica_max_seqs(r) ||
@@ -741,6 +787,9 @@ void ss_replica_destroy(ss_replica *r)
         }
     }
     ss_boot_close(&r->boot);
+    if (!r->multi) /* never came up (a failure or a signal while starting): local ranks still joining go now */
+        for (int i = 0; i < r->n_children; i++)
+            kill(r->children[i], SIGTERM);
     replica_reap(r, 5000);
     replica_stop_keeper(r);
     if (r->broken) {

@@ -29,6 +29,10 @@ typedef struct ss_replica_params {
     const char *worker_exe;  /* binary started for local ranks; NULL = this executable */
     int local_ranks;         /* ranks this process starts here, itself included (0: all when leader_addr is
                               * NULL, else gpus_per_node; 1: a launcher such as mpirun starts the others) */
+    /* Asked every ~200 ms while the leader waits for its ranks (to join, then to load): nonzero ends the wait
+     * with SS_ERR_CANCELLED (the server: a SIGTERM during start-up). NULL: never. Called on the creating thread. */
+    int (*cancelled)(void *arg);
+    void *cancelled_arg;     /* (borrowed) */
 } ss_replica_params;
 
 ss_replica_params ss_replica_default_params(void);
@@ -52,6 +56,9 @@ ss_status ss_replica_ready(ss_replica *r, int *ready, ss_err *err);
 /* 1 when submit returns before the step's device work ends (one rank on a GPU); with several ranks, or on
  * the cpu, each step runs within submit, and submitting ahead gains nothing. */
 int ss_replica_overlaps(const ss_replica *r);
+/* The first rank whose control connection closed (its process is gone), or 0 while none has; any thread. The
+ * replica is unusable once it is nonzero: its next step fails naming that rank. */
+int ss_replica_lost_rank(ss_replica *r);
 /* The rows a decode step of n sequences (one token each) computes as a replayed CUDA graph (n padded to its
  * bucket); 0 when such a step runs op by op (no GPU, pipeline stages, --no-graphs, n beyond max_seqs or
  * SS_FWD_GRAPH_MAX_TOKENS). */

@@ -160,8 +160,11 @@ ss_status ss_sched_submit(ss_sched *s, ss_gen_request *req, ss_gen_callback cb, 
  * with SS_FINISH_CANCELLED still follows. Thread-safe. */
 void ss_sched_cancel(ss_sched *s, uint64_t req_id);
 void ss_sched_stats_get(ss_sched *s, ss_sched_stats *out);
-/* 1 while the replica is healthy; 0 once a step failed (rank lost). */
+/* 1 while the replica is healthy; 0 once a step failed (rank lost) or ss_sched_fail was called. */
 int ss_sched_healthy(ss_sched *s);
+/* Marks the replica unusable from outside a step (the server: a rank's process is gone while idle): requests
+ * queued now and later fail with st and msg, as after a failed step. Thread-safe. */
+void ss_sched_fail(ss_sched *s, ss_status st, const char *msg);
 /* Stops accepting, waits up to deadline_ms for running requests, fails the rest, stops the thread. */
 void ss_sched_drain(ss_sched *s, int64_t deadline_ms);
 void ss_sched_destroy(ss_sched *s);

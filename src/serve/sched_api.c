@@ -322,6 +322,19 @@ int ss_sched_healthy(ss_sched *s)
     return h;
 }
 
+void ss_sched_fail(ss_sched *s, ss_status st, const char *msg)
+{
+    SS_LOGE("%s", msg);
+    pthread_mutex_lock(&s->mu);
+    if (s->healthy) {
+        s->healthy = 0;
+        s->fail_status = st;
+        snprintf(s->fail_msg, sizeof s->fail_msg, "%s", msg);
+    }
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
 void ss_sched_drain(ss_sched *s, int64_t deadline_ms)
 {
     pthread_mutex_lock(&s->mu);

@@ -29,6 +29,7 @@
 #include "core/alloc.h"
 #include "core/clock.h"
 #include "core/log.h"
+#include "core/net.h"
 #include "serve/api_openai.h"
 #include "serve/api_triton.h"
 #include "serve/http_server.h"
@@ -44,6 +45,7 @@
  * which on the loop would stall every stream. Two keep a CPU core for the loop and the scheduler. */
 #define SRV_TOKENIZER_THREADS 2
 #define SRV_WARM_PROMPT 16 /* the most tokens of a warm-up request's prompt (srv_warm_graphs) */
+#define SRV_HEALTH_MS 500 /* how often an idle replica's lost ranks are looked for (srv_health_cb) */
 
 /* An event copied off the scheduler thread. */
 struct srv_ev {
@@ -267,19 +269,11 @@ void srv_on_close(struct evhttp_connection *conn, void *arg)
     SS_LOGD("client of %s went away; cancelling", r->id);
 }
 
-/* Whether the client on fd has closed its side or reset the connection. POLLRDHUP sees the end of the stream also
- * behind bytes not yet read (a pipelined request, a stray CRLF after a body), where a one-byte peek sees only them. */
-static int srv_fd_hung_up(evutil_socket_t fd)
-{
-    struct pollfd p = {.fd = fd, .events = POLLRDHUP};
-    return fd >= 0 && poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
-}
-
 /* Whether the client of conn has hung up (NULL, or no socket: no). */
 int srv_conn_hung_up(struct evhttp_connection *conn)
 {
     struct bufferevent *bev = conn ? evhttp_connection_get_bufferevent(conn) : NULL;
-    return srv_fd_hung_up(bev ? bufferevent_getfd(bev) : -1);
+    return ss_net_hung_up(bev ? bufferevent_getfd(bev) : -1, 0);
 }
 
 static void srv_watch_fd(srv_req *r, evutil_socket_t fd, short what);
@@ -289,7 +283,7 @@ static void srv_watch_fd(srv_req *r, evutil_socket_t fd, short what);
 static void srv_watch_cb(evutil_socket_t fd, short what, void *arg)
 {
     srv_req *r = arg;
-    if (!(what & EV_CLOSED) && !srv_fd_hung_up(fd)) {
+    if (!(what & EV_CLOSED) && !ss_net_hung_up(fd, 0)) {
         char c;
         if (recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) > 0) {
             /* bytes after the request (pipelined, or stray): libevent reads them after our reply. Readable until
@@ -728,6 +722,25 @@ static void srv_wake_cb(evutil_socket_t fd, short what, void *arg)
     srv_check_exit(s);
 }
 
+/* A rank whose process is gone while no step runs fails no step, so nothing would notice it before the next
+ * request (session 60, cpu replicas); the replica's hang-up watch records it, and this timer turns it into the
+ * failure a step would have given: queued requests fail, and the server exits 4 for a restart. */
+static void srv_health_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    ss_server *s = arg;
+    if (atomic_load(&s->state) != SRV_READY || s->shutting_down || !s->sched || !ss_sched_healthy(s->sched))
+        return;
+    const int lost = ss_replica_lost_rank(s->replica);
+    if (lost <= 0)
+        return;
+    char msg[160];
+    snprintf(msg, sizeof msg, "rank %d is lost (its control connection closed while no step ran)", lost);
+    ss_sched_fail(s->sched, SS_ERR_COMM, msg);
+    srv_wake_cb(-1, 0, s); /* the unhealthy scheduler: the exit with code 4 */
+}
+
 /* ---- routing ---------------------------------------------------------------------------------------- */
 
 static void srv_reply_empty(struct evhttp_request *req, int status)
@@ -1012,6 +1025,13 @@ static ss_status srv_warmup(ss_server *s, ss_err *err)
     return srv_warm_graphs(s, n, err);
 }
 
+/* The replica's cancel (ss_replica_params.cancelled): a SIGTERM or SIGINT came while loading. Loader thread. */
+static int srv_load_cancelled(void *arg)
+{
+    ss_server *s = arg;
+    return atomic_load(&s->load_cancel);
+}
+
 static ss_status srv_load(ss_server *s, ss_err *err)
 {
     int64_t t0 = ss_now_us();
@@ -1032,7 +1052,11 @@ static ss_status srv_load(ss_server *s, ss_err *err)
     }
     ss_replica_params rp = s->p.replica;
     rp.model_dir = s->p.model_dir;
+    rp.cancelled = srv_load_cancelled;
+    rp.cancelled_arg = s;
     SS_CHECK(ss_replica_create(&rp, &s->replica, err));
+    if (srv_load_cancelled(s)) /* no warm-up for a server that is stopping */
+        return ss_err_set(err, SS_ERR_CANCELLED, "stopped by a signal before the model was ready");
     const ss_model_config *cfg = ss_replica_config(s->replica);
     /* the replica's context is at most what its smallest KV cache holds, so a sequence alone always fits: a
      * request that cannot is refused up front (400), not failed halfway with a status that invites a retry */
@@ -1105,7 +1129,9 @@ static void srv_signal_cb(evutil_socket_t sig, short what, void *arg)
     SS_LOGI("signal %d: stopping (drain deadline %lld ms)", (int)sig, (long long)s->p.drain_timeout_ms);
     ss_http_listener_stop_accepting(s->api);
     if (atomic_load(&s->state) != SRV_READY) {
-        /* Still loading (or failed): nothing in flight; the loader is joined on the way out. */
+        /* Still loading (or failed): nothing in flight; the loader is joined on the way out, and stops waiting for
+         * ranks that have not come (a multi-node leader would wait 30 minutes for them). */
+        atomic_store(&s->load_cancel, 1);
         atomic_store(&s->drained, 1);
         event_base_loopexit(s->base, NULL);
         return;
@@ -1147,6 +1173,7 @@ ss_status ss_server_create(const ss_server_params *p, ss_server **out, ss_err *e
     pthread_mutex_init(&s->qmu, NULL);
     atomic_init(&s->state, SRV_LOADING);
     atomic_init(&s->drained, 0);
+    atomic_init(&s->load_cancel, 0);
     s->start_unix = ss_api_now_unix();
     s->id_seed = srv_mix((uint64_t)ss_now_us() ^ ((uint64_t)getpid() << 32));
     int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
@@ -1171,7 +1198,8 @@ ss_status ss_server_create(const ss_server_params *p, ss_server **out, ss_err *e
     s->wake = event_new(s->base, -1, 0, srv_wake_cb, s);
     s->sig_term = evsignal_new(s->base, SIGTERM, srv_signal_cb, s);
     s->sig_int = evsignal_new(s->base, SIGINT, srv_signal_cb, s);
-    if (!s->wake || !s->sig_term || !s->sig_int) {
+    s->health_timer = event_new(s->base, -1, EV_PERSIST, srv_health_cb, s);
+    if (!s->wake || !s->sig_term || !s->sig_int || !s->health_timer) {
         st = ss_err_set(err, SS_ERR_NOMEM, "libevent: cannot create events");
         goto fail;
     }
@@ -1213,6 +1241,8 @@ ss_status ss_server_run(ss_server *s, ss_err *err)
     signal(SIGPIPE, SIG_IGN);
     evsignal_add(s->sig_term, NULL);
     evsignal_add(s->sig_int, NULL);
+    const struct timeval health_tv = {0, SRV_HEALTH_MS * 1000};
+    evtimer_add(s->health_timer, &health_tv);
     SS_LOGI("listening on http://%s:%d (metrics on port %d), model '%s' from %s",
             s->p.host ? s->p.host : "0.0.0.0", s->port, s->metrics_port, s->model_name, s->p.model_dir);
     if (pthread_create(&s->loader, NULL, srv_loader_main, s) != 0)
@@ -1261,6 +1291,8 @@ void ss_server_destroy(ss_server *s)
         event_free(s->sig_int);
     if (s->exit_timer)
         event_free(s->exit_timer);
+    if (s->health_timer)
+        event_free(s->health_timer);
     if (s->base)
         event_base_free(s->base);
     ss_replica_destroy(s->replica);

@@ -74,12 +74,14 @@ struct ss_server {
     struct event_base *base;
     ss_http_listener *api, *mapi; /* the API and metrics ports */
     struct event *wake, *sig_term, *sig_int, *exit_timer;
+    struct event *health_timer; /* every SRV_HEALTH_MS: a rank lost while no step runs (srv_health_cb) */
     int port, metrics_port;
 
     pthread_t loader, drainer;
     int loader_started, drainer_started;
     atomic_int state;
     atomic_int drained;
+    atomic_int load_cancel; /* a signal came while loading: the loader stops waiting for ranks (loop -> loader) */
     ss_status load_status;
     int replica_lost; /* a step failed: exit with SS_ERR_COMM (code 4) */
     ss_err load_err;

@@ -13,7 +13,16 @@ usage: test_multinode.py CASE SHARDSERVE FIXTURES
   kv_blocks_min     a worker with a smaller KV cache than the leader's (SS_KV_BLOCKS_CAP): the replica uses its
                     count, so its context is what that cache holds (a longer generation stops there, with a
                     warning) and a generation that fits gives the golden
+  serve_kill_worker serve --tp 2, kill -9 of the worker mid-stream: the stream's error names rank 1, exit 4
+  serve_idle_lost   the same with no request running: the server notices by itself and exits 4
   serve_group_term  serve --tp 2, SIGTERM to its whole process group mid-stream: the stream ends whole, exit 0
+  silent_conn       connections to the rendezvous that never say hello hold no join up (session 60: 10 s each)
+  worker_restart    at tp 2 x pp 2, a second rank 1 is refused while the first lives; the first is killed before
+                    the others come and a restarted rank 1 takes its place (session 60: refused, "already taken")
+  load_error_code   a worker that cannot load the model (a relative path from another directory) makes the
+                    leader exit 3 with the worker's reason, as a bad model does (session 60: 4, a lost peer)
+  serve_term_rendezvous  SIGTERM to a serving leader that waits for another node: exit 0 at once, no process left
+                    (session 60: ignored for the rendezvous' 30 minutes)
   netns             leader and worker in two network namespaces joined by a veth pair, talking
                     only over their own addresses; tokens equal the single-process run
 """
@@ -243,6 +252,135 @@ def kv_blocks_min():
     print("capped:", refusal)
 
 
+LOUD = [x for x in BASE if x != "--quiet"]  # the leader's info lines say who joined
+
+
+class Lines:
+    """Collects a process's stderr lines in a thread, so that a test can wait for one while the process runs."""
+
+    def __init__(self, proc):
+        self.lines, self.cv = [], threading.Condition()
+        threading.Thread(target=self._read, args=(proc.stderr,), daemon=True).start()
+
+    def _read(self, f):
+        for line in f:
+            with self.cv:
+                self.lines.append(line)
+                self.cv.notify_all()
+        with self.cv:
+            self.lines.append(None)
+            self.cv.notify_all()
+
+    def wait_for(self, text, count=1, timeout=60):
+        with self.cv:
+            ok = self.cv.wait_for(lambda: sum(1 for x in self.lines if x and text in x) >= count or None in self.lines,
+                                  timeout)
+            if not ok or sum(1 for x in self.lines if x and text in x) < count:
+                fail("no %d lines with %r; got: %s" % (count, text, "".join(x for x in self.lines if x)[-2000:]))
+
+    def text(self):
+        with self.cv:
+            return "".join(x for x in self.lines if x)
+
+
+def silent_conn():
+    addr = "127.0.0.1:%d" % free_port()
+    leader = subprocess.Popen(LOUD + ["--max-tokens", "8", "--tp", "2", "--leader-addr", addr, "--nnodes", "2",
+                                      "--gpus-per-node", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    log = Lines(leader)
+    log.wait_for("waiting for 1 ranks")
+    silent = [socket.create_connection(("127.0.0.1", int(addr.split(":")[1]))) for _ in range(3)]
+    worker = start_worker(addr)
+    out = leader.stdout.read()
+    leader.wait(timeout=60)
+    for c in silent:
+        c.close()
+    worker.wait(timeout=30)
+    err = log.text()
+    if leader.returncode != 0 or out.strip() != EXPECT or worker.returncode != 0:
+        fail("leader rc %d out %r worker %d; %s" % (leader.returncode, out, worker.returncode, err[-2000:]))
+    if "rank 1 joined" not in err or "dropped a connection" in err:
+        fail("the silent connections held the join up: " + err[-2000:])
+    print("joined past 3 silent connections")
+
+
+def worker_restart():
+    addr = "127.0.0.1:%d" % free_port()
+    leader = subprocess.Popen(LOUD + ["--max-tokens", "8", "--tp", "2", "--pp", "2", "--leader-addr", addr,
+                                      "--nnodes", "4", "--gpus-per-node", "1"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    log = Lines(leader)
+
+    def worker(rank):
+        return subprocess.Popen([BIN, "worker", "--leader-addr", addr, "--rank", str(rank), "--world", "4",
+                                 "--join-timeout", "60"], stderr=subprocess.PIPE, text=True)
+
+    first = worker(1)
+    log.wait_for("rank 1 joined")
+    dup = subprocess.run([BIN, "worker", "--leader-addr", addr, "--rank", "1", "--world", "4"], capture_output=True,
+                         text=True, timeout=60)
+    if dup.returncode != 3 or "rank 1 is already taken (by the worker connected from 127.0.0.1)" not in dup.stderr:
+        fail("a second rank 1 while the first lives: rc %d %s" % (dup.returncode, dup.stderr[-1000:]))
+    first.kill()
+    first.wait()
+    again = worker(1)
+    log.wait_for("rank 1 joined", count=2)
+    others = [worker(2), worker(3)]
+    out = leader.stdout.read()
+    leader.wait(timeout=60)
+    rcs = [w.wait(timeout=30) for w in [again] + others]
+    err = log.text()
+    if leader.returncode != 0 or out.strip() != EXPECT or rcs != [0, 0, 0]:
+        fail("leader rc %d out %r workers %s; %s" % (leader.returncode, out, rcs, err[-2000:]))
+    if "rank 1 (from 127.0.0.1) left the rendezvous" not in err:
+        fail("the leader did not say rank 1 left: " + err[-2000:])
+    print("a restarted rank 1 took its place; a duplicate was refused")
+
+
+def load_error_code():
+    addr = "127.0.0.1:%d" % free_port()
+    rel = os.path.relpath(MODEL, FIX)
+    worker = subprocess.Popen([BIN, "worker", "--leader-addr", addr, "--rank", "1", "--world", "2", "--join-timeout",
+                               "60"], stderr=subprocess.PIPE, text=True, cwd="/")
+    leader = subprocess.run([x if x != MODEL else rel for x in BASE] + ["--max-tokens", "8", "--tp", "2",
+                            "--leader-addr", addr, "--nnodes", "2", "--gpus-per-node", "1"], capture_output=True,
+                            text=True, timeout=60, cwd=FIX)
+    werr = worker.communicate(timeout=30)[1]
+    want = "rank 1 failed to load: %s/config.json" % rel
+    if leader.returncode != 3 or want not in leader.stderr or worker.returncode != 3:
+        fail("leader rc %d (want 3) worker rc %d (want 3); %s / %s" % (leader.returncode, worker.returncode,
+                                                                      leader.stderr[-1500:], werr[-1000:]))
+    print("exit 3:", [x for x in leader.stderr.splitlines() if "failed to load" in x][-1])
+
+
+def serve_term_rendezvous():
+    port, mport, rdzv = free_port(), free_port(), free_port()
+    model = os.path.join(FIX, "models", "e2e-llama3-tok")
+    srv = subprocess.Popen([BIN, "serve", "--model", model, "--tp", "2", "--pp", "2", "--nnodes", "2",
+                            "--leader-addr", "127.0.0.1:%d" % rdzv, "--device", "cpu", "--threads", "1",
+                            "--port", str(port), "--metrics-port", str(mport)],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    log = Lines(srv)
+    log.wait_for("rank 1 joined")  # the local rank the leader started; ranks 2 and 3 (node 1) never come
+    srv.send_signal(signal.SIGTERM)  # to the leader alone, as a pod's deletion does
+    try:
+        srv.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(srv.pid, signal.SIGKILL)
+        fail("the leader ignored SIGTERM while waiting for node 1: " + log.text()[-2000:])
+    err = log.text()
+    if srv.returncode != 0 or "stopped while waiting for the replica's 4 ranks" not in err:
+        fail("exit %d (want 0); %s" % (srv.returncode, err[-2000:]))
+    time.sleep(0.5)
+    left = subprocess.run(["pgrep", "-g", str(srv.pid)], capture_output=True, text=True).stdout.strip()
+    if left:
+        subprocess.run(["ps", "-o", "pid,args", "-g", str(srv.pid)])
+        os.killpg(srv.pid, signal.SIGKILL)
+        fail("processes left in the group: " + left)
+    print("SIGTERM during the rendezvous: exit 0, nothing left")
+
+
 def sh(*cmd):
     r = subprocess.run(list(cmd), capture_output=True, text=True)
     if r.returncode != 0:
@@ -265,7 +403,9 @@ def netns():
             sh("ip", "-n", ns, "link", "set", dev, "up")
             sh("ip", "-n", ns, "link", "set", "lo", "up")
         addr = "10.231.7.1:29600"
-        common = BASE + ["--max-tokens", "8", "--tp", "2", "--pp", "2", "--nnodes", "2", "--leader-addr", addr]
+        # not --quiet: node 1's info lines say which address it reached the leader at
+        common = [x for x in BASE if x != "--quiet"] + ["--max-tokens", "8", "--tp", "2", "--pp", "2", "--nnodes",
+                                                        "2", "--leader-addr", addr]
         leader = subprocess.Popen(["ip", "netns", "exec", a] + common, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True)
         node1 = subprocess.Popen(["ip", "netns", "exec", b] + common + ["--node-rank", "1"],
@@ -284,54 +424,391 @@ def netns():
         subprocess.run(["ip", "netns", "del", b], capture_output=True)
 
 
-def serve_kill_worker():
-    """serve --tp 2: kill -9 the worker; the next request fails with a clear error and the server
-    exits 4 (so the orchestrator restarts the replica), leaving no process behind."""
-    import json
-    import urllib.error
-    import urllib.request
+def start_server(extra=(), **kw):
+    """serve --tp 2 of the tokenizer fixture on cpu; returns (process, API port) once it is ready."""
     port, mport = free_port(), free_port()
     model = os.path.join(FIX, "models", "e2e-llama3-tok")
     srv = subprocess.Popen([BIN, "serve", "--model", model, "--tp", "2", "--device", "cpu", "--threads", "1",
-                            "--port", str(port), "--metrics-port", str(mport), "--comm-timeout", "5",
-                            "--max-seq-len", "256"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    base = "http://127.0.0.1:%d" % port
+                            "--port", str(port), "--metrics-port", str(mport), "--max-seq-len", "256"] + list(extra),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
     t0 = time.time()
-    while time.time() - t0 < 60:
+    while True:
         try:
-            if urllib.request.urlopen(base + "/v2/health/ready", timeout=2).status == 200:
-                break
-        except Exception:
-            time.sleep(0.3)
-    else:
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+                s.sendall(b"GET /v2/health/ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                if s.recv(64).startswith(b"HTTP/1.1 200"):
+                    return srv, port
+        except OSError:
+            pass
+        if time.time() - t0 > 60 or srv.poll() is not None:
+            os.killpg(srv.pid, signal.SIGKILL) if kw.get("start_new_session") else srv.kill()
+            fail("server never became ready: " + srv.stderr.read()[-2000:])
+        time.sleep(0.3)
+
+
+def open_stream(port, max_tokens=240):
+    """Starts a streamed completion; returns the socket and the bytes read up to its first event."""
+    import json
+    body = json.dumps({"prompt": "hello", "max_tokens": max_tokens, "ignore_eos": True, "stream": True})
+    s = socket.create_connection(("127.0.0.1", port), timeout=60)
+    s.sendall(("POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+               "Content-Length: %d\r\n\r\n%s" % (len(body), body)).encode())
+    got = b""
+    while b"data: " not in got:
+        d = s.recv(4096)
+        if not d:
+            break
+        got += d
+    return s, got
+
+
+def read_rest(s, got):
+    while not got.endswith(b"0\r\n\r\n"):
+        d = s.recv(65536)
+        if not d:
+            break
+        got += d
+    s.close()
+    return got.decode(errors="replace")
+
+
+def await_exit(srv, code, what):
+    try:
+        srv.wait(timeout=30)
+    except subprocess.TimeoutExpired:
         srv.kill()
-        fail("server never became ready: " + srv.stderr.read()[-2000:])
+        fail("server did not exit after " + what)
+    err = srv.stderr.read()
+    if srv.returncode != code:
+        fail("server exit code %d, want %d; %s" % (srv.returncode, code, err[-1500:]))
+    left = subprocess.run(["pgrep", "-P", str(srv.pid)], capture_output=True, text=True).stdout.strip()
+    if left:
+        fail("processes left: " + left)
+    return err
+
+
+def serve_kill_worker():
+    """serve --tp 2: kill -9 the worker while a stream is in flight; the stream ends with an error naming rank 1 and
+    the server exits 4 (so the orchestrator restarts the replica), leaving no process behind."""
+    srv, port = start_server(["--comm-timeout", "5"])
+    kids = subprocess.run(["pgrep", "-P", str(srv.pid)], capture_output=True, text=True).stdout.split()
+    if not kids:
+        fail("serve --tp 2 started no worker process")
+    s, got = open_stream(port)
+    os.kill(int(kids[0]), signal.SIGKILL)
+    text = read_rest(s, got)
+    errors = [l for l in text.split("\n") if l.startswith("data: ") and '"error"' in l]
+    if not errors or "rank 1" not in errors[-1]:
+        fail("the stream did not end with an error naming rank 1: %r" % text[-800:])
+    await_exit(srv, 4, "losing a rank")
+    print("stream failed with: %s; server exited 4" % errors[-1][:200])
+
+
+def serve_idle_lost():
+    """serve --tp 2: kill -9 the worker while no request runs; the server notices by itself, says which rank and exits
+    4 (session 60: an idle cpu replica noticed only at the next request, which failed)."""
+    srv, port = start_server()
     kids = subprocess.run(["pgrep", "-P", str(srv.pid)], capture_output=True, text=True).stdout.split()
     if not kids:
         fail("serve --tp 2 started no worker process")
     os.kill(int(kids[0]), signal.SIGKILL)
-    body = json.dumps({"model": "e2e-llama3-tok", "prompt": "hello", "max_tokens": 8}).encode()
-    status, text = 0, ""
+    err = await_exit(srv, 4, "losing a rank while idle")
+    if "rank 1 is lost (its control connection closed while no step ran)" not in err:
+        fail("the log does not name the lost rank: " + err[-1500:])
+    print("idle server exited 4 on its own")
+
+
+def serve_group_term():
+    """serve --tp 2 in its own process group, SIGTERM to the whole group (Ctrl-C, systemd's control-group kill) with
+    a stream in flight: the worker follows the leader's drain, so the stream ends whole ([DONE], finish length, no
+    error) and the server exits 0, leaving no process (session 60: the worker died at once, the stream failed)."""
+    import json
+    srv, port = start_server(start_new_session=True)
+    s, got = open_stream(port)
+    os.killpg(srv.pid, signal.SIGTERM)  # the stream is in flight: its first event came
+    text = read_rest(s, got)
     try:
-        urllib.request.urlopen(urllib.request.Request(base + "/v1/completions", data=body,
-                                                      headers={"Content-Type": "application/json"}), timeout=30)
-    except urllib.error.HTTPError as e:
-        status, text = e.code, e.read().decode(errors="replace")
-    except Exception as e:
-        text = str(e)
-    if status < 500 or "rank 1" not in text:
-        fail("request after the worker died: status %d body %r" % (status, text[:500]))
+        srv.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(srv.pid, signal.SIGKILL)
+        fail("server did not exit after the drain")
+    events = [l[6:] for l in text.split("\n") if l.startswith("data: ")]
+    ends = [json.loads(e)["choices"][0]["finish_reason"] for e in events if e.startswith("{") and
+            json.loads(e).get("choices") and json.loads(e)["choices"][0].get("finish_reason")]
+    if "error" in text or not events or events[-1].strip() != "[DONE]" or ends != ["length"]:
+        fail("the stream did not end whole: %r ... %r" % (text[:300], text[-500:]))
+    if srv.returncode != 0:
+        fail("server exit code %d, want 0; %s" % (srv.returncode, srv.stderr.read()[-1500:]))
+    left = subprocess.run(["pgrep", "-g", str(srv.pid)], capture_output=True, text=True).stdout.strip()
+    if left:
+        fail("processes left in the group: " + left)
+    print("stream ended whole after the group's SIGTERM; server exited 0")
+
+
+LOUD = [x for x in BASE if x != "--quiet"]  # the leader's info lines say who joined
+
+
+class Lines:
+    """Collects a process's stderr lines in a thread, so that a test can wait for one while the process runs."""
+
+    def __init__(self, proc):
+        self.lines, self.cv = [], threading.Condition()
+        threading.Thread(target=self._read, args=(proc.stderr,), daemon=True).start()
+
+    def _read(self, f):
+        for line in f:
+            with self.cv:
+                self.lines.append(line)
+                self.cv.notify_all()
+        with self.cv:
+            self.lines.append(None)
+            self.cv.notify_all()
+
+    def wait_for(self, text, count=1, timeout=60):
+        with self.cv:
+            ok = self.cv.wait_for(lambda: sum(1 for x in self.lines if x and text in x) >= count or None in self.lines,
+                                  timeout)
+            if not ok or sum(1 for x in self.lines if x and text in x) < count:
+                fail("no %d lines with %r; got: %s" % (count, text, "".join(x for x in self.lines if x)[-2000:]))
+
+    def text(self):
+        with self.cv:
+            return "".join(x for x in self.lines if x)
+
+
+def silent_conn():
+    addr = "127.0.0.1:%d" % free_port()
+    leader = subprocess.Popen(LOUD + ["--max-tokens", "8", "--tp", "2", "--leader-addr", addr, "--nnodes", "2",
+                                      "--gpus-per-node", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    log = Lines(leader)
+    log.wait_for("waiting for 1 ranks")
+    silent = [socket.create_connection(("127.0.0.1", int(addr.split(":")[1]))) for _ in range(3)]
+    worker = start_worker(addr)
+    out = leader.stdout.read()
+    leader.wait(timeout=60)
+    for c in silent:
+        c.close()
+    worker.wait(timeout=30)
+    err = log.text()
+    if leader.returncode != 0 or out.strip() != EXPECT or worker.returncode != 0:
+        fail("leader rc %d out %r worker %d; %s" % (leader.returncode, out, worker.returncode, err[-2000:]))
+    if "rank 1 joined" not in err or "dropped a connection" in err:
+        fail("the silent connections held the join up: " + err[-2000:])
+    print("joined past 3 silent connections")
+
+
+def worker_restart():
+    addr = "127.0.0.1:%d" % free_port()
+    leader = subprocess.Popen(LOUD + ["--max-tokens", "8", "--tp", "2", "--pp", "2", "--leader-addr", addr,
+                                      "--nnodes", "4", "--gpus-per-node", "1"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    log = Lines(leader)
+
+    def worker(rank):
+        return subprocess.Popen([BIN, "worker", "--leader-addr", addr, "--rank", str(rank), "--world", "4",
+                                 "--join-timeout", "60"], stderr=subprocess.PIPE, text=True)
+
+    first = worker(1)
+    log.wait_for("rank 1 joined")
+    dup = subprocess.run([BIN, "worker", "--leader-addr", addr, "--rank", "1", "--world", "4"], capture_output=True,
+                         text=True, timeout=60)
+    if dup.returncode != 3 or "rank 1 is already taken (by the worker connected from 127.0.0.1)" not in dup.stderr:
+        fail("a second rank 1 while the first lives: rc %d %s" % (dup.returncode, dup.stderr[-1000:]))
+    first.kill()
+    first.wait()
+    again = worker(1)
+    log.wait_for("rank 1 joined", count=2)
+    others = [worker(2), worker(3)]
+    out = leader.stdout.read()
+    leader.wait(timeout=60)
+    rcs = [w.wait(timeout=30) for w in [again] + others]
+    err = log.text()
+    if leader.returncode != 0 or out.strip() != EXPECT or rcs != [0, 0, 0]:
+        fail("leader rc %d out %r workers %s; %s" % (leader.returncode, out, rcs, err[-2000:]))
+    if "rank 1 (from 127.0.0.1) left the rendezvous" not in err:
+        fail("the leader did not say rank 1 left: " + err[-2000:])
+    print("a restarted rank 1 took its place; a duplicate was refused")
+
+
+def load_error_code():
+    addr = "127.0.0.1:%d" % free_port()
+    rel = os.path.relpath(MODEL, FIX)
+    worker = subprocess.Popen([BIN, "worker", "--leader-addr", addr, "--rank", "1", "--world", "2", "--join-timeout",
+                               "60"], stderr=subprocess.PIPE, text=True, cwd="/")
+    leader = subprocess.run([x if x != MODEL else rel for x in BASE] + ["--max-tokens", "8", "--tp", "2",
+                            "--leader-addr", addr, "--nnodes", "2", "--gpus-per-node", "1"], capture_output=True,
+                            text=True, timeout=60, cwd=FIX)
+    werr = worker.communicate(timeout=30)[1]
+    want = "rank 1 failed to load: %s/config.json" % rel
+    if leader.returncode != 3 or want not in leader.stderr or worker.returncode != 3:
+        fail("leader rc %d (want 3) worker rc %d (want 3); %s / %s" % (leader.returncode, worker.returncode,
+                                                                      leader.stderr[-1500:], werr[-1000:]))
+    print("exit 3:", [x for x in leader.stderr.splitlines() if "failed to load" in x][-1])
+
+
+def serve_term_rendezvous():
+    port, mport, rdzv = free_port(), free_port(), free_port()
+    model = os.path.join(FIX, "models", "e2e-llama3-tok")
+    srv = subprocess.Popen([BIN, "serve", "--model", model, "--tp", "2", "--pp", "2", "--nnodes", "2",
+                            "--leader-addr", "127.0.0.1:%d" % rdzv, "--device", "cpu", "--threads", "1",
+                            "--port", str(port), "--metrics-port", str(mport)],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    log = Lines(srv)
+    log.wait_for("rank 1 joined")  # the local rank the leader started; ranks 2 and 3 (node 1) never come
+    srv.send_signal(signal.SIGTERM)  # to the leader alone, as a pod's deletion does
     try:
-        srv.wait(timeout=20)
+        srv.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(srv.pid, signal.SIGKILL)
+        fail("the leader ignored SIGTERM while waiting for node 1: " + log.text()[-2000:])
+    err = log.text()
+    if srv.returncode != 0 or "stopped while waiting for the replica's 4 ranks" not in err:
+        fail("exit %d (want 0); %s" % (srv.returncode, err[-2000:]))
+    time.sleep(0.5)
+    left = subprocess.run(["pgrep", "-g", str(srv.pid)], capture_output=True, text=True).stdout.strip()
+    if left:
+        subprocess.run(["ps", "-o", "pid,args", "-g", str(srv.pid)])
+        os.killpg(srv.pid, signal.SIGKILL)
+        fail("processes left in the group: " + left)
+    print("SIGTERM during the rendezvous: exit 0, nothing left")
+
+
+def sh(*cmd):
+    r = subprocess.run(list(cmd), capture_output=True, text=True)
+    if r.returncode != 0:
+        fail("%s: %s" % (" ".join(cmd), r.stderr))
+    return r.stdout
+
+
+def netns():
+    tag = "ss%d" % (os.getpid() % 100000)
+    a, b = tag + "a", tag + "b"
+    try:
+        sh("ip", "netns", "add", a)
+        sh("ip", "netns", "add", b)
+        sh("ip", "link", "add", tag + "0", "type", "veth", "peer", "name", tag + "1")
+        sh("ip", "link", "set", tag + "0", "netns", a)
+        sh("ip", "link", "set", tag + "1", "netns", b)
+        sh("ip", "-n", a, "addr", "add", "10.231.7.1/24", "dev", tag + "0")
+        sh("ip", "-n", b, "addr", "add", "10.231.7.2/24", "dev", tag + "1")
+        for ns, dev in ((a, tag + "0"), (b, tag + "1")):
+            sh("ip", "-n", ns, "link", "set", dev, "up")
+            sh("ip", "-n", ns, "link", "set", "lo", "up")
+        addr = "10.231.7.1:29600"
+        # not --quiet: node 1's info lines say which address it reached the leader at
+        common = [x for x in BASE if x != "--quiet"] + ["--max-tokens", "8", "--tp", "2", "--pp", "2", "--nnodes",
+                                                        "2", "--leader-addr", addr]
+        leader = subprocess.Popen(["ip", "netns", "exec", a] + common, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        node1 = subprocess.Popen(["ip", "netns", "exec", b] + common + ["--node-rank", "1"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        out, err = leader.communicate(timeout=90)
+        o1, e1 = node1.communicate(timeout=30)
+        if leader.returncode != 0 or out.strip() != EXPECT:
+            fail("leader in %s: rc %d out %r err %s" % (a, leader.returncode, out, err[-3000:]))
+        if node1.returncode != 0:
+            fail("node 1 in %s: rc %d err %s" % (b, node1.returncode, e1[-3000:]))
+        if "joined the leader at 10.231.7.1:29600" not in e1:
+            fail("node 1 did not reach the leader over the veth address: " + e1[-2000:])
+        print("netns: 4 ranks on two hosts (10.231.7.1, 10.231.7.2) gave", out.strip())
+    finally:
+        subprocess.run(["ip", "netns", "del", a], capture_output=True)
+        subprocess.run(["ip", "netns", "del", b], capture_output=True)
+
+
+def start_server(extra=(), **kw):
+    """serve --tp 2 of the tokenizer fixture on cpu; returns (process, API port) once it is ready."""
+    port, mport = free_port(), free_port()
+    model = os.path.join(FIX, "models", "e2e-llama3-tok")
+    srv = subprocess.Popen([BIN, "serve", "--model", model, "--tp", "2", "--device", "cpu", "--threads", "1",
+                            "--port", str(port), "--metrics-port", str(mport), "--max-seq-len", "256"] + list(extra),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+    t0 = time.time()
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+                s.sendall(b"GET /v2/health/ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                if s.recv(64).startswith(b"HTTP/1.1 200"):
+                    return srv, port
+        except OSError:
+            pass
+        if time.time() - t0 > 60 or srv.poll() is not None:
+            os.killpg(srv.pid, signal.SIGKILL) if kw.get("start_new_session") else srv.kill()
+            fail("server never became ready: " + srv.stderr.read()[-2000:])
+        time.sleep(0.3)
+
+
+def open_stream(port, max_tokens=240):
+    """Starts a streamed completion; returns the socket and the bytes read up to its first event."""
+    import json
+    body = json.dumps({"prompt": "hello", "max_tokens": max_tokens, "ignore_eos": True, "stream": True})
+    s = socket.create_connection(("127.0.0.1", port), timeout=60)
+    s.sendall(("POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+               "Content-Length: %d\r\n\r\n%s" % (len(body), body)).encode())
+    got = b""
+    while b"data: " not in got:
+        d = s.recv(4096)
+        if not d:
+            break
+        got += d
+    return s, got
+
+
+def read_rest(s, got):
+    while not got.endswith(b"0\r\n\r\n"):
+        d = s.recv(65536)
+        if not d:
+            break
+        got += d
+    s.close()
+    return got.decode(errors="replace")
+
+
+def await_exit(srv, code, what):
+    try:
+        srv.wait(timeout=30)
     except subprocess.TimeoutExpired:
         srv.kill()
-        fail("server did not exit after losing a rank")
-    if srv.returncode != 4:
-        fail("server exit code %d, want 4; %s" % (srv.returncode, srv.stderr.read()[-1500:]))
+        fail("server did not exit after " + what)
+    err = srv.stderr.read()
+    if srv.returncode != code:
+        fail("server exit code %d, want %d; %s" % (srv.returncode, code, err[-1500:]))
     left = subprocess.run(["pgrep", "-P", str(srv.pid)], capture_output=True, text=True).stdout.strip()
     if left:
         fail("processes left: " + left)
-    print("request failed with %d: %s; server exited 4" % (status, text[:200]))
+    return err
+
+
+def serve_kill_worker():
+    """serve --tp 2: kill -9 the worker while a stream is in flight; the stream ends with an error naming rank 1 and
+    the server exits 4 (so the orchestrator restarts the replica), leaving no process behind."""
+    srv, port = start_server(["--comm-timeout", "5"])
+    kids = subprocess.run(["pgrep", "-P", str(srv.pid)], capture_output=True, text=True).stdout.split()
+    if not kids:
+        fail("serve --tp 2 started no worker process")
+    s, got = open_stream(port)
+    os.kill(int(kids[0]), signal.SIGKILL)
+    text = read_rest(s, got)
+    errors = [l for l in text.split("\n") if l.startswith("data: ") and '"error"' in l]
+    if not errors or "rank 1" not in errors[-1]:
+        fail("the stream did not end with an error naming rank 1: %r" % text[-800:])
+    await_exit(srv, 4, "losing a rank")
+    print("stream failed with: %s; server exited 4" % errors[-1][:200])
+
+
+def serve_idle_lost():
+    """serve --tp 2: kill -9 the worker while no request runs; the server notices by itself, says which rank and exits
+    4 (session 60: an idle cpu replica noticed only at the next request, which failed)."""
+    srv, port = start_server()
+    kids = subprocess.run(["pgrep", "-P", str(srv.pid)], capture_output=True, text=True).stdout.split()
+    if not kids:
+        fail("serve --tp 2 started no worker process")
+    os.kill(int(kids[0]), signal.SIGKILL)
+    err = await_exit(srv, 4, "losing a rank while idle")
+    if "rank 1 is lost (its control connection closed while no step ran)" not in err:
+        fail("the log does not name the lost rank: " + err[-1500:])
+    print("idle server exited 4 on its own")
 
 
 def serve_group_term():
@@ -395,5 +872,7 @@ def serve_group_term():
 
 {"late_join": late_join, "serve_group_term": serve_group_term, "flaky_leader": flaky_leader, "serve_kill_worker": serve_kill_worker, "kill_worker": kill_worker,
  "kill_last_rank": lambda: kill_worker(("--tp", "2", "--pp", "2"), 3), "version_mismatch": version_mismatch,
- "kv_blocks_min": kv_blocks_min, "netns": netns}[CASE]()
+ "kv_blocks_min": kv_blocks_min, "netns": netns, "silent_conn": silent_conn, "worker_restart": worker_restart,
+ "load_error_code": load_error_code, "serve_term_rendezvous": serve_term_rendezvous,
+ "serve_idle_lost": serve_idle_lost}[CASE]()
 print("1 passed, 0 failed")
