@@ -9,7 +9,13 @@
 #include "core/dtype.h"
 #include "core/status.h"
 
-#define SS_COMM_IFACE_VERSION 3 /* 2: all_reduce_add_rmsnorm; 3: window */
+#define SS_COMM_IFACE_VERSION 4 /* 2: all_reduce_add_rmsnorm; 3: window; 4: failed_peer */
+
+/* How a call failed on a peer (ss_comm_i.failed_peer). */
+typedef enum ss_comm_blame {
+    SS_COMM_PEER_CLOSED = 1, /* its connection closed or was reset: its process is gone, or it gave up */
+    SS_COMM_PEER_SILENT,     /* it sent nothing (or took nothing) before the call's deadline: hung, or stopped */
+} ss_comm_blame;
 
 /*
  * Buffers are device buffers of the rank's backend (host memory for the cpu backend). Calls are
@@ -55,6 +61,9 @@ typedef struct ss_comm_i {
      * SS_ERR_UNSUPPORTED on every rank alike then, and where the ranks cannot map each other's memory
      * (other hosts, no peer access, SS_PEER_ALLREDUCE=0). */
     ss_status (*window)(void *ctx, size_t bytes, int want, ss_comm_window *out);
+    /* Optional (NULL: not known, as with NCCL): after the last call failed, the rank (of this communicator) it
+     * failed on, with *how; -1 when it blames no peer (it succeeded, was aborted, or failed locally). */
+    int (*failed_peer)(void *ctx, ss_comm_blame *how);
     /* Aborts outstanding and future calls (they return SS_ERR_CANCELLED); safe from another thread. */
     void (*abort)(void *ctx);
     void (*destroy)(void *ctx);

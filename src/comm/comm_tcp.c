@@ -18,7 +18,17 @@ typedef struct tcp_ctx {
     atomic_int aborted;
     uint8_t *scratch;  /* receive space for all-reduce: (size-1) * bytes */
     size_t scratch_cap;
+    int fail_peer;     /* the peer the last call failed on, -1: none (tcp_failed_peer) */
+    ss_comm_blame fail_how;
 } tcp_ctx;
+
+/* Records that the call fails on peer r (how) and returns st. */
+static ss_status tcp_blame(tcp_ctx *c, int r, ss_comm_blame how, ss_status st)
+{
+    c->fail_peer = r;
+    c->fail_how = how;
+    return st;
+}
 
 /* Moves out[r] to peer r and in[r] from peer r, for every peer at once, before the deadline.
  * NULL out/in entries skip that direction. */
@@ -32,6 +42,7 @@ static ss_status tcp_exchange(tcp_ctx *c, const uint8_t *const *out, uint8_t *co
     memset(sent, 0, sizeof sent);
     memset(recvd, 0, sizeof recvd);
     int64_t deadline = ss_now_ms() + c->timeout_ms;
+    c->fail_peer = -1;
     for (;;) {
         if (atomic_load(&c->aborted))
             return SS_ERR_CANCELLED;
@@ -56,8 +67,8 @@ static ss_status tcp_exchange(tcp_ctx *c, const uint8_t *const *out, uint8_t *co
         if (!pending)
             return SS_OK;
         int64_t left = deadline - ss_now_ms();
-        if (left <= 0)
-            return SS_ERR_TIMEOUT;
+        if (left <= 0) /* the first peer still owing bytes */
+            return tcp_blame(c, who[0], SS_COMM_PEER_SILENT, SS_ERR_TIMEOUT);
         int rc = poll(pf, (nfds_t)np, left > 1000 ? 1000 : (int)left);
         if (rc < 0 && errno != EINTR)
             return SS_ERR_COMM;
@@ -68,18 +79,16 @@ static ss_status tcp_exchange(tcp_ctx *c, const uint8_t *const *out, uint8_t *co
                 if (w > 0)
                     sent[r] += (size_t)w;
                 else if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-                    return SS_ERR_COMM;
+                    return tcp_blame(c, r, SS_COMM_PEER_CLOSED, SS_ERR_COMM);
             }
             if (pf[i].revents & POLLIN) {
                 ssize_t g = recv(c->fds[r], in[r] + recvd[r], bytes - recvd[r], 0);
                 if (g > 0)
                     recvd[r] += (size_t)g;
-                else if (g == 0)
-                    return SS_ERR_COMM; /* peer closed: it died or aborted */
-                else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-                    return SS_ERR_COMM;
+                else if (g == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+                    return tcp_blame(c, r, SS_COMM_PEER_CLOSED, SS_ERR_COMM); /* it died or aborted */
             } else if (pf[i].revents & (POLLERR | POLLHUP | POLLNVAL)) {
-                return SS_ERR_COMM;
+                return tcp_blame(c, r, SS_COMM_PEER_CLOSED, SS_ERR_COMM);
             }
         }
     }
@@ -181,6 +190,14 @@ static ss_status tcp_recv(void *ctx, void *buf, int64_t count, ss_dtype type, in
     return tcp_exchange(c, out, in, (size_t)count * ss_dtype_size(type));
 }
 
+static int tcp_failed_peer(void *ctx, ss_comm_blame *how)
+{
+    const tcp_ctx *c = ctx;
+    if (c->fail_peer >= 0)
+        *how = c->fail_how;
+    return c->fail_peer;
+}
+
 static void tcp_abort(void *ctx)
 {
     tcp_ctx *c = ctx;
@@ -211,6 +228,7 @@ static const ss_comm_i tcp_iface = {
     .broadcast = tcp_broadcast,
     .send = tcp_send,
     .recv = tcp_recv,
+    .failed_peer = tcp_failed_peer,
     .abort = tcp_abort,
     .destroy = tcp_destroy,
 };
@@ -235,6 +253,7 @@ ss_status ss_comm_tcp_create(int rank, int size, const int *fds, int timeout_ms,
     c->size = size;
     c->fds = f;
     c->timeout_ms = timeout_ms > 0 ? timeout_ms : 60000;
+    c->fail_peer = -1;
     cm->iface = &tcp_iface;
     cm->ctx = c;
     cm->rank = rank;

@@ -510,10 +510,32 @@ static void fwd_pack_meta(ss_forward *f, const ss_forward_batch *b, int64_t n_pa
     ss_step_tiles(seq, pos, n, n_pad, max_run, graph, tiles, tiles_info);
 }
 
+/* A collective of this step failed: adds the peer it failed on to err's message where the communicator knows it
+ * (tcp: the one whose connection closed, or that sent nothing before the deadline), as a replica rank (session 60:
+ * "rank 0: layer 2: timed out" named no one). */
+static void fwd_blame_peer(const ss_forward *f, ss_err *err)
+{
+    const ss_shard_plan *sp = &f->w->plan;
+    const ss_comm *tp = f->links.tp, *world = f->links.world;
+    ss_comm_blame how = SS_COMM_PEER_CLOSED;
+    int peer = tp && tp->iface->failed_peer ? tp->iface->failed_peer(tp->ctx, &how) : -1;
+    if (peer >= 0)
+        peer += sp->stage * sp->tp; /* the tp group is this stage's ranks */
+    else if (world && world->iface->failed_peer)
+        peer = world->iface->failed_peer(world->ctx, &how);
+    if (peer < 0 || !err)
+        return;
+    char tail[96];
+    snprintf(tail, sizeof tail, how == SS_COMM_PEER_SILENT ? " (rank %d sent nothing before the comm timeout)"
+                                                           : " (rank %d closed its connection)", peer);
+    const size_t len = strlen(err->msg);
+    snprintf(err->msg + len, sizeof err->msg - len, "%s", tail);
+}
+
 /* Embedding (or activations from the previous stage), this stage's layers, and the logits: every
  * device op of a step, so that a decode step can be captured as a whole. */
-static ss_status fwd_body(ss_forward *f, int64_t n, int32_t n_rows, const ss_attn_meta *meta,
-                          const fwd_meta_layout *ml, int greedy_only, const float **logits, ss_err *err)
+static ss_status fwd_body_ops(ss_forward *f, int64_t n, int32_t n_rows, const ss_attn_meta *meta,
+                             const fwd_meta_layout *ml, int greedy_only, const float **logits, ss_err *err)
 {
     const ss_backend_i *B = f->be->iface;
     void *c = f->be->ctx;
@@ -531,7 +553,8 @@ static ss_status fwd_body(ss_forward *f, int64_t n, int32_t n_rows, const ss_att
         st = L->world->iface->recv(L->world->ctx, f->residual, n * dim, f->be->act_dtype, L->prev_rank);
     }
     if (st != SS_OK)
-        return ss_err_set(err, st, "rank %d: %s activations", sp->rank, sp->first_stage ? "embedding" : "receiving");
+        return ss_err_set(err, st, "rank %d: %s: %s", sp->rank,
+                          sp->first_stage ? "embedding" : "receiving activations", ss_status_str(st));
     const int32_t nl = sp->layer_end - sp->layer_start;
     if (f->dlayers && n == 1 && meta->n_seqs == 1 && (sp->tp == 1 || f->xchg.size)) {
         /* batch 1: every layer in one op where the backend can (at tp > 1 with its window) */
@@ -575,6 +598,15 @@ logits:
     if (st != SS_OK)
         return ss_err_set(err, st, "rank %d: logits: %s", sp->rank, ss_status_str(st));
     return SS_OK;
+}
+
+static ss_status fwd_body(ss_forward *f, int64_t n, int32_t n_rows, const ss_attn_meta *meta,
+                          const fwd_meta_layout *ml, int greedy_only, const float **logits, ss_err *err)
+{
+    const ss_status st = fwd_body_ops(f, n, n_rows, meta, ml, greedy_only, logits, err);
+    if (st == SS_ERR_COMM || st == SS_ERR_TIMEOUT)
+        fwd_blame_peer(f, err);
+    return st;
 }
 
 /* Replays (capturing first when needed) the graph of a padded decode step. Returns

@@ -465,7 +465,9 @@ static ss_status replica_failed(ss_replica *r, ss_status st, int reported, ss_er
     }
     r->broken = 1;
     replica_stop_comms(r);
-    return st;
+    /* a step that timed out waited on a hung rank: the replica is gone as with a lost one (503 and exit 4, not
+     * the 504 of a request's own deadline) */
+    return st == SS_ERR_TIMEOUT ? SS_ERR_COMM : st;
 }
 
 /* Sends the step plan to every worker. */

@@ -15,6 +15,8 @@ usage: test_multinode.py CASE SHARDSERVE FIXTURES
                     warning) and a generation that fits gives the golden
   serve_kill_worker serve --tp 2, kill -9 of the worker mid-stream: the stream's error names rank 1, exit 4
   serve_idle_lost   the same with no request running: the server notices by itself and exits 4
+  serve_hung_worker serve --tp 2, the worker stopped (SIGSTOP): a request fails after --comm-timeout with a 503
+                    naming rank 1 as silent, exit 4
   serve_group_term  serve --tp 2, SIGTERM to its whole process group mid-stream: the stream ends whole, exit 0
   silent_conn       connections to the rendezvous that never say hello hold no join up (session 60: 10 s each)
   worker_restart    at tp 2 x pp 2, a second rank 1 is refused while the first lives; the first is killed before
@@ -518,6 +520,34 @@ def serve_idle_lost():
     print("idle server exited 4 on its own")
 
 
+def serve_hung_worker():
+    """serve --tp 2 --comm-timeout 2: the worker stops (SIGSTOP: alive, connections open, silent); the next request
+    fails after the comm timeout with a 503 naming rank 1 as the one that sent nothing, and the server exits 4
+    (session 60: "rank 0: layer 2: timed out", a 504 that named no rank)."""
+    import json
+    import urllib.error
+    import urllib.request
+    srv, port = start_server(["--comm-timeout", "2"])
+    kids = subprocess.run(["pgrep", "-P", str(srv.pid)], capture_output=True, text=True).stdout.split()
+    if not kids:
+        fail("serve --tp 2 started no worker process")
+    os.kill(int(kids[0]), signal.SIGSTOP)
+    body = json.dumps({"prompt": "hello", "max_tokens": 8}).encode()
+    status, text = 0, ""
+    try:
+        urllib.request.urlopen(urllib.request.Request("http://127.0.0.1:%d/v1/completions" % port, data=body,
+                                                      headers={"Content-Type": "application/json"}), timeout=60)
+    except urllib.error.HTTPError as e:
+        status, text = e.code, e.read().decode(errors="replace")
+    except Exception as e:
+        text = str(e)
+    if status != 503 or "rank 1 sent nothing before the comm timeout" not in text:
+        os.kill(int(kids[0]), signal.SIGKILL)
+        fail("request to a replica with a stopped rank: status %d body %r" % (status, text[:500]))
+    await_exit(srv, 4, "a rank stopped answering")
+    print("request failed with %d: %s; server exited 4" % (status, text[:200]))
+
+
 def serve_group_term():
     """serve --tp 2 in its own process group, SIGTERM to the whole group (Ctrl-C, systemd's control-group kill) with
     a stream in flight: the worker follows the leader's drain, so the stream ends whole ([DONE], finish length, no
@@ -874,5 +904,5 @@ def serve_group_term():
  "kill_last_rank": lambda: kill_worker(("--tp", "2", "--pp", "2"), 3), "version_mismatch": version_mismatch,
  "kv_blocks_min": kv_blocks_min, "netns": netns, "silent_conn": silent_conn, "worker_restart": worker_restart,
  "load_error_code": load_error_code, "serve_term_rendezvous": serve_term_rendezvous,
- "serve_idle_lost": serve_idle_lost}[CASE]()
+ "serve_idle_lost": serve_idle_lost, "serve_hung_worker": serve_hung_worker}[CASE]()
 print("1 passed, 0 failed")
