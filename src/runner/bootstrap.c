@@ -8,6 +8,7 @@
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -63,17 +64,47 @@ ss_status ss_boot_leader_listen(const char *host, int port, int *lfd, int *bound
     return ss_net_listen(host, port, lfd, bound_port, err);
 }
 
-/* Connects to lower ranks and accepts higher ones on the data listener. */
+/* Whether the mesh should be given up: the leader's watch (its local ranks, a cancel) and its ranks' control
+ * connections; a worker's connection to the leader. A rank that dies after the welcome would otherwise leave the
+ * others waiting for its data-plane connection to the deadline (30 minutes at the leader; session 61). */
+static ss_status boot_mesh_check(const ss_boot *b, ss_boot_watch_fn watch, void *watch_arg, ss_err *err)
+{
+    if (b->rank > 0) {
+        if (ss_net_hung_up(b->ctrl_fd, 0))
+            return ss_err_set(err, SS_ERR_COMM, "rank %d: the leader closed its connection while the ranks connected "
+                              "to each other", b->rank);
+        return SS_OK;
+    }
+    if (watch)
+        SS_CHECK(watch(watch_arg, err));
+    for (int k = 1; k < b->world; k++) {
+        int unread = 0; /* a rank that said something first (its LOAD_ERROR) has made its links: its reader tells */
+        if (ss_net_hung_up(b->peer_ctrl[k], 0) && ioctl(b->peer_ctrl[k], FIONREAD, &unread) == 0 && unread == 0)
+            return ss_err_set(err, SS_ERR_COMM, "rank %d is lost (its control connection closed while the ranks "
+                              "connected to each other)", k);
+    }
+    return SS_OK;
+}
+
+/* Connects to lower ranks and accepts higher ones on the data listener, looking at boot_mesh_check between tries. A
+ * connection to the data port without a valid hello (4 bytes, a higher rank not yet connected, within 10 s) is
+ * dropped. */
 static ss_status boot_mesh(ss_boot *b, int dfd, const boot_peer *peers, const char *leader_host, int64_t deadline,
-                           ss_err *err)
+                           ss_boot_watch_fn watch, void *watch_arg, ss_err *err)
 {
     for (int j = 0; j < b->rank; j++) {
         const char *h = peers[j].host[0] ? peers[j].host : leader_host;
-        int fd;
-        ss_status st = ss_net_connect(h, peers[j].port, deadline, &fd, err);
-        if (st != SS_OK)
-            return ss_err_set(err, st, "rank %d: data-plane connection to rank %d at %s:%d failed", b->rank, j, h,
-                              peers[j].port);
+        int fd = -1;
+        for (;;) {
+            const int64_t slice = ss_now_ms() + 1000 < deadline ? ss_now_ms() + 1000 : deadline;
+            ss_status st = ss_net_connect(h, peers[j].port, slice, &fd, err);
+            if (st == SS_OK)
+                break;
+            if (st != SS_ERR_TIMEOUT || slice >= deadline)
+                return ss_err_set(err, st, "rank %d: data-plane connection to rank %d at %s:%d failed", b->rank, j, h,
+                                  peers[j].port);
+            SS_CHECK(boot_mesh_check(b, watch, watch_arg, err));
+        }
         uint32_t me = (uint32_t)b->rank;
         if (ss_net_write_all(fd, &me, 4, deadline) != SS_OK) {
             close(fd);
@@ -81,18 +112,26 @@ static ss_status boot_mesh(ss_boot *b, int dfd, const boot_peer *peers, const ch
         }
         b->mesh[j] = fd;
     }
-    for (int k = b->rank + 1; k < b->world; k++) {
+    for (int k = b->rank + 1; k < b->world;) {
         int fd;
-        ss_status st = ss_net_accept(dfd, deadline, &fd, err);
+        const int64_t slice = ss_now_ms() + SS_BOOT_WATCH_MS < deadline ? ss_now_ms() + SS_BOOT_WATCH_MS : deadline;
+        ss_status st = ss_net_accept(dfd, slice, &fd, err);
+        if (st == SS_ERR_TIMEOUT && slice < deadline) {
+            SS_CHECK(boot_mesh_check(b, watch, watch_arg, err));
+            continue;
+        }
         if (st != SS_OK)
             return ss_err_set(err, st, "rank %d: waiting for data-plane connections from higher ranks", b->rank);
         uint32_t who = 0;
-        if (ss_net_read_all(fd, &who, 4, deadline) != SS_OK || who <= (uint32_t)b->rank ||
-            who >= (uint32_t)b->world || b->mesh[who] >= 0) {
+        const int64_t hello_by = ss_now_ms() + 10000 < deadline ? ss_now_ms() + 10000 : deadline;
+        if (ss_net_read_all(fd, &who, 4, hello_by) != SS_OK || who <= (uint32_t)b->rank || who >= (uint32_t)b->world ||
+            b->mesh[who] >= 0) {
             close(fd);
-            return ss_err_set(err, SS_ERR_COMM, "rank %d: bad data-plane hello (rank %u)", b->rank, who);
+            SS_LOGW("rank %d: dropped a data-plane connection without a valid hello (rank %u)", b->rank, who);
+            continue;
         }
         b->mesh[who] = fd;
+        k++;
     }
     return SS_OK;
 }
@@ -188,6 +227,8 @@ static void gather_hello(boot_gather *g, int i)
     if (sl >= sizeof theirs)
         r.failed = 1;
     ss_rbuf_get(&r, theirs, r.failed ? 0 : sl);
+    if (r.left != 0 || strlen(theirs) != sl) /* nothing after the stamp, and no NUL inside it */
+        r.failed = 1;
     char host[64] = "127.0.0.1";
     struct sockaddr_storage ss;
     socklen_t slen = sizeof ss;
@@ -246,8 +287,13 @@ static ss_status gather_accept(boot_gather *g, int lfd, int64_t now, ss_err *err
                 return SS_OK;
             return ss_err_set(err, SS_ERR_IO, "leader: accepting at the rendezvous: %s", strerror(errno));
         }
-        if (g->n_pend == BOOT_MAX_PENDING)
-            gather_drop_pending(g, 0, "too many connections that have not said hello");
+        if (g->n_pend == BOOT_MAX_PENDING) { /* the oldest goes (the list is not in age order: drops reorder it) */
+            int oldest = 0;
+            for (int i = 1; i < g->n_pend; i++)
+                if (g->pend[i].deadline < g->pend[oldest].deadline)
+                    oldest = i;
+            gather_drop_pending(g, oldest, "too many connections that have not said hello");
+        }
         boot_pending *pd = &g->pend[g->n_pend++];
         pd->fd = fd;
         pd->deadline = now + BOOT_HELLO_MS;
@@ -298,6 +344,19 @@ static ss_status gather_poll(boot_gather *g, int lfd, int64_t wake_ms, ss_err *e
     return pr > 0 && (pf[0].revents & POLLIN) ? gather_accept(g, lfd, now, err) : SS_OK;
 }
 
+/* Drops every joined rank whose connection has closed (looked at once more when the last rank joins: the gather
+ * then ends, and a rank that left just before would be sent a welcome it cannot take); 1 when it dropped one. */
+static int gather_lost_any(boot_gather *g)
+{
+    int dropped = 0;
+    for (int k = 1; k < g->world; k++)
+        if (g->out->peer_ctrl[k] >= 0 && ss_net_hung_up(g->out->peer_ctrl[k], 0)) {
+            gather_drop_rank(g, k, "its connection closed");
+            dropped = 1;
+        }
+    return dropped;
+}
+
 /* Waits until world-1 workers with the leader's stamp have joined (out->peer_ctrl, peers), the deadline passes or
  * watch says to stop. */
 static ss_status boot_gather_ranks(int lfd, int world, const char *stamp, int64_t deadline_ms, ss_boot_watch_fn watch,
@@ -315,7 +374,7 @@ static ss_status boot_gather_ranks(int lfd, int world, const char *stamp, int64_
         return ss_err_set(err, SS_ERR_NOMEM, "leader: no memory for the rendezvous");
     ss_status st = SS_OK;
     int64_t next_watch = ss_now_ms() + SS_BOOT_WATCH_MS;
-    while (st == SS_OK && g.joined < world) {
+    while (st == SS_OK && (g.joined < world || gather_lost_any(&g))) {
         const int64_t now = ss_now_ms();
         if (now >= deadline_ms) {
             st = ss_err_set(err, SS_ERR_TIMEOUT, "leader: only %d of %d ranks joined before the deadline", g.joined,
@@ -362,7 +421,7 @@ ss_status ss_boot_leader(int lfd, int world, const ss_boot_settings *settings, i
             goto fail;
         }
     }
-    SS_CHECK_GOTO(boot_mesh(out, dfd, peers, "", deadline_ms, err), st, fail);
+    SS_CHECK_GOTO(boot_mesh(out, dfd, peers, "", deadline_ms, watch, watch_arg, err), st, fail);
     close(dfd);
     return SS_OK;
 fail:
@@ -470,7 +529,7 @@ ss_status ss_boot_worker(const char *leader_addr, int rank, int world, int64_t d
         peers[i].host[sizeof peers[i].host - 1] = '\0';
     ss_free(msg);
     msg = NULL;
-    SS_CHECK_GOTO(boot_mesh(out, dfd, peers, host, deadline_ms, err), st, fail);
+    SS_CHECK_GOTO(boot_mesh(out, dfd, peers, host, deadline_ms, NULL, NULL, err), st, fail);
     close(dfd);
     return SS_OK;
 fail:

@@ -23,6 +23,9 @@ usage: test_multinode.py CASE SHARDSERVE FIXTURES
                     the others come and a restarted rank 1 takes its place (session 60: refused, "already taken")
   load_error_code   a worker that cannot load the model (a relative path from another directory) makes the
                     leader exit 3 with the worker's reason, as a bad model does (session 60: 4, a lost peer)
+  lost_after_welcome  rank 1's connection closes right after the leader's welcome: the leader exits 4 at once naming
+                    it (session 61: it waited 30 minutes for rank 1's data-plane connection)
+  bad_hellos        hellos with bytes after the stamp or a NUL inside it are refused as malformed
   serve_term_rendezvous  SIGTERM to a serving leader that waits for another node: exit 0 at once, no process left
                     (session 60: ignored for the rendezvous' 30 minutes)
   netns             leader and worker in two network namespaces joined by a veth pair, talking
@@ -356,6 +359,115 @@ def load_error_code():
     print("exit 3:", [x for x in leader.stderr.splitlines() if "failed to load" in x][-1])
 
 
+def recv_exact(sock, n):
+    got = b""
+    while len(got) < n:
+        d = sock.recv(n - len(got))
+        if not d:
+            fail("connection closed after %d of %d bytes" % (len(got), n))
+        got += d
+    return got
+
+
+def lost_after_welcome():
+    lport, pport = free_port(), free_port()
+    leader = subprocess.Popen(BASE + ["--max-tokens", "8", "--tp", "2", "--leader-addr", "127.0.0.1:%d" % lport,
+                                      "--nnodes", "2", "--gpus-per-node", "1"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    proxy = socket.socket()
+    proxy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    proxy.bind(("127.0.0.1", pport))
+    proxy.listen(1)
+    proxy.settimeout(30)
+    worker = start_worker("127.0.0.1:%d" % pport)
+    try:
+        c, _ = proxy.accept()
+        c.settimeout(30)
+        t0 = time.time()
+        while True:  # the leader may not listen yet
+            try:
+                u = socket.create_connection(("127.0.0.1", lport), timeout=30)
+                break
+            except OSError:
+                if time.time() - t0 > 30:
+                    fail("the leader never listened")
+                time.sleep(0.2)
+        hdr = recv_exact(c, 12)
+        u.sendall(hdr + recv_exact(c, int.from_bytes(hdr[4:], "little")))  # the worker's hello
+        welcome = recv_exact(u, 12)
+        u.close()  # rank 1 "dies" with the welcome on its way
+        c.close()
+        try:
+            out, err = leader.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            leader.kill()
+            fail("the leader waits for a rank that left after its welcome")
+    finally:
+        worker.kill()
+        worker.wait()
+    if int.from_bytes(welcome[:4], "little") != 3 or leader.returncode != 4 or "rank 1 is lost" not in err:
+        fail("message %d; leader rc %d (want 4) %s" % (int.from_bytes(welcome[:4], "little"), leader.returncode,
+                                                       err[-1500:]))
+    print("leader:", err.strip().splitlines()[-1])
+
+
+def capture_hello():
+    """A real worker's hello message (header and payload), taken by a listener that stands in for the leader."""
+    fake = socket.socket()
+    fake.bind(("127.0.0.1", 0))
+    fake.listen(1)
+    fake.settimeout(30)
+    worker = start_worker("127.0.0.1:%d" % fake.getsockname()[1])
+    try:
+        c, _ = fake.accept()
+        c.settimeout(30)
+        hdr = recv_exact(c, 12)
+        payload = recv_exact(c, int.from_bytes(hdr[4:], "little"))
+        c.close()
+    finally:
+        worker.kill()
+        worker.wait()
+        fake.close()
+    return payload
+
+
+def bad_hellos():
+    """Hellos with bytes after the stamp, or a NUL inside it, are refused as malformed (session 61: both joined, as
+    the stamp compared equal up to the NUL); the real worker then joins."""
+    payload = capture_hello()
+    stamp_len = int.from_bytes(payload[12:16], "little")
+    head, stamp = payload[:12], payload[16:16 + stamp_len]
+    trailing = payload + b"xyz"
+    nul = head + (stamp_len + 4).to_bytes(4, "little") + stamp + b"\0xyz"
+    addr = "127.0.0.1:%d" % free_port()
+    leader = subprocess.Popen(BASE + ["--max-tokens", "8", "--tp", "2", "--leader-addr", addr, "--nnodes", "2",
+                                      "--gpus-per-node", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    for name, body in (("bytes after the stamp", trailing), ("a NUL in the stamp", nul)):
+        t0 = time.time()
+        while True:
+            try:
+                c = socket.create_connection(("127.0.0.1", int(addr.split(":")[1])), timeout=30)
+                break
+            except OSError:
+                if time.time() - t0 > 30:
+                    fail("the leader never listened")
+                time.sleep(0.2)
+        c.sendall((1).to_bytes(4, "little") + len(body).to_bytes(8, "little") + body)
+        hdr = recv_exact(c, 12)
+        text = recv_exact(c, int.from_bytes(hdr[4:], "little")).decode(errors="replace")
+        c.close()
+        if int.from_bytes(hdr[:4], "little") != 2 or "malformed hello" not in text:
+            fail("a hello with %s: message %d %r, want a refusal" % (name, int.from_bytes(hdr[:4], "little"), text))
+    worker = start_worker(addr)
+    out, err = leader.communicate(timeout=60)
+    worker.wait(timeout=30)
+    if leader.returncode != 0 or out.strip() != EXPECT or worker.returncode != 0:
+        fail("after the refusals: leader rc %d out %r worker %d; %s" % (leader.returncode, out, worker.returncode,
+                                                                          err[-1500:]))
+    print("malformed hellos refused; the real worker joined")
+
+
 def serve_term_rendezvous():
     port, mport, rdzv = free_port(), free_port(), free_port()
     model = os.path.join(FIX, "models", "e2e-llama3-tok")
@@ -580,6 +692,7 @@ CASES = {
     "kill_last_rank": lambda: kill_worker(("--tp", "2", "--pp", "2"), 3), "version_mismatch": version_mismatch,
     "kv_blocks_min": kv_blocks_min, "netns": netns, "silent_conn": silent_conn, "worker_restart": worker_restart,
     "load_error_code": load_error_code, "serve_term_rendezvous": serve_term_rendezvous,
+    "lost_after_welcome": lost_after_welcome, "bad_hellos": bad_hellos,
     "serve_kill_worker": serve_kill_worker, "serve_idle_lost": serve_idle_lost, "serve_hung_worker": serve_hung_worker,
     "serve_group_term": serve_group_term,
 }
