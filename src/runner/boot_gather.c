@@ -155,8 +155,19 @@ static void gather_hello(boot_gather *g, int i)
         memcpy(&g->pend[i], &g->pend[g->n_pend], sizeof g->pend[i]);
 }
 
-/* Takes the connections waiting on the listener into the pending list; an error other than "none waiting" ends the
- * rendezvous (a listener that stays readable would turn the wait into a spin). */
+/* Drops the oldest pending connection (the list is not in age order: drops reorder it). */
+static void gather_drop_oldest(boot_gather *g, const char *why)
+{
+    int oldest = 0;
+    for (int i = 1; i < g->n_pend; i++)
+        if (g->pend[i].deadline < g->pend[oldest].deadline)
+            oldest = i;
+    gather_drop_pending(g, oldest, why);
+}
+
+/* Takes the connections waiting on the listener into the pending list. Out of file descriptors, the oldest pending
+ * connection makes room (session 61: a flood under a low `ulimit -n` ended the rendezvous); an error other than "none
+ * waiting" with none to drop ends the rendezvous (a listener that stays readable would turn the wait into a spin). */
 static ss_status gather_accept(boot_gather *g, int lfd, int64_t now, ss_err *err)
 {
     for (;;) {
@@ -164,15 +175,14 @@ static ss_status gather_accept(boot_gather *g, int lfd, int64_t now, ss_err *err
         if (fd < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ECONNABORTED)
                 return SS_OK;
+            if ((errno == EMFILE || errno == ENFILE) && g->n_pend > 0) {
+                gather_drop_oldest(g, "out of file descriptors for connections that have not said hello");
+                continue;
+            }
             return ss_err_set(err, SS_ERR_IO, "leader: accepting at the rendezvous: %s", strerror(errno));
         }
-        if (g->n_pend == BOOT_MAX_PENDING) { /* the oldest goes (the list is not in age order: drops reorder it) */
-            int oldest = 0;
-            for (int i = 1; i < g->n_pend; i++)
-                if (g->pend[i].deadline < g->pend[oldest].deadline)
-                    oldest = i;
-            gather_drop_pending(g, oldest, "too many connections that have not said hello");
-        }
+        if (g->n_pend == BOOT_MAX_PENDING)
+            gather_drop_oldest(g, "too many connections that have not said hello");
         boot_pending *pd = &g->pend[g->n_pend++];
         pd->fd = fd;
         pd->deadline = now + BOOT_HELLO_MS;

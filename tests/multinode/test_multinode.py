@@ -19,6 +19,7 @@ usage: test_multinode.py CASE SHARDSERVE FIXTURES
                     naming rank 1 as silent, exit 4
   serve_group_term  serve --tp 2, SIGTERM to its whole process group mid-stream: the stream ends whole, exit 0
   silent_conn       connections to the rendezvous that never say hello hold no join up (session 60: 10 s each)
+  fd_flood          a flood of silent connections to a leader short of file descriptors: the oldest make room
   worker_restart    at tp 2 x pp 2, a second rank 1 is refused while the first lives; the first is killed before
                     the others come and a restarted rank 1 takes its place (session 60: refused, "already taken")
   load_error_code   a worker that cannot load the model (a relative path from another directory) makes the
@@ -308,6 +309,29 @@ def silent_conn():
     if "rank 1 joined" not in err or "dropped a connection" in err:
         fail("the silent connections held the join up: " + err[-2000:])
     print("joined past 3 silent connections")
+
+
+def fd_flood():
+    """40 silent connections to a leader limited to 32 file descriptors: the oldest make room for newer ones, and the
+    worker that comes after them joins (session 61: "Too many open files" ended the rendezvous)."""
+    import resource
+    addr = "127.0.0.1:%d" % free_port()
+    leader = subprocess.Popen(LOUD + ["--max-tokens", "8", "--tp", "2", "--leader-addr", addr, "--nnodes", "2",
+                                      "--gpus-per-node", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (32, 32)))
+    log = Lines(leader)
+    log.wait_for("waiting for 1 ranks")
+    silent = [socket.create_connection(("127.0.0.1", int(addr.split(":")[1]))) for _ in range(40)]
+    log.wait_for("out of file descriptors")
+    worker = start_worker(addr)
+    out = leader.stdout.read()
+    leader.wait(timeout=60)
+    for c in silent:
+        c.close()
+    worker.wait(timeout=30)
+    if leader.returncode != 0 or out.strip() != EXPECT or worker.returncode != 0:
+        fail("leader rc %d out %r worker %d; %s" % (leader.returncode, out, worker.returncode, log.text()[-2000:]))
+    print("joined past a flood under a limit of 32 descriptors")
 
 
 def worker_restart():
@@ -693,6 +717,7 @@ CASES = {
     "kv_blocks_min": kv_blocks_min, "netns": netns, "silent_conn": silent_conn, "worker_restart": worker_restart,
     "load_error_code": load_error_code, "serve_term_rendezvous": serve_term_rendezvous,
     "lost_after_welcome": lost_after_welcome, "bad_hellos": bad_hellos,
+    "fd_flood": fd_flood,
     "serve_kill_worker": serve_kill_worker, "serve_idle_lost": serve_idle_lost, "serve_hung_worker": serve_hung_worker,
     "serve_group_term": serve_group_term,
 }
