@@ -68,6 +68,24 @@ static const char *api_duplicate_key_deep(const cJSON *v)
     return dup;
 }
 
+/* The offset of the first byte below 0x20 that JSON does not allow where it stands: any inside a string, any but
+ * tab, line feed and carriage return outside; len when there is none. Only string boundaries are tracked: a body
+ * malformed otherwise is cJSON's to refuse. */
+static size_t api_raw_control(const char *body, size_t len)
+{
+    int in_string = 0;
+    for (size_t i = 0; i < len; i++) {
+        const unsigned char c = (unsigned char)body[i];
+        if (c < 0x20 && (in_string || (c != '\t' && c != '\n' && c != '\r')))
+            return i;
+        if (in_string && c == '\\')
+            i++; /* the escaped byte (a control character there is refused by cJSON) */
+        else if (c == '"')
+            in_string = !in_string;
+    }
+    return len;
+}
+
 ss_status ss_api_parse_object(const char *body, size_t len, cJSON **root, ss_api_error *e)
 {
     *root = NULL;
@@ -77,6 +95,12 @@ ss_status ss_api_parse_object(const char *body, size_t len, cJSON **root, ss_api
     const char *nul = memchr(body, 0, len);
     if (nul)
         return ss_api_fail(e, 400, "", "malformed JSON in request body: a NUL byte at byte %zu", (size_t)(nul - body));
+    /* cJSON takes raw control characters inside strings, and any byte up to 0x20 as white space; JSON (RFC 8259)
+     * takes neither (a raw line break in a string is a client's bug, which strict parsers such as vLLM's refuse) */
+    size_t bad = api_raw_control(body, len);
+    if (bad < len)
+        return ss_api_fail(e, 400, "", "malformed JSON in request body: a raw control character (0x%02x) at byte %zu; "
+                           "escape it (\\n, \\t, \\u001b)", (unsigned)(unsigned char)body[bad], bad);
     const char *end = NULL;
     cJSON *j = cJSON_ParseWithLengthOpts(body, len, &end, 0);
     if (!j) {

@@ -79,6 +79,25 @@ static void test_completion_defaults_and_prompt_forms(void **state)
     assert_int_equal(e.http_status, 400);
     assert_string_equal(e.message, "malformed JSON in request body: a NUL byte at byte 16");
     ss_api_request_clear(&r);
+    /* raw control characters: none in strings (a raw line break), only tab, LF and CR between tokens */
+    static const struct {
+        const char *body;
+        const char *msg;
+    } raw_ctl[] = {
+        {"{\"prompt\":\"two\nlines\"}", "a raw control character (0x0a) at byte 14"},
+        {"{\"prompt\":\"a\\\"\tb\"}", "a raw control character (0x09) at byte 14"}, /* after an escaped quote */
+        {"{\"prompt\":\x01\"x\"}", "a raw control character (0x01) at byte 10"},
+    };
+    for (size_t i = 0; i < sizeof raw_ctl / sizeof raw_ctl[0]; i++) {
+        memset(&e, 0, sizeof e);
+        assert_int_equal(parse(raw_ctl[i].body, SS_API_COMPLETION, &r, &e), SS_ERR_INVALID_ARG);
+        assert_int_equal(e.http_status, 400);
+        assert_non_null(strstr(e.message, raw_ctl[i].msg));
+        ss_api_request_clear(&r);
+    }
+    assert_int_equal(parse("{\"prompt\":\"a\\nb \\\\\"}\r\n", SS_API_COMPLETION, &r, &e), SS_OK); /* escapes are fine */
+    assert_string_equal(r.prompt, "a\nb \\");
+    ss_api_request_clear(&r);
     /* an escaped backslash before "u0000" is text, not a NUL */
     assert_int_equal(parse("{\"prompt\":\"a\\\\u0000b\"}", SS_API_COMPLETION, &r, &e), SS_OK);
     assert_string_equal(r.prompt, "a\\u0000b");
