@@ -17,7 +17,7 @@
 #include "core/log.h"
 #include "engine/cache.h"
 #include "engine/engine.h"
-#include "engine/progress.h"
+#include "core/progress.h"
 #include "engine/st_writer.h"
 #include "model/config.h"
 #include "model/fp8_weights.h"

@@ -22,7 +22,7 @@
 #include "core/log.h"
 #include "engine/cache.h"
 #include "engine/digest.h"
-#include "engine/progress.h"
+#include "core/progress.h"
 
 #define HUB_API_MAX (32u << 20)
 #define HUB_MAX_REDIRECTS 10

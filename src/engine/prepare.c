@@ -14,7 +14,7 @@
 #include "engine/digest.h"
 #include "engine/engine.h"
 #include "engine/hub.h"
-#include "engine/progress.h"
+#include "core/progress.h"
 
 ss_engine_params ss_engine_default_params(void)
 {

@@ -1,10 +1,14 @@
-/* weights.c — finding, checking, slicing and uploading a rank's tensors (one device allocation). */
+/* weights.c — finding, checking, slicing and uploading a rank's tensors (one device allocation), with the load's
+ * progress (a status line on rank 0's terminal, else log lines). */
 #include "model/weights.h"
 
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/alloc.h"
+#include "core/log.h"
+#include "core/progress.h"
 #include "model/fp8_weights.h"
 
 typedef struct wl_ctx {
@@ -409,6 +413,19 @@ ss_status ss_weights_load(ss_backend *be, const ss_model_config *cfg, const ss_s
     c.off = 0;
     wl_layout(cfg, plan, w, &c);
     wl_ctx x = {be, cfg, plan, ck, presliced, err, NULL, 0, NULL, (size_t)c.max_linear * ss_dtype_size(be->weight_dtype)};
+    /* Progress in the arena's bytes: the tensors before the layers, then a layer's (every layer's are the same). A
+     * status line on rank 0's terminal (the other ranks share it: they log every few seconds instead). */
+    const size_t pre = nl > 0 ? (size_t)((uint8_t *)w->layers[0].attn_norm - (uint8_t *)w->arena) : w->bytes;
+    const size_t per_layer = nl > 0 ? (w->bytes - pre) / (size_t)nl : 0;
+    char phase[64];
+    snprintf(phase, sizeof phase, "rank %d: loading %d layers", plan->rank, (int)nl);
+    ss_progress *prog = NULL;
+    const int quiet = ss_log_level_get() > SS_LOG_INFO;
+    if (ss_progress_create(phase, (int64_t)w->bytes, plan->rank == 0 && !quiet && isatty(STDERR_FILENO), quiet, &prog,
+                           err) != SS_OK) {
+        ss_weights_free(be, w);
+        return SS_ERR_NOMEM;
+    }
     if (w->embed)
         SS_CHECK_GOTO(wl_put(&x, "model.embed_tokens.weight", "model.embed_tokens.weight", w->embed, NULL), st, fail);
     if (w->final_norm)
@@ -419,15 +436,22 @@ ss_status ss_weights_load(ss_backend *be, const ss_model_config *cfg, const ss_s
             src = "model.embed_tokens.weight";
         SS_CHECK_GOTO(wl_put(&x, src, "lm_head.weight", w->lm_head, NULL), st, fail);
     }
-    for (int32_t l = 0; l < nl; l++)
+    ss_progress_add(prog, (int64_t)pre);
+    for (int32_t l = 0; l < nl; l++) {
         SS_CHECK_GOTO(wl_layer(&x, plan->layer_start + l, &w->layers[l]), st, fail);
+        ss_progress_add(prog, (int64_t)per_layer);
+    }
     SS_CHECK_GOTO(be->iface->sync(be->ctx), st, fail);
+    if (ss_progress_elapsed(prog) >= 0.25) /* (a small model's load says nothing more than the runner's line) */
+        ss_progress_finish(prog);
+    ss_progress_destroy(prog);
     ss_free(x.staging);
     if (x.dev_staging)
         be->iface->free_buf(be->ctx, x.dev_staging);
     *out = w;
     return SS_OK;
 fail:
+    ss_progress_destroy(prog);
     ss_free(x.staging);
     if (x.dev_staging) {
         (void)be->iface->sync(be->ctx);

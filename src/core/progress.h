@@ -1,7 +1,7 @@
-/* progress.h — progress of one phase (download, build, verify): bytes, rate, ETA. On a terminal a
+/* progress.h — progress of one phase (download, build, verify, a rank's weights): bytes, rate, ETA. On a terminal a
  * rewritten status line on stderr; otherwise a log line every few seconds. Thread-safe counters. */
-#ifndef SS_ENGINE_PROGRESS_H
-#define SS_ENGINE_PROGRESS_H
+#ifndef SS_CORE_PROGRESS_H
+#define SS_CORE_PROGRESS_H
 
 #include <stdint.h>
 

@@ -1,5 +1,5 @@
 /* progress.c — a throttled progress reporter: atomic byte counter, one printer at a time. */
-#include "engine/progress.h"
+#include "core/progress.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
