@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "backend/backend.h"
@@ -28,23 +29,65 @@ typedef struct cpu_ctx {
  * be the one that created the backend, and omp_set_num_threads is per thread. */
 #define CPU_THREADS(ctx) (((const cpu_ctx *)(ctx))->n_threads)
 
+/* Buffers are zeroed, so that stale data never looks valid, and 64-byte aligned for vector loads. Large ones
+ * (weights, the KV cache) are anonymous mappings, which the kernel zeroes page by page on first touch: a memset
+ * touched every page at once, so a 1B model's cpu replica spent ~10 s of its start writing zeros, and an idle
+ * server held its whole KV cache in memory (session 61). A 64-byte header before each buffer says how to free it. */
+#if defined(__SANITIZE_ADDRESS__)
+#define CPU_MAP_MIN SIZE_MAX /* under ASan every buffer comes from the allocator, which guards its ends */
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CPU_MAP_MIN SIZE_MAX
+#endif
+#endif
+#ifndef CPU_MAP_MIN
+#define CPU_MAP_MIN ((size_t)1 << 20)
+#endif
+#define CPU_HDR 64
+
+typedef struct cpu_buf_hdr {
+    size_t total; /* bytes from the header on */
+    int mapped;   /* 1: mmap'd (munmap), 0: posix_memalign (free) */
+} cpu_buf_hdr;
+
 static ss_status cpu_alloc(void *ctx, size_t bytes, void **out)
 {
     (void)ctx;
-    /* 64-byte aligned for vector loads; zeroed so that stale data never looks valid. */
-    size_t n = (bytes + 63) & ~(size_t)63;
-    void *p = NULL;
-    if (posix_memalign(&p, 64, n ? n : 64) != 0 || !p)
+    const size_t total = CPU_HDR + ((bytes + 63) & ~(size_t)63);
+    if (total < bytes)
         return SS_ERR_NOMEM;
-    memset(p, 0, n ? n : 64);
-    *out = p;
+    uint8_t *base = NULL;
+    const int mapped = total >= CPU_MAP_MIN;
+    if (mapped) {
+        void *m = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (m == MAP_FAILED)
+            return SS_ERR_NOMEM;
+        base = m;
+    } else {
+        void *m = NULL;
+        if (posix_memalign(&m, 64, total) != 0 || !m)
+            return SS_ERR_NOMEM;
+        base = m;
+        memset(base, 0, total);
+    }
+    cpu_buf_hdr h = {total, mapped};
+    memcpy(base, &h, sizeof h);
+    *out = base + CPU_HDR;
     return SS_OK;
 }
 
 static void cpu_free(void *ctx, void *p)
 {
     (void)ctx;
-    free(p);
+    if (!p)
+        return;
+    uint8_t *base = (uint8_t *)p - CPU_HDR;
+    cpu_buf_hdr h;
+    memcpy(&h, base, sizeof h);
+    if (h.mapped)
+        munmap(base, h.total);
+    else
+        free(base);
 }
 
 static ss_status cpu_memcpy(void *ctx, void *dst, const void *src, size_t bytes)
