@@ -170,7 +170,7 @@ static void gather_drop_oldest(boot_gather *g, const char *why)
  * waiting" with none to drop ends the rendezvous (a listener that stays readable would turn the wait into a spin). */
 static ss_status gather_accept(boot_gather *g, int lfd, int64_t now, ss_err *err)
 {
-    for (;;) {
+    for (int taken = 0; taken < BOOT_MAX_PENDING; taken++) { /* then the others' turn (a flood must not starve them) */
         int fd = ss_net_accept_now(lfd);
         if (fd < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ECONNABORTED)
@@ -188,6 +188,7 @@ static ss_status gather_accept(boot_gather *g, int lfd, int64_t now, ss_err *err
         pd->deadline = now + BOOT_HELLO_MS;
         pd->got = 0;
     }
+    return SS_OK;
 }
 
 /* One wait of the rendezvous: polls the listener, the pending connections and the joined ranks' connections

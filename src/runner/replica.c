@@ -250,54 +250,68 @@ static ss_status replica_take_blocks(ss_replica *r, int k, const char *msg, size
     return SS_OK;
 }
 
-/* Waits for every worker's READY (its shard loaded), taking the smallest KV-block count (*min_rank: whose, 0 when
- * rank 0's), while the watch looks at the local ranks and the caller's cancel every SS_BOOT_WATCH_MS. A worker's
- * ERROR is its load failure: its text names the cause, and its status is the worker's exit code's (a bad model
- * is the model's fault everywhere, not a lost peer). */
+/* One look at the control connections of the ranks not ready yet (waiting up to timeout_ms): reads each message that
+ * has come, READY (ready[k] = 1, *left - 1, the smallest KV-block count taken, *min_rank: whose) or LOAD_ERROR (the
+ * error: its text names the cause, and its status is the worker's own, so a bad model is the model's fault everywhere,
+ * not a lost peer). */
+static ss_status replica_read_ready(ss_replica *r, int *ready, int *left, int timeout_ms, int *min_rank, ss_err *err)
+{
+    struct pollfd pf[SS_BOOT_MAX_RANKS];
+    int who[SS_BOOT_MAX_RANKS], n = 0;
+    for (int k = 1; k < r->boot.world; k++)
+        if (!ready[k]) {
+            who[n] = k;
+            pf[n++] = (struct pollfd){r->boot.peer_ctrl[k], POLLIN, 0};
+        }
+    if (poll(pf, (nfds_t)n, timeout_ms) < 0 && errno != EINTR)
+        return ss_err_set(err, SS_ERR_IO, "waiting for the ranks to load: poll: %s", strerror(errno));
+    for (int j = 0; j < n; j++) {
+        if (!pf[j].revents)
+            continue;
+        const int k = who[j];
+        uint32_t type;
+        uint8_t *msg = NULL;
+        size_t len = 0;
+        /* its first byte is in: the rest of a small message follows at once */
+        ss_status st = ss_net_recv_msg(pf[j].fd, &type, &msg, &len, 1u << 16, ss_now_ms() + 10000);
+        if (st == SS_OK && type == SS_MSG_READY) {
+            st = replica_take_blocks(r, k, (const char *)msg, len, min_rank, err);
+        } else if (st == SS_OK && type == SS_MSG_LOAD_ERROR) {
+            const char *text;
+            int tl;
+            st = ss_boot_parse_load_error(msg, len, &text, &tl);
+            st = ss_err_set(err, st, "rank %d failed to load: %.*s", k, tl, text);
+        } else {
+            st = ss_err_set(err, st == SS_OK ? SS_ERR_COMM : st, "rank %d did not become ready (%s)", k,
+                            st == SS_OK ? "unexpected message" : ss_status_str(st));
+        }
+        ss_free(msg);
+        SS_CHECK(st);
+        ready[k] = 1;
+        (*left)--;
+    }
+    return SS_OK;
+}
+
+/* Waits for every worker's READY (replica_read_ready), asking the watch (local ranks, the caller's cancel) every
+ * SS_BOOT_WATCH_MS. When the watch fails, what the ranks sent is read once more first: a local rank that failed to
+ * load sent LOAD_ERROR before it exited, and its reason must win over "local rank 1 exited" (helper-74). */
 static ss_status replica_wait_ready(ss_replica *r, int *min_rank, ss_err *err)
 {
-    const int world = r->boot.world;
     const int64_t deadline = ss_now_ms() + REPLICA_LOAD_DEADLINE_MS;
-    int ready[SS_BOOT_MAX_RANKS] = {0}, left = world - 1;
+    int ready[SS_BOOT_MAX_RANKS] = {0}, left = r->boot.world - 1;
     while (left > 0) {
-        SS_CHECK(replica_boot_watch(r, err));
-        if (ss_now_ms() >= deadline)
-            return ss_err_set(err, SS_ERR_TIMEOUT, "%d of %d ranks did not load within %d minutes", left, world - 1,
-                              REPLICA_LOAD_DEADLINE_MS / 60000);
-        struct pollfd pf[SS_BOOT_MAX_RANKS];
-        int who[SS_BOOT_MAX_RANKS], n = 0;
-        for (int k = 1; k < world; k++)
-            if (!ready[k]) {
-                who[n] = k;
-                pf[n++] = (struct pollfd){r->boot.peer_ctrl[k], POLLIN, 0};
-            }
-        if (poll(pf, (nfds_t)n, SS_BOOT_WATCH_MS) < 0 && errno != EINTR)
-            return ss_err_set(err, SS_ERR_IO, "waiting for the ranks to load: poll: %s", strerror(errno));
-        for (int j = 0; j < n; j++) {
-            if (!pf[j].revents)
-                continue;
-            const int k = who[j];
-            uint32_t type;
-            uint8_t *msg = NULL;
-            size_t len = 0;
-            /* its first byte is in: the rest of a small message follows at once */
-            ss_status st = ss_net_recv_msg(pf[j].fd, &type, &msg, &len, 1u << 16, ss_now_ms() + 10000);
-            if (st == SS_OK && type == SS_MSG_READY)
-                st = replica_take_blocks(r, k, (const char *)msg, len, min_rank, err);
-            else if (st == SS_OK && type == SS_MSG_LOAD_ERROR) {
-                const char *text;
-                int tl;
-                st = ss_boot_parse_load_error(msg, len, &text, &tl);
-                st = ss_err_set(err, st, "rank %d failed to load: %.*s", k, tl, text);
-            }
-            else
-                st = ss_err_set(err, st == SS_OK ? SS_ERR_COMM : st, "rank %d did not become ready (%s)", k,
-                                st == SS_OK ? "unexpected message" : ss_status_str(st));
-            ss_free(msg);
-            SS_CHECK(st);
-            ready[k] = 1;
-            left--;
+        SS_CHECK(replica_read_ready(r, ready, &left, SS_BOOT_WATCH_MS, min_rank, err));
+        if (left == 0)
+            break;
+        ss_status st = replica_boot_watch(r, err);
+        if (st != SS_OK) {
+            SS_CHECK(replica_read_ready(r, ready, &left, 0, min_rank, err));
+            return st;
         }
+        if (ss_now_ms() >= deadline)
+            return ss_err_set(err, SS_ERR_TIMEOUT, "%d of %d ranks did not load within %d minutes", left,
+                              r->boot.world - 1, REPLICA_LOAD_DEADLINE_MS / 60000);
     }
     return SS_OK;
 }
@@ -432,8 +446,9 @@ static ss_status replica_wait_output(ss_replica *r, int64_t deadline, ss_err *er
 {
     struct pollfd pf = {r->boot.peer_ctrl[r->output_rank], POLLIN, 0};
     while (ss_now_ms() < deadline) {
+        /* the output rank's own hang-up may follow its report of the step's failure: the receive reads that */
         const int lost = atomic_load(&r->lost_rank);
-        if (lost > 0)
+        if (lost > 0 && lost != r->output_rank)
             return ss_err_set(err, SS_ERR_COMM, "rank %d is lost (its control connection closed)", lost);
         if (poll(&pf, 1, 20) != 0) /* data, a hang-up or an error: the receive tells which */
             return SS_OK;
@@ -448,7 +463,11 @@ static ss_status replica_wait_output(ss_replica *r, int64_t deadline, ss_err *er
  * to report. */
 static ss_status replica_failed(ss_replica *r, ss_status st, int reported, ss_err *err)
 {
-    const int lost = atomic_load(&r->lost_rank);
+    /* the watcher names the lowest rank of those whose hang-ups one poll saw: the reporter, which closes after its
+     * report, may hide the rank it lost (helper-74), so then the sockets are looked at, the reporter's last */
+    int lost = atomic_load(&r->lost_rank);
+    if (lost > 0 && lost == reported)
+        lost = 0;
     if (lost > 0 && !strstr(err->msg, "is lost") &&
         (st == SS_ERR_COMM || st == SS_ERR_TIMEOUT || st == SS_ERR_CANCELLED)) { /* not a fault of our own */
         ss_err_prefix(err, "rank %d is lost (its control connection closed)", lost);

@@ -1170,6 +1170,7 @@ void *sched_thread(void *arg)
             memcpy(msg, s->fail_msg, sizeof(msg));
             pthread_mutex_unlock(&s->mu);
             fail_all(s, st, msg);
+            flights_drain(s); /* ss_sched_fail may have come with a step pending: no flight outlives its requests */
             publish_stats(s);
             continue;
         }

@@ -724,7 +724,8 @@ static void srv_wake_cb(evutil_socket_t fd, short what, void *arg)
 
 /* A rank whose process is gone while no step runs fails no step, so nothing would notice it before the next
  * request (session 60, cpu replicas); the replica's hang-up watch records it, and this timer turns it into the
- * failure a step would have given: queued requests fail, and the server exits 4 for a restart. */
+ * failure a step would have given: queued requests fail, and the server exits 4 for a restart. (With a step
+ * running, whichever comes first fails the requests.) */
 static void srv_health_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -736,7 +737,7 @@ static void srv_health_cb(evutil_socket_t fd, short what, void *arg)
     if (lost <= 0)
         return;
     char msg[160];
-    snprintf(msg, sizeof msg, "rank %d is lost (its control connection closed while no step ran)", lost);
+    snprintf(msg, sizeof msg, "rank %d is lost (its control connection closed)", lost);
     ss_sched_fail(s->sched, SS_ERR_COMM, msg);
     srv_wake_cb(-1, 0, s); /* the unhealthy scheduler: the exit with code 4 */
 }
