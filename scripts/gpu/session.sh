@@ -82,7 +82,7 @@ prep_2gpu() {
 }
 # The consistency test and the goldens on GPU 0.
 checks_tp1() {
-  step "backend consistency cpu vs cuda" 150 consistency.log env CUDA_VISIBLE_DEVICES=0 "$B/tests/test_backend_consistency"
+  step "backend consistency cpu vs cuda" 240 consistency.log env CUDA_VISIBLE_DEVICES=0 "$B/tests/test_backend_consistency"
   step "golden tests on cuda" 90 golden.log env CUDA_VISIBLE_DEVICES=0 SS_TEST_DEVICE=cuda "$B/tests/test_golden"
 }
 # The 70B shape at tp 2, this build against $OLDB, two interleaved rounds (logs "$L/PREFIX_{new,old}_N.log"),
@@ -401,7 +401,7 @@ if has s4b && [ "$NG" -ge 2 ]; then
   # switch at tp 1, then the serve phase (SERVE_TP=2) follows.
   [ -d "$M8" ] || ("$B/tools/gen_checkpoint" --shape llama-3-8b --out "$M8" >"$L/gen8b.log" 2>&1; echo "rc=$?" >>"$L/gen8b.log") &
   G8=$!
-  step "backend consistency cpu vs cuda" 150 consistency.log env CUDA_VISIBLE_DEVICES=0 "$B/tests/test_backend_consistency"
+  step "backend consistency cpu vs cuda" 240 consistency.log env CUDA_VISIBLE_DEVICES=0 "$B/tests/test_backend_consistency"
   step "golden tests on cuda" 150 golden_cuda.log env CUDA_VISIBLE_DEVICES=0 SS_TEST_DEVICE=cuda "$B/tests/test_golden"
   step "golden tp2" 120 golden_tp2.log env CUDA_VISIBLE_DEVICES=0,1 SS_TEST_DEVICE=cuda SS_TEST_TP=2 "$B/tests/test_golden"
   step "golden pp2" 120 golden_pp2.log env CUDA_VISIBLE_DEVICES=0,1 SS_TEST_DEVICE=cuda SS_TEST_PP=2 "$B/tests/test_golden"
@@ -648,7 +648,7 @@ if has ovl && [ "$NG" -ge 2 ]; then
   # submitted before the previous one is collected, on the leader and on the workers). Correctness, failure
   # handling, then batch 1 and 8 at tp 2 against the build before ($OLDB) and --no-overlap, and 70B tp 2.
   prep_2gpu
-  step "backend consistency cpu vs cuda" 150 consistency.log env CUDA_VISIBLE_DEVICES=0 "$B/tests/test_backend_consistency"
+  step "backend consistency cpu vs cuda" 240 consistency.log env CUDA_VISIBLE_DEVICES=0 "$B/tests/test_backend_consistency"
   step "golden tp2" 90 golden_tp2.log env SS_TEST_DEVICE=cuda SS_TEST_TP=2 "$B/tests/test_golden"
   step "golden pp2" 90 golden_pp2.log env SS_TEST_DEVICE=cuda SS_TEST_PP=2 "$B/tests/test_golden"
   step "serving soak on cuda tp 2 (${SOAK_N:-3000} requests, ${SOAK_S:-45} s)" 120 soak_tp2.log env SOAK_SERVER_ARGS="--device cuda --tp 2" \
@@ -1358,7 +1358,7 @@ fi
 if has s19t; then
   # Session 19, call 5: fp8 weights at tp 2 (2 GPUs): the consistency test on GPU 0 (the persistent kernel's fp8 form
   # then behind SS_PERSIST_FP8=1; the default at tp 1 since session 29), the goldens at tp 2 with fp8 weights, and bench_decode bf16 against fp8 weights.
-  step "backend consistency cpu vs cuda" 150 consistency.log env CUDA_VISIBLE_DEVICES=0 "$B/tests/test_backend_consistency"
+  step "backend consistency cpu vs cuda" 240 consistency.log env CUDA_VISIBLE_DEVICES=0 "$B/tests/test_backend_consistency"
   grep -hE 'fp8 weights|FAIL|error|PASSED' "$L/consistency.log" | head -24 | tee -a "$S"
   export CUDA_VISIBLE_DEVICES=0,1
   step "golden tests on cuda tp 2, fp8 weights" 120 golden_q8_tp2.log env SS_TEST_DEVICE=cuda SS_TEST_QUANT=fp8 SS_TEST_TP=2 "$B/tests/test_golden"

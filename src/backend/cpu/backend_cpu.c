@@ -30,7 +30,7 @@ typedef struct cpu_ctx {
 #define CPU_THREADS(ctx) (((const cpu_ctx *)(ctx))->n_threads)
 
 /* Buffers are zeroed, so that stale data never looks valid, and 64-byte aligned for vector loads. Large ones
- * (weights, the KV cache) are anonymous mappings, which the kernel zeroes page by page on first touch: a memset
+ * (32 MiB or more: weights, the KV cache) are anonymous mappings, which the kernel zeroes page by page on first touch: a memset
  * touched every page at once, so a 1B model's cpu replica spent ~10 s of its start writing zeros, and an idle
  * server held its whole KV cache in memory (session 61). A 64-byte header before each buffer says how to free it. */
 #if defined(__SANITIZE_ADDRESS__)
@@ -40,8 +40,9 @@ typedef struct cpu_ctx {
 #define CPU_MAP_MIN SIZE_MAX
 #endif
 #endif
-#ifndef CPU_MAP_MIN
-#define CPU_MAP_MIN ((size_t)1 << 20)
+#ifndef CPU_MAP_MIN /* glibc's allocator maps buffers this large itself (its threshold's cap): smaller freed ones it
+                     * reuses, without page faults, where a fresh mapping would fault every page again */
+#define CPU_MAP_MIN ((size_t)32 << 20)
 #endif
 #define CPU_HDR 64
 
