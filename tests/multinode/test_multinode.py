@@ -289,23 +289,31 @@ class Lines:
             return "".join(x for x in self.lines if x)
 
 
-def silent_conn():
+def flood_then_join(n, then=None, preexec_fn=None):
+    """A leader waiting for rank 1, n connections to it that never say hello, then the real worker: the run must give
+    the golden tokens. then: a log line to wait for before the worker starts. Returns the leader's log."""
     addr = "127.0.0.1:%d" % free_port()
     leader = subprocess.Popen(LOUD + ["--max-tokens", "8", "--tp", "2", "--leader-addr", addr, "--nnodes", "2",
                                       "--gpus-per-node", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True)
+                              text=True, preexec_fn=preexec_fn)
     log = Lines(leader)
     log.wait_for("waiting for 1 ranks")
-    silent = [socket.create_connection(("127.0.0.1", int(addr.split(":")[1]))) for _ in range(3)]
+    silent = [socket.create_connection(("127.0.0.1", int(addr.split(":")[1]))) for _ in range(n)]
+    if then:
+        log.wait_for(then)
     worker = start_worker(addr)
     out = leader.stdout.read()
     leader.wait(timeout=60)
     for c in silent:
         c.close()
     worker.wait(timeout=30)
-    err = log.text()
     if leader.returncode != 0 or out.strip() != EXPECT or worker.returncode != 0:
-        fail("leader rc %d out %r worker %d; %s" % (leader.returncode, out, worker.returncode, err[-2000:]))
+        fail("leader rc %d out %r worker %d; %s" % (leader.returncode, out, worker.returncode, log.text()[-2000:]))
+    return log.text()
+
+
+def silent_conn():
+    err = flood_then_join(3)
     if "rank 1 joined" not in err or "dropped a connection" in err:
         fail("the silent connections held the join up: " + err[-2000:])
     print("joined past 3 silent connections")
@@ -315,22 +323,7 @@ def fd_flood():
     """40 silent connections to a leader limited to 32 file descriptors: the oldest make room for newer ones, and the
     worker that comes after them joins (session 61: "Too many open files" ended the rendezvous)."""
     import resource
-    addr = "127.0.0.1:%d" % free_port()
-    leader = subprocess.Popen(LOUD + ["--max-tokens", "8", "--tp", "2", "--leader-addr", addr, "--nnodes", "2",
-                                      "--gpus-per-node", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True, preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (32, 32)))
-    log = Lines(leader)
-    log.wait_for("waiting for 1 ranks")
-    silent = [socket.create_connection(("127.0.0.1", int(addr.split(":")[1]))) for _ in range(40)]
-    log.wait_for("out of file descriptors")
-    worker = start_worker(addr)
-    out = leader.stdout.read()
-    leader.wait(timeout=60)
-    for c in silent:
-        c.close()
-    worker.wait(timeout=30)
-    if leader.returncode != 0 or out.strip() != EXPECT or worker.returncode != 0:
-        fail("leader rc %d out %r worker %d; %s" % (leader.returncode, out, worker.returncode, log.text()[-2000:]))
+    flood_then_join(40, "out of file descriptors", lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (32, 32)))
     print("joined past a flood under a limit of 32 descriptors")
 
 
