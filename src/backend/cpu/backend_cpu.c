@@ -29,10 +29,10 @@ typedef struct cpu_ctx {
  * be the one that created the backend, and omp_set_num_threads is per thread. */
 #define CPU_THREADS(ctx) (((const cpu_ctx *)(ctx))->n_threads)
 
-/* Buffers are zeroed, so that stale data never looks valid, and 64-byte aligned for vector loads. Large ones
- * (32 MiB or more: weights, the KV cache) are anonymous mappings, which the kernel zeroes page by page on first touch: a memset
- * touched every page at once, so a 1B model's cpu replica spent ~10 s of its start writing zeros, and an idle
- * server held its whole KV cache in memory (session 61). A 64-byte header before each buffer says how to free it. */
+/* Buffers are zeroed, so that stale data never looks valid, and 64-byte aligned for vector loads. Large ones (32 MiB
+ * or more: weights, the KV cache) are anonymous mappings, which the kernel zeroes page by page on first touch: a memset
+ * touched every page at once, so a 1B model's cpu replica spent ~10 s of its start writing zeros, and an idle server
+ * held its whole KV cache in memory (session 61). A 64-byte header before each buffer says how to free it. */
 #if defined(__SANITIZE_ADDRESS__)
 #define CPU_MAP_MIN SIZE_MAX /* under ASan every buffer comes from the allocator, which guards its ends */
 #elif defined(__has_feature)
