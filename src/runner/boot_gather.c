@@ -42,15 +42,22 @@ typedef struct boot_gather {
     int n_pend;
 } boot_gather;
 
-/* Closes pending connection i (why: logged when not NULL) and moves the last one into its place. */
+/* Takes pending connection i out of the list (its fd is the caller's now) and moves the last one into its place. */
+static int gather_take_pending(boot_gather *g, int i)
+{
+    const int fd = g->pend[i].fd;
+    g->n_pend--;
+    if (i != g->n_pend)
+        memcpy(&g->pend[i], &g->pend[g->n_pend], sizeof g->pend[i]);
+    return fd;
+}
+
+/* Closes pending connection i (why: logged when not NULL), out of the list. */
 static void gather_drop_pending(boot_gather *g, int i, const char *why)
 {
     if (why)
         SS_LOGW("leader: dropped a connection to the rendezvous: %s", why);
-    close(g->pend[i].fd);
-    g->n_pend--;
-    if (i != g->n_pend)
-        memcpy(&g->pend[i], &g->pend[g->n_pend], sizeof g->pend[i]);
+    close(gather_take_pending(g, i));
 }
 
 static void gather_drop_rank(boot_gather *g, int k, const char *why)
@@ -146,13 +153,9 @@ static void gather_hello(boot_gather *g, int i)
     snprintf(g->peers[rank].host, sizeof g->peers[rank].host, "%s", loop ? "" : host);
     g->peers[rank].port = port;
     snprintf(g->from[rank], sizeof g->from[rank], "%s", host);
-    g->out->peer_ctrl[rank] = pd->fd;
     g->joined++;
     SS_LOGI("leader: rank %d joined from %s (%d/%d)", rank, host, g->joined, g->world);
-    pd->fd = -1;
-    g->n_pend--; /* out of the list without closing: the rank's control connection now */
-    if (i != g->n_pend)
-        memcpy(&g->pend[i], &g->pend[g->n_pend], sizeof g->pend[i]);
+    g->out->peer_ctrl[rank] = gather_take_pending(g, i); /* not closed: the rank's control connection now */
 }
 
 /* Drops the oldest pending connection (the list is not in age order: drops reorder it). */
