@@ -280,6 +280,10 @@ static ss_status replica_read_ready(ss_replica *r, int *ready, int *left, int ti
             const char *text;
             int tl;
             st = ss_boot_parse_load_error(msg, len, &text, &tl);
+            /* The worker's own flags were checked when it started: an invalid argument at its load is this
+             * replica's bad model or engine input (exit 3), not a usage error of the leader's command (exit 2). */
+            if (st == SS_ERR_INVALID_ARG)
+                st = SS_ERR_FORMAT;
             st = ss_err_set(err, st, "rank %d failed to load: %.*s", k, tl, text);
         } else {
             st = ss_err_set(err, st == SS_OK ? SS_ERR_COMM : st, "rank %d did not become ready (%s)", k,

@@ -24,6 +24,10 @@ usage: test_multinode.py CASE SHARDSERVE FIXTURES
                     the others come and a restarted rank 1 takes its place (session 60: refused, "already taken")
   load_error_code   a worker that cannot load the model (a relative path from another directory) makes the
                     leader exit 3 with the worker's reason, as a bad model does (session 60: 4, a lost peer)
+  load_error_local  the same for a local rank (generate --pp 2) whose LOAD_ERROR and exit both come while the leader
+                    still loads: exit 3 with its reason, not 4 for a rank that exited
+  load_error_plan   a worker whose model copy its shard plan refuses (an invalid argument): the leader exits 3, the
+                    replica's bad model, not 2 (usage)
   lost_after_welcome  rank 1's connection closes right after the leader's welcome: the leader exits 4 at once naming
                     it (session 61: it waited 30 minutes for rank 1's data-plane connection)
   bad_hellos        hellos with bytes after the stamp or a NUL inside it are refused as malformed
@@ -376,6 +380,96 @@ def load_error_code():
     print("exit 3:", [x for x in leader.stderr.splitlines() if "failed to load" in x][-1])
 
 
+def load_error_plan():
+    """A worker whose copy of the model (a relative path from another directory) has an intermediate_size that tp 2
+    does not divide: its shard plan fails with an invalid argument, which is the replica's bad model (exit 3), not a
+    usage error of the leader's command line (session 61: exit 2)."""
+    import json
+    import shutil
+    import tempfile
+    tmp = tempfile.mkdtemp(prefix="ss-plan-")
+    try:
+        for side in ("lead", "work"):
+            os.mkdir(os.path.join(tmp, side))
+            shutil.copytree(MODEL, os.path.join(tmp, side, "m"))
+        cfg_path = os.path.join(tmp, "work", "m", "config.json")
+        with open(cfg_path) as f:
+            cfg = json.load(f)
+        cfg["intermediate_size"] += 1
+        with open(cfg_path, "w") as f:
+            json.dump(cfg, f)
+        addr = "127.0.0.1:%d" % free_port()
+        worker = subprocess.Popen([BIN, "worker", "--leader-addr", addr, "--rank", "1", "--world", "2",
+                                   "--join-timeout", "60"], stderr=subprocess.PIPE, text=True,
+                                  cwd=os.path.join(tmp, "work"))
+        leader = subprocess.run([x if x != MODEL else "m" for x in BASE] + ["--max-tokens", "8", "--tp", "2",
+                                "--leader-addr", addr, "--nnodes", "2", "--gpus-per-node", "1"], capture_output=True,
+                                text=True, timeout=60, cwd=os.path.join(tmp, "lead"))
+        werr = worker.communicate(timeout=30)[1]
+        want = "rank 1 failed to load: tp 2 does not divide intermediate_size %d" % cfg["intermediate_size"]
+        if leader.returncode != 3 or want not in leader.stderr:
+            fail("leader rc %d (want 3); %s / %s" % (leader.returncode, leader.stderr[-1500:], werr[-1000:]))
+        print("exit 3:", [x for x in leader.stderr.splitlines() if "failed to load" in x][-1])
+    finally:
+        shutil.rmtree(tmp)
+
+
+def children(pid):
+    """The child processes of pid, whichever of its threads started them."""
+    kids = []
+    try:
+        for task in os.listdir("/proc/%d/task" % pid):
+            with open("/proc/%d/task/%s/children" % (pid, task)) as f:
+                kids += [int(x) for x in f.read().split()]
+    except OSError:
+        pass
+    return kids
+
+
+def proc_state(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
+
+
+def load_error_local():
+    """generate --pp 2 on a model that lacks the last stage's model.norm.weight: the local rank 1 sends its LOAD_ERROR
+    and exits while the leader is held (SIGSTOP from the rank's "joined" line, after the welcome, until the rank has
+    exited). The leader must exit 3 with the rank's reason, not 4 for a local rank that exited (helper-74)."""
+    import shutil
+    import struct
+    import tempfile
+    tmp = tempfile.mkdtemp(prefix="ss-nonorm-")
+    try:
+        model = os.path.join(tmp, "m")
+        shutil.copytree(MODEL, model)
+        with open(os.path.join(model, "model.safetensors"), "r+b") as f:
+            n = struct.unpack("<Q", f.read(8))[0]
+            head = f.read(n)
+            assert head.count(b'"model.norm.weight"') == 1
+            f.seek(8)
+            f.write(head.replace(b'"model.norm.weight"', b'"model.norm.weighx"'))  # the same length
+        leader = subprocess.Popen([x if x != MODEL else model for x in LOUD] + ["--max-tokens", "4", "--pp", "2"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        lines = Lines(leader)
+        lines.wait_for("rank 1/2 joined the leader")
+        os.kill(leader.pid, signal.SIGSTOP)
+        kids, deadline = children(leader.pid), time.time() + 20
+        while kids and time.time() < deadline and proc_state(kids[0]) not in ("Z", "gone"):
+            time.sleep(0.01)
+        os.kill(leader.pid, signal.SIGCONT)
+        leader.wait(timeout=60)
+        err = lines.text()
+        want = "rank 1 failed to load: tensor 'model.norm.weight' is missing from the checkpoint"
+        if leader.returncode != 3 or want not in err or not kids or proc_state(kids[0]) != "gone":
+            fail("leader rc %d (want 3), rank 1 %s: %s" % (leader.returncode, kids, err[-1500:]))
+        print("exit 3:", [x for x in err.splitlines() if "failed to load" in x][-1])
+    finally:
+        shutil.rmtree(tmp)
+
+
 def recv_exact(sock, n):
     got = b""
     while len(got) < n:
@@ -708,7 +802,8 @@ CASES = {
     "late_join": late_join, "flaky_leader": flaky_leader, "kill_worker": kill_worker,
     "kill_last_rank": lambda: kill_worker(("--tp", "2", "--pp", "2"), 3), "version_mismatch": version_mismatch,
     "kv_blocks_min": kv_blocks_min, "netns": netns, "silent_conn": silent_conn, "worker_restart": worker_restart,
-    "load_error_code": load_error_code, "serve_term_rendezvous": serve_term_rendezvous,
+    "load_error_code": load_error_code, "load_error_local": load_error_local,
+    "load_error_plan": load_error_plan, "serve_term_rendezvous": serve_term_rendezvous,
     "lost_after_welcome": lost_after_welcome, "bad_hellos": bad_hellos,
     "fd_flood": fd_flood,
     "serve_kill_worker": serve_kill_worker, "serve_idle_lost": serve_idle_lost, "serve_hung_worker": serve_hung_worker,
