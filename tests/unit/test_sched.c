@@ -815,6 +815,53 @@ static void test_drain(void **state)
     collect_fini(&b);
 }
 
+/* ss_sched_fail from outside the scheduler (the server's idle check found a lost rank) while steps run ahead: the
+ * running and the waiting request fail with its status and message, the step planned ahead is collected and its
+ * sequences' blocks come back (no flight outlives its requests), new requests are refused naming the failure, and
+ * destroy returns. */
+static void test_fail_from_outside(void **state)
+{
+    fixture *f = *state;
+    golden_case *g = &f->cases[1];
+    ss_sched *s = make_sched(f->big, NULL, 1, 0, 0, 1); /* one running: b waits */
+    collect a, b;
+    collect_init(&a);
+    collect_init(&b);
+    submit_ok(s, make_req(g->prompt, g->n_prompt, 8000), &a, NULL);
+    submit_ok(s, make_req(g->prompt, g->n_prompt, 8), &b, NULL);
+    wait_tokens(&a, 3);
+    ss_sched_fail(s, SS_ERR_COMM, "rank 1 is lost (test)");
+    wait_done(&a);
+    wait_done(&b);
+    assert_false(ss_sched_healthy(s));
+    for (int i = 0; i < 2; i++) {
+        const collect *c = i ? &b : &a;
+        assert_int_equal(c->finish, SS_FINISH_ERROR);
+        assert_int_equal(c->status, SS_ERR_COMM);
+        assert_non_null(strstr(c->message, "rank 1 is lost (test)"));
+    }
+    assert_true(a.n >= 3 && a.n < 8000);
+    assert_int_equal(b.n, 0);
+    ss_sched_stats st;
+    wait_idle_stats(s, &st);
+    assert_int_equal(st.kv_blocks_used, 0);
+    assert_int_equal(st.running, 0);
+    /* the replica holds no step (read while the failed scheduler only waits) */
+    const int64_t end = ss_now_ms() + WAIT_S * 1000;
+    while (ss_replica_pending(f->big) > 0 && ss_now_ms() < end) {
+        struct timespec d = {0, 1000000};
+        nanosleep(&d, NULL);
+    }
+    assert_int_equal(ss_replica_pending(f->big), 0);
+    ss_err e;
+    uint64_t id;
+    assert_int_equal(ss_sched_submit(s, make_req(g->prompt, g->n_prompt, 8), on_event, NULL, &id, &e), SS_ERR_COMM);
+    assert_non_null(strstr(e.msg, "rank 1 is lost (test)"));
+    ss_sched_destroy(s);
+    collect_fini(&a);
+    collect_fini(&b);
+}
+
 static void test_end_ids_min_tokens_bad_words(void **state)
 {
     fixture *f = *state;
@@ -1531,6 +1578,7 @@ int main(void)
         cmocka_unit_test(test_prefix_cache_hit),
         cmocka_unit_test(test_cancel_frees_blocks),
         cmocka_unit_test(test_queue_full),
+        cmocka_unit_test(test_fail_from_outside),
         cmocka_unit_test(test_bad_requests),
         cmocka_unit_test(test_deadline),
         cmocka_unit_test(test_drain),
