@@ -650,25 +650,34 @@ def netns():
 
 
 def start_server(extra=(), **kw):
-    """serve --tp 2 of the tokenizer fixture on cpu; returns (process, API port) once it is ready."""
-    port, mport = free_port(), free_port()
+    """serve --tp 2 of the tokenizer fixture on cpu; returns (process, API port) once it is ready. free_port() only
+    finds ports free now: when another process (a parallel ctest job) takes one first, the server exits with "cannot
+    listen on ..." and starts again on new ports (as serve_harness.Server does)."""
     model = os.path.join(FIX, "models", "e2e-llama3-tok")
-    srv = subprocess.Popen([BIN, "serve", "--model", model, "--tp", "2", "--device", "cpu", "--threads", "1",
-                            "--port", str(port), "--metrics-port", str(mport), "--max-seq-len", "256"] + list(extra),
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
-    t0 = time.time()
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
-                s.sendall(b"GET /v2/health/ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                if s.recv(64).startswith(b"HTTP/1.1 200"):
-                    return srv, port
-        except OSError:
-            pass
-        if time.time() - t0 > 60 or srv.poll() is not None:
-            os.killpg(srv.pid, signal.SIGKILL) if kw.get("start_new_session") else srv.kill()
-            fail("server never became ready: " + srv.stderr.read()[-2000:])
-        time.sleep(0.3)
+    for attempt in range(5):
+        port, mport = free_port(), free_port()
+        srv = subprocess.Popen([BIN, "serve", "--model", model, "--tp", "2", "--device", "cpu", "--threads", "1",
+                                "--port", str(port), "--metrics-port", str(mport), "--max-seq-len", "256"] +
+                               list(extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+        t0 = time.time()
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+                    s.sendall(b"GET /v2/health/ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    if s.recv(64).startswith(b"HTTP/1.1 200"):
+                        return srv, port
+            except OSError:
+                pass
+            if srv.poll() is not None:
+                err = srv.stderr.read()
+                if "cannot listen on" in err and attempt < 4:
+                    break
+                fail("server exited (%d) before it was ready: %s" % (srv.returncode, err[-2000:]))
+            if time.time() - t0 > 60:
+                os.killpg(srv.pid, signal.SIGKILL) if kw.get("start_new_session") else srv.kill()
+                fail("server never became ready: " + srv.stderr.read()[-2000:])
+            time.sleep(0.3)
+    fail("no free ports after 5 tries")
 
 
 def open_stream(port, max_tokens=240):
