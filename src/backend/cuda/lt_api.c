@@ -35,7 +35,9 @@ static const struct {
 ss_status ss_lt_api_load(ss_lt_api *api, ss_err *err)
 {
     memset(api, 0, sizeof *api);
-    api->lib = dlopen(LT_LIBRARY, RTLD_NOW | RTLD_LOCAL);
+    /* RTLD_NODELETE: the library stays for the process once loaded (its kernels, and the CUDA state it keeps, are not
+     * torn down and set up again each time the last backend goes and another comes, as tests do) */
+    api->lib = dlopen(LT_LIBRARY, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
     if (!api->lib) {
         const char *why = dlerror();
         return ss_err_set(err, SS_ERR_NOT_FOUND,
