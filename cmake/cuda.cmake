@@ -26,7 +26,9 @@ if(SS_CUDA_PTXAS_VERBOSE)
   # Register / spill report of every kernel (scripts/gpu/check.sh turns this on).
   target_compile_options(shardserve_cuda PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:-Xptxas=-v>)
 endif()
-target_link_libraries(shardserve_cuda PUBLIC CUDA::cudart CUDA::cublas CUDA::cublasLt)
+# cuBLASLt is not linked: matmul_lt.c loads it when a cuda backend is created (lt_api.c; its static initialisers
+# cost every process ~80 ms at start). Its headers are still the toolkit's.
+target_link_libraries(shardserve_cuda PUBLIC CUDA::cudart ${CMAKE_DL_LIBS})
 
 # NCCL: the toolkit's folder, a system install, or SS_NCCL_ROOT (e.g. the nvidia-nccl wheel's folder).
 set(SS_NCCL_ROOT "" CACHE PATH "Folder holding include/nccl.h and lib/libnccl.so (optional)")
@@ -37,4 +39,4 @@ find_library(SS_NCCL_LIB NAMES nccl libnccl.so.2
 target_sources(shardserve_lib PRIVATE ${SS_CUDA_HOST})
 target_compile_definitions(shardserve_lib PUBLIC SS_HAVE_CUDA=1)
 target_include_directories(shardserve_lib PRIVATE ${CUDAToolkit_INCLUDE_DIRS} ${SS_NCCL_INCLUDE})
-target_link_libraries(shardserve_lib PUBLIC shardserve_cuda ${SS_NCCL_LIB} CUDA::cudart CUDA::cublasLt)
+target_link_libraries(shardserve_lib PUBLIC shardserve_cuda ${SS_NCCL_LIB} CUDA::cudart ${CMAKE_DL_LIBS})

@@ -394,6 +394,9 @@ ss_status ss_backend_cpu_create(const ss_backend_params *params, ss_backend **ou
 ss_status ss_backend_cuda_create(const ss_backend_params *params, ss_backend **out, ss_err *err);
 int ss_backend_cuda_device_count(void);
 int ss_backend_cuda_fp8_ok(int device_index);
+/* Whether the library the cuda backend loads at run time (cuBLASLt, lt_api.h) loads with every function it calls;
+ * no GPU needed. err says what is missing. */
+ss_status ss_backend_cuda_libs_check(ss_err *err);
 #endif
 
 #endif

@@ -285,6 +285,20 @@ static int group_teardown(void **state)
 
 /* ---------------------------------------------------------------- ops */
 
+/* cuBLASLt is loaded when a cuda backend is created, not linked (lt_api.h): the library and every function the
+ * backend calls must be found. Needs no GPU: runs on every machine with a CUDA build. */
+static void test_cuda_libs_load(void **state)
+{
+    (void)state;
+#ifdef SS_HAVE_CUDA
+    ss_err e = {{0}};
+    if (ss_backend_cuda_libs_check(&e) != SS_OK)
+        fail_msg("%s", e.msg);
+#else
+    skip();
+#endif
+}
+
 static void test_embed(void **state)
 {
     NEED_GPU(state);
@@ -2186,6 +2200,7 @@ static void test_attention_fp8(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_cuda_libs_load),
         cmocka_unit_test(test_embed),         cmocka_unit_test(test_rmsnorm),
         cmocka_unit_test(test_add_rmsnorm),   cmocka_unit_test(test_matmul),
         cmocka_unit_test(test_matmul_gemv_variants), cmocka_unit_test(test_gemv_chain),

@@ -8,6 +8,7 @@
 #include "backend/backend.h"
 #include "backend/cuda/cuda_internal.h"
 #include "backend/cuda/cuda_kernels.h"
+#include "backend/cuda/lt_api.h"
 #include "core/alloc.h"
 #include "core/log.h"
 
@@ -123,6 +124,14 @@ int ss_backend_cuda_device_count(void)
         return 0;
     }
     return n;
+}
+
+ss_status ss_backend_cuda_libs_check(ss_err *err)
+{
+    ss_lt_api api;
+    SS_CHECK(ss_lt_api_load(&api, err));
+    ss_lt_api_unload(&api);
+    return SS_OK;
 }
 
 int ss_backend_cuda_fp8_ok(int device_index)

@@ -1,5 +1,5 @@
 /* cuda_internal.h — shared by the host files of the CUDA backend (the .c files of src/backend/cuda/) and the NCCL
- * comm: CUDA_CHECK / CUBLAS_CHECK mapping library errors to ss_status with file, line and the
+ * comm: CUDA_CHECK mapping the runtime's errors to ss_status with file, line and the
  * library's message, and the cuBLASLt matmul wrapper. Includes CUDA headers: never include it elsewhere. */
 #ifndef SS_CUDA_INTERNAL_H
 #define SS_CUDA_INTERNAL_H
@@ -34,13 +34,6 @@ ss_status ss_cuda_status_of(cudaError_t e);
                                 cudaGetErrorString(cu_e_));                                             \
             goto label;                                                                                 \
         }                                                                                               \
-    } while (0)
-
-#define CUBLAS_CHECK(err, call)                                                                         \
-    do {                                                                                                \
-        cublasStatus_t cb_s_ = (call);                                                                  \
-        if (cb_s_ != CUBLAS_STATUS_SUCCESS)                                                             \
-            return ss_cuda_fail((err), SS_ERR_CUDA, __FILE__, __LINE__, #call, cublasLtGetStatusString(cb_s_)); \
     } while (0)
 
 /* ---- cuBLASLt (matmul_lt.c) ---- */

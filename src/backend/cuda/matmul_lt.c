@@ -6,6 +6,7 @@
 
 #include "backend/cuda/cuda_internal.h"
 #include "backend/cuda/cuda_kernels.h"
+#include "backend/cuda/lt_api.h"
 #include "core/alloc.h"
 #include "core/clock.h"
 #include "core/log.h"
@@ -35,6 +36,7 @@ typedef struct lt_plan {
 } lt_plan;
 
 struct ss_cuda_lt {
+    ss_lt_api api; /* the library's functions (lt_api.h), loaded by ss_cuda_lt_create */
     cublasLtHandle_t handle;
     void *workspace;
     size_t workspace_bytes;
@@ -51,6 +53,14 @@ struct ss_cuda_lt {
     int64_t plans_evicted;
 };
 
+/* A cuBLASLt call's failure (cublasStatus_t) as SS_ERR_CUDA with the library's message; returns from the caller. */
+#define LT_CHECK(lt, err, call)                                                                             \
+    do {                                                                                                    \
+        cublasStatus_t lt_s_ = (call);                                                                      \
+        if (lt_s_ != CUBLAS_STATUS_SUCCESS)                                                                 \
+            return ss_cuda_fail((err), SS_ERR_CUDA, __FILE__, __LINE__, #call, (lt)->api.status_string(lt_s_)); \
+    } while (0)
+
 static uint32_t lt_alignment(const void *p)
 {
     uintptr_t a = (uintptr_t)p;
@@ -60,18 +70,18 @@ static uint32_t lt_alignment(const void *p)
     return al;
 }
 
-static void lt_plan_release(lt_plan *p)
+static void lt_plan_release(const ss_cuda_lt *lt, lt_plan *p)
 {
     if (!p->used)
         return;
     if (p->a)
-        cublasLtMatrixLayoutDestroy(p->a);
+        lt->api.layout_destroy(p->a);
     if (p->b)
-        cublasLtMatrixLayoutDestroy(p->b);
+        lt->api.layout_destroy(p->b);
     if (p->c)
-        cublasLtMatrixLayoutDestroy(p->c);
+        lt->api.layout_destroy(p->c);
     if (p->desc)
-        cublasLtMatmulDescDestroy(p->desc);
+        lt->api.desc_destroy(p->desc);
     memset(p, 0, sizeof *p);
 }
 
@@ -81,14 +91,23 @@ ss_status ss_cuda_lt_create(size_t workspace_bytes, ss_cuda_lt **out, ss_err *er
     ss_cuda_lt *lt = ss_calloc(1, sizeof *lt);
     if (!lt)
         return ss_err_set(err, SS_ERR_NOMEM, "cuBLASLt context: out of memory");
-    cublasStatus_t bs = cublasLtCreate(&lt->handle);
-    if (bs != CUBLAS_STATUS_SUCCESS) {
+    ss_status ls = ss_lt_api_load(&lt->api, err);
+    if (ls != SS_OK) {
         ss_free(lt);
-        return ss_cuda_fail(err, SS_ERR_CUDA, __FILE__, __LINE__, "cublasLtCreate", cublasLtGetStatusString(bs));
+        SS_LOGE("%s", err->msg);
+        return ls;
+    }
+    cublasStatus_t bs = lt->api.create(&lt->handle);
+    if (bs != CUBLAS_STATUS_SUCCESS) {
+        ss_cuda_fail(err, SS_ERR_CUDA, __FILE__, __LINE__, "cublasLtCreate", lt->api.status_string(bs));
+        ss_lt_api_unload(&lt->api);
+        ss_free(lt);
+        return SS_ERR_CUDA;
     }
     cudaError_t ce = cudaMalloc(&lt->workspace, workspace_bytes);
     if (ce != cudaSuccess) {
-        cublasLtDestroy(lt->handle);
+        lt->api.destroy(lt->handle);
+        ss_lt_api_unload(&lt->api);
         ss_free(lt);
         return ss_cuda_fail(err, ss_cuda_status_of(ce), __FILE__, __LINE__, "cudaMalloc(cuBLASLt workspace)",
                             cudaGetErrorString(ce));
@@ -109,7 +128,8 @@ ss_status ss_cuda_lt_create(size_t workspace_bytes, ss_cuda_lt **out, ss_err *er
         ss_status st = ss_err_set(err, SS_ERR_NOMEM, "cuBLASLt plan cache (%d × %d plans): out of memory", lt->n_sets,
                                   lt->n_ways);
         cudaFree(lt->workspace);
-        cublasLtDestroy(lt->handle);
+        lt->api.destroy(lt->handle);
+        ss_lt_api_unload(&lt->api);
         ss_free(lt);
         return st;
     }
@@ -128,10 +148,11 @@ void ss_cuda_lt_destroy(ss_cuda_lt *lt)
     SS_LOGD("cuda: cuBLASLt plan cache of %d × %d: %lld plans made, %lld of them evicting another", lt->n_sets,
             lt->n_ways, (long long)lt->plans_made, (long long)lt->plans_evicted);
     for (int i = 0; i < lt->n_sets * lt->n_ways; i++)
-        lt_plan_release(&lt->plans[i]);
+        lt_plan_release(lt, &lt->plans[i]);
     ss_free(lt->plans);
     cudaFree(lt->workspace);
-    cublasLtDestroy(lt->handle);
+    lt->api.destroy(lt->handle);
+    ss_lt_api_unload(&lt->api);
     ss_free(lt);
 }
 
@@ -147,54 +168,54 @@ static ss_status lt_plan_make(ss_cuda_lt *lt, const lt_key *key, lt_plan *p, con
     const cudaDataType_t in_type = key->fp8 ? CUDA_R_8F_E4M3 : CUDA_R_16BF;
     const cublasOperation_t op_t = CUBLAS_OP_T, op_n = CUBLAS_OP_N;
     memset(p, 0, sizeof *p);
-    CUBLAS_CHECK(err, cublasLtMatmulDescCreate(&p->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    LT_CHECK(lt, err, lt->api.desc_create(&p->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
     p->used = 1; /* from here on lt_plan_release cleans up; layouts not yet made are NULL */
 #define LT_TRY(call)                                                                                        \
     do {                                                                                                    \
         cublasStatus_t s_ = (call);                                                                         \
         if (s_ != CUBLAS_STATUS_SUCCESS) {                                                                  \
-            st = ss_cuda_fail(err, SS_ERR_CUDA, __FILE__, __LINE__, #call, cublasLtGetStatusString(s_));    \
+            st = ss_cuda_fail(err, SS_ERR_CUDA, __FILE__, __LINE__, #call, lt->api.status_string(s_));    \
             goto fail;                                                                                      \
         }                                                                                                   \
     } while (0)
-    LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_t, sizeof op_t));
-    LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_n, sizeof op_n));
+    LT_TRY(lt->api.desc_set(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_t, sizeof op_t));
+    LT_TRY(lt->api.desc_set(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_n, sizeof op_n));
     if (key->fp8 == 1) { /* out^T[i, j] *= w_scale[i] * x_scale[j]: a scale per weight row and per token */
         const int32_t outer = CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F;
-        cublasStatus_t s = cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &outer, sizeof outer);
+        cublasStatus_t s = lt->api.desc_set(p->desc, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &outer, sizeof outer);
         if (s == CUBLAS_STATUS_SUCCESS)
-            s = cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &outer, sizeof outer);
+            s = lt->api.desc_set(p->desc, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &outer, sizeof outer);
         if (s == CUBLAS_STATUS_SUCCESS)
-            s = cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &w_scale, sizeof w_scale);
+            s = lt->api.desc_set(p->desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &w_scale, sizeof w_scale);
         if (s == CUBLAS_STATUS_SUCCESS)
-            s = cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &x_scale, sizeof x_scale);
+            s = lt->api.desc_set(p->desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &x_scale, sizeof x_scale);
         if (s != CUBLAS_STATUS_SUCCESS) { /* an older cuBLAS: the caller falls back */
             st = ss_err_set(err, SS_ERR_UNSUPPORTED, "cuBLASLt refuses outer-vector scales: %s",
-                            cublasLtGetStatusString(s));
+                            lt->api.status_string(s));
             goto fail;
         }
     }
-    LT_TRY(cublasLtMatrixLayoutCreate(&p->a, in_type, (uint64_t)key->k, (uint64_t)key->m, key->k));
-    LT_TRY(cublasLtMatrixLayoutCreate(&p->b, in_type, (uint64_t)key->k, (uint64_t)key->n, key->k));
-    LT_TRY(cublasLtMatrixLayoutCreate(&p->c, out_type, (uint64_t)key->m, (uint64_t)key->n, key->m));
-    LT_TRY(cublasLtMatmulPreferenceCreate(&pref));
+    LT_TRY(lt->api.layout_create(&p->a, in_type, (uint64_t)key->k, (uint64_t)key->m, key->k));
+    LT_TRY(lt->api.layout_create(&p->b, in_type, (uint64_t)key->k, (uint64_t)key->n, key->k));
+    LT_TRY(lt->api.layout_create(&p->c, out_type, (uint64_t)key->m, (uint64_t)key->n, key->m));
+    LT_TRY(lt->api.pref_create(&pref));
     uint64_t ws = lt->workspace_bytes;
-    LT_TRY(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
-    LT_TRY(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &key->align_w,
+    LT_TRY(lt->api.pref_set(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
+    LT_TRY(lt->api.pref_set(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &key->align_w,
                                                 sizeof key->align_w));
-    LT_TRY(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &key->align_x,
+    LT_TRY(lt->api.pref_set(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &key->align_x,
                                                 sizeof key->align_x));
-    LT_TRY(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &key->align_out,
+    LT_TRY(lt->api.pref_set(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &key->align_out,
                                                 sizeof key->align_out));
-    LT_TRY(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &key->align_out,
+    LT_TRY(lt->api.pref_set(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &key->align_out,
                                                 sizeof key->align_out));
     cublasLtMatmulHeuristicResult_t res;
     int found = 0;
     const cublasStatus_t hs =
-        cublasLtMatmulAlgoGetHeuristic(lt->handle, p->desc, p->a, p->b, p->c, p->c, pref, 1, &res, &found);
+        lt->api.heuristic(lt->handle, p->desc, p->a, p->b, p->c, p->c, pref, 1, &res, &found);
     if (hs != CUBLAS_STATUS_SUCCESS && key->fp8 == 1) { /* outer-vector scales refused: the caller falls back */
         st = ss_err_set(err, SS_ERR_UNSUPPORTED, "cuBLASLt refuses e4m3 GEMMs with outer-vector scales: %s",
-                        cublasLtGetStatusString(hs));
+                        lt->api.status_string(hs));
         goto fail;
     }
     LT_TRY(hs);
@@ -208,12 +229,12 @@ static ss_status lt_plan_make(ss_cuda_lt *lt, const lt_key *key, lt_plan *p, con
     }
     p->algo = res.algo;
     p->key = *key;
-    cublasLtMatmulPreferenceDestroy(pref);
+    lt->api.pref_destroy(pref);
     return SS_OK;
 fail:
     if (pref)
-        cublasLtMatmulPreferenceDestroy(pref);
-    lt_plan_release(p);
+        lt->api.pref_destroy(pref);
+    lt_plan_release(lt, p);
     return st;
 }
 
@@ -245,7 +266,7 @@ static ss_status lt_plan_get(ss_cuda_lt *lt, const lt_key *key, lt_plan **out, c
     }
     if (!plan) {
         const int evicting = victim->used;
-        lt_plan_release(victim);
+        lt_plan_release(lt, victim);
         const int64_t t0 = ss_now_us();
         SS_CHECK(lt_plan_make(lt, key, victim, w_scale, x_scale, err));
         plan = victim;
@@ -283,7 +304,7 @@ ss_status ss_cuda_lt_matmul(ss_cuda_lt *lt, cudaStream_t stream, void *out, int 
     lt_plan *plan = NULL;
     SS_CHECK(lt_plan_get(lt, &key, &plan, NULL, NULL, err));
     const float alpha = 1.0f, beta = 0.0f;
-    CUBLAS_CHECK(err, cublasLtMatmul(lt->handle, plan->desc, &alpha, W, plan->a, x, plan->b, &beta, out, plan->c, out,
+    LT_CHECK(lt, err, lt->api.matmul(lt->handle, plan->desc, &alpha, W, plan->a, x, plan->b, &beta, out, plan->c, out,
                                      plan->c, &plan->algo, lt->workspace, lt->workspace_bytes, stream));
     return SS_OK;
 }
@@ -295,7 +316,7 @@ ss_status ss_cuda_lt_matmul_e4m3(ss_cuda_lt *lt, cudaStream_t stream, void *out,
     lt_plan *plan = NULL;
     SS_CHECK(lt_plan_get(lt, &key, &plan, NULL, NULL, err));
     const float alpha = 1.0f, beta = 0.0f;
-    CUBLAS_CHECK(err, cublasLtMatmul(lt->handle, plan->desc, &alpha, Wq, plan->a, xq, plan->b, &beta, out, plan->c,
+    LT_CHECK(lt, err, lt->api.matmul(lt->handle, plan->desc, &alpha, Wq, plan->a, xq, plan->b, &beta, out, plan->c,
                                      out, plan->c, &plan->algo, lt->workspace, lt->workspace_bytes, stream));
     return SS_OK;
 }
@@ -310,12 +331,12 @@ ss_status ss_cuda_lt_matmul_fp8(ss_cuda_lt *lt, cudaStream_t stream, void *out, 
         ss_status st = lt_plan_get(lt, &key, &plan, w_scale, x_scale, err);
         if (st == SS_OK) {
             /* The scales are device pointers read when the GEMM runs (a captured graph keeps these addresses). */
-            CUBLAS_CHECK(err, cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &w_scale,
+            LT_CHECK(lt, err, lt->api.desc_set(plan->desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &w_scale,
                                                              sizeof w_scale));
-            CUBLAS_CHECK(err, cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &x_scale,
+            LT_CHECK(lt, err, lt->api.desc_set(plan->desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &x_scale,
                                                              sizeof x_scale));
             const cublasStatus_t ms =
-                cublasLtMatmul(lt->handle, plan->desc, &alpha, Wq, plan->a, xq, plan->b, &beta, out, plan->c, out,
+                lt->api.matmul(lt->handle, plan->desc, &alpha, Wq, plan->a, xq, plan->b, &beta, out, plan->c, out,
                                plan->c, &plan->algo, lt->workspace, lt->workspace_bytes, stream);
             if (ms == CUBLAS_STATUS_SUCCESS) {
                 lt->fp8_outer = 1;
@@ -323,10 +344,10 @@ ss_status ss_cuda_lt_matmul_fp8(ss_cuda_lt *lt, cudaStream_t stream, void *out, 
             }
             if (lt->fp8_outer > 0)
                 return ss_cuda_fail(err, SS_ERR_CUDA, __FILE__, __LINE__, "cublasLtMatmul (e4m3, outer-vector scales)",
-                                    cublasLtGetStatusString(ms));
-            lt_plan_release(plan); /* the first such GEMM: its refusal (checked on the host, nothing enqueued) */
+                                    lt->api.status_string(ms));
+            lt_plan_release(lt, plan); /* the first such GEMM: its refusal (checked on the host, nothing enqueued) */
             ss_err_set(err, SS_ERR_UNSUPPORTED, "cublasLtMatmul refuses e4m3 with outer-vector scales: %s",
-                       cublasLtGetStatusString(ms));
+                       lt->api.status_string(ms));
         } else if (st != SS_ERR_UNSUPPORTED || lt->fp8_outer > 0) {
             return st;
         }
