@@ -27,8 +27,7 @@ typedef struct ss_lt_api {
 
 /* Loads the cuBLASLt of the major version this build's headers are (libcublasLt.so.<major>, found as the dynamic
  * loader finds libraries: LD_LIBRARY_PATH, the binary's run path, the system's) and every function above into *api
- * (the caller's). On failure *api is zeroed and err names the
- * library or the missing function. */
+ * (the caller's). On failure *api is zeroed and err names the library or the missing function. */
 ss_status ss_lt_api_load(ss_lt_api *api, ss_err *err);
 /* Drops this load's reference (no-op on a zeroed api); the library itself stays loaded for the process. */
 void ss_lt_api_unload(ss_lt_api *api);
