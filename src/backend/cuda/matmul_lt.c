@@ -91,26 +91,23 @@ ss_status ss_cuda_lt_create(size_t workspace_bytes, ss_cuda_lt **out, ss_err *er
     ss_cuda_lt *lt = ss_calloc(1, sizeof *lt);
     if (!lt)
         return ss_err_set(err, SS_ERR_NOMEM, "cuBLASLt context: out of memory");
-    ss_status ls = ss_lt_api_load(&lt->api, err);
-    if (ls != SS_OK) {
-        ss_free(lt);
+    ss_status st = ss_lt_api_load(&lt->api, err);
+    if (st != SS_OK) {
         SS_LOGE("%s", err->msg);
-        return ls;
+        goto fail;
     }
     cublasStatus_t bs = lt->api.create(&lt->handle);
     if (bs != CUBLAS_STATUS_SUCCESS) {
-        ss_cuda_fail(err, SS_ERR_CUDA, __FILE__, __LINE__, "cublasLtCreate", lt->api.status_string(bs));
-        ss_lt_api_unload(&lt->api);
-        ss_free(lt);
-        return SS_ERR_CUDA;
+        lt->handle = NULL;
+        st = ss_cuda_fail(err, SS_ERR_CUDA, __FILE__, __LINE__, "cublasLtCreate", lt->api.status_string(bs));
+        goto fail;
     }
     cudaError_t ce = cudaMalloc(&lt->workspace, workspace_bytes);
     if (ce != cudaSuccess) {
-        lt->api.destroy(lt->handle);
-        ss_lt_api_unload(&lt->api);
-        ss_free(lt);
-        return ss_cuda_fail(err, ss_cuda_status_of(ce), __FILE__, __LINE__, "cudaMalloc(cuBLASLt workspace)",
-                            cudaGetErrorString(ce));
+        lt->workspace = NULL;
+        st = ss_cuda_fail(err, ss_cuda_status_of(ce), __FILE__, __LINE__, "cudaMalloc(cuBLASLt workspace)",
+                          cudaGetErrorString(ce));
+        goto fail;
     }
     lt->workspace_bytes = workspace_bytes;
     lt->n_sets = LT_SETS;
@@ -125,13 +122,9 @@ ss_status ss_cuda_lt_create(size_t workspace_bytes, ss_cuda_lt **out, ss_err *er
     }
     lt->plans = ss_calloc((size_t)lt->n_sets * (size_t)lt->n_ways, sizeof *lt->plans);
     if (!lt->plans) {
-        ss_status st = ss_err_set(err, SS_ERR_NOMEM, "cuBLASLt plan cache (%d × %d plans): out of memory", lt->n_sets,
-                                  lt->n_ways);
-        cudaFree(lt->workspace);
-        lt->api.destroy(lt->handle);
-        ss_lt_api_unload(&lt->api);
-        ss_free(lt);
-        return st;
+        st = ss_err_set(err, SS_ERR_NOMEM, "cuBLASLt plan cache (%d × %d plans): out of memory", lt->n_sets,
+                        lt->n_ways);
+        goto fail;
     }
     const char *ov = getenv("SS_FP8_OUTER"); /* benchmark switch: 0 scales fp8 products in a separate kernel */
     lt->fp8_outer = ov && ov[0] == '0' ? 0 : -1;
@@ -139,6 +132,14 @@ ss_status ss_cuda_lt_create(size_t workspace_bytes, ss_cuda_lt **out, ss_err *er
     lt->fp8_outer_min = om ? atoll(om) : 512;
     *out = lt;
     return SS_OK;
+fail: /* what was made so far, in reverse (no plan was made yet) */
+    if (lt->workspace)
+        cudaFree(lt->workspace);
+    if (lt->handle)
+        lt->api.destroy(lt->handle);
+    ss_lt_api_unload(&lt->api);
+    ss_free(lt);
+    return st;
 }
 
 void ss_cuda_lt_destroy(ss_cuda_lt *lt)
@@ -174,7 +175,7 @@ static ss_status lt_plan_make(ss_cuda_lt *lt, const lt_key *key, lt_plan *p, con
     do {                                                                                                    \
         cublasStatus_t s_ = (call);                                                                         \
         if (s_ != CUBLAS_STATUS_SUCCESS) {                                                                  \
-            st = ss_cuda_fail(err, SS_ERR_CUDA, __FILE__, __LINE__, #call, lt->api.status_string(s_));    \
+            st = ss_cuda_fail(err, SS_ERR_CUDA, __FILE__, __LINE__, #call, lt->api.status_string(s_));      \
             goto fail;                                                                                      \
         }                                                                                                   \
     } while (0)
@@ -201,14 +202,12 @@ static ss_status lt_plan_make(ss_cuda_lt *lt, const lt_key *key, lt_plan *p, con
     LT_TRY(lt->api.pref_create(&pref));
     uint64_t ws = lt->workspace_bytes;
     LT_TRY(lt->api.pref_set(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
-    LT_TRY(lt->api.pref_set(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &key->align_w,
-                                                sizeof key->align_w));
-    LT_TRY(lt->api.pref_set(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &key->align_x,
-                                                sizeof key->align_x));
+    LT_TRY(lt->api.pref_set(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &key->align_w, sizeof key->align_w));
+    LT_TRY(lt->api.pref_set(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &key->align_x, sizeof key->align_x));
     LT_TRY(lt->api.pref_set(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &key->align_out,
-                                                sizeof key->align_out));
+                            sizeof key->align_out));
     LT_TRY(lt->api.pref_set(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &key->align_out,
-                                                sizeof key->align_out));
+                            sizeof key->align_out));
     cublasLtMatmulHeuristicResult_t res;
     int found = 0;
     const cublasStatus_t hs =
@@ -331,10 +330,10 @@ ss_status ss_cuda_lt_matmul_fp8(ss_cuda_lt *lt, cudaStream_t stream, void *out, 
         ss_status st = lt_plan_get(lt, &key, &plan, w_scale, x_scale, err);
         if (st == SS_OK) {
             /* The scales are device pointers read when the GEMM runs (a captured graph keeps these addresses). */
-            LT_CHECK(lt, err, lt->api.desc_set(plan->desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &w_scale,
-                                                             sizeof w_scale));
-            LT_CHECK(lt, err, lt->api.desc_set(plan->desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &x_scale,
-                                                             sizeof x_scale));
+            LT_CHECK(lt, err,
+                     lt->api.desc_set(plan->desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &w_scale, sizeof w_scale));
+            LT_CHECK(lt, err,
+                     lt->api.desc_set(plan->desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &x_scale, sizeof x_scale));
             const cublasStatus_t ms =
                 lt->api.matmul(lt->handle, plan->desc, &alpha, Wq, plan->a, xq, plan->b, &beta, out, plan->c, out,
                                plan->c, &plan->algo, lt->workspace, lt->workspace_bytes, stream);
