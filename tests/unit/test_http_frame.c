@@ -1,0 +1,202 @@
+/* test_http_frame.c — the strict framing scanner: each refusal (loose chunk sizes, missing CRLFs, extensions,
+ * trailers, bodies over the cap, both framing headers), what it lets through, and the same verdict however split. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "serve/http_frame.h"
+
+#define POST_CHUNKED "POST /v1/completions HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+#define POST_CL(n) "POST /v1/completions HTTP/1.1\r\nHost: a\r\nContent-Length: " n "\r\n\r\n"
+
+/* The status of bytes fed whole; the same bytes fed one at a time, and cut in two at every place, must agree
+ * (status and reason). want_reason: a part of the reason (NULL: none expected). */
+static void expect_n(const char *bytes, size_t n, size_t max_body, int want, const char *want_reason)
+{
+    ss_http_frame *whole = ss_http_frame_create(max_body);
+    assert_non_null(whole);
+    int st = ss_http_frame_feed(whole, bytes, n);
+    if (st != want)
+        fail_msg("%d, not %d, for \"%.*s\": %s", st, want, (int)n, bytes, ss_http_frame_reason(whole));
+    assert_int_equal(ss_http_frame_status(whole), want);
+    if (want_reason && !strstr(ss_http_frame_reason(whole), want_reason))
+        fail_msg("reason \"%s\" does not name \"%s\"", ss_http_frame_reason(whole), want_reason);
+    if (!want)
+        assert_string_equal(ss_http_frame_reason(whole), "");
+    for (size_t cut = 0; cut <= n; cut++) {
+        ss_http_frame *f = ss_http_frame_create(max_body);
+        assert_non_null(f);
+        (void)ss_http_frame_feed(f, bytes, cut);
+        assert_int_equal(ss_http_frame_feed(f, bytes + cut, n - cut), want);
+        assert_string_equal(ss_http_frame_reason(f), ss_http_frame_reason(whole));
+        ss_http_frame_destroy(f);
+    }
+    ss_http_frame *f = ss_http_frame_create(max_body);
+    assert_non_null(f);
+    for (size_t i = 0; i < n; i++)
+        (void)ss_http_frame_feed(f, bytes + i, 1);
+    assert_int_equal(ss_http_frame_status(f), want);
+    assert_string_equal(ss_http_frame_reason(f), ss_http_frame_reason(whole));
+    ss_http_frame_destroy(f);
+    ss_http_frame_destroy(whole);
+}
+
+static void expect(const char *bytes, size_t max_body, int want, const char *want_reason)
+{
+    expect_n(bytes, strlen(bytes), max_body, want, want_reason);
+}
+
+static void test_content_length(void **state)
+{
+    (void)state;
+    expect(POST_CL("5") "hello", 100, 0, NULL);
+    expect(POST_CL("100"), 100, 0, NULL);                         /* at the cap */
+    expect(POST_CL("101"), 100, 413, "Content-Length 101 is larger than --max-body-bytes (100 bytes)");
+    expect(POST_CL("99999999999999999999999"), 100, 413, "larger than --max-body-bytes");
+    expect("POST / HTTP/1.1\r\ncontent-LENGTH:   200 \t\r\n\r\n", 100, 413, "Content-Length 200");
+    /* not a plain number: the header checks' 400 (here nothing) */
+    expect(POST_CL("+200"), 100, 0, NULL);
+    expect(POST_CL("200, 200"), 100, 0, NULL);
+    expect(POST_CL("\t200"), 100, 0, NULL);
+    expect(POST_CL(""), 100, 0, NULL);
+    expect("POST / HTTP/1.1\r\nContent-Length: 200\r\n 7\r\n\r\n", 100, 0, NULL); /* folded: "200 7" */
+    expect("POST / HTTP/1.1\r\nContent-Length: 200\r7\r\n\r\n", 100, 0, NULL);     /* a CR inside */
+    /* libevent frames by the first one */
+    expect("POST / HTTP/1.1\r\nContent-Length: 200\r\nContent-Length: 5\r\n\r\n", 100, 413, "200");
+    expect("POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 200\r\n\r\n", 100, 0, NULL);
+    /* libevent reads the value as a C string: what follows a NUL is not read */
+    expect_n("POST / HTTP/1.1\r\nContent-Length: 200\0xyz\r\n\r\n", 44, 100, 413, "200");
+    /* a name that only contains the header's */
+    expect("POST / HTTP/1.1\r\nX-Content-Length: 200\r\nContent-Lengthy: 200\r\n\r\n", 100, 0, NULL);
+}
+
+static void test_both_headers(void **state)
+{
+    (void)state;
+    expect("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\nhello", 100, 400,
+           SS_HTTP_MSG_TE_AND_CL);
+    expect("POST / HTTP/1.1\r\ncontent-length: 5\r\nTRANSFER-ENCODING: gzip\r\n\r\n", 100, 400, "both given");
+}
+
+static void test_chunked_ok(void **state)
+{
+    (void)state;
+    expect(POST_CHUNKED "5\r\nhello\r\n0\r\n\r\n", 100, 0, NULL);
+    expect(POST_CHUNKED "000A\r\n0123456789\r\n1\r\n\n\r\n00\r\n\r\n", 100, 0, NULL); /* an LF as data */
+    expect(POST_CHUNKED "a\r\n0123456789\r\nA\r\n0123456789\r\n0\r\n\r\n", 20, 0, NULL); /* exactly the cap */
+    expect("POST / HTTP/1.1\r\ntransfer-encoding: Chunked\r\n\r\n3\r\n\r\n\r\r\n0\r\n\r\n", 100, 0, NULL);
+    /* the next request is not this scanner's, loose or not */
+    expect(POST_CHUNKED "0\r\n\r\nGET / HTTP/1.1\r\n\r\n0x5 junk\n\n", 100, 0, NULL);
+    /* lines of the head may end in a bare LF, as libevent reads them */
+    expect("POST / HTTP/1.1\nTransfer-Encoding: chunked\n\n2\r\nok\r\n0\r\n\r\n", 100, 0, NULL);
+    /* a name with white space before its colon is not Transfer-Encoding to libevent (the header checks
+     * refuse it) */
+    expect("POST / HTTP/1.1\r\nTransfer-Encoding : chunked\r\n\r\n0x5\r\n", 100, 0, NULL);
+    expect("POST / HTTP/1.1\r\nTransfer-Encoding-Extra: chunked\r\n\r\n0x5\r\n", 100, 0, NULL);
+}
+
+/* Which Transfer-Encoding makes libevent read a chunked body: the first one's value, "chunked" in any case, past
+ * leading spaces and before trailing spaces and tabs. Another coding (no body read) is the header checks'. */
+static void test_chunked_coding(void **state)
+{
+    (void)state;
+    const char *chunked[] = {"chunked", "CHUNKED", "   chunked", "chunked  \t ", "chunked\r\nTransfer-Encoding: gzip"};
+    const char *other[] = {"gzip", "\tchunked", "chunked, gzip", "chunk ed", "chunkedx", "chunked\r\n x",
+                           "gzip\r\nTransfer-Encoding: chunked", "", "chunked\rx"};
+    char req[256];
+    for (size_t i = 0; i < sizeof chunked / sizeof *chunked; i++) {
+        snprintf(req, sizeof req, "POST / HTTP/1.1\r\nTransfer-Encoding: %s\r\n\r\n+5\r\n", chunked[i]);
+        expect(req, 100, 400, "starts with '+'");
+    }
+    for (size_t i = 0; i < sizeof other / sizeof *other; i++) {
+        snprintf(req, sizeof req, "POST / HTTP/1.1\r\nTransfer-Encoding: %s\r\n\r\n+5\r\n", other[i]);
+        expect(req, 100, 0, NULL);
+    }
+    /* a NUL ends the value as libevent reads it */
+    expect_n("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\0gzip\r\n\r\n+5\r\n", 56, 100, 400, "'+'");
+}
+
+static void test_chunk_size_lines(void **state)
+{
+    (void)state;
+    expect(POST_CHUNKED "0x24\r\n", 100, 400, "chunk 1 of the chunked body: 'x' after its size's hex digits");
+    expect(POST_CHUNKED "+24\r\n", 100, 400, "chunk 1 of the chunked body: its size line starts with '+'");
+    expect(POST_CHUNKED "-1\r\n", 100, 400, "starts with '-'");
+    expect(POST_CHUNKED " 24\r\n", 100, 400, "starts with a space");
+    expect(POST_CHUNKED "24 x\r\n", 100, 400, "a space after its size's hex digits");
+    expect(POST_CHUNKED "24;a=b\r\n", 100, 400, "chunk extension");
+    expect(POST_CHUNKED "24\n", 100, 400, "an LF after its size's hex digits");
+    expect(POST_CHUNKED "2\r\r\n", 100, 400, "its size line's CR is followed by a CR");
+    expect(POST_CHUNKED "\r\n5\r\nhello\r\n0\r\n\r\n", 100, 400, "its size line starts with a CR");
+    expect(POST_CHUNKED "g\r\n", 100, 400, "starts with 'g'");
+    /* the chunk is named by its number */
+    expect(POST_CHUNKED "1\r\na\r\n1\r\nb\r\n0x1\r\n", 100, 400, "chunk 3 of the chunked body");
+    expect_n(POST_CHUNKED "1\0\r\n", sizeof POST_CHUNKED + 3, 100, 400, "byte 0x00 after its size's hex digits");
+}
+
+static void test_chunk_data_and_end(void **state)
+{
+    (void)state;
+    expect(POST_CHUNKED "5\r\nhelloX\r\n", 100, 400, "its 5 bytes of data are followed by 'X', not CRLF");
+    expect(POST_CHUNKED "5\r\nhello\n0\r\n\r\n", 100, 400, "followed by an LF, not CRLF");
+    expect(POST_CHUNKED "5\r\nhello\r0\r\n\r\n", 100, 400, "followed by '0', not CRLF");
+    expect(POST_CHUNKED "5\r\nhello\r\n0\r\nX-Trailer: 1\r\n\r\n", 100, 400, "trailer fields are not accepted");
+    expect(POST_CHUNKED "0\r\nAuthorization: Bearer k\r\n\r\n", 100, 400, "followed by 'A'");
+    expect(POST_CHUNKED "0\r\n\n", 100, 400, "followed by an LF");
+    expect(POST_CHUNKED "0\r\n\rX", 100, 400, "followed by 'X'");
+}
+
+static void test_chunked_cap(void **state)
+{
+    (void)state;
+    expect(POST_CHUNKED "8\r\n12345678\r\n3\r\nabc\r\n", 10, 413, "chunked body is larger than --max-body-bytes (10");
+    expect(POST_CHUNKED "b\r\n", 10, 413, "larger");
+    expect(POST_CHUNKED "FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF\r\n", (size_t)1 << 40, 413, "larger");
+    expect(POST_CHUNKED "0000000000000000000000000000000000000001\r\nz\r\n0\r\n\r\n", 1, 0, NULL);
+}
+
+static void test_sticky_and_triton(void **state)
+{
+    (void)state;
+    ss_http_frame *f = ss_http_frame_create(100);
+    assert_non_null(f);
+    assert_int_equal(ss_http_frame_feed(f, POST_CHUNKED "+5\r\n", strlen(POST_CHUNKED) + 4), 400);
+    char reason[256];
+    snprintf(reason, sizeof reason, "%s", ss_http_frame_reason(f));
+    assert_int_equal(ss_http_frame_feed(f, "hello\r\n0\r\nX: y\r\n\r\n", 18), 400); /* later bytes change nothing */
+    assert_string_equal(ss_http_frame_reason(f), reason);
+    assert_int_equal(ss_http_frame_triton(f), 0);
+    ss_http_frame_destroy(f);
+
+    const char *triton[] = {"POST /v2/models/m/generate HTTP/1.1\r\n", "GET /v2 HTTP/1.1\r\n",
+                            "POST http://host:8000/v2/models/m/generate HTTP/1.1\r\n"};
+    const char *other[] = {"POST /v1/completions HTTP/1.1\r\n", "GET / HTTP/1.1\r\n", "POST http://v2/x HTTP/1.1\r\n",
+                           "GET /x/v2 HTTP/1.1\r\n"};
+    for (size_t i = 0; i < 3 + 4; i++) {
+        const char *line = i < 3 ? triton[i] : other[i - 3];
+        f = ss_http_frame_create(100);
+        assert_non_null(f);
+        assert_int_equal(ss_http_frame_feed(f, line, strlen(line)), 0);
+        if (ss_http_frame_triton(f) != (i < 3))
+            fail_msg("triton %d for %s", ss_http_frame_triton(f), line);
+        ss_http_frame_destroy(f);
+    }
+    ss_http_frame_destroy(NULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_content_length),   cmocka_unit_test(test_both_headers),
+        cmocka_unit_test(test_chunked_ok),       cmocka_unit_test(test_chunked_coding),
+        cmocka_unit_test(test_chunk_size_lines),
+        cmocka_unit_test(test_chunk_data_and_end), cmocka_unit_test(test_chunked_cap),
+        cmocka_unit_test(test_sticky_and_triton),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
