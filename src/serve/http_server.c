@@ -1,14 +1,17 @@
 /* http_server.c — evhttp plumbing: listener with caps and timeouts (paused, not spinning, when file
- * descriptors run out), a deadline for each request's arrival, refusal of ambiguously framed requests,
- * capped body reads, JSON/SSE replies, constant-time Bearer check. Loop-thread only. */
+ * descriptors run out), a deadline for each request's arrival, refusal of ambiguously framed requests (with
+ * http_frame.c), a lingering close after an early answer, capped body reads, JSON/SSE replies, constant-time
+ * Bearer check. Loop-thread only. */
 #include "serve/http_server.h"
 
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
@@ -24,6 +27,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "serve/api_common.h"
+#include "serve/http_frame.h"
 
 /* ---- listener ----------------------------------------------------------------------------------------
  * Out of file descriptors, accept() fails while the connection stays queued, so the listening socket stays
@@ -35,13 +39,18 @@
 #define HTTP_IDLE_ARM_S 3600 /* the guard timer's period while nothing is paused */
 
 typedef struct http_conn http_conn;
+typedef struct http_linger http_linger;
 
 struct ss_http_listener {
+    struct event_base *base;  /* borrowed */
     struct evhttp *http;
     void (*cb)(struct evhttp_request *, void *); /* the routes, called by http_request_cb */
     void *cb_arg;
     int conn_timeout_s;       /* idle timeout, and the time a whole request may take to arrive */
+    size_t max_body;          /* --max-body-bytes, for the framing scanners */
     http_conn *conns;         /* every request deadline (see "request deadline" below) */
+    http_linger *lingers;     /* sockets closing after an early answer (see "lingering close" below) */
+    int n_lingers;
     http_conn **by_fd;        /* the attached ones by socket, for the lookup when a request is complete */
     size_t by_fd_cap;
     struct evhttp_bound_socket *sock; /* NULL once ss_http_listener_stop_accepting ran */
@@ -190,7 +199,11 @@ struct http_conn {
     ss_http_listener *l;
     struct bufferevent *bev;
     struct evhttp_connection *evcon; /* set once attached */
-    struct event *timer;             /* first the attachment (made active at accept), then the deadline */
+    struct event *timer;             /* first the attachment (made active at accept), then the deadline, or the
+                                      * refusal of a request its framing scanner refused */
+    ss_http_frame *frame;            /* owned: the request's framing read strictly from its bytes (see "request
+                                      * framing" below); NULL when it could not be allocated (libevent's reading
+                                      * alone then) */
     evutil_socket_t fd;
     int attached;                    /* close callback, input callback and l->by_fd set */
     int held;                        /* holds a reference on bev (from accept until attached) */
@@ -211,13 +224,51 @@ static void http_conn_unlink(http_conn *c)
         c->next->prev = c->prev;
 }
 
+/* Feeds the bytes just read (the last n_added of buf) to c's framing scanner: 1 when it refuses the request. */
+static int http_conn_scan(http_conn *c, struct evbuffer *buf, const struct evbuffer_cb_info *info)
+{
+    size_t len = evbuffer_get_length(buf), left = info->n_added;
+    struct evbuffer_ptr pos;
+    if (info->n_deleted || left > len || evbuffer_ptr_set(buf, &pos, len - left, EVBUFFER_PTR_SET) != 0) {
+        /* Added and drained in one report (deferred callbacks, which evhttp's buffers do not use): where the
+         * new bytes are is unknown, so the scanner stops here rather than read out of step. */
+        ss_http_frame_destroy(c->frame);
+        c->frame = NULL;
+        return 0;
+    }
+    while (left > 0) {
+        struct evbuffer_iovec v[8];
+        int nv = evbuffer_peek(buf, (ev_ssize_t)left, &pos, v, 8);
+        size_t done = 0;
+        for (int i = 0; i < nv && i < 8 && left > 0; i++) {
+            size_t k = v[i].iov_len < left ? v[i].iov_len : left;
+            if (ss_http_frame_feed(c->frame, v[i].iov_base, k))
+                return 1;
+            left -= k;
+            done += k;
+        }
+        if (nv <= 0 || (left > 0 && evbuffer_ptr_set(buf, &pos, done, EVBUFFER_PTR_ADD) != 0))
+            return 0;
+    }
+    return 0;
+}
+
 static void http_conn_input_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
 {
-    (void)buf;
     http_conn *c = arg;
-    if (info->n_added > 0 && !c->armed) {
+    if (info->n_added == 0)
+        return;
+    if (!c->armed) {
         struct timeval tv = {c->l->conn_timeout_s, 0};
         c->armed = evtimer_add(c->timer, &tv) == 0;
+    }
+    if (c->frame && !ss_http_frame_status(c->frame) && http_conn_scan(c, buf, info)) {
+        /* Refused: evhttp must not act on these bytes (it would read a loose chunk size as a size, and could
+         * answer in HTML first). This callback runs inside the bufferevent's read, before evhttp's read callback,
+         * which the bufferevent skips while the input is below its read low-water mark: raised out of reach. The
+         * timer answers on this loop turn, and closes the connection. */
+        bufferevent_setwatermark(c->bev, EV_READ, SIZE_MAX, 0);
+        event_active(c->timer, EV_TIMEOUT, 1);
     }
 }
 
@@ -234,6 +285,7 @@ static void http_conn_free(http_conn *c)
         bufferevent_decref(c->bev);
     http_conn_unlink(c);
     event_free(c->timer);
+    ss_http_frame_destroy(c->frame);
     ss_free(c);
 }
 
@@ -256,6 +308,7 @@ static http_conn *http_conn_new(ss_http_listener *l, struct bufferevent *bev)
     c->l = l;
     c->bev = bev;
     c->fd = -1;
+    c->frame = ss_http_frame_create(l->max_body);
     c->next = l->conns;
     if (l->conns)
         l->conns->prev = c;
@@ -305,34 +358,137 @@ fail:
     return -1;
 }
 
-/* The deadline passed with the request still incomplete: a 408, written straight to the socket since evhttp
- * has no request to answer before its headers are read, then the connection is closed. */
-static void http_conn_expire(http_conn *c)
+/* ---- lingering close --------------------------------------------------------------------------------------
+ * A request answered before it has arrived whole (a 413 for a body over the cap, a 400, a 408) leaves the client
+ * still sending. Closing a socket with unread bytes makes the kernel reset the connection, and a client blocked
+ * sending then sees "connection reset" and never reads its answer. So the answer is followed by a FIN
+ * (shutdown of the sending side), and the socket, duplicated before evhttp closes its own descriptor, stays open
+ * for a while to read and discard what still comes: until the client closes, HTTP_LINGER_GAP_S without a byte,
+ * --conn-timeout in all, or HTTP_LINGER_MAX_BYTES. At most HTTP_LINGER_MAX sockets linger at once; past that
+ * one is closed at once, as before. */
+
+#define HTTP_LINGER_MAX 256
+#define HTTP_LINGER_GAP_S 2
+#define HTTP_LINGER_MAX_BYTES ((size_t)64 << 20)
+
+struct http_linger {
+    ss_http_listener *l;
+    struct event *ev; /* read, persistent, with the gap as its timeout */
+    evutil_socket_t fd; /* owned */
+    int64_t until_us;
+    size_t drained;
+    http_linger *prev, *next; /* l->lingers */
+};
+
+static void http_linger_free(http_linger *g)
+{
+    if (g->prev)
+        g->prev->next = g->next;
+    else
+        g->l->lingers = g->next;
+    if (g->next)
+        g->next->prev = g->prev;
+    g->l->n_lingers--;
+    event_free(g->ev);
+    close(g->fd);
+    ss_free(g);
+}
+
+static void http_linger_cb(evutil_socket_t fd, short what, void *arg)
+{
+    http_linger *g = arg;
+    int over = (what & EV_TIMEOUT) != 0;
+    for (int i = 0; i < 16 && (what & EV_READ); i++) { /* a bounded share of the loop per wake-up */
+        char buf[16384];
+        ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+        if (n > 0) {
+            g->drained += (size_t)n;
+            continue;
+        }
+        /* 0: the client closed; an error other than "nothing yet": the socket failed */
+        over |= n == 0 || !(errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR);
+        break;
+    }
+    if (over || g->drained > HTTP_LINGER_MAX_BYTES || ss_now_us() >= g->until_us)
+        http_linger_free(g);
+}
+
+/* Sends the FIN on fd's connection and keeps it open (on a duplicate) to drain what the client still sends;
+ * fd itself stays the caller's (evhttp closes it). Without room or resources the connection just closes. */
+static void http_linger_start(ss_http_listener *l, evutil_socket_t fd)
+{
+    if (l->n_lingers >= HTTP_LINGER_MAX)
+        return;
+    http_linger *g = ss_calloc(1, sizeof *g);
+    evutil_socket_t d = g ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1; /* close-on-exec, as evhttp's own */
+    struct timeval gap = {HTTP_LINGER_GAP_S, 0};
+    if (d >= 0)
+        g->ev = event_new(l->base, d, EV_READ | EV_PERSIST, http_linger_cb, g);
+    if (!g || d < 0 || !g->ev || event_add(g->ev, &gap) != 0) {
+        if (g && g->ev)
+            event_free(g->ev);
+        if (d >= 0)
+            close(d);
+        ss_free(g);
+        return;
+    }
+    (void)shutdown(d, SHUT_WR);
+    g->l = l;
+    g->fd = d;
+    g->until_us = ss_now_us() + (int64_t)l->conn_timeout_s * 1000000;
+    g->next = l->lingers;
+    if (l->lingers)
+        l->lingers->prev = g;
+    l->lingers = g;
+    l->n_lingers++;
+}
+
+/* Answers c's incomplete request with e, written straight to the socket since evhttp has no request to answer
+ * before its headers are read (or is kept from reading them), then closes the connection (lingering). */
+static void http_conn_answer_close(http_conn *c, const ss_api_error *e)
 {
     struct evhttp_connection *evcon = c->evcon;
-    evutil_socket_t fd = c->fd;
-    int t = c->l->conn_timeout_s;
-    SS_LOGD("port %d: closing a connection whose request did not arrive in full within %d s (--conn-timeout)",
-            c->l->port, t);
     if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) { /* nothing of evhttp's to come first */
-        ss_api_error e;
-        ss_api_fail(&e, 408, NULL, "the request did not arrive in full within %d s of its first byte (--conn-timeout)",
-                    t);
-        e.type = "timeout_error";
         size_t len = 0;
-        char *body = ss_api_error_openai_json(&e, &len);
+        char *body = c->frame && ss_http_frame_triton(c->frame) ? ss_api_error_triton_json(e, &len)
+                                                                 : ss_api_error_openai_json(e, &len);
         char msg[1024];
         int n = body ? snprintf(msg, sizeof msg,
-                                "HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\n"
+                                "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
                                 "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
-                                len, body)
+                                e->http_status, ss_http_reason(e->http_status), len, body)
                      : -1;
         ss_free(body);
-        if (n > 0 && (size_t)n < sizeof msg && send(fd, msg, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
-            SS_LOGD("port %d: 408 not sent: %s", c->l->port, strerror(errno));
+        ssize_t sent = n > 0 && (size_t)n < sizeof msg ? send(c->fd, msg, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) : -1;
+        if (sent > 0)
+            http_linger_start(c->l, c->fd);
+        else if (n > 0)
+            SS_LOGD("port %d: %d not sent: %s", c->l->port, e->http_status, strerror(errno));
     }
     http_conn_free(c); /* first: it clears the close callback */
     evhttp_connection_free(evcon);
+}
+
+/* The deadline passed with the request still incomplete: a 408. */
+static void http_conn_expire(http_conn *c)
+{
+    int t = c->l->conn_timeout_s;
+    SS_LOGD("port %d: closing a connection whose request did not arrive in full within %d s (--conn-timeout)",
+            c->l->port, t);
+    ss_api_error e;
+    ss_api_fail(&e, 408, NULL, "the request did not arrive in full within %d s of its first byte (--conn-timeout)", t);
+    e.type = "timeout_error";
+    http_conn_answer_close(c, &e);
+}
+
+/* The framing scanner refused the request (400 or 413) before evhttp had it whole. */
+static void http_conn_refuse(http_conn *c)
+{
+    int status = ss_http_frame_status(c->frame);
+    SS_LOGD("port %d: refusing a request (%d): %s", c->l->port, status, ss_http_frame_reason(c->frame));
+    ss_api_error e;
+    ss_api_fail(&e, status, NULL, "%s", ss_http_frame_reason(c->frame));
+    http_conn_answer_close(c, &e);
 }
 
 static void http_conn_timer_cb(evutil_socket_t fd, short what, void *arg)
@@ -344,6 +500,10 @@ static void http_conn_timer_cb(evutil_socket_t fd, short what, void *arg)
         struct evhttp_connection *evcon = c->evcon;
         http_conn_free(c);
         evhttp_connection_free(evcon);
+        return;
+    }
+    if (c->attached && c->frame && ss_http_frame_status(c->frame)) {
+        http_conn_refuse(c);
         return;
     }
     if (c->attached) {
@@ -456,11 +616,13 @@ static const char *http_bodiless_method(enum evhttp_cmd_type cmd)
 }
 
 /* 1 (and the 400 sent, with Connection: close) when the request's framing headers are ambiguous, or its Host is
- * missing (HTTP/1.1) or repeated. */
-static int http_reject_framing(struct evhttp_request *req)
+ * missing (HTTP/1.1) or repeated; or (400 or 413) when frame, its bytes' strict reading, refused it: evhttp took it
+ * whole before the refusal could stop it (a pipelined request, read by evhttp's deferred callback). */
+static int http_reject_framing(struct evhttp_request *req, const ss_http_frame *frame)
 {
     const struct evkeyvalq *h = evhttp_request_get_input_headers(req);
     int n_cl = 0, n_te = 0, n_host = 0;
+    int status = 400; /* the header checks' status, or the scanner's */
     const char *cl = NULL, *te = NULL, *spaced = NULL;
     for (const struct evkeyval *kv = h->tqh_first; kv; kv = kv->next.tqe_next) { /* no TAILQ_* macros here */
         if (strpbrk(kv->key, " \t")) {
@@ -488,9 +650,7 @@ static int http_reject_framing(struct evhttp_request *req)
         snprintf(msg, sizeof msg,
                  "Content-Length is given %d times; a request states its length once (RFC 9112 section 6.3)", n_cl);
     else if (n_te && n_cl)
-        snprintf(msg, sizeof msg,
-                 "Transfer-Encoding and Content-Length are both given; a request is framed by one of them (RFC 9112 "
-                 "section 6.3)");
+        snprintf(msg, sizeof msg, "%s", SS_HTTP_MSG_TE_AND_CL);
     else if (n_te > 1)
         snprintf(msg, sizeof msg, "Transfer-Encoding is given %d times; only one 'chunked' is supported", n_te);
     else if (te && strcasecmp(te, "chunked") != 0)
@@ -502,18 +662,22 @@ static int http_reject_framing(struct evhttp_request *req)
     else if (bodiless && (te || (cl && cl[strspn(cl, "0")] != '\0')))
         snprintf(msg, sizeof msg, "a %s request cannot carry a body here (%s: %s)", bodiless,
                  te ? "Transfer-Encoding" : "Content-Length", http_quote(q, sizeof q, te ? te : cl));
-    else
+    else if (frame && ss_http_frame_status(frame)) {
+        status = ss_http_frame_status(frame);
+        snprintf(msg, sizeof msg, "%s", ss_http_frame_reason(frame));
+    } else {
         return 0;
+    }
     /* The error's shape is the route's: Triton's under /v2, OpenAI's elsewhere (as server.c picks it). */
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
     ss_api_error e;
-    ss_api_fail(&e, 400, NULL, "%s", msg);
+    ss_api_fail(&e, status, NULL, "%s", msg);
     size_t len = 0;
     char *body = path && !strncmp(path, "/v2", 3) ? ss_api_error_triton_json(&e, &len)
                                                    : ss_api_error_openai_json(&e, &len);
     evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
-    ss_http_reply_json(req, 400, body ? body : "{}", body ? len : 2);
+    ss_http_reply_json(req, status, body ? body : "{}", body ? len : 2);
     ss_free(body);
     return 1;
 }
@@ -553,11 +717,17 @@ static void http_request_cb(struct evhttp_request *req, void *arg)
     struct evhttp_connection *evcon = evhttp_request_get_connection(req);
     http_conn *c = evcon ? http_conn_find(l, evcon) : NULL;
     int closing = c && c->close_now; /* a request pipelined after a CONNECT */
-    if (c)
+    ss_http_frame *frame = NULL;
+    if (c) {
+        frame = c->frame; /* kept for the framing checks */
+        c->frame = NULL;
         http_conn_free(c);
+    }
     if (evcon) /* first: a CONNECT refused for its framing needs it too */
         evhttp_request_set_on_complete_cb(req, http_request_done_cb, l);
-    if (http_reject_framing(req))
+    int refused = http_reject_framing(req, frame);
+    ss_http_frame_destroy(frame);
+    if (refused)
         return;
     enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
     if (closing || cmd == EVHTTP_REQ_CONNECT || ((unsigned)cmd & HTTP_KNOWN_METHODS) == 0) {
@@ -586,9 +756,11 @@ ss_status ss_http_listener_create(struct event_base *base, const ss_http_listen_
         st = ss_err_set(err, SS_ERR_NOMEM, "libevent: evhttp_new or evtimer_new failed");
         goto fail;
     }
+    l->base = base;
     l->cb = cb;
     l->cb_arg = arg;
     l->conn_timeout_s = p->conn_timeout_s > 0 ? p->conn_timeout_s : 30;
+    l->max_body = p->max_body_bytes;
     evhttp_set_max_body_size(l->http, (ev_ssize_t)p->max_body_bytes);
     evhttp_set_max_headers_size(l->http, (ev_ssize_t)p->max_header_bytes);
     evhttp_set_timeout(l->http, l->conn_timeout_s);
@@ -647,6 +819,8 @@ void ss_http_listener_destroy(ss_http_listener *l)
         c->attached = 0;     /* its connection is gone: touch nothing of it but the reference */
         http_conn_free(c);
     }
+    while (l->lingers)
+        http_linger_free(l->lingers);
     ss_free(l->by_fd);
     ss_free(l);
 }

@@ -15,7 +15,7 @@
 typedef struct ss_http_listen_params {
     const char *host;        /* bind address (borrowed) */
     int port;                /* 0 = any free port (see ss_http_listener_port) */
-    size_t max_body_bytes;   /* larger bodies get 413 */
+    size_t max_body_bytes;   /* larger bodies get a JSON 413 */
     size_t max_header_bytes; /* larger header blocks are refused */
     int conn_timeout_s;      /* idle timeout per connection, and the time a request (headers and body) may take
                               * to arrive from its first byte: idle and slowloris clients are dropped (<= 0: 30) */
@@ -28,9 +28,11 @@ typedef struct ss_http_listener ss_http_listener;
 
 /* Creates an evhttp on base bound to host:port that sends every request to cb(req, arg). Before cb, a request
  * whose framing is ambiguous (several Content-Length headers, one that is not a number, Transfer-Encoding with
- * Content-Length or other than "chunked", white space before a header's colon) is answered 400 in the routes'
- * JSON shape and its connection closed; CONNECT and unknown methods reach cb with "Connection: close" already
- * set on the reply. Caller destroys *out with ss_http_listener_destroy (before base). */
+ * Content-Length or other than "chunked", white space before a header's colon, a chunked body not framed strictly
+ * by RFC 9112 section 7.1: see http_frame.h) is answered 400 in the routes' JSON shape and its connection closed,
+ * and one whose body is over max_body_bytes 413, as soon as its bytes say so; CONNECT and unknown methods reach
+ * cb with "Connection: close" already set on the reply. Caller destroys *out with ss_http_listener_destroy
+ * (before base). */
 ss_status ss_http_listener_create(struct event_base *base, const ss_http_listen_params *p,
                                   void (*cb)(struct evhttp_request *, void *), void *arg, ss_http_listener **out,
                                   ss_err *err);

@@ -180,20 +180,103 @@ def _():
     assert "Content-Length" in msg, msg
 
 
-@check("Content-Length with Transfer-Encoding: 400 and the close (libevent's own, in HTML); a Transfer-Encoding "
-       "other than chunked: JSON 400 and the close, the body never run as a request")
+@check("Content-Length with Transfer-Encoding, or a Transfer-Encoding other than chunked: JSON 400 and the close, "
+       "the body never run as a request")
 def _():
-    # libevent 2.1 refuses chunked + Content-Length itself, in HTML, before any route sees the request.
     chunked = b"5\r\nhello\r\n0\r\n\r\n"
     req = (b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n"
            b"Content-Length: %d\r\n\r\n" % len(chunked)) + chunked + SMUGGLED
-    raw = send_and_read(req)
-    rs = responses(raw)
-    assert len(rs) == 1 and rs[0][0] == 400, ([r[0] for r in rs], raw[-400:])
+    msg = one_refused_and_closed(req)
+    assert "Transfer-Encoding and Content-Length are both given" in msg, msg
     # A coding libevent does not take as chunked: it would read no body, and run the body as a request.
     req = b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: gzip\r\n\r\n" + SMUGGLED
     msg = one_refused_and_closed(req)
     assert "Transfer-Encoding" in msg, msg
+
+
+CHUNKED_HEAD = (b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n")
+PROMPT = b'{"prompt": "Hi", "max_tokens": 2}' + b" "  # 34 bytes: 0x22
+
+
+@check("chunked bodies libevent reads loosely (a size strtoll takes: 0x22, +22, ' 22', '22 x'; an extension; a bare "
+       "LF; data without its CRLF; an empty line for a size; a trailer): JSON 400 naming the chunk, the close, the "
+       "smuggled request never answered")
+def _():
+    cases = [(b"0x22\r\n" + PROMPT + b"\r\n0\r\n\r\n", "'x' after its size's hex digits"),
+             (b"+22\r\n" + PROMPT + b"\r\n0\r\n\r\n", "starts with '+'"),
+             (b" 22\r\n" + PROMPT + b"\r\n0\r\n\r\n", "starts with a space"),
+             (b"22 x\r\n" + PROMPT + b"\r\n0\r\n\r\n", "a space after its size's hex digits"),
+             (b"22;a=b\r\n" + PROMPT + b"\r\n0\r\n\r\n", "chunk extension"),
+             (b"22\n" + PROMPT + b"\r\n0\r\n\r\n", "an LF after its size's hex digits"),
+             (b"22\r\n" + PROMPT + b"0\r\n\r\n", "followed by '0', not CRLF"),
+             (b"22\r\n" + PROMPT + b"\r\n\r\n0\r\n\r\n", "chunk 2 of the chunked body: its size line starts with a CR"),
+             (b"22\r\n" + PROMPT + b"\r\n0\r\nAuthorization: Bearer x\r\n\r\n", "trailer fields are not accepted")]
+    for bad, words in cases:
+        msg = one_refused_and_closed(CHUNKED_HEAD + bad + SMUGGLED)
+        assert "chunk" in msg and words in msg, (bad, msg)
+    # Triton's routes answer in Triton's shape.
+    req = (b"POST /v2/models/e2e-llama3-tok/generate HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n"
+           b"\r\n+5\r\nhello\r\n0\r\n\r\n" + SMUGGLED)
+    raw = send_and_read(req)
+    rs = responses(raw)
+    assert len(rs) == 1 and rs[0][0] == 400, raw[:400]
+    assert isinstance(json.loads(rs[0][2])["error"], str), rs[0][2]
+
+
+@check("a loose chunk size pipelined after a good request: the first answered, the second a JSON 400, then the close")
+def _():
+    good = b"GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    raw = send_and_read(good + CHUNKED_HEAD + b"+22\r\n" + PROMPT + b"\r\n0\r\n\r\n" + SMUGGLED)
+    rs = responses(raw)
+    assert [r[0] for r in rs] == [200, 400], ([r[0] for r in rs], raw[-400:])
+    assert b'"object":"list"' in rs[0][2] and "starts with '+'" in json_error(rs[1][2]), raw[-400:]
+
+
+@check("a strict chunked request (hex in either case, leading zeros, several chunks) is served, and its connection "
+       "takes the next request")
+def _():
+    s = connect()
+    try:
+        s.sendall(CHUNKED_HEAD + b"00a\r\n" + PROMPT[:10] + b"\r\n18\r\n" + PROMPT[10:] + b"\r\n0\r\n\r\n")
+        st, body = read_one(s)
+        assert st == 200 and b'"text"' in body, (st, body[:300])
+        s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+                  b"1A\r\n" + PROMPT[:26] + b"\r\n8\r\n" + PROMPT[26:] + b"\r\n00\r\n\r\n")
+        st, body = read_one(s)
+        assert st == 200 and b'"text"' in body, (st, body[:300])
+        s.sendall(SMUGGLED)
+        st, body = read_one(s)
+        assert st == 200 and b'"object":"list"' in body, (st, body[:300])
+    finally:
+        s.close()
+
+
+@check("a body over --max-body-bytes, by its Content-Length or its chunk sizes: a JSON 413 naming the flag at once")
+def _():
+    for req in (b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 9000000\r\n\r\n",
+                CHUNKED_HEAD + b"800001\r\n" + b"a" * 1000,
+                CHUNKED_HEAD + b"400000\r\n" + b"a" * 0x400000 + b"\r\n400001\r\n"):
+        msg = one_refused_and_closed(req, status=413)
+        assert "larger than --max-body-bytes (8388608 bytes)" in msg, msg
+
+
+@check("a client still sending a body over the cap reads its whole JSON 413: the server answers, sends its FIN, and "
+       "drains the rest instead of resetting the connection")
+def _():
+    body = b"x" * (12 << 20)
+    for head in (b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n" % len(body),
+                 CHUNKED_HEAD + b"%x\r\n" % len(body)):
+        s = connect()
+        try:
+            s.sendall(head + body)  # a reset would fail this (or the read below)
+            s.shutdown(socket.SHUT_WR)
+            raw = read_to_close(s)[0]
+        finally:
+            s.close()
+        rs = responses(raw)
+        assert [r[0] for r in rs] == [413], raw[:300]
+        assert "--max-body-bytes" in json_error(rs[0][2]), rs[0][2]
 
 
 @check("Host given twice, or none in HTTP/1.1: JSON 400 naming Host, connection closed (RFC 9112 section 3.2); "
