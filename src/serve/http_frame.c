@@ -6,6 +6,7 @@
  * (request smuggling). http_server.c refuses the request as soon as this scanner does. */
 #include "serve/http_frame.h"
 
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -122,15 +123,12 @@ static const char *frame_byte(char *buf, size_t cap, unsigned char c)
     return buf;
 }
 
+/* A hex digit's value, or -1. */
 static int frame_hex(unsigned char c)
 {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
+    static const char digits[] = "0123456789abcdef";
+    const char *p = c ? strchr(digits, tolower(c)) : NULL;
+    return p ? (int)(p - digits) : -1;
 }
 
 /* The request line is over: is its target under /v2 (origin form, or absolute form past the authority)? */
