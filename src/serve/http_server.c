@@ -444,7 +444,7 @@ static void http_linger_start(ss_http_listener *l, evutil_socket_t fd)
 }
 
 /* Answers c's incomplete request with e, written straight to the socket since evhttp has no request to answer
- * before its headers are read (or is kept from reading them), then closes the connection (lingering). */
+ * before its headers are read (or is kept from reading them), then closes the connection (lingering). c is freed. */
 static void http_conn_answer_close(http_conn *c, const ss_api_error *e)
 {
     struct evhttp_connection *evcon = c->evcon;
@@ -794,6 +794,21 @@ int ss_http_listener_port(const ss_http_listener *l)
     return l->port;
 }
 
+void ss_http_listener_answer_incomplete(ss_http_listener *l, int status, const char *message)
+{
+    if (!l)
+        return;
+    http_conn *next = NULL;
+    for (http_conn *c = l->conns; c; c = next) {
+        next = c->next; /* c goes */
+        if (!c->attached || !c->armed)
+            continue;
+        ss_api_error e;
+        ss_api_fail(&e, status, NULL, "%s", message);
+        http_conn_answer_close(c, &e);
+    }
+}
+
 void ss_http_listener_stop_accepting(ss_http_listener *l)
 {
     if (!l || !l->sock)
@@ -819,8 +834,10 @@ void ss_http_listener_destroy(ss_http_listener *l)
         c->attached = 0;     /* its connection is gone: touch nothing of it but the reference */
         http_conn_free(c);
     }
-    while (l->lingers)
-        http_linger_free(l->lingers);
+    for (http_linger *g = l->lingers, *next = NULL; g; g = next) {
+        next = g->next;
+        http_linger_free(g);
+    }
     ss_free(l->by_fd);
     ss_free(l);
 }

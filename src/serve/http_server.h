@@ -38,6 +38,11 @@ ss_status ss_http_listener_create(struct event_base *base, const ss_http_listen_
                                   ss_err *err);
 /* The port it listens on (useful with port 0), or -1. */
 int ss_http_listener_port(const ss_http_listener *l);
+/* Answers every request still arriving (some of its bytes read, not all) with status and message (JSON, in the
+ * shape of its route, with "Connection: close"), then closes its connection after a lingering read (see
+ * http_server.c): for the end of a drain, which would otherwise cut them without a word. Idle connections are
+ * left alone. */
+void ss_http_listener_answer_incomplete(ss_http_listener *l, int status, const char *message);
 /* Closes the listening socket: no new connections; the open ones carry on. Idempotent. */
 void ss_http_listener_stop_accepting(ss_http_listener *l);
 /* Frees the evhttp (every connection and pending request) and the listener. NULL is a no-op. */

@@ -1113,7 +1113,11 @@ void srv_check_exit(ss_server *s)
 {
     if (!s->shutting_down || !atomic_load(&s->drained) || s->live_reqs > 0 || s->exit_timer)
         return;
-    /* Give the last replies a moment to leave the socket buffers. */
+    /* Requests still arriving are answered now (else the exit would cut them without a word), and the last
+     * replies get a moment to leave the socket buffers. */
+    ss_http_listener_answer_incomplete(s->api, 503,
+                                       "server is shutting down: this request had not arrived in full when the drain "
+                                       "ended");
     s->exit_timer = evtimer_new(s->base, srv_exit_cb, s);
     struct timeval tv = {0, 200000};
     if (!s->exit_timer || evtimer_add(s->exit_timer, &tv) != 0)

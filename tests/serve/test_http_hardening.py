@@ -436,5 +436,25 @@ def _():
     assert st == 200 and j["choices"], (st, raw[:300])
 
 
+# Last, as it stops the server: a request still arriving when the drain ends gets a JSON 503, not a silent cut.
+half = [connect(), connect()]
+half[0].sendall(b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n" + PROMPT)
+half[1].sendall(b"POST /v2/models/e2e-llama3-tok/generate HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Enc")
+time.sleep(0.3)
 stop_checked(srv)
+
+
+@check("a request still arriving when a drain ends: a JSON 503 (in its route's shape) and the close")
+def _():
+    for i, s in enumerate(half):
+        try:
+            raw = read_to_close(s, 5)[0]
+        finally:
+            s.close()
+        rs = responses(raw)
+        assert [r[0] for r in rs] == [503], raw[:300]
+        assert isinstance(json.loads(rs[0][2])["error"], str) == (i == 1), rs[0][2]
+        assert "had not arrived in full when the drain ended" in json_error(rs[0][2]), rs[0][2]
+
+
 finish("all HTTP hardening checks passed")
