@@ -35,8 +35,8 @@ typedef enum {
 typedef enum { H_OTHER, H_CL, H_TE } frame_header; /* the header the current line (or continuation) belongs to */
 
 /* The first Content-Length's value as libevent 2.1 reads it: spaces skipped, then digits, then trailing white
- * space; a NUL ends it (libevent handles it as a C string). */
-typedef enum { CL_LEAD, CL_DIGITS, CL_TRAIL, CL_ENDED, CL_ODD } frame_cl;
+ * space. */
+typedef enum { CL_LEAD, CL_DIGITS, CL_TRAIL, CL_ODD } frame_cl;
 
 #define FRAME_TARGET_CAP 24 /* the request line's bytes kept: enough to see "METHOD http://host/v2" mostly */
 #define FRAME_NAME_CAP 20   /* longer names than "transfer-encoding" match nothing */
@@ -62,7 +62,6 @@ struct ss_http_frame {
     char te[FRAME_TE_CAP]; /* the first Transfer-Encoding's value, past its leading spaces */
     size_t te_len;    /* may exceed FRAME_TE_CAP: then not "chunked" */
     int te_blanks;    /* spaces and tabs after its last other byte (trimmed by libevent unless more follows) */
-    int te_ended;     /* a NUL ended it (libevent reads it as a C string) */
     int chunked;      /* it is "chunked", as libevent reads it: the body is chunked */
     /* the chunked body */
     uint64_t size, left, total;
@@ -167,7 +166,7 @@ static void frame_head_end(ss_http_frame *f)
 static void frame_value_end(ss_http_frame *f)
 {
     if (f->hdr == H_CL) {
-        f->cl_valid = f->cl == CL_DIGITS || f->cl == CL_TRAIL || (f->cl == CL_ENDED && f->cl_valid);
+        f->cl_valid = f->cl == CL_DIGITS || f->cl == CL_TRAIL;
         return;
     }
     f->chunked = f->te_len == 7 && !strncasecmp(f->te, "chunked", 7);
@@ -175,11 +174,9 @@ static void frame_value_end(ss_http_frame *f)
 
 static void frame_te_byte(ss_http_frame *f, unsigned char c)
 {
-    if (f->te_ended || (c == ' ' && f->te_len == 0 && f->te_blanks == 0))
-        return; /* past a NUL, or a leading space (libevent skips spaces, not tabs) */
-    if (c == '\0') {
-        f->te_ended = 1;
-    } else if (c == ' ' || c == '\t') {
+    if (c == ' ' && f->te_len == 0 && f->te_blanks == 0)
+        return; /* a leading space (libevent skips spaces, not tabs) */
+    if (c == ' ' || c == '\t') {
         f->te_blanks++;
     } else {
         if (f->te_blanks) /* blanks inside the value: not "chunked" */
@@ -192,15 +189,9 @@ static void frame_te_byte(ss_http_frame *f, unsigned char c)
 
 static void frame_cl_byte(ss_http_frame *f, unsigned char c)
 {
-    switch (f->cl) {
-    case CL_ENDED:
-    case CL_ODD: return;
-    default: break;
-    }
-    if (c == '\0') {
-        f->cl_valid = f->cl == CL_DIGITS || f->cl == CL_TRAIL; /* what came before the NUL decides */
-        f->cl = CL_ENDED;
-    } else if (c >= '0' && c <= '9' && (f->cl == CL_LEAD || f->cl == CL_DIGITS)) {
+    if (f->cl == CL_ODD)
+        return;
+    if (c >= '0' && c <= '9' && (f->cl == CL_LEAD || f->cl == CL_DIGITS)) {
         uint64_t d = (uint64_t)(c - '0');
         f->cl_value = f->cl_value > (UINT64_MAX - d) / 10 ? UINT64_MAX : f->cl_value * 10 + d;
         f->cl = CL_DIGITS;
@@ -216,13 +207,20 @@ static void frame_cl_byte(ss_http_frame *f, unsigned char c)
 /* One byte of the head, a CR included when it is not the one before an LF. */
 static void frame_head_byte(ss_http_frame *f, unsigned char c)
 {
+    if (c == '\0') {
+        /* libevent reads lines as C strings: a NUL cuts a value short, and a line that starts with one ends the
+         * head there, so the scanner would read on out of step. No request holds one (RFC 9110 section 5.5). */
+        frame_refuse(f, 400, "the request's %s holds a NUL byte (RFC 9110 section 5.5)",
+                     f->st == F_REQLINE ? "request line" : "header section");
+        return;
+    }
     switch (f->st) {
     case F_REQLINE:
         if (c == '\n') {
             frame_target(f);
             f->st = F_LINE;
         } else if (f->line_len < FRAME_TARGET_CAP) {
-            f->line[f->line_len++] = c ? (char)c : '?';
+            f->line[f->line_len++] = (char)c;
         }
         return;
     case F_LINE:

@@ -8,6 +8,7 @@
 /* One request's framing, fed the connection's bytes from the request's first byte on. It reads the request line
  * and headers as libevent 2.1 splits them (lines end in LF, a CR before it dropped; a line that starts with a
  * space or tab continues the previous header), then:
+ * - with a NUL byte anywhere in the head: refused, 400 (libevent reads its lines as C strings);
  * - with a Transfer-Encoding header (any value) and a Content-Length: refused, 400;
  * - with a first Transfer-Encoding of "chunked" (what libevent reads as chunked; it reads no body for another
  *   coding, which the header checks of http_server.c refuse): the body is read strictly by RFC 9112 section 7.1,

@@ -460,9 +460,9 @@ static void http_conn_answer_close(http_conn *c, const ss_api_error *e)
                      : -1;
         ss_free(body);
         ssize_t sent = n > 0 && (size_t)n < sizeof msg ? send(c->fd, msg, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) : -1;
-        if (sent > 0)
+        if (sent == n) /* a FIN after a part of the answer would end it short of its length */
             http_linger_start(c->l, c->fd);
-        else if (n > 0)
+        else if (sent < 0 && n > 0)
             SS_LOGD("port %d: %d not sent: %s", c->l->port, e->http_status, strerror(errno));
     }
     http_conn_free(c); /* first: it clears the close callback */
@@ -807,6 +807,11 @@ void ss_http_listener_answer_incomplete(ss_http_listener *l, int status, const c
         ss_api_fail(&e, status, NULL, "%s", message);
         http_conn_answer_close(c, &e);
     }
+}
+
+int ss_http_listener_lingering(const ss_http_listener *l)
+{
+    return l ? l->n_lingers : 0;
 }
 
 void ss_http_listener_stop_accepting(ss_http_listener *l)

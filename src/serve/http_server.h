@@ -43,6 +43,9 @@ int ss_http_listener_port(const ss_http_listener *l);
  * http_server.c): for the end of a drain, which would otherwise cut them without a word. Idle connections are
  * left alone. */
 void ss_http_listener_answer_incomplete(ss_http_listener *l, int status, const char *message);
+/* How many closed connections still drain what their client sends after an early answer (0 for NULL): an exit
+ * that waits for them lets those clients read their answer rather than a reset. */
+int ss_http_listener_lingering(const ss_http_listener *l);
 /* Closes the listening socket: no new connections; the open ones carry on. Idempotent. */
 void ss_http_listener_stop_accepting(ss_http_listener *l);
 /* Frees the evhttp (every connection and pending request) and the listener. NULL is a no-op. */

@@ -1101,11 +1101,19 @@ static void *srv_drainer_main(void *arg)
     return NULL;
 }
 
+#define SRV_EXIT_LINGER_US 1000000 /* the longest the exit waits for lingering closes (ss_http_listener_lingering) */
+
 static void srv_exit_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
     ss_server *s = arg;
+    /* A client still sending when its request was answered 503 reads that answer if its socket is still drained
+     * when it finishes sending; a moment more for those, then the exit closes what is left. */
+    struct timeval again = {0, 50000};
+    if (ss_http_listener_lingering(s->api) + ss_http_listener_lingering(s->mapi) > 0 &&
+        ss_now_us() - s->exit_us < SRV_EXIT_LINGER_US && evtimer_add(s->exit_timer, &again) == 0)
+        return;
     event_base_loopexit(s->base, NULL);
 }
 
@@ -1115,9 +1123,10 @@ void srv_check_exit(ss_server *s)
         return;
     /* Requests still arriving are answered now (else the exit would cut them without a word), and the last
      * replies get a moment to leave the socket buffers. */
-    ss_http_listener_answer_incomplete(s->api, 503,
-                                       "server is shutting down: this request had not arrived in full when the drain "
-                                       "ended");
+    const char *msg = "server is shutting down: this request had not arrived in full when the drain ended";
+    ss_http_listener_answer_incomplete(s->api, 503, msg);
+    ss_http_listener_answer_incomplete(s->mapi, 503, msg);
+    s->exit_us = ss_now_us();
     s->exit_timer = evtimer_new(s->base, srv_exit_cb, s);
     struct timeval tv = {0, 200000};
     if (!s->exit_timer || evtimer_add(s->exit_timer, &tv) != 0)

@@ -74,6 +74,7 @@ struct ss_server {
     struct event_base *base;
     ss_http_listener *api, *mapi; /* the API and metrics ports */
     struct event *wake, *sig_term, *sig_int, *exit_timer;
+    int64_t exit_us; /* when exit_timer was first armed (its lingering wait is bounded from there) */
     struct event *health_timer; /* every SRV_HEALTH_MS: a rank lost while no step runs (srv_health_cb) */
     int port, metrics_port;
 

@@ -215,6 +215,10 @@ def _():
     for bad, words in cases:
         msg = one_refused_and_closed(CHUNKED_HEAD + bad + SMUGGLED)
         assert "chunk" in msg and words in msg, (bad, msg)
+    # A line that starts with a NUL ends libevent's head there (it reads lines as C strings): what follows would be
+    # its body, here a loose size. A NUL anywhere in the head is refused (helper-77's probe).
+    msg = one_refused_and_closed(CHUNKED_HEAD[:-2] + b"\0\r\n22 x: y\r\n" + PROMPT + b"\r\n\r\n0\r\n\r\n" + SMUGGLED)
+    assert "header section holds a NUL byte" in msg, msg
     # Triton's routes answer in Triton's shape.
     req = (b"POST /v2/models/e2e-llama3-tok/generate HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n"
            b"\r\n+5\r\nhello\r\n0\r\n\r\n" + SMUGGLED)

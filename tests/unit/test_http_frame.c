@@ -69,8 +69,12 @@ static void test_content_length(void **state)
     /* libevent frames by the first one */
     expect("POST / HTTP/1.1\r\nContent-Length: 200\r\nContent-Length: 5\r\n\r\n", 100, 413, "200");
     expect("POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 200\r\n\r\n", 100, 0, NULL);
-    /* libevent reads the value as a C string: what follows a NUL is not read */
-    expect_n("POST / HTTP/1.1\r\nContent-Length: 200\0xyz\r\n\r\n", 44, 100, 413, "200");
+    /* libevent reads lines as C strings: a NUL anywhere in the head is refused */
+    expect_n("POST / HTTP/1.1\r\nContent-Length: 200\0xyz\r\n\r\n", 44, 100, 400, "header section holds a NUL");
+    expect_n("POST /\0 HTTP/1.1\r\n\r\n", 20, 100, 400, "request line holds a NUL");
+    /* a line that starts with a NUL ends libevent's head: what follows is its body (helper-77's probe) */
+    expect_n("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\0\r\n22 x: y\r\n\r\n0\r\n\r\n", 64, 100, 400,
+             "header section holds a NUL");
     /* a name that only contains the header's */
     expect("POST / HTTP/1.1\r\nX-Content-Length: 200\r\nContent-Lengthy: 200\r\n\r\n", 100, 0, NULL);
 }
@@ -117,8 +121,7 @@ static void test_chunked_coding(void **state)
         snprintf(req, sizeof req, "POST / HTTP/1.1\r\nTransfer-Encoding: %s\r\n\r\n+5\r\n", other[i]);
         expect(req, 100, 0, NULL);
     }
-    /* a NUL ends the value as libevent reads it */
-    expect_n("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\0gzip\r\n\r\n+5\r\n", 56, 100, 400, "'+'");
+    expect_n("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\0gzip\r\n\r\n+5\r\n", 56, 100, 400, "holds a NUL");
 }
 
 static void test_chunk_size_lines(void **state)
