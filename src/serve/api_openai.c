@@ -572,8 +572,9 @@ int64_t ss_api_text_pos_advance(ss_api_text_pos *pos, const char *s, size_t n)
                 }
                 continue;
             }
-            /* A sequence cut short: each of its bytes shows as one U+FFFD, before c. */
-            pos->chars += pos->n_pend;
+            /* A sequence cut short (a valid start of a character) shows as one U+FFFD, before c: the byte-level
+             * decoders (Llama 3, Qwen) replace each maximal ill-formed part once, as Rust's from_utf8_lossy. */
+            pos->chars++;
             pos->n_pend = 0;
         }
         if (start < 0)

@@ -368,8 +368,8 @@ static ss_status collect_banned(ss_sched *s, const sreq *r, int32_t j)
             continue;
         SS_CHECK(banned_push(s, word[pre]));
     }
-    if (!q->ignore_eos && r->n_generated + j < q->min_tokens) {
-        for (int32_t i = 0; i < s->n_eos; i++)
+    if (r->n_generated + j < q->min_tokens) { /* the ids that would end it (the model's unless ignore_eos) */
+        for (int32_t i = 0; i < s->n_eos && !q->ignore_eos; i++)
             SS_CHECK(banned_push(s, s->eos[i]));
         for (int32_t i = 0; i < q->n_stop_ids; i++)
             if (q->stop_ids[i] >= 0 && q->stop_ids[i] < s->vocab)
@@ -608,9 +608,11 @@ static ss_status build_plan(ss_sched *s, ss_step_plan *plan)
 
 /* ---- results ---- */
 
+/* tok ends r: one of the model's end ids (unless the request ignores them, as vLLM's ignore_eos) or of the request's
+ * stop_token_ids (which ignore_eos leaves in force). */
 static int is_end_id(const ss_sched *s, const sreq *r, int32_t tok)
 {
-    for (int32_t i = 0; i < s->n_eos; i++)
+    for (int32_t i = 0; i < s->n_eos && !r->req->ignore_eos; i++)
         if (s->eos[i] == tok)
             return 1;
     for (int32_t i = 0; i < r->req->n_stop_ids; i++)
@@ -656,7 +658,7 @@ static void on_token(ss_sched *s, sreq *r, const ss_step_output *out, int32_t k)
     size_t text_len = 0;
     ss_err err;
     err.msg[0] = '\0';
-    if (checks && !q->ignore_eos && is_end_id(s, r, tok)) {
+    if (checks && is_end_id(s, r, tok)) {
         reason = SS_FINISH_STOP; /* the end id's own text is never shown */
     } else if (r->detok) {
         const char *piece;
@@ -827,7 +829,7 @@ static int plan_ahead_allowed(const ss_sched *s)
             continue;
         const ss_gen_request *q = r->req;
         if (!a->sample[i] || penalty_active(&q->sp) || q->n_bad_words > 0 || r->guide.allow ||
-            (!q->ignore_eos && r->n_generated + 1 < q->min_tokens) ||
+            ((!q->ignore_eos || q->n_stop_ids > 0) && r->n_generated + 1 < q->min_tokens) ||
             r->n_generated + 1 >= q->max_tokens || r->n_tokens + 1 >= s->max_seq_len)
             return 0;
         live++;

@@ -882,14 +882,45 @@ static void test_end_ids_min_tokens_bad_words(void **state)
     assert_memory_equal(c.tokens, g->greedy, 5 * sizeof(int32_t));
     collect_fini(&c);
 
-    /* ignore_eos: the end id does not stop */
+    /* ignore_eos leaves stop_token_ids in force, as vLLM does (helper-78: it switched them off) */
     q = make_req(g->prompt, g->n_prompt, 8);
+    assert_true(q->ignore_eos);
     q->stop_ids = ss_malloc(sizeof(int32_t));
     q->stop_ids[0] = 295;
     q->n_stop_ids = 1;
     run_alone(s, q, &c);
-    assert_int_equal(c.finish, SS_FINISH_LENGTH);
-    assert_memory_equal(c.tokens, g->greedy, 8 * sizeof(int32_t));
+    assert_int_equal(c.finish, SS_FINISH_STOP);
+    assert_int_equal(c.completion_tokens, 5);
+    assert_memory_equal(c.tokens, g->greedy, 5 * sizeof(int32_t));
+    collect_fini(&c);
+
+    /* the model's end id (llama3-gqa's 2, forced by a bias) ends a request, unless it ignores it */
+    for (int ignore = 0; ignore < 2; ignore++) {
+        q = make_req(g->prompt, g->n_prompt, 4);
+        q->ignore_eos = ignore;
+        q->bias_ids = ss_malloc(sizeof(int32_t));
+        q->bias_vals = ss_malloc(sizeof(float));
+        q->bias_ids[0] = 2;
+        q->bias_vals[0] = 100.0f;
+        q->n_bias = 1;
+        run_alone(s, q, &c);
+        assert_int_equal(c.finish, ignore ? SS_FINISH_LENGTH : SS_FINISH_STOP);
+        assert_int_equal(c.completion_tokens, ignore ? 4 : 1);
+        for (int k = 0; k < c.n; k++)
+            assert_int_equal(c.tokens[k], 2);
+        collect_fini(&c);
+    }
+
+    /* min_tokens with ignore_eos: the stop id is still banned for the first 5 tokens */
+    q = make_req(g->prompt, g->n_prompt, 8);
+    q->min_tokens = 5;
+    q->stop_ids = ss_malloc(sizeof(int32_t));
+    q->stop_ids[0] = 295;
+    q->n_stop_ids = 1;
+    run_alone(s, q, &c);
+    assert_memory_equal(c.tokens, g->greedy, 4 * sizeof(int32_t));
+    for (int k = 0; k < 5; k++)
+        assert_int_not_equal(c.tokens[k], 295);
     collect_fini(&c);
 
     /* min_tokens 5: the end id is banned for the first 5 tokens */
