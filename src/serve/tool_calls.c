@@ -94,6 +94,20 @@ int ss_tools_has_prefix(const cJSON *tools, const char *s, size_t n)
     return 0;
 }
 
+/* A schema's "type" that lets an object through: "object", or a list holding it. */
+static int type_allows_object(const cJSON *ty)
+{
+    if (cJSON_IsString(ty))
+        return !strcmp(ty->valuestring, "object");
+    if (!cJSON_IsArray(ty))
+        return 0;
+    const cJSON *t;
+    cJSON_ArrayForEach(t, ty)
+        if (cJSON_IsString(t) && !strcmp(t->valuestring, "object"))
+            return 1;
+    return 0;
+}
+
 ss_status ss_tools_check(const cJSON *tools, const cJSON *tool_choice, ss_tool_choice *choice, const char **named,
                          const char **param, char *msg, size_t cap)
 {
@@ -135,6 +149,14 @@ ss_status ss_tools_check(const cJSON *tools, const cJSON *tool_choice, ss_tool_c
         const cJSON *pr = cJSON_GetObjectItemCaseSensitive(f, "parameters");
         if (pr && !cJSON_IsNull(pr) && !cJSON_IsObject(pr)) {
             snprintf(msg, cap, "'tools[%d].function.parameters' must be a JSON schema object", i);
+            return SS_ERR_INVALID_ARG;
+        }
+        const cJSON *ty = cJSON_IsObject(pr) ? cJSON_GetObjectItemCaseSensitive(pr, "type") : NULL;
+        if (ty && !type_allows_object(ty)) {
+            /* a call's arguments are an object: a forced call's grammar would let the model write another value,
+             * which the call reader then refuses (the answer came back as text), and OpenAI refuses it too */
+            snprintf(msg, cap, "'tools[%d].function.parameters' must describe an object (\"type\": \"object\"): a "
+                     "call's arguments are one", i);
             return SS_ERR_INVALID_ARG;
         }
         if (++i > TOOLS_MAX) {

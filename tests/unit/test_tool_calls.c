@@ -8,6 +8,7 @@
 #include <cmocka.h>
 #include <cjson/cJSON.h>
 #include <ctype.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "serve/json_guide.h"
@@ -92,6 +93,22 @@ static void test_check(void **state)
     assert_int_equal(check("[{\"type\":\"function\",\"function\":{\"name\":\"a\",\"parameters\":3}}]", NULL, &c, &named,
                            &param, msg),
                      SS_ERR_INVALID_ARG);
+    /* parameters that describe something other than an object (helper-78: a forced call came back as text) */
+    const char *not_object[] = {"{\"type\":\"integer\"}", "{\"type\":\"string\"}", "{\"type\":[\"array\",\"null\"]}",
+                                "{\"type\":7}"};
+    const char *object[] = {"{\"type\":\"object\"}", "{\"type\":[\"null\",\"object\"]}", "{\"properties\":{}}", "{}",
+                            "null"};
+    char t[256];
+    for (size_t i = 0; i < 4 + 5; i++) {
+        snprintf(t, sizeof t, "[{\"type\":\"function\",\"function\":{\"name\":\"a\",\"parameters\":%s}}]",
+                 i < 4 ? not_object[i] : object[i - 4]);
+        msg[0] = '\0';
+        ss_status st = check(t, NULL, &c, &named, &param, msg);
+        if (st != (i < 4 ? SS_ERR_INVALID_ARG : SS_OK))
+            fail_msg("%s: status %d (%s)", t, (int)st, msg);
+        if (i < 4)
+            assert_non_null(strstr(msg, "'tools[0].function.parameters' must describe an object"));
+    }
 }
 
 /* The forcing schemas compile, and say what they should. */
