@@ -444,6 +444,19 @@ ss_status ss_api_get_int(const cJSON *obj, const char *name, int64_t *out, int *
     return SS_OK;
 }
 
+ss_status ss_api_get_seed(const cJSON *obj, const char *name, uint64_t *out, int *present, ss_api_error *e)
+{
+    const cJSON *it = api_field(obj, name, present);
+    if (!it)
+        return SS_OK;
+    const double d = cJSON_IsNumber(it) ? it->valuedouble : NAN;
+    /* -2^63 and 2^64 are exact doubles; the comparisons reject NaN and infinities before any conversion */
+    if (!(d >= -9223372036854775808.0 && d < 18446744073709551616.0) || d != floor(d))
+        return ss_api_fail(e, 400, name, "'%s' must be an integer from -2^63 to 2^64 - 1", name);
+    *out = d < 0 ? (uint64_t)(int64_t)d : (uint64_t)d;
+    return SS_OK;
+}
+
 ss_status ss_api_get_bool(const cJSON *obj, const char *name, int *out, int *present, ss_api_error *e)
 {
     const cJSON *it = api_field(obj, name, present);

@@ -134,6 +134,9 @@ int64_t ss_api_now_unix(void);
  * the value when it has the right type, or fails e (400, naming the field) on a wrong type. */
 ss_status ss_api_get_number(const cJSON *obj, const char *name, double *out, int *present, ss_api_error *e);
 ss_status ss_api_get_int(const cJSON *obj, const char *name, int64_t *out, int *present, ss_api_error *e);
+/* A seed: any whole number from -2^63 to 2^64 - 1 (clients draw 64-bit seeds), negative ones taken modulo 2^64.
+ * Past 2^53 it is the double cJSON read (the nearest one), so neighbouring large seeds can be the same seed. */
+ss_status ss_api_get_seed(const cJSON *obj, const char *name, uint64_t *out, int *present, ss_api_error *e);
 ss_status ss_api_get_bool(const cJSON *obj, const char *name, int *out, int *present, ss_api_error *e);
 /* *out is ss_malloc'd (caller frees); strings longer than SS_API_MAX_STRING are refused. */
 ss_status ss_api_get_string(const cJSON *obj, const char *name, char **out, int *present, ss_api_error *e);

@@ -203,11 +203,8 @@ static ss_status oai_parse_sampling(const cJSON *root, const ss_api_limits *lim,
                                SS_API_MIN_REPETITION_PENALTY, d);
         r->sp.repetition_penalty = (float)d;
     }
-    SS_CHECK(ss_api_get_int(root, "seed", &v, &present, e));
-    if (present) {
-        r->sp.seed = (uint64_t)v;
-        r->seed_given = 1;
-    }
+    SS_CHECK(ss_api_get_seed(root, "seed", &r->sp.seed, &present, e));
+    r->seed_given |= present;
     return SS_OK;
 }
 
@@ -675,9 +672,8 @@ static void oai_usage(ss_jbuf *b, int32_t prompt, int32_t completion, int32_t ca
 {
     ss_jbuf_printf(b, "\"usage\":{\"prompt_tokens\":%d,\"completion_tokens\":%d,\"total_tokens\":%d", (int)prompt,
                    (int)completion, (int)(prompt + completion));
-    if (cached > 0)
-        ss_jbuf_printf(b, ",\"prompt_tokens_details\":{\"cached_tokens\":%d}", (int)cached);
-    ss_jbuf_cstr(b, "}");
+    /* always there, 0 when nothing was cached, as OpenAI sends it (clients read it without a check) */
+    ss_jbuf_printf(b, ",\"prompt_tokens_details\":{\"cached_tokens\":%d}}", (int)(cached > 0 ? cached : 0));
 }
 
 char *ss_api_openai_response_json(const ss_api_resp_meta *m, const ss_api_choice *choices, int32_t n,

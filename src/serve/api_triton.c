@@ -117,11 +117,8 @@ static ss_status trt_parse_fields(const cJSON *root, const cJSON *params, const 
     SS_CHECK(trt_number(root, params, "frequency_penalty", -2, 2, &d, &present, e));
     if (present)
         r->sp.frequency_penalty = (float)d;
-    SS_CHECK(ss_api_get_int(trt_src(root, params, "random_seed"), "random_seed", &v, &present, e));
-    if (present) {
-        r->sp.seed = (uint64_t)v;
-        r->seed_given = 1;
-    }
+    SS_CHECK(ss_api_get_seed(trt_src(root, params, "random_seed"), "random_seed", &r->sp.seed, &present, e));
+    r->seed_given |= present;
     SS_CHECK(trt_int(root, params, "beam_width", 1, 1, &v, &present, e));
     SS_CHECK(ss_api_get_bool(trt_src(root, params, "return_log_probs"), "return_log_probs", &r->return_log_probs,
                              &present, e));

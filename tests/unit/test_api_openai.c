@@ -69,6 +69,31 @@ static void test_completion_defaults_and_prompt_forms(void **state)
     assert_null(r.model);
     ss_api_request_clear(&r);
 
+    /* seeds: the 64-bit range clients draw from (helper-78: past 9e15 was "must be an integer"), negative ones
+     * modulo 2^64 */
+    static const struct {
+        const char *body;
+        uint64_t seed;
+    } seeds[] = {{"{\"prompt\":\"x\",\"seed\":4611686018427387904}", UINT64_C(4611686018427387904)},
+                 {"{\"prompt\":\"x\",\"seed\":18446744073709549568}", UINT64_C(18446744073709549568)},
+                 {"{\"prompt\":\"x\",\"seed\":-1}", UINT64_MAX},
+                 {"{\"prompt\":\"x\",\"seed\":-9223372036854775808}", UINT64_C(9223372036854775808)},
+                 {"{\"prompt\":\"x\",\"seed\":0}", 0}};
+    for (size_t i = 0; i < sizeof seeds / sizeof *seeds; i++) {
+        assert_int_equal(parse(seeds[i].body, SS_API_COMPLETION, &r, &e), SS_OK);
+        assert_true(r.seed_given);
+        assert_true(r.sp.seed == seeds[i].seed);
+        ss_api_request_clear(&r);
+    }
+    const char *bad_seeds[] = {"18446744073709551616", "-9223372036854777856", "1.5", "1e300", "true"};
+    for (size_t i = 0; i < sizeof bad_seeds / sizeof *bad_seeds; i++) {
+        char body[96];
+        snprintf(body, sizeof body, "{\"prompt\":\"x\",\"seed\":%s}", bad_seeds[i]);
+        assert_int_equal(parse(body, SS_API_COMPLETION, &r, &e), SS_ERR_INVALID_ARG);
+        assert_int_equal(e.http_status, 400);
+        assert_non_null(strstr(e.message, "'seed' must be an integer from -2^63 to 2^64 - 1"));
+    }
+
     /* white space after the object, an empty tool list and the text response format are fine */
     assert_int_equal(parse("{\"prompt\":\"x\"} \r\n\t", SS_API_COMPLETION, &r, &e), SS_OK);
     ss_api_request_clear(&r);
@@ -277,7 +302,7 @@ static void test_bad_matrix(void **state)
         {SS_API_COMPLETION, "{\"prompt\":\"x\",\"n\":5}", 400, "n", "'n' must be in [1, 4] (got 5)"},
         {SS_API_COMPLETION, "{\"prompt\":\"x\",\"stream\":\"yes\"}", 400, "stream", "'stream' must be a boolean"},
         {SS_API_COMPLETION, "{\"prompt\":\"x\",\"stream_options\":3}", 400, "stream_options", "'stream_options' must be an object"},
-        {SS_API_COMPLETION, "{\"prompt\":\"x\",\"seed\":\"1\"}", 400, "seed", "'seed' must be an integer"},
+        {SS_API_COMPLETION, "{\"prompt\":\"x\",\"seed\":\"1\"}", 400, "seed", "'seed' must be an integer from -2^63 to 2^64 - 1"},
         {SS_API_COMPLETION, "{\"prompt\":\"x\",\"stop\":7}", 400, "stop", "'stop' must be a string or a list of strings"},
         {SS_API_COMPLETION, "{\"prompt\":\"x\",\"stop\":[\"a\",1]}", 400, "stop", "'stop' must be a string or a list of strings"},
         {SS_API_COMPLETION, "{\"prompt\":\"x\",\"stop\":[\"\"]}", 400, "stop", "'stop' must not contain empty strings"},
@@ -407,7 +432,8 @@ static void test_completion_response(void **state)
            "\"token_logprobs\":[-0.5,-0.25],\"top_logprobs\":[{\" b\":-0.25},{\" b\":-0.25}],\"text_offset\":[0,1]},"
            "\"finish_reason\":\"length\"},{\"index\":1,\"text\":\"\\\"c\\n\",\"logprobs\":{\"tokens\":[],"
            "\"token_logprobs\":[],\"top_logprobs\":[],\"text_offset\":[]},\"finish_reason\":\"stop\"}],"
-           "\"usage\":{\"prompt_tokens\":4,\"completion_tokens\":5,\"total_tokens\":9}}");
+           "\"usage\":{\"prompt_tokens\":4,\"completion_tokens\":5,\"total_tokens\":9,"
+           "\"prompt_tokens_details\":{\"cached_tokens\":0}}}");
     ss_free(j);
 
     m.kind = SS_API_CHAT;
@@ -417,7 +443,8 @@ static void test_completion_response(void **state)
     assert_string_equal(j, "{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion\",\"created\":1700000000,\"model\":\"tiny\","
                            "\"system_fingerprint\":null,\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\","
                            "\"content\":\"A b\"},\"logprobs\":null,\"finish_reason\":\"length\"}],\"usage\":"
-                           "{\"prompt_tokens\":4,\"completion_tokens\":2,\"total_tokens\":6}}");
+                           "{\"prompt_tokens\":4,\"completion_tokens\":2,\"total_tokens\":6,"
+                           "\"prompt_tokens_details\":{\"cached_tokens\":0}}}");
     ss_free(j);
 
     m.logprobs = 1;
@@ -559,7 +586,8 @@ static void test_chunks(void **state)
     j = ss_api_openai_usage_chunk_json(&m, 3, 4, 0, &len);
     assert_string_equal(j, "{\"id\":\"cmpl-9\",\"object\":\"text_completion\",\"created\":5,\"model\":\"tiny\","
                            "\"system_fingerprint\":null,\"choices\":[],\"usage\":{\"prompt_tokens\":3,"
-                           "\"completion_tokens\":4,\"total_tokens\":7}}");
+                           "\"completion_tokens\":4,\"total_tokens\":7,"
+                           "\"prompt_tokens_details\":{\"cached_tokens\":0}}}");
     ss_free(j);
     ss_api_model_card card = {"tiny", 42, 2048, 4096};
     j = ss_api_openai_models_json(&card, &len);
@@ -774,7 +802,8 @@ static void test_tools(void **state)
                            "\"assistant\",\"content\":null,\"tool_calls\":[{\"index\":0,\"id\":\"call_abc_0_0\",\"type\":"
                            "\"function\",\"function\":{\"name\":\"now\",\"arguments\":\"{\\\"a\\\":1}\"}}]},"
                            "\"logprobs\":null,\"finish_reason\":\"tool_calls\"}],\"usage\":{\"prompt_tokens\":0,"
-                           "\"completion_tokens\":0,\"total_tokens\":0}}");
+                           "\"completion_tokens\":0,\"total_tokens\":0,"
+                           "\"prompt_tokens_details\":{\"cached_tokens\":0}}}");
     ss_free(j);
     /* streamed: a call's start (id, name, arguments ""), pieces of its arguments, the last chunk */
     ss_tool_event ev = {SS_TOOL_EVENT_CALL, 1, "call_abc_0_1", "now", NULL, 0};
