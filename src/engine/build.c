@@ -23,6 +23,7 @@
 #include "model/fp8_weights.h"
 #include "model/safetensors.h"
 #include "model/shard_plan.h"
+#include "model/weights.h"
 
 /* One source tensor, in read order. */
 typedef struct bld_src {
@@ -353,6 +354,9 @@ ss_status ss_engine_build(const ss_engine_build_params *bp, ss_err *err)
     int64_t total_out = 0;
     for (int r = 0; r < c.n_ranks; r++) {
         SS_CHECK_GOTO(bld_plan_rank(&c, r, err), st, out);
+        /* every tensor the rank's load takes, of the config's shape: an engine never holds what the checkpoint
+         * loaded directly would refuse (a wrong size was cut to the config's, a missing tensor went unnoticed) */
+        SS_CHECK_GOTO(ss_weights_check(&cfg, &c.ranks[r].plan, ck, 0, err), st, out);
         SS_CHECK_GOTO(ss_engine_rank_path(bp->out_dir, r, c.ranks[r].path, sizeof c.ranks[r].path, err), st, out);
         for (size_t i = 0; i < c.ranks[r].n; i++)
             total_out += (int64_t)ss_st_entry_nbytes(&c.ranks[r].entries[i]);

@@ -107,9 +107,9 @@ static ss_status wl_put_fp8(wl_ctx *w, const ss_st_tensor *t, void *dst, int64_t
     return SS_OK;
 }
 
-/* Uploads the plan's slice of tensor `name` (shape checked) into dst; `slice_name` decides the
- * slice (differs from name for tied embeddings). Returns elements written via *n_out. */
-static ss_status wl_put(wl_ctx *w, const char *name, const char *slice_name, void *dst, int64_t *n_out)
+/* Finds tensor `name` in the checkpoint and checks its shape against the config (the plan's slice of it when the
+ * checkpoint is presliced; `slice_name` decides the slice: it differs from name for tied embeddings). */
+static ss_status wl_find(const wl_ctx *w, const char *name, const char *slice_name, const ss_st_tensor **out)
 {
     const char *file = NULL;
     const ss_st_tensor *t = ss_checkpoint_find(w->ck, name, &file);
@@ -147,6 +147,18 @@ static ss_status wl_put(wl_ctx *w, const char *name, const char *slice_name, voi
         return ss_err_set(w->err, SS_ERR_FORMAT, "%s: tensor '%s': shape %s, expected [%lld]", file, name, got,
                           (long long)er);
     }
+    *out = t;
+    return SS_OK;
+}
+
+/* Uploads the plan's slice of tensor `name` (shape checked) into dst; `slice_name` decides the
+ * slice (differs from name for tied embeddings). Returns elements written via *n_out. */
+static ss_status wl_put(wl_ctx *w, const char *name, const char *slice_name, void *dst, int64_t *n_out)
+{
+    const ss_st_tensor *t = NULL;
+    SS_CHECK(wl_find(w, name, slice_name, &t));
+    ss_slice sl = ss_shard_slice_for(w->plan, w->cfg, slice_name);
+    const int64_t rows = t->shape[0], cols = t->ndim == 2 ? t->shape[1] : 0; /* as checked (cols 0: a vector) */
     size_t esz = ss_dtype_size(t->dtype);
     const uint8_t *src = t->data;
     int64_t n;
@@ -162,7 +174,7 @@ static ss_status wl_put(wl_ctx *w, const char *name, const char *slice_name, voi
         return SS_OK;
     }
     if (w->presliced || sl.kind == SS_SLICE_FULL) {
-        n = cols ? er * ec : er;
+        n = cols ? rows * cols : rows;
         SS_CHECK(w->be->iface->upload_weight(w->be->ctx, dst, src, t->dtype, n));
     } else if (sl.kind == SS_SLICE_ROWS) {
         int64_t rl = cols ? cols : 1;
@@ -350,19 +362,19 @@ static ss_status wl_put_linear(wl_ctx *w, int32_t layer, const char *const *suff
     return SS_OK;
 }
 
+/* A layer's tensors (model.layers.<i>.<suffix>), by the part of the layer they make. */
+static const char *const qkv_w[] = {"self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight"};
+static const char *const qkv_b[] = {"self_attn.q_proj.bias", "self_attn.k_proj.bias", "self_attn.v_proj.bias"};
+static const char *const gate_up[] = {"mlp.gate_proj.weight", "mlp.up_proj.weight"};
+static const char *const attn_norm[] = {"input_layernorm.weight"}, *const mlp_norm[] = {"post_attention_layernorm.weight"};
+static const char *const q_norm[] = {"self_attn.q_norm.weight"}, *const k_norm[] = {"self_attn.k_norm.weight"};
+static const char *const o_proj[] = {"self_attn.o_proj.weight"}, *const down[] = {"mlp.down_proj.weight"};
+
 static ss_status wl_layer(wl_ctx *w, int32_t layer, ss_layer_weights *L)
 {
     const int64_t dim = w->cfg->hidden_size, hd = w->cfg->head_dim;
     const int64_t qd = (int64_t)w->plan->q_heads * hd, qkv_rows = qd + 2 * (int64_t)w->plan->kv_heads * hd;
     const int64_t inter = w->plan->inter_size;
-    static const char *const qkv_w[] = {"self_attn.q_proj.weight", "self_attn.k_proj.weight",
-                                        "self_attn.v_proj.weight"};
-    static const char *const qkv_b[] = {"self_attn.q_proj.bias", "self_attn.k_proj.bias", "self_attn.v_proj.bias"};
-    static const char *const gate_up[] = {"mlp.gate_proj.weight", "mlp.up_proj.weight"};
-    static const char *const attn_norm[] = {"input_layernorm.weight"}, *const mlp_norm[] = {
-        "post_attention_layernorm.weight"};
-    static const char *const q_norm[] = {"self_attn.q_norm.weight"}, *const k_norm[] = {"self_attn.k_norm.weight"};
-    static const char *const o_proj[] = {"self_attn.o_proj.weight"}, *const down[] = {"mlp.down_proj.weight"};
     SS_CHECK(wl_put_fused(w, layer, attn_norm, 1, L->attn_norm));
     SS_CHECK(wl_put_fused(w, layer, mlp_norm, 1, L->mlp_norm));
     SS_CHECK(wl_put_linear(w, layer, qkv_w, 3, L->wqkv, qkv_rows, dim));
@@ -459,6 +471,36 @@ fail:
     }
     ss_weights_free(be, w);
     return st;
+}
+
+ss_status ss_weights_check(const ss_model_config *cfg, const ss_shard_plan *plan, const ss_checkpoint *ck,
+                           int presliced, ss_err *err)
+{
+    wl_ctx x = {NULL, cfg, plan, ck, presliced, err, NULL, 0, NULL, 0};
+    const ss_st_tensor *t;
+    if (plan->first_stage)
+        SS_CHECK(wl_find(&x, "model.embed_tokens.weight", "model.embed_tokens.weight", &t));
+    if (plan->last_stage) {
+        SS_CHECK(wl_find(&x, "model.norm.weight", "model.norm.weight", &t));
+        const char *src = "lm_head.weight"; /* as ss_weights_load picks it */
+        if (cfg->tie_embeddings && !ss_checkpoint_find(ck, src, NULL))
+            src = "model.embed_tokens.weight";
+        SS_CHECK(wl_find(&x, src, "lm_head.weight", &t));
+    }
+    const struct {
+        const char *const *names;
+        int n, on;
+    } parts[] = {{attn_norm, 1, 1},     {mlp_norm, 1, 1},          {qkv_w, 3, 1}, {qkv_b, 3, cfg->attn_bias},
+                 {q_norm, 1, cfg->qk_norm}, {k_norm, 1, cfg->qk_norm}, {o_proj, 1, 1}, {gate_up, 2, 1},
+                 {down, 1, 1}};
+    for (int32_t l = plan->layer_start; l < plan->layer_end; l++)
+        for (size_t p = 0; p < sizeof parts / sizeof parts[0]; p++)
+            for (int i = 0; i < parts[p].n && parts[p].on; i++) {
+                char name[160];
+                snprintf(name, sizeof name, "model.layers.%d.%s", (int)l, parts[p].names[i]);
+                SS_CHECK(wl_find(&x, name, name, &t));
+            }
+    return SS_OK;
 }
 
 int ss_weights_fp8_widths_ok(const ss_model_config *cfg, const ss_shard_plan *plan)

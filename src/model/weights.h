@@ -38,6 +38,11 @@ typedef struct ss_model_weights {
 ss_status ss_weights_load(ss_backend *be, const ss_model_config *cfg, const ss_shard_plan *plan,
                           const ss_checkpoint *ck, int presliced, ss_model_weights **out, ss_err *err);
 void ss_weights_free(ss_backend *be, ss_model_weights *w);
+/* Checks, without loading, that ck holds every tensor ss_weights_load would take for the plan, each of the shape the
+ * config gives (the plan's slice when presliced): the errors ss_weights_load would give (SS_ERR_NOT_FOUND for a
+ * missing tensor, SS_ERR_FORMAT for a wrong shape, naming tensor and file), before anything is built on ck. */
+ss_status ss_weights_check(const ss_model_config *cfg, const ss_shard_plan *plan, const ss_checkpoint *ck,
+                           int presliced, ss_err *err);
 /* Whether a rank's projection input widths suit fp8 projections (multiples of 16: hidden, its slice of the
  * intermediate size, its heads' width); ss_weights_load refuses SS_LINEAR_FP8 otherwise. */
 int ss_weights_fp8_widths_ok(const ss_model_config *cfg, const ss_shard_plan *plan);

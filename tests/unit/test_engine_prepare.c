@@ -14,6 +14,7 @@
 
 #include "core/alloc.h"
 #include "core/dtype.h"
+#include "core/fileio.h"
 #include "core/log.h"
 #include "engine/cache.h"
 #include "engine/engine.h"
@@ -284,6 +285,68 @@ static void test_local_key(void **state)
     assert_null(out);
 }
 
+/* A copy of llama3-gqa (its weights linked) whose config.json has `from` replaced by `to`; returns the folder. */
+static void te_model_with(const char *from, const char *to, char *dir, size_t cap)
+{
+    char src[512], path[600], *text = NULL;
+    size_t len = 0;
+    ss_err err;
+    snprintf(dir, cap, "%s/model-XXXXXX", te_cache);
+    assert_non_null(mkdtemp(dir));
+    snprintf(src, sizeof src, "%s/models/llama3-gqa/config.json", SS_FIXTURES);
+    assert_int_equal(ss_read_file(src, 1 << 20, &text, &len, &err), SS_OK);
+    char *at = strstr(text, from);
+    assert_non_null(at);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f, "%.*s%s%s", (int)(at - text), text, to, at + strlen(from));
+    fclose(f);
+    ss_free(text);
+    snprintf(src, sizeof src, "%s/models/llama3-gqa/model.safetensors", SS_FIXTURES);
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    assert_int_equal(symlink(src, path), 0);
+}
+
+/* A config that disagrees with the weights is refused before any engine is written, naming the tensor, as loading the
+ * checkpoint directly refuses it (helper-79: the tensors were cut to the config's sizes, or a missing one went
+ * unnoticed, and the engine was published). */
+static void test_config_mismatch(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *from, *to;
+        ss_status st;
+        const char *says;
+    } cases[] = {
+        {"\"intermediate_size\": 352", "\"intermediate_size\": 256", SS_ERR_FORMAT,
+         "tensor 'model.layers.0.mlp.gate_proj.weight': shape [352,128], expected [256,128]"},
+        {"\"vocab_size\": 512", "\"vocab_size\": 256", SS_ERR_FORMAT,
+         "tensor 'model.embed_tokens.weight': shape [512,128], expected [256,128]"},
+        {"\"num_key_value_heads\": 2", "\"num_key_value_heads\": 1", SS_ERR_FORMAT,
+         "tensor 'model.layers.0.self_attn.k_proj.weight': shape [32,128], expected [16,128]"},
+        {"\"num_hidden_layers\": 4", "\"num_hidden_layers\": 6", SS_ERR_NOT_FOUND,
+         "tensor 'model.layers.4.input_layernorm.weight' is missing"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        for (int tp = 1; tp <= 2; tp++) {
+            char model[512];
+            te_model_with(cases[i].from, cases[i].to, model, sizeof model);
+            ss_engine_params p = ss_engine_default_params();
+            p.model = model;
+            p.tp = tp;
+            p.cache_dir = te_cache;
+            p.quiet = 1;
+            char *out = NULL;
+            ss_err err;
+            ss_status st = ss_engine_prepare(&p, &out, &err);
+            if (st != cases[i].st || !strstr(err.msg, cases[i].says))
+                fail_msg("%s, tp %d: status %d: %s", cases[i].to, tp, (int)st, err.msg);
+            assert_null(out);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -291,6 +354,7 @@ int main(void)
         cmocka_unit_test(test_reuse_verify_damage),
         cmocka_unit_test(test_fp32_and_tied),
         cmocka_unit_test(test_local_key),
+        cmocka_unit_test(test_config_mismatch),
     };
     return cmocka_run_group_tests(tests, te_setup, te_teardown);
 }
