@@ -158,9 +158,16 @@ ss_status ss_cache_local_digest(const char *dir, char key_hex[33], ss_manifest_f
         st = cache_file_digest(path, f[done].name, f[done].size, &f[done].digest, err);
         done++;
         if (st == SS_OK) {
+            /* A safetensors file's digest covers its header only (hashing a 70B model's weights would take minutes):
+             * its modification time joins the key, so weights rewritten in place (a fine-tune saved over the folder,
+             * the header unchanged) make a new engine, never a stale one. A copy that does not keep the times
+             * rebuilds once. */
+            char when[48] = "";
+            if (cache_ends_with(f[done - 1].name, ".safetensors"))
+                snprintf(when, sizeof when, " %lld.%09ld", (long long)sb.st_mtim.tv_sec, (long)sb.st_mtim.tv_nsec);
             char line[512];
-            int m = snprintf(line, sizeof line, "%s %lld %s\n", f[done - 1].name, (long long)f[done - 1].size,
-                             f[done - 1].digest);
+            int m = snprintf(line, sizeof line, "%s %lld %s%s\n", f[done - 1].name, (long long)f[done - 1].size,
+                             f[done - 1].digest, when);
             st = ss_sha256_update(all, line, (size_t)m < sizeof line ? (size_t)m : sizeof line - 1, err);
         }
     }

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -347,6 +348,41 @@ static void test_config_mismatch(void **state)
     }
 }
 
+/* Weights rewritten in place (same header, same size) give a new key: the safetensors file's time is in it
+ * (helper-79: the stale engine was reused). */
+static void test_local_key_mtime(void **state)
+{
+    (void)state;
+    char model[512], path[600], k1[33], k2[33];
+    te_model_with("\"vocab_size\": 512", "\"vocab_size\": 512", model, sizeof model);
+    snprintf(path, sizeof path, "%s/model.safetensors", model);
+    assert_int_equal(unlink(path), 0); /* a file of its own, not the fixture's link */
+    char src[512], *bytes = NULL;
+    size_t len = 0;
+    ss_err err;
+    snprintf(src, sizeof src, "%s/models/llama3-gqa/model.safetensors", SS_FIXTURES);
+    assert_int_equal(ss_read_file(src, 64 << 20, &bytes, &len, &err), SS_OK);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(bytes, 1, len, f), len);
+    fclose(f);
+    ss_free(bytes);
+    ss_manifest_file *files = NULL;
+    size_t n = 0;
+    const struct timespec t1[2] = {{1700000000, 0}, {1700000000, 0}}, t2[2] = {{1700000000, 0}, {1700000001, 5}};
+    assert_int_equal(utimensat(AT_FDCWD, path, t1, 0), 0);
+    assert_int_equal(ss_cache_local_digest(model, k1, &files, &n, &err), SS_OK);
+    ss_cache_files_free(files, n);
+    assert_int_equal(utimensat(AT_FDCWD, path, t2, 0), 0);
+    assert_int_equal(ss_cache_local_digest(model, k2, &files, &n, &err), SS_OK);
+    ss_cache_files_free(files, n);
+    assert_string_not_equal(k1, k2);
+    assert_int_equal(utimensat(AT_FDCWD, path, t1, 0), 0);
+    assert_int_equal(ss_cache_local_digest(model, k2, &files, &n, &err), SS_OK);
+    ss_cache_files_free(files, n);
+    assert_string_equal(k1, k2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -355,6 +391,7 @@ int main(void)
         cmocka_unit_test(test_fp32_and_tied),
         cmocka_unit_test(test_local_key),
         cmocka_unit_test(test_config_mismatch),
+        cmocka_unit_test(test_local_key_mtime),
     };
     return cmocka_run_group_tests(tests, te_setup, te_teardown);
 }
