@@ -106,7 +106,7 @@ int ss_cmd_prepare(int argc, char **argv, char **env)
         {"hf-token-file", SS_OPT_STR, &token_file, "file holding the Hub token (else HF_TOKEN)"},
         {"download-parallel", SS_OPT_INT, &parallel, "files downloaded at once (default 4)"},
         {"threads", SS_OPT_INT, &threads, "builder threads (default min(ranks, 4))"},
-        {"lock-stale-s", SS_OPT_FLOAT, &stale_s, "take over a lock whose heartbeat is older (default 30)"},
+        {"lock-stale-s", SS_OPT_FLOAT, &stale_s, "take over a lock whose heartbeat is older (3..86400, default 30)"},
         {"verify", SS_OPT_STR, &verify, "check of an existing engine: sizes | full (default sizes)"},
         {"check", SS_OPT_STR, &check, "verify the engine folder DIR fully and exit"},
         {"throttle-mbps", SS_OPT_FLOAT, &throttle_mbps, "(tests) cap the write rate of each rank file, MB/s"},
@@ -141,6 +141,12 @@ int ss_cmd_prepare(int argc, char **argv, char **env)
     }
     if (ss_engine_dtype_parse(dtype, &p.dtype, &err) != SS_OK) {
         fprintf(stderr, "shardserve prepare: --%s\n", err.msg);
+        return SS_EXIT_USAGE;
+    }
+    if (!(stale_s >= 3 && stale_s <= 86400)) {
+        /* the holder's heartbeat comes every 2 s: a limit near it takes live builders over (and removes their work) */
+        fprintf(stderr, "shardserve prepare: --lock-stale-s %g: must be in 3..86400 seconds (a holder refreshes its "
+                "lock every 2 s)\n", stale_s);
         return SS_EXIT_USAGE;
     }
     if (!strcmp(verify, "full")) {

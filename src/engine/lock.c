@@ -194,17 +194,21 @@ ss_status ss_lock_try(const char *path, const ss_lock_params *p, ss_lock **out, 
         double age = lock_wall() - ((double)sb.st_mtim.tv_sec + 1e-9 * (double)sb.st_mtim.tv_nsec);
         char me[256] = "";
         gethostname(me, sizeof me - 1);
-        int dead = h.pid > 0 && !strcmp(h.host, me) && kill((pid_t)h.pid, 0) != 0 && errno == ESRCH;
+        const int here = h.pid > 0 && !strcmp(h.host, me);
+        int dead = here && kill((pid_t)h.pid, 0) != 0 && errno == ESRCH;
+        /* A holder alive on this host only missed heartbeats (a loaded machine, a stalled disk): it is taken over only
+         * after ten times the limit (its pid may have gone to another process since), not while it writes. */
+        const double limit = here && !dead ? 10 * prm.stale_s : prm.stale_s;
         if (holder && cap)
             snprintf(holder, cap, "host %s pid %ld (heartbeat %.1f s ago)", h.host[0] ? h.host : "?", h.pid,
                      age < 0 ? 0.0 : age);
-        if (dead || age > prm.stale_s) {
+        if (dead || age > limit) {
             if (lock_takeover(path, sb.st_dev, sb.st_ino)) {
                 if (dead)
                     SS_LOGW("%s: holder pid %ld on this host is gone; taking the lock over", path, h.pid);
                 else
                     SS_LOGW("%s: holder %s pid %ld silent for %.0f s (> %.0f s); taking the lock over", path,
-                            h.host[0] ? h.host : "?", h.pid, age, prm.stale_s);
+                            h.host[0] ? h.host : "?", h.pid, age, limit);
             }
             continue;
         }

@@ -100,6 +100,15 @@ else
     fail "stale lock takeover"; cat "$W/s.err"
 fi
 
+# 5b. A limit near the 2 s heartbeat would take live builders over: refused (exit 2).
+"$BIN" prepare --quiet --model "$W/ck" --cache "$C" --lock-stale-s 1 >/dev/null 2>"$W/s1.err"
+RC=$?
+if [ $RC -eq 2 ] && grep -q "lock-stale-s 1: must be in 3..86400" "$W/s1.err"; then
+    ok "--lock-stale-s below 3 s refused"
+else
+    fail "--lock-stale-s 1 gave rc $RC"; cat "$W/s1.err"
+fi
+
 # 6. One damaged byte in a rank file: the full check names it; prepare --verify full rebuilds.
 DIR=$("$BIN" prepare --quiet --model "$W/ck" --tp 2 --pp 2 --cache "$W/c1" 2>/dev/null)
 F=$DIR/rank-00001.safetensors
