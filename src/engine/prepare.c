@@ -279,6 +279,12 @@ ss_status ss_engine_prepare(const ss_engine_params *p, char **engine_dir, ss_err
     SS_CHECK_GOTO(ss_cache_mkdirs(parent, err), st, out);
     eng_wait w = {dir};
     SS_CHECK_GOTO(ss_lock_acquire(lock, &p->lock, eng_ready, &w, &lk, err), st, out);
+    if (!lk && ss_engine_verify(dir, p->verify, &verr) != SS_OK) {
+        /* Ready by its sizes (eng_ready: a full check at every poll would read the whole engine each time), not by
+         * the full check: the damaged engine is still there while the lock's holder rebuilds it. Wait for the lock
+         * itself, then check again, or build. */
+        SS_CHECK_GOTO(ss_lock_acquire(lock, &p->lock, NULL, NULL, &lk, err), st, out);
+    }
     if (!lk || ss_engine_verify(dir, p->verify, &verr) == SS_OK) {
         /* Someone else built it while we waited: check it like any reused engine. */
         SS_CHECK_GOTO(ss_engine_verify(dir, p->verify, err), st, out);

@@ -132,6 +132,24 @@ truncate -s -1 "$DIR/rank-00002.safetensors"
 grep -q "rank-00002.safetensors" "$W/rb2.err" && "$BIN" prepare --check "$DIR" >/dev/null 2>&1 &&
     ok "a truncated rank file is caught by the size check and rebuilt" || { fail "size check"; cat "$W/rb2.err"; }
 
+# 6b. Damaged again, two --verify full at once: the second waits for the first's rebuild (the damaged engine has the
+# right sizes: it used to fail at once with "damaged engine file" while the first was rebuilding).
+SZ=$(stat -c %s "$F")
+printf '\x5a' | dd of="$F" bs=1 seek=$((SZ - 7)) conv=notrunc status=none
+"$BIN" prepare --quiet --model "$W/ck" --tp 2 --pp 2 --cache "$W/c1" --verify full --throttle-mbps 0.02 \
+    >/dev/null 2>"$W/vf1.err" &
+VF1=$!
+sleep 1
+"$BIN" prepare --quiet --model "$W/ck" --tp 2 --pp 2 --cache "$W/c1" --verify full >/dev/null 2>"$W/vf2.err"
+RC=$?
+wait $VF1
+RC1=$?
+if [ $RC -eq 0 ] && [ $RC1 -eq 0 ] && "$BIN" prepare --check "$DIR" >/dev/null 2>&1; then
+    ok "a --verify full waiter waits for the rebuild of a damaged engine"
+else
+    fail "--verify full waiter (rc $RC, builder rc $RC1)"; cat "$W/vf2.err"
+fi
+
 # 7. Bad inputs: exit codes of DESIGN.md §2.
 "$BIN" prepare --quiet --model "$W/nope" --cache "$W/cb" >/dev/null 2>"$W/b1.err"
 [ $? -eq 3 ] && grep -q "nope" "$W/b1.err" || fail "missing folder should exit 3"
