@@ -16,6 +16,7 @@
 #include "core/alloc.h"
 #include "core/log.h"
 #include "engine/cache.h"
+#include "engine/digest.h"
 #include "engine/engine.h"
 #include "core/progress.h"
 #include "engine/st_writer.h"
@@ -417,6 +418,14 @@ ss_status ss_engine_build(const ss_engine_build_params *bp, ss_err *err)
         SS_CHECK_GOTO(ss_cache_copy_file(src, dst, &e->size, err), st, out);
         e->name = (char *)bld_extra_names[i];
         man.n_extras++;
+        /* digested as the rank files are: a config or tokenizer edited in the engine is caught by the full check */
+        char hex[SS_SHA256_HEX];
+        SS_CHECK_GOTO(ss_sha256_file(dst, hex, err), st, out);
+        if (!(e->digest = ss_malloc(8 + SS_SHA256_HEX))) {
+            st = ss_err_set(err, SS_ERR_NOMEM, "out of memory");
+            goto out;
+        }
+        snprintf(e->digest, 8 + SS_SHA256_HEX, "sha256:%s", hex);
     }
     man.format_version = SS_MANIFEST_VERSION;
     man.tool_version = (char *)SS_VERSION;
@@ -454,6 +463,8 @@ out:
     for (int r = 0; man.ranks && r < c.n_ranks; r++)
         ss_free(man.ranks[r].digest);
     ss_free(man.ranks);
+    for (size_t i = 0; man.extras && i < man.n_extras; i++)
+        ss_free(man.extras[i].digest);
     ss_free(man.extras);
     for (int r = 0; c.ranks && r < c.n_ranks; r++) {
         ss_free(c.ranks[r].items);

@@ -383,6 +383,34 @@ static void test_local_key_mtime(void **state)
     assert_string_equal(k1, k2);
 }
 
+/* A config edited inside a built engine (same size) is caught by the full check (helper-79: config and tokenizer files
+ * had sizes only), and the manifest carries their digests. */
+static void test_extras_digested(void **state)
+{
+    (void)state;
+    char model[512], path[600];
+    snprintf(model, sizeof model, "%s/models/llama3-gqa", SS_FIXTURES);
+    char *dir = te_prepare(model, 1, 1, SS_DTYPE_BF16);
+    ss_err err;
+    assert_int_equal(ss_engine_verify(dir, SS_ENGINE_VERIFY_FULL, &err), SS_OK);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    char *text = NULL;
+    size_t len = 0;
+    assert_int_equal(ss_read_file(path, 1 << 20, &text, &len, &err), SS_OK);
+    char *at = strstr(text, "\"rms_norm_eps\": 1e-05");
+    assert_non_null(at);
+    at[strlen("\"rms_norm_eps\": 1e-0")] = '9';
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    assert_int_equal(fwrite(text, 1, len, f), len);
+    fclose(f);
+    ss_free(text);
+    assert_int_equal(ss_engine_verify(dir, SS_ENGINE_VERIFY_SIZES, &err), SS_OK);
+    assert_int_equal(ss_engine_verify(dir, SS_ENGINE_VERIFY_FULL, &err), SS_ERR_MISMATCH);
+    assert_non_null(strstr(err.msg, "config.json: sha256"));
+    ss_free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -392,6 +420,7 @@ int main(void)
         cmocka_unit_test(test_local_key),
         cmocka_unit_test(test_config_mismatch),
         cmocka_unit_test(test_local_key_mtime),
+        cmocka_unit_test(test_extras_digested),
     };
     return cmocka_run_group_tests(tests, te_setup, te_teardown);
 }
