@@ -703,9 +703,10 @@ static void srv_wake_cb(evutil_socket_t fd, short what, void *arg)
         event_base_loopexit(s->base, NULL);
         return;
     }
-    if (atomic_load(&s->state) == SRV_READY && s->shutting_down && !s->replica_lost && s->sched &&
-        !ss_sched_healthy(s->sched)) {
-        /* lost while draining: the drain ends as it would, but the exit code says so (session 60: it said 0) */
+    const int loaded = atomic_load(&s->state) == SRV_READY || atomic_load(&s->state) == SRV_DRAINING;
+    if (loaded && s->shutting_down && !s->replica_lost && s->sched && !ss_sched_healthy(s->sched)) {
+        /* lost while draining: the drain ends as it would, but the exit code says so (session 60: it said 0; and
+         * again from the drain's own state, SRV_DRAINING, until session 63) */
         SS_LOGE("the replica lost a rank while draining: failing in-flight requests (exit code 4)");
         s->replica_lost = 1;
     }
@@ -731,7 +732,8 @@ static void srv_health_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     ss_server *s = arg;
-    if (atomic_load(&s->state) != SRV_READY || s->shutting_down || !s->sched || !ss_sched_healthy(s->sched))
+    const int state = atomic_load(&s->state); /* while draining too: queued requests wait on the replica */
+    if ((state != SRV_READY && state != SRV_DRAINING) || !s->sched || !ss_sched_healthy(s->sched))
         return;
     const int lost = ss_replica_lost_rank(s->replica);
     if (lost <= 0)
@@ -1299,10 +1301,15 @@ void ss_server_destroy(ss_server *s)
     ss_http_listener_destroy(s->mapi);
     if (s->wake)
         event_free(s->wake);
+    /* Freeing a signal event gives the signal its default action back (libevent restores what it found) while the
+     * replica is still being torn down: a second signal there (Ctrl-C pressed again, a group kill repeated) killed a
+     * clean drain, exit -15 instead of 0. The drain is over: from here on the signals are ignored. */
     if (s->sig_term)
         event_free(s->sig_term);
+    signal(SIGTERM, SIG_IGN);
     if (s->sig_int)
         event_free(s->sig_int);
+    signal(SIGINT, SIG_IGN);
     if (s->exit_timer)
         event_free(s->exit_timer);
     if (s->health_timer)

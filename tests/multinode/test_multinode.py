@@ -18,6 +18,9 @@ usage: test_multinode.py CASE SHARDSERVE FIXTURES
   serve_hung_worker serve --tp 2, the worker stopped (SIGSTOP): a request fails after --comm-timeout with a 503
                     naming rank 1 as silent, exit 4
   serve_group_term  serve --tp 2, SIGTERM to its whole process group mid-stream: the stream ends whole, exit 0
+  serve_drain_lost  serve --tp 2, SIGTERM mid-stream, then kill -9 of the worker during the drain: exit 4, not 0
+  serve_term_repeat serve --tp 2, SIGTERM mid-stream, then SIGTERM every 5 ms until it exits: the stream ends whole
+                    and the exit is 0 (a signal during the teardown killed it: -15)
   silent_conn       connections to the rendezvous that never say hello hold no join up (session 60: 10 s each)
   fd_flood          a flood of silent connections to a leader short of file descriptors: the oldest make room
   worker_restart    at tp 2 x pp 2, a second rank 1 is refused while the first lives; the first is killed before
@@ -649,7 +652,7 @@ def netns():
         subprocess.run(["ip", "netns", "del", b], capture_output=True)
 
 
-def start_server(extra=(), **kw):
+def start_server(extra=(), max_seq_len=256, **kw):
     """serve --tp 2 of the tokenizer fixture on cpu; returns (process, API port) once it is ready. free_port() only
     finds ports free now: when another process (a parallel ctest job) takes one first, the server exits with "cannot
     listen on ..." and starts again on new ports (as serve_harness.Server does)."""
@@ -657,7 +660,7 @@ def start_server(extra=(), **kw):
     for attempt in range(5):
         port, mport = free_port(), free_port()
         srv = subprocess.Popen([BIN, "serve", "--model", model, "--tp", "2", "--device", "cpu", "--threads", "1",
-                                "--port", str(port), "--metrics-port", str(mport), "--max-seq-len", "256"] +
+                                "--port", str(port), "--metrics-port", str(mport), "--max-seq-len", str(max_seq_len)] +
                                list(extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
         t0 = time.time()
         while True:
@@ -807,6 +810,57 @@ def serve_group_term():
     print("stream ended whole after the group's SIGTERM; server exited 0")
 
 
+def serve_drain_lost():
+    """serve --tp 2: SIGTERM with a stream in flight, then kill -9 of the worker during the drain. The stream ends with
+    an error naming rank 1 and the server exits 4: a lost rank is a lost rank while draining too (helper-81: the
+    drain's own state hid it, exit 0, and the orchestrator did not know the replica had failed)."""
+    srv, port = start_server(["--comm-timeout", "5"], max_seq_len=4096)  # a stream that outlasts the kill
+    kids = subprocess.run(["pgrep", "-P", str(srv.pid)], capture_output=True, text=True).stdout.split()
+    if not kids:
+        fail("serve --tp 2 started no worker process")
+    s, got = open_stream(port, max_tokens=3000)
+    srv.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    os.kill(int(kids[0]), signal.SIGKILL)
+    text = read_rest(s, got)
+    errors = [l for l in text.split("\n") if l.startswith("data: ") and '"error"' in l]
+    if not errors or "rank 1" not in errors[-1]:
+        fail("the stream did not end with an error naming rank 1: %r" % text[-800:])
+    err = await_exit(srv, 4, "losing a rank while draining")
+    if "lost a rank while draining" not in err:
+        fail("the log does not say the rank was lost while draining: " + err[-1500:])
+    print("drain with a lost rank: stream failed naming rank 1; server exited 4")
+
+
+def serve_term_repeat():
+    """serve --tp 2: SIGTERM with a stream in flight, then SIGTERM every 5 ms until the process exits. The drain runs
+    as for one signal: the stream ends whole and the exit code is 0 (helper-81: a signal during the teardown, after
+    the signal events were freed, killed the server: exit -15)."""
+    import json
+    srv, port = start_server()
+    s, got = open_stream(port, max_tokens=200)
+    srv.send_signal(signal.SIGTERM)
+    text = ""
+    import threading
+    reader = threading.Thread(target=lambda: globals().__setitem__("_text", read_rest(s, got)))
+    reader.start()
+    sent = 0
+    while srv.poll() is None and sent < 20000:
+        try:
+            srv.send_signal(signal.SIGTERM)
+        except ProcessLookupError:
+            break
+        sent += 1
+        time.sleep(0.005)
+    reader.join(60)
+    text = globals().get("_text", "")
+    events = [l[6:] for l in text.split("\n") if l.startswith("data: ")]
+    if '"error"' in text or not events or events[-1].strip() != "[DONE]":
+        fail("the stream did not end whole: %r" % text[-500:])
+    await_exit(srv, 0, "SIGTERM every 5 ms")
+    print("%d SIGTERMs: the stream ended whole; server exited 0" % sent)
+
+
 CASES = {
     "late_join": late_join, "flaky_leader": flaky_leader, "kill_worker": kill_worker,
     "kill_last_rank": lambda: kill_worker(("--tp", "2", "--pp", "2"), 3), "version_mismatch": version_mismatch,
@@ -816,7 +870,7 @@ CASES = {
     "lost_after_welcome": lost_after_welcome, "bad_hellos": bad_hellos,
     "fd_flood": fd_flood,
     "serve_kill_worker": serve_kill_worker, "serve_idle_lost": serve_idle_lost, "serve_hung_worker": serve_hung_worker,
-    "serve_group_term": serve_group_term,
+    "serve_group_term": serve_group_term, "serve_drain_lost": serve_drain_lost, "serve_term_repeat": serve_term_repeat,
 }
 CASES[CASE]()
 print("1 passed, 0 failed")
