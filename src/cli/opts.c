@@ -81,17 +81,9 @@ ss_status ss_opts_parse(const ss_opt *opts, int argc, char **argv, int first, ch
         if (o && o->type != SS_OPT_BOOL)
             i++;
     }
-    /* Environment first, so that flags override it. */
-    for (const ss_opt *o = opts; o->name; o++) {
-        char key[96];
-        opt_env_name(o->name, key, sizeof key);
-        const char *v = ss_env_get(env, key);
-        if (v && *v) {
-            ss_status st = opt_set(o, v, key, err);
-            if (st != SS_OK)
-                return st;
-        }
-    }
+    /* Flags first; then the environment, for the options no flag gave: a flag wins over its twin, also over a twin
+     * whose value is bad (helper-80: SHARDSERVE_MAX_TOKENS=abc failed a command that passed --max-tokens 2). */
+    unsigned char given[256] = {0};
     for (int i = first; i < argc; i++) {
         const char *a = argv[i];
         if (strncmp(a, "--", 2) != 0)
@@ -117,6 +109,18 @@ ss_status ss_opts_parse(const ss_opt *opts, int argc, char **argv, int first, ch
         ss_status st = opt_set(o, val, origin, err);
         if (st != SS_OK)
             return st;
+        if ((size_t)(o - opts) < sizeof given)
+            given[o - opts] = 1;
+    }
+    for (const ss_opt *o = opts; o->name; o++) {
+        char key[96];
+        opt_env_name(o->name, key, sizeof key);
+        const char *v = (size_t)(o - opts) < sizeof given && given[o - opts] ? NULL : ss_env_get(env, key);
+        if (v && *v) {
+            ss_status st = opt_set(o, v, key, err);
+            if (st != SS_OK)
+                return st;
+        }
     }
     return SS_OK;
 }

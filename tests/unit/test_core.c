@@ -87,6 +87,15 @@ static void test_opts(void **state)
     assert_non_null(strstr(e.msg, "four"));
     char *missing[] = {"shardserve", "serve", "--tp", NULL};
     assert_int_equal(ss_opts_parse(opts, 3, missing, 2, NULL, "serve", &e), SS_ERR_INVALID_ARG);
+    /* a flag wins over a twin whose value is bad (helper-80: the twin was read first and failed the command); the
+     * bad twin of an option no flag gives is still refused, naming the variable */
+    char *flag_given[] = {"shardserve", "serve", "--tp", "3", NULL};
+    char *bad_env[] = {"SHARDSERVE_TP=abc", NULL};
+    assert_int_equal(ss_opts_parse(opts, 4, flag_given, 2, bad_env, "serve", &e), SS_OK);
+    assert_int_equal(tp, 3);
+    char *no_flag[] = {"shardserve", "serve", NULL};
+    assert_int_equal(ss_opts_parse(opts, 2, no_flag, 2, bad_env, "serve", &e), SS_ERR_INVALID_ARG);
+    assert_non_null(strstr(e.msg, "SHARDSERVE_TP"));
 }
 
 /* JSON numbers as integers: in range and whole, or refused before any conversion (out of range is undefined). */
