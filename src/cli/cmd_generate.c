@@ -211,8 +211,16 @@ int ss_cmd_generate(int argc, char **argv, char **env)
         return gen_fail(ss_err_set(&e, SS_ERR_INVALID_ARG, "--comm-timeout must be in 1..86400 seconds"), &e);
     if (o.logprobs < 0 || o.logprobs > SS_MAX_TOP_LOGPROBS)
         return gen_fail(ss_err_set(&e, SS_ERR_INVALID_ARG, "--logprobs must be in 0..%d", SS_MAX_TOP_LOGPROBS), &e);
-    if (o.temperature < 0 || o.top_p <= 0 || o.top_p > 1)
-        return gen_fail(ss_err_set(&e, SS_ERR_INVALID_ARG, "--temperature must be >= 0 and --top-p in (0, 1]"), &e);
+    /* the ranges of the HTTP API's fields (api_openai.c) */
+    if (!(o.temperature >= 0 && o.temperature <= 100) || !(o.top_p > 0 && o.top_p <= 1) ||
+        !(o.min_p >= 0 && o.min_p <= 1))
+        return gen_fail(ss_err_set(&e, SS_ERR_INVALID_ARG,
+                                   "--temperature must be in [0, 100], --top-p in (0, 1] and --min-p in [0, 1]"),
+                        &e);
+    if (o.top_k < -1 || o.top_k > INT32_MAX)
+        return gen_fail(ss_err_set(&e, SS_ERR_INVALID_ARG, "--top-k must be -1 or 0 (off), or a count of tokens"), &e);
+    if (o.top_k < 0)
+        o.top_k = 0;
     char model_dir[4096];
     if (o.logprobs > 0 && !json)
         return gen_fail(ss_err_set(&e, SS_ERR_INVALID_ARG,

@@ -2,6 +2,7 @@
 #include "cli/opts.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,8 +40,8 @@ static ss_status opt_set(const ss_opt *o, const char *val, const char *origin, s
     case SS_OPT_FLOAT: {
         errno = 0;
         double v = strtod(val, &end);
-        if (errno || end == val || *end)
-            return ss_err_set(err, SS_ERR_INVALID_ARG, "%s: expected a number, got '%s'", origin, val);
+        if (errno || end == val || *end || !isfinite(v)) /* (strtod reads "nan" and "inf": no flag means them) */
+            return ss_err_set(err, SS_ERR_INVALID_ARG, "%s: expected a finite number, got '%s'", origin, val);
         *(double *)o->dest = v;
         return SS_OK;
     }

@@ -8,11 +8,25 @@
 
 #include "core/alloc.h"
 
+ss_status ss_file_error_status(int errnum)
+{
+    switch (errnum) {
+    case ENOENT:
+    case EACCES:
+    case EPERM:
+    case ENOTDIR:
+    case EISDIR:
+    case ELOOP:
+    case ENAMETOOLONG: return SS_ERR_NOT_FOUND;
+    default: return SS_ERR_IO;
+    }
+}
+
 ss_status ss_read_file(const char *path, size_t cap, char **out, size_t *len, ss_err *err)
 {
     FILE *fp = fopen(path, "rb");
     if (!fp)
-        return ss_err_set(err, errno == ENOENT ? SS_ERR_NOT_FOUND : SS_ERR_IO, "%s: %s", path, strerror(errno));
+        return ss_err_set(err, ss_file_error_status(errno), "%s: %s", path, strerror(errno));
     char *buf = NULL;
     size_t n = 0, capb = 0;
     ss_status st = SS_OK;
@@ -33,8 +47,8 @@ ss_status ss_read_file(const char *path, size_t cap, char **out, size_t *len, ss
             break;
         }
         if (r < 65536) {
-            if (ferror(fp))
-                st = ss_err_set(err, SS_ERR_IO, "%s: read error", path);
+            if (ferror(fp)) /* (a folder opens, and reads fail with EISDIR) */
+                st = ss_err_set(err, ss_file_error_status(errno), "%s: %s", path, strerror(errno));
             break;
         }
     }

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "core/alloc.h"
+#include "core/fileio.h"
 #include "core/json_num.h"
 
 ss_status ss_engine_dtype_parse(const char *s, ss_dtype *out, ss_err *err)
@@ -213,7 +214,7 @@ ss_status ss_manifest_load(const char *dir, ss_manifest **out, ss_err *err)
     snprintf(path, sizeof path, "%s/%s", dir, SS_MANIFEST_NAME);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return ss_err_set(err, errno == ENOENT ? SS_ERR_NOT_FOUND : SS_ERR_IO, "%s: %s", path, strerror(errno));
+        return ss_err_set(err, ss_file_error_status(errno), "%s: %s", path, strerror(errno));
     struct stat sb;
     if (fstat(fd, &sb) != 0 || sb.st_size > (off_t)SS_MANIFEST_MAX_BYTES) {
         close(fd);

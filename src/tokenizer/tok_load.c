@@ -9,6 +9,7 @@
 #include <cjson/cJSON.h>
 
 #include "core/alloc.h"
+#include "core/fileio.h"
 #include "core/json_num.h"
 #include "tokenizer/tok_internal.h"
 
@@ -34,14 +35,14 @@ static ss_status tok_read_file(const char *path, char **out, size_t *len, ss_err
 {
     FILE *f = fopen(path, "rb");
     if (!f)
-        return ss_err_set(err, errno == ENOENT ? SS_ERR_NOT_FOUND : SS_ERR_IO, "%s: %s", path, strerror(errno));
+        return ss_err_set(err, ss_file_error_status(errno), "%s: %s", path, strerror(errno));
     ss_tok_buf b = {0};
     ss_status st = SS_OK;
     char chunk[65536];
     size_t n;
     while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
         if (b.len + n > TOK_MAX_FILE) {
-            st = ss_err_set(err, SS_ERR_CAPACITY, "%s: larger than %zu bytes", path, TOK_MAX_FILE);
+            st = ss_err_set(err, SS_ERR_FORMAT, "%s: larger than %zu bytes", path, TOK_MAX_FILE);
             break;
         }
         if (ss_tok_buf_append(&b, chunk, n) != SS_OK) {
@@ -49,8 +50,8 @@ static ss_status tok_read_file(const char *path, char **out, size_t *len, ss_err
             break;
         }
     }
-    if (st == SS_OK && ferror(f))
-        st = ss_err_set(err, SS_ERR_IO, "%s: read error", path);
+    if (st == SS_OK && ferror(f)) /* (a folder opens, and reads fail with EISDIR) */
+        st = ss_err_set(err, ss_file_error_status(errno), "%s: %s", path, strerror(errno));
     fclose(f);
     if (st == SS_OK && !b.p && ss_tok_buf_append(&b, "", 0) != SS_OK)
         st = ss_err_set(err, SS_ERR_NOMEM, "%s: out of memory reading", path);

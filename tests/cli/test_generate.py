@@ -137,6 +137,23 @@ for t in ("0", "4294970"):  # (session 60: 0 became 60 s, and 4294970 s overflow
     check("--comm-timeout %s -> exit 2 naming it" % t, r.returncode == 2 and "--comm-timeout" in r.stderr, r.stderr)
 r = run(["--model", os.path.join(FIX, "models", "llama3-gqa"), "--prompt", "hi"])
 check("--prompt without tokenizer.json -> exit 3", r.returncode == 3 and "tokenizer.json" in r.stderr, r.stderr)
+# a model path that is a file, a tokenizer.json that is a folder: bad model input, 3 (helper-80: exit 1)
+r = run(["--model", os.path.join(model, "config.json"), "--prompt", "hi"])
+check("--model naming a file -> exit 3 naming it", r.returncode == 3 and "config.json" in r.stderr, r.stderr)
+odd = tempfile.mkdtemp()
+for f in ("config.json", "model.safetensors", "generation_config.json"):
+    if os.path.exists(os.path.join(model, f)):
+        os.symlink(os.path.join(model, f), os.path.join(odd, f))
+os.mkdir(os.path.join(odd, "tokenizer.json"))
+r = run(["--model", odd, "--prompt", "hi"])
+check("tokenizer.json that is a folder -> exit 3 naming it", r.returncode == 3 and "tokenizer.json" in r.stderr,
+      r.stderr)
+# sampling values the HTTP API refuses are refused here too (helper-80: nan ran greedy, min-p 5 and a top-k past
+# 2^32 were taken)
+for extra in (["--temperature", "nan"], ["--temperature", "101"], ["--min-p", "5"], ["--top-p", "inf"],
+              ["--top-k", "4294967297"], ["--top-k", "-2"]):
+    r = run(["--model", model, "--prompt-ids", "1"] + extra)
+    check("%s -> exit 2 naming it" % extra, r.returncode == 2 and extra[0] in r.stderr, r.stderr)
 with open(os.path.join(bad, "chat.json"), "w") as f:
     f.write('{"messages": 3}')
 r = run(["--model", model, "--chat", os.path.join(bad, "chat.json")])
