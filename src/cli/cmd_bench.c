@@ -19,14 +19,17 @@
 /* Applies a fixed length or an inclusive a:b range to [*lo, *hi]; both given is a usage error. */
 static ss_status bench_len(const char *name, int64_t fixed, const char *range, int64_t *lo, int64_t *hi, ss_err *err)
 {
-    if (fixed >= 0 && range)
+    const int given = fixed != INT64_MIN; /* (INT64_MIN: the flag was not given) */
+    if (given && range)
         return ss_err_set(err, SS_ERR_INVALID_ARG, "--%s and --%s-range: give one of them", name, name);
     if (range) {
         char flag[64];
         snprintf(flag, sizeof flag, "--%s-range", name);
         return ss_bench_parse_range(range, flag, lo, hi, err);
     }
-    if (fixed >= 0)
+    if (given && fixed < 1) /* (a negative value was taken for "not given": helper-80) */
+        return ss_err_set(err, SS_ERR_INVALID_ARG, "--%s %lld: must be at least 1", name, (long long)fixed);
+    if (given)
         *lo = *hi = fixed;
     return SS_OK;
 }
@@ -52,7 +55,7 @@ int ss_cmd_bench(int argc, char **argv, char **env)
     ss_bench_params p;
     ss_bench_default_params(&p);
     ss_bench_workload_params *w = &p.workload;
-    int64_t num_requests = w->num_requests, input_len = -1, output_len = -1, seed = 0;
+    int64_t num_requests = w->num_requests, input_len = INT64_MIN, output_len = INT64_MIN, seed = 0;
     const char *input_range = NULL, *output_range = NULL, *vocab_range = NULL, *requests_path = NULL;
     int json = 0, quiet = 0;
     const ss_opt opts[] = {

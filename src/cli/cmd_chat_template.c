@@ -30,7 +30,7 @@ static ss_status ct_read_stdin(char **out, size_t *len, ss_err *err)
         if (n + 1 == cap) {
             if (cap >= CT_MAX_STDIN) {
                 ss_free(buf);
-                return ss_err_set(err, SS_ERR_CAPACITY, "stdin: messages larger than %zu bytes", CT_MAX_STDIN);
+                return ss_err_set(err, SS_ERR_INVALID_ARG, "stdin: messages larger than %zu bytes", CT_MAX_STDIN);
             }
             char *nb = ss_realloc(buf, cap * 2);
             if (!nb) {

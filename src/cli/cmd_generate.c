@@ -236,8 +236,10 @@ int ss_cmd_generate(int argc, char **argv, char **env)
     }
     if ((st = ss_cli_engine_layout(model_dir, 0, &o.tp, &o.pp, NULL, 0, &e)) != SS_OK)
         return gen_fail(st, &e);
-    if (o.tp < 1 || o.pp < 1 || o.tp * o.pp > 64)
+    if (o.tp < 1 || o.pp < 1 || o.tp > 64 || o.pp > 64 || o.tp * o.pp > 64) /* (each bounded first: no overflow) */
         return gen_fail(ss_err_set(&e, SS_ERR_INVALID_ARG, "--tp and --pp must be >= 1 with tp x pp <= 64"), &e);
+    if (o.threads < 0 || o.threads > 4096)
+        return gen_fail(ss_err_set(&e, SS_ERR_INVALID_ARG, "--threads must be in 0..4096 (0 = all cores)"), &e);
     ss_rank_info ri;
     st = ss_rank_discover(env, (int)o.tp, (int)o.pp, (int)o.nnodes, (int)o.node_rank, (int)o.gpus_per_node,
                           o.leader_addr, (int)o.rdzv_port, &ri, &e);

@@ -241,6 +241,11 @@ int ss_cmd_serve(int argc, char **argv, char **env)
     p.host = o.host;
     p.port = (int)o.port;
     p.metrics_port = (int)o.metrics_port;
+    if (o.api_key && !o.api_key[0]) {
+        /* given, but empty (an unset shell variable): serving without a key would be a silent surprise */
+        fprintf(stderr, "shardserve serve: --api-key is empty; give a key, or leave the flag out to serve without one\n");
+        return SS_EXIT_USAGE;
+    }
     p.api_key = o.api_key;
     p.replica.tp = (int)o.tp;
     p.replica.pp = (int)o.pp;

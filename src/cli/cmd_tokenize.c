@@ -26,7 +26,7 @@ static ss_status tokenize_read_stdin(char **out, size_t *len, ss_err *err)
         if (n == cap) {
             if (cap >= SS_TOKENIZER_MAX_TEXT) {
                 ss_free(buf);
-                return ss_err_set(err, SS_ERR_CAPACITY, "stdin: more than %zu bytes", SS_TOKENIZER_MAX_TEXT);
+                return ss_err_set(err, SS_ERR_INVALID_ARG, "stdin: more than %zu bytes", SS_TOKENIZER_MAX_TEXT);
             }
             char *p = ss_realloc(buf, cap * 2 + 1);
             if (!p) {

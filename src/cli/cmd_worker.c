@@ -164,8 +164,12 @@ int ss_cmd_worker(int argc, char **argv, char **env)
     ss_status st = ss_opts_parse(opts, argc, argv, 2, env, "worker", &e);
     if (st == SS_ERR_CANCELLED)
         return SS_EXIT_OK;
-    if (st == SS_OK && (!leader || rank < 1 || world < 2 || rank >= world))
-        st = ss_err_set(&e, SS_ERR_INVALID_ARG, "worker needs --leader-addr, --world >= 2 and --rank in 1..world-1");
+    if (st == SS_OK && (!leader || rank < 1 || world < 2 || world > 4096 || rank >= world))
+        st = ss_err_set(&e, SS_ERR_INVALID_ARG,
+                        "worker needs --leader-addr, --world in 2..4096 and --rank in 1..world-1");
+    if (st == SS_OK && (join_timeout < 1 || join_timeout > 86400)) /* (a larger one overflowed the deadline) */
+        st = ss_err_set(&e, SS_ERR_INVALID_ARG, "--join-timeout must be in 1..86400 seconds (got %lld)",
+                        (long long)join_timeout);
     ss_log_level level = SS_LOG_INFO;
     if (st == SS_OK && ss_log_level_parse(log_level, &level) != 0)
         st = ss_err_set(&e, SS_ERR_INVALID_ARG, "--log-level must be debug, info, warn or error (got '%s')", log_level);

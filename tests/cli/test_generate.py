@@ -74,6 +74,28 @@ check("worker --log-level loud -> exit 2 naming it", r.returncode == 2 and "'lou
 r = subprocess.run([BIN, "serve", "--model", model, "--device", "cpu", "--port", "0", "--log-level", "loud"],
                    capture_output=True, text=True, timeout=60)  # (it was taken as info)
 check("serve --log-level loud -> exit 2 naming it", r.returncode == 2 and "'loud'" in r.stderr, r.stderr)
+# helper-80's findings: bounds before casts, an empty key, negative lengths, a flag over a bad twin, stdin caps
+cases = [
+    ([BIN, "worker", "--leader-addr", "127.0.0.1:1", "--rank", "1", "--world", "4294967298"], {}, 2, "--world in 2..4096"),
+    ([BIN, "worker", "--leader-addr", "127.0.0.1:1", "--rank", "1", "--world", "2", "--join-timeout",
+      "9223372036854775807"], {}, 2, "--join-timeout must be in 1..86400"),
+    ([BIN, "generate", "--model", model, "--prompt-ids", "1", "--tp", "4294967296", "--pp", "4294967296"], {}, 2,
+     "tp x pp <= 64"),
+    ([BIN, "generate", "--model", model, "--prompt-ids", "1", "--threads", "5000"], {}, 2, "--threads must be in"),
+    ([BIN, "serve", "--model", model, "--device", "cpu", "--port", "0", "--api-key", ""], {}, 2, "--api-key is empty"),
+    ([BIN, "bench", "--url", "http://127.0.0.1:1", "--num-requests", "1", "--input-len", "-7"], {}, 2,
+     "--input-len -7: must be at least 1"),
+    ([BIN, "generate", "--quiet", "--model", model, "--prompt-ids", "1", "--max-tokens", "2"],
+     {"SHARDSERVE_MAX_TOKENS": "abc"}, 0, ""),
+]
+for argv, env, code, says in cases:
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=dict(os.environ, **env))
+    check("%s %s -> exit %d" % (" ".join(argv[1:]), env or "", code), r.returncode == code and says in r.stderr,
+          r.stderr[-400:])
+r = subprocess.run([BIN, "chat-template", "--model", model], input=" " * (70 << 20), capture_output=True, text=True,
+                   timeout=120)
+check("chat-template with 70 MB on stdin -> exit 3 naming the cap, as its other bad messages (was 5, out of memory)",
+      r.returncode == 3 and "stdin: messages larger than" in r.stderr, r.stderr[-400:])
 
 # 4. the bundled demo model (no --model): transformers' greedy continuations, from text prompts.
 root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
