@@ -8,20 +8,6 @@
 
 #include "core/alloc.h"
 
-ss_status ss_file_error_status(int errnum)
-{
-    switch (errnum) {
-    case ENOENT:
-    case EACCES:
-    case EPERM:
-    case ENOTDIR:
-    case EISDIR:
-    case ELOOP:
-    case ENAMETOOLONG: return SS_ERR_NOT_FOUND;
-    default: return SS_ERR_IO;
-    }
-}
-
 ss_status ss_read_file(const char *path, size_t cap, char **out, size_t *len, ss_err *err)
 {
     FILE *fp = fopen(path, "rb");
