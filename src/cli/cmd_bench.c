@@ -60,7 +60,9 @@ int ss_cmd_bench(int argc, char **argv, char **env)
     int json = 0, quiet = 0;
     const ss_opt opts[] = {
         {"url", SS_OPT_STR, &p.url, "server base URL (default http://127.0.0.1:8000)"},
-        {"model", SS_OPT_STR, &p.model, "model name (default: the first of GET /v1/models)"},
+        {"model", SS_OPT_STR, &p.model,
+         "model name (default: the first of GET /v1/models); environment: SHARDSERVE_BENCH_MODEL (SHARDSERVE_MODEL "
+         "is serve's model folder or id, not read here)"},
         {"api-key", SS_OPT_STR, &p.api_key, "sent as Authorization: Bearer KEY"},
         {"num-requests", SS_OPT_INT, &num_requests, "measured requests (default 100)"},
         {"input-len", SS_OPT_INT, &input_len, "prompt tokens per request (default 128)"},
@@ -83,7 +85,25 @@ int ss_cmd_bench(int argc, char **argv, char **env)
         {NULL, 0, NULL, NULL},
     };
     ss_err err = {""};
-    ss_status st = ss_opts_parse(opts, argc, argv, 2, env, "bench", &err);
+    /* bench's --model names a served model, while SHARDSERVE_MODEL is serve's model (a folder or a Hub id), set in the
+     * same environment in a serving pod: read there, every request asked for the path and got 404 (helper-80). So
+     * bench leaves it out; its twin is SHARDSERVE_BENCH_MODEL. (The options keep pointers into env's strings only.) */
+    size_t n_env = 0;
+    while (env && env[n_env])
+        n_env++;
+    char **benv = ss_calloc(n_env + 1, sizeof *benv);
+    if (!benv) {
+        fprintf(stderr, "shardserve bench: out of memory\n");
+        return SS_EXIT_OOM;
+    }
+    for (size_t i = 0, k = 0; i < n_env; i++)
+        if (strncmp(env[i], "SHARDSERVE_MODEL=", 17) != 0)
+            benv[k++] = env[i];
+    ss_status st = ss_opts_parse(opts, argc, argv, 2, benv, "bench", &err);
+    ss_free(benv);
+    const char *bench_model = env ? ss_env_get(env, "SHARDSERVE_BENCH_MODEL") : NULL;
+    if (st == SS_OK && !p.model && bench_model && *bench_model)
+        p.model = bench_model;
     if (st == SS_ERR_CANCELLED)
         return SS_EXIT_OK;
     if (st == SS_OK)

@@ -219,10 +219,16 @@ def group_errors():
 def group_flags():
     srv = MockServer(mode="ok", vocab=(5, 9), temperature=0.5, ignore_eos=False).start()
     try:
-        env = {"SHARDSERVE_NUM_REQUESTS": "3", "SHARDSERVE_VOCAB_RANGE": "5:9", "SHARDSERVE_MODEL": "tiny",
+        env = {"SHARDSERVE_NUM_REQUESTS": "3", "SHARDSERVE_VOCAB_RANGE": "5:9", "SHARDSERVE_BENCH_MODEL": "tiny",
                "SHARDSERVE_TEMPERATURE": "0.5", "SHARDSERVE_IGNORE_EOS": "false", "SHARDSERVE_OUTPUT_LEN": "2"}
         rep, _ = bench(srv.url, "--input-len", 2, env=env, expect_rc=0)
         check(rep["requests"] == {"total": 3, "ok": 3, "failed": 0}, "env twins: %s" % rep["requests"])
+        # serve's SHARDSERVE_MODEL (a model folder) in the same environment is not bench's model name (helper-80:
+        # every request asked for the path and got 404): the server's own model is used.
+        env2 = dict(env, SHARDSERVE_MODEL="/models/llama-3-8b")
+        del env2["SHARDSERVE_BENCH_MODEL"]
+        rep, _ = bench(srv.url, "--input-len", 2, env=env2, expect_rc=0)
+        check(rep["requests"] == {"total": 3, "ok": 3, "failed": 0}, "SHARDSERVE_MODEL ignored: %s" % rep["requests"])
         # A flag beats its environment twin.
         rep, _ = bench(srv.url, "--input-len", 2, "--num-requests", 1, env=env, expect_rc=0)
         check(rep["requests"]["total"] == 1, "flag over env")
