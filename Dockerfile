@@ -13,7 +13,7 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       build-essential cmake pkg-config \
       libcjson-dev libevent-dev libpcre2-dev libutf8proc-dev libcurl4-openssl-dev libopenblas-dev libssl-dev \
-      libcmocka-dev \
+      libxxhash-dev libcmocka-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -29,7 +29,7 @@ FROM nvidia/cuda:${CUDA_VERSION}-runtime-${UBUNTU}
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       ca-certificates libcjson1 libevent-2.1-7t64 libevent-pthreads-2.1-7t64 libpcre2-8-0 libutf8proc3 \
-      libcurl4t64 libopenblas0-pthread libssl3t64 libgomp1 \
+      libcurl4t64 libopenblas0-pthread libssl3t64 libxxhash0 libgomp1 \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 shardserve \
  && useradd --system --uid 10001 --gid 10001 --home-dir /home/shardserve --create-home \

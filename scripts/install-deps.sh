@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"
 PKGS="build-essential cmake pkg-config clang libclang-rt-14-dev libcjson-dev libevent-dev libpcre2-dev
-      libutf8proc-dev libcurl4-openssl-dev libopenblas-dev libssl-dev libcmocka-dev libomp-dev curl python3 iproute2
+      libutf8proc-dev libcurl4-openssl-dev libopenblas-dev libssl-dev libxxhash-dev libcmocka-dev libomp-dev curl python3 iproute2
       golang-go"
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done

@@ -72,7 +72,7 @@ fi
 export PATH=/usr/local/cuda/bin:$PATH
 
 # ---- 1. binaries: build here if the host libraries are installed, else the staged ones
-PKGS="libcjson libevent libevent_pthreads libpcre2-8 libutf8proc libcurl openblas cmocka"
+PKGS="libcjson libevent libevent_pthreads libpcre2-8 libutf8proc libcurl openblas libxxhash cmocka"
 BUILD=$ROOT/build-gpu
 if command -v pkg-config >/dev/null && pkg-config --exists $PKGS 2>/dev/null && [ -z "${SS_GPU_PREBUILT:-}" ]; then
   step "configure (Release, CUDA)" 120 "$OUT/configure.log" \

@@ -53,6 +53,7 @@ typedef struct bld_rank {
     char path[SS_CACHE_PATH_MAX];
     int64_t size;
     char digest[SS_SHA256_HEX];
+    char quick[SS_QUICK_DIGEST_LEN];
 } bld_rank;
 
 typedef struct bld_ctx {
@@ -282,6 +283,7 @@ static void *bld_thread_main(void *arg)
     for (int k = 0; st == SS_OK && k < mine; k++) {
         bld_rank *r = &c->ranks[th->index + k * c->n_threads];
         st = ss_st_writer_finish(ws[k], r->digest, &r->size, &th->err);
+        ss_st_writer_quick_digest(ws[k], r->quick);
     }
     for (int k = 0; ws && k < mine; k++)
         ss_st_writer_destroy(ws[k]);
@@ -456,6 +458,7 @@ ss_status ss_engine_build(const ss_engine_build_params *bp, ss_err *err)
             goto out;
         }
         snprintf(man.ranks[r].digest, 8 + SS_SHA256_HEX, "sha256:%s", c.ranks[r].digest);
+        man.ranks[r].quick_digest = c.ranks[r].quick; /* (borrowed: not freed below) */
     }
     SS_CHECK_GOTO(ss_manifest_save(&man, bp->out_dir, err), st, out);
     st = ss_cache_fsync_dir(bp->out_dir, err);

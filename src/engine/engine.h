@@ -13,7 +13,9 @@
 
 typedef enum ss_engine_verify_level {
     SS_ENGINE_VERIFY_SIZES = 0, /* manifest parses, every file present with its size (instant) */
-    SS_ENGINE_VERIFY_FULL,      /* and every rank file's sha256 matches (reads everything) */
+    SS_ENGINE_VERIFY_LOAD,      /* and the small files' sha256 match: a load's check (milliseconds; the rank file's
+                                 * quick digest is read beside the load, load_check.h) */
+    SS_ENGINE_VERIFY_FULL,      /* and every file's sha256 and quick digest match (reads everything) */
 } ss_engine_verify_level;
 
 typedef struct ss_engine_params {

@@ -13,6 +13,7 @@
 #include "core/alloc.h"
 #include "core/fileio.h"
 #include "core/json_num.h"
+#include "engine/quick_digest.h"
 
 ss_status ss_engine_dtype_parse(const char *s, ss_dtype *out, ss_err *err)
 {
@@ -48,6 +49,7 @@ static void man_files_free(ss_manifest_file *f, size_t n)
     for (size_t i = 0; f && i < n; i++) {
         ss_free(f[i].name);
         ss_free(f[i].digest);
+        ss_free(f[i].quick_digest);
     }
     ss_free(f);
 }
@@ -128,6 +130,10 @@ static ss_status man_files(const cJSON *o, const char *key, const char *name, ss
         SS_CHECK(man_int(e, "size", where, 0, (int64_t)1 << 53, &sz, err));
         f[i].size = sz;
         SS_CHECK(man_str(e, "digest", where, &f[i].digest, 0, err));
+        SS_CHECK(man_str(e, "quick_digest", where, &f[i].quick_digest, 0, err));
+        if (f[i].quick_digest && !ss_quick_digest_valid(f[i].quick_digest))
+            return ss_err_set(err, SS_ERR_FORMAT, "%s: field \"quick_digest\" must be \"%s\" and 32 hex digits", where,
+                              SS_QUICK_DIGEST_PREFIX);
         i++;
     }
     return SS_OK;
@@ -251,7 +257,8 @@ static cJSON *man_files_json(const ss_manifest_file *f, size_t n)
         cJSON *e = cJSON_CreateObject();
         if (!e || !cJSON_AddItemToArray(a, e) || !cJSON_AddStringToObject(e, "name", f[i].name) ||
             !cJSON_AddNumberToObject(e, "size", (double)f[i].size) ||
-            (f[i].digest && !cJSON_AddStringToObject(e, "digest", f[i].digest))) {
+            (f[i].digest && !cJSON_AddStringToObject(e, "digest", f[i].digest)) ||
+            (f[i].quick_digest && !cJSON_AddStringToObject(e, "quick_digest", f[i].quick_digest))) {
             cJSON_Delete(a);
             return NULL;
         }

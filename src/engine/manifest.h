@@ -17,6 +17,8 @@ typedef struct ss_manifest_file {
     char *name;   /* a plain file name inside the engine (or source) folder; owned */
     int64_t size; /* bytes */
     char *digest; /* "sha256:<hex>", "header-sha256:<hex>" or NULL when unknown; owned */
+    char *quick_digest; /* rank files: "xxh3-128:<hex>" (quick_digest.h), checked at every load; NULL in engines
+                         * built before it (sizes only then); owned */
 } ss_manifest_file;
 
 typedef struct ss_manifest_model {

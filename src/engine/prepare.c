@@ -1,6 +1,7 @@
 /* prepare.c — find or build an engine in the cache (DESIGN.md §3): key the source, reuse a valid
  * engine, else elect one builder through the lock, build into a temporary sibling, fsync, rename. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,7 @@
 #include "engine/digest.h"
 #include "engine/engine.h"
 #include "engine/hub.h"
+#include "engine/quick_digest.h"
 #include "core/progress.h"
 
 ss_engine_params ss_engine_default_params(void)
@@ -26,7 +28,7 @@ ss_engine_params ss_engine_default_params(void)
     p.dtype = SS_DTYPE_BF16;
     p.hf_endpoint = "https://huggingface.co";
     p.download_parallel = 4;
-    p.verify = SS_ENGINE_VERIFY_SIZES;
+    p.verify = SS_ENGINE_VERIFY_LOAD;
     p.lock = ss_lock_default_params();
     return p;
 }
@@ -41,7 +43,49 @@ ss_status ss_engine_rank_path(const char *dir, int rank, char *buf, size_t cap, 
     return SS_OK;
 }
 
-static ss_status eng_check_file(const char *dir, const ss_manifest_file *f, int full, ss_err *err)
+/* The sha256 (and, where the manifest has one, the quick digest) of the file at path, in one read. */
+static ss_status eng_file_digests(const char *path, char sha[SS_SHA256_HEX], char quick[SS_QUICK_DIGEST_LEN],
+                                  ss_err *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return ss_err_set(err, SS_ERR_IO, "%s: %s", path, strerror(errno));
+    (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    const size_t cap = 8u << 20;
+    uint8_t *buf = ss_malloc(cap);
+    ss_sha256 *h = NULL;
+    ss_quick_digest *q = NULL;
+    ss_status st = buf ? ss_sha256_create(&h, err) : ss_err_set(err, SS_ERR_NOMEM, "%s: out of memory", path);
+    if (st == SS_OK && quick)
+        st = ss_quick_digest_create(&q, err);
+    for (off_t off = 0; st == SS_OK;) {
+        ssize_t r = pread(fd, buf, cap, off);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            st = ss_err_set(err, SS_ERR_IO, "%s: read: %s", path, strerror(errno));
+            break;
+        }
+        if (r == 0)
+            break;
+        st = ss_sha256_update(h, buf, (size_t)r, err);
+        if (st == SS_OK && q)
+            st = ss_quick_digest_update(q, buf, (size_t)r, err);
+        off += r;
+    }
+    if (st == SS_OK)
+        st = ss_sha256_final_hex(h, sha, err);
+    if (st == SS_OK && q)
+        ss_quick_digest_text(q, quick);
+    ss_quick_digest_destroy(q);
+    ss_sha256_destroy(h);
+    ss_free(buf);
+    close(fd);
+    return st;
+}
+
+/* One file of the engine against its manifest entry: its size; with `digests`, its sha256 and quick digest. */
+static ss_status eng_check_file(const char *dir, const ss_manifest_file *f, int digests, ss_err *err)
 {
     char path[SS_CACHE_PATH_MAX];
     snprintf(path, sizeof path, "%s/%s", dir, f->name);
@@ -51,13 +95,17 @@ static ss_status eng_check_file(const char *dir, const ss_manifest_file *f, int 
     if ((int64_t)sb.st_size != f->size)
         return ss_err_set(err, SS_ERR_MISMATCH, "%s: %lld bytes, the manifest says %lld (damaged engine file)", path,
                           (long long)sb.st_size, (long long)f->size);
-    if (full && f->digest && !strncmp(f->digest, "sha256:", 7)) {
-        char hex[SS_SHA256_HEX];
-        SS_CHECK(ss_sha256_file(path, hex, err));
-        if (strcmp(hex, f->digest + 7))
-            return ss_err_set(err, SS_ERR_MISMATCH, "%s: sha256 %s, the manifest says %s (damaged engine file)", path,
-                              hex, f->digest + 7);
-    }
+    int sha = digests && f->digest && !strncmp(f->digest, "sha256:", 7);
+    if (!sha && !(digests && f->quick_digest))
+        return SS_OK;
+    char hex[SS_SHA256_HEX], quick[SS_QUICK_DIGEST_LEN];
+    SS_CHECK(eng_file_digests(path, hex, f->quick_digest ? quick : NULL, err));
+    if (sha && strcmp(hex, f->digest + 7))
+        return ss_err_set(err, SS_ERR_MISMATCH, "%s: sha256 %s, the manifest says %s (damaged engine file)", path,
+                          hex, f->digest + 7);
+    if (f->quick_digest && strcmp(quick, f->quick_digest))
+        return ss_err_set(err, SS_ERR_MISMATCH, "%s: %s, the manifest says %s (damaged engine file)", path, quick,
+                          f->quick_digest);
     return SS_OK;
 }
 
@@ -74,8 +122,9 @@ ss_status ss_engine_verify(const char *dir, ss_engine_verify_level level, ss_err
         else
             st = eng_check_file(dir, &m->ranks[i], level == SS_ENGINE_VERIFY_FULL, err);
     }
-    for (size_t i = 0; st == SS_OK && i < m->n_extras; i++) /* (engines before session 63 have no digest for these) */
-        st = eng_check_file(dir, &m->extras[i], level == SS_ENGINE_VERIFY_FULL, err);
+    /* (engines before session 63 have no digest for these; a load reads them whole anyway: config and tokenizer) */
+    for (size_t i = 0; st == SS_OK && i < m->n_extras; i++)
+        st = eng_check_file(dir, &m->extras[i], level != SS_ENGINE_VERIFY_SIZES, err);
     ss_manifest_destroy(m);
     return st;
 }

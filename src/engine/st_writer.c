@@ -173,6 +173,7 @@ struct ss_st_writer {
     char *buf;
     size_t buf_len;
     ss_sha256 *sha;
+    ss_quick_digest *quick; /* beside sha */
     double t0;           /* ss_now_s when writing began */
     uint64_t written;    /* bytes written since t0, for the throttle */
     int finished;
@@ -188,6 +189,8 @@ static ss_status stw_write_all(ss_st_writer *w, const char *p, size_t len, ss_er
 {
     if (w->sha)
         SS_CHECK(ss_sha256_update(w->sha, p, len, err));
+    if (w->quick)
+        SS_CHECK(ss_quick_digest_update(w->quick, p, len, err));
     while (len) {
         ssize_t r = write(w->fd, p, len);
         if (r < 0 && errno == EINTR)
@@ -252,8 +255,10 @@ ss_status ss_st_writer_create(const char *path, const ss_st_entry *entries, size
     }
     w->total = off;
     w->pos = hdr_len;
-    if (w->params.digest)
+    if (w->params.digest) {
         SS_CHECK_GOTO(ss_sha256_create(&w->sha, err), st, fail);
+        SS_CHECK_GOTO(ss_quick_digest_create(&w->quick, err), st, fail);
+    }
     w->fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (w->fd < 0) {
         st = ss_err_set(err, SS_ERR_IO, "%s: %s", path, strerror(errno));
@@ -350,6 +355,14 @@ ss_status ss_st_writer_finish(ss_st_writer *w, char digest_hex[SS_SHA256_HEX], i
     return SS_OK;
 }
 
+void ss_st_writer_quick_digest(const ss_st_writer *w, char out[SS_QUICK_DIGEST_LEN])
+{
+    if (w->finished && w->quick)
+        ss_quick_digest_text(w->quick, out);
+    else
+        out[0] = '\0';
+}
+
 void ss_st_writer_destroy(ss_st_writer *w)
 {
     if (!w)
@@ -359,6 +372,7 @@ void ss_st_writer_destroy(ss_st_writer *w)
     if (!w->finished && w->path)
         unlink(w->path);
     ss_sha256_destroy(w->sha);
+    ss_quick_digest_destroy(w->quick);
     ss_free(w->buf);
     ss_free(w->ends);
     ss_free(w->path);

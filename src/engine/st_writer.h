@@ -9,6 +9,7 @@
 #include "core/dtype.h"
 #include "core/status.h"
 #include "engine/digest.h"
+#include "engine/quick_digest.h"
 #include "model/safetensors.h"
 
 typedef struct ss_st_entry {
@@ -34,7 +35,7 @@ ss_status ss_st_header_build(const ss_st_entry *entries, size_t n, const ss_st_k
 
 typedef struct ss_st_writer_params {
     size_t buffer_bytes;  /* write buffer (default 8 MiB) */
-    int digest;           /* compute the file's sha256 while writing (default on) */
+    int digest;           /* compute the file's sha256 and quick digest while writing (default on) */
     int sync;             /* fsync the file at finish (default on) */
     int64_t throttle_bps; /* test only: cap the write rate in bytes/s (0 = none) */
 } ss_st_writer_params;
@@ -57,6 +58,8 @@ size_t ss_st_writer_current(const ss_st_writer *w);
 /* Checks that every declared byte was written, flushes, fsyncs and closes. digest_hex (optional)
  * gets the sha256 of the whole file when params.digest; file_size (optional) its size. */
 ss_status ss_st_writer_finish(ss_st_writer *w, char digest_hex[SS_SHA256_HEX], int64_t *file_size, ss_err *err);
+/* After a finish with params.digest: the file's quick digest (quick_digest.h) into out; else out gets "". */
+void ss_st_writer_quick_digest(const ss_st_writer *w, char out[SS_QUICK_DIGEST_LEN]);
 /* Frees the writer; a file that was not finished is removed. */
 void ss_st_writer_destroy(ss_st_writer *w);
 

@@ -12,7 +12,9 @@
 #include "core/log.h"
 #include "core/net.h"
 #include "engine/engine.h"
+#include "engine/load_check.h"
 #include "engine/manifest.h"
+#include "engine/quick_digest.h"
 #include "model/forward.h"
 #include "model/safetensors.h"
 #include "model/shard_plan.h"
@@ -95,26 +97,48 @@ static ss_status runner_open_weights(ss_runner *r, ss_err *err)
     char path[4096];
     snprintf(path, sizeof path, "%s/manifest.json", r->p.model_dir);
     ss_checkpoint *ck = NULL;
+    ss_load_check *chk = NULL;
     int presliced = 0;
     if (ss_path_exists(path)) { /* a prepared engine: read only this rank's file */
         ss_manifest *m = NULL;
         SS_CHECK(ss_manifest_load(r->p.model_dir, &m, err));
         int mtp = m->tp, mpp = m->pp;
+        char quick[SS_QUICK_DIGEST_LEN] = "";
+        if ((size_t)r->p.rank < m->n_ranks && m->ranks[r->p.rank].quick_digest)
+            snprintf(quick, sizeof quick, "%s", m->ranks[r->p.rank].quick_digest);
         ss_manifest_destroy(m);
         if (mtp != r->p.tp || mpp != r->p.pp)
             return ss_err_set(err, SS_ERR_MISMATCH, "%s: the engine was prepared for tp %d x pp %d, not tp %d x pp %d (leave --tp and --pp "
                               "out to run the engine's own layout)",
                               r->p.model_dir, mtp, mpp, r->p.tp, r->p.pp);
-        /* Sizes of every file against the manifest (instant); full digests are `prepare --check`'s job. */
-        SS_CHECK(ss_engine_verify(r->p.model_dir, SS_ENGINE_VERIFY_SIZES, err));
+        /* Sizes of every file and the digests of the small ones against the manifest (milliseconds); the rank file's
+         * quick digest is read beside the load below; the full sha256 of everything is `prepare --check`'s job. */
+        SS_CHECK(ss_engine_verify(r->p.model_dir, SS_ENGINE_VERIFY_LOAD, err));
         snprintf(path, sizeof path, "%s/rank-%05d.safetensors", r->p.model_dir, r->p.rank);
-        SS_CHECK(ss_checkpoint_open_file(path, &ck, err));
+        if (quick[0])
+            SS_CHECK(ss_load_check_start(path, quick, &chk, err));
+        else
+            SS_LOGW("rank %d: %s has no quick digest (an engine built before the load check): its weights are not "
+                    "checked at load; `shardserve prepare --check %s` checks them", r->p.rank, path, r->p.model_dir);
+        ss_status st = ss_checkpoint_open_file(path, &ck, err);
+        if (st != SS_OK) {
+            ss_load_check_cancel(chk);
+            return st;
+        }
         presliced = 1;
     } else {
         SS_CHECK(ss_checkpoint_open(r->p.model_dir, &ck, err));
     }
     ss_status st = ss_weights_load(r->be, &r->cfg, &r->plan, ck, presliced, &r->w, err);
     ss_checkpoint_close(ck);
+    if (st != SS_OK) {
+        ss_load_check_cancel(chk);
+        return st;
+    }
+    if (chk && (st = ss_load_check_finish(chk, err)) != SS_OK) { /* (the weights are freed by the runner's destroy) */
+        ss_weights_free(r->be, r->w);
+        r->w = NULL;
+    }
     return st;
 }
 

@@ -75,6 +75,45 @@ try:
                         "--max-tokens", "1"], capture_output=True, text=True, timeout=120)
     check("truncated rank file refused naming it", r.returncode != 0 and "rank-00001.safetensors" in r.stderr,
           r.stderr)
+    # One flipped byte in a rank file's tensor data, its size unchanged: the quick digest read beside the load
+    # refuses it (exit 3, the file named); sizes alone let it load and serve garbage.
+    shutil.copyfile(os.path.join(engine, "rank-00001.safetensors"), rank1)
+    with open(rank1, "r+b") as f:
+        f.seek(os.path.getsize(rank1) - 1000)
+        b = f.read(1)
+        f.seek(-1, 1)
+        f.write(bytes([b[0] ^ 0x10]))
+    r = subprocess.run([BIN, "generate", "--quiet", "--model", bad, "--tp", "2", "--device", "cpu", "--prompt-ids", "1",
+                        "--max-tokens", "1"], capture_output=True, text=True, timeout=120)
+    check("a flipped byte in a rank file refused at load, naming it", r.returncode == 3 and
+          "rank-00001.safetensors" in r.stderr and "damaged engine file" in r.stderr and "xxh3-128:" in r.stderr,
+          (r.returncode, r.stderr))
+    shutil.copyfile(os.path.join(engine, "rank-00001.safetensors"), rank1)
+    # The engine's config.json edited in place, its size unchanged: its sha256 is checked at load (the old check of
+    # sizes let it change the model's shape or its output).
+    cfg_path = os.path.join(bad, "config.json")
+    os.chmod(cfg_path, 0o644)
+    text = open(cfg_path).read()
+    edited = text.replace('"rms_norm_eps": 1e-05', '"rms_norm_eps": 1e-04')
+    assert edited != text and len(edited) == len(text), "fixture config has no rms_norm_eps of 1e-05"
+    open(cfg_path, "w").write(edited)
+    r = subprocess.run([BIN, "generate", "--quiet", "--model", bad, "--tp", "2", "--device", "cpu", "--prompt-ids", "1",
+                        "--max-tokens", "1"], capture_output=True, text=True, timeout=120)
+    check("an edited config.json in an engine refused at load", r.returncode == 3 and "config.json" in r.stderr and
+          "damaged engine file" in r.stderr, (r.returncode, r.stderr))
+    open(cfg_path, "w").write(text)
+    # An engine built before the quick digests (no "quick_digest" in its manifest) still loads, with a warning.
+    man_path = os.path.join(bad, "manifest.json")
+    os.chmod(man_path, 0o644)
+    man = json.load(open(man_path))
+    assert all("quick_digest" in f for f in man["ranks"]), man["ranks"]
+    for f in man["ranks"]:
+        del f["quick_digest"]
+    json.dump(man, open(man_path, "w"))
+    r = subprocess.run([BIN, "generate", "--model", bad, "--tp", "2", "--device", "cpu", "--prompt-ids", "1",
+                        "--max-tokens", "1"], capture_output=True, text=True, timeout=120)
+    check("an engine without quick digests loads, with a warning", r.returncode == 0 and
+          "has no quick digest" in r.stderr, (r.returncode, r.stderr))
     r = subprocess.run([BIN, "generate", "--quiet", "--model", engine, "--tp", "1", "--device", "cpu", "--prompt-ids",
                         "1", "--max-tokens", "1"], capture_output=True, text=True, timeout=120)
     check("engine for tp 2 refused at tp 1, with the hint", r.returncode == 3 and "tp 2" in r.stderr and

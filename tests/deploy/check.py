@@ -638,7 +638,7 @@ def cmd_docker(_args):
         rep.check("sudo " not in r, "no sudo (DL3004)", r)
     runtime_run = " ".join(a for i, a in final if i == "RUN")
     for lib in ("libcjson", "libevent-2", "libevent-pthreads", "libpcre2-8", "libutf8proc", "libcurl4", "libopenblas",
-                "libssl3", "libgomp1"):
+                "libssl3", "libxxhash0", "libgomp1"):
         rep.check(lib in runtime_run, f"runtime image installs {lib}*")
     rep.check(all(i != "ADD" for i, _ in ins), "COPY, not ADD (DL3020)")
     rep.check(all(i != "MAINTAINER" for i, _ in ins), "no MAINTAINER (DL4000)")

@@ -131,6 +131,15 @@ truncate -s -1 "$DIR/rank-00002.safetensors"
 "$BIN" prepare --quiet --model "$W/ck" --tp 2 --pp 2 --cache "$W/c1" >/dev/null 2>"$W/rb2.err"
 grep -q "rank-00002.safetensors" "$W/rb2.err" && "$BIN" prepare --check "$DIR" >/dev/null 2>&1 &&
     ok "a truncated rank file is caught by the size check and rebuilt" || { fail "size check"; cat "$W/rb2.err"; }
+# An engine's config.json edited in place (its size unchanged): a plain prepare (--verify sizes) checks the small
+# files' digests too, and rebuilds, as every rank's load would refuse it.
+chmod u+w "$DIR/config.json"
+sed -i 's/"rms_norm_eps": 1e-05/"rms_norm_eps": 1e-04/' "$DIR/config.json"
+"$BIN" prepare --quiet --model "$W/ck" --tp 2 --pp 2 --cache "$W/c1" >/dev/null 2>"$W/rb3.err"
+grep -q "config.json" "$W/rb3.err" && grep -q '"rms_norm_eps": 1e-05' "$DIR/config.json" &&
+    "$BIN" prepare --check "$DIR" >/dev/null 2>&1 &&
+    ok "an edited config.json in the engine is caught by a plain prepare and rebuilt" ||
+    { fail "config digest at reuse"; cat "$W/rb3.err"; }
 
 # 6b. Damaged again, two --verify full at once: the second waits for the first's rebuild (the damaged engine has the
 # right sizes: it used to fail at once with "damaged engine file" while the first was rebuilding).

@@ -20,7 +20,8 @@ static const char tm_good[] =
     "\"model\":{\"architecture\":\"LlamaForCausalLM\",\"vocab_size\":512,\"hidden_size\":128,\"intermediate_size\":352,"
     "\"num_layers\":4,\"num_heads\":8,\"num_kv_heads\":2,\"head_dim\":16,\"tie_embeddings\":false},"
     "\"tp\":2,\"pp\":1,\"dtype\":\"bf16\","
-    "\"ranks\":[{\"name\":\"rank-00000.safetensors\",\"size\":10,\"digest\":\"sha256:aa\"},"
+    "\"ranks\":[{\"name\":\"rank-00000.safetensors\",\"size\":10,\"digest\":\"sha256:aa\","
+    "\"quick_digest\":\"xxh3-128:99aa06d3014798d86001c324468d497f\"},"
     "{\"name\":\"rank-00001.safetensors\",\"size\":11}],"
     "\"files\":[{\"name\":\"config.json\",\"size\":5}]}";
 
@@ -65,6 +66,8 @@ static void test_parse_good_and_roundtrip(void **state)
     assert_string_equal(m->ranks[1].name, "rank-00001.safetensors");
     assert_null(m->ranks[1].digest);
     assert_string_equal(m->ranks[0].digest, "sha256:aa");
+    assert_string_equal(m->ranks[0].quick_digest, "xxh3-128:99aa06d3014798d86001c324468d497f");
+    assert_null(m->ranks[1].quick_digest); /* (an engine built before the quick digests) */
     assert_int_equal(m->model.n_kv_heads, 2);
     assert_string_equal(m->model.arch, "LlamaForCausalLM");
     assert_int_equal(m->n_extras, 1);
@@ -74,6 +77,8 @@ static void test_parse_good_and_roundtrip(void **state)
     assert_int_equal(ss_manifest_parse(text, strlen(text), "m2", &m2, &err), SS_OK);
     assert_string_equal(m2->source_id, m->source_id);
     assert_int_equal(m2->ranks[1].size, 11);
+    assert_string_equal(m2->ranks[0].quick_digest, m->ranks[0].quick_digest);
+    assert_null(m2->ranks[1].quick_digest);
     assert_int_equal(m2->model.head_dim, 16);
     assert_int_equal(m2->model.tie_embeddings, 0);
     char *text2 = NULL;
@@ -102,6 +107,10 @@ static void test_parse_errors(void **state)
     tm_expect("\"dtype\":\"bf16\"", "\"dtype\":\"int8\"", SS_ERR_FORMAT, "int8");
     tm_expect("rank-00001.safetensors", "../evil", SS_ERR_FORMAT, "bad file name");
     tm_expect("\"size\":11", "\"size\":-1", SS_ERR_FORMAT, "\"size\"");
+    tm_expect("xxh3-128:99aa", "xxh3-64:99aa", SS_ERR_FORMAT, "quick_digest");
+    tm_expect("d497f\"", "d497\"", SS_ERR_FORMAT, "32 hex digits");
+    tm_expect("xxh3-128:99aa", "xxh3-128:99AA", SS_ERR_FORMAT, "quick_digest");
+    tm_expect("\"quick_digest\":\"", "\"quick_digest\":7,\"x\":\"", SS_ERR_FORMAT, "must be a string");
     tm_expect("\"size\":11", "\"size\":\"11\"", SS_ERR_FORMAT, "\"size\"");
     tm_expect("\"num_heads\":8", "\"num_heads\":0", SS_ERR_FORMAT, "num_heads");
     tm_expect("\"tie_embeddings\":false", "\"tie_embeddings\":0", SS_ERR_FORMAT, "tie_embeddings");

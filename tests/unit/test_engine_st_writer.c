@@ -1,5 +1,5 @@
 /* test_engine_st_writer.c — the streaming safetensors writer: exact bytes of a small file, round trip
- * through the reader (ss_st_open) with a tiny buffer, the file digest, and misuse errors. */
+ * through the reader (ss_st_open) with a tiny buffer, the file's sha256 and quick digest, and misuse errors. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -65,6 +65,8 @@ static void test_exact_bytes(void **state)
     char hex[SS_SHA256_HEX];
     int64_t size = 0;
     assert_int_equal(ss_st_writer_finish(w, hex, &size, &err), SS_OK);
+    char quick[SS_QUICK_DIGEST_LEN];
+    ss_st_writer_quick_digest(w, quick);
     ss_st_writer_destroy(w);
 
     const char *json = "{\"__metadata__\":{\"format\":\"pt\"},\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
@@ -87,6 +89,14 @@ static void test_exact_bytes(void **state)
     char hex2[SS_SHA256_HEX];
     assert_int_equal(ss_sha256_file(path, hex2, &err), SS_OK);
     assert_string_equal(hex, hex2);
+    ss_quick_digest *q = NULL; /* the quick digest is the whole file's, header included */
+    assert_int_equal(ss_quick_digest_create(&q, &err), SS_OK);
+    assert_int_equal(ss_quick_digest_update(q, got, len, &err), SS_OK);
+    char quick2[SS_QUICK_DIGEST_LEN];
+    ss_quick_digest_text(q, quick2);
+    ss_quick_digest_destroy(q);
+    assert_true(ss_quick_digest_valid(quick));
+    assert_string_equal(quick, quick2);
     free(got);
 }
 
