@@ -100,12 +100,13 @@ int ss_cmd_bench(int argc, char **argv, char **env)
         if (strncmp(env[i], "SHARDSERVE_MODEL=", 17) != 0)
             benv[k++] = env[i];
     ss_status st = ss_opts_parse(opts, argc, argv, 2, benv, "bench", &err);
-    ss_free(benv);
     const char *bench_model = env ? ss_env_get(env, "SHARDSERVE_BENCH_MODEL") : NULL;
     if (st == SS_OK && !p.model && bench_model && *bench_model)
         p.model = bench_model;
-    if (st == SS_ERR_CANCELLED)
+    if (st == SS_ERR_CANCELLED) {
+        ss_free(benv);
         return SS_EXIT_OK;
+    }
     if (st == SS_OK)
         st = bench_len("input-len", input_len, input_range, &w->input_min, &w->input_max, &err);
     if (st == SS_OK)
@@ -120,9 +121,13 @@ int ss_cmd_bench(int argc, char **argv, char **env)
     if (st == SS_OK && seed < 0)
         st = ss_err_set(&err, SS_ERR_INVALID_ARG, "--seed: must be >= 0");
     if (st != SS_OK) {
+        const ss_opts_src src = {opts, argc, argv, 2, benv};
+        ss_opts_explain(&src, &err);
         fprintf(stderr, "shardserve bench: %s\n", err.msg);
-        return SS_EXIT_USAGE;
     }
+    ss_free(benv);
+    if (st != SS_OK)
+        return SS_EXIT_USAGE;
     w->num_requests = num_requests;
     w->seed = (uint64_t)seed;
     if (p.prompt_text && !*p.prompt_text)

@@ -141,8 +141,9 @@ static void gen_guide_free(gen_guide *g)
     ss_json_schema_destroy(g->schema);
 }
 
-static int gen_fail(ss_status st, const ss_err *e)
+static int gen_fail(const ss_opts_src *src, ss_status st, ss_err *e)
 {
+    ss_opts_explain(src, e);
     fprintf(stderr, "shardserve generate: %s\n", e->msg);
     return ss_status_exit_code(st);
 }
@@ -195,56 +196,58 @@ int ss_cmd_generate(int argc, char **argv, char **env)
     };
     ss_err e = {{0}};
     ss_status st = ss_opts_parse(opts, argc, argv, 2, env, "generate", &e);
+    const ss_opts_src src = {opts, argc, argv, 2, env};
     if (st == SS_ERR_CANCELLED)
         return SS_EXIT_OK;
     if (st != SS_OK)
-        return gen_fail(st, &e);
+        return gen_fail(&src, st, &e);
     ss_log_init(o.quiet ? SS_LOG_WARN : SS_LOG_INFO, "");
     int json = !strcmp(o.output, "json");
     if (!json && strcmp(o.output, "text"))
-        return gen_fail(ss_err_set(&e, SS_ERR_INVALID_ARG, "--output must be text or json, not '%s'", o.output), &e);
+        return gen_fail(&src, ss_err_set(&e, SS_ERR_INVALID_ARG, "--output must be text or json, not '%s'", o.output), &e);
     if (!!o.prompt + !!o.prompt_ids + !!o.chat != 1)
-        return gen_fail(ss_err_set(&e, SS_ERR_INVALID_ARG, "give exactly one of --prompt, --prompt-ids, --chat"), &e);
+        return gen_fail(&src, ss_err_set(&e, SS_ERR_INVALID_ARG, "give exactly one of --prompt, --prompt-ids, --chat"), &e);
     if (o.max_tokens < 1 || o.max_tokens > 1 << 20)
-        return gen_fail(ss_err_set(&e, SS_ERR_INVALID_ARG, "--max-tokens must be in 1..%d", 1 << 20), &e);
+        return gen_fail(&src, ss_err_set(&e, SS_ERR_INVALID_ARG, "--max-tokens must be in 1..%d (got %lld)", 1 << 20,
+                                   (long long)o.max_tokens), &e);
     if (o.comm_timeout < 1 || o.comm_timeout > 86400)
-        return gen_fail(ss_err_set(&e, SS_ERR_INVALID_ARG, "--comm-timeout must be in 1..86400 seconds"), &e);
+        return gen_fail(&src, ss_err_set(&e, SS_ERR_INVALID_ARG, "--comm-timeout must be in 1..86400 seconds"), &e);
     if (o.logprobs < 0 || o.logprobs > SS_MAX_TOP_LOGPROBS)
-        return gen_fail(ss_err_set(&e, SS_ERR_INVALID_ARG, "--logprobs must be in 0..%d", SS_MAX_TOP_LOGPROBS), &e);
+        return gen_fail(&src, ss_err_set(&e, SS_ERR_INVALID_ARG, "--logprobs must be in 0..%d", SS_MAX_TOP_LOGPROBS), &e);
     /* the ranges of the HTTP API's fields (api_openai.c) */
     if (!(o.temperature >= 0 && o.temperature <= 100) || !(o.top_p > 0 && o.top_p <= 1) ||
         !(o.min_p >= 0 && o.min_p <= 1))
-        return gen_fail(ss_err_set(&e, SS_ERR_INVALID_ARG,
+        return gen_fail(&src, ss_err_set(&e, SS_ERR_INVALID_ARG,
                                    "--temperature must be in [0, 100], --top-p in (0, 1] and --min-p in [0, 1]"),
                         &e);
     if (o.top_k < -1 || o.top_k > INT32_MAX)
-        return gen_fail(ss_err_set(&e, SS_ERR_INVALID_ARG, "--top-k must be -1 or 0 (off), or a count of tokens"), &e);
+        return gen_fail(&src, ss_err_set(&e, SS_ERR_INVALID_ARG, "--top-k must be -1 or 0 (off), or a count of tokens"), &e);
     if (o.top_k < 0)
         o.top_k = 0;
     char model_dir[4096];
     if (o.logprobs > 0 && !json)
-        return gen_fail(ss_err_set(&e, SS_ERR_INVALID_ARG,
+        return gen_fail(&src, ss_err_set(&e, SS_ERR_INVALID_ARG,
                                    "--logprobs needs --output json (text output has no place "
                                    "for them)"),
                         &e);
     if (o.model) {
         if (!ss_path_exists(o.model))
-            return gen_fail(ss_err_set(&e, SS_ERR_NOT_FOUND, "--model %s: no such folder", o.model), &e);
+            return gen_fail(&src, ss_err_set(&e, SS_ERR_NOT_FOUND, "--model %s: no such folder", o.model), &e);
         snprintf(model_dir, sizeof model_dir, "%s", o.model);
     } else if ((st = ss_default_model_dir(model_dir, sizeof model_dir, &e)) != SS_OK) {
-        return gen_fail(st, &e);
+        return gen_fail(&src, st, &e);
     }
     if ((st = ss_cli_engine_layout(model_dir, 0, &o.tp, &o.pp, NULL, 0, &e)) != SS_OK)
-        return gen_fail(st, &e);
+        return gen_fail(&src, st, &e);
     if (o.tp < 1 || o.pp < 1 || o.tp > 64 || o.pp > 64 || o.tp * o.pp > 64) /* (each bounded first: no overflow) */
-        return gen_fail(ss_err_set(&e, SS_ERR_INVALID_ARG, "--tp and --pp must be >= 1 with tp x pp <= 64"), &e);
+        return gen_fail(&src, ss_err_set(&e, SS_ERR_INVALID_ARG, "--tp and --pp must be >= 1 with tp x pp <= 64"), &e);
     if (o.threads < 0 || o.threads > 4096)
-        return gen_fail(ss_err_set(&e, SS_ERR_INVALID_ARG, "--threads must be in 0..4096 (0 = all cores)"), &e);
+        return gen_fail(&src, ss_err_set(&e, SS_ERR_INVALID_ARG, "--threads must be in 0..4096 (0 = all cores)"), &e);
     ss_rank_info ri;
     st = ss_rank_discover(env, (int)o.tp, (int)o.pp, (int)o.nnodes, (int)o.node_rank, (int)o.gpus_per_node,
                           o.leader_addr, (int)o.rdzv_port, &ri, &e);
     if (st != SS_OK)
-        return gen_fail(st, &e);
+        return gen_fail(&src, st, &e);
     if (ri.rank != 0)
         return ss_cli_run_node(&ri);
     ss_replica_params rp = ss_replica_default_params();
@@ -261,10 +264,10 @@ int ss_cmd_generate(int argc, char **argv, char **env)
     else if (!strcmp(o.device, "cuda"))
         rp.backend.device = SS_DEVICE_CUDA;
     else if (strcmp(o.device, "auto"))
-        return gen_fail(ss_err_set(&e, SS_ERR_INVALID_ARG, "--device must be auto, cpu or cuda"), &e);
+        return gen_fail(&src, ss_err_set(&e, SS_ERR_INVALID_ARG, "--device must be auto, cpu or cuda"), &e);
     if (ss_kv_type_parse(o.kv_dtype, &rp.backend.kv_type, &e) != SS_OK ||
         ss_linear_type_parse(o.quant, &rp.backend.linear_type, &e) != SS_OK)
-        return gen_fail(SS_ERR_INVALID_ARG, &e);
+        return gen_fail(&src, SS_ERR_INVALID_ARG, &e);
 
     ss_tokenizer *tok = NULL;
     ss_replica *rep = NULL;
@@ -454,6 +457,6 @@ done:
     ss_replica_destroy(rep);
     ss_tokenizer_destroy(tok);
     if (st != SS_OK)
-        return gen_fail(st, &e);
+        return gen_fail(&src, st, &e);
     return SS_EXIT_OK;
 }

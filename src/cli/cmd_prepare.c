@@ -132,28 +132,25 @@ int ss_cmd_prepare(int argc, char **argv, char **env)
         return SS_EXIT_OK;
     }
     ss_engine_params p = ss_engine_default_params();
-    if (!model) {
-        fprintf(stderr, "shardserve prepare: --model is required (a Hugging Face id or a checkpoint folder)\n");
-        return SS_EXIT_USAGE;
-    }
-    if (tp < 1 || tp > 4096 || pp < 1 || pp > 4096) {
-        fprintf(stderr, "shardserve prepare: --tp and --pp must be in 1..4096\n");
-        return SS_EXIT_USAGE;
-    }
-    if (ss_engine_dtype_parse(dtype, &p.dtype, &err) != SS_OK) {
-        fprintf(stderr, "shardserve prepare: --%s\n", err.msg);
-        return SS_EXIT_USAGE;
-    }
-    if (!(stale_s >= 3 && stale_s <= 86400)) {
-        /* the holder's heartbeat comes every 2 s: a limit near it takes live builders over (and removes their work) */
-        fprintf(stderr, "shardserve prepare: --lock-stale-s %g: must be in 3..86400 seconds (a holder refreshes its "
-                "lock every 2 s)\n", stale_s);
-        return SS_EXIT_USAGE;
-    }
-    if (!strcmp(verify, "full")) {
+    const ss_opts_src src = {opts, argc, argv, 2, env};
+    if (!model)
+        st = ss_err_set(&err, SS_ERR_INVALID_ARG, "--model is required (a Hugging Face id or a checkpoint folder)");
+    else if (tp < 1 || tp > 4096 || pp < 1 || pp > 4096)
+        st = ss_err_set(&err, SS_ERR_INVALID_ARG, "--tp and --pp must be in 1..4096 (got %lld and %lld)", (long long)tp,
+                        (long long)pp);
+    else if (ss_engine_dtype_parse(dtype, &p.dtype, &err) != SS_OK)
+        st = ss_err_set(&err, SS_ERR_INVALID_ARG, "--dtype %s: expected bf16, fp16 or fp32", dtype);
+    else if (!(stale_s >= 3 && stale_s <= 86400)) /* the holder's heartbeat comes every 2 s: a limit near it takes live
+                                                   * builders over (and removes their work) */
+        st = ss_err_set(&err, SS_ERR_INVALID_ARG, "--lock-stale-s %g: must be in 3..86400 seconds (a holder refreshes "
+                        "its lock every 2 s)", stale_s);
+    else if (!strcmp(verify, "full"))
         p.verify = SS_ENGINE_VERIFY_FULL;
-    } else if (strcmp(verify, "sizes")) {
-        fprintf(stderr, "shardserve prepare: --verify %s: expected sizes or full\n", verify);
+    else if (strcmp(verify, "sizes"))
+        st = ss_err_set(&err, SS_ERR_INVALID_ARG, "--verify %s: expected sizes or full", verify);
+    if (st != SS_OK) {
+        ss_opts_explain(&src, &err);
+        fprintf(stderr, "shardserve prepare: %s\n", err.msg);
         return SS_EXIT_USAGE;
     }
     p.model = model;

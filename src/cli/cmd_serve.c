@@ -30,8 +30,9 @@ typedef struct serve_opts {
     int no_prefix_cache, no_warmup, no_pace, prefill_attn_budget;
 } serve_opts;
 
-static int serve_fail(ss_status st, const ss_err *e)
+static int serve_fail(const ss_opts_src *src, ss_status st, ss_err *e)
 {
+    ss_opts_explain(src, e);
     fprintf(stderr, "shardserve serve: %s\n", e->msg);
     return st == SS_ERR_CANCELLED ? SS_EXIT_OK : ss_status_exit_code(st);
 }
@@ -137,6 +138,7 @@ int ss_cmd_serve(int argc, char **argv, char **env)
     ss_err e;
     memset(&e, 0, sizeof e);
     ss_status st = ss_opts_parse(opts, argc, argv, 2, env, "serve", &e);
+    const ss_opts_src src = {opts, argc, argv, 2, env};
     if (st == SS_ERR_CANCELLED)
         return SS_EXIT_OK;
     if (st == SS_OK && strcmp(o.overlap, "auto") && strcmp(o.overlap, "on") && strcmp(o.overlap, "off"))
@@ -147,10 +149,8 @@ int ss_cmd_serve(int argc, char **argv, char **env)
     if (st == SS_OK && ss_log_level_parse(o.log_level, &lvl) != 0)
         st = ss_err_set(&e, SS_ERR_INVALID_ARG, "--log-level must be debug, info, warn or error (got '%s')",
                         o.log_level);
-    if (st != SS_OK) {
-        fprintf(stderr, "shardserve serve: %s\n", e.msg);
-        return SS_EXIT_USAGE;
-    }
+    if (st != SS_OK)
+        return serve_fail(&src, SS_ERR_INVALID_ARG, &e);
     ss_log_init(lvl, "serve");
 
     /* A prepared engine (--engine, or --model naming one) brings its layout and its model's name. */
@@ -158,7 +158,7 @@ int ss_cmd_serve(int argc, char **argv, char **env)
     const char *layout_dir = o.engine ? o.engine : o.model && ss_path_exists(o.model) ? o.model : NULL;
     if ((st = ss_cli_engine_layout(layout_dir, o.engine != NULL, &o.tp, &o.pp, engine_name, sizeof engine_name, &e)) !=
         SS_OK)
-        return serve_fail(st, &e);
+        return serve_fail(&src, st, &e);
     if (!o.served_name && engine_name[0])
         o.served_name = engine_name;
     if ((st = serve_range("port", o.port, 0, 65535, &e)) != SS_OK ||
@@ -179,30 +179,25 @@ int ss_cmd_serve(int argc, char **argv, char **env)
         (st = serve_range("max-n", o.max_n, 1, 128, &e)) != SS_OK ||
         (st = serve_range("comm-timeout", o.comm_timeout, 1, 86400, &e)) != SS_OK ||
         (st = serve_range("speculative-ngram", o.spec_tokens, 0, SS_SPEC_MAX_TOKENS, &e)) != SS_OK ||
-        (st = serve_range("speculative-max-batch", o.spec_max_batch, 1, 65536, &e)) != SS_OK) {
-        fprintf(stderr, "shardserve serve: %s\n", e.msg);
-        return SS_EXIT_USAGE;
-    }
+        (st = serve_range("speculative-max-batch", o.spec_max_batch, 1, 65536, &e)) != SS_OK)
+        return serve_fail(&src, st, &e);
     if (!strcmp(o.device, "cpu"))
         p.replica.backend.device = SS_DEVICE_CPU;
     else if (!strcmp(o.device, "cuda"))
         p.replica.backend.device = SS_DEVICE_CUDA;
-    else if (strcmp(o.device, "auto") != 0) {
-        fprintf(stderr, "shardserve serve: --device must be auto, cpu or cuda (got '%s')\n", o.device);
-        return SS_EXIT_USAGE;
-    }
+    else if (strcmp(o.device, "auto") != 0)
+        return serve_fail(&src, ss_err_set(&e, SS_ERR_INVALID_ARG, "--device must be auto, cpu or cuda (got '%s')",
+                                           o.device), &e);
     if (ss_kv_type_parse(o.kv_dtype, &p.replica.backend.kv_type, &e) != SS_OK ||
-        ss_linear_type_parse(o.quant, &p.replica.backend.linear_type, &e) != SS_OK) {
-        fprintf(stderr, "shardserve serve: %s\n", e.msg);
-        return SS_EXIT_USAGE;
-    }
+        ss_linear_type_parse(o.quant, &p.replica.backend.linear_type, &e) != SS_OK)
+        return serve_fail(&src, SS_ERR_INVALID_ARG, &e);
 
     /* Where this process sits: a node other than the leader's runs workers only (no HTTP). */
     ss_rank_info ri;
     st = ss_rank_discover(env, (int)o.tp, (int)o.pp, (int)o.nnodes, (int)o.node_rank, (int)o.gpus_per_node,
                           o.leader_addr, (int)o.rdzv_port, &ri, &e);
     if (st != SS_OK)
-        return serve_fail(st, &e);
+        return serve_fail(&src, st, &e);
     if (ri.rank != 0) {
         SS_LOGI("serve: rank %d of %d (%s): worker, no HTTP", ri.rank, ri.world, ri.source);
         return ss_cli_run_node(&ri);
@@ -217,7 +212,7 @@ int ss_cmd_serve(int argc, char **argv, char **env)
     p.model_dir = o.engine ? o.engine : o.model;
     if (!p.model_dir) {
         if ((st = ss_default_model_dir(default_dir, sizeof default_dir, &e)) != SS_OK)
-            return serve_fail(st, &e);
+            return serve_fail(&src, st, &e);
         p.model_dir = default_dir;
     } else if (!o.engine && (o.cache || !ss_path_exists(o.model))) {
         /* A Hub id, or a folder to cache: the same code path as `shardserve prepare`. */
@@ -228,9 +223,9 @@ int ss_cmd_serve(int argc, char **argv, char **env)
         ep.pp = (int)o.pp;
         ep.tty = isatty(STDERR_FILENO);
         if ((st = ss_engine_dtype_parse(o.dtype, &ep.dtype, &e)) != SS_OK)
-            return serve_fail(SS_ERR_INVALID_ARG, &e);
+            return serve_fail(&src, SS_ERR_INVALID_ARG, &e);
         if ((st = ss_cli_engine_prepare(env, &ep, o.cache, o.token_file, &engine_dir, &e)) != SS_OK)
-            return serve_fail(st, &e);
+            return serve_fail(&src, st, &e);
         p.model_dir = engine_dir;
         if (!o.served_name) { /* name the model after the id, not the cache folder */
             const char *slash = strrchr(o.model, '/');
@@ -292,6 +287,6 @@ int ss_cmd_serve(int argc, char **argv, char **env)
     ss_server_destroy(srv);
     ss_free(engine_dir);
     if (st != SS_OK)
-        return serve_fail(st, &e);
+        return serve_fail(&src, st, &e);
     return SS_EXIT_OK;
 }

@@ -174,6 +174,8 @@ int ss_cmd_worker(int argc, char **argv, char **env)
     if (st == SS_OK && ss_log_level_parse(log_level, &level) != 0)
         st = ss_err_set(&e, SS_ERR_INVALID_ARG, "--log-level must be debug, info, warn or error (got '%s')", log_level);
     if (st != SS_OK) {
+        const ss_opts_src src = {opts, argc, argv, 2, env};
+        ss_opts_explain(&src, &e);
         fprintf(stderr, "shardserve worker: %s\n", e.msg);
         return ss_status_exit_code(st);
     }

@@ -126,6 +126,47 @@ ss_status ss_opts_parse(const ss_opt *opts, int argc, char **argv, int first, ch
     return SS_OK;
 }
 
+/* Whether the message names --<name> as a whole flag (not as the start of a longer one, "--tp" in "--tp-size"). */
+static int opt_named_in(const char *msg, const char *name)
+{
+    size_t nl = strlen(name);
+    for (const char *p = strstr(msg, "--"); p; p = strstr(p + 2, "--")) {
+        char c = p[2 + nl];
+        if (!strncmp(p + 2, name, nl) && !((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_'))
+            return 1;
+    }
+    return 0;
+}
+
+void ss_opts_explain(const ss_opts_src *src, ss_err *err)
+{
+    unsigned char given[256] = {0}; /* flags on the command line, read as ss_opts_parse reads them */
+    for (int i = src->first; i < src->argc; i++) {
+        const char *a = src->argv[i];
+        if (strncmp(a, "--", 2))
+            continue;
+        const char *eq = strchr(a + 2, '=');
+        const ss_opt *o = opt_find(src->opts, a + 2, eq ? (size_t)(eq - a - 2) : strlen(a + 2));
+        if (!o)
+            continue;
+        if ((size_t)(o - src->opts) < sizeof given)
+            given[o - src->opts] = 1;
+        if (!eq && o->type != SS_OPT_BOOL)
+            i++;
+    }
+    for (const ss_opt *o = src->opts; o->name; o++) {
+        char key[96];
+        opt_env_name(o->name, key, sizeof key);
+        const char *v = ss_env_get(src->env, key);
+        if (!v || !*v || ((size_t)(o - src->opts) < sizeof given && given[o - src->opts]) ||
+            !opt_named_in(err->msg, o->name))
+            continue;
+        size_t n = strlen(err->msg);
+        snprintf(err->msg + n, sizeof err->msg - n, " (from the environment: %s=%.60s%s)", key, v,
+                 strlen(v) > 60 ? "..." : "");
+    }
+}
+
 void ss_opts_usage(const ss_opt *opts, const char *cmd, const char *synopsis)
 {
     printf("usage: shardserve %s %s\n\nflags (each also read from its environment twin; a flag without a value is "

@@ -26,6 +26,19 @@ ss_status ss_opts_parse(const ss_opt *opts, int argc, char **argv, int first, ch
 /* Value of `key` in an envp-style array (NULL-terminated), or NULL. Borrowed from env. */
 const char *ss_env_get(char **env, const char *key);
 
+/* A command's parse, for messages about its values afterwards (all borrowed from the command). */
+typedef struct ss_opts_src {
+    const ss_opt *opts;
+    int argc;
+    char **argv;
+    int first;
+    char **env;
+} ss_opts_src;
+
+/* For each option that err's message names ("--port must be ...") and that came from its environment twin, not from
+ * a flag, appends where the value came from: " (from the environment: SHARDSERVE_PORT=99999)". */
+void ss_opts_explain(const ss_opts_src *src, ss_err *err);
+
 /* Prints "--name (SHARDSERVE_NAME)  help" lines. */
 void ss_opts_usage(const ss_opt *opts, const char *cmd, const char *synopsis);
 

@@ -87,6 +87,19 @@ cases = [
      "--input-len -7: must be at least 1"),
     ([BIN, "generate", "--quiet", "--model", model, "--prompt-ids", "1", "--max-tokens", "2"],
      {"SHARDSERVE_MAX_TOKENS": "abc"}, 0, ""),
+    # a value from an environment twin that is out of range: the message names the variable (it named only the flag)
+    ([BIN, "serve", "--model", model, "--device", "cpu"], {"SHARDSERVE_PORT": "99999"}, 2,
+     "--port must be in [0, 65535] (got 99999) (from the environment: SHARDSERVE_PORT=99999)"),
+    ([BIN, "serve", "--model", model, "--device", "cpu", "--port", "99999"], {"SHARDSERVE_PORT": "99999"}, 2,
+     "(got 99999)\n"),
+    ([BIN, "prepare", "--model", model], {"SHARDSERVE_LOCK_STALE_S": "1"}, 2,
+     "(from the environment: SHARDSERVE_LOCK_STALE_S=1)"),
+    ([BIN, "worker", "--leader-addr", "127.0.0.1:1", "--rank", "1", "--world", "2"], {"SHARDSERVE_JOIN_TIMEOUT": "0"},
+     2, "(from the environment: SHARDSERVE_JOIN_TIMEOUT=0)"),
+    ([BIN, "generate", "--model", model, "--prompt-ids", "1"], {"SHARDSERVE_MAX_TOKENS": "0"}, 2,
+     "--max-tokens must be in 1..1048576 (got 0) (from the environment: SHARDSERVE_MAX_TOKENS=0)"),
+    ([BIN, "bench", "--url", "http://127.0.0.1:1", "--num-requests", "1"], {"SHARDSERVE_INPUT_LEN": "-7"}, 2,
+     "(from the environment: SHARDSERVE_INPUT_LEN=-7)"),
 ]
 for argv, env, code, says in cases:
     r = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=dict(os.environ, **env))

@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "cli/opts.h"
@@ -96,6 +97,42 @@ static void test_opts(void **state)
     char *no_flag[] = {"shardserve", "serve", NULL};
     assert_int_equal(ss_opts_parse(opts, 2, no_flag, 2, bad_env, "serve", &e), SS_ERR_INVALID_ARG);
     assert_non_null(strstr(e.msg, "SHARDSERVE_TP"));
+
+    /* a later range error names the variable where the value came from the environment, not from a flag */
+    const ss_opts_src src = {opts, 6, argv, 2, env};
+    snprintf(e.msg, sizeof e.msg, "--port must be in [0, 65535] (got 9000)");
+    ss_opts_explain(&src, &e);
+    assert_string_equal(e.msg, "--port must be in [0, 65535] (got 9000) (from the environment: SHARDSERVE_PORT=9000)");
+    snprintf(e.msg, sizeof e.msg, "--tp must be 1"); /* from the flag (which beat SHARDSERVE_TP=2): nothing added */
+    ss_opts_explain(&src, &e);
+    assert_string_equal(e.msg, "--tp must be 1");
+    snprintf(e.msg, sizeof e.msg, "--temperature-x, --portal and --porta"); /* only whole names */
+    ss_opts_explain(&src, &e);
+    assert_string_equal(e.msg, "--temperature-x, --portal and --porta");
+    snprintf(e.msg, sizeof e.msg, "--temperature and --port: bad"); /* two of them */
+    ss_opts_explain(&src, &e);
+    assert_string_equal(e.msg, "--temperature and --port: bad (from the environment: SHARDSERVE_PORT=9000) (from the "
+                               "environment: SHARDSERVE_TEMPERATURE=0.5)");
+    /* a flag's value that looks like a flag ("--model --port") is the value, not the flag */
+    char *val_flag[] = {"shardserve", "serve", "--model", "--port", NULL};
+    const ss_opts_src src2 = {opts, 4, val_flag, 2, env};
+    snprintf(e.msg, sizeof e.msg, "--port bad");
+    ss_opts_explain(&src2, &e);
+    assert_non_null(strstr(e.msg, "SHARDSERVE_PORT=9000"));
+    /* a long value is cut; the message never overflows */
+    char longv[2200] = "SHARDSERVE_PORT=";
+    memset(longv + 16, '7', 2100);
+    longv[2116] = '\0';
+    char *env_long[] = {longv, NULL};
+    const ss_opts_src src3 = {opts, 2, no_flag, 2, env_long};
+    memset(e.msg, 'x', sizeof e.msg - 1);
+    memcpy(e.msg, "--port ", 7);
+    e.msg[sizeof e.msg - 1] = '\0';
+    ss_opts_explain(&src3, &e);
+    assert_int_equal(strlen(e.msg), sizeof e.msg - 1);
+    snprintf(e.msg, sizeof e.msg, "--port bad");
+    ss_opts_explain(&src3, &e);
+    assert_non_null(strstr(e.msg, "=777777777777777777777777777777777777777777777777777777777777...)"));
 }
 
 /* JSON numbers as integers: in range and whole, or refused before any conversion (out of range is undefined). */
