@@ -21,8 +21,11 @@ static const char *api_error_type(int http_status)
     case 400: return "invalid_request_error";
     case 401: return "authentication_error";
     case 404: return "not_found_error";
-    case 405: return "invalid_request_error"; /* the client's method, as OpenAI reports it */
-    case 413: return "request_too_large";
+    case 405: /* the client's method, as OpenAI reports it */
+    case 417: /* an Expect, a version: the client's request */
+    case 505: return "invalid_request_error";
+    case 413:
+    case 431: return "request_too_large";
     case 429: return "rate_limit_error";
     case 503: return "service_unavailable";
     case 504: return "timeout_error";

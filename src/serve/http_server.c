@@ -48,6 +48,7 @@ struct ss_http_listener {
     void *cb_arg;
     int conn_timeout_s;       /* idle timeout, and the time a whole request may take to arrive */
     size_t max_body;          /* --max-body-bytes, for the framing scanners */
+    size_t max_head;          /* --max-header-bytes, for them too */
     http_conn *conns;         /* every request deadline (see "request deadline" below) */
     http_linger *lingers;     /* sockets closing after an early answer (see "lingering close" below) */
     int n_lingers;
@@ -308,7 +309,7 @@ static http_conn *http_conn_new(ss_http_listener *l, struct bufferevent *bev)
     c->l = l;
     c->bev = bev;
     c->fd = -1;
-    c->frame = ss_http_frame_create(l->max_body);
+    c->frame = ss_http_frame_create(l->max_body, l->max_head);
     c->next = l->conns;
     if (l->conns)
         l->conns->prev = c;
@@ -481,7 +482,7 @@ static void http_conn_expire(http_conn *c)
     http_conn_answer_close(c, &e);
 }
 
-/* The framing scanner refused the request (400 or 413) before evhttp had it whole. */
+/* The framing scanner refused the request (its head or its body's framing) before evhttp had it whole. */
 static void http_conn_refuse(http_conn *c)
 {
     int status = ss_http_frame_status(c->frame);
@@ -762,6 +763,7 @@ ss_status ss_http_listener_create(struct event_base *base, const ss_http_listen_
     l->conn_timeout_s = p->conn_timeout_s > 0 ? p->conn_timeout_s : 30;
     l->max_body = p->max_body_bytes;
     evhttp_set_max_body_size(l->http, (ev_ssize_t)p->max_body_bytes);
+    l->max_head = p->max_header_bytes;
     evhttp_set_max_headers_size(l->http, (ev_ssize_t)p->max_header_bytes);
     evhttp_set_timeout(l->http, l->conn_timeout_s);
     /* Methods no route takes reach the routes too, which answer a JSON 405 with an Allow header (libevent
@@ -883,10 +885,13 @@ const char *ss_http_reason(int status)
     case 405: return "Method Not Allowed";
     case 408: return "Request Timeout";
     case 413: return "Payload Too Large";
+    case 417: return "Expectation Failed";
     case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
     case 503: return "Service Unavailable";
     case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
     default: return "Error";
     }
 }

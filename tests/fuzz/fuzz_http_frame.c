@@ -1,6 +1,7 @@
-/* fuzz_http_frame.c — libFuzzer target over the strict framing scanner (serve/http_frame.c): the first byte picks
- * where the input is cut in two, the second the body cap. Any bytes give 0, 400 or 413 with a printable reason
- * (none for 0), the same fed whole, in two pieces or a byte at a time, and later bytes change nothing. */
+/* fuzz_http_frame.c — libFuzzer target over the strict head and framing scanner (serve/http_frame.c): the first byte
+ * picks where the input is cut in two, the second the body cap, the third the head cap. Any bytes give 0, 400, 413,
+ * 417, 431 or 505 with a printable reason (none for 0), the same fed whole, in two pieces or a byte at a time, and
+ * later bytes change nothing. */
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -13,7 +14,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static void check_verdict(const ss_http_frame *f, int st)
 {
     const char *r = ss_http_frame_reason(f);
-    if ((st != 0 && st != 400 && st != 413) || st != ss_http_frame_status(f) || (st == 0) != (r[0] == '\0'))
+    if ((st != 0 && st != 400 && st != 413 && st != 417 && st != 431 && st != 505) || st != ss_http_frame_status(f) ||
+        (st == 0) != (r[0] == '\0'))
         __builtin_trap();
     for (const char *p = r; *p; p++)
         if (*p < 0x20 || *p > 0x7e)
@@ -30,13 +32,13 @@ static void same(const ss_http_frame *a, const ss_http_frame *b)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (size < 2)
+    if (size < 3)
         return 0;
-    size_t cut = data[0], max_body = (size_t)data[1] * 7;
-    data += 2, size -= 2;
+    size_t cut = data[0], max_body = (size_t)data[1] * 7, max_head = data[2] ? (size_t)data[2] * 4 : 16384;
+    data += 3, size -= 3;
     cut = size ? cut % (size + 1) : 0;
-    ss_http_frame *whole = ss_http_frame_create(max_body), *two = ss_http_frame_create(max_body),
-                  *bytes = ss_http_frame_create(max_body);
+    ss_http_frame *whole = ss_http_frame_create(max_body, max_head), *two = ss_http_frame_create(max_body, max_head),
+                  *bytes = ss_http_frame_create(max_body, max_head);
     if (!whole || !two || !bytes)
         goto out;
     int st = ss_http_frame_feed(whole, data, size);

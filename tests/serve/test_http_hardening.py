@@ -295,6 +295,47 @@ def _():
     assert raw.startswith(b"HTTP/1.0 200") or raw.startswith(b"HTTP/1.1 200"), raw[:300]
 
 
+@check("heads libevent 2.1 answered with an HTML page (a bad request line, an unknown version, a header line without "
+       "a colon or folded, a Content-Length of letters, an Expect it does not know, a head over --max-header-bytes): "
+       "JSON in the route's shape, the status, and the close")
+def _():
+    host = b"Host: a\r\n"
+    cases = [
+        (b"GARBAGE\r\n\r\n", 400, "is not METHOD SP target SP HTTP-version", False),
+        (b"\r\nGET /v1/models HTTP/1.1\r\n" + host + b"\r\n", 400, "an empty line where the request line is due", False),
+        (b"GET\t/v1/models HTTP/1.1\r\n" + host + b"\r\n", 400, "method holds byte 0x09", False),
+        (b"GET /v2/health/ready HTTP/2.0\r\n" + host + b"\r\n", 505, "HTTP/2.0 is not supported", True),
+        (b"GET /v1/models HTTP/1.2\r\n" + host + b"\r\n", 505, "HTTP/1.2 is not supported", False),
+        (b"GET http://[x/v2/health/ready HTTP/1.1\r\n" + host + b"\r\n", 400, "authority '[x'", True),
+        (b"GET /v2/health/ready HTTP/1.1\r\n" + host + b"NoColon\r\n\r\n", 400, "'NoColon' has no colon", True),
+        (b"GET /v2/health/ready HTTP/1.1\r\n" + host + b"X-A: 1\r\n 2\r\n\r\n", 400, "obsolete line folding", True),
+        (b"GET /v1/models HTTP/1.1\r\n" + host + b"X-A: 1\r2\r\n\r\n", 400, "a CR that does not end a line", False),
+        (b"POST /v1/completions HTTP/1.1\r\n" + host + b"Content-Length: abc\r\n\r\n", 400,
+         "Content-Length 'abc' is not a number", False),
+        (b"POST /v1/completions HTTP/1.1\r\n" + host + b"Expect: foo\r\nContent-Length: 2\r\n\r\n{}", 417,
+         "Expect 'foo' is not supported", False),
+        (b"GET /v2/health/ready HTTP/1.1\r\n" + host + b"X-Big: " + b"a" * 20000 + b"\r\n\r\n", 431,
+         "larger than --max-header-bytes (16384 bytes)", True),
+        (b"GET /v1/models?" + b"a" * 20000 + b" HTTP/1.1\r\n" + host + b"\r\n", 431, "--max-header-bytes", False),
+    ]
+    for req, status, says, triton in cases:
+        raw = send_and_read(req + SMUGGLED)
+        rs = responses(raw)
+        assert len(rs) == 1, ("not one answer", [r[0] for r in rs], raw[-400:])
+        st, h, body = rs[0]
+        assert st == status and h.get("content-type") == ["application/json"], (req[:60], st, raw[:300])
+        assert [v.lower() for v in h.get("connection", [])] == ["close"], h
+        e = json.loads(body)["error"]
+        assert isinstance(e, str) == triton, (req[:60], e)  # Triton's shape under /v2, OpenAI's elsewhere
+        assert says in json_error(body), (req[:60], body)
+    # what libevent read well still passes: Expect: 100-continue, a target in absolute form, obs-text in a value
+    body = b'{"prompt": "Hi", "max_tokens": 1}'
+    raw = send_and_read(b"POST http://a:8000/v1/completions HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\n"
+                        b"X-Name: caf\xc3\xa9\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+    rs = [r for r in responses(raw) if r[0] != 100]
+    assert len(rs) == 1 and rs[0][0] == 200, raw[:400]
+
+
 @check("a body on HEAD, TRACE or an unknown method (libevent reads none): JSON 400, not a second request")
 def _():
     for method in (b"HEAD", b"TRACE", b"FOO"):
