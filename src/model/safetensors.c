@@ -234,6 +234,12 @@ void ss_st_close(ss_st_file *f)
     ss_free(f);
 }
 
+const uint8_t *ss_st_bytes(const ss_st_file *f, size_t *len)
+{
+    *len = f->map_len;
+    return f->map;
+}
+
 const char *ss_st_path(const ss_st_file *f)
 {
     return f->path;

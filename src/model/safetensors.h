@@ -31,6 +31,8 @@ ss_status ss_st_open(const char *path, ss_st_file **out, ss_err *err);
 ss_status ss_st_parse(const uint8_t *buf, size_t len, const char *name, ss_st_file **out, ss_err *err);
 void ss_st_close(ss_st_file *f);
 const char *ss_st_path(const ss_st_file *f);
+/* The whole file's bytes as the tensors' data points into them (the mapping), and their count; valid until close. */
+const uint8_t *ss_st_bytes(const ss_st_file *f, size_t *len);
 size_t ss_st_count(const ss_st_file *f);
 const ss_st_tensor *ss_st_at(const ss_st_file *f, size_t i);
 const ss_st_tensor *ss_st_find(const ss_st_file *f, const char *name);

@@ -96,46 +96,66 @@ static ss_status runner_open_weights(ss_runner *r, ss_err *err)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/manifest.json", r->p.model_dir);
-    ss_checkpoint *ck = NULL;
-    ss_load_check *chk = NULL;
-    int presliced = 0;
-    if (ss_path_exists(path)) { /* a prepared engine: read only this rank's file */
-        ss_manifest *m = NULL;
-        SS_CHECK(ss_manifest_load(r->p.model_dir, &m, err));
-        int mtp = m->tp, mpp = m->pp;
-        char quick[SS_QUICK_DIGEST_LEN] = "";
-        if ((size_t)r->p.rank < m->n_ranks && m->ranks[r->p.rank].quick_digest)
-            snprintf(quick, sizeof quick, "%s", m->ranks[r->p.rank].quick_digest);
-        ss_manifest_destroy(m);
-        if (mtp != r->p.tp || mpp != r->p.pp)
-            return ss_err_set(err, SS_ERR_MISMATCH, "%s: the engine was prepared for tp %d x pp %d, not tp %d x pp %d (leave --tp and --pp "
-                              "out to run the engine's own layout)",
-                              r->p.model_dir, mtp, mpp, r->p.tp, r->p.pp);
-        /* Sizes of every file and the digests of the small ones against the manifest (milliseconds); the rank file's
-         * quick digest is read beside the load below; the full sha256 of everything is `prepare --check`'s job. */
-        SS_CHECK(ss_engine_verify(r->p.model_dir, SS_ENGINE_VERIFY_LOAD, err));
-        snprintf(path, sizeof path, "%s/rank-%05d.safetensors", r->p.model_dir, r->p.rank);
-        if (quick[0])
-            SS_CHECK(ss_load_check_start(path, quick, &chk, err));
-        else
-            SS_LOGW("rank %d: %s has no quick digest (an engine built before the load check): its weights are not "
-                    "checked at load; `shardserve prepare --check %s` checks them", r->p.rank, path, r->p.model_dir);
-        ss_status st = ss_checkpoint_open_file(path, &ck, err);
-        if (st != SS_OK) {
-            ss_load_check_cancel(chk);
-            return st;
-        }
-        presliced = 1;
-    } else {
+    if (!ss_path_exists(path)) { /* a checkpoint folder: every rank slices what it needs */
+        ss_checkpoint *ck = NULL;
         SS_CHECK(ss_checkpoint_open(r->p.model_dir, &ck, err));
-    }
-    ss_status st = ss_weights_load(r->be, &r->cfg, &r->plan, ck, presliced, &r->w, err);
-    ss_checkpoint_close(ck);
-    if (st != SS_OK) {
-        ss_load_check_cancel(chk);
+        ss_status st = ss_weights_load(r->be, &r->cfg, &r->plan, ck, 0, &r->w, err);
+        ss_checkpoint_close(ck);
         return st;
     }
-    if (chk && (st = ss_load_check_finish(chk, err)) != SS_OK) { /* (the weights are freed by the runner's destroy) */
+    /* a prepared engine: read only this rank's file */
+    ss_manifest *m = NULL;
+    SS_CHECK(ss_manifest_load(r->p.model_dir, &m, err));
+    int mtp = m->tp, mpp = m->pp;
+    char quick[SS_QUICK_DIGEST_LEN] = "";
+    if ((size_t)r->p.rank < m->n_ranks && m->ranks[r->p.rank].quick_digest)
+        snprintf(quick, sizeof quick, "%s", m->ranks[r->p.rank].quick_digest);
+    ss_manifest_destroy(m);
+    if (mtp != r->p.tp || mpp != r->p.pp)
+        return ss_err_set(err, SS_ERR_MISMATCH, "%s: the engine was prepared for tp %d x pp %d, not tp %d x pp %d (leave --tp and --pp "
+                          "out to run the engine's own layout)",
+                          r->p.model_dir, mtp, mpp, r->p.tp, r->p.pp);
+    /* Sizes of every file and the digests of the small ones against the manifest (milliseconds); the rank file's
+     * quick digest is read beside the load below; the full sha256 of everything is `prepare --check`'s job. */
+    SS_CHECK(ss_engine_verify(r->p.model_dir, SS_ENGINE_VERIFY_LOAD, err));
+    snprintf(path, sizeof path, "%s/rank-%05d.safetensors", r->p.model_dir, r->p.rank);
+    if (!quick[0])
+        SS_LOGW("rank %d: %s has no quick digest (an engine built before the load check): its weights are checked by "
+                "size only; `shardserve prepare --check %s` reads them all, and an engine built again has the digests",
+                r->p.rank, path, r->p.model_dir);
+    ss_checkpoint *ck = NULL;
+    ss_status st = ss_checkpoint_open_file(path, &ck, err);
+    if (st != SS_OK) {
+        /* a header that does not parse is more likely damage than a bad build: the digest tells */
+        ss_err e2;
+        if (quick[0] && ss_load_check_file(path, quick, &e2) == SS_ERR_MISMATCH) {
+            if (err)
+                *err = e2;
+            return SS_ERR_MISMATCH;
+        }
+        return st;
+    }
+    /* the digest over the very bytes the weights load from (the file's mapping, open until the check is over) */
+    ss_load_check *chk = NULL;
+    size_t len = 0;
+    const uint8_t *bytes = ss_st_bytes(ss_checkpoint_file(ck, 0), &len);
+    if (quick[0] && (st = ss_load_check_start(bytes, len, path, quick, &chk, err)) != SS_OK) {
+        ss_checkpoint_close(ck);
+        return st;
+    }
+    st = ss_weights_load(r->be, &r->cfg, &r->plan, ck, 1, &r->w, err);
+    if (chk) {
+        /* On a failed load too: damage explains a missing tensor or a bad shape better than the load's own error. */
+        ss_err ce;
+        ss_status cst = ss_load_check_finish(chk, &ce);
+        if (cst != SS_OK && (st == SS_OK || cst == SS_ERR_MISMATCH)) {
+            st = cst;
+            if (err)
+                *err = ce;
+        }
+    }
+    ss_checkpoint_close(ck);
+    if (st != SS_OK && r->w) {
         ss_weights_free(r->be, r->w);
         r->w = NULL;
     }

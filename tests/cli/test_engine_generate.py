@@ -89,6 +89,19 @@ try:
           "rank-00001.safetensors" in r.stderr and "damaged engine file" in r.stderr and "xxh3-128:" in r.stderr,
           (r.returncode, r.stderr))
     shutil.copyfile(os.path.join(engine, "rank-00001.safetensors"), rank1)
+    # Damage in the header (the JSON no longer parses, or names another tensor): the loader's own error would be a
+    # format error; the digest, read when the header fails, says it is damage.
+    for at, what in ((9, "header JSON"), (20, "header (byte 20)")):
+        with open(rank1, "r+b") as f:
+            f.seek(at)
+            b = f.read(1)
+            f.seek(at)
+            f.write(bytes([b[0] ^ 0x01]))
+        r = subprocess.run([BIN, "generate", "--quiet", "--model", bad, "--tp", "2", "--device", "cpu", "--prompt-ids",
+                            "1", "--max-tokens", "1"], capture_output=True, text=True, timeout=120)
+        check("a flipped byte in a rank file's %s: refused as damage" % what, r.returncode == 3 and
+              "rank-00001.safetensors" in r.stderr and "damaged engine file" in r.stderr, (r.returncode, r.stderr))
+        shutil.copyfile(os.path.join(engine, "rank-00001.safetensors"), rank1)
     # The engine's config.json edited in place, its size unchanged: its sha256 is checked at load (the old check of
     # sizes let it change the model's shape or its output).
     cfg_path = os.path.join(bad, "config.json")
@@ -114,6 +127,13 @@ try:
                         "--max-tokens", "1"], capture_output=True, text=True, timeout=120)
     check("an engine without quick digests loads, with a warning", r.returncode == 0 and
           "has no quick digest" in r.stderr, (r.returncode, r.stderr))
+    # ... but a manifest with digests for some rank files only is refused (no builder writes one)
+    man["ranks"][0]["quick_digest"] = json.load(open(os.path.join(engine, "manifest.json")))["ranks"][0]["quick_digest"]
+    json.dump(man, open(man_path, "w"))
+    r = subprocess.run([BIN, "generate", "--quiet", "--model", bad, "--tp", "2", "--device", "cpu", "--prompt-ids", "1",
+                        "--max-tokens", "1"], capture_output=True, text=True, timeout=120)
+    check("a manifest with quick digests for some rank files only is refused", r.returncode == 3 and
+          "is given for 1 of the 2 rank files" in r.stderr, (r.returncode, r.stderr))
     r = subprocess.run([BIN, "generate", "--quiet", "--model", engine, "--tp", "1", "--device", "cpu", "--prompt-ids",
                         "1", "--max-tokens", "1"], capture_output=True, text=True, timeout=120)
     check("engine for tp 2 refused at tp 1, with the hint", r.returncode == 3 and "tp 2" in r.stderr and

@@ -1,5 +1,5 @@
-/* test_engine_load_check.c — the quick digest (known answers, text form, validity) and the load check beside a load:
- * a good file passes, one flipped byte fails naming the file, a missing file, an early cancel. */
+/* test_engine_load_check.c — the quick digest (known answers, validity) and the load check, over bytes in memory and
+ * by path: a good file passes, a flipped bit fails naming the file, a missing file, an early cancel. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -79,8 +79,8 @@ static void test_valid(void **state)
     assert_false(ss_quick_digest_valid("sha256:99aa06d3014798d86001c324468d497f"));
 }
 
-/* Writes n pseudo-random bytes (more than the check's 8 MiB read) to dir/name; its digest into d. */
-static void lc_write(const char *name, size_t n, char path[300], char d[SS_QUICK_DIGEST_LEN])
+/* n pseudo-random bytes (more than the check's 8 MiB step), also written to dir/name; their digest into d. */
+static uint8_t *lc_bytes(const char *name, size_t n, char path[300], char d[SS_QUICK_DIGEST_LEN])
 {
     snprintf(path, 300, "%s/%s", lc_dir, name);
     uint8_t *b = malloc(n);
@@ -93,7 +93,7 @@ static void lc_write(const char *name, size_t n, char path[300], char d[SS_QUICK
     assert_int_equal(fwrite(b, 1, n, f), n);
     fclose(f);
     lc_digest_of(b, n, d);
-    free(b);
+    return b;
 }
 
 static void test_check(void **state)
@@ -101,38 +101,46 @@ static void test_check(void **state)
     (void)state;
     char path[300], d[SS_QUICK_DIGEST_LEN];
     const size_t n = (9u << 20) + 77;
-    lc_write("rank.safetensors", n, path, d);
+    uint8_t *b = lc_bytes("rank.safetensors", n, path, d);
     ss_load_check *c = NULL;
     ss_err err = {{0}};
-    assert_int_equal(ss_load_check_start(path, d, &c, &err), SS_OK);
+    assert_int_equal(ss_load_check_start(b, n, path, d, &c, &err), SS_OK);
     assert_int_equal(ss_load_check_finish(c, &err), SS_OK);
+    assert_int_equal(ss_load_check_file(path, d, &err), SS_OK);
 
-    /* one flipped bit past the first read: a mismatch naming the file, both digests and the way out */
-    FILE *f = fopen(path, "r+b");
-    assert_non_null(f);
-    fseek(f, (long)(n - 5), SEEK_SET);
-    int b = fgetc(f);
-    fseek(f, (long)(n - 5), SEEK_SET);
-    fputc(b ^ 1, f);
-    fclose(f);
-    assert_int_equal(ss_load_check_start(path, d, &c, &err), SS_OK);
+    /* one flipped bit past the first step: a mismatch naming the file, both digests and the way out */
+    b[n - 5] ^= 1;
+    assert_int_equal(ss_load_check_start(b, n, path, d, &c, &err), SS_OK);
     assert_int_equal(ss_load_check_finish(c, &err), SS_ERR_MISMATCH);
     assert_non_null(strstr(err.msg, path));
     assert_non_null(strstr(err.msg, d));
     assert_non_null(strstr(err.msg, "damaged engine file"));
-    assert_non_null(strstr(err.msg, "prepare --verify full"));
+    assert_non_null(strstr(err.msg, "--verify full"));
+    char msg[sizeof err.msg];
+    snprintf(msg, sizeof msg, "%s", err.msg);
+    /* the same by path, over the file flipped alike: the same message */
+    FILE *f = fopen(path, "r+b");
+    assert_non_null(f);
+    fseek(f, (long)(n - 5), SEEK_SET);
+    fputc(b[n - 5], f);
+    fclose(f);
+    assert_int_equal(ss_load_check_file(path, d, &err), SS_ERR_MISMATCH);
+    assert_string_equal(err.msg, msg);
 
-    /* a file that is gone: an I/O error naming it (from the thread, reported at finish) */
+    /* a file that is gone: an I/O error naming it */
     char gone[300];
     snprintf(gone, sizeof gone, "%s/gone.safetensors", lc_dir);
-    assert_int_equal(ss_load_check_start(gone, d, &c, &err), SS_OK);
-    assert_int_equal(ss_load_check_finish(c, &err), SS_ERR_IO);
+    assert_int_equal(ss_load_check_file(gone, d, &err), SS_ERR_IO);
     assert_non_null(strstr(err.msg, gone));
 
-    /* cancelled while reading (the load failed for another reason): returns, frees (ASan/valgrind see leaks) */
-    assert_int_equal(ss_load_check_start(path, d, &c, &err), SS_OK);
+    /* cancelled while hashing (the caller gives up): returns, frees (ASan sees leaks) */
+    assert_int_equal(ss_load_check_start(b, n, path, d, &c, &err), SS_OK);
     ss_load_check_cancel(c);
     ss_load_check_cancel(NULL);
+    /* an empty file: the digest of nothing */
+    assert_int_equal(ss_load_check_start(b, 0, path, "xxh3-128:99aa06d3014798d86001c324468d497f", &c, &err), SS_OK);
+    assert_int_equal(ss_load_check_finish(c, &err), SS_OK);
+    free(b);
 }
 
 int main(void)

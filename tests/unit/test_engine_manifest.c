@@ -22,7 +22,8 @@ static const char tm_good[] =
     "\"tp\":2,\"pp\":1,\"dtype\":\"bf16\","
     "\"ranks\":[{\"name\":\"rank-00000.safetensors\",\"size\":10,\"digest\":\"sha256:aa\","
     "\"quick_digest\":\"xxh3-128:99aa06d3014798d86001c324468d497f\"},"
-    "{\"name\":\"rank-00001.safetensors\",\"size\":11}],"
+    "{\"name\":\"rank-00001.safetensors\",\"size\":11,"
+    "\"quick_digest\":\"xxh3-128:06b05ab6733a618578af5f94892f3950\"}],"
     "\"files\":[{\"name\":\"config.json\",\"size\":5}]}";
 
 /* tm_good with the first occurrence of `from` replaced by `to`. */
@@ -67,7 +68,7 @@ static void test_parse_good_and_roundtrip(void **state)
     assert_null(m->ranks[1].digest);
     assert_string_equal(m->ranks[0].digest, "sha256:aa");
     assert_string_equal(m->ranks[0].quick_digest, "xxh3-128:99aa06d3014798d86001c324468d497f");
-    assert_null(m->ranks[1].quick_digest); /* (an engine built before the quick digests) */
+    assert_string_equal(m->ranks[1].quick_digest, "xxh3-128:06b05ab6733a618578af5f94892f3950");
     assert_int_equal(m->model.n_kv_heads, 2);
     assert_string_equal(m->model.arch, "LlamaForCausalLM");
     assert_int_equal(m->n_extras, 1);
@@ -78,7 +79,7 @@ static void test_parse_good_and_roundtrip(void **state)
     assert_string_equal(m2->source_id, m->source_id);
     assert_int_equal(m2->ranks[1].size, 11);
     assert_string_equal(m2->ranks[0].quick_digest, m->ranks[0].quick_digest);
-    assert_null(m2->ranks[1].quick_digest);
+    assert_string_equal(m2->ranks[1].quick_digest, m->ranks[1].quick_digest);
     assert_int_equal(m2->model.head_dim, 16);
     assert_int_equal(m2->model.tie_embeddings, 0);
     char *text2 = NULL;
@@ -108,9 +109,13 @@ static void test_parse_errors(void **state)
     tm_expect("rank-00001.safetensors", "../evil", SS_ERR_FORMAT, "bad file name");
     tm_expect("\"size\":11", "\"size\":-1", SS_ERR_FORMAT, "\"size\"");
     tm_expect("xxh3-128:99aa", "xxh3-64:99aa", SS_ERR_FORMAT, "quick_digest");
-    tm_expect("d497f\"", "d497\"", SS_ERR_FORMAT, "32 hex digits");
+    tm_expect("d497f\"", "d497\"", SS_ERR_FORMAT, "32 lowercase hex digits");
     tm_expect("xxh3-128:99aa", "xxh3-128:99AA", SS_ERR_FORMAT, "quick_digest");
     tm_expect("\"quick_digest\":\"", "\"quick_digest\":7,\"x\":\"", SS_ERR_FORMAT, "must be a string");
+    tm_expect(",\"quick_digest\":\"xxh3-128:06b05ab6733a618578af5f94892f3950\"", "", SS_ERR_FORMAT,
+              "\"quick_digest\" is given for 1 of the 2 rank files (every one or none)");
+    tm_expect("\"quick_digest\":\"xxh3-128:06b05ab6733a618578af5f94892f3950\"", "\"quick_digest\":null",
+              SS_ERR_FORMAT, "1 of the 2");
     tm_expect("\"size\":11", "\"size\":\"11\"", SS_ERR_FORMAT, "\"size\"");
     tm_expect("\"num_heads\":8", "\"num_heads\":0", SS_ERR_FORMAT, "num_heads");
     tm_expect("\"tie_embeddings\":false", "\"tie_embeddings\":0", SS_ERR_FORMAT, "tie_embeddings");
