@@ -43,6 +43,9 @@ ss_status ss_engine_rank_path(const char *dir, int rank, char *buf, size_t cap, 
     return SS_OK;
 }
 
+/* What a mismatch says: what it means, and the way out (prepare reuses an engine only after this check). */
+#define ENG_DAMAGED "damaged engine file: the `shardserve prepare` that built the engine rebuilds it"
+
 /* The sha256 (and, where the manifest has one, the quick digest) of the file at path, in one read. */
 static ss_status eng_file_digests(const char *path, char sha[SS_SHA256_HEX], char quick[SS_QUICK_DIGEST_LEN],
                                   ss_err *err)
@@ -93,7 +96,7 @@ static ss_status eng_check_file(const char *dir, const ss_manifest_file *f, int 
     if (stat(path, &sb) != 0)
         return ss_err_set(err, SS_ERR_NOT_FOUND, "%s: missing from the engine (%s)", path, strerror(errno));
     if ((int64_t)sb.st_size != f->size)
-        return ss_err_set(err, SS_ERR_MISMATCH, "%s: %lld bytes, the manifest says %lld (damaged engine file)", path,
+        return ss_err_set(err, SS_ERR_MISMATCH, "%s: %lld bytes, the manifest says %lld (" ENG_DAMAGED ")", path,
                           (long long)sb.st_size, (long long)f->size);
     int sha = digests && f->digest && !strncmp(f->digest, "sha256:", 7);
     if (!sha && !(digests && f->quick_digest))
@@ -101,10 +104,10 @@ static ss_status eng_check_file(const char *dir, const ss_manifest_file *f, int 
     char hex[SS_SHA256_HEX], quick[SS_QUICK_DIGEST_LEN];
     SS_CHECK(eng_file_digests(path, hex, f->quick_digest ? quick : NULL, err));
     if (sha && strcmp(hex, f->digest + 7))
-        return ss_err_set(err, SS_ERR_MISMATCH, "%s: sha256 %s, the manifest says %s (damaged engine file)", path,
+        return ss_err_set(err, SS_ERR_MISMATCH, "%s: sha256 %s, the manifest says %s (" ENG_DAMAGED ")", path,
                           hex, f->digest + 7);
     if (f->quick_digest && strcmp(quick, f->quick_digest))
-        return ss_err_set(err, SS_ERR_MISMATCH, "%s: %s, the manifest says %s (damaged engine file)", path, quick,
+        return ss_err_set(err, SS_ERR_MISMATCH, "%s: %s, the manifest says %s (" ENG_DAMAGED ")", path, quick,
                           f->quick_digest);
     return SS_OK;
 }
