@@ -42,10 +42,16 @@ typedef enum { H_OTHER, H_CL, H_TE, H_EXPECT } frame_header; /* the header the c
  * space. */
 typedef enum { CL_LEAD, CL_DIGITS, CL_TRAIL, CL_ODD } frame_cl;
 
-#define FRAME_TARGET_CAP 300 /* the target's bytes kept: its scheme and authority (a longer authority is refused) */
-#define FRAME_NAME_CAP 20    /* longer names than "transfer-encoding" match nothing */
-#define FRAME_TE_CAP 8       /* longer Transfer-Encoding values than "chunked" (past its blanks) are not it */
-#define FRAME_VALUE_CAP 24   /* the first Content-Length's and each Expect's value kept, for the check and messages */
+#define FRAME_TARGET_CAP 1024 /* the target's bytes kept: its scheme and authority (a longer authority is refused) */
+#define FRAME_NAME_CAP 20     /* longer names than "transfer-encoding" match nothing */
+#define FRAME_VALUE_CAP 24    /* a value's bytes kept, for the checks and messages */
+
+/* A header's value as libevent 2.1 reads it: leading spaces (not tabs) skipped, trailing spaces and tabs trimmed. */
+typedef struct frame_value {
+    char buf[FRAME_VALUE_CAP + 1];
+    size_t len;   /* all bytes past the leading spaces (may exceed FRAME_VALUE_CAP) */
+    size_t trail; /* of them, the spaces and tabs at the end */
+} frame_value;
 
 struct ss_http_frame {
     frame_state st;
@@ -55,24 +61,23 @@ struct ss_http_frame {
     int cr_pending;   /* head only: a CR was read; dropped if an LF follows, else a byte of the line */
     int triton;
     char reason[224];
-    /* the head */
-    int rl_part;      /* the request line's part being read: 0 method, 1 target, 2 version */
+    /* the request line */
+    int rl_part;      /* the part being read: 0 method, 1 target, 2 version, 3 blanks after the version */
     size_t rl_len[3]; /* their lengths so far */
+    size_t rl_bytes;  /* the line's, its end excluded */
+    char method[8];   /* the method's first bytes */
     char target[FRAME_TARGET_CAP + 1]; /* the target's first bytes (NUL-terminated) */
     char version[10]; /* the version's first bytes (NUL-terminated) */
+    /* the header lines */
     char name[FRAME_NAME_CAP];
     size_t name_len;  /* may exceed FRAME_NAME_CAP: then no match */
     frame_header hdr;
     int n_te, n_cl;
     frame_cl cl;
     int cl_valid;     /* the first Content-Length is a number (cl_value) */
-    char value[FRAME_VALUE_CAP + 1]; /* the first Content-Length's or an Expect's value, past its leading blanks */
-    size_t value_len; /* may exceed FRAME_VALUE_CAP */
     uint64_t cl_value;
-    char te[FRAME_TE_CAP]; /* the first Transfer-Encoding's value, past its leading spaces */
-    size_t te_len;    /* may exceed FRAME_TE_CAP: then not "chunked" */
-    int te_blanks;    /* spaces and tabs after its last other byte (trimmed by libevent unless more follows) */
-    int chunked;      /* it is "chunked", as libevent reads it: the body is chunked */
+    frame_value cl_raw, te_raw, expect; /* the first Content-Length's and Transfer-Encoding's, this Expect's */
+    int chunked;      /* the one Transfer-Encoding is "chunked": the body is chunked */
     /* the chunked body */
     uint64_t size, left, total;
     unsigned chunk;   /* the current chunk's number, from 1 */
@@ -108,8 +113,12 @@ int ss_http_frame_triton(const ss_http_frame *f)
     return f->triton;
 }
 
+static void frame_set_triton(ss_http_frame *f);
+
 __attribute__((format(printf, 3, 4))) static void frame_refuse(ss_http_frame *f, int status, const char *fmt, ...)
 {
+    if (f->st == F_REQLINE) /* the error's shape is the route's: what the target has shown so far decides */
+        frame_set_triton(f);
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(f->reason, sizeof f->reason, fmt, ap);
@@ -159,71 +168,149 @@ static const char *frame_quote(char *buf, size_t cap, const char *s, size_t n)
     return buf;
 }
 
-/* Whether a[0, n) is an authority libevent 2.1 reads as one (RFC 3986 section 3.2, no percent-encoding in the
- * host): [userinfo "@"] host [":" port], host a registered name or a bracketed IPv6 address, port at most 65535. */
+static void frame_value_byte(frame_value *v, unsigned char c)
+{
+    if (v->len == 0 && c == ' ')
+        return;
+    if (v->len < FRAME_VALUE_CAP)
+        v->buf[v->len] = (char)c;
+    v->len++;
+    v->trail = c == ' ' || c == '\t' ? v->trail + 1 : 0;
+}
+
+/* Whether the value, trimmed, is `word` (ASCII case ignored). */
+static int frame_value_is(const frame_value *v, const char *word)
+{
+    size_t n = v->len - v->trail, wl = strlen(word);
+    return n == wl && n <= FRAME_VALUE_CAP && !strncasecmp(v->buf, word, n);
+}
+
+static const char *frame_value_quote(char *buf, size_t cap, const frame_value *v)
+{
+    size_t n = v->len - v->trail;
+    return frame_quote(buf, cap, v->buf, n < FRAME_VALUE_CAP ? n : FRAME_VALUE_CAP);
+}
+
+/* Whether a[0, n) holds only the characters of `set`, letters, digits and %HH escapes. */
+static int frame_uri_chars(const char *a, size_t n, const char *set)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (a[i] == '%') {
+            if (i + 2 >= n || !isxdigit((unsigned char)a[i + 1]) || !isxdigit((unsigned char)a[i + 2]))
+                return 0;
+            i += 2;
+        } else if (!isalnum((unsigned char)a[i]) && !strchr(set, a[i])) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Whether a[0, n) is an authority libevent 2.1 reads as one (RFC 3986 section 3.2): [userinfo "@"] host [":" port],
+ * the host a registered name, a bracketed IPv6 address or IPvFuture, the port digits worth at most 65535. */
 static int frame_authority_ok(const char *a, size_t n)
 {
     const char *at = memrchr(a, '@', n);
     if (at) {
-        for (const char *p = a; p < at; p++)
-            if (!(isalnum((unsigned char)*p) || strchr("-._~!$&'()*+,;=:%", *p)))
-                return 0;
+        if (!frame_uri_chars(a, (size_t)(at - a), "-._~!$&'()*+,;=:"))
+            return 0;
         n -= (size_t)(at + 1 - a);
         a = at + 1;
     }
     size_t host = 0;
     if (n && a[0] == '[') {
         const char *close = memchr(a, ']', n);
+        if (!close)
+            return 0;
+        const char *in = a + 1;
+        size_t il = (size_t)(close - in);
         char ip[64];
         struct in6_addr addr;
-        if (!close || (size_t)(close - a - 1) >= sizeof ip)
-            return 0;
-        memcpy(ip, a + 1, (size_t)(close - a - 1));
-        ip[close - a - 1] = '\0';
-        if (inet_pton(AF_INET6, ip, &addr) != 1)
-            return 0;
+        if (il > 1 && (in[0] == 'v' || in[0] == 'V')) { /* IPvFuture: "v" 1*HEXDIG "." 1*( unreserved / sub-delims / ":" ) */
+            size_t h = 1;
+            while (h < il && isxdigit((unsigned char)in[h]))
+                h++;
+            if (h == 1 || h + 1 >= il || in[h] != '.' || !frame_uri_chars(in + h + 1, il - h - 1, "-._~!$&'()*+,;=:") ||
+                memchr(in + h + 1, '%', il - h - 1))
+                return 0;
+        } else {
+            if (il >= sizeof ip)
+                return 0;
+            memcpy(ip, in, il);
+            ip[il] = '\0';
+            if (inet_pton(AF_INET6, ip, &addr) != 1)
+                return 0;
+        }
         host = (size_t)(close - a + 1);
     } else {
-        while (host < n && (isalnum((unsigned char)a[host]) || strchr("-._~!$&'()*+,;=", a[host])))
+        while (host < n && a[host] != ':')
             host++;
+        if (!frame_uri_chars(a, host, "-._~!$&'()*+,;="))
+            return 0;
     }
     if (host == n)
         return 1;
-    if (a[host] != ':' || n - host - 1 > 5)
+    if (a[host] != ':')
         return 0;
-    unsigned port = 0;
+    unsigned long port = 0;
     for (size_t i = host + 1; i < n; i++) {
         if (a[i] < '0' || a[i] > '9')
             return 0;
-        port = port * 10 + (unsigned)(a[i] - '0');
+        port = port > 65535 ? port : port * 10 + (unsigned long)(a[i] - '0');
     }
     return port <= 65535;
 }
 
-/* The request line is over: its parts by RFC 9112 section 3, the version 1.0 or 1.1, an authority that libevent
- * can read (it refuses the others with an HTML page); and whether the target is under /v2 (Triton's routes, whose
- * errors have Triton's shape: decided first, for this line's own refusal too). */
+/* The target's parts: *scheme_len (0: none) and, after "//", the authority [*auth, *auth + *auth_len) (*auth NULL:
+ * none); returns the rest (the path on). Reads what the target buffer holds. */
+static const char *frame_target_parts(const ss_http_frame *f, size_t *scheme_len, const char **auth, size_t *auth_len)
+{
+    const char *t = f->target, *rest = t;
+    size_t first = strcspn(t, ":/?#"); /* the first segment */
+    *scheme_len = 0;
+    *auth = NULL;
+    *auth_len = 0;
+    if (t[first] == ':') {
+        *scheme_len = first;
+        rest = t + first + 1;
+    }
+    if (!strncmp(rest, "//", 2)) {
+        *auth = rest + 2;
+        *auth_len = strcspn(*auth, "/?#");
+        rest = *auth + *auth_len;
+    }
+    return rest;
+}
+
+/* Whether the target (so far) is under /v2: Triton's routes, whose errors have Triton's shape. */
+static void frame_set_triton(ss_http_frame *f)
+{
+    if (f->rl_part < 1)
+        return;
+    size_t sl, al;
+    const char *auth;
+    /* (CONNECT's target is a path when it starts with '/': http_server.c gives it back to the routes) */
+    const char *rest = f->rl_len[0] == 7 && !memcmp(f->method, "CONNECT", 7) ? f->target
+                                                                              : frame_target_parts(f, &sl, &auth, &al);
+    f->triton = !strncmp(rest, "/v2", 3);
+}
+
+/* The request line is over: its parts by RFC 9112 section 3 (what libevent 2.1 refuses in HTML, and a little more),
+ * the version 1.0 or 1.1, and a target libevent can read. */
 static void frame_reqline_end(ss_http_frame *f)
 {
     char q[72];
-    /* the target: origin form ("/path"), "*", or with a scheme and an authority (absolute form) */
-    const char *t = f->target, *rest = t, *auth = NULL;
-    size_t sl = strspn(t, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-.");
-    if (sl && isalpha((unsigned char)t[0]) && t[sl] == ':')
-        rest = t + sl + 1;
-    size_t an = 0;
-    if (!strncmp(rest, "//", 2)) {
-        auth = rest + 2;
-        an = strcspn(auth, "/?#");
-        rest = auth + an;
-    }
-    f->triton = !strncmp(rest, "/v2", 3);
-    if (f->rl_part == 0 && f->rl_len[0] == 0) {
+    frame_set_triton(f);
+    if (f->rl_bytes == 0) {
         frame_refuse(f, 400, "an empty line where the request line is due (RFC 9112 section 2.2)");
         return;
     }
     if (f->rl_part < 2 || f->rl_len[2] == 0) {
         frame_refuse(f, 400, "the request line is not METHOD SP target SP HTTP-version (RFC 9112 section 3)");
+        return;
+    }
+    if (f->rl_bytes < 14) { /* (libevent 2.1 refuses a line shorter than "GET / HTTP/1.1") */
+        frame_refuse(f, 400, "the request line is shorter than 14 bytes, which the HTTP layer does not read");
         return;
     }
     const char *v = f->version;
@@ -237,27 +324,70 @@ static void frame_reqline_end(ss_http_frame *f)
         frame_refuse(f, 505, "%s is not supported: this server speaks HTTP/1.1 (and HTTP/1.0)", v);
         return;
     }
-    if (auth && ((auth + an == t + strlen(t) && f->rl_len[1] > FRAME_TARGET_CAP) || !frame_authority_ok(auth, an)))
+    /* the target, as libevent reads it: CONNECT's an authority; the others a path, "*", or an absolute URI */
+    const size_t tl = f->rl_len[1];
+    const int whole = tl <= FRAME_TARGET_CAP;
+    if (f->rl_len[0] == 7 && !memcmp(f->method, "CONNECT", 7)) { /* (libevent reads up to a '/', '?' or '#') */
+        size_t an = strcspn(f->target, "/?#");
+        if ((an == tl && !whole) || !frame_authority_ok(f->target, an))
+            frame_refuse(f, 400, "CONNECT's target '%s' is not [user@]host[:port] (RFC 9112 section 3.2.3)",
+                         frame_quote(q, sizeof q, f->target, an));
+        return;
+    }
+    size_t sl, al;
+    const char *auth;
+    const char *rest = frame_target_parts(f, &sl, &auth, &al);
+    if (f->target[0] == '/' && !auth)
+        return; /* a path (origin form) */
+    if (rest == f->target && !whole && !strpbrk(f->target, "/?#")) {
+        frame_refuse(f, 400, "the request target's first %d bytes hold no '/', '?' or '#' (a target of %zu bytes)",
+                     FRAME_TARGET_CAP, tl);
+        return;
+    }
+    if (sl || f->target[sl] == ':') { /* a scheme: ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ) */
+        const char *t = f->target;
+        int ok = sl && isalpha((unsigned char)t[0]);
+        for (size_t i = 1; ok && i < sl; i++)
+            ok = isalnum((unsigned char)t[i]) || t[i] == '+' || t[i] == '-' || t[i] == '.';
+        if (!ok) {
+            frame_refuse(f, 400, "the request target '%s' has a colon in its first segment but no scheme before it "
+                         "(RFC 3986 section 3.1)", frame_quote(q, sizeof q, t, sl + 1));
+            return;
+        }
+    }
+    if (auth && ((auth + al == f->target + strlen(f->target) && !whole) || !frame_authority_ok(auth, al)))
         frame_refuse(f, 400, "the request target's authority '%s' is not [user@]host[:port] (RFC 3986 section 3.2)",
-                     frame_quote(q, sizeof q, auth, an));
+                     frame_quote(q, sizeof q, auth, al));
 }
 
-/* One byte of the request line (not its LF): method SP target SP version, one space each. */
+/* One byte of the request line (not its end): method SP target SP version, one space each, blanks after. */
 static void frame_reqline_byte(ss_http_frame *f, unsigned char c)
 {
     char b[16];
-    static const char *const part[] = {"method", "target", "version"};
+    static const char *const part[] = {"method", "target", "version", "version"};
+    f->rl_bytes++;
+    if (f->rl_part == 3 || (f->rl_part == 2 && f->rl_len[2] > 0 && (c == ' ' || c == '\t'))) {
+        /* (blanks after the version: libevent reads past them) */
+        if (c != ' ' && c != '\t')
+            frame_refuse(f, 400, "the request line's version is followed by %s (RFC 9112 section 3)",
+                         frame_byte(b, sizeof b, c));
+        f->rl_part = 3;
+        return;
+    }
     size_t *len = &f->rl_len[f->rl_part];
     if (c == ' ' && *len > 0 && f->rl_part < 2) {
         f->rl_part++;
         return;
     }
-    int ok = f->rl_part == 0 ? frame_tchar(c) : c > 0x20 && c < 0x7f; /* (a target is ASCII: RFC 3986) */
+    /* a target is visible ASCII; bytes above 0x7f pass as libevent takes them (a client's raw UTF-8) */
+    int ok = f->rl_part == 0 ? frame_tchar(c) : f->rl_part == 1 ? c > 0x20 && c != 0x7f : c > 0x20 && c < 0x7f;
     if (!ok) {
         frame_refuse(f, 400, "the request line's %s holds %s (RFC 9112 section 3)", part[f->rl_part],
                      frame_byte(b, sizeof b, c));
         return;
     }
+    if (f->rl_part == 0 && *len < sizeof f->method)
+        f->method[*len] = (char)c;
     if (f->rl_part == 1 && *len < FRAME_TARGET_CAP)
         f->target[*len] = (char)c;
     if (f->rl_part == 2 && *len < sizeof f->version - 1)
@@ -265,72 +395,43 @@ static void frame_reqline_byte(ss_http_frame *f, unsigned char c)
     (*len)++;
 }
 
-/* The empty line: the head is over, the body's framing decided. A Transfer-Encoding other than "chunked" (libevent
- * then reads no body) is left to the header checks of http_server.c, which refuse it. */
+/* The empty line: the head is over, the body's framing decided. Transfer-Encoding is refused unless it is one
+ * "chunked": libevent 2.1 reads the others each its own way (Debian's patched 2.1.12 reads "gzip, chunked" as chunked,
+ * loosely, and answers "chunked, gzip" in HTML), and the header checks of http_server.c refuse them anyway. */
 static void frame_head_end(ss_http_frame *f)
 {
     char q[72];
-    if (f->n_cl && !f->cl_valid) { /* (libevent refuses some in HTML, passes others to the header checks) */
+    if (f->n_cl && !f->cl_valid) /* (libevent refuses some in HTML, passes others to the header checks) */
         frame_refuse(f, 400, "Content-Length '%s' is not a number of bytes (decimal digits only)",
-                     frame_quote(q, sizeof q, f->value, f->value_len < FRAME_VALUE_CAP ? f->value_len : FRAME_VALUE_CAP));
-    } else if (f->n_te && f->n_cl) {
+                     frame_value_quote(q, sizeof q, &f->cl_raw));
+    else if (f->n_te && f->n_cl)
         frame_refuse(f, 400, "%s", SS_HTTP_MSG_TE_AND_CL);
-    } else if (f->chunked) {
+    else if (f->n_te > 1)
+        frame_refuse(f, 400, "Transfer-Encoding is given %d times; only one 'chunked' is supported", f->n_te);
+    else if (f->n_te && !f->chunked)
+        frame_refuse(f, 400, "Transfer-Encoding '%s' is not supported; only 'chunked' is",
+                     frame_value_quote(q, sizeof q, &f->te_raw));
+    else if (f->chunked) {
         f->st = F_SIZE0;
         f->chunk = 1;
-    } else if (f->n_cl && f->cl_value > f->max_body) {
+    } else if (f->n_cl && f->cl_value > f->max_body)
         frame_refuse(f, 413, "Content-Length %llu is larger than --max-body-bytes (%zu bytes)",
                      (unsigned long long)f->cl_value, f->max_body);
-    } else {
+    else
         f->st = F_OVER;
-    }
 }
 
 /* A Content-Length's, Transfer-Encoding's or Expect's value line is over. */
 static void frame_value_end(ss_http_frame *f)
 {
-    if (f->hdr == H_CL) {
+    char q[72];
+    if (f->hdr == H_CL)
         f->cl_valid = f->cl == CL_DIGITS || f->cl == CL_TRAIL;
-        return;
-    }
-    if (f->hdr == H_EXPECT) {
-        size_t n = f->value_len < FRAME_VALUE_CAP ? f->value_len : FRAME_VALUE_CAP;
-        while (n && (f->value[n - 1] == ' ' || f->value[n - 1] == '\t'))
-            n--;
-        char q[72];
-        if (f->value_len > FRAME_VALUE_CAP || n != 12 || strncasecmp(f->value, "100-continue", 12))
-            frame_refuse(f, 417, "Expect '%s' is not supported (only 100-continue is; RFC 9110 section 10.1.1)",
-                         frame_quote(q, sizeof q, f->value, n));
-        return;
-    }
-    f->chunked = f->te_len == 7 && !strncasecmp(f->te, "chunked", 7);
-}
-
-/* Keeps a value's bytes past its leading blanks (for the checks and messages). */
-static void frame_value_keep(ss_http_frame *f, unsigned char c)
-{
-    if (f->value_len == 0 && (c == ' ' || c == '\t') && f->hdr == H_EXPECT)
-        return;
-    if (f->value_len == 0 && c == ' ' && f->hdr == H_CL)
-        return; /* (libevent skips leading spaces, not tabs) */
-    if (f->value_len < FRAME_VALUE_CAP)
-        f->value[f->value_len] = (char)c;
-    f->value_len++;
-}
-
-static void frame_te_byte(ss_http_frame *f, unsigned char c)
-{
-    if (c == ' ' && f->te_len == 0 && f->te_blanks == 0)
-        return; /* a leading space (libevent skips spaces, not tabs) */
-    if (c == ' ' || c == '\t') {
-        f->te_blanks++;
-    } else {
-        if (f->te_blanks) /* blanks inside the value: not "chunked" */
-            f->te_len = FRAME_TE_CAP + 1;
-        if (f->te_len < FRAME_TE_CAP)
-            f->te[f->te_len] = (char)c;
-        f->te_len++;
-    }
+    else if (f->hdr == H_TE)
+        f->chunked = frame_value_is(&f->te_raw, "chunked");
+    else if (!frame_value_is(&f->expect, "100-continue")) /* (libevent answers others in HTML) */
+        frame_refuse(f, 417, "Expect '%s' is not supported (only 100-continue is; RFC 9110 section 10.1.1)",
+                     frame_value_quote(q, sizeof q, &f->expect));
 }
 
 static void frame_cl_byte(ss_http_frame *f, unsigned char c)
@@ -346,7 +447,7 @@ static void frame_cl_byte(ss_http_frame *f, unsigned char c)
     } else if ((c == ' ' || c == '\t') && f->cl != CL_LEAD) {
         f->cl = CL_TRAIL;
     } else {
-        f->cl = CL_ODD; /* not a plain number: the header checks refuse it */
+        f->cl = CL_ODD; /* not a plain number */
     }
 }
 
@@ -406,11 +507,12 @@ static void frame_head_byte(ss_http_frame *f, unsigned char c)
                 f->hdr = H_TE;
             else if (f->name_len == 6 && !strncasecmp(f->name, "expect", 6))
                 f->hdr = H_EXPECT;
-            f->value_len = 0;
             if (f->hdr == H_CL && ++f->n_cl == 1) {
                 f->cl = CL_LEAD;
                 f->st = F_VALUE;
             } else if ((f->hdr == H_TE && ++f->n_te == 1) || f->hdr == H_EXPECT) {
+                if (f->hdr == H_EXPECT)
+                    memset(&f->expect, 0, sizeof f->expect);
                 f->st = F_VALUE;
             } else {
                 f->st = F_SKIP;
@@ -428,12 +530,12 @@ static void frame_head_byte(ss_http_frame *f, unsigned char c)
                 f->st = F_LINE;
             return;
         }
-        if (f->hdr != H_TE)
-            frame_value_keep(f, c);
-        if (f->hdr == H_CL)
+        if (f->hdr == H_CL) {
+            frame_value_byte(&f->cl_raw, c);
             frame_cl_byte(f, c);
-        else if (f->hdr == H_TE)
-            frame_te_byte(f, c);
+        } else {
+            frame_value_byte(f->hdr == H_TE ? &f->te_raw : &f->expect, c);
+        }
         return;
     case F_SKIP:
         if (c == '\n')

@@ -6,23 +6,25 @@
 #include <stddef.h>
 
 /* One request's head and framing, fed the connection's bytes from the request's first byte on. Refused, at the
- * first byte where the verdict is sure (so no later than libevent would refuse, in HTML):
+ * first byte where the verdict is sure (so no later than libevent 2.1 would refuse, in HTML):
  * - 431: a head (request line, header lines, line ends) longer than max_head (--max-header-bytes);
- * - 400: a request line that is not METHOD SP target SP HTTP/<digit>.<digit> (one space each; a method of token
- *   bytes, a target of visible ASCII, an authority libevent reads: [user@]host[:port], no percent-encoding in the
- *   host), or an empty line where it is due; 505: a version other than HTTP/1.0 and HTTP/1.1;
+ * - 400: a request line that is not METHOD SP target SP HTTP/<digit>.<digit> (one space each, blanks after; a
+ *   method of token bytes; a target of visible bytes), shorter than 14 bytes, or an empty line where it is due; a
+ *   target libevent cannot read: CONNECT's not an authority, another's a colon in its first segment without a
+ *   scheme, or an authority that is not [user@]host[:port] (%HH escapes, an IPv6 or IPvFuture literal, a port
+ *   up to 65535); 505: a version other than HTTP/1.0 and HTTP/1.1;
  * - 400: a NUL, a CR not before an LF, or another control character but tab in the head (libevent reads lines as C
  *   strings); a header line that starts with white space (obsolete folding) or has no colon; a first
- *   Content-Length that is not decimal digits (spaces before, blanks after); Transfer-Encoding with Content-Length;
- * - 417: an Expect other than 100-continue;
+ *   Content-Length that is not decimal digits (spaces before, blanks after); Transfer-Encoding other than one
+ *   "chunked" (spaces before, blanks after), or with a Content-Length;
+ * - 417: an Expect other than 100-continue (spaces before, blanks after);
  * Lines end in LF, a CR before it dropped, as libevent 2.1 splits them. Then:
- * - with a first Transfer-Encoding of "chunked" (what libevent reads as chunked; it reads no body for another
- *   coding, which the header checks of http_server.c refuse): the body is read strictly by RFC 9112 section 7.1,
- *   and refused 400 at the first byte libevent would read otherwise or more loosely: a size that is not 1*HEXDIG
- *   ending in CRLF ("0x24", "+24", " 24", "24 x", a bare LF, an empty line), a chunk extension, chunk data not
- *   followed by CRLF, or a trailer field (libevent would merge trailers into the headers); or 413 once the sizes
- *   add up to more than max_body;
- * - otherwise, with a first Content-Length above max_body: refused, 413;
+ * - with Transfer-Encoding "chunked": the body is read strictly by RFC 9112 section 7.1, and refused 400 at the
+ *   first byte libevent would read otherwise or more loosely: a size that is not 1*HEXDIG ending in CRLF ("0x24",
+ *   "+24", " 24", "24 x", a bare LF, an empty line), a chunk extension, chunk data not followed by CRLF, or a
+ *   trailer field (libevent would merge trailers into the headers); or 413 once the sizes add up to more than
+ *   max_body;
+ * - otherwise, with a Content-Length above max_body: refused, 413;
  * - otherwise nothing more is read: what follows is libevent's (and the header checks' of http_server.c).
  * The verdict depends only on the bytes, not on how they are split into calls. Once the request is over or
  * refused, further bytes are ignored: a new request needs a new scanner. */

@@ -672,6 +672,8 @@ static int http_reject_framing(struct evhttp_request *req, const ss_http_frame *
     /* The error's shape is the route's: Triton's under /v2, OpenAI's elsewhere (as server.c picks it). */
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+    if (!path || !*path) /* (CONNECT: libevent read its target as an authority; the routes get it back as the path) */
+        path = evhttp_request_get_uri(req);
     ss_api_error e;
     ss_api_fail(&e, status, NULL, "%s", msg);
     size_t len = 0;

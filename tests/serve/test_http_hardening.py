@@ -310,6 +310,20 @@ def _():
         (b"GET /v2/health/ready HTTP/1.1\r\n" + host + b"NoColon\r\n\r\n", 400, "'NoColon' has no colon", True),
         (b"GET /v2/health/ready HTTP/1.1\r\n" + host + b"X-A: 1\r\n 2\r\n\r\n", 400, "obsolete line folding", True),
         (b"GET /v1/models HTTP/1.1\r\n" + host + b"X-A: 1\r2\r\n\r\n", 400, "a CR that does not end a line", False),
+        # helper-82's: still HTML before the second round
+        (b"A / HTTP/1.1\r\n" + host + b"\r\n", 400, "shorter than 14 bytes", False),
+        (b"GET 1:x HTTP/1.1\r\n" + host + b"\r\n", 400, "a colon in its first segment", False),
+        (b"GET http://%zz@h/v2 HTTP/1.1\r\n" + host + b"\r\n", 400, "authority '%zz@h'", True),
+        (b"CONNECT a:b HTTP/1.1\r\n" + host + b"\r\n", 400, "CONNECT's target 'a:b'", False),
+        (b"POST /v1/completions HTTP/1.1\r\n" + host + b"Expect:\t100-continue\r\nContent-Length: 2\r\n\r\n{}", 417,
+         "Expect '?100-continue'", False),
+        (b"POST /v1/completions HTTP/1.1\r\n" + host + b"Transfer-Encoding: chunked, gzip\r\n\r\n", 400,
+         "Transfer-Encoding 'chunked, gzip' is not supported", False),
+        (b"POST /v1/completions HTTP/1.1\r\n" + host + b"Transfer-Encoding: gzip, chunked\r\n\r\nzz\r\n", 400,
+         "Transfer-Encoding 'gzip, chunked' is not supported", False),
+        (b"POST /v1/completions HTTP/1.1\r\n" + host + b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+         400, "given 2 times", False),
+        (b"GET /v2/health/ready HTTP/1.1 x\r\n" + host + b"\r\n", 400, "version is followed by 'x'", True),
         (b"POST /v1/completions HTTP/1.1\r\n" + host + b"Content-Length: abc\r\n\r\n", 400,
          "Content-Length 'abc' is not a number", False),
         (b"POST /v1/completions HTTP/1.1\r\n" + host + b"Expect: foo\r\nContent-Length: 2\r\n\r\n{}", 417,
@@ -328,7 +342,12 @@ def _():
         e = json.loads(body)["error"]
         assert isinstance(e, str) == triton, (req[:60], e)  # Triton's shape under /v2, OpenAI's elsewhere
         assert says in json_error(body), (req[:60], body)
-    # what libevent read well still passes: Expect: 100-continue, a target in absolute form, obs-text in a value
+    # what libevent read well still passes: raw UTF-8 in a target, blanks after the version
+    for req in (b"GET /v1/models?q=caf\xc3\xa9 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+                b"GET /v1/models HTTP/1.1 \r\nHost: a\r\nConnection: close\r\n\r\n"):
+        rs = responses(send_and_read(req))
+        assert len(rs) == 1 and rs[0][0] == 200, (req, rs)
+    # ... and Expect: 100-continue, a target in absolute form, obs-text in a value
     body = b'{"prompt": "Hi", "max_tokens": 1}'
     raw = send_and_read(b"POST http://a:8000/v1/completions HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\n"
                         b"X-Name: caf\xc3\xa9\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
