@@ -23,7 +23,7 @@
 typedef struct gen_opts {
     const char *model, *prompt, *prompt_ids, *chat, *output, *device, *kv_dtype, *quant;
     int64_t max_tokens, top_k, seed, logprobs, tp, pp, threads;
-    int64_t nnodes, node_rank, gpus_per_node, rdzv_port, comm_timeout;
+    int64_t nnodes, node_rank, gpus_per_node, rdzv_port, comm_timeout, join_timeout;
     const char *leader_addr;
     double temperature, top_p, min_p;
     int ignore_eos, quiet, json_mode;
@@ -162,6 +162,7 @@ int ss_cmd_generate(int argc, char **argv, char **env)
     o.tp = o.pp = SS_CLI_UNSET; /* left out: the engine's own layout, else 1 (below) */
     o.nnodes = o.node_rank = o.gpus_per_node = -1;
     o.rdzv_port = 29500;
+    o.join_timeout = SS_CLI_JOIN_TIMEOUT_DEFAULT;
     o.comm_timeout = 60;
     ss_opt opts[] = {
         {"model", SS_OPT_STR, &o.model, "checkpoint or engine folder (default: the bundled model)"},
@@ -190,6 +191,8 @@ int ss_cmd_generate(int argc, char **argv, char **env)
         {"gpus-per-node", SS_OPT_INT, &o.gpus_per_node, "ranks per machine (default tp x pp / nnodes)"},
         {"leader-addr", SS_OPT_STR, &o.leader_addr, "HOST:PORT where rank 0 meets the others"},
         {"rendezvous-port", SS_OPT_INT, &o.rdzv_port, "port for LeaderWorkerSet / MPI rendezvous (default 29500)"},
+        {"join-timeout", SS_OPT_INT, &o.join_timeout,
+         "a node other than the leader's: seconds to keep trying to reach the leader, which prepares the engine first"},
         {"comm-timeout", SS_OPT_INT, &o.comm_timeout, "seconds before a silent rank fails a step (default 60)"},
         {"quiet", SS_OPT_BOOL, &o.quiet, "log warnings and errors only"},
         {NULL, 0, NULL, NULL},
@@ -210,6 +213,9 @@ int ss_cmd_generate(int argc, char **argv, char **env)
     if (o.max_tokens < 1 || o.max_tokens > 1 << 20)
         return gen_fail(&src, ss_err_set(&e, SS_ERR_INVALID_ARG, "--max-tokens must be in 1..%d (got %lld)", 1 << 20,
                                    (long long)o.max_tokens), &e);
+    if (o.join_timeout < 1 || o.join_timeout > SS_CLI_JOIN_TIMEOUT_MAX)
+        return gen_fail(&src, ss_err_set(&e, SS_ERR_INVALID_ARG, "--join-timeout must be in 1..%d seconds (got %lld)",
+                                         SS_CLI_JOIN_TIMEOUT_MAX, (long long)o.join_timeout), &e);
     if (o.comm_timeout < 1 || o.comm_timeout > 86400)
         return gen_fail(&src, ss_err_set(&e, SS_ERR_INVALID_ARG, "--comm-timeout must be in 1..86400 seconds"), &e);
     if (o.logprobs < 0 || o.logprobs > SS_MAX_TOP_LOGPROBS)
@@ -249,7 +255,7 @@ int ss_cmd_generate(int argc, char **argv, char **env)
     if (st != SS_OK)
         return gen_fail(&src, st, &e);
     if (ri.rank != 0)
-        return ss_cli_run_node(&ri);
+        return ss_cli_run_node(&ri, o.join_timeout);
     ss_replica_params rp = ss_replica_default_params();
     rp.model_dir = model_dir;
     rp.tp = (int)o.tp;

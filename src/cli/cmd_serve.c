@@ -22,7 +22,7 @@
 typedef struct serve_opts {
     const char *model, *engine, *device, *host, *api_key, *served_name, *log_level, *overlap, *gen_config;
     const char *revision, *dtype, *cache, *token_file, *leader_addr, *kv_dtype, *quant;
-    int64_t nnodes, node_rank, gpus_per_node, rdzv_port, comm_timeout;
+    int64_t nnodes, node_rank, gpus_per_node, rdzv_port, comm_timeout, join_timeout;
     int64_t tp, pp, port, metrics_port, threads;
     int64_t max_batch, max_waiting, max_step_tokens, max_seq_len, num_kv_blocks, block_size;
     int64_t max_body_bytes, max_header_bytes, conn_timeout, request_timeout, drain_timeout, max_n;
@@ -72,6 +72,7 @@ int ss_cmd_serve(int argc, char **argv, char **env)
     o.dtype = "bf16";
     o.nnodes = o.node_rank = o.gpus_per_node = -1;
     o.rdzv_port = 29500;
+    o.join_timeout = SS_CLI_JOIN_TIMEOUT_DEFAULT;
     o.comm_timeout = 60;
     o.drain_timeout = p.drain_timeout_ms / 1000;
     o.max_n = p.max_n;
@@ -88,6 +89,8 @@ int ss_cmd_serve(int argc, char **argv, char **env)
         {"gpus-per-node", SS_OPT_INT, &o.gpus_per_node, "ranks per machine (default tp x pp / nnodes)"},
         {"leader-addr", SS_OPT_STR, &o.leader_addr, "HOST:PORT where rank 0 meets the other ranks"},
         {"rendezvous-port", SS_OPT_INT, &o.rdzv_port, "rendezvous port with LeaderWorkerSet / MPI (default 29500)"},
+        {"join-timeout", SS_OPT_INT, &o.join_timeout,
+         "a node other than the leader's: seconds to keep trying to reach the leader, which prepares the engine first"},
         {"comm-timeout", SS_OPT_INT, &o.comm_timeout, "seconds before a silent rank fails a step (default 60)"},
         {"engine", SS_OPT_STR, &o.engine, "prepared engine folder (instead of --model)"},
         {"tp", SS_OPT_INT, &o.tp, "tensor-parallel degree (default: the engine's, else 1)"},
@@ -178,6 +181,7 @@ int ss_cmd_serve(int argc, char **argv, char **env)
         (st = serve_range("drain-timeout", o.drain_timeout, 0, 86400, &e)) != SS_OK ||
         (st = serve_range("max-n", o.max_n, 1, 128, &e)) != SS_OK ||
         (st = serve_range("comm-timeout", o.comm_timeout, 1, 86400, &e)) != SS_OK ||
+        (st = serve_range("join-timeout", o.join_timeout, 1, SS_CLI_JOIN_TIMEOUT_MAX, &e)) != SS_OK ||
         (st = serve_range("speculative-ngram", o.spec_tokens, 0, SS_SPEC_MAX_TOKENS, &e)) != SS_OK ||
         (st = serve_range("speculative-max-batch", o.spec_max_batch, 1, 65536, &e)) != SS_OK)
         return serve_fail(&src, st, &e);
@@ -200,7 +204,7 @@ int ss_cmd_serve(int argc, char **argv, char **env)
         return serve_fail(&src, st, &e);
     if (ri.rank != 0) {
         SS_LOGI("serve: rank %d of %d (%s): worker, no HTTP", ri.rank, ri.world, ri.source);
-        return ss_cli_run_node(&ri);
+        return ss_cli_run_node(&ri, o.join_timeout);
     }
     p.replica.leader_addr = ri.leader_addr[0] ? ri.leader_addr : NULL;
     p.replica.gpus_per_node = ri.gpus_per_node;

@@ -101,7 +101,7 @@ static int worker_run(const char *leader, int rank, int world, int64_t join_time
     return st == SS_OK ? SS_EXIT_OK : (st == SS_ERR_COMM ? SS_EXIT_PEER_LOST : ss_status_exit_code(st));
 }
 
-int ss_cli_run_node(const ss_rank_info *info)
+int ss_cli_run_node(const ss_rank_info *info, int64_t join_timeout_s)
 {
     /* A node other than the leader's: start this node's other ranks, then be the first of them. */
     pid_t kids[64];
@@ -121,12 +121,13 @@ int ss_cli_run_node(const ss_rank_info *info)
                 prctl(PR_SET_PDEATHSIG, SIGKILL);
                 if (getppid() != me)
                     _exit(4);
-                char rank[16], ws[16], lvl[16];
+                char rank[16], ws[16], lvl[16], join[24];
                 snprintf(rank, sizeof rank, "%d", k);
                 snprintf(ws, sizeof ws, "%d", info->world);
                 snprintf(lvl, sizeof lvl, "%s", ss_log_level_name(ss_log_level_get())); /* this node's --log-level */
-                char *argv[] = {exe, "worker", "--leader-addr", (char *)info->leader_addr, "--rank", rank, "--world",
-                                ws, "--log-level", lvl, NULL};
+                snprintf(join, sizeof join, "%lld", (long long)join_timeout_s); /* (they had the worker's 600 s) */
+                char *argv[] = {exe,  "worker", "--leader-addr", (char *)info->leader_addr, "--rank", rank, "--world",
+                                ws,   "--log-level", lvl, "--join-timeout", join, NULL};
                 execv(exe, argv);
                 _exit(127);
             }
@@ -134,8 +135,7 @@ int ss_cli_run_node(const ss_rank_info *info)
                 kids[nk++] = pid;
         }
     }
-    int rc = worker_run(info->leader_addr, info->rank, info->world, 3600, NULL, /* the leader may be preparing */
-                        ss_log_level_get());
+    int rc = worker_run(info->leader_addr, info->rank, info->world, join_timeout_s, NULL, ss_log_level_get());
     for (int i = 0; i < nk; i++) {
         if (rc != SS_EXIT_OK)
             kill(kids[i], SIGTERM);

@@ -26,8 +26,13 @@ int ss_cmd_worker(int argc, char **argv, char **env);
     "none)"
 
 struct ss_rank_info;
-/* For `serve`/`generate` on a node other than the leader's: runs this node's ranks as workers. */
-int ss_cli_run_node(const struct ss_rank_info *info);
+/* For `serve`/`generate` on a node other than the leader's: runs this node's ranks as workers, each trying to reach
+ * the leader (which may still be preparing the engine) for join_timeout_s seconds (--join-timeout). */
+int ss_cli_run_node(const struct ss_rank_info *info, int64_t join_timeout_s);
+
+/* --join-timeout's range and default for serve and generate (the worker command's default is 600). */
+#define SS_CLI_JOIN_TIMEOUT_DEFAULT 3600
+#define SS_CLI_JOIN_TIMEOUT_MAX 86400
 
 /* The engine-preparing path of `prepare`, shared with `serve` (cmd_prepare.c). */
 ss_status ss_cli_engine_prepare(char **env, ss_engine_params *p, const char *cache, const char *token_file,

@@ -4,6 +4,7 @@ against the model goldens, and the exit codes / messages of bad input (DESIGN.md
 import json
 import os
 import subprocess
+import time
 import sys
 import tempfile
 
@@ -167,6 +168,23 @@ for addr in ("127.0.0.1:", "127.0.0.1:0", "127.0.0.1: 29500"):
     r = run(["--model", model, "--prompt-ids", "1", "--tp", "2", "--leader-addr", addr, "--nnodes", "2"])
     check("--leader-addr '%s' -> exit 2 naming it" % addr,
           r.returncode == 2 and "'%s'" % addr in r.stderr and "1..65535" in r.stderr, r.stderr)
+# a node other than the leader's gives up after --join-timeout, and so do the local ranks it starts (helper-85: they
+# had the worker command's 600 s while the node waited 3600 s, fixed, for a leader preparing a 70B engine)
+p = subprocess.Popen([BIN, "generate", "--model", model, "--prompt-ids", "1", "--tp", "4", "--nnodes", "2",
+                      "--node-rank", "1", "--leader-addr", "127.0.0.1:1", "--join-timeout", "4"],
+                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+time.sleep(1.5)
+kids = subprocess.run(["pgrep", "-P", str(p.pid)], capture_output=True, text=True).stdout.split()
+cmdlines = [open("/proc/%s/cmdline" % k, "rb").read().split(b"\0") for k in kids if os.path.exists("/proc/%s" % k)]
+t0 = time.time()
+out, err = p.communicate(timeout=60)
+check("a worker node with --join-timeout 4: its local rank gets it too", len(cmdlines) == 1 and
+      b"--join-timeout" in cmdlines[0] and cmdlines[0][cmdlines[0].index(b"--join-timeout") + 1] == b"4", cmdlines)
+check("... and the node exits 4 once it passes, naming the leader", p.returncode == 4 and "127.0.0.1:1" in err and
+      time.time() - t0 < 30, (p.returncode, err[-300:]))
+for t in ("0", "86401"):
+    r = run(["--model", model, "--prompt-ids", "1", "--join-timeout", t])
+    check("--join-timeout %s -> exit 2 naming it" % t, r.returncode == 2 and "--join-timeout" in r.stderr, r.stderr)
 for t in ("0", "4294970"):  # (session 60: 0 became 60 s, and 4294970 s overflowed to 2.7 s)
     r = run(["--model", model, "--prompt-ids", "1", "--tp", "2", "--comm-timeout", t])
     check("--comm-timeout %s -> exit 2 naming it" % t, r.returncode == 2 and "--comm-timeout" in r.stderr, r.stderr)

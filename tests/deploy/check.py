@@ -195,6 +195,21 @@ def check_semantics(rep, name, docs, values):
                       f"{where}: liveness is /v2/health/live")
         if role == "member":
             rep.check(not probes, f"{where}: StatefulSet pods carry no HTTP probes (workers would fail them)")
+        # A worker pod waits for its leader (which prepares the engine first) as long as the leader's startup probe.
+        st = values["probes"]["startup"]
+        want_join = str(min(86400, max(600, st["periodSeconds"] * st["failureThreshold"])))
+        rep.check(env_val(c, "SHARDSERVE_JOIN_TIMEOUT") == want_join,
+                  f"{where}: SHARDSERVE_JOIN_TIMEOUT = the startup probe's budget", env_val(c, "SHARDSERVE_JOIN_TIMEOUT"))
+        # preStop: the endpoint's removal spreads while the server still takes requests; the grace period covers it.
+        pre = values["server"]["preStopSleepSeconds"]
+        got_pre = c.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command")
+        rep.check(got_pre == (["sleep", str(pre)] if pre else None), f"{where}: preStop sleep of preStopSleepSeconds",
+                  got_pre)
+        rep.check(spec.get("terminationGracePeriodSeconds") == values["server"]["drainTimeoutSeconds"] + pre + 15,
+                  f"{where}: terminationGracePeriodSeconds = drain + preStop + 15", spec.get("terminationGracePeriodSeconds"))
+        for k, n in values.get("extraResources", {}).items():
+            rep.check(str(res.get("requests", {}).get(k)) == str(n) and str(res.get("limits", {}).get(k)) == str(n),
+                      f"{where}: extra resource {k} requested and limited", res)
         # Volumes: cache PVC, /dev/shm in memory, HF token as a file.
         vols = {v["name"]: v for v in spec.get("volumes", [])}
         mounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts", [])}
@@ -246,8 +261,14 @@ def check_semantics(rep, name, docs, values):
         for lab in worker_labels:
             rep.check(not selects(lab, leader_labels) and lab != leader_labels, f"{name}: leader/worker labels differ")
 
-    # StatefulSet specifics: parallel start, headless rendezvous service, rank from the ordinal.
+    # LWS makes a headless Service named after itself for its pods' DNS names, and none if the name is taken
+    # (helper-85: the HTTP Service took it, so LWS_LEADER_ADDRESS never resolved and a multi-pod group never met).
     services = by_kind(docs, "Service")
+    for lws in lwss:
+        taken = [x["metadata"]["name"] for x in services if x["metadata"]["name"] == lws["metadata"]["name"]]
+        rep.check(not taken, f"{name}: no Service takes the LWS's name (LWS's own headless Service)", taken)
+
+    # StatefulSet specifics: parallel start, headless rendezvous service, rank from the ordinal.
     for sts in stss:
         s = sts["spec"]
         rep.check(s.get("podManagementPolicy") == "Parallel", f"{name}: StatefulSet starts pods in parallel")
@@ -494,6 +515,12 @@ def cmd_chart(args):
             {"env": [e for e in ctr(d, "worker")["env"] if e["name"] != "SHARDSERVE_KV_CACHE_DTYPE"]}),
         "quantization not passed": lambda d: ctr(d, "worker").update(
             {"env": [e for e in ctr(d, "worker")["env"] if e["name"] != "SHARDSERVE_QUANTIZATION"]}),
+        "Service named as the LWS": lambda d: [x["object"]["metadata"].update({"name": x2["object"]["metadata"]["name"]})
+                                               for x in d if x["object"]["kind"] == "Service"
+                                               for x2 in d if x2["object"]["kind"] == "LeaderWorkerSet"],
+        "worker join timeout not passed": lambda d: ctr(d, "worker").update(
+            {"env": [e for e in ctr(d, "worker")["env"] if e["name"] != "SHARDSERVE_JOIN_TIMEOUT"]}),
+        "no preStop on the leader": lambda d: ctr(d, "leader").pop("lifecycle"),
     }
     for what, mutate in mutations.items():
         docs = json.loads(json.dumps(good))

@@ -16,6 +16,13 @@
 {{- end -}}
 {{- end -}}
 
+{{/* The LeaderWorkerSet's name. Not the fullname: LWS makes a headless Service named after itself for its pods' DNS
+     names (LWS_LEADER_ADDRESS = <lws>-<group>.<lws>.<namespace>) and makes none when that name is taken, as it was by
+     the HTTP Service: a group of several pods then never met (helper-85). */}}
+{{- define "shardserve.lwsName" -}}
+{{- printf "%s-lws" (include "shardserve.fullname" . | trunc 36 | trimSuffix "-") -}}
+{{- end -}}
+
 {{- define "shardserve.selectorLabels" -}}
 app.kubernetes.io/name: {{ include "shardserve.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
@@ -62,6 +69,16 @@ kueue.x-k8s.io/queue-name: {{ . | quote }}
 {{- fail (printf "parallelism: tp x pp = %d is not a multiple of gpusPerPod = %d" $world (int64 $p.gpusPerPod)) -}}
 {{- end -}}
 {{- div $world $p.gpusPerPod -}}
+{{- end -}}
+
+{{/* How long a worker pod waits for its leader, which prepares the engine (a download and a build, for a cold
+     cache) before it listens: the leader's startup probe budget, at least 600 s, at most a day. */}}
+{{- define "shardserve.joinTimeout" -}}
+{{- $p := .Values.probes.startup -}}
+{{- $t := mul (int $p.periodSeconds) (int $p.failureThreshold) -}}
+{{- if lt $t 600 }}{{ $t = 600 }}{{ end -}}
+{{- if gt $t 86400 }}{{ $t = 86400 }}{{ end -}}
+{{- $t -}}
 {{- end -}}
 
 {{/* Checks that span several values (the schema checks each one alone). */}}
@@ -124,6 +141,8 @@ annotations:
   value: {{ $v.server.metricsPort | quote }}
 - name: SHARDSERVE_RENDEZVOUS_PORT
   value: {{ $v.server.rendezvousPort | quote }}
+- name: SHARDSERVE_JOIN_TIMEOUT
+  value: {{ include "shardserve.joinTimeout" $ | quote }}
 - name: SHARDSERVE_LOG_LEVEL
   value: {{ $v.server.logLevel | quote }}
 - name: SHARDSERVE_DRAIN_TIMEOUT
@@ -182,7 +201,7 @@ annotations:
 {{- $v := $.Values -}}
 automountServiceAccountToken: false
 enableServiceLinks: false
-terminationGracePeriodSeconds: {{ add $v.server.drainTimeoutSeconds 15 }}
+terminationGracePeriodSeconds: {{ add $v.server.drainTimeoutSeconds $v.server.preStopSleepSeconds 15 }}
 {{- with $v.imagePullSecrets }}
 imagePullSecrets:
   {{- toYaml . | nindent 2 }}
@@ -263,8 +282,17 @@ containers:
       failureThreshold: {{ $v.probes.liveness.failureThreshold }}
       timeoutSeconds: {{ $v.probes.liveness.timeoutSeconds }}
     {{- end }}
+    {{- if gt (int $v.server.preStopSleepSeconds) 0 }}
+    lifecycle:
+      preStop:  # the endpoint's removal reaches Services and load balancers while the server still takes requests
+        exec:
+          command: ["sleep", {{ $v.server.preStopSleepSeconds | quote }}]
+    {{- end }}
     resources:
       {{- $res := dict "cpu" $v.resources.cpu "memory" $v.resources.memory }}
+      {{- range $k, $n := $v.extraResources }}
+      {{- $_ := set $res $k $n }}
+      {{- end }}
       {{- if eq $v.device "cuda" }}
       {{- $_ := set $res $v.gpu.resourceName $v.parallelism.gpusPerPod }}
       {{- end }}
@@ -286,6 +314,9 @@ containers:
         mountPath: {{ $v.hfToken.mountPath }}
         readOnly: true
       {{- end }}
+      {{- with $v.extraVolumeMounts }}
+      {{- toYaml . | nindent 6 }}
+      {{- end }}
 volumes:
   - name: cache
     persistentVolumeClaim:
@@ -301,5 +332,8 @@ volumes:
     secret:
       secretName: {{ $v.hfToken.secretName }}
       defaultMode: 288  # 0440
+  {{- end }}
+  {{- with $v.extraVolumes }}
+  {{- toYaml . | nindent 2 }}
   {{- end }}
 {{- end -}}
