@@ -162,8 +162,8 @@ def check_semantics(rep, name, docs, values):
         if device == "cuda":
             rep.check(gpus == e_gpp, f"{where}: {gpu_res} == gpus per node", f"{gpus} vs {e_gpp}")
             tol = spec.get("tolerations", [])
-            rep.check({"key": "nvidia.com/gpu", "operator": "Equal", "value": "present", "effect": "NoSchedule"} in tol,
-                      f"{where}: tolerates nvidia.com/gpu=present:NoSchedule", tol)
+            rep.check({"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in tol,
+                      f"{where}: tolerates the nvidia.com/gpu:NoSchedule taint, whatever its value", tol)
             if values["gpu"]["product"]:
                 rep.check(spec.get("nodeSelector", {}).get("nvidia.com/gpu.product") == values["gpu"]["product"],
                           f"{where}: nodeSelector nvidia.com/gpu.product", spec.get("nodeSelector"))

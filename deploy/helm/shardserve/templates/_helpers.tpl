@@ -223,9 +223,8 @@ nodeSelector:
 {{- if or $v.tolerations (and (eq $v.device "cuda") $v.gpu.tolerateGpuTaint) }}
 tolerations:
   {{- if and (eq $v.device "cuda") $v.gpu.tolerateGpuTaint }}
-  - key: nvidia.com/gpu
-    operator: Equal
-    value: present
+  - key: nvidia.com/gpu  # any value: the GPU Operator taints "present", EKS and others "true"
+    operator: Exists
     effect: NoSchedule
   {{- end }}
   {{- with $v.tolerations }}
