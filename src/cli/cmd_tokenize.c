@@ -62,7 +62,16 @@ static ss_status tokenize_encode(const ss_tokenizer *tok, const char *text, size
 
 static ss_status tokenize_decode(const ss_tokenizer *tok, const char *json, size_t len, int skip_special, ss_err *err)
 {
-    cJSON *arr = cJSON_ParseWithLength(json, len);
+    /* cJSON reads a NUL as white space and stops after the first value: neither may pass for an array of ids */
+    const char *end = NULL;
+    cJSON *arr = memchr(json, '\0', len) ? NULL : cJSON_ParseWithLengthOpts(json, len, &end, 0);
+    while (arr && end < json + len && (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r'))
+        end++;
+    if (arr && end != json + len) {
+        cJSON_Delete(arr);
+        return ss_err_set(err, SS_ERR_INVALID_ARG, "stdin: data after the JSON array of token ids (at byte %zu)",
+                          (size_t)(end - json));
+    }
     if (!cJSON_IsArray(arr)) {
         cJSON_Delete(arr);
         return ss_err_set(err, SS_ERR_INVALID_ARG, "stdin: expected a JSON array of token ids");

@@ -39,5 +39,12 @@ echo '[1, 999999999]' | "$BIN" tokenize --model "$L2" --decode >/dev/null 2>&1; 
 err=$(echo '[1, 1e10]' | "$BIN" tokenize --model "$L2" --decode 2>&1 >/dev/null); check huge-id 3 $?
 case $err in *"element 1 is not an integer token id"*) pass=$((pass + 1)) ;; *) fail=$((fail + 1)); echo "FAIL: $err" ;; esac
 echo '[1, 2.5]' | "$BIN" tokenize --model "$L2" --decode >/dev/null 2>&1; check frac-id 3 $?
+# data after the array, or a NUL (cJSON reads it as white space), is refused (helper-84: both decoded the first array)
+err=$(printf '[1]junk' | "$BIN" tokenize --model "$L2" --decode 2>&1 >/dev/null); check trailing-data 3 $?
+case $err in *"data after the JSON array of token ids (at byte 3)"*) pass=$((pass + 1)) ;;
+  *) fail=$((fail + 1)); echo "FAIL: $err" ;; esac
+printf '[1] [2]' | "$BIN" tokenize --model "$L2" --decode >/dev/null 2>&1; check two-arrays 3 $?
+printf '\0[15359]' | "$BIN" tokenize --model "$L2" --decode >/dev/null 2>&1; check nul 3 $?
+check trailing-blanks "Hi" "$(printf '[15359] \n\t' | "$BIN" tokenize --model "$L2" --decode)"
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
