@@ -99,6 +99,34 @@ ss_status ss_sha256_fd(ss_sha256 *h, int fd, int64_t limit, const char *name, ss
     return st;
 }
 
+ss_status ss_file_blocks(const char *path, ss_status (*fn)(void *ctx, const void *block, size_t n, ss_err *err),
+                         void *ctx, ss_err *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return ss_err_set(err, errno == ENOENT ? SS_ERR_NOT_FOUND : SS_ERR_IO, "%s: %s", path, strerror(errno));
+    (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    const size_t cap = 8u << 20;
+    unsigned char *buf = ss_malloc(cap);
+    ss_status st = buf ? SS_OK : ss_err_set(err, SS_ERR_NOMEM, "%s: out of memory reading", path);
+    for (off_t off = 0; st == SS_OK;) {
+        ssize_t r = pread(fd, buf, cap, off);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            st = ss_err_set(err, SS_ERR_IO, "%s: read: %s", path, strerror(errno));
+            break;
+        }
+        if (r == 0)
+            break;
+        st = fn(ctx, buf, (size_t)r, err);
+        off += r;
+    }
+    ss_free(buf);
+    close(fd);
+    return st;
+}
+
 ss_status ss_sha256_file(const char *path, char hex[SS_SHA256_HEX], ss_err *err)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);

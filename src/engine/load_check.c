@@ -2,15 +2,13 @@
  * faults read ahead of the loader), compared when the load is done; and the same over a file read by path. */
 #include "engine/load_check.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "core/alloc.h"
+#include "engine/digest.h"
 #include "engine/quick_digest.h"
 
 #define LC_STEP ((size_t)8 << 20) /* hashed between looks at the cancel flag */
@@ -104,28 +102,17 @@ void ss_load_check_cancel(ss_load_check *c)
     lc_free(c);
 }
 
+static ss_status lc_block(void *ctx, const void *block, size_t n, ss_err *err)
+{
+    return ss_quick_digest_update(ctx, block, n, err);
+}
+
 ss_status ss_load_check_file(const char *path, const char *expected, ss_err *err)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return ss_err_set(err, SS_ERR_IO, "%s: %s", path, strerror(errno));
-    (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-    uint8_t *buf = ss_malloc(LC_STEP);
     ss_quick_digest *h = NULL;
-    ss_status st = buf ? ss_quick_digest_create(&h, err) : ss_err_set(err, SS_ERR_NOMEM, "%s: out of memory", path);
-    for (off_t off = 0; st == SS_OK;) {
-        ssize_t r = pread(fd, buf, LC_STEP, off);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            st = ss_err_set(err, SS_ERR_IO, "%s: read: %s", path, strerror(errno));
-            break;
-        }
-        if (r == 0)
-            break;
-        st = ss_quick_digest_update(h, buf, (size_t)r, err);
-        off += r;
-    }
+    ss_status st = ss_quick_digest_create(&h, err);
+    if (st == SS_OK)
+        st = ss_file_blocks(path, lc_block, h, err);
     char got[SS_QUICK_DIGEST_LEN];
     if (st == SS_OK) {
         ss_quick_digest_text(h, got);
@@ -133,7 +120,5 @@ ss_status ss_load_check_file(const char *path, const char *expected, ss_err *err
             st = lc_mismatch(err, path, got, expected);
     }
     ss_quick_digest_destroy(h);
-    ss_free(buf);
-    close(fd);
     return st;
 }

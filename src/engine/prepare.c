@@ -1,7 +1,6 @@
 /* prepare.c — find or build an engine in the cache (DESIGN.md §3): key the source, reuse a valid
  * engine, else elect one builder through the lock, build into a temporary sibling, fsync, rename. */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,44 +45,34 @@ ss_status ss_engine_rank_path(const char *dir, int rank, char *buf, size_t cap, 
 /* What a mismatch says: what it means, and the way out (prepare reuses an engine only after this check). */
 #define ENG_DAMAGED "damaged engine file: the `shardserve prepare` that built the engine rebuilds it"
 
+typedef struct eng_digests {
+    ss_sha256 *sha;
+    ss_quick_digest *quick; /* NULL: not asked for */
+} eng_digests;
+
+static ss_status eng_digests_block(void *ctx, const void *block, size_t n, ss_err *err)
+{
+    eng_digests *d = ctx;
+    SS_CHECK(ss_sha256_update(d->sha, block, n, err));
+    return d->quick ? ss_quick_digest_update(d->quick, block, n, err) : SS_OK;
+}
+
 /* The sha256 (and, where the manifest has one, the quick digest) of the file at path, in one read. */
 static ss_status eng_file_digests(const char *path, char sha[SS_SHA256_HEX], char quick[SS_QUICK_DIGEST_LEN],
                                   ss_err *err)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return ss_err_set(err, SS_ERR_IO, "%s: %s", path, strerror(errno));
-    (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-    const size_t cap = 8u << 20;
-    uint8_t *buf = ss_malloc(cap);
-    ss_sha256 *h = NULL;
-    ss_quick_digest *q = NULL;
-    ss_status st = buf ? ss_sha256_create(&h, err) : ss_err_set(err, SS_ERR_NOMEM, "%s: out of memory", path);
+    eng_digests d = {NULL, NULL};
+    ss_status st = ss_sha256_create(&d.sha, err);
     if (st == SS_OK && quick)
-        st = ss_quick_digest_create(&q, err);
-    for (off_t off = 0; st == SS_OK;) {
-        ssize_t r = pread(fd, buf, cap, off);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            st = ss_err_set(err, SS_ERR_IO, "%s: read: %s", path, strerror(errno));
-            break;
-        }
-        if (r == 0)
-            break;
-        st = ss_sha256_update(h, buf, (size_t)r, err);
-        if (st == SS_OK && q)
-            st = ss_quick_digest_update(q, buf, (size_t)r, err);
-        off += r;
-    }
+        st = ss_quick_digest_create(&d.quick, err);
     if (st == SS_OK)
-        st = ss_sha256_final_hex(h, sha, err);
-    if (st == SS_OK && q)
-        ss_quick_digest_text(q, quick);
-    ss_quick_digest_destroy(q);
-    ss_sha256_destroy(h);
-    ss_free(buf);
-    close(fd);
+        st = ss_file_blocks(path, eng_digests_block, &d, err);
+    if (st == SS_OK)
+        st = ss_sha256_final_hex(d.sha, sha, err);
+    if (st == SS_OK && quick)
+        ss_quick_digest_text(d.quick, quick);
+    ss_quick_digest_destroy(d.quick);
+    ss_sha256_destroy(d.sha);
     return st;
 }
 
