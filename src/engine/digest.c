@@ -64,15 +64,17 @@ ss_status ss_sha256_final_hex(ss_sha256 *h, char hex[SS_SHA256_HEX], ss_err *err
     return SS_OK;
 }
 
-ss_status ss_sha256_fd(ss_sha256 *h, int fd, int64_t limit, const char *name, ss_err *err)
+/* The first `limit` bytes of fd from offset 0 (limit < 0: to its end), in blocks of up to 8 MiB handed to fn: the one
+ * read loop behind the helpers below. `name` is used in errors. */
+static ss_status fd_blocks(int fd, int64_t limit, const char *name,
+                           ss_status (*fn)(void *ctx, const void *block, size_t n, ss_err *err), void *ctx, ss_err *err)
 {
-    const size_t cap = 4u << 20;
+    const size_t cap = 8u << 20;
     unsigned char *buf = ss_malloc(cap);
     if (!buf)
-        return ss_err_set(err, SS_ERR_NOMEM, "%s: out of memory hashing", name);
+        return ss_err_set(err, SS_ERR_NOMEM, "%s: out of memory reading", name);
     ss_status st = SS_OK;
-    int64_t off = 0;
-    for (;;) {
+    for (int64_t off = 0; st == SS_OK;) {
         size_t want = cap;
         if (limit >= 0 && (int64_t)want > limit - off)
             want = (size_t)(limit - off);
@@ -90,13 +92,21 @@ ss_status ss_sha256_fd(ss_sha256 *h, int fd, int64_t limit, const char *name, ss
                 st = ss_err_set(err, SS_ERR_IO, "%s: file shorter than %lld bytes", name, (long long)limit);
             break;
         }
-        st = ss_sha256_update(h, buf, (size_t)r, err);
-        if (st != SS_OK)
-            break;
+        st = fn(ctx, buf, (size_t)r, err);
         off += r;
     }
     ss_free(buf);
     return st;
+}
+
+static ss_status sha_block(void *ctx, const void *block, size_t n, ss_err *err)
+{
+    return ss_sha256_update(ctx, block, n, err);
+}
+
+ss_status ss_sha256_fd(ss_sha256 *h, int fd, int64_t limit, const char *name, ss_err *err)
+{
+    return fd_blocks(fd, limit, name, sha_block, h, err);
 }
 
 ss_status ss_file_blocks(const char *path, ss_status (*fn)(void *ctx, const void *block, size_t n, ss_err *err),
@@ -106,40 +116,19 @@ ss_status ss_file_blocks(const char *path, ss_status (*fn)(void *ctx, const void
     if (fd < 0)
         return ss_err_set(err, errno == ENOENT ? SS_ERR_NOT_FOUND : SS_ERR_IO, "%s: %s", path, strerror(errno));
     (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-    const size_t cap = 8u << 20;
-    unsigned char *buf = ss_malloc(cap);
-    ss_status st = buf ? SS_OK : ss_err_set(err, SS_ERR_NOMEM, "%s: out of memory reading", path);
-    for (off_t off = 0; st == SS_OK;) {
-        ssize_t r = pread(fd, buf, cap, off);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            st = ss_err_set(err, SS_ERR_IO, "%s: read: %s", path, strerror(errno));
-            break;
-        }
-        if (r == 0)
-            break;
-        st = fn(ctx, buf, (size_t)r, err);
-        off += r;
-    }
-    ss_free(buf);
+    ss_status st = fd_blocks(fd, -1, path, fn, ctx, err);
     close(fd);
     return st;
 }
 
 ss_status ss_sha256_file(const char *path, char hex[SS_SHA256_HEX], ss_err *err)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return ss_err_set(err, errno == ENOENT ? SS_ERR_NOT_FOUND : SS_ERR_IO, "%s: %s", path, strerror(errno));
-    (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     ss_sha256 *h = NULL;
     ss_status st = ss_sha256_create(&h, err);
     if (st == SS_OK)
-        st = ss_sha256_fd(h, fd, -1, path, err);
+        st = ss_file_blocks(path, sha_block, h, err);
     if (st == SS_OK)
         st = ss_sha256_final_hex(h, hex, err);
     ss_sha256_destroy(h);
-    close(fd);
     return st;
 }
